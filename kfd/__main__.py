@@ -1,0 +1,3 @@
+from kfd.cli import main
+
+raise SystemExit(main())

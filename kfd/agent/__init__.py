@@ -1,0 +1,1 @@
+"""The agent: turn loop, context building, tool execution."""

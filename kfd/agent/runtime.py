@@ -1,0 +1,28 @@
+"""What every session shares: config, provider, tools, policies, journal, store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kfd.agent.tools import ToolRegistry
+    from kfd.api import Policy
+    from kfd.config import Config
+    from kfd.daemon.journal import Journal
+    from kfd.gateway.types import Provider
+    from kfd.store.db import Store
+
+
+@dataclass(slots=True)
+class Runtime:
+    config: Config
+    provider: Provider
+    tools: ToolRegistry
+    policies: list[Policy]
+    journal: Journal
+    store: Store
+    delta_window_s: float = 0.004
+    """Model text: at most one delta event per window while tokens pour in."""
+    output_window_s: float = 0.02
+    """Tool output: at most one output event per window."""

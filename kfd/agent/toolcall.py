@@ -1,0 +1,53 @@
+"""What a tool sees while it runs: the `kfd.api.ToolContext` implementation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class CallContext:
+    """The context of one tool call (implements `kfd.api.ToolContext`)."""
+
+    __slots__ = ("_config", "_on_output", "_session_id", "_state", "_workspace")
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        workspace: Path,
+        state: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> None:
+        self._session_id = session_id
+        self._workspace = workspace
+        self._state = {} if state is None else state
+        self._config = {} if config is None else config
+        self._on_output = on_output
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
+
+    @property
+    def workspace(self) -> Path:
+        return self._workspace
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self._state
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self._config
+
+    def resolve(self, path: str) -> Path:
+        expanded = os.path.expanduser(path)
+        return Path(os.path.normpath(os.path.join(self._workspace, expanded)))
+
+    def output(self, text: str) -> None:
+        if self._on_output is not None and text:
+            self._on_output(text)

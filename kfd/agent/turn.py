@@ -1,0 +1,424 @@
+"""The turn loop: user message to final answer.
+
+One turn: the queued user messages enter the transcript; then, step after
+step, the model streams an answer; its tool calls are decided (policy, then
+approval if asked), run (read-only ones concurrently), and their results go
+back to the model; until the model answers without tools, the user cancels,
+or a limit stops it. Whatever happens, every tool call gets exactly one
+result and the turn ends with one ``turn.completed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from kfd.agent.context import build_request
+from kfd.agent.toolcall import CallContext
+from kfd.agent.tools import InvalidArguments
+from kfd.agent.truncate import cap
+from kfd.api import PolicyRequest, Tool, ToolError, ToolResult, Verdict
+from kfd.errors import ProviderError
+from kfd.gateway.types import Completed, ReasoningDelta, Retrying, TextDelta
+from kfd.policy import engine
+from kfd.policy.paths import resolve
+from kfd.protocol import (
+    ErrorEvent,
+    MessageCompleted,
+    MessageDiscarded,
+    MessageUser,
+    ModelRetry,
+    QueuedMessage,
+    StopReason,
+    ToolCall,
+    ToolCompleted,
+    ToolRequested,
+    ToolStarted,
+    ToolStatus,
+    TurnCompleted,
+    TurnStarted,
+    UsageReported,
+)
+from kfd.transcript import ToolResultMessage, UserMessage, unanswered_calls
+
+if TYPE_CHECKING:
+    from kfd.agent.session import Session
+
+log = logging.getLogger(__name__)
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+class _Stop(Exception):
+    """Ends the turn early with a stop reason and a message for the user."""
+
+    def __init__(self, reason: StopReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(slots=True)
+class _Call:
+    call: ToolCall
+    tool: Tool[Any] | None
+    raw: dict[str, Any]
+    args: msgspec.Struct | None
+    error: str | None
+    summary: str = ""
+
+
+async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
+    """Run one turn for the queued messages. Never raises but cancellation."""
+    session.info.turns += 1
+    turn = session.info.turns
+    # Status first: if TurnStarted is on disk, so is "running" (crash recovery relies on it).
+    session.set_status("running")
+    for queued in incoming:
+        session.emit(
+            MessageUser(
+                session=session.id,
+                message_id=queued.message_id,
+                text=queued.text,
+                frontend=queued.frontend,
+            ),
+            message=UserMessage(text=queued.text, id=queued.message_id),
+        )
+    session.emit(
+        TurnStarted(session=session.id, turn=turn, message_ids=[q.message_id for q in incoming])
+    )
+    stop: StopReason = "end_turn"
+    note = ""
+    try:
+        await _steps(session, turn)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        stop = session.cancel_reason
+        note = "cancelled by the user" if stop == "cancelled" else "the daemon stopped"
+    except _Stop as exc:
+        stop, note = exc.reason, exc.message
+    except ProviderError as exc:
+        stop, note = "error", str(exc)
+        session.emit(ErrorEvent(session=session.id, code="provider", message=str(exc)))
+    except Exception as exc:
+        log.exception("turn %d of session %s failed", turn, session.id)
+        stop, note = "error", f"internal error: {exc!r}"
+        session.emit(ErrorEvent(session=session.id, code="internal", message=note))
+    session.end_stream(publish_pending=False)
+    outcome: ToolStatus = "interrupted" if stop == "interrupted" else "cancelled"
+    for call in unanswered_calls(session.messages):
+        session.tool_finished(call.id)
+        text = (
+            "interrupted; side effects unknown: the daemon stopped during this call"
+            if outcome == "interrupted"
+            else f"not completed: the turn ended ({note or stop})"
+        )
+        _answer(session, call, outcome, text, reason=note)
+    done = session.emit(
+        TurnCompleted(session=session.id, turn=turn, stop_reason=stop, message=note)
+    )
+    session.set_status("error" if stop == "error" else "idle")
+    await done
+
+
+async def _steps(session: Session, turn: int) -> None:
+    config = session.runtime.config.agent
+    repeats: list[str] = []
+    for _ in range(config.max_steps):
+        completed = await _ask_model(session, turn)
+        calls = completed.message.tool_calls
+        if not calls:
+            return
+        await _run_calls(session, calls, repeats)
+    raise _Stop(
+        "max_steps",
+        f"stopped after {config.max_steps} model requests; raise [agent] max_steps to allow more",
+    )
+
+
+async def _ask_model(session: Session, turn: int) -> Completed:
+    runtime = session.runtime
+    request = build_request(session, turn)
+    message_id = session.begin_stream()
+    completed: Completed | None = None
+    async for event in runtime.provider.stream(request):
+        if isinstance(event, TextDelta):
+            session.stream_text(event.text)
+        elif isinstance(event, ReasoningDelta):
+            session.stream_text(event.text, reasoning=True)
+        elif isinstance(event, Retrying):
+            session.end_stream(publish_pending=False)
+            session.emit(
+                MessageDiscarded(session=session.id, message_id=message_id, reason=event.reason)
+            )
+            session.emit(
+                ModelRetry(
+                    session=session.id,
+                    attempt=event.attempt,
+                    delay_s=event.delay_s,
+                    reason=event.reason,
+                )
+            )
+            message_id = session.begin_stream()
+        elif isinstance(event, Completed):
+            completed = event
+    session.end_stream()
+    if completed is None:  # pragma: no cover - providers always complete or raise
+        raise ProviderError("the model stream ended without an answer")
+    message = msgspec.structs.replace(completed.message, id=message_id)
+    session.emit(
+        MessageCompleted(
+            session=session.id,
+            message_id=message_id,
+            text=message.text,
+            reasoning=message.reasoning,
+            tool_calls=message.tool_calls,
+        ),
+        message=message,
+    )
+    _account(session, completed)
+    return msgspec.structs.replace(completed, message=message)
+
+
+def _account(session: Session, completed: Completed) -> None:
+    total = session.info.usage
+    used = completed.usage
+    total.input_tokens += used.input_tokens
+    total.cached_input_tokens += used.cached_input_tokens
+    total.output_tokens += used.output_tokens
+    total.reasoning_tokens += used.reasoning_tokens
+    total.requests += 1
+    total.cost_usd += used.cost_usd
+    session.emit(
+        UsageReported(
+            session=session.id,
+            request=used,
+            total=msgspec.structs.replace(total),
+            model=completed.info.model,
+            context_tokens=used.input_tokens + used.output_tokens,
+            context_window=session.runtime.config.model.context_window,
+        )
+    )
+
+
+async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]) -> None:
+    runtime = session.runtime
+    prepared = [_prepare(session, call) for call in calls]
+    for item in prepared:
+        session.emit(
+            ToolRequested(
+                session=session.id,
+                call_id=item.call.id,
+                name=item.call.name,
+                arguments=item.raw,
+                summary=item.summary,
+                read_only=bool(item.tool and item.tool.read_only),
+            )
+        )
+    limit = runtime.config.agent.repeat_limit
+    group: list[tuple[_Call, str]] = []
+    for index, item in enumerate(prepared):
+        signature = item.call.name + _canonical.encode(item.raw).decode()
+        repeats[:] = [*repeats, signature] if repeats and repeats[-1] == signature else [signature]
+        if len(repeats) >= limit:
+            await _flush(session, group)
+            message = (
+                f"stopped: `{item.call.name}` was called with the same arguments "
+                f"{limit} times in a row"
+            )
+            for rest in prepared[index:]:
+                _answer(session, rest.call, "cancelled", f"not run: {message}", reason=message)
+            raise _Stop("repeated_tool_call", message)
+        if item.error is not None or item.tool is None or item.args is None:
+            _answer(session, item.call, "error", item.error or "invalid call")
+            continue
+        verdict = await _decide(session, item)
+        if verdict.decision == "deny":
+            _answer(
+                session, item.call, "denied", f"denied: {verdict.reason}", reason=verdict.reason
+            )
+            continue
+        if verdict.decision == "ask":
+            await _flush(session, group)
+            preview = await item.tool.preview(item.args, _context(session, item))
+            decision, message = await session.ask(
+                item.call.id,
+                item.call.name,
+                preview,
+                verdict.reason,
+                item.tool.session_rule(item.args),
+            )
+            if decision == "deny":
+                text = "denied by the user" + (f": {message}" if message else "")
+                _answer(session, item.call, "denied", text, reason="denied by the user")
+                continue
+            reason = (
+                "allowed for this session" if decision == "allow_session" else "allowed by the user"
+            )
+            await _execute(session, item, reason)
+            continue
+        if item.tool.read_only:
+            group.append((item, verdict.reason))
+        else:
+            await _flush(session, group)
+            await _execute(session, item, verdict.reason)
+    await _flush(session, group)
+
+
+async def _flush(session: Session, group: list[tuple[_Call, str]]) -> None:
+    """Run the gathered read-only calls concurrently."""
+    if not group:
+        return
+    items = list(group)
+    group.clear()
+    if len(items) == 1:
+        await _execute(session, *items[0])
+        return
+    async with asyncio.TaskGroup() as tasks:
+        for item, reason in items:
+            tasks.create_task(_execute(session, item, reason))
+
+
+def _prepare(session: Session, call: ToolCall) -> _Call:
+    registry = session.runtime.tools
+    tool = registry.get(call.name)
+    if tool is None:
+        available = ", ".join(registry.names)
+        return _Call(
+            call, None, {}, None, f"unknown tool `{call.name}`; the tools are: {available}"
+        )
+    try:
+        raw, args = registry.parse(tool, call.arguments)
+    except InvalidArguments as exc:
+        return _Call(call, tool, {}, None, str(exc))
+    return _Call(call, tool, raw, args, None, summary=tool.summary(args))
+
+
+async def _decide(session: Session, item: _Call) -> Verdict:
+    assert item.tool is not None
+    assert item.args is not None
+    workspace = _workspace(session)
+    paths = await asyncio.to_thread(resolve, workspace, item.tool.paths(item.args))
+    request = PolicyRequest(
+        session_id=session.id,
+        tool=item.call.name,
+        arguments=item.raw,
+        read_only=item.tool.read_only,
+        edits_files=item.tool.edits_files,
+        workspace=str(workspace),
+        mode=session.info.mode,
+        paths=paths,
+        session_rule=item.tool.session_rule(item.args),
+        session_rules=list(session.session_rules),
+    )
+    verdicts: list[Verdict | None] = [engine.decide(request)]
+    for policy in session.runtime.policies:
+        try:
+            verdicts.append(await policy.check(request))
+        except Exception as exc:
+            log.exception("policy %s failed", getattr(policy, "name", policy))
+            verdicts.append(
+                Verdict("ask", f"policy {getattr(policy, 'name', '?')} failed: {exc!r}")
+            )
+    return engine.combine(verdicts)
+
+
+def _workspace(session: Session) -> Path:
+    return Path(session.info.cwd)
+
+
+def _context(session: Session, item: _Call) -> CallContext:
+    name = item.call.name
+    return CallContext(
+        session_id=session.id,
+        workspace=_workspace(session),
+        state=session.tool_state.setdefault(_plugin_key(item), {}),
+        config=session.runtime.config.tools.get(name, {}),
+        on_output=lambda text: session.tool_output(item.call.id, text),
+    )
+
+
+def _plugin_key(item: _Call) -> str:
+    # Tools of one plugin share state (read records hashes that edit checks).
+    return type(item.tool).__module__.split(".")[0]
+
+
+async def _execute(session: Session, item: _Call, reason: str) -> None:
+    assert item.tool is not None
+    assert item.args is not None
+    call = item.call
+    ctx = _context(session, item)
+    session.tool_started(call.id, call.name, item.summary)
+    # Durable before the side effect: after a crash, a started call is
+    # reported "side effects unknown" and never run again by itself.
+    await session.emit(
+        ToolStarted(session=session.id, call_id=call.id, name=call.name, summary=item.summary)
+    )
+    started = time.monotonic()
+    timeout = session.runtime.config.agent.tool_timeout_s
+    try:
+        result = await asyncio.wait_for(item.tool.run(item.args, ctx), timeout)
+    except ToolError as exc:
+        result = ToolResult(output=str(exc), is_error=True)
+    except TimeoutError:
+        result = ToolResult(
+            output=f"`{call.name}` did not finish within {timeout:g} s", is_error=True
+        )
+    except asyncio.CancelledError:
+        session.tool_finished(call.id)
+        raise
+    except Exception as exc:
+        log.exception("tool %s failed", call.name)
+        result = ToolResult(
+            output=f"`{call.name}` failed: {type(exc).__name__}: {exc}", is_error=True
+        )
+    session.tool_finished(call.id)
+    duration_ms = (time.monotonic() - started) * 1000
+    _answer(
+        session,
+        call,
+        "error" if result.is_error else "ok",
+        result.output,
+        reason=reason,
+        display=result,
+        duration_ms=duration_ms,
+    )
+
+
+def _answer(
+    session: Session,
+    call: ToolCall,
+    status: ToolStatus,
+    output: str,
+    *,
+    reason: str = "",
+    display: ToolResult | None = None,
+    duration_ms: float = 0.0,
+) -> None:
+    """Give a tool call its one result: in the log and in the transcript."""
+    text, truncated = cap(output, output_id=call.id)
+    session.emit(
+        ToolCompleted(
+            session=session.id,
+            call_id=call.id,
+            name=call.name,
+            status=status,
+            output=text,
+            display=display.display if display is not None else None,
+            duration_ms=round(duration_ms, 1),
+            reason=reason,
+            truncated=truncated,
+        ),
+        message=ToolResultMessage(
+            call_id=call.id, name=call.name, content=text, is_error=status != "ok"
+        ),
+        tool_output=output if truncated else None,
+    )

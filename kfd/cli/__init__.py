@@ -1,0 +1,79 @@
+"""The ``kfd`` command.
+
+Each subcommand imports what it needs when it runs, so ``kfd run`` against a
+running daemon loads the client library and nothing of the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from kfd import __version__
+
+MODES = ("default", "accept-edits", "plan", "auto")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kfd",
+        description="A coding agent that runs as a daemon; attach from anywhere.",
+    )
+    parser.add_argument("--version", action="version", version=f"kfd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    daemon = commands.add_parser("daemon", help="run the daemon in the foreground")
+    daemon.add_argument("--log-stderr", action="store_true", help="also log to stderr")
+
+    run = commands.add_parser("run", help="run one turn headless and print the answer")
+    run.add_argument("prompt", help="the message to send")
+    run.add_argument("--cwd", default=".", help="workspace of a new session (default: .)")
+    run.add_argument("--session", help="send to this session (id or unique prefix)")
+    run.add_argument("--mode", choices=MODES, help="permission mode for the session")
+    run.add_argument("--model", help="model for a new session")
+    run.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    run.add_argument(
+        "--approval-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="deny an approval no frontend answers within S seconds (default 120)",
+    )
+
+    sessions = commands.add_parser("sessions", help="list sessions")
+    sessions.add_argument("--all", action="store_true", help="include archived sessions")
+    sessions.add_argument("--here", action="store_true", help="only sessions of this directory")
+    sessions.add_argument("--json", action="store_true", help="print JSON")
+
+    status = commands.add_parser("status", help="show the daemon's state")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    commands.add_parser("stop", help="stop the daemon (running turns end as interrupted)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command
+    if command is None:
+        parser.print_help()
+        return 0
+    if command == "daemon":
+        from kfd.cli.daemon import main as daemon_main
+
+        return daemon_main(args)
+    from kfd.cli import commands
+
+    handler = {
+        "run": commands.run,
+        "sessions": commands.sessions,
+        "status": commands.status,
+        "stop": commands.stop,
+    }[command]
+    return commands.execute(handler, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""The client-side subcommands: run, sessions, status, stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
+
+import msgspec
+
+from kfd import paths
+from kfd import protocol as p
+from kfd.client import (
+    Client,
+    ClientError,
+    ConnectionLost,
+    ConnectionRestored,
+    DaemonUnavailable,
+    RequestFailed,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NO_DAEMON = 3
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+_json = msgspec.json.Encoder()
+
+
+def execute(handler: Handler, args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(handler(args))
+    except DaemonUnavailable as exc:
+        print(f"kfd: {exc}", file=sys.stderr)
+        return EXIT_NO_DAEMON
+    except RequestFailed as exc:
+        print(f"kfd: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except ClientError as exc:
+        print(f"kfd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- kfd run --------------------------------------------------------------
+
+
+def _json_line(item: Any) -> bytes:
+    if isinstance(item, p.Event):
+        data = msgspec.to_builtins(item)
+        data.setdefault("seq", item.seq)
+        data.setdefault("session", item.session)
+    elif isinstance(item, ConnectionLost):
+        data = {"type": "client.connection_lost", "session": item.session, "seq": None}
+    else:
+        data = {"type": "client.connection_restored", "session": item.session, "seq": None}
+    return _json.encode(data) + b"\n"
+
+
+class _Printer:
+    """Human output: the answer on stdout, activity on stderr."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+        self.open_line = False
+
+    def text(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+        self.open_line = not text.endswith("\n")
+
+    def end_message(self) -> None:
+        if self.open_line:
+            self.out.write("\n")
+            self.out.flush()
+            self.open_line = False
+
+    def note(self, line: str) -> None:
+        self.end_message()
+        self.err.write(line + "\n")
+        self.err.flush()
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with await Client.connect(name="kfd-run", spawn=True) as client:
+        if args.session:
+            info = await client.session(args.session)
+            if args.mode and args.mode != info.mode:
+                info = await client.set_mode(info.id, args.mode)
+        else:
+            cwd = os.path.abspath(args.cwd)
+            if not os.path.isdir(cwd):
+                print(f"kfd: --cwd {args.cwd!r} is not a directory", file=sys.stderr)
+                return EXIT_USAGE
+            info = await client.create_session(
+                cwd,
+                title=" ".join(args.prompt.split())[:80],
+                model=args.model,
+                mode=args.mode or "default",
+            )
+        async with await client.attach(info.id, since_seq=info.last_seq) as session:
+            sent = await client.send(info.id, args.prompt)
+            return await _follow(client, session, sent.message_id, args)
+
+
+async def _follow(client: Client, session: Any, message_id: str, args: argparse.Namespace) -> int:
+    printer = _Printer(sys.stdout, sys.stderr)
+    out = sys.stdout.buffer
+    timers: dict[str, asyncio.Task[None]] = {}
+    our_turn: int | None = None
+    failed = False
+
+    async def deny_later(approval: p.ApprovalRequested) -> None:
+        await asyncio.sleep(args.approval_timeout)
+        with contextlib.suppress(RequestFailed):  # someone answered meanwhile
+            await client.respond(
+                approval.session,
+                approval.approval_id,
+                "deny",
+                f"no frontend answered within {args.approval_timeout:g} s (kfd run)",
+            )
+
+    try:
+        async for item in session:
+            if args.json:
+                out.write(_json_line(item))
+                out.flush()
+            match item:
+                case p.TurnStarted() if message_id in item.message_ids:
+                    our_turn = item.turn
+                case p.MessageDelta(kind="text") if not args.json and our_turn is not None:
+                    printer.text(item.text)
+                case p.MessageCompleted() if not args.json:
+                    printer.end_message()
+                case p.ToolStarted() if not args.json:
+                    printer.note(f"· {item.name} {item.summary}".rstrip())
+                case p.ToolCompleted() if not args.json and item.status != "ok":
+                    first = item.output.strip().splitlines()[:1]
+                    printer.note(f"  {item.status}: {first[0] if first else ''}")
+                case p.ApprovalRequested():
+                    if not args.json:
+                        what = item.preview.command or item.preview.summary or item.tool
+                        printer.note(
+                            f"? {item.tool} needs approval ({item.reason}): {what}\n"
+                            f"  answer from another frontend, or it is denied in "
+                            f"{args.approval_timeout:g} s"
+                        )
+                    timers[item.approval_id] = asyncio.create_task(deny_later(item))
+                case p.ApprovalResolved():
+                    timer = timers.pop(item.approval_id, None)
+                    if timer is not None:
+                        timer.cancel()
+                    if not args.json:
+                        who = item.by.name if item.by else "kfd"
+                        printer.note(f"  {item.decision} ({who})")
+                case p.ErrorEvent():
+                    failed = True
+                    if not args.json:
+                        printer.note(f"error: {item.message}")
+                case ConnectionLost() if not args.json:
+                    printer.note("… the daemon went away; waiting for it to come back")
+                case ConnectionRestored() if not args.json:
+                    printer.note("… reconnected")
+                case p.TurnCompleted() if item.turn == our_turn:
+                    printer.end_message()
+                    if item.stop_reason != "end_turn":
+                        if not args.json:
+                            printer.note(f"turn ended: {item.stop_reason} {item.message}".rstrip())
+                        return EXIT_FAILED
+                    return EXIT_FAILED if failed else EXIT_OK
+    finally:
+        for timer in timers.values():
+            timer.cancel()
+    return EXIT_FAILED
+
+
+# -- kfd sessions / status / stop ---------------------------------------------
+
+
+def _ago(ts: float) -> str:
+    seconds = max(0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"
+
+
+async def sessions(args: argparse.Namespace) -> int:
+    async with await Client.connect(name="kfd-sessions", spawn=True) as client:
+        listed = await client.sessions(
+            cwd=os.getcwd() if args.here else None, include_archived=args.all
+        )
+    if args.json:
+        sys.stdout.buffer.write(_json.encode(listed) + b"\n")
+        return EXIT_OK
+    if not listed:
+        print('no sessions yet; start one with `kfd run "..."`')
+        return EXIT_OK
+    for info in listed:
+        tokens = info.usage.input_tokens + info.usage.output_tokens
+        title = info.title or "(untitled)"
+        flags = " [archived]" if info.archived else ""
+        print(
+            f"{info.id}  {info.status:<17} {info.mode:<12} {_ago(info.updated_at):>9}  "
+            f"{info.turns:>3} turns {tokens:>8} tok  {title[:40]}{flags}\n"
+            f"{'':22}{info.cwd}"
+        )
+    return EXIT_OK
+
+
+async def status(args: argparse.Namespace) -> int:
+    directory = paths.runtime_dir()
+    if paths.daemon_pid(directory) is None:
+        if args.json:
+            print('{"running": false}')
+        else:
+            print(f"no kfd daemon is running for {directory}")
+        return EXIT_NO_DAEMON
+    async with await Client.connect(name="kfd-status") as client:
+        result = await client.status()
+    if args.json:
+        data = msgspec.to_builtins(result)
+        data["running"] = True
+        sys.stdout.buffer.write(_json.encode(data) + b"\n")
+        return EXIT_OK
+    print(f"kfd {result.version}  daemon {result.daemon_id}  pid {result.pid}")
+    print(f"up {_duration(result.uptime_s)}; {result.sessions} sessions, {result.running} running")
+    print(f"runtime {result.runtime_dir}\nstate   {result.state_dir}")
+    print(f"tools: {', '.join(result.tools) or 'none'}")
+    others = [f for f in result.frontends if f.name != "kfd-status"]
+    print(f"frontends attached: {len(others)}")
+    for frontend in others:
+        print(f"  {frontend.name} ({frontend.id}) pid {frontend.pid}")
+    for problem in result.problems:
+        print(f"problem: {problem}")
+    return EXIT_OK
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+async def stop(args: argparse.Namespace) -> int:
+    directory = paths.runtime_dir()
+    pid = paths.daemon_pid(directory)
+    if pid is None:
+        print("no kfd daemon is running")
+        return EXIT_OK
+    async with await Client.connect(name="kfd-stop") as client:
+        await client.shutdown()
+    deadline = time.monotonic() + 15
+    while paths.daemon_pid(directory) is not None:
+        if time.monotonic() > deadline:
+            print(f"kfd: the daemon (pid {pid}) did not stop within 15 s", file=sys.stderr)
+            return EXIT_FAILED
+        await asyncio.sleep(0.05)
+    print(f"stopped the kfd daemon (pid {pid})")
+    return EXIT_OK

@@ -1,0 +1,181 @@
+"""The journal: durable before visible.
+
+Every session event passes through here. Durable events are written to the
+store in group commits (whatever queued up while the previous commit ran goes
+into the next one), and only then published on the bus, in the order they were
+emitted. Ephemeral events (streamed deltas) are never written; they are
+published in order behind any durable event still on its way to disk, and
+straight away when nothing is.
+
+Observers (the ``kfd_event`` hook) see each event after it is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from kfd.protocol import Event, SessionInfo, event_type
+from kfd.store.db import Batch, EventRow, MessageRow, Store
+
+log = logging.getLogger(__name__)
+
+encoder = msgspec.json.Encoder()
+
+Publisher = Callable[[bytes, bytes], None]
+Observer = Callable[[Event], None]
+
+_BARRIER = Event(session="")
+"""Marks a drain point in the queue; never published."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    topic: bytes
+    body: bytes
+    event: Event
+    durable: bool
+    future: asyncio.Future[None] | None = None
+    message: MessageRow | None = None
+    session: SessionInfo | None = None
+    tool_output: tuple[str, str, str] | None = None
+
+
+@dataclass(slots=True)
+class _Stats:
+    commits: int = 0
+    events: int = 0
+    largest_batch: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+class Journal:
+    """Orders, persists and publishes events. Run `run` as a task."""
+
+    def __init__(
+        self,
+        store: Store,
+        publish: Publisher,
+        observe: Observer | None = None,
+        commit_interval_s: float = 0.0,
+    ) -> None:
+        self._store = store
+        self._publish = publish
+        self._observe = observe
+        self._commit_interval_s = commit_interval_s
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
+        self._busy = False
+        self.stats = _Stats()
+
+    def append(
+        self,
+        event: Event,
+        *,
+        session: SessionInfo | None = None,
+        message: MessageRow | None = None,
+        tool_output: tuple[str, str, str] | None = None,
+    ) -> asyncio.Future[None]:
+        """Queue a durable event (seq already set); the future resolves once
+        it is on disk and published, or fails if the write failed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(
+            _Entry(
+                topic=event.session.encode(),
+                body=encoder.encode(event),
+                event=event,
+                durable=True,
+                future=future,
+                message=message,
+                session=session,
+                tool_output=tool_output,
+            )
+        )
+        return future
+
+    def publish(self, event: Event) -> None:
+        """Publish an ephemeral event, in order behind pending durable ones."""
+        entry = _Entry(event.session.encode(), encoder.encode(event), event, durable=False)
+        if not self._busy and self._queue.empty():
+            self._send(entry)
+        else:
+            self._queue.put_nowait(entry)
+
+    def publish_global(self, topic: bytes, event: Event) -> None:
+        """Publish a daemon-wide event (not logged) on ``topic``."""
+        self._publish(topic, encoder.encode(event))
+
+    async def run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            self._busy = True
+            try:
+                if self._commit_interval_s and first.durable:
+                    await asyncio.sleep(self._commit_interval_s)
+                entries = [first]
+                while not self._queue.empty():
+                    entries.append(self._queue.get_nowait())
+                await self._commit(entries)
+            finally:
+                self._busy = False
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is written and published."""
+        if self._queue.empty() and not self._busy:
+            return
+        barrier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Entry(b"", b"", _BARRIER, durable=False, future=barrier))
+        await barrier
+
+    async def _commit(self, entries: list[_Entry]) -> None:
+        durable = [e for e in entries if e.durable]
+        if durable:
+            sessions: dict[str, SessionInfo] = {}
+            for e in durable:
+                if e.session is not None:
+                    sessions[e.session.id] = e.session
+            batch = Batch(
+                events=[
+                    EventRow(e.event.session, e.event.seq, event_type(e.event), e.event.ts, e.body)
+                    for e in durable
+                ],
+                messages=[e.message for e in durable if e.message is not None],
+                sessions=list(sessions.values()),
+                tool_outputs=[e.tool_output for e in durable if e.tool_output is not None],
+            )
+            try:
+                await self._store.write(batch)
+            except Exception as exc:
+                # Not on disk, so never shown: fail the emitters, publish nothing
+                # durable; the sessions end their turns with an error.
+                log.exception("journal commit of %d events failed", len(durable))
+                self.stats.failures.append(str(exc))
+                for e in durable:
+                    if e.future is not None and not e.future.done():
+                        e.future.set_exception(exc)
+                for e in entries:
+                    if not e.durable:
+                        self._send(e)
+                        if e.future is not None and not e.future.done():
+                            e.future.set_result(None)
+                return
+            self.stats.commits += 1
+            self.stats.events += len(durable)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(durable))
+        for e in entries:
+            self._send(e)
+            if e.future is not None and not e.future.done():
+                e.future.set_result(None)
+
+    def _send(self, entry: _Entry) -> None:
+        if entry.event is _BARRIER:
+            return
+        self._publish(entry.topic, entry.body)
+        if self._observe is not None:
+            try:
+                self._observe(entry.event)
+            except Exception:
+                log.exception("an event observer failed on %s", event_type(entry.event))

@@ -1,0 +1,252 @@
+"""Request handling: decode, dispatch, reply. Nothing a client sends can take
+the daemon down; everything wrong gets a typed error reply it can act on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from kfd import __version__
+from kfd.errors import RequestError
+from kfd.protocol import (
+    PROTOCOL_VERSION,
+    REQUEST_METHODS,
+    AnyRequest,
+    ApprovalRespond,
+    AttachResult,
+    Empty,
+    ErrorCode,
+    ErrorInfo,
+    FrontendInfo,
+    FrontendRef,
+    Hello,
+    HelloResult,
+    MessageSend,
+    Reply,
+    Request,
+    SessionArchive,
+    SessionAttach,
+    SessionCreate,
+    SessionFork,
+    SessionGet,
+    SessionList,
+    SessionListResult,
+    SessionResult,
+    SessionSetMode,
+    Shutdown,
+    Status,
+    StatusResult,
+    TurnCancel,
+)
+
+if TYPE_CHECKING:
+    from kfd.daemon.server import Daemon
+
+log = logging.getLogger(__name__)
+
+ATTACH_EVENT_LIMIT = 20_000
+"""Events per attach reply; a client with more to catch up asks again."""
+
+_encoder = msgspec.json.Encoder()
+_request_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyRequest)
+
+
+class _Peek(msgspec.Struct):
+    """What can be read of a request that failed to decode."""
+
+    id: Any = ""
+    method: Any = None
+
+
+_peek_decoder = msgspec.json.Decoder(_Peek)
+
+
+def error_reply(request_id: str, code: ErrorCode, message: str) -> bytes:
+    return _encoder.encode(
+        Reply(id=request_id, ok=False, error=ErrorInfo(code=code, message=message))
+    )
+
+
+def _explain(body: bytes) -> tuple[str, str]:
+    """(request id, message) for a request that did not decode."""
+    try:
+        peek = _peek_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return "", f"a request must be one JSON object with `id` and `method` ({exc})"
+    request_id = peek.id if isinstance(peek.id, str) else ""
+    if not isinstance(peek.id, str) or not peek.id:
+        return request_id, "a request needs a non-empty string `id`"
+    if peek.method not in REQUEST_METHODS:
+        known = ", ".join(sorted(REQUEST_METHODS))
+        return request_id, f"unknown method {peek.method!r}; the methods are: {known}"
+    try:
+        _request_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        return request_id, f"invalid {peek.method} request: {exc}"
+    return request_id, "invalid request"  # pragma: no cover
+
+
+class RpcHandler:
+    """Turns request frames into reply frames for one daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.frontends: dict[bytes, FrontendInfo] = {}
+
+    async def __call__(self, identity: bytes, body: bytes) -> bytes:
+        try:
+            request = _request_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            request_id, message = _explain(body)
+            return error_reply(request_id, "bad_request", message)
+        assert isinstance(request, Request)
+        frontend = self._frontend(identity)
+        try:
+            result = await self._dispatch(request, frontend, identity)
+        except RequestError as exc:
+            code: ErrorCode = exc.code if exc.code in _CODES else "internal"  # type: ignore[assignment]
+            return error_reply(request.id, code, exc.message)
+        except Exception as exc:
+            log.exception("request %r failed", request)
+            return error_reply(
+                request.id, "internal", f"the daemon failed on this request: {exc!r}"
+            )
+        return _encoder.encode(
+            Reply(id=request.id, ok=True, result=msgspec.Raw(_encoder.encode(result)))
+        )
+
+    def _frontend(self, identity: bytes) -> FrontendInfo:
+        info = self.frontends.get(identity)
+        now = time.time()
+        if info is None:
+            name = identity.decode("ascii", "replace") if identity.isascii() else identity.hex()
+            info = FrontendInfo(id=name, name="unknown", connected_at=now)
+            self.frontends[identity] = info
+            if len(self.frontends) > 10_000:  # forget the oldest silent ones
+                oldest = min(self.frontends, key=lambda k: self.frontends[k].last_seen)
+                del self.frontends[oldest]
+        info.last_seen = now
+        return info
+
+    async def _dispatch(
+        self, request: Request, frontend: FrontendInfo, identity: bytes
+    ) -> msgspec.Struct:
+        daemon = self.daemon
+        sessions = daemon.sessions
+        by = FrontendRef(id=frontend.id, name=frontend.name)
+        match request:
+            case Hello():
+                frontend.name = request.name[:64] or "unknown"
+                frontend.pid = request.pid
+                return HelloResult(
+                    protocol=PROTOCOL_VERSION,
+                    version=__version__,
+                    daemon_id=daemon.daemon_id,
+                    pid=os.getpid(),
+                    frontend_id=frontend.id,
+                )
+            case Status():
+                return await self._status()
+            case Shutdown():
+                asyncio.get_running_loop().call_soon(daemon.stop, f"requested by {frontend.name}")
+                return Empty()
+            case SessionCreate():
+                session = await sessions.create(
+                    request.cwd, title=request.title, model=request.model, mode=request.mode
+                )
+                session.info.frontends = daemon.watchers(session.id)
+                return SessionResult(session=session.info)
+            case SessionList():
+                listed = await daemon.runtime.store.sessions(
+                    cwd=os.path.realpath(request.cwd) if request.cwd else None,
+                    include_archived=request.include_archived,
+                    limit=max(1, min(request.limit, 10_000)),
+                )
+                live = sessions.live
+                return SessionListResult(
+                    sessions=[live[s.id].info if s.id in live else s for s in listed]
+                )
+            case SessionGet():
+                return SessionResult(session=(await sessions.get(request.session)).info)
+            case SessionAttach():
+                return await self._attach(request)
+            case SessionFork():
+                parent = await sessions.get(request.session)
+                forked = await sessions.fork(parent, request.message_id, request.title)
+                return SessionResult(session=forked.info)
+            case SessionArchive():
+                session = await sessions.get(request.session)
+                session.update(by=by, archived=request.archived)
+                return SessionResult(session=session.info)
+            case SessionSetMode():
+                session = await sessions.get(request.session)
+                session.set_mode(request.mode, by=by)
+                return SessionResult(session=session.info)
+            case MessageSend():
+                if not request.text.strip():
+                    raise RequestError("bad_request", "the message is empty")
+                session = await sessions.get(request.session)
+                return session.send(request.text, by, request.client_msg_id)
+            case TurnCancel():
+                session = await sessions.get(request.session)
+                session.cancel(clear_queue=request.clear_queue)
+                return Empty()
+            case ApprovalRespond():
+                session = await sessions.get(request.session)
+                session.respond(request.approval_id, request.decision, request.message, by)
+                return Empty()
+        raise RequestError("bad_request", f"unhandled request {type(request).__name__}")
+
+    async def _attach(self, request: SessionAttach) -> AttachResult:
+        session = await self.daemon.sessions.get(request.session)
+        session.info.frontends = self.daemon.watchers(session.id)
+        # The snapshot is taken in one go at seq S; then every event up to S
+        # is made durable and read back. Later events reach the client live.
+        snapshot = session.snapshot()
+        await self.daemon.runtime.journal.drain()
+        store = self.daemon.runtime.store
+        if request.tail is not None:
+            rows = await store.events_tail(
+                session.id, max(0, min(request.tail, ATTACH_EVENT_LIMIT))
+            )
+            rows = [row for row in rows if row[0] <= snapshot.seq]
+        else:
+            since = max(0, request.since_seq)
+            rows = await store.events(session.id, after=since, limit=ATTACH_EVENT_LIMIT + 1)
+            rows = [row for row in rows if row[0] <= snapshot.seq]
+        more = len(rows) > ATTACH_EVENT_LIMIT
+        rows = rows[:ATTACH_EVENT_LIMIT]
+        return AttachResult(
+            snapshot=snapshot,
+            events=[msgspec.Raw(body) for _, body in rows],
+            first_seq=rows[0][0] if rows else snapshot.seq + 1,
+            more=more,
+        )
+
+    async def _status(self) -> StatusResult:
+        daemon = self.daemon
+        present = daemon.present_frontends()
+        return StatusResult(
+            pid=os.getpid(),
+            version=__version__,
+            daemon_id=daemon.daemon_id,
+            started_at=daemon.started_at,
+            uptime_s=round(time.time() - daemon.started_at, 3),
+            sessions=await daemon.runtime.store.count_sessions(),
+            loaded=len(daemon.sessions.live),
+            running=sum(1 for s in daemon.sessions.live.values() if s.busy),
+            frontends=[info for info in self.frontends.values() if info.id in present],
+            runtime_dir=str(daemon.runtime_dir),
+            state_dir=str(daemon.state_dir),
+            plugins=daemon.plugins.names,
+            tools=daemon.runtime.tools.names,
+            problems=list(daemon.plugins.errors),
+        )
+
+
+_CODES = frozenset({"bad_request", "not_found", "conflict", "overloaded", "internal"})

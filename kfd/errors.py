@@ -1,0 +1,86 @@
+"""kfd's exceptions, in one tree.
+
+Errors are values the user can act on: every message says what failed, why,
+and what to do. ::
+
+    KfdError
+    ├── ConfigError              a config file or variable is wrong (which, where, how to fix)
+    ├── DaemonError
+    │   ├── DaemonRunning        a daemon already serves this runtime directory
+    │   └── DaemonUnavailable    no daemon answers (and none could be started)
+    ├── RequestError             the daemon answered a request with a typed error (``code``:
+    │                            bad_request, not_found, conflict, overloaded, internal)
+    ├── ProtocolMismatch         the daemon speaks a protocol version this client does not
+    ├── StoreError               the database cannot be opened or migrated
+    └── ProviderError            a model request failed
+        ├── ProviderRejected     the provider refused the request (bad key): not retried
+        │   └── ContextTooLong   the request does not fit the model's context window
+        ├── ProviderUnavailable  retries exhausted (429, 5xx, dropped or stalled connections)
+        └── ProviderProtocolError  the provider's answer could not be understood
+
+Tool failures are not exceptions of this tree: a tool raises
+`kfd.api.ToolError`, which becomes an error result the model reads.
+"""
+
+from __future__ import annotations
+
+
+class KfdError(Exception):
+    """Base of every kfd error."""
+
+
+class ConfigError(KfdError):
+    """A configuration file or variable is invalid."""
+
+
+class DaemonError(KfdError):
+    """The daemon cannot be started or reached."""
+
+
+class DaemonRunning(DaemonError):
+    """A daemon already serves this runtime directory."""
+
+
+class DaemonUnavailable(DaemonError):
+    """No daemon answers, and none could be started."""
+
+
+class RequestError(KfdError):
+    """The daemon answered a request with a typed error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ProtocolMismatch(KfdError):
+    """The daemon speaks a protocol version this client does not."""
+
+
+class StoreError(KfdError):
+    """The database cannot be opened or migrated."""
+
+
+class ProviderError(KfdError):
+    """A model request failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused the request; retrying would not help."""
+
+
+class ContextTooLong(ProviderRejected):
+    """The request does not fit the model's context window."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or kept failing; retries are exhausted."""
+
+
+class ProviderProtocolError(ProviderError):
+    """The provider's answer could not be understood."""

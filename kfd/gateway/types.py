@@ -1,0 +1,103 @@
+"""Provider-neutral model requests and stream events.
+
+The turn loop builds a `ModelRequest`, asks a `Provider` to stream it, and
+reads `StreamEvent` values: text and reasoning deltas as they arrive, a
+`Retrying` notice when an attempt failed and another follows, and exactly one
+`Completed` at the end (or a `kfd.errors.ProviderError`). A provider adapts one
+wire format (OpenAI chat completions, Anthropic Messages, Cloudflare's gateway)
+to this shape; retries, idle timeouts and usage counting live behind it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from kfd.protocol import Usage
+from kfd.transcript import AssistantMessage, Message
+
+
+class ToolSpec(msgspec.Struct, kw_only=True):
+    """A tool as the model sees it: name, description, JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ModelRequest(msgspec.Struct, kw_only=True):
+    """One request to a model. ``system`` is the stable prefix, sent first."""
+
+    model: str
+    system: str
+    messages: list[Message]
+    tools: list[ToolSpec] = msgspec.field(default_factory=list)
+    max_output_tokens: int | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    """Opaque labels (session id, turn) a provider may forward, e.g. as
+    Cloudflare's ``cf-aig-metadata``."""
+
+
+class TextDelta(msgspec.Struct):
+    text: str
+
+
+class ReasoningDelta(msgspec.Struct):
+    text: str
+
+
+class Retrying(msgspec.Struct, kw_only=True):
+    """An attempt failed; another follows after ``delay_s``.
+
+    Any text streamed by the failed attempt is void: the next attempt starts
+    the message again from nothing.
+    """
+
+    attempt: int
+    delay_s: float
+    reason: str
+
+
+class RequestInfo(msgspec.Struct, kw_only=True):
+    """Facts about the request for the ledger."""
+
+    provider: str
+    model: str
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    retries: int = 0
+    request_id: str | None = None
+    """The provider's id for the request (e.g. Cloudflare's cf-aig-log-id)."""
+    extra: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Completed(msgspec.Struct, kw_only=True):
+    """The whole answer. ``usage`` counts this request once."""
+
+    message: AssistantMessage
+    usage: Usage
+    stop_reason: str
+    info: RequestInfo
+
+
+StreamEvent = TextDelta | ReasoningDelta | Retrying | Completed
+
+
+class Provider(abc.ABC):
+    """Speaks one provider's wire format."""
+
+    name: str
+
+    @abc.abstractmethod
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        """Stream one request: deltas, maybe `Retrying`, then one `Completed`.
+
+        Raises `kfd.errors.ProviderError` when the request fails for good.
+        Cancelling the consumer closes the connection at once.
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""Permission decisions: pure rules (`engine`), path facts (`paths`)."""
