@@ -1,0 +1,84 @@
+"""A planned change to one file: computed without writing, then committed.
+
+write and edit both plan a `Change` (which is all an approval preview
+needs) and commit it in the same worker-thread call, so the freshness check
+and the write are as close together as they can be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, NamedTuple
+
+from kfd.api import Preview, ToolError
+
+from .files import FileStamp, digest, stamps, write_atomic
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from kfd.api import ToolContext
+
+
+class Change(NamedTuple):
+    """The new content of one file and what it replaces."""
+
+    target: Path
+    """Where the bytes go: the real path, so a symlink stays a symlink."""
+    key: str
+    """The stamp key of the file."""
+    label: str
+    """The path as shown to the model."""
+    old: str | None
+    """The current text; None if the file does not exist yet."""
+    new: str
+    mode: int | None
+    """The mode to keep; None for a new file."""
+    diff: str
+    """Unified diff from ``old`` to ``new`` (three lines of context)."""
+
+
+class Committed(NamedTuple):
+    """A change that is on disk, and the stamp of the written file."""
+
+    change: Change
+    stamp: FileStamp
+
+
+def commit(change: Change) -> Committed:
+    """Write the change atomically (blocking: call from a worker thread).
+
+    A change that changes nothing is not written: the file keeps its mtime.
+    """
+    data = change.new.encode("utf-8")
+    try:
+        if change.old == change.new:
+            info = os.stat(change.target)
+        else:
+            info = write_atomic(change.target, data, change.mode)
+    except OSError as exc:
+        raise ToolError(f"Cannot write {change.label}: {exc.strerror}.") from exc
+    return Committed(change, FileStamp(digest(data), info.st_mtime_ns))
+
+
+async def plan_and_commit(ctx: ToolContext, plan: Callable[[], Change]) -> Change:
+    """Plan and write in one worker-thread hop; record the new stamp."""
+
+    def work() -> Committed:
+        return commit(plan())
+
+    committed = await asyncio.to_thread(work)
+    # The model knows the new content (it wrote it): later edits need no re-read.
+    stamps(ctx)[committed.change.key] = committed.stamp
+    return committed.change
+
+
+async def preview_of(summary: str, plan: Callable[[], Change]) -> Preview:
+    """The approval preview of a planned change; a plan that fails says why."""
+    try:
+        change = await asyncio.to_thread(plan)
+    except ToolError as exc:
+        return Preview(summary=f"{summary} (this call will fail: {exc})")
+    return Preview(summary=summary, diff=change.diff)

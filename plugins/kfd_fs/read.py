@@ -1,0 +1,178 @@
+"""The ``read`` tool: a text file with line numbers, a window at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import stat
+from typing import TYPE_CHECKING, Annotated, NamedTuple
+
+import msgspec
+
+from kfd.api import PathAccess, Tool, ToolContext, ToolError, ToolResult
+
+from .files import (
+    BINARY_SNIFF_BYTES,
+    FileStamp,
+    display_path,
+    missing_file_error,
+    rule_path,
+    stamp_key,
+    stamps,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+DEFAULT_LIMIT = 2000
+"""Lines shown when the model gives no limit."""
+
+MAX_LINE_CHARS = 2000
+"""Longer lines are cut (minified code, data files)."""
+
+MAX_OUTPUT_CHARS = 256 * 1024
+"""Output beyond this stops at a line boundary, with a hint to page on."""
+
+
+class ReadArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Arguments of read."""
+
+    path: Annotated[str, msgspec.Meta(description="The file, relative to the workspace.")]
+    offset: Annotated[
+        int, msgspec.Meta(ge=1, description="First line to show (1-based). Default 1.")
+    ] = 1
+    limit: Annotated[
+        int,
+        msgspec.Meta(ge=1, description=f"Most lines to show. Default {DEFAULT_LIMIT}."),
+    ] = DEFAULT_LIMIT
+
+
+class ReadTool(Tool[ReadArgs]):
+    """Read a UTF-8 text file, numbered like ``cat -n``, and remember its hash."""
+
+    name = "read"
+    description = (
+        "Read a text file. Lines come numbered (number, tab, line); the numbers are not "
+        "part of the file. Long files come in windows: page with offset and limit. "
+        "Read a file before you edit or overwrite it. Use glob to list a directory."
+    )
+    Args = ReadArgs
+    read_only = True
+
+    def summary(self, args: ReadArgs) -> str:
+        """The path, with the line window if one was asked for."""
+        if args.offset == 1 and args.limit == DEFAULT_LIMIT:
+            return args.path
+        return f"{args.path}:{args.offset}-{args.offset + args.limit - 1}"
+
+    def paths(self, args: ReadArgs) -> list[PathAccess]:
+        """The file read."""
+        return [PathAccess(args.path, write=False)]
+
+    def session_rule(self, args: ReadArgs) -> str:
+        """``read(<path>)``, whatever window."""
+        return f"read({rule_path(args.path)})"
+
+    async def run(self, args: ReadArgs, ctx: ToolContext) -> ToolResult:
+        """Read the window and record the file's stamp for write and edit."""
+        path = ctx.resolve(args.path)
+        label = display_path(path, ctx.workspace)
+        window = await asyncio.to_thread(read_window, path, label, args.offset, args.limit)
+        stamps(ctx)[window.key] = window.stamp
+        return ToolResult(output=window.text)
+
+
+class Window(NamedTuple):
+    """A rendered window of a file and the stamp of the whole file."""
+
+    text: str
+    key: str
+    stamp: FileStamp
+
+
+def read_window(path: Path, label: str, offset: int, limit: int) -> Window:
+    """Lines ``offset`` to ``offset + limit - 1`` of ``path``, numbered and bounded.
+
+    The whole file is hashed and checked for UTF-8 (a file read in windows
+    is still one stamp), but only the window is kept in memory.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO must not hang the worker thread.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise missing_file_error(path, label) from None
+    except OSError as exc:
+        raise ToolError(f"Cannot read {label}: {exc.strerror}.") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ToolError(
+                f"{label} is a directory. Use glob to list its files "
+                f"(e.g. pattern='*' path='{label}')."
+            )
+        raise ToolError(f"{label} is not a regular file (a device, socket or FIFO).")
+    with open(fd, "rb") as handle:
+        if b"\0" in handle.read(BINARY_SNIFF_BYTES):
+            raise ToolError(
+                f"{label} is a binary file (it has NUL bytes); read shows text only. "
+                f"Inspect it with bash instead, e.g. `file {label}` or `xxd {label} | head`."
+            )
+        handle.seek(0)
+        hasher = hashlib.sha256()
+        shown: list[str] = []
+        size = total = cut = 0
+        last = offset - 1
+        capped = crlf = False
+        for raw in handle:
+            hasher.update(raw)
+            total += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ToolError(
+                    f"{label} is not UTF-8 text (line {total} has invalid bytes); read "
+                    "shows UTF-8 text only. Inspect it with bash instead, e.g. `file "
+                    f"{label}` or `iconv -f latin1 {label} | head`."
+                ) from None
+            if capped or not offset <= total < offset + limit:
+                continue
+            line = line.removesuffix("\n")
+            if line.endswith("\r"):
+                line, crlf = line[:-1], True
+            if len(line) > MAX_LINE_CHARS:
+                line = f"{line[:MAX_LINE_CHARS]} … [line cut: {len(line):,} characters]"
+                cut += 1
+            entry = f"{total:>6}\t{line}\n"
+            if size + len(entry) > MAX_OUTPUT_CHARS:
+                capped = True
+                continue
+            shown.append(entry)
+            size += len(entry)
+            last = total
+    stamp = FileStamp(hasher.hexdigest(), info.st_mtime_ns)
+    key = stamp_key(path)
+    if total == 0:
+        return Window(f"{label} is empty (0 bytes).", key, stamp)
+    if offset > total:
+        raise ToolError(
+            f"offset {offset} is past the end of {label}, which has {total} lines. "
+            f"Use an offset from 1 to {total}."
+        )
+    notes: list[str] = []
+    if capped:
+        notes.append(
+            f"Output capped at {MAX_OUTPUT_CHARS // 1024} KiB: showing lines {offset}-{last} "
+            f"of {total}. Continue with offset={last + 1}, or use a smaller limit."
+        )
+    elif last < total:
+        notes.append(f"Showing lines {offset}-{last} of {total}. Continue with offset={last + 1}.")
+    if cut:
+        notes.append(f"{cut} line(s) longer than {MAX_LINE_CHARS} characters were cut.")
+    if crlf:
+        notes.append("The file has CRLF (\\r\\n) line endings; the \\r is not shown.")
+    text = "".join(shown)
+    if notes:
+        text += "\n" + "\n".join(f"[{note}]" for note in notes)
+    return Window(text, key, stamp)

@@ -1,0 +1,126 @@
+"""Running ripgrep: finding the binary, keeping output bounded, stopping on cancel.
+
+The ``rg`` binary comes from the PyPI package ``ripgrep``, installed next to
+the interpreter; a system ``rg`` on PATH is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from kfd.api import ToolError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+COMMON_ARGS = ("--no-config", "--color=never", "--hidden", "--glob=!.git")
+"""Every call: no user config, plain text, dotfiles included (.github is
+useful) but never git's own directory. Ignore files are honoured."""
+
+COUNT_LIMIT = 100_000
+"""Lines counted past the kept ones before rg is stopped ("more than N")."""
+
+_STREAM_LIMIT = 8 * 1024 * 1024
+_STDERR_KEEP = 8192
+
+
+class RgOutput(NamedTuple):
+    """What one rg run printed, bounded."""
+
+    lines: list[str]
+    """The first accepted lines, without line terminators."""
+    more: int
+    """Accepted lines left out after ``lines``."""
+    more_is_lower_bound: bool
+    """True if rg was stopped while counting, so there are more than ``more``."""
+    returncode: int
+    """0: found, 1: nothing found, 2: error (rg's convention)."""
+    stderr: str
+
+
+@functools.cache
+def _find_rg() -> str | None:
+    beside = Path(sys.executable).parent / "rg"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("rg")
+
+
+def rg_binary() -> str:
+    """The path of ``rg``, or a ToolError saying how to install it."""
+    found = _find_rg()
+    if found is None:
+        raise ToolError(
+            "ripgrep (rg) is not installed, so this tool cannot run. "
+            "Use bash with find or grep instead, and tell the user to install ripgrep."
+        )
+    return found
+
+
+async def run_rg(
+    args: Sequence[str],
+    cwd: Path,
+    *,
+    keep: int,
+    accept: Callable[[str], bool] | None = None,
+) -> RgOutput:
+    """Run ``rg`` with ``args`` in ``cwd``, keeping the first ``keep`` accepted lines.
+
+    ``accept`` filters lines as they arrive, so a huge listing never sits in
+    memory. Cancellation kills rg and re-raises.
+    """
+    process = await asyncio.create_subprocess_exec(
+        rg_binary(),
+        *COMMON_ARGS,
+        *args,
+        cwd=cwd,
+        # Without a path argument rg would search a piped stdin; /dev/null is never searched.
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        limit=_STREAM_LIMIT,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    stderr_task = asyncio.create_task(_drain(process.stderr))
+    lines: list[str] = []
+    more = 0
+    stopped = False
+    try:
+        while raw := await process.stdout.readline():
+            line = raw.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+            if accept is not None and not accept(line):
+                continue
+            if len(lines) < keep:
+                lines.append(line)
+                continue
+            more += 1
+            if more >= COUNT_LIMIT:
+                stopped = True
+                process.kill()
+                break
+        stderr = await stderr_task
+        returncode = await process.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        stderr_task.cancel()
+        await process.wait()
+        raise
+    return RgOutput(lines, more, stopped, returncode, stderr.strip())
+
+
+async def _drain(stream: asyncio.StreamReader) -> str:
+    # Keep reading to the end so rg never blocks on a full stderr pipe.
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        if len(kept) < _STDERR_KEEP:
+            kept += chunk[: _STDERR_KEEP - len(kept)]
+    return kept.decode("utf-8", "replace")

@@ -1,0 +1,97 @@
+"""The ``write`` tool: create a file, or replace one the model has read."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+
+from kfd.api import PathAccess, Preview, Tool, ToolContext, ToolResult
+
+from .changes import Change, plan_and_commit, preview_of
+from .files import (
+    FileStamp,
+    check_fresh,
+    count_lines,
+    display_path,
+    load_existing,
+    rule_path,
+    stamp_key,
+    stamps,
+    unified_diff,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+class WriteArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Arguments of write."""
+
+    path: Annotated[str, msgspec.Meta(description="The file, relative to the workspace.")]
+    content: Annotated[str, msgspec.Meta(description="The complete new content of the file.")]
+
+
+class WriteTool(Tool[WriteArgs]):
+    """Write a whole file atomically, refusing to clobber unseen content."""
+
+    name = "write"
+    description = (
+        "Create a file, or replace the whole content of one (parent directories are "
+        "created). An existing file must have been read first in this session. To "
+        "change part of a file, prefer edit."
+    )
+    Args = WriteArgs
+    edits_files = True
+
+    def summary(self, args: WriteArgs) -> str:
+        """The path written."""
+        return args.path
+
+    def paths(self, args: WriteArgs) -> list[PathAccess]:
+        """The file written."""
+        return [PathAccess(args.path, write=True)]
+
+    def session_rule(self, args: WriteArgs) -> str:
+        """``write(<path>)``."""
+        return f"write({rule_path(args.path)})"
+
+    async def preview(self, args: WriteArgs, ctx: ToolContext) -> Preview:
+        """The diff the write would make (from /dev/null for a new file)."""
+        path = ctx.resolve(args.path)
+        label = display_path(path, ctx.workspace)
+        table = dict(stamps(ctx))
+        return await preview_of(f"write {label}", lambda: plan_write(path, label, args, table))
+
+    async def run(self, args: WriteArgs, ctx: ToolContext) -> ToolResult:
+        """Write the file and remember its new stamp."""
+        path = ctx.resolve(args.path)
+        label = display_path(path, ctx.workspace)
+        table = dict(stamps(ctx))
+        change = await plan_and_commit(ctx, lambda: plan_write(path, label, args, table))
+        lines = count_lines(args.content)
+        if change.old is None:
+            output = f"Created {label} ({lines} lines)."
+        elif change.old == change.new:
+            output = f"{label} already had this content; nothing was written."
+        else:
+            output = f"Overwrote {label} ({lines} lines)."
+        return ToolResult(output=output, display=Preview(summary=output, diff=change.diff))
+
+
+def plan_write(path: Path, label: str, args: WriteArgs, table: Mapping[str, FileStamp]) -> Change:
+    """The change writing ``args.content`` to ``path`` makes (blocking)."""
+    target = Path(os.path.realpath(path))
+    key = stamp_key(target)
+    existing = load_existing(target, label)
+    if existing is None:
+        old, mode = None, None
+    else:
+        data, mode = existing
+        check_fresh(label, data, table.get(key))
+        # For the diff only: a non-UTF-8 file being replaced still gets a readable diff.
+        old = data.decode("utf-8", "replace")
+    diff = unified_diff(old, args.content, label)
+    return Change(target, key, label, old, args.content, mode, diff)

@@ -1,0 +1,30 @@
+"""kfd_shell: the built-in ``bash`` tool.
+
+A plugin like any other: it imports only `kfd.api` and registers through the
+``kfd`` entry-point group. Configured by ``[tools.bash]``::
+
+    [tools.bash]
+    default_timeout_s = 120   # a call that names no timeout
+    max_timeout_s = 600       # larger requested timeouts are clamped to this
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kfd.api import hookimpl
+
+from .bash import BashArgs, BashSettings, BashTool
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from kfd.api import Tool
+
+__all__ = ["BashArgs", "BashSettings", "BashTool", "kfd_tools"]
+
+
+@hookimpl
+def kfd_tools(config: Mapping[str, Any]) -> list[Tool[Any]]:
+    """The bash tool, with its ``[tools.bash]`` settings."""
+    return [BashTool(BashSettings.from_config(config.get("bash", {})))]

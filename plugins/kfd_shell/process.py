@@ -1,0 +1,154 @@
+"""Running one shell command in a process group kfd owns, and stopping all of it.
+
+The command runs in a new session (so a new process group), with stdin from
+/dev/null and stdout and stderr merged into one pipe that kfd reads. Stopping
+means the whole group: SIGTERM, a short grace, then SIGKILL, so grandchildren
+(``sleep`` started by the shell, ``cmd &``) never outlive a timeout or a
+cancellation.
+
+A background child that keeps the pipe open would keep the read from ever
+ending; once the shell has exited, the pipe gets `PIPE_GRACE_S` to close
+before the group is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import functools
+import os
+import shutil
+import signal
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+    from pathlib import Path
+
+PIPE_GRACE_S = 0.25
+"""After the shell exits, how long its background children may keep the pipe open."""
+
+TERM_GRACE_S = 0.5
+"""Between SIGTERM and SIGKILL to the process group."""
+
+KILL_GRACE_S = 0.3
+"""After SIGKILL, how long to wait for the pipe to close before abandoning it."""
+
+READ_CHUNK = 65536
+
+
+class Outcome(NamedTuple):
+    """How a command ended."""
+
+    returncode: int
+    """The shell's exit status; negative: killed by that signal."""
+    strays_stopped: bool
+    """Background processes held the output open after the shell exited and were stopped."""
+
+
+@functools.cache
+def shell() -> str:
+    """The shell commands run under: bash if installed, else /bin/sh."""
+    return shutil.which("bash") or "/bin/sh"
+
+
+async def spawn(command: str, cwd: Path, output_fd: int) -> asyncio.subprocess.Process:
+    """Start ``command`` under the shell in its own session, writing to ``output_fd``.
+
+    The one place a command starts, so that sandboxing and environment
+    filtering can wrap it. The environment is the daemon's, for now.
+    """
+    return await asyncio.create_subprocess_exec(
+        shell(),
+        "-c",
+        command,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=output_fd,
+        stderr=output_fd,
+        start_new_session=True,
+    )
+
+
+async def run_command(command: str, cwd: Path, on_output: Callable[[str], None]) -> Outcome:
+    """Run ``command`` to its end, streaming its output to ``on_output``.
+
+    ``on_output`` gets the output as text, decoded incrementally (a UTF-8
+    character split across reads is never broken; invalid bytes become U+FFFD).
+    On cancellation (a timeout is one) the whole process group is stopped
+    before re-raising.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await spawn(command, cwd, write_fd)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        # Only the children may hold the write end, so EOF means they all closed it.
+        os.close(write_fd)
+    group = process.pid  # start_new_session: the shell leads its own group
+    exited = asyncio.create_task(process.wait())
+    pipe = os.fdopen(read_fd, "rb", buffering=0)
+    pump: asyncio.Task[None] | None = None
+    transport: asyncio.ReadTransport | None = None
+    try:
+        reader = asyncio.StreamReader()
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        pump = asyncio.create_task(_pump(reader, on_output))
+        # asyncio.wait, not await: a cancellation must not cancel the exit watch,
+        # which stop_group still needs.
+        await asyncio.wait({exited})
+        done, _ = await asyncio.wait({pump}, timeout=PIPE_GRACE_S)
+        strays = not done
+        if strays:
+            await stop_group(group, (pump,))
+        if pump.done():
+            pump.result()  # surfaces a failing on_output
+        returncode = process.returncode
+        return Outcome(-signal.SIGKILL if returncode is None else returncode, strays)
+    except BaseException:
+        await stop_group(group, (exited,) if pump is None else (exited, pump))
+        raise
+    finally:
+        # Still pending only if a process escaped the group (setsid) and holds the pipe.
+        exited.cancel()
+        if pump is not None:
+            pump.cancel()
+        if transport is not None:
+            transport.close()
+        else:
+            pipe.close()
+
+
+async def stop_group(group: int, waiters: Collection[asyncio.Future[Any]]) -> None:
+    """SIGTERM the process group, give it `TERM_GRACE_S`, then SIGKILL it.
+
+    ``waiters`` (the shell's exit, the pipe's end) cut the grace short when
+    they all finish. SIGKILL is sent whatever happens, also when a second
+    cancellation interrupts the grace.
+    """
+    _signal_group(group, signal.SIGTERM)
+    try:
+        await asyncio.wait(waiters, timeout=TERM_GRACE_S)
+    finally:
+        _signal_group(group, signal.SIGKILL)
+    await asyncio.wait(waiters, timeout=KILL_GRACE_S)
+
+
+def _signal_group(group: int, signum: signal.Signals) -> None:
+    # Gone already is fine: nothing is left to stop.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+async def _pump(reader: asyncio.StreamReader, on_output: Callable[[str], None]) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while chunk := await reader.read(READ_CHUNK):
+        if text := decoder.decode(chunk):
+            on_output(text)
+    if text := decoder.decode(b"", final=True):
+        on_output(text)
