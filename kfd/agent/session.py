@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 RUNNING_OUTPUT_KEPT = 64 * 1024
 """Characters of a running tool's output kept for frontends that attach late."""
 
+STREAMED_OUTPUT_LIMIT = 4 * 1024 * 1024
+"""Characters of one call's output streamed to frontends; the rest is only in
+the result (a command printing gigabytes must not flood every terminal)."""
+
 _CLIENT_MSG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -71,6 +75,7 @@ class _RunningTool:
     summary: str
     started_at: float
     output: StreamBuffer
+    muted: bool = False
 
 
 @dataclass(slots=True)
@@ -226,8 +231,12 @@ class Session:
 
     def tool_output(self, call_id: str, text: str) -> None:
         running = self._running.get(call_id)
-        if running is not None:
-            running.output.add(text)
+        if running is None or running.muted:
+            return
+        if running.output.length + len(text) > STREAMED_OUTPUT_LIMIT:
+            running.muted = True
+            text = "\n[… output continues; no longer streamed: see the tool's result …]\n"
+        running.output.add(text)
 
     def tool_finished(self, call_id: str) -> None:
         running = self._running.pop(call_id, None)

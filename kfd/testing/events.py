@@ -1,0 +1,41 @@
+"""Reading a session's events in tests: until a condition, with a timeout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kfd import protocol as p
+from kfd.client import Attachment, Item
+
+
+async def collect_until(
+    attachment: Attachment,
+    done: Callable[[Item], bool],
+    timeout: float = 10.0,
+) -> list[Item]:
+    """Every item up to and including the first for which ``done`` is true."""
+    items: list[Item] = []
+    while True:
+        item = await attachment.next_event(timeout)
+        items.append(item)
+        if done(item):
+            return items
+
+
+def turn_completed(item: Item) -> bool:
+    return isinstance(item, p.TurnCompleted)
+
+
+def of_type(kind: type[Any]) -> Callable[[Item], bool]:
+    return lambda item: isinstance(item, kind)
+
+
+def assembled_text(items: list[Item], message_id: str, kind: str = "text") -> str:
+    """The text the deltas of one message add up to (checking offsets line up)."""
+    text = ""
+    for item in items:
+        if isinstance(item, p.MessageDelta) and item.message_id == message_id and item.kind == kind:
+            assert item.offset == len(text), f"delta at {item.offset}, text so far {len(text)}"
+            text += item.text
+    return text

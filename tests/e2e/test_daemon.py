@@ -1,0 +1,142 @@
+"""The daemon process: start, refuse a twin, stop cleanly, survive kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kfd import protocol as p
+from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing.daemon import KfdDaemon
+from kfd.testing.events import collect_until, of_type, turn_completed
+
+
+def test_ready_means_bus_bound_and_store_open_with_private_permissions(daemon: KfdDaemon) -> None:
+    # start() returned on READY=1 over $NOTIFY_SOCKET: everything must already exist.
+    runtime = daemon.runtime_dir
+    assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+    for name in ("rpc.sock", "events.sock"):
+        assert stat.S_ISSOCK((runtime / name).stat().st_mode)
+        assert stat.S_IMODE((runtime / name).stat().st_mode) == 0o600
+    assert daemon.database.exists()
+    assert stat.S_IMODE(daemon.database.stat().st_mode) == 0o600
+
+
+def test_a_second_daemon_on_the_same_runtime_dir_refuses_to_start(daemon: KfdDaemon) -> None:
+    twin = daemon.cli("daemon", timeout=20)
+    assert twin.returncode == 3
+    assert f"pid {daemon.pid}" in twin.stderr and "already serves" in twin.stderr
+    assert daemon.running
+
+
+def test_a_broken_config_is_refused_with_the_key_and_file_named(make_daemon) -> None:
+    daemon = make_daemon(start=False, config="[agent]\nmax_steps = 'many'\n")
+    result = daemon.cli("daemon", timeout=20)
+    assert result.returncode == 2
+    assert "config.toml" in result.stderr
+    assert "max_steps" in result.stderr and "Expected `int`" in result.stderr
+
+
+async def test_sigterm_interrupts_the_running_turn_and_exits_cleanly(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(tool_calls=[ScriptedToolCall("bash", {"command": "sleep 30"})]))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="auto")
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "sleep")
+            await collect_until(view, of_type(p.ToolStarted))
+            code = await asyncio.to_thread(daemon.stop)
+    assert code == 0
+    assert not (daemon.runtime_dir / "rpc.sock").exists()
+
+    daemon.start()
+    async with await daemon.client() as client:
+        async with await client.attach(info.id) as view:
+            history = await collect_until(view, turn_completed)
+    result = next(e for e in history if isinstance(e, p.ToolCompleted))
+    assert result.status == "interrupted"
+    assert "side effects unknown" in result.output
+    assert history[-1].stop_reason == "interrupted"
+
+
+async def test_kill_9_mid_tool_call_leaves_a_resumable_session(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    runs = workspace / "runs"
+    command = f"echo run >> {runs}; sleep 30"
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": command}, id="call_sleep")])
+    )
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="auto")
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "start the long job")
+            await collect_until(view, of_type(p.ToolStarted))
+            while not runs.exists():
+                await asyncio.sleep(0.01)
+            daemon.kill()
+
+    with sqlite3.connect(daemon.database) as db:  # opens, and is consistent
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+    daemon.start()
+    model_server.add(Reply(text="I will check before re-running it."))
+    async with await daemon.client() as client:
+        session = await client.session(info.id)
+        assert session.status == "idle"
+        async with await client.attach(info.id) as view:
+            history = await collect_until(view, turn_completed)
+            results = [e for e in history if isinstance(e, p.ToolCompleted)]
+            assert [(e.call_id, e.status) for e in results] == [("call_sleep", "interrupted")]
+            assert "side effects unknown" in results[0].output
+            assert history[-1].stop_reason == "interrupted"
+            await client.send(info.id, "what happened?")
+            await collect_until(view, turn_completed)
+
+    messages = model_server.requests[-1].body["messages"]
+    tool_results = [m for m in messages if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_results] == ["call_sleep"]
+    assert "side effects unknown" in tool_results[0]["content"]
+    assert runs.read_text() == "run\n"  # never re-run by itself
+
+
+async def test_kill_9_mid_stream_reopens_with_the_turn_closed(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="x" * 2000, chunk_chars=5, chunk_delay_s=0.002))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "go")
+            await collect_until(view, lambda e: isinstance(e, p.MessageDelta) and e.offset > 50)
+            daemon.kill()
+    daemon.start()
+    async with await daemon.client() as client:
+        session = await client.session(info.id)
+        assert session.status == "idle"
+        async with await client.attach(info.id) as view:
+            history = await collect_until(view, turn_completed)
+    assert history[-1].stop_reason == "interrupted"
+    seqs = [e.seq for e in history if isinstance(e, p.Event)]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_systemd_unit_verifies() -> None:
+    analyze = "/usr/bin/systemd-analyze"
+    if not os.path.exists(analyze):
+        pytest.skip("systemd-analyze is not installed (the CI set-up installs it)")
+    unit = Path(__file__).parents[2] / "systemd" / "kfd.service"
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no warnings either
+    text = unit.read_text()
+    assert "Type=notify" in text
