@@ -240,7 +240,8 @@ class Client:
             body = await self._rpc.recv()
             try:
                 reply = _reply_decoder.decode(body)
-            except msgspec.MsgspecError:
+            except msgspec.MsgspecError as exc:
+                self._drop_bad_reply(body, exc)
                 continue
             pending = self._pending.get(reply.id)
             if pending is None:
@@ -256,6 +257,16 @@ class Client:
             else:
                 error = reply.error or p.ErrorInfo(code="internal", message="no error given")
                 future.set_exception(RequestFailed(error.code, error.message))
+
+    def _drop_bad_reply(self, body: bytes, exc: Exception) -> None:
+        """A reply we cannot read fails the request it answers, if we can tell which."""
+        try:
+            request_id = msgspec.json.decode(body, type=dict[str, Any]).get("id")
+        except msgspec.MsgspecError:
+            return
+        pending = self._pending.get(str(request_id))
+        if pending is not None and not pending[1].done():
+            pending[1].set_exception(RequestFailed("bad_reply", f"unreadable reply: {exc}"))
 
     # -- convenience -------------------------------------------------------
 

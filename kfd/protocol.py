@@ -289,7 +289,7 @@ class Reply(_Struct):
 
     id: str
     ok: bool
-    result: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
+    result: msgspec.Raw = msgspec.Raw(b"null")
     error: ErrorInfo | None = None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,10 @@ async def test_two_clients_receive_identical_event_sequences(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     model_server.add(
-        Reply(text="Looking.", tool_calls=[ScriptedToolCall("bash", {"command": "echo one; echo two"})]),
+        Reply(
+            text="Looking.",
+            tool_calls=[ScriptedToolCall("bash", {"command": "echo one; echo two"})],
+        ),
         Reply(text="Both lines printed."),
     )
     async with await daemon.client("a") as a, await daemon.client("b") as b:
@@ -55,7 +57,10 @@ async def test_a_client_attaching_mid_turn_gets_every_event_once(
     gate = workspace / "gate"
     command = f"echo before; while [ ! -e {gate} ]; do sleep 0.01; done; echo after"
     model_server.add(
-        Reply(text="Starting the job now. " * 5, tool_calls=[ScriptedToolCall("bash", {"command": command})]),
+        Reply(
+            text="Starting the job now. " * 5,
+            tool_calls=[ScriptedToolCall("bash", {"command": command})],
+        ),
         Reply(text="The job finished after the gate opened.", chunk_delay_s=0.002),
     )
     async with await daemon.client("first") as first, await daemon.client("late") as late:
@@ -91,7 +96,9 @@ async def test_a_client_attaching_mid_stream_assembles_the_exact_text(
         info = await first.create_session(workspace)
         async with await first.attach(info.id) as early_view:
             await first.send(info.id, "talk")
-            await collect_until(early_view, lambda e: isinstance(e, p.MessageDelta) and e.offset > 30)
+            await collect_until(
+                early_view, lambda e: isinstance(e, p.MessageDelta) and e.offset > 30
+            )
             async with await late.attach(info.id) as late_view:
                 snapshot = late_view.snapshot
                 assert snapshot is not None and snapshot.streaming is not None
@@ -187,15 +194,20 @@ async def test_cancel_stops_a_sleeping_command_and_its_children(
 ) -> None:
     pid_file = workspace / "pid"
     model_server.add(
-        Reply(tool_calls=[ScriptedToolCall("bash", {"command": f"sleep 60 & echo $! > {pid_file}; wait"})])
+        Reply(
+            tool_calls=[
+                ScriptedToolCall(
+                    "bash", {"command": f"sleep 60 & echo $! > {pid_file}; echo started; wait"}
+                )
+            ]
+        )
     )
     async with await daemon.client() as client:
         info = await client.create_session(workspace, mode="auto")
         async with await client.attach(info.id) as view:
             await client.send(info.id, "sleep")
             await collect_until(view, of_type(p.ToolStarted))
-            while not pid_file.exists() or not pid_file.read_text().strip():
-                await asyncio.sleep(0.01)
+            await collect_until(view, lambda e: isinstance(e, p.ToolOutput) and "started" in e.data)
             await client.cancel(info.id)
             events = await collect_until(view, turn_completed, timeout=3)
 
@@ -203,7 +215,10 @@ async def test_cancel_stops_a_sleeping_command_and_its_children(
     result = next(e for e in events if isinstance(e, p.ToolCompleted))
     assert result.status == "cancelled"
     sleeper = int(pid_file.read_text())
-    assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]
+    assert (
+        not Path(f"/proc/{sleeper}").exists()
+        or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]
+    )
 
 
 async def test_a_client_reconnects_by_itself_when_the_daemon_restarts(

@@ -57,9 +57,8 @@ async def test_sigterm_interrupts_the_running_turn_and_exits_cleanly(
     assert not (daemon.runtime_dir / "rpc.sock").exists()
 
     daemon.start()
-    async with await daemon.client() as client:
-        async with await client.attach(info.id) as view:
-            history = await collect_until(view, turn_completed)
+    async with await daemon.client() as client, await client.attach(info.id) as view:
+        history = await collect_until(view, turn_completed)
     result = next(e for e in history if isinstance(e, p.ToolCompleted))
     assert result.status == "interrupted"
     assert "side effects unknown" in result.output
@@ -70,7 +69,7 @@ async def test_kill_9_mid_tool_call_leaves_a_resumable_session(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     runs = workspace / "runs"
-    command = f"echo run >> {runs}; sleep 30"
+    command = f"echo run >> {runs}; echo started; sleep 30"
     model_server.add(
         Reply(tool_calls=[ScriptedToolCall("bash", {"command": command}, id="call_sleep")])
     )
@@ -79,8 +78,7 @@ async def test_kill_9_mid_tool_call_leaves_a_resumable_session(
         async with await client.attach(info.id) as view:
             await client.send(info.id, "start the long job")
             await collect_until(view, of_type(p.ToolStarted))
-            while not runs.exists():
-                await asyncio.sleep(0.01)
+            await collect_until(view, lambda e: isinstance(e, p.ToolOutput) and "started" in e.data)
             daemon.kill()
 
     with sqlite3.connect(daemon.database) as db:  # opens, and is consistent

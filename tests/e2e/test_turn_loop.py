@@ -29,9 +29,7 @@ async def test_an_edit_lands_exactly_in_a_git_repo(
     (workspace / "app.py").write_text("def greet():\n    return 'hello'\n")
     model_server.add(
         Reply(tool_calls=[call("read", path="app.py")]),
-        Reply(
-            tool_calls=[call("edit", path="app.py", old_string="'hello'", new_string="'hi'")]
-        ),
+        Reply(tool_calls=[call("edit", path="app.py", old_string="'hello'", new_string="'hi'")]),
         Reply(text="Changed the greeting."),
     )
     _, events = await run_turn(daemon, workspace, "say hi instead", mode="accept-edits")
@@ -39,7 +37,9 @@ async def test_an_edit_lands_exactly_in_a_git_repo(
     assert (workspace / "app.py").read_text() == "def greet():\n    return 'hi'\n"
     completed = [e for e in events if isinstance(e, p.ToolCompleted)]
     assert [(e.name, e.status) for e in completed] == [("read", "ok"), ("edit", "ok")]
-    assert completed[1].display is not None and "+    return 'hi'" in (completed[1].display.diff or "")
+    assert completed[1].display is not None and "+    return 'hi'" in (
+        completed[1].display.diff or ""
+    )
     assert events[-1].stop_reason == "end_turn"
     final = next(e for e in events if isinstance(e, p.MessageCompleted) and e.text)
     assert assembled_text(events, final.message_id) == "Changed the greeting."

@@ -1,0 +1,491 @@
+"""Shell words: quote removal, static evaluation and look-alike characters.
+
+Part of the shell analyzer (see `kfd.policy.shell`). A *word* is what bash
+hands to a program as one argv entry. This module turns the tree-sitter nodes
+that make up a word into a `Word`: its value after quote removal when bash
+would produce exactly that string whatever the environment, or no value (and a
+reason) when it would not — variable, command, arithmetic, tilde or brace
+expansion, a glob pattern, a locale-translated string, or syntax this module
+does not understand. Unknown syntax never yields a value: fail closed.
+
+Evaluation also collects what the caller must look at: command and process
+substitutions (to analyze the commands inside), parse errors, arithmetic that
+reads variables, and node types it does not know.
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from tree_sitter import Node
+
+__all__ = [
+    "RiskKind",
+    "Scan",
+    "Word",
+    "WordContext",
+    "decode_ansi_c",
+    "evaluate_word",
+    "merge_adjacent",
+    "suspicious_characters",
+]
+
+
+class RiskKind(enum.StrEnum):
+    """Why a command line needs a human to look at it."""
+
+    TOO_LONG = "too_long"
+    """The line is longer than the analyzer accepts."""
+    TOO_DEEP = "too_deep"
+    """Nesting (subshells, `bash -c` inside `bash -c`, ...) is deeper than the analyzer follows."""
+    PARSE_ERROR = "parse_error"
+    """The line does not parse as bash (tree-sitter ERROR or MISSING nodes)."""
+    UNPARSED = "unparsed"
+    """Syntax the analyzer does not explicitly understand."""
+    LOOKALIKE = "lookalike"
+    """Invisible, control, bidirectional or look-alike characters."""
+    COMMAND_SUBSTITUTION = "command_substitution"
+    """`$(…)` or backticks: a command whose output becomes part of another."""
+    PROCESS_SUBSTITUTION = "process_substitution"
+    """`<(…)` or `>(…)`."""
+    DYNAMIC_COMMAND = "dynamic_command"
+    """The program to run is not known statically (expansion, glob, ...)."""
+    DYNAMIC_ARGUMENT = "dynamic_argument"
+    """An argument is not known statically (expansion, glob, xargs input, ...)."""
+    EVAL = "eval"
+    """`eval`, `trap` or similar: a string is run as shell code."""
+    EXEC = "exec"
+    """`exec` replaces the shell or rewires its file descriptors."""
+    SOURCE = "source"
+    """`source`/`.` runs the commands in a file."""
+    FUNCTION_DEFINITION = "function_definition"
+    """A function is defined; it can shadow any command name."""
+    ALIAS = "alias"
+    """An alias is defined; it can shadow any command name."""
+    SHELL_STATE = "shell_state"
+    """A builtin that changes how later command names resolve (`hash -p`, `enable`)."""
+    SHELL_STDIN = "shell_stdin"
+    """A shell reads its commands from standard input (pipe, here-document, here-string)."""
+    REDIRECT_WRITE = "redirect_write"
+    """Output is written to a file; `subject` is the target."""
+    DYNAMIC_REDIRECT = "dynamic_redirect"
+    """A redirection target is not known statically."""
+    ENV_ASSIGNMENT = "env_assignment"
+    """A variable that can change what programs run (PATH, LD_PRELOAD, GIT_*, ...) is set."""
+    GIT_CONFIG = "git_config"
+    """`git -c`, `--config-env`, `--exec-path`, `--git-dir`: configuration that can run programs."""
+    PROGRAM_OPTION = "program_option"
+    """An option known to make a program run another program (`git rebase -x`, ...)."""
+    ARITHMETIC = "arithmetic"
+    """Arithmetic evaluation of variables, which can run commands hidden in their values."""
+    COPROC = "coproc"
+    """A coprocess is started."""
+    PRIVILEGE = "privilege"
+    """The command runs with other privileges (`sudo`, `doas`, `su`, `pkexec`)."""
+    WRAPPER_OPTION = "wrapper_option"
+    """A wrapper (`timeout`, `env`, ...) has an option the analyzer does not know."""
+
+
+WordContext = Literal["argument", "assignment", "test", "pattern"]
+"""Where a word stands, which decides the expansions bash applies to it.
+
+`argument`: command words and redirection targets (globs, braces and tildes
+expand). `assignment`: the value of `NAME=value` (tildes only). `test`: inside
+`[[ … ]]` (tildes only). `pattern`: `case` patterns (value unused).
+"""
+
+
+@dataclass(slots=True)
+class Word:
+    """One shell word: its value after quote removal, or why it has none."""
+
+    source: str
+    """The word as written."""
+    value: str | None
+    """The exact string bash would produce, or None when that is not static."""
+    reason: str = ""
+    """Why the word is not static (empty when it is)."""
+
+    @property
+    def static(self) -> bool:
+        """True when `value` is exactly what bash would produce."""
+        return self.value is not None
+
+    @property
+    def text(self) -> str:
+        """The value when static, else the source text."""
+        return self.value if self.value is not None else self.source
+
+
+@dataclass(slots=True)
+class Scan:
+    """What word evaluation found that the analyzer must act on."""
+
+    substitutions: list[Node] = field(default_factory=list)
+    """`command_substitution` and `process_substitution` nodes, outermost only."""
+    errors: list[Node] = field(default_factory=list)
+    """ERROR and MISSING nodes."""
+    unparsed: list[Node] = field(default_factory=list)
+    """Nodes of a type the evaluator does not understand."""
+    arithmetic: list[Node] = field(default_factory=list)
+    """Arithmetic expansions that read variables."""
+
+
+_SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution"})
+_VARIABLE_READS = frozenset(
+    {"variable_name", "simple_expansion", "expansion", "subscript", "word", "special_variable_name"}
+)
+# Characters that end or change a word when unquoted; tree-sitter never leaves
+# them unescaped inside a plain word, so meeting one means we misread the tree.
+_UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
+_GLOB = frozenset("*?[")
+_LINE_CONTINUATION = b"\\\n"
+
+
+def merge_adjacent(nodes: Sequence[Node], source: bytes) -> list[list[Node]]:
+    """Group nodes that bash reads as one word.
+
+    tree-sitter sometimes splits one bash word into sibling nodes (`a\\<newline>b`,
+    `$"…"`); siblings separated by nothing or only by line continuations are
+    one word.
+    """
+    groups: list[list[Node]] = []
+    for node in nodes:
+        if groups and _joined(source[groups[-1][-1].end_byte : node.start_byte]):
+            groups[-1].append(node)
+        else:
+            groups.append([node])
+    return groups
+
+
+def _joined(gap: bytes) -> bool:
+    return not gap.replace(_LINE_CONTINUATION, b"")
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every descendant of `node` (itself included), depth first, without recursion."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def scan_node(node: Node, scan: Scan) -> None:
+    """Collect substitutions, parse errors and arithmetic variable reads under `node`."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if current.type in _SUBSTITUTIONS:
+            scan.substitutions.append(current)
+            continue
+        if current.is_error or current.is_missing:
+            scan.errors.append(current)
+            continue
+        if current.type == "arithmetic_expansion" and any(
+            d.type in _VARIABLE_READS for d in walk(current)
+        ):
+            scan.arithmetic.append(current)
+        stack.extend(current.children)
+
+
+class _Builder:
+    """Accumulates a word's characters, each marked quoted or not."""
+
+    __slots__ = ("chars", "reasons", "unparsed")
+
+    def __init__(self) -> None:
+        self.chars: list[tuple[str, bool]] = []
+        self.reasons: list[str] = []
+        self.unparsed = False
+
+    def quoted(self, text: str) -> None:
+        self.chars.extend((c, True) for c in text)
+
+    def dynamic(self, reason: str) -> None:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def unquoted(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            c = text[i]
+            if c == "\\" and i + 1 < len(text):
+                if text[i + 1] != "\n":
+                    self.chars.append((text[i + 1], True))
+                i += 2
+                continue
+            if c in _UNQUOTED_META:
+                self.unparsed = True
+            self.chars.append((c, c == "\\"))
+            i += 1
+
+    def double_quoted(self, text: str) -> None:
+        i = 0
+        while i < len(text):
+            c = text[i]
+            if c == "\\" and i + 1 < len(text) and text[i + 1] in '$`"\\\n':
+                if text[i + 1] != "\n":
+                    self.chars.append((text[i + 1], True))
+                i += 2
+                continue
+            if c in "$`":
+                self.unparsed = True
+            self.chars.append((c, True))
+            i += 1
+
+
+def evaluate_word(
+    nodes: Sequence[Node], source: bytes, scan: Scan, context: WordContext = "argument"
+) -> Word:
+    """Evaluate the nodes of one word (see `merge_adjacent`) into a `Word`."""
+    start, end = nodes[0].start_byte, nodes[-1].end_byte
+    text = source[start:end].decode("utf-8", "surrogatepass")
+    for node in nodes:
+        scan_node(node, scan)
+    builder = _Builder()
+    _sequence(nodes, source, builder, scan)
+    if builder.unparsed:
+        builder.dynamic("syntax the analyzer does not understand")
+        scan.unparsed.append(nodes[0])
+    if context == "argument":
+        _expansions(builder)
+    elif context in ("assignment", "test"):
+        _tilde(builder)
+    if builder.reasons:
+        return Word(text, None, ", ".join(builder.reasons))
+    return Word(text, "".join(c for c, _ in builder.chars))
+
+
+def _sequence(nodes: Sequence[Node], source: bytes, builder: _Builder, scan: Scan) -> None:
+    previous: Node | None = None
+    for node in nodes:
+        if previous is not None and previous.end_byte < node.start_byte:
+            # Only line continuations separate nodes of one word: they vanish.
+            gap = source[previous.end_byte : node.start_byte]
+            builder.unquoted(gap.decode("utf-8", "surrogatepass"))
+        if previous is not None and previous.type == "$" and node.type == "string":
+            builder.dynamic('locale translation ($"…")')
+        _node(node, source, builder, scan)
+        previous = node
+
+
+def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
+    kind = node.type
+    text = source[node.start_byte : node.end_byte].decode("utf-8", "surrogatepass")
+    if kind in ("word", "number"):
+        builder.unquoted(text)
+    elif kind == "$":
+        builder.quoted("$")
+    elif kind == "raw_string":
+        builder.quoted(text[1:-1])
+    elif kind == "ansi_c_string":
+        decoded = decode_ansi_c(text[2:-1])
+        if decoded is None:
+            builder.dynamic("ANSI-C string the analyzer cannot decode")
+        else:
+            builder.quoted(decoded)
+    elif kind == "string":
+        _double_quoted(node, source, builder, scan)
+    elif kind == "concatenation":
+        _sequence(node.children, source, builder, scan)
+    elif kind in ("regex", "extglob_pattern", "test_operator", "variable_name"):
+        builder.quoted(text)
+    elif kind in ("simple_expansion", "expansion"):
+        builder.dynamic("variable expansion")
+    elif kind == "command_substitution":
+        builder.dynamic("command substitution")
+    elif kind == "process_substitution":
+        builder.dynamic("process substitution")
+    elif kind == "arithmetic_expansion":
+        builder.dynamic("arithmetic expansion")
+    elif kind == "brace_expression":
+        builder.dynamic("brace expansion")
+    elif kind == "translated_string":
+        builder.dynamic('locale translation ($"…")')
+    elif node.is_error or node.is_missing:
+        builder.dynamic("parse error")
+    else:
+        builder.dynamic(f"unknown syntax ({kind})")
+        scan.unparsed.append(node)
+
+
+def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
+    children = node.children
+    if len(children) < 2 or children[0].type != '"' or children[-1].type != '"':
+        builder.dynamic("malformed double-quoted string")
+        return
+    position = children[0].end_byte
+    for child in children[1:-1]:
+        if position < child.start_byte:
+            builder.double_quoted(
+                source[position : child.start_byte].decode("utf-8", "surrogatepass")
+            )
+        if child.type == "string_content":
+            content = source[child.start_byte : child.end_byte]
+            builder.double_quoted(content.decode("utf-8", "surrogatepass"))
+        elif child.type == "$":
+            builder.quoted("$")
+        else:
+            _node(child, source, builder, scan)
+        position = child.end_byte
+    if position < children[-1].start_byte:
+        gap = source[position : children[-1].start_byte]
+        builder.double_quoted(gap.decode("utf-8", "surrogatepass"))
+
+
+def _expansions(builder: _Builder) -> None:
+    """Mark globs, brace expansion and tilde expansion in unquoted characters."""
+    unquoted = [(i, c) for i, (c, quoted) in enumerate(builder.chars) if not quoted]
+    if any(c in _GLOB for _, c in unquoted):
+        builder.dynamic("glob pattern")
+    if _has_brace_expansion(builder.chars):
+        builder.dynamic("brace expansion")
+    if builder.chars and builder.chars[0] == ("#", False):
+        builder.dynamic("syntax the analyzer does not understand")
+    _tilde(builder)
+
+
+def _has_brace_expansion(chars: list[tuple[str, bool]]) -> bool:
+    opened: list[int] = []
+    for i, (c, quoted) in enumerate(chars):
+        if quoted:
+            continue
+        if c == "{":
+            opened.append(i)
+        elif c == "}" and opened:
+            start = opened.pop()
+            inner = chars[start + 1 : i]
+            if any(ch == "," and not q for ch, q in inner):
+                return True
+            flat = "".join(ch if not q else "\0" for ch, q in inner)
+            if ".." in flat:
+                return True
+    return False
+
+
+def _tilde(builder: _Builder) -> None:
+    chars = builder.chars
+    for i, (c, quoted) in enumerate(chars):
+        if c != "~" or quoted:
+            continue
+        if i == 0 or chars[i - 1] in (("=", False), (":", False)):
+            builder.dynamic("tilde expansion")
+            return
+
+
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "e": "\x1b",
+    "E": "\x1b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "?": "?",
+}
+_HEX = frozenset("0123456789abcdefABCDEF")
+_NUMERIC_ESCAPES = {"x": 2, "u": 4, "U": 8}
+
+
+def decode_ansi_c(body: str) -> str | None:
+    """Decode the inside of `$'…'` as bash does, or None if unsure.
+
+    Bash stops the string at a NUL character, so the result does too.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\" or i + 1 >= len(body):
+            out.append(c)
+            i += 1
+            continue
+        escape = body[i + 1]
+        i += 2
+        if escape in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[escape])
+        elif escape in "01234567":
+            digits = escape
+            while len(digits) < 3 and i < len(body) and body[i] in "01234567":
+                digits += body[i]
+                i += 1
+            out.append(chr(int(digits, 8) & 0xFF))
+        elif escape in _NUMERIC_ESCAPES:
+            digits = ""
+            while len(digits) < _NUMERIC_ESCAPES[escape] and i < len(body) and body[i] in _HEX:
+                digits += body[i]
+                i += 1
+            if not digits:
+                out.append("\\" + escape)
+                continue
+            code = int(digits, 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                return None
+            out.append(chr(code))
+        elif escape == "c":
+            if i >= len(body):
+                return None
+            control = body[i]
+            i += 1
+            out.append("\x7f" if control == "?" else chr(ord(control.upper()) & 0x1F))
+        else:
+            out.append("\\" + escape)
+    decoded = "".join(out)
+    return decoded.split("\0", 1)[0]
+
+
+_CONFUSABLE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"})
+
+
+def suspicious_characters(text: str) -> list[str]:
+    """Describe characters that could make `text` look unlike what bash runs.
+
+    Flags ASCII control characters other than tab and newline (a carriage
+    return or escape sequence can rewrite what a terminal shows), invisible,
+    format and bidirectional characters, non-ASCII spaces, characters whose
+    compatibility form is ASCII (fullwidth `；`, `｜`, ...), and words mixing
+    ASCII letters with Cyrillic, Greek or similar letters (`gіt`).
+    """
+    found: list[str] = []
+    seen: set[str] = set()
+    for c in text:
+        if c in seen or c in "\t\n":
+            continue
+        if c.isascii():
+            if c.isprintable():
+                continue
+            seen.add(c)
+            found.append(f"control character U+{ord(c):04X}")
+            continue
+        seen.add(c)
+        name = unicodedata.name(c, "unnamed character")
+        if unicodedata.category(c) in _INVISIBLE_CATEGORIES:
+            found.append(f"U+{ord(c):04X} {name}")
+        elif any(ch.isascii() for ch in unicodedata.normalize("NFKC", c)):
+            found.append(f"U+{ord(c):04X} {name} looks like ASCII")
+    if not text.isascii():
+        for token in text.split():
+            if any(ch.isascii() and ch.isalpha() for ch in token):
+                mixed = [ch for ch in token if _confusable(ch)]
+                if mixed:
+                    found.append(f"{token!r} mixes ASCII with look-alike letters")
+    return found
+
+
+def _confusable(c: str) -> bool:
+    return (
+        not c.isascii() and c.isalpha() and unicodedata.name(c, "").startswith(_CONFUSABLE_SCRIPTS)
+    )

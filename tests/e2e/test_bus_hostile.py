@@ -1,0 +1,112 @@
+"""Garbage, oversize and hostile input on the bus: an error reply, the daemon up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import zmq
+import zmq.asyncio
+
+from kfd.protocol import MAX_REQUEST_BYTES
+from kfd.testing.daemon import KfdDaemon
+
+
+@pytest.fixture
+async def raw(daemon: KfdDaemon):
+    context = zmq.asyncio.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"ipc://{daemon.runtime_dir / 'rpc.sock'}")
+
+    async def ask(*frames: bytes, timeout: float = 5.0) -> dict:
+        await sock.send_multipart(frames)
+        if await sock.poll(timeout * 1000) == 0:
+            raise TimeoutError("no reply")
+        return json.loads(await sock.recv())
+
+    yield ask
+    sock.close()
+    context.term()
+
+
+async def assert_serving(daemon: KfdDaemon) -> None:
+    async with await daemon.client() as client:
+        status = await client.status()
+    assert status.pid == daemon.pid
+
+
+@pytest.mark.parametrize(
+    ("frame", "fragment"),
+    [
+        (b"not json at all", "one JSON object"),
+        (b"[1, 2, 3]", "one JSON object"),
+        (b"\xff\xfe\x00garbage", "one JSON object"),
+        (b'{"method": "daemon.hello"}', "non-empty string `id`"),
+        (b'{"id": 7, "method": "daemon.hello"}', "non-empty string `id`"),
+        (b'{"id": "1", "method": "session.teleport"}', "unknown method 'session.teleport'"),
+        (b'{"id": "1"}', "unknown method None"),
+        (b'{"id": "1", "method": "session.create"}', "missing required field `cwd`"),
+        (b'{"id": "1", "method": "session.create", "cwd": 42}', "Expected `str`"),
+        (b'{"id": "1", "method": "session.set_mode", "session": "x", "mode": "yolo"}', "mode"),
+        (b'{"id": "1", "method": "session.get", "session": "s404"}', "no session"),
+        (b'{"id": "1", "method": "session.create", "cwd": "relative/dir"}', "absolute path"),
+        (b'{"id": "1", "method": "session.create", "cwd": "/no/such/dir"}', "not a directory"),
+        (b'{"id": "1", "method": "message.send", "session": "s1", "text": ""}', "empty"),
+        (
+            b'{"id": "1", "method": "approval.respond", "session": "s1",'
+            b' "approval_id": "a", "decision": "maybe"}',
+            "decision",
+        ),
+    ],
+)
+async def test_bad_requests_get_a_typed_error_and_the_daemon_serves_on(
+    daemon: KfdDaemon, raw, frame: bytes, fragment: str
+) -> None:
+    reply = await raw(frame)
+    assert reply["ok"] is False
+    assert reply["error"]["code"] in {"bad_request", "not_found"}
+    assert fragment in reply["error"]["message"]
+    await assert_serving(daemon)
+
+
+async def test_an_unknown_session_is_not_found(daemon: KfdDaemon, raw) -> None:
+    reply = await raw(b'{"id": "9", "method": "turn.cancel", "session": "s0000000000000000000"}')
+    assert reply == {
+        "id": "9",
+        "ok": False,
+        "error": {"code": "not_found", "message": reply["error"]["message"]},
+    }
+
+
+async def test_several_frames_in_one_request_get_an_error(daemon: KfdDaemon, raw) -> None:
+    reply = await raw(b'{"id": "1", "method": "daemon.hello"}', b"extra")
+    assert reply["ok"] is False and "one frame" in reply["error"]["message"]
+    await assert_serving(daemon)
+
+
+async def test_an_oversized_frame_is_dropped_and_the_daemon_serves_on(
+    daemon: KfdDaemon, raw
+) -> None:
+    with pytest.raises(TimeoutError):
+        await raw(b"x" * (MAX_REQUEST_BYTES + 1), timeout=1)
+    await assert_serving(daemon)
+
+
+async def test_a_flood_of_garbage_leaves_the_daemon_answering(daemon: KfdDaemon, raw) -> None:
+    for index in range(300):
+        reply = await raw(json.dumps({"id": str(index), "method": index}).encode())
+        assert reply["id"] == str(index)
+    await assert_serving(daemon)
+
+
+async def test_hostile_subscriptions_do_not_disturb_the_daemon(daemon: KfdDaemon) -> None:
+    context = zmq.asyncio.Context()
+    sub = context.socket(zmq.XSUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(f"ipc://{daemon.runtime_dir / 'events.sock'}")
+    for message in (b"", b"\x05weird", b"\x01" + b"t" * 10_000, b"\x00never-subscribed"):
+        await sub.send(message)
+    sub.close()
+    context.term()
+    await assert_serving(daemon)
