@@ -36,7 +36,8 @@ def system_prompt(session: Session) -> str:
     return f"{STABLE_PREFIX}\n{facts}"
 
 
-def build_request(session: Session, turn: int) -> ModelRequest:
+async def prepare_request(session: Session, turn: int) -> ModelRequest:
+    """The request for the next model call of ``turn``."""
     config = session.runtime.config.model
     return ModelRequest(
         model=session.info.model or config.model,

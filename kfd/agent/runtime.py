@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kfd.agent.accounting import Accounting
     from kfd.agent.tools import ToolRegistry
     from kfd.api import Policy
     from kfd.config import Config
@@ -22,6 +23,7 @@ class Runtime:
     policies: list[Policy]
     journal: Journal
     store: Store
+    accounting: Accounting
     delta_window_s: float = 0.004
     """Model text: at most one delta event per window while tokens pour in."""
     output_window_s: float = 0.02

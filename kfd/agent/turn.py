@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kfd.agent.context import build_request
+from kfd.agent.context import prepare_request
 from kfd.agent.toolcall import CallContext
 from kfd.agent.tools import InvalidArguments
 from kfd.agent.truncate import cap
-from kfd.api import PolicyRequest, Tool, ToolError, ToolResult, Verdict
+from kfd.api import Tool, ToolError, ToolResult
 from kfd.errors import ProviderError
-from kfd.gateway.types import Completed, ReasoningDelta, Retrying, TextDelta
-from kfd.policy import engine
-from kfd.policy.paths import resolve
+from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
+from kfd.policy.gate import decide_call
 from kfd.protocol import (
     ErrorEvent,
     MessageCompleted,
@@ -43,7 +42,6 @@ from kfd.protocol import (
     ToolStatus,
     TurnCompleted,
     TurnStarted,
-    UsageReported,
 )
 from kfd.transcript import ToolResultMessage, UserMessage, unanswered_calls
 
@@ -146,30 +144,18 @@ async def _steps(session: Session, turn: int) -> None:
 
 async def _ask_model(session: Session, turn: int) -> Completed:
     runtime = session.runtime
-    request = build_request(session, turn)
+    request = await prepare_request(session, turn)
+    await runtime.accounting.before_request(session, request)
     message_id = session.begin_stream()
     completed: Completed | None = None
-    async for event in runtime.provider.stream(request):
-        if isinstance(event, TextDelta):
-            session.stream_text(event.text)
-        elif isinstance(event, ReasoningDelta):
-            session.stream_text(event.text, reasoning=True)
-        elif isinstance(event, Retrying):
-            session.end_stream(publish_pending=False)
-            session.emit(
-                MessageDiscarded(session=session.id, message_id=message_id, reason=event.reason)
-            )
-            session.emit(
-                ModelRetry(
-                    session=session.id,
-                    attempt=event.attempt,
-                    delay_s=event.delay_s,
-                    reason=event.reason,
-                )
-            )
-            message_id = session.begin_stream()
-        elif isinstance(event, Completed):
-            completed = event
+    try:
+        async for event in runtime.provider.stream(request):
+            message_id = _on_stream_event(session, event, message_id)
+            if isinstance(event, Completed):
+                completed = event
+    except ProviderError as exc:
+        await runtime.accounting.after_failure(session, turn, exc)
+        raise
     session.end_stream()
     if completed is None:  # pragma: no cover - providers always complete or raise
         raise ProviderError("the model stream ended without an answer")
@@ -184,29 +170,33 @@ async def _ask_model(session: Session, turn: int) -> Completed:
         ),
         message=message,
     )
-    _account(session, completed)
-    return msgspec.structs.replace(completed, message=message)
+    completed = msgspec.structs.replace(completed, message=message)
+    await runtime.accounting.after_request(session, turn, completed)
+    return completed
 
 
-def _account(session: Session, completed: Completed) -> None:
-    total = session.info.usage
-    used = completed.usage
-    total.input_tokens += used.input_tokens
-    total.cached_input_tokens += used.cached_input_tokens
-    total.output_tokens += used.output_tokens
-    total.reasoning_tokens += used.reasoning_tokens
-    total.requests += 1
-    total.cost_usd += used.cost_usd
-    session.emit(
-        UsageReported(
-            session=session.id,
-            request=used,
-            total=msgspec.structs.replace(total),
-            model=completed.info.model,
-            context_tokens=used.input_tokens + used.output_tokens,
-            context_window=session.runtime.config.model.context_window,
+def _on_stream_event(session: Session, event: StreamEvent, message_id: str) -> str:
+    """Show one stream event; returns the id the message streams under now."""
+    if isinstance(event, TextDelta):
+        session.stream_text(event.text)
+    elif isinstance(event, ReasoningDelta):
+        session.stream_text(event.text, reasoning=True)
+    elif isinstance(event, Retrying):
+        # The failed attempt's text is void: say so, and stream anew.
+        session.end_stream(publish_pending=False)
+        session.emit(
+            MessageDiscarded(session=session.id, message_id=message_id, reason=event.reason)
         )
-    )
+        session.emit(
+            ModelRetry(
+                session=session.id,
+                attempt=event.attempt,
+                delay_s=event.delay_s,
+                reason=event.reason,
+            )
+        )
+        return session.begin_stream()
+    return message_id
 
 
 async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]) -> None:
@@ -240,7 +230,7 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
         if item.error is not None or item.tool is None or item.args is None:
             _answer(session, item.call, "error", item.error or "invalid call")
             continue
-        verdict = await _decide(session, item)
+        verdict = await decide_call(session, item.tool, item.args, item.raw)
         if verdict.decision == "deny":
             _answer(
                 session, item.call, "denied", f"denied: {verdict.reason}", reason=verdict.reason
@@ -300,35 +290,6 @@ def _prepare(session: Session, call: ToolCall) -> _Call:
     except InvalidArguments as exc:
         return _Call(call, tool, {}, None, str(exc))
     return _Call(call, tool, raw, args, None, summary=tool.summary(args))
-
-
-async def _decide(session: Session, item: _Call) -> Verdict:
-    assert item.tool is not None
-    assert item.args is not None
-    workspace = _workspace(session)
-    paths = await asyncio.to_thread(resolve, workspace, item.tool.paths(item.args))
-    request = PolicyRequest(
-        session_id=session.id,
-        tool=item.call.name,
-        arguments=item.raw,
-        read_only=item.tool.read_only,
-        edits_files=item.tool.edits_files,
-        workspace=str(workspace),
-        mode=session.info.mode,
-        paths=paths,
-        session_rule=item.tool.session_rule(item.args),
-        session_rules=list(session.session_rules),
-    )
-    verdicts: list[Verdict | None] = [engine.decide(request)]
-    for policy in session.runtime.policies:
-        try:
-            verdicts.append(await policy.check(request))
-        except Exception as exc:
-            log.exception("policy %s failed", getattr(policy, "name", policy))
-            verdicts.append(
-                Verdict("ask", f"policy {getattr(policy, 'name', '?')} failed: {exc!r}")
-            )
-    return engine.combine(verdicts)
 
 
 def _workspace(session: Session) -> Path:

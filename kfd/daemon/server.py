@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kfd import paths
+from kfd.agent.accounting import Accounting
 from kfd.agent.runtime import Runtime
 from kfd.agent.tools import ToolRegistry
 from kfd.config import Config
@@ -125,6 +126,7 @@ class Daemon:
             policies=policies,
             journal=journal,
             store=store,
+            accounting=Accounting(),
         )
         self.sessions = SessionManager(self.runtime)
         journal_task = asyncio.create_task(journal.run(), name="journal")

@@ -48,4 +48,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (session, call_id)
     ) WITHOUT ROWID;
     """,
+    # Numbers reserved so features built side by side land in a fixed order;
+    # a reserved slot that is still empty is a no-op.
+    # 2: the cost ledger (model gateway).
+    "SELECT 1;",
+    # 3: persisted permission rules.
+    "SELECT 1;",
+    # 4: memory and tasks.
+    "SELECT 1;",
+    # 5: file-watch triggers.
+    "SELECT 1;",
 ]

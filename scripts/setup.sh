@@ -1,0 +1,45 @@
+# Shared by ./run and ./test: a virtualenv in .venv with kfd installed, and
+# the Debian packages a list names. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {  # apt_install LIST-FILE: install the missing packages it names
+  local wanted=() missing=() pkg
+  mapfile -t wanted < <(grep -v '^\s*#' "$1" | grep -v '^\s*$')
+  command -v dpkg-query >/dev/null || { say "not a Debian system: install ${wanted[*]} yourself"; return 0; }
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then sudo="sudo"; else
+      say "missing Debian packages: ${missing[*]} (no root and no sudo: install them, then rerun)"
+      return 1
+    fi
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_venv() {  # ensure_venv [EXTRAS]: .venv with the locked dependencies and kfd
+  local extras="${1:-}" stamp="$VENV/.kfd-installed${extras:+-$extras}"
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  # Reinstall only when the lock or the project metadata changed.
+  if [ ! -f "$stamp" ] || [ "$ROOT/requirements/lock.txt" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    say "installing kfd and its locked dependencies"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements/lock.txt"
+    "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT${extras:+[$extras]}"
+    touch "$stamp"
+  fi
+}
