@@ -30,15 +30,17 @@ apt_install() {  # apt_install LIST-FILE: install the missing packages it names
 
 ensure_venv() {  # ensure_venv [EXTRAS]: .venv with the locked dependencies and kfd
   local extras="${1:-}" stamp="$VENV/.kfd-installed${extras:+-$extras}"
+  local lock="$ROOT/requirements/lock${extras:+-$extras}.txt"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
   # Reinstall only when the lock or the project metadata changed.
-  if [ ! -f "$stamp" ] || [ "$ROOT/requirements/lock.txt" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ "$ROOT/requirements/lock.txt" -nt "$stamp" ] \
+     || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
     say "installing kfd and its locked dependencies"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements/lock.txt"
+    "$VENV/bin/python" -m pip install -q -r "$lock"
     "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT${extras:+[$extras]}"
     touch "$stamp"
   fi
