@@ -92,6 +92,9 @@ class ToolResult(msgspec.Struct, kw_only=True):
     output: str
     is_error: bool = False
     display: Preview | None = None
+    untrusted: bool = False
+    """The output carries content from outside the user's control (a web page,
+    an MCP server): the model is told so, and policies may tighten after it."""
 
 
 class PathAccess(NamedTuple):
@@ -160,6 +163,9 @@ class Tool(abc.ABC, Generic[ArgsT]):
 
     edits_files: ClassVar[bool] = False
     """True if the tool only edits files (the ``accept-edits`` mode allows it)."""
+
+    network: ClassVar[bool] = False
+    """True if the tool reaches the network (policies may ask before it)."""
 
     def summary(self, args: ArgsT) -> str:
         """A short line naming the key argument, for frontends."""

@@ -336,6 +336,12 @@ class Client:
         )
         return result.session
 
+    async def set_model(self, session_id: str, model: str) -> p.SessionInfo:
+        result: p.SessionResult = await self.request(
+            p.SessionSetModel(id="", session=session_id, model=model)
+        )
+        return result.session
+
     async def fork(
         self, session_id: str, message_id: str | None = None, title: str = ""
     ) -> p.SessionInfo:

@@ -224,6 +224,13 @@ class SessionSetMode(Request, tag="session.set_mode", kw_only=True):
     mode: Mode
 
 
+class SessionSetModel(Request, tag="session.set_model", kw_only=True):
+    """Change the model of the session; takes effect at the next request."""
+
+    session: str
+    model: str
+
+
 class MessageSend(Request, tag="message.send", kw_only=True):
     """A user message. Queued when a turn is running, run next.
 
@@ -265,6 +272,7 @@ AnyRequest = (
     | SessionFork
     | SessionArchive
     | SessionSetMode
+    | SessionSetModel
     | MessageSend
     | TurnCancel
     | ApprovalRespond
@@ -624,6 +632,7 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "session.fork": SessionResult,
     "session.archive": SessionResult,
     "session.set_mode": SessionResult,
+    "session.set_model": SessionResult,
     "message.send": MessageSendResult,
     "turn.cancel": Empty,
     "approval.respond": Empty,

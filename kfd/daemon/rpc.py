@@ -38,6 +38,7 @@ from kfd.protocol import (
     SessionListResult,
     SessionResult,
     SessionSetMode,
+    SessionSetModel,
     Shutdown,
     Status,
     StatusResult,
@@ -186,6 +187,13 @@ class RpcHandler:
             case SessionSetMode():
                 session = await sessions.get(request.session)
                 session.set_mode(request.mode, by=by)
+                return SessionResult(session=session.info)
+            case SessionSetModel():
+                model = request.model.strip()
+                if not model or len(model) > 200:
+                    raise RequestError("bad_request", "model: a name of 1-200 characters")
+                session = await sessions.get(request.session)
+                session.update(by=by, model=model)
                 return SessionResult(session=session.info)
             case MessageSend():
                 if not request.text.strip():

@@ -227,6 +227,7 @@ class _Context:
     assignments: tuple[Assignment, ...] = ()
     redirects: tuple[Redirect, ...] = ()
     chdir: tuple[str, ...] = ()
+    open_ended: bool = False
 
 
 @dataclass(slots=True)
@@ -465,12 +466,7 @@ class _Tree:
                 scan.unparsed.append(child)
         self.register(digest.redirects)
         self.scanned(scan, level)
-        inner = _Context(
-            context.wrappers,
-            context.assignments,
-            (*context.redirects, *digest.redirects),
-            context.chdir,
-        )
+        inner = _with_redirects(context, digest.redirects)
         if body is not None and body.type == "command":
             self.command(body, inner, level + 1, digest.arguments)
         else:
@@ -566,6 +562,12 @@ class _Tree:
                     f"redirection target {redirect.target!r} is not static",
                     redirect.target,
                 )
+            elif redirect.target.startswith(("/dev/tcp/", "/dev/udp/")):
+                self.out.risk(
+                    RiskKind.REDIRECT_WRITE,
+                    f"redirection to {redirect.target!r} opens a network connection",
+                    redirect.target,
+                )
             elif redirect.direction != "read" and redirect.target not in _SAFE_WRITE_TARGETS:
                 self.out.risk(
                     RiskKind.REDIRECT_WRITE,
@@ -600,12 +602,7 @@ class _Tree:
         words = [evaluate_word(group, self.source, scan) for group in groups]
         self.register(digest.redirects)
         self.scanned(scan, level)
-        context = _Context(
-            context.wrappers,
-            context.assignments,
-            (*context.redirects, *digest.redirects),
-            context.chdir,
-        )
+        context = _with_redirects(context, digest.redirects)
         self.emit(words, prefix, context, self.text(node), level)
         for statement in digest.statements:
             self.statement(statement, context, level + 1)
@@ -745,6 +742,7 @@ class _Tree:
                 tuple(assignments),
                 context.redirects,
                 (*context.chdir, *script.chdir),
+                context.open_ended or script.open_ended,
             )
             self.out.script(script.text, nested, level + 1)
 
@@ -782,19 +780,32 @@ class _Tree:
                     word.source,
                 )
         assignments = [*inherited, *self.wrapped_assignments(invocation.assignments)]
+        open_ended = invocation.open_ended or context.open_ended
         self.out.commands.append(
             SimpleCommand(
                 argv=[word.text for word in invocation.words],
-                static=all(w.static for w in invocation.words) and not invocation.open_ended,
+                static=all(w.static for w in invocation.words) and not open_ended,
                 source=source,
                 wrappers=[*(list(w) for w in context.wrappers), *invocation.wrappers],
                 assignments=assignments,
                 redirects=list(context.redirects),
                 chdir=[*context.chdir, *invocation.chdir],
                 git_config=list(invocation.git_config),
-                open_ended=invocation.open_ended,
+                open_ended=open_ended,
             )
         )
+
+
+def _with_redirects(context: _Context, redirects: list[Redirect]) -> _Context:
+    if not redirects:
+        return context
+    return _Context(
+        context.wrappers,
+        context.assignments,
+        (*context.redirects, *redirects),
+        context.chdir,
+        context.open_ended,
+    )
 
 
 def _descriptor(target: str) -> bool:

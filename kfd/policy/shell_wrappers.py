@@ -58,6 +58,7 @@ class NestedScript:
     wrappers: list[list[str]]
     assignments: list[tuple[str, Word]]
     chdir: list[str]
+    open_ended: bool = False
 
 
 @dataclass(slots=True)
@@ -232,7 +233,7 @@ def _wrapper(
 
     def handle(words: list[Word], state: Invocation, out: Unwrapped) -> _Step:
         if finding is not None:
-            out.findings.append(Finding(finding[0], finding[1], words[0].text))
+            out.findings.append(Finding(finding[0], f"{words[0].text} {finding[1]}", words[0].text))
         parsed = _parse(words, spec)
         if parsed.problem is not None:
             out.findings.append(parsed.problem)
@@ -388,7 +389,13 @@ def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> _Step:
 
 def _nested(text: str, prefix: list[str], state: Invocation, out: Unwrapped) -> None:
     out.scripts.append(
-        NestedScript(text, [*state.wrappers, prefix], list(state.assignments), list(state.chdir))
+        NestedScript(
+            text,
+            [*state.wrappers, prefix],
+            list(state.assignments),
+            list(state.chdir),
+            state.open_ended,
+        )
     )
 
 
@@ -766,9 +773,9 @@ _HANDLERS: dict[str, Callable[[list[Word], Invocation, Unwrapped], _Step]] = {
     ),
     "exec": _wrapper(
         _spec(flags="-c -l", valued="-a"),
-        finding=(RiskKind.EXEC, "exec replaces the shell or redirects its file descriptors"),
+        finding=(RiskKind.EXEC, "replaces the shell or redirects its file descriptors"),
     ),
-    "coproc": _wrapper(_spec(), finding=(RiskKind.COPROC, "coproc starts a coprocess")),
+    "coproc": _wrapper(_spec(), finding=(RiskKind.COPROC, "starts a coprocess")),
     "env": _wrapper(
         _spec(
             flags="-i --ignore-environment -0 --null -v --debug",
