@@ -106,7 +106,7 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     try:
         config = msgspec.toml.decode(raw, type=Config) if raw.strip() else Config()
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{path}: {_name_keys(exc, raw)}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     overrides: dict[str, Any] = {}
@@ -120,6 +120,17 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
         names = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         raise ConfigError(f"environment overrides ({names}): {exc}") from exc
     return msgspec.structs.replace(config, model=model)
+
+
+def _name_keys(error: msgspec.ValidationError, raw: bytes) -> str:
+    """msgspec writes ``$.tools[...]`` for a table key; name the key instead."""
+    message = str(error)
+    if "$.tools[...]" in message:
+        tables = msgspec.toml.decode(raw).get("tools", {})
+        bad = [key for key, value in tables.items() if not isinstance(value, dict)]
+        if bad:
+            message = message.replace("$.tools[...]", f"$.tools.{bad[0]}")
+    return message
 
 
 def api_key(model: ModelConfig, environ: Mapping[str, str] | None = None) -> str | None:

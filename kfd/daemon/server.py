@@ -51,11 +51,13 @@ class Daemon:
         runtime_dir: Path | None = None,
         state_dir: Path | None = None,
         plugins: PluginHost | None = None,
+        discover_plugins: bool = True,
     ) -> None:
         self.config = config
         self.runtime_dir = runtime_dir or paths.runtime_dir()
         self.state_dir = state_dir or paths.state_dir()
         self.plugins = plugins or PluginHost()
+        self.discover_plugins = discover_plugins
         self.daemon_id = new_id("d")
         self.started_at = time.time()
         self._stop = asyncio.Event()
@@ -108,7 +110,8 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
         store = await Store.open(self.state_dir / "kfd.db")
-        self.plugins.load_entry_points(config.plugins.disable)
+        if self.discover_plugins:
+            self.plugins.load_entry_points(config.plugins.disable)
         tools = ToolRegistry(self.plugins.tools(config.tools))
         policies = self.plugins.policies(config.tools)
         provider = make_provider(config.model)

@@ -1,0 +1,105 @@
+"""The store (a real SQLite file) and the journal: durable before visible."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kfd.daemon.journal import Journal
+from kfd.errors import StoreError
+from kfd.protocol import MessageDelta, SessionInfo, SessionStatusChanged
+from kfd.store.db import Batch, EventRow, Store
+from kfd.store.migrations import MIGRATIONS
+
+
+async def test_migrations_run_once_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "kfd.db"
+    store = await Store.open(path)
+    await store.close()
+    store = await Store.open(path)  # reopening runs nothing twice
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer kfd"):
+        await Store.open(path)
+
+
+async def test_a_batch_commits_entirely_or_not_at_all(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "kfd.db")
+    info = SessionInfo(id="s1", cwd="/w", created_at=1, updated_at=1)
+    await store.write(Batch(events=[EventRow("s1", 1, "x", 1.0, b"{}")], sessions=[info]))
+    duplicate = [EventRow("s1", 2, "x", 1.0, b"{}"), EventRow("s1", 1, "x", 1.0, b"{}")]
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.write(Batch(events=duplicate))
+    assert [seq for seq, _ in await store.events("s1")] == [1]
+    assert (await store.session("s1")) == info
+    await store.close()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, bytes]] = []
+
+    def __call__(self, topic: bytes, body: bytes) -> None:
+        self.published.append((topic, body))
+
+
+async def test_durable_events_are_on_disk_before_they_are_published(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "kfd.db")
+    seen_on_disk: list[int] = []
+
+    def publish(topic: bytes, body: bytes) -> None:
+        # Called synchronously by the journal: check the disk right now.
+        with sqlite3.connect(tmp_path / "kfd.db") as db:
+            seen_on_disk.append(db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    journal = Journal(store, publish)
+    runner = asyncio.create_task(journal.run())
+    futures = [
+        journal.append(SessionStatusChanged(session="s1", seq=seq, status="running"))
+        for seq in (1, 2, 3)
+    ]
+    await asyncio.gather(*futures)
+    assert seen_on_disk and all(count >= 1 for count in seen_on_disk)
+    assert seen_on_disk[-1] == 3
+    runner.cancel()
+    await store.close()
+
+
+async def test_ephemeral_events_wait_behind_pending_durable_ones(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "kfd.db")
+    recorder = Recorder()
+    journal = Journal(store, recorder)
+    journal.publish(MessageDelta(session="s1", seq=0, message_id="m", text="now", ephemeral=True))
+    assert len(recorder.published) == 1  # nothing pending: straight out
+
+    runner = asyncio.create_task(journal.run())
+    durable = journal.append(SessionStatusChanged(session="s1", seq=1, status="running"))
+    journal.publish(MessageDelta(session="s1", seq=1, message_id="m", text="after", ephemeral=True))
+    assert len(recorder.published) == 1  # the delta waits for the durable event
+    await durable
+    await journal.drain()
+    bodies = [body for _, body in recorder.published]
+    assert b'"session.status"' in bodies[1] and b'"after"' in bodies[2]
+    runner.cancel()
+    await store.close()
+
+
+async def test_a_failed_commit_publishes_nothing_durable(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "kfd.db")
+    recorder = Recorder()
+    journal = Journal(store, recorder)
+    runner = asyncio.create_task(journal.run())
+    await journal.append(SessionStatusChanged(session="s1", seq=1, status="running"))
+    clash = journal.append(SessionStatusChanged(session="s1", seq=1, status="idle"))
+    with pytest.raises(sqlite3.IntegrityError):
+        await clash
+    assert len(recorder.published) == 1
+    assert journal.stats.failures
+    runner.cancel()
+    await store.close()
