@@ -69,6 +69,8 @@ class DaemonConfig(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     commit_interval_ms: float = 0.0
     """Extra wait before a group commit to gather more events (0: none)."""
+    delta_window_ms: float = 4.0
+    """Streamed model text: at most one bus message per window (0: one per chunk)."""
 
 
 class PluginsConfig(_Section):

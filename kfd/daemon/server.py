@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from kfd import paths
 from kfd.agent.accounting import Accounting
 from kfd.agent.runtime import Runtime
@@ -112,7 +114,10 @@ class Daemon:
         store = await Store.open(self.state_dir / "kfd.db")
         if self.discover_plugins:
             self.plugins.load_entry_points(config.plugins.disable)
-        tools = ToolRegistry(self.plugins.tools(config.tools))
+        tools = ToolRegistry(
+            self.plugins.tools(config.tools),
+            self.plugins.tool_sources(msgspec.to_builtins(config)),
+        )
         policies = self.plugins.policies(config.tools)
         provider = make_provider(config.model)
         bus = self._bus = Bus(self.runtime_dir)
@@ -130,6 +135,8 @@ class Daemon:
             journal=journal,
             store=store,
             accounting=Accounting(),
+            after_tool_hooks=self.plugins.after_tool_hooks(config.tools),
+            delta_window_s=config.daemon.delta_window_ms / 1000,
         )
         self.sessions = SessionManager(self.runtime)
         journal_task = asyncio.create_task(journal.run(), name="journal")
@@ -158,6 +165,7 @@ class Daemon:
                 GLOBAL_TOPIC.encode(), DaemonStopping(session="", reason=self._stop_reason)
             )
             await self.sessions.shutdown()
+            await self.plugins.shutdown()
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
             stopped.cancel()

@@ -268,6 +268,8 @@ class RecordedRequest:
     reply: Reply | None = None
     outcome: Outcome | None = None
     """How the exchange ended; None while it is running."""
+    finished_at: float | None = None
+    """`time.monotonic` when the exchange ended (the last byte was sent)."""
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def wait_done(self, timeout: float = 5.0) -> Outcome:
@@ -288,6 +290,7 @@ class RecordedRequest:
     def _finish(self, outcome: Outcome) -> None:
         if self.outcome is None:
             self.outcome = outcome
+            self.finished_at = time.monotonic()
         self._done.set()
 
 

@@ -1,0 +1,37 @@
+"""One attached frontend for the fan-out benchmark (run as a subprocess).
+
+Prints "ready" once attached, then one JSON line: for every token received,
+its index and the monotonic time it arrived; and the number of bus events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from kfd import protocol as p
+from kfd.client import Client
+
+
+async def main(runtime: str, session: str) -> None:
+    async with await Client.connect(Path(runtime), name="bench-subscriber") as client:
+        async with await client.attach(session) as view:
+            print("ready", flush=True)
+            received: list[tuple[int, float]] = []
+            events = 0
+            async for item in view:
+                now = time.monotonic()
+                events += 1
+                if isinstance(item, p.MessageDelta):
+                    for token in item.text.split(".")[:-1]:
+                        received.append((int(token), now))
+                elif isinstance(item, p.TurnCompleted):
+                    break
+    print(json.dumps({"received": received, "events": events}), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
