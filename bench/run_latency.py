@@ -48,7 +48,8 @@ def main() -> None:
     print(f"  process start -> first model request: {summary(first_request)}")
     print(f"  whole run wall time:                  {summary(wall)}")
     print(
-        f"  daemon RSS after {RUNS + 1} sessions: {current / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB"
+        f"  daemon RSS after {RUNS + 1} sessions: "
+        f"{current / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB"
     )
 
 

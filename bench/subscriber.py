@@ -17,19 +17,19 @@ from kfd.client import Client
 
 
 async def main(runtime: str, session: str) -> None:
-    async with await Client.connect(Path(runtime), name="bench-subscriber") as client:
-        async with await client.attach(session) as view:
-            print("ready", flush=True)
-            received: list[tuple[int, float]] = []
-            events = 0
-            async for item in view:
-                now = time.monotonic()
-                events += 1
-                if isinstance(item, p.MessageDelta):
-                    for token in item.text.split(".")[:-1]:
-                        received.append((int(token), now))
-                elif isinstance(item, p.TurnCompleted):
-                    break
+    client = await Client.connect(Path(runtime), name="bench-subscriber")
+    async with client, await client.attach(session) as view:
+        print("ready", flush=True)
+        received: list[tuple[int, float]] = []
+        events = 0
+        async for item in view:
+            now = time.monotonic()
+            events += 1
+            if isinstance(item, p.MessageDelta):
+                for token in item.text.split(".")[:-1]:
+                    received.append((int(token), now))
+            elif isinstance(item, p.TurnCompleted):
+                break
     print(json.dumps({"received": received, "events": events}), flush=True)
 
 
