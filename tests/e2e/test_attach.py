@@ -258,3 +258,54 @@ async def test_attach_with_tail_returns_only_recent_history(
             history = [await tail_view.next_event(5) for _ in range(3)]
     assert last > 10
     assert [e.seq for e in history] == [last - 2, last - 1, last]
+
+
+async def test_cancel_stops_the_model_stream_and_closes_the_connection(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="a very slow answer " * 50, chunk_delay_s=0.05))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "talk slowly")
+            await collect_until(view, of_type(p.MessageDelta))
+            await client.cancel(info.id)
+            events = await collect_until(view, turn_completed, timeout=3)
+    assert events[-1].stop_reason == "cancelled"
+    assert not any(isinstance(e, p.MessageCompleted) for e in events)
+    outcome = await model_server.requests[0].wait_done_async(timeout=3)
+    assert outcome == "client_disconnected"
+
+
+async def test_an_edit_approval_shows_the_diff_and_outside_reads_ask(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret-ish\n")
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("read", {"path": "README.md"})]),
+        Reply(
+            tool_calls=[
+                ScriptedToolCall(
+                    "edit", {"path": "README.md", "old_string": "demo", "new_string": "kfd demo"}
+                )
+            ]
+        ),
+        Reply(tool_calls=[ScriptedToolCall("read", {"path": str(outside)})]),
+        Reply(text="done"),
+    )
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "edit")
+            edit = (await collect_until(view, of_type(p.ApprovalRequested)))[-1]
+            await client.respond(info.id, edit.approval_id, "allow")
+            read = (await collect_until(view, of_type(p.ApprovalRequested)))[-1]
+            await client.respond(info.id, read.approval_id, "deny")
+            await collect_until(view, turn_completed)
+    assert edit.tool == "edit"
+    assert edit.preview.diff is not None
+    assert "-# demo" in edit.preview.diff and "+# kfd demo" in edit.preview.diff
+    assert (workspace / "README.md").read_text() == "# kfd demo\n"
+    assert read.tool == "read" and "reads outside the workspace" in read.reason
+    assert str(outside) in read.reason
