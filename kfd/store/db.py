@@ -4,12 +4,21 @@ One SQLite file in WAL mode, opened through aiosqlite so no query blocks the
 event loop. Writes arrive as batches from the journal and commit in one
 transaction: a batch is durable entirely or not at all, so a crash at any
 instant leaves a log without holes.
+
+One connection serves the whole daemon. A transaction spans several awaits,
+so a statement from elsewhere could land inside it (and roll back with it):
+every write therefore goes through `Store.transaction`, which holds a lock
+for the transaction's whole length. Reads use `Store.connection` freely.
+The feature tables (memory, triggers, rules) live in sibling modules that
+use these two doors; the ledger keeps a connection of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,7 +63,25 @@ class Store:
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
+        self._write_lock = asyncio.Lock()
         self.path = path
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """The connection, for reads. Write only inside `transaction`."""
+        return self._db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """An exclusive write transaction: committed on exit, rolled back on error."""
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -75,6 +102,9 @@ class Store:
         except sqlite3.Error as exc:
             await db.close()
             raise StoreError(f"cannot prepare the database {path}: {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
         path.chmod(0o600)
         return store
 
@@ -101,9 +131,7 @@ class Store:
 
     async def write(self, batch: Batch) -> None:
         """Commit a batch in one transaction."""
-        db = self._db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self.transaction() as db:
             if batch.events:
                 await db.executemany(
                     "INSERT INTO events (session, seq, type, ts, body) VALUES (?, ?, ?, ?, ?)",
@@ -141,10 +169,6 @@ class Store:
                     " VALUES (?, ?, ?)",
                     batch.tool_outputs,
                 )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
 
     # -- reads -------------------------------------------------------------
 

@@ -68,6 +68,7 @@ async def test_durable_events_are_on_disk_before_they_are_published(tmp_path: Pa
     assert seen_on_disk and all(count >= 1 for count in seen_on_disk)
     assert seen_on_disk[-1] == 3
     runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
     await store.close()
 
 
@@ -87,6 +88,7 @@ async def test_ephemeral_events_wait_behind_pending_durable_ones(tmp_path: Path)
     bodies = [body for _, body in recorder.published]
     assert b'"session.status"' in bodies[1] and b'"after"' in bodies[2]
     runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
     await store.close()
 
 
@@ -102,4 +104,5 @@ async def test_a_failed_commit_publishes_nothing_durable(tmp_path: Path) -> None
     assert len(recorder.published) == 1
     assert journal.stats.failures
     runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
     await store.close()
