@@ -12,6 +12,7 @@ and what to do. ::
     │                            bad_request, not_found, conflict, overloaded, internal)
     ├── ProtocolMismatch         the daemon speaks a protocol version this client does not
     ├── StoreError               the database cannot be opened or migrated
+    ├── BudgetExceeded           a model request would pass a spending limit (which, how to raise)
     └── ProviderError            a model request failed
         ├── ProviderRejected     the provider refused the request (bad key): not retried
         │   └── ContextTooLong   the request does not fit the model's context window
@@ -62,12 +63,23 @@ class StoreError(KfdError):
     """The database cannot be opened or migrated."""
 
 
+class BudgetExceeded(KfdError):
+    """A model request would pass a spending limit; it was not sent."""
+
+    def __init__(self, message: str, *, budget: str) -> None:
+        super().__init__(message)
+        self.budget = budget
+        """Which limit: ``session``, ``daily`` or ``monthly``."""
+
+
 class ProviderError(KfdError):
     """A model request failed."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retries: int = 0) -> None:
         super().__init__(message)
         self.status = status
+        self.retries = retries
+        """Attempts made after the first before giving up."""
 
 
 class ProviderRejected(ProviderError):

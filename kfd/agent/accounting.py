@@ -1,48 +1,306 @@
-"""What a turn spends: usage totals per session, checked before each request.
+"""What model requests cost: the ledger, budgets, and the ``usage`` events.
 
-The turn loop calls `Accounting.before_request` before every model request
-(a budget may refuse it) and `after_request` / `after_failure` after it.
+The turn loop (and compaction) call, around every model request:
+
+- `Accounting.before_request` -- refuses a request that would pass a budget
+  (`kfd.errors.BudgetExceeded`; the turn ends with an ``error`` event saying
+  which and how to raise it);
+- `Accounting.after_request` -- prices the request from the model table,
+  commits its ledger row (durably, before anyone is told), adds it to the
+  session's totals, emits ``usage`` (and ``budget.warning`` at a threshold),
+  and, behind a gateway that logs costs, starts the look-up that later
+  replaces the estimate (``cost.updated``);
+- `Accounting.after_failure` -- commits a row for a request that failed for
+  good, with its error.
+
+``cost.query`` and ``model.list`` requests are answered here too, from the
+ledger (every total is a sum of rows) and the model table.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from kfd.protocol import UsageReported
+from kfd.agent import budgets
+from kfd.agent.cost_lookup import GatewayCosts
+from kfd.agent.prompt import request_tokens
+from kfd.config import FALLBACK_CONTEXT_WINDOW
+from kfd.errors import BudgetExceeded
+from kfd.gateway.catalog import ModelCatalog
+from kfd.ids import new_id
+from kfd.protocol import (
+    BudgetName,
+    BudgetState,
+    BudgetWarning,
+    CostQuery,
+    CostResult,
+    CostSource,
+    CostUpdated,
+    LedgerEntry,
+    ModelInfo,
+    ModelListResult,
+    SessionInfo,
+    Usage,
+    UsageReported,
+)
 
 if TYPE_CHECKING:
     from kfd.agent.session import Session
+    from kfd.config import Config
     from kfd.errors import ProviderError
-    from kfd.gateway.types import Completed, ModelRequest
+    from kfd.gateway.types import Completed, ModelRequest, Provider
+    from kfd.store.ledger import Ledger
+
+ENTRIES_LIMIT = 1000
+"""Most individual ledger rows one ``cost.query`` returns."""
+
+_ERROR_CHARS = 2000
 
 
 class Accounting:
-    """Counts usage into the session's totals and reports it."""
+    """Prices, records and limits what model requests cost."""
+
+    def __init__(
+        self,
+        config: Config,
+        ledger: Ledger,
+        provider: Provider,
+        catalog: ModelCatalog | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.catalog = catalog or ModelCatalog.load(config.models)
+        self.gateway_costs = GatewayCosts(provider, config.ledger, self._confirm)
+        self._asked: dict[str, tuple[str, str, float]] = {}
+        """Per session: provider, model and start of the request in flight."""
+        self._provider_name = provider.name
+
+    async def close(self) -> None:
+        """Stop the cost look-ups still waiting (their estimates stand)."""
+        await self.gateway_costs.close()
+
+    # -- the hooks -------------------------------------------------------------
 
     async def before_request(self, session: Session, request: ModelRequest) -> None:
-        """Raise to refuse the request (e.g. a budget would be exceeded)."""
+        """Refuse (raise `BudgetExceeded`) a request that would pass a budget."""
+        self._asked[session.id] = (self._provider_name, request.model, time.monotonic())
+        applying = budgets.limits(self.config.budget, session.info.budget_usd)
+        if not applying:
+            return
+        prompt = Usage(input_tokens=request_tokens(request))
+        projected = self.catalog.estimate(request.model, prompt) or 0.0
+        spent = await self._spent(session.id, applying)
+        refused = budgets.refusal(applying, spent, projected, session.id)
+        if refused is not None:
+            limit, message = refused
+            raise BudgetExceeded(message, budget=limit.budget)
 
     async def after_request(self, session: Session, turn: int, completed: Completed) -> None:
+        """Record the request, count it, and say so."""
+        info = completed.info
+        self._asked.pop(session.id, None)
+        estimate = self.catalog.estimate(info.model, completed.usage)
+        source: CostSource = "estimate" if estimate is not None else "unpriced"
+        used = msgspec.structs.replace(completed.usage, cost_usd=estimate or 0.0, requests=1)
+        entry = LedgerEntry(
+            id=new_id("l"),
+            session=session.id,
+            turn=turn,
+            ts=time.time(),
+            provider=info.provider,
+            model=info.model,
+            input_tokens=used.input_tokens,
+            cached_input_tokens=used.cached_input_tokens,
+            cache_write_tokens=used.cache_write_tokens,
+            output_tokens=used.output_tokens,
+            reasoning_tokens=used.reasoning_tokens,
+            cost_usd=used.cost_usd,
+            estimate_usd=used.cost_usd,
+            cost_source=source,
+            latency_ms=round(info.latency_ms, 1),
+            ttft_ms=round(info.ttft_ms, 1) if info.ttft_ms is not None else None,
+            retries=info.retries,
+            request_id=info.request_id or "",
+            gateway_log_id=info.extra.get("gateway_log_id", ""),
+            cache_status=info.extra.get("cache_status", ""),
+        )
+        # Durable before visible: the row is committed before the event says so.
+        await self.ledger.record(entry)
         total = session.info.usage
-        used = completed.usage
-        total.input_tokens += used.input_tokens
-        total.cached_input_tokens += used.cached_input_tokens
-        total.output_tokens += used.output_tokens
-        total.reasoning_tokens += used.reasoning_tokens
-        total.requests += 1
+        for field in (
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "requests",
+        ):
+            setattr(total, field, getattr(total, field) + getattr(used, field))
         total.cost_usd += used.cost_usd
         session.emit(
             UsageReported(
                 session=session.id,
                 request=used,
                 total=msgspec.structs.replace(total),
-                model=completed.info.model,
+                model=info.model,
                 context_tokens=used.input_tokens + used.output_tokens,
-                context_window=session.runtime.config.model.context_window,
+                context_window=self.context_window(info.model),
+                ledger_id=entry.id,
+                cost_source=source,
+            )
+        )
+        await self._warn(session, used.cost_usd)
+        if self.gateway_costs.wanted(info):
+            self.gateway_costs.start(session, entry, info)
+
+    async def after_failure(self, session: Session, turn: int, error: ProviderError) -> None:
+        """Record a request that failed for good (its cost, if any, is unknown)."""
+        provider, model, started = self._asked.pop(
+            session.id,
+            (self._provider_name, session.info.model or self.config.model.model, time.monotonic()),
+        )
+        await self.ledger.record(
+            LedgerEntry(
+                id=new_id("l"),
+                session=session.id,
+                turn=turn,
+                ts=time.time(),
+                provider=provider,
+                model=model,
+                latency_ms=round((time.monotonic() - started) * 1000, 1),
+                retries=error.retries,
+                error=str(error)[:_ERROR_CHARS] or type(error).__name__,
             )
         )
 
-    async def after_failure(self, session: Session, turn: int, error: ProviderError) -> None:
-        """A request failed for good (nothing to count yet)."""
+    # -- the gateway's figure -------------------------------------------------
+
+    async def _confirm(self, session: Session, entry: LedgerEntry, cost: float) -> None:
+        """The gateway's cost replaces the estimate: in the ledger, the totals, the log."""
+        if not await self.ledger.set_cost(entry.id, cost, "gateway"):
+            return
+        total = session.info.usage
+        total.cost_usd += cost - entry.cost_usd
+        total.confirmed_cost_usd += cost
+        session.emit(
+            CostUpdated(
+                session=session.id,
+                ledger_id=entry.id,
+                cost_usd=cost,
+                estimate_usd=entry.estimate_usd,
+                total=msgspec.structs.replace(total),
+            )
+        )
+        await self._warn(session, cost - entry.cost_usd)
+
+    # -- budgets ---------------------------------------------------------------
+
+    async def _spent(
+        self, session_id: str, applying: list[budgets.Limit]
+    ) -> dict[BudgetName, float]:
+        now = datetime.now().astimezone()
+        spent: dict[BudgetName, float] = {}
+        for limit in applying:
+            if limit.budget == "session":
+                spent["session"] = await self.ledger.spent(session=session_id)
+            else:
+                since = budgets.period_start(limit.budget, now)
+                spent[limit.budget] = await self.ledger.spent(since=since)
+        return spent
+
+    async def _warn(self, session: Session, added: float) -> None:
+        """Warn about the thresholds ``added`` dollars just crossed."""
+        if added <= 0:
+            return
+        applying = budgets.limits(self.config.budget, session.info.budget_usd)
+        if not applying:
+            return
+        after = await self._spent(session.id, applying)
+        before = {name: value - added for name, value in after.items()}
+        warn_at = self.config.budget.warn_at
+        for limit, spent, message in budgets.crossings(
+            applying, before, after, warn_at, session.id
+        ):
+            session.emit(
+                BudgetWarning(
+                    session=session.id,
+                    budget=limit.budget,
+                    limit_usd=limit.usd,
+                    spent_usd=spent,
+                    message=message,
+                )
+            )
+
+    async def budget_states(self, session: SessionInfo | None) -> list[BudgetState]:
+        """The limits that apply (the session's only with ``session``), and their spending."""
+        applying = budgets.limits(
+            self.config.budget, session.budget_usd if session is not None else None
+        )
+        if session is None:
+            applying = [limit for limit in applying if limit.budget != "session"]
+        spent = await self._spent(session.id if session else "", applying)
+        return [
+            BudgetState(
+                budget=limit.budget,
+                limit_usd=limit.usd,
+                spent_usd=spent[limit.budget],
+                session=session.id if session is not None and limit.budget == "session" else "",
+            )
+            for limit in applying
+        ]
+
+    # -- requests --------------------------------------------------------------
+
+    async def query(self, request: CostQuery, session: SessionInfo | None) -> CostResult:
+        """Answer ``cost.query`` (the session, if named, already resolved)."""
+        session_id = session.id if session is not None else None
+        total, rows = await self.ledger.summary(
+            session=session_id, since=request.since, until=request.until, by=request.by
+        )
+        entries = []
+        if request.entries > 0:
+            entries = await self.ledger.entries(
+                session=session_id,
+                since=request.since,
+                until=request.until,
+                limit=min(request.entries, ENTRIES_LIMIT),
+            )
+        return CostResult(
+            total=total, rows=rows, entries=entries, budgets=await self.budget_states(session)
+        )
+
+    def models(self) -> ModelListResult:
+        """Answer ``model.list`` from the model table."""
+        models = [
+            ModelInfo(
+                name=name,
+                provider=entry.provider,
+                context_window=entry.context_window,
+                input=entry.input,
+                cached_input=entry.cached_input,
+                cache_write=entry.cache_write,
+                output=entry.output,
+                aliases=list(entry.aliases),
+            )
+            for name, entry in self.catalog.entries.items()
+        ]
+        models.sort(key=lambda m: (m.provider, m.name))
+        return ModelListResult(
+            models=models, provider=self.config.model.provider, default=self.config.model.model
+        )
+
+    def context_window(self, model: str) -> int:
+        """The window of ``model``: ``[model] context_window`` for the configured one."""
+        if model == self.config.model.model:
+            return self.config.model.context_window
+        return self.catalog.context_window(model) or FALLBACK_CONTEXT_WINDOW
+
+
+def valid_usd(value: float | None) -> bool:
+    """Whether ``value`` can be a spending limit (None: the config's)."""
+    return value is None or (math.isfinite(value) and 0 < value <= 1_000_000)

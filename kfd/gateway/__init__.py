@@ -2,8 +2,12 @@
 
 `make_provider` builds the `Provider` the ``[model]`` config names; the turn
 loop then streams `ModelRequest` values through it and reads `StreamEvent`
-values back (see `kfd.gateway.types`). Retry policy lives in
-`kfd.gateway.retry`.
+values back (see `kfd.gateway.types`). Providers: `cloudflare` (the default:
+Workers AI through an AI Gateway), `openai` (any OpenAI-compatible endpoint),
+`anthropic` (the Messages API). What they share (retries, refusals, idle
+timeouts) is in `kfd.gateway.streaming`, the retry policy in
+`kfd.gateway.retry`, and the model table (windows, prices) in
+`kfd.gateway.catalog`.
 
 Adding a provider is a new module with a `Provider` subclass whose constructor
 takes the `ModelConfig`, plus one line in ``PROVIDERS``. Provider modules are
@@ -48,7 +52,9 @@ __all__ = [
 ]
 
 PROVIDERS: dict[str, str] = {
+    "cloudflare": "kfd.gateway.cloudflare:CloudflareProvider",
     "openai": "kfd.gateway.openai:OpenAIProvider",
+    "anthropic": "kfd.gateway.anthropic:AnthropicProvider",
 }
 """``[model] provider`` name -> ``module:class`` of its `Provider`."""
 

@@ -17,41 +17,21 @@ Choices made for compatibility, in one place:
 - ``ModelRequest.metadata`` is not forwarded (OpenAI accepts it only with
   stored completions); subclasses for gateways that want it add a header.
 
-Retries, idle timeouts and usage counting are described in
-`OpenAIProvider.stream`.
+Retries, idle timeouts and usage counting are `kfd.gateway.streaming`'s; see
+`StreamingProvider.stream`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import re
-import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx
-from httpx_sse import EventSource
-
-from kfd.config import ModelConfig, api_key
-from kfd.errors import (
-    ContextTooLong,
-    ProviderError,
-    ProviderProtocolError,
-    ProviderRejected,
-    ProviderUnavailable,
-)
-from kfd.gateway.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from kfd.gateway.streaming import StreamingProvider, non_negative_int
 from kfd.gateway.types import (
-    Completed,
     ModelRequest,
-    Provider,
     ReasoningDelta,
-    RequestInfo,
-    Retrying,
-    StreamEvent,
     TextDelta,
     ToolSpec,
 )
@@ -64,31 +44,11 @@ from kfd.transcript import (
     UserMessage,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Mapping
-
 SUMMARY_PREFIX = "[Summary of the earlier conversation, which was compacted to save space]\n\n"
 """Marks a `SummaryMessage`, which the format can only carry as a user message."""
 
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
 """Where compatible servers put reasoning deltas (DeepSeek/vLLM, then OpenRouter/Ollama)."""
-
-_CONTEXT_PATTERN = re.compile(
-    r"context.length|context.window|maximum context|too many tokens|too long|"
-    r"reduce the length|exceeds? the (?:model'?s? )?(?:maximum|limit)",
-    re.IGNORECASE,
-)
-
-_HINTS: Mapping[int, str] = {
-    401: "check the API key (KFD_API_KEY, or the variable [model] api_key_env names)",
-    403: "the API key may lack access to this model or endpoint; check KFD_API_KEY "
-    "and the account's permissions",
-    404: "check [model] base_url and model (KFD_BASE_URL, KFD_MODEL)",
-}
-_DEFAULT_HINT = (
-    "the provider refused this request as malformed or unsupported; check [model] "
-    "base_url and model, and report it if it persists"
-)
 
 
 # --------------------------------------------------------------------------
@@ -280,85 +240,50 @@ class StreamAssembler:
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
         return Usage(
-            input_tokens=_int(usage.get("prompt_tokens")),
+            input_tokens=non_negative_int(usage.get("prompt_tokens")),
             # DeepSeek reports cache hits at the top level.
-            cached_input_tokens=_int(
+            cached_input_tokens=non_negative_int(
                 prompt_details.get("cached_tokens", usage.get("prompt_cache_hit_tokens"))
             ),
-            output_tokens=_int(usage.get("completion_tokens")),
-            reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
+            output_tokens=non_negative_int(usage.get("completion_tokens")),
+            reasoning_tokens=non_negative_int(completion_details.get("reasoning_tokens")),
             requests=1,
         )
 
+    def stop_reason(self) -> str:
+        """The finish reason; ``[DONE]`` without one is inferred, not invented as an error."""
+        if self.finish_reason:
+            return self.finish_reason
+        return "tool_calls" if self.calls else "stop"
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    def extra(self, request: ModelRequest) -> dict[str, str]:
+        """The completion id, a model other than the one asked, a missing usage report."""
+        extra: dict[str, str] = {}
+        if self.completion_id:
+            extra["completion_id"] = self.completion_id
+        if self.model and self.model != request.model:
+            extra["response_model"] = self.model
+        if self.usage is None:
+            extra["usage"] = "missing"
+        return extra
 
 
 # --------------------------------------------------------------------------
 # The provider
 
 
-class _AttemptFailed(Exception):
-    """One attempt failed in a way another attempt may not."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        retry_after: float | None = None,
-        status: int | None = None,
-        garbled: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.status = status
-        self.garbled = garbled
-        """The answer arrived but could not be understood."""
-
-
-class OpenAIProvider(Provider):
+class OpenAIProvider(StreamingProvider):
     """Streams chat completions from an OpenAI-compatible endpoint.
 
-    One `httpx.AsyncClient` per provider, reused across requests; call
-    `aclose` when done. Subclasses for gateways that speak the same format
-    (Cloudflare's ``compat`` endpoint) override `endpoint`, `headers` and
-    ``request_id_headers``.
+    Subclasses for gateways that speak the same format (Cloudflare's
+    ``compat`` endpoint) override `endpoint`, `headers` and
+    ``request_id_headers``; retries and timeouts are `StreamingProvider`'s.
     """
 
     name = "openai"
-    request_id_headers: tuple[str, ...] = ("x-request-id", "request-id")
-    """Response headers that may carry the provider's id for the request."""
-
-    def __init__(
-        self,
-        config: ModelConfig,
-        *,
-        environ: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        """``environ`` replaces ``os.environ`` for the API key lookup (tests);
-        ``transport`` replaces the network."""
-        self.config = config
-        self.retry_policy = RetryPolicy.from_config(config)
-        self._api_key = api_key(config, environ)
-        # The read timeout is the idle timeout: httpx applies it to every read,
-        # so a stream that goes silent that long fails, however long it runs.
-        timeout = httpx.Timeout(
-            connect=config.connect_timeout_s,
-            read=config.idle_timeout_s,
-            write=config.idle_timeout_s,
-            pool=config.connect_timeout_s,
-        )
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
 
     def endpoint(self) -> str:
-        """The URL requests are posted to."""
+        """``{base_url}/chat/completions``."""
         return self.config.base_url.rstrip("/") + "/chat/completions"
 
     def headers(self, request: ModelRequest) -> dict[str, str]:
@@ -372,244 +297,6 @@ class OpenAIProvider(Provider):
         """The JSON body for ``request``."""
         return chat_completions_body(request, self.config.max_output_tokens)
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamEvent, None]:
-        """Stream ``request``: deltas, maybe `Retrying`, then one `Completed`.
-
-        An attempt is retried after a retryable HTTP status (see
-        `kfd.gateway.retry`), a refused or dropped connection, a stream that
-        ends before its finish reason, a stream silent for ``idle_timeout_s``,
-        or a chunk that is not JSON. Before each retry a `Retrying` says why
-        and how long the pause is; what the failed attempt streamed is void.
-        Other 4xx statuses raise `ProviderRejected` (`ContextTooLong` when the
-        prompt does not fit) at once. When retries run out,
-        `ProviderUnavailable` names the last failure, or `ProviderProtocolError`
-        if the answers kept arriving garbled.
-
-        ``Retrying.attempt`` numbers the failed attempt (1 for the first
-        request), which is also the number of the retry that follows. In the
-        `Completed`, ``usage`` is the last usage report of the successful
-        attempt (``info.extra["usage"] == "missing"`` when the server sent
-        none), and ``latency_ms`` and ``ttft_ms`` time that attempt alone.
-
-        Closing the stream, or cancelling the task that reads it, closes the
-        HTTP response at once.
-        """
-        body = self.body(request)
-        retries = 0
-        while True:
-            try:
-                async with contextlib.aclosing(self._attempt(request, body, retries)) as events:
-                    async for event in events:
-                        yield event
-                return
-            except _AttemptFailed as exc:
-                failure = exc
-            if retries >= self.retry_policy.max_retries:
-                raise self._gave_up(failure, attempts=retries + 1) from failure
-            delay = self.retry_policy.delay(retries, failure.retry_after)
-            retries += 1
-            yield Retrying(attempt=retries, delay_s=delay, reason=failure.reason)
-            await asyncio.sleep(delay)
-
-    async def _attempt(
-        self, request: ModelRequest, body: dict[str, Any], retries: int
-    ) -> AsyncGenerator[StreamEvent, None]:
-        started = time.monotonic()
-        ttft_ms: float | None = None
-        assembler = StreamAssembler()
-        request_id: str | None = None
-        try:
-            async with self._client.stream(
-                "POST", self.endpoint(), json=body, headers=self.headers(request)
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise self._refusal(response)
-                content_type = response.headers.get("content-type", "")
-                if "text/event-stream" not in content_type:
-                    raise ProviderProtocolError(
-                        f"{self.name} answered with {content_type or 'no content type'} "
-                        "instead of an event stream; check [model] base_url",
-                        status=response.status_code,
-                    )
-                request_id = next(
-                    (response.headers[h] for h in self.request_id_headers if h in response.headers),
-                    None,
-                )
-                done = False
-                try:
-                    sse_events = EventSource(response).aiter_sse()
-                    async with contextlib.aclosing(sse_events) as sse_stream:
-                        async for sse in sse_stream:
-                            data = sse.data.strip()
-                            # After [DONE] the body is drained, not parsed, so the
-                            # connection can go back to the pool.
-                            if done or not data:
-                                continue
-                            if data == "[DONE]":
-                                done = True
-                                continue
-                            deltas = self._feed(assembler, data)
-                            if ttft_ms is None and assembler.produced_output:
-                                ttft_ms = (time.monotonic() - started) * 1000
-                            for delta in deltas:
-                                yield delta
-                except httpx.TransportError as exc:
-                    # A finished answer whose connection dropped before the
-                    # trailer is still the answer: retrying would bill it twice.
-                    if not (done or assembler.complete):
-                        raise _AttemptFailed(_describe(exc, self.config)) from exc
-                if not (done or assembler.complete):
-                    raise _AttemptFailed("the stream ended before the answer was complete")
-        except httpx.TransportError as exc:
-            raise _AttemptFailed(_describe(exc, self.config)) from exc
-
-        message = assembler.message()
-        extra: dict[str, str] = {}
-        if assembler.completion_id:
-            extra["completion_id"] = assembler.completion_id
-        if assembler.model and assembler.model != request.model:
-            extra["response_model"] = assembler.model
-        if assembler.usage is None:
-            extra["usage"] = "missing"
-        yield Completed(
-            message=message,
-            usage=assembler.usage_counts(),
-            # [DONE] without a finish reason: infer it rather than invent an error.
-            stop_reason=assembler.finish_reason or ("tool_calls" if message.tool_calls else "stop"),
-            info=RequestInfo(
-                provider=self.name,
-                model=request.model,
-                latency_ms=(time.monotonic() - started) * 1000,
-                ttft_ms=ttft_ms,
-                retries=retries,
-                request_id=request_id,
-                extra=extra,
-            ),
-        )
-
-    def _feed(self, assembler: StreamAssembler, data: str) -> list[TextDelta | ReasoningDelta]:
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise _AttemptFailed(
-                f"the stream carried a chunk that is not JSON: {_clip(data, 80)!r}", garbled=True
-            ) from exc
-        if isinstance(chunk, dict) and chunk.get("error") is not None:
-            raise self._stream_error(chunk["error"])
-        try:
-            return assembler.feed(chunk)
-        except ValueError as exc:
-            raise _AttemptFailed(
-                f"the stream carried a malformed chunk: {exc}", garbled=True
-            ) from exc
-
-    def _stream_error(self, error: Any) -> Exception:
-        """An error a server reports inside a 200 stream (vLLM, OpenRouter do)."""
-        message, code = _error_fields({"error": error})
-        message = self._scrub(message or "unspecified error")
-        if _is_context_error(code, message):
-            return self._context_too_long(None, message)
-        return _AttemptFailed(f"the provider reported an error mid-stream: {message}")
-
-    def _refusal(self, response: httpx.Response) -> Exception:
-        """What an error status means: a failed attempt, or a final rejection."""
-        status = response.status_code
-        try:
-            parsed: Any = response.json()
-        except ValueError:
-            parsed = None
-        message, code = _error_fields(parsed)
-        if not message:
-            message = _clip(response.text.strip(), 300) or response.reason_phrase or "no details"
-        message = self._scrub(message)
-        if is_retryable_status(status, response.headers):
-            return _AttemptFailed(
-                f"HTTP {status}: {message}",
-                retry_after=parse_retry_after(response.headers),
-                status=status,
-            )
-        if status == 413 or (400 <= status < 500 and _is_context_error(code, message)):
-            return self._context_too_long(status, message)
-        if 300 <= status < 400:
-            hint = "the endpoint redirects; set [model] base_url to where it points"
-        else:
-            hint = _HINTS.get(status, _DEFAULT_HINT)
-        return ProviderRejected(
-            f"{self.name} rejected the request to {self._where()} with HTTP {status}: "
-            f"{message}; {hint}",
-            status=status,
-        )
-
-    def _context_too_long(self, status: int | None, message: str) -> ContextTooLong:
-        origin = f"HTTP {status}: " if status is not None else ""
-        return ContextTooLong(
-            f"the request does not fit {self.config.model}'s context window "
-            f"({origin}{message}); compact the conversation or start a new session",
-            status=status,
-        )
-
-    def _gave_up(self, failure: _AttemptFailed, attempts: int) -> ProviderError:
-        tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-        if failure.garbled:
-            return ProviderProtocolError(
-                f"{self.name} at {self._where()} kept sending answers kfd cannot read "
-                f"({tries}); last: {failure.reason}. Check that [model] base_url is an "
-                "OpenAI-compatible endpoint",
-                status=failure.status,
-            )
-        return ProviderUnavailable(
-            f"{self.name} at {self._where()} failed {tries}; last: {failure.reason}. "
-            "Check the network and the provider's status, then send the message again",
-            status=failure.status,
-        )
-
-    def _where(self) -> str:
-        return self._scrub(self.config.base_url)
-
-    def _scrub(self, text: str) -> str:
-        """``text`` without the API key, should a provider echo it back."""
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "[redacted]")
-        return text
-
-
-def _error_fields(parsed: Any) -> tuple[str, str]:
-    """The message and code of an error body, in the shapes providers use."""
-    if not isinstance(parsed, dict):
-        return "", ""
-    error = parsed.get("error", parsed)
-    if isinstance(error, str):
-        return error, ""
-    if isinstance(error, list) and error and isinstance(error[0], dict):
-        error = error[0]  # some gateways wrap errors in a list
-    if not isinstance(error, dict):
-        return "", ""
-    message = error.get("message") or error.get("detail") or parsed.get("message") or ""
-    code = error.get("code") or error.get("type") or ""
-    return str(message), str(code)
-
-
-def _is_context_error(code: str, message: str) -> bool:
-    return code == "context_length_exceeded" or bool(_CONTEXT_PATTERN.search(message))
-
-
-def _describe(exc: httpx.TransportError, config: ModelConfig) -> str:
-    """A transport failure in words a user can act on."""
-    match exc:
-        case httpx.ConnectTimeout():
-            return f"no connection within {config.connect_timeout_s:g}s"
-        case httpx.ConnectError():
-            return f"cannot connect ({str(exc) or type(exc).__name__})"
-        case httpx.ReadTimeout():
-            return f"the stream stalled: nothing received for {config.idle_timeout_s:g}s"
-        case httpx.TimeoutException():
-            return f"timed out ({type(exc).__name__})"
-        case httpx.RemoteProtocolError():
-            return f"the connection dropped mid-answer ({exc})"
-        case _:
-            return f"the connection failed ({type(exc).__name__}: {exc})"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    def assembler(self) -> StreamAssembler:
+        """A fresh chat-completions assembler."""
+        return StreamAssembler()

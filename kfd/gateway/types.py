@@ -72,6 +72,8 @@ class RequestInfo(msgspec.Struct, kw_only=True):
     request_id: str | None = None
     """The provider's id for the request (e.g. Cloudflare's cf-aig-log-id)."""
     extra: dict[str, str] = msgspec.field(default_factory=dict)
+    """More facts: ``gateway_log_id`` and ``cache_status`` behind a gateway,
+    ``usage: missing`` when the provider reported none, ..."""
 
 
 class Completed(msgspec.Struct, kw_only=True):
@@ -98,6 +100,24 @@ class Provider(abc.ABC):
         Raises `kfd.errors.ProviderError` when the request fails for good.
         Cancelling the consumer closes the connection at once.
         """
+
+    def reports_cost(self, info: RequestInfo) -> bool:
+        """Whether `reported_cost` can tell what the request of ``info`` cost.
+
+        True for a request a gateway logged with its cost (Cloudflare's AI
+        Gateway); the ledger then looks the cost up in the background.
+        """
+        return False
+
+    async def reported_cost(self, info: RequestInfo) -> float | None:
+        """The provider's own figure for what a finished request cost, in US dollars.
+
+        None while the provider does not know yet (ask again later). Raises
+        `kfd.errors.ProviderRejected` when it never will (the credentials lack
+        the permission), another `kfd.errors.ProviderError` when the look-up
+        failed this time.
+        """
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -14,6 +14,8 @@
 This package only re-exports; each seam lives in its own module.
 """
 
+from kfd.testing.anthropic_wire import AnthropicMessagesFormat
+from kfd.testing.cloudflare_wire import CloudflareFormat
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.model_server import (
     CONTEXT_TOO_LONG,
@@ -36,6 +38,8 @@ from kfd.testing.model_server import (
 
 __all__ = [
     "CONTEXT_TOO_LONG",
+    "AnthropicMessagesFormat",
+    "CloudflareFormat",
     "CutStream",
     "Fault",
     "HttpError",

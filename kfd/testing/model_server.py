@@ -56,10 +56,17 @@ twins for asyncio tests. Nothing here polls: waits are on thread events.
 
 Wire formats
 ------------
-A `WireFormat` turns a provider-neutral `Reply` into one provider's bytes. The
-OpenAI chat-completions format (`OpenAIChatFormat`, at
-``/v1/chat/completions`` and ``/chat/completions``) is built in; the script,
-the faults and the recording are shared by every format.
+A `WireFormat` turns a provider-neutral `Reply` into one provider's bytes. By
+default the server speaks all three of kfd's: OpenAI chat completions
+(`OpenAIChatFormat`, at ``/v1/chat/completions``), Anthropic Messages
+(`kfd.testing.anthropic_wire.AnthropicMessagesFormat`, at ``/v1/messages``)
+and Cloudflare (`kfd.testing.cloudflare_wire.CloudflareFormat`: the AI
+Gateway's ``/v1/{account}/{gateway}/compat/chat/completions``, Workers AI's
+``/client/v4/accounts/{account}/ai/v1/chat/completions``, and the gateway's
+log look-up, which answers with ``Reply.gateway_cost_usd``). The script, the
+faults and the recording are shared by every format. Requests a format answers
+by itself (`WireFormat.side_answer`: the log look-ups) consume no reply and
+are not in `ScriptedModelServer.requests`.
 """
 
 from __future__ import annotations
@@ -77,7 +84,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 __all__ = [
     "CONTEXT_TOO_LONG",
@@ -129,9 +136,12 @@ class ScriptedUsage:
     """Token counts a reply reports. Without one, counts are estimated from sizes."""
 
     input_tokens: int
+    """Every prompt token, cached or not (OpenAI's ``prompt_tokens``)."""
     output_tokens: int
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Of ``input_tokens``, those written to the prompt cache (Anthropic reports them)."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,8 @@ class Reply:
     """Stream parallel calls' argument pieces round-robin (the hard case)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """Extra response headers."""
+    gateway_cost_usd: float | None = None
+    """The cost Cloudflare's gateway logs for this request (None: it logs no cost)."""
 
     def resolved_finish_reason(self) -> str:
         """The finish reason the wire carries."""
@@ -294,6 +306,8 @@ class RecordedRequest:
         self._done.set()
 
 
+WireFormatT = TypeVar("WireFormatT", bound="WireFormat")
+
 Responder = Callable[[RecordedRequest], Reply]
 """Builds the reply to a request when the fixed script has none left."""
 
@@ -327,6 +341,19 @@ def estimated_usage(reply: Reply, request: RecordedRequest) -> ScriptedUsage:
         output_tokens=max(1, output_chars // 4),
         reasoning_tokens=len(reply.reasoning) // 4,
     )
+
+
+def requested_model(request: RecordedRequest) -> str:
+    """The model the request named (``scripted`` when it named none)."""
+    body = request.body
+    return str(body.get("model", "scripted")) if isinstance(body, dict) else "scripted"
+
+
+def call_id(
+    request: RecordedRequest, position: int, call: ScriptedToolCall, prefix: str = "call"
+) -> str:
+    """The call's scripted id, or one made up: ``<prefix>_<request>_<position>``."""
+    return call.id if call.id is not None else f"{prefix}_{request.index}_{position}"
 
 
 def pieces(text: str, size: int) -> list[str]:
@@ -365,6 +392,19 @@ class WireFormat(abc.ABC):
     def error_body(self, status: int, message: str, code: str | None) -> Any:
         """The JSON body of an error answer."""
 
+    def response_headers(self, reply: Reply, request: RecordedRequest) -> dict[str, str]:
+        """Headers this format adds to the answer of ``request`` (a gateway's log id)."""
+        return {}
+
+    def side_answer(self, request: RecordedRequest) -> tuple[int, Any] | None:
+        """Answer a request that is not a model request (status, JSON body), or None.
+
+        Side answers consume no scripted reply and are not recorded in
+        `ScriptedModelServer.requests`; a format that offers them keeps its
+        own record.
+        """
+        return None
+
 
 class OpenAIChatFormat(WireFormat):
     """OpenAI chat completions (``POST /v1/chat/completions``), streamed or not.
@@ -387,7 +427,7 @@ class OpenAIChatFormat(WireFormat):
             "id": f"chatcmpl-{request.index}",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
-            "model": self._model(request),
+            "model": requested_model(request),
         }
         usage = self._usage(estimated_usage(reply, request))
 
@@ -417,7 +457,7 @@ class OpenAIChatFormat(WireFormat):
         if reply.tool_calls:
             message["tool_calls"] = [
                 {
-                    **({"id": self._call_id(request, i, call)} if call.send_id else {}),
+                    **({"id": call_id(request, i, call)} if call.send_id else {}),
                     "type": "function",
                     "function": {"name": call.name, "arguments": call.arguments_json()},
                 }
@@ -427,7 +467,7 @@ class OpenAIChatFormat(WireFormat):
             "id": f"chatcmpl-{request.index}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": self._model(request),
+            "model": requested_model(request),
             "choices": [
                 {"index": 0, "message": message, "finish_reason": reply.resolved_finish_reason()}
             ],
@@ -439,15 +479,6 @@ class OpenAIChatFormat(WireFormat):
         if status == 429:
             kind = "rate_limit_error"
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-    @staticmethod
-    def _model(request: RecordedRequest) -> str:
-        body = request.body
-        return str(body.get("model", "scripted")) if isinstance(body, dict) else "scripted"
-
-    @staticmethod
-    def _call_id(request: RecordedRequest, position: int, call: ScriptedToolCall) -> str:
-        return call.id if call.id is not None else f"call_{request.index}_{position}"
 
     @staticmethod
     def _usage(usage: ScriptedUsage) -> dict[str, Any]:
@@ -465,7 +496,7 @@ class OpenAIChatFormat(WireFormat):
         for index, call in enumerate(reply.tool_calls):
             head: dict[str, Any] = {"index": index, "type": "function"}
             if call.send_id:
-                head["id"] = self._call_id(request, index, call)
+                head["id"] = call_id(request, index, call)
             head["function"] = {"name": call.name, "arguments": ""}
             heads.append({"tool_calls": [head]})
             tails.append(
@@ -597,6 +628,22 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
+def _phrase(status: int) -> str:
+    """The reason phrase of ``status`` (529, Anthropic's "overloaded", is no standard one)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Overloaded" if status == 529 else f"HTTP {status}"
+
+
+def _default_formats() -> tuple[WireFormat, ...]:
+    # Imported here: those formats build on this module.
+    from kfd.testing.anthropic_wire import AnthropicMessagesFormat
+    from kfd.testing.cloudflare_wire import CloudflareFormat
+
+    return (OpenAIChatFormat(), AnthropicMessagesFormat(), CloudflareFormat())
+
+
 class ScriptedModelServer:
     """A real HTTP model server on loopback that answers from a script.
 
@@ -622,7 +669,7 @@ class ScriptedModelServer:
     ) -> None:
         self._script: deque[Reply] = deque(script)
         self._responder = responder
-        self._formats: tuple[WireFormat, ...] = tuple(formats or (OpenAIChatFormat(),))
+        self._formats: tuple[WireFormat, ...] = tuple(formats or _default_formats())
         self._host = host
         self._lock = threading.Condition()
         self._requests: list[RecordedRequest] = []
@@ -694,8 +741,30 @@ class ScriptedModelServer:
 
     @property
     def base_url(self) -> str:
-        """The OpenAI-style base URL, ``http://127.0.0.1:PORT/v1``."""
+        """The OpenAI-style base URL, ``http://127.0.0.1:PORT/v1``.
+
+        Also Anthropic's (``/v1/messages``) and the Cloudflare AI Gateway's
+        (``/v1/{account}/{gateway}/compat/...``), as ``KFD_BASE_URL``.
+        """
         return f"{self.url}/v1"
+
+    @property
+    def cloudflare_api_url(self) -> str:
+        """Cloudflare's API base here, ``http://127.0.0.1:PORT/client/v4``
+        (``[model] cloudflare_api_url``, ``KFD_CLOUDFLARE_API_URL``)."""
+        return f"{self.url}/client/v4"
+
+    @property
+    def formats(self) -> tuple[WireFormat, ...]:
+        """The wire formats served, in the order paths are matched."""
+        return self._formats
+
+    def wire(self, kind: type[WireFormatT]) -> WireFormatT:
+        """The served format of class ``kind`` (to read its own records)."""
+        for wire in self._formats:
+            if isinstance(wire, kind):
+                return wire
+        raise LookupError(f"this server does not speak {kind.__name__}")
 
     # -- script ------------------------------------------------------------
 
@@ -749,26 +818,30 @@ class ScriptedModelServer:
         with self._lock:
             self._connections.discard(conn)
 
-    def _record(self, handler: _Handler) -> RecordedRequest:
+    @staticmethod
+    def _read(handler: _Handler) -> RecordedRequest:
+        """The request, not yet numbered nor recorded."""
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
+        return RecordedRequest(
+            index=-1,
+            method=handler.command,
+            path=handler.path.split("?", 1)[0],
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            body=body,
+            raw_body=raw,
+            received_at=time.monotonic(),
+        )
+
+    def _record(self, record: RecordedRequest) -> None:
         with self._lock:
-            record = RecordedRequest(
-                index=len(self._requests),
-                method=handler.command,
-                path=handler.path.split("?", 1)[0],
-                headers={k.lower(): v for k, v in handler.headers.items()},
-                body=body,
-                raw_body=raw,
-                received_at=time.monotonic(),
-            )
+            record.index = len(self._requests)
             self._requests.append(record)
             self._lock.notify_all()
-        return record
 
     def _next_reply(self, record: RecordedRequest) -> Reply | None:
         with self._lock:
@@ -785,8 +858,14 @@ class ScriptedModelServer:
         outcome: Outcome = "server_error"
         record: RecordedRequest | None = None
         try:
-            record = self._record(handler)
-            outcome = self._answer(_Exchange(handler, self._wakeup_read), record)
+            request = self._read(handler)
+            exchange = _Exchange(handler, self._wakeup_read)
+            if self._side_answer(exchange, request):
+                outcome = "completed"
+                return
+            self._record(request)
+            record = request
+            outcome = self._answer(exchange, record)
         except _ClientGone:
             outcome = "client_disconnected"
         except _ServerStopping:
@@ -799,6 +878,14 @@ class ScriptedModelServer:
             with self._lock:
                 self._answering -= 1
                 self._lock.notify_all()
+
+    def _side_answer(self, exchange: _Exchange, request: RecordedRequest) -> bool:
+        for wire in self._formats:
+            answer = wire.side_answer(request)
+            if answer is not None:
+                exchange.send_json(answer[0], answer[1], {})
+                return True
+        return False
 
     def _answer(self, exchange: _Exchange, record: RecordedRequest) -> Outcome:
         wire = next((f for f in self._formats if f.serves(record.path)), None)
@@ -821,7 +908,11 @@ class ScriptedModelServer:
             exchange.send_json(500, wire.error_body(500, message, "script_exhausted"), {})
             return "exhausted"
         record.reply = reply
-        headers = {"x-request-id": f"req_{record.index}", **reply.headers}
+        headers = {
+            "x-request-id": f"req_{record.index}",
+            **wire.response_headers(reply, record),
+            **reply.headers,
+        }
         fault = reply.fault
         if isinstance(fault, HttpError):
             self._send_error(exchange, wire, fault, headers)
@@ -854,7 +945,7 @@ class ScriptedModelServer:
         if isinstance(fault.body, str):
             exchange.send_body(fault.status, fault.body.encode(), "text/plain", headers)
             return
-        message = fault.message or HTTPStatus(fault.status).phrase
+        message = fault.message or _phrase(fault.status)
         body = (
             fault.body
             if fault.body is not None

@@ -62,6 +62,7 @@ def server() -> Iterator[ScriptedModelServer]:
 def fast_config(base_url: str, **overrides: Any) -> ModelConfig:
     """A config whose retries and timeouts fit a unit test."""
     settings: dict[str, Any] = {
+        "provider": "openai",
         "base_url": base_url,
         "model": "test-model",
         "connect_timeout_s": 2.0,
@@ -634,7 +635,9 @@ async def test_make_provider_builds_the_configured_provider() -> None:
 def test_make_provider_refuses_an_unknown_provider_naming_the_known_ones() -> None:
     config = msgspec.structs.replace(ModelConfig(), provider="nonesuch")  # type: ignore[arg-type]
 
-    with pytest.raises(ConfigError, match=r"'nonesuch' is not known; use one of openai"):
+    with pytest.raises(
+        ConfigError, match=r"'nonesuch' is not known; use one of anthropic, cloudflare, openai"
+    ):
         make_provider(config)
 
 
