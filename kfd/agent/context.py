@@ -1,49 +1,201 @@
-"""What the model sees: the system prompt and the transcript, as one request.
+"""What the model sees: `prepare_request`, called before every model request.
 
-The system prompt starts with a byte-stable prefix (fixed rules), so the
-providers' prefix caches hit across turns and sessions; facts that change
-(date, workspace) come after it.
+At the start of a turn it names an untitled session after its first message,
+re-reads the project instructions if a file changed, and recalls the memories
+relevant to the new message. Before every request it compacts the transcript
+if the request would pass the threshold (once per overflow). The request
+itself is built by `kfd.agent.prompt`; the summary by `kfd.agent.compaction`.
+
+The turn loop also calls `observe_usage` after each request (the provider's
+token count calibrates the local estimate) and `compact_after_overflow` when
+the provider rejected a request as too long. ``session.compact`` and
+``session.context`` requests land in `compact_now` and `context_report`.
 """
 
 from __future__ import annotations
 
-import platform
-import time
 from typing import TYPE_CHECKING
 
+from kfd.agent.compaction import NothingToCompact, compact
+from kfd.agent.context_state import render_memories
+from kfd.agent.prompt import (
+    STABLE_PREFIX,
+    build_request,
+    instructions_changed,
+    limits,
+    refresh_preamble,
+    request_tokens,
+)
+from kfd.agent.recall import recall_for_turn
+from kfd.agent.titles import title_from
+from kfd.agent.tokens import estimate, message_tokens, tools_tokens
+from kfd.errors import BudgetExceeded, ProviderError, RequestError
 from kfd.gateway.types import ModelRequest
+from kfd.protocol import CompactResult, ContextPart, ContextResult, Usage
+from kfd.transcript import Message, SummaryMessage, ToolResultMessage, UserMessage
 
 if TYPE_CHECKING:
     from kfd.agent.session import Session
 
-STABLE_PREFIX = """\
-You are kfd, a coding agent working in the user's repository through tools.
-
-- Read before you change: look at the files you will edit; keep edits small and exact.
-- Prefer the dedicated tools (read, edit, write, glob, grep) over shell commands for files.
-- Run commands with bash from the workspace; say what a command is for when it is not obvious.
-- A denied tool call is the user's decision: do not retry it another way; ask or adapt.
-- When the task is done, answer briefly: what changed, what you checked, what is left.
-"""
-
-
-def system_prompt(session: Session) -> str:
-    facts = (
-        f"Workspace: {session.info.cwd}\n"
-        f"Platform: {platform.system()} {platform.release()}\n"
-        f"Date: {time.strftime('%Y-%m-%d')}\n"
-    )
-    return f"{STABLE_PREFIX}\n{facts}"
-
 
 async def prepare_request(session: Session, turn: int) -> ModelRequest:
     """The request for the next model call of ``turn``."""
-    config = session.runtime.config.model
-    return ModelRequest(
-        model=session.info.model or config.model,
-        system=system_prompt(session),
-        messages=list(session.messages),
-        tools=session.runtime.tools.specs,
-        max_output_tokens=config.max_output_tokens,
-        metadata={"session": session.id, "turn": str(turn)},
+    state = session.context
+    async with state.lock:
+        if state.prepared_turn != turn:
+            state.prepared_turn = turn
+            await _start_turn(session)
+        elif state.preamble is None:
+            await refresh_preamble(session)
+        request = build_request(session, turn)
+        if _over_threshold(session, request):
+            try:
+                await compact(session, turn, "auto")
+            except NothingToCompact:
+                pass  # the request goes as it is; the provider may still take it
+            else:
+                request = build_request(session, turn)
+    state.last_estimate = request_tokens(request)
+    return request
+
+
+async def _start_turn(session: Session) -> None:
+    incoming = _incoming(session.messages)
+    if incoming and not session.info.title:
+        title = title_from(incoming[0].text)
+        if title:
+            session.update(title=title)
+    if await instructions_changed(session):
+        await refresh_preamble(session)
+    await recall_for_turn(session, incoming)
+
+
+def _incoming(messages: list[Message]) -> list[UserMessage]:
+    """The user messages that opened this turn (the transcript's last ones)."""
+    incoming: list[UserMessage] = []
+    for message in reversed(messages):
+        if not isinstance(message, UserMessage):
+            break
+        incoming.append(message)
+    incoming.reverse()
+    return incoming
+
+
+def _over_threshold(session: Session, request: ModelRequest) -> bool:
+    state = session.context
+    if not session.runtime.config.context.auto_compact:
+        return False
+    if len(session.messages) <= state.compacted_at:
+        return False  # compacted already for this overflow: wait for new messages
+    tokens = state.calibration.scale(request_tokens(request))
+    return tokens > limits(session).threshold and tokens >= state.rearm_tokens
+
+
+def observe_usage(session: Session, usage: Usage) -> None:
+    """Calibrate the session's token estimate by what the provider counted."""
+    state = session.context
+    state.calibration.observe(state.last_estimate, usage.input_tokens)
+
+
+async def compact_after_overflow(session: Session, turn: int) -> bool:
+    """Compact after the provider refused a request as too long; False if
+    there was nothing to compact (the request cannot be made to fit)."""
+    async with session.context.lock:
+        try:
+            await compact(session, turn, "overflow")
+        except NothingToCompact:
+            return False
+    return True
+
+
+async def compact_now(session: Session, instructions: str = "") -> CompactResult:
+    """Compact by hand (``session.compact``), between turns."""
+    state = session.context
+    if session.busy or state.lock.locked():
+        raise RequestError(
+            "conflict",
+            f"session {session.id} is busy (a turn or a compaction is running); "
+            "compact after it ends, or cancel the turn first",
+        )
+    async with state.lock:
+        if state.preamble is None:
+            await refresh_preamble(session)
+        try:
+            event = await compact(session, session.info.turns, "manual", instructions)
+        except NothingToCompact as exc:
+            return CompactResult(compacted=False, message=str(exc))
+        except BudgetExceeded as exc:
+            raise RequestError("conflict", f"the summary was not asked for: {exc}") from None
+        except ProviderError as exc:
+            raise RequestError("internal", f"the summary could not be made: {exc}") from None
+    return CompactResult(
+        compacted=True,
+        tokens_before=event.tokens_before,
+        tokens_after=event.tokens_after,
+        summary=event.summary,
+    )
+
+
+async def context_report(session: Session) -> ContextResult:
+    """What fills the session's window, part by part (``/context``)."""
+    state = session.context
+    if state.preamble is None:
+        async with state.lock:  # not held otherwise: a running compaction need not finish
+            if state.preamble is None:
+                await refresh_preamble(session)
+    request = build_request(session, session.info.turns + 1)
+    preamble = state.preamble
+    scale = state.calibration.scale
+    recalls = state.recalled_in_view(session.messages)
+    memory = sum(estimate(render_memories(recall)) for recall in recalls)
+    transcript = tool_outputs = summary = 0
+    results = 0
+    for message in request.messages:
+        if isinstance(message, SummaryMessage):
+            summary += message_tokens(message)
+        elif isinstance(message, ToolResultMessage):
+            tool_outputs += message_tokens(message)
+            results += 1
+        else:
+            transcript += message_tokens(message)
+    environment = preamble.environment if preamble else ""
+    files = preamble.files if preamble else []
+    parts = [
+        ContextPart(name="system", tokens=scale(estimate(STABLE_PREFIX + environment))),
+        ContextPart(
+            name="tools",
+            tokens=scale(tools_tokens(request.tools)),
+            detail=f"{len(request.tools)} tools",
+        ),
+        ContextPart(
+            name="instructions",
+            tokens=scale(estimate(preamble.instructions if preamble else "")),
+            detail=", ".join(files),
+        ),
+        ContextPart(name="memory", tokens=scale(memory), detail=f"{len(recalls)} recalls"),
+        ContextPart(
+            name="summary",
+            tokens=scale(summary),
+            detail=f"{state.compactions} compactions" if state.compactions else "",
+        ),
+        ContextPart(
+            name="transcript",
+            tokens=scale(max(0, transcript - memory)),
+            detail=f"{len(request.messages) - results} messages",
+        ),
+        ContextPart(name="tool_outputs", tokens=scale(tool_outputs), detail=f"{results} results"),
+    ]
+    window = limits(session)
+    return ContextResult(
+        session=session.id,
+        model=request.model,
+        context_window=window.window,
+        output_reserve=window.reserve,
+        threshold=window.threshold,
+        auto_compact=session.runtime.config.context.auto_compact,
+        tokens=sum(part.tokens for part in parts),
+        parts=parts,
+        reported_tokens=state.calibration.reported,
+        calibration=round(state.calibration.ratio, 3),
+        compactions=state.compactions,
     )

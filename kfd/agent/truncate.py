@@ -17,6 +17,6 @@ def cap(text: str, limit: int = DEFAULT_LIMIT, *, output_id: str = "") -> tuple[
     head = limit * 2 // 3
     tail = limit - head
     omitted = len(text) - head - tail
-    where = f"; the full output is kept as output `{output_id}`" if output_id else ""
+    where = f"; read_output with id `{output_id}` pages through all of it" if output_id else ""
     marker = f"\n\n[… {omitted} characters omitted{where} …]\n\n"
     return text[:head] + marker + text[-tail:], True

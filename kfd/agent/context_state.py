@@ -1,0 +1,139 @@
+"""What a session keeps about its context beyond the transcript.
+
+The transcript (`Session.messages`) only grows. What the model reads is
+derived from it and from this state: the summary standing for the messages
+before ``first_kept``, the memories recalled beside user messages, the task
+list. Each of these is event-sourced (``context.compacted``,
+``memory.recalled``, ``tasks.updated``): `restore` rebuilds the state from the
+log when a session is loaded after a restart, or forked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from kfd.agent.tokens import Calibration
+from kfd.protocol import AnyEvent, ContextCompacted, MemoryRecalled, Task, TasksUpdated
+from kfd.transcript import Message, UserMessage
+
+if TYPE_CHECKING:
+    from kfd.agent.session import Session
+
+_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
+
+RESTORED_EVENTS = ("context.compacted", "memory.recalled", "tasks.updated")
+"""The events `restore` reads."""
+
+
+@dataclass(slots=True)
+class Preamble:
+    """The part of the system prompt after the fixed rules, frozen per session."""
+
+    environment: str
+    instructions: str
+    files: list[str]
+    """Labels of the instruction files read (with ``(cut)`` when cut)."""
+    signature: tuple[tuple[str, int, int], ...]
+    """The instruction files' stamps when read (a change rebuilds the preamble)."""
+
+
+@dataclass(slots=True)
+class ContextState:
+    """A session's context bookkeeping; see the module docstring."""
+
+    summary: str = ""
+    first_kept: int = 0
+    """Transcript index of the first message the model still reads verbatim."""
+    compactions: int = 0
+    compacted_at: int = -1
+    """Transcript length after the last compaction: automatic compaction waits
+    for the transcript to grow past it, so one overflow compacts once."""
+    rearm_tokens: int = 0
+    """Automatic compaction also waits for the context to reach this size: the
+    size after the last compaction plus the part kept verbatim, so a
+    compaction that could not get under the threshold is not repeated at
+    every step, only once there is as much new material again."""
+    recalled: dict[str, MemoryRecalled] = field(default_factory=dict)
+    """User message id -> the memories the model reads after that message."""
+    tasks: list[Task] = field(default_factory=list)
+    calibration: Calibration = field(default_factory=Calibration)
+    preamble: Preamble | None = None
+    prepared_turn: int = 0
+    """The turn whose start-of-turn work (title, memory recall) is done."""
+    last_estimate: int = 0
+    """Uncalibrated estimate of the last request sent, to calibrate against."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a request is prepared or the transcript compacted."""
+
+    def apply(self, event: ContextCompacted | MemoryRecalled | TasksUpdated) -> None:
+        """Take an event of this state into account (live or replayed)."""
+        match event:
+            case ContextCompacted():
+                self.summary = event.summary
+                self.first_kept = event.first_kept
+                self.compactions += 1
+            case MemoryRecalled():
+                self.recalled[event.message_id] = event
+            case TasksUpdated():
+                self.tasks = list(event.tasks)
+
+    def recalled_in_view(self, messages: Sequence[Message]) -> list[MemoryRecalled]:
+        """The recalls beside the user messages the model still reads."""
+        return [
+            self.recalled[message.id]
+            for message in messages[self.first_kept :]
+            if isinstance(message, UserMessage) and message.id in self.recalled
+        ]
+
+
+def render_memories(event: MemoryRecalled) -> str:
+    """The block the model reads after a user message it recalled memories for."""
+    lines = [f"- [{memory.id}] {memory.text}" for memory in event.memories]
+    return (
+        "<memory>\nRemembered from earlier sessions (ids are for `forget`; check before "
+        "relying on them):\n" + "\n".join(lines) + "\n</memory>"
+    )
+
+
+async def restore(session: Session) -> None:
+    """Rebuild ``session.context`` from its event log (after load or fork)."""
+    state = session.context
+    rows = await session.runtime.store.event_types(session.id, RESTORED_EVENTS)
+    for _, body in rows:
+        event = _event_decoder.decode(body)
+        if isinstance(event, ContextCompacted | MemoryRecalled | TasksUpdated):
+            state.apply(event)
+    # A loaded session waits for a new message before compacting by itself.
+    state.compacted_at = len(session.messages) if state.compactions else -1
+
+
+async def inherit(parent: Session, child: Session) -> None:
+    """Give a fork the summary and the recalled memories of the history it
+    shares with ``parent`` (the fork's log already has the tasks), then
+    `restore` it.
+
+    A summary stands only for messages before its ``first_kept``, so the
+    latest one whose cut lies within the shared history applies, even if it
+    was made after the fork point.
+    """
+    shared = len(child.messages)
+    shared_ids = {m.id for m in child.messages if isinstance(m, UserMessage) and m.id}
+    summary: ContextCompacted | None = None
+    rows = await parent.runtime.store.event_types(
+        parent.id, ("context.compacted", "memory.recalled")
+    )
+    for _, body in rows:
+        event = _event_decoder.decode(body)
+        if isinstance(event, ContextCompacted) and event.first_kept <= shared:
+            summary = event
+        elif isinstance(event, MemoryRecalled) and event.message_id in shared_ids:
+            child.emit(msgspec.structs.replace(event, session=child.id))
+    if summary is not None:
+        child.emit(msgspec.structs.replace(summary, session=child.id))
+    await child.runtime.journal.drain()
+    await restore(child)

@@ -1,0 +1,93 @@
+"""Environment facts for the system prompt: workspace, platform, date, git state.
+
+Taken once per session (and again after a compaction), not per request: a
+system prompt that changed every turn would void the providers' prefix
+caches for the whole transcript behind it. The facts say they are a
+snapshot, so the model checks (``git status``) before relying on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+GIT_TIMEOUT_S = 5.0
+
+
+async def facts(workspace: Path) -> str:
+    """The environment section of the system prompt."""
+    lines = [
+        "# Environment (as of the session start)",
+        f"Workspace: {workspace}",
+        f"Platform: {platform.system()} {platform.release()}",
+        f"Date: {time.strftime('%Y-%m-%d')}",
+    ]
+    git = await git_summary(workspace)
+    if git:
+        lines.append(f"Git: {git}")
+    return "\n".join(lines) + "\n"
+
+
+async def git_summary(workspace: Path) -> str:
+    """``branch main (ahead 1); 2 modified, 1 untracked``, or '' outside a repository."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "git",
+            "-C",
+            str(workspace),
+            "status",
+            "--porcelain=v1",
+            "--branch",
+            "--untracked-files=normal",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except (OSError, RuntimeError, NotImplementedError) as exc:
+        # No git installed, or an event loop that cannot run subprocesses:
+        # the facts are a nicety, never a reason to fail a turn.
+        log.info("no git facts for %s: %r", workspace, exc)
+        return ""
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return ""  # a huge or hung repository: no facts rather than a stalled turn
+    if process.returncode != 0:
+        return ""
+    return summarize_status(output.decode("utf-8", "replace"))
+
+
+def summarize_status(porcelain: str) -> str:
+    """A one-line summary of ``git status --porcelain=v1 --branch`` output."""
+    lines = porcelain.splitlines()
+    if not lines or not lines[0].startswith("## "):
+        return ""
+    branch_line = lines[0][3:]
+    branch, _, tracking = branch_line.partition("...")
+    branch = branch.removeprefix("No commits yet on ")
+    summary = f"branch {branch}"
+    if "[" in tracking:
+        summary += " (" + tracking[tracking.index("[") + 1 :].rstrip("]") + ")"
+    counts = {"staged": 0, "modified": 0, "untracked": 0, "conflicted": 0}
+    for line in lines[1:]:
+        code = line[:2]
+        if code == "??":
+            counts["untracked"] += 1
+        elif "U" in code or code in ("AA", "DD"):
+            counts["conflicted"] += 1
+        else:
+            if code[0] not in " ?":
+                counts["staged"] += 1
+            if code[1] not in " ?":
+                counts["modified"] += 1
+    changes = [f"{count} {name}" for name, count in counts.items() if count]
+    return f"{summary}; {', '.join(changes) if changes else 'clean'}"

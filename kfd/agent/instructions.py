@@ -1,0 +1,125 @@
+"""Project instructions: AGENTS.md, KFD.md and CLAUDE.md files, found and capped.
+
+Read in this order, so that the more specific file comes later and wins a
+disagreement: the user's global file in ``$XDG_CONFIG_HOME/kfd/``, then every
+directory from the repository root down to the workspace. Within a directory
+the names are read in the order of `NAMES`; a file that is the same file as
+one already read (``CLAUDE.md`` a symlink to ``AGENTS.md``) is read once.
+
+Each file is cut past a byte budget, at a line break, with a note saying how
+much was left out and where; past the total budget later files are cut
+harder. Plain blocking file I/O: call `find_instructions` in a thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+NAMES = ("AGENTS.md", "KFD.md", "CLAUDE.md")
+"""Instruction file names, read in this order within a directory."""
+
+MAX_READ_BYTES = 1024 * 1024
+"""Bytes read of one file at most, whatever its size (the rest is cut anyway)."""
+
+
+class InstructionFile(NamedTuple):
+    """One instruction file as the model reads it."""
+
+    path: Path
+    label: str
+    """How the model and ``/context`` name it: relative to the repository
+    root, or ``global`` for the user's file."""
+    text: str
+    size: int
+    """Bytes of the whole file."""
+    cut: bool
+
+
+def project_root(workspace: Path) -> Path:
+    """The repository root containing ``workspace`` (a ``.git`` entry), else itself."""
+    for directory in (workspace, *workspace.parents):
+        if (directory / ".git").exists():
+            return directory
+    return workspace
+
+
+def candidates(workspace: Path, global_dir: Path) -> list[tuple[Path, str]]:
+    """(path, label) of every place an instruction file may be, in reading order."""
+    root = project_root(workspace)
+    chain = [workspace]
+    if root != workspace:
+        chain = [*reversed([d for d in workspace.parents if d.is_relative_to(root)]), workspace]
+    found: list[tuple[Path, str]] = [(global_dir / name, f"global {name}") for name in NAMES]
+    for directory in chain:
+        for name in NAMES:
+            path = directory / name
+            found.append((path, str(path.relative_to(root))))
+    return found
+
+
+def signature(workspace: Path, global_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when an instruction file is added, removed or edited."""
+    stamps = []
+    for path, _ in candidates(workspace, global_dir):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        stamps.append((str(path), info.st_mtime_ns, info.st_size))
+    return tuple(stamps)
+
+
+def find_instructions(
+    workspace: Path, global_dir: Path, *, per_file: int, total: int
+) -> list[InstructionFile]:
+    """The instruction files that apply to ``workspace``, read and capped."""
+    files: list[InstructionFile] = []
+    seen: set[tuple[int, int]] = set()
+    budget = total
+    for path, label in candidates(workspace, global_dir):
+        try:
+            info = path.stat()
+            if not path.is_file() or (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with path.open("rb") as handle:
+                data = handle.read(min(info.st_size, MAX_READ_BYTES))
+        except OSError:
+            continue  # unreadable or vanished: nothing to follow
+        if not data.strip():
+            continue
+        limit = max(0, min(per_file, budget))
+        text, cut = cap_text(data, limit, info.st_size, label)
+        budget -= min(len(data), limit)
+        files.append(InstructionFile(path, label, text, info.st_size, cut))
+    return files
+
+
+def cap_text(data: bytes, limit: int, size: int, label: str) -> tuple[str, bool]:
+    """The file's text cut to ``limit`` bytes at a line break, with a note if cut."""
+    if size <= limit and len(data) == size:
+        return data.decode("utf-8", "replace").rstrip(), False
+    head = data[:limit]
+    newline = head.rfind(b"\n")
+    if newline > limit // 2:
+        head = head[: newline + 1]
+    text = head.decode("utf-8", "ignore").rstrip()
+    note = (
+        f"[… {label} is cut here: {size - len(head):,} more bytes not shown; "
+        f"read the file for the rest]"
+    )
+    return (f"{text}\n{note}" if text else note), True
+
+
+def render(files: list[InstructionFile]) -> str:
+    """The instructions section of the system prompt ('' when there are none)."""
+    if not files:
+        return ""
+    parts = [
+        "# Project instructions\n"
+        "From the user and the repository; a later (more specific) file wins over an earlier one."
+    ]
+    for file in files:
+        parts.append(f"## {file.label}\n{file.text}")
+    return "\n\n".join(parts) + "\n"
