@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from kfd.protocol import Event, SessionInfo, event_type
+from kfd.redact import redact_struct, scrub
 from kfd.store.db import Batch, EventRow, MessageRow, Store
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,19 @@ class Journal:
         tool_output: tuple[str, str, str] | None = None,
     ) -> asyncio.Future[None]:
         """Queue a durable event (seq already set); the future resolves once
-        it is on disk and published, or fails if the write failed."""
+        it is on disk and published, or fails if the write failed.
+
+        Secrets are taken out of all of it first (`kfd.redact`): what is kept
+        and shown never holds them.
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        event = redact_struct(event)
+        if session is not None:
+            session = redact_struct(session)
+        if message is not None:
+            message = message._replace(message=redact_struct(message.message))
+        if tool_output is not None:
+            tool_output = (tool_output[0], tool_output[1], scrub(tool_output[2]))
         self._queue.put_nowait(
             _Entry(
                 topic=event.session.encode(),
@@ -98,6 +110,7 @@ class Journal:
 
     def publish(self, event: Event) -> None:
         """Publish an ephemeral event, in order behind pending durable ones."""
+        event = redact_struct(event)
         entry = _Entry(event.session.encode(), encoder.encode(event), event, durable=False)
         if not self._busy and self._queue.empty():
             self._send(entry)
@@ -106,7 +119,7 @@ class Journal:
 
     def publish_global(self, topic: bytes, event: Event) -> None:
         """Publish a daemon-wide event (not logged) on ``topic``."""
-        self._publish(topic, encoder.encode(event))
+        self._publish(topic, encoder.encode(redact_struct(event)))
 
     async def run(self) -> None:
         while True:

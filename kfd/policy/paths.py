@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,22 @@ def resolve(workspace: Path, accesses: Sequence[PathAccess]) -> list[ResolvedPat
     for access in accesses:
         joined = os.path.join(workspace, os.path.expanduser(access.path))
         real = os.path.realpath(joined)
-        inside = real == root or real.startswith(root.rstrip(os.sep) + os.sep)
-        resolved.append(ResolvedPath(access.path, real, access.write, inside))
+        resolved.append(ResolvedPath(access.path, real, access.write, inside(real, root)))
     return resolved
+
+
+def inside(real: str, root: str) -> bool:
+    """Whether the real path ``real`` is the real directory ``root`` or under it."""
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def hard_links(real: str) -> int:
+    """The hard links of a regular file (1 for anything else, or nothing there).
+
+    Blocking: call it through a thread.
+    """
+    try:
+        info = os.stat(real)
+    except (OSError, ValueError):
+        return 1
+    return info.st_nlink if stat.S_ISREG(info.st_mode) else 1

@@ -33,10 +33,28 @@ see `matches_rule` and `rule_for`.
 
 Everything here is pure (no I/O, no subprocess) and takes a few tens of
 microseconds for a typical line.
+
+Limits, by design:
+
+- A program that runs code from its own arguments (`python -c`, `node -e`,
+  `awk`, `sed e`, `make`, `npm run`, git aliases, `tar --to-command`,
+  `rsync -e`, `ssh host cmd`) is one command: a rule ending in `*` trusts it
+  with any arguments. Only git options known to run programs are risks.
+- Expansions are never evaluated: a variable, glob, tilde or brace expansion
+  makes its word non-static (and the line a risk), even when harmless.
+- Each line is analyzed alone: a persistent shell's earlier aliases, functions,
+  variables or working directory are unknown to it.
+- Known tree-sitter-bash quirks are worked around (`! { …; }`, `time { …; }`,
+  `! ! cmd`, `cmd - <<EOF`, and the SIGSEGV on 4-byte UTF-8 after `{` from
+  tree-sitter/tree-sitter-bash#337). Any other misreading surfaces as a
+  `parse_error` or `unparsed` risk (text between syntax nodes that is not
+  blank, as when tree-sitter drops `\\ x`), or as an odd argv that carries a
+  risk; a few valid lines (`ls ==`) are reported as parse errors.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -45,10 +63,13 @@ import msgspec
 import tree_sitter
 import tree_sitter_bash
 
+from kfd.policy.rules import allow_match, command_pattern
 from kfd.policy.shell_words import (
     RiskKind,
     Scan,
     Word,
+    WordContext,
+    decode,
     evaluate_word,
     merge_adjacent,
     scan_node,
@@ -134,6 +155,9 @@ class SimpleCommand(msgspec.Struct, frozen=True):
     """Configuration overrides given to git (`-c key=value`, `--git-dir=…`)."""
     open_ended: bool = False
     """It gets further arguments only known at run time (`xargs`, `find -exec … {}`)."""
+    dynamic: dict[int, str] = {}
+    """The `argv` words that are not static, by index, with why (``glob pattern``,
+    ``variable expansion``, ...): those words are as written, not what bash passes."""
 
 
 class ShellAnalysis(msgspec.Struct, frozen=True):
@@ -184,19 +208,8 @@ def matches_rule(rule_spec: str, argv: list[str]) -> bool:
     Match each command of a `ShellAnalysis` separately; a line is covered only
     if all of its commands are (and its risks are cleared).
     """
-    if not argv:
-        return False
-    spec = rule_spec.strip()
-    prefix_only = spec == "*" or (spec.endswith("*") and spec[-2:-1].isspace())
-    if prefix_only:
-        spec = spec[:-1]
-    try:
-        words = shlex.split(spec)
-    except ValueError:
-        return False
-    if prefix_only:
-        return argv[: len(words)] == words
-    return bool(words) and argv == words
+    pattern = command_pattern(rule_spec)
+    return pattern is not None and allow_match(pattern, argv, (), open_ended=False)
 
 
 def rule_for(argv: list[str]) -> str:
@@ -213,10 +226,6 @@ def rule_for(argv: list[str]) -> str:
 
 def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "surrogatepass")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +264,8 @@ _CONTAINERS = frozenset(
         "while_statement",
     }
 )
+_DROPPED_DASH = re.compile(rb"[ \t]+-[ \t]+")
+_BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
 _RESERVED_WORDS = frozenset(
     {"{", "}", "!", "if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while"}
@@ -295,19 +306,40 @@ class _Collector:
             self.too_deep()
             return
         source = _encode(text)
-        tree = tree_sitter.Parser(_LANGUAGE).parse(source)
-        _Tree(self, source).statement(tree.root_node, context, level + 1)
+        # tree-sitter parses a stand-in of the same length (node offsets hold);
+        # every word is read from the real source.
+        stand_in = _shield(source)
+        parser = tree_sitter.Parser(_LANGUAGE)
+        tree = parser.parse(stand_in)
+        for _ in range(_MAX_REPAIRS):
+            keywords = (
+                _misread_keywords(tree.root_node, stand_in)
+                if b"!" in stand_in or b"time" in stand_in
+                else []
+            )
+            if not keywords:
+                break
+            # Blanking `!` or `time` before a group changes its exit status or timing
+            # report, never which commands run; tree-sitter then reads the group right.
+            patched = bytearray(stand_in)
+            for node in keywords:
+                patched[node.start_byte : node.end_byte] = b" " * (node.end_byte - node.start_byte)
+            stand_in = bytes(patched)
+            tree = parser.parse(stand_in)
+        _Tree(self, source, stand_in).statement(tree.root_node, context, level + 1)
 
 
 class _Tree:
     """Walks one parsed script, feeding a `_Collector`."""
 
-    def __init__(self, collector: _Collector, source: bytes) -> None:
+    def __init__(self, collector: _Collector, source: bytes, parsed: bytes) -> None:
         self.out = collector
         self.source = source
+        # What tree-sitter parsed: `source` with a few bytes blanked (see `script`).
+        self.parsed = parsed
 
     def text(self, node: Node) -> str:
-        return _decode(self.source[node.start_byte : node.end_byte])
+        return decode(self.source[node.start_byte : node.end_byte])
 
     # Statements
 
@@ -322,6 +354,7 @@ class _Tree:
         kind = node.type
         if not node.is_named or kind == "comment":
             return
+        self.check_gaps(node)
         if kind == "list":
             for operand in _flatten_list(node):
                 self.statement(operand, context, level + 1)
@@ -351,6 +384,36 @@ class _Tree:
             self.case(node, context, level)
         else:
             self.unparsed(node)
+
+    def check_gaps(self, node: Node) -> None:
+        """Text between a node's children must be blanks: tree-sitter drops some
+        tokens bash keeps (`rm \\ x` is `rm ' x'` to bash, `rm x` to tree-sitter)."""
+        position = node.start_byte
+        dash = self.dropped_dash(node)
+        for child in (*node.children, None):
+            end = node.end_byte if child is None else child.start_byte
+            if (
+                end > position
+                and position != dash
+                and not _BLANKS.fullmatch(self.parsed, position, end)
+            ):
+                gap = decode(self.source[position:end])
+                self.out.risk(
+                    RiskKind.UNPARSED,
+                    f"the analyzer cannot tell how bash reads {gap.strip()!r} here",
+                    self.text(node),
+                )
+                return
+            if child is not None:
+                position = max(position, child.end_byte)
+
+    def dropped_dash(self, node: Node) -> int:
+        """Where tree-sitter dropped the `-` of `cmd - <<EOF` from a command, or -1."""
+        body = node.child_by_field_name("body") if node.type == "redirected_statement" else None
+        if body is None or body.type != "command" or body.next_sibling is None:
+            return -1
+        gap = self.parsed[body.end_byte : body.next_sibling.start_byte]
+        return body.end_byte if _DROPPED_DASH.fullmatch(gap) else -1
 
     def check_tokens(self, node: Node) -> None:
         """Catch what tree-sitter accepts but bash rejects or reads differently."""
@@ -387,14 +450,12 @@ class _Tree:
             self.statement(body, context, level + 1)
 
     def for_loop(self, node: Node, context: _Context, level: int) -> None:
-        scan = Scan()
         for index, child in enumerate(node.children):
             role = node.field_name_for_child(index)
             if role == "value":
-                evaluate_word([child], self.source, scan)
+                self.loose_word(child, level, "argument")
             elif role == "body" or (child.is_named and role != "variable"):
                 self.statement(child, context, level + 1)
-        self.scanned(scan, level)
 
     def c_style_for(self, node: Node, context: _Context, level: int) -> None:
         for index, child in enumerate(node.children):
@@ -405,18 +466,22 @@ class _Tree:
                 self.arithmetic(child, level)
 
     def case(self, node: Node, context: _Context, level: int) -> None:
-        scan = Scan()
         for index, child in enumerate(node.children):
             if node.field_name_for_child(index) == "value":
-                evaluate_word([child], self.source, scan, "pattern")
+                self.loose_word(child, level, "pattern")
             elif child.type == "case_item":
                 for item_index, part in enumerate(child.children):
                     if child.field_name_for_child(item_index) == "value":
-                        evaluate_word([part], self.source, scan, "pattern")
+                        self.loose_word(part, level, "pattern")
                     elif part.is_named or part.is_missing:
                         self.statement(part, context, level + 1)
             else:
                 self.statement(child, context, level + 1)
+
+    def loose_word(self, node: Node, level: int, context: WordContext) -> None:
+        """A word outside any command (loop values, case patterns): only its risks count."""
+        scan = Scan()
+        evaluate_word([node], self.source, scan, context)
         self.scanned(scan, level)
 
     def arithmetic(self, node: Node, level: int) -> None:
@@ -468,7 +533,8 @@ class _Tree:
         self.scanned(scan, level)
         inner = _with_redirects(context, digest.redirects)
         if body is not None and body.type == "command":
-            self.command(body, inner, level + 1, digest.arguments)
+            dash = [Word("-", "-")] if self.dropped_dash(node) >= 0 else []
+            self.command(body, inner, level + 1, digest.arguments, dash)
         else:
             if digest.arguments:
                 self.out.risk(
@@ -482,6 +548,7 @@ class _Tree:
             self.statement(statement, context, level + 1)
 
     def redirect(self, node: Node, scan: Scan, digest: _Redirections) -> None:
+        self.check_gaps(node)
         kind = node.type
         if kind == "file_redirect":
             self.file_redirect(node, scan, digest)
@@ -577,18 +644,27 @@ class _Tree:
 
     # Simple commands
 
-    def command(self, node: Node, context: _Context, level: int, extra: list[list[Node]]) -> None:
+    def command(
+        self,
+        node: Node,
+        context: _Context,
+        level: int,
+        extra: list[list[Node]],
+        dash: list[Word] | None = None,
+    ) -> None:
         scan = Scan()
         prefix: list[Assignment] = []
         word_nodes: list[Node] = []
         digest = _Redirections()
         for index, child in enumerate(node.children):
             role = node.field_name_for_child(index)
-            if child.type == "variable_assignment":
+            if child.type == "variable_assignment" and not word_nodes:
                 prefix.append(self.assignment(child, scan))
+            elif child.is_missing or any(c.is_missing for c in child.children):
+                scan.errors.extend(n for n in (child, *child.children) if n.is_missing)
             elif role == "name":
                 word_nodes.extend(child.children)
-            elif role == "argument":
+            elif role == "argument" or child.type == "variable_assignment":
                 word_nodes.append(child)
             elif role == "redirect":
                 self.redirect(child, scan, digest)
@@ -596,10 +672,13 @@ class _Tree:
                 scan.errors.append(child)
             elif child.type != "comment":
                 scan.unparsed.append(child)
-        groups = merge_adjacent(word_nodes, self.source) + digest.arguments + extra
-        groups.sort(key=lambda group: group[0].start_byte)
-
-        words = [evaluate_word(group, self.source, scan) for group in groups]
+        own = merge_adjacent(word_nodes, self.source) + digest.arguments
+        own.sort(key=lambda group: group[0].start_byte)
+        words = [evaluate_word(group, self.source, scan) for group in own]
+        # Words tree-sitter put elsewhere follow the command's own: a dropped `-`
+        # (before its here-document), then words after redirection targets.
+        words += dash or []
+        words += [evaluate_word(group, self.source, scan) for group in extra]
         self.register(digest.redirects)
         self.scanned(scan, level)
         context = _with_redirects(context, digest.redirects)
@@ -792,6 +871,7 @@ class _Tree:
                 chdir=[*context.chdir, *invocation.chdir],
                 git_config=list(invocation.git_config),
                 open_ended=open_ended,
+                dynamic={i: w.reason for i, w in enumerate(invocation.words) if not w.static},
             )
         )
 
@@ -811,6 +891,52 @@ def _with_redirects(context: _Context, redirects: list[Redirect]) -> _Context:
 def _descriptor(target: str) -> bool:
     """Whether a `>&`/`<&` target duplicates or closes a descriptor rather than naming a file."""
     return target.isdigit() or target == "-"
+
+
+_MAX_REPAIRS = 8
+# 4-byte UTF-8 sequences (and encoded lone surrogates) after a `{` can crash
+# tree-sitter-bash 0.25 with SIGSEGV (tree-sitter/tree-sitter-bash#337). They are
+# never shell syntax, so the parser sees plain word characters in their place.
+_CRASHY_SEQUENCES = re.compile(rb"[\xf0-\xf7][\x80-\xbf]{0,3}|\xed[\xa0-\xbf][\x80-\xbf]")
+
+
+def _shield(source: bytes) -> bytes:
+    """`source` with every byte sequence that can crash the parser replaced by `x`s."""
+    if not _CRASHY_SEQUENCES.search(source):
+        return source
+    return _CRASHY_SEQUENCES.sub(lambda match: b"x" * len(match.group()), source)
+
+
+_GROUP_OPENERS = (b"{", b"(")
+
+
+def _misread_keywords(root: Node, source: bytes) -> list[Node]:
+    """`!` and `time` keywords tree-sitter misreads before a `{ …; }` or `( … )` group.
+
+    tree-sitter-bash parses `! { a; }` as the negation of a command named `{`,
+    `! ! a` as the negation of a command named `!`, and `time { a; }` as a
+    command named `time`.
+    """
+    found: list[Node] = []
+    for node in walk(root):
+        if node.type != "command":
+            continue
+        name = node.child_by_field_name("name")
+        if name is None:
+            continue
+        word = source[name.start_byte : name.end_byte]
+        parent = node.parent
+        if (
+            (word == b"!" or word.startswith(_GROUP_OPENERS))
+            and parent is not None
+            and parent.type == "negated_command"
+        ):
+            found.extend(c for c in parent.children if c.type == "!")
+            if word == b"!":
+                found.append(name)
+        elif word == b"time" and source[name.end_byte :].lstrip(b" \t").startswith(_GROUP_OPENERS):
+            found.append(name)
+    return found
 
 
 def _flatten_list(node: Node) -> list[Node]:

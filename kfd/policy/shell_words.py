@@ -16,6 +16,7 @@ reads variables, and node types it does not know.
 from __future__ import annotations
 
 import enum
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -30,10 +31,13 @@ __all__ = [
     "Scan",
     "Word",
     "WordContext",
+    "decode",
     "decode_ansi_c",
     "evaluate_word",
     "merge_adjacent",
+    "scan_node",
     "suspicious_characters",
+    "walk",
 ]
 
 
@@ -145,7 +149,18 @@ _VARIABLE_READS = frozenset(
 # them unescaped inside a plain word, so meeting one means we misread the tree.
 _UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
 _GLOB = frozenset("*?[")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Operators tree-sitter lexes as tokens even where bash sees plain argument words.
+_OPERATOR_WORDS = frozenset({"==", "=~", "!="})
 _LINE_CONTINUATION = b"\\\n"
+
+
+def decode(data: bytes) -> str:
+    """Source bytes as text; never raises (tree-sitter may cut through invalid UTF-8)."""
+    try:
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "backslashreplace")
 
 
 def merge_adjacent(nodes: Sequence[Node], source: bytes) -> list[list[Node]]:
@@ -246,7 +261,7 @@ def evaluate_word(
 ) -> Word:
     """Evaluate the nodes of one word (see `merge_adjacent`) into a `Word`."""
     start, end = nodes[0].start_byte, nodes[-1].end_byte
-    text = source[start:end].decode("utf-8", "surrogatepass")
+    text = decode(source[start:end])
     for node in nodes:
         scan_node(node, scan)
     builder = _Builder()
@@ -256,7 +271,9 @@ def evaluate_word(
         scan.unparsed.append(nodes[0])
     if context == "argument":
         _expansions(builder)
-    elif context in ("assignment", "test"):
+    elif context == "assignment":
+        _tilde(builder, value=True)
+    elif context == "test":
         _tilde(builder)
     if builder.reasons:
         return Word(text, None, ", ".join(builder.reasons))
@@ -269,7 +286,7 @@ def _sequence(nodes: Sequence[Node], source: bytes, builder: _Builder, scan: Sca
         if previous is not None and previous.end_byte < node.start_byte:
             # Only line continuations separate nodes of one word: they vanish.
             gap = source[previous.end_byte : node.start_byte]
-            builder.unquoted(gap.decode("utf-8", "surrogatepass"))
+            builder.unquoted(decode(gap))
         if previous is not None and previous.type == "$" and node.type == "string":
             builder.dynamic('locale translation ($"…")')
         _node(node, source, builder, scan)
@@ -278,11 +295,13 @@ def _sequence(nodes: Sequence[Node], source: bytes, builder: _Builder, scan: Sca
 
 def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
     kind = node.type
-    text = source[node.start_byte : node.end_byte].decode("utf-8", "surrogatepass")
+    text = decode(source[node.start_byte : node.end_byte])
     if kind in ("word", "number"):
         builder.unquoted(text)
     elif kind == "$":
         builder.quoted("$")
+    elif kind in _OPERATOR_WORDS and not node.is_named:
+        builder.unquoted(text)
     elif kind == "raw_string":
         builder.quoted(text[1:-1])
     elif kind == "ansi_c_string":
@@ -324,12 +343,10 @@ def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> 
     position = children[0].end_byte
     for child in children[1:-1]:
         if position < child.start_byte:
-            builder.double_quoted(
-                source[position : child.start_byte].decode("utf-8", "surrogatepass")
-            )
+            builder.double_quoted(decode(source[position : child.start_byte]))
         if child.type == "string_content":
             content = source[child.start_byte : child.end_byte]
-            builder.double_quoted(content.decode("utf-8", "surrogatepass"))
+            builder.double_quoted(decode(content))
         elif child.type == "$":
             builder.quoted("$")
         else:
@@ -337,7 +354,7 @@ def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> 
         position = child.end_byte
     if position < children[-1].start_byte:
         gap = source[position : children[-1].start_byte]
-        builder.double_quoted(gap.decode("utf-8", "surrogatepass"))
+        builder.double_quoted(decode(gap))
 
 
 def _expansions(builder: _Builder) -> None:
@@ -370,12 +387,21 @@ def _has_brace_expansion(chars: list[tuple[str, bool]]) -> bool:
     return False
 
 
-def _tilde(builder: _Builder) -> None:
+def _tilde(builder: _Builder, *, value: bool = False) -> None:
+    """Mark tilde expansion: at the start of a word, and after `:` (or the first `=`)
+    in an assignment value or an assignment-like argument (`a=~/x`)."""
     chars = builder.chars
+    separators: tuple[tuple[str, bool], ...] = ((":", False),)
+    start = 0
+    if not value:
+        equals = next((i for i, (c, q) in enumerate(chars) if c == "=" and not q), -1)
+        prefix = "".join(c for c, q in chars[:equals] if not q)
+        if equals > 0 and len(prefix) == equals and _IDENTIFIER.fullmatch(prefix):
+            separators, start = ((":", False), ("=", False)), equals
+        else:
+            separators = ()
     for i, (c, quoted) in enumerate(chars):
-        if c != "~" or quoted:
-            continue
-        if i == 0 or chars[i - 1] in (("=", False), (":", False)):
+        if c == "~" and not quoted and (i == 0 or (i > start and chars[i - 1] in separators)):
             builder.dynamic("tilde expansion")
             return
 

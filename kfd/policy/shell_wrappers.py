@@ -343,6 +343,8 @@ def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> _Step:
     while i < len(words):
         value = words[i].value
         if value is None:
+            if command_mode:
+                break  # the script operand; reported below
             out.findings.append(_dynamic(words, i))
             return None
         if value in ("--", "-"):
@@ -628,7 +630,7 @@ def _find(words: list[Word], state: Invocation, out: Unwrapped) -> _Step:
 _GIT_INERT = _names(
     "-p --paginate -P --no-pager --no-replace-objects --no-lazy-fetch "
     "--no-optional-locks --no-advice --literal-pathspecs --glob-pathspecs "
-    "--noglob-pathspecs --icase-pathspecs --bare"
+    "--noglob-pathspecs --icase-pathspecs"
 )
 _GIT_VALUED = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--config-env"})
 _GIT_RISKY_KEY = re.compile(

@@ -6,6 +6,11 @@ A plugin like any other: it imports only `kfd.api` and registers through the
     [tools.bash]
     default_timeout_s = 120   # a call that names no timeout
     max_timeout_s = 600       # larger requested timeouts are clamped to this
+    bwrap = "bwrap"           # the bubblewrap program that confines commands
+
+Commands run confined as the daemon's ``[sandbox]`` says (`kfd.api.Sandbox`,
+`kfd_shell.sandbox`); when bubblewrap cannot start, the tool raises
+`kfd.api.ApprovalNeeded` and runs unconfined only once the user allowed it.
 """
 
 from __future__ import annotations

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
-from kfd.api import Preview, Tool, ToolContext, ToolError, ToolResult
+from kfd.api import ApprovalNeeded, Preview, Tool, ToolContext, ToolError, ToolResult
 
 from .capture import HeadTail
 from .process import Outcome, run_command
+from .sandbox import command_prefix, environment, probe
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+
+UNSANDBOXED = "unsandboxed"
+"""The grant that lets a command run without the sandbox (`kfd.api.ApprovalNeeded`)."""
 
 
 class BashSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -24,6 +30,8 @@ class BashSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Timeout of a call that names none."""
     max_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
     """Largest timeout a call may ask for; larger ones are clamped."""
+    bwrap: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] = "bwrap"
+    """The bubblewrap program that confines commands (``[sandbox]`` says how)."""
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> BashSettings:
@@ -45,6 +53,13 @@ class BashArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: Annotated[
         str, msgspec.Meta(description="What the command does, in a few words, for the user.")
     ] = ""
+    network: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True if the command needs the network (installing packages, "
+            "fetching): the user is asked first, and it runs with network access."
+        ),
+    ] = False
 
 
 class BashTool(Tool[BashArgs]):
@@ -55,8 +70,9 @@ class BashTool(Tool[BashArgs]):
         "Run a shell command with bash in the workspace directory; stdout and stderr come "
         "back merged, with the exit code. Each call is a fresh shell (cd and variables do "
         "not persist) and stdin is empty, so nothing interactive. Prefer read, edit, glob "
-        "and grep over cat, sed, find and grep. Background processes are stopped when the "
-        "command ends unless their output is redirected (cmd > log 2>&1 &)."
+        "and grep over cat, sed, find and grep. Commands run in a sandbox: only the "
+        "workspace and /tmp are writable, there is no network unless you set network "
+        "(the user is asked), and background processes end with the command."
     )
     Args = BashArgs
 
@@ -70,8 +86,12 @@ class BashTool(Tool[BashArgs]):
         return f"{first} …" if rest else first
 
     def session_rule(self, args: BashArgs) -> str:
-        """``bash(<exact command>)``: allowing one command never allows another."""
-        return f"bash({args.command})"
+        """``bash(<exact command>)``: allowing one command never allows another.
+
+        None for a call asking for the network: that is allowed call by call
+        (or by ``[sandbox] network``), never by a rule that would not show it.
+        """
+        return "" if args.network else f"bash({args.command})"
 
     async def preview(self, args: BashArgs, ctx: ToolContext) -> Preview:
         """The command and the directory it runs in."""
@@ -92,10 +112,14 @@ class BashTool(Tool[BashArgs]):
             captured.append(text)
             ctx.output(text)
 
+        prefix = await self._sandbox(args, ctx)
+        env = environment(os.environ, ctx.sandbox.env_allow, sandboxed=bool(prefix))
         outcome: Outcome | None = None
         try:
             async with asyncio.timeout(timeout):
-                outcome = await run_command(args.command, ctx.workspace, on_output)
+                outcome = await run_command(
+                    args.command, ctx.workspace, on_output, prefix=prefix, env=env
+                )
         except TimeoutError:
             pass  # run_command stopped the process group on its way out
         except OSError as exc:
@@ -121,8 +145,30 @@ class BashTool(Tool[BashArgs]):
                 "Background processes that kept the output open were stopped when the "
                 "command exited. To leave one running, redirect its output: cmd > log 2>&1 &"
             )
-        notes.append(_exit_status(outcome.returncode))
+        notes.append(_exit_status(outcome.returncode, sandboxed=bool(prefix)))
         return ToolResult(output=text + _bracketed(notes))
+
+    async def _sandbox(self, args: BashArgs, ctx: ToolContext) -> list[str]:
+        """The bwrap prefix for this call; empty when it runs unconfined.
+
+        Unconfined only if ``[sandbox] enabled = false``, or the user granted it
+        (`ApprovalNeeded`) after being told why the sandbox cannot start.
+        """
+        sandbox = ctx.sandbox
+        if not sandbox.enabled or UNSANDBOXED in ctx.granted:
+            return []
+        # The policy asked the user before a call with network=true got here.
+        network = sandbox.network or args.network
+        problem = await probe(self.settings.bwrap, network=network)
+        if problem is not None:
+            raise ApprovalNeeded(
+                f"The sandbox cannot start: {problem}. Without it the command can change "
+                "any of your files and reach the network. Run it unsandboxed?",
+                grant=UNSANDBOXED,
+            )
+        return await asyncio.to_thread(
+            command_prefix, self.settings.bwrap, ctx.workspace, network=network, environ=os.environ
+        )
 
     def _timeout(self, requested: float | None) -> tuple[float, list[str]]:
         limit = self.settings.max_timeout_s
@@ -135,14 +181,22 @@ class BashTool(Tool[BashArgs]):
         return requested, []
 
 
-def _exit_status(returncode: int) -> str:
+def _exit_status(returncode: int, *, sandboxed: bool = False) -> str:
+    if sandboxed and returncode > 128:
+        # bwrap exits with 128 + the signal that killed the command, as bash reports it.
+        name = _signal_name(returncode - 128)
+        if name is not None:
+            return f"exit code {returncode} (128 + {name}: killed by it?)"
     if returncode >= 0:
         return f"exit code {returncode}"
+    return f"killed by {_signal_name(-returncode) or f'signal {-returncode}'}"
+
+
+def _signal_name(number: int) -> str | None:
     try:
-        name = signal.Signals(-returncode).name
+        return signal.Signals(number).name
     except ValueError:
-        name = f"signal {-returncode}"
-    return f"killed by {name}"
+        return None
 
 
 def _bracketed(notes: list[str]) -> str:

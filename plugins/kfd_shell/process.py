@@ -23,7 +23,7 @@ import signal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Mapping, Sequence
     from pathlib import Path
 
 PIPE_GRACE_S = 0.25
@@ -53,17 +53,26 @@ def shell() -> str:
     return shutil.which("bash") or "/bin/sh"
 
 
-async def spawn(command: str, cwd: Path, output_fd: int) -> asyncio.subprocess.Process:
+async def spawn(
+    command: str,
+    cwd: Path,
+    output_fd: int,
+    *,
+    prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> asyncio.subprocess.Process:
     """Start ``command`` under the shell in its own session, writing to ``output_fd``.
 
-    The one place a command starts, so that sandboxing and environment
-    filtering can wrap it. The environment is the daemon's, for now.
+    The one place a command starts: ``prefix`` is the sandbox that wraps the
+    shell (`kfd_shell.sandbox.command_prefix`), ``env`` its environment.
     """
     return await asyncio.create_subprocess_exec(
+        *prefix,
         shell(),
         "-c",
         command,
         cwd=cwd,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=output_fd,
         stderr=output_fd,
@@ -71,7 +80,14 @@ async def spawn(command: str, cwd: Path, output_fd: int) -> asyncio.subprocess.P
     )
 
 
-async def run_command(command: str, cwd: Path, on_output: Callable[[str], None]) -> Outcome:
+async def run_command(
+    command: str,
+    cwd: Path,
+    on_output: Callable[[str], None],
+    *,
+    prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Outcome:
     """Run ``command`` to its end, streaming its output to ``on_output``.
 
     ``on_output`` gets the output as text, decoded incrementally (a UTF-8
@@ -81,7 +97,7 @@ async def run_command(command: str, cwd: Path, on_output: Callable[[str], None])
     """
     read_fd, write_fd = os.pipe()
     try:
-        process = await spawn(command, cwd, write_fd)
+        process = await spawn(command, cwd, write_fd, prefix=prefix, env=env)
     except BaseException:
         os.close(read_fd)
         raise

@@ -20,7 +20,7 @@ import pytest
 
 import kfd_shell
 from kfd.agent.toolcall import CallContext
-from kfd.api import ToolError
+from kfd.api import Sandbox, ToolError
 from kfd_shell import BashSettings, BashTool
 from kfd_shell.capture import HEAD_CHARS, TAIL_CHARS, HeadTail
 
@@ -64,7 +64,18 @@ def streamed() -> Streamed:
 
 @pytest.fixture
 def shell_ctx(repo: Path, streamed: Streamed) -> CallContext:
+    """A call in ``repo``, confined by the sandbox as every call is by default."""
     return CallContext(session_id="s-test", workspace=repo, on_output=streamed)
+
+
+@pytest.fixture
+def host_ctx(repo: Path, streamed: Streamed) -> CallContext:
+    """A call without the sandbox: for tests that follow a command's processes by
+    their pids, which inside the sandbox's PID namespace mean nothing out here
+    (the sandbox's own process tests are in test_kfd_shell_sandbox.py)."""
+    return CallContext(
+        session_id="s-test", workspace=repo, on_output=streamed, sandbox=Sandbox(enabled=False)
+    )
 
 
 async def bash(
@@ -112,7 +123,7 @@ def test_plugin_configures_bash_from_its_tools_table() -> None:
     assert not tool.read_only
     assert not tool.edits_files
     schema = msgspec.json.schema(BashTool.Args)["$defs"]["BashArgs"]
-    assert set(schema["properties"]) == {"command", "timeout", "description"}
+    assert set(schema["properties"]) == {"command", "timeout", "description", "network"}
     assert schema["required"] == ["command"]
 
 
@@ -158,9 +169,12 @@ async def test_a_command_without_output_says_so(shell_ctx: CallContext) -> None:
     assert result.output == "(no output)\n[exit code 0]\n"
 
 
-async def test_death_by_signal_is_named(shell_ctx: CallContext) -> None:
-    result = await bash(shell_ctx, "kill -SEGV $$")
+async def test_death_by_signal_is_named(host_ctx: CallContext, shell_ctx: CallContext) -> None:
+    result = await bash(host_ctx, "kill -SEGV $$")
     assert result.output.endswith("[killed by SIGSEGV]\n")
+    # The sandbox reports it as bash does: 128 + the signal's number.
+    result = await bash(shell_ctx, "kill -SEGV $$")
+    assert result.output.endswith("[exit code 139 (128 + SIGSEGV: killed by it?)]\n")
 
 
 async def test_output_streams_in_chunks_while_the_command_runs(
@@ -243,9 +257,9 @@ STUBBORN_CHILD = (
 )
 
 
-async def test_timeout_kills_the_whole_process_group(repo: Path, shell_ctx: CallContext) -> None:
+async def test_timeout_kills_the_whole_process_group(repo: Path, host_ctx: CallContext) -> None:
     started = time.monotonic()
-    result = await bash(shell_ctx, "echo before; " + STUBBORN_CHILD, timeout=1.0)
+    result = await bash(host_ctx, "echo before; " + STUBBORN_CHILD, timeout=1.0)
     elapsed = time.monotonic() - started
     assert result.is_error
     assert result.output.startswith("before\nstarted\n")
@@ -274,9 +288,9 @@ async def test_a_timeout_above_the_maximum_is_clamped_with_a_note(
 
 
 async def test_cancellation_kills_grandchildren_within_a_second(
-    repo: Path, shell_ctx: CallContext, streamed: Streamed
+    repo: Path, host_ctx: CallContext, streamed: Streamed
 ) -> None:
-    task = asyncio.create_task(bash(shell_ctx, STUBBORN_CHILD))
+    task = asyncio.create_task(bash(host_ctx, STUBBORN_CHILD))
     await streamed.until("started")
     child = read_pid(repo / "child.pid")
     assert is_running(child)
@@ -289,10 +303,10 @@ async def test_cancellation_kills_grandchildren_within_a_second(
 
 
 async def test_a_background_child_holding_the_output_does_not_hang_the_call(
-    repo: Path, shell_ctx: CallContext
+    repo: Path, host_ctx: CallContext
 ) -> None:
     started = time.monotonic()
-    result = await bash(shell_ctx, "sleep 30 & echo $! > bg.pid; echo hi")
+    result = await bash(host_ctx, "sleep 30 & echo $! > bg.pid; echo hi")
     assert time.monotonic() - started < 2.0
     assert result.output.startswith("hi\n")
     assert "Background processes that kept the output open were stopped" in result.output
@@ -301,9 +315,9 @@ async def test_a_background_child_holding_the_output_does_not_hang_the_call(
 
 
 async def test_a_background_child_with_redirected_output_keeps_running(
-    repo: Path, shell_ctx: CallContext
+    repo: Path, host_ctx: CallContext
 ) -> None:
-    result = await bash(shell_ctx, "sleep 30 > /dev/null 2>&1 & echo $! > bg.pid")
+    result = await bash(host_ctx, "sleep 30 > /dev/null 2>&1 & echo $! > bg.pid")
     pid = read_pid(repo / "bg.pid")
     try:
         assert result.output == "(no output)\n[exit code 0]\n"

@@ -49,7 +49,7 @@ def request(
         (request("edit", "plan", edits=True), "deny", "plan mode"),
         (request("bash", "plan", rules=("bash(ls)",), rule="bash(ls)"), "deny", "plan mode"),
         (request("bash", "auto"), "allow", "auto mode"),
-        (request("edit", "auto", edits=True, paths=(OUTSIDE_WRITE,)), "ask", "writes outside"),
+        (request("edit", "auto", edits=True, paths=(OUTSIDE_WRITE,)), "deny", "writes outside"),
         (request("read", "auto", read_only=True, paths=(OUTSIDE_READ,)), "ask", "reads outside"),
         (request("read", "default", read_only=True, paths=(INSIDE, OUTSIDE_READ)), "ask", "/etc"),
         (request("bash", "default", rule="bash(ls)", rules=("bash(ls)",)), "allow", "bash(ls)"),

@@ -1,0 +1,104 @@
+"""The built-in rules and the protected paths.
+
+The built-in rules are the lowest source: a user's or a project's rules add to
+them, and ``[permissions] defaults = false`` drops them. The protected paths
+are not rules: writing them always asks, in every mode, whatever allows it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kfd.policy.rules import Rule, SourcedRule, parse_rule
+
+READ_ONLY_COMMANDS: tuple[str, ...] = (
+    "bash(ls *)",
+    "bash(pwd)",
+    "bash(cat *)",
+    "bash(head *)",
+    "bash(tail *)",
+    "bash(wc *)",
+    "bash(file *)",
+    "bash(stat *)",
+    "bash(du *)",
+    "bash(which *)",
+    "bash(git status *)",
+    "bash(git diff *)",
+    "bash(git log *)",
+    "bash(git show *)",
+    "bash(git branch)",
+)
+"""Commands that only read: allowed in every mode (``plan`` included), and still
+allowed after untrusted content. Their paths are checked like any other's;
+none of them reads a directory's files (``grep -r`` would read a ``.env`` no
+path rule sees, so ``grep`` is not here)."""
+
+SECRET_FILES: tuple[str, ...] = (
+    "read(**/.env)",
+    "read(**/.env.*)",
+    "read(**/*.pem)",
+    "read(**/*.key)",
+    "read(**/*.p12)",
+    "read(**/*.pfx)",
+    "read(**/id_rsa)",
+    "read(**/id_dsa)",
+    "read(**/id_ecdsa)",
+    "read(**/id_ed25519)",
+    "read(**/.git-credentials)",
+    "read(**/.netrc)",
+    "read(**/.pgpass)",
+    "read(~/.ssh/**)",
+    "read(~/.gnupg/**)",
+    "read(~/.aws/**)",
+    "read(~/.config/gh/hosts.yml)",
+    "read(~/.docker/config.json)",
+    "read(~/.kube/config)",
+    "read(~/.pypirc)",
+)
+"""Files that hold credentials: reading them is denied."""
+
+
+def builtin_rules() -> list[SourcedRule]:
+    """The built-in rules, as a source."""
+    allowed = [SourcedRule(parse_rule(text), "allow", "built-in") for text in READ_ONLY_COMMANDS]
+    denied = [SourcedRule(parse_rule(text), "deny", "built-in") for text in SECRET_FILES]
+    return allowed + denied
+
+
+READ_ONLY_RULES: frozenset[Rule] = frozenset(parse_rule(text) for text in READ_ONLY_COMMANDS)
+
+_SHELL_STARTUP = frozenset(
+    {
+        ".bashrc",
+        ".bash_profile",
+        ".bash_login",
+        ".bash_logout",
+        ".profile",
+        ".zshrc",
+        ".zshenv",
+        ".zprofile",
+        ".zlogin",
+        ".zlogout",
+        ".kshrc",
+        ".cshrc",
+        ".tcshrc",
+        ".inputrc",
+    }
+)
+
+
+def protected(path: str) -> str | None:
+    """Why writing ``path`` (absolute, normalised) always asks, or None.
+
+    Git's internals (``.git``: hooks and config run programs), kfd's own
+    project config (``.kfd``: its rules), and shell start-up files.
+    """
+    parts = path.split(os.sep)
+    if ".git" in parts:
+        return "git's internals (.git: hooks and config run programs)"
+    if ".kfd" in parts:
+        return "kfd's project config (.kfd)"
+    name = parts[-1]
+    if name in _SHELL_STARTUP or path.endswith("/.config/fish/config.fish"):
+        return f"a shell start-up file ({name})"
+    return None

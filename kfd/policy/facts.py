@@ -1,0 +1,85 @@
+"""The facts a permission decision is a pure function of.
+
+Gathered with I/O by `kfd.policy.gate` (and `kfd.policy.commands` for a bash
+line), then handed to `kfd.policy.engine.decide`, which does no I/O at all:
+a test builds these by hand and calls it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+from kfd.api import PolicyRequest, ResolvedPath
+from kfd.policy.rules import SourcedRule
+from kfd.policy.shell import ShellAnalysis, SimpleCommand
+
+
+class PathFact(msgspec.Struct, frozen=True, kw_only=True):
+    """A path a call may touch, where it really is, and how it is touched."""
+
+    word: str
+    """As written (a tool argument, a shell word, a glob's match)."""
+    path: str
+    """Absolute and normalised, symlinks not followed."""
+    real: str
+    """Absolute with every symlink followed (realpath)."""
+    inside: bool
+    """``real`` is the workspace or under it."""
+    write: bool | None = None
+    """True: written; False: read; None: unknown (a command's argument)."""
+    links: int = 1
+    """Hard links of an existing regular file (above 1: it is also elsewhere)."""
+
+    @classmethod
+    def of(cls, resolved: ResolvedPath, workspace: str, links: int = 1) -> PathFact:
+        """The fact of a tool's path, as `kfd.policy.paths.resolve` found it."""
+        joined = os.path.join(workspace, os.path.expanduser(resolved.requested))
+        return cls(
+            word=resolved.requested,
+            path=os.path.normpath(joined),
+            real=resolved.real,
+            inside=resolved.inside_workspace,
+            write=resolved.write,
+            links=links,
+        )
+
+
+class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """One simple command of a bash line, with the paths its words may name."""
+
+    command: SimpleCommand
+    paths: list[PathFact] = []
+    """Its static arguments (and the matches of its plain globs), resolved."""
+    unknown: list[str] = []
+    """Why some of its arguments cannot be known before it runs (empty: all known)."""
+
+
+class LineFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """A bash command line: what the analyzer found, and where its paths are."""
+
+    analysis: ShellAnalysis
+    commands: list[CommandFacts] = []
+    """One per command of ``analysis.commands``, in the same order."""
+    redirects: list[PathFact] = []
+    """Files it reads or writes by redirection (``<``, ``>``, ``git diff --output``)."""
+
+
+class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything `kfd.policy.engine.decide` reads about one tool call."""
+
+    request: PolicyRequest
+    rules: list[SourcedRule] = []
+    """Every rule that applies, highest source first (always, session, project,
+    user, built-in)."""
+    paths: list[PathFact] = []
+    """The paths the tool names (`kfd.api.Tool.paths`), resolved."""
+    line: LineFacts | None = None
+    """For ``bash``: the command line, analyzed."""
+    home: str = "/"
+    """The home directory ``~/`` rules are anchored at."""
+    untrusted: str = ""
+    """The tool whose untrusted output the session read this turn ("" if none)."""
+    network_allowed: bool = False
+    """``[sandbox] network = true``: commands may reach the network unasked."""
