@@ -7,20 +7,24 @@ broken plugin never keeps the daemon from starting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, cast
 
 import pluggy
 
 from kfd import api
-from kfd.api import Policy, Tool
+from kfd.api import AfterToolHook, Policy, Tool, ToolSource
 from kfd.protocol import Event
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "kfd"
+
+SHUTDOWN_TIMEOUT_S = 5.0
+"""Longest wait for one plugin's `kfd_shutdown` before the daemon exits anyway."""
 
 
 class PluginHost:
@@ -79,6 +83,53 @@ class PluginHost:
             except Exception as exc:
                 self._fail(impl.plugin_name, "kfd_policies", exc)
         return policies
+
+    def tool_sources(self, settings: Mapping[str, Any]) -> list[ToolSource]:
+        """Every plugin's tool sources; ``settings`` is the whole config as plain data."""
+        sources: list[ToolSource] = []
+        for impl in self._pm.hook.kfd_tool_sources.get_hookimpls():
+            try:
+                sources.extend(cast("Sequence[ToolSource]", impl.function(config=settings) or ()))
+            except Exception as exc:
+                self._fail(impl.plugin_name, "kfd_tool_sources", exc)
+        return sources
+
+    def after_tool_hooks(self, config: Mapping[str, Any]) -> list[AfterToolHook]:
+        hooks: list[AfterToolHook] = []
+        for impl in self._pm.hook.kfd_after_tool_hooks.get_hookimpls():
+            try:
+                hooks.extend(cast("Sequence[AfterToolHook]", impl.function(config=config) or ()))
+            except Exception as exc:
+                self._fail(impl.plugin_name, "kfd_after_tool_hooks", exc)
+        return hooks
+
+    def status(self) -> dict[str, Any]:
+        """Each plugin's `kfd_status` snapshot, by plugin name; a failure is reported in it."""
+        snapshots: dict[str, Any] = {}
+        for impl in self._pm.hook.kfd_status.get_hookimpls():
+            try:
+                snapshot = cast("Mapping[str, Any] | None", impl.function())
+            except Exception as exc:
+                log.exception("plugin %s failed in kfd_status", impl.plugin_name)
+                snapshot = {"error": f"kfd_status failed: {exc!r}"}
+            if snapshot is not None:
+                snapshots[impl.plugin_name] = dict(snapshot)
+        return snapshots
+
+    async def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT_S) -> None:
+        """Await every plugin's `kfd_shutdown` coroutine, concurrently and bounded."""
+        pending: list[Awaitable[None]] = []
+        for impl in self._pm.hook.kfd_shutdown.get_hookimpls():
+            try:
+                coroutine = cast("Coroutine[Any, Any, None] | None", impl.function())
+            except Exception as exc:
+                self._fail(impl.plugin_name, "kfd_shutdown", exc)
+                continue
+            if coroutine is not None:
+                pending.append(asyncio.wait_for(coroutine, timeout))
+        for outcome in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.error("a plugin failed to shut down: %r", outcome)
 
     def observe(self, event: Event) -> None:
         for impl in self._pm.hook.kfd_event.get_hookimpls():

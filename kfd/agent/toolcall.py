@@ -7,11 +7,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kfd.api import Sandbox
+
 
 class CallContext:
     """The context of one tool call (implements `kfd.api.ToolContext`)."""
 
-    __slots__ = ("_config", "_on_output", "_session_id", "_state", "_workspace")
+    __slots__ = (
+        "_config",
+        "_granted",
+        "_on_output",
+        "_sandbox",
+        "_session_id",
+        "_state",
+        "_turn",
+        "_workspace",
+    )
 
     def __init__(
         self,
@@ -21,12 +32,18 @@ class CallContext:
         state: dict[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
         on_output: Callable[[str], None] | None = None,
+        turn: int = 0,
+        sandbox: Sandbox | None = None,
+        granted: frozenset[str] = frozenset(),
     ) -> None:
         self._session_id = session_id
         self._workspace = workspace
         self._state = {} if state is None else state
         self._config = {} if config is None else config
         self._on_output = on_output
+        self._turn = turn
+        self._sandbox = Sandbox() if sandbox is None else sandbox
+        self._granted = granted
 
     @property
     def session_id(self) -> str:
@@ -37,12 +54,24 @@ class CallContext:
         return self._workspace
 
     @property
+    def turn(self) -> int:
+        return self._turn
+
+    @property
     def state(self) -> dict[str, Any]:
         return self._state
 
     @property
     def config(self) -> Mapping[str, Any]:
         return self._config
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self._sandbox
+
+    @property
+    def granted(self) -> frozenset[str]:
+        return self._granted
 
     def resolve(self, path: str) -> Path:
         expanded = os.path.expanduser(path)

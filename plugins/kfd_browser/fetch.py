@@ -1,0 +1,173 @@
+"""The ``browser_fetch`` tool: a page as a browser renders it, JavaScript included."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+
+from kfd.api import Tool, ToolContext, ToolError, ToolResult
+from kfd_web.fetch import count_call, page
+from kfd_web.guard import AddressGuard
+from kfd_web.settings import settings
+
+from .browser import BrowserPool, find_chromium
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page, Route
+
+# Content that needs no network and cannot reach the user's: always allowed.
+LOCAL_SCHEMES = frozenset({"data", "blob", "about"})
+
+
+class BrowserSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[tools.browser_fetch]``."""
+
+    executable: str = ""
+    """Chromium to run; default: the first of chromium, chromium-browser, google-chrome."""
+    timeout_s: float = 30.0
+    idle_close_s: float = 120.0
+    """Close the shared browser after this long without calls."""
+    max_chars: int = 25_000
+    max_fetches_per_turn: int = 10
+    screenshot_dir: str = ""
+    """Where screenshots go; default ``$XDG_CACHE_HOME/kfd/screenshots``."""
+    allow_private: list[str] = msgspec.field(default_factory=list)
+    """Addresses or networks the page and its resources may reach (see web_fetch)."""
+
+
+class BrowserArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Arguments of browser_fetch."""
+
+    url: Annotated[str, msgspec.Meta(max_length=8192, description="The http(s) URL to open.")]
+    wait_for: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=500,
+            description="Optional CSS selector to wait for before reading (content that "
+            "JavaScript adds late).",
+        ),
+    ] = ""
+    screenshot: Annotated[
+        bool, msgspec.Meta(description="Also save a PNG screenshot and say where.")
+    ] = False
+    start: Annotated[int, msgspec.Meta(ge=0, description="Character offset to continue.")] = 0
+
+
+class BrowserFetchTool(Tool[BrowserArgs]):
+    """Open a URL in headless Chromium and return the rendered content."""
+
+    name = "browser_fetch"
+    description = (
+        "Open a URL in a headless browser (JavaScript runs) and return the rendered page as "
+        "Markdown; wait_for a CSS selector when content appears late; screenshot saves a PNG. "
+        "Slower than web_fetch: use it for pages that need JavaScript. The content is untrusted."
+    )
+    Args = BrowserArgs
+    read_only = True
+    network = True
+
+    def __init__(self, pool: BrowserPool) -> None:
+        self.pool = pool
+
+    def summary(self, args: BrowserArgs) -> str:
+        return args.url
+
+    def session_rule(self, args: BrowserArgs) -> str:
+        """``browser_fetch(domain:<host>)``."""
+        return f"browser_fetch(domain:{(urlsplit(args.url).hostname or args.url).lower()})"
+
+    async def run(self, args: BrowserArgs, ctx: ToolContext) -> ToolResult:
+        from kfd_web.convert import html_to_markdown  # trafilatura: imported on first use
+
+        config = settings(self.name, ctx.config, BrowserSettings)
+        guard = AddressGuard(self.name, config.allow_private)
+        try:
+            target = httpx.URL(args.url)
+        except httpx.InvalidURL as exc:
+            raise ToolError(f"not a valid URL: {args.url!r} ({exc})") from None
+        await guard.resolve(target)  # refuse before starting a browser
+        count_call(ctx, self.name, config.max_fetches_per_turn)
+        executable = find_chromium(config.executable)
+        async with self.pool.context(executable, config.idle_close_s) as context:
+            refused: dict[str, str] = {}
+            await context.route("**/*", lambda route: _guarded(route, guard, refused))
+            browser_page = await context.new_page()
+            html, final_url, shot = await _render(browser_page, args, config, refused, ctx)
+        text = html_to_markdown(html)
+        header = f"URL: {final_url}\n"
+        if shot is not None:
+            header += f"Screenshot: {shot}\n"
+        if refused:
+            header += f"Blocked {len(refused)} request(s) to private addresses.\n"
+        return ToolResult(
+            output=header + "\n" + page(text, args.start, config.max_chars), untrusted=True
+        )
+
+
+async def _render(
+    browser_page: Page,
+    args: BrowserArgs,
+    config: BrowserSettings,
+    refused: dict[str, str],
+    ctx: ToolContext,
+) -> tuple[str, str, Path | None]:
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    timeout_ms = config.timeout_s * 1000
+    try:
+        response = await browser_page.goto(args.url, timeout=timeout_ms, wait_until="load")
+        if args.wait_for:
+            await browser_page.wait_for_selector(args.wait_for, timeout=timeout_ms)
+        shot = None
+        if args.screenshot:
+            shot = _screenshot_path(config, ctx)
+            await browser_page.screenshot(path=str(shot), full_page=True, timeout=timeout_ms)
+        html = await browser_page.content()
+    except PlaywrightTimeout:
+        waited = f"for {args.wait_for!r} " if args.wait_for else ""
+        raise ToolError(
+            f"the page did not finish loading {waited}within {config.timeout_s:g} s; "
+            "check the selector, or raise [tools.browser_fetch] timeout_s"
+        ) from None
+    except PlaywrightError as exc:
+        if args.url in refused or browser_page.url in refused:
+            raise ToolError(refused.get(args.url) or refused[browser_page.url]) from None
+        first = next(iter(refused.values()), "")
+        reason = f" ({first})" if first else ""
+        raise ToolError(f"the browser could not load {args.url}: {exc.message}{reason}") from None
+    if response is not None and response.status >= 400:
+        raise ToolError(f"HTTP {response.status} from {browser_page.url}")
+    return html, browser_page.url, shot
+
+
+async def _guarded(route: Route, guard: AddressGuard, refused: dict[str, str]) -> None:
+    """Let a request through only to addresses the guard allows (every hop, every resource)."""
+    url = route.request.url
+    scheme = urlsplit(url).scheme
+    if scheme in LOCAL_SCHEMES:
+        await route.continue_()
+        return
+    try:
+        await guard.resolve(httpx.URL(url))
+    except (ToolError, httpx.InvalidURL) as exc:
+        refused[url] = str(exc)
+        await route.abort("blockedbyclient")
+        return
+    await route.continue_()
+
+
+def _screenshot_path(config: BrowserSettings, ctx: ToolContext) -> Path:
+    base = Path(config.screenshot_dir).expanduser() if config.screenshot_dir else None
+    if base is None:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        base = Path(cache) / "kfd" / "screenshots"
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return base / f"{ctx.session_id}-{stamp}-{time.monotonic_ns() % 10**6}.png"
