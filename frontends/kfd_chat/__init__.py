@@ -1,0 +1,32 @@
+"""kfd_chat: the chat-ops bridge (``kfd chat matrix``, ``kfd chat slack``).
+
+A room (or a thread in it) maps to a session. Messages from allow-listed
+users become ``message.send``; everyone else is ignored and logged. The
+agent's answer streams into one message, edited no faster than the service
+allows; tool calls show as compact lines; approvals are posted with their
+diff or command and answered by an allow-listed user with a reply (``allow``
+/ ``deny …``) or a reaction (👍 / 👎). ``!new``, ``!cancel``, ``!mode``,
+``!cost``, ``!status`` and ``!help`` steer the session.
+
+Nothing is lost or repeated across a lost connection or a restart: the
+chat service's cursor (Matrix sync token, Slack event ids) and the last
+event seq of each session are kept in a state file, incoming messages are
+sent with an idempotent ``client_msg_id``, and Matrix posts carry
+transaction ids the homeserver deduplicates. Modules:
+
+- `kfd_chat.adapter` -- the small interface a chat service implements.
+- `kfd_chat.matrix`, `kfd_chat.slack` -- the two services.
+- `kfd_chat.bridge` -- sessions <-> rooms: the logic, service-agnostic.
+- `kfd_chat.render` -- how events read in a chat (pure).
+- `kfd_chat.state` -- the state file.
+- `kfd_chat.settings` -- the ``[chat]`` table.
+
+A new service (Discord, Telegram, IRC) is one module implementing
+`kfd_chat.adapter.Adapter`.
+"""
+
+from __future__ import annotations
+
+from kfd_chat.app import run
+
+__all__ = ["run"]

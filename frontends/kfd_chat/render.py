@@ -1,0 +1,80 @@
+"""How kfd's events read in a chat room. Pure functions of protocol values."""
+
+from __future__ import annotations
+
+from kfd import protocol as p
+
+DIFF_LIMIT = 3000
+ALLOW_REACTIONS = frozenset({"👍", "✅", "+1", "white_check_mark", "thumbsup"})
+DENY_REACTIONS = frozenset({"👎", "❌", "-1", "x", "thumbsdown"})
+
+HELP = (
+    "Talk to me and I pass it to the session of this room. Commands:\n"
+    "!new [title]  start a new session here\n"
+    "!cancel       stop the running turn\n"
+    "!mode MODE    default, accept-edits, plan or auto\n"
+    "!cost         what this session spent\n"
+    "!status       the session's state\n"
+    "Answer an approval by replying `allow` or `deny [why]`, or react 👍 / 👎."
+)
+
+
+def tool_line(event: p.ToolStarted) -> str:
+    return f"· {event.name} {event.summary}".rstrip()
+
+
+def tool_failed(event: p.ToolCompleted) -> str:
+    first = next((line for line in event.output.splitlines() if line.strip()), "")
+    return f"  ✗ {event.name} {event.status}: {first[:200]}".rstrip()
+
+
+def approval(event: p.ApprovalRequested) -> str:
+    preview = event.preview
+    lines = [f"🔐 approve `{event.tool}`? {event.reason}".rstrip()]
+    if preview.command:
+        lines.append(f"```\n{preview.command}\n```")
+    elif preview.summary:
+        lines.append(preview.summary)
+    if preview.diff:
+        diff = preview.diff
+        if len(diff) > DIFF_LIMIT:
+            diff = diff[:DIFF_LIMIT] + f"\n… {len(preview.diff) - DIFF_LIMIT} more characters"
+        lines.append(f"```diff\n{diff}\n```")
+    lines.append("Reply `allow` or `deny [why]` to this message, or react 👍 / 👎.")
+    return "\n".join(lines)
+
+
+def resolved(event: p.ApprovalResolved, asked: str) -> str:
+    who = event.by.name if event.by else "kfd"
+    verdict = "allowed" if event.decision != "deny" else "denied"
+    first = asked.splitlines()[0] if asked else "approval"
+    return f"{first}\n→ {verdict} by {who}" + (f": {event.message}" if event.message else "")
+
+
+def turn_end(event: p.TurnCompleted) -> str | None:
+    if event.stop_reason == "end_turn":
+        return None
+    return f"⏹ turn ended: {event.stop_reason}" + (f" ({event.message})" if event.message else "")
+
+
+def status(info: p.SessionInfo) -> str:
+    return (
+        f"session {info.id} “{info.title or 'untitled'}”: {info.status}, mode {info.mode}, "
+        f"model {info.model}, {info.turns} turns\nworkspace {info.cwd}"
+    )
+
+
+def cost(info: p.SessionInfo) -> str:
+    usage = info.usage
+    return (
+        f"session {info.id}: ${usage.cost_usd:.4f} over {usage.requests} requests "
+        f"({usage.input_tokens} tokens in, {usage.output_tokens} out)"
+    )
+
+
+def trigger(event: p.TriggerFired) -> str:
+    if event.spots:
+        where = ", ".join(f"{s.path}:{s.line}" for s in event.spots[:5])
+        what = "question" if event.kind == "ask" else "request"
+        return f"⚡ trigger {event.trigger}: {what} at {where}"
+    return f"⚡ trigger {event.trigger}: {', '.join(event.files[:5])} changed"

@@ -1,0 +1,153 @@
+"""Slack in Socket Mode, with the official SDK (`slack_sdk`).
+
+Events arrive as envelopes over a WebSocket the SDK keeps open (and reopens
+after network loss). An envelope is acknowledged only after the bridge has
+handled its message, so one lost with the connection is delivered again;
+its ``event_id`` is then already among the handled ids, and it is skipped.
+Answers stream by ``chat.update``; a thread is a message's ``thread_ts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from kfd_chat.adapter import AdapterError, Batch, Incoming, TransientError
+from kfd_chat.settings import SlackSettings
+
+log = logging.getLogger("kfd_chat.slack")
+
+_TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "service_unavailable", "request_timeout", "fatal_error"}
+)
+
+
+class SlackAdapter:
+    """A Slack app connected in Socket Mode."""
+
+    name = "slack"
+
+    def __init__(self, settings: SlackSettings, app_token: str, bot_token: str) -> None:
+        self.settings = settings
+        self.edit_interval_s = settings.edit_interval_s
+        self._app_token = app_token
+        self._bot_token = bot_token
+        self._web: AsyncWebClient | None = None
+        self._socket: SocketModeClient | None = None
+        self._queue: asyncio.Queue[tuple[SocketModeRequest, Incoming | None]] = asyncio.Queue()
+
+    async def start(self, cursor: str | None) -> None:
+        # The SDK's clients bind to the running event loop: made here, not in __init__.
+        kwargs: dict[str, Any] = {"token": self._bot_token}
+        if self.settings.base_url:
+            kwargs["base_url"] = self.settings.base_url
+        self._web = AsyncWebClient(**kwargs)
+        self._socket = SocketModeClient(
+            app_token=self._app_token,
+            web_client=self._web,
+            ping_interval=self.settings.ping_interval_s,
+            logger=logging.getLogger("kfd_chat.slack.socket"),
+        )
+        try:
+            await self._web.auth_test()
+        except SlackApiError as exc:
+            raise AdapterError(
+                f"slack refused the bot token: {exc.response.get('error')}"
+            ) from None
+        self._socket.socket_mode_request_listeners.append(self._on_request)  # type: ignore[arg-type]
+        await self._socket.connect()  # type: ignore[no-untyped-call]
+
+    async def _on_request(self, client: SocketModeClient, request: SocketModeRequest) -> None:
+        item = _incoming(request) if request.type == "events_api" else None
+        self._queue.put_nowait((request, item))
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        while True:
+            request, item = await self._queue.get()
+            if item is not None:
+                yield Batch([item], None)
+            # Acknowledged once handled: unacknowledged envelopes come again.
+            assert self._socket is not None
+            try:
+                await self._socket.send_socket_mode_response(
+                    SocketModeResponse(envelope_id=request.envelope_id)
+                )
+            except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+                log.info(
+                    "ack of %s lost (%s); Slack will deliver it again", request.envelope_id, exc
+                )
+
+    async def post(self, room: str, thread: str | None, text: str, key: str) -> str:
+        assert self._web is not None
+        response = await self._call(
+            self._web.chat_postMessage, channel=room, text=text, thread_ts=thread
+        )
+        return str(response["ts"])
+
+    async def edit(self, room: str, message: str, text: str, key: str) -> None:
+        assert self._web is not None
+        await self._call(self._web.chat_update, channel=room, ts=message, text=text)
+
+    async def _call(self, method: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(**{k: v for k, v in kwargs.items() if v is not None})
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            if error in _TRANSIENT_ERRORS:
+                raise TransientError(f"slack: {error}") from None
+            raise AdapterError(f"slack refused {method.__name__}: {error}") from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"slack: {exc or type(exc).__name__}") from None
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()  # type: ignore[no-untyped-call]
+        session = getattr(self._web, "session", None)
+        if session is not None:
+            await session.close()
+
+
+def _incoming(request: SocketModeRequest) -> Incoming | None:
+    payload = request.payload or {}
+    event = payload.get("event")
+    event_id = payload.get("event_id")
+    if not isinstance(event, dict) or not isinstance(event_id, str):
+        return None
+    user = event.get("user")
+    if not isinstance(user, str):
+        return None
+    if event.get("type") == "reaction_added":
+        target = event.get("item") or {}
+        if target.get("type") != "message":
+            return None
+        return Incoming(
+            id=event_id,
+            room=str(target.get("channel", "")),
+            sender=user,
+            reply_to=str(target.get("ts", "")),
+            reaction=str(event.get("reaction", "")),
+        )
+    if event.get("type") != "message" or event.get("subtype") or event.get("bot_id"):
+        return None  # edits, joins, and our own posts are not messages to act on
+    text = event.get("text")
+    if not isinstance(text, str):
+        return None
+    thread = event.get("thread_ts")
+    thread = str(thread) if thread and thread != event.get("ts") else None
+    return Incoming(
+        id=event_id,
+        room=str(event.get("channel", "")),
+        sender=user,
+        text=text,
+        thread=thread,
+        reply_to=thread,
+    )

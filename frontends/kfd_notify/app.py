@@ -1,0 +1,222 @@
+"""The notifier's loop: follow every session, show notices, answer clicks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kfd import protocol as p
+from kfd.client import (
+    Client,
+    ConnectionLost,
+    ConnectionRestored,
+    DaemonUnavailable,
+    Followed,
+    RequestFailed,
+)
+from kfd_notify.desktop import Desktop, Unavailable
+from kfd_notify.notices import Notice, Notices
+from kfd_notify.settings import NotifySettings, SettingsError, parse
+
+log = logging.getLogger("kfd_notify")
+
+
+def run(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
+    """Entry point (group ``kfd.frontends``, name ``notify``): ``kfd notify``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("kfd notify: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        parsed = parse(settings)
+    except SettingsError as exc:
+        print(f"kfd: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_main(parsed))
+
+
+async def _main(settings: NotifySettings) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await Notifier(settings).run()
+    return 0
+
+
+class Notifier:
+    """Follows every session of one daemon and shows desktop notifications."""
+
+    def __init__(
+        self,
+        settings: NotifySettings,
+        runtime_dir: Path | None = None,
+        bus_address: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.runtime_dir = runtime_dir
+        self.notices = Notices(settings)
+        self.desktop = Desktop(self._on_action, self._on_closed, bus_address)
+        self.client: Client | None = None
+        self.pending: dict[str, Notice] = {}
+        """Approvals waiting for an answer, by approval id (shown again on reconnect)."""
+        self._shown: dict[str, int] = {}
+        self._approval_of: dict[int, p.ApprovalRequested] = {}
+        self._early_clicks: dict[int, str] = {}
+        """Clicks whose signal overtook the reply to Notify (which carries the id)."""
+        self._focus: dict[str, set[str]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._desktop_ready = asyncio.Event()
+
+    async def run(self) -> None:
+        keeper = asyncio.create_task(self._keep_desktop())
+        try:
+            self.client = await self._connect()
+            async with self.client, await self.client.follow() as follower:
+                log.info("following every session of the daemon at %s", self.client.runtime_dir)
+                async for item in follower:
+                    await self._on_item(item)
+        finally:
+            keeper.cancel()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(keeper, *self._tasks, return_exceptions=True)
+            self.desktop.close()
+
+    async def _connect(self) -> Client:
+        said = False
+        while True:
+            try:
+                return await Client.connect(self.runtime_dir, name="kfd-notify")
+            except DaemonUnavailable as exc:
+                if not said:
+                    log.warning("%s; retrying every %g s", exc, self.settings.retry_s)
+                    said = True
+                await asyncio.sleep(self.settings.retry_s)
+
+    async def _keep_desktop(self) -> None:
+        """Connect to the notification server, and again whenever it goes away."""
+        last_problem = ""
+        while True:
+            if not self.desktop.connected:
+                self._desktop_ready.clear()
+                try:
+                    await self.desktop.connect()
+                except Unavailable as exc:
+                    if str(exc) != last_problem:
+                        log.warning("%s; retrying every %g s", exc, self.settings.retry_s)
+                        last_problem = str(exc)
+                else:
+                    last_problem = ""
+                    log.info("notification server found (actions: %s)", self.desktop.actions)
+                    self._shown.clear()
+                    self._approval_of.clear()
+                    for approval_id, notice in list(self.pending.items()):
+                        if approval_id not in self._shown and approval_id in self.pending:
+                            await self._show(notice)
+                    self._desktop_ready.set()
+            await asyncio.sleep(self.settings.retry_s)
+
+    async def _on_item(self, item: object) -> None:
+        match item:
+            case Followed():
+                self.notices.titles[item.session] = item.snapshot.session.title
+                for approval in item.snapshot.pending_approvals:
+                    await self._notice(self.notices.approval(approval))
+            case ConnectionLost():
+                log.debug("lost the daemon (session %s); reconnecting", item.session)
+            case ConnectionRestored():
+                for approval in item.snapshot.pending_approvals:
+                    if approval.approval_id not in self.pending:
+                        await self._notice(self.notices.approval(approval))
+            case p.FocusChanged():
+                focused = self._focus.setdefault(item.session, set())
+                if item.focused:
+                    focused.add(item.frontend.id)
+                else:
+                    focused.discard(item.frontend.id)
+            case p.ApprovalResolved():
+                self.pending.pop(item.approval_id, None)
+                shown = self._shown.pop(item.approval_id, None)
+                if shown is not None:
+                    self._approval_of.pop(shown, None)
+                    with contextlib.suppress(Unavailable):
+                        await self.desktop.close_notification(shown)
+            case p.Event():
+                notice = self.notices.on_event(item)
+                if notice is not None:
+                    await self._notice(notice)
+
+    async def _notice(self, notice: Notice) -> None:
+        if self.settings.suppress_focused and await self._focused(notice.session):
+            log.debug("quiet about %s: watched in a focused frontend", notice.session)
+            return
+        if notice.approval is not None:
+            self.pending[notice.approval.approval_id] = notice
+        if self.desktop.connected:
+            await self._show(notice)
+
+    async def _show(self, notice: Notice) -> None:
+        try:
+            shown = await self.desktop.notify(notice, expire_ms=self.settings.expire_ms)
+        except Unavailable as exc:
+            log.warning("%s; will retry", exc)
+            self.desktop.close()
+            return
+        if notice.approval is not None:
+            self._shown[notice.approval.approval_id] = shown
+            self._approval_of[shown] = notice.approval
+            early = self._early_clicks.pop(shown, None)
+            if early is not None:
+                self._on_action(shown, early)
+
+    async def _focused(self, session: str) -> bool:
+        """Watched in a focused frontend that is still connected?"""
+        focused = self._focus.get(session)
+        if not focused or self.client is None:
+            return False
+        try:
+            status = await self.client.status()
+        except (DaemonUnavailable, RequestFailed):
+            return False
+        focused &= {frontend.id for frontend in status.frontends}
+        return bool(focused)
+
+    def _on_action(self, notification: int, action: str) -> None:
+        if action not in ("allow", "deny"):
+            return
+        approval = self._approval_of.get(notification)
+        if approval is None:
+            self._early_clicks[notification] = action
+            while len(self._early_clicks) > 100:
+                self._early_clicks.pop(next(iter(self._early_clicks)))
+            return
+        task = asyncio.get_running_loop().create_task(self._respond(approval, action))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_closed(self, notification: int) -> None:
+        # Dismissed without an answer: the approval still waits; keep it pending.
+        approval = self._approval_of.pop(notification, None)
+        if approval is not None:
+            self._shown.pop(approval.approval_id, None)
+
+    async def _respond(self, approval: p.ApprovalRequested, action: str) -> None:
+        assert self.client is not None
+        decision: p.ApprovalDecision = "allow" if action == "allow" else "deny"
+        message = "" if decision == "allow" else "denied from the desktop notification"
+        try:
+            await self.client.respond(approval.session, approval.approval_id, decision, message)
+        except RequestFailed as exc:  # answered elsewhere first, or gone
+            log.info("approval %s: %s", approval.approval_id, exc.message)
+        except DaemonUnavailable as exc:
+            log.warning("could not answer approval %s: %s", approval.approval_id, exc)

@@ -1,0 +1,119 @@
+"""Which event makes which desktop notification. Pure: no I/O.
+
+`Notices` keeps what it needs between events (the last answer of each
+session, titles, ``AI?`` questions) and turns one event into at most one
+`Notice`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kfd import protocol as p
+from kfd_notify.settings import NotifySettings
+
+Urgency = Literal[0, 1, 2]
+"""The freedesktop urgency hint: low, normal, critical."""
+
+BODY_LIMIT = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One notification to show. ``approval`` is set for approval prompts."""
+
+    session: str
+    summary: str
+    body: str = ""
+    urgency: Urgency = 1
+    approval: p.ApprovalRequested | None = None
+
+
+@dataclass(slots=True)
+class Notices:
+    settings: NotifySettings
+    titles: dict[str, str] = field(default_factory=dict)
+    last_answer: dict[str, str] = field(default_factory=dict)
+    questions: dict[str, p.TriggerFired] = field(default_factory=dict)
+
+    def title(self, session: str) -> str:
+        return self.titles.get(session) or session[:12]
+
+    def on_event(self, event: p.Event) -> Notice | None:
+        match event:
+            case p.SessionCreated() | p.SessionUpdated():
+                self.titles[event.session] = event.info.title
+            case p.MessageCompleted() if event.text.strip():
+                self.last_answer[event.session] = event.text
+            case p.ApprovalRequested() if self.settings.approvals:
+                return self.approval(event)
+            case p.TriggerFired():
+                if event.kind == "ask":
+                    self.questions[event.session] = event
+                if self.settings.triggers:
+                    files = ", ".join(event.files[:3])
+                    return Notice(event.session, f"kfd: trigger {event.trigger} fired", files)
+            case p.TurnCompleted():
+                return self._turn(event)
+            case p.BudgetWarning() if self.settings.budget:
+                body = event.message or (
+                    f"${event.spent_usd:.2f} of the {event.budget} limit of ${event.limit_usd:.2f}"
+                )
+                return Notice(event.session, "kfd: budget warning", _short(body), urgency=2)
+            case p.ErrorEvent() if self.settings.errors or (
+                "budget" in event.code and self.settings.budget
+            ):
+                what = "budget" if "budget" in event.code else "error"
+                return Notice(
+                    event.session,
+                    f"kfd: {what} in {self.title(event.session)}",
+                    _short(event.message),
+                    urgency=2,
+                )
+        return None
+
+    def approval(self, event: p.ApprovalRequested) -> Notice:
+        preview = event.preview
+        shown = preview.command or preview.summary or event.tool
+        if preview.diff:
+            shown = f"{shown}\n{preview.diff}"
+        body = f"{shown}\n({event.reason})" if event.reason else shown
+        return Notice(
+            event.session,
+            f"kfd: allow {event.tool} in {self.title(event.session)}?",
+            _short(body),
+            urgency=2,
+            approval=event,
+        )
+
+    def _turn(self, event: p.TurnCompleted) -> Notice | None:
+        answer = self.last_answer.pop(event.session, "")
+        question = self.questions.pop(event.session, None)
+        if question is not None:  # an AI? comment: the answer is the point
+            spot = question.spots[0] if question.spots else None
+            where = f"{spot.path}:{spot.line}" if spot else question.trigger
+            return Notice(event.session, f"kfd: answer to {where}", _short(answer, 2000))
+        if not self.settings.turns or event.stop_reason == "cancelled":
+            return None
+        title = self.title(event.session)
+        if event.stop_reason == "end_turn":
+            return Notice(event.session, f"kfd: {title} is done", _one_line(answer))
+        return Notice(
+            event.session,
+            f"kfd: {title} stopped ({event.stop_reason})",
+            _one_line(event.message or answer),
+            urgency=2 if event.stop_reason == "error" else 1,
+        )
+
+
+def _one_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        if line.strip():
+            return _short(line.strip(), 200)
+    return ""
+
+
+def _short(text: str, limit: int = BODY_LIMIT) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,53 @@
+"""``kfd notify`` and ``kfd chat``: frontends found by entry point, never imported.
+
+A frontend registers under the ``kfd.frontends`` entry-point group a callable
+``run(settings, args) -> int``: ``settings`` is its config table
+(``[notify]``, ``[chat]``) as plain data, which the frontend checks itself;
+``args`` the parsed command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+from typing import Any
+
+ENTRY_POINT_GROUP = "kfd.frontends"
+
+
+def add_parsers(commands: Any) -> None:
+    commands.add_parser(
+        "notify", help="desktop notifications for every session (approvals, finished turns)"
+    )
+    chat = commands.add_parser("chat", help="bridge sessions to a chat room (Matrix, Slack)")
+    chat.add_argument(
+        "adapter", choices=("matrix", "slack"), help="which chat service (its [chat.X] table)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from kfd import config as config_module
+    from kfd.errors import ConfigError
+
+    try:
+        config = config_module.load()
+    except ConfigError as exc:
+        print(f"kfd: {exc}", file=sys.stderr)
+        return 2
+    name = args.command
+    found = [entry for entry in entry_points(group=ENTRY_POINT_GROUP) if entry.name == name]
+    if not found:
+        print(
+            f"kfd: the {name} frontend is not installed (no `{name}` entry point in the "
+            f"{ENTRY_POINT_GROUP} group); reinstall kfd",
+            file=sys.stderr,
+        )
+        return 2
+    run = found[0].load()
+    settings: dict[str, Any] = getattr(config, name)
+    try:
+        code: int = run(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,71 @@
+"""``kfd watch``: the file-watch triggers and their last firing; ``kfd watch reload``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+from kfd import protocol as p
+
+
+def add_parser(commands: Any) -> None:
+    watch = commands.add_parser(
+        "watch", help="list the file-watch triggers ([[triggers]]) or reload them"
+    )
+    watch.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "reload"),
+        default="list",
+        help="reload: read [[triggers]] from the config again (default: list)",
+    )
+    watch.add_argument("--json", action="store_true", help="print JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    from kfd.cli.commands import execute
+
+    return execute(_watch, args)
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    from kfd.client import Client
+
+    async with await Client.connect(name="kfd-watch", spawn=True) as client:
+        request: p.Request = (
+            p.TriggerReload(id="") if args.action == "reload" else p.TriggerList(id="")
+        )
+        result: p.TriggerListResult = await client.request(request)
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    else:
+        _print(result, reloaded=args.action == "reload")
+    return 1 if result.problems else 0
+
+
+def _print(result: p.TriggerListResult, *, reloaded: bool) -> None:
+    if reloaded:
+        print(f"reloaded: {len(result.triggers)} trigger(s)")
+    if not result.triggers and not result.problems:
+        print("no triggers; add [[triggers]] tables to the config, then `kfd watch reload`")
+    for trigger in result.triggers:
+        state = "watching" if trigger.watching else "stopped"
+        budget = (
+            f", ${trigger.spent_usd:.4f} of ${trigger.budget_usd:g}" if trigger.budget_usd else ""
+        )
+        print(f"{trigger.name}  {state}  mode {trigger.mode}  session {trigger.session}{budget}")
+        print(f"  {trigger.workspace}  {' '.join(trigger.paths)}")
+        if trigger.last_fired_at is not None:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(trigger.last_fired_at))
+            files = ", ".join(trigger.last_files[:5])
+            print(f"  fired {trigger.fired}x, last {when} in {trigger.last_session}: {files}")
+        else:
+            print("  never fired")
+        if trigger.problem:
+            print(f"  problem: {trigger.problem}")
+    for problem in result.problems:
+        print(f"kfd: {problem}", file=sys.stderr)

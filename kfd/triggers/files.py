@@ -1,0 +1,130 @@
+"""Which changed files count for a trigger, and what a prompt shows of them.
+
+Skipped always: anything under ``.git`` and other VCS or tool caches, any
+virtualenv (a directory holding ``pyvenv.cfg``), and what git ignores. Then
+the trigger's ``paths`` globs select and its ``ignore`` globs drop. Globs use
+gitignore syntax (`pathspec`), relative to the workspace: ``*.py`` matches at
+any depth, ``src/**/*.py`` only under ``src``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pathspec
+
+SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".hypothesis",
+    }
+)
+
+DIFF_LIMIT = 20_000
+"""Characters of diff a prompt carries at most."""
+
+NEW_FILE_LINES = 200
+
+
+class FileFilter:
+    """Decides from a path alone (relative to the workspace) whether it counts."""
+
+    def __init__(self, workspace: Path, paths: list[str], ignore: list[str]) -> None:
+        self.workspace = workspace
+        self._wanted = pathspec.PathSpec.from_lines("gitwildmatch", paths)
+        self._ignored = pathspec.PathSpec.from_lines("gitwildmatch", ignore)
+        self._venvs: dict[Path, bool] = {}
+
+    def wanted(self, relative: str) -> bool:
+        parts = Path(relative).parts
+        if not parts or parts[0] == ".." or any(part in SKIPPED_DIRS for part in parts[:-1]):
+            return False
+        if self._ignored.match_file(relative) or not self._wanted.match_file(relative):
+            return False
+        return not self._in_virtualenv(parts)
+
+    def _in_virtualenv(self, parts: tuple[str, ...]) -> bool:
+        directory = self.workspace
+        for part in parts[:-1]:
+            directory = directory / part
+            known = self._venvs.get(directory)
+            if known is None:
+                known = self._venvs[directory] = (directory / "pyvenv.cfg").exists()
+            if known:
+                return True
+        return False
+
+
+async def _git(workspace: Path, *args: str, stdin: bytes | None = None) -> tuple[int, bytes]:
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        "-C",
+        str(workspace),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+    )
+    out, _ = await process.communicate(stdin)
+    return process.returncode or 0, out
+
+
+async def git_ignored(workspace: Path, relatives: list[str]) -> set[str]:
+    """The paths git ignores (none when the workspace is not a git repo)."""
+    if not relatives:
+        return set()
+    try:
+        code, out = await _git(
+            workspace, "check-ignore", "-z", "--stdin", stdin="\0".join(relatives).encode() + b"\0"
+        )
+    except OSError:  # no git: nothing is known to be ignored
+        return set()
+    if code not in (0, 1):
+        return set()
+    return {part.decode(errors="replace") for part in out.split(b"\0") if part}
+
+
+async def diff_of(workspace: Path, relatives: list[str]) -> str:
+    """The changes to ``relatives``: git's diff, plus the head of new files."""
+    parts: list[str] = []
+    shown: set[str] = set()
+    try:
+        code, out = await _git(workspace, "diff", "--no-color", "HEAD", "--", *relatives)
+    except OSError:
+        code, out = 1, b""
+    if code == 0 and out:
+        text = out.decode(errors="replace")
+        parts.append(text)
+        shown = {r for r in relatives if f" b/{r}\n" in text}
+    for relative in relatives:
+        if relative not in shown:
+            parts.append(await asyncio.to_thread(_head_of, workspace / relative, relative))
+    diff = "\n".join(part for part in parts if part)
+    if len(diff) > DIFF_LIMIT:
+        diff = diff[:DIFF_LIMIT] + f"\n[… {len(diff) - DIFF_LIMIT} more characters of diff]"
+    return diff or "(no diff: the files were deleted or are unchanged)"
+
+
+def _head_of(path: Path, relative: str) -> str:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
+    except (FileNotFoundError, IsADirectoryError):
+        return f"--- {relative} was deleted"
+    except OSError as exc:
+        return f"--- {relative}: unreadable ({exc.strerror})"
+    return f"--- {relative} (new or untracked file)\n" + "".join(lines)

@@ -1,0 +1,399 @@
+"""The trigger manager: one watcher per trigger, debounce, cool-down, firing.
+
+A burst of saves is one firing: changes gather until the trigger's
+``debounce_ms`` passes without another, and a trigger never fires again
+within ``cooldown_s`` (changes meanwhile wait and fire together after it).
+A firing emits ``trigger.fired`` into the target session (durable) and on the
+``global`` topic, then sends the rendered prompt as a user message from the
+frontend ``trigger <name>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import string
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+import watchfiles
+
+from kfd.config import Config, TriggerConfig
+from kfd.errors import ConfigError
+from kfd.protocol import (
+    GLOBAL_TOPIC,
+    Event,
+    FrontendRef,
+    TriggerFired,
+    TriggerInfo,
+    TriggerListResult,
+    TriggerSpot,
+    TurnCompleted,
+    UsageReported,
+)
+from kfd.store.triggers import TriggerLog
+from kfd.triggers.comments import context_lines, marked_comments
+from kfd.triggers.files import FileFilter, diff_of, git_ignored
+from kfd.triggers.own_edits import OwnEdits
+
+if TYPE_CHECKING:
+    from kfd.agent.session import Session
+    from kfd.daemon.sessions import SessionManager
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_FIELDS = frozenset({"changed_files", "diff", "trigger"})
+MAX_COMMENT_FILE_BYTES = 2 * 1024 * 1024
+SPOTS_PER_FIRING = 20
+
+
+@dataclass(slots=True)
+class _Trigger:
+    config: TriggerConfig
+    workspace: Path
+    filter: FileFilter
+    info: TriggerInfo
+    pending: set[str] = field(default_factory=set)
+    seen_spots: set[tuple[str, str, str]] = field(default_factory=set)
+    last_fired: float = float("-inf")
+    """time.monotonic() of the last firing, for the cool-down."""
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    watcher: asyncio.Task[None] | None = None
+    timer: asyncio.Task[None] | None = None
+    firing: bool = False
+
+
+class TriggerManager:
+    """Runs the ``[[triggers]]`` of the config inside the daemon."""
+
+    def __init__(
+        self,
+        sessions: SessionManager,
+        log_store: TriggerLog,
+        load_config: Callable[[], Config],
+    ) -> None:
+        self.sessions = sessions
+        self._log = log_store
+        self._load_config = load_config
+        self._triggers: dict[str, _Trigger] = {}
+        self._problems: list[str] = []
+        self._runs: dict[str, tuple[str, float]] = {}
+        """session id -> (trigger name, session cost already counted)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.own_edits = OwnEdits(self._workspace_of)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self, configs: list[TriggerConfig]) -> None:
+        """Validate the trigger tables and start a watcher for each good one."""
+        firings = await self._log.all()
+        self._problems = []
+        names: set[str] = set()
+        for config in configs:
+            problem = _problem(config, names)
+            names.add(config.name)
+            workspace = Path(os.path.realpath(config.workspace))
+            info = TriggerInfo(
+                name=config.name,
+                workspace=str(workspace),
+                paths=list(config.paths),
+                mode=config.mode,
+                session=config.session,
+                debounce_ms=config.debounce_ms,
+                cooldown_s=config.cooldown_s,
+                budget_usd=config.budget_usd,
+                problem=problem,
+            )
+            last = firings.get(config.name)
+            if last is not None:
+                info.fired = last.fired
+                info.last_fired_at = last.fired_at
+                info.last_files = last.files
+                info.last_session = last.session
+                info.spent_usd = last.spent_usd
+            if problem:
+                self._problems.append(f"trigger {config.name!r}: {problem}")
+                if config.name in self._triggers:
+                    continue  # a duplicate: keep the first
+            trigger = _Trigger(
+                config, workspace, FileFilter(workspace, config.paths, config.ignore), info
+            )
+            self._triggers[config.name] = trigger
+            if not problem:
+                trigger.watcher = asyncio.create_task(
+                    self._watch(trigger), name=f"trigger {config.name}"
+                )
+                info.watching = True
+        # Let each watcher task run up to its first wait: its inotify watches
+        # are in place then, so no change after start() returns is missed.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        for trigger in self._triggers.values():
+            trigger.stop.set()
+        tasks = [t for tr in self._triggers.values() for t in (tr.watcher, tr.timer) if t]
+        for task in [*tasks, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*tasks, *self._tasks, return_exceptions=True)
+        self._triggers.clear()
+
+    async def reload(self) -> TriggerListResult:
+        """Read the config again; on a broken config keep the running triggers."""
+        try:
+            config = await asyncio.to_thread(self._load_config)
+        except ConfigError as exc:
+            result = self.listing()
+            result.problems.insert(0, f"not reloaded: {exc}")
+            return result
+        await self.close()
+        await self.start(config.triggers)
+        return self.listing()
+
+    def listing(self) -> TriggerListResult:
+        return TriggerListResult(
+            triggers=[msgspec.structs.replace(t.info) for t in self._triggers.values()],
+            problems=list(self._problems),
+        )
+
+    # -- events of every session -------------------------------------------
+
+    def observe(self, event: Event) -> None:
+        """See every event (after it is durable): kfd's own edits, budgets."""
+        self.own_edits.observe(event)
+        run = self._runs.get(event.session)
+        if run is None:
+            return
+        if isinstance(event, UsageReported):
+            self._spend(event, *run)
+        elif isinstance(event, TurnCompleted):
+            self._runs.pop(event.session, None)
+
+    def _spend(self, event: UsageReported, name: str, counted: float) -> None:
+        cost = event.total.cost_usd - counted
+        self._runs[event.session] = (name, event.total.cost_usd)
+        trigger = self._triggers.get(name)
+        if trigger is None or cost <= 0:
+            return
+        trigger.info.spent_usd += cost
+        self._spawn(self._log.spend(name, cost))
+
+    def _workspace_of(self, session_id: str) -> str | None:
+        session = self.sessions.live.get(session_id)
+        return session.info.cwd if session is not None else None
+
+    # -- watching --------------------------------------------------------------
+
+    async def _watch(self, trigger: _Trigger) -> None:
+        try:
+            async for changes in watchfiles.awatch(
+                trigger.workspace,
+                debounce=max(50, trigger.config.debounce_ms),
+                step=30,
+                stop_event=trigger.stop,
+            ):
+                await self._changed(trigger, [path for _, path in changes])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("trigger %s stopped watching", trigger.config.name)
+            trigger.info.watching = False
+            trigger.info.problem = f"stopped watching: {exc}"
+
+    async def _changed(self, trigger: _Trigger, changed: list[str]) -> None:
+        candidates: list[tuple[str, str]] = []
+        for path in changed:
+            relative = os.path.relpath(path, trigger.workspace)
+            if trigger.filter.wanted(relative):
+                candidates.append((path, relative))
+        if not candidates:
+            return
+        now = time.time()
+        mtimes = await asyncio.to_thread(_mtimes, [path for path, _ in candidates])
+        theirs = [
+            relative
+            for (path, relative), mtime in zip(candidates, mtimes, strict=True)
+            if not self.own_edits.made_by_kfd(path, mtime, now)
+        ]
+        ignored = await git_ignored(trigger.workspace, theirs)
+        theirs = [relative for relative in theirs if relative not in ignored]
+        if not theirs:
+            return
+        trigger.pending.update(theirs)
+        self._schedule(trigger)
+
+    def _schedule(self, trigger: _Trigger) -> None:
+        if trigger.firing:
+            return  # the firing re-schedules what arrived meanwhile
+        if trigger.timer is not None and not trigger.timer.done():
+            trigger.timer.cancel()  # debounce: wait for quiet again
+        trigger.timer = asyncio.create_task(self._after_quiet(trigger))
+
+    async def _after_quiet(self, trigger: _Trigger) -> None:
+        await asyncio.sleep(trigger.config.debounce_ms / 1000)
+        wait = trigger.last_fired + trigger.config.cooldown_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        trigger.firing = True
+        try:
+            files = sorted(trigger.pending)
+            trigger.pending.clear()
+            await self._fire(trigger, files)
+        except Exception as exc:
+            log.exception("trigger %s failed to fire", trigger.config.name)
+            trigger.info.problem = f"failed to fire: {exc!r}"
+        finally:
+            trigger.firing = False
+        if trigger.pending:
+            self._schedule(trigger)
+
+    # -- firing ----------------------------------------------------------------
+
+    async def _fire(self, trigger: _Trigger, files: list[str]) -> None:
+        config = trigger.config
+        spots: list[tuple[TriggerSpot, str]] = []
+        if config.ai_comments:
+            spots = await asyncio.to_thread(_new_spots, trigger, files)
+        kind: Literal["change", "do", "ask"]
+        if spots:
+            kind = "do" if any(spot.kind == "do" for spot, _ in spots) else "ask"
+            prompt = _comment_prompt(spots)
+        elif config.prompt:
+            kind = "change"
+            diff = await diff_of(trigger.workspace, files) if "{diff}" in config.prompt else ""
+            prompt = config.prompt.format_map(
+                {"changed_files": "\n".join(files), "diff": diff, "trigger": config.name}
+            )
+        else:
+            return
+        budget = config.budget_usd
+        if budget is not None and trigger.info.spent_usd >= budget:
+            trigger.info.problem = (
+                f"budget spent (${trigger.info.spent_usd:.4f} of ${budget:g}): not firing"
+            )
+            return
+        session = await self._target(trigger, files)
+        if budget is not None:
+            # The session's own limit stops the turn before it overspends (the
+            # accounting refuses the request); the trigger's is what remains.
+            limit = session.info.usage.cost_usd + budget - trigger.info.spent_usd
+            if session.info.budget_usd is None or session.info.budget_usd > limit:
+                session.update(budget_usd=round(limit, 6))
+        sent = session.send(prompt, FrontendRef(id="trigger", name=f"trigger {config.name}"))
+        fired = TriggerFired(
+            session=session.id,
+            trigger=config.name,
+            kind=kind,
+            workspace=str(trigger.workspace),
+            files=files,
+            spots=[spot for spot, _ in spots],
+            message_id=sent.message_id,
+        )
+        await session.emit(fired)
+        session.runtime.journal.publish_global(GLOBAL_TOPIC.encode(), fired)
+        self._runs[session.id] = (config.name, session.info.usage.cost_usd)
+        trigger.last_fired = time.monotonic()
+        now = time.time()
+        info = trigger.info
+        info.fired += 1
+        info.last_fired_at = now
+        info.last_files = files
+        info.last_session = session.id
+        await self._log.record(config.name, now, files, session.id)
+
+    async def _target(self, trigger: _Trigger, files: list[str]) -> Session:
+        config = trigger.config
+        if config.session != "new":
+            store = self.sessions.runtime.store
+            for info in await store.sessions(cwd=str(trigger.workspace), limit=1000):
+                if info.title == config.session:
+                    return await self.sessions.get(info.id)
+            title = config.session
+        else:
+            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            title = f"trigger {config.name}: {shown}"
+        return await self.sessions.create(str(trigger.workspace), title=title, mode=config.mode)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _problem(config: TriggerConfig, names: set[str]) -> str:
+    """What is wrong with a trigger table, or ``""``."""
+    if not config.name.strip() or len(config.name) > 100:
+        return "name: 1-100 characters"
+    if config.name in names:
+        return "another trigger has this name; names must be unique"
+    if not os.path.isabs(config.workspace):
+        return f"workspace {config.workspace!r} must be an absolute path"
+    if not os.path.isdir(config.workspace):
+        return f"workspace {config.workspace!r} is not a directory"
+    if not config.paths:
+        return "paths is empty: give globs such as ['**/*.py']"
+    if config.debounce_ms < 0 or config.debounce_ms > 3_600_000:
+        return "debounce_ms: 0 to 3600000"
+    if config.cooldown_s < 0:
+        return "cooldown_s must not be negative"
+    if config.budget_usd is not None and config.budget_usd <= 0:
+        return "budget_usd must be positive (leave it out for no budget)"
+    if not config.session.strip():
+        return 'session: "new" or the title of a session to reuse'
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(config.prompt) if name}
+    except ValueError as exc:
+        return f"prompt is not a valid template ({exc}); write literal braces as {{{{ }}}}"
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        known = ", ".join(f"{{{name}}}" for name in sorted(TEMPLATE_FIELDS))
+        return f"prompt uses unknown fields {sorted(unknown)}; the fields are {known}"
+    return ""
+
+
+def _mtimes(paths: list[str]) -> list[float | None]:
+    mtimes: list[float | None] = []
+    for path in paths:
+        try:
+            mtimes.append(os.stat(path).st_mtime)
+        except OSError:
+            mtimes.append(None)
+    return mtimes
+
+
+def _new_spots(trigger: _Trigger, files: list[str]) -> list[tuple[TriggerSpot, str]]:
+    """``AI!`` / ``AI?`` comments in ``files`` that have not fired before."""
+    found: list[tuple[TriggerSpot, str]] = []
+    for relative in files:
+        path = trigger.workspace / relative
+        try:
+            if path.stat().st_size > MAX_COMMENT_FILE_BYTES:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for marked in marked_comments(text):
+            key = (relative, marked.text, marked.kind)
+            if key in trigger.seen_spots:
+                continue
+            trigger.seen_spots.add(key)
+            spot = TriggerSpot(path=relative, line=marked.line, text=marked.text, kind=marked.kind)
+            found.append((spot, context_lines(text, marked.line)))
+    return found[:SPOTS_PER_FIRING]
+
+
+def _comment_prompt(spots: list[tuple[TriggerSpot, str]]) -> str:
+    parts = [
+        "Comments in the workspace's files ask for your help. A comment ending in `AI!` "
+        "asks for a change at that spot: make it, then remove the comment. A comment "
+        "ending in `AI?` asks a question: answer it, and change no file for it.",
+    ]
+    for spot, context in spots:
+        marker = "AI!" if spot.kind == "do" else "AI?"
+        parts.append(f"{spot.path}:{spot.line} ({marker}) {spot.text}\n{context}")
+    return "\n\n".join(parts)
