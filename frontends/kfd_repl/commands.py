@@ -1,0 +1,245 @@
+"""Slash commands: the table (for /help and completion) and what each one does.
+
+A line starting with ``/`` whose first word is a command runs it; a first
+word that looks like a path (``/etc/hosts is empty?``) is sent as a message;
+anything else gets a clear "unknown command". Failures come back as notes
+the user can act on, never as a crashed REPL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from kfd import protocol as p
+from kfd_repl import backend, live
+from kfd_repl.blocks import Listing, Note
+
+if TYPE_CHECKING:
+    from kfd_repl.app import Repl
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    args: str
+    help: str
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("/help", "", "list the commands and keys"),
+    Command("/sessions", "[all]", "sessions of this directory (all: everywhere)"),
+    Command("/attach", "ID", "switch this terminal to another session"),
+    Command("/new", "", "start a fresh session in this directory"),
+    Command("/fork", "[MESSAGE_ID]", "continue in a copy of this session"),
+    Command("/mode", "[MODE]", "set or cycle the permission mode (also Shift-Tab)"),
+    Command("/model", "[NAME]", "show or change the session's model"),
+    Command("/cost", "", "what this session has spent"),
+    Command("/tasks", "", "the model's task list"),
+    Command("/compact", "[INSTRUCTIONS]", "summarise older turns to free context"),
+    Command("/memory", "[QUERY]", "what kfd remembers for this project"),
+    Command("/context", "", "what fills the model's context window"),
+    Command("/clear", "", "clear the screen (the session is kept)"),
+    Command("/quit", "", "detach; the session goes on in the daemon (also Ctrl-D)"),
+)
+
+ALIASES = {"/exit": "/quit", "/q": "/quit", "/?": "/help"}
+
+KEYS = (
+    "Enter send · Esc Enter or Alt-Enter new line · Tab complete · @path file reference",
+    "Ctrl-C cancel the turn (twice on an idle prompt: detach) · Ctrl-D detach",
+    "Shift-Tab cycle the permission mode · Ctrl-R search history",
+)
+
+NAMES = frozenset(command.name for command in COMMANDS) | frozenset(ALIASES)
+
+OFFLINE = frozenset({"/help", "/tasks", "/clear", "/quit"})
+"""Commands that work while the daemon is unreachable."""
+
+
+def is_command(line: str) -> bool:
+    """True if ``line`` is meant as a command rather than a message."""
+    if not line.startswith("/"):
+        return False
+    word = line.split(maxsplit=1)[0]
+    # "/usr/lib is missing" is a message about a path, not a command.
+    return word in NAMES or "/" not in word[1:]
+
+
+async def run(repl: Repl, line: str) -> None:
+    """Run one command line (``line`` starts with ``/``)."""
+    word, _, argument = line.strip().partition(" ")
+    name = ALIASES.get(word, word)
+    handler = _HANDLERS.get(name)
+    if handler is None:
+        repl.show(Note(f"unknown command {word}; /help lists the commands", "warn"))
+        return
+    if not repl.view.connected and name not in OFFLINE:
+        repl.show(Note(f"{name} needs the daemon, which is unreachable; try when it is back"))
+        return
+    await handler(repl, argument.strip())
+
+
+async def _help(repl: Repl, argument: str) -> None:
+    width = max(len(f"{c.name} {c.args}") for c in COMMANDS)
+    lines = [f"{f'{c.name} {c.args}'.strip():<{width}}  {c.help}" for c in COMMANDS]
+    repl.show(Listing("commands", (*lines, "", *KEYS)))
+
+
+async def _sessions(repl: Repl, argument: str) -> None:
+    everywhere = argument == "all"
+    listed = await repl.client.sessions(cwd=None if everywhere else repl.cwd, limit=30)
+    repl.remember_sessions(listed)
+    if not listed:
+        repl.show(Note("no sessions here yet; /sessions all lists every directory's"))
+        return
+    lines = []
+    for info in listed:
+        here = "•" if info.id == repl.view.info.id else " "
+        title = info.title or "(untitled)"
+        where = f"  {info.cwd}" if everywhere else ""
+        lines.append(
+            f"{here} {info.id}  {info.status:<17} {_ago(info.updated_at):>8}  {title}{where}"
+        )
+    repl.show(Listing("sessions (most recent first; /attach ID switches)", tuple(lines)))
+
+
+async def _attach(repl: Repl, argument: str) -> None:
+    if not argument:
+        repl.show(Note("/attach needs a session id (see /sessions)", "warn"))
+        return
+    info = await repl.client.session(argument)
+    await repl.switch_to(info)
+
+
+async def _new(repl: Repl, argument: str) -> None:
+    info = await repl.client.create_session(repl.cwd, mode=repl.view.info.mode)
+    await repl.switch_to(info)
+
+
+async def _fork(repl: Repl, argument: str) -> None:
+    info = await repl.client.fork(repl.view.info.id, argument or None)
+    repl.show(Note(f"forked {repl.view.info.id} into {info.id}"))
+    await repl.switch_to(info)
+
+
+async def _mode(repl: Repl, argument: str) -> None:
+    if argument and argument not in p.MODES:
+        repl.show(Note(f"unknown mode {argument!r}; the modes are {', '.join(p.MODES)}", "warn"))
+        return
+    await repl.set_mode(argument or None)
+
+
+async def _model(repl: Repl, argument: str) -> None:
+    if not argument:
+        repl.show(Note(f"model: {repl.view.info.model or '(the daemon default)'}"))
+        return
+    await repl.client.set_model(repl.view.info.id, argument)
+
+
+async def _cost(repl: Repl, argument: str) -> None:
+    ledger = backend.find("cost")
+    fields = {field.name for field in msgspec.structs.fields(ledger)} if ledger else set()
+    if ledger is None or not {"session", "since", "by"} <= fields:
+        usage = repl.view.info.usage
+        lines = (
+            f"requests       {usage.requests}",
+            f"input tokens   {usage.input_tokens} ({usage.cached_input_tokens} cached)",
+            f"output tokens  {usage.output_tokens} ({usage.reasoning_tokens} reasoning)",
+            f"cost           ${usage.cost_usd:.4f}",
+        )
+        repl.show(Listing("this session (as its usage events counted it)", lines))
+        if ledger is None:
+            repl.show(Note("daily and monthly totals need kfd's cost ledger, not in this kfd yet"))
+        else:
+            await _backend(repl, "cost", argument)
+        return
+    now = datetime.now().astimezone()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    queries: list[tuple[str, dict[str, Any]]] = [
+        ("this session", {"session": repl.view.info.id}),
+        ("today", {"since": day.timestamp()}),
+        ("this month", {"since": month.timestamp()}),
+    ]
+    figures = []
+    for title, values in queries:
+        result = await repl.client.request(ledger(id="", **values))
+        figures.append(backend.cost_line(title, getattr(result, "total", None)))
+    by_model: dict[str, Any] = {"since": month.timestamp(), "by": "model"}
+    result = await repl.client.request(ledger(id="", **by_model))
+    for row in getattr(result, "rows", ()):
+        figures.append(backend.cost_line(f"  {getattr(row, 'key', '?')}", row))
+    repl.show(Listing("cost (confirmed by the gateway + estimated locally)", tuple(figures)))
+
+
+async def _tasks(repl: Repl, argument: str) -> None:
+    if "tasks.updated" not in p.EVENT_TYPES:
+        repl.show(Note("/tasks is not available yet: this kfd has no tasks feature"))
+        return
+    lines = live.task_lines(repl.view) or ["(the model has not made a plan in this session)"]
+    repl.show(Listing("tasks", tuple(lines)))
+
+
+def _feature(feature: str) -> Callable[[Repl, str], Awaitable[None]]:
+    async def handler(repl: Repl, argument: str) -> None:
+        await _backend(repl, feature, argument)
+
+    return handler
+
+
+async def _backend(repl: Repl, feature: str, argument: str) -> None:
+    request_type = backend.find(feature)
+    if request_type is None:
+        repl.show(
+            Note(f"/{feature} is not available yet: this kfd's daemon has no {feature} feature")
+        )
+        return
+    try:
+        request = backend.build(
+            request_type, session=repl.view.info.id, cwd=repl.view.info.cwd, argument=argument
+        )
+    except backend.Unsupported as exc:
+        repl.show(Note(f"/{feature}: {exc}", "warn"))
+        return
+    result = await repl.client.request(request)
+    repl.show(Listing(f"/{feature}", tuple(backend.describe(result) or ["(nothing)"])))
+
+
+async def _clear(repl: Repl, argument: str) -> None:
+    repl.clear_screen()
+
+
+async def _quit(repl: Repl, argument: str) -> None:
+    repl.exit()
+
+
+_HANDLERS: dict[str, Callable[[Repl, str], Awaitable[None]]] = {
+    "/help": _help,
+    "/sessions": _sessions,
+    "/attach": _attach,
+    "/new": _new,
+    "/fork": _fork,
+    "/mode": _mode,
+    "/model": _model,
+    "/cost": _cost,
+    "/tasks": _tasks,
+    "/compact": _feature("compact"),
+    "/memory": _feature("memory"),
+    "/context": _feature("context"),
+    "/clear": _clear,
+    "/quit": _quit,
+}
+
+
+def _ago(ts: float) -> str:
+    seconds = max(0.0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(seconds)}s ago"

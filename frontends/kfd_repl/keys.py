@@ -1,0 +1,112 @@
+"""The REPL's keys, on top of prompt-toolkit's Emacs-style editing keys.
+
+Three input states decide what a key does:
+
+- composing: Enter sends, Esc-Enter / Alt-Enter / Ctrl-J insert a newline,
+  Ctrl-D on an empty input detaches;
+- answering an approval: y (or 1) allows once, a (2) allows for the session,
+  n (3) asks for an optional reason and denies; other keys do nothing, so a
+  draft cannot answer by accident;
+- giving a reason for a denial: Enter denies, Esc goes back to the question.
+
+In every state Ctrl-C cancels the running turn and Shift-Tab cycles the mode;
+the terminal's focus reports (`kfd_repl.focus`) are taken in every state too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from prompt_toolkit.filters import Condition, has_completions
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+from kfd import protocol as p
+from kfd_repl import focus
+
+if TYPE_CHECKING:
+    from kfd_repl.app import Repl
+
+
+def key_bindings(repl: Repl) -> KeyBindings:
+    """The bindings of ``repl``, read at key time (the view changes underneath)."""
+    bindings = KeyBindings()
+    denying = Condition(lambda: repl.denying)
+    answering = Condition(lambda: repl.view.approval is not None) & ~denying
+    composing = ~answering & ~denying
+    empty = Condition(lambda: not repl.input.text)
+    selected = has_completions & Condition(
+        lambda: (
+            repl.input.complete_state is not None
+            and repl.input.complete_state.current_completion is not None
+        )
+    )
+
+    @bindings.add("enter", filter=composing & selected, eager=True)
+    def _take_completion(event: KeyPressEvent) -> None:
+        repl.input.complete_state = None  # the selected completion is already in the text
+
+    @bindings.add("enter", filter=composing & ~selected, eager=True)
+    def _submit(event: KeyPressEvent) -> None:
+        repl.submit()
+
+    @bindings.add("escape", "enter", filter=composing)
+    @bindings.add("c-j", filter=composing)
+    def _newline(event: KeyPressEvent) -> None:
+        repl.input.insert_text("\n")
+
+    @bindings.add("c-c")
+    def _interrupt(event: KeyPressEvent) -> None:
+        repl.interrupt()
+
+    @bindings.add("c-d", filter=composing & empty)
+    def _detach(event: KeyPressEvent) -> None:
+        repl.exit()
+
+    @bindings.add("s-tab")
+    def _cycle_mode(event: KeyPressEvent) -> None:
+        repl.spawn(repl.set_mode())
+
+    @bindings.add("<any>", filter=answering)
+    @bindings.add("enter", filter=answering)
+    @bindings.add("c-j", filter=answering)
+    def _ignore(event: KeyPressEvent) -> None:
+        """Keys that do not answer are ignored while a question is open."""
+
+    def answer_with(decision: p.ApprovalDecision) -> Callable[[KeyPressEvent], None]:
+        def answer(event: KeyPressEvent) -> None:
+            repl.answer(decision)
+
+        return answer
+
+    answers: dict[str, p.ApprovalDecision] = {
+        "y": "allow",
+        "1": "allow",
+        "a": "allow_session",
+        "2": "allow_session",
+    }
+    for key, decision in answers.items():
+        bindings.add(key, filter=answering)(answer_with(decision))
+
+    @bindings.add("n", filter=answering)
+    @bindings.add("3", filter=answering)
+    def _deny(event: KeyPressEvent) -> None:
+        repl.start_deny()
+
+    @bindings.add(focus.FOCUS_IN)
+    def _focused(event: KeyPressEvent) -> None:
+        repl.set_focus(True)
+
+    @bindings.add(focus.FOCUS_OUT)
+    def _unfocused(event: KeyPressEvent) -> None:
+        repl.set_focus(False)
+
+    @bindings.add("enter", filter=denying, eager=True)
+    def _deny_with_reason(event: KeyPressEvent) -> None:
+        repl.finish_deny()
+
+    @bindings.add("escape", filter=denying, eager=True)
+    def _back_to_question(event: KeyPressEvent) -> None:
+        repl.end_deny()
+
+    return bindings

@@ -1,0 +1,133 @@
+"""Starting the REPL: check the terminal, reach the daemon, pick the session.
+
+This module imports only the client library at first; prompt-toolkit and Rich
+are loaded once it is clear there is a terminal to draw on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kfd import protocol as p
+from kfd.client import Client, ClientError, DaemonUnavailable, RequestFailed
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NO_DAEMON = 3
+
+
+def main(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
+    """The ``kfd.frontends`` entry point: ``kfd``, ``kfd attach [ID]``, ``kfd new``.
+
+    ``settings`` is the frontend's config table (the REPL has none yet).
+    """
+    return start(
+        session=getattr(args, "session", None),
+        latest=getattr(args, "command", None) == "attach",
+        new=getattr(args, "command", None) == "new",
+        cwd=getattr(args, "cwd", None),
+        mode=getattr(args, "mode", None),
+        model=getattr(args, "model", None),
+    )
+
+
+def start(
+    *,
+    session: str | None = None,
+    latest: bool = False,
+    new: bool = False,
+    cwd: str | None = None,
+    mode: str | None = None,
+    model: str | None = None,
+) -> int:
+    """Run the REPL in this terminal; the exit status.
+
+    Which session: ``session`` (an id or unique prefix); with ``new`` a fresh
+    one in ``cwd``; with ``latest`` the most recently active one anywhere;
+    otherwise the most recent one of ``cwd``, created if there is none.
+    ``mode`` and ``model`` apply to a session created here. The daemon is
+    started if none runs.
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _error("the REPL needs a terminal; in scripts use `kfd run PROMPT` (see `kfd --help`)")
+        return EXIT_USAGE
+    directory = os.path.abspath(cwd or os.getcwd())
+    if not os.path.isdir(directory):
+        _error(f"{directory} is not a directory")
+        return EXIT_USAGE
+    if mode is not None and mode not in p.MODES:
+        _error(f"unknown mode {mode!r}; the modes are {', '.join(p.MODES)}")
+        return EXIT_USAGE
+    choice = Choice(session, latest, new, directory, mode, model)
+    try:
+        return asyncio.run(_run(choice))
+    except DaemonUnavailable as exc:
+        _error(str(exc))
+        return EXIT_NO_DAEMON
+    except RequestFailed as exc:
+        _error(exc.message)
+        return EXIT_FAILED
+    except ClientError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """Which session the terminal attaches to (see `start`)."""
+
+    session: str | None
+    latest: bool
+    new: bool
+    cwd: str
+    mode: str | None
+    model: str | None
+
+    async def pick(self, client: Client) -> p.SessionInfo:
+        if self.session:
+            return await client.session(self.session)
+        if not self.new:
+            listed = await client.sessions(cwd=None if self.latest else self.cwd, limit=1)
+            if listed:
+                return listed[0]
+            if self.latest:
+                raise RequestFailed("not_found", "there are no sessions yet; `kfd` starts one here")
+        mode: p.Mode = next((m for m in p.MODES if m == self.mode), "default")
+        return await client.create_session(self.cwd, mode=mode, model=self.model)
+
+
+async def _run(choice: Choice) -> int:
+    from kfd_repl.app import Repl  # prompt-toolkit and Rich: only now
+    from kfd_repl.history import open_history
+
+    async with await Client.connect(name=terminal_name(), spawn=True) as client:
+        info = await choice.pick(client)
+        repl = Repl(client, info, cwd=choice.cwd, history=open_history(choice.cwd))
+        status = await repl.run()
+        left = repl.view.info.id
+    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+        print(f"detached from session {left}; it goes on in the daemon (kfd attach {left})")
+    return status
+
+
+def terminal_name() -> str:
+    """How this terminal introduces itself: ``repl:pts/3`` (others see who answered)."""
+    try:
+        tty = os.ttyname(sys.stdin.fileno())
+    except OSError:
+        return f"repl:{os.getpid()}"
+    return "repl:" + tty.removeprefix("/dev/")
+
+
+def _error(message: str) -> None:
+    print(f"kfd: {message}", file=sys.stderr)

@@ -1,0 +1,513 @@
+"""The REPL application against a real daemon and the scripted model.
+
+Keys go in through prompt-toolkit's pipe input; what the REPL prints is read
+from its printer's record. Every wait is on the REPL's own change signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.input.base import PipeInput
+from prompt_toolkit.output import DummyOutput
+
+from kfd import protocol as p
+from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing.daemon import KfdDaemon
+from kfd.testing.events import collect_until, turn_completed
+from kfd_repl import backend
+from kfd_repl.app import MESSAGE_LIMIT, Repl
+from kfd_repl.history import history_path, open_history
+from kfd_repl.live import toolbar
+
+ENTER = "\r"
+CTRL_C = "\x03"
+CTRL_D = "\x04"
+SHIFT_TAB = "\x1b[Z"
+ESC_ENTER = "\x1b\r"
+UP = "\x1b[A"
+
+
+class Driver:
+    """A running REPL: type into it, wait for what it prints or knows."""
+
+    def __init__(self, repl: Repl, keys: PipeInput, task: asyncio.Task[int]) -> None:
+        self.repl = repl
+        self.keys = keys
+        self.task = task
+
+    def type(self, text: str) -> None:
+        self.keys.send_text(text)
+
+    @property
+    def printed(self) -> str:
+        return self.repl.printer.text()
+
+    async def wait(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        try:
+            await self.repl.wait_until(condition, timeout)
+        except TimeoutError:
+            pytest.fail(f"condition not met; the REPL printed:\n{self.printed}")
+
+    async def wait_printed(self, text: str, timeout: float = 10.0) -> None:
+        await self.wait(lambda: text in self.printed, timeout)
+
+    async def exited(self, timeout: float = 10.0) -> int:
+        async with asyncio.timeout(timeout):
+            return await self.task
+
+
+@contextlib.asynccontextmanager
+async def running_repl(
+    daemon: KfdDaemon,
+    info: p.SessionInfo,
+    *,
+    name: str = "repl:test",
+    history_of: str | None = None,
+) -> AsyncIterator[Driver]:
+    client = await daemon.client(name)
+    try:
+        with create_pipe_input() as keys, create_app_session(input=keys, output=DummyOutput()):
+            history = open_history(history_of) if history_of else None
+            repl = Repl(client, info, cwd=info.cwd, history=history)
+            task = asyncio.create_task(repl.run())
+            driver = Driver(repl, keys, task)
+            await driver.wait_printed(f"session {info.id}")
+            try:
+                yield driver
+            finally:
+                repl.exit()
+                await asyncio.wait_for(task, 10)
+    finally:
+        await client.close()
+
+
+async def new_session(
+    daemon: KfdDaemon, workspace: Path, mode: p.Mode = "default"
+) -> p.SessionInfo:
+    async with await daemon.client("setup") as client:
+        return await client.create_session(workspace, mode=mode)
+
+
+async def session_info(daemon: KfdDaemon, session_id: str) -> p.SessionInfo:
+    async with await daemon.client("check") as client:
+        return await client.session(session_id)
+
+
+# -- talking ----------------------------------------------------------------------------
+
+
+async def test_a_typed_message_is_sent_and_the_answer_printed_as_markdown(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    answer = "Here is **bold** text.\n\n```python\ndef f(x):\n    return x + 1\n```\n\nDone."
+    model_server.add(Reply(text=answer, chunk_delay_s=0.002))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("show me code" + ENTER)
+        await repl.wait_printed("Done.")
+        printed = repl.printed
+    assert "› show me code" in printed
+    assert "Here is bold text." in printed and "**" not in printed
+    assert "def f(x):" in printed and "```" not in printed
+    assert printed.count("return x + 1") == 1  # streamed, printed once
+    user = model_server.requests[0].body["messages"][-1]
+    assert user == {"role": "user", "content": "show me code"}
+
+
+async def test_escape_enter_adds_a_line_and_enter_sends_the_whole_message(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="got both lines"))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("line one" + ESC_ENTER + "line two" + ENTER)
+        await repl.wait_printed("got both lines")
+    assert model_server.requests[0].body["messages"][-1]["content"] == "line one\nline two"
+
+
+async def test_messages_typed_during_a_turn_are_queued_shown_as_queued_then_run(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    gate = workspace / "gate"
+    command = f"echo waiting; while [ ! -e {gate} ]; do sleep 0.01; done"
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": command})]),
+        Reply(text="first done"),
+        Reply(text="second done"),
+    )
+    info = await new_session(daemon, workspace, mode="auto")
+    async with running_repl(daemon, info) as repl:
+        repl.type("first" + ENTER)
+        await repl.wait(lambda: any(c.output for c in repl.repl.view.running_calls))
+        repl.type("second" + ENTER)
+        await repl.wait(lambda: "queued: second" in _live(repl.repl))
+        assert "› second" not in repl.printed
+        gate.touch()
+        await repl.wait_printed("second done")
+        printed = repl.printed
+    assert printed.index("first done") < printed.index("› second") < printed.index("second done")
+
+
+# -- keys and commands ---------------------------------------------------------------------
+
+
+async def test_shift_tab_and_the_mode_command_change_the_permission_mode(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type(SHIFT_TAB)
+        await repl.wait_printed("mode accept-edits (set by you)")
+        repl.type("/mode plan" + ENTER)
+        await repl.wait_printed("mode plan (set by you)")
+        repl.type("/mode sideways" + ENTER)
+        await repl.wait_printed("unknown mode 'sideways'")
+        assert repl.repl.view.info.mode == "plan"
+    assert (await session_info(daemon, info.id)).mode == "plan"
+
+
+async def test_the_model_command_shows_and_changes_the_model_and_refuses_nonsense(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("/model" + ENTER)
+        await repl.wait_printed("model: scripted-model")
+        repl.type("/model other-model" + ENTER)
+        await repl.wait_printed("model other-model (set by you)")
+        repl.type("/model " + "x" * 300 + ENTER)
+        await repl.wait_printed("model: a name of 1-200 characters")
+    assert (await session_info(daemon, info.id)).model == "other-model"
+
+
+async def test_unknown_commands_and_features_not_there_yet_say_so_plainly(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="a path, not a command"))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("/frobnicate now" + ENTER)
+        await repl.wait_printed("unknown command /frobnicate; /help lists the commands")
+        repl.type("/help" + ENTER)
+        await repl.wait_printed("Shift-Tab cycle the permission mode")
+        for feature in ("compact", "memory", "context"):
+            if backend.find(feature) is None:
+                repl.type(f"/{feature}" + ENTER)
+                await repl.wait_printed(f"/{feature} is not available yet")
+        if "tasks.updated" not in p.EVENT_TYPES:
+            repl.type("/tasks" + ENTER)
+            await repl.wait_printed("/tasks is not available yet")
+        repl.type("/cost" + ENTER)
+        await repl.wait_printed("this session")
+        repl.type("/usr/lib is empty?" + ENTER)
+        await repl.wait_printed("a path, not a command")
+    assert model_server.requests[0].body["messages"][-1]["content"] == "/usr/lib is empty?"
+
+
+async def test_new_sessions_attach_and_fork_switch_the_terminal(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="the first answer"))
+    first = await new_session(daemon, workspace)
+    async with running_repl(daemon, first) as repl:
+        repl.type("hello" + ENTER)
+        await repl.wait_printed("the first answer")
+        repl.type("/new" + ENTER)
+        await repl.wait(lambda: repl.repl.view.info.id != first.id)
+        second = repl.repl.view.info.id
+        await repl.wait_printed(f"session {second}")
+        repl.type("/sessions" + ENTER)
+        await repl.wait(lambda: "/attach ID switches" in repl.printed)
+        listing = repl.printed.rsplit("sessions (most recent", 1)[1]
+        assert first.id in listing and second in listing
+        repl.type(f"/attach {first.id[:3]}" + ENTER)
+        await repl.wait_printed("is ambiguous")
+        repl.type(f"/attach {first.id}" + ENTER)
+        await repl.wait(lambda: repl.repl.view.info.id == first.id)
+        await repl.wait(lambda: repl.printed.count("the first answer") == 2)  # history again
+        repl.type("/fork" + ENTER)
+        await repl.wait_printed(f"forked {first.id} into")
+        await repl.wait(lambda: repl.repl.view.info.id not in (first.id, second))
+        repl.type("/attach s-no-such-session" + ENTER)
+        await repl.wait_printed("no session")
+        assert repl.repl.view.info.forked_from == first.id
+
+
+async def test_ctrl_c_on_an_idle_prompt_clears_then_detaches_on_the_second_press(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("a draft")
+        await repl.wait(lambda: repl.repl.input.text == "a draft")
+        repl.type(CTRL_C)
+        await repl.wait(lambda: repl.repl.input.text == "")
+        repl.type(CTRL_C)
+        await repl.wait(lambda: "press Ctrl-C again to detach" in _live(repl.repl))
+        repl.type(CTRL_C)
+        assert await repl.exited() == 0
+
+
+async def test_ctrl_d_detaches_and_the_running_turn_goes_on_in_the_daemon(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    gate = workspace / "gate"
+    command = f"while [ ! -e {gate} ]; do sleep 0.01; done; echo finished"
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": command})]),
+        Reply(text="finished without you"),
+    )
+    info = await new_session(daemon, workspace, mode="auto")
+    async with running_repl(daemon, info) as repl:
+        repl.type("long job" + ENTER)
+        await repl.wait(lambda: bool(repl.repl.view.running_calls))
+        repl.type(CTRL_D)
+        assert await repl.exited() == 0
+    async with await daemon.client("after") as client:
+        current = await client.session(info.id)
+        assert current.status == "running"
+        async with await client.attach(info.id, since_seq=current.last_seq) as view:
+            gate.touch()
+            events = await collect_until(view, turn_completed)
+    assert events[-1].stop_reason == "end_turn"
+
+
+async def test_a_denial_with_a_reason_reaches_the_model_and_is_shown(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "rm -rf build"})]),
+        Reply(text="I will leave it"),
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("clean up" + ENTER)
+        await repl.wait(lambda: repl.repl.view.approval is not None)
+        await repl.wait_printed("$ rm -rf build")
+        repl.type("x")  # not an answer: ignored, and not typed into the draft
+        repl.type("n")
+        await repl.wait(lambda: repl.repl.denying)
+        repl.type("keep the build dir" + ENTER)
+        await repl.wait_printed("I will leave it")
+        assert repl.repl.input.text == ""
+    assert "✗ denied · answered by you: keep the build dir" in repl.printed
+    tool = next(m for m in model_server.requests[1].body["messages"] if m["role"] == "tool")
+    assert "keep the build dir" in tool["content"]
+
+
+async def test_allow_for_this_session_shows_the_rule_it_added(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo hi > hi.txt"})]),
+        Reply(text="written"),
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("write" + ENTER)
+        await repl.wait(lambda: repl.repl.view.approval is not None)
+        repl.type("a")
+        await repl.wait_printed("written")
+    assert "✓ allowed for this session: bash(echo hi > hi.txt) · answered by you" in repl.printed
+    assert (workspace / "hi.txt").read_text() == "hi\n"
+
+
+async def test_cost_context_memory_and_tasks_show_what_the_daemon_reports(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    needed = [backend.find(f) for f in ("cost", "context", "memory")]
+    if None in needed or "tasks.updated" not in p.EVENT_TYPES:
+        pytest.skip("this kfd has no ledger, context report, memory or tasks yet")
+    plan = [{"text": "read the code", "status": "done"}, {"text": "fix it", "status": "pending"}]
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("tasks_set", {"tasks": plan})]),
+        Reply(text="planned"),
+    )
+    info = await new_session(daemon, workspace, mode="auto")
+    async with running_repl(daemon, info) as repl:
+        repl.type("make a plan" + ENTER)
+        await repl.wait_printed("planned")
+        repl.type("/tasks" + ENTER)
+        await repl.wait_printed("☐ fix it")
+        repl.type("/cost" + ENTER)
+        await repl.wait(lambda: "this month" in repl.printed)
+        repl.type("/context" + ENTER)
+        await repl.wait_printed("context_window:")
+        repl.type("/memory" + ENTER)
+        await repl.wait_printed("/memory")
+        printed = repl.printed
+    assert "☑ read the code" in printed
+    session_line = next(line for line in printed.splitlines() if line.startswith("this session"))
+    assert session_line.split()[2:4] == ["2", "req"]
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+async def test_escape_sequences_from_the_model_and_tools_never_reach_the_terminal(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    command = r"printf 'plain \033]0;pwned\007\033[2J\033[31mred\033[0m end\n'"
+    model_server.add(
+        Reply(
+            text="title \x1b]0;pwned\x07 clear \x1b[2J",
+            tool_calls=[ScriptedToolCall("bash", {"command": command})],
+        ),
+        Reply(text="after \x1b[31mcolour\x1b[0m"),
+    )
+    info = await new_session(daemon, workspace, mode="auto")
+    async with running_repl(daemon, info) as repl:
+        repl.type("be hostile" + ENTER)
+        await repl.wait_printed("after colour")
+        printed = repl.printed
+    assert "plain red end" in printed and "title  clear" in printed
+    assert "\x1b" not in printed and "\x07" not in printed
+
+
+async def test_an_oversized_message_is_refused_and_kept_in_the_input(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        huge = "x" * (MESSAGE_LIMIT + 1)
+        # Set, submit and clear at once: drawing an 8 MB draft is not this test's subject.
+        repl.repl.input.text = huge
+        repl.repl.submit()
+        kept = repl.repl.input.text == huge
+        repl.repl.input.text = ""
+        await repl.wait_printed("the message is too large")
+        assert kept
+        repl.type("/model" + ENTER)  # the daemon and the REPL are still fine
+        await repl.wait_printed("model: scripted-model")
+    assert daemon.running
+
+
+async def test_a_reference_to_a_missing_file_is_pointed_out(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="looked"))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("compare @README.md with @docs/nothing.md, please" + ENTER)
+        await repl.wait_printed("looked")
+        await repl.wait_printed("@docs/nothing.md: no such file")
+    assert "@README.md: no such file" not in repl.printed
+
+
+# -- history and late attach --------------------------------------------------------------------
+
+
+async def test_input_history_is_kept_per_project_outside_the_repository(
+    daemon: KfdDaemon,
+    model_server: ScriptedModelServer,
+    workspace: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    model_server.add(Reply(text="noted"))
+    (workspace / "sub").mkdir()
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info, history_of=str(workspace)) as repl:
+        repl.type("remember this line" + ENTER)
+        await repl.wait_printed("noted")
+    path = history_path(str(workspace / "sub"))
+    assert path == history_path(str(workspace))  # one history for the whole project
+    assert path.is_relative_to(tmp_path / "state" / "kfd")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert "remember this line" in path.read_text()
+    async with running_repl(daemon, info, history_of=str(workspace / "sub")) as repl:
+        # History loads in a thread: Up recalls the line once it is there.
+        def recalled() -> bool:
+            if repl.repl.input.text != "remember this line":
+                repl.type(UP)
+                return False
+            return True
+
+        await repl.wait(recalled)
+
+
+async def test_a_terminal_attaching_later_shows_the_history_first(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(
+            text="Listing.", tool_calls=[ScriptedToolCall("bash", {"command": "echo from-history"})]
+        ),
+        Reply(text="That was the listing."),
+    )
+    info = await new_session(daemon, workspace, mode="auto")
+    async with await daemon.client("kfd-run") as client, await client.attach(info.id) as view:
+        await client.send(info.id, "list it")
+        await collect_until(view, turn_completed)
+    async with running_repl(daemon, info) as repl:
+        await repl.wait_printed("That was the listing.")
+        printed = repl.printed
+    assert printed.index("› list it  · from kfd-run") < printed.index("│ from-history")
+    assert printed.index("│ from-history") < printed.index("That was the listing.")
+
+
+def _live(repl: Repl) -> str:
+    return "".join(fragment[1] for fragment in repl._live())
+
+
+async def test_terminal_focus_reports_tell_the_other_frontends(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    if "frontend.focus" not in p.REQUEST_METHODS:
+        pytest.skip("this protocol has no frontend.focus request")
+    info = await new_session(daemon, workspace)
+    async with await daemon.client("observer") as client, await client.attach(info.id) as view:
+
+        def focus(focused: bool) -> Callable[[object], bool]:
+            return lambda e: (
+                isinstance(e, p.Event)
+                and p.event_type(e) == "session.focus"
+                and getattr(e, "focused", None) is focused
+                and getattr(e, "frontend", None) is not None
+                and e.frontend.name == "repl:test"  # type: ignore[attr-defined]
+            )
+
+        async with running_repl(daemon, info) as repl:
+            await collect_until(view, focus(True))  # attached in a terminal the user typed in
+            repl.type("\x1b[O")  # the terminal reports: focus lost
+            await collect_until(view, focus(False))
+            repl.type("\x1b[I")
+            await collect_until(view, focus(True))
+            assert repl.repl.input.text == ""  # the reports are not typed into the input
+        await collect_until(view, focus(False))  # detached
+
+
+async def test_while_the_daemon_is_dead_input_is_kept_and_sent_once_it_is_back(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="answered after the crash"))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        daemon.kill()
+        await repl.wait_printed("lost the connection to the daemon")
+        repl.type("are you there?" + ENTER)
+        await repl.wait_printed("the message stays in the input")
+        assert repl.repl.input.text == "are you there?"
+        assert "disconnected" in _toolbar(repl.repl)
+        repl.type(CTRL_C)  # no turn to cancel: Ctrl-C clears the draft
+        await repl.wait(lambda: repl.repl.input.text == "")
+        repl.type("/sessions" + ENTER)
+        await repl.wait_printed("/sessions needs the daemon")
+        daemon.start()
+        await repl.wait_printed("reconnected to the daemon")
+        repl.type("are you there?" + ENTER)
+        await repl.wait_printed("answered after the crash")
+
+
+def _toolbar(repl: Repl) -> str:
+    return "".join(fragment[1] for fragment in toolbar(repl.view, 80))

@@ -1,0 +1,222 @@
+"""The real ``kfd`` REPL in real terminals (tmux), against a real daemon and the scripted model."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from repl_terminal import Terminal, Tmux
+
+from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing.daemon import KfdDaemon
+
+QUESTION = "y allow once · a allow for this session · n deny"
+SESSION_ID = re.compile(r"── session (s[0-9a-f]+)")
+
+
+@pytest.fixture
+def tmux(daemon: KfdDaemon) -> Iterator[Tmux]:
+    server = Tmux(daemon.root, daemon.env)
+    yield server
+    server.close()
+
+
+def session_of(terminal: Terminal) -> str:
+    match = SESSION_ID.search(terminal.wait_for(SESSION_ID))
+    assert match is not None
+    return match.group(1)
+
+
+def tty_of(terminal: Terminal) -> str:
+    shown = terminal.server.run("display-message", "-p", "-t", terminal.name, "#{pane_tty}")
+    return shown.stdout.strip().removeprefix("/dev/")
+
+
+def test_two_terminals_on_one_session_show_the_same_transcript(
+    tmux: Tmux, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(
+            text="Looking at it.",
+            tool_calls=[ScriptedToolCall("bash", {"command": "echo one; echo two"})],
+        ),
+        Reply(text="The answer is **42**.\n\n- first point\n- second point"),
+    )
+    first = tmux.kfd("new", "--mode", "auto", cwd=workspace)
+    session = session_of(first)
+    second = tmux.kfd("attach", session, cwd=workspace)
+    assert session_of(second) == session
+    first.wait_for("2 attached")
+    first.send("what is the answer?")
+
+    def settled(screen: str) -> bool:  # the answer printed (rendered), the turn over
+        return "• second point" in screen and "│ idle │" in screen
+
+    screens = [terminal.wait_for(settled) for terminal in (first, second)]
+
+    def transcript(screen: str) -> list[str]:
+        lines = [line.rstrip() for line in screen.splitlines()]
+        start = next(i for i, line in enumerate(lines) if line.startswith("› what is"))
+        end = next(i for i, line in enumerate(lines) if "second point" in line)
+        return [line.split("  · from ")[0] for line in lines[start : end + 1]]
+
+    assert transcript(screens[0]) == transcript(screens[1])
+    assert "The answer is 42." in screens[1] and "│ two" in screens[1]
+    assert f"› what is the answer?  · from repl:{tty_of(first)}" in screens[1]
+    assert "· from" not in screens[0]
+
+
+def test_an_approval_answered_in_the_second_terminal_disappears_from_the_first(
+    tmux: Tmux, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo approved > out.txt"})]),
+        Reply(text="Written it."),
+    )
+    first = tmux.kfd("new", cwd=workspace)
+    second = tmux.kfd("attach", session_of(first), cwd=workspace)
+    session_of(second)
+    first.send("write the file")
+    for terminal in (first, second):
+        terminal.wait_for(QUESTION)
+        terminal.wait_for("$ echo approved > out.txt")
+    second.type("y")
+    answered = f"✓ allowed once · answered by repl:{tty_of(second)}"
+    screen = first.wait_for(lambda s: answered in s and QUESTION not in s)
+    assert "Written it." in first.wait_for("Written it.")
+    assert "✓ allowed once · answered by you" in second.wait_for("Written it.")
+    assert "awaiting approval" not in screen.splitlines()[-1]
+    assert (workspace / "out.txt").read_text() == "approved\n"
+
+
+def test_ctrl_c_cancels_a_turn_whose_bash_tool_sleeps(
+    tmux: Tmux, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    # An odd duration marks our sleeper among the host's processes (a sandboxed
+    # shell may see other pids than the host does).
+    command = "sleep 61.2345 & echo started; wait"
+    model_server.add(Reply(tool_calls=[ScriptedToolCall("bash", {"command": command})]))
+    terminal = tmux.kfd("new", "--mode", "auto", cwd=workspace)
+    session_of(terminal)
+    terminal.send("sleep for a minute")
+    terminal.wait_for("│ started")
+    terminal.press("C-c")
+    screen = terminal.wait_for("turn cancelled: cancelled by the user")
+    assert re.search(r"■ bash  sleep 61.2345 .*cancelled", screen), screen
+    assert not _running("61.2345")
+    terminal.send("/model")  # the prompt is usable again
+    terminal.wait_for("model: scripted-model")
+    assert terminal.exit_status() is None
+
+
+def test_a_terminal_attached_mid_turn_shows_the_earlier_output(
+    tmux: Tmux, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    gate = workspace / "gate"
+    command = f"echo before-the-gate; while [ ! -e {gate} ]; do sleep 0.01; done; echo after"
+    model_server.add(
+        Reply(
+            text="Starting the job now.",
+            tool_calls=[ScriptedToolCall("bash", {"command": command})],
+        ),
+        Reply(text="The job finished."),
+    )
+    first = tmux.kfd("new", "--mode", "auto", cwd=workspace)
+    session = session_of(first)
+    first.send("run the job")
+    first.wait_for("│ before-the-gate")
+    late = tmux.kfd("attach", session, cwd=workspace)
+    screen = late.wait_for("│ before-the-gate")
+    assert "› run the job" in screen and "Starting the job now." in screen
+    assert "bash  echo before-the-gate" in screen  # running, in the live area
+    gate.touch()
+    screen = late.wait_for("The job finished.")
+    assert "│ after" in screen
+    assert screen.count("Starting the job now.") == 1
+
+
+def test_the_repl_says_when_the_daemon_restarts_and_reconnects_by_itself(
+    tmux: Tmux, daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="still here after the restart"))
+    terminal = tmux.kfd("new", cwd=workspace)
+    session_of(terminal)
+    daemon.restart()
+    terminal.wait_for("lost the connection to the daemon")
+    terminal.wait_for("reconnected to the daemon")
+    terminal.send("are you there?")
+    terminal.wait_for("still here after the restart")
+
+
+def test_kfd_alone_starts_the_daemon_opens_this_directory_s_session_and_restores_the_terminal(
+    make_daemon: Callable[..., KfdDaemon], workspace: Path
+) -> None:
+    daemon = make_daemon(start=False)
+    server = Tmux(daemon.root, daemon.env)
+    kfd = f"{sys.executable} -m kfd"
+    try:
+        shell = server.open(["bash", "--norc", "--noprofile", "-i"], workspace)
+        shell.send(f"PS1='$ '; {kfd}")
+        session = session_of(shell)
+        shell.press("C-d")
+        shell.wait_for(f"detached from session {session}")
+        shell.send(kfd)  # again: the same session, not a new one
+        shell.wait_for(re.compile(rf"detached from session {session}[\s\S]*── session {session}"))
+        repl = _child_of(int(_pane_pid(server, shell)))
+        os.kill(repl, signal.SIGTERM)
+        shell.wait_for(re.compile(rf"(detached from session {session}[\s\S]*){{2}}"))
+        shell.send(
+            "stty -a | tr -s ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)' | sort; echo DONE"
+        )
+        screen = shell.wait_for(re.compile(r"^DONE$", re.MULTILINE))
+        assert re.search(r"^echo\n^icanon\n^DONE$", screen, re.MULTILINE), screen
+    finally:
+        server.close()
+        daemon.cli("stop")
+
+
+def _pane_pid(server: Tmux, terminal: Terminal) -> str:
+    return server.run("display-message", "-p", "-t", terminal.name, "#{pane_pid}").stdout.strip()
+
+
+def _child_of(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def _running(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and b"bash" not in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_repl_refuses_to_start_without_a_terminal(daemon: KfdDaemon, workspace: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kfd"],
+        cwd=workspace,
+        env=daemon.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "the REPL needs a terminal" in done.stderr and "kfd run" in done.stderr
