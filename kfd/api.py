@@ -16,11 +16,18 @@ Hooks, in the order the daemon calls them
 At start, once:
 
 - `kfd_tools` -- the tools the plugin offers the model.
+- `kfd_tool_sources` -- sources of tools that appear while the daemon runs.
 - `kfd_policies` -- permission policies that vote on every tool call.
+- `kfd_after_tool_hooks` -- hooks that may add a note to every tool result.
 
 While serving:
 
 - `kfd_event` -- every event of every session, after it is durable.
+- `kfd_status` -- the plugin's state, for ``kfd status`` (and ``kfd mcp list``).
+
+At stop, once:
+
+- `kfd_shutdown` -- stop the processes the plugin started (servers, browsers).
 
 Tools
 -----
@@ -30,11 +37,31 @@ and implements ``run``. Whatever ``run`` raises as `ToolError` reaches the
 model as an error result with that message; any other exception reaches it as
 an error result naming the exception, and the turn goes on.
 
+A tool whose schema is not known until run time (an MCP server's) sets
+`Tool.parameters` to that JSON schema and ``Args = JsonArgs``: its arguments
+arrive as the JSON object the model sent. Tools that come and go while the
+daemon runs come from a `ToolSource` (hook `kfd_tool_sources`): the daemon
+asks every source for its current tools before each model request.
+
+A tool that starts programs confines them as `ToolContext.sandbox` says, and
+drops the environment variables that `looks_secret`. When it cannot do so
+(``kfd_shell``: bubblewrap will not start), it raises `ApprovalNeeded` before
+any side effect: the daemon asks the user and, if allowed, runs the call again
+with the grant in `ToolContext.granted`. Never fall back silently.
+
+After a tool ran
+----------------
+`AfterToolHook` objects (hook `kfd_after_tool_hooks`) see every finished call
+and may return a note that is appended to the result the model reads: the
+language-server plugin appends the diagnostics an ``edit`` introduced.
+
 Policies
 --------
 Every tool call is decided ``allow``, ``ask`` or ``deny`` before it runs. The
-daemon's own mode rules vote first, then every plugin policy, in registration
-order; ``deny`` from anyone wins over ``ask``, which wins over ``allow``. A
+daemon's own engine votes first (the ``[permissions]`` rules of every source,
+the workspace guard, the mode: see `kfd.policy.engine`), then every plugin
+policy, in registration order; ``deny`` from anyone wins over ``ask``, which
+wins over ``allow``. A
 policy that has no opinion returns None. pluggy cannot await, so
 `kfd_policies` returns `Policy` objects whose async ``check`` the daemon
 awaits itself.
@@ -43,7 +70,7 @@ awaits itself.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -53,18 +80,25 @@ import pluggy
 from kfd.protocol import Event, Mode, Preview
 
 __all__ = [
+    "AfterToolHook",
+    "ApprovalNeeded",
     "Event",
+    "FinishedCall",
+    "JsonArgs",
     "PathAccess",
     "Policy",
     "PolicyRequest",
     "Preview",
+    "Sandbox",
     "Tool",
     "ToolContext",
     "ToolError",
     "ToolResult",
+    "ToolSource",
     "Verdict",
     "hookimpl",
     "hookspec",
+    "looks_secret",
 ]
 
 PROJECT = "kfd"
@@ -79,7 +113,61 @@ class ToolError(Exception):
 
     Write the message for the model: what failed, why, and what to do next
     ("old_string appears 3 times; add surrounding lines or set replace_all").
+
+    Errors a tool raises::
+
+        ToolError                 the call failed; the message goes to the model
+         └── ApprovalNeeded       the call can only go on with the user's consent
     """
+
+
+class ApprovalNeeded(ToolError):
+    """Raise from `Tool.run`, before any side effect, when the call can only run
+    with a permission the user must grant first (``bash`` when its sandbox
+    cannot start: run it unconfined?).
+
+    The daemon asks the user, showing ``message`` (say what failed and why) and
+    the call's preview. Allowed, the call runs again with ``grant`` in
+    `ToolContext.granted`; "allow for this session" grants it to the session's
+    later calls of the tool too. Denied, the model reads that the user said no.
+    Never ask silently for less: a tool that can do without the grant should.
+    """
+
+    def __init__(self, message: str, *, grant: str) -> None:
+        super().__init__(message)
+        self.grant = grant
+        """What the user is asked to allow (``"unsandboxed"``); short, lowercase."""
+
+
+def looks_secret(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret.
+
+    ``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*`` (and ``PASSWD``,
+    ``CREDENTIAL``, ``PRIVATE``), in any case. kfd redacts the values of such
+    variables everywhere, and ``bash`` does not pass them to commands unless
+    ``[sandbox] env_allow`` names them: tools that start programs should drop
+    them too.
+    """
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
+
+
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
+
+
+class Sandbox(msgspec.Struct, frozen=True, kw_only=True):
+    """How a tool that starts programs must confine them (``[sandbox]``).
+
+    The daemon decides; the tool enforces (``kfd_shell`` with bubblewrap).
+    """
+
+    enabled: bool = True
+    """Confine programs: read-only file system but the workspace and a private
+    /tmp, no network, a PID namespace of their own."""
+    network: bool = False
+    """Programs may reach the network (``[sandbox] network = true``)."""
+    env_allow: tuple[str, ...] = ()
+    """Names (or ``fnmatch`` globs) of variables passed on although they `looks_secret`."""
 
 
 class ToolResult(msgspec.Struct, kw_only=True):
@@ -116,6 +204,10 @@ class ToolContext(Protocol):
         """The session's workspace directory (absolute, resolved)."""
 
     @property
+    def turn(self) -> int:
+        """The session's turn number this call belongs to (for per-turn limits)."""
+
+    @property
     def state(self) -> dict[str, Any]:
         """Scratch state of this plugin for this session, kept between calls.
 
@@ -140,6 +232,14 @@ class ToolContext(Protocol):
         What the model reads is the returned `ToolResult`, not these chunks.
         """
 
+    @property
+    def sandbox(self) -> Sandbox:
+        """How programs this call starts must be confined."""
+
+    @property
+    def granted(self) -> frozenset[str]:
+        """What the user granted this call beyond the usual (`ApprovalNeeded`)."""
+
 
 class Tool(abc.ABC, Generic[ArgsT]):
     """A tool the model can call.
@@ -148,14 +248,20 @@ class Tool(abc.ABC, Generic[ArgsT]):
     arrive already validated and converted to ``Args``.
     """
 
-    name: ClassVar[str]
-    """The name the model calls; lowercase, ``[a-z0-9_]``."""
+    name: str
+    """The name the model calls; lowercase, ``[a-z0-9_]``. Usually a class
+    attribute; a tool made at run time (an MCP server's) sets it per instance."""
 
-    description: ClassVar[str]
+    description: str
     """What the tool does and when to use it, for the model. Keep it short."""
 
     Args: type[ArgsT]
     """A msgspec Struct describing the arguments; its schema is sent."""
+
+    parameters: dict[str, Any] | None = None
+    """A JSON schema sent instead of the one derived from ``Args``, for tools
+    whose schema is only known at run time. Such a tool sets ``Args = JsonArgs``
+    and validates what it needs itself (or lets its server do it)."""
 
     read_only: ClassVar[bool] = False
     """True if the tool changes nothing: it may run without asking in the
@@ -194,6 +300,60 @@ class Tool(abc.ABC, Generic[ArgsT]):
         stop child processes and re-raise."""
 
 
+class JsonArgs(msgspec.Struct, frozen=True):
+    """The arguments of a tool with a run-time schema (`Tool.parameters`)."""
+
+    values: dict[str, Any]
+    """The JSON object the model sent, as decoded."""
+
+
+class ToolSource(Protocol):
+    """Tools that appear while the daemon runs (an MCP server's, say).
+
+    The daemon calls `tools` before each model request and for
+    ``daemon.status`` with ``refresh_tools``; a source answers from its cache
+    when nothing changed. A source may start what it needs on the first call
+    (that is how MCP servers start lazily). A name already taken by a static
+    tool or an earlier source is skipped and reported.
+    """
+
+    name: str
+
+    async def tools(self) -> Sequence[Tool[Any]]:
+        """The tools offered now. Raise nothing: report trouble in `kfd_status`."""
+        ...
+
+
+class FinishedCall(msgspec.Struct, kw_only=True, frozen=True):
+    """A tool call that has just run, as an `AfterToolHook` sees it."""
+
+    session_id: str
+    tool: str
+    arguments: dict[str, Any]
+    paths: list[PathAccess] = msgspec.field(default_factory=list)
+    """What ``Tool.paths`` named for this call, as the model wrote them
+    (resolve them with `ToolContext.resolve`)."""
+    read_only: bool = False
+    edits_files: bool = False
+
+
+class AfterToolHook(Protocol):
+    """Sees every finished tool call and may add a note to its result."""
+
+    name: str
+
+    async def after_tool(
+        self, call: FinishedCall, result: ToolResult, ctx: ToolContext
+    ) -> str | None:
+        """Text appended to the result the model reads, or None.
+
+        Called after the tool returned (error results included), before the
+        result is recorded. Keep it short and bounded in time: the daemon
+        gives up on a hook after a few seconds and ignores its exceptions.
+        """
+        ...
+
+
 class ResolvedPath(NamedTuple):
     """A path of a tool call after symlinks were followed."""
 
@@ -217,6 +377,10 @@ class PolicyRequest(msgspec.Struct, kw_only=True):
     session_rule: str = ""
     session_rules: list[str] = msgspec.field(default_factory=list)
     """Rules the user allowed for this session ("allow for this session")."""
+    network: bool = False
+    """The call may reach the network (`Tool.network`, or a bash call asking for it)."""
+    untrusted: bool = False
+    """The session read untrusted content earlier in this turn (`ToolResult.untrusted`)."""
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -246,11 +410,45 @@ class Hooks:
         """
 
     @hookspec
+    def kfd_tool_sources(self, config: Mapping[str, Any]) -> Sequence[ToolSource]:  # type: ignore[empty-body]
+        """Return sources of tools that appear while the daemon runs.
+
+        Called once at daemon start. ``config`` is the whole configuration as
+        plain data (every section: a source reads its own, as ``kfd_mcp``
+        reads ``[mcp]``). Start nothing here: a source starts what it needs
+        the first time its `ToolSource.tools` is awaited.
+        """
+
+    @hookspec
     def kfd_policies(self, config: Mapping[str, Any]) -> Sequence[Policy]:  # type: ignore[empty-body]
         """Return permission policies. Called once at daemon start."""
+
+    @hookspec
+    def kfd_after_tool_hooks(self, config: Mapping[str, Any]) -> Sequence[AfterToolHook]:  # type: ignore[empty-body]
+        """Return hooks that see every finished tool call (`AfterToolHook`).
+
+        Called once at daemon start with the ``[tools]`` table, like `kfd_tools`.
+        """
 
     @hookspec
     def kfd_event(self, event: Event) -> None:
         """Observe an event of any session after it is durable (or, for
         streaming events, as it is published). Must return quickly: start a
         task for slow work. Exceptions are logged and ignored."""
+
+    @hookspec
+    def kfd_status(self) -> Mapping[str, Any] | None:
+        """Return a snapshot of the plugin's state (plain JSON-able data).
+
+        Called for every ``daemon.status`` request; must return at once. The
+        daemon reports it under the plugin's name in ``StatusResult.plugin_status``
+        (``kfd mcp list`` reads the ``mcp`` plugin's servers from there).
+        """
+
+    @hookspec
+    def kfd_shutdown(self) -> Coroutine[Any, Any, None] | None:
+        """Return a coroutine that stops what the plugin started, or None.
+
+        Called once when the daemon stops, after the sessions ended; the daemon
+        awaits every plugin's coroutine concurrently, a few seconds at most.
+        """

@@ -19,6 +19,10 @@ daemon restarts, yielding `ConnectionLost` and `ConnectionRestored` so a
 frontend can say so. Streamed text (``message.delta``, ``tool.output``)
 arrives with offsets; the attachment trims overlaps and fills what it missed
 from the snapshot, so the text a frontend assembles is exact.
+
+`Follower` (from `Client.follow`) does the same for every session at once,
+for frontends that watch them all (the notifier, a chat bridge): each
+session's events exactly once and in order, interleaved across sessions.
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import zmq
@@ -56,15 +60,23 @@ __all__ = [
     "ConnectionLost",
     "ConnectionRestored",
     "DaemonUnavailable",
+    "Followed",
+    "Follower",
     "RequestFailed",
     "ensure_daemon",
     "runtime_dir",
     "start_daemon",
+    "state_dir",
 ]
 
 SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
+SESSION_TOPIC_PREFIX = b"s"
+"""Every session id (so every session topic) starts with this letter; other
+topics (``global``, ``~sync.``, ``~client.``) never do."""
 DEFAULT_TIMEOUT = 30.0
+REFRESH_TIMEOUT = 120.0
+"""For ``daemon.status`` with ``refresh_tools``: servers may be starting."""
 
 ResultT = TypeVar("ResultT", bound=msgspec.Struct)
 
@@ -105,9 +117,30 @@ Item = p.Event | ConnectionLost | ConnectionRestored
 """What iterating an `Attachment` yields."""
 
 
+@dataclass(frozen=True, slots=True)
+class Followed:
+    """A `Follower` attached to a session; its events follow this item.
+
+    ``snapshot`` is the session's live state when following began (pending
+    approvals included, which no later event repeats).
+    """
+
+    session: str
+    snapshot: p.Snapshot
+
+
+FollowItem = Item | Followed
+"""What iterating a `Follower` yields."""
+
+
 def runtime_dir() -> Path:
     """The daemon's runtime directory (``$XDG_RUNTIME_DIR/kfd``)."""
     return paths.runtime_dir()
+
+
+def state_dir() -> Path:
+    """Where kfd keeps state (``$XDG_STATE_HOME/kfd``); frontends keep theirs here too."""
+    return paths.state_dir()
 
 
 _encoder = msgspec.json.Encoder()
@@ -152,6 +185,7 @@ class Client:
         self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
         self._syncs: dict[bytes, asyncio.Future[None]] = {}
         self._attachments: dict[bytes, list[Attachment]] = {}
+        self._followers: list[Follower] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self.hello: p.HelloResult | None = None
@@ -270,8 +304,13 @@ class Client:
 
     # -- convenience -------------------------------------------------------
 
-    async def status(self) -> p.StatusResult:
-        result: p.StatusResult = await self.request(p.Status(id=""))
+    async def status(self, *, refresh_tools: bool = False) -> p.StatusResult:
+        """The daemon's state; ``refresh_tools`` first asks the tool sources (MCP
+        servers start if they have not yet), so it may take longer."""
+        result: p.StatusResult = await self.request(
+            p.Status(id="", refresh_tools=refresh_tools),
+            timeout=REFRESH_TIMEOUT if refresh_tools else DEFAULT_TIMEOUT,
+        )
         return result
 
     async def shutdown(self) -> None:
@@ -356,6 +395,89 @@ class Client:
         )
         return result.session
 
+    async def compact(
+        self, session_id: str, instructions: str = "", *, timeout: float = 300.0
+    ) -> p.CompactResult:
+        """Compact the session now; the model writes the summary, so allow time."""
+        result: p.CompactResult = await self.request(
+            p.SessionCompact(id="", session=session_id, instructions=instructions),
+            timeout=timeout,
+        )
+        return result
+
+    async def context(self, session_id: str) -> p.ContextResult:
+        """What fills the session's context window."""
+        result: p.ContextResult = await self.request(p.SessionContext(id="", session=session_id))
+        return result
+
+    async def memories(
+        self,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        scope: Literal["project", "global", "all"] = "all",
+        query: str | None = None,
+        limit: int = 100,
+    ) -> list[p.Memory]:
+        """Remembered facts: newest first, or ranked by ``query``; with ``cwd``,
+        those of its project and the global ones."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        request: p.Request
+        if query is not None:
+            request = p.MemorySearch(id="", query=query, cwd=where, limit=limit)
+        else:
+            request = p.MemoryList(id="", cwd=where, scope=scope, limit=limit)
+        result: p.MemoryListResult = await self.request(request)
+        return result.memories
+
+    async def remember(
+        self,
+        text: str,
+        *,
+        scope: p.MemoryScope = "project",
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> p.Memory:
+        """Remember a fact for the project of ``cwd`` (secrets are redacted by the daemon)."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        result: p.MemoryResult = await self.request(
+            p.MemoryAdd(id="", text=text, scope=scope, cwd=where)
+        )
+        return result.memory
+
+    async def forget(self, memory_id: int) -> p.Memory:
+        """Delete a remembered fact; returns what was deleted."""
+        result: p.MemoryResult = await self.request(p.MemoryForget(id="", memory_id=memory_id))
+        return result.memory
+
+    async def rules(self, *, cwd: str | os.PathLike[str] | None = None) -> p.RulesResult:
+        """The permission rules that apply in ``cwd``, by source; without ``cwd``,
+        the "always" rules of every project."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        result: p.RulesResult = await self.request(p.RulesList(id="", cwd=where))
+        return result
+
+    async def remove_rule(
+        self,
+        rule_id: int | None = None,
+        *,
+        rule: str = "",
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> p.RuleInfo:
+        """Remove an "always" rule by id, or by its text in the project of ``cwd``."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        result: p.RulesResult = await self.request(
+            p.RulesRemove(id="", rule_id=rule_id, rule=rule, cwd=where)
+        )
+        return result.rules[0]
+
+    async def explain(
+        self, command: str, *, cwd: str | os.PathLike[str], mode: p.Mode = "default"
+    ) -> p.ExplainResult:
+        """How the daemon's permission engine decides a bash command in ``cwd``."""
+        result: p.ExplainResult = await self.request(
+            p.RulesExplain(id="", command=command, cwd=os.path.abspath(cwd), mode=mode)
+        )
+        return result
+
     # -- events ------------------------------------------------------------
 
     async def attach(
@@ -373,6 +495,27 @@ class Client:
             await attachment.close()
             raise
         return attachment
+
+    async def follow(self, since: dict[str, int] | None = None) -> Follower:
+        """Follow every session: each one's events exactly once, in order.
+
+        Sessions that are busy now (running, awaiting approval) are attached
+        at once from their current state; any other session is attached the
+        moment it shows activity (a new session, a message from anyone), from
+        its first event seen. ``since`` maps session ids to the last seq the
+        caller already handled (a bridge resuming after a restart): those
+        sessions are attached from there, so nothing is missed or repeated.
+        Each attach yields a `Followed` with the session's snapshot first.
+        """
+        follower = Follower(self, since or {})
+        self._followers.append(follower)
+        try:
+            await self._subscribe([SESSION_TOPIC_PREFIX])
+            await follower._catch_up()
+        except BaseException:
+            await follower.close()
+            raise
+        return follower
 
     async def _subscribe(self, topics: list[bytes], timeout: float = DEFAULT_TIMEOUT) -> None:
         """Subscribe, and return once the daemon has seen the subscriptions."""
@@ -417,8 +560,13 @@ class Client:
                 if future is not None and not future.done():
                     future.set_result(None)
                 continue
-            for attachment in self._attachments.get(topic, ()):
-                attachment._queue.put_nowait(body)
+            attached = self._attachments.get(topic)
+            if attached:
+                for attachment in attached:
+                    attachment._queue.put_nowait(body)
+            elif topic.startswith(SESSION_TOPIC_PREFIX):
+                for follower in self._followers:
+                    follower._first_sight(topic, body)
 
     async def _watch_connection(self) -> None:
         """Tell attachments when the daemon goes away and comes back."""
@@ -430,6 +578,8 @@ class Client:
                     for attachments in list(self._attachments.values()):
                         for attachment in attachments:
                             attachment._queue.put_nowait(_RECONNECTED)
+                    for follower in self._followers:
+                        follower._reconnected()
                 connected_once = True
             elif message["event"] == zmq.EVENT_DISCONNECTED:
                 for attachments in list(self._attachments.values()):
@@ -617,6 +767,120 @@ class Attachment:
         self._ready.append(
             msgspec.structs.replace(chunk, data=chunk.data[start:], offset=chunk.offset + start)
         )
+
+
+class Follower:
+    """Every session's events, each session's exactly once and in order.
+
+    Iterate it; items of different sessions interleave. Made by
+    `Client.follow`. Under the hood it is one `Attachment` per session (so
+    gaps and daemon restarts are handled per session), plus a subscription to
+    every session topic so that a session never seen before is attached on
+    its first event.
+    """
+
+    def __init__(self, client: Client, since: dict[str, int]) -> None:
+        self.client = client
+        self.attachments: dict[str, Attachment] = {}
+        self._since = dict(since)
+        self._out: asyncio.Queue[FollowItem] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> Follower:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[FollowItem]:
+        return self
+
+    async def __anext__(self) -> FollowItem:
+        if self._closed and self._out.empty():
+            raise StopAsyncIteration
+        return await self._out.get()
+
+    async def next_event(self, timeout: float) -> FollowItem:
+        """The next item, or TimeoutError after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await self.__anext__()
+
+    async def close(self) -> None:
+        self._closed = True
+        client = self.client
+        if self in client._followers:
+            client._followers.remove(self)
+            if not client.closed:
+                client._sub.unsubscribe(SESSION_TOPIC_PREFIX)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for attachment in list(self.attachments.values()):
+            await attachment.close()
+
+    async def _catch_up(self) -> None:
+        """Attach the sessions given by the caller and those busy right now."""
+        listed = await self.client.sessions(limit=10_000)
+        wanted = dict(self._since)
+        for info in listed:
+            if info.id not in wanted and info.status != "idle":
+                wanted[info.id] = info.last_seq
+        for session_id, seq in wanted.items():
+            if session_id not in self.attachments:
+                self._start(session_id, seq, None)
+
+    def _first_sight(self, topic: bytes, body: bytes) -> None:
+        """An event of a session nobody here is attached to: attach from it."""
+        if self._closed:
+            return
+        try:
+            header = _header_decoder.decode(body)
+        except msgspec.MsgspecError:
+            return
+        session_id = topic.decode("ascii", "replace")
+        if session_id in self.attachments or header.session != session_id:
+            return
+        since = self._since.get(session_id)
+        if since is None:
+            # An ephemeral event carries the seq of the durable event before it.
+            since = header.seq if header.ephemeral else max(0, header.seq - 1)
+        self._start(session_id, since, body)
+
+    def _reconnected(self) -> None:
+        """Sessions that became busy while the daemon was away are attached now."""
+        if not self._closed:
+            self._spawn(self._catch_up())
+
+    def _start(self, session_id: str, since_seq: int, first: bytes | None) -> None:
+        attachment = Attachment(self.client, session_id)
+        self.attachments[session_id] = attachment
+        self.client._attachments.setdefault(session_id.encode(), []).append(attachment)
+        if first is not None:
+            attachment._queue.put_nowait(first)
+        self._spawn(self._pump(attachment, since_seq))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, attachment: Attachment, since_seq: int) -> None:
+        try:
+            await attachment._attach(since_seq, None)
+        except RequestFailed:  # no such session (a stale id in the caller's cursor)
+            self.attachments.pop(attachment.session_id, None)
+            await attachment.close()
+            return
+        except DaemonUnavailable:
+            attachment.last_seq = max(attachment.last_seq, since_seq)
+            await attachment._reconnect()  # retries until the daemon answers
+        assert attachment.snapshot is not None
+        self._out.put_nowait(Followed(attachment.session_id, attachment.snapshot))
+        async for item in attachment:
+            self._out.put_nowait(item)
 
 
 # --------------------------------------------------------------------------

@@ -3,12 +3,17 @@
 ``$XDG_CONFIG_HOME/kfd/config.toml``, typed by the structs below, then the
 environment on top:
 
-============== =====================================================
-KFD_PROVIDER   ``[model] provider``
-KFD_BASE_URL   ``[model] base_url``
-KFD_MODEL      ``[model] model``
-KFD_API_KEY    the API key itself (else the variable ``api_key_env`` names)
-============== =====================================================
+======================= ==============================================
+KFD_PROVIDER            ``[model] provider``
+KFD_BASE_URL            ``[model] base_url``
+KFD_MODEL               ``[model] model``
+CLOUDFLARE_ACCOUNT_ID   ``[model] account_id``
+KFD_GATEWAY_ID          ``[model] gateway_id``
+KFD_CLOUDFLARE_API_URL  ``[model] cloudflare_api_url``
+KFD_API_KEY             the API key itself (else the variable ``api_key_env``
+                        names: ``CLOUDFLARE_API_TOKEN``, ``OPENAI_API_KEY`` or
+                        ``ANTHROPIC_API_KEY`` by default)
+======================= ==============================================
 
 A mistake is reported with the file, the key and what was expected; the
 daemon refuses to start on a broken config rather than guess.
@@ -19,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -27,7 +32,32 @@ from kfd import paths
 from kfd.errors import ConfigError
 from kfd.protocol import Mode
 
-ProviderName = Literal["openai"]
+ProviderName = Literal["cloudflare", "openai", "anthropic"]
+
+
+class ProviderDefaults(NamedTuple):
+    """What an unset ``[model]`` key means for one provider."""
+
+    base_url: str
+    model: str
+    api_key_env: str
+
+
+PROVIDER_DEFAULTS: Mapping[str, ProviderDefaults] = {
+    # Cloudflare's base is the AI Gateway's; the account and gateway follow it.
+    "cloudflare": ProviderDefaults(
+        "https://gateway.ai.cloudflare.com/v1",
+        "workers-ai/@cf/moonshotai/kimi-k2.6",
+        "CLOUDFLARE_API_TOKEN",
+    ),
+    "openai": ProviderDefaults("https://api.openai.com/v1", "gpt-4.1", "OPENAI_API_KEY"),
+    "anthropic": ProviderDefaults(
+        "https://api.anthropic.com/v1", "claude-sonnet-4-5", "ANTHROPIC_API_KEY"
+    ),
+}
+
+FALLBACK_CONTEXT_WINDOW = 128_000
+"""The window assumed for a model the model table does not know."""
 
 
 class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -35,13 +65,25 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ModelConfig(_Section):
-    """``[model]``: which model, where, and how patiently."""
+    """``[model]``: which model, where, and how patiently.
 
-    provider: ProviderName = "openai"
-    base_url: str = "https://api.openai.com/v1"
-    model: str = "gpt-4.1"
-    api_key_env: str = "OPENAI_API_KEY"
-    context_window: int = 128_000
+    Empty ``base_url``, ``model`` and ``api_key_env`` take the provider's
+    defaults (`PROVIDER_DEFAULTS`; `load` fills them in, see `resolved`).
+    ``context_window = 0`` takes the model table's window for ``model``
+    (`kfd.gateway.catalog`), or 128,000 for a model it does not know.
+    """
+
+    provider: ProviderName = "cloudflare"
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = ""
+    account_id: str = ""
+    """Cloudflare account id (the provider ``cloudflare`` needs it)."""
+    gateway_id: str = ""
+    """Cloudflare AI Gateway name; empty sends requests to Workers AI directly."""
+    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
+    """Cloudflare's API: Workers AI without a gateway, and the gateway's log look-ups."""
+    context_window: Annotated[int, msgspec.Meta(ge=0)] = 0
     max_output_tokens: int = 16_384
     connect_timeout_s: float = 10.0
     idle_timeout_s: float = 120.0
@@ -49,6 +91,66 @@ class ModelConfig(_Section):
     max_retries: int = 5
     retry_base_s: float = 1.0
     retry_max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.context_window:
+            model = self.model or PROVIDER_DEFAULTS[self.provider].model
+            self.context_window = table_window(model, {})
+
+    def resolved(self) -> ModelConfig:
+        """This config with the provider's defaults in place of empty keys."""
+        defaults = PROVIDER_DEFAULTS[self.provider]
+        return msgspec.structs.replace(
+            self,
+            base_url=self.base_url or defaults.base_url,
+            model=self.model or defaults.model,
+            api_key_env=self.api_key_env or defaults.api_key_env,
+        )
+
+
+class ModelEntry(_Section):
+    """One model of the model table, or a ``[models."<name>"]`` override of it.
+
+    Prices are US dollars per million tokens. An override changes only the
+    keys it sets; a name the table does not know adds a model.
+    """
+
+    provider: str = ""
+    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    input: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    cached_input: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """Input read from the provider's prompt cache (default: the input price)."""
+    cache_write: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """Input written to the prompt cache (Anthropic; default: the input price)."""
+    output: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    aliases: list[str] = msgspec.field(default_factory=list)
+    """Other names of the same model (without a gateway's prefix, say)."""
+
+
+class BudgetConfig(_Section):
+    """``[budget]``: spending limits in US dollars; 0 means no limit.
+
+    A request that would pass a limit is not sent; a warning comes at
+    ``warn_at`` of each. A session's own limit (``kfd budget``) replaces
+    ``session_usd`` for that session.
+    """
+
+    session_usd: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    daily_usd: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Per calendar day, local time, all sessions together."""
+    monthly_usd: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """Per calendar month, local time, all sessions together."""
+    warn_at: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
+
+
+class LedgerConfig(_Section):
+    """``[ledger]``: the authoritative cost look-up after requests through a gateway."""
+
+    gateway_cost: bool = True
+    """Replace the estimate with the cost the gateway logged, when it has one."""
+    lookup_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    """First wait before looking the cost up; it doubles after each miss."""
+    lookup_attempts: Annotated[int, msgspec.Meta(ge=1, le=50)] = 8
 
 
 class AgentConfig(_Section):
@@ -79,19 +181,144 @@ class PluginsConfig(_Section):
     disable: list[str] = msgspec.field(default_factory=list)
 
 
+class ContextConfig(_Section):
+    """``[context]``: what the model reads, and when the transcript is compacted."""
+
+    auto_compact: bool = True
+    """Compact by itself when the context passes ``compact_at``; ``/compact`` always works."""
+    compact_at: Annotated[float, msgspec.Meta(gt=0.1, le=1.0)] = 0.8
+    """Fraction of the window (less ``output_reserve``) at which compaction starts."""
+    output_reserve: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Tokens kept free for the answer; default ``[model] max_output_tokens``."""
+    keep_recent_tokens: Annotated[int, msgspec.Meta(ge=0)] = 20_000
+    """Recent transcript kept verbatim by a compaction (at most a third of the threshold)."""
+    summary_max_tokens: Annotated[int, msgspec.Meta(ge=256)] = 4_000
+    instruction_file_bytes: Annotated[int, msgspec.Meta(ge=256)] = 16_000
+    """Each AGENTS.md / KFD.md / CLAUDE.md is cut past this, with a note saying so."""
+    instructions_total_bytes: Annotated[int, msgspec.Meta(ge=256)] = 48_000
+    memory_recall: Annotated[int, msgspec.Meta(ge=0, le=20)] = 3
+    """Remembered facts placed beside each new user message (0: none)."""
+    memory_recall_tokens: Annotated[int, msgspec.Meta(ge=0)] = 400
+    """Most estimated tokens those facts may take together."""
+
+
+class PermissionsConfig(_Section):
+    """``[permissions]``: rules that allow, ask or deny tool calls (see `kfd.policy.rules`).
+
+    In the user config and in a project's ``.kfd/config.toml``. Deny beats ask
+    beats allow, whatever the file. ``defaults = false`` drops the built-in
+    rules (the read-only commands allowed, the secret files denied).
+    """
+
+    allow: list[str] = msgspec.field(default_factory=list)
+    ask: list[str] = msgspec.field(default_factory=list)
+    deny: list[str] = msgspec.field(default_factory=list)
+    defaults: bool = True
+
+    def __post_init__(self) -> None:
+        from kfd.policy.rules import RuleError, parse_rule  # pure and small
+
+        for key in ("allow", "ask", "deny"):
+            for text in getattr(self, key):
+                try:
+                    parse_rule(text)
+                except RuleError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
+
+
+class SandboxConfig(_Section):
+    """``[sandbox]``: how ``bash`` commands are confined (bubblewrap).
+
+    The whole file system is read-only but the workspace and a private
+    ``/tmp``; ``.git/config``, ``.git/hooks`` and ``.kfd`` stay read-only;
+    no network unless ``network`` or the call asked for it and was approved.
+    """
+
+    enabled: bool = True
+    """False runs commands unconfined (kfd asks before each when it cannot confine one)."""
+    network: bool = False
+    """Commands reach the network without asking."""
+    env_allow: list[str] = msgspec.field(default_factory=list)
+    """Variables passed to commands although their names look secret (``NPM_TOKEN``, ``AWS_*``)."""
+
+
+class ProjectConfig(_Section):
+    """A project's ``.kfd/config.toml``: only its permission rules."""
+
+    permissions: PermissionsConfig = msgspec.field(default_factory=PermissionsConfig)
+
+
+PROJECT_CONFIG = Path(".kfd") / "config.toml"
+"""Where a project keeps its config, relative to the project root."""
+
+
+DEFAULT_TRIGGER_PROMPT = (
+    "These files changed in the workspace:\n{changed_files}\n\n"
+    "The changes:\n{diff}\n\nReview the changes and say what needs attention."
+)
+
+
+class TriggerConfig(_Section):
+    """One ``[[triggers]]`` table: watch files, start a turn when they change.
+
+    ``prompt`` is a template with ``{changed_files}``, ``{diff}`` and
+    ``{trigger}``; an empty prompt makes a trigger that only answers
+    ``AI!`` / ``AI?`` comments.
+    """
+
+    name: str
+    workspace: str
+    paths: list[str] = msgspec.field(default_factory=lambda: ["**"])
+    """Globs relative to the workspace (``src/**/*.py``); ``**`` matches all."""
+    ignore: list[str] = msgspec.field(default_factory=list)
+    """Globs skipped on top of ``.git``, virtualenvs and git-ignored files."""
+    prompt: str = DEFAULT_TRIGGER_PROMPT
+    mode: Mode = "plan"
+    """Unattended runs change nothing unless the trigger says so."""
+    debounce_ms: int = 500
+    """Changes closer together than this make one firing."""
+    session: str = "new"
+    """``"new"``: a new session per firing; else the title of a session to reuse."""
+    budget_usd: float | None = None
+    """What this trigger's turns may spend in total; it stops firing past it."""
+    cooldown_s: float = 30.0
+    """Least time between two firings; changes meanwhile wait and fire together."""
+    ai_comments: bool = True
+    """Comments ending in ``AI!`` (do it) or ``AI?`` (answer it) start a turn."""
+
+
 class Config(_Section):
     model: ModelConfig = msgspec.field(default_factory=ModelConfig)
+    models: dict[str, ModelEntry] = msgspec.field(default_factory=dict)
+    """``[models."<name>"]``: prices and windows on top of the built-in model table."""
+    budget: BudgetConfig = msgspec.field(default_factory=BudgetConfig)
+    ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
+    context: ContextConfig = msgspec.field(default_factory=ContextConfig)
+    permissions: PermissionsConfig = msgspec.field(default_factory=PermissionsConfig)
+    sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)
     tools: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     """``[tools.<name>]`` tables, handed to the plugin that owns the tool."""
+    mcp: dict[str, Any] = msgspec.field(default_factory=dict)
+    """``[mcp]`` (``[mcp.servers.<name>]``): MCP servers, handed to the kfd_mcp
+    plugin, which validates them (see its docstring)."""
+    triggers: list[TriggerConfig] = msgspec.field(default_factory=list)
+    """``[[triggers]]``: file-watch triggers the daemon runs."""
+    notify: dict[str, Any] = msgspec.field(default_factory=dict)
+    """``[notify]``: handed to the desktop notifier frontend, which checks it."""
+    chat: dict[str, Any] = msgspec.field(default_factory=dict)
+    """``[chat]`` (and ``[chat.matrix]``, ``[chat.slack]``): handed to the chat bridge."""
 
 
 ENV_OVERRIDES: Mapping[str, str] = {
     "KFD_PROVIDER": "provider",
     "KFD_BASE_URL": "base_url",
     "KFD_MODEL": "model",
+    "CLOUDFLARE_ACCOUNT_ID": "account_id",
+    "KFD_GATEWAY_ID": "gateway_id",
+    "KFD_CLOUDFLARE_API_URL": "cloudflare_api_url",
 }
 
 
@@ -121,7 +348,44 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     except msgspec.ValidationError as exc:
         names = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
         raise ConfigError(f"environment overrides ({names}): {exc}") from exc
+    model = model.resolved()
+    if not _sets(raw, "model", "context_window"):
+        # The window of the model the environment chose, with [models] overrides.
+        window = table_window(model.model, config.models)
+        model = msgspec.structs.replace(model, context_window=window)
     return msgspec.structs.replace(config, model=model)
+
+
+def load_project(root: Path) -> ProjectConfig:
+    """Read ``root/.kfd/config.toml`` (absent is fine); a mistake names the file and key."""
+    path = root / PROJECT_CONFIG
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return ProjectConfig()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return msgspec.toml.decode(raw, type=ProjectConfig) if raw.strip() else ProjectConfig()
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def table_window(model: str, overrides: Mapping[str, ModelEntry]) -> int:
+    """The context window of ``model`` in the model table, with ``overrides``."""
+    from kfd.gateway.catalog import ModelCatalog  # a data file, read once, when needed
+
+    return ModelCatalog.load(overrides).context_window(model) or FALLBACK_CONTEXT_WINDOW
+
+
+def _sets(raw: bytes, section: str, key: str) -> bool:
+    """Whether the (valid) TOML ``raw`` sets ``[section] key``."""
+    if not raw.strip():
+        return False
+    table = msgspec.toml.decode(raw).get(section)
+    return isinstance(table, dict) and key in table
 
 
 def _name_keys(error: msgspec.ValidationError, raw: bytes) -> str:
@@ -138,4 +402,9 @@ def _name_keys(error: msgspec.ValidationError, raw: bytes) -> str:
 def api_key(model: ModelConfig, environ: Mapping[str, str] | None = None) -> str | None:
     """The API key, from the environment only: never from or into a file."""
     environ = os.environ if environ is None else environ
-    return environ.get("KFD_API_KEY") or environ.get(model.api_key_env) or None
+    return environ.get("KFD_API_KEY") or environ.get(api_key_variable(model)) or None
+
+
+def api_key_variable(model: ModelConfig) -> str:
+    """The variable holding the provider's key (``KFD_API_KEY`` wins over it)."""
+    return model.api_key_env or PROVIDER_DEFAULTS[model.provider].api_key_env

@@ -49,7 +49,13 @@ MODES: tuple[Mode, ...] = ("default", "accept-edits", "plan", "auto")
 
 SessionStatus = Literal["idle", "running", "awaiting_approval", "error"]
 
-ApprovalDecision = Literal["allow", "allow_session", "deny"]
+ApprovalDecision = Literal["allow", "allow_session", "allow_always", "deny"]
+"""``allow_session`` keeps the approval's ``session_rule`` for the session;
+``allow_always`` keeps it for the project, in the store (``kfd rules``)."""
+
+RuleDecision = Literal["allow", "ask", "deny"]
+
+RuleSource = Literal["built-in", "user", "project", "always"]
 
 ErrorCode = Literal["bad_request", "not_found", "conflict", "overloaded", "internal"]
 
@@ -90,6 +96,17 @@ class Usage(_Struct):
     reasoning_tokens: int = 0
     requests: int = 0
     cost_usd: float = 0.0
+    cache_write_tokens: int = 0
+    """Of ``input_tokens``, those written to the provider's prompt cache (Anthropic)."""
+    confirmed_cost_usd: float = 0.0
+    """The part of ``cost_usd`` a gateway confirmed; the rest is kfd's estimate."""
+
+
+CostSource = Literal["estimate", "gateway", "unpriced"]
+"""Where a cost figure comes from: kfd's price table, the gateway's own log,
+or nowhere (a model without a price counts as free until one is configured)."""
+
+BudgetName = Literal["session", "daily", "monthly"]
 
 
 class SessionInfo(_Struct):
@@ -109,6 +126,9 @@ class SessionInfo(_Struct):
     forked_from: str | None = None
     usage: Usage = msgspec.field(default_factory=Usage)
     frontends: int = 0
+    budget_usd: float | None = None
+    """This session's spending limit in US dollars (``kfd budget``); None: the
+    ``[budget] session_usd`` of the config."""
 
 
 class ToolCall(_Struct):
@@ -126,6 +146,48 @@ class Preview(_Struct):
     diff: str | None = None
     command: str | None = None
     cwd: str | None = None
+
+
+TaskStatus = Literal["pending", "in_progress", "done"]
+
+MemoryScope = Literal["project", "global"]
+
+CompactReason = Literal[
+    "auto",  # the context passed the threshold ([context] compact_at)
+    "manual",  # session.compact (``/compact``, ``kfd compact``)
+    "overflow",  # the provider rejected a request as too long
+]
+
+
+class Task(_Struct):
+    """One item of the plan the model keeps with its ``tasks_set`` tool."""
+
+    text: str
+    status: TaskStatus = "pending"
+
+
+class Memory(_Struct):
+    """A remembered fact. ``id`` is what ``forget`` (and ``memory.forget``) takes."""
+
+    id: int
+    text: str
+    scope: MemoryScope = "project"
+    project: str = ""
+    """The project (repository root) a project memory belongs to."""
+    created_at: float = 0.0
+    source: Literal["model", "user"] = "user"
+    session: str | None = None
+    """The session whose model remembered it."""
+
+
+class ContextPart(_Struct):
+    """One part of what fills a session's context window, in estimated tokens."""
+
+    name: str
+    """``system``, ``tools``, ``instructions``, ``memory``, ``summary``,
+    ``transcript`` or ``tool_outputs``."""
+    tokens: int
+    detail: str = ""
 
 
 class FrontendInfo(_Struct):
@@ -158,6 +220,10 @@ class Hello(Request, tag="daemon.hello", kw_only=True):
 
 class Status(Request, tag="daemon.status", kw_only=True):
     """Daemon pid, version, uptime, sessions and attached frontends."""
+
+    refresh_tools: bool = False
+    """Ask the tool sources for their tools first (starts MCP servers not yet
+    running), so ``tools`` and ``plugin_status`` list them."""
 
 
 class Shutdown(Request, tag="daemon.shutdown", kw_only=True):
@@ -261,6 +327,125 @@ class ApprovalRespond(Request, tag="approval.respond", kw_only=True):
     message: str = ""
 
 
+class FrontendFocus(Request, tag="frontend.focus", kw_only=True):
+    """Tell the other frontends that this one has (or lost) the user's focus on
+    ``session`` (a REPL in a focused terminal): the notifier stays quiet for it."""
+
+    session: str
+    focused: bool = True
+
+
+class TriggerList(Request, tag="trigger.list", kw_only=True):
+    """The file-watch triggers of the configuration, with their last firing."""
+
+
+class TriggerReload(Request, tag="trigger.reload", kw_only=True):
+    """Read ``[[triggers]]`` from the configuration again and restart the watchers."""
+
+
+class SessionCompact(Request, tag="session.compact", kw_only=True):
+    """Summarise the older part of the transcript now (``/compact``).
+
+    ``instructions`` say what the summary must keep. The reply comes when the
+    summary is made (the model writes it: allow a minute); refused with
+    ``conflict`` while a turn runs.
+    """
+
+    session: str
+    instructions: str = ""
+
+
+class SessionContext(Request, tag="session.context", kw_only=True):
+    """What fills the session's context window (``/context``)."""
+
+    session: str
+
+
+class MemoryList(Request, tag="memory.list", kw_only=True):
+    """Remembered facts, newest first: with ``cwd``, those of its project and
+    the global ones; without, all of them."""
+
+    cwd: str | None = None
+    scope: Literal["project", "global", "all"] = "all"
+    limit: int = 100
+
+
+class MemorySearch(Request, tag="memory.search", kw_only=True):
+    """Remembered facts ranked by relevance to ``query`` (full-text search)."""
+
+    query: str
+    cwd: str | None = None
+    limit: int = 10
+
+
+class MemoryAdd(Request, tag="memory.add", kw_only=True):
+    """Remember a fact for the project of ``cwd`` or for every project.
+
+    Secrets (API keys, tokens, private keys) are redacted before it is stored.
+    """
+
+    text: str
+    scope: MemoryScope = "project"
+    cwd: str | None = None
+
+
+class RulesList(Request, tag="rules.list", kw_only=True):
+    """The permission rules that apply in ``cwd``: built-in, user config, project
+    config and "always" rules (``kfd rules list``). Without ``cwd``: the
+    "always" rules of every project."""
+
+    cwd: str | None = None
+
+
+class RulesRemove(Request, tag="rules.remove", kw_only=True):
+    """Remove an "always" rule: by ``rule_id``, or by its text in the project of ``cwd``."""
+
+    rule_id: int | None = None
+    rule: str = ""
+    cwd: str | None = None
+
+
+class RulesExplain(Request, tag="rules.explain", kw_only=True):
+    """How the permission engine decides the bash ``command`` in ``cwd`` in ``mode``,
+    with that directory's rules; nothing runs (``kfd explain``)."""
+
+    command: str
+    cwd: str
+    mode: Mode = "default"
+
+
+class MemoryForget(Request, tag="memory.forget", kw_only=True):
+    """Delete a remembered fact by id."""
+
+    memory_id: int
+
+
+class CostQuery(Request, tag="cost.query", kw_only=True):
+    """What model requests cost, from the ledger: totals, groups, and rows.
+
+    ``since`` and ``until`` are Unix times (``until`` excluded). ``by`` groups
+    the rows (``day`` in the daemon's local time); ``entries`` asks for that
+    many individual ledger rows too, newest first.
+    """
+
+    session: str | None = None
+    since: float | None = None
+    until: float | None = None
+    by: Literal["session", "model", "day"] | None = None
+    entries: int = 0
+
+
+class ModelList(Request, tag="model.list", kw_only=True):
+    """The models kfd knows, with context windows and prices (``kfd models``)."""
+
+
+class SessionSetBudget(Request, tag="session.set_budget", kw_only=True):
+    """Set a session's spending limit in US dollars; None goes back to the config's."""
+
+    session: str
+    usd: float | None
+
+
 AnyRequest = (
     Hello
     | Status
@@ -276,6 +461,21 @@ AnyRequest = (
     | MessageSend
     | TurnCancel
     | ApprovalRespond
+    | CostQuery
+    | ModelList
+    | SessionSetBudget
+    | FrontendFocus
+    | TriggerList
+    | TriggerReload
+    | SessionCompact
+    | SessionContext
+    | MemoryList
+    | MemorySearch
+    | MemoryAdd
+    | MemoryForget
+    | RulesList
+    | RulesRemove
+    | RulesExplain
 )
 
 REQUEST_METHODS: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyRequest.__args__)
@@ -327,6 +527,8 @@ class StatusResult(_Struct):
     tools: list[str] = msgspec.field(default_factory=list)
     problems: list[str] = msgspec.field(default_factory=list)
     """Plugins that failed to load, and similar things the user should fix."""
+    plugin_status: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Each plugin's own state report, by plugin name (``mcp``: its servers)."""
 
 
 class Empty(_Struct):
@@ -344,6 +546,127 @@ class SessionListResult(_Struct):
 class MessageSendResult(_Struct):
     message_id: str
     queued: bool
+
+
+class TriggerInfo(_Struct):
+    """A file-watch trigger as configured, and what it last did."""
+
+    name: str
+    workspace: str
+    paths: list[str] = msgspec.field(default_factory=list)
+    mode: Mode = "plan"
+    session: str = "new"
+    debounce_ms: int = 0
+    cooldown_s: float = 0.0
+    budget_usd: float | None = None
+    watching: bool = False
+    """False when the trigger could not start (see ``problem``)."""
+    problem: str = ""
+    fired: int = 0
+    last_fired_at: float | None = None
+    last_files: list[str] = msgspec.field(default_factory=list)
+    last_session: str | None = None
+    spent_usd: float = 0.0
+    """What the turns this trigger started cost, counted against ``budget_usd``."""
+
+
+class TriggerListResult(_Struct):
+    triggers: list[TriggerInfo] = msgspec.field(default_factory=list)
+    problems: list[str] = msgspec.field(default_factory=list)
+    """Trigger tables that could not be used, each with what to fix."""
+
+
+class CompactResult(_Struct):
+    """What ``session.compact`` did; ``message`` says why when nothing was."""
+
+    compacted: bool
+    tokens_before: int = 0
+    tokens_after: int = 0
+    summary: str = ""
+    message: str = ""
+
+
+class ContextResult(_Struct):
+    """What fills a session's context window, as ``/context`` shows it.
+
+    Token figures are the local estimate, calibrated by what the provider
+    reported for this session's requests (``calibration``).
+    """
+
+    session: str
+    model: str
+    context_window: int
+    output_reserve: int
+    threshold: int
+    """Estimated tokens at which the context is compacted automatically."""
+    auto_compact: bool
+    tokens: int
+    """The next request's estimated size: the sum of ``parts``."""
+    parts: list[ContextPart] = msgspec.field(default_factory=list)
+    reported_tokens: int = 0
+    """Input tokens the provider reported for the last request."""
+    calibration: float = 1.0
+    compactions: int = 0
+
+
+class MemoryListResult(_Struct):
+    memories: list[Memory] = msgspec.field(default_factory=list)
+
+
+class RuleInfo(_Struct):
+    """A permission rule and where it comes from."""
+
+    rule: str
+    """``tool(specifier)``, exactly as written or shown when it was allowed."""
+    decision: RuleDecision
+    source: RuleSource
+    id: int | None = None
+    """An "always" rule's id in the store (what ``rules.remove`` takes)."""
+    project: str = ""
+    """The project (repository root) an "always" or project rule belongs to."""
+    created_at: float = 0.0
+    session: str | None = None
+    """The session whose approval made an "always" rule."""
+
+
+class RulesResult(_Struct):
+    rules: list[RuleInfo] = msgspec.field(default_factory=list)
+    project: str = ""
+    """The project of ``cwd``, when the request named one."""
+    problems: list[str] = msgspec.field(default_factory=list)
+    """Rule sources that could not be read (a broken ``.kfd/config.toml``)."""
+
+
+class ExplainedCommand(_Struct):
+    """One command of an explained line and the allow rule that covers it, if any."""
+
+    command: str
+    argv: list[str] = msgspec.field(default_factory=list)
+    allowed_by: str = ""
+    source: str = ""
+
+
+class ExplainResult(_Struct):
+    """How the engine decides a bash command: ``decision`` and the ``reason`` it gives."""
+
+    decision: RuleDecision
+    reason: str
+    rule: str = ""
+    """The rule that decided, if one did."""
+    source: str = ""
+    """Where that rule comes from, or ``mode``."""
+    mode: Mode = "default"
+    cwd: str = ""
+    project: str = ""
+    commands: list[ExplainedCommand] = msgspec.field(default_factory=list)
+    risks: list[str] = msgspec.field(default_factory=list)
+    """What the shell analyzer found that needs a human (substitutions, ...)."""
+    sandboxed: bool = True
+    """Whether the command would run in the sandbox ([sandbox] enabled)."""
+
+
+class MemoryResult(_Struct):
+    memory: Memory
 
 
 class StreamingMessage(_Struct):
@@ -384,6 +707,8 @@ class Snapshot(_Struct):
     queued: list[QueuedMessage] = msgspec.field(default_factory=list)
     streaming: StreamingMessage | None = None
     running_tools: list[RunningTool] = msgspec.field(default_factory=list)
+    tasks: list[Task] = msgspec.field(default_factory=list)
+    """The model's current plan (the last ``tasks.updated``)."""
 
 
 class AttachResult(_Struct):
@@ -394,6 +719,98 @@ class AttachResult(_Struct):
     first_seq: int = 1
     more: bool = False
     """More events than one reply carries: attach again from the last one."""
+
+
+class CostRow(_Struct):
+    """Ledger rows added up: all of them (``total``) or one group."""
+
+    key: str = ""
+    """The group: a session id, a model, or a day (``YYYY-MM-DD``); empty for totals."""
+    requests: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    confirmed_usd: float = 0.0
+    """The part of ``cost_usd`` the gateway confirmed."""
+    estimated_usd: float = 0.0
+    """The part of ``cost_usd`` that is kfd's estimate."""
+    unpriced: int = 0
+    """Requests to models without a price (counted as free)."""
+    errors: int = 0
+    """Requests that failed for good."""
+    retries: int = 0
+    first_at: float = 0.0
+    last_at: float = 0.0
+
+
+class LedgerEntry(_Struct):
+    """One model request as the ledger holds it."""
+
+    id: str
+    session: str
+    turn: int
+    ts: float
+    provider: str
+    model: str
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    estimate_usd: float = 0.0
+    """kfd's estimate, kept when the gateway's cost replaced it."""
+    cost_source: CostSource = "estimate"
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    retries: int = 0
+    request_id: str = ""
+    gateway_log_id: str = ""
+    cache_status: str = ""
+    error: str = ""
+
+
+class BudgetState(_Struct):
+    """A spending limit and what has been spent against it."""
+
+    budget: BudgetName
+    limit_usd: float
+    spent_usd: float
+    session: str = ""
+
+
+class CostResult(_Struct):
+    """The ledger's answer: totals, groups (``by``), rows (``entries``), budgets."""
+
+    total: CostRow
+    rows: list[CostRow] = msgspec.field(default_factory=list)
+    entries: list[LedgerEntry] = msgspec.field(default_factory=list)
+    budgets: list[BudgetState] = msgspec.field(default_factory=list)
+    """The limits that apply (the session's only when the query names one)."""
+
+
+class ModelInfo(_Struct):
+    """A model of the model table; prices in US dollars per million tokens."""
+
+    name: str
+    provider: str = ""
+    context_window: int | None = None
+    input: float | None = None
+    cached_input: float | None = None
+    cache_write: float | None = None
+    output: float | None = None
+    aliases: list[str] = msgspec.field(default_factory=list)
+
+
+class ModelListResult(_Struct):
+    models: list[ModelInfo]
+    provider: str = ""
+    """The configured provider."""
+    default: str = ""
+    """The configured model (``[model] model``)."""
 
 
 # --------------------------------------------------------------------------
@@ -506,7 +923,9 @@ class ApprovalRequested(Event, tag="approval.requested", kw_only=True):
     preview: Preview = msgspec.field(default_factory=Preview)
     reason: str = ""
     session_rule: str = ""
-    """The rule "allow for this session" would add, shown before confirming."""
+    """The rule "allow for this session" (and "allow always") would keep, shown
+    before confirming. Empty: neither keeps anything. A ``grant(tool:what)``
+    rule (the sandbox cannot start, say) can be kept for the session only."""
 
 
 class ApprovalResolved(Event, tag="approval.resolved", kw_only=True):
@@ -516,7 +935,8 @@ class ApprovalResolved(Event, tag="approval.resolved", kw_only=True):
     message: str = ""
     by: FrontendRef | None = None
     rule: str = ""
-    """With ``allow_session``: the rule now allowed for the rest of the session."""
+    """With ``allow_session``: the rule now allowed for the rest of the session;
+    with ``allow_always``: the rule now allowed in this project (``kfd rules``)."""
 
 
 class ToolStarted(Event, tag="tool.started", kw_only=True):
@@ -545,6 +965,9 @@ class ToolCompleted(Event, tag="tool.completed", kw_only=True):
     reason: str = ""
     """Why the call was allowed or denied (rule, mode, or who approved)."""
     truncated: bool = False
+    untrusted: bool = False
+    """The output is content from outside the user's control (a web page, an MCP
+    server): the model reads it fenced, and the rest of the turn asks more."""
 
 
 class UsageReported(Event, tag="usage", kw_only=True):
@@ -555,6 +978,29 @@ class UsageReported(Event, tag="usage", kw_only=True):
     model: str = ""
     context_tokens: int = 0
     context_window: int = 0
+    ledger_id: str = ""
+    """The ledger row of this request (a later ``cost.updated`` names it)."""
+    cost_source: CostSource = "estimate"
+
+
+class CostUpdated(Event, tag="cost.updated", kw_only=True):
+    """The gateway reported what a request really cost; it replaces the estimate."""
+
+    ledger_id: str
+    cost_usd: float
+    estimate_usd: float
+    total: Usage
+    """The session totals with the new figure."""
+    cost_source: CostSource = "gateway"
+
+
+class BudgetWarning(Event, tag="budget.warning", kw_only=True):
+    """Spending passed the warning fraction (``[budget] warn_at``) of a limit."""
+
+    budget: BudgetName
+    limit_usd: float
+    spent_usd: float
+    message: str = ""
 
 
 class TurnCompleted(Event, tag="turn.completed", kw_only=True):
@@ -564,6 +1010,9 @@ class TurnCompleted(Event, tag="turn.completed", kw_only=True):
 
 
 class ErrorEvent(Event, tag="error", kw_only=True):
+    """Something failed. ``code``: ``provider`` (the model could not be reached or
+    refused), ``budget`` (a spending limit stopped the turn), ``internal``, ..."""
+
     code: str
     message: str
 
@@ -572,6 +1021,76 @@ class FrontendsChanged(Event, tag="session.frontends", kw_only=True):
     """How many frontends watch the session (ephemeral)."""
 
     count: int
+
+
+class TriggerSpot(_Struct):
+    """A comment ending in ``AI!`` (do it) or ``AI?`` (answer it) in a watched file."""
+
+    path: str
+    line: int
+    text: str
+    kind: Literal["do", "ask"] = "do"
+
+
+class TriggerFired(Event, tag="trigger.fired", kw_only=True):
+    """A file-watch trigger started a turn in ``session``.
+
+    Durable in the target session's log, and published on the ``global`` topic
+    too so a frontend that watches no session sees it. ``files`` are relative
+    to ``workspace``; ``kind`` is ``ask`` when the turn answers an ``AI?``
+    comment (the answer is for the user, not for the files).
+    """
+
+    trigger: str
+    kind: Literal["change", "do", "ask"] = "change"
+    workspace: str = ""
+    files: list[str] = msgspec.field(default_factory=list)
+    spots: list[TriggerSpot] = msgspec.field(default_factory=list)
+    message_id: str = ""
+
+
+class FocusChanged(Event, tag="session.focus", kw_only=True):
+    """A frontend gained or lost the user's focus on the session (ephemeral)."""
+
+    frontend: FrontendRef
+    focused: bool = True
+
+
+class ContextCompacting(Event, tag="context.compacting", kw_only=True):
+    """A compaction started (ephemeral): the summary is being written."""
+
+    reason: CompactReason
+    tokens: int = 0
+
+
+class ContextCompacted(Event, tag="context.compacted", kw_only=True):
+    """The older part of the transcript was replaced by a summary for the model.
+
+    The model now reads ``summary`` followed by the transcript from message
+    index ``first_kept`` on; the transcript itself is kept whole.
+    """
+
+    reason: CompactReason
+    tokens_before: int
+    tokens_after: int
+    summary: str
+    first_kept: int
+    summarized: int = 0
+    """Transcript messages the summary stands for, this time."""
+    instructions: str = ""
+
+
+class TasksUpdated(Event, tag="tasks.updated", kw_only=True):
+    """The model set its plan (``tasks_set``); ``tasks`` is the whole list."""
+
+    tasks: list[Task] = msgspec.field(default_factory=list)
+
+
+class MemoryRecalled(Event, tag="memory.recalled", kw_only=True):
+    """Remembered facts placed in context beside the user message ``message_id``."""
+
+    message_id: str
+    memories: list[Memory] = msgspec.field(default_factory=list)
 
 
 class DaemonStopping(Event, tag="daemon.stopping", kw_only=True):
@@ -598,10 +1117,18 @@ AnyEvent = (
     | ToolOutput
     | ToolCompleted
     | UsageReported
+    | CostUpdated
+    | BudgetWarning
     | TurnCompleted
     | ErrorEvent
     | FrontendsChanged
     | DaemonStopping
+    | TriggerFired
+    | FocusChanged
+    | ContextCompacting
+    | ContextCompacted
+    | TasksUpdated
+    | MemoryRecalled
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyEvent.__args__)
@@ -636,5 +1163,20 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "message.send": MessageSendResult,
     "turn.cancel": Empty,
     "approval.respond": Empty,
+    "cost.query": CostResult,
+    "model.list": ModelListResult,
+    "session.set_budget": SessionResult,
+    "frontend.focus": Empty,
+    "trigger.list": TriggerListResult,
+    "trigger.reload": TriggerListResult,
+    "session.compact": CompactResult,
+    "session.context": ContextResult,
+    "memory.list": MemoryListResult,
+    "memory.search": MemoryListResult,
+    "memory.add": MemoryResult,
+    "memory.forget": MemoryResult,
+    "rules.list": RulesResult,
+    "rules.remove": RulesResult,
+    "rules.explain": ExplainResult,
 }
 """What each request's ``result`` decodes to."""

@@ -45,3 +45,13 @@ ensure_venv() {  # ensure_venv [EXTRAS]: .venv with the locked dependencies and 
     touch "$stamp"
   fi
 }
+
+npm_install() {  # npm_install DIR: DIR/node_modules exactly as DIR/package-lock.json pins it
+  local dir="$1" stamp="$1/node_modules/.kfd-installed"
+  command -v npm >/dev/null || { say "npm missing: skipping $dir"; return 0; }
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+    say "installing the Node packages of $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    touch "$stamp"
+  fi
+}

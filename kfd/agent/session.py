@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kfd.agent.context_state import ContextState
 from kfd.agent.streams import StreamBuffer
 from kfd.errors import RequestError
 from kfd.ids import new_id
+from kfd.policy.rules import GRANT, RuleError, parse_rule
 from kfd.protocol import (
     ApprovalDecision,
     ApprovalRequested,
@@ -96,6 +98,10 @@ class Session:
         self.messages = messages
         self.queue: deque[QueuedMessage] = deque()
         self.session_rules: list[str] = []
+        self.untrusted: tuple[int, str] | None = None
+        """(turn, tool) of the first untrusted output the model read in that turn:
+        the rest of the turn asks more (`kfd.policy.engine`)."""
+        self._untrusted_results: tuple[int, str] | None = None
         self.tool_state: dict[str, dict[str, Any]] = {}
         self.user_message_ids: set[str] = set()
         self.cancel_reason: StopReason = "cancelled"
@@ -106,10 +112,34 @@ class Session:
         self._driver: asyncio.Task[None] | None = None
         self._in_turn = False
         self._stopping = False
+        self.context = ContextState()
+        """Summary, recalled memories, tasks, token calibration (`kfd.agent.context`)."""
 
     @property
     def id(self) -> str:
         return self.info.id
+
+    def untrusted_tool(self) -> str:
+        """The tool whose untrusted output the model read in the running turn ("" if none).
+
+        Calls of the answer that brought it are not affected: the model chose them
+        all before it read any of their results.
+        """
+        if self.untrusted is not None and self.untrusted[0] == self.info.turns:
+            return self.untrusted[1]
+        return ""
+
+    def untrusted_result(self, tool: str) -> None:
+        """Note an untrusted result of ``tool``; the model reads it with the others."""
+        if self._untrusted_results is None or self._untrusted_results[0] != self.info.turns:
+            self._untrusted_results = (self.info.turns, tool)
+
+    def results_read(self) -> None:
+        """The results of the model's last answer go back to it: any untrusted one
+        makes the rest of the turn ask more."""
+        seen, self._untrusted_results = self._untrusted_results, None
+        if seen is not None and seen[0] == self.info.turns and not self.untrusted_tool():
+            self.untrusted = seen
 
     @property
     def busy(self) -> bool:
@@ -358,8 +388,20 @@ class Session:
         decision: ApprovalDecision,
         message: str,
         by: FrontendRef | None,
-    ) -> None:
-        """Answer a pending approval, or raise conflict / not_found."""
+    ) -> str:
+        """Answer a pending approval, or raise conflict / not_found / bad_request.
+
+        Returns the rule the answer keeps: for ``allow_session`` (now in
+        `session_rules`) and ``allow_always`` (the caller stores it for the
+        project), else "".
+        """
+        waiting = self._pending.get(approval_id)
+        if decision == "allow_always" and waiting is not None and not _keepable(waiting.event):
+            raise RequestError(
+                "bad_request",
+                f"approval {approval_id} offers no rule to keep for the project; "
+                "answer allow, allow_session or deny",
+            )
         pending = self._pending.pop(approval_id, None)
         if pending is None:
             if approval_id in self._resolved:
@@ -372,10 +414,10 @@ class Session:
                 "not_found", f"no pending approval {approval_id} in session {self.id}"
             )
         rule = ""
-        if decision == "allow_session":
+        if decision in ("allow_session", "allow_always"):
             rule = pending.event.session_rule
-            if rule and rule not in self.session_rules:
-                self.session_rules.append(rule)
+        if decision == "allow_session" and rule and rule not in self.session_rules:
+            self.session_rules.append(rule)
         self._remember_resolved(approval_id, by)
         self.emit(
             ApprovalResolved(
@@ -390,6 +432,7 @@ class Session:
         )
         if not pending.future.done():
             pending.future.set_result((decision, message))
+        return rule
 
     def _remember_resolved(self, approval_id: str, by: FrontendRef | None) -> None:
         self._resolved[approval_id] = by
@@ -427,7 +470,19 @@ class Session:
             queued=list(self.queue),
             streaming=streaming,
             running_tools=running,
+            tasks=list(self.context.tasks),
         )
 
     def user_message(self, queued: QueuedMessage) -> UserMessage:
         return UserMessage(text=queued.text, id=queued.message_id)
+
+
+def _keepable(event: ApprovalRequested) -> bool:
+    """Whether "allow always" can keep this approval's rule (a rule, not a grant)."""
+    if not event.session_rule:
+        return False
+    try:
+        rule = parse_rule(event.session_rule)
+    except RuleError:
+        return False
+    return rule.tool != GRANT

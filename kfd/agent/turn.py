@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from kfd.agent.context import prepare_request
+from kfd.agent.after_tool import after_tool
+from kfd.agent.context import compact_after_overflow, observe_usage, prepare_request
 from kfd.agent.toolcall import CallContext
 from kfd.agent.tools import InvalidArguments
 from kfd.agent.truncate import cap
-from kfd.api import Tool, ToolError, ToolResult
-from kfd.errors import ProviderError
+from kfd.api import ApprovalNeeded, Sandbox, Tool, ToolError, ToolResult
+from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
 from kfd.policy.gate import decide_call
+from kfd.policy.rules import grant_rule, grants_of
 from kfd.protocol import (
     ErrorEvent,
     MessageCompleted,
@@ -103,6 +105,9 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
         note = "cancelled by the user" if stop == "cancelled" else "the daemon stopped"
     except _Stop as exc:
         stop, note = exc.reason, exc.message
+    except BudgetExceeded as exc:
+        stop, note = "error", str(exc)
+        session.emit(ErrorEvent(session=session.id, code="budget", message=str(exc)))
     except ProviderError as exc:
         stop, note = "error", str(exc)
         session.emit(ErrorEvent(session=session.id, code="provider", message=str(exc)))
@@ -143,7 +148,18 @@ async def _steps(session: Session, turn: int) -> None:
 
 
 async def _ask_model(session: Session, turn: int) -> Completed:
+    """One model request; if the provider finds it too long, compact and retry once."""
+    try:
+        return await _ask_model_once(session, turn)
+    except ContextTooLong:
+        if not await compact_after_overflow(session, turn):
+            raise
+    return await _ask_model_once(session, turn)
+
+
+async def _ask_model_once(session: Session, turn: int) -> Completed:
     runtime = session.runtime
+    await runtime.tools.refresh()  # tool sources (MCP servers) may have changed
     request = await prepare_request(session, turn)
     await runtime.accounting.before_request(session, request)
     message_id = session.begin_stream()
@@ -172,6 +188,7 @@ async def _ask_model(session: Session, turn: int) -> Completed:
     )
     completed = msgspec.structs.replace(completed, message=message)
     await runtime.accounting.after_request(session, turn, completed)
+    observe_usage(session, completed.usage)
     return completed
 
 
@@ -216,7 +233,10 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
     limit = runtime.config.agent.repeat_limit
     group: list[tuple[_Call, str]] = []
     for index, item in enumerate(prepared):
-        signature = item.call.name + _canonical.encode(item.raw).decode()
+        # Calls whose arguments did not parse compare by their raw text: three
+        # different malformed calls are not "the same call".
+        arguments = item.call.arguments if item.error else _canonical.encode(item.raw).decode()
+        signature = item.call.name + arguments
         repeats[:] = [*repeats, signature] if repeats and repeats[-1] == signature else [signature]
         if len(repeats) >= limit:
             await _flush(session, group)
@@ -250,10 +270,7 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
                 text = "denied by the user" + (f": {message}" if message else "")
                 _answer(session, item.call, "denied", text, reason="denied by the user")
                 continue
-            reason = (
-                "allowed for this session" if decision == "allow_session" else "allowed by the user"
-            )
-            await _execute(session, item, reason)
+            await _execute(session, item, _APPROVED[decision])
             continue
         if item.tool.read_only:
             group.append((item, verdict.reason))
@@ -261,6 +278,8 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
             await _flush(session, group)
             await _execute(session, item, verdict.reason)
     await _flush(session, group)
+    # The model reads these results next: untrusted ones now weigh on its later calls.
+    session.results_read()
 
 
 async def _flush(session: Session, group: list[tuple[_Call, str]]) -> None:
@@ -296,14 +315,20 @@ def _workspace(session: Session) -> Path:
     return Path(session.info.cwd)
 
 
-def _context(session: Session, item: _Call) -> CallContext:
+def _context(session: Session, item: _Call, granted: frozenset[str] = frozenset()) -> CallContext:
     name = item.call.name
+    sandbox = session.runtime.config.sandbox
     return CallContext(
         session_id=session.id,
         workspace=_workspace(session),
         state=session.tool_state.setdefault(_plugin_key(item), {}),
         config=session.runtime.config.tools.get(name, {}),
         on_output=lambda text: session.tool_output(item.call.id, text),
+        turn=session.info.turns,
+        sandbox=Sandbox(
+            enabled=sandbox.enabled, network=sandbox.network, env_allow=tuple(sandbox.env_allow)
+        ),
+        granted=granted,
     )
 
 
@@ -312,11 +337,19 @@ def _plugin_key(item: _Call) -> str:
     return type(item.tool).__module__.split(".")[0]
 
 
+_APPROVED = {
+    "allow": "allowed by the user",
+    "allow_session": "allowed for this session",
+    "allow_always": "allowed always for this project",
+}
+
+
 async def _execute(session: Session, item: _Call, reason: str) -> None:
     assert item.tool is not None
     assert item.args is not None
     call = item.call
-    ctx = _context(session, item)
+    granted = grants_of(session.session_rules, call.name)
+    ctx = _context(session, item, granted)
     session.tool_started(call.id, call.name, item.summary)
     # Durable before the side effect: after a crash, a started call is
     # reported "side effects unknown" and never run again by itself.
@@ -325,8 +358,24 @@ async def _execute(session: Session, item: _Call, reason: str) -> None:
     )
     started = time.monotonic()
     timeout = session.runtime.config.agent.tool_timeout_s
+    status: ToolStatus | None = None
     try:
-        result = await asyncio.wait_for(item.tool.run(item.args, ctx), timeout)
+        while True:
+            try:
+                result = await asyncio.wait_for(item.tool.run(item.args, ctx), timeout)
+                break
+            except ApprovalNeeded as exc:
+                allowed, answer = await _grant(session, item, ctx, exc)
+                if not allowed:
+                    status, result = "denied", ToolResult(output=answer, is_error=True)
+                    break
+                reason = f"{reason}; {answer}"
+                ctx = _context(session, item, ctx.granted | {exc.grant})
+        if status is None:
+            hooks = session.runtime.after_tool_hooks
+            result = await after_tool(
+                hooks, session.id, item.tool, item.raw, item.args, result, ctx
+            )
     except ToolError as exc:
         result = ToolResult(output=str(exc), is_error=True)
     except TimeoutError:
@@ -346,12 +395,30 @@ async def _execute(session: Session, item: _Call, reason: str) -> None:
     _answer(
         session,
         call,
-        "error" if result.is_error else "ok",
+        status or ("error" if result.is_error else "ok"),
         result.output,
         reason=reason,
         display=result,
         duration_ms=duration_ms,
     )
+
+
+async def _grant(
+    session: Session, item: _Call, ctx: CallContext, needed: ApprovalNeeded
+) -> tuple[bool, str]:
+    """Ask the user for what a running tool needs; (allowed, why) for the record."""
+    assert item.tool is not None and item.args is not None
+    if needed.grant in ctx.granted:
+        # Granted and still not enough: asking again would loop.
+        return False, f"{needed}; granting {needed.grant} did not help"
+    preview = await item.tool.preview(item.args, ctx)
+    decision, message = await session.ask(
+        item.call.id, item.call.name, preview, str(needed), grant_rule(item.call.name, needed.grant)
+    )
+    if decision == "deny":
+        return False, f"{needed}\nThe user did not allow it" + (f": {message}" if message else "")
+    scope = "for this session" if decision == "allow_session" else "by the user"
+    return True, f"{needed.grant} allowed {scope}"
 
 
 def mark_untrusted(tool: str, text: str) -> str:
@@ -375,8 +442,10 @@ def _answer(
 ) -> None:
     """Give a tool call its one result: in the log and in the transcript."""
     text, truncated = cap(output, output_id=call.id)
-    if display is not None and display.untrusted:
+    untrusted = display is not None and display.untrusted
+    if untrusted:
         text = mark_untrusted(call.name, text)
+        session.untrusted_result(call.name)
     session.emit(
         ToolCompleted(
             session=session.id,
@@ -388,6 +457,7 @@ def _answer(
             duration_ms=round(duration_ms, 1),
             reason=reason,
             truncated=truncated,
+            untrusted=untrusted,
         ),
         message=ToolResultMessage(
             call_id=call.id, name=call.name, content=text, is_error=status != "ok"

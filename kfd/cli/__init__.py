@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kfd",
         description="A coding agent that runs as a daemon; attach from anywhere.",
+        epilog="Without a command, kfd opens the terminal REPL on this directory's latest session.",
     )
     parser.add_argument("--version", action="version", version=f"kfd {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -50,6 +51,31 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
 
     commands.add_parser("stop", help="stop the daemon (running turns end as interrupted)")
+
+    from kfd.cli import frontend, repl, watch
+
+    repl.add_parsers(commands, MODES)
+
+    watch.add_parser(commands)
+    frontend.add_parsers(commands)
+
+    from kfd.cli import context, memory
+
+    context.add_parsers(commands)
+    memory.add_parser(commands)
+
+    from kfd.cli import cost
+
+    cost.add_parsers(commands)
+
+    from kfd.cli import mcp
+
+    mcp.add_parser(commands)
+
+    from kfd.cli import explain, rules
+
+    rules.add_parser(commands)
+    explain.add_parser(commands, MODES)
     return parser
 
 
@@ -57,13 +83,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command
-    if command is None:
-        parser.print_help()
-        return 0
+    if command in (None, "attach", "new"):
+        from kfd.cli import repl
+
+        return repl.main(args)
     if command == "daemon":
         from kfd.cli.daemon import main as daemon_main
 
         return daemon_main(args)
+    if command == "watch":
+        from kfd.cli import watch
+
+        return watch.main(args)
+    if command in ("notify", "chat"):
+        from kfd.cli import frontend
+
+        return frontend.main(args)
+    if command in ("context", "compact"):
+        from kfd.cli import context
+
+        return context.main(args)
+    if command == "memory":
+        from kfd.cli import memory
+
+        return memory.main(args)
+    if command in ("cost", "models", "budget"):
+        from kfd.cli import cost
+
+        return cost.main(args)
+    if command == "mcp":
+        from kfd.cli import mcp
+
+        return mcp.main(args)
+    if command == "rules":
+        from kfd.cli import rules
+
+        return rules.main(args)
+    if command == "explain":
+        from kfd.cli import explain
+
+        return explain.main(args)
     from kfd.cli import commands
 
     handler = {

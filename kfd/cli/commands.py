@@ -101,9 +101,9 @@ async def run(args: argparse.Namespace) -> int:
             if not os.path.isdir(cwd):
                 print(f"kfd: --cwd {args.cwd!r} is not a directory", file=sys.stderr)
                 return EXIT_USAGE
+            # No title: the daemon names the session after its first message.
             info = await client.create_session(
                 cwd,
-                title=" ".join(args.prompt.split())[:80],
                 model=args.model,
                 mode=args.mode or "default",
             )
@@ -208,11 +208,13 @@ async def sessions(args: argparse.Namespace) -> int:
     for info in listed:
         tokens = info.usage.input_tokens + info.usage.output_tokens
         title = info.title or "(untitled)"
-        flags = " [archived]" if info.archived else ""
+        flags = "  [archived]" if info.archived else ""
+        status = "" if info.status == "idle" else f"  {info.status}"
         print(
-            f"{info.id}  {info.status:<17} {info.mode:<12} {_ago(info.updated_at):>9}  "
-            f"{info.turns:>3} turns {tokens:>8} tok  {title[:40]}{flags}\n"
-            f"{'':22}{info.cwd}"
+            f"{info.id}  {title[:60]}{flags}{status}\n"
+            f"{'':22}{info.cwd}\n"
+            f"{'':22}{_ago(info.updated_at)} · {info.turns} turns · {tokens:,} tokens · "
+            f"${info.usage.cost_usd:.4f} · {info.mode}"
         )
     return EXIT_OK
 

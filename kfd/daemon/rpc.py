@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd import __version__
+from kfd.daemon import context_rpc, cost_rpc, rules_rpc
 from kfd.errors import RequestError
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -19,31 +20,49 @@ from kfd.protocol import (
     AnyRequest,
     ApprovalRespond,
     AttachResult,
+    CostQuery,
     Empty,
     ErrorCode,
     ErrorInfo,
+    FocusChanged,
+    FrontendFocus,
     FrontendInfo,
     FrontendRef,
     Hello,
     HelloResult,
+    MemoryAdd,
+    MemoryForget,
+    MemoryList,
+    MemorySearch,
     MessageSend,
+    ModelList,
     Reply,
     Request,
+    RulesExplain,
+    RulesList,
+    RulesRemove,
     SessionArchive,
     SessionAttach,
+    SessionCompact,
+    SessionContext,
     SessionCreate,
     SessionFork,
     SessionGet,
     SessionList,
     SessionListResult,
     SessionResult,
+    SessionSetBudget,
     SessionSetMode,
     SessionSetModel,
     Shutdown,
     Status,
     StatusResult,
+    TriggerList,
+    TriggerListResult,
+    TriggerReload,
     TurnCancel,
 )
+from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
     from kfd.daemon.server import Daemon
@@ -117,6 +136,11 @@ class RpcHandler:
             return error_reply(
                 request.id, "internal", f"the daemon failed on this request: {exc!r}"
             )
+        # Secrets never leave the daemon (events from the store already went through this).
+        if isinstance(result, AttachResult):
+            result.snapshot = redact_struct(result.snapshot)
+        else:
+            result = redact_struct(result)
         return _encoder.encode(
             Reply(id=request.id, ok=True, result=msgspec.Raw(_encoder.encode(result)))
         )
@@ -152,6 +176,8 @@ class RpcHandler:
                     frontend_id=frontend.id,
                 )
             case Status():
+                if request.refresh_tools:
+                    await daemon.runtime.tools.refresh()
                 return await self._status()
             case Shutdown():
                 asyncio.get_running_loop().call_soon(daemon.stop, f"requested by {frontend.name}")
@@ -206,8 +232,36 @@ class RpcHandler:
                 return Empty()
             case ApprovalRespond():
                 session = await sessions.get(request.session)
-                session.respond(request.approval_id, request.decision, request.message, by)
+                rule = session.respond(request.approval_id, request.decision, request.message, by)
+                if request.decision == "allow_always" and rule:
+                    await rules_rpc.keep(daemon, session.info.cwd, rule, session.id)
                 return Empty()
+            case RulesList() | RulesRemove() | RulesExplain():
+                return await rules_rpc.answer(daemon, request)
+            case CostQuery() | ModelList() | SessionSetBudget():
+                return await cost_rpc.answer(daemon, request, by)
+            case (
+                SessionCompact()
+                | SessionContext()
+                | MemoryList()
+                | MemorySearch()
+                | MemoryAdd()
+                | MemoryForget()
+            ):
+                return await context_rpc.answer(daemon, request)
+            case FrontendFocus():
+                session = await sessions.get(request.session)
+                session.publish(
+                    FocusChanged(session=session.id, frontend=by, focused=request.focused)
+                )
+                return Empty()
+            case TriggerList():
+                triggers = daemon.triggers
+                return triggers.listing() if triggers is not None else TriggerListResult()
+            case TriggerReload():
+                if daemon.triggers is None:
+                    raise RequestError("conflict", "the daemon is still starting; try again")
+                return await daemon.triggers.reload()
         raise RequestError("bad_request", f"unhandled request {type(request).__name__}")
 
     async def _attach(self, request: SessionAttach) -> AttachResult:
@@ -253,7 +307,8 @@ class RpcHandler:
             state_dir=str(daemon.state_dir),
             plugins=daemon.plugins.names,
             tools=daemon.runtime.tools.names,
-            problems=list(daemon.plugins.errors),
+            problems=[*daemon.plugins.errors, *daemon.runtime.tools.problems],
+            plugin_status=daemon.plugins.status(),
         )
 
 

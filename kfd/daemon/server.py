@@ -20,9 +20,12 @@ from pathlib import Path
 
 import msgspec
 
-from kfd import paths
+from kfd import config as config_module
+from kfd import paths, redact
 from kfd.agent.accounting import Accounting
+from kfd.agent.core_tools import with_core_tools
 from kfd.agent.runtime import Runtime
+from kfd.agent.session import Session
 from kfd.agent.tools import ToolRegistry
 from kfd.config import Config
 from kfd.daemon import sdnotify
@@ -34,8 +37,13 @@ from kfd.daemon.sessions import SessionManager
 from kfd.gateway import make_provider
 from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
-from kfd.protocol import GLOBAL_TOPIC, DaemonStopping
+from kfd.policy.rulebook import RuleBook
+from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event
 from kfd.store.db import Store
+from kfd.store.ledger import Ledger
+from kfd.store.rules import RuleStore
+from kfd.store.triggers import TriggerLog
+from kfd.triggers.manager import TriggerManager
 
 log = logging.getLogger("kfd.daemon")
 
@@ -67,12 +75,22 @@ class Daemon:
         self._present: set[str] = set()
         self._bus: Bus | None = None
         self.runtime: Runtime
+        self.triggers: TriggerManager | None = None
         self.sessions: SessionManager
 
     def stop(self, reason: str = "") -> None:
         """Begin a clean shutdown (safe to call from a signal handler)."""
         self._stop_reason = self._stop_reason or reason
         self._stop.set()
+
+    def _observe(self, event: Event) -> None:
+        self.plugins.observe(event)
+        if self.triggers is not None:
+            self.triggers.observe(event)
+
+    def _live_session(self, session_id: str) -> Session:
+        """A loaded session (the core tools run only inside its turns)."""
+        return self.sessions.live[session_id]
 
     def watchers(self, session_id: str) -> int:
         """Frontends subscribed to a session's events."""
@@ -99,6 +117,8 @@ class Daemon:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = DaemonLock(self.runtime_dir)
         lock.acquire()
+        # Before anything is logged or kept: the secrets of the environment are known.
+        redact.learn_environment(os.environ, [config_module.api_key_variable(self.config.model)])
         stop_logging = _start_logging(self.state_dir / "daemon.log", self.config.daemon.log_level)
         try:
             await self._serve()
@@ -115,16 +135,20 @@ class Daemon:
         if self.discover_plugins:
             self.plugins.load_entry_points(config.plugins.disable)
         tools = ToolRegistry(
-            self.plugins.tools(config.tools),
+            with_core_tools(
+                self.plugins.tools(config.tools), store, self._live_session, self.plugins.errors
+            ),
             self.plugins.tool_sources(msgspec.to_builtins(config)),
         )
         policies = self.plugins.policies(config.tools)
         provider = make_provider(config.model)
+        ledger = await Ledger.open(store.path)
+        accounting = Accounting(config, ledger, provider)
         bus = self._bus = Bus(self.runtime_dir)
         journal = Journal(
             store,
             bus.publish,
-            self.plugins.observe,
+            self._observe,
             commit_interval_s=config.daemon.commit_interval_ms / 1000,
         )
         self.runtime = Runtime(
@@ -134,10 +158,11 @@ class Daemon:
             policies=policies,
             journal=journal,
             store=store,
-            accounting=Accounting(),
+            accounting=accounting,
             after_tool_hooks=self.plugins.after_tool_hooks(config.tools),
             delta_window_s=config.daemon.delta_window_ms / 1000,
         )
+        self.runtime.rule_book = RuleBook(config.permissions, RuleStore(store))
         self.sessions = SessionManager(self.runtime)
         journal_task = asyncio.create_task(journal.run(), name="journal")
         try:
@@ -146,6 +171,8 @@ class Daemon:
                 log.info("closed the open turns of %d session(s) after a stop", recovered)
             bus.on_subscription = self._on_subscription
             bus.bind()
+            self.triggers = TriggerManager(self.sessions, TriggerLog(store), config_module.load)
+            await self.triggers.start(config.triggers)
             serving = asyncio.create_task(bus.serve(RpcHandler(self)), name="bus")
             sdnotify.notify(f"READY=1\nSTATUS=serving\nMAINPID={os.getpid()}")
             log.info(
@@ -164,17 +191,20 @@ class Daemon:
             journal.publish_global(
                 GLOBAL_TOPIC.encode(), DaemonStopping(session="", reason=self._stop_reason)
             )
+            await self.triggers.close()
             await self.sessions.shutdown()
             await self.plugins.shutdown()
             serving.cancel()
             await asyncio.gather(serving, return_exceptions=True)
             stopped.cancel()
         finally:
+            await accounting.close()
             await journal.drain()
             journal_task.cancel()
             await asyncio.gather(journal_task, return_exceptions=True)
             await bus.close()
             await provider.aclose()
+            await ledger.close()
             await store.close()
 
 
@@ -190,10 +220,16 @@ def _start_logging(path: Path, level: str) -> Callable[[], None]:
     handler = logging.handlers.QueueHandler(records)
     root = logging.getLogger()
     root.addHandler(handler)
+    redacting = redact.RedactingFilter()
+    filtered = list(root.handlers)  # the file, and stderr when `kfd daemon --log-stderr`
+    for each in filtered:
+        each.addFilter(redacting)
     root.setLevel(level.upper())
     listener.start()
 
     def stop() -> None:
+        for each in filtered:
+            each.removeFilter(redacting)
         root.removeHandler(handler)
         listener.stop()
         file_handler.close()

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from kfd.agent.context_state import inherit as inherit_context
+from kfd.agent.context_state import restore as restore_context
 from kfd.agent.session import Session
 from kfd.errors import RequestError
 from kfd.ids import ID_LENGTH, new_id
@@ -61,6 +63,7 @@ _FORK_COPIED = frozenset(
         "tool.completed",
         "turn.started",
         "turn.completed",
+        "tasks.updated",  # the plan as it stood at the cut
     }
 )
 
@@ -140,6 +143,7 @@ class SessionManager:
                     session.session_rules.append(event.rule)
             elif isinstance(event, MessageQueued):
                 session.user_message_ids.add(event.message_id)
+        await restore_context(session)
         self.live[session_id] = session
         return session
 
@@ -267,6 +271,7 @@ class SessionManager:
             forked_at=message_id,
         )
         await self._copy_history(parent, session, kept)
+        await inherit_context(parent, session)
         session.session_rules = list(parent.session_rules)
         return session
 

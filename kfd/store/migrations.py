@@ -50,12 +50,86 @@ MIGRATIONS: list[str] = [
     """,
     # Numbers reserved so features built side by side land in a fixed order;
     # a reserved slot that is still empty is a no-op.
-    # 2: the cost ledger (model gateway).
-    "SELECT 1;",
-    # 3: persisted permission rules.
-    "SELECT 1;",
-    # 4: memory and tasks.
-    "SELECT 1;",
-    # 5: file-watch triggers.
-    "SELECT 1;",
+    # 2: the cost ledger (model gateway): one row per model request.
+    """
+    CREATE TABLE ledger (
+        id                  TEXT PRIMARY KEY,
+        session             TEXT NOT NULL,
+        turn                INTEGER NOT NULL,
+        ts                  REAL NOT NULL,     -- when the request ended (Unix time)
+        provider            TEXT NOT NULL,
+        model               TEXT NOT NULL,
+        input_tokens        INTEGER NOT NULL DEFAULT 0,
+        cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens  INTEGER NOT NULL DEFAULT 0,
+        output_tokens       INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens    INTEGER NOT NULL DEFAULT 0,
+        cost_usd            REAL NOT NULL DEFAULT 0,
+        estimate_usd        REAL NOT NULL DEFAULT 0,   -- kept when the gateway's cost replaces it
+        cost_source         TEXT NOT NULL DEFAULT 'estimate',  -- estimate | gateway | unpriced
+        latency_ms          REAL,
+        ttft_ms             REAL,
+        retries             INTEGER NOT NULL DEFAULT 0,
+        request_id          TEXT NOT NULL DEFAULT '',
+        gateway_log_id      TEXT NOT NULL DEFAULT '',
+        cache_status        TEXT NOT NULL DEFAULT '',
+        error               TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX ledger_by_time ON ledger (ts);
+    CREATE INDEX ledger_by_session ON ledger (session, ts);
+    """,
+    # 3: persisted permission rules ("allow always" answers, per project).
+    """
+    CREATE TABLE rules (
+        -- AUTOINCREMENT: a removed id is never reused, so removing by an old
+        -- id can never remove a newer rule.
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        project     TEXT NOT NULL,         -- the repository root it applies to
+        rule        TEXT NOT NULL,         -- tool(specifier), exactly as shown
+        decision    TEXT NOT NULL DEFAULT 'allow',
+        created_at  REAL NOT NULL,
+        session     TEXT,                  -- the session whose approval made it
+        UNIQUE (project, rule, decision)
+    );
+    """,
+    # 4: memory: remembered facts, ranked by full-text search (FTS5).
+    # (Tasks need no table: they live in the event log, tasks.updated.)
+    """
+    CREATE TABLE memories (
+        -- AUTOINCREMENT: a forgotten id is never reused, so forgetting by an
+        -- old id can never delete a newer fact.
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope       TEXT NOT NULL,         -- 'project' or 'global'
+        project     TEXT NOT NULL DEFAULT '',  -- the repository root, for 'project'
+        text        TEXT NOT NULL,         -- secrets already redacted
+        created_at  REAL NOT NULL,
+        source      TEXT NOT NULL,         -- 'model' (remember tool) or 'user'
+        session     TEXT                   -- the session that remembered it
+    );
+    CREATE INDEX memories_by_project ON memories (project, created_at DESC);
+    CREATE VIRTUAL TABLE memories_fts USING fts5(
+        text, content='memories', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER memories_added AFTER INSERT ON memories BEGIN
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER memories_deleted AFTER DELETE ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER memories_changed AFTER UPDATE OF text ON memories BEGIN
+        INSERT INTO memories_fts (memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        INSERT INTO memories_fts (rowid, text) VALUES (new.id, new.text);
+    END;
+    """,
+    # 5: file-watch triggers: the last firing of each, and what its turns cost.
+    """
+    CREATE TABLE trigger_firings (
+        name        TEXT PRIMARY KEY,      -- the [[triggers]] name
+        fired       INTEGER NOT NULL,      -- how many times it fired
+        fired_at    REAL NOT NULL,         -- the last firing
+        files       BLOB NOT NULL,         -- the files of the last firing, JSON list
+        session     TEXT NOT NULL,         -- the session the last firing ran in
+        spent_usd   REAL NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
 ]

@@ -11,6 +11,7 @@ from kfd.client import ConnectionLost, ConnectionRestored, RequestFailed
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.events import assembled_text, collect_until, of_type, turn_completed
+from kfd.testing.processes import processes_gone, processes_running
 
 
 def durable(items: list) -> list[tuple[str, int]]:
@@ -192,13 +193,12 @@ async def test_allow_for_this_session_allows_the_exact_same_command_only(
 async def test_cancel_stops_a_sleeping_command_and_its_children(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
-    pid_file = workspace / "pid"
+    # The sleeper is found by its marker: inside the sandbox, its pid is not the host's.
+    marker = "60.4193"
     model_server.add(
         Reply(
             tool_calls=[
-                ScriptedToolCall(
-                    "bash", {"command": f"sleep 60 & echo $! > {pid_file}; echo started; wait"}
-                )
+                ScriptedToolCall("bash", {"command": f"sleep {marker} & echo started; wait"})
             ]
         )
     )
@@ -208,17 +208,14 @@ async def test_cancel_stops_a_sleeping_command_and_its_children(
             await client.send(info.id, "sleep")
             await collect_until(view, of_type(p.ToolStarted))
             await collect_until(view, lambda e: isinstance(e, p.ToolOutput) and "started" in e.data)
+            assert processes_running(marker)
             await client.cancel(info.id)
             events = await collect_until(view, turn_completed, timeout=3)
 
     assert events[-1].stop_reason == "cancelled"
     result = next(e for e in events if isinstance(e, p.ToolCompleted))
     assert result.status == "cancelled"
-    sleeper = int(pid_file.read_text())
-    assert (
-        not Path(f"/proc/{sleeper}").exists()
-        or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]
-    )
+    assert await processes_gone(marker, within=1.0)
 
 
 async def test_a_client_reconnects_by_itself_when_the_daemon_restarts(

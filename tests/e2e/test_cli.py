@@ -95,7 +95,12 @@ def test_kfd_status_reports_the_daemon_and_its_frontends(daemon: KfdDaemon) -> N
     result = daemon.cli("status")
     assert result.returncode == 0, result.stderr
     assert f"pid {daemon.pid}" in result.stdout
-    assert "tools: bash, edit, glob, grep, read, write" in result.stdout
+    tools_line = next(line for line in result.stdout.splitlines() if line.startswith("tools: "))
+    listed = tools_line.removeprefix("tools: ").split(", ")
+    assert listed == sorted(listed)
+    assert {"bash", "edit", "glob", "grep", "read", "write", "read_output", "tasks_set"} <= set(
+        listed
+    )
     data = json.loads(daemon.cli("status", "--json").stdout)
     assert data["pid"] == daemon.pid and data["sessions"] == 0
     assert {f["name"] for f in data["frontends"]} == {"kfd-status"}

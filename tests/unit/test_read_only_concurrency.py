@@ -85,7 +85,10 @@ async def in_process(
     host = PluginHost()
     host.register(Plugin([tools["rendezvous"], SlowWrite(log)]), "test")
     with ScriptedModelServer() as server:
-        config = Config(model=ModelConfig(base_url=server.base_url, model="m", retry_base_s=0.01))
+        model = ModelConfig(
+            provider="openai", base_url=server.base_url, model="m", retry_base_s=0.01
+        )
+        config = Config(model=model)
         daemon = Daemon(
             config,
             runtime_dir=root / "run",
