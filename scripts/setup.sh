@@ -9,10 +9,15 @@ PYTHON="${PYTHON:-python3}"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 apt_install() {  # apt_install LIST-FILE: install the missing packages it names
-  local wanted=() missing=() pkg
+  # A line is "package [command]": with a command, a package is also taken as
+  # present when that command is on PATH (Node.js from NodeSource ships npm,
+  # and Debian's npm package would conflict with it).
+  local wanted=() missing=() line pkg cmd
   mapfile -t wanted < <(grep -v '^\s*#' "$1" | grep -v '^\s*$')
   command -v dpkg-query >/dev/null || { say "not a Debian system: install ${wanted[*]} yourself"; return 0; }
-  for pkg in "${wanted[@]}"; do
+  for line in "${wanted[@]}"; do
+    read -r pkg cmd <<<"$line"
+    if [ -n "${cmd:-}" ] && command -v "$cmd" >/dev/null; then continue; fi
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
