@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import stat
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,11 @@ def _bwrap_problem() -> str | None:
 
 
 BWRAP_PROBLEM = _bwrap_problem()
+
+# The probes run inside the sandbox, whose /tmp is private: the virtualenv's
+# interpreter may live under the host's /tmp (a checkout there), the
+# system's never does.
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 needs_bwrap = pytest.mark.skipif(
     BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
 )
@@ -126,7 +130,7 @@ def listener() -> Iterator[int]:
 
 
 CONNECT = (
-    f"{sys.executable} -c \"import socket,sys; socket.create_connection(('127.0.0.1', "
+    f"{SYSTEM_PYTHON} -c \"import socket,sys; socket.create_connection(('127.0.0.1', "
     "int(sys.argv[1])), timeout=2); print('connected')\" {port}"
 )
 
@@ -155,7 +159,7 @@ async def test_kfds_own_sockets_are_out_of_reach(
         server.listen()
         monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
         probe_socket = (
-            f'{sys.executable} -c "import socket; s = socket.socket(socket.AF_UNIX); '
+            f'{SYSTEM_PYTHON} -c "import socket; s = socket.socket(socket.AF_UNIX); '
             f"s.connect('{runtime}/rpc.sock'); print('connected')\""
         )
         assert "connected" in await run(context(repo, enabled=False), probe_socket)
