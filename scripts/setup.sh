@@ -8,7 +8,7 @@ PYTHON="${PYTHON:-python3}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-apt_install() {  # apt_install LIST-FILE: install the missing packages it names
+apt_install() {  # apt_install LIST-FILE [--optional]: install the missing packages it names
   # A line is "package [command]": with a command, a package is also taken as
   # present when that command is on PATH (Node.js from NodeSource ships npm,
   # and Debian's npm package would conflict with it).
@@ -25,6 +25,7 @@ apt_install() {  # apt_install LIST-FILE: install the missing packages it names
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then sudo="sudo"; else
       say "missing Debian packages: ${missing[*]} (no root and no sudo: install them, then rerun)"
+      [ "${2:-}" = "--optional" ] && return 0
       return 1
     fi
   fi
