@@ -173,7 +173,7 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
                 case p.TurnCompleted() if item.turn == our_turn:
                     printer.end_message()
                     if item.stop_reason != "end_turn":
-                        if not args.json:
+                        if not args.json and not (failed and item.stop_reason == "error"):
                             printer.note(f"turn ended: {item.stop_reason} {item.message}".rstrip())
                         return EXIT_FAILED
                     return EXIT_FAILED if failed else EXIT_OK
