@@ -1,0 +1,60 @@
+"""The client library every frontend uses to talk to the daemon.
+
+One of kfd's three public contracts (with `kfd.protocol` and `kfd.api`). It
+imports only pyzmq, msgspec and `kfd.protocol`, so a client starts fast.
+
+::
+
+    async with await Client.connect(name="my-frontend", spawn=True) as client:
+        info = await client.create_session(cwd="/path/to/repo")
+        async with await client.attach(info.id) as session:
+            await client.send(info.id, "hello")
+            async for event in session:
+                print(event)
+
+`Attachment` is the heart of it: it yields every event of a session exactly
+once, in order: the logged history first, then live events. It re-attaches by
+itself when it notices a gap (a slow subscriber's dropped event) and when the
+daemon restarts, yielding `ConnectionLost` and `ConnectionRestored` so a
+frontend can say so. Streamed text (``message.delta``, ``tool.output``)
+arrives with offsets; the attachment trims overlaps and fills what it missed
+from the snapshot, so the text a frontend assembles is exact.
+
+`Follower` (from `Client.follow`) does the same for every session at once,
+for frontends that watch them all (the notifier, a chat bridge): each
+session's events exactly once and in order, interleaved across sessions.
+"""
+
+from kfd.client.attachment import Attachment
+from kfd.client.connection import Client
+from kfd.client.daemon import daemon_running, ensure_daemon, runtime_dir, start_daemon, state_dir
+from kfd.client.errors import ClientError, DaemonUnavailable, RequestFailed
+from kfd.client.events import (
+    ConnectionLost,
+    ConnectionRestored,
+    Followed,
+    FollowItem,
+    Item,
+    decode_event,
+)
+from kfd.client.follow import Follower
+
+__all__ = [
+    "Attachment",
+    "Client",
+    "ClientError",
+    "ConnectionLost",
+    "ConnectionRestored",
+    "DaemonUnavailable",
+    "FollowItem",
+    "Followed",
+    "Follower",
+    "Item",
+    "RequestFailed",
+    "daemon_running",
+    "decode_event",
+    "ensure_daemon",
+    "runtime_dir",
+    "start_daemon",
+    "state_dir",
+]

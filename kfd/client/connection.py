@@ -1,0 +1,474 @@
+"""The connection to the daemon: requests, subscriptions, and what arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, cast
+
+import msgspec
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from kfd import protocol as p
+from kfd.client.attachment import Attachment
+from kfd.client.daemon import ensure_daemon, runtime_dir
+from kfd.client.errors import DaemonUnavailable, RequestFailed
+from kfd.client.events import DISCONNECTED, RECONNECTED, SESSION_TOPIC_PREFIX
+from kfd.client.follow import Follower
+
+SYNC_PREFIX = b"~sync."
+CLIENT_TOPIC = b"~client."
+DEFAULT_TIMEOUT = 30.0
+REFRESH_TIMEOUT = 120.0
+"""For ``daemon.status`` with ``refresh_tools``: servers may be starting."""
+
+_encoder = msgspec.json.Encoder()
+_reply_decoder = msgspec.json.Decoder(p.Reply)
+_result_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
+
+
+def _decode_result(method: str, raw: msgspec.Raw) -> Any:
+    decoder = _result_decoders.get(method)
+    if decoder is None:
+        decoder = _result_decoders[method] = msgspec.json.Decoder(p.RESULT_TYPES[method])
+    return decoder.decode(raw)
+
+
+class Client:
+    """A connection to the daemon: requests, and attachments to sessions."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.runtime_dir = directory
+        self.name = name
+        self.id = f"f{secrets.token_hex(6)}"
+        self._context = zmq.asyncio.Context()
+        self._rpc = self._context.socket(zmq.DEALER)
+        self._rpc.setsockopt(zmq.ROUTING_ID, self.id.encode())
+        self._rpc.setsockopt(zmq.LINGER, 0)
+        self._sub = self._context.socket(zmq.SUB)
+        self._sub.setsockopt(zmq.LINGER, 0)
+        self._sub.setsockopt(zmq.RCVHWM, 100_000)
+        self._monitor = self._sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self._ids = itertools.count(1)
+        self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        self._syncs: dict[bytes, asyncio.Future[None]] = {}
+        self._attachments: dict[bytes, list[Attachment]] = {}
+        self._followers: list[Follower] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
+        self.hello: p.HelloResult | None = None
+        self.closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        directory: Path | None = None,
+        *,
+        name: str = "client",
+        spawn: bool = False,
+        timeout: float = 10.0,
+    ) -> Client:
+        """Connect and say hello. With ``spawn``, start a daemon if none runs."""
+        directory = directory or runtime_dir()
+        if spawn:
+            await asyncio.to_thread(ensure_daemon, directory, timeout)
+        client = cls(directory, name)
+        client._rpc.connect(f"ipc://{directory / 'rpc.sock'}")
+        client._sub.connect(f"ipc://{directory / 'events.sock'}")
+        client._tasks = [
+            asyncio.create_task(client._read_replies()),
+            asyncio.create_task(client._read_events()),
+            asyncio.create_task(client._watch_connection()),
+        ]
+        try:
+            client.hello = await client.request(
+                p.Hello(id="", name=name, pid=os.getpid()), timeout=timeout
+            )
+            await client._subscribe([CLIENT_TOPIC + client.id.encode()], timeout=timeout)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(DaemonUnavailable("the client was closed"))
+        self._monitor.close(linger=0)
+        self._sub.close(linger=0)
+        self._rpc.close(linger=0)
+        self._context.term()
+
+    # -- requests ----------------------------------------------------------
+
+    async def request(self, request: p.Request, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Send a request and return its decoded result (see `protocol.RESULT_TYPES`).
+
+        Raises `RequestFailed` for an error reply, `DaemonUnavailable` when no
+        reply comes within ``timeout`` seconds.
+        """
+        request.id = str(next(self._ids))
+        method = p.method_name(request)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request.id] = (method, future)
+        try:
+            await self._rpc.send(_encoder.encode(request))
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise DaemonUnavailable(
+                f"no answer to {method} within {timeout:g} s from the daemon at "
+                f"{self.runtime_dir} (is it running? `kfd status`)"
+            ) from None
+        finally:
+            self._pending.pop(request.id, None)
+
+    async def _read_replies(self) -> None:
+        while True:
+            body = await self._rpc.recv()
+            try:
+                reply = _reply_decoder.decode(body)
+            except msgspec.MsgspecError as exc:
+                self._drop_bad_reply(body, exc)
+                continue
+            pending = self._pending.get(reply.id)
+            if pending is None:
+                continue
+            method, future = pending
+            if future.done():
+                continue
+            if reply.ok:
+                try:
+                    future.set_result(_decode_result(method, reply.result))
+                except msgspec.MsgspecError as exc:
+                    future.set_exception(RequestFailed("bad_reply", str(exc)))
+            else:
+                error = reply.error or p.ErrorInfo(code="internal", message="no error given")
+                future.set_exception(RequestFailed(error.code, error.message))
+
+    def _drop_bad_reply(self, body: bytes, exc: Exception) -> None:
+        """A reply we cannot read fails the request it answers, if we can tell which."""
+        try:
+            request_id = msgspec.json.decode(body, type=dict[str, Any]).get("id")
+        except msgspec.MsgspecError:
+            return
+        pending = self._pending.get(str(request_id))
+        if pending is not None and not pending[1].done():
+            pending[1].set_exception(RequestFailed("bad_reply", f"unreadable reply: {exc}"))
+
+    # -- convenience -------------------------------------------------------
+
+    async def status(self, *, refresh_tools: bool = False) -> p.StatusResult:
+        """The daemon's state; ``refresh_tools`` first asks the tool sources (MCP
+        servers start if they have not yet), so it may take longer."""
+        result: p.StatusResult = await self.request(
+            p.Status(id="", refresh_tools=refresh_tools),
+            timeout=REFRESH_TIMEOUT if refresh_tools else DEFAULT_TIMEOUT,
+        )
+        return result
+
+    async def shutdown(self) -> None:
+        await self.request(p.Shutdown(id=""))
+
+    async def create_session(
+        self,
+        cwd: str | os.PathLike[str],
+        *,
+        title: str = "",
+        model: str | None = None,
+        mode: p.Mode = "default",
+    ) -> p.SessionInfo:
+        result: p.SessionResult = await self.request(
+            p.SessionCreate(id="", cwd=os.path.abspath(cwd), title=title, model=model, mode=mode)
+        )
+        return result.session
+
+    async def sessions(
+        self, *, cwd: str | None = None, include_archived: bool = False, limit: int = 100
+    ) -> list[p.SessionInfo]:
+        result: p.SessionListResult = await self.request(
+            p.SessionList(id="", cwd=cwd, include_archived=include_archived, limit=limit)
+        )
+        return result.sessions
+
+    async def session(self, session_id: str) -> p.SessionInfo:
+        result: p.SessionResult = await self.request(p.SessionGet(id="", session=session_id))
+        return result.session
+
+    async def send(
+        self, session_id: str, text: str, *, client_msg_id: str | None = None
+    ) -> p.MessageSendResult:
+        result: p.MessageSendResult = await self.request(
+            p.MessageSend(id="", session=session_id, text=text, client_msg_id=client_msg_id)
+        )
+        return result
+
+    async def cancel(self, session_id: str, *, clear_queue: bool = False) -> None:
+        await self.request(p.TurnCancel(id="", session=session_id, clear_queue=clear_queue))
+
+    async def respond(
+        self,
+        session_id: str,
+        approval_id: str,
+        decision: p.ApprovalDecision,
+        message: str = "",
+    ) -> None:
+        await self.request(
+            p.ApprovalRespond(
+                id="",
+                session=session_id,
+                approval_id=approval_id,
+                decision=decision,
+                message=message,
+            )
+        )
+
+    async def set_mode(self, session_id: str, mode: p.Mode) -> p.SessionInfo:
+        result: p.SessionResult = await self.request(
+            p.SessionSetMode(id="", session=session_id, mode=mode)
+        )
+        return result.session
+
+    async def set_model(self, session_id: str, model: str) -> p.SessionInfo:
+        result: p.SessionResult = await self.request(
+            p.SessionSetModel(id="", session=session_id, model=model)
+        )
+        return result.session
+
+    async def fork(
+        self, session_id: str, message_id: str | None = None, title: str = ""
+    ) -> p.SessionInfo:
+        result: p.SessionResult = await self.request(
+            p.SessionFork(id="", session=session_id, message_id=message_id, title=title)
+        )
+        return result.session
+
+    async def archive(self, session_id: str, archived: bool = True) -> p.SessionInfo:
+        result: p.SessionResult = await self.request(
+            p.SessionArchive(id="", session=session_id, archived=archived)
+        )
+        return result.session
+
+    async def compact(
+        self, session_id: str, instructions: str = "", *, timeout: float = 300.0
+    ) -> p.CompactResult:
+        """Compact the session now; the model writes the summary, so allow time."""
+        result: p.CompactResult = await self.request(
+            p.SessionCompact(id="", session=session_id, instructions=instructions),
+            timeout=timeout,
+        )
+        return result
+
+    async def context(self, session_id: str) -> p.ContextResult:
+        """What fills the session's context window."""
+        result: p.ContextResult = await self.request(p.SessionContext(id="", session=session_id))
+        return result
+
+    async def memories(
+        self,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        scope: Literal["project", "global", "all"] = "all",
+        query: str | None = None,
+        limit: int = 100,
+    ) -> list[p.Memory]:
+        """Remembered facts: newest first, or ranked by ``query``; with ``cwd``,
+        those of its project and the global ones."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        request: p.Request
+        if query is not None:
+            request = p.MemorySearch(id="", query=query, cwd=where, limit=limit)
+        else:
+            request = p.MemoryList(id="", cwd=where, scope=scope, limit=limit)
+        result: p.MemoryListResult = await self.request(request)
+        return result.memories
+
+    async def remember(
+        self,
+        text: str,
+        *,
+        scope: p.MemoryScope = "project",
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> p.Memory:
+        """Remember a fact for the project of ``cwd`` (secrets are redacted by the daemon)."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        result: p.MemoryResult = await self.request(
+            p.MemoryAdd(id="", text=text, scope=scope, cwd=where)
+        )
+        return result.memory
+
+    async def forget(self, memory_id: int) -> p.Memory:
+        """Delete a remembered fact; returns what was deleted."""
+        result: p.MemoryResult = await self.request(p.MemoryForget(id="", memory_id=memory_id))
+        return result.memory
+
+    async def rules(self, *, cwd: str | os.PathLike[str] | None = None) -> p.RulesResult:
+        """The permission rules that apply in ``cwd``, by source; without ``cwd``,
+        the "always" rules of every project."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        result: p.RulesResult = await self.request(p.RulesList(id="", cwd=where))
+        return result
+
+    async def remove_rule(
+        self,
+        rule_id: int | None = None,
+        *,
+        rule: str = "",
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> p.RuleInfo:
+        """Remove an "always" rule by id, or by its text in the project of ``cwd``."""
+        where = os.path.abspath(cwd) if cwd is not None else None
+        result: p.RulesResult = await self.request(
+            p.RulesRemove(id="", rule_id=rule_id, rule=rule, cwd=where)
+        )
+        return result.rules[0]
+
+    async def explain(
+        self, command: str, *, cwd: str | os.PathLike[str], mode: p.Mode = "default"
+    ) -> p.ExplainResult:
+        """How the daemon's permission engine decides a bash command in ``cwd``."""
+        result: p.ExplainResult = await self.request(
+            p.RulesExplain(id="", command=command, cwd=os.path.abspath(cwd), mode=mode)
+        )
+        return result
+
+    # -- events ------------------------------------------------------------
+
+    async def attach(
+        self, session_id: str, *, since_seq: int = 0, tail: int | None = None
+    ) -> Attachment:
+        """Subscribe to a session, then fetch its snapshot and history."""
+        info = await self.session(session_id)  # resolves a short id
+        attachment = Attachment(self, info.id)
+        topic = info.id.encode()
+        self._attachments.setdefault(topic, []).append(attachment)
+        try:
+            await self._subscribe([topic])
+            await attachment._attach(since_seq, tail)
+        except BaseException:
+            await attachment.close()
+            raise
+        return attachment
+
+    async def follow(self, since: dict[str, int] | None = None) -> Follower:
+        """Follow every session: each one's events exactly once, in order.
+
+        Sessions that are busy now (running, awaiting approval) are attached
+        at once from their current state; any other session is attached the
+        moment it shows activity (a new session, a message from anyone), from
+        its first event seen. ``since`` maps session ids to the last seq the
+        caller already handled (a bridge resuming after a restart): those
+        sessions are attached from there, so nothing is missed or repeated.
+        Each attach yields a `Followed` with the session's snapshot first.
+        """
+        follower = Follower(self, since or {})
+        self._followers.append(follower)
+        try:
+            await self._subscribe([SESSION_TOPIC_PREFIX])
+            await follower._catch_up()
+        except BaseException:
+            await follower.close()
+            raise
+        return follower
+
+    async def _subscribe(self, topics: list[bytes], timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Subscribe, and return once the daemon has seen the subscriptions."""
+        for topic in topics:
+            self._sub.subscribe(topic)
+        await self._sync(timeout)
+
+    async def _sync(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        token = SYNC_PREFIX + secrets.token_hex(8).encode()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._syncs[token] = future
+        self._sub.subscribe(token)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        except TimeoutError:
+            raise DaemonUnavailable(
+                f"the daemon at {self.runtime_dir} did not confirm a subscription"
+            ) from None
+        finally:
+            self._syncs.pop(token, None)
+            self._sub.unsubscribe(token)
+
+    def _unsubscribe(self, attachment: Attachment) -> None:
+        topic = attachment.session_id.encode()
+        attached = self._attachments.get(topic, [])
+        if attachment in attached:
+            attached.remove(attachment)
+            if not self.closed:
+                self._sub.unsubscribe(topic)
+        if not attached:
+            self._attachments.pop(topic, None)
+
+    async def _read_events(self) -> None:
+        sub = self._sub
+        while True:
+            self._dispatch(await sub.recv_multipart())
+            # One wake-up, then take whatever else has arrived without awaiting:
+            # an awaited receive costs tens of microseconds, a drained one about one.
+            for _ in range(1000):
+                # NOBLOCK on an asyncio socket returns a future already settled.
+                ready = cast("asyncio.Future[list[bytes]]", sub.recv_multipart(flags=zmq.NOBLOCK))
+                try:
+                    frames = ready.result()
+                except zmq.Again:
+                    break
+                self._dispatch(frames)
+
+    def _dispatch(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:
+            return
+        topic, body = frames
+        if topic.startswith(SYNC_PREFIX):
+            future = self._syncs.get(topic)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        attached = self._attachments.get(topic)
+        if attached:
+            for attachment in attached:
+                attachment._queue.put_nowait(body)
+        elif topic.startswith(SESSION_TOPIC_PREFIX):
+            for follower in self._followers:
+                follower._first_sight(topic, body)
+
+    async def _watch_connection(self) -> None:
+        """Tell attachments when the daemon goes away and comes back."""
+        connected_once = False
+        while True:
+            message = parse_monitor_message(await self._monitor.recv_multipart())
+            if message["event"] == zmq.EVENT_CONNECTED:
+                if connected_once:
+                    for attachments in list(self._attachments.values()):
+                        for attachment in attachments:
+                            attachment._queue.put_nowait(RECONNECTED)
+                    for follower in self._followers:
+                        follower._reconnected()
+                connected_once = True
+            elif message["event"] == zmq.EVENT_DISCONNECTED:
+                for attachments in list(self._attachments.values()):
+                    for attachment in attachments:
+                        attachment._queue.put_nowait(DISCONNECTED)
