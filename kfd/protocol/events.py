@@ -1,0 +1,387 @@
+"""Events: what the daemon publishes (tagged by ``type``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from kfd.protocol.records import (
+    ApprovalDecision,
+    BudgetName,
+    CompactReason,
+    CostSource,
+    FrontendRef,
+    Memory,
+    Preview,
+    SessionInfo,
+    SessionStatus,
+    StopReason,
+    Task,
+    ToolCall,
+    ToolStatus,
+    Usage,
+    _Struct,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "AnyEvent",
+    "ApprovalRequested",
+    "ApprovalResolved",
+    "BudgetWarning",
+    "ContextCompacted",
+    "ContextCompacting",
+    "CostUpdated",
+    "DaemonStopping",
+    "ErrorEvent",
+    "Event",
+    "EventHeader",
+    "FocusChanged",
+    "FrontendsChanged",
+    "MemoryRecalled",
+    "MessageCompleted",
+    "MessageDelta",
+    "MessageDiscarded",
+    "MessageQueued",
+    "MessageUser",
+    "ModelRetry",
+    "SessionCreated",
+    "SessionStatusChanged",
+    "SessionUpdated",
+    "TasksUpdated",
+    "ToolCompleted",
+    "ToolOutput",
+    "ToolRequested",
+    "ToolStarted",
+    "TriggerFired",
+    "TriggerSpot",
+    "TurnCompleted",
+    "TurnStarted",
+    "UsageReported",
+    "event_type",
+]
+
+
+class Event(_Struct, tag_field="type"):
+    """Base of every event. ``seq`` orders a session's events."""
+
+    session: str
+    seq: int = 0
+    ts: float = 0.0
+    ephemeral: bool = False
+
+
+class EventHeader(_Struct):
+    """The part of any event a client can always read, known type or not."""
+
+    type: str
+    session: str
+    seq: int = 0
+    ephemeral: bool = False
+
+
+class SessionCreated(Event, tag="session.created", kw_only=True):
+    info: SessionInfo
+    forked_from: str | None = None
+    forked_at: str | None = None
+
+
+class SessionUpdated(Event, tag="session.updated", kw_only=True):
+    """Title, mode, model or archived flag changed."""
+
+    info: SessionInfo
+    by: FrontendRef | None = None
+
+
+class SessionStatusChanged(Event, tag="session.status", kw_only=True):
+    status: SessionStatus
+    detail: str = ""
+
+
+class TurnStarted(Event, tag="turn.started", kw_only=True):
+    turn: int
+    message_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class MessageQueued(Event, tag="message.queued", kw_only=True):
+    """A user message arrived while a turn runs; it runs next."""
+
+    message_id: str
+    text: str
+    frontend: FrontendRef | None = None
+
+
+class MessageUser(Event, tag="message.user", kw_only=True):
+    """A user message entered the transcript (a turn picked it up)."""
+
+    message_id: str
+    text: str
+    frontend: FrontendRef | None = None
+
+
+class MessageDelta(Event, tag="message.delta", kw_only=True):
+    """A piece of streamed model output (ephemeral).
+
+    ``offset`` is the length of this ``kind`` of text before this piece.
+    """
+
+    message_id: str
+    text: str
+    offset: int = 0
+    kind: Literal["text", "reasoning"] = "text"
+
+
+class MessageCompleted(Event, tag="message.completed", kw_only=True):
+    """An assistant message, complete, as it entered the transcript."""
+
+    message_id: str
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+
+
+class MessageDiscarded(Event, tag="message.discarded", kw_only=True):
+    """A partly streamed message was dropped (the request is being retried)."""
+
+    message_id: str
+    reason: str = ""
+
+
+class ModelRetry(Event, tag="model.retry", kw_only=True):
+    attempt: int
+    delay_s: float
+    reason: str
+
+
+class ToolRequested(Event, tag="tool.requested", kw_only=True):
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = msgspec.field(default_factory=dict)
+    summary: str = ""
+    read_only: bool = False
+
+
+class ApprovalRequested(Event, tag="approval.requested", kw_only=True):
+    approval_id: str
+    call_id: str
+    tool: str
+    preview: Preview = msgspec.field(default_factory=Preview)
+    reason: str = ""
+    session_rule: str = ""
+    """The rule "allow for this session" (and "allow always") would keep, shown
+    before confirming. Empty: neither keeps anything. A ``grant(tool:what)``
+    rule (the sandbox cannot start, say) can be kept for the session only."""
+
+
+class ApprovalResolved(Event, tag="approval.resolved", kw_only=True):
+    approval_id: str
+    call_id: str
+    decision: ApprovalDecision
+    message: str = ""
+    by: FrontendRef | None = None
+    rule: str = ""
+    """With ``allow_session``: the rule now allowed for the rest of the session;
+    with ``allow_always``: the rule now allowed in this project (``kfd rules``)."""
+
+
+class ToolStarted(Event, tag="tool.started", kw_only=True):
+    call_id: str
+    name: str
+    summary: str = ""
+
+
+class ToolOutput(Event, tag="tool.output", kw_only=True):
+    """A chunk of a running tool's output (ephemeral); ``offset`` in chars."""
+
+    call_id: str
+    data: str
+    offset: int = 0
+
+
+class ToolCompleted(Event, tag="tool.completed", kw_only=True):
+    """A tool call's result, exactly as the model will read it."""
+
+    call_id: str
+    name: str
+    status: ToolStatus = "ok"
+    output: str = ""
+    display: Preview | None = None
+    duration_ms: float = 0.0
+    reason: str = ""
+    """Why the call was allowed or denied (rule, mode, or who approved)."""
+    truncated: bool = False
+    untrusted: bool = False
+    """The output is content from outside the user's control (a web page, an MCP
+    server): the model reads it fenced, and the rest of the turn asks more."""
+
+
+class UsageReported(Event, tag="usage", kw_only=True):
+    """After each model request: that request's usage and the session totals."""
+
+    request: Usage
+    total: Usage
+    model: str = ""
+    context_tokens: int = 0
+    context_window: int = 0
+    ledger_id: str = ""
+    """The ledger row of this request (a later ``cost.updated`` names it)."""
+    cost_source: CostSource = "estimate"
+
+
+class CostUpdated(Event, tag="cost.updated", kw_only=True):
+    """The gateway reported what a request really cost; it replaces the estimate."""
+
+    ledger_id: str
+    cost_usd: float
+    estimate_usd: float
+    total: Usage
+    """The session totals with the new figure."""
+    cost_source: CostSource = "gateway"
+
+
+class BudgetWarning(Event, tag="budget.warning", kw_only=True):
+    """Spending passed the warning fraction (``[budget] warn_at``) of a limit."""
+
+    budget: BudgetName
+    limit_usd: float
+    spent_usd: float
+    message: str = ""
+
+
+class TurnCompleted(Event, tag="turn.completed", kw_only=True):
+    turn: int
+    stop_reason: StopReason
+    message: str = ""
+
+
+class ErrorEvent(Event, tag="error", kw_only=True):
+    """Something failed. ``code``: ``provider`` (the model could not be reached or
+    refused), ``budget`` (a spending limit stopped the turn), ``internal``, ..."""
+
+    code: str
+    message: str
+
+
+class FrontendsChanged(Event, tag="session.frontends", kw_only=True):
+    """How many frontends watch the session (ephemeral)."""
+
+    count: int
+
+
+class TriggerSpot(_Struct):
+    """A comment ending in ``AI!`` (do it) or ``AI?`` (answer it) in a watched file."""
+
+    path: str
+    line: int
+    text: str
+    kind: Literal["do", "ask"] = "do"
+
+
+class TriggerFired(Event, tag="trigger.fired", kw_only=True):
+    """A file-watch trigger started a turn in ``session``.
+
+    Durable in the target session's log, and published on the ``global`` topic
+    too so a frontend that watches no session sees it. ``files`` are relative
+    to ``workspace``; ``kind`` is ``ask`` when the turn answers an ``AI?``
+    comment (the answer is for the user, not for the files).
+    """
+
+    trigger: str
+    kind: Literal["change", "do", "ask"] = "change"
+    workspace: str = ""
+    files: list[str] = msgspec.field(default_factory=list)
+    spots: list[TriggerSpot] = msgspec.field(default_factory=list)
+    message_id: str = ""
+
+
+class FocusChanged(Event, tag="session.focus", kw_only=True):
+    """A frontend gained or lost the user's focus on the session (ephemeral)."""
+
+    frontend: FrontendRef
+    focused: bool = True
+
+
+class ContextCompacting(Event, tag="context.compacting", kw_only=True):
+    """A compaction started (ephemeral): the summary is being written."""
+
+    reason: CompactReason
+    tokens: int = 0
+
+
+class ContextCompacted(Event, tag="context.compacted", kw_only=True):
+    """The older part of the transcript was replaced by a summary for the model.
+
+    The model now reads ``summary`` followed by the transcript from message
+    index ``first_kept`` on; the transcript itself is kept whole.
+    """
+
+    reason: CompactReason
+    tokens_before: int
+    tokens_after: int
+    summary: str
+    first_kept: int
+    summarized: int = 0
+    """Transcript messages the summary stands for, this time."""
+    instructions: str = ""
+
+
+class TasksUpdated(Event, tag="tasks.updated", kw_only=True):
+    """The model set its plan (``tasks_set``); ``tasks`` is the whole list."""
+
+    tasks: list[Task] = msgspec.field(default_factory=list)
+
+
+class MemoryRecalled(Event, tag="memory.recalled", kw_only=True):
+    """Remembered facts placed in context beside the user message ``message_id``."""
+
+    message_id: str
+    memories: list[Memory] = msgspec.field(default_factory=list)
+
+
+class DaemonStopping(Event, tag="daemon.stopping", kw_only=True):
+    """On the global topic: the daemon is shutting down."""
+
+    reason: str = ""
+
+
+AnyEvent = (
+    SessionCreated
+    | SessionUpdated
+    | SessionStatusChanged
+    | TurnStarted
+    | MessageQueued
+    | MessageUser
+    | MessageDelta
+    | MessageCompleted
+    | MessageDiscarded
+    | ModelRetry
+    | ToolRequested
+    | ApprovalRequested
+    | ApprovalResolved
+    | ToolStarted
+    | ToolOutput
+    | ToolCompleted
+    | UsageReported
+    | CostUpdated
+    | BudgetWarning
+    | TurnCompleted
+    | ErrorEvent
+    | FrontendsChanged
+    | DaemonStopping
+    | TriggerFired
+    | FocusChanged
+    | ContextCompacting
+    | ContextCompacted
+    | TasksUpdated
+    | MemoryRecalled
+)
+
+EVENT_TYPES: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyEvent.__args__)
+
+
+def event_type(event: Event) -> str:
+    """The wire name of an event (``"message.delta"``)."""
+    tag = type(event).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag

@@ -1,0 +1,201 @@
+"""Constants and the records shared by requests, results and events."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "GLOBAL_TOPIC",
+    "MAX_REQUEST_BYTES",
+    "MODES",
+    "PROTOCOL_VERSION",
+    "ApprovalDecision",
+    "BudgetName",
+    "CompactReason",
+    "ContextPart",
+    "CostSource",
+    "ErrorCode",
+    "FrontendInfo",
+    "FrontendRef",
+    "Memory",
+    "MemoryScope",
+    "Mode",
+    "Preview",
+    "RuleDecision",
+    "RuleSource",
+    "SessionInfo",
+    "SessionStatus",
+    "StopReason",
+    "Task",
+    "TaskStatus",
+    "ToolCall",
+    "ToolStatus",
+    "Usage",
+]
+
+
+PROTOCOL_VERSION = 1
+"""Bumped only for changes an older peer cannot ignore."""
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+"""The daemon refuses (and drops) larger request frames."""
+
+GLOBAL_TOPIC = "global"
+"""Topic of daemon-wide events (sessions created, daemon stopping)."""
+
+Mode = Literal["default", "accept-edits", "plan", "auto"]
+MODES: tuple[Mode, ...] = ("default", "accept-edits", "plan", "auto")
+
+SessionStatus = Literal["idle", "running", "awaiting_approval", "error"]
+
+ApprovalDecision = Literal["allow", "allow_session", "allow_always", "deny"]
+"""``allow_session`` keeps the approval's ``session_rule`` for the session;
+``allow_always`` keeps it for the project, in the store (``kfd rules``)."""
+
+RuleDecision = Literal["allow", "ask", "deny"]
+
+RuleSource = Literal["built-in", "user", "project", "always"]
+
+ErrorCode = Literal["bad_request", "not_found", "conflict", "overloaded", "internal"]
+
+StopReason = Literal[
+    "end_turn",  # the model answered without calling tools
+    "cancelled",  # turn.cancel
+    "max_steps",  # the configured step limit was reached
+    "repeated_tool_call",  # same tool, same arguments, three times in a row
+    "error",  # the model could not be reached, or the turn failed
+    "interrupted",  # the daemon stopped or crashed during the turn
+    "forked",  # the turn was still open where a fork was cut
+]
+
+ToolStatus = Literal["ok", "error", "denied", "cancelled", "interrupted"]
+
+
+class _Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Base of every wire struct: keyword-only, defaults left off the wire."""
+
+
+# --------------------------------------------------------------------------
+# Shared records
+
+
+class FrontendRef(_Struct):
+    """Who did something: a frontend as it introduced itself in daemon.hello."""
+
+    id: str
+    name: str = "unknown"
+
+
+class Usage(_Struct):
+    """Token counts and cost. Used per request and as session totals."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    requests: int = 0
+    cost_usd: float = 0.0
+    cache_write_tokens: int = 0
+    """Of ``input_tokens``, those written to the provider's prompt cache (Anthropic)."""
+    confirmed_cost_usd: float = 0.0
+    """The part of ``cost_usd`` a gateway confirmed; the rest is kfd's estimate."""
+
+
+CostSource = Literal["estimate", "gateway", "unpriced"]
+"""Where a cost figure comes from: kfd's price table, the gateway's own log,
+or nowhere (a model without a price counts as free until one is configured)."""
+
+BudgetName = Literal["session", "daily", "monthly"]
+
+
+class SessionInfo(_Struct):
+    """What a session list or header shows."""
+
+    id: str
+    cwd: str
+    title: str = ""
+    model: str = ""
+    mode: Mode = "default"
+    status: SessionStatus = "idle"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    last_seq: int = 0
+    turns: int = 0
+    archived: bool = False
+    forked_from: str | None = None
+    usage: Usage = msgspec.field(default_factory=Usage)
+    frontends: int = 0
+    budget_usd: float | None = None
+    """This session's spending limit in US dollars (``kfd budget``); None: the
+    ``[budget] session_usd`` of the config."""
+
+
+class ToolCall(_Struct):
+    """A tool call as the model made it. ``arguments`` is the raw JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+class Preview(_Struct):
+    """What an approval prompt shows: a unified diff, a command, or a summary."""
+
+    summary: str = ""
+    diff: str | None = None
+    command: str | None = None
+    cwd: str | None = None
+
+
+TaskStatus = Literal["pending", "in_progress", "done"]
+
+MemoryScope = Literal["project", "global"]
+
+CompactReason = Literal[
+    "auto",  # the context passed the threshold ([context] compact_at)
+    "manual",  # session.compact (``/compact``, ``kfd compact``)
+    "overflow",  # the provider rejected a request as too long
+]
+
+
+class Task(_Struct):
+    """One item of the plan the model keeps with its ``tasks_set`` tool."""
+
+    text: str
+    status: TaskStatus = "pending"
+
+
+class Memory(_Struct):
+    """A remembered fact. ``id`` is what ``forget`` (and ``memory.forget``) takes."""
+
+    id: int
+    text: str
+    scope: MemoryScope = "project"
+    project: str = ""
+    """The project (repository root) a project memory belongs to."""
+    created_at: float = 0.0
+    source: Literal["model", "user"] = "user"
+    session: str | None = None
+    """The session whose model remembered it."""
+
+
+class ContextPart(_Struct):
+    """One part of what fills a session's context window, in estimated tokens."""
+
+    name: str
+    """``system``, ``tools``, ``instructions``, ``memory``, ``summary``,
+    ``transcript`` or ``tool_outputs``."""
+    tokens: int
+    detail: str = ""
+
+
+class FrontendInfo(_Struct):
+    """A connected frontend, in daemon.status."""
+
+    id: str
+    name: str
+    pid: int = 0
+    connected_at: float = 0.0
+    last_seen: float = 0.0

@@ -1,0 +1,333 @@
+"""Requests: what a client asks the daemon (tagged by ``method``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from kfd.protocol.records import (
+    PROTOCOL_VERSION,
+    ApprovalDecision,
+    MemoryScope,
+    Mode,
+    _Struct,
+)
+
+__all__ = [
+    "REQUEST_METHODS",
+    "AnyRequest",
+    "ApprovalRespond",
+    "CostQuery",
+    "FrontendFocus",
+    "Hello",
+    "MemoryAdd",
+    "MemoryForget",
+    "MemoryList",
+    "MemorySearch",
+    "MessageSend",
+    "ModelList",
+    "Request",
+    "RulesExplain",
+    "RulesList",
+    "RulesRemove",
+    "SessionArchive",
+    "SessionAttach",
+    "SessionCompact",
+    "SessionContext",
+    "SessionCreate",
+    "SessionFork",
+    "SessionGet",
+    "SessionList",
+    "SessionSetBudget",
+    "SessionSetMode",
+    "SessionSetModel",
+    "Shutdown",
+    "Status",
+    "TriggerList",
+    "TriggerReload",
+    "TurnCancel",
+    "method_name",
+]
+
+
+class Request(_Struct, tag_field="method"):
+    """Base of every request. ``id`` is chosen by the client and echoed."""
+
+    id: str
+
+
+class Hello(Request, tag="daemon.hello", kw_only=True):
+    """Introduce a frontend; the reply carries the daemon's protocol version."""
+
+    protocol: int = PROTOCOL_VERSION
+    name: str = "unknown"
+    pid: int = 0
+
+
+class Status(Request, tag="daemon.status", kw_only=True):
+    """Daemon pid, version, uptime, sessions and attached frontends."""
+
+    refresh_tools: bool = False
+    """Ask the tool sources for their tools first (starts MCP servers not yet
+    running), so ``tools`` and ``plugin_status`` list them."""
+
+
+class Shutdown(Request, tag="daemon.shutdown", kw_only=True):
+    """Stop the daemon cleanly (running turns end as interrupted)."""
+
+
+class SessionCreate(Request, tag="session.create", kw_only=True):
+    """Start a session bound to the workspace ``cwd``."""
+
+    cwd: str
+    title: str = ""
+    model: str | None = None
+    mode: Mode = "default"
+
+
+class SessionList(Request, tag="session.list", kw_only=True):
+    """Sessions, most recently active first; optionally only those of ``cwd``."""
+
+    cwd: str | None = None
+    include_archived: bool = False
+    limit: int = 100
+
+
+class SessionGet(Request, tag="session.get", kw_only=True):
+    """One session's info. ``session`` may be a unique id prefix."""
+
+    session: str
+
+
+class SessionAttach(Request, tag="session.attach", kw_only=True):
+    """A snapshot of the session and the durable events after ``since_seq``.
+
+    ``tail`` limits the events returned to the last N (for a late-attaching
+    frontend that only wants recent history); the snapshot is always complete.
+    """
+
+    session: str
+    since_seq: int = 0
+    tail: int | None = None
+
+
+class SessionFork(Request, tag="session.fork", kw_only=True):
+    """A new session sharing the transcript up to and including ``message_id``.
+
+    Without ``message_id`` the whole transcript is shared.
+    """
+
+    session: str
+    message_id: str | None = None
+    title: str = ""
+
+
+class SessionArchive(Request, tag="session.archive", kw_only=True):
+    """Hide a session from listings; ``archived=False`` restores it."""
+
+    session: str
+    archived: bool = True
+
+
+class SessionSetMode(Request, tag="session.set_mode", kw_only=True):
+    """Change the permission mode; takes effect at the next decision."""
+
+    session: str
+    mode: Mode
+
+
+class SessionSetModel(Request, tag="session.set_model", kw_only=True):
+    """Change the model of the session; takes effect at the next request."""
+
+    session: str
+    model: str
+
+
+class MessageSend(Request, tag="message.send", kw_only=True):
+    """A user message. Queued when a turn is running, run next.
+
+    ``client_msg_id`` makes a retried send idempotent.
+    """
+
+    session: str
+    text: str
+    client_msg_id: str | None = None
+
+
+class TurnCancel(Request, tag="turn.cancel", kw_only=True):
+    """Stop the running turn: the model stream and any running tool.
+
+    With ``clear_queue`` the queued messages are dropped too.
+    """
+
+    session: str
+    clear_queue: bool = False
+
+
+class ApprovalRespond(Request, tag="approval.respond", kw_only=True):
+    """Answer a pending approval. The first answer wins; later ones conflict."""
+
+    session: str
+    approval_id: str
+    decision: ApprovalDecision
+    message: str = ""
+
+
+class FrontendFocus(Request, tag="frontend.focus", kw_only=True):
+    """Tell the other frontends that this one has (or lost) the user's focus on
+    ``session`` (a REPL in a focused terminal): the notifier stays quiet for it."""
+
+    session: str
+    focused: bool = True
+
+
+class TriggerList(Request, tag="trigger.list", kw_only=True):
+    """The file-watch triggers of the configuration, with their last firing."""
+
+
+class TriggerReload(Request, tag="trigger.reload", kw_only=True):
+    """Read ``[[triggers]]`` from the configuration again and restart the watchers."""
+
+
+class SessionCompact(Request, tag="session.compact", kw_only=True):
+    """Summarise the older part of the transcript now (``/compact``).
+
+    ``instructions`` say what the summary must keep. The reply comes when the
+    summary is made (the model writes it: allow a minute); refused with
+    ``conflict`` while a turn runs.
+    """
+
+    session: str
+    instructions: str = ""
+
+
+class SessionContext(Request, tag="session.context", kw_only=True):
+    """What fills the session's context window (``/context``)."""
+
+    session: str
+
+
+class MemoryList(Request, tag="memory.list", kw_only=True):
+    """Remembered facts, newest first: with ``cwd``, those of its project and
+    the global ones; without, all of them."""
+
+    cwd: str | None = None
+    scope: Literal["project", "global", "all"] = "all"
+    limit: int = 100
+
+
+class MemorySearch(Request, tag="memory.search", kw_only=True):
+    """Remembered facts ranked by relevance to ``query`` (full-text search)."""
+
+    query: str
+    cwd: str | None = None
+    limit: int = 10
+
+
+class MemoryAdd(Request, tag="memory.add", kw_only=True):
+    """Remember a fact for the project of ``cwd`` or for every project.
+
+    Secrets (API keys, tokens, private keys) are redacted before it is stored.
+    """
+
+    text: str
+    scope: MemoryScope = "project"
+    cwd: str | None = None
+
+
+class RulesList(Request, tag="rules.list", kw_only=True):
+    """The permission rules that apply in ``cwd``: built-in, user config, project
+    config and "always" rules (``kfd rules list``). Without ``cwd``: the
+    "always" rules of every project."""
+
+    cwd: str | None = None
+
+
+class RulesRemove(Request, tag="rules.remove", kw_only=True):
+    """Remove an "always" rule: by ``rule_id``, or by its text in the project of ``cwd``."""
+
+    rule_id: int | None = None
+    rule: str = ""
+    cwd: str | None = None
+
+
+class RulesExplain(Request, tag="rules.explain", kw_only=True):
+    """How the permission engine decides the bash ``command`` in ``cwd`` in ``mode``,
+    with that directory's rules; nothing runs (``kfd explain``)."""
+
+    command: str
+    cwd: str
+    mode: Mode = "default"
+
+
+class MemoryForget(Request, tag="memory.forget", kw_only=True):
+    """Delete a remembered fact by id."""
+
+    memory_id: int
+
+
+class CostQuery(Request, tag="cost.query", kw_only=True):
+    """What model requests cost, from the ledger: totals, groups, and rows.
+
+    ``since`` and ``until`` are Unix times (``until`` excluded). ``by`` groups
+    the rows (``day`` in the daemon's local time); ``entries`` asks for that
+    many individual ledger rows too, newest first.
+    """
+
+    session: str | None = None
+    since: float | None = None
+    until: float | None = None
+    by: Literal["session", "model", "day"] | None = None
+    entries: int = 0
+
+
+class ModelList(Request, tag="model.list", kw_only=True):
+    """The models kfd knows, with context windows and prices (``kfd models``)."""
+
+
+class SessionSetBudget(Request, tag="session.set_budget", kw_only=True):
+    """Set a session's spending limit in US dollars; None goes back to the config's."""
+
+    session: str
+    usd: float | None
+
+
+AnyRequest = (
+    Hello
+    | Status
+    | Shutdown
+    | SessionCreate
+    | SessionList
+    | SessionGet
+    | SessionAttach
+    | SessionFork
+    | SessionArchive
+    | SessionSetMode
+    | SessionSetModel
+    | MessageSend
+    | TurnCancel
+    | ApprovalRespond
+    | CostQuery
+    | ModelList
+    | SessionSetBudget
+    | FrontendFocus
+    | TriggerList
+    | TriggerReload
+    | SessionCompact
+    | SessionContext
+    | MemoryList
+    | MemorySearch
+    | MemoryAdd
+    | MemoryForget
+    | RulesList
+    | RulesRemove
+    | RulesExplain
+)
+
+REQUEST_METHODS: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyRequest.__args__)
+
+
+def method_name(request: Request) -> str:
+    """The wire name of a request (``"session.create"``)."""
+    tag = type(request).__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
