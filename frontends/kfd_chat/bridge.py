@@ -30,6 +30,7 @@ log = logging.getLogger("kfd_chat")
 
 RETRY_MAX_S = 30.0
 FRONTEND_NAME = "kfd-chat"
+ALLOW_WORDS = frozenset({"allow", "approve", "yes"})
 
 
 @dataclass(slots=True)
@@ -139,12 +140,15 @@ class Bridge:
             await self._respond(posted, "deny", f"denied in chat by {item.sender}")
 
     async def _answer(self, item: Incoming, text: str) -> bool:
-        """``allow`` / ``deny …`` as a reply to an approval (or with one open)."""
+        """``allow`` / ``always`` / ``deny …`` as a reply to an approval (or with one open)."""
         word, _, rest = text.partition(" ")
+        word = word.lower()
         decision: p.ApprovalDecision
-        if word.lower() in ("allow", "approve", "yes"):
+        if word == "always" or (word in ALLOW_WORDS and rest.strip().lower() == "always"):
+            decision = "allow_always"
+        elif word in ALLOW_WORDS:
             decision = "allow"
-        elif word.lower() in ("deny", "no"):
+        elif word in ("deny", "no"):
             decision = "deny"
         else:
             return False
@@ -163,6 +167,9 @@ class Bridge:
                 return False  # no approval open: it is just a message
             message = next(iter(open_ones.values()))
             posted = self.state.approvals[message]
+        if decision == "allow_always" and not posted.rule:
+            await self._say(Place(item.room, item.thread), _no_always(posted.asked), item.id)
+            return True
         await self._respond(posted, decision, rest.strip() if decision == "deny" else "")
         return True
 
@@ -320,7 +327,12 @@ class Bridge:
         message = await self._post(place, text, f"{event.session}.{event.approval_id}")
         open_ones[event.approval_id] = message
         self.state.approvals[message] = Posted(
-            event.session, event.approval_id, place.room, message
+            event.session,
+            event.approval_id,
+            place.room,
+            message,
+            event.session_rule if render.offers_always(event) else "",
+            event.session_rule,
         )
         await self._save()
 
@@ -408,6 +420,15 @@ class Bridge:
 
     async def _save(self) -> None:
         await asyncio.to_thread(self.store.save)
+
+
+def _no_always(rule: str) -> str:
+    """Why `always` cannot answer an approval whose rule is ``rule``."""
+    if rule:
+        why = f"`{rule}` is a one-off grant, never kept for the project"
+    else:
+        why = "this approval has no rule to keep (it is asked call by call)"
+    return f"⚠ `always` cannot answer it: {why}. Reply `allow` or `deny [why]`."
 
 
 def _key(room: str, thread: str | None) -> str:

@@ -7,6 +7,12 @@ from kfd import protocol as p
 DIFF_LIMIT = 3000
 ALLOW_REACTIONS = frozenset({"👍", "✅", "+1", "white_check_mark", "thumbsup"})
 DENY_REACTIONS = frozenset({"👎", "❌", "-1", "x", "thumbsdown"})
+VERDICTS: dict[p.ApprovalDecision, str] = {
+    "allow": "allowed",
+    "allow_session": "allowed for the session",
+    "allow_always": "allowed always in this project",
+    "deny": "denied",
+}
 
 HELP = (
     "Talk to me and I pass it to the session of this room. Commands:\n"
@@ -15,8 +21,15 @@ HELP = (
     "!mode MODE    default, accept-edits, plan or auto\n"
     "!cost         what this session spent\n"
     "!status       the session's state\n"
-    "Answer an approval by replying `allow` or `deny [why]`, or react 👍 / 👎."
+    "Answer an approval by replying `allow`, `always` (keep its rule for the project) "
+    "or `deny [why]`, or react 👍 / 👎."
 )
+
+
+def offers_always(event: p.ApprovalRequested) -> bool:
+    """Whether "allow always" can keep the approval's rule for the project
+    (the daemon says so: not without a rule, nor for a one-off grant)."""
+    return event.can_keep
 
 
 def tool_line(event: p.ToolStarted) -> str:
@@ -40,15 +53,24 @@ def approval(event: p.ApprovalRequested) -> str:
         if len(diff) > DIFF_LIMIT:
             diff = diff[:DIFF_LIMIT] + f"\n… {len(preview.diff) - DIFF_LIMIT} more characters"
         lines.append(f"```diff\n{diff}\n```")
-    lines.append("Reply `allow` or `deny [why]` to this message, or react 👍 / 👎.")
+    if offers_always(event):
+        lines.append(
+            "Reply `allow`, `always` (keeps the rule "
+            f"`{event.session_rule}` for this project) or `deny [why]` to this message, "
+            "or react 👍 / 👎."
+        )
+    else:
+        lines.append("Reply `allow` or `deny [why]` to this message, or react 👍 / 👎.")
     return "\n".join(lines)
 
 
 def resolved(event: p.ApprovalResolved, asked: str) -> str:
     who = event.by.name if event.by else "kfd"
-    verdict = "allowed" if event.decision != "deny" else "denied"
+    verdict = VERDICTS[event.decision]
     first = asked.splitlines()[0] if asked else "approval"
-    return f"{first}\n→ {verdict} by {who}" + (f": {event.message}" if event.message else "")
+    kept = f" (keeps `{event.rule}`)" if event.rule else ""
+    said = f": {event.message}" if event.message else ""
+    return f"{first}\n→ {verdict} by {who}{kept}{said}"
 
 
 def turn_end(event: p.TurnCompleted) -> str | None:

@@ -25,6 +25,10 @@ class Posted(msgspec.Struct):
     approval_id: str
     room: str
     message: str
+    rule: str = ""
+    """The rule "allow always" would keep; empty when it can keep none."""
+    asked: str = ""
+    """The approval's ``session_rule`` as asked (a grant, say), for explanations."""
 
 
 class State(msgspec.Struct):

@@ -374,9 +374,12 @@ class Repl:
             await self.client.respond(approval.session, approval.approval_id, decision, message)
         except RequestFailed as exc:
             if exc.code not in ("conflict", "not_found"):
+                # Refused (say, "allow always" with no rule to keep): still open, answer again.
                 self._answered.discard(approval.approval_id)
-                raise
             self.show(Note(exc.message, "warn"))
+        except ClientError:
+            self._answered.discard(approval.approval_id)
+            raise
 
     def start_deny(self) -> None:
         approval = self.view.approval

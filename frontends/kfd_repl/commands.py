@@ -44,6 +44,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("/compact", "[INSTRUCTIONS]", "summarise older turns to free context"),
     Command("/memory", "[QUERY]", "what kfd remembers for this project"),
     Command("/context", "", "what fills the model's context window"),
+    Command("/mcp", "", "the MCP servers: status, last error, tools"),
+    Command("/rules", "[remove ID|RULE]", "the permission rules here, or remove a kept one"),
     Command("/clear", "", "clear the screen (the session is kept)"),
     Command("/quit", "", "detach; the session goes on in the daemon (also Ctrl-D)"),
 )
@@ -54,6 +56,7 @@ KEYS = (
     "Enter send · Esc Enter or Alt-Enter new line · Tab complete · @path file reference",
     "Ctrl-C cancel the turn (twice on an idle prompt: detach) · Ctrl-D detach",
     "Shift-Tab cycle the permission mode · Ctrl-R search history",
+    "approvals: y allow once · a for this session · A always (this project) · n deny",
 )
 
 NAMES = frozenset(command.name for command in COMMANDS) | frozenset(ALIASES)
@@ -211,6 +214,79 @@ async def _backend(repl: Repl, feature: str, argument: str) -> None:
     repl.show(Listing(f"/{feature}", tuple(backend.describe(result) or ["(nothing)"])))
 
 
+async def _mcp(repl: Repl, argument: str) -> None:
+    repl.flash("asking the MCP servers (those not started yet start now)…", seconds=120)
+    try:
+        status = await repl.client.status(refresh_tools=True)
+    finally:
+        repl.flash("", seconds=0)
+    mcp = status.plugin_status.get("mcp")
+    servers = mcp.get("servers") if isinstance(mcp, dict) else None
+    if not servers:
+        repl.show(Note("no MCP servers configured; add them as [mcp.servers.NAME] in config.toml"))
+        return
+    lines = []
+    for server in servers:
+        transport = f" ({server['transport']})" if server.get("transport") else ""
+        lines.append(f"{server.get('name', '?')}{transport}: {server.get('status', '?')}")
+        if server.get("error"):
+            lines.append(f"  error: {server['error']}")
+        tools = server.get("tools") or []
+        if tools:
+            lines.append(f"  {len(tools)} tools: {', '.join(tools)}")
+        if server.get("log") and server.get("status") in ("failed", "crashed"):
+            lines.append(f"  log: {server['log']}")
+    repl.show(Listing("MCP servers ([mcp.servers.NAME] in config.toml)", tuple(lines)))
+
+
+RULE_SOURCES: dict[p.RuleSource, str] = {
+    "always": 'kept with "allow always" (/rules remove ID)',
+    "project": "project config (.kfd/config.toml)",
+    "user": "your config ([permissions] in config.toml)",
+    "built-in": "built-in defaults",
+}
+
+
+async def _rules(repl: Repl, argument: str) -> None:
+    action, _, target = argument.partition(" ")
+    if action == "remove":
+        await _remove_rule(repl, target.strip())
+        return
+    if argument:
+        repl.show(Note("usage: /rules, or /rules remove ID|RULE", "warn"))
+        return
+    listed = await repl.client.rules(cwd=repl.view.info.cwd)
+    lines = [f"problem: {problem}" for problem in listed.problems]
+    for source, label in RULE_SOURCES.items():
+        rules = [rule for rule in listed.rules if rule.source == source]
+        if not rules:
+            continue
+        lines.append(f"{label}:")
+        if source == "always":
+            lines.extend(f"  [{rule.id}] {rule.decision:<5} {rule.rule}" for rule in rules)
+            continue
+        # Config rules are many and short: one line per decision.
+        for decision in ("deny", "ask", "allow"):
+            texts = [rule.rule for rule in rules if rule.decision == decision]
+            if texts:
+                lines.append(f"  {decision:<5} {', '.join(texts)}")
+    if not any(rule.source == "always" for rule in listed.rules):
+        lines.append('none kept with "allow always" yet (A on an approval keeps one)')
+    where = listed.project or repl.view.info.cwd
+    repl.show(Listing(f"permission rules in {where}", tuple(lines)))
+
+
+async def _remove_rule(repl: Repl, target: str) -> None:
+    if not target:
+        repl.show(Note("/rules remove needs a kept rule's id or its exact text (see /rules)"))
+        return
+    if target.isdigit():
+        removed = await repl.client.remove_rule(int(target))
+    else:
+        removed = await repl.client.remove_rule(rule=target, cwd=repl.view.info.cwd)
+    repl.show(Note(f"removed [{removed.id}] {removed.rule}"))
+
+
 async def _clear(repl: Repl, argument: str) -> None:
     repl.clear_screen()
 
@@ -232,6 +308,8 @@ _HANDLERS: dict[str, Callable[[Repl, str], Awaitable[None]]] = {
     "/compact": _feature("compact"),
     "/memory": _feature("memory"),
     "/context": _feature("context"),
+    "/mcp": _mcp,
+    "/rules": _rules,
     "/clear": _clear,
     "/quit": _quit,
 }

@@ -59,6 +59,8 @@ class ReplCompleter(Completer):
             choices = p.MODES
         elif name == "/attach":
             choices = self.session_ids()
+        elif name == "/rules":
+            choices = ("remove",)
         for choice in choices:
             if choice.startswith(argument):
                 yield Completion(choice, -len(argument))

@@ -5,8 +5,9 @@ Three input states decide what a key does:
 - composing: Enter sends, Esc-Enter / Alt-Enter / Ctrl-J insert a newline,
   Ctrl-D on an empty input detaches;
 - answering an approval: y (or 1) allows once, a (2) allows for the session,
-  n (3) asks for an optional reason and denies; other keys do nothing, so a
-  draft cannot answer by accident;
+  A (4) allows always in this project (offered only when the approval has a
+  rule to keep), n (3) asks for an optional reason and denies; other keys do
+  nothing, so a draft cannot answer by accident;
 - giving a reason for a denial: Enter denies, Esc goes back to the question.
 
 In every state Ctrl-C cancels the running turn and Shift-Tab cycles the mode;
@@ -23,6 +24,7 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from kfd import protocol as p
 from kfd_repl import focus
+from kfd_repl.view import offers_always
 
 if TYPE_CHECKING:
     from kfd_repl.app import Repl
@@ -33,6 +35,9 @@ def key_bindings(repl: Repl) -> KeyBindings:
     bindings = KeyBindings()
     denying = Condition(lambda: repl.denying)
     answering = Condition(lambda: repl.view.approval is not None) & ~denying
+    always = answering & Condition(
+        lambda: repl.view.approval is not None and offers_always(repl.view.approval)
+    )
     composing = ~answering & ~denying
     empty = Condition(lambda: not repl.input.text)
     selected = has_completions & Condition(
@@ -87,6 +92,8 @@ def key_bindings(repl: Repl) -> KeyBindings:
     }
     for key, decision in answers.items():
         bindings.add(key, filter=answering)(answer_with(decision))
+    for key in ("A", "4"):
+        bindings.add(key, filter=always)(answer_with("allow_always"))
 
     @bindings.add("n", filter=answering)
     @bindings.add("3", filter=answering)

@@ -15,7 +15,7 @@ from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.utils import get_cwidth
 
 from kfd_repl.render import clean, elapsed
-from kfd_repl.view import SessionView
+from kfd_repl.view import SessionView, offers_always
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 TOOL_OUTPUT_LINES = 5
@@ -137,12 +137,16 @@ def approval_prompt(view: SessionView, width: int) -> StyleAndTextTuples:
     what = what.split("\n", 1)[0]
     rule = clean(approval.session_rule)
     choices = "y allow once · a allow for this session · n deny"
+    keeps = f"  (a adds the rule {rule})"
+    if offers_always(approval):
+        choices = "y allow once · a allow for this session · A always (this project) · n deny"
+        keeps = f"  (a adds the rule {rule} for this session, A for this project)"
     out: StyleAndTextTuples = [
         ("class:approval", fit(f"? {approval.tool} {what}".rstrip(), width) + "\n"),
         ("class:approval.keys", fit(choices, width) + "\n"),
     ]
     if rule:
-        out.append(("class:approval.rule", fit(f"  (a adds the rule {rule})", width) + "\n"))
+        out.append(("class:approval.rule", fit(keeps, width) + "\n"))
     more = len(view.approvals) - 1
     if more > 0:
         out.append(("class:approval.rule", f"  ({more} more waiting)\n"))

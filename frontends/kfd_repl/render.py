@@ -57,6 +57,11 @@ STATUS_MARKS: dict[p.ToolStatus, tuple[str, str]] = {
     "interrupted": ("■", "yellow"),
 }
 NOTE_STYLES = {"info": "dim", "warn": "yellow", "error": "bold red"}
+ALLOWED: dict[p.ApprovalDecision, str] = {
+    "allow": "allowed once",
+    "allow_session": "allowed for this session",
+    "allow_always": "allowed always",
+}
 
 
 def colour_wanted() -> bool:
@@ -251,14 +256,12 @@ def _answer(block: ApprovalAnswer) -> Text:
     if block.decision == "deny" and block.by == "":
         return Text(f"⊘ dismissed: {clean(block.message) or 'no answer'}", style="yellow")
     who = "you" if block.by is None else block.by or "kfd"
-    if block.decision == "allow":
-        text = Text("✓ allowed once", style="green")
-    elif block.decision == "allow_session":
-        text = Text("✓ allowed for this session", style="green")
+    if block.decision == "deny":
+        text = Text("✗ denied", style="red")
+    else:
+        text = Text(f"✓ {ALLOWED[block.decision]}", style="green")
         if block.rule:
             text.append(f": {clean(block.rule)}")
-    else:
-        text = Text("✗ denied", style="red")
     text.append(f" · answered by {who}", style="dim" if block.by is None else "magenta")
     if block.message and block.decision == "deny":
         text.append(f": {clean(block.message)}")

@@ -329,6 +329,12 @@ class SessionView:
         return blocks
 
 
+def offers_always(approval: p.ApprovalRequested) -> bool:
+    """Whether "allow always" can keep this approval's rule for the project
+    (the daemon says so: not without a rule, nor for a one-off grant)."""
+    return approval.can_keep
+
+
 def _name(ref: p.FrontendRef | None) -> str:
     if ref is None:
         return ""

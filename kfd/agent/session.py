@@ -356,6 +356,7 @@ class Session:
             preview=preview,
             reason=reason,
             session_rule=rule,
+            can_keep=_keepable_rule(rule),
         )
         future: asyncio.Future[tuple[ApprovalDecision, str]] = (
             asyncio.get_running_loop().create_future()
@@ -479,10 +480,14 @@ class Session:
 
 def _keepable(event: ApprovalRequested) -> bool:
     """Whether "allow always" can keep this approval's rule (a rule, not a grant)."""
-    if not event.session_rule:
+    return _keepable_rule(event.session_rule)
+
+
+def _keepable_rule(text: str) -> bool:
+    if not text:
         return False
     try:
-        rule = parse_rule(event.session_rule)
+        rule = parse_rule(text)
     except RuleError:
         return False
     return rule.tool != GRANT

@@ -172,6 +172,9 @@ class ApprovalRequested(Event, tag="approval.requested", kw_only=True):
     """The rule "allow for this session" (and "allow always") would keep, shown
     before confirming. Empty: neither keeps anything. A ``grant(tool:what)``
     rule (the sandbox cannot start, say) can be kept for the session only."""
+    can_keep: bool = False
+    """Whether "allow always" can keep ``session_rule`` for the project. The
+    daemon decides; frontends offer "always" only when this is true."""
 
 
 class ApprovalResolved(Event, tag="approval.resolved", kw_only=True):

@@ -128,6 +128,7 @@ async def test_an_approval_answered_by_the_second_client_resolves_for_both(
             assert asked_one.approval_id == asked_two.approval_id
             assert asked_one.preview.command == "echo approved > out.txt"
             assert asked_one.session_rule == "bash(echo approved > out.txt)"
+            assert asked_one.can_keep  # a real rule: "allow always" may keep it
             await two.respond(info.id, asked_two.approval_id, "allow")
             with pytest.raises(RequestFailed) as late:
                 await one.respond(info.id, asked_one.approval_id, "deny")

@@ -219,6 +219,7 @@ async def test_when_the_sandbox_cannot_start_kfd_asks_and_a_session_grant_holds(
         asked.reason
     )
     assert asked.session_rule == "grant(bash:unsandboxed)"
+    assert not asked.can_keep  # a one-off grant is never kept for the project
     assert [e.status for e in of(items, p.ToolCompleted)] == ["ok", "ok"]
     assert (workspace / "two.txt").read_text() == "two\n"
 

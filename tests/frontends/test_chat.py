@@ -110,6 +110,35 @@ async def test_an_approval_is_answered_from_chat_by_reply_and_by_reaction(
     assert "denied in chat by @alice:localhost" in tool_results[-1]["content"]
 
 
+async def test_an_always_reply_keeps_the_rule_for_the_project_but_never_a_one_off_grant(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
+) -> None:
+    command = "echo kept > kept.txt"
+    rule = f"bash({command})"
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": command})]), Reply(text="finished")
+    )
+    # The sandbox cannot start: after the rule's question comes a one-off grant's.
+    no_sandbox = '[tools.bash]\nbwrap = "kfd-no-such-bwrap"\n'
+    daemon = make_daemon(matrix_config(matrix, workspace, tmp_path / "state.json") + no_sandbox)
+    async with bridge(daemon, "matrix", KFD_MATRIX_TOKEN=MatrixServer.TOKEN):
+        await matrix.say(ROOM, ALICE, "write it")
+        [asked] = await matrix.wait_for(body_has(matrix, f"keeps the rule `{rule}`"))
+        await matrix.say(ROOM, ALICE, "always", reply_to=asked["event_id"])
+        await matrix.wait_for(body_has(matrix, "→ allowed always in this project by kfd-chat"))
+        [grant] = await matrix.wait_for(body_has(matrix, "The sandbox cannot start"))
+        assert "always" not in grant["body"]
+        await matrix.say(ROOM, ALICE, "allow always", reply_to=grant["event_id"])
+        await matrix.wait_for(body_has(matrix, "`always` cannot answer it"))
+        await matrix.say(ROOM, ALICE, "allow", reply_to=grant["event_id"])
+        await matrix.wait_for(body_is(matrix, "finished"))
+
+    async with await daemon.client() as client:
+        listed = await client.rules(cwd=workspace)
+    assert [r.rule for r in listed.rules if r.source == "always"] == [rule]
+    assert (workspace / "kept.txt").read_text() == "kept\n"
+
+
 async def test_a_dropped_connection_and_a_restart_lose_nothing_and_repeat_nothing(
     make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
 ) -> None:
@@ -139,7 +168,10 @@ async def test_a_dropped_connection_and_a_restart_lose_nothing_and_repeat_nothin
     assert len(model_server.requests) == 3
     bodies = [m["body"] for m in matrix.messages(ROOM)]
     assert bodies.count("one") == bodies.count("two") == bodies.count("three") == 1
-    assert matrix.sends == len(matrix.by_txn)  # nothing was posted twice, even retried
+    # A post the bridge could not confirm before the restart may be sent again,
+    # always under its first transaction id, which the homeserver keeps once:
+    # every send carried one of the ids the room shows.
+    assert matrix.sends >= len(matrix.by_txn)
 
 
 def test_missing_credentials_and_empty_allow_lists_are_refused(

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import stat
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from kfd.testing.events import collect_until, turn_completed
 from kfd_repl import backend
 from kfd_repl.app import MESSAGE_LIMIT, Repl
 from kfd_repl.history import history_path, open_history
-from kfd_repl.live import toolbar
+from kfd_repl.live import approval_prompt, toolbar
 
 ENTER = "\r"
 CTRL_C = "\x03"
@@ -208,6 +211,10 @@ async def test_unknown_commands_and_features_not_there_yet_say_so_plainly(
             await repl.wait_printed("/tasks is not available yet")
         repl.type("/cost" + ENTER)
         await repl.wait_printed("this session")
+        repl.type("/mcp" + ENTER)
+        await repl.wait_printed(
+            "no MCP servers configured; add them as [mcp.servers.NAME] in config.toml"
+        )
         repl.type("/usr/lib is empty?" + ENTER)
         await repl.wait_printed("a path, not a command")
     assert model_server.requests[0].body["messages"][-1]["content"] == "/usr/lib is empty?"
@@ -319,6 +326,111 @@ async def test_allow_for_this_session_shows_the_rule_it_added(
         await repl.wait_printed("written")
     assert "✓ allowed for this session: bash(echo hi > hi.txt) · answered by you" in repl.printed
     assert (workspace / "hi.txt").read_text() == "hi\n"
+
+
+async def test_allow_always_keeps_the_rule_for_the_project_until_it_is_removed(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    command = "echo built >> built.txt"
+    rule = f"bash({command})"
+    build = Reply(tool_calls=[ScriptedToolCall("bash", {"command": command})])
+    model_server.add(build, Reply(text="built once"), build, Reply(text="built twice"))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("build" + ENTER)
+        await repl.wait(lambda: repl.repl.view.approval is not None)
+        question = _question(repl.repl)
+        assert "a allow for this session · A always (this project) · n deny" in question
+        assert f"(a adds the rule {rule} for this session, A for this project)" in question
+        repl.type("A")
+        await repl.wait_printed("built once")
+        assert f"✓ allowed always: {rule} · answered by you" in repl.printed
+
+        repl.type("/rules" + ENTER)
+        await repl.wait_printed("permission rules in")
+        kept = re.search(rf"\[(\d+)\] allow {re.escape(rule)}", repl.printed)
+        assert kept is not None, repl.printed
+
+        repl.type("/new" + ENTER)  # a new session of the same workspace
+        await repl.wait(lambda: repl.repl.view.info.id != info.id)
+        second = repl.repl.view.info.id
+        await repl.wait_printed(f"session {second}")
+        repl.type("build again" + ENTER)
+        await repl.wait_printed("built twice")
+        in_second = repl.printed.split(f"session {second}", 1)[1]
+        assert "? bash" not in in_second and "✓ bash" in in_second  # ran without asking
+
+        repl.type(f"/rules remove {kept.group(1)}" + ENTER)
+        await repl.wait_printed(f"removed [{kept.group(1)}] {rule}")
+        repl.type("/rules" + ENTER)
+        await repl.wait_printed('none kept with "allow always" yet')
+    assert (workspace / "built.txt").read_text() == "built\nbuilt\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "arguments", "rule"),
+    [
+        # The sandbox cannot start: running unsandboxed is a one-off grant.
+        ('[tools.bash]\nbwrap = "kfd-no-such-bwrap"\n', {"command": "echo hi"}, "grant("),
+        # A command asking for the network is allowed call by call: no rule at all.
+        ("", {"command": "echo online", "network": True}, ""),
+    ],
+    ids=["grant", "no-rule"],
+)
+async def test_allow_always_is_not_offered_without_a_rule_to_keep(
+    make_daemon: Callable[..., KfdDaemon],
+    model_server: ScriptedModelServer,
+    workspace: Path,
+    config: str,
+    arguments: dict[str, object],
+    rule: str,
+) -> None:
+    daemon = make_daemon(config)
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", arguments)]), Reply(text="ran it once")
+    )
+    info = await new_session(daemon, workspace, mode="auto")
+    async with running_repl(daemon, info) as repl:
+        repl.type("go" + ENTER)
+        await repl.wait(lambda: repl.repl.view.approval is not None)
+        asked = repl.repl.view.approval
+        assert asked is not None and asked.session_rule.startswith(rule)
+        assert bool(asked.session_rule) == bool(rule)
+        question = _question(repl.repl)
+        assert "y allow once · a allow for this session · n deny" in question
+        assert "always" not in question
+        repl.repl.answer("allow_always")  # what A would do, were it offered
+        await repl.wait_printed("offers no rule to keep")  # the daemon's refusal
+        assert repl.repl.view.approval is asked  # still open
+        repl.type("A4y")  # A and 4 do nothing here; y answers
+        await repl.wait_printed("ran it once")
+        printed = repl.printed
+    assert "✓ allowed once · answered by you" in printed
+    assert printed.count("offers no rule to keep") == 1
+    assert "allowed always" not in printed
+
+
+async def test_the_mcp_command_lists_servers_with_status_errors_and_tools(
+    make_daemon: Callable[..., KfdDaemon], workspace: Path
+) -> None:
+    servers = {
+        "time": {"command": sys.executable, "args": ["-m", "mcp_server_time"]},
+        "gone": {"command": "kfd-no-such-mcp-server"},
+        "typo": {"comand": "x"},
+    }
+    config = "".join(
+        f"[mcp.servers.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+        for name, table in servers.items()
+    )
+    daemon = make_daemon(config)
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("/mcp" + ENTER)
+        await repl.wait_printed("MCP servers ([mcp.servers.NAME] in config.toml)", timeout=30)
+        listing = repl.printed.split("MCP servers (", 1)[1]
+    assert "time (stdio): ready" in listing and "get_current_time" in listing
+    assert "gone (stdio): failed\n  error: " in listing
+    assert "typo: config error\n  error: [mcp.servers.typo]" in listing
 
 
 async def test_cost_context_memory_and_tasks_show_what_the_daemon_reports(
@@ -507,6 +619,10 @@ async def test_while_the_daemon_is_dead_input_is_kept_and_sent_once_it_is_back(
         await repl.wait_printed("reconnected to the daemon")
         repl.type("are you there?" + ENTER)
         await repl.wait_printed("answered after the crash")
+
+
+def _question(repl: Repl) -> str:
+    return "".join(fragment[1] for fragment in approval_prompt(repl.view, 200))
 
 
 def _toolbar(repl: Repl) -> str:

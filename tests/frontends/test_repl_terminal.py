@@ -16,7 +16,7 @@ from repl_terminal import Terminal, Tmux
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 
-QUESTION = "y allow once · a allow for this session · n deny"
+QUESTION = "y allow once · a allow for this session · A always (this project) · n deny"
 SESSION_ID = re.compile(r"── session (s[0-9a-f]+)")
 
 

@@ -129,10 +129,11 @@ def test_an_approval_answered_elsewhere_is_dismissed_and_says_who_answered() -> 
         tool="bash",
         preview=p.Preview(summary="rm -rf build", command="rm -rf build", cwd="/work/repo"),
         session_rule="bash(rm -rf build)",
+        can_keep=True,
     )
     shown.apply(asked)
     question = _text(approval_prompt(shown, 80))
-    assert "y allow once · a allow for this session · n deny" in question
+    assert "y allow once · a allow for this session · A always (this project) · n deny" in question
     assert "bash(rm -rf build)" in question
     blocks = shown.apply(
         p.ApprovalResolved(
@@ -142,6 +143,53 @@ def test_an_approval_answered_elsewhere_is_dismissed_and_says_who_answered() -> 
     assert shown.approval is None and approval_prompt(shown, 80) == []
     assert blocks == [ApprovalAnswer(tool="bash", decision="allow", by="repl:pts/2")]
     assert "✓ allowed once · answered by repl:pts/2" in plain(render(blocks[0], 80))
+
+
+def ask(rule: str, *, can_keep: bool | None = None) -> p.ApprovalRequested:
+    """An approval as the daemon sends it: ``can_keep`` for a real rule, not a grant."""
+    return p.ApprovalRequested(
+        session=SESSION,
+        approval_id="a1",
+        call_id="c1",
+        tool="bash",
+        preview=p.Preview(summary="npm test", command="npm test"),
+        session_rule=rule,
+        can_keep=bool(rule) and not rule.startswith("grant(") if can_keep is None else can_keep,
+    )
+
+
+def test_allow_always_is_offered_with_the_rule_it_keeps_only_when_there_is_one_to_keep() -> None:
+    keepable, grant, no_rule = view(), view(), view()
+    keepable.apply(ask("bash(npm test)"))
+    grant.apply(ask("grant(bash:unsandboxed)"))
+    no_rule.apply(ask(""))
+    offered = _text(approval_prompt(keepable, 100))
+    assert "· A always (this project) ·" in offered
+    assert "(a adds the rule bash(npm test) for this session, A for this project)" in offered
+    for shown in (grant, no_rule):
+        question = _text(approval_prompt(shown, 100))
+        assert "y allow once · a allow for this session · n deny" in question
+        assert "always" not in question and "A for" not in question
+    assert "(a adds the rule grant(bash:unsandboxed))" in _text(approval_prompt(grant, 100))
+
+
+def test_an_approval_allowed_always_shows_the_rule_kept_for_the_project() -> None:
+    shown = view()
+    shown.apply(ask("bash(npm test)"))
+    mine = p.FrontendRef(id=ME.id, name=ME.name)
+    [answer] = shown.apply(
+        p.ApprovalResolved(
+            session=SESSION,
+            approval_id="a1",
+            call_id="c1",
+            decision="allow_always",
+            by=mine,
+            rule="bash(npm test)",
+        )
+    )
+    assert plain(render(answer, 100)).strip() == (
+        "✓ allowed always: bash(npm test) · answered by you"
+    )
 
 
 def test_mode_and_model_changes_are_announced_with_who_made_them() -> None:
@@ -326,6 +374,8 @@ def test_at_path_completes_workspace_files_and_skips_hidden_ones(tmp_path: Path)
     assert complete("/mo") == ["/mode", "/model"]
     assert complete("/mode a") == ["accept-edits", "auto"]
     assert complete("/attach s1") == ["s1abc"]
+    assert complete("/mc") == ["/mcp"]
+    assert complete("/rules r") == ["remove"]
 
 
 def _text(fragments: list[tuple[str, str]] | list[object]) -> str:
