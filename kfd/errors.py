@@ -12,6 +12,7 @@ and what to do. ::
     │                            bad_request, not_found, conflict, overloaded, internal)
     ├── ProtocolMismatch         the daemon speaks a protocol version this client does not
     ├── StoreError               the database cannot be opened or migrated
+    │   └── StoreUnavailable     a write failed for now (locked, I/O error, disk full): retry
     ├── BudgetExceeded           a model request would pass a spending limit (which, how to raise)
     └── ProviderError            a model request failed
         ├── ProviderRejected     the provider refused the request (bad key): not retried
@@ -70,6 +71,10 @@ class BudgetExceeded(KfdError):
         super().__init__(message)
         self.budget = budget
         """Which limit: ``session``, ``daily`` or ``monthly``."""
+
+
+class StoreUnavailable(StoreError):
+    """A write failed for a reason that may pass (locked, I/O error, disk full)."""
 
 
 class ProviderError(KfdError):

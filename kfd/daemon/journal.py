@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from kfd.errors import StoreUnavailable
 from kfd.protocol import Event, SessionInfo, event_type
 from kfd.redact import redact_struct, scrub
 from kfd.store.db import Batch, EventRow, MessageRow, Store
@@ -51,6 +52,7 @@ class _Stats:
     commits: int = 0
     events: int = 0
     largest_batch: int = 0
+    retries: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -160,7 +162,7 @@ class Journal:
                 tool_outputs=[e.tool_output for e in durable if e.tool_output is not None],
             )
             try:
-                await self._store.write(batch)
+                await self._write(batch)
             except Exception as exc:
                 # Not on disk, so never shown: fail the emitters, publish nothing
                 # durable; the sessions end their turns with an error.
@@ -182,6 +184,28 @@ class Journal:
             self._send(e)
             if e.future is not None and not e.future.done():
                 e.future.set_result(None)
+
+    async def _write(self, batch: Batch) -> None:
+        """Write a batch, waiting out a locked or failing disk rather than
+        dropping it: a dropped batch would leave a hole in the numbered log."""
+        delay = 0.01
+        attempt = 0
+        while True:
+            try:
+                await self._store.write(batch)
+                return
+            except StoreUnavailable as exc:  # locked, busy, I/O error, disk full
+                attempt += 1
+                if attempt == 1 or attempt % 50 == 0:
+                    log.warning(
+                        "journal commit of %d events failed (%s); retrying (attempt %d)",
+                        len(batch.events),
+                        exc,
+                        attempt,
+                    )
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _send(self, entry: _Entry) -> None:
         if entry.event is _BARRIER:

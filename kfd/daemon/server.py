@@ -142,7 +142,7 @@ class Daemon:
         )
         policies = self.plugins.policies(config.tools)
         provider = make_provider(config.model)
-        ledger = await Ledger.open(store.path)
+        ledger = Ledger(store)
         accounting = Accounting(config, ledger, provider)
         bus = self._bus = Bus(self.runtime_dir)
         journal = Journal(
@@ -204,7 +204,6 @@ class Daemon:
             await asyncio.gather(journal_task, return_exceptions=True)
             await bus.close()
             await provider.aclose()
-            await ledger.close()
             await store.close()
 
 

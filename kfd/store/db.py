@@ -9,8 +9,14 @@ One connection serves the whole daemon. A transaction spans several awaits,
 so a statement from elsewhere could land inside it (and roll back with it):
 every write therefore goes through `Store.transaction`, which holds a lock
 for the transaction's whole length. Reads use `Store.connection` freely.
-The feature tables (memory, triggers, rules) live in sibling modules that
-use these two doors; the ledger keeps a connection of its own.
+The feature tables (memory, triggers, rules, the ledger) live in sibling
+modules that use these two doors.
+
+Why one connection: with two, a write transaction on one can fail at once
+(SQLITE_BUSY_SNAPSHOT, no busy wait) when a read on it still holds a snapshot
+older than the other's last commit. A single writer never races itself; money
+gets its durability from ``transaction(durable=True)`` instead of a second
+connection with ``synchronous=FULL``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import NamedTuple
 import aiosqlite
 import msgspec
 
-from kfd.errors import StoreError
+from kfd.errors import StoreError, StoreUnavailable
 from kfd.protocol import SessionInfo
 from kfd.store.migrations import MIGRATIONS
 from kfd.transcript import Message, message_decoder, message_encoder
@@ -72,19 +78,29 @@ class Store:
         return self._db
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """An exclusive write transaction: committed on exit, rolled back on error."""
+    async def transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """An exclusive write transaction: committed on exit, rolled back on error.
+
+        ``durable``: the commit is synced to disk before it returns
+        (``synchronous=FULL``), so not even power loss takes it back: for money.
+        """
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            if durable:
+                await self._db.execute("PRAGMA synchronous=FULL")
             try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+                await self._db.execute("COMMIT")
+            finally:
+                if durable:
+                    await self._db.execute("PRAGMA synchronous=NORMAL")
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
+    async def open(cls, path: Path, *, busy_timeout_ms: int = 5000) -> Store:
         """Open (creating if needed) and migrate the database at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -97,7 +113,7 @@ class Store:
             # NORMAL in WAL mode survives a process crash (kill -9); only power
             # loss may drop the last commits. The ledger asks for FULL itself.
             await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             await store._migrate()
         except sqlite3.Error as exc:
             await db.close()
@@ -130,7 +146,17 @@ class Store:
     # -- writes ------------------------------------------------------------
 
     async def write(self, batch: Batch) -> None:
-        """Commit a batch in one transaction."""
+        """Commit a batch in one transaction.
+
+        Raises `StoreUnavailable` when the write may succeed later (the file is
+        locked, the disk failed or is full); nothing of the batch is written.
+        """
+        try:
+            await self._write(batch)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"cannot write to {self.path}: {exc}") from exc
+
+    async def _write(self, batch: Batch) -> None:
         async with self.transaction() as db:
             if batch.events:
                 await db.executemany(

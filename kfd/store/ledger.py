@@ -1,28 +1,25 @@
-"""The cost ledger: one row per model request, on a connection of its own.
+"""The cost ledger: one row per model request.
 
-The store's main connection commits with ``synchronous=NORMAL`` (fast, and safe
-against a process crash); money must survive a power cut too, so the ledger
-writes through a second connection to the same file with
-``synchronous=FULL``. Each row is committed on its own, before the ``usage``
-event that shows it is published. Totals are never kept: every figure is a sum
-of rows, computed when asked.
+The store commits events with ``synchronous=NORMAL`` (fast, and safe against a
+process crash); money must survive a power cut too, so every ledger write is a
+``durable`` transaction of the store (``synchronous=FULL``). Each row is
+committed on its own, before the ``usage`` event that shows it is published.
+Totals are never kept: every figure is a sum of rows, computed when asked.
 
-The table is created by migration 2 (`kfd.store.migrations`), which
-`kfd.store.db.Store.open` runs; open the ledger after the store.
+The table is created by migration 2 (`kfd.store.migrations`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
-import aiosqlite
 import msgspec
 
 from kfd.errors import StoreError
 from kfd.protocol import CostRow, CostSource, LedgerEntry
+from kfd.store.db import Store
 
 Grouping = Literal["session", "model", "day"]
 
@@ -93,30 +90,12 @@ _SUMS = """
 
 
 class Ledger:
-    """The ledger table. Open with `Ledger.open` (after the store); `close` when done."""
+    """The ledger table, read and written through the daemon's store."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
-        self.path = path
-
-    @classmethod
-    async def open(cls, path: Path) -> Ledger:
-        """A FULL-synchronous connection to the (already migrated) database at ``path``."""
-        try:
-            db = await aiosqlite.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the ledger in {path}: {exc}") from exc
-        try:
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
-            await db.close()
-            raise StoreError(f"cannot prepare the ledger in {path}: {exc}") from exc
-        return cls(db, path)
-
-    async def close(self) -> None:
-        """Close the ledger's connection."""
-        await self._db.close()
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._db = store.connection  # reads only; writes take a durable transaction
+        self.path = store.path
 
     # -- writes ------------------------------------------------------------
 
@@ -125,19 +104,21 @@ class Ledger:
         marks = ", ".join("?" for _ in _COLUMNS)
         values = tuple(getattr(entry, column) for column in _COLUMNS)
         try:
-            await self._db.execute(
-                f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES ({marks})", values
-            )
+            async with self._store.transaction(durable=True) as db:
+                await db.execute(
+                    f"INSERT INTO ledger ({', '.join(_COLUMNS)}) VALUES ({marks})", values
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the cost ledger in {self.path}: {exc}") from exc
 
     async def set_cost(self, ledger_id: str, cost_usd: float, source: CostSource) -> bool:
         """Replace a row's cost (the estimate stays in ``estimate_usd``). False if no row."""
         try:
-            cursor = await self._db.execute(
-                "UPDATE ledger SET cost_usd = ?, cost_source = ? WHERE id = ?",
-                (cost_usd, source, ledger_id),
-            )
+            async with self._store.transaction(durable=True) as db:
+                cursor = await db.execute(
+                    "UPDATE ledger SET cost_usd = ?, cost_source = ? WHERE id = ?",
+                    (cost_usd, source, ledger_id),
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot update the cost ledger in {self.path}: {exc}") from exc
         return cursor.rowcount > 0

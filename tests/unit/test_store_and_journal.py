@@ -106,3 +106,25 @@ async def test_a_failed_commit_publishes_nothing_durable(tmp_path: Path) -> None
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     await store.close()
+
+
+async def test_a_locked_database_delays_events_but_never_drops_them(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "kfd.db", busy_timeout_ms=10)
+    recorder = Recorder()
+    journal = Journal(store, recorder)
+    runner = asyncio.create_task(journal.run())
+    other = sqlite3.connect(tmp_path / "kfd.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the file
+    written = journal.append(SessionStatusChanged(session="s1", seq=1, status="running"))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(written), 0.3)
+    assert recorder.published == []  # not on disk, so not shown
+    assert journal.stats.retries >= 1
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(written, 5)
+    assert [seq for seq, _ in await store.events("s1")] == [1]
+    assert len(recorder.published) == 1
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    await store.close()
