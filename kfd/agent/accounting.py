@@ -11,7 +11,10 @@ The turn loop (and compaction) call, around every model request:
   and, behind a gateway that logs costs, starts the look-up that later
   replaces the estimate (``cost.updated``);
 - `Accounting.after_failure` -- commits a row for a request that failed for
-  good, with its error.
+  good, with its error;
+- `Accounting.after_cancel` -- commits a row for a request the user cancelled,
+  its tokens estimated from what was sent and streamed (the provider bills
+  them; nobody reports them).
 
 ``cost.query`` and ``model.list`` requests are answered here too, from the
 ledger (every total is a sum of rows) and the model table.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -30,8 +34,9 @@ from kfd.agent import budgets
 from kfd.agent.cost_lookup import GatewayCosts
 from kfd.agent.prompt import request_tokens
 from kfd.config import FALLBACK_CONTEXT_WINDOW
-from kfd.errors import BudgetExceeded
+from kfd.errors import BudgetExceeded, RequestError
 from kfd.gateway.catalog import ModelCatalog
+from kfd.gateway.types import RequestInfo
 from kfd.ids import new_id
 from kfd.protocol import (
     BudgetName,
@@ -76,8 +81,8 @@ class Accounting:
         self.ledger = ledger
         self.catalog = catalog or ModelCatalog.load(config.models)
         self.gateway_costs = GatewayCosts(provider, config.ledger, self._confirm)
-        self._asked: dict[str, tuple[str, str, float]] = {}
-        """Per session: provider, model and start of the request in flight."""
+        self._asked: dict[str, tuple[str, str, float, ModelRequest | None]] = {}
+        """Per session: provider, model, start and request of the one in flight."""
         self._provider_name = provider.name
 
     async def close(self) -> None:
@@ -88,7 +93,7 @@ class Accounting:
 
     async def before_request(self, session: Session, request: ModelRequest) -> None:
         """Refuse (raise `BudgetExceeded`) a request that would pass a budget."""
-        self._asked[session.id] = (self._provider_name, request.model, time.monotonic())
+        self._asked[session.id] = (self._provider_name, request.model, time.monotonic(), request)
         applying = budgets.limits(self.config.budget, session.info.budget_usd)
         if not applying:
             return
@@ -160,10 +165,7 @@ class Accounting:
 
     async def after_failure(self, session: Session, turn: int, error: ProviderError) -> None:
         """Record a request that failed for good (its cost, if any, is unknown)."""
-        provider, model, started = self._asked.pop(
-            session.id,
-            (self._provider_name, session.info.model or self.config.model.model, time.monotonic()),
-        )
+        provider, model, started, _ = self._asked.pop(session.id, self._nothing_asked(session))
         await self.ledger.record(
             LedgerEntry(
                 id=new_id("l"),
@@ -178,7 +180,79 @@ class Accounting:
             )
         )
 
+    async def after_cancel(self, session: Session, turn: int, streamed_chars: int) -> None:
+        """Record a request cancelled mid-stream, with estimated tokens and cost."""
+        provider, model, started, request = self._asked.pop(
+            session.id, self._nothing_asked(session)
+        )
+        used = Usage(
+            input_tokens=request_tokens(request) if request is not None else 0,
+            output_tokens=math.ceil(streamed_chars / 4),
+            requests=1,
+        )
+        estimate = self.catalog.estimate(model, used)
+        used = msgspec.structs.replace(used, cost_usd=estimate or 0.0)
+        entry = LedgerEntry(
+            id=new_id("l"),
+            session=session.id,
+            turn=turn,
+            ts=time.time(),
+            provider=provider,
+            model=model,
+            input_tokens=used.input_tokens,
+            output_tokens=used.output_tokens,
+            cost_usd=used.cost_usd,
+            estimate_usd=used.cost_usd,
+            cost_source="estimate" if estimate is not None else "unpriced",
+            latency_ms=round((time.monotonic() - started) * 1000, 1),
+            error="cancelled; tokens estimated from what was sent and streamed",
+        )
+        await self.ledger.record(entry)
+        total = session.info.usage
+        total.input_tokens += used.input_tokens
+        total.output_tokens += used.output_tokens
+        total.requests += 1
+        total.cost_usd += used.cost_usd
+        session.emit(
+            UsageReported(
+                session=session.id,
+                request=used,
+                total=msgspec.structs.replace(total),
+                model=model,
+                context_window=self.context_window(model),
+                ledger_id=entry.id,
+                cost_source=entry.cost_source,
+            )
+        )
+
+    def _nothing_asked(self, session: Session) -> tuple[str, str, float, ModelRequest | None]:
+        model = session.info.model or self.config.model.model
+        return self._provider_name, model, time.monotonic(), None
+
     # -- the gateway's figure -------------------------------------------------
+
+    async def resume_gateway_costs(
+        self, session_of: Callable[[str], Awaitable[Session]], within_s: float = 86_400
+    ) -> int:
+        """Start again the look-ups a stop interrupted (rows of the last day whose
+        estimate the gateway's figure has not replaced). Returns how many."""
+        resumed = 0
+        for entry in await self.ledger.awaiting_gateway_cost(time.time() - within_s):
+            info = RequestInfo(
+                provider=entry.provider,
+                model=entry.model,
+                request_id=entry.request_id or None,
+                extra={"gateway_log_id": entry.gateway_log_id},
+            )
+            if not self.gateway_costs.wanted(info):
+                continue
+            try:
+                session = await session_of(entry.session)
+            except RequestError:
+                continue  # the session is gone; its row keeps the estimate
+            self.gateway_costs.start(session, entry, info)
+            resumed += 1
+        return resumed
 
     async def _confirm(self, session: Session, entry: LedgerEntry, cost: float) -> None:
         """The gateway's cost replaces the estimate: in the ledger, the totals, the log."""

@@ -239,6 +239,13 @@ class Session:
             stream.text_parts.append(text)
             stream.text.add(text)
 
+    def streamed_chars(self) -> int:
+        """Characters of text and reasoning the current stream has brought so far."""
+        stream = self._stream
+        if stream is None:
+            return 0
+        return sum(map(len, stream.text_parts)) + sum(map(len, stream.reasoning_parts))
+
     def end_stream(self, *, publish_pending: bool = True) -> None:
         """Flush (or drop) what is pending; the completed message follows."""
         stream, self._stream = self._stream, None

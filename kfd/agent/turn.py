@@ -172,6 +172,10 @@ async def _ask_model_once(session: Session, turn: int) -> Completed:
     except ProviderError as exc:
         await runtime.accounting.after_failure(session, turn, exc)
         raise
+    except asyncio.CancelledError:
+        # The provider bills what it sent before the cancel: so does the ledger.
+        await runtime.accounting.after_cancel(session, turn, session.streamed_chars())
+        raise
     session.end_stream()
     if completed is None:  # pragma: no cover - providers always complete or raise
         raise ProviderError("the model stream ended without an answer")

@@ -169,6 +169,9 @@ class Daemon:
             recovered = await self.sessions.recover()
             if recovered:
                 log.info("closed the open turns of %d session(s) after a stop", recovered)
+            resumed = await accounting.resume_gateway_costs(self.sessions.get)
+            if resumed:
+                log.info("looking up the gateway's cost of %d earlier request(s) again", resumed)
             bus.on_subscription = self._on_subscription
             bus.bind()
             self.triggers = TriggerManager(self.sessions, TriggerLog(store), config_module.load)

@@ -175,6 +175,18 @@ class Ledger:
                 async for row in cursor
             ]
 
+    async def awaiting_gateway_cost(self, since: float) -> list[LedgerEntry]:
+        """Rows since ``since`` whose gateway-logged cost has not replaced the estimate."""
+        query = (
+            f"SELECT {', '.join(_COLUMNS)} FROM ledger WHERE ts >= ? AND cost_source = 'estimate'"
+            " AND gateway_log_id != '' AND error = '' ORDER BY ts"
+        )
+        async with self._db.execute(query, (since,)) as cursor:
+            return [
+                msgspec.convert(dict(zip(_COLUMNS, row, strict=True)), LedgerEntry)
+                async for row in cursor
+            ]
+
 
 def _where(
     session: str | None, since: float | None, until: float | None

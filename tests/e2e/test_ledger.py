@@ -215,6 +215,31 @@ async def test_a_request_that_fails_for_good_is_an_error_row_and_an_error_event(
     assert (result.total.requests, result.total.errors) == (1, 1)
 
 
+async def test_a_cancelled_request_is_a_row_with_estimated_tokens_and_counts_in_the_totals(
+    priced: KfdDaemon, script: Script, workspace: Path
+) -> None:
+    script.add(Reply(text="word " * 400, chunk_chars=5, chunk_delay_s=0.01))
+    async with await priced.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id, tail=0) as view:
+            await client.send(info.id, "talk")
+            await collect_until(view, lambda e: isinstance(e, p.MessageDelta) and e.offset > 40)
+            await client.cancel(info.id)
+            events = await collect_until(view, turn_completed)
+        result = await ledger(client, info.id)
+        session = await client.session(info.id)
+
+    assert events[-1].stop_reason == "cancelled"
+    [usage] = of(events, p.UsageReported)
+    [row] = result.entries
+    assert row.error.startswith("cancelled")
+    assert row.input_tokens > 0 and 10 < row.output_tokens < 500  # what was sent and streamed
+    assert row.cost_usd == pytest.approx((row.input_tokens * 1.0 + row.output_tokens * 2.0) / 1e6)
+    assert usage.ledger_id == row.id
+    assert session.usage.cost_usd == pytest.approx(result.total.cost_usd)
+    assert session.usage.requests == result.total.requests == 1
+
+
 # --------------------------------------------------------------------------
 # The gateway's cost replaces the estimate
 
@@ -297,6 +322,32 @@ async def test_the_gateway_logged_cost_replaces_the_estimate(
 
     metadata = json.loads(model_server.requests[0].headers["cf-aig-metadata"])
     assert metadata == {"kfd_session": info.id, "kfd_turn": "1"}
+
+
+async def test_a_cost_look_up_cut_short_by_a_stop_is_finished_after_the_restart(
+    cloudflare: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    config = cloudflare.config_dir / "config.toml"
+    patient = config.read_text().replace("lookup_delay_s = 0.02", "lookup_delay_s = 600")
+    config.write_text(patient)
+    cloudflare.restart()  # look-ups now wait ten minutes: the stop below comes first
+    model_server.add(Reply(text="done", usage=USAGE, gateway_cost_usd=0.05))
+    async with await cloudflare.client() as client:
+        info = await client.create_session(workspace)
+        events = await run_turn(client, info.id, "go")
+    [usage] = of(events, p.UsageReported)
+    assert usage.cost_source == "estimate"
+
+    config.write_text(patient.replace("lookup_delay_s = 600", "lookup_delay_s = 0.02"))
+    cloudflare.restart()
+    async with await cloudflare.client() as client:
+        async with await client.attach(info.id, tail=0) as view:
+            update = (await collect_until(view, lambda e: isinstance(e, p.CostUpdated)))[-1]
+        result = await ledger(client, info.id)
+    assert update.ledger_id == usage.ledger_id
+    assert update.cost_usd == pytest.approx(0.05)
+    [row] = result.entries
+    assert (row.cost_source, row.cost_usd) == ("gateway", pytest.approx(0.05))
 
 
 async def test_the_api_token_never_reaches_the_database_the_event_log_or_the_logs(
