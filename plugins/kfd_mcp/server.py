@@ -48,6 +48,7 @@ class McpServer:
         self.log_path = log_dir / f"mcp-{name}.log"
         self.status: Status = "not started"
         self.error = ""
+        self._http_refusal = ""
         self.tools: list[types.Tool] = []
         self.starts = 0
         self._failed_at = 0.0
@@ -123,7 +124,7 @@ class McpServer:
             self._fail(f"did not start within {timeout:g} s")
         except Exception as exc:
             await self._halt()
-            detail = self._last_log_line()
+            detail = self._http_refusal or self._last_log_line()
             self._fail(f"{_describe(exc)}" + (f" ({detail})" if detail else ""))
         assert self._client is not None
         self.status = "ready"
@@ -165,8 +166,21 @@ class McpServer:
         config = self.config
         if config.url:
             headers = {key: expand(value) for key, value in config.headers.items()}
+            self._http_refusal = ""
+
+            async def note_refusal(response: httpx2.Response) -> None:
+                # The SDK reports only "an error response"; the status says what to fix.
+                if response.status_code >= 400 and not self._http_refusal:
+                    self._http_refusal = (
+                        f"HTTP {response.status_code} {response.reason_phrase} from "
+                        f"{response.request.url}: check the server's url and headers"
+                    )
+
+            hooks = {"response": [note_refusal]}
             async with (
-                httpx2.AsyncClient(headers=headers, timeout=config.call_timeout_s) as http,
+                httpx2.AsyncClient(
+                    headers=headers, timeout=config.call_timeout_s, event_hooks=hooks
+                ) as http,
                 Client(
                     streamable_http_client(expand(config.url), http_client=http),
                     client_info=info,

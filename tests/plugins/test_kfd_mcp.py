@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,44 @@ async def test_a_python_server_from_pypi_answers(
     assert json.loads(result.output)["timezone"] == "UTC"
     wrong = await call(source, "mcp__time__get_current_time", timezone="Mars/Olympus")
     assert wrong.is_error and "Mars/Olympus" in wrong.output
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    """The crashy server over streamable HTTP on 127.0.0.1; its /mcp URL."""
+    server = subprocess.Popen(
+        [sys.executable, str(CRASHY), "--http", "s3cret-http-token"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline().split()  # printed once it listens
+        assert ready and ready[0] == "ready", ready
+        yield f"http://127.0.0.1:{ready[1]}/mcp"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def test_a_streamable_http_server_answers_with_the_configured_headers(
+    source_factory: Callable[[dict[str, Any]], McpSource],
+    http_server: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRASHY_TOKEN", "s3cret-http-token")
+    headers = {"Authorization": "Bearer ${CRASHY_TOKEN}"}
+    source = source_factory(servers(web={"url": http_server, "headers": headers}))
+    result = await call(source, "mcp__web__echo", text="over http")
+    assert result.output == "echo: over http" and result.untrusted
+    assert source.servers["web"].status == "ready"
+
+    refused = source_factory(servers(web={"url": http_server, "headers": {}}))
+    assert await refused.tools() == []  # no token: the server refuses, no tools offered
+    assert refused.servers["web"].status == "failed"
+    assert "HTTP 401" in refused.servers["web"].error
+    assert "check the server's url and headers" in refused.servers["web"].error
 
 
 async def test_a_hung_call_times_out_and_the_next_use_restarts_the_server(
