@@ -128,6 +128,20 @@ async def test_a_css_selector_keeps_only_the_matching_part(site: Site) -> None:
         await fetch(f"{site.url}/docs", selector="div[[[")
 
 
+async def test_a_prompt_keeps_the_sections_that_match_it_in_page_order(site: Site) -> None:
+    site.route("/docs", Page(body=ARTICLE))
+    text = (await fetch(f"{site.url}/docs", prompt="widgets fail? the troubleshooting")).output
+    assert "## Troubleshooting" in text and "If widgets fail" in text
+    assert "## Configuration" not in text
+    assert "[kept 1 of" in text and "'widgets fail troubleshooting'" in text
+
+    both = (await fetch(f"{site.url}/docs", prompt="configuration; troubleshooting")).output
+    assert both.index("## Configuration") < both.index("## Troubleshooting")  # page order
+
+    nothing = (await fetch(f"{site.url}/docs", prompt="quantum entanglement")).output
+    assert "nothing on the page matched" in nothing and "## Configuration" in nothing
+
+
 async def test_long_text_comes_in_windows_with_where_to_continue(site: Site) -> None:
     site.route("/long", Page(body="x" * 120 + "THE-END", content_type="text/plain"))
     config = {**LOCAL, "max_chars": 100}
