@@ -76,8 +76,8 @@ class WebFetchTool(Tool[FetchArgs]):
     async def run(self, args: FetchArgs, ctx: ToolContext) -> ToolResult:
         # Imported on first use: trafilatura, lxml and pypdf cost a second at daemon start.
         from .convert import to_text
-        from .focus import focus
         from .download import Limits, download
+        from .focus import focus
 
         config = settings(self.name, ctx.config, FetchSettings)
         count_call(ctx, "web_fetch", config.max_fetches_per_turn)

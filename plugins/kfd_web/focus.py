@@ -15,10 +15,9 @@ import re
 
 _WORD = re.compile(r"[^\W_]{3,}")
 _HEADING = re.compile(r"^#{1,6} ", re.MULTILINE)
-_STOP = frozenset(
-    """the and for with that this from have what when where which how does into about
-    your you are was were will can not but all any use using page""".split()
-)
+_STOP_WORDS = """the and for with that this from have what when where which how does into
+about your you are was were will can not but all any use using page"""
+_STOP = frozenset(_STOP_WORDS.split())
 PARAGRAPHS_PER_CHUNK_CHARS = 1500
 RELEVANT_FRACTION = 0.5
 """A section is kept when it scores at least this share of the best one."""
