@@ -134,30 +134,8 @@ class Accounting:
             gateway_log_id=info.extra.get("gateway_log_id", ""),
             cache_status=info.extra.get("cache_status", ""),
         )
-        # Durable before visible: the row is committed before the event says so.
-        await self.ledger.record(entry)
-        total = session.info.usage
-        for field in (
-            "input_tokens",
-            "cached_input_tokens",
-            "cache_write_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-            "requests",
-        ):
-            setattr(total, field, getattr(total, field) + getattr(used, field))
-        total.cost_usd += used.cost_usd
-        session.emit(
-            UsageReported(
-                session=session.id,
-                request=used,
-                total=msgspec.structs.replace(total),
-                model=info.model,
-                context_tokens=used.input_tokens + used.output_tokens,
-                context_window=self.context_window(info.model),
-                ledger_id=entry.id,
-                cost_source=source,
-            )
+        await self._count(
+            session, entry, used, context_tokens=used.input_tokens + used.output_tokens
         )
         await self._warn(session, used.cost_usd)
         if self.gateway_costs.wanted(info):
@@ -207,19 +185,33 @@ class Accounting:
             latency_ms=round((time.monotonic() - started) * 1000, 1),
             error="cancelled; tokens estimated from what was sent and streamed",
         )
+        await self._count(session, entry, used, context_tokens=0)
+
+    async def _count(
+        self, session: Session, entry: LedgerEntry, used: Usage, *, context_tokens: int
+    ) -> None:
+        """Commit the row, add it to the session's totals, and say so in ``usage``."""
+        # Durable before visible: the row is committed before the event says so.
         await self.ledger.record(entry)
         total = session.info.usage
-        total.input_tokens += used.input_tokens
-        total.output_tokens += used.output_tokens
-        total.requests += 1
+        for field in (
+            "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "requests",
+        ):
+            setattr(total, field, getattr(total, field) + getattr(used, field))
         total.cost_usd += used.cost_usd
         session.emit(
             UsageReported(
                 session=session.id,
                 request=used,
                 total=msgspec.structs.replace(total),
-                model=model,
-                context_window=self.context_window(model),
+                model=entry.model,
+                context_tokens=context_tokens,
+                context_window=self.context_window(entry.model),
                 ledger_id=entry.id,
                 cost_source=entry.cost_source,
             )

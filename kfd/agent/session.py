@@ -47,7 +47,7 @@ from kfd.protocol import (
     ToolOutput,
 )
 from kfd.store.db import MessageRow
-from kfd.transcript import Message, UserMessage
+from kfd.transcript import Message
 
 if TYPE_CHECKING:
     from kfd.agent.runtime import Runtime
@@ -363,7 +363,7 @@ class Session:
             preview=preview,
             reason=reason,
             session_rule=rule,
-            can_keep=_keepable_rule(rule),
+            can_keep=_keepable(rule),
         )
         future: asyncio.Future[tuple[ApprovalDecision, str]] = (
             asyncio.get_running_loop().create_future()
@@ -404,7 +404,7 @@ class Session:
         project), else "".
         """
         waiting = self._pending.get(approval_id)
-        if decision == "allow_always" and waiting is not None and not _keepable(waiting.event):
+        if decision == "allow_always" and waiting is not None and not waiting.event.can_keep:
             raise RequestError(
                 "bad_request",
                 f"approval {approval_id} offers no rule to keep for the project; "
@@ -481,16 +481,9 @@ class Session:
             tasks=list(self.context.tasks),
         )
 
-    def user_message(self, queued: QueuedMessage) -> UserMessage:
-        return UserMessage(text=queued.text, id=queued.message_id)
 
-
-def _keepable(event: ApprovalRequested) -> bool:
-    """Whether "allow always" can keep this approval's rule (a rule, not a grant)."""
-    return _keepable_rule(event.session_rule)
-
-
-def _keepable_rule(text: str) -> bool:
+def _keepable(text: str) -> bool:
+    """Whether "allow always" can keep the rule ``text`` (a rule, not a grant)."""
     if not text:
         return False
     try:

@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import entry_points
+from collections.abc import Callable
 from typing import Any
 
 ENTRY_POINT_GROUP = "kfd.frontends"
+EXIT_NOT_INSTALLED = 2
+
+Run = Callable[[Any, argparse.Namespace], int]
+
+
+def find(name: str, label: str, advice: str) -> Run | None:
+    """The ``run`` of the frontend registered as ``name``; None (said why) if none is."""
+    from importlib.metadata import entry_points  # only when a frontend starts
+
+    found = [entry for entry in entry_points(group=ENTRY_POINT_GROUP) if entry.name == name]
+    if not found:
+        print(
+            f"kfd: {label} is not installed (no `{name}` entry point in the "
+            f"{ENTRY_POINT_GROUP} group); {advice}",
+            file=sys.stderr,
+        )
+        return None
+    run: Run = found[0].load()
+    return run
 
 
 def add_parsers(commands: Any) -> None:
@@ -36,18 +55,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"kfd: {exc}", file=sys.stderr)
         return 2
     name = args.command
-    found = [entry for entry in entry_points(group=ENTRY_POINT_GROUP) if entry.name == name]
-    if not found:
-        print(
-            f"kfd: the {name} frontend is not installed (no `{name}` entry point in the "
-            f"{ENTRY_POINT_GROUP} group); reinstall kfd",
-            file=sys.stderr,
-        )
-        return 2
-    run = found[0].load()
+    run = find(name, f"the {name} frontend", "reinstall kfd")
+    if run is None:
+        return EXIT_NOT_INSTALLED
     settings: dict[str, Any] = getattr(config, name)
     try:
-        code: int = run(settings, args)
+        code = run(settings, args)
     except KeyboardInterrupt:
         return 130
     return code

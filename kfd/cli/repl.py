@@ -9,12 +9,11 @@ table of its own.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-FRONTEND_GROUP = "kfd.frontends"
+from kfd.cli.frontend import EXIT_NOT_INSTALLED, find
+
 FRONTEND = "repl"
-EXIT_NOT_INSTALLED = 2
 
 
 def add_parsers(commands: Any, modes: tuple[str, ...]) -> None:
@@ -32,16 +31,7 @@ def add_parsers(commands: Any, modes: tuple[str, ...]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the REPL for ``kfd`` (no command), ``kfd attach`` or ``kfd new``."""
-    from importlib.metadata import entry_points  # only when a frontend starts
-
-    found = [entry for entry in entry_points(group=FRONTEND_GROUP) if entry.name == FRONTEND]
-    if not found:
-        print(
-            f"kfd: the terminal REPL is not installed (no `{FRONTEND}` entry point in the "
-            f"{FRONTEND_GROUP} group); reinstall kfd, or use `kfd run PROMPT`",
-            file=sys.stderr,
-        )
+    run = find(FRONTEND, "the terminal REPL", "reinstall kfd, or use `kfd run PROMPT`")
+    if run is None:
         return EXIT_NOT_INSTALLED
-    run = found[0].load()
-    code: int = run({}, args)
-    return code
+    return run({}, args)

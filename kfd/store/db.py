@@ -282,8 +282,3 @@ class Store:
         ) as cursor:
             row = await cursor.fetchone()
         return str(row[0]) if row else None
-
-    async def integrity_check(self) -> str:
-        async with self._db.execute("PRAGMA quick_check") as cursor:
-            row = await cursor.fetchone()
-        return str(row[0]) if row else "no answer"
