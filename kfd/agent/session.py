@@ -33,6 +33,7 @@ from kfd.protocol import (
     MessageDelta,
     MessageQueued,
     MessageSendResult,
+    MessageUser,
     Mode,
     Preview,
     QueuedMessage,
@@ -112,6 +113,9 @@ class Session:
         self._driver: asyncio.Task[None] | None = None
         self._in_turn = False
         self._stopping = False
+        self._draining = False
+        self._accepting: dict[str, asyncio.Future[None]] = {}
+        """Messages whose sender waits until their message.user is on disk."""
         self.context = ContextState()
         """Summary, recalled memories, tasks, token calibration (`kfd.agent.context`)."""
 
@@ -153,11 +157,14 @@ class Session:
         *,
         message: Message | None = None,
         tool_output: str | None = None,
+        sync: bool = False,
     ) -> asyncio.Future[None]:
         """Number a durable event, apply it, and queue it for disk and bus.
 
         The returned future resolves once the event is durable and published;
-        await it before acting on the outside world (running a tool).
+        await it before acting on the outside world (running a tool), and
+        before telling a client its request is done. ``sync``: the commit is
+        synced to disk (for what a client is told is saved).
         """
         info = self.info
         info.last_seq += 1
@@ -169,9 +176,15 @@ class Session:
             row = MessageRow(info.id, len(self.messages), info.last_seq, message)
             self.messages.append(message)
         output = (info.id, getattr(event, "call_id", ""), tool_output) if tool_output else None
-        return self.runtime.journal.append(
-            event, session=msgspec.structs.replace(info), message=row, tool_output=output
+        info.queued = len(self.queue)
+        written = self.runtime.journal.append(
+            event, session=msgspec.structs.replace(info), message=row, tool_output=output, sync=sync
         )
+        if isinstance(event, MessageUser):
+            waiter = self._accepting.pop(event.message_id, None)
+            if waiter is not None:
+                _chain(written, waiter)
+        return written
 
     def publish(self, event: Event) -> None:
         """Publish an ephemeral event placed after the last durable one."""
@@ -190,14 +203,20 @@ class Session:
             self.info.frontends = count
             self.publish(FrontendsChanged(session=self.id, count=count))
 
-    def update(self, by: FrontendRef | None = None, **changes: Any) -> SessionInfo:
-        """Change title, mode, model or archived, and tell everyone."""
+    def update(self, by: FrontendRef | None = None, **changes: Any) -> asyncio.Future[None]:
+        """Change title, mode, model, budget or archived, and tell everyone.
+
+        The future resolves once the change is on disk (synced when a
+        frontend asked for it: ``by``).
+        """
         for name, value in changes.items():
             setattr(self.info, name, value)
-        self.emit(SessionUpdated(session=self.id, info=msgspec.structs.replace(self.info), by=by))
-        return self.info
+        return self.emit(
+            SessionUpdated(session=self.id, info=msgspec.structs.replace(self.info), by=by),
+            sync=by is not None,
+        )
 
-    def set_mode(self, mode: Mode, by: FrontendRef | None = None) -> SessionInfo:
+    def set_mode(self, mode: Mode, by: FrontendRef | None = None) -> asyncio.Future[None]:
         return self.update(by=by, mode=mode)
 
     # -- streams -------------------------------------------------------------
@@ -282,10 +301,15 @@ class Session:
 
     # -- the queue and the turn driver ---------------------------------------
 
-    def send(
+    async def send(
         self, text: str, frontend: FrontendRef | None, client_msg_id: str | None = None
     ) -> MessageSendResult:
-        """Accept a user message: run it now, or queue it behind the running turn."""
+        """Accept a user message: run it now, or queue it behind the running turn.
+
+        Returns once the message is on disk (``message.user`` of the turn it
+        starts, or ``message.queued``), synced: a client told "sent" finds it
+        after any crash. A queued message survives a restart and runs then.
+        """
         if client_msg_id is not None:
             if not _CLIENT_MSG_ID.fullmatch(client_msg_id):
                 raise RequestError(
@@ -300,30 +324,62 @@ class Session:
         self.user_message_ids.add(message_id)
         queued = QueuedMessage(message_id=message_id, text=text, frontend=frontend)
         self.queue.append(queued)
-        if self.busy:
-            self.emit(
-                MessageQueued(session=self.id, message_id=message_id, text=text, frontend=frontend)
+        if self.busy or self._draining:
+            written = self.emit(
+                MessageQueued(session=self.id, message_id=message_id, text=text, frontend=frontend),
+                sync=True,
             )
+            await written
             return MessageSendResult(message_id=message_id, queued=True)
+        # The turn starts in its own task at once; its message.user makes this durable.
+        accepted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._accepting[message_id] = accepted
         self._driver = asyncio.create_task(self._drive(), name=f"session {self.id}")
+        await accepted
         return MessageSendResult(message_id=message_id, queued=False)
+
+    def run_queued(self) -> bool:
+        """Start the messages waiting in the queue (after a restart). True if any."""
+        if not self.queue or self.busy or self._draining:
+            return False
+        self._driver = asyncio.create_task(self._drive(), name=f"session {self.id}")
+        return True
 
     async def _drive(self) -> None:
         from kfd.agent.turn import run_turn  # the loop imports this module
 
         # Turns run inline in this task, so cancelling the task cancels exactly
         # the running turn; run_turn absorbs the cancellation and closes the turn.
-        while self.queue and not self._stopping:
-            batch = list(self.queue)
-            self.queue.clear()
-            self.cancel_reason = "interrupted" if self._stopping else "cancelled"
-            self._in_turn = True
-            try:
-                await run_turn(self, batch)
-            except Exception:
-                log.exception("turn of session %s failed", self.id)
-            finally:
-                self._in_turn = False
+        try:
+            while self.queue and not self._stopping and not self._draining:
+                batch = list(self.queue)
+                self.queue.clear()
+                self.cancel_reason = "interrupted" if self._stopping else "cancelled"
+                self._in_turn = True
+                try:
+                    await run_turn(self, batch)
+                except Exception:
+                    log.exception("turn of session %s failed", self.id)
+                finally:
+                    self._in_turn = False
+        finally:
+            for message_id, waiter in list(self._accepting.items()):
+                if not waiter.done():
+                    waiter.set_exception(
+                        RequestError("internal", "the turn ended before the message was saved")
+                    )
+                del self._accepting[message_id]
+
+    async def idle(self) -> None:
+        """Wait until no turn runs (without cancelling one)."""
+        driver = self._driver
+        if driver is not None and not driver.done():
+            await asyncio.wait({driver})
+
+    def drain(self) -> None:
+        """Let the running turn finish but start no other (a graceful restart);
+        messages sent meanwhile wait in the queue, on disk, for the next start."""
+        self._draining = True
 
     def cancel(self, clear_queue: bool = False) -> bool:
         """Cancel the running turn. True if one was running."""
@@ -337,9 +393,11 @@ class Session:
         return True
 
     async def interrupt(self) -> None:
-        """End the running turn as interrupted (daemon shutdown) and wait."""
+        """End the running turn as interrupted (daemon shutdown) and wait.
+
+        Queued messages stay queued: they are on disk, and run after the next start.
+        """
         self._stopping = True
-        self.queue.clear()
         driver = self._driver
         if driver is None or driver.done():
             return
@@ -396,12 +454,12 @@ class Session:
         decision: ApprovalDecision,
         message: str,
         by: FrontendRef | None,
-    ) -> str:
+    ) -> tuple[str, asyncio.Future[None]]:
         """Answer a pending approval, or raise conflict / not_found / bad_request.
 
         Returns the rule the answer keeps: for ``allow_session`` (now in
         `session_rules`) and ``allow_always`` (the caller stores it for the
-        project), else "".
+        project), else ""; and a future resolved once the answer is on disk.
         """
         waiting = self._pending.get(approval_id)
         if decision == "allow_always" and waiting is not None and not waiting.event.can_keep:
@@ -427,7 +485,7 @@ class Session:
         if decision == "allow_session" and rule and rule not in self.session_rules:
             self.session_rules.append(rule)
         self._remember_resolved(approval_id, by)
-        self.emit(
+        written = self.emit(
             ApprovalResolved(
                 session=self.id,
                 approval_id=approval_id,
@@ -436,11 +494,12 @@ class Session:
                 message=message,
                 by=by,
                 rule=rule,
-            )
+            ),
+            sync=True,
         )
         if not pending.future.done():
             pending.future.set_result((decision, message))
-        return rule
+        return rule, written
 
     def _remember_resolved(self, approval_id: str, by: FrontendRef | None) -> None:
         self._resolved[approval_id] = by
@@ -480,6 +539,22 @@ class Session:
             running_tools=running,
             tasks=list(self.context.tasks),
         )
+
+
+def _chain(source: asyncio.Future[None], target: asyncio.Future[None]) -> None:
+    """Settle ``target`` as ``source`` settles."""
+
+    def settle(done: asyncio.Future[None]) -> None:
+        if target.done():
+            return
+        if done.cancelled():
+            target.cancel()
+        elif done.exception() is not None:
+            target.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            target.set_result(None)
+
+    source.add_done_callback(settle)
 
 
 def _keepable(text: str) -> bool:

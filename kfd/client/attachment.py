@@ -43,6 +43,8 @@ class Attachment:
         self._outputs: dict[str, int] = {}
         self._gap = False
         self._closed = False
+        self.subscribed = False
+        """Whether this attachment holds a subscription of its own (a follower's do not)."""
 
     async def __aenter__(self) -> Attachment:
         return self
@@ -84,7 +86,7 @@ class Attachment:
     async def _reconnect(self) -> None:
         while True:
             try:
-                await self.client._sync(timeout=10.0)
+                await self.client._resubscribe()
                 await self._attach(self.last_seq, None, restored=True)
                 return
             except (DaemonUnavailable, RequestFailed):
@@ -145,6 +147,12 @@ class Attachment:
         try:
             event = decode_event(body)
         except msgspec.MsgspecError:
+            return
+        if isinstance(event, p.EventsDropped):
+            # The daemon shed events while we were behind: read them from the log.
+            if event.last_seq > self.last_seq or event.deltas:
+                self._gap = True
+            self._ready.append(event)
             return
         if event.ephemeral:
             if event.seq > self.last_seq:

@@ -8,6 +8,13 @@ published in order behind any durable event still on its way to disk, and
 straight away when nothing is.
 
 Observers (the ``kfd_event`` hook) see each event after it is published.
+
+A write the disk refuses (full, failing) is retried with backoff by the store
+until it succeeds: never dropped, since a dropped batch would leave a hole in
+the numbered log. Meanwhile everything behind it waits in order, the sessions
+pause at their next durable step, and `notice` reaches every frontend with
+what is wrong (the daemon wires the store's trouble to it). At shutdown,
+`unwritten` says exactly what never reached the disk.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from kfd.errors import StoreUnavailable
+from kfd.daemon.outbox import Delivery, Kind, kind_of
 from kfd.protocol import Event, SessionInfo, event_type
 from kfd.redact import redact_struct, scrub
 from kfd.store.db import Batch, EventRow, MessageRow, Store
@@ -28,8 +35,13 @@ log = logging.getLogger(__name__)
 
 encoder = msgspec.json.Encoder()
 
-Publisher = Callable[[bytes, bytes], None]
+Publisher = Callable[[Delivery], None]
+GlobalPublisher = Callable[[bytes, bytes], None]
 Observer = Callable[[Event], None]
+
+MAX_WAITING_EPHEMERAL = 20_000
+"""Streamed pieces kept in order behind a stuck write; later ones are dropped
+(clients fill the gap from the snapshot once writes succeed again)."""
 
 _BARRIER = Event(session="")
 """Marks a drain point in the queue; never published."""
@@ -42,6 +54,7 @@ class _Entry:
     event: Event
     durable: bool
     future: asyncio.Future[None] | None = None
+    sync: bool = False
     message: MessageRow | None = None
     session: SessionInfo | None = None
     tool_output: tuple[str, str, str] | None = None
@@ -52,7 +65,6 @@ class _Stats:
     commits: int = 0
     events: int = 0
     largest_batch: int = 0
-    retries: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -65,13 +77,20 @@ class Journal:
         publish: Publisher,
         observe: Observer | None = None,
         commit_interval_s: float = 0.0,
+        publish_global: GlobalPublisher | None = None,
     ) -> None:
         self._store = store
         self._publish = publish
+        self._publish_global = publish_global
         self._observe = observe
         self._commit_interval_s = commit_interval_s
         self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
         self._busy = False
+        self._waiting_ephemeral = 0
+        self._dropped_ephemeral = 0
+        self.published: dict[str, int] = {}
+        """The last durable seq published, per session."""
+        self._writing: list[_Entry] = []
         self.stats = _Stats()
 
     def append(
@@ -81,9 +100,11 @@ class Journal:
         session: SessionInfo | None = None,
         message: MessageRow | None = None,
         tool_output: tuple[str, str, str] | None = None,
+        sync: bool = False,
     ) -> asyncio.Future[None]:
         """Queue a durable event (seq already set); the future resolves once
-        it is on disk and published, or fails if the write failed.
+        it is on disk and published, or fails if the write failed. ``sync``:
+        its commit is synced to disk (``synchronous=FULL``).
 
         Secrets are taken out of all of it first (`kfd.redact`): what is kept
         and shown never holds them.
@@ -106,6 +127,7 @@ class Journal:
                 message=message,
                 session=session,
                 tool_output=tool_output,
+                sync=sync,
             )
         )
         return future
@@ -116,12 +138,38 @@ class Journal:
         entry = _Entry(event.session.encode(), encoder.encode(event), event, durable=False)
         if not self._busy and self._queue.empty():
             self._send(entry)
-        else:
+        elif self._waiting_ephemeral < MAX_WAITING_EPHEMERAL:
+            self._waiting_ephemeral += 1
             self._queue.put_nowait(entry)
+        else:
+            self._dropped_ephemeral += 1
 
     def publish_global(self, topic: bytes, event: Event) -> None:
         """Publish a daemon-wide event (not logged) on ``topic``."""
-        self._publish(topic, encoder.encode(redact_struct(event)))
+        if self._publish_global is not None:
+            self._publish_global(topic, encoder.encode(redact_struct(event)))
+
+    def notice(self, event: Event, sessions: list[str]) -> None:
+        """Publish an ephemeral ``event`` on each of ``sessions`` at once, ahead
+        of anything queued (it tells about the queue being stuck). Its seq is the
+        last one each session published, so clients place it without a gap."""
+        for session in sessions:
+            copy = msgspec.structs.replace(
+                event, session=session, seq=self.published.get(session, 0), ephemeral=True
+            )
+            body = encoder.encode(copy)
+            self._publish(Delivery(session.encode(), body, copy.seq, Kind.LIFECYCLE))
+
+    def unwritten(self) -> list[str]:
+        """The durable events not on disk yet, per session: ``session seq a..b (n events)``."""
+        spans: dict[str, list[int]] = {}
+        for entry in [*self._writing, *list(self._queue._queue)]:  # type: ignore[attr-defined]
+            if entry.durable and entry.event is not _BARRIER:
+                spans.setdefault(entry.event.session, []).append(entry.event.seq)
+        return [
+            f"session {session} events {min(seqs)}..{max(seqs)} ({len(seqs)} events)"
+            for session, seqs in spans.items()
+        ]
 
     async def run(self) -> None:
         while True:
@@ -133,8 +181,11 @@ class Journal:
                 entries = [first]
                 while not self._queue.empty():
                     entries.append(self._queue.get_nowait())
+                self._writing = entries
+                self._waiting_ephemeral = 0
                 await self._commit(entries)
             finally:
+                self._writing = []
                 self._busy = False
 
     async def drain(self) -> None:
@@ -162,7 +213,9 @@ class Journal:
                 tool_outputs=[e.tool_output for e in durable if e.tool_output is not None],
             )
             try:
-                await self._write(batch)
+                # Retried while the disk is in trouble (full, failing, locked):
+                # a dropped batch would leave a hole in the numbered log.
+                await self._store.commit(batch, durable=any(e.sync for e in durable), retry=True)
             except Exception as exc:
                 # Not on disk, so never shown: fail the emitters, publish nothing
                 # durable; the sessions end their turns with an error.
@@ -185,32 +238,17 @@ class Journal:
             if e.future is not None and not e.future.done():
                 e.future.set_result(None)
 
-    async def _write(self, batch: Batch) -> None:
-        """Write a batch, waiting out a locked or failing disk rather than
-        dropping it: a dropped batch would leave a hole in the numbered log."""
-        delay = 0.01
-        attempt = 0
-        while True:
-            try:
-                await self._store.write(batch)
-                return
-            except StoreUnavailable as exc:  # locked, busy, I/O error, disk full
-                attempt += 1
-                if attempt == 1 or attempt % 50 == 0:
-                    log.warning(
-                        "journal commit of %d events failed (%s); retrying (attempt %d)",
-                        len(batch.events),
-                        exc,
-                        attempt,
-                    )
-                self.stats.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
     def _send(self, entry: _Entry) -> None:
         if entry.event is _BARRIER:
             return
-        self._publish(entry.topic, entry.body)
+        event = entry.event
+        if entry.durable:
+            self.published[event.session] = event.seq
+        self._publish(
+            Delivery(
+                entry.topic, entry.body, event.seq, kind_of(event_type(event), not entry.durable)
+            )
+        )
         if self._observe is not None:
             try:
                 self._observe(entry.event)

@@ -4,15 +4,22 @@ Sessions live in the store and are loaded into memory on first use; the
 daemon start only loads those a crash left in the middle of a turn, to close
 them: every tool call gets its result ("interrupted; side effects unknown"
 for one that had started), open approvals are dismissed, the turn ends as
-``interrupted``. Nothing is re-run by itself.
+``interrupted``. Nothing that started is re-run by itself.
+
+Messages the daemon accepted (the client was told "sent") but never started
+wait in the session's queue again and run once the daemon serves
+(`SessionManager.run_queued`): an acknowledged message is never lost. A
+message already carried over one restart without running is not carried
+again (it might be what brings the daemon down): it is reported instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -32,6 +39,7 @@ from kfd.protocol import (
     MessageQueued,
     MessageUser,
     Mode,
+    QueuedMessage,
     SessionCreated,
     SessionInfo,
     ToolCompleted,
@@ -74,6 +82,8 @@ class SessionManager:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.live: dict[str, Session] = {}
+        self.count = 0
+        """Sessions in the store (kept here so ``status`` reads no disk)."""
 
     async def create(
         self,
@@ -99,6 +109,7 @@ class SessionManager:
         )
         session = Session(info, self.runtime, [])
         self.live[info.id] = session
+        self.count += 1
         created = SessionCreated(
             session=info.id,
             info=msgspec.structs.replace(info),
@@ -148,14 +159,21 @@ class SessionManager:
         return session
 
     async def recover(self) -> int:
-        """Close the turns a crash left open. Returns how many sessions."""
+        """Close the turns a crash left open and queue again the messages accepted
+        but never run. Returns how many sessions."""
         recovered = 0
-        for info in await self.runtime.store.sessions(include_archived=True, limit=1_000_000):
-            if info.status in ("running", "awaiting_approval"):
+        infos = await self.runtime.store.sessions(include_archived=True, limit=1_000_000)
+        self.count = len(infos)
+        for info in infos:
+            if info.status in ("running", "awaiting_approval") or info.queued:
                 session = await self._load(info.id)
                 await self._close_open_turn(session)
                 recovered += 1
         return recovered
+
+    def run_queued(self) -> int:
+        """Start the sessions with messages waiting (after `recover`); how many."""
+        return sum(1 for session in list(self.live.values()) if session.run_queued())
 
     async def _close_open_turn(self, session: Session) -> None:
         events = [
@@ -177,6 +195,7 @@ class SessionManager:
         started: set[str] = set()
         approvals: dict[str, ApprovalRequested] = {}
         queued: dict[str, MessageQueued] = {}
+        carried: Counter[str] = Counter()
         for event in events:
             match event:
                 case TurnStarted():
@@ -191,6 +210,7 @@ class SessionManager:
                     approvals.pop(event.approval_id, None)
                 case MessageQueued():
                     queued[event.message_id] = event
+                    carried[event.message_id] += 1
                 case MessageUser():
                     queued.pop(event.message_id, None)
         for approval in approvals.values():
@@ -224,15 +244,6 @@ class SessionManager:
                     call_id=call.id, name=call.name, content=text, is_error=True
                 ),
             )
-        for lost in queued.values():
-            session.emit(
-                ErrorEvent(
-                    session=session.id,
-                    code="message_dropped",
-                    message=f"a queued message was not run because the daemon stopped: "
-                    f"{lost.text[:200]!r}; send it again",
-                )
-            )
         if open_turn is not None:
             session.emit(
                 TurnCompleted(
@@ -243,6 +254,31 @@ class SessionManager:
                 )
             )
         session.set_status("idle", "recovered after the daemon stopped")
+        for waiting in queued.values():
+            if carried[waiting.message_id] > 1:
+                session.emit(
+                    ErrorEvent(
+                        session=session.id,
+                        code="message_dropped",
+                        message="a message carried over a restart did not run before the next "
+                        f"stop either, so it is not run again: {waiting.text[:200]!r}; send it "
+                        "again if you still want it",
+                    )
+                )
+                continue
+            session.queue.append(
+                QueuedMessage(
+                    message_id=waiting.message_id, text=waiting.text, frontend=waiting.frontend
+                )
+            )
+            session.emit(
+                MessageQueued(
+                    session=session.id,
+                    message_id=waiting.message_id,
+                    text=waiting.text,
+                    frontend=waiting.frontend,
+                )
+            )
         await self.runtime.journal.drain()
 
     async def fork(self, parent: Session, message_id: str | None, title: str) -> Session:
@@ -310,9 +346,9 @@ class SessionManager:
         await self.runtime.journal.drain()
 
     async def shutdown(self) -> None:
-        for session in list(self.live.values()):
-            if session.busy:
-                await session.interrupt()
+        """Interrupt the running turns (together) and wait until they closed."""
+        busy = [session for session in self.live.values() if session.busy]
+        await asyncio.gather(*(session.interrupt() for session in busy))
         await self.runtime.journal.drain()
 
 

@@ -132,4 +132,12 @@ MIGRATIONS: list[str] = [
         spent_usd   REAL NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # 6: the write-ahead ledger: a row exists before a request's first byte.
+    """
+    ALTER TABLE ledger ADD COLUMN state TEXT NOT NULL DEFAULT 'completed';
+        -- sent (written before the first byte) | completed | failed | interrupted
+    ALTER TABLE ledger ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
+        -- 1: the token counts are kfd's estimates (the request did not finish)
+    CREATE INDEX ledger_unfinished ON ledger (state) WHERE state = 'sent';
+    """,
 ]

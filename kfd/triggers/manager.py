@@ -284,7 +284,7 @@ class TriggerManager:
             limit = session.info.usage.cost_usd + budget - trigger.info.spent_usd
             if session.info.budget_usd is None or session.info.budget_usd > limit:
                 session.update(budget_usd=round(limit, 6))
-        sent = session.send(prompt, FrontendRef(id="trigger", name=f"trigger {config.name}"))
+        sent = await session.send(prompt, FrontendRef(id="trigger", name=f"trigger {config.name}"))
         fired = TriggerFired(
             session=session.id,
             trigger=config.name,
