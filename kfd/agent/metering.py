@@ -30,6 +30,7 @@ received has its row, whatever happens.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import AsyncIterator
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from kfd import logcontext
 from kfd.agent.prompt import request_tokens
 from kfd.errors import ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, TextDelta
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
     from kfd.agent.accounting import Accounting
     from kfd.agent.session import Session
     from kfd.gateway.types import ModelRequest, Provider, StreamEvent
+
+log = logging.getLogger(__name__)
 
 ERROR_CHARS = 2000
 CHARS_PER_TOKEN = 4
@@ -109,7 +113,9 @@ class MeteredRequest:
             estimated=True,
         )
         self.entry = entry  # before the write: a cancellation meanwhile still closes it
+        logcontext.MODEL_REQUEST.set(entry.id)
         await accounting.ledger.record(entry)
+        log.info("model request %s to %s sent (%d input tokens)", entry.id, model, input_tokens)
         return entry
 
     # -- the consumer's side ---------------------------------------------------
@@ -129,6 +135,15 @@ class MeteredRequest:
             return
         self._closed = True
         accounting, entry = self.accounting, self.entry
+        if entry is not None:
+            outcome = (
+                "completed"
+                if self.completed is not None
+                else "failed"
+                if isinstance(error, ProviderError)
+                else f"interrupted ({type(error).__name__})"
+            )
+            log.info("model request %s %s", entry.id, outcome)
         if self.completed is not None:
             await accounting.after_request(self.session, self.turn, self.completed, entry)
             return

@@ -9,6 +9,7 @@ need to see: status, the message queue, pending approvals, partial streams.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kfd import logcontext
 from kfd.agent.context_state import ContextState
 from kfd.agent.streams import StreamBuffer
 from kfd.errors import RequestError
@@ -45,7 +47,10 @@ from kfd.protocol import (
     Snapshot,
     StopReason,
     StreamingMessage,
+    ToolCall,
     ToolOutput,
+    ToolRequested,
+    TurnStarted,
 )
 from kfd.store.db import MessageRow
 from kfd.transcript import Message
@@ -115,6 +120,8 @@ class Session:
         self._stopping = False
         self._draining = False
         self._accepting: dict[str, asyncio.Future[None]] = {}
+        self.requested_calls: set[str] = set()
+        """Calls of the current turn whose ``tool.requested`` is logged."""
         """Messages whose sender waits until their message.user is on disk."""
         self.context = ContextState()
         """Summary, recalled memories, tasks, token calibration (`kfd.agent.context`)."""
@@ -184,7 +191,30 @@ class Session:
             waiter = self._accepting.pop(event.message_id, None)
             if waiter is not None:
                 _chain(written, waiter)
+        elif isinstance(event, ToolRequested):
+            self.requested_calls.add(event.call_id)
+        elif isinstance(event, TurnStarted):
+            self.requested_calls.clear()  # every call of earlier turns has its result
         return written
+
+    def ensure_requested(self, call: ToolCall) -> None:
+        """Log ``tool.requested`` for a call about to get its result without one
+        (the turn stopped between the model's answer and its calls): the log
+        never holds a result without its request."""
+        if call.id in self.requested_calls:
+            return
+        try:
+            arguments = json.loads(call.arguments) if call.arguments else {}
+        except ValueError:
+            arguments = {}
+        self.emit(
+            ToolRequested(
+                session=self.id,
+                call_id=call.id,
+                name=call.name,
+                arguments=arguments if isinstance(arguments, dict) else {},
+            )
+        )
 
     def publish(self, event: Event) -> None:
         """Publish an ephemeral event placed after the last durable one."""
@@ -350,18 +380,23 @@ class Session:
 
         # Turns run inline in this task, so cancelling the task cancels exactly
         # the running turn; run_turn absorbs the cancellation and closes the turn.
+        logcontext.SESSION.set(self.id)  # this task's log lines name the session
         try:
             while self.queue and not self._stopping and not self._draining:
                 batch = list(self.queue)
                 self.queue.clear()
                 self.cancel_reason = "interrupted" if self._stopping else "cancelled"
                 self._in_turn = True
+                logcontext.TURN.set(self.info.turns + 1)
+                started = time.monotonic()
+                log.info("turn %d started with %d message(s)", self.info.turns + 1, len(batch))
                 try:
                     await run_turn(self, batch)
                 except Exception:
                     log.exception("turn of session %s failed", self.id)
                 finally:
                     self._in_turn = False
+                log.info("turn %d ended after %.1f s", self.info.turns, time.monotonic() - started)
         finally:
             for message_id, waiter in list(self._accepting.items()):
                 if not waiter.done():

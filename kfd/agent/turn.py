@@ -119,6 +119,7 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
     outcome: ToolStatus = "interrupted" if stop == "interrupted" else "cancelled"
     for call in unanswered_calls(session.messages):
         session.tool_finished(call.id)
+        session.ensure_requested(call)
         text = (
             "interrupted; side effects unknown: the daemon stopped during this call"
             if outcome == "interrupted"

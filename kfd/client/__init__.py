@@ -28,6 +28,7 @@ session's events exactly once and in order, interleaved across sessions.
 from kfd.client.attachment import Attachment
 from kfd.client.connection import Client
 from kfd.client.daemon import daemon_running, ensure_daemon, runtime_dir, start_daemon, state_dir
+from kfd.client.environment import drift_message, environment_drift
 from kfd.client.errors import ClientError, DaemonUnavailable, RequestFailed
 from kfd.client.events import (
     ConnectionLost,
@@ -53,7 +54,9 @@ __all__ = [
     "RequestFailed",
     "daemon_running",
     "decode_event",
+    "drift_message",
     "ensure_daemon",
+    "environment_drift",
     "runtime_dir",
     "start_daemon",
     "state_dir",

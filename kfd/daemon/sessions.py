@@ -43,6 +43,7 @@ from kfd.protocol import (
     SessionCreated,
     SessionInfo,
     ToolCompleted,
+    ToolRequested,
     ToolStarted,
     TurnCompleted,
     TurnStarted,
@@ -183,6 +184,7 @@ class SessionManager:
                 [
                     "turn.started",
                     "turn.completed",
+                    "tool.requested",
                     "tool.started",
                     "approval.requested",
                     "approval.resolved",
@@ -200,8 +202,11 @@ class SessionManager:
             match event:
                 case TurnStarted():
                     open_turn = event.turn
+                    session.requested_calls.clear()
                 case TurnCompleted():
                     open_turn = None
+                case ToolRequested():
+                    session.requested_calls.add(event.call_id)
                 case ToolStarted():
                     started.add(event.call_id)
                 case ApprovalRequested():
@@ -231,6 +236,7 @@ class SessionManager:
                 )
             else:
                 text = "not run: the daemon stopped before this call started"
+            session.ensure_requested(call)
             session.emit(
                 ToolCompleted(
                     session=session.id,

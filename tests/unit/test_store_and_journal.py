@@ -178,7 +178,9 @@ async def test_a_failed_write_rolls_back_and_leaves_the_connection_usable(tmp_pa
     with pytest.raises(RuntimeError, match="half way"):
         await store.write(half, what="half", durable=True)
     assert await store.read(lambda db: db.in_transaction) is False
-    count = await store.read(lambda db: db.execute("SELECT count(*) FROM trigger_firings").fetchone())
+    count = await store.read(
+        lambda db: db.execute("SELECT count(*) FROM trigger_firings").fetchone()
+    )
     assert count == (0,)
     await store.write(
         lambda db: db.execute("INSERT INTO trigger_firings VALUES ('u', 1, 1.0, '[]', 's', 0)"),
