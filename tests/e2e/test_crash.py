@@ -34,5 +34,6 @@ async def test_thirty_crashes_lose_nothing_acknowledged_or_billed(tmp_path: Path
     assert tally.requests > 20  # the trials did bill requests
     assert tally.acknowledged >= 25
     # Only a kill between a row's commit and the request's first byte can leave a
-    # row with no request; it is marked interrupted, and rare.
-    assert tally.unsent_rows <= 3
+    # row with no request (marked interrupted: check() holds that): one per kill at most.
+    kills = sum(1 for signal, _ in TRIALS if signal == "kill")
+    assert tally.unsent_rows <= kills
