@@ -40,14 +40,16 @@ async def main(trials: int) -> None:
                 print(failed[-1], flush=True)
     tally = lab.tally
     took = time.monotonic() - started
+    kinds = ", ".join(f"{kind} {count}" for kind, count in tally.by_moment.items())
+    lost = any("acknowledged" in failure for failure in failed)
+    terms = sum(count for kind, count in tally.by_moment.items() if kind.startswith("term"))
     print(
-        f"{tally.trials} trials in {took:.0f} s ({', '.join(f'{k} {v}' for k, v in tally.by_moment.items())}):\n"
+        f"{tally.trials} trials in {took:.0f} s ({kinds}):\n"
         f"  trials with every invariant holding: {tally.trials - len(failed)} of {tally.trials}\n"
         f"  requests the model server received: {tally.requests}; ledger rows: {tally.rows}; "
         f"rows whose request never left (a kill between row and first byte): {tally.unsent_rows}\n"
-        f"  acknowledged messages: {tally.acknowledged}, all in their logs: {not any('acknowledged' in f for f in failed)}\n"
-        f"  SIGTERM stops clean and within the deadline: {tally.clean_stops} of "
-        f"{sum(v for k, v in tally.by_moment.items() if k.startswith('term'))}"
+        f"  acknowledged messages: {tally.acknowledged}, all in their logs: {not lost}\n"
+        f"  SIGTERM stops clean and within the deadline: {tally.clean_stops} of {terms}"
     )
 
 
