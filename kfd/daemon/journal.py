@@ -39,6 +39,9 @@ Publisher = Callable[[Delivery], None]
 GlobalPublisher = Callable[[bytes, bytes], None]
 Observer = Callable[[Event], None]
 
+OFF_LOOP_CHARS = 32 * 1024
+"""Events carrying more text than this are redacted and encoded off the event loop."""
+
 MAX_WAITING_EPHEMERAL = 20_000
 """Streamed pieces kept in order behind a stuck write; later ones are dropped
 (clients fill the gap from the snapshot once writes succeed again)."""
@@ -110,26 +113,21 @@ class Journal:
         and shown never holds them.
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        event = redact_struct(event)
-        if session is not None:
-            session = redact_struct(session)
-        if message is not None:
-            message = message._replace(message=redact_struct(message.message))
-        if tool_output is not None:
-            tool_output = (tool_output[0], tool_output[1], scrub(tool_output[2]))
-        self._queue.put_nowait(
-            _Entry(
-                topic=event.session.encode(),
-                body=encoder.encode(event),
-                event=event,
-                durable=True,
-                future=future,
-                message=message,
-                session=session,
-                tool_output=tool_output,
-                sync=sync,
-            )
+        entry = _Entry(
+            topic=event.session.encode(),
+            body=b"",
+            event=event,
+            durable=True,
+            future=future,
+            message=message,
+            session=session,
+            tool_output=tool_output,
+            sync=sync,
         )
+        if _size_hint(entry) <= OFF_LOOP_CHARS:
+            _prepare(entry)
+        # else: redacted and encoded on a thread by the writer, in its turn
+        self._queue.put_nowait(entry)
         return future
 
     def publish(self, event: Event) -> None:
@@ -198,6 +196,11 @@ class Journal:
 
     async def _commit(self, entries: list[_Entry]) -> None:
         durable = [e for e in entries if e.durable]
+        large = [e for e in durable if not e.body]
+        if large:
+            # Redacting and encoding megabytes of tool output is CPU work that
+            # would stall every other session: off the event loop.
+            await asyncio.to_thread(_prepare_all, large)
         if durable:
             sessions: dict[str, SessionInfo] = {}
             for e in durable:
@@ -254,3 +257,33 @@ class Journal:
                 self._observe(entry.event)
             except Exception:
                 log.exception("an event observer failed on %s", event_type(entry.event))
+
+
+def _size_hint(entry: _Entry) -> int:
+    """Roughly how much text an entry carries (without encoding it)."""
+    event = entry.event
+    size = len(getattr(event, "output", "") or "") + len(getattr(event, "text", "") or "")
+    if entry.tool_output is not None:
+        size += len(entry.tool_output[2])
+    if entry.message is not None:
+        message = entry.message.message
+        size += len(getattr(message, "content", "") or "") + len(getattr(message, "text", "") or "")
+    return size
+
+
+def _prepare_all(entries: list[_Entry]) -> None:
+    for entry in entries:
+        _prepare(entry)
+
+
+def _prepare(entry: _Entry) -> None:
+    """Take the secrets out of an entry and encode its event (any thread)."""
+    entry.event = redact_struct(entry.event)
+    if entry.session is not None:
+        entry.session = redact_struct(entry.session)
+    if entry.message is not None:
+        entry.message = entry.message._replace(message=redact_struct(entry.message.message))
+    if entry.tool_output is not None:
+        call = entry.tool_output
+        entry.tool_output = (call[0], call[1], scrub(call[2]))
+    entry.body = encoder.encode(entry.event)

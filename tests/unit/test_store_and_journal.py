@@ -187,3 +187,27 @@ async def test_a_failed_write_rolls_back_and_leaves_the_connection_usable(tmp_pa
         what="after",
     )
     await store.close()
+
+
+async def test_large_events_are_redacted_and_written_in_order_off_the_loop(tmp_path: Path) -> None:
+    from kfd.protocol import ToolCompleted
+
+    store = await Store.open(tmp_path / "kfd.db")
+    recorder = Recorder()
+    journal = Journal(store, recorder)
+    runner = asyncio.create_task(journal.run())
+    secret = "sk-ant-" + "a1" * 20
+    big = ToolCompleted(
+        session="s1", seq=1, call_id="c", name="bash", output="x" * 100_000 + secret
+    )
+    first = journal.append(big, tool_output=("s1", "c", "y" * 200_000 + secret))
+    second = journal.append(SessionStatusChanged(session="s1", seq=2, status="idle"))
+    await asyncio.gather(first, second)
+    bodies = [body for _, body in recorder.published]
+    assert len(bodies) == 2 and b"tool.completed" in bodies[0]  # in order
+    assert secret.encode() not in bodies[0]
+    stored = await store.tool_output("s1", "c")
+    assert stored is not None and secret not in stored and "[redacted" in stored
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    await store.close()
