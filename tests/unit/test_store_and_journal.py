@@ -200,7 +200,7 @@ async def test_large_events_are_redacted_and_written_in_order_off_the_loop(tmp_p
     big = ToolCompleted(
         session="s1", seq=1, call_id="c", name="bash", output="x" * 100_000 + secret
     )
-    first = journal.append(big, tool_output=("s1", "c", "y" * 200_000 + secret))
+    first = journal.append(big, tool_output=("s1", "c", "y" * 200_000 + "\n" + secret))
     second = journal.append(SessionStatusChanged(session="s1", seq=2, status="idle"))
     await asyncio.gather(first, second)
     bodies = [body for _, body in recorder.published]
