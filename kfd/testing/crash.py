@@ -31,14 +31,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from kfd.client import ClientError
+from kfd import protocol as p
+from kfd.agent.accounting import ENTRIES_LIMIT
+from kfd.client import Client, ClientError
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.fixtures import git_repo
 from kfd.testing.model_server import RecordedRequest, Reply, ScriptedModelServer, ScriptedToolCall
@@ -172,18 +173,19 @@ class CrashLab:
                 await asyncio.sleep(0.05)
 
     async def check(self) -> list[str]:
-        """Every violated invariant, in words (empty: all hold)."""
+        """Every violated invariant, in words (empty: all hold), read through the
+        daemon as any client would: the ledger and each session's whole log."""
         problems = list(self.stop_failures)
-        with sqlite3.connect(self.daemon.database) as db:
-            rows = {
-                str(row[0]): (str(row[1]), int(row[2]))
-                for row in db.execute("SELECT id, state, retries FROM ledger")
+        async with await self.daemon.client(name="crash-lab") as client:
+            cost: p.CostResult = await client.request(p.CostQuery(id="", entries=ENTRIES_LIMIT))
+            rows: dict[str, tuple[str, int]] = {
+                entry.id: (entry.state, entry.retries) for entry in cost.entries
             }
+            if cost.total.requests > len(rows):
+                problems.append(f"{cost.total.requests} ledger rows, only {len(rows)} read")
             events: dict[str, list[tuple[int, str, bytes]]] = {}
-            for session, seq, kind, body in db.execute(
-                "SELECT session, seq, type, body FROM events ORDER BY session, seq"
-            ):
-                events.setdefault(str(session), []).append((int(seq), str(kind), bytes(body)))
+            for session in self.sessions:
+                events[session] = await _log(client, session)
         problems += self._check_ledger(rows)
         problems += self._check_messages(events)
         problems += self._check_logs(events)
@@ -260,3 +262,20 @@ class CrashLab:
                 if completed.get(call, 0) != 1:
                     problems.append(f"{session}: call {call} has {completed.get(call, 0)} results")
         return problems
+
+
+async def _log(client: Client, session: str) -> list[tuple[int, str, bytes]]:
+    """(seq, type, body) of every durable event of ``session``, from the daemon."""
+    found: list[tuple[int, str, bytes]] = []
+    since = 0
+    while True:
+        result: p.AttachResult = await client.request(
+            p.SessionAttach(id="", session=session, since_seq=since)
+        )
+        for raw in result.events:
+            body = bytes(raw)
+            header = json.loads(body)
+            found.append((int(header["seq"]), str(header["type"]), body))
+        if not result.more or not found:
+            return found
+        since = found[-1][0]

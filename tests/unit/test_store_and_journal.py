@@ -198,7 +198,7 @@ async def test_large_events_are_redacted_and_written_in_order_off_the_loop(tmp_p
     runner = asyncio.create_task(journal.run())
     secret = "sk-ant-" + "a1" * 20
     big = ToolCompleted(
-        session="s1", seq=1, call_id="c", name="bash", output="x" * 100_000 + secret
+        session="s1", seq=1, call_id="c", name="bash", output="x" * 100_000 + " " + secret
     )
     first = journal.append(big, tool_output=("s1", "c", "y" * 200_000 + "\n" + secret))
     second = journal.append(SessionStatusChanged(session="s1", seq=2, status="idle"))
