@@ -71,6 +71,10 @@ With `BATCH_BYTES`, at most ~4 MiB per client sit in ZeroMQ's pipe."""
 RETRY_BLOCKED_S = 0.02
 """How soon a client whose pipe was full is tried again."""
 
+FLUSH_EVERY_S = 0.002
+"""Under load, batches leave at most this often (one message per client each
+time); when the bus has been quiet they leave at once."""
+
 MAX_TOPICS_PER_CLIENT = 10_000
 
 _marker_encoder = msgspec.json.Encoder()
@@ -130,6 +134,7 @@ class Bus:
         self._dirty: set[bytes] = set()
         self._blocked: set[bytes] = set()
         self._flush_scheduled = False
+        self._last_flush = float("-inf")
         self._retry: asyncio.TimerHandle | None = None
         self.stats = BusStats()
 
@@ -216,14 +221,22 @@ class Bus:
                 self.on_subscription(topic, self.subscriptions.watchers(topic))
 
     def _schedule_flush(self) -> None:
-        # Once per turn of the loop: everything published meanwhile for a
-        # client leaves in one message (no added delay when idle).
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        # Everything published for a client until the flush leaves in one
+        # message: at the end of this turn of the loop when the bus was quiet,
+        # else at most every FLUSH_EVERY_S (fewer, larger sends under load).
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + FLUSH_EVERY_S - loop.time()
+        if wait <= 0:
+            loop.call_soon(self._flush)
+        else:
+            loop.call_later(wait, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._last_flush = asyncio.get_running_loop().time()
         dirty, self._dirty = self._dirty, set()
         for client in dirty:
             if client not in self._blocked and not self._send_pending(client):
