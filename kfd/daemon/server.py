@@ -275,7 +275,12 @@ class Daemon:
                 GLOBAL_TOPIC.encode(),
                 DaemonStopping(session="", reason=self._stop_reason, restart=self._restart),
             )
-            finished = await self._stop_within(config.daemon.shutdown_timeout_s, serving)
+            # The stop runs as its own task: past the deadline it is left
+            # where it is stuck (a write on a full disk), not waited for.
+            stopping = asyncio.create_task(self._stop_turns(serving), name="stopping")
+            done, _ = await asyncio.wait({stopping}, timeout=config.daemon.shutdown_timeout_s)
+            if stopping not in done:
+                self._exit_unwritten(journal, store)
         finally:
             if serving is not None and not serving.done():
                 serving.cancel()
@@ -286,8 +291,6 @@ class Daemon:
                 await asyncio.to_thread(self.telemetry.shutdown)
             await bus.close()
             await provider.aclose()
-        if not finished:
-            self._exit_unwritten(journal, store)
         if not await store.close(config.daemon.shutdown_timeout_s):
             self._exit_unwritten(journal, store)
 
@@ -313,21 +316,16 @@ class Daemon:
                 break
         interrupt.cancel()
 
-    async def _stop_within(self, deadline_s: float, serving: asyncio.Task[None]) -> bool:
-        """Interrupt the turns and write everything out; False past the deadline."""
+    async def _stop_turns(self, serving: asyncio.Task[None]) -> None:
+        """Interrupt the turns and write everything out."""
         assert self.triggers is not None
-        try:
-            async with asyncio.timeout(deadline_s):
-                await self.triggers.close()
-                await self.sessions.shutdown()
-                await self.plugins.shutdown()
-                serving.cancel()
-                await asyncio.gather(serving, return_exceptions=True)
-                await self.runtime.accounting.close()
-                await self.runtime.journal.drain()
-        except TimeoutError:
-            return False
-        return True
+        await self.triggers.close()
+        await self.sessions.shutdown()
+        await self.plugins.shutdown()
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        await self.runtime.accounting.close()
+        await self.runtime.journal.drain()
 
     def _exit_unwritten(self, journal: Journal, store: Store) -> None:
         """The stop deadline passed: say exactly what is lost, and exit now."""

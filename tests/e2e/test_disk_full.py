@@ -4,6 +4,7 @@ with nothing lost. Needs root (to mount the tmpfs); skipped with a reason elsewh
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import sqlite3
@@ -120,6 +121,40 @@ async def test_a_full_disk_is_told_to_every_frontend_and_the_turn_resumes_whole(
         assert kinds.count("tool.completed") == 1
         assert ledger == [("completed",), ("completed",)] == [("completed",)] * len(server.requests)
         assert daemon.stop() == 0
+    finally:
+        daemon.close()
+        server.stop()
+
+
+async def test_a_stop_on_a_full_disk_exits_by_the_deadline_naming_what_it_could_not_write(
+    small_state: Path, tmp_path: Path
+) -> None:
+    workspace = git_repo(tmp_path / "repo")
+    server = ScriptedModelServer(
+        [Reply(text="words " * 200, chunk_chars=6, chunk_delay_s=0.005)]
+    ).start()
+    daemon = KfdDaemon(
+        model=server, root=small_state, config="[daemon]\nshutdown_timeout_s = 1\n"
+    ).start()
+    try:
+        async with await daemon.client() as client:
+            info = await client.create_session(workspace)
+            async with await client.attach(info.id) as view:
+                await client.send(info.id, "talk")
+                await collect_until(view, lambda e: isinstance(e, p.MessageDelta))
+                fill(daemon.state_dir)
+                await collect_until(
+                    view, lambda e: isinstance(e, p.DaemonTrouble) and e.problem != "", timeout=30
+                )
+        started = asyncio.get_running_loop().time()
+        code = await asyncio.to_thread(daemon.stop, 30.0)
+        took = asyncio.get_running_loop().time() - started
+        assert code == 75  # EX_TEMPFAIL: stopped with writes unfinished
+        assert took < 10
+        said = (tmp_path / "kfd" / "daemon.stderr").read_text()
+        assert "stopping without writing everything" in said
+        assert f"session {info.id} events" in said  # exactly what was lost
+        assert "disk full" in said
     finally:
         daemon.close()
         server.stop()
