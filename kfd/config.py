@@ -183,6 +183,9 @@ class DaemonConfig(_Section):
     """``daemon.log`` is rotated past this size."""
     log_backups: Annotated[int, msgspec.Meta(ge=0, le=100)] = 5
     """Rotated logs kept (``daemon.log.1`` ...)."""
+    unload_idle_s: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
+    """A session nobody watches or runs is dropped from memory after this long
+    (it loads again, whole, when used)."""
 
 
 class TelemetryConfig(_Section):

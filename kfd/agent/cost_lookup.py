@@ -40,6 +40,7 @@ class GatewayCosts:
         self._config = config
         self._on_cost = on_cost
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], str] = {}
         self._refused = False
 
     def wanted(self, info: RequestInfo) -> bool:
@@ -52,7 +53,13 @@ class GatewayCosts:
             self._look_up(session, entry, info), name=f"gateway cost {entry.id}"
         )
         self._tasks.add(task)
+        self._sessions[task] = session.id
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._sessions.pop(done, None))
+
+    def sessions(self) -> set[str]:
+        """The sessions with a look-up still running (they must stay loaded)."""
+        return set(self._sessions.values())
 
     @property
     def pending(self) -> int:

@@ -153,6 +153,11 @@ class Session:
             self.untrusted = seen
 
     @property
+    def pending_approvals(self) -> int:
+        """Approvals asked and not answered yet."""
+        return len(self._pending)
+
+    @property
     def busy(self) -> bool:
         return self._driver is not None and not self._driver.done()
 

@@ -250,6 +250,7 @@ class Daemon:
             self.triggers = TriggerManager(self.sessions, TriggerLog(store), config_module.load)
             await self.triggers.start(config.triggers)
             serving = asyncio.create_task(bus.serve(RpcHandler(self)), name="bus")
+            sweeping = asyncio.create_task(self._unload_idle(), name="unload idle sessions")
             started = self.sessions.run_queued()
             if started:
                 log.info("running the messages queued before the stop in %d session(s)", started)
@@ -264,6 +265,7 @@ class Daemon:
             stopped = asyncio.create_task(self._stop.wait())
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
+            sweeping.cancel()
             if serving.done() and serving.exception() is not None:
                 log.error("the bus failed", exc_info=serving.exception())
                 self._interrupt.set()
@@ -294,11 +296,22 @@ class Daemon:
         if not await store.close(config.daemon.shutdown_timeout_s):
             self._exit_unwritten(journal, store)
 
+    async def _unload_idle(self) -> None:
+        """Now and then, drop the sessions nobody uses from memory."""
+        idle_s = self.config.daemon.unload_idle_s
+        while True:
+            await asyncio.sleep(min(60.0, idle_s / 2))
+            keep = self.runtime.accounting.gateway_costs.sessions()
+            if self.triggers is not None:
+                keep |= self.triggers.running_sessions()
+            dropped = self.sessions.unload_idle(idle_s, keep)
+            if dropped:
+                log.info("unloaded %d idle session(s) from memory", dropped)
+
     async def _drain_turns(self) -> None:
         """A graceful stop: running turns finish; new messages queue for the next start."""
         self.draining = True
-        for session in list(self.sessions.live.values()):
-            session.drain()
+        self.sessions.drain()
         busy = [s for s in self.sessions.live.values() if s.busy]
         if busy:
             log.info("waiting for %d running turn(s) before stopping", len(busy))

@@ -85,6 +85,43 @@ class SessionManager:
         self.live: dict[str, Session] = {}
         self.count = 0
         """Sessions in the store (kept here so ``status`` reads no disk)."""
+        self.draining = False
+        """A graceful stop: no session starts a turn any more (`drain`)."""
+
+    def drain(self) -> None:
+        """Let running turns finish but start none (sessions loaded later too)."""
+        self.draining = True
+        for session in self.live.values():
+            session.drain()
+
+    def unload_idle(self, idle_s: float, keep: set[str]) -> int:
+        """Drop from memory the sessions nobody uses (months of uptime must not
+        mean every session ever opened in memory); they load again on demand.
+        Returns how many."""
+        now = time.time()
+        journal = self.runtime.journal
+        dropped = 0
+        for session in list(self.live.values()):
+            info = session.info
+            if (
+                session.id in keep
+                or session.busy
+                or session.queue
+                or session.pending_approvals
+                or info.frontends
+                or now - info.updated_at < idle_s
+                or journal.published.get(session.id, info.last_seq) != info.last_seq
+                or session.context.lock.locked()
+            ):
+                continue
+            del self.live[session.id]
+            dropped += 1
+        return dropped
+
+    def _add(self, session: Session) -> None:
+        self.live[session.id] = session
+        if self.draining:
+            session.drain()
 
     async def create(
         self,
@@ -109,7 +146,7 @@ class SessionManager:
             forked_from=forked_from,
         )
         session = Session(info, self.runtime, [])
-        self.live[info.id] = session
+        self._add(session)
         self.count += 1
         created = SessionCreated(
             session=info.id,
@@ -156,7 +193,7 @@ class SessionManager:
             elif isinstance(event, MessageQueued):
                 session.user_message_ids.add(event.message_id)
         await restore_context(session)
-        self.live[session_id] = session
+        self._add(session)
         return session
 
     async def recover(self) -> int:

@@ -183,6 +183,10 @@ class TriggerManager:
         trigger.info.spent_usd += cost
         self._spawn(self._log.spend(name, cost))
 
+    def running_sessions(self) -> set[str]:
+        """Sessions running a trigger's turn (kept in memory until it ends)."""
+        return set(self._runs)
+
     def _workspace_of(self, session_id: str) -> str | None:
         session = self.sessions.live.get(session_id)
         return session.info.cwd if session is not None else None
