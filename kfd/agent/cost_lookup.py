@@ -53,7 +53,7 @@ class GatewayCosts:
             self._look_up(session, entry, info), name=f"gateway cost {entry.id}"
         )
         self._tasks.add(task)
-        self._sessions[task] = session.id
+        self._sessions[task] = getattr(session, "id", "")
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda done: self._sessions.pop(done, None))
 

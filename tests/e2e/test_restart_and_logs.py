@@ -32,7 +32,7 @@ async def test_a_graceful_restart_lets_the_turn_finish_and_runs_what_was_sent_me
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     model_server.add(
-        Reply(text="slowly " * 60, chunk_chars=7, chunk_delay_s=0.01),
+        Reply(text="slowly " * 600, chunk_chars=7, chunk_delay_s=0.01),
         Reply(text="after the restart"),
     )
     async with await daemon.client() as client:
@@ -41,19 +41,21 @@ async def test_a_graceful_restart_lets_the_turn_finish_and_runs_what_was_sent_me
             await client.send(info.id, "take your time")
             await collect_until(view, lambda e: isinstance(e, p.MessageDelta))
             restart = asyncio.create_task(asyncio.to_thread(cli, daemon, "restart"))
-            status = await collect_until(view, lambda e: isinstance(e, p.TurnCompleted), timeout=30)
-            assert status[-1].stop_reason == "end_turn"  # finished, not interrupted
             for _ in range(1000):  # the restart's stop request arrives soon
                 if (await client.status()).draining:
                     break
                 await asyncio.sleep(0.02)
+            # While the turn runs on, a new message is accepted and waits.
             queued = await client.send(info.id, "and this one after the restart")
             assert queued.queued
+            finished = await collect_until(view, turn_completed, timeout=60)
+            assert finished[-1].stop_reason == "end_turn"  # finished, not interrupted
             result = await restart
             assert result.returncode == 0, result.stderr
+            assert "waiting for 1 running turn(s)" in result.stderr
             assert "restarted the kfd daemon" in result.stdout
             # The attachment reconnects by itself and the queued message runs.
-            after = await collect_until(view, turn_completed, timeout=30)
+            after = await collect_until(view, turn_completed, timeout=60)
             assert any(isinstance(e, ConnectionRestored) for e in after)
             users = [e for e in after if isinstance(e, p.MessageUser)]
             assert [u.message_id for u in users] == [queued.message_id]
