@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 _Stamp = tuple[int, int, int, int]
 _MISSING: _Stamp = (0, 0, 0, 0)
 
+QUIET_S = 0.05
+"""A config file changed this recently may still be being written: wait."""
+
+SETTLE_LIMIT_S = 1.0
+"""Longest wait for a file that keeps changing; then it is read as it is."""
+
 # -- what changed, and what of it applies live (pure) ---------------------------
 
 _LIVE: Mapping[str, str] = {
@@ -184,17 +190,31 @@ class ConfigReloader:
             await self._put(new)
 
     def _read(self) -> tuple[_Stamp, bytes | None, str | None]:
-        stamp = _stamp(self.path)
-        if stamp == _MISSING:
-            gone = (
-                f"{self.path} is gone; kfd keeps the config it last read "
-                "(an empty file means the defaults)"
-            )
-            return stamp, None, gone
-        try:
-            return stamp, config_module.read(self.path), None
-        except ConfigError as exc:
-            return stamp, None, str(exc)
+        """The file's stamp and content once it is quiet (blocking: in a thread).
+
+        A file written in place passes through states that parse (empty, or
+        cut after a line): wait until it has not changed for `QUIET_S`, and
+        read it again if it changed while being read.
+        """
+        deadline = time.monotonic() + SETTLE_LIMIT_S
+        while True:
+            stamp = _stamp(self.path)
+            if stamp == _MISSING:
+                gone = (
+                    f"{self.path} is gone; kfd keeps the config it last read "
+                    "(an empty file means the defaults)"
+                )
+                return stamp, None, gone
+            age = time.time() - stamp[0] / 1e9
+            if 0 <= age < QUIET_S and time.monotonic() < deadline:
+                time.sleep(QUIET_S - age)
+                continue
+            try:
+                raw = config_module.read(self.path)
+            except ConfigError as exc:
+                return stamp, None, str(exc)
+            if _stamp(self.path) == stamp or time.monotonic() >= deadline:
+                return stamp, raw, None
 
     async def _put(self, new: Config) -> None:
         old, recovered = self.config, bool(self.error)
