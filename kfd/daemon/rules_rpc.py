@@ -144,6 +144,7 @@ async def _explain(daemon: Daemon, book: RuleBook, request: RulesExplain) -> Exp
         commands=commands,
         risks=[risk.message for risk in line.analysis.risks],
         sandboxed=sandbox.enabled,
+        ignored=list((await book.trust_info(cwd)).ignored),
     )
 
 

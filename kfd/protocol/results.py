@@ -283,6 +283,8 @@ class ExplainResult(_Struct):
     """What the shell analyzer found that needs a human (substitutions, ...)."""
     sandboxed: bool = True
     """Whether the command would run in the sandbox ([sandbox] enabled)."""
+    ignored: list[str] = msgspec.field(default_factory=list)
+    """What the project config holds that does not apply (until it is trusted)."""
 
 
 class MemoryResult(_Struct):

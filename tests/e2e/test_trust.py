@@ -113,6 +113,9 @@ async def test_a_committed_project_config_grants_nothing_until_trusted_and_again
     rules = daemon.cli("rules", "list", "--cwd", str(workspace))
     assert "allow bash: not until you trust this file" in rules.stdout
     assert "defaults = false" in rules.stdout
+    explained = daemon.cli("explain", "--cwd", str(workspace), "touch x")
+    assert explained.stdout.startswith("ask:")
+    assert "ignored in the project config (kfd trust): allow bash: not until" in explained.stdout
 
     shown = daemon.cli("trust", str(workspace), stdin=subprocess.DEVNULL)
     assert shown.returncode == 1, shown.stderr

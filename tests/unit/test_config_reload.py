@@ -192,3 +192,16 @@ def test_configs_compare_by_value() -> None:
 @pytest.mark.parametrize("text", ["", "[permissions]\n"])
 def test_an_empty_config_is_the_defaults(text: str) -> None:
     assert load(text) == load("")
+
+
+def test_writing_kfds_own_config_or_state_always_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfd.policy.defaults import protected
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    # Live reload makes an edit of the config take effect at once: never without asking.
+    assert protected(str(tmp_path / "config" / "kfd" / "config.toml"))
+    assert protected(str(tmp_path / "state" / "kfd" / "kfd.db"))
+    assert protected(str(tmp_path / "config" / "other" / "x")) is None
