@@ -8,15 +8,19 @@ about in the middle of a search): ``.env``, private keys,
 
 The guard answers exactly as `kfd.policy.rules.path_match` would for each
 rule, but fast: the patterns of one base (the workspace, home, ``/``) are
-matched together first, and only a path that matches is checked rule by rule
-to name the rule. Pure: no I/O.
+matched together first, as one regular expression made of pathspec's own
+(pathspec would try them one by one: 3x slower for the built-in rules), and
+only a path that matches is checked rule by rule to name the rule. Pure: no
+I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 
 import pathspec
+from pathspec.util import normalize_file
 
 from kfd.policy.rules import SourcedRule, path_match
 
@@ -80,10 +84,10 @@ class ReadGuard:
     def _may_match(self, path: str) -> bool:
         for base, spec in self._bases:
             relative = _relative(path, base)
-            if relative is not None and spec.match_file(relative or "."):
+            if relative is not None and spec(relative or "."):
                 return True
         if self._anywhere is not None and _relative(path, self._workspace) is None:
-            return self._anywhere.match_file(path.lstrip("/") or ".")
+            return self._anywhere(path.lstrip("/") or ".")
         return False
 
     def _rule_for(self, path: str) -> str | None:
@@ -101,10 +105,28 @@ def _restricts_reads(sourced: SourcedRule, tool: str) -> bool:
     return rule.tool == "read" or (tool != "read" and rule.names(tool))
 
 
-def _spec(patterns: list[str]) -> pathspec.GitIgnoreSpec:
-    # As `kfd.policy.rules` anchors one pattern; with no negations, several
-    # patterns together match exactly what any one of them matches.
-    return pathspec.GitIgnoreSpec.from_lines(["/" + pattern.lstrip("/") for pattern in patterns])
+def _spec(patterns: list[str]) -> Callable[[str], bool]:
+    """Whether a relative path matches any of ``patterns``, anchored as
+    `kfd.policy.rules` anchors one (no negations: any match is a match)."""
+    spec = pathspec.GitIgnoreSpec.from_lines(["/" + pattern.lstrip("/") for pattern in patterns])
+    parts = [
+        _UNNAMED.sub("(?:", compiled.regex.pattern)
+        for compiled in spec.patterns
+        if isinstance(compiled, pathspec.RegexPattern)
+        and compiled.include
+        and compiled.regex is not None
+    ]
+    try:
+        combined = re.compile("|".join(f"(?:{part})" for part in parts))
+    except (re.error, TypeError):  # a pathspec whose regexes do not combine: one by one
+        return lambda relative: spec.match_file(relative)
+    if not parts:
+        return lambda relative: False
+    return lambda relative: combined.search(normalize_file(relative)) is not None
+
+
+_UNNAMED = re.compile(r"\(\?P<\w+>")
+"""A named group: pathspec names one in each pattern, and names cannot repeat."""
 
 
 def _relative(path: str, base: str) -> str | None:
