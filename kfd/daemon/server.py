@@ -91,7 +91,7 @@ class Daemon:
 
     def _observe(self, event: Event) -> None:
         self.plugins.observe(event)
-        if isinstance(event, SessionCreated) and not event.forked_from:
+        if isinstance(event, SessionCreated):
             self.trust_notices.session_started(event.session)
         if self.triggers is not None:
             self.triggers.observe(event)

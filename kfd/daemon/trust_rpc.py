@@ -91,7 +91,7 @@ class TrustNotices:
                 path=info.path,
                 sha256=info.sha256,
                 ignored=list(info.ignored),
-                grants=list(info.grants),
+                grants=[] if info.trusted else list(info.grants),
             )
         )
 

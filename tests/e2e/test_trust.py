@@ -125,6 +125,12 @@ async def test_a_committed_project_config_grants_nothing_until_trusted_and_again
     assert f"trusted {config}" in trusted.stdout
 
     async with await daemon.client() as client:
+        async with await client.attach(info.id) as view:
+            told = await collect_until(view, of_type(p.TrustChanged), 15.0)
+            after = await collect_until(view, of_type(p.TrustRequired), 15.0)
+        assert told[-1].trusted and told[-1].by is not None and told[-1].by.name == "kfd-trust"
+        # Trusted, only what trust cannot change is still ignored: nothing left to grant.
+        assert after[-1].grants == [] and all("defaults" in x for x in after[-1].ignored)
         # Trusted: the same read and write go through without a question.
         model_server.add(call("read", path=str(canary)), Reply(text="read it"))
         items = await turn(client, info.id, "read the canary again")
