@@ -132,7 +132,9 @@ MIGRATIONS: list[str] = [
         spent_usd   REAL NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
-    # 6: trusted repository files: the content (sha256) of each file the user
+    # 6: reserved for the write-ahead ledger (built side by side; empty here).
+    "",
+    # 7: trusted repository files: the content (sha256) of each file the user
     # trusted (`kfd trust`); a file whose content differs is untrusted again.
     """
     CREATE TABLE trusted_files (
