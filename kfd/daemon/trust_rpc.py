@@ -17,6 +17,7 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from kfd.config import MAX_PROJECT_CONFIG_BYTES, digest
 from kfd.daemon.rules_rpc import directory
 from kfd.errors import RequestError
 from kfd.policy.rulebook import TrustConflict
@@ -186,13 +187,11 @@ async def _listing(book: RuleBook) -> TrustListResult:
     pins = book.trust.all()
 
     def changed() -> list[str]:
-        from kfd.config import digest
-
         stale = []
         for pin in pins:
             try:
                 with open(pin.path, "rb") as handle:
-                    now = digest(handle.read())
+                    now = digest(handle.read(MAX_PROJECT_CONFIG_BYTES + 1))
             except OSError:
                 now = ""
             if now != pin.sha256:
