@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, get_args
 import msgspec
 
 from kfd import __version__, logcontext
-from kfd.daemon import context_rpc, cost_rpc, requests, rules_rpc
+from kfd.daemon import context_rpc, cost_rpc, requests, rules_rpc, trust_rpc
 from kfd.errors import RequestError, StoreUnavailable
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -59,6 +59,9 @@ from kfd.protocol import (
     TriggerList,
     TriggerListResult,
     TriggerReload,
+    TrustList,
+    TrustSet,
+    TrustShow,
     TurnCancel,
     method_name,
 )
@@ -244,6 +247,8 @@ class RpcHandler:
                 return Empty()
             case RulesList() | RulesRemove() | RulesExplain():
                 return await rules_rpc.answer(daemon, request)
+            case TrustShow() | TrustSet() | TrustList():
+                return await trust_rpc.answer(daemon, daemon.trust_notices, request, by)
             case CostQuery() | ModelList() | SessionSetBudget():
                 return await cost_rpc.answer(daemon, request, by)
             case (
@@ -315,8 +320,15 @@ class RpcHandler:
             state_dir=str(daemon.state_dir),
             plugins=daemon.plugins.names,
             tools=daemon.runtime.tools.names,
-            problems=[*daemon.plugins.errors, *daemon.runtime.tools.problems],
+            problems=[
+                *daemon.plugins.errors,
+                *daemon.runtime.tools.problems,
+                *([f"config: {daemon.reloader.error}"] if daemon.reloader.error else []),
+            ],
             plugin_status=daemon.plugins.status(),
+            config_path=str(daemon.reloader.path),
+            config_loaded_at=daemon.reloader.loaded_at,
+            config_error=daemon.reloader.error,
             draining=daemon.draining,
             trouble=daemon.runtime.store.trouble or "",
         )

@@ -34,9 +34,11 @@ from kfd.daemon import logs, sdnotify
 from kfd.daemon.bus import Bus
 from kfd.daemon.journal import Journal
 from kfd.daemon.lock import DaemonLock
+from kfd.daemon.reload import ConfigReloader, LiveConfig, publisher
 from kfd.daemon.rpc import RpcHandler
 from kfd.daemon.sessions import SessionManager
 from kfd.daemon.telemetry import Telemetry
+from kfd.daemon.trust_rpc import TrustNotices
 from kfd.gateway import make_provider
 from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
@@ -47,12 +49,14 @@ from kfd.protocol import (
     DaemonTrouble,
     EnvFact,
     Event,
+    SessionCreated,
     env_digest,
 )
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
 from kfd.store.rules import RuleStore
 from kfd.store.triggers import TriggerLog
+from kfd.store.trust import TrustStore
 from kfd.triggers.manager import TriggerManager
 
 log = logging.getLogger("kfd.daemon")
@@ -95,6 +99,9 @@ class Daemon:
         self.env_salt = secrets.token_hex(8)
         self.environment = provider_environment(config, os.environ, self.env_salt)
         """The provider environment this daemon started with, as clients compare it."""
+        self.reloader: ConfigReloader
+        """The user config, kept loaded and watched (`kfd.daemon.reload`)."""
+        self.trust_notices = TrustNotices(self)
 
     @property
     def bus(self) -> Bus:
@@ -117,6 +124,8 @@ class Daemon:
 
     def _observe(self, event: Event) -> None:
         self.plugins.observe(event)
+        if isinstance(event, SessionCreated):
+            self.trust_notices.session_started(event.session)
         if self.triggers is not None:
             self.triggers.observe(event)
         if self.telemetry is not None:
@@ -226,8 +235,19 @@ class Daemon:
             after_tool_hooks=self.plugins.after_tool_hooks(config.tools),
             delta_window_s=config.daemon.delta_window_ms / 1000,
         )
-        self.runtime.rule_book = RuleBook(config.permissions, RuleStore(store))
+        live_config = LiveConfig(self)
+        self.reloader = ConfigReloader(paths.config_file(), config, live_config, publisher(self))
+        trust = TrustStore(store)
+        await trust.load()
+        self.runtime.rule_book = RuleBook(
+            config.permissions,
+            RuleStore(store),
+            trust,
+            freshness=self.reloader,
+            on_project_loaded=self.trust_notices.project_loaded,
+        )
         self.sessions = SessionManager(self.runtime)
+        stop_watching = asyncio.Event()
         journal_task = asyncio.create_task(journal.run(), name="journal")
         serving: asyncio.Task[None] | None = None
         try:
@@ -249,6 +269,7 @@ class Daemon:
             bus.bind()
             self.triggers = TriggerManager(self.sessions, TriggerLog(store), config_module.load)
             await self.triggers.start(config.triggers)
+            watching = asyncio.create_task(self.reloader.watch(stop_watching), name="config")
             serving = asyncio.create_task(bus.serve(RpcHandler(self)), name="bus")
             sweeping = asyncio.create_task(self._unload_idle(), name="unload idle sessions")
             started = self.sessions.run_queued()
@@ -279,11 +300,14 @@ class Daemon:
             )
             # The stop runs as its own task: past the deadline it is left
             # where it is stuck (a write on a full disk), not waited for.
+            stop_watching.set()
+            await asyncio.gather(watching, return_exceptions=True)
             stopping = asyncio.create_task(self._stop_turns(serving), name="stopping")
             done, _ = await asyncio.wait({stopping}, timeout=config.daemon.shutdown_timeout_s)
             if stopping not in done:
                 self._exit_unwritten(journal, store)
         finally:
+            stop_watching.set()
             if serving is not None and not serving.done():
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
@@ -292,7 +316,8 @@ class Daemon:
             if self.telemetry is not None:
                 await asyncio.to_thread(self.telemetry.shutdown)
             await bus.close()
-            await provider.aclose()
+            await self.runtime.provider.aclose()  # the config's latest
+            await live_config.close()  # those a reload replaced
         if not await store.close(config.daemon.shutdown_timeout_s):
             self._exit_unwritten(journal, store)
 
@@ -332,6 +357,7 @@ class Daemon:
     async def _stop_turns(self, serving: asyncio.Task[None]) -> None:
         """Interrupt the turns and write everything out."""
         assert self.triggers is not None
+        await self.trust_notices.close()
         await self.triggers.close()
         await self.sessions.shutdown()
         await self.plugins.shutdown()

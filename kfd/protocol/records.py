@@ -36,6 +36,7 @@ __all__ = [
     "TaskStatus",
     "ToolCall",
     "ToolStatus",
+    "TrustedFile",
     "Usage",
     "env_digest",
 ]
@@ -242,3 +243,19 @@ class EnvFact(_Struct):
 def env_digest(salt: str, value: str) -> str:
     """How an `EnvFact` digests a value: enough to tell two apart, useless to guess one."""
     return hashlib.sha256(f"{salt}\x00{value}".encode()).hexdigest()[:16]
+
+
+class TrustedFile(_Struct):
+    """A repository file the user trusted at one exact content (``kfd trust``).
+
+    A project's ``.kfd/config.toml`` only narrows rights until its content
+    is trusted; any change to the file makes it untrusted again.
+    """
+
+    path: str
+    """The file, absolute (``<project>/.kfd/config.toml``)."""
+    sha256: str
+    """The hash of the content the user trusted."""
+    trusted_at: float = 0.0
+    by: str = ""
+    """The frontend that trusted it (``kfd-trust``, ``repl``...)."""

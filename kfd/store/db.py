@@ -34,7 +34,7 @@ import msgspec
 
 from kfd.errors import StoreError, StoreUnavailable
 from kfd.protocol import SessionInfo
-from kfd.store.migrations import MIGRATIONS
+from kfd.store.migrations import LEDGER_STATES, MIGRATIONS
 from kfd.store.worker import Worker
 from kfd.transcript import Message, message_decoder, message_encoder
 
@@ -148,6 +148,9 @@ class Store:
             db.executescript(
                 f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version={number};\nCOMMIT;"
             )
+        columns = {row[1] for row in db.execute("PRAGMA table_info(ledger)")}
+        if "state" not in columns:  # took slot 6 while it was reserved and empty
+            db.executescript(f"BEGIN;\n{LEDGER_STATES}\nCOMMIT;")
 
     async def close(self, timeout: float | None = None) -> bool:
         """Finish the queued calls and close; False if they did not end within ``timeout``."""
