@@ -33,7 +33,7 @@ from kfd.client import (
 )
 from kfd.protocol.display import visible
 from kfd_chat import render
-from kfd_chat.adapter import Adapter, Incoming
+from kfd_chat.adapter import Adapter, AdapterError, Incoming
 from kfd_chat.outgoing import FRONTEND_NAME, Outgoing
 from kfd_chat.poster import Place, Poster
 from kfd_chat.state import Posted, StateFile
@@ -173,7 +173,13 @@ class Bridge:
             )
             await self._quietly(self.adapter.leave(item.room))
             return
-        await self.adapter.join(item.room)
+        try:
+            await self.adapter.join(item.room)
+        except AdapterError as exc:
+            log.warning(
+                "could not join %s on the invitation of %s: %s", item.room, item.sender, exc
+            )
+            return
         log.info("joined %s on the invitation of %s", item.room, item.sender)
         self.access.joined.add(item.room)
         if item.room not in self.state.joined:
@@ -204,7 +210,7 @@ class Bridge:
 
     async def _react(self, item: Incoming) -> None:
         posted = self.state.approvals.get(item.reply_to or "")
-        if posted is None:
+        if posted is None or posted.room != item.room:
             return
         decision = render.decision_of_reaction(item.reaction or "")
         if decision == "allow":
@@ -226,6 +232,8 @@ class Bridge:
         else:
             return False
         posted = self.state.approvals.get(item.reply_to or "")
+        if posted is not None and posted.room != item.room:
+            posted = None  # a reply names an event in another room: not this approval
         if posted is None:
             session = await self._session_for(item, create=False)
             open_ones = [a for a in self.state.approvals.values() if a.session == session]
@@ -254,13 +262,13 @@ class Bridge:
                 "answer it in a terminal (`kfd attach`), or reply `deny`.",
             )
             return
-        posted.answered_by = item.sender
+        before, posted.answered_by = posted.answered_by, item.sender
         try:
             await self.client.respond(posted.session, posted.approval_id, decision, message)
         except RequestFailed as exc:
+            posted.answered_by = before  # someone answered first: they decided
             if exc.code not in ("conflict", "not_found"):
                 raise
-            posted.answered_by = ""
             log.info("approval %s: %s", posted.approval_id, exc.message)
 
     async def _command(self, item: Incoming, text: str) -> None:
