@@ -302,10 +302,29 @@ class Bridge:
                 await self._say(item, render.cost(await self.client.session(session)))
             case "status" if session:
                 await self._say(item, render.status(await self.client.session(session)))
-            case "cancel" | "mode" | "cost" | "status":
+            case "trust" if session:
+                await self._trust(item, session, argument)
+            case "cancel" | "mode" | "cost" | "status" | "trust":
                 await self._say(item, "no session here yet: say something or `!new`")
             case _:
                 await self._say(item, render.HELP)
+
+    async def _trust(self, item: Incoming, session: str, argument: str) -> None:
+        """``!trust`` shows the project config; ``!trust yes`` trusts exactly what
+        was shown (the content's hash), ``!trust revoke`` takes trust back."""
+        cwd = (await self.client.session(session)).cwd
+        shown = self.outgoing.trust_shown
+        if argument == "revoke":
+            info = await self.client.set_trust(cwd, trusted=False)
+            await self._say(item, f"🔒 {render.code(info.path)} is no longer trusted")
+        elif argument == "yes" and session in shown:
+            info = await self.client.set_trust(cwd, shown.pop(session))
+            await self._say(item, f"🔓 trusted {render.code(info.path)} as shown")
+        else:
+            info = await self.client.trust(cwd)
+            if info.grants and not info.problem and not info.trusted:
+                shown[session] = info.sha256
+            await self._say(item, render.trust(info))
 
     async def _session_for(self, item: Incoming, *, create: bool) -> str | None:
         """The session of the room, or of the thread: a thread is a session of

@@ -78,6 +78,8 @@ class Outgoing:
         self._streams: dict[str, _Stream] = {}
         self._tools: dict[str, _Tools] = {}
         self._answers: dict[str, str] = {}
+        self.trust_shown: dict[str, str] = {}
+        """session -> the project config content (sha256) last shown, for `!trust yes`."""
         self._lock = asyncio.Lock()
         """One writer at a time: what a session shows stays in order."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -145,6 +147,16 @@ class Outgoing:
                 await self.poster.post(place, f"💸 {event.message or event.budget}", key)
             case p.TriggerFired():
                 await self.poster.post(place, render.trigger(event), key)
+            case p.TrustRequired():
+                if event.grants:
+                    self.trust_shown[sid] = event.sha256
+                await self.poster.post(place, render.trust_required(event), key)
+            case p.TrustChanged():
+                who = event.by.name if event.by else "kfd"
+                state = "trusted" if event.trusted else "no longer trusted"
+                await self.poster.post(
+                    place, f"🔐 {render.code(event.path)} is {state} (by {visible(who)})", key
+                )
 
     async def _notify(self, event: p.Event, place: Place) -> None:
         """A session no room maps to: only what needs the user goes to notify_room."""
@@ -341,6 +353,13 @@ def _posts(event: p.Event) -> bool:
             return event.frontend is None or not event.frontend.name.startswith(FRONTEND_NAME)
         case p.TurnCompleted():
             return render.turn_end(event) is not None
-        case p.ApprovalRequested() | p.ErrorEvent() | p.BudgetWarning() | p.TriggerFired():
+        case (
+            p.ApprovalRequested()
+            | p.ErrorEvent()
+            | p.BudgetWarning()
+            | p.TriggerFired()
+            | p.TrustRequired()
+            | p.TrustChanged()
+        ):
             return True
     return False

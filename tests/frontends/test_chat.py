@@ -443,3 +443,29 @@ async def test_a_session_event_after_a_restart_is_shown_once(
     texts = [slack.text_of(x["ts"]) for x in slack.posts]
     assert texts.count("listed") == 1
     assert sum("· bash" in t for t in texts) == 1
+
+
+async def test_a_session_started_from_chat_asks_for_trust_and_an_allowed_user_answers(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
+) -> None:
+    (workspace / ".kfd").mkdir()
+    config = workspace / ".kfd" / "config.toml"
+    config.write_text('[permissions]\nallow = ["bash(make *)", "bash(rm *)"]\n')
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
+    async with matrix.bridge(daemon):
+        await matrix.alice.say(matrix.room, "!new work")
+        question = await matrix.bot_says(has("is not trusted, so it only narrows rights"))
+        await matrix.mallory.say(matrix.room, "!trust yes")  # not allow-listed: ignored
+        await matrix.alice.say(matrix.room, "!trust")
+        shown = await matrix.bot_says(has("grants: `allow bash(make *)`"))
+        await matrix.alice.say(matrix.room, "!trust yes")
+        await matrix.bot_says(has(f"trusted `{config}` as shown"))
+        await matrix.bot_says(has(f"`{config}` is trusted (by kfd-chat"))
+    async with await daemon.client() as client:
+        info = await client.trust(workspace)
+    assert "`!trust yes`" in question["body"]
+    # Rules a repository wrote are quoted as code: Markdown cannot eat their asterisks.
+    assert "<code>allow bash(make *)</code>" in shown["html"]
+    assert "<code>allow bash(rm *)</code>" in shown["html"]
+    assert info.trusted and info.pinned is not None
+    assert info.pinned.by.startswith("kfd-chat")
