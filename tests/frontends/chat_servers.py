@@ -69,6 +69,9 @@ class SlackServer(_Server):
         self._ids = itertools.count(1)
         self.after_post: Callable[[dict], Awaitable[None]] | None = None
         """Run once a post is stored, before its answer is sent."""
+        self.rate_limit_posts = 0
+        """Refuse this many next posts with HTTP 429 and ``Retry-After: 1``, as Slack does."""
+        self.rate_limited = 0
         for method in ("auth.test", "apps.connections.open", "chat.postMessage", "chat.update"):
             self.app.router.add_post(f"/api/{method}", self._api)
         for method in ("conversations.history", "conversations.replies"):
@@ -154,6 +157,12 @@ class SlackServer(_Server):
             )
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"})
+        if method == "chat.postMessage" and self.rate_limit_posts:
+            self.rate_limit_posts -= 1
+            self.rate_limited += 1
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+            )
         if method == "chat.postMessage":
             ts = f"{1800000000 + next(self._ts)}.000200"
             post = {**form, "ts": ts}

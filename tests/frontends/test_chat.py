@@ -420,10 +420,11 @@ async def test_slack_a_crash_between_posting_and_saving_does_not_post_twice(
     assert "<!channel>" not in slack.text_of(marked[0]["ts"])  # escaped: no mention
 
 
-async def test_a_session_event_after_a_restart_is_shown_once(
+async def test_slack_replays_nothing_twice_after_a_restart_and_waits_out_a_rate_limit(
     make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, slack
 ) -> None:
-    """Events replayed from the stored seq after a restart post nothing twice."""
+    """Events replayed from the stored seq after a restart post nothing twice; a 429
+    is waited out for as long as Slack says, and the post then made once."""
     model_server.add(
         Reply(tool_calls=[ScriptedToolCall("bash", {"command": "ls"})]),
         Reply(text="listed"),
@@ -434,15 +435,19 @@ async def test_a_session_event_after_a_restart_is_shown_once(
         await slack.wait_for(lambda: slack.connections == 1)
         await slack.message("C1", "UALICE", "list", event_id="EvList")
         await slack.wait_for(lambda: any(slack.text_of(x["ts"]) == "listed" for x in slack.posts))
-    async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
+    async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV) as running:
         await slack.wait_for(lambda: slack.connections == 2)
+        slack.rate_limit_posts = 1  # Slack's 429 with Retry-After: waited out, then posted
         await slack.message("C1", "UALICE", "still there?", event_id="EvThere")
         await slack.wait_for(
             lambda: any(slack.text_of(x["ts"]) == "still here" for x in slack.posts)
         )
+        waited = await running.line("as the service asks")
     texts = [slack.text_of(x["ts"]) for x in slack.posts]
     assert texts.count("listed") == 1
     assert sum("· bash" in t for t in texts) == 1
+    assert texts.count("still here") == 1 and slack.rate_limited == 1
+    assert "waiting 1.0 s" in waited
 
 
 async def test_a_session_started_from_chat_asks_for_trust_and_an_allowed_user_answers(
