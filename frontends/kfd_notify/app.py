@@ -79,6 +79,8 @@ class Notifier:
         """Clicks whose signal overtook the reply to Notify (which carries the id)."""
         self._early_closes: dict[int, int] = {}
         """Likewise, closes: notification id -> reason."""
+        self._showing: set[str] = set()
+        """Approvals whose Notify call is on its way (shown once, whoever asks)."""
         self._focus: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._desktop_ready = asyncio.Event()
@@ -116,6 +118,7 @@ class Notifier:
         or another takes its place; show the pending approvals on each new one."""
         last_problem = ""
         while True:
+            self._wake.clear()  # before the work: a change during it is not missed
             if not self.desktop.connected:
                 self._desktop_ready.clear()
                 try:
@@ -137,7 +140,6 @@ class Notifier:
                         if approval_id not in self._shown and approval_id in self.pending:
                             await self._show(notice)
                     self._desktop_ready.set()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.retry_s):
                     await self._wake.wait()
@@ -192,12 +194,21 @@ class Notifier:
             await self._show(notice)
 
     async def _show(self, notice: Notice) -> None:
+        approval_id = notice.approval.approval_id if notice.approval is not None else None
+        if approval_id is not None:
+            if approval_id in self._shown or approval_id in self._showing:
+                return
+            self._showing.add(approval_id)
         try:
             shown = await self.desktop.notify(notice, expire_ms=self.settings.expire_ms)
         except Unavailable as exc:
             log.warning("%s; will retry", exc)
             self.desktop.close()
+            self._wake.set()
             return
+        finally:
+            if approval_id is not None:
+                self._showing.discard(approval_id)
         if notice.approval is not None:
             self._shown[notice.approval.approval_id] = shown
             self._approval_of[shown] = notice.approval

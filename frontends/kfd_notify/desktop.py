@@ -115,16 +115,13 @@ class Desktop:
         await self._adopt(str(owner[0]))
 
     async def _adopt(self, owner: str) -> None:
-        """Take ``owner`` as the notification server: learn what it can do."""
-        self._server_owner = owner
-        try:
-            capabilities = await self._call(SERVICE, PATH, INTERFACE, "GetCapabilities")
-            information = await self._call(SERVICE, PATH, INTERFACE, "GetServerInformation")
-        except Unavailable:
-            self._server_owner = ""
-            raise
+        """Take ``owner`` as the notification server once it said what it can do
+        (until then `connected` stays False: nothing is shown half-known)."""
+        capabilities = await self._call(SERVICE, PATH, INTERFACE, "GetCapabilities")
+        information = await self._call(SERVICE, PATH, INTERFACE, "GetServerInformation")
         self.capabilities = {str(c) for c in capabilities[0]}
         self.server_name = str(information[0]) if information else ""
+        self._server_owner = owner
 
     @property
     def actions(self) -> bool:
