@@ -136,10 +136,11 @@ async def test_approvals_by_reply_and_element_reactions_show_the_exact_command_a
     model_server.add(
         Reply(tool_calls=[ScriptedToolCall("bash", {"command": sneaky})]),
         Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo no > no.txt"})]),
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo elsewhere > e.txt"})]),
         Reply(text="finished"),
     )
     daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
-    async with matrix.bridge(daemon):
+    async with matrix.bridge(daemon), await daemon.client("repl:pts/9") as repl:
         await matrix.alice.say(matrix.room, "write the files")
         first = await matrix.bot_says(has("echo chat > chat.txt"))
         await matrix.mallory.say(matrix.room, "allow", reply_to=first["event_id"])  # may not
@@ -148,6 +149,13 @@ async def test_approvals_by_reply_and_element_reactions_show_the_exact_command_a
         second = await matrix.bot_says(has("echo no > no.txt"))
         await matrix.alice.react(matrix.room, second["event_id"], "👎\ufe0f")  # as Element sends
         denied = await matrix.bot_says(has("→ denied by"))
+        await matrix.bot_says(has("echo elsewhere > e.txt"))
+        [session] = await repl.sessions()
+        async with await repl.attach(session.id) as view:
+            assert view.snapshot is not None
+            [pending] = view.snapshot.pending_approvals
+            await repl.respond(session.id, pending.approval_id, "allow")
+        elsewhere = await matrix.bot_says(has("→ allowed by repl:pts/9"))
         await matrix.bot_says(is_("finished"))
 
     assert (workspace / "chat.txt").read_text() == "chat\n"
@@ -162,8 +170,10 @@ async def test_approvals_by_reply_and_element_reactions_show_the_exact_command_a
     assert "Reply `allow`" not in decided["body"]
     assert "echo no > no.txt" in denied["body"]
     assert f"→ denied by {matrix.alice.user_id} (in chat)" in denied["body"]
+    assert "echo elsewhere > e.txt" in elsewhere["body"]  # decided elsewhere: named too
     tool_results = [m for m in model_server.requests[2].body["messages"] if m["role"] == "tool"]
     assert f"denied in chat by {matrix.alice.user_id}" in tool_results[-1]["content"]
+    assert (workspace / "e.txt").read_text() == "elsewhere\n"
 
 
 async def test_an_always_reply_keeps_the_rule_for_the_project_but_never_a_one_off_grant(
