@@ -18,7 +18,8 @@ itself when the daemon says it shed events this client was too slow to take
 (``events.dropped``, yielded too), when it notices any other gap, and when
 the daemon restarts, yielding `ConnectionLost` and `ConnectionRestored` so a
 frontend can say so. `Client.environment_drift` says how this process's
-provider environment differs from the daemon's (`drift_message` words it). Streamed text (``message.delta``, ``tool.output``)
+provider environment differs from the daemon's (`drift_message` words it).
+Streamed text (``message.delta``, ``tool.output``)
 arrives with offsets; the attachment trims overlaps and fills what it missed
 from the snapshot, so the text a frontend assembles is exact.
 
