@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from common import daemon, machine, rss_kib, summary, workspace
@@ -33,62 +32,40 @@ BUSY_TOKENS = 1400
 
 
 class TaggedStreamServer:
-    """Streams ``r<request>i<index>.`` tokens; remembers when each left."""
+    """`tagged_stream_server.py` in its own process; `sent` once `dump` is called."""
 
     def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "tagged_stream_server.py"),
+                str(RATE),
+                str(PROBE_TOKENS),
+                str(BUSY_TOKENS),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
         self.sent: dict[tuple[int, int], float] = {}
-        self.requests = 0
-        self.tokens_for: dict[int, int] = {}
-        self.lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                prompt = body["messages"][-1]["content"]
-                count = PROBE_TOKENS if "probe" in str(prompt) else BUSY_TOKENS
-                with owner.lock:
-                    number = owner.requests
-                    owner.requests += 1
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.send_header("transfer-encoding", "chunked")
-                self.end_headers()
-                start = time.monotonic()
-                for index in range(count):
-                    due = start + index / RATE
-                    while (wait := due - time.monotonic()) > 0:
-                        time.sleep(min(wait, 0.0005))
-                    delta = {"choices": [{"index": 0, "delta": {"content": f"r{number}i{index}."}}]}
-                    self._chunk(f"data: {json.dumps(delta)}\n\n".encode())
-                    owner.sent[(number, index)] = time.monotonic()
-                done = {
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": count},
-                }
-                self._chunk(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-
-            def _chunk(self, data: bytes) -> None:
-                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                self.wfile.flush()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def dump(self) -> None:
+        out, _ = self.process.communicate("dump\n", timeout=60)
+        raw = json.loads(out)
+        for key, when in raw.items():
+            request, index = key.split(".")
+            self.sent[(int(request), int(index))] = when
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -137,6 +114,7 @@ async def one_run(busy: int, clients: int) -> str:
                 status_ms.append((time.perf_counter() - started) * 1000)
                 await asyncio.sleep(0.02)
             results = [json.loads(sub.communicate(timeout=300)[0]) for sub in subscribers]
+            server.dump()
             cpu = cpu_seconds(kfd.pid) - cpu_before
             wall = time.monotonic() - wall_before
             _, peak_kib = rss_kib(kfd.pid)
@@ -147,8 +125,10 @@ async def one_run(busy: int, clients: int) -> str:
             if (request, index) in server.sent
         ]
         complete = all(len(result["probe"]) == PROBE_TOKENS for result in results)
+        load = os.getloadavg()[0]
         return (
-            f"{busy:>2} busy sessions, {clients:>2} clients: fan-out {summary(latencies)}; "
+            f"{busy:>2} busy sessions, {clients:>2} clients (load average {load:.1f}): "
+            f"fan-out {summary(latencies)}; "
             f"status {summary(status_ms)}; every probe token at every client: {complete}; "
             f"daemon CPU {cpu / wall * 100:.0f}%, peak RSS {peak_kib / 1024:.0f} MiB"
         )
