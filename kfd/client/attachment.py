@@ -155,16 +155,20 @@ class Attachment:
             self._ready.append(event)
             return
         if event.ephemeral:
+            streamed = isinstance(event, p.MessageDelta | p.ToolOutput)
             if event.seq > self.last_seq:
                 self._gap = True  # a durable event went missing before this one
-                return
-            if event.seq < self.last_seq:
-                return
+                if streamed:
+                    return  # the re-attach's snapshot brings the text
+            elif event.seq < self.last_seq and streamed:
+                return  # text from before the snapshot: already in it
             if isinstance(event, p.MessageDelta):
                 self._extend_text(event)
             elif isinstance(event, p.ToolOutput):
                 self._extend_output(event)
             elif isinstance(event, p.Event):
+                # A notice (focus, attached frontends, disk trouble): not part of
+                # the log's order, and sent once; yielded whatever its seq.
                 self._ready.append(event)
             return
         if event.seq <= self.last_seq:
