@@ -35,7 +35,7 @@ import msgspec
 from kfd.errors import StoreError, StoreUnavailable
 from kfd.protocol import SessionInfo
 from kfd.store.migrations import LEDGER_STATES, MIGRATIONS
-from kfd.store.worker import Worker
+from kfd.store.worker import CLOSED, Worker
 from kfd.transcript import Message, message_decoder, message_encoder
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,9 @@ def _transient(exc: sqlite3.Error) -> bool:
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name:
         return name.startswith(_TRANSIENT_NAMES)
-    # No code: our own "the database is closed", or an old SQLite module.
+    if str(exc) == CLOSED:
+        return False  # the store was closed: waiting will not help
+    # No code: an old SQLite module.
     return isinstance(exc, sqlite3.OperationalError)
 
 

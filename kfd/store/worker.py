@@ -34,6 +34,8 @@ T = TypeVar("T")
 
 Job = Callable[[sqlite3.Connection], Any]
 
+CLOSED = "the database is closed"
+
 
 class _Stop:
     """Ends the thread's loop."""
@@ -102,7 +104,7 @@ class Worker:
         loop = self._loop_ref or asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._thread.is_alive():
-            future.set_exception(sqlite3.OperationalError("the database is closed"))
+            future.set_exception(sqlite3.OperationalError(CLOSED))
             return future
         key = id(future)
         self._running[key] = what
