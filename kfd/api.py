@@ -43,6 +43,24 @@ arrive as the JSON object the model sent. Tools that come and go while the
 daemon runs come from a `ToolSource` (hook `kfd_tool_sources`): the daemon
 asks every source for its current tools before each model request.
 
+Only tools that can work are offered
+-------------------------------------
+Before each model request the daemon awaits `Tool.unavailable` for the
+session's workspace; a tool that answers with a reason is left out of the
+list the model sees (a call to it is refused with that reason), and the reason
+is shown by ``kfd context`` and ``kfd status``, never in the prompt. The
+language-server tools answer "no server for the languages here", say, and
+``browser_fetch`` "no Chromium installed". Answer from a cache: the question
+comes before every request.
+
+Many tools, few listed
+----------------------
+A tool marked `Tool.deferrable` (every MCP tool unless its server says
+``defer = false``) may be left out of the list once there are more than
+``[context] defer_tools_after`` of them: the model then finds it with
+``tool_search``, which adds its full schema to the session's list for the
+rest of the session.
+
 A tool that starts programs confines them as `ToolContext.sandbox` says, and
 drops the environment variables that `looks_secret`. When it cannot do so
 (``kfd_shell``: bubblewrap will not start), it raises `ApprovalNeeded` before
@@ -273,6 +291,16 @@ class Tool(abc.ABC, Generic[ArgsT]):
     network: ClassVar[bool] = False
     """True if the tool reaches the network (policies may ask before it)."""
 
+    deferrable: bool = False
+    """True if the model may be shown this tool only after it searched for it
+    (``tool_search``), when many such tools are offered: set it for tools that
+    come by the dozen and are rarely all needed (an MCP server's)."""
+
+    schema_budget: ClassVar[int] = 0
+    """Bytes the tool's definition (name, description and parameters, as
+    compact JSON) may take; 0 for no limit. Every byte is sent with every
+    model request: kfd's own tests hold each built-in tool to its budget."""
+
     def summary(self, args: ArgsT) -> str:
         """A short line naming the key argument, for frontends."""
         return ""
@@ -289,6 +317,18 @@ class Tool(abc.ABC, Generic[ArgsT]):
         """
         summary = self.summary(args)
         return f"{self.name}({summary})" if summary else self.name
+
+    async def unavailable(self, workspace: Path) -> str | None:
+        """Why this tool cannot work for a session in ``workspace``; None if it can.
+
+        Awaited before every model request: answer from a cache, and check
+        again only when what the answer depends on changed (the tool's
+        configuration, the programs installed, the files of the workspace).
+        The reason is for the user (``kfd context``, ``kfd status``): say what
+        is missing and how to get it. A check that raises, or takes more than
+        a few seconds, leaves the tool out of that request.
+        """
+        return None
 
     async def preview(self, args: ArgsT, ctx: ToolContext) -> Preview:
         """What an approval prompt shows: a diff, a command, or a summary."""

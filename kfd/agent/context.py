@@ -23,6 +23,7 @@ from kfd.agent.prompt import (
     build_request,
     instructions_changed,
     limits,
+    offer_tools,
     refresh_preamble,
     request_tokens,
 )
@@ -31,7 +32,7 @@ from kfd.agent.titles import title_from
 from kfd.agent.tokens import estimate, message_tokens, tools_tokens
 from kfd.errors import BudgetExceeded, ProviderError, RequestError
 from kfd.gateway.types import ModelRequest
-from kfd.protocol import CompactResult, ContextPart, ContextResult, Usage
+from kfd.protocol import CompactResult, ContextPart, ContextResult, MissingTool, Usage
 from kfd.transcript import Message, SummaryMessage, ToolResultMessage, UserMessage
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ async def prepare_request(session: Session, turn: int) -> ModelRequest:
             await _start_turn(session)
         elif state.preamble is None:
             await refresh_preamble(session)
+        await offer_tools(session)
         request = build_request(session, turn)
         if _over_threshold(session, request):
             try:
@@ -120,6 +122,8 @@ async def compact_now(session: Session, instructions: str = "") -> CompactResult
     async with state.lock:
         if state.preamble is None:
             await refresh_preamble(session)
+        if state.offer is None:
+            await offer_tools(session)
         try:
             event = await compact(session, session.info.turns, "manual", instructions)
         except NothingToCompact as exc:
@@ -143,6 +147,7 @@ async def context_report(session: Session) -> ContextResult:
         async with state.lock:  # not held otherwise: a running compaction need not finish
             if state.preamble is None:
                 await refresh_preamble(session)
+    offer = await offer_tools(session)
     request = build_request(session, session.info.turns + 1)
     preamble = state.preamble
     scale = state.calibration.scale
@@ -165,7 +170,8 @@ async def context_report(session: Session) -> ContextResult:
         ContextPart(
             name="tools",
             tokens=scale(tools_tokens(request.tools)),
-            detail=f"{len(request.tools)} tools",
+            detail=f"{len(request.tools)} tools"
+            + (f", {len(offer.deferred)} more through tool_search" if offer.deferred else ""),
         ),
         ContextPart(
             name="instructions",
@@ -198,4 +204,7 @@ async def context_report(session: Session) -> ContextResult:
         reported_tokens=state.calibration.reported,
         calibration=round(state.calibration.ratio, 3),
         compactions=state.compactions,
+        tools_missing=[MissingTool(name=m.name, reason=m.reason) for m in offer.missing],
+        tools_deferred=len(offer.deferred),
+        tools_loaded=list(state.loaded_tools),
     )

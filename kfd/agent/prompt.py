@@ -21,6 +21,7 @@ from kfd import paths
 from kfd.agent import environment, instructions
 from kfd.agent.context_state import Preamble, render_memories
 from kfd.agent.tokens import estimate, messages_tokens, tools_tokens
+from kfd.agent.tool_offer import ToolOffer
 from kfd.gateway.types import ModelRequest
 from kfd.transcript import Message, SummaryMessage, UserMessage
 
@@ -126,14 +127,23 @@ def model_view(session: Session, end: int | None = None) -> list[Message]:
     return view
 
 
+async def offer_tools(session: Session) -> ToolOffer:
+    """Decide the tools of the session's next request (`kfd.agent.tools.ToolRegistry.offer`)."""
+    state = session.context
+    state.offer = await session.runtime.tools.offer(Path(session.info.cwd), state.loaded_tools)
+    return state.offer
+
+
 def build_request(session: Session, turn: int) -> ModelRequest:
-    """The request for the next model call, from the session as it stands."""
+    """The request for the next model call, from the session as it stands
+    (with the tools of the last `offer_tools`)."""
     config = session.runtime.config.model
+    offer = session.context.offer
     return ModelRequest(
         model=session.info.model or config.model,
         system=system_prompt(session),
         messages=model_view(session),
-        tools=session.runtime.tools.specs,
+        tools=offer.specs if offer is not None else [],
         max_output_tokens=config.max_output_tokens,
         metadata={"session": session.id, "turn": str(turn)},
     )

@@ -21,6 +21,7 @@ __all__ = [
     "FrontendRef",
     "Memory",
     "MemoryScope",
+    "MissingTool",
     "Mode",
     "Preview",
     "RuleDecision",
@@ -189,6 +190,14 @@ class ContextPart(_Struct):
     ``transcript`` or ``tool_outputs``."""
     tokens: int
     detail: str = ""
+
+
+class MissingTool(_Struct):
+    """A tool not offered to the model because it cannot work there, and why."""
+
+    name: str
+    reason: str
+    """What is missing and how to get it ("no Chromium installed: apt install chromium")."""
 
 
 class FrontendInfo(_Struct):

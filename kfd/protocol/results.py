@@ -17,6 +17,7 @@ from kfd.protocol.records import (
     FrontendInfo,
     FrontendRef,
     Memory,
+    MissingTool,
     Mode,
     RuleDecision,
     RuleSource,
@@ -103,6 +104,8 @@ class StatusResult(_Struct):
     """Plugins that failed to load, and similar things the user should fix."""
     plugin_status: dict[str, Any] = msgspec.field(default_factory=dict)
     """Each plugin's own state report, by plugin name (``mcp``: its servers)."""
+    tools_missing: list[MissingTool] = msgspec.field(default_factory=list)
+    """Tools that cannot work in the requested ``cwd``, and why (not offered there)."""
 
 
 class Empty(_Struct):
@@ -181,6 +184,16 @@ class ContextResult(_Struct):
     """Input tokens the provider reported for the last request."""
     calibration: float = 1.0
     compactions: int = 0
+    tokenizer: str = ""
+    """The tokenizer that counted the text (``o200k_base``): the model's own,
+    so counts are exact but for the provider's framing; empty: estimated from
+    the text's size, calibrated by ``calibration``."""
+    tools_missing: list[MissingTool] = msgspec.field(default_factory=list)
+    """Tools not offered because they cannot work in the session's workspace."""
+    tools_deferred: int = 0
+    """Tools not listed, that the model finds with ``tool_search``."""
+    tools_loaded: list[str] = msgspec.field(default_factory=list)
+    """Tools ``tool_search`` added to the session's list."""
 
 
 class MemoryListResult(_Struct):

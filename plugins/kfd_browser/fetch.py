@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,7 +17,7 @@ from kfd_web.fetch import count_call, page
 from kfd_web.guard import AddressGuard
 from kfd_web.settings import settings
 
-from .browser import BrowserPool, find_chromium
+from .browser import BrowserPool, browser_missing, find_chromium
 
 if TYPE_CHECKING:
     from playwright.async_api import Page, Route
@@ -72,8 +73,17 @@ class BrowserFetchTool(Tool[BrowserArgs]):
     read_only = True
     network = True
 
-    def __init__(self, pool: BrowserPool) -> None:
+    def __init__(self, pool: BrowserPool, config: Mapping[str, Any] | None = None) -> None:
         self.pool = pool
+        self._executable = str((config or {}).get("executable") or "")
+        self._checked: tuple[str, str | None] | None = None
+
+    async def unavailable(self, workspace: Path) -> str | None:
+        """Offered only where a Chromium (and Playwright to drive it) is installed."""
+        path = os.environ.get("PATH", "")
+        if self._checked is None or self._checked[0] != path:
+            self._checked = (path, browser_missing(self._executable))
+        return self._checked[1]
 
     def summary(self, args: BrowserArgs) -> str:
         return args.url

@@ -82,6 +82,10 @@ class _LspTool:
     def __init__(self, manager: LspManager) -> None:
         self.manager = manager
 
+    async def unavailable(self, workspace: Path) -> str | None:
+        """Offered only where an installed server takes a language present."""
+        return await self.manager.unavailable(workspace)
+
     async def _sync(self, ctx: ToolContext, path: str) -> tuple[Path, Synced]:
         resolved = ctx.resolve(path)
         return resolved, await self.manager.sync(ctx.workspace, resolved)

@@ -51,6 +51,7 @@ class McpTool(Tool[JsonArgs]):
         schema.pop("$schema", None)
         self.parameters = schema
         self.files = files
+        self.deferrable = server.config.defer
 
     def summary(self, args: JsonArgs) -> str:
         text = json.dumps(args.values, ensure_ascii=False, sort_keys=True)
