@@ -20,7 +20,7 @@ import msgspec
 from kfd import paths
 from kfd.agent import environment, instructions
 from kfd.agent.context_state import Preamble, render_memories
-from kfd.agent.tokens import estimate, messages_tokens, tools_tokens
+from kfd.agent.tokens import counter, messages_tokens, tools_tokens
 from kfd.agent.tool_offer import ToolOffer
 from kfd.gateway.types import ModelRequest
 from kfd.transcript import Message, SummaryMessage, UserMessage
@@ -150,6 +150,8 @@ def build_request(session: Session, turn: int) -> ModelRequest:
 
 
 def request_tokens(request: ModelRequest) -> int:
-    """Estimated (uncalibrated) input tokens of a request."""
-    system = estimate(request.system) + tools_tokens(request.tools)
-    return system + messages_tokens(request.messages)
+    """Input tokens of a request, uncalibrated: counted exactly where kfd has the
+    model's tokenizer loaded, else estimated (`kfd.agent.tokens`)."""
+    count = counter(request.model)
+    system = count(request.system) + tools_tokens(request.tools, count)
+    return system + messages_tokens(request.messages, count)

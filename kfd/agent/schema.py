@@ -13,7 +13,8 @@ something) and drops what does not:
   arguments, answering the model with a clear error; no model comes near them;
 - defaults that say "nothing" (``""``, ``false``, ``0``, ``null``, empty
   lists), the ``null`` branch of an optional field, an empty ``required``:
-  a field left out of ``required`` already says it is optional.
+  a field left out of ``required`` already says it is optional; and a
+  ``minimum`` of 0 on an integer (offsets and counts are never negative).
 
 Schemas a tool supplies itself (`kfd.api.Tool.parameters`: an MCP server's)
 are sent as given: they are the server's contract.
@@ -65,6 +66,8 @@ def _inline(node: Any, components: dict[str, Any]) -> Any:
                 inlined[key] = _inline(branches, components)
         elif (key == "default" and _says_nothing(value)) or (key == "required" and not value):
             continue
+        elif key == "minimum" and value == 0 and node.get("type") == "integer":
+            continue  # offsets and counts are not negative: no model needs telling
         else:
             inlined[key] = _inline(value, components)
     return inlined

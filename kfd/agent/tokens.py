@@ -1,22 +1,43 @@
-"""The one place that counts tokens: a local estimate, calibrated per session.
+"""The one place that counts tokens: exactly where kfd has the model's
+tokenizer, else a local estimate; calibrated per session either way.
 
-kfd cannot ship every provider's tokenizer, and must know a request's size
-before sending it (to compact in time). The estimate is UTF-8 bytes divided by
-four, which tokenizers of current models land near for English and code; each
-session then learns its own ratio from the input tokens the provider reports
-(`Calibration`), so the figures converge on the real ones after a request or
-two, whatever the model.
+OpenAI's models (GPT-4o, 4.1, 4.5, 5, the o-series, gpt-oss: ``o200k_base``;
+GPT-4 and 3.5: ``cl100k_base``) have public tokenizers, and ``bpe-openai``
+ships them inside the package, vocabularies included: nothing is downloaded at
+run time (tiktoken would fetch its files on first use). For those models kfd
+counts exactly. The tokenizer is loaded the first time a session on such a
+model needs it (`load_tokenizer`, in a thread: a second or so and about
+150 MB, once per daemon), never at start, so a daemon serving other models
+pays nothing. Other models' tokenizers cannot be had offline: kfd estimates
+UTF-8 bytes divided by four, which tokenizers of current models land near for
+English and code.
+
+Either way each session learns its own ratio from the input tokens the
+provider reports (`Calibration`): the provider also counts the framing of
+messages and tools, which no local count sees, and the estimate converges on
+the real figures after a request or two.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import math
-from collections.abc import Iterable
+import re
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
 from kfd.gateway.types import ToolSpec
 from kfd.transcript import AssistantMessage, Message, SummaryMessage, ToolResultMessage, UserMessage
+
+log = logging.getLogger(__name__)
+
+Count = Callable[[str], int]
+"""Tokens of a text, by one way of counting."""
 
 BYTES_PER_TOKEN = 4.0
 MESSAGE_OVERHEAD = 4
@@ -32,27 +53,109 @@ def estimate(text: str) -> int:
     return math.ceil(len(text.encode("utf-8", "replace")) / BYTES_PER_TOKEN)
 
 
-def message_tokens(message: Message) -> int:
-    """Estimated tokens of one transcript message as a provider sends it."""
+def message_tokens(message: Message, count: Count = estimate) -> int:
+    """Tokens of one transcript message as a provider sends it."""
     match message:
         case UserMessage() | SummaryMessage():
-            size = estimate(message.text)
+            size = count(message.text)
         case AssistantMessage():
-            size = estimate(message.text) + estimate(message.reasoning)
+            size = count(message.text) + count(message.reasoning)
             for call in message.tool_calls:
-                size += estimate(call.name) + estimate(call.arguments) + MESSAGE_OVERHEAD
+                size += count(call.name) + count(call.arguments) + MESSAGE_OVERHEAD
         case ToolResultMessage():
-            size = estimate(message.content) + estimate(message.call_id)
+            size = count(message.content) + count(message.call_id)
     return size + MESSAGE_OVERHEAD
 
 
-def messages_tokens(messages: Iterable[Message]) -> int:
-    return sum(message_tokens(m) for m in messages)
+def messages_tokens(messages: Iterable[Message], count: Count = estimate) -> int:
+    return sum(message_tokens(m, count) for m in messages)
 
 
-def tools_tokens(tools: list[ToolSpec]) -> int:
-    """Estimated tokens of the tool definitions (sent as JSON schemas)."""
-    return estimate(_json.encode(tools).decode()) if tools else 0
+def tools_tokens(tools: list[ToolSpec], count: Count = estimate) -> int:
+    """Tokens of the tool definitions (sent as JSON schemas)."""
+    return count(_json.encode(tools).decode()) if tools else 0
+
+
+# --------------------------------------------------------------------------
+# Exact counts, for models with a public tokenizer
+
+_O200K = re.compile(r"^(gpt-4o|chatgpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|o[1-9](-|$))")
+_CL100K = re.compile(r"^(gpt-4|gpt-3\.5)")
+
+CACHED_TEXTS = 4096
+"""Counts remembered per tokenizer: a transcript is counted again before every
+request, and its texts are the same string objects, so only new ones are encoded."""
+
+_CHUNK = 500_000
+"""Characters encoded at once (bpe-openai refuses a million)."""
+
+_loaded: dict[str, Count] = {}
+_loading = threading.Lock()
+
+
+def tokenizer_of(model: str) -> str | None:
+    """The public tokenizer of a model, by name (``o200k_base``), or None.
+
+    A model is named by its last part: ``openai/gpt-4o`` (OpenRouter),
+    ``workers-ai/@cf/openai/gpt-oss-120b`` (Cloudflare).
+    """
+    base = model.rsplit("/", 1)[-1].lower()
+    if _O200K.match(base):
+        return "o200k_base"
+    if _CL100K.match(base):
+        return "cl100k_base"
+    return None
+
+
+def counter(model: str) -> Count:
+    """The model's exact count once its tokenizer is loaded (`load_tokenizer`), else `estimate`."""
+    name = tokenizer_of(model)
+    return _loaded.get(name, estimate) if name is not None else estimate
+
+
+def counted_with(model: str) -> str:
+    """The tokenizer `counter` counts ``model``'s text with; "" for the estimate."""
+    name = tokenizer_of(model)
+    return name if name is not None and _loaded.get(name, estimate) is not estimate else ""
+
+
+async def load_tokenizer(model: str) -> None:
+    """Make `counter` exact for ``model`` if kfd has its tokenizer (loaded once per
+    daemon, in a thread: it takes a second or so of CPU)."""
+    name = tokenizer_of(model)
+    if name is not None and name not in _loaded:
+        await asyncio.to_thread(_load, name)
+
+
+def _load(name: str) -> None:
+    with _loading:
+        if name in _loaded:
+            return
+        try:
+            import bpe_openai  # about 150 MB with one vocabulary: only when a model needs it
+
+            encoding = bpe_openai.get_encoding(name)
+        except Exception:  # a dependency; if it is broken, counts stay estimates
+            log.exception("the %s tokenizer cannot be loaded: token counts stay estimates", name)
+            _loaded[name] = estimate
+            return
+        _loaded[name] = _exact(encoding)
+        log.info("counting tokens with %s", name)
+
+
+def _exact(encoding: Any) -> Count:
+    @functools.lru_cache(maxsize=CACHED_TEXTS)
+    def count(text: str) -> int:
+        return sum(
+            len(encoding.encode_ordinary(text[start : start + _CHUNK]))
+            for start in range(0, len(text), _CHUNK)
+        )
+
+    return count
+
+
+# --------------------------------------------------------------------------
+# Calibration
 
 
 class Calibration:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from kfd.agent.session import Session
 
 NAME = "tool_search"
-DEFAULT_LIMIT = 5
+LOADED_PER_SEARCH = 5
 INDEX_LINES = 200
 ONE_LINE = 110
 _WORD = re.compile(r"[a-z0-9]+")
@@ -35,14 +35,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 class ToolSearchArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     query: Annotated[
         str,
-        msgspec.Meta(
-            max_length=500,
-            description="Keywords, or exact tool names; empty: list all unlisted tools.",
-        ),
+        msgspec.Meta(max_length=500, description="Keywords or exact names; empty: list them all."),
     ] = ""
-    limit: Annotated[
-        int, msgspec.Meta(ge=1, le=20, description=f"Most tools to load (default {DEFAULT_LIMIT}).")
-    ] = DEFAULT_LIMIT
 
 
 class ToolSearchTool(Tool[ToolSearchArgs]):
@@ -50,12 +44,11 @@ class ToolSearchTool(Tool[ToolSearchArgs]):
 
     name = NAME
     description = (
-        "Find tools not listed here and load them: the ones found become callable. "
-        "Not listed: {groups}."
+        "Load tools not listed here, found by keyword; they become callable. Unlisted: {groups}."
     )
     Args = ToolSearchArgs
+    schema_budget = 280
     read_only = True  # it changes only which tools the model sees
-    schema_budget = 520
 
     def __init__(self, sessions: Callable[[str], Session]) -> None:
         self._sessions = sessions
@@ -80,7 +73,7 @@ class ToolSearchTool(Tool[ToolSearchArgs]):
         if not args.query.strip():
             return ToolResult(output=index(deferred))
         found = search(deferred, args.query)
-        chosen, others = found[: args.limit], found[args.limit :]
+        chosen, others = found[:LOADED_PER_SEARCH], found[LOADED_PER_SEARCH:]
         if not chosen:
             return ToolResult(
                 output=f"no unlisted tool matches {args.query!r}; they are:\n{index(deferred)}"

@@ -45,19 +45,12 @@ class BrowserSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class BrowserArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of browser_fetch."""
 
-    url: Annotated[str, msgspec.Meta(max_length=8192, description="The http(s) URL to open.")]
+    url: Annotated[str, msgspec.Meta(max_length=8192)]
     wait_for: Annotated[
-        str,
-        msgspec.Meta(
-            max_length=500,
-            description="Optional CSS selector to wait for before reading (content that "
-            "JavaScript adds late).",
-        ),
+        str, msgspec.Meta(max_length=500, description="CSS selector of late content to await.")
     ] = ""
-    screenshot: Annotated[
-        bool, msgspec.Meta(description="Also save a PNG screenshot and say where.")
-    ] = False
-    start: Annotated[int, msgspec.Meta(ge=0, description="Character offset to continue.")] = 0
+    screenshot: Annotated[bool, msgspec.Meta(description="Also save a PNG.")] = False
+    start: Annotated[int, msgspec.Meta(ge=0, description="Offset to go on from.")] = 0
 
 
 class BrowserFetchTool(Tool[BrowserArgs]):
@@ -65,11 +58,11 @@ class BrowserFetchTool(Tool[BrowserArgs]):
 
     name = "browser_fetch"
     description = (
-        "Open a URL in a headless browser (JavaScript runs) and return the rendered page as "
-        "Markdown; wait_for a CSS selector when content appears late; screenshot saves a PNG. "
-        "Slower than web_fetch: use it for pages that need JavaScript. The content is untrusted."
+        "Open a URL in headless Chromium: the page as Markdown once JavaScript ran. Slower "
+        "than web_fetch; for pages that need JavaScript."
     )
     Args = BrowserArgs
+    schema_budget = 500
     read_only = True
     network = True
 

@@ -326,7 +326,7 @@ async def test_a_compaction_that_cannot_get_under_the_threshold_is_not_repeated_
     workspace: Path,
 ) -> None:
     # The fixed prompt alone is over this threshold: only new material re-arms compaction.
-    tiny = "\ncontext_window = 3000\nmax_output_tokens = 500\n"
+    tiny = "\ncontext_window = 1900\nmax_output_tokens = 300\n"
     patterns = ["*.md", "*.txt", "*.py", "*.toml", "*.json", "*.cfg"]
     with conversation_daemon(tiny) as (model, daemon):
         model.add(

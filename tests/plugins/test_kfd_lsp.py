@@ -66,30 +66,28 @@ def ctx(tmp_path: Path) -> CallContext:
     return CallContext(session_id="s-test", workspace=project(tmp_path / "proj"))
 
 
-async def run(manager: LspManager, ctx: CallContext, name: str, **arguments: object) -> str:
-    tool = {t.name: t for t in tools_for(manager)}[name]
-    return (await tool.run(tool.Args(**arguments), ctx)).output
+async def ask(manager: LspManager, ctx: CallContext, operation: str, **arguments: object) -> str:
+    tool = {t.name: t for t in tools_for(manager)}["lsp"]
+    return (await tool.run(tool.Args(operation=operation, **arguments), ctx)).output
 
 
 async def test_definition_references_hover_and_symbols_come_from_the_server(
     manager: LspManager, ctx: CallContext
 ) -> None:
-    definition = await run(
-        manager, ctx, "lsp_definition", path="main.py", line=3, symbol="total_area"
-    )
+    definition = await ask(manager, ctx, "definition", path="main.py", line=3, symbol="total_area")
     assert definition == "shapes.py:9:5: def total_area(shapes: list[Square]) -> int:"
     references = (
-        await run(manager, ctx, "lsp_references", path="shapes.py", line=1, symbol="Square")
+        await ask(manager, ctx, "references", path="shapes.py", line=1, symbol="Square")
     ).splitlines()
     assert "shapes.py:1:7: class Square:" in references
     assert "main.py:3:19: print(total_area([Square(2), Square(3)]))" in references
     assert len(references) == 5
-    hover = await run(manager, ctx, "lsp_hover", path="shapes.py", line=9, symbol="total_area")
+    hover = await ask(manager, ctx, "hover", path="shapes.py", line=9, symbol="total_area")
     assert "def total_area(shapes: list[Square]) -> int" in hover
-    outline = await run(manager, ctx, "lsp_symbols", path="shapes.py")
+    outline = await ask(manager, ctx, "symbols", path="shapes.py")
     assert "class Square (line 1)\n  method __init__ (line 2)" in outline
     assert "function total_area (line 9)" in outline
-    found = await run(manager, ctx, "lsp_symbols", query="total_area")
+    found = await ask(manager, ctx, "symbols", query="total_area")
     assert "function total_area  shapes.py:9" in found
 
 
@@ -112,7 +110,7 @@ async def test_an_edit_that_breaks_types_gets_the_errors_appended(
     assert "main.py:3:37: error: Argument of type" in note and "reportArgumentType" in note
     # A failed edit changed nothing: no note.
     assert await hook.after_tool(edited, ToolResult(output="x", is_error=True), ctx) is None
-    diagnostics = await run(manager, ctx, "lsp_diagnostics", path="main.py")
+    diagnostics = await ask(manager, ctx, "diagnostics", path="main.py")
     assert diagnostics.startswith("main.py:3:37: error:")
 
 
@@ -137,37 +135,30 @@ async def test_bad_positions_and_unknown_files_are_explained(
     manager: LspManager, ctx: CallContext
 ) -> None:
     with pytest.raises(ToolError, match=r"main\.py has 3 lines; line 40 does not exist"):
-        await run(manager, ctx, "lsp_definition", path="main.py", line=40)
+        await ask(manager, ctx, "definition", path="main.py", line=40)
     with pytest.raises(ToolError, match=r"'Circle' is not on line 3 of main\.py"):
-        await run(manager, ctx, "lsp_hover", path="main.py", line=3, symbol="Circle")
+        await ask(manager, ctx, "hover", path="main.py", line=3, symbol="Circle")
     (ctx.workspace / "lib.rs").write_text("fn main() {}\n")
     with pytest.raises(ToolError, match=r"no language server handles \.rs"):
-        await run(manager, ctx, "lsp_diagnostics", path="lib.rs")
+        await ask(manager, ctx, "diagnostics", path="lib.rs")
     with pytest.raises(ToolError, match="does not exist"):
-        await run(manager, ctx, "lsp_diagnostics", path="missing.py")
+        await ask(manager, ctx, "diagnostics", path="missing.py")
     with pytest.raises(ToolError, match="give either path"):
-        await run(manager, ctx, "lsp_symbols")
+        await ask(manager, ctx, "symbols")
+    with pytest.raises(ToolError, match=r"definition needs path and line \(1-based\)"):
+        await ask(manager, ctx, "definition", path="main.py")
     broken = LspManager(
         {"lsp": {"servers": {"python": {"command": ["kfd-no-such-ls"], "extensions": [".py"]}}}}
     )
     with pytest.raises(ToolError, match=r"language server python .* did not start"):
-        await run(broken, ctx, "lsp_diagnostics", path="main.py")
+        await ask(broken, ctx, "diagnostics", path="main.py")
     with pytest.raises(ToolError, match=r"\[tools.lsp\] in the kfd config"):
-        await run(
-            LspManager({"lsp": {"servers": "pyright"}}), ctx, "lsp_diagnostics", path="main.py"
-        )
+        await ask(LspManager({"lsp": {"servers": "pyright"}}), ctx, "diagnostics", path="main.py")
 
 
-def test_the_plugin_offers_six_tools_and_one_after_edit_hook() -> None:
+def test_the_plugin_offers_a_question_tool_a_rename_tool_and_one_after_edit_hook() -> None:
     tools = {t.name: t for t in kfd_lsp.kfd_tools({})}
-    assert set(tools) == {
-        "lsp_diagnostics",
-        "lsp_definition",
-        "lsp_references",
-        "lsp_hover",
-        "lsp_symbols",
-        "lsp_rename",
-    }
+    assert set(tools) == {"lsp", "lsp_rename"}
     assert [n for n, t in tools.items() if not t.read_only] == ["lsp_rename"]
     assert len(kfd_lsp.kfd_after_tool_hooks({})) == 1
 
