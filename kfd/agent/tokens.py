@@ -146,12 +146,20 @@ def _load(name: str) -> None:
 def _exact(encoding: Any) -> Count:
     @functools.lru_cache(maxsize=CACHED_TEXTS)
     def count(text: str) -> int:
-        return sum(
-            len(encoding.encode_ordinary(text[start : start + _CHUNK]))
-            for start in range(0, len(text), _CHUNK)
-        )
+        return sum(len(encoding.encode_ordinary(chunk)) for chunk in _chunks(text))
 
     return count
+
+
+def _chunks(text: str) -> Iterable[str]:
+    """``text`` in pieces of at most `_CHUNK` characters, cut after a newline
+    where there is one (no token spans a line end, so the count stays exact)."""
+    start = 0
+    while len(text) - start > _CHUNK:
+        cut = text.rfind("\n", start, start + _CHUNK) + 1 or start + _CHUNK
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 # --------------------------------------------------------------------------

@@ -90,23 +90,27 @@ class ToolSearchTool(Tool[ToolSearchArgs]):
 
 
 def search(tools: Sequence[Tool[Any]], query: str) -> list[Tool[Any]]:
-    """The tools matching ``query``, best first: exact names, then by keyword score.
+    """The tools matching ``query``, best first: the ones it names exactly, then
+    the others by keyword score.
 
     A handful of rules over words, not a search library: the index is a few
-    hundred short lines, and names weigh more than descriptions.
+    hundred short lines. Names weigh more than descriptions, and a word every
+    tool's name has (``mcp``) tells nothing.
     """
-    wanted = query.split()
-    exact = [tool for name in wanted for tool in tools if tool.name == name.strip(",")]
-    terms = [term for term in _WORD.findall(query.lower()) if len(term) > 1]
+    by_name = {tool.name: tool for tool in tools}
+    words = query.replace(",", " ").split()
+    exact = list(dict.fromkeys(by_name[word] for word in words if word in by_name))
+    rest = " ".join(word for word in words if word not in by_name).lower()
+    terms = [term for term in _WORD.findall(rest) if len(term) > 1]
+    names = [tool.name.lower() for tool in tools]
+    terms = [term for term in terms if not all(term in name for name in names)]
     scored: list[tuple[int, int, Tool[Any]]] = []
     for position, tool in enumerate(tools):
-        if tool in exact:
-            continue
-        score = _score(tool, terms)
+        score = _score(tool, terms) if tool not in exact else 0
         if score:
             scored.append((-score, position, tool))
     scored.sort(key=lambda item: item[:2])  # positions are unique: tools never compared
-    return [*dict.fromkeys(exact), *(tool for *_, tool in scored)]
+    return [*exact, *(tool for *_, tool in scored)]
 
 
 def _score(tool: Tool[Any], terms: list[str]) -> int:

@@ -39,9 +39,9 @@ def extensions_present(root: Path, wanted: set[str], limit: int = MAX_ENTRIES) -
     found: set[str] = set()
     seen = 0
     for _directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = [
+        subdirectories[:] = sorted(
             name for name in subdirectories if not name.startswith(".") and name not in SKIPPED
-        ]
+        )
         seen += len(subdirectories) + len(files)
         for name in files:
             suffix = os.path.splitext(name)[1].lower()

@@ -11,7 +11,7 @@ import kfd_lsp
 from kfd import protocol as p
 from kfd.agent.toolcall import CallContext
 from kfd.api import FinishedCall, PathAccess, ToolError, ToolResult
-from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing import RecordedRequest, Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.events import collect_until, turn_completed
 from kfd_lsp import LspManager, tools_for
@@ -194,3 +194,53 @@ async def test_through_the_daemon_an_edit_result_carries_the_type_error(
     assert "reportArgumentType" in edit.output
     told = [m for m in model_server.requests[2].body["messages"] if m["role"] == "tool"][-1]
     assert "reportArgumentType" in told["content"]
+
+
+def tool_names(request: RecordedRequest) -> list[str]:
+    return [tool["function"]["name"] for tool in request.body.get("tools", [])]
+
+
+async def test_the_lsp_tools_are_offered_where_a_server_takes_the_files_and_nowhere_else(
+    make_daemon: Callable[..., KfdDaemon], model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    from kfd.testing.fixtures import git_repo
+
+    python = project(git_repo(tmp_path / "py"))
+    docs = git_repo(tmp_path / "docs")  # README.md only
+    daemon = make_daemon()
+    model_server.add(
+        Reply(text="a Python project"),
+        Reply(text="only a README"),
+        Reply(tool_calls=[ScriptedToolCall("write", {"path": "app.py", "content": "x = 1\n"})]),
+        Reply(text="wrote it"),
+    )
+    async with await daemon.client() as client:
+        first = await client.create_session(python)
+        async with await client.attach(first.id) as session:
+            await client.send(first.id, "what is here?")
+            await collect_until(session, turn_completed, timeout=60)
+        second = await client.create_session(docs, mode="accept-edits")
+        async with await client.attach(second.id) as session:
+            await client.send(second.id, "what is here?")
+            await collect_until(session, turn_completed, timeout=60)
+            report = await client.context(second.id)
+            status = await client.status(cwd=str(docs))
+            shown = daemon.cli("context", "--session", second.id)
+            listed = daemon.cli("status", cwd=docs)
+            await client.send(second.id, "start the code")
+            await collect_until(session, turn_completed, timeout=60)
+
+    requests = model_server.requests
+    assert {"lsp", "lsp_rename"} <= set(tool_names(requests[0]))
+    assert not {"lsp", "lsp_rename"} & set(tool_names(requests[1]))
+    reason = "no file here is of a language an installed server takes (.py, .pyi"
+    missing = {tool.name: tool.reason for tool in report.tools_missing}
+    assert missing.keys() >= {"lsp", "lsp_rename"} and missing["lsp"].startswith(reason)
+    assert {tool.name for tool in status.tools_missing} >= {"lsp", "lsp_rename"}
+    assert "not offered here: lsp, lsp_rename: " + reason in shown.stdout
+    assert "not offered in this directory: lsp, lsp_rename: " + reason in listed.stdout
+    # Nothing about it reached the model: the reason is for the user.
+    assert "language server" not in str(requests[1].body["messages"])
+    # kfd wrote the workspace's first Python file: the next request offers the tools.
+    assert not {"lsp", "lsp_rename"} & set(tool_names(requests[2]))
+    assert {"lsp", "lsp_rename"} <= set(tool_names(requests[3]))

@@ -123,12 +123,12 @@ def _assign(name: str) -> Callable[..., str]:
 MAKERS = {
     "list": (_list, "List the {things} of a repository, newest first."),
     "get": (_get, "Get one {thing} of a repository with all its fields."),
-    "create": (_create, "Create a {thing} in a repository."),
-    "update": (_update, "Change the title or body of a {thing}."),
-    "delete": (_delete, "Delete a {thing} from a repository; this cannot be undone."),
+    "create": (_create, "Create {a_thing} in a repository."),
+    "update": (_update, "Change the title or body of {a_thing}."),
+    "delete": (_delete, "Delete {a_thing} from a repository; this cannot be undone."),
     "search": (_search, "Search {things} across repositories with the tracker's query syntax."),
-    "close": (_close, "Close a {thing}, saying whether it was completed."),
-    "assign": (_assign, "Assign people to a {thing}."),
+    "close": (_close, "Close {a_thing}, saying whether it was completed."),
+    "assign": (_assign, "Assign people to {a_thing}."),
 }
 
 
@@ -144,7 +144,11 @@ def register(count: int) -> None:
             server.add_tool(
                 maker(name),
                 name=name,
-                description=description.format(thing=words, things=words + "s"),
+                description=description.format(
+                    thing=words,
+                    things=words + "s",
+                    a_thing=("an " if words[0] in "aeiou" else "a ") + words,
+                ),
             )
             made += 1
 
