@@ -34,6 +34,7 @@ from kfd.agent.tokens import (
     counter,
     load_tokenizer,
     message_tokens,
+    start_loading,
     tools_tokens,
 )
 from kfd.errors import BudgetExceeded, ProviderError, RequestError
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 async def prepare_request(session: Session, turn: int) -> ModelRequest:
     """The request for the next model call of ``turn``."""
     state = session.context
-    await load_tokenizer(session.info.model or session.runtime.config.model.model)
+    start_loading(session.info.model or session.runtime.config.model.model)
     async with state.lock:
         if state.prepared_turn != turn:
             state.prepared_turn = turn

@@ -6,11 +6,11 @@ GPT-4 and 3.5: ``cl100k_base``) have public tokenizers, and ``bpe-openai``
 ships them inside the package, vocabularies included: nothing is downloaded at
 run time (tiktoken would fetch its files on first use). For those models kfd
 counts exactly. The tokenizer is loaded the first time a session on such a
-model needs it (`load_tokenizer`, in a thread: a second or so and about
-150 MB, once per daemon), never at start, so a daemon serving other models
-pays nothing. Other models' tokenizers cannot be had offline: kfd estimates
-UTF-8 bytes divided by four, which tokenizers of current models land near for
-English and code.
+model asks it (`start_loading`, in a thread: a third of a second and about
+70 MB, once per daemon; requests go on, estimated, until it is there), never
+at start, so a daemon serving other models pays nothing. Other models'
+tokenizers cannot be had offline: kfd estimates UTF-8 bytes divided by four,
+which tokenizers of current models land near for English and code.
 
 Either way each session learns its own ratio from the input tokens the
 provider reports (`Calibration`): the provider also counts the framing of
@@ -21,11 +21,15 @@ the real figures after a request or two.
 from __future__ import annotations
 
 import asyncio
-import functools
+import importlib.machinery
+import importlib.util
 import logging
 import math
+import os
 import re
 import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -84,13 +88,15 @@ _CL100K = re.compile(r"^(gpt-4|gpt-3\.5)")
 
 CACHED_TEXTS = 4096
 """Counts remembered per tokenizer: a transcript is counted again before every
-request, and its texts are the same string objects, so only new ones are encoded."""
+request, and only its new texts need encoding (the others' hashes are cached
+in the string objects themselves)."""
 
 _CHUNK = 500_000
 """Characters encoded at once (bpe-openai refuses a million)."""
 
 _loaded: dict[str, Count] = {}
-_loading = threading.Lock()
+_loading: dict[str, asyncio.Future[None]] = {}
+_lock = threading.Lock()
 
 
 def tokenizer_of(model: str) -> str | None:
@@ -108,7 +114,7 @@ def tokenizer_of(model: str) -> str | None:
 
 
 def counter(model: str) -> Count:
-    """The model's exact count once its tokenizer is loaded (`load_tokenizer`), else `estimate`."""
+    """The model's exact count once its tokenizer is loaded, else `estimate`."""
     name = tokenizer_of(model)
     return _loaded.get(name, estimate) if name is not None else estimate
 
@@ -119,36 +125,110 @@ def counted_with(model: str) -> str:
     return name if name is not None and _loaded.get(name, estimate) is not estimate else ""
 
 
-async def load_tokenizer(model: str) -> None:
-    """Make `counter` exact for ``model`` if kfd has its tokenizer (loaded once per
-    daemon, in a thread: it takes a second or so of CPU)."""
+def start_loading(model: str) -> None:
+    """Begin loading ``model``'s tokenizer in a thread, if kfd has one and it is
+    not loaded: requests do not wait for it (they are estimated meanwhile)."""
     name = tokenizer_of(model)
-    if name is not None and name not in _loaded:
-        await asyncio.to_thread(_load, name)
+    if name is not None and name not in _loaded and name not in _loading:
+        loading = _loading[name] = asyncio.ensure_future(asyncio.to_thread(_load, name))
+        loading.add_done_callback(lambda _: _loading.pop(name, None))
+
+
+async def load_tokenizer(model: str) -> None:
+    """Load ``model``'s tokenizer if kfd has one, and wait for it (``kfd context``)."""
+    start_loading(model)
+    name = tokenizer_of(model)
+    loading = _loading.get(name) if name is not None else None
+    if loading is not None and loading.get_loop() is asyncio.get_running_loop():
+        await asyncio.shield(loading)
+    elif name is not None and name not in _loaded:
+        await asyncio.to_thread(_load, name)  # begun on a loop now gone (tests): load here
 
 
 def _load(name: str) -> None:
-    with _loading:
+    with _lock:
         if name in _loaded:
             return
         try:
-            import bpe_openai  # about 150 MB with one vocabulary: only when a model needs it
-
-            encoding = bpe_openai.get_encoding(name)
+            count = _rust_count(name)
         except Exception:  # a dependency; if it is broken, counts stay estimates
             log.exception("the %s tokenizer cannot be loaded: token counts stay estimates", name)
             _loaded[name] = estimate
             return
-        _loaded[name] = _exact(encoding)
+        _loaded[name] = _cached(count)
         log.info("counting tokens with %s", name)
 
 
-def _exact(encoding: Any) -> Count:
-    @functools.lru_cache(maxsize=CACHED_TEXTS)
-    def count(text: str) -> int:
-        return sum(len(encoding.encode_ordinary(chunk)) for chunk in _chunks(text))
+def _rust_count(name: str) -> Count:
+    """bpe-openai's tokenizer for ``name``: its Rust extension's ``count``.
 
+    The extension is loaded from the package's files without running the
+    package's ``__init__``, which reads every vocabulary into Python dicts
+    (for a tiktoken-like ``decode`` kfd does not need): 67 MB and a third of a
+    second instead of 135 MB and a second. The extension's interface is the
+    typed ``_bindings.pyi`` the package ships; if it ever changes, the
+    package's public ``get_encoding`` is used instead.
+    """
+    spec = importlib.util.find_spec("bpe_openai")  # finds, without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("bpe-openai is not installed")
+    try:
+        bindings = _extension("bpe_openai._bindings", spec.submodule_search_locations[0])
+        tokenizer = bindings.tokenizer_for_encoding(name)
+        count: Count = tokenizer.count
+        count("kfd")
+    except Exception:
+        log.info("bpe-openai's extension did not load directly; using its package", exc_info=True)
+        with warnings.catch_warnings():  # it reads its files the old way; harmless
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import bpe_openai
+
+            encoding = bpe_openai.get_encoding(name)
+        return lambda text: len(encoding.encode_ordinary(text))
     return count
+
+
+def _extension(module: str, directory: str) -> Any:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(directory, module.rsplit(".", 1)[1] + suffix)
+        if os.path.exists(path):
+            loader = importlib.machinery.ExtensionFileLoader(module, path)
+            spec = importlib.util.spec_from_file_location(module, path, loader=loader)
+            if spec is None:
+                break
+            loaded = importlib.util.module_from_spec(spec)
+            loader.exec_module(loaded)
+            return loaded
+    raise ImportError(f"{module} not found in {directory}")
+
+
+def _cached(count: Count) -> Count:
+    # Keyed by the text's hash and length, not the text: a cache that held the
+    # strings would keep the tool outputs of unloaded sessions alive.
+    cache: OrderedDict[tuple[int, int], int] = OrderedDict()
+
+    def cached(text: str) -> int:
+        key = (hash(text), len(text))
+        found = cache.get(key)
+        if found is None:
+            found = sum(count(_valid(chunk)) for chunk in _chunks(text)) if text else 0
+            cache[key] = found
+            if len(cache) > CACHED_TEXTS:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return found
+
+    return cached
+
+
+def _valid(text: str) -> str:
+    """``text`` without lone surrogates (they cannot cross into Rust as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _chunks(text: str) -> Iterable[str]:

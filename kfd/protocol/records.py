@@ -183,7 +183,7 @@ class Memory(_Struct):
 
 
 class ContextPart(_Struct):
-    """One part of what fills a session's context window, in estimated tokens."""
+    """One part of what fills a session's context window, in tokens."""
 
     name: str
     """``system``, ``tools``, ``instructions``, ``memory``, ``summary``,

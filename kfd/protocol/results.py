@@ -166,8 +166,9 @@ class CompactResult(_Struct):
 class ContextResult(_Struct):
     """What fills a session's context window, as ``/context`` shows it.
 
-    Token figures are the local estimate, calibrated by what the provider
-    reported for this session's requests (``calibration``).
+    Token figures are counted with the model's tokenizer where kfd has it
+    (``tokenizer``), else estimated; either way calibrated by what the
+    provider reported for this session's requests (``calibration``).
     """
 
     session: str

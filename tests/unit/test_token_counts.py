@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import bpe_openai
 import pytest
 
 from kfd.agent import tokens
 from kfd.agent.prompt import request_tokens
 from kfd.gateway.types import ModelRequest, ToolSpec
 from kfd.transcript import UserMessage
+
+# bpe-openai reads its vocabularies with an old importlib call; kfd hides that
+# warning itself, this module calls the library directly to compare.
+pytestmark = pytest.mark.filterwarnings("ignore:open_binary is deprecated:DeprecationWarning")
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,8 @@ async def test_an_openai_model_is_counted_exactly_once_its_tokenizer_is_loaded()
     await tokens.load_tokenizer("gpt-4o")
     exact = tokens.counter("gpt-4o")
     assert exact is not tokens.estimate
+    import bpe_openai
+
     assert exact(text) == len(bpe_openai.get_encoding("o200k_base").encode_ordinary(text))
     assert exact(text) != tokens.estimate(text)
     assert tokens.counted_with("openai/gpt-4o-mini") == "o200k_base"
@@ -74,3 +79,24 @@ async def test_a_request_is_counted_with_its_models_counter() -> None:
         + tokens.tools_tokens([tool])
         + tokens.messages_tokens(messages)
     )
+
+
+async def test_the_public_api_counts_the_same_when_the_extension_cannot_be_loaded_directly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    direct = tokens._rust_count("cl100k_base")
+
+    def refuse(module: str, directory: str) -> object:
+        raise ImportError("no such file")
+
+    monkeypatch.setattr(tokens, "_extension", refuse)
+    fallback = tokens._rust_count("cl100k_base")
+    text = "Tokenizers split text into pieces: <|endoftext|> is text here.\n"
+    assert direct(text) == fallback(text) > 10
+
+
+async def test_text_the_tokenizer_cannot_take_is_counted_anyway() -> None:
+    await tokens.load_tokenizer("gpt-4o")
+    count = tokens.counter("gpt-4o")
+    assert count("a lone surrogate \ud800 here") > 3
+    assert count("") == 0
