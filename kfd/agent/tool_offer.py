@@ -3,9 +3,9 @@
 The order is the prompt cache's: what comes first changes least.
 
 1. The static tools that can work in the session's workspace, by name.
-2. The deferrable tools (`kfd.api.Tool.deferrable`: MCP tools) of the tool
-   sources, in the sources' order, up to ``defer_after`` of them, and the
-   sources' tools that are never deferred.
+2. The tools of the tool sources, in the sources' order. Of the deferrable
+   ones (`kfd.api.Tool.deferrable`: MCP tools), static or not, only the first
+   ``defer_after`` are listed.
 3. ``tool_search``, when some tools are left out: the model finds them there.
 4. The tools the model loaded with ``tool_search``, in the order it loaded
    them. This part only grows during a session, so each load costs the
@@ -78,10 +78,10 @@ def arrange(
     """
     offer = ToolOffer()
     offer.missing = [Missing(name, unavailable[name]) for name in sorted(unavailable)]
-    listed = [tool for tool in static if tool.name not in unavailable]
-    limit = defer_after if search is not None else len(dynamic)  # no search: list them all
+    listed: list[Tool[Any]] = []
+    limit = defer_after if search is not None else len(static) + len(dynamic)
     deferrable = 0
-    for tool in dynamic:
+    for tool in [*static, *dynamic]:
         if tool.name in unavailable:
             continue
         if tool.deferrable and deferrable >= limit:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -66,7 +67,9 @@ class ToolRegistry:
         self._sources = list(sources)
         self._dynamic: dict[str, Tool[Any]] = {}
         self._offered: dict[int, list[Tool[Any]]] = {}
-        self._specs: dict[int, ToolSpec] = {}
+        self._specs: weakref.WeakKeyDictionary[Tool[Any], ToolSpec] = weakref.WeakKeyDictionary()
+        """Each tool's definition, computed once per tool object (a restarted MCP
+        server's tools are new objects, so a changed schema is seen)."""
         self._search = search
         self._search_parameters = schema_of(search.Args) if search is not None else {}
         self.defer_after = defer_after
@@ -91,9 +94,9 @@ class ToolRegistry:
 
     def spec(self, tool: Tool[Any]) -> ToolSpec:
         """What the model is told about a tool (computed once per tool object)."""
-        found = self._specs.get(id(tool))
-        if found is None or found.name != tool.name:
-            found = self._specs[id(tool)] = spec_of(tool)
+        found = self._specs.get(tool)
+        if found is None:
+            found = self._specs[tool] = spec_of(tool)
         return found
 
     async def offer(self, workspace: Path, loaded: Sequence[str] = ()) -> ToolOffer:
@@ -162,8 +165,6 @@ class ToolRegistry:
                     continue
                 dynamic[tool.name] = tool
         self._dynamic = dynamic
-        live = {id(tool) for tool in [*self._tools.values(), *dynamic.values()]}
-        self._specs = {key: spec for key, spec in self._specs.items() if key in live}
         self.problems = problems
 
     async def _ask(self, index: int, source: ToolSource) -> list[Tool[Any]]:

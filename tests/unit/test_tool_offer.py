@@ -120,6 +120,20 @@ def test_deferrable_tools_past_the_limit_wait_behind_tool_search() -> None:
     assert offer.get("mcp__gen__t11") is many[11]  # callable by name even unlisted
 
 
+def test_static_deferrable_tools_count_first() -> None:
+    static = Remote("a_plugins_big_tool", deferrable=True)
+    offer = arrange(
+        [Plain("read"), static],
+        [Remote("mcp__a__x"), Remote("mcp__a__y", deferrable=False)],
+        unavailable={},
+        loaded=[],
+        defer_after=1,
+        search=SEARCH,
+    )
+    assert list(offer.listed) == ["read", "a_plugins_big_tool", "mcp__a__y", "tool_search"]
+    assert names(offer.deferred) == ["mcp__a__x"]
+
+
 def test_nothing_deferred_means_no_tool_search_and_no_search_tool_means_all_listed() -> None:
     tools = [Remote(f"mcp__s__t{i}") for i in range(3)]
     few = arrange([], tools, unavailable={}, loaded=[], defer_after=10, search=SEARCH)
