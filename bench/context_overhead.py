@@ -125,7 +125,7 @@ async def _measure(setup: str) -> dict[str, Any]:
         (workspace / "main.py").write_text("print('hello')\n")
     try:
         await registry.refresh()
-        offer = await registry.offer(workspace)
+        offer = await registry.offer(workspace, tools_config=config["tools"])
         environment = await facts(workspace)
     finally:
         await host.shutdown()

@@ -339,12 +339,14 @@ class Tool(abc.ABC, Generic[ArgsT]):
         summary = self.summary(args)
         return f"{self.name}({summary})" if summary else self.name
 
-    async def unavailable(self, workspace: Path) -> str | None:
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
         """Why this tool cannot work for a session in ``workspace``; None if it can.
 
+        ``config`` is the tool's ``[tools.<name>]`` table as it stands now
+        (`ToolContext.config`: the daemon reloads the config when it changes).
         Awaited before every model request: answer from a cache, and check
-        again only when what the answer depends on changed (the tool's
-        configuration, the programs installed, the files of the workspace).
+        again only when what the answer depends on changed (that table, the
+        programs installed, the files of the workspace).
         The reason is for the user (``kfd context``, ``kfd status``): say what
         is missing and how to get it. A check that raises, or takes more than
         a few seconds, leaves the tool out of that request.

@@ -130,7 +130,13 @@ def model_view(session: Session, end: int | None = None) -> list[Message]:
 async def offer_tools(session: Session) -> ToolOffer:
     """Decide the tools of the session's next request (`kfd.agent.tools.ToolRegistry.offer`)."""
     state = session.context
-    state.offer = await session.runtime.tools.offer(Path(session.info.cwd), state.loaded_tools)
+    config = session.runtime.config
+    state.offer = await session.runtime.tools.offer(
+        Path(session.info.cwd),
+        state.loaded_tools,
+        tools_config=config.tools,
+        defer_after=config.context.defer_tools_after,
+    )
     return state.offer
 
 

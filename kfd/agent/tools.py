@@ -18,7 +18,7 @@ import asyncio
 import logging
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,18 +99,29 @@ class ToolRegistry:
             found = self._specs[tool] = spec_of(tool)
         return found
 
-    async def offer(self, workspace: Path, loaded: Sequence[str] = ()) -> ToolOffer:
-        """The tools a session in ``workspace`` is offered for its next request."""
+    async def offer(
+        self,
+        workspace: Path,
+        loaded: Sequence[str] = (),
+        *,
+        tools_config: Mapping[str, Any] | None = None,
+        defer_after: int | None = None,
+    ) -> ToolOffer:
+        """The tools a session in ``workspace`` is offered for its next request.
+
+        ``tools_config`` is the ``[tools]`` table and ``defer_after`` the
+        ``[context]`` setting as they stand now (the config reloads live).
+        """
         static = sorted(self._tools.values(), key=lambda tool: tool.name)
         dynamic = list(self._dynamic.values())
-        unavailable = await self.check(workspace, [*static, *dynamic])
+        unavailable = await self.check(workspace, tools_config or {}, [*static, *dynamic])
         search = self._search
         offer = arrange(
             static,
             dynamic,
             unavailable=unavailable,
             loaded=loaded,
-            defer_after=self.defer_after,
+            defer_after=self.defer_after if defer_after is None else defer_after,
             search=search,
         )
 
@@ -123,14 +134,20 @@ class ToolRegistry:
         return with_specs(offer, spec)
 
     async def check(
-        self, workspace: Path, tools: Sequence[Tool[Any]] | None = None
+        self,
+        workspace: Path,
+        tools_config: Mapping[str, Any],
+        tools: Sequence[Tool[Any]] | None = None,
     ) -> dict[str, str]:
         """The tools (default: all) that cannot work in ``workspace``, with the
-        reason; asked concurrently, kept in `missing`."""
+        reason; asked concurrently, kept in `missing`. ``tools_config`` is the
+        ``[tools]`` table: each tool is given its own."""
         if tools is None:
             tools = [*self._tools.values(), *self._dynamic.values()]
         asked = [tool for tool in tools if type(tool).unavailable is not Tool.unavailable]
-        answers = await asyncio.gather(*(self._ask_tool(tool, workspace) for tool in asked))
+        answers = await asyncio.gather(
+            *(self._ask_tool(tool, workspace, tools_config.get(tool.name, {})) for tool in asked)
+        )
         missing = {tool.name: reason for tool, reason in zip(asked, answers, strict=True) if reason}
         key = str(workspace)
         self.missing[key] = missing
@@ -140,9 +157,9 @@ class ToolRegistry:
         return missing
 
     @staticmethod
-    async def _ask_tool(tool: Tool[Any], workspace: Path) -> str | None:
+    async def _ask_tool(tool: Tool[Any], workspace: Path, config: Mapping[str, Any]) -> str | None:
         try:
-            return await asyncio.wait_for(tool.unavailable(workspace), CHECK_TIMEOUT_S)
+            return await asyncio.wait_for(tool.unavailable(workspace, config), CHECK_TIMEOUT_S)
         except TimeoutError:
             return f"its check of what it needs did not answer within {CHECK_TIMEOUT_S:g} s"
         except Exception as exc:

@@ -305,7 +305,7 @@ class RpcHandler:
             real = os.path.realpath(cwd)
             if not os.path.isabs(cwd) or not os.path.isdir(real):
                 raise RequestError("bad_request", f"cwd {cwd!r} is not an absolute directory")
-            found = await daemon.runtime.tools.check(Path(real))
+            found = await daemon.runtime.tools.check(Path(real), daemon.runtime.config.tools)
             missing = [MissingTool(name=name, reason=why) for name, why in sorted(found.items())]
         return StatusResult(
             pid=os.getpid(),

@@ -38,7 +38,7 @@ _pool = BrowserPool()
 def kfd_tools(config: Mapping[str, Any]) -> list[Tool[Any]]:
     """The browser tool; it reads ``[tools.browser_fetch]`` when it runs, and is
     offered only where a Chromium is installed."""
-    return [BrowserFetchTool(_pool, config.get("browser_fetch") or {})]
+    return [BrowserFetchTool(_pool)]
 
 
 @hookimpl

@@ -66,16 +66,16 @@ class BrowserFetchTool(Tool[BrowserArgs]):
     read_only = True
     network = True
 
-    def __init__(self, pool: BrowserPool, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, pool: BrowserPool) -> None:
         self.pool = pool
-        self._executable = str((config or {}).get("executable") or "")
-        self._checked: tuple[str, str | None] | None = None
+        self._checked: tuple[tuple[str, str], str | None] | None = None
 
-    async def unavailable(self, workspace: Path) -> str | None:
-        """Offered only where a Chromium (and Playwright to drive it) is installed."""
-        path = os.environ.get("PATH", "")
-        if self._checked is None or self._checked[0] != path:
-            self._checked = (path, browser_missing(self._executable))
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
+        """Offered only where a Chromium (and Playwright to drive it) is installed:
+        checked again when ``executable`` or ``PATH`` changes."""
+        key = (str(config.get("executable") or ""), os.environ.get("PATH", ""))
+        if self._checked is None or self._checked[0] != key:
+            self._checked = (key, browser_missing(key[0]))
         return self._checked[1]
 
     def summary(self, args: BrowserArgs) -> str:

@@ -49,6 +49,12 @@ class LspManager:
     def settings(self) -> LspSettings:
         return read_settings(self.tools_config)
 
+    def follow(self, table: Mapping[str, Any]) -> None:
+        """Use ``[tools.lsp]`` as it stands now (the daemon reloads the config
+        live; the ``lsp`` tool is given the table before every request)."""
+        if self.tools_config.get("lsp") != table:
+            self.tools_config = {**self.tools_config, "lsp": table}
+
     async def unavailable(self, workspace: Path) -> str | None:
         """Why no language server can work in ``workspace`` (None: one can)."""
         try:

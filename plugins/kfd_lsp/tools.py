@@ -11,7 +11,7 @@ import asyncio
 import difflib
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -63,7 +63,7 @@ class _LspTool:
     def __init__(self, manager: LspManager) -> None:
         self.manager = manager
 
-    async def unavailable(self, workspace: Path) -> str | None:
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
         """Offered only where an installed server takes a language present."""
         return await self.manager.unavailable(workspace)
 
@@ -113,6 +113,12 @@ class LspTool(_LspTool, Tool[LspArgs]):
     schema_budget = 580
     read_only = True
 
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
+        """Offered only where an installed server takes a language present. This
+        tool's table is ``[tools.lsp]``, the plugin's settings: they follow it."""
+        self.manager.follow(config)
+        return await self.manager.unavailable(workspace)
+
     def summary(self, args: LspArgs) -> str:
         if args.operation in AT_A_LINE:
             return f"{args.operation} of {args.symbol or 'line'} at {args.path}:{args.line}"
@@ -122,6 +128,7 @@ class LspTool(_LspTool, Tool[LspArgs]):
         return [PathAccess(args.path, write=False)] if args.path else []
 
     async def run(self, args: LspArgs, ctx: ToolContext) -> ToolResult:
+        self.manager.follow(ctx.config)
         answer: Callable[[LspArgs, ToolContext], Awaitable[str]] = getattr(
             self, f"_{args.operation}"
         )

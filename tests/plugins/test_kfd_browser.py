@@ -112,16 +112,16 @@ async def test_the_browser_closes_when_idle(site: Site, pool: BrowserPool, tmp_p
 async def test_the_tool_is_offered_only_where_a_chromium_is_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    found = BrowserFetchTool(BrowserPool())
-    assert await found.unavailable(tmp_path) is None
+    tool = BrowserFetchTool(BrowserPool())
+    assert await tool.unavailable(tmp_path, {}) is None
     monkeypatch.setenv("PATH", str(tmp_path))  # a machine without Chromium
-    reason = await found.unavailable(tmp_path)
-    assert reason == (
+    assert await tool.unavailable(tmp_path, {}) == (
         "no Chromium is installed (Debian: apt install chromium), "
         "or set [tools.browser_fetch] executable"
     )
-    configured = BrowserFetchTool(BrowserPool(), {"executable": "my-chrome"})
-    assert await configured.unavailable(tmp_path) == (
+    # [tools.browser_fetch] as it stands now: the config reloads live.
+    configured = {"executable": "my-chrome"}
+    assert await tool.unavailable(tmp_path, configured) == (
         "[tools.browser_fetch] executable 'my-chrome' was not found"
     )
     bin_dir = tmp_path / "bin"
@@ -130,4 +130,4 @@ async def test_the_tool_is_offered_only_where_a_chromium_is_found(
     (bin_dir / "my-chrome").chmod(0o755)
     # Answered from a cache until what it depends on changes: here, PATH.
     monkeypatch.setenv("PATH", f"{tmp_path}:{bin_dir}")
-    assert await configured.unavailable(tmp_path) is None
+    assert await tool.unavailable(tmp_path, configured) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -67,7 +68,11 @@ def ctx(tmp_path: Path) -> CallContext:
 
 
 async def ask(manager: LspManager, ctx: CallContext, operation: str, **arguments: object) -> str:
+    """The ``lsp`` tool's answer, called as the daemon calls it: with ``[tools.lsp]``."""
     tool = {t.name: t for t in tools_for(manager)}["lsp"]
+    ctx = CallContext(
+        session_id=ctx.session_id, workspace=ctx.workspace, config=manager.tools_config["lsp"]
+    )
     return (await tool.run(tool.Args(operation=operation, **arguments), ctx)).output
 
 
@@ -244,3 +249,36 @@ async def test_the_lsp_tools_are_offered_where_a_server_takes_the_files_and_nowh
     # kfd wrote the workspace's first Python file: the next request offers the tools.
     assert not {"lsp", "lsp_rename"} & set(tool_names(requests[2]))
     assert {"lsp", "lsp_rename"} <= set(tool_names(requests[3]))
+
+
+async def test_a_config_edit_that_turns_the_server_off_takes_the_tools_away_at_the_next_request(
+    make_daemon: Callable[..., KfdDaemon], model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    from kfd.testing.daemon import FAST_RETRIES
+    from kfd.testing.fixtures import git_repo
+
+    workspace = project(git_repo(tmp_path / "py"))
+    daemon = make_daemon()
+    model_server.add(Reply(text="with"), Reply(text="without"))
+    off = (
+        "\n[tools.lsp.servers.python]\n"
+        'command = ["basedpyright-langserver", "--stdio"]\n'
+        'extensions = [".py"]\n'
+        "enabled = false\n"
+    )
+    async with await daemon.client() as client, await client.notices() as notices:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as session:
+            await client.send(info.id, "first")
+            await collect_until(session, turn_completed, timeout=60)
+            (daemon.config_dir / "config.toml").write_text(FAST_RETRIES + off)
+            async with asyncio.timeout(15):
+                while not isinstance(await notices.next_event(15), p.ConfigReloaded):
+                    pass
+            await client.send(info.id, "second")
+            await collect_until(session, turn_completed, timeout=60)
+        report = await client.context(info.id)
+    assert "lsp" in tool_names(model_server.requests[0])
+    assert "lsp" not in tool_names(model_server.requests[1])
+    reason = {tool.name: tool.reason for tool in report.tools_missing}["lsp"]
+    assert reason.startswith("no language server is installed for the files here (for Python:")

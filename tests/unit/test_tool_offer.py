@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,10 +25,10 @@ class Plain(Tool[Any]):
     def __init__(self, name: str, missing: str | None = None) -> None:
         self.name = name
         self.missing = missing
-        self.asked: list[Path] = []
+        self.asked: list[tuple[Path, Mapping[str, Any]]] = []
 
-    async def unavailable(self, workspace: Path) -> str | None:
-        self.asked.append(workspace)
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
+        self.asked.append((workspace, config))
         return self.missing
 
     async def run(self, args: Any, ctx: ToolContext) -> ToolResult:
@@ -51,13 +51,13 @@ class Remote(Tool[JsonArgs]):
 
 
 class Hanging(Plain):
-    async def unavailable(self, workspace: Path) -> str | None:
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
         await asyncio.Event().wait()
         return None
 
 
 class Broken(Plain):
-    async def unavailable(self, workspace: Path) -> str | None:
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
         raise RuntimeError("cannot tell")
 
 
@@ -173,27 +173,27 @@ async def test_checks_that_hang_or_fail_leave_the_tool_out_and_are_reported(
     monkeypatch.setattr("kfd.agent.tools.CHECK_TIMEOUT_S", 0.05)
     fine, hanging, broken = Plain("fine"), Hanging("hanging"), Broken("broken")
     registry = ToolRegistry([fine, hanging, broken])
-    offer = await registry.offer(Path("/w"))
+    offer = await registry.offer(Path("/w"), tools_config={"fine": {"level": 2}, "other": {}})
     assert list(offer.listed) == ["fine"]
     assert offer.why_missing("hanging") == (
         "its check of what it needs did not answer within 0.05 s"
     )
     assert "cannot tell" in (offer.why_missing("broken") or "")
     assert registry.missing["/w"].keys() == {"hanging", "broken"}
-    assert fine.asked == [Path("/w")]
+    assert fine.asked == [(Path("/w"), {"level": 2})]  # each tool is given its own table
 
 
 async def test_a_workspace_gets_the_answer_for_that_workspace() -> None:
     picky = Plain("picky")
 
-    async def only_in_a(workspace: Path) -> str | None:
+    async def only_in_a(workspace: Path, config: Mapping[str, Any]) -> str | None:
         return None if workspace.name == "a" else "not here"
 
     picky.unavailable = only_in_a  # type: ignore[method-assign]
     registry = ToolRegistry([picky])
     assert "picky" in (await registry.offer(Path("/a"))).listed
     assert "picky" not in (await registry.offer(Path("/b"))).listed
-    assert await registry.check(Path("/b")) == {"picky": "not here"}
+    assert await registry.check(Path("/b"), {}) == {"picky": "not here"}
 
 
 def test_search_ranks_exact_names_then_name_words_then_descriptions() -> None:
