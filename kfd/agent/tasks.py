@@ -18,7 +18,7 @@ from kfd.api import Tool, ToolContext, ToolResult
 from kfd.protocol import Task, TaskStatus, TasksUpdated
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 MAX_TASKS = 50
 MAX_TASK_CHARS = 300
@@ -51,7 +51,7 @@ class TasksSetTool(Tool[TasksSetArgs]):
     Args = TasksSetArgs
     read_only = True  # it changes only what the user is shown: allowed in every mode
 
-    def __init__(self, sessions: Callable[[str], Session]) -> None:
+    def __init__(self, sessions: Callable[[str], AgentSession]) -> None:
         self._sessions = sessions
 
     def summary(self, args: TasksSetArgs) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from kfd.gateway.types import ToolSpec
+from kfd.gateway.types import ModelRequest, ToolSpec
 from kfd.transcript import AssistantMessage, Message, SummaryMessage, ToolResultMessage, UserMessage
 
 BYTES_PER_TOKEN = 4.0
@@ -84,3 +84,9 @@ class Calibration:
         first = self.reported == 0
         self.reported = reported
         self.ratio = observed if first else self.ratio + (observed - self.ratio) * self.WEIGHT
+
+
+def request_tokens(request: ModelRequest) -> int:
+    """Estimated (uncalibrated) input tokens of a request."""
+    system = estimate(request.system) + tools_tokens(request.tools)
+    return system + messages_tokens(request.messages)
