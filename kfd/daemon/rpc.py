@@ -65,7 +65,7 @@ from kfd.protocol import (
 from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.ports import DaemonPort
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _explain(body: bytes) -> tuple[str, str]:
 class RpcHandler:
     """Turns request frames into reply frames for one daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonPort) -> None:
         self.daemon = daemon
         self.frontends: dict[bytes, FrontendInfo] = {}
 
