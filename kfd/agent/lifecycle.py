@@ -279,6 +279,14 @@ def cancellable(state: State) -> bool:
     return goes_on(state)
 
 
+def closing(state: State) -> Ending:
+    """How the turn in ``state`` ends. A turn that stopped with no end decided
+    broke somewhere: it ends as an internal error rather than not at all."""
+    if isinstance(state, Running) and state.ending is not None:
+        return state.ending
+    return Ending("error", "internal error: the turn stopped undecided", failure="internal")
+
+
 def unanswered_result(ending: Ending) -> tuple[ToolStatus, str]:
     """What a call left without a result is told when its turn ends that way."""
     if ending.stop == "interrupted":

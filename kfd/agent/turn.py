@@ -36,6 +36,7 @@ from kfd.agent.lifecycle import (
     TurnBegan,
     TurnClosed,
     UntrustedResult,
+    closing,
     goes_on,
     unanswered_result,
 )
@@ -116,9 +117,7 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
     except Exception as exc:
         log.exception("turn %d of session %s failed", turn, session.id)
         session.advance(Aborted("internal", f"internal error: {exc!r}"))
-    state = session.lifecycle
-    assert isinstance(state, Running) and state.ending is not None, "the turn ended undecided"
-    ending = state.ending
+    ending = closing(session.lifecycle)
     if ending.failure is not None:
         session.emit(ErrorEvent(session=session.id, code=ending.failure, message=ending.note))
     session.live.end_stream(publish_pending=False)

@@ -24,6 +24,7 @@ from kfd.agent.lifecycle import (
     TurnClosed,
     UntrustedResult,
     cancellable,
+    closing,
     goes_on,
     open_turn,
     recovered_result,
@@ -244,6 +245,13 @@ def test_untrusted_content_is_forgotten_with_the_turn() -> None:
     state = run([began(), ModelAnswered(1), UntrustedResult("web_fetch"), ResultsRead()])
     state = run([Aborted("cancelled"), TurnClosed(), began()], state)
     assert isinstance(state, Running) and state.untrusted is None
+
+
+def test_a_turn_that_stopped_undecided_closes_as_an_internal_error() -> None:
+    assert closing(run([began()])) == Ending(
+        "error", "internal error: the turn stopped undecided", failure="internal"
+    )
+    assert closing(run([began(), ModelAnswered(0)])) == Ending("end_turn")
 
 
 # -- results of calls a turn leaves unanswered -----------------------------------------------
