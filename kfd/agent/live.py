@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from kfd.agent.streams import StreamBuffer
 from kfd.ids import new_id
@@ -44,25 +44,32 @@ class _Stream:
     reasoning_parts: list[str] = field(default_factory=list)
 
 
+class Pacing(Protocol):
+    """How often streamed text goes out (`kfd.agent.runtime.Runtime` has both;
+    a config reload changes them for the next stream)."""
+
+    @property
+    def delta_window_s(self) -> float:
+        """Model text: at most one delta event per window."""
+        ...
+
+    @property
+    def output_window_s(self) -> float:
+        """Tool output: at most one output event per window."""
+        ...
+
+
 class LiveOutput:
     """The streaming answer and the running tools of one session.
 
     ``publish`` sends an ephemeral event (`kfd.agent.session.Session.publish`);
-    the windows bound how often deltas go out while text pours in.
+    ``pacing`` bounds how often deltas go out while text pours in.
     """
 
-    def __init__(
-        self,
-        session_id: str,
-        publish: Callable[[Event], None],
-        *,
-        delta_window_s: float,
-        output_window_s: float,
-    ) -> None:
+    def __init__(self, session_id: str, publish: Callable[[Event], None], pacing: Pacing) -> None:
         self._session_id = session_id
         self._publish = publish
-        self._delta_window_s = delta_window_s
-        self._output_window_s = output_window_s
+        self._pacing = pacing
         self._stream: _Stream | None = None
         self._running: dict[str, _RunningTool] = {}
 
@@ -86,7 +93,7 @@ class LiveOutput:
 
             return flush
 
-        window = self._delta_window_s
+        window = self._pacing.delta_window_s
         self._stream = _Stream(
             message_id=message_id,
             text=StreamBuffer(window, flusher("text")),
@@ -144,7 +151,7 @@ class LiveOutput:
                 ToolOutput(session=self._session_id, call_id=call_id, data=text, offset=offset)
             )
 
-        buffer = StreamBuffer(self._output_window_s, flush, keep=RUNNING_OUTPUT_KEPT)
+        buffer = StreamBuffer(self._pacing.output_window_s, flush, keep=RUNNING_OUTPUT_KEPT)
         self._running[call_id] = _RunningTool(call_id, name, summary, time.time(), buffer)
 
     def tool_output(self, call_id: str, text: str) -> None:

@@ -77,12 +77,7 @@ class Session:
         self.user_message_ids: set[str] = set()
         self.context = ContextState()
         """Summary, recalled memories, tasks, token calibration (`kfd.agent.context`)."""
-        self.live = LiveOutput(
-            info.id,
-            self.publish,
-            delta_window_s=runtime.delta_window_s,
-            output_window_s=runtime.output_window_s,
-        )
+        self.live = LiveOutput(info.id, self.publish, runtime)
         self.approvals = Approvals(info.id, self.emit, self.advance)
         self._lifecycle: State = Idle(failed=info.status == "error")
         self._driver: asyncio.Task[None] | None = None

@@ -4,6 +4,8 @@
 (`kfd.daemon.rpc`) that answers requests; the handlers (``rpc``,
 ``context_rpc``, ``cost_rpc``, ``rules_rpc``) are written against
 `DaemonPort`, so the server imports them and none of them imports the server.
+So are the config reloader (``reload``) and the trust notices (``trust_rpc``);
+what only the request dispatcher needs beyond this is `kfd.daemon.rpc.Served`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ if TYPE_CHECKING:
 class DaemonPort(Protocol):
     """The running daemon, as its request handlers see it."""
 
-    @property
-    def config(self) -> Config:
-        """The configuration the daemon runs with."""
-        ...
+    config: Config
+    """The configuration the daemon runs with (a reload replaces it)."""
 
     @property
     def runtime(self) -> Runtime:

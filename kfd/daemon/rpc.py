@@ -7,12 +7,13 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from kfd import __version__
-from kfd.daemon import context_rpc, cost_rpc, rules_rpc
+from kfd.daemon import context_rpc, cost_rpc, rules_rpc, trust_rpc
+from kfd.daemon.ports import DaemonPort
 from kfd.errors import RequestError
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -60,12 +61,15 @@ from kfd.protocol import (
     TriggerList,
     TriggerListResult,
     TriggerReload,
+    TrustList,
+    TrustSet,
+    TrustShow,
     TurnCancel,
 )
 from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
-    from kfd.daemon.ports import DaemonPort
+    from kfd.daemon.reload import ConfigReloader
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +115,24 @@ def _explain(body: bytes) -> tuple[str, str]:
     return request_id, "invalid request"  # pragma: no cover
 
 
+class Served(DaemonPort, Protocol):
+    """The daemon as the request dispatcher sees it (`kfd.daemon.server.Daemon`)."""
+
+    @property
+    def reloader(self) -> ConfigReloader:
+        """The config file's watcher: its path, when it was read, its last error."""
+        ...
+
+    @property
+    def trust_notices(self) -> trust_rpc.TrustNotices:
+        """What sessions were told about their project's trust."""
+        ...
+
+
 class RpcHandler:
     """Turns request frames into reply frames for one daemon."""
 
-    def __init__(self, daemon: DaemonPort) -> None:
+    def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.frontends: dict[bytes, FrontendInfo] = {}
 
@@ -238,6 +256,8 @@ class RpcHandler:
                 return Empty()
             case RulesList() | RulesRemove() | RulesExplain():
                 return await rules_rpc.answer(daemon, request)
+            case TrustShow() | TrustSet() | TrustList():
+                return await trust_rpc.answer(daemon, daemon.trust_notices, request, by)
             case CostQuery() | ModelList() | SessionSetBudget():
                 return await cost_rpc.answer(daemon, request, by)
             case (
@@ -307,8 +327,15 @@ class RpcHandler:
             state_dir=str(daemon.state_dir),
             plugins=daemon.plugins.names,
             tools=daemon.runtime.tools.names,
-            problems=[*daemon.plugins.errors, *daemon.runtime.tools.problems],
+            problems=[
+                *daemon.plugins.errors,
+                *daemon.runtime.tools.problems,
+                *([f"config: {daemon.reloader.error}"] if daemon.reloader.error else []),
+            ],
             plugin_status=daemon.plugins.status(),
+            config_path=str(daemon.reloader.path),
+            config_loaded_at=daemon.reloader.loaded_at,
+            config_error=daemon.reloader.error,
         )
 
 
