@@ -474,8 +474,10 @@ class ScriptedModelServer:
             self._record(request)
             record = request
             outcome = self._answer(exchange, record)
-        except _ClientGone:
-            outcome = "client_disconnected"
+        except (_ClientGone, OSError):
+            # `stop` shuts the connections down: writing the headers or the body
+            # then fails as if the client had left, but the server is what went.
+            outcome = "server_stopped" if self._httpd is None else "client_disconnected"
         except _ServerStopping:
             outcome = "server_stopped"
         finally:
