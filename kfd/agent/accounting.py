@@ -23,14 +23,14 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from kfd.agent import budgets
 from kfd.agent.cost_lookup import GatewayCosts
-from kfd.agent.metering import MeteredRequest
-from kfd.agent.prompt import request_tokens
+from kfd.agent.metering import MeteredRequest, MeteredSession
+from kfd.agent.tokens import request_tokens
 from kfd.config import FALLBACK_CONTEXT_WINDOW
 from kfd.errors import BudgetExceeded, RequestError
 from kfd.gateway.catalog import ModelCatalog
@@ -53,15 +53,33 @@ from kfd.protocol import (
 )
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    import asyncio
+
     from kfd.config import Config
     from kfd.gateway.types import Completed, ModelRequest, Provider
+    from kfd.protocol import Event
     from kfd.store.ledger import Ledger
 
 ENTRIES_LIMIT = 1000
 """Most individual ledger rows one ``cost.query`` returns."""
 
 UNFINISHED = "the daemon stopped during this request; output tokens unknown"
+
+
+class Billed(Protocol):
+    """What the accounting uses of a session (`kfd.agent.session.Session` is one):
+    its id, its info (totals, budget, model) and its event log."""
+
+    info: SessionInfo
+
+    @property
+    def id(self) -> str:
+        """The session id."""
+        ...
+
+    def emit(self, event: Event) -> asyncio.Future[None]:
+        """Log a durable event; the future resolves once it is on disk and published."""
+        ...
 
 
 class Accounting:
@@ -80,7 +98,9 @@ class Accounting:
         """Told of every request whose row is closed (telemetry)."""
         self.ledger = ledger
         self.catalog = catalog or ModelCatalog.load(config.models)
-        self.gateway_costs = GatewayCosts(provider, config.ledger, self._confirm)
+        self.gateway_costs: GatewayCosts[Billed] = GatewayCosts(
+            provider, config.ledger, self._confirm
+        )
         self.provider_name = provider.name
 
     async def close(self) -> None:
@@ -96,7 +116,7 @@ class Accounting:
 
     # -- the hooks -------------------------------------------------------------
 
-    async def before_request(self, session: Session, request: ModelRequest) -> None:
+    async def before_request(self, session: Billed, request: ModelRequest) -> None:
         """Refuse (raise `BudgetExceeded`) a request that would pass a budget."""
         applying = budgets.limits(self.config.budget, session.info.budget_usd)
         if not applying:
@@ -111,7 +131,7 @@ class Accounting:
 
     @contextlib.asynccontextmanager
     async def metered(
-        self, session: Session, turn: int, request: ModelRequest
+        self, session: MeteredSession, turn: int, request: ModelRequest
     ) -> AsyncIterator[MeteredRequest]:
         """The request with its write-ahead ledger row, closed however the block ends."""
         meter = MeteredRequest(self, session, turn, request)
@@ -123,7 +143,7 @@ class Accounting:
         await _finish(meter.close(None))
 
     async def after_request(
-        self, session: Session, turn: int, completed: Completed, written: LedgerEntry | None
+        self, session: Billed, turn: int, completed: Completed, written: LedgerEntry | None
     ) -> None:
         """Complete the request's row with what the provider reported, count it, say so."""
         info = completed.info
@@ -160,7 +180,7 @@ class Accounting:
             self.gateway_costs.start(session, entry, info)
 
     async def count(
-        self, session: Session, entry: LedgerEntry, used: Usage, *, context_tokens: int
+        self, session: Billed, entry: LedgerEntry, used: Usage, *, context_tokens: int
     ) -> None:
         """Commit the row, add it to the session's totals, and say so in ``usage``."""
         # Durable before visible: the row is committed before the event says so.
@@ -210,7 +230,7 @@ class Accounting:
     # -- the gateway's figure -------------------------------------------------
 
     async def resume_gateway_costs(
-        self, session_of: Callable[[str], Awaitable[Session]], within_s: float = 86_400
+        self, session_of: Callable[[str], Awaitable[Billed]], within_s: float = 86_400
     ) -> int:
         """Start again the look-ups a stop interrupted (rows of the last day whose
         estimate the gateway's figure has not replaced). Returns how many."""
@@ -232,7 +252,7 @@ class Accounting:
             resumed += 1
         return resumed
 
-    async def _confirm(self, session: Session, entry: LedgerEntry, cost: float) -> None:
+    async def _confirm(self, session: Billed, entry: LedgerEntry, cost: float) -> None:
         """The gateway's cost replaces the estimate: in the ledger, the totals, the log."""
         if not await self.ledger.set_cost(entry.id, cost, "gateway"):
             return
@@ -265,7 +285,7 @@ class Accounting:
                 spent[limit.budget] = await self.ledger.spent(since=since)
         return spent
 
-    async def _warn(self, session: Session, added: float) -> None:
+    async def _warn(self, session: Billed, added: float) -> None:
         """Warn about the thresholds ``added`` dollars just crossed."""
         if added <= 0:
             return

@@ -34,21 +34,23 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from kfd import logcontext
-from kfd.agent.prompt import request_tokens
+from kfd.agent.tokens import request_tokens
 from kfd.errors import ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, TextDelta
 from kfd.ids import new_id
 from kfd.protocol import LedgerEntry, Usage
 
 if TYPE_CHECKING:
-    from kfd.agent.accounting import Accounting
-    from kfd.agent.session import Session
+    from kfd.agent.context_state import ContextState
+    from kfd.gateway.catalog import ModelCatalog
     from kfd.gateway.types import ModelRequest, Provider, StreamEvent
+    from kfd.protocol import Event, SessionInfo
+    from kfd.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,55 @@ CHARS_PER_TOKEN = 4
 """Output tokens of an interrupted stream are estimated from its characters."""
 
 
+class MeteredSession(Protocol):
+    """What a metered request uses of its session (`kfd.agent.session.Session` is one)."""
+
+    info: SessionInfo
+    context: ContextState
+
+    @property
+    def id(self) -> str:
+        """The session id."""
+        ...
+
+    def emit(self, event: Event) -> asyncio.Future[None]:
+        """Log a durable event."""
+        ...
+
+
+class Books(Protocol):
+    """What a metered request uses of the accounting (`kfd.agent.accounting.Accounting`)."""
+
+    ledger: Ledger
+    catalog: ModelCatalog
+    provider_name: str
+
+    async def after_request(
+        self,
+        session: MeteredSession,
+        turn: int,
+        completed: Completed,
+        written: LedgerEntry | None,
+    ) -> None:
+        """Complete the row from what the provider reported, and say so."""
+        ...
+
+    async def count(
+        self, session: MeteredSession, entry: LedgerEntry, used: Usage, *, context_tokens: int
+    ) -> None:
+        """Commit the row, add it to the session's totals, and say so."""
+        ...
+
+    def closed(self, entry: LedgerEntry) -> None:
+        """A row is final."""
+        ...
+
+
 class MeteredRequest:
     """A model request and its ledger row (a `kfd.gateway.types.SendObserver`)."""
 
     def __init__(
-        self, accounting: Accounting, session: Session, turn: int, request: ModelRequest
+        self, accounting: Books, session: MeteredSession, turn: int, request: ModelRequest
     ) -> None:
         self.accounting = accounting
         self.session = session

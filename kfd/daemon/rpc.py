@@ -7,12 +7,14 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, get_args
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, get_args
 
 import msgspec
 
 from kfd import __version__, logcontext
 from kfd.daemon import context_rpc, cost_rpc, requests, rules_rpc, trust_rpc
+from kfd.daemon.ports import DaemonPort
 from kfd.errors import RequestError, StoreUnavailable
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -34,6 +36,7 @@ from kfd.protocol import (
     MemoryList,
     MemorySearch,
     MessageSend,
+    MissingTool,
     ModelList,
     Reply,
     Request,
@@ -68,7 +71,9 @@ from kfd.protocol import (
 from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.bus import Bus
+    from kfd.daemon.reload import ConfigReloader
+    from kfd.protocol import EnvFact
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +89,44 @@ def error_reply(request_id: str, code: ErrorCode, message: str) -> bytes:
     )
 
 
+class Served(DaemonPort, Protocol):
+    """The daemon as the request dispatcher sees it (`kfd.daemon.server.Daemon`)."""
+
+    @property
+    def reloader(self) -> ConfigReloader:
+        """The config file's watcher: its path, when it was read, its last error."""
+        ...
+
+    @property
+    def trust_notices(self) -> trust_rpc.TrustNotices:
+        """What sessions were told about their project's trust."""
+        ...
+
+    @property
+    def bus(self) -> Bus:
+        """The sockets: subscriptions, and each client's queue."""
+        ...
+
+    @property
+    def environment(self) -> dict[str, EnvFact]:
+        """The provider environment the daemon started with (`daemon.hello`)."""
+        ...
+
+    @property
+    def env_salt(self) -> str:
+        """The salt of the digests in `environment`."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """A graceful stop waits for the running turns."""
+        ...
+
+
 class RpcHandler:
     """Turns request frames into reply frames for one daemon (a `kfd.daemon.bus.RequestHandler`)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.frontends: dict[bytes, FrontendInfo] = {}
 
@@ -178,7 +217,7 @@ class RpcHandler:
             case Status():
                 if request.refresh_tools:
                     await daemon.runtime.tools.refresh()
-                return await self._status()
+                return await self._status(request.cwd)
             case Shutdown():
                 reason = f"{'restart' if request.restart else 'stop'} asked by {frontend.name}"
                 asyncio.get_running_loop().call_soon(
@@ -301,9 +340,16 @@ class RpcHandler:
             more=more,
         )
 
-    async def _status(self) -> StatusResult:
+    async def _status(self, cwd: str) -> StatusResult:
         daemon = self.daemon
         present = daemon.present_frontends()
+        missing: list[MissingTool] = []
+        if cwd:
+            real = os.path.realpath(cwd)
+            if not os.path.isabs(cwd) or not os.path.isdir(real):
+                raise RequestError("bad_request", f"cwd {cwd!r} is not an absolute directory")
+            found = await daemon.runtime.tools.check(Path(real), daemon.runtime.config.tools)
+            missing = [MissingTool(name=name, reason=why) for name, why in sorted(found.items())]
         return StatusResult(
             pid=os.getpid(),
             version=__version__,
@@ -329,6 +375,7 @@ class RpcHandler:
             config_path=str(daemon.reloader.path),
             config_loaded_at=daemon.reloader.loaded_at,
             config_error=daemon.reloader.error,
+            tools_missing=missing,
             draining=daemon.draining,
             trouble=daemon.runtime.store.trouble or "",
         )

@@ -28,6 +28,7 @@ from kfd.agent.accounting import Accounting
 from kfd.agent.core_tools import with_core_tools
 from kfd.agent.runtime import Runtime
 from kfd.agent.session import Session
+from kfd.agent.tool_search import ToolSearchTool
 from kfd.agent.tools import ToolRegistry
 from kfd.config import Config
 from kfd.daemon import logs, sdnotify
@@ -96,6 +97,7 @@ class Daemon:
         self.triggers: TriggerManager | None = None
         self.sessions: SessionManager
         self.telemetry: Telemetry | None = None
+        self._journal: Journal | None = None
         self.env_salt = secrets.token_hex(8)
         self.environment = provider_environment(config, os.environ, self.env_salt)
         """The provider environment this daemon started with, as clients compare it."""
@@ -156,7 +158,8 @@ class Daemon:
 
     def _on_trouble(self, problem: str | None) -> None:
         """Tell every frontend that writes fail (or work again)."""
-        journal = self.runtime.journal
+        journal = self._journal
+        assert journal is not None
         if problem is None:
             message = "the state directory can be written again; going on"
         else:
@@ -203,6 +206,8 @@ class Daemon:
                 self.plugins.tools(config.tools), store, self._live_session, self.plugins.errors
             ),
             self.plugins.tool_sources(msgspec.to_builtins(config)),
+            search=ToolSearchTool(self._live_session),
+            defer_after=config.context.defer_tools_after,
         )
         policies = self.plugins.policies(config.tools)
         provider = make_provider(config.model)
@@ -217,7 +222,7 @@ class Daemon:
         bus = self._bus = Bus(
             self.runtime_dir, client_queue_bytes=config.daemon.client_queue_kib * 1024
         )
-        journal = Journal(
+        journal = self._journal = Journal(
             store,
             bus.publish,
             self._observe,

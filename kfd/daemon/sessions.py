@@ -19,20 +19,20 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter, deque
+from collections import deque
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from kfd.agent.context_state import inherit as inherit_context
-from kfd.agent.context_state import restore as restore_context
+from kfd.agent.context_replay import inherit as inherit_context
+from kfd.agent.context_replay import restore as restore_context
+from kfd.agent.lifecycle import OPEN_TURN_EVENTS, open_turn, recovered_result
 from kfd.agent.session import Session
 from kfd.errors import RequestError
 from kfd.ids import ID_LENGTH, new_id
 from kfd.protocol import (
     GLOBAL_TOPIC,
     AnyEvent,
-    ApprovalRequested,
     ApprovalResolved,
     ErrorEvent,
     MessageCompleted,
@@ -43,8 +43,6 @@ from kfd.protocol import (
     SessionCreated,
     SessionInfo,
     ToolCompleted,
-    ToolRequested,
-    ToolStarted,
     TurnCompleted,
     TurnStarted,
 )
@@ -73,6 +71,7 @@ _FORK_COPIED = frozenset(
         "turn.started",
         "turn.completed",
         "tasks.updated",  # the plan as it stood at the cut
+        "tools.loaded",  # the tools the copied transcript found and may call
     }
 )
 
@@ -214,48 +213,10 @@ class SessionManager:
         return sum(1 for session in list(self.live.values()) if session.run_queued())
 
     async def _close_open_turn(self, session: Session) -> None:
-        events = [
-            _event_decoder.decode(body)
-            for _, body in await self.runtime.store.event_types(
-                session.id,
-                [
-                    "turn.started",
-                    "turn.completed",
-                    "tool.requested",
-                    "tool.started",
-                    "approval.requested",
-                    "approval.resolved",
-                    "message.queued",
-                    "message.user",
-                ],
-            )
-        ]
-        open_turn = None
-        started: set[str] = set()
-        approvals: dict[str, ApprovalRequested] = {}
-        queued: dict[str, MessageQueued] = {}
-        carried: Counter[str] = Counter()
-        for event in events:
-            match event:
-                case TurnStarted():
-                    open_turn = event.turn
-                    session.requested_calls.clear()
-                case TurnCompleted():
-                    open_turn = None
-                case ToolRequested():
-                    session.requested_calls.add(event.call_id)
-                case ToolStarted():
-                    started.add(event.call_id)
-                case ApprovalRequested():
-                    approvals[event.approval_id] = event
-                case ApprovalResolved():
-                    approvals.pop(event.approval_id, None)
-                case MessageQueued():
-                    queued[event.message_id] = event
-                    carried[event.message_id] += 1
-                case MessageUser():
-                    queued.pop(event.message_id, None)
-        for approval in approvals.values():
+        rows = await self.runtime.store.event_types(session.id, OPEN_TURN_EVENTS)
+        found = open_turn(_event_decoder.decode(body) for _, body in rows)
+        session.requested_calls = set(found.requested)
+        for approval in found.approvals.values():
             session.emit(
                 ApprovalResolved(
                     session=session.id,
@@ -266,13 +227,7 @@ class SessionManager:
                 )
             )
         for call in unanswered_calls(session.messages):
-            if call.id in started:
-                text = (
-                    "interrupted; side effects unknown: the daemon stopped while this call "
-                    "ran. Check the state before running it again."
-                )
-            else:
-                text = "not run: the daemon stopped before this call started"
+            text = recovered_result(call.id in found.started)
             session.ensure_requested(call)
             session.emit(
                 ToolCompleted(
@@ -287,18 +242,18 @@ class SessionManager:
                     call_id=call.id, name=call.name, content=text, is_error=True
                 ),
             )
-        if open_turn is not None:
+        if found.turn is not None:
             session.emit(
                 TurnCompleted(
                     session=session.id,
-                    turn=open_turn,
+                    turn=found.turn,
                     stop_reason="interrupted",
                     message="the daemon stopped during this turn",
                 )
             )
         session.set_status("idle", "recovered after the daemon stopped")
-        for waiting in queued.values():
-            if carried[waiting.message_id] > 1:
+        for waiting in found.queued.values():
+            if found.carried.get(waiting.message_id, 0) > 1:
                 session.emit(
                     ErrorEvent(
                         session=session.id,
