@@ -140,12 +140,30 @@ async def _steps(session: Session, turn: int) -> None:
         completed = await _ask_model(session, turn)
         calls = completed.message.tool_calls
         if not calls:
+            stopped = answer_cut_short(completed.stop_reason)
+            if stopped is not None:
+                raise _Stop(*stopped)
             return
         await _run_calls(session, calls, repeats)
     raise _Stop(
         "max_steps",
         f"stopped after {config.max_steps} model requests; raise [agent] max_steps to allow more",
     )
+
+
+def answer_cut_short(provider_stop: str) -> tuple[StopReason, str] | None:
+    """The turn's stop reason when the model's final answer did not end by itself:
+    it hit the output limit (OpenAI ``length``, Anthropic ``max_tokens``) or was
+    refused (``content_filter``, ``refusal``)."""
+    if provider_stop in ("length", "max_tokens"):
+        return (
+            "max_tokens",
+            "the answer reached the model's output limit; raise [model] max_output_tokens "
+            "or ask for a shorter answer",
+        )
+    if provider_stop in ("content_filter", "refusal"):
+        return "refusal", "the model refused to answer (the provider's content filter)"
+    return None
 
 
 async def _ask_model(session: Session, turn: int) -> Completed:

@@ -111,6 +111,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import frontend
 
         return frontend.main(args)
+    if command == "acp":
+        from kfd.cli import frontend
+
+        return frontend.acp(args)
     if command in ("context", "compact"):
         from kfd.cli import context
 
