@@ -68,7 +68,7 @@ async def test_a_prompt_reads_edits_with_the_editors_permission_and_runs_bash(
 
     (asked,) = [q for q in editor.asked if q.tool_call.kind == "edit"]
     assert asked.tool_call.tool_call_id == edit.tool_call_id
-    assert [(o.option_id, o.kind) for o in asked.options][0] == ("allow", "allow_once")
+    assert (asked.options[0].option_id, asked.options[0].kind) == ("allow", "allow_once")
     assert ("allow_session", "Allow for this session: edit(README.md)") in [
         (o.option_id, o.name) for o in asked.options
     ]
