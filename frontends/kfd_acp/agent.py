@@ -267,7 +267,13 @@ class KfdAgent:
         mode = as_mode(mode_id)
         if mode is None:
             raise invalid_params(f"unknown mode {mode_id!r}; the modes are {', '.join(p.MODES)}")
-        session.info = await _call(session.kfd.set_mode(session.id, mode))
+        # The editor knows its own change: the event it makes is not echoed back.
+        before, session.translator.mode = session.translator.mode, mode
+        try:
+            session.info = await _call(session.kfd.set_mode(session.id, mode))
+        except RequestError:
+            session.translator.mode = before
+            raise
         return a.SetSessionModeResponse()
 
     # -- prompts -----------------------------------------------------------------
