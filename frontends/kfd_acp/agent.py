@@ -22,7 +22,7 @@ from acp.agent.connection import AgentSideConnection
 from kfd import protocol as p
 from kfd.client import Client, ClientError, DaemonUnavailable, RequestFailed
 from kfd_acp import prompts
-from kfd_acp.capabilities import as_mode, initialize_result, modes_state
+from kfd_acp.capabilities import initialize_result, modes_state
 from kfd_acp.session import Cancelled, EditorSession
 from kfd_acp.wire import Wire
 
@@ -45,19 +45,14 @@ _STOP_REASONS: dict[p.StopReason, a.StopReason] = {
 """kfd's stop reasons in ACP's words; the others (error, interrupted) are errors."""
 
 
-async def serve_editor(
-    wire: Wire, *, initialized: dict[str, Any] | None, pending: dict[str, Any] | None
-) -> None:
+async def serve_editor(wire: Wire, *, initialized: dict[str, Any] | None) -> None:
     """Serve ACP on ``wire`` until the editor closes it.
 
-    ``initialized``: the params of an ``initialize`` already answered (by the
-    fast start); ``pending``: a first message not yet handled.
+    ``initialized``: the params of an ``initialize`` the fast start answered.
     """
     agent = KfdAgent(wire)
     if initialized is not None:
         agent.client_capabilities = initialized.get("clientCapabilities")
-    if pending is not None:
-        wire.push_back(pending)
     conn = AgentSideConnection(agent, wire, listening=False, use_unstable_protocol=True)
     try:
         await conn.listen()
@@ -264,7 +259,7 @@ class KfdAgent:
     ) -> a.SetSessionModeResponse | None:
         """Change the session's permission mode (every frontend sees it)."""
         session = self._session(session_id)
-        mode = as_mode(mode_id)
+        mode = next((m for m in p.MODES if m == mode_id), None)
         if mode is None:
             raise invalid_params(f"unknown mode {mode_id!r}; the modes are {', '.join(p.MODES)}")
         # The editor knows its own change: the event it makes is not echoed back.

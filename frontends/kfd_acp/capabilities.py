@@ -11,18 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from kfd import __version__
-from kfd import protocol as p
 
 ACP_PROTOCOL_VERSION = 1
 """The ACP protocol version ``kfd acp`` speaks (the library's ``PROTOCOL_VERSION``)."""
 
-MODE_NAMES: dict[p.Mode, tuple[str, str]] = {
+MODE_NAMES: dict[str, tuple[str, str]] = {
     "default": ("Default", "Reads run; file edits and commands ask first."),
     "accept-edits": ("Accept edits", "File edits run; commands ask first."),
     "plan": ("Plan", "Only read-only tools and commands run; nothing changes."),
     "auto": ("Auto", "Everything runs that no permission rule denies or asks."),
 }
-"""kfd's permission modes, which are the ACP session modes, with what each allows."""
+"""kfd's permission modes (`kfd.protocol.MODES`), which are the ACP session modes,
+with what each allows. Plain strings: the fast start does not load the protocol."""
 
 
 def negotiate(requested: object) -> int:
@@ -59,7 +59,7 @@ def initialize_result(requested_version: object) -> dict[str, Any]:
     }
 
 
-def modes_state(current: p.Mode) -> dict[str, Any]:
+def modes_state(current: str) -> dict[str, Any]:
     """The session's modes (kfd's permission modes) with the current one, as ACP JSON."""
     return {
         "currentModeId": current,
@@ -68,8 +68,3 @@ def modes_state(current: p.Mode) -> dict[str, Any]:
             for mode, (name, description) in MODE_NAMES.items()
         ],
     }
-
-
-def as_mode(mode_id: str) -> p.Mode | None:
-    """The kfd mode an ACP mode id names, or None."""
-    return next((mode for mode in p.MODES if mode == mode_id), None)

@@ -6,9 +6,8 @@
 because a line that is not JSON-RPC must get an error reply the editor can
 act on (JSON-RPC's ``-32700 Parse error`` and ``-32600 Invalid Request``,
 with ``"id": null``): the library logs such lines and drops them, which
-leaves an editor waiting forever. It also lets `kfd_acp.startup` answer
-``initialize`` before the library is imported, and the agent learn the ids
-of the requests it sends (`Wire.on_send`), so one can be cancelled.
+leaves an editor waiting forever. It also lets the agent learn the ids of
+the requests it sends (`Wire.on_send`), so one can be cancelled.
 
 No ACP library here: this module loads with the fast start.
 """
@@ -45,15 +44,19 @@ class Wire:
         self._output = output
         self._lock = asyncio.Lock()
         self.closed = False
-        self._pushed: list[dict[str, Any]] = []
         self.on_send: list[Callable[[dict[str, Any]], None]] = []
         """Called with every message just written (the agent notes request ids)."""
 
     @classmethod
-    async def stdio(cls, output_fd: int) -> Wire:
-        """The wire on this process's stdin and the file descriptor ``output_fd``."""
+    async def stdio(cls, output_fd: int, unread: bytes = b"") -> Wire:
+        """The wire on this process's stdin and the file descriptor ``output_fd``.
+
+        ``unread``: bytes already read from stdin (by the fast start), read first.
+        """
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_LINE_BYTES, loop=loop)
+        if unread:
+            reader.feed_data(unread)
         try:
             await loop.connect_read_pipe(
                 lambda: asyncio.StreamReaderProtocol(reader, loop=loop), sys.stdin.buffer
@@ -64,14 +67,8 @@ class Wire:
 
     # -- receiving -----------------------------------------------------------
 
-    def push_back(self, message: dict[str, Any]) -> None:
-        """Make ``message`` the next one `receive` returns (read ahead by the fast start)."""
-        self._pushed.append(message)
-
     async def receive(self) -> dict[str, Any] | None:
         """The next JSON-RPC message; None at the end of input (the editor left)."""
-        if self._pushed:
-            return self._pushed.pop()
         while True:
             line = await self._read_line()
             if line is None:

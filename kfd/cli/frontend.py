@@ -43,13 +43,25 @@ def add_parsers(commands: Any) -> None:
     chat.add_argument(
         "adapter", choices=("matrix", "slack"), help="which chat service (its [chat.X] table)"
     )
-    acp = commands.add_parser(
-        "acp",
-        help="speak the Agent Client Protocol on stdin/stdout (an editor's agent command)",
-        description="For editors (Zed, JetBrains, Neovim): run as the agent command; the "
-        "editor's sessions are the daemon's, shared with every other frontend.",
-    )
-    acp.add_argument("--verbose", action="store_true", help="log more on stderr")
+    _acp_arguments(commands.add_parser("acp", help=ACP_HELP, description=ACP_DESCRIPTION))
+
+
+ACP_HELP = "speak the Agent Client Protocol on stdin/stdout (an editor's agent command)"
+ACP_DESCRIPTION = (
+    "For editors (Zed, JetBrains, Neovim): run as the agent command; the editor's "
+    "sessions are the daemon's, shared with every other frontend."
+)
+
+
+def _acp_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--verbose", action="store_true", help="log more on stderr")
+    return parser
+
+
+def acp_parser() -> argparse.ArgumentParser:
+    """``kfd acp``'s own parser: `kfd.cli.main` uses it without building the others."""
+    parser = argparse.ArgumentParser(prog="kfd acp", description=ACP_DESCRIPTION)
+    return _acp_arguments(parser)
 
 
 def acp(args: argparse.Namespace) -> int:
