@@ -31,6 +31,7 @@ from kfd.client import (
     Item,
     RequestFailed,
 )
+from kfd.protocol.display import visible
 from kfd_acp.prompts import COMMANDS
 from kfd_acp.translate import Translator, Update, available_commands
 
@@ -61,7 +62,7 @@ def permission_options(event: p.ApprovalRequested) -> list[a.PermissionOption]:
         options.append(
             a.PermissionOption(
                 option_id="allow_session",
-                name=f"Allow for this session: {event.session_rule}",
+                name=f"Allow for this session: {visible(event.session_rule)}",
                 kind="allow_always",
             )
         )
@@ -69,7 +70,7 @@ def permission_options(event: p.ApprovalRequested) -> list[a.PermissionOption]:
         options.append(
             a.PermissionOption(
                 option_id="allow_always",
-                name=f"Always allow in this project: {event.session_rule}",
+                name=f"Always allow in this project: {visible(event.session_rule)}",
                 kind="allow_always",
             )
         )

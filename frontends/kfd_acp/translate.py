@@ -16,6 +16,7 @@ from typing import Any
 from acp import schema as a
 
 from kfd import protocol as p
+from kfd.protocol.display import visible
 from kfd_acp import tools
 
 Update = (
@@ -157,7 +158,7 @@ class Translator:
         call = _Call(
             name=event.name,
             arguments=arguments,
-            title=tools.title_of(event.name, arguments, event.summary),
+            title=visible(tools.title_of(event.name, arguments, event.summary)),
             kind=tools.kind_of(event.name),
             diff=tools.diff_of(event.name, arguments, self.cwd),
             locations=tools.locations_of(event.name, arguments, self.cwd),
@@ -225,19 +226,20 @@ class Translator:
         call = self._calls.get(event.call_id)
         content = _base_content(call) if call is not None else []
         preview = event.preview
+        # What the user allows is what runs: every character shows as itself.
         if call is None or call.diff is None:
             if preview.command:
-                content.append(_content(tools.fenced(preview.command, "sh")))
+                content.append(_content(tools.fenced(visible(preview.command), "sh")))
             elif preview.diff:
-                content.append(_content(tools.fenced(preview.diff, "diff")))
+                content.append(_content(tools.fenced(visible(preview.diff), "diff")))
             elif preview.summary:
-                content.append(_content(preview.summary))
+                content.append(_content(visible(preview.summary)))
         if event.reason:
-            content.append(_content(f"Why kfd asks: {event.reason}"))
+            content.append(_content(f"Why kfd asks: {visible(event.reason)}"))
         locations = [_location(loc) for loc in call.locations] if call is not None else []
         return a.ToolCallUpdate(
             tool_call_id=event.call_id,
-            title=call.title if call is not None else f"{event.tool} {preview.summary}".strip(),
+            title=call.title if call is not None else visible(f"{event.tool} {preview.summary}"),
             kind=call.kind if call is not None else tools.kind_of(event.tool),
             status="pending",
             content=content or None,
@@ -252,7 +254,7 @@ class Translator:
         verdict = VERDICTS[event.decision]
         call = self._calls.get(event.call_id)
         content = _base_content(call) if call is not None else []
-        content.append(_content(f"{verdict.capitalize()} by {who}{kept}{said}."))
+        content.append(_content(visible(f"{verdict.capitalize()} by {who}{kept}{said}.")))
         return _progress(event.call_id, content=content)
 
     # -- session -----------------------------------------------------------------
@@ -300,14 +302,17 @@ def _base_content(call: _Call | None) -> list[ToolContent]:
     if call is None or call.diff is None:
         return []
     diff = call.diff
+    old = visible(diff.old) if diff.old is not None else None
     return [
-        a.FileEditToolCallContent(type="diff", path=diff.path, old_text=diff.old, new_text=diff.new)
+        a.FileEditToolCallContent(
+            type="diff", path=visible(diff.path), old_text=old, new_text=visible(diff.new)
+        )
     ]
 
 
 def _output_text(call: _Call, output: str) -> str:
     if call.name == "bash":
-        command = str(call.arguments.get("command", ""))
+        command = visible(str(call.arguments.get("command", "")))
         return tools.fenced(f"$ {command}\n{output}" if command else output, "console")
     return tools.fenced(output) if call.kind in ("read", "search", "fetch") else output
 
