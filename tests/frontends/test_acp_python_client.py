@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+from collections.abc import Callable
 from pathlib import Path
 
 from acp import RequestError
@@ -10,6 +13,7 @@ from acp import schema as a
 from acp_editor import open_editor
 
 from kfd import protocol as p
+from kfd.client import daemon_running
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.events import collect_until, of_type
@@ -222,3 +226,26 @@ async def test_slash_commands_run_in_kfd_and_images_are_refused(
     assert f"Context of {session_id}" in editor.agent_text()
     assert model_server.requests == []  # no model request for a command
     assert refused.code == -32602 and "text only" in str(refused)
+
+
+async def test_kfd_acp_starts_the_daemon_when_none_runs(
+    make_daemon: Callable[..., KfdDaemon], workspace: Path
+) -> None:
+    daemon = make_daemon(start=False)
+    assert not daemon_running(daemon.runtime_dir)
+    try:
+        async with open_editor(daemon) as (_, conn, _):
+            await conn.initialize(protocol_version=1)
+            created = await conn.new_session(cwd=str(workspace))
+        assert daemon_running(daemon.runtime_dir)
+    finally:
+        async with await daemon.client() as client:
+            pid = (await client.status()).pid
+            await client.shutdown()
+        exited = os.pidfd_open(pid)  # readable once the spawned daemon is gone
+        try:
+            ready, _, _ = await asyncio.to_thread(select.select, [exited], [], [], 20)
+        finally:
+            os.close(exited)
+    assert ready, "the daemon kfd acp started did not stop"
+    assert created.session_id.startswith("s")
