@@ -257,10 +257,11 @@ class EditorSession:
         if not isinstance(outcome, a.AllowedOutcome):
             return  # dismissed (the turn was cancelled): another frontend may still answer
         decision = decision_of(outcome.option_id)
-        if decision is None:
-            log.warning("approval %s: unknown option %r", event.approval_id, outcome.option_id)
-            return
         message = "denied in the editor" if decision == "deny" else ""
+        if decision is None:  # not an option kfd offered: fail closed
+            log.warning("approval %s: unknown option %r", event.approval_id, outcome.option_id)
+            decision = "deny"
+            message = f"the editor chose an option kfd did not offer ({outcome.option_id!r})"
         try:
             await self.kfd.respond(self.id, event.approval_id, decision, message)
         except RequestFailed as exc:  # answered elsewhere first, or the turn ended
