@@ -53,6 +53,8 @@ async def serve_editor(wire: Wire, *, initialized: dict[str, Any] | None) -> Non
     agent = KfdAgent(wire)
     if initialized is not None:
         agent.client_capabilities = initialized.get("clientCapabilities")
+        info = initialized.get("clientInfo")
+        agent.name_after(info.get("name") if isinstance(info, dict) else None)
     conn = AgentSideConnection(agent, wire, listening=False, use_unstable_protocol=True)
     try:
         await conn.listen()
@@ -72,6 +74,14 @@ class KfdAgent:
         self._client: Client | None = None
         self._connecting = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.name = "acp"
+        """How this connection introduces itself to the daemon: other frontends
+        say an approval was "answered by acp:zed"."""
+
+    def name_after(self, editor: object) -> None:
+        """Name the connection after the editor (``clientInfo.name`` of ``initialize``)."""
+        if isinstance(editor, str) and editor.strip():
+            self.name = f"acp:{editor.strip()[:40]}"
 
     def on_connect(self, conn: Any) -> None:
         """The library hands over the connection (to send updates and requests)."""
@@ -92,7 +102,7 @@ class KfdAgent:
         async with self._connecting:
             if self._client is None or self._client.closed:
                 try:
-                    self._client = await Client.connect(name="acp", spawn=True)
+                    self._client = await Client.connect(name=self.name, spawn=True)
                 except ClientError as exc:
                     raise internal_error(f"cannot reach the kfd daemon: {exc}") from None
             return self._client
@@ -108,6 +118,7 @@ class KfdAgent:
     ) -> a.InitializeResponse:
         """What kfd can do (`kfd_acp.capabilities`)."""
         self.client_capabilities = client_capabilities
+        self.name_after(client_info.name if client_info is not None else None)
         return a.InitializeResponse.model_validate(initialize_result(protocol_version))
 
     async def authenticate(self, method_id: str, **kwargs: Any) -> a.AuthenticateResponse | None:

@@ -46,10 +46,20 @@ def run(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
         return 130
 
 
+FIRST_LINE_LIMIT = 50 * 1024 * 1024
+"""Read no further for the first line (`kfd_acp.wire` refuses longer messages)."""
+
+
 def read_first_line(fd: int) -> tuple[bytes, bytes]:
-    """The first line of ``fd`` (newline included) and whatever came after it."""
+    """The first line of ``fd`` (newline included) and whatever came after it.
+
+    A first line past `FIRST_LINE_LIMIT` is returned as read so far: it is no
+    ``initialize``, and the wire answers it (and skips the rest of it).
+    """
     data = b""
     while b"\n" not in data:
+        if len(data) > FIRST_LINE_LIMIT:
+            return data, b""
         chunk = os.read(fd, 65536)
         if not chunk:
             return data, b""

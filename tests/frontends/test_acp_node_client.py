@@ -62,6 +62,10 @@ async def test_a_prompt_reads_edits_after_the_editor_allows_and_runs_bash(
     bash_text = finals[starts[2]["toolCallId"]]["content"][-1]["content"]["text"]
     assert "$ echo from-bash\nfrom-bash" in bash_text
     assert ed.updates("available_commands_update")[0]["availableCommands"][0]["name"] == "compact"
+    async with await daemon.client() as client, await client.attach(done["sessionId"]) as view:
+        history = await collect_until(view, of_type(p.TurnCompleted))
+    resolved = [e for e in history if isinstance(e, p.ApprovalResolved)]
+    assert resolved and {e.by.name for e in resolved if e.by} == {"acp:kfd-test-editor"}
 
 
 async def test_cancel_mid_turn_stops_the_daemons_turn_and_the_prompt_says_cancelled(

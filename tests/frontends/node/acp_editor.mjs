@@ -67,6 +67,7 @@ async function main() {
     const init = await ctx.request(acp.methods.agent.initialize, {
       protocolVersion: acp.PROTOCOL_VERSION,
       clientCapabilities: { fs: { readTextFile: false, writeTextFile: false } },
+      clientInfo: { name: "kfd-test-editor", version: "1.0.0" },
     });
     say({ event: "initialized", init });
     if (scenario.load) {
