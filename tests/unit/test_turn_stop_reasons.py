@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from kfd.agent.turn import answer_cut_short
+from kfd.agent.lifecycle import Idle, ModelAnswered, Running, TurnBegan, closing, transition
+
+
+def answered(provider_stop: str, calls: int = 0) -> Running:
+    running = transition(Idle(), TurnBegan(turn=1, max_steps=5, repeat_limit=3))
+    state = transition(running, ModelAnswered(calls, provider_stop))
+    assert isinstance(state, Running)
+    return state
 
 
 @pytest.mark.parametrize(
@@ -17,10 +24,14 @@ from kfd.agent.turn import answer_cut_short
     ],
 )
 def test_an_answer_cut_short_ends_the_turn_with_its_reason(provider_stop: str, reason: str) -> None:
-    stopped = answer_cut_short(provider_stop)
-    assert stopped is not None and stopped[0] == reason and stopped[1]
+    ending = closing(answered(provider_stop))
+    assert ending.stop == reason and ending.note and ending.failure is None
 
 
 @pytest.mark.parametrize("provider_stop", ["stop", "end_turn", "tool_calls", ""])
 def test_an_answer_that_ended_by_itself_ends_the_turn_normally(provider_stop: str) -> None:
-    assert answer_cut_short(provider_stop) is None
+    assert closing(answered(provider_stop)).stop == "end_turn"
+
+
+def test_an_answer_with_calls_goes_on_whatever_its_stop_reason() -> None:
+    assert answered("length", calls=1).ending is None
