@@ -713,3 +713,29 @@ async def test_focus_on_the_approval_gives_other_keys_back_to_the_input(
         assert repl.repl.approval_keys() == "draft"
         repl.type(TAB + "y")
         await repl.wait_printed("ok")
+
+
+async def test_a_terminal_keeps_its_name_after_a_daemon_restart(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo hi"})]), Reply(text="done")
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info, name="repl:pts/9") as repl:
+        daemon.restart()
+        await repl.wait_printed("reconnected to the daemon")
+
+        def named() -> bool:
+            status = json.loads(daemon.cli("status", "--json").stdout)
+            return any(f["name"] == "repl:pts/9" and f["pid"] for f in status["frontends"])
+
+        await repl.wait(named, timeout=10)  # re-checked on every redraw
+        async with await daemon.client("watcher") as client, await client.attach(info.id) as view:
+            repl.type("go" + ENTER)
+            await repl.question()
+            repl.type("y")
+            resolved = await collect_until(view, lambda e: isinstance(e, p.ApprovalResolved))
+        await repl.wait_printed("done")
+    by = resolved[-1].by  # type: ignore[attr-defined]
+    assert by is not None and by.name == "repl:pts/9"
