@@ -739,3 +739,61 @@ async def test_a_terminal_keeps_its_name_after_a_daemon_restart(
         await repl.wait_printed("done")
     by = resolved[-1].by  # type: ignore[attr-defined]
     assert by is not None and by.name == "repl:pts/9"
+
+
+# -- context, compaction and memory print the CLI's tables ------------------------------------
+
+
+async def test_compact_never_makes_a_session_larger_and_prints_what_the_cli_prints(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(text="hi"),
+        Reply(text="ok"),
+        Reply(text="A summary far longer than the chat. " * 2000),
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        for message, answer in (("hello", "hi"), ("more", "ok")):
+            repl.type(message + ENTER)
+            await repl.wait(lambda: repl.repl.view.info.turns >= 1 and not repl.repl.view.busy)
+            await repl.wait_printed(answer)
+        repl.type("/context" + ENTER)
+        await repl.wait_printed("% of the window")
+        before = repl.printed.rsplit("/context\n", 1)[1]
+        repl.type("/compact" + ENTER)
+        await repl.wait_printed("not compacted: the summary would not make the context smaller")
+        repl.type("/context" + ENTER)
+        await repl.wait(lambda: repl.printed.count("% of the window") == 2)
+        after = repl.printed.rsplit("/context\n", 1)[1]
+    cli = daemon.cli("context", "--session", info.id)
+    assert cli.returncode == 0
+    assert after.split() == cli.stdout.split()  # one rendering (the REPL wraps at 80 columns)
+
+    def part(report: str, name: str) -> list[str]:
+        return next(line.split()[1:] for line in report.splitlines() if line.split()[:1] == [name])
+
+    assert part(before, "summary") == part(after, "summary") == ["0"]  # nothing changed
+    assert part(before, "transcript")[1:] == part(after, "transcript")[1:] == ["4", "messages"]
+    assert "compacted" not in after
+    assert len(model_server.requests) == 3
+
+
+async def test_memory_with_a_query_shows_the_matching_facts_as_the_cli_does(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    async with await daemon.client("setup") as client:
+        await client.remember("the staging port is 8123", cwd=workspace)
+        await client.remember("deploys go out on Tuesdays", cwd=workspace)
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("/memory staging port" + ENTER)
+        await repl.wait_printed("the best matches first")
+        found = repl.printed.rsplit("the best matches first\n", 1)[1]
+        repl.type("/memory" + ENTER)
+        await repl.wait_printed("newest first")
+        listed = repl.printed.rsplit("newest first\n", 1)[1]
+    assert "staging port is 8123" in found and "Tuesdays" not in found
+    assert "staging port" in listed and "Tuesdays" in listed
+    cli = daemon.cli("memory", "search", "staging", "port", cwd=workspace)
+    assert found.split() == cli.stdout.split()  # one rendering (the REPL wraps at 80 columns)
