@@ -797,3 +797,23 @@ async def test_memory_with_a_query_shows_the_matching_facts_as_the_cli_does(
     assert "staging port" in listed and "Tuesdays" in listed
     cli = daemon.cli("memory", "search", "staging", "port", cwd=workspace)
     assert found.split() == cli.stdout.split()  # one rendering (the REPL wraps at 80 columns)
+
+
+async def test_an_edit_kfd_knows_will_fail_is_not_asked_about(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    (workspace / "notes.txt").write_text("old\n")
+    edit = {"path": "notes.txt", "old_string": "old", "new_string": "new"}
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("edit", edit)]), Reply(text="I will read it first")
+    )
+    info = await new_session(daemon, workspace)  # default mode: an edit asks
+    async with running_repl(daemon, info) as repl:
+        repl.type("edit the notes" + ENTER)
+        await repl.wait_printed("I will read it first")
+        printed = repl.printed
+    assert "? edit" not in printed  # nothing to approve: it cannot succeed
+    assert "✗ edit  notes.txt" in printed and "you have not read it" in printed
+    tool = next(m for m in model_server.requests[1].body["messages"] if m["role"] == "tool")
+    assert "you have not read it in this session" in tool["content"]
+    assert (workspace / "notes.txt").read_text() == "old\n"
