@@ -96,6 +96,9 @@ async def run(args: argparse.Namespace) -> int:
             info = await client.session(args.session)
             if args.mode and args.mode != info.mode:
                 info = await client.set_mode(info.id, args.mode)
+            if args.model is not None and args.model != info.model:
+                # Refused (say, an empty name): the daemon says why, and nothing is sent.
+                info = await client.set_model(info.id, args.model)
         else:
             cwd = os.path.abspath(args.cwd)
             if not os.path.isdir(cwd):
