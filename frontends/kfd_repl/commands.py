@@ -34,6 +34,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("/help", "", "list the commands and keys"),
     Command("/sessions", "[all]", "sessions of this directory (all: everywhere)"),
     Command("/attach", "ID", "switch this terminal to another session"),
+    Command("/resume", "", "choose one of this project's sessions and switch to it"),
     Command("/new", "", "start a fresh session in this directory"),
     Command("/fork", "[MESSAGE_ID]", "continue in a copy of this session"),
     Command("/mode", "[MODE]", "set or cycle the permission mode (also Shift-Tab)"),
@@ -118,6 +119,23 @@ async def _attach(repl: Repl, argument: str) -> None:
         return
     info = await repl.client.session(argument)
     await repl.switch_to(info)
+
+
+async def _resume(repl: Repl, argument: str) -> None:
+    from prompt_toolkit.application import in_terminal
+
+    from kfd_repl.picker import choose, project_sessions
+
+    root, listed = await project_sessions(repl.client, repl.cwd)
+    if not listed:
+        repl.show(Note(f"no sessions in {root} yet"))
+        return
+    async with in_terminal():
+        chosen = await choose(
+            listed, title=f"resume a session of {root}", current=repl.view.info.id
+        )
+    if chosen is not None and chosen.id != repl.view.info.id:
+        await repl.switch_to(chosen)
 
 
 async def _new(repl: Repl, argument: str) -> None:
@@ -301,6 +319,7 @@ _HANDLERS: dict[str, Callable[[Repl, str], Awaitable[None]]] = {
     "/help": _help,
     "/sessions": _sessions,
     "/attach": _attach,
+    "/resume": _resume,
     "/new": _new,
     "/fork": _fork,
     "/mode": _mode,

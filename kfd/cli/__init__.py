@@ -94,7 +94,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command
-    if command in (None, "attach", "new"):
+    if command in (None, "attach", "new", "resume"):
         from kfd.cli import repl
 
         return repl.main(args)

@@ -77,6 +77,5 @@ def session_line(info: p.SessionInfo, now: float | None = None) -> str:
     title = info.title or "(untitled)"
     turns = f"{info.turns} turn{'' if info.turns == 1 else 's'}"
     busy = "" if info.status == "idle" else f"  [{info.status.replace('_', ' ')}]"
-    return (
-        f"{ago(info.updated_at, now):>8}  {turns:>9}  ${info.usage.cost_usd:>7.2f}  {title}{busy}"
-    )
+    cost = f"${info.usage.cost_usd:.2f}"
+    return f"{ago(info.updated_at, now):>8}  {turns:>9}  {cost:>8}  {title}{busy}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -276,3 +277,43 @@ def test_the_repl_refuses_to_start_without_a_terminal(daemon: KfdDaemon, workspa
     )
     assert done.returncode == 2
     assert "the REPL needs a terminal" in done.stderr and "kfd run" in done.stderr
+
+
+def test_kfd_resume_and_slash_resume_pick_one_of_this_project_s_sessions(
+    tmux: Tmux, daemon: KfdDaemon, workspace: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (workspace / "sub").mkdir()
+
+    async def sessions() -> list[str]:
+        async with await daemon.client("setup") as client:
+            made = [
+                await client.create_session(workspace, title="fix the login bug"),
+                await client.create_session(elsewhere, title="another project"),
+                await client.create_session(workspace / "sub", title="tidy the docs"),
+                await client.create_session(workspace, title="add a cache"),
+            ]
+        return [info.id for info in made]
+
+    login, _, docs, _ = asyncio.run(sessions())
+    terminal = tmux.kfd("resume", cwd=workspace / "sub")
+    screen = terminal.wait_for("Enter attach")
+    assert f"resume a session of {workspace}" in screen
+    rows = [line for line in screen.splitlines() if " turns " in line or " turn " in line]
+    assert [row.split("$0.00", 1)[1].split()[0] for row in rows] == ["add", "tidy", "fix"]
+    assert "another project" not in screen and "0 turns" in rows[0] and "s ago" in rows[0]
+    terminal.type("login")  # typing narrows the list
+    terminal.wait_for(lambda s: "add a cache" not in s and "fix the login bug" in s)
+    terminal.press("Enter")
+    assert session_of(terminal) == login
+    terminal.send("/resume")
+    terminal.wait_for("Enter attach")
+    terminal.press("Down")
+    terminal.press("Enter")
+    terminal.wait_for(f"── session {docs}")
+    assert terminal.exit_status() is None
+    (tmp_path / "empty").mkdir()
+    empty = tmux.kfd("resume", cwd=tmp_path / "empty")
+    assert empty.wait_exit() == 1
+    assert "no sessions in" in empty.screen(history=True).replace("\n", "")
