@@ -817,3 +817,25 @@ async def test_an_edit_kfd_knows_will_fail_is_not_asked_about(
     tool = next(m for m in model_server.requests[1].body["messages"] if m["role"] == "tool")
     assert "you have not read it in this session" in tool["content"]
     assert (workspace / "notes.txt").read_text() == "old\n"
+
+
+async def test_a_long_paste_is_collapsed_live_and_on_replay_and_expands_on_request(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="read the log"))
+    pasted = "why does this fail?\n" + "".join(f"trace line {n}\n" for n in range(799))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.repl.input.text = pasted  # as a bracketed paste leaves it
+        repl.type(ENTER)
+        await repl.wait_printed("read the log")
+        assert "› why does this fail?  [pasted 800 lines · /expand 1]" in repl.printed
+        assert "trace line 400" not in repl.printed
+    async with running_repl(daemon, info, name="repl:other") as again:  # replayed on attach
+        await again.wait_printed("read the log")
+        assert "[pasted 800 lines · /expand 1]" in again.printed
+        assert "trace line 400" not in again.printed
+        again.type("/expand" + ENTER)
+        await again.wait_printed("trace line 798")
+        assert "message 1 (800 lines)" in again.printed and "trace line 400" in again.printed
+    assert model_server.requests[0].body["messages"][-1]["content"] == pasted  # the model got all
