@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prompt_toolkit.filters import Condition, has_completions
+from prompt_toolkit.filters import Condition, has_completions, is_searching
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from kfd import protocol as p
@@ -73,11 +73,13 @@ def key_bindings(repl: Repl) -> KeyBindings:
     def _interrupt(event: KeyPressEvent) -> None:
         repl.interrupt()
 
-    @bindings.add("escape", filter=~denying & ~focused & has_completions)
+    mine = ~denying & ~focused & ~is_searching  # Esc of a search leaves the search
+
+    @bindings.add("escape", filter=mine & has_completions)
     def _close_menu(event: KeyPressEvent) -> None:
         repl.input.cancel_completion()
 
-    @bindings.add("escape", filter=~denying & ~focused & ~has_completions & busy)
+    @bindings.add("escape", filter=mine & ~has_completions & busy)
     def _cancel_turn(event: KeyPressEvent) -> None:
         repl.cancel_turn()
 

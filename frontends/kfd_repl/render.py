@@ -228,7 +228,7 @@ def _ask(event: p.ApprovalRequested) -> list[RenderableType]:
     """The whole question: the command (every line, every character) or the
     whole diff, where it runs, and the model's own description of it."""
     preview = event.preview
-    head = Text.assemble(("? ", "bold yellow"), (event.tool, "bold"))
+    head = Text.assemble(("? ", "bold yellow"), (visible(event.tool), "bold"))
     # "edit x.py" from the edit tool reads "? edit  x.py", not "? edit  edit x.py".
     summary = preview.summary.removeprefix(f"{event.tool} ")
     if summary and not preview.command:
@@ -264,7 +264,7 @@ def _answer(block: ApprovalAnswer) -> Text:
         shown = visible(first)
         if rest or len(shown) > WHAT_SHOWN:
             shown = shown[:WHAT_SHOWN].rstrip() + " …"
-        what = Text.assemble((block.tool, "bold"), f"  {shown}" if shown else "", " · ")
+        what = Text.assemble((visible(block.tool), "bold"), f"  {shown}" if shown else "", " · ")
     if block.decision == "deny" and block.by == "":
         text = Text("⊘ ", style="yellow")
         text.append_text(what)
