@@ -149,9 +149,9 @@ class Terminal:
         shown = self.server.run(
             "display-message", "-p", "-t", self.name, "#{pane_dead} #{pane_dead_status}"
         ).stdout.split()
-        if shown and shown[0] == "1":
-            return int(shown[1]) if len(shown) > 1 else 0
-        return None
+        if len(shown) > 1 and shown[0] == "1":
+            return int(shown[1])
+        return None  # running, or dead with its status not known yet
 
     def wait_exit(self, timeout: float = DEADLINE_S) -> int:
         deadline = time.monotonic() + timeout
