@@ -172,6 +172,7 @@ class Repl:
                 loop.remove_signal_handler(signum)
             await self._tell_focus(self.view.info.id, False)
             await self._detach()
+            await self.printer.drain()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -7,7 +7,7 @@ name in the ``+++`` header). Each side of a hunk is highlighted as one piece,
 so a string or comment spanning lines keeps its colour.
 
 Diff text is file content, not terminal input: characters a terminal would
-act on or hide are escaped (`kfd_repl.exact`) and marked, tabs are kept.
+act on or hide are escaped (`kfd.client.exact`) and marked, tabs are kept.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from rich.syntax import Syntax
 from rich.text import Text
 
-from kfd_repl.exact import segments
+from kfd.client.exact import segments
 
 CODE_THEME = "ansi_dark"
 """Pygments colours through the terminal's own palette, so any theme fits."""
+
+HIGHLIGHTED_LINES = 1000
+"""Longer diffs are shown whole but not highlighted (pygments would take seconds)."""
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 _PATH = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(.+?)(?:\t.*)?$")
@@ -103,7 +106,7 @@ def _rows(lines: list[str]) -> tuple[list[_Row], str]:
 
 def _highlighted(rows: list[_Row], path: str) -> dict[int, Text]:
     """The code of each change or context row, highlighted, by row index."""
-    lexer = Syntax.guess_lexer(path) if path else "default"
+    lexer = Syntax.guess_lexer(path) if path and len(rows) <= HIGHLIGHTED_LINES else "default"
     found: dict[int, Text] = {}
     for side in ("-", "+"):
         indexes = [i for i, row in enumerate(rows) if row.kind in (side, " ")]

@@ -15,7 +15,7 @@ from typing import Literal
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.utils import get_cwidth
 
-from kfd_repl.exact import visible
+from kfd.client.exact import visible
 from kfd_repl.render import clean, elapsed
 from kfd_repl.view import SessionView, offers_always
 

@@ -22,8 +22,8 @@ from prompt_toolkit.styles import Style
 
 from kfd import protocol as p
 from kfd.client import Client
+from kfd.client.exact import visible
 from kfd.client.tables import session_line
-from kfd_repl.exact import visible
 from kfd_repl.history import project_root
 from kfd_repl.live import fit
 

@@ -22,6 +22,7 @@ from rich.markdown import Markdown
 from rich.text import Text
 
 from kfd import protocol as p
+from kfd.client.exact import segments, visible
 from kfd_repl.blocks import (
     ApprovalAnswer,
     ApprovalAsk,
@@ -34,7 +35,6 @@ from kfd_repl.blocks import (
     UserText,
 )
 from kfd_repl.diffs import CODE_THEME, diff_text
-from kfd_repl.exact import segments, visible
 
 FOLD_ABOVE = 16
 """Output longer than this many lines is folded to its head and tail."""

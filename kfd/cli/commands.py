@@ -23,6 +23,7 @@ from kfd.client import (
     DaemonUnavailable,
     RequestFailed,
 )
+from kfd.client.exact import visible
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -151,9 +152,11 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
                     printer.note(f"  {item.status}: {first[0] if first else ''}")
                 case p.ApprovalRequested():
                     if not args.json:
-                        what = item.preview.command or item.preview.summary or item.tool
+                        # Shown exactly: a \r or an escape sequence must not hide a part.
+                        what = visible(item.preview.command or item.preview.summary or item.tool)
                         printer.note(
-                            f"? {item.tool} needs approval ({item.reason}): {what}\n"
+                            f"? {visible(item.tool)} needs approval ({visible(item.reason)}): "
+                            f"{what}\n"
                             f"  answer from another frontend, or it is denied in "
                             f"{args.approval_timeout:g} s"
                         )

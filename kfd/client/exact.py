@@ -4,9 +4,10 @@ An approval must show the user exactly what they allow. A terminal acts on
 escape sequences and carriage returns (``echo safe\\rrm -rf ~`` shows only its
 second half), and some characters draw nothing at all (zero-width spaces,
 bidi overrides that reorder what follows, blank-looking letters). Stripping
-them, as `kfd_repl.render.clean` does for model text, would hide them too;
-here each becomes a visible escape (``\\r``, ``\\x1b``, ``<U+202E>``) that the
-renderer marks, and everything else is kept. Pure functions, no I/O.
+them would hide them too; here each becomes a visible escape (``\\r``,
+``\\x1b``, ``<U+202E>``) a frontend can mark, and everything else is kept.
+Every frontend that shows a command or a path for a decision uses this (the
+REPL, ``kfd run``). Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def segments(text: str, *, keep_tabs: bool = False) -> Iterator[tuple[str, bool]
     """``text`` as runs of (text, is_escape): plain runs as they are, each hidden
     character as its escape. ``keep_tabs`` leaves tabs alone (file content), and
     a carriage return that ends a line (CRLF files) then too: it hides nothing."""
+    if text.isprintable() and BLANK_LOOKING.isdisjoint(text):
+        # Nothing hidden (the common case, fast): Python's "printable" leaves out
+        # exactly the categories above, and the plain space is printable.
+        if text:
+            yield text, False
+        return
     plain: list[str] = []
     last = len(text) - 1
     for index, char in enumerate(text):
