@@ -76,16 +76,20 @@ class Picker:
 
     @property
     def chosen(self) -> p.SessionInfo | None:
+        """The session Enter would attach to (None when nothing matches)."""
         return self._shown[self.index] if self._shown else None
 
     def move(self, step: int) -> None:
+        """Choose the session ``step`` rows down (up, when negative), within the list."""
         if self._shown:
             self.index = max(0, min(len(self._shown) - 1, self.index + step))
 
     def type(self, text: str) -> None:
+        """Narrow the list: every typed word must be in the title or the id."""
         self._narrow(self.query + text)
 
     def erase(self) -> None:
+        """Take back the last character typed."""
         self._narrow(self.query[:-1])
 
     def _narrow(self, query: str) -> None:

@@ -48,6 +48,9 @@ MAX_HASHED_BYTES = 64 * 1024 * 1024
 _GIT_SAFE = ("-c", "core.fsmonitor=false")
 
 LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
+
+ARGUMENTS_PER_CALL = 500
+"""Paths named on one git command line (a checkout may change tens of thousands)."""
 """File names are names, never pathspec globs (``*.py`` is a file called that)."""
 
 
@@ -185,18 +188,18 @@ def blob_id(data: bytes) -> str:
 
 async def git_blobs(workspace: Path, relatives: list[str]) -> dict[str, str]:
     """The object ids git's index holds for ``relatives`` (tracked files only)."""
-    if not relatives:
-        return {}
-    try:
-        code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *relatives, env=LITERAL)
-    except OSError:
-        return {}
-    if code != 0:
-        return {}
-    found = {}
-    for entry in out.split(b"\0"):
-        meta, tab, name = entry.partition(b"\t")
-        fields = meta.split()
-        if tab and len(fields) == 3 and fields[2] == b"0":
-            found[name.decode(errors="replace")] = fields[1].decode()
+    found: dict[str, str] = {}
+    for start in range(0, len(relatives), ARGUMENTS_PER_CALL):
+        batch = relatives[start : start + ARGUMENTS_PER_CALL]
+        try:
+            code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *batch, env=LITERAL)
+        except OSError:  # no git: nothing is known of these files
+            return found
+        if code != 0:
+            return found
+        for entry in out.split(b"\0"):
+            meta, tab, name = entry.partition(b"\t")
+            fields = meta.split()
+            if tab and len(fields) == 3 and fields[2] == b"0":
+                found[name.decode(errors="replace")] = fields[1].decode()
     return found

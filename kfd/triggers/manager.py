@@ -224,8 +224,8 @@ class TriggerManager:
     def _claim_of(self, event: ToolRequested) -> Claim | None:
         """What a requested tool call may write (see `kfd.triggers.own_edits`)."""
         session = self.sessions.live.get(event.session)
-        if session is None:
-            return None
+        if session is None or not self._triggers:
+            return None  # nothing watches: nothing to tell apart
         workspace = os.path.realpath(session.info.cwd)
         registry = session.runtime.tools
         tool = registry.get(event.name)

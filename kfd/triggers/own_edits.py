@@ -44,7 +44,9 @@ KEPT_CALLS = 1000
 KEPT_VERSIONS = 50_000
 
 MAX_WORDS = 2000
-"""Words of a call's arguments looked at for paths (a huge heredoc names little)."""
+MAX_CHARS = 16 * 1024
+"""Words, and characters of each argument, looked at for paths (a huge
+heredoc names little, and the daemon's loop must not spend long on it)."""
 
 GIT_TREE_COMMANDS = frozenset(
     {
@@ -80,6 +82,7 @@ class Claim:
     globs: frozenset[str] = frozenset()
 
     def covers(self, path: str) -> bool:
+        """Whether a change to ``path`` (absolute) may be this call's."""
         if any(path == claimed or _inside(path, claimed) for claimed in self.paths):
             return True
         folder, name = os.path.split(path)
@@ -111,6 +114,7 @@ class OwnEdits:
         """Absolute path -> digest of the content kfd left there (None: deleted it)."""
 
     def observe(self, event: Event) -> None:
+        """Follow tool calls: what each claims when requested, and when it runs."""
         if isinstance(event, ToolRequested):
             claim = None if event.read_only else self._claim_of(event)
             if claim is not None and (claim.paths or claim.globs):
@@ -206,7 +210,8 @@ def named_paths(arguments: dict[str, Any], workspace: str) -> Claim:
 
 def _words(value: Any) -> list[str]:
     words: list[str] = []
-    for text in _strings(value):
+    for whole in _strings(value):
+        text = whole[:MAX_CHARS]
         try:
             lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
             lexer.whitespace_split = True
