@@ -13,7 +13,14 @@ import time
 
 from kfd import protocol as p
 
-__all__ = ["ago", "compact_lines", "context_lines", "memory_lines", "session_line"]
+__all__ = [
+    "ago",
+    "compact_lines",
+    "context_lines",
+    "memory_lines",
+    "missing_lines",
+    "session_line",
+]
 
 
 def ago(ts: float, now: float | None = None) -> str:
@@ -37,14 +44,32 @@ def context_lines(result: p.ContextResult) -> list[str]:
         lines.append(f"  {part.name:<13} {part.tokens:>9,}  {part.detail}".rstrip())
     share = result.tokens / result.context_window if result.context_window else 0.0
     lines.append(f"  {'total':<13} {result.tokens:>9,}  {share:.0%} of the window")
+    if result.tokenizer:
+        counted = f"counted with the model's tokenizer ({result.tokenizer})"
+    else:
+        counted = "estimated from the text's size (no tokenizer of this model in kfd)"
     if result.reported_tokens:
-        lines.append(
-            f"estimates calibrated x{result.calibration:g} by the provider's last count "
+        counted += (
+            f", calibrated x{result.calibration:g} by the provider's last count "
             f"({result.reported_tokens:,} input tokens)"
         )
+    lines.append(counted)
     if result.compactions:
         lines.append(f"compacted {result.compactions} time(s)")
+    if result.tools_loaded:
+        lines.append(f"tools loaded by tool_search: {', '.join(result.tools_loaded)}")
+    lines.extend(missing_lines(result.tools_missing, "here"))
     return lines
+
+
+def missing_lines(missing: list[p.MissingTool], where: str) -> list[str]:
+    """The tools not offered because they cannot work, one line per reason."""
+    by_reason: dict[str, list[str]] = {}
+    for tool in missing:
+        by_reason.setdefault(tool.reason, []).append(tool.name)
+    return [
+        f"not offered {where}: {', '.join(names)}: {reason}" for reason, names in by_reason.items()
+    ]
 
 
 def compact_lines(result: p.CompactResult) -> list[str]:
