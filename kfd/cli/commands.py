@@ -15,7 +15,6 @@ import msgspec
 
 from kfd import paths
 from kfd import protocol as p
-from kfd.cli.context import print_missing
 from kfd.client import (
     Client,
     ClientError,
@@ -25,6 +24,7 @@ from kfd.client import (
     RequestFailed,
 )
 from kfd.client.exact import visible
+from kfd.client.tables import missing_lines
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -281,3 +281,9 @@ async def stop(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.05)
     print(f"stopped the kfd daemon (pid {pid})")
     return EXIT_OK
+
+
+def print_missing(missing: list[p.MissingTool], where: str) -> None:
+    """The tools not offered because they cannot work, grouped by reason."""
+    for line in missing_lines(missing, where):
+        print(line)

@@ -65,14 +65,6 @@ async def _context(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_missing(missing: list[p.MissingTool], where: str) -> None:
-    """The tools not offered because they cannot work, grouped by reason."""
-    from kfd.client.tables import missing_lines
-
-    for line in missing_lines(missing, where):
-        print(line)
-
-
 async def _compact(args: argparse.Namespace) -> int:
     from kfd.client import Client
 

@@ -23,10 +23,10 @@ import os
 import string
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 import watchfiles
@@ -53,8 +53,8 @@ from kfd.triggers.files import FileFilter, diff_of, file_states, git_blobs, git_
 from kfd.triggers.own_edits import Claim, OwnEdits, claim_of_paths
 
 if TYPE_CHECKING:
+    from kfd.agent.runtime import Runtime
     from kfd.agent.session import Session
-    from kfd.daemon.sessions import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,29 @@ KEPT_VERSIONS = 50_000
 """Files whose last seen content a trigger remembers (to tell a touch from a change)."""
 
 _UNKNOWN = object()
+
+
+class Sessions(Protocol):
+    """What triggers use of the daemon's sessions (`kfd.daemon.sessions.SessionManager`):
+    named here so that triggers do not import the daemon that runs them."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """The services every session shares (the store, the journal)."""
+        ...
+
+    @property
+    def live(self) -> Mapping[str, Session]:
+        """The loaded sessions, by id."""
+        ...
+
+    async def get(self, session_id: str) -> Session:
+        """A session by id, loading it if needed."""
+        ...
+
+    async def create(self, cwd: str, *, title: str = "", mode: Mode = "default") -> Session:
+        """A new session in ``cwd``."""
+        ...
 
 
 @dataclass(slots=True)
@@ -104,7 +127,7 @@ class TriggerManager:
 
     def __init__(
         self,
-        sessions: SessionManager,
+        sessions: Sessions,
         log_store: TriggerLog,
         load_config: Callable[[], Config],
     ) -> None:
