@@ -139,7 +139,7 @@ async def _steps(session: TurnSession, turn: int) -> None:
     while goes_on(session.lifecycle):
         completed = await _ask_model(session, turn)
         calls = completed.message.tool_calls
-        if not goes_on(session.advance(ModelAnswered(len(calls)))):
+        if not goes_on(session.advance(ModelAnswered(len(calls), completed.stop_reason))):
             return
         await _run_calls(session, calls)
         # The model reads these results next: untrusted ones now weigh on its later calls.
