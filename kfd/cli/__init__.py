@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cwd", default=".", help="workspace of a new session (default: .)")
     run.add_argument("--session", help="send to this session (id or unique prefix)")
     run.add_argument("--mode", choices=MODES, help="permission mode for the session")
-    run.add_argument("--model", help="model for a new session")
+    run.add_argument("--model", help="model of the session (a new one, or the --session one)")
     run.add_argument("--json", action="store_true", help="print every event as a JSON line")
     run.add_argument(
         "--approval-timeout",
@@ -115,7 +115,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(words)
     command = args.command
-    if command in (None, "attach", "new"):
+    if command in (None, "attach", "new", "resume"):
         from kfd.cli import repl
 
         return repl.main(args)
