@@ -10,10 +10,11 @@ any depth, ``src/**/*.py`` only under ``src``.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pathspec
+
+from kfd import git
 
 SKIPPED_DIRS = frozenset(
     {
@@ -69,18 +70,17 @@ class FileFilter:
 
 
 async def _git(workspace: Path, *args: str, stdin: bytes | None = None) -> tuple[int, bytes]:
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        "-C",
-        str(workspace),
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
-    )
-    out, _ = await process.communicate(stdin)
-    return process.returncode or 0, out
+    """Run git for the repository of ``workspace`` (`kfd.git.run_git`: none of its
+    configuration, so nothing in ``.git`` runs). Raises OSError when there is no
+    usable repository or no git."""
+    found = await asyncio.to_thread(git.find, workspace)
+    if not isinstance(found, git.Repository):
+        raise OSError(f"no repository kfd may use at {workspace}")
+    try:
+        output = await git.run_git(found, workspace, *args, stdin=stdin)
+    except git.GitUnavailable as exc:
+        raise OSError(str(exc)) from exc
+    return output.returncode, output.stdout
 
 
 async def git_ignored(workspace: Path, relatives: list[str]) -> set[str]:
@@ -103,7 +103,17 @@ async def diff_of(workspace: Path, relatives: list[str]) -> str:
     parts: list[str] = []
     shown: set[str] = set()
     try:
-        code, out = await _git(workspace, "diff", "--no-color", "HEAD", "--", *relatives)
+        code, out = await _git(
+            workspace,
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--relative",
+            "HEAD",
+            "--",
+            *relatives,
+        )
     except OSError:
         code, out = 1, b""
     if code == 0 and out:
