@@ -34,20 +34,40 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from kfd.api import looks_secret
-
 __all__ = [
     "PATTERNS",
     "Redacted",
     "RedactingFilter",
     "learn_environment",
     "learn_secrets",
+    "looks_secret",
     "redact",
     "redact_struct",
     "scrub",
 ]
 
 T = TypeVar("T")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret.
+
+    ``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*PASSWD*``,
+    ``*CREDENTIAL*``, ``*PRIVATE*``, and the words ``PASS``, ``PWD``, ``AUTH``,
+    ``COOKIE``, ``DSN`` between underscores, in any case. kfd redacts the values of such variables
+    everywhere, even those ``[sandbox] env`` passes to commands. Commands get
+    an allow-list of variables (`command_environment`), not every variable
+    whose name looks harmless.
+    """
+    upper = name.upper()
+    if any(part in upper for part in _SECRET_PARTS):
+        return True
+    return not _SECRET_WORDS.isdisjoint(upper.split("_"))
+
+
+_SECRET_PARTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
+_SECRET_WORDS = frozenset({"PASS", "PWD", "AUTH", "COOKIE", "DSN"})
+"""Whole words of a name (between underscores): ``MYSQL_PWD``, not ``GIT_AUTHOR_NAME``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,7 +330,12 @@ def _context(session: Session, item: _Call, granted: frozenset[str] = frozenset(
         on_output=lambda text: session.tool_output(item.call.id, text),
         turn=session.info.turns,
         sandbox=Sandbox(
-            enabled=sandbox.enabled, network=sandbox.network, env_allow=tuple(sandbox.env_allow)
+            enabled=sandbox.enabled,
+            network=sandbox.network,
+            env_allow=tuple(sandbox.env_allow),
+            env=tuple(sandbox.env),
+            hide=tuple(sandbox.hide),
+            sockets=tuple(sandbox.sockets),
         ),
         granted=granted,
     )

@@ -63,6 +63,8 @@ def find(workspace: Path) -> Repository | Refused | None:
             info = os.lstat(marker)
         except OSError:
             continue
+        if stat.S_ISDIR(info.st_mode) and not os.path.lexists(marker / "HEAD"):
+            continue  # not a repository (git skips it too): the sandbox's empty stand-in
         return _validate(directory, marker, info, workspace)
     return None
 

@@ -25,6 +25,18 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run([*GIT, "-C", str(repo), *args], check=True, capture_output=True)
 
 
+def _plain_git(repo: Path, *args: str) -> None:
+    """Git as a user would run it, with the repository's configuration."""
+    subprocess.run(["git", "-C", str(repo), *args], capture_output=True)
+
+
+def _fake_git_dir(path: Path, payload: Path) -> None:
+    """A bare repository whose config runs the payload."""
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    with open(path / "config", "a") as config:
+        config.write(f"[core]\n\tfsmonitor = {payload}\n")
+
+
 @pytest.fixture
 def canary(tmp_path: Path) -> Path:
     return tmp_path / "canary"
@@ -83,8 +95,8 @@ def _arm(repo: Path, payload: Path) -> None:
 
 def test_plain_git_runs_every_planted_program(repo: Path, payload: Path, canary: Path) -> None:
     _arm(repo, payload)
-    subprocess.run(["git", "-C", str(repo), "status"], capture_output=True)
-    subprocess.run(["git", "-C", str(repo), "diff", "HEAD"], capture_output=True)
+    _plain_git(repo, "status")
+    _plain_git(repo, "diff", "HEAD")
     assert canary.exists(), "the payload must really fire for the tests below to mean anything"
 
 
@@ -112,12 +124,9 @@ async def test_a_planted_commondir_makes_kfd_refuse_the_repository(
     repo: Path, payload: Path, canary: Path
 ) -> None:
     # The attack of issue 12: .git/commondir pointing at a fake git directory.
-    fake = repo / "fake"
-    subprocess.run(["git", "init", "-q", "--bare", str(fake)], check=True)
-    with open(fake / "config", "a") as config:
-        config.write(f"[core]\n\tfsmonitor = {payload}\n")
+    _fake_git_dir(repo / "fake", payload)
     (repo / ".git" / "commondir").write_text("../fake\n")
-    subprocess.run(["git", "-C", str(repo), "status"], capture_output=True)
+    _plain_git(repo, "status")
     assert canary.exists(), "plain git follows the planted commondir"
     canary.unlink()
     assert isinstance(git.find(repo), git.Refused)
@@ -133,9 +142,7 @@ async def test_a_git_file_into_the_workspace_is_refused(
     workspace = tmp_path / "ws"
     fake = workspace / "fake"
     workspace.mkdir()
-    subprocess.run(["git", "init", "-q", "--bare", str(fake)], check=True)
-    with open(fake / "config", "a") as config:
-        config.write(f"[core]\n\tfsmonitor = {payload}\n")
+    _fake_git_dir(fake, payload)
     if where == "inside":
         (workspace / ".git").write_text("gitdir: fake\n")
     else:
@@ -175,7 +182,7 @@ async def test_the_daemons_git_variables_and_a_planted_git_program_are_ignored(
     repo: Path, payload: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = repo / "fake"
-    subprocess.run(["git", "init", "-q", "--bare", str(fake)], check=True)
+    _fake_git_dir(fake, payload)
     (repo / "git").write_text(f"#!/bin/sh\n{payload} </dev/null\n")
     (repo / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f".:{repo}:{os.environ['PATH']}")
@@ -222,7 +229,7 @@ def test_only_data_keys_are_copied_from_the_repository_config() -> None:
     listing = (
         b"core.repositoryformatversion\n0\0core.fsmonitor\n/evil\0"
         b"branch.main.remote\norigin\0branch.main.merge\nrefs/heads/main\0"
-        b'remote.origin.fetch\n+refs/heads/*:refs/remotes/origin/*\0filter.x.clean\n/evil\0'
+        b"remote.origin.fetch\n+refs/heads/*:refs/remotes/origin/*\0filter.x.clean\n/evil\0"
         b"remote.origin.url\next::sh -c evil\0include.path\n/evil.cfg\0"
     )
     kept = git.run.wanted_keys(listing)
@@ -232,13 +239,13 @@ def test_only_data_keys_are_copied_from_the_repository_config() -> None:
         "branch.main.merge": "refs/heads/main",
         "remote.origin.fetch": "+refs/heads/*:refs/remotes/origin/*",
     }
-    rendered = git.run.render_config([("branch.we\"ird.name.merge", 'a"b\\c')])
+    rendered = git.run.render_config([('branch.we"ird.name.merge', 'a"b\\c')])
     assert rendered == '[branch "we\\"ird.name"]\n\tmerge = "a\\"b\\\\c"\n'
 
 
 async def test_upstream_tracking_still_shows(repo: Path, tmp_path: Path) -> None:
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    _git(tmp_path, "clone", "-q", str(repo), str(clone))
     (clone / "c.txt").write_text("c\n")
     _git(clone, "add", "c.txt")
     _git(clone, "commit", "-qm", "c")
