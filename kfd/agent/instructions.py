@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from kfd.git import is_marker
+
 NAMES = ("AGENTS.md", "KFD.md", "CLAUDE.md")
 """Instruction file names, read in this order within a directory."""
 
@@ -37,9 +39,15 @@ class InstructionFile(NamedTuple):
 
 
 def project_root(workspace: Path) -> Path:
-    """The repository root containing ``workspace`` (a ``.git`` entry), else itself."""
+    """The repository root containing ``workspace``, else itself.
+
+    A root holds a ``.git`` that looks like a repository's (`kfd.git.is_marker`):
+    the empty ``.git`` the sandbox puts in a workspace inside a repository, so
+    that none can be planted there, does not move the root (nor the rules and
+    memories that belong to it).
+    """
     for directory in (workspace, *workspace.parents):
-        if (directory / ".git").exists():
+        if is_marker(directory / ".git"):
             return directory
     return workspace
 

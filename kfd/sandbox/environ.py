@@ -118,6 +118,8 @@ def command_environment(
     env = {name: value for name, value in environ.items() if allowed(name, value, extra)}
     if cache_home is not None:
         env["TMPDIR"] = SANDBOX_TMPDIR
+        # The workspace is a mount point of its own: let git find a repository above it.
+        env["GIT_DISCOVERY_ACROSS_FILESYSTEM"] = "1"
         env.update(cache_variables(cache_home))
         bins = os.pathsep.join(os.path.join(cache_home, part) for part in CACHE_BIN_DIRS)
         env["PATH"] = f"{env['PATH']}{os.pathsep}{bins}" if env.get("PATH") else bins

@@ -186,6 +186,7 @@ def test_instruction_files_are_read_root_first_once_each_and_cut_with_a_note(
     deep = repo / "a" / "b"
     deep.mkdir(parents=True)
     (repo / ".git").mkdir()
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (repo / "AGENTS.md").write_text("root\n")
     os.symlink("AGENTS.md", repo / "CLAUDE.md")
     (repo / "a" / "KFD.md").write_text("middle\n")

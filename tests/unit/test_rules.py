@@ -137,6 +137,7 @@ async def test_always_rules_are_kept_per_project_and_read_with_the_other_sources
     try:
         project = tmp_path / "project"
         (project / ".git").mkdir(parents=True)
+        (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
         (project / "sub").mkdir()
         book = RuleBook(PermissionsConfig(deny=["bash(curl *)"]), RuleStore(store))
         kept = await book.keep(str(project / "sub"), "bash(make)", "s1")
