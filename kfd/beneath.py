@@ -168,12 +168,13 @@ def open_beneath(root: Path, path: Path, *, create_parents: bool = False) -> Ben
         raise NotBeneath(f"{path} is not an absolute, normalised path")
     if path.is_relative_to(root):
         start, parts = str(root), path.relative_to(root).parts
+        walked = Path()  # messages name paths under the root as the caller did
     else:
         start, parts = "/", path.parts[1:]
+        walked = Path("/")
     if not parts:
         raise NotBeneath(f"{path} is a directory, not a file. Give the path of a file.")
     current = os.open(start, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    walked = Path(start)
     try:
         for part in parts[:-1]:
             following = _step(current, part, walked, create=create_parents)
@@ -183,7 +184,7 @@ def open_beneath(root: Path, path: Path, *, create_parents: bool = False) -> Ben
     except BaseException:
         os.close(current)
         raise
-    return Beneath(current, parts[-1], str(path))
+    return Beneath(current, parts[-1], str(walked / parts[-1]))
 
 
 def _step(directory: int, part: str, walked: Path, *, create: bool) -> int:

@@ -65,6 +65,10 @@ def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _git_init(path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+
+
 def context(repo: Path, **sandbox: Any) -> CallContext:
     return CallContext(session_id="s", workspace=repo, sandbox=Sandbox(**sandbox))
 
@@ -154,7 +158,7 @@ async def test_git_records_work_in_the_sandbox(home: Path, repo: Path) -> None:
 
 async def test_a_workspace_inside_a_repository_cannot_get_a_git_of_its_own(home: Path) -> None:
     repo = home / "project"  # not under /tmp, which the sandbox replaces
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    _git_init(repo)
     workspace = repo / "sub"
     workspace.mkdir()
     output = await run(context(workspace), "git init -q . ; git rev-parse --show-toplevel")
@@ -187,7 +191,7 @@ async def test_a_repository_created_in_the_sandbox_runs_nothing_on_the_host(
 
 
 async def test_shell_start_up_files_of_a_home_workspace_stay_as_they_were(home: Path) -> None:
-    subprocess.run(["git", "init", "-q", str(home)], check=True)
+    _git_init(home)
     (home / ".bashrc").write_text("# mine\n")
     output = await run(
         context(home),
