@@ -53,6 +53,7 @@ from kfd.protocol import (
     Usage,
     UsageReported,
 )
+from kfd.redact import scrub
 
 if TYPE_CHECKING:
     from kfd.agent.session import Session
@@ -154,7 +155,7 @@ class Accounting:
                 model=model,
                 latency_ms=round((time.monotonic() - started) * 1000, 1),
                 retries=error.retries,
-                error=str(error)[:_ERROR_CHARS] or type(error).__name__,
+                error=scrub(str(error))[:_ERROR_CHARS] or type(error).__name__,
             )
         )
 

@@ -46,6 +46,7 @@ from kfd.protocol import (
     StreamingMessage,
     ToolOutput,
 )
+from kfd.redact import StreamRedactor, redact
 from kfd.store.db import MessageRow
 from kfd.transcript import Message
 
@@ -78,6 +79,8 @@ class _RunningTool:
     started_at: float
     output: StreamBuffer
     muted: bool = False
+    redactor: StreamRedactor = field(default_factory=StreamRedactor)
+    """A secret value split across two output chunks is still caught."""
 
 
 @dataclass(slots=True)
@@ -87,6 +90,9 @@ class _Stream:
     reasoning: StreamBuffer
     text_parts: list[str] = field(default_factory=list)
     reasoning_parts: list[str] = field(default_factory=list)
+    text_redactor: StreamRedactor = field(default_factory=StreamRedactor)
+    reasoning_redactor: StreamRedactor = field(default_factory=StreamRedactor)
+    """Model text that repeats a known secret, even split across deltas, is redacted."""
 
 
 class Session:
@@ -234,10 +240,10 @@ class Session:
             return
         if reasoning:
             stream.reasoning_parts.append(text)
-            stream.reasoning.add(text)
+            stream.reasoning.add(stream.reasoning_redactor.feed(text))
         else:
             stream.text_parts.append(text)
-            stream.text.add(text)
+            stream.text.add(stream.text_redactor.feed(text))
 
     def streamed_chars(self) -> int:
         """Characters of text and reasoning the current stream has brought so far."""
@@ -251,8 +257,12 @@ class Session:
         stream, self._stream = self._stream, None
         if stream is None:
             return
-        for buffer in (stream.reasoning, stream.text):
+        for buffer, redactor in (
+            (stream.reasoning, stream.reasoning_redactor),
+            (stream.text, stream.text_redactor),
+        ):
             if publish_pending:
+                buffer.add(redactor.finish())
                 buffer.flush()
             else:
                 buffer.close()
@@ -272,12 +282,14 @@ class Session:
             return
         if running.output.length + len(text) > STREAMED_OUTPUT_LIMIT:
             running.muted = True
+            running.output.add(running.redactor.finish())
             text = "\n[… output continues; no longer streamed: see the tool's result …]\n"
-        running.output.add(text)
+        running.output.add(running.redactor.feed(text))
 
     def tool_finished(self, call_id: str) -> None:
         running = self._running.pop(call_id, None)
         if running is not None:
+            running.output.add(running.redactor.finish())
             running.output.flush()
 
     # -- the queue and the turn driver ---------------------------------------
@@ -483,8 +495,9 @@ class Session:
 
 
 def _keepable(text: str) -> bool:
-    """Whether "allow always" can keep the rule ``text`` (a rule, not a grant)."""
-    if not text:
+    """Whether "allow always" can keep the rule ``text``: a rule, not a grant, and
+    holding no secret (a kept rule is stored; a redacted one would match nothing)."""
+    if not text or redact(text).count:
         return False
     try:
         rule = parse_rule(text)

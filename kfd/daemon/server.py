@@ -39,6 +39,7 @@ from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
 from kfd.policy.rulebook import RuleBook
 from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event
+from kfd.sandbox import environment as sandbox_environment
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
 from kfd.store.rules import RuleStore
@@ -117,8 +118,15 @@ class Daemon:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = DaemonLock(self.runtime_dir)
         lock.acquire()
-        # Before anything is logged or kept: the secrets of the environment are known.
-        redact.learn_environment(os.environ, [config_module.api_key_variable(self.config.model)])
+        # Before anything is logged or kept: the secrets of the environment are known,
+        # those of the variables commands do not get included.
+        sandbox = self.config.sandbox
+        redact.learn_environment(
+            os.environ,
+            [config_module.api_key_variable(self.config.model)],
+            withheld=sandbox_environment.withheld(os.environ, [*sandbox.env, *sandbox.env_allow]),
+        )
+        redact.warm_up()
         stop_logging = _start_logging(self.state_dir / "daemon.log", self.config.daemon.log_level)
         try:
             await self._serve()
