@@ -111,6 +111,8 @@ class GitDir(msgspec.Struct, frozen=True):
     path: str
     entries: tuple[str, ...]
     """Its top-level names when the command starts."""
+    real_hooks: bool = False
+    """Its ``hooks`` holds more than git's ``*.sample`` files."""
 
 
 MarkerKind = Literal["repository", "gitfile", "blocked", "none"]
@@ -128,7 +130,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     hidden: tuple[tuple[str, bool], ...] = ()
     """Existing paths to hide, with whether each is a directory."""
     sockets: tuple[str, ...] = ()
-    """Unix sockets outside the workspace to make unreachable."""
+    """Unix sockets outside the workspace to make unreachable, one by one."""
+    socket_dirs: tuple[str, ...] = ()
+    """Directories holding nothing but sockets: covered whole."""
     allowed_sockets: tuple[str, ...] = ()
     """Sockets the user configured as reachable (``[sandbox] sockets``)."""
     cache_home: str = ""
@@ -139,7 +143,7 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     project_root: bool = False
     """kfd reads ``.kfd/config.toml`` from the workspace (it is its project's root)."""
     kfd_dir: bool = False
-    """``<workspace>/.kfd`` exists."""
+    """``<workspace>/.kfd`` exists and holds something (an empty one gets a stand-in)."""
     rc_files: tuple[str, ...] = ()
     """Existing shell start-up files to mount read-only."""
     swept: tuple[str, ...] = ()
@@ -173,12 +177,15 @@ def gather(
         ]
     )
     allowed = tuple(os.path.realpath(os.path.expanduser(path)) for path in sockets)
+    sockets = bound_sockets(root, allowed, (runtime, "/tmp", *(p for p, d in hidden if d)))
+    socket_dirs, single = _group_sockets(sockets, allowed)
     layout = Layout(
         workspace=root,
         writable=writable,
         runtime_dir=runtime,
         hidden=hidden,
-        sockets=bound_sockets(root, allowed, (runtime, "/tmp", *(p for p, d in hidden if d))),
+        sockets=single,
+        socket_dirs=socket_dirs,
         allowed_sockets=tuple(path for path in allowed if _is_socket(path)),
         cache_home=str(cache),
     )
@@ -221,7 +228,7 @@ def _workspace_facts(root: Path, home: str) -> dict[str, object]:
         "marker_is_file": os.path.isfile(marker) and not os.path.islink(marker),
         "git_dirs": tuple(git_dirs),
         "project_root": project_root,
-        "kfd_dir": os.path.lexists(root / ".kfd"),
+        "kfd_dir": _holds_something(root / ".kfd"),
         "rc_files": tuple(dict.fromkeys(rc_files)),
         "swept": tuple(swept),
     }
@@ -233,7 +240,51 @@ def _git_dir(path: Path, swept: list[str]) -> GitDir:
     except OSError:
         entries = ()
     swept.extend(str(path / name) for name in SWEPT_IN_GIT_DIR if name not in entries)
-    return GitDir(str(path), entries)
+    try:
+        hooks = os.listdir(path / "hooks")
+    except OSError:
+        hooks = []
+    real = any(not name.endswith(".sample") for name in hooks)
+    return GitDir(str(path), entries, real)
+
+
+def _holds_something(path: Path) -> bool:
+    """Whether ``path`` exists and is not an empty directory (a stand-in left behind)."""
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except NotADirectoryError:
+        return True
+    except OSError:
+        return os.path.lexists(path)
+
+
+def _group_sockets(
+    sockets: Sequence[str], allowed: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(directories holding only sockets, the other sockets): a directory is covered by
+    a tmpfs, which costs nothing, where a socket needs a bind mount each."""
+    by_directory: dict[str, list[str]] = {}
+    for path in sockets:
+        by_directory.setdefault(os.path.dirname(path), []).append(path)
+    whole: list[str] = []
+    single: list[str] = []
+    for directory, members in by_directory.items():
+        try:
+            with os.scandir(directory) as entries:
+                only_sockets = all(
+                    stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode)
+                    or (entry.is_dir(follow_symlinks=False) and entry.name.startswith("."))
+                    for entry in entries
+                )
+        except OSError:
+            only_sockets = False
+        keeps_allowed = any(os.path.dirname(path) == directory for path in allowed)
+        if only_sockets and directory not in ("/", "/run", "/var/run") and not keeps_allowed:
+            whole.append(directory)
+        else:
+            single.extend(members)
+    return tuple(whole), tuple(single)
 
 
 def cache_home(project: Path) -> Path:
@@ -287,12 +338,42 @@ def _is_socket(path: str) -> bool:
 
 
 def _existing(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
+    """The candidates that exist and that kfd's user can read (what it cannot read,
+    its commands cannot either: no mount needed, and mounts cost).
+
+    Remembered while the directories that hold them are unchanged (their mtimes):
+    a credential file created later changes its directory, and is seen.
+    """
+    candidates = tuple(candidates)
+    parents = sorted({os.path.dirname(c) for c in candidates})
+    stamp = []
+    for parent in parents:
+        try:
+            stamp.append(os.stat(parent).st_mtime_ns)
+        except OSError:
+            stamp.append(-1)
+    key = (candidates, tuple(stamp))
+    cached = _EXISTING.get(key)
+    if cached is not None:
+        return cached
+    found = _look(candidates)
+    _EXISTING.clear()  # one machine, one list of candidates: keep the latest only
+    _EXISTING[key] = found
+    return found
+
+
+_EXISTING: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[tuple[str, bool], ...]] = {}
+
+
+def _look(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
     found: dict[str, bool] = {}
     for candidate in candidates:
         for path in glob.glob(candidate) if glob.has_magic(candidate) else (candidate,):
             try:
                 info = os.stat(path)
             except OSError:
+                continue
+            if not os.access(path, os.R_OK):
                 continue
             # A symlink is hidden where it points (bwrap follows it), and named so here.
             found[os.path.realpath(path)] = stat.S_ISDIR(info.st_mode)

@@ -54,12 +54,18 @@ GIT_WRITABLE = frozenset(
         "lost-found",
         "gc.pid",
         "gc.log",
+        # Data, read by nothing that runs a program (info: exclude, attributes that can
+        # only name drivers the read-only config defines): not worth a mount.
+        "description",
+        "branches",
+        "info",
     }
 )
 """What ``git add``, ``commit``, ``checkout``, ``stash``, ``merge``, ``rebase`` and
-``bisect`` write at the top of a git directory. Everything else there (``config``,
-``hooks``, ``info``, ``worktrees``, ``modules``, ``commondir``, names git may add
-later) is read-only: deny by default."""
+``bisect`` write at the top of a git directory, and inert data. Everything else
+there (``config``, ``hooks``, ``worktrees``, ``modules``, ``commondir``,
+``remotes``, names git may add later) is read-only: deny by default. Each
+read-only entry is a bind mount, which costs about 0.3 ms of wall time."""
 
 
 def base(network: bool) -> list[str]:
@@ -102,6 +108,8 @@ def arguments(layout: Layout, *, network: bool) -> list[str]:
             inside.append((path, is_dir))
         elif not any(_under(path, other) for other in covered):
             args += _hide(path, is_dir)
+    for directory in layout.socket_dirs:
+        args += ["--tmpfs", directory]  # only sockets in there: an empty tmpfs is free
     for socket in layout.sockets:
         args += ["--ro-bind", os.devnull, socket]
     for socket in layout.allowed_sockets:
@@ -125,12 +133,12 @@ def _protections(layout: Layout) -> list[str]:
     if layout.marker == "gitfile":
         args += _read_only(marker)
     elif layout.marker == "blocked":
-        args += _empty_read_only(marker, is_dir=not layout.marker_is_file)
+        args += _stand_in(marker) if not layout.marker_is_file else _empty_file(marker)
     for git_dir in layout.git_dirs:
         args += _git_dir(git_dir)
     if layout.project_root:
         kfd = os.path.join(workspace, ".kfd")
-        args += _read_only(kfd) if layout.kfd_dir else _empty_read_only(kfd, is_dir=True)
+        args += _read_only(kfd) if layout.kfd_dir else _stand_in(kfd)
     for path in layout.rc_files:
         args += _read_only(path)
     return args
@@ -142,13 +150,14 @@ def _git_dir(git_dir: GitDir) -> list[str]:
     path = git_dir.path
     args = ["--bind", path, path]
     for name in git_dir.entries:
-        if name in GIT_WRITABLE or name.endswith(".lock"):
+        if name in GIT_WRITABLE or name.endswith(".lock") or name == "hooks":
             continue
         args += _read_only(os.path.join(path, name))
     if "config" not in git_dir.entries:
-        args += _empty_read_only(os.path.join(path, "config"), is_dir=False)
-    if "hooks" not in git_dir.entries:
-        args += _empty_read_only(os.path.join(path, "hooks"), is_dir=True)
+        args += _empty_file(os.path.join(path, "config"))
+    hooks = os.path.join(path, "hooks")
+    # Real hooks run in the sandbox as they are; none (or git's samples only): a stand-in.
+    args += _read_only(hooks) if git_dir.real_hooks else _stand_in(hooks)
     return args
 
 
@@ -156,7 +165,7 @@ def _hide(path: str, is_dir: bool) -> list[str]:
     """An existing path made empty: a directory becomes a private tmpfs (what is written
     there vanishes with the command; the cache home may be mounted inside kfd's), a
     file reads as empty."""
-    return ["--tmpfs", path] if is_dir else ["--ro-bind", os.devnull, path]
+    return ["--tmpfs", path] if is_dir else _empty_file(path)
 
 
 def _read_only(path: str) -> list[str]:
@@ -164,11 +173,16 @@ def _read_only(path: str) -> list[str]:
     return ["--ro-bind", path, path]
 
 
-def _empty_read_only(path: str, *, is_dir: bool) -> list[str]:
-    """An empty, read-only stand-in: for a missing path, bubblewrap creates it (an
-    empty directory or file is left behind in its place, harmless to git and kfd)."""
-    if is_dir:
-        return ["--tmpfs", path, "--remount-ro", path]
+def _stand_in(path: str) -> list[str]:
+    """An empty directory nothing can be written to (mode 0555, and a tmpfs: whatever a
+    command forces in vanishes with it). Cheaper than a read-only bind: no bind mount,
+    no remount. For a missing path bubblewrap creates the directory, which stays
+    behind empty, harmless to git and kfd."""
+    return ["--perms", "0555", "--tmpfs", path]
+
+
+def _empty_file(path: str) -> list[str]:
+    """An empty, read-only file in place of ``path`` (created empty if missing)."""
     return ["--ro-bind", os.devnull, path]
 
 
