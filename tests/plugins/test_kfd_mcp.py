@@ -296,3 +296,16 @@ async def test_kfd_mcp_list_starts_servers_and_reports_config_errors(
     assert "typo: config error\n  error: [mcp.servers.typo]: " in listed.stdout
     async with await daemon.client() as client:
         assert "mcp__time__convert_time" in (await client.status()).tools
+
+
+def test_a_servers_stderr_reaches_its_log_scrubbed(tmp_path: Path) -> None:
+    import os
+
+    from kfd_mcp.server import _scrub_into
+
+    log = tmp_path / "mcp-x.log"
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stderr:
+        stderr.write("starting\nusing ghp_abcdefghijklmnopqrstuvwxyz0123456789\n")
+    _scrub_into(read_fd, log)
+    assert log.read_text() == "starting\nusing [redacted github-token]\n"
