@@ -114,6 +114,9 @@ class Daemon:
                 session.set_frontends(count)
 
     async def run(self) -> None:
+        # Nothing relative may resolve inside the directory the daemon was started in
+        # (a workspace): not a program found on a relative PATH entry, not a file.
+        os.chdir("/")
         paths.ensure_private_dir(self.runtime_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = DaemonLock(self.runtime_dir)

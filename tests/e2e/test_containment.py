@@ -13,10 +13,11 @@ in the database, in the log, or in any file kfd wrote.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -180,3 +181,27 @@ async def _turn_done(client: Client, follower: Follower, session: str) -> None:
             )
         elif isinstance(item, p.TurnCompleted) and item.session == session:
             return
+
+
+def test_a_daemon_started_in_a_workspace_imports_and_runs_nothing_from_it(
+    make_daemon: Callable[..., KfdDaemon], root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfd.client.daemon import start_daemon
+
+    canary = root / "imported"
+    workspace = root / "clone"
+    workspace.mkdir()
+    for module in ("aiosqlite", "pluggy", "msgspec", "zmq"):
+        (workspace / f"{module}.py").write_text(f"open({str(canary)!r}, 'a').write('{module}')\n")
+    daemon = make_daemon(start=False)
+    monkeypatch.chdir(workspace)  # where a user typed `kfd`
+    with open(root / "stderr", "w+b") as stderr:
+        process = start_daemon(daemon.env, stderr)
+    try:
+        # (The test's own `python -m kfd` must not run from the planted directory.)
+        assert daemon.cli("status", cwd=root).returncode == 0
+        assert os.readlink(f"/proc/{process.pid}/cwd") == "/"
+    finally:
+        daemon.cli("stop", cwd=root)
+        process.wait(20)
+    assert not canary.exists(), canary.read_text()
