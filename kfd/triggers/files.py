@@ -10,11 +10,14 @@ any depth, ``src/**/*.py`` only under ``src``.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from pathlib import Path
 
 import pathspec
 
 from kfd import git
+from kfd.beneath import NotBeneath, open_beneath
 
 SKIPPED_DIRS = frozenset(
     {
@@ -122,19 +125,31 @@ async def diff_of(workspace: Path, relatives: list[str]) -> str:
         shown = {r for r in relatives if f" b/{r}\n" in text}
     for relative in relatives:
         if relative not in shown:
-            parts.append(await asyncio.to_thread(_head_of, workspace / relative, relative))
+            parts.append(
+                await asyncio.to_thread(
+                    _head_of, Path(os.path.normpath(workspace / relative)), relative, workspace
+                )
+            )
     diff = "\n".join(part for part in parts if part)
     if len(diff) > DIFF_LIMIT:
         diff = diff[:DIFF_LIMIT] + f"\n[… {len(diff) - DIFF_LIMIT} more characters of diff]"
     return diff or "(no diff: the files were deleted or are unchanged)"
 
 
-def _head_of(path: Path, relative: str) -> str:
+def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
+    """The first lines of a new file, reached without following a link: a link planted
+    in the workspace (to ``~/.aws/credentials``) must not bring its target into a prompt."""
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
+        with open_beneath(workspace or path.parent, path) as target:
+            fd = target.open()
+    except NotBeneath:
+        return f"--- {relative} is a symbolic link (not shown)"
     except (FileNotFoundError, IsADirectoryError):
         return f"--- {relative} was deleted"
     except OSError as exc:
         return f"--- {relative}: unreadable ({exc.strerror})"
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return f"--- {relative} is not a regular file"
+        lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
     return f"--- {relative} (new or untracked file)\n" + "".join(lines)

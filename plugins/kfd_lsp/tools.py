@@ -362,9 +362,11 @@ async def _locations(found: Any, workspace: Path, what: str) -> str:
 
 def _line_of(workspace: Path, label: str, line: int, cache: dict[str, list[str]]) -> str:
     if label not in cache:
+        path = Path(os.path.normpath(workspace / label))
         try:
-            cache[label] = (workspace / label).read_text(errors="replace").splitlines()
-        except OSError:
+            # Reached without following a link, like every file kfd reads for the model.
+            cache[label] = read_text(workspace, path).splitlines()
+        except ToolError:
             cache[label] = []
     lines = cache[label]
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""

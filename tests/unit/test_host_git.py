@@ -250,3 +250,14 @@ async def test_upstream_tracking_still_shows(repo: Path, tmp_path: Path) -> None
     _git(clone, "add", "c.txt")
     _git(clone, "commit", "-qm", "c")
     assert await git_summary(clone) == "branch main (ahead 1); clean"
+
+
+async def test_a_trigger_shows_no_file_a_planted_link_points_to(repo: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = CANARY-TRIGGER-LINK\n")
+    (repo / "notes.py").symlink_to(secret)
+    (repo / "new.py").write_text("print('new')\n")
+    diff = await diff_of(repo, ["notes.py", "new.py"])
+    assert "CANARY" not in diff
+    assert "notes.py is a symbolic link (not shown)" in diff
+    assert "print('new')" in diff
