@@ -55,10 +55,10 @@ Never fall back silently.
 Files
 -----
 A tool that reads or writes files of the workspace on the host opens them
-with `open_beneath` / `write_beneath`: no symbolic link is followed at any
-component, so a link swapped in after the policy decided cannot send the
-access elsewhere, and a file with several hard links is not touched without
-the user's consent (`HARD_LINKS`).
+with `open_beneath`: no symbolic link is followed at any component, so a link
+swapped in after the policy decided cannot send the access elsewhere; check
+and replace the file through the returned `Beneath`, and do not touch a file
+with several hard links without the user's consent (`HARD_LINKS`).
 
 Secrets
 -------
@@ -133,7 +133,6 @@ __all__ = [
     "open_beneath",
     "probe_sandbox",
     "scrub",
-    "write_beneath",
 ]
 
 PROJECT = "kfd"
@@ -222,21 +221,11 @@ def command_environment(sandbox: Sandbox) -> dict[str, str]:
     return _sandbox.environment.command_environment(os.environ, (*sandbox.env, *sandbox.env_allow))
 
 
-def write_beneath(
-    root: Path, path: Path, data: bytes, *, mode: int | None = None, create_parents: bool = True
-) -> os.stat_result:
-    """Replace the file at ``path`` (under ``root``) atomically, following no symlink.
-
-    Raises `NotBeneath` when a component is a symbolic link or not a directory.
-    """
-    with open_beneath(root, path, create_parents=create_parents) as target:
-        return target.replace(data, mode)
-
-
 class Sandbox(msgspec.Struct, frozen=True, kw_only=True):
     """How a tool that starts programs must confine them (``[sandbox]``).
 
-    The daemon decides; the tool enforces (``kfd_shell`` with bubblewrap).
+    The daemon decides; the tool enforces it with `confine` (bubblewrap, as
+    ``kfd_shell`` and ``kfd_lsp`` do).
     """
 
     enabled: bool = True
