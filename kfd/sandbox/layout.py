@@ -164,7 +164,10 @@ def gather(
     home = os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
     runtime = environ.get("XDG_RUNTIME_DIR", "")
     runtime = runtime if os.path.isabs(runtime) and os.path.isdir(runtime) else ""
-    cache = cache_home(Path(root))
+    found = repository.find(Path(root))
+    # One cache home per project: the repository's root, or the workspace outside one.
+    project = found.root if isinstance(found, repository.Repository) else Path(root)
+    cache = cache_home(project)
     hidden = _existing(
         [
             *(os.path.join(home, name) for name in HIDDEN_IN_HOME),
@@ -191,15 +194,16 @@ def gather(
     )
     if not writable:
         return layout
-    return msgspec.structs.replace(layout, **_workspace_facts(Path(root), home))
+    return msgspec.structs.replace(layout, **_workspace_facts(Path(root), home, found))
 
 
-def _workspace_facts(root: Path, home: str) -> dict[str, object]:
+def _workspace_facts(
+    root: Path, home: str, found: repository.Repository | repository.Refused | None
+) -> dict[str, object]:
     marker = root / ".git"
     kind: MarkerKind
     git_dirs: list[GitDir] = []
     swept: list[str] = []
-    found = repository.find(root)
     if repository.is_marker(marker):
         if marker.is_dir():
             kind = "repository"
