@@ -218,6 +218,8 @@ def _workspace_facts(
         kind = "blocked"  # no nested repository may appear under the outer one's rules
     else:
         kind = "none"
+        # ``git init`` may create a repository here; not one that redirects git.
+        swept.extend(str(marker / name) for name in SWEPT_IN_GIT_DIR)
     project_root = kind in ("repository", "gitfile", "none")
     rc_files = [str(root / name) for name in RC_FILES if os.path.lexists(root / name)]
     if Path(home).is_relative_to(root):

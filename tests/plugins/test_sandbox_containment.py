@@ -236,3 +236,14 @@ def test_the_hidden_defaults_cover_what_the_issue_names() -> None:
     ):
         assert name in HIDDEN_IN_HOME
     assert os.path.isabs(tempfile.gettempdir())
+
+
+async def test_a_repository_made_in_a_command_cannot_be_redirected(
+    home: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "fresh"
+    workspace.mkdir()
+    output = await run(context(workspace), "git init -q && echo ../elsewhere > .git/commondir")
+    assert (workspace / ".git" / "HEAD").is_file()
+    assert not (workspace / ".git" / "commondir").exists()
+    assert "kfd removed" in output
