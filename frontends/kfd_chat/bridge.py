@@ -75,6 +75,8 @@ class Bridge:
         self._pending: dict[str, dict[str, str]] = {}
         """session -> approval id -> message id, for approvals still open."""
         self._answers: dict[str, str] = {}
+        self._trust_shown: dict[str, str] = {}
+        """session -> the project config content (sha256) last shown for `!trust yes`."""
 
     async def run(self) -> None:
         async with await self.client.follow(since=dict(self.state.cursors)) as follower:
@@ -209,10 +211,27 @@ class Bridge:
                 await self._say(place, render.cost(await self.client.session(session)), item.id)
             case "status" if session:
                 await self._say(place, render.status(await self.client.session(session)), item.id)
-            case "cancel" | "mode" | "cost" | "status":
+            case "trust" if session:
+                await self._trust(session, argument, place, item.id)
+            case "cancel" | "mode" | "cost" | "status" | "trust":
                 await self._say(place, "no session here yet: say something or `!new`", item.id)
             case _:
                 await self._say(place, render.HELP, item.id)
+
+    async def _trust(self, session: str, argument: str, place: Place, key: str) -> None:
+        """``!trust`` shows the project config; ``!trust yes`` trusts what was shown."""
+        cwd = (await self.client.session(session)).cwd
+        if argument == "revoke":
+            info = await self.client.set_trust(cwd, trusted=False)
+            await self._say(place, f"🔒 {info.path} is no longer trusted", key)
+        elif argument == "yes" and session in self._trust_shown:
+            info = await self.client.set_trust(cwd, self._trust_shown.pop(session))
+            await self._say(place, f"🔓 trusted {info.path} as shown", key)
+        else:
+            info = await self.client.trust(cwd)
+            if info.grants and not info.problem and not info.trusted:
+                self._trust_shown[session] = info.sha256
+            await self._say(place, render.trust(info), key)
 
     async def _session_for(self, item: Incoming, *, create: bool) -> str | None:
         rooms = self.state.rooms
@@ -297,6 +316,14 @@ class Bridge:
                 await self._say(place, f"💸 {event.message or event.budget}", key)
             case p.TriggerFired():
                 await self._say(place, render.trigger(event), key)
+            case p.TrustRequired():
+                if event.grants:
+                    self._trust_shown[sid] = event.sha256
+                await self._say(place, render.trust_required(event), key)
+            case p.TrustChanged():
+                who = event.by.name if event.by else "kfd"
+                state = "trusted" if event.trusted else "no longer trusted"
+                await self._say(place, f"🔐 {event.path} is {state} (by {who})", key)
 
     async def _notify(self, event: p.Event, place: Place) -> None:
         """A session no room maps to: only what needs the user goes to notify_room."""

@@ -21,6 +21,7 @@ HELP = (
     "!mode MODE    default, accept-edits, plan or auto\n"
     "!cost         what this session spent\n"
     "!status       the session's state\n"
+    "!trust [yes]  show the project's .kfd/config.toml; yes: trust it as shown\n"
     "Answer an approval by replying `allow`, `always` (keep its rule for the project) "
     "or `deny [why]`, or react 👍 / 👎."
 )
@@ -100,3 +101,29 @@ def trigger(event: p.TriggerFired) -> str:
         what = "question" if event.kind == "ask" else "request"
         return f"⚡ trigger {event.trigger}: {what} at {where}"
     return f"⚡ trigger {event.trigger}: {', '.join(event.files[:5])} changed"
+
+
+def trust_required(event: p.TrustRequired) -> str:
+    """A session's project config is not trusted: what is ignored, how to trust it."""
+    ignored = "\n".join(f"• {line}" for line in event.ignored)
+    if not event.grants:
+        return f"ℹ ignored in {event.path}:\n{ignored}"
+    return (
+        f"🔒 {event.path} is not trusted, so it only narrows rights. Ignored:\n{ignored}\n"
+        "`!trust` shows what it grants; `!trust yes` trusts exactly that content."
+    )
+
+
+def trust(info: p.TrustInfo) -> str:
+    """What ``!trust`` shows."""
+    if not info.exists:
+        return f"{info.project} has no .kfd/config.toml: nothing to trust"
+    if info.problem:
+        return f"⚠ {info.path} does not load: {info.problem}"
+    state = "trusted" if info.trusted else "changed since trusted" if info.pinned else "not trusted"
+    lines = [f"{info.path}: {state} (sha256 {info.sha256[:12]}…)"]
+    lines += [f"grants: {grant}" for grant in info.grants]
+    lines += [f"ignored: {line}" for line in info.ignored]
+    if info.grants and not info.trusted:
+        lines.append("`!trust yes` trusts exactly this content")
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from kfd.policy.rules import (
 )
 from kfd.store.db import Store
 from kfd.store.rules import RuleStore
+from kfd.store.trust import TrustStore
 
 
 @pytest.mark.parametrize(
@@ -139,7 +140,9 @@ async def test_always_rules_are_kept_per_project_and_read_with_the_other_sources
         (project / ".git").mkdir(parents=True)
         (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
         (project / "sub").mkdir()
-        book = RuleBook(PermissionsConfig(deny=["bash(curl *)"]), RuleStore(store))
+        book = RuleBook(
+            PermissionsConfig(deny=["bash(curl *)"]), RuleStore(store), TrustStore(store)
+        )
         kept = await book.keep(str(project / "sub"), "bash(make)", "s1")
         assert (kept.project, kept.rule, kept.session) == (str(project), "bash(make)", "s1")
         again = await book.keep(str(project), "bash(make)", "s2")
