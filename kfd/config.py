@@ -207,6 +207,8 @@ class ContextConfig(_Section):
     """Remembered facts placed beside each new user message (0: none)."""
     memory_recall_tokens: Annotated[int, msgspec.Meta(ge=0)] = 400
     """Most estimated tokens those facts may take together."""
+    defer_tools_after: Annotated[int, msgspec.Meta(ge=0)] = 10
+    """Deferrable tools (MCP servers') listed in full; the rest are found with ``tool_search``."""
 
 
 class PermissionsConfig(_Section):

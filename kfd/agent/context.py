@@ -23,15 +23,23 @@ from kfd.agent.prompt import (
     build_request,
     instructions_changed,
     limits,
+    offer_tools,
     refresh_preamble,
     request_tokens,
 )
 from kfd.agent.recall import recall_for_turn
 from kfd.agent.titles import title_from
-from kfd.agent.tokens import estimate, message_tokens, tools_tokens
+from kfd.agent.tokens import (
+    counted_with,
+    counter,
+    load_tokenizer,
+    message_tokens,
+    start_loading,
+    tools_tokens,
+)
 from kfd.errors import BudgetExceeded, ProviderError, RequestError
 from kfd.gateway.types import ModelRequest
-from kfd.protocol import CompactResult, ContextPart, ContextResult, Usage
+from kfd.protocol import CompactResult, ContextPart, ContextResult, MissingTool, Usage
 from kfd.transcript import Message, SummaryMessage, ToolResultMessage, UserMessage
 
 if TYPE_CHECKING:
@@ -41,12 +49,14 @@ if TYPE_CHECKING:
 async def prepare_request(session: Session, turn: int) -> ModelRequest:
     """The request for the next model call of ``turn``."""
     state = session.context
+    start_loading(session.info.model or session.runtime.config.model.model)
     async with state.lock:
         if state.prepared_turn != turn:
             state.prepared_turn = turn
             await _start_turn(session)
         elif state.preamble is None:
             await refresh_preamble(session)
+        await offer_tools(session)
         request = build_request(session, turn)
         if _over_threshold(session, request):
             try:
@@ -120,6 +130,8 @@ async def compact_now(session: Session, instructions: str = "") -> CompactResult
     async with state.lock:
         if state.preamble is None:
             await refresh_preamble(session)
+        if state.offer is None:
+            await offer_tools(session)
         try:
             event = await compact(session, session.info.turns, "manual", instructions)
         except NothingToCompact as exc:
@@ -143,33 +155,37 @@ async def context_report(session: Session) -> ContextResult:
         async with state.lock:  # not held otherwise: a running compaction need not finish
             if state.preamble is None:
                 await refresh_preamble(session)
+    await load_tokenizer(session.info.model or session.runtime.config.model.model)
+    offer = await offer_tools(session)
     request = build_request(session, session.info.turns + 1)
+    count = counter(request.model)
     preamble = state.preamble
     scale = state.calibration.scale
     recalls = state.recalled_in_view(session.messages)
-    memory = sum(estimate(render_memories(recall)) for recall in recalls)
+    memory = sum(count(render_memories(recall)) for recall in recalls)
     transcript = tool_outputs = summary = 0
     results = 0
     for message in request.messages:
         if isinstance(message, SummaryMessage):
-            summary += message_tokens(message)
+            summary += message_tokens(message, count)
         elif isinstance(message, ToolResultMessage):
-            tool_outputs += message_tokens(message)
+            tool_outputs += message_tokens(message, count)
             results += 1
         else:
-            transcript += message_tokens(message)
+            transcript += message_tokens(message, count)
     environment = preamble.environment if preamble else ""
     files = preamble.files if preamble else []
     parts = [
-        ContextPart(name="system", tokens=scale(estimate(STABLE_PREFIX + environment))),
+        ContextPart(name="system", tokens=scale(count(STABLE_PREFIX + environment))),
         ContextPart(
             name="tools",
-            tokens=scale(tools_tokens(request.tools)),
-            detail=f"{len(request.tools)} tools",
+            tokens=scale(tools_tokens(request.tools, count)),
+            detail=f"{len(request.tools)} tools"
+            + (f", {len(offer.deferred)} more through tool_search" if offer.deferred else ""),
         ),
         ContextPart(
             name="instructions",
-            tokens=scale(estimate(preamble.instructions if preamble else "")),
+            tokens=scale(count(preamble.instructions if preamble else "")),
             detail=", ".join(files),
         ),
         ContextPart(name="memory", tokens=scale(memory), detail=f"{len(recalls)} recalls"),
@@ -198,4 +214,8 @@ async def context_report(session: Session) -> ContextResult:
         reported_tokens=state.calibration.reported,
         calibration=round(state.calibration.ratio, 3),
         compactions=state.compactions,
+        tokenizer=counted_with(request.model),
+        tools_missing=[MissingTool(name=m.name, reason=m.reason) for m in offer.missing],
+        tools_deferred=len(offer.deferred),
+        tools_loaded=list(state.loaded_tools),
     )

@@ -3,9 +3,10 @@
 The transcript (`Session.messages`) only grows. What the model reads is
 derived from it and from this state: the summary standing for the messages
 before ``first_kept``, the memories recalled beside user messages, the task
-list. Each of these is event-sourced (``context.compacted``,
-``memory.recalled``, ``tasks.updated``): `restore` rebuilds the state from the
-log when a session is loaded after a restart, or forked.
+list, the tools the model loaded with ``tool_search``. Each of these is
+event-sourced (``context.compacted``, ``memory.recalled``, ``tasks.updated``,
+``tools.loaded``): `restore` rebuilds the state from the log when a session
+is loaded after a restart, or forked.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from kfd.agent.tokens import Calibration
-from kfd.protocol import AnyEvent, ContextCompacted, MemoryRecalled, Task, TasksUpdated
+from kfd.agent.tool_offer import ToolOffer
+from kfd.protocol import (
+    AnyEvent,
+    ContextCompacted,
+    MemoryRecalled,
+    Task,
+    TasksUpdated,
+    ToolsLoaded,
+)
 from kfd.transcript import Message, UserMessage
 
 if TYPE_CHECKING:
@@ -26,7 +35,7 @@ if TYPE_CHECKING:
 
 _event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
 
-RESTORED_EVENTS = ("context.compacted", "memory.recalled", "tasks.updated")
+RESTORED_EVENTS = ("context.compacted", "memory.recalled", "tasks.updated", "tools.loaded")
 """The events `restore` reads."""
 
 
@@ -61,6 +70,10 @@ class ContextState:
     recalled: dict[str, MemoryRecalled] = field(default_factory=dict)
     """User message id -> the memories the model reads after that message."""
     tasks: list[Task] = field(default_factory=list)
+    loaded_tools: list[str] = field(default_factory=list)
+    """Tools ``tool_search`` added to the session's list, in order (`kfd.agent.tool_offer`)."""
+    offer: ToolOffer | None = None
+    """The tools of the last request prepared (what ``tool_search`` searches)."""
     calibration: Calibration = field(default_factory=Calibration)
     preamble: Preamble | None = None
     prepared_turn: int = 0
@@ -70,7 +83,7 @@ class ContextState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     """Held while a request is prepared or the transcript compacted."""
 
-    def apply(self, event: ContextCompacted | MemoryRecalled | TasksUpdated) -> None:
+    def apply(self, event: ContextCompacted | MemoryRecalled | TasksUpdated | ToolsLoaded) -> None:
         """Take an event of this state into account (live or replayed)."""
         match event:
             case ContextCompacted():
@@ -81,6 +94,9 @@ class ContextState:
                 self.recalled[event.message_id] = event
             case TasksUpdated():
                 self.tasks = list(event.tasks)
+            case ToolsLoaded():
+                known = set(self.loaded_tools)
+                self.loaded_tools += [name for name in event.names if name not in known]
 
     def recalled_in_view(self, messages: Sequence[Message]) -> list[MemoryRecalled]:
         """The recalls beside the user messages the model still reads."""
@@ -106,7 +122,7 @@ async def restore(session: Session) -> None:
     rows = await session.runtime.store.event_types(session.id, RESTORED_EVENTS)
     for _, body in rows:
         event = _event_decoder.decode(body)
-        if isinstance(event, ContextCompacted | MemoryRecalled | TasksUpdated):
+        if isinstance(event, ContextCompacted | MemoryRecalled | TasksUpdated | ToolsLoaded):
             state.apply(event)
     # A loaded session waits for a new message before compacting by itself.
     state.compacted_at = len(session.messages) if state.compactions else -1

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kfd.agent.memory import ForgetTool, RecallTool, RememberTool
 from kfd.agent.outputs import ReadOutputTool
 from kfd.agent.tasks import TasksSetTool
+from kfd.agent.tool_search import NAME as TOOL_SEARCH
 
 if TYPE_CHECKING:
     from kfd.agent.session import Session
@@ -45,7 +46,7 @@ def with_core_tools(
     providers' prompt caches warm); a plugin tool named like a core one is
     dropped and reported in ``problems``."""
     core = core_tools(store, sessions)
-    taken = {tool.name for tool in core}
+    taken = {tool.name for tool in core} | {TOOL_SEARCH}
     kept = []
     for tool in plugin_tools:
         if tool.name in taken:

@@ -20,7 +20,8 @@ import msgspec
 from kfd import paths
 from kfd.agent import environment, instructions
 from kfd.agent.context_state import Preamble, render_memories
-from kfd.agent.tokens import estimate, messages_tokens, tools_tokens
+from kfd.agent.tokens import counter, messages_tokens, tools_tokens
+from kfd.agent.tool_offer import ToolOffer
 from kfd.gateway.types import ModelRequest
 from kfd.transcript import Message, SummaryMessage, UserMessage
 
@@ -126,20 +127,37 @@ def model_view(session: Session, end: int | None = None) -> list[Message]:
     return view
 
 
+async def offer_tools(session: Session) -> ToolOffer:
+    """Decide the tools of the session's next request (`kfd.agent.tools.ToolRegistry.offer`)."""
+    state = session.context
+    config = session.runtime.config
+    state.offer = await session.runtime.tools.offer(
+        Path(session.info.cwd),
+        state.loaded_tools,
+        tools_config=config.tools,
+        defer_after=config.context.defer_tools_after,
+    )
+    return state.offer
+
+
 def build_request(session: Session, turn: int) -> ModelRequest:
-    """The request for the next model call, from the session as it stands."""
+    """The request for the next model call, from the session as it stands
+    (with the tools of the last `offer_tools`)."""
     config = session.runtime.config.model
+    offer = session.context.offer
     return ModelRequest(
         model=session.info.model or config.model,
         system=system_prompt(session),
         messages=model_view(session),
-        tools=session.runtime.tools.specs,
+        tools=offer.specs if offer is not None else [],
         max_output_tokens=config.max_output_tokens,
         metadata={"session": session.id, "turn": str(turn)},
     )
 
 
 def request_tokens(request: ModelRequest) -> int:
-    """Estimated (uncalibrated) input tokens of a request."""
-    system = estimate(request.system) + tools_tokens(request.tools)
-    return system + messages_tokens(request.messages)
+    """Input tokens of a request, uncalibrated: counted exactly where kfd has the
+    model's tokenizer loaded, else estimated (`kfd.agent.tokens`)."""
+    count = counter(request.model)
+    system = count(request.system) + tools_tokens(request.tools, count)
+    return system + messages_tokens(request.messages, count)

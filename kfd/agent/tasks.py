@@ -34,10 +34,7 @@ class TaskItem(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class TasksSetArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of tasks_set."""
 
-    tasks: Annotated[
-        list[TaskItem],
-        msgspec.Meta(max_length=MAX_TASKS, description="The whole list, in order."),
-    ]
+    tasks: Annotated[list[TaskItem], msgspec.Meta(max_length=MAX_TASKS)]
 
 
 class TasksSetTool(Tool[TasksSetArgs]):
@@ -45,10 +42,11 @@ class TasksSetTool(Tool[TasksSetArgs]):
 
     name = "tasks_set"
     description = (
-        "Set your task list for work of several steps; the user sees it. Send the whole "
-        "list each time, statuses pending, in_progress or done; one in_progress at a time."
+        "Set your plan for work of several steps; the user sees it. Send the whole list "
+        "each time, with one task in_progress at a time."
     )
     Args = TasksSetArgs
+    schema_budget = 440
     read_only = True  # it changes only what the user is shown: allowed in every mode
 
     def __init__(self, sessions: Callable[[str], Session]) -> None:

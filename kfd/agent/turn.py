@@ -22,6 +22,7 @@ import msgspec
 
 from kfd.agent.after_tool import after_tool
 from kfd.agent.context import compact_after_overflow, observe_usage, prepare_request
+from kfd.agent.tool_offer import unknown_tool
 from kfd.agent.toolcall import CallContext
 from kfd.agent.tools import InvalidArguments
 from kfd.agent.truncate import cap
@@ -303,12 +304,10 @@ async def _flush(session: Session, group: list[tuple[_Call, str]]) -> None:
 
 def _prepare(session: Session, call: ToolCall) -> _Call:
     registry = session.runtime.tools
-    tool = registry.get(call.name)
+    offer = session.context.offer
+    tool = offer.get(call.name) if offer is not None else None
     if tool is None:
-        available = ", ".join(registry.names)
-        return _Call(
-            call, None, {}, None, f"unknown tool `{call.name}`; the tools are: {available}"
-        )
+        return _Call(call, None, {}, None, unknown_tool(offer, call.name))
     try:
         raw, args = registry.parse(tool, call.arguments)
     except InvalidArguments as exc:

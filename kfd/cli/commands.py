@@ -15,6 +15,7 @@ import msgspec
 
 from kfd import paths
 from kfd import protocol as p
+from kfd.cli.context import print_missing
 from kfd.client import (
     Client,
     ClientError,
@@ -228,7 +229,7 @@ async def status(args: argparse.Namespace) -> int:
             print(f"no kfd daemon is running for {directory}")
         return EXIT_NO_DAEMON
     async with await Client.connect(name="kfd-status") as client:
-        result = await client.status()
+        result = await client.status(cwd=os.getcwd())
     if args.json:
         data = msgspec.to_builtins(result)
         data["running"] = True
@@ -248,6 +249,7 @@ async def status(args: argparse.Namespace) -> int:
         print(f"config  {result.config_path} ({state} {loaded})")
     for problem in result.problems:
         print(f"problem: {problem}")
+    print_missing(result.tools_missing, "in this directory")
     return EXIT_OK
 
 

@@ -180,11 +180,12 @@ class Client:
 
     # -- convenience -------------------------------------------------------
 
-    async def status(self, *, refresh_tools: bool = False) -> p.StatusResult:
+    async def status(self, *, refresh_tools: bool = False, cwd: str = "") -> p.StatusResult:
         """The daemon's state; ``refresh_tools`` first asks the tool sources (MCP
-        servers start if they have not yet), so it may take longer."""
+        servers start if they have not yet), so it may take longer. With ``cwd``,
+        ``tools_missing`` says which tools cannot work in that directory."""
         result: p.StatusResult = await self.request(
-            p.Status(id="", refresh_tools=refresh_tools),
+            p.Status(id="", refresh_tools=refresh_tools, cwd=cwd),
             timeout=REFRESH_TIMEOUT if refresh_tools else DEFAULT_TIMEOUT,
         )
         return result

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -35,6 +36,7 @@ from kfd.protocol import (
     MemoryList,
     MemorySearch,
     MessageSend,
+    MissingTool,
     ModelList,
     Reply,
     Request,
@@ -181,7 +183,7 @@ class RpcHandler:
             case Status():
                 if request.refresh_tools:
                     await daemon.runtime.tools.refresh()
-                return await self._status()
+                return await self._status(request.cwd)
             case Shutdown():
                 asyncio.get_running_loop().call_soon(daemon.stop, f"requested by {frontend.name}")
                 return Empty()
@@ -295,9 +297,16 @@ class RpcHandler:
             more=more,
         )
 
-    async def _status(self) -> StatusResult:
+    async def _status(self, cwd: str) -> StatusResult:
         daemon = self.daemon
         present = daemon.present_frontends()
+        missing: list[MissingTool] = []
+        if cwd:
+            real = os.path.realpath(cwd)
+            if not os.path.isabs(cwd) or not os.path.isdir(real):
+                raise RequestError("bad_request", f"cwd {cwd!r} is not an absolute directory")
+            found = await daemon.runtime.tools.check(Path(real), daemon.runtime.config.tools)
+            missing = [MissingTool(name=name, reason=why) for name, why in sorted(found.items())]
         return StatusResult(
             pid=os.getpid(),
             version=__version__,
@@ -321,6 +330,7 @@ class RpcHandler:
             config_path=str(daemon.reloader.path),
             config_loaded_at=daemon.reloader.loaded_at,
             config_error=daemon.reloader.error,
+            tools_missing=missing,
         )
 
 

@@ -64,6 +64,7 @@ _FORK_COPIED = frozenset(
         "turn.started",
         "turn.completed",
         "tasks.updated",  # the plan as it stood at the cut
+        "tools.loaded",  # the tools the copied transcript found and may call
     }
 )
 
