@@ -92,8 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["acp"]:
+        # An editor waits on `kfd acp` before it shows anything: skip building
+        # (and importing) every other command's parser.
+        from kfd.cli import frontend
+
+        arguments = frontend.acp_parser().parse_args(words[1:])
+        arguments.command = "acp"
+        return frontend.acp(arguments)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     command = args.command
     if command in (None, "attach", "new"):
         from kfd.cli import repl
@@ -111,6 +120,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import frontend
 
         return frontend.main(args)
+    if command == "acp":
+        from kfd.cli import frontend
+
+        return frontend.acp(args)
     if command in ("context", "compact"):
         from kfd.cli import context
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kfd.agent.session import _keepable
+from kfd.agent.approvals import keepable as _keepable
 from kfd.redact import StreamRedactor, learn_environment, redact, scrub
 from kfd.redact.values import known, plausible
 from kfd.sandbox import environment
