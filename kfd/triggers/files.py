@@ -10,9 +10,11 @@ any depth, ``src/**/*.py`` only under ``src``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import NamedTuple
 
 import pathspec
 
@@ -41,6 +43,12 @@ DIFF_LIMIT = 20_000
 """Characters of diff a prompt carries at most."""
 
 NEW_FILE_LINES = 200
+
+MAX_HASHED_BYTES = 64 * 1024 * 1024
+"""Larger files are not hashed: any event on them counts as a change."""
+
+ARGUMENTS_PER_CALL = 500
+"""Paths named on one git command line (a checkout may change tens of thousands)."""
 
 
 class FileFilter:
@@ -72,15 +80,18 @@ class FileFilter:
         return False
 
 
-async def _git(workspace: Path, *args: str, stdin: bytes | None = None) -> tuple[int, bytes]:
+async def _git(
+    workspace: Path, *args: str, stdin: bytes | None = None, literal: bool = False
+) -> tuple[int, bytes]:
     """Run git for the repository of ``workspace`` (`kfd.git.run_git`: none of its
-    configuration, so nothing in ``.git`` runs). Raises OSError when there is no
-    usable repository or no git."""
+    configuration, so nothing in ``.git`` runs). ``literal``: file names are names,
+    never pathspec globs. Raises OSError when there is no usable repository or no git."""
     found = await asyncio.to_thread(git.find, workspace)
     if not isinstance(found, git.Repository):
         raise OSError(f"no repository kfd may use at {workspace}")
+    options = ("--literal-pathspecs",) if literal else ()
     try:
-        output = await git.run_git(found, workspace, *args, stdin=stdin)
+        output = await git.run_git(found, workspace, *options, *args, stdin=stdin)
     except git.GitUnavailable as exc:
         raise OSError(str(exc)) from exc
     return output.returncode, output.stdout
@@ -153,3 +164,51 @@ def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
             return f"--- {relative} is not a regular file"
         lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
     return f"--- {relative} (new or untracked file)\n" + "".join(lines)
+
+
+class FileState(NamedTuple):
+    """A changed file as it is now: mtime and content digest (both None: deleted)."""
+
+    mtime: float | None
+    digest: str | None
+
+
+def file_states(paths: list[str]) -> list[FileState]:
+    """The state of each path (blocking: call from a worker thread)."""
+    return [_state(path) for path in paths]
+
+
+def _state(path: str) -> FileState:
+    try:
+        info = os.stat(path)
+        if info.st_size > MAX_HASHED_BYTES:
+            return FileState(info.st_mtime, f"large:{info.st_size}:{info.st_mtime_ns}")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_HASHED_BYTES + 1)
+    except OSError:
+        return FileState(None, None)
+    return FileState(info.st_mtime, blob_id(data))
+
+
+def blob_id(data: bytes) -> str:
+    """Git's object id of ``data`` as a blob (SHA-1), so it compares with the index."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+async def git_blobs(workspace: Path, relatives: list[str]) -> dict[str, str]:
+    """The object ids git's index holds for ``relatives`` (tracked files only)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(relatives), ARGUMENTS_PER_CALL):
+        batch = relatives[start : start + ARGUMENTS_PER_CALL]
+        try:
+            code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *batch, literal=True)
+        except OSError:  # no git: nothing is known of these files
+            return found
+        if code != 0:
+            return found
+        for entry in out.split(b"\0"):
+            meta, tab, name = entry.partition(b"\t")
+            fields = meta.split()
+            if tab and len(fields) == 3 and fields[2] == b"0":
+                found[name.decode(errors="replace")] = fields[1].decode()
+    return found
