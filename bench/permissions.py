@@ -24,8 +24,8 @@ from kfd.policy.defaults import builtin_rules
 from kfd.policy.engine import decide_facts
 from kfd.policy.facts import CallFacts
 from kfd.policy.rulebook import configured
+from kfd.sandbox import probe
 from kfd_shell import BashTool
-from kfd_shell.sandbox import probe
 
 LINES = [
     "git status",

@@ -138,6 +138,7 @@ async def test_always_rules_are_kept_per_project_and_read_with_the_other_sources
     try:
         project = tmp_path / "project"
         (project / ".git").mkdir(parents=True)
+        (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
         (project / "sub").mkdir()
         book = RuleBook(
             PermissionsConfig(deny=["bash(curl *)"]), RuleStore(store), TrustStore(store)
