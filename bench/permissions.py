@@ -19,10 +19,10 @@ from common import summary
 from kfd.agent.toolcall import CallContext
 from kfd.api import PolicyRequest, Sandbox
 from kfd.config import PermissionsConfig
-from kfd.policy.commands import line_facts
 from kfd.policy.defaults import builtin_rules
 from kfd.policy.engine import decide_facts
 from kfd.policy.facts import CallFacts
+from kfd.policy.line_facts import line_facts
 from kfd.policy.rulebook import configured
 from kfd_shell import BashTool
 from kfd_shell.sandbox import probe

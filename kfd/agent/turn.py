@@ -27,7 +27,7 @@ from kfd.agent.truncate import cap
 from kfd.api import ApprovalNeeded, Sandbox, Tool, ToolError, ToolResult
 from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
-from kfd.policy.gate import decide_call
+from kfd.policy.gate import CallSite, decide_call
 from kfd.policy.rules import grant_rule, grants_of
 from kfd.protocol import (
     ErrorEvent,
@@ -254,7 +254,7 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
         if item.error is not None or item.tool is None or item.args is None:
             _answer(session, item.call, "error", item.error or "invalid call")
             continue
-        verdict = await decide_call(session, item.tool, item.args, item.raw)
+        verdict = await decide_call(_call_site(session), item.tool, item.args, item.raw)
         if verdict.decision == "deny":
             _answer(
                 session, item.call, "denied", f"denied: {verdict.reason}", reason=verdict.reason
@@ -313,6 +313,23 @@ def _prepare(session: Session, call: ToolCall) -> _Call:
     except InvalidArguments as exc:
         return _Call(call, tool, {}, None, str(exc))
     return _Call(call, tool, raw, args, None, summary=tool.summary(args))
+
+
+def _call_site(session: Session) -> CallSite:
+    """What the permission gate needs of the session, as a value."""
+    runtime = session.runtime
+    assert runtime.rule_book is not None, "the daemon gives every runtime a rule book"
+    return CallSite(
+        session_id=session.id,
+        workspace=session.info.cwd,
+        mode=session.info.mode,
+        session_rules=tuple(session.session_rules),
+        untrusted=session.untrusted_tool() or None,
+        rule_book=runtime.rule_book,
+        policies=tuple(runtime.policies),
+        network_allowed=runtime.config.sandbox.network,
+        tools=runtime.config.tools,
+    )
 
 
 def _workspace(session: Session) -> Path:
