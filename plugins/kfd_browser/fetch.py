@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -81,6 +82,12 @@ class BrowserFetchTool(Tool[BrowserArgs]):
     def session_rule(self, args: BrowserArgs) -> str:
         """``browser_fetch(domain:<host>)``."""
         return f"browser_fetch(domain:{(urlsplit(args.url).hostname or args.url).lower()})"
+
+    def domains(self, args: BrowserArgs, config: Mapping[str, Any]) -> list[str]:
+        """The page's host. What the page itself loads is the page's choice: a page on
+        an allowed domain may still reach others (the address guard keeps private
+        addresses out)."""
+        return [(urlsplit(args.url).hostname or args.url).lower()]
 
     async def run(self, args: BrowserArgs, ctx: ToolContext) -> ToolResult:
         from kfd_web.convert import html_to_markdown  # trafilatura: imported on first use

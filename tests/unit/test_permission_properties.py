@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from kfd.api import PolicyRequest
 from kfd.config import PermissionsConfig
-from kfd.policy.commands import line_facts
 from kfd.policy.defaults import builtin_rules
 from kfd.policy.engine import decide_facts
 from kfd.policy.facts import CallFacts
+from kfd.policy.line_facts import line_facts
 from kfd.policy.rulebook import configured
 from kfd.protocol import MODES, Mode
 

@@ -16,14 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kfd.policy.command_rules import matches_rule, rule_for
 from kfd.policy.shell import (
     MAX_COMMAND_BYTES,
     Redirect,
     RiskKind,
     ShellAnalysis,
     analyze,
-    matches_rule,
-    rule_for,
 )
 
 ALIAS = RiskKind.ALIAS
@@ -215,7 +214,7 @@ CASES = [
     Case("env -u HOME rm x", [RM], set(), "env unsetting a variable"),
     Case("/usr/bin/env rm x", [RM], set(), "env by path"),
     Case("env", [["env"]], set(), "env alone"),
-    Case("env -S 'rm x'", [["env", "-S", "rm x"]], {WRAPPER}, "env split string"),
+    Case("env -S 'rm x'", [RM], set(), "env split string"),
     Case("nice -n 10 rm x", [RM], set(), "nice"),
     Case("nice -5 rm x", [RM], set(), "nice numeric"),
     Case("nohup rm x", [RM], set(), "nohup"),
@@ -261,7 +260,12 @@ CASES = [
     ),
     Case("git --git-dir=/tmp/evil/.git status", [["git", "status"]], {GIT_CONFIG}, "git-dir"),
     Case("git --version", [["git", "--version"]], set(), "git option that is the command"),
-    Case("git rebase -x 'rm x' main", [["git", "rebase", "-x", "rm x", "main"]], {PROGRAM}, "-x"),
+    Case(
+        "git rebase -x 'rm x' main",
+        [["git", "rebase", "-x", "rm x", "main"], RM],
+        {PROGRAM},
+        "-x",
+    ),
     Case(
         "git config core.pager 'rm x'",
         [["git", "config", "core.pager", "rm x"]],
@@ -291,7 +295,7 @@ CASES = [
     Case("$CMD args", [["$CMD", "args"]], {DC}, "variable as command"),
     Case("${x} y", [["${x}", "y"]], {DC}, "braced variable as command"),
     Case('"$f"', [['"$f"']], {DC}, "quoted variable as command"),
-    Case("${!ref} x", [["${!ref}", "x"]], {DC}, "indirect variable as command"),
+    Case("${!ref} x", [["${!ref}", "x"]], {DC, ARITHMETIC}, "indirect variable as command"),
     Case('f=.env; cat "$f"', [["cat", '"$f"']], {DA}, "variable as argument"),
     Case("cat $HOME/.ssh/id_rsa", [["cat", "$HOME/.ssh/id_rsa"]], {DA}, "variable in a path"),
     Case("PATH=/tmp/evil:$PATH git status", [["git", "status"]], {ENV}, "PATH prefix"),
