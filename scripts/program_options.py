@@ -132,7 +132,6 @@ GNU = {
         "xz",
         "patch",
         "less",
-        "awk",
         "gawk",
     ],
     "util-linux": [

@@ -153,15 +153,24 @@ class CommandView:
     def parsed(self, program: str) -> Parsed | None:
         """The command read as ``program`` reads its command line (None: unknown program)."""
         if program not in self._parsed:
-            spec = spec_for(program)
-            if spec is None:
+            parsed = _parse_as(program, tuple(self.argv), frozenset(self.dynamic), self.open_ended)
+            if parsed is None:
                 return None
-            dynamic = set(self.dynamic)
-            args = [Arg(w, i not in dynamic) for i, w in enumerate(self.argv) if i > 0]
-            if self.open_ended:
-                args.append(Arg("", static=False))
-            self._parsed[program] = parse(spec, args)
+            self._parsed[program] = parsed
         return self._parsed[program]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_as(
+    program: str, argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool
+) -> Parsed | None:
+    spec = spec_for(program)
+    if spec is None:
+        return None
+    args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
+    if open_ended:
+        args.append(Arg("", static=False))
+    return parse(spec, args)
 
 
 def rule_program(pattern: CommandPattern) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ small value: the gate knows nothing of sessions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -114,7 +115,12 @@ class Gathered(NamedTuple):
 
 def restricted_matcher(rules: Sequence[SourcedRule], workspace: str, home: str) -> PathMatcher:
     """The paths read rules deny or ask about, compiled for walking trees."""
-    specs = [s.rule.spec for s in restricted_reads(rules) if s.rule.spec is not None]
+    specs = tuple(s.rule.spec for s in restricted_reads(rules) if s.rule.spec is not None)
+    return _matcher(specs, workspace, home)
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(specs: tuple[str, ...], workspace: str, home: str) -> PathMatcher:
     return PathMatcher(specs, workspace, home)
 
 

@@ -29,6 +29,7 @@ Allow
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 import msgspec
 
 from kfd.policy.command_rules import (
+    CommandPattern,
     CommandView,
     Match,
     allow_match,
@@ -270,25 +272,41 @@ def _weigh_risks(line: LineFacts, found: Findings) -> None:
 
 def allowing_rule(command: SimpleCommand, rules: Sequence[SourcedRule]) -> SourcedRule | None:
     """The first rule of ``rules`` allowing this command word for word, if one does."""
+    index = _allow_index(tuple(rules))
+    first = command.argv[0] if command.argv else ""
+    for sourced, pattern in [*index.get(first, []), *index.get("", [])]:
+        if allow_match(pattern, command.argv, command.dynamic, command.open_ended):
+            return sourced
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _allow_index(
+    rules: tuple[SourcedRule, ...],
+) -> dict[str, list[tuple[SourcedRule, CommandPattern]]]:
+    """The bash allow rules by their first word (allow rules match word for word), in order;
+    ``""`` holds those that match any command (``bash(*)``)."""
+    index: dict[str, list[tuple[SourcedRule, CommandPattern]]] = {}
     for sourced in rules:
         spec = sourced.rule.spec
         if sourced.decision != "allow" or spec is None or not sourced.rule.names("bash"):
             continue
         pattern = command_pattern(spec)
-        if pattern is not None and allow_match(
-            pattern, command.argv, command.dynamic, command.open_ended
-        ):
-            return sourced
-    return None
+        if pattern is not None:
+            index.setdefault(pattern.words[0] if pattern.words else "", []).append(
+                (sourced, pattern)
+            )
+    return index
+
+
+_READ_ONLY = tuple(
+    SourcedRule(rule, "allow", "built-in") for rule in sorted(READ_ONLY_RULES, key=lambda r: r.text)
+)
 
 
 def read_only(command: SimpleCommand) -> bool:
     """Whether the command is one of the built-in read-only ones (``ls``, ``git status``...)."""
-    return any(
-        allow_match(pattern, command.argv, command.dynamic, command.open_ended)
-        for rule in READ_ONLY_RULES
-        if rule.spec is not None and (pattern := command_pattern(rule.spec)) is not None
-    )
+    return allowing_rule(command, _READ_ONLY) is not None
 
 
 def _allowed_parts(parts: Sequence[_Part], allowed: SourcedRule) -> Outcome:

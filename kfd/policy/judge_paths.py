@@ -18,13 +18,14 @@ allow rule only where the path really is.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
 from kfd.policy.defaults import protected
 from kfd.policy.facts import CallFacts, PathFact, TreeFact
 from kfd.policy.reading import GitRead
-from kfd.policy.rules import SourcedRule, could_match_under, path_match
+from kfd.policy.rules import PathMatcher, SourcedRule, could_match_under, path_match
 from kfd.policy.verdicts import Findings
 
 __all__ = [
@@ -116,19 +117,30 @@ def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[Sou
     if write is None or write is True:
         families |= _WRITE_RULES
     tool = facts.request.tool
+    workspace = facts.request.workspace
+    quick, candidates = _path_rules(tuple(facts.rules), workspace, facts.home)
+    if not quick(fact.path) and not quick(fact.real):
+        return []  # no path rule matches either spelling: most paths, most of the time
     matching = []
-    for sourced in facts.rules:
+    for sourced, spec in candidates:
         rule = sourced.rule
-        if rule.spec is None or rule.domain is not None:
-            continue
         if rule.tool not in families and (tool == "bash" or not rule.names(tool)):
             continue
         # A path is denied (or asked) under any name, allowed only where it really is.
         spellings = (fact.real,) if sourced.decision == "allow" else (fact.path, fact.real)
-        workspace = facts.request.workspace
-        if any(path_match(rule.spec, p, workspace, facts.home) for p in spellings):
+        if any(path_match(spec, p, workspace, facts.home) for p in spellings):
             matching.append(sourced)
     return matching
+
+
+@functools.lru_cache(maxsize=64)
+def _path_rules(
+    rules: tuple[SourcedRule, ...], workspace: str, home: str
+) -> tuple[PathMatcher, list[tuple[SourcedRule, str]]]:
+    """The path rules of a rule set, and all of them as one matcher: a quick "no rule
+    here" for most paths, most of the time."""
+    found = [(s, s.rule.spec) for s in rules if s.rule.spec is not None and s.rule.domain is None]
+    return PathMatcher([spec for _, spec in found], workspace, home), found
 
 
 def restricted_reads(rules: Sequence[SourcedRule]) -> list[SourcedRule]:

@@ -19,6 +19,7 @@ Blocking (it stats the file system): call `line_facts` through a thread.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -166,13 +167,15 @@ class _Gatherer:
         self.path_dirs = path_dirs
         self.trees: dict[str, TreeFact] = {}
         self.index: list[str] | bool | None = False
+        self.resolved: dict[tuple[str, str], PathFact] = {}
+        self.workspace_path = _workspace_path(tuple(path_dirs), workspace, root)
 
     def command(self, command: SimpleCommand) -> CommandFacts:
         reading = read_command(command)
         paths: dict[str, PathFact] = {}
         for candidate in candidates(command, reading):
             for base in self.bases:
-                fact = path_fact(candidate, base, self.root)
+                fact = self.resolve(candidate, base)
                 paths.setdefault(fact.path, fact)
         unknown = self.unknown_words(command, reading, paths)
         names, identity = self.identity(command)
@@ -187,6 +190,14 @@ class _Gatherer:
             trees=trees,
             index_hits=index_hits,
         )
+
+    def resolve(self, word: str, base: str) -> PathFact:
+        """`path_fact`, once per word and directory in a line."""
+        key = (word, base)
+        fact = self.resolved.get(key)
+        if fact is None:
+            fact = self.resolved[key] = path_fact(word, base, self.root)
+        return fact
 
     def unknown_words(
         self, command: SimpleCommand, reading: Reading, paths: dict[str, PathFact]
@@ -226,7 +237,7 @@ class _Gatherer:
             for index, match in enumerate(glob.iglob(pattern, root_dir=base)):
                 if index >= MAX_GLOB_MATCHES:
                     return None
-                facts.append(path_fact(match, base, self.root))
+                facts.append(self.resolve(match, base))
         return facts
 
     def identity(self, command: SimpleCommand) -> tuple[list[str], str]:
@@ -236,13 +247,8 @@ class _Gatherer:
         program = command.argv[0]
         name = os.path.basename(program)
         if "/" not in program:
-            for directory in self.path_dirs:
-                absolute = os.path.join(self.workspace, directory)
-                if (
-                    not directory
-                    or not os.path.isabs(directory)
-                    or inside(os.path.realpath(absolute), self.root)
-                ) and os.path.lexists(os.path.join(absolute, program)):
+            for directory in self.workspace_path:
+                if os.path.lexists(os.path.join(self.workspace, directory, program)):
                     return [name], f"{program} is found in the workspace through PATH"
             return [], ""
         # The line may run it from any of its directories: every one counts.
@@ -271,7 +277,7 @@ class _Gatherer:
         roots = [f for f in paths.values() if f.kind == "dir" and f.word not in values]
         default = reading.default_tree()
         if default:
-            roots += [path_fact(default, base, self.root) for base in self.bases]
+            roots += [self.resolve(default, base) for base in self.bases]
         return [self.tree(fact) for fact in roots]
 
     def tree(self, fact: PathFact) -> TreeFact:
@@ -298,6 +304,18 @@ class _Gatherer:
         ]
 
 
+@functools.lru_cache(maxsize=64)
+def _workspace_path(path_dirs: tuple[str, ...], workspace: str, root: str) -> list[str]:
+    """The ``PATH`` entries the workspace controls: a bare name found there may be anything."""
+    return [
+        d
+        for d in path_dirs
+        if not d
+        or not os.path.isabs(d)
+        or inside(os.path.realpath(os.path.join(workspace, d)), root)
+    ]
+
+
 def _walk(real: str, spelled: str, restricted: PathMatcher | None) -> tuple[list[str], bool]:
     """Paths under ``real`` that ``restricted`` matches (as spelled and really), and
     whether the walk saw everything. Symlinks are tested, never descended."""
@@ -317,10 +335,10 @@ def _walk(real: str, spelled: str, restricted: PathMatcher | None) -> tuple[list
             if seen > MAX_TREE_ENTRIES:
                 return hits, False
             path = os.path.join(shown, entry.name)
-            target = entry.path
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-            if restricted(path) or restricted(target) or restricted(entry.path):
+            hit = restricted(path) or (path != entry.path and restricted(entry.path))
+            if not hit and entry.is_symlink():
+                hit = restricted(os.path.realpath(entry.path))
+            if hit:
                 hits.append(path)
                 if len(hits) >= MAX_TREE_HITS:
                     return hits, True

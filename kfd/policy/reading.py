@@ -9,6 +9,7 @@ The knowledge comes from `kfd.policy.programs`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -102,14 +103,18 @@ class Reading:
 
 def read_command(command: SimpleCommand) -> Reading:
     """Read ``command`` by what kfd knows of its program."""
-    program = os.path.basename(command.argv[0]) if command.argv else ""
+    return _read(tuple(command.argv), frozenset(command.dynamic), command.open_ended)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read(argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool) -> Reading:
+    program = os.path.basename(argv[0]) if argv else ""
     spec = spec_for(program)
     known = spec is not None or builtin_for(program) is not None or wrapper_for(program) is not None
     if spec is None:
         return Reading(program, None, None, known)
-    dynamic = command.dynamic
-    args = [Arg(w, i not in dynamic) for i, w in enumerate(command.argv) if i > 0]
-    if command.open_ended:
+    args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
+    if open_ended:
         args.append(Arg("", static=False))
     return Reading(program, spec, parse(spec, args), known)
 

@@ -179,34 +179,45 @@ def path_match(spec: str, path: str, workspace: str, home: str) -> bool:
 class PathMatcher:
     """Many path specifiers against many paths, fast: a walk of a tree tests thousands.
 
-    Equivalent to ``any(path_match(spec, path, ...) for spec in specs)``, with
-    every specifier compiled into one regular expression per anchor.
+    Equivalent to ``any(path_match(spec, path, ...) for spec in specs)``. A
+    specifier that names a file anywhere (``**/.env``, ``**/*.pem``) is tested
+    against each component of a path with one regular expression; the others
+    are compiled into one regular expression per anchor.
     """
 
     def __init__(self, specs: Sequence[str], workspace: str, home: str) -> None:
         groups: dict[str, list[str]] = {}
-        anywhere: list[str] = []
+        names: list[str] = []
         for spec in (s.strip() for s in specs):
             if not spec:
                 continue
             base, pattern = _anchor(spec, workspace, home)
-            regex = _regex(pattern)
-            groups.setdefault(base, []).append(regex)
-            if base == workspace and pattern.startswith("**/"):
-                anywhere.append(regex)
+            name = pattern[3:] if pattern.startswith("**/") else ""
+            if base == workspace and name and not _SPECIAL_NAME.search(name):
+                # `**/x` matches a file or directory named x anywhere, and what is under it.
+                names.append(fnmatch.translate(name))
+                continue
+            groups.setdefault(base, []).append(_regex(pattern))
         self._groups = [(base, re.compile("|".join(rx))) for base, rx in groups.items()]
-        self._anywhere = re.compile("|".join(anywhere)) if anywhere else None
+        self._names = re.compile("|".join(names)) if names else None
 
     def __bool__(self) -> bool:
-        return bool(self._groups)
+        return bool(self._groups) or self._names is not None
 
     def __call__(self, path: str) -> bool:
         """Whether the absolute, normalised ``path`` matches one of the specifiers."""
+        names = self._names
+        if names is not None and any(names.match(part) for part in path.split("/") if part):
+            return True
         for base, regex in self._groups:
             relative = _relative(path, base)
             if relative is not None and regex.match(relative or "."):
                 return True
-        return self._anywhere is not None and bool(self._anywhere.match(path.lstrip("/")))
+        return False
+
+
+_SPECIAL_NAME = re.compile(r"[/\\]|\*\*|^!")
+"""A name glob that is more than one path component (or escapes, or negates)."""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -502,8 +502,10 @@ async def test_through_the_daemon_a_fetched_page_reaches_the_model_fenced_as_unt
 ) -> None:
     site.route("/docs", Page(body=ARTICLE))
     # Egress asks per new domain in the default mode: these two are allowed by rule.
-    allowed = '[permissions]\nallow = ["web_fetch(domain:127.0.0.1)", "web_fetch(domain:169.254.*)"]\n'
-    daemon = make_daemon(allowed + '[tools.web_fetch]\nallow_private = ["127.0.0.1"]\n')
+    allowed = (
+        '[permissions]\nallow = ["web_fetch(domain:127.0.0.1)", "web_fetch(domain:169.254.*)"]'
+    )
+    daemon = make_daemon(allowed + '\n[tools.web_fetch]\nallow_private = ["127.0.0.1"]\n')
     model_server.add(
         Reply(
             tool_calls=[

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kfd.policy.shell.model import RiskKind
-from kfd.policy.shell.steps import DONE, Invocation, Step, Unwrapped, dynamic_word, writes
+from kfd.policy.shell.steps import DONE, Invocation, Step, Unwrapped, dynamic_word
 from kfd.policy.shell.words import Word
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def _find(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
     while i < len(words):
         value = words[i].value
         if value in _FIND_WRITES and i + 1 < len(words):
-            out.findings.append(writes(words[i + 1].text, f"find {value}"))
+            out.write(words[i + 1].text, f"find {value}")
         if value not in _FIND_EXEC:
             i += 1
             continue

@@ -8,12 +8,16 @@ word's end, a Cyrillic ``і`` makes ``gіt`` look like ``git``. Each is a
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 __all__ = ["suspicious_characters"]
 
 _CONFUSABLE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC")
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"})
+
+
+_PLAIN = re.compile(r"[\t\n\x20-\x7e]*")
 
 
 def suspicious_characters(text: str) -> list[str]:
@@ -25,6 +29,8 @@ def suspicious_characters(text: str) -> list[str]:
     compatibility form is ASCII (fullwidth `；`, `｜`, ...), and words mixing
     ASCII letters with Cyrillic, Greek or similar letters (`gіt`).
     """
+    if _PLAIN.fullmatch(text):
+        return []
     found: list[str] = []
     seen: set[str] = set()
     for c in text:

@@ -15,17 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from kfd.policy.shell.model import Redirect, RiskKind
+from kfd.policy.shell.steps import SAFE_WRITE_TARGETS
 from kfd.policy.shell.words import Scan, Word, evaluate_word, merge_adjacent, scan_node
 
 if TYPE_CHECKING:
     from tree_sitter import Node
 
 __all__ = ["SAFE_WRITE_TARGETS", "RedirectReader", "Redirections"]
-
-SAFE_WRITE_TARGETS = frozenset(
-    {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/fd/1", "/dev/fd/2", "/dev/tty"}
-)
-"""Targets a write redirection may name without writing a file."""
 
 
 @dataclass(slots=True)

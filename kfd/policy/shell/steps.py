@@ -16,6 +16,7 @@ from kfd.policy.shell.words import Word
 
 __all__ = [
     "DONE",
+    "SAFE_WRITE_TARGETS",
     "STOP",
     "Finding",
     "Invocation",
@@ -99,6 +100,16 @@ class Unwrapped:
     def finding(self, kind: RiskKind, message: str, subject: str = "") -> None:
         self.findings.append(Finding(kind, message, subject))
 
+    def write(self, target: str, how: str) -> None:
+        """An option or operand that writes the file ``target`` (not ``/dev/null``)."""
+        if target not in SAFE_WRITE_TARGETS:
+            self.findings.append(writes(target, how))
+
+
+SAFE_WRITE_TARGETS = frozenset(
+    {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/fd/1", "/dev/fd/2", "/dev/tty"}
+)
+"""Targets a write may name without writing a file."""
 
 STOP = None
 DONE = -1

@@ -42,7 +42,6 @@ from kfd.policy.shell.steps import (
     Unwrapped,
     dynamic_word,
     unknown_option,
-    writes,
 )
 from kfd.policy.shell.words import Word
 
@@ -142,7 +141,7 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
         if option in spec.chdir:
             state.chdir.append(value)
         if option in spec.writes:
-            out.findings.append(writes(value, f"{label} --{option}"))
+            out.write(value, f"{label} {_spelled(option)}")
     scripts = [v for o, v in parsed.values if o in spec.scripts]
     for script in scripts:
         out.script(script, [label], state)
@@ -171,7 +170,7 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
         return DONE
     if spec.writes_operand:
         target = words[start].text if start < len(words) else spec.writes_operand
-        out.findings.append(writes(target, label))
+        out.write(target, label)
     if scripts or any(o in spec.split for o, _ in parsed.values):
         return DONE if spec.command == "none" or start >= len(words) else start
     if start >= len(words):
@@ -258,7 +257,7 @@ def _program_effects(words: list[Word], state: Invocation, out: Unwrapped) -> No
             if "script" in effects and value:
                 out.script(value, [label, _spelled(name)], state)
             if "writes" in effects and value:
-                out.findings.append(writes(value, f"{label} {_spelled(name)}"))
+                out.write(value, f"{label} {_spelled(name)}")
     if "runs" in current.traits and not (parsed.path and "runs" in spec.traits):
         out.finding(RiskKind.PROGRAM_OPTION, f"{label} runs shell commands", label)
     if parsed.command:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob as globbing
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Literal
 
 from kfd.policy.shell.evaluation import expansion_evaluates, literal_arithmetic_node
@@ -97,6 +98,8 @@ _SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution"})
 # them unescaped inside a plain word, so meeting one means we misread the tree.
 _UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
 _GLOB = frozenset("*?[")
+# A word without these characters is its own value (no quotes, escapes, expansions).
+_PLAIN_WORD_SPECIAL = frozenset("\\*?[]{}~#$`'\"=:!") | _UNQUOTED_META
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Operators tree-sitter lexes as tokens even where bash sees plain argument words.
 _OPERATOR_WORDS = frozenset({"==", "=~", "!="})
@@ -168,15 +171,17 @@ def _node_text(node: Node) -> str:
 class _Builder:
     """Accumulates a word's characters, each marked quoted or not."""
 
-    __slots__ = ("chars", "reasons", "unparsed")
+    __slots__ = ("chars", "plain", "reasons", "unparsed")
 
     def __init__(self) -> None:
         self.chars: list[tuple[str, bool]] = []
+        self.plain: list[str] = []
+        """The unquoted characters, for quick checks (globs, braces, tildes)."""
         self.reasons: list[str] = []
         self.unparsed = False
 
     def quoted(self, text: str) -> None:
-        self.chars.extend((c, True) for c in text)
+        self.chars.extend(zip(text, repeat(True)))
 
     def dynamic(self, reason: str) -> None:
         if reason not in self.reasons:
@@ -194,9 +199,14 @@ class _Builder:
             if c in _UNQUOTED_META:
                 self.unparsed = True
             self.chars.append((c, c == "\\"))
+            if c != "\\":
+                self.plain.append(c)
             i += 1
 
     def double_quoted(self, text: str) -> None:
+        if "\\" not in text and "$" not in text and "`" not in text:
+            self.quoted(text)
+            return
         i = 0
         while i < len(text):
             c = text[i]
@@ -217,6 +227,10 @@ def evaluate_word(
     """Evaluate the nodes of one word (see `merge_adjacent`) into a `Word`."""
     start, end = nodes[0].start_byte, nodes[-1].end_byte
     text = decode(source[start:end])
+    node = nodes[0]
+    plain = len(nodes) == 1 and node.type == "word" and node.child_count == 0
+    if plain and context != "pattern" and not _PLAIN_WORD_SPECIAL & set(text):
+        return Word(text, text)  # most words: nothing to remove, nothing to expand
     for node in nodes:
         scan_node(node, scan)
     builder = _Builder()
@@ -226,9 +240,9 @@ def evaluate_word(
         scan.unparsed.append(nodes[0])
     if context == "argument":
         _expansions(builder)
-    elif context == "assignment":
+    elif context == "assignment" and "~" in builder.plain:
         _tilde(builder, value=True)
-    elif context == "test":
+    elif context == "test" and "~" in builder.plain:
         _tilde(builder)
     if builder.reasons:
         pattern = _glob_pattern(builder.chars) if builder.reasons == ["glob pattern"] else None
@@ -336,14 +350,15 @@ def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> 
 
 def _expansions(builder: _Builder) -> None:
     """Mark globs, brace expansion and tilde expansion in unquoted characters."""
-    unquoted = [(i, c) for i, (c, quoted) in enumerate(builder.chars) if not quoted]
-    if any(c in _GLOB for _, c in unquoted):
+    plain = set(builder.plain)
+    if plain & _GLOB:
         builder.dynamic("glob pattern")
-    if _has_brace_expansion(builder.chars):
+    if "{" in plain and _has_brace_expansion(builder.chars):
         builder.dynamic("brace expansion")
     if builder.chars and builder.chars[0] == ("#", False):
         builder.dynamic("syntax the analyzer does not understand")
-    _tilde(builder)
+    if "~" in plain:
+        _tilde(builder)
 
 
 def _has_brace_expansion(chars: list[tuple[str, bool]]) -> bool:
