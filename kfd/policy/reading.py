@@ -26,6 +26,7 @@ __all__ = ["GitRead", "Reading", "candidates", "git_read", "read_command"]
 _GLUED_LETTERS = 12
 """How many letters of a short-option cluster may come before a glued value (``-xzf.env``)."""
 _WRITES = frozenset({"writes", "runs", "script", "edits"})
+_SCRIPTISH = re.compile(r"[\s;&|()<>`'\"$={},]+")
 _HEXISH = re.compile(r"[0-9a-fA-F]{4,64}")
 _GIT_NO_HISTORY = frozenset({"no-index"})
 _GIT_NOT_WORKTREE = frozenset({"cached", "staged", "merge-base", "no-index"})
@@ -129,15 +130,20 @@ def candidates(command: SimpleCommand, reading: Reading) -> list[str]:
     """
     found: dict[str, None] = {}
     git = reading.program == "git"
+    glued = reading.parsed is None or bool(_unknown(reading))
     for index, word in enumerate(command.argv):
         if index == 0 or index in command.dynamic:
             continue
         if reading.text and not word.startswith("-"):
             continue
-        for candidate in _word(
-            word, git=git, glued=reading.parsed is None or bool(_unknown(reading))
-        ):
+        for candidate in _word(word, git=git, glued=glued):
             found.setdefault(candidate, None)
+        if not reading.known and _SCRIPTISH.search(word):
+            # A program kfd does not know may run a word as code (`x -c 'cat .env'`):
+            # every word in it may be a path.
+            for token in _SCRIPTISH.split(word):
+                for candidate in _word(token, git=False, glued=False):
+                    found.setdefault(candidate, None)
     if reading.parsed is not None:
         for _, value in reading.parsed.values:
             for candidate in _word(value, git=git, glued=False):
