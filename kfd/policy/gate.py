@@ -25,7 +25,7 @@ from kfd.policy.facts import CallFacts, LineFacts, PathFact
 from kfd.policy.judge_paths import restricted_reads
 from kfd.policy.line_facts import line_facts
 from kfd.policy.paths import hard_links, resolve
-from kfd.policy.rules import PathMatcher, SourcedRule
+from kfd.policy.rules import PathMatcher, SourcedRule, normal_host
 
 if TYPE_CHECKING:
     import msgspec
@@ -68,7 +68,7 @@ async def decide_call(
     if tool.network:
         try:
             found = tool.domains(args, site.tools.get(tool.name, {}))
-            domains = None if found is None else [str(d).lower() for d in found]
+            domains = None if found is None else [normal_host(str(d)) for d in found]
         except Exception:
             log.exception("tool %s failed to name its domains", tool.name)
     request = PolicyRequest(

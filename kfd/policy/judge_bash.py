@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,7 +50,7 @@ from kfd.policy.facts import CallFacts, CommandFacts, LineFacts
 from kfd.policy.judge_paths import weigh_history, weigh_index, weigh_path, weigh_tree, weigh_write
 from kfd.policy.judge_tool import weigh_untrusted
 from kfd.policy.programs.identity import canonical
-from kfd.policy.reading import Reading, git_read, read_command
+from kfd.policy.reading import Reading, git_read, read_command, script_words
 from kfd.policy.rules import SourcedRule
 from kfd.policy.shell import RiskKind, SimpleCommand
 from kfd.policy.verdicts import Findings, Outcome, most_specific, outcome
@@ -61,7 +60,6 @@ __all__ = ["allowing_rule", "decide_bash", "read_only"]
 _SOFT_RISKS = frozenset({RiskKind.DYNAMIC_ARGUMENT, RiskKind.REDIRECT_WRITE})
 """Risks weighed through the facts: unknown arguments (`CommandFacts.unknown`) and
 writes (`LineFacts.redirects`)."""
-_TOKENS = re.compile(r"[\s;&|()<>`'\"$={},]+")
 
 
 @dataclass(slots=True)
@@ -88,7 +86,8 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         elif rule.spec.strip() == command and found.rule(sourced, "this command"):
             exact = exact or sourced
     base = request.workspace
-    parts = [_weigh_command(cf, bash_rules, found, base) for cf in line.commands]
+    inputs = line.analysis.inputs
+    parts = [_weigh_command(cf, bash_rules, found, base, inputs) for cf in line.commands]
     for part in parts:
         if part.allowed is None and whole is not None:
             part.allowed = whole
@@ -163,7 +162,11 @@ def _view(cf: CommandFacts, argv: Sequence[str], base: str, *, whole: bool) -> C
 
 
 def _weigh_command(
-    cf: CommandFacts, rules: Sequence[SourcedRule], found: Findings, base: str
+    cf: CommandFacts,
+    rules: Sequence[SourcedRule],
+    found: Findings,
+    base: str,
+    inputs: Sequence[str],
 ) -> _Part:
     """Deny and ask rules against one command (and its wrappers); the allow rule for it."""
     command = cf.command
@@ -186,14 +189,16 @@ def _weigh_command(
                 sourced,
             )
         elif not reading.known and not cf.identity:
-            named = _names_program(command, rule_program(pattern)[:1])
+            named = _names_program(command, rule_program(pattern)[:1], inputs)
             if named:
                 found.ask(
                     f"`{command.source}` runs a program kfd does not know, and its arguments "
                     f"name `{named}`, which {sourced.describe()} restricts",
                     sourced,
                 )
-    part.read_only = read_only(command) and reading.clean and not reading.changes
+    part.read_only = read_only(command) and reading.clean and not reading.changes and not cf.unknown
+    if part.allowed is not None and part.allowed.source == "built-in" and not part.read_only:
+        part.allowed = None  # the built-in rules allow only what is read-only
     return part
 
 
@@ -208,21 +213,18 @@ def _why_maybe(cf: CommandFacts) -> str:
     )
 
 
-def _names_program(command: SimpleCommand, program: tuple[str, ...]) -> str:
-    """The word of ``command``'s arguments that names ``program`` (``unshare rm -rf x``,
-    ``script -qc 'rm -rf x'``), if one does."""
+def _names_program(command: SimpleCommand, program: tuple[str, ...], inputs: Sequence[str]) -> str:
+    """The word of ``command``'s arguments (or of the line's here-documents, which it may
+    read as a script) that names ``program`` (``unshare rm -rf x``, ``script -qc 'rm
+    -rf x'``, ``python3 - <<< 'os.system("rm -rf x")'``), if one does."""
     if not program:
         return ""
     wanted = program[0]
-    for index, word in enumerate(command.argv[1:], 1):
-        if index in command.dynamic:
-            continue
-        for token in _TOKENS.split(word):
-            if not token:
-                continue
-            name = os.path.basename(token)
-            if name == wanted or (canonical(name) or ("",))[0] == wanted:
-                return token
+    words = [w for i, w in enumerate(command.argv) if i > 0 and i not in command.dynamic]
+    for token in (t for text in (*words, *inputs) for t in script_words(text)):
+        name = os.path.basename(token)
+        if name == wanted or (canonical(name) or ("",))[0] == wanted:
+            return token
     return ""
 
 

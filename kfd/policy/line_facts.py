@@ -65,7 +65,7 @@ def line_facts(
     root = os.path.realpath(workspace)
     bases = _bases(analysis.commands, workspace)
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
-    gatherer = _Gatherer(workspace, root, bases, restricted, dirs)
+    gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs)
     commands = [gatherer.command(c) for c in analysis.commands]
     redirects: list[PathFact] = []
     for redirect in analysis.redirects:
@@ -159,7 +159,9 @@ class _Gatherer:
         bases: list[str],
         restricted: PathMatcher | None,
         path_dirs: list[str],
+        inputs: list[str],
     ) -> None:
+        self.inputs = inputs
         self.workspace = workspace
         self.root = root
         self.bases = bases
@@ -173,7 +175,7 @@ class _Gatherer:
     def command(self, command: SimpleCommand) -> CommandFacts:
         reading = read_command(command)
         paths: dict[str, PathFact] = {}
-        for candidate in candidates(command, reading):
+        for candidate in candidates(command, reading, self.inputs):
             for base in self.bases:
                 fact = self.resolve(candidate, base)
                 paths.setdefault(fact.path, fact)
@@ -218,6 +220,9 @@ class _Gatherer:
                     unknown.append(f"{word} matches more than {MAX_GLOB_MATCHES} files")
                 for fact in matched or ():
                     paths.setdefault(fact.path, fact)
+                    if fact.word.startswith("-") or "/-" in fact.word[:1]:
+                        # `rm *` with a file named `-rf`: the program reads an option.
+                        unknown.append(f"{word} matches {fact.word}, read as an option")
             elif pattern is not None:
                 continue  # `echo *`: text, never read
             else:

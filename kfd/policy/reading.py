@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kfd.policy.programs.argv import Arg, Parsed, parse
@@ -21,7 +21,7 @@ from kfd.policy.programs.spec import ProgramSpec, spec_for
 from kfd.policy.programs.wrappers import wrapper_for
 from kfd.policy.shell import SimpleCommand
 
-__all__ = ["GitRead", "Reading", "candidates", "git_read", "read_command"]
+__all__ = ["GitRead", "Reading", "candidates", "git_read", "read_command", "script_words"]
 
 _GLUED_LETTERS = 12
 """How many letters of a short-option cluster may come before a glued value (``-xzf.env``)."""
@@ -73,14 +73,13 @@ class Reading:
 
     @property
     def clean(self) -> bool:
-        """Every option is one kfd knows, and no word is only known at run time (but
-        the text a program only prints: ``echo $HOME``)."""
+        """Every option is one kfd knows (any, for a program that only prints text or
+        tests: ``test -f x``). Words only known at run time are the gather step's
+        business (`kfd.policy.facts.CommandFacts.unknown`)."""
         parsed = self.parsed
         if parsed is None:
             return False
-        if parsed.unknown or parsed.ambiguous or parsed.open:
-            return False
-        return not parsed.dynamic or self.text
+        return self.text or not (parsed.unknown or parsed.ambiguous or parsed.open)
 
     def path_operands(self) -> list[str]:
         """The operands that may be paths (a grep pattern is not one)."""
@@ -120,13 +119,16 @@ def _read(argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool) -> R
     return Reading(program, spec, parse(spec, args), known)
 
 
-def candidates(command: SimpleCommand, reading: Reading) -> list[str]:
+def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] = ()) -> list[str]:
     """Every word of ``command`` that may be a path, each as the program may read it.
 
     A word itself (``-d/../.env`` too), the value of ``--opt=value`` and
     ``key=value``, a value glued to a short option (``-f.env``), ``@file``
     (curl reads it), git's ``REV:path``, the option values the program's
     table knows of, and the words of its wrappers (a lock file, ``-C dir``).
+    For a program kfd does not know, the words of any script it may run: in
+    its arguments (``x -c 'cat .env'``) or in the line's here-documents
+    (``python3 - <<EOF``), given as ``inputs``.
     """
     found: dict[str, None] = {}
     git = reading.program == "git"
@@ -141,7 +143,12 @@ def candidates(command: SimpleCommand, reading: Reading) -> list[str]:
         if not reading.known and _SCRIPTISH.search(word):
             # A program kfd does not know may run a word as code (`x -c 'cat .env'`):
             # every word in it may be a path.
-            for token in _SCRIPTISH.split(word):
+            for token in script_words(word):
+                for candidate in _word(token, git=False, glued=False):
+                    found.setdefault(candidate, None)
+    if not reading.known:
+        for text in inputs:
+            for token in script_words(text):
                 for candidate in _word(token, git=False, glued=False):
                     found.setdefault(candidate, None)
     if reading.parsed is not None:
@@ -151,6 +158,12 @@ def candidates(command: SimpleCommand, reading: Reading) -> list[str]:
     for word in (*command.wrapper_words, *command.chdir):
         found.setdefault(word, None)
     return [c for c in found if c and c != "-" and "\0" not in c]
+
+
+def script_words(text: str) -> list[str]:
+    """The words of a script in any language, roughly: what is between blanks, quotes,
+    brackets and shell operators (to look for paths and program names in it)."""
+    return [token for token in _SCRIPTISH.split(text) if token]
 
 
 def _unknown(reading: Reading) -> list[str]:
@@ -211,7 +224,10 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     if options & _GIT_NO_HISTORY:
         return None
     content = "content" in effects or "content" in traits or "index" in traits
-    content = content or bool(parsed.unknown or parsed.ambiguous)  # an option kfd lacks
+    can_print = bool({"content", "index"} & traits) or any(
+        "content" in effects_of for effects_of in spec.effects.values()
+    )
+    content = content or (can_print and bool(parsed.unknown or parsed.ambiguous))
     cut = parsed.after_dashdash if parsed.after_dashdash is not None else len(parsed.operands)
     before = [o for o in parsed.operands[:cut] if o is not None]
     after = [o for o in parsed.operands[cut:] if o is not None]
@@ -220,6 +236,10 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     paths = [o for o in before if kinds.get(o, "missing") != "missing"] + after
     revisions = [o for o in before if kinds.get(o, "missing") == "missing"]
     blobs = any(_HEXISH.fullmatch(r) or ":" in r for r in revisions)
+    named = [r.split(":", 1)[1] for r in revisions if ":" in r and not r.startswith(":/")]
+    if named and len(named) == len(revisions) and not paths:
+        # `git show HEAD:README.md`: the blobs it names, and nothing else.
+        return GitRead("history", tuple(named), frozenset(named))
     if "no-content" in effects and "content" not in effects and not blobs:
         content = False
     if not content:

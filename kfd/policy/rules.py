@@ -36,6 +36,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Literal
 from urllib.parse import urlsplit
@@ -59,6 +60,7 @@ __all__ = [
     "domain_match",
     "grant_rule",
     "grants_of",
+    "normal_host",
     "parse_rule",
     "path_match",
 ]
@@ -266,12 +268,25 @@ def _relative(path: str, base: str) -> str | None:
 def domain_match(pattern: str, url: str) -> bool:
     """Whether ``url``'s host matches a ``domain:`` pattern (``*.example.org`` for subdomains)."""
     try:
-        host = (urlsplit(url.strip()).hostname or "").lower().rstrip(".")
+        host = normal_host(urlsplit(url.strip()).hostname or "")
     except ValueError:
         return False
     if not host or not pattern:
         return False
-    return fnmatch.fnmatchcase(host, pattern.rstrip("."))
+    return fnmatch.fnmatchcase(host, normal_host(pattern))
+
+
+def normal_host(host: str) -> str:
+    """A host name as the network sees it: lower case, no final dot, internationalised
+    names in their ASCII form (``ＥＶＩＬ.example`` is ``evil.example``, as a client's
+    IDNA encoding makes it)."""
+    host = host.strip().rstrip(".").lower()
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return unicodedata.normalize("NFKC", host).lower()
 
 
 # -- grants -------------------------------------------------------------------

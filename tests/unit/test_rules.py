@@ -88,6 +88,11 @@ def test_path_specifiers(spec: str, path: str, matches: bool) -> None:
         ("docs.python.org", "not a url", False),
         ("docs.python.org", "http://[::1", False),
         ("docs.python.org", "", False),
+        ("evil.example", "https://EVIL.example./x", True),
+        ("*.evil.example", "https://a.\uff45vil.example/", True),  # fullwidth e, as IDNA sends it
+        ("evil.example", "https://user@evil.example/", True),
+        ("evil.example", "https://evil.example%2f@good.org/", False),
+        ("bücher.de", "https://xn--bcher-kva.de/", True),
     ],
 )
 def test_domain_specifiers(pattern: str, url: str, matches: bool) -> None:

@@ -89,5 +89,10 @@ def analyze(command: str) -> ShellAnalysis:
         collector.script(command, Context(), 0)
     risks = list(dict.fromkeys(collector.risks))
     return ShellAnalysis(
-        command, collector.commands, risks, collector.redirects, collector.expansions
+        command,
+        collector.commands,
+        risks,
+        collector.redirects,
+        collector.expansions,
+        collector.inputs,
     )

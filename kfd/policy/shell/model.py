@@ -146,6 +146,9 @@ class ShellAnalysis(msgspec.Struct, frozen=True):
     expansions: bool = False
     """A word outside any command's argv is only known when the line runs (an assignment
     of a variable's value, a loop list): the line is not read-only by default."""
+    inputs: list[str] = []
+    """The text of every here-document and here-string, as written: what a program that
+    reads code from its standard input (`python3 -`) would run."""
 
     @property
     def risk_kinds(self) -> frozenset[RiskKind]:

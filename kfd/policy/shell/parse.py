@@ -106,6 +106,8 @@ class Collector:
         self.redirects: list[Redirect] = []
         self.expansions = False
         """A word outside any command's argv is only known at run time."""
+        self.inputs: list[str] = []
+        """Here-documents and here-strings, as written."""
 
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
         self.risks.append(Risk(kind, message, subject))
@@ -143,6 +145,9 @@ class _Walker(RedirectReader):
 
     def found_redirect(self, redirect: Redirect) -> None:
         self.out.redirects.append(redirect)
+
+    def found_input(self, text: str) -> None:
+        self.out.inputs.append(text)
 
     # Statements
 

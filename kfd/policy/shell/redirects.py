@@ -52,6 +52,9 @@ class RedirectReader(abc.ABC):
     @abc.abstractmethod
     def found_redirect(self, redirect: Redirect) -> None: ...
 
+    @abc.abstractmethod
+    def found_input(self, text: str) -> None: ...
+
     def redirect(self, node: Node, scan: Scan, digest: Redirections) -> None:
         """Digest one redirect node of a command or a compound statement."""
         self.check_gaps(node)
@@ -61,7 +64,7 @@ class RedirectReader(abc.ABC):
         elif kind == "herestring_redirect":
             groups = merge_adjacent(node.children[1:], self.source)
             for group in groups[:1]:
-                evaluate_word(group, self.source, scan)
+                self.found_input(evaluate_word(group, self.source, scan).text)
             digest.arguments.extend(groups[1:])
         elif kind == "heredoc_redirect":
             self.heredoc(node, scan, digest)
@@ -76,6 +79,7 @@ class RedirectReader(abc.ABC):
             kind = child.type
             if kind == "heredoc_body":
                 scan_node(child, scan)
+                self.found_input(self.text(child))
             elif role == "redirect":
                 self.redirect(child, scan, digest)
             elif kind == "pipeline":
