@@ -128,12 +128,19 @@ def _program(
     meaning: Mapping[str, Any],
     inherited: Sequence[str] = (),
     parent_style: str = "gnu",
+    inherited_effects: Mapping[str, Sequence[str]] | None = None,
 ) -> ProgramSpec:
     """One program from its generated table and its meaning; ``inherited``: option
-    lines of the program its subcommands accept too (kubectl's global flags)."""
+    lines (and their effects) of the program its subcommands accept too (kubectl's
+    global flags, npm's configuration)."""
     lines = [*table.get("options", ()), *meaning.get("options", ()), *inherited]
     style = meaning.get("style", table.get("style", parent_style))
-    shared = lines if meaning.get("global_anywhere", table.get("global_anywhere")) else []
+    anywhere = meaning.get("global_anywhere", table.get("global_anywhere"))
+    shared = lines if anywhere else []
+    effects: dict[str, list[str]] = {k: list(v) for k, v in (inherited_effects or {}).items()}
+    for effect, names in meaning.get("effects", {}).items():
+        effects.setdefault(effect, []).extend(names)
+    shared_effects = effects if anywhere else {}
     sub_tables: dict[str, Any] = dict(table.get("commands", {}))
     sub_meanings: dict[str, Any] = dict(meaning.get("commands", {}))
     for sub in meaning.get("subcommands", ()):
@@ -142,7 +149,9 @@ def _program(
     def build(sub: str) -> ProgramSpec:
         sub_table = dict(sub_tables.get(sub, {}))
         sub_table["options"] = _like(sub, sub_tables, sub_meanings)
-        return _program(f"{name} {sub}", sub_table, sub_meanings.get(sub, {}), shared, style)
+        return _program(
+            f"{name} {sub}", sub_table, sub_meanings.get(sub, {}), shared, style, shared_effects
+        )
 
     commands = _Lazy(sorted(set(sub_tables) | set(sub_meanings)), build)
     options: dict[str, OptionSpec] = {}
@@ -167,7 +176,7 @@ def _program(
         negations=bool(meaning.get("negations", style in ("git", "nopt"))),
         numeric=bool(meaning.get("numeric", False)),
         implies={k: tuple(v) for k, v in meaning.get("implies", {}).items()},
-        effects=_effects(meaning.get("effects", {})),
+        effects=_effects(effects),
         traits=frozenset(meaning.get("traits", ())),
         plus_operand=str(meaning.get("plus_operand", "")),
         command_after=meaning.get("command_after"),

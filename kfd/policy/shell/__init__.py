@@ -26,8 +26,9 @@ possible if every simple command is fully static and accounted for**. When
 
 Modules: `model` (the values), `words` (quote removal, evaluation),
 `evaluation` (what bash evaluates from data), `lookalike`, `repair`
-(tree-sitter quirks), `parse` (the syntax walker), `redirects`, `unwrap`
-(wrappers, with `handlers`, `gitwords`, `builtin_words`, `steps`).
+(tree-sitter quirks), `parse` (the syntax walker, with `simple` for simple
+commands and `redirects`), `unwrap` (wrappers, with `handlers`, `gitwords`,
+`builtin_words`, `steps`).
 
 Limits, by design:
 
