@@ -52,6 +52,12 @@ LINES = [
     'bash -c "timeout 5 git push --force origin main"',
     "rm --rec --for build; git log -p -- src/main.py",
     _fill("git commit -m '{}'", "Fix the parser edge case in the tokenizer. "),
+    _fill("git add {}", "src/m1.py ", ""),
+    _fill(
+        "python3 - <<'EOF'\nimport json, os\n{}\nEOF",
+        "print(json.dumps({'path': os.path.join('src', 'a.py'), 'n': 1}))\n",
+    ),
+    _fill("{}", "grep -rn 'TODO' src | sort | uniq -c | head -20", "; "),
     _fill("{}", "ls src/a.py", " && "),
     _fill("cat {}", "src/a.py README.md ", ""),
     _fill("for x in {}; do echo $x; done", "a b c d ", ""),

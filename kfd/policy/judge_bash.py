@@ -175,6 +175,7 @@ def _weigh_command(
     views = [_view(cf, command.argv, base, whole=True)]
     views += [_view(cf, wrapper, base, whole=False) for wrapper in command.wrappers]
     restricting = [s for s in rules if s.decision != "allow" and s.rule.spec is not None]
+    named: dict[str, str] | None = None
     for sourced in restricting:
         spec = sourced.rule.spec
         pattern = command_pattern(spec) if spec is not None else None
@@ -188,12 +189,14 @@ def _weigh_command(
                 f"`{command.source}` may be what {sourced.describe()} names: {_why_maybe(cf)}",
                 sourced,
             )
-        elif not reading.known and not cf.identity:
-            named = _names_program(command, rule_program(pattern)[:1], inputs)
-            if named:
+        elif not reading.known and not cf.identity and pattern.words:
+            if named is None:
+                named = _programs_named(command, inputs)
+            token = named.get(rule_program(pattern)[0])
+            if token:
                 found.ask(
                     f"`{command.source}` runs a program kfd does not know, and its arguments "
-                    f"name `{named}`, which {sourced.describe()} restricts",
+                    f"name `{token}`, which {sourced.describe()} restricts",
                     sourced,
                 )
     part.read_only = read_only(command) and reading.clean and not reading.changes and not cf.unknown
@@ -213,19 +216,20 @@ def _why_maybe(cf: CommandFacts) -> str:
     )
 
 
-def _names_program(command: SimpleCommand, program: tuple[str, ...], inputs: Sequence[str]) -> str:
-    """The word of ``command``'s arguments (or of the line's here-documents, which it may
-    read as a script) that names ``program`` (``unshare rm -rf x``, ``script -qc 'rm
-    -rf x'``, ``python3 - <<< 'os.system("rm -rf x")'``), if one does."""
-    if not program:
-        return ""
-    wanted = program[0]
+def _programs_named(command: SimpleCommand, inputs: Sequence[str]) -> dict[str, str]:
+    """The program names in ``command``'s arguments (and the line's here-documents, which
+    it may read as a script), each with the word that names it (``unshare rm -rf x``,
+    ``script -qc 'rm -rf x'``, ``python3 - <<< 'os.system("rm -rf x")'``)."""
     words = [w for i, w in enumerate(command.argv) if i > 0 and i not in command.dynamic]
-    for token in (t for text in (*words, *inputs) for t in script_words(text)):
-        name = os.path.basename(token)
-        if name == wanted or (canonical(name) or ("",))[0] == wanted:
-            return token
-    return ""
+    named: dict[str, str] = {}
+    for text in (*words, *inputs):
+        for token in script_words(text):
+            name = os.path.basename(token)
+            named.setdefault(name, token)
+            rewritten = canonical(name)
+            if rewritten is not None:
+                named.setdefault(rewritten[0], token)
+    return named
 
 
 def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exact: bool) -> None:

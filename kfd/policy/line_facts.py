@@ -170,6 +170,8 @@ class _Gatherer:
         self.trees: dict[str, TreeFact] = {}
         self.index: list[str] | bool | None = False
         self.resolved: dict[tuple[str, str], PathFact] = {}
+        self.listings: dict[str, frozenset[str]] = {}
+        self.real_bases: dict[str, str] = {}
         self.workspace_path = _workspace_path(tuple(path_dirs), workspace, root)
 
     def command(self, command: SimpleCommand) -> CommandFacts:
@@ -194,12 +196,38 @@ class _Gatherer:
         )
 
     def resolve(self, word: str, base: str) -> PathFact:
-        """`path_fact`, once per word and directory in a line."""
+        """`path_fact`, once per word and directory in a line.
+
+        A plain name (no ``/``) that is not in the directory needs no system
+        call: nothing is there to follow (a script's words are mostly such).
+        """
         key = (word, base)
         fact = self.resolved.get(key)
         if fact is None:
-            fact = self.resolved[key] = path_fact(word, base, self.root)
+            if "/" not in word and word not in (".", "..") and word not in self.listing(base):
+                path = os.path.normpath(os.path.join(base, word))
+                real = os.path.join(self.real_base(base), word)
+                fact = PathFact(word=word, path=path, real=real, inside=inside(real, self.root))
+            else:
+                fact = path_fact(word, base, self.root)
+            self.resolved[key] = fact
         return fact
+
+    def listing(self, base: str) -> frozenset[str]:
+        names = self.listings.get(base)
+        if names is None:
+            try:
+                names = frozenset(os.listdir(base))
+            except OSError:
+                names = frozenset()
+            self.listings[base] = names
+        return names
+
+    def real_base(self, base: str) -> str:
+        real = self.real_bases.get(base)
+        if real is None:
+            real = self.real_bases[base] = os.path.realpath(base)
+        return real
 
     def unknown_words(
         self, command: SimpleCommand, reading: Reading, paths: dict[str, PathFact]

@@ -61,6 +61,8 @@ class Parsed:
     """The index in ``operands`` where ``--`` ended the options, if it did."""
     command: list[Arg] | None = None
     """The command the program runs from its own words (``docker run IMAGE CMD``)."""
+    _memo: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
+    """Answers computed once a parse is complete (a parse is read many times)."""
 
     @property
     def uncertain(self) -> bool:
@@ -70,13 +72,20 @@ class Parsed:
     @property
     def current(self) -> ProgramSpec:
         """The spec of the innermost subcommand reached."""
+        found = self._memo.get("current")
+        if isinstance(found, ProgramSpec):
+            return found
         spec = self.spec
         for name in self.path:
             spec = spec.commands[name]
+        self._memo["current"] = spec
         return spec
 
     def effective_options(self) -> frozenset[str]:
         """Every option given, with what they imply (``cp -a``: ``recursive`` too)."""
+        found = self._memo.get("effective")
+        if isinstance(found, frozenset):
+            return found
         spec = self.current
         names: set[str] = set()
         pending = [*self.options, *(f"{n}={v}" for n, vs in self.options.items() for v in vs)]
@@ -88,10 +97,15 @@ class Parsed:
             pending.extend(spec.implies.get(name, ()))
         if spec.plus_operand and any(o and o.startswith("+") for o in self.operands):
             names.add(spec.plus_operand)
-        return frozenset(n for n in names if "=" not in n)
+        effective = frozenset(n for n in names if "=" not in n)
+        self._memo["effective"] = effective
+        return effective
 
     def effects(self) -> frozenset[str]:
         """What the options given make the program do (`ProgramSpec.effects`)."""
+        memo = self._memo.get("effects")
+        if isinstance(memo, frozenset):
+            return memo
         spec = self.current
         found: set[str] = set()
         for name, values in self.options.items():
@@ -100,11 +114,14 @@ class Parsed:
                 found |= spec.effect(f"{name}={value}")
         for name in self.effective_options():
             found |= spec.effect(name)
-        return frozenset(found)
+        effects = frozenset(found)
+        self._memo["effects"] = effects
+        return effects
 
     def add(self, option: OptionSpec | str, value: str = "", *, valued: bool = False) -> None:
         """Record an option (and its value)."""
         name = option if isinstance(option, str) else option.name
+        self._memo.clear()
         self.options.setdefault(name, []).append(value)
         if valued:
             self.values.append((name, value))
