@@ -43,6 +43,9 @@ arrive as the JSON object the model sent. Tools that come and go while the
 daemon runs come from a `ToolSource` (hook `kfd_tool_sources`): the daemon
 asks every source for its current tools before each model request.
 
+A tool that reads files the model did not name (a search through a tree)
+leaves out those `ToolContext.read_denied` names, and says so in its result.
+
 A tool that starts programs confines them as `ToolContext.sandbox` says, and
 drops the environment variables that `looks_secret`. When it cannot do so
 (``kfd_shell``: bubblewrap will not start), it raises `ApprovalNeeded` before
@@ -217,7 +220,11 @@ class ToolContext(Protocol):
 
     @property
     def config(self) -> Mapping[str, Any]:
-        """This tool's ``[tools.<name>]`` table from the configuration."""
+        """This tool's ``[tools.<name>]`` table from the configuration.
+
+        The daemon reads the config again when it changes: read the table
+        here, per call, and a change applies without a restart.
+        """
 
     def resolve(self, path: str) -> Path:
         """``path`` made absolute against the workspace (``~`` expanded).
@@ -239,6 +246,20 @@ class ToolContext(Protocol):
     @property
     def granted(self) -> frozenset[str]:
         """What the user granted this call beyond the usual (`ApprovalNeeded`)."""
+
+    def read_denied(self, path: str) -> str | None:
+        """The read rule that keeps ``path`` from being read (``read(**/.env)``), or None.
+
+        The permission decision saw only the paths `Tool.paths` named. A tool
+        that reads files the model did not name one by one (a search through a
+        tree: ``grep``, ``glob``) asks this about each file, leaves out every
+        file it names a rule for, and says in its result how many it left out
+        and why. ``deny`` and ``ask`` read rules count (a file cannot be asked
+        about in the middle of a search); ``allow`` rules never lift them.
+
+        ``path`` is absolute and normalised. Symlinks are not followed: ask
+        about the real path too where it may differ. Pure and fast (no I/O).
+        """
 
 
 class Tool(abc.ABC, Generic[ArgsT]):

@@ -16,11 +16,18 @@ KFD_API_KEY             the API key itself (else the variable ``api_key_env``
 ======================= ==============================================
 
 A mistake is reported with the file, the key and what was expected; the
-daemon refuses to start on a broken config rather than guess.
+daemon refuses to start on a broken config rather than guess. While it runs,
+it reads the file again when it changes and keeps the last good config when
+the new one is broken (`kfd.daemon.reload`).
+
+A project's ``.kfd/config.toml`` (`ProjectConfig`, `read_project`) comes
+with the repository: until the user trusts its exact content it only narrows
+rights (`narrow`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -243,7 +250,11 @@ class SandboxConfig(_Section):
 
 
 class ProjectConfig(_Section):
-    """A project's ``.kfd/config.toml``: only its permission rules."""
+    """A project's ``.kfd/config.toml``: only its permission rules.
+
+    It comes with the repository, so it only narrows rights until the user
+    trusts its exact content (`narrow`, ``kfd trust``).
+    """
 
     permissions: PermissionsConfig = msgspec.field(default_factory=PermissionsConfig)
 
@@ -325,13 +336,22 @@ ENV_OVERRIDES: Mapping[str, str] = {
 def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read the config file (absent is fine) and apply the environment."""
     path = path or paths.config_file()
-    environ = os.environ if environ is None else environ
+    return parse(read(path), path, environ)
+
+
+def read(path: Path) -> bytes:
+    """The bytes of the config file ``path``; empty when it does not exist."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        raw = b""
+        return b""
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def parse(raw: bytes, path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """The config in ``raw`` (the content of ``path``), with the environment on top."""
+    environ = os.environ if environ is None else environ
     try:
         config = msgspec.toml.decode(raw, type=Config) if raw.strip() else Config()
     except msgspec.ValidationError as exc:
@@ -365,12 +385,94 @@ def load_project(root: Path) -> ProjectConfig:
         return ProjectConfig()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    return parse_project(raw, path)
+
+
+def parse_project(raw: bytes, path: Path) -> ProjectConfig:
+    """The project config in ``raw`` (the content of ``path``)."""
     try:
         return msgspec.toml.decode(raw, type=ProjectConfig) if raw.strip() else ProjectConfig()
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+# -- a project's config, and what of it applies before the user trusts it ---------
+
+MAX_PROJECT_CONFIG_BYTES = 1024 * 1024
+"""A project config larger than this does not load (one is a few KB)."""
+
+
+def digest(content: bytes) -> str:
+    """The sha256 (hex) that pins a file's content (`kfd.store.trust`)."""
+    return hashlib.sha256(content).hexdigest()
+
+
+class ProjectFile(NamedTuple):
+    """A project's ``.kfd/config.toml``, read once: what is hashed is what is parsed."""
+
+    path: str
+    exists: bool = False
+    sha256: str = ""
+    """The hash of the content read (empty when the file does not exist)."""
+    config: ProjectConfig = ProjectConfig()
+    problem: str = ""
+    """Why the file does not load; then ``config`` is empty."""
+
+
+def read_project(root: str) -> ProjectFile:
+    """Read and parse ``root/.kfd/config.toml`` (blocking: run it in a thread)."""
+    path = os.path.join(root, PROJECT_CONFIG)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PROJECT_CONFIG_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        return ProjectFile(path)
+    except OSError as exc:
+        return ProjectFile(path, True, problem=f"cannot read {path}: {exc.strerror}")
+    sha256 = digest(raw)
+    if len(raw) > MAX_PROJECT_CONFIG_BYTES:
+        problem = f"{path} is larger than {MAX_PROJECT_CONFIG_BYTES // 1024} KB"
+        return ProjectFile(path, True, sha256, problem=problem)
+    try:
+        return ProjectFile(path, True, sha256, parse_project(raw, Path(path)))
+    except ConfigError as exc:
+        return ProjectFile(path, True, sha256, problem=str(exc))
+
+
+class Narrowed(NamedTuple):
+    """What of a project config applies, and what does not."""
+
+    permissions: PermissionsConfig
+    """The rules that apply."""
+    ignored: list[str]
+    """What does not apply, each with why (shown, never dropped silently)."""
+    grants: list[str]
+    """What trusting the file applies (whether it is trusted or not)."""
+
+
+def narrow(project: ProjectConfig, *, trusted: bool) -> Narrowed:
+    """What a project config may do: only narrow rights until the user trusts it.
+
+    A repository is untrusted: its ``ask`` and ``deny`` rules apply at once
+    (they only take rights away); its ``allow`` rules wait until the user
+    trusts the file's exact content. ``defaults = false`` (dropping the
+    built-in rules, the secret files' denies among them) is honoured from the
+    user's own config only, trusted project or not. Whatever a later project
+    key can widen (commands, hooks, servers) belongs here too.
+    """
+    permissions = project.permissions
+    grants = [f"allow {rule}" for rule in permissions.allow]
+    ignored = []
+    if not trusted:
+        ignored += [f"allow {rule}: not until you trust this file" for rule in permissions.allow]
+    if not permissions.defaults:
+        ignored.append("defaults = false: only your own config.toml can drop the built-in rules")
+    applied = msgspec.structs.replace(
+        permissions, allow=list(permissions.allow) if trusted else [], defaults=True
+    )
+    return Narrowed(applied, ignored, grants)
 
 
 def table_window(model: str, overrides: Mapping[str, ModelEntry]) -> int:

@@ -8,16 +8,20 @@ diff or command and answered by an allow-listed user with a reply (``allow``
 / ``deny …``) or a reaction (👍 / 👎). ``!new``, ``!cancel``, ``!mode``,
 ``!cost``, ``!status`` and ``!help`` steer the session.
 
-Nothing is lost or repeated across a lost connection or a restart: the
-chat service's cursor (Matrix sync token, Slack event ids) and the last
-event seq of each session are kept in a state file, incoming messages are
-sent with an idempotent ``client_msg_id``, and Matrix posts carry
-transaction ids the homeserver deduplicates. Modules:
+Nothing is lost or repeated across a lost connection, a restart or a crash:
+the chat service's cursor (Matrix sync token, Slack event ids), the last
+event seq of each session and an outbox of posts are kept in a state file;
+incoming messages are sent with an idempotent ``client_msg_id``; a post is
+recorded before it is made, so a crash never posts it twice. Modules:
 
 - `kfd_chat.adapter` -- the small interface a chat service implements.
-- `kfd_chat.matrix`, `kfd_chat.slack` -- the two services.
-- `kfd_chat.bridge` -- sessions <-> rooms: the logic, service-agnostic.
-- `kfd_chat.render` -- how events read in a chat (pure).
+- `kfd_chat.matrix`, `kfd_chat.slack` -- the two services;
+  `kfd_chat.matrix_sync` -- what a Matrix sync answer means (pure).
+- `kfd_chat.bridge` -- chat -> kfd: allow-list, invitations, commands, answers.
+- `kfd_chat.outgoing` -- kfd -> chat: streams, coalesced tool lines, approvals.
+- `kfd_chat.poster` -- the one way to post: outbox, rate limits, retries.
+- `kfd_chat.render` -- how events read in a chat (pure); `kfd_chat.markup` --
+  that Markdown as each service shows it.
 - `kfd_chat.state` -- the state file.
 - `kfd_chat.settings` -- the ``[chat]`` table.
 

@@ -56,6 +56,7 @@ def make_adapter(
 
         adapter: Adapter = MatrixAdapter(matrix, token)
         rooms, allow, notify_room = matrix.rooms, matrix.allow, matrix.notify_room
+        linger = matrix.tool_linger_s
     elif name == "slack":
         slack = settings.slack
         if slack is None:
@@ -66,6 +67,7 @@ def make_adapter(
 
         adapter = SlackAdapter(slack, app_token, bot_token)
         rooms, allow, notify_room = slack.channels, slack.allow, slack.notify_room
+        linger = slack.tool_linger_s
     else:
         raise SettingsError(f"no chat adapter {name!r}: matrix or slack")
     if not allow:
@@ -78,6 +80,7 @@ def make_adapter(
         notify_room=notify_room,
         workspace=workspace,
         mode=settings.mode,
+        tool_linger_s=linger,
     )
     return adapter, access
 

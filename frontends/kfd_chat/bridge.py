@@ -1,14 +1,18 @@
 """Sessions <-> chat rooms: the bridge's logic, the same for every service.
 
-Incoming: a batch from the adapter is handled item by item (allow-list,
-commands, approval answers, messages), then its cursor is stored. Every
-message goes to the daemon with a ``client_msg_id`` derived from the chat
-message's id, so a batch handled twice (a crash before the cursor was
-stored) starts no second turn.
+Incoming (this module): a batch from the adapter is handled item by item
+(allow-list, invitations, encrypted rooms, commands, approval answers,
+messages), then its cursor is stored. Every message goes to the daemon with a
+``client_msg_id`` derived from the chat message's id, so a batch handled
+twice (a crash before the cursor was stored) starts no second turn.
 
-Outgoing: every session's events, exactly once and in order (`Follower`),
-resumed from the stored seq of each session. A post that fails for a
-transient reason is retried until it goes through, so nothing is dropped.
+Outgoing: every session's events, exactly once and in order, shown by
+`kfd_chat.outgoing`; the seq of each session is stored once what it shows
+is posted.
+
+The daemon connection is one `kfd.client.Client`, passed in: the bridge
+never opens another, so following several daemons is a matter of running
+one `Bridge.follow` per client.
 """
 
 from __future__ import annotations
@@ -16,38 +20,35 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from kfd import protocol as p
-from kfd.client import Client, ConnectionLost, ConnectionRestored, Followed, RequestFailed
+from kfd.client import (
+    Client,
+    ConnectionLost,
+    ConnectionRestored,
+    Followed,
+    Follower,
+    RequestFailed,
+)
+from kfd.protocol.display import visible
 from kfd_chat import render
-from kfd_chat.adapter import Adapter, AdapterError, Incoming, TransientError
+from kfd_chat.adapter import Adapter, AdapterError, Incoming
+from kfd_chat.outgoing import FRONTEND_NAME, Outgoing
+from kfd_chat.poster import Place, Poster
 from kfd_chat.state import Posted, StateFile
 
 log = logging.getLogger("kfd_chat")
 
-RETRY_MAX_S = 30.0
-FRONTEND_NAME = "kfd-chat"
+__all__ = ["FRONTEND_NAME", "Access", "Bridge"]
+
 ALLOW_WORDS = frozenset({"allow", "approve", "yes"})
-
-
-@dataclass(slots=True)
-class Place:
-    room: str
-    thread: str | None = None
-
-
-@dataclass(slots=True)
-class _Stream:
-    place: Place
-    text: str = ""
-    posted: str | None = None
-    shown: str = ""
-    last_edit: float = 0.0
-    edits: int = 0
-    flush: asyncio.Task[None] | None = None
+ENCRYPTED_REFUSAL = (
+    "🔒 This room is end-to-end encrypted, and kfd's bridge cannot read or write "
+    "encrypted messages: it will not act on anything said here, nor post a session's "
+    "output here. Talk to it in an unencrypted room (encryption cannot be turned off "
+    "in a room once on)."
+)
 
 
 @dataclass(slots=True)
@@ -59,7 +60,12 @@ class Access:
     notify_room: str = ""
     workspace: str = ""
     mode: p.Mode = "default"
-    triggered: set[str] = field(default_factory=set)
+    tool_linger_s: float = 2.0
+    joined: set[str] = field(default_factory=set)
+    """Rooms joined on an allow-listed user's invitation (from the state file)."""
+
+    def serves(self, room: str) -> bool:
+        return room in self.rooms or room in self.joined or room == self.notify_room
 
 
 class Bridge:
@@ -71,18 +77,25 @@ class Bridge:
         self.store = store
         self.state = store.state
         self.access = access
-        self._streams: dict[str, _Stream] = {}
-        self._pending: dict[str, dict[str, str]] = {}
-        """session -> approval id -> message id, for approvals still open."""
-        self._answers: dict[str, str] = {}
+        access.joined |= set(self.state.joined)
+        self.poster = Poster(adapter, store)
+        self.outgoing = Outgoing(
+            self.poster,
+            edit_interval_s=adapter.edit_interval_s,
+            tool_linger_s=access.tool_linger_s,
+            notify_room=access.notify_room,
+        )
 
     async def run(self) -> None:
         async with await self.client.follow(since=dict(self.state.cursors)) as follower:
-            await self.adapter.start(self.state.chat_cursor)
+            await self.adapter.start(self.state.chat_cursor, set(self.access.rooms))
             log.info("bridging %s rooms %s", self.adapter.name, sorted(self.access.rooms))
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._incoming())
-                tasks.create_task(self._outgoing(follower))
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._incoming())
+                    tasks.create_task(self.follow(follower))
+            finally:
+                await self.outgoing.close()
 
     # -- chat -> kfd -----------------------------------------------------------
 
@@ -92,17 +105,35 @@ class Bridge:
                 try:
                     await self.handle(item)
                 except RequestFailed as exc:
-                    await self._say(Place(item.room, item.thread), f"⚠ {exc.message}", item.id)
+                    await self._say(item, f"⚠ {visible(exc.message)}")
             if batch.cursor is not None:
                 self.state.chat_cursor = batch.cursor
-            await self._save()
+            await self.poster.save()
 
     async def handle(self, item: Incoming) -> None:
-        """One incoming message or reaction."""
+        """One incoming message, reaction, invitation or room notice."""
         if self.store.seen(item.id):
             return
+        match item.kind:
+            case "invite":
+                await self._invited(item)
+                return
+            case "unjoined":
+                log.warning(
+                    "room %s of [chat.%s] rooms is not joined (%s): invite %s to it "
+                    "(the bridge accepts invitations from allow-listed users)",
+                    item.room,
+                    self.adapter.name,
+                    item.detail,
+                    getattr(self.adapter, "bot", "the bot"),
+                )
+                return
+            case "encrypted":
+                if self.access.serves(item.room):
+                    await self._refuse_encrypted(item.room)
+                return
         access = self.access
-        if item.room not in access.rooms and item.room != access.notify_room:
+        if not access.serves(item.room):
             log.info(
                 "ignored %s in room %s: not a room of [chat.%s]",
                 item.id,
@@ -110,12 +141,15 @@ class Bridge:
                 self.adapter.name,
             )
             return
+        if item.room in self.state.refused:
+            log.info("ignored %s in %s: %s", item.id, item.room, self.state.refused[item.room])
+            return
         if item.sender not in access.allow:
             log.warning(
                 "ignored a message from %s in %s: not on the allow-list", item.sender, item.room
             )
             return
-        if item.reaction is not None:
+        if item.kind == "reaction":
             await self._react(item)
             return
         text = item.text.strip()
@@ -130,14 +164,59 @@ class Bridge:
         assert session is not None
         await self.client.send(session, text, client_msg_id=_client_msg_id(item.id))
 
+    async def _invited(self, item: Incoming) -> None:
+        if item.sender not in self.access.allow:
+            log.warning(
+                "declined an invitation to %s from %s: not on the allow-list",
+                item.room,
+                item.sender,
+            )
+            await self._quietly(self.adapter.leave(item.room))
+            return
+        try:
+            await self.adapter.join(item.room)
+        except AdapterError as exc:
+            log.warning(
+                "could not join %s on the invitation of %s: %s", item.room, item.sender, exc
+            )
+            return
+        log.info("joined %s on the invitation of %s", item.room, item.sender)
+        self.access.joined.add(item.room)
+        if item.room not in self.state.joined:
+            self.state.joined.append(item.room)
+        if item.detail == "encrypted":
+            await self._refuse_encrypted(item.room)
+            return
+        await self.poster.save()
+        await self._say(
+            item, f"👋 kfd is here. Talk to me and I pass it on to a session.\n{render.HELP}"
+        )
+
+    async def _refuse_encrypted(self, room: str) -> None:
+        if room in self.state.refused:
+            return
+        log.error(
+            "room %s is end-to-end encrypted: not serving it (%s)", room, "use an unencrypted room"
+        )
+        await self.poster.post(Place(room), ENCRYPTED_REFUSAL, f"refused.{room}")
+        self.state.refused[room] = "end-to-end encrypted"
+        await self.poster.save()
+
+    async def _quietly(self, call: object) -> None:
+        try:
+            await call  # type: ignore[misc]
+        except Exception as exc:
+            log.info("%s", exc)
+
     async def _react(self, item: Incoming) -> None:
         posted = self.state.approvals.get(item.reply_to or "")
-        if posted is None:
+        if posted is None or posted.room != item.room:
             return
-        if item.reaction in render.ALLOW_REACTIONS:
-            await self._respond(posted, "allow", "")
-        elif item.reaction in render.DENY_REACTIONS:
-            await self._respond(posted, "deny", f"denied in chat by {item.sender}")
+        decision = render.decision_of_reaction(item.reaction or "")
+        if decision == "allow":
+            await self._respond(item, posted, "allow", "")
+        elif decision == "deny":
+            await self._respond(item, posted, "deny", f"denied in chat by {item.sender}")
 
     async def _answer(self, item: Incoming, text: str) -> bool:
         """``allow`` / ``always`` / ``deny …`` as a reply to an approval (or with one open)."""
@@ -153,30 +232,41 @@ class Bridge:
         else:
             return False
         posted = self.state.approvals.get(item.reply_to or "")
+        if posted is not None and posted.room != item.room:
+            posted = None  # a reply names an event in another room: not this approval
         if posted is None:
             session = await self._session_for(item, create=False)
-            open_ones = self._pending.get(session or "", {})
+            open_ones = [a for a in self.state.approvals.values() if a.session == session]
             if len(open_ones) != 1:
                 if open_ones:
                     await self._say(
-                        Place(item.room, item.thread),
-                        f"{len(open_ones)} approvals wait: reply to the one you mean",
-                        item.id,
+                        item, f"{len(open_ones)} approvals wait: reply to the one you mean"
                     )
                     return True
                 return False  # no approval open: it is just a message
-            message = next(iter(open_ones.values()))
-            posted = self.state.approvals[message]
+            posted = open_ones[0]
         if decision == "allow_always" and not posted.rule:
-            await self._say(Place(item.room, item.thread), _no_always(posted.asked), item.id)
+            await self._say(item, _no_always(posted.asked))
             return True
-        await self._respond(posted, decision, rest.strip() if decision == "deny" else "")
+        message = rest.strip() if decision == "deny" else ""
+        await self._respond(item, posted, decision, message)
         return True
 
-    async def _respond(self, posted: Posted, decision: p.ApprovalDecision, message: str) -> None:
+    async def _respond(
+        self, item: Incoming, posted: Posted, decision: p.ApprovalDecision, message: str
+    ) -> None:
+        if decision != "deny" and not posted.allowable:
+            await self._say(
+                item,
+                "⚠ this command is too long to show in chat, so it cannot be allowed from here: "
+                "answer it in a terminal (`kfd attach`), or reply `deny`.",
+            )
+            return
+        before, posted.answered_by = posted.answered_by, item.sender
         try:
             await self.client.respond(posted.session, posted.approval_id, decision, message)
         except RequestFailed as exc:
+            posted.answered_by = before  # someone answered first: they decided
             if exc.code not in ("conflict", "not_found"):
                 raise
             log.info("approval %s: %s", posted.approval_id, exc.message)
@@ -184,7 +274,6 @@ class Bridge:
     async def _command(self, item: Incoming, text: str) -> None:
         name, _, argument = text[1:].partition(" ")
         argument = argument.strip()
-        place = Place(item.room, item.thread)
         session = await self._session_for(item, create=False)
         match name.lower():
             case "new":
@@ -195,237 +284,102 @@ class Bridge:
                 )
                 self.state.rooms[_key(item.room, item.thread)] = info.id
                 self.state.cursors[info.id] = 0
-                await self._save()
-                await self._say(place, f"🆕 session {info.id} in {info.cwd}", item.id)
+                await self.poster.save()
+                await self._say(item, f"🆕 session {info.id} in {render.code(info.cwd)}")
             case "cancel" if session:
-                await self.client.cancel(session)
+                info = await self.client.session(session)
+                if info.status in ("idle", "error"):
+                    await self._say(item, "nothing is running: no turn to cancel")
+                else:
+                    await self.client.cancel(session)
             case "mode" if session:
                 if argument not in p.MODES:
-                    await self._say(place, f"modes: {', '.join(p.MODES)}", item.id)
+                    await self._say(item, f"modes: {', '.join(p.MODES)}")
                     return
                 info = await self.client.set_mode(session, argument)
-                await self._say(place, f"mode is now {info.mode}", item.id)
+                await self._say(item, f"mode is now {info.mode}")
             case "cost" if session:
-                await self._say(place, render.cost(await self.client.session(session)), item.id)
+                await self._say(item, render.cost(await self.client.session(session)))
             case "status" if session:
-                await self._say(place, render.status(await self.client.session(session)), item.id)
-            case "cancel" | "mode" | "cost" | "status":
-                await self._say(place, "no session here yet: say something or `!new`", item.id)
+                await self._say(item, render.status(await self.client.session(session)))
+            case "trust" if session:
+                await self._trust(item, session, argument)
+            case "cancel" | "mode" | "cost" | "status" | "trust":
+                await self._say(item, "no session here yet: say something or `!new`")
             case _:
-                await self._say(place, render.HELP, item.id)
+                await self._say(item, render.HELP)
+
+    async def _trust(self, item: Incoming, session: str, argument: str) -> None:
+        """``!trust`` shows the project config; ``!trust yes`` trusts exactly what
+        was shown (the content's hash), ``!trust revoke`` takes trust back."""
+        cwd = (await self.client.session(session)).cwd
+        shown = self.outgoing.trust_shown
+        if argument == "revoke":
+            info = await self.client.set_trust(cwd, trusted=False)
+            await self._say(item, f"🔒 {render.code(info.path)} is no longer trusted")
+        elif argument == "yes" and session in shown:
+            info = await self.client.set_trust(cwd, shown.pop(session))
+            await self._say(item, f"🔓 trusted {render.code(info.path)} as shown")
+        else:
+            info = await self.client.trust(cwd)
+            if info.grants and not info.problem and not info.trusted:
+                shown[session] = info.sha256
+            await self._say(item, render.trust(info))
 
     async def _session_for(self, item: Incoming, *, create: bool) -> str | None:
-        rooms = self.state.rooms
-        for key in (_key(item.room, item.thread), item.room):
-            if key in rooms:
-                return rooms[key]
-        if not create:
-            return None
+        """The session of the room, or of the thread: a thread is a session of
+        its own, answered in the thread."""
+        key = _key(item.room, item.thread)
+        session = self.state.rooms.get(key)
+        if session is not None or not create:
+            return session
+        title = f"chat {item.room}" + (" (thread)" if item.thread else "")
         info = await self.client.create_session(
-            self.access.workspace, title=f"chat {item.room}", mode=self.access.mode
+            self.access.workspace, title=title, mode=self.access.mode
         )
-        rooms[_key(item.room, item.thread)] = info.id
+        self.state.rooms[key] = info.id
         self.state.cursors[info.id] = 0
-        await self._save()
+        await self.poster.save()
         return info.id
+
+    async def _say(self, item: Incoming, text: str) -> None:
+        await self.poster.post(Place(item.room, item.thread), text, f"re.{item.id}")
 
     # -- kfd -> chat -----------------------------------------------------------
 
-    async def _outgoing(self, follower: Any) -> None:
+    async def follow(self, follower: Follower) -> None:
+        """Show every session's events from ``follower``, storing each session's seq."""
         async for item in follower:
             match item:
                 case Followed():
                     for approval in item.snapshot.pending_approvals:
-                        await self.on_event(approval, replay=True)
+                        await self.outgoing.on_event(approval)
                 case ConnectionLost():
                     log.info("lost the daemon; reconnecting")
                 case ConnectionRestored():
                     log.info("the daemon is back")
                 case p.Event():
-                    await self.on_event(item)
+                    await self.outgoing.on_event(item)
+                    await self._advance(item)
 
-    async def on_event(self, event: p.Event, *, replay: bool = False) -> None:
-        """Show one event of a session where it belongs, then note its seq."""
-        sid = event.session
-        place = self._place(sid)
-        if isinstance(event, p.TriggerFired):
-            self.access.triggered.add(sid)
-        if place is not None:
-            await self._show(event, place)
-        elif self.access.notify_room:
-            await self._notify(event, Place(self.access.notify_room))
-        if not event.ephemeral and not replay and event.seq > self.state.cursors.get(sid, 0):
-            self.state.cursors[sid] = event.seq
-            if place is not None or self.access.notify_room:
-                await self._save()
-
-    def _place(self, session: str) -> Place | None:
-        for key, mapped in self.state.rooms.items():
-            if mapped == session:
-                room, _, thread = key.partition("|")
-                return Place(room, thread or None)
-        return None
-
-    async def _show(self, event: p.Event, place: Place) -> None:
-        sid = event.session
-        key = f"{sid}.{event.seq}"
-        match event:
-            case p.MessageDelta(kind="text"):
-                await self._delta(event, place)
-            case p.MessageCompleted():
-                await self._complete(sid, event.message_id, event.text, place)
-            case p.MessageUser() if event.frontend is None or not event.frontend.name.startswith(
-                FRONTEND_NAME
-            ):
-                who = event.frontend.name if event.frontend else "someone"
-                await self._say(place, f"💬 {who}: {event.text[:1000]}", key)
-            case p.ToolStarted():
-                await self._say(place, render.tool_line(event), key)
-            case p.ToolCompleted() if event.status not in ("ok", "denied"):
-                await self._say(place, render.tool_failed(event), key)
-            case p.ApprovalRequested():
-                await self._ask(event, place)
-            case p.ApprovalResolved():
-                await self._resolved(event, place)
-            case p.TurnCompleted():
-                text = render.turn_end(event)
-                if text:
-                    await self._say(place, text, key)
-            case p.ErrorEvent():
-                await self._say(place, f"⚠ {event.message}", key)
-            case p.BudgetWarning():
-                await self._say(place, f"💸 {event.message or event.budget}", key)
-            case p.TriggerFired():
-                await self._say(place, render.trigger(event), key)
-
-    async def _notify(self, event: p.Event, place: Place) -> None:
-        """A session no room maps to: only what needs the user goes to notify_room."""
-        sid = event.session
-        key = f"{sid}.{event.seq}"
-        match event:
-            case p.ApprovalRequested():
-                await self._ask(event, place, prefix=f"[{sid}] ")
-            case p.ApprovalResolved():
-                await self._resolved(event, place)
-            case p.TriggerFired():
-                await self._say(place, f"[{sid}] {render.trigger(event)}", key)
-            case p.ErrorEvent():
-                await self._say(place, f"[{sid}] ⚠ {event.message}", key)
-            case p.MessageCompleted() if sid in self.access.triggered and event.text:
-                self._answers[sid] = event.text
-            case p.TurnCompleted() if sid in self.access.triggered:
-                self.access.triggered.discard(sid)
-                answer = self._answers.pop(sid, "")
-                if answer:
-                    await self._say(place, f"[{sid}] {answer[:3000]}", key)
-
-    async def _ask(self, event: p.ApprovalRequested, place: Place, prefix: str = "") -> None:
-        open_ones = self._pending.setdefault(event.session, {})
-        if event.approval_id in open_ones:
+    async def _advance(self, event: p.Event) -> None:
+        if event.ephemeral:
             return
-        text = prefix + render.approval(event)
-        message = await self._post(place, text, f"{event.session}.{event.approval_id}")
-        open_ones[event.approval_id] = message
-        self.state.approvals[message] = Posted(
-            event.session,
-            event.approval_id,
-            place.room,
-            message,
-            event.session_rule if render.offers_always(event) else "",
-            event.session_rule,
-        )
-        await self._save()
-
-    async def _resolved(self, event: p.ApprovalResolved, place: Place) -> None:
-        message = self._pending.get(event.session, {}).pop(event.approval_id, None)
-        if message is None:
-            return
-        self.state.approvals.pop(message, None)
-        await self._edit(place, message, render.resolved(event, "approval"), f"{message}.done")
-
-    async def _delta(self, event: p.MessageDelta, place: Place) -> None:
-        stream = self._streams.get(event.message_id)
-        if stream is None:
-            stream = self._streams[event.message_id] = _Stream(place)
-        stream.text += event.text
-        if stream.posted is None:
-            if stream.text.strip():
-                stream.shown = stream.text
-                stream.last_edit = time.monotonic()
-                stream.posted = await self._post(
-                    place, stream.text, f"{event.session}.{event.message_id}"
-                )
-        elif stream.flush is None:
-            stream.flush = asyncio.create_task(self._flush_later(stream, event.message_id))
-
-    async def _flush_later(self, stream: _Stream, message_id: str) -> None:
-        """Edit the streamed message no more often than the service allows."""
-        wait = stream.last_edit + self.adapter.edit_interval_s - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        stream.flush = None
-        if stream.posted is not None and stream.text != stream.shown:
-            await self._edit_stream(stream, message_id)
-
-    async def _edit_stream(self, stream: _Stream, message_id: str) -> None:
-        assert stream.posted is not None
-        text = stream.text
-        stream.edits += 1
-        stream.last_edit = time.monotonic()
-        await self._edit(stream.place, stream.posted, text, f"{message_id}.e{stream.edits}")
-        stream.shown = text
-
-    async def _complete(self, session: str, message_id: str, text: str, place: Place) -> None:
-        stream = self._streams.pop(message_id, None)
-        if stream is None or stream.posted is None:
-            if text.strip():
-                await self._post(place, text, f"{session}.{message_id}")
-            return
-        if stream.flush is not None:
-            stream.flush.cancel()
-            stream.flush = None
-        stream.text = text
-        if text != stream.shown:
-            wait = stream.last_edit + self.adapter.edit_interval_s - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self._edit_stream(stream, message_id)
-
-    # -- posting, with retries ------------------------------------------------
-
-    async def _say(self, place: Place, text: str, key: str) -> None:
-        await self._post(place, text, key)
-
-    async def _post(self, place: Place, text: str, key: str) -> str:
-        posted = await self._retrying(
-            lambda: self.adapter.post(place.room, place.thread, text, key)
-        )
-        return str(posted or "")
-
-    async def _edit(self, place: Place, message: str, text: str, key: str) -> None:
-        await self._retrying(lambda: self.adapter.edit(place.room, message, text, key))
-
-    async def _retrying(self, call: Any) -> Any:
-        delay = 0.2
-        while True:
-            try:
-                return await call()
-            except TransientError as exc:
-                log.warning("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-            except AdapterError as exc:
-                log.error("%s: %s", self.adapter.name, exc)
-                return ""
-
-    async def _save(self) -> None:
-        await asyncio.to_thread(self.store.save)
+        sid = event.session
+        seq = event.seq
+        held = self.outgoing.held(sid)
+        if held is not None:
+            seq = min(seq, held - 1)  # a tool batch not yet posted: replay it after a crash
+        if seq > self.state.cursors.get(sid, 0):
+            self.state.cursors[sid] = seq
+            if self.outgoing.place(sid) is not None or self.access.notify_room:
+                await self.poster.save()
 
 
 def _no_always(rule: str) -> str:
     """Why `always` cannot answer an approval whose rule is ``rule``."""
     if rule:
-        why = f"`{rule}` is a one-off grant, never kept for the project"
+        why = f"{render.code(rule)} is a one-off grant, never kept for the project"
     else:
         why = "this approval has no rule to keep (it is asked call by call)"
     return f"⚠ `always` cannot answer it: {why}. Reply `allow` or `deny [why]`."

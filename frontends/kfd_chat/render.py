@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from kfd import protocol as p
+from kfd.protocol.display import visible
 
 DIFF_LIMIT = 3000
+COMMAND_LIMIT = 20_000
+"""Longer commands are not shown (a Matrix event holds 64 KiB) and so not allowed from chat."""
 ALLOW_REACTIONS = frozenset({"👍", "✅", "+1", "white_check_mark", "thumbsup"})
 DENY_REACTIONS = frozenset({"👎", "❌", "-1", "x", "thumbsdown"})
 VERDICTS: dict[p.ApprovalDecision, str] = {
@@ -15,12 +18,14 @@ VERDICTS: dict[p.ApprovalDecision, str] = {
 }
 
 HELP = (
-    "Talk to me and I pass it to the session of this room. Commands:\n"
+    "Talk to me and I pass it to the session of this room (a thread is a session of "
+    "its own). Commands:\n"
     "!new [title]  start a new session here\n"
     "!cancel       stop the running turn\n"
     "!mode MODE    default, accept-edits, plan or auto\n"
     "!cost         what this session spent\n"
     "!status       the session's state\n"
+    "!trust [yes]  show the project's .kfd/config.toml; yes: trust it as shown\n"
     "Answer an approval by replying `allow`, `always` (keep its rule for the project) "
     "or `deny [why]`, or react 👍 / 👎."
 )
@@ -33,44 +38,105 @@ def offers_always(event: p.ApprovalRequested) -> bool:
 
 
 def tool_line(event: p.ToolStarted) -> str:
-    return f"· {event.name} {event.summary}".rstrip()
+    return f"· {event.name} {code(event.summary)}" if event.summary.strip() else f"· {event.name}"
 
 
 def tool_failed(event: p.ToolCompleted) -> str:
     first = next((line for line in event.output.splitlines() if line.strip()), "")
-    return f"  ✗ {event.name} {event.status}: {first[:200]}".rstrip()
+    return visible(f"  ✗ {event.name} {event.status}: {first[:200]}".rstrip())
 
 
-def approval(event: p.ApprovalRequested) -> str:
+def code(text: str) -> str:
+    """``text`` as inline code that nothing in it can close (CommonMark: a
+    longer backtick run than any inside, padded when it starts or ends with one)."""
+    text = visible(text).replace("\n", " ")
+    fence = "`" * (_longest_run(text, "`") + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def block(text: str, language: str = "") -> str:
+    """``text`` as a fenced code block that nothing in it can close, every
+    character that would not show as itself spelled out."""
+    text = visible(text)
+    fence = "`" * max(3, _longest_run(text, "`") + 1)
+    return f"{fence}{language}\n{text}\n{fence}"
+
+
+def _longest_run(text: str, char: str) -> int:
+    longest = run = 0
+    for c in text:
+        run = run + 1 if c == char else 0
+        longest = max(longest, run)
+    return longest
+
+
+def decision_of_reaction(key: str) -> p.ApprovalDecision | None:
+    """What a reaction answers: Element sends 👍 as U+1F44D U+FE0F, others add
+    a skin tone; all mean the same."""
+    key = key.split("::")[0]  # Slack: "+1::skin-tone-2"
+    base = "".join(c for c in key if c not in _EMOJI_MODIFIERS).strip().strip(":")
+    if base in ALLOW_REACTIONS:
+        return "allow"
+    if base in DENY_REACTIONS:
+        return "deny"
+    return None
+
+
+_EMOJI_MODIFIERS = frozenset("\ufe0e\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
+
+
+def question(event: p.ApprovalRequested) -> str:
+    """What an approval asks, exactly: the tool, the reason, the whole command
+    (or the diff). Kept in the message once the approval is decided."""
     preview = event.preview
-    lines = [f"🔐 approve `{event.tool}`? {event.reason}".rstrip()]
+    lines = [f"🔐 approve {code(event.tool)}? {visible(event.reason)}".rstrip()]
     if preview.command:
-        lines.append(f"```\n{preview.command}\n```")
+        lines.append(block(preview.command))
     elif preview.summary:
-        lines.append(preview.summary)
+        lines.append(block(preview.summary))
     if preview.diff:
         diff = preview.diff
         if len(diff) > DIFF_LIMIT:
-            diff = diff[:DIFF_LIMIT] + f"\n… {len(preview.diff) - DIFF_LIMIT} more characters"
-        lines.append(f"```diff\n{diff}\n```")
-    if offers_always(event):
-        lines.append(
-            "Reply `allow`, `always` (keeps the rule "
-            f"`{event.session_rule}` for this project) or `deny [why]` to this message, "
-            "or react 👍 / 👎."
-        )
-    else:
-        lines.append("Reply `allow` or `deny [why]` to this message, or react 👍 / 👎.")
+            diff = diff[:DIFF_LIMIT]
+            lines.append(block(diff, "diff"))
+            lines.append(f"… the diff goes on for {len(preview.diff) - DIFF_LIMIT} more characters")
+        else:
+            lines.append(block(diff, "diff"))
     return "\n".join(lines)
 
 
-def resolved(event: p.ApprovalResolved, asked: str) -> str:
-    who = event.by.name if event.by else "kfd"
+def fits(event: p.ApprovalRequested) -> bool:
+    """Whether the whole command fits in one chat message. A command that does
+    not cannot be allowed from chat: nobody would have seen what runs."""
+    return len(event.preview.command or "") + len(event.preview.summary) <= COMMAND_LIMIT
+
+
+def approval(event: p.ApprovalRequested) -> str:
+    """The approval as posted: the question and how to answer it."""
+    if not fits(event):
+        command = event.preview.command or event.preview.summary
+        return (
+            f"🔐 approve {code(event.tool)}? {visible(event.reason)}".rstrip()
+            + f"\nThe command is {len(command)} characters long, too long to show here whole, "
+            "so it cannot be allowed from chat: answer it in a terminal (`kfd attach`), "
+            "or reply `deny [why]`."
+        )
+    text = question(event)
+    if offers_always(event):
+        return (
+            f"{text}\nReply `allow`, `always` (keeps the rule {code(event.session_rule)} "
+            "for this project) or `deny [why]` to this message, or react 👍 / 👎."
+        )
+    return f"{text}\nReply `allow` or `deny [why]` to this message, or react 👍 / 👎."
+
+
+def resolved(asked: str, event: p.ApprovalResolved, who: str) -> str:
+    """A decided approval: what was asked, what was decided, by whom."""
     verdict = VERDICTS[event.decision]
-    first = asked.splitlines()[0] if asked else "approval"
-    kept = f" (keeps `{event.rule}`)" if event.rule else ""
-    said = f": {event.message}" if event.message else ""
-    return f"{first}\n→ {verdict} by {who}{kept}{said}"
+    kept = f" (keeps {code(event.rule)})" if event.rule else ""
+    said = f": {visible(event.message)}" if event.message else ""
+    return f"{asked}\n→ {verdict} by {visible(who)}{kept}{said}"
 
 
 def turn_end(event: p.TurnCompleted) -> str | None:
@@ -100,3 +166,31 @@ def trigger(event: p.TriggerFired) -> str:
         what = "question" if event.kind == "ask" else "request"
         return f"⚡ trigger {event.trigger}: {what} at {where}"
     return f"⚡ trigger {event.trigger}: {', '.join(event.files[:5])} changed"
+
+
+def trust_required(event: p.TrustRequired) -> str:
+    """A session's project config is not trusted: what is ignored, how to trust it.
+    Every rule is quoted as code: a repository wrote it, and Markdown must not
+    reshape what the user is asked to trust (``*`` pairs, backticks, new lines)."""
+    ignored = "\n".join(f"• {code(line)}" for line in event.ignored)
+    if not event.grants:
+        return f"ℹ ignored in {code(event.path)}:\n{ignored}"
+    return (
+        f"🔒 {code(event.path)} is not trusted, so it only narrows rights. Ignored:\n{ignored}\n"
+        "`!trust` shows what it grants; `!trust yes` trusts exactly that content."
+    )
+
+
+def trust(info: p.TrustInfo) -> str:
+    """What ``!trust`` shows (rules quoted as code, as in `trust_required`)."""
+    if not info.exists:
+        return f"{code(info.project)} has no .kfd/config.toml: nothing to trust"
+    if info.problem:
+        return f"⚠ {code(info.path)} does not load: {visible(info.problem)}"
+    state = "trusted" if info.trusted else "changed since trusted" if info.pinned else "not trusted"
+    lines = [f"{code(info.path)}: {state} (sha256 {info.sha256[:12]}…)"]
+    lines += [f"grants: {code(grant)}" for grant in info.grants]
+    lines += [f"ignored: {code(line)}" for line in info.ignored]
+    if info.grants and not info.trusted:
+        lines.append("`!trust yes` trusts exactly this content")
+    return "\n".join(lines)

@@ -35,6 +35,9 @@ class MatrixSettings(_Table):
     notify_room: str = ""
     """Room for sessions no room maps to (trigger runs, ``AI?`` answers)."""
     edit_interval_s: float = 1.0
+    """Seconds between two edits of a streaming answer."""
+    tool_linger_s: float = 2.0
+    """Tool calls within this many seconds share one message."""
 
 
 class SlackSettings(_Table):
@@ -48,6 +51,7 @@ class SlackSettings(_Table):
     notify_room: str = ""
     edit_interval_s: float = 1.2
     """chat.update allows about one call per second per channel."""
+    tool_linger_s: float = 2.0
     base_url: str = ""
     """The Web API's address; empty for Slack's own (set for a local test server)."""
     ping_interval_s: float = 5.0
@@ -72,4 +76,6 @@ def parse(table: Mapping[str, Any]) -> ChatSettings:
         adapter = getattr(settings, name)
         if adapter is not None and adapter.edit_interval_s < 0.2:
             raise SettingsError(f"[chat.{name}] edit_interval_s: at least 0.2 s")
+        if adapter is not None and not 0 <= adapter.tool_linger_s <= 60:
+            raise SettingsError(f"[chat.{name}] tool_linger_s: between 0 and 60 s")
     return settings

@@ -5,6 +5,12 @@ after network loss). An envelope is acknowledged only after the bridge has
 handled its message, so one lost with the connection is delivered again;
 its ``event_id`` is then already among the handled ids, and it is skipped.
 Answers stream by ``chat.update``; a thread is a message's ``thread_ts``.
+
+Slack does not deduplicate posts, so every post carries its key as message
+metadata (``kfd_post``); after a crash between a post and the record of its
+``ts``, `SlackAdapter.find` reads the channel's (or thread's) recent messages
+for that key instead of posting twice. Text is escaped for ``mrkdwn``: a
+model's ``<!channel>`` or ``<@U123>`` is shown, never a mention.
 """
 
 from __future__ import annotations
@@ -22,10 +28,14 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from kfd_chat.adapter import AdapterError, Batch, Incoming, TransientError
+from kfd_chat.markup import slack_escape
 from kfd_chat.settings import SlackSettings
 
 log = logging.getLogger("kfd_chat.slack")
 
+METADATA_TYPE = "kfd_post"
+FIND_LIMIT = 100
+"""Recent messages searched for a post's key after a crash."""
 _TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "service_unavailable", "request_timeout", "fatal_error"}
 )
@@ -45,7 +55,7 @@ class SlackAdapter:
         self._socket: SocketModeClient | None = None
         self._queue: asyncio.Queue[tuple[SocketModeRequest, Incoming | None]] = asyncio.Queue()
 
-    async def start(self, cursor: str | None) -> None:
+    async def start(self, cursor: str | None, rooms: set[str]) -> None:
         # The SDK's clients bind to the running event loop: made here, not in __init__.
         kwargs: dict[str, Any] = {"token": self._bot_token}
         if self.settings.base_url:
@@ -89,19 +99,58 @@ class SlackAdapter:
     async def post(self, room: str, thread: str | None, text: str, key: str) -> str:
         assert self._web is not None
         response = await self._call(
-            self._web.chat_postMessage, channel=room, text=text, thread_ts=thread
+            self._web.chat_postMessage,
+            channel=room,
+            text=slack_escape(text),
+            thread_ts=thread,
+            metadata={"event_type": METADATA_TYPE, "event_payload": {"key": key}},
         )
         return str(response["ts"])
 
     async def edit(self, room: str, message: str, text: str, key: str) -> None:
         assert self._web is not None
-        await self._call(self._web.chat_update, channel=room, ts=message, text=text)
+        await self._call(self._web.chat_update, channel=room, ts=message, text=slack_escape(text))
+
+    async def find(self, room: str, thread: str | None, key: str) -> str | None:
+        assert self._web is not None
+        if thread:
+            response = await self._call(
+                self._web.conversations_replies,
+                channel=room,
+                ts=thread,
+                limit=FIND_LIMIT,
+                include_all_metadata=True,
+            )
+        else:
+            response = await self._call(
+                self._web.conversations_history,
+                channel=room,
+                limit=FIND_LIMIT,
+                include_all_metadata=True,
+            )
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == METADATA_TYPE and payload.get("key") == key:
+                return str(message.get("ts"))
+        return None
+
+    async def join(self, room: str) -> None:
+        """Slack apps are added to channels by people; nothing to accept."""
+
+    async def leave(self, room: str) -> None:
+        """See `join`."""
 
     async def _call(self, method: Any, **kwargs: Any) -> Any:
         try:
             return await method(**{k: v for k, v in kwargs.items() if v is not None})
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
+            if error == "ratelimited" or exc.response.status_code == 429:
+                retry = exc.response.headers.get("Retry-After") or exc.response.headers.get(
+                    "retry-after", "1"
+                )
+                raise TransientError(f"slack: {error}", retry_after=_seconds(retry)) from None
             if error in _TRANSIENT_ERRORS:
                 raise TransientError(f"slack: {error}") from None
             raise AdapterError(f"slack refused {method.__name__}: {error}") from None
@@ -114,6 +163,13 @@ class SlackAdapter:
         session = getattr(self._web, "session", None)
         if session is not None:
             await session.close()
+
+
+def _seconds(value: object) -> float:
+    try:
+        return min(max(float(str(value)), 0.0), 3600.0)
+    except ValueError:
+        return 1.0
 
 
 def _incoming(request: SocketModeRequest) -> Incoming | None:
@@ -135,6 +191,7 @@ def _incoming(request: SocketModeRequest) -> Incoming | None:
             sender=user,
             reply_to=str(target.get("ts", "")),
             reaction=str(event.get("reaction", "")),
+            kind="reaction",
         )
     if event.get("type") != "message" or event.get("subtype") or event.get("bot_id"):
         return None  # edits, joins, and our own posts are not messages to act on

@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 SEEN_KEPT = 2000
+POSTS_KEPT = 1000
 
 
 class Posted(msgspec.Struct):
@@ -29,6 +30,25 @@ class Posted(msgspec.Struct):
     """The rule "allow always" would keep; empty when it can keep none."""
     asked: str = ""
     """The approval's ``session_rule`` as asked (a grant, say), for explanations."""
+    question: str = ""
+    """What was asked (tool, reason, whole command): kept once it is decided."""
+    thread: str | None = None
+    allowable: bool = True
+    """False when the command was too long to show: chat may only deny it."""
+    answered_by: str = ""
+    """The chat user whose answer the bridge passed on (the daemon only knows the bridge)."""
+
+
+class Sent(msgspec.Struct):
+    """A post the bridge meant to make: recorded before it is made (``message``
+    empty), completed with the service's id once made. After a crash, an
+    entry without an id is looked for in the room before posting again."""
+
+    room: str
+    thread: str | None = None
+    message: str = ""
+    shown: str = ""
+    """Digest of the text the message shows now (streams skip an edit that changes nothing)."""
 
 
 class State(msgspec.Struct):
@@ -41,6 +61,12 @@ class State(msgspec.Struct):
     """Ids of the latest incoming items (services that redeliver)."""
     approvals: dict[str, Posted] = msgspec.field(default_factory=dict)
     """message id of a posted approval -> the approval."""
+    posts: dict[str, Sent] = msgspec.field(default_factory=dict)
+    """post key -> what was posted under it (the outbox)."""
+    joined: list[str] = msgspec.field(default_factory=list)
+    """Rooms the bot joined on an allow-listed user's invite: served like configured ones."""
+    refused: dict[str, str] = msgspec.field(default_factory=dict)
+    """room -> why the bridge does not serve it (end-to-end encrypted)."""
 
 
 class StateFile:
@@ -74,10 +100,19 @@ class StateFile:
         return False
 
     def save(self) -> None:
+        self.write(self.encode())
+
+    def encode(self) -> bytes:
+        """The state as it is now (cheap: msgspec)."""
         self.state.seen = list(self._seen)
         while len(self.state.approvals) > 500:
             self.state.approvals.pop(next(iter(self.state.approvals)))
-        data = msgspec.json.encode(self.state)
+        while len(self.state.posts) > POSTS_KEPT:
+            self.state.posts.pop(next(iter(self.state.posts)))
+        return msgspec.json.encode(self.state)
+
+    def write(self, data: bytes) -> None:
+        """Replace the file with ``data`` atomically (blocking: run it in a thread)."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".chat-state-")
         try:

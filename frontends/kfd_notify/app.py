@@ -27,6 +27,10 @@ from kfd_notify.settings import NotifySettings, SettingsError, parse
 
 log = logging.getLogger("kfd_notify")
 
+CLOSED_EXPIRED = 1
+CLOSED_UNDEFINED = 4
+RESHOW_DELAY_S = 1.0
+
 
 def run(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
     """Entry point (group ``kfd.frontends``, name ``notify``): ``kfd notify``."""
@@ -65,7 +69,7 @@ class Notifier:
         self.settings = settings
         self.runtime_dir = runtime_dir
         self.notices = Notices(settings)
-        self.desktop = Desktop(self._on_action, self._on_closed, bus_address)
+        self.desktop = Desktop(self._on_action, self._on_closed, bus_address, self._on_server)
         self.client: Client | None = None
         self.pending: dict[str, Notice] = {}
         """Approvals waiting for an answer, by approval id (shown again on reconnect)."""
@@ -73,9 +77,15 @@ class Notifier:
         self._approval_of: dict[int, p.ApprovalRequested] = {}
         self._early_clicks: dict[int, str] = {}
         """Clicks whose signal overtook the reply to Notify (which carries the id)."""
+        self._early_closes: dict[int, int] = {}
+        """Likewise, closes: notification id -> reason."""
+        self._showing: set[str] = set()
+        """Approvals whose Notify call is on its way (shown once, whoever asks)."""
         self._focus: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._desktop_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        """Set when the notification server changed: look again now."""
 
     async def run(self) -> None:
         keeper = asyncio.create_task(self._keep_desktop())
@@ -104,9 +114,11 @@ class Notifier:
                 await asyncio.sleep(self.settings.retry_s)
 
     async def _keep_desktop(self) -> None:
-        """Connect to the notification server, and again whenever it goes away."""
+        """Connect to the notification server, and again whenever it goes away
+        or another takes its place; show the pending approvals on each new one."""
         last_problem = ""
         while True:
+            self._wake.clear()  # before the work: a change during it is not missed
             if not self.desktop.connected:
                 self._desktop_ready.clear()
                 try:
@@ -117,14 +129,30 @@ class Notifier:
                         last_problem = str(exc)
                 else:
                     last_problem = ""
-                    log.info("notification server found (actions: %s)", self.desktop.actions)
+                    log.info(
+                        "notification server found: %s (actions: %s)",
+                        self.desktop.server_name or "unnamed",
+                        self.desktop.actions,
+                    )
                     self._shown.clear()
                     self._approval_of.clear()
                     for approval_id, notice in list(self.pending.items()):
                         if approval_id not in self._shown and approval_id in self.pending:
                             await self._show(notice)
                     self._desktop_ready.set()
-            await asyncio.sleep(self.settings.retry_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.retry_s):
+                    await self._wake.wait()
+
+    def _on_server(self, present: bool) -> None:
+        """The notification server went away, or a new one took its name: what
+        the old one showed is gone with it."""
+        log.info("the notification server %s", "changed" if present else "went away")
+        self._shown.clear()
+        self._approval_of.clear()
+        self._early_clicks.clear()  # ids are the old server's
+        self._early_closes.clear()
+        self._wake.set()
 
     async def _on_item(self, item: object) -> None:
         match item:
@@ -166,18 +194,30 @@ class Notifier:
             await self._show(notice)
 
     async def _show(self, notice: Notice) -> None:
+        approval_id = notice.approval.approval_id if notice.approval is not None else None
+        if approval_id is not None:
+            if approval_id in self._shown or approval_id in self._showing:
+                return
+            self._showing.add(approval_id)
         try:
             shown = await self.desktop.notify(notice, expire_ms=self.settings.expire_ms)
         except Unavailable as exc:
             log.warning("%s; will retry", exc)
             self.desktop.close()
+            self._wake.set()
             return
+        finally:
+            if approval_id is not None:
+                self._showing.discard(approval_id)
         if notice.approval is not None:
             self._shown[notice.approval.approval_id] = shown
             self._approval_of[shown] = notice.approval
             early = self._early_clicks.pop(shown, None)
             if early is not None:
                 self._on_action(shown, early)
+            closed = self._early_closes.pop(shown, None)
+            if closed is not None:
+                self._on_closed(shown, closed)
 
     async def _focused(self, session: str) -> bool:
         """Watched in a focused frontend that is still connected?"""
@@ -204,11 +244,33 @@ class Notifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_closed(self, notification: int) -> None:
-        # Dismissed without an answer: the approval still waits; keep it pending.
+    def _on_closed(self, notification: int, reason: int) -> None:
+        """An approval's bubble closed without an answer: it still waits. Closed by
+        the server (expired, or for no reason given), it is shown again; dismissed
+        by the user, it stays pending until answered elsewhere or the server changes."""
         approval = self._approval_of.pop(notification, None)
-        if approval is not None:
-            self._shown.pop(approval.approval_id, None)
+        if approval is None:
+            self._early_closes[notification] = reason
+            while len(self._early_closes) > 100:
+                self._early_closes.pop(next(iter(self._early_closes)))
+            return
+        self._shown.pop(approval.approval_id, None)
+        notice = self.pending.get(approval.approval_id)
+        if notice is not None and reason in (CLOSED_EXPIRED, CLOSED_UNDEFINED):
+            log.info(
+                "the server closed approval %s unanswered: showing it again", approval.approval_id
+            )
+            task = asyncio.get_running_loop().create_task(self._show_again(notice))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _show_again(self, notice: Notice) -> None:
+        await asyncio.sleep(min(self.settings.retry_s, RESHOW_DELAY_S))  # no busy loop
+        approval = notice.approval
+        assert approval is not None
+        waiting = approval.approval_id in self.pending and approval.approval_id not in self._shown
+        if waiting and self.desktop.connected:
+            await self._show(notice)
 
     async def _respond(self, approval: p.ApprovalRequested, action: str) -> None:
         assert self.client is not None

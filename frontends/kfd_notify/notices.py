@@ -11,12 +11,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kfd import protocol as p
+from kfd.protocol.display import visible
 from kfd_notify.settings import NotifySettings
 
 Urgency = Literal[0, 1, 2]
 """The freedesktop urgency hint: low, normal, critical."""
 
 BODY_LIMIT = 400
+COMMAND_LIMIT = 1500
+"""An approval whose command is longer is not shown whole in a bubble, so it
+offers no Allow button: allowing it takes a terminal or chat, where it is."""
+DIFF_LIMIT = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,8 @@ class Notice:
     body: str = ""
     urgency: Urgency = 1
     approval: p.ApprovalRequested | None = None
+    allowable: bool = True
+    """False: the approval's command could not be shown whole; only Deny is offered."""
 
 
 @dataclass(slots=True)
@@ -74,17 +81,35 @@ class Notices:
         return None
 
     def approval(self, event: p.ApprovalRequested) -> Notice:
+        """The whole command, exactly (every hidden character spelled out), or
+        a Deny-only notice saying where to read it when it is too long."""
         preview = event.preview
-        shown = preview.command or preview.summary or event.tool
+        command = preview.command or preview.summary or event.tool
+        allowable = len(command) <= COMMAND_LIMIT
+        if allowable:
+            lines = [visible(command)]
+        else:
+            lines = [
+                visible(command[:200]) + "…",
+                f"(the command is {len(command)} characters long: read and allow it "
+                "in a terminal or chat; here it can only be denied)",
+            ]
         if preview.diff:
-            shown = f"{shown}\n{preview.diff}"
-        body = f"{shown}\n({event.reason})" if event.reason else shown
+            diff = preview.diff
+            if len(diff) > DIFF_LIMIT:  # not seen whole: not allowed from here either
+                allowable = False
+                lines.append(visible(diff[:DIFF_LIMIT]) + f"\n… {len(diff) - DIFF_LIMIT} more")
+            else:
+                lines.append(visible(diff))
+        if event.reason:
+            lines.append(f"({visible(event.reason)})")
         return Notice(
             event.session,
-            f"kfd: allow {event.tool} in {self.title(event.session)}?",
-            _short(body),
+            f"kfd: allow {visible(event.tool)} in {visible(self.title(event.session))}?",
+            "\n".join(lines),
             urgency=2,
             approval=event,
+            allowable=allowable,
         )
 
     def _turn(self, event: p.TurnCompleted) -> Notice | None:
@@ -115,5 +140,5 @@ def _one_line(text: str) -> str:
 
 
 def _short(text: str, limit: int = BODY_LIMIT) -> str:
-    text = text.strip()
+    text = visible(text.strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -145,6 +145,7 @@ class Repl:
                 loop.add_signal_handler(signum, self.exit, 128 + signum)
                 handled.append(signum)
         self.spawn(self._animate())
+        self.spawn(self._notices())
         reporting = focus.supported()
         if reporting:
             self._write_raw(focus.REPORTING_ON)
@@ -229,6 +230,19 @@ class Repl:
                 continue
             self._attachment = attachment
             return attachment
+
+    async def _notices(self) -> None:
+        """Daemon-wide news that concerns this terminal: the config reloaded or broken."""
+        async with await self.client.notices() as notices:
+            async for event in notices:
+                if isinstance(event, p.ConfigInvalid):
+                    self.show(Note(f"config not reloaded: {event.message}", "error"))
+                elif isinstance(event, p.ConfigReloaded):
+                    changed = "; ".join([*event.applied, *event.not_applied]) or "fixed"
+                    self.show(Note(f"config reloaded: {changed}"))
+                else:
+                    continue
+                self.app.invalidate()
 
     async def _animate(self) -> None:
         # Spinners and elapsed times move only while something runs; an idle

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.client import RequestFailed
 from kfd_repl import backend, live
 from kfd_repl.blocks import Listing, Note
 
@@ -46,6 +47,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("/context", "", "what fills the model's context window"),
     Command("/mcp", "", "the MCP servers: status, last error, tools"),
     Command("/rules", "[remove ID|RULE]", "the permission rules here, or remove a kept one"),
+    Command("/trust", "[yes|revoke]", "trust this repository's .kfd/config.toml, or show it"),
     Command("/clear", "", "clear the screen (the session is kept)"),
     Command("/quit", "", "detach; the session goes on in the daemon (also Ctrl-D)"),
 )
@@ -257,6 +259,7 @@ async def _rules(repl: Repl, argument: str) -> None:
         return
     listed = await repl.client.rules(cwd=repl.view.info.cwd)
     lines = [f"problem: {problem}" for problem in listed.problems]
+    lines += [f"ignored (/trust): {line}" for line in getattr(listed, "ignored", ())]
     for source, label in RULE_SOURCES.items():
         rules = [rule for rule in listed.rules if rule.source == source]
         if not rules:
@@ -287,6 +290,41 @@ async def _remove_rule(repl: Repl, target: str) -> None:
     repl.show(Note(f"removed [{removed.id}] {removed.rule}"))
 
 
+async def _trust(repl: Repl, argument: str) -> None:
+    cwd = repl.view.info.cwd
+    if argument == "revoke":
+        info = await repl.client.set_trust(cwd, trusted=False)
+        repl.show(Note(f"{info.path} is no longer trusted: its allow rules do not apply"))
+        return
+    if argument == "yes" and repl.view.trust_shown:
+        try:
+            info = await repl.client.set_trust(cwd, repl.view.trust_shown)
+        except RequestFailed as exc:
+            repl.view.trust_shown = ""
+            repl.show(Note(f"not trusted: {exc.message} (/trust shows it again)", "warn"))
+            return
+        repl.show(Note(f"trusted {info.path} as shown; a change to it asks again"))
+        return
+    if argument not in ("", "yes"):
+        repl.show(Note("usage: /trust, /trust yes, or /trust revoke", "warn"))
+        return
+    info = await repl.client.trust(cwd)
+    repl.view.trust_shown = info.sha256 if info.grants and not info.problem else ""
+    lines = [f"sha256 {info.sha256}" if info.exists else "there is no such file"]
+    if info.problem:
+        lines.append(f"does not load: {info.problem}")
+    state = "trusted" if info.trusted else "changed since trusted" if info.pinned else "not trusted"
+    if info.exists and not info.problem:
+        lines.append(state)
+    if info.grants:
+        lines.append("it grants:" if info.trusted else "trusting it applies:")
+        lines.extend(f"  {grant}" for grant in info.grants)
+    lines.extend(f"ignored: {line}" for line in info.ignored)
+    if repl.view.trust_shown and not info.trusted:
+        lines.append("/trust yes trusts exactly this content")
+    repl.show(Listing(f"project config {info.path}", tuple(lines)))
+
+
 async def _clear(repl: Repl, argument: str) -> None:
     repl.clear_screen()
 
@@ -310,6 +348,7 @@ _HANDLERS: dict[str, Callable[[Repl, str], Awaitable[None]]] = {
     "/context": _feature("context"),
     "/mcp": _mcp,
     "/rules": _rules,
+    "/trust": _trust,
     "/clear": _clear,
     "/quit": _quit,
 }

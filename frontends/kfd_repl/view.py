@@ -92,6 +92,9 @@ class SessionView:
     """The seq of the first event seen: above 1 when older history was left out."""
     tasks: list[Any] = field(default_factory=list)
     """The model's plan, as the last ``tasks.updated`` gave it (items with text and status)."""
+    trust_shown: str = ""
+    """The content (sha256) of the project config last shown for trust: what
+    ``/trust yes`` trusts."""
     _announced: tuple[str, str] | None = None
     _diff_shown: set[str] = field(default_factory=set)
     """Calls whose diff the approval already showed (not shown twice)."""
@@ -240,6 +243,13 @@ class SessionView:
         elif kind == "trigger.fired":
             files = ", ".join(str(f) for f in get(event, "files", ())[:3])
             return [Note(f"trigger {get(event, 'trigger', '')} fired: {files}".rstrip(": "))]
+        elif kind == "trust.required":
+            self.trust_shown = str(get(event, "sha256", ""))
+            return [Note(trust_question(event), "warn")]
+        elif kind == "trust.changed":
+            who = _name(get(event, "by", None)) or "kfd"
+            state = "trusted" if get(event, "trusted", False) else "no longer trusted"
+            return [Note(f"{get(event, 'path', '.kfd/config.toml')} is {state} (by {who})")]
         return []
 
     def _updated(self, event: p.SessionUpdated) -> list[Block]:
@@ -327,6 +337,19 @@ class SessionView:
             level: NoteLevel = "error" if event.stop_reason == "error" else "warn"
             blocks.append(Note(f"turn {event.stop_reason.replace('_', ' ')}{detail}", level))
         return blocks
+
+
+def trust_question(event: p.Event) -> str:
+    """What a ``trust.required`` event asks, as one note."""
+    get = getattr
+    path = get(event, "path", ".kfd/config.toml")
+    ignored = "; ".join(str(line) for line in get(event, "ignored", ()))
+    if not get(event, "grants", ()):
+        return f"ignored in {path}: {ignored}"
+    return (
+        f"{path} is not trusted, so it only narrows rights. Ignored: {ignored}. "
+        "/trust shows what it grants; /trust yes trusts exactly that content"
+    )
 
 
 def offers_always(approval: p.ApprovalRequested) -> bool:

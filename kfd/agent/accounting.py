@@ -89,6 +89,13 @@ class Accounting:
         """Stop the cost look-ups still waiting (their estimates stand)."""
         await self.gateway_costs.close()
 
+    def reconfigure(self, config: Config, provider: Provider) -> None:
+        """Use a reloaded config, and its provider, from the next request on."""
+        self.config = config
+        self.catalog = ModelCatalog.load(config.models)
+        self.gateway_costs.reconfigure(provider, config.ledger)
+        self._provider_name = provider.name
+
     # -- the hooks -------------------------------------------------------------
 
     async def before_request(self, session: Session, request: ModelRequest) -> None:

@@ -42,6 +42,11 @@ class GatewayCosts:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused = False
 
+    def reconfigure(self, provider: Provider, config: LedgerConfig) -> None:
+        """Look up later requests' costs with this provider and config (a reload)."""
+        self._provider = provider
+        self._config = config
+
     def wanted(self, info: RequestInfo) -> bool:
         """Whether to look up the cost of the request of ``info``."""
         return self._config.gateway_cost and not self._refused and self._provider.reports_cost(info)

@@ -17,6 +17,7 @@ class CallContext:
         "_config",
         "_granted",
         "_on_output",
+        "_read_denied",
         "_sandbox",
         "_session_id",
         "_state",
@@ -35,6 +36,7 @@ class CallContext:
         turn: int = 0,
         sandbox: Sandbox | None = None,
         granted: frozenset[str] = frozenset(),
+        read_denied: Callable[[str], str | None] | None = None,
     ) -> None:
         self._session_id = session_id
         self._workspace = workspace
@@ -44,6 +46,7 @@ class CallContext:
         self._turn = turn
         self._sandbox = Sandbox() if sandbox is None else sandbox
         self._granted = granted
+        self._read_denied = read_denied
 
     @property
     def session_id(self) -> str:
@@ -72,6 +75,9 @@ class CallContext:
     @property
     def granted(self) -> frozenset[str]:
         return self._granted
+
+    def read_denied(self, path: str) -> str | None:
+        return self._read_denied(path) if self._read_denied is not None else None
 
     def resolve(self, path: str) -> Path:
         expanded = os.path.expanduser(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -350,7 +351,14 @@ def _context(session: Session, item: _Call, granted: frozenset[str] = frozenset(
             enabled=sandbox.enabled, network=sandbox.network, env_allow=tuple(sandbox.env_allow)
         ),
         granted=granted,
+        read_denied=_read_guard(session, name),
     )
+
+
+def _read_guard(session: Session, tool: str) -> Callable[[str], str | None] | None:
+    """The read rules of the session's workspace, for tools that search trees."""
+    book = session.runtime.rule_book
+    return book.read_guard(session.info.cwd, tool) if book is not None else None
 
 
 def _plugin_key(item: _Call) -> str:

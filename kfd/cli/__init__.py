@@ -73,10 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp.add_parser(commands)
 
-    from kfd.cli import explain, rules
+    from kfd.cli import explain, rules, trust
 
     rules.add_parser(commands)
     explain.add_parser(commands, MODES)
+    trust.add_parser(commands)
     return parser
 
 
@@ -134,6 +135,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import explain
 
         return explain.main(args)
+    if command == "trust":
+        from kfd.cli import trust
+
+        return trust.main(args)
     from kfd.cli import commands
 
     handler = {

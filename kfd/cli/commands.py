@@ -242,6 +242,10 @@ async def status(args: argparse.Namespace) -> int:
     print(f"frontends attached: {len(others)}")
     for frontend in others:
         print(f"  {frontend.name} ({frontend.id}) pid {frontend.pid}")
+    if result.config_path:
+        loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.config_loaded_at))
+        state = "does not load; kept the one read" if result.config_error else "read"
+        print(f"config  {result.config_path} ({state} {loaded})")
     for problem in result.problems:
         print(f"problem: {problem}")
     return EXIT_OK

@@ -72,3 +72,5 @@ def _print(explained: p.ExplainResult) -> None:
             print(f"  {risk}")
     if not explained.sandboxed:
         print("the sandbox is off ([sandbox] enabled = false)")
+    for line in explained.ignored:
+        print(f"ignored in the project config (kfd trust): {line}")

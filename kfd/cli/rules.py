@@ -76,6 +76,10 @@ def _print_list(listed: p.RulesResult, *, json: bool) -> int:
         print(f"problem: {problem}")
     if listed.project:
         print(f"project {listed.project}")
+    if listed.ignored:
+        print("ignored in the project config (.kfd/config.toml; `kfd trust` shows why):")
+        for line in listed.ignored:
+            print(f"  {line}")
     if not listed.rules:
         print('no rules kept with "allow always"')
     for source, label in _SOURCES.items():

@@ -23,6 +23,9 @@ from the snapshot, so the text a frontend assembles is exact.
 `Follower` (from `Client.follow`) does the same for every session at once,
 for frontends that watch them all (the notifier, a chat bridge): each
 session's events exactly once and in order, interleaved across sessions.
+
+`Notices` (from `Client.notices`) yields the daemon-wide events of the
+``global`` topic: the config reloaded or broken, a project trusted.
 """
 
 from kfd.client.attachment import Attachment
@@ -38,6 +41,7 @@ from kfd.client.events import (
     decode_event,
 )
 from kfd.client.follow import Follower
+from kfd.client.notices import Notices
 
 __all__ = [
     "Attachment",
@@ -50,6 +54,7 @@ __all__ = [
     "Followed",
     "Follower",
     "Item",
+    "Notices",
     "RequestFailed",
     "daemon_running",
     "decode_event",

@@ -21,6 +21,7 @@ from kfd.client.daemon import ensure_daemon, runtime_dir
 from kfd.client.errors import DaemonUnavailable, RequestFailed
 from kfd.client.events import DISCONNECTED, RECONNECTED, SESSION_TOPIC_PREFIX
 from kfd.client.follow import Follower
+from kfd.client.notices import GLOBAL, Notices
 
 SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
@@ -60,6 +61,7 @@ class Client:
         self._syncs: dict[bytes, asyncio.Future[None]] = {}
         self._attachments: dict[bytes, list[Attachment]] = {}
         self._followers: list[Follower] = []
+        self._notices: list[Notices] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self.hello: p.HelloResult | None = None
@@ -352,7 +354,45 @@ class Client:
         )
         return result
 
+    async def trust(self, cwd: str | os.PathLike[str]) -> p.TrustInfo:
+        """Whether the project config of ``cwd`` is trusted, what it grants, what is ignored."""
+        result: p.TrustInfo = await self.request(p.TrustShow(id="", cwd=os.path.abspath(cwd)))
+        return result
+
+    async def set_trust(
+        self, cwd: str | os.PathLike[str], sha256: str = "", *, trusted: bool = True
+    ) -> p.TrustInfo:
+        """Trust the project config of ``cwd`` at the content hashed ``sha256`` (what
+        `trust` showed: if the file changed since, `RequestFailed` with ``conflict``),
+        or revoke its trust with ``trusted=False``."""
+        result: p.TrustInfo = await self.request(
+            p.TrustSet(id="", cwd=os.path.abspath(cwd), sha256=sha256, trusted=trusted)
+        )
+        return result
+
+    async def trusted_files(self) -> p.TrustListResult:
+        """Every trusted file, and which of them changed since."""
+        result: p.TrustListResult = await self.request(p.TrustList(id=""))
+        return result
+
     # -- events ------------------------------------------------------------
+
+    async def notices(self) -> Notices:
+        """Receive the daemon-wide events (`kfd.client.notices`) from now on."""
+        notices = Notices(self._drop_notices)
+        self._notices.append(notices)
+        try:
+            await self._subscribe([GLOBAL])
+        except BaseException:
+            await notices.close()
+            raise
+        return notices
+
+    def _drop_notices(self, notices: Notices) -> None:
+        if notices in self._notices:
+            self._notices.remove(notices)
+            if not self.closed:
+                self._sub.unsubscribe(GLOBAL)
 
     async def attach(
         self, session_id: str, *, since_seq: int = 0, tail: int | None = None
@@ -446,6 +486,10 @@ class Client:
             future = self._syncs.get(topic)
             if future is not None and not future.done():
                 future.set_result(None)
+            return
+        if topic == GLOBAL:
+            for notices in self._notices:
+                notices._put(body)
             return
         attached = self._attachments.get(topic)
         if attached:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd import __version__
-from kfd.daemon import context_rpc, cost_rpc, rules_rpc
+from kfd.daemon import context_rpc, cost_rpc, rules_rpc, trust_rpc
 from kfd.errors import RequestError
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -60,6 +60,9 @@ from kfd.protocol import (
     TriggerList,
     TriggerListResult,
     TriggerReload,
+    TrustList,
+    TrustSet,
+    TrustShow,
     TurnCancel,
 )
 from kfd.redact import redact_struct
@@ -238,6 +241,8 @@ class RpcHandler:
                 return Empty()
             case RulesList() | RulesRemove() | RulesExplain():
                 return await rules_rpc.answer(daemon, request)
+            case TrustShow() | TrustSet() | TrustList():
+                return await trust_rpc.answer(daemon, daemon.trust_notices, request, by)
             case CostQuery() | ModelList() | SessionSetBudget():
                 return await cost_rpc.answer(daemon, request, by)
             case (
@@ -307,8 +312,15 @@ class RpcHandler:
             state_dir=str(daemon.state_dir),
             plugins=daemon.plugins.names,
             tools=daemon.runtime.tools.names,
-            problems=[*daemon.plugins.errors, *daemon.runtime.tools.problems],
+            problems=[
+                *daemon.plugins.errors,
+                *daemon.runtime.tools.problems,
+                *([f"config: {daemon.reloader.error}"] if daemon.reloader.error else []),
+            ],
             plugin_status=daemon.plugins.status(),
+            config_path=str(daemon.reloader.path),
+            config_loaded_at=daemon.reloader.loaded_at,
+            config_error=daemon.reloader.error,
         )
 
 

@@ -41,9 +41,14 @@ async def answer(daemon: Daemon, request: RulesRequest) -> RulesResult | Explain
     assert book is not None
     match request:
         case RulesList():
-            cwd = None if request.cwd is None else await _directory(request.cwd)
-            rules, project, problems = await book.listing(cwd)
-            return RulesResult(rules=rules, project=project, problems=problems)
+            cwd = None if request.cwd is None else await directory(request.cwd)
+            listed = await book.listing(cwd)
+            return RulesResult(
+                rules=listed.rules,
+                project=listed.project,
+                problems=listed.problems,
+                ignored=listed.ignored,
+            )
         case RulesRemove():
             return await _remove(book, request)
         case RulesExplain():
@@ -77,7 +82,7 @@ async def _remove(book: RuleBook, request: RulesRemove) -> RulesResult:
         raise RequestError(
             "bad_request", "name the rule by id, or by its text with the project's cwd"
         )
-    cwd = await _directory(request.cwd)
+    cwd = await directory(request.cwd)
     found = await book.find(cwd, text)
     if found is None or found.id is None:
         project = await book.project_of(cwd)
@@ -97,7 +102,7 @@ async def _explain(daemon: Daemon, book: RuleBook, request: RulesExplain) -> Exp
         raise RequestError("bad_request", "the command is empty")
     if len(command.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES:
         raise RequestError("bad_request", f"the command is longer than {MAX_COMMAND_BYTES} bytes")
-    cwd = await _directory(request.cwd)
+    cwd = await directory(request.cwd)
     policy_request = PolicyRequest(
         session_id="",
         tool=SHELL_TOOL,
@@ -139,10 +144,11 @@ async def _explain(daemon: Daemon, book: RuleBook, request: RulesExplain) -> Exp
         commands=commands,
         risks=[risk.message for risk in line.analysis.risks],
         sandboxed=sandbox.enabled,
+        ignored=list((await book.trust_info(cwd)).ignored),
     )
 
 
-async def _directory(cwd: str) -> str:
+async def directory(cwd: str) -> str:
     """``cwd`` checked and made real, or a bad_request saying what is wrong."""
     if len(cwd) > MAX_PATH or "\0" in cwd:
         raise RequestError("bad_request", f"cwd must be an absolute path, not {cwd[:200]!r}")

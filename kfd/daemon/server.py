@@ -32,17 +32,20 @@ from kfd.daemon import sdnotify
 from kfd.daemon.bus import Bus
 from kfd.daemon.journal import Journal
 from kfd.daemon.lock import DaemonLock
+from kfd.daemon.reload import ConfigReloader, LiveConfig, publisher
 from kfd.daemon.rpc import RpcHandler
 from kfd.daemon.sessions import SessionManager
+from kfd.daemon.trust_rpc import TrustNotices
 from kfd.gateway import make_provider
 from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
 from kfd.policy.rulebook import RuleBook
-from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event
+from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event, SessionCreated
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
 from kfd.store.rules import RuleStore
 from kfd.store.triggers import TriggerLog
+from kfd.store.trust import TrustStore
 from kfd.triggers.manager import TriggerManager
 
 log = logging.getLogger("kfd.daemon")
@@ -77,6 +80,9 @@ class Daemon:
         self.runtime: Runtime
         self.triggers: TriggerManager | None = None
         self.sessions: SessionManager
+        self.reloader: ConfigReloader
+        """The user config, kept loaded and watched (`kfd.daemon.reload`)."""
+        self.trust_notices = TrustNotices(self)
 
     def stop(self, reason: str = "") -> None:
         """Begin a clean shutdown (safe to call from a signal handler)."""
@@ -85,6 +91,8 @@ class Daemon:
 
     def _observe(self, event: Event) -> None:
         self.plugins.observe(event)
+        if isinstance(event, SessionCreated):
+            self.trust_notices.session_started(event.session)
         if self.triggers is not None:
             self.triggers.observe(event)
 
@@ -162,8 +170,19 @@ class Daemon:
             after_tool_hooks=self.plugins.after_tool_hooks(config.tools),
             delta_window_s=config.daemon.delta_window_ms / 1000,
         )
-        self.runtime.rule_book = RuleBook(config.permissions, RuleStore(store))
+        live_config = LiveConfig(self)
+        self.reloader = ConfigReloader(paths.config_file(), config, live_config, publisher(self))
+        trust = TrustStore(store)
+        await trust.load()
+        self.runtime.rule_book = RuleBook(
+            config.permissions,
+            RuleStore(store),
+            trust,
+            freshness=self.reloader,
+            on_project_loaded=self.trust_notices.project_loaded,
+        )
         self.sessions = SessionManager(self.runtime)
+        stop_watching = asyncio.Event()
         journal_task = asyncio.create_task(journal.run(), name="journal")
         try:
             recovered = await self.sessions.recover()
@@ -176,6 +195,7 @@ class Daemon:
             bus.bind()
             self.triggers = TriggerManager(self.sessions, TriggerLog(store), config_module.load)
             await self.triggers.start(config.triggers)
+            watching = asyncio.create_task(self.reloader.watch(stop_watching), name="config")
             serving = asyncio.create_task(bus.serve(RpcHandler(self)), name="bus")
             sdnotify.notify(f"READY=1\nSTATUS=serving\nMAINPID={os.getpid()}")
             log.info(
@@ -194,6 +214,9 @@ class Daemon:
             journal.publish_global(
                 GLOBAL_TOPIC.encode(), DaemonStopping(session="", reason=self._stop_reason)
             )
+            stop_watching.set()
+            await asyncio.gather(watching, return_exceptions=True)
+            await self.trust_notices.close()
             await self.triggers.close()
             await self.sessions.shutdown()
             await self.plugins.shutdown()
@@ -201,12 +224,14 @@ class Daemon:
             await asyncio.gather(serving, return_exceptions=True)
             stopped.cancel()
         finally:
+            stop_watching.set()
             await accounting.close()
             await journal.drain()
             journal_task.cancel()
             await asyncio.gather(journal_task, return_exceptions=True)
             await bus.close()
-            await provider.aclose()
+            await self.runtime.provider.aclose()  # the config's latest
+            await live_config.close()  # those a reload replaced
             await store.close()
 
 

@@ -18,6 +18,8 @@ And the I/O around them:
 
 - `line_facts`: where a line's words really point, the trees it reads, the
   program a path runs; `paths`, `gitindex`: a tool's paths, git's tracked files;
+- `read_guard`: the read rules as a predicate for tools that search trees
+  (`grep`, `glob` leave out what they restrict);
 - `rulebook`: the rules of every source (config files, the store);
 - `gate`: gathers the facts of a call (`CallSite`) and asks the engine and
   the plugins.

@@ -7,8 +7,10 @@ are not rules: writing them always asks, in every mode, whatever allows it.
 
 from __future__ import annotations
 
+import functools
 import os
 
+from kfd import paths
 from kfd.policy.rules import Rule, SourcedRule, parse_rule
 
 READ_ONLY_COMMANDS: tuple[str, ...] = (
@@ -137,8 +139,18 @@ def protected(path: str) -> str | None:
     """Why writing ``path`` (absolute, normalised) always asks, or None.
 
     Git's internals (``.git``: hooks and config run programs), kfd's own
-    project config (``.kfd``: its rules), and shell start-up files.
+    project config (``.kfd``: its rules), shell start-up files, and kfd's own
+    config, state and runtime directories (the config applies as soon as it
+    changes; the state holds the trusted files and the "always" rules).
     """
+    for directory in _own_directories(
+        os.environ.get("XDG_CONFIG_HOME", ""),
+        os.environ.get("XDG_STATE_HOME", ""),
+        os.environ.get("XDG_RUNTIME_DIR", ""),
+        os.environ.get("HOME", ""),
+    ):
+        if path == directory or path.startswith(directory + os.sep):
+            return "kfd's own config and state (they decide what kfd may do)"
     parts = path.split(os.sep)
     if ".git" in parts:
         return "git's internals (.git: hooks and config run programs)"
@@ -148,3 +160,15 @@ def protected(path: str) -> str | None:
     if name in _SHELL_STARTUP or path.endswith("/.config/fish/config.fish"):
         return f"a shell start-up file ({name})"
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _own_directories(*environment: str) -> tuple[str, ...]:
+    """kfd's config, state and runtime directories, as written and as they really are
+    (``environment``: the variables they depend on, so a change is seen)."""
+    found: list[str] = []
+    for directory in (paths.config_dir(), paths.state_dir(), paths.runtime_dir()):
+        for spelling in (os.path.normpath(directory), os.path.realpath(directory)):
+            if spelling not in found:
+                found.append(spelling)
+    return tuple(found)

@@ -1,26 +1,40 @@
 """Where rules come from: the I/O around the pure engine.
 
 Sources, lowest to highest: the built-in defaults (`kfd.policy.defaults`),
-the user config's ``[permissions]`` (read at daemon start), the project's
-``.kfd/config.toml`` (at the repository root; read again whenever it
-changes), the session's "allow for this session" rules, and the project's
-"always" rules from the store. A project config that does not load is a
-problem the gate turns into "ask" for every call, never into silence.
+the user config's ``[permissions]`` (swapped in by `RuleBook.set_user` when
+the file changes), the project's ``.kfd/config.toml`` (at the repository
+root; read again whenever it changes), the session's "allow for this
+session" rules, and the project's "always" rules from the store.
+
+A project config comes with the repository, so it only narrows rights until
+the user trusts its exact content (`kfd.config.narrow`, pinned by hash in
+`kfd.store.trust`): its ``ask`` and ``deny`` rules apply at once, its
+``allow`` rules once trusted, its ``defaults = false`` never. What does not
+apply is listed (`Applicable.ignored`), never dropped silently. A project
+config that does not load is a problem the gate turns into "ask" for every
+call, never into silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from kfd.agent.instructions import project_root
-from kfd.config import PROJECT_CONFIG, PermissionsConfig, load_project
-from kfd.errors import ConfigError
+from kfd.config import (
+    PROJECT_CONFIG,
+    Narrowed,
+    PermissionsConfig,
+    ProjectFile,
+    narrow,
+    read_project,
+)
 from kfd.policy.defaults import builtin_rules
+from kfd.policy.read_guard import ReadGuard
 from kfd.policy.rules import (
     Decision,
     RuleError,
@@ -28,12 +42,15 @@ from kfd.policy.rules import (
     SourcedRule,
     parse_rule,
 )
-from kfd.protocol import RuleInfo
+from kfd.protocol import RuleInfo, TrustInfo
 from kfd.store.rules import RuleStore
+from kfd.store.trust import TrustStore
 
-__all__ = ["Applicable", "RuleBook", "configured"]
+__all__ = ["Applicable", "Freshness", "Listing", "RuleBook", "TrustConflict", "configured"]
 
 _DECISIONS: tuple[Decision, ...] = ("deny", "ask", "allow")
+
+_Stamp = tuple[int, int, int, int]
 
 
 class Applicable(NamedTuple):
@@ -42,6 +59,33 @@ class Applicable(NamedTuple):
     rules: list[SourcedRule]
     project: str
     problems: list[str]
+    ignored: Sequence[str] = ()
+    """What the project config holds that does not apply, each with why."""
+
+
+class Listing(NamedTuple):
+    """What ``kfd rules list`` shows for a workspace (or every project's "always" rules)."""
+
+    rules: list[RuleInfo]
+    project: str
+    problems: list[str]
+    ignored: list[str]
+
+
+class Freshness(Protocol):
+    """The user config as the rule book sees it: checked before every decision."""
+
+    def stale(self) -> bool:
+        """Whether the file changed since it was last read (blocking: a stat)."""
+        ...
+
+    async def refresh(self) -> None:
+        """Read it again and apply it (`RuleBook.set_user` among the rest)."""
+        ...
+
+
+class TrustConflict(ValueError):
+    """A trust request that cannot be granted; the message says why and what to do."""
 
 
 def configured(permissions: PermissionsConfig, source: RuleSource) -> list[SourcedRule]:
@@ -55,23 +99,57 @@ def configured(permissions: PermissionsConfig, source: RuleSource) -> list[Sourc
 
 @dataclass(slots=True)
 class _ProjectEntry:
-    stamp: tuple[int, int, int]
-    rules: list[SourcedRule] = field(default_factory=list)
-    defaults: bool = True
-    problem: str = ""
+    stamp: _Stamp
+    file: ProjectFile
+    narrowed: dict[bool, tuple[list[SourcedRule], Narrowed]] = field(default_factory=dict)
+    """By whether the file is trusted: its rules that apply, and the narrowing."""
+
+    def applying(self, trusted: bool) -> tuple[list[SourcedRule], Narrowed]:
+        cached = self.narrowed.get(trusted)
+        if cached is None:
+            narrowed = narrow(self.file.config, trusted=trusted)
+            cached = (configured(narrowed.permissions, "project"), narrowed)
+            self.narrowed[trusted] = cached
+        return cached
+
+
+ProjectLoaded = Callable[[str, TrustInfo], None]
+"""Told when a project's config was read anew (changed, or read for the first time)."""
 
 
 class RuleBook:
     """The rules of every source, cached per project."""
 
-    def __init__(self, permissions: PermissionsConfig, store: RuleStore) -> None:
-        self._user = configured(permissions, "user")
-        self._user_defaults = permissions.defaults
+    def __init__(
+        self,
+        permissions: PermissionsConfig,
+        store: RuleStore,
+        trust: TrustStore,
+        *,
+        freshness: Freshness | None = None,
+        on_project_loaded: ProjectLoaded | None = None,
+    ) -> None:
+        self.set_user(permissions)
         self._builtin = builtin_rules()
         self._store = store
+        self._trust = trust
+        self._freshness = freshness
+        self.on_project_loaded = on_project_loaded
         self._projects: dict[str, _ProjectEntry] = {}
         self._always: dict[str, list[RuleInfo]] = {}
         self._roots: dict[str, str] = {}
+        self._guards: dict[tuple[str, str], tuple[tuple[object, ...], ReadGuard]] = {}
+        """Read guards by (workspace, tool), with what they were built from."""
+
+    def set_user(self, permissions: PermissionsConfig) -> None:
+        """Use the user config's ``[permissions]`` from the next decision on."""
+        # One assignment of a tuple: a decision sees the old rules or the new, never a mix.
+        self._user_source = (configured(permissions, "user"), permissions.defaults)
+
+    @property
+    def trust(self) -> TrustStore:
+        """The pins of trusted files."""
+        return self._trust
 
     async def project_of(self, workspace: str) -> str:
         """The project (repository root) of ``workspace``, as memory and rules key it."""
@@ -86,7 +164,7 @@ class RuleBook:
     async def applicable(self, workspace: str, session_rules: Sequence[str] = ()) -> Applicable:
         """Every rule that applies in ``workspace``, highest source first."""
         project = await self.project_of(workspace)
-        entry = await asyncio.to_thread(self._project_config, project)
+        entry = await self._fresh_entry(project)
         always = await self._always_rules(project)
         rules = [SourcedRule(parse_rule(r.rule), r.decision, "always") for r in always]
         for text in session_rules:
@@ -94,33 +172,126 @@ class RuleBook:
                 rules.append(SourcedRule(parse_rule(text), "allow", "session"))
             except RuleError:
                 continue  # a grant (`grant(bash:unsandboxed)`) or an old rule: no rule
-        rules += entry.rules
-        rules += self._user
-        if self._user_defaults and entry.defaults:
+        project_rules, narrowed = entry.applying(self._trusted(entry))
+        user, user_defaults = self._user_source
+        rules += project_rules
+        rules += user
+        if user_defaults:
             rules += self._builtin
-        problems = [entry.problem] if entry.problem else []
-        return Applicable(rules, project, problems)
+        problems = [_problem(entry)] if entry.file.problem else []
+        return Applicable(rules, project, problems, narrowed.ignored)
 
-    def _project_config(self, project: str) -> _ProjectEntry:
-        """The project's rules, read again when the file changed (blocking: in a thread)."""
-        path = os.path.join(project, PROJECT_CONFIG)
+    def read_guard(self, workspace: str, tool: str = "read") -> ReadGuard:
+        """The read rules that apply in ``workspace`` as a predicate over paths.
+
+        For tools that read many files the model did not name one by one
+        (grep, glob): what it names is left out. Built from what the last
+        decision in this workspace read (a decision always comes first); on a
+        cold cache it reads the project config itself, blocking briefly.
+        """
+        project = self._roots.get(workspace)
+        if project is None:
+            project = str(project_root(Path(workspace)))
+        entry = self._projects.get(project)
+        if entry is None:
+            entry, _ = self._entry(project)
+        trusted = self._trusted(entry)
+        key = (workspace, tool)
+        made = self._guards.get(key)
+        if made is not None:
+            (made_entry, made_user, made_trusted), guard = made
+            if made_entry is entry and made_user is self._user_source and made_trusted == trusted:
+                return guard
+        project_rules, _ = entry.applying(trusted)
+        user, user_defaults = self._user_source
+        rules = [*project_rules, *user, *(self._builtin if user_defaults else ())]
+        guard = ReadGuard(rules, workspace, os.path.expanduser("~"), tool)
+        if len(self._guards) > 256:
+            self._guards.clear()
+        self._guards[key] = ((entry, self._user_source, trusted), guard)
+        return guard
+
+    async def _fresh_entry(self, project: str) -> _ProjectEntry:
+        freshness = self._freshness
+
+        def look() -> tuple[_ProjectEntry, bool, bool]:
+            entry, anew = self._entry(project)
+            return entry, anew, freshness is not None and freshness.stale()
+
+        entry, anew, user_stale = await asyncio.to_thread(look)
+        if anew and self.on_project_loaded is not None:
+            self.on_project_loaded(project, self._view(project, entry))
+        if user_stale and freshness is not None:
+            await freshness.refresh()
+        return entry
+
+    def _entry(self, project: str) -> tuple[_ProjectEntry, bool]:
+        """The project's config, read again when the file changed (blocking: in a thread).
+
+        With whether its content is new (read for the first time, or changed).
+        """
+        file_path = os.path.join(project, PROJECT_CONFIG)
         try:
-            info = os.stat(path)
-            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            info = os.stat(file_path)
+            stamp = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
         except OSError:
-            stamp = (0, 0, 0)
+            stamp = (0, 0, 0, 0)
         cached = self._projects.get(project)
         if cached is not None and cached.stamp == stamp:
-            return cached
-        try:
-            loaded = load_project(Path(project))
-        except ConfigError as exc:
-            entry = _ProjectEntry(stamp, problem=f"{exc}; fix it to end the asking")
-        else:
-            permissions = loaded.permissions
-            entry = _ProjectEntry(stamp, configured(permissions, "project"), permissions.defaults)
+            return cached, False
+        entry = _ProjectEntry(stamp, read_project(project))
+        if len(self._projects) > 1024:
+            self._projects.clear()
         self._projects[project] = entry
-        return entry
+        return entry, cached is None or cached.file != entry.file
+
+    def _trusted(self, entry: _ProjectEntry) -> bool:
+        file = entry.file
+        return file.exists and not file.problem and self._trust.trusted(file.path, file.sha256)
+
+    def _view(self, project: str, entry: _ProjectEntry) -> TrustInfo:
+        file = entry.file
+        _, narrowed = entry.applying(self._trusted(entry))
+        return TrustInfo(
+            project=project,
+            path=file.path,
+            exists=file.exists,
+            sha256=file.sha256,
+            trusted=self._trusted(entry),
+            pinned=self._trust.pinned(file.path),
+            grants=[] if file.problem else narrowed.grants,
+            ignored=narrowed.ignored,
+            problem=file.problem,
+        )
+
+    async def trust_info(self, workspace: str) -> TrustInfo:
+        """Whether the project config of ``workspace`` is trusted, and what that changes."""
+        project = await self.project_of(workspace)
+        return self._view(project, await self._fresh_entry(project))
+
+    async def set_trust(self, workspace: str, sha256: str, *, by: str = "") -> TrustInfo:
+        """Trust the project config of ``workspace`` at the content the user saw (``sha256``)."""
+        project = await self.project_of(workspace)
+        entry = await self._fresh_entry(project)
+        file = entry.file
+        if not file.exists:
+            raise TrustConflict(f"{file.path} does not exist: there is nothing to trust")
+        if file.problem:
+            raise TrustConflict(f"{_problem(entry)}; a file that does not load is not trusted")
+        if file.sha256 != sha256:
+            raise TrustConflict(
+                f"{file.path} changed since it was shown (its sha256 is now "
+                f"{file.sha256[:12]}…, not {sha256[:12]}…); review it again before trusting it"
+            )
+        await self._trust.trust(file.path, sha256, by)
+        return self._view(project, entry)
+
+    async def revoke_trust(self, workspace: str) -> TrustInfo:
+        """Untrust the project config of ``workspace`` (whatever its content)."""
+        project = await self.project_of(workspace)
+        entry = await self._fresh_entry(project)
+        await self._trust.revoke(entry.file.path)
+        return self._view(project, entry)
 
     async def _always_rules(self, project: str) -> list[RuleInfo]:
         kept = self._always.get(project)
@@ -136,19 +307,22 @@ class RuleBook:
         self._always.pop(project, None)
         return info
 
-    async def listing(self, workspace: str | None) -> tuple[list[RuleInfo], str, list[str]]:
+    async def listing(self, workspace: str | None) -> Listing:
         """Rules for ``kfd rules list``: every source of ``workspace``, or every project's
         "always" rules without one."""
         if workspace is None:
-            return await self._store.list(), "", []
+            return Listing(await self._store.list(), "", [], [])
         project = await self.project_of(workspace)
-        entry = await asyncio.to_thread(self._project_config, project)
+        entry = await self._fresh_entry(project)
+        project_rules, narrowed = entry.applying(self._trusted(entry))
+        user, user_defaults = self._user_source
         listed = list(await self._always_rules(project))
-        for sourced in [*entry.rules, *self._user]:
+        for sourced in [*project_rules, *user]:
             listed.append(_info(sourced, project))
-        if self._user_defaults and entry.defaults:
+        if user_defaults:
             listed += [_info(sourced, "") for sourced in self._builtin]
-        return listed, project, [entry.problem] if entry.problem else []
+        problems = [_problem(entry)] if entry.file.problem else []
+        return Listing(listed, project, problems, list(narrowed.ignored))
 
     async def remove(self, rule_id: int) -> RuleInfo | None:
         """Remove an "always" rule by id."""
@@ -160,6 +334,10 @@ class RuleBook:
     async def find(self, workspace: str, rule: str) -> RuleInfo | None:
         """The "always" rule with this exact text in the project of ``workspace``."""
         return await self._store.find(await self.project_of(workspace), rule.strip())
+
+
+def _problem(entry: _ProjectEntry) -> str:
+    return f"{entry.file.problem}; fix it to end the asking"
 
 
 def _info(sourced: SourcedRule, project: str) -> RuleInfo:

@@ -190,6 +190,7 @@ class PathMatcher:
     def __init__(self, specs: Sequence[str], workspace: str, home: str) -> None:
         groups: dict[str, list[str]] = {}
         names: list[str] = []
+        anywhere: list[str] = []
         for spec in (s.strip() for s in specs):
             if not spec:
                 continue
@@ -200,8 +201,12 @@ class PathMatcher:
                 names.append(fnmatch.translate(name))
                 continue
             groups.setdefault(base, []).append(_regex(pattern))
+            if base == workspace and name:
+                anywhere.append(_regex(pattern))  # `**/x/**` outside the workspace too
         self._groups = [(base, re.compile("|".join(rx))) for base, rx in groups.items()]
         self._names = re.compile("|".join(names)) if names else None
+        self._anywhere = re.compile("|".join(anywhere)) if anywhere else None
+        self._workspace = workspace
 
     def __bool__(self) -> bool:
         return bool(self._groups) or self._names is not None
@@ -215,6 +220,9 @@ class PathMatcher:
             relative = _relative(path, base)
             if relative is not None and regex.match(relative or "."):
                 return True
+        anywhere = self._anywhere
+        if anywhere is not None and _relative(path, self._workspace) is None:
+            return bool(anywhere.match(path.lstrip("/") or "."))
         return False
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "ApprovalRequested",
     "ApprovalResolved",
     "BudgetWarning",
+    "ConfigInvalid",
+    "ConfigReloaded",
     "ContextCompacted",
     "ContextCompacting",
     "CostUpdated",
@@ -56,6 +58,8 @@ __all__ = [
     "ToolStarted",
     "TriggerFired",
     "TriggerSpot",
+    "TrustChanged",
+    "TrustRequired",
     "TurnCompleted",
     "TurnStarted",
     "UsageReported",
@@ -348,6 +352,62 @@ class DaemonStopping(Event, tag="daemon.stopping", kw_only=True):
     reason: str = ""
 
 
+class TrustRequired(Event, tag="trust.required", kw_only=True):
+    """The session's project config holds what kfd ignores until the user trusts it.
+
+    Logged in the session when it starts (and when the file changes while it
+    runs). ``ignored`` says, line by line, what does not apply; ``grants`` is
+    what trusting this exact content (``sha256``) would apply: answer with
+    ``trust.set`` (``kfd trust``), from any frontend. Empty ``grants``: only
+    what trust cannot change is ignored (a project's ``defaults = false``).
+    """
+
+    project: str
+    path: str
+    sha256: str
+    ignored: list[str] = msgspec.field(default_factory=list)
+    grants: list[str] = msgspec.field(default_factory=list)
+
+
+class TrustChanged(Event, tag="trust.changed", kw_only=True):
+    """A project file was trusted (at ``sha256``) or its trust revoked.
+
+    On the ``global`` topic, and logged in every loaded session of the
+    project, so a frontend still showing a `TrustRequired` question drops it.
+    """
+
+    project: str
+    path: str
+    sha256: str = ""
+    trusted: bool = True
+    by: FrontendRef | None = None
+
+
+class ConfigReloaded(Event, tag="config.reloaded", kw_only=True):
+    """On the ``global`` topic: the user config changed and was applied.
+
+    ``applied`` names what changed and now applies (for the next decision,
+    request or turn); ``not_applied`` says what changed but needs a daemon
+    restart, and why.
+    """
+
+    path: str
+    applied: list[str] = msgspec.field(default_factory=list)
+    not_applied: list[str] = msgspec.field(default_factory=list)
+
+
+class ConfigInvalid(Event, tag="config.error", kw_only=True):
+    """On the ``global`` topic: a config file changed and does not load.
+
+    The daemon keeps the last good config (for a project's
+    ``.kfd/config.toml``: every call asks until it is fixed); ``message``
+    names the file, the key and what to fix.
+    """
+
+    path: str
+    message: str
+
+
 AnyEvent = (
     SessionCreated
     | SessionUpdated
@@ -378,6 +438,10 @@ AnyEvent = (
     | ContextCompacted
     | TasksUpdated
     | MemoryRecalled
+    | TrustRequired
+    | TrustChanged
+    | ConfigReloaded
+    | ConfigInvalid
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyEvent.__args__)

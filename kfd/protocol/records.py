@@ -32,6 +32,7 @@ __all__ = [
     "TaskStatus",
     "ToolCall",
     "ToolStatus",
+    "TrustedFile",
     "Usage",
 ]
 
@@ -199,3 +200,19 @@ class FrontendInfo(_Struct):
     pid: int = 0
     connected_at: float = 0.0
     last_seen: float = 0.0
+
+
+class TrustedFile(_Struct):
+    """A repository file the user trusted at one exact content (``kfd trust``).
+
+    A project's ``.kfd/config.toml`` only narrows rights until its content
+    is trusted; any change to the file makes it untrusted again.
+    """
+
+    path: str
+    """The file, absolute (``<project>/.kfd/config.toml``)."""
+    sha256: str
+    """The hash of the content the user trusted."""
+    trusted_at: float = 0.0
+    by: str = ""
+    """The frontend that trusted it (``kfd-trust``, ``repl``...)."""

@@ -44,6 +44,9 @@ __all__ = [
     "Status",
     "TriggerList",
     "TriggerReload",
+    "TrustList",
+    "TrustSet",
+    "TrustShow",
     "TurnCancel",
     "method_name",
 ]
@@ -291,6 +294,30 @@ class SessionSetBudget(Request, tag="session.set_budget", kw_only=True):
     usd: float | None
 
 
+class TrustShow(Request, tag="trust.show", kw_only=True):
+    """Whether the project config of ``cwd`` is trusted, and what it grants
+    and what is ignored until it is (``kfd trust``)."""
+
+    cwd: str
+
+
+class TrustSet(Request, tag="trust.set", kw_only=True):
+    """Trust the project config of ``cwd`` at content ``sha256``, or revoke its trust.
+
+    ``sha256`` is the hash the user was shown (`TrustInfo.sha256`): if the
+    file changed since, the request is refused with ``conflict`` and nothing
+    is trusted. ``trusted = false`` revokes (``sha256`` may be empty).
+    """
+
+    cwd: str
+    sha256: str = ""
+    trusted: bool = True
+
+
+class TrustList(Request, tag="trust.list", kw_only=True):
+    """Every trusted file, with whether it still has the trusted content."""
+
+
 AnyRequest = (
     Hello
     | Status
@@ -321,6 +348,9 @@ AnyRequest = (
     | RulesList
     | RulesRemove
     | RulesExplain
+    | TrustShow
+    | TrustSet
+    | TrustList
 )
 
 REQUEST_METHODS: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyRequest.__args__)

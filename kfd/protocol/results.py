@@ -22,6 +22,7 @@ from kfd.protocol.records import (
     RuleSource,
     SessionInfo,
     Task,
+    TrustedFile,
     _Struct,
 )
 
@@ -56,6 +57,8 @@ __all__ = [
     "StreamingMessage",
     "TriggerInfo",
     "TriggerListResult",
+    "TrustInfo",
+    "TrustListResult",
 ]
 
 
@@ -103,6 +106,13 @@ class StatusResult(_Struct):
     """Plugins that failed to load, and similar things the user should fix."""
     plugin_status: dict[str, Any] = msgspec.field(default_factory=dict)
     """Each plugin's own state report, by plugin name (``mcp``: its servers)."""
+    config_path: str = ""
+    """The user config file the daemon reads (and watches)."""
+    config_loaded_at: float = 0.0
+    """When the config in use was read (at start, or its last good reload)."""
+    config_error: str = ""
+    """Why the config file's current content does not load; the daemon keeps
+    the config read at ``config_loaded_at`` until it is fixed."""
 
 
 class Empty(_Struct):
@@ -203,12 +213,48 @@ class RuleInfo(_Struct):
     """The session whose approval made an "always" rule."""
 
 
+class TrustInfo(_Struct):
+    """Whether a project's ``.kfd/config.toml`` is trusted, and what that changes.
+
+    Until the user trusts its exact content, a project config only narrows
+    rights: its ``ask`` and ``deny`` rules apply, what widens them waits.
+    """
+
+    project: str
+    """The project (repository root)."""
+    path: str
+    """The project config file."""
+    exists: bool = False
+    sha256: str = ""
+    """The hash of the file's content now (what ``trust.set`` takes)."""
+    trusted: bool = False
+    """Whether this content is trusted."""
+    pinned: TrustedFile | None = None
+    """What the user trusted for this file, if anything (a different
+    ``sha256``: the file changed since)."""
+    grants: list[str] = msgspec.field(default_factory=list)
+    """What trusting this content applies (``allow bash(make *)``)."""
+    ignored: list[str] = msgspec.field(default_factory=list)
+    """What does not apply now, each with why."""
+    problem: str = ""
+    """Why the file does not load (then every call asks until it is fixed)."""
+
+
+class TrustListResult(_Struct):
+    files: list[TrustedFile] = msgspec.field(default_factory=list)
+    changed: list[str] = msgspec.field(default_factory=list)
+    """Paths among ``files`` whose content is no longer what was trusted (or gone)."""
+
+
 class RulesResult(_Struct):
     rules: list[RuleInfo] = msgspec.field(default_factory=list)
     project: str = ""
     """The project of ``cwd``, when the request named one."""
     problems: list[str] = msgspec.field(default_factory=list)
     """Rule sources that could not be read (a broken ``.kfd/config.toml``)."""
+    ignored: list[str] = msgspec.field(default_factory=list)
+    """What the project config holds that does not apply (until it is trusted:
+    `TrustInfo`), each with why."""
 
 
 class ExplainedCommand(_Struct):
@@ -237,6 +283,8 @@ class ExplainResult(_Struct):
     """What the shell analyzer found that needs a human (substitutions, ...)."""
     sandboxed: bool = True
     """Whether the command would run in the sandbox ([sandbox] enabled)."""
+    ignored: list[str] = msgspec.field(default_factory=list)
+    """What the project config holds that does not apply (until it is trusted)."""
 
 
 class MemoryResult(_Struct):
@@ -417,5 +465,8 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "rules.list": RulesResult,
     "rules.remove": RulesResult,
     "rules.explain": ExplainResult,
+    "trust.show": TrustInfo,
+    "trust.set": TrustInfo,
+    "trust.list": TrustListResult,
 }
 """What each request's ``result`` decodes to."""

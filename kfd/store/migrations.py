@@ -132,4 +132,16 @@ MIGRATIONS: list[str] = [
         spent_usd   REAL NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
+    # 6: reserved for the write-ahead ledger (built side by side; empty here).
+    "",
+    # 7: trusted repository files: the content (sha256) of each file the user
+    # trusted (`kfd trust`); a file whose content differs is untrusted again.
+    """
+    CREATE TABLE trusted_files (
+        path        TEXT PRIMARY KEY,      -- absolute: <project>/.kfd/config.toml
+        sha256      TEXT NOT NULL,         -- the content the user trusted
+        trusted_at  REAL NOT NULL,
+        by          TEXT NOT NULL DEFAULT ''  -- the frontend that trusted it
+    ) WITHOUT ROWID;
+    """,
 ]

@@ -69,12 +69,16 @@ async def run_rg(
     cwd: Path,
     *,
     keep: int,
-    accept: Callable[[str], bool] | None = None,
+    select: Callable[[str], str | None] | None = None,
+    separator: bytes = b"\n",
 ) -> RgOutput:
-    """Run ``rg`` with ``args`` in ``cwd``, keeping the first ``keep`` accepted lines.
+    """Run ``rg`` with ``args`` in ``cwd``, keeping the first ``keep`` selected lines.
 
-    ``accept`` filters lines as they arrive, so a huge listing never sits in
-    memory. Cancellation kills rg and re-raises.
+    ``select`` maps each line (record, with ``separator`` b"\\0" for ``--null``
+    file lists) to what is kept, or None to drop it. It runs in a worker
+    thread, a chunk of output at a time, so filtering a huge listing never
+    stalls the event loop, and as output arrives, so it never sits in memory
+    whole. Cancellation kills rg and re-raises.
     """
     process = await asyncio.create_subprocess_exec(
         rg_binary(),
@@ -90,22 +94,20 @@ async def run_rg(
     assert process.stdout is not None
     assert process.stderr is not None
     stderr_task = asyncio.create_task(_drain(process.stderr))
-    lines: list[str] = []
-    more = 0
-    stopped = False
+    kept = _Kept(keep, select)
+    rest = b""
     try:
-        while raw := await process.stdout.readline():
-            line = raw.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
-            if accept is not None and not accept(line):
-                continue
-            if len(lines) < keep:
-                lines.append(line)
-                continue
-            more += 1
-            if more >= COUNT_LIMIT:
-                stopped = True
+        while chunk := await process.stdout.read(_CHUNK):
+            records = (rest + chunk).split(separator)
+            rest = records.pop()
+            if len(rest) > _STREAM_LIMIT:
+                rest = rest[:_STREAM_LIMIT]  # a record this long is cut, never held whole
+            if records and await asyncio.to_thread(kept.feed, records):
                 process.kill()
                 break
+        else:
+            if rest:
+                await asyncio.to_thread(kept.feed, [rest])
         stderr = await stderr_task
         returncode = await process.wait()
     except BaseException:
@@ -114,7 +116,37 @@ async def run_rg(
         stderr_task.cancel()
         await process.wait()
         raise
-    return RgOutput(lines, more, stopped, returncode, stderr.strip())
+    return RgOutput(kept.lines, kept.more, kept.stopped, returncode, stderr.strip())
+
+
+_CHUNK = 64 * 1024
+
+
+class _Kept:
+    """The selected lines, the first ``keep`` of them kept, the rest counted."""
+
+    def __init__(self, keep: int, select: Callable[[str], str | None] | None) -> None:
+        self.keep = keep
+        self.select = select
+        self.lines: list[str] = []
+        self.more = 0
+        self.stopped = False
+
+    def feed(self, records: list[bytes]) -> bool:
+        """Take records; True once enough were counted to stop rg."""
+        for raw in records:
+            text = raw.decode("utf-8", "replace").removesuffix("\r")
+            line = self.select(text) if self.select is not None else text
+            if line is None:
+                continue
+            if len(self.lines) < self.keep:
+                self.lines.append(line)
+                continue
+            self.more += 1
+            if self.more >= COUNT_LIMIT:
+                self.stopped = True
+                return True
+        return False
 
 
 async def _drain(stream: asyncio.StreamReader) -> str:

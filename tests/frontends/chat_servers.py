@@ -1,17 +1,19 @@
-"""Test support: chat services on 127.0.0.1 speaking their documented payloads.
+"""Test support: Slack on 127.0.0.1, speaking its documented payloads.
 
-`MatrixServer` is a homeserver stand-in for the client-server API calls the
-bridge makes (``/versions``, ``/sync`` long-polling with ``next_batch``
-tokens, ``PUT /rooms/{room}/send/{type}/{txnId}`` deduplicated by txnId per
-the spec). `SlackServer` is the Web API (``auth.test``,
-``apps.connections.open``, ``chat.postMessage``, ``chat.update``) plus the
-Socket Mode WebSocket (hello, envelopes, acknowledgements, redelivery of
-unacknowledged envelopes after a reconnect). Both can drop connections.
+Slack cannot run locally (Matrix can: see `synapse`). `SlackServer` is the
+Web API (``auth.test``, ``apps.connections.open``, ``chat.postMessage`` with
+message metadata, ``chat.update``, ``conversations.history`` and
+``conversations.replies`` with ``include_all_metadata``) plus the Socket Mode
+WebSocket (hello, envelopes, acknowledgements, redelivery of unacknowledged
+envelopes after a reconnect). It can drop the connection, and run a hook
+after a post is stored but before it is answered (a bridge killed there
+made the post and never learnt its ``ts``).
 """
 
 import asyncio
 import itertools
 import json
+from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
@@ -51,135 +53,6 @@ class _Server:
             return result
 
 
-class MatrixServer(_Server):
-    TOKEN = "syt_test_token"
-
-    def __init__(self, bot: str = "@kfd:localhost") -> None:
-        super().__init__()
-        self.bot = bot
-        self.timeline: list[tuple[str, dict]] = []
-        self.by_txn: dict[str, str] = {}
-        self.sends = 0
-        self.syncs = 0
-        self.cut_next_sync = False
-        self._ids = itertools.count(1)
-        self._live: dict[int, web.Request] = {}
-        self.app.router.add_get("/_matrix/client/versions", self._versions)
-        self.app.router.add_get("/_matrix/client/v3/sync", self._sync)
-        self.app.router.add_put("/_matrix/client/v3/rooms/{room}/send/{type}/{txn}", self._send)
-
-    # -- what a test does ---------------------------------------------------
-
-    async def say(self, room: str, sender: str, body: str, *, reply_to: str | None = None) -> str:
-        content: dict = {"msgtype": "m.text", "body": body}
-        if reply_to:
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-        return await self.append(room, sender, "m.room.message", content)
-
-    async def react(self, room: str, sender: str, target: str, key: str) -> str:
-        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}}
-        return await self.append(room, sender, "m.reaction", content)
-
-    def drop(self) -> None:
-        """Cut every open /sync connection, and the next /sync too."""
-        self.cut_next_sync = True
-        for request in list(self._live.values()):
-            if request.transport is not None:
-                request.transport.close()
-
-    def messages(self, room: str) -> list[dict]:
-        """The bot's messages in ``room``, edits applied: {event_id, body, edits}."""
-        shown: dict[str, dict] = {}
-        for event_room, event in self.timeline:
-            if event_room != room or event["sender"] != self.bot:
-                continue
-            content = event["content"]
-            relates = content.get("m.relates_to", {})
-            if relates.get("rel_type") == "m.replace":
-                target = shown[relates["event_id"]]
-                target["body"] = content["m.new_content"]["body"]
-                target["edits"] += 1
-            else:
-                shown[event["event_id"]] = {
-                    "event_id": event["event_id"],
-                    "body": content["body"],
-                    "edits": 0,
-                }
-        return list(shown.values())
-
-    # -- the API ------------------------------------------------------------
-
-    def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.TOKEN}"
-
-    async def _versions(self, request: web.Request) -> web.Response:
-        return web.json_response({"versions": ["v1.11"]})
-
-    async def append(self, room: str, sender: str, kind: str, content: object) -> str:
-        """Any event, malformed ones included."""
-        event_id = f"$e{next(self._ids)}"
-        self.timeline.append(
-            (
-                room,
-                {
-                    "type": kind,
-                    "sender": sender,
-                    "event_id": event_id,
-                    "content": content,
-                    "origin_server_ts": 0,
-                },
-            )
-        )
-        await self._notify()
-        return event_id
-
-    async def _sync(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorised(request):
-            return web.json_response(
-                {"errcode": "M_UNKNOWN_TOKEN", "error": "bad token"}, status=401
-            )
-        self.syncs += 1
-        await self._notify()
-        since = int(request.query.get("since", "s0")[1:] or 0)
-        timeout = int(request.query.get("timeout", "0")) / 1000
-        self._live[id(request)] = request
-        try:
-            if self.cut_next_sync:
-                self.cut_next_sync = False
-                request.transport.close()
-                return web.Response(status=502)
-            if timeout:
-                try:
-                    async with asyncio.timeout(timeout), self.changed:
-                        while len(self.timeline) <= since:
-                            await self.changed.wait()
-                except TimeoutError:
-                    pass
-        finally:
-            self._live.pop(id(request), None)
-        events = self.timeline[since:]
-        rooms: dict = {}
-        for room, event in events:
-            rooms.setdefault(room, {"timeline": {"events": []}})["timeline"]["events"].append(event)
-        return web.json_response({"next_batch": f"s{len(self.timeline)}", "rooms": {"join": rooms}})
-
-    async def _send(self, request: web.Request) -> web.Response:
-        if not self._authorised(request):
-            return web.json_response(
-                {"errcode": "M_UNKNOWN_TOKEN", "error": "bad token"}, status=401
-            )
-        self.sends += 1
-        txn = request.match_info["txn"]
-        if txn in self.by_txn:  # the spec: the same txnId is the same event
-            return web.json_response({"event_id": self.by_txn[txn]})
-        content = await request.json()
-        event_id = await self.append(
-            request.match_info["room"], self.bot, request.match_info["type"], content
-        )
-        self.by_txn[txn] = event_id
-        return web.json_response({"event_id": event_id})
-
-
 class SlackServer(_Server):
     BOT_TOKEN = "xoxb-test"
     APP_TOKEN = "xapp-test"
@@ -194,8 +67,15 @@ class SlackServer(_Server):
         self._socket: web.WebSocketResponse | None = None
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
+        self.after_post: Callable[[dict], Awaitable[None]] | None = None
+        """Run once a post is stored, before its answer is sent."""
+        self.rate_limit_posts = 0
+        """Refuse this many next posts with HTTP 429 and ``Retry-After: 1``, as Slack does."""
+        self.rate_limited = 0
         for method in ("auth.test", "apps.connections.open", "chat.postMessage", "chat.update"):
             self.app.router.add_post(f"/api/{method}", self._api)
+        for method in ("conversations.history", "conversations.replies"):
+            self.app.router.add_get(f"/api/{method}", self._read)
         self.app.router.add_get("/link", self._link)
 
     @property
@@ -277,14 +157,47 @@ class SlackServer(_Server):
             )
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/link"})
+        if method == "chat.postMessage" and self.rate_limit_posts:
+            self.rate_limit_posts -= 1
+            self.rate_limited += 1
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+            )
         if method == "chat.postMessage":
             ts = f"{1800000000 + next(self._ts)}.000200"
-            self.posts.append({**form, "ts": ts})
+            post = {**form, "ts": ts}
+            if isinstance(post.get("metadata"), str):
+                post["metadata"] = json.loads(post["metadata"])
+            self.posts.append(post)
             await self._notify()
+            if self.after_post is not None:
+                await self.after_post(post)
             return web.json_response({"ok": True, "channel": form["channel"], "ts": ts})
         self.updates.append(dict(form))
         await self._notify()
         return web.json_response({"ok": True, "channel": form["channel"], "ts": form["ts"]})
+
+    async def _read(self, request: web.Request) -> web.Response:
+        """The bot's posts, newest first (a thread's: oldest first, as Slack does)."""
+        if request.headers.get("Authorization", "") != f"Bearer {self.BOT_TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        channel = request.query.get("channel")
+        thread = request.query.get("ts") if request.path.endswith("replies") else None
+        limit = int(request.query.get("limit", "100"))
+        with_metadata = request.query.get("include_all_metadata") in ("1", "true", "True")
+        found = [p for p in self.posts if p["channel"] == channel and p.get("thread_ts") == thread]
+        messages = []
+        for post in reversed(found) if thread is None else found:
+            message = {
+                "type": "message",
+                "ts": post["ts"],
+                "text": self.text_of(post["ts"]),
+                "bot_id": "BBOT",
+            }
+            if with_metadata and post.get("metadata"):
+                message["metadata"] = post["metadata"]
+            messages.append(message)
+        return web.json_response({"ok": True, "messages": messages[:limit], "has_more": False})
 
     async def _link(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse()

@@ -15,6 +15,13 @@ class FrontendProcess:
         self.process = process
         self.name = name
         self.said: list[str] = []
+        self.killed = False
+
+    async def kill(self) -> None:
+        """SIGKILL: the frontend dies wherever it is, saving nothing."""
+        self.killed = True
+        self.process.kill()
+        await self.process.wait()
 
     async def line(self, wanted: str, timeout: float = 15.0) -> str:
         assert self.process.stderr is not None
@@ -51,4 +58,8 @@ async def frontend(
         if process.returncode is None:
             process.terminate()
         code = await process.wait()
-        assert code in (0, -15), f"{running.name} exited with {code}: {running.said}"
+        assert process.stderr is not None
+        running.said.extend((await process.stderr.read()).decode().splitlines(keepends=True))
+        print(f"--- {running.name} said:\n" + "".join(running.said))  # shown when a test fails
+        expected = (0, -15, -9) if running.killed else (0, -15)
+        assert code in expected, f"{running.name} exited with {code}: {running.said}"

@@ -1,113 +1,179 @@
-"""The chat bridge (``kfd chat``) against a real daemon and chat servers on 127.0.0.1.
+"""The chat bridge (``kfd chat``) against a real daemon and real chat servers.
 
-No homeserver or Slack can run here in reasonable time, so `chat_servers`
-serves the services' documented payloads; the bridge runs as the real
-``kfd chat`` subprocess, with its real SDKs (mautrix, slack_sdk).
+Matrix: a real Synapse homeserver (one per module: `synapse.Synapse`), driven
+as people in Element would (`synapse.MatrixUser`); the bot keeps Synapse's
+default rate limits. Slack cannot run locally: `chat_servers.SlackServer`
+serves its documented payloads on 127.0.0.1. The bridge runs as the real
+``kfd chat`` subprocess.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from chat_servers import MatrixServer, SlackServer
+from chat_servers import SlackServer
 from frontend_process import frontend
+from synapse import MatrixUser, Synapse
 
-from kfd import protocol as p
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
-
-ROOM = "!ops:localhost"
-ALICE = "@alice:localhost"
-MALLORY = "@mallory:localhost"
+from kfd.testing.events import collect_until, turn_completed
 
 
-def matrix_config(server: MatrixServer, workspace: Path, state: Path) -> str:
-    return f"""
+@pytest.fixture(scope="module")
+def synapse(tmp_path_factory: pytest.TempPathFactory):
+    server = Synapse(tmp_path_factory.mktemp("synapse")).start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Matrix:
+    """One test's people, bot and room on the module's homeserver."""
+
+    server: Synapse
+    alice: MatrixUser
+    mallory: MatrixUser
+    bot: MatrixUser
+    room: str
+
+    def config(self, workspace: Path, state: Path, *, rooms: list[str] | None = None) -> str:
+        return f"""
 [chat]
 workspace = {json.dumps(str(workspace))}
 state_file = {json.dumps(str(state))}
 
 [chat.matrix]
-homeserver = "{server.url}"
-user_id = "{server.bot}"
-rooms = ["{ROOM}"]
-allow = ["{ALICE}"]
+homeserver = "{self.server.url}"
+user_id = "{self.bot.user_id}"
+rooms = {json.dumps(rooms if rooms is not None else [self.room])}
+allow = ["{self.alice.user_id}"]
 edit_interval_s = 0.2
+tool_linger_s = 0.5
 """
 
+    def bridge(self, daemon: KfdDaemon):
+        return frontend(daemon, "chat", "matrix", ready="bridging", KFD_MATRIX_TOKEN=self.bot.token)
 
-def bridge(daemon: KfdDaemon, adapter: str, **env: str):
-    return frontend(daemon, "chat", adapter, ready="bridging", **env)
+    async def bot_says(self, predicate, room: str | None = None, timeout: float = 30.0) -> dict:
+        return await self.alice.wait_for_message(
+            room or self.room, self.bot.user_id, predicate, timeout=timeout
+        )
+
+    async def bot_messages(self, room: str | None = None) -> list[dict]:
+        return await self.alice.messages_of(room or self.room, self.bot.user_id)
 
 
 @pytest.fixture
-async def matrix():
-    server = await MatrixServer().start()
-    yield server
-    await server.stop()
+async def matrix(synapse: Synapse) -> Matrix:
+    alice = await synapse.user("alice")
+    mallory = await synapse.user("mallory")
+    bot = await synapse.user("kfd", unlimited=False)  # Synapse's default rate limits
+    room = await alice.create_room(invite=[bot.user_id, mallory.user_id])
+    await mallory.join(room)
+    return Matrix(synapse, alice, mallory, bot, room)
 
 
-def body_is(server: MatrixServer, text: str):
-    return lambda: [m for m in server.messages(ROOM) if m["body"] == text]
+def is_(text: str):
+    return lambda m: m["body"] == text
 
 
-def body_has(server: MatrixServer, text: str):
-    return lambda: [m for m in server.messages(ROOM) if text in m["body"]]
+def has(text: str):
+    return lambda m: text in (m["body"] or "")
 
 
-async def test_an_allow_listed_message_starts_a_turn_whose_answer_streams_by_edits(
+async def test_prompts_are_answered_in_html_while_history_strangers_and_garbage_are_not(
     make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
 ) -> None:
-    answer = "".join(f"word{i} " for i in range(60)).strip()
-    model_server.add(Reply(text=answer, chunk_chars=8, chunk_delay_s=0.02))
-    daemon = make_daemon(matrix_config(matrix, workspace, tmp_path / "state.json"))
-    async with bridge(daemon, "matrix", KFD_MATRIX_TOKEN=MatrixServer.TOKEN) as running:
-        await matrix.say(ROOM, MALLORY, "delete everything")
-        await matrix.append(ROOM, ALICE, "m.room.message", {"body": 5, "m.relates_to": "x"})
-        await matrix.append(ROOM, ALICE, "m.room.message", ["not", "an", "object"])
-        await matrix.append(ROOM, ALICE, "m.reaction", {"m.relates_to": {"rel_type": "bogus"}})
-        await matrix.say("!elsewhere:localhost", ALICE, "not a room of the bot")
-        await matrix.say(ROOM, ALICE, "count the words")
-        [streamed] = await matrix.wait_for(body_is(matrix, answer))
-        await matrix.say(ROOM, ALICE, "!mode plan")
-        await matrix.wait_for(body_is(matrix, "mode is now plan"))
-        await matrix.say(ROOM, ALICE, "!status")
-        [status] = await matrix.wait_for(body_has(matrix, "mode plan"))
-        ignored = await running.line(f"ignored a message from {MALLORY}")
-
-    assert len(model_server.requests) == 1  # garbage events were skipped, not fatal
-    assert model_server.requests[0].body["messages"][-1]["content"] == "count the words"
-    assert streamed["edits"] >= 1  # posted early, then edited as the text grew
-    assert "not on the allow-list" in ignored
-    assert "idle" in status["body"] and str(workspace) in status["body"]
-
-
-async def test_an_approval_is_answered_from_chat_by_reply_and_by_reaction(
-    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
-) -> None:
+    answer = "Here is **bold**, `code` and <span size='1'>hidden</span>. " + " ".join(
+        f"w{i}" for i in range(40)
+    )
     model_server.add(
-        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo chat > chat.txt"})]),
+        Reply(text=answer, chunk_chars=8, chunk_delay_s=0.02),
+        Reply(text="answered in the thread"),
+    )
+    # Said before the bot joined: history, not a request to it.
+    await matrix.alice.say(matrix.room, "rm -rf everything, said before you came")
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
+    async with matrix.bridge(daemon) as running:
+        await matrix.mallory.say(matrix.room, "delete everything")
+        await matrix.alice.send(
+            matrix.room,
+            "m.room.message",
+            {"msgtype": "m.text", "body": "", "m.relates_to": {"rel_type": "m.thread"}},
+        )
+        await matrix.alice.send(matrix.room, "m.reaction", {"m.relates_to": {"rel_type": "x"}})
+        root = await matrix.alice.say(matrix.room, "count the words")
+        streamed = await matrix.bot_says(is_(answer))
+        await matrix.alice.say(matrix.room, "!cancel")
+        await matrix.bot_says(has("nothing is running"))
+        await matrix.alice.say(matrix.room, "and in a thread?", thread=root)
+        threaded = await matrix.bot_says(is_("answered in the thread"))
+        await matrix.alice.say(matrix.room, "!status")
+        status = await matrix.bot_says(has("idle"))
+        ignored = await running.line(f"ignored a message from {matrix.mallory.user_id}")
+
+    prompts = [r.body["messages"][-1]["content"] for r in model_server.requests]
+    assert prompts == ["count the words", "and in a thread?"]
+    assert "not on the allow-list" in ignored
+    assert streamed["edits"] >= 1  # posted early, then edited as the text grew
+    assert "<strong>bold</strong>" in streamed["html"] and "<code>code</code>" in streamed["html"]
+    assert "&lt;span size='1'&gt;hidden&lt;/span&gt;" in streamed["html"]  # shown, not obeyed
+    assert threaded["thread"] == root  # a thread is answered in its thread
+    assert str(workspace) in status["body"]
+    async with await daemon.client() as client:
+        assert len(await client.sessions()) == 2  # the room's session and the thread's
+
+
+async def test_approvals_by_reply_and_element_reactions_show_the_exact_command_and_who_decided(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
+) -> None:
+    sneaky = 'echo chat > chat.txt # <span size="1">\u202e</span>\nsecond line'
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": sneaky})]),
         Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo no > no.txt"})]),
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo elsewhere > e.txt"})]),
         Reply(text="finished"),
     )
-    daemon = make_daemon(matrix_config(matrix, workspace, tmp_path / "state.json"))
-    async with bridge(daemon, "matrix", KFD_MATRIX_TOKEN=MatrixServer.TOKEN):
-        await matrix.say(ROOM, ALICE, "write the files")
-        [first] = await matrix.wait_for(body_has(matrix, "echo chat > chat.txt"))
-        await matrix.say(ROOM, MALLORY, "allow", reply_to=first["event_id"])  # not allowed to
-        await matrix.say(ROOM, ALICE, "allow", reply_to=first["event_id"])
-        await matrix.wait_for(body_has(matrix, "→ allowed by kfd-chat"))
-        [second] = await matrix.wait_for(body_has(matrix, "echo no > no.txt"))
-        await matrix.react(ROOM, ALICE, second["event_id"], "👎")
-        await matrix.wait_for(body_has(matrix, "→ denied by kfd-chat"))
-        await matrix.wait_for(body_is(matrix, "finished"))
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
+    async with matrix.bridge(daemon), await daemon.client("repl:pts/9") as repl:
+        await matrix.alice.say(matrix.room, "write the files")
+        first = await matrix.bot_says(has("echo chat > chat.txt"))
+        await matrix.mallory.say(matrix.room, "allow", reply_to=first["event_id"])  # may not
+        await matrix.alice.say(matrix.room, "allow", reply_to=first["event_id"])
+        decided = await matrix.bot_says(has("→ allowed by"))
+        second = await matrix.bot_says(has("echo no > no.txt"))
+        await matrix.alice.react(matrix.room, second["event_id"], "👎\ufe0f")  # as Element sends
+        denied = await matrix.bot_says(has("→ denied by"))
+        await matrix.bot_says(has("echo elsewhere > e.txt"))
+        [session] = await repl.sessions()
+        async with await repl.attach(session.id) as view:
+            assert view.snapshot is not None
+            [pending] = view.snapshot.pending_approvals
+            await repl.respond(session.id, pending.approval_id, "allow")
+        elsewhere = await matrix.bot_says(has("→ allowed by repl:pts/9"))
+        await matrix.bot_says(is_("finished"))
 
     assert (workspace / "chat.txt").read_text() == "chat\n"
     assert not (workspace / "no.txt").exists()
+    # The whole command, exactly: markup shown as text, the bidi control spelled out,
+    # the second line there; once decided, still there, with who decided.
+    for message in (first, decided):
+        assert "\\u202e" in message["body"] and "second line" in message["body"]
+        assert "&lt;span size=&quot;1&quot;&gt;" in message["html"]
+        assert "\u202e" not in message["body"]
+    assert f"→ allowed by {matrix.alice.user_id} (in chat)" in decided["body"]
+    assert "Reply `allow`" not in decided["body"]
+    assert "echo no > no.txt" in denied["body"]
+    assert f"→ denied by {matrix.alice.user_id} (in chat)" in denied["body"]
+    assert "echo elsewhere > e.txt" in elsewhere["body"]  # decided elsewhere: named too
     tool_results = [m for m in model_server.requests[2].body["messages"] if m["role"] == "tool"]
-    assert "denied in chat by @alice:localhost" in tool_results[-1]["content"]
+    assert f"denied in chat by {matrix.alice.user_id}" in tool_results[-1]["content"]
+    assert (workspace / "e.txt").read_text() == "elsewhere\n"
 
 
 async def test_an_always_reply_keeps_the_rule_for_the_project_but_never_a_one_off_grant(
@@ -120,18 +186,18 @@ async def test_an_always_reply_keeps_the_rule_for_the_project_but_never_a_one_of
     )
     # The sandbox cannot start: after the rule's question comes a one-off grant's.
     no_sandbox = '[tools.bash]\nbwrap = "kfd-no-such-bwrap"\n'
-    daemon = make_daemon(matrix_config(matrix, workspace, tmp_path / "state.json") + no_sandbox)
-    async with bridge(daemon, "matrix", KFD_MATRIX_TOKEN=MatrixServer.TOKEN):
-        await matrix.say(ROOM, ALICE, "write it")
-        [asked] = await matrix.wait_for(body_has(matrix, f"keeps the rule `{rule}`"))
-        await matrix.say(ROOM, ALICE, "always", reply_to=asked["event_id"])
-        await matrix.wait_for(body_has(matrix, "→ allowed always in this project by kfd-chat"))
-        [grant] = await matrix.wait_for(body_has(matrix, "The sandbox cannot start"))
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json") + no_sandbox)
+    async with matrix.bridge(daemon):
+        await matrix.alice.say(matrix.room, "write it")
+        asked = await matrix.bot_says(has(f"keeps the rule `{rule}`"))
+        await matrix.alice.say(matrix.room, "always", reply_to=asked["event_id"])
+        await matrix.bot_says(has("→ allowed always in this project by"))
+        grant = await matrix.bot_says(has("The sandbox cannot start"))
         assert "always" not in grant["body"]
-        await matrix.say(ROOM, ALICE, "allow always", reply_to=grant["event_id"])
-        await matrix.wait_for(body_has(matrix, "`always` cannot answer it"))
-        await matrix.say(ROOM, ALICE, "allow", reply_to=grant["event_id"])
-        await matrix.wait_for(body_is(matrix, "finished"))
+        await matrix.alice.say(matrix.room, "allow always", reply_to=grant["event_id"])
+        await matrix.bot_says(has("`always` cannot answer it"))
+        await matrix.alice.say(matrix.room, "allow", reply_to=grant["event_id"])
+        await matrix.bot_says(is_("finished"))
 
     async with await daemon.client() as client:
         listed = await client.rules(cwd=workspace)
@@ -139,49 +205,122 @@ async def test_an_always_reply_keeps_the_rule_for_the_project_but_never_a_one_of
     assert (workspace / "kept.txt").read_text() == "kept\n"
 
 
-async def test_a_dropped_connection_and_a_restart_lose_nothing_and_repeat_nothing(
+async def test_a_gap_longer_than_the_sync_limit_while_the_bridge_is_down_loses_nothing(
     make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
 ) -> None:
-    model_server.add(Reply(text="one"), Reply(text="two"), Reply(text="three"))
-    daemon = make_daemon(matrix_config(matrix, workspace, tmp_path / "state.json"))
-    token = {"KFD_MATRIX_TOKEN": MatrixServer.TOKEN}
-    async with bridge(daemon, "matrix", **token):
-        await matrix.say(ROOM, ALICE, "first")
-        await matrix.wait_for(body_is(matrix, "one"))
-        syncs = matrix.syncs
-        matrix.drop()  # the long poll in flight dies, and the next one too
-        await matrix.wait_for(lambda: matrix.syncs >= syncs + 2)
-        await matrix.say(ROOM, ALICE, "second")
-        await matrix.wait_for(body_is(matrix, "two"))
-    await matrix.say(ROOM, ALICE, "third")  # while no bridge runs
-    async with bridge(daemon, "matrix", **token):
-        await matrix.wait_for(body_is(matrix, "three"))
+    model_server.add(Reply(text="one"), Reply(text="two"))
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
+    async with matrix.bridge(daemon):
+        await matrix.alice.say(matrix.room, "first")
+        await matrix.bot_says(is_("one"))
+    await matrix.alice.say(matrix.room, "said while you were away")
+    for i in range(14):  # more than a sync returns (Synapse: 10): the timeline is limited
+        await matrix.mallory.say(matrix.room, f"chatter {i}")
+    async with matrix.bridge(daemon) as running:
+        await matrix.bot_says(is_("two"))
+        await running.line("that the sync left out")
 
+    prompts = [r.body["messages"][-1]["content"] for r in model_server.requests]
+    assert prompts == ["first", "said while you were away"]
+    bodies = [m["body"] for m in await matrix.bot_messages()]
+    assert bodies.count("one") == bodies.count("two") == 1
+
+
+async def test_a_bridge_killed_mid_answer_completes_the_cut_off_message_on_restart(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
+) -> None:
+    answer = "start of a long answer " + " ".join(f"part{i}" for i in range(80))
+    model_server.add(Reply(text=answer, chunk_chars=6, chunk_delay_s=0.05))
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
     async with await daemon.client() as client:
+        async with matrix.bridge(daemon) as running:
+            await matrix.alice.say(matrix.room, "answer at length")
+            cut = await matrix.bot_says(has("start of a long"))
+            await running.kill()  # mid-answer: nothing more is saved or edited
         [session] = await client.sessions()
         async with await client.attach(session.id) as view:
-            history: list = []
-            while not history or history[-1].seq < session.last_seq:
-                history.append(await view.next_event(5))
-    said = [e.text for e in history if isinstance(e, p.MessageUser)]
-    assert said == ["first", "second", "third"]
-    assert len(model_server.requests) == 3
-    bodies = [m["body"] for m in matrix.messages(ROOM)]
-    assert bodies.count("one") == bodies.count("two") == bodies.count("three") == 1
-    # A post the bridge could not confirm before the restart may be sent again,
-    # always under its first transaction id, which the homeserver keeps once:
-    # every send carried one of the ids the room shows.
-    assert matrix.sends >= len(matrix.by_txn)
+            if (await client.session(session.id)).status != "idle":
+                await collect_until(view, turn_completed)
+        async with matrix.bridge(daemon):
+            whole = await matrix.bot_says(
+                lambda m: m["event_id"] == cut["event_id"] and m["body"] == answer
+            )
+
+    assert cut["body"] != answer
+    started = [m for m in await matrix.bot_messages() if m["body"].startswith("start of a")]
+    assert started == [whole]  # the cut-off message was completed, not posted again
+
+
+async def test_a_turn_of_14_tool_calls_and_a_burst_of_replies_stay_within_the_rate_limits(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
+) -> None:
+    for i in range(14):
+        (workspace / f"f{i}.txt").write_text(f"{i}\n")
+        model_server.add(Reply(tool_calls=[ScriptedToolCall("bash", {"command": f"cat f{i}.txt"})]))
+    model_server.add(Reply(text="read them all"))
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
+    async with matrix.bridge(daemon) as running:
+        await matrix.alice.say(matrix.room, "read every file")
+        await matrix.bot_says(is_("read them all"))
+        turn_messages = len(await matrix.bot_messages())
+        for _ in range(8):  # past Synapse's burst of 10: the homeserver says how long to wait
+            await matrix.alice.say(matrix.room, "!status")
+        await matrix.alice.say(matrix.room, "!help")
+        await matrix.bot_says(has("Commands:"), timeout=60)
+
+    posted = await matrix.bot_messages()
+    shown = "\n".join(m["body"] for m in posted)
+    assert all(f"cat f{i}.txt" in shown for i in range(14))
+    assert turn_messages <= 4  # the tool lines were coalesced: the turn stayed in the burst
+    events = len(posted) + sum(m["edits"] for m in posted)
+    waits = [line for line in running.said if "as the service asks" in line]
+    # retry_after honoured: one wait for each event past the burst of 10, no blind retries
+    assert 1 <= len(waits) <= events - 10 + 1, running.said
+    statuses = [m for m in posted if m["body"].startswith("session ")]
+    assert len(statuses) == 8  # every reply arrived, none twice
+
+
+async def test_invitations_are_accepted_from_the_allow_list_and_encrypted_rooms_refused(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
+) -> None:
+    model_server.add(Reply(text="hello from an invited room"))
+    never_invited = await matrix.alice.create_room()
+    secret = await matrix.alice.create_room(invite=[matrix.bot.user_id], encrypted=True)
+    rooms = [matrix.room, never_invited, secret]
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json", rooms=rooms))
+    async with matrix.bridge(daemon) as running:
+        refused = await matrix.bot_says(has("end-to-end encrypted"), room=secret)
+        await matrix.alice.say(secret, "run this in the encrypted room")
+
+        invited = await matrix.alice.create_room(invite=[matrix.bot.user_id])
+        await matrix.bot_says(has("kfd is here"), room=invited)
+        await matrix.alice.say(invited, "hi there")
+        await matrix.bot_says(is_("hello from an invited room"), room=invited)
+
+        stranger = await matrix.mallory.create_room(invite=[matrix.bot.user_id])
+        declined = await running.line(f"declined an invitation to {stranger}")
+
+    [warned] = [s for s in running.said if f"room {never_invited} of [chat.matrix]" in s]
+    assert "is not joined" in warned and "invite " + matrix.bot.user_id in warned
+    assert "unencrypted room" in refused["body"]
+    assert [s for s in running.said if f"room {secret} is end-to-end encrypted" in s]
+    assert matrix.mallory.user_id in declined
+    prompts = [r.body["messages"][-1]["content"] for r in model_server.requests]
+    assert prompts == ["hi there"]  # nothing from the encrypted room ran
+    members = await matrix.mallory.call(
+        "GET", f"/_matrix/client/v3/rooms/{stranger}/members?membership=invite"
+    )
+    assert not members["chunk"]  # the invitation was declined, not left pending
 
 
 def test_missing_credentials_and_empty_allow_lists_are_refused(
     make_daemon, workspace: Path, tmp_path: Path
 ) -> None:
-    config = f"""
+    config = """
 [chat.matrix]
 homeserver = "http://127.0.0.1:9"
 user_id = "@kfd:localhost"
-rooms = ["{ROOM}"]
+rooms = ["!ops:localhost"]
 """
     daemon = make_daemon(config)
     no_token = daemon.cli("chat", "matrix", timeout=20)
@@ -196,15 +335,11 @@ rooms = ["{ROOM}"]
     assert bad.returncode == 2 and "mode" in bad.stderr
 
 
-async def test_slack_messages_reach_the_session_once_across_redeliveries_and_a_drop(
-    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path
-) -> None:
-    slack = await SlackServer().start()
-    model_server.add(Reply(text="hello alice"), Reply(text="second answer"), Reply(text="third"))
-    daemon = make_daemon(f"""
+def slack_config(slack: SlackServer, workspace: Path, state: Path) -> str:
+    return f"""
 [chat]
 workspace = {json.dumps(str(workspace))}
-state_file = {json.dumps(str(tmp_path / "slack.json"))}
+state_file = {json.dumps(str(state))}
 
 [chat.slack]
 base_url = "{slack.base_url}"
@@ -212,35 +347,140 @@ channels = ["C1"]
 allow = ["UALICE"]
 edit_interval_s = 0.2
 ping_interval_s = 0.3
-""")
-    env = {
-        "KFD_SLACK_APP_TOKEN": SlackServer.APP_TOKEN,
-        "KFD_SLACK_BOT_TOKEN": SlackServer.BOT_TOKEN,
-    }
-    try:
-        async with bridge(daemon, "slack", **env):
-            await slack.wait_for(lambda: slack.connections == 1)
-            await slack.message("C1", "UMALLORY", "drop the database")
-            await slack.message("C1", "UALICE", "hi", event_id="EvHi")
-            await slack.wait_for(
-                lambda: any(slack.text_of(x["ts"]) == "hello alice" for x in slack.posts)
-            )
-            await slack.message("C1", "UALICE", "hi", event_id="EvHi")  # Slack's retry
-            await slack.message("C1", "UALICE", "and again", event_id="EvAgain")
-            await slack.wait_for(
-                lambda: any(slack.text_of(x["ts"]) == "second answer" for x in slack.posts)
-            )
-            await slack.drop()
-            await slack.message("C1", "UALICE", "after the drop", event_id="EvAfter")
-            await slack.wait_for(lambda: slack.connections == 2)
-            await slack.wait_for(
-                lambda: any(slack.text_of(x["ts"]) == "third" for x in slack.posts)
-            )
-    finally:
-        await slack.stop()
+"""
+
+
+SLACK_ENV = {
+    "KFD_SLACK_APP_TOKEN": SlackServer.APP_TOKEN,
+    "KFD_SLACK_BOT_TOKEN": SlackServer.BOT_TOKEN,
+}
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackServer]:
+    server = await SlackServer().start()
+    yield server
+    await server.stop()
+
+
+async def test_slack_messages_reach_the_session_once_across_redeliveries_and_a_drop(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, slack
+) -> None:
+    model_server.add(Reply(text="hello alice"), Reply(text="second answer"), Reply(text="third"))
+    daemon = make_daemon(slack_config(slack, workspace, tmp_path / "slack.json"))
+    async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
+        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.message("C1", "UMALLORY", "drop the database")
+        await slack.message("C1", "UALICE", "hi", event_id="EvHi")
+        await slack.wait_for(
+            lambda: any(slack.text_of(x["ts"]) == "hello alice" for x in slack.posts)
+        )
+        await slack.message("C1", "UALICE", "hi", event_id="EvHi")  # Slack's retry
+        await slack.message("C1", "UALICE", "and again", event_id="EvAgain")
+        await slack.wait_for(
+            lambda: any(slack.text_of(x["ts"]) == "second answer" for x in slack.posts)
+        )
+        await slack.drop()
+        await slack.message("C1", "UALICE", "after the drop", event_id="EvAfter")
+        await slack.wait_for(lambda: slack.connections == 2)
+        await slack.wait_for(lambda: any(slack.text_of(x["ts"]) == "third" for x in slack.posts))
 
     users = [
         m["content"] for m in model_server.requests[-1].body["messages"] if m["role"] == "user"
     ]
     assert users == ["hi", "and again", "after the drop"]
     assert len(model_server.requests) == 3
+
+
+async def test_slack_a_crash_between_posting_and_saving_does_not_post_twice(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, slack
+) -> None:
+    answer = "MARK: the answer, <!channel> included, " + " ".join(f"w{i}" for i in range(30))
+    model_server.add(Reply(text=answer, chunk_chars=10, chunk_delay_s=0.02))
+    daemon = make_daemon(slack_config(slack, workspace, tmp_path / "slack.json"))
+    async with await daemon.client() as client:
+        async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV) as running:
+
+            async def die(post: dict) -> None:
+                if "MARK" in post["text"]:
+                    slack.after_post = None
+                    await running.kill()  # the post is made; the bridge never learns its ts
+
+            slack.after_post = die
+            await slack.wait_for(lambda: slack.connections == 1)
+            await slack.message("C1", "UALICE", "answer", event_id="EvAnswer")
+            await slack.wait_for(lambda: running.killed)
+        [session] = await client.sessions()
+        async with await client.attach(session.id) as view:
+            if (await client.session(session.id)).status != "idle":
+                await collect_until(view, turn_completed)
+        async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV) as running:
+            await slack.wait_for(
+                lambda: [
+                    x
+                    for x in slack.posts
+                    if slack.text_of(x["ts"]) == answer.replace("<", "&lt;").replace(">", "&gt;")
+                ]
+            )
+            await running.line("was posted before a restart")
+
+    marked = [x for x in slack.posts if "MARK" in x["text"]]
+    assert len(marked) == 1  # found by its metadata key, edited, not posted again
+    assert marked[0]["metadata"]["event_type"] == "kfd_post"
+    assert "<!channel>" not in slack.text_of(marked[0]["ts"])  # escaped: no mention
+
+
+async def test_slack_replays_nothing_twice_after_a_restart_and_waits_out_a_rate_limit(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, slack
+) -> None:
+    """Events replayed from the stored seq after a restart post nothing twice; a 429
+    is waited out for as long as Slack says, and the post then made once."""
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "ls"})]),
+        Reply(text="listed"),
+        Reply(text="still here"),
+    )
+    daemon = make_daemon(slack_config(slack, workspace, tmp_path / "slack.json"))
+    async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
+        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.message("C1", "UALICE", "list", event_id="EvList")
+        await slack.wait_for(lambda: any(slack.text_of(x["ts"]) == "listed" for x in slack.posts))
+    async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV) as running:
+        await slack.wait_for(lambda: slack.connections == 2)
+        slack.rate_limit_posts = 1  # Slack's 429 with Retry-After: waited out, then posted
+        await slack.message("C1", "UALICE", "still there?", event_id="EvThere")
+        await slack.wait_for(
+            lambda: any(slack.text_of(x["ts"]) == "still here" for x in slack.posts)
+        )
+        waited = await running.line("as the service asks")
+    texts = [slack.text_of(x["ts"]) for x in slack.posts]
+    assert texts.count("listed") == 1
+    assert sum("· bash" in t for t in texts) == 1
+    assert texts.count("still here") == 1 and slack.rate_limited == 1
+    assert "waiting 1.0 s" in waited
+
+
+async def test_a_session_started_from_chat_asks_for_trust_and_an_allowed_user_answers(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, matrix
+) -> None:
+    (workspace / ".kfd").mkdir()
+    config = workspace / ".kfd" / "config.toml"
+    config.write_text('[permissions]\nallow = ["bash(make *)", "bash(rm *)"]\n')
+    daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
+    async with matrix.bridge(daemon):
+        await matrix.alice.say(matrix.room, "!new work")
+        question = await matrix.bot_says(has("is not trusted, so it only narrows rights"))
+        await matrix.mallory.say(matrix.room, "!trust yes")  # not allow-listed: ignored
+        await matrix.alice.say(matrix.room, "!trust")
+        shown = await matrix.bot_says(has("grants: `allow bash(make *)`"))
+        await matrix.alice.say(matrix.room, "!trust yes")
+        await matrix.bot_says(has(f"trusted `{config}` as shown"))
+        await matrix.bot_says(has(f"`{config}` is trusted (by kfd-chat"))
+    async with await daemon.client() as client:
+        info = await client.trust(workspace)
+    assert "`!trust yes`" in question["body"]
+    # Rules a repository wrote are quoted as code: Markdown cannot eat their asterisks.
+    assert "<code>allow bash(make *)</code>" in shown["html"]
+    assert "<code>allow bash(rm *)</code>" in shown["html"]
+    assert info.trusted and info.pinned is not None
+    assert info.pinned.by.startswith("kfd-chat")

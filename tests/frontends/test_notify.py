@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import html
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from dbus_session import NotificationServer, session_bus
+from dbus_session import (
+    Dunst,
+    NotificationServer,
+    session_bus,
+    xvfb,
+)
 from frontend_process import frontend
 
 from kfd import protocol as p
@@ -58,7 +66,8 @@ async def test_a_pending_approval_notifies_and_its_buttons_answer_it(
     server.stop()
 
     assert first.summary == "kfd: allow bash in fix the build?"
-    assert "echo one > one.txt" in first.body
+    assert "echo one > one.txt" in html.unescape(first.body)
+    assert first.expire_timeout == 0  # an approval stays until answered
     assert first.actions == ["allow", "Allow", "deny", "Deny"]
     assert first.hints["urgency"] == 2
     assert resolved.decision == "allow" and resolved.by is not None
@@ -138,3 +147,114 @@ def test_the_notifier_user_unit_verifies_without_warnings() -> None:
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "ExecStart=/usr/bin/env kfd notify" in unit.read_text()
+
+
+@pytest.fixture
+def display(tmp_path: Path):
+    with xvfb(tmp_path) as number:
+        yield number
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll a condition a separate process holds (dunst tells no one what it shows)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+SNEAKY = 'echo ok > ok.txt # <span size="1">\u202e</span>\nrm -rf ~/hidden-second-line'
+
+
+async def test_dunst_restarted_with_an_approval_open_shows_it_again_and_its_click_answers(
+    make_daemon,
+    model_server: ScriptedModelServer,
+    workspace: Path,
+    bus: str,
+    display: str,
+    tmp_path: Path,
+) -> None:
+    daemon = make_daemon(FAST)
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": SNEAKY})]), Reply(text="done")
+    )
+    first = await Dunst(bus, display, tmp_path).start()
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, title="markup")
+        async with await client.attach(info.id) as view, notifier(daemon, bus) as running:
+            await running.line("notification server found: dunst")
+            await client.send(info.id, "go")
+            await collect_until(view, of_type(p.ApprovalRequested))
+            await until(lambda: first.displayed() == 1)
+            first.stop()  # dunst dies with the approval open; a new one takes its name
+            second = await Dunst(bus, display, tmp_path).start()
+            await running.line("notification server found: dunst")
+            await until(lambda: second.displayed() == 1)  # shown again on the new server
+            menu = await second.click("Allow")
+            resolved = (await collect_until(view, of_type(p.ApprovalResolved)))[-1]
+            await collect_until(view, turn_completed)
+            await until(lambda: second.displayed() == 0)  # answered: kfd closed it
+            [shown] = [h for h in second.history() if "allow bash" in str(h["summary"])]
+    second.stop()
+
+    assert "#Allow" in menu and "#Deny" in menu
+    assert resolved.decision == "allow" and resolved.by is not None
+    assert resolved.by.name == "kfd-notify"
+    body = str(shown["body"])
+    # Markup is escaped (dunst renders it): the second line cannot be made invisible,
+    # and the bidi control is spelled out.
+    assert '&lt;span size="1"&gt;' in body and "<span" not in body
+    assert "\\u202e" in body and "\u202e" not in body
+    assert "rm -rf ~/hidden-second-line" in body
+    assert "<span" not in str(shown["message"])
+
+
+async def test_an_approval_the_server_closes_unanswered_is_shown_again(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, bus: str
+) -> None:
+    daemon = make_daemon(FAST)
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo b > b.txt"})]),
+        Reply(text="ok"),
+    )
+    server = await NotificationServer(bus).start()
+    async with await daemon.client() as client, notifier(daemon, bus):
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "write b")
+            await collect_until(view, of_type(p.ApprovalRequested))
+            first = await server.wait_for(about("allow bash"))
+            server.expire(first.id)  # as a server that ignores expire_timeout 0 would
+            again = await server.wait_for(lambda s: s.id != first.id and "allow bash" in s.summary)
+            server.click(again.id, "allow")
+            await collect_until(view, turn_completed)
+    server.stop()
+    assert again.body == first.body and again.expire_timeout == 0
+    assert (workspace / "b.txt").exists()
+
+
+def test_an_approval_too_long_to_show_whole_offers_only_deny() -> None:
+    from kfd_notify.notices import Notices
+    from kfd_notify.settings import NotifySettings
+
+    notices = Notices(NotifySettings())
+    short = p.ApprovalRequested(
+        session="s",
+        seq=1,
+        approval_id="a",
+        call_id="c",
+        tool="bash",
+        preview=p.Preview(command="ls\x1b[2K\rrm -rf /"),
+    )
+    long = p.ApprovalRequested(
+        session="s",
+        seq=2,
+        approval_id="b",
+        call_id="d",
+        tool="bash",
+        preview=p.Preview(command="echo " + "x" * 5000),
+    )
+    shown = notices.approval(short)
+    assert shown.allowable and shown.body == "ls\\e[2K\\rrm -rf /"
+    refused = notices.approval(long)
+    assert not refused.allowable and "5005 characters" in refused.body

@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfd.config import PermissionsConfig, load, load_project
 from kfd.errors import ConfigError
 from kfd.policy.rulebook import RuleBook
 from kfd.policy.rules import (
     MAX_RULE_CHARS,
+    PathMatcher,
     Rule,
     RuleError,
     domain_match,
@@ -22,6 +25,7 @@ from kfd.policy.rules import (
 )
 from kfd.store.db import Store
 from kfd.store.rules import RuleStore
+from kfd.store.trust import TrustStore
 
 
 @pytest.mark.parametrize(
@@ -143,7 +147,9 @@ async def test_always_rules_are_kept_per_project_and_read_with_the_other_sources
         project = tmp_path / "project"
         (project / ".git").mkdir(parents=True)
         (project / "sub").mkdir()
-        book = RuleBook(PermissionsConfig(deny=["bash(curl *)"]), RuleStore(store))
+        book = RuleBook(
+            PermissionsConfig(deny=["bash(curl *)"]), RuleStore(store), TrustStore(store)
+        )
         kept = await book.keep(str(project / "sub"), "bash(make)", "s1")
         assert (kept.project, kept.rule, kept.session) == (str(project), "bash(make)", "s1")
         again = await book.keep(str(project), "bash(make)", "s2")
@@ -176,3 +182,34 @@ async def test_always_rules_are_kept_per_project_and_read_with_the_other_sources
         assert next(r.source for r in (await book.applicable(str(project))).rules) != "always"
     finally:
         await store.close()
+
+
+SPECS = st.sampled_from(
+    [
+        "**/.env",
+        "**/.env.*",
+        "**/*.pem",
+        "**/id_rsa",
+        "**/secrets/**",
+        "secrets/**",
+        "config/*.toml",
+        "~/.ssh/**",
+        "~/.aws/**",
+        "/etc/shadow",
+        "/etc/*.conf",
+        "src/**/*.key",
+    ]
+)
+PARTS = st.sampled_from(
+    ["ws", "src", "secrets", ".env", ".env.local", "a.pem", "id_rsa", "config", "x.toml",
+     "home", "u", ".ssh", ".aws", "etc", "shadow", "a.conf", "deep", "k.key", "tmp"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(SPECS, max_size=5), st.lists(PARTS, min_size=1, max_size=6))
+def test_the_fast_path_matcher_agrees_with_path_match(specs: list[str], parts: list[str]) -> None:
+    path = "/" + "/".join(parts)
+    workspace, home = "/ws", "/home/u"
+    expected = any(path_match(spec, path, workspace, home) for spec in specs)
+    assert PathMatcher(specs, workspace, home)(path) is expected
