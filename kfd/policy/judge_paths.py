@@ -106,7 +106,7 @@ def weigh_write(facts: CallFacts, fact: PathFact, found: Findings, *, exact: boo
             "(describe the change instead, or ask the user to switch modes)"
         )
     elif mode == "default":
-        found.ask(f"the command writes {fact.word}: default mode asks before a file is written")
+        found.ask(f"the command writes {fact.word}: default mode asks before it writes a file")
 
 
 def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[SourcedRule]:

@@ -691,3 +691,24 @@ def test_a_reason_says_what_was_found_and_why(worlds: dict[str, World]) -> None:
     assert "kfd does not know" in unknown.reason and "`rm`" in unknown.reason
     arithmetic = decide_bash(world, "read 'a[$(touch x)]'", "auto")
     assert "subscript" in arithmetic.reason
+
+
+def test_git_grep_reads_untracked_files_only_when_told_to(tmp_path: Path) -> None:
+    # The secret is on disk but not tracked: plain `git grep` cannot print it,
+    # `--no-index` and `--untracked` search the files on disk and can.
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    _git("init", "-q", str(ws), cwd=tmp_path)
+    (ws / "app.py").write_text("TOKEN = None\n")
+    _commit(ws)
+    (ws / ".env").write_text("TOKEN=x\n")
+    world = World(ws, tmp_path, tmp_path)
+    assert decide_bash(world, "git grep -n TOKEN", "auto").decision == "allow"
+    assert decide_bash(world, "git grep --no-index TOKEN app.py", "auto").decision == "allow"
+    for line in (
+        "git grep --no-index TOKEN",
+        "git grep --untracked -e TOKEN",
+        "git grep --no-i TOKEN",
+    ):
+        outcome = decide_bash(world, line, "auto")
+        assert outcome.decision == "ask" and ".env" in outcome.reason, line

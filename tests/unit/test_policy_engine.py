@@ -18,6 +18,7 @@ from kfd.policy.rulebook import RuleBook
 from kfd.protocol import Mode
 from kfd.store.db import Store
 from kfd.store.rules import RuleStore
+from kfd.store.trust import TrustStore
 
 INSIDE = ResolvedPath("src/a.py", "/repo/src/a.py", False, True)
 OUTSIDE_READ = ResolvedPath("/etc/passwd", "/etc/passwd", False, False)
@@ -124,7 +125,7 @@ class Stubborn:
 async def site(tmp_path: Path) -> Any:
     store = await Store.open(tmp_path / "kfd.db")
     permissions = PermissionsConfig(deny=["web_fetch(domain:*.evil.example)"])
-    book = RuleBook(permissions, RuleStore(store))
+    book = RuleBook(permissions, RuleStore(store), TrustStore(store))
     workspace = tmp_path / "ws"
     workspace.mkdir()
     yield CallSite(
