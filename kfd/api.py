@@ -52,6 +52,24 @@ drops the environment variables that `looks_secret`. When it cannot do so
 any side effect: the daemon asks the user and, if allowed, runs the call again
 with the grant in `ToolContext.granted`. Never fall back silently.
 
+Only tools that can work are offered
+-------------------------------------
+Before each model request the daemon awaits `Tool.unavailable` for the
+session's workspace; a tool that answers with a reason is left out of the
+list the model sees (a call to it is refused with that reason), and the reason
+is shown by ``kfd context`` and ``kfd status``, never in the prompt. The
+language-server tools answer "no server for the languages here", say, and
+``browser_fetch`` "no Chromium installed". Answer from a cache: the question
+comes before every request.
+
+Many tools, few listed
+----------------------
+A tool marked `Tool.deferrable` (every MCP tool unless its server says
+``defer = false``) may be left out of the list once there are more than
+``[context] defer_tools_after`` of them: the model then finds it with
+``tool_search``, which adds its full schema to the session's list for the
+rest of the session.
+
 After a tool ran
 ----------------
 `AfterToolHook` objects (hook `kfd_after_tool_hooks`) see every finished call
@@ -294,6 +312,16 @@ class Tool(abc.ABC, Generic[ArgsT]):
     network: ClassVar[bool] = False
     """True if the tool reaches the network (policies may ask before it)."""
 
+    deferrable: bool = False
+    """True if the model may be shown this tool only after it searched for it
+    (``tool_search``), when many such tools are offered: set it for tools that
+    come by the dozen and are rarely all needed (an MCP server's)."""
+
+    schema_budget: ClassVar[int] = 0
+    """Bytes the tool's definition (name, description and parameters, as
+    compact JSON) may take; 0 for no limit. Every byte is sent with every
+    model request: kfd's own tests hold each built-in tool to its budget."""
+
     def summary(self, args: ArgsT) -> str:
         """A short line naming the key argument, for frontends."""
         return ""
@@ -322,6 +350,20 @@ class Tool(abc.ABC, Generic[ArgsT]):
         """
         summary = self.summary(args)
         return f"{self.name}({summary})" if summary else self.name
+
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
+        """Why this tool cannot work for a session in ``workspace``; None if it can.
+
+        ``config`` is the tool's ``[tools.<name>]`` table as it stands now
+        (`ToolContext.config`: the daemon reloads the config when it changes).
+        Awaited before every model request: answer from a cache, and check
+        again only when what the answer depends on changed (that table, the
+        programs installed, the files of the workspace).
+        The reason is for the user (``kfd context``, ``kfd status``): say what
+        is missing and how to get it. A check that raises, or takes more than
+        a few seconds, leaves the tool out of that request.
+        """
+        return None
 
     async def preview(self, args: ArgsT, ctx: ToolContext) -> Preview:
         """What an approval prompt shows: a diff, a command, or a summary."""

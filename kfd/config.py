@@ -37,6 +37,7 @@ import msgspec
 
 from kfd import paths
 from kfd.errors import ConfigError
+from kfd.gateway.catalog import ModelCatalog, ModelEntry
 from kfd.protocol import Mode
 
 ProviderName = Literal["cloudflare", "openai", "anthropic"]
@@ -115,25 +116,6 @@ class ModelConfig(_Section):
         )
 
 
-class ModelEntry(_Section):
-    """One model of the model table, or a ``[models."<name>"]`` override of it.
-
-    Prices are US dollars per million tokens. An override changes only the
-    keys it sets; a name the table does not know adds a model.
-    """
-
-    provider: str = ""
-    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    input: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    cached_input: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    """Input read from the provider's prompt cache (default: the input price)."""
-    cache_write: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    """Input written to the prompt cache (Anthropic; default: the input price)."""
-    output: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    aliases: list[str] = msgspec.field(default_factory=list)
-    """Other names of the same model (without a gateway's prefix, say)."""
-
-
 class BudgetConfig(_Section):
     """``[budget]``: spending limits in US dollars; 0 means no limit.
 
@@ -207,6 +189,8 @@ class ContextConfig(_Section):
     """Remembered facts placed beside each new user message (0: none)."""
     memory_recall_tokens: Annotated[int, msgspec.Meta(ge=0)] = 400
     """Most estimated tokens those facts may take together."""
+    defer_tools_after: Annotated[int, msgspec.Meta(ge=0)] = 10
+    """Deferrable tools (MCP servers') listed in full; the rest are found with ``tool_search``."""
 
 
 class PermissionsConfig(_Section):
@@ -477,8 +461,6 @@ def narrow(project: ProjectConfig, *, trusted: bool) -> Narrowed:
 
 def table_window(model: str, overrides: Mapping[str, ModelEntry]) -> int:
     """The context window of ``model`` in the model table, with ``overrides``."""
-    from kfd.gateway.catalog import ModelCatalog  # a data file, read once, when needed
-
     return ModelCatalog.load(overrides).context_window(model) or FALLBACK_CONTEXT_WINDOW
 
 

@@ -23,30 +23,40 @@ from kfd.agent.prompt import (
     build_request,
     instructions_changed,
     limits,
+    offer_tools,
     refresh_preamble,
-    request_tokens,
 )
 from kfd.agent.recall import recall_for_turn
 from kfd.agent.titles import title_from
-from kfd.agent.tokens import estimate, message_tokens, tools_tokens
+from kfd.agent.tokens import (
+    counted_with,
+    counter,
+    load_tokenizer,
+    message_tokens,
+    request_tokens,
+    start_loading,
+    tools_tokens,
+)
 from kfd.errors import BudgetExceeded, ProviderError, RequestError
 from kfd.gateway.types import ModelRequest
-from kfd.protocol import CompactResult, ContextPart, ContextResult, Usage
+from kfd.protocol import CompactResult, ContextPart, ContextResult, MissingTool, Usage
 from kfd.transcript import Message, SummaryMessage, ToolResultMessage, UserMessage
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 
-async def prepare_request(session: Session, turn: int) -> ModelRequest:
+async def prepare_request(session: AgentSession, turn: int) -> ModelRequest:
     """The request for the next model call of ``turn``."""
     state = session.context
+    start_loading(session.info.model or session.runtime.config.model.model)
     async with state.lock:
         if state.prepared_turn != turn:
             state.prepared_turn = turn
             await _start_turn(session)
         elif state.preamble is None:
             await refresh_preamble(session)
+        await offer_tools(session)
         request = build_request(session, turn)
         if _over_threshold(session, request):
             try:
@@ -59,7 +69,7 @@ async def prepare_request(session: Session, turn: int) -> ModelRequest:
     return request
 
 
-async def _start_turn(session: Session) -> None:
+async def _start_turn(session: AgentSession) -> None:
     incoming = _incoming(session.messages)
     if incoming and not session.info.title:
         title = title_from(incoming[0].text)
@@ -81,7 +91,7 @@ def _incoming(messages: list[Message]) -> list[UserMessage]:
     return incoming
 
 
-def _over_threshold(session: Session, request: ModelRequest) -> bool:
+def _over_threshold(session: AgentSession, request: ModelRequest) -> bool:
     state = session.context
     if not session.runtime.config.context.auto_compact:
         return False
@@ -91,13 +101,13 @@ def _over_threshold(session: Session, request: ModelRequest) -> bool:
     return tokens > limits(session).threshold and tokens >= state.rearm_tokens
 
 
-def observe_usage(session: Session, usage: Usage) -> None:
+def observe_usage(session: AgentSession, usage: Usage) -> None:
     """Calibrate the session's token estimate by what the provider counted."""
     state = session.context
     state.calibration.observe(state.last_estimate, usage.input_tokens)
 
 
-async def compact_after_overflow(session: Session, turn: int) -> bool:
+async def compact_after_overflow(session: AgentSession, turn: int) -> bool:
     """Compact after the provider refused a request as too long; False if
     there was nothing to compact (the request cannot be made to fit)."""
     async with session.context.lock:
@@ -108,7 +118,7 @@ async def compact_after_overflow(session: Session, turn: int) -> bool:
     return True
 
 
-async def compact_now(session: Session, instructions: str = "") -> CompactResult:
+async def compact_now(session: AgentSession, instructions: str = "") -> CompactResult:
     """Compact by hand (``session.compact``), between turns."""
     state = session.context
     if session.busy or state.lock.locked():
@@ -120,6 +130,8 @@ async def compact_now(session: Session, instructions: str = "") -> CompactResult
     async with state.lock:
         if state.preamble is None:
             await refresh_preamble(session)
+        if state.offer is None:
+            await offer_tools(session)
         try:
             event = await compact(session, session.info.turns, "manual", instructions)
         except NothingToCompact as exc:
@@ -136,40 +148,44 @@ async def compact_now(session: Session, instructions: str = "") -> CompactResult
     )
 
 
-async def context_report(session: Session) -> ContextResult:
+async def context_report(session: AgentSession) -> ContextResult:
     """What fills the session's window, part by part (``/context``)."""
     state = session.context
     if state.preamble is None:
         async with state.lock:  # not held otherwise: a running compaction need not finish
             if state.preamble is None:
                 await refresh_preamble(session)
+    await load_tokenizer(session.info.model or session.runtime.config.model.model)
+    offer = await offer_tools(session)
     request = build_request(session, session.info.turns + 1)
+    count = counter(request.model)
     preamble = state.preamble
     scale = state.calibration.scale
     recalls = state.recalled_in_view(session.messages)
-    memory = sum(estimate(render_memories(recall)) for recall in recalls)
+    memory = sum(count(render_memories(recall)) for recall in recalls)
     transcript = tool_outputs = summary = 0
     results = 0
     for message in request.messages:
         if isinstance(message, SummaryMessage):
-            summary += message_tokens(message)
+            summary += message_tokens(message, count)
         elif isinstance(message, ToolResultMessage):
-            tool_outputs += message_tokens(message)
+            tool_outputs += message_tokens(message, count)
             results += 1
         else:
-            transcript += message_tokens(message)
+            transcript += message_tokens(message, count)
     environment = preamble.environment if preamble else ""
     files = preamble.files if preamble else []
     parts = [
-        ContextPart(name="system", tokens=scale(estimate(STABLE_PREFIX + environment))),
+        ContextPart(name="system", tokens=scale(count(STABLE_PREFIX + environment))),
         ContextPart(
             name="tools",
-            tokens=scale(tools_tokens(request.tools)),
-            detail=f"{len(request.tools)} tools",
+            tokens=scale(tools_tokens(request.tools, count)),
+            detail=f"{len(request.tools)} tools"
+            + (f", {len(offer.deferred)} more through tool_search" if offer.deferred else ""),
         ),
         ContextPart(
             name="instructions",
-            tokens=scale(estimate(preamble.instructions if preamble else "")),
+            tokens=scale(count(preamble.instructions if preamble else "")),
             detail=", ".join(files),
         ),
         ContextPart(name="memory", tokens=scale(memory), detail=f"{len(recalls)} recalls"),
@@ -198,4 +214,8 @@ async def context_report(session: Session) -> ContextResult:
         reported_tokens=state.calibration.reported,
         calibration=round(state.calibration.ratio, 3),
         compactions=state.compactions,
+        tokenizer=counted_with(request.model),
+        tools_missing=[MissingTool(name=m.name, reason=m.reason) for m in offer.missing],
+        tools_deferred=len(offer.deferred),
+        tools_loaded=list(state.loaded_tools),
     )

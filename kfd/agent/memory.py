@@ -65,13 +65,10 @@ class RememberArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         msgspec.Meta(
             min_length=1,
             max_length=MAX_MEMORY_CHARS,
-            description="One short, self-contained fact.",
+            description="One short fact that stands alone.",
         ),
     ]
-    scope: Annotated[
-        MemoryScope,
-        msgspec.Meta(description='"project" (default) or "global" (every project).'),
-    ] = "project"
+    scope: Annotated[MemoryScope, msgspec.Meta(description="global: every project.")] = "project"
 
 
 class RememberTool(Tool[RememberArgs]):
@@ -79,10 +76,11 @@ class RememberTool(Tool[RememberArgs]):
 
     name = "remember"
     description = (
-        "Save a fact worth knowing in later sessions: a project convention, a command "
-        "that works, a decision, a preference the user stated. Never secrets."
+        "Keep a fact for later sessions: a convention, a command that works, a decision, "
+        "the user's preference. Never secrets."
     )
     Args = RememberArgs
+    schema_budget = 420
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -114,18 +112,17 @@ class RememberTool(Tool[RememberArgs]):
 
 
 class RecallArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    query: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=2_000, description="Words to search for.")
-    ]
-    limit: Annotated[int, msgspec.Meta(ge=1, le=50, description="Most facts. Default 10.")] = 10
+    query: Annotated[str, msgspec.Meta(min_length=1, max_length=2_000)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=50)] = 10
 
 
 class RecallTool(Tool[RecallArgs]):
     """Search this project's and the global remembered facts."""
 
     name = "recall"
-    description = "Search remembered facts of this project and global ones; returns them with ids."
+    description = "Search the facts remembered for this project and all projects, with ids."
     Args = RecallArgs
+    schema_budget = 280
     read_only = True
 
     def __init__(self, store: Store) -> None:
@@ -143,15 +140,16 @@ class RecallTool(Tool[RecallArgs]):
 
 
 class ForgetArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    id: Annotated[int, msgspec.Meta(ge=1, description="The fact's id, from recall or <memory>.")]
+    id: Annotated[int, msgspec.Meta(ge=1)]
 
 
 class ForgetTool(Tool[ForgetArgs]):
     """Delete a remembered fact of this project (or a global one) by id."""
 
     name = "forget"
-    description = "Delete a remembered fact that is wrong or outdated, by its id."
+    description = "Delete a wrong or outdated fact by its id (from recall or <memory>)."
     Args = ForgetArgs
+    schema_budget = 220
 
     def __init__(self, store: Store) -> None:
         self._store = store

@@ -25,22 +25,18 @@ MAX_FORK_DEPTH = 32
 class ReadOutputArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of read_output."""
 
-    id: Annotated[
-        str,
-        msgspec.Meta(min_length=1, max_length=200, description="The output id the cut names."),
-    ]
-    offset: Annotated[int, msgspec.Meta(ge=1, description="First line (1-based). Default 1.")] = 1
-    limit: Annotated[
-        int, msgspec.Meta(ge=1, le=5_000, description=f"Most lines. Default {DEFAULT_LINES}.")
-    ] = DEFAULT_LINES
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    offset: Annotated[int, msgspec.Meta(ge=1)] = 1
+    limit: Annotated[int, msgspec.Meta(ge=1, le=5_000)] = DEFAULT_LINES
 
 
 class ReadOutputTool(Tool[ReadOutputArgs]):
     """Read a window of lines of a cut tool output, by id."""
 
     name = "read_output"
-    description = "Read more of a tool result that was cut, by the output id the cut names."
+    description = "Page through a cut tool result, by the output id the cut names."
     Args = ReadOutputArgs
+    schema_budget = 340
     read_only = True
 
     def __init__(self, store: Store) -> None:

@@ -20,12 +20,12 @@ import msgspec
 from kfd import paths
 from kfd.agent import environment, instructions
 from kfd.agent.context_state import Preamble, render_memories
-from kfd.agent.tokens import estimate, messages_tokens, tools_tokens
+from kfd.agent.tool_offer import ToolOffer
 from kfd.gateway.types import ModelRequest
 from kfd.transcript import Message, SummaryMessage, UserMessage
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 STABLE_PREFIX = """\
 You are kfd, a coding agent working in the user's repository through tools.
@@ -52,7 +52,7 @@ class Limits(NamedTuple):
     """The request size past which the context is compacted."""
 
 
-def limits(session: Session) -> Limits:
+def limits(session: AgentSession) -> Limits:
     config = session.runtime.config
     # The session's model may not be the configured one: the catalog knows its window.
     window = session.runtime.accounting.context_window(session.info.model or config.model.model)
@@ -63,7 +63,7 @@ def limits(session: Session) -> Limits:
     return Limits(window, reserve, int(usable * config.context.compact_at))
 
 
-async def refresh_preamble(session: Session) -> None:
+async def refresh_preamble(session: AgentSession) -> None:
     """Take the environment facts and read the instruction files anew."""
     workspace = Path(session.info.cwd)
     config = session.runtime.config.context
@@ -90,7 +90,7 @@ async def refresh_preamble(session: Session) -> None:
     )
 
 
-async def instructions_changed(session: Session) -> bool:
+async def instructions_changed(session: AgentSession) -> bool:
     """Whether an instruction file was added, removed or edited since it was read."""
     preamble = session.context.preamble
     if preamble is None:
@@ -101,7 +101,7 @@ async def instructions_changed(session: Session) -> bool:
     return stamps != preamble.signature
 
 
-def system_prompt(session: Session) -> str:
+def system_prompt(session: AgentSession) -> str:
     preamble = session.context.preamble
     if preamble is None:
         return STABLE_PREFIX
@@ -111,7 +111,7 @@ def system_prompt(session: Session) -> str:
     return "\n".join(parts)
 
 
-def model_view(session: Session, end: int | None = None) -> list[Message]:
+def model_view(session: AgentSession, end: int | None = None) -> list[Message]:
     """The transcript as the model reads it: the summary, then the messages
     from ``first_kept`` (to ``end``), each user message with its memories."""
     state = session.context
@@ -126,20 +126,29 @@ def model_view(session: Session, end: int | None = None) -> list[Message]:
     return view
 
 
-def build_request(session: Session, turn: int) -> ModelRequest:
-    """The request for the next model call, from the session as it stands."""
+async def offer_tools(session: AgentSession) -> ToolOffer:
+    """Decide the tools of the session's next request (`kfd.agent.tools.ToolRegistry.offer`)."""
+    state = session.context
+    config = session.runtime.config
+    state.offer = await session.runtime.tools.offer(
+        Path(session.info.cwd),
+        state.loaded_tools,
+        tools_config=config.tools,
+        defer_after=config.context.defer_tools_after,
+    )
+    return state.offer
+
+
+def build_request(session: AgentSession, turn: int) -> ModelRequest:
+    """The request for the next model call, from the session as it stands
+    (with the tools of the last `offer_tools`)."""
     config = session.runtime.config.model
+    offer = session.context.offer
     return ModelRequest(
         model=session.info.model or config.model,
         system=system_prompt(session),
         messages=model_view(session),
-        tools=session.runtime.tools.specs,
+        tools=offer.specs if offer is not None else [],
         max_output_tokens=config.max_output_tokens,
         metadata={"session": session.id, "turn": str(turn)},
     )
-
-
-def request_tokens(request: ModelRequest) -> int:
-    """Estimated (uncalibrated) input tokens of a request."""
-    system = estimate(request.system) + tools_tokens(request.tools)
-    return system + messages_tokens(request.messages)

@@ -1,20 +1,32 @@
-"""The tool registry: schemas for the model, validated arguments for the tools.
+"""The tool registry: every tool of the daemon, and what each session is offered.
 
 Static tools come from `kfd_tools` at start; tool sources (`kfd_tool_sources`,
 MCP servers for instance) are asked for their current tools by `refresh`,
 before each model request. Names are unique: a static tool always keeps its
 name, and among sources the first one to offer a name keeps it.
+
+`offer` makes one session's list for its next request: each tool is asked
+whether it can work in the session's workspace (`kfd.api.Tool.unavailable`),
+and `kfd.agent.tool_offer` arranges the rest, leaving the deferrable tools
+beyond ``[context] defer_tools_after`` to ``tool_search``. Schemas are
+computed once per tool (`kfd.agent.schema`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from kfd.agent.schema import schema_of
+from kfd.agent.tool_offer import ToolOffer, arrange, with_specs
+from kfd.agent.tool_search import ToolSearchTool
 from kfd.api import JsonArgs, Tool, ToolSource
 from kfd.gateway.types import ToolSpec
 
@@ -26,6 +38,15 @@ SOURCE_TIMEOUT_S = 60.0
 """Longest wait for one tool source (an MCP server starting, say); a source
 that takes longer contributes what it offered last time."""
 
+CHECK_TIMEOUT_S = 5.0
+"""Longest wait for one tool's `Tool.unavailable`; a tool whose check takes
+longer is left out of that request."""
+
+WORKSPACES_KEPT = 32
+"""Workspaces whose missing tools `kfd status` can report."""
+
+DEFAULT_DEFER_AFTER = 10
+
 
 class InvalidArguments(Exception):
     """The model's arguments do not fit the tool; the message is for the model."""
@@ -34,30 +55,116 @@ class InvalidArguments(Exception):
 class ToolRegistry:
     """The tools of the daemon, by name, with their schemas computed once."""
 
-    def __init__(self, tools: Iterable[Tool[Any]], sources: Iterable[ToolSource] = ()) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Tool[Any]],
+        sources: Iterable[ToolSource] = (),
+        *,
+        search: ToolSearchTool | None = None,
+        defer_after: int = DEFAULT_DEFER_AFTER,
+    ) -> None:
         self._tools = {tool.name: tool for tool in tools}
-        self._static_specs = [spec_of(t) for t in self._tools.values()]
         self._sources = list(sources)
         self._dynamic: dict[str, Tool[Any]] = {}
-        self._dynamic_specs: list[ToolSpec] = []
         self._offered: dict[int, list[Tool[Any]]] = {}
+        self._specs: weakref.WeakKeyDictionary[Tool[Any], ToolSpec] = weakref.WeakKeyDictionary()
+        """Each tool's definition, computed once per tool object (a restarted MCP
+        server's tools are new objects, so a changed schema is seen)."""
+        self._search = search
+        self._search_parameters = schema_of(search.Args) if search is not None else {}
+        self.defer_after = defer_after
         self.problems: list[str] = []
         """Names refused because they were taken, from the last refresh."""
-
-    @property
-    def specs(self) -> list[ToolSpec]:
-        """What the model is offered: static tools, then the sources' as last refreshed."""
-        return self._static_specs + self._dynamic_specs
+        self.missing: OrderedDict[str, dict[str, str]] = OrderedDict()
+        """Workspace -> the tools that cannot work there and why, as last checked."""
 
     def __contains__(self, name: str) -> bool:
-        return name in self._tools or name in self._dynamic
+        return self.get(name) is not None
 
     def get(self, name: str) -> Tool[Any] | None:
+        """Any tool of the daemon by name, whether or not a session is offered it."""
+        if self._search is not None and name == self._search.name:
+            return self._search
         return self._tools.get(name) or self._dynamic.get(name)
 
     @property
     def names(self) -> list[str]:
-        return sorted([*self._tools, *self._dynamic])
+        search = [self._search.name] if self._search is not None else []
+        return sorted([*self._tools, *self._dynamic, *search])
+
+    def spec(self, tool: Tool[Any]) -> ToolSpec:
+        """What the model is told about a tool (computed once per tool object)."""
+        found = self._specs.get(tool)
+        if found is None:
+            found = self._specs[tool] = spec_of(tool)
+        return found
+
+    async def offer(
+        self,
+        workspace: Path,
+        loaded: Sequence[str] = (),
+        *,
+        tools_config: Mapping[str, Any] | None = None,
+        defer_after: int | None = None,
+    ) -> ToolOffer:
+        """The tools a session in ``workspace`` is offered for its next request.
+
+        ``tools_config`` is the ``[tools]`` table and ``defer_after`` the
+        ``[context]`` setting as they stand now (the config reloads live).
+        """
+        static = sorted(self._tools.values(), key=lambda tool: tool.name)
+        dynamic = list(self._dynamic.values())
+        unavailable = await self.check(workspace, tools_config or {}, [*static, *dynamic])
+        search = self._search
+        offer = arrange(
+            static,
+            dynamic,
+            unavailable=unavailable,
+            loaded=loaded,
+            defer_after=self.defer_after if defer_after is None else defer_after,
+            search=search,
+        )
+
+        def spec(tool: Tool[Any]) -> ToolSpec:
+            if search is not None and tool is search:
+                # It names what it stands for: unchanged by loads, so the prefix holds.
+                return search.spec_for(offer.searchable, self._search_parameters)
+            return self.spec(tool)
+
+        return with_specs(offer, spec)
+
+    async def check(
+        self,
+        workspace: Path,
+        tools_config: Mapping[str, Any],
+        tools: Sequence[Tool[Any]] | None = None,
+    ) -> dict[str, str]:
+        """The tools (default: all) that cannot work in ``workspace``, with the
+        reason; asked concurrently, kept in `missing`. ``tools_config`` is the
+        ``[tools]`` table: each tool is given its own."""
+        if tools is None:
+            tools = [*self._tools.values(), *self._dynamic.values()]
+        asked = [tool for tool in tools if type(tool).unavailable is not Tool.unavailable]
+        answers = await asyncio.gather(
+            *(self._ask_tool(tool, workspace, tools_config.get(tool.name, {})) for tool in asked)
+        )
+        missing = {tool.name: reason for tool, reason in zip(asked, answers, strict=True) if reason}
+        key = str(workspace)
+        self.missing[key] = missing
+        self.missing.move_to_end(key)
+        while len(self.missing) > WORKSPACES_KEPT:
+            self.missing.popitem(last=False)
+        return missing
+
+    @staticmethod
+    async def _ask_tool(tool: Tool[Any], workspace: Path, config: Mapping[str, Any]) -> str | None:
+        try:
+            return await asyncio.wait_for(tool.unavailable(workspace, config), CHECK_TIMEOUT_S)
+        except TimeoutError:
+            return f"its check of what it needs did not answer within {CHECK_TIMEOUT_S:g} s"
+        except Exception as exc:
+            log.exception("the availability check of %s failed", tool.name)
+            return f"its check of what it needs failed: {exc!r}"
 
     async def refresh(self) -> None:
         """Ask every tool source for its current tools (concurrently, bounded in time)."""
@@ -67,14 +174,14 @@ class ToolRegistry:
         offered = await asyncio.gather(*(self._ask(i, source) for i, source in enumerate(sources)))
         dynamic: dict[str, Tool[Any]] = {}
         problems: list[str] = []
+        taken = {*self._tools, *([self._search.name] if self._search is not None else [])}
         for source, tools in zip(self._sources, offered, strict=True):
             for tool in tools:
-                if tool.name in self._tools or tool.name in dynamic:
+                if tool.name in taken or tool.name in dynamic:
                     problems.append(f"{source.name}: tool `{tool.name}` already offered; ignored")
                     continue
                 dynamic[tool.name] = tool
         self._dynamic = dynamic
-        self._dynamic_specs = [spec_of(t) for t in dynamic.values()]
         self.problems = problems
 
     async def _ask(self, index: int, source: ToolSource) -> list[Tool[Any]]:
@@ -108,36 +215,3 @@ def spec_of(tool: Tool[Any]) -> ToolSpec:
     """What the model is told about a tool."""
     parameters = tool.parameters if tool.parameters is not None else schema_of(tool.Args)
     return ToolSpec(name=tool.name, description=tool.description.strip(), parameters=parameters)
-
-
-def schema_of(args_type: type[msgspec.Struct]) -> dict[str, Any]:
-    """The JSON schema of a Struct, with references inlined and titles dropped.
-
-    Inlined because several providers reject ``$ref``; titles dropped because
-    they cost tokens and tell the model nothing the names do not. The Struct's
-    own docstring is dropped too: the tool's description speaks for it.
-    """
-    (schema,), components = msgspec.json.schema_components([args_type])
-    inlined: dict[str, Any] = _inline(schema, components)
-    inlined.pop("description", None)
-    return inlined
-
-
-def _inline(node: Any, components: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            return _inline(components[ref.rsplit("/", 1)[-1]], components)
-        inlined = {}
-        for key, value in node.items():
-            if key == "title":
-                continue
-            if key == "properties" and isinstance(value, dict):
-                # Property names are data, not schema keywords: keep them all.
-                inlined[key] = {name: _inline(sub, components) for name, sub in value.items()}
-            else:
-                inlined[key] = _inline(value, components)
-        return inlined
-    if isinstance(node, list):
-        return [_inline(item, components) for item in node]
-    return node

@@ -228,7 +228,7 @@ async def status(args: argparse.Namespace) -> int:
             print(f"no kfd daemon is running for {directory}")
         return EXIT_NO_DAEMON
     async with await Client.connect(name="kfd-status") as client:
-        result = await client.status()
+        result = await client.status(cwd=os.getcwd())
     if args.json:
         data = msgspec.to_builtins(result)
         data["running"] = True
@@ -248,6 +248,7 @@ async def status(args: argparse.Namespace) -> int:
         print(f"config  {result.config_path} ({state} {loaded})")
     for problem in result.problems:
         print(f"problem: {problem}")
+    print_missing(result.tools_missing, "in this directory")
     return EXIT_OK
 
 
@@ -273,3 +274,12 @@ async def stop(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.05)
     print(f"stopped the kfd daemon (pid {pid})")
     return EXIT_OK
+
+
+def print_missing(missing: list[p.MissingTool], where: str) -> None:
+    """The tools not offered because they cannot work, grouped by reason."""
+    by_reason: dict[str, list[str]] = {}
+    for tool in missing:
+        by_reason.setdefault(tool.reason, []).append(tool.name)
+    for reason, names in by_reason.items():
+        print(f"not offered {where}: {', '.join(names)}: {reason}")

@@ -69,13 +69,23 @@ async def _context(args: argparse.Namespace) -> int:
         print(f"  {part.name:<13} {part.tokens:>9,}  {part.detail}".rstrip())
     share = result.tokens / result.context_window if result.context_window else 0.0
     print(f"  {'total':<13} {result.tokens:>9,}  {share:.0%} of the window")
+    if result.tokenizer:
+        counted = f"counted with the model's tokenizer ({result.tokenizer})"
+    else:
+        counted = "estimated from the text's size (no tokenizer of this model in kfd)"
     if result.reported_tokens:
-        print(
-            f"estimates calibrated x{result.calibration:g} by the provider's last count "
+        counted += (
+            f", calibrated x{result.calibration:g} by the provider's last count "
             f"({result.reported_tokens:,} input tokens)"
         )
+    print(counted)
     if result.compactions:
         print(f"compacted {result.compactions} time(s)")
+    if result.tools_loaded:
+        print(f"tools loaded by tool_search: {', '.join(result.tools_loaded)}")
+    from kfd.cli.commands import print_missing
+
+    print_missing(result.tools_missing, "here")
     return 0
 
 

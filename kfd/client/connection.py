@@ -180,11 +180,12 @@ class Client:
 
     # -- convenience -------------------------------------------------------
 
-    async def status(self, *, refresh_tools: bool = False) -> p.StatusResult:
+    async def status(self, *, refresh_tools: bool = False, cwd: str = "") -> p.StatusResult:
         """The daemon's state; ``refresh_tools`` first asks the tool sources (MCP
-        servers start if they have not yet), so it may take longer."""
+        servers start if they have not yet), so it may take longer. With ``cwd``,
+        ``tools_missing`` says which tools cannot work in that directory."""
         result: p.StatusResult = await self.request(
-            p.Status(id="", refresh_tools=refresh_tools),
+            p.Status(id="", refresh_tools=refresh_tools, cwd=cwd),
             timeout=REFRESH_TIMEOUT if refresh_tools else DEFAULT_TIMEOUT,
         )
         return result
@@ -400,10 +401,9 @@ class Client:
         """Subscribe to a session, then fetch its snapshot and history."""
         info = await self.session(session_id)  # resolves a short id
         attachment = Attachment(self, info.id)
-        topic = info.id.encode()
-        self._attachments.setdefault(topic, []).append(attachment)
+        self._add_attachment(attachment)
         try:
-            await self._subscribe([topic])
+            await self._subscribe([info.id.encode()])
             await attachment._attach(since_seq, tail)
         except BaseException:
             await attachment.close()
@@ -452,6 +452,17 @@ class Client:
         finally:
             self._syncs.pop(token, None)
             self._sub.unsubscribe(token)
+
+    def _add_attachment(self, attachment: Attachment) -> None:
+        """Route the events of the attachment's session to it."""
+        self._attachments.setdefault(attachment.session_id.encode(), []).append(attachment)
+
+    def _drop_follower(self, follower: Follower) -> None:
+        """Stop routing first-seen sessions to ``follower``."""
+        if follower in self._followers:
+            self._followers.remove(follower)
+            if not self.closed:
+                self._sub.unsubscribe(SESSION_TOPIC_PREFIX)
 
     def _unsubscribe(self, attachment: Attachment) -> None:
         topic = attachment.session_id.encode()

@@ -7,12 +7,14 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from kfd import __version__
 from kfd.daemon import context_rpc, cost_rpc, rules_rpc, trust_rpc
+from kfd.daemon.ports import DaemonPort
 from kfd.errors import RequestError
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -35,6 +37,7 @@ from kfd.protocol import (
     MemoryList,
     MemorySearch,
     MessageSend,
+    MissingTool,
     ModelList,
     Reply,
     Request,
@@ -68,7 +71,7 @@ from kfd.protocol import (
 from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.reload import ConfigReloader
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +117,24 @@ def _explain(body: bytes) -> tuple[str, str]:
     return request_id, "invalid request"  # pragma: no cover
 
 
+class Served(DaemonPort, Protocol):
+    """The daemon as the request dispatcher sees it (`kfd.daemon.server.Daemon`)."""
+
+    @property
+    def reloader(self) -> ConfigReloader:
+        """The config file's watcher: its path, when it was read, its last error."""
+        ...
+
+    @property
+    def trust_notices(self) -> trust_rpc.TrustNotices:
+        """What sessions were told about their project's trust."""
+        ...
+
+
 class RpcHandler:
     """Turns request frames into reply frames for one daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.frontends: dict[bytes, FrontendInfo] = {}
 
@@ -181,7 +198,7 @@ class RpcHandler:
             case Status():
                 if request.refresh_tools:
                     await daemon.runtime.tools.refresh()
-                return await self._status()
+                return await self._status(request.cwd)
             case Shutdown():
                 asyncio.get_running_loop().call_soon(daemon.stop, f"requested by {frontend.name}")
                 return Empty()
@@ -295,9 +312,16 @@ class RpcHandler:
             more=more,
         )
 
-    async def _status(self) -> StatusResult:
+    async def _status(self, cwd: str) -> StatusResult:
         daemon = self.daemon
         present = daemon.present_frontends()
+        missing: list[MissingTool] = []
+        if cwd:
+            real = os.path.realpath(cwd)
+            if not os.path.isabs(cwd) or not os.path.isdir(real):
+                raise RequestError("bad_request", f"cwd {cwd!r} is not an absolute directory")
+            found = await daemon.runtime.tools.check(Path(real), daemon.runtime.config.tools)
+            missing = [MissingTool(name=name, reason=why) for name, why in sorted(found.items())]
         return StatusResult(
             pid=os.getpid(),
             version=__version__,
@@ -321,6 +345,7 @@ class RpcHandler:
             config_path=str(daemon.reloader.path),
             config_loaded_at=daemon.reloader.loaded_at,
             config_error=daemon.reloader.error,
+            tools_missing=missing,
         )
 
 

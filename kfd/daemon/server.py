@@ -26,6 +26,7 @@ from kfd.agent.accounting import Accounting
 from kfd.agent.core_tools import with_core_tools
 from kfd.agent.runtime import Runtime
 from kfd.agent.session import Session
+from kfd.agent.tool_search import ToolSearchTool
 from kfd.agent.tools import ToolRegistry
 from kfd.config import Config
 from kfd.daemon import sdnotify
@@ -147,6 +148,8 @@ class Daemon:
                 self.plugins.tools(config.tools), store, self._live_session, self.plugins.errors
             ),
             self.plugins.tool_sources(msgspec.to_builtins(config)),
+            search=ToolSearchTool(self._live_session),
+            defer_after=config.context.defer_tools_after,
         )
         policies = self.plugins.policies(config.tools)
         provider = make_provider(config.model)

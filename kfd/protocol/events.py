@@ -56,6 +56,7 @@ __all__ = [
     "ToolOutput",
     "ToolRequested",
     "ToolStarted",
+    "ToolsLoaded",
     "TriggerFired",
     "TriggerSpot",
     "TrustChanged",
@@ -339,6 +340,14 @@ class TasksUpdated(Event, tag="tasks.updated", kw_only=True):
     tasks: list[Task] = msgspec.field(default_factory=list)
 
 
+class ToolsLoaded(Event, tag="tools.loaded", kw_only=True):
+    """The model found tools with ``tool_search``: their full definitions are in
+    the session's tool list from now on, for the rest of the session."""
+
+    names: list[str] = msgspec.field(default_factory=list)
+    """The tools added, in the order they were added."""
+
+
 class MemoryRecalled(Event, tag="memory.recalled", kw_only=True):
     """Remembered facts placed in context beside the user message ``message_id``."""
 
@@ -442,6 +451,7 @@ AnyEvent = (
     | TrustChanged
     | ConfigReloaded
     | ConfigInvalid
+    | ToolsLoaded
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyEvent.__args__)

@@ -21,6 +21,7 @@ __all__ = [
     "FrontendRef",
     "Memory",
     "MemoryScope",
+    "MissingTool",
     "Mode",
     "Preview",
     "RuleDecision",
@@ -183,13 +184,21 @@ class Memory(_Struct):
 
 
 class ContextPart(_Struct):
-    """One part of what fills a session's context window, in estimated tokens."""
+    """One part of what fills a session's context window, in tokens."""
 
     name: str
     """``system``, ``tools``, ``instructions``, ``memory``, ``summary``,
     ``transcript`` or ``tool_outputs``."""
     tokens: int
     detail: str = ""
+
+
+class MissingTool(_Struct):
+    """A tool not offered to the model because it cannot work there, and why."""
+
+    name: str
+    reason: str
+    """What is missing and how to get it ("no Chromium installed: apt install chromium")."""
 
 
 class FrontendInfo(_Struct):

@@ -72,6 +72,9 @@ class Status(Request, tag="daemon.status", kw_only=True):
     refresh_tools: bool = False
     """Ask the tool sources for their tools first (starts MCP servers not yet
     running), so ``tools`` and ``plugin_status`` list them."""
+    cwd: str = ""
+    """A directory (absolute): report the tools that cannot work there
+    (`StatusResult.tools_missing`)."""
 
 
 class Shutdown(Request, tag="daemon.shutdown", kw_only=True):

@@ -17,6 +17,7 @@ from kfd.protocol.records import (
     FrontendInfo,
     FrontendRef,
     Memory,
+    MissingTool,
     Mode,
     RuleDecision,
     RuleSource,
@@ -113,6 +114,8 @@ class StatusResult(_Struct):
     config_error: str = ""
     """Why the config file's current content does not load; the daemon keeps
     the config read at ``config_loaded_at`` until it is fixed."""
+    tools_missing: list[MissingTool] = msgspec.field(default_factory=list)
+    """Tools that cannot work in the requested ``cwd``, and why (not offered there)."""
 
 
 class Empty(_Struct):
@@ -173,8 +176,9 @@ class CompactResult(_Struct):
 class ContextResult(_Struct):
     """What fills a session's context window, as ``/context`` shows it.
 
-    Token figures are the local estimate, calibrated by what the provider
-    reported for this session's requests (``calibration``).
+    Token figures are counted with the model's tokenizer where kfd has it
+    (``tokenizer``), else estimated; either way calibrated by what the
+    provider reported for this session's requests (``calibration``).
     """
 
     session: str
@@ -191,6 +195,16 @@ class ContextResult(_Struct):
     """Input tokens the provider reported for the last request."""
     calibration: float = 1.0
     compactions: int = 0
+    tokenizer: str = ""
+    """The tokenizer that counted the text (``o200k_base``): the model's own,
+    so counts are exact but for the provider's framing; empty: estimated from
+    the text's size, calibrated by ``calibration``."""
+    tools_missing: list[MissingTool] = msgspec.field(default_factory=list)
+    """Tools not offered because they cannot work in the session's workspace."""
+    tools_deferred: int = 0
+    """Tools not listed, that the model finds with ``tool_search``."""
+    tools_loaded: list[str] = msgspec.field(default_factory=list)
+    """Tools ``tool_search`` added to the session's list."""
 
 
 class MemoryListResult(_Struct):

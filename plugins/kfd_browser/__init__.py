@@ -36,7 +36,8 @@ _pool = BrowserPool()
 
 @hookimpl
 def kfd_tools(config: Mapping[str, Any]) -> list[Tool[Any]]:
-    """The browser tool; it reads ``[tools.browser_fetch]`` when it runs."""
+    """The browser tool; it reads ``[tools.browser_fetch]`` when it runs, and is
+    offered only where a Chromium is installed."""
     return [BrowserFetchTool(_pool)]
 
 

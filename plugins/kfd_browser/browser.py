@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import shutil
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -49,6 +50,22 @@ def find_chromium(configured: str) -> str:
         "system package (Debian: apt install chromium) or set [tools.browser_fetch] executable; "
         "meanwhile use web_fetch"
     )
+
+
+def browser_missing(configured: str) -> str | None:
+    """Why ``browser_fetch`` cannot work on this machine (None: it can), for the user."""
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is not installed (pip install playwright)"
+    if configured:
+        if shutil.which(configured) is None:
+            return f"[tools.browser_fetch] executable {configured!r} was not found"
+        return None
+    if not any(shutil.which(name) for name in CANDIDATES):
+        return (
+            "no Chromium is installed (Debian: apt install chromium), "
+            "or set [tools.browser_fetch] executable"
+        )
+    return None
 
 
 class BrowserPool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -41,18 +41,10 @@ CLOSEST_LINE_SCAN = 20_000
 class EditArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of edit."""
 
-    path: Annotated[str, msgspec.Meta(description="The file, relative to the workspace.")]
-    old_string: Annotated[
-        str,
-        msgspec.Meta(
-            description="Exact text to replace, including whitespace and indentation, "
-            "without read's line-number prefixes. Must be unique unless replace_all."
-        ),
-    ]
-    new_string: Annotated[str, msgspec.Meta(description="The replacement text.")]
-    replace_all: Annotated[
-        bool, msgspec.Meta(description="Replace every occurrence. Default false.")
-    ] = False
+    path: str
+    old_string: str
+    new_string: str
+    replace_all: bool = False
 
 
 class EditTool(Tool[EditArgs]):
@@ -60,11 +52,12 @@ class EditTool(Tool[EditArgs]):
 
     name = "edit"
     description = (
-        "Replace exact text in a file you have read in this session. old_string must "
-        "match the file exactly and be unique; include a few surrounding lines to make "
-        "it unique, or set replace_all. Returns the diff."
+        "Replace text in a file read in this session; returns the diff. old_string must "
+        "match exactly (indentation too, no line numbers) and be unique: add surrounding "
+        "lines, or set replace_all."
     )
     Args = EditArgs
+    schema_budget = 460
     edits_files = True
 
     def summary(self, args: EditArgs) -> str:

@@ -47,14 +47,9 @@ class GlobArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     pattern: Annotated[
         str,
-        msgspec.Meta(
-            description='Glob such as "**/*.py", "src/**/test_*.ts" or "*.{js,ts}". '
-            'Without "/" it matches file names at any depth.'
-        ),
+        msgspec.Meta(description='E.g. "src/**/*.{js,ts}"; without "/": names at any depth.'),
     ]
-    path: Annotated[
-        str, msgspec.Meta(description="Directory to search. Default: the workspace.")
-    ] = ""
+    path: Annotated[str, msgspec.Meta(description="Directory (default: the workspace).")] = ""
 
 
 class GlobTool(Tool[GlobArgs]):
@@ -62,11 +57,11 @@ class GlobTool(Tool[GlobArgs]):
 
     name = "glob"
     description = (
-        "Find files by name pattern. Returns paths relative to the workspace, most "
-        f"recently modified first (at most {MAX_GLOB_FILES}). Skips gitignored files. "
-        "Use grep to search file contents."
+        f"Find files by glob: paths, newest first (at most {MAX_GLOB_FILES}); gitignored "
+        "files are skipped."
     )
     Args = GlobArgs
+    schema_budget = 400
     read_only = True
 
     def summary(self, args: GlobArgs) -> str:
@@ -144,39 +139,15 @@ OutputMode = Literal["files_with_matches", "content", "count"]
 class GrepArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of grep."""
 
-    pattern: Annotated[
-        str,
-        msgspec.Meta(
-            description="Regular expression (Rust syntax, like ripgrep: no look-around "
-            "or backreferences). Escape literal ( [ { . * + ? with a backslash."
-        ),
-    ]
-    path: Annotated[
-        str, msgspec.Meta(description="File or directory to search. Default: the workspace.")
-    ] = ""
-    glob: Annotated[
-        str, msgspec.Meta(description='Only search files matching this glob, e.g. "*.py".')
-    ] = ""
-    output_mode: Annotated[
-        OutputMode,
-        msgspec.Meta(
-            description='"files_with_matches" (default): paths, newest first; "content": '
-            'matching lines as path:line:text; "count": matches per file.'
-        ),
-    ] = "files_with_matches"
-    case_insensitive: Annotated[bool, msgspec.Meta(description="Ignore case.")] = False
+    pattern: str
+    path: Annotated[str, msgspec.Meta(description="File or directory.")] = ""
+    glob: Annotated[str, msgspec.Meta(description='Only files matching it, e.g. "*.py".')] = ""
+    output_mode: OutputMode = "files_with_matches"
+    case_insensitive: bool = False
     context: Annotated[
-        int,
-        msgspec.Meta(ge=0, le=50, description='Lines of context around matches ("content").'),
+        int, msgspec.Meta(ge=0, le=50, description="Lines around each match (content).")
     ] = 0
-    head_limit: Annotated[
-        int,
-        msgspec.Meta(
-            ge=1,
-            le=MAX_HEAD_LIMIT,
-            description=f"Most output lines returned. Default {DEFAULT_HEAD_LIMIT}.",
-        ),
-    ] = DEFAULT_HEAD_LIMIT
+    head_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HEAD_LIMIT)] = DEFAULT_HEAD_LIMIT
 
 
 class GrepTool(Tool[GrepArgs]):
@@ -184,11 +155,12 @@ class GrepTool(Tool[GrepArgs]):
 
     name = "grep"
     description = (
-        "Search file contents with a regular expression (ripgrep). Skips gitignored "
-        "files. Default output lists matching files; use output_mode='content' for the "
-        "lines (with context if needed), 'count' for counts. Narrow with path or glob."
+        "Search file contents with a ripgrep regex (no look-around or backreferences), "
+        "skipping gitignored files. Output: the matching files, newest first; content: "
+        "path:line:text; count: matches per file."
     )
     Args = GrepArgs
+    schema_budget = 820
     read_only = True
 
     def summary(self, args: GrepArgs) -> str:

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 class WriteArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of write."""
 
-    path: Annotated[str, msgspec.Meta(description="The file, relative to the workspace.")]
-    content: Annotated[str, msgspec.Meta(description="The complete new content of the file.")]
+    path: str
+    content: Annotated[str, msgspec.Meta(description="The whole file.")]
 
 
 class WriteTool(Tool[WriteArgs]):
@@ -39,11 +39,11 @@ class WriteTool(Tool[WriteArgs]):
 
     name = "write"
     description = (
-        "Create a file, or replace the whole content of one (parent directories are "
-        "created). An existing file must have been read first in this session. To "
-        "change part of a file, prefer edit."
+        "Create a file or replace all of it (parent directories are created); read an "
+        "existing file first. To change part of a file, use edit."
     )
     Args = WriteArgs
+    schema_budget = 360
     edits_files = True
 
     def summary(self, args: WriteArgs) -> str:

@@ -1,9 +1,11 @@
 """kfd_lsp: language-server tools, and the errors an edit introduced.
 
-Tools: ``lsp_diagnostics``, ``lsp_definition``, ``lsp_references``,
-``lsp_hover``, ``lsp_symbols`` (read-only) and ``lsp_rename`` (edits files:
-asks, and shows the combined diff). A server starts per workspace on first
-use (see `kfd_lsp.servers` for the defaults and ``[tools.lsp]``). After every
+Tools: ``lsp`` (a symbol's definition, references or hover; a file's symbols
+or the workspace's; a file's diagnostics: read-only) and ``lsp_rename`` (edits
+files: asks, and shows the combined diff). They are offered only in a
+workspace with files of a language an installed server takes
+(`kfd_lsp.availability`). A server starts per workspace on first use (see
+`kfd_lsp.servers` for the defaults and ``[tools.lsp]``). After every
 ``edit`` or ``write`` of a file a server handles, the file's errors are
 appended to that tool's result (an `kfd.api.AfterToolHook`), so the model sees
 what it broke. Configuration::
@@ -24,14 +26,7 @@ from kfd.api import hookimpl
 
 from .hook import DiagnosticsAfterEdit
 from .manager import LspManager
-from .tools import (
-    DefinitionTool,
-    DiagnosticsTool,
-    HoverTool,
-    ReferencesTool,
-    RenameTool,
-    SymbolsTool,
-)
+from .tools import LspTool, RenameTool
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Mapping
@@ -52,15 +47,8 @@ def _the_manager(config: Mapping[str, Any]) -> LspManager:
 
 
 def tools_for(manager: LspManager) -> list[Tool[Any]]:
-    """The six lsp tools on one manager."""
-    return [
-        DiagnosticsTool(manager),
-        DefinitionTool(manager),
-        ReferencesTool(manager),
-        HoverTool(manager),
-        SymbolsTool(manager),
-        RenameTool(manager),
-    ]
+    """The lsp tools on one manager."""
+    return [LspTool(manager), RenameTool(manager)]
 
 
 @hookimpl

@@ -22,6 +22,9 @@ class DiagnosticsAfterEdit:
     ) -> str | None:
         if result.is_error or not call.edits_files or call.tool.startswith("lsp_"):
             return None
+        for access in call.paths:
+            if access.write:
+                self.manager.wrote(ctx.workspace, ctx.resolve(access.path))
         try:
             if not self.manager.settings().after_edit:
                 return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from kfd.api import ToolError
 
+from .availability import Availability
 from .servers import LspSettings, read_settings, server_for, servers
 
 if TYPE_CHECKING:
@@ -42,9 +44,29 @@ class LspManager:
         self.tools_config = tools_config
         self._connections: dict[tuple[Path, str], Connection] = {}
         self._locks: dict[tuple[Path, str], asyncio.Lock] = {}
+        self.availability = Availability()
 
     def settings(self) -> LspSettings:
         return read_settings(self.tools_config)
+
+    def follow(self, table: Mapping[str, Any]) -> None:
+        """Use ``[tools.lsp]`` as it stands now (the daemon reloads the config
+        live; the ``lsp`` tool is given the table before every request)."""
+        if self.tools_config.get("lsp") != table:
+            self.tools_config = {**self.tools_config, "lsp": table}
+
+    async def unavailable(self, workspace: Path) -> str | None:
+        """Why no language server can work in ``workspace`` (None: one can)."""
+        try:
+            settings = self.settings()
+        except ToolError as exc:
+            return str(exc)
+        return await self.availability.unavailable(workspace, settings)
+
+    def wrote(self, workspace: Path, path: Path) -> None:
+        """kfd wrote ``path``: a first file of a language may make the tools work."""
+        with contextlib.suppress(ToolError):  # a broken [tools.lsp] has no tools to offer
+            self.availability.wrote(workspace, path, self.settings())
 
     def handles(self, path: Path) -> bool:
         """Whether some installed server takes this kind of file."""

@@ -1,4 +1,9 @@
-"""The ``lsp_*`` tools: diagnostics, definition, references, hover, symbols, rename."""
+"""The language-server tools: ``lsp`` (definition, references, hover, symbols,
+diagnostics; read-only) and ``lsp_rename`` (edits files).
+
+The read-only questions are one tool with an ``operation``: they share their
+arguments, and one definition costs the model a third of what five did.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import asyncio
 import difflib
 import os
 import tempfile
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -23,57 +29,32 @@ if TYPE_CHECKING:
 
 MAX_LOCATIONS = 100
 
-Path_ = Annotated[
-    str, msgspec.Meta(max_length=4096, description="The file, relative to the workspace.")
-]
-Line = Annotated[int, msgspec.Meta(ge=1, description="1-based line of the symbol.")]
+Operation = Literal["definition", "references", "hover", "symbols", "diagnostics"]
+AT_A_LINE = ("definition", "references", "hover")
+
+Path_ = Annotated[str, msgspec.Meta(max_length=4096)]
 Symbol = Annotated[
-    str,
-    msgspec.Meta(
-        max_length=200,
-        description="The symbol's name as written on that line (its first occurrence is used); "
-        "empty: the line's first non-blank character.",
-    ),
+    str, msgspec.Meta(max_length=200, description="Its name on the line (default: first word).")
 ]
 
 
-class FileArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A file."""
+class LspArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A question to the language server about a file, a symbol, or the workspace."""
 
-    path: Path_
-
-
-class PositionArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A symbol in a file, by line and name."""
-
-    path: Path_
-    line: Line
+    operation: Operation
+    path: Path_ = ""
+    line: Annotated[int, msgspec.Meta(ge=0, description="1-based.")] = 0
     symbol: Symbol = ""
-
-
-class SymbolsArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A file's outline, or a search of the workspace's symbols."""
-
-    path: Annotated[
-        str, msgspec.Meta(max_length=4096, description="A file whose outline to list.")
-    ] = ""
-    query: Annotated[
-        str,
-        msgspec.Meta(
-            max_length=200, description="Instead of path: search the workspace for symbols."
-        ),
-    ] = ""
+    query: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
 class RenameArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A symbol to rename everywhere."""
 
     path: Path_
-    line: Line
+    line: Annotated[int, msgspec.Meta(ge=1)]
     symbol: Symbol = ""
-    new_name: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=200, description="The new name.")
-    ]
+    new_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class _LspTool:
@@ -82,12 +63,16 @@ class _LspTool:
     def __init__(self, manager: LspManager) -> None:
         self.manager = manager
 
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
+        """Offered only where an installed server takes a language present."""
+        return await self.manager.unavailable(workspace)
+
     async def _sync(self, ctx: ToolContext, path: str) -> tuple[Path, Synced]:
         resolved = ctx.resolve(path)
         return resolved, await self.manager.sync(ctx.workspace, resolved)
 
     async def _position(
-        self, ctx: ToolContext, args: PositionArgs | RenameArgs
+        self, ctx: ToolContext, args: LspArgs | RenameArgs
     ) -> tuple[Synced, lsp.TextDocumentPositionParams]:
         from lsprotocol import types as lsp
 
@@ -115,54 +100,59 @@ class _LspTool:
         return self.manager.settings().request_timeout_s
 
 
-class _PositionTool(_LspTool, Tool[PositionArgs]):
-    """A read-only question about the symbol at a position."""
+class LspTool(_LspTool, Tool[LspArgs]):
+    """Read-only questions to the language server of a file's language."""
 
-    Args = PositionArgs
+    name = "lsp"
+    description = (
+        "Ask the language server: a symbol's definition, references or hover (type, docs) "
+        "at path and line; a file's symbols, or the workspace's matching query; a file's "
+        "diagnostics."
+    )
+    Args = LspArgs
+    schema_budget = 580
     read_only = True
 
-    def summary(self, args: PositionArgs) -> str:
-        return f"{args.symbol or 'line'} at {args.path}:{args.line}"
+    async def unavailable(self, workspace: Path, config: Mapping[str, Any]) -> str | None:
+        """Offered only where an installed server takes a language present. This
+        tool's table is ``[tools.lsp]``, the plugin's settings: they follow it."""
+        self.manager.follow(config)
+        return await self.manager.unavailable(workspace)
 
-    def paths(self, args: PositionArgs) -> list[PathAccess]:
-        return [PathAccess(args.path, write=False)]
+    def summary(self, args: LspArgs) -> str:
+        if args.operation in AT_A_LINE:
+            return f"{args.operation} of {args.symbol or 'line'} at {args.path}:{args.line}"
+        return f"{args.operation} {args.path or args.query}".rstrip()
 
+    def paths(self, args: LspArgs) -> list[PathAccess]:
+        return [PathAccess(args.path, write=False)] if args.path else []
 
-class DiagnosticsTool(_LspTool, Tool[FileArgs]):
-    name = "lsp_diagnostics"
-    description = "A file's errors and warnings from its language server (type checker, linter)."
-    Args = FileArgs
-    read_only = True
+    async def run(self, args: LspArgs, ctx: ToolContext) -> ToolResult:
+        self.manager.follow(ctx.config)
+        answer: Callable[[LspArgs, ToolContext], Awaitable[str]] = getattr(
+            self, f"_{args.operation}"
+        )
+        if args.operation in AT_A_LINE and (not args.path or args.line < 1):
+            raise ToolError(f"{args.operation} needs path and line (1-based) of the symbol")
+        if args.operation == "diagnostics" and not args.path:
+            raise ToolError("diagnostics needs the path of a file")
+        return ToolResult(output=await answer(args, ctx))
 
-    def summary(self, args: FileArgs) -> str:
-        return args.path
-
-    def paths(self, args: FileArgs) -> list[PathAccess]:
-        return [PathAccess(args.path, write=False)]
-
-    async def run(self, args: FileArgs, ctx: ToolContext) -> ToolResult:
+    async def _diagnostics(self, args: LspArgs, ctx: ToolContext) -> str:
         from . import render
 
         found = await self.manager.diagnostics(ctx.workspace, ctx.resolve(args.path))
         if found is None:
             wait = self.manager.settings().diagnostics_wait_s
-            return ToolResult(
-                output=f"the language server sent no diagnostics for {args.path} within "
+            return (
+                f"the language server sent no diagnostics for {args.path} within "
                 f"{wait:g} s; try again"
             )
         if not found:
-            return ToolResult(output=f"{args.path}: no problems found")
-        lines = [render.diagnostic(args.path, item) for item in found]
-        return ToolResult(output="\n".join(lines))
+            return f"{args.path}: no problems found"
+        return "\n".join(render.diagnostic(args.path, item) for item in found)
 
-
-class DefinitionTool(_PositionTool):
-    name = "lsp_definition"
-    description = (
-        "Where a symbol is defined: give the file, the line and the symbol's name on that line."
-    )
-
-    async def run(self, args: PositionArgs, ctx: ToolContext) -> ToolResult:
+    async def _definition(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
 
         synced, position = await self._position(ctx, args)
@@ -172,14 +162,9 @@ class DefinitionTool(_PositionTool):
         found = await synced.connection.request(
             lsp.TEXT_DOCUMENT_DEFINITION, params, self._timeout()
         )
-        return ToolResult(output=await _locations(found, ctx.workspace, "definition"))
+        return await _locations(found, ctx.workspace, "definition")
 
-
-class ReferencesTool(_PositionTool):
-    name = "lsp_references"
-    description = "Every use of a symbol in the workspace: the file, the line and the name."
-
-    async def run(self, args: PositionArgs, ctx: ToolContext) -> ToolResult:
+    async def _references(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
 
         synced, position = await self._position(ctx, args)
@@ -191,14 +176,9 @@ class ReferencesTool(_PositionTool):
         found = await synced.connection.request(
             lsp.TEXT_DOCUMENT_REFERENCES, params, self._timeout()
         )
-        return ToolResult(output=await _locations(found, ctx.workspace, "reference"))
+        return await _locations(found, ctx.workspace, "reference")
 
-
-class HoverTool(_PositionTool):
-    name = "lsp_hover"
-    description = "A symbol's type and documentation, as the language server shows on hover."
-
-    async def run(self, args: PositionArgs, ctx: ToolContext) -> ToolResult:
+    async def _hover(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
 
         from . import render
@@ -207,26 +187,10 @@ class HoverTool(_PositionTool):
         params = lsp.HoverParams(text_document=position.text_document, position=position.position)
         found = await synced.connection.request(lsp.TEXT_DOCUMENT_HOVER, params, self._timeout())
         if found is None:
-            return ToolResult(output="nothing to show for that position")
-        return ToolResult(output=render.hover_text(found.contents).strip())
+            return "nothing to show for that position"
+        return render.hover_text(found.contents).strip()
 
-
-class SymbolsTool(_LspTool, Tool[SymbolsArgs]):
-    name = "lsp_symbols"
-    description = (
-        "A file's outline (classes, functions, ... with lines), or with query instead of path, "
-        "the workspace's symbols matching it."
-    )
-    Args = SymbolsArgs
-    read_only = True
-
-    def summary(self, args: SymbolsArgs) -> str:
-        return args.path or args.query
-
-    def paths(self, args: SymbolsArgs) -> list[PathAccess]:
-        return [PathAccess(args.path, write=False)] if args.path else []
-
-    async def run(self, args: SymbolsArgs, ctx: ToolContext) -> ToolResult:
+    async def _symbols(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
 
         from . import render
@@ -241,8 +205,7 @@ class SymbolsTool(_LspTool, Tool[SymbolsArgs]):
             found = await synced.connection.request(
                 lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL, params, self._timeout()
             )
-            lines = render.symbols(found)
-            return ToolResult(output="\n".join(lines) or f"{args.path} defines no symbols")
+            return "\n".join(render.symbols(found)) or f"{args.path} defines no symbols"
         anchor = await asyncio.to_thread(_first_handled, self.manager, ctx.workspace)
         if anchor is None:
             raise ToolError("no file in the workspace is handled by an installed language server")
@@ -260,7 +223,7 @@ class SymbolsTool(_LspTool, Tool[SymbolsArgs]):
                 lines.append(
                     f"{kind} {item.name}  {render.where(item.location.uri, ctx.workspace)}"
                 )
-        return ToolResult(output="\n".join(lines) or f"no symbol matches {args.query!r}")
+        return "\n".join(lines) or f"no symbol matches {args.query!r}"
 
 
 def _first_handled(manager: LspManager, workspace: Path, limit: int = 5000) -> Path | None:
@@ -276,10 +239,11 @@ def _first_handled(manager: LspManager, workspace: Path, limit: int = 5000) -> P
 class RenameTool(_LspTool, Tool[RenameArgs]):
     name = "lsp_rename"
     description = (
-        "Rename a symbol everywhere it is used, as the language server understands the code "
-        "(file, line, current name, new_name). Returns the combined diff."
+        "Rename the symbol at a line of a file everywhere it is used, as the language server "
+        "sees the code; returns the diff."
     )
     Args = RenameArgs
+    schema_budget = 440
     edits_files = True
 
     def summary(self, args: RenameArgs) -> str:

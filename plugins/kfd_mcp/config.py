@@ -11,6 +11,8 @@ Exactly one of ``command`` (a program speaking MCP over stdio) or ``url``
     [mcp.servers.tracker]
     url = "https://mcp.example.org/mcp"
     headers = { Authorization = "Bearer ${TRACKER_TOKEN}" }   # ${VAR}: from the environment
+    defer = false        # always list its tools in full (default: past the first
+                         # [context] defer_tools_after MCP tools, found with tool_search)
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Longest wait for the server to start and list its tools."""
     call_timeout_s: float = 120.0
     """Longest wait for one tool call; a server that takes longer is restarted."""
+    defer: bool = True
+    """Its tools may be left out of the model's list when many tools are offered
+    (found with ``tool_search``); false lists every tool of this server in full."""
 
 
 class ConfigError(Exception):

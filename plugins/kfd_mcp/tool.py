@@ -45,14 +45,17 @@ class McpTool(Tool[JsonArgs]):
         self.remote_name = spec.name
         self.name = tool_name(server.name, spec.name)
         description = " ".join((spec.description or spec.title or spec.name).split())
-        self.description = (
-            f"{description[:MAX_DESCRIPTION]} (tool `{spec.name}` of MCP server `{server.name}`)"
+        # The name says which server and tool; only a name kfd had to change says more.
+        renamed = self.name != f"mcp__{server.name}__{spec.name}"
+        self.description = description[:MAX_DESCRIPTION] + (
+            f" (MCP tool `{spec.name}`)" if renamed else ""
         )
-        schema = dict(spec.input_schema or {})
+        schema = without_titles(dict(spec.input_schema or {}))
         schema.setdefault("type", "object")
         schema.pop("$schema", None)
         self.parameters = schema
         self.files = files
+        self.deferrable = server.config.defer
 
     def summary(self, args: JsonArgs) -> str:
         text = json.dumps(args.values, ensure_ascii=False, sort_keys=True)
@@ -80,6 +83,26 @@ class McpTool(Tool[JsonArgs]):
         # Saving images and blobs writes files: off the event loop.
         output = await asyncio.to_thread(render, result, self.files / ctx.session_id)
         return ToolResult(output=output, is_error=bool(result.is_error), untrusted=True)
+
+
+def without_titles(node: Any) -> Any:
+    """A schema without its ``title`` annotations: they validate nothing, and
+    servers built from function signatures title every argument after its own
+    name ("repo": {"title": "Repo"}), which the model would pay for in every
+    request. Property names are data and stay, whatever they are called."""
+    if isinstance(node, list):
+        return [without_titles(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    kept: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            kept[key] = {name: without_titles(sub) for name, sub in value.items()}
+        else:
+            kept[key] = without_titles(value)
+    return kept
 
 
 def render(result: types.CallToolResult, files: Path) -> str:

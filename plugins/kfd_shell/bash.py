@@ -45,21 +45,14 @@ class BashSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class BashArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of bash."""
 
-    command: Annotated[str, msgspec.Meta(description="The shell command to run.")]
+    command: str
     timeout: Annotated[
-        float | None,
-        msgspec.Meta(description="Seconds before the command is stopped (default 120, max 600)."),
+        float | None, msgspec.Meta(description="Seconds (default 120, max 600).")
     ] = None
-    description: Annotated[
-        str, msgspec.Meta(description="What the command does, in a few words, for the user.")
-    ] = ""
-    network: Annotated[
-        bool,
-        msgspec.Meta(
-            description="True if the command needs the network (installing packages, "
-            "fetching): the user is asked first, and it runs with network access."
-        ),
-    ] = False
+    description: Annotated[str, msgspec.Meta(description="A few words for the user.")] = ""
+    network: Annotated[bool, msgspec.Meta(description="Needs the network (the user is asked).")] = (
+        False
+    )
 
 
 class BashTool(Tool[BashArgs]):
@@ -67,14 +60,12 @@ class BashTool(Tool[BashArgs]):
 
     name = "bash"
     description = (
-        "Run a shell command with bash in the workspace directory; stdout and stderr come "
-        "back merged, with the exit code. Each call is a fresh shell (cd and variables do "
-        "not persist) and stdin is empty, so nothing interactive. Prefer read, edit, glob "
-        "and grep over cat, sed, find and grep. Commands run in a sandbox: only the "
-        "workspace and /tmp are writable, there is no network unless you set network "
-        "(the user is asked), and background processes end with the command."
+        "Run a bash command in the workspace: its output (stdout and stderr) and exit code. "
+        "Fresh shell, no stdin. Sandboxed: only the workspace and /tmp are writable, no "
+        "network unless set; background processes end with it."
     )
     Args = BashArgs
+    schema_budget = 620
 
     def __init__(self, settings: BashSettings | None = None) -> None:
         self.settings = settings or BashSettings()

@@ -31,39 +31,24 @@ class FetchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class FetchArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of web_fetch."""
 
-    url: Annotated[str, msgspec.Meta(max_length=8192, description="The http(s) URL to fetch.")]
+    url: Annotated[str, msgspec.Meta(max_length=8192)]
     selector: Annotated[
-        str,
-        msgspec.Meta(
-            max_length=500,
-            description="Optional CSS selector (e.g. 'main', '#install'): keep only the "
-            "matching parts of an HTML page.",
-        ),
+        str, msgspec.Meta(max_length=500, description="CSS selector of the parts to keep.")
     ] = ""
     prompt: Annotated[
         str,
-        msgspec.Meta(
-            max_length=500,
-            description="Optional: what you need from the page (e.g. 'proxy settings'); "
-            "keeps the sections that match it best.",
-        ),
+        msgspec.Meta(max_length=500, description="What you need: keeps the parts matching it."),
     ] = ""
-    start: Annotated[
-        int,
-        msgspec.Meta(ge=0, description="Character offset to continue a long page from."),
-    ] = 0
+    start: Annotated[int, msgspec.Meta(ge=0, description="Offset to go on from.")] = 0
 
 
 class WebFetchTool(Tool[FetchArgs]):
     """Fetch a URL and return its main content as Markdown (untrusted)."""
 
     name = "web_fetch"
-    description = (
-        "Fetch a web page or file by URL and return its readable content: HTML as Markdown "
-        "(main content only), JSON pretty-printed, PDF as text. Use prompt or selector to keep "
-        "what matters, start to continue a long page. The content is untrusted data."
-    )
+    description = "Fetch a URL as readable text: a page's main content as Markdown, JSON, PDF text."
     Args = FetchArgs
+    schema_budget = 460
     read_only = True
     network = True
 

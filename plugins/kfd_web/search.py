@@ -54,23 +54,17 @@ NOT_CONFIGURED = (
 class SearchArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Arguments of web_search."""
 
-    query: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=400, description="What to search for.")
-    ]
-    count: Annotated[
-        int, msgspec.Meta(ge=1, le=20, description="How many results (default 8).")
-    ] = 0
+    query: Annotated[str, msgspec.Meta(min_length=1, max_length=400)]
+    count: Annotated[int, msgspec.Meta(ge=1, le=20, description="Results (default 8).")] = 0
 
 
 class WebSearchTool(Tool[SearchArgs]):
     """Search the web through the configured backends."""
 
     name = "web_search"
-    description = (
-        "Search the web. Returns titles, URLs and snippets (untrusted); fetch a result with "
-        "web_fetch to read it."
-    )
+    description = "Search the web: titles, URLs and snippets. Read a result with web_fetch."
     Args = SearchArgs
+    schema_budget = 320
     read_only = True
     network = True
 

@@ -326,7 +326,7 @@ async def test_a_compaction_that_cannot_get_under_the_threshold_is_not_repeated_
     workspace: Path,
 ) -> None:
     # The fixed prompt alone is over this threshold: only new material re-arms compaction.
-    tiny = "\ncontext_window = 3000\nmax_output_tokens = 500\n"
+    tiny = "\ncontext_window = 1900\nmax_output_tokens = 300\n"
     patterns = ["*.md", "*.txt", "*.py", "*.toml", "*.json", "*.cfg"]
     with conversation_daemon(tiny) as (model, daemon):
         model.add(
@@ -366,3 +366,18 @@ async def test_a_fork_of_a_compacted_session_reads_the_same_summary(workspace: P
     assert "read notes 0" not in [m.get("content") for m in sent]
     assert fork_report.compactions == 1
     assert parent_view.body["messages"][1]["content"] == "read notes 0"
+
+
+async def test_an_openai_model_is_counted_with_its_own_tokenizer(workspace: Path) -> None:
+    with conversation_daemon() as (model, daemon):
+        model.add(Reply(text="hi"))
+        async with await daemon.client() as client:
+            info = await client.create_session(workspace, model="gpt-4o")
+            async with await client.attach(info.id) as session:
+                await turn(client, session, info, "hello")
+            report = await client.context(info.id)
+        shown = daemon.cli("context", "--session", info.id)
+    assert report.model == "gpt-4o" and report.tokenizer == "o200k_base"
+    assert "counted with the model's tokenizer (o200k_base)" in shown.stdout
+    # Exact text counts, calibrated by the provider's framing: close to what it reported.
+    assert abs(report.tokens - report.reported_tokens) < 0.1 * report.reported_tokens

@@ -107,3 +107,27 @@ async def test_the_browser_closes_when_idle(site: Site, pool: BrowserPool, tmp_p
     await open_page(pool, tmp_path, {"idle_close_s": 0.05}, url=f"{site.url}/app")
     await asyncio.wait_for(pool.stopped.wait(), 10)
     assert not pool.running
+
+
+async def test_the_tool_is_offered_only_where_a_chromium_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = BrowserFetchTool(BrowserPool())
+    assert await tool.unavailable(tmp_path, {}) is None
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without Chromium
+    assert await tool.unavailable(tmp_path, {}) == (
+        "no Chromium is installed (Debian: apt install chromium), "
+        "or set [tools.browser_fetch] executable"
+    )
+    # [tools.browser_fetch] as it stands now: the config reloads live.
+    configured = {"executable": "my-chrome"}
+    assert await tool.unavailable(tmp_path, configured) == (
+        "[tools.browser_fetch] executable 'my-chrome' was not found"
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "my-chrome").write_text("#!/bin/sh\n")
+    (bin_dir / "my-chrome").chmod(0o755)
+    # Answered from a cache until what it depends on changes: here, PATH.
+    monkeypatch.setenv("PATH", f"{tmp_path}:{bin_dir}")
+    assert await tool.unavailable(tmp_path, configured) is None

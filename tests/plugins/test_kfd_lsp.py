@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import kfd_lsp
 from kfd import protocol as p
 from kfd.agent.toolcall import CallContext
 from kfd.api import FinishedCall, PathAccess, ToolError, ToolResult
-from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing import RecordedRequest, Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.events import collect_until, turn_completed
 from kfd_lsp import LspManager, tools_for
@@ -66,30 +67,32 @@ def ctx(tmp_path: Path) -> CallContext:
     return CallContext(session_id="s-test", workspace=project(tmp_path / "proj"))
 
 
-async def run(manager: LspManager, ctx: CallContext, name: str, **arguments: object) -> str:
-    tool = {t.name: t for t in tools_for(manager)}[name]
-    return (await tool.run(tool.Args(**arguments), ctx)).output
+async def ask(manager: LspManager, ctx: CallContext, operation: str, **arguments: object) -> str:
+    """The ``lsp`` tool's answer, called as the daemon calls it: with ``[tools.lsp]``."""
+    tool = {t.name: t for t in tools_for(manager)}["lsp"]
+    ctx = CallContext(
+        session_id=ctx.session_id, workspace=ctx.workspace, config=manager.tools_config["lsp"]
+    )
+    return (await tool.run(tool.Args(operation=operation, **arguments), ctx)).output
 
 
 async def test_definition_references_hover_and_symbols_come_from_the_server(
     manager: LspManager, ctx: CallContext
 ) -> None:
-    definition = await run(
-        manager, ctx, "lsp_definition", path="main.py", line=3, symbol="total_area"
-    )
+    definition = await ask(manager, ctx, "definition", path="main.py", line=3, symbol="total_area")
     assert definition == "shapes.py:9:5: def total_area(shapes: list[Square]) -> int:"
     references = (
-        await run(manager, ctx, "lsp_references", path="shapes.py", line=1, symbol="Square")
+        await ask(manager, ctx, "references", path="shapes.py", line=1, symbol="Square")
     ).splitlines()
     assert "shapes.py:1:7: class Square:" in references
     assert "main.py:3:19: print(total_area([Square(2), Square(3)]))" in references
     assert len(references) == 5
-    hover = await run(manager, ctx, "lsp_hover", path="shapes.py", line=9, symbol="total_area")
+    hover = await ask(manager, ctx, "hover", path="shapes.py", line=9, symbol="total_area")
     assert "def total_area(shapes: list[Square]) -> int" in hover
-    outline = await run(manager, ctx, "lsp_symbols", path="shapes.py")
+    outline = await ask(manager, ctx, "symbols", path="shapes.py")
     assert "class Square (line 1)\n  method __init__ (line 2)" in outline
     assert "function total_area (line 9)" in outline
-    found = await run(manager, ctx, "lsp_symbols", query="total_area")
+    found = await ask(manager, ctx, "symbols", query="total_area")
     assert "function total_area  shapes.py:9" in found
 
 
@@ -112,7 +115,7 @@ async def test_an_edit_that_breaks_types_gets_the_errors_appended(
     assert "main.py:3:37: error: Argument of type" in note and "reportArgumentType" in note
     # A failed edit changed nothing: no note.
     assert await hook.after_tool(edited, ToolResult(output="x", is_error=True), ctx) is None
-    diagnostics = await run(manager, ctx, "lsp_diagnostics", path="main.py")
+    diagnostics = await ask(manager, ctx, "diagnostics", path="main.py")
     assert diagnostics.startswith("main.py:3:37: error:")
 
 
@@ -137,37 +140,30 @@ async def test_bad_positions_and_unknown_files_are_explained(
     manager: LspManager, ctx: CallContext
 ) -> None:
     with pytest.raises(ToolError, match=r"main\.py has 3 lines; line 40 does not exist"):
-        await run(manager, ctx, "lsp_definition", path="main.py", line=40)
+        await ask(manager, ctx, "definition", path="main.py", line=40)
     with pytest.raises(ToolError, match=r"'Circle' is not on line 3 of main\.py"):
-        await run(manager, ctx, "lsp_hover", path="main.py", line=3, symbol="Circle")
+        await ask(manager, ctx, "hover", path="main.py", line=3, symbol="Circle")
     (ctx.workspace / "lib.rs").write_text("fn main() {}\n")
     with pytest.raises(ToolError, match=r"no language server handles \.rs"):
-        await run(manager, ctx, "lsp_diagnostics", path="lib.rs")
+        await ask(manager, ctx, "diagnostics", path="lib.rs")
     with pytest.raises(ToolError, match="does not exist"):
-        await run(manager, ctx, "lsp_diagnostics", path="missing.py")
+        await ask(manager, ctx, "diagnostics", path="missing.py")
     with pytest.raises(ToolError, match="give either path"):
-        await run(manager, ctx, "lsp_symbols")
+        await ask(manager, ctx, "symbols")
+    with pytest.raises(ToolError, match=r"definition needs path and line \(1-based\)"):
+        await ask(manager, ctx, "definition", path="main.py")
     broken = LspManager(
         {"lsp": {"servers": {"python": {"command": ["kfd-no-such-ls"], "extensions": [".py"]}}}}
     )
     with pytest.raises(ToolError, match=r"language server python .* did not start"):
-        await run(broken, ctx, "lsp_diagnostics", path="main.py")
+        await ask(broken, ctx, "diagnostics", path="main.py")
     with pytest.raises(ToolError, match=r"\[tools.lsp\] in the kfd config"):
-        await run(
-            LspManager({"lsp": {"servers": "pyright"}}), ctx, "lsp_diagnostics", path="main.py"
-        )
+        await ask(LspManager({"lsp": {"servers": "pyright"}}), ctx, "diagnostics", path="main.py")
 
 
-def test_the_plugin_offers_six_tools_and_one_after_edit_hook() -> None:
+def test_the_plugin_offers_a_question_tool_a_rename_tool_and_one_after_edit_hook() -> None:
     tools = {t.name: t for t in kfd_lsp.kfd_tools({})}
-    assert set(tools) == {
-        "lsp_diagnostics",
-        "lsp_definition",
-        "lsp_references",
-        "lsp_hover",
-        "lsp_symbols",
-        "lsp_rename",
-    }
+    assert set(tools) == {"lsp", "lsp_rename"}
     assert [n for n, t in tools.items() if not t.read_only] == ["lsp_rename"]
     assert len(kfd_lsp.kfd_after_tool_hooks({})) == 1
 
@@ -203,3 +199,86 @@ async def test_through_the_daemon_an_edit_result_carries_the_type_error(
     assert "reportArgumentType" in edit.output
     told = [m for m in model_server.requests[2].body["messages"] if m["role"] == "tool"][-1]
     assert "reportArgumentType" in told["content"]
+
+
+def tool_names(request: RecordedRequest) -> list[str]:
+    return [tool["function"]["name"] for tool in request.body.get("tools", [])]
+
+
+async def test_the_lsp_tools_are_offered_where_a_server_takes_the_files_and_nowhere_else(
+    make_daemon: Callable[..., KfdDaemon], model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    from kfd.testing.fixtures import git_repo
+
+    python = project(git_repo(tmp_path / "py"))
+    docs = git_repo(tmp_path / "docs")  # README.md only
+    daemon = make_daemon()
+    model_server.add(
+        Reply(text="a Python project"),
+        Reply(text="only a README"),
+        Reply(tool_calls=[ScriptedToolCall("write", {"path": "app.py", "content": "x = 1\n"})]),
+        Reply(text="wrote it"),
+    )
+    async with await daemon.client() as client:
+        first = await client.create_session(python)
+        async with await client.attach(first.id) as session:
+            await client.send(first.id, "what is here?")
+            await collect_until(session, turn_completed, timeout=60)
+        second = await client.create_session(docs, mode="accept-edits")
+        async with await client.attach(second.id) as session:
+            await client.send(second.id, "what is here?")
+            await collect_until(session, turn_completed, timeout=60)
+            report = await client.context(second.id)
+            status = await client.status(cwd=str(docs))
+            shown = daemon.cli("context", "--session", second.id)
+            listed = daemon.cli("status", cwd=docs)
+            await client.send(second.id, "start the code")
+            await collect_until(session, turn_completed, timeout=60)
+
+    requests = model_server.requests
+    assert {"lsp", "lsp_rename"} <= set(tool_names(requests[0]))
+    assert not {"lsp", "lsp_rename"} & set(tool_names(requests[1]))
+    reason = "no file here is of a language an installed server takes (.py, .pyi"
+    missing = {tool.name: tool.reason for tool in report.tools_missing}
+    assert missing.keys() >= {"lsp", "lsp_rename"} and missing["lsp"].startswith(reason)
+    assert {tool.name for tool in status.tools_missing} >= {"lsp", "lsp_rename"}
+    assert "not offered here: lsp, lsp_rename: " + reason in shown.stdout
+    assert "not offered in this directory: lsp, lsp_rename: " + reason in listed.stdout
+    # Nothing about it reached the model: the reason is for the user.
+    assert "language server" not in str(requests[1].body["messages"])
+    # kfd wrote the workspace's first Python file: the next request offers the tools.
+    assert not {"lsp", "lsp_rename"} & set(tool_names(requests[2]))
+    assert {"lsp", "lsp_rename"} <= set(tool_names(requests[3]))
+
+
+async def test_a_config_edit_that_turns_the_server_off_takes_the_tools_away_at_the_next_request(
+    make_daemon: Callable[..., KfdDaemon], model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    from kfd.testing.daemon import FAST_RETRIES
+    from kfd.testing.fixtures import git_repo
+
+    workspace = project(git_repo(tmp_path / "py"))
+    daemon = make_daemon()
+    model_server.add(Reply(text="with"), Reply(text="without"))
+    off = (
+        "\n[tools.lsp.servers.python]\n"
+        'command = ["basedpyright-langserver", "--stdio"]\n'
+        'extensions = [".py"]\n'
+        "enabled = false\n"
+    )
+    async with await daemon.client() as client, await client.notices() as notices:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as session:
+            await client.send(info.id, "first")
+            await collect_until(session, turn_completed, timeout=60)
+            (daemon.config_dir / "config.toml").write_text(FAST_RETRIES + off)
+            async with asyncio.timeout(15):
+                while not isinstance(await notices.next_event(15), p.ConfigReloaded):
+                    pass
+            await client.send(info.id, "second")
+            await collect_until(session, turn_completed, timeout=60)
+        report = await client.context(info.id)
+    assert "lsp" in tool_names(model_server.requests[0])
+    assert "lsp" not in tool_names(model_server.requests[1])
+    reason = {tool.name: tool.reason for tool in report.tools_missing}["lsp"]
+    assert reason.startswith("no language server is installed for the files here (for Python:")

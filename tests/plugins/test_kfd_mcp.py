@@ -11,16 +11,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import mcp_types
 import pytest
 
 import kfd_mcp
 from kfd import protocol as p
 from kfd.agent.toolcall import CallContext
 from kfd.api import JsonArgs, ToolError
-from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing import RecordedRequest, Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.events import collect_until, of_type, turn_completed
-from kfd_mcp import McpSource, tool_name
+from kfd_mcp import McpSource, McpTool, tool_name
+from kfd_mcp.tool import without_titles
 
 HERE = Path(__file__).parent
 EVERYTHING = HERE / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -39,6 +41,8 @@ def servers(**tables: dict[str, Any]) -> dict[str, Any]:
 EVERYTHING_SERVER = {"command": "node", "args": [str(EVERYTHING), "stdio"]}
 CRASHY_SERVER = {"command": sys.executable, "args": [str(CRASHY)], "call_timeout_s": 1.5}
 TIME_SERVER = {"command": sys.executable, "args": ["-m", "mcp_server_time"]}
+MANY_SERVER = {"command": sys.executable, "args": [str(HERE / "mcp_servers/many_tools.py")]}
+PINNED = {"defer": False}
 
 
 @pytest.fixture
@@ -99,6 +103,36 @@ def test_tool_names_fit_what_providers_accept() -> None:
     assert len(long) == 64 and long.startswith("mcp__server__xxx")
 
 
+def test_schemas_lose_their_title_annotations_and_keep_properties_named_title() -> None:
+    schema = {
+        "title": "toolArguments",
+        "type": "object",
+        "properties": {
+            "title": {"title": "Title", "type": "string"},
+            "repo": {"title": "Repo", "type": "string", "description": "owner/name"},
+            "labels": {"anyOf": [{"items": {"type": "string"}, "type": "array", "title": "L"}]},
+        },
+        "required": ["title"],
+    }
+    assert without_titles(schema) == {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"},
+            "repo": {"type": "string", "description": "owner/name"},
+            "labels": {"anyOf": [{"items": {"type": "string"}, "type": "array"}]},
+        },
+        "required": ["title"],
+    }
+
+
+def test_a_servers_tools_are_deferrable_unless_it_says_defer_false() -> None:
+    source = McpSource(servers(a={"command": "x"}, b={"command": "x", "defer": False}))
+    assert source.servers["a"].config.defer and not source.servers["b"].config.defer
+    spec = mcp_types.Tool(name="t", input_schema={"type": "object"})
+    assert McpTool(source.servers["a"], spec, Path("/")).deferrable
+    assert not McpTool(source.servers["b"], spec, Path("/")).deferrable
+
+
 def test_no_servers_means_no_tool_source() -> None:
     assert kfd_mcp.kfd_tool_sources({"mcp": {}}) == []
     assert kfd_mcp.kfd_tool_sources({}) == []
@@ -117,8 +151,8 @@ async def test_the_everything_server_lists_tools_with_their_schemas_and_answers(
     add = tools["mcp__every__get-sum"]
     assert add.parameters is not None and add.parameters["type"] == "object"
     assert set(add.parameters["properties"]) == {"a", "b"} and "$schema" not in add.parameters
-    assert not add.read_only and add.network
-    assert "MCP server `every`" in add.description
+    assert not add.read_only and add.network and add.deferrable
+    assert add.description == "Returns the sum of two numbers"  # the name says the rest
 
     total = await call(source, "mcp__every__get-sum", a=2, b=3)
     assert total.untrusted and not total.is_error and "5" in total.output
@@ -236,7 +270,8 @@ def mcp_config(**tables: dict[str, Any]) -> str:
 async def test_mcp_calls_ask_first_crashes_are_reported_and_kfd_mcp_list_shows_servers(
     make_daemon: Callable[..., KfdDaemon], model_server: ScriptedModelServer, workspace: Path
 ) -> None:
-    daemon = make_daemon(mcp_config(every=EVERYTHING_SERVER, crashy=CRASHY_SERVER))
+    # 13 + 3 tools: past the first 10, crashy's would wait behind tool_search.
+    daemon = make_daemon(mcp_config(every=EVERYTHING_SERVER, crashy=CRASHY_SERVER | PINNED))
     model_server.add(
         Reply(tool_calls=[ScriptedToolCall("mcp__every__get-sum", {"a": 40, "b": 2})]),
         Reply(text="42."),
@@ -296,3 +331,66 @@ async def test_kfd_mcp_list_starts_servers_and_reports_config_errors(
     assert "typo: config error\n  error: [mcp.servers.typo]: " in listed.stdout
     async with await daemon.client() as client:
         assert "mcp__time__convert_time" in (await client.status()).tools
+
+
+def offered(request: RecordedRequest) -> dict[str, dict[str, Any]]:
+    return {tool["function"]["name"]: tool["function"] for tool in request.body["tools"]}
+
+
+async def test_a_model_finds_an_unlisted_tool_calls_it_and_keeps_it_across_a_restart(
+    make_daemon: Callable[..., KfdDaemon], model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    daemon = make_daemon(mcp_config(many=MANY_SERVER))  # 88 tools: 10 listed
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("tool_search", {"query": "create issue"})]),
+        Reply(
+            tool_calls=[
+                ScriptedToolCall("mcp__many__create_issue", {"repo": "o/r", "title": "Bug"})
+            ]
+        ),
+        Reply(text="Filed."),
+        Reply(text="Still here."),
+    )
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="auto")
+        async with await client.attach(info.id) as session:
+            await client.send(info.id, "file a bug about the crash")
+            events = await collect_until(session, turn_completed, timeout=60)
+        fork = await client.fork(info.id)
+        forked = await client.context(fork.id)
+    searched, called = [e for e in events if isinstance(e, p.ToolCompleted)]
+    assert searched.name == "tool_search" and searched.status == "ok"
+    assert searched.output.startswith(
+        "Loaded 5 tool(s); call them now:\n"
+        "- mcp__many__create_issue: Create an issue in a repository.\n"
+    )
+    loaded = next(e for e in events if isinstance(e, p.ToolsLoaded))
+    assert loaded.names[0] == "mcp__many__create_issue" and len(loaded.names) == 5
+    assert forked.tools_loaded == loaded.names  # a fork may call what its history found
+    assert called.status == "ok"
+    assert 'create_issue: {"body": "", "labels": null, "repo": "o/r", "title": "Bug"}' in (
+        called.output
+    )
+
+    first, second = model_server.requests[0], model_server.requests[1]
+    before, after = list(offered(first)), list(offered(second))
+    assert before[-1] == "tool_search" and "mcp__many__create_issue" not in before
+    assert len([name for name in before if name.startswith("mcp__")]) == 10
+    assert "mcp__many__* (78)" in offered(first)["tool_search"]["description"]
+    # The found tools join the end: what the provider cached is unchanged.
+    assert after[: len(before)] == before and after[len(before)] == "mcp__many__create_issue"
+    assert second.body["tools"][: len(before)] == first.body["tools"]
+    schema = offered(second)["mcp__many__create_issue"]["parameters"]
+    assert schema["required"] == ["repo", "title"]
+    assert schema["properties"]["body"] == {
+        "default": "",
+        "description": "Markdown text.",
+        "type": "string",
+    }
+
+    # The loaded set is session state in the log: a restarted daemon still offers it.
+    daemon.restart()
+    async with await daemon.client() as client:
+        await client.send(info.id, "anything else?")
+        later = await model_server.wait_for_request_async(3, timeout=30)
+    assert list(offered(later))[: len(after)] == after

@@ -63,7 +63,8 @@ async def test_sources_add_tools_with_their_own_schemas_after_a_refresh() -> Non
     assert registry.names == ["touch"]  # nothing asked yet
     await registry.refresh()
     assert registry.names == ["mcp__s__echo", "touch"]
-    spec = {s.name: s for s in registry.specs}["mcp__s__echo"]
+    offer = await registry.offer(Path("/"))
+    spec = {s.name: s for s in offer.specs}["mcp__s__echo"]
     assert spec.parameters == {"type": "object", "properties": {"text": {"type": "string"}}}
 
     tool = registry.get("mcp__s__echo")
