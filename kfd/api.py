@@ -404,6 +404,18 @@ class Tool(abc.ABC, Generic[ArgsT]):
         """The paths this call will read or write, for the policy."""
         return ()
 
+    def domains(self, args: ArgsT, config: Mapping[str, Any]) -> Sequence[str] | None:
+        """The hosts this call sends requests to, for the policy (network tools only).
+
+        ``config`` is the tool's ``[tools.<name>]`` table. What a request sends
+        leaves the machine: in the default mode each domain no rule allows asks
+        (the answer keeps a rule such as ``web_fetch(domain:docs.python.org)``),
+        in ``plan`` it is denied. Return ``[]`` when the call reaches no host of
+        its own choosing (a local MCP server), None when the tool cannot say:
+        every call then asks as a call to a new domain would.
+        """
+        return None
+
     def session_rule(self, args: ArgsT) -> str:
         """The rule that "allow for this session" records for this call.
 
@@ -524,6 +536,8 @@ class PolicyRequest(msgspec.Struct, kw_only=True):
     """The call may reach the network (`Tool.network`, or a bash call asking for it)."""
     untrusted: bool = False
     """The session read untrusted content earlier in this turn (`ToolResult.untrusted`)."""
+    domains: list[str] | None = None
+    """For a network tool: the hosts the call reaches (`Tool.domains`), None if unknown."""
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -323,6 +323,7 @@ def _site(session: TurnSession) -> CallSite:
         rule_book=book,
         policies=tuple(runtime.policies),
         network_allowed=runtime.config.sandbox.network,
+        tools=runtime.config.tools,
     )
 
 
