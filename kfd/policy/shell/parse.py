@@ -304,6 +304,8 @@ class _Walker(SimpleCommandReader):
             self.risk(
                 RiskKind.ARITHMETIC, f"{why}: bash may run code hidden in it", self.text(node)
             )
+        for node in scan.hidden:
+            self.hidden_code(self.text(node), level)
         for node in scan.substitutions:
             if node.type == "process_substitution":
                 kind, what = RiskKind.PROCESS_SUBSTITUTION, "process substitution"
@@ -312,6 +314,17 @@ class _Walker(SimpleCommandReader):
             self.risk(kind, f"{what} runs commands whose output the line uses", self.text(node))
             for child in node.children:
                 self.statement(child, Context(), level + 1)
+
+    def hidden_code(self, text: str, level: int) -> None:
+        """Text tree-sitter left unparsed that bash expands (`hides_code`): a risk, and
+        its substitutions analysed as the words of a command, so a rule still sees
+        what they run."""
+        self.risk(
+            RiskKind.COMMAND_SUBSTITUTION,
+            "bash runs the substitutions in this text, which the parser read as plain text",
+            text,
+        )
+        self.out.script(": " + text, Context(), level + 1)
 
     # Redirected statements
 

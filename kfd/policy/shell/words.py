@@ -36,6 +36,7 @@ __all__ = [
     "decode",
     "decode_ansi_c",
     "evaluate_word",
+    "hides_code",
     "merge_adjacent",
     "scan_node",
     "walk",
@@ -91,9 +92,18 @@ class Scan:
     evaluating: list[tuple[Node, str]] = field(default_factory=list)
     """Parameter expansions that evaluate a value as code, with why
     (`kfd.policy.shell.evaluation`)."""
+    hidden: list[Node] = field(default_factory=list)
+    """Nodes tree-sitter read as plain text where bash runs substitutions in them
+    (`hides_code`): ``${x:-`cmd`}``, ``[[ x =~ `cmd` ]]``, a here-document's body."""
 
 
 _SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution"})
+# Leaves whose text bash never expands: single quotes, $'…', comments, and the
+# delimiters of here-documents (a here-document's body is `hides_code`'s business).
+_LITERAL_LEAVES = frozenset(
+    {"raw_string", "ansi_c_string", "comment", "heredoc_start", "heredoc_end"}
+    | {"heredoc_body", "heredoc_content"}
+)
 # Characters that end or change a word when unquoted; tree-sitter never leaves
 # them unescaped inside a plain word, so meeting one means we misread the tree.
 _UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
@@ -154,6 +164,14 @@ def scan_node(node: Node, scan: Scan) -> None:
         if current.is_error or current.is_missing:
             scan.errors.append(current)
             continue
+        if (
+            current.is_named
+            and current.child_count == 0
+            and current.type not in _LITERAL_LEAVES
+            and hides_code(_node_text(current))
+        ):
+            scan.hidden.append(current)
+            continue
         if current.type == "arithmetic_expansion" and not literal_arithmetic_node(current):
             scan.arithmetic.append(current)
         elif current.type == "expansion":
@@ -161,6 +179,32 @@ def scan_node(node: Node, scan: Scan) -> None:
             if why is not None:
                 scan.evaluating.append((current, why))
         stack.extend(current.children)
+
+
+def hides_code(text: str) -> bool:
+    """Whether bash would run a substitution in ``text`` where tree-sitter saw plain text.
+
+    tree-sitter-bash leaves some words unparsed: the operand of ``${x:-…}``,
+    ``${x#…}`` and ``${x/…}``, the right side of ``[[ … =~ … ]]``, extended glob
+    patterns, the body of a here-document. Bash expands each of them, so an
+    unescaped backquote, ``$(``, ``$[``, ``${`` or ``<(``/``>(`` in such text is
+    code the analyser has not read (a backslash escapes the next character).
+    """
+    if "`" not in text and "$" not in text and "(" not in text:
+        return False
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 2
+            continue
+        following = text[index + 1 : index + 2]
+        if char == "`" or (char == "$" and following in ("(", "[", "{")):
+            return True
+        if char in "<>" and following == "(":
+            return True
+        index += 1
+    return False
 
 
 def _node_text(node: Node) -> str:
