@@ -62,6 +62,7 @@ _TEST_EXPRESSIONS = frozenset(
 )
 _ARITHMETIC_TEST_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _NAME_TEST_OPERATORS = frozenset({"-v", "-R"})
+_REDIRECTION_TOKENS = frozenset({">", "<", ">>", "<<", ">|", "&>", "&>>", ">&", "<&", "<>"})
 _ARRAY_ELEMENT_SUBSCRIPT = re.compile(r"\[([^\]]*)\]\+?=")
 
 
@@ -229,6 +230,15 @@ class SimpleCommandReader(RedirectReader):
         stack = list(reversed(node.children))
         while stack:
             child = stack.pop()
+            if not double and child.type in _REDIRECTION_TOKENS:
+                # tree-sitter reads `[ a > b ]` as a comparison; bash, as `[ a ]` with
+                # its output written to b.
+                self.risk(
+                    RiskKind.UNPARSED,
+                    f"in [ … ], {child.type} is a redirection (it writes or reads a file), "
+                    f"not a comparison; write \\{child.type} to compare",
+                    self.text(node),
+                )
             if not child.is_named:
                 words.append(Word(child.type, child.type))
             elif child.type in _TEST_EXPRESSIONS:
