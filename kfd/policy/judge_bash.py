@@ -50,7 +50,7 @@ from kfd.policy.facts import CallFacts, CommandFacts, LineFacts
 from kfd.policy.judge_paths import weigh_history, weigh_index, weigh_path, weigh_tree, weigh_write
 from kfd.policy.judge_tool import weigh_untrusted
 from kfd.policy.programs.identity import canonical
-from kfd.policy.reading import Reading, git_read, read_command, script_words
+from kfd.policy.reading import Reading, git_read, program_words, read_command
 from kfd.policy.rules import SourcedRule
 from kfd.policy.shell import RiskKind, SimpleCommand
 from kfd.policy.verdicts import Findings, Outcome, most_specific, outcome
@@ -189,14 +189,15 @@ def _weigh_command(
                 f"`{command.source}` may be what {sourced.describe()} names: {_why_maybe(cf)}",
                 sourced,
             )
-        elif not reading.known and not cf.identity and pattern.words:
+        elif reading.runs_code and not cf.identity and pattern.words:
             if named is None:
                 named = _programs_named(command, inputs)
             token = named.get(rule_program(pattern)[0])
             if token:
                 found.ask(
-                    f"`{command.source}` runs a program kfd does not know, and its arguments "
-                    f"name `{token}`, which {sourced.describe()} restricts",
+                    f"`{command.source}` runs code kfd does not know (a program it has no "
+                    f"table for, or an interpreter), and its arguments name `{token}`, which "
+                    f"{sourced.describe()} restricts",
                     sourced,
                 )
     part.read_only = read_only(command) and reading.clean and not reading.changes and not cf.unknown
@@ -223,7 +224,7 @@ def _programs_named(command: SimpleCommand, inputs: Sequence[str]) -> dict[str, 
     words = [w for i, w in enumerate(command.argv) if i > 0 and i not in command.dynamic]
     named: dict[str, str] = {}
     for text in (*words, *inputs):
-        for token in script_words(text):
+        for token in program_words(text):
             name = os.path.basename(token)
             named.setdefault(name, token)
             rewritten = canonical(name)

@@ -250,6 +250,16 @@ def _prefixed(spec: ProgramSpec, name: str) -> list[str]:
 
 
 def _short(spec: ProgramSpec, text: str, words: Sequence[Arg], i: int, parsed: Parsed) -> int:
+    whole = spec.option(text) if len(text) > 2 else None
+    if whole is not None:
+        # A spelling of several letters the table lists as one option (zip -TT CMD,
+        # strace -ff): the program reads it whole, not as a cluster.
+        if whole.arity == "=" and i < len(words):
+            parsed.dynamic = parsed.dynamic or not words[i].static
+            parsed.add(whole, words[i].text, valued=True)
+            return i + 1
+        parsed.add(whole)
+        return i
     letters = text[1:]
     for j, letter in enumerate(letters):
         option = spec.option("-" + letter)
