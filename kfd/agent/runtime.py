@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from kfd.agent.accounting import Accounting
     from kfd.agent.tools import ToolRegistry
     from kfd.api import AfterToolHook, Policy
+    from kfd.checkpoints.service import Checkpoints
     from kfd.config import Config
     from kfd.daemon.journal import Journal
     from kfd.gateway.types import Provider
@@ -33,3 +34,5 @@ class Runtime:
     """Plugins' hooks that may add a note to every tool result."""
     rule_book: RuleBook | None = None
     """Permission rules of every source (`kfd.policy.rulebook`); set by the daemon."""
+    checkpoints: Checkpoints | None = None
+    """What each turn changed in the files, to undo it (`kfd.checkpoints`); set by the daemon."""

@@ -127,6 +127,8 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
             else f"not completed: the turn ended ({note or stop})"
         )
         _answer(session, call, outcome, text, reason=note)
+    if session.runtime.checkpoints is not None:
+        session.runtime.checkpoints.end_turn(session.id)
     done = session.emit(
         TurnCompleted(session=session.id, turn=turn, stop_reason=stop, message=note)
     )
@@ -370,6 +372,13 @@ async def _execute(session: Session, item: _Call, reason: str) -> None:
     started = time.monotonic()
     timeout = session.runtime.config.agent.tool_timeout_s
     status: ToolStatus | None = None
+    checkpoints = session.runtime.checkpoints
+    mark = None
+    if checkpoints is not None:
+        # What the call may change is kept first, so that its turn can be undone.
+        mark = await checkpoints.before(
+            session.id, session.info.turns, session.info.cwd, item.tool, item.args
+        )
     try:
         while True:
             try:
@@ -395,12 +404,16 @@ async def _execute(session: Session, item: _Call, reason: str) -> None:
         )
     except asyncio.CancelledError:
         session.tool_finished(call.id)
+        if checkpoints is not None:  # a cancelled call may have changed files too
+            await asyncio.shield(checkpoints.after(mark))
         raise
     except Exception as exc:
         log.exception("tool %s failed", call.name)
         result = ToolResult(
             output=f"`{call.name}` failed: {type(exc).__name__}: {exc}", is_error=True
         )
+    if checkpoints is not None:
+        await checkpoints.after(mark)
     session.tool_finished(call.id)
     duration_ms = (time.monotonic() - started) * 1000
     _answer(

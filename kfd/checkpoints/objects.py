@@ -161,9 +161,10 @@ def read_state(
         else:
             if info.st_size > limit:
                 return unkept(f"not kept: larger than {_size(limit)}"), None
-            data = _read(parent, name, limit)
-            if data is None:
+            read = _read(parent, name, limit)
+            if read is None:
                 return unkept(f"not kept: larger than {_size(limit)}"), None
+            data = read
     except OSError as exc:
         return unkept(f"not kept: {exc.strerror or exc}"), None
     finally:

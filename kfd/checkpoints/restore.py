@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from kfd.checkpoints.objects import EXECUTABLE, SYMLINK, State, name_of, open_parent
@@ -68,7 +69,7 @@ def _replace(parent: int, name: str, state: State, data: bytes) -> None:
         existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         existing = None
-    if existing is not None and os.path.stat.S_ISDIR(existing.st_mode):
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
         os.unlink(temp, dir_fd=parent)
         raise RestoreError(f"{name} is a directory now; move it away and undo again")
     os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -82,7 +83,7 @@ def _remove(root: Path, path: str) -> None:
     try:
         with contextlib.suppress(FileNotFoundError):
             info = os.stat(name_of(path), dir_fd=parent, follow_symlinks=False)
-            if os.path.stat.S_ISDIR(info.st_mode):
+            if stat.S_ISDIR(info.st_mode):
                 raise RestoreError(f"{path} is a directory now; move it away and undo again")
             os.unlink(name_of(path), dir_fd=parent)
     finally:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfd.checkpoints import objects, restore
 from kfd.checkpoints.diff import file_diff, is_binary
@@ -38,6 +38,9 @@ from kfd.checkpoints.objects import State, unkept
 from kfd.checkpoints.plan import Recorded, Step, changed_files, fingerprint, plan, span
 from kfd.checkpoints.shadow import GitFailed, ShadowRepo
 from kfd.store.checkpoints import CheckpointStore, TurnRow
+
+if TYPE_CHECKING:
+    from kfd.config import CheckpointsConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,17 @@ class Settings:
     max_file_bytes: int = 10 * 1024 * 1024
     keep_days: float = 30.0
     max_total_bytes: int = 2 * 1024 * 1024 * 1024
+
+
+def settings_of(config: CheckpointsConfig) -> Settings:
+    """`Settings` from the ``[checkpoints]`` table."""
+    megabyte = 1024 * 1024
+    return Settings(
+        enabled=config.enabled,
+        max_file_bytes=int(config.max_file_mb * megabyte),
+        keep_days=config.keep_days,
+        max_total_bytes=int(config.max_total_mb * megabyte),
+    )
 
 
 @dataclass(slots=True)
@@ -226,7 +240,9 @@ class Checkpoints:
                 listed.append((turn, files))
         return listed
 
-    async def diff(self, session: str, turn: int | None) -> tuple[list[int], str, str, list[Recorded]]:
+    async def diff(
+        self, session: str, turn: int | None
+    ) -> tuple[list[int], str, str, list[Recorded]]:
         """(turns, root, unified diff, rows) of one turn, or of the whole session
         (its turns not undone)."""
         turns = await self.store.turns(session)
@@ -277,8 +293,7 @@ class Checkpoints:
 
         def now() -> dict[str, State]:
             return {
-                p: objects.read_state(root, p, repo.objects, repo.max_file_bytes)[0]
-                for p in paths
+                p: objects.read_state(root, p, repo.objects, repo.max_file_bytes)[0] for p in paths
             }
 
         current = await asyncio.to_thread(now)
@@ -292,7 +307,8 @@ class Checkpoints:
         """Undo ``turn`` and later turns (see `kfd.checkpoints.plan`)."""
         chosen, steps, current, repo = await self.undo_plan(session, turn)
         if repo is None or not chosen:
-            return Undone([], [], "", applied=False, message="no turn of this session changed files")
+            message = "no turn of this session changed files (that is not undone already)"
+            return Undone([], [], "", applied=False, message=message)
         shown = fingerprint(current)
         conflicts = [s for s in steps if s.action == "conflict"]
         turns = [t.turn for t in chosen]

@@ -156,7 +156,7 @@ class ShadowRepo:
 
     async def git(self, *args: str, stdin: bytes | None = None) -> bytes:
         """Run git on the shadow; its output. `GitFailed` when it fails."""
-        code, out = await self.run(*args, stdin=stdin)
+        _, out = await self.run(*args, stdin=stdin)
         return out
 
     async def run(
@@ -193,7 +193,7 @@ class ShadowRepo:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise GitFailed(f"git {args[0]} did not finish within {TIMEOUT_S:g} s") from None
-        if process.returncode not in ok:
+        if (process.returncode or 0) not in set(ok):
             message = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["?"]
             raise GitFailed(f"git {args[0]} failed ({process.returncode}): {message[0]}")
         return process.returncode or 0, out
@@ -340,7 +340,8 @@ class ShadowRepo:
         await asyncio.to_thread(loose)
         rest = [sha for sha in wanted if sha not in found]
         if rest:
-            out = await self.git("cat-file", "--batch", stdin="".join(s + "\n" for s in rest).encode())
+            asked = "".join(s + "\n" for s in rest).encode()
+            out = await self.git("cat-file", "--batch", stdin=asked)
             found.update(parse_batch(out))
         return found
 
@@ -352,13 +353,17 @@ class ShadowRepo:
         """
         import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="kfd-merge-") as directory:
+        def write(directory: str) -> list[str]:
             names = []
             for label, data in (("ours", ours), ("base", base), ("theirs", theirs)):
                 path = os.path.join(directory, label)
                 with open(path, "wb") as handle:
                     handle.write(data)
                 names.append(path)
+            return names
+
+        with tempfile.TemporaryDirectory(prefix="kfd-merge-") as directory:
+            names = await asyncio.to_thread(write, directory)
             conflicts, out = await self.run(
                 "merge-file", "-p", "-L", "your version", "-L", "after the turn",
                 "-L", "before the turn", *names, ok=range(0, 128),

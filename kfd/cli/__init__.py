@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp.add_parser(commands)
 
-    from kfd.cli import explain, rules, trust
+    from kfd.cli import explain, rules, trust, undo
 
+    undo.add_parsers(commands)
     rules.add_parser(commands)
     explain.add_parser(commands, MODES)
     trust.add_parser(commands)
@@ -135,6 +136,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import explain
 
         return explain.main(args)
+    if command in ("undo", "diff"):
+        from kfd.cli import undo
+
+        return undo.main(args)
     if command == "trust":
         from kfd.cli import trust
 

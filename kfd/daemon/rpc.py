@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd import __version__
-from kfd.daemon import context_rpc, cost_rpc, rules_rpc, trust_rpc
+from kfd.daemon import checkpoints_rpc, context_rpc, cost_rpc, rules_rpc, trust_rpc
 from kfd.errors import RequestError
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -21,6 +21,9 @@ from kfd.protocol import (
     AnyRequest,
     ApprovalRespond,
     AttachResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointUndo,
     CostQuery,
     Empty,
     ErrorCode,
@@ -243,6 +246,8 @@ class RpcHandler:
                 return Empty()
             case RulesList() | RulesRemove() | RulesExplain():
                 return await rules_rpc.answer(daemon, request)
+            case CheckpointList() | CheckpointDiff() | CheckpointUndo():
+                return await checkpoints_rpc.answer(sessions, request, by)
             case TrustShow() | TrustSet() | TrustList():
                 return await trust_rpc.answer(daemon, daemon.trust_notices, request, by)
             case CostQuery() | ModelList() | SessionSetBudget():

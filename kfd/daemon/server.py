@@ -28,6 +28,7 @@ from kfd.agent.runtime import Runtime
 from kfd.agent.session import Session
 from kfd.agent.tool_search import ToolSearchTool
 from kfd.agent.tools import ToolRegistry
+from kfd.checkpoints.service import Checkpoints, settings_of
 from kfd.config import Config
 from kfd.daemon import sdnotify
 from kfd.daemon.bus import Bus
@@ -42,6 +43,7 @@ from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
 from kfd.policy.rulebook import RuleBook
 from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event, SessionCreated
+from kfd.store.checkpoints import CheckpointStore
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
 from kfd.store.rules import RuleStore
@@ -100,6 +102,11 @@ class Daemon:
     def _live_session(self, session_id: str) -> Session:
         """A loaded session (the core tools run only inside its turns)."""
         return self.sessions.live[session_id]
+
+    async def _prune_checkpoints(self) -> None:
+        checkpoints = self.runtime.checkpoints
+        if checkpoints is not None:
+            await _prune_loop(checkpoints)
 
     def watchers(self, session_id: str) -> int:
         """Frontends subscribed to a session's events."""
@@ -184,8 +191,15 @@ class Daemon:
             freshness=self.reloader,
             on_project_loaded=self.trust_notices.project_loaded,
         )
+        self.runtime.checkpoints = Checkpoints(
+            CheckpointStore(store),
+            self.state_dir / "checkpoints",
+            self.runtime.rule_book.project_of,
+            lambda: settings_of(self.runtime.config.checkpoints),
+        )
         self.sessions = SessionManager(self.runtime)
         stop_watching = asyncio.Event()
+        pruning = asyncio.create_task(self._prune_checkpoints(), name="checkpoints")
         journal_task = asyncio.create_task(journal.run(), name="journal")
         try:
             recovered = await self.sessions.recover()
@@ -228,6 +242,8 @@ class Daemon:
             stopped.cancel()
         finally:
             stop_watching.set()
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
             await accounting.close()
             await journal.drain()
             journal_task.cancel()
@@ -236,6 +252,22 @@ class Daemon:
             await self.runtime.provider.aclose()  # the config's latest
             await live_config.close()  # those a reload replaced
             await store.close()
+
+
+PRUNE_EVERY_S = 6 * 3600.0
+
+
+async def _prune_loop(checkpoints: Checkpoints) -> None:
+    """Forget old checkpoints now and then (`[checkpoints] keep_days`, `max_total_mb`)."""
+    await asyncio.sleep(60)  # not while the daemon starts
+    while True:
+        try:
+            forgotten = await checkpoints.prune()
+            if forgotten:
+                log.info("forgot the checkpoints of %d old turn(s)", forgotten)
+        except Exception:
+            log.exception("pruning checkpoints failed")
+        await asyncio.sleep(PRUNE_EVERY_S)
 
 
 def _start_logging(path: Path, level: str) -> Callable[[], None]:

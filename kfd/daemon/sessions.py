@@ -246,12 +246,28 @@ class SessionManager:
         session.set_status("idle", "recovered after the daemon stopped")
         await self.runtime.journal.drain()
 
-    async def fork(self, parent: Session, message_id: str | None, title: str) -> Session:
-        """A new session with the parent's transcript up to ``message_id``."""
+    async def fork(
+        self,
+        parent: Session,
+        message_id: str | None,
+        title: str,
+        *,
+        before_message: str | None = None,
+    ) -> Session:
+        """A new session with the parent's transcript up to ``message_id`` (or up to,
+        and without, ``before_message``: a rewind to before a turn)."""
         await self.runtime.journal.drain()
         messages = parent.messages
         cut = len(messages)
-        if message_id is not None:
+        if before_message is not None:
+            index = _find_message(messages, before_message)
+            if index is None:
+                raise RequestError(
+                    "not_found", f"no message {before_message!r} in session {parent.id}"
+                )
+            cut = index
+            message_id = getattr(messages[index - 1], "id", None) if index > 0 else None
+        elif message_id is not None:
             index = _find_message(messages, message_id)
             if index is None:
                 raise RequestError("not_found", f"no message {message_id!r} in session {parent.id}")

@@ -131,7 +131,8 @@ class CheckpointStore:
         marks = ", ".join("?" for _ in wanted)
         async with self._store.transaction() as db:
             await db.execute(
-                f"UPDATE checkpoint_turns SET undone_at = ? WHERE session = ? AND turn IN ({marks})",
+                "UPDATE checkpoint_turns SET undone_at = ?"
+                f" WHERE session = ? AND turn IN ({marks})",
                 (at, session, *wanted),
             )
 
