@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from kfd.agent.commands import take_batch
 from kfd.agent.context_state import ContextState
 from kfd.agent.streams import StreamBuffer
 from kfd.errors import RequestError
@@ -283,9 +284,18 @@ class Session:
     # -- the queue and the turn driver ---------------------------------------
 
     def send(
-        self, text: str, frontend: FrontendRef | None, client_msg_id: str | None = None
+        self,
+        text: str,
+        frontend: FrontendRef | None,
+        client_msg_id: str | None = None,
+        *,
+        command: str = "",
+        arguments: str = "",
     ) -> MessageSendResult:
-        """Accept a user message: run it now, or queue it behind the running turn."""
+        """Accept a user message: run it now, or queue it behind the running turn.
+
+        With ``command``, the message runs that custom command (its prompt is
+        made when its turn starts: `kfd.agent.commands`); ``text`` is how it reads."""
         if client_msg_id is not None:
             if not _CLIENT_MSG_ID.fullmatch(client_msg_id):
                 raise RequestError(
@@ -298,7 +308,13 @@ class Session:
         else:
             message_id = new_id("u")
         self.user_message_ids.add(message_id)
-        queued = QueuedMessage(message_id=message_id, text=text, frontend=frontend)
+        queued = QueuedMessage(
+            message_id=message_id,
+            text=text,
+            frontend=frontend,
+            command=command,
+            arguments=arguments,
+        )
         self.queue.append(queued)
         if self.busy:
             self.emit(
@@ -314,8 +330,7 @@ class Session:
         # Turns run inline in this task, so cancelling the task cancels exactly
         # the running turn; run_turn absorbs the cancellation and closes the turn.
         while self.queue and not self._stopping:
-            batch = list(self.queue)
-            self.queue.clear()
+            batch = take_batch(self.queue)
             self.cancel_reason = "interrupted" if self._stopping else "cancelled"
             self._in_turn = True
             try:

@@ -11,6 +11,7 @@ result and the turn ends with one ``turn.completed``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd.agent.after_tool import after_tool
+from kfd.agent.commands import make_prompt
 from kfd.agent.context import compact_after_overflow, observe_usage, prepare_request
 from kfd.agent.tool_offer import unknown_tool
 from kfd.agent.toolcall import CallContext
@@ -29,6 +31,7 @@ from kfd.agent.truncate import cap
 from kfd.api import ApprovalNeeded, Sandbox, Tool, ToolError, ToolResult
 from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
+from kfd.ids import new_id
 from kfd.policy.gate import decide_call
 from kfd.policy.rules import grant_rule, grants_of
 from kfd.protocol import (
@@ -36,6 +39,7 @@ from kfd.protocol import (
     MessageCompleted,
     MessageDiscarded,
     MessageUser,
+    Mode,
     ModelRetry,
     QueuedMessage,
     StopReason,
@@ -82,15 +86,26 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
     turn = session.info.turns
     # Status first: if TurnStarted is on disk, so is "running" (crash recovery relies on it).
     session.set_status("running")
+    prompts: dict[str, str] = {}
+    settings = _CommandSettings()
+    cancelled_early = False
+    try:
+        prompts, settings = await _command_prompts(session, incoming)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        cancelled_early = True
     for queued in incoming:
+        text = prompts.get(queued.message_id, queued.text)
         session.emit(
             MessageUser(
                 session=session.id,
                 message_id=queued.message_id,
-                text=queued.text,
+                text=text,
                 frontend=queued.frontend,
             ),
-            message=UserMessage(text=queued.text, id=queued.message_id),
+            message=UserMessage(text=text, id=queued.message_id),
         )
     session.emit(
         TurnStarted(session=session.id, turn=turn, message_ids=[q.message_id for q in incoming])
@@ -98,6 +113,8 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
     stop: StopReason = "end_turn"
     note = ""
     try:
+        if cancelled_early:
+            raise asyncio.CancelledError
         await _steps(session, turn)
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -127,6 +144,7 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
             else f"not completed: the turn ended ({note or stop})"
         )
         _answer(session, call, outcome, text, reason=note)
+    settings.restore(session)
     if session.runtime.checkpoints is not None:
         session.runtime.checkpoints.end_turn(session.id)
     done = session.emit(
@@ -134,6 +152,108 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
     )
     session.set_status("error" if stop == "error" else "idle")
     await done
+
+
+@dataclass(slots=True)
+class _CommandSettings:
+    """What a custom command's turn changed of its session, to put back at its end."""
+
+    mode: Mode | None = None
+    model: str | None = None
+    rules: tuple[str, ...] = ()
+
+    def restore(self, session: Session) -> None:
+        for rule in self.rules:
+            with contextlib.suppress(ValueError):
+                session.session_rules.remove(rule)
+        changes: dict[str, Any] = {}
+        if self.mode is not None:
+            changes["mode"] = self.mode
+        if self.model is not None:
+            changes["model"] = self.model
+        if changes:
+            session.update(**changes)
+
+
+async def _command_prompts(
+    session: Session, incoming: list[QueuedMessage]
+) -> tuple[dict[str, str], _CommandSettings]:
+    """The prompts of the custom commands among ``incoming`` (one turn runs one command),
+    with the command's mode, model and allowed tools applied to the session for the turn."""
+    settings = _CommandSettings()
+    prompts: dict[str, str] = {}
+    runtime = session.runtime
+    for queued in incoming:
+        if not queued.command:
+            continue
+        found, why = None, "custom commands are not set up"
+        if runtime.commands is not None and runtime.rule_book is not None:
+            project = await runtime.rule_book.project_of(session.info.cwd)
+            found, why = await runtime.commands.find(project, queued.command)
+        if found is None:
+            prompts[queued.message_id] = f"{queued.text}\n\n[the command cannot run: {why}]"
+            continue
+        info = found.info
+        if info.mode is not None and info.mode != session.info.mode:
+            settings.mode = session.info.mode
+            session.update(mode=info.mode)
+        if info.model and info.model != session.info.model:
+            settings.model = session.info.model
+            session.update(model=info.model)
+        added = tuple(r for r in info.allowed_tools if r not in session.session_rules)
+        session.session_rules.extend(added)
+        settings.rules = added
+        prompts[queued.message_id] = await make_prompt(
+            found.body,
+            queued.arguments,
+            _workspace(session),
+            _read_guard(session, "read"),
+            lambda command: _side_call(session, "bash", {"command": command}),
+        )
+    return prompts, settings
+
+
+async def _side_call(session: Session, name: str, arguments: dict[str, Any]) -> str:
+    """Run a call the model did not make (a command's ``!`command```), decided and
+    confined as any call of the turn; its output, or why it did not run."""
+    tool = session.runtime.tools.get(name)
+    if tool is None:
+        return f"[not run: no tool {name}]"
+    call = ToolCall(id=new_id("c"), name=name, arguments=_canonical.encode(arguments).decode())
+    try:
+        raw, args = session.runtime.tools.parse(tool, call.arguments)
+    except InvalidArguments as exc:
+        return f"[not run: {exc}]"
+    item = _Call(call, tool, raw, args, None, summary=tool.summary(args))
+    verdict = await decide_call(session, tool, args, raw)
+    if verdict.decision == "deny":
+        return f"[not run: denied: {verdict.reason}]"
+    if verdict.decision == "ask":
+        preview = await tool.preview(args, _context(session, item))
+        decision, _ = await session.ask(
+            call.id, name, preview, verdict.reason, tool.session_rule(args)
+        )
+        if decision == "deny":
+            return "[not run: the user did not allow it]"
+    checkpoints = session.runtime.checkpoints
+    mark = None
+    if checkpoints is not None:
+        mark = await checkpoints.before(
+            session.id, session.info.turns, session.info.cwd, tool, args
+        )
+    try:
+        ctx = _context(session, item, grants_of(session.session_rules, name))
+        result = await asyncio.wait_for(
+            tool.run(args, ctx), session.runtime.config.agent.tool_timeout_s
+        )
+    except ToolError as exc:
+        return f"[failed: {exc}]"
+    except TimeoutError:
+        return "[failed: it did not finish in time]"
+    finally:
+        if checkpoints is not None:
+            await checkpoints.after(mark)
+    return result.output
 
 
 async def _steps(session: Session, turn: int) -> None:

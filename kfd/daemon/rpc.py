@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd import __version__
-from kfd.daemon import checkpoints_rpc, context_rpc, cost_rpc, rules_rpc, trust_rpc
+from kfd.daemon import checkpoints_rpc, commands_rpc, context_rpc, cost_rpc, rules_rpc, trust_rpc
 from kfd.errors import RequestError
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -24,6 +24,8 @@ from kfd.protocol import (
     CheckpointDiff,
     CheckpointList,
     CheckpointUndo,
+    CommandList,
+    CommandRun,
     CostQuery,
     Empty,
     ErrorCode,
@@ -248,6 +250,8 @@ class RpcHandler:
                 return await rules_rpc.answer(daemon, request)
             case CheckpointList() | CheckpointDiff() | CheckpointUndo():
                 return await checkpoints_rpc.answer(sessions, request, by)
+            case CommandList() | CommandRun():
+                return await commands_rpc.answer(sessions, request, by)
             case TrustShow() | TrustSet() | TrustList():
                 return await trust_rpc.answer(daemon, daemon.trust_notices, request, by)
             case CostQuery() | ModelList() | SessionSetBudget():

@@ -29,7 +29,8 @@ from kfd.agent.session import Session
 from kfd.agent.tool_search import ToolSearchTool
 from kfd.agent.tools import ToolRegistry
 from kfd.checkpoints.service import Checkpoints, settings_of
-from kfd.config import Config
+from kfd.commands.book import CommandBook
+from kfd.config import Config, HookConfig
 from kfd.daemon import sdnotify
 from kfd.daemon.bus import Bus
 from kfd.daemon.journal import Journal
@@ -39,10 +40,12 @@ from kfd.daemon.rpc import RpcHandler
 from kfd.daemon.sessions import SessionManager
 from kfd.daemon.trust_rpc import TrustNotices
 from kfd.gateway import make_provider
+from kfd.hooks.confine import confine as hooks_confine
+from kfd.hooks.plugin import ShellHooks
 from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
-from kfd.policy.rulebook import RuleBook
-from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event, SessionCreated
+from kfd.policy.rulebook import CommandPin, RuleBook
+from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event, HookReported, SessionCreated
 from kfd.store.checkpoints import CheckpointStore
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
@@ -103,6 +106,26 @@ class Daemon:
         """A loaded session (the core tools run only inside its turns)."""
         return self.sessions.live[session_id]
 
+    def _shell_hooks(self) -> ShellHooks:
+        """The ``[[hooks]]`` of the configs, as a plugin (`kfd.hooks.plugin`)."""
+
+        async def project_hooks(workspace: str) -> list[HookConfig]:
+            book = self.runtime.rule_book
+            return await book.project_hooks(workspace) if book is not None else []
+
+        def workspace_of(session_id: str) -> str | None:
+            session = self.sessions.live.get(session_id)
+            return session.info.cwd if session is not None else None
+
+        def report(session_id: str, event: HookReported) -> None:
+            session = self.sessions.live.get(session_id)
+            if session is not None:
+                session.emit(event)
+
+        return ShellHooks(
+            lambda: self.config.hooks, project_hooks, hooks_confine, workspace_of, report
+        )
+
     async def _prune_checkpoints(self) -> None:
         checkpoints = self.runtime.checkpoints
         if checkpoints is not None:
@@ -150,6 +173,7 @@ class Daemon:
         store = await Store.open(self.state_dir / "kfd.db")
         if self.discover_plugins:
             self.plugins.load_entry_points(config.plugins.disable)
+        self.plugins.register(self._shell_hooks(), "hooks")
         tools = ToolRegistry(
             with_core_tools(
                 self.plugins.tools(config.tools), store, self._live_session, self.plugins.errors
@@ -184,12 +208,18 @@ class Daemon:
         self.reloader = ConfigReloader(paths.config_file(), config, live_config, publisher(self))
         trust = TrustStore(store)
         await trust.load()
+        commands = CommandBook(paths.config_dir() / "commands", trust.trusted)
+        self.runtime.commands = commands
         self.runtime.rule_book = RuleBook(
             config.permissions,
             RuleStore(store),
             trust,
             freshness=self.reloader,
             on_project_loaded=self.trust_notices.project_loaded,
+            commands=lambda project: [
+                CommandPin(c.info.name, c.info.path, c.sha256)
+                for c in commands.project_files(project)
+            ],
         )
         self.runtime.checkpoints = Checkpoints(
             CheckpointStore(store),
