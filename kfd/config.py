@@ -37,6 +37,7 @@ import msgspec
 
 from kfd import paths
 from kfd.errors import ConfigError
+from kfd.gateway.catalog import ModelCatalog, ModelEntry
 from kfd.protocol import Mode
 
 ProviderName = Literal["cloudflare", "openai", "anthropic"]
@@ -113,25 +114,6 @@ class ModelConfig(_Section):
             model=self.model or defaults.model,
             api_key_env=self.api_key_env or defaults.api_key_env,
         )
-
-
-class ModelEntry(_Section):
-    """One model of the model table, or a ``[models."<name>"]`` override of it.
-
-    Prices are US dollars per million tokens. An override changes only the
-    keys it sets; a name the table does not know adds a model.
-    """
-
-    provider: str = ""
-    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    input: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    cached_input: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    """Input read from the provider's prompt cache (default: the input price)."""
-    cache_write: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    """Input written to the prompt cache (Anthropic; default: the input price)."""
-    output: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    aliases: list[str] = msgspec.field(default_factory=list)
-    """Other names of the same model (without a gateway's prefix, say)."""
 
 
 class BudgetConfig(_Section):
@@ -540,8 +522,6 @@ def narrow(project: ProjectConfig, *, trusted: bool) -> Narrowed:
 
 def table_window(model: str, overrides: Mapping[str, ModelEntry]) -> int:
     """The context window of ``model`` in the model table, with ``overrides``."""
-    from kfd.gateway.catalog import ModelCatalog  # a data file, read once, when needed
-
     return ModelCatalog.load(overrides).context_window(model) or FALLBACK_CONTEXT_WINDOW
 
 

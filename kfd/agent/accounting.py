@@ -26,13 +26,13 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from kfd.agent import budgets
 from kfd.agent.cost_lookup import GatewayCosts
-from kfd.agent.prompt import request_tokens
+from kfd.agent.tokens import request_tokens
 from kfd.config import FALLBACK_CONTEXT_WINDOW
 from kfd.errors import BudgetExceeded, RequestError
 from kfd.gateway.catalog import ModelCatalog
@@ -55,16 +55,34 @@ from kfd.protocol import (
 )
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    import asyncio
+
     from kfd.config import Config
     from kfd.errors import ProviderError
     from kfd.gateway.types import Completed, ModelRequest, Provider
+    from kfd.protocol import Event
     from kfd.store.ledger import Ledger
 
 ENTRIES_LIMIT = 1000
 """Most individual ledger rows one ``cost.query`` returns."""
 
 _ERROR_CHARS = 2000
+
+
+class Billed(Protocol):
+    """What the accounting uses of a session (`kfd.agent.session.Session` is one):
+    its id, its info (totals, budget, model) and its event log."""
+
+    info: SessionInfo
+
+    @property
+    def id(self) -> str:
+        """The session id."""
+        ...
+
+    def emit(self, event: Event) -> asyncio.Future[None]:
+        """Log a durable event; the future resolves once it is on disk and published."""
+        ...
 
 
 class Accounting:
@@ -80,7 +98,9 @@ class Accounting:
         self.config = config
         self.ledger = ledger
         self.catalog = catalog or ModelCatalog.load(config.models)
-        self.gateway_costs = GatewayCosts(provider, config.ledger, self._confirm)
+        self.gateway_costs: GatewayCosts[Billed] = GatewayCosts(
+            provider, config.ledger, self._confirm
+        )
         self._asked: dict[str, tuple[str, str, float, ModelRequest | None]] = {}
         """Per session: provider, model, start and request of the one in flight."""
         self._provider_name = provider.name
@@ -98,7 +118,7 @@ class Accounting:
 
     # -- the hooks -------------------------------------------------------------
 
-    async def before_request(self, session: Session, request: ModelRequest) -> None:
+    async def before_request(self, session: Billed, request: ModelRequest) -> None:
         """Refuse (raise `BudgetExceeded`) a request that would pass a budget."""
         self._asked[session.id] = (self._provider_name, request.model, time.monotonic(), request)
         applying = budgets.limits(self.config.budget, session.info.budget_usd)
@@ -112,7 +132,7 @@ class Accounting:
             limit, message = refused
             raise BudgetExceeded(message, budget=limit.budget)
 
-    async def after_request(self, session: Session, turn: int, completed: Completed) -> None:
+    async def after_request(self, session: Billed, turn: int, completed: Completed) -> None:
         """Record the request, count it, and say so."""
         info = completed.info
         self._asked.pop(session.id, None)
@@ -148,7 +168,7 @@ class Accounting:
         if self.gateway_costs.wanted(info):
             self.gateway_costs.start(session, entry, info)
 
-    async def after_failure(self, session: Session, turn: int, error: ProviderError) -> None:
+    async def after_failure(self, session: Billed, turn: int, error: ProviderError) -> None:
         """Record a request that failed for good (its cost, if any, is unknown)."""
         provider, model, started, _ = self._asked.pop(session.id, self._nothing_asked(session))
         await self.ledger.record(
@@ -165,7 +185,7 @@ class Accounting:
             )
         )
 
-    async def after_cancel(self, session: Session, turn: int, streamed_chars: int) -> None:
+    async def after_cancel(self, session: Billed, turn: int, streamed_chars: int) -> None:
         """Record a request cancelled mid-stream, with estimated tokens and cost."""
         provider, model, started, request = self._asked.pop(
             session.id, self._nothing_asked(session)
@@ -195,7 +215,7 @@ class Accounting:
         await self._count(session, entry, used, context_tokens=0)
 
     async def _count(
-        self, session: Session, entry: LedgerEntry, used: Usage, *, context_tokens: int
+        self, session: Billed, entry: LedgerEntry, used: Usage, *, context_tokens: int
     ) -> None:
         """Commit the row, add it to the session's totals, and say so in ``usage``."""
         # Durable before visible: the row is committed before the event says so.
@@ -224,14 +244,14 @@ class Accounting:
             )
         )
 
-    def _nothing_asked(self, session: Session) -> tuple[str, str, float, ModelRequest | None]:
+    def _nothing_asked(self, session: Billed) -> tuple[str, str, float, ModelRequest | None]:
         model = session.info.model or self.config.model.model
         return self._provider_name, model, time.monotonic(), None
 
     # -- the gateway's figure -------------------------------------------------
 
     async def resume_gateway_costs(
-        self, session_of: Callable[[str], Awaitable[Session]], within_s: float = 86_400
+        self, session_of: Callable[[str], Awaitable[Billed]], within_s: float = 86_400
     ) -> int:
         """Start again the look-ups a stop interrupted (rows of the last day whose
         estimate the gateway's figure has not replaced). Returns how many."""
@@ -253,7 +273,7 @@ class Accounting:
             resumed += 1
         return resumed
 
-    async def _confirm(self, session: Session, entry: LedgerEntry, cost: float) -> None:
+    async def _confirm(self, session: Billed, entry: LedgerEntry, cost: float) -> None:
         """The gateway's cost replaces the estimate: in the ledger, the totals, the log."""
         if not await self.ledger.set_cost(entry.id, cost, "gateway"):
             return
@@ -286,7 +306,7 @@ class Accounting:
                 spent[limit.budget] = await self.ledger.spent(since=since)
         return spent
 
-    async def _warn(self, session: Session, added: float) -> None:
+    async def _warn(self, session: Billed, added: float) -> None:
         """Warn about the thresholds ``added`` dollars just crossed."""
         if added <= 0:
             return

@@ -24,15 +24,15 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from kfd.agent.prompt import build_request, limits, model_view, refresh_preamble, request_tokens
-from kfd.agent.tokens import message_tokens
+from kfd.agent.prompt import build_request, limits, model_view, refresh_preamble
+from kfd.agent.tokens import message_tokens, request_tokens
 from kfd.errors import ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ModelRequest
 from kfd.protocol import CompactReason, ContextCompacted, ContextCompacting
 from kfd.transcript import AssistantMessage, Message, ToolResultMessage, UserMessage
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def choose_cut(
     return fitting[0] if fitting else boundaries[-1]
 
 
-def files_changed(session: Session, messages: Sequence[Message]) -> list[str]:
+def files_changed(session: AgentSession, messages: Sequence[Message]) -> list[str]:
     """Paths the tool calls in ``messages`` wrote, in first-written order.
 
     Asked of each tool (`Tool.paths`), so it holds for plugins' tools too.
@@ -125,7 +125,7 @@ def files_changed(session: Session, messages: Sequence[Message]) -> list[str]:
 
 
 def _summary_request(
-    session: Session, turn: int, cut: int, instructions: str, *, clipped: bool
+    session: AgentSession, turn: int, cut: int, instructions: str, *, clipped: bool
 ) -> ModelRequest:
     config = session.runtime.config
     base = build_request(session, turn)
@@ -159,7 +159,7 @@ def _clip(message: Message) -> Message:
     return message
 
 
-async def _ask_for_summary(session: Session, turn: int, request: ModelRequest) -> str:
+async def _ask_for_summary(session: AgentSession, turn: int, request: ModelRequest) -> str:
     runtime = session.runtime
     await runtime.accounting.before_request(session, request)
     completed: Completed | None = None
@@ -183,7 +183,7 @@ async def _ask_for_summary(session: Session, turn: int, request: ModelRequest) -
     return text
 
 
-def _appendix(session: Session, summarised: Sequence[Message]) -> str:
+def _appendix(session: AgentSession, summarised: Sequence[Message]) -> str:
     """Facts the summary must carry whatever the model wrote."""
     parts = []
     written = files_changed(session, summarised)
@@ -199,7 +199,7 @@ def _appendix(session: Session, summarised: Sequence[Message]) -> str:
 
 
 async def compact(
-    session: Session, turn: int, reason: CompactReason, instructions: str = ""
+    session: AgentSession, turn: int, reason: CompactReason, instructions: str = ""
 ) -> ContextCompacted:
     """Summarise the older messages now. Call with ``session.context.lock`` held.
 

@@ -25,7 +25,6 @@ from kfd.agent.prompt import (
     limits,
     offer_tools,
     refresh_preamble,
-    request_tokens,
 )
 from kfd.agent.recall import recall_for_turn
 from kfd.agent.titles import title_from
@@ -34,6 +33,7 @@ from kfd.agent.tokens import (
     counter,
     load_tokenizer,
     message_tokens,
+    request_tokens,
     start_loading,
     tools_tokens,
 )
@@ -43,10 +43,10 @@ from kfd.protocol import CompactResult, ContextPart, ContextResult, MissingTool,
 from kfd.transcript import Message, SummaryMessage, ToolResultMessage, UserMessage
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 
-async def prepare_request(session: Session, turn: int) -> ModelRequest:
+async def prepare_request(session: AgentSession, turn: int) -> ModelRequest:
     """The request for the next model call of ``turn``."""
     state = session.context
     start_loading(session.info.model or session.runtime.config.model.model)
@@ -69,7 +69,7 @@ async def prepare_request(session: Session, turn: int) -> ModelRequest:
     return request
 
 
-async def _start_turn(session: Session) -> None:
+async def _start_turn(session: AgentSession) -> None:
     incoming = _incoming(session.messages)
     if incoming and not session.info.title:
         title = title_from(incoming[0].text)
@@ -91,7 +91,7 @@ def _incoming(messages: list[Message]) -> list[UserMessage]:
     return incoming
 
 
-def _over_threshold(session: Session, request: ModelRequest) -> bool:
+def _over_threshold(session: AgentSession, request: ModelRequest) -> bool:
     state = session.context
     if not session.runtime.config.context.auto_compact:
         return False
@@ -101,13 +101,13 @@ def _over_threshold(session: Session, request: ModelRequest) -> bool:
     return tokens > limits(session).threshold and tokens >= state.rearm_tokens
 
 
-def observe_usage(session: Session, usage: Usage) -> None:
+def observe_usage(session: AgentSession, usage: Usage) -> None:
     """Calibrate the session's token estimate by what the provider counted."""
     state = session.context
     state.calibration.observe(state.last_estimate, usage.input_tokens)
 
 
-async def compact_after_overflow(session: Session, turn: int) -> bool:
+async def compact_after_overflow(session: AgentSession, turn: int) -> bool:
     """Compact after the provider refused a request as too long; False if
     there was nothing to compact (the request cannot be made to fit)."""
     async with session.context.lock:
@@ -118,7 +118,7 @@ async def compact_after_overflow(session: Session, turn: int) -> bool:
     return True
 
 
-async def compact_now(session: Session, instructions: str = "") -> CompactResult:
+async def compact_now(session: AgentSession, instructions: str = "") -> CompactResult:
     """Compact by hand (``session.compact``), between turns."""
     state = session.context
     if session.busy or state.lock.locked():
@@ -148,7 +148,7 @@ async def compact_now(session: Session, instructions: str = "") -> CompactResult
     )
 
 
-async def context_report(session: Session) -> ContextResult:
+async def context_report(session: AgentSession) -> ContextResult:
     """What fills the session's window, part by part (``/context``)."""
     state = session.context
     if state.preamble is None:

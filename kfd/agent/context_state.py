@@ -5,8 +5,9 @@ derived from it and from this state: the summary standing for the messages
 before ``first_kept``, the memories recalled beside user messages, the task
 list, the tools the model loaded with ``tool_search``. Each of these is
 event-sourced (``context.compacted``, ``memory.recalled``, ``tasks.updated``,
-``tools.loaded``): `restore` rebuilds the state from the log when a session
-is loaded after a restart, or forked.
+``tools.loaded``): `ContextState.apply` takes an event live or replayed, and
+`kfd.agent.context_replay` rebuilds the state from the log when a session is
+loaded after a restart, or forked.
 """
 
 from __future__ import annotations
@@ -14,29 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-import msgspec
 
 from kfd.agent.tokens import Calibration
 from kfd.agent.tool_offer import ToolOffer
-from kfd.protocol import (
-    AnyEvent,
-    ContextCompacted,
-    MemoryRecalled,
-    Task,
-    TasksUpdated,
-    ToolsLoaded,
-)
+from kfd.protocol import ContextCompacted, MemoryRecalled, Task, TasksUpdated, ToolsLoaded
 from kfd.transcript import Message, UserMessage
-
-if TYPE_CHECKING:
-    from kfd.agent.session import Session
-
-_event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
-
-RESTORED_EVENTS = ("context.compacted", "memory.recalled", "tasks.updated", "tools.loaded")
-"""The events `restore` reads."""
 
 
 @dataclass(slots=True)
@@ -114,42 +97,3 @@ def render_memories(event: MemoryRecalled) -> str:
         "<memory>\nRemembered from earlier sessions (ids are for `forget`; check before "
         "relying on them):\n" + "\n".join(lines) + "\n</memory>"
     )
-
-
-async def restore(session: Session) -> None:
-    """Rebuild ``session.context`` from its event log (after load or fork)."""
-    state = session.context
-    rows = await session.runtime.store.event_types(session.id, RESTORED_EVENTS)
-    for _, body in rows:
-        event = _event_decoder.decode(body)
-        if isinstance(event, ContextCompacted | MemoryRecalled | TasksUpdated | ToolsLoaded):
-            state.apply(event)
-    # A loaded session waits for a new message before compacting by itself.
-    state.compacted_at = len(session.messages) if state.compactions else -1
-
-
-async def inherit(parent: Session, child: Session) -> None:
-    """Give a fork the summary and the recalled memories of the history it
-    shares with ``parent`` (the fork's log already has the tasks), then
-    `restore` it.
-
-    A summary stands only for messages before its ``first_kept``, so the
-    latest one whose cut lies within the shared history applies, even if it
-    was made after the fork point.
-    """
-    shared = len(child.messages)
-    shared_ids = {m.id for m in child.messages if isinstance(m, UserMessage) and m.id}
-    summary: ContextCompacted | None = None
-    rows = await parent.runtime.store.event_types(
-        parent.id, ("context.compacted", "memory.recalled")
-    )
-    for _, body in rows:
-        event = _event_decoder.decode(body)
-        if isinstance(event, ContextCompacted) and event.first_kept <= shared:
-            summary = event
-        elif isinstance(event, MemoryRecalled) and event.message_id in shared_ids:
-            child.emit(msgspec.structs.replace(event, session=child.id))
-    if summary is not None:
-        child.emit(msgspec.structs.replace(summary, session=child.id))
-    await child.runtime.journal.drain()
-    await restore(child)

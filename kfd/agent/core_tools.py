@@ -20,12 +20,12 @@ from kfd.agent.tasks import TasksSetTool
 from kfd.agent.tool_search import NAME as TOOL_SEARCH
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
     from kfd.api import Tool
     from kfd.store.db import Store
 
 
-def core_tools(store: Store, sessions: Callable[[str], Session]) -> list[Tool[Any]]:
+def core_tools(store: Store, sessions: Callable[[str], AgentSession]) -> list[Tool[Any]]:
     """The daemon's own tools; ``sessions`` finds a live session by id."""
     return [
         ReadOutputTool(store),
@@ -39,7 +39,7 @@ def core_tools(store: Store, sessions: Callable[[str], Session]) -> list[Tool[An
 def with_core_tools(
     plugin_tools: list[Tool[Any]],
     store: Store,
-    sessions: Callable[[str], Session],
+    sessions: Callable[[str], AgentSession],
     problems: list[str],
 ) -> list[Tool[Any]]:
     """Plugin tools and the core tools, sorted by name (a stable order keeps the

@@ -8,6 +8,9 @@ cost arrives, ``on_cost`` replaces the estimate. A look-up that cannot succeed
 (no permission, a garbled answer) stops at once; one that fails for want of
 a network just tries again later, and after the last attempt the estimate
 stands. Nothing here ever fails a turn.
+
+What a look-up belongs to (a session, for `kfd.agent.accounting`) is opaque
+here: it is handed back to ``on_cost`` with the figure.
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from kfd.errors import ProviderError, ProviderProtocolError, ProviderRejected
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
     from kfd.config import LedgerConfig
     from kfd.gateway.types import Provider, RequestInfo
     from kfd.protocol import LedgerEntry
@@ -29,13 +31,19 @@ log = logging.getLogger(__name__)
 
 MAX_DELAY_S = 60.0
 
-OnCost = Callable[["Session", "LedgerEntry", float], Awaitable[None]]
+Owner = TypeVar("Owner")
+"""What a look-up belongs to, handed back to ``on_cost``."""
 
 
-class GatewayCosts:
+class GatewayCosts(Generic[Owner]):
     """Runs the look-ups; `close` cancels those still waiting."""
 
-    def __init__(self, provider: Provider, config: LedgerConfig, on_cost: OnCost) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        config: LedgerConfig,
+        on_cost: Callable[[Owner, LedgerEntry, float], Awaitable[None]],
+    ) -> None:
         self._provider = provider
         self._config = config
         self._on_cost = on_cost
@@ -51,10 +59,10 @@ class GatewayCosts:
         """Whether to look up the cost of the request of ``info``."""
         return self._config.gateway_cost and not self._refused and self._provider.reports_cost(info)
 
-    def start(self, session: Session, entry: LedgerEntry, info: RequestInfo) -> None:
+    def start(self, owner: Owner, entry: LedgerEntry, info: RequestInfo) -> None:
         """Look the cost of ``entry`` up in the background."""
         task = asyncio.create_task(
-            self._look_up(session, entry, info), name=f"gateway cost {entry.id}"
+            self._look_up(owner, entry, info), name=f"gateway cost {entry.id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -76,7 +84,7 @@ class GatewayCosts:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _look_up(self, session: Session, entry: LedgerEntry, info: RequestInfo) -> None:
+    async def _look_up(self, owner: Owner, entry: LedgerEntry, info: RequestInfo) -> None:
         delay = self._config.lookup_delay_s
         for _ in range(self._config.lookup_attempts):
             await asyncio.sleep(delay)
@@ -94,7 +102,7 @@ class GatewayCosts:
             if cost is None:
                 continue
             try:
-                await self._on_cost(session, entry, cost)
+                await self._on_cost(owner, entry, cost)
             except Exception:
                 log.exception("could not record the gateway cost of %s", entry.id)
             return

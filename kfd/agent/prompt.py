@@ -20,13 +20,12 @@ import msgspec
 from kfd import paths
 from kfd.agent import environment, instructions
 from kfd.agent.context_state import Preamble, render_memories
-from kfd.agent.tokens import counter, messages_tokens, tools_tokens
 from kfd.agent.tool_offer import ToolOffer
 from kfd.gateway.types import ModelRequest
 from kfd.transcript import Message, SummaryMessage, UserMessage
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 STABLE_PREFIX = """\
 You are kfd, a coding agent working in the user's repository through tools.
@@ -53,7 +52,7 @@ class Limits(NamedTuple):
     """The request size past which the context is compacted."""
 
 
-def limits(session: Session) -> Limits:
+def limits(session: AgentSession) -> Limits:
     config = session.runtime.config
     # The session's model may not be the configured one: the catalog knows its window.
     window = session.runtime.accounting.context_window(session.info.model or config.model.model)
@@ -64,7 +63,7 @@ def limits(session: Session) -> Limits:
     return Limits(window, reserve, int(usable * config.context.compact_at))
 
 
-async def refresh_preamble(session: Session) -> None:
+async def refresh_preamble(session: AgentSession) -> None:
     """Take the environment facts and read the instruction files anew."""
     workspace = Path(session.info.cwd)
     config = session.runtime.config.context
@@ -91,7 +90,7 @@ async def refresh_preamble(session: Session) -> None:
     )
 
 
-async def instructions_changed(session: Session) -> bool:
+async def instructions_changed(session: AgentSession) -> bool:
     """Whether an instruction file was added, removed or edited since it was read."""
     preamble = session.context.preamble
     if preamble is None:
@@ -102,7 +101,7 @@ async def instructions_changed(session: Session) -> bool:
     return stamps != preamble.signature
 
 
-def system_prompt(session: Session) -> str:
+def system_prompt(session: AgentSession) -> str:
     preamble = session.context.preamble
     if preamble is None:
         return STABLE_PREFIX
@@ -112,7 +111,7 @@ def system_prompt(session: Session) -> str:
     return "\n".join(parts)
 
 
-def model_view(session: Session, end: int | None = None) -> list[Message]:
+def model_view(session: AgentSession, end: int | None = None) -> list[Message]:
     """The transcript as the model reads it: the summary, then the messages
     from ``first_kept`` (to ``end``), each user message with its memories."""
     state = session.context
@@ -127,7 +126,7 @@ def model_view(session: Session, end: int | None = None) -> list[Message]:
     return view
 
 
-async def offer_tools(session: Session) -> ToolOffer:
+async def offer_tools(session: AgentSession) -> ToolOffer:
     """Decide the tools of the session's next request (`kfd.agent.tools.ToolRegistry.offer`)."""
     state = session.context
     config = session.runtime.config
@@ -140,7 +139,7 @@ async def offer_tools(session: Session) -> ToolOffer:
     return state.offer
 
 
-def build_request(session: Session, turn: int) -> ModelRequest:
+def build_request(session: AgentSession, turn: int) -> ModelRequest:
     """The request for the next model call, from the session as it stands
     (with the tools of the last `offer_tools`)."""
     config = session.runtime.config.model
@@ -153,11 +152,3 @@ def build_request(session: Session, turn: int) -> ModelRequest:
         max_output_tokens=config.max_output_tokens,
         metadata={"session": session.id, "turn": str(turn)},
     )
-
-
-def request_tokens(request: ModelRequest) -> int:
-    """Input tokens of a request, uncalibrated: counted exactly where kfd has the
-    model's tokenizer loaded, else estimated (`kfd.agent.tokens`)."""
-    count = counter(request.model)
-    system = count(request.system) + tools_tokens(request.tools, count)
-    return system + messages_tokens(request.messages, count)

@@ -19,7 +19,7 @@ from kfd.store.memory import MemoryStore
 from kfd.transcript import UserMessage
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 CANDIDATES = 20
 """Facts ranked before the token budget picks the few that fit."""
@@ -48,7 +48,7 @@ def within_budget(found: list[Memory], count: int, tokens: int) -> list[Memory]:
     return chosen
 
 
-async def recall_for_turn(session: Session, incoming: list[UserMessage]) -> None:
+async def recall_for_turn(session: AgentSession, incoming: list[UserMessage]) -> None:
     """Place the memories relevant to this turn's messages beside the last one."""
     config = session.runtime.config.context
     if not config.memory_recall or not incoming or not incoming[-1].id:

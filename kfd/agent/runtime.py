@@ -1,25 +1,62 @@
-"""What every session shares: config, provider, tools, policies, journal, store."""
+"""What every session shares: config, provider, tools, policies, journal, store.
+
+The daemon builds one `Runtime` at start (`kfd.daemon.server`) and gives it
+to every session. The journal is named by what a session needs of it
+(`Journal`), so the agent does not depend on the daemon that implements it
+(`kfd.daemon.journal.Journal`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    import asyncio
+
     from kfd.agent.accounting import Accounting
     from kfd.agent.tools import ToolRegistry
     from kfd.api import AfterToolHook, Policy
     from kfd.checkpoints.service import Checkpoints
     from kfd.commands.book import CommandBook
     from kfd.config import Config
-    from kfd.daemon.journal import Journal
     from kfd.gateway.types import Provider
     from kfd.policy.rulebook import RuleBook
-    from kfd.store.db import Store
+    from kfd.protocol import Event, SessionInfo
+    from kfd.store.db import MessageRow, Store
+
+
+class Journal(Protocol):
+    """Orders, persists and publishes events: durable before visible."""
+
+    def append(
+        self,
+        event: Event,
+        *,
+        session: SessionInfo | None = None,
+        message: MessageRow | None = None,
+        tool_output: tuple[str, str, str] | None = None,
+    ) -> asyncio.Future[None]:
+        """Queue a durable event; the future resolves once it is on disk and published."""
+        ...
+
+    def publish(self, event: Event) -> None:
+        """Publish an ephemeral event behind the durable ones on their way."""
+        ...
+
+    def publish_global(self, topic: bytes, event: Event) -> None:
+        """Publish a daemon-wide event on ``topic``."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until every event queued so far is on disk and published."""
+        ...
 
 
 @dataclass(slots=True)
 class Runtime:
+    """The daemon's services every session uses."""
+
     config: Config
     provider: Provider
     tools: ToolRegistry

@@ -4,7 +4,7 @@ The model sends the whole list each time (simpler for it than edits by
 index, and the last list is always the truth). Each call emits
 ``tasks.updated``; the list is in the attach snapshot and in every
 compaction summary, and survives a daemon restart (it is rebuilt from the
-log, `kfd.agent.context_state.restore`).
+log, `kfd.agent.context_replay.restore`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from kfd.api import Tool, ToolContext, ToolResult
 from kfd.protocol import Task, TaskStatus, TasksUpdated
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import AgentSession
 
 MAX_TASKS = 50
 MAX_TASK_CHARS = 300
@@ -49,7 +49,7 @@ class TasksSetTool(Tool[TasksSetArgs]):
     schema_budget = 440
     read_only = True  # it changes only what the user is shown: allowed in every mode
 
-    def __init__(self, sessions: Callable[[str], Session]) -> None:
+    def __init__(self, sessions: Callable[[str], AgentSession]) -> None:
         self._sessions = sessions
 
     def summary(self, args: TasksSetArgs) -> str:

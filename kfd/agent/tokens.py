@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 
-from kfd.gateway.types import ToolSpec
+from kfd.gateway.types import ModelRequest, ToolSpec
 from kfd.transcript import AssistantMessage, Message, SummaryMessage, ToolResultMessage, UserMessage
 
 log = logging.getLogger(__name__)
@@ -275,3 +275,11 @@ class Calibration:
         first = self.reported == 0
         self.reported = reported
         self.ratio = observed if first else self.ratio + (observed - self.ratio) * self.WEIGHT
+
+
+def request_tokens(request: ModelRequest) -> int:
+    """Input tokens of a request, uncalibrated: counted exactly where kfd has the
+    model's tokenizer loaded, else estimated."""
+    count = counter(request.model)
+    system = count(request.system) + tools_tokens(request.tools, count)
+    return system + messages_tokens(request.messages, count)

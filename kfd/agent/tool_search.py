@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
 
@@ -23,7 +23,23 @@ from kfd.gateway.types import ToolSpec
 from kfd.protocol import ToolsLoaded
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    import asyncio
+
+    from kfd.agent.context_state import ContextState
+
+
+class Searching(Protocol):
+    """What ``tool_search`` uses of a session (`kfd.agent.session.Session` has it);
+    named here, not taken from `kfd.agent.ports`, since the tool registry
+    that holds this tool sits below the session in the import graph."""
+
+    context: ContextState
+
+    @property
+    def id(self) -> str: ...
+
+    def emit(self, event: ToolsLoaded) -> asyncio.Future[None]: ...
+
 
 NAME = "tool_search"
 LOADED_PER_SEARCH = 5
@@ -50,7 +66,7 @@ class ToolSearchTool(Tool[ToolSearchArgs]):
     schema_budget = 280
     read_only = True  # it changes only which tools the model sees
 
-    def __init__(self, sessions: Callable[[str], Session]) -> None:
+    def __init__(self, sessions: Callable[[str], Searching]) -> None:
         self._sessions = sessions
 
     def spec_for(self, deferred: Sequence[Tool[Any]], parameters: dict[str, Any]) -> ToolSpec:

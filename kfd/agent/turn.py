@@ -6,6 +6,12 @@ approval if asked), run (read-only ones concurrently), and their results go
 back to the model; until the model answers without tools, the user cancels,
 or a limit stops it. Whatever happens, every tool call gets exactly one
 result and the turn ends with one ``turn.completed``.
+
+This is the I/O shell of the lifecycle (`kfd.agent.lifecycle`): it tells the
+machine what happened (an answer came, a call was chosen, its results were
+read, the turn was cancelled or failed) and the machine decides whether the
+turn goes on and how it ends. It drives a session through
+`kfd.agent.ports.TurnSession`, never `kfd.agent.session` itself.
 """
 
 from __future__ import annotations
@@ -24,6 +30,19 @@ import msgspec
 from kfd.agent.after_tool import after_tool
 from kfd.agent.commands import make_prompt
 from kfd.agent.context import compact_after_overflow, observe_usage, prepare_request
+from kfd.agent.lifecycle import (
+    Aborted,
+    CallChosen,
+    ModelAnswered,
+    ResultsRead,
+    Running,
+    TurnBegan,
+    TurnClosed,
+    UntrustedResult,
+    closing,
+    goes_on,
+    unanswered_result,
+)
 from kfd.agent.tool_offer import unknown_tool
 from kfd.agent.toolcall import CallContext
 from kfd.agent.tools import InvalidArguments
@@ -32,7 +51,7 @@ from kfd.api import ApprovalNeeded, Sandbox, Tool, ToolError, ToolResult
 from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
 from kfd.ids import new_id
-from kfd.policy.gate import decide_call
+from kfd.policy.gate import CallSite, decide_call
 from kfd.policy.rules import grant_rule, grants_of
 from kfd.protocol import (
     ErrorEvent,
@@ -42,7 +61,6 @@ from kfd.protocol import (
     Mode,
     ModelRetry,
     QueuedMessage,
-    StopReason,
     ToolCall,
     ToolCompleted,
     ToolRequested,
@@ -54,20 +72,11 @@ from kfd.protocol import (
 from kfd.transcript import ToolResultMessage, UserMessage, unanswered_calls
 
 if TYPE_CHECKING:
-    from kfd.agent.session import Session
+    from kfd.agent.ports import TurnSession
 
 log = logging.getLogger(__name__)
 
 _canonical = msgspec.json.Encoder(order="sorted")
-
-
-class _Stop(Exception):
-    """Ends the turn early with a stop reason and a message for the user."""
-
-    def __init__(self, reason: StopReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(slots=True)
@@ -80,12 +89,13 @@ class _Call:
     summary: str = ""
 
 
-async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
+async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
     """Run one turn for the queued messages. Never raises but cancellation."""
     session.info.turns += 1
     turn = session.info.turns
+    config = session.runtime.config.agent
     # Status first: if TurnStarted is on disk, so is "running" (crash recovery relies on it).
-    session.set_status("running")
+    session.advance(TurnBegan(turn, config.max_steps, config.repeat_limit))
     prompts: dict[str, str] = {}
     settings = _CommandSettings()
     cancelled_early = False
@@ -110,8 +120,6 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
     session.emit(
         TurnStarted(session=session.id, turn=turn, message_ids=[q.message_id for q in incoming])
     )
-    stop: StopReason = "end_turn"
-    note = ""
     try:
         if cancelled_early:
             raise asyncio.CancelledError
@@ -120,37 +128,29 @@ async def run_turn(session: Session, incoming: list[QueuedMessage]) -> None:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
-        stop = session.cancel_reason
-        note = "cancelled by the user" if stop == "cancelled" else "the daemon stopped"
-    except _Stop as exc:
-        stop, note = exc.reason, exc.message
+        session.advance(Aborted("cancelled"))
     except BudgetExceeded as exc:
-        stop, note = "error", str(exc)
-        session.emit(ErrorEvent(session=session.id, code="budget", message=str(exc)))
+        session.advance(Aborted("budget", str(exc)))
     except ProviderError as exc:
-        stop, note = "error", str(exc)
-        session.emit(ErrorEvent(session=session.id, code="provider", message=str(exc)))
+        session.advance(Aborted("provider", str(exc)))
     except Exception as exc:
         log.exception("turn %d of session %s failed", turn, session.id)
-        stop, note = "error", f"internal error: {exc!r}"
-        session.emit(ErrorEvent(session=session.id, code="internal", message=note))
-    session.end_stream(publish_pending=False)
-    outcome: ToolStatus = "interrupted" if stop == "interrupted" else "cancelled"
+        session.advance(Aborted("internal", f"internal error: {exc!r}"))
+    ending = closing(session.lifecycle)
+    if ending.failure is not None:
+        session.emit(ErrorEvent(session=session.id, code=ending.failure, message=ending.note))
+    session.live.end_stream(publish_pending=False)
+    status, text = unanswered_result(ending)
     for call in unanswered_calls(session.messages):
-        session.tool_finished(call.id)
-        text = (
-            "interrupted; side effects unknown: the daemon stopped during this call"
-            if outcome == "interrupted"
-            else f"not completed: the turn ended ({note or stop})"
-        )
-        _answer(session, call, outcome, text, reason=note)
+        session.live.tool_finished(call.id)
+        _answer(session, call, status, text, reason=ending.note)
     settings.restore(session)
     if session.runtime.checkpoints is not None:
         session.runtime.checkpoints.end_turn(session.id)
     done = session.emit(
-        TurnCompleted(session=session.id, turn=turn, stop_reason=stop, message=note)
+        TurnCompleted(session=session.id, turn=turn, stop_reason=ending.stop, message=ending.note)
     )
-    session.set_status("error" if stop == "error" else "idle")
+    session.advance(TurnClosed())
     await done
 
 
@@ -162,7 +162,7 @@ class _CommandSettings:
     model: str | None = None
     rules: tuple[str, ...] = ()
 
-    def restore(self, session: Session) -> None:
+    def restore(self, session: TurnSession) -> None:
         for rule in self.rules:
             with contextlib.suppress(ValueError):
                 session.session_rules.remove(rule)
@@ -176,7 +176,7 @@ class _CommandSettings:
 
 
 async def _command_prompts(
-    session: Session, incoming: list[QueuedMessage]
+    session: TurnSession, incoming: list[QueuedMessage]
 ) -> tuple[dict[str, str], _CommandSettings]:
     """The prompts of the custom commands among ``incoming`` (one turn runs one command),
     with the command's mode, model and allowed tools applied to the session for the turn."""
@@ -213,7 +213,7 @@ async def _command_prompts(
     return prompts, settings
 
 
-async def _side_call(session: Session, name: str, arguments: dict[str, Any]) -> str:
+async def _side_call(session: TurnSession, name: str, arguments: dict[str, Any]) -> str:
     """Run a call the model did not make (a command's ``!`command```), decided and
     confined as any call of the turn; its output, or why it did not run."""
     tool = session.runtime.tools.get(name)
@@ -225,12 +225,12 @@ async def _side_call(session: Session, name: str, arguments: dict[str, Any]) -> 
     except InvalidArguments as exc:
         return f"[not run: {exc}]"
     item = _Call(call, tool, raw, args, None, summary=tool.summary(args))
-    verdict = await decide_call(session, tool, args, raw)
+    verdict = await decide_call(_site(session), tool, args, raw)
     if verdict.decision == "deny":
         return f"[not run: denied: {verdict.reason}]"
     if verdict.decision == "ask":
         preview = await tool.preview(args, _context(session, item))
-        decision, _ = await session.ask(
+        decision, _ = await session.approvals.ask(
             call.id, name, preview, verdict.reason, tool.session_rule(args)
         )
         if decision == "deny":
@@ -243,9 +243,8 @@ async def _side_call(session: Session, name: str, arguments: dict[str, Any]) -> 
         )
     try:
         ctx = _context(session, item, grants_of(session.session_rules, name))
-        result = await asyncio.wait_for(
-            tool.run(args, ctx), session.runtime.config.agent.tool_timeout_s
-        )
+        timeout = session.runtime.config.agent.tool_timeout_s
+        result = await asyncio.wait_for(tool.run(args, ctx), timeout)
     except ToolError as exc:
         return f"[failed: {exc}]"
     except TimeoutError:
@@ -256,22 +255,19 @@ async def _side_call(session: Session, name: str, arguments: dict[str, Any]) -> 
     return result.output
 
 
-async def _steps(session: Session, turn: int) -> None:
-    config = session.runtime.config.agent
-    repeats: list[str] = []
-    for _ in range(config.max_steps):
+async def _steps(session: TurnSession, turn: int) -> None:
+    """Ask the model, run its calls, and again, while the lifecycle says the turn goes on."""
+    while goes_on(session.lifecycle):
         completed = await _ask_model(session, turn)
         calls = completed.message.tool_calls
-        if not calls:
+        if not goes_on(session.advance(ModelAnswered(len(calls)))):
             return
-        await _run_calls(session, calls, repeats)
-    raise _Stop(
-        "max_steps",
-        f"stopped after {config.max_steps} model requests; raise [agent] max_steps to allow more",
-    )
+        await _run_calls(session, calls)
+        # The model reads these results next: untrusted ones now weigh on its later calls.
+        session.advance(ResultsRead())
 
 
-async def _ask_model(session: Session, turn: int) -> Completed:
+async def _ask_model(session: TurnSession, turn: int) -> Completed:
     """One model request; if the provider finds it too long, compact and retry once."""
     try:
         return await _ask_model_once(session, turn)
@@ -281,12 +277,12 @@ async def _ask_model(session: Session, turn: int) -> Completed:
     return await _ask_model_once(session, turn)
 
 
-async def _ask_model_once(session: Session, turn: int) -> Completed:
+async def _ask_model_once(session: TurnSession, turn: int) -> Completed:
     runtime = session.runtime
     await runtime.tools.refresh()  # tool sources (MCP servers) may have changed
     request = await prepare_request(session, turn)
     await runtime.accounting.before_request(session, request)
-    message_id = session.begin_stream()
+    message_id = session.live.begin_stream()
     completed: Completed | None = None
     try:
         async for event in runtime.provider.stream(request):
@@ -298,9 +294,9 @@ async def _ask_model_once(session: Session, turn: int) -> Completed:
         raise
     except asyncio.CancelledError:
         # The provider bills what it sent before the cancel: so does the ledger.
-        await runtime.accounting.after_cancel(session, turn, session.streamed_chars())
+        await runtime.accounting.after_cancel(session, turn, session.live.streamed_chars())
         raise
-    session.end_stream()
+    session.live.end_stream()
     if completed is None:  # pragma: no cover - providers always complete or raise
         raise ProviderError("the model stream ended without an answer")
     message = msgspec.structs.replace(completed.message, id=message_id)
@@ -320,15 +316,15 @@ async def _ask_model_once(session: Session, turn: int) -> Completed:
     return completed
 
 
-def _on_stream_event(session: Session, event: StreamEvent, message_id: str) -> str:
+def _on_stream_event(session: TurnSession, event: StreamEvent, message_id: str) -> str:
     """Show one stream event; returns the id the message streams under now."""
     if isinstance(event, TextDelta):
-        session.stream_text(event.text)
+        session.live.stream_text(event.text)
     elif isinstance(event, ReasoningDelta):
-        session.stream_text(event.text, reasoning=True)
+        session.live.stream_text(event.text, reasoning=True)
     elif isinstance(event, Retrying):
         # The failed attempt's text is void: say so, and stream anew.
-        session.end_stream(publish_pending=False)
+        session.live.end_stream(publish_pending=False)
         session.emit(
             MessageDiscarded(session=session.id, message_id=message_id, reason=event.reason)
         )
@@ -340,12 +336,12 @@ def _on_stream_event(session: Session, event: StreamEvent, message_id: str) -> s
                 reason=event.reason,
             )
         )
-        return session.begin_stream()
+        return session.live.begin_stream()
     return message_id
 
 
-async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]) -> None:
-    runtime = session.runtime
+async def _run_calls(session: TurnSession, calls: list[ToolCall]) -> None:
+    """Decide and run the calls of one answer, in order (read-only ones together)."""
     prepared = [_prepare(session, call) for call in calls]
     for item in prepared:
         session.emit(
@@ -358,27 +354,22 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
                 read_only=bool(item.tool and item.tool.read_only),
             )
         )
-    limit = runtime.config.agent.repeat_limit
     group: list[tuple[_Call, str]] = []
     for index, item in enumerate(prepared):
         # Calls whose arguments did not parse compare by their raw text: three
         # different malformed calls are not "the same call".
         arguments = item.call.arguments if item.error else _canonical.encode(item.raw).decode()
-        signature = item.call.name + arguments
-        repeats[:] = [*repeats, signature] if repeats and repeats[-1] == signature else [signature]
-        if len(repeats) >= limit:
+        state = session.advance(CallChosen(item.call.name, item.call.name + arguments))
+        if isinstance(state, Running) and state.ending is not None:
             await _flush(session, group)
-            message = (
-                f"stopped: `{item.call.name}` was called with the same arguments "
-                f"{limit} times in a row"
-            )
+            message = state.ending.note
             for rest in prepared[index:]:
                 _answer(session, rest.call, "cancelled", f"not run: {message}", reason=message)
-            raise _Stop("repeated_tool_call", message)
+            return
         if item.error is not None or item.tool is None or item.args is None:
             _answer(session, item.call, "error", item.error or "invalid call")
             continue
-        verdict = await decide_call(session, item.tool, item.args, item.raw)
+        verdict = await decide_call(_site(session), item.tool, item.args, item.raw)
         if verdict.decision == "deny":
             _answer(
                 session, item.call, "denied", f"denied: {verdict.reason}", reason=verdict.reason
@@ -387,7 +378,7 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
         if verdict.decision == "ask":
             await _flush(session, group)
             preview = await item.tool.preview(item.args, _context(session, item))
-            decision, message = await session.ask(
+            decision, message = await session.approvals.ask(
                 item.call.id,
                 item.call.name,
                 preview,
@@ -406,11 +397,9 @@ async def _run_calls(session: Session, calls: list[ToolCall], repeats: list[str]
             await _flush(session, group)
             await _execute(session, item, verdict.reason)
     await _flush(session, group)
-    # The model reads these results next: untrusted ones now weigh on its later calls.
-    session.results_read()
 
 
-async def _flush(session: Session, group: list[tuple[_Call, str]]) -> None:
+async def _flush(session: TurnSession, group: list[tuple[_Call, str]]) -> None:
     """Run the gathered read-only calls concurrently."""
     if not group:
         return
@@ -424,7 +413,7 @@ async def _flush(session: Session, group: list[tuple[_Call, str]]) -> None:
             tasks.create_task(_execute(session, item, reason))
 
 
-def _prepare(session: Session, call: ToolCall) -> _Call:
+def _prepare(session: TurnSession, call: ToolCall) -> _Call:
     registry = session.runtime.tools
     offer = session.context.offer
     tool = offer.get(call.name) if offer is not None else None
@@ -437,11 +426,31 @@ def _prepare(session: Session, call: ToolCall) -> _Call:
     return _Call(call, tool, raw, args, None, summary=tool.summary(args))
 
 
-def _workspace(session: Session) -> Path:
+def _workspace(session: TurnSession) -> Path:
     return Path(session.info.cwd)
 
 
-def _context(session: Session, item: _Call, granted: frozenset[str] = frozenset()) -> CallContext:
+def _site(session: TurnSession) -> CallSite:
+    """Where the session's next call is made, for the permission gate."""
+    runtime = session.runtime
+    book = runtime.rule_book
+    assert book is not None, "the daemon gives every runtime a rule book"
+    state = session.lifecycle
+    return CallSite(
+        session_id=session.id,
+        workspace=session.info.cwd,
+        mode=session.info.mode,
+        session_rules=tuple(session.session_rules),
+        untrusted=state.untrusted if isinstance(state, Running) else None,
+        rule_book=book,
+        policies=tuple(runtime.policies),
+        network_allowed=runtime.config.sandbox.network,
+    )
+
+
+def _context(
+    session: TurnSession, item: _Call, granted: frozenset[str] = frozenset()
+) -> CallContext:
     name = item.call.name
     sandbox = session.runtime.config.sandbox
     return CallContext(
@@ -449,7 +458,7 @@ def _context(session: Session, item: _Call, granted: frozenset[str] = frozenset(
         workspace=_workspace(session),
         state=session.tool_state.setdefault(_plugin_key(item), {}),
         config=session.runtime.config.tools.get(name, {}),
-        on_output=lambda text: session.tool_output(item.call.id, text),
+        on_output=lambda text: session.live.tool_output(item.call.id, text),
         turn=session.info.turns,
         sandbox=Sandbox(
             enabled=sandbox.enabled, network=sandbox.network, env_allow=tuple(sandbox.env_allow)
@@ -459,7 +468,7 @@ def _context(session: Session, item: _Call, granted: frozenset[str] = frozenset(
     )
 
 
-def _read_guard(session: Session, tool: str) -> Callable[[str], str | None] | None:
+def _read_guard(session: TurnSession, tool: str) -> Callable[[str], str | None] | None:
     """The read rules of the session's workspace, for tools that search trees."""
     book = session.runtime.rule_book
     return book.read_guard(session.info.cwd, tool) if book is not None else None
@@ -477,13 +486,13 @@ _APPROVED = {
 }
 
 
-async def _execute(session: Session, item: _Call, reason: str) -> None:
+async def _execute(session: TurnSession, item: _Call, reason: str) -> None:
     assert item.tool is not None
     assert item.args is not None
     call = item.call
     granted = grants_of(session.session_rules, call.name)
     ctx = _context(session, item, granted)
-    session.tool_started(call.id, call.name, item.summary)
+    session.live.tool_started(call.id, call.name, item.summary)
     # Durable before the side effect: after a crash, a started call is
     # reported "side effects unknown" and never run again by itself.
     await session.emit(
@@ -523,7 +532,7 @@ async def _execute(session: Session, item: _Call, reason: str) -> None:
             output=f"`{call.name}` did not finish within {timeout:g} s", is_error=True
         )
     except asyncio.CancelledError:
-        session.tool_finished(call.id)
+        session.live.tool_finished(call.id)
         if checkpoints is not None:  # a cancelled call may have changed files too
             await asyncio.shield(checkpoints.after(mark))
         raise
@@ -534,7 +543,7 @@ async def _execute(session: Session, item: _Call, reason: str) -> None:
         )
     if checkpoints is not None:
         await checkpoints.after(mark)
-    session.tool_finished(call.id)
+    session.live.tool_finished(call.id)
     duration_ms = (time.monotonic() - started) * 1000
     _answer(
         session,
@@ -548,7 +557,7 @@ async def _execute(session: Session, item: _Call, reason: str) -> None:
 
 
 async def _grant(
-    session: Session, item: _Call, ctx: CallContext, needed: ApprovalNeeded
+    session: TurnSession, item: _Call, ctx: CallContext, needed: ApprovalNeeded
 ) -> tuple[bool, str]:
     """Ask the user for what a running tool needs; (allowed, why) for the record."""
     assert item.tool is not None and item.args is not None
@@ -556,7 +565,7 @@ async def _grant(
         # Granted and still not enough: asking again would loop.
         return False, f"{needed}; granting {needed.grant} did not help"
     preview = await item.tool.preview(item.args, ctx)
-    decision, message = await session.ask(
+    decision, message = await session.approvals.ask(
         item.call.id, item.call.name, preview, str(needed), grant_rule(item.call.name, needed.grant)
     )
     if decision == "deny":
@@ -575,7 +584,7 @@ def mark_untrusted(tool: str, text: str) -> str:
 
 
 def _answer(
-    session: Session,
+    session: TurnSession,
     call: ToolCall,
     status: ToolStatus,
     output: str,
@@ -589,7 +598,7 @@ def _answer(
     untrusted = display is not None and display.untrusted
     if untrusted:
         text = mark_untrusted(call.name, text)
-        session.untrusted_result(call.name)
+        session.advance(UntrustedResult(call.name))
     session.emit(
         ToolCompleted(
             session=session.id,

@@ -15,7 +15,6 @@ import msgspec
 
 from kfd import paths
 from kfd import protocol as p
-from kfd.cli.context import print_missing
 from kfd.client import (
     Client,
     ClientError,
@@ -282,3 +281,12 @@ async def stop(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.05)
     print(f"stopped the kfd daemon (pid {pid})")
     return EXIT_OK
+
+
+def print_missing(missing: list[p.MissingTool], where: str) -> None:
+    """The tools not offered because they cannot work, grouped by reason."""
+    by_reason: dict[str, list[str]] = {}
+    for tool in missing:
+        by_reason.setdefault(tool.reason, []).append(tool.name)
+    for reason, names in by_reason.items():
+        print(f"not offered {where}: {', '.join(names)}: {reason}")

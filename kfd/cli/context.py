@@ -83,17 +83,10 @@ async def _context(args: argparse.Namespace) -> int:
         print(f"compacted {result.compactions} time(s)")
     if result.tools_loaded:
         print(f"tools loaded by tool_search: {', '.join(result.tools_loaded)}")
+    from kfd.cli.commands import print_missing
+
     print_missing(result.tools_missing, "here")
     return 0
-
-
-def print_missing(missing: list[p.MissingTool], where: str) -> None:
-    """The tools not offered because they cannot work, grouped by reason."""
-    by_reason: dict[str, list[str]] = {}
-    for tool in missing:
-        by_reason.setdefault(tool.reason, []).append(tool.name)
-    for reason, names in by_reason.items():
-        print(f"not offered {where}: {', '.join(names)}: {reason}")
 
 
 async def _compact(args: argparse.Namespace) -> int:

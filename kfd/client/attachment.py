@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import msgspec
 
@@ -21,8 +21,22 @@ from kfd.client.events import (
     decode_event,
 )
 
-if TYPE_CHECKING:
-    from kfd.client.connection import Client
+
+class Link(Protocol):
+    """What an `Attachment` uses of its client (`kfd.client.Client`): named here so
+    that the client imports its attachments and not the other way round."""
+
+    async def request(self, request: p.Request, *, timeout: float = ...) -> Any:
+        """Send a request and return its decoded result."""
+        ...
+
+    async def _sync(self, timeout: float = ...) -> None:
+        """Return once the daemon has seen every subscription made so far."""
+        ...
+
+    def _unsubscribe(self, attachment: Attachment) -> None:
+        """Stop routing the session's events to ``attachment``."""
+        ...
 
 
 class Attachment:
@@ -32,7 +46,7 @@ class Attachment:
     the last durable event yielded.
     """
 
-    def __init__(self, client: Client, session_id: str) -> None:
+    def __init__(self, client: Link, session_id: str) -> None:
         self.client = client
         self.session_id = session_id
         self.snapshot: p.Snapshot | None = None

@@ -469,10 +469,9 @@ class Client:
         """Subscribe to a session, then fetch its snapshot and history."""
         info = await self.session(session_id)  # resolves a short id
         attachment = Attachment(self, info.id)
-        topic = info.id.encode()
-        self._attachments.setdefault(topic, []).append(attachment)
+        self._add_attachment(attachment)
         try:
-            await self._subscribe([topic])
+            await self._subscribe([info.id.encode()])
             await attachment._attach(since_seq, tail)
         except BaseException:
             await attachment.close()
@@ -521,6 +520,17 @@ class Client:
         finally:
             self._syncs.pop(token, None)
             self._sub.unsubscribe(token)
+
+    def _add_attachment(self, attachment: Attachment) -> None:
+        """Route the events of the attachment's session to it."""
+        self._attachments.setdefault(attachment.session_id.encode(), []).append(attachment)
+
+    def _drop_follower(self, follower: Follower) -> None:
+        """Stop routing first-seen sessions to ``follower``."""
+        if follower in self._followers:
+            self._followers.remove(follower)
+            if not self.closed:
+                self._sub.unsubscribe(SESSION_TOPIC_PREFIX)
 
     def _unsubscribe(self, attachment: Attachment) -> None:
         topic = attachment.session_id.encode()

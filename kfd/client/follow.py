@@ -5,16 +5,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
-from kfd.client.attachment import Attachment
+from kfd import protocol as p
+from kfd.client.attachment import Attachment, Link
 from kfd.client.errors import DaemonUnavailable, RequestFailed
-from kfd.client.events import SESSION_TOPIC_PREFIX, Followed, FollowItem, decode_header
+from kfd.client.events import Followed, FollowItem, decode_header
 
-if TYPE_CHECKING:
-    from kfd.client.connection import Client
+
+class FollowLink(Link, Protocol):
+    """What a `Follower` uses of its client (`kfd.client.Client`), beyond what its
+    attachments use."""
+
+    async def sessions(
+        self, *, cwd: str | None = None, include_archived: bool = False, limit: int = 100
+    ) -> list[p.SessionInfo]:
+        """The sessions the daemon knows."""
+        ...
+
+    def _add_attachment(self, attachment: Attachment) -> None:
+        """Route the events of the attachment's session to it."""
+        ...
+
+    def _drop_follower(self, follower: Follower) -> None:
+        """Stop routing first-seen sessions to ``follower``."""
+        ...
 
 
 class Follower:
@@ -27,7 +44,7 @@ class Follower:
     its first event.
     """
 
-    def __init__(self, client: Client, since: dict[str, int]) -> None:
+    def __init__(self, client: FollowLink, since: dict[str, int]) -> None:
         self.client = client
         self.attachments: dict[str, Attachment] = {}
         self._since = dict(since)
@@ -58,11 +75,7 @@ class Follower:
 
     async def close(self) -> None:
         self._closed = True
-        client = self.client
-        if self in client._followers:
-            client._followers.remove(self)
-            if not client.closed:
-                client._sub.unsubscribe(SESSION_TOPIC_PREFIX)
+        self.client._drop_follower(self)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -105,7 +118,7 @@ class Follower:
     def _start(self, session_id: str, since_seq: int, first: bytes | None) -> None:
         attachment = Attachment(self.client, session_id)
         self.attachments[session_id] = attachment
-        self.client._attachments.setdefault(session_id.encode(), []).append(attachment)
+        self.client._add_attachment(attachment)
         if first is not None:
             attachment._queue.put_nowait(first)
         self._spawn(self._pump(attachment, since_seq))

@@ -29,7 +29,7 @@ from kfd.protocol import (
 from kfd.store.memory import MemoryStore
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.ports import DaemonPort
 
 ContextRequest = (
     SessionCompact | SessionContext | MemoryList | MemorySearch | MemoryAdd | MemoryForget
@@ -41,7 +41,7 @@ MAX_LISTED = 1_000
 
 
 async def answer(
-    daemon: Daemon, request: ContextRequest
+    daemon: DaemonPort, request: ContextRequest
 ) -> CompactResult | ContextResult | MemoryListResult | MemoryResult:
     """The result of one context or memory request."""
     store = daemon.runtime.store

@@ -23,13 +23,13 @@ from kfd.protocol import (
 )
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.ports import DaemonPort
 
 CostRequest = CostQuery | ModelList | SessionSetBudget
 
 
 async def answer(
-    daemon: Daemon, request: CostRequest, by: FrontendRef
+    daemon: DaemonPort, request: CostRequest, by: FrontendRef
 ) -> CostResult | ModelListResult | SessionResult:
     """The result of one cost, model or budget request."""
     accounting = daemon.runtime.accounting

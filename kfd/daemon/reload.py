@@ -35,7 +35,7 @@ from kfd.errors import ConfigError
 from kfd.protocol import GLOBAL_TOPIC, ConfigInvalid, ConfigReloaded, Event
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.ports import DaemonPort
     from kfd.gateway.types import Provider
 
 log = logging.getLogger(__name__)
@@ -316,7 +316,7 @@ def _stamp(path: Path) -> _Stamp:
 class LiveConfig:
     """Puts a reloaded config in place in a running daemon (`Apply`)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonPort) -> None:
         self._daemon = daemon
         self.retired: list[Provider] = []
         """Providers replaced by a reload: requests in flight still use them;
@@ -353,7 +353,7 @@ class LiveConfig:
         self.retired.clear()
 
 
-def publisher(daemon: Daemon) -> Callable[[Event], None]:
+def publisher(daemon: DaemonPort) -> Callable[[Event], None]:
     """Publish a config event on the global topic of ``daemon``."""
 
     def publish(event: Event) -> None:

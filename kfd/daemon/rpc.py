@@ -8,12 +8,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from kfd import __version__
 from kfd.daemon import checkpoints_rpc, commands_rpc, context_rpc, cost_rpc, rules_rpc, trust_rpc
+from kfd.daemon.ports import DaemonPort
 from kfd.errors import RequestError
 from kfd.protocol import (
     PROTOCOL_VERSION,
@@ -75,7 +76,7 @@ from kfd.protocol import (
 from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.reload import ConfigReloader
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +122,24 @@ def _explain(body: bytes) -> tuple[str, str]:
     return request_id, "invalid request"  # pragma: no cover
 
 
+class Served(DaemonPort, Protocol):
+    """The daemon as the request dispatcher sees it (`kfd.daemon.server.Daemon`)."""
+
+    @property
+    def reloader(self) -> ConfigReloader:
+        """The config file's watcher: its path, when it was read, its last error."""
+        ...
+
+    @property
+    def trust_notices(self) -> trust_rpc.TrustNotices:
+        """What sessions were told about their project's trust."""
+        ...
+
+
 class RpcHandler:
     """Turns request frames into reply frames for one daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.frontends: dict[bytes, FrontendInfo] = {}
 

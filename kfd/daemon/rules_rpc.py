@@ -27,7 +27,7 @@ from kfd.protocol import (
 )
 
 if TYPE_CHECKING:
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.ports import DaemonPort
     from kfd.policy.rulebook import RuleBook
 
 RulesRequest = RulesList | RulesRemove | RulesExplain
@@ -35,7 +35,7 @@ RulesRequest = RulesList | RulesRemove | RulesExplain
 MAX_PATH = 4096
 
 
-async def answer(daemon: Daemon, request: RulesRequest) -> RulesResult | ExplainResult:
+async def answer(daemon: DaemonPort, request: RulesRequest) -> RulesResult | ExplainResult:
     """The result of one rules request."""
     book = daemon.runtime.rule_book
     assert book is not None
@@ -55,7 +55,7 @@ async def answer(daemon: Daemon, request: RulesRequest) -> RulesResult | Explain
             return await _explain(daemon, book, request)
 
 
-async def keep(daemon: Daemon, workspace: str, rule: str, session: str) -> None:
+async def keep(daemon: DaemonPort, workspace: str, rule: str, session: str) -> None:
     """Store the rule an "allow always" answer kept (the call itself is already allowed)."""
     book = daemon.runtime.rule_book
     assert book is not None
@@ -96,7 +96,7 @@ async def _remove(book: RuleBook, request: RulesRemove) -> RulesResult:
     return RulesResult(rules=[removed], project=removed.project)
 
 
-async def _explain(daemon: Daemon, book: RuleBook, request: RulesExplain) -> ExplainResult:
+async def _explain(daemon: DaemonPort, book: RuleBook, request: RulesExplain) -> ExplainResult:
     command = request.command
     if not command.strip():
         raise RequestError("bad_request", "the command is empty")

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from kfd.agent.context_state import inherit as inherit_context
-from kfd.agent.context_state import restore as restore_context
+from kfd.agent.context_replay import inherit as inherit_context
+from kfd.agent.context_replay import restore as restore_context
+from kfd.agent.lifecycle import OPEN_TURN_EVENTS, open_turn, recovered_result
 from kfd.agent.session import Session
 from kfd.errors import RequestError
 from kfd.ids import ID_LENGTH, new_id
 from kfd.protocol import (
     GLOBAL_TOPIC,
     AnyEvent,
-    ApprovalRequested,
     ApprovalResolved,
     ErrorEvent,
     MessageCompleted,
@@ -35,7 +35,6 @@ from kfd.protocol import (
     SessionCreated,
     SessionInfo,
     ToolCompleted,
-    ToolStarted,
     TurnCompleted,
     TurnStarted,
 )
@@ -159,42 +158,9 @@ class SessionManager:
         return recovered
 
     async def _close_open_turn(self, session: Session) -> None:
-        events = [
-            _event_decoder.decode(body)
-            for _, body in await self.runtime.store.event_types(
-                session.id,
-                [
-                    "turn.started",
-                    "turn.completed",
-                    "tool.started",
-                    "approval.requested",
-                    "approval.resolved",
-                    "message.queued",
-                    "message.user",
-                ],
-            )
-        ]
-        open_turn = None
-        started: set[str] = set()
-        approvals: dict[str, ApprovalRequested] = {}
-        queued: dict[str, MessageQueued] = {}
-        for event in events:
-            match event:
-                case TurnStarted():
-                    open_turn = event.turn
-                case TurnCompleted():
-                    open_turn = None
-                case ToolStarted():
-                    started.add(event.call_id)
-                case ApprovalRequested():
-                    approvals[event.approval_id] = event
-                case ApprovalResolved():
-                    approvals.pop(event.approval_id, None)
-                case MessageQueued():
-                    queued[event.message_id] = event
-                case MessageUser():
-                    queued.pop(event.message_id, None)
-        for approval in approvals.values():
+        rows = await self.runtime.store.event_types(session.id, OPEN_TURN_EVENTS)
+        found = open_turn(_event_decoder.decode(body) for _, body in rows)
+        for approval in found.approvals.values():
             session.emit(
                 ApprovalResolved(
                     session=session.id,
@@ -205,13 +171,7 @@ class SessionManager:
                 )
             )
         for call in unanswered_calls(session.messages):
-            if call.id in started:
-                text = (
-                    "interrupted; side effects unknown: the daemon stopped while this call "
-                    "ran. Check the state before running it again."
-                )
-            else:
-                text = "not run: the daemon stopped before this call started"
+            text = recovered_result(call.id in found.started)
             session.emit(
                 ToolCompleted(
                     session=session.id,
@@ -225,7 +185,7 @@ class SessionManager:
                     call_id=call.id, name=call.name, content=text, is_error=True
                 ),
             )
-        for lost in queued.values():
+        for lost in found.queued.values():
             session.emit(
                 ErrorEvent(
                     session=session.id,
@@ -234,11 +194,11 @@ class SessionManager:
                     f"{lost.text[:200]!r}; send it again",
                 )
             )
-        if open_turn is not None:
+        if found.turn is not None:
             session.emit(
                 TurnCompleted(
                     session=session.id,
-                    turn=open_turn,
+                    turn=found.turn,
                     stop_reason="interrupted",
                     message="the daemon stopped during this turn",
                 )

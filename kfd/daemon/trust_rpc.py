@@ -36,7 +36,7 @@ from kfd.protocol import (
 
 if TYPE_CHECKING:
     from kfd.agent.session import Session
-    from kfd.daemon.server import Daemon
+    from kfd.daemon.ports import DaemonPort
     from kfd.policy.rulebook import RuleBook
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ TrustRequest = TrustShow | TrustSet | TrustList
 class TrustNotices:
     """Tells sessions (and every frontend) about their project's trust."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonPort) -> None:
         self._daemon = daemon
         self._told: dict[str, tuple[str, bool]] = {}
         """Session id -> the content (sha256) and trust it was last told about."""
@@ -151,7 +151,7 @@ class TrustNotices:
 
 
 async def answer(
-    daemon: Daemon, notices: TrustNotices, request: TrustRequest, by: FrontendRef
+    daemon: DaemonPort, notices: TrustNotices, request: TrustRequest, by: FrontendRef
 ) -> TrustInfo | TrustListResult:
     """The result of one trust request."""
     book = daemon.runtime.rule_book

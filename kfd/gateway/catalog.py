@@ -13,16 +13,36 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
+from typing import Annotated
 
 import msgspec
 
-from kfd.config import ModelEntry
 from kfd.protocol import Usage
 
 _DATA_FILE = "models.toml"
 _GATEWAY_PREFIXES = ("workers-ai/", "openai/", "anthropic/")
 """Prefixes a gateway or router puts before a provider's own model name."""
+
+
+class ModelEntry(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One model of the model table, or a ``[models."<name>"]`` override of it.
+
+    Prices are US dollars per million tokens. An override changes only the
+    keys it sets; a name the table does not know adds a model. (A config
+    section, `kfd.config.Config.models`, kept here so that the table needs
+    nothing of the config.)
+    """
+
+    provider: str = ""
+    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    input: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    cached_input: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """Input read from the provider's prompt cache (default: the input price)."""
+    cache_write: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """Input written to the prompt cache (Anthropic; default: the input price)."""
+    output: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    aliases: list[str] = msgspec.field(default_factory=list)
+    """Other names of the same model (without a gateway's prefix, say)."""
 
 
 class _Table(msgspec.Struct, forbid_unknown_fields=True):
@@ -32,6 +52,10 @@ class _Table(msgspec.Struct, forbid_unknown_fields=True):
 @functools.cache
 def builtin_models() -> Mapping[str, ModelEntry]:
     """The packaged model table (read once)."""
+    # Imported here: importlib.resources costs more than the rest of the config
+    # loader, and most commands never need the table.
+    from importlib import resources
+
     raw = resources.files(__package__).joinpath(_DATA_FILE).read_bytes()
     return msgspec.toml.decode(raw, type=_Table).models
 

@@ -4,6 +4,9 @@ Facts that need I/O are gathered here (where paths really point, what a bash
 line runs and touches, which rules apply); the decision itself is the pure
 `kfd.policy.engine.decide_facts`, then every plugin policy votes and
 `engine.combine` keeps the strictest verdict.
+
+The turn loop describes where a call is made with a `CallSite` value: the
+gate needs nothing else of the session.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from kfd.api import PathAccess, PolicyRequest, Tool, Verdict
+from kfd.api import PathAccess, Policy, PolicyRequest, Tool, Verdict
 from kfd.policy import engine
 from kfd.policy.commands import line_facts
 from kfd.policy.facts import CallFacts, LineFacts, PathFact
@@ -24,8 +28,8 @@ from kfd.policy.paths import hard_links, resolve
 if TYPE_CHECKING:
     import msgspec
 
-    from kfd.agent.session import Session
     from kfd.policy.rulebook import RuleBook
+    from kfd.protocol import Mode
 
 log = logging.getLogger(__name__)
 
@@ -33,34 +37,49 @@ SHELL_TOOL = "bash"
 """The tool whose ``command`` argument is a bash line the engine analyzes."""
 
 
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """Where a tool call is made: what the gate needs to know of the session."""
+
+    session_id: str
+    workspace: str
+    mode: Mode
+    session_rules: tuple[str, ...]
+    untrusted: str | None
+    """The tool whose untrusted output the model read earlier this turn, if any."""
+    rule_book: RuleBook
+    policies: tuple[Policy, ...]
+    network_allowed: bool
+    """``[sandbox] network``."""
+
+
 async def decide_call(
-    session: Session, tool: Tool[Any], args: msgspec.Struct, raw: dict[str, Any]
+    site: CallSite, tool: Tool[Any], args: msgspec.Struct, raw: dict[str, Any]
 ) -> Verdict:
     """Allow, ask or deny one tool call, with the reason."""
-    workspace = session.info.cwd
-    untrusted = session.untrusted_tool()
+    workspace = site.workspace
+    untrusted = site.untrusted or ""
     network = tool.network or (tool.name == SHELL_TOOL and raw.get("network") is True)
     request = PolicyRequest(
-        session_id=session.id,
+        session_id=site.session_id,
         tool=tool.name,
         arguments=raw,
         read_only=tool.read_only,
         edits_files=tool.edits_files,
         workspace=workspace,
-        mode=session.info.mode,
+        mode=site.mode,
         paths=[],
         session_rule=tool.session_rule(args),
-        session_rules=list(session.session_rules),
+        session_rules=list(site.session_rules),
         network=network,
         untrusted=bool(untrusted),
     )
-    book = session.runtime.rule_book
-    assert book is not None, "the daemon gives every runtime a rule book"
-    network_allowed = session.runtime.config.sandbox.network
-    gathered = await gather(book, request, tool.paths(args), untrusted, network_allowed)
+    gathered = await gather(
+        site.rule_book, request, tool.paths(args), untrusted, site.network_allowed
+    )
     verdicts: list[Verdict | None] = [engine.decide_facts(gathered.facts).verdict()]
     verdicts += [Verdict("ask", problem) for problem in gathered.problems]
-    for policy in session.runtime.policies:
+    for policy in site.policies:
         name = getattr(policy, "name", type(policy).__name__)
         try:
             verdicts.append(await policy.check(request))

@@ -20,11 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kfd.testing.model_server import (
-    RecordedRequest,
-    Reply,
-    ScriptedToolCall,
-    ScriptedUsage,
+from kfd.testing.script import RecordedRequest, Reply, ScriptedToolCall, ScriptedUsage
+from kfd.testing.wire import (
     ServerEvent,
     WireFormat,
     call_id,

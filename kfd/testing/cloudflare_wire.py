@@ -29,13 +29,8 @@ import threading
 import time
 from typing import Any
 
-from kfd.testing.model_server import (
-    OpenAIChatFormat,
-    RecordedRequest,
-    Reply,
-    estimated_usage,
-    requested_model,
-)
+from kfd.testing.script import RecordedRequest, Reply
+from kfd.testing.wire import OpenAIChatFormat, estimated_usage, requested_model
 
 __all__ = ["CloudflareFormat"]
 

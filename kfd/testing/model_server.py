@@ -67,11 +67,13 @@ log look-up, which answers with ``Reply.gateway_cost_usd``). The script, the
 faults and the recording are shared by every format. Requests a format answers
 by itself (`WireFormat.side_answer`: the log look-ups) consume no reply and
 are not in `ScriptedModelServer.requests`.
+
+This module is the server; the script's values live in `kfd.testing.script`
+and the formats in `kfd.testing.wire` (re-exported here and in `kfd.testing`).
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import json
@@ -80,11 +82,28 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, TypeVar
+
+from kfd.testing.anthropic_wire import AnthropicMessagesFormat
+from kfd.testing.cloudflare_wire import CloudflareFormat
+from kfd.testing.script import (
+    CONTEXT_TOO_LONG,
+    CutStream,
+    Fault,
+    HttpError,
+    InvalidChunk,
+    Outcome,
+    RecordedRequest,
+    Reply,
+    Responder,
+    ScriptedToolCall,
+    ScriptedUsage,
+    Stall,
+)
+from kfd.testing.wire import OpenAIChatFormat, ServerEvent, WireFormat
 
 __all__ = [
     "CONTEXT_TOO_LONG",
@@ -105,414 +124,7 @@ __all__ = [
     "WireFormat",
 ]
 
-# --------------------------------------------------------------------------
-# The script
-
-
-@dataclass(frozen=True)
-class ScriptedToolCall:
-    """One tool call in a reply. Several in one reply are parallel calls.
-
-    ``arguments`` may be a mapping (sent as its JSON) or raw text, which is
-    sent verbatim, so a test can script malformed arguments too.
-    """
-
-    name: str
-    arguments: Mapping[str, Any] | str = field(default_factory=dict)
-    id: str | None = None
-    """The call id; None lets the server make one up (``call_<request>_<n>``)."""
-    send_id: bool = True
-    """False leaves the id off the wire, as some servers do."""
-
-    def arguments_json(self) -> str:
-        """The arguments as the wire carries them."""
-        if isinstance(self.arguments, str):
-            return self.arguments
-        return json.dumps(dict(self.arguments))
-
-
-@dataclass(frozen=True)
-class ScriptedUsage:
-    """Token counts a reply reports. Without one, counts are estimated from sizes."""
-
-    input_tokens: int
-    """Every prompt token, cached or not (OpenAI's ``prompt_tokens``)."""
-    output_tokens: int
-    cached_input_tokens: int = 0
-    reasoning_tokens: int = 0
-    cache_write_tokens: int = 0
-    """Of ``input_tokens``, those written to the prompt cache (Anthropic reports them)."""
-
-
-@dataclass(frozen=True)
-class HttpError:
-    """Answer with an HTTP error status instead of a completion.
-
-    ``message`` and ``code`` go into the wire format's error body (OpenAI:
-    ``{"error": {"message", "type", "code"}}``); ``body`` replaces that body
-    entirely (a ``str`` is sent as plain text, anything else as JSON).
-    """
-
-    status: int
-    message: str = ""
-    code: str | None = None
-    retry_after: float | str | None = None
-    """Sent as ``Retry-After``: seconds, or a string (an HTTP date) verbatim."""
-    body: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CutStream:
-    """Close the connection after ``after_chunks`` stream chunks, without ``[DONE]``.
-
-    The HTTP body ends without its terminating chunk, as when a proxy or the
-    provider drops the connection. On a non-streaming request the connection
-    closes before any answer.
-    """
-
-    after_chunks: int = 1
-    clean: bool = False
-    """End the HTTP body properly, only early: the stream just stops short of
-    ``[DONE]``, as behind a proxy that buffers and gives up."""
-
-
-@dataclass(frozen=True)
-class Stall:
-    """Go silent for ``seconds`` after ``after_chunks`` chunks, then go on.
-
-    Make ``seconds`` longer than the client's idle timeout to test that the
-    client gives up; the server notices the client leaving and stops waiting.
-    """
-
-    after_chunks: int = 1
-    seconds: float = 5.0
-
-
-@dataclass(frozen=True)
-class InvalidChunk:
-    """Send ``data`` (not JSON) as a stream chunk after ``after_chunks`` chunks.
-
-    The rest of the stream follows, as from a server that garbled one line.
-    """
-
-    after_chunks: int = 1
-    data: str = '{"choices": [{"delta": {"content": "trunc'
-
-
-Fault = HttpError | CutStream | Stall | InvalidChunk
-
-CONTEXT_TOO_LONG = HttpError(
-    400,
-    message=(
-        "This model's maximum context length is 128000 tokens. However, your messages "
-        "resulted in 131072 tokens. Please reduce the length of the messages."
-    ),
-    code="context_length_exceeded",
-)
-"""The rejection a provider sends when the prompt does not fit (OpenAI's wording)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the model answers to one request, and how it is delivered.
-
-    Provider-neutral: the wire format of the request's path encodes it.
-    ``finish_reason`` defaults to ``"tool_calls"`` when there are tool calls,
-    else ``"stop"``.
-    """
-
-    text: str = ""
-    tool_calls: Sequence[ScriptedToolCall] = ()
-    reasoning: str = ""
-    usage: ScriptedUsage | None = None
-    finish_reason: str | None = None
-    chunk_chars: int = 4
-    """Characters per streamed delta: small, so streaming is really exercised."""
-    chunk_delay_s: float = 0.0
-    """Pause before each chunk after the first."""
-    fault: Fault | None = None
-    repeat_usage: bool = False
-    """Report usage in every chunk, as some servers do; a client must not sum it."""
-    reasoning_field: str = "reasoning_content"
-    """OpenAI-compatible servers disagree: ``reasoning_content`` or ``reasoning``."""
-    interleave_tool_calls: bool = True
-    """Stream parallel calls' argument pieces round-robin (the hard case)."""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    """Extra response headers."""
-    gateway_cost_usd: float | None = None
-    """The cost Cloudflare's gateway logs for this request (None: it logs no cost)."""
-
-    def resolved_finish_reason(self) -> str:
-        """The finish reason the wire carries."""
-        if self.finish_reason is not None:
-            return self.finish_reason
-        return "tool_calls" if self.tool_calls else "stop"
-
-
-Outcome = Literal[
-    "completed",  # the whole answer was sent
-    "error_status",  # an HttpError fault was answered
-    "cut",  # a CutStream fault closed the connection
-    "client_disconnected",  # the client went away before the end
-    "exhausted",  # no reply was left: HTTP 500 "script exhausted"
-    "not_found",  # no wire format serves the path: HTTP 404
-    "server_error",  # the responder raised: HTTP 500
-    "server_stopped",  # the server stopped during the answer
-]
-
-
-@dataclass(eq=False)
-class RecordedRequest:
-    """One request the server received, and what became of it."""
-
-    index: int
-    """0 for the first request the server received."""
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    """Header names lower-cased."""
-    body: Any
-    """The parsed JSON body; None when empty or not JSON (see ``raw_body``)."""
-    raw_body: bytes
-    received_at: float
-    """`time.monotonic` at arrival, to compare with the client's own clock."""
-    reply: Reply | None = None
-    outcome: Outcome | None = None
-    """How the exchange ended; None while it is running."""
-    finished_at: float | None = None
-    """`time.monotonic` when the exchange ended (the last byte was sent)."""
-    _done: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def wait_done(self, timeout: float = 5.0) -> Outcome:
-        """Block until the exchange is over; its outcome. Raises TimeoutError."""
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"request {self.index} ({self.path}) still running after {timeout}s")
-        assert self.outcome is not None
-        return self.outcome
-
-    async def wait_done_async(self, timeout: float = 5.0) -> Outcome:
-        """`wait_done` for asyncio tests (waits in a worker thread).
-
-        The bound is a parameter, not ``asyncio.timeout``: cancelling the task
-        cannot stop the waiting thread, so the thread itself must give up.
-        """
-        return await asyncio.to_thread(self.wait_done, timeout)
-
-    def _finish(self, outcome: Outcome) -> None:
-        if self.outcome is None:
-            self.outcome = outcome
-            self.finished_at = time.monotonic()
-        self._done.set()
-
-
-WireFormatT = TypeVar("WireFormatT", bound="WireFormat")
-
-Responder = Callable[[RecordedRequest], Reply]
-"""Builds the reply to a request when the fixed script has none left."""
-
-
-# --------------------------------------------------------------------------
-# Wire formats
-
-
-@dataclass(frozen=True)
-class ServerEvent:
-    """One server-sent event: ``event:`` (optional) and ``data:`` lines."""
-
-    data: str
-    event: str | None = None
-
-    def encode(self) -> bytes:
-        """The event's bytes, blank line included."""
-        lines = [f"event: {self.event}"] if self.event else []
-        lines.extend(f"data: {line}" for line in self.data.split("\n"))
-        return ("\n".join(lines) + "\n\n").encode()
-
-
-def estimated_usage(reply: Reply, request: RecordedRequest) -> ScriptedUsage:
-    """The reply's usage, or a rough estimate (4 characters a token) from sizes."""
-    if reply.usage is not None:
-        return reply.usage
-    output_chars = len(reply.text) + len(reply.reasoning)
-    output_chars += sum(len(c.name) + len(c.arguments_json()) for c in reply.tool_calls)
-    return ScriptedUsage(
-        input_tokens=max(1, len(request.raw_body) // 4),
-        output_tokens=max(1, output_chars // 4),
-        reasoning_tokens=len(reply.reasoning) // 4,
-    )
-
-
-def requested_model(request: RecordedRequest) -> str:
-    """The model the request named (``scripted`` when it named none)."""
-    body = request.body
-    return str(body.get("model", "scripted")) if isinstance(body, dict) else "scripted"
-
-
-def call_id(
-    request: RecordedRequest, position: int, call: ScriptedToolCall, prefix: str = "call"
-) -> str:
-    """The call's scripted id, or one made up: ``<prefix>_<request>_<position>``."""
-    return call.id if call.id is not None else f"{prefix}_{request.index}_{position}"
-
-
-def pieces(text: str, size: int) -> list[str]:
-    """``text`` cut into pieces of ``size`` characters (none for empty text)."""
-    size = max(1, size)
-    return [text[i : i + size] for i in range(0, len(text), size)]
-
-
-class WireFormat(abc.ABC):
-    """One provider's wire format: which paths it serves and how it encodes a reply.
-
-    Subclasses encode; the server applies faults, delays and recording to
-    whatever they produce, so a new format is a small class.
-    """
-
-    name: ClassVar[str]
-    paths: ClassVar[tuple[str, ...]]
-
-    def serves(self, path: str) -> bool:
-        """Whether this format answers requests to ``path`` (query removed)."""
-        return path in self.paths
-
-    @abc.abstractmethod
-    def wants_stream(self, request: RecordedRequest) -> bool:
-        """Whether the request asked for a streamed answer."""
-
-    @abc.abstractmethod
-    def stream_events(self, reply: Reply, request: RecordedRequest) -> list[ServerEvent]:
-        """The whole stream, terminator included, as server-sent events."""
-
-    @abc.abstractmethod
-    def completion(self, reply: Reply, request: RecordedRequest) -> Any:
-        """The JSON body of a non-streamed answer."""
-
-    @abc.abstractmethod
-    def error_body(self, status: int, message: str, code: str | None) -> Any:
-        """The JSON body of an error answer."""
-
-    def response_headers(self, reply: Reply, request: RecordedRequest) -> dict[str, str]:
-        """Headers this format adds to the answer of ``request`` (a gateway's log id)."""
-        return {}
-
-    def side_answer(self, request: RecordedRequest) -> tuple[int, Any] | None:
-        """Answer a request that is not a model request (status, JSON body), or None.
-
-        Side answers consume no scripted reply and are not recorded in
-        `ScriptedModelServer.requests`; a format that offers them keeps its
-        own record.
-        """
-        return None
-
-
-class OpenAIChatFormat(WireFormat):
-    """OpenAI chat completions (``POST /v1/chat/completions``), streamed or not.
-
-    Streams the way OpenAI does: a role chunk, reasoning deltas, content
-    deltas, tool-call deltas (id and name first, arguments in pieces, by
-    ``index``), a chunk with ``finish_reason``, a usage chunk with empty
-    ``choices`` when ``stream_options.include_usage`` is set, then
-    ``data: [DONE]``.
-    """
-
-    name = "openai"
-    paths = ("/v1/chat/completions", "/chat/completions")
-
-    def wants_stream(self, request: RecordedRequest) -> bool:
-        return isinstance(request.body, dict) and bool(request.body.get("stream"))
-
-    def stream_events(self, reply: Reply, request: RecordedRequest) -> list[ServerEvent]:
-        base: dict[str, Any] = {
-            "id": f"chatcmpl-{request.index}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": requested_model(request),
-        }
-        usage = self._usage(estimated_usage(reply, request))
-
-        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-        deltas += [{reply.reasoning_field: p} for p in pieces(reply.reasoning, reply.chunk_chars)]
-        deltas += [{"content": p} for p in pieces(reply.text, reply.chunk_chars)]
-        deltas += self._tool_call_deltas(reply, request)
-
-        choices: list[dict[str, Any]] = [
-            {"index": 0, "delta": d, "finish_reason": None} for d in deltas
-        ]
-        choices.append({"index": 0, "delta": {}, "finish_reason": reply.resolved_finish_reason()})
-        chunks = [base | {"choices": [choice]} for choice in choices]
-        if reply.repeat_usage:
-            chunks = [chunk | {"usage": usage} for chunk in chunks]
-        options = request.body.get("stream_options") if isinstance(request.body, dict) else None
-        if reply.repeat_usage or (isinstance(options, dict) and options.get("include_usage")):
-            chunks.append(base | {"choices": [], "usage": usage})
-        events = [ServerEvent(json.dumps(chunk)) for chunk in chunks]
-        events.append(ServerEvent("[DONE]"))
-        return events
-
-    def completion(self, reply: Reply, request: RecordedRequest) -> Any:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
-        if reply.reasoning:
-            message[reply.reasoning_field] = reply.reasoning
-        if reply.tool_calls:
-            message["tool_calls"] = [
-                {
-                    **({"id": call_id(request, i, call)} if call.send_id else {}),
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments_json()},
-                }
-                for i, call in enumerate(reply.tool_calls)
-            ]
-        return {
-            "id": f"chatcmpl-{request.index}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": requested_model(request),
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": reply.resolved_finish_reason()}
-            ],
-            "usage": self._usage(estimated_usage(reply, request)),
-        }
-
-    def error_body(self, status: int, message: str, code: str | None) -> Any:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        if status == 429:
-            kind = "rate_limit_error"
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-    @staticmethod
-    def _usage(usage: ScriptedUsage) -> dict[str, Any]:
-        return {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-        }
-
-    def _tool_call_deltas(self, reply: Reply, request: RecordedRequest) -> list[dict[str, Any]]:
-        heads: list[dict[str, Any]] = []
-        tails: list[list[dict[str, Any]]] = []
-        for index, call in enumerate(reply.tool_calls):
-            head: dict[str, Any] = {"index": index, "type": "function"}
-            if call.send_id:
-                head["id"] = call_id(request, index, call)
-            head["function"] = {"name": call.name, "arguments": ""}
-            heads.append({"tool_calls": [head]})
-            tails.append(
-                [
-                    {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-                    for piece in pieces(call.arguments_json(), reply.chunk_chars)
-                ]
-            )
-        if not reply.interleave_tool_calls:
-            return [d for head, tail in zip(heads, tails, strict=True) for d in (head, *tail)]
-        # Every call opens, then argument pieces alternate between calls.
-        interleaved = list(heads)
-        for round_ in range(max((len(t) for t in tails), default=0)):
-            interleaved += [tail[round_] for tail in tails if round_ < len(tail)]
-        return interleaved
-
+WireFormatT = TypeVar("WireFormatT", bound=WireFormat)
 
 # --------------------------------------------------------------------------
 # The server
@@ -637,10 +249,6 @@ def _phrase(status: int) -> str:
 
 
 def _default_formats() -> tuple[WireFormat, ...]:
-    # Imported here: those formats build on this module.
-    from kfd.testing.anthropic_wire import AnthropicMessagesFormat
-    from kfd.testing.cloudflare_wire import CloudflareFormat
-
     return (OpenAIChatFormat(), AnthropicMessagesFormat(), CloudflareFormat())
 
 
@@ -866,8 +474,10 @@ class ScriptedModelServer:
             self._record(request)
             record = request
             outcome = self._answer(exchange, record)
-        except _ClientGone:
-            outcome = "client_disconnected"
+        except (_ClientGone, OSError):
+            # `stop` shuts the connections down: writing the headers or the body
+            # then fails as if the client had left, but the server is what went.
+            outcome = "server_stopped" if self._httpd is None else "client_disconnected"
         except _ServerStopping:
             outcome = "server_stopped"
         finally:

@@ -15,10 +15,10 @@ import logging
 import os
 import string
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 import watchfiles
@@ -42,14 +42,38 @@ from kfd.triggers.files import FileFilter, diff_of, git_ignored
 from kfd.triggers.own_edits import OwnEdits
 
 if TYPE_CHECKING:
+    from kfd.agent.runtime import Runtime
     from kfd.agent.session import Session
-    from kfd.daemon.sessions import SessionManager
+    from kfd.protocol import Mode
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_FIELDS = frozenset({"changed_files", "diff", "trigger"})
 MAX_COMMENT_FILE_BYTES = 2 * 1024 * 1024
 SPOTS_PER_FIRING = 20
+
+
+class Sessions(Protocol):
+    """What triggers use of the daemon's sessions (`kfd.daemon.sessions.SessionManager`):
+    named here so that triggers do not import the daemon that runs them."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """The services every session shares (the store, the journal)."""
+        ...
+
+    @property
+    def live(self) -> Mapping[str, Session]:
+        """The loaded sessions, by id."""
+        ...
+
+    async def get(self, session_id: str) -> Session:
+        """A session by id, loading it if needed."""
+        ...
+
+    async def create(self, cwd: str, *, title: str = "", mode: Mode = "default") -> Session:
+        """A new session in ``cwd``."""
+        ...
 
 
 @dataclass(slots=True)
@@ -73,7 +97,7 @@ class TriggerManager:
 
     def __init__(
         self,
-        sessions: SessionManager,
+        sessions: Sessions,
         log_store: TriggerLog,
         load_config: Callable[[], Config],
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kfd.agent import tokens
-from kfd.agent.prompt import request_tokens
+from kfd.agent.tokens import request_tokens
 from kfd.gateway.types import ModelRequest, ToolSpec
 from kfd.transcript import UserMessage
 
