@@ -72,7 +72,7 @@ def size(path: Path) -> int:
 async def main() -> None:
     root = workspace()
     make_files(root)
-    time.sleep(1.1)  # files older than the index, as a workspace's usually are (racy git)
+    await asyncio.sleep(1.1)  # files older than the index, as a workspace's usually are (racy git)
     state = Path(tempfile.mkdtemp(prefix="kfd-bench-state-"))
     store = await Store.open(state / "kfd.db")
 
@@ -89,7 +89,7 @@ async def main() -> None:
     await checkpoints.after(mark)
     checkpoints.end_turn("s0")
     first = (time.perf_counter() - started) * 1000
-    time.sleep(1.1)
+    await asyncio.sleep(1.1)
     print(f"first look at the workspace (every file hashed once): {first:.0f} ms")
 
     edit, bash = Edit(), Bash()

@@ -60,7 +60,8 @@ CLIPPED_RESULT_CHARS = 2_000
 
 
 class NothingToCompact(Exception):
-    """No older message can be summarised (the recent part is all there is)."""
+    """No older message can be summarised (the recent part is all there is), or
+    the summary would not be smaller than what it replaces."""
 
 
 def choose_cut(
@@ -203,7 +204,8 @@ async def compact(
 ) -> ContextCompacted:
     """Summarise the older messages now. Call with ``session.context.lock`` held.
 
-    Raises `NothingToCompact`, or the `ProviderError` of the summary request.
+    Raises `NothingToCompact` (then nothing changed), or the `ProviderError`
+    of the summary request. A compaction never makes the context larger.
     """
     state = session.context
     config = session.runtime.config.context
@@ -227,9 +229,20 @@ async def compact(
     appendix = _appendix(session, session.messages[state.first_kept : cut])
     summary = f"{text}\n\n{appendix}" if appendix else text
     summarised = cut - state.first_kept
+    previous = state.summary, state.first_kept
     state.summary, state.first_kept = summary, cut
-    state.compactions += 1
     state.compacted_at = len(session.messages)
+    shrunk = state.calibration.scale(request_tokens(build_request(session, turn)))
+    if shrunk >= before:
+        # A summary longer than what it replaces would only cost more: keep the old
+        # view, and ask for no other summary before the conversation has grown.
+        state.summary, state.first_kept = previous
+        state.rearm_tokens = before + keep
+        raise NothingToCompact(
+            f"not compacted: the summary would not make the context smaller "
+            f"({before:,} -> {shrunk:,} tokens); the conversation stays as it was"
+        )
+    state.compactions += 1
     # The prefix cache is void now anyway: take fresh facts for what follows.
     await refresh_preamble(session)
     after = state.calibration.scale(request_tokens(build_request(session, turn)))

@@ -260,7 +260,7 @@ async def _steps(session: TurnSession, turn: int) -> None:
     while goes_on(session.lifecycle):
         completed = await _ask_model(session, turn)
         calls = completed.message.tool_calls
-        if not goes_on(session.advance(ModelAnswered(len(calls)))):
+        if not goes_on(session.advance(ModelAnswered(len(calls), completed.stop_reason))):
             return
         await _run_calls(session, calls)
         # The model reads these results next: untrusted ones now weigh on its later calls.
@@ -377,7 +377,13 @@ async def _run_calls(session: TurnSession, calls: list[ToolCall]) -> None:
             continue
         if verdict.decision == "ask":
             await _flush(session, group)
-            preview = await item.tool.preview(item.args, _context(session, item))
+            try:
+                preview = await item.tool.preview(item.args, _context(session, item))
+            except ToolError as exc:
+                # The call cannot succeed as it stands: nothing to approve, and the
+                # model learns why at once (it never ran, so nothing happened).
+                _answer(session, item.call, "error", str(exc), reason="not asked: it would fail")
+                continue
             decision, message = await session.approvals.ask(
                 item.call.id,
                 item.call.name,

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cwd", default=".", help="workspace of a new session (default: .)")
     run.add_argument("--session", help="send to this session (id or unique prefix)")
     run.add_argument("--mode", choices=MODES, help="permission mode for the session")
-    run.add_argument("--model", help="model for a new session")
+    run.add_argument("--model", help="model of the session (a new one, or the --session one)")
     run.add_argument("--json", action="store_true", help="print every event as a JSON line")
     run.add_argument(
         "--approval-timeout",
@@ -101,10 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["acp"]:
+        # An editor waits on `kfd acp` before it shows anything: skip building
+        # (and importing) every other command's parser.
+        from kfd.cli import frontend
+
+        arguments = frontend.acp_parser().parse_args(words[1:])
+        arguments.command = "acp"
+        return frontend.acp(arguments)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     command = args.command
-    if command in (None, "attach", "new"):
+    if command in (None, "attach", "new", "resume"):
         from kfd.cli import repl
 
         return repl.main(args)
@@ -120,6 +129,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import frontend
 
         return frontend.main(args)
+    if command == "acp":
+        from kfd.cli import frontend
+
+        return frontend.acp(args)
     if command in ("context", "compact"):
         from kfd.cli import context
 

@@ -23,6 +23,8 @@ from kfd.client import (
     DaemonUnavailable,
     RequestFailed,
 )
+from kfd.client.exact import visible
+from kfd.client.tables import missing_lines
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,6 +98,9 @@ async def run(args: argparse.Namespace) -> int:
             info = await client.session(args.session)
             if args.mode and args.mode != info.mode:
                 info = await client.set_mode(info.id, args.mode)
+            if args.model is not None and args.model != info.model:
+                # Refused (say, an empty name): the daemon says why, and nothing is sent.
+                info = await client.set_model(info.id, args.model)
         else:
             cwd = os.path.abspath(args.cwd)
             if not os.path.isdir(cwd):
@@ -155,9 +160,11 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
                     printer.note(f"  {item.status}: {first[0] if first else ''}")
                 case p.ApprovalRequested():
                     if not args.json:
-                        what = item.preview.command or item.preview.summary or item.tool
+                        # Shown exactly: a \r or an escape sequence must not hide a part.
+                        what = visible(item.preview.command or item.preview.summary or item.tool)
                         printer.note(
-                            f"? {item.tool} needs approval ({item.reason}): {what}\n"
+                            f"? {visible(item.tool)} needs approval ({visible(item.reason)}): "
+                            f"{what}\n"
                             f"  answer from another frontend, or it is denied in "
                             f"{args.approval_timeout:g} s"
                         )
@@ -285,8 +292,5 @@ async def stop(args: argparse.Namespace) -> int:
 
 def print_missing(missing: list[p.MissingTool], where: str) -> None:
     """The tools not offered because they cannot work, grouped by reason."""
-    by_reason: dict[str, list[str]] = {}
-    for tool in missing:
-        by_reason.setdefault(tool.reason, []).append(tool.name)
-    for reason, names in by_reason.items():
-        print(f"not offered {where}: {', '.join(names)}: {reason}")
+    for line in missing_lines(missing, where):
+        print(line)

@@ -70,6 +70,12 @@ class Attachment:
         self._closed = True
         self.client._unsubscribe(self)
 
+    @property
+    def buffered(self) -> int:
+        """Items received and not yet yielded: right after `Client.attach`, the
+        history it fetched. Iterating this many items never waits."""
+        return len(self._ready)
+
     def __aiter__(self) -> AsyncIterator[Item]:
         return self
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -521,6 +523,17 @@ class Client:
             self._syncs.pop(token, None)
             self._sub.unsubscribe(token)
 
+    async def _introduce(self) -> None:
+        with contextlib.suppress(DaemonUnavailable, RequestFailed):
+            self.hello = await self.request(p.Hello(id="", name=self.name, pid=os.getpid()))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.append(task)
+        task.add_done_callback(
+            lambda done: self._tasks.remove(done) if done in self._tasks else None
+        )
+
     def _add_attachment(self, attachment: Attachment) -> None:
         """Route the events of the attachment's session to it."""
         self._attachments.setdefault(attachment.session_id.encode(), []).append(attachment)
@@ -585,6 +598,9 @@ class Client:
             message = parse_monitor_message(await self._monitor.recv_multipart())
             if message["event"] == zmq.EVENT_CONNECTED:
                 if connected_once:
+                    # A restarted daemon knows this socket's id but not who it is:
+                    # introduce ourselves again, so others see a name, not an id.
+                    self._spawn(self._introduce())
                     for attachments in list(self._attachments.values()):
                         for attachment in attachments:
                             attachment._queue.put_nowait(RECONNECTED)

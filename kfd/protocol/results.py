@@ -163,12 +163,17 @@ class TriggerInfo(_Struct):
     last_session: str | None = None
     spent_usd: float = 0.0
     """What the turns this trigger started cost, counted against ``budget_usd``."""
+    refused: int = 0
+    """Firings a spent budget stopped since the daemon started (``problem`` says which)."""
 
 
 class TriggerListResult(_Struct):
     triggers: list[TriggerInfo] = msgspec.field(default_factory=list)
     problems: list[str] = msgspec.field(default_factory=list)
     """Trigger tables that could not be used, each with what to fix."""
+    not_reloaded: str = ""
+    """Set by ``trigger.reload`` when the config could not be read: why. The
+    triggers listed are the ones still running, unchanged."""
 
 
 class CompactResult(_Struct):
