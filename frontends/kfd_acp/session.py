@@ -31,7 +31,7 @@ from kfd.client import (
     Item,
     RequestFailed,
 )
-from kfd.protocol.display import visible
+from kfd.client.exact import visible
 from kfd_acp.prompts import COMMANDS
 from kfd_acp.translate import Translator, Update, available_commands
 

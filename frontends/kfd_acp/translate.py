@@ -16,7 +16,7 @@ from typing import Any
 from acp import schema as a
 
 from kfd import protocol as p
-from kfd.protocol.display import visible
+from kfd.client.exact import visible
 from kfd_acp import tools
 
 Update = (

@@ -142,7 +142,7 @@ def test_what_an_approval_shows_spells_out_hidden_characters() -> None:
         )
     )
     shown = json.dumps([c.content.text for c in call.content]) + (call.title or "")
-    assert "\u202e" not in shown and "\\\\u202e" in shown
+    assert "\u202e" not in shown and "<U+202E>" in shown
     options = permission_options(
         p.ApprovalRequested(
             session=S, approval_id="a1", call_id="c3", tool="bash", session_rule=f"bash({sneaky})"
