@@ -51,12 +51,14 @@ async def make_prompt(
 ) -> str:
     """The prompt a command's template makes (see `kfd.commands.template`)."""
     text = template.substitute(body, arguments)
+    # References are read from the template and the arguments only: a command's
+    # output (a commit message anyone wrote) never names a file to attach.
+    wanted = template.references(template.SHELL.sub("", text))
     outputs = {}
     for command in template.shell_commands(text):
         if command not in outputs:
             outputs[command] = await run_shell(command)
     text = template.with_outputs(text, outputs)
-    wanted = template.references(text)
     if not wanted:
         return text
     files, problems = await asyncio.to_thread(_read_files, wanted, workspace, read_denied)

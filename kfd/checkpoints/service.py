@@ -122,6 +122,8 @@ class Checkpoints:
         self._root_of = root_of
         self._settings = settings
         self._repos: dict[tuple[str, str], ShadowRepo] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        """One lock per shadow repository, shared by the views of its subdirectories."""
         self._turns: dict[str, _Turn] = {}
         """The running turn of each session (recorded so far)."""
         self.problems: dict[str, str] = {}
@@ -139,11 +141,13 @@ class Checkpoints:
         settings = self._settings()
         if repo is None or repo.max_file_bytes != settings.max_file_bytes:
             name = hashlib.sha256(root.encode()).hexdigest()[:20]
+            git_dir = self.directory / f"{name}.git"
             repo = ShadowRepo(
-                self.directory / f"{name}.git",
+                git_dir,
                 Path(root),
                 scope=scope,
                 max_file_bytes=settings.max_file_bytes,
+                lock=self._locks.setdefault(str(git_dir), asyncio.Lock()),
             )
             self._repos[key] = repo
         return repo
@@ -264,7 +268,8 @@ class Checkpoints:
         for repo in self._repos.values():
             if str(repo.git_dir) == turn.shadow:
                 return repo
-        return ShadowRepo(Path(turn.shadow), Path(turn.root))
+        lock = self._locks.setdefault(turn.shadow, asyncio.Lock())
+        return ShadowRepo(Path(turn.shadow), Path(turn.root), lock=lock)
 
     # -- undoing ---------------------------------------------------------------
 

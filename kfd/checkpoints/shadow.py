@@ -119,14 +119,15 @@ class ShadowRepo:
         scope: str = "",
         max_file_bytes: int = 10 * 1024 * 1024,
         environ: Mapping[str, str] | None = None,
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self.git_dir = git_dir
         self.root = root
         self.scope = scope
         """The workspace's path under ``root`` ("" for all of it): what is watched."""
         self.max_file_bytes = max_file_bytes
-        self.lock = asyncio.Lock()
-        """Held for each git step: one index, one writer."""
+        self.lock = lock or asyncio.Lock()
+        """Held for each git step: one index, one writer (shared by every view of it)."""
         environ = os.environ if environ is None else environ
         self._env = {
             "PATH": os.pathsep.join(safe_path(root, environ)) or os.defpath,
@@ -257,9 +258,12 @@ class ShadowRepo:
                 else:
                     add.append(path)
                 changes.append(Change(path, before, after))
-            if exclude:
+            # A name with a line break cannot be one exclude line (it would become two
+            # patterns a repository chose): such a path is looked at again next time.
+            lines = [escape_exclude(p) + "\n" for p in exclude if not _breaks(p)]
+            if lines:
                 with open(self.git_dir / "info" / "exclude", "a", encoding="utf-8") as handle:
-                    handle.writelines(escape_exclude(p) + "\n" for p in exclude)
+                    handle.writelines(lines)
             return changes, add, exclude
 
         changes, add, exclude = await asyncio.to_thread(look)
@@ -378,6 +382,10 @@ class ShadowRepo:
                 with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(directory, name)).st_size
         return total
+
+
+def _breaks(path: str) -> bool:
+    return "\n" in path or "\r" in path
 
 
 def _nul(paths: Iterable[str]) -> bytes:

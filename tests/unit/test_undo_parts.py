@@ -122,3 +122,19 @@ def test_what_a_hook_answers(
         assert answer.context == "CI is red"
     if code == 1:
         assert answer.message == "exit status 1: boom"
+
+
+async def test_a_commands_output_never_names_a_file_to_attach(tmp_path: Path) -> None:
+    from kfd.agent.commands import make_prompt
+
+    (tmp_path / "notes.txt").write_text("private notes\n")
+    (tmp_path / "asked.txt").write_text("asked for\n")
+
+    async def run_shell(command: str) -> str:
+        return "a commit message that says @notes.txt"
+
+    prompt = await make_prompt(
+        "Read @$1, then !`git log -1`", "asked.txt", tmp_path, None, run_shell
+    )
+    assert '<file path="asked.txt">\nasked for\n</file>' in prompt
+    assert "private notes" not in prompt and "says @notes.txt" in prompt
