@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from kfd.agent.prompt import build_request, limits, model_view, refresh_preamble
 from kfd.agent.tokens import message_tokens, request_tokens
 from kfd.errors import ContextTooLong, ProviderError
-from kfd.gateway.types import Completed, ModelRequest
+from kfd.gateway.types import ModelRequest
 from kfd.protocol import CompactReason, ContextCompacted, ContextCompacting
 from kfd.transcript import AssistantMessage, Message, ToolResultMessage, UserMessage
 
@@ -163,17 +163,12 @@ def _clip(message: Message) -> Message:
 async def _ask_for_summary(session: AgentSession, turn: int, request: ModelRequest) -> str:
     runtime = session.runtime
     await runtime.accounting.before_request(session, request)
-    completed: Completed | None = None
-    try:
-        async for event in runtime.provider.stream(request):
-            if isinstance(event, Completed):
-                completed = event
-    except ProviderError as exc:
-        await runtime.accounting.after_failure(session, turn, exc)
-        raise
+    async with runtime.accounting.metered(session, turn, request) as meter:
+        async for _ in meter.stream(runtime.provider):
+            pass
+    completed = meter.completed
     if completed is None:  # pragma: no cover - providers always complete or raise
         raise ProviderError("the summary stream ended without an answer")
-    await runtime.accounting.after_request(session, turn, completed)
     session.context.calibration.observe(request_tokens(request), completed.usage.input_tokens)
     text = completed.message.text.strip()
     if not text:

@@ -34,6 +34,7 @@ from kfd.protocol import (
     MessageUser,
     SessionStatus,
     StopReason,
+    ToolRequested,
     ToolStarted,
     ToolStatus,
     TurnCompleted,
@@ -333,6 +334,10 @@ class OpenTurn:
     """Approvals never answered, by approval id."""
     queued: dict[str, MessageQueued] = field(default_factory=dict)
     """Queued messages no turn took, by message id."""
+    requested: set[str] = field(default_factory=set)
+    """Calls of the open turn whose ``tool.requested`` is logged."""
+    carried: dict[str, int] = field(default_factory=dict)
+    """How many times each message was queued (a restart queues one again)."""
 
 
 def open_turn(events: Iterable[Event]) -> OpenTurn:
@@ -342,8 +347,11 @@ def open_turn(events: Iterable[Event]) -> OpenTurn:
         match event:
             case TurnStarted():
                 found.turn = event.turn
+                found.requested.clear()
             case TurnCompleted():
                 found.turn = None
+            case ToolRequested():
+                found.requested.add(event.call_id)
             case ToolStarted():
                 found.started.add(event.call_id)
             case ApprovalRequested():
@@ -352,6 +360,7 @@ def open_turn(events: Iterable[Event]) -> OpenTurn:
                 found.approvals.pop(event.approval_id, None)
             case MessageQueued():
                 found.queued[event.message_id] = event
+                found.carried[event.message_id] = found.carried.get(event.message_id, 0) + 1
             case MessageUser():
                 found.queued.pop(event.message_id, None)
     return found
@@ -360,6 +369,7 @@ def open_turn(events: Iterable[Event]) -> OpenTurn:
 OPEN_TURN_EVENTS = (
     "turn.started",
     "turn.completed",
+    "tool.requested",
     "tool.started",
     "approval.requested",
     "approval.resolved",

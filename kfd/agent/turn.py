@@ -143,6 +143,7 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
     status, text = unanswered_result(ending)
     for call in unanswered_calls(session.messages):
         session.live.tool_finished(call.id)
+        session.ensure_requested(call)
         _answer(session, call, status, text, reason=ending.note)
     settings.restore(session)
     if session.runtime.checkpoints is not None:
@@ -283,35 +284,27 @@ async def _ask_model_once(session: TurnSession, turn: int) -> Completed:
     request = await prepare_request(session, turn)
     await runtime.accounting.before_request(session, request)
     message_id = session.live.begin_stream()
-    completed: Completed | None = None
-    try:
-        async for event in runtime.provider.stream(request):
+    # The ledger row is written ahead of the request and closed however this
+    # block ends (`kfd.agent.metering`); its usage event follows the message.
+    async with runtime.accounting.metered(session, turn, request) as meter:
+        async for event in meter.stream(runtime.provider):
             message_id = _on_stream_event(session, event, message_id)
-            if isinstance(event, Completed):
-                completed = event
-    except ProviderError as exc:
-        await runtime.accounting.after_failure(session, turn, exc)
-        raise
-    except asyncio.CancelledError:
-        # The provider bills what it sent before the cancel: so does the ledger.
-        await runtime.accounting.after_cancel(session, turn, session.live.streamed_chars())
-        raise
-    session.live.end_stream()
-    if completed is None:  # pragma: no cover - providers always complete or raise
-        raise ProviderError("the model stream ended without an answer")
-    message = msgspec.structs.replace(completed.message, id=message_id)
-    session.emit(
-        MessageCompleted(
-            session=session.id,
-            message_id=message_id,
-            text=message.text,
-            reasoning=message.reasoning,
-            tool_calls=message.tool_calls,
-        ),
-        message=message,
-    )
-    completed = msgspec.structs.replace(completed, message=message)
-    await runtime.accounting.after_request(session, turn, completed)
+        session.live.end_stream()
+        completed = meter.completed
+        if completed is None:  # pragma: no cover - providers always complete or raise
+            raise ProviderError("the model stream ended without an answer")
+        message = msgspec.structs.replace(completed.message, id=message_id)
+        session.emit(
+            MessageCompleted(
+                session=session.id,
+                message_id=message_id,
+                text=message.text,
+                reasoning=message.reasoning,
+                tool_calls=message.tool_calls,
+            ),
+            message=message,
+        )
+        completed = meter.completed = msgspec.structs.replace(completed, message=message)
     observe_usage(session, completed.usage)
     return completed
 

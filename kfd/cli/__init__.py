@@ -60,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
 
     commands.add_parser("stop", help="stop the daemon (running turns end as interrupted)")
+    restart = commands.add_parser(
+        "restart",
+        help="restart the daemon with this shell's environment (running turns finish first)",
+    )
+    restart.add_argument(
+        "--now", action="store_true", help="interrupt running turns instead of waiting"
+    )
+
+    from kfd.cli import logs
+
+    logs.add_parser(commands)
 
     from kfd.cli import frontend, repl, watch
 
@@ -161,6 +172,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import undo
 
         return undo.main(args)
+    if command == "logs":
+        from kfd.cli import logs
+
+        return logs.main(args)
     if command == "trust":
         from kfd.cli import trust
 
@@ -172,6 +187,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         "sessions": commands.sessions,
         "status": commands.status,
         "stop": commands.stop,
+        "restart": commands.restart,
     }[command]
     return commands.execute(handler, args)
 

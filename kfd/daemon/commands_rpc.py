@@ -55,6 +55,6 @@ async def answer(
                 code = "not_found" if why.startswith("no command") else "conflict"
                 raise RequestError(code, why)
             text = f"/{name} {request.arguments}".rstrip()
-            return session.send(
+            return await session.send(
                 text, by, request.client_msg_id, command=name, arguments=request.arguments
             )

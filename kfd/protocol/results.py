@@ -15,9 +15,11 @@ from kfd.protocol.records import (
     CommandInfo,
     ContextPart,
     CostSource,
+    EnvFact,
     ErrorCode,
     FrontendInfo,
     FrontendRef,
+    LedgerState,
     Memory,
     MissingTool,
     Mode,
@@ -93,6 +95,11 @@ class HelloResult(_Struct):
     daemon_id: str
     pid: int
     frontend_id: str
+    environment: dict[str, EnvFact] = msgspec.field(default_factory=dict)
+    """The daemon's provider environment (``KFD_*``, provider keys), to compare
+    with the client's own (`kfd.client.environment_drift`)."""
+    env_salt: str = ""
+    """The salt of the digests in ``environment``."""
 
 
 class StatusResult(_Struct):
@@ -115,6 +122,10 @@ class StatusResult(_Struct):
     """Plugins that failed to load, and similar things the user should fix."""
     plugin_status: dict[str, Any] = msgspec.field(default_factory=dict)
     """Each plugin's own state report, by plugin name (``mcp``: its servers)."""
+    draining: bool = False
+    """A graceful stop or restart waits for the running turns to finish."""
+    trouble: str = ""
+    """What keeps the daemon from writing its state right now ("disk full"), or ""."""
     config_path: str = ""
     """The user config file the daemon reads (and watches)."""
     config_loaded_at: float = 0.0
@@ -397,6 +408,10 @@ class CostRow(_Struct):
     retries: int = 0
     first_at: float = 0.0
     last_at: float = 0.0
+    interrupted: int = 0
+    """Requests cut short (cancelled, stopped, crashed): their tokens are estimated."""
+    in_flight: int = 0
+    """Requests sent and not finished yet (counted at their estimate)."""
 
 
 class LedgerEntry(_Struct):
@@ -424,6 +439,13 @@ class LedgerEntry(_Struct):
     gateway_log_id: str = ""
     cache_status: str = ""
     error: str = ""
+    state: LedgerState = "completed"
+    """``sent``: written before the request's first byte, not finished yet;
+    ``completed``; ``failed`` (the provider refused, or retries ran out);
+    ``interrupted`` (cancelled, stopped, or the daemon crashed meanwhile)."""
+    estimated: bool = False
+    """The token counts are kfd's estimates (an unfinished or interrupted request):
+    input from what was sent, output from what was received."""
 
 
 class BudgetState(_Struct):
@@ -511,6 +533,7 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "daemon.hello": HelloResult,
     "daemon.status": StatusResult,
     "daemon.shutdown": Empty,
+    "events.subscribe": Empty,
     "session.create": SessionResult,
     "session.list": SessionListResult,
     "session.get": SessionResult,

@@ -8,6 +8,7 @@ once the call ended, so a crash in the middle still leaves what to restore.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -59,58 +60,52 @@ class CheckpointStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._db = store.connection
 
-    async def record(
-        self,
-        turn: TurnRow,
-        rows: Sequence[Recorded],
-        *,
-        keep_before: bool = True,
-    ) -> None:
+    async def record(self, turn: TurnRow, rows: Sequence[Recorded]) -> None:
         """Write ``rows`` of ``turn`` (creating the turn). A path already recorded
-        keeps its state before (the turn's first change) unless ``keep_before`` is off."""
-        before_update = (
-            ""
-            if keep_before
-            else " before_sha = excluded.before_sha, before_mode = excluded.before_mode,"
-            " before_note = excluded.before_note,"
-        )
-        async with self._store.transaction() as db:
-            await db.execute(
+        keeps its state before (the turn's first change); its state after is replaced."""
+        values = [
+            (
+                turn.session,
+                row.turn,
+                row.path,
+                row.before.sha,
+                row.before.mode,
+                row.before.note,
+                row.after.sha,
+                row.after.mode,
+                row.after.note,
+            )
+            for row in rows
+        ]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 f"INSERT OR IGNORE INTO checkpoint_turns ({_TURN_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 turn,
             )
-            await db.executemany(
+            db.executemany(
                 f"INSERT INTO checkpoint_files (session, {_FILE_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (session, turn, path) DO UPDATE SET"
-                f"{before_update} after_sha = excluded.after_sha,"
-                " after_mode = excluded.after_mode, after_note = excluded.after_note",
-                [
-                    (
-                        turn.session,
-                        row.turn,
-                        row.path,
-                        row.before.sha,
-                        row.before.mode,
-                        row.before.note,
-                        row.after.sha,
-                        row.after.mode,
-                        row.after.note,
-                    )
-                    for row in rows
-                ],
+                " after_sha = excluded.after_sha, after_mode = excluded.after_mode,"
+                " after_note = excluded.after_note",
+                values,
             )
+
+        await self._store.write(write, what=f"the checkpoint of turn {turn.turn}")
 
     async def turns(self, session: str) -> list[TurnRow]:
         """The session's checkpointed turns, oldest first."""
-        async with self._db.execute(
-            f"SELECT {_TURN_COLUMNS} FROM checkpoint_turns WHERE session = ? ORDER BY turn",
-            (session,),
-        ) as cursor:
-            return [_turn(row) async for row in cursor]
+        rows = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_TURN_COLUMNS} FROM checkpoint_turns WHERE session = ? ORDER BY turn",
+                (session,),
+            ).fetchall(),
+            what="checkpointed turns",
+        )
+        return [_turn(row) for row in rows]
 
     async def rows(self, session: str, turns: Iterable[int]) -> list[Recorded]:
         """Every path the given turns of ``session`` changed."""
@@ -118,51 +113,61 @@ class CheckpointStore:
         if not wanted:
             return []
         marks = ", ".join("?" for _ in wanted)
-        async with self._db.execute(
-            f"SELECT {_FILE_COLUMNS} FROM checkpoint_files"
-            f" WHERE session = ? AND turn IN ({marks}) ORDER BY turn, path",
-            (session, *wanted),
-        ) as cursor:
-            return [_recorded(row) async for row in cursor]
+        rows = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM checkpoint_files"
+                f" WHERE session = ? AND turn IN ({marks}) ORDER BY turn, path",
+                (session, *wanted),
+            ).fetchall(),
+            what="checkpointed files",
+        )
+        return [_recorded(row) for row in rows]
 
     async def mark_undone(self, session: str, turns: Iterable[int], at: float) -> None:
         """Note that ``turns`` were undone (later undos skip them)."""
         wanted = sorted(set(turns))
         marks = ", ".join("?" for _ in wanted)
-        async with self._store.transaction() as db:
-            await db.execute(
+        await self._store.write(
+            lambda db: db.execute(
                 "UPDATE checkpoint_turns SET undone_at = ?"
                 f" WHERE session = ? AND turn IN ({marks})",
                 (at, session, *wanted),
-            )
+            ),
+            what="an undo",
+        )
 
     async def prune(self, older_than: float) -> list[TurnRow]:
         """Forget the turns started before ``older_than``; the turns forgotten."""
-        async with self._db.execute(
-            f"SELECT {_TURN_COLUMNS} FROM checkpoint_turns WHERE started_at < ?",
-            (older_than,),
-        ) as cursor:
-            gone = [_turn(row) async for row in cursor]
+        rows = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_TURN_COLUMNS} FROM checkpoint_turns WHERE started_at < ?",
+                (older_than,),
+            ).fetchall(),
+            what="old checkpoints",
+        )
+        gone = [_turn(row) for row in rows]
         await self.forget(gone)
         return gone
 
     async def oldest(self, limit: int) -> list[TurnRow]:
         """The ``limit`` oldest turns (pruning by size removes these first)."""
-        async with self._db.execute(
-            f"SELECT {_TURN_COLUMNS} FROM checkpoint_turns ORDER BY started_at LIMIT ?",
-            (limit,),
-        ) as cursor:
-            return [_turn(row) async for row in cursor]
+        rows = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_TURN_COLUMNS} FROM checkpoint_turns ORDER BY started_at LIMIT ?",
+                (limit,),
+            ).fetchall(),
+            what="the oldest checkpoints",
+        )
+        return [_turn(row) for row in rows]
 
     async def forget(self, turns: Sequence[TurnRow]) -> None:
         """Delete these turns and their rows."""
         if not turns:
             return
         keys = [(t.session, t.turn) for t in turns]
-        async with self._store.transaction() as db:
-            await db.executemany(
-                "DELETE FROM checkpoint_files WHERE session = ? AND turn = ?", keys
-            )
-            await db.executemany(
-                "DELETE FROM checkpoint_turns WHERE session = ? AND turn = ?", keys
-            )
+
+        def delete(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM checkpoint_files WHERE session = ? AND turn = ?", keys)
+            db.executemany("DELETE FROM checkpoint_turns WHERE session = ? AND turn = ?", keys)
+
+        await self._store.write(delete, what="forgotten checkpoints")

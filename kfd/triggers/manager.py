@@ -244,6 +244,10 @@ class TriggerManager:
         trigger.info.spent_usd += cost
         self._spawn(self._log.spend(name, cost))
 
+    def running_sessions(self) -> set[str]:
+        """Sessions running a trigger's turn (kept in memory until it ends)."""
+        return set(self._runs)
+
     def _claim_of(self, event: ToolRequested) -> Claim | None:
         """What a requested tool call may write (see `kfd.triggers.own_edits`)."""
         session = self.sessions.live.get(event.session)
@@ -408,7 +412,7 @@ class TriggerManager:
             limit = session.info.usage.cost_usd + budget - trigger.info.spent_usd
             if session.info.budget_usd is None or session.info.budget_usd > limit:
                 session.update(budget_usd=round(limit, 6))
-        sent = session.send(prompt, FrontendRef(id="trigger", name=f"trigger {config.name}"))
+        sent = await session.send(prompt, FrontendRef(id="trigger", name=f"trigger {config.name}"))
         fired = TriggerFired(
             session=session.id,
             trigger=config.name,

@@ -102,9 +102,10 @@ def test_kfd_run_starts_a_daemon_when_none_runs(
     assert result.returncode == 0, result.stderr + daemon.log_text()
     assert result.stdout == "started on demand\n"
     status = json.loads(daemon.cli("status", "--json").stdout)
-    assert status["running"] is True
+    assert status["alive"] is True
+    assert status["running"] == 0  # sessions running a turn: none now
     assert daemon.cli("stop").returncode == 0
-    assert json.loads(daemon.cli("status", "--json").stdout) == {"running": False}
+    assert json.loads(daemon.cli("status", "--json").stdout) == {"alive": False, "running": 0}
 
 
 def test_kfd_status_reports_the_daemon_and_its_frontends(daemon: KfdDaemon) -> None:
