@@ -43,7 +43,7 @@ from kfd.daemon.sessions import SessionManager
 from kfd.daemon.telemetry import Telemetry
 from kfd.daemon.trust_rpc import TrustNotices
 from kfd.gateway import make_provider
-from kfd.hooks.confine import confine as hooks_confine
+from kfd.hooks.confine import confiner
 from kfd.hooks.plugin import ShellHooks
 from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
@@ -161,7 +161,11 @@ class Daemon:
                 session.emit(event)
 
         return ShellHooks(
-            lambda: self.config.hooks, project_hooks, hooks_confine, workspace_of, report
+            lambda: self.config.hooks,
+            project_hooks,
+            confiner(lambda: self.config.sandbox),
+            workspace_of,
+            report,
         )
 
     async def _prune_checkpoints(self) -> None:

@@ -1,34 +1,40 @@
-"""How the daemon starts hooks: confined like ``bash``, or, where the user's own
-config says so, outside the sandbox with an environment free of secrets."""
+"""How the daemon starts hooks: confined like ``bash`` (bubblewrap, `kfd.sandbox`), or,
+where the user's own config says ``sandbox = false``, outside it with the same
+allow-listed environment ``bash`` gets when the user lets it run unconfined."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 
-from kfd.api import looks_secret
-from kfd.hooks.run import Launch
-
-NO_SANDBOX = (
-    "this kfd cannot confine hooks yet (the sandbox moves into kfd itself); set "
-    "sandbox = false on a hook of your own config to run it unconfined"
-)
+from kfd.api import Sandbox, command_environment, confine, probe_sandbox
+from kfd.config import SandboxConfig
+from kfd.hooks.run import Confine, Launch
 
 
-def environment(environ: Mapping[str, str], allowed: tuple[str, ...] = ()) -> dict[str, str]:
-    """The daemon's environment without the variables that look secret (unless allowed)."""
-    import fnmatch
+def sandbox_of(config: SandboxConfig) -> Sandbox:
+    """The ``[sandbox]`` table as tools see it."""
+    return Sandbox(
+        enabled=config.enabled,
+        network=config.network,
+        env_allow=tuple(config.env_allow),
+        env=tuple(config.env),
+        hide=tuple(config.hide),
+        sockets=tuple(config.sockets),
+    )
 
-    return {
-        name: value
-        for name, value in environ.items()
-        if not looks_secret(name) or any(fnmatch.fnmatchcase(name, a) for a in allowed)
-    }
 
+def confiner(settings: Callable[[], SandboxConfig]) -> Confine:
+    """Start hooks as ``[sandbox]`` (read per hook, so a config edit applies) says."""
 
-async def confine(workspace: Path, sandboxed: bool) -> Launch | str:
-    """How to start a hook in ``workspace``; why not, when it must be confined and cannot."""
-    if sandboxed:
-        return NO_SANDBOX
-    return Launch((), environment(os.environ))
+    async def launch(workspace: Path, sandboxed: bool) -> Launch | str:
+        sandbox = sandbox_of(settings())
+        if not sandboxed or not sandbox.enabled:  # [sandbox] enabled = false: as bash
+            return Launch((), command_environment(sandbox))
+        problem = await probe_sandbox(network=sandbox.network)
+        if problem is not None:
+            return f"the sandbox cannot start: {problem}"
+        confinement = await confine(workspace, sandbox)
+        return Launch(tuple(confinement.prefix), confinement.env, confinement.finish)
+
+    return launch

@@ -44,6 +44,8 @@ class Launch:
 
     prefix: tuple[str, ...]
     env: Mapping[str, str]
+    finish: Callable[[], Awaitable[list[str]]] | None = None
+    """What to do once the hook and its children are gone (the sandbox's sweep)."""
 
 
 Confine = Callable[[Path, bool], Awaitable[Launch | str]]
@@ -161,6 +163,8 @@ async def run_hook(
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await asyncio.shield(process.wait())
+        if launch.finish is not None:
+            await asyncio.shield(launch.finish())
         if isinstance(exc, asyncio.CancelledError):
             raise
         elapsed = (time.monotonic() - started) * 1000
@@ -170,6 +174,8 @@ async def run_hook(
             duration_ms=elapsed,
         )
     _kill_group(process.pid)  # what the hook left running in the background goes too
+    if launch.finish is not None:
+        await launch.finish()
     elapsed = (time.monotonic() - started) * 1000
     return answer_of(code, out, err, denies=denies, duration_ms=elapsed)
 

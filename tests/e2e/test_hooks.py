@@ -144,23 +144,35 @@ sandbox = false
     assert "sleep 300" not in _processes()
 
 
-async def test_a_projects_hooks_wait_for_trust(
+async def test_a_projects_hooks_wait_for_trust_and_then_run_confined(
     make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     (workspace / ".kfd").mkdir()
+    # Confined, the hook writes in the workspace but cannot see the daemon's home.
+    command = 'ls "$KFD_HOME_PROBE" > seen.txt 2>&1; touch ran; echo "not in this repo" >&2; exit 2'
     (workspace / ".kfd" / "config.toml").write_text(
-        '[[hooks]]\nevent = "before_tool"\ncommand = "touch ran; exit 2"\n'
+        f"[[hooks]]\nevent = \"before_tool\"\ncommand = '{command}'\nsandbox = false\n"
     )
-    daemon = make_daemon()
-    model_server.add(bash("echo hi"), Reply(text="ok"))
+    daemon = make_daemon('[sandbox]\nenv = ["KFD_HOME_PROBE"]\n')
+    daemon.env["KFD_HOME_PROBE"] = str(daemon.state_dir)
+    daemon.restart()
+    model_server.add(bash("echo hi"), Reply(text="ok"), bash("echo again"), Reply(text="ok"))
     async with await daemon.client() as client:
         shown = await client.trust(workspace)
-        assert "hook before_tool: touch ran; exit 2" in shown.grants
+        assert f"hook before_tool: {command}" in shown.grants
         assert any(i.startswith("hook before_tool") for i in shown.ignored)
         info = await client.create_session(workspace, mode="auto")
         items = await run_turn(client, info.id, "say hi")
-    assert completed(items)[0].status == "ok"
-    assert not (workspace / "ran").exists()
+        assert completed(items)[0].status == "ok"
+        assert not (workspace / "ran").exists()  # untrusted: not run
+
+        await client.set_trust(workspace, shown.sha256)
+        items = await run_turn(client, info.id, "say it again")
+    (denied,) = completed(items)
+    assert denied.status == "denied" and "not in this repo" in denied.output
+    assert (workspace / "ran").exists()
+    # sandbox = false is not honoured from a project: kfd's state stayed hidden.
+    assert "kfd.db" not in (workspace / "seen.txt").read_text()
 
 
 def _processes() -> str:
