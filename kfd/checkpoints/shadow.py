@@ -11,8 +11,9 @@ new contents as blobs and moves the record forward. A sync before a call
 absorbs whatever changed meanwhile (the user's edits); a sync after it
 returns exactly what the call changed, with the content before and after.
 
-Git runs with nothing of the workspace's that could start a program: the
-only configuration is the shadow's own (system and global files off, hooks,
+Git runs as `kfd.git.run` runs it, with nothing of the workspace's that could
+start a program (the program found outside the workspace, the same ``-c``
+overrides): the only configuration is the shadow's own (system and global files off, hooks,
 fsmonitor, pagers and drivers switched off on the command line), the
 attributes that could convert content (filters, line endings, encodings)
 are unset for every path by the shadow's ``info/attributes``, which wins
@@ -28,13 +29,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from kfd.checkpoints import objects
 from kfd.checkpoints.objects import ABSENT, State, unkept
+from kfd.git.run import OVERRIDES as GIT_OVERRIDES
+from kfd.git.run import program, safe_path
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +44,13 @@ TIMEOUT_S = 120.0
 """A first look at a large workspace hashes every file: give git time."""
 
 OVERRIDES = (
-    "core.fsmonitor=false",
-    "core.hooksPath=/dev/null",
-    "core.pager=cat",
-    "core.editor=false",
-    "core.sshCommand=false",
-    "core.askPass=",
-    "diff.external=",
-    "credential.helper=",
-    "gpg.program=false",
-    "protocol.allow=never",
-    "submodule.recurse=false",
+    *(o for o in GIT_OVERRIDES if not o.startswith("core.untrackedCache=")),
     "core.autocrlf=false",
     "core.safecrlf=false",
     "gc.auto=0",
 )
-"""``-c`` settings on every call: no program named by any configuration runs."""
+"""``-c`` settings on every call: `kfd.git.run`'s (no program named by any configuration
+runs), but the untracked cache, which speeds up this index of kfd's own."""
 
 CONFIG = """\
 [core]
@@ -89,17 +82,6 @@ class Change(NamedTuple):
     """Relative to the project root, with ``/``."""
     before: State
     after: State
-
-
-def safe_path(root: Path, environ: Mapping[str, str]) -> list[str]:
-    """``PATH`` without relative entries and entries inside ``root``: a planted
-    ``./git`` in the workspace is never what runs."""
-    real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
-    kept = []
-    for entry in environ.get("PATH", os.defpath).split(os.pathsep):
-        if os.path.isabs(entry) and not (os.path.realpath(entry) + os.sep).startswith(real_root):
-            kept.append(entry)
-    return kept
 
 
 def escape_exclude(path: str) -> str:
@@ -145,7 +127,7 @@ class ShadowRepo:
             value = environ.get(name, "")
             if os.path.isabs(value):
                 self._env[name] = value
-        self._git = shutil.which("git", path=self._env["PATH"])
+        self._git = program(root, environ)
         self._bare_env = {k: v for k, v in self._env.items() if k != "GIT_WORK_TREE"}
 
     @property
