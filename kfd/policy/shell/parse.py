@@ -220,6 +220,12 @@ class _Walker(SimpleCommandReader):
                 if glued and self.source[following.start_byte : following.start_byte + 1] != b"(":
                     # Bash reads `!word` as one word, not as negation of `word`.
                     self.unparsed(node)
+            elif child.type == "{" and node.type == "compound_statement":
+                after = self.source[child.end_byte : child.end_byte + 1]
+                if after not in (b" ", b"\t", b"\n") or node.named_child_count == 0:
+                    # `{}` and `{x}` are words bash runs as a program, and `{ }`
+                    # is a syntax error: not the empty group tree-sitter sees.
+                    self.unparsed(node)
 
     def unparsed(self, node: Node) -> None:
         self.risk(
