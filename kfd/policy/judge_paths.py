@@ -7,8 +7,8 @@ allow rule only where the path really is.
 
 - ``read(...)`` rules apply to every path read, ``edit(...)`` rules to every
   path written; a command's argument whose use is unknown meets both.
-- Writing a protected path (`kfd.policy.defaults.protected`) or a file with
-  several hard links asks, in every mode.
+- Writing a protected path (`kfd.policy.defaults.protected`), and reading or
+  writing a file with several hard links, asks in every mode.
 - Outside the workspace, a read asks and a write is denied unless an allow
   rule names the path (a command's argument outside asks: the sandbox
   refuses the write anyway).
@@ -70,7 +70,7 @@ def weigh_path(
     changes = fact.write is not False
     if changes and (why := protected(fact.path) or protected(fact.real)):
         found.ask(f"{verb} {fact.word}: {why} always asks")
-    if changes and fact.links > 1:
+    if fact.links > 1:  # read or written, its content is also another path's
         found.ask(
             f"{verb} {fact.word}, which has {fact.links} hard links: it may be a file "
             "outside the workspace too"
