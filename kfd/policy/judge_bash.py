@@ -86,7 +86,13 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         elif rule.spec.strip() == command and found.rule(sourced, "this command"):
             exact = exact or sourced
     base = request.workspace
-    inputs = line.analysis.inputs
+    # What a program may read as code: the line's here-documents, and any other
+    # command's arguments, which reach it through a pipe, a file or a variable
+    # (`echo 'rm -rf x' | at now`).
+    inputs = [
+        *line.analysis.inputs,
+        *(" ".join(cf.command.argv[1:]) for cf in line.commands if len(line.commands) > 1),
+    ]
     parts = [_weigh_command(cf, bash_rules, found, base, inputs) for cf in line.commands]
     for part in parts:
         if part.allowed is None and whole is not None:
