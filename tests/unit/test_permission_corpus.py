@@ -34,7 +34,13 @@ from kfd.policy.rulebook import configured
 from kfd.policy.rules import SourcedRule, parse_rule
 from kfd.protocol import Mode
 
-CORPUS = tomllib.loads((Path(__file__).parent / "permission_corpus.toml").read_text())
+CORPUS = {
+    "group": [
+        group
+        for name in ("permission_corpus.toml", "permission_attacks.toml")
+        for group in tomllib.loads((Path(__file__).parent / name).read_text())["group"]
+    ]
+}
 
 RULES = PermissionsConfig(
     allow=[
@@ -227,9 +233,15 @@ def _id(row: Row) -> str:
     return f"{row.mode}:{row.expected}:{row.line[:60]!r}"
 
 
+def _placed(line: str, world: World) -> str:
+    """``line`` with "{home}" and "{outside}" standing for the world's directories."""
+    return line.replace("{home}", str(world.home)).replace("{outside}", str(world.outside))
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[_id(r) for r in ROWS])
 def test_bash_line(worlds: dict[str, World], row: Row) -> None:
-    outcome = decide_bash(worlds[row.world], row.line, row.mode, network=row.network)
+    world = worlds[row.world]
+    outcome = decide_bash(world, _placed(row.line, world), row.mode, network=row.network)
     got = outcome.decision
     if row.expected == "ask-or-deny":
         assert got != "allow", f"{row.group}: allowed: {outcome.reason}"
@@ -249,11 +261,12 @@ def test_nothing_a_deny_rule_names_is_allowed_in_any_mode(worlds: dict[str, Worl
     denied = [r for r in ROWS if r.expected == "deny"]
     checked = 0
     for row in denied:
-        if not decide_bash(worlds[row.world], row.line, row.mode).rule:
+        line = _placed(row.line, worlds[row.world])
+        if not decide_bash(worlds[row.world], line, row.mode).rule:
             continue  # denied by the mode or the workspace guard, not by a rule
         checked += 1
         for mode in ("default", "accept-edits", "auto", "plan"):
-            outcome = decide_bash(worlds[row.world], row.line, mode)
+            outcome = decide_bash(worlds[row.world], line, mode)
             assert outcome.decision != "allow", (row.line, mode, outcome.reason)
     assert checked >= 100
 
