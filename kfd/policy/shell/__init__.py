@@ -16,7 +16,8 @@ possible if every simple command is fully static and accounted for**. When
 `analyze` returns no risks,
 
 - `commands` holds every program the line can run, each with the exact argv
-  bash would pass (`static` is true for all of them), and
+  bash would pass (`static` is true for all of them; a statement repeated in
+  the same context is listed once), and
 - nothing in the line can run code the analyzer has not listed: no command or
   process substitution, expansion in a command position, `eval`, `source`,
   function or alias definition, sensitive variable assignment, file write,

@@ -55,6 +55,7 @@ _CONTAINERS = frozenset(
 _DROPPED_DASH = re.compile(rb"[ \t]+-[ \t]+")
 _BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
+_UNSHARED = frozenset({"program", "comment"})
 _RESERVED_WORDS = frozenset(
     {"{", "}", "!", "if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while"}
     | {"until", "do", "done", "in", "function"}
@@ -79,6 +80,8 @@ class Collector:
         """A word outside any command's argv is only known at run time."""
         self.inputs: list[str] = []
         """Here-documents and here-strings, as written."""
+        self.walked: set[tuple[object, ...]] = set()
+        """Statements already walked, with their context (`_Walker.statement`)."""
 
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
         self.risks.append(Risk(kind, message, subject))
@@ -138,6 +141,18 @@ class _Walker(SimpleCommandReader):
         if level > MAX_DEPTH:
             self.out.too_deep()
             return
+        if node.type not in _UNSHARED:
+            # The same statement in the same context adds the same commands, risks and
+            # redirections: a line of 270 `ls x && ls x && …` is walked once per
+            # distinct statement. (A here-document's body may lie outside its
+            # statement's bytes: such statements are always walked.)
+            start, end = node.start_byte, node.end_byte
+            text = self.source[start:end]
+            if b"<<" not in text:
+                key = (node.type, text, self.parsed[start:end], context, level)
+                if key in self.out.walked:
+                    return
+                self.out.walked.add(key)
         if node.is_error or node.is_missing:
             what = "missing " + node.type if node.is_missing else "cannot parse " + self.text(node)
             self.risk(RiskKind.PARSE_ERROR, f"bash syntax error: {what}", self.text(node))
