@@ -343,9 +343,7 @@ def _workspace_path(path_dirs: tuple[str, ...], workspace: str, root: str) -> li
     return [
         d
         for d in path_dirs
-        if not d
-        or not os.path.isabs(d)
-        or inside(real_path(os.path.join(workspace, d)), root)
+        if not d or not os.path.isabs(d) or inside(real_path(os.path.join(workspace, d)), root)
     ]
 
 
