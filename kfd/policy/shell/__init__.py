@@ -46,6 +46,8 @@ Limits, by design:
 
 from __future__ import annotations
 
+import functools
+
 from kfd.policy.shell.lookalike import suspicious_characters
 from kfd.policy.shell.model import (
     Assignment,
@@ -73,8 +75,14 @@ MAX_COMMAND_BYTES = 64 * 1024
 """Longer lines are not parsed: they get a single `too_long` risk."""
 
 
+@functools.lru_cache(maxsize=256)
 def analyze(command: str) -> ShellAnalysis:
-    """List the simple commands `command` would run and the risks it carries."""
+    """List the simple commands `command` would run and the risks it carries.
+
+    Pure, so kept for the lines seen last: a line decided again (after an
+    approval, by ``kfd explain``, the same command in the next turn) is not
+    parsed again. The result is shared: never change it.
+    """
     collector = Collector(command)
     size = len(command)
     if (

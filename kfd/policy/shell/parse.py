@@ -26,6 +26,7 @@ from kfd.policy.shell.words import (
     WordContext,
     decode,
     evaluate_word,
+    plain_word,
     scan_node,
 )
 
@@ -201,6 +202,7 @@ class _Walker(SimpleCommandReader):
             if (
                 end > position
                 and position != dash
+                and not (end == position + 1 and self.parsed[position] == 32)  # one space
                 and not _BLANKS.fullmatch(self.parsed, position, end)
             ):
                 gap = decode(self.source[position:end])
@@ -293,6 +295,8 @@ class _Walker(SimpleCommandReader):
     def loose_word(self, node: Node, level: int, context: WordContext) -> None:
         """A word outside any command (loop values, case patterns): its risks count,
         and a value only known at run time makes the line more than read-only."""
+        if plain_word(node, self.source):
+            return  # static, and nothing in it to scan
         scan = Scan()
         word = evaluate_word([node], self.source, scan, context)
         if not word.static and context != "pattern":

@@ -38,6 +38,7 @@ __all__ = [
     "evaluate_word",
     "hides_code",
     "merge_adjacent",
+    "plain_word",
     "scan_node",
     "walk",
 ]
@@ -110,6 +111,8 @@ _UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
 _GLOB = frozenset("*?[")
 # A word without these characters is its own value (no quotes, escapes, expansions).
 _PLAIN_WORD_SPECIAL = frozenset("\\*?[]{}~#$`'\"=:!") | _UNQUOTED_META
+_PLAIN_BYTES = re.compile(rb"[^\\*?\[\]{}~#$`'\"=:! \t\n;&|<>()\x80-\xff]+")
+"""The bytes of a plain ASCII word (`_PLAIN_WORD_SPECIAL`), matched without decoding."""
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Operators tree-sitter lexes as tokens even where bash sees plain argument words.
 _OPERATOR_WORDS = frozenset({"==", "=~", "!="})
@@ -263,6 +266,16 @@ class _Builder:
                 self.unparsed = True
             self.chars.append((c, True))
             i += 1
+
+
+def plain_word(node: Node, source: bytes) -> bool:
+    """Whether ``node`` is one plain ASCII word: its own value, nothing to remove or
+    expand, nothing bash evaluates (checked on the bytes, for words by the thousand)."""
+    return (
+        node.type == "word"
+        and node.child_count == 0
+        and _PLAIN_BYTES.fullmatch(source, node.start_byte, node.end_byte) is not None
+    )
 
 
 def evaluate_word(
