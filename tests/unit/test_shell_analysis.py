@@ -765,3 +765,13 @@ INERT = [
 def test_plain_names_and_literal_arithmetic_are_inert(line: str) -> None:
     kinds = analyze(line).risk_kinds
     assert RiskKind.ARITHMETIC not in kinds and RiskKind.EVAL not in kinds, kinds
+
+
+def test_a_long_loop_over_plain_words_still_sees_what_hides_among_them() -> None:
+    words = " ".join(f"w{i}" for i in range(40))
+    assert not analyze(f"for x in {words}; do echo x; done").risks
+    assert not analyze(f"for x in {words}; do echo x; done").expansions
+    hidden = analyze(f"for x in {words} $(touch y) {words}; do echo x; done")
+    assert ["touch", "y"] in [c.argv for c in hidden.commands]
+    assert analyze(f"for x in {words} *.py; do echo x; done").expansions
+    assert analyze(f"for x in {words} a{{b,c}}; do echo x; done").expansions

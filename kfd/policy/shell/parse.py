@@ -26,6 +26,7 @@ from kfd.policy.shell.words import (
     WordContext,
     decode,
     evaluate_word,
+    plain_run,
     plain_word,
     scan_node,
 )
@@ -57,6 +58,16 @@ _DROPPED_DASH = re.compile(rb"[ \t]+-[ \t]+")
 _BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
 _UNSHARED = frozenset({"program", "comment"})
+_MANY_VALUES = 16
+"""From how many values a ``for`` loop's plain words are checked at once."""
+
+
+def _child(node: Node, index: int) -> Node:
+    child = node.child(index)
+    assert child is not None  # an index below child_count
+    return child
+
+
 _RESERVED_WORDS = frozenset(
     {"{", "}", "!", "if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while"}
     | {"until", "do", "done", "in", "function"}
@@ -111,6 +122,7 @@ class _Walker(SimpleCommandReader):
         self.source = source
         # What tree-sitter parsed: `source` with a few bytes blanked (`parse_script`).
         self.parsed = parsed
+        self.plain_spans: dict[tuple[int, int], tuple[int, int] | None] = {}
 
     def text(self, node: Node) -> str:
         return decode(self.source[node.start_byte : node.end_byte])
@@ -197,8 +209,15 @@ class _Walker(SimpleCommandReader):
         tokens bash keeps (`rm \\ x` is `rm ' x'` to bash, `rm x` to tree-sitter)."""
         position = node.start_byte
         dash = self.dropped_dash(node)
-        for child in (*node.children, None):
-            end = node.end_byte if child is None else child.start_byte
+        values = self.plain_values(node)
+        spans: list[tuple[int, int]]
+        if values is None:
+            spans = [(child.start_byte, child.end_byte) for child in node.children]
+        else:  # plain words, one node each: only blanks between them
+            head, tail = self.around(node, values)
+            spans = [*self.spans(node, head), values, *self.spans(node, tail)]
+        for child in (*spans, None):
+            end = node.end_byte if child is None else child[0]
             if (
                 end > position
                 and position != dash
@@ -213,7 +232,45 @@ class _Walker(SimpleCommandReader):
                 )
                 return
             if child is not None:
-                position = max(position, child.end_byte)
+                position = max(position, child[1])
+
+    def plain_values(self, node: Node) -> tuple[int, int] | None:
+        """The bytes of a ``for`` loop's values when they are many plain words, one
+        node each (a loop over a thousand names is checked at once), else None."""
+        if node.type != "for_statement":
+            return None
+        key = (node.start_byte, node.end_byte)
+        if key not in self.plain_spans:
+            self.plain_spans[key] = None
+            values = node.children_by_field_name("value")
+            if len(values) >= _MANY_VALUES:
+                start, end = values[0].start_byte, values[-1].end_byte
+                if (
+                    plain_run(self.source, start, end)
+                    and plain_run(self.parsed, start, end)
+                    and len(self.source[start:end].split()) == len(values)
+                ):
+                    self.plain_spans[key] = (start, end)
+        return self.plain_spans[key]
+
+    @staticmethod
+    def around(node: Node, span: tuple[int, int]) -> tuple[list[int], list[int]]:
+        """The indexes of ``node``'s children before and after ``span``."""
+        count = node.child_count
+        head: list[int] = []
+        while len(head) < count and _child(node, len(head)).start_byte < span[0]:
+            head.append(len(head))
+        tail: list[int] = []
+        index = count - 1
+        while index >= len(head) and _child(node, index).start_byte >= span[1]:
+            tail.append(index)
+            index -= 1
+        return head, tail[::-1]
+
+    @staticmethod
+    def spans(node: Node, indexes: list[int]) -> list[tuple[int, int]]:
+        children = [_child(node, index) for index in indexes]
+        return [(child.start_byte, child.end_byte) for child in children]
 
     def dropped_dash(self, node: Node) -> int:
         """Where tree-sitter dropped the `-` of `cmd - <<EOF` from a command, or -1."""
@@ -264,7 +321,13 @@ class _Walker(SimpleCommandReader):
             self.statement(body, context, level + 1)
 
     def for_loop(self, node: Node, context: Context, level: int) -> None:
-        for index, child in enumerate(node.children):
+        values = self.plain_values(node)
+        if values is None:
+            indexed = list(enumerate(node.children))
+        else:  # plain words: static, nothing to scan
+            head, tail = self.around(node, values)
+            indexed = [(index, _child(node, index)) for index in (*head, *tail)]
+        for index, child in indexed:
             role = node.field_name_for_child(index)
             if role == "value":
                 self.loose_word(child, level, "argument")

@@ -38,6 +38,7 @@ __all__ = [
     "evaluate_word",
     "hides_code",
     "merge_adjacent",
+    "plain_run",
     "plain_word",
     "scan_node",
     "walk",
@@ -113,6 +114,8 @@ _GLOB = frozenset("*?[")
 _PLAIN_WORD_SPECIAL = frozenset("\\*?[]{}~#$`'\"=:!") | _UNQUOTED_META
 _PLAIN_BYTES = re.compile(rb"[^\\*?\[\]{}~#$`'\"=:! \t\n;&|<>()\x80-\xff]+")
 """The bytes of a plain ASCII word (`_PLAIN_WORD_SPECIAL`), matched without decoding."""
+_PLAIN_RUN = re.compile(rb"[^\\*?\[\]{}~#$`'\"=:!\n;&|<>()\x80-\xff]*")
+"""Plain ASCII words separated by spaces and tabs."""
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Operators tree-sitter lexes as tokens even where bash sees plain argument words.
 _OPERATOR_WORDS = frozenset({"==", "=~", "!="})
@@ -276,6 +279,11 @@ def plain_word(node: Node, source: bytes) -> bool:
         and node.child_count == 0
         and _PLAIN_BYTES.fullmatch(source, node.start_byte, node.end_byte) is not None
     )
+
+
+def plain_run(source: bytes, start: int, end: int) -> bool:
+    """Whether ``source[start:end]`` holds only plain ASCII words and blanks."""
+    return _PLAIN_RUN.fullmatch(source, start, end) is not None
 
 
 def evaluate_word(
