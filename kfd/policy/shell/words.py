@@ -138,11 +138,18 @@ def merge_adjacent(nodes: Sequence[Node], source: bytes) -> list[list[Node]]:
     one word.
     """
     groups: list[list[Node]] = []
+    previous = -1
     for node in nodes:
-        if groups and _joined(source[groups[-1][-1].end_byte : node.start_byte]):
+        start = node.start_byte
+        # Most gaps are blanks: only a gap that starts with a backslash may join.
+        if groups and (
+            start == previous
+            or (source[previous] == 0x5C and _joined(source[previous:start]))
+        ):
             groups[-1].append(node)
         else:
             groups.append([node])
+        previous = node.end_byte
     return groups
 
 
