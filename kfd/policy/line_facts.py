@@ -260,6 +260,8 @@ class _Gatherer:
                 unknown.append(f"{word!r} holds a NUL character")
         if command.open_ended:
             unknown.append("more arguments are added when it runs (xargs, find -exec)")
+        if "lists" in reading.effects:
+            unknown.append("it reads the files another file names (--files0-from, -T, ...)")
         return unknown
 
     def expand(self, pattern: str) -> list[PathFact] | None:

@@ -34,7 +34,7 @@ __all__ = [
 
 _GLUED_LETTERS = 12
 """How many letters of a short-option cluster may come before a glued value (``-xzf.env``)."""
-_WRITES = frozenset({"writes", "runs", "script", "edits", "lists"})
+_WRITES = frozenset({"writes", "runs", "script", "edits"})
 _SCRIPTISH = re.compile(r"[\s;&|()<>`'\"$={},]+")
 # What cannot be part of a program's name: anything that separates it from the
 # code around it, in a shell or another language (`!rm` in vim, `'rm'` in Python).
@@ -87,8 +87,7 @@ class Reading:
 
     @property
     def changes(self) -> bool:
-        """Its options make it write a file, run something, or read files named in a
-        file (``du --files0-from``: names kfd cannot check), beyond its usual work."""
+        """Its options make it write a file, or run something, beyond its usual work."""
         return bool(_WRITES & self.effects)
 
     @property
