@@ -143,8 +143,7 @@ def merge_adjacent(nodes: Sequence[Node], source: bytes) -> list[list[Node]]:
         start = node.start_byte
         # Most gaps are blanks: only a gap that starts with a backslash may join.
         if groups and (
-            start == previous
-            or (source[previous] == 0x5C and _joined(source[previous:start]))
+            start == previous or (source[previous] == 0x5C and _joined(source[previous:start]))
         ):
             groups[-1].append(node)
         else:
