@@ -195,7 +195,7 @@ def _weigh_command(
                 f"`{command.source}` may be what {sourced.describe()} names: {_why_maybe(cf)}",
                 sourced,
             )
-        elif reading.runs_code and not cf.identity and pattern.words:
+        elif reading.runs_code and pattern.words:
             if named is None:
                 named = _programs_named(command, inputs)
             token = named.get(rule_program(pattern)[0])
