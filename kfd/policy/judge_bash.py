@@ -229,13 +229,13 @@ def _programs_named(command: SimpleCommand, inputs: Sequence[str]) -> dict[str, 
     ``script -qc 'rm -rf x'``, ``python3 - <<< 'os.system("rm -rf x")'``)."""
     words = [w for i, w in enumerate(command.argv) if i > 0 and i not in command.dynamic]
     named: dict[str, str] = {}
-    for text in (*words, *inputs):
-        for token in program_words(text):
-            name = os.path.basename(token)
-            named.setdefault(name, token)
-            rewritten = canonical(name)
-            if rewritten is not None:
-                named.setdefault(rewritten[0], token)
+    tokens = dict.fromkeys(token for text in (*words, *inputs) for token in program_words(text))
+    for token in tokens:
+        name = os.path.basename(token)
+        named.setdefault(name, token)
+        rewritten = canonical(name)
+        if rewritten is not None:
+            named.setdefault(rewritten[0], token)
     return named
 
 

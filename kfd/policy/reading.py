@@ -168,7 +168,7 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
                     found.setdefault(candidate, None)
     if reading.runs_code:
         for text in inputs:
-            for token in script_words(text):
+            for token in dict.fromkeys(script_words(text)):  # a script repeats its words
                 for candidate in _word(token, git=False, glued=False):
                     found.setdefault(candidate, None)
     if reading.parsed is not None:
@@ -208,9 +208,10 @@ def _unknown(reading: Reading) -> list[str]:
     return reading.parsed.unknown if reading.parsed is not None else []
 
 
-def _word(word: str, *, git: bool, glued: bool) -> list[str]:
+@functools.lru_cache(maxsize=8192)
+def _word(word: str, *, git: bool, glued: bool) -> tuple[str, ...]:
     if not word or word in ("-", "--"):
-        return []
+        return ()
     out = [word]
     _, equals, value = word.partition("=")
     if equals and value:
@@ -231,7 +232,7 @@ def _word(word: str, *, git: bool, glued: bool) -> list[str]:
             tail = tail[2:]
         out.append(tail.lstrip("/") if tail.startswith("/") and word.startswith(":/") else tail)
         out.append(word.rsplit(":", 1)[1])
-    return [c for c in out if c]
+    return tuple(c for c in out if c)
 
 
 @dataclass(frozen=True, slots=True)
