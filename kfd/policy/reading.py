@@ -153,22 +153,23 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
     found: dict[str, None] = {}
     git = reading.program == "git"
     glued = reading.parsed is None or bool(_unknown(reading))
+    text, runs_code = reading.text, reading.runs_code
     for index, word in enumerate(command.argv):
         if index == 0 or index in command.dynamic:
             continue
-        if reading.text and not word.startswith("-"):
+        if text and not word.startswith("-"):
             continue
         for candidate in _word(word, git=git, glued=glued):
             found.setdefault(candidate, None)
-        if reading.runs_code and _SCRIPTISH.search(word):
+        if runs_code and _SCRIPTISH.search(word):
             # A program kfd does not know, or an interpreter, may run a word as code
             # (`x -c 'cat .env'`, `sed 'R .env'`): every word in it may be a path.
             for token in script_words(word):
                 for candidate in _word(token, git=False, glued=False):
                     found.setdefault(candidate, None)
-    if reading.runs_code:
-        for text in inputs:
-            for token in dict.fromkeys(script_words(text)):  # a script repeats its words
+    if runs_code:
+        for script in inputs:
+            for token in dict.fromkeys(script_words(script)):  # a script repeats its words
                 for candidate in _word(token, git=False, glued=False):
                     found.setdefault(candidate, None)
     if reading.parsed is not None:
