@@ -236,7 +236,7 @@ class SimpleCommandReader(RedirectReader):
                 self.risk(
                     RiskKind.UNPARSED,
                     f"in [ … ], {child.type} is a redirection (it writes or reads a file), "
-                    f"not a comparison; write \\{child.type} to compare",
+                    "not a comparison",
                     self.text(node),
                 )
             if not child.is_named:
