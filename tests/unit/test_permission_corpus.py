@@ -366,6 +366,8 @@ CALLS = [
     Call("edit", ".git/config", "ask", "auto", write=True, why="git's internals"),
     Call("edit", ".kfd/config.toml", "ask", "auto", write=True, why="kfd's project config"),
     Call("write", ".bashrc", "ask", "auto", write=True, why="shell start-up file"),
+    Call("write", "AGENTS.md", "ask", "auto", write=True, why="an instruction file"),
+    Call("edit", "src/CLAUDE.md", "ask", "auto", write=True, why="an instruction file"),
     Call("write", "hard", "ask", "auto", write=True, why="hard links"),
     Call("edit", "src/a.py", "allow", "auto", write=True, why="edit(src/**)"),
     Call("edit", "src/a.py", "allow", write=True, why="edit(src/**) (user config)"),
