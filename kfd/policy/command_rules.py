@@ -47,6 +47,7 @@ __all__ = [
     "Match",
     "allow_match",
     "command_pattern",
+    "literal_pattern",
     "matches_rule",
     "restrict_match",
     "rule_for",
@@ -85,6 +86,18 @@ def command_pattern(spec: str) -> CommandPattern | None:
         i for i, (word, written) in enumerate(zip(words, raw, strict=False)) if written == "*"
     )
     return CommandPattern(words, prefix, wildcards if len(raw) == len(words) else frozenset())
+
+
+@functools.lru_cache(maxsize=4096)
+def literal_pattern(spec: str) -> CommandPattern | None:
+    """The words of a command an approval allowed, every one literal: ``bash(./x *)``
+    kept from approving ``./x *`` (a glob) allows that command again, never
+    ``./x --anything``; ``bash(*)`` allows a command named ``*``, not every one."""
+    try:
+        words = tuple(shlex.split(spec.strip()))
+    except ValueError:
+        return None
+    return CommandPattern(words, prefix=False) if words else None
 
 
 def allow_match(

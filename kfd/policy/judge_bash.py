@@ -42,6 +42,7 @@ from kfd.policy.command_rules import (
     Match,
     allow_match,
     command_pattern,
+    literal_pattern,
     restrict_match,
     rule_program,
 )
@@ -304,7 +305,9 @@ def _allow_index(
         spec = sourced.rule.spec
         if sourced.decision != "allow" or spec is None or not sourced.rule.names("bash"):
             continue
-        pattern = command_pattern(spec)
+        # Session and "always" rules are exact commands an approval kept, never patterns.
+        kept = sourced.source in ("session", "always")
+        pattern = literal_pattern(spec) if kept else command_pattern(spec)
         if pattern is not None:
             index.setdefault(pattern.words[0] if pattern.words else "", []).append(
                 (sourced, pattern)
