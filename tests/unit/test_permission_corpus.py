@@ -283,7 +283,7 @@ def test_nothing_a_deny_rule_names_is_allowed_in_any_mode(worlds: dict[str, Worl
 def test_an_approved_command_is_kept_exactly_never_as_a_pattern(
     worlds: dict[str, World], approved: str, later: str
 ) -> None:
-    """"Allow for this session" keeps ``bash(<the command>)``: a command ending in a
+    """ "Allow for this session" keeps ``bash(<the command>)``: a command ending in a
     glob (`chmod +x *`) must not become a rule that allows any arguments."""
     world = worlds["clean"]
     again = decide_bash(world, approved, session=(f"bash({approved})",))
