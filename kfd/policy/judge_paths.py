@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Sequence
 
 from kfd.policy.defaults import protected
@@ -139,8 +140,22 @@ def _path_rules(
 ) -> tuple[PathMatcher, list[tuple[SourcedRule, str]]]:
     """The path rules of a rule set, and all of them as one matcher: a quick "no rule
     here" for most paths, most of the time."""
-    found = [(s, s.rule.spec) for s in rules if s.rule.spec is not None and s.rule.domain is None]
+    found = [
+        (s, _literal(s.rule.spec) if s.source in _KEPT else s.rule.spec)
+        for s in rules
+        if s.rule.spec is not None and s.rule.domain is None
+    ]
     return PathMatcher([spec for _, spec in found], workspace, home), found
+
+
+_KEPT = frozenset({"session", "always"})
+"""Rules an approval kept: the exact path that was approved, never a pattern."""
+_GLOB_CHARACTERS = re.compile(r"([*?\[\]\\])")
+
+
+def _literal(spec: str) -> str:
+    """``spec`` with its glob characters escaped: ``src/**`` names that one odd file."""
+    return _GLOB_CHARACTERS.sub(r"\\\1", spec)
 
 
 def restricted_reads(rules: Sequence[SourcedRule]) -> list[SourcedRule]:

@@ -316,10 +316,13 @@ def decide_tool(
     network: bool = False,
     arguments: dict[str, Any] | None = None,
     extra: tuple[str, ...] = (),
+    user: tuple[str, ...] = (),
     untrusted: str = "",
     domains: tuple[str, ...] | None = None,
     session_rule: str | None = None,
 ) -> Outcome:
+    """Decide a call as the gate does; ``extra``: allowed for this session (an
+    approval kept them), ``user``: allow rules of the user's config."""
     workspace = str(world.workspace)
     accesses = [PathAccess(path, write=write)] if path is not None else []
     resolved = resolve(world.workspace, accesses)
@@ -337,6 +340,7 @@ def decide_tool(
         untrusted=bool(untrusted),
     )
     extra_rules = [SourcedRule(parse_rule(text), "allow", "session") for text in extra]
+    extra_rules += [SourcedRule(parse_rule(text), "allow", "user") for text in user]
     facts = CallFacts(
         request=request,
         rules=[*extra_rules, *rules()],
@@ -381,7 +385,7 @@ CALLS = [
         "auto",
         write=True,
         why="edit({outside}/**)",
-        options={"extra": ("edit({outside}/**)",)},
+        options={"user": ("edit({outside}/**)",)},
     ),
     Call("edit", ".git/config", "ask", "auto", write=True, why="git's internals"),
     Call("edit", ".kfd/config.toml", "ask", "auto", write=True, why="kfd's project config"),
@@ -657,7 +661,8 @@ def test_tool_call(worlds: dict[str, World], case: Call) -> None:
     world = worlds["repo"]
     names = {"home": str(world.home), "outside": str(world.outside)}
     options = dict(case.options)
-    options["extra"] = tuple(text.format(**names) for text in options.get("extra", ()))
+    for key in ("extra", "user"):
+        options[key] = tuple(text.format(**names) for text in options.get(key, ()))
     path = case.path.format(**names) if case.path is not None else None
     outcome = decide_tool(world, case.tool, path, case.mode, write=case.write, **options)
     assert outcome.decision == case.expected, outcome.reason
@@ -747,3 +752,13 @@ def test_git_grep_reads_untracked_files_only_when_told_to(tmp_path: Path) -> Non
     ):
         outcome = decide_bash(world, line, "auto")
         assert outcome.decision == "ask" and ".env" in outcome.reason, line
+
+
+def test_an_approved_path_is_kept_exactly_never_as_a_pattern(worlds: dict[str, World]) -> None:
+    """A write of a file literally named ``**`` approved for the session keeps
+    ``edit(tests/**)``: that one file, not every file under tests."""
+    world = worlds["clean"]
+    kept = ("edit(tests/**)",)
+    assert decide_tool(world, "edit", "tests/**", write=True, extra=kept).decision == "allow"
+    later = decide_tool(world, "edit", "tests/test_app.py", write=True, extra=kept)
+    assert later.decision == "ask", later.reason
