@@ -479,7 +479,7 @@ CALLS = [
         None,
         "allow",
         options=_fetch(
-            "https://x.python.org/", "x.python.org", extra=("web_fetch(domain:*.python.org)",)
+            "https://x.python.org/", "x.python.org", user=("web_fetch(domain:*.python.org)",)
         ),
     ),
     Call(
@@ -490,7 +490,7 @@ CALLS = [
         options=_fetch(
             "https://python.org.evil.test/",
             "python.org.evil.test",
-            extra=("web_fetch(domain:*.python.org)",),
+            user=("web_fetch(domain:*.python.org)",),
         ),
     ),
     Call(
@@ -762,3 +762,19 @@ def test_an_approved_path_is_kept_exactly_never_as_a_pattern(worlds: dict[str, W
     assert decide_tool(world, "edit", "tests/**", write=True, extra=kept).decision == "allow"
     later = decide_tool(world, "edit", "tests/test_app.py", write=True, extra=kept)
     assert later.decision == "ask", later.reason
+
+
+def test_an_approved_domain_is_kept_exactly_never_as_a_pattern(worlds: dict[str, World]) -> None:
+    """A fetch of ``https://*/`` approved for the session keeps ``web_fetch(domain:*)``:
+    that (unreachable) host, never every domain."""
+    world = worlds["clean"]
+    kept = ("web_fetch(domain:*)", "web_fetch(domain:*.example.org)")
+    assert decide_tool(world, "web_fetch", **_fetch("https://*/", "*"), extra=kept).decision == (
+        "allow"
+    )
+    for url, host in (
+        ("https://other.example/", "other.example"),
+        ("https://a.example.org/", "a.example.org"),
+    ):
+        later = decide_tool(world, "web_fetch", **_fetch(url, host), extra=kept)
+        assert later.decision == "ask", later.reason
