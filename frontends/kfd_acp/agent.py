@@ -22,7 +22,8 @@ from acp.agent.connection import AgentSideConnection
 from kfd import protocol as p
 from kfd.client import Client, ClientError, DaemonUnavailable, RequestFailed
 from kfd_acp import prompts
-from kfd_acp.capabilities import initialize_result, modes_state
+from kfd_acp.capabilities import file_capabilities, initialize_result, modes_state
+from kfd_acp.servers import ServersRefused, as_kfd_servers
 from kfd_acp.session import Cancelled, EditorSession
 from kfd_acp.wire import Wire
 
@@ -134,12 +135,12 @@ class KfdAgent:
         mcp_servers: list[Any] | None = None,
         **kwargs: Any,
     ) -> a.NewSessionResponse:
-        """A new daemon session in the editor's working directory."""
+        """A new daemon session in the editor's working directory, with its MCP servers."""
         _check_directory(cwd)
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.create_session(cwd))
-        session = await self._open(info, since_seq=0, announced=False)
+        session = await self._open(info, since_seq=0, announced=False, servers=servers)
         self._spawn(session.replay())  # once the editor has the id: see EditorSession
         return a.NewSessionResponse(
             session_id=info.id, modes=a.SessionModeState.model_validate(modes_state(info.mode))
@@ -154,10 +155,10 @@ class KfdAgent:
         **kwargs: Any,
     ) -> a.LoadSessionResponse | None:
         """Attach to a daemon session and replay its whole history, then go live."""
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.session(session_id))
-        session = await self._open(info, since_seq=0, announced=True)
+        session = await self._open(info, since_seq=0, announced=True, servers=servers)
         await session.replay()
         return a.LoadSessionResponse(
             modes=a.SessionModeState.model_validate(modes_state(session.info.mode))
@@ -172,10 +173,10 @@ class KfdAgent:
         **kwargs: Any,
     ) -> a.ResumeSessionResponse:
         """Attach to a daemon session from now on, without its history."""
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.session(session_id))
-        session = await self._open(info, since_seq=info.last_seq, announced=True)
+        session = await self._open(info, since_seq=info.last_seq, announced=True, servers=servers)
         await session.replay()
         return a.ResumeSessionResponse(
             modes=a.SessionModeState.model_validate(modes_state(session.info.mode))
@@ -190,10 +191,10 @@ class KfdAgent:
         **kwargs: Any,
     ) -> a.ForkSessionResponse:
         """A new session sharing this one's conversation (``kfd``'s ``/fork``)."""
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.fork(session_id))
-        session = await self._open(info, since_seq=0, announced=False)
+        session = await self._open(info, since_seq=0, announced=False, servers=servers)
         self._spawn(session.replay())
         return a.ForkSessionResponse(
             session_id=info.id, modes=a.SessionModeState.model_validate(modes_state(info.mode))
@@ -239,7 +240,14 @@ class KfdAgent:
             next_cursor=str(start + LIST_PAGE) if more else None,
         )
 
-    async def _open(self, info: p.SessionInfo, *, since_seq: int, announced: bool) -> EditorSession:
+    async def _open(
+        self,
+        info: p.SessionInfo,
+        *,
+        since_seq: int,
+        announced: bool,
+        servers: list[p.McpServer],
+    ) -> EditorSession:
         assert self.conn is not None
         old = self.sessions.pop(info.id, None)
         if old is not None:
@@ -256,6 +264,13 @@ class KfdAgent:
             announced=announced,
         )
         self.sessions[info.id] = session
+        read, write = file_capabilities(self.client_capabilities)
+        try:
+            await _call(session.lend(servers, read=read, write=write))
+        except RequestError:
+            self.sessions.pop(info.id, None)
+            await session.close()
+            raise
         return session
 
     def _spawn(self, work: Any) -> None:
@@ -380,11 +395,9 @@ def _check_directory(cwd: str) -> None:
         raise invalid_params(f"cwd must be an absolute path to a directory, not {cwd!r}")
 
 
-def _ignored_servers(servers: list[Any] | None) -> None:
-    if servers:
-        names = ", ".join(getattr(server, "name", "?") for server in servers)
-        log.warning(
-            "MCP servers passed by the editor are not started (%s); declare them in "
-            "kfd's config ([mcp.servers.<name>]) to use them",
-            names,
-        )
+def _servers(servers: list[Any] | None) -> list[p.McpServer]:
+    """The editor's ``mcpServers`` as kfd's; a JSON-RPC error for one kfd cannot run."""
+    try:
+        return as_kfd_servers(servers)
+    except ServersRefused as exc:
+        raise invalid_params(str(exc)) from None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, get_args
 import msgspec
 
 from kfd import __version__, logcontext
-from kfd.daemon import context_rpc, cost_rpc, requests, rules_rpc, trust_rpc
+from kfd.daemon import context_rpc, cost_rpc, frontend_services, requests, rules_rpc, trust_rpc
 from kfd.daemon.ports import DaemonPort
 from kfd.errors import RequestError, StoreUnavailable
 from kfd.protocol import (
@@ -25,6 +25,8 @@ from kfd.protocol import (
     ErrorCode,
     ErrorInfo,
     EventsSubscribe,
+    FilesAnswer,
+    FilesServe,
     FocusChanged,
     FrontendFocus,
     FrontendInfo,
@@ -52,6 +54,7 @@ from kfd.protocol import (
     SessionGet,
     SessionList,
     SessionListResult,
+    SessionMcpServers,
     SessionResult,
     SessionSetBudget,
     SessionSetMode,
@@ -72,6 +75,8 @@ from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
     from kfd.daemon.bus import Bus
+    from kfd.daemon.file_delegates import FileDelegates
+    from kfd.daemon.frontend_services import ServerSupply
     from kfd.daemon.reload import ConfigReloader
     from kfd.protocol import EnvFact
 
@@ -120,6 +125,16 @@ class Served(DaemonPort, Protocol):
     @property
     def draining(self) -> bool:
         """A graceful stop waits for the running turns."""
+        ...
+
+    @property
+    def file_delegates(self) -> FileDelegates:
+        """The frontends serving sessions' files."""
+        ...
+
+    @property
+    def server_supply(self) -> ServerSupply:
+        """The MCP servers frontends supplied for sessions."""
         ...
 
 
@@ -305,6 +320,15 @@ class RpcHandler:
                     FocusChanged(session=session.id, frontend=by, focused=request.focused)
                 )
                 return Empty()
+            case SessionMcpServers() | FilesServe() | FilesAnswer():
+                return await frontend_services.answer(
+                    daemon,
+                    daemon.server_supply,
+                    daemon.file_delegates,
+                    request,
+                    frontend.id,
+                    identity,
+                )
             case TriggerList():
                 triggers = daemon.triggers
                 return triggers.listing() if triggers is not None else TriggerListResult()
@@ -369,6 +393,7 @@ class RpcHandler:
             problems=[
                 *daemon.plugins.errors,
                 *daemon.runtime.tools.problems,
+                *(p for ps in daemon.runtime.tools.session_problems.values() for p in ps),
                 *([f"config: {daemon.reloader.error}"] if daemon.reloader.error else []),
             ],
             plugin_status=daemon.plugins.status(),

@@ -11,6 +11,7 @@ from kfd.protocol.records import (
     BudgetName,
     CompactReason,
     CostSource,
+    FileOp,
     FrontendRef,
     Memory,
     Preview,
@@ -41,6 +42,7 @@ __all__ = [
     "Event",
     "EventHeader",
     "EventsDropped",
+    "FileRequested",
     "FocusChanged",
     "FrontendsChanged",
     "MemoryRecalled",
@@ -445,6 +447,23 @@ class ConfigInvalid(Event, tag="config.error", kw_only=True):
     message: str
 
 
+class FileRequested(Event, tag="file.requested", kw_only=True):
+    """The daemon asks the frontend serving a session's files (``files.serve``)
+    to read or write one, for a tool call already allowed.
+
+    Sent to that frontend alone, outside the session's log (``seq`` 0, on the
+    topic ``~files``): it carries file content, which no other frontend is
+    sent. ``path`` is absolute and inside the session's workspace; ``text`` is
+    a write's whole new content. Answer with ``files.answer`` and
+    ``request_id`` within the ``timeout_s`` the frontend chose.
+    """
+
+    request_id: str
+    op: FileOp
+    path: str
+    text: str = ""
+
+
 AnyEvent = (
     SessionCreated
     | SessionUpdated
@@ -482,6 +501,7 @@ AnyEvent = (
     | ConfigReloaded
     | ConfigInvalid
     | ToolsLoaded
+    | FileRequested
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyEvent.__args__)

@@ -510,5 +510,8 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "trust.show": TrustInfo,
     "trust.set": TrustInfo,
     "trust.list": TrustListResult,
+    "session.mcp_servers": Empty,
+    "files.serve": Empty,
+    "files.answer": Empty,
 }
 """What each request's ``result`` decodes to."""
