@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from kfd.agent.editor_files import FileRouter
     from kfd.agent.tools import ToolRegistry
     from kfd.api import AfterToolHook, Policy
+    from kfd.checkpoints.service import Checkpoints
+    from kfd.commands.book import CommandBook
     from kfd.config import Config
     from kfd.gateway.types import Provider
     from kfd.policy.rulebook import RuleBook
@@ -80,3 +82,7 @@ class Runtime:
     """Permission rules of every source (`kfd.policy.rulebook`); set by the daemon."""
     files: FileRouter | None = None
     """The frontends serving sessions' files (`kfd.daemon.file_delegates`); set by the daemon."""
+    commands: CommandBook | None = None
+    """Custom commands of the user and of trusted projects (`kfd.commands`); set by the daemon."""
+    checkpoints: Checkpoints | None = None
+    """What each turn changed in the files, to undo it (`kfd.checkpoints`); set by the daemon."""

@@ -162,7 +162,7 @@ async def test_an_editor_that_vanishes_mid_write_leaves_the_write_to_the_disk(
         editor.on_write = lambda: asyncio.get_running_loop().create_task(lender.close())
         events = await turn(client, info.id)
 
-    shown, edited = results(events)
+    _shown, edited = results(events)
     assert edited.status == "ok", edited.output
     assert [op for op, _ in editor.ops()] == ["read", "read", "write"]
     assert (workspace / "README.md").read_text() == "# written after the editor left\n"
