@@ -160,7 +160,7 @@ async def test_a_read_sees_the_unsaved_buffer_and_a_write_lands_only_through_the
     assert editor.buffers[str(workspace / "notes.txt")] == "new notes\n"
 
 
-async def test_a_saving_editor_puts_the_write_on_disk_and_a_denied_write_never_reaches_it(
+async def test_a_write_the_editor_saves_is_a_checkpointed_change_and_a_denied_one_never_reaches_it(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     model_server.add(
@@ -178,7 +178,15 @@ async def test_a_saving_editor_puts_the_write_on_disk_and_a_denied_write_never_r
         editor.auto_answer = "deny"
         await conn.prompt(session_id=session_id, prompt=text("overwrite the readme"))
 
-    assert (workspace / "notes.txt").read_text() == "kept\n"
+    async with await daemon.client() as client:
+        recorded = await client.checkpoints(session_id)
+        undone = await client.undo(session_id, turn=recorded.turns[0].turn)
+
+    assert [(f.path, f.change) for t in recorded.turns for f in t.files] == [
+        ("notes.txt", "added")
+    ]  # the editor's save is a change of the turn, as the disk's would be
+    assert [step.action for step in undone.steps] == ["restore"]
+    assert not (workspace / "notes.txt").exists()
     assert [(op, Path(path).name) for op, path, _ in editor.fs if op == "write"] == [
         ("write", "notes.txt")
     ]
