@@ -147,3 +147,29 @@ async def test_a_malformed_server_is_refused_and_nothing_changes(
         assert unknown.value.code == "not_found"
         status = await client.status()
     assert status.plugin_status["mcp"]["servers"] == []
+
+
+async def test_a_supplied_server_with_many_tools_is_deferred_behind_tool_search(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    many = p.McpServer(
+        name="many", command=sys.executable, args=[str(PEEK.parent / "many_tools.py")]
+    )
+    model_server.add(
+        call("tool_search", query="create issue"),
+        call("mcp__many__create_issue", repo="o/r", title="Bug"),
+        Reply(text="Filed."),
+    )
+    async with await daemon.client(name="editor") as client:
+        info = await client.create_session(workspace)
+        await client.supply_mcp_servers(info.id, [many])
+        events, asked = await turn(client, info.id)
+
+    first, second = offered(model_server.requests[0]), offered(model_server.requests[1])
+    assert "tool_search" in first and "mcp__many__create_issue" not in first
+    assert len([name for name in first if name.startswith("mcp__many__")]) == 10
+    assert "mcp__many__create_issue" in second  # found, then offered
+    searched, called = outputs(events)
+    assert searched.startswith("Loaded 5 tool(s)")
+    assert '"title": "Bug"' in called
+    assert [a.tool for a in asked] == ["mcp__many__create_issue"]  # still asks first
