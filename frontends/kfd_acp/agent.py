@@ -22,7 +22,13 @@ from acp.agent.connection import AgentSideConnection
 from kfd import protocol as p
 from kfd.client import Client, ClientError, DaemonUnavailable, RequestFailed
 from kfd_acp import prompts
-from kfd_acp.capabilities import file_capabilities, initialize_result, modes_state
+from kfd_acp.capabilities import (
+    file_capabilities,
+    frontend_name,
+    initialize_result,
+    modes_state,
+)
+from kfd_acp.early import EarlySession
 from kfd_acp.servers import ServersRefused, as_kfd_servers
 from kfd_acp.session import Cancelled, EditorSession
 from kfd_acp.wire import Wire
@@ -46,18 +52,22 @@ _STOP_REASONS: dict[p.StopReason, a.StopReason] = {
 """kfd's stop reasons in ACP's words; the others (error, interrupted) are errors."""
 
 
-async def serve_editor(wire: Wire, *, initialized: dict[str, Any] | None) -> None:
+async def serve_editor(
+    wire: Wire, *, initialized: dict[str, Any] | None, early: EarlySession | None = None
+) -> None:
     """Serve ACP on ``wire`` until the editor closes it.
 
-    ``initialized``: the params of an ``initialize`` the fast start answered.
+    ``initialized``: the params of an ``initialize`` the fast start answered;
+    ``early``: the session of a ``session/new`` answered before the library ran.
     """
     agent = KfdAgent(wire)
     if initialized is not None:
         agent.client_capabilities = initialized.get("clientCapabilities")
-        info = initialized.get("clientInfo")
-        agent.name_after(info.get("name") if isinstance(info, dict) else None)
+        agent.name = frontend_name(initialized)
     conn = AgentSideConnection(agent, wire, listening=False, use_unstable_protocol=True)
     try:
+        if early is not None:
+            await agent.adopt(early)
         await conn.listen()
     finally:
         await agent.close()
@@ -81,8 +91,7 @@ class KfdAgent:
 
     def name_after(self, editor: object) -> None:
         """Name the connection after the editor (``clientInfo.name`` of ``initialize``)."""
-        if isinstance(editor, str) and editor.strip():
-            self.name = f"acp:{editor.strip()[:40]}"
+        self.name = frontend_name({"clientInfo": {"name": editor}})
 
     def on_connect(self, conn: Any) -> None:
         """The library hands over the connection (to send updates and requests)."""
@@ -145,6 +154,18 @@ class KfdAgent:
         return a.NewSessionResponse(
             session_id=info.id, modes=a.SessionModeState.model_validate(modes_state(info.mode))
         )
+
+    async def adopt(self, early: EarlySession) -> None:
+        """Take on the session `kfd_acp.early` created and announced: attached from
+        its start, its updates follow. One that cannot be attached is reported to
+        the editor's log and its prompts are refused as for a session not open."""
+        self._client = early.client
+        try:
+            session = await self._open(early.info, since_seq=0, announced=True, servers=[])
+        except RequestError as exc:
+            log.warning("session %s could not be attached: %s", early.info.id, exc)
+            return
+        self._spawn(session.replay())
 
     async def load_session(
         self,

@@ -88,3 +88,14 @@ def file_capabilities(client_capabilities: Any) -> tuple[bool, bool]:
     read = getattr(fs, "read_text_file", False) is True
     write = getattr(fs, "write_text_file", False) is True
     return read, write
+
+
+def frontend_name(initialize_params: object) -> str:
+    """How ``kfd acp`` introduces itself to the daemon: ``acp:<editor>`` after
+    ``clientInfo.name`` of ``initialize`` (other frontends say an approval was
+    "answered by acp:zed"), ``acp`` when the editor gave no name."""
+    info = initialize_params.get("clientInfo") if isinstance(initialize_params, dict) else None
+    editor = info.get("name") if isinstance(info, dict) else None
+    if isinstance(editor, str) and editor.strip():
+        return f"acp:{editor.strip()[:40]}"
+    return "acp"

@@ -46,6 +46,7 @@ class Wire:
         self.closed = False
         self.on_send: list[Callable[[dict[str, Any]], None]] = []
         """Called with every message just written (the agent notes request ids)."""
+        self._ahead: asyncio.Task[dict[str, Any] | None] | None = None
 
     @classmethod
     async def stdio(cls, output_fd: int, unread: bytes = b"") -> Wire:
@@ -69,6 +70,23 @@ class Wire:
 
     async def receive(self) -> dict[str, Any] | None:
         """The next JSON-RPC message; None at the end of input (the editor left)."""
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            return await ahead
+        return await self._receive()
+
+    def ahead(self) -> asyncio.Task[dict[str, Any] | None]:
+        """The next message, read ahead (`kfd_acp.early` looks before the library
+        runs): `receive` returns it unless `take_ahead` took it."""
+        if self._ahead is None:
+            self._ahead = asyncio.ensure_future(self._receive())
+        return self._ahead
+
+    def take_ahead(self) -> None:
+        """The message read ahead was answered: `receive` goes on after it."""
+        self._ahead = None
+
+    async def _receive(self) -> dict[str, Any] | None:
         while True:
             line = await self._read_line()
             if line is None:
