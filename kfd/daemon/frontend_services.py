@@ -121,8 +121,6 @@ class ServerSupply:
         by_client.pop(client, None)  # the latest supplier's come last, and win a name
         if servers:
             by_client[client] = tuple(servers)
-        else:
-            del by_client[client]
         self._workspaces[session_id] = workspace
         await self._offer(session_id)
 

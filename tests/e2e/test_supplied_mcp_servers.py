@@ -120,6 +120,21 @@ async def test_the_servers_stop_when_the_frontend_that_supplied_them_leaves(
     assert not any(name.startswith("mcp__") for name in offered(model_server.requests[1]))
 
 
+async def test_an_empty_list_withdraws_what_the_frontend_supplied_and_the_session_goes_on(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="without"))
+    async with await daemon.client(name="editor") as client:
+        info = await client.create_session(workspace)
+        await client.supply_mcp_servers(info.id, [peek_server()])
+        await client.supply_mcp_servers(info.id, [])
+        await client.supply_mcp_servers(info.id, [])  # nothing to withdraw: fine too
+        await turn(client, info.id)
+        status = await client.status()
+    assert not any(name.startswith("mcp__") for name in offered(model_server.requests[0]))
+    assert status.plugin_status["mcp"]["servers"] == []
+
+
 @pytest.mark.parametrize(
     ("server", "complaint"),
     [

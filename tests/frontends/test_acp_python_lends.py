@@ -4,6 +4,7 @@ view of the files (``fs/read_text_file``, ``fs/write_text_file``)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from acp import RequestError
 from acp import schema as a
 from acp_editor import Editor, open_editor
 
+from kfd.client import Client
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 
@@ -193,3 +195,32 @@ async def test_a_write_the_editor_saves_is_a_checkpointed_change_and_a_denied_on
     assert (workspace / "README.md").read_text() == "# demo\n"
     *_, denied = [s for s in editor.of(a.ToolCallStart) if s.kind == "edit"]
     assert editor.tool_calls()[denied.tool_call_id][-1].status == "failed"
+
+
+async def test_a_loaded_session_gets_the_editors_servers_until_the_editor_leaves(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(call("mcp__peek__where"), Reply(text="here"))
+    peek = a.McpServerStdio(name="peek", command=sys.executable, args=[str(PEEK)], env=[])
+    async with await daemon.client() as client:
+        session_id = (await client.create_session(workspace)).id  # started elsewhere
+        async with open_editor(daemon) as (editor, conn, _):
+            editor.auto_answer = "allow"
+            await conn.initialize(protocol_version=1)
+            await conn.load_session(cwd=str(workspace), session_id=session_id, mcp_servers=[peek])
+            answer = await conn.prompt(session_id=session_id, prompt=text("where?"))
+            (listed,) = (await client.status()).plugin_status["mcp"]["servers"]
+        await until_no_servers(client)  # the editor left: its servers stop
+
+    assert answer.stop_reason == "end_turn"
+    assert (listed["name"], listed["session"]) == ("peek", session_id)
+    assert str(workspace) in tool_results(model_server.requests[1])[0]
+
+
+async def until_no_servers(client: Client, timeout: float = 20) -> None:
+    """Wait until the daemon lists no MCP server; no event says so, so ask."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if not (await client.status()).plugin_status["mcp"]["servers"]:
+                return
+            await asyncio.sleep(0.05)
