@@ -31,7 +31,7 @@ from kfd_acp.capabilities import (
 from kfd_acp.early import EarlySession
 from kfd_acp.servers import ServersRefused, as_kfd_servers
 from kfd_acp.session import Cancelled, EditorSession
-from kfd_acp.wire import Wire
+from kfd_acp.wire import INTERNAL_ERROR, INVALID_PARAMS, Wire, error_of
 
 log = logging.getLogger("kfd_acp")
 
@@ -161,7 +161,9 @@ class KfdAgent:
         the editor's log and its prompts are refused as for a session not open."""
         self._client = early.client
         try:
-            session = await self._open(early.info, since_seq=0, announced=True, servers=[])
+            session = await self._open(
+                early.info, since_seq=0, announced=True, servers=early.servers
+            )
         except RequestError as exc:
             log.warning("session %s could not be attached: %s", early.info.id, exc)
             return
@@ -380,12 +382,12 @@ class KfdAgent:
 
 def invalid_params(details: str) -> RequestError:
     """JSON-RPC's ``-32602``, saying what is wrong in the message itself."""
-    return RequestError(-32602, f"Invalid params: {details}", {"details": details})
+    return RequestError(**error_of(INVALID_PARAMS, details))
 
 
 def internal_error(details: str) -> RequestError:
     """JSON-RPC's ``-32603``, saying what failed in the message itself."""
-    return RequestError(-32603, f"Internal error: {details}", {"details": details})
+    return RequestError(**error_of(INTERNAL_ERROR, details))
 
 
 async def _call(work: Any) -> Any:

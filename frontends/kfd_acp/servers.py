@@ -23,25 +23,33 @@ class ServersRefused(ValueError):
 
 
 def as_kfd_servers(servers: list[Any] | None) -> list[p.McpServer]:
-    """The editor's servers as kfd's; `ServersRefused` for one it cannot run."""
+    """The editor's servers as kfd's; `ServersRefused` for one it cannot run.
+
+    Each server is the library's model or, before the library is loaded
+    (`kfd_acp.early`), ACP's JSON: the field names are the same.
+    """
     converted: list[p.McpServer] = []
     taken: set[str] = set()
     for server in servers or []:
-        label = str(getattr(server, "name", "") or "")
-        transport = getattr(server, "type", None) or "stdio"
+        label = str(_field(server, "name") or "")
+        transport = _field(server, "type") or "stdio"
         name = kfd_name(label, taken)
         taken.add(name)
         if transport == "http":
             converted.append(
-                p.McpServer(name=name, url=str(server.url), headers=_table(server.headers))
+                p.McpServer(
+                    name=name,
+                    url=str(_field(server, "url")),
+                    headers=_table(_field(server, "headers")),
+                )
             )
         elif transport == "stdio":
             converted.append(
                 p.McpServer(
                     name=name,
-                    command=str(server.command),
-                    args=[str(arg) for arg in server.args or []],
-                    env=_table(server.env),
+                    command=str(_field(server, "command")),
+                    args=[str(arg) for arg in _field(server, "args") or []],
+                    env=_table(_field(server, "env")),
                 )
             )
         else:
@@ -65,4 +73,11 @@ def kfd_name(label: str, taken: set[str]) -> str:
 
 def _table(pairs: Any) -> dict[str, str]:
     """ACP's ``[{name, value}]`` as a table (a name given twice: the last wins)."""
-    return {str(pair.name): str(pair.value) for pair in pairs or []}
+    return {str(_field(pair, "name")): str(_field(pair, "value")) for pair in pairs or []}
+
+
+def _field(item: Any, name: str) -> Any:
+    """A field of the library's model or of ACP's JSON object (None when absent)."""
+    if isinstance(item, dict):
+        return item.get(name)
+    return getattr(item, name, None)

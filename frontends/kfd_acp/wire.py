@@ -32,6 +32,17 @@ MAX_LINE_BYTES = 50 * 1024 * 1024
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+_TITLES = {INVALID_PARAMS: "Invalid params", INTERNAL_ERROR: "Internal error"}
+
+
+def error_of(code: int, details: str) -> dict[str, Any]:
+    """A JSON-RPC error object that says what is wrong in its message itself
+    (editors show the message, not ``data``): ``Invalid params: <details>``."""
+    return {"code": code, "message": f"{_TITLES[code]}: {details}", "data": {"details": details}}
+
 
 _encoder = msgspec.json.Encoder(enc_hook=str)  # error data may hold exceptions: say what they are
 
@@ -176,11 +187,14 @@ class Wire:
             for observer in self.on_send:
                 observer(message)
 
-    async def reply_error(self, request_id: str | int | None, code: int, message: str) -> None:
+    async def reply_error(
+        self, request_id: str | int | None, code: int, message: str, data: Any = None
+    ) -> None:
         """A JSON-RPC error reply (``"id": null`` when the request's id is unknown)."""
-        await self.send(
-            {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
-        )
+        error: dict[str, Any] = {"code": code, "message": message}
+        if data is not None:
+            error["data"] = data
+        await self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
 
     async def close(self) -> None:
         """Stop writing; the process's output is closed."""

@@ -130,6 +130,22 @@ async def test_a_server_kfd_cannot_run_refuses_the_session_with_a_clear_error(
     assert fine.session_id.startswith("s")
 
 
+async def test_servers_the_daemon_refuses_fail_the_first_session_new_as_any_other(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    nul = a.McpServerStdio(name="bad", command="x\x00y", args=[], env=[])
+    async with open_editor(daemon) as (_, conn, _):
+        await conn.initialize(protocol_version=1)
+        with pytest.raises(RequestError) as first:  # answered before the library loaded
+            await conn.new_session(cwd=str(workspace), mcp_servers=[nul])
+        with pytest.raises(RequestError) as second:  # answered by the library's agent
+            await conn.new_session(cwd=str(workspace), mcp_servers=[nul])
+        fine = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+    assert (first.value.code, str(first.value)) == (second.value.code, str(second.value))
+    assert first.value.code == -32602 and "NUL" in str(first.value)
+    assert fine.session_id.startswith("s")
+
+
 async def test_a_read_sees_the_unsaved_buffer_and_a_write_lands_only_through_the_editor(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
