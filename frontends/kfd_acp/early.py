@@ -121,7 +121,8 @@ async def answer_new_session(wire: Wire, name: str) -> EarlySession | None:
         return None
     client: Client | None = None
     try:
-        client = await Client.connect(name=name, spawn=True)
+        # The start (`kfd_acp.startup`) has started the daemon, or failed to: not twice.
+        client = await Client.connect(name=name)
         info = await client.create_session(wanted.cwd)
     except Exception as exc:  # whatever failed, the agent answers (and says what failed)
         log.debug("the first session/new is left to the agent: %s", exc)
