@@ -29,6 +29,10 @@ session's events exactly once and in order, interleaved across sessions.
 
 `Notices` (from `Client.notices`) yields the daemon-wide events of the
 ``global`` topic: the config reloaded or broken, a project trusted.
+
+A frontend may lend a session what it has: `Client.supply_mcp_servers` (an
+editor's MCP servers, run for the session while the frontend is connected)
+and `Client.serve_files` (its view of the files: see `kfd.client.files`).
 """
 
 from kfd.client.attachment import Attachment
@@ -44,6 +48,7 @@ from kfd.client.events import (
     Item,
     decode_event,
 )
+from kfd.client.files import FileHandler, FileService, FileUnavailable
 from kfd.client.follow import Follower
 from kfd.client.notices import Notices
 
@@ -54,6 +59,9 @@ __all__ = [
     "ConnectionLost",
     "ConnectionRestored",
     "DaemonUnavailable",
+    "FileHandler",
+    "FileService",
+    "FileUnavailable",
     "FollowItem",
     "Followed",
     "Follower",
