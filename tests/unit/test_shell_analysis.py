@@ -775,3 +775,16 @@ def test_a_long_loop_over_plain_words_still_sees_what_hides_among_them() -> None
     assert ["touch", "y"] in [c.argv for c in hidden.commands]
     assert analyze(f"for x in {words} *.py; do echo x; done").expansions
     assert analyze(f"for x in {words} a{{b,c}}; do echo x; done").expansions
+
+
+def test_a_long_command_of_plain_words_reads_as_word_by_word() -> None:
+    words = [f"src/m{i}.py" for i in range(40)]
+    plain = analyze("git add " + " ".join(words))
+    assert [c.argv for c in plain.commands] == [["git", "add", *words]]
+    assert not plain.risks and all(c.static for c in plain.commands)
+    hidden = analyze("git add " + " ".join(words) + " $(touch y) " + " ".join(words))
+    assert ["touch", "y"] in [c.argv for c in hidden.commands]
+    globbed = analyze("git add " + " ".join(words) + " *.py")
+    assert not all(c.static for c in globbed.commands)
+    redirected = analyze("git add " + " ".join(words) + " > out")
+    assert [r.target for r in redirected.redirects] == ["out"]

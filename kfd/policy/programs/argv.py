@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kfd.policy.programs.spec import OptionSpec, ProgramSpec
 
@@ -26,9 +27,9 @@ NUMBER = "<number>"
 """The canonical name of ``-<digits>`` (``head -5``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Arg:
-    """One word of a command line: its text, and whether that text is what runs."""
+class Arg(NamedTuple):
+    """One word of a command line: its text, and whether that text is what runs.
+    (A tuple: commands of a thousand words make as many, fast.)"""
 
     text: str
     static: bool = True

@@ -237,6 +237,8 @@ class _Walker(SimpleCommandReader):
     def plain_values(self, node: Node) -> tuple[int, int] | None:
         """The bytes of a ``for`` loop's values when they are many plain words, one
         node each (a loop over a thousand names is checked at once), else None."""
+        if node.type == "command":
+            return self.plain_command(node)
         if node.type != "for_statement":
             return None
         key = (node.start_byte, node.end_byte)
@@ -251,6 +253,21 @@ class _Walker(SimpleCommandReader):
                     and len(self.source[start:end].split()) == len(values)
                 ):
                     self.plain_spans[key] = (start, end)
+        return self.plain_spans[key]
+
+    def plain_command(self, node: Node) -> tuple[int, int] | None:
+        """A command of many plain words: its name and arguments, one node each."""
+        key = (node.start_byte, node.end_byte)
+        if key not in self.plain_spans:
+            start, end = key
+            count = node.child_count
+            plain = (
+                count >= _MANY_VALUES
+                and plain_run(self.source, start, end)
+                and plain_run(self.parsed, start, end)
+                and len(self.source[start:end].split()) == count
+            )
+            self.plain_spans[key] = key if plain else None
         return self.plain_spans[key]
 
     @staticmethod

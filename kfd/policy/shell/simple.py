@@ -92,6 +92,11 @@ class SimpleCommandReader(RedirectReader):
     def seen_characters(self) -> set[str]:
         """The characters of the whole line (already checked for look-alikes)."""
 
+    def plain_values(self, node: Node) -> tuple[int, int] | None:
+        """The bytes of ``node``'s words when they are many plain ASCII words, one node
+        each (checked at once, not word by word), else None."""
+        return None
+
     def command(
         self,
         node: Node,
@@ -100,6 +105,11 @@ class SimpleCommandReader(RedirectReader):
         extra: list[list[Node]],
         dash: list[Word] | None = None,
     ) -> None:
+        span = self.plain_values(node) if not extra and dash is None else None
+        if span is not None:  # `git add a.py b.py …`: no quotes, expansions or redirections
+            text = decode(self.source[span[0] : span[1]])
+            self.emit([Word(word, word) for word in text.split()], [], context, text, level)
+            return
         scan = Scan()
         prefix: list[Assignment] = []
         word_nodes: list[Node] = []
