@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp.add_parser(commands)
 
-    from kfd.cli import explain, rules, trust
+    from kfd.cli import explain, keys, rules, trust
+
+    keys.add_parser(commands)
 
     rules.add_parser(commands)
     explain.add_parser(commands, MODES)
@@ -139,6 +141,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import trust
 
         return trust.main(args)
+    if command == "keys":
+        from kfd.cli import keys
+
+        return keys.main(args)
     from kfd.cli import commands
 
     handler = {

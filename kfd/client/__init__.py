@@ -26,12 +26,23 @@ session's events exactly once and in order, interleaved across sessions.
 
 `Notices` (from `Client.notices`) yields the daemon-wide events of the
 ``global`` topic: the config reloaded or broken, a project trusted.
+
+A daemon on another host is reached the same way, over CURVE-encrypted TCP:
+``Client.connect(remote=Remote(name, "tcp://host:7450"))`` (`kfd.client.remote`:
+keys, pinning the daemon's key as SSH does, reconnecting after a dropped link).
 """
 
 from kfd.client.attachment import Attachment
 from kfd.client.connection import Client
 from kfd.client.daemon import daemon_running, ensure_daemon, runtime_dir, start_daemon, state_dir
-from kfd.client.errors import ClientError, DaemonUnavailable, RequestFailed
+from kfd.client.errors import (
+    ClientError,
+    DaemonKeyChanged,
+    DaemonUnavailable,
+    KeysMissing,
+    RemoteRefused,
+    RequestFailed,
+)
 from kfd.client.events import (
     ConnectionLost,
     ConnectionRestored,
@@ -42,6 +53,7 @@ from kfd.client.events import (
 )
 from kfd.client.follow import Follower
 from kfd.client.notices import Notices
+from kfd.client.remote import Remote
 
 __all__ = [
     "Attachment",
@@ -49,12 +61,16 @@ __all__ = [
     "ClientError",
     "ConnectionLost",
     "ConnectionRestored",
+    "DaemonKeyChanged",
     "DaemonUnavailable",
     "FollowItem",
     "Followed",
     "Follower",
     "Item",
+    "KeysMissing",
     "Notices",
+    "Remote",
+    "RemoteRefused",
     "RequestFailed",
     "daemon_running",
     "decode_event",

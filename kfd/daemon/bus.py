@@ -10,6 +10,10 @@ Two sockets, bound as ``ipc://`` files in the private runtime directory:
   back in (``XPUB_VERBOSER``: every subscribe and unsubscribe, duplicates
   included), which is how the daemon counts the frontends watching a session
   and how a client learns that its subscriptions are live (see `SYNC_PREFIX`).
+
+With ``[bus] listen``, both sockets are bound to TCP too, CURVE-encrypted
+and authenticated (`kfd.daemon.bus_tcp`): one bus, so remote clients get
+exactly what local ones get, queues and limits included.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import zmq
 import zmq.asyncio
 
 from kfd import paths
+from kfd.config import BusConfig
+from kfd.daemon.bus_tcp import Peer, TcpListeners
 from kfd.protocol import MAX_REQUEST_BYTES
 
 log = logging.getLogger(__name__)
@@ -46,11 +52,14 @@ RequestHandler = Callable[[bytes, bytes], Awaitable[bytes]]
 class Bus:
     """The daemon's sockets. `bind`, then `serve` until cancelled, then `close`."""
 
-    def __init__(self, runtime_dir: Path) -> None:
+    def __init__(self, runtime_dir: Path, tcp: BusConfig | None = None) -> None:
         self.runtime_dir = runtime_dir
         self._context = zmq.asyncio.Context()
         self._rpc = self._context.socket(zmq.ROUTER)
         self._events = self._context.socket(zmq.XPUB)
+        self.tcp = TcpListeners(self._context, tcp) if tcp is not None and tcp.listen else None
+        """The TCP listeners (None: local sockets only)."""
+        self._peers: dict[bytes, Peer] = {}
         self.subscribers: Counter[bytes] = Counter()
         self.on_subscription: Callable[[bytes, int], None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -76,6 +85,12 @@ class Bus:
             events.bind(paths.events_endpoint(self.runtime_dir))
         finally:
             os.umask(old)
+        if self.tcp is not None:
+            self.tcp.bind(rpc, events)  # after the local binds: they keep their options
+
+    def peer(self, identity: bytes) -> Peer | None:
+        """The key the client ``identity`` last sent a request with (None: a local client)."""
+        return self._peers.get(identity)
 
     def publish(self, topic: bytes, body: bytes) -> None:
         """Send an event to every subscriber of ``topic``. Never blocks."""
@@ -89,10 +104,12 @@ class Bus:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._serve_rpc(handler))
             group.create_task(self._watch_subscriptions())
+            if self.tcp is not None:
+                group.create_task(self.tcp.serve())
 
     async def _serve_rpc(self, handler: RequestHandler) -> None:
         while True:
-            frames = await self._rpc.recv_multipart()
+            frames = await self._receive()
             if len(frames) != 2:
                 # A DEALER sends [body]; the ROUTER prepends the identity. Other
                 # shapes come from confused peers: answer if we can, never crash.
@@ -111,6 +128,21 @@ class Bus:
             task = asyncio.create_task(self._handle(handler, identity, body))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+
+    async def _receive(self) -> list[bytes]:
+        """The next request's frames; over TCP, remember the key that sent it."""
+        if self.tcp is None:
+            return await self._rpc.recv_multipart()
+        frames = await self._rpc.recv_multipart(copy=False)
+        identity = frames[0].bytes
+        peer = self.tcp.peer(frames[-1])
+        if peer is None:
+            self._peers.pop(identity, None)
+        else:
+            if len(self._peers) > 10_000 and identity not in self._peers:
+                self._peers.clear()  # routing ids are per connection: stale ones go
+            self._peers[identity] = peer
+        return [frame.bytes for frame in frames]
 
     async def _handle(self, handler: RequestHandler, identity: bytes, body: bytes) -> None:
         reply = await handler(identity, body)
@@ -141,6 +173,8 @@ class Bus:
     async def close(self) -> None:
         for task in list(self._in_flight):
             task.cancel()
+        if self.tcp is not None:
+            await self.tcp.close()
         self._rpc.close(linger=0)
         self._events.close(linger=0)
         self._context.term()

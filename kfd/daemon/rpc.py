@@ -71,9 +71,14 @@ from kfd.protocol import (
 from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
+    from kfd.daemon.bus_tcp import Peer
     from kfd.daemon.reload import ConfigReloader
 
 log = logging.getLogger(__name__)
+
+HELLO_GRACE_S = 10.0
+"""A client that said hello this recently counts toward its key's cap even
+before its presence is seen."""
 
 ATTACH_EVENT_LIMIT = 20_000
 """Events per attach reply; a client with more to catch up asks again."""
@@ -130,6 +135,10 @@ class Served(DaemonPort, Protocol):
         """What sessions were told about their project's trust."""
         ...
 
+    def peer(self, identity: bytes) -> Peer | None:
+        """The key the client ``identity`` attached with over TCP (None: a local client)."""
+        ...
+
 
 class RpcHandler:
     """Turns request frames into reply frames for one daemon."""
@@ -137,6 +146,8 @@ class RpcHandler:
     def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.frontends: dict[bytes, FrontendInfo] = {}
+        self.keys: dict[bytes, str] = {}
+        """Frontends attached over TCP -> the key they authenticated with."""
 
     async def __call__(self, identity: bytes, body: bytes) -> bytes:
         try:
@@ -175,18 +186,51 @@ class RpcHandler:
             if len(self.frontends) > 10_000:  # forget the oldest silent ones
                 oldest = min(self.frontends, key=lambda k: self.frontends[k].last_seen)
                 del self.frontends[oldest]
+                self.keys.pop(oldest, None)
         info.last_seen = now
+        peer = self.daemon.peer(identity)
+        info.key = peer.comment if peer is not None else ""
+        if peer is not None:
+            self.keys[identity] = peer.key
+        else:
+            self.keys.pop(identity, None)
         return info
+
+    def _admit(self, identity: bytes, frontend: FrontendInfo, name: str) -> None:
+        """Name a frontend at hello; over TCP, after its key's comment, and only
+        while its key has fewer than ``[bus] max_clients_per_key`` clients."""
+        name = name[:64] or "unknown"
+        key = self.keys.get(identity)
+        if key is None:
+            frontend.name = name
+            return
+        cap = self.daemon.config.bus.max_clients_per_key
+        present = self.daemon.present_frontends()
+        recent = time.time() - HELLO_GRACE_S
+        others = sum(
+            1
+            for other, info in self.frontends.items()
+            if other != identity
+            and self.keys.get(other) == key
+            and (info.id in present or info.connected_at > recent)
+        )
+        if others >= cap:
+            raise RequestError(
+                "conflict",
+                f"the key {frontend.key!r} already has {others} clients attached, the most "
+                f"[bus] max_clients_per_key allows on this daemon: close one first",
+            )
+        frontend.name = f"{name} ({frontend.key})"
 
     async def _dispatch(
         self, request: Request, frontend: FrontendInfo, identity: bytes
     ) -> msgspec.Struct:
         daemon = self.daemon
         sessions = daemon.sessions
-        by = FrontendRef(id=frontend.id, name=frontend.name)
+        by = FrontendRef(id=frontend.id, name=frontend.name, key=frontend.key)
         match request:
             case Hello():
-                frontend.name = request.name[:64] or "unknown"
+                self._admit(identity, frontend, request.name)
                 frontend.pid = request.pid
                 return HelloResult(
                     protocol=PROTOCOL_VERSION,

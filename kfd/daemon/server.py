@@ -31,6 +31,7 @@ from kfd.agent.tools import ToolRegistry
 from kfd.config import Config
 from kfd.daemon import sdnotify
 from kfd.daemon.bus import Bus
+from kfd.daemon.bus_tcp import Peer
 from kfd.daemon.journal import Journal
 from kfd.daemon.lock import DaemonLock
 from kfd.daemon.reload import ConfigReloader, LiveConfig, publisher
@@ -105,6 +106,10 @@ class Daemon:
         """Frontends subscribed to a session's events."""
         return self._bus.subscribers.get(session_id.encode(), 0) if self._bus else 0
 
+    def peer(self, identity: bytes) -> Peer | None:
+        """The key a client attached with over TCP (None: a local client)."""
+        return self._bus.peer(identity) if self._bus is not None else None
+
     def present_frontends(self) -> set[str]:
         return set(self._present)
 
@@ -155,7 +160,7 @@ class Daemon:
         provider = make_provider(config.model)
         ledger = Ledger(store)
         accounting = Accounting(config, ledger, provider)
-        bus = self._bus = Bus(self.runtime_dir)
+        bus = self._bus = Bus(self.runtime_dir, config.bus)
         journal = Journal(
             store,
             bus.publish,
