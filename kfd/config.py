@@ -382,7 +382,7 @@ class Config(_Section):
 
 
 LOCAL_REMOTE = "local"
-"""``--remote local``: this machine's daemon, over its local sockets."""
+"""``--remote local``: this machine's daemon, over its local sockets (never a remote's name)."""
 
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 

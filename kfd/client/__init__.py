@@ -30,6 +30,8 @@ session's events exactly once and in order, interleaved across sessions.
 A daemon on another host is reached the same way, over CURVE-encrypted TCP:
 ``Client.connect(remote=Remote(name, "tcp://host:7450"))`` (`kfd.client.remote`:
 keys, pinning the daemon's key as SSH does, reconnecting after a dropped link).
+`DaemonSet` follows several daemons at once, naming remote sessions
+``host/session``.
 """
 
 from kfd.client.attachment import Attachment
@@ -52,6 +54,7 @@ from kfd.client.events import (
     decode_event,
 )
 from kfd.client.follow import Follower
+from kfd.client.multi import DaemonSet, qualify, split
 from kfd.client.notices import Notices
 from kfd.client.remote import Remote
 
@@ -62,6 +65,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionRestored",
     "DaemonKeyChanged",
+    "DaemonSet",
     "DaemonUnavailable",
     "FollowItem",
     "Followed",
@@ -75,7 +79,9 @@ __all__ = [
     "daemon_running",
     "decode_event",
     "ensure_daemon",
+    "qualify",
     "runtime_dir",
+    "split",
     "start_daemon",
     "state_dir",
 ]

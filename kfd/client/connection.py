@@ -215,15 +215,15 @@ class Client:
 
     def _path(self, path: str | os.PathLike[str]) -> str:
         """A path as the daemon takes it: absolute here; on a remote daemon,
-        absolute on its host (or ``~/…``, its user's home), never ours."""
+        an absolute path on its host, never made absolute against ours."""
         text = os.fspath(path)
         if self.remote is None:
             return os.path.abspath(text)
-        if not (text.startswith("/") or text == "~" or text.startswith("~/")):
+        if not text.startswith("/"):
             raise RequestFailed(
                 "bad_request",
-                f"{text!r}: on the remote daemon `{self.remote.name}` a directory must be an "
-                "absolute path on its host (or ~/…)",
+                f"{text!r}: on the remote daemon `{self.remote.name}` a directory is an "
+                "absolute path on its host",
             )
         return text
 
