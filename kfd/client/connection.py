@@ -167,8 +167,10 @@ class Client:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = (method, future)
         try:
-            await self._rpc.send(_encoder.encode(request))
             async with asyncio.timeout(timeout):
+                # Inside the timeout: a socket with no connection to send on
+                # (a remote daemon that refused our key) blocks the send itself.
+                await self._rpc.send(_encoder.encode(request))
                 return await future
         except TimeoutError:
             raise DaemonUnavailable(

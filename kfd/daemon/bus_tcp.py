@@ -52,6 +52,11 @@ ZAP_DOMAIN = "kfd"
 REFUSAL_LOG_EVERY_S = 60.0
 """A refused address is logged at most once this often (then with a count)."""
 
+QUIET_S = 0.05
+"""authorized_keys changed this recently may still be being written: wait."""
+
+SETTLE_LIMIT_S = 1.0
+
 _Stamp = tuple[int, int, int, int]
 
 
@@ -74,11 +79,7 @@ class Gate:
 
     def refresh(self) -> set[str]:
         """Read the file again if it changed (blocking); the keys it no longer admits."""
-        try:
-            info = os.stat(self.path)
-            stamp: _Stamp = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
-        except FileNotFoundError:
-            info, stamp = None, (0, 0, 0, 0)
+        info, stamp = _settled(self.path)
         if stamp == self._stamp:
             return set()
         self._stamp = stamp
@@ -113,6 +114,21 @@ class Gate:
             log.warning("%s %s", self.path, problem)
         log.info("%s admits %d client key(s)", self.path, len(found.comments))
         return found.comments
+
+
+def _settled(path: Path) -> tuple[os.stat_result | None, _Stamp]:
+    """The file's stat once it has not changed for `QUIET_S` (an editor may be
+    writing it: a half-written file must not refuse a key it still lists)."""
+    deadline = time.monotonic() + SETTLE_LIMIT_S
+    while True:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return None, (0, 0, 0, 0)
+        age = time.time() - info.st_mtime_ns / 1e9
+        if not 0 <= age < QUIET_S or time.monotonic() >= deadline:
+            return info, (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
+        time.sleep(QUIET_S - age)
 
 
 @dataclass(slots=True)
@@ -158,7 +174,7 @@ class _Authenticator(AsyncioAuthenticator):
         text = key.decode("ascii", "replace")
         if domain == ZAP_DOMAIN and text in self.gate.comments:
             return True
-        held = self.refusals.admit(self._address, time.monotonic())
+        held = self.refusals.admit(f"key {self._address}", time.monotonic())
         if held is not None:
             more = f" ({held} more refusals of it since the last line)" if held else ""
             log.warning(
@@ -169,6 +185,47 @@ class _Authenticator(AsyncioAuthenticator):
                 more,
             )
         return False
+
+
+class Handshakes:
+    """Which TCP connections ended without a handshake, and why (pure).
+
+    ZeroMQ's socket monitor names a connection (its fd) only when it is
+    accepted and when it ends; handshake events carry no fd. ZeroMQ runs one
+    I/O thread here, so handshakes end in order: a success belongs to the
+    oldest connection still shaking hands, and a failure's reason to the
+    next connection that ends. A connection that ends without either sent
+    bytes that are not ZMTP at all.
+    """
+
+    GARBAGE = "what it sent is not ZMTP"
+
+    def __init__(self) -> None:
+        self._pending: dict[int, str] = {}
+        """fd -> address, for connections still shaking hands (oldest first)."""
+        self._reason: str | None = None
+
+    def accepted(self, fd: int, address: str) -> None:
+        self._pending.pop(fd, None)  # an fd reused: the old connection is gone
+        self._pending[fd] = address
+        if len(self._pending) > 100_000:  # never: ZeroMQ reports every end
+            self._pending.pop(next(iter(self._pending)))
+
+    def succeeded(self) -> None:
+        if self._pending:
+            self._pending.pop(next(iter(self._pending)))
+
+    def failed(self, reason: str) -> None:
+        """The next connection to end failed for ``reason`` ("": already told)."""
+        self._reason = reason
+
+    def disconnected(self, fd: int) -> tuple[str, str] | None:
+        """(address, why) for a connection that ended before its handshake did."""
+        address = self._pending.pop(fd, None)
+        reason, self._reason = self._reason, None
+        if address is None:
+            return None
+        return address, self.GARBAGE if reason is None else reason
 
 
 # -- the listeners -------------------------------------------------------------------
@@ -354,17 +411,18 @@ class TcpListeners:
                     await asyncio.sleep(0.02)
 
     async def _watch_handshakes(self, sock: zmq.asyncio.Socket) -> None:
-        """Log TCP peers that fail the handshake before ZAP is asked (plaintext
-        ZMTP, garbage), with their address when it can still be read."""
+        """Log TCP peers that fail before ZAP is asked (plaintext ZMTP, garbage,
+        a handshake not finished in time), with their address (`Handshakes`)."""
         wanted = (
             zmq.EVENT_ACCEPTED
             | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_HANDSHAKE_SUCCEEDED
             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
         )
         monitor = sock.get_monitor_socket(wanted)
-        peers: dict[int, str] = {}
-        failed = ""
+        handshakes = Handshakes()
         try:
             while True:
                 event = parse_monitor_message(await monitor.recv_multipart())
@@ -373,25 +431,28 @@ class TcpListeners:
                 if not endpoint.startswith("tcp://"):
                     continue
                 if kind == zmq.EVENT_ACCEPTED:
-                    peers[value] = _peer_address(value)
+                    handshakes.accepted(value, _peer_address(value))
+                elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    handshakes.succeeded()
+                elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    handshakes.failed("")  # ZAP refused the key, and logged it
                 elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                    failed = "it does not speak CURVE (plaintext ZMTP?) or broke the protocol"
+                    handshakes.failed(
+                        "it does not speak CURVE (plaintext ZMTP?) or broke the protocol"
+                    )
                 elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                    failed = "it sent what is not ZMTP, or did not finish the handshake in time"
+                    handshakes.failed("it did not finish the handshake in time")
                 elif kind == zmq.EVENT_DISCONNECTED:
-                    # ZeroMQ reports a failed handshake, then that connection's end.
-                    address = peers.pop(value, "an unknown address")
-                    if failed:
-                        self._log_failure(address, endpoint, failed)
-                        failed = ""
-                if len(peers) > 100_000:
-                    peers.clear()
+                    refused = handshakes.disconnected(value)
+                    if refused is not None and refused[1]:
+                        self._log_failure(refused[0], endpoint, refused[1])
         finally:
             sock.disable_monitor()
             monitor.close(linger=0)
 
     def _log_failure(self, address: str, endpoint: str, why: str) -> None:
-        held = self.refusals.admit(address.rpartition(":")[0] or address, time.monotonic())
+        host = address.rpartition(":")[0] or address
+        held = self.refusals.admit(f"handshake {host}", time.monotonic())
         if held is not None:
             more = f" ({held} more refusals of it since the last line)" if held else ""
             log.warning("refused a TCP peer at %s on %s: %s%s", address, endpoint, why, more)

@@ -148,6 +148,7 @@ class RpcHandler:
         self.frontends: dict[bytes, FrontendInfo] = {}
         self.keys: dict[bytes, str] = {}
         """Frontends attached over TCP -> the key they authenticated with."""
+        self._seen_present: set[str] = set()
 
     async def __call__(self, identity: bytes, body: bytes) -> bytes:
         try:
@@ -187,6 +188,7 @@ class RpcHandler:
                 oldest = min(self.frontends, key=lambda k: self.frontends[k].last_seen)
                 del self.frontends[oldest]
                 self.keys.pop(oldest, None)
+                self._seen_present.clear()
         info.last_seen = now
         peer = self.daemon.peer(identity)
         info.key = peer.comment if peer is not None else ""
@@ -207,14 +209,17 @@ class RpcHandler:
         cap = self.daemon.config.bus.max_clients_per_key
         present = self.daemon.present_frontends()
         recent = time.time() - HELLO_GRACE_S
-        others = sum(
-            1
-            for other, info in self.frontends.items()
-            if other != identity
-            and self.keys.get(other) == key
-            and (info.id in present or info.connected_at > recent)
-        )
+        others = 0
+        for other, info in self.frontends.items():
+            if other == identity or self.keys.get(other) != key:
+                continue
+            if info.id in present:
+                self._seen_present.add(info.id)
+                others += 1
+            elif info.connected_at > recent and info.id not in self._seen_present:
+                others += 1  # said hello a moment ago; its presence is on its way
         if others >= cap:
+            frontend.connected_at = 0.0  # refused: it does not count toward the cap
             raise RequestError(
                 "conflict",
                 f"the key {frontend.key!r} already has {others} clients attached, the most "

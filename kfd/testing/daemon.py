@@ -49,7 +49,10 @@ class KfdDaemon:
         config: str = FAST_RETRIES,
         env: dict[str, str] | None = None,
         root: Path | None = None,
+        wrap: list[str] | None = None,
     ) -> None:
+        """``wrap`` runs the daemon (and `cli`) under a command, such as
+        ``ip netns exec NAME`` (`kfd.testing.netns`)."""
         self.root = root or Path(tempfile.mkdtemp(prefix="kfd-"))
         self._owns_root = root is None
         self.home = self.root / "home"
@@ -77,6 +80,7 @@ class KfdDaemon:
         if model is not None:
             self.env["KFD_BASE_URL"] = model.base_url
         self.env.update(env or {})
+        self.wrap = list(wrap or [])
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -91,7 +95,7 @@ class KfdDaemon:
             self.env,
             self._stderr,
             timeout,
-            argv=[sys.executable, "-m", "kfd", "daemon", "--log-stderr"],
+            argv=[*self.wrap, sys.executable, "-m", "kfd", "daemon", "--log-stderr"],
         )
         return self
 
@@ -157,7 +161,7 @@ class KfdDaemon:
     ) -> subprocess.CompletedProcess[str]:
         """Run the ``kfd`` command line against this daemon."""
         return subprocess.run(
-            [sys.executable, "-m", "kfd", *args],
+            [*self.wrap, sys.executable, "-m", "kfd", *args],
             env=self.env,
             capture_output=True,
             text=True,

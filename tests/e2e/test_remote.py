@@ -1,0 +1,374 @@
+"""Remote attach across real network namespaces: CURVE over TCP, keys, a cut link.
+
+The daemon runs in namespace A, clients in namespace B, joined by a veth pair
+with addresses only those namespaces have (`kfd.testing.netns`). Where
+namespaces cannot be made (no root), the same tests run on 127.0.0.1 through
+a relay that can play dead, and say so (a warning in the summary).
+Heartbeats are 0.2 s, so a dead link is noticed in 0.6 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from kfd import protocol as p
+from kfd.client import (
+    Client,
+    ConnectionLost,
+    ConnectionRestored,
+    DaemonKeyChanged,
+    RemoteRefused,
+    RequestFailed,
+)
+from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing.events import collect_until, of_type, turn_completed
+from kfd.testing.netns import Link, SideLoop, make_link
+from kfd.testing.remote import RemoteWorld
+
+TEXT = "The link went down and came back, and this answer arrived whole: " + " ".join(
+    f"w{i}" for i in range(120)
+)
+
+
+@pytest.fixture
+def link() -> Iterator[Link]:
+    made = make_link()
+    if made.kind != "network namespaces":
+        warnings.warn(f"remote tests ran over a {made.kind}", stacklevel=1)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def model(link: Link) -> Iterator[ScriptedModelServer]:
+    server = link.on_daemon_side(lambda: ScriptedModelServer().start())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(
+    link: Link, model: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RemoteWorld]:
+    with RemoteWorld(link, model) as made:
+        # In-process clients read their keys and pins where the client's kfd would.
+        for key in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+            monkeypatch.setenv(key, made.env[key])
+        yield made
+
+
+@pytest.fixture
+def side(link: Link) -> Iterator[SideLoop]:
+    loop = SideLoop(link)
+    yield loop
+    loop.close()
+
+
+async def lines_of(process: asyncio.subprocess.Process) -> AsyncIterator[dict]:
+    assert process.stdout is not None
+    while raw := await process.stdout.readline():
+        yield json.loads(raw)
+
+
+async def test_a_turn_watched_from_another_host_is_shown_once_in_order_across_a_cut_link(
+    world: RemoteWorld, model: ScriptedModelServer, link: Link, workspace: Path
+) -> None:
+    model.add(Reply(text=TEXT, chunk_chars=6, chunk_delay_s=0.02))
+    argv = world.kfd_argv("run", "--remote", "bb", "--cwd", str(workspace), "--json", "go")
+    run = await asyncio.create_subprocess_exec(
+        *argv, env=world.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    seen: list[dict] = []
+    async with await world.daemon.client("watcher") as local:
+        async with asyncio.timeout(60):
+            async for line in lines_of(run):
+                seen.append(line)
+                if line["type"] == "message.delta":
+                    break
+            session = seen[0]["session"]
+            # Cut mid-stream; the daemon finishes the turn while the link is down.
+            link.cut()
+            async with await local.attach(session, since_seq=seen[-1]["seq"]) as view:
+                await collect_until(view, turn_completed, timeout=30)
+            async for line in lines_of(run):
+                seen.append(line)
+                if line["type"] == "client.connection_lost":
+                    break
+            link.restore()
+            async for line in lines_of(run):
+                seen.append(line)
+            assert await run.wait() == 0, (await run.stderr.read()).decode()
+        async with await local.attach(session) as replay:
+            log = await collect_until(replay, turn_completed)
+
+    kinds = [line["type"] for line in seen]
+    assert "client.connection_lost" in kinds and "client.connection_restored" in kinds
+    durable = [(line["type"], line["seq"]) for line in seen if _durable(line)]
+    expected = [
+        (type(event).__struct_config__.tag, event.seq)
+        for event in log
+        if isinstance(event, p.Event) and not event.ephemeral and event.seq >= durable[0][1]
+    ]
+    assert durable == expected  # every durable event once, in order, none missing
+    completed = [line for line in seen if line["type"] == "message.completed"]
+    assert [line["text"] for line in completed] == [TEXT]
+
+
+def _durable(line: dict) -> bool:
+    return not line["type"].startswith("client.") and not line.get("ephemeral", False)
+
+
+async def test_an_approval_is_answered_from_another_host_and_names_the_key_that_answered(
+    world: RemoteWorld, model: ScriptedModelServer, side: SideLoop, workspace: Path
+) -> None:
+    model.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "touch made-remotely"})]),
+        Reply(text="made it"),
+    )
+
+    async def approve_remotely() -> p.ApprovalResolved:
+        async with await Client.connect(name="phone", remote=world.remote()) as client:
+            info = await client.create_session(str(workspace))
+            async with await client.attach(info.id) as view:
+                await client.send(info.id, "make the file")
+                [*_, asked] = await collect_until(view, of_type(p.ApprovalRequested), 30)
+                assert isinstance(asked, p.ApprovalRequested)
+                await client.respond(info.id, asked.approval_id, "allow")
+                items = await collect_until(view, turn_completed, 30)
+        [resolved] = [item for item in items if isinstance(item, p.ApprovalResolved)]
+        return resolved
+
+    resolved = await side.run_async(approve_remotely(), timeout=60)
+    assert resolved.decision == "allow"
+    assert resolved.by is not None
+    assert resolved.by.key == "alice laptop"
+    assert resolved.by.name == "phone (alice laptop)"
+    assert (workspace / "made-remotely").exists()
+    assert world.known_daemons.read_text().split()[:2] == [world.endpoint, world.daemon_key()]
+
+
+async def test_strangers_wrong_keys_plaintext_and_garbage_are_refused_while_clients_work(
+    world: RemoteWorld, model: ScriptedModelServer, side: SideLoop, link: Link, workspace: Path
+) -> None:
+    stranger = world.make_keys(world.root / "stranger-keys", "mallory")
+    model.add(Reply(text="still here"))
+
+    async def scenario() -> dict[str, object]:
+        found: dict[str, object] = {}
+        async with await Client.connect(name="alice", remote=world.remote()) as alice:
+            info = await alice.create_session(str(workspace))
+            # A key the daemon does not know.
+            keys = world.client_config / "keys"
+            os.rename(keys, world.root / "alice-keys")
+            os.rename(world.root / "stranger-keys", keys)
+            try:
+                await Client.connect(name="mallory", remote=world.remote(), timeout=5)
+            except RemoteRefused as exc:
+                found["stranger"] = str(exc)
+            finally:
+                os.rename(keys, world.root / "stranger-keys")
+                os.rename(world.root / "alice-keys", keys)
+            # Our key, but a daemon key that is not the daemon's.
+            wrong = world.make_keys(world.root / "wrong", "x").public
+            try:
+                await Client.connect(name="a", remote=world.remote(daemon_key=wrong), timeout=5)
+            except DaemonKeyChanged as exc:
+                found["wrong_daemon_key"] = str(exc)
+            found["plaintext"] = await _plaintext_zmtp(world)
+            found["garbage"] = await _garbage(world)
+            # Alice never noticed: requests and events go on.
+            async with await alice.attach(info.id) as view:
+                await alice.send(info.id, "are you there?")
+                items = await collect_until(view, turn_completed, 30)
+            found["alice"] = [i.text for i in items if isinstance(i, p.MessageCompleted)]
+        return found
+
+    found = await side.run_async(scenario(), timeout=60)
+    assert "refused this client's key" in str(found["stranger"])
+    assert "HAS CHANGED" in str(found["wrong_daemon_key"])
+    assert found["plaintext"] == "no reply; handshake failed"
+    assert found["garbage"] is True
+    assert found["alice"] == ["still here"]
+    log = world.daemon.log_text()
+    host = link.client_host if link.kind != "network namespaces" else "198.18."
+    assert f"refused a client at {host}" in log and "is not in" in log
+    assert f"refused a TCP peer at {host}" in log
+    assert stranger.public[:12] in log  # which key was refused
+
+
+async def _plaintext_zmtp(world: RemoteWorld) -> str:
+    """A DEALER that speaks ZMTP without CURVE: the daemon gives it nothing."""
+    context = zmq.asyncio.Context()
+    dealer = context.socket(zmq.DEALER)
+    monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    try:
+        dealer.connect(world.endpoint)
+        await dealer.send(b'{"id":"1","method":"daemon.hello"}')
+        reply = await dealer.poll(2000)
+        event = parse_monitor_message(await asyncio.wait_for(monitor.recv_multipart(), 5))
+        failed = event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        return ("a reply!" if reply else "no reply") + ("; handshake failed" if failed else "")
+    finally:
+        dealer.disable_monitor()
+        monitor.close(0)
+        dealer.close(0)
+        context.term()
+
+
+async def _garbage(world: RemoteWorld) -> bool:
+    """Bytes that are not ZMTP: the daemon says its greeting at most, then hangs up."""
+    host, port = world.endpoint.removeprefix("tcp://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(os.urandom(4096) + b"GET / HTTP/1.1\r\n\r\n" * 10)
+    received = b""
+    async with asyncio.timeout(10):
+        try:
+            while chunk := await reader.read(4096):
+                received += chunk
+        except ConnectionResetError:  # closed with our bytes unread: a reset
+            pass
+    writer.close()
+    # A ZMTP 3 greeting is 64 bytes; nothing else may come, least of all JSON.
+    return len(received) <= 64 and b"{" not in received
+
+
+def test_the_daemon_key_is_pinned_on_first_use_and_a_changed_key_is_refused_loudly(
+    world: RemoteWorld,
+) -> None:
+    first = subprocess.run(
+        world.kfd_argv("status", "--remote", "bb"), env=world.env, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    assert "pinned the key of the daemon `bb`" in first.stderr
+    assert "over TCP" not in first.stdout or "alice laptop" in first.stdout
+    pinned = world.known_daemons.read_text()
+    assert world.daemon_key() in pinned
+    again = subprocess.run(
+        world.kfd_argv("status", "--remote", "bb"), env=world.env, capture_output=True, text=True
+    )
+    assert again.returncode == 0 and "pinned" not in again.stderr
+    # The daemon's keys are made anew (a reinstall, or an impostor at that address).
+    world.daemon.stop()
+    keys = world.daemon.config_dir / "keys"
+    for name in ("daemon.key", "daemon.key_secret"):
+        (keys / name).unlink()
+    made = world.daemon.cli("keys", "init")
+    assert made.returncode == 0, made.stderr
+    world.daemon.start()
+    refused = subprocess.run(
+        world.kfd_argv("status", "--remote", "bb"), env=world.env, capture_output=True, text=True
+    )
+    assert refused.returncode == 3
+    assert "HAS CHANGED" in refused.stderr and "known_daemons" in refused.stderr
+    assert world.known_daemons.read_text() == pinned  # the pin stays: no silent re-pinning
+
+
+async def test_a_key_taken_out_of_authorized_keys_loses_its_connection_and_others_reconnect(
+    world: RemoteWorld, model: ScriptedModelServer, side: SideLoop, workspace: Path
+) -> None:
+    bob = world.make_keys(world.root / "bob-keys", "bob")
+    assert world.client_keys is not None
+    world.authorize(world.client_keys, bob)
+    model.add(Reply(text="after the change"))
+
+    async def scenario() -> tuple[list[str], str]:
+        alice = await Client.connect(name="alice", remote=world.remote())
+        keys = world.client_config / "keys"
+        os.rename(keys, world.root / "alice-keys")
+        os.rename(world.root / "bob-keys", keys)
+        try:
+            bob_client = await Client.connect(name="bob", remote=world.remote())
+        finally:
+            os.rename(keys, world.root / "bob-keys")
+            os.rename(world.root / "alice-keys", keys)
+        info = await alice.create_session(str(workspace))
+        async with (
+            alice,
+            bob_client,
+            await alice.attach(info.id) as alice_view,
+            await bob_client.attach(info.id) as bob_view,
+        ):
+            assert world.client_keys is not None
+            world.authorize(world.client_keys)  # bob is out
+            await collect_until(bob_view, of_type(ConnectionLost), 10)
+            await collect_until(alice_view, of_type(ConnectionRestored), 10)  # alice is back
+            await alice.send(info.id, "still there?")
+            items = await collect_until(alice_view, turn_completed, 30)
+            print("STEP items", flush=True)
+            try:
+                await bob_client.request(p.Status(id=""), timeout=3)
+                bob_says = "answered"
+            except Exception as exc:
+                bob_says = type(exc).__name__
+        return [i.text for i in items if isinstance(i, p.MessageCompleted)], bob_says
+
+    texts, bob_says = await side.run_async(scenario(), timeout=60)
+    assert texts == ["after the change"]
+    assert bob_says == "DaemonUnavailable"
+    assert "no longer admits" in world.daemon.log_text()
+
+
+async def test_each_key_may_have_only_so_many_clients_at_once(
+    link: Link, model: ScriptedModelServer, side: SideLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RemoteWorld(link, model, daemon_config="max_clients_per_key = 2\n") as world:
+        for key in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
+            monkeypatch.setenv(key, world.env[key])
+
+        async def scenario() -> str:
+            first = await Client.connect(name="one", remote=world.remote())
+            second = await Client.connect(name="two", remote=world.remote())
+            try:
+                await Client.connect(name="three", remote=world.remote())
+            except RequestFailed as exc:
+                refused = exc.message
+            else:
+                refused = ""
+            await second.close()
+            async with asyncio.timeout(10):  # until the daemon saw it go
+                while any(f.name.startswith("two") for f in (await first.status()).frontends):
+                    await asyncio.sleep(0.05)
+            async with first, await Client.connect(name="three", remote=world.remote()):
+                pass
+            return refused
+
+        refused = await side.run_async(scenario(), timeout=60)
+    assert "already has 2 clients" in refused and "max_clients_per_key" in refused
+
+
+def test_tcp_listening_needs_the_daemon_key_and_a_private_authorized_keys(
+    link: Link, model: ScriptedModelServer
+) -> None:
+    world = RemoteWorld(link, model)
+    try:
+        started = subprocess.run(
+            [*world.daemon.wrap, sys.executable, "-m", "kfd", "daemon"],
+            env=world.daemon.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert started.returncode == 2
+        assert "kfd keys init" in started.stderr and "daemon.key_secret" in started.stderr
+    finally:
+        world.close()
+
+
+def _free(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
