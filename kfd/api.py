@@ -354,7 +354,13 @@ class Tool(abc.ABC, Generic[ArgsT]):
         return None
 
     async def preview(self, args: ArgsT, ctx: ToolContext) -> Preview:
-        """What an approval prompt shows: a diff, a command, or a summary."""
+        """What an approval prompt shows: a diff, a command, or a summary.
+
+        Called only when the call must be approved, before it runs. Raise
+        `ToolError` when the call cannot succeed as it stands (``edit`` of a
+        file not read in this session): the user is not asked, and the model
+        reads the error as the call's result. Nothing has run then.
+        """
         return Preview(summary=self.summary(args))
 
     @abc.abstractmethod

@@ -163,6 +163,37 @@ class DaemonConfig(_Section):
     """Extra wait before a group commit to gather more events (0: none)."""
     delta_window_ms: float = 4.0
     """Streamed model text: at most one bus message per window (0: one per chunk)."""
+    shutdown_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """After a stop is asked (running turns interrupted), the most the daemon waits
+    for its last writes; then it exits, logging exactly what it could not write."""
+    client_queue_kib: Annotated[int, msgspec.Meta(ge=64)] = 4096
+    """Events kept for one frontend that reads slower than they come; past it,
+    streamed pieces and then other events are shed and the frontend re-syncs."""
+    log_max_kib: Annotated[int, msgspec.Meta(ge=64)] = 10240
+    """``daemon.log`` is rotated past this size."""
+    log_backups: Annotated[int, msgspec.Meta(ge=0, le=100)] = 5
+    """Rotated logs kept (``daemon.log.1`` ...)."""
+    unload_idle_s: Annotated[float, msgspec.Meta(gt=0)] = 1800.0
+    """A session nobody watches or runs is dropped from memory after this long
+    (it loads again, whole, when used)."""
+
+
+class TelemetryConfig(_Section):
+    """``[telemetry]``: OpenTelemetry export of traces and metrics (off by default).
+
+    Spans: each turn, with its model requests and tool calls inside; metrics:
+    tokens, cost and latencies. Sent over OTLP/HTTP (protobuf) to
+    ``endpoint``, e.g. a local OpenTelemetry Collector.
+    """
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318"
+    """The OTLP/HTTP base URL; ``/v1/traces`` and ``/v1/metrics`` are added."""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    """Extra headers (an API key for a hosted backend: ``${VAR}`` reads the environment)."""
+    service_name: str = "kfd"
+    export_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """How often metrics are sent (spans go in batches as they end)."""
 
 
 class BusConfig(_Section):
@@ -353,6 +384,7 @@ class Config(_Section):
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
+    telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     context: ContextConfig = msgspec.field(default_factory=ContextConfig)
     permissions: PermissionsConfig = msgspec.field(default_factory=PermissionsConfig)

@@ -35,7 +35,10 @@ apt_install() {  # apt_install LIST-FILE [--optional]: install the missing packa
 }
 
 ensure_venv() {  # ensure_venv [EXTRAS]: .venv with the locked dependencies and kfd
-  local extras="${1:-}" stamp="$VENV/.kfd-installed${extras:+-$extras}"
+  # Separate statements: in one `local a=... b=$a`, $a would still be the
+  # caller's (empty), so ./test took ./run's stamp and skipped the dev tools.
+  local extras="${1:-}"
+  local stamp="$VENV/.kfd-installed${extras:+-$extras}"
   local lock="$ROOT/requirements/lock${extras:+-$extras}.txt"
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"

@@ -38,7 +38,7 @@ from kfd.client import (
     RequestFailed,
     qualify,
 )
-from kfd.protocol.display import visible
+from kfd.client.exact import visible
 from kfd_chat import render
 from kfd_chat.adapter import Adapter, AdapterError, Incoming
 from kfd_chat.outgoing import FRONTEND_NAME, Outgoing

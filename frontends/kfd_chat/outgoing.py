@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from kfd import protocol as p
-from kfd.protocol.display import visible
+from kfd.client.exact import visible
 from kfd_chat import render
 from kfd_chat.poster import Place, Poster, digest
 from kfd_chat.state import Posted

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kfd import protocol as p
-from kfd.protocol.display import visible
+from kfd.client.exact import visible
 
 DIFF_LIMIT = 3000
 COMMAND_LIMIT = 20_000

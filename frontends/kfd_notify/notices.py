@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kfd import protocol as p
-from kfd.protocol.display import visible
+from kfd.client.exact import visible
 from kfd_notify.settings import NotifySettings
 
 Urgency = Literal[0, 1, 2]
@@ -102,9 +102,12 @@ class Notices:
             diff = preview.diff
             if len(diff) > DIFF_LIMIT:  # not seen whole: not allowed from here either
                 allowable = False
-                lines.append(visible(diff[:DIFF_LIMIT]) + f"\n… {len(diff) - DIFF_LIMIT} more")
+                lines.append(
+                    visible(diff[:DIFF_LIMIT], keep_tabs=True)
+                    + f"\n… {len(diff) - DIFF_LIMIT} more"
+                )
             else:
-                lines.append(visible(diff))
+                lines.append(visible(diff, keep_tabs=True))
         if event.reason:
             lines.append(f"({visible(event.reason)})")
         return Notice(

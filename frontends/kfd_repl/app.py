@@ -46,6 +46,7 @@ from kfd_repl import commands, focus, live
 from kfd_repl.blocks import Block, Header, Note
 from kfd_repl.completion import ReplCompleter
 from kfd_repl.keys import key_bindings
+from kfd_repl.live import ApprovalKeys
 from kfd_repl.printer import Printer
 from kfd_repl.view import Me, SessionView
 
@@ -60,6 +61,12 @@ ANIMATION_S = 0.2
 
 DOUBLE_PRESS_S = 2.0
 """A second Ctrl-C on an idle prompt within this many seconds detaches."""
+
+ANSWER_DELAY_S = 0.6
+TYPING_GAP_S = 1.0
+"""An approval that appears while the user is typing (a key less than
+`TYPING_GAP_S` before it) takes no keys for `ANSWER_DELAY_S`: a word typed
+on an empty line as the question pops up goes to the input, not to it."""
 
 STYLE = Style.from_dict(
     {
@@ -101,6 +108,12 @@ class Repl:
         self.view = SessionView(self.me, info)
         self.denying = False
         self._denied_id = ""
+        self.approval_focused = False
+        """The user moved the focus to the open approval (Tab): its keys answer it."""
+        self._approval_id = ""
+        self._approval_since = 0.0
+        self._last_key = float("-inf")
+        """When the input last changed (typing, sending): the user is typing."""
         self.hint = ""
         self._hint_until = 0.0
         self._last_interrupt = 0.0
@@ -131,6 +144,7 @@ class Repl:
             mouse_support=False,
         )
         self.app.after_render += lambda _: self._notify()
+        self.input.on_text_changed += self._typed
         self.printer = Printer(self.app, STYLE, self._notify)
 
     # -- running ------------------------------------------------------------
@@ -158,6 +172,7 @@ class Repl:
                 loop.remove_signal_handler(signum)
             await self._tell_focus(self.view.info.id, False)
             await self._detach()
+            await self.printer.drain()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -178,8 +193,9 @@ class Repl:
         assert snapshot is not None
         self.end_deny()
         self.view = SessionView(self.me, snapshot.session)
-        self.view.load(snapshot)
-        self.show(Header(snapshot.session, history_cut=snapshot.seq > HISTORY_TAIL))
+        # The replay that follows holds the last HISTORY_TAIL events (seqs are dense).
+        asked = self.view.load(snapshot, replayed_from=snapshot.seq - HISTORY_TAIL + 1)
+        self.show(Header(snapshot.session, history_cut=snapshot.seq > HISTORY_TAIL), *asked)
         self._attachment = attachment
         self._follower = asyncio.create_task(self._follow(attachment))
 
@@ -344,11 +360,17 @@ class Repl:
     def _references(text: str) -> list[str]:
         return [match.rstrip(",.;:!?)]'\"") for match in _REFERENCE.findall(text)]
 
+    def cancel_turn(self) -> None:
+        """Esc: cancel the running turn (the live area says so until it ends)."""
+        if self.view.busy and not self.view.cancelling:
+            self.view.cancelling = True
+            self.spawn(self.client.cancel(self.view.info.id))
+            self.app.invalidate()
+
     def interrupt(self) -> None:
         """Ctrl-C: cancel the turn; clear the input; twice on an idle prompt, detach."""
         if self.view.busy:
-            self.spawn(self.client.cancel(self.view.info.id))
-            self.flash("cancelling the turn…")
+            self.cancel_turn()
             return
         if self.input.text:
             self.input.reset()
@@ -373,6 +395,39 @@ class Repl:
         self._session_ids = [info.id for info in listed]
 
     # -- approvals ----------------------------------------------------------
+
+    def approval_keys(self) -> ApprovalKeys | None:
+        """Where keys go while an approval is open (None: no approval, or a
+        denial's reason is being typed). See `kfd_repl.live.ApprovalKeys`."""
+        approval = self.view.approval
+        if approval is None or self.denying:
+            return None
+        if approval.approval_id != self._approval_id:
+            # A new question: the focus starts on the input again.
+            self._approval_id = approval.approval_id
+            self._approval_since = time.monotonic()
+            self.approval_focused = False
+        if self.approval_focused:
+            return "focused"
+        if self.input.text:
+            return "draft"
+        typing = self._approval_since - self._last_key < TYPING_GAP_S
+        if typing and time.monotonic() - self._approval_since < ANSWER_DELAY_S:
+            return "arming"
+        return "answer"
+
+    def focus_approval(self, focused: bool) -> None:
+        """Move the keys to the open approval (Tab) or back to the input."""
+        self.approval_focused = focused and self.view.approval is not None
+        self.app.invalidate()
+
+    def type_into_input(self, data: str) -> None:
+        """A key the approval does not take: it goes to the input (nothing typed is lost)."""
+        self.approval_focused = False
+        self.input.insert_text(data)
+
+    def _typed(self, _: object) -> None:
+        self._last_key = time.monotonic()
 
     def answer(self, decision: p.ApprovalDecision, message: str = "") -> None:
         approval = self.view.approval
@@ -444,7 +499,7 @@ class Repl:
         return live.live_area(self.view, self._width(), hint)
 
     def _layout(self) -> Layout:
-        answering = Condition(lambda: self.view.approval is not None)
+        answering = Condition(lambda: self.view.approval is not None and not self.denying)
         denying = Condition(lambda: self.denying)
         search = SearchToolbar()
         prompt = Window(
@@ -472,7 +527,9 @@ class Repl:
                 ConditionalContainer(
                     Window(
                         FormattedTextControl(
-                            lambda: live.approval_prompt(self.view, self._width())
+                            lambda: live.approval_prompt(
+                                self.view, self._width(), self.approval_keys() or "answer"
+                            )
                         ),
                         dont_extend_height=True,
                     ),

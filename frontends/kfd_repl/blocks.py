@@ -31,6 +31,8 @@ class UserText:
     text: str
     author: str | None = None
     """The frontend that sent it, when it was not this terminal."""
+    paste: int | None = None
+    """Set for a long message (a paste): shown collapsed, ``/expand N`` shows it whole."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ class ApprovalAnswer:
     """The frontend that answered: None for this terminal, "" for the daemon itself."""
     message: str = ""
     rule: str = ""
+    what: str = ""
+    """The command (or summary) that was asked about, so the answer says what it decided."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-import msgspec
+from typing import TYPE_CHECKING
 
 from kfd import protocol as p
 from kfd.client import RequestFailed
+from kfd.client.tables import compact_lines, context_lines, memory_lines
 from kfd_repl import backend, live
 from kfd_repl.blocks import Listing, Note
 
@@ -36,6 +35,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("/help", "", "list the commands and keys"),
     Command("/sessions", "[all]", "sessions of this directory (all: everywhere)"),
     Command("/attach", "ID", "switch this terminal to another session"),
+    Command("/resume", "", "choose one of this project's sessions and switch to it"),
     Command("/new", "", "start a fresh session in this directory"),
     Command("/fork", "[MESSAGE_ID]", "continue in a copy of this session"),
     Command("/mode", "[MODE]", "set or cycle the permission mode (also Shift-Tab)"),
@@ -43,8 +43,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("/cost", "", "what this session has spent"),
     Command("/tasks", "", "the model's task list"),
     Command("/compact", "[INSTRUCTIONS]", "summarise older turns to free context"),
-    Command("/memory", "[QUERY]", "what kfd remembers for this project"),
+    Command("/memory", "[QUERY]", "what kfd remembers for this project (QUERY: the best matches)"),
     Command("/context", "", "what fills the model's context window"),
+    Command("/expand", "[N]", "show a long message that is shown collapsed (the last one)"),
     Command("/mcp", "", "the MCP servers: status, last error, tools"),
     Command("/rules", "[remove ID|RULE]", "the permission rules here, or remove a kept one"),
     Command("/trust", "[yes|revoke]", "trust this repository's .kfd/config.toml, or show it"),
@@ -63,7 +64,7 @@ KEYS = (
 
 NAMES = frozenset(command.name for command in COMMANDS) | frozenset(ALIASES)
 
-OFFLINE = frozenset({"/help", "/tasks", "/clear", "/quit"})
+OFFLINE = frozenset({"/help", "/tasks", "/expand", "/clear", "/quit"})
 """Commands that work while the daemon is unreachable."""
 
 
@@ -122,6 +123,23 @@ async def _attach(repl: Repl, argument: str) -> None:
     await repl.switch_to(info)
 
 
+async def _resume(repl: Repl, argument: str) -> None:
+    from prompt_toolkit.application import in_terminal
+
+    from kfd_repl.picker import choose, project_sessions
+
+    root, listed = await project_sessions(repl.client, repl.cwd)
+    if not listed:
+        repl.show(Note(f"no sessions in {root} yet"))
+        return
+    async with in_terminal():
+        chosen = await choose(
+            listed, title=f"resume a session of {root}", current=repl.view.info.id
+        )
+    if chosen is not None and chosen.id != repl.view.info.id:
+        await repl.switch_to(chosen)
+
+
 async def _new(repl: Repl, argument: str) -> None:
     info = await repl.client.create_session(repl.cwd, mode=repl.view.info.mode)
     await repl.switch_to(info)
@@ -148,38 +166,23 @@ async def _model(repl: Repl, argument: str) -> None:
 
 
 async def _cost(repl: Repl, argument: str) -> None:
-    ledger = backend.find("cost")
-    fields = {field.name for field in msgspec.structs.fields(ledger)} if ledger else set()
-    if ledger is None or not {"session", "since", "by"} <= fields:
-        usage = repl.view.info.usage
-        lines = (
-            f"requests       {usage.requests}",
-            f"input tokens   {usage.input_tokens} ({usage.cached_input_tokens} cached)",
-            f"output tokens  {usage.output_tokens} ({usage.reasoning_tokens} reasoning)",
-            f"cost           ${usage.cost_usd:.4f}",
-        )
-        repl.show(Listing("this session (as its usage events counted it)", lines))
-        if ledger is None:
-            repl.show(Note("daily and monthly totals need kfd's cost ledger, not in this kfd yet"))
-        else:
-            await _backend(repl, "cost", argument)
-        return
     now = datetime.now().astimezone()
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
-    queries: list[tuple[str, dict[str, Any]]] = [
-        ("this session", {"session": repl.view.info.id}),
-        ("today", {"since": day.timestamp()}),
-        ("this month", {"since": month.timestamp()}),
+    queries: list[tuple[str, p.CostQuery]] = [
+        ("this session", p.CostQuery(id="", session=repl.view.info.id)),
+        ("today", p.CostQuery(id="", since=day.timestamp())),
+        ("this month", p.CostQuery(id="", since=month.timestamp())),
     ]
     figures = []
-    for title, values in queries:
-        result = await repl.client.request(ledger(id="", **values))
-        figures.append(backend.cost_line(title, getattr(result, "total", None)))
-    by_model: dict[str, Any] = {"since": month.timestamp(), "by": "model"}
-    result = await repl.client.request(ledger(id="", **by_model))
-    for row in getattr(result, "rows", ()):
-        figures.append(backend.cost_line(f"  {getattr(row, 'key', '?')}", row))
+    for title, query in queries:
+        result: p.CostResult = await repl.client.request(query)
+        figures.append(backend.cost_line(title, result.total))
+    by_model: p.CostResult = await repl.client.request(
+        p.CostQuery(id="", since=month.timestamp(), by="model")
+    )
+    for row in by_model.rows:
+        figures.append(backend.cost_line(f"  {row.key or '?'}", row))
     repl.show(Listing("cost (confirmed by the gateway + estimated locally)", tuple(figures)))
 
 
@@ -191,29 +194,46 @@ async def _tasks(repl: Repl, argument: str) -> None:
     repl.show(Listing("tasks", tuple(lines)))
 
 
-def _feature(feature: str) -> Callable[[Repl, str], Awaitable[None]]:
-    async def handler(repl: Repl, argument: str) -> None:
-        await _backend(repl, feature, argument)
-
-    return handler
-
-
-async def _backend(repl: Repl, feature: str, argument: str) -> None:
-    request_type = backend.find(feature)
-    if request_type is None:
-        repl.show(
-            Note(f"/{feature} is not available yet: this kfd's daemon has no {feature} feature")
-        )
-        return
+async def _compact(repl: Repl, argument: str) -> None:
+    repl.flash("compacting: the model is writing the summary…", seconds=300)
     try:
-        request = backend.build(
-            request_type, session=repl.view.info.id, cwd=repl.view.info.cwd, argument=argument
-        )
-    except backend.Unsupported as exc:
-        repl.show(Note(f"/{feature}: {exc}", "warn"))
+        result = await repl.client.compact(repl.view.info.id, argument)
+    finally:
+        repl.flash("", seconds=0)
+    repl.show(Listing("/compact", tuple(compact_lines(result))))
+
+
+async def _context(repl: Repl, argument: str) -> None:
+    result = await repl.client.context(repl.view.info.id)
+    repl.show(Listing("/context", tuple(context_lines(result))))
+
+
+async def _memory(repl: Repl, argument: str) -> None:
+    cwd = repl.view.info.cwd
+    if argument:
+        found = await repl.client.memories(cwd=cwd, query=argument, limit=10)
+        lines = memory_lines(found, empty="nothing remembered matches")
+        title = f"/memory {argument}: the best matches first"
+    else:
+        found = await repl.client.memories(cwd=cwd, limit=100)
+        lines = memory_lines(found, empty="nothing remembered yet")
+        title = "/memory: this project's facts and the global ones, newest first"
+    repl.show(Listing(title, tuple(lines)))
+
+
+async def _expand(repl: Repl, argument: str) -> None:
+    pastes = repl.view.pastes
+    if not pastes:
+        repl.show(Note("no long message is shown collapsed in this session"))
         return
-    result = await repl.client.request(request)
-    repl.show(Listing(f"/{feature}", tuple(backend.describe(result) or ["(nothing)"])))
+    number = int(argument) if argument.isdigit() else max(pastes) if not argument else 0
+    text = pastes.get(number)
+    if text is None:
+        shown = ", ".join(str(n) for n in sorted(pastes)[-10:])
+        repl.show(Note(f"/expand takes the number of a collapsed message: {shown}", "warn"))
+        return
+    lines = text.rstrip("\n").split("\n")
+    repl.show(Listing(f"message {number} ({len(lines):,} lines)", tuple(lines)))
 
 
 async def _mcp(repl: Repl, argument: str) -> None:
@@ -337,15 +357,17 @@ _HANDLERS: dict[str, Callable[[Repl, str], Awaitable[None]]] = {
     "/help": _help,
     "/sessions": _sessions,
     "/attach": _attach,
+    "/resume": _resume,
     "/new": _new,
     "/fork": _fork,
     "/mode": _mode,
     "/model": _model,
     "/cost": _cost,
     "/tasks": _tasks,
-    "/compact": _feature("compact"),
-    "/memory": _feature("memory"),
-    "/context": _feature("context"),
+    "/compact": _compact,
+    "/memory": _memory,
+    "/context": _context,
+    "/expand": _expand,
     "/mcp": _mcp,
     "/rules": _rules,
     "/trust": _trust,

@@ -1,13 +1,19 @@
 """The REPL's keys, on top of prompt-toolkit's Emacs-style editing keys.
 
-Three input states decide what a key does:
+The input line owns the keys unless the user gives them to an open approval,
+so a draft can never answer one by accident, and nothing typed is lost:
 
 - composing: Enter sends, Esc-Enter / Alt-Enter / Ctrl-J insert a newline,
-  Ctrl-D on an empty input detaches;
-- answering an approval: y (or 1) allows once, a (2) allows for the session,
-  A (4) allows always in this project (offered only when the approval has a
-  rule to keep), n (3) asks for an optional reason and denies; other keys do
-  nothing, so a draft cannot answer by accident;
+  Ctrl-D on an empty input detaches, Esc cancels the running turn;
+- an approval is open and the input is empty (and the question did not just
+  pop up while the user was typing), or the user pressed Tab to move to it:
+  y (or 1) allows once, a (2) allows for the session, A (4) allows always in
+  this project (offered only when the approval has a rule to keep; else A
+  says so), n (3) asks for an optional reason and denies; Tab or Esc goes
+  back to the input; any other key goes to the input as typed (and the
+  approval lets go of the keys);
+- an approval is open and the input has a draft: every key edits the draft
+  (Enter queues it as a message); Tab moves to the approval;
 - giving a reason for a denial: Enter denies, Esc goes back to the question.
 
 In every state Ctrl-C cancels the running turn and Shift-Tab cycles the mode;
@@ -19,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prompt_toolkit.filters import Condition, has_completions
+from prompt_toolkit.filters import Condition, has_completions, is_searching
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from kfd import protocol as p
@@ -34,12 +40,15 @@ def key_bindings(repl: Repl) -> KeyBindings:
     """The bindings of ``repl``, read at key time (the view changes underneath)."""
     bindings = KeyBindings()
     denying = Condition(lambda: repl.denying)
-    answering = Condition(lambda: repl.view.approval is not None) & ~denying
+    answering = Condition(lambda: repl.approval_keys() in ("answer", "focused"))
+    focused = Condition(lambda: repl.approval_keys() == "focused")
+    draft_waits = Condition(lambda: repl.approval_keys() == "draft")
     always = answering & Condition(
         lambda: repl.view.approval is not None and offers_always(repl.view.approval)
     )
     composing = ~answering & ~denying
     empty = Condition(lambda: not repl.input.text)
+    busy = Condition(lambda: repl.view.busy)
     selected = has_completions & Condition(
         lambda: (
             repl.input.complete_state is not None
@@ -64,6 +73,16 @@ def key_bindings(repl: Repl) -> KeyBindings:
     def _interrupt(event: KeyPressEvent) -> None:
         repl.interrupt()
 
+    mine = ~denying & ~focused & ~is_searching  # Esc of a search leaves the search
+
+    @bindings.add("escape", filter=mine & has_completions)
+    def _close_menu(event: KeyPressEvent) -> None:
+        repl.input.cancel_completion()
+
+    @bindings.add("escape", filter=mine & ~has_completions & busy)
+    def _cancel_turn(event: KeyPressEvent) -> None:
+        repl.cancel_turn()
+
     @bindings.add("c-d", filter=composing & empty)
     def _detach(event: KeyPressEvent) -> None:
         repl.exit()
@@ -72,11 +91,25 @@ def key_bindings(repl: Repl) -> KeyBindings:
     def _cycle_mode(event: KeyPressEvent) -> None:
         repl.spawn(repl.set_mode())
 
+    @bindings.add("tab", filter=draft_waits, eager=True)
+    def _to_approval(event: KeyPressEvent) -> None:
+        repl.focus_approval(True)
+
+    @bindings.add("tab", filter=focused, eager=True)
+    @bindings.add("escape", filter=focused, eager=True)
+    def _to_input(event: KeyPressEvent) -> None:
+        repl.focus_approval(False)
+
     @bindings.add("<any>", filter=answering)
+    def _to_the_input(event: KeyPressEvent) -> None:
+        """A key that does not answer goes to the input as typed: never lost."""
+        if event.data.isprintable():
+            repl.type_into_input(event.data)
+
     @bindings.add("enter", filter=answering)
     @bindings.add("c-j", filter=answering)
     def _ignore(event: KeyPressEvent) -> None:
-        """Keys that do not answer are ignored while a question is open."""
+        """Enter neither answers nor sends an empty line while a question is open."""
 
     def answer_with(decision: p.ApprovalDecision) -> Callable[[KeyPressEvent], None]:
         def answer(event: KeyPressEvent) -> None:
@@ -94,6 +127,12 @@ def key_bindings(repl: Repl) -> KeyBindings:
         bindings.add(key, filter=answering)(answer_with(decision))
     for key in ("A", "4"):
         bindings.add(key, filter=always)(answer_with("allow_always"))
+
+    @bindings.add("A", filter=answering & ~always)
+    @bindings.add("4", filter=answering & ~always)
+    def _not_offered(event: KeyPressEvent) -> None:
+        """An answer this approval does not offer: say so (it is not typing either)."""
+        repl.flash("A (always) is not offered here: this call has no rule to keep")
 
     @bindings.add("n", filter=answering)
     @bindings.add("3", filter=answering)

@@ -25,7 +25,8 @@ EXIT_NO_DAEMON = 3
 
 
 def main(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
-    """The ``kfd.frontends`` entry point: ``kfd``, ``kfd attach [ID]``, ``kfd new``.
+    """The ``kfd.frontends`` entry point: ``kfd``, ``kfd attach [ID]``, ``kfd new``,
+    ``kfd resume``.
 
     ``settings`` is the frontend's config table (the REPL has none yet);
     ``args.remotes`` the daemon to attach to (``--remote``; None: this machine's).
@@ -36,6 +37,7 @@ def main(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
         session=getattr(args, "session", None),
         latest=getattr(args, "command", None) == "attach",
         new=getattr(args, "command", None) == "new",
+        resume=getattr(args, "command", None) == "resume",
         cwd=getattr(args, "cwd", None),
         mode=getattr(args, "mode", None),
         model=getattr(args, "model", None),
@@ -47,6 +49,7 @@ def start(
     session: str | None = None,
     latest: bool = False,
     new: bool = False,
+    resume: bool = False,
     cwd: str | None = None,
     mode: str | None = None,
     model: str | None = None,
@@ -56,10 +59,11 @@ def start(
 
     Which session: ``session`` (an id or unique prefix); with ``new`` a fresh
     one in ``cwd``; with ``latest`` the most recently active one anywhere;
-    otherwise the most recent one of ``cwd``, created if there is none.
-    ``mode`` and ``model`` apply to a session created here. The daemon is
-    started if none runs. With ``remote``, the daemon is that one: ``cwd`` is
-    a directory on its host (by default its ``workspace``; without one, the
+    with ``resume`` the one the user picks among the sessions of ``cwd``'s
+    project; otherwise the most recent one of ``cwd``, created if there is
+    none. ``mode`` and ``model`` apply to a session created here. The daemon
+    is started if none runs. With ``remote``, the daemon is that one: ``cwd``
+    is a directory on its host (by default its ``workspace``; without one, the
     latest session anywhere).
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -82,7 +86,7 @@ def start(
     if mode is not None and mode not in p.MODES:
         _error(f"unknown mode {mode!r}; the modes are {', '.join(p.MODES)}")
         return EXIT_USAGE
-    choice = Choice(session, latest, new, directory, mode, model)
+    choice = Choice(session, latest, new, directory, mode, model, resume)
     try:
         return asyncio.run(_run(choice, remote))
     except DaemonUnavailable as exc:
@@ -108,6 +112,7 @@ class Choice:
     cwd: str
     mode: str | None
     model: str | None
+    resume: bool = False
 
     async def pick(self, client: Client) -> p.SessionInfo:
         if self.session:
@@ -133,13 +138,28 @@ async def _run(choice: Choice, remote: Remote | None = None) -> int:
                 f"pinned the key of the daemon `{remote.name}` on first use: "
                 f"{client.pinned_on_first_use} (checked on every connection from now on)"
             )
-        info = await choice.pick(client)
+        if choice.resume:
+            picked = await _resume(client, choice.cwd)
+            if picked is None:
+                return EXIT_OK
+            info = picked
+        else:
+            info = await choice.pick(client)
         repl = Repl(client, info, cwd=choice.cwd, history=open_history(choice.cwd))
         status = await repl.run()
         left = repl.view.info.id
     with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
         print(f"detached from session {left}; it goes on in the daemon (kfd attach {left})")
     return status
+
+
+async def _resume(client: Client, cwd: str) -> p.SessionInfo | None:
+    from kfd_repl.picker import choose, project_sessions
+
+    root, listed = await project_sessions(client, cwd)
+    if not listed:
+        raise RequestFailed("not_found", f"no sessions in {root} yet; `kfd` starts one")
+    return await choose(listed, title=f"resume a session of {root}")
 
 
 def terminal_name() -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import textwrap
 import time
+from typing import Literal
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.utils import get_cwidth
 
+from kfd.client.exact import visible
 from kfd_repl.render import clean, elapsed
 from kfd_repl.view import SessionView, offers_always
 
@@ -90,10 +92,11 @@ def live_area(view: SessionView, width: int, hint: str = "") -> StyleAndTextTupl
         line("class:live.queued", f"⋯ queued: {first}{origin}")
     if len(queued) > QUEUED_SHOWN:
         line("class:live.queued", f"⋯ and {len(queued) - QUEUED_SHOWN} more queued")
-    if view.busy and not view.running_calls and not view.approval and not _streaming(view):
-        line("class:live.status", f"{spinner()} waiting for the model · Ctrl-C cancels")
-    if not view.connected:
-        line("class:live.warn", "⚠ the daemon is unreachable; reconnecting when it is back")
+    if view.busy and view.cancelling:
+        line("class:live.warn", f"{spinner()} cancelling the turn…")
+    elif view.busy and not view.running_calls and not view.approval and not _streaming(view):
+        line("class:live.status", f"{spinner()} waiting for the model · Esc or Ctrl-C cancels")
+    # (While the daemon is away the toolbar says "disconnected"; the note above said why.)
     if hint:
         line("class:live.hint", hint)
     return _without_last_newline(out)
@@ -126,28 +129,43 @@ def _streaming(view: SessionView) -> bool:
     return any(stream.pending.strip() or stream.reasoning for stream in view.streams.values())
 
 
-def approval_prompt(view: SessionView, width: int) -> StyleAndTextTuples:
-    """The question and the keys that answer it."""
+ApprovalKeys = Literal["answer", "focused", "arming", "draft"]
+"""Where the keys go while an approval is open (`kfd_repl.app.Repl.approval_keys`):
+the approval takes them (the input is empty, or the user moved the focus to
+it), not yet (it just appeared while the user was typing), or the input has a
+draft and keeps them."""
+
+
+def approval_prompt(
+    view: SessionView, width: int, keys: ApprovalKeys = "answer"
+) -> StyleAndTextTuples:
+    """The keys that answer the approval printed above, and the rule they keep.
+
+    The question itself (the whole command) is printed above, once; this part
+    only says how to answer it, and whether the keys answer it right now.
+    """
     approval = view.approval
     if approval is None:
         return []
     width = max(20, width - 1)
-    preview = approval.preview
-    what = clean(preview.command or preview.summary.removeprefix(f"{approval.tool} "))
-    what = what.split("\n", 1)[0]
-    rule = clean(approval.session_rule)
+    more = len(view.approvals) - 1
+    waiting = f" ({more} more waiting)" if more > 0 else ""
+    asking = f"the {approval.tool} call above waits for an answer{waiting}"
+    if keys == "draft":
+        return [("class:approval", fit(f"{asking} · Tab answers it (your draft stays)", width))]
+    if keys == "arming":
+        return [("class:approval", fit(f"{asking} · keys answer it in a moment", width))]
+    rule = visible(approval.session_rule)
     choices = "y allow once · a allow for this session · n deny"
     keeps = f"  (a adds the rule {rule})"
     if offers_always(approval):
         choices = "y allow once · a allow for this session · A always (this project) · n deny"
         keeps = f"  (a adds the rule {rule} for this session, A for this project)"
-    out: StyleAndTextTuples = [
-        ("class:approval", fit(f"? {approval.tool} {what}".rstrip(), width) + "\n"),
-        ("class:approval.keys", fit(choices, width) + "\n"),
-    ]
+    if keys == "focused":
+        choices += " · Tab back to your draft"
+    out: StyleAndTextTuples = [("class:approval.keys", fit(choices, width) + "\n")]
     if rule:
         out.append(("class:approval.rule", fit(keeps, width) + "\n"))
-    more = len(view.approvals) - 1
     if more > 0:
         out.append(("class:approval.rule", f"  ({more} more waiting)\n"))
     return _without_last_newline(out)
@@ -173,7 +191,8 @@ def toolbar(view: SessionView, width: int) -> StyleAndTextTuples:
     parts = [
         status,
         f"{info.mode}",
-        f"{info.frontends} attached" if info.frontends > 1 else "",
+        # How many watch is unknown while disconnected: not shown rather than stale.
+        f"{info.frontends} attached" if info.frontends > 1 and view.connected else "",
         f"ctx {_percent(view)}" if view.context_window else "",
         f"{_count(tokens)} tok ${usage.cost_usd:.2f}" if usage.requests else "",
         info.model or "",

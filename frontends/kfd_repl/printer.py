@@ -10,6 +10,7 @@ directly.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -20,15 +21,23 @@ from prompt_toolkit.formatted_text import ANSI
 from prompt_toolkit.renderer import print_formatted_text as print_fragments
 from prompt_toolkit.styles import BaseStyle
 
-from kfd_repl.blocks import Block
+from kfd_repl.blocks import ApprovalAsk, Block, Listing, ToolLine
 from kfd_repl.render import plain, render
 
 RECORD_KEPT = 2000
 """Printed blocks remembered as plain text (for `Printer.text`)."""
 
+HEAVY_CHARS = 200_000
+"""Blocks carrying more text than this are rendered in a worker thread."""
+
 
 class Printer:
-    """Renders blocks at the terminal's current width and prints them above the app."""
+    """Renders blocks at the terminal's current width and prints them above the app.
+
+    One batch at a time, in the order shown. A heavy batch (a whole-diff
+    approval of thousands of lines takes a good part of a second) is rendered
+    in a worker thread, so the prompt stays live meanwhile.
+    """
 
     def __init__(
         self,
@@ -41,41 +50,61 @@ class Printer:
         self.on_printed = on_printed
         self.record: deque[str] = deque(maxlen=RECORD_KEPT)
         self._pending: list[Block] = []
-        self._scheduled = False
+        self._printing: asyncio.Task[None] | None = None
 
     def show(self, *blocks: Block) -> None:
         """Print ``blocks`` soon, after everything shown before them."""
         if not blocks:
             return
         self._pending.extend(blocks)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._printing is None or self._printing.done():
+            self._printing = asyncio.get_running_loop().create_task(self._print_pending())
+
+    async def drain(self) -> None:
+        """Wait until everything shown so far is printed."""
+        while self._printing is not None and not self._printing.done():
+            await asyncio.shield(self._printing)
 
     def text(self) -> str:
         """The plain text of what was printed lately."""
         return "".join(self.record)
 
-    def _flush(self) -> None:
-        if not self.app.is_running:
-            self._write()
-            return
-        # run_in_terminal finds the application in the context; this callback
-        # may come from a task started before the application ran.
-        with set_app(self.app):
-            run_in_terminal(self._write)
+    async def _print_pending(self) -> None:
+        while self._pending:
+            blocks, self._pending = self._pending, []
+            width = self.app.output.get_size().columns
+            if sum(map(_weight, blocks)) > HEAVY_CHARS:
+                text = await asyncio.to_thread(_render_all, blocks, width)
+            else:
+                text = _render_all(blocks, width)  # at once: the usual, small case
+            if self.app.is_running and not self.app.is_done:
+                # run_in_terminal finds the application in the context.
+                with set_app(self.app):
+                    await run_in_terminal(functools.partial(self._write, text))
+            else:
+                self._write(text)
 
-    def _write(self) -> None:
-        self._scheduled = False
-        blocks, self._pending = self._pending, []
-        if not blocks:
-            return
+    def _write(self, text: str) -> None:
         output = self.app.output
-        width = output.get_size().columns
-        text = "".join(_render_safely(block, width) for block in blocks)
         print_fragments(output, ANSI(text), self.style, color_depth=self.app.color_depth)
         self.record.append(plain(text))
         self.on_printed()
+
+
+def _weight(block: Block) -> int:
+    """Roughly how much text ``block`` renders."""
+    if isinstance(block, ApprovalAsk):
+        preview = block.event.preview
+        return len(preview.diff or "") + len(preview.command or "")
+    if isinstance(block, ToolLine):
+        return len(block.diff) + len(block.output)
+    if isinstance(block, Listing):
+        return sum(map(len, block.lines))
+    return len(getattr(block, "text", ""))
+
+
+def _render_all(blocks: list[Block], width: int) -> str:
+    return "".join(_render_safely(block, width) for block in blocks)
 
 
 def _render_safely(block: Block, width: int) -> str:

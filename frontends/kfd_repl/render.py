@@ -22,6 +22,7 @@ from rich.markdown import Markdown
 from rich.text import Text
 
 from kfd import protocol as p
+from kfd.client.exact import segments, visible
 from kfd_repl.blocks import (
     ApprovalAnswer,
     ApprovalAsk,
@@ -33,15 +34,17 @@ from kfd_repl.blocks import (
     ToolLine,
     UserText,
 )
+from kfd_repl.diffs import CODE_THEME, diff_text
 
 FOLD_ABOVE = 16
 """Output longer than this many lines is folded to its head and tail."""
 FOLD_HEAD = 4
 FOLD_TAIL = 8
 DIFF_LINES_SHOWN = 120
-"""Longer diffs are cut here (the model's result says what changed in full)."""
-CODE_THEME = "ansi_dark"
-"""Pygments colours through the terminal's own palette, so any theme fits."""
+"""Longer diffs of finished edits are cut here (the model's result says what
+changed in full); the diff an approval asks about is always shown whole."""
+WHAT_SHOWN = 120
+"""Characters of a command an approval's answer repeats (the question above shows it all)."""
 
 # CSI and OSC sequences (and any lone escape), then C0/C1 controls but tab and newline.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
@@ -155,6 +158,10 @@ def _user(block: UserText) -> Text:
     lines = clean(block.text).rstrip("\n").split("\n")
     text = Text("› ", style="bold cyan")
     text.append(lines[0], style="bold")
+    if block.paste is not None:
+        # A paste: its first line, then how big it is and how to see it.
+        text.append(f"  [pasted {len(lines):,} lines · /expand {block.paste}]", style="dim")
+        lines = lines[:1]
     if block.author:
         text.append(f"  · from {clean(block.author)}", style="magenta")
     for line in lines[1:]:
@@ -182,7 +189,7 @@ def _tool(block: ToolLine, width: int) -> list[RenderableType]:
     line.truncate(width, overflow="ellipsis")
     out: list[RenderableType] = [line]
     if block.diff:
-        out.append(diff_text(block.diff, width))
+        out.append(diff_text(block.diff, width, limit=DIFF_LINES_SHOWN))
     elif block.output.strip():
         # Command output is cropped to the width; an error is wrapped, every word counts.
         out.append(_output(block.output, width if block.status == "ok" else None))
@@ -209,59 +216,71 @@ def _cropped(rows: list[Text], width: int) -> Text:
     return Text("\n").join(rows)
 
 
-def diff_text(diff: str, width: int) -> Text:
-    """A unified diff, coloured line by line (cut after `DIFF_LINES_SHOWN` lines)."""
-    lines = clean(diff).rstrip("\n").split("\n")
-    if len(lines) > DIFF_LINES_SHOWN:
-        more = len(lines) - DIFF_LINES_SHOWN
-        lines = [*lines[:DIFF_LINES_SHOWN], f"… {more} more lines of diff"]
-    rows = []
-    for line in lines:
-        if line.startswith(("+++", "---")):
-            style = "bold"
-        elif line.startswith("+"):
-            style = "green"
-        elif line.startswith("-"):
-            style = "red"
-        elif line.startswith("@@"):
-            style = "cyan"
-        else:
-            style = "dim" if line.startswith("… ") else ""
-        rows.append(Text("  " + line[: width * 2], style=style))
-    return _cropped(rows, width)
+def exact(text: str, style: str = "") -> Text:
+    """``text`` exactly, wrapped: hidden characters escaped and shown in reverse."""
+    shown = Text(style=style, overflow="fold")
+    for part, escaped in segments(text):
+        shown.append(part, style="reverse" if escaped else "")
+    return shown
 
 
 def _ask(event: p.ApprovalRequested) -> list[RenderableType]:
+    """The whole question: the command (every line, every character) or the
+    whole diff, where it runs, and the model's own description of it."""
     preview = event.preview
+    head = Text.assemble(("? ", "bold yellow"), (visible(event.tool), "bold"))
     # "edit x.py" from the edit tool reads "? edit  x.py", not "? edit  edit x.py".
-    what = clean(preview.summary).removeprefix(f"{event.tool} ")
-    head = Text.assemble(("? ", "bold yellow"), (event.tool, "bold"))
-    if what:
-        head.append(f"  {what}")
+    summary = preview.summary.removeprefix(f"{event.tool} ")
+    if summary and not preview.command:
+        head.append("  ")
+        head.append_text(exact(summary))
     if event.reason:
-        head.append(f"  · {clean(event.reason)}", style="dim")
+        head.append("  · ", style="dim")
+        head.append_text(exact(event.reason, "dim"))
     out: list[RenderableType] = [head]
-    if preview.command:
-        command = Text("  $ ", style="dim")
-        command.append(clean(preview.command).rstrip("\n").replace("\n", "\n    "))
-        out.append(command)
+    if preview.command is not None:
+        lines = preview.command.split("\n")
+        for number, line in enumerate(lines):
+            row = Text.assemble(("  $ " if number == 0 else "    ", "dim"))
+            row.append_text(exact(line))
+            out.append(row)
         if preview.cwd:
-            out.append(Text(f"    in {clean(preview.cwd)}", style="dim"))
+            out.append(Text.assemble(("    in ", "dim"), exact(preview.cwd, "dim")))
+        if summary and summary not in (preview.command, preview.command.split("\n", 1)[0] + " …"):
+            # The model's description is its own words, not what runs.
+            described = Text.assemble(("    the model says: ", "dim"))
+            described.append_text(exact(summary, "dim italic"))
+            out.append(described)
     if preview.diff:
-        out.append(diff_text(preview.diff, 10_000))
+        out.append(diff_text(preview.diff, 10_000, crop=False))
     return out
 
 
 def _answer(block: ApprovalAnswer) -> Text:
+    """What was decided, about what, and by whom (a kept rule names what it allows)."""
+    what = Text()
+    if block.tool and not block.rule:
+        first, _, rest = block.what.partition("\n")
+        shown = visible(first)
+        if rest or len(shown) > WHAT_SHOWN:
+            shown = shown[:WHAT_SHOWN].rstrip() + " …"
+        what = Text.assemble((visible(block.tool), "bold"), f"  {shown}" if shown else "", " · ")
     if block.decision == "deny" and block.by == "":
-        return Text(f"⊘ dismissed: {clean(block.message) or 'no answer'}", style="yellow")
+        text = Text("⊘ ", style="yellow")
+        text.append_text(what)
+        text.append(f"dismissed: {clean(block.message) or 'no answer'}", style="yellow")
+        return text
     who = "you" if block.by is None else block.by or "kfd"
     if block.decision == "deny":
-        text = Text("✗ denied", style="red")
+        text = Text("✗ ", style="red")
+        text.append_text(what)
+        text.append("denied", style="red")
     else:
-        text = Text(f"✓ {ALLOWED[block.decision]}", style="green")
+        text = Text("✓ ", style="green")
+        text.append_text(what)
+        text.append(ALLOWED[block.decision], style="green")
         if block.rule:
-            text.append(f": {clean(block.rule)}")
+            text.append(f": {visible(block.rule)}")
     text.append(f" · answered by {who}", style="dim" if block.by is None else "magenta")
     if block.message and block.decision == "deny":
         text.append(f": {clean(block.message)}")

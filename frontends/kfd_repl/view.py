@@ -33,6 +33,13 @@ from kfd_repl.markdown import complete_blocks_end
 RUNNING_OUTPUT_KEPT = 16 * 1024
 """Characters of a running tool's output kept for the live area (its tail)."""
 
+PASTE_LINES = 12
+PASTE_CHARS = 3000
+"""A user message longer than this (lines, or characters) is a paste: shown collapsed."""
+
+PASTES_KEPT = 100
+"""Collapsed pastes ``/expand`` can still show (the latest ones)."""
+
 BUSY = frozenset({"running", "awaiting_approval"})
 
 
@@ -92,12 +99,23 @@ class SessionView:
     """The seq of the first event seen: above 1 when older history was left out."""
     tasks: list[Any] = field(default_factory=list)
     """The model's plan, as the last ``tasks.updated`` gave it (items with text and status)."""
+    cancelling: bool = False
+    """This terminal asked to cancel the running turn (until the turn ends)."""
+    pastes: dict[int, str] = field(default_factory=dict)
+    """Long user messages shown collapsed, by the number ``/expand`` takes."""
     trust_shown: str = ""
     """The content (sha256) of the project config last shown for trust: what
     ``/trust yes`` trusts."""
     _announced: tuple[str, str] | None = None
     _diff_shown: set[str] = field(default_factory=set)
     """Calls whose diff the approval already showed (not shown twice)."""
+    _asked: set[str] = field(default_factory=set)
+    """Approvals whose question is printed already."""
+    _denied: set[str] = field(default_factory=set)
+    """Calls whose denial an answer line said already (their result only repeats it)."""
+    _last_error: str = ""
+    """The last error printed in this turn (the turn's end does not repeat it)."""
+    _pasted: int = 0
 
     # -- state the live area draws ------------------------------------------
 
@@ -115,11 +133,20 @@ class SessionView:
         """The approval to answer first, if any."""
         return next(iter(self.approvals.values()), None)
 
-    def load(self, snapshot: p.Snapshot) -> None:
-        """Take the live state of a fresh attach (history replay follows)."""
+    def load(self, snapshot: p.Snapshot, replayed_from: int = 1) -> list[Block]:
+        """Take the live state of a fresh attach; the blocks to print first.
+
+        The history replay that follows starts at seq ``replayed_from``: a
+        pending approval asked before that is printed now, so its question is
+        never missing from the screen.
+        """
         self.info = snapshot.session
+        blocks: list[Block] = []
         for approval in snapshot.pending_approvals:
             self.approvals[approval.approval_id] = approval
+            if approval.seq < replayed_from:
+                self._asked.add(approval.approval_id)
+                blocks.append(ApprovalAsk(approval))
         for queued in snapshot.queued:
             self.queued[queued.message_id] = queued
         self.tasks = list(getattr(snapshot, "tasks", ()))
@@ -127,6 +154,7 @@ class SessionView:
             call = self.calls.setdefault(running.call_id, Call(running.call_id, running.name))
             call.summary = call.summary or running.summary
             call.started_at = running.started_at or time.time()
+        return blocks
 
     # -- events -------------------------------------------------------------
 
@@ -160,7 +188,9 @@ class SessionView:
             case p.MessageUser():
                 self.queued.pop(event.message_id, None)
                 author = None if self.me.owns(event.frontend) else _name(event.frontend)
-                return [UserText(event.text, author)]
+                return [UserText(event.text, author, self._paste(event.text))]
+            case p.TurnStarted():
+                self._last_error = ""
             case p.MessageDelta():
                 return self._delta(event)
             case p.MessageCompleted():
@@ -196,6 +226,9 @@ class SessionView:
                 self.approvals[event.approval_id] = event
                 if event.preview.diff:
                     self._diff_shown.add(event.call_id)
+                if event.approval_id in self._asked:
+                    return []  # printed at attach already
+                self._asked.add(event.approval_id)
                 return [ApprovalAsk(event)]
             case p.ApprovalResolved():
                 return [self._resolved(event)]
@@ -208,6 +241,7 @@ class SessionView:
             case p.TurnCompleted():
                 return self._turn_completed(event)
             case p.ErrorEvent():
+                self._last_error = event.message
                 return [Note(f"error: {event.message}", "error")]
             case p.FrontendsChanged():
                 self.info.frontends = event.count
@@ -298,6 +332,9 @@ class SessionView:
         # edit's result only repeats its diff.
         shown = event.status != "cancelled" and (event.status != "ok" or not call.read_only)
         shown = shown and not (display is not None and display.diff and event.status == "ok")
+        if event.call_id in self._denied:
+            self._denied.discard(event.call_id)
+            shown = False
         return ToolLine(
             name=event.name,
             summary=call.summary or (display.summary if display is not None else ""),
@@ -307,20 +344,38 @@ class SessionView:
             diff=diff,
         )
 
+    def _paste(self, text: str) -> int | None:
+        """The paste number of a long message (None for a short one)."""
+        if text.count("\n") < PASTE_LINES and len(text) <= PASTE_CHARS:
+            return None
+        self._pasted += 1
+        self.pastes[self._pasted] = text
+        if len(self.pastes) > PASTES_KEPT:
+            del self.pastes[min(self.pastes)]
+        return self._pasted
+
     def _resolved(self, event: p.ApprovalResolved) -> ApprovalAnswer:
         asked = self.approvals.pop(event.approval_id, None)
+        self._asked.discard(event.approval_id)
+        if event.decision == "deny":
+            self._denied.add(event.call_id)
         if event.by is None:
             by: str | None = ""
         elif self.me.owns(event.by):
             by = None
         else:
             by = _name(event.by)
+        what = ""
+        if asked is not None:
+            preview = asked.preview
+            what = preview.command or preview.summary.removeprefix(f"{asked.tool} ")
         return ApprovalAnswer(
             tool=asked.tool if asked is not None else "",
             decision=event.decision,
             by=by,
             message=event.message,
             rule=event.rule,
+            what=what,
         )
 
     def _turn_completed(self, event: p.TurnCompleted) -> list[Block]:
@@ -332,6 +387,10 @@ class SessionView:
         self.streams.clear()
         self.calls.clear()
         self.approvals.clear()
+        self.cancelling = False
+        said, self._last_error = self._last_error, ""
+        if event.stop_reason == "error" and event.message and event.message == said:
+            return blocks  # the error event said it already
         if event.stop_reason != "end_turn":
             detail = f": {event.message}" if event.message else ""
             level: NoteLevel = "error" if event.stop_reason == "error" else "warn"

@@ -5,16 +5,11 @@ The turn loop (and compaction) call, around every model request:
 - `Accounting.before_request` -- refuses a request that would pass a budget
   (`kfd.errors.BudgetExceeded`; the turn ends with an ``error`` event saying
   which and how to raise it);
-- `Accounting.after_request` -- prices the request from the model table,
-  commits its ledger row (durably, before anyone is told), adds it to the
-  session's totals, emits ``usage`` (and ``budget.warning`` at a threshold),
-  and, behind a gateway that logs costs, starts the look-up that later
-  replaces the estimate (``cost.updated``);
-- `Accounting.after_failure` -- commits a row for a request that failed for
-  good, with its error;
-- `Accounting.after_cancel` -- commits a row for a request the user cancelled,
-  its tokens estimated from what was sent and streamed (the provider bills
-  them; nobody reports them).
+- `Accounting.metered` -- the request itself, with its write-ahead ledger row
+  (`kfd.agent.metering`): committed before the first byte leaves, completed
+  (`after_request`: priced from the model table, added to the session's
+  totals, shown in ``usage``, and behind a gateway that logs costs, looked up
+  later: ``cost.updated``), failed, or interrupted with what is known.
 
 ``cost.query`` and ``model.list`` requests are answered here too, from the
 ledger (every total is a sum of rows) and the model table.
@@ -22,9 +17,11 @@ ledger (every total is a sum of rows) and the model table.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,6 +29,7 @@ import msgspec
 
 from kfd.agent import budgets
 from kfd.agent.cost_lookup import GatewayCosts
+from kfd.agent.metering import MeteredRequest, MeteredSession
 from kfd.agent.tokens import request_tokens
 from kfd.config import FALLBACK_CONTEXT_WINDOW
 from kfd.errors import BudgetExceeded, RequestError
@@ -58,7 +56,6 @@ if TYPE_CHECKING:
     import asyncio
 
     from kfd.config import Config
-    from kfd.errors import ProviderError
     from kfd.gateway.types import Completed, ModelRequest, Provider
     from kfd.protocol import Event
     from kfd.store.ledger import Ledger
@@ -66,7 +63,7 @@ if TYPE_CHECKING:
 ENTRIES_LIMIT = 1000
 """Most individual ledger rows one ``cost.query`` returns."""
 
-_ERROR_CHARS = 2000
+UNFINISHED = "the daemon stopped during this request; output tokens unknown"
 
 
 class Billed(Protocol):
@@ -94,16 +91,17 @@ class Accounting:
         ledger: Ledger,
         provider: Provider,
         catalog: ModelCatalog | None = None,
+        on_closed: Callable[[LedgerEntry], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_closed = on_closed
+        """Told of every request whose row is closed (telemetry)."""
         self.ledger = ledger
         self.catalog = catalog or ModelCatalog.load(config.models)
         self.gateway_costs: GatewayCosts[Billed] = GatewayCosts(
             provider, config.ledger, self._confirm
         )
-        self._asked: dict[str, tuple[str, str, float, ModelRequest | None]] = {}
-        """Per session: provider, model, start and request of the one in flight."""
-        self._provider_name = provider.name
+        self.provider_name = provider.name
 
     async def close(self) -> None:
         """Stop the cost look-ups still waiting (their estimates stand)."""
@@ -114,13 +112,12 @@ class Accounting:
         self.config = config
         self.catalog = ModelCatalog.load(config.models)
         self.gateway_costs.reconfigure(provider, config.ledger)
-        self._provider_name = provider.name
+        self.provider_name = provider.name
 
     # -- the hooks -------------------------------------------------------------
 
     async def before_request(self, session: Billed, request: ModelRequest) -> None:
         """Refuse (raise `BudgetExceeded`) a request that would pass a budget."""
-        self._asked[session.id] = (self._provider_name, request.model, time.monotonic(), request)
         applying = budgets.limits(self.config.budget, session.info.budget_usd)
         if not applying:
             return
@@ -132,15 +129,29 @@ class Accounting:
             limit, message = refused
             raise BudgetExceeded(message, budget=limit.budget)
 
-    async def after_request(self, session: Billed, turn: int, completed: Completed) -> None:
-        """Record the request, count it, and say so."""
+    @contextlib.asynccontextmanager
+    async def metered(
+        self, session: MeteredSession, turn: int, request: ModelRequest
+    ) -> AsyncIterator[MeteredRequest]:
+        """The request with its write-ahead ledger row, closed however the block ends."""
+        meter = MeteredRequest(self, session, turn, request)
+        try:
+            yield meter
+        except BaseException as exc:
+            await _finish(meter.close(exc))
+            raise
+        await _finish(meter.close(None))
+
+    async def after_request(
+        self, session: Billed, turn: int, completed: Completed, written: LedgerEntry | None
+    ) -> None:
+        """Complete the request's row with what the provider reported, count it, say so."""
         info = completed.info
-        self._asked.pop(session.id, None)
         estimate = self.catalog.estimate(info.model, completed.usage)
         source: CostSource = "estimate" if estimate is not None else "unpriced"
         used = msgspec.structs.replace(completed.usage, cost_usd=estimate or 0.0, requests=1)
         entry = LedgerEntry(
-            id=new_id("l"),
+            id=written.id if written is not None else new_id("l"),
             session=session.id,
             turn=turn,
             ts=time.time(),
@@ -161,65 +172,26 @@ class Accounting:
             gateway_log_id=info.extra.get("gateway_log_id", ""),
             cache_status=info.extra.get("cache_status", ""),
         )
-        await self._count(
+        await self.count(
             session, entry, used, context_tokens=used.input_tokens + used.output_tokens
         )
         await self._warn(session, used.cost_usd)
         if self.gateway_costs.wanted(info):
             self.gateway_costs.start(session, entry, info)
 
-    async def after_failure(self, session: Billed, turn: int, error: ProviderError) -> None:
-        """Record a request that failed for good (its cost, if any, is unknown)."""
-        provider, model, started, _ = self._asked.pop(session.id, self._nothing_asked(session))
-        await self.ledger.record(
-            LedgerEntry(
-                id=new_id("l"),
-                session=session.id,
-                turn=turn,
-                ts=time.time(),
-                provider=provider,
-                model=model,
-                latency_ms=round((time.monotonic() - started) * 1000, 1),
-                retries=error.retries,
-                error=str(error)[:_ERROR_CHARS] or type(error).__name__,
-            )
-        )
-
-    async def after_cancel(self, session: Billed, turn: int, streamed_chars: int) -> None:
-        """Record a request cancelled mid-stream, with estimated tokens and cost."""
-        provider, model, started, request = self._asked.pop(
-            session.id, self._nothing_asked(session)
-        )
-        used = Usage(
-            input_tokens=request_tokens(request) if request is not None else 0,
-            output_tokens=math.ceil(streamed_chars / 4),
-            requests=1,
-        )
-        estimate = self.catalog.estimate(model, used)
-        used = msgspec.structs.replace(used, cost_usd=estimate or 0.0)
-        entry = LedgerEntry(
-            id=new_id("l"),
-            session=session.id,
-            turn=turn,
-            ts=time.time(),
-            provider=provider,
-            model=model,
-            input_tokens=used.input_tokens,
-            output_tokens=used.output_tokens,
-            cost_usd=used.cost_usd,
-            estimate_usd=used.cost_usd,
-            cost_source="estimate" if estimate is not None else "unpriced",
-            latency_ms=round((time.monotonic() - started) * 1000, 1),
-            error="cancelled; tokens estimated from what was sent and streamed",
-        )
-        await self._count(session, entry, used, context_tokens=0)
-
-    async def _count(
+    async def count(
         self, session: Billed, entry: LedgerEntry, used: Usage, *, context_tokens: int
     ) -> None:
         """Commit the row, add it to the session's totals, and say so in ``usage``."""
         # Durable before visible: the row is committed before the event says so.
-        await self.ledger.record(entry)
+        # A cancellation during the write still lets the write end (the store
+        # waits it out), so the totals and the event follow it either way.
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            await self.ledger.record(entry)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+        self.closed(entry)
         total = session.info.usage
         for field in (
             "input_tokens",
@@ -243,10 +215,17 @@ class Accounting:
                 cost_source=entry.cost_source,
             )
         )
+        if cancelled is not None:
+            raise cancelled
 
-    def _nothing_asked(self, session: Billed) -> tuple[str, str, float, ModelRequest | None]:
-        model = session.info.model or self.config.model.model
-        return self._provider_name, model, time.monotonic(), None
+    def closed(self, entry: LedgerEntry) -> None:
+        """A request's row is final: tell whoever watches (telemetry)."""
+        if self.on_closed is not None:
+            self.on_closed(entry)
+
+    async def close_unfinished(self) -> list[LedgerEntry]:
+        """At start: close the rows a crash left ``sent`` as ``interrupted``."""
+        return await self.ledger.close_unfinished(UNFINISHED)
 
     # -- the gateway's figure -------------------------------------------------
 
@@ -392,6 +371,21 @@ class Accounting:
         if model == self.config.model.model:
             return self.config.model.context_window
         return self.catalog.context_window(model) or FALLBACK_CONTEXT_WINDOW
+
+
+async def _finish(closing: Awaitable[None]) -> None:
+    """Run ``closing`` to its end even if cancellations arrive meanwhile, then
+    let the first of them go on."""
+    task = asyncio.ensure_future(closing)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def valid_usd(value: float | None) -> bool:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from kfd.agent.prompt import build_request, limits, model_view, refresh_preamble
 from kfd.agent.tokens import message_tokens, request_tokens
 from kfd.errors import ContextTooLong, ProviderError
-from kfd.gateway.types import Completed, ModelRequest
+from kfd.gateway.types import ModelRequest
 from kfd.protocol import CompactReason, ContextCompacted, ContextCompacting
 from kfd.transcript import AssistantMessage, Message, ToolResultMessage, UserMessage
 
@@ -60,7 +60,8 @@ CLIPPED_RESULT_CHARS = 2_000
 
 
 class NothingToCompact(Exception):
-    """No older message can be summarised (the recent part is all there is)."""
+    """No older message can be summarised (the recent part is all there is), or
+    the summary would not be smaller than what it replaces."""
 
 
 def choose_cut(
@@ -162,17 +163,12 @@ def _clip(message: Message) -> Message:
 async def _ask_for_summary(session: AgentSession, turn: int, request: ModelRequest) -> str:
     runtime = session.runtime
     await runtime.accounting.before_request(session, request)
-    completed: Completed | None = None
-    try:
-        async for event in runtime.provider.stream(request):
-            if isinstance(event, Completed):
-                completed = event
-    except ProviderError as exc:
-        await runtime.accounting.after_failure(session, turn, exc)
-        raise
+    async with runtime.accounting.metered(session, turn, request) as meter:
+        async for _ in meter.stream(runtime.provider):
+            pass
+    completed = meter.completed
     if completed is None:  # pragma: no cover - providers always complete or raise
         raise ProviderError("the summary stream ended without an answer")
-    await runtime.accounting.after_request(session, turn, completed)
     session.context.calibration.observe(request_tokens(request), completed.usage.input_tokens)
     text = completed.message.text.strip()
     if not text:
@@ -203,7 +199,8 @@ async def compact(
 ) -> ContextCompacted:
     """Summarise the older messages now. Call with ``session.context.lock`` held.
 
-    Raises `NothingToCompact`, or the `ProviderError` of the summary request.
+    Raises `NothingToCompact` (then nothing changed), or the `ProviderError`
+    of the summary request. A compaction never makes the context larger.
     """
     state = session.context
     config = session.runtime.config.context
@@ -227,9 +224,20 @@ async def compact(
     appendix = _appendix(session, session.messages[state.first_kept : cut])
     summary = f"{text}\n\n{appendix}" if appendix else text
     summarised = cut - state.first_kept
+    previous = state.summary, state.first_kept
     state.summary, state.first_kept = summary, cut
-    state.compactions += 1
     state.compacted_at = len(session.messages)
+    shrunk = state.calibration.scale(request_tokens(build_request(session, turn)))
+    if shrunk >= before:
+        # A summary longer than what it replaces would only cost more: keep the old
+        # view, and ask for no other summary before the conversation has grown.
+        state.summary, state.first_kept = previous
+        state.rearm_tokens = before + keep
+        raise NothingToCompact(
+            f"not compacted: the summary would not make the context smaller "
+            f"({before:,} -> {shrunk:,} tokens); the conversation stays as it was"
+        )
+    state.compactions += 1
     # The prefix cache is void now anyway: take fresh facts for what follows.
     await refresh_preamble(session)
     after = state.calibration.scale(request_tokens(build_request(session, turn)))

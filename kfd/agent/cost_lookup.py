@@ -48,6 +48,7 @@ class GatewayCosts(Generic[Owner]):
         self._config = config
         self._on_cost = on_cost
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], str] = {}
         self._refused = False
 
     def reconfigure(self, provider: Provider, config: LedgerConfig) -> None:
@@ -65,7 +66,13 @@ class GatewayCosts(Generic[Owner]):
             self._look_up(owner, entry, info), name=f"gateway cost {entry.id}"
         )
         self._tasks.add(task)
+        self._sessions[task] = getattr(owner, "id", "")
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._sessions.pop(done, None))
+
+    def sessions(self) -> set[str]:
+        """The sessions with a look-up still running (they must stay loaded)."""
+        return set(self._sessions.values())
 
     @property
     def pending(self) -> int:

@@ -7,7 +7,7 @@ session's status (`status_of`), whether the turn goes on, how it ends and
 what its unanswered tool calls are told. Every decision is then a plain
 function call away from a test (``tests/unit/test_lifecycle.py``)::
 
-    Idle ──TurnBegan──▶ Running ──ModelAnswered(0 calls) / CallChosen (repeat)
+    Idle ──TurnBegan──▶ Running ──ModelAnswered(0 calls, maybe cut short) / CallChosen (repeat)
       ▲                   │         / ResultsRead (step limit) / Aborted──▶ Running(ending=…)
       └────TurnClosed─────┘
 
@@ -34,6 +34,7 @@ from kfd.protocol import (
     MessageUser,
     SessionStatus,
     StopReason,
+    ToolRequested,
     ToolStarted,
     ToolStatus,
     TurnCompleted,
@@ -111,9 +112,15 @@ class TurnBegan:
 
 @dataclass(frozen=True, slots=True)
 class ModelAnswered:
-    """The model answered, calling ``calls`` tools (none: the turn is done)."""
+    """The model answered, calling ``calls`` tools (none: the turn is done).
+
+    ``stop`` is the provider's own reason the answer ended (``stop``,
+    ``length``, ``max_tokens``, ``content_filter``...): a final answer cut
+    short ends the turn saying so (`answer_ending`).
+    """
 
     calls: int
+    stop: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +199,7 @@ def transition(state: State, event: LifecycleEvent) -> State:
         case Running(), ModelAnswered():
             steps = state.steps + 1
             if event.calls == 0:
-                return _end(replace(state, steps=steps), Ending("end_turn"))
+                return _end(replace(state, steps=steps), answer_ending(event.stop))
             return replace(state, steps=steps)
         case Running(), CallChosen():
             return _repeat(state, event)
@@ -218,6 +225,21 @@ def transition(state: State, event: LifecycleEvent) -> State:
 
 def _end(state: Running, ending: Ending) -> Running:
     return state if state.ending is not None else replace(state, ending=ending)
+
+
+def answer_ending(provider_stop: str) -> Ending:
+    """How a turn ends on a final answer (one without tool calls): normally, or
+    cut short by the model's output limit (OpenAI ``length``, Anthropic
+    ``max_tokens``) or by a refusal (``content_filter``, ``refusal``)."""
+    if provider_stop in ("length", "max_tokens"):
+        return Ending(
+            "max_tokens",
+            "the answer reached the model's output limit; raise [model] max_output_tokens "
+            "or ask for a shorter answer",
+        )
+    if provider_stop in ("content_filter", "refusal"):
+        return Ending("refusal", "the model refused to answer (the provider's content filter)")
+    return Ending("end_turn")
 
 
 def _repeat(state: Running, event: CallChosen) -> Running:
@@ -312,6 +334,10 @@ class OpenTurn:
     """Approvals never answered, by approval id."""
     queued: dict[str, MessageQueued] = field(default_factory=dict)
     """Queued messages no turn took, by message id."""
+    requested: set[str] = field(default_factory=set)
+    """Calls of the open turn whose ``tool.requested`` is logged."""
+    carried: dict[str, int] = field(default_factory=dict)
+    """How many times each message was queued (a restart queues one again)."""
 
 
 def open_turn(events: Iterable[Event]) -> OpenTurn:
@@ -321,8 +347,11 @@ def open_turn(events: Iterable[Event]) -> OpenTurn:
         match event:
             case TurnStarted():
                 found.turn = event.turn
+                found.requested.clear()
             case TurnCompleted():
                 found.turn = None
+            case ToolRequested():
+                found.requested.add(event.call_id)
             case ToolStarted():
                 found.started.add(event.call_id)
             case ApprovalRequested():
@@ -331,6 +360,7 @@ def open_turn(events: Iterable[Event]) -> OpenTurn:
                 found.approvals.pop(event.approval_id, None)
             case MessageQueued():
                 found.queued[event.message_id] = event
+                found.carried[event.message_id] = found.carried.get(event.message_id, 0) + 1
             case MessageUser():
                 found.queued.pop(event.message_id, None)
     return found
@@ -339,6 +369,7 @@ def open_turn(events: Iterable[Event]) -> OpenTurn:
 OPEN_TURN_EVENTS = (
     "turn.started",
     "turn.completed",
+    "tool.requested",
     "tool.started",
     "approval.requested",
     "approval.resolved",

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from kfd.agent.lifecycle import LifecycleEvent, State
     from kfd.agent.live import LiveOutput
     from kfd.agent.runtime import Runtime
-    from kfd.protocol import Event, FrontendRef, SessionInfo
+    from kfd.protocol import Event, FrontendRef, SessionInfo, ToolCall
     from kfd.transcript import Message
 
 
@@ -68,8 +68,14 @@ class AgentSession(SessionEvents, Protocol):
         """A turn runs (or is queued to)."""
         ...
 
-    def update(self, by: FrontendRef | None = None, **changes: Any) -> SessionInfo:
-        """Change title, mode, model, archived or budget, and tell everyone."""
+    def update(self, by: FrontendRef | None = None, **changes: Any) -> asyncio.Future[None]:
+        """Change title, mode, model, archived or budget, and tell everyone; the
+        future resolves once the change is on disk."""
+        ...
+
+    def ensure_requested(self, call: ToolCall) -> None:
+        """Log ``tool.requested`` for ``call`` if it is not logged yet (a result
+        is never logged without its request)."""
         ...
 
 

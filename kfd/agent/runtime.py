@@ -34,8 +34,10 @@ class Journal(Protocol):
         session: SessionInfo | None = None,
         message: MessageRow | None = None,
         tool_output: tuple[str, str, str] | None = None,
+        sync: bool = False,
     ) -> asyncio.Future[None]:
-        """Queue a durable event; the future resolves once it is on disk and published."""
+        """Queue a durable event; the future resolves once it is on disk and published
+        (``sync``: synced to disk)."""
         ...
 
     def publish(self, event: Event) -> None:
@@ -48,6 +50,11 @@ class Journal(Protocol):
 
     async def drain(self) -> None:
         """Wait until every event queued so far is on disk and published."""
+        ...
+
+    @property
+    def published(self) -> dict[str, int]:
+        """The last durable seq published, per session."""
         ...
 
 

@@ -126,6 +126,7 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
     status, text = unanswered_result(ending)
     for call in unanswered_calls(session.messages):
         session.live.tool_finished(call.id)
+        session.ensure_requested(call)
         _answer(session, call, status, text, reason=ending.note)
     done = session.emit(
         TurnCompleted(session=session.id, turn=turn, stop_reason=ending.stop, message=ending.note)
@@ -139,7 +140,7 @@ async def _steps(session: TurnSession, turn: int) -> None:
     while goes_on(session.lifecycle):
         completed = await _ask_model(session, turn)
         calls = completed.message.tool_calls
-        if not goes_on(session.advance(ModelAnswered(len(calls)))):
+        if not goes_on(session.advance(ModelAnswered(len(calls), completed.stop_reason))):
             return
         await _run_calls(session, calls)
         # The model reads these results next: untrusted ones now weigh on its later calls.
@@ -162,35 +163,27 @@ async def _ask_model_once(session: TurnSession, turn: int) -> Completed:
     request = await prepare_request(session, turn)
     await runtime.accounting.before_request(session, request)
     message_id = session.live.begin_stream()
-    completed: Completed | None = None
-    try:
-        async for event in runtime.provider.stream(request):
+    # The ledger row is written ahead of the request and closed however this
+    # block ends (`kfd.agent.metering`); its usage event follows the message.
+    async with runtime.accounting.metered(session, turn, request) as meter:
+        async for event in meter.stream(runtime.provider):
             message_id = _on_stream_event(session, event, message_id)
-            if isinstance(event, Completed):
-                completed = event
-    except ProviderError as exc:
-        await runtime.accounting.after_failure(session, turn, exc)
-        raise
-    except asyncio.CancelledError:
-        # The provider bills what it sent before the cancel: so does the ledger.
-        await runtime.accounting.after_cancel(session, turn, session.live.streamed_chars())
-        raise
-    session.live.end_stream()
-    if completed is None:  # pragma: no cover - providers always complete or raise
-        raise ProviderError("the model stream ended without an answer")
-    message = msgspec.structs.replace(completed.message, id=message_id)
-    session.emit(
-        MessageCompleted(
-            session=session.id,
-            message_id=message_id,
-            text=message.text,
-            reasoning=message.reasoning,
-            tool_calls=message.tool_calls,
-        ),
-        message=message,
-    )
-    completed = msgspec.structs.replace(completed, message=message)
-    await runtime.accounting.after_request(session, turn, completed)
+        session.live.end_stream()
+        completed = meter.completed
+        if completed is None:  # pragma: no cover - providers always complete or raise
+            raise ProviderError("the model stream ended without an answer")
+        message = msgspec.structs.replace(completed.message, id=message_id)
+        session.emit(
+            MessageCompleted(
+                session=session.id,
+                message_id=message_id,
+                text=message.text,
+                reasoning=message.reasoning,
+                tool_calls=message.tool_calls,
+            ),
+            message=message,
+        )
+        completed = meter.completed = msgspec.structs.replace(completed, message=message)
     observe_usage(session, completed.usage)
     return completed
 
@@ -256,7 +249,13 @@ async def _run_calls(session: TurnSession, calls: list[ToolCall]) -> None:
             continue
         if verdict.decision == "ask":
             await _flush(session, group)
-            preview = await item.tool.preview(item.args, _context(session, item))
+            try:
+                preview = await item.tool.preview(item.args, _context(session, item))
+            except ToolError as exc:
+                # The call cannot succeed as it stands: nothing to approve, and the
+                # model learns why at once (it never ran, so nothing happened).
+                _answer(session, item.call, "error", str(exc), reason="not asked: it would fail")
+                continue
             decision, message = await session.approvals.ask(
                 item.call.id,
                 item.call.name,

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--session", help="send to this session (id or unique prefix)")
     run.add_argument("--mode", choices=MODES, help="permission mode for the session")
-    run.add_argument("--model", help="model for a new session")
+    run.add_argument("--model", help="model of the session (a new one, or the --session one)")
     run.add_argument("--json", action="store_true", help="print every event as a JSON line")
     run.add_argument(
         "--approval-timeout",
@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
 
     commands.add_parser("stop", help="stop the daemon (running turns end as interrupted)")
+    restart = commands.add_parser(
+        "restart",
+        help="restart the daemon with this shell's environment (running turns finish first)",
+    )
+    restart.add_argument(
+        "--now", action="store_true", help="interrupt running turns instead of waiting"
+    )
+
+    from kfd.cli import logs
+
+    logs.add_parser(commands)
 
     from kfd.cli import frontend, repl, watch
 
@@ -103,8 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["acp"]:
+        # An editor waits on `kfd acp` before it shows anything: skip building
+        # (and importing) every other command's parser.
+        from kfd.cli import frontend
+
+        arguments = frontend.acp_parser().parse_args(words[1:])
+        arguments.command = "acp"
+        return frontend.acp(arguments)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     command = args.command
     from kfd.cli import remotes
 
@@ -119,7 +139,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     elif getattr(args, "remote_name", None):
         print(f"kfd: `kfd {command}` does not take --remote", file=sys.stderr)
         return 2
-    if command in (None, "attach", "new"):
+    if command in (None, "attach", "new", "resume"):
         from kfd.cli import repl
 
         return repl.main(args)
@@ -135,6 +155,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import frontend
 
         return frontend.main(args)
+    if command == "acp":
+        from kfd.cli import frontend
+
+        return frontend.acp(args)
     if command in ("context", "compact"):
         from kfd.cli import context
 
@@ -159,6 +183,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import explain
 
         return explain.main(args)
+    if command == "logs":
+        from kfd.cli import logs
+
+        return logs.main(args)
     if command == "trust":
         from kfd.cli import trust
 
@@ -174,6 +202,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         "sessions": commands.sessions,
         "status": commands.status,
         "stop": commands.stop,
+        "restart": commands.restart,
     }[command]
     return commands.execute(handler, args)
 

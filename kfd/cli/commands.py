@@ -23,7 +23,11 @@ from kfd.client import (
     ConnectionRestored,
     DaemonUnavailable,
     RequestFailed,
+    drift_message,
+    ensure_daemon,
 )
+from kfd.client.exact import visible
+from kfd.client.tables import missing_lines
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -91,6 +95,13 @@ class _Printer:
         self.err.flush()
 
 
+def warn_drift(client: Client) -> None:
+    """Say so when this shell's provider environment is not the daemon's."""
+    drift = client.environment_drift
+    if drift:
+        print(f"kfd: note: {drift_message(drift)}", file=sys.stderr)
+
+
 async def run(args: argparse.Namespace) -> int:
     remote = remotes.remote_of(args)
     if remote is None:
@@ -108,10 +119,15 @@ async def run(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
     async with await remotes.connect(args, "kfd-run") as client:
+        if remote is None:  # a remote daemon's environment is its host's, not this shell's
+            warn_drift(client)
         if args.session:
             info = await client.session(args.session)
             if args.mode and args.mode != info.mode:
                 info = await client.set_mode(info.id, args.mode)
+            if args.model is not None and args.model != info.model:
+                # Refused (say, an empty name): the daemon says why, and nothing is sent.
+                info = await client.set_model(info.id, args.model)
         else:
             # No title: the daemon names the session after its first message.
             info = await client.create_session(
@@ -160,9 +176,11 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
                     printer.note(f"  {item.status}: {first[0] if first else ''}")
                 case p.ApprovalRequested():
                     if not args.json:
-                        what = item.preview.command or item.preview.summary or item.tool
+                        # Shown exactly: a \r or an escape sequence must not hide a part.
+                        what = visible(item.preview.command or item.preview.summary or item.tool)
                         printer.note(
-                            f"? {item.tool} needs approval ({item.reason}): {what}\n"
+                            f"? {visible(item.tool)} needs approval ({visible(item.reason)}): "
+                            f"{what}\n"
                             f"  answer from another frontend, or it is denied in "
                             f"{args.approval_timeout:g} s"
                         )
@@ -239,27 +257,41 @@ async def status(args: argparse.Namespace) -> int:
     remote = remotes.remote_of(args)
     if remote is None and paths.daemon_pid(directory) is None:
         if args.json:
-            print('{"running": false}')
+            print('{"alive": false, "running": 0}')
         else:
             print(f"no kfd daemon is running for {directory}")
         return EXIT_NO_DAEMON
     async with await remotes.connect(args, "kfd-status", spawn=False) as client:
         # The tools that cannot work here: "here" is a directory of this machine.
         result = await client.status(cwd=os.getcwd() if remote is None else "")
+        drift = client.environment_drift if remote is None else []
     if args.json:
+        # ``running`` is the count of sessions running a turn; ``alive`` says a daemon answered.
         data = msgspec.to_builtins(result)
-        data["running"] = True
+        data["alive"] = True
+        data["environment_drift"] = drift
         sys.stdout.buffer.write(_json.encode(data) + b"\n")
         return EXIT_OK
     print(f"kfd {result.version}  daemon {result.daemon_id}  pid {result.pid}")
     print(f"up {_duration(result.uptime_s)}; {result.sessions} sessions, {result.running} running")
+    if result.draining:
+        print("stopping: waiting for the running turns to finish")
+    if result.trouble:
+        print(f"problem: cannot write the state directory: {result.trouble}; retrying")
+    if drift:
+        print(f"note: {drift_message(drift)}")
     print(f"runtime {result.runtime_dir}\nstate   {result.state_dir}")
     print(f"tools: {', '.join(result.tools) or 'none'}")
     others = [f for f in result.frontends if f.name != "kfd-status"]
     print(f"frontends attached: {len(others)}")
     for frontend in others:
+        behind = (
+            f"; {frontend.queued_bytes // 1024} KiB waiting, {frontend.shed_events} events shed"
+            if frontend.queued_bytes or frontend.shed_events
+            else ""
+        )
         where = f" over TCP, key {frontend.key!r}" if frontend.key else f" pid {frontend.pid}"
-        print(f"  {frontend.name} ({frontend.id}){where}")
+        print(f"  {frontend.name} ({frontend.id}){where}{behind}")
     if result.config_path:
         loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.config_loaded_at))
         state = "does not load; kept the one read" if result.config_error else "read"
@@ -277,6 +309,43 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+async def _wait_stopped(directory: Any, pid: int, deadline_s: float | None) -> bool:
+    """Wait until the daemon holding ``directory`` has exited; False past the deadline."""
+    start = time.monotonic()
+    while paths.daemon_pid(directory) is not None:
+        if deadline_s is not None and time.monotonic() - start > deadline_s:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def restart(args: argparse.Namespace) -> int:
+    """Stop the daemon gracefully (running turns finish unless ``--now``) and start
+    it again from this shell's environment; frontends reconnect by themselves."""
+    directory = paths.runtime_dir()
+    pid = paths.daemon_pid(directory)
+    if pid is not None:
+        async with await Client.connect(name="kfd-restart") as client:
+            running = (await client.status()).running
+            if running and not args.now:
+                print(
+                    f"waiting for {running} running turn(s) to finish "
+                    "(`kfd restart --now` interrupts them; new messages wait for the restart)",
+                    file=sys.stderr,
+                )
+            await client.request(p.Shutdown(id="", wait_for_turns=not args.now, restart=True))
+        if not await _wait_stopped(directory, pid, None if not args.now else 30):
+            print(f"kfd: the daemon (pid {pid}) did not stop within 30 s", file=sys.stderr)
+            return EXIT_FAILED
+    await asyncio.to_thread(ensure_daemon, directory, 20.0)
+    new_pid = paths.daemon_pid(directory)
+    if pid is None:
+        print(f"no daemon was running; started one (pid {new_pid})")
+    else:
+        print(f"restarted the kfd daemon (pid {pid} -> {new_pid})")
+    return EXIT_OK
 
 
 async def stop(args: argparse.Namespace) -> int:
@@ -299,8 +368,5 @@ async def stop(args: argparse.Namespace) -> int:
 
 def print_missing(missing: list[p.MissingTool], where: str) -> None:
     """The tools not offered because they cannot work, grouped by reason."""
-    by_reason: dict[str, list[str]] = {}
-    for tool in missing:
-        by_reason.setdefault(tool.reason, []).append(tool.name)
-    for reason, names in by_reason.items():
-        print(f"not offered {where}: {', '.join(names)}: {reason}")
+    for line in missing_lines(missing, where):
+        print(line)

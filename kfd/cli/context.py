@@ -59,33 +59,9 @@ async def _context(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
         return 0
-    print(f"session {result.session}  model {result.model}")
-    mode = "automatic" if result.auto_compact else "off: /compact by hand"
-    print(
-        f"window {result.context_window:,} tokens, {result.output_reserve:,} kept for the "
-        f"answer; compaction at {result.threshold:,} ({mode})"
-    )
-    for part in result.parts:
-        print(f"  {part.name:<13} {part.tokens:>9,}  {part.detail}".rstrip())
-    share = result.tokens / result.context_window if result.context_window else 0.0
-    print(f"  {'total':<13} {result.tokens:>9,}  {share:.0%} of the window")
-    if result.tokenizer:
-        counted = f"counted with the model's tokenizer ({result.tokenizer})"
-    else:
-        counted = "estimated from the text's size (no tokenizer of this model in kfd)"
-    if result.reported_tokens:
-        counted += (
-            f", calibrated x{result.calibration:g} by the provider's last count "
-            f"({result.reported_tokens:,} input tokens)"
-        )
-    print(counted)
-    if result.compactions:
-        print(f"compacted {result.compactions} time(s)")
-    if result.tools_loaded:
-        print(f"tools loaded by tool_search: {', '.join(result.tools_loaded)}")
-    from kfd.cli.commands import print_missing
+    from kfd.client.tables import context_lines
 
-    print_missing(result.tools_missing, "here")
+    print("\n".join(context_lines(result)))
     return 0
 
 
@@ -100,9 +76,7 @@ async def _compact(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
         return 0
-    if not result.compacted:
-        print(result.message)
-        return 0
-    print(f"compacted: {result.tokens_before:,} -> {result.tokens_after:,} tokens\n")
-    print(result.summary)
+    from kfd.client.tables import compact_lines
+
+    print("\n".join(compact_lines(result)))
     return 0

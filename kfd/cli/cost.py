@@ -127,6 +127,8 @@ def cost_json(result: p.CostResult, by: str) -> dict[str, Any]:
             "errors": row.errors,
             "retries": row.retries,
             "unpriced": row.unpriced,
+            "interrupted": row.interrupted,
+            "in_flight": row.in_flight,
         }
 
     data = figures(result.total)
@@ -162,7 +164,11 @@ def _print_cost(result: p.CostResult, by: str, session: str | None) -> None:
                 '(add [models."<name>"] prices to config.toml)'
             )
         if total.errors:
-            notes.append(f"{total.errors} failed request(s)")
+            notes.append(f"{total.errors} failed or interrupted request(s)")
+        if total.interrupted:
+            notes.append(f"{total.interrupted} interrupted (tokens estimated)")
+        if total.in_flight:
+            notes.append(f"{total.in_flight} still running (at their estimate)")
         print("; ".join(notes))
     for budget in result.budgets:
         share = budget.spent_usd / budget.limit_usd if budget.limit_usd else 0.0
@@ -173,9 +179,11 @@ def _print_cost(result: p.CostResult, by: str, session: str | None) -> None:
     for entry in result.entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.ts))
         what = entry.error.splitlines()[0][:60] if entry.error else entry.cost_source
+        state = "" if entry.state == "completed" else f"{entry.state}  "
         print(
-            f"{when}  {entry.session}  {entry.model}  in {entry.input_tokens:,} "
-            f"out {entry.output_tokens:,}  {_usd(entry.cost_usd)}  {what}"
+            f"{when}  {entry.id}  {entry.session}  {entry.model}  in {entry.input_tokens:,} "
+            f"out {entry.output_tokens:,}{' (estimated)' if entry.estimated else ''}  "
+            f"{_usd(entry.cost_usd)}  {state}{what}"
         )
 
 

@@ -1,4 +1,4 @@
-"""``kfd notify`` and ``kfd chat``: frontends found by entry point, never imported.
+"""``kfd notify``, ``kfd chat`` and ``kfd acp``: frontends found by entry point, never imported.
 
 A frontend registers under the ``kfd.frontends`` entry-point group a callable
 ``run(settings, args) -> int``: ``settings`` is its config table
@@ -43,6 +43,37 @@ def add_parsers(commands: Any) -> None:
     chat.add_argument(
         "adapter", choices=("matrix", "slack"), help="which chat service (its [chat.X] table)"
     )
+    _acp_arguments(commands.add_parser("acp", help=ACP_HELP, description=ACP_DESCRIPTION))
+
+
+ACP_HELP = "speak the Agent Client Protocol on stdin/stdout (an editor's agent command)"
+ACP_DESCRIPTION = (
+    "For editors (Zed, JetBrains, Neovim): run as the agent command; the editor's "
+    "sessions are the daemon's, shared with every other frontend."
+)
+
+
+def _acp_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--verbose", action="store_true", help="log more on stderr")
+    return parser
+
+
+def acp_parser() -> argparse.ArgumentParser:
+    """``kfd acp``'s own parser: `kfd.cli.main` uses it without building the others."""
+    parser = argparse.ArgumentParser(prog="kfd acp", description=ACP_DESCRIPTION)
+    return _acp_arguments(parser)
+
+
+def acp(args: argparse.Namespace) -> int:
+    """``kfd acp``: the editor waits for it, so no config is read here (the frontend
+    has no table of its own; the daemon reads the config)."""
+    run = find("acp", "the ACP frontend", "reinstall kfd")
+    if run is None:
+        return EXIT_NOT_INSTALLED
+    try:
+        return run({}, args)
+    except KeyboardInterrupt:
+        return 130
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import Any
 
 import msgspec
@@ -78,11 +77,7 @@ def _print(
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(memories) + b"\n")
         return 0
-    if not memories:
-        print(empty)
-    for memory in memories:
-        where = "global" if memory.scope == "global" else memory.project
-        when = time.strftime("%Y-%m-%d", time.localtime(memory.created_at))
-        prefix = f"{said} " if said else ""
-        print(f"{prefix}[{memory.id}] {memory.text}\n      {where}, {when}, by the {memory.source}")
+    from kfd.client.tables import memory_lines
+
+    print("\n".join(memory_lines(memories, empty=empty, said=said)))
     return 0

@@ -1,4 +1,4 @@
-"""``kfd``, ``kfd attach [ID]``, ``kfd new``: the terminal REPL.
+"""``kfd``, ``kfd attach [ID]``, ``kfd new``, ``kfd resume``: the terminal REPL.
 
 The REPL is a frontend (``kfd_repl``); kfd never imports it. It is found by
 entry point (group ``kfd.frontends``, name ``repl``) and called like every
@@ -27,10 +27,14 @@ def add_parsers(commands: Any, modes: tuple[str, ...]) -> None:
     new.add_argument("--cwd", default=".", help="workspace of the session (default: .)")
     new.add_argument("--mode", choices=modes, help="permission mode of the session")
     new.add_argument("--model", help="model of the session")
+    resume = commands.add_parser(
+        "resume", help="choose one of this project's sessions (title, age, turns, cost) and attach"
+    )
+    resume.add_argument("--cwd", default=".", help="the project's directory (default: .)")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the REPL for ``kfd`` (no command), ``kfd attach`` or ``kfd new``."""
+    """Run the REPL for ``kfd`` (no command), ``kfd attach``, ``kfd new`` or ``kfd resume``."""
     run = find(FRONTEND, "the terminal REPL", "reinstall kfd, or use `kfd run PROMPT`")
     if run is None:
         return EXIT_NOT_INSTALLED

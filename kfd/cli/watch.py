@@ -1,4 +1,8 @@
-"""``kfd watch``: the file-watch triggers and their last firing; ``kfd watch reload``."""
+"""``kfd watch``: the file-watch triggers and their last firing; ``kfd watch reload``.
+
+Exits 1 when something needs the user: a trigger table that cannot be used,
+a trigger a budget stopped, or a reload refused (the config does not read).
+"""
 
 from __future__ import annotations
 
@@ -42,9 +46,14 @@ async def _watch(args: argparse.Namespace) -> int:
         result: p.TriggerListResult = await client.request(request)
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    elif result.not_reloaded:
+        # Nothing changed: say why, once, and leave the listing to `kfd watch`.
+        print(f"kfd: not reloaded: {result.not_reloaded}", file=sys.stderr)
+        print("kfd: the running triggers stay as they were", file=sys.stderr)
     else:
         _print(result, reloaded=args.action == "reload")
-    return 1 if result.problems else 0
+    troubled = result.not_reloaded or result.problems
+    return 1 if troubled or any(trigger.problem for trigger in result.triggers) else 0
 
 
 def _print(result: p.TriggerListResult, *, reloaded: bool) -> None:
@@ -67,5 +76,7 @@ def _print(result: p.TriggerListResult, *, reloaded: bool) -> None:
             print("  never fired")
         if trigger.problem:
             print(f"  problem: {trigger.problem}")
+        if trigger.refused:
+            print(f"  {trigger.refused} firing(s) refused for the budget")
     for problem in result.problems:
         print(f"kfd: {problem}", file=sys.stderr)

@@ -14,9 +14,12 @@ imports only pyzmq, msgspec and `kfd.protocol`, so a client starts fast.
 
 `Attachment` is the heart of it: it yields every event of a session exactly
 once, in order: the logged history first, then live events. It re-attaches by
-itself when it notices a gap (a slow subscriber's dropped event) and when the
-daemon restarts, yielding `ConnectionLost` and `ConnectionRestored` so a
-frontend can say so. Streamed text (``message.delta``, ``tool.output``)
+itself when the daemon says it shed events this client was too slow to take
+(``events.dropped``, yielded too), when it notices any other gap, and when
+the daemon restarts, yielding `ConnectionLost` and `ConnectionRestored` so a
+frontend can say so. `Client.environment_drift` says how this process's
+provider environment differs from the daemon's (`drift_message` words it).
+Streamed text (``message.delta``, ``tool.output``)
 arrives with offsets; the attachment trims overlaps and fills what it missed
 from the snapshot, so the text a frontend assembles is exact.
 
@@ -37,6 +40,7 @@ keys, pinning the daemon's key as SSH does, reconnecting after a dropped link).
 from kfd.client.attachment import Attachment
 from kfd.client.connection import Client
 from kfd.client.daemon import daemon_running, ensure_daemon, runtime_dir, start_daemon, state_dir
+from kfd.client.environment import drift_message, environment_drift
 from kfd.client.errors import (
     ClientError,
     DaemonKeyChanged,
@@ -78,7 +82,9 @@ __all__ = [
     "RequestFailed",
     "daemon_running",
     "decode_event",
+    "drift_message",
     "ensure_daemon",
+    "environment_drift",
     "qualify",
     "runtime_dir",
     "split",

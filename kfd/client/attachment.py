@@ -34,6 +34,10 @@ class Link(Protocol):
         """Return once the daemon has seen every subscription made so far."""
         ...
 
+    async def _resubscribe(self) -> None:
+        """After the daemon came back: subscribe again to everything."""
+        ...
+
     def _unsubscribe(self, attachment: Attachment) -> None:
         """Stop routing the session's events to ``attachment``."""
         ...
@@ -57,6 +61,8 @@ class Attachment:
         self._outputs: dict[str, int] = {}
         self._gap = False
         self._closed = False
+        self.subscribed = False
+        """Whether this attachment holds a subscription of its own (a follower's do not)."""
 
     async def __aenter__(self) -> Attachment:
         return self
@@ -69,6 +75,12 @@ class Attachment:
     async def close(self) -> None:
         self._closed = True
         self.client._unsubscribe(self)
+
+    @property
+    def buffered(self) -> int:
+        """Items received and not yet yielded: right after `Client.attach`, the
+        history it fetched. Iterating this many items never waits."""
+        return len(self._ready)
 
     def __aiter__(self) -> AsyncIterator[Item]:
         return self
@@ -98,7 +110,7 @@ class Attachment:
     async def _reconnect(self) -> None:
         while True:
             try:
-                await self.client._sync(timeout=10.0)
+                await self.client._resubscribe()
                 await self._attach(self.last_seq, None, restored=True)
                 return
             except (DaemonUnavailable, RequestFailed):
@@ -160,17 +172,27 @@ class Attachment:
             event = decode_event(body)
         except msgspec.MsgspecError:
             return
+        if isinstance(event, p.EventsDropped):
+            # The daemon shed events while we were behind: read them from the log.
+            if event.last_seq > self.last_seq or event.deltas:
+                self._gap = True
+            self._ready.append(event)
+            return
         if event.ephemeral:
+            streamed = isinstance(event, p.MessageDelta | p.ToolOutput)
             if event.seq > self.last_seq:
                 self._gap = True  # a durable event went missing before this one
-                return
-            if event.seq < self.last_seq:
-                return
+                if streamed:
+                    return  # the re-attach's snapshot brings the text
+            elif event.seq < self.last_seq and streamed:
+                return  # text from before the snapshot: already in it
             if isinstance(event, p.MessageDelta):
                 self._extend_text(event)
             elif isinstance(event, p.ToolOutput):
                 self._extend_output(event)
             elif isinstance(event, p.Event):
+                # A notice (focus, attached frontends, disk trouble): not part of
+                # the log's order, and sent once; yielded whatever its seq.
                 self._ready.append(event)
             return
         if event.seq <= self.last_seq:

@@ -1,11 +1,27 @@
-"""The connection to the daemon: requests, subscriptions, and what arrives."""
+"""The connection to the daemon: requests, subscriptions, and what arrives.
+
+Two sockets: a DEALER for requests, their replies and the session events
+this client subscribed to (batched by the daemon, ``[EVENTS_FRAME, topic,
+body, ...]``), and a SUB that only tells the daemon this client is here
+(``~client.<id>``) and when the daemon goes and comes back.
+
+Every request gets an answer: its reply, a refusal (``overloaded`` ones are
+retried here with backoff, since the daemon did nothing with them), or
+`DaemonUnavailable` after a timeout. A refusal without an id (the daemon could
+not read one) fails the oldest request still waiting, rather than leave it to
+time out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import random
 import secrets
+from collections import Counter
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
@@ -18,7 +34,8 @@ from zmq.utils.monitor import parse_monitor_message
 from kfd import protocol as p
 from kfd.client.attachment import Attachment
 from kfd.client.daemon import ensure_daemon, runtime_dir
-from kfd.client.errors import DaemonUnavailable, RemoteRefused, RequestFailed
+from kfd.client.environment import environment_drift
+from kfd.client.errors import ClientError, DaemonUnavailable, RemoteRefused, RequestFailed
 from kfd.client.events import DISCONNECTED, RECONNECTED, SESSION_TOPIC_PREFIX
 from kfd.client.follow import Follower
 from kfd.client.notices import GLOBAL, Notices
@@ -26,9 +43,13 @@ from kfd.client.remote import HANDSHAKE_FAILURES, Remote
 
 SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
+EVENTS_FRAME = b"\x00events"
+"""First frame of a batch of session events (`kfd.daemon.bus`)."""
 DEFAULT_TIMEOUT = 30.0
 REFRESH_TIMEOUT = 120.0
 """For ``daemon.status`` with ``refresh_tools``: servers may be starting."""
+OVERLOADED_RETRIES = 8
+"""Times an ``overloaded`` refusal is retried (after 0.05 s, doubling to 2 s)."""
 
 _encoder = msgspec.json.Encoder()
 _reply_decoder = msgspec.json.Decoder(p.Reply)
@@ -71,14 +92,24 @@ class Client:
         """Set to the monitor event when a handshake fails (a key refused)."""
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        self._topics: Counter[bytes] = Counter()
+        """What this client is subscribed to (sent again to a restarted daemon)."""
+        self._resubscribed: asyncio.Future[None] | None = None
         self._syncs: dict[bytes, asyncio.Future[None]] = {}
         self._attachments: dict[bytes, list[Attachment]] = {}
         self._followers: list[Follower] = []
         self._notices: list[Notices] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._connected = asyncio.Event()
         self.hello: p.HelloResult | None = None
         self.closed = False
+
+    @property
+    def environment_drift(self) -> list[str]:
+        """How this process's provider environment differs from the daemon's
+        (one line per variable; empty when they agree). See `drift_message`."""
+        return environment_drift(self.hello) if self.hello is not None else []
 
     @classmethod
     async def connect(
@@ -124,7 +155,8 @@ class Client:
                 await asyncio.gather(hello, return_exceptions=True)
                 raise _Refused(self._refused.result())
             self.hello = hello.result()
-            await self._subscribe([CLIENT_TOPIC + self.id.encode()], timeout=timeout)
+            self._sub.subscribe(CLIENT_TOPIC + self.id.encode())
+            await self._sync(timeout)
         except BaseException:
             await self.close()
             raise
@@ -143,9 +175,9 @@ class Client:
         self.closed = True
         if not self._refused.done():
             self._refused.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
         for _, future in self._pending.values():
             if not future.done():
                 future.set_exception(DaemonUnavailable("the client was closed"))
@@ -160,17 +192,40 @@ class Client:
         """Send a request and return its decoded result (see `protocol.RESULT_TYPES`).
 
         Raises `RequestFailed` for an error reply, `DaemonUnavailable` when no
-        reply comes within ``timeout`` seconds.
+        reply comes within ``timeout`` seconds. An ``overloaded`` refusal is
+        retried with backoff (the daemon did not act on it) within the timeout.
         """
-        request.id = str(next(self._ids))
         method = p.method_name(request)
+        deadline = asyncio.get_running_loop().time() + timeout
+        delay = 0.05
+        for attempt in range(OVERLOADED_RETRIES + 1):
+            try:
+                return await self._request_once(request, method, deadline)
+            except RequestFailed as exc:
+                left = deadline - asyncio.get_running_loop().time()
+                if exc.code != "overloaded" or attempt == OVERLOADED_RETRIES or left <= delay:
+                    raise
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request_once(self, request: p.Request, method: str, deadline: float) -> Any:
+        request.id = str(next(self._ids))
+        body = _encoder.encode(request)
+        if len(body) > p.MAX_REQUEST_BYTES:
+            raise RequestFailed(
+                "too_large",
+                f"the {method} request is {len(body):,} bytes; the daemon reads at most "
+                f"{p.MAX_REQUEST_BYTES:,}",
+            )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request.id] = (method, future)
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
         try:
             async with asyncio.timeout(timeout):
                 # Inside the timeout: a socket with no connection to send on
                 # (a remote daemon that refused our key) blocks the send itself.
-                await self._rpc.send(_encoder.encode(request))
+                await self._rpc.send(body)
                 return await future
         except TimeoutError:
             raise DaemonUnavailable(
@@ -181,27 +236,47 @@ class Client:
             self._pending.pop(request.id, None)
 
     async def _read_replies(self) -> None:
+        rpc = self._rpc
         while True:
-            body = await self._rpc.recv()
-            try:
-                reply = _reply_decoder.decode(body)
-            except msgspec.MsgspecError as exc:
-                self._drop_bad_reply(body, exc)
-                continue
-            pending = self._pending.get(reply.id)
-            if pending is None:
-                continue
-            method, future = pending
-            if future.done():
-                continue
-            if reply.ok:
+            self._take(await rpc.recv_multipart())
+            for _ in range(1000):
+                ready = cast("asyncio.Future[list[bytes]]", rpc.recv_multipart(flags=zmq.NOBLOCK))
                 try:
-                    future.set_result(_decode_result(method, reply.result))
-                except msgspec.MsgspecError as exc:
-                    future.set_exception(RequestFailed("bad_reply", str(exc)))
-            else:
-                error = reply.error or p.ErrorInfo(code="internal", message="no error given")
-                future.set_exception(RequestFailed(error.code, error.message))
+                    frames = ready.result()
+                except zmq.Again:
+                    break
+                self._take(frames)
+
+    def _take(self, frames: list[bytes]) -> None:
+        if frames and frames[0] == EVENTS_FRAME:
+            for index in range(1, len(frames) - 1, 2):
+                self._dispatch([frames[index], frames[index + 1]])
+            return
+        if len(frames) != 1:
+            return
+        body = frames[0]
+        try:
+            reply = _reply_decoder.decode(body)
+        except msgspec.MsgspecError as exc:
+            self._drop_bad_reply(body, exc)
+            return
+        pending = self._pending.get(reply.id)
+        if pending is None and not reply.id and not reply.ok:
+            # A refusal the daemon could not address: it answers our oldest request.
+            pending = next((each for each in self._pending.values() if not each[1].done()), None)
+        if pending is None:
+            return
+        method, future = pending
+        if future.done():
+            return
+        if reply.ok:
+            try:
+                future.set_result(_decode_result(method, reply.result))
+            except (msgspec.MsgspecError, KeyError) as exc:
+                future.set_exception(RequestFailed("bad_reply", f"{method}: {exc!r}"))
+        else:
+            error = reply.error or p.ErrorInfo(code="internal", message="no error given")
+            future.set_exception(RequestFailed(error.code, error.message))
 
     def _drop_bad_reply(self, body: bytes, exc: Exception) -> None:
         """A reply we cannot read fails the request it answers, if we can tell which."""
@@ -432,7 +507,9 @@ class Client:
         notices = Notices(self._drop_notices)
         self._notices.append(notices)
         try:
-            await self._subscribe([GLOBAL])
+            # Daemon-wide events come over the SUB socket (session events do not).
+            self._sub.subscribe(GLOBAL)
+            await self._sync()
         except BaseException:
             await notices.close()
             raise
@@ -453,6 +530,7 @@ class Client:
         self._add_attachment(attachment)
         try:
             await self._subscribe([info.id.encode()])
+            attachment.subscribed = True
             await attachment._attach(since_seq, tail)
         except BaseException:
             await attachment.close()
@@ -481,10 +559,49 @@ class Client:
         return follower
 
     async def _subscribe(self, topics: list[bytes], timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Subscribe, and return once the daemon has seen the subscriptions."""
+        """Subscribe to session topics; returns once the daemon sends them to us."""
         for topic in topics:
-            self._sub.subscribe(topic)
-        await self._sync(timeout)
+            self._topics[topic] += 1
+        try:
+            await self.request(
+                p.EventsSubscribe(id="", topics=[t.decode() for t in topics]), timeout=timeout
+            )
+        except BaseException:
+            for topic in topics:
+                self._release(topic)
+            raise
+
+    def _release(self, topic: bytes) -> bool:
+        """Forget one subscription to ``topic``; True if it was the last one."""
+        self._topics[topic] -= 1
+        if self._topics[topic] > 0:
+            return False
+        del self._topics[topic]
+        return True
+
+    def _unsubscribe_topic(self, topic: bytes) -> None:
+        if self._release(topic) and not self.closed:
+            task = asyncio.get_running_loop().create_task(self._quietly_unsubscribe(topic))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _quietly_unsubscribe(self, topic: bytes) -> None:
+        with contextlib.suppress(ClientError):
+            await self.request(
+                p.EventsSubscribe(id="", topics=[topic.decode()], subscribe=False), timeout=10.0
+            )
+
+    async def _resubscribe(self) -> None:
+        """After the daemon came back: subscribe again to everything (once per return)."""
+        if self._resubscribed is None or self._resubscribed.done():
+            self._resubscribed = asyncio.ensure_future(self._send_subscriptions())
+        await asyncio.shield(self._resubscribed)
+
+    async def _send_subscriptions(self) -> None:
+        await self._sync(timeout=10.0)
+        topics = [topic.decode() for topic in self._topics]
+        if topics:
+            await self.request(p.EventsSubscribe(id="", topics=topics), timeout=10.0)
 
     async def _sync(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         token = SYNC_PREFIX + secrets.token_hex(8).encode()
@@ -502,6 +619,17 @@ class Client:
             self._syncs.pop(token, None)
             self._sub.unsubscribe(token)
 
+    async def _introduce(self) -> None:
+        with contextlib.suppress(DaemonUnavailable, RequestFailed):
+            self.hello = await self.request(p.Hello(id="", name=self.name, pid=os.getpid()))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.append(task)
+        task.add_done_callback(
+            lambda done: self._tasks.remove(done) if done in self._tasks else None
+        )
+
     def _add_attachment(self, attachment: Attachment) -> None:
         """Route the events of the attachment's session to it."""
         self._attachments.setdefault(attachment.session_id.encode(), []).append(attachment)
@@ -510,47 +638,37 @@ class Client:
         """Stop routing first-seen sessions to ``follower``."""
         if follower in self._followers:
             self._followers.remove(follower)
-            if not self.closed:
-                self._sub.unsubscribe(SESSION_TOPIC_PREFIX)
+            self._unsubscribe_topic(SESSION_TOPIC_PREFIX)
 
     def _unsubscribe(self, attachment: Attachment) -> None:
         topic = attachment.session_id.encode()
         attached = self._attachments.get(topic, [])
         if attachment in attached:
             attached.remove(attachment)
-            if not self.closed:
-                self._sub.unsubscribe(topic)
+            if attachment.subscribed:
+                attachment.subscribed = False
+                self._unsubscribe_topic(topic)
         if not attached:
             self._attachments.pop(topic, None)
 
     async def _read_events(self) -> None:
         sub = self._sub
         while True:
-            self._dispatch(await sub.recv_multipart())
-            # One wake-up, then take whatever else has arrived without awaiting:
-            # an awaited receive costs tens of microseconds, a drained one about one.
-            for _ in range(1000):
-                # NOBLOCK on an asyncio socket returns a future already settled.
-                ready = cast("asyncio.Future[list[bytes]]", sub.recv_multipart(flags=zmq.NOBLOCK))
-                try:
-                    frames = ready.result()
-                except zmq.Again:
-                    break
-                self._dispatch(frames)
+            frames = await sub.recv_multipart()
+            # Only presence confirmations and daemon-wide events come here.
+            if len(frames) != 2:
+                continue
+            topic, body = frames
+            if topic.startswith(SYNC_PREFIX):
+                future = self._syncs.get(topic)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            elif topic == GLOBAL:
+                for notices in self._notices:
+                    notices._put(body)
 
     def _dispatch(self, frames: list[bytes]) -> None:
-        if len(frames) != 2:
-            return
         topic, body = frames
-        if topic.startswith(SYNC_PREFIX):
-            future = self._syncs.get(topic)
-            if future is not None and not future.done():
-                future.set_result(None)
-            return
-        if topic == GLOBAL:
-            for notices in self._notices:
-                notices._put(body)
-            return
         attached = self._attachments.get(topic)
         if attached:
             for attachment in attached:
@@ -569,6 +687,9 @@ class Client:
                     self._refused.set_result(message["event"])
             elif message["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 if connected_once:
+                    # A restarted daemon knows this socket's id but not who it is:
+                    # introduce ourselves again, so others see a name, not an id.
+                    self._spawn(self._introduce())
                     for attachments in list(self._attachments.values()):
                         for attachment in attachments:
                             attachment._queue.put_nowait(RECONNECTED)

@@ -113,7 +113,16 @@ class Follower:
     def _reconnected(self) -> None:
         """Sessions that became busy while the daemon was away are attached now."""
         if not self._closed:
-            self._spawn(self._catch_up())
+            self._spawn(self._after_reconnect())
+
+    async def _after_reconnect(self) -> None:
+        while True:
+            try:
+                await self.client._resubscribe()
+                await self._catch_up()
+                return
+            except (DaemonUnavailable, RequestFailed):
+                await asyncio.sleep(0.2)
 
     def _start(self, session_id: str, since_seq: int, first: bytes | None) -> None:
         attachment = Attachment(self.client, session_id)

@@ -54,5 +54,5 @@ async def answer(
                     "or null for the config's [budget] session_usd",
                 )
             session = await daemon.sessions.get(request.session)
-            session.update(by=by, budget_usd=request.usd)
+            await session.update(by=by, budget_usd=request.usd)
             return SessionResult(session=session.info)

@@ -76,6 +76,8 @@ class DaemonPort(Protocol):
         """Ids of the frontends connected now."""
         ...
 
-    def stop(self, reason: str = "") -> None:
-        """Begin a clean shutdown."""
+    def stop(
+        self, reason: str = "", *, wait_for_turns: bool = False, restart: bool = False
+    ) -> None:
+        """Begin a clean shutdown (``wait_for_turns``: a graceful one)."""
         ...

@@ -8,24 +8,23 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, get_args
 
 import msgspec
 
-from kfd import __version__
-from kfd.daemon import context_rpc, cost_rpc, rules_rpc, trust_rpc
+from kfd import __version__, logcontext
+from kfd.daemon import context_rpc, cost_rpc, requests, rules_rpc, trust_rpc
 from kfd.daemon.ports import DaemonPort
-from kfd.errors import RequestError
+from kfd.errors import RequestError, StoreUnavailable
 from kfd.protocol import (
     PROTOCOL_VERSION,
-    REQUEST_METHODS,
-    AnyRequest,
     ApprovalRespond,
     AttachResult,
     CostQuery,
     Empty,
     ErrorCode,
     ErrorInfo,
+    EventsSubscribe,
     FocusChanged,
     FrontendFocus,
     FrontendInfo,
@@ -67,12 +66,14 @@ from kfd.protocol import (
     TrustSet,
     TrustShow,
     TurnCancel,
+    method_name,
 )
 from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
-    from kfd.daemon.bus_tcp import Peer
+    from kfd.daemon.bus import Bus
     from kfd.daemon.reload import ConfigReloader
+    from kfd.protocol import EnvFact
 
 log = logging.getLogger(__name__)
 
@@ -84,42 +85,12 @@ ATTACH_EVENT_LIMIT = 20_000
 """Events per attach reply; a client with more to catch up asks again."""
 
 _encoder = msgspec.json.Encoder()
-_request_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyRequest)
-
-
-class _Peek(msgspec.Struct):
-    """What can be read of a request that failed to decode."""
-
-    id: Any = ""
-    method: Any = None
-
-
-_peek_decoder = msgspec.json.Decoder(_Peek)
 
 
 def error_reply(request_id: str, code: ErrorCode, message: str) -> bytes:
     return _encoder.encode(
         Reply(id=request_id, ok=False, error=ErrorInfo(code=code, message=message))
     )
-
-
-def _explain(body: bytes) -> tuple[str, str]:
-    """(request id, message) for a request that did not decode."""
-    try:
-        peek = _peek_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return "", f"a request must be one JSON object with `id` and `method` ({exc})"
-    request_id = peek.id if isinstance(peek.id, str) else ""
-    if not isinstance(peek.id, str) or not peek.id:
-        return request_id, "a request needs a non-empty string `id`"
-    if peek.method not in REQUEST_METHODS:
-        known = ", ".join(sorted(REQUEST_METHODS))
-        return request_id, f"unknown method {peek.method!r}; the methods are: {known}"
-    try:
-        _request_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        return request_id, f"invalid {peek.method} request: {exc}"
-    return request_id, "invalid request"  # pragma: no cover
 
 
 class Served(DaemonPort, Protocol):
@@ -135,13 +106,29 @@ class Served(DaemonPort, Protocol):
         """What sessions were told about their project's trust."""
         ...
 
-    def peer(self, identity: bytes) -> Peer | None:
-        """The key the client ``identity`` attached with over TCP (None: a local client)."""
+    @property
+    def bus(self) -> Bus:
+        """The sockets: subscriptions, and each client's queue."""
+        ...
+
+    @property
+    def environment(self) -> dict[str, EnvFact]:
+        """The provider environment the daemon started with (`daemon.hello`)."""
+        ...
+
+    @property
+    def env_salt(self) -> str:
+        """The salt of the digests in `environment`."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """A graceful stop waits for the running turns."""
         ...
 
 
 class RpcHandler:
-    """Turns request frames into reply frames for one daemon."""
+    """Turns request frames into reply frames for one daemon (a `kfd.daemon.bus.RequestHandler`)."""
 
     def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
@@ -150,24 +137,41 @@ class RpcHandler:
         """Frontends attached over TCP -> the key they authenticated with."""
         self._seen_present: set[str] = set()
 
-    async def __call__(self, identity: bytes, body: bytes) -> bytes:
-        try:
-            request = _request_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            request_id, message = _explain(body)
-            return error_reply(request_id, "bad_request", message)
-        assert isinstance(request, Request)
+    def decode(self, identity: bytes, body: bytes) -> tuple[Request | None, bytes | None]:
+        """(the request, None), or (None, the refusal to send)."""
+        parsed = requests.parse(body)
+        if isinstance(parsed, requests.Refusal):
+            return None, error_reply(*parsed)
+        return parsed, None
+
+    def refusal(self, body: bytes, code: str, message: str) -> bytes:
+        """An error reply with whatever id ``body`` lets us read."""
+        known: ErrorCode = code if code in _CODES else "internal"  # type: ignore[assignment]
+        return error_reply(requests.peek_id(body), known, message)
+
+    async def answer(self, identity: bytes, body: bytes, request: Request | None) -> bytes:
+        """The reply to one request (parsed off the event loop if it was not yet)."""
+        if request is None:
+            parsed = await asyncio.to_thread(requests.parse, body)
+            if isinstance(parsed, requests.Refusal):
+                return error_reply(*parsed)
+            request = parsed
         frontend = self._frontend(identity)
+        token = logcontext.REQUEST.set(request.id)
         try:
             result = await self._dispatch(request, frontend, identity)
         except RequestError as exc:
             code: ErrorCode = exc.code if exc.code in _CODES else "internal"  # type: ignore[assignment]
             return error_reply(request.id, code, exc.message)
+        except StoreUnavailable as exc:
+            return error_reply(request.id, "internal", f"{exc}; nothing was changed, try again")
         except Exception as exc:
-            log.exception("request %r failed", request)
+            log.exception("request %s failed", method_name(request))
             return error_reply(
                 request.id, "internal", f"the daemon failed on this request: {exc!r}"
             )
+        finally:
+            logcontext.REQUEST.reset(token)
         # Secrets never leave the daemon (events from the store already went through this).
         if isinstance(result, AttachResult):
             result.snapshot = redact_struct(result.snapshot)
@@ -190,7 +194,7 @@ class RpcHandler:
                 self.keys.pop(oldest, None)
                 self._seen_present.clear()
         info.last_seen = now
-        peer = self.daemon.peer(identity)
+        peer = self.daemon.bus.peer(identity)
         info.key = peer.comment if peer is not None else ""
         if peer is not None:
             self.keys[identity] = peer.key
@@ -243,13 +247,28 @@ class RpcHandler:
                     daemon_id=daemon.daemon_id,
                     pid=os.getpid(),
                     frontend_id=frontend.id,
+                    environment=daemon.environment,
+                    env_salt=daemon.env_salt,
                 )
+            case EventsSubscribe():
+                if len(request.topics) > 1000:
+                    raise RequestError("bad_request", "at most 1000 topics per request")
+                try:
+                    daemon.bus.subscribe(identity, request.topics, request.subscribe)
+                except ValueError as exc:
+                    raise RequestError("bad_request", str(exc)) from None
+                return Empty()
             case Status():
                 if request.refresh_tools:
                     await daemon.runtime.tools.refresh()
                 return await self._status(request.cwd)
             case Shutdown():
-                asyncio.get_running_loop().call_soon(daemon.stop, f"requested by {frontend.name}")
+                reason = f"{'restart' if request.restart else 'stop'} asked by {frontend.name}"
+                asyncio.get_running_loop().call_soon(
+                    lambda: daemon.stop(
+                        reason, wait_for_turns=request.wait_for_turns, restart=request.restart
+                    )
+                )
                 return Empty()
             case SessionCreate():
                 session = await sessions.create(
@@ -277,33 +296,37 @@ class RpcHandler:
                 return SessionResult(session=forked.info)
             case SessionArchive():
                 session = await sessions.get(request.session)
-                session.update(by=by, archived=request.archived)
+                await session.update(by=by, archived=request.archived)
                 return SessionResult(session=session.info)
             case SessionSetMode():
                 session = await sessions.get(request.session)
-                session.set_mode(request.mode, by=by)
+                await session.set_mode(request.mode, by=by)
                 return SessionResult(session=session.info)
             case SessionSetModel():
                 model = request.model.strip()
                 if not model or len(model) > 200:
                     raise RequestError("bad_request", "model: a name of 1-200 characters")
                 session = await sessions.get(request.session)
-                session.update(by=by, model=model)
+                await session.update(by=by, model=model)
                 return SessionResult(session=session.info)
             case MessageSend():
                 if not request.text.strip():
                     raise RequestError("bad_request", "the message is empty")
                 session = await sessions.get(request.session)
-                return session.send(request.text, by, request.client_msg_id)
+                # Answered only once the message is on disk (durable before acknowledged).
+                return await session.send(request.text, by, request.client_msg_id)
             case TurnCancel():
                 session = await sessions.get(request.session)
                 session.cancel(clear_queue=request.clear_queue)
                 return Empty()
             case ApprovalRespond():
                 session = await sessions.get(request.session)
-                rule = session.respond(request.approval_id, request.decision, request.message, by)
+                rule, written = session.respond(
+                    request.approval_id, request.decision, request.message, by
+                )
                 if request.decision == "allow_always" and rule:
                     await rules_rpc.keep(daemon, session.info.cwd, rule, session.id)
+                await written
                 return Empty()
             case RulesList() | RulesRemove() | RulesExplain():
                 return await rules_rpc.answer(daemon, request)
@@ -377,10 +400,12 @@ class RpcHandler:
             daemon_id=daemon.daemon_id,
             started_at=daemon.started_at,
             uptime_s=round(time.time() - daemon.started_at, 3),
-            sessions=await daemon.runtime.store.count_sessions(),
+            sessions=daemon.sessions.count,
             loaded=len(daemon.sessions.live),
             running=sum(1 for s in daemon.sessions.live.values() if s.busy),
-            frontends=[info for info in self.frontends.values() if info.id in present],
+            frontends=[
+                self._with_queue(info) for info in self.frontends.values() if info.id in present
+            ],
             runtime_dir=str(daemon.runtime_dir),
             state_dir=str(daemon.state_dir),
             plugins=daemon.plugins.names,
@@ -395,7 +420,15 @@ class RpcHandler:
             config_loaded_at=daemon.reloader.loaded_at,
             config_error=daemon.reloader.error,
             tools_missing=missing,
+            draining=daemon.draining,
+            trouble=daemon.runtime.store.trouble or "",
+        )
+
+    def _with_queue(self, info: FrontendInfo) -> FrontendInfo:
+        queued, peak, shed = self.daemon.bus.queue_stats(info.id.encode())
+        return msgspec.structs.replace(
+            info, queued_bytes=queued, peak_queued_bytes=peak, shed_events=shed
         )
 
 
-_CODES = frozenset({"bad_request", "not_found", "conflict", "overloaded", "internal"})
+_CODES = frozenset(get_args(ErrorCode))

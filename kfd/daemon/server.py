@@ -2,20 +2,22 @@
 
 Start order matters, and systemd is told ``READY=1`` only at the end of it:
 lock the runtime directory (one daemon per user), open the store, load the
-plugins, close the turns a crash left open, bind the bus. Stop order: tell
-the frontends, end running turns as interrupted, flush the journal, close.
+plugins, close the ledger rows and turns a crash left open, bind the bus,
+then run the messages that were accepted but never started. Stop order: tell
+the frontends, end running turns as interrupted (or, for a graceful
+restart, let them finish first), flush the journal, close. The stop has a
+deadline (``[daemon] shutdown_timeout_s``): past it the daemon logs exactly
+what it could not write and exits anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import logging.handlers
 import os
-import queue
+import secrets
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -29,20 +31,28 @@ from kfd.agent.session import Session
 from kfd.agent.tool_search import ToolSearchTool
 from kfd.agent.tools import ToolRegistry
 from kfd.config import Config
-from kfd.daemon import sdnotify
+from kfd.daemon import logs, sdnotify
 from kfd.daemon.bus import Bus
-from kfd.daemon.bus_tcp import Peer
 from kfd.daemon.journal import Journal
 from kfd.daemon.lock import DaemonLock
 from kfd.daemon.reload import ConfigReloader, LiveConfig, publisher
 from kfd.daemon.rpc import RpcHandler
 from kfd.daemon.sessions import SessionManager
+from kfd.daemon.telemetry import Telemetry
 from kfd.daemon.trust_rpc import TrustNotices
 from kfd.gateway import make_provider
 from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
 from kfd.policy.rulebook import RuleBook
-from kfd.protocol import GLOBAL_TOPIC, DaemonStopping, Event, SessionCreated
+from kfd.protocol import (
+    GLOBAL_TOPIC,
+    DaemonStopping,
+    DaemonTrouble,
+    EnvFact,
+    Event,
+    SessionCreated,
+    env_digest,
+)
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
 from kfd.store.rules import RuleStore
@@ -52,8 +62,8 @@ from kfd.triggers.manager import TriggerManager
 
 log = logging.getLogger("kfd.daemon")
 
-CLIENT_TOPIC = b"~client."
-"""Each client subscribes to ``~client.<its id>`` while connected: presence."""
+EXIT_UNWRITTEN = 75
+"""Exit status when the stop deadline passed with writes unfinished (EX_TEMPFAIL)."""
 
 
 class Daemon:
@@ -76,19 +86,42 @@ class Daemon:
         self.daemon_id = new_id("d")
         self.started_at = time.time()
         self._stop = asyncio.Event()
+        self._interrupt = asyncio.Event()
         self._stop_reason = ""
+        self._restart = False
+        self.draining = False
+        """A graceful stop waits for the running turns (``kfd restart``)."""
         self._present: set[str] = set()
         self._bus: Bus | None = None
         self.runtime: Runtime
         self.triggers: TriggerManager | None = None
         self.sessions: SessionManager
+        self.telemetry: Telemetry | None = None
+        self._journal: Journal | None = None
+        self.env_salt = secrets.token_hex(8)
+        self.environment = provider_environment(config, os.environ, self.env_salt)
+        """The provider environment this daemon started with, as clients compare it."""
         self.reloader: ConfigReloader
         """The user config, kept loaded and watched (`kfd.daemon.reload`)."""
         self.trust_notices = TrustNotices(self)
 
-    def stop(self, reason: str = "") -> None:
-        """Begin a clean shutdown (safe to call from a signal handler)."""
+    @property
+    def bus(self) -> Bus:
+        assert self._bus is not None, "the bus is bound at start"
+        return self._bus
+
+    def stop(
+        self, reason: str = "", *, wait_for_turns: bool = False, restart: bool = False
+    ) -> None:
+        """Begin a shutdown (safe to call from a signal handler).
+
+        ``wait_for_turns``: running turns finish first (a later stop without it
+        interrupts them); ``restart``: frontends are told the daemon comes back.
+        """
         self._stop_reason = self._stop_reason or reason
+        self._restart = self._restart or restart
+        if not wait_for_turns:
+            self._interrupt.set()
         self._stop.set()
 
     def _observe(self, event: Event) -> None:
@@ -97,34 +130,47 @@ class Daemon:
             self.trust_notices.session_started(event.session)
         if self.triggers is not None:
             self.triggers.observe(event)
+        if self.telemetry is not None:
+            self.telemetry.observe(event)
 
     def _live_session(self, session_id: str) -> Session:
         """A loaded session (the core tools run only inside its turns)."""
         return self.sessions.live[session_id]
 
     def watchers(self, session_id: str) -> int:
-        """Frontends subscribed to a session's events."""
-        return self._bus.subscribers.get(session_id.encode(), 0) if self._bus else 0
-
-    def peer(self, identity: bytes) -> Peer | None:
-        """The key a client attached with over TCP (None: a local client)."""
-        return self._bus.peer(identity) if self._bus is not None else None
+        """Frontends attached to a session's events."""
+        return self._bus.watchers(session_id.encode()) if self._bus else 0
 
     def present_frontends(self) -> set[str]:
         return set(self._present)
 
+    def _on_presence(self, client: str, connected: bool) -> None:
+        if connected:
+            self._present.add(client)
+        else:
+            self._present.discard(client)
+
     def _on_subscription(self, topic: bytes, count: int) -> None:
-        if topic.startswith(CLIENT_TOPIC):
-            client = topic[len(CLIENT_TOPIC) :].decode("ascii", "replace")
-            if count > 0:
-                self._present.add(client)
-            else:
-                self._present.discard(client)
-            return
         if len(topic) == ID_LENGTH:
             session = self.sessions.live.get(topic.decode("ascii", "replace"))
             if session is not None:
                 session.set_frontends(count)
+
+    def _on_trouble(self, problem: str | None) -> None:
+        """Tell every frontend that writes fail (or work again)."""
+        journal = self._journal
+        assert journal is not None
+        if problem is None:
+            message = "the state directory can be written again; going on"
+        else:
+            message = (
+                f"cannot write to the state directory {self.state_dir}: {problem}; retrying "
+                "(turns pause at their next step)"
+            )
+        log.warning("%s", message) if problem else log.info("%s", message)
+        notice = DaemonTrouble(session="", problem=problem or "", message=message)
+        journal.notice(notice, list(self.sessions.live))
+        journal.publish_global(GLOBAL_TOPIC.encode(), notice)
 
     async def run(self) -> None:
         paths.ensure_private_dir(self.runtime_dir)
@@ -133,7 +179,13 @@ class Daemon:
         lock.acquire()
         # Before anything is logged or kept: the secrets of the environment are known.
         redact.learn_environment(os.environ, [config_module.api_key_variable(self.config.model)])
-        stop_logging = _start_logging(self.state_dir / "daemon.log", self.config.daemon.log_level)
+        daemon_config = self.config.daemon
+        stop_logging = logs.start_logging(
+            self.state_dir / "daemon.log",
+            daemon_config.log_level,
+            max_bytes=daemon_config.log_max_kib * 1024,
+            backups=daemon_config.log_backups,
+        )
         try:
             await self._serve()
         finally:
@@ -146,6 +198,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop, signal.Signals(signum).name)
         store = await Store.open(self.state_dir / "kfd.db")
+        store.on_trouble = self._on_trouble
         if self.discover_plugins:
             self.plugins.load_entry_points(config.plugins.disable)
         tools = ToolRegistry(
@@ -159,13 +212,24 @@ class Daemon:
         policies = self.plugins.policies(config.tools)
         provider = make_provider(config.model)
         ledger = Ledger(store)
-        accounting = Accounting(config, ledger, provider)
-        bus = self._bus = Bus(self.runtime_dir, config.bus)
-        journal = Journal(
+        self.telemetry = Telemetry.start(config.telemetry, self.daemon_id)
+        accounting = Accounting(
+            config,
+            ledger,
+            provider,
+            on_closed=self.telemetry.model_request if self.telemetry is not None else None,
+        )
+        bus = self._bus = Bus(
+            self.runtime_dir,
+            client_queue_bytes=config.daemon.client_queue_kib * 1024,
+            tcp=config.bus,
+        )
+        journal = self._journal = Journal(
             store,
             bus.publish,
             self._observe,
             commit_interval_s=config.daemon.commit_interval_ms / 1000,
+            publish_global=bus.publish_global,
         )
         self.runtime = Runtime(
             config=config,
@@ -192,7 +256,15 @@ class Daemon:
         self.sessions = SessionManager(self.runtime)
         stop_watching = asyncio.Event()
         journal_task = asyncio.create_task(journal.run(), name="journal")
+        serving: asyncio.Task[None] | None = None
         try:
+            closed = await accounting.close_unfinished()
+            if closed:
+                log.info(
+                    "closed %d cost ledger row(s) a stop left unfinished: %s",
+                    len(closed),
+                    ", ".join(entry.id for entry in closed),
+                )
             recovered = await self.sessions.recover()
             if recovered:
                 log.info("closed the open turns of %d session(s) after a stop", recovered)
@@ -200,11 +272,16 @@ class Daemon:
             if resumed:
                 log.info("looking up the gateway's cost of %d earlier request(s) again", resumed)
             bus.on_subscription = self._on_subscription
+            bus.on_presence = self._on_presence
             bus.bind()
             self.triggers = TriggerManager(self.sessions, TriggerLog(store), config_module.load)
             await self.triggers.start(config.triggers)
             watching = asyncio.create_task(self.reloader.watch(stop_watching), name="config")
             serving = asyncio.create_task(bus.serve(RpcHandler(self)), name="bus")
+            sweeping = asyncio.create_task(self._unload_idle(), name="unload idle sessions")
+            started = self.sessions.run_queued()
+            if started:
+                log.info("running the messages queued before the stop in %d session(s)", started)
             sdnotify.notify(f"READY=1\nSTATUS=serving\nMAINPID={os.getpid()}")
             log.info(
                 "kfd daemon %s (pid %d) serving %s with %d tools",
@@ -215,58 +292,120 @@ class Daemon:
             )
             stopped = asyncio.create_task(self._stop.wait())
             await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            sweeping.cancel()
             if serving.done() and serving.exception() is not None:
                 log.error("the bus failed", exc_info=serving.exception())
+                self._interrupt.set()
+            if not self._interrupt.is_set():
+                await self._drain_turns()
             sdnotify.notify("STOPPING=1")
             log.info("stopping: %s", self._stop_reason or "bus failed")
             journal.publish_global(
-                GLOBAL_TOPIC.encode(), DaemonStopping(session="", reason=self._stop_reason)
+                GLOBAL_TOPIC.encode(),
+                DaemonStopping(session="", reason=self._stop_reason, restart=self._restart),
             )
+            # The stop runs as its own task: past the deadline it is left
+            # where it is stuck (a write on a full disk), not waited for.
             stop_watching.set()
             await asyncio.gather(watching, return_exceptions=True)
-            await self.trust_notices.close()
-            await self.triggers.close()
-            await self.sessions.shutdown()
-            await self.plugins.shutdown()
-            serving.cancel()
-            await asyncio.gather(serving, return_exceptions=True)
-            stopped.cancel()
+            stopping = asyncio.create_task(self._stop_turns(serving), name="stopping")
+            done, _ = await asyncio.wait({stopping}, timeout=config.daemon.shutdown_timeout_s)
+            if stopping not in done:
+                self._exit_unwritten(journal, store)
         finally:
             stop_watching.set()
-            await accounting.close()
-            await journal.drain()
+            if serving is not None and not serving.done():
+                serving.cancel()
+                await asyncio.gather(serving, return_exceptions=True)
             journal_task.cancel()
             await asyncio.gather(journal_task, return_exceptions=True)
+            if self.telemetry is not None:
+                await asyncio.to_thread(self.telemetry.shutdown)
             await bus.close()
             await self.runtime.provider.aclose()  # the config's latest
             await live_config.close()  # those a reload replaced
-            await store.close()
+        if not await store.close(config.daemon.shutdown_timeout_s):
+            self._exit_unwritten(journal, store)
+
+    async def _unload_idle(self) -> None:
+        """Now and then, drop the sessions nobody uses from memory."""
+        idle_s = self.config.daemon.unload_idle_s
+        while True:
+            await asyncio.sleep(min(60.0, idle_s / 2))
+            keep = self.runtime.accounting.gateway_costs.sessions()
+            if self.triggers is not None:
+                keep |= self.triggers.running_sessions()
+            dropped = self.sessions.unload_idle(idle_s, keep)
+            if dropped:
+                log.info("unloaded %d idle session(s) from memory", dropped)
+
+    async def _drain_turns(self) -> None:
+        """A graceful stop: running turns finish; new messages queue for the next start."""
+        self.draining = True
+        self.sessions.drain()
+        busy = [s for s in self.sessions.live.values() if s.busy]
+        if busy:
+            log.info("waiting for %d running turn(s) before stopping", len(busy))
+        interrupt = asyncio.create_task(self._interrupt.wait())
+        while True:
+            busy = [s for s in self.sessions.live.values() if s.busy]
+            if not busy:
+                break
+            waits = {asyncio.ensure_future(s.idle()) for s in busy}
+            await asyncio.wait({*waits, interrupt}, return_when=asyncio.FIRST_COMPLETED)
+            for wait in waits:
+                wait.cancel()
+            if interrupt.done():
+                log.info("stop asked again: interrupting the running turns")
+                break
+        interrupt.cancel()
+
+    async def _stop_turns(self, serving: asyncio.Task[None]) -> None:
+        """Interrupt the turns and write everything out."""
+        assert self.triggers is not None
+        await self.trust_notices.close()
+        await self.triggers.close()
+        await self.sessions.shutdown()
+        await self.plugins.shutdown()
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+        await self.runtime.accounting.close()
+        await self.runtime.journal.drain()
+
+    def _exit_unwritten(self, journal: Journal, store: Store) -> None:
+        """The stop deadline passed: say exactly what is lost, and exit now."""
+        lost = [*journal.unwritten(), *store.unwritten()]
+        log.error(
+            "stopping without writing everything (deadline %gs passed%s): %s",
+            self.config.daemon.shutdown_timeout_s,
+            f"; {store.trouble}" if store.trouble else "",
+            "; ".join(lost) or "nothing pending, but the store did not close",
+        )
+        logs.flush()
+        for handler in logging.getLogger().handlers:
+            handler.close()
+        # The store's thread may be stuck in the kernel on a dead disk:
+        # do not wait for it (nor for asyncio's own teardown).
+        os._exit(EXIT_UNWRITTEN)
 
 
-def _start_logging(path: Path, level: str) -> Callable[[], None]:
-    """Log to a file through a thread, so no write blocks the event loop."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    file_handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
-    )
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    listener = logging.handlers.QueueListener(records, file_handler)
-    handler = logging.handlers.QueueHandler(records)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    redacting = redact.RedactingFilter()
-    filtered = list(root.handlers)  # the file, and stderr when `kfd daemon --log-stderr`
-    for each in filtered:
-        each.addFilter(redacting)
-    root.setLevel(level.upper())
-    listener.start()
-
-    def stop() -> None:
-        for each in filtered:
-            each.removeFilter(redacting)
-        root.removeHandler(handler)
-        listener.stop()
-        file_handler.close()
-
-    return stop
+def provider_environment(
+    config: Config, environ: os._Environ[str] | dict[str, str], salt: str
+) -> dict[str, EnvFact]:
+    """The variables that choose and reach the provider, as `daemon.hello` reports them."""
+    secret = {
+        "KFD_API_KEY",
+        config_module.api_key_variable(config.model),
+        *(d.api_key_env for d in config_module.PROVIDER_DEFAULTS.values()),
+    }
+    names = {*config_module.ENV_OVERRIDES, *secret}
+    facts: dict[str, EnvFact] = {}
+    for name in sorted(names):
+        value = environ.get(name) or ""
+        facts[name] = EnvFact(
+            set=bool(value),
+            value="" if name in secret else value,
+            digest=env_digest(salt, value) if value else "",
+        )
+    return facts

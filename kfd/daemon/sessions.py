@@ -4,11 +4,18 @@ Sessions live in the store and are loaded into memory on first use; the
 daemon start only loads those a crash left in the middle of a turn, to close
 them: every tool call gets its result ("interrupted; side effects unknown"
 for one that had started), open approvals are dismissed, the turn ends as
-``interrupted``. Nothing is re-run by itself.
+``interrupted``. Nothing that started is re-run by itself.
+
+Messages the daemon accepted (the client was told "sent") but never started
+wait in the session's queue again and run once the daemon serves
+(`SessionManager.run_queued`): an acknowledged message is never lost. A
+message already carried over one restart without running is not carried
+again (it might be what brings the daemon down): it is reported instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -32,6 +39,7 @@ from kfd.protocol import (
     MessageQueued,
     MessageUser,
     Mode,
+    QueuedMessage,
     SessionCreated,
     SessionInfo,
     ToolCompleted,
@@ -74,6 +82,45 @@ class SessionManager:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.live: dict[str, Session] = {}
+        self.count = 0
+        """Sessions in the store (kept here so ``status`` reads no disk)."""
+        self.draining = False
+        """A graceful stop: no session starts a turn any more (`drain`)."""
+
+    def drain(self) -> None:
+        """Let running turns finish but start none (sessions loaded later too)."""
+        self.draining = True
+        for session in self.live.values():
+            session.drain()
+
+    def unload_idle(self, idle_s: float, keep: set[str]) -> int:
+        """Drop from memory the sessions nobody uses (months of uptime must not
+        mean every session ever opened in memory); they load again on demand.
+        Returns how many."""
+        now = time.time()
+        journal = self.runtime.journal
+        dropped = 0
+        for session in list(self.live.values()):
+            info = session.info
+            if (
+                session.id in keep
+                or session.busy
+                or session.queue
+                or session.pending_approvals
+                or info.frontends
+                or now - info.updated_at < idle_s
+                or journal.published.get(session.id, info.last_seq) != info.last_seq
+                or session.context.lock.locked()
+            ):
+                continue
+            del self.live[session.id]
+            dropped += 1
+        return dropped
+
+    def _add(self, session: Session) -> None:
+        self.live[session.id] = session
+        if self.draining:
+            session.drain()
 
     async def create(
         self,
@@ -98,7 +145,8 @@ class SessionManager:
             forked_from=forked_from,
         )
         session = Session(info, self.runtime, [])
-        self.live[info.id] = session
+        self._add(session)
+        self.count += 1
         created = SessionCreated(
             session=info.id,
             info=msgspec.structs.replace(info),
@@ -144,22 +192,30 @@ class SessionManager:
             elif isinstance(event, MessageQueued):
                 session.user_message_ids.add(event.message_id)
         await restore_context(session)
-        self.live[session_id] = session
+        self._add(session)
         return session
 
     async def recover(self) -> int:
-        """Close the turns a crash left open. Returns how many sessions."""
+        """Close the turns a crash left open and queue again the messages accepted
+        but never run. Returns how many sessions."""
         recovered = 0
-        for info in await self.runtime.store.sessions(include_archived=True, limit=1_000_000):
-            if info.status in ("running", "awaiting_approval"):
+        infos = await self.runtime.store.sessions(include_archived=True, limit=1_000_000)
+        self.count = len(infos)
+        for info in infos:
+            if info.status in ("running", "awaiting_approval") or info.queued:
                 session = await self._load(info.id)
                 await self._close_open_turn(session)
                 recovered += 1
         return recovered
 
+    def run_queued(self) -> int:
+        """Start the sessions with messages waiting (after `recover`); how many."""
+        return sum(1 for session in list(self.live.values()) if session.run_queued())
+
     async def _close_open_turn(self, session: Session) -> None:
         rows = await self.runtime.store.event_types(session.id, OPEN_TURN_EVENTS)
         found = open_turn(_event_decoder.decode(body) for _, body in rows)
+        session.requested_calls = set(found.requested)
         for approval in found.approvals.values():
             session.emit(
                 ApprovalResolved(
@@ -172,6 +228,7 @@ class SessionManager:
             )
         for call in unanswered_calls(session.messages):
             text = recovered_result(call.id in found.started)
+            session.ensure_requested(call)
             session.emit(
                 ToolCompleted(
                     session=session.id,
@@ -185,15 +242,6 @@ class SessionManager:
                     call_id=call.id, name=call.name, content=text, is_error=True
                 ),
             )
-        for lost in found.queued.values():
-            session.emit(
-                ErrorEvent(
-                    session=session.id,
-                    code="message_dropped",
-                    message=f"a queued message was not run because the daemon stopped: "
-                    f"{lost.text[:200]!r}; send it again",
-                )
-            )
         if found.turn is not None:
             session.emit(
                 TurnCompleted(
@@ -204,6 +252,31 @@ class SessionManager:
                 )
             )
         session.set_status("idle", "recovered after the daemon stopped")
+        for waiting in found.queued.values():
+            if found.carried.get(waiting.message_id, 0) > 1:
+                session.emit(
+                    ErrorEvent(
+                        session=session.id,
+                        code="message_dropped",
+                        message="a message carried over a restart did not run before the next "
+                        f"stop either, so it is not run again: {waiting.text[:200]!r}; send it "
+                        "again if you still want it",
+                    )
+                )
+                continue
+            session.queue.append(
+                QueuedMessage(
+                    message_id=waiting.message_id, text=waiting.text, frontend=waiting.frontend
+                )
+            )
+            session.emit(
+                MessageQueued(
+                    session=session.id,
+                    message_id=waiting.message_id,
+                    text=waiting.text,
+                    frontend=waiting.frontend,
+                )
+            )
         await self.runtime.journal.drain()
 
     async def fork(self, parent: Session, message_id: str | None, title: str) -> Session:
@@ -271,9 +344,9 @@ class SessionManager:
         await self.runtime.journal.drain()
 
     async def shutdown(self) -> None:
-        for session in list(self.live.values()):
-            if session.busy:
-                await session.interrupt()
+        """Interrupt the running turns (together) and wait until they closed."""
+        busy = [session for session in self.live.values() if session.busy]
+        await asyncio.gather(*(session.interrupt() for session in busy))
         await self.runtime.journal.drain()
 
 

@@ -46,9 +46,13 @@ from kfd.gateway.types import (
     ReasoningDelta,
     RequestInfo,
     Retrying,
+    SendObserver,
     StreamEvent,
     TextDelta,
 )
+
+LABEL_HEADER = "X-Kfd-Request"
+"""Carries the request's ledger row id (and attempt), for the provider's logs."""
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Mapping
@@ -189,7 +193,9 @@ class StreamingProvider(Provider):
 
     # -- the attempt loop -------------------------------------------------------
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(
+        self, request: ModelRequest, observer: SendObserver | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream ``request``: deltas, maybe `Retrying`, then one `Completed`.
 
         An attempt is retried after a retryable HTTP status (see
@@ -210,15 +216,24 @@ class StreamingProvider(Provider):
 
         Closing the stream, or cancelling the task that reads it, closes the
         HTTP response at once.
+
+        ``observer`` (the write-ahead ledger) is awaited before each attempt's
+        first byte, and told when its last byte has left (from httpcore's
+        trace of the exchange).
         """
         problem = self.missing_settings()
         if problem is not None:
             raise ProviderRejected(problem)
-        body = self.body(request)
+        # Encoded once, before any ledger row is written: the time between the
+        # row's commit and the first byte (a crash there bills nothing but
+        # leaves a row) stays as short as it can be.
+        body = json.dumps(self.body(request), ensure_ascii=False, separators=(",", ":")).encode()
         retries = 0
         while True:
             try:
-                async with contextlib.aclosing(self._attempt(request, body, retries)) as events:
+                label = await observer.before_send(retries) if observer is not None else ""
+                attempt = self._attempt(request, body, retries, label, observer)
+                async with contextlib.aclosing(attempt) as events:
                     async for event in events:
                         yield event
                 return
@@ -232,16 +247,32 @@ class StreamingProvider(Provider):
             await asyncio.sleep(delay)
 
     async def _attempt(
-        self, request: ModelRequest, body: dict[str, Any], retries: int
+        self,
+        request: ModelRequest,
+        body: bytes,
+        retries: int,
+        label: str = "",
+        observer: SendObserver | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         started = time.monotonic()
         ttft_ms: float | None = None
         assembler = self.assembler()
         request_id: str | None = None
         facts: dict[str, str] = {}
+        headers = {**self.headers(request), "content-type": "application/json"}
+        extensions: dict[str, Any] = {}
+        if label:
+            headers[LABEL_HEADER] = label
+        if observer is not None:
+
+            async def trace(name: str, info: Mapping[str, Any]) -> None:
+                if name.endswith("send_request_body.complete"):
+                    observer.sent(retries)
+
+            extensions["trace"] = trace
         try:
             async with self._client.stream(
-                "POST", self.endpoint(), json=body, headers=self.headers(request)
+                "POST", self.endpoint(), content=body, headers=headers, extensions=extensions
             ) as response:
                 if not response.is_success:
                     await response.aread()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -88,15 +88,35 @@ class Completed(msgspec.Struct, kw_only=True):
 StreamEvent = TextDelta | ReasoningDelta | Retrying | Completed
 
 
+class SendObserver(Protocol):
+    """Told about every attempt of a request around its sending (the write-ahead ledger).
+
+    `before_send` is awaited before an attempt's first byte leaves (attempt 0
+    is the first request, 1 the first retry): the ledger commits its row
+    there. It returns a label sent with the attempt (``X-Kfd-Request``), so
+    the provider's or a proxy's logs name the ledger row. `sent` is called
+    once the attempt's last byte is out (the provider has received it).
+    """
+
+    async def before_send(self, attempt: int) -> str:
+        """Prepare for attempt ``attempt``; its label."""
+
+    def sent(self, attempt: int) -> None:
+        """Attempt ``attempt`` has been sent whole."""
+
+
 class Provider(abc.ABC):
     """Speaks one provider's wire format."""
 
     name: str
 
     @abc.abstractmethod
-    def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+    def stream(
+        self, request: ModelRequest, observer: SendObserver | None = None
+    ) -> AsyncIterator[StreamEvent]:
         """Stream one request: deltas, maybe `Retrying`, then one `Completed`.
 
+        ``observer`` is told before and after each attempt is sent.
         Raises `kfd.errors.ProviderError` when the request fails for good.
         Cancelling the consumer closes the connection at once.
         """

@@ -15,13 +15,22 @@ an object whose ``method`` field names it (``"session.create"``) and whose
     {"id": "7", "ok": true, "result": {...}}
     {"id": "7", "ok": false, "error": {"code": "not_found", "message": "..."}}
 
-*Events* travel over the daemon's XPUB socket as two frames: the topic (a
-session id, or ``global``) and the event object, whose ``type`` field names it.
-Every durable session event carries the session's ``seq``, which grows by one
-per event. Streaming events (``message.delta``, ``tool.output``) are marked
-``ephemeral``: they are not logged, carry the ``seq`` of the last durable event
-before them and an ``offset`` into the text they extend, so a client can place
-them exactly.
+*Events* of the sessions a client subscribed to (``events.subscribe``) come
+back on the same DEALER socket, batched: a multipart message whose first
+frame is ``\x00events``, then topic and event frames in pairs (the topic is
+the session id). A client that falls behind gets an ``events.dropped`` marker
+where events were shed and re-reads them from the log. Daemon-wide events
+(``global`` topic) go over the daemon's XPUB socket, which also tells the
+daemon that a client is connected (``~client.<id>``). Every durable session
+event carries the session's ``seq``, which grows by one per event. Streaming
+events (``message.delta``, ``tool.output``) are marked ``ephemeral``: they
+are not logged, carry the ``seq`` of the last durable event before them and
+an ``offset`` into the text they extend, so a client can place them exactly.
+
+Every request is answered, refusals included, with its ``id`` (or an empty id
+when none could be read: the client takes it for its oldest request):
+``overloaded`` (retry after a pause), ``too_large`` (over `MAX_REQUEST_BYTES`),
+``too_deep`` (nested deeper than `MAX_REQUEST_DEPTH`), ``bad_request``, ...
 
 Compatibility
 -------------

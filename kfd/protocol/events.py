@@ -36,9 +36,11 @@ __all__ = [
     "ContextCompacting",
     "CostUpdated",
     "DaemonStopping",
+    "DaemonTrouble",
     "ErrorEvent",
     "Event",
     "EventHeader",
+    "EventsDropped",
     "FocusChanged",
     "FrontendsChanged",
     "MemoryRecalled",
@@ -359,6 +361,32 @@ class DaemonStopping(Event, tag="daemon.stopping", kw_only=True):
     """On the global topic: the daemon is shutting down."""
 
     reason: str = ""
+    restart: bool = False
+    """The daemon will be started again at once (``kfd restart``)."""
+
+
+class EventsDropped(Event, tag="events.dropped", kw_only=True):
+    """This client fell behind and the daemon shed some of its events (ephemeral).
+
+    Durable events ``first_seq`` to ``last_seq`` (0, 0: none) and, with
+    ``deltas``, streamed pieces were not sent; `kfd.client` re-reads what it
+    missed from the log by itself and then goes on live.
+    """
+
+    first_seq: int = 0
+    last_seq: int = 0
+    deltas: bool = False
+
+
+class DaemonTrouble(Event, tag="daemon.trouble", kw_only=True):
+    """The daemon cannot write its state, or can again (ephemeral, on every session).
+
+    ``problem`` is empty once writes succeed again. Meanwhile turns pause at
+    their next step rather than go on unrecorded.
+    """
+
+    problem: str = ""
+    message: str = ""
 
 
 class TrustRequired(Event, tag="trust.required", kw_only=True):
@@ -441,6 +469,8 @@ AnyEvent = (
     | ErrorEvent
     | FrontendsChanged
     | DaemonStopping
+    | EventsDropped
+    | DaemonTrouble
     | TriggerFired
     | FocusChanged
     | ContextCompacting

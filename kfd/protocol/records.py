@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import msgspec
@@ -9,6 +10,7 @@ import msgspec
 __all__ = [
     "GLOBAL_TOPIC",
     "MAX_REQUEST_BYTES",
+    "MAX_REQUEST_DEPTH",
     "MODES",
     "PROTOCOL_VERSION",
     "ApprovalDecision",
@@ -16,9 +18,11 @@ __all__ = [
     "CompactReason",
     "ContextPart",
     "CostSource",
+    "EnvFact",
     "ErrorCode",
     "FrontendInfo",
     "FrontendRef",
+    "LedgerState",
     "Memory",
     "MemoryScope",
     "MissingTool",
@@ -35,6 +39,7 @@ __all__ = [
     "ToolStatus",
     "TrustedFile",
     "Usage",
+    "env_digest",
 ]
 
 
@@ -42,7 +47,10 @@ PROTOCOL_VERSION = 1
 """Bumped only for changes an older peer cannot ignore."""
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
-"""The daemon refuses (and drops) larger request frames."""
+"""The daemon refuses larger request frames (``too_large``)."""
+
+MAX_REQUEST_DEPTH = 32
+"""The daemon refuses requests whose JSON nests deeper (``too_deep``)."""
 
 GLOBAL_TOPIC = "global"
 """Topic of daemon-wide events (sessions created, daemon stopping)."""
@@ -60,7 +68,15 @@ RuleDecision = Literal["allow", "ask", "deny"]
 
 RuleSource = Literal["built-in", "user", "project", "always"]
 
-ErrorCode = Literal["bad_request", "not_found", "conflict", "overloaded", "internal"]
+ErrorCode = Literal[
+    "bad_request",
+    "not_found",
+    "conflict",
+    "overloaded",  # too many requests at once: retry after a pause (kfd.client does)
+    "internal",
+    "too_large",  # the request frame is over MAX_REQUEST_BYTES
+    "too_deep",  # the request nests deeper than MAX_REQUEST_DEPTH
+]
 
 StopReason = Literal[
     "end_turn",  # the model answered without calling tools
@@ -70,6 +86,8 @@ StopReason = Literal[
     "error",  # the model could not be reached, or the turn failed
     "interrupted",  # the daemon stopped or crashed during the turn
     "forked",  # the turn was still open where a fork was cut
+    "max_tokens",  # the model's answer reached its output limit ([model] max_output_tokens)
+    "refusal",  # the model (or the provider's filter) refused to answer
 ]
 
 ToolStatus = Literal["ok", "error", "denied", "cancelled", "interrupted"]
@@ -117,6 +135,9 @@ or nowhere (a model without a price counts as free until one is configured)."""
 
 BudgetName = Literal["session", "daily", "monthly"]
 
+LedgerState = Literal["sent", "completed", "failed", "interrupted"]
+"""Where a model request's ledger row stands (see `LedgerEntry.state`)."""
+
 
 class SessionInfo(_Struct):
     """What a session list or header shows."""
@@ -135,6 +156,8 @@ class SessionInfo(_Struct):
     forked_from: str | None = None
     usage: Usage = msgspec.field(default_factory=Usage)
     frontends: int = 0
+    queued: int = 0
+    """User messages accepted and waiting for a turn (they survive a restart)."""
     budget_usd: float | None = None
     """This session's spending limit in US dollars (``kfd budget``); None: the
     ``[budget] session_usd`` of the config."""
@@ -217,6 +240,28 @@ class FrontendInfo(_Struct):
     last_seen: float = 0.0
     key: str = ""
     """Over TCP: the comment of the key it attached with (empty: a local frontend)."""
+    queued_bytes: int = 0
+    """Events waiting in the daemon for this frontend (it reads slower than they come)."""
+    peak_queued_bytes: int = 0
+    shed_events: int = 0
+    """Events not sent to it because it fell behind (it re-read them from the log)."""
+
+
+class EnvFact(_Struct):
+    """One variable of the provider environment, as a daemon or client sees it.
+
+    Secrets are never sent: only whether they are set and a salted digest
+    (the salt is the daemon's, per start), enough to tell "different"."""
+
+    set: bool = False
+    value: str = ""
+    """The value itself, for variables that are not secret (``KFD_MODEL``)."""
+    digest: str = ""
+
+
+def env_digest(salt: str, value: str) -> str:
+    """How an `EnvFact` digests a value: enough to tell two apart, useless to guess one."""
+    return hashlib.sha256(f"{salt}\x00{value}".encode()).hexdigest()[:16]
 
 
 class TrustedFile(_Struct):

@@ -17,6 +17,7 @@ __all__ = [
     "AnyRequest",
     "ApprovalRespond",
     "CostQuery",
+    "EventsSubscribe",
     "FrontendFocus",
     "Hello",
     "MemoryAdd",
@@ -78,7 +79,28 @@ class Status(Request, tag="daemon.status", kw_only=True):
 
 
 class Shutdown(Request, tag="daemon.shutdown", kw_only=True):
-    """Stop the daemon cleanly (running turns end as interrupted)."""
+    """Stop the daemon cleanly (running turns end as interrupted).
+
+    ``wait_for_turns``: let running turns finish first (``kfd restart``);
+    meanwhile new messages are accepted and queued, and run after the next
+    start. ``restart`` tells the frontends the daemon comes back at once.
+    """
+
+    wait_for_turns: bool = False
+    restart: bool = False
+
+
+class EventsSubscribe(Request, tag="events.subscribe", kw_only=True):
+    """Receive (or, with ``subscribe=False``, stop receiving) the events of topics.
+
+    A topic is a session id, or a prefix of session ids (``"s"``: every
+    session). Events come on the request socket, batched (see `kfd.client`);
+    the reply means the subscription is live: every event published after
+    it reaches this client.
+    """
+
+    topics: list[str]
+    subscribe: bool = True
 
 
 class SessionCreate(Request, tag="session.create", kw_only=True):
@@ -325,6 +347,7 @@ AnyRequest = (
     Hello
     | Status
     | Shutdown
+    | EventsSubscribe
     | SessionCreate
     | SessionList
     | SessionGet

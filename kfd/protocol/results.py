@@ -13,9 +13,11 @@ from kfd.protocol.records import (
     BudgetName,
     ContextPart,
     CostSource,
+    EnvFact,
     ErrorCode,
     FrontendInfo,
     FrontendRef,
+    LedgerState,
     Memory,
     MissingTool,
     Mode,
@@ -85,6 +87,11 @@ class HelloResult(_Struct):
     daemon_id: str
     pid: int
     frontend_id: str
+    environment: dict[str, EnvFact] = msgspec.field(default_factory=dict)
+    """The daemon's provider environment (``KFD_*``, provider keys), to compare
+    with the client's own (`kfd.client.environment_drift`)."""
+    env_salt: str = ""
+    """The salt of the digests in ``environment``."""
 
 
 class StatusResult(_Struct):
@@ -107,6 +114,10 @@ class StatusResult(_Struct):
     """Plugins that failed to load, and similar things the user should fix."""
     plugin_status: dict[str, Any] = msgspec.field(default_factory=dict)
     """Each plugin's own state report, by plugin name (``mcp``: its servers)."""
+    draining: bool = False
+    """A graceful stop or restart waits for the running turns to finish."""
+    trouble: str = ""
+    """What keeps the daemon from writing its state right now ("disk full"), or ""."""
     config_path: str = ""
     """The user config file the daemon reads (and watches)."""
     config_loaded_at: float = 0.0
@@ -155,12 +166,17 @@ class TriggerInfo(_Struct):
     last_session: str | None = None
     spent_usd: float = 0.0
     """What the turns this trigger started cost, counted against ``budget_usd``."""
+    refused: int = 0
+    """Firings a spent budget stopped since the daemon started (``problem`` says which)."""
 
 
 class TriggerListResult(_Struct):
     triggers: list[TriggerInfo] = msgspec.field(default_factory=list)
     problems: list[str] = msgspec.field(default_factory=list)
     """Trigger tables that could not be used, each with what to fix."""
+    not_reloaded: str = ""
+    """Set by ``trigger.reload`` when the config could not be read: why. The
+    triggers listed are the ones still running, unchanged."""
 
 
 class CompactResult(_Struct):
@@ -380,6 +396,10 @@ class CostRow(_Struct):
     retries: int = 0
     first_at: float = 0.0
     last_at: float = 0.0
+    interrupted: int = 0
+    """Requests cut short (cancelled, stopped, crashed): their tokens are estimated."""
+    in_flight: int = 0
+    """Requests sent and not finished yet (counted at their estimate)."""
 
 
 class LedgerEntry(_Struct):
@@ -407,6 +427,13 @@ class LedgerEntry(_Struct):
     gateway_log_id: str = ""
     cache_status: str = ""
     error: str = ""
+    state: LedgerState = "completed"
+    """``sent``: written before the request's first byte, not finished yet;
+    ``completed``; ``failed`` (the provider refused, or retries ran out);
+    ``interrupted`` (cancelled, stopped, or the daemon crashed meanwhile)."""
+    estimated: bool = False
+    """The token counts are kfd's estimates (an unfinished or interrupted request):
+    input from what was sent, output from what was received."""
 
 
 class BudgetState(_Struct):
@@ -453,6 +480,7 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "daemon.hello": HelloResult,
     "daemon.status": StatusResult,
     "daemon.shutdown": Empty,
+    "events.subscribe": Empty,
     "session.create": SessionResult,
     "session.list": SessionListResult,
     "session.get": SessionResult,

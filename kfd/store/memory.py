@@ -5,13 +5,14 @@ A fact belongs to one project (its repository root) or to every project
 finds "test". Text arrives here already redacted (`kfd.redact`); this module
 only stores and finds it.
 
-Reads use the store's connection; writes go through `Store.transaction`,
-which keeps them out of the journal's group commits on the same connection.
+Everything runs on the store's thread (`Store.read`, `Store.write`): a write
+is one transaction, never interleaved with the journal's group commits.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from typing import Any, Literal
 
@@ -72,7 +73,6 @@ class MemoryStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._db = store.connection  # reads only; writes take a transaction
 
     async def add(
         self,
@@ -85,40 +85,43 @@ class MemoryStore:
     ) -> tuple[Memory, bool]:
         """Store a fact; (the memory, True) or (the identical one kept before, False)."""
         owner = "" if scope == "global" else project
-        async with self._store.transaction() as db:
-            async with db.execute(
+
+        def write(db: sqlite3.Connection) -> tuple[Any, bool]:
+            row = db.execute(
                 f"SELECT {_COLUMNS} FROM memories m WHERE scope = ? AND project = ? AND text = ?",
                 (scope, owner, text),
-            ) as cursor:
-                row = await cursor.fetchone()
+            ).fetchone()
             if row is not None:
-                return _memory(row), False
-            async with db.execute(
+                return row, False
+            row = db.execute(
                 "INSERT INTO memories (scope, project, text, created_at, source, session)"
                 f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS.replace('m.', '')}",
                 (scope, owner, text, time.time(), source, session),
-            ) as cursor:
-                row = await cursor.fetchone()
+            ).fetchone()
+            return row, True
+
+        row, added = await self._store.write(write, what="a remembered fact", durable=True)
         assert row is not None
-        return _memory(row), True
+        return _memory(row), added
 
     async def get(self, memory_id: int) -> Memory | None:
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM memories m WHERE id = ?", (memory_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_COLUMNS} FROM memories m WHERE id = ?", (memory_id,)
+            ).fetchone()
+        )
         return _memory(row) if row is not None else None
 
     async def forget(self, memory_id: int) -> Memory | None:
         """Delete a fact; the fact deleted, or None if there was none."""
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+        row = await self._store.write(
+            lambda db: db.execute(
                 f"DELETE FROM memories WHERE id = ? RETURNING {_COLUMNS.replace('m.', '')}",
                 (memory_id,),
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
+            ).fetchone(),
+            what=f"forgetting fact {memory_id}",
+            durable=True,
+        )
         return _memory(row) if row is not None else None
 
     async def recent(
@@ -138,11 +141,14 @@ class MemoryStore:
             clauses.append("(scope = 'global' OR project = ?)")
             params.append(project)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM memories m {where} ORDER BY created_at DESC, id DESC LIMIT ?",
-            (*params, limit),
-        ) as cursor:
-            return [_memory(row) async for row in cursor]
+        rows = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_COLUMNS} FROM memories m {where}"
+                " ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        )
+        return [_memory(row) for row in rows]
 
     async def search(self, text: str, *, project: str | None, limit: int = 10) -> list[Memory]:
         """Facts relevant to ``text``, best first: of ``project`` and global ones
@@ -152,10 +158,12 @@ class MemoryStore:
             return []
         scope_clause = "" if project is None else "AND (m.scope = 'global' OR m.project = ?)"
         params: tuple[Any, ...] = (query,) if project is None else (query, project)
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-            f" WHERE memories_fts MATCH ? {scope_clause}"
-            " ORDER BY bm25(memories_fts), m.created_at DESC LIMIT ?",
-            (*params, limit),
-        ) as cursor:
-            return [_memory(row) async for row in cursor]
+        rows = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_COLUMNS} FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
+                f" WHERE memories_fts MATCH ? {scope_clause}"
+                " ORDER BY bm25(memories_fts), m.created_at DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
+        )
+        return [_memory(row) for row in rows]

@@ -7,6 +7,16 @@ earlier kfd opens in every later one.
 
 from __future__ import annotations
 
+LEDGER_STATES = """
+    ALTER TABLE ledger ADD COLUMN state TEXT NOT NULL DEFAULT 'completed';
+        -- sent (written before the first byte) | completed | failed | interrupted
+    ALTER TABLE ledger ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
+        -- 1: the token counts are kfd's estimates (the request did not finish)
+    CREATE INDEX ledger_unfinished ON ledger (state) WHERE state = 'sent';
+"""
+"""Migration 6. Slot 6 was reserved (empty) for a while, so a database can be
+past it without these columns; the store adds them then (`Store.open`)."""
+
 MIGRATIONS: list[str] = [
     # 1: sessions, the event log, the transcript, full tool outputs.
     """
@@ -132,8 +142,10 @@ MIGRATIONS: list[str] = [
         spent_usd   REAL NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
-    # 6: reserved for the write-ahead ledger (built side by side; empty here).
-    "",
+    # 6: the write-ahead ledger: a row exists before a request's first byte.
+    # (A database that took this slot while it was still empty gets it from
+    # `kfd.store.db` at start: see LEDGER_STATES.)
+    LEDGER_STATES,
     # 7: trusted repository files: the content (sha256) of each file the user
     # trusted (`kfd trust`); a file whose content differs is untrusted again.
     """

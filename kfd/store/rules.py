@@ -1,13 +1,13 @@
 """Persisted permission rules: the ``rules`` table ("allow always", per project).
 
 A rule arrives here already checked (`kfd.policy.rules.parse_rule`); this
-module only stores, lists and removes it. Every write is one statement: the
-connection is shared with the journal, whose group commits open explicit
-transactions.
+module only stores, lists and removes it. Every write is durable (synced)
+before it returns: a client told "kept" finds the rule after any crash.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
@@ -35,47 +35,49 @@ class RuleStore:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._db = store.connection  # reads only; writes take a transaction
 
     async def add(self, project: str, rule: str, session: str | None = None) -> RuleInfo:
         """Keep an allow rule for ``project``; the one kept before if it is already there."""
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+
+        def write(db: sqlite3.Connection) -> Any:
+            return db.execute(
                 f"INSERT INTO rules (project, rule, decision, created_at, session)"
                 f" VALUES (?, ?, 'allow', ?, ?)"
                 f" ON CONFLICT (project, rule, decision) DO UPDATE SET project = excluded.project"
                 f" RETURNING {_COLUMNS}",
                 (project, rule, time.time(), session),
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
+            ).fetchone()
+
+        row = await self._store.write(write, what=f"the rule {rule}", durable=True)
         assert row is not None
         return _info(row)
 
     async def list(self, project: str | None = None) -> list[RuleInfo]:
         """The rules of ``project`` (of every project with None), oldest first."""
         where, params = ("WHERE project = ?", (project,)) if project is not None else ("", ())
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM rules {where} ORDER BY project, id", params
-        ) as cursor:
-            return [_info(row) async for row in cursor]
+        rows = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_COLUMNS} FROM rules {where} ORDER BY project, id", params
+            ).fetchall()
+        )
+        return [_info(row) for row in rows]
 
     async def remove(self, rule_id: int) -> RuleInfo | None:
         """Delete a rule by id; the rule deleted, or None if there was none."""
-        async with (
-            self._store.transaction() as db,
-            db.execute(
+        row = await self._store.write(
+            lambda db: db.execute(
                 f"DELETE FROM rules WHERE id = ? RETURNING {_COLUMNS}", (rule_id,)
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
+            ).fetchone(),
+            what=f"removing rule {rule_id}",
+            durable=True,
+        )
         return _info(row) if row is not None else None
 
     async def find(self, project: str, rule: str) -> RuleInfo | None:
         """The rule with this text in ``project``, if kept."""
-        async with self._db.execute(
-            f"SELECT {_COLUMNS} FROM rules WHERE project = ? AND rule = ?", (project, rule)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._store.read(
+            lambda db: db.execute(
+                f"SELECT {_COLUMNS} FROM rules WHERE project = ? AND rule = ?", (project, rule)
+            ).fetchone()
+        )
         return _info(row) if row is not None else None

@@ -47,10 +47,10 @@ class TrustStore:
 
     async def load(self) -> None:
         """Read every pin (once, at daemon start)."""
-        async with self._store.connection.execute(
-            f"SELECT {_COLUMNS} FROM trusted_files ORDER BY path"
-        ) as cursor:
-            self._pins = {pin.path: pin async for pin in _rows(cursor)}
+        rows = await self._store.read(
+            lambda db: db.execute(f"SELECT {_COLUMNS} FROM trusted_files ORDER BY path").fetchall()
+        )
+        self._pins = {pin.path: pin for pin in map(_row, rows)}
 
     def pinned(self, path: str) -> TrustedFile | None:
         """What the user trusted for ``path`` (absolute), if anything."""
@@ -72,12 +72,16 @@ class TrustStore:
         pin = TrustedFile(
             path=os.path.normpath(path), sha256=sha256, trusted_at=time.time(), by=by[:64]
         )
-        async with self._lock, self._store.transaction() as db:
-            await db.execute(
-                "INSERT INTO trusted_files (path, sha256, trusted_at, by) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256,"
-                " trusted_at = excluded.trusted_at, by = excluded.by",
-                (pin.path, pin.sha256, pin.trusted_at, pin.by),
+        async with self._lock:
+            await self._store.write(
+                lambda db: db.execute(
+                    "INSERT INTO trusted_files (path, sha256, trusted_at, by) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (path) DO UPDATE SET sha256 = excluded.sha256,"
+                    " trusted_at = excluded.trusted_at, by = excluded.by",
+                    (pin.path, pin.sha256, pin.trusted_at, pin.by),
+                ),
+                what=f"trusting {pin.path}",
+                durable=True,
             )
         self._pins[pin.path] = pin
         return pin
@@ -85,18 +89,13 @@ class TrustStore:
     async def revoke(self, path: str) -> TrustedFile | None:
         """Forget the pin of ``path``; the pin removed, or None if there was none."""
         path = os.path.normpath(path)
-        async with (
-            self._lock,
-            self._store.transaction() as db,
-            db.execute(
-                f"DELETE FROM trusted_files WHERE path = ? RETURNING {_COLUMNS}", (path,)
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
+        async with self._lock:
+            row = await self._store.write(
+                lambda db: db.execute(
+                    f"DELETE FROM trusted_files WHERE path = ? RETURNING {_COLUMNS}", (path,)
+                ).fetchone(),
+                what=f"untrusting {path}",
+                durable=True,
+            )
         self._pins.pop(path, None)
         return _row(row) if row is not None else None
-
-
-async def _rows(cursor: Any) -> Any:
-    async for row in cursor:
-        yield _row(row)

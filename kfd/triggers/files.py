@@ -10,8 +10,10 @@ any depth, ``src/**/*.py`` only under ``src``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pathspec
 
@@ -37,6 +39,19 @@ DIFF_LIMIT = 20_000
 """Characters of diff a prompt carries at most."""
 
 NEW_FILE_LINES = 200
+
+MAX_HASHED_BYTES = 64 * 1024 * 1024
+"""Larger files are not hashed: any event on them counts as a change."""
+
+# Repository config may name programs (an fsmonitor hook, external diff and
+# textconv drivers): kfd's own git calls never run them.
+_GIT_SAFE = ("-c", "core.fsmonitor=false")
+
+LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
+
+ARGUMENTS_PER_CALL = 500
+"""Paths named on one git command line (a checkout may change tens of thousands)."""
+"""File names are names, never pathspec globs (``*.py`` is a file called that)."""
 
 
 class FileFilter:
@@ -68,16 +83,19 @@ class FileFilter:
         return False
 
 
-async def _git(workspace: Path, *args: str, stdin: bytes | None = None) -> tuple[int, bytes]:
+async def _git(
+    workspace: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     process = await asyncio.create_subprocess_exec(
         "git",
+        *_GIT_SAFE,
         "-C",
         str(workspace),
         *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", **(env or {})},
     )
     out, _ = await process.communicate(stdin)
     return process.returncode or 0, out
@@ -103,7 +121,16 @@ async def diff_of(workspace: Path, relatives: list[str]) -> str:
     parts: list[str] = []
     shown: set[str] = set()
     try:
-        code, out = await _git(workspace, "diff", "--no-color", "HEAD", "--", *relatives)
+        code, out = await _git(
+            workspace,
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "HEAD",
+            "--",
+            *relatives,
+        )
     except OSError:
         code, out = 1, b""
     if code == 0 and out:
@@ -128,3 +155,51 @@ def _head_of(path: Path, relative: str) -> str:
     except OSError as exc:
         return f"--- {relative}: unreadable ({exc.strerror})"
     return f"--- {relative} (new or untracked file)\n" + "".join(lines)
+
+
+class FileState(NamedTuple):
+    """A changed file as it is now: mtime and content digest (both None: deleted)."""
+
+    mtime: float | None
+    digest: str | None
+
+
+def file_states(paths: list[str]) -> list[FileState]:
+    """The state of each path (blocking: call from a worker thread)."""
+    return [_state(path) for path in paths]
+
+
+def _state(path: str) -> FileState:
+    try:
+        info = os.stat(path)
+        if info.st_size > MAX_HASHED_BYTES:
+            return FileState(info.st_mtime, f"large:{info.st_size}:{info.st_mtime_ns}")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_HASHED_BYTES + 1)
+    except OSError:
+        return FileState(None, None)
+    return FileState(info.st_mtime, blob_id(data))
+
+
+def blob_id(data: bytes) -> str:
+    """Git's object id of ``data`` as a blob (SHA-1), so it compares with the index."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+async def git_blobs(workspace: Path, relatives: list[str]) -> dict[str, str]:
+    """The object ids git's index holds for ``relatives`` (tracked files only)."""
+    found: dict[str, str] = {}
+    for start in range(0, len(relatives), ARGUMENTS_PER_CALL):
+        batch = relatives[start : start + ARGUMENTS_PER_CALL]
+        try:
+            code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *batch, env=LITERAL)
+        except OSError:  # no git: nothing is known of these files
+            return found
+        if code != 0:
+            return found
+        for entry in out.split(b"\0"):
+            meta, tab, name = entry.partition(b"\t")
+            fields = meta.split()
+            if tab and len(fields) == 3 and fields[2] == b"0":
+                found[name.decode(errors="replace")] = fields[1].decode()
+    return found

@@ -6,6 +6,13 @@ within ``cooldown_s`` (changes meanwhile wait and fire together after it).
 A firing emits ``trigger.fired`` into the target session (durable) and on the
 ``global`` topic, then sends the rendered prompt as a user message from the
 frontend ``trigger <name>``.
+
+What counts as a change: a file whose content differs from what the trigger
+last saw there (or, the first time, from git's index): a ``touch`` or a save
+of the same bytes is no change. kfd's own edits never count
+(`kfd.triggers.own_edits`). A spent budget stops a trigger before it starts
+a session: its own ``budget_usd``, a turn of it that a budget refused, or
+the day's or month's ``[budget]``; ``kfd watch`` says which.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import os
 import string
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +35,11 @@ from kfd.config import Config, TriggerConfig
 from kfd.errors import ConfigError
 from kfd.protocol import (
     GLOBAL_TOPIC,
+    ErrorEvent,
     Event,
     FrontendRef,
+    Mode,
+    ToolRequested,
     TriggerFired,
     TriggerInfo,
     TriggerListResult,
@@ -38,19 +49,26 @@ from kfd.protocol import (
 )
 from kfd.store.triggers import TriggerLog
 from kfd.triggers.comments import context_lines, marked_comments
-from kfd.triggers.files import FileFilter, diff_of, git_ignored
-from kfd.triggers.own_edits import OwnEdits
+from kfd.triggers.files import FileFilter, diff_of, file_states, git_blobs, git_ignored
+from kfd.triggers.own_edits import Claim, OwnEdits, claim_of_paths
 
 if TYPE_CHECKING:
     from kfd.agent.runtime import Runtime
     from kfd.agent.session import Session
-    from kfd.protocol import Mode
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_FIELDS = frozenset({"changed_files", "diff", "trigger"})
 MAX_COMMENT_FILE_BYTES = 2 * 1024 * 1024
 SPOTS_PER_FIRING = 20
+
+FILES_LISTED = 100
+"""Changed files a prompt (and a ``trigger.fired`` event) names; the rest are counted."""
+
+KEPT_VERSIONS = 50_000
+"""Files whose last seen content a trigger remembers (to tell a touch from a change)."""
+
+_UNKNOWN = object()
 
 
 class Sessions(Protocol):
@@ -90,6 +108,18 @@ class _Trigger:
     watcher: asyncio.Task[None] | None = None
     timer: asyncio.Task[None] | None = None
     firing: bool = False
+    versions: OrderedDict[str, str | None] = field(default_factory=OrderedDict)
+    """Relative path -> digest of the content last seen there (None: deleted)."""
+    stopped: str = ""
+    """Why the trigger fires no more until `kfd watch reload` (a budget refused it)."""
+
+    def seen(self, relative: str, digest: str | None) -> object:
+        """Remember ``relative``'s content; what was known of it before."""
+        before = self.versions.pop(relative, _UNKNOWN)
+        self.versions[relative] = digest
+        if len(self.versions) > KEPT_VERSIONS:
+            self.versions.popitem(last=False)
+        return before
 
 
 class TriggerManager:
@@ -109,7 +139,7 @@ class TriggerManager:
         self._runs: dict[str, tuple[str, float]] = {}
         """session id -> (trigger name, session cost already counted)."""
         self._tasks: set[asyncio.Task[None]] = set()
-        self.own_edits = OwnEdits(self._workspace_of)
+        self.own_edits = OwnEdits(self._claim_of)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -173,7 +203,7 @@ class TriggerManager:
             config = await asyncio.to_thread(self._load_config)
         except ConfigError as exc:
             result = self.listing()
-            result.problems.insert(0, f"not reloaded: {exc}")
+            result.not_reloaded = str(exc)
             return result
         await self.close()
         await self.start(config.triggers)
@@ -195,6 +225,13 @@ class TriggerManager:
             return
         if isinstance(event, UsageReported):
             self._spend(event, *run)
+        elif isinstance(event, ErrorEvent) and event.code == "budget":
+            trigger = self._triggers.get(run[0])
+            if trigger is not None and not trigger.stopped:
+                # Firing again would only start sessions the same budget refuses.
+                trigger.stopped = f"stopped: {event.message} Then `kfd watch reload`."
+                trigger.info.problem = trigger.stopped
+                log.warning("trigger %s %s", run[0], trigger.stopped)
         elif isinstance(event, TurnCompleted):
             self._runs.pop(event.session, None)
 
@@ -207,9 +244,26 @@ class TriggerManager:
         trigger.info.spent_usd += cost
         self._spawn(self._log.spend(name, cost))
 
-    def _workspace_of(self, session_id: str) -> str | None:
-        session = self.sessions.live.get(session_id)
-        return session.info.cwd if session is not None else None
+    def running_sessions(self) -> set[str]:
+        """Sessions running a trigger's turn (kept in memory until it ends)."""
+        return set(self._runs)
+
+    def _claim_of(self, event: ToolRequested) -> Claim | None:
+        """What a requested tool call may write (see `kfd.triggers.own_edits`)."""
+        session = self.sessions.live.get(event.session)
+        if session is None or not self._triggers:
+            return None  # nothing watches: nothing to tell apart
+        workspace = os.path.realpath(session.info.cwd)
+        registry = session.runtime.tools
+        tool = registry.get(event.name)
+        declared: list[str] = []
+        if tool is not None:
+            try:
+                _, args = registry.parse(tool, msgspec.json.encode(event.arguments).decode())
+                declared = [access.path for access in tool.paths(args) if access.write]
+            except Exception:  # a call that does not parse declares nothing: its words count
+                declared = []
+        return claim_of_paths(declared, event.arguments, workspace)
 
     # -- watching --------------------------------------------------------------
 
@@ -230,22 +284,32 @@ class TriggerManager:
             trigger.info.problem = f"stopped watching: {exc}"
 
     async def _changed(self, trigger: _Trigger, changed: list[str]) -> None:
-        candidates: list[tuple[str, str]] = []
+        candidates: dict[str, str] = {}
         for path in changed:
             relative = os.path.relpath(path, trigger.workspace)
             if trigger.filter.wanted(relative):
-                candidates.append((path, relative))
+                candidates[relative] = path
+        ignored = await git_ignored(trigger.workspace, list(candidates))
+        for relative in ignored:
+            candidates.pop(relative, None)
         if not candidates:
             return
         now = time.time()
-        mtimes = await asyncio.to_thread(_mtimes, [path for path, _ in candidates])
-        theirs = [
-            relative
-            for (path, relative), mtime in zip(candidates, mtimes, strict=True)
-            if not self.own_edits.made_by_kfd(path, mtime, now)
-        ]
-        ignored = await git_ignored(trigger.workspace, theirs)
-        theirs = [relative for relative in theirs if relative not in ignored]
+        states = await asyncio.to_thread(file_states, list(candidates.values()))
+        unknown = [relative for relative in candidates if relative not in trigger.versions]
+        baseline = await git_blobs(trigger.workspace, unknown)
+        theirs = []
+        for (relative, path), state in zip(candidates.items(), states, strict=True):
+            before = trigger.seen(relative, state.digest)
+            if before is _UNKNOWN:
+                before = baseline.get(relative, _UNKNOWN)
+            if before == state.digest:
+                continue  # the same bytes as before: a touch, or a save without changes
+            if before is _UNKNOWN and state.digest is None:
+                continue  # came and went unseen: a temporary file (an atomic save's)
+            if self.own_edits.made_by_kfd(path, state.mtime, state.digest, now):
+                continue
+            theirs.append(relative)
         if not theirs:
             return
         trigger.pending.update(theirs)
@@ -280,41 +344,81 @@ class TriggerManager:
 
     async def _fire(self, trigger: _Trigger, files: list[str]) -> None:
         config = trigger.config
+        refused = await self._budget_refusal(trigger)
+        if refused:
+            if trigger.info.problem != refused:
+                log.warning("trigger %s: %s", config.name, refused)
+            trigger.info.problem = refused
+            trigger.info.refused += 1
+            return
         spots: list[tuple[TriggerSpot, str]] = []
         if config.ai_comments:
             spots = await asyncio.to_thread(_new_spots, trigger, files)
-        kind: Literal["change", "do", "ask"]
         if spots:
-            kind = "do" if any(spot.kind == "do" for spot, _ in spots) else "ask"
-            prompt = _comment_prompt(spots)
+            do = [spot for spot in spots if spot[0].kind == "do"]
+            ask = [spot for spot in spots if spot[0].kind == "ask"]
+            if do:
+                await self._start(trigger, "do", files, _comment_prompt(do), do, config.mode)
+            if ask:
+                # A question is answered, never acted on: its turn changes nothing.
+                await self._start(trigger, "ask", files, _comment_prompt(ask), ask, "plan")
         elif config.prompt:
-            kind = "change"
-            diff = await diff_of(trigger.workspace, files) if "{diff}" in config.prompt else ""
+            listed = files[:FILES_LISTED]
+            more = len(files) - len(listed)
+            names = "\n".join(listed) + (f"\n… and {more} more files" if more else "")
+            diff = await diff_of(trigger.workspace, listed) if "{diff}" in config.prompt else ""
             prompt = config.prompt.format_map(
-                {"changed_files": "\n".join(files), "diff": diff, "trigger": config.name}
+                {"changed_files": names, "diff": diff, "trigger": config.name}
             )
-        else:
-            return
-        budget = config.budget_usd
+            await self._start(trigger, "change", files, prompt, [], config.mode)
+
+    async def _budget_refusal(self, trigger: _Trigger) -> str:
+        """Why a budget forbids firing now, or ``""``."""
+        if trigger.stopped:
+            return trigger.stopped
+        budget = trigger.config.budget_usd
         if budget is not None and trigger.info.spent_usd >= budget:
-            trigger.info.problem = (
-                f"budget spent (${trigger.info.spent_usd:.4f} of ${budget:g}): not firing"
+            return (
+                f"stopped: its budget is spent (${trigger.info.spent_usd:.4f} of ${budget:g}); "
+                "raise budget_usd, then `kfd watch reload`"
             )
-            return
-        session = await self._target(trigger, files)
+        accounting = self.sessions.runtime.accounting
+        for state in await accounting.budget_states(None):
+            if state.spent_usd >= state.limit_usd:
+                period = "today's" if state.budget == "daily" else "this month's"
+                key = "daily_usd" if state.budget == "daily" else "monthly_usd"
+                return (
+                    f"not firing: {period} budget is spent (${state.spent_usd:.4f} of "
+                    f"${state.limit_usd:.2f}); raise [budget] {key} to let it fire"
+                )
+        return ""
+
+    async def _start(
+        self,
+        trigger: _Trigger,
+        kind: Literal["change", "do", "ask"],
+        files: list[str],
+        prompt: str,
+        spots: list[tuple[TriggerSpot, str]],
+        mode: Mode,
+    ) -> None:
+        config = trigger.config
+        budget = config.budget_usd
+        listed = files[:FILES_LISTED]
+        session = await self._target(trigger, files, mode)
         if budget is not None:
             # The session's own limit stops the turn before it overspends (the
             # accounting refuses the request); the trigger's is what remains.
             limit = session.info.usage.cost_usd + budget - trigger.info.spent_usd
             if session.info.budget_usd is None or session.info.budget_usd > limit:
                 session.update(budget_usd=round(limit, 6))
-        sent = session.send(prompt, FrontendRef(id="trigger", name=f"trigger {config.name}"))
+        sent = await session.send(prompt, FrontendRef(id="trigger", name=f"trigger {config.name}"))
         fired = TriggerFired(
             session=session.id,
             trigger=config.name,
             kind=kind,
             workspace=str(trigger.workspace),
-            files=files,
+            files=listed,
             spots=[spot for spot, _ in spots],
             message_id=sent.message_id,
         )
@@ -324,24 +428,33 @@ class TriggerManager:
         trigger.last_fired = time.monotonic()
         now = time.time()
         info = trigger.info
+        info.problem = ""  # it fires: no budget stands in its way any more
         info.fired += 1
         info.last_fired_at = now
-        info.last_files = files
+        info.last_files = listed
         info.last_session = session.id
-        await self._log.record(config.name, now, files, session.id)
+        await self._log.record(config.name, now, listed, session.id)
 
-    async def _target(self, trigger: _Trigger, files: list[str]) -> Session:
+    async def _target(self, trigger: _Trigger, files: list[str], mode: Mode) -> Session:
+        """The session a firing goes to: the configured one, or a new one.
+
+        A named session is reused only if its mode is no looser than ``mode``
+        asks (a question goes to a ``plan`` session, a new one if need be).
+        """
         config = trigger.config
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        title = f"trigger {config.name}: {shown}"
         if config.session != "new":
             store = self.sessions.runtime.store
             for info in await store.sessions(cwd=str(trigger.workspace), limit=1000):
                 if info.title == config.session:
-                    return await self.sessions.get(info.id)
-            title = config.session
-        else:
-            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-            title = f"trigger {config.name}: {shown}"
-        return await self.sessions.create(str(trigger.workspace), title=title, mode=config.mode)
+                    session = await self.sessions.get(info.id)
+                    if mode != "plan" or session.info.mode == "plan":
+                        return session
+                    break
+            else:
+                title = config.session
+        return await self.sessions.create(str(trigger.workspace), title=title, mode=mode)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -378,16 +491,6 @@ def _problem(config: TriggerConfig, names: set[str]) -> str:
         known = ", ".join(f"{{{name}}}" for name in sorted(TEMPLATE_FIELDS))
         return f"prompt uses unknown fields {sorted(unknown)}; the fields are {known}"
     return ""
-
-
-def _mtimes(paths: list[str]) -> list[float | None]:
-    mtimes: list[float | None] = []
-    for path in paths:
-        try:
-            mtimes.append(os.stat(path).st_mtime)
-        except OSError:
-            mtimes.append(None)
-    return mtimes
 
 
 def _new_spots(trigger: _Trigger, files: list[str]) -> list[tuple[TriggerSpot, str]]:

@@ -76,9 +76,10 @@ async def plan_and_commit(ctx: ToolContext, plan: Callable[[], Change]) -> Chang
 
 
 async def preview_of(summary: str, plan: Callable[[], Change]) -> Preview:
-    """The approval preview of a planned change; a plan that fails says why."""
-    try:
-        change = await asyncio.to_thread(plan)
-    except ToolError as exc:
-        return Preview(summary=f"{summary} (this call will fail: {exc})")
+    """The approval preview of a planned change.
+
+    A plan that fails raises its `ToolError`: the call would fail as it
+    stands, so the daemon gives the model the error instead of asking.
+    """
+    change = await asyncio.to_thread(plan)
     return Preview(summary=summary, diff=change.diff)

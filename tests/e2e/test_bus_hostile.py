@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 import zmq
 import zmq.asyncio
 
+from kfd.daemon.bus import HARD_FRAME_BYTES
 from kfd.protocol import MAX_REQUEST_BYTES
 from kfd.testing.daemon import KfdDaemon
 
@@ -85,11 +87,90 @@ async def test_several_frames_in_one_request_get_an_error(daemon: KfdDaemon, raw
     await assert_serving(daemon)
 
 
-async def test_an_oversized_frame_is_dropped_and_the_daemon_serves_on(
+async def test_an_oversized_request_is_refused_with_its_id_and_the_daemon_serves_on(
+    daemon: KfdDaemon, raw
+) -> None:
+    body = b'{"id": "big", "method": "message.send", "session": "s", "text": "'
+    body += b"x" * MAX_REQUEST_BYTES + b'"}'
+    reply = await raw(body, timeout=20)
+    assert (reply["id"], reply["ok"], reply["error"]["code"]) == ("big", False, "too_large")
+    assert f"{MAX_REQUEST_BYTES:,}" in reply["error"]["message"]
+    await assert_serving(daemon)
+
+
+async def test_a_frame_past_the_hard_limit_is_dropped_and_the_daemon_serves_on(
     daemon: KfdDaemon, raw
 ) -> None:
     with pytest.raises(TimeoutError):
-        await raw(b"x" * (MAX_REQUEST_BYTES + 1), timeout=1)
+        await raw(b"x" * (HARD_FRAME_BYTES + 1), timeout=1)
+    await assert_serving(daemon)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"id": "deep", "method": "daemon.hello", "name": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        b'{"id": "deep", "method": "daemon.hello", "x": ' + b'{"a":' * 1000 + b"1" + b"}" * 1001,
+        b'{"id": "deep", "method": "daemon.hello", "name": ' + b"[" * 100_000,
+    ],
+    ids=["arrays", "objects", "unclosed"],
+)
+async def test_json_nested_a_thousand_deep_gets_a_too_deep_reply_with_its_id(
+    daemon: KfdDaemon, raw, frame: bytes
+) -> None:
+    reply = await raw(frame)
+    assert (reply["id"], reply["error"]["code"]) == ("deep", "too_deep")
+    await assert_serving(daemon)
+
+
+async def test_a_garbage_burst_leaves_legitimate_requests_answered(daemon: KfdDaemon) -> None:
+    context = zmq.asyncio.Context()
+    flooders = []
+    for _ in range(4):
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"ipc://{daemon.runtime_dir / 'rpc.sock'}")
+        flooders.append(sock)
+    garbage = [
+        b"\xff\xfe not json",
+        b'{"id": "g", "method": 42}',
+        b"[" * 5000,
+        b'{"id": "g", "method": "session.create"}',
+    ]
+    stop = asyncio.Event()
+    window = 400
+
+    async def flood(sock: zmq.asyncio.Socket) -> tuple[int, int]:
+        # Bursts of `window` frames as fast as they go, each burst's refusals
+        # read back before the next: a flood that cannot outrun the test.
+        sent = answered = 0
+        while not stop.is_set():
+            for index in range(window):
+                await sock.send(garbage[index % len(garbage)])
+            sent += window
+            for _ in range(window):
+                if not await sock.poll(10_000):
+                    return sent, answered
+                await sock.recv()
+                answered += 1
+        return sent, answered
+
+    floods = [asyncio.create_task(flood(sock)) for sock in flooders]
+    try:
+        async with await daemon.client() as client:
+            for _ in range(30):  # each must be answered while the flood goes on
+                status = await client.status()
+                assert status.pid == daemon.pid
+    finally:
+        stop.set()
+        counts = await asyncio.gather(*floods)
+        for sock in flooders:
+            sock.close()
+        context.term()
+    sent = sum(s for s, _ in counts)
+    answered = sum(a for _, a in counts)
+    assert sent >= 4 * window
+    assert answered == sent  # every garbage frame got its refusal too
     await assert_serving(daemon)
 
 

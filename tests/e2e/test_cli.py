@@ -77,6 +77,22 @@ def test_kfd_run_continues_a_session_and_changes_its_mode(
     ]
 
 
+def test_kfd_run_applies_the_model_to_a_session_it_continues_or_says_why_not(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="one"), Reply(text="two"))
+    first = daemon.cli("run", "first", "--cwd", str(workspace), "--json")
+    session = json.loads(first.stdout.splitlines()[0])["session"]
+    second = daemon.cli("run", "second", "--session", session, "--model", "other-model")
+    assert second.returncode == 0, second.stderr
+    assert model_server.requests[1].body["model"] == "other-model"
+    refused = daemon.cli("run", "third", "--session", session, "--model", " ")
+    assert refused.returncode == 1 and "model: a name of 1-200 characters" in refused.stderr
+    assert len(model_server.requests) == 2  # nothing was sent with a model it could not set
+    listed = json.loads(daemon.cli("sessions", "--json").stdout)
+    assert [(s["model"], s["turns"]) for s in listed] == [("other-model", 2)]
+
+
 def test_kfd_run_starts_a_daemon_when_none_runs(
     make_daemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
@@ -86,9 +102,10 @@ def test_kfd_run_starts_a_daemon_when_none_runs(
     assert result.returncode == 0, result.stderr + daemon.log_text()
     assert result.stdout == "started on demand\n"
     status = json.loads(daemon.cli("status", "--json").stdout)
-    assert status["running"] is True
+    assert status["alive"] is True
+    assert status["running"] == 0  # sessions running a turn: none now
     assert daemon.cli("stop").returncode == 0
-    assert json.loads(daemon.cli("status", "--json").stdout) == {"running": False}
+    assert json.loads(daemon.cli("status", "--json").stdout) == {"alive": False, "running": 0}
 
 
 def test_kfd_status_reports_the_daemon_and_its_frontends(daemon: KfdDaemon) -> None:

@@ -138,3 +138,54 @@ def test_systemd_unit_verifies() -> None:
     assert result.stderr == ""  # no warnings either
     text = unit.read_text()
     assert "Type=notify" in text
+
+
+async def test_a_mode_change_and_an_approval_answer_survive_a_kill_right_after_their_ok(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(tool_calls=[ScriptedToolCall("write", {"path": "x", "content": "y"})]))
+    model_server.add(Reply(text="written"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "write x")
+            [asked] = [
+                e
+                for e in await collect_until(view, of_type(p.ApprovalRequested))
+                if isinstance(e, p.ApprovalRequested)
+            ]
+            await client.respond(info.id, asked.approval_id, "allow")
+            await client.set_mode(info.id, "plan")
+            daemon.kill()  # at once: both were acknowledged, so both are on disk
+    daemon.start()
+    async with await daemon.client() as client:
+        assert (await client.session(info.id)).mode == "plan"
+        async with await client.attach(info.id) as view:
+            history = await collect_until(view, turn_completed)
+    resolved = [e for e in history if isinstance(e, p.ApprovalResolved)]
+    assert [(e.approval_id, e.decision) for e in resolved] == [(asked.approval_id, "allow")]
+
+
+async def test_idle_sessions_leave_memory_and_come_back_whole(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    daemon = make_daemon("[daemon]\nunload_idle_s = 0.3\n")
+    model_server.add(Reply(text="first"), Reply(text="second"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "one")
+            await collect_until(view, turn_completed)
+        for _ in range(200):  # the sweep runs every unload_idle_s / 2
+            if (await client.status()).loaded == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert (await client.status()).loaded == 0
+        async with await client.attach(info.id) as view:
+            history = await collect_until(view, turn_completed)
+            await client.send(info.id, "two")
+            after = await collect_until(view, turn_completed)
+    seqs = [e.seq for e in [*history, *after] if isinstance(e, p.Event) and not e.ephemeral]
+    assert seqs == list(range(1, len(seqs) + 1))
+    messages = model_server.requests[-1].body["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"][-2:] == ["one", "two"]

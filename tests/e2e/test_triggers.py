@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kfd import protocol as p
 from kfd.client import Follower, RequestFailed
-from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall, ScriptedUsage
 from kfd.testing.daemon import KfdDaemon
+from kfd.testing.events import collect_until, turn_completed
 
 
 def commit(workspace: Path, *files: str) -> None:
@@ -33,6 +38,24 @@ async def next_fired(follower: Follower, timeout: float = 30) -> p.TriggerFired:
         item = await follower.next_event(timeout)
         if isinstance(item, p.TriggerFired):
             return item
+
+
+async def trigger_state(
+    daemon: KfdDaemon, until: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> dict[str, Any]:
+    """The first trigger as `kfd watch --json` shows it, once ``until`` holds.
+
+    A trigger's state has no event to wait on: this polls, with a deadline.
+    """
+    deadline = time.monotonic() + timeout
+    for _ in itertools.count():
+        listed: dict[str, Any] = json.loads(daemon.cli("watch", "--json").stdout)["triggers"][0]
+        if until(listed):
+            return listed
+        if time.monotonic() > deadline:
+            pytest.fail(f"the trigger never got there; it is: {listed}")
+        await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
 
 
 async def turn_done(follower: Follower, session: str, timeout: float = 30) -> p.TurnCompleted:
@@ -166,8 +189,8 @@ async def test_broken_trigger_tables_are_reported_and_reload_keeps_the_good_ones
     config = daemon.config_dir / "config.toml"
     config.write_text(config.read_text() + "\n[[triggers]]\nname = 'x'\npaths = 5\n")
     reloaded = daemon.cli("watch", "reload")
-    assert reloaded.returncode == 1 and "not reloaded" in reloaded.stderr
-    assert "paths" in reloaded.stderr
+    assert reloaded.returncode == 1 and reloaded.stderr.count("not reloaded") == 1
+    assert "paths" in reloaded.stderr and reloaded.stdout == ""  # never "reloaded" too
 
     config.write_text(good.replace('"good"', '"renamed"'))
     reloaded = daemon.cli("watch", "reload", "--json")
@@ -207,3 +230,141 @@ async def test_a_trigger_with_a_budget_runs_its_turns_under_that_limit(
         info = await client.session(fired.session)
     assert info.budget_usd == 0.5  # the accounting refuses requests past it
     assert info.mode == "plan"
+
+
+PRICED = """
+[models."scripted-model"]
+input = 1.0
+output = 2.0
+"""
+"""$1 per million input tokens: a prompt of a few thousand tokens costs a few tenths of a cent."""
+
+
+async def test_a_trigger_whose_budget_refuses_its_turn_stops_and_says_so(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    daemon = make_daemon(PRICED + trigger_config(workspace, budget_usd=0.000001))
+    async with await daemon.client() as client, await client.follow() as follower:
+        (workspace / "a.py").write_text("a = 1\n")
+        fired = await next_fired(follower)
+        done = await turn_done(follower, fired.session)
+        assert done.stop_reason == "error"  # the budget refused the first request
+        (workspace / "b.py").write_text("b = 1\n")
+        listed = await trigger_state(daemon, lambda t: t.get("refused", 0) >= 1)
+        shown = daemon.cli("watch")
+        sessions = await client.sessions()
+    assert "stopped: the budget of session" in listed["problem"] and listed["fired"] == 1
+    assert shown.returncode == 1 and "problem: stopped:" in shown.stdout
+    assert "kfd watch reload" in shown.stdout and "1 firing(s) refused" in shown.stdout
+    assert [info.id for info in sessions] == [fired.session]  # no empty sessions after it
+    assert model_server.requests == []
+
+
+async def test_a_spent_daily_budget_starts_no_trigger_session(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    config = PRICED + "\n[budget]\ndaily_usd = 0.005\n" + trigger_config(workspace, paths=["*.py"])
+    daemon = make_daemon(config)
+    usage = ScriptedUsage(input_tokens=6000, output_tokens=10)  # $0.006: more than the day
+    model_server.add(Reply(text="spent it", usage=usage))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="plan")
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "spend the day's budget")
+            await collect_until(view, turn_completed)
+        (workspace / "a.py").write_text("a = 1\n")
+        listed = await trigger_state(daemon, lambda t: t.get("refused", 0) >= 1)
+        sessions = await client.sessions()
+    assert [s.id for s in sessions] == [info.id] and listed.get("fired", 0) == 0
+    assert "not firing: today's budget is spent" in listed["problem"]
+    assert "[budget] daily_usd" in listed["problem"]
+
+
+async def test_the_changed_file_list_of_a_prompt_is_capped(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    daemon = make_daemon(trigger_config(workspace, prompt="Changed:\n{changed_files}\nEnd."))
+    model_server.add(Reply(text="looked"))
+    async with await daemon.client() as client, await client.follow() as follower:
+        (workspace / "gen").mkdir()
+        for index in range(300):
+            (workspace / "gen" / f"f{index:03}.txt").write_text(f"{index}\n")
+        fired = await next_fired(follower)
+        await turn_done(follower, fired.session)
+    prompt = model_server.requests[0].body["messages"][-1]["content"]
+    listed = prompt.split("Changed:\n", 1)[1].split("\nEnd.", 1)[0].splitlines()
+    assert (
+        len(listed) == 101
+        and listed[-1].startswith("… and ")
+        and listed[-1].endswith(" more files")
+    )
+    assert len(fired.files) == 100
+
+
+async def test_a_users_save_during_a_kfd_command_fires_and_kfds_own_write_does_not(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    daemon = make_daemon(trigger_config(workspace, paths=["*.py"], prompt="{changed_files}"))
+    gate = workspace / "gate.txt"
+    command = f"echo 'x = 1' > gen.py; echo started; while [ ! -e {gate} ]; do sleep 0.01; done"
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": command})]),
+        Reply(text="generated"),
+        Reply(text="reviewed the user's file"),
+    )
+    async with await daemon.client() as client, await client.follow() as follower:
+        info = await client.create_session(workspace, mode="auto")
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "generate")
+            await collect_until(view, lambda e: isinstance(e, p.ToolOutput) and "started" in e.data)
+        (workspace / "user.py").write_text("mine = True\n")  # while kfd's command runs
+        fired = await next_fired(follower)
+        gate.touch()
+        waiting = {info.id, fired.session}
+        while waiting:  # the two turns end in either order
+            item = await follower.next_event(30)
+            if isinstance(item, p.TurnCompleted):
+                waiting.discard(item.session)
+    assert fired.files == ["user.py"]  # gen.py is kfd's: its command named it
+
+
+async def test_a_timestamp_only_change_fires_nothing(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    (workspace / "tracked.py").write_text("t = 1\n")
+    commit(workspace, "tracked.py")
+    daemon = make_daemon(trigger_config(workspace, paths=["*.py"]))
+    model_server.add(Reply(text="one"), Reply(text="two"))
+    async with await daemon.client() as client, await client.follow() as follower:
+        (workspace / "tracked.py").touch()  # same bytes as git's index
+        (workspace / "new.py").write_text("n = 1\n")
+        first = await next_fired(follower)
+        await turn_done(follower, first.session)
+        (workspace / "new.py").touch()  # same bytes as last seen
+        (workspace / "tracked.py").write_text("t = 1\n")  # saved, unchanged
+        (workspace / "other.py").write_text("o = 1\n")
+        second = await next_fired(follower)
+        await turn_done(follower, second.session)
+    assert first.files == ["new.py"]
+    assert second.files == ["other.py"]
+
+
+async def test_an_ai_question_is_answered_in_plan_mode_even_when_the_trigger_acts(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    daemon = make_daemon(trigger_config(workspace, prompt="", mode="auto"))
+    model_server.add(Reply(text="changed it"), Reply(text="answered it"))
+    async with await daemon.client() as client, await client.follow() as follower:
+        (workspace / "app.py").write_text(
+            "def f():\n    return 1  # make it 2 AI!\n\n# why is it one? AI?\n"
+        )
+        fired: list[p.TriggerFired] = []
+        ended: set[str] = set()
+        while len(fired) < 2 or ended != {f.session for f in fired}:  # in any order
+            item = await follower.next_event(30)
+            if isinstance(item, p.TriggerFired):
+                fired.append(item)
+            elif isinstance(item, p.TurnCompleted):
+                ended.add(item.session)
+        modes = {f.kind: (await client.session(f.session)).mode for f in fired}
+    assert modes == {"do": "auto", "ask": "plan"}

@@ -147,17 +147,25 @@ class Terminal:
     def exit_status(self) -> int | None:
         """The command's exit status once it ended, else None."""
         shown = self.server.run(
-            "display-message", "-p", "-t", self.name, "#{pane_dead} #{pane_dead_status}"
-        ).stdout.split()
-        if shown and shown[0] == "1":
-            return int(shown[1]) if len(shown) > 1 else 0
-        return None
+            "display-message", "-p", "-t", self.name,
+            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
+        ).stdout.strip()  # fmt: skip
+        dead, status, signal = [*shown.split(":"), "", "", ""][:3]
+        if dead != "1":
+            return None
+        if status:
+            return int(status)
+        if signal:
+            return 128 + int(signal)
+        self.last_seen = shown
+        return None  # dead, with its status not known yet
 
     def wait_exit(self, timeout: float = DEADLINE_S) -> int:
         deadline = time.monotonic() + timeout
         while (status := self.exit_status()) is None:
             if time.monotonic() > deadline:
-                pytest.fail(f"terminal {self.name} is still running:\n{self.screen()}")
+                seen = getattr(self, "last_seen", "")
+                pytest.fail(f"terminal {self.name} is still running ({seen}):\n{self.screen()}")
             time.sleep(POLL_S)
         return status
 

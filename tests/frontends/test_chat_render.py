@@ -6,7 +6,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from kfd import protocol as p
-from kfd.protocol.display import visible
+from kfd.client.exact import visible
 from kfd_chat import matrix_sync, render
 from kfd_chat.markup import matrix_html, slack_escape
 
@@ -17,13 +17,13 @@ BOT = "@kfd:localhost"
     ("text", "shown"),
     [
         ("ls -la", "ls -la"),
-        ("echo a\nsecond\tline", "echo a\nsecond\tline"),
-        ("ls\r\x1b[2Krm -rf /", "ls\\r\\e[2Krm -rf /"),
-        ("cat txt.\u202eexe", "cat txt.\\u202eexe"),
-        ("a\u200bb\ufeffc\u2066d", "a\\u200bb\\ufeffc\\u2066d"),
-        ("one\u2028two", "one\\u2028two"),
-        ("rm\u00a0-rf", "rm\\u00a0-rf"),
-        ("tag \U000e0041", "tag \\U000e0041"),
+        ("echo a\nsecond\tline", "echo a\nsecond\\tline"),
+        ("ls\r\x1b[2Krm -rf /", "ls\\r\\x1b[2Krm -rf /"),
+        ("cat txt.\u202eexe", "cat txt.<U+202E>exe"),
+        ("a\u200bb\ufeffc\u2066d", "a<U+200B>b<U+FEFF>c<U+2066>d"),
+        ("one\u2028two", "one<U+2028>two"),
+        ("rm\u00a0-rf", "rm\\xa0-rf"),
+        ("tag \U000e0041", "tag <U+E0041>"),
         ("naïve 日本 ✓", "naïve 日本 ✓"),
     ],
 )

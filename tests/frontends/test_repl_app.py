@@ -26,7 +26,6 @@ from kfd import protocol as p
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.events import collect_until, turn_completed
-from kfd_repl import backend
 from kfd_repl.app import MESSAGE_LIMIT, Repl
 from kfd_repl.history import history_path, open_history
 from kfd_repl.live import approval_prompt, toolbar
@@ -37,6 +36,8 @@ CTRL_D = "\x04"
 SHIFT_TAB = "\x1b[Z"
 ESC_ENTER = "\x1b\r"
 UP = "\x1b[A"
+BACKSPACE = "\x7f"
+TAB = "\t"
 
 
 class Driver:
@@ -66,6 +67,10 @@ class Driver:
     async def exited(self, timeout: float = 10.0) -> int:
         async with asyncio.timeout(timeout):
             return await self.task
+
+    async def question(self) -> None:
+        """Wait until an approval is open and its keys answer it."""
+        await self.wait(lambda: self.repl.approval_keys() in ("answer", "focused"))
 
 
 @contextlib.asynccontextmanager
@@ -202,13 +207,6 @@ async def test_unknown_commands_and_features_not_there_yet_say_so_plainly(
         await repl.wait_printed("unknown command /frobnicate; /help lists the commands")
         repl.type("/help" + ENTER)
         await repl.wait_printed("Shift-Tab cycle the permission mode")
-        for feature in ("compact", "memory", "context"):
-            if backend.find(feature) is None:
-                repl.type(f"/{feature}" + ENTER)
-                await repl.wait_printed(f"/{feature} is not available yet")
-        if "tasks.updated" not in p.EVENT_TYPES:
-            repl.type("/tasks" + ENTER)
-            await repl.wait_printed("/tasks is not available yet")
         repl.type("/cost" + ENTER)
         await repl.wait_printed("this session")
         repl.type("/mcp" + ENTER)
@@ -298,15 +296,22 @@ async def test_a_denial_with_a_reason_reaches_the_model_and_is_shown(
     info = await new_session(daemon, workspace)
     async with running_repl(daemon, info) as repl:
         repl.type("clean up" + ENTER)
-        await repl.wait(lambda: repl.repl.view.approval is not None)
+        await repl.question()
         await repl.wait_printed("$ rm -rf build")
-        repl.type("x")  # not an answer: ignored, and not typed into the draft
+        repl.type("x")  # not an answer: it goes to the input, and the input keeps the keys
+        await repl.wait(lambda: repl.repl.input.text == "x")
+        repl.type("n")
+        await repl.wait(lambda: repl.repl.input.text == "xn")
+        assert repl.repl.view.approval is not None and not repl.repl.denying
+        repl.type(BACKSPACE * 2)
+        await repl.question()
         repl.type("n")
         await repl.wait(lambda: repl.repl.denying)
         repl.type("keep the build dir" + ENTER)
         await repl.wait_printed("I will leave it")
         assert repl.repl.input.text == ""
-    assert "✗ denied · answered by you: keep the build dir" in repl.printed
+    assert "✗ bash  rm -rf build · denied · answered by you: keep the build dir" in repl.printed
+    assert repl.printed.count("keep the build dir") == 1  # the result does not repeat it
     tool = next(m for m in model_server.requests[1].body["messages"] if m["role"] == "tool")
     assert "keep the build dir" in tool["content"]
 
@@ -321,7 +326,7 @@ async def test_allow_for_this_session_shows_the_rule_it_added(
     info = await new_session(daemon, workspace)
     async with running_repl(daemon, info) as repl:
         repl.type("write" + ENTER)
-        await repl.wait(lambda: repl.repl.view.approval is not None)
+        await repl.question()
         repl.type("a")
         await repl.wait_printed("written")
     assert "✓ allowed for this session: bash(echo hi > hi.txt) · answered by you" in repl.printed
@@ -338,7 +343,7 @@ async def test_allow_always_keeps_the_rule_for_the_project_until_it_is_removed(
     info = await new_session(daemon, workspace)
     async with running_repl(daemon, info) as repl:
         repl.type("build" + ENTER)
-        await repl.wait(lambda: repl.repl.view.approval is not None)
+        await repl.question()
         question = _question(repl.repl)
         assert "a allow for this session · A always (this project) · n deny" in question
         assert f"(a adds the rule {rule} for this session, A for this project)" in question
@@ -392,7 +397,7 @@ async def test_allow_always_is_not_offered_without_a_rule_to_keep(
     info = await new_session(daemon, workspace, mode="auto")
     async with running_repl(daemon, info) as repl:
         repl.type("go" + ENTER)
-        await repl.wait(lambda: repl.repl.view.approval is not None)
+        await repl.question()
         asked = repl.repl.view.approval
         assert asked is not None and asked.session_rule.startswith(rule)
         assert bool(asked.session_rule) == bool(rule)
@@ -402,10 +407,11 @@ async def test_allow_always_is_not_offered_without_a_rule_to_keep(
         repl.repl.answer("allow_always")  # what A would do, were it offered
         await repl.wait_printed("offers no rule to keep")  # the daemon's refusal
         assert repl.repl.view.approval is asked  # still open
-        repl.type("A4y")  # A and 4 do nothing here; y answers
+        repl.type("A4y")  # A and 4 are not offered (and say so); y answers
         await repl.wait_printed("ran it once")
         printed = repl.printed
-    assert "✓ allowed once · answered by you" in printed
+        assert repl.repl.input.text == ""
+    assert "· allowed once · answered by you" in printed
     assert printed.count("offers no rule to keep") == 1
     assert "allowed always" not in printed
 
@@ -436,9 +442,6 @@ async def test_the_mcp_command_lists_servers_with_status_errors_and_tools(
 async def test_cost_context_memory_and_tasks_show_what_the_daemon_reports(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
-    needed = [backend.find(f) for f in ("cost", "context", "memory")]
-    if None in needed or "tasks.updated" not in p.EVENT_TYPES:
-        pytest.skip("this kfd has no ledger, context report, memory or tasks yet")
     plan = [{"text": "read the code", "status": "done"}, {"text": "fix it", "status": "pending"}]
     model_server.add(
         Reply(tool_calls=[ScriptedToolCall("tasks_set", {"tasks": plan})]),
@@ -453,9 +456,9 @@ async def test_cost_context_memory_and_tasks_show_what_the_daemon_reports(
         repl.type("/cost" + ENTER)
         await repl.wait(lambda: "this month" in repl.printed)
         repl.type("/context" + ENTER)
-        await repl.wait_printed("context_window:")
+        await repl.wait_printed("% of the window")
         repl.type("/memory" + ENTER)
-        await repl.wait_printed("/memory")
+        await repl.wait_printed("nothing remembered yet")
         printed = repl.printed
     assert "☑ read the code" in printed
     session_line = next(line for line in printed.splitlines() if line.startswith("this session"))
@@ -622,8 +625,217 @@ async def test_while_the_daemon_is_dead_input_is_kept_and_sent_once_it_is_back(
 
 
 def _question(repl: Repl) -> str:
-    return "".join(fragment[1] for fragment in approval_prompt(repl.view, 200))
+    keys = repl.approval_keys() or "answer"
+    return "".join(fragment[1] for fragment in approval_prompt(repl.view, 200, keys))
 
 
 def _toolbar(repl: Repl) -> str:
     return "".join(fragment[1] for fragment in toolbar(repl.view, 80))
+
+
+# -- approvals are deliberate ----------------------------------------------------------------
+
+
+async def test_keys_typed_into_a_draft_never_answer_an_approval_and_tab_moves_to_it(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo ran > ran.txt"})]),
+        Reply(text="ran it"),
+        Reply(text="read your draft"),
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("go" + ENTER)
+        await repl.wait(lambda: repl.repl.view.approval is not None)
+        repl.type("hey ")  # a draft, as the question opens
+        await repl.wait(lambda: repl.repl.approval_keys() == "draft")
+        repl.type("you, yes: all of it. n")
+        await repl.wait(lambda: repl.repl.input.text == "hey you, yes: all of it. n")
+        assert repl.repl.view.approval is not None and not repl.repl.denying
+        assert "Tab answers it (your draft stays)" in _question(repl.repl)
+        repl.type(TAB)  # deliberately: the keys go to the approval
+        await repl.wait(lambda: repl.repl.approval_keys() == "focused")
+        repl.type("y")
+        await repl.wait_printed("ran it")
+        assert repl.repl.input.text == "hey you, yes: all of it. n"  # the draft is intact
+        repl.type(ENTER)
+        await repl.wait_printed("read your draft")
+    assert (workspace / "ran.txt").read_text() == "ran\n"
+    assert "✓ bash  echo ran > ran.txt · allowed once · answered by you" in repl.printed
+    sent = model_server.requests[2].body["messages"][-1]["content"]
+    assert sent == "hey you, yes: all of it. n"
+
+
+async def test_a_question_that_pops_up_while_the_user_types_takes_no_keys_at_first(
+    daemon: KfdDaemon,
+    model_server: ScriptedModelServer,
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("kfd_repl.app.ANSWER_DELAY_S", 60.0)  # a long moment, for the test
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo no > no.txt"})]),
+        Reply(text="not run"),
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("go" + ENTER)
+        await repl.wait(lambda: repl.repl.approval_keys() == "arming")
+        assert "keys answer it in a moment" in _question(repl.repl)
+        repl.type("yes")  # meant as the next message
+        await repl.wait(lambda: repl.repl.input.text == "yes")
+        assert repl.repl.view.approval is not None
+        repl.type(TAB + "n" + ENTER)  # deny, deliberately, with no reason
+        await repl.wait_printed("not run")
+        assert repl.repl.input.text == "yes"
+    assert not (workspace / "no.txt").exists()
+
+
+async def test_focus_on_the_approval_gives_other_keys_back_to_the_input(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo hi"})]), Reply(text="ok")
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("go" + ENTER)
+        await repl.question()
+        repl.type("draft")  # an empty line: the approval had the keys, but d is no answer
+        await repl.wait(lambda: repl.repl.input.text == "draft")
+        repl.type(TAB)
+        await repl.wait(lambda: repl.repl.approval_keys() == "focused")
+        repl.type(TAB)  # and back
+        await repl.wait(lambda: repl.repl.approval_keys() == "draft")
+        repl.type(TAB + "!")  # focused, then a key that is no answer: typed, focus back
+        await repl.wait(lambda: repl.repl.input.text == "draft!")
+        assert repl.repl.approval_keys() == "draft"
+        repl.type(TAB + "y")
+        await repl.wait_printed("ok")
+
+
+async def test_a_terminal_keeps_its_name_after_a_daemon_restart(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo hi"})]), Reply(text="done")
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info, name="repl:pts/9") as repl:
+        daemon.restart()
+        await repl.wait_printed("reconnected to the daemon")
+
+        def named() -> bool:
+            status = json.loads(daemon.cli("status", "--json").stdout)
+            return any(f["name"] == "repl:pts/9" and f["pid"] for f in status["frontends"])
+
+        await repl.wait(named, timeout=10)  # re-checked on every redraw
+        async with await daemon.client("watcher") as client, await client.attach(info.id) as view:
+            repl.type("go" + ENTER)
+            await repl.question()
+            repl.type("y")
+            resolved = await collect_until(view, lambda e: isinstance(e, p.ApprovalResolved))
+        await repl.wait_printed("done")
+    by = resolved[-1].by  # type: ignore[attr-defined]
+    assert by is not None and by.name == "repl:pts/9"
+
+
+# -- context, compaction and memory print the CLI's tables ------------------------------------
+
+
+async def test_compact_never_makes_a_session_larger_and_prints_what_the_cli_prints(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(text="hi"),
+        Reply(text="ok"),
+        Reply(text="A summary far longer than the chat. " * 2000),
+    )
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        for message, answer in (("hello", "hi"), ("more", "ok")):
+            repl.type(message + ENTER)
+            await repl.wait(lambda: repl.repl.view.info.turns >= 1 and not repl.repl.view.busy)
+            await repl.wait_printed(answer)
+        repl.type("/context" + ENTER)
+        await repl.wait_printed("% of the window")
+        before = repl.printed.rsplit("/context\n", 1)[1]
+        repl.type("/compact" + ENTER)
+        await repl.wait_printed("not compacted: the summary would not make the context smaller")
+        repl.type("/context" + ENTER)
+        await repl.wait(lambda: repl.printed.count("% of the window") == 2)
+        after = repl.printed.rsplit("/context\n", 1)[1]
+    cli = daemon.cli("context", "--session", info.id)
+    assert cli.returncode == 0
+    assert after.split() == cli.stdout.split()  # one rendering (the REPL wraps at 80 columns)
+
+    def part(report: str, name: str) -> list[str]:
+        return next(line.split()[1:] for line in report.splitlines() if line.split()[:1] == [name])
+
+    assert part(before, "summary") == part(after, "summary") == ["0"]  # nothing changed
+    assert part(before, "transcript")[1:] == part(after, "transcript")[1:] == ["4", "messages"]
+    assert "compacted" not in after
+    assert len(model_server.requests) == 3
+
+
+async def test_memory_with_a_query_shows_the_matching_facts_as_the_cli_does(
+    daemon: KfdDaemon, workspace: Path
+) -> None:
+    async with await daemon.client("setup") as client:
+        await client.remember("the staging port is 8123", cwd=workspace)
+        await client.remember("deploys go out on Tuesdays", cwd=workspace)
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.type("/memory staging port" + ENTER)
+        await repl.wait_printed("the best matches first")
+        found = repl.printed.rsplit("the best matches first\n", 1)[1]
+        repl.type("/memory" + ENTER)
+        await repl.wait_printed("newest first")
+        listed = repl.printed.rsplit("newest first\n", 1)[1]
+    assert "staging port is 8123" in found and "Tuesdays" not in found
+    assert "staging port" in listed and "Tuesdays" in listed
+    cli = daemon.cli("memory", "search", "staging", "port", cwd=workspace)
+    assert found.split() == cli.stdout.split()  # one rendering (the REPL wraps at 80 columns)
+
+
+async def test_an_edit_kfd_knows_will_fail_is_not_asked_about(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    (workspace / "notes.txt").write_text("old\n")
+    edit = {"path": "notes.txt", "old_string": "old", "new_string": "new"}
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("edit", edit)]), Reply(text="I will read it first")
+    )
+    info = await new_session(daemon, workspace)  # default mode: an edit asks
+    async with running_repl(daemon, info) as repl:
+        repl.type("edit the notes" + ENTER)
+        await repl.wait_printed("I will read it first")
+        printed = repl.printed
+    assert "? edit" not in printed  # nothing to approve: it cannot succeed
+    assert "✗ edit  notes.txt" in printed and "you have not read it" in printed
+    tool = next(m for m in model_server.requests[1].body["messages"] if m["role"] == "tool")
+    assert "you have not read it in this session" in tool["content"]
+    assert (workspace / "notes.txt").read_text() == "old\n"
+
+
+async def test_a_long_paste_is_collapsed_live_and_on_replay_and_expands_on_request(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(Reply(text="read the log"))
+    pasted = "why does this fail?\n" + "".join(f"trace line {n}\n" for n in range(799))
+    info = await new_session(daemon, workspace)
+    async with running_repl(daemon, info) as repl:
+        repl.repl.input.text = pasted  # as a bracketed paste leaves it
+        repl.type(ENTER)
+        await repl.wait_printed("read the log")
+        assert "› why does this fail?  [pasted 800 lines · /expand 1]" in repl.printed
+        assert "trace line 400" not in repl.printed
+    async with running_repl(daemon, info, name="repl:other") as again:  # replayed on attach
+        await again.wait_printed("read the log")
+        assert "[pasted 800 lines · /expand 1]" in again.printed
+        assert "trace line 400" not in again.printed
+        again.type("/expand" + ENTER)
+        await again.wait_printed("trace line 798")
+        assert "message 1 (800 lines)" in again.printed and "trace line 400" in again.printed
+    assert model_server.requests[0].body["messages"][-1]["content"] == pasted  # the model got all

@@ -261,14 +261,12 @@ async def test_write_preview_shows_the_diff_without_writing(repo: Path, ctx: Cal
     assert (repo / "a.txt").read_text() == "old\n"
 
 
-async def test_write_preview_of_a_refused_write_says_it_will_fail(
+async def test_the_preview_of_a_write_that_would_fail_raises_its_error(
     repo: Path, ctx: CallContext
 ) -> None:
     (repo / "a.txt").write_text("old\n")
-    preview = await write_tool.preview(WriteTool.Args(path="a.txt", content="new\n"), ctx)
-    assert preview.diff is None
-    assert "will fail" in preview.summary
-    assert "have not read it" in preview.summary
+    with pytest.raises(ToolError, match="have not read it"):
+        await write_tool.preview(WriteTool.Args(path="a.txt", content="new\n"), ctx)
 
 
 # --------------------------------------------------------------------------

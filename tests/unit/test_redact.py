@@ -11,7 +11,7 @@ import pytest
 
 from kfd import redact
 from kfd.api import looks_secret
-from kfd.daemon.server import _start_logging
+from kfd.daemon.logs import start_logging
 from kfd.protocol import ApprovalRequested, Preview, ToolCompleted
 from kfd.redact import learn_environment, redact_struct, scrub
 
@@ -82,7 +82,7 @@ def test_every_string_of_an_event_is_redacted_and_a_clean_one_is_untouched() -> 
 
 def test_the_daemon_log_file_never_holds_a_secret(tmp_path: Path) -> None:
     path = tmp_path / "daemon.log"
-    stop = _start_logging(path, "info")
+    stop = start_logging(path, "info")
     try:
         log = logging.getLogger("kfd.test.redact")
         log.info("calling with %s", TOKEN)
