@@ -124,6 +124,17 @@ class RemoteWorld:
         fields.update(changes)
         return Remote(**fields)  # type: ignore[arg-type]
 
+    def add_remote(self, other: RemoteWorld) -> None:
+        """Let this world's client reach ``other``'s daemon too (its table in our
+        config, our key in its authorized_keys, beside its own client's)."""
+        assert self.client_keys is not None and other.client_keys is not None
+        with open(self.client_config / "config.toml", "a") as config:
+            config.write(
+                f'\n[remotes.{other.name}]\nendpoint = "{other.endpoint}"\n'
+                f"heartbeat_s = {other.heartbeat_s}\n"
+            )
+        other.authorize(other.client_keys, self.client_keys)
+
     # -- processes -------------------------------------------------------------
 
     def kfd_argv(self, *args: str) -> list[str]:
