@@ -99,7 +99,7 @@ def test_known_daemons_keep_the_first_pin_of_an_endpoint(tmp_path: Path) -> None
 def test_the_key_announcement_says_a_key_and_nothing_else_passes() -> None:
     assert parse_announcement(announcement(KEY_A)) == KEY_A
     for bad in (b"", b"SSH-2.0-OpenSSH\r\n", announcement(KEY_A)[:-1], b"kfd-daemon-key 1 x\n"):
-        with pytest.raises(ValueError, match="announcement|not a CURVE public key"):
+        with pytest.raises(ValueError, match=r"announcement|not a CURVE public key"):
             parse_announcement(bad)
     assert is_key(KEY_B) and not is_key(KEY_A + "x") and not is_key("é" * 40)
 
