@@ -33,6 +33,7 @@ from kfd.client import (
     ConnectionLost,
     ConnectionRestored,
     DaemonSet,
+    DaemonUnavailable,
     Followed,
     FollowItem,
     RequestFailed,
@@ -117,6 +118,9 @@ class Bridge:
                     await self.handle(item)
                 except RequestFailed as exc:
                     await self._say(item, f"⚠ {visible(exc.message)}")
+                except DaemonUnavailable as exc:  # a daemon of another host is away
+                    log.warning("%s", exc)
+                    await self._say(item, f"⚠ {visible(str(exc))}; say it again once it is back")
             if batch.cursor is not None:
                 self.state.chat_cursor = batch.cursor
             await self.poster.save()

@@ -39,7 +39,7 @@ from kfd.client.errors import ClientError, DaemonUnavailable, RemoteRefused, Req
 from kfd.client.events import DISCONNECTED, RECONNECTED, SESSION_TOPIC_PREFIX
 from kfd.client.follow import Follower
 from kfd.client.notices import GLOBAL, Notices
-from kfd.client.remote import HANDSHAKE_FAILURES, Remote
+from kfd.client.remote import HANDSHAKE_FAILURES, PERMANENT_FAILURES, Remote
 
 SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
@@ -90,6 +90,8 @@ class Client:
         )
         self._refused: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         """Set to the monitor event when a handshake fails (a key refused)."""
+        self._shut_out = False
+        """The remote daemon refused our key after we had been connected (revoked)."""
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
         self._topics: Counter[bytes] = Counter()
@@ -210,6 +212,11 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _request_once(self, request: p.Request, method: str, deadline: float) -> Any:
+        if self._shut_out:
+            raise RemoteRefused(
+                f"the daemon at {self.where} no longer accepts this client's key (taken out "
+                "of its authorized_keys?); connect again once it is back in"
+            )
         request.id = str(next(self._ids))
         body = _encoder.encode(request)
         if len(body) > p.MAX_REQUEST_BYTES:
@@ -685,6 +692,9 @@ class Client:
             if message["event"] & HANDSHAKE_FAILURES:
                 if not self._refused.done():
                     self._refused.set_result(message["event"])
+                if connected_once and message["event"] & PERMANENT_FAILURES:
+                    # ZeroMQ gives up on a peer that refused us: no reconnect follows.
+                    self._shut_out = True
             elif message["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 if connected_once:
                     # A restarted daemon knows this socket's id but not who it is:

@@ -50,6 +50,9 @@ HANDSHAKE_FAILURES = (
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 )
 
+PERMANENT_FAILURES = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+"""Failures after which ZeroMQ stops reconnecting to that peer."""
+
 
 @dataclass(frozen=True, slots=True)
 class Remote:

@@ -317,7 +317,7 @@ async def test_a_key_taken_out_of_authorized_keys_loses_its_connection_and_other
 
     texts, bob_says = await side.run_async(scenario(), timeout=60)
     assert texts == ["after the change"]
-    assert bob_says == "DaemonUnavailable"
+    assert bob_says == "RemoteRefused"
     assert "no longer admits" in world.daemon.log_text()
 
 
