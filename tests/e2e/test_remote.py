@@ -260,6 +260,15 @@ def test_the_daemon_key_is_pinned_on_first_use_and_a_changed_key_is_refused_loud
         world.kfd_argv("status", "--remote", "bb"), env=world.env, capture_output=True, text=True
     )
     assert again.returncode == 0 and "pinned" not in again.stderr
+    for command in (["sessions", "--json"], ["cost", "--json"]):
+        answered = subprocess.run(
+            world.kfd_argv(*command),
+            env={**world.env, "KFD_REMOTE": "bb"},  # as --remote bb
+            capture_output=True,
+            text=True,
+        )
+        assert answered.returncode == 0, answered.stderr
+        json.loads(answered.stdout)
     # The daemon's keys are made anew (a reinstall, or an impostor at that address).
     world.daemon.stop()
     keys = world.daemon.config_dir / "keys"

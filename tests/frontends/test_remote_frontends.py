@@ -197,3 +197,34 @@ async def test_the_notifier_follows_this_machines_daemon_and_a_remote_one_and_an
     [near_resolved] = [e for e in near_events if isinstance(e, p.ApprovalResolved)]
     assert near_resolved.by is not None and near_resolved.by.name == "kfd-notify"
     assert (workspace / "remote.txt").exists() and (workspace / "local.txt").exists()
+
+
+def test_the_repl_on_a_laptop_works_on_the_build_box_and_answers_its_approval(
+    link: Link, workspace: Path, tmp_path: Path
+) -> None:
+    from repl_terminal import Tmux
+
+    model = link.on_daemon_side(lambda: ScriptedModelServer().start())
+    model.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo far > far.txt"})]),
+        Reply(text="Written on the build box."),
+    )
+    with RemoteWorld(link, model, root=tmp_path / "world") as world:
+        config = world.client_config / "config.toml"
+        config.write_text(config.read_text() + f"workspace = {json.dumps(str(workspace))}\n")
+        tmux = Tmux(tmp_path, world.env)
+        try:
+            laptop = tmux.open(world.kfd_argv("--remote", "bb"), tmp_path)
+            laptop.wait_for("── session s")
+            laptop.send("write far.txt")
+            laptop.wait_for("$ echo far > far.txt")
+            laptop.press("Tab")  # to the question (a deliberate answer)
+            laptop.wait_for("y allow once")
+            laptop.type("y")
+            screen = laptop.wait_for("Written on the build box.")
+        finally:
+            tmux.close()
+    model.stop()
+    assert "answered by you" in screen
+    assert str(workspace) in screen  # the session works in the remote's workspace
+    assert (workspace / "far.txt").read_text() == "far\n"
