@@ -166,6 +166,11 @@ class _Authenticator(AsyncioAuthenticator):
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         # Requests are handled one at a time (the base class awaits each).
         self._address = msg[3].decode("ascii", "replace") if len(msg) > 3 else "?"
+        if len(msg) >= 6 and msg[5] != b"CURVE":
+            # Only CURVE listeners ask; anything else (a listener set up wrong
+            # some day) is refused rather than let in as NULL would be.
+            self._send_zap_reply(msg[1], b"400", b"CURVE only")
+            return
         await super().handle_zap_message(msg)
 
     async def callback(self, domain: str, key: bytes) -> bool:
