@@ -163,7 +163,7 @@ async def test_approvals_by_reply_and_element_reactions_show_the_exact_command_a
     # The whole command, exactly: markup shown as text, the bidi control spelled out,
     # the second line there; once decided, still there, with who decided.
     for message in (first, decided):
-        assert "\\u202e" in message["body"] and "second line" in message["body"]
+        assert "<U+202E>" in message["body"] and "second line" in message["body"]
         assert "&lt;span size=&quot;1&quot;&gt;" in message["html"]
         assert "\u202e" not in message["body"]
     assert f"→ allowed by {matrix.alice.user_id} (in chat)" in decided["body"]
