@@ -17,9 +17,10 @@ authenticated with (the ``User-Id`` of its frames), so the daemon knows
 who answered an approval whatever the client calls itself.
 
 Refusals are logged with the peer's address, at most once a minute per
-address (`RefusalLog`): a key that ZAP refused, and handshakes that fail
-before ZAP is asked (plaintext ZMTP, bytes that are not ZMTP at all), seen
-through a socket monitor.
+address and kind (`RefusalLog`): a key that ZAP refused, and handshakes
+that fail before ZAP is asked (plaintext ZMTP, bytes that are not ZMTP at
+all, a handshake not finished in time), seen through a socket monitor
+(`Handshakes`).
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ log = logging.getLogger("kfd.daemon.bus")
 ZAP_DOMAIN = "kfd"
 
 REFUSAL_LOG_EVERY_S = 60.0
-"""A refused address is logged at most once this often (then with a count)."""
+"""A refused address is logged at most once this often per kind (then with a count)."""
 
 QUIET_S = 0.05
 """authorized_keys changed this recently may still be being written: wait."""
 
 SETTLE_LIMIT_S = 1.0
+"""Longest wait for an authorized_keys that keeps changing; then it is read as it is."""
 
 _Stamp = tuple[int, int, int, int]
 
