@@ -1,38 +1,67 @@
 """What a permission decision and the sandbox cost.
 
-Decision: a bash line analyzed (tree-sitter), its paths resolved in a real
-workspace, the pure engine run with the built-in and a few user rules, as the
-gate does it (no daemon). Sandbox: one trivial command run by the bash tool,
-confined by bubblewrap and not.
+Decision: a bash line analyzed (tree-sitter), its words resolved and its
+trees walked in a real workspace, the pure engine run with the built-in and a
+few user rules, exactly as the gate does it (no daemon). Lines go from a
+plain ``git status`` to 4 KB (a long commit message, a long chain, a long
+loop, many paths): the target is under 1 ms at p50 and 5 ms at p99 for each.
+Sandbox: one trivial command run by the bash tool, confined by bubblewrap and
+not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from common import summary
+from common import percentile, summary
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import PolicyRequest, Sandbox
 from kfd.config import PermissionsConfig
-from kfd.policy.commands import line_facts
 from kfd.policy.defaults import builtin_rules
 from kfd.policy.engine import decide_facts
 from kfd.policy.facts import CallFacts
+from kfd.policy.gate import restricted_matcher
+from kfd.policy.line_facts import line_facts
 from kfd.policy.rulebook import configured
+from kfd.sandbox import probe
 from kfd_shell import BashTool
-from kfd_shell.sandbox import probe
+
+FOUR_KB = 4096
+
+
+def _fill(template: str, unit: str, joiner: str = "") -> str:
+    """``template`` with ``{}`` filled by ``unit`` repeated until the line is ~4 KB."""
+    parts: list[str] = []
+    while len(template.format(joiner.join(parts))) + len(unit) + len(joiner) < FOUR_KB:
+        parts.append(unit)
+    return template.format(joiner.join(parts))
+
 
 LINES = [
     "git status",
     "ls -la src && cat README.md | wc -l",
     "npm run test -- --watch=false 2>&1 | tail -n 50",
+    "grep -rn TODO src",
     "for f in *.md; do echo $f; done",
     'bash -c "timeout 5 git push --force origin main"',
+    "rm --rec --for build; git log -p -- src/main.py",
+    _fill("git commit -m '{}'", "Fix the parser edge case in the tokenizer. "),
+    _fill("git add {}", "src/m1.py ", ""),
+    _fill(
+        "python3 - <<'EOF'\nimport json, os\n{}\nEOF",
+        "print(json.dumps({'path': os.path.join('src', 'a.py'), 'n': 1}))\n",
+    ),
+    _fill("{}", "grep -rn 'TODO' src | sort | uniq -c | head -20", "; "),
+    _fill("{}", "ls src/a.py", " && "),
+    _fill("cat {}", "src/a.py README.md ", ""),
+    _fill("for x in {}; do echo $x; done", "a b c d ", ""),
+    _fill("echo start{}", "; echo $(date) > out.txt", ""),
 ]
 RUNS = 300
 
@@ -40,10 +69,16 @@ RUNS = 300
 def decisions(workspace: Path) -> None:
     rules = [
         *configured(
-            PermissionsConfig(allow=["bash(npm run test *)"], deny=["bash(curl *)"]), "user"
+            PermissionsConfig(
+                allow=["bash(npm run test *)", "bash(git commit *)"],
+                deny=["bash(curl *)", "bash(rm -rf *)", "bash(git push --force *)"],
+            ),
+            "user",
         ),
         *builtin_rules(),
     ]
+    home = os.path.expanduser("~")
+    worst_p50 = worst_p99 = 0.0
     for line in LINES:
         timings = []
         for _ in range(RUNS):
@@ -57,10 +92,20 @@ def decisions(workspace: Path) -> None:
                 workspace=str(workspace),
                 mode="default",
             )
-            facts = CallFacts(request=request, rules=rules, line=line_facts(line, str(workspace)))
+            matcher = restricted_matcher(rules, str(workspace), home)
+            line_fact = line_facts(line, str(workspace), restricted=matcher)
+            facts = CallFacts(request=request, rules=rules, line=line_fact, home=home)
             decide_facts(facts)
             timings.append((time.perf_counter() - started) * 1000)
-        print(f"decide {line[:40]!r}: {summary(timings)}")
+        worst_p50 = max(worst_p50, percentile(timings, 50))
+        worst_p99 = max(worst_p99, percentile(timings, 99))
+        label = line if len(line) <= 40 else f"{line[:32]}... ({len(line)} bytes)"
+        print(f"decide {label!r}: {summary(timings)}")
+    verdict = "within" if worst_p50 < 1.0 and worst_p99 < 5.0 else "OVER"
+    print(
+        f"decisions: worst p50 {worst_p50:.2f} ms, worst p99 {worst_p99:.2f} ms ({verdict} "
+        "the 1 ms p50 / 5 ms p99 target)"
+    )
 
 
 async def sandbox(workspace: Path) -> None:
@@ -84,6 +129,10 @@ def main() -> None:
         subprocess.run(["git", "init", "-q", root], check=True)
         (workspace / "README.md").write_text("# demo\n")
         (workspace / "src").mkdir()
+        for index in range(200):
+            (workspace / "src" / f"m{index}.py").write_text("x = 1\n")
+        (workspace / "src" / "a.py").write_text("print(1)\n")
+        (workspace / ".env").write_text("TOKEN=x\n")
         decisions(workspace)
         asyncio.run(sandbox(workspace))
 

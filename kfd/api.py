@@ -46,11 +46,29 @@ asks every source for its current tools before each model request.
 A tool that reads files the model did not name (a search through a tree)
 leaves out those `ToolContext.read_denied` names, and says so in its result.
 
-A tool that starts programs confines them as `ToolContext.sandbox` says, and
-drops the environment variables that `looks_secret`. When it cannot do so
-(``kfd_shell``: bubblewrap will not start), it raises `ApprovalNeeded` before
+A tool that starts programs confines them as `ToolContext.sandbox` says:
+`probe_sandbox` tells whether bubblewrap works here, `confine` gives the
+command prefix and the environment (an allow-list, never the daemon's
+secrets), and `Confinement.finish` cleans up after the program. When it
+cannot confine (bubblewrap will not start), it raises `ApprovalNeeded` before
 any side effect: the daemon asks the user and, if allowed, runs the call again
-with the grant in `ToolContext.granted`. Never fall back silently.
+with the grant in `ToolContext.granted`, with `command_environment` still.
+Never fall back silently.
+
+Files
+-----
+A tool that reads or writes files of the workspace on the host opens them
+with `open_beneath`: no symbolic link is followed at any component, so a link
+swapped in after the policy decided cannot send the access elsewhere; check
+and replace the file through the returned `Beneath`, and do not touch a file
+with several hard links without the user's consent (`HARD_LINKS`).
+
+Secrets
+-------
+Text a plugin keeps or shows outside a tool result (a log of its own) goes
+through `scrub` first; a secret a plugin obtains itself (a token from a
+credential helper) is announced with `keep_secret`, so it is redacted from
+everything kfd stores or broadcasts.
 
 Only tools that can work are offered
 -------------------------------------
@@ -91,6 +109,7 @@ awaits itself.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
@@ -98,14 +117,23 @@ from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVa
 import msgspec
 import pluggy
 
+from kfd import redact
+from kfd import sandbox as _sandbox
+from kfd.beneath import HARD_LINKS, Beneath, NotBeneath, open_beneath
 from kfd.protocol import Event, Mode, Preview
+from kfd.redact import looks_secret
+from kfd.sandbox import Confinement
 
 __all__ = [
+    "HARD_LINKS",
     "AfterToolHook",
     "ApprovalNeeded",
+    "Beneath",
+    "Confinement",
     "Event",
     "FinishedCall",
     "JsonArgs",
+    "NotBeneath",
     "PathAccess",
     "Policy",
     "PolicyRequest",
@@ -117,9 +145,15 @@ __all__ = [
     "ToolResult",
     "ToolSource",
     "Verdict",
+    "command_environment",
+    "confine",
     "hookimpl",
     "hookspec",
+    "keep_secret",
     "looks_secret",
+    "open_beneath",
+    "probe_sandbox",
+    "scrub",
 ]
 
 PROJECT = "kfd"
@@ -160,26 +194,59 @@ class ApprovalNeeded(ToolError):
         """What the user is asked to allow (``"unsandboxed"``); short, lowercase."""
 
 
-def looks_secret(name: str) -> bool:
-    """Whether an environment variable's name says it holds a secret.
+def scrub(text: str) -> str:
+    """``text`` with every secret kfd knows of replaced by a marker (`kfd.redact`)."""
+    return redact.scrub(text)
 
-    ``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*`` (and ``PASSWD``,
-    ``CREDENTIAL``, ``PRIVATE``), in any case. kfd redacts the values of such
-    variables everywhere, and ``bash`` does not pass them to commands unless
-    ``[sandbox] env_allow`` names them: tools that start programs should drop
-    them too.
+
+def keep_secret(label: str, value: str) -> None:
+    """Tell kfd about a secret this plugin holds (a token it obtained itself): from
+    now on it is redacted, as ``[redacted <label>]``, from everything kfd keeps or shows."""
+    redact.learn_secrets({label: value})
+
+
+async def probe_sandbox(bwrap: str = "bwrap", *, network: bool = False) -> str | None:
+    """None if bubblewrap can confine programs here, else why not (for the user)."""
+    return await _sandbox.probe(bwrap, network=network)
+
+
+async def confine(
+    workspace: Path,
+    sandbox: Sandbox,
+    *,
+    network: bool = False,
+    writable: bool = True,
+    bwrap: str = "bwrap",
+) -> Confinement:
+    """The confinement of a program run in ``workspace`` (see `kfd.sandbox`).
+
+    ``network`` adds to ``sandbox.network``; ``writable=False`` mounts the
+    workspace read-only (a language server reads, never writes). Put the
+    program after `Confinement.prefix`, run it with `Confinement.env`, then
+    await `Confinement.finish` and add its notes to the result.
     """
-    upper = name.upper()
-    return any(word in upper for word in _SECRET_WORDS)
+    return await _sandbox.confine(
+        workspace,
+        network=network or sandbox.network,
+        writable=writable,
+        hide=sandbox.hide,
+        env=(*sandbox.env, *sandbox.env_allow),
+        sockets=sandbox.sockets,
+        bwrap=bwrap,
+    )
 
 
-_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
+def command_environment(sandbox: Sandbox) -> dict[str, str]:
+    """The environment of a program that runs unconfined (the user allowed it):
+    the same allow-list as in the sandbox, without the sandbox's cache home."""
+    return _sandbox.environment.command_environment(os.environ, (*sandbox.env, *sandbox.env_allow))
 
 
 class Sandbox(msgspec.Struct, frozen=True, kw_only=True):
     """How a tool that starts programs must confine them (``[sandbox]``).
 
-    The daemon decides; the tool enforces (``kfd_shell`` with bubblewrap).
+    The daemon decides; the tool enforces it with `confine` (bubblewrap, as
+    ``kfd_shell`` and ``kfd_lsp`` do).
     """
 
     enabled: bool = True
@@ -188,7 +255,14 @@ class Sandbox(msgspec.Struct, frozen=True, kw_only=True):
     network: bool = False
     """Programs may reach the network (``[sandbox] network = true``)."""
     env_allow: tuple[str, ...] = ()
-    """Names (or ``fnmatch`` globs) of variables passed on although they `looks_secret`."""
+    """Names (or ``fnmatch`` globs) of variables passed to programs (``[sandbox] env_allow``,
+    the older spelling of ``env``)."""
+    env: tuple[str, ...] = ()
+    """Names (or ``fnmatch`` globs) of variables passed to programs beyond the allow-list."""
+    hide: tuple[str, ...] = ()
+    """Paths unreadable in the sandbox besides the built-in credential locations."""
+    sockets: tuple[str, ...] = ()
+    """Unix sockets outside the workspace that programs may still connect to."""
 
 
 class ToolResult(msgspec.Struct, kw_only=True):
@@ -330,6 +404,18 @@ class Tool(abc.ABC, Generic[ArgsT]):
         """The paths this call will read or write, for the policy."""
         return ()
 
+    def domains(self, args: ArgsT, config: Mapping[str, Any]) -> Sequence[str] | None:
+        """The hosts this call sends requests to, for the policy (network tools only).
+
+        ``config`` is the tool's ``[tools.<name>]`` table. What a request sends
+        leaves the machine: in the default mode each domain no rule allows asks
+        (the answer keeps a rule such as ``web_fetch(domain:docs.python.org)``),
+        in ``plan`` it is denied. Return ``[]`` when the call reaches no host of
+        its own choosing (a local MCP server), None when the tool cannot say:
+        every call then asks as a call to a new domain would.
+        """
+        return None
+
     def session_rule(self, args: ArgsT) -> str:
         """The rule that "allow for this session" records for this call.
 
@@ -450,6 +536,8 @@ class PolicyRequest(msgspec.Struct, kw_only=True):
     """The call may reach the network (`Tool.network`, or a bash call asking for it)."""
     untrusted: bool = False
     """The session read untrusted content earlier in this turn (`ToolResult.untrusted`)."""
+    domains: list[str] | None = None
+    """For a network tool: the hosts the call reaches (`Tool.domains`), None if unknown."""
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -312,11 +312,13 @@ class PermissionsConfig(_Section):
 
 
 class SandboxConfig(_Section):
-    """``[sandbox]``: how ``bash`` commands are confined (bubblewrap).
+    """``[sandbox]``: how commands are confined (bubblewrap; see `kfd.sandbox`).
 
-    The whole file system is read-only but the workspace and a private
-    ``/tmp``; ``.git/config``, ``.git/hooks`` and ``.kfd`` stay read-only;
-    no network unless ``network`` or the call asked for it and was approved.
+    The whole file system is read-only but the workspace, the project's cache
+    home and a private ``/tmp``; credentials and kfd's own files are hidden;
+    ``.git`` internals, ``.kfd`` and shell start-up files stay read-only; the
+    environment is an allow-list; no network unless ``network`` or the call
+    asked for it and was approved.
     """
 
     enabled: bool = True
@@ -324,7 +326,13 @@ class SandboxConfig(_Section):
     network: bool = False
     """Commands reach the network without asking."""
     env_allow: list[str] = msgspec.field(default_factory=list)
-    """Variables passed to commands although their names look secret (``NPM_TOKEN``, ``AWS_*``)."""
+    """The older name of ``env`` (both are read)."""
+    env: list[str] = msgspec.field(default_factory=list)
+    """Variables (names or globs) passed to commands beyond the built-in allow-list."""
+    hide: list[str] = msgspec.field(default_factory=list)
+    """Paths unreadable in the sandbox beyond the built-in credential locations."""
+    sockets: list[str] = msgspec.field(default_factory=list)
+    """Unix sockets outside the workspace that commands may connect to."""
 
 
 class ProjectConfig(_Section):

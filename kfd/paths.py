@@ -2,7 +2,8 @@
 
 Honoured exactly: ``$XDG_RUNTIME_DIR/kfd`` (bus sockets, lock),
 ``$XDG_STATE_HOME/kfd`` (database, logs), ``$XDG_CONFIG_HOME/kfd``
-(config.toml, the keys of remote attach). An unset or relative variable falls back to the
+(config.toml, the keys of remote attach), ``$XDG_CACHE_HOME/kfd`` (the
+sandbox's cache homes, screenshots). An unset or relative variable falls back to the
 specification's default.
 """
 
@@ -36,6 +37,11 @@ def state_dir() -> Path:
 def config_dir() -> Path:
     """config.toml and the user's global instructions."""
     return _xdg("XDG_CONFIG_HOME", Path.home() / ".config") / APP
+
+
+def cache_dir() -> Path:
+    """What kfd can rebuild: the sandbox's per-project cache homes, screenshots."""
+    return _xdg("XDG_CACHE_HOME", Path.home() / ".cache") / APP
 
 
 def config_file() -> Path:

@@ -27,6 +27,7 @@ from kfd.protocol import (
     FrontendRef,
     Preview,
 )
+from kfd.redact import redact
 
 REMEMBERED_ANSWERS = 1000
 """Answered approvals remembered, to tell a late answer who was first."""
@@ -156,8 +157,9 @@ class Approvals:
 
 
 def keepable(text: str) -> bool:
-    """Whether "allow always" can keep the rule ``text`` (a rule, not a grant)."""
-    if not text:
+    """Whether "allow always" can keep the rule ``text``: a rule, not a grant, and
+    holding no secret (a kept rule is stored; a redacted one would match nothing)."""
+    if not text or redact(text).count:
         return False
     try:
         rule = parse_rule(text)

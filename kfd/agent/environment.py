@@ -9,11 +9,12 @@ snapshot, so the model checks (``git status``) before relying on them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import platform
 import time
 from pathlib import Path
+
+from kfd import git
 
 log = logging.getLogger(__name__)
 
@@ -35,35 +36,38 @@ async def facts(workspace: Path) -> str:
 
 
 async def git_summary(workspace: Path) -> str:
-    """``branch main (ahead 1); 2 modified, 1 untracked``, or '' outside a repository."""
+    """``branch main (ahead 1); 2 modified, 1 untracked``, or '' outside a repository.
+
+    Git runs as `kfd.git.run_git` runs it: on a validated repository, without
+    its configuration, so nothing a command planted in ``.git`` runs here.
+    """
+    found = await asyncio.to_thread(git.find, workspace)
+    if isinstance(found, git.Refused):
+        log.warning(
+            "no git facts for %s: %s is refused (%s)", workspace, found.marker, found.reason
+        )
+        return ""
+    if found is None:
+        return ""
     try:
-        process = await asyncio.create_subprocess_exec(
-            "git",
-            "-C",
-            str(workspace),
+        output = await git.run_git(
+            found,
+            workspace,
             "status",
             "--porcelain=v1",
             "--branch",
             "--untracked-files=normal",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            "--ignore-submodules=all",
+            timeout=GIT_TIMEOUT_S,
         )
-    except (OSError, RuntimeError, NotImplementedError) as exc:
-        # No git installed, or an event loop that cannot run subprocesses:
-        # the facts are a nicety, never a reason to fail a turn.
-        log.info("no git facts for %s: %r", workspace, exc)
+    except git.GitUnavailable as exc:
+        # No git, or a huge or hung repository: the facts are a nicety, never
+        # a reason to fail or stall a turn.
+        log.info("no git facts for %s: %s", workspace, exc)
         return ""
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), GIT_TIMEOUT_S)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        return ""  # a huge or hung repository: no facts rather than a stalled turn
-    if process.returncode != 0:
+    if output.returncode != 0:
         return ""
-    return summarize_status(output.decode("utf-8", "replace"))
+    return summarize_status(output.stdout.decode("utf-8", "replace"))
 
 
 def summarize_status(porcelain: str) -> str:

@@ -13,8 +13,15 @@ harder. Plain blocking file I/O: call `find_instructions` in a thread.
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
+
+from kfd.git import is_marker
+
+log = logging.getLogger(__name__)
 
 NAMES = ("AGENTS.md", "KFD.md", "CLAUDE.md")
 """Instruction file names, read in this order within a directory."""
@@ -37,9 +44,15 @@ class InstructionFile(NamedTuple):
 
 
 def project_root(workspace: Path) -> Path:
-    """The repository root containing ``workspace`` (a ``.git`` entry), else itself."""
+    """The repository root containing ``workspace``, else itself.
+
+    A root holds a ``.git`` that looks like a repository's (`kfd.git.is_marker`):
+    the empty ``.git`` the sandbox puts in a workspace inside a repository, so
+    that none can be planted there, does not move the root (nor the rules and
+    memories that belong to it).
+    """
     for directory in (workspace, *workspace.parents):
-        if (directory / ".git").exists():
+        if is_marker(directory / ".git"):
             return directory
     return workspace
 
@@ -77,13 +90,21 @@ def find_instructions(
     files: list[InstructionFile] = []
     seen: set[tuple[int, int]] = set()
     budget = total
+    root = os.path.realpath(project_root(workspace))
     for path, label in candidates(workspace, global_dir):
         try:
-            info = path.stat()
-            if not path.is_file() or (info.st_dev, info.st_ino) in seen:
-                continue
-            seen.add((info.st_dev, info.st_ino))
             with path.open("rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) in seen:
+                    continue
+                # A link may point anywhere (a command can make AGENTS.md a link to
+                # ~/.aws/credentials): what was opened must lie where the file belongs.
+                where = os.readlink(f"/proc/self/fd/{handle.fileno()}")
+                home = str(global_dir) if label.startswith("global ") else root
+                if not _within(where, os.path.realpath(home)):
+                    log.warning("instruction file %s leads outside %s; not read", path, home)
+                    continue
+                seen.add((info.st_dev, info.st_ino))
                 data = handle.read(min(info.st_size, MAX_READ_BYTES))
         except OSError:
             continue  # unreadable or vanished: nothing to follow
@@ -94,6 +115,10 @@ def find_instructions(
         budget -= min(len(data), limit)
         files.append(InstructionFile(path, label, text, info.st_size, cut))
     return files
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def cap_text(data: bytes, limit: int, size: int, label: str) -> tuple[str, bool]:

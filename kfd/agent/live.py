@@ -1,7 +1,9 @@
 """What a session shows while it works: the streaming answer and the running tools.
 
 Streamed model text and tool output go to frontends as ephemeral events,
-batched (`kfd.agent.streams.StreamBuffer`); the completed message or result
+batched (`kfd.agent.streams.StreamBuffer`) and redacted as they come
+(`kfd.redact.StreamRedactor`: a known secret split across chunks is caught
+too); the completed message or result
 follows as a durable event. A frontend attaching mid-stream gets what it
 missed from `LiveOutput.streaming` and `LiveOutput.running` in its snapshot.
 """
@@ -16,6 +18,7 @@ from typing import Literal, Protocol
 from kfd.agent.streams import StreamBuffer
 from kfd.ids import new_id
 from kfd.protocol import Event, MessageDelta, RunningTool, StreamingMessage, ToolOutput
+from kfd.redact import StreamRedactor
 
 RUNNING_OUTPUT_KEPT = 64 * 1024
 """Characters of a running tool's output kept for frontends that attach late."""
@@ -33,6 +36,8 @@ class _RunningTool:
     started_at: float
     output: StreamBuffer
     muted: bool = False
+    redactor: StreamRedactor = field(default_factory=StreamRedactor)
+    """A secret value split across two output chunks is still caught."""
 
 
 @dataclass(slots=True)
@@ -42,6 +47,9 @@ class _Stream:
     reasoning: StreamBuffer
     text_parts: list[str] = field(default_factory=list)
     reasoning_parts: list[str] = field(default_factory=list)
+    text_redactor: StreamRedactor = field(default_factory=StreamRedactor)
+    reasoning_redactor: StreamRedactor = field(default_factory=StreamRedactor)
+    """Model text that repeats a known secret, even split across deltas, is redacted."""
 
 
 class Pacing(Protocol):
@@ -108,10 +116,10 @@ class LiveOutput:
             return
         if reasoning:
             stream.reasoning_parts.append(text)
-            stream.reasoning.add(text)
+            stream.reasoning.add(stream.reasoning_redactor.feed(text))
         else:
             stream.text_parts.append(text)
-            stream.text.add(text)
+            stream.text.add(stream.text_redactor.feed(text))
 
     def streamed_chars(self) -> int:
         """Characters of text and reasoning the current stream has brought so far."""
@@ -125,8 +133,12 @@ class LiveOutput:
         stream, self._stream = self._stream, None
         if stream is None:
             return
-        for buffer in (stream.reasoning, stream.text):
+        for buffer, redactor in (
+            (stream.reasoning, stream.reasoning_redactor),
+            (stream.text, stream.text_redactor),
+        ):
             if publish_pending:
+                buffer.add(redactor.finish())
                 buffer.flush()
             else:
                 buffer.close()
@@ -161,13 +173,15 @@ class LiveOutput:
             return
         if running.output.length + len(text) > STREAMED_OUTPUT_LIMIT:
             running.muted = True
+            running.output.add(running.redactor.finish())
             text = "\n[… output continues; no longer streamed: see the tool's result …]\n"
-        running.output.add(text)
+        running.output.add(running.redactor.feed(text))
 
     def tool_finished(self, call_id: str) -> None:
         """A call ended: flush its output; its result follows."""
         running = self._running.pop(call_id, None)
         if running is not None:
+            running.output.add(running.redactor.finish())
             running.output.flush()
 
     def running(self) -> list[RunningTool]:

@@ -44,6 +44,7 @@ from kfd.errors import ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, TextDelta
 from kfd.ids import new_id
 from kfd.protocol import LedgerEntry, Usage
+from kfd.redact import scrub
 
 if TYPE_CHECKING:
     from kfd.agent.context_state import ContextState
@@ -211,7 +212,7 @@ class MeteredRequest:
                 estimate_usd=0.0,
                 latency_ms=latency,
                 retries=retries,
-                error=str(error)[:ERROR_CHARS] or type(error).__name__,
+                error=scrub(str(error))[:ERROR_CHARS] or type(error).__name__,
                 state="failed",
                 estimated=False,
             )

@@ -323,6 +323,7 @@ def _site(session: TurnSession) -> CallSite:
         rule_book=book,
         policies=tuple(runtime.policies),
         network_allowed=runtime.config.sandbox.network,
+        tools=runtime.config.tools,
     )
 
 
@@ -339,7 +340,12 @@ def _context(
         on_output=lambda text: session.live.tool_output(item.call.id, text),
         turn=session.info.turns,
         sandbox=Sandbox(
-            enabled=sandbox.enabled, network=sandbox.network, env_allow=tuple(sandbox.env_allow)
+            enabled=sandbox.enabled,
+            network=sandbox.network,
+            env_allow=tuple(sandbox.env_allow),
+            env=tuple(sandbox.env),
+            hide=tuple(sandbox.hide),
+            sockets=tuple(sandbox.sockets),
         ),
         granted=granted,
         read_denied=_read_guard(session, name),

@@ -66,7 +66,10 @@ def start_daemon(
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
             notify.bind(address)
             process = subprocess.Popen(
-                argv or [sys.executable, "-m", "kfd", "daemon"],
+                # -P and cwd="/": the directory kfd was run in (a workspace, maybe a
+                # hostile clone) is neither on the daemon's import path nor its cwd.
+                argv or [sys.executable, "-P", "-m", "kfd", "daemon"],
+                cwd="/",
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

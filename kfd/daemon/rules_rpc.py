@@ -25,6 +25,7 @@ from kfd.protocol import (
     RulesRemove,
     RulesResult,
 )
+from kfd.redact import redact
 
 if TYPE_CHECKING:
     from kfd.daemon.ports import DaemonPort
@@ -59,6 +60,14 @@ async def keep(daemon: DaemonPort, workspace: str, rule: str, session: str) -> N
     """Store the rule an "allow always" answer kept (the call itself is already allowed)."""
     book = daemon.runtime.rule_book
     assert book is not None
+    if redact(rule).count:
+        # The approval offered no "always" for it (kfd.agent.session._keepable); a
+        # frontend that answered so anyway gets the call, never a stored secret.
+        raise RequestError(
+            "bad_request",
+            "the call is allowed, but its rule holds a secret and is not kept for the "
+            "project; it applies to this call only",
+        )
     try:
         await book.keep(workspace, rule, session)
     except Exception as exc:

@@ -53,6 +53,7 @@ from kfd.protocol import (
     SessionCreated,
     env_digest,
 )
+from kfd.sandbox import environment as sandbox_environment
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
 from kfd.store.rules import RuleStore
@@ -173,12 +174,22 @@ class Daemon:
         journal.publish_global(GLOBAL_TOPIC.encode(), notice)
 
     async def run(self) -> None:
+        # Nothing relative may resolve inside the directory the daemon was started in
+        # (a workspace): not a program found on a relative PATH entry, not a file.
+        os.chdir("/")
         paths.ensure_private_dir(self.runtime_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = DaemonLock(self.runtime_dir)
         lock.acquire()
-        # Before anything is logged or kept: the secrets of the environment are known.
-        redact.learn_environment(os.environ, [config_module.api_key_variable(self.config.model)])
+        # Before anything is logged or kept: the secrets of the environment are known,
+        # those of the variables commands do not get included.
+        sandbox = self.config.sandbox
+        redact.learn_environment(
+            os.environ,
+            [config_module.api_key_variable(self.config.model)],
+            withheld=sandbox_environment.withheld(os.environ, [*sandbox.env, *sandbox.env_allow]),
+        )
+        redact.warm_up()
         daemon_config = self.config.daemon
         stop_logging = logs.start_logging(
             self.state_dir / "daemon.log",

@@ -50,6 +50,7 @@ from kfd.gateway.types import (
     StreamEvent,
     TextDelta,
 )
+from kfd.redact import learn_secrets, scrub
 
 LABEL_HEADER = "X-Kfd-Request"
 """Carries the request's ledger row id (and attempt), for the provider's logs."""
@@ -143,6 +144,9 @@ class StreamingProvider(Provider):
         self.config = config.resolved()
         self.retry_policy = RetryPolicy.from_config(self.config)
         self._api_key = api_key(self.config, environ)
+        if self._api_key:
+            # kfd.redact (the one place that redacts) takes it out of whatever is kept.
+            learn_secrets({f"${api_key_variable(self.config)}": self._api_key})
         # The read timeout is the idle timeout: httpx applies it to every read,
         # so a stream that goes silent that long fails, however long it runs.
         timeout = httpx.Timeout(
@@ -432,10 +436,8 @@ class StreamingProvider(Provider):
         return self.scrub(self.endpoint())
 
     def scrub(self, text: str) -> str:
-        """``text`` without the API key, should a provider echo it back."""
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "[redacted]")
-        return text
+        """``text`` without the API key (or any other secret), should a provider echo it."""
+        return scrub(text)
 
 
 # --------------------------------------------------------------------------

@@ -24,16 +24,62 @@ READ_ONLY_COMMANDS: tuple[str, ...] = (
     "bash(stat *)",
     "bash(du *)",
     "bash(which *)",
+    "bash(tree *)",
+    "bash(grep *)",
+    "bash(rg *)",
+    "bash(find *)",
+    "bash(echo *)",
+    "bash(printf *)",
+    "bash(true)",
+    "bash(false)",
+    "bash(test *)",
+    "bash([ *)",
+    "bash(diff *)",
+    "bash(cmp *)",
+    "bash(sort *)",
+    "bash(uniq *)",
+    "bash(cut *)",
+    "bash(nl *)",
+    "bash(basename *)",
+    "bash(dirname *)",
+    "bash(realpath *)",
+    "bash(readlink *)",
+    "bash(md5sum *)",
+    "bash(sha1sum *)",
+    "bash(sha256sum *)",
+    "bash(sha512sum *)",
     "bash(git status *)",
     "bash(git diff *)",
     "bash(git log *)",
     "bash(git show *)",
     "bash(git branch)",
+    "bash(git branch --show-current)",
+    "bash(git branch --list *)",
+    "bash(git branch -a)",
+    "bash(git branch -r)",
+    "bash(git branch -v)",
+    "bash(git branch -vv)",
+    "bash(git rev-parse *)",
+    "bash(git ls-files *)",
+    "bash(git ls-tree *)",
+    "bash(git blame *)",
+    "bash(git grep *)",
+    "bash(git describe *)",
+    "bash(git shortlog *)",
+    "bash(git show-ref *)",
+    "bash(git merge-base *)",
+    "bash(git rev-list *)",
+    "bash(git remote)",
+    "bash(git remote -v)",
+    "bash(git tag --list *)",
+    "bash(git stash list *)",
 )
 """Commands that only read: allowed in every mode (``plan`` included), and still
-allowed after untrusted content. Their paths are checked like any other's;
-none of them reads a directory's files (``grep -r`` would read a ``.env`` no
-path rule sees, so ``grep`` is not here)."""
+allowed after untrusted content, when every option they are given is one kfd
+knows and none of them writes or runs anything (``find -delete``, ``git diff
+--output=x``, ``sort -o x`` are not read-only). Their paths are checked like
+any other's; what they read whole (``grep -r``, ``git log -p``) is checked for
+files the read rules restrict."""
 
 SECRET_FILES: tuple[str, ...] = (
     "read(**/.env)",

@@ -1,19 +1,24 @@
 """The facts a permission decision is a pure function of.
 
-Gathered with I/O by `kfd.policy.gate` (and `kfd.policy.commands` for a bash
-line), then handed to `kfd.policy.engine.decide`, which does no I/O at all:
-a test builds these by hand and calls it.
+Gathered with I/O by `kfd.policy.gate` (and `kfd.policy.line_facts` for a
+bash line), then handed to `kfd.policy.engine.decide_facts`, which does no
+I/O at all: a test builds these by hand and calls it.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import msgspec
 
 from kfd.api import PolicyRequest, ResolvedPath
 from kfd.policy.rules import SourcedRule
 from kfd.policy.shell import ShellAnalysis, SimpleCommand
+
+__all__ = ["CallFacts", "CommandFacts", "LineFacts", "PathFact", "TreeFact"]
+
+PathKind = Literal["file", "dir", "missing", "other"]
 
 
 class PathFact(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +36,8 @@ class PathFact(msgspec.Struct, frozen=True, kw_only=True):
     """True: written; False: read; None: unknown (a command's argument)."""
     links: int = 1
     """Hard links of an existing regular file (above 1: it is also elsewhere)."""
+    kind: PathKind = "missing"
+    """What is there now (after symlinks)."""
 
     @classmethod
     def of(cls, resolved: ResolvedPath, workspace: str, links: int = 1) -> PathFact:
@@ -46,14 +53,37 @@ class PathFact(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class TreeFact(msgspec.Struct, frozen=True, kw_only=True):
+    """A directory a command reads whole (``grep -r``, ``cp -r``, ``tar c``), as walked."""
+
+    root: str
+    """As written."""
+    hits: list[str] = []
+    """Paths under it that a read rule denies or asks about (the first few)."""
+    complete: bool = True
+    """The walk saw the whole tree (False: too large to check, which asks)."""
+
+
 class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
-    """One simple command of a bash line, with the paths its words may name."""
+    """One simple command of a bash line, with what its words name."""
 
     command: SimpleCommand
     paths: list[PathFact] = []
-    """Its static arguments (and the matches of its plain globs), resolved."""
+    """Every word that can be a path (its static arguments, option values attached by
+    ``=`` or glued, ``REV:path`` of git, the matches of its globs), resolved."""
     unknown: list[str] = []
     """Why some of its arguments cannot be known before it runs (empty: all known)."""
+    names: list[str] = []
+    """The program names it may be (``./g`` linking to git: ``g`` and ``git``); empty:
+    the name it was called by."""
+    identity: str = ""
+    """Why its program cannot be known by name (a file in the workspace, not there
+    yet): it may be any program. Empty when it can."""
+    trees: list[TreeFact] = []
+    """Directories it may read whole."""
+    index_hits: list[str] | None = None
+    """For a command reading the files git tracks (``git diff``, ``git grep``): the
+    tracked paths read rules restrict; None when git's index could not be read."""
 
 
 class LineFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,11 +93,12 @@ class LineFacts(msgspec.Struct, frozen=True, kw_only=True):
     commands: list[CommandFacts] = []
     """One per command of ``analysis.commands``, in the same order."""
     redirects: list[PathFact] = []
-    """Files it reads or writes by redirection (``<``, ``>``, ``git diff --output``)."""
+    """Files it reads or writes by redirection (``<``, ``>``), or through an option
+    or operand that writes (``git diff --output``, ``tee FILE``, ``find -fprint``)."""
 
 
 class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything `kfd.policy.engine.decide` reads about one tool call."""
+    """Everything `kfd.policy.engine.decide_facts` reads about one tool call."""
 
     request: PolicyRequest
     rules: list[SourcedRule] = []
@@ -83,3 +114,6 @@ class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
     """The tool whose untrusted output the session read this turn ("" if none)."""
     network_allowed: bool = False
     """``[sandbox] network = true``: commands may reach the network unasked."""
+    domains: list[str] | None = None
+    """The hosts a network tool's call reaches (`kfd.api.Tool.domains`); None when the
+    tool does not say (it asks, as a call to an unknown domain would)."""

@@ -1,35 +1,39 @@
 """The permission gate: gather the facts of a tool call and decide it.
 
 Facts that need I/O are gathered here (where paths really point, what a bash
-line runs and touches, which rules apply); the decision itself is the pure
-`kfd.policy.engine.decide_facts`, then every plugin policy votes and
-`engine.combine` keeps the strictest verdict.
-
-The turn loop describes where a call is made with a `CallSite` value: the
-gate needs nothing else of the session.
+line runs and touches, which rules apply, which hosts a network tool reaches);
+the decision itself is the pure `kfd.policy.engine.decide_facts`, then every
+plugin policy votes and `kfd.policy.verdicts.combine` keeps the strictest
+verdict. The caller describes where the call happens with a `CallSite`, a
+small value: the gate knows nothing of sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kfd.api import PathAccess, Policy, PolicyRequest, Tool, Verdict
 from kfd.policy import engine
-from kfd.policy.commands import line_facts
 from kfd.policy.facts import CallFacts, LineFacts, PathFact
+from kfd.policy.judge_paths import restricted_reads
+from kfd.policy.line_facts import line_facts
 from kfd.policy.paths import hard_links, resolve
+from kfd.policy.rules import PathMatcher, SourcedRule, normal_host
 
 if TYPE_CHECKING:
     import msgspec
 
     from kfd.policy.rulebook import RuleBook
     from kfd.protocol import Mode
+
+__all__ = ["SHELL_TOOL", "CallSite", "Gathered", "decide_call", "gather", "restricted_matcher"]
 
 log = logging.getLogger(__name__)
 
@@ -39,43 +43,56 @@ SHELL_TOOL = "bash"
 
 @dataclass(frozen=True, slots=True)
 class CallSite:
-    """Where a tool call is made: what the gate needs to know of the session."""
+    """Where a tool call is decided: what the gate needs of the session, as values."""
 
     session_id: str
     workspace: str
     mode: Mode
     session_rules: tuple[str, ...]
     untrusted: str | None
-    """The tool whose untrusted output the model read earlier this turn, if any."""
+    """The untrusted tool read earlier this turn, if any."""
     rule_book: RuleBook
     policies: tuple[Policy, ...]
     network_allowed: bool
-    """``[sandbox] network``."""
+    """``[sandbox] network``: commands may reach the network unasked."""
+    tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The ``[tools.<name>]`` tables (a network tool's hosts may depend on its own)."""
 
 
 async def decide_call(
     site: CallSite, tool: Tool[Any], args: msgspec.Struct, raw: dict[str, Any]
 ) -> Verdict:
     """Allow, ask or deny one tool call, with the reason."""
-    workspace = site.workspace
-    untrusted = site.untrusted or ""
     network = tool.network or (tool.name == SHELL_TOOL and raw.get("network") is True)
+    domains = None
+    if tool.network:
+        try:
+            found = tool.domains(args, site.tools.get(tool.name, {}))
+            domains = None if found is None else [normal_host(str(d)) for d in found]
+        except Exception:
+            log.exception("tool %s failed to name its domains", tool.name)
     request = PolicyRequest(
         session_id=site.session_id,
         tool=tool.name,
         arguments=raw,
         read_only=tool.read_only,
         edits_files=tool.edits_files,
-        workspace=workspace,
+        workspace=site.workspace,
         mode=site.mode,
         paths=[],
         session_rule=tool.session_rule(args),
         session_rules=list(site.session_rules),
         network=network,
-        untrusted=bool(untrusted),
+        untrusted=bool(site.untrusted),
+        domains=domains,
     )
     gathered = await gather(
-        site.rule_book, request, tool.paths(args), untrusted, site.network_allowed
+        site.rule_book,
+        request,
+        tool.paths(args),
+        site.untrusted or "",
+        site.network_allowed,
+        domains=domains,
     )
     verdicts: list[Verdict | None] = [engine.decide_facts(gathered.facts).verdict()]
     verdicts += [Verdict("ask", problem) for problem in gathered.problems]
@@ -96,12 +113,25 @@ class Gathered(NamedTuple):
     problems: list[str]
 
 
+def restricted_matcher(rules: Sequence[SourcedRule], workspace: str, home: str) -> PathMatcher:
+    """The paths read rules deny or ask about, compiled for walking trees."""
+    specs = tuple(s.rule.spec for s in restricted_reads(rules) if s.rule.spec is not None)
+    return _matcher(specs, workspace, home)
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(specs: tuple[str, ...], workspace: str, home: str) -> PathMatcher:
+    return PathMatcher(specs, workspace, home)
+
+
 async def gather(
     book: RuleBook,
     request: PolicyRequest,
     accesses: Sequence[PathAccess],
     untrusted: str,
     network_allowed: bool,
+    *,
+    domains: list[str] | None = None,
 ) -> Gathered:
     """Everything the engine needs about ``request``.
 
@@ -110,12 +140,16 @@ async def gather(
     workspace = request.workspace
     applicable = await book.applicable(workspace, request.session_rules)
     command = request.arguments.get("command") if request.tool == SHELL_TOOL else None
+    home = os.path.expanduser("~")
 
     def look() -> tuple[list[PathFact], LineFacts | None]:
         resolved = resolve(Path(workspace), accesses)
         request.paths = resolved
         facts = [PathFact.of(r, workspace, hard_links(r.real)) for r in resolved]
-        line = line_facts(command, workspace) if isinstance(command, str) else None
+        line = None
+        if isinstance(command, str):
+            matcher = restricted_matcher(applicable.rules, workspace, home)
+            line = line_facts(command, workspace, restricted=matcher)
         return facts, line
 
     paths, line = await asyncio.to_thread(look)
@@ -124,8 +158,9 @@ async def gather(
         rules=applicable.rules,
         paths=paths,
         line=line,
-        home=os.path.expanduser("~"),
+        home=home,
         untrusted=untrusted,
         network_allowed=network_allowed,
+        domains=domains,
     )
     return Gathered(facts, applicable.problems)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
 import pathspec
+
+from kfd import git
+from kfd.beneath import NotBeneath, open_beneath
 
 SKIPPED_DIRS = frozenset(
     {
@@ -43,15 +47,8 @@ NEW_FILE_LINES = 200
 MAX_HASHED_BYTES = 64 * 1024 * 1024
 """Larger files are not hashed: any event on them counts as a change."""
 
-# Repository config may name programs (an fsmonitor hook, external diff and
-# textconv drivers): kfd's own git calls never run them.
-_GIT_SAFE = ("-c", "core.fsmonitor=false")
-
-LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
-
 ARGUMENTS_PER_CALL = 500
 """Paths named on one git command line (a checkout may change tens of thousands)."""
-"""File names are names, never pathspec globs (``*.py`` is a file called that)."""
 
 
 class FileFilter:
@@ -84,21 +81,20 @@ class FileFilter:
 
 
 async def _git(
-    workspace: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+    workspace: Path, *args: str, stdin: bytes | None = None, literal: bool = False
 ) -> tuple[int, bytes]:
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        *_GIT_SAFE,
-        "-C",
-        str(workspace),
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C", **(env or {})},
-    )
-    out, _ = await process.communicate(stdin)
-    return process.returncode or 0, out
+    """Run git for the repository of ``workspace`` (`kfd.git.run_git`: none of its
+    configuration, so nothing in ``.git`` runs). ``literal``: file names are names,
+    never pathspec globs. Raises OSError when there is no usable repository or no git."""
+    found = await asyncio.to_thread(git.find, workspace)
+    if not isinstance(found, git.Repository):
+        raise OSError(f"no repository kfd may use at {workspace}")
+    options = ("--literal-pathspecs",) if literal else ()
+    try:
+        output = await git.run_git(found, workspace, *options, *args, stdin=stdin)
+    except git.GitUnavailable as exc:
+        raise OSError(str(exc)) from exc
+    return output.returncode, output.stdout
 
 
 async def git_ignored(workspace: Path, relatives: list[str]) -> set[str]:
@@ -127,6 +123,7 @@ async def diff_of(workspace: Path, relatives: list[str]) -> str:
             "--no-color",
             "--no-ext-diff",
             "--no-textconv",
+            "--relative",
             "HEAD",
             "--",
             *relatives,
@@ -139,21 +136,33 @@ async def diff_of(workspace: Path, relatives: list[str]) -> str:
         shown = {r for r in relatives if f" b/{r}\n" in text}
     for relative in relatives:
         if relative not in shown:
-            parts.append(await asyncio.to_thread(_head_of, workspace / relative, relative))
+            parts.append(
+                await asyncio.to_thread(
+                    _head_of, Path(os.path.normpath(workspace / relative)), relative, workspace
+                )
+            )
     diff = "\n".join(part for part in parts if part)
     if len(diff) > DIFF_LIMIT:
         diff = diff[:DIFF_LIMIT] + f"\n[… {len(diff) - DIFF_LIMIT} more characters of diff]"
     return diff or "(no diff: the files were deleted or are unchanged)"
 
 
-def _head_of(path: Path, relative: str) -> str:
+def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
+    """The first lines of a new file, reached without following a link: a link planted
+    in the workspace (to ``~/.aws/credentials``) must not bring its target into a prompt."""
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
+        with open_beneath(workspace or path.parent, path) as target:
+            fd = target.open()
+    except NotBeneath:
+        return f"--- {relative} is a symbolic link (not shown)"
     except (FileNotFoundError, IsADirectoryError):
         return f"--- {relative} was deleted"
     except OSError as exc:
         return f"--- {relative}: unreadable ({exc.strerror})"
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return f"--- {relative} is not a regular file"
+        lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
     return f"--- {relative} (new or untracked file)\n" + "".join(lines)
 
 
@@ -192,7 +201,7 @@ async def git_blobs(workspace: Path, relatives: list[str]) -> dict[str, str]:
     for start in range(0, len(relatives), ARGUMENTS_PER_CALL):
         batch = relatives[start : start + ARGUMENTS_PER_CALL]
         try:
-            code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *batch, env=LITERAL)
+            code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *batch, literal=True)
         except OSError:  # no git: nothing is known of these files
             return found
         if code != 0:

@@ -85,6 +85,12 @@ class BrowserFetchTool(Tool[BrowserArgs]):
         """``browser_fetch(domain:<host>)``."""
         return f"browser_fetch(domain:{(urlsplit(args.url).hostname or args.url).lower()})"
 
+    def domains(self, args: BrowserArgs, config: Mapping[str, Any]) -> list[str]:
+        """The page's host. What the page itself loads is the page's choice: a page on
+        an allowed domain may still reach others (the address guard keeps private
+        addresses out)."""
+        return [(urlsplit(args.url).hostname or args.url).lower()]
+
     async def run(self, args: BrowserArgs, ctx: ToolContext) -> ToolResult:
         from kfd_web.convert import html_to_markdown  # trafilatura: imported on first use
 

@@ -1,32 +1,33 @@
 """A planned change to one file: computed without writing, then committed.
 
 write and edit both plan a `Change` (which is all an approval preview
-needs) and commit it in the same worker-thread call, so the freshness check
-and the write are as close together as they can be.
+needs) and commit it through the same open directory handle in the same
+worker-thread call (`kfd.api.open_beneath`): the freshness check, the
+hard-link check and the write concern one file, reached without following
+a link, whatever happens to the path meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import TYPE_CHECKING, NamedTuple
 
 from kfd.api import Preview, ToolError
 
-from .files import FileStamp, digest, stamps, write_atomic
+from .files import FileStamp, digest, open_target, stamps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from kfd.api import ToolContext
+    from kfd.api import Beneath, ToolContext
 
 
 class Change(NamedTuple):
     """The new content of one file and what it replaces."""
 
-    target: Path
-    """Where the bytes go: the real path, so a symlink stays a symlink."""
+    path: Path
+    """The file written (absolute, normalised; no symlink on the way)."""
     key: str
     """The stamp key of the file."""
     label: str
@@ -47,27 +48,34 @@ class Committed(NamedTuple):
     stamp: FileStamp
 
 
-def commit(change: Change) -> Committed:
-    """Write the change atomically (blocking: call from a worker thread).
+def commit(target: Beneath, change: Change) -> Committed:
+    """Write the change atomically through ``target`` (blocking: call from a worker thread).
 
     A change that changes nothing is not written: the file keeps its mtime.
     """
     data = change.new.encode("utf-8")
     try:
-        if change.old == change.new:
-            info = os.stat(change.target)
-        else:
-            info = write_atomic(change.target, data, change.mode)
+        info = target.lstat() if change.old == change.new else None
+        if info is None:
+            info = target.replace(data, change.mode)
     except OSError as exc:
         raise ToolError(f"Cannot write {change.label}: {exc.strerror}.") from exc
     return Committed(change, FileStamp(digest(data), info.st_mtime_ns))
 
 
-async def plan_and_commit(ctx: ToolContext, plan: Callable[[], Change]) -> Change:
-    """Plan and write in one worker-thread hop; record the new stamp."""
+async def plan_and_commit(
+    ctx: ToolContext,
+    path: Path,
+    plan: Callable[[Beneath], Change],
+    *,
+    create_parents: bool = False,
+) -> Change:
+    """Open, plan and write in one worker-thread hop; record the new stamp."""
+    workspace = ctx.workspace
 
     def work() -> Committed:
-        return commit(plan())
+        with open_target(workspace, path, create_parents=create_parents) as target:
+            return commit(target, plan(target))
 
     committed = await asyncio.to_thread(work)
     # The model knows the new content (it wrote it): later edits need no re-read.

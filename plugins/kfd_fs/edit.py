@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from .files import (
     display_path,
     load_existing,
     missing_file_error,
+    open_target,
     rule_path,
     stamp_key,
     stamps,
@@ -27,6 +27,8 @@ from .files import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from kfd.api import Beneath
 
 RESULT_DIFF_CONTEXT = 2
 """Context lines of the diff the model reads back (the display keeps 3)."""
@@ -77,14 +79,23 @@ class EditTool(Tool[EditArgs]):
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
-        return await preview_of(f"edit {label}", lambda: plan_edit(path, label, args, table))
+        workspace, granted = ctx.workspace, ctx.granted
+
+        def plan() -> Change:
+            with open_target(workspace, path) as target:
+                return plan_edit(target, path, label, args, table, granted)
+
+        return await preview_of(f"edit {label}", plan)
 
     async def run(self, args: EditArgs, ctx: ToolContext) -> ToolResult:
         """Apply the edit, return a compact diff, remember the new stamp."""
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
-        change = await plan_and_commit(ctx, lambda: plan_edit(path, label, args, table))
+        granted = ctx.granted
+        change = await plan_and_commit(
+            ctx, path, lambda target: plan_edit(target, path, label, args, table, granted)
+        )
         assert change.old is not None  # edit never creates a file
         old_string = _matching_form(change.old, args.old_string)
         lines = occurrence_lines(change.old, old_string)
@@ -98,17 +109,24 @@ class EditTool(Tool[EditArgs]):
         return ToolResult(output=output, display=Preview(summary=summary, diff=change.diff))
 
 
-def plan_edit(path: Path, label: str, args: EditArgs, table: Mapping[str, FileStamp]) -> Change:
-    """The change the edit makes, or a ToolError saying why it cannot (blocking)."""
+def plan_edit(
+    target: Beneath,
+    path: Path,
+    label: str,
+    args: EditArgs,
+    table: Mapping[str, FileStamp],
+    granted: frozenset[str] = frozenset(),
+) -> Change:
+    """The change the edit makes through ``target`` (the file's directory held open),
+    or a ToolError saying why it cannot (blocking)."""
     if not args.old_string:
         raise ToolError(
             "old_string is empty. To create a file or replace all of its content, use write."
         )
     if args.old_string == args.new_string:
         raise ToolError("old_string and new_string are identical; the edit would change nothing.")
-    target = Path(os.path.realpath(path))
-    key = stamp_key(target)
-    existing = load_existing(target, label)
+    key = stamp_key(path)
+    existing = load_existing(target, label, granted)
     if existing is None:
         raise ToolError(f"{missing_file_error(path, label)} To create a new file, use write.")
     data, mode = existing
@@ -129,7 +147,7 @@ def plan_edit(path: Path, label: str, args: EditArgs, table: Mapping[str, FileSt
             "to replace every occurrence."
         )
     new = text.replace(old_string, new_string, -1 if args.replace_all else 1)
-    return Change(target, key, label, text, new, mode, unified_diff(text, new, label))
+    return Change(path, key, label, text, new, mode, unified_diff(text, new, label))
 
 
 def _matching_form(text: str, old_string: str) -> str:

@@ -1,4 +1,10 @@
-"""File plumbing shared by the fs tools: read stamps, atomic writes, diffs.
+"""File plumbing shared by the fs tools: read stamps, race-free access, diffs.
+
+Files are reached with `kfd.api.open_beneath`: no symbolic link is followed
+at any component, and what is checked (type, size, hard links, content) and
+what is written go through the one open handle of the parent directory, so
+a link swapped in after the policy decided cannot redirect a read or a
+write (`open_target`).
 
 Everything here is synchronous and meant to run in a worker thread
 (``asyncio.to_thread``); the tools keep the event loop free.
@@ -6,21 +12,18 @@ Everything here is synchronous and meant to run in a worker thread
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import os
-import secrets
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from kfd.api import ToolError
+from kfd.api import HARD_LINKS, ApprovalNeeded, NotBeneath, ToolError, open_beneath
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from kfd.api import ToolContext
+    from kfd.api import Beneath, ToolContext
 
 STAMPS_KEY = "read_files"
 """Key of the read stamps in the plugin's session state."""
@@ -46,8 +49,9 @@ def stamps(ctx: ToolContext) -> dict[str, FileStamp]:
 
 
 def stamp_key(path: Path) -> str:
-    """The stamp key of a path: symlinks followed, so every spelling agrees."""
-    return os.path.realpath(path)
+    """The stamp key of a path: absolute and normalised (no tool follows a link, so
+    there is one spelling of each file they reach)."""
+    return os.path.normpath(path)
 
 
 def digest(data: bytes) -> str:
@@ -84,27 +88,57 @@ def check_fresh(label: str, data: bytes, expected: FileStamp | None) -> None:
         )
 
 
-def load_existing(path: Path, label: str) -> tuple[bytes, int] | None:
-    """The bytes and mode of the file at ``path``, or None if there is none."""
+def open_target(workspace: Path, path: Path, *, create_parents: bool = False) -> Beneath:
+    """The directory of ``path`` held open, reached without following a link.
+
+    A symlink on the way is a ToolError naming where it points.
+    """
     try:
-        st = os.stat(path)
+        return open_beneath(workspace, path, create_parents=create_parents)
+    except NotBeneath as exc:
+        raise ToolError(str(exc)) from None
     except FileNotFoundError:
-        return None
+        raise missing_file_error(path, display_path(path, workspace)) from None
     except OSError as exc:
-        raise ToolError(f"Cannot access {label}: {exc.strerror}.") from exc
-    if stat.S_ISDIR(st.st_mode):
-        raise ToolError(f"{label} is a directory, not a file. Give the path of a file.")
-    if not stat.S_ISREG(st.st_mode):
-        raise ToolError(f"{label} is not a regular file; only regular files can be changed.")
-    if st.st_size > MAX_EDIT_BYTES:
-        raise ToolError(
-            f"{label} is {st.st_size:,} bytes, more than the {MAX_EDIT_BYTES:,} that write "
-            "and edit handle. Change it with a command through bash instead."
+        raise ToolError(f"Cannot reach {path}: {exc.strerror}.") from exc
+
+
+def check_links(info: os.stat_result, label: str, granted: frozenset[str]) -> None:
+    """Ask before touching a file that has several hard links (it is also elsewhere)."""
+    if info.st_nlink > 1 and HARD_LINKS not in granted:
+        raise ApprovalNeeded(
+            f"{label} has {info.st_nlink} hard links: the same file is also elsewhere, "
+            "possibly outside the workspace. Go on with it?",
+            grant=HARD_LINKS,
         )
+
+
+def load_existing(
+    target: Beneath, label: str, granted: frozenset[str] = frozenset()
+) -> tuple[bytes, int] | None:
+    """The bytes and mode of the file, or None if there is none (through ``target``)."""
     try:
-        return Path(path).read_bytes(), st.st_mode
+        found = target.read(MAX_EDIT_BYTES)
+    except NotBeneath as exc:
+        raise ToolError(str(exc)) from None
+    except IsADirectoryError:
+        raise ToolError(f"{label} is a directory, not a file. Give the path of a file.") from None
+    except ValueError:
+        raise ToolError(
+            f"{label} is not a regular file; only regular files can be changed."
+        ) from None
     except OSError as exc:
         raise ToolError(f"Cannot read {label}: {exc.strerror}.") from exc
+    if found is None:
+        return None
+    data, info = found
+    if info.st_size > MAX_EDIT_BYTES:
+        raise ToolError(
+            f"{label} is {info.st_size:,} bytes, more than the {MAX_EDIT_BYTES:,} that write "
+            "and edit handle. Change it with a command through bash instead."
+        )
+    check_links(info, label, granted)
+    return data, info.st_mode
 
 
 def decode_text(data: bytes, label: str) -> str:
@@ -118,48 +152,6 @@ def decode_text(data: bytes, label: str) -> str:
             f"{label} is not valid UTF-8 text (bad byte at offset {exc.start}); "
             "it cannot be edited with this tool."
         ) from exc
-
-
-def write_atomic(path: Path, data: bytes, mode: int | None) -> os.stat_result:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never half.
-
-    The temporary file lives in the same directory (``os.replace`` is atomic
-    only within a filesystem). ``mode`` is the mode to keep; a new file gets
-    the default mode under the process umask, as any editor would create it.
-    """
-    parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        temp = parent / f".kfd-{secrets.token_hex(6)}.tmp"
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if mode is not None:
-                os.fchmod(handle.fileno(), stat.S_IMODE(mode))
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_directory(parent)
-    return os.stat(path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not every filesystem allows it.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def unified_diff(old: str | None, new: str, label: str, context: int = 3) -> str:

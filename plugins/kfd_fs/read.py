@@ -6,24 +6,24 @@ import asyncio
 import hashlib
 import os
 import stat
-from typing import TYPE_CHECKING, Annotated, NamedTuple
+from pathlib import Path
+from typing import Annotated, NamedTuple
 
 import msgspec
 
-from kfd.api import PathAccess, Tool, ToolContext, ToolError, ToolResult
+from kfd.api import NotBeneath, PathAccess, Tool, ToolContext, ToolError, ToolResult
 
 from .files import (
     BINARY_SNIFF_BYTES,
     FileStamp,
+    check_links,
     display_path,
     missing_file_error,
+    open_target,
     rule_path,
     stamp_key,
     stamps,
 )
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 DEFAULT_LIMIT = 2000
 """Lines shown when the model gives no limit."""
@@ -73,7 +73,9 @@ class ReadTool(Tool[ReadArgs]):
         """Read the window and record the file's stamp for write and edit."""
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
-        window = await asyncio.to_thread(read_window, path, label, args.offset, args.limit)
+        window = await asyncio.to_thread(
+            read_window, path, label, args.offset, args.limit, ctx.workspace, ctx.granted
+        )
         stamps(ctx)[window.key] = window.stamp
         return ToolResult(output=window.text)
 
@@ -86,19 +88,30 @@ class Window(NamedTuple):
     stamp: FileStamp
 
 
-def read_window(path: Path, label: str, offset: int, limit: int) -> Window:
+def read_window(
+    path: Path,
+    label: str,
+    offset: int,
+    limit: int,
+    workspace: Path | None = None,
+    granted: frozenset[str] = frozenset(),
+) -> Window:
     """Lines ``offset`` to ``offset + limit - 1`` of ``path``, numbered and bounded.
 
-    The whole file is hashed and checked for UTF-8 (a file read in windows
-    is still one stamp), but only the window is kept in memory.
+    The file is reached without following a link (`open_target`); one with
+    several hard links is read only once the user allowed it. The whole file
+    is hashed and checked for UTF-8 (a file read in windows is still one
+    stamp), but only the window is kept in memory.
     """
-    try:
-        # O_NONBLOCK: opening a FIFO must not hang the worker thread.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise missing_file_error(path, label) from None
-    except OSError as exc:
-        raise ToolError(f"Cannot read {label}: {exc.strerror}.") from exc
+    with open_target(workspace or Path("/"), path) as target:
+        try:
+            fd = target.open()  # O_NONBLOCK: opening a FIFO must not hang the worker thread
+        except NotBeneath as exc:
+            raise ToolError(str(exc)) from None
+        except FileNotFoundError:
+            raise missing_file_error(path, label) from None
+        except OSError as exc:
+            raise ToolError(f"Cannot read {label}: {exc.strerror}.") from exc
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
@@ -108,6 +121,11 @@ def read_window(path: Path, label: str, offset: int, limit: int) -> Window:
                 f"(e.g. pattern='*' path='{label}')."
             )
         raise ToolError(f"{label} is not a regular file (a device, socket or FIFO).")
+    try:
+        check_links(info, label, granted)
+    except BaseException:
+        os.close(fd)
+        raise
     with open(fd, "rb") as handle:
         if b"\0" in handle.read(BINARY_SNIFF_BYTES):
             raise ToolError(

@@ -50,7 +50,10 @@ def _find_rg() -> str | None:
     beside = Path(sys.executable).parent / "rg"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    return shutil.which("rg")
+    # Absolute PATH entries only: rg runs in the workspace, where a relative entry
+    # (".", "bin") would find a program the workspace planted.
+    entries = [e for e in os.environ.get("PATH", os.defpath).split(os.pathsep) if os.path.isabs(e)]
+    return shutil.which("rg", path=os.pathsep.join(entries))
 
 
 def rg_binary() -> str:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
-from kfd.api import PathAccess, Preview, Tool, ToolContext, ToolResult
+from kfd.api import (
+    NotBeneath,
+    PathAccess,
+    Preview,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    open_beneath,
+)
 
 from .changes import Change, plan_and_commit, preview_of
 from .files import (
@@ -25,6 +33,8 @@ from .files import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from kfd.api import Beneath
 
 
 class WriteArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -63,14 +73,32 @@ class WriteTool(Tool[WriteArgs]):
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
-        return await preview_of(f"write {label}", lambda: plan_write(path, label, args, table))
+        workspace, granted = ctx.workspace, ctx.granted
+
+        def plan() -> Change:
+            try:
+                target = open_beneath(workspace, path)
+            except FileNotFoundError:  # its directory is missing: a new file
+                return plan_write(None, path, label, args, table, granted)
+            except NotBeneath as exc:
+                raise ToolError(str(exc)) from None
+            with target:
+                return plan_write(target, path, label, args, table, granted)
+
+        return await preview_of(f"write {label}", plan)
 
     async def run(self, args: WriteArgs, ctx: ToolContext) -> ToolResult:
         """Write the file and remember its new stamp."""
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
-        change = await plan_and_commit(ctx, lambda: plan_write(path, label, args, table))
+        granted = ctx.granted
+        change = await plan_and_commit(
+            ctx,
+            path,
+            lambda target: plan_write(target, path, label, args, table, granted),
+            create_parents=True,
+        )
         lines = count_lines(args.content)
         if change.old is None:
             output = f"Created {label} ({lines} lines)."
@@ -81,11 +109,18 @@ class WriteTool(Tool[WriteArgs]):
         return ToolResult(output=output, display=Preview(summary=output, diff=change.diff))
 
 
-def plan_write(path: Path, label: str, args: WriteArgs, table: Mapping[str, FileStamp]) -> Change:
-    """The change writing ``args.content`` to ``path`` makes (blocking)."""
-    target = Path(os.path.realpath(path))
-    key = stamp_key(target)
-    existing = load_existing(target, label)
+def plan_write(
+    target: Beneath | None,
+    path: Path,
+    label: str,
+    args: WriteArgs,
+    table: Mapping[str, FileStamp],
+    granted: frozenset[str] = frozenset(),
+) -> Change:
+    """The change writing ``args.content`` to ``path`` makes (blocking); ``target`` is its
+    directory held open, None when that directory does not exist yet."""
+    key = stamp_key(path)
+    existing = None if target is None else load_existing(target, label, granted)
     if existing is None:
         old, mode = None, None
     else:
@@ -94,4 +129,4 @@ def plan_write(path: Path, label: str, args: WriteArgs, table: Mapping[str, File
         # For the diff only: a non-UTF-8 file being replaced still gets a readable diff.
         old = data.decode("utf-8", "replace")
     diff = unified_diff(old, args.content, label)
-    return Change(target, key, label, old, args.content, mode, diff)
+    return Change(path, key, label, old, args.content, mode, diff)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -64,6 +65,15 @@ class GitHubReadTool(Tool[GitHubArgs]):
     def session_rule(self, args: GitHubArgs) -> str:
         """``github_read(repo:<owner/name>)`` (code search: ``github_read(search)``)."""
         return f"github_read(repo:{args.repo})" if args.repo else "github_read(search)"
+
+    def domains(self, args: GitHubArgs, config: Mapping[str, Any]) -> list[str] | None:
+        """The API's host (``api.github.com``, or GitHub Enterprise's)."""
+        try:
+            api_url = msgspec.convert(dict(config), GitHubSettings).api_url
+        except msgspec.ValidationError:
+            return None
+        host = urlsplit(api_url).hostname
+        return [host.lower()] if host else None
 
     async def run(self, args: GitHubArgs, ctx: ToolContext) -> ToolResult:
         try:

@@ -7,6 +7,8 @@ import os
 import shutil
 from collections.abc import Mapping
 
+from kfd.api import keep_secret
+
 GH_TIMEOUT_S = 5.0
 
 
@@ -44,4 +46,7 @@ async def find_token(host: str, environ: Mapping[str, str] | None = None) -> str
         await process.wait()
         return None
     token = out.decode(errors="replace").strip()
-    return token if process.returncode == 0 and token else None
+    if process.returncode != 0 or not token:
+        return None
+    keep_secret("gh auth token", token)  # kfd holds it now: never stored, never shown
+    return token

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 from pygls.uris import from_fs_path
 
-from kfd.api import ToolError
+from kfd.api import ToolError, scrub
 
 from .servers import ServerSpec, language_id
 
@@ -80,13 +81,20 @@ class Connection:
         server = self.client._server  # pygls keeps the process here
         return not self.client.stopped and server is not None and server.returncode is None
 
-    async def start(self, timeout: float) -> None:
-        command = self.spec.command
+    async def start(
+        self, timeout: float, *, prefix: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """Start the server (after ``prefix``, the sandbox) and initialize it."""
+        program = self.spec.command[0]
+        if prefix and shutil.which(program) is None:
+            # Confined, a missing program would only show as the sandbox exiting.
+            raise ToolError(f"language server {self.name} ({program}) did not start: not found")
+        command = [*(prefix or []), *self.spec.command]
         try:
-            await self.client.start_io(command[0], *command[1:], cwd=str(self.root))
+            await self.client.start_io(command[0], *command[1:], cwd=str(self.root), env=env)
         except OSError as exc:
             raise ToolError(
-                f"language server {self.name} ({command[0]}) did not start: {exc}"
+                f"language server {self.name} ({self.spec.command[0]}) did not start: {exc}"
             ) from None
         # pygls pipes the server's stderr and never reads it: drain it to the log,
         # or a chatty server blocks once the pipe is full.
@@ -95,7 +103,9 @@ class Connection:
             self._drain = asyncio.create_task(_drain(process.stderr, self.log))
         uri = from_fs_path(str(self.root)) or self.root.as_uri()
         params = lsp.InitializeParams(
-            process_id=os.getpid(),
+            # A confined server cannot see kfd's pid (its own PID namespace); one that
+            # watches its parent would take kfd for dead. It dies with kfd anyway.
+            process_id=None if prefix else os.getpid(),
             root_uri=uri,
             root_path=str(self.root),
             workspace_folders=[lsp.WorkspaceFolder(uri=uri, name=self.root.name)],
@@ -204,7 +214,8 @@ async def _drain(stream: asyncio.StreamReader, log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:  # noqa: ASYNC230 - small appends of a server's stderr
         while chunk := await stream.read(65536):
-            out.write(chunk)
+            # A server may echo what it read (a secret in a file): the log keeps none.
+            out.write(scrub(chunk.decode("utf-8", "replace")).encode())
             out.flush()
 
 

@@ -38,7 +38,7 @@ class DiagnosticsAfterEdit:
             if not self.manager.handles(path):
                 continue
             try:
-                found = await self.manager.diagnostics(ctx.workspace, path)
+                found = await self.manager.diagnostics(ctx.workspace, path, ctx.sandbox)
             except ToolError as exc:
                 notes.append(f"(no diagnostics for {access.path}: {exc})")
                 continue

@@ -10,10 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfd.api import ToolError
+from kfd.api import (
+    NotBeneath,
+    Sandbox,
+    ToolError,
+    command_environment,
+    confine,
+    open_beneath,
+    probe_sandbox,
+)
 
 from .availability import Availability
 from .servers import LspSettings, read_settings, server_for, servers
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+"""Files larger than this are not sent to a language server."""
 
 if TYPE_CHECKING:
     from lsprotocol import types as lsp
@@ -72,7 +83,12 @@ class LspManager:
         """Whether some installed server takes this kind of file."""
         return server_for(path, servers(self.settings())) is not None
 
-    async def connection(self, workspace: Path, path: Path) -> Connection:
+    async def connection(
+        self, workspace: Path, path: Path, sandbox: Sandbox | None = None
+    ) -> Connection:
+        """The running server for ``path``'s kind of file in ``workspace``, started
+        confined as ``sandbox`` says (read-only workspace, no network) if needed."""
+        sandbox = Sandbox() if sandbox is None else sandbox
         settings = self.settings()
         available = servers(settings)
         found = server_for(path, available)
@@ -95,25 +111,23 @@ class LspManager:
                 await existing.stop()
             log = log_dir() / f"lsp-{name}.log"
             connection = Connection(name, spec, workspace, log)
-            await connection.start(settings.startup_timeout_s)
+            prefix, env = await _confinement(workspace, sandbox)
+            await connection.start(settings.startup_timeout_s, prefix=prefix, env=env)
             self._connections[key] = connection
             return connection
 
-    async def sync(self, workspace: Path, path: Path) -> Synced:
+    async def sync(self, workspace: Path, path: Path, sandbox: Sandbox | None = None) -> Synced:
         """Start the file's server if needed and send it the file as it is on disk."""
-        try:
-            text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            raise ToolError(f"{path} does not exist") from None
-        except OSError as exc:
-            raise ToolError(f"cannot read {path}: {exc.strerror}") from None
-        connection = await self.connection(workspace, path)
+        text = await asyncio.to_thread(read_text, workspace, path)
+        connection = await self.connection(workspace, path, sandbox)
         uri, version, changed = connection.sync(path, text)
         return Synced(connection, uri, version, changed, text)
 
-    async def diagnostics(self, workspace: Path, path: Path) -> list[lsp.Diagnostic] | None:
+    async def diagnostics(
+        self, workspace: Path, path: Path, sandbox: Sandbox | None = None
+    ) -> list[lsp.Diagnostic] | None:
         """The file's diagnostics as of now (None: the server said nothing in time)."""
-        synced = await self.sync(workspace, path)
+        synced = await self.sync(workspace, path, sandbox)
         wait = self.settings().diagnostics_wait_s
         return await synced.connection.diagnostics(synced.uri, synced.version, wait)
 
@@ -129,3 +143,45 @@ class LspManager:
         connections = list(self._connections.values())
         self._connections.clear()
         await asyncio.gather(*(c.stop() for c in connections), return_exceptions=True)
+
+
+async def _confinement(workspace: Path, sandbox: Sandbox) -> tuple[list[str], dict[str, str]]:
+    """The sandbox prefix and environment of a language server.
+
+    A server reads the workspace and may run what it finds there (a
+    project's Python to learn its paths, its own TypeScript): it runs
+    confined, with the workspace read-only. Unconfined only with
+    ``[sandbox] enabled = false``.
+    """
+    if not sandbox.enabled:
+        return [], command_environment(sandbox)
+    problem = await probe_sandbox()
+    if problem is not None:
+        raise ToolError(
+            f"the language server cannot be confined: {problem}; it would run the "
+            "workspace's code unconfined. Install bubblewrap, or set [sandbox] "
+            "enabled = false to accept that"
+        )
+    confinement = await confine(workspace, sandbox, writable=False)
+    return confinement.prefix, confinement.env
+
+
+def read_text(workspace: Path, path: Path) -> str:
+    """``path`` as text, reached without following a link (blocking)."""
+    try:
+        with open_beneath(workspace, path) as target:
+            found = target.read(MAX_FILE_BYTES)
+    except NotBeneath as exc:
+        raise ToolError(str(exc)) from None
+    except IsADirectoryError:
+        raise ToolError(f"{path} is a directory") from None
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"cannot read {path}: {exc}") from None
+    if found is None:
+        raise ToolError(f"{path} does not exist")
+    data, info = found
+    if info.st_size > MAX_FILE_BYTES:
+        raise ToolError(f"{path} is too large for the language server ({info.st_size:,} bytes)")
+    if info.st_nlink > 1:
+        raise ToolError(f"{path} has {info.st_nlink} hard links; read it with the read tool first")
+    return data.decode("utf-8", "replace")

@@ -10,16 +10,24 @@ from __future__ import annotations
 import asyncio
 import difflib
 import os
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-from kfd.api import PathAccess, Preview, Tool, ToolContext, ToolError, ToolResult
+from kfd.api import (
+    NotBeneath,
+    PathAccess,
+    Preview,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    open_beneath,
+)
 
-from .manager import LspManager, Synced
+from .manager import MAX_FILE_BYTES, LspManager, Synced, read_text
 
 if TYPE_CHECKING:
     from lsprotocol import types as lsp
@@ -69,7 +77,7 @@ class _LspTool:
 
     async def _sync(self, ctx: ToolContext, path: str) -> tuple[Path, Synced]:
         resolved = ctx.resolve(path)
-        return resolved, await self.manager.sync(ctx.workspace, resolved)
+        return resolved, await self.manager.sync(ctx.workspace, resolved, ctx.sandbox)
 
     async def _position(
         self, ctx: ToolContext, args: LspArgs | RenameArgs
@@ -141,7 +149,7 @@ class LspTool(_LspTool, Tool[LspArgs]):
     async def _diagnostics(self, args: LspArgs, ctx: ToolContext) -> str:
         from . import render
 
-        found = await self.manager.diagnostics(ctx.workspace, ctx.resolve(args.path))
+        found = await self.manager.diagnostics(ctx.workspace, ctx.resolve(args.path), ctx.sandbox)
         if found is None:
             wait = self.manager.settings().diagnostics_wait_s
             return (
@@ -262,7 +270,7 @@ class RenameTool(_LspTool, Tool[RenameArgs]):
     async def run(self, args: RenameArgs, ctx: ToolContext) -> ToolResult:
         changes = await self._plan(args, ctx)
         diff = _diff(changes, ctx.workspace)
-        await asyncio.to_thread(_write_all, changes)
+        await asyncio.to_thread(_write_all, changes, ctx.workspace)
         count = len(changes)
         summary = f"Renamed {args.symbol or 'the symbol'} to {args.new_name} in {count} file" + (
             "s" if count != 1 else ""
@@ -288,7 +296,7 @@ class RenameTool(_LspTool, Tool[RenameArgs]):
         for uri in {ref.uri for ref in references or []} - {synced.uri}:
             other = Path(to_fs_path(uri) or uri)
             if other.is_relative_to(ctx.workspace):
-                await self.manager.sync(ctx.workspace, other)
+                await self.manager.sync(ctx.workspace, other, ctx.sandbox)
         params = lsp.RenameParams(
             text_document=position.text_document,
             position=position.position,
@@ -297,7 +305,7 @@ class RenameTool(_LspTool, Tool[RenameArgs]):
         edit = await synced.connection.request(lsp.TEXT_DOCUMENT_RENAME, params, self._timeout())
         if edit is None:
             raise ToolError("the language server cannot rename anything at that position")
-        return await asyncio.to_thread(_apply, edit)
+        return await asyncio.to_thread(_apply, edit, ctx.workspace)
 
 
 async def _locations(found: Any, workspace: Path, what: str) -> str:
@@ -318,16 +326,22 @@ async def _locations(found: Any, workspace: Path, what: str) -> str:
 
 def _line_of(workspace: Path, label: str, line: int, cache: dict[str, list[str]]) -> str:
     if label not in cache:
+        path = Path(os.path.normpath(workspace / label))
         try:
-            cache[label] = (workspace / label).read_text(errors="replace").splitlines()
-        except OSError:
+            # Reached without following a link, like every file kfd reads for the model.
+            cache[label] = read_text(workspace, path).splitlines()
+        except ToolError:
             cache[label] = []
     lines = cache[label]
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""
 
 
-def _apply(edit: lsp.WorkspaceEdit) -> dict[Path, tuple[str, str]]:
-    """Each file's (old, new) text after the edit (nothing written yet)."""
+def _apply(edit: lsp.WorkspaceEdit, workspace: Path) -> dict[Path, tuple[str, str]]:
+    """Each file's (old, new) text after the edit (nothing written yet).
+
+    The server names the files: one outside the workspace is refused, and each
+    is read without following a link (`kfd.api.open_beneath`).
+    """
     from lsprotocol import types as lsp
     from pygls.uris import to_fs_path
 
@@ -344,8 +358,10 @@ def _apply(edit: lsp.WorkspaceEdit) -> dict[Path, tuple[str, str]]:
         raise ToolError("the language server found nothing to rename there")
     result: dict[Path, tuple[str, str]] = {}
     for uri, edits in per_file.items():
-        path = Path(to_fs_path(uri) or uri)
-        old = path.read_text(encoding="utf-8")
+        path = Path(os.path.normpath(to_fs_path(uri) or uri))
+        if not path.is_absolute() or not path.is_relative_to(workspace):
+            raise ToolError(f"the rename would change {path}, outside the workspace; refused")
+        old = read_text(workspace, path)
         result[path] = (old, _edited(old, edits))
     return result
 
@@ -384,14 +400,19 @@ def _diff(changes: dict[Path, tuple[str, str]], workspace: Path) -> str:
     return "".join(parts)
 
 
-def _write_all(changes: dict[Path, tuple[str, str]]) -> None:
+def _write_all(changes: dict[Path, tuple[str, str]], workspace: Path) -> None:
+    """Write every file of a rename: each checked and replaced through its directory
+    held open, following no link (`kfd.api.open_beneath`)."""
     for path, (old, _new) in changes.items():
-        if path.read_text(encoding="utf-8") != old:
+        if read_text(workspace, path) != old:
             raise ToolError(f"{path} changed since the rename was planned; run it again")
-    for path, (_old, new) in changes.items():
-        # Atomic: a crash leaves the old file or the new one, never half of each.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".kfd-")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(new)
-        os.chmod(temporary, path.stat().st_mode & 0o7777)
-        os.replace(temporary, path)
+    for path, (old, new) in changes.items():
+        try:
+            with open_beneath(workspace, path) as target:
+                found = target.read(MAX_FILE_BYTES)
+                if found is None or found[0].decode("utf-8", "replace") != old:
+                    raise ToolError(f"{path} changed since the rename was planned; run it again")
+                # Atomic: a crash leaves the old file or the new one, never half of each.
+                target.replace(new.encode("utf-8"), found[1].st_mode)
+        except NotBeneath as exc:
+            raise ToolError(str(exc)) from None

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
+
+from kfd.api import scrub
 
 from .config import ServerConfig, expand
 
@@ -200,11 +203,17 @@ class McpServer:
 
     @contextlib.contextmanager
     def _log(self) -> Iterator[IO[str]]:
+        """Where the server's stderr goes: a pipe whose lines reach the log file
+        scrubbed (`kfd.api.scrub`), so a server that prints a secret leaves none."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as log:
             log.write(f"--- start {self.starts} at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
-            log.flush()
-            yield log
+        read_fd, write_fd = os.pipe()
+        pump = threading.Thread(target=_scrub_into, args=(read_fd, self.log_path), daemon=True)
+        pump.start()
+        with os.fdopen(write_fd, "w", encoding="utf-8") as writer:
+            yield writer
+        # The server holds its own copy of the pipe: the pump ends when it exits.
 
     def _finished(self) -> bool:
         return self._task is None or self._task.done()
@@ -231,6 +240,14 @@ class McpServer:
             return ""
         words = [line.strip() for line in lines if line.strip() and not line.startswith("---")]
         return words[-1][:300] if words else ""
+
+
+def _scrub_into(read_fd: int, log_path: Path) -> None:
+    """Copy a server's stderr to its log a line at a time, scrubbed (in a thread)."""
+    with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(scrub(line))
 
 
 async def _list_tools(client: Client) -> list[types.Tool]:

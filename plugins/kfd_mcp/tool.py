@@ -9,8 +9,10 @@ import hashlib
 import json
 import mimetypes
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kfd.api import JsonArgs, Preview, Tool, ToolContext, ToolError, ToolResult
 
@@ -62,6 +64,12 @@ class McpTool(Tool[JsonArgs]):
     def session_rule(self, args: JsonArgs) -> str:
         """The tool itself (``mcp__server__tool``): its arguments vary too much to pin."""
         return self.name
+
+    def domains(self, args: JsonArgs, config: Mapping[str, Any]) -> list[str]:
+        """The host of a server over HTTP; none for a local (stdio) server."""
+        url = self.server.config.url
+        host = urlsplit(url).hostname if url else None
+        return [host.lower()] if host else []
 
     async def preview(self, args: JsonArgs, ctx: ToolContext) -> Preview:
         arguments = json.dumps(args.values, ensure_ascii=False, indent=2)

@@ -9,7 +9,7 @@ A plugin like any other: it imports only `kfd.api` and registers through the
     bwrap = "bwrap"           # the bubblewrap program that confines commands
 
 Commands run confined as the daemon's ``[sandbox]`` says (`kfd.api.Sandbox`,
-`kfd_shell.sandbox`); when bubblewrap cannot start, the tool raises
+`kfd.api.confine`); when bubblewrap cannot start, the tool raises
 `kfd.api.ApprovalNeeded` and runs unconfined only once the user allowed it.
 """
 

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
-from kfd.api import ApprovalNeeded, Preview, Tool, ToolContext, ToolError, ToolResult
+from kfd.api import (
+    ApprovalNeeded,
+    Confinement,
+    Preview,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    command_environment,
+    confine,
+    probe_sandbox,
+)
 
 from .capture import HeadTail
 from .process import Outcome, run_command
-from .sandbox import command_prefix, environment, probe
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -103,8 +112,12 @@ class BashTool(Tool[BashArgs]):
             captured.append(text)
             ctx.output(text)
 
-        prefix = await self._sandbox(args, ctx)
-        env = environment(os.environ, ctx.sandbox.env_allow, sandboxed=bool(prefix))
+        confinement = await self._sandbox(args, ctx)
+        if confinement is None:
+            prefix: list[str] = []
+            env = command_environment(ctx.sandbox)
+        else:
+            prefix, env = confinement.prefix, confinement.env
         outcome: Outcome | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -118,6 +131,10 @@ class BashTool(Tool[BashArgs]):
                 f"The command could not be started: {exc.strerror} ({exc.filename or ''}). "
                 "Check that the workspace directory exists."
             ) from exc
+        finally:
+            if confinement is not None:
+                # Every process of the sandbox is gone: its PID namespace died with it.
+                notes += await asyncio.shield(confinement.finish())
         text = captured.text()
         if not text:
             text = "(no output)\n"
@@ -139,27 +156,31 @@ class BashTool(Tool[BashArgs]):
         notes.append(_exit_status(outcome.returncode, sandboxed=bool(prefix)))
         return ToolResult(output=text + _bracketed(notes))
 
-    async def _sandbox(self, args: BashArgs, ctx: ToolContext) -> list[str]:
-        """The bwrap prefix for this call; empty when it runs unconfined.
+    async def _sandbox(self, args: BashArgs, ctx: ToolContext) -> Confinement | None:
+        """The confinement of this call; None when it runs unconfined.
 
         Unconfined only if ``[sandbox] enabled = false``, or the user granted it
         (`ApprovalNeeded`) after being told why the sandbox cannot start.
         """
         sandbox = ctx.sandbox
         if not sandbox.enabled or UNSANDBOXED in ctx.granted:
-            return []
+            return None
         # The policy asked the user before a call with network=true got here.
         network = sandbox.network or args.network
-        problem = await probe(self.settings.bwrap, network=network)
+        problem = await probe_sandbox(self.settings.bwrap, network=network)
         if problem is not None:
             raise ApprovalNeeded(
                 f"The sandbox cannot start: {problem}. Without it the command can change "
                 "any of your files and reach the network. Run it unsandboxed?",
                 grant=UNSANDBOXED,
             )
-        return await asyncio.to_thread(
-            command_prefix, self.settings.bwrap, ctx.workspace, network=network, environ=os.environ
-        )
+        try:
+            return await confine(ctx.workspace, sandbox, network=network, bwrap=self.settings.bwrap)
+        except OSError as exc:
+            raise ToolError(
+                f"The sandbox could not be prepared: {exc}. Check that the workspace and "
+                "$XDG_CACHE_HOME are directories kfd can use."
+            ) from exc
 
     def _timeout(self, requested: float | None) -> tuple[float, list[str]]:
         limit = self.settings.max_timeout_s

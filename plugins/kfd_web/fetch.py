@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -57,6 +58,10 @@ class WebFetchTool(Tool[FetchArgs]):
     def session_rule(self, args: FetchArgs) -> str:
         """``web_fetch(domain:<host>)``."""
         return f"web_fetch(domain:{_host(args.url)})"
+
+    def domains(self, args: FetchArgs, config: Mapping[str, Any]) -> list[str]:
+        """The URL's host (redirects to other hosts are the server's choice, not the call's)."""
+        return [_host(args.url)]
 
     async def run(self, args: FetchArgs, ctx: ToolContext) -> ToolResult:
         # Imported on first use: trafilatura, lxml and pypdf cost a second at daemon start.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -72,6 +74,21 @@ class WebSearchTool(Tool[SearchArgs]):
     def session_rule(self, args: SearchArgs) -> str:
         """``web_search``: the queries go to the backends the user configured."""
         return "web_search"
+
+    def domains(self, args: SearchArgs, config: Mapping[str, Any]) -> list[str] | None:
+        """The hosts of the configured backends: the query goes to them, in order."""
+        try:
+            settings_ = msgspec.convert(dict(config), SearchSettings)
+        except msgspec.ValidationError:
+            return None
+        urls = {
+            "brave": settings_.brave_url,
+            "tavily": settings_.tavily_url,
+            "searxng": settings_.searxng_url,
+            "duckduckgo": settings_.duckduckgo_url,
+        }
+        hosts = [urlsplit(urls.get(b, "")).hostname or "" for b in settings_.backends]
+        return [h.lower() for h in hosts if h] or None
 
     async def run(self, args: SearchArgs, ctx: ToolContext) -> ToolResult:
         import httpx  # imported on first use, with lxml (the backends): a faster daemon start

@@ -168,9 +168,9 @@ async def test_allow_for_this_session_allows_the_exact_same_command_only(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     model_server.add(
-        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo a"})]),
-        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo a"})]),
-        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo a; echo b"})]),
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "touch a"})]),
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "touch a"})]),
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "touch a; touch b"})]),
         Reply(text="done"),
     )
     async with await daemon.client() as client:
@@ -180,14 +180,14 @@ async def test_allow_for_this_session_allows_the_exact_same_command_only(
             events = await collect_until(view, of_type(p.ApprovalRequested))
             await client.respond(info.id, events[-1].approval_id, "allow_session")
             events += await collect_until(view, of_type(p.ApprovalRequested))
-            assert events[-1].preview.command == "echo a; echo b"
+            assert events[-1].preview.command == "touch a; touch b"
             await client.respond(info.id, events[-1].approval_id, "deny")
             events += await collect_until(view, turn_completed)
 
     resolved = next(e for e in events if isinstance(e, p.ApprovalResolved))
-    assert resolved.rule == "bash(echo a)"
+    assert resolved.rule == "bash(touch a)"
     statuses = [e.status for e in events if isinstance(e, p.ToolCompleted)]
-    assert statuses == ["ok", "ok", "denied"]  # the second `echo a` ran without asking
+    assert statuses == ["ok", "ok", "denied"]  # the second `touch a` ran without asking
     assert sum(isinstance(e, p.ApprovalRequested) for e in events) == 2
 
 

@@ -325,3 +325,219 @@ async def test_secrets_never_reach_the_events_or_the_database(
             for (value,) in db.execute(f"SELECT {column} FROM {table}"):
                 data = value if isinstance(value, bytes) else str(value).encode()
                 assert SECRET.encode() not in data and KEY.encode() not in data, table
+
+
+# -- canaries: what a rule denies never happens, through real turns ---------------------
+
+DENY_RULES = (
+    '[permissions]\ndeny = ["bash(rm -rf *)", "bash(git push --force *)", "bash(chmod 777 *)"]\n'
+)
+
+
+async def test_denied_commands_never_run_however_they_are_spelled_or_wrapped(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    """In auto mode, each spelling of a denied command is refused and its canary stays."""
+    daemon = make_daemon(DENY_RULES)
+    canary = workspace / "canary"
+    canary.mkdir()
+    (canary / "keep.txt").write_text("keep\n")
+    (workspace / "script.sh").write_text("#!/bin/sh\n")
+    attempts = [
+        "rm -R -f canary",
+        "rm --recursive --force canary",
+        "rm --rec --for canary",
+        "rm -r --force canary",
+        "rm canary -rf",
+        "unshare -r rm -rf canary",
+        "setpriv --reuid=0 rm -rf canary",
+        "prlimit --nofile=64 rm -rf canary",
+        "taskset 1 rm -rf canary",
+        "chrt -f 1 rm -rf canary",
+        "flock /tmp/kfd-lock rm -rf canary",
+        "script -qc 'rm -rf canary' /dev/null",
+        "watch -n 1 rm -rf canary",
+        "strace -f rm -rf canary",
+        "busybox rm -rf canary",
+        "env -S 'rm -rf canary'",
+        "bash -c \"sh -c 'rm -rf canary'\"",
+        "find . -maxdepth 0 -exec rm -rf canary \\;",
+        "chmod 0777 script.sh",
+        "chmod -R 777 canary",
+    ]
+    model_server.add(*(bash(line) for line in attempts), Reply(text="done"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="auto")
+        items = await turn(client, info.id, "clean up")
+    completed = of(items, p.ToolCompleted)
+    assert [c.status for c in completed] == ["denied"] * len(attempts), [
+        (c.summary, c.reason) for c in completed if c.status != "denied"
+    ]
+    assert all("is denied by bash(" in c.reason for c in completed)
+    assert (canary / "keep.txt").read_text() == "keep\n"
+    assert (workspace / "script.sh").stat().st_mode & 0o777 != 0o777
+
+
+async def test_code_bash_would_evaluate_from_data_asks_and_never_runs_unasked(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    """Lines that look like they run nothing but make bash evaluate a hidden
+    substitution: asked in auto mode (and here refused), so the canary is never made."""
+    daemon = make_daemon()
+    pwned = workspace / "pwned"
+    attempts = [
+        "a['$(touch pwned)']=1",
+        "read 'a[$(touch pwned)]' <<< x",
+        "printf -v 'a[$(touch pwned)]' %s x",
+        "test -v 'a[$(touch pwned)]'",
+        "[[ -v 'a[$(touch pwned)]' ]]",
+        "x='a[$(touch pwned)]'; y=$((x))",
+        "declare 'a[$(touch pwned)]'=1",
+        "compgen -C 'touch pwned' x",
+        "mapfile -C 'touch pwned' -c 1 arr < README.md",
+    ]
+    model_server.add(*(bash(line) for line in attempts), Reply(text="done"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="auto")
+        items = await turn(client, info.id, "harmless, really", answer="deny")
+    asked = of(items, p.ApprovalRequested)
+    assert [a.preview.command for a in asked] == attempts
+    assert all(c.status == "denied" for c in of(items, p.ToolCompleted))
+    assert not pwned.exists()
+
+
+async def test_a_redirection_is_a_write_asked_in_default_mode_denied_in_plan_and_outside(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path
+) -> None:
+    daemon = make_daemon()
+    (workspace / "src").mkdir()
+    main = workspace / "src" / "main.py"
+    main.write_text("print('keep')\n")
+    outside = tmp_path / "outside.txt"
+    model_server.add(bash("ls > src/main.py"), Reply(text="done"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        items = await turn(client, info.id, "list", answer="deny")
+        (asked,) = of(items, p.ApprovalRequested)
+        assert "writes src/main.py" in asked.reason
+        assert main.read_text() == "print('keep')\n"
+
+        model_server.add(bash("git status > status.txt"), Reply(text="done"))
+        plan = await client.create_session(workspace, mode="plan")
+        items = await turn(client, plan.id, "status")
+        (done,) = of(items, p.ToolCompleted)
+        assert done.status == "denied" and "plan mode" in done.reason
+        assert not (workspace / "status.txt").exists()
+
+        model_server.add(bash(f"echo x > {outside}"), Reply(text="done"))
+        auto = await client.create_session(workspace, mode="auto")
+        items = await turn(client, auto.id, "write")
+        (done,) = of(items, p.ToolCompleted)
+        assert done.status == "denied" and "outside the workspace" in done.reason
+        assert not outside.exists()
+
+
+async def test_reading_a_tree_that_holds_a_secret_asks_and_nothing_is_read(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    daemon = make_daemon()
+    (workspace / "config").mkdir()
+    (workspace / "config" / ".env").write_text("TOKEN=kfd-canary-token\n")
+    model_server.add(
+        bash("grep -r TOKEN config"),
+        bash("git show HEAD:config/.env"),
+        bash("cat -- -x/../config/.env"),
+        Reply(text="done"),
+    )
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="auto")
+        items = await turn(client, info.id, "find the token", answer="deny")
+    completed = of(items, p.ToolCompleted)
+    assert [c.status for c in completed] == ["denied"] * 3
+    assert all("kfd-canary-token" not in c.output for c in completed)
+    assert "config/.env" in of(items, p.ApprovalRequested)[0].reason
+
+
+@pytest.fixture
+def counted_site() -> Iterator[tuple[str, list[str]]]:
+    """A page on 127.0.0.1 that counts the requests it gets (the egress canary)."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b"<html><body><p>the page</p></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def fetch(url: str) -> Reply:
+    return Reply(tool_calls=[ScriptedToolCall("web_fetch", {"url": url})])
+
+
+async def test_network_tools_are_egress_each_new_domain_asks_and_nothing_leaves_unasked(
+    make_daemon: MakeDaemon,
+    model_server: ScriptedModelServer,
+    workspace: Path,
+    counted_site: tuple[str, list[str]],
+) -> None:
+    site, hits = counted_site
+    daemon = make_daemon('[tools.web_fetch]\nallow_private = ["127.0.0.1", "::1"]\n')
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        # A new domain asks; denied, nothing is sent.
+        model_server.add(fetch(f"{site}/c?d=secret"), Reply(text="done"))
+        items = await turn(client, info.id, "fetch it", answer="deny")
+        (asked,) = of(items, p.ApprovalRequested)
+        assert asked.session_rule == "web_fetch(domain:127.0.0.1)"
+        assert "no rule allows yet" in asked.reason
+        assert hits == []
+
+        # Allowed for the session: the domain goes out, and the next call does not ask.
+        model_server.add(fetch(f"{site}/one"), fetch(f"{site}/two"), Reply(text="done"))
+        items = await turn(client, info.id, "fetch them", answer="allow_session")
+        assert len(of(items, p.ApprovalRequested)) == 1
+        assert hits == ["/one", "/two"]
+
+        # Plan mode goes only where a rule already allows: here, nowhere.
+        plan = await client.create_session(workspace, mode="plan")
+        model_server.add(fetch(f"{site}/three"), Reply(text="done"))
+        items = await turn(client, plan.id, "fetch")
+        (done,) = of(items, p.ToolCompleted)
+        assert done.status == "denied" and "plan mode" in done.reason
+        assert hits == ["/one", "/two"]
+
+
+async def test_explain_sees_through_spellings_wrappers_and_hidden_code(
+    make_daemon: MakeDaemon, workspace: Path
+) -> None:
+    daemon = make_daemon(DENY_RULES + 'ask = ["bash(git push *)"]\n')
+
+    def decided(line: str, mode: str = "auto") -> str:
+        result = daemon.cli("explain", "--cwd", str(workspace), "--mode", mode, "--json", line)
+        assert result.returncode == 0, result.stderr
+        return str(json.loads(result.stdout)["decision"])
+
+    assert decided("rm --rec --for build") == "deny"
+    assert decided("git push origin +main") == "deny"
+    assert decided("/usr/lib/git-core/git-push -f") == "deny"
+    assert decided("mywrapper rm -rf build") == "ask"
+    assert decided("git pf") == "ask"
+    assert decided("read 'a[$(touch x)]'") == "ask"
+    assert decided("ls > out.txt", "default") == "ask"
+    assert decided("git log --oneline", "plan") == "allow"

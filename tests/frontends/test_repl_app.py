@@ -696,7 +696,7 @@ async def test_focus_on_the_approval_gives_other_keys_back_to_the_input(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     model_server.add(
-        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo hi"})]), Reply(text="ok")
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "touch hi"})]), Reply(text="ok")
     )
     info = await new_session(daemon, workspace)
     async with running_repl(daemon, info) as repl:
@@ -719,7 +719,7 @@ async def test_a_terminal_keeps_its_name_after_a_daemon_restart(
     daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
     model_server.add(
-        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo hi"})]), Reply(text="done")
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "touch hi"})]), Reply(text="done")
     )
     info = await new_session(daemon, workspace)
     async with running_repl(daemon, info, name="repl:pts/9") as repl:

@@ -244,12 +244,25 @@ async def test_write_updates_the_stamp_so_edits_follow_without_a_reread(
     assert (repo / "a.txt").read_text() == "three\n"
 
 
-async def test_write_through_a_symlink_keeps_the_link(repo: Path, ctx: CallContext) -> None:
+async def test_no_tool_follows_a_symlink_and_each_names_its_target(
+    repo: Path, ctx: CallContext
+) -> None:
     (repo / "real.txt").write_text("old\n")
     (repo / "link.txt").symlink_to("real.txt")
-    await read(ctx, "link.txt")
-    await write(ctx, "link.txt", "new\n")
-    assert (repo / "link.txt").is_symlink()
+    (repo / "dir").mkdir()
+    (repo / "dirlink").symlink_to("dir")
+    for call in (
+        read(ctx, "link.txt"),
+        write(ctx, "link.txt", "new\n"),
+        edit_tool.run(EditTool.Args(path="link.txt", old_string="old", new_string="x"), ctx),
+        write(ctx, "dirlink/new.txt", "new\n"),
+    ):
+        with pytest.raises(ToolError, match=r"symbolic link to (real\.txt|dir);.*Use the path"):
+            await call
+    assert (repo / "link.txt").is_symlink() and (repo / "real.txt").read_text() == "old\n"
+    assert not (repo / "dir" / "new.txt").exists()
+    await read(ctx, "real.txt")
+    await write(ctx, "real.txt", "new\n")
     assert (repo / "real.txt").read_text() == "new\n"
 
 

@@ -394,3 +394,16 @@ async def test_a_model_finds_an_unlisted_tool_calls_it_and_keeps_it_across_a_res
         await client.send(info.id, "anything else?")
         later = await model_server.wait_for_request_async(3, timeout=30)
     assert list(offered(later))[: len(after)] == after
+
+
+def test_a_servers_stderr_reaches_its_log_scrubbed(tmp_path: Path) -> None:
+    import os
+
+    from kfd_mcp.server import _scrub_into
+
+    log = tmp_path / "mcp-x.log"
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stderr:
+        stderr.write("starting\nusing ghp_abcdefghijklmnopqrstuvwxyz0123456789\n")
+    _scrub_into(read_fd, log)
+    assert log.read_text() == "starting\nusing [redacted github-token]\n"

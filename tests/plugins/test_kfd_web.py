@@ -501,7 +501,11 @@ async def test_through_the_daemon_a_fetched_page_reaches_the_model_fenced_as_unt
     site: Site,
 ) -> None:
     site.route("/docs", Page(body=ARTICLE))
-    daemon = make_daemon('[tools.web_fetch]\nallow_private = ["127.0.0.1"]\n')
+    # Egress asks per new domain in the default mode: these two are allowed by rule.
+    allowed = (
+        '[permissions]\nallow = ["web_fetch(domain:127.0.0.1)", "web_fetch(domain:169.254.*)"]'
+    )
+    daemon = make_daemon(allowed + '\n[tools.web_fetch]\nallow_private = ["127.0.0.1"]\n')
     model_server.add(
         Reply(
             tool_calls=[
@@ -519,7 +523,7 @@ async def test_through_the_daemon_a_fetched_page_reaches_the_model_fenced_as_unt
     completed = [e for e in events if isinstance(e, p.ToolCompleted)]  # ran concurrently
     fetched = next(e for e in completed if "/docs" in e.output)
     refused = next(e for e in completed if e is not fetched)
-    assert fetched.status == "ok", fetched.output  # read-only: the default mode runs it
+    assert fetched.status == "ok", fetched.output  # its domain is allowed: no question
     assert fetched.output.startswith("<untrusted-content source='web_fetch'>")
     assert "# Installing widgets" in fetched.output
     assert refused.status == "error" and "link-local address" in refused.output

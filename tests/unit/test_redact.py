@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from kfd import redact
 from kfd.api import looks_secret
 from kfd.daemon.logs import start_logging
 from kfd.protocol import ApprovalRequested, Preview, ToolCompleted
 from kfd.redact import learn_environment, redact_struct, scrub
+from kfd.redact.values import known
 
 TOKEN = "cf-9f8e7d6c5b4a39281706"
 
@@ -21,16 +21,13 @@ TOKEN = "cf-9f8e7d6c5b4a39281706"
 @pytest.fixture(autouse=True)
 def learned() -> Iterator[None]:
     """Each test learns its own secrets; the process-wide ones are restored after."""
-    saved = dict(redact._known)
-    saved_regex = redact._known_regex
+    saved = known.snapshot()
     learn_environment(
         {"CLOUDFLARE_API_TOKEN": TOKEN, "MY_LLM": "llm-key-0123456789", "SHORT_KEY": "1"},
         names=["MY_LLM"],
     )
     yield
-    redact._known.clear()
-    redact._known.update(saved)
-    redact._known_regex = saved_regex
+    known.restore(saved)
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kfd.config import PermissionsConfig, load, load_project
 from kfd.errors import ConfigError
 from kfd.policy.rulebook import RuleBook
 from kfd.policy.rules import (
     MAX_RULE_CHARS,
+    PathMatcher,
     Rule,
     RuleError,
     domain_match,
@@ -89,6 +92,11 @@ def test_path_specifiers(spec: str, path: str, matches: bool) -> None:
         ("docs.python.org", "not a url", False),
         ("docs.python.org", "http://[::1", False),
         ("docs.python.org", "", False),
+        ("evil.example", "https://EVIL.example./x", True),
+        ("*.evil.example", "https://a.\uff45vil.example/", True),  # fullwidth e, as IDNA sends it
+        ("evil.example", "https://user@evil.example/", True),
+        ("evil.example", "https://evil.example%2f@good.org/", False),
+        ("bücher.de", "https://xn--bcher-kva.de/", True),
     ],
 )
 def test_domain_specifiers(pattern: str, url: str, matches: bool) -> None:
@@ -138,6 +146,7 @@ async def test_always_rules_are_kept_per_project_and_read_with_the_other_sources
     try:
         project = tmp_path / "project"
         (project / ".git").mkdir(parents=True)
+        (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
         (project / "sub").mkdir()
         book = RuleBook(
             PermissionsConfig(deny=["bash(curl *)"]), RuleStore(store), TrustStore(store)
@@ -174,3 +183,34 @@ async def test_always_rules_are_kept_per_project_and_read_with_the_other_sources
         assert next(r.source for r in (await book.applicable(str(project))).rules) != "always"
     finally:
         await store.close()
+
+
+SPECS = st.sampled_from(
+    [
+        "**/.env",
+        "**/.env.*",
+        "**/*.pem",
+        "**/id_rsa",
+        "**/secrets/**",
+        "secrets/**",
+        "config/*.toml",
+        "~/.ssh/**",
+        "~/.aws/**",
+        "/etc/shadow",
+        "/etc/*.conf",
+        "src/**/*.key",
+    ]
+)
+PARTS = st.sampled_from(
+    ["ws", "src", "secrets", ".env", ".env.local", "a.pem", "id_rsa", "config", "x.toml",
+     "home", "u", ".ssh", ".aws", "etc", "shadow", "a.conf", "deep", "k.key", "tmp"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(SPECS, max_size=5), st.lists(PARTS, min_size=1, max_size=6))
+def test_the_fast_path_matcher_agrees_with_path_match(specs: list[str], parts: list[str]) -> None:
+    path = "/" + "/".join(parts)
+    workspace, home = "/ws", "/home/u"
+    expected = any(path_match(spec, path, workspace, home) for spec in specs)
+    assert PathMatcher(specs, workspace, home)(path) is expected

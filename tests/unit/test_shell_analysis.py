@@ -8,22 +8,25 @@ misses a command or a risk, or reports one that is not there.
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import subprocess
 from collections import Counter
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kfd.policy.command_rules import matches_rule, rule_for
 from kfd.policy.shell import (
     MAX_COMMAND_BYTES,
     Redirect,
     RiskKind,
     ShellAnalysis,
     analyze,
-    matches_rule,
-    rule_for,
 )
 
 ALIAS = RiskKind.ALIAS
@@ -215,7 +218,7 @@ CASES = [
     Case("env -u HOME rm x", [RM], set(), "env unsetting a variable"),
     Case("/usr/bin/env rm x", [RM], set(), "env by path"),
     Case("env", [["env"]], set(), "env alone"),
-    Case("env -S 'rm x'", [["env", "-S", "rm x"]], {WRAPPER}, "env split string"),
+    Case("env -S 'rm x'", [RM], set(), "env split string"),
     Case("nice -n 10 rm x", [RM], set(), "nice"),
     Case("nice -5 rm x", [RM], set(), "nice numeric"),
     Case("nohup rm x", [RM], set(), "nohup"),
@@ -250,6 +253,48 @@ CASES = [
         "wrapper chain",
     ),
     Case("coproc rm x", [RM], {COPROC}, "coproc"),
+    Case("unshare -r rm x", [RM], set(), "unshare"),
+    Case("unshare --map-root-user --mount rm x", [RM], set(), "unshare long options"),
+    Case("unshare", [["unshare"]], {STDIN}, "unshare without a command runs a shell"),
+    Case("setpriv --reuid=1000 rm x", [RM], set(), "setpriv"),
+    Case("prlimit --nofile=10 rm x", [RM], set(), "prlimit"),
+    Case("taskset -c 0 rm x", [RM], set(), "taskset"),
+    Case("chrt -f 10 rm x", [RM], set(), "chrt"),
+    Case("flock /tmp/l rm x", [RM], set(), "flock with a command"),
+    Case("flock /tmp/l -c 'rm x'", [RM], set(), "flock -c after the lock file"),
+    Case("script -qc 'rm x' /dev/null", [RM], set(), "script -c"),
+    Case("script -c 'rm x' log", [RM], {WRITE}, "script writes its typescript"),
+    Case("watch 'rm x'", [RM], set(), "watch runs its words with a shell"),
+    Case("watch -n 1 rm x", [RM], set(), "watch joins its words"),
+    Case("watch -x rm x", [RM], set(), "watch -x runs them as they are"),
+    Case("strace -f -o /dev/null rm x", [RM], set(), "strace"),
+    Case("systemd-run --user rm x", [RM], {PRIVILEGE}, "systemd-run runs outside"),
+    Case("busybox rm x", [RM], set(), "busybox applet"),
+    Case("git-push -f", [["git", "push", "-f"]], set(), "a git-* program"),
+    Case("/usr/lib/git-core/git-push -f", [["git", "push", "-f"]], set(), "git-core helper"),
+    Case("npx rm x", [["npm", "exec", "rm", "x"], RM], set(), "npx is npm exec"),
+    Case(
+        "docker run -it img rm x",
+        [["docker", "run", "-it", "img", "rm", "x"], RM],
+        set(),
+        "docker run's command",
+    ),
+    Case(
+        "kubectl exec pod -- rm x",
+        [["kubectl", "exec", "pod", "--", "rm", "x"], RM],
+        set(),
+        "kubectl exec's command",
+    ),
+    Case("git fetch 'ext::sh -c x'", [["git", "fetch", "ext::sh -c x"]], {PROGRAM}, "ext::"),
+    Case("compgen -C 'rm x' y", [["compgen", "-C", "rm x", "y"]], {EVAL}, "compgen -C"),
+    Case("mapfile -C cb a", [["mapfile", "-C", "cb", "a"]], {EVAL}, "mapfile -C"),
+    Case("read 'a[$(rm x)]'", [["read", "a[$(rm x)]"]], {ARITHMETIC}, "read a subscript"),
+    Case("a['$(rm x)']=1", [], {ARITHMETIC}, "quoted subscript of an assignment"),
+    Case("echo ${a[i]}", [["echo", "${a[i]}"]], {ARITHMETIC, DA}, "subscript in an expansion"),
+    Case("y=${!x}", [], {ARITHMETIC}, "indirect expansion in an assignment"),
+    Case("shopt -s dotglob", [["shopt", "-s", "dotglob"]], {SHELL_STATE}, "shopt dotglob"),
+    Case("set -o posix", [["set", "-o", "posix"]], {SHELL_STATE}, "set -o posix"),
+    Case("set -euo pipefail", [["set", "-euo", "pipefail"]], set(), "set -euo pipefail"),
     # git.
     Case("git -C /repo status", [["git", "status"]], set(), "git -C"),
     Case("git --no-pager log", [["git", "log"]], set(), "git inert global option"),
@@ -261,7 +306,12 @@ CASES = [
     ),
     Case("git --git-dir=/tmp/evil/.git status", [["git", "status"]], {GIT_CONFIG}, "git-dir"),
     Case("git --version", [["git", "--version"]], set(), "git option that is the command"),
-    Case("git rebase -x 'rm x' main", [["git", "rebase", "-x", "rm x", "main"]], {PROGRAM}, "-x"),
+    Case(
+        "git rebase -x 'rm x' main",
+        [["git", "rebase", "-x", "rm x", "main"], RM],
+        {PROGRAM},
+        "-x",
+    ),
     Case(
         "git config core.pager 'rm x'",
         [["git", "config", "core.pager", "rm x"]],
@@ -291,7 +341,7 @@ CASES = [
     Case("$CMD args", [["$CMD", "args"]], {DC}, "variable as command"),
     Case("${x} y", [["${x}", "y"]], {DC}, "braced variable as command"),
     Case('"$f"', [['"$f"']], {DC}, "quoted variable as command"),
-    Case("${!ref} x", [["${!ref}", "x"]], {DC}, "indirect variable as command"),
+    Case("${!ref} x", [["${!ref}", "x"]], {DC, ARITHMETIC}, "indirect variable as command"),
     Case('f=.env; cat "$f"', [["cat", '"$f"']], {DA}, "variable as argument"),
     Case("cat $HOME/.ssh/id_rsa", [["cat", "$HOME/.ssh/id_rsa"]], {DA}, "variable in a path"),
     Case("PATH=/tmp/evil:$PATH git status", [["git", "status"]], {ENV}, "PATH prefix"),
@@ -623,3 +673,95 @@ def test_no_risk_means_every_command_is_static(line: str) -> None:
     analysis: ShellAnalysis = analyze(line)
     if not analysis.risks:
         assert all(command.static for command in analysis.commands)
+
+
+# Bash evaluates code hidden in data: checked against the real bash.
+
+PAYLOAD = "a[$(touch {canary})]"
+"""An array subscript whose evaluation runs a command: inert only where bash never
+evaluates it."""
+
+EVALUATING = [
+    "declare 'P'=1",
+    "typeset 'P'=1",
+    "f(){ local 'P'=1; }; f",
+    "a=(1 2); unset 'P'",
+    "a=(1 2); unset -v 'P'",
+    "read 'P' <<< x",
+    "a=(1 2); read -r 'P' <<< x",
+    "printf -v 'P' x",
+    "test -v 'P'",
+    "[ -v 'P' ]",
+    "[[ -v 'P' ]]",
+    "[[ 'P' -eq 1 ]]",
+    "[[ 1 -lt 'P' ]]",
+    "let 'P'",
+    "declare -i x; x='P'",
+    "declare -i x='P'",
+    "x='P'; echo $((x))",
+    "x='P'; : $(( x ))",
+    "x='P'; echo $[x]",
+    "y=abc; x='P'; echo ${y:x}",
+    "y=abc; x='P'; echo ${y:1:x}",
+    "y=(a b); x='P'; echo ${y[@]:x}",
+    "x='P'; echo ${!x}",
+    "x='P'; [[ $x -eq 1 ]]",
+    "x='P'; a[x]=1",
+    "x='P'; y=(1 2 3); echo ${y[x]}",
+    "declare -n r='P'; r=1",
+    "x=1; declare -n r=x; r='P'; echo $((x))",
+    "a=(['P']=1)",
+    "declare -a a=(['P']=1)",
+    "a['P']=1",
+    "declare -g 'P'=1",
+    "declare -x 'P'=1",
+    "mapfile -C 'touch {canary}' -c 1 a <<< x",
+    "compgen -W '$(touch {canary})' x",
+    "complete -C 'touch {canary}' x; compgen -C 'touch {canary}' x",
+    "f(){ touch {canary}; }; compgen -F f x",
+    "PS4='$(touch {canary})'; set -x; true",
+    "trap 'touch {canary}' EXIT",
+    "eval 'touch {canary}'",
+]
+
+
+@pytest.mark.parametrize("template", EVALUATING)
+def test_what_bash_evaluates_from_data_never_passes_as_inert(
+    template: str, tmp_path: pytest.TempPathFactory
+) -> None:
+    """Run each line in a real bash: when it ran the hidden command, the analyzer must
+    have seen it (as a risk, or as the command itself)."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    canary = Path(str(tmp_path)) / "canary"
+    payload = PAYLOAD.format(canary=canary)
+    line = template.replace("P", payload, 1).replace("{canary}", str(canary))
+    subprocess.run(
+        [bash, "-c", line], cwd=str(tmp_path), capture_output=True, timeout=10,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)},
+    )  # fmt: skip
+    analysis = analyze(line)
+    seen = analysis.risks or any(c.argv[:1] == ["touch"] for c in analysis.commands)
+    if canary.exists():
+        assert seen, f"bash ran the hidden command of {line!r}, the analyzer saw nothing"
+    assert seen, f"the analyzer calls {line!r} inert"
+
+
+INERT = [
+    "x=1",
+    "a[0]=1; echo ${a[0]}",
+    "echo $((2 * (3 + 4)))",
+    "echo ${#}",
+    "set -euo pipefail; ls",
+    "read -r line < README.md",
+    "printf -v out '%s' x",
+    "declare x=1 y=2",
+    "[[ -n x ]] && echo ok",
+]
+
+
+@pytest.mark.parametrize("line", INERT)
+def test_plain_names_and_literal_arithmetic_are_inert(line: str) -> None:
+    kinds = analyze(line).risk_kinds
+    assert RiskKind.ARITHMETIC not in kinds and RiskKind.EVAL not in kinds, kinds

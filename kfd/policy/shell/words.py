@@ -1,4 +1,4 @@
-"""Shell words: quote removal, static evaluation and look-alike characters.
+"""Shell words: quote removal, static evaluation, and what bash would evaluate in them.
 
 Part of the shell analyzer (see `kfd.policy.shell`). A *word* is what bash
 hands to a program as one argv entry. This module turns the tree-sitter nodes
@@ -9,17 +9,20 @@ expansion, a glob pattern, a locale-translated string, or syntax this module
 does not understand. Unknown syntax never yields a value: fail closed.
 
 Evaluation also collects what the caller must look at: command and process
-substitutions (to analyze the commands inside), parse errors, arithmetic that
-reads variables, and node types it does not know.
+substitutions (to analyze the commands inside), parse errors, expansions that
+make bash evaluate code from data (arithmetic on names, array subscripts,
+indirection: `kfd.policy.shell.evaluation`), and node types it does not know.
 """
 
 from __future__ import annotations
 
-import enum
+import glob as globbing
 import re
-import unicodedata
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Literal
+
+from kfd.policy.shell.evaluation import expansion_evaluates, literal_arithmetic_node
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -27,7 +30,6 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 __all__ = [
-    "RiskKind",
     "Scan",
     "Word",
     "WordContext",
@@ -36,64 +38,8 @@ __all__ = [
     "evaluate_word",
     "merge_adjacent",
     "scan_node",
-    "suspicious_characters",
     "walk",
 ]
-
-
-class RiskKind(enum.StrEnum):
-    """Why a command line needs a human to look at it."""
-
-    TOO_LONG = "too_long"
-    """The line is longer than the analyzer accepts."""
-    TOO_DEEP = "too_deep"
-    """Nesting (subshells, `bash -c` inside `bash -c`, ...) is deeper than the analyzer follows."""
-    PARSE_ERROR = "parse_error"
-    """The line does not parse as bash (tree-sitter ERROR or MISSING nodes)."""
-    UNPARSED = "unparsed"
-    """Syntax the analyzer does not explicitly understand."""
-    LOOKALIKE = "lookalike"
-    """Invisible, control, bidirectional or look-alike characters."""
-    COMMAND_SUBSTITUTION = "command_substitution"
-    """`$(…)` or backticks: a command whose output becomes part of another."""
-    PROCESS_SUBSTITUTION = "process_substitution"
-    """`<(…)` or `>(…)`."""
-    DYNAMIC_COMMAND = "dynamic_command"
-    """The program to run is not known statically (expansion, glob, ...)."""
-    DYNAMIC_ARGUMENT = "dynamic_argument"
-    """An argument is not known statically (expansion, glob, xargs input, ...)."""
-    EVAL = "eval"
-    """`eval`, `trap` or similar: a string is run as shell code."""
-    EXEC = "exec"
-    """`exec` replaces the shell or rewires its file descriptors."""
-    SOURCE = "source"
-    """`source`/`.` runs the commands in a file."""
-    FUNCTION_DEFINITION = "function_definition"
-    """A function is defined; it can shadow any command name."""
-    ALIAS = "alias"
-    """An alias is defined; it can shadow any command name."""
-    SHELL_STATE = "shell_state"
-    """A builtin that changes how later command names resolve (`hash -p`, `enable`)."""
-    SHELL_STDIN = "shell_stdin"
-    """A shell reads its commands from standard input (pipe, here-document, here-string)."""
-    REDIRECT_WRITE = "redirect_write"
-    """Output is written to a file; `subject` is the target."""
-    DYNAMIC_REDIRECT = "dynamic_redirect"
-    """A redirection target is not known statically."""
-    ENV_ASSIGNMENT = "env_assignment"
-    """A variable that can change what programs run (PATH, LD_PRELOAD, GIT_*, ...) is set."""
-    GIT_CONFIG = "git_config"
-    """`git -c`, `--config-env`, `--exec-path`, `--git-dir`: configuration that can run programs."""
-    PROGRAM_OPTION = "program_option"
-    """An option known to make a program run another program (`git rebase -x`, ...)."""
-    ARITHMETIC = "arithmetic"
-    """Arithmetic evaluation of variables, which can run commands hidden in their values."""
-    COPROC = "coproc"
-    """A coprocess is started."""
-    PRIVILEGE = "privilege"
-    """The command runs with other privileges (`sudo`, `doas`, `su`, `pkexec`)."""
-    WRAPPER_OPTION = "wrapper_option"
-    """A wrapper (`timeout`, `env`, ...) has an option the analyzer does not know."""
 
 
 WordContext = Literal["argument", "assignment", "test", "pattern"]
@@ -115,6 +61,9 @@ class Word:
     """The exact string bash would produce, or None when that is not static."""
     reason: str = ""
     """Why the word is not static (empty when it is)."""
+    pattern: str | None = None
+    """For a word that is only a glob (``*.py``, ``'my dir'/*``): the pattern as
+    Python's `glob` reads it, quoted metacharacters escaped; else None."""
 
     @property
     def static(self) -> bool:
@@ -138,17 +87,19 @@ class Scan:
     unparsed: list[Node] = field(default_factory=list)
     """Nodes of a type the evaluator does not understand."""
     arithmetic: list[Node] = field(default_factory=list)
-    """Arithmetic expansions that read variables."""
+    """Arithmetic that is not literal (it names a variable, or holds an expansion)."""
+    evaluating: list[tuple[Node, str]] = field(default_factory=list)
+    """Parameter expansions that evaluate a value as code, with why
+    (`kfd.policy.shell.evaluation`)."""
 
 
 _SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution"})
-_VARIABLE_READS = frozenset(
-    {"variable_name", "simple_expansion", "expansion", "subscript", "word", "special_variable_name"}
-)
 # Characters that end or change a word when unquoted; tree-sitter never leaves
 # them unescaped inside a plain word, so meeting one means we misread the tree.
 _UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
 _GLOB = frozenset("*?[")
+# A word without these characters is its own value (no quotes, escapes, expansions).
+_PLAIN_WORD_SPECIAL = frozenset("\\*?[]{}~#$`'\"=:!") | _UNQUOTED_META
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Operators tree-sitter lexes as tokens even where bash sees plain argument words.
 _OPERATOR_WORDS = frozenset({"==", "=~", "!="})
@@ -193,7 +144,7 @@ def walk(node: Node) -> Iterator[Node]:
 
 
 def scan_node(node: Node, scan: Scan) -> None:
-    """Collect substitutions, parse errors and arithmetic variable reads under `node`."""
+    """Collect substitutions, parse errors, and what evaluates code from data under `node`."""
     stack = [node]
     while stack:
         current = stack.pop()
@@ -203,25 +154,34 @@ def scan_node(node: Node, scan: Scan) -> None:
         if current.is_error or current.is_missing:
             scan.errors.append(current)
             continue
-        if current.type == "arithmetic_expansion" and any(
-            d.type in _VARIABLE_READS for d in walk(current)
-        ):
+        if current.type == "arithmetic_expansion" and not literal_arithmetic_node(current):
             scan.arithmetic.append(current)
+        elif current.type == "expansion":
+            why = expansion_evaluates(_node_text(current))
+            if why is not None:
+                scan.evaluating.append((current, why))
         stack.extend(current.children)
+
+
+def _node_text(node: Node) -> str:
+    raw = node.text
+    return raw.decode("utf-8", "replace") if raw is not None else ""
 
 
 class _Builder:
     """Accumulates a word's characters, each marked quoted or not."""
 
-    __slots__ = ("chars", "reasons", "unparsed")
+    __slots__ = ("chars", "plain", "reasons", "unparsed")
 
     def __init__(self) -> None:
         self.chars: list[tuple[str, bool]] = []
+        self.plain: list[str] = []
+        """The unquoted characters, for quick checks (globs, braces, tildes)."""
         self.reasons: list[str] = []
         self.unparsed = False
 
     def quoted(self, text: str) -> None:
-        self.chars.extend((c, True) for c in text)
+        self.chars.extend(zip(text, repeat(True)))
 
     def dynamic(self, reason: str) -> None:
         if reason not in self.reasons:
@@ -239,9 +199,14 @@ class _Builder:
             if c in _UNQUOTED_META:
                 self.unparsed = True
             self.chars.append((c, c == "\\"))
+            if c != "\\":
+                self.plain.append(c)
             i += 1
 
     def double_quoted(self, text: str) -> None:
+        if "\\" not in text and "$" not in text and "`" not in text:
+            self.quoted(text)
+            return
         i = 0
         while i < len(text):
             c = text[i]
@@ -262,6 +227,10 @@ def evaluate_word(
     """Evaluate the nodes of one word (see `merge_adjacent`) into a `Word`."""
     start, end = nodes[0].start_byte, nodes[-1].end_byte
     text = decode(source[start:end])
+    node = nodes[0]
+    plain = len(nodes) == 1 and node.type == "word" and node.child_count == 0
+    if plain and context != "pattern" and not _PLAIN_WORD_SPECIAL & set(text):
+        return Word(text, text)  # most words: nothing to remove, nothing to expand
     for node in nodes:
         scan_node(node, scan)
     builder = _Builder()
@@ -271,13 +240,35 @@ def evaluate_word(
         scan.unparsed.append(nodes[0])
     if context == "argument":
         _expansions(builder)
-    elif context == "assignment":
+    elif context == "assignment" and "~" in builder.plain:
         _tilde(builder, value=True)
-    elif context == "test":
+    elif context == "test" and "~" in builder.plain:
         _tilde(builder)
     if builder.reasons:
-        return Word(text, None, ", ".join(builder.reasons))
+        pattern = _glob_pattern(builder.chars) if builder.reasons == ["glob pattern"] else None
+        return Word(text, None, ", ".join(builder.reasons), pattern)
     return Word(text, "".join(c for c, _ in builder.chars))
+
+
+def _glob_pattern(chars: list[tuple[str, bool]]) -> str | None:
+    """The pattern Python's `glob` reads as bash reads this word, or None if unsure.
+
+    Quoted metacharacters are literal; bash's ``[^...]`` is ``[!...]``; POSIX
+    classes (``[[:alpha:]]``) and escapes inside brackets are left to the
+    caller's unknowns (None).
+    """
+    out: list[str] = []
+    for index, (char, quoted) in enumerate(chars):
+        if quoted:
+            out.append(globbing.escape(char) if char in "*?[]" else char)
+        elif char == "^" and index > 0 and chars[index - 1] == ("[", False):
+            out.append("!")
+        else:
+            out.append(char)
+    pattern = "".join(out)
+    if "[[:" in pattern or "[=" in pattern or "[." in pattern:
+        return None
+    return pattern
 
 
 def _sequence(nodes: Sequence[Node], source: bytes, builder: _Builder, scan: Scan) -> None:
@@ -359,14 +350,15 @@ def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> 
 
 def _expansions(builder: _Builder) -> None:
     """Mark globs, brace expansion and tilde expansion in unquoted characters."""
-    unquoted = [(i, c) for i, (c, quoted) in enumerate(builder.chars) if not quoted]
-    if any(c in _GLOB for _, c in unquoted):
+    plain = set(builder.plain)
+    if plain & _GLOB:
         builder.dynamic("glob pattern")
-    if _has_brace_expansion(builder.chars):
+    if "{" in plain and _has_brace_expansion(builder.chars):
         builder.dynamic("brace expansion")
     if builder.chars and builder.chars[0] == ("#", False):
         builder.dynamic("syntax the analyzer does not understand")
-    _tilde(builder)
+    if "~" in plain:
+        _tilde(builder)
 
 
 def _has_brace_expansion(chars: list[tuple[str, bool]]) -> bool:
@@ -470,48 +462,3 @@ def decode_ansi_c(body: str) -> str | None:
             out.append("\\" + escape)
     decoded = "".join(out)
     return decoded.split("\0", 1)[0]
-
-
-_CONFUSABLE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC")
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"})
-
-
-def suspicious_characters(text: str) -> list[str]:
-    """Describe characters that could make `text` look unlike what bash runs.
-
-    Flags ASCII control characters other than tab and newline (a carriage
-    return or escape sequence can rewrite what a terminal shows), invisible,
-    format and bidirectional characters, non-ASCII spaces, characters whose
-    compatibility form is ASCII (fullwidth `；`, `｜`, ...), and words mixing
-    ASCII letters with Cyrillic, Greek or similar letters (`gіt`).
-    """
-    found: list[str] = []
-    seen: set[str] = set()
-    for c in text:
-        if c in seen or c in "\t\n":
-            continue
-        if c.isascii():
-            if c.isprintable():
-                continue
-            seen.add(c)
-            found.append(f"control character U+{ord(c):04X}")
-            continue
-        seen.add(c)
-        name = unicodedata.name(c, "unnamed character")
-        if unicodedata.category(c) in _INVISIBLE_CATEGORIES:
-            found.append(f"U+{ord(c):04X} {name}")
-        elif any(ch.isascii() for ch in unicodedata.normalize("NFKC", c)):
-            found.append(f"U+{ord(c):04X} {name} looks like ASCII")
-    if not text.isascii():
-        for token in text.split():
-            if any(ch.isascii() and ch.isalpha() for ch in token):
-                mixed = [ch for ch in token if _confusable(ch)]
-                if mixed:
-                    found.append(f"{token!r} mixes ASCII with look-alike letters")
-    return found
-
-
-def _confusable(c: str) -> bool:
-    return (
-        not c.isascii() and c.isalpha() and unicodedata.name(c, "").startswith(_CONFUSABLE_SCRIPTS)
-    )

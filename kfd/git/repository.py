@@ -1,0 +1,143 @@
+"""Which git repository a workspace belongs to, found by kfd itself and validated.
+
+kfd never lets git discover a repository on its own: discovery follows
+``.git`` files, ``commondir`` and ``GIT_DIR``, all of which a command in the
+workspace could have planted. `find` walks up from the workspace to the
+first ``.git`` entry and accepts exactly two layouts:
+
+- a plain repository: ``<root>/.git`` is a real directory (not a symlink)
+  holding ``HEAD``, with no ``commondir`` redirecting it elsewhere;
+- a linked worktree (``git worktree add``): ``<root>/.git`` is a file
+  ``gitdir: <common>/worktrees/<name>``, that directory points back at this
+  very ``.git`` file (its ``gitdir``), its ``commondir`` names ``<common>``,
+  and neither lies inside the workspace, where a command could have forged
+  them.
+
+Anything else (a symlinked ``.git``, a submodule's ``.git`` file, a
+``commondir`` in a main repository, a git directory inside the workspace
+but outside ``.git``) is refused: kfd then runs no git for that workspace.
+Everything here is blocking file-system inspection: call it through a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import NamedTuple
+
+MAX_POINTER_BYTES = 4096
+"""A ``.git`` file, ``commondir`` or ``gitdir`` longer than this is not one git wrote."""
+
+
+class Repository(NamedTuple):
+    """A validated repository: where its work tree and git directories are."""
+
+    root: Path
+    """The work tree's top directory (holds ``.git``)."""
+    git_dir: Path
+    """This work tree's git directory (``HEAD``, ``index``)."""
+    common_dir: Path
+    """The shared git directory (objects, refs, config); ``git_dir`` for a plain repository."""
+
+    @property
+    def linked(self) -> bool:
+        """Whether this is a linked worktree (its git directories lie elsewhere)."""
+        return self.git_dir != self.common_dir
+
+
+class Refused(NamedTuple):
+    """A ``.git`` kfd will not use, and why (for the log and ``kfd explain``)."""
+
+    marker: Path
+    reason: str
+
+
+def find(workspace: Path) -> Repository | Refused | None:
+    """The repository containing ``workspace``; `Refused` if its ``.git`` is not
+    trustworthy; None outside any repository."""
+    workspace = Path(os.path.realpath(workspace))
+    for directory in (workspace, *workspace.parents):
+        marker = directory / ".git"
+        try:
+            info = os.lstat(marker)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and not os.path.lexists(marker / "HEAD"):
+            continue  # not a repository (git skips it too): the sandbox's empty stand-in
+        return _validate(directory, marker, info, workspace)
+    return None
+
+
+def is_marker(marker: Path) -> bool:
+    """Whether ``marker`` (a path ending in ``.git``) looks like a repository's:
+    a directory holding ``HEAD``, or a ``gitdir:`` file. An empty directory (the
+    sandbox's stand-in that keeps a ``.git`` from being planted) is not one."""
+    try:
+        info = os.lstat(marker)
+    except OSError:
+        return False
+    if stat.S_ISDIR(info.st_mode):
+        return os.path.isfile(marker / "HEAD")
+    if stat.S_ISREG(info.st_mode):
+        return _read_pointer(marker, "gitdir: ") is not None
+    return False
+
+
+def _validate(
+    root: Path, marker: Path, info: os.stat_result, workspace: Path
+) -> Repository | Refused:
+    if stat.S_ISLNK(info.st_mode):
+        return Refused(marker, "it is a symbolic link")
+    if stat.S_ISDIR(info.st_mode):
+        if not _regular(marker / "HEAD"):
+            return Refused(marker, "it has no HEAD file")
+        if os.path.lexists(marker / "commondir"):
+            return Refused(marker, "it has a commondir file, which only a linked worktree has")
+        return Repository(root, marker, marker)
+    if not stat.S_ISREG(info.st_mode):
+        return Refused(marker, "it is neither a directory nor a file")
+    target = _read_pointer(marker, "gitdir: ")
+    if target is None:
+        return Refused(marker, "it is not a 'gitdir:' file")
+    git_dir = Path(os.path.realpath(root / target))
+    if git_dir.parent.name != "worktrees":
+        return Refused(marker, f"it points at {git_dir}, which is not a linked worktree's")
+    common = git_dir.parent.parent
+    for where in (git_dir, common):
+        if where.is_relative_to(workspace):
+            return Refused(marker, f"its git directory {where} lies inside the workspace")
+    back = _read_pointer(git_dir / "gitdir", "")
+    if back is None or os.path.realpath(git_dir / back) != os.path.realpath(marker):
+        return Refused(marker, f"{git_dir} does not point back at this worktree")
+    named = _read_pointer(git_dir / "commondir", "")
+    if named is None or Path(os.path.realpath(git_dir / named)) != common:
+        return Refused(marker, f"{git_dir}/commondir does not name {common}")
+    if not _regular(git_dir / "HEAD") or not _regular(common / "HEAD"):
+        return Refused(marker, "its git directories have no HEAD")
+    if os.path.lexists(common / "commondir"):
+        return Refused(marker, f"{common} has a commondir file of its own")
+    return Repository(root, git_dir, common)
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _read_pointer(path: Path, prefix: str) -> str | None:
+    """The one-line content of a pointer file after ``prefix``, or None."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_POINTER_BYTES + 1)
+    except OSError:
+        return None
+    if len(raw) > MAX_POINTER_BYTES:
+        return None
+    text = raw.decode("utf-8", "replace").strip()
+    if not text.startswith(prefix) or "\n" in text or "\0" in text:
+        return None
+    value = text[len(prefix) :].strip()
+    return value or None

@@ -1,0 +1,95 @@
+"""The paths git tracks, read from the repository's index file without running git.
+
+``git diff`` (the worktree against the index) and ``git grep`` print the
+contents of tracked files only: whether one of them is a path a read rule
+denies is a question about the index. Running git on the host to answer it
+would run the repository's configuration (fsmonitor, hooks...), so the index
+file is read directly: its format (``Documentation/gitformat-index.txt``,
+versions 2 to 4) is small and stable. A git directory elsewhere than
+``.git`` inside the workspace (a ``gitdir:`` file pointing out) is not
+followed: the answer is then "unknown", and the engine asks.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+__all__ = ["MAX_INDEX_BYTES", "index_paths", "parse_index"]
+
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+"""A larger index is not read (the answer is "unknown")."""
+
+_HEADER = struct.Struct(">4sII")
+_ENTRY_FIXED = 62  # ctime..sha1 (60 bytes) + flags (2)
+
+
+def parse_index(data: bytes) -> list[str] | None:
+    """The paths of an index file's entries, or None if it is not one kfd can read."""
+    if len(data) < _HEADER.size:
+        return None
+    signature, version, count = _HEADER.unpack_from(data)
+    if signature != b"DIRC" or version not in (2, 3, 4):
+        return None
+    paths: list[str] = []
+    offset = _HEADER.size
+    previous = b""
+    for _ in range(count):
+        start = offset
+        if offset + _ENTRY_FIXED > len(data):
+            return None
+        flags = struct.unpack_from(">H", data, offset + 60)[0]
+        offset += _ENTRY_FIXED
+        if flags & 0x4000:  # extended flags (version 3+)
+            offset += 2
+        if version == 4:
+            strip, offset = _varint(data, offset)
+            end = data.find(b"\0", offset)
+            if end < 0 or strip > len(previous):
+                return None
+            name = previous[: len(previous) - strip] + data[offset:end]
+            offset = end + 1
+        else:
+            end = data.find(b"\0", offset)
+            if end < 0:
+                return None
+            name = data[offset:end]
+            # Entries are padded with NULs to a multiple of eight bytes.
+            offset = start + ((end - start + 8) // 8) * 8
+        previous = name
+        paths.append(name.decode("utf-8", "surrogateescape"))
+    return paths
+
+
+def _varint(data: bytes, offset: int) -> tuple[int, int]:
+    """git's offset encoding (varint.c): big-endian 7-bit groups, each continuation +1."""
+    byte = data[offset]
+    offset += 1
+    value = byte & 0x7F
+    while byte & 0x80:
+        byte = data[offset]
+        offset += 1
+        value = ((value + 1) << 7) | (byte & 0x7F)
+    return value, offset
+
+
+def index_paths(workspace: str) -> list[str] | None:
+    """The tracked paths of the repository at ``workspace`` (relative to it), or None.
+
+    Blocking: call it through a thread.
+    """
+    git = os.path.join(workspace, ".git")
+    index = os.path.join(git, "index")
+    try:
+        if not os.path.isdir(git) or os.path.islink(git) or os.path.islink(index):
+            return None
+        if os.path.getsize(index) > MAX_INDEX_BYTES:
+            return None
+        with open(index, "rb") as handle:
+            data = handle.read()
+    except (OSError, ValueError):
+        return None
+    try:
+        return parse_index(data)
+    except (struct.error, IndexError):
+        return None

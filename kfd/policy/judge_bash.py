@@ -1,0 +1,326 @@
+"""Judging a bash line: every command it runs, every word that can be a path.
+
+Pure (no I/O): the line arrives analyzed and its words resolved
+(`kfd.policy.facts.LineFacts`). In order of what wins:
+
+Deny
+  - a deny rule matches one of the line's commands, by meaning
+    (`kfd.policy.command_rules.restrict_match`), or one of its paths;
+  - ``plan`` mode and a line not proven read-only;
+  - a redirection writing outside the workspace that no ``edit(...)`` rule allows.
+Ask
+  - an ask rule matches, or a deny or ask rule *may* match (a word only known
+    at run time, an unknown option, a git alias, a program whose identity is
+    unknown, an unknown program whose arguments name the rule's program);
+  - anything the analyzer cannot account for (`kfd.policy.shell`: substitutions,
+    code bash evaluates from data, wrappers it does not know...), arguments
+    only known at run time, a line that only assigns values only known at run
+    time (default mode): unless the user allowed that exact line;
+  - a redirection writing a file in default mode, unless an ``edit(...)`` rule
+    allows it; paths outside the workspace; protected paths; trees and
+    histories holding paths a read rule restricts;
+  - the network, unless ``[sandbox] network = true``;
+  - untrusted content read earlier in the turn, and a line that changes things
+    which only the mode (not a rule) would allow.
+Allow
+  - every command of the line matches an allow rule, word for word, or the user
+    allowed the exact line; otherwise the mode decides (``auto`` allows).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from kfd.policy.command_rules import (
+    CommandPattern,
+    CommandView,
+    Match,
+    allow_match,
+    command_pattern,
+    restrict_match,
+    rule_program,
+)
+from kfd.policy.defaults import READ_ONLY_RULES
+from kfd.policy.facts import CallFacts, CommandFacts, LineFacts
+from kfd.policy.judge_paths import weigh_history, weigh_index, weigh_path, weigh_tree, weigh_write
+from kfd.policy.judge_tool import weigh_untrusted
+from kfd.policy.programs.identity import canonical
+from kfd.policy.reading import Reading, git_read, read_command, script_words
+from kfd.policy.rules import SourcedRule
+from kfd.policy.shell import RiskKind, SimpleCommand
+from kfd.policy.verdicts import Findings, Outcome, most_specific, outcome
+
+__all__ = ["allowing_rule", "decide_bash", "read_only"]
+
+_SOFT_RISKS = frozenset({RiskKind.DYNAMIC_ARGUMENT, RiskKind.REDIRECT_WRITE})
+"""Risks weighed through the facts: unknown arguments (`CommandFacts.unknown`) and
+writes (`LineFacts.redirects`)."""
+
+
+@dataclass(slots=True)
+class _Part:
+    facts: CommandFacts
+    reading: Reading
+    allowed: SourcedRule | None = None
+    read_only: bool = False
+
+
+def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
+    """The built-in decision for one bash line."""
+    request = facts.request
+    command = str(request.arguments.get("command", "")).strip()
+    found = Findings()
+    bash_rules = [s for s in facts.rules if s.rule.names("bash")]
+    whole: SourcedRule | None = None
+    exact: SourcedRule | None = None
+    for sourced in bash_rules:
+        rule = sourced.rule
+        if rule.spec is None:
+            if found.rule(sourced, "`bash`") and whole is None:
+                whole = sourced
+        elif rule.spec.strip() == command and found.rule(sourced, "this command"):
+            exact = exact or sourced
+    base = request.workspace
+    inputs = line.analysis.inputs
+    parts = [_weigh_command(cf, bash_rules, found, base, inputs) for cf in line.commands]
+    for part in parts:
+        if part.allowed is None and whole is not None:
+            part.allowed = whole
+        _weigh_command_paths(facts, part, found, exact=exact is not None)
+    writes = [fact for fact in line.redirects if fact.write]
+    for fact in line.redirects:
+        if fact.write:
+            weigh_write(facts, fact, found, exact=exact is not None)
+        else:
+            weigh_path(facts, fact, found, exact=exact is not None)
+    risky = [r for r in line.analysis.risks if r.kind not in _SOFT_RISKS]
+    if exact is None:
+        _weigh_risks(line, found)
+    if request.arguments.get("network") is True and not facts.network_allowed:
+        found.ask(
+            "the command asks for network access; the sandbox keeps it off unless you "
+            "allow this call ([sandbox] network = true allows every command)"
+        )
+    if parts:
+        read_only_line = all(p.read_only for p in parts) and not writes and not risky
+    else:
+        read_only_line = not line.analysis.expansions and not writes and not risky
+    if request.mode == "plan" and not read_only_line:
+        found.deny(
+            "plan mode: only read-only commands run (ls, cat, git status, ...); "
+            "describe the change instead, or ask the user to switch modes"
+        )
+    allowed = exact
+    if allowed is None and parts and all(part.allowed is not None for part in parts):
+        allowed = most_specific([part.allowed for part in parts if part.allowed is not None])
+    if not read_only_line:
+        weigh_untrusted(facts, found, allowed, mutating=True)
+    if found.refused is not None:
+        return found.refused
+    if exact is not None:
+        return outcome("allow", f"allowed by {exact.describe()}", exact)
+    if not parts:
+        if read_only_line:
+            return Outcome("allow", "the line runs no command", source="mode")
+        if request.mode == "auto":
+            return Outcome("allow", "auto mode", source="mode")
+        return Outcome(
+            "ask",
+            f"{request.mode} mode asks: the line runs no command but sets values only known "
+            "when it runs",
+            source="mode",
+        )
+    if allowed is not None:
+        return _allowed_parts(parts, allowed)
+    if request.mode == "auto":
+        return Outcome("allow", "auto mode", source="mode")
+    uncovered = next(part for part in parts if part.allowed is None)
+    return Outcome(
+        "ask",
+        f"{request.mode} mode asks before `bash`: `{uncovered.facts.command.source}` "
+        "matches no allow rule",
+        source="mode",
+    )
+
+
+def _view(cf: CommandFacts, argv: Sequence[str], base: str, *, whole: bool) -> CommandView:
+    command = cf.command
+    return CommandView(
+        argv=argv,
+        dynamic=command.dynamic if whole else (),
+        open_ended=command.open_ended if whole else False,
+        names=frozenset(cf.names) if whole and cf.names else frozenset(),
+        unknown=bool(cf.identity) if whole else False,
+        base=base,
+        paths={fact.word: fact.path for fact in cf.paths},
+    )
+
+
+def _weigh_command(
+    cf: CommandFacts,
+    rules: Sequence[SourcedRule],
+    found: Findings,
+    base: str,
+    inputs: Sequence[str],
+) -> _Part:
+    """Deny and ask rules against one command (and its wrappers); the allow rule for it."""
+    command = cf.command
+    reading = read_command(command)
+    part = _Part(cf, reading, allowed=allowing_rule(command, rules))
+    views = [_view(cf, command.argv, base, whole=True)]
+    views += [_view(cf, wrapper, base, whole=False) for wrapper in command.wrappers]
+    restricting = [s for s in rules if s.decision != "allow" and s.rule.spec is not None]
+    named: dict[str, str] | None = None
+    for sourced in restricting:
+        spec = sourced.rule.spec
+        pattern = command_pattern(spec) if spec is not None else None
+        if pattern is None:
+            continue
+        best = max((restrict_match(pattern, view) for view in views), key=lambda m: m.value)
+        if best is Match.YES:
+            found.rule(sourced, f"`{command.source}`")
+        elif best is Match.MAYBE:
+            found.ask(
+                f"`{command.source}` may be what {sourced.describe()} names: {_why_maybe(cf)}",
+                sourced,
+            )
+        elif not reading.known and not cf.identity and pattern.words:
+            if named is None:
+                named = _programs_named(command, inputs)
+            token = named.get(rule_program(pattern)[0])
+            if token:
+                found.ask(
+                    f"`{command.source}` runs a program kfd does not know, and its arguments "
+                    f"name `{token}`, which {sourced.describe()} restricts",
+                    sourced,
+                )
+    part.read_only = read_only(command) and reading.clean and not reading.changes and not cf.unknown
+    if part.allowed is not None and part.allowed.source == "built-in" and not part.read_only:
+        part.allowed = None  # the built-in rules allow only what is read-only
+    return part
+
+
+def _why_maybe(cf: CommandFacts) -> str:
+    if cf.identity:
+        return cf.identity
+    if cf.command.dynamic or cf.command.open_ended:
+        return "some of its words are only known when it runs"
+    return (
+        "kfd cannot tell how the program reads these words (an option it does not know, "
+        "an abbreviation of several, or a subcommand that may be an alias)"
+    )
+
+
+def _programs_named(command: SimpleCommand, inputs: Sequence[str]) -> dict[str, str]:
+    """The program names in ``command``'s arguments (and the line's here-documents, which
+    it may read as a script), each with the word that names it (``unshare rm -rf x``,
+    ``script -qc 'rm -rf x'``, ``python3 - <<< 'os.system("rm -rf x")'``)."""
+    words = [w for i, w in enumerate(command.argv) if i > 0 and i not in command.dynamic]
+    named: dict[str, str] = {}
+    for text in (*words, *inputs):
+        for token in script_words(text):
+            name = os.path.basename(token)
+            named.setdefault(name, token)
+            rewritten = canonical(name)
+            if rewritten is not None:
+                named.setdefault(rewritten[0], token)
+    return named
+
+
+def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exact: bool) -> None:
+    """Every word that can be a path: a read-only command's words are reads, any other
+    command's words may be written; trees, histories and tracked files it reads."""
+    cf = part.facts
+    access = False if part.read_only else None
+    program = cf.command.source if len(cf.command.source) <= 80 else cf.command.argv[0]
+    for fact in cf.paths:
+        weigh_path(facts, msgspec.structs.replace(fact, write=access), found, exact=exact)
+    for tree in cf.trees:
+        weigh_tree(facts, program, tree, found)
+    kinds = {fact.word: fact.kind for fact in cf.paths}
+    read = git_read(part.reading, kinds)
+    if read is None:
+        return
+    if read.source == "history":
+        weigh_history(facts, program, read, found)
+    else:
+        hits = cf.index_hits
+        if hits and read.pathspecs:
+            hits = [h for h in hits if any(_under(h, p) for p in read.pathspecs)]
+        weigh_index(facts, program, hits, found)
+
+
+def _under(path: str, scope: str) -> bool:
+    scope = os.path.normpath(scope)
+    return scope == "." or path == scope or path.startswith(scope.rstrip("/") + "/")
+
+
+def _weigh_risks(line: LineFacts, found: Findings) -> None:
+    for risk in line.analysis.risks:
+        if risk.kind not in _SOFT_RISKS:
+            found.ask(f"{risk.message}: kfd cannot tell everything this line runs")
+        elif risk.kind == RiskKind.REDIRECT_WRITE and not any(
+            fact.word == risk.subject for fact in line.redirects
+        ):
+            found.ask(f"{risk.message}, a target kfd cannot check")
+    for cf in line.commands:
+        if cf.unknown:
+            found.ask(
+                f"`{cf.command.source}` has arguments only known when it runs "
+                f"({'; '.join(cf.unknown)})"
+            )
+
+
+def allowing_rule(command: SimpleCommand, rules: Sequence[SourcedRule]) -> SourcedRule | None:
+    """The first rule of ``rules`` allowing this command word for word, if one does."""
+    index = _allow_index(tuple(rules))
+    first = command.argv[0] if command.argv else ""
+    for sourced, pattern in [*index.get(first, []), *index.get("", [])]:
+        if allow_match(pattern, command.argv, command.dynamic, command.open_ended):
+            return sourced
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _allow_index(
+    rules: tuple[SourcedRule, ...],
+) -> dict[str, list[tuple[SourcedRule, CommandPattern]]]:
+    """The bash allow rules by their first word (allow rules match word for word), in order;
+    ``""`` holds those that match any command (``bash(*)``)."""
+    index: dict[str, list[tuple[SourcedRule, CommandPattern]]] = {}
+    for sourced in rules:
+        spec = sourced.rule.spec
+        if sourced.decision != "allow" or spec is None or not sourced.rule.names("bash"):
+            continue
+        pattern = command_pattern(spec)
+        if pattern is not None:
+            index.setdefault(pattern.words[0] if pattern.words else "", []).append(
+                (sourced, pattern)
+            )
+    return index
+
+
+_READ_ONLY = tuple(
+    SourcedRule(rule, "allow", "built-in") for rule in sorted(READ_ONLY_RULES, key=lambda r: r.text)
+)
+
+
+def read_only(command: SimpleCommand) -> bool:
+    """Whether the command is one of the built-in read-only ones (``ls``, ``git status``...)."""
+    return allowing_rule(command, _READ_ONLY) is not None
+
+
+def _allowed_parts(parts: Sequence[_Part], allowed: SourcedRule) -> Outcome:
+    if len(parts) == 1:
+        return outcome("allow", f"allowed by {allowed.describe()}", allowed)
+    described = "; ".join(
+        f"`{part.facts.command.source}` by {part.allowed.describe()}"
+        for part in parts
+        if part.allowed is not None
+    )
+    return outcome("allow", f"every command is allowed: {described}", allowed)

@@ -1,0 +1,212 @@
+"""Judging the paths a call touches: rules, the workspace guard, protected files, trees.
+
+Pure (no I/O): paths arrive resolved (`kfd.policy.facts.PathFact`), trees
+walked (`TreeFact`). A path is weighed under every name it goes by (as
+written and where it really is): a deny or ask rule matches either, an
+allow rule only where the path really is.
+
+- ``read(...)`` rules apply to every path read, ``edit(...)`` rules to every
+  path written; a command's argument whose use is unknown meets both.
+- Writing a protected path (`kfd.policy.defaults.protected`) or a file with
+  several hard links asks, in every mode.
+- Outside the workspace, a read asks and a write is denied unless an allow
+  rule names the path (a command's argument outside asks: the sandbox
+  refuses the write anyway).
+- A directory read whole asks when it holds a path a read rule restricts; a
+  repository's history read asks when such a path may be in it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+from kfd.policy.defaults import protected
+from kfd.policy.facts import CallFacts, PathFact, TreeFact
+from kfd.policy.reading import GitRead
+from kfd.policy.rules import PathMatcher, SourcedRule, could_match_under, path_match
+from kfd.policy.verdicts import Findings
+
+__all__ = [
+    "path_rules",
+    "restricted_reads",
+    "weigh_history",
+    "weigh_index",
+    "weigh_path",
+    "weigh_paths",
+    "weigh_tree",
+    "weigh_write",
+]
+
+_WRITE_RULES = frozenset({"edit"})
+_READ_RULES = frozenset({"read"})
+
+
+def weigh_paths(
+    facts: CallFacts, paths: Sequence[PathFact], found: Findings, *, exact: bool
+) -> SourcedRule | None:
+    """Weigh each path (`weigh_path`); the allow rule covering all of them, if one does."""
+    allows = [weigh_path(facts, fact, found, exact=exact) for fact in paths]
+    if not allows or any(allow is None for allow in allows):
+        return None
+    return allows[0]
+
+
+def weigh_path(
+    facts: CallFacts, fact: PathFact, found: Findings, *, exact: bool, redirect: bool = False
+) -> SourcedRule | None:
+    """Path rules, protected paths, hard links and the workspace guard for one path.
+
+    Returns the allow rule covering it, if any. ``exact``: the user allowed this
+    very call, which waives the workspace guard (never a deny or a protected
+    path). ``redirect``: a shell redirection writes it (outside: denied).
+    """
+    shell = facts.request.tool == "bash"
+    verb = _verb(fact.write)
+    deciding = path_rules(facts, fact, fact.write)
+    allows = [sourced for sourced in deciding if found.rule(sourced, f"{verb} {fact.word}")]
+    allow = allows[0] if allows else None
+    changes = fact.write is not False
+    if changes and (why := protected(fact.path) or protected(fact.real)):
+        found.ask(f"{verb} {fact.word}: {why} always asks")
+    if changes and fact.links > 1:
+        found.ask(
+            f"{verb} {fact.word}, which has {fact.links} hard links: it may be a file "
+            "outside the workspace too"
+        )
+    if fact.inside or exact or allow is not None:
+        return allow
+    where = fact.real if fact.word in (fact.real, fact.path) else f"{fact.real} (as {fact.word})"
+    if not fact.write:
+        found.ask(f"{verb} outside the workspace: {where}")
+    elif shell and not redirect:  # the sandbox refuses it anyway; the user may know better
+        found.ask(f"writes outside the workspace: {where}")
+    else:
+        found.deny(
+            f"writes outside the workspace: {where}; a rule such as "
+            f"edit({fact.real}) in [permissions] allow would allow it"
+        )
+    return None
+
+
+def weigh_write(facts: CallFacts, fact: PathFact, found: Findings, *, exact: bool) -> None:
+    """A file a command writes by redirection (or an option that writes): like an edit.
+
+    An ``edit(...)`` allow rule, or the ``accept-edits`` and ``auto`` modes,
+    allow it; the default mode asks, ``plan`` denies.
+    """
+    allow = weigh_path(facts, fact, found, exact=exact, redirect=True)
+    if allow is not None or exact:
+        return
+    mode = facts.request.mode
+    if mode == "plan":
+        found.deny(
+            f"plan mode: the command writes {fact.word}; only read-only commands run "
+            "(describe the change instead, or ask the user to switch modes)"
+        )
+    elif mode == "default":
+        found.ask(f"the command writes {fact.word}: default mode asks before it writes a file")
+
+
+def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[SourcedRule]:
+    """The rules about this path: ``read(...)``/``edit(...)`` by access, or the tool's own."""
+    families: set[str] = set()
+    if write is None or write is False:
+        families |= _READ_RULES
+    if write is None or write is True:
+        families |= _WRITE_RULES
+    tool = facts.request.tool
+    workspace = facts.request.workspace
+    quick, candidates = _path_rules(tuple(facts.rules), workspace, facts.home)
+    if not quick(fact.path) and not quick(fact.real):
+        return []  # no path rule matches either spelling: most paths, most of the time
+    matching = []
+    for sourced, spec in candidates:
+        rule = sourced.rule
+        if rule.tool not in families and (tool == "bash" or not rule.names(tool)):
+            continue
+        # A path is denied (or asked) under any name, allowed only where it really is.
+        spellings = (fact.real,) if sourced.decision == "allow" else (fact.path, fact.real)
+        if any(path_match(spec, p, workspace, facts.home) for p in spellings):
+            matching.append(sourced)
+    return matching
+
+
+@functools.lru_cache(maxsize=64)
+def _path_rules(
+    rules: tuple[SourcedRule, ...], workspace: str, home: str
+) -> tuple[PathMatcher, list[tuple[SourcedRule, str]]]:
+    """The path rules of a rule set, and all of them as one matcher: a quick "no rule
+    here" for most paths, most of the time."""
+    found = [(s, s.rule.spec) for s in rules if s.rule.spec is not None and s.rule.domain is None]
+    return PathMatcher([spec for _, spec in found], workspace, home), found
+
+
+def restricted_reads(rules: Sequence[SourcedRule]) -> list[SourcedRule]:
+    """The ``read(...)`` rules that deny or ask: what trees and histories are checked for."""
+    return [
+        sourced
+        for sourced in rules
+        if sourced.decision != "allow"
+        and sourced.rule.tool == "read"
+        and sourced.rule.spec is not None
+        and sourced.rule.domain is None
+    ]
+
+
+def weigh_tree(facts: CallFacts, program: str, tree: TreeFact, found: Findings) -> None:
+    """A directory read whole that holds (or may hold) a restricted path asks."""
+    if tree.hits:
+        shown = ", ".join(tree.hits[:3])
+        found.ask(
+            f"`{program}` reads the whole of {tree.root}, which holds {shown}: a read rule "
+            "restricts it; name the files it needs instead"
+        )
+    elif not tree.complete:
+        found.ask(
+            f"`{program}` reads the whole of {tree.root}, too large for kfd to check for "
+            "files a read rule restricts"
+        )
+
+
+def weigh_history(facts: CallFacts, program: str, read: GitRead, found: Findings) -> None:
+    """A command printing file contents from the repository's history (``git log -p``,
+    ``git show``) asks when a restricted path may be among them: kfd cannot list
+    every path a history ever held."""
+    workspace = facts.request.workspace
+    scopes = read.pathspecs or (".",)
+    for sourced in restricted_reads(facts.rules):
+        spec = sourced.rule.spec
+        assert spec is not None
+        for scope in scopes:
+            directory = os.path.normpath(os.path.join(workspace, scope))
+            if scope in read.files:
+                # A file today: its history is its own (renames aside: --follow).
+                hit = path_match(spec, directory, workspace, facts.home)
+            else:
+                hit = could_match_under(spec, directory, workspace, facts.home)
+            if hit:
+                what = "the repository" if scope == "." else scope
+                found.ask(
+                    f"`{program}` prints past contents of files in {what}, which may include "
+                    f"a file {sourced.describe()} restricts; limit it to the paths it needs "
+                    "(git log -p -- src/)",
+                    sourced,
+                )
+                return
+
+
+def weigh_index(facts: CallFacts, program: str, hits: list[str] | None, found: Findings) -> None:
+    """``git diff`` and ``git grep`` print tracked files: one a read rule restricts asks."""
+    if hits is None:
+        found.ask(f"`{program}` prints tracked files, and kfd could not read git's index")
+    elif hits:
+        found.ask(
+            f"`{program}` prints tracked files, among them {', '.join(hits[:3])}, which a read "
+            "rule restricts"
+        )
+
+
+def _verb(write: bool | None) -> str:
+    return {True: "writes", False: "reads", None: "names"}[write]

@@ -1,0 +1,387 @@
+"""Facts about a bash line: what it runs (`kfd.policy.shell`), and what its words name.
+
+The I/O half of a bash decision. Every word that can be a path
+(`kfd.policy.reading.candidates`) is resolved, symlinks followed, from the
+workspace and from every directory the line changes into (``cd``, ``pushd``,
+``git -C``, ``env -C``): a word naming a file outside the workspace, or a
+file a rule restricts, is seen however the line reaches it. A glob is
+expanded the way bash would (dotfiles only where the pattern names them), so
+each file it names is checked too. A directory a command reads whole
+(``grep -r``, ``cp -r``, ``tar c``, an unknown program's operand) is walked
+for paths the read rules restrict. A command's program is looked at when its
+name does not say what runs (``./g``, a copy of git in the workspace). The
+files git tracks are read from its index for ``git diff`` and ``git grep``.
+Anything that cannot be pinned down (a variable, ``xargs`` input, a glob
+matching too much) is listed as unknown: the engine asks about it.
+
+Blocking (it stats the file system): call `line_facts` through a thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import re
+from collections.abc import Sequence
+
+from kfd.policy.facts import CommandFacts, LineFacts, PathFact, PathKind, TreeFact
+from kfd.policy.gitindex import index_paths
+from kfd.policy.paths import hard_links, inside
+from kfd.policy.reading import Reading, candidates, git_read, read_command
+from kfd.policy.rules import PathMatcher
+from kfd.policy.shell import RiskKind, SimpleCommand, analyze
+from kfd.policy.shell.redirects import SAFE_WRITE_TARGETS
+
+__all__ = ["MAX_GLOB_MATCHES", "MAX_TREE_ENTRIES", "line_facts", "path_fact"]
+
+MAX_GLOB_MATCHES = 2_000
+"""A glob matching more files than this is an unknown argument (too many to check)."""
+MAX_TREE_ENTRIES = 20_000
+"""A directory tree with more entries than this is not walked to its end (it asks)."""
+MAX_TREE_HITS = 5
+"""Restricted paths named per tree (one is enough to ask)."""
+
+_NUMERIC_PARAMETER = re.compile(r'"?\$\{?[!$?#]\}?"?')
+_SOCKETS = ("/dev/tcp/", "/dev/udp/")
+_DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
+_SKIPPED_DIRECTORIES = frozenset({".git"})
+
+
+def line_facts(
+    command: str,
+    workspace: str,
+    *,
+    restricted: PathMatcher | None = None,
+    path_dirs: Sequence[str] | None = None,
+) -> LineFacts:
+    """Analyze ``command`` and resolve everything its words may name from ``workspace``.
+
+    ``restricted`` matches the paths read rules deny or ask about (trees are
+    walked for them, git's index is read for them); ``path_dirs`` is the
+    ``PATH`` commands run with (default: this process's).
+    """
+    analysis = analyze(command)
+    root = os.path.realpath(workspace)
+    bases = _bases(analysis.commands, workspace)
+    dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
+    gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs)
+    commands = [gatherer.command(c) for c in analysis.commands]
+    redirects: list[PathFact] = []
+    for redirect in analysis.redirects:
+        if redirect.static and _file(redirect.target):
+            write = redirect.direction != "read"
+            redirects.append(path_fact(redirect.target, workspace, root, write=write))
+    named = {fact.word for fact in redirects}
+    written = [risk.subject for risk in analysis.risks if risk.kind == RiskKind.REDIRECT_WRITE]
+    written += [w for facts in commands for w in _written_operands(facts.command)]
+    for subject in written:
+        # Writes found in options and operands (`git diff --output=x`, `tee x`).
+        if subject not in named and _file(subject):
+            redirects.append(path_fact(subject, workspace, root, write=True))
+            named.add(subject)
+    return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
+
+
+def path_fact(word: str, base: str, root: str, *, write: bool | None = None) -> PathFact:
+    """Resolve one path as written, relative to ``base``; ``root`` is the real workspace."""
+    path = os.path.normpath(os.path.join(base, word))
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    real = os.path.realpath(path)
+    return PathFact(
+        word=word,
+        path=path,
+        real=real,
+        inside=inside(real, root),
+        write=write,
+        links=hard_links(real),
+        kind=_kind(real),
+    )
+
+
+def _kind(real: str) -> PathKind:
+    try:
+        if os.path.isdir(real):
+            return "dir"
+        if os.path.isfile(real):
+            return "file"
+        return "other" if os.path.lexists(real) else "missing"
+    except (OSError, ValueError):
+        return "missing"
+
+
+def _file(target: str) -> bool:
+    """A write target that is a file (not a terminal, a null device or a socket)."""
+    if not target or "\0" in target:
+        return False  # a NUL cuts the name short: the analyzer's risk stands
+    return target not in SAFE_WRITE_TARGETS and not target.startswith(_SOCKETS)
+
+
+def _written_operands(command: SimpleCommand) -> list[str]:
+    """Operands a program writes whatever its options (``tee FILE``, ``uniq IN OUT``)."""
+    reading = read_command(command)
+    if reading.parsed is None:
+        return []
+    operands = [o for o in reading.parsed.operands if o is not None]
+    if "writes-operands" in reading.traits:
+        return operands
+    if "writes-last-operand" in reading.traits and len(operands) > 1:
+        return operands[-1:]
+    return []
+
+
+def _bases(commands: list[SimpleCommand], workspace: str) -> list[str]:
+    """The workspace and every directory the line may run a command in."""
+    bases = [workspace]
+    for command in commands:
+        targets = list(command.chdir)
+        if command.argv and command.argv[0] in _DIRECTORY_CHANGERS:
+            targets += [
+                word
+                for index, word in enumerate(command.argv[1:], 1)
+                if index not in command.dynamic and not word.startswith("-")
+            ]
+        for target in targets:
+            directory = os.path.normpath(os.path.join(workspace, target))
+            if directory not in bases:
+                bases.append(directory)
+    return bases
+
+
+class _Gatherer:
+    """Resolves the words of each command of one line (caches what it walked)."""
+
+    def __init__(
+        self,
+        workspace: str,
+        root: str,
+        bases: list[str],
+        restricted: PathMatcher | None,
+        path_dirs: list[str],
+        inputs: list[str],
+    ) -> None:
+        self.inputs = inputs
+        self.workspace = workspace
+        self.root = root
+        self.bases = bases
+        self.restricted = restricted if restricted else None
+        self.path_dirs = path_dirs
+        self.trees: dict[str, TreeFact] = {}
+        self.index: list[str] | bool | None = False
+        self.resolved: dict[tuple[str, str], PathFact] = {}
+        self.listings: dict[str, frozenset[str]] = {}
+        self.real_bases: dict[str, str] = {}
+        self.workspace_path = _workspace_path(tuple(path_dirs), workspace, root)
+
+    def command(self, command: SimpleCommand) -> CommandFacts:
+        reading = read_command(command)
+        paths: dict[str, PathFact] = {}
+        for candidate in candidates(command, reading, self.inputs):
+            for base in self.bases:
+                fact = self.resolve(candidate, base)
+                paths.setdefault(fact.path, fact)
+        unknown = self.unknown_words(command, reading, paths)
+        names, identity = self.identity(command)
+        trees = self.walk_trees(reading, paths, command)
+        index_hits = self.index_hits(reading, paths)
+        return CommandFacts(
+            command=command,
+            paths=list(paths.values()),
+            unknown=unknown,
+            names=names,
+            identity=identity,
+            trees=trees,
+            index_hits=index_hits,
+        )
+
+    def resolve(self, word: str, base: str) -> PathFact:
+        """`path_fact`, once per word and directory in a line.
+
+        A plain name (no ``/``) that is not in the directory needs no system
+        call: nothing is there to follow (a script's words are mostly such).
+        """
+        key = (word, base)
+        fact = self.resolved.get(key)
+        if fact is None:
+            if "/" not in word and word not in (".", "..") and word not in self.listing(base):
+                path = os.path.normpath(os.path.join(base, word))
+                real = os.path.join(self.real_base(base), word)
+                fact = PathFact(word=word, path=path, real=real, inside=inside(real, self.root))
+            else:
+                fact = path_fact(word, base, self.root)
+            self.resolved[key] = fact
+        return fact
+
+    def listing(self, base: str) -> frozenset[str]:
+        names = self.listings.get(base)
+        if names is None:
+            try:
+                names = frozenset(os.listdir(base))
+            except OSError:
+                names = frozenset()
+            self.listings[base] = names
+        return names
+
+    def real_base(self, base: str) -> str:
+        real = self.real_bases.get(base)
+        if real is None:
+            real = self.real_bases[base] = os.path.realpath(base)
+        return real
+
+    def unknown_words(
+        self, command: SimpleCommand, reading: Reading, paths: dict[str, PathFact]
+    ) -> list[str]:
+        unknown: list[str] = []
+        if reading.text:
+            return unknown  # `echo $HOME`: printed, never a path
+        for index, reason in command.dynamic.items():
+            word = command.argv[index]
+            pattern = command.patterns.get(index)
+            if index == 0:
+                continue
+            if _NUMERIC_PARAMETER.fullmatch(word):
+                continue  # `$!`, `$$`, `$?`, `$#`: a number, never a path
+            if pattern is not None and not reading.text:
+                matched = self.expand(pattern)
+                if matched is None:
+                    unknown.append(f"{word} matches more than {MAX_GLOB_MATCHES} files")
+                for fact in matched or ():
+                    paths.setdefault(fact.path, fact)
+                    if fact.word.startswith("-") or "/-" in fact.word[:1]:
+                        # `rm *` with a file named `-rf`: the program reads an option.
+                        unknown.append(f"{word} matches {fact.word}, read as an option")
+            elif pattern is not None:
+                continue  # `echo *`: text, never read
+            else:
+                unknown.append(f"{word}: {reason}")
+        for index, word in enumerate(command.argv):
+            if "\0" in word and index not in command.dynamic:
+                unknown.append(f"{word!r} holds a NUL character")
+        if command.open_ended:
+            unknown.append("more arguments are added when it runs (xargs, find -exec)")
+        return unknown
+
+    def expand(self, pattern: str) -> list[PathFact] | None:
+        """The files a glob names, as bash expands it (hidden files only when the
+        pattern starts a name with a dot, as Python's glob does too)."""
+        facts: list[PathFact] = []
+        for base in self.bases:
+            for index, match in enumerate(glob.iglob(pattern, root_dir=base)):
+                if index >= MAX_GLOB_MATCHES:
+                    return None
+                facts.append(self.resolve(match, base))
+        return facts
+
+    def identity(self, command: SimpleCommand) -> tuple[list[str], str]:
+        """The program names the command may run, and why it may be any program."""
+        if not command.argv or 0 in command.dynamic:
+            return [], ""
+        program = command.argv[0]
+        name = os.path.basename(program)
+        if "/" not in program:
+            for directory in self.workspace_path:
+                if os.path.lexists(os.path.join(self.workspace, directory, program)):
+                    return [name], f"{program} is found in the workspace through PATH"
+            return [], ""
+        # The line may run it from any of its directories: every one counts.
+        names: list[str] = [name]
+        why = ""
+        for base in self.bases:
+            real = os.path.realpath(os.path.join(base, program))
+            if not os.path.exists(real):
+                why = why or f"{program} does not exist yet: it may become any program"
+            elif inside(real, self.root):
+                why = why or f"{program} is a program in the workspace: it may be any program"
+            elif (target := os.path.basename(real)) not in ("busybox", "toybox", *names):
+                names.append(target)
+        return names, why
+
+    def walk_trees(
+        self, reading: Reading, paths: dict[str, PathFact], command: SimpleCommand
+    ) -> list[TreeFact]:
+        if self.restricted is None or not reading.reads_trees:
+            return []
+        # Every directory it names, but those only given as an option's value
+        # (`tar -C dir`, `--exclude-dir=x`): over-asking is the safe side.
+        values: set[str] = set()
+        if reading.parsed is not None:
+            values = {v for _, v in reading.parsed.values} - set(reading.path_operands())
+        roots = [f for f in paths.values() if f.kind == "dir" and f.word not in values]
+        default = reading.default_tree()
+        if default:
+            roots += [self.resolve(default, base) for base in self.bases]
+        return [self.tree(fact) for fact in roots]
+
+    def tree(self, fact: PathFact) -> TreeFact:
+        cached = self.trees.get(fact.real)
+        if cached is None:
+            hits, complete = _walk(fact.real, fact.path, self.restricted)
+            cached = self.trees[fact.real] = TreeFact(root=fact.word, hits=hits, complete=complete)
+        return cached
+
+    def index_hits(self, reading: Reading, paths: dict[str, PathFact]) -> list[str] | None:
+        kinds = {fact.word: fact.kind for fact in paths.values()}
+        read = git_read(reading, kinds)
+        if read is None or read.source != "index":
+            return []
+        if self.index is False:
+            self.index = index_paths(self.workspace)
+        tracked = self.index
+        if tracked is None or isinstance(tracked, bool):
+            return None
+        if self.restricted is None:
+            return []
+        return [p for p in tracked if self.restricted(os.path.join(self.workspace, p))][
+            :MAX_TREE_HITS
+        ]
+
+
+@functools.lru_cache(maxsize=64)
+def _workspace_path(path_dirs: tuple[str, ...], workspace: str, root: str) -> list[str]:
+    """The ``PATH`` entries the workspace controls: a bare name found there may be anything."""
+    return [
+        d
+        for d in path_dirs
+        if not d
+        or not os.path.isabs(d)
+        or inside(os.path.realpath(os.path.join(workspace, d)), root)
+    ]
+
+
+def _walk(real: str, spelled: str, restricted: PathMatcher | None) -> tuple[list[str], bool]:
+    """Paths under ``real`` that ``restricted`` matches (as spelled and really), and
+    whether the walk saw everything. Symlinks are tested, never descended."""
+    if restricted is None:
+        return [], True
+    hits: list[str] = []
+    seen = 0
+    stack = [(real, spelled)]
+    while stack:
+        directory, shown = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > MAX_TREE_ENTRIES:
+                return hits, False
+            path = os.path.join(shown, entry.name)
+            hit = restricted(path) or (path != entry.path and restricted(entry.path))
+            if not hit and entry.is_symlink():
+                hit = restricted(os.path.realpath(entry.path))
+            if hit:
+                hits.append(path)
+                if len(hits) >= MAX_TREE_HITS:
+                    return hits, True
+                continue
+            if entry.name in _SKIPPED_DIRECTORIES:
+                continue
+            try:
+                descend = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                descend = False
+            if descend:
+                stack.append((entry.path, path))
+    return hits, True

@@ -1,0 +1,255 @@
+"""What one command does with its words: the facts of a command kfd can derive by
+reading it, with no I/O.
+
+Both halves of a bash decision use it: the gather step (`kfd.policy.line_facts`)
+to know which words to resolve and which directories to walk, the decision
+(`kfd.policy.judge_bash`) to know what the command reads, writes and runs.
+The knowledge comes from `kfd.policy.programs`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from kfd.policy.programs.argv import Arg, Parsed, parse
+from kfd.policy.programs.builtins import builtin_for
+from kfd.policy.programs.spec import ProgramSpec, spec_for
+from kfd.policy.programs.wrappers import wrapper_for
+from kfd.policy.shell import SimpleCommand
+
+__all__ = ["GitRead", "Reading", "candidates", "git_read", "read_command", "script_words"]
+
+_GLUED_LETTERS = 12
+"""How many letters of a short-option cluster may come before a glued value (``-xzf.env``)."""
+_WRITES = frozenset({"writes", "runs", "script", "edits"})
+_SCRIPTISH = re.compile(r"[\s;&|()<>`'\"$={},]+")
+_HEXISH = re.compile(r"[0-9a-fA-F]{4,64}")
+_GIT_NO_HISTORY = frozenset({"no-index"})
+_GIT_NOT_WORKTREE = frozenset({"cached", "staged", "merge-base", "no-index"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A command read by kfd's knowledge of its program."""
+
+    program: str
+    """The name it was called by, without its directory."""
+    spec: ProgramSpec | None
+    parsed: Parsed | None
+    known: bool
+    """kfd knows what the program does with its words (a table, a builtin, a wrapper)."""
+
+    @property
+    def current(self) -> ProgramSpec | None:
+        return self.parsed.current if self.parsed is not None else self.spec
+
+    @property
+    def effects(self) -> frozenset[str]:
+        return self.parsed.effects() if self.parsed is not None else frozenset()
+
+    @property
+    def traits(self) -> frozenset[str]:
+        current = self.current
+        return current.traits if current is not None else frozenset()
+
+    @property
+    def text(self) -> bool:
+        """Its operands are text, not paths (``echo``, ``test``)."""
+        return "text" in self.traits
+
+    @property
+    def reads_trees(self) -> bool:
+        """Given a directory, it may read the contents of the files in it."""
+        return "tree" in self.traits or "tree" in self.effects or not self.known
+
+    @property
+    def changes(self) -> bool:
+        """Its options make it write a file, or run something, beyond its usual work."""
+        return bool(_WRITES & self.effects)
+
+    @property
+    def clean(self) -> bool:
+        """Every option is one kfd knows (any, for a program that only prints text or
+        tests: ``test -f x``). Words only known at run time are the gather step's
+        business (`kfd.policy.facts.CommandFacts.unknown`)."""
+        parsed = self.parsed
+        if parsed is None:
+            return False
+        return self.text or not (parsed.unknown or parsed.ambiguous or parsed.open)
+
+    def path_operands(self) -> list[str]:
+        """The operands that may be paths (a grep pattern is not one)."""
+        parsed = self.parsed
+        if parsed is None or self.text:
+            return []
+        operands = [o for o in parsed.operands if o is not None]
+        spec = self.current
+        pattern = spec.pattern_operand if spec is not None else None
+        if pattern is not None and operands and not pattern & set(parsed.options):
+            operands = operands[1:]
+        return operands
+
+    def default_tree(self) -> str:
+        """The directory it reads when it is given no path to read (``grep -r foo``)."""
+        spec = self.current
+        if spec is None or not spec.default_tree or not self.reads_trees:
+            return ""
+        return "" if self.path_operands() else spec.default_tree
+
+
+def read_command(command: SimpleCommand) -> Reading:
+    """Read ``command`` by what kfd knows of its program."""
+    return _read(tuple(command.argv), frozenset(command.dynamic), command.open_ended)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read(argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool) -> Reading:
+    program = os.path.basename(argv[0]) if argv else ""
+    spec = spec_for(program)
+    known = spec is not None or builtin_for(program) is not None or wrapper_for(program) is not None
+    if spec is None:
+        return Reading(program, None, None, known)
+    args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
+    if open_ended:
+        args.append(Arg("", static=False))
+    return Reading(program, spec, parse(spec, args), known)
+
+
+def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] = ()) -> list[str]:
+    """Every word of ``command`` that may be a path, each as the program may read it.
+
+    A word itself (``-d/../.env`` too), the value of ``--opt=value`` and
+    ``key=value``, a value glued to a short option (``-f.env``), ``@file``
+    (curl reads it), git's ``REV:path``, the option values the program's
+    table knows of, and the words of its wrappers (a lock file, ``-C dir``).
+    For a program kfd does not know, the words of any script it may run: in
+    its arguments (``x -c 'cat .env'``) or in the line's here-documents
+    (``python3 - <<EOF``), given as ``inputs``.
+    """
+    found: dict[str, None] = {}
+    git = reading.program == "git"
+    glued = reading.parsed is None or bool(_unknown(reading))
+    for index, word in enumerate(command.argv):
+        if index == 0 or index in command.dynamic:
+            continue
+        if reading.text and not word.startswith("-"):
+            continue
+        for candidate in _word(word, git=git, glued=glued):
+            found.setdefault(candidate, None)
+        if not reading.known and _SCRIPTISH.search(word):
+            # A program kfd does not know may run a word as code (`x -c 'cat .env'`):
+            # every word in it may be a path.
+            for token in script_words(word):
+                for candidate in _word(token, git=False, glued=False):
+                    found.setdefault(candidate, None)
+    if not reading.known:
+        for text in inputs:
+            for token in script_words(text):
+                for candidate in _word(token, git=False, glued=False):
+                    found.setdefault(candidate, None)
+    if reading.parsed is not None:
+        for _, value in reading.parsed.values:
+            for candidate in _word(value, git=git, glued=False):
+                found.setdefault(candidate, None)
+    for word in (*command.wrapper_words, *command.chdir):
+        found.setdefault(word, None)
+    return [c for c in found if c and c != "-" and "\0" not in c]
+
+
+def script_words(text: str) -> list[str]:
+    """The words of a script in any language, roughly: what is between blanks, quotes,
+    brackets and shell operators (to look for paths and program names in it)."""
+    return [token for token in _SCRIPTISH.split(text) if token]
+
+
+def _unknown(reading: Reading) -> list[str]:
+    return reading.parsed.unknown if reading.parsed is not None else []
+
+
+def _word(word: str, *, git: bool, glued: bool) -> list[str]:
+    if not word or word in ("-", "--"):
+        return []
+    out = [word]
+    _, equals, value = word.partition("=")
+    if equals and value:
+        out.append(value)
+        if value.startswith("@"):
+            out.append(value[1:])
+    if word.startswith("@") and len(word) > 1:
+        out.append(word[1:])
+    if glued and word.startswith("-") and not word.startswith("--"):
+        letters = 1
+        while letters < min(len(word), _GLUED_LETTERS + 1) and word[letters].isalnum():
+            out.append(word[letters + 1 :])
+            letters += 1
+    if git and ":" in word:
+        # `HEAD:.env`, `:0:.env` (a stage of the index), `-L1,5:file`.
+        tail = word.split(":", 1)[1]
+        if tail[:1].isdigit() and tail[1:2] == ":":
+            tail = tail[2:]
+        out.append(tail.lstrip("/") if tail.startswith("/") and word.startswith(":/") else tail)
+        out.append(word.rsplit(":", 1)[1])
+    return [c for c in out if c]
+
+
+@dataclass(frozen=True, slots=True)
+class GitRead:
+    """A git command that prints file contents: from the index, or from history."""
+
+    source: str
+    """``index`` (tracked files as they are: ``git diff``, ``git grep``) or ``history``."""
+    pathspecs: tuple[str, ...]
+    """What it is limited to (empty: the whole repository)."""
+    files: frozenset[str] = frozenset()
+    """The pathspecs that name a file now (not a directory whose past may hold others)."""
+
+
+def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
+    """Whether a git command prints file contents, and from where (None: it does not).
+
+    ``kinds`` says what each word names now (``file``, ``dir``, ``missing``): git,
+    too, takes an operand for a path when it exists and for a revision otherwise.
+    """
+    parsed = reading.parsed
+    if reading.program != "git" or parsed is None or not parsed.path:
+        return None
+    spec = parsed.current
+    effects = parsed.effects()
+    traits = spec.traits
+    options = parsed.effective_options()
+    if options & _GIT_NO_HISTORY:
+        return None
+    content = "content" in effects or "content" in traits or "index" in traits
+    can_print = bool({"content", "index"} & traits) or any(
+        "content" in effects_of for effects_of in spec.effects.values()
+    )
+    content = content or (can_print and bool(parsed.unknown or parsed.ambiguous))
+    cut = parsed.after_dashdash if parsed.after_dashdash is not None else len(parsed.operands)
+    before = [o for o in parsed.operands[:cut] if o is not None]
+    after = [o for o in parsed.operands[cut:] if o is not None]
+    if "index" in traits and before:
+        before = before[1:]  # git grep PATTERN [REV...] [-- PATH...]
+    paths = [o for o in before if kinds.get(o, "missing") != "missing"] + after
+    revisions = [o for o in before if kinds.get(o, "missing") == "missing"]
+    blobs = any(_HEXISH.fullmatch(r) or ":" in r for r in revisions)
+    named = [r.split(":", 1)[1] for r in revisions if ":" in r and not r.startswith(":/")]
+    if named and len(named) == len(revisions) and not paths:
+        # `git show HEAD:README.md`: the blobs it names, and nothing else.
+        return GitRead("history", tuple(named), frozenset(named))
+    if "no-content" in effects and "content" not in effects and not blobs:
+        content = False
+    if not content:
+        return None
+    if parsed.dynamic:
+        return GitRead("history", ())  # a word only known at run time may be any revision
+    worktree = parsed.path[0] == "diff" and not (options & _GIT_NOT_WORKTREE)
+    files = frozenset(p for p in paths if kinds.get(p) == "file")
+    if "follow" in options:
+        files = frozenset()  # --follow goes through renames: any path may be among them
+    if ("index" in traits or worktree) and not revisions:
+        return GitRead("index", tuple(paths), files)
+    return GitRead("history", tuple(paths), files)

@@ -1,0 +1,99 @@
+"""Static analysis of bash command lines for permission decisions: the parse step.
+
+`analyze(line)` parses a command line with tree-sitter's bash grammar and lists
+every simple command it would run, however it is composed: `&&`, `||`, `;`,
+`|`, `&`, newlines, subshells, `{ …; }` groups, `!`, the bodies and conditions
+of `if`/`while`/`until`/`for`/`select`/`case`, function bodies, command and
+process substitutions, and the scripts of `bash -c`, `eval`, `su -c`,
+`script -c`, `watch` and `trap`. Each command is unwrapped to the program
+doing the work (`kfd.policy.shell.unwrap`: `sudo`, `env`, `timeout`,
+`unshare`, `xargs`, `find -exec`, `git -C`, `docker run IMAGE CMD`...) and its
+words are given after quote removal. Anything that means a human should
+look is a `Risk`.
+
+The guarantee a permission engine builds on: **an allowed verdict is only
+possible if every simple command is fully static and accounted for**. When
+`analyze` returns no risks,
+
+- `commands` holds every program the line can run, each with the exact argv
+  bash would pass (`static` is true for all of them), and
+- nothing in the line can run code the analyzer has not listed: no command or
+  process substitution, expansion in a command position, `eval`, `source`,
+  function or alias definition, sensitive variable assignment, file write,
+  parse error, syntax the analyzer does not know, or word bash would
+  evaluate as code (a name with a subscript, arithmetic on names, an
+  indirect expansion, `compgen -C`, `mapfile -C`...: `kfd.policy.shell.evaluation`).
+
+Modules: `model` (the values), `words` (quote removal, evaluation),
+`evaluation` (what bash evaluates from data), `lookalike`, `repair`
+(tree-sitter quirks), `parse` (the syntax walker, with `simple` for simple
+commands and `redirects`), `unwrap` (wrappers, with `handlers`, `gitwords`,
+`builtin_words`, `steps`).
+
+Limits, by design:
+
+- A program that runs code from its own arguments or files (`python -c`,
+  `node -e`, `awk`, `make`, `npm run`, `./script.sh`) is one command: what
+  that code does is contained by the sandbox, not seen by rules about other
+  commands. (An argument that names a program a rule restricts asks: see
+  `kfd.policy.judge_bash`.)
+- Expansions are never evaluated: a variable, glob, tilde or brace expansion
+  makes its word non-static, even when harmless. Plain globs are expanded
+  later against the file system (`kfd.policy.line_facts`).
+- Each line is analyzed alone: every `bash` call starts a new shell.
+"""
+
+from __future__ import annotations
+
+from kfd.policy.shell.lookalike import suspicious_characters
+from kfd.policy.shell.model import (
+    Assignment,
+    Redirect,
+    Risk,
+    RiskKind,
+    ShellAnalysis,
+    SimpleCommand,
+)
+from kfd.policy.shell.parse import MAX_DEPTH, Collector, Context
+
+__all__ = [
+    "MAX_COMMAND_BYTES",
+    "MAX_DEPTH",
+    "Assignment",
+    "Redirect",
+    "Risk",
+    "RiskKind",
+    "ShellAnalysis",
+    "SimpleCommand",
+    "analyze",
+]
+
+MAX_COMMAND_BYTES = 64 * 1024
+"""Longer lines are not parsed: they get a single `too_long` risk."""
+
+
+def analyze(command: str) -> ShellAnalysis:
+    """List the simple commands `command` would run and the risks it carries."""
+    collector = Collector(command)
+    size = len(command)
+    if (
+        size > MAX_COMMAND_BYTES
+        or len(command.encode("utf-8", "surrogatepass")) > MAX_COMMAND_BYTES
+    ):
+        collector.risk(
+            RiskKind.TOO_LONG,
+            f"the command line is longer than {MAX_COMMAND_BYTES} bytes and was not analyzed",
+        )
+    else:
+        for description in suspicious_characters(command):
+            collector.risk(RiskKind.LOOKALIKE, f"the command line contains {description}")
+        collector.script(command, Context(), 0)
+    risks = list(dict.fromkeys(collector.risks))
+    return ShellAnalysis(
+        command,
+        collector.commands,
+        risks,
+        collector.redirects,
+        collector.expansions,
+        collector.inputs,
+    )

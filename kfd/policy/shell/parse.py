@@ -1,0 +1,348 @@
+"""The syntax walker: a parsed bash script to simple commands, redirections and risks.
+
+Part of the shell analyser (`kfd.policy.shell`, whose docstring states the
+guarantee). `Collector.script` parses a script (`kfd.policy.shell.repair`)
+and walks every statement: lists, pipelines, subshells, groups, `!`, the
+bodies and conditions of `if`/`while`/`until`/`for`/`select`/`case`,
+functions, command and process substitutions, and the scripts of `bash -c`,
+`eval`, `su -c` and `trap` (handed back by `kfd.policy.shell.unwrap`). Each
+simple command's words are evaluated (`kfd.policy.shell.words`), unwrapped to
+the program doing the work, and recorded as a `SimpleCommand`; whatever a
+human must look at is a `Risk`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from kfd.policy.shell.evaluation import literal_arithmetic_node
+from kfd.policy.shell.model import Redirect, Risk, RiskKind, SimpleCommand
+from kfd.policy.shell.redirects import Redirections, dash_word
+from kfd.policy.shell.repair import flatten_list, parse_script
+from kfd.policy.shell.simple import Context, SimpleCommandReader
+from kfd.policy.shell.words import (
+    Scan,
+    WordContext,
+    decode,
+    evaluate_word,
+    scan_node,
+)
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
+
+__all__ = ["MAX_DEPTH", "Collector", "Context"]
+
+MAX_DEPTH = 96
+"""How deep the analyzer follows nesting (syntax tree levels plus nested scripts)."""
+
+
+_CONTAINERS = frozenset(
+    {
+        "program",
+        "pipeline",
+        "subshell",
+        "compound_statement",
+        "negated_command",
+        "do_group",
+        "if_statement",
+        "elif_clause",
+        "else_clause",
+        "while_statement",
+    }
+)
+_DROPPED_DASH = re.compile(rb"[ \t]+-[ \t]+")
+_BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
+_CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
+_RESERVED_WORDS = frozenset(
+    {"{", "}", "!", "if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while"}
+    | {"until", "do", "done", "in", "function"}
+)
+_TEST_EXPRESSIONS = frozenset(
+    {"binary_expression", "unary_expression", "parenthesized_expression", "ternary_expression"}
+)
+_ARITHMETIC_TEST_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+_NAME_TEST_OPERATORS = frozenset({"-v", "-R"})
+_ARRAY_ELEMENT_SUBSCRIPT = re.compile(r"\[([^\]]*)\]\+?=")
+
+
+class Collector:
+    """Accumulates commands, risks and redirections across nested scripts."""
+
+    def __init__(self, line: str) -> None:
+        self.seen = set(line)
+        self.commands: list[SimpleCommand] = []
+        self.risks: list[Risk] = []
+        self.redirects: list[Redirect] = []
+        self.expansions = False
+        """A word outside any command's argv is only known at run time."""
+        self.inputs: list[str] = []
+        """Here-documents and here-strings, as written."""
+
+    def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
+        self.risks.append(Risk(kind, message, subject))
+
+    def too_deep(self) -> None:
+        self.risk(
+            RiskKind.TOO_DEEP,
+            f"the command nests deeper than the analyzer follows ({MAX_DEPTH} levels)",
+        )
+
+    def script(self, text: str, context: Context, level: int) -> None:
+        """Analyze the bash script ``text`` (a line, or the script of ``bash -c``)."""
+        if level > MAX_DEPTH:
+            self.too_deep()
+            return
+        source = text.encode("utf-8", "surrogatepass")
+        tree, stand_in = parse_script(source)
+        _Walker(self, source, stand_in).statement(tree.root_node, context, level + 1)
+
+
+class _Walker(SimpleCommandReader):
+    """Walks one parsed script, feeding a `Collector`."""
+
+    def __init__(self, collector: Collector, source: bytes, parsed: bytes) -> None:
+        self.out = collector
+        self.source = source
+        # What tree-sitter parsed: `source` with a few bytes blanked (`parse_script`).
+        self.parsed = parsed
+
+    def text(self, node: Node) -> str:
+        return decode(self.source[node.start_byte : node.end_byte])
+
+    def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
+        self.out.risk(kind, message, subject)
+
+    def found_redirect(self, redirect: Redirect) -> None:
+        self.out.redirects.append(redirect)
+
+    def found_input(self, text: str) -> None:
+        self.out.inputs.append(text)
+
+    def found_command(self, command: SimpleCommand) -> None:
+        self.out.commands.append(command)
+
+    def nested_script(self, text: str, context: Context, level: int) -> None:
+        self.out.script(text, context, level)
+
+    def note_expansions(self) -> None:
+        self.out.expansions = True
+
+    def seen_characters(self) -> set[str]:
+        return self.out.seen
+
+    # Statements
+
+    def statement(self, node: Node, context: Context, level: int) -> None:
+        if level > MAX_DEPTH:
+            self.out.too_deep()
+            return
+        if node.is_error or node.is_missing:
+            what = "missing " + node.type if node.is_missing else "cannot parse " + self.text(node)
+            self.risk(RiskKind.PARSE_ERROR, f"bash syntax error: {what}", self.text(node))
+            return
+        kind = node.type
+        if not node.is_named or kind == "comment":
+            return
+        self.check_gaps(node)
+        if kind == "list":
+            for operand in flatten_list(node):
+                self.statement(operand, context, level + 1)
+        elif kind == "compound_statement" and node.children and node.children[0].type == "((":
+            self.arithmetic(node, level)
+        elif kind in _CONTAINERS:
+            self.check_tokens(node)
+            for child in node.children:
+                self.statement(child, context, level + 1)
+        elif kind == "command":
+            self.command(node, context, level, [])
+        elif kind == "redirected_statement":
+            self.redirected(node, context, level)
+        elif kind in ("declaration_command", "unset_command"):
+            self.declaration(node, context, level)
+        elif kind == "test_command":
+            self.test(node, context, level)
+        elif kind in ("variable_assignment", "variable_assignments"):
+            self.standalone_assignments(node, level)
+        elif kind == "function_definition":
+            self.function(node, context, level)
+        elif kind == "for_statement":
+            self.for_loop(node, context, level)
+        elif kind == "c_style_for_statement":
+            self.c_style_for(node, context, level)
+        elif kind == "case_statement":
+            self.case(node, context, level)
+        else:
+            self.unparsed(node)
+
+    def check_gaps(self, node: Node) -> None:
+        """Text between a node's children must be blanks: tree-sitter drops some
+        tokens bash keeps (`rm \\ x` is `rm ' x'` to bash, `rm x` to tree-sitter)."""
+        position = node.start_byte
+        dash = self.dropped_dash(node)
+        for child in (*node.children, None):
+            end = node.end_byte if child is None else child.start_byte
+            if (
+                end > position
+                and position != dash
+                and not _BLANKS.fullmatch(self.parsed, position, end)
+            ):
+                gap = decode(self.source[position:end])
+                self.risk(
+                    RiskKind.UNPARSED,
+                    f"the analyzer cannot tell how bash reads {gap.strip()!r} here",
+                    self.text(node),
+                )
+                return
+            if child is not None:
+                position = max(position, child.end_byte)
+
+    def dropped_dash(self, node: Node) -> int:
+        """Where tree-sitter dropped the `-` of `cmd - <<EOF` from a command, or -1."""
+        body = node.child_by_field_name("body") if node.type == "redirected_statement" else None
+        if body is None or body.type != "command" or body.next_sibling is None:
+            return -1
+        gap = self.parsed[body.end_byte : body.next_sibling.start_byte]
+        return body.end_byte if _DROPPED_DASH.fullmatch(gap) else -1
+
+    def check_tokens(self, node: Node) -> None:
+        """Catch what tree-sitter accepts but bash rejects or reads differently."""
+        children = node.children
+        for index, child in enumerate(children):
+            if child.type in _CASE_TERMINATORS:
+                self.risk(
+                    RiskKind.PARSE_ERROR, f"{child.type!r} outside a case item", self.text(node)
+                )
+            elif child.type == "!" and index + 1 < len(children):
+                following = children[index + 1]
+                glued = following.start_byte == child.end_byte
+                if glued and self.source[following.start_byte : following.start_byte + 1] != b"(":
+                    # Bash reads `!word` as one word, not as negation of `word`.
+                    self.unparsed(node)
+
+    def unparsed(self, node: Node) -> None:
+        self.risk(
+            RiskKind.UNPARSED,
+            f"the analyzer does not understand {node.type} syntax here",
+            self.text(node),
+        )
+
+    def function(self, node: Node, context: Context, level: int) -> None:
+        name = node.child_by_field_name("name")
+        label = self.text(name) if name is not None else "?"
+        self.risk(
+            RiskKind.FUNCTION_DEFINITION,
+            f"defines function {label!r}, which can shadow any command of the same name",
+            label,
+        )
+        body = node.child_by_field_name("body")
+        if body is not None:
+            self.statement(body, context, level + 1)
+
+    def for_loop(self, node: Node, context: Context, level: int) -> None:
+        for index, child in enumerate(node.children):
+            role = node.field_name_for_child(index)
+            if role == "value":
+                self.loose_word(child, level, "argument")
+            elif role == "body" or (child.is_named and role != "variable"):
+                self.statement(child, context, level + 1)
+
+    def c_style_for(self, node: Node, context: Context, level: int) -> None:
+        for index, child in enumerate(node.children):
+            role = node.field_name_for_child(index)
+            if role == "body":
+                self.statement(child, context, level + 1)
+            elif child.is_named:
+                self.arithmetic(child, level)
+
+    def case(self, node: Node, context: Context, level: int) -> None:
+        for index, child in enumerate(node.children):
+            if node.field_name_for_child(index) == "value":
+                self.loose_word(child, level, "pattern")
+            elif child.type == "case_item":
+                for item_index, part in enumerate(child.children):
+                    if child.field_name_for_child(item_index) == "value":
+                        self.loose_word(part, level, "pattern")
+                    elif part.is_named or part.is_missing:
+                        self.statement(part, context, level + 1)
+            else:
+                self.statement(child, context, level + 1)
+
+    def loose_word(self, node: Node, level: int, context: WordContext) -> None:
+        """A word outside any command (loop values, case patterns): its risks count,
+        and a value only known at run time makes the line more than read-only."""
+        scan = Scan()
+        word = evaluate_word([node], self.source, scan, context)
+        if not word.static and context != "pattern":
+            self.out.expansions = True
+        self.scanned(scan, level)
+
+    def arithmetic(self, node: Node, level: int) -> None:
+        """`(( … ))` and the parts of `for (( …; …; … ))`: inert only when literal."""
+        scan = Scan()
+        scan_node(node, scan)
+        if not literal_arithmetic_node(node):
+            scan.arithmetic.append(node)
+        self.scanned(scan, level)
+
+    def scanned(self, scan: Scan, level: int) -> None:
+        """Turn what word evaluation found into risks, and analyze substitutions."""
+        for node in scan.errors:
+            self.statement(node, Context(), level + 1)
+        for node in scan.unparsed:
+            self.unparsed(node)
+        for node in scan.arithmetic:
+            self.risk(
+                RiskKind.ARITHMETIC,
+                "arithmetic on a name evaluates the name's value as code, which runs any "
+                "command substitution hidden in it (x='a[$(cmd)]'); only literal arithmetic "
+                "is inert",
+                self.text(node),
+            )
+        for node, why in scan.evaluating:
+            self.risk(
+                RiskKind.ARITHMETIC, f"{why}: bash may run code hidden in it", self.text(node)
+            )
+        for node in scan.substitutions:
+            if node.type == "process_substitution":
+                kind, what = RiskKind.PROCESS_SUBSTITUTION, "process substitution"
+            else:
+                kind, what = RiskKind.COMMAND_SUBSTITUTION, "command substitution"
+            self.risk(kind, f"{what} runs commands whose output the line uses", self.text(node))
+            for child in node.children:
+                self.statement(child, Context(), level + 1)
+
+    # Redirected statements
+
+    def redirected(self, node: Node, context: Context, level: int) -> None:
+        scan = Scan()
+        digest = Redirections()
+        body: Node | None = None
+        for index, child in enumerate(node.children):
+            role = node.field_name_for_child(index)
+            if role == "body":
+                body = child
+            elif role == "redirect":
+                self.redirect(child, scan, digest)
+            elif child.is_error or child.is_missing:
+                scan.errors.append(child)
+            elif child.is_named:
+                scan.unparsed.append(child)
+        self.register(digest.redirects)
+        self.scanned(scan, level)
+        inner = context.with_redirects(digest.redirects)
+        if body is not None and body.type == "command":
+            dash = [dash_word()] if self.dropped_dash(node) >= 0 else []
+            self.command(body, inner, level + 1, digest.arguments, dash)
+        else:
+            if digest.arguments:
+                self.risk(
+                    RiskKind.PARSE_ERROR,
+                    "words follow a redirection of a compound command",
+                    self.text(node),
+                )
+            if body is not None:
+                self.statement(body, inner, level + 1)
+        for statement in digest.statements:
+            self.statement(statement, context, level + 1)

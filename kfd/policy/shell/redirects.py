@@ -1,0 +1,164 @@
+"""Redirections: which files a line reads and writes, and the words they hide.
+
+Part of the shell analyser (`kfd.policy.shell`), mixed into its syntax walker.
+Every ``<``, ``>``, ``>>``, ``&>``, here-document and here-string is read
+here; a redirection to a file is a `Redirect` (a write is a risk the engine
+weighs like any write), one to a descriptor (``2>&1``) or a closed one is
+nothing, and words tree-sitter attaches to a redirection (``git status >
+/dev/null --short``) go back to the command they belong to.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from kfd.policy.shell.model import Redirect, RiskKind
+from kfd.policy.shell.steps import SAFE_WRITE_TARGETS
+from kfd.policy.shell.words import Scan, Word, evaluate_word, merge_adjacent, scan_node
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
+
+__all__ = ["SAFE_WRITE_TARGETS", "RedirectReader", "Redirections"]
+
+
+@dataclass(slots=True)
+class Redirections:
+    """Redirect nodes, digested."""
+
+    redirects: list[Redirect] = field(default_factory=list)
+    arguments: list[list[Node]] = field(default_factory=list)
+    """Words after a redirection target: bash passes them to the command."""
+    statements: list[Node] = field(default_factory=list)
+    """Statements tree-sitter nests in a here-document redirect (`cat <<EOF | sh`)."""
+
+
+class RedirectReader(abc.ABC):
+    """The redirection half of the syntax walker (`kfd.policy.shell.parse`)."""
+
+    source: bytes
+
+    @abc.abstractmethod
+    def text(self, node: Node) -> str: ...
+
+    @abc.abstractmethod
+    def check_gaps(self, node: Node) -> None: ...
+
+    @abc.abstractmethod
+    def risk(self, kind: RiskKind, message: str, subject: str = "") -> None: ...
+
+    @abc.abstractmethod
+    def found_redirect(self, redirect: Redirect) -> None: ...
+
+    @abc.abstractmethod
+    def found_input(self, text: str) -> None: ...
+
+    def redirect(self, node: Node, scan: Scan, digest: Redirections) -> None:
+        """Digest one redirect node of a command or a compound statement."""
+        self.check_gaps(node)
+        kind = node.type
+        if kind == "file_redirect":
+            self.file_redirect(node, scan, digest)
+        elif kind == "herestring_redirect":
+            groups = merge_adjacent(node.children[1:], self.source)
+            for group in groups[:1]:
+                self.found_input(evaluate_word(group, self.source, scan).text)
+            digest.arguments.extend(groups[1:])
+        elif kind == "heredoc_redirect":
+            self.heredoc(node, scan, digest)
+        elif node.is_error or node.is_missing:
+            scan.errors.append(node)
+        else:
+            scan.unparsed.append(node)
+
+    def heredoc(self, node: Node, scan: Scan, digest: Redirections) -> None:
+        for index, child in enumerate(node.children):
+            role = node.field_name_for_child(index)
+            kind = child.type
+            if kind == "heredoc_body":
+                scan_node(child, scan)
+                self.found_input(self.text(child))
+            elif role == "redirect":
+                self.redirect(child, scan, digest)
+            elif kind == "pipeline":
+                digest.statements.extend(child.named_children)
+            elif role == "right":
+                digest.statements.append(child)
+            elif child.is_error or child.is_missing:
+                scan.errors.append(child)
+            elif child.is_named and kind not in ("heredoc_start", "heredoc_end"):
+                scan.unparsed.append(child)
+
+    def file_redirect(self, node: Node, scan: Scan, digest: Redirections) -> None:
+        fd: int | None = None
+        operator: str | None = None
+        destinations: list[Node] = []
+        for index, child in enumerate(node.children):
+            role = node.field_name_for_child(index)
+            if role == "descriptor":
+                text = self.text(child)
+                fd = int(text) if text.isdigit() else None
+            elif role == "destination":
+                destinations.append(child)
+            elif child.is_error or child.is_missing:
+                scan.errors.append(child)
+            elif not child.is_named and operator is None:
+                operator = child.type
+            else:
+                scan.unparsed.append(child)
+        groups = merge_adjacent(destinations, self.source)
+        if operator in (">&-", "<&-"):
+            digest.arguments.extend(groups)
+            return
+        if not groups:
+            scan.unparsed.append(node)
+            return
+        digest.arguments.extend(groups[1:])
+        target = evaluate_word(groups[0], self.source, scan)
+        if operator in (">&", "<&") and target.value is not None and _descriptor(target.value):
+            return
+        if operator in ("<", "<&"):
+            direction: Literal["read", "write", "append"] = "read"
+        elif operator in (">>", "&>>"):
+            direction = "append"
+        elif operator in (">", ">|", "&>", ">&"):
+            direction = "write"
+        else:
+            scan.unparsed.append(node)
+            return
+        digest.redirects.append(Redirect(direction, target.text, target.static, fd))
+
+    def register(self, redirects: list[Redirect]) -> None:
+        """Record a command's redirections, and the risks of those that need a look."""
+        for redirect in redirects:
+            self.found_redirect(redirect)
+            if not redirect.static:
+                self.risk(
+                    RiskKind.DYNAMIC_REDIRECT,
+                    f"redirection target {redirect.target!r} is not static",
+                    redirect.target,
+                )
+            elif redirect.target.startswith(("/dev/tcp/", "/dev/udp/")):
+                self.risk(
+                    RiskKind.REDIRECT_WRITE,
+                    f"redirection to {redirect.target!r} opens a network connection",
+                    redirect.target,
+                )
+            elif redirect.direction != "read" and redirect.target not in SAFE_WRITE_TARGETS:
+                self.risk(
+                    RiskKind.REDIRECT_WRITE,
+                    f"output is written to {redirect.target!r}",
+                    redirect.target,
+                )
+
+
+def dash_word() -> Word:
+    """The `-` tree-sitter drops before a here-document (`python3 - <<EOF`)."""
+    return Word("-", "-")
+
+
+def _descriptor(target: str) -> bool:
+    """Whether a `>&`/`<&` target duplicates or closes a descriptor rather than naming a file."""
+    return target.isdigit() or target == "-"

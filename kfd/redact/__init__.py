@@ -1,0 +1,212 @@
+"""The one place that takes secrets out of text before kfd keeps or shows it.
+
+Everything persisted or broadcast passes through here: every event (the
+journal redacts before it writes and publishes), streamed model text and
+tool output (`StreamRedactor`), the transcript and the full tool outputs
+stored beside it, replies to frontends, the daemon's log (a logging filter),
+remembered facts, rules kept with "allow always" (one holding a secret is
+not kept), the ledger's error texts, and plugins' own logs (`kfd.api.scrub`).
+What the model reads during a live turn is left alone: it needs the real
+text to work with it.
+
+Two kinds of secrets are taken out:
+
+- known values (`kfd.redact.values`): every API key kfd holds, the values of
+  variables whose names look secret, and of every variable commands do not
+  get that could be a secret, learned once at daemon start
+  (`learn_environment`), plus what plugins announce (`learn_secrets`);
+- shapes (`kfd.redact.shapes`): kfd's own patterns (``Authorization``
+  headers, PEM blocks and bare key bodies, ``key = value`` assignments, URL
+  passwords) and the token formats of ``detect-secrets``' detectors.
+
+A match is replaced by a marker naming its kind (``[redacted api-key]``,
+``[redacted $GITHUB_TOKEN]``), so the text still reads sensibly and the reader
+knows something was there. This is a floor, not a guarantee: a secret in no
+known shape and no known value passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+from kfd.redact import shapes
+from kfd.redact.values import (
+    KNOWN_SECRET_VARIABLES,
+    known,
+    learn_environment,
+    looks_secret,
+    plausible,
+)
+
+__all__ = [
+    "KNOWN_SECRET_VARIABLES",
+    "Redacted",
+    "RedactingFilter",
+    "StreamRedactor",
+    "learn_environment",
+    "learn_secrets",
+    "looks_secret",
+    "plausible",
+    "redact",
+    "redact_struct",
+    "scrub",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    """The text with its secrets replaced, and the kinds that were found."""
+
+    text: str
+    kinds: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.kinds)
+
+
+def learn_secrets(values: Mapping[str, str]) -> None:
+    """Redact these values, labelled by what holds them, from now on."""
+    known.learn(values)
+
+
+def warm_up() -> None:
+    """Load the detector now (the daemon's start) rather than on the first event."""
+    shapes.detector_shapes()
+
+
+def redact(text: str) -> Redacted:
+    """``text`` with every known secret value and every known shape of secret replaced."""
+    kinds: list[str] = []
+    if known.regex is not None:
+
+        def by_value(match: re.Match[str]) -> str:
+            kind = known.labels[match.group(0)]
+            kinds.append(kind)
+            return f"[redacted {kind}]"
+
+        text = known.regex.sub(by_value, text)
+    lowered: str | None = None
+    for shape in (*shapes.OWN, *shapes.detector_shapes()):
+        if shape.triggers:
+            if shape.fold:
+                lowered = text.lower() if lowered is None else lowered
+                haystack = lowered
+            else:
+                haystack = text
+            if not any(trigger in haystack for trigger in shape.triggers):
+                continue
+        replaced = _replace(shape, text, kinds)
+        if replaced is not text:
+            text, lowered = replaced, None
+    return Redacted(text, kinds)
+
+
+def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:
+    found = False
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal found
+        start, end = shapes.secret_span(shape, match)
+        secret = text[start:end]
+        if not secret or secret.startswith("[redacted") or "[redacted" in secret:
+            return match.group(0)  # already taken out by an earlier shape
+        if shape.check is not None and not shape.check(secret):
+            return match.group(0)
+        found = True
+        kinds.append(shape.kind)
+        whole = match.group(0)
+        offset = match.start()
+        return f"{whole[: start - offset]}[redacted {shape.kind}]{whole[end - offset :]}"
+
+    replaced = shape.regex.sub(one, text)
+    return replaced if found else text
+
+
+def scrub(text: str) -> str:
+    """`redact`, the text only."""
+    return redact(text).text
+
+
+class StreamRedactor:
+    """Redacts a stream of text chunks (model deltas, tool output) as they come.
+
+    A known secret value split across chunks is caught: the end of a chunk
+    that could begin a known value is held back until the next chunk tells
+    (or `finish` releases it). Shapes are caught within what is released at
+    once; the whole text is redacted again when it is stored.
+    """
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, chunk: str) -> str:
+        """The part of the stream so far that can be shown, redacted."""
+        text = self._held + chunk
+        keep = known.held(text) if known.regex is not None else 0
+        self._held = text[len(text) - keep :] if keep else ""
+        ready = text[: len(text) - keep] if keep else text
+        return scrub(ready) if ready else ""
+
+    def finish(self) -> str:
+        """What was held back, redacted (the stream has ended)."""
+        held, self._held = self._held, ""
+        return scrub(held) if held else ""
+
+
+def redact_struct(value: T) -> T:
+    """A copy of a msgspec Struct with every string in it redacted (itself if clean).
+
+    Dictionary keys are kept; only values are text that may carry a secret.
+    """
+    plain = msgspec.to_builtins(value)
+    cleaned, changed = _walk(plain)
+    if not changed:
+        return value
+    return msgspec.convert(cleaned, type(value))
+
+
+def _walk(node: Any) -> tuple[Any, bool]:
+    if isinstance(node, str):
+        cleaned = scrub(node)
+        return cleaned, cleaned != node
+    if isinstance(node, dict):
+        changed = False
+        out: dict[Any, Any] = {}
+        for key, item in node.items():
+            out[key], hit = _walk(item)
+            changed = changed or hit
+        return out, changed
+    if isinstance(node, list):
+        items = [_walk(item) for item in node]
+        return [item for item, _ in items], any(hit for _, hit in items)
+    return node, False
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every log record's message (with its arguments and traceback).
+
+    Put it on the handler that writes: the record is formatted here, so what
+    reaches the file is the redacted text.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = scrub(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        record.exc_info = None
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True

@@ -1,0 +1,108 @@
+"""The sandbox: the boundary around every program kfd runs for the model.
+
+Built on bubblewrap. A confined program sees:
+
+- the whole file system read-only, but the workspace (read-write, or
+  read-only for a language server), its project's cache home and a private,
+  empty ``/tmp``;
+- no credentials: ``~/.ssh``, ``~/.aws``, ``~/.config/gcloud``, ``~/.azure``,
+  ``~/.gnupg``, ``~/.netrc``, ``~/.docker/config.json``, ``~/.kube``,
+  ``~/.npmrc``, ``~/.pypirc``, ``~/.git-credentials`` and the other stores of
+  `kfd.sandbox.layout.HIDDEN_IN_HOME`, shell histories, and kfd's own config,
+  state, runtime and cache directories are empty; ``[sandbox] hide`` adds
+  more;
+- ``$XDG_RUNTIME_DIR`` empty, and every other Unix socket bound outside the
+  workspace (a Docker socket, the system D-Bus) covered, since a read-only
+  file system does not stop a connection (``[sandbox] sockets`` lets chosen
+  ones through);
+- in the workspace, the git directory is its own mount point (it cannot be
+  renamed or replaced) and read-only except what git writes to record work
+  (objects, refs, the index, ``HEAD``, logs and kin: `GIT_WRITABLE`);
+  ``.kfd`` and shell start-up files are read-only, a missing ``.kfd`` too;
+  a workspace inside an outer repository cannot get a ``.git`` of its own,
+  and names that would redirect git (``.git/commondir``) are removed when
+  the command ends (`kfd.sandbox.sweep`);
+- an environment built from an allow-list (`kfd.sandbox.environ`), with its
+  tool-chains' caches in the project's cache home under
+  ``$XDG_CACHE_HOME/kfd/sandbox/``;
+- no network (a network namespace with only a loopback) unless allowed;
+- a PID namespace of its own, no capabilities, and death with kfd.
+
+`confine` prepares one program's confinement; `probe` says whether
+bubblewrap works here at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kfd.sandbox import environ as environment
+from kfd.sandbox.layout import Layout, gather
+from kfd.sandbox.mounts import GIT_WRITABLE, arguments
+from kfd.sandbox.probe import probe
+from kfd.sandbox.sweep import sweep
+
+__all__ = [
+    "GIT_WRITABLE",
+    "Confinement",
+    "Layout",
+    "confine",
+    "environment",
+    "probe",
+]
+
+
+@functools.lru_cache(maxsize=8)
+def _program(bwrap: str, path: str) -> str:
+    return shutil.which(bwrap, path=path or None) or bwrap
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """How to start one program in the sandbox, and what to do when it ended."""
+
+    prefix: list[str]
+    """``bwrap <options> --``: put the program's argv after it."""
+    env: dict[str, str]
+    """The program's whole environment."""
+    layout: Layout
+    swept: tuple[str, ...] = field(default=())
+
+    async def finish(self) -> list[str]:
+        """Remove what the program must not have left (call once it and its
+        children are gone); notes for the program's result."""
+        # A few lstat calls, microseconds: a thread hop only when there is work.
+        if not any(os.path.lexists(path) for path in self.swept):
+            return []
+        return await asyncio.to_thread(sweep, self.swept)
+
+
+async def confine(
+    workspace: Path,
+    *,
+    network: bool = False,
+    writable: bool = True,
+    hide: Sequence[str] = (),
+    env: Sequence[str] = (),
+    sockets: Sequence[str] = (),
+    bwrap: str = "bwrap",
+    environ: Mapping[str, str] | None = None,
+) -> Confinement:
+    """The confinement of a program run in ``workspace``.
+
+    ``hide``, ``env`` and ``sockets`` are ``[sandbox]``'s lists. Check `probe`
+    first: this assumes bubblewrap works.
+    """
+    environ = os.environ if environ is None else environ
+    layout = await asyncio.to_thread(
+        gather, workspace, writable=writable, hide=hide, sockets=sockets, environ=environ
+    )
+    prefix = [_program(bwrap, environ.get("PATH", "")), *arguments(layout, network=network), "--"]
+    variables = environment.command_environment(environ, env, cache_home=layout.cache_home)
+    return Confinement(prefix, variables, layout, layout.swept)

@@ -1,0 +1,386 @@
+"""What the sandbox must know about the machine before a command: the I/O shell.
+
+`gather` looks at the file system once per command (a few hundred
+microseconds, in a worker thread) and returns a `Layout`: plain facts that
+`kfd.sandbox.mounts.arguments` turns into bubblewrap arguments without any
+further I/O.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from kfd import paths
+from kfd.git import repository
+
+HIDDEN_IN_HOME = (
+    ".ssh",
+    ".aws",
+    ".azure",
+    ".gnupg",
+    ".netrc",
+    ".kube",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    ".docker/config.json",
+    ".config/gcloud",
+    ".config/gh",
+    ".config/hub",
+    ".config/git/credentials",
+    ".config/containers/auth.json",
+    ".config/rclone",
+    ".config/op",
+    ".config/doctl",
+    ".config/google-chrome",
+    ".config/chromium",
+    ".config/BraveSoftware",
+    ".mozilla",
+    ".oci",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".gem/credentials",
+    ".m2/settings.xml",
+    ".m2/settings-security.xml",
+    ".gradle/gradle.properties",
+    ".terraform.d/credentials.tfrc.json",
+    ".vault-token",
+    ".pgpass",
+    ".my.cnf",
+    ".s3cfg",
+    ".boto",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".password-store",
+    ".local/share/keyrings",
+    ".huggingface/token",
+    ".cache/huggingface/token",
+    ".claude/.credentials.json",
+    ".codex/auth.json",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".node_repl_history",
+    ".psql_history",
+    ".mysql_history",
+    ".local/share/fish/fish_history",
+)
+"""Credential stores and shell histories under ``$HOME``: unreadable in the sandbox."""
+
+HIDDEN_SYSTEM = ("/etc/shadow", "/etc/gshadow", "/etc/ssh/ssh_host_*_key")
+"""Secrets outside ``$HOME`` (readable when kfd runs as root)."""
+
+RC_FILES = (
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".inputrc",
+)
+"""Shell start-up files: read-only where they exist at the workspace root or in ``$HOME``."""
+
+SWEPT_IN_GIT_DIR = ("commondir", "gitdir", "config.worktree")
+"""Names that redirect or configure git when created in a git directory. They cannot
+be made read-only before they exist without leaving a file git would misread, so a
+command that creates one has it removed when it ends (`kfd.sandbox.sweep`)."""
+
+_SOCKET_LINE = re.compile(r"^\s*[0-9A-Fa-f]+: (?:\S+ ){6}(/.*)$")
+"""A line of ``/proc/net/unix`` that names a socket bound to a path."""
+
+MAX_SOCKETS = 512
+"""More bound sockets than this are masked by their directories' hiding only."""
+
+
+class GitDir(msgspec.Struct, frozen=True):
+    """A git directory commands may write objects and refs to, and nothing else."""
+
+    path: str
+    entries: tuple[str, ...]
+    """Its top-level names when the command starts."""
+    real_hooks: bool = False
+    """Its ``hooks`` holds more than git's ``*.sample`` files."""
+
+
+MarkerKind = Literal["repository", "gitfile", "blocked", "none"]
+"""What the workspace's own ``.git`` is: a repository's git directory, a ``gitdir:``
+file, missing (or empty) inside an outer repository (so none may be planted), or
+missing outside any repository (``git init`` may create one)."""
+
+
+class Layout(msgspec.Struct, frozen=True, kw_only=True):
+    """The facts one sandboxed command's mounts are a pure function of."""
+
+    workspace: str
+    writable: bool
+    runtime_dir: str = ""
+    hidden: tuple[tuple[str, bool], ...] = ()
+    """Existing paths to hide, with whether each is a directory."""
+    sockets: tuple[str, ...] = ()
+    """Unix sockets outside the workspace to make unreachable, one by one."""
+    socket_dirs: tuple[str, ...] = ()
+    """Directories holding nothing but sockets: covered whole."""
+    allowed_sockets: tuple[str, ...] = ()
+    """Sockets the user configured as reachable (``[sandbox] sockets``)."""
+    cache_home: str = ""
+    marker: MarkerKind = "none"
+    marker_is_file: bool = False
+    """A blocked ``.git`` that exists as a file (it is covered by an empty file)."""
+    git_dirs: tuple[GitDir, ...] = ()
+    project_root: bool = False
+    """kfd reads ``.kfd/config.toml`` from the workspace (it is its project's root)."""
+    kfd_dir: bool = False
+    """``<workspace>/.kfd`` exists and holds something (an empty one gets a stand-in)."""
+    rc_files: tuple[str, ...] = ()
+    """Existing shell start-up files to mount read-only."""
+    swept: tuple[str, ...] = ()
+    """Paths that must not exist after the command; none does now."""
+
+
+def gather(
+    workspace: Path,
+    *,
+    writable: bool,
+    hide: Sequence[str] = (),
+    sockets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Layout:
+    """Look at the machine for one command in ``workspace``. Blocking."""
+    environ = os.environ if environ is None else environ
+    root = os.path.realpath(workspace)
+    home = os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    runtime = runtime if os.path.isabs(runtime) and os.path.isdir(runtime) else ""
+    found = repository.find(Path(root))
+    # One cache home per project: the repository's root, or the workspace outside one.
+    project = found.root if isinstance(found, repository.Repository) else Path(root)
+    cache = cache_home(project)
+    hidden = _existing(
+        [
+            *(os.path.join(home, name) for name in HIDDEN_IN_HOME),
+            *HIDDEN_SYSTEM,
+            *(os.path.expanduser(path) for path in hide),
+            str(paths.config_dir()),
+            str(paths.state_dir()),
+            str(paths.runtime_dir()),
+            str(paths.cache_dir()),
+        ]
+    )
+    allowed = tuple(os.path.realpath(os.path.expanduser(path)) for path in sockets)
+    sockets = bound_sockets(root, allowed, (runtime, "/tmp", *(p for p, d in hidden if d)))
+    socket_dirs, single = _group_sockets(sockets, allowed)
+    layout = Layout(
+        workspace=root,
+        writable=writable,
+        runtime_dir=runtime,
+        hidden=hidden,
+        sockets=single,
+        socket_dirs=socket_dirs,
+        allowed_sockets=tuple(path for path in allowed if _is_socket(path)),
+        cache_home=str(cache),
+    )
+    if not writable:
+        return layout
+    return msgspec.structs.replace(layout, **_workspace_facts(Path(root), home, found))
+
+
+def _workspace_facts(
+    root: Path, home: str, found: repository.Repository | repository.Refused | None
+) -> dict[str, object]:
+    marker = root / ".git"
+    kind: MarkerKind
+    git_dirs: list[GitDir] = []
+    swept: list[str] = []
+    if repository.is_marker(marker):
+        if marker.is_dir():
+            kind = "repository"
+            git_dirs.append(_git_dir(marker, swept))
+        else:
+            kind = "gitfile"
+            if isinstance(found, repository.Repository) and found.root == root and found.linked:
+                # The worktree's own git directories, outside the workspace.
+                git_dirs.append(_git_dir(found.common_dir, swept))
+                git_dirs.append(_git_dir(found.git_dir, swept))
+    elif found is not None:
+        kind = "blocked"  # no nested repository may appear under the outer one's rules
+    else:
+        kind = "none"
+        # ``git init`` may create a repository here; not one that redirects git.
+        swept.extend(str(marker / name) for name in SWEPT_IN_GIT_DIR)
+    project_root = kind in ("repository", "gitfile", "none")
+    rc_files = [str(root / name) for name in RC_FILES if os.path.lexists(root / name)]
+    if Path(home).is_relative_to(root):
+        for name in RC_FILES:
+            path = os.path.join(home, name)
+            if os.path.lexists(path):
+                rc_files.append(path)
+            else:
+                swept.append(path)
+    return {
+        "marker": kind,
+        "marker_is_file": os.path.isfile(marker) and not os.path.islink(marker),
+        "git_dirs": tuple(git_dirs),
+        "project_root": project_root,
+        "kfd_dir": _holds_something(root / ".kfd"),
+        "rc_files": tuple(dict.fromkeys(rc_files)),
+        "swept": tuple(swept),
+    }
+
+
+def _git_dir(path: Path, swept: list[str]) -> GitDir:
+    try:
+        entries = tuple(sorted(os.listdir(path)))
+    except OSError:
+        entries = ()
+    swept.extend(str(path / name) for name in SWEPT_IN_GIT_DIR if name not in entries)
+    try:
+        hooks = os.listdir(path / "hooks")
+    except OSError:
+        hooks = []
+    real = any(not name.endswith(".sample") for name in hooks)
+    return GitDir(str(path), entries, real)
+
+
+def _holds_something(path: Path) -> bool:
+    """Whether ``path`` exists and is not an empty directory (a stand-in left behind)."""
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except NotADirectoryError:
+        return True
+    except OSError:
+        return os.path.lexists(path)
+
+
+def _group_sockets(
+    sockets: Sequence[str], allowed: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(directories holding only sockets, the other sockets): a directory is covered by
+    a tmpfs, which costs nothing, where a socket needs a bind mount each."""
+    by_directory: dict[str, list[str]] = {}
+    for path in sockets:
+        by_directory.setdefault(os.path.dirname(path), []).append(path)
+    whole: list[str] = []
+    single: list[str] = []
+    for directory, members in by_directory.items():
+        try:
+            with os.scandir(directory) as entries:
+                only_sockets = all(
+                    stat.S_ISSOCK(entry.stat(follow_symlinks=False).st_mode)
+                    or (entry.is_dir(follow_symlinks=False) and entry.name.startswith("."))
+                    for entry in entries
+                )
+        except OSError:
+            only_sockets = False
+        keeps_allowed = any(os.path.dirname(path) == directory for path in allowed)
+        if only_sockets and directory not in ("/", "/run", "/var/run") and not keeps_allowed:
+            whole.append(directory)
+        else:
+            single.extend(members)
+    return tuple(whole), tuple(single)
+
+
+def cache_home(project: Path) -> Path:
+    """The writable cache home of the project at ``project``, created (0700) if missing.
+
+    Under ``$XDG_CACHE_HOME/kfd/sandbox/``, one per project: what a package
+    manager caches for one project never reaches another's commands.
+    """
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", project.name)[:40] or "root"
+    home = paths.cache_dir() / "sandbox" / f"{slug}-{digest}"
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(home)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{home} is not a directory of ours; remove it and retry")
+    return home
+
+
+def bound_sockets(
+    workspace: str, allowed: Sequence[str], covered: Iterable[str]
+) -> tuple[str, ...]:
+    """Unix sockets bound to a path outside ``workspace`` and outside the ``covered``
+    directories (hidden anyway), from ``/proc/net/unix``; ``allowed`` ones excepted."""
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as listing:
+            lines = listing.read().splitlines()[1:]
+    except OSError:
+        return ()
+    prefixes = tuple(
+        directory.rstrip(os.sep) + os.sep for directory in (workspace, *covered) if directory
+    )
+    found: dict[str, None] = {}
+    for line in lines:
+        match = _SOCKET_LINE.match(line)
+        if match is None:
+            continue
+        path = match.group(1)
+        if path.startswith(prefixes) or path in allowed or not _is_socket(path):
+            continue
+        found[path] = None
+        if len(found) >= MAX_SOCKETS:
+            break
+    return tuple(found)
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _existing(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
+    """The candidates that exist and that kfd's user can read (what it cannot read,
+    its commands cannot either: no mount needed, and mounts cost).
+
+    Remembered while the directories that hold them are unchanged (their mtimes):
+    a credential file created later changes its directory, and is seen.
+    """
+    candidates = tuple(candidates)
+    parents = sorted({os.path.dirname(c) for c in candidates})
+    stamp = []
+    for parent in parents:
+        try:
+            stamp.append(os.stat(parent).st_mtime_ns)
+        except OSError:
+            stamp.append(-1)
+    key = (candidates, tuple(stamp))
+    cached = _EXISTING.get(key)
+    if cached is not None:
+        return cached
+    found = _look(candidates)
+    _EXISTING.clear()  # one machine, one list of candidates: keep the latest only
+    _EXISTING[key] = found
+    return found
+
+
+_EXISTING: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[tuple[str, bool], ...]] = {}
+
+
+def _look(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
+    found: dict[str, bool] = {}
+    for candidate in candidates:
+        for path in glob.glob(candidate) if glob.has_magic(candidate) else (candidate,):
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            if not os.access(path, os.R_OK):
+                continue
+            # A symlink is hidden where it points (bwrap follows it), and named so here.
+            found[os.path.realpath(path)] = stat.S_ISDIR(info.st_mode)
+    return tuple(found.items())

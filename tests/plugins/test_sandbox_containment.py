@@ -1,0 +1,249 @@
+"""Escape attempts from inside a command, against real bubblewrap and real git.
+
+A temporary ``$HOME`` (outside ``/tmp``, which the sandbox replaces anyway)
+holds canaries where credentials and kfd's own files live; the daemon's
+environment holds a canary API key; a socket listens outside the workspace.
+Each test first shows the canary is reachable unconfined, so it would fail
+if the sandbox stopped hiding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kfd import git
+from kfd.agent.environment import git_summary
+from kfd.agent.instructions import project_root
+from kfd.agent.toolcall import CallContext
+from kfd.api import Sandbox
+from kfd.sandbox import probe
+from kfd_shell import BashTool
+
+BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+
+pytestmark = pytest.mark.skipif(
+    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
+)
+
+CANARIES = {
+    ".ssh/id_rsa": "CANARY-SSH-7f3a",
+    ".aws/credentials": "[default]\naws_secret_access_key = CANARY-AWS-91c2",
+    ".config/kfd/config.toml": "# CANARY-KFD-CONFIG-5e1b",
+    ".local/state/kfd/kfd.db": "CANARY-KFD-DB-0d4e",
+    ".cache/kfd/sandbox/other-project-0123/npm/secret": "CANARY-OTHER-CACHE-8a8a",
+    ".netrc": "machine example.org password CANARY-NETRC-3b3b",
+    "vault/token.txt": "CANARY-VAULT-6c6c",
+}
+API_KEY = "sk-CANARY-API-KEY-0123456789abcdef"
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="kfd-home-", dir="/var/tmp"))
+    for name, text in CANARIES.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text + "\n")
+    monkeypatch.setenv("HOME", str(directory))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(directory / ".local" / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(directory / ".cache"))
+    monkeypatch.setenv("KFD_TEST_API_KEY", API_KEY)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _git_init(path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+
+
+def context(repo: Path, **sandbox: Any) -> CallContext:
+    return CallContext(session_id="s", workspace=repo, sandbox=Sandbox(**sandbox))
+
+
+async def run(ctx: CallContext, command: str, **args: Any) -> str:
+    result = await BashTool().run(BashTool.Args(command=command, **args), ctx)
+    return result.output
+
+
+def _canaries_in(text: str) -> list[str]:
+    return [c for c in (*CANARIES.values(), API_KEY) if c.split()[-1] in text]
+
+
+async def test_credentials_kfds_files_and_secrets_are_out_of_reach(home: Path, repo: Path) -> None:
+    attack = (
+        "cat ~/.ssh/id_rsa ~/.aws/credentials ~/.netrc ~/.config/kfd/config.toml "
+        "~/.local/state/kfd/kfd.db ~/vault/token.txt; env; "
+        f"grep -rh CANARY {home} 2>/dev/null; ls -la ~/.ssh ~/.cache/kfd; "
+        "cat /proc/1/environ /proc/$PPID/environ 2>/dev/null | tr '\\0' '\\n'"
+    )
+    unconfined = await run(context(repo, enabled=False), attack)
+    assert len(_canaries_in(unconfined)) == len(CANARIES), "every file canary is there to find"
+    confined = await run(context(repo, hide=("~/vault",)), attack)
+    assert _canaries_in(confined) == [], confined
+
+
+async def test_sockets_outside_the_workspace_are_unreachable_unless_configured(
+    home: Path, repo: Path
+) -> None:
+    server = socket.socket(socket.AF_UNIX)
+    path = home / "docker.sock"
+    server.bind(str(path))
+    server.listen()
+    inside = socket.socket(socket.AF_UNIX)
+    inside.bind(str(repo / "app.sock"))
+    inside.listen()
+    connect = (
+        f'{SYSTEM_PYTHON} -c "import socket,sys; s = socket.socket(socket.AF_UNIX); '
+        "s.connect(sys.argv[1]); print('connected')\" "
+    )
+    try:
+        assert "connected" in await run(context(repo, enabled=False), connect + str(path))
+        refused = await run(context(repo), connect + str(path))
+        assert "connected" not in refused and "ConnectionRefusedError" in refused
+        assert "connected\n" in await run(context(repo, sockets=(str(path),)), connect + str(path))
+        assert "connected\n" in await run(context(repo), connect + "app.sock")
+    finally:
+        server.close()
+        inside.close()
+
+
+async def test_dot_git_cannot_be_moved_replaced_or_made_to_run_code(
+    home: Path, repo: Path, tmp_path: Path
+) -> None:
+    config = (repo / ".git" / "config").read_text()
+    attack = (
+        "mv .git .git-moved; rm -rf .git/config .git/hooks .git/info .git; "
+        "echo '[core] fsmonitor = x' >> .git/config; "
+        "echo x > .git/hooks/post-checkout; echo '* filter=x' > .git/info/attributes; "
+        "echo ../fake > .git/commondir; echo '[core]' > .git/config.worktree; "
+        "echo /tmp > .git/gitdir; ls .git-moved 2>&1 | head -1"
+    )
+    output = await run(context(repo), attack)
+    # What git records work in can be deleted like any file of the workspace (deny
+    # rules guard that); what runs code or redirects git cannot.
+    assert (repo / ".git").is_dir() and not (repo / ".git-moved").exists()
+    assert (repo / ".git" / "config").read_text() == config
+    assert not (repo / ".git" / "hooks" / "post-checkout").exists()
+    assert not (repo / ".git" / "info" / "attributes").exists()
+    for name in ("commondir", "config.worktree", "gitdir"):
+        assert not (repo / ".git" / name).exists(), name
+        assert f"kfd removed {repo / '.git' / name}" in output
+
+
+async def test_git_records_work_in_the_sandbox(home: Path, repo: Path) -> None:
+    identity = "-c user.name=t -c user.email=t@t"
+    output = await run(
+        context(repo),
+        f"echo a > a && git add a && git {identity} commit -qm a && "
+        f"git checkout -qb feature && echo b > a && git {identity} stash -q && "
+        f"git stash pop -q && git {identity} commit -qam b && git checkout -q - && "
+        f"git {identity} merge -q --no-edit feature && git tag v1 && "
+        "git log --oneline | wc -l && git status --short | wc -l",
+    )
+    assert output.startswith("2\n0\n"), output
+
+
+async def test_a_workspace_inside_a_repository_cannot_get_a_git_of_its_own(home: Path) -> None:
+    repo = home / "project"  # not under /tmp, which the sandbox replaces
+    _git_init(repo)
+    workspace = repo / "sub"
+    workspace.mkdir()
+    output = await run(context(workspace), "git init -q . ; git rev-parse --show-toplevel")
+    assert output.startswith(f"{repo}\n") or f"\n{repo}\n" in output, output
+    assert project_root(workspace) == repo
+    found = git.find(workspace)
+    assert isinstance(found, git.Repository) and found.root == repo
+
+
+async def test_a_repository_created_in_the_sandbox_runs_nothing_on_the_host(
+    home: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "plain"
+    workspace.mkdir()
+    canary = home / "ran"
+    payload = f"touch {canary}; cat"
+    await run(
+        context(workspace),
+        f"git init -q -b main && git config core.fsmonitor '{payload}' && "
+        f"printf '* filter=x\\n' > .gitattributes && git config filter.x.clean '{payload}' && "
+        "echo a > a && git add a && git -c user.name=t -c user.email=t@t commit -qm a && "
+        "echo b >> a",
+    )
+    assert (workspace / ".git" / "HEAD").is_file()
+    assert await git_summary(workspace) == "branch main; 1 modified, 1 untracked"
+    assert not canary.exists()
+    # Once it exists, the new repository is protected like any other.
+    output = await run(context(workspace), "echo '[core]' >> .git/config")
+    assert "Read-only file system" in output
+
+
+async def test_shell_start_up_files_of_a_home_workspace_stay_as_they_were(home: Path) -> None:
+    _git_init(home)
+    (home / ".bashrc").write_text("# mine\n")
+    output = await run(
+        context(home),
+        "echo evil >> .bashrc; echo evil > .bash_profile; echo evil > .zshenv; "
+        "mkdir -p .kfd && echo 'allow = [\"bash\"]' > .kfd/config.toml",
+    )
+    assert (home / ".bashrc").read_text() == "# mine\n"
+    assert not (home / ".bash_profile").exists() and not (home / ".zshenv").exists()
+    assert f"kfd removed {home / '.bash_profile'}" in output
+    assert not (home / ".kfd" / "config.toml").exists()
+
+
+async def test_the_cache_home_is_per_project_and_writable(
+    home: Path, repo: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    await run(context(repo), "mkdir -p $XDG_CACHE_HOME && echo mine > $XDG_CACHE_HOME/note")
+    assert "mine" in await run(context(repo), "cat $XDG_CACHE_HOME/note")
+    assert "mine" not in await run(context(other), "cat $XDG_CACHE_HOME/note; ls ~/.cache/kfd")
+
+
+async def test_probe_is_shared_with_plugins() -> None:
+    assert await probe("bwrap", network=False) is None
+
+
+def test_the_hidden_defaults_cover_what_the_issue_names() -> None:
+    from kfd.sandbox.layout import HIDDEN_IN_HOME
+
+    for name in (
+        ".ssh",
+        ".aws",
+        ".config/gcloud",
+        ".azure",
+        ".gnupg",
+        ".netrc",
+        ".docker/config.json",
+        ".kube",
+        ".npmrc",
+        ".pypirc",
+        ".git-credentials",
+    ):
+        assert name in HIDDEN_IN_HOME
+    assert os.path.isabs(tempfile.gettempdir())
+
+
+async def test_a_repository_made_in_a_command_cannot_be_redirected(
+    home: Path, tmp_path: Path
+) -> None:
+    workspace = tmp_path / "fresh"
+    workspace.mkdir()
+    output = await run(context(workspace), "git init -q && echo ../elsewhere > .git/commondir")
+    assert (workspace / ".git" / "HEAD").is_file()
+    assert not (workspace / ".git" / "commondir").exists()
+    assert "kfd removed" in output
