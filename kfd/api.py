@@ -386,6 +386,12 @@ class Tool(abc.ABC, Generic[ArgsT]):
     network: ClassVar[bool] = False
     """True if the tool reaches the network (policies may ask before it)."""
 
+    writes_only_paths: ClassVar[bool] = False
+    """True if a call writes no file but those its `paths` name for writing. kfd
+    then checkpoints just those files (cheap) so the turn can be undone; for any
+    other tool that is not read-only it snapshots the whole workspace before
+    and after the call."""
+
     deferrable: bool = False
     """True if the model may be shown this tool only after it searched for it
     (``tool_search``), when many such tools are offered: set it for tools that

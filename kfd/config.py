@@ -335,6 +335,54 @@ class SandboxConfig(_Section):
     """Unix sockets outside the workspace that commands may connect to."""
 
 
+class CheckpointsConfig(_Section):
+    """``[checkpoints]``: what kfd keeps so that a turn's file changes can be undone."""
+
+    enabled: bool = True
+    keep_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """Turns older than this are forgotten (their changes can no longer be undone)."""
+    max_total_mb: Annotated[float, msgspec.Meta(gt=0)] = 2048.0
+    """The shadow repositories together; past it, the oldest turns are forgotten."""
+    max_file_mb: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """A file larger than this is not kept (its change is listed, not undoable)."""
+
+
+HookEvent = Literal[
+    "before_tool", "after_tool", "turn_end", "session_start", "approval_requested", "notification"
+]
+
+
+class HookConfig(_Section):
+    """One ``[[hooks]]`` table: a shell command run on an event of every session.
+
+    The event goes to the command as JSON on stdin. A ``before_tool`` hook
+    denies the call by exiting 2 (stderr is the reason) or by printing
+    ``{"decision": "deny", "reason": "..."}`` (or ``"ask"``), and may add
+    ``{"context": "..."}`` for the model; an ``after_tool`` hook's output is
+    appended to the result the model reads. Hooks run in the sandbox like
+    ``bash`` unless ``sandbox = false`` in your own config.
+    """
+
+    event: HookEvent
+    command: str
+    match: str = ""
+    """A regular expression searched in ``<tool> <arguments as JSON>`` (tool
+    events) or the event's JSON (others); empty matches everything."""
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    sandbox: bool = True
+    """False runs the hook outside the sandbox: honoured in your own config only."""
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not self.command.strip():
+            raise ValueError("command: a hook needs a command")
+        try:
+            re.compile(self.match)
+        except re.error as exc:
+            raise ValueError(f"match: not a regular expression: {exc}") from None
+
+
 class ProjectConfig(_Section):
     """A project's ``.kfd/config.toml``: only its permission rules.
 
@@ -343,6 +391,8 @@ class ProjectConfig(_Section):
     """
 
     permissions: PermissionsConfig = msgspec.field(default_factory=PermissionsConfig)
+    hooks: list[HookConfig] = msgspec.field(default_factory=list)
+    """``[[hooks]]``: run only once the user trusts the file, always in the sandbox."""
 
 
 PROJECT_CONFIG = Path(".kfd") / "config.toml"
@@ -404,6 +454,9 @@ class Config(_Section):
     plugin, which validates them (see its docstring)."""
     triggers: list[TriggerConfig] = msgspec.field(default_factory=list)
     """``[[triggers]]``: file-watch triggers the daemon runs."""
+    checkpoints: CheckpointsConfig = msgspec.field(default_factory=CheckpointsConfig)
+    hooks: list[HookConfig] = msgspec.field(default_factory=list)
+    """``[[hooks]]``: shell commands run on the events of every session."""
     notify: dict[str, Any] = msgspec.field(default_factory=dict)
     """``[notify]``: handed to the desktop notifier frontend, which checks it."""
     chat: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -550,6 +603,8 @@ class Narrowed(NamedTuple):
 
     permissions: PermissionsConfig
     """The rules that apply."""
+    hooks: list[HookConfig]
+    """The hooks that run (none until the file is trusted; always sandboxed)."""
     ignored: list[str]
     """What does not apply, each with why (shown, never dropped silently)."""
     grants: list[str]
@@ -568,15 +623,21 @@ def narrow(project: ProjectConfig, *, trusted: bool) -> Narrowed:
     """
     permissions = project.permissions
     grants = [f"allow {rule}" for rule in permissions.allow]
+    grants += [f"hook {hook.event}: {hook.command}" for hook in project.hooks]
     ignored = []
     if not trusted:
         ignored += [f"allow {rule}: not until you trust this file" for rule in permissions.allow]
+        ignored += [
+            f"hook {hook.event}: {hook.command}: not until you trust this file"
+            for hook in project.hooks
+        ]
     if not permissions.defaults:
         ignored.append("defaults = false: only your own config.toml can drop the built-in rules")
     applied = msgspec.structs.replace(
         permissions, allow=list(permissions.allow) if trusted else [], defaults=True
     )
-    return Narrowed(applied, ignored, grants)
+    hooks = [msgspec.structs.replace(h, sandbox=True) for h in project.hooks] if trusted else []
+    return Narrowed(applied, hooks, ignored, grants)
 
 
 def table_window(model: str, overrides: Mapping[str, ModelEntry]) -> int:

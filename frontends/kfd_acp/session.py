@@ -111,6 +111,8 @@ class EditorSession:
         self._request_ids: dict[str, int | str] = {}
         self._pump: asyncio.Task[None] | None = None
         self._live = False
+        self.custom: set[str] = set()
+        """The workspace's custom commands: ``/name`` runs one (``commands.run``)."""
         self._announced = asyncio.Event()
         """Set once the editor knows the session's id: a new session's updates wait
         for the ``session/new`` answer, a loaded one's history comes before its answer."""
@@ -126,7 +128,19 @@ class EditorSession:
         await self._announced.wait()
         while self.attachment.buffered:
             await self._handle(await anext(self.attachment))
-        await self._send(available_commands([(c.name, c.description, c.hint) for c in COMMANDS]))
+        offered = [(c.name, c.description, c.hint) for c in COMMANDS]
+        builtin = {c.name for c in COMMANDS}
+        try:  # the workspace's custom commands (an older daemon has none)
+            listed = await self.kfd.commands(session_id=self.id)
+        except RequestFailed:
+            listed = p.CommandListResult()
+        self.custom = {c.name for c in listed.commands if c.name not in builtin and not c.problem}
+        offered += [
+            (c.name, c.description or f"{c.source} command", c.argument_hint)
+            for c in listed.commands
+            if c.name in self.custom
+        ]
+        await self._send(available_commands(offered))
         self._go_live()
 
     def _go_live(self) -> None:
@@ -203,7 +217,9 @@ class EditorSession:
     # -- prompts ---------------------------------------------------------------
 
     async def prompt(self, text: str) -> p.TurnCompleted | Cancelled:
-        """Send ``text`` as a message and wait for the end of the turn that runs it."""
+        """Send ``text`` as a message and wait for the end of the turn that runs it.
+
+        ``/name ARGS`` naming one of the workspace's custom commands runs it."""
         client_msg_id = f"acp.{secrets.token_hex(8)}"
         message_id = f"u.{client_msg_id}"
         self.translator.own_messages.add(message_id)
@@ -212,7 +228,13 @@ class EditorSession:
         )
         self._prompts[message_id] = future
         try:
-            await self.kfd.send(self.id, text, client_msg_id=client_msg_id)
+            name, _, arguments = text.strip().removeprefix("/").partition(" ")
+            if text.strip().startswith("/") and name in self.custom:
+                await self.kfd.run_command(
+                    self.id, name, arguments.strip(), client_msg_id=client_msg_id
+                )
+            else:
+                await self.kfd.send(self.id, text, client_msg_id=client_msg_id)
             return await future
         finally:
             self._prompts.pop(message_id, None)

@@ -40,7 +40,7 @@ from kfd.client import (
     qualify,
 )
 from kfd.client.exact import visible
-from kfd_chat import render
+from kfd_chat import render, undo
 from kfd_chat.adapter import Adapter, AdapterError, Incoming
 from kfd_chat.outgoing import FRONTEND_NAME, Outgoing
 from kfd_chat.poster import Place, Poster
@@ -95,6 +95,8 @@ class Bridge:
             tool_linger_s=access.tool_linger_s,
             notify_room=access.notify_room,
         )
+        self._undos: dict[str, undo.Pending] = {}
+        """Undos that stopped at conflicts, by session (``!undo overwrite|keep|merge``)."""
 
     async def run(self) -> None:
         # Following first: nothing a session shows after "bridging" is missed.
@@ -325,10 +327,31 @@ class Bridge:
                 await self._say(item, render.status(await self._info(session)))
             case "trust" if session:
                 await self._trust(item, session, argument)
-            case "cancel" | "mode" | "cost" | "status" | "trust":
+            case "undo" if session:
+                said, forked = await undo.undo(self.client, session, argument, self._undos)
+                if forked is not None:
+                    self.state.rooms[_key(item.room, item.thread)] = forked.id
+                    self.state.cursors[forked.id] = 0
+                    await self.poster.save()
+                await self._say(item, said)
+            case "cancel" | "mode" | "cost" | "status" | "trust" | "undo":
                 await self._say(item, "no session here yet: say something or `!new`")
             case _:
-                await self._say(item, render.HELP)
+                if not await self._custom(item, session, name, argument):
+                    await self._say(item, render.HELP)
+
+    async def _custom(self, item: Incoming, session: str | None, name: str, argument: str) -> bool:
+        """Run ``!name ARGS`` as the custom command ``name``; False if there is none."""
+        if session is None:
+            session = await self._session_for(item, create=True)
+            assert session is not None
+        listed = await self.client.commands(session_id=session)
+        if name not in {command.name for command in listed.commands}:
+            return False
+        await self.client.run_command(
+            session, name, argument, client_msg_id=_client_msg_id(item.id)
+        )
+        return True
 
     async def _trust(self, item: Incoming, session: str, argument: str) -> None:
         """``!trust`` shows the project config; ``!trust yes`` trusts exactly what

@@ -26,6 +26,9 @@ HELP = (
     "!cost         what this session spent\n"
     "!status       the session's state\n"
     "!trust [yes]  show the project's .kfd/config.toml; yes: trust it as shown\n"
+    "!undo [N]     put back the files the last turn (or turn N and later) changed;\n"
+    "              !undo N both: also go on from before it in a forked session\n"
+    "!NAME ARGS    run your custom command NAME (.kfd/commands/NAME.md)\n"
     "Answer an approval by replying `allow`, `always` (keep its rule for the project) "
     "or `deny [why]`, or react 👍 / 👎."
 )

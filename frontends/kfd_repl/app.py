@@ -48,6 +48,7 @@ from kfd_repl.completion import ReplCompleter
 from kfd_repl.keys import key_bindings
 from kfd_repl.live import ApprovalKeys
 from kfd_repl.printer import Printer
+from kfd_repl.rewind import PendingUndo
 from kfd_repl.view import Me, SessionView
 
 HISTORY_TAIL = 400
@@ -127,7 +128,17 @@ class Repl:
         """Whether the terminal has the user's focus (as far as it reports)."""
         focus.register_sequences()
 
-        completer = ReplCompleter(lambda: Path(self.view.info.cwd), lambda: self._session_ids)
+        self.custom_commands: dict[str, p.CommandInfo] = {}
+        """The custom commands of this session's workspace (``/name``)."""
+        self.commands_loaded = asyncio.Event()
+        """Set once the custom commands were asked for (``/help`` and ``/name`` wait for it)."""
+        self.pending_undo: PendingUndo | None = None
+        """An undo that stopped at conflicts (``/undo overwrite|keep|merge`` answers it)."""
+        completer = ReplCompleter(
+            lambda: Path(self.view.info.cwd),
+            lambda: self._session_ids,
+            lambda: self.custom_commands,
+        )
         self.input = Buffer(
             name="input",
             multiline=True,
@@ -198,6 +209,24 @@ class Repl:
         self.show(Header(snapshot.session, history_cut=snapshot.seq > HISTORY_TAIL), *asked)
         self._attachment = attachment
         self._follower = asyncio.create_task(self._follow(attachment))
+        self.spawn(self.load_commands())
+
+    async def load_commands(self) -> None:
+        """Ask the daemon for this workspace's custom commands (for ``/name`` and Tab)."""
+        self.commands_loaded.clear()
+        try:
+            await self._load_commands()
+        finally:
+            self.commands_loaded.set()
+
+    async def _load_commands(self) -> None:
+        try:
+            listed = await self.client.commands(session_id=self.view.info.id)
+        except RequestFailed as exc:  # an older daemon: no custom commands
+            if exc.code != "bad_request":
+                self.show(Note(f"custom commands: {exc.message}", "warn"))
+            return
+        self.custom_commands = {command.name: command for command in listed.commands}
 
     def set_focus(self, focused: bool) -> None:
         """The terminal gained or lost focus: tell the other frontends."""
@@ -231,6 +260,8 @@ class Repl:
             try:
                 async for item in attachment:
                     self._apply(item)
+                    if isinstance(item, p.TrustChanged):  # project commands come or go
+                        self.spawn(self.load_commands())
                 return
             except Exception as exc:  # the client's errors, or a bug: never stop following
                 self.show(Note(f"lost track of the session ({exc!r}); attaching again", "warn"))

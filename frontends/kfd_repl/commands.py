@@ -8,6 +8,8 @@ the user can act on, never as a crashed REPL.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 from kfd import protocol as p
 from kfd.client import RequestFailed
 from kfd.client.tables import compact_lines, context_lines, memory_lines
-from kfd_repl import backend, live
+from kfd_repl import backend, live, rewind
 from kfd_repl.blocks import Listing, Note
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("/resume", "", "choose one of this project's sessions and switch to it"),
     Command("/new", "", "start a fresh session in this directory"),
     Command("/fork", "[MESSAGE_ID]", "continue in a copy of this session"),
+    Command("/undo", "[N] [overwrite|keep|merge]", "put back the files the last turn changed"),
+    Command("/rewind", "[N [files|conversation|both]]", "turns that changed files; go back to one"),
     Command("/mode", "[MODE]", "set or cycle the permission mode (also Shift-Tab)"),
     Command("/model", "[NAME]", "show or change the session's model"),
     Command("/cost", "", "what this session has spent"),
@@ -82,6 +86,13 @@ async def run(repl: Repl, line: str) -> None:
     word, _, argument = line.strip().partition(" ")
     name = ALIASES.get(word, word)
     handler = _HANDLERS.get(name)
+    if (handler is None or name == "/help") and repl.view.connected:
+        with contextlib.suppress(TimeoutError):  # the list is asked for on attach
+            await asyncio.wait_for(repl.commands_loaded.wait(), 5.0)
+    custom = repl.custom_commands.get(word[1:]) if handler is None else None
+    if custom is not None and repl.view.connected:
+        await rewind.run_custom(repl, custom, argument.strip())
+        return
     if handler is None:
         repl.show(Note(f"unknown command {word}; /help lists the commands", "warn"))
         return
@@ -94,7 +105,8 @@ async def run(repl: Repl, line: str) -> None:
 async def _help(repl: Repl, argument: str) -> None:
     width = max(len(f"{c.name} {c.args}") for c in COMMANDS)
     lines = [f"{f'{c.name} {c.args}'.strip():<{width}}  {c.help}" for c in COMMANDS]
-    repl.show(Listing("commands", (*lines, "", *KEYS)))
+    custom = rewind.custom_help(repl.custom_commands)
+    repl.show(Listing("commands", (*lines, *custom, "", *KEYS)))
 
 
 async def _sessions(repl: Repl, argument: str) -> None:
@@ -360,6 +372,8 @@ _HANDLERS: dict[str, Callable[[Repl, str], Awaitable[None]]] = {
     "/resume": _resume,
     "/new": _new,
     "/fork": _fork,
+    "/undo": rewind.undo,
+    "/rewind": rewind.rewind,
     "/mode": _mode,
     "/model": _model,
     "/cost": _cost,

@@ -8,7 +8,7 @@ message can point the model at exact files.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -25,10 +25,14 @@ class ReplCompleter(Completer):
     """Completes what the REPL understands; blocking work runs in a thread."""
 
     def __init__(
-        self, workspace: Callable[[], Path], session_ids: Callable[[], Iterable[str]]
+        self,
+        workspace: Callable[[], Path],
+        session_ids: Callable[[], Iterable[str]],
+        custom: Callable[[], Mapping[str, p.CommandInfo]] | None = None,
     ) -> None:
         self.workspace = workspace
         self.session_ids = session_ids
+        self.custom = custom or dict
 
     def get_completions(
         self, document: Document, complete_event: CompleteEvent
@@ -51,6 +55,13 @@ class ReplCompleter(Completer):
                         -len(name),
                         display_meta=command.help,
                     )
+            builtin = {command.name for command in COMMANDS}
+            for custom, info in sorted(self.custom().items()):
+                if f"/{custom}".startswith(name) and f"/{custom}" not in builtin:
+                    meta = info.description or f"{info.source} command"
+                    if info.argument_hint:
+                        meta = f"{info.argument_hint} · {meta}"
+                    yield Completion(f"/{custom}", -len(name), display_meta=meta)
             return
         if " " in argument:
             return
@@ -61,6 +72,8 @@ class ReplCompleter(Completer):
             choices = self.session_ids()
         elif name == "/rules":
             choices = ("remove",)
+        elif name == "/undo":
+            choices = ("overwrite", "keep", "merge")
         for choice in choices:
             if choice.startswith(argument):
                 yield Completion(choice, -len(argument))

@@ -243,6 +243,16 @@ class SessionView:
             case p.ErrorEvent():
                 self._last_error = event.message
                 return [Note(f"error: {event.message}", "error")]
+            case p.HookReported():
+                text = f"hook {event.hook} {event.outcome}: {event.message}"
+                return [Note(text, "info" if event.outcome == "denied" else "warn")]
+            case p.CheckpointRestored():
+                who = f" by {event.by.name}" if event.by else ""
+                files = ", ".join(event.files[:5]) + (" …" if len(event.files) > 5 else "")
+                kept = f"; kept as changed since: {', '.join(event.kept)}" if event.kept else ""
+                forked = f"; the conversation went on in {event.forked}" if event.forked else ""
+                turns = ", ".join(map(str, event.turns)) or "-"
+                return [Note(f"undid turn(s) {turns}{who}: {files or 'no file'}{kept}{forked}")]
             case p.FrontendsChanged():
                 self.info.frontends = event.count
             case _:

@@ -55,10 +55,12 @@ async def _note(
     hook: AfterToolHook, call: FinishedCall, result: ToolResult, ctx: ToolContext
 ) -> str | None:
     name = getattr(hook, "name", type(hook).__name__)
+    # A hook that bounds itself (shell hooks: each its own timeout_s) says how long.
+    timeout = float(getattr(hook, "timeout_s", HOOK_TIMEOUT_S))
     try:
-        return await asyncio.wait_for(hook.after_tool(call, result, ctx), HOOK_TIMEOUT_S)
+        return await asyncio.wait_for(hook.after_tool(call, result, ctx), timeout)
     except TimeoutError:
-        log.warning("after-tool hook %s gave no note within %g s", name, HOOK_TIMEOUT_S)
+        log.warning("after-tool hook %s gave no note within %g s", name, timeout)
     except Exception:
         log.exception("after-tool hook %s failed", name)
     return None

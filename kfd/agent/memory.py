@@ -81,6 +81,7 @@ class RememberTool(Tool[RememberArgs]):
     )
     Args = RememberArgs
     schema_budget = 420
+    writes_only_paths = True  # it writes the store, no file: nothing to checkpoint
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -150,6 +151,7 @@ class ForgetTool(Tool[ForgetArgs]):
     description = "Delete a wrong or outdated fact by its id (from recall or <memory>)."
     Args = ForgetArgs
     schema_budget = 220
+    writes_only_paths = True  # it writes the store, no file: nothing to checkpoint
 
     def __init__(self, store: Store) -> None:
         self._store = store

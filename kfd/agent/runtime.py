@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from kfd.agent.accounting import Accounting
     from kfd.agent.tools import ToolRegistry
     from kfd.api import AfterToolHook, Policy
+    from kfd.checkpoints.service import Checkpoints
+    from kfd.commands.book import CommandBook
     from kfd.config import Config
     from kfd.gateway.types import Provider
     from kfd.policy.rulebook import RuleBook
@@ -77,3 +79,7 @@ class Runtime:
     """Plugins' hooks that may add a note to every tool result."""
     rule_book: RuleBook | None = None
     """Permission rules of every source (`kfd.policy.rulebook`); set by the daemon."""
+    commands: CommandBook | None = None
+    """Custom commands of the user and of trusted projects (`kfd.commands`); set by the daemon."""
+    checkpoints: Checkpoints | None = None
+    """What each turn changed in the files, to undo it (`kfd.checkpoints`); set by the daemon."""

@@ -24,6 +24,7 @@ import msgspec
 
 from kfd import logcontext
 from kfd.agent.approvals import Approvals
+from kfd.agent.commands import take_batch
 from kfd.agent.context_state import ContextState
 from kfd.agent.lifecycle import (
     CancelRequested,
@@ -219,13 +220,24 @@ class Session:
     # -- the queue and the turn driver ---------------------------------------
 
     async def send(
-        self, text: str, frontend: FrontendRef | None, client_msg_id: str | None = None
+        self,
+        text: str,
+        frontend: FrontendRef | None,
+        client_msg_id: str | None = None,
+        *,
+        command: str = "",
+        arguments: str = "",
     ) -> MessageSendResult:
         """Accept a user message: run it now, or queue it behind the running turn.
 
         Returns once the message is on disk (``message.user`` of the turn it
         starts, or ``message.queued``), synced: a client told "sent" finds it
         after any crash. A queued message survives a restart and runs then.
+
+        With ``command``, the message runs that custom command: its prompt is
+        made when its turn starts (`kfd.agent.commands`), which may take a while
+        (its ``!`commands``` run, maybe asked about), so it is acknowledged once
+        its ``message.queued`` is on disk; ``text`` is how it reads until then.
         """
         if client_msg_id is not None:
             if not _CLIENT_MSG_ID.fullmatch(client_msg_id):
@@ -239,7 +251,13 @@ class Session:
         else:
             message_id = new_id("u")
         self.user_message_ids.add(message_id)
-        queued = QueuedMessage(message_id=message_id, text=text, frontend=frontend)
+        queued = QueuedMessage(
+            message_id=message_id,
+            text=text,
+            frontend=frontend,
+            command=command,
+            arguments=arguments,
+        )
         self.queue.append(queued)
         if self.busy or self._draining:
             await self.emit(
@@ -267,8 +285,7 @@ class Session:
         logcontext.SESSION.set(self.id)  # this task's log lines name the session
         try:
             while self.queue and not self._stopping and not self._draining:
-                batch = list(self.queue)
-                self.queue.clear()
+                batch = take_batch(self.queue)
                 logcontext.TURN.set(self.info.turns + 1)
                 started = time.monotonic()
                 log.info("turn %d started with %d message(s)", self.info.turns + 1, len(batch))

@@ -17,6 +17,7 @@ turn goes on and how it ends. It drives a session through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd.agent.after_tool import after_tool
+from kfd.agent.commands import make_prompt
 from kfd.agent.context import compact_after_overflow, observe_usage, prepare_request
 from kfd.agent.lifecycle import (
     Aborted,
@@ -48,6 +50,7 @@ from kfd.agent.truncate import cap
 from kfd.api import ApprovalNeeded, Sandbox, Tool, ToolError, ToolResult
 from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
+from kfd.ids import new_id
 from kfd.policy.gate import CallSite, decide_call
 from kfd.policy.rules import grant_rule, grants_of
 from kfd.protocol import (
@@ -55,6 +58,7 @@ from kfd.protocol import (
     MessageCompleted,
     MessageDiscarded,
     MessageUser,
+    Mode,
     ModelRetry,
     QueuedMessage,
     ToolCall,
@@ -92,20 +96,33 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
     config = session.runtime.config.agent
     # Status first: if TurnStarted is on disk, so is "running" (crash recovery relies on it).
     session.advance(TurnBegan(turn, config.max_steps, config.repeat_limit))
+    prompts: dict[str, str] = {}
+    settings = _CommandSettings()
+    cancelled_early = False
+    try:
+        prompts, settings = await _command_prompts(session, incoming)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        cancelled_early = True
     for queued in incoming:
+        text = prompts.get(queued.message_id, queued.text)
         session.emit(
             MessageUser(
                 session=session.id,
                 message_id=queued.message_id,
-                text=queued.text,
+                text=text,
                 frontend=queued.frontend,
             ),
-            message=UserMessage(text=queued.text, id=queued.message_id),
+            message=UserMessage(text=text, id=queued.message_id),
         )
     session.emit(
         TurnStarted(session=session.id, turn=turn, message_ids=[q.message_id for q in incoming])
     )
     try:
+        if cancelled_early:
+            raise asyncio.CancelledError
         await _steps(session, turn)
     except asyncio.CancelledError:
         task = asyncio.current_task()
@@ -128,11 +145,115 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
         session.live.tool_finished(call.id)
         session.ensure_requested(call)
         _answer(session, call, status, text, reason=ending.note)
+    settings.restore(session)
+    if session.runtime.checkpoints is not None:
+        session.runtime.checkpoints.end_turn(session.id)
     done = session.emit(
         TurnCompleted(session=session.id, turn=turn, stop_reason=ending.stop, message=ending.note)
     )
     session.advance(TurnClosed())
     await done
+
+
+@dataclass(slots=True)
+class _CommandSettings:
+    """What a custom command's turn changed of its session, to put back at its end."""
+
+    mode: Mode | None = None
+    model: str | None = None
+    rules: tuple[str, ...] = ()
+
+    def restore(self, session: TurnSession) -> None:
+        for rule in self.rules:
+            with contextlib.suppress(ValueError):
+                session.session_rules.remove(rule)
+        changes: dict[str, Any] = {}
+        if self.mode is not None:
+            changes["mode"] = self.mode
+        if self.model is not None:
+            changes["model"] = self.model
+        if changes:
+            session.update(**changes)
+
+
+async def _command_prompts(
+    session: TurnSession, incoming: list[QueuedMessage]
+) -> tuple[dict[str, str], _CommandSettings]:
+    """The prompts of the custom commands among ``incoming`` (one turn runs one command),
+    with the command's mode, model and allowed tools applied to the session for the turn."""
+    settings = _CommandSettings()
+    prompts: dict[str, str] = {}
+    runtime = session.runtime
+    for queued in incoming:
+        if not queued.command:
+            continue
+        found, why = None, "custom commands are not set up"
+        if runtime.commands is not None and runtime.rule_book is not None:
+            project = await runtime.rule_book.project_of(session.info.cwd)
+            found, why = await runtime.commands.find(project, queued.command)
+        if found is None:
+            prompts[queued.message_id] = f"{queued.text}\n\n[the command cannot run: {why}]"
+            continue
+        info = found.info
+        if info.mode is not None and info.mode != session.info.mode:
+            settings.mode = session.info.mode
+            session.update(mode=info.mode)
+        if info.model and info.model != session.info.model:
+            settings.model = session.info.model
+            session.update(model=info.model)
+        added = tuple(r for r in info.allowed_tools if r not in session.session_rules)
+        session.session_rules.extend(added)
+        settings.rules = added
+        prompts[queued.message_id] = await make_prompt(
+            found.body,
+            queued.arguments,
+            _workspace(session),
+            _read_guard(session, "read"),
+            lambda command: _side_call(session, "bash", {"command": command}),
+        )
+    return prompts, settings
+
+
+async def _side_call(session: TurnSession, name: str, arguments: dict[str, Any]) -> str:
+    """Run a call the model did not make (a command's ``!`command```), decided and
+    confined as any call of the turn; its output, or why it did not run."""
+    tool = session.runtime.tools.get(name)
+    if tool is None:
+        return f"[not run: no tool {name}]"
+    call = ToolCall(id=new_id("c"), name=name, arguments=_canonical.encode(arguments).decode())
+    try:
+        raw, args = session.runtime.tools.parse(tool, call.arguments)
+    except InvalidArguments as exc:
+        return f"[not run: {exc}]"
+    item = _Call(call, tool, raw, args, None, summary=tool.summary(args))
+    verdict = await decide_call(_site(session), tool, args, raw)
+    if verdict.decision == "deny":
+        return f"[not run: denied: {verdict.reason}]"
+    if verdict.decision == "ask":
+        preview = await tool.preview(args, _context(session, item))
+        decision, _ = await session.approvals.ask(
+            call.id, name, preview, verdict.reason, tool.session_rule(args)
+        )
+        if decision == "deny":
+            return "[not run: the user did not allow it]"
+    checkpoints = session.runtime.checkpoints
+    mark = None
+    if checkpoints is not None:
+        mark = await checkpoints.before(
+            session.id, session.info.turns, session.info.cwd, tool, args
+        )
+    try:
+        ctx = _context(session, item, grants_of(session.session_rules, name))
+        timeout = session.runtime.config.agent.tool_timeout_s
+        result = await asyncio.wait_for(tool.run(args, ctx), timeout)
+    except ToolError as exc:
+        return f"[failed: {exc}]"
+    except TimeoutError:
+        return "[failed: it did not finish in time]"
+    finally:
+        if checkpoints is not None:
+            await checkpoints.after(mark)
+    return result.output
 
 
 async def _steps(session: TurnSession, turn: int) -> None:
@@ -385,6 +506,13 @@ async def _execute(session: TurnSession, item: _Call, reason: str) -> None:
     started = time.monotonic()
     timeout = session.runtime.config.agent.tool_timeout_s
     status: ToolStatus | None = None
+    checkpoints = session.runtime.checkpoints
+    mark = None
+    if checkpoints is not None:
+        # What the call may change is kept first, so that its turn can be undone.
+        mark = await checkpoints.before(
+            session.id, session.info.turns, session.info.cwd, item.tool, item.args
+        )
     try:
         while True:
             try:
@@ -410,12 +538,16 @@ async def _execute(session: TurnSession, item: _Call, reason: str) -> None:
         )
     except asyncio.CancelledError:
         session.live.tool_finished(call.id)
+        if checkpoints is not None:  # a cancelled call may have changed files too
+            await asyncio.shield(checkpoints.after(mark))
         raise
     except Exception as exc:
         log.exception("tool %s failed", call.name)
         result = ToolResult(
             output=f"`{call.name}` failed: {type(exc).__name__}: {exc}", is_error=True
         )
+    if checkpoints is not None:
+        await checkpoints.after(mark)
     session.live.tool_finished(call.id)
     duration_ms = (time.monotonic() - started) * 1000
     _answer(

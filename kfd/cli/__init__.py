@@ -32,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--log-stderr", action="store_true", help="also log to stderr")
 
     run = commands.add_parser("run", help="run one turn headless and print the answer")
-    run.add_argument("prompt", help="the message to send")
+    run.add_argument(
+        "prompt", nargs="*", help="the message to send (with --command: the command's arguments)"
+    )
+    run.add_argument(
+        "--command",
+        dest="custom_command",
+        metavar="NAME",
+        help="run the custom command NAME (.kfd/commands/NAME.md or your own) instead",
+    )
     run.add_argument(
         "--cwd",
         help="workspace of a new session (default: .; with --remote, a directory on that host, "
@@ -91,10 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp.add_parser(commands)
 
-    from kfd.cli import explain, keys, rules, trust
+    from kfd.cli import explain, keys, rules, trust, undo
 
     keys.add_parser(commands)
 
+    undo.add_parsers(commands)
     rules.add_parser(commands)
     explain.add_parser(commands, MODES)
     trust.add_parser(commands)
@@ -183,6 +192,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import explain
 
         return explain.main(args)
+    if command in ("undo", "diff"):
+        from kfd.cli import undo
+
+        return undo.main(args)
     if command == "logs":
         from kfd.cli import logs
 

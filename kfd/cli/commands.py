@@ -135,8 +135,15 @@ async def run(args: argparse.Namespace) -> int:
                 model=args.model,
                 mode=args.mode or "default",
             )
+        text = " ".join(args.prompt)
+        if not args.custom_command and not text.strip():
+            print("kfd: run needs a prompt (or --command NAME)", file=sys.stderr)
+            return EXIT_USAGE
         async with await client.attach(info.id, since_seq=info.last_seq) as session:
-            sent = await client.send(info.id, args.prompt)
+            if args.custom_command:
+                sent = await client.run_command(info.id, args.custom_command, text)
+            else:
+                sent = await client.send(info.id, text)
             return await _follow(client, session, sent.message_id, args)
 
 

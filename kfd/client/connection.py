@@ -509,6 +509,74 @@ class Client:
 
     # -- events ------------------------------------------------------------
 
+    async def checkpoints(self, session_id: str) -> p.CheckpointListResult:
+        """The turns of a session that changed files, with those files."""
+        result: p.CheckpointListResult = await self.request(
+            p.CheckpointList(id="", session=session_id)
+        )
+        return result
+
+    async def diff(self, session_id: str, turn: int | None = None) -> p.DiffResult:
+        """What a turn (or, without ``turn``, the whole session) changed, as a diff."""
+        result: p.DiffResult = await self.request(
+            p.CheckpointDiff(id="", session=session_id, turn=turn)
+        )
+        return result
+
+    async def undo(
+        self,
+        session_id: str,
+        turn: int | None = None,
+        *,
+        files: bool = True,
+        conversation: bool = False,
+        on_conflict: p.ConflictChoice = "ask",
+        expect: str = "",
+        dry_run: bool = False,
+    ) -> p.UndoResult:
+        """Put the files back as before ``turn`` (the last turn that changed files);
+        ``conversation`` also forks the session from before it. See `p.CheckpointUndo`."""
+        result: p.UndoResult = await self.request(
+            p.CheckpointUndo(
+                id="",
+                session=session_id,
+                turn=turn,
+                files=files,
+                conversation=conversation,
+                on_conflict=on_conflict,
+                expect=expect,
+                dry_run=dry_run,
+            ),
+            timeout=REFRESH_TIMEOUT,
+        )
+        return result
+
+    async def commands(
+        self, *, cwd: str | os.PathLike[str] | None = None, session_id: str | None = None
+    ) -> p.CommandListResult:
+        """The custom commands of a workspace (or a session's)."""
+        result: p.CommandListResult = await self.request(
+            p.CommandList(
+                id="", cwd=os.path.abspath(cwd) if cwd is not None else None, session=session_id
+            )
+        )
+        return result
+
+    async def run_command(
+        self, session_id: str, name: str, arguments: str = "", client_msg_id: str | None = None
+    ) -> p.MessageSendResult:
+        """Run custom command ``name`` in a session (its prompt is sent as a message)."""
+        result: p.MessageSendResult = await self.request(
+            p.CommandRun(
+                id="",
+                session=session_id,
+                name=name,
+                arguments=arguments,
+                client_msg_id=client_msg_id,
+            )
+        )
+        return result
+
     async def notices(self) -> Notices:
         """Receive the daemon-wide events (`kfd.client.notices`) from now on."""
         notices = Notices(self._drop_notices)

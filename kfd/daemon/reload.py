@@ -60,6 +60,8 @@ _LIVE: Mapping[str, str] = {
     "permissions": "[permissions]: from the next decision",
     "sandbox": "[sandbox]: from the next command",
     "triggers": "[[triggers]]: the file watchers restarted with the new tables",
+    "checkpoints": "[checkpoints]: from the next tool call",
+    "hooks": "[[hooks]]: from the next event",
 }
 _RESTART: Mapping[str, str] = {
     "plugins": "[plugins]: plugins load when the daemon starts; restart it to apply",

@@ -13,13 +13,26 @@ from typing import TYPE_CHECKING, Protocol, get_args
 import msgspec
 
 from kfd import __version__, logcontext
-from kfd.daemon import context_rpc, cost_rpc, requests, rules_rpc, trust_rpc
+from kfd.daemon import (
+    checkpoints_rpc,
+    commands_rpc,
+    context_rpc,
+    cost_rpc,
+    requests,
+    rules_rpc,
+    trust_rpc,
+)
 from kfd.daemon.ports import DaemonPort
 from kfd.errors import RequestError, StoreUnavailable
 from kfd.protocol import (
     PROTOCOL_VERSION,
     ApprovalRespond,
     AttachResult,
+    CheckpointDiff,
+    CheckpointList,
+    CheckpointUndo,
+    CommandList,
+    CommandRun,
     CostQuery,
     Empty,
     ErrorCode,
@@ -330,6 +343,10 @@ class RpcHandler:
                 return Empty()
             case RulesList() | RulesRemove() | RulesExplain():
                 return await rules_rpc.answer(daemon, request)
+            case CheckpointList() | CheckpointDiff() | CheckpointUndo():
+                return await checkpoints_rpc.answer(sessions, request, by)
+            case CommandList() | CommandRun():
+                return await commands_rpc.answer(sessions, request, by)
             case TrustShow() | TrustSet() | TrustList():
                 return await trust_rpc.answer(daemon, daemon.trust_notices, request, by)
             case CostQuery() | ModelList() | SessionSetBudget():

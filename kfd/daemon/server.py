@@ -30,7 +30,9 @@ from kfd.agent.runtime import Runtime
 from kfd.agent.session import Session
 from kfd.agent.tool_search import ToolSearchTool
 from kfd.agent.tools import ToolRegistry
-from kfd.config import Config
+from kfd.checkpoints.service import Checkpoints, settings_of
+from kfd.commands.book import CommandBook
+from kfd.config import Config, HookConfig
 from kfd.daemon import logs, sdnotify
 from kfd.daemon.bus import Bus
 from kfd.daemon.journal import Journal
@@ -41,19 +43,23 @@ from kfd.daemon.sessions import SessionManager
 from kfd.daemon.telemetry import Telemetry
 from kfd.daemon.trust_rpc import TrustNotices
 from kfd.gateway import make_provider
+from kfd.hooks.confine import confiner
+from kfd.hooks.plugin import ShellHooks
 from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
-from kfd.policy.rulebook import RuleBook
+from kfd.policy.rulebook import CommandPin, RuleBook
 from kfd.protocol import (
     GLOBAL_TOPIC,
     DaemonStopping,
     DaemonTrouble,
     EnvFact,
     Event,
+    HookReported,
     SessionCreated,
     env_digest,
 )
 from kfd.sandbox import environment as sandbox_environment
+from kfd.store.checkpoints import CheckpointStore
 from kfd.store.db import Store
 from kfd.store.ledger import Ledger
 from kfd.store.rules import RuleStore
@@ -138,6 +144,35 @@ class Daemon:
         """A loaded session (the core tools run only inside its turns)."""
         return self.sessions.live[session_id]
 
+    def _shell_hooks(self) -> ShellHooks:
+        """The ``[[hooks]]`` of the configs, as a plugin (`kfd.hooks.plugin`)."""
+
+        async def project_hooks(workspace: str) -> list[HookConfig]:
+            book = self.runtime.rule_book
+            return await book.project_hooks(workspace) if book is not None else []
+
+        def workspace_of(session_id: str) -> str | None:
+            session = self.sessions.live.get(session_id)
+            return session.info.cwd if session is not None else None
+
+        def report(session_id: str, event: HookReported) -> None:
+            session = self.sessions.live.get(session_id)
+            if session is not None:
+                session.emit(event)
+
+        return ShellHooks(
+            lambda: self.config.hooks,
+            project_hooks,
+            confiner(lambda: self.config.sandbox),
+            workspace_of,
+            report,
+        )
+
+    async def _prune_checkpoints(self) -> None:
+        checkpoints = self.runtime.checkpoints
+        if checkpoints is not None:
+            await _prune_loop(checkpoints)
+
     def watchers(self, session_id: str) -> int:
         """Frontends attached to a session's events."""
         return self._bus.watchers(session_id.encode()) if self._bus else 0
@@ -212,6 +247,7 @@ class Daemon:
         store.on_trouble = self._on_trouble
         if self.discover_plugins:
             self.plugins.load_entry_points(config.plugins.disable)
+        self.plugins.register(self._shell_hooks(), "hooks")
         tools = ToolRegistry(
             with_core_tools(
                 self.plugins.tools(config.tools), store, self._live_session, self.plugins.errors
@@ -257,15 +293,28 @@ class Daemon:
         self.reloader = ConfigReloader(paths.config_file(), config, live_config, publisher(self))
         trust = TrustStore(store)
         await trust.load()
+        commands = CommandBook(paths.config_dir() / "commands", trust.trusted)
+        self.runtime.commands = commands
         self.runtime.rule_book = RuleBook(
             config.permissions,
             RuleStore(store),
             trust,
             freshness=self.reloader,
             on_project_loaded=self.trust_notices.project_loaded,
+            commands=lambda project: [
+                CommandPin(c.info.name, c.info.path, c.sha256)
+                for c in commands.project_files(project)
+            ],
+        )
+        self.runtime.checkpoints = Checkpoints(
+            CheckpointStore(store),
+            self.state_dir / "checkpoints",
+            self.runtime.rule_book.project_of,
+            lambda: settings_of(self.runtime.config.checkpoints),
         )
         self.sessions = SessionManager(self.runtime)
         stop_watching = asyncio.Event()
+        pruning = asyncio.create_task(self._prune_checkpoints(), name="checkpoints")
         journal_task = asyncio.create_task(journal.run(), name="journal")
         serving: asyncio.Task[None] | None = None
         try:
@@ -326,6 +375,8 @@ class Daemon:
                 self._exit_unwritten(journal, store)
         finally:
             stop_watching.set()
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
             if serving is not None and not serving.done():
                 serving.cancel()
                 await asyncio.gather(serving, return_exceptions=True)
@@ -420,3 +471,19 @@ def provider_environment(
             digest=env_digest(salt, value) if value else "",
         )
     return facts
+
+
+PRUNE_EVERY_S = 6 * 3600.0
+
+
+async def _prune_loop(checkpoints: Checkpoints) -> None:
+    """Forget old checkpoints now and then (`[checkpoints] keep_days`, `max_total_mb`)."""
+    await asyncio.sleep(60)  # not while the daemon starts
+    while True:
+        try:
+            forgotten = await checkpoints.prune()
+            if forgotten:
+                log.info("forgot the checkpoints of %d old turn(s)", forgotten)
+        except Exception:
+            log.exception("pruning checkpoints failed")
+        await asyncio.sleep(PRUNE_EVERY_S)

@@ -266,7 +266,11 @@ class SessionManager:
                 continue
             session.queue.append(
                 QueuedMessage(
-                    message_id=waiting.message_id, text=waiting.text, frontend=waiting.frontend
+                    message_id=waiting.message_id,
+                    text=waiting.text,
+                    frontend=waiting.frontend,
+                    command=getattr(waiting, "command", ""),
+                    arguments=getattr(waiting, "arguments", ""),
                 )
             )
             session.emit(
@@ -275,16 +279,34 @@ class SessionManager:
                     message_id=waiting.message_id,
                     text=waiting.text,
                     frontend=waiting.frontend,
+                    command=getattr(waiting, "command", ""),
+                    arguments=getattr(waiting, "arguments", ""),
                 )
             )
         await self.runtime.journal.drain()
 
-    async def fork(self, parent: Session, message_id: str | None, title: str) -> Session:
-        """A new session with the parent's transcript up to ``message_id``."""
+    async def fork(
+        self,
+        parent: Session,
+        message_id: str | None,
+        title: str,
+        *,
+        before_message: str | None = None,
+    ) -> Session:
+        """A new session with the parent's transcript up to ``message_id`` (or up to,
+        and without, ``before_message``: a rewind to before a turn)."""
         await self.runtime.journal.drain()
         messages = parent.messages
         cut = len(messages)
-        if message_id is not None:
+        if before_message is not None:
+            index = _find_message(messages, before_message)
+            if index is None:
+                raise RequestError(
+                    "not_found", f"no message {before_message!r} in session {parent.id}"
+                )
+            cut = index
+            message_id = getattr(messages[index - 1], "id", None) if index > 0 else None
+        elif message_id is not None:
             index = _find_message(messages, message_id)
             if index is None:
                 raise RequestError("not_found", f"no message {message_id!r} in session {parent.id}")

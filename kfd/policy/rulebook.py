@@ -18,6 +18,7 @@ call, never into silence.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import NamedTuple, Protocol
 from kfd.agent.instructions import project_root
 from kfd.config import (
     PROJECT_CONFIG,
+    HookConfig,
     Narrowed,
     PermissionsConfig,
     ProjectFile,
@@ -97,10 +99,34 @@ def configured(permissions: PermissionsConfig, source: RuleSource) -> list[Sourc
     return rules
 
 
+class CommandPin(NamedTuple):
+    """A project command file as trust sees it: its name, path and content hash."""
+
+    name: str
+    path: str
+    sha256: str
+
+
+ProjectCommands = Callable[[str], Sequence[CommandPin]]
+"""A project's command files (blocking: the rule book calls it from a thread)."""
+
+
+def combined_digest(file: ProjectFile, commands: Sequence[CommandPin]) -> str:
+    """What ``kfd trust`` shows and takes back: the config's hash alone, or, when the
+    project has commands, one hash over the config's and every command file's."""
+    if not commands:
+        return file.sha256
+    digest = hashlib.sha256(f"{file.path}\0{file.sha256}\n".encode())
+    for pin in sorted(commands, key=lambda c: c.path):
+        digest.update(f"{pin.path}\0{pin.sha256}\n".encode())
+    return digest.hexdigest()
+
+
 @dataclass(slots=True)
 class _ProjectEntry:
     stamp: _Stamp
     file: ProjectFile
+    commands: tuple[CommandPin, ...] = ()
     narrowed: dict[bool, tuple[list[SourcedRule], Narrowed]] = field(default_factory=dict)
     """By whether the file is trusted: its rules that apply, and the narrowing."""
 
@@ -128,6 +154,7 @@ class RuleBook:
         *,
         freshness: Freshness | None = None,
         on_project_loaded: ProjectLoaded | None = None,
+        commands: ProjectCommands | None = None,
     ) -> None:
         self.set_user(permissions)
         self._builtin = builtin_rules()
@@ -135,6 +162,7 @@ class RuleBook:
         self._trust = trust
         self._freshness = freshness
         self.on_project_loaded = on_project_loaded
+        self._commands = commands
         self._projects: dict[str, _ProjectEntry] = {}
         self._always: dict[str, list[RuleInfo]] = {}
         self._roots: dict[str, str] = {}
@@ -180,6 +208,13 @@ class RuleBook:
             rules += self._builtin
         problems = [_problem(entry)] if entry.file.problem else []
         return Applicable(rules, project, problems, narrowed.ignored)
+
+    async def project_hooks(self, workspace: str) -> list[HookConfig]:
+        """The ``[[hooks]]`` of the project config of ``workspace`` that run: none until
+        the user trusts the file's exact content (`kfd.config.narrow`)."""
+        entry = await self._fresh_entry(await self.project_of(workspace))
+        _, narrowed = entry.applying(self._trusted(entry))
+        return narrowed.hooks
 
     def read_guard(self, workspace: str, tool: str = "read") -> ReadGuard:
         """The read rules that apply in ``workspace`` as a predicate over paths.
@@ -236,14 +271,17 @@ class RuleBook:
             stamp = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
         except OSError:
             stamp = (0, 0, 0, 0)
+        commands = tuple(self._commands(project)) if self._commands is not None else ()
         cached = self._projects.get(project)
-        if cached is not None and cached.stamp == stamp:
+        if cached is not None and cached.stamp == stamp and cached.commands == commands:
             return cached, False
-        entry = _ProjectEntry(stamp, read_project(project))
+        same_file = cached is not None and cached.stamp == stamp
+        file = cached.file if cached is not None and same_file else read_project(project)
+        entry = _ProjectEntry(stamp, file, commands)
         if len(self._projects) > 1024:
             self._projects.clear()
         self._projects[project] = entry
-        return entry, cached is None or cached.file != entry.file
+        return entry, cached is None or cached.file != entry.file or cached.commands != commands
 
     def _trusted(self, entry: _ProjectEntry) -> bool:
         file = entry.file
@@ -251,16 +289,28 @@ class RuleBook:
 
     def _view(self, project: str, entry: _ProjectEntry) -> TrustInfo:
         file = entry.file
-        _, narrowed = entry.applying(self._trusted(entry))
+        trusted = self._trusted(entry)
+        _, narrowed = entry.applying(trusted)
+        grants = [] if file.problem else list(narrowed.grants)
+        ignored = list(narrowed.ignored)
+        commands_trusted = True
+        for pin in entry.commands:
+            shown = os.path.relpath(pin.path, project)
+            grants.append(f"command /{pin.name} ({shown})")
+            if not self._trust.trusted(pin.path, pin.sha256):
+                commands_trusted = False
+                ignored.append(f"command /{pin.name} ({shown}): not until you trust it")
         return TrustInfo(
             project=project,
             path=file.path,
-            exists=file.exists,
-            sha256=file.sha256,
-            trusted=self._trusted(entry),
+            exists=file.exists or bool(entry.commands),
+            sha256=combined_digest(file, entry.commands),
+            trusted=(trusted or not file.exists)
+            and commands_trusted
+            and (file.exists or bool(entry.commands)),
             pinned=self._trust.pinned(file.path),
-            grants=[] if file.problem else narrowed.grants,
-            ignored=narrowed.ignored,
+            grants=grants,
+            ignored=ignored,
             problem=file.problem,
         )
 
@@ -274,16 +324,21 @@ class RuleBook:
         project = await self.project_of(workspace)
         entry = await self._fresh_entry(project)
         file = entry.file
-        if not file.exists:
+        if not file.exists and not entry.commands:
             raise TrustConflict(f"{file.path} does not exist: there is nothing to trust")
         if file.problem:
             raise TrustConflict(f"{_problem(entry)}; a file that does not load is not trusted")
-        if file.sha256 != sha256:
+        now = combined_digest(file, entry.commands)
+        if now != sha256:
+            what = file.path if not entry.commands else f"{project}/.kfd"
             raise TrustConflict(
-                f"{file.path} changed since it was shown (its sha256 is now "
-                f"{file.sha256[:12]}…, not {sha256[:12]}…); review it again before trusting it"
+                f"{what} changed since it was shown (its sha256 is now "
+                f"{now[:12]}…, not {sha256[:12]}…); review it again before trusting it"
             )
-        await self._trust.trust(file.path, sha256, by)
+        if file.exists:
+            await self._trust.trust(file.path, file.sha256, by)
+        for pin in entry.commands:
+            await self._trust.trust(pin.path, pin.sha256, by)
         return self._view(project, entry)
 
     async def revoke_trust(self, workspace: str) -> TrustInfo:
@@ -291,6 +346,8 @@ class RuleBook:
         project = await self.project_of(workspace)
         entry = await self._fresh_entry(project)
         await self._trust.revoke(entry.file.path)
+        for pin in entry.commands:
+            await self._trust.revoke(pin.path)
         return self._view(project, entry)
 
     async def _always_rules(self, project: str) -> list[RuleInfo]:

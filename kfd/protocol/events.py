@@ -30,6 +30,7 @@ __all__ = [
     "ApprovalRequested",
     "ApprovalResolved",
     "BudgetWarning",
+    "CheckpointRestored",
     "ConfigInvalid",
     "ConfigReloaded",
     "ContextCompacted",
@@ -43,6 +44,7 @@ __all__ = [
     "EventsDropped",
     "FocusChanged",
     "FrontendsChanged",
+    "HookReported",
     "MemoryRecalled",
     "MessageCompleted",
     "MessageDelta",
@@ -112,11 +114,15 @@ class TurnStarted(Event, tag="turn.started", kw_only=True):
 
 
 class MessageQueued(Event, tag="message.queued", kw_only=True):
-    """A user message arrived while a turn runs; it runs next."""
+    """A user message arrived while a turn runs (it runs next), or a custom command
+    to run (its prompt is made when its turn starts)."""
 
     message_id: str
     text: str
     frontend: FrontendRef | None = None
+    command: str = ""
+    """The custom command the message runs (``commands.run``), if any."""
+    arguments: str = ""
 
 
 class MessageUser(Event, tag="message.user", kw_only=True):
@@ -445,6 +451,32 @@ class ConfigInvalid(Event, tag="config.error", kw_only=True):
     message: str
 
 
+class CheckpointRestored(Event, tag="checkpoint.restored", kw_only=True):
+    """Files were put back as they were before ``turns`` (``kfd undo``, ``/rewind``)."""
+
+    turns: list[int] = msgspec.field(default_factory=list)
+    files: list[str] = msgspec.field(default_factory=list)
+    """The files written or removed."""
+    kept: list[str] = msgspec.field(default_factory=list)
+    """Files changed since the turns and left as they are."""
+    forked: str = ""
+    """The session forked from before the first undone turn, if asked."""
+    by: FrontendRef | None = None
+
+
+class HookReported(Event, tag="hook.reported", kw_only=True):
+    """A shell hook (``[[hooks]]``) failed, hung and was killed, or denied a call.
+
+    A hook never fails a turn: the turn goes on, and this says what happened.
+    """
+
+    hook: str
+    """The hook's event and command, shortened (``before_tool: ./check.sh``)."""
+    outcome: Literal["denied", "failed", "timeout", "unavailable"]
+    message: str = ""
+    duration_ms: float = 0.0
+
+
 AnyEvent = (
     SessionCreated
     | SessionUpdated
@@ -482,6 +514,8 @@ AnyEvent = (
     | ConfigReloaded
     | ConfigInvalid
     | ToolsLoaded
+    | CheckpointRestored
+    | HookReported
 )
 
 EVENT_TYPES: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyEvent.__args__)

@@ -15,7 +15,10 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ApprovalDecision",
     "BudgetName",
+    "ChangedFile",
+    "CommandInfo",
     "CompactReason",
+    "ConflictChoice",
     "ContextPart",
     "CostSource",
     "EnvFact",
@@ -38,6 +41,8 @@ __all__ = [
     "ToolCall",
     "ToolStatus",
     "TrustedFile",
+    "TurnCheckpoint",
+    "UndoStep",
     "Usage",
     "env_digest",
 ]
@@ -278,3 +283,79 @@ class TrustedFile(_Struct):
     trusted_at: float = 0.0
     by: str = ""
     """The frontend that trusted it (``kfd-trust``, ``repl``...)."""
+
+
+# --------------------------------------------------------------------------
+# Checkpoints and undo
+
+ConflictChoice = Literal["ask", "overwrite", "keep", "merge"]
+"""What an undo does with a file changed since the turn (by the user, or another
+session): ``ask`` applies nothing and returns the conflicts; ``overwrite`` puts
+the file back anyway; ``keep`` leaves it as it is; ``merge`` takes the turn's
+change out of the file and keeps the later edits (with conflict markers where
+both touched the same lines)."""
+
+
+class ChangedFile(_Struct):
+    """A file a turn changed."""
+
+    path: str
+    """Relative to the project root."""
+    change: Literal["added", "modified", "deleted", "mode"]
+
+
+class TurnCheckpoint(_Struct):
+    """One turn that changed files, as an undo or a rewind offers it."""
+
+    turn: int
+    started_at: float = 0.0
+    files: list[ChangedFile] = msgspec.field(default_factory=list)
+    undone: bool = False
+    """Its changes were undone already."""
+    prompt: str = ""
+    """The first line of the user message that started the turn."""
+
+
+class UndoStep(_Struct):
+    """What an undo did (or would do) to one file."""
+
+    path: str
+    action: Literal[
+        "restore",  # put back as before the turn
+        "unchanged",  # already as before the turn
+        "lost",  # its content before was not kept (too large, unreadable)
+        "conflict",  # changed since the turn: not touched (ask)
+        "overwritten",  # changed since the turn, put back anyway
+        "kept",  # changed since the turn, left as it is
+        "merged",  # the turn's change taken out, the later edits kept
+        "merge_conflict",  # merged with conflict markers where both changed the same lines
+        "failed",  # could not be written (``detail`` says why)
+    ]
+    turns: list[int] = msgspec.field(default_factory=list)
+    """The undone turns that changed it."""
+    detail: str = ""
+    diff: str = ""
+    """For a conflict: what undoing would do to the file as it is now."""
+
+
+# --------------------------------------------------------------------------
+# Custom commands
+
+
+class CommandInfo(_Struct):
+    """A custom command (a Markdown prompt template in a ``commands`` directory)."""
+
+    name: str
+    """Run as ``/name`` in the REPL, ``!name`` in chat, ``kfd run --command name``."""
+    description: str = ""
+    argument_hint: str = ""
+    source: Literal["user", "project"] = "user"
+    path: str = ""
+    mode: Mode | None = None
+    """The permission mode the command's turn runs in (the session's otherwise)."""
+    model: str = ""
+    """The model the command's turn uses ("": the session's)."""
+    allowed_tools: list[str] = msgspec.field(default_factory=list)
+    """Rules allowed for the command's turn (``bash(git status *)``)."""
+    problem: str = ""
+    """Why the command cannot run (its front matter does not load); it is still listed."""

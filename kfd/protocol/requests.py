@@ -7,6 +7,7 @@ from typing import Literal
 from kfd.protocol.records import (
     PROTOCOL_VERSION,
     ApprovalDecision,
+    ConflictChoice,
     MemoryScope,
     Mode,
     _Struct,
@@ -16,6 +17,11 @@ __all__ = [
     "REQUEST_METHODS",
     "AnyRequest",
     "ApprovalRespond",
+    "CheckpointDiff",
+    "CheckpointList",
+    "CheckpointUndo",
+    "CommandList",
+    "CommandRun",
     "CostQuery",
     "EventsSubscribe",
     "FrontendFocus",
@@ -343,6 +349,60 @@ class TrustList(Request, tag="trust.list", kw_only=True):
     """Every trusted file, with whether it still has the trusted content."""
 
 
+class CheckpointList(Request, tag="checkpoint.list", kw_only=True):
+    """The turns of ``session`` that changed files, newest last, with those files."""
+
+    session: str
+
+
+class CheckpointDiff(Request, tag="checkpoint.diff", kw_only=True):
+    """What turn ``turn`` of ``session`` changed, as a unified diff (bash-made changes
+    included); without ``turn``, what the whole session changed (``kfd diff``)."""
+
+    session: str
+    turn: int | None = None
+
+
+class CheckpointUndo(Request, tag="checkpoint.undo", kw_only=True):
+    """Put the files back as they were before turn ``turn`` of ``session`` (that turn
+    and every later one undone); without ``turn``, the last turn that changed files.
+
+    With ``conversation``, also fork the session from before that turn (the
+    reply names the new session). A file changed since the turn is a conflict:
+    with ``on_conflict = "ask"`` nothing is applied and the reply lists them,
+    with their diffs and a ``fingerprint``; send the user's choice with that
+    ``expect``ed fingerprint and it applies only if the files are still what
+    was shown (else ``conflict``). ``dry_run`` only says what it would do.
+    """
+
+    session: str
+    turn: int | None = None
+    files: bool = True
+    conversation: bool = False
+    on_conflict: ConflictChoice = "ask"
+    expect: str = ""
+    dry_run: bool = False
+
+
+class CommandList(Request, tag="commands.list", kw_only=True):
+    """The custom commands of the workspace ``cwd`` (or of ``session``'s): the
+    user's, and the project's once trusted (the untrusted ones are named in
+    ``ignored``)."""
+
+    cwd: str | None = None
+    session: str | None = None
+
+
+class CommandRun(Request, tag="commands.run", kw_only=True):
+    """Run custom command ``name`` with ``arguments`` in ``session``: its prompt,
+    made from its template, is sent as the user's message (queued like one)."""
+
+    session: str
+    name: str
+    arguments: str = ""
+    client_msg_id: str | None = None
+
+
 AnyRequest = (
     Hello
     | Status
@@ -377,6 +437,11 @@ AnyRequest = (
     | TrustShow
     | TrustSet
     | TrustList
+    | CheckpointList
+    | CheckpointDiff
+    | CheckpointUndo
+    | CommandList
+    | CommandRun
 )
 
 REQUEST_METHODS: frozenset[str] = frozenset(t.__struct_config__.tag for t in AnyRequest.__args__)

@@ -11,6 +11,8 @@ from kfd.protocol.events import (
 )
 from kfd.protocol.records import (
     BudgetName,
+    ChangedFile,
+    CommandInfo,
     ContextPart,
     CostSource,
     EnvFact,
@@ -26,6 +28,8 @@ from kfd.protocol.records import (
     SessionInfo,
     Task,
     TrustedFile,
+    TurnCheckpoint,
+    UndoStep,
     _Struct,
 )
 
@@ -33,10 +37,13 @@ __all__ = [
     "RESULT_TYPES",
     "AttachResult",
     "BudgetState",
+    "CheckpointListResult",
+    "CommandListResult",
     "CompactResult",
     "ContextResult",
     "CostResult",
     "CostRow",
+    "DiffResult",
     "Empty",
     "ErrorInfo",
     "ExplainResult",
@@ -62,6 +69,7 @@ __all__ = [
     "TriggerListResult",
     "TrustInfo",
     "TrustListResult",
+    "UndoResult",
 ]
 
 
@@ -344,6 +352,10 @@ class QueuedMessage(_Struct):
     message_id: str
     text: str
     frontend: FrontendRef | None = None
+    command: str = ""
+    """The custom command this message runs (its prompt is made when its turn starts)."""
+    arguments: str = ""
+    """The command's arguments."""
 
 
 class Snapshot(_Struct):
@@ -476,6 +488,47 @@ class ModelListResult(_Struct):
     """The configured model (``[model] model``)."""
 
 
+class CheckpointListResult(_Struct):
+    """The turns of a session that changed files (``kfd undo --list``, ``/rewind``)."""
+
+    session: str
+    root: str = ""
+    """The project root the files' paths are relative to."""
+    turns: list[TurnCheckpoint] = msgspec.field(default_factory=list)
+
+
+class DiffResult(_Struct):
+    """What turns changed, as one unified diff."""
+
+    session: str
+    turns: list[int] = msgspec.field(default_factory=list)
+    files: list[ChangedFile] = msgspec.field(default_factory=list)
+    diff: str = ""
+    root: str = ""
+
+
+class UndoResult(_Struct):
+    """What an undo did (``applied``), or would do: files, conflicts, a fork."""
+
+    session: str
+    turns: list[int] = msgspec.field(default_factory=list)
+    """The turns undone (or that would be)."""
+    applied: bool = False
+    steps: list[UndoStep] = msgspec.field(default_factory=list)
+    fingerprint: str = ""
+    """The state of the files shown: send it back as ``expect`` with the user's choice."""
+    forked: SessionInfo | None = None
+    """The session forked from before the turn (``conversation``)."""
+    message: str = ""
+    root: str = ""
+
+
+class CommandListResult(_Struct):
+    commands: list[CommandInfo] = msgspec.field(default_factory=list)
+    ignored: list[str] = msgspec.field(default_factory=list)
+    """Project commands not offered (the repository is not trusted), each with why."""
+
+
 RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "daemon.hello": HelloResult,
     "daemon.status": StatusResult,
@@ -510,5 +563,10 @@ RESULT_TYPES: dict[str, type[msgspec.Struct]] = {
     "trust.show": TrustInfo,
     "trust.set": TrustInfo,
     "trust.list": TrustListResult,
+    "checkpoint.list": CheckpointListResult,
+    "checkpoint.diff": DiffResult,
+    "checkpoint.undo": UndoResult,
+    "commands.list": CommandListResult,
+    "commands.run": MessageSendResult,
 }
 """What each request's ``result`` decodes to."""

@@ -156,4 +156,30 @@ MIGRATIONS: list[str] = [
         by          TEXT NOT NULL DEFAULT ''  -- the frontend that trusted it
     ) WITHOUT ROWID;
     """,
+    # 8: checkpoints: per turn, what each file held before the turn changed it
+    # and after (blobs in the project's shadow repository; `kfd.checkpoints`).
+    """
+    CREATE TABLE checkpoint_turns (
+        session     TEXT NOT NULL,
+        turn        INTEGER NOT NULL,
+        root        TEXT NOT NULL,         -- the project root paths are relative to
+        shadow      TEXT NOT NULL,         -- the shadow git directory holding the blobs
+        started_at  REAL NOT NULL,
+        undone_at   REAL,                  -- set when the turn's changes were undone
+        PRIMARY KEY (session, turn)
+    ) WITHOUT ROWID;
+    CREATE INDEX checkpoint_turns_by_time ON checkpoint_turns (started_at);
+    CREATE TABLE checkpoint_files (
+        session     TEXT NOT NULL,
+        turn        INTEGER NOT NULL,
+        path        TEXT NOT NULL,         -- relative to the root, with /
+        before_sha  TEXT NOT NULL,         -- '' with mode 0: absent; mode 1: not kept
+        before_mode INTEGER NOT NULL,
+        before_note TEXT NOT NULL DEFAULT '',
+        after_sha   TEXT NOT NULL,
+        after_mode  INTEGER NOT NULL,
+        after_note  TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (session, turn, path)
+    ) WITHOUT ROWID;
+    """,
 ]

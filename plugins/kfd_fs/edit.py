@@ -61,6 +61,7 @@ class EditTool(Tool[EditArgs]):
     Args = EditArgs
     schema_budget = 460
     edits_files = True
+    writes_only_paths = True
 
     def summary(self, args: EditArgs) -> str:
         """The path edited."""

@@ -55,6 +55,7 @@ class WriteTool(Tool[WriteArgs]):
     Args = WriteArgs
     schema_budget = 360
     edits_files = True
+    writes_only_paths = True
 
     def summary(self, args: WriteArgs) -> str:
         """The path written."""

@@ -109,6 +109,9 @@ async def test_no_escape_family_gets_out_and_no_canary_is_kept(
         root=home,
         env={"KFD_TEST_SERVICE_TOKEN": TOKEN, "DATABASE_URL": DATABASE_URL},
         config=(
+            # The user allows everything, as if the analyser were wrong: the sandbox
+            # alone must hold.
+            '\n[permissions]\nallow = ["bash", "edit(/**)", "read(/**)"]\n'
             f'\n[[triggers]]\nname = "review"\nworkspace = "{workspace}"\n'
             'paths = ["*.py"]\ndebounce_ms = 300\ncooldown_s = 0\n'
         ),

@@ -228,6 +228,28 @@ async def test_slash_commands_run_in_kfd_and_images_are_refused(
     assert refused.code == -32602 and "text only" in str(refused)
 
 
+async def test_custom_commands_are_available_commands_and_run_in_kfd(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    (daemon.config_dir / "commands").mkdir()
+    (daemon.config_dir / "commands" / "explain.md").write_text(
+        "---\ndescription: Explain a file\nargument-hint: FILE\n---\nExplain @$1 simply\n"
+    )
+    model_server.add(Reply(text="It is a demo."))
+    async with open_editor(daemon) as (editor, conn, _):
+        await conn.initialize(protocol_version=1)
+        session_id = (await conn.new_session(cwd=str(workspace))).session_id
+        offered = await editor.wait_for(lambda: editor.of(a.AvailableCommandsUpdate))
+        answer = await conn.prompt(session_id=session_id, prompt=text("/explain README.md"))
+    commands = {c.name: c for c in offered[0].available_commands}
+    assert set(commands) == {"compact", "context", "cost", "explain"}
+    assert commands["explain"].description == "Explain a file"
+    assert answer.stop_reason == "end_turn"
+    users = [m for m in model_server.requests[-1].body["messages"] if m["role"] == "user"]
+    assert "Explain @README.md simply" in users[-1]["content"]
+    assert '<file path="README.md">\n# demo\n</file>' in users[-1]["content"]
+
+
 async def test_kfd_acp_starts_the_daemon_when_none_runs(
     make_daemon: Callable[..., KfdDaemon], workspace: Path
 ) -> None:

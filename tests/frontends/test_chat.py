@@ -484,3 +484,35 @@ async def test_a_session_started_from_chat_asks_for_trust_and_an_allowed_user_an
     assert "<code>allow bash(rm *)</code>" in shown["html"]
     assert info.trusted and info.pinned is not None
     assert info.pinned.by.startswith("kfd-chat")
+
+
+async def test_chat_undo_puts_the_files_back_and_a_custom_command_runs_as_bang_name(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, slack
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "printf 'x\\n' > made.txt"})]),
+        Reply(text="made it"),
+        Reply(text="reviewed"),
+    )
+    config = slack_config(slack, workspace, tmp_path / "slack.json") + "\n"
+    daemon = make_daemon(config.replace("[chat]\n", '[chat]\nmode = "auto"\n'))
+    (daemon.config_dir / "commands").mkdir()
+    (daemon.config_dir / "commands" / "review.md").write_text("Review $ARGUMENTS carefully\n")
+
+    def said(text: str) -> bool:
+        return any(text in slack.text_of(x["ts"]) for x in slack.posts)
+
+    async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
+        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.message("C1", "UALICE", "make a file", event_id="EvMake")
+        await slack.wait_for(lambda: said("made it"))
+        assert (workspace / "made.txt").exists()
+        await slack.message("C1", "UALICE", "!undo", event_id="EvUndo")
+        await slack.wait_for(lambda: said("undid turn(s) 1"))
+        assert not (workspace / "made.txt").exists()
+        await slack.message("C1", "UALICE", "!review the README", event_id="EvReview")
+        await slack.wait_for(lambda: said("reviewed"))
+    users = [
+        m["content"] for m in model_server.requests[-1].body["messages"] if m["role"] == "user"
+    ]
+    assert users[-1] == "Review the README carefully\n"
