@@ -20,6 +20,7 @@ bridge): sockets belong to the namespace of the thread that creates them.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import ctypes
@@ -36,6 +37,9 @@ from typing import Any, Protocol, TypeVar
 T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
+NAME_PREFIX = "kfdtest-"
+"""Namespaces made here are named ``kfdtest-PID-TAG-a|b``: PID is the test
+process, so a run killed before its teardown leaves names the next run removes."""
 TEST_RANGE = "198.18"
 """First two octets of the addresses the namespaces use (RFC 2544's benchmark range)."""
 
@@ -200,8 +204,9 @@ class NamespacePair:
     kind = "network namespaces"
 
     def __init__(self) -> None:
+        remove_stale_namespaces()
         tag = secrets.token_hex(3)
-        self.a, self.b = f"kfdA{tag}", f"kfdB{tag}"
+        self.a, self.b = (f"{NAME_PREFIX}{os.getpid()}-{tag}-{side}" for side in "ab")
         self.veth_a, self.veth_b = f"ka{tag}", f"kb{tag}"
         third = int(tag[:2], 16)
         self.daemon_host = f"{TEST_RANGE}.{third}.1"
@@ -224,6 +229,9 @@ class NamespacePair:
             for name in made:
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
             raise
+        # Teardown runs even when a test fails; this covers a run that stops
+        # before it (an interrupt), and `remove_stale_namespaces` a killed one.
+        atexit.register(self.close)
 
     def cut(self) -> None:
         _ip("-n", self.a, "link", "set", self.veth_a, "down")
@@ -250,8 +258,37 @@ class NamespacePair:
         _join(self.b)
 
     def close(self) -> None:
+        atexit.unregister(self.close)
         for name in (self.a, self.b):  # the veth pair goes with its namespaces
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Remove the namespaces of test processes that are gone (killed before
+    their teardown); the names removed."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    removed = []
+    for line in listed.stdout.splitlines():
+        name = line.split(" ", 1)[0]
+        if not name.startswith(NAME_PREFIX):
+            continue
+        pid = name.removeprefix(NAME_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        done = subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        if done.returncode == 0:
+            removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def free_port_run(count: int = 3, host: str = "127.0.0.1") -> int:

@@ -154,7 +154,11 @@ class RemoteWorld:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> RemoteWorld:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # `with` calls no __exit__ when __enter__ fails
+            raise
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

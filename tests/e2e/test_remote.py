@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,9 +32,20 @@ from kfd.client import (
     RemoteRefused,
     RequestFailed,
 )
+from kfd.client.keys import load
+from kfd.daemon.bus import HARD_FRAME_BYTES
+from kfd.protocol import MAX_REQUEST_BYTES
+from kfd.remote import is_key
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.events import collect_until, of_type, turn_completed
-from kfd.testing.netns import Link, SideLoop, make_link
+from kfd.testing.netns import (
+    NAME_PREFIX,
+    Link,
+    SideLoop,
+    make_link,
+    remove_stale_namespaces,
+    why_no_namespaces,
+)
 from kfd.testing.remote import RemoteWorld
 
 TEXT = "The link went down and came back, and this answer arrived whole: " + " ".join(
@@ -245,6 +255,78 @@ async def _garbage(world: RemoteWorld) -> bool:
     return len(received) <= 64 and b"{" not in received
 
 
+async def test_oversize_and_garbage_from_an_admitted_key_get_refusals_and_the_daemon_serves_on(
+    world: RemoteWorld, side: SideLoop
+) -> None:
+    assert world.client_keys is not None
+    keys = load("client", secret=True, directory=world.client_config / "keys")
+
+    async def scenario() -> dict[str, object]:
+        found: dict[str, object] = {}
+        context = zmq.asyncio.Context()
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.CURVE_SERVERKEY, world.daemon_key().encode())
+        dealer.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode())
+        dealer.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode())
+        dealer.setsockopt(zmq.RECONNECT_IVL, 50)
+        dealer.connect(world.endpoint)
+
+        async def ask(frame: bytes, timeout: float = 10.0) -> dict | None:
+            await dealer.send(frame)
+            if await dealer.poll(timeout * 1000) == 0:
+                return None
+            return json.loads(await dealer.recv())
+
+        try:
+            found["garbage"] = await ask(b"\xff\xfe not json")
+            big = b'{"id": "big", "method": "message.send", "session": "s", "text": "'
+            found["oversize"] = await ask(big + b"x" * MAX_REQUEST_BYTES + b'"}', 20)
+            # Past the hard limit ZeroMQ drops the frame and the connection
+            # (CURVE frames are only read whole): no answer, and it reconnects.
+            found["past_limit"] = await ask(b"x" * (HARD_FRAME_BYTES + 1), 2)
+            found["after"] = await ask(b'{"id": "again", "method": "daemon.status"}')
+        finally:
+            dealer.close(0)
+            context.term()
+        found["unauthenticated_oversize"] = await _oversize_before_handshake(world)
+        async with await Client.connect(name="check", remote=world.remote()) as client:
+            found["status_pid"] = (await client.status()).pid
+        return found
+
+    found = await side.run_async(scenario(), timeout=60)
+    garbage = found["garbage"]
+    assert isinstance(garbage, dict) and garbage["error"]["code"] == "bad_request"
+    oversize = found["oversize"]
+    assert isinstance(oversize, dict)
+    assert (oversize["id"], oversize["error"]["code"]) == ("big", "too_large")
+    assert found["past_limit"] is None
+    after = found["after"]
+    assert isinstance(after, dict) and after["id"] == "again" and after["ok"] is True
+    assert found["unauthenticated_oversize"] == [True, True]
+    assert found["status_pid"] == world.daemon.pid
+
+
+async def _oversize_before_handshake(world: RemoteWorld) -> list[bool]:
+    """A ZMTP greeting that asks for CURVE, then a command frame claiming 4 EiB,
+    on the request port and the events port: each hangs up (no kfd frame is read)."""
+    host, port = world.endpoint.removeprefix("tcp://").rsplit(":", 1)
+    greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + bytes(32)
+    hung_up: list[bool] = []
+    for target in (int(port), int(port) + 1):
+        reader, writer = await asyncio.open_connection(host, target)
+        writer.write(greeting + b"\x06" + (1 << 62).to_bytes(8, "big") + b"x" * 65536)
+        async with asyncio.timeout(10):
+            try:
+                while await reader.read(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+        hung_up.append(True)
+        writer.close()
+    return hung_up
+
+
 def test_the_daemon_key_is_pinned_on_first_use_and_a_changed_key_is_refused_loudly(
     world: RemoteWorld,
 ) -> None:
@@ -316,7 +398,6 @@ async def test_a_key_taken_out_of_authorized_keys_loses_its_connection_and_other
             await collect_until(alice_view, of_type(ConnectionRestored), 10)  # alice is back
             await alice.send(info.id, "still there?")
             items = await collect_until(alice_view, turn_completed, 30)
-            print("STEP items", flush=True)
             try:
                 await bob_client.request(p.Status(id=""), timeout=3)
                 bob_says = "answered"
@@ -330,8 +411,19 @@ async def test_a_key_taken_out_of_authorized_keys_loses_its_connection_and_other
     assert "no longer admits" in world.daemon.log_text()
 
 
+def _watched_by(count: int) -> Callable[[object], bool]:
+    def done(item: object) -> bool:
+        return isinstance(item, p.FrontendsChanged) and item.count == count
+
+    return done
+
+
 async def test_each_key_may_have_only_so_many_clients_at_once(
-    link: Link, model: ScriptedModelServer, side: SideLoop, monkeypatch: pytest.MonkeyPatch
+    link: Link,
+    model: ScriptedModelServer,
+    side: SideLoop,
+    monkeypatch: pytest.MonkeyPatch,
+    workspace: Path,
 ) -> None:
     with RemoteWorld(link, model, daemon_config="max_clients_per_key = 2\n") as world:
         for key in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
@@ -346,11 +438,14 @@ async def test_each_key_may_have_only_so_many_clients_at_once(
                 refused = exc.message
             else:
                 refused = ""
-            await second.close()
-            # Until the daemon saw it go: no event says a frontend left, its status does.
-            async with asyncio.timeout(10):
-                while any(f.name.startswith("two") for f in (await first.status()).frontends):  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+            info = await first.create_session(str(workspace))
+            async with await first.attach(info.id) as view:
+                async with await second.attach(info.id):
+                    await collect_until(view, _watched_by(2), 10)
+                await second.close()
+                # The daemon saw it go: the session's watchers went back to one.
+                await collect_until(view, _watched_by(1), 10)
+            assert not any(f.name.startswith("two") for f in (await first.status()).frontends)
             async with first, await Client.connect(name="three", remote=world.remote()):
                 pass
             return refused
@@ -359,9 +454,7 @@ async def test_each_key_may_have_only_so_many_clients_at_once(
     assert "already has 2 clients" in refused and "max_clients_per_key" in refused
 
 
-def test_tcp_listening_needs_the_daemon_key_and_a_private_authorized_keys(
-    link: Link, model: ScriptedModelServer
-) -> None:
+def test_tcp_listening_needs_the_daemon_key_pair(link: Link, model: ScriptedModelServer) -> None:
     world = RemoteWorld(link, model)
     try:
         started = subprocess.run(
@@ -377,8 +470,46 @@ def test_tcp_listening_needs_the_daemon_key_and_a_private_authorized_keys(
         world.close()
 
 
-def _free(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-    return port
+def test_kfd_keys_init_makes_what_is_missing_and_show_prints_the_public_keys(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
+
+    def kfd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kfd", "keys", *args], env=env, capture_output=True, text=True
+        )
+
+    missing = kfd("show")
+    assert missing.returncode == 1 and "kfd keys init" in missing.stderr
+    made = kfd("init", "--comment", "alice laptop")
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.count("made ") == 4 and "authorized_keys" in made.stderr
+    client = kfd("show").stdout.strip()
+    key, comment = client.split(" ", 1)
+    assert is_key(key) and comment == "alice laptop"
+    assert client in made.stderr  # the line to add, as it is
+    daemon = kfd("show", "--daemon").stdout.strip()
+    assert is_key(daemon) and daemon != key
+    again = kfd("init")
+    assert again.returncode == 0 and "made " not in again.stderr
+    assert kfd("show").stdout.strip() == client  # nothing was remade
+
+
+def test_namespaces_left_by_a_killed_test_run_are_removed_by_the_next() -> None:
+    why = why_no_namespaces()
+    if why:
+        pytest.skip(f"no network namespaces here ({why})")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale, ours = f"{NAME_PREFIX}{gone.pid}-test-a", f"{NAME_PREFIX}{os.getpid()}-test-a"
+    try:
+        for name in (stale, ours):
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        removed = remove_stale_namespaces()
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    finally:
+        for name in (stale, ours):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    assert stale in removed and ours not in removed
+    assert stale not in listed and ours in listed
