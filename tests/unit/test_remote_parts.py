@@ -228,3 +228,25 @@ def test_sessions_of_a_remote_daemon_are_named_host_slash_session() -> None:
     assert qualified_item("bb", event) is event and event.session == "bb/s1"
     local = p.TurnStarted(session="s2", seq=1, turn=1)
     assert qualified_item("", local).session == "s2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--remote", "bb"], ["bb"]),
+        (["attach", "--remote", "bb"], ["bb"]),
+        (["new", "--remote", "bb"], ["bb"]),
+        (["run", "--remote", "bb", "--cwd", "/srv/app", "hi"], ["bb"]),
+        (["sessions", "--remote", "bb"], ["bb"]),
+        (["status", "--remote", "bb"], ["bb"]),
+        (["cost", "--remote", "bb"], ["bb"]),
+        (["notify", "--remote", "bb", "--remote", "local"], ["bb", "local"]),
+        (["chat", "matrix", "--remote", "bb", "--remote", "cc"], ["bb", "cc"]),
+    ],
+)
+def test_every_command_of_the_interface_takes_remote(argv: list[str], names: list[str]) -> None:
+    from kfd.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    given = [args.remote_name] if getattr(args, "remote_name", None) else []
+    assert given + getattr(args, "remote_names", []) == names
