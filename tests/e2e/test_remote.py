@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -33,9 +34,11 @@ from kfd.client import (
     RequestFailed,
 )
 from kfd.client.keys import load
+from kfd.client.remote import pin
 from kfd.daemon.bus import HARD_FRAME_BYTES
+from kfd.daemon.outbox import ITEM_OVERHEAD
 from kfd.protocol import MAX_REQUEST_BYTES
-from kfd.remote import is_key
+from kfd.remote import is_key, parse_endpoint
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.events import collect_until, of_type, turn_completed
 from kfd.testing.netns import (
@@ -48,6 +51,7 @@ from kfd.testing.netns import (
 )
 from kfd.testing.remote import RemoteWorld
 
+HERE = Path(__file__).parent
 TEXT = "The link went down and came back, and this answer arrived whole: " + " ".join(
     f"w{i}" for i in range(120)
 )
@@ -409,6 +413,48 @@ async def test_a_key_taken_out_of_authorized_keys_loses_its_connection_and_other
     assert texts == ["after the change"]
     assert bob_says == "RemoteRefused"
     assert "no longer admits" in world.daemon.log_text()
+
+
+async def test_a_stopped_remote_client_is_told_what_it_missed_and_catches_up(
+    link: Link, model: ScriptedModelServer, workspace: Path
+) -> None:
+    queue_kib = 256
+    model.add(Reply(text="y" * 5_000_000, chunk_chars=4096))
+    config = f"\n[daemon]\nclient_queue_kib = {queue_kib}\n"
+    # Heartbeats far apart on both sides: a stopped client is slow, not dead
+    # (with short ones it is dropped, and catches up when it comes back).
+    with RemoteWorld(link, model, daemon_config=config, heartbeat_s=20.0) as world:
+        pin(parse_endpoint(world.endpoint), world.daemon_key(), world.known_daemons)
+        async with await world.daemon.client() as client:
+            info = await client.create_session(workspace)
+            argv = world.link.client_argv(
+                [sys.executable, str(HERE / "slow_client.py"), "-", info.id, world.endpoint]
+            )
+            slow = await asyncio.create_subprocess_exec(
+                *argv, env=world.env, stdout=asyncio.subprocess.PIPE
+            )
+            assert slow.stdout is not None
+            assert (await asyncio.wait_for(slow.stdout.readline(), 20)).strip() == b"ready"
+            # `ip netns exec` execs the client: its pid is the client's.
+            slow.send_signal(signal.SIGSTOP)  # a laptop that sleeps with its link up
+            try:
+                async with await client.attach(info.id) as view:
+                    await client.send(info.id, "say a lot")
+                    await collect_until(view, turn_completed, timeout=60)
+                status = await client.status()
+                [behind] = [f for f in status.frontends if f.name.startswith("slow-client")]
+                assert behind.shed_events > 0
+                assert behind.peak_queued_bytes <= queue_kib * 1024 + 64 * ITEM_OVERHEAD
+            finally:
+                slow.send_signal(signal.SIGCONT)
+            out, _ = await asyncio.wait_for(slow.communicate(), 60)
+    items = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    kinds = [item["type"] for item in items]
+    assert "events.dropped" in kinds  # told, not silently starved
+    assert kinds[-1] == "turn.completed"
+    durable = [item["seq"] for item in items if not item["ephemeral"]]
+    assert durable == list(range(durable[0], durable[-1] + 1))  # each once, in order
+    assert slow.returncode == 0
 
 
 def _watched_by(count: int) -> Callable[[object], bool]:
