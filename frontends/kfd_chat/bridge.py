@@ -38,6 +38,7 @@ from kfd.client import (
     FollowItem,
     RequestFailed,
     qualify,
+    split,
 )
 from kfd.client.exact import visible
 from kfd_chat import render, undo
@@ -328,10 +329,12 @@ class Bridge:
             case "trust" if session:
                 await self._trust(item, session, argument)
             case "undo" if session:
-                said, forked = await undo.undo(self.client, session, argument, self._undos)
-                if forked is not None:
-                    self.state.rooms[_key(item.room, item.thread)] = forked.id
-                    self.state.cursors[forked.id] = 0
+                client, sid = await self.daemons.route(session)
+                said, forked = await undo.undo(client, sid, argument, self._undos)
+                if forked is not None:  # on the daemon of the session it forks
+                    fork = qualify(split(session)[0], forked.id)
+                    self.state.rooms[_key(item.room, item.thread)] = fork
+                    self.state.cursors[fork] = 0
                     await self.poster.save()
                 await self._say(item, said)
             case "cancel" | "mode" | "cost" | "status" | "trust" | "undo":
@@ -345,12 +348,11 @@ class Bridge:
         if session is None:
             session = await self._session_for(item, create=True)
             assert session is not None
-        listed = await self.client.commands(session_id=session)
+        client, sid = await self.daemons.route(session)  # the commands of its daemon
+        listed = await client.commands(session_id=sid)
         if name not in {command.name for command in listed.commands}:
             return False
-        await self.client.run_command(
-            session, name, argument, client_msg_id=_client_msg_id(item.id)
-        )
+        await client.run_command(sid, name, argument, client_msg_id=_client_msg_id(item.id))
         return True
 
     async def _trust(self, item: Incoming, session: str, argument: str) -> None:
