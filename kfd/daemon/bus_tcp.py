@@ -235,6 +235,21 @@ class Handshakes:
         return address, self.GARBAGE if reason is None else reason
 
 
+def protocol_failure(code: int) -> str:
+    """Why a handshake failed, from ZeroMQ's protocol error ``code`` (pure)."""
+    if code == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        # Also bytes that do not begin as ZMTP 3 does: ZeroMQ reads them as ZMTP 1.
+        return "it does not speak CURVE (plaintext ZMTP, or bytes that are not ZMTP)"
+    if code == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return (
+            "its handshake does not decrypt: it expects another daemon key (an old pin, "
+            "or a wrong daemon_key) or is not a kfd client"
+        )
+    if code & 0xF0000000 == 0x10000000:
+        return f"it broke the ZMTP protocol (ZeroMQ error {code:#x})"
+    return f"the handshake failed (ZeroMQ error {code:#x})"
+
+
 # -- the listeners -------------------------------------------------------------------
 
 
@@ -444,11 +459,11 @@ class TcpListeners:
                 elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                     handshakes.failed("")  # ZAP refused the key, and logged it
                 elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                    handshakes.failed(
-                        "it does not speak CURVE (plaintext ZMTP?) or broke the protocol"
-                    )
+                    handshakes.failed(protocol_failure(value))
                 elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-                    handshakes.failed("it did not finish the handshake in time")
+                    # A timeout, or a peer that hung up first (a plaintext
+                    # client that saw we want CURVE): ZeroMQ does not say which.
+                    handshakes.failed("it hung up or stalled before the handshake ended")
                 elif kind == zmq.EVENT_DISCONNECTED:
                     refused = handshakes.disconnected(value)
                     if refused is not None and refused[1]:
@@ -459,7 +474,9 @@ class TcpListeners:
 
     def _log_failure(self, address: str, endpoint: str, why: str) -> None:
         host = address.rpartition(":")[0] or address
-        held = self.refusals.admit(f"handshake {host}", time.monotonic())
+        # Per reason too: a wrong daemon key and a port scan from one host
+        # are different news (and the reasons are few).
+        held = self.refusals.admit(f"handshake {host} {why}", time.monotonic())
         if held is not None:
             more = f" ({held} more refusals of it since the last line)" if held else ""
             log.warning("refused a TCP peer at %s on %s: %s%s", address, endpoint, why, more)

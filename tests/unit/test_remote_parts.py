@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import zmq
 
 from kfd import protocol as p
 from kfd.cli import remotes
@@ -18,7 +19,7 @@ from kfd.client.keys import init_keys, load
 from kfd.client.multi import qualified_item
 from kfd.client.remote import expected_key, pin
 from kfd.config import parse
-from kfd.daemon.bus_tcp import Gate, Handshakes, RefusalLog
+from kfd.daemon.bus_tcp import Gate, Handshakes, RefusalLog, protocol_failure
 from kfd.errors import ConfigError
 from kfd.remote import (
     announcement,
@@ -148,6 +149,12 @@ def test_handshake_events_name_the_connection_that_failed_and_why() -> None:
     watch.failed("")
     assert watch.disconnected(13) == ("198.18.0.4:7000", "")
     assert watch.disconnected(10) is None  # a client that had got in, leaving
+
+
+def test_a_failed_handshake_says_plaintext_from_a_wrong_daemon_key() -> None:
+    assert "plaintext" in protocol_failure(zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+    assert "another daemon key" in protocol_failure(zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+    assert "0x10000013" in protocol_failure(zmq.PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_HELLO)
 
 
 def test_authorized_keys_are_read_again_when_changed_and_fail_closed_when_loose(
