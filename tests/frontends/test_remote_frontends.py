@@ -110,6 +110,8 @@ async def test_a_bridge_on_another_host_serves_two_daemons_and_answers_each_appr
             asked = await slack.wait_for(lambda: _post(slack, "touch made-on-cc"))
             await slack.message("C1", "UALICE", "allow", thread=None)
             await slack.wait_for(lambda: _post(slack, "made it on cc"))
+            await slack.message("C1", "UALICE", "!undo")  # on cc, where the turn ran
+            undone = await slack.wait_for(lambda: _post(slack, "undid turn"))
             await slack.message("C1", "UALICE", "!new")  # the first daemon named: bb
             await slack.wait_for(lambda: _post(slack, "🆕 session bb/"))
             await slack.message("C1", "UALICE", "hello?")
@@ -127,7 +129,7 @@ async def test_a_bridge_on_another_host_serves_two_daemons_and_answers_each_appr
     assert resolved.decision == "allow" and resolved.by is not None
     assert resolved.by.key == "chat bridge"  # the key's comment, from cc's authorized_keys
     assert resolved.by.name == "kfd-chat (chat bridge)"
-    assert (workspace / "made-on-cc").exists()
+    assert "made-on-cc" in undone and not (workspace / "made-on-cc").exists()
     assert bb_session.title.startswith("chat C1")
 
 
