@@ -160,6 +160,9 @@ class Notifier:
         match item:
             case Followed():
                 self.notices.titles[item.session] = item.snapshot.session.title
+                # Focus given before following began is in the snapshot, not in an event.
+                focus = self._focus.setdefault(item.session, set())
+                focus.update(frontend.id for frontend in item.snapshot.focused)
                 for approval in item.snapshot.pending_approvals:
                     await self._notice(self.notices.approval(approval))
             case ConnectionLost():

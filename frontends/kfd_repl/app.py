@@ -41,7 +41,7 @@ from prompt_toolkit.styles import Style
 from prompt_toolkit.widgets import SearchToolbar
 
 from kfd import protocol as p
-from kfd.client import Attachment, Client, ClientError, RequestFailed
+from kfd.client import Attachment, Client, ClientError, RequestFailed, drift_message
 from kfd_repl import commands, focus, live
 from kfd_repl.blocks import Block, Header, Note
 from kfd_repl.completion import ReplCompleter
@@ -164,6 +164,9 @@ class Repl:
         """Attach, take input until the user detaches; the exit status."""
         loop = asyncio.get_running_loop()
         await self.switch_to(self.view.info)
+        drift = self.client.environment_drift
+        if drift:  # a key or model set in this shell that the daemon does not use
+            self.show(Note(drift_message(drift), "warn"))
         handled = []
         for signum in (signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

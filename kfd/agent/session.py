@@ -81,6 +81,8 @@ class Session:
         self.messages = messages
         self.queue: deque[QueuedMessage] = deque()
         self.session_rules: list[str] = []
+        self.focused: dict[str, FrontendRef] = {}
+        """Frontends with the user's focus on this session, by frontend id."""
         self.tool_state: dict[str, dict[str, Any]] = {}
         self.user_message_ids: set[str] = set()
         self.context = ContextState()
@@ -381,6 +383,7 @@ class Session:
             streaming=self.live.streaming(),
             running_tools=self.live.running(),
             tasks=list(self.context.tasks),
+            focused=list(self.focused.values()),
         )
 
 

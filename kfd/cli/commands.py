@@ -342,6 +342,13 @@ async def restart(args: argparse.Namespace) -> int:
                     "(`kfd restart --now` interrupts them; new messages wait for the restart)",
                     file=sys.stderr,
                 )
+                for info in await client.sessions(limit=1000):
+                    if info.status == "awaiting_approval":  # it waits for a person
+                        print(
+                            f"session {info.id} ({visible(info.title or info.cwd)}) waits for "
+                            f"an approval: answer it (kfd attach {info.id}) or use --now",
+                            file=sys.stderr,
+                        )
             await client.request(p.Shutdown(id="", wait_for_turns=not args.now, restart=True))
         if not await _wait_stopped(directory, pid, None if not args.now else 30):
             print(f"kfd: the daemon (pid {pid}) did not stop within 30 s", file=sys.stderr)

@@ -46,6 +46,11 @@ _MISSING: _Stamp = (0, 0, 0, 0)
 QUIET_S = 0.05
 """A config file changed this recently may still be being written: wait."""
 
+EMPTY_QUIET_S = 0.5
+"""An empty file is most often one being rewritten in place (truncated, not
+yet written; the writer may be descheduled for a while under load): it must
+stay empty this long before it means "the defaults"."""
+
 SETTLE_LIMIT_S = 1.0
 """Longest wait for a file that keeps changing; then it is read as it is."""
 
@@ -197,8 +202,9 @@ class ConfigReloader:
         """The file's stamp and content once it is quiet (blocking: in a thread).
 
         A file written in place passes through states that parse (empty, or
-        cut after a line): wait until it has not changed for `QUIET_S`, and
-        read it again if it changed while being read.
+        cut after a line): wait until it has not changed for `QUIET_S`
+        (`EMPTY_QUIET_S` when empty), and read it again if it changed while
+        being read.
         """
         deadline = time.monotonic() + SETTLE_LIMIT_S
         while True:
@@ -210,8 +216,9 @@ class ConfigReloader:
                 )
                 return stamp, None, gone
             age = time.time() - stamp[0] / 1e9
-            if 0 <= age < QUIET_S and time.monotonic() < deadline:
-                time.sleep(QUIET_S - age)
+            quiet = EMPTY_QUIET_S if stamp[2] == 0 else QUIET_S
+            if 0 <= age < quiet and time.monotonic() < deadline:
+                time.sleep(min(quiet - age, QUIET_S))
                 continue
             try:
                 raw = config_module.read(self.path)

@@ -362,6 +362,10 @@ class RpcHandler:
                 return await context_rpc.answer(daemon, request)
             case FrontendFocus():
                 session = await sessions.get(request.session)
+                if request.focused:
+                    session.focused[by.id] = by
+                else:
+                    session.focused.pop(by.id, None)
                 session.publish(
                     FocusChanged(session=session.id, frontend=by, focused=request.focused)
                 )

@@ -373,6 +373,9 @@ class Snapshot(_Struct):
     running_tools: list[RunningTool] = msgspec.field(default_factory=list)
     tasks: list[Task] = msgspec.field(default_factory=list)
     """The model's current plan (the last ``tasks.updated``)."""
+    focused: list[FrontendRef] = msgspec.field(default_factory=list)
+    """Frontends that said they have the user's focus on the session (the last
+    ``session.focus`` of each; some may have disconnected since)."""
 
 
 class AttachResult(_Struct):

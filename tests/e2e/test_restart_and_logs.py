@@ -12,9 +12,9 @@ from pathlib import Path
 
 from kfd import protocol as p
 from kfd.client import ConnectionRestored
-from kfd.testing import Reply, ScriptedModelServer
+from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
-from kfd.testing.events import collect_until, turn_completed
+from kfd.testing.events import collect_until, of_type, turn_completed
 
 
 def cli(daemon: KfdDaemon, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -61,6 +61,35 @@ async def test_a_graceful_restart_lets_the_turn_finish_and_runs_what_was_sent_me
             assert [u.message_id for u in users] == [queued.message_id]
             assert after[-1].stop_reason == "end_turn"
     assert cli(daemon, "stop").returncode == 0  # the restarted daemon is not daemon.process
+
+
+async def test_a_graceful_restart_names_the_turn_that_waits_for_an_approval(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "touch made"})]),
+        Reply(text="denied, so done"),
+    )
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, title="asks first")
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "make a file")
+            asked = (await collect_until(view, of_type(p.ApprovalRequested)))[-1]
+            assert isinstance(asked, p.ApprovalRequested)
+            restart = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "kfd", "restart",
+                env=daemon.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            assert restart.stderr is not None
+            told = b""
+            async with asyncio.timeout(30):
+                while b"waits for an approval" not in told:
+                    told += await restart.stderr.readline()
+            assert f"session {info.id} (asks first)".encode() in told and b"--now" in told
+            await client.respond(info.id, asked.approval_id, "deny")
+            async with asyncio.timeout(60):
+                assert await restart.wait() == 0
+    assert cli(daemon, "stop").returncode == 0
 
 
 async def test_restart_now_interrupts_the_running_turn(

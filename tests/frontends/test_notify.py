@@ -258,3 +258,19 @@ def test_an_approval_too_long_to_show_whole_offers_only_deny() -> None:
     assert shown.allowable and shown.body == "ls\\x1b[2K\\rrm -rf /"
     refused = notices.approval(long)
     assert not refused.allowable and "5005 characters" in refused.body
+
+
+async def test_focus_given_before_a_frontend_attached_is_in_its_snapshot(
+    make_daemon, workspace: Path
+) -> None:
+    daemon = make_daemon(FAST)
+    async with await daemon.client("kfd-repl") as repl, await daemon.client() as client:
+        info = await client.create_session(workspace)
+        await repl.request(p.FrontendFocus(id="", session=info.id, focused=True))
+        attached = await client.request(p.SessionAttach(id="", session=info.id))
+        assert isinstance(attached, p.AttachResult)
+        assert [frontend.name for frontend in attached.snapshot.focused] == ["kfd-repl"]
+        await repl.request(p.FrontendFocus(id="", session=info.id, focused=False))
+        attached = await client.request(p.SessionAttach(id="", session=info.id))
+        assert isinstance(attached, p.AttachResult)
+        assert attached.snapshot.focused == []

@@ -215,6 +215,14 @@ def test_the_repl_says_when_the_daemon_restarts_and_reconnects_by_itself(
     terminal.wait_for("still here after the restart")
 
 
+def test_the_repl_says_when_this_shell_s_provider_environment_is_not_the_daemon_s(
+    tmux: Tmux, daemon: KfdDaemon, workspace: Path
+) -> None:
+    terminal = tmux.kfd("new", cwd=workspace, env={"KFD_MODEL": "another-model"})
+    screen = terminal.wait_for("KFD_MODEL is 'another-model' here")
+    assert "'scripted-model' in the daemon" in screen and "kfd restart" in screen
+
+
 def test_kfd_alone_starts_the_daemon_opens_this_directory_s_session_and_restores_the_terminal(
     make_daemon: Callable[..., KfdDaemon], workspace: Path
 ) -> None:

@@ -175,7 +175,7 @@ async def test_through_the_daemon_an_edit_result_carries_the_type_error(
 
     workspace = project(git_repo(tmp_path / "repo"))
     # A confined server starting on a loaded machine may take a while to answer.
-    daemon = make_daemon("[tools.lsp]\ndiagnostics_wait_s = 12\n")
+    daemon = make_daemon("[tools.lsp]\ndiagnostics_wait_s = 30\n")
     model_server.add(
         Reply(tool_calls=[ScriptedToolCall("read", {"path": "main.py"})]),
         Reply(
