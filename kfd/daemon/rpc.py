@@ -242,6 +242,9 @@ class RpcHandler:
                 f"the key {frontend.key!r} already has {others} clients attached, the most "
                 f"[bus] max_clients_per_key allows on this daemon: close one first",
             )
+        # The key's comment, in parentheses, is the daemon's word: a name that
+        # brings its own ("phone (bob)") cannot pass for another key's.
+        name = name.replace("(", "[").replace(")", "]")
         frontend.name = f"{name} ({frontend.key})"
 
     async def _dispatch(

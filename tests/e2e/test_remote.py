@@ -154,7 +154,8 @@ async def test_an_approval_is_answered_from_another_host_and_names_the_key_that_
     )
 
     async def approve_remotely() -> p.ApprovalResolved:
-        async with await Client.connect(name="phone", remote=world.remote()) as client:
+        # A name that tries to pass for another key's owner.
+        async with await Client.connect(name="phone (bob)", remote=world.remote()) as client:
             info = await client.create_session(str(workspace))
             async with await client.attach(info.id) as view:
                 await client.send(info.id, "make the file")
@@ -169,7 +170,7 @@ async def test_an_approval_is_answered_from_another_host_and_names_the_key_that_
     assert resolved.decision == "allow"
     assert resolved.by is not None
     assert resolved.by.key == "alice laptop"
-    assert resolved.by.name == "phone (alice laptop)"
+    assert resolved.by.name == "phone [bob] (alice laptop)"
     assert (workspace / "made-remotely").exists()
     assert world.known_daemons.read_text().split()[:2] == [world.endpoint, world.daemon_key()]
 
