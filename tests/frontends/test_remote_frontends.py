@@ -107,7 +107,10 @@ async def test_a_bridge_on_another_host_serves_two_daemons_and_answers_each_appr
             await slack.message("C1", "UALICE", "!new @cc on the second host")
             created = await slack.wait_for(lambda: _post(slack, "🆕 session cc/"))
             await slack.message("C1", "UALICE", "make the file")
-            asked = await slack.wait_for(lambda: _post(slack, "touch made-on-cc"))
+            # The approval itself (the tool call's line may come first): an
+            # `allow` before it would be a message to the session.
+            asked = await slack.wait_for(lambda: _post(slack, "touch made-on-cc", "Reply `allow`"))
+            await _approval_recorded(tmp_path / "chat.json")
             await slack.message("C1", "UALICE", "allow", thread=None)
             await slack.wait_for(lambda: _post(slack, "made it on cc"))
             await slack.message("C1", "UALICE", "!undo")  # on cc, where the turn ran
@@ -133,10 +136,32 @@ async def test_a_bridge_on_another_host_serves_two_daemons_and_answers_each_appr
     assert bb_session.title.startswith("chat C1")
 
 
-def _post(slack: SlackServer, text: str) -> str:
+async def _approval_recorded(state_file: Path, timeout: float = 10.0) -> None:
+    """Until the bridge has written down the approval it posted: an `allow`
+    sooner (its post seen here before the bridge has its answer) is a message."""
+    import asyncio
+
+    import watchfiles
+
+    def recorded() -> bool:
+        try:
+            return bool(json.loads(state_file.read_bytes()).get("approvals"))
+        except (FileNotFoundError, ValueError):
+            return False
+
+    async with asyncio.timeout(timeout):
+        async for _ in watchfiles.awatch(
+            state_file.parent, rust_timeout=200, yield_on_timeout=True
+        ):
+            if recorded():
+                return
+
+
+def _post(slack: SlackServer, *texts: str) -> str:
+    """The first post that says every one of ``texts`` ("" if none does yet)."""
     for post in slack.posts:
         shown = slack.text_of(post["ts"])
-        if text in shown:
+        if all(text in shown for text in texts):
             return shown
     return ""
 
