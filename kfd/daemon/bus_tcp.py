@@ -522,10 +522,15 @@ def _key_listener(endpoint: Endpoint) -> socket.socket | None:
 
 
 def _peer_address(fd: int) -> str:
-    """``host:port`` of the TCP connection on ``fd`` (ZeroMQ's; read through a copy)."""
+    """``host:port`` of the TCP connection on ``fd`` (ZeroMQ's; read through a copy).
+
+    Racy by nature: ZeroMQ's thread may have closed the connection (a peer
+    refused at once) before this runs, and the address is then unknown. The
+    monitor that would carry it (version 2) is a draft API pyzmq does not ship.
+    """
     try:
         with socket.socket(fileno=os.dup(fd)) as copy:
             host, port = copy.getpeername()[:2]
     except (OSError, ValueError):
-        return "an unknown address"
+        return "an unknown address (ZeroMQ had closed the connection already)"
     return f"{host}:{port}"

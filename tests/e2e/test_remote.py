@@ -220,7 +220,9 @@ async def test_strangers_wrong_keys_plaintext_and_garbage_are_refused_while_clie
     host = link.client_host if link.kind != "network namespaces" else "198.18."
 
     def refused(log: str) -> list[str]:
-        return [line for line in log.splitlines() if f"refused a TCP peer at {host}" in line]
+        # Any address: one read from a connection ZeroMQ closed already is "unknown"
+        # (the address of a refused key comes from ZAP, and is checked below).
+        return [line for line in log.splitlines() if "refused a TCP peer at " in line]
 
     def all_told(log: str) -> bool:
         lines = refused(log)
