@@ -2,7 +2,10 @@
 
 - start -> `initialize` answered: the editor's wait before it shows the agent
   (target: under 300 ms; answered before the ACP library is imported);
-- start -> `session/new` answered (the library imported, the daemon reached);
+- start -> `session/new` answered, with the daemon running (answered while the
+  ACP library still loads in a thread, `kfd_acp.early`) and with none running
+  (`kfd acp` starts it: a cold start, the daemon's start overlapping the
+  library's import);
 - the CPU time `kfd acp` had used when it answered (what the wait is on an
   idle machine: a loaded one stretches the wall time, not this);
 - the daemon's first model delta of a turn -> the editor reading it as a
@@ -31,6 +34,7 @@ from kfd import protocol as p
 from kfd.testing import Reply, ScriptedModelServer
 
 STARTS = 15
+COLD_STARTS = 5
 TURNS = 30
 
 
@@ -98,6 +102,44 @@ async def start_times(env: dict[str, str], cwd: str) -> dict[str, list[float]]:
     return figures
 
 
+async def cold_starts(base_url: str, cwd: str) -> list[float]:
+    """start -> session/new answered when no daemon runs: `kfd acp` starts one."""
+    from kfd.client import Client
+
+    figures = []
+    for _ in range(COLD_STARTS):
+        kfd = daemon(base_url)  # not started: kfd acp does it
+        try:
+            started = time.time()
+            editor = await Editor.start(kfd.env)
+            await editor.answer(await editor.send("initialize", {"protocolVersion": 1}))
+            new = await editor.send("session/new", {"cwd": cwd, "mcpServers": []})
+            at_new, answer = await editor.answer(new)
+            assert "result" in answer, answer
+            figures.append((at_new - started) * 1000)
+            await editor.close()
+            async with await Client.connect(kfd.runtime_dir, name="bench") as client:
+                pid = (await client.status()).pid
+                await client.shutdown()
+            await wait_gone(pid)
+        finally:
+            kfd.close()
+    return figures
+
+
+async def wait_gone(pid: int, timeout: float = 30) -> None:
+    """Wait until process ``pid`` has exited (its pidfd turns readable)."""
+    exited = os.pidfd_open(pid)
+    ready = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(exited, ready.set)
+    try:
+        await asyncio.wait_for(ready.wait(), timeout)
+    finally:
+        loop.remove_reader(exited)
+        os.close(exited)
+
+
 async def delta_latency(env: dict[str, str], runtime_dir: Path, cwd: str) -> list[float]:
     from kfd.client import Client
 
@@ -145,11 +187,13 @@ async def main() -> None:
             latencies = await delta_latency(kfd.env, kfd.runtime_dir, repo)
         finally:
             kfd.close()
+        cold = await cold_starts(server.base_url, repo)
     load = Path("/proc/loadavg").read_text().split()[0]
     print(f"kfd acp ({machine()}, load average {load} at the end)")
     print(f"  start -> initialize answered:       {summary(starts['initialized'])}")
     print(f"  CPU used by then (10 ms ticks):     {summary(starts['cpu'])}")
     print(f"  start -> session/new answered:      {summary(starts['created'])}")
+    print(f"    the same, no daemon running:      {summary(cold)}")
     print(f"  first model delta -> editor update: {summary(latencies)}")
 
 

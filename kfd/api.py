@@ -63,12 +63,35 @@ swapped in after the policy decided cannot send the access elsewhere; check
 and replace the file through the returned `Beneath`, and do not touch a file
 with several hard links without the user's consent (`HARD_LINKS`).
 
+An editor's buffers
+-------------------
+When a frontend serves a session's files (an editor, through ``kfd acp``),
+`ToolContext.files` reaches them: ``read_text`` gives a file's text as the
+editor has it (unsaved changes included), ``write_text`` has the editor write
+it (into its buffer and undo history, then to disk). Both answer None/False
+when no frontend serves that file, when it goes away or does not answer in
+time: the tool then uses the disk as usual. Only files inside the workspace
+are served, and only after the permission decision (the call is already
+allowed when ``run`` is called). The editor opens files by name: check the
+path through `open_beneath` first (no link on the way, a regular file, not
+hard-linked), as ``kfd_fs`` does, then ask.
+
 Secrets
 -------
 Text a plugin keeps or shows outside a tool result (a log of its own) goes
 through `scrub` first; a secret a plugin obtains itself (a token from a
 credential helper) is announced with `keep_secret`, so it is redacted from
 everything kfd stores or broadcasts.
+
+Tools a frontend supplies for one session
+-----------------------------------------
+A frontend may supply MCP servers for one session (an editor passes its own
+in ACP's ``mcpServers``): a `ToolSource` that also implements
+`SessionToolSource` is asked for their tools before each of that session's
+model requests (`SessionToolSource.session_tools`), and told when they are
+withdrawn (`SessionToolSource.end_session`). Such a server is the user's
+(their editor asked for it), not the repository's: it needs no trust, but
+it runs confined (`confine`), and its tools are asked for like any other.
 
 Only tools that can work are offered
 -------------------------------------
@@ -111,6 +134,7 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
@@ -120,7 +144,7 @@ import pluggy
 from kfd import redact
 from kfd import sandbox as _sandbox
 from kfd.beneath import HARD_LINKS, Beneath, NotBeneath, open_beneath
-from kfd.protocol import Event, Mode, Preview
+from kfd.protocol import Event, FileOp, McpServer, Mode, Preview
 from kfd.redact import looks_secret
 from kfd.sandbox import Confinement
 
@@ -130,15 +154,20 @@ __all__ = [
     "ApprovalNeeded",
     "Beneath",
     "Confinement",
+    "EditorFiles",
     "Event",
+    "FileOp",
     "FinishedCall",
     "JsonArgs",
+    "McpServer",
     "NotBeneath",
     "PathAccess",
     "Policy",
     "PolicyRequest",
     "Preview",
     "Sandbox",
+    "SessionToolSource",
+    "SuppliedServers",
     "Tool",
     "ToolContext",
     "ToolError",
@@ -287,6 +316,33 @@ class PathAccess(NamedTuple):
     write: bool
 
 
+class EditorFiles(Protocol):
+    """The session's files as a frontend serving them has them (`ToolContext.files`):
+    an editor's buffers, unsaved changes included.
+
+    Every method answers at once when no frontend serves the file; a serving
+    frontend is waited for a few seconds at most. ``path`` is absolute and
+    normalised; a path outside the workspace is never served.
+    """
+
+    def serves(self, op: FileOp, path: Path) -> bool:
+        """Whether a frontend serves ``op`` (``read`` or ``write``) of ``path`` now."""
+        ...
+
+    async def read_text(self, path: Path) -> str | None:
+        """``path``'s text as the serving frontend has it; None when none serves
+        it, it went away, did not answer in time or could not read it: read the
+        disk then."""
+        ...
+
+    async def write_text(self, path: Path, text: str) -> bool:
+        """Have the serving frontend write ``text`` as the whole of ``path``; True
+        once it says written. False when none serves it, it went away or did not
+        answer in time: write the disk yourself. Raises `ToolError` when it
+        refused (the message says why)."""
+        ...
+
+
 class ToolContext(Protocol):
     """What a running tool may use. One per call."""
 
@@ -338,6 +394,10 @@ class ToolContext(Protocol):
     @property
     def granted(self) -> frozenset[str]:
         """What the user granted this call beyond the usual (`ApprovalNeeded`)."""
+
+    @property
+    def files(self) -> EditorFiles:
+        """The session's files as an editor serving them has them (see `EditorFiles`)."""
 
     def read_denied(self, path: str) -> str | None:
         """The read rule that keeps ``path`` from being read (``read(**/.env)``), or None.
@@ -482,6 +542,39 @@ class ToolSource(Protocol):
 
     async def tools(self) -> Sequence[Tool[Any]]:
         """The tools offered now. Raise nothing: report trouble in `kfd_status`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SuppliedServers:
+    """The MCP servers the frontends supplied for one session (`SessionToolSource`)."""
+
+    session_id: str
+    workspace: Path
+    """The session's workspace (absolute, resolved): where a stdio server runs."""
+    servers: tuple[McpServer, ...]
+    sandbox: Sandbox
+    """How a program started for them must be confined (``[sandbox]`` now)."""
+
+
+class SessionToolSource(ToolSource, Protocol):
+    """A tool source that also serves what frontends supply for one session."""
+
+    async def session_tools(self, supplied: SuppliedServers) -> Sequence[Tool[Any]]:
+        """The tools of ``supplied``'s servers now, for the session's next request.
+
+        Called before each model request of a session that has supplied
+        servers, with all of them: stop those no longer supplied, start the new
+        ones (lazily, as `ToolSource.tools` does; a changed server is a new
+        one), answer from a cache otherwise. Raise nothing: a server that fails
+        offers no tools and says why in `kfd_status`. Tool names taken by the
+        static tools or the daemon's sources are skipped and reported.
+        """
+        ...
+
+    async def end_session(self, session_id: str) -> None:
+        """The session's supplied servers are withdrawn (their frontend left):
+        stop what was started for them."""
         ...
 
 

@@ -25,6 +25,7 @@ import errno
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -174,17 +175,28 @@ def open_beneath(root: Path, path: Path, *, create_parents: bool = False) -> Ben
         walked = Path("/")
     if not parts:
         raise NotBeneath(f"{path} is a directory, not a file. Give the path of a file.")
+    parent = walk(start, parts[:-1], walked, create=create_parents)
+    return Beneath(parent, parts[-1], str(walked.joinpath(*parts)))
+
+
+def walk(start: str, parts: Sequence[str], walked: Path, *, create: bool = False) -> int:
+    """A descriptor (``O_PATH``) of the directory ``start/parts…``, each component
+    opened relative to the previous one without following a link.
+
+    ``walked`` is how messages name ``start``; with ``create``, missing
+    directories are made on the way. The caller closes the descriptor.
+    """
     current = os.open(start, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for part in parts[:-1]:
-            following = _step(current, part, walked, create=create_parents)
+        for part in parts:
+            following = _step(current, part, walked, create=create)
             os.close(current)
             current = following
             walked = walked / part
     except BaseException:
         os.close(current)
         raise
-    return Beneath(current, parts[-1], str(walked / parts[-1]))
+    return current
 
 
 def _step(directory: int, part: str, walked: Path, *, create: bool) -> int:

@@ -11,6 +11,7 @@ only through `kfd.client` and `kfd.protocol`. Modules:
 
 - `kfd_acp.startup` -- the entry point: takes over stdio, answers
   ``initialize`` before the ACP library is even imported.
+- `kfd_acp.early` -- the first ``session/new``, answered while the library loads.
 - `kfd_acp.wire` -- newline-delimited JSON-RPC; bad lines get error replies.
 - `kfd_acp.capabilities` -- what kfd tells the editor it can do (pure).
 - `kfd_acp.agent` -- the ACP requests as kfd client requests.
@@ -18,6 +19,7 @@ only through `kfd.client` and `kfd.protocol`. Modules:
 - `kfd_acp.translate` -- kfd events as ACP updates (pure).
 - `kfd_acp.tools` -- a tool call's kind, title, locations and diff (pure).
 - `kfd_acp.prompts` -- a prompt as a kfd message or a slash command (pure).
+- `kfd_acp.servers` -- the editor's MCP servers as kfd's (pure).
 """
 
 from __future__ import annotations

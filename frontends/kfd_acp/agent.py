@@ -22,9 +22,16 @@ from acp.agent.connection import AgentSideConnection
 from kfd import protocol as p
 from kfd.client import Client, ClientError, DaemonUnavailable, RequestFailed
 from kfd_acp import prompts
-from kfd_acp.capabilities import initialize_result, modes_state
+from kfd_acp.capabilities import (
+    file_capabilities,
+    frontend_name,
+    initialize_result,
+    modes_state,
+)
+from kfd_acp.early import EarlySession
+from kfd_acp.servers import ServersRefused, as_kfd_servers
 from kfd_acp.session import Cancelled, EditorSession
-from kfd_acp.wire import Wire
+from kfd_acp.wire import INTERNAL_ERROR, INVALID_PARAMS, Wire, error_of
 
 log = logging.getLogger("kfd_acp")
 
@@ -45,18 +52,22 @@ _STOP_REASONS: dict[p.StopReason, a.StopReason] = {
 """kfd's stop reasons in ACP's words; the others (error, interrupted) are errors."""
 
 
-async def serve_editor(wire: Wire, *, initialized: dict[str, Any] | None) -> None:
+async def serve_editor(
+    wire: Wire, *, initialized: dict[str, Any] | None, early: EarlySession | None = None
+) -> None:
     """Serve ACP on ``wire`` until the editor closes it.
 
-    ``initialized``: the params of an ``initialize`` the fast start answered.
+    ``initialized``: the params of an ``initialize`` the fast start answered;
+    ``early``: the session of a ``session/new`` answered before the library ran.
     """
     agent = KfdAgent(wire)
     if initialized is not None:
         agent.client_capabilities = initialized.get("clientCapabilities")
-        info = initialized.get("clientInfo")
-        agent.name_after(info.get("name") if isinstance(info, dict) else None)
+        agent.name = frontend_name(initialized)
     conn = AgentSideConnection(agent, wire, listening=False, use_unstable_protocol=True)
     try:
+        if early is not None:
+            await agent.adopt(early)
         await conn.listen()
     finally:
         await agent.close()
@@ -80,8 +91,7 @@ class KfdAgent:
 
     def name_after(self, editor: object) -> None:
         """Name the connection after the editor (``clientInfo.name`` of ``initialize``)."""
-        if isinstance(editor, str) and editor.strip():
-            self.name = f"acp:{editor.strip()[:40]}"
+        self.name = frontend_name({"clientInfo": {"name": editor}})
 
     def on_connect(self, conn: Any) -> None:
         """The library hands over the connection (to send updates and requests)."""
@@ -134,16 +144,30 @@ class KfdAgent:
         mcp_servers: list[Any] | None = None,
         **kwargs: Any,
     ) -> a.NewSessionResponse:
-        """A new daemon session in the editor's working directory."""
+        """A new daemon session in the editor's working directory, with its MCP servers."""
         _check_directory(cwd)
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.create_session(cwd))
-        session = await self._open(info, since_seq=0, announced=False)
+        session = await self._open(info, since_seq=0, announced=False, servers=servers)
         self._spawn(session.replay())  # once the editor has the id: see EditorSession
         return a.NewSessionResponse(
             session_id=info.id, modes=a.SessionModeState.model_validate(modes_state(info.mode))
         )
+
+    async def adopt(self, early: EarlySession) -> None:
+        """Take on the session `kfd_acp.early` created and announced: attached from
+        its start, its updates follow. One that cannot be attached is reported to
+        the editor's log and its prompts are refused as for a session not open."""
+        self._client = early.client
+        try:
+            session = await self._open(
+                early.info, since_seq=0, announced=True, servers=early.servers
+            )
+        except RequestError as exc:
+            log.warning("session %s could not be attached: %s", early.info.id, exc)
+            return
+        self._spawn(session.replay())
 
     async def load_session(
         self,
@@ -154,10 +178,10 @@ class KfdAgent:
         **kwargs: Any,
     ) -> a.LoadSessionResponse | None:
         """Attach to a daemon session and replay its whole history, then go live."""
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.session(session_id))
-        session = await self._open(info, since_seq=0, announced=True)
+        session = await self._open(info, since_seq=0, announced=True, servers=servers)
         await session.replay()
         return a.LoadSessionResponse(
             modes=a.SessionModeState.model_validate(modes_state(session.info.mode))
@@ -172,10 +196,10 @@ class KfdAgent:
         **kwargs: Any,
     ) -> a.ResumeSessionResponse:
         """Attach to a daemon session from now on, without its history."""
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.session(session_id))
-        session = await self._open(info, since_seq=info.last_seq, announced=True)
+        session = await self._open(info, since_seq=info.last_seq, announced=True, servers=servers)
         await session.replay()
         return a.ResumeSessionResponse(
             modes=a.SessionModeState.model_validate(modes_state(session.info.mode))
@@ -190,10 +214,10 @@ class KfdAgent:
         **kwargs: Any,
     ) -> a.ForkSessionResponse:
         """A new session sharing this one's conversation (``kfd``'s ``/fork``)."""
-        _ignored_servers(mcp_servers)
+        servers = _servers(mcp_servers)
         client = await self._kfd()
         info = await _call(client.fork(session_id))
-        session = await self._open(info, since_seq=0, announced=False)
+        session = await self._open(info, since_seq=0, announced=False, servers=servers)
         self._spawn(session.replay())
         return a.ForkSessionResponse(
             session_id=info.id, modes=a.SessionModeState.model_validate(modes_state(info.mode))
@@ -239,7 +263,14 @@ class KfdAgent:
             next_cursor=str(start + LIST_PAGE) if more else None,
         )
 
-    async def _open(self, info: p.SessionInfo, *, since_seq: int, announced: bool) -> EditorSession:
+    async def _open(
+        self,
+        info: p.SessionInfo,
+        *,
+        since_seq: int,
+        announced: bool,
+        servers: list[p.McpServer],
+    ) -> EditorSession:
         assert self.conn is not None
         old = self.sessions.pop(info.id, None)
         if old is not None:
@@ -256,6 +287,13 @@ class KfdAgent:
             announced=announced,
         )
         self.sessions[info.id] = session
+        read, write = file_capabilities(self.client_capabilities)
+        try:
+            await _call(session.lend(servers, read=read, write=write))
+        except RequestError:
+            self.sessions.pop(info.id, None)
+            await session.close()
+            raise
         return session
 
     def _spawn(self, work: Any) -> None:
@@ -344,12 +382,12 @@ class KfdAgent:
 
 def invalid_params(details: str) -> RequestError:
     """JSON-RPC's ``-32602``, saying what is wrong in the message itself."""
-    return RequestError(-32602, f"Invalid params: {details}", {"details": details})
+    return RequestError(**error_of(INVALID_PARAMS, details))
 
 
 def internal_error(details: str) -> RequestError:
     """JSON-RPC's ``-32603``, saying what failed in the message itself."""
-    return RequestError(-32603, f"Internal error: {details}", {"details": details})
+    return RequestError(**error_of(INTERNAL_ERROR, details))
 
 
 async def _call(work: Any) -> Any:
@@ -380,11 +418,9 @@ def _check_directory(cwd: str) -> None:
         raise invalid_params(f"cwd must be an absolute path to a directory, not {cwd!r}")
 
 
-def _ignored_servers(servers: list[Any] | None) -> None:
-    if servers:
-        names = ", ".join(getattr(server, "name", "?") for server in servers)
-        log.warning(
-            "MCP servers passed by the editor are not started (%s); declare them in "
-            "kfd's config ([mcp.servers.<name>]) to use them",
-            names,
-        )
+def _servers(servers: list[Any] | None) -> list[p.McpServer]:
+    """The editor's ``mcpServers`` as kfd's; a JSON-RPC error for one kfd cannot run."""
+    try:
+        return as_kfd_servers(servers)
+    except ServersRefused as exc:
+        raise invalid_params(str(exc)) from None

@@ -44,14 +44,15 @@ def initialize_result(requested_version: object) -> dict[str, Any]:
       (attached without replay), forked and closed (detached);
     - prompts take text, resource links and embedded resources; no images
       or audio (kfd's messages are text);
-    - MCP servers the editor passes are not started (see the README).
+    - MCP servers the editor passes run for that session: stdio (in kfd's
+      sandbox) and streamable HTTP; not SSE.
     """
     return {
         "protocolVersion": negotiate(requested_version),
         "agentCapabilities": {
             "loadSession": True,
             "promptCapabilities": {"image": False, "audio": False, "embeddedContext": True},
-            "mcpCapabilities": {"http": False, "sse": False},
+            "mcpCapabilities": {"http": True, "sse": False},
             "sessionCapabilities": {"list": {}, "resume": {}, "fork": {}, "close": {}},
         },
         "agentInfo": {"name": "kfd", "title": "kfd", "version": __version__},
@@ -68,3 +69,33 @@ def modes_state(current: str) -> dict[str, Any]:
             for mode, (name, description) in MODE_NAMES.items()
         ],
     }
+
+
+def file_capabilities(client_capabilities: Any) -> tuple[bool, bool]:
+    """Whether the editor offers ``fs/read_text_file`` and ``fs/write_text_file``.
+
+    ``client_capabilities`` is what ``initialize`` carried: the library's model,
+    or plain JSON when the fast start answered it.
+    """
+    if client_capabilities is None:
+        return False, False
+    if isinstance(client_capabilities, dict):
+        fs = client_capabilities.get("fs")
+        if not isinstance(fs, dict):
+            return False, False
+        return fs.get("readTextFile") is True, fs.get("writeTextFile") is True
+    fs = getattr(client_capabilities, "fs", None)
+    read = getattr(fs, "read_text_file", False) is True
+    write = getattr(fs, "write_text_file", False) is True
+    return read, write
+
+
+def frontend_name(initialize_params: object) -> str:
+    """How ``kfd acp`` introduces itself to the daemon: ``acp:<editor>`` after
+    ``clientInfo.name`` of ``initialize`` (other frontends say an approval was
+    "answered by acp:zed"), ``acp`` when the editor gave no name."""
+    info = initialize_params.get("clientInfo") if isinstance(initialize_params, dict) else None
+    editor = info.get("name") if isinstance(info, dict) else None
+    if isinstance(editor, str) and editor.strip():
+        return f"acp:{editor.strip()[:40]}"
+    return "acp"

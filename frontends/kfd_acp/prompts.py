@@ -45,9 +45,9 @@ COMMANDS: tuple[Command, ...] = (
 )
 """The commands ``kfd acp`` runs itself; everything else is a message to the model.
 
-The seam for custom slash commands: when the daemon serves its own
-(``commands.list``), `kfd_acp.session` offers them after these, and a
-prompt naming one goes to the daemon as a message.
+The workspace's custom commands (the daemon's ``commands.list``) are offered
+after these by `kfd_acp.session`, and a prompt naming one is run by the
+daemon (``commands.run``).
 """
 
 

@@ -7,6 +7,11 @@ notifications. A prompt is a kfd message whose turn it waits for; an
 approval becomes ``session/request_permission``, answered into the daemon,
 and withdrawn from the editor (``$/cancel_request``, and an update saying
 who answered) when another frontend answers first.
+
+It also lends the session what the editor has (`EditorSession.lend`): the
+MCP servers it passed, and, when it offers ``fs/*``, its view of the files:
+the daemon asks (after the permission decision) and this session forwards
+the question as ``fs/read_text_file`` or ``fs/write_text_file``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from kfd import protocol as p
 from kfd.client import (
     Attachment,
     Client,
+    ClientError,
     ConnectionLost,
     ConnectionRestored,
     DaemonUnavailable,
+    FileService,
+    FileUnavailable,
     Item,
     RequestFailed,
 )
@@ -44,6 +52,10 @@ log = logging.getLogger("kfd_acp")
 
 PERMISSION_REQUEST = "session/request_permission"
 CANCEL_REQUEST = "$/cancel_request"
+METHOD_NOT_FOUND = -32601
+
+FILE_TIMEOUT_S = 5.0
+"""How long the daemon waits for the editor's answer to ``fs/*`` before it uses the disk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +122,8 @@ class EditorSession:
         self._asking: dict[str, asyncio.Task[None]] = {}
         self._request_ids: dict[str, int | str] = {}
         self._pump: asyncio.Task[None] | None = None
+        self._files: FileService | None = None
+        self._lent_servers = False
         self._live = False
         self.custom: set[str] = set()
         """The workspace's custom commands: ``/name`` runs one (``commands.run``)."""
@@ -160,8 +174,41 @@ class EditorSession:
         except Exception:
             log.exception("session %s: the event pump failed", self.id)
 
+    async def lend(self, servers: list[p.McpServer], *, read: bool, write: bool) -> None:
+        """Lend the session the editor's MCP servers and, where it offers them, its
+        reads and writes of files; `RequestFailed` when the daemon refuses a server."""
+        if servers or self._lent_servers:
+            await self.kfd.supply_mcp_servers(self.id, servers)
+            self._lent_servers = bool(servers)
+        if (read or write) and self._files is None:
+            self._files = await self.kfd.serve_files(
+                self.id, self._file, read=read, write=write, timeout_s=FILE_TIMEOUT_S
+            )
+
+    async def _file(self, request: p.FileRequested) -> str:
+        """Ask the editor what the daemon asks: its text of a file, or to write one."""
+        if self.wire.closed:
+            raise FileUnavailable("the editor is gone")
+        try:
+            async with asyncio.timeout(FILE_TIMEOUT_S + 1):
+                if request.op == "read":
+                    read = await self.conn.read_text_file(session_id=self.id, path=request.path)
+                    return read.content
+                await self.conn.write_text_file(
+                    session_id=self.id, path=request.path, content=request.text
+                )
+                return ""
+        except (ConnectionError, TimeoutError):
+            raise FileUnavailable("the editor did not answer") from None
+        except RequestError as exc:
+            if exc.code == METHOD_NOT_FOUND:  # it offered fs/* but does not serve it
+                raise FileUnavailable(str(exc)) from None
+            raise RuntimeError(f"{exc} ({exc.code})") from None
+
     async def close(self) -> None:
-        """Detach: the session, and any running turn, go on in the daemon."""
+        """Detach: the session, and any running turn, go on in the daemon; what the
+        editor lent it is withdrawn."""
+        await self._withdraw()
         with contextlib.suppress(ValueError):
             self.wire.on_send.remove(self._note_request)
         tasks = [t for t in (self._pump, *self._asking.values()) if t is not None]
@@ -172,6 +219,19 @@ class EditorSession:
             if not future.done():
                 future.set_result(Cancelled())
         await self.attachment.close()
+
+    async def _withdraw(self) -> None:
+        files, self._files = self._files, None
+        if files is not None:
+            await files.close()
+        if self._lent_servers and not self.kfd.closed:
+            self._lent_servers = False
+            try:
+                await self.kfd.supply_mcp_servers(self.id, [])
+            except ClientError as exc:
+                log.info(
+                    "session %s: could not withdraw the editor's MCP servers: %s", self.id, exc
+                )
 
     # -- events ----------------------------------------------------------------
 

@@ -105,9 +105,12 @@ async def _serve(output_fd: int, initialized: dict[str, Any] | None, unread: byt
     """Serve one editor connection until it closes its end (or SIGTERM)."""
     import asyncio
     import contextlib
+    import importlib
     import signal
 
     from kfd.client import ensure_daemon
+    from kfd_acp.capabilities import frontend_name
+    from kfd_acp.early import answer_new_session
     from kfd_acp.wire import Wire
 
     task = asyncio.current_task()
@@ -115,13 +118,20 @@ async def _serve(output_fd: int, initialized: dict[str, Any] | None, unread: byt
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
-    # The daemon starts in its own process while the ACP library is imported here.
+    # The daemon starts in its own process, and the ACP library (over a second
+    # of CPU) is imported in a thread, while the first session/new is answered
+    # here (`kfd_acp.early`).
     starting = loop.run_in_executor(None, ensure_daemon)
+    loading = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "kfd_acp.agent"))
     wire = await Wire.stdio(output_fd, unread)
-    from kfd_acp.agent import serve_editor  # the ACP library: over a second of CPU
-
-    with contextlib.suppress(Exception):
-        await starting  # a failure is reported at the first request that needs the daemon
+    early = None
     with contextlib.suppress(asyncio.CancelledError):
-        await serve_editor(wire, initialized=initialized)
+        with contextlib.suppress(Exception):
+            await starting  # a failure is reported at the first request that needs the daemon
+        if initialized is not None:
+            early = await answer_new_session(wire, frontend_name(initialized))
+        await loading
+        from kfd_acp.agent import serve_editor
+
+        await serve_editor(wire, initialized=initialized, early=early)
     return 0

@@ -32,6 +32,17 @@ MAX_LINE_BYTES = 50 * 1024 * 1024
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+_TITLES = {INVALID_PARAMS: "Invalid params", INTERNAL_ERROR: "Internal error"}
+
+
+def error_of(code: int, details: str) -> dict[str, Any]:
+    """A JSON-RPC error object that says what is wrong in its message itself
+    (editors show the message, not ``data``): ``Invalid params: <details>``."""
+    return {"code": code, "message": f"{_TITLES[code]}: {details}", "data": {"details": details}}
+
 
 _encoder = msgspec.json.Encoder(enc_hook=str)  # error data may hold exceptions: say what they are
 
@@ -46,6 +57,7 @@ class Wire:
         self.closed = False
         self.on_send: list[Callable[[dict[str, Any]], None]] = []
         """Called with every message just written (the agent notes request ids)."""
+        self._ahead: asyncio.Task[dict[str, Any] | None] | None = None
 
     @classmethod
     async def stdio(cls, output_fd: int, unread: bytes = b"") -> Wire:
@@ -69,6 +81,23 @@ class Wire:
 
     async def receive(self) -> dict[str, Any] | None:
         """The next JSON-RPC message; None at the end of input (the editor left)."""
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            return await ahead
+        return await self._receive()
+
+    def ahead(self) -> asyncio.Task[dict[str, Any] | None]:
+        """The next message, read ahead (`kfd_acp.early` looks before the library
+        runs): `receive` returns it unless `take_ahead` took it."""
+        if self._ahead is None:
+            self._ahead = asyncio.ensure_future(self._receive())
+        return self._ahead
+
+    def take_ahead(self) -> None:
+        """The message read ahead was answered: `receive` goes on after it."""
+        self._ahead = None
+
+    async def _receive(self) -> dict[str, Any] | None:
         while True:
             line = await self._read_line()
             if line is None:
@@ -158,11 +187,14 @@ class Wire:
             for observer in self.on_send:
                 observer(message)
 
-    async def reply_error(self, request_id: str | int | None, code: int, message: str) -> None:
+    async def reply_error(
+        self, request_id: str | int | None, code: int, message: str, data: Any = None
+    ) -> None:
         """A JSON-RPC error reply (``"id": null`` when the request's id is unknown)."""
-        await self.send(
-            {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
-        )
+        error: dict[str, Any] = {"code": code, "message": message}
+        if data is not None:
+            error["data"] = data
+        await self.send({"jsonrpc": "2.0", "id": request_id, "error": error})
 
     async def close(self) -> None:
         """Stop writing; the process's output is closed."""

@@ -19,7 +19,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from kfd.checkpoints.objects import NotBeneath, name_of, open_parent
+from kfd.beneath import NotBeneath
+from kfd.checkpoints.objects import name_of, open_parent
 from kfd.commands import template
 from kfd.protocol import QueuedMessage
 

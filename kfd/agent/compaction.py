@@ -111,7 +111,7 @@ def files_changed(session: AgentSession, messages: Sequence[Message]) -> list[st
         if not isinstance(message, AssistantMessage):
             continue
         for call in message.tool_calls:
-            tool = registry.get(call.name)
+            tool = registry.get(call.name, session.id)
             if tool is None:
                 continue
             try:

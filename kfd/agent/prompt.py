@@ -135,6 +135,7 @@ async def offer_tools(session: AgentSession) -> ToolOffer:
         state.loaded_tools,
         tools_config=config.tools,
         defer_after=config.context.defer_tools_after,
+        session_id=session.id,
     )
     return state.offer
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from kfd.agent.accounting import Accounting
+    from kfd.agent.editor_files import FileRouter
     from kfd.agent.tools import ToolRegistry
     from kfd.api import AfterToolHook, Policy
     from kfd.checkpoints.service import Checkpoints
@@ -79,6 +80,8 @@ class Runtime:
     """Plugins' hooks that may add a note to every tool result."""
     rule_book: RuleBook | None = None
     """Permission rules of every source (`kfd.policy.rulebook`); set by the daemon."""
+    files: FileRouter | None = None
+    """The frontends serving sessions' files (`kfd.daemon.file_delegates`); set by the daemon."""
     commands: CommandBook | None = None
     """Custom commands of the user and of trusted projects (`kfd.commands`); set by the daemon."""
     checkpoints: Checkpoints | None = None

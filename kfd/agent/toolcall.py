@@ -5,9 +5,25 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kfd.api import Sandbox
+from kfd.agent.editor_files import SessionFiles
+from kfd.api import EditorFiles, Sandbox
+
+if TYPE_CHECKING:
+    from kfd.config import SandboxConfig
+
+
+def sandbox_of(config: SandboxConfig) -> Sandbox:
+    """``[sandbox]`` as the plugins see it (`kfd.api.Sandbox`)."""
+    return Sandbox(
+        enabled=config.enabled,
+        network=config.network,
+        env_allow=tuple(config.env_allow),
+        env=tuple(config.env),
+        hide=tuple(config.hide),
+        sockets=tuple(config.sockets),
+    )
 
 
 class CallContext:
@@ -15,6 +31,7 @@ class CallContext:
 
     __slots__ = (
         "_config",
+        "_files",
         "_granted",
         "_on_output",
         "_read_denied",
@@ -37,6 +54,7 @@ class CallContext:
         sandbox: Sandbox | None = None,
         granted: frozenset[str] = frozenset(),
         read_denied: Callable[[str], str | None] | None = None,
+        files: EditorFiles | None = None,
     ) -> None:
         self._session_id = session_id
         self._workspace = workspace
@@ -47,6 +65,7 @@ class CallContext:
         self._sandbox = Sandbox() if sandbox is None else sandbox
         self._granted = granted
         self._read_denied = read_denied
+        self._files = files if files is not None else SessionFiles(None, session_id, workspace)
 
     @property
     def session_id(self) -> str:
@@ -75,6 +94,10 @@ class CallContext:
     @property
     def granted(self) -> frozenset[str]:
         return self._granted
+
+    @property
+    def files(self) -> EditorFiles:
+        return self._files
 
     def read_denied(self, path: str) -> str | None:
         return self._read_denied(path) if self._read_denied is not None else None

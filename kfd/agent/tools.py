@@ -3,7 +3,11 @@
 Static tools come from `kfd_tools` at start; tool sources (`kfd_tool_sources`,
 MCP servers for instance) are asked for their current tools by `refresh`,
 before each model request. Names are unique: a static tool always keeps its
-name, and among sources the first one to offer a name keeps it.
+name, and among sources the first one to offer a name keeps it. A session
+may have tools of its own: those of the MCP servers frontends supplied for
+it (`supply`; an editor's ``mcpServers``), asked of the sources that take
+them (`kfd.api.SessionToolSource`) before each of its requests; they come
+after the daemon's, and a name already taken is skipped.
 
 `offer` makes one session's list for its next request: each tool is asked
 whether it can work in the session's workspace (`kfd.api.Tool.unavailable`),
@@ -20,14 +24,14 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 
 from kfd.agent.schema import schema_of
 from kfd.agent.tool_offer import ToolOffer, arrange, with_specs
 from kfd.agent.tool_search import ToolSearchTool
-from kfd.api import JsonArgs, Tool, ToolSource
+from kfd.api import JsonArgs, SessionToolSource, SuppliedServers, Tool, ToolSource
 from kfd.gateway.types import ToolSpec
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,14 @@ class ToolRegistry:
         self._specs: weakref.WeakKeyDictionary[Tool[Any], ToolSpec] = weakref.WeakKeyDictionary()
         """Each tool's definition, computed once per tool object (a restarted MCP
         server's tools are new objects, so a changed schema is seen)."""
+        self._session_sources: list[SessionToolSource] = [
+            source for source in self._sources if _takes_sessions(source)
+        ]
+        self._supplied: dict[str, SuppliedServers] = {}
+        self._session_tools: dict[str, dict[str, Tool[Any]]] = {}
+        self._session_offered: dict[str, dict[int, list[Tool[Any]]]] = {}
+        self.session_problems: dict[str, list[str]] = {}
+        """Per session: supplied tools refused because their names were taken."""
         self._search = search
         self._search_parameters = schema_of(search.Args) if search is not None else {}
         self.defer_after = defer_after
@@ -81,11 +93,15 @@ class ToolRegistry:
     def __contains__(self, name: str) -> bool:
         return self.get(name) is not None
 
-    def get(self, name: str) -> Tool[Any] | None:
-        """Any tool of the daemon by name, whether or not a session is offered it."""
+    def get(self, name: str, session_id: str | None = None) -> Tool[Any] | None:
+        """Any tool of the daemon by name, whether or not a session is offered it
+        (with ``session_id``: that session's own tools too)."""
         if self._search is not None and name == self._search.name:
             return self._search
-        return self._tools.get(name) or self._dynamic.get(name)
+        found = self._tools.get(name) or self._dynamic.get(name)
+        if found is None and session_id is not None:
+            found = self._session_tools.get(session_id, {}).get(name)
+        return found
 
     @property
     def names(self) -> list[str]:
@@ -106,14 +122,17 @@ class ToolRegistry:
         *,
         tools_config: Mapping[str, Any] | None = None,
         defer_after: int | None = None,
+        session_id: str | None = None,
     ) -> ToolOffer:
-        """The tools a session in ``workspace`` is offered for its next request.
+        """The tools a session in ``workspace`` is offered for its next request
+        (with ``session_id``: its own supplied tools too, after the daemon's).
 
         ``tools_config`` is the ``[tools]`` table and ``defer_after`` the
         ``[context]`` setting as they stand now (the config reloads live).
         """
         static = sorted(self._tools.values(), key=lambda tool: tool.name)
-        dynamic = list(self._dynamic.values())
+        own = self._session_tools.get(session_id, {}) if session_id is not None else {}
+        dynamic = [*self._dynamic.values(), *own.values()]
         unavailable = await self.check(workspace, tools_config or {}, [*static, *dynamic])
         search = self._search
         offer = arrange(
@@ -166,8 +185,14 @@ class ToolRegistry:
             log.exception("the availability check of %s failed", tool.name)
             return f"its check of what it needs failed: {exc!r}"
 
-    async def refresh(self) -> None:
-        """Ask every tool source for its current tools (concurrently, bounded in time)."""
+    async def refresh(self, session_id: str | None = None) -> None:
+        """Ask every tool source for its current tools (concurrently, bounded in time);
+        with ``session_id``, for that session's supplied tools too."""
+        await self._refresh_daemon()
+        if session_id is not None:
+            await self._refresh_session(session_id)
+
+    async def _refresh_daemon(self) -> None:
         if not self._sources:
             return
         sources = self._sources
@@ -193,6 +218,79 @@ class ToolRegistry:
         self._offered[index] = tools
         return tools
 
+    # -- what frontends supply for one session ------------------------------------
+
+    async def supply(self, supplied: SuppliedServers) -> None:
+        """Offer the session the tools of these servers from its next request on
+        (none: withdraw what was supplied, and let the sources stop it)."""
+        if supplied.servers:
+            self._supplied[supplied.session_id] = supplied
+        else:
+            await self.end_session(supplied.session_id)
+
+    async def end_session(self, session_id: str) -> None:
+        """Withdraw the servers supplied for a session; the sources stop them."""
+        self._session_tools.pop(session_id, None)
+        self._session_offered.pop(session_id, None)
+        self.session_problems.pop(session_id, None)
+        if self._supplied.pop(session_id, None) is None:
+            return
+        await asyncio.gather(*(self._end(source, session_id) for source in self._session_sources))
+
+    def supplied(self, session_id: str) -> SuppliedServers | None:
+        """The servers supplied for a session, if any."""
+        return self._supplied.get(session_id)
+
+    async def _refresh_session(self, session_id: str) -> None:
+        supplied = self._supplied.get(session_id)
+        if supplied is None or not self._session_sources:
+            return
+        offered = await asyncio.gather(
+            *(
+                self._ask_session(index, source, supplied)
+                for index, source in enumerate(self._session_sources)
+            )
+        )
+        taken = {*self._tools, *self._dynamic}
+        if self._search is not None:
+            taken.add(self._search.name)
+        tools: dict[str, Tool[Any]] = {}
+        problems: list[str] = []
+        for source, listed in zip(self._session_sources, offered, strict=True):
+            for tool in listed:
+                if tool.name in taken or tool.name in tools:
+                    problems.append(
+                        f"{source.name}: tool `{tool.name}` of a server supplied for session "
+                        f"{session_id} is already offered; ignored"
+                    )
+                    continue
+                tools[tool.name] = tool
+        self._session_tools[session_id] = tools
+        self.session_problems[session_id] = problems
+
+    async def _ask_session(
+        self, index: int, source: SessionToolSource, supplied: SuppliedServers
+    ) -> list[Tool[Any]]:
+        before = self._session_offered.setdefault(supplied.session_id, {})
+        try:
+            tools = list(await asyncio.wait_for(source.session_tools(supplied), SOURCE_TIMEOUT_S))
+        except Exception:
+            log.exception(
+                "tool source %s failed for session %s; keeping its previous tools",
+                source.name,
+                supplied.session_id,
+            )
+            return before.get(index, [])
+        before[index] = tools
+        return tools
+
+    @staticmethod
+    async def _end(source: SessionToolSource, session_id: str) -> None:
+        try:
+            await asyncio.wait_for(source.end_session(session_id), SOURCE_TIMEOUT_S)
+        except Exception:
+            log.exception("tool source %s failed to end session %s", source.name, session_id)
+
     def parse(self, tool: Tool[Any], arguments: str) -> tuple[dict[str, Any], msgspec.Struct]:
         """Decode the model's JSON arguments and convert them to ``tool.Args``."""
         try:
@@ -209,6 +307,13 @@ class ToolRegistry:
         except msgspec.ValidationError as exc:
             raise InvalidArguments(f"invalid arguments for `{tool.name}`: {exc}") from None
         return raw, args
+
+
+def _takes_sessions(source: ToolSource) -> TypeGuard[SessionToolSource]:
+    """Whether a source also serves what frontends supply for one session."""
+    return callable(getattr(source, "session_tools", None)) and callable(
+        getattr(source, "end_session", None)
+    )
 
 
 def spec_of(tool: Tool[Any]) -> ToolSpec:

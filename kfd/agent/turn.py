@@ -30,6 +30,7 @@ import msgspec
 from kfd.agent.after_tool import after_tool
 from kfd.agent.commands import make_prompt
 from kfd.agent.context import compact_after_overflow, observe_usage, prepare_request
+from kfd.agent.editor_files import SessionFiles
 from kfd.agent.lifecycle import (
     Aborted,
     CallChosen,
@@ -44,10 +45,10 @@ from kfd.agent.lifecycle import (
     unanswered_result,
 )
 from kfd.agent.tool_offer import unknown_tool
-from kfd.agent.toolcall import CallContext
+from kfd.agent.toolcall import CallContext, sandbox_of
 from kfd.agent.tools import InvalidArguments
 from kfd.agent.truncate import cap
-from kfd.api import ApprovalNeeded, Sandbox, Tool, ToolError, ToolResult
+from kfd.api import ApprovalNeeded, Tool, ToolError, ToolResult
 from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
 from kfd.ids import new_id
@@ -280,7 +281,7 @@ async def _ask_model(session: TurnSession, turn: int) -> Completed:
 
 async def _ask_model_once(session: TurnSession, turn: int) -> Completed:
     runtime = session.runtime
-    await runtime.tools.refresh()  # tool sources (MCP servers) may have changed
+    await runtime.tools.refresh(session.id)  # tool sources (MCP servers) may have changed
     request = await prepare_request(session, turn)
     await runtime.accounting.before_request(session, request)
     message_id = session.live.begin_stream()
@@ -452,24 +453,18 @@ def _context(
     session: TurnSession, item: _Call, granted: frozenset[str] = frozenset()
 ) -> CallContext:
     name = item.call.name
-    sandbox = session.runtime.config.sandbox
+    workspace = _workspace(session)
     return CallContext(
         session_id=session.id,
-        workspace=_workspace(session),
+        workspace=workspace,
         state=session.tool_state.setdefault(_plugin_key(item), {}),
         config=session.runtime.config.tools.get(name, {}),
         on_output=lambda text: session.live.tool_output(item.call.id, text),
         turn=session.info.turns,
-        sandbox=Sandbox(
-            enabled=sandbox.enabled,
-            network=sandbox.network,
-            env_allow=tuple(sandbox.env_allow),
-            env=tuple(sandbox.env),
-            hide=tuple(sandbox.hide),
-            sockets=tuple(sandbox.sockets),
-        ),
+        sandbox=sandbox_of(session.runtime.config.sandbox),
         granted=granted,
         read_denied=_read_guard(session, name),
+        files=SessionFiles(session.runtime.files, session.id, workspace),
     )
 
 

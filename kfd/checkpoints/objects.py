@@ -26,14 +26,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from kfd.beneath import NotBeneath, walk
+
 REGULAR = 0o100644
 EXECUTABLE = 0o100755
 SYMLINK = 0o120000
 ABSENT_MODE = 0
 UNKEPT_MODE = 1
 """A state kfd saw change but did not keep (too large, unreadable, not a file)."""
-
-_DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class State(NamedTuple):
@@ -85,10 +85,6 @@ def mode_of(info: os.stat_result) -> int | None:
     return None
 
 
-class NotBeneath(Exception):
-    """The path goes through a symbolic link, or through something that is not a directory."""
-
-
 def open_parent(root: Path, relative: str, *, create: bool = False) -> int:
     """A descriptor of ``relative``'s directory under ``root``, reached without
     following any link (``create``: make missing directories on the way).
@@ -99,32 +95,7 @@ def open_parent(root: Path, relative: str, *, create: bool = False) -> int:
     parts = [part for part in relative.split("/") if part]
     if not parts or any(part in (".", "..") for part in parts):
         raise NotBeneath(f"{relative!r} is not a normalised relative path")
-    current = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in parts[:-1]:
-            following = _step(current, part, create)
-            os.close(current)
-            current = following
-    except BaseException:
-        os.close(current)
-        raise
-    return current
-
-
-def _step(directory: int, part: str, create: bool) -> int:
-    for _ in range(2):
-        try:
-            return os.open(part, _DIRECTORY, dir_fd=directory)
-        except FileNotFoundError:
-            if not create:
-                raise
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o777, dir_fd=directory)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise NotBeneath(f"{part} is a link or not a directory") from None
-            raise
-    raise NotBeneath(f"{part} keeps changing")
+    return walk(str(root), parts[:-1], Path(), create=create)
 
 
 def name_of(relative: str) -> str:

@@ -1,7 +1,7 @@
 """Putting files back: write a state to a path without following any link (blocking).
 
 The parent directory is reached one component at a time without following
-a symbolic link (`kfd.checkpoints.objects.open_parent`), and the file is
+a symbolic link (`kfd.beneath.walk`), and the file is
 replaced through that directory's handle, atomically (a temporary name, then
 a rename): a link planted in the workspace cannot redirect a restore out of
 it, and no reader ever sees half a file. A removed file's directories are

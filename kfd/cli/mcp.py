@@ -41,7 +41,8 @@ async def _list(args: argparse.Namespace) -> int:
         return 0
     for server in servers:
         transport = f" ({server['transport']})" if server.get("transport") else ""
-        print(f"{server['name']}{transport}: {server['status']}")
+        lent = f", from the editor of session {server['session']}" if server.get("session") else ""
+        print(f"{server['name']}{transport}{lent}: {server['status']}")
         if server.get("error"):
             print(f"  error: {server['error']}")
         tools = server.get("tools") or []

@@ -35,6 +35,10 @@ A daemon on another host is reached the same way, over CURVE-encrypted TCP:
 keys, pinning the daemon's key as SSH does, reconnecting after a dropped link).
 `DaemonSet` follows several daemons at once, naming remote sessions
 ``host/session``.
+
+A frontend may lend a session what it has: `Client.supply_mcp_servers` (an
+editor's MCP servers, run for the session while the frontend is connected)
+and `Client.serve_files` (its view of the files: see `kfd.client.files`).
 """
 
 from kfd.client.attachment import Attachment
@@ -57,6 +61,7 @@ from kfd.client.events import (
     Item,
     decode_event,
 )
+from kfd.client.files import FileHandler, FileService, FileUnavailable
 from kfd.client.follow import Follower
 from kfd.client.multi import DaemonSet, qualify, split
 from kfd.client.notices import Notices
@@ -71,6 +76,9 @@ __all__ = [
     "DaemonKeyChanged",
     "DaemonSet",
     "DaemonUnavailable",
+    "FileHandler",
+    "FileService",
+    "FileUnavailable",
     "FollowItem",
     "Followed",
     "Follower",

@@ -37,6 +37,7 @@ from kfd.client.daemon import ensure_daemon, runtime_dir
 from kfd.client.environment import environment_drift
 from kfd.client.errors import ClientError, DaemonUnavailable, RemoteRefused, RequestFailed
 from kfd.client.events import DISCONNECTED, RECONNECTED, SESSION_TOPIC_PREFIX
+from kfd.client.files import FileHandler, FileService
 from kfd.client.follow import Follower
 from kfd.client.notices import GLOBAL, Notices
 from kfd.client.remote import HANDSHAKE_FAILURES, PERMANENT_FAILURES, Remote
@@ -45,6 +46,7 @@ SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
 EVENTS_FRAME = b"\x00events"
 """First frame of a batch of session events (`kfd.daemon.bus`)."""
+FILES_TOPIC = p.FILES_TOPIC.encode()
 DEFAULT_TIMEOUT = 30.0
 REFRESH_TIMEOUT = 120.0
 """For ``daemon.status`` with ``refresh_tools``: servers may be starting."""
@@ -53,6 +55,7 @@ OVERLOADED_RETRIES = 8
 
 _encoder = msgspec.json.Encoder()
 _reply_decoder = msgspec.json.Decoder(p.Reply)
+_file_request_decoder = msgspec.json.Decoder(p.FileRequested)
 _result_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
 
 
@@ -101,6 +104,9 @@ class Client:
         self._attachments: dict[bytes, list[Attachment]] = {}
         self._followers: list[Follower] = []
         self._notices: list[Notices] = []
+        self._file_services: dict[str, FileService] = {}
+        self._supplied: dict[str, list[p.McpServer]] = {}
+        """What this client lends sessions, told again to a restarted daemon."""
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._connected = asyncio.Event()
@@ -507,6 +513,76 @@ class Client:
         result: p.TrustListResult = await self.request(p.TrustList(id=""))
         return result
 
+    # -- what this frontend lends a session ------------------------------------
+
+    async def supply_mcp_servers(self, session_id: str, servers: list[p.McpServer]) -> None:
+        """Run ``servers`` for the session while this client is connected (an editor's
+        ``mcpServers``), replacing what it supplied before; ``[]`` withdraws them.
+        `RequestFailed` with ``bad_request`` names a malformed server."""
+        await self.request(p.SessionMcpServers(id="", session=session_id, servers=servers))
+        if servers:
+            self._supplied[session_id] = list(servers)
+        else:
+            self._supplied.pop(session_id, None)
+
+    async def serve_files(
+        self,
+        session_id: str,
+        handler: FileHandler,
+        *,
+        read: bool = True,
+        write: bool = True,
+        timeout_s: float = 5.0,
+    ) -> FileService:
+        """Serve the session's file reads and/or writes with ``handler`` (see
+        `kfd.client.files`) until the returned service is closed; the daemon waits
+        ``timeout_s`` at most for each answer, then uses the disk."""
+        service = FileService(
+            self, session_id, handler, read=read, write=write, timeout_s=timeout_s
+        )
+        old = self._file_services.get(session_id)
+        if old is not None:
+            old.closed = True
+        self._file_services[session_id] = service
+        try:
+            await self.request(service.registration())
+        except BaseException:
+            self._drop_file_service(service)
+            raise
+        return service
+
+    def _drop_file_service(self, service: FileService) -> None:
+        if self._file_services.get(service.session_id) is service:
+            del self._file_services[service.session_id]
+
+    def _on_file_request(self, body: bytes) -> None:
+        try:
+            request = _file_request_decoder.decode(body)
+        except msgspec.MsgspecError:
+            return
+        service = self._file_services.get(request.session)
+        if service is None:  # no longer served here: say so, and the daemon reads the disk
+            answer = p.FilesAnswer(id="", request_id=request.request_id, fallback=True)
+            self._background_task(self._quietly(answer))
+            return
+        self._background_task(service.handle(request))
+
+    async def _quietly(self, request: p.Request) -> None:
+        with contextlib.suppress(ClientError):
+            await self.request(request, timeout=10.0)
+
+    async def _lend_again(self) -> None:
+        """A restarted daemon knows nothing of what this client lent: tell it again."""
+        for service in list(self._file_services.values()):
+            await self._quietly(service.registration())
+        for session_id, servers in list(self._supplied.items()):
+            await self._quietly(p.SessionMcpServers(id="", session=session_id, servers=servers))
+
+    def _background_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # -- events ------------------------------------------------------------
 
     async def checkpoints(self, session_id: str) -> p.CheckpointListResult:
@@ -744,6 +820,9 @@ class Client:
 
     def _dispatch(self, frames: list[bytes]) -> None:
         topic, body = frames
+        if topic == FILES_TOPIC:
+            self._on_file_request(body)
+            return
         attached = self._attachments.get(topic)
         if attached:
             for attachment in attached:
@@ -768,6 +847,7 @@ class Client:
                     # A restarted daemon knows this socket's id but not who it is:
                     # introduce ourselves again, so others see a name, not an id.
                     self._spawn(self._introduce())
+                    self._spawn(self._lend_again())
                     for attachments in list(self._attachments.values()):
                         for attachment in attachments:
                             attachment._queue.put_nowait(RECONNECTED)

@@ -46,7 +46,7 @@ import zmq.asyncio
 from kfd import paths
 from kfd.config import BusConfig
 from kfd.daemon.bus_tcp import Peer, TcpListeners
-from kfd.daemon.outbox import Delivery, Outbox, Subscriptions
+from kfd.daemon.outbox import Delivery, Kind, Outbox, Subscriptions
 from kfd.ids import ID_LENGTH
 from kfd.protocol import MAX_REQUEST_BYTES, EventsDropped
 
@@ -196,6 +196,16 @@ class Bus:
             if box.shed_events != shed_before:
                 self.stats.shed += box.shed_events - shed_before
             self._dirty.add(client)
+        self._schedule_flush()
+
+    def deliver(self, client: bytes, topic: bytes, body: bytes) -> None:
+        """Queue an event for ``client`` alone (a ``file.requested``), never shed
+        (`Kind.LIFECYCLE`), in order with what else waits for it. Never blocks."""
+        box = self._outboxes.get(client)
+        if box is None:
+            box = self._outboxes[client] = Outbox(self.client_queue_bytes, _marker)
+        box.add(Delivery(topic, body, 0, Kind.LIFECYCLE))
+        self._dirty.add(client)
         self._schedule_flush()
 
     def publish_global(self, topic: bytes, body: bytes) -> None:

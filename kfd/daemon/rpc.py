@@ -18,6 +18,7 @@ from kfd.daemon import (
     commands_rpc,
     context_rpc,
     cost_rpc,
+    frontend_services,
     requests,
     rules_rpc,
     trust_rpc,
@@ -38,6 +39,8 @@ from kfd.protocol import (
     ErrorCode,
     ErrorInfo,
     EventsSubscribe,
+    FilesAnswer,
+    FilesServe,
     FocusChanged,
     FrontendFocus,
     FrontendInfo,
@@ -65,6 +68,7 @@ from kfd.protocol import (
     SessionGet,
     SessionList,
     SessionListResult,
+    SessionMcpServers,
     SessionResult,
     SessionSetBudget,
     SessionSetMode,
@@ -85,6 +89,8 @@ from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
     from kfd.daemon.bus import Bus
+    from kfd.daemon.file_delegates import FileDelegates
+    from kfd.daemon.frontend_services import ServerSupply
     from kfd.daemon.reload import ConfigReloader
     from kfd.protocol import EnvFact
 
@@ -137,6 +143,16 @@ class Served(DaemonPort, Protocol):
     @property
     def draining(self) -> bool:
         """A graceful stop waits for the running turns."""
+        ...
+
+    @property
+    def file_delegates(self) -> FileDelegates:
+        """The frontends serving sessions' files."""
+        ...
+
+    @property
+    def server_supply(self) -> ServerSupply:
+        """The MCP servers frontends supplied for sessions."""
         ...
 
 
@@ -373,6 +389,15 @@ class RpcHandler:
                     FocusChanged(session=session.id, frontend=by, focused=request.focused)
                 )
                 return Empty()
+            case SessionMcpServers() | FilesServe() | FilesAnswer():
+                return await frontend_services.answer(
+                    daemon,
+                    daemon.server_supply,
+                    daemon.file_delegates,
+                    request,
+                    frontend.id,
+                    identity,
+                )
             case TriggerList():
                 triggers = daemon.triggers
                 return triggers.listing() if triggers is not None else TriggerListResult()
@@ -437,6 +462,7 @@ class RpcHandler:
             problems=[
                 *daemon.plugins.errors,
                 *daemon.runtime.tools.problems,
+                *(p for ps in daemon.runtime.tools.session_problems.values() for p in ps),
                 *([f"config: {daemon.reloader.error}"] if daemon.reloader.error else []),
             ],
             plugin_status=daemon.plugins.status(),

@@ -29,12 +29,15 @@ from kfd.agent.core_tools import with_core_tools
 from kfd.agent.runtime import Runtime
 from kfd.agent.session import Session
 from kfd.agent.tool_search import ToolSearchTool
+from kfd.agent.toolcall import sandbox_of
 from kfd.agent.tools import ToolRegistry
 from kfd.checkpoints.service import Checkpoints, settings_of
 from kfd.commands.book import CommandBook
 from kfd.config import Config, HookConfig
 from kfd.daemon import logs, sdnotify
 from kfd.daemon.bus import Bus
+from kfd.daemon.file_delegates import FileDelegates
+from kfd.daemon.frontend_services import ServerSupply
 from kfd.daemon.journal import Journal
 from kfd.daemon.lock import DaemonLock
 from kfd.daemon.reload import ConfigReloader, LiveConfig, publisher
@@ -49,6 +52,7 @@ from kfd.ids import ID_LENGTH, new_id
 from kfd.plugins import PluginHost
 from kfd.policy.rulebook import CommandPin, RuleBook
 from kfd.protocol import (
+    FILES_TOPIC,
     GLOBAL_TOPIC,
     DaemonStopping,
     DaemonTrouble,
@@ -111,6 +115,11 @@ class Daemon:
         self.reloader: ConfigReloader
         """The user config, kept loaded and watched (`kfd.daemon.reload`)."""
         self.trust_notices = TrustNotices(self)
+        self.file_delegates = FileDelegates(self._deliver_file_request)
+        """The frontends serving sessions' files (an editor's buffers)."""
+        self.server_supply: ServerSupply
+        """The MCP servers frontends supplied for sessions."""
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @property
     def bus(self) -> Bus:
@@ -183,8 +192,18 @@ class Daemon:
     def _on_presence(self, client: str, connected: bool) -> None:
         if connected:
             self._present.add(client)
-        else:
-            self._present.discard(client)
+            return
+        self._present.discard(client)
+        # What the frontend lent its sessions goes with it: its file service at
+        # once (a question to it ends unanswered: the disk is used), its MCP
+        # servers as they stop.
+        self.file_delegates.gone(client)
+        task = asyncio.create_task(self.server_supply.gone(client), name=f"release {client}")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    def _deliver_file_request(self, identity: bytes, body: bytes) -> None:
+        self.bus.deliver(identity, FILES_TOPIC.encode(), body)
 
     def _on_subscription(self, topic: bytes, count: int) -> None:
         if len(topic) == ID_LENGTH:
@@ -312,6 +331,8 @@ class Daemon:
             self.runtime.rule_book.project_of,
             lambda: settings_of(self.runtime.config.checkpoints),
         )
+        self.runtime.files = self.file_delegates
+        self.server_supply = ServerSupply(tools, lambda: sandbox_of(self.runtime.config.sandbox))
         self.sessions = SessionManager(self.runtime)
         stop_watching = asyncio.Event()
         pruning = asyncio.create_task(self._prune_checkpoints(), name="checkpoints")

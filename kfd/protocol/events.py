@@ -11,6 +11,7 @@ from kfd.protocol.records import (
     BudgetName,
     CompactReason,
     CostSource,
+    FileOp,
     FrontendRef,
     Memory,
     Preview,
@@ -42,6 +43,7 @@ __all__ = [
     "Event",
     "EventHeader",
     "EventsDropped",
+    "FileRequested",
     "FocusChanged",
     "FrontendsChanged",
     "HookReported",
@@ -451,6 +453,23 @@ class ConfigInvalid(Event, tag="config.error", kw_only=True):
     message: str
 
 
+class FileRequested(Event, tag="file.requested", kw_only=True):
+    """The daemon asks the frontend serving a session's files (``files.serve``)
+    to read or write one, for a tool call already allowed.
+
+    Sent to that frontend alone, outside the session's log (``seq`` 0, on the
+    topic ``~files``): it carries file content, which no other frontend is
+    sent. ``path`` is absolute and inside the session's workspace; ``text`` is
+    a write's whole new content. Answer with ``files.answer`` and
+    ``request_id`` within the ``timeout_s`` the frontend chose.
+    """
+
+    request_id: str
+    op: FileOp
+    path: str
+    text: str = ""
+
+
 class CheckpointRestored(Event, tag="checkpoint.restored", kw_only=True):
     """Files were put back as they were before ``turns`` (``kfd undo``, ``/rewind``)."""
 
@@ -514,6 +533,7 @@ AnyEvent = (
     | ConfigReloaded
     | ConfigInvalid
     | ToolsLoaded
+    | FileRequested
     | CheckpointRestored
     | HookReported
 )

@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 __all__ = [
+    "FILES_TOPIC",
     "GLOBAL_TOPIC",
     "MAX_REQUEST_BYTES",
     "MAX_REQUEST_DEPTH",
@@ -23,9 +24,11 @@ __all__ = [
     "CostSource",
     "EnvFact",
     "ErrorCode",
+    "FileOp",
     "FrontendInfo",
     "FrontendRef",
     "LedgerState",
+    "McpServer",
     "Memory",
     "MemoryScope",
     "MissingTool",
@@ -283,6 +286,31 @@ class TrustedFile(_Struct):
     trusted_at: float = 0.0
     by: str = ""
     """The frontend that trusted it (``kfd-trust``, ``repl``...)."""
+
+
+FILES_TOPIC = "~files"
+"""The topic of ``file.requested`` events: sent to one frontend, never subscribed to."""
+
+FileOp = Literal["read", "write"]
+"""What a frontend serving a session's files (``files.serve``) is asked to do."""
+
+
+class McpServer(_Struct):
+    """An MCP server a frontend supplies for one session (an editor's ``mcpServers``).
+
+    Exactly one of ``command`` (a program speaking MCP on stdio) or ``url``
+    (streamable HTTP). ``name`` is 1-32 letters, digits, ``_`` or ``-``: the
+    server's tools are ``mcp__<name>__<tool>``. The values of ``env`` and
+    ``headers`` are kept in the daemon's memory only and redacted from
+    everything it keeps or shows.
+    """
+
+    name: str
+    command: str = ""
+    args: list[str] = msgspec.field(default_factory=list)
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    url: str = ""
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
+
 from kfd.protocol.records import (
     PROTOCOL_VERSION,
     ApprovalDecision,
     ConflictChoice,
+    McpServer,
     MemoryScope,
     Mode,
     _Struct,
@@ -24,6 +27,8 @@ __all__ = [
     "CommandRun",
     "CostQuery",
     "EventsSubscribe",
+    "FilesAnswer",
+    "FilesServe",
     "FrontendFocus",
     "Hello",
     "MemoryAdd",
@@ -44,6 +49,7 @@ __all__ = [
     "SessionFork",
     "SessionGet",
     "SessionList",
+    "SessionMcpServers",
     "SessionSetBudget",
     "SessionSetMode",
     "SessionSetModel",
@@ -349,6 +355,53 @@ class TrustList(Request, tag="trust.list", kw_only=True):
     """Every trusted file, with whether it still has the trusted content."""
 
 
+class SessionMcpServers(Request, tag="session.mcp_servers", kw_only=True):
+    """Run these MCP servers for ``session`` while this frontend stays connected
+    (an editor's ``mcpServers``): their tools are offered in that session like
+    those of the config's servers, asked for before each call unless allowed.
+
+    They replace what this frontend supplied for the session before; an empty
+    list stops them, and so does the frontend going away. A stdio server runs
+    in kfd's sandbox, in the session's workspace. Refused with ``bad_request``
+    (nothing changes) when a server is malformed.
+    """
+
+    session: str
+    servers: list[McpServer] = msgspec.field(default_factory=list)
+
+
+class FilesServe(Request, tag="files.serve", kw_only=True):
+    """Serve the file reads and/or writes of ``session``'s tools (an editor: a
+    read sees its unsaved buffer, a write goes into its buffer and its undo
+    history, then to disk).
+
+    The permission decision is made first, in the daemon; then the daemon sends
+    this frontend alone a ``file.requested`` event for a file inside the
+    session's workspace and waits up to ``timeout_s`` for ``files.answer``,
+    after which (or when the frontend goes away) the tool uses the disk. The
+    latest frontend to serve a session serves it; ``read`` and ``write`` both
+    false stops serving.
+    """
+
+    session: str
+    read: bool = False
+    write: bool = False
+    timeout_s: float = 5.0
+
+
+class FilesAnswer(Request, tag="files.answer", kw_only=True):
+    """The answer to a ``file.requested`` (``request_id``): the text read, or
+    nothing for a write done; ``error`` when the frontend could not (a refused
+    write fails the tool call with it); ``fallback`` when it cannot ask at all
+    (its editor is gone): the tool uses the disk. Only the frontend asked may
+    answer."""
+
+    request_id: str
+    text: str = ""
+    error: str = ""
+    fallback: bool = False
+
+
 class CheckpointList(Request, tag="checkpoint.list", kw_only=True):
     """The turns of ``session`` that changed files, newest last, with those files."""
 
@@ -437,6 +490,9 @@ AnyRequest = (
     | TrustShow
     | TrustSet
     | TrustList
+    | SessionMcpServers
+    | FilesServe
+    | FilesAnswer
     | CheckpointList
     | CheckpointDiff
     | CheckpointUndo

@@ -255,7 +255,7 @@ class TriggerManager:
             return None  # nothing watches: nothing to tell apart
         workspace = os.path.realpath(session.info.cwd)
         registry = session.runtime.tools
-        tool = registry.get(event.name)
+        tool = registry.get(event.name, event.session)
         declared: list[str] = []
         if tool is not None:
             try:

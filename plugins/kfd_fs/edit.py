@@ -11,6 +11,7 @@ import msgspec
 from kfd.api import PathAccess, Preview, Tool, ToolContext, ToolError, ToolResult
 
 from .changes import Change, plan_and_commit, preview_of
+from .editor import Existing, change_through_editor, in_editor
 from .files import (
     FileStamp,
     check_fresh,
@@ -76,11 +77,17 @@ class EditTool(Tool[EditArgs]):
         return f"edit({rule_path(args.path)})"
 
     async def preview(self, args: EditArgs, ctx: ToolContext) -> Preview:
-        """The diff the edit would make."""
+        """The diff the edit would make (to the editor's text where an editor serves
+        the file)."""
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
         workspace, granted = ctx.workspace, ctx.granted
+        view = await in_editor(ctx, path, label)
+        if view is not None:
+            return await preview_of(
+                f"edit {label}", lambda: plan_edit_over(view.existing, path, label, args, table)
+            )
 
         def plan() -> Change:
             with open_target(workspace, path) as target:
@@ -89,14 +96,19 @@ class EditTool(Tool[EditArgs]):
         return await preview_of(f"edit {label}", plan)
 
     async def run(self, args: EditArgs, ctx: ToolContext) -> ToolResult:
-        """Apply the edit, return a compact diff, remember the new stamp."""
+        """Apply the edit (through the editor that serves the file, if one does),
+        return a compact diff, remember the new stamp."""
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
         granted = ctx.granted
-        change = await plan_and_commit(
-            ctx, path, lambda target: plan_edit(target, path, label, args, table, granted)
+        change = await change_through_editor(
+            ctx, path, label, lambda existing: plan_edit_over(existing, path, label, args, table)
         )
+        if change is None:
+            change = await plan_and_commit(
+                ctx, path, lambda target: plan_edit(target, path, label, args, table, granted)
+            )
         assert change.old is not None  # edit never creates a file
         old_string = _matching_form(change.old, args.old_string)
         lines = occurrence_lines(change.old, old_string)
@@ -120,14 +132,30 @@ def plan_edit(
 ) -> Change:
     """The change the edit makes through ``target`` (the file's directory held open),
     or a ToolError saying why it cannot (blocking)."""
+    _check_strings(args)
+    return plan_edit_over(load_existing(target, label, granted), path, label, args, table)
+
+
+def _check_strings(args: EditArgs) -> None:
     if not args.old_string:
         raise ToolError(
             "old_string is empty. To create a file or replace all of its content, use write."
         )
     if args.old_string == args.new_string:
         raise ToolError("old_string and new_string are identical; the edit would change nothing.")
+
+
+def plan_edit_over(
+    existing: Existing,
+    path: Path,
+    label: str,
+    args: EditArgs,
+    table: Mapping[str, FileStamp],
+) -> Change:
+    """The change the edit makes to ``existing`` (the file's bytes and mode; None:
+    there is no file), or a ToolError saying why it cannot."""
+    _check_strings(args)
     key = stamp_key(path)
-    existing = load_existing(target, label, granted)
     if existing is None:
         raise ToolError(f"{missing_file_error(path, label)} To create a new file, use write.")
     data, mode = existing

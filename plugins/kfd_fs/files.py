@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -222,3 +223,42 @@ def display_path_like(label: str, name: str) -> str:
     """``name`` placed in the directory of ``label``, spelled the same way."""
     directory = os.path.dirname(label)
     return os.path.join(directory, name) if directory else name
+
+
+def check_readable(
+    path: Path, label: str, workspace: Path, granted: frozenset[str] = frozenset()
+) -> None:
+    """Raise the `ToolError` `read_window` would for the file on disk, reading no
+    more than its first bytes (before an editor is asked for its text)."""
+    with open(open_checked(path, label, workspace, granted), "rb") as handle:
+        if b"\0" in handle.read(BINARY_SNIFF_BYTES):
+            raise ToolError(f"{label} is a binary file (it has NUL bytes); read shows text only.")
+
+
+def open_checked(path: Path, label: str, workspace: Path | None, granted: frozenset[str]) -> int:
+    """A descriptor of the regular file ``path``, reached without a link, its hard
+    links consented to; a `ToolError` saying why not otherwise."""
+    with open_target(workspace or Path("/"), path) as target:
+        try:
+            fd = target.open()  # O_NONBLOCK: opening a FIFO must not hang the worker thread
+        except NotBeneath as exc:
+            raise ToolError(str(exc)) from None
+        except FileNotFoundError:
+            raise missing_file_error(path, label) from None
+        except OSError as exc:
+            raise ToolError(f"Cannot read {label}: {exc.strerror}.") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ToolError(
+                f"{label} is a directory. Use glob to list its files "
+                f"(e.g. pattern='*' path='{label}')."
+            )
+        raise ToolError(f"{label} is not a regular file (a device, socket or FIFO).")
+    try:
+        check_links(info, label, granted)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
-import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, NamedTuple
 
 import msgspec
 
-from kfd.api import NotBeneath, PathAccess, Tool, ToolContext, ToolError, ToolResult
+from kfd.api import PathAccess, Tool, ToolContext, ToolError, ToolResult
 
+from .editor import text_from_editor
 from .files import (
     BINARY_SNIFF_BYTES,
     FileStamp,
-    check_links,
     display_path,
-    missing_file_error,
-    open_target,
+    open_checked,
     rule_path,
     stamp_key,
     stamps,
@@ -70,11 +70,16 @@ class ReadTool(Tool[ReadArgs]):
         return f"read({rule_path(args.path)})"
 
     async def run(self, args: ReadArgs, ctx: ToolContext) -> ToolResult:
-        """Read the window and record the file's stamp for write and edit."""
+        """Read the window and record the file's stamp for write and edit.
+
+        Where an editor serves the session's files, the text is its buffer's
+        (unsaved changes included), once the file passed the disk's checks.
+        """
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
+        text = await text_from_editor(ctx, path, label)
         window = await asyncio.to_thread(
-            read_window, path, label, args.offset, args.limit, ctx.workspace, ctx.granted
+            read_window, path, label, args.offset, args.limit, ctx.workspace, ctx.granted, text
         )
         stamps(ctx)[window.key] = window.stamp
         return ToolResult(output=window.text)
@@ -95,37 +100,18 @@ def read_window(
     limit: int,
     workspace: Path | None = None,
     granted: frozenset[str] = frozenset(),
+    text: str | None = None,
 ) -> Window:
     """Lines ``offset`` to ``offset + limit - 1`` of ``path``, numbered and bounded.
 
     The file is reached without following a link (`open_target`); one with
     several hard links is read only once the user allowed it. The whole file
     is hashed and checked for UTF-8 (a file read in windows is still one
-    stamp), but only the window is kept in memory.
+    stamp), but only the window is kept in memory. ``text``: the file as an
+    editor has it, shown (and stamped) instead of the disk's content once the
+    file on disk passed the same checks.
     """
-    with open_target(workspace or Path("/"), path) as target:
-        try:
-            fd = target.open()  # O_NONBLOCK: opening a FIFO must not hang the worker thread
-        except NotBeneath as exc:
-            raise ToolError(str(exc)) from None
-        except FileNotFoundError:
-            raise missing_file_error(path, label) from None
-        except OSError as exc:
-            raise ToolError(f"Cannot read {label}: {exc.strerror}.") from exc
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ToolError(
-                f"{label} is a directory. Use glob to list its files "
-                f"(e.g. pattern='*' path='{label}')."
-            )
-        raise ToolError(f"{label} is not a regular file (a device, socket or FIFO).")
-    try:
-        check_links(info, label, granted)
-    except BaseException:
-        os.close(fd)
-        raise
+    fd = open_checked(path, label, workspace, granted)
     with open(fd, "rb") as handle:
         if b"\0" in handle.read(BINARY_SNIFF_BYTES):
             raise ToolError(
@@ -133,40 +119,49 @@ def read_window(
                 f"Inspect it with bash instead, e.g. `file {label}` or `xxd {label} | head`."
             )
         handle.seek(0)
-        hasher = hashlib.sha256()
-        shown: list[str] = []
-        size = total = cut = 0
-        last = offset - 1
-        capped = crlf = False
-        for raw in handle:
-            hasher.update(raw)
-            total += 1
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ToolError(
-                    f"{label} is not UTF-8 text (line {total} has invalid bytes); read "
-                    "shows UTF-8 text only. Inspect it with bash instead, e.g. `file "
-                    f"{label}` or `iconv -f latin1 {label} | head`."
-                ) from None
-            if capped or not offset <= total < offset + limit:
-                continue
-            line = line.removesuffix("\n")
-            if line.endswith("\r"):
-                line, crlf = line[:-1], True
-            if len(line) > MAX_LINE_CHARS:
-                line = f"{line[:MAX_LINE_CHARS]} … [line cut: {len(line):,} characters]"
-                cut += 1
-            # No padding (``cat -n`` pads to 6): the model needs no alignment, and a
-            # result is re-sent with every later request; padding made a file 17 %
-            # more tokens.
-            entry = f"{total}\t{line}\n"
-            if size + len(entry) > MAX_OUTPUT_CHARS:
-                capped = True
-                continue
-            shown.append(entry)
-            size += len(entry)
-            last = total
+        info = os.fstat(handle.fileno())
+        lines = handle if text is None else io.BytesIO(text.encode("utf-8"))
+        return _render(lines, path, label, offset, limit, info)
+
+
+def _render(
+    lines: Iterable[bytes], path: Path, label: str, offset: int, limit: int, info: os.stat_result
+) -> Window:
+    """The window of ``lines`` (the file's, newline kept) and the stamp of them all."""
+    hasher = hashlib.sha256()
+    shown: list[str] = []
+    size = total = cut = 0
+    last = offset - 1
+    capped = crlf = False
+    for raw in lines:
+        hasher.update(raw)
+        total += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ToolError(
+                f"{label} is not UTF-8 text (line {total} has invalid bytes); read "
+                "shows UTF-8 text only. Inspect it with bash instead, e.g. `file "
+                f"{label}` or `iconv -f latin1 {label} | head`."
+            ) from None
+        if capped or not offset <= total < offset + limit:
+            continue
+        line = line.removesuffix("\n")
+        if line.endswith("\r"):
+            line, crlf = line[:-1], True
+        if len(line) > MAX_LINE_CHARS:
+            line = f"{line[:MAX_LINE_CHARS]} … [line cut: {len(line):,} characters]"
+            cut += 1
+        # No padding (``cat -n`` pads to 6): the model needs no alignment, and a
+        # result is re-sent with every later request; padding made a file 17 %
+        # more tokens.
+        entry = f"{total}\t{line}\n"
+        if size + len(entry) > MAX_OUTPUT_CHARS:
+            capped = True
+            continue
+        shown.append(entry)
+        size += len(entry)
+        last = total
     stamp = FileStamp(hasher.hexdigest(), info.st_mtime_ns)
     key = stamp_key(path)
     if total == 0:

@@ -19,6 +19,7 @@ from kfd.api import (
 )
 
 from .changes import Change, plan_and_commit, preview_of
+from .editor import Existing, change_through_editor, in_editor
 from .files import (
     FileStamp,
     check_fresh,
@@ -70,11 +71,17 @@ class WriteTool(Tool[WriteArgs]):
         return f"write({rule_path(args.path)})"
 
     async def preview(self, args: WriteArgs, ctx: ToolContext) -> Preview:
-        """The diff the write would make (from /dev/null for a new file)."""
+        """The diff the write would make (from /dev/null for a new file), over the
+        editor's text where an editor serves the file."""
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
         workspace, granted = ctx.workspace, ctx.granted
+        view = await in_editor(ctx, path, label)
+        if view is not None:
+            return await preview_of(
+                f"write {label}", lambda: plan_write_over(view.existing, path, label, args, table)
+            )
 
         def plan() -> Change:
             try:
@@ -89,17 +96,26 @@ class WriteTool(Tool[WriteArgs]):
         return await preview_of(f"write {label}", plan)
 
     async def run(self, args: WriteArgs, ctx: ToolContext) -> ToolResult:
-        """Write the file and remember its new stamp."""
+        """Write the file (through the editor that serves it, if one does) and
+        remember its new stamp."""
         path = ctx.resolve(args.path)
         label = display_path(path, ctx.workspace)
         table = dict(stamps(ctx))
         granted = ctx.granted
-        change = await plan_and_commit(
+        change = await change_through_editor(
             ctx,
             path,
-            lambda target: plan_write(target, path, label, args, table, granted),
+            label,
+            lambda existing: plan_write_over(existing, path, label, args, table),
             create_parents=True,
         )
+        if change is None:
+            change = await plan_and_commit(
+                ctx,
+                path,
+                lambda target: plan_write(target, path, label, args, table, granted),
+                create_parents=True,
+            )
         lines = count_lines(args.content)
         if change.old is None:
             output = f"Created {label} ({lines} lines)."
@@ -120,8 +136,20 @@ def plan_write(
 ) -> Change:
     """The change writing ``args.content`` to ``path`` makes (blocking); ``target`` is its
     directory held open, None when that directory does not exist yet."""
-    key = stamp_key(path)
     existing = None if target is None else load_existing(target, label, granted)
+    return plan_write_over(existing, path, label, args, table)
+
+
+def plan_write_over(
+    existing: Existing,
+    path: Path,
+    label: str,
+    args: WriteArgs,
+    table: Mapping[str, FileStamp],
+) -> Change:
+    """The change writing ``args.content`` over ``existing`` (its bytes and mode;
+    None: no file yet) makes."""
+    key = stamp_key(path)
     if existing is None:
         old, mode = None, None
     else:

@@ -3,7 +3,9 @@
 Servers are declared in the config's ``[mcp.servers.<name>]`` tables (see
 `kfd_mcp.config`), started on first use -- the first model request after
 the daemon starts lists their tools -- and restarted on the next use after a
-crash or a timeout. Calls are asked for by default (the tools are not
+crash or a timeout. An editor may supply servers for one of its sessions
+(ACP's ``mcpServers``): they run for that session only, a stdio one in kfd's
+sandbox (`McpSource.session_tools`). Calls are asked for by default (the tools are not
 read-only); "allow for this session" allows one tool. Results are untrusted:
 text is passed on, images and binary resources are saved under
 ``$XDG_CACHE_HOME/kfd/mcp/`` and named. ``kfd mcp list`` shows each server's
@@ -32,11 +34,11 @@ _source: McpSource | None = None
 
 @hookimpl
 def kfd_tool_sources(config: Mapping[str, Any]) -> list[ToolSource]:
-    """The servers of ``[mcp]``; nothing starts until their tools are first asked for."""
+    """The servers of ``[mcp]``, and those editors supply: always one source, since
+    an editor may bring servers when none is configured. Nothing starts until
+    their tools are first asked for."""
     global _source
     _source = McpSource(config.get("mcp") or {})
-    if not _source.servers and not _source.errors and not _source.disabled:
-        return []
     return [_source]
 
 

@@ -1,7 +1,8 @@
 """``[mcp.servers.<name>]``: how each MCP server is reached, validated here.
 
 Exactly one of ``command`` (a program speaking MCP over stdio) or ``url``
-(a streamable-HTTP endpoint) per server::
+(a streamable-HTTP endpoint) per server (and ``editor_network``, for the
+servers an editor supplies: `kfd_mcp.session`)::
 
     [mcp.servers.time]
     command = "mcp-server-time"
@@ -13,6 +14,9 @@ Exactly one of ``command`` (a program speaking MCP over stdio) or ``url``
     headers = { Authorization = "Bearer ${TRACKER_TOKEN}" }   # ${VAR}: from the environment
     defer = false        # always list its tools in full (default: past the first
                          # [context] defer_tools_after MCP tools, found with tool_search)
+
+    [mcp]
+    editor_network = true   # editors' stdio servers may reach the network (default: not)
 """
 
 from __future__ import annotations
@@ -51,13 +55,18 @@ class ConfigError(Exception):
     """A server's table is wrong; the message names the key."""
 
 
+TOP_KEYS = frozenset({"servers", "editor_network"})
+
+
 def parse_servers(mcp: Mapping[str, Any]) -> tuple[dict[str, ServerConfig], dict[str, str]]:
     """Valid servers by name, and the error of each invalid one."""
     servers: dict[str, ServerConfig] = {}
     errors: dict[str, str] = {}
-    unknown = sorted(set(mcp) - {"servers"})
+    unknown = sorted(set(mcp) - TOP_KEYS)
     if unknown:
         errors["[mcp]"] = f"[mcp]: unknown keys {unknown}; servers go in [mcp.servers.<name>]"
+    if not isinstance(mcp.get("editor_network", False), bool):
+        errors["[mcp]"] = "[mcp] editor_network must be true or false"
     tables = mcp.get("servers", {})
     if not isinstance(tables, Mapping):
         errors["[mcp]"] = "[mcp] servers must be tables: [mcp.servers.<name>]"

@@ -5,6 +5,12 @@ be entered and left by the same task, so each server has an owner task that
 holds the connection open until told to stop; tool calls from any session
 use the connection meanwhile. A call that finds the server dead, or that
 times out, stops the server and reports it; the next use starts it again.
+
+A server an editor supplied for one session (`Supplied`) is taken as given:
+its values are literal (no ``${VAR}`` from the daemon's environment), and a
+stdio one runs confined (`kfd.api.confine`: kfd's sandbox, in the session's
+workspace, without network unless ``[mcp] editor_network``), as the
+language servers do.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from kfd.api import scrub
+from kfd.api import Sandbox, command_environment, confine, probe_sandbox, scrub
 
 from .config import ServerConfig, expand
 
@@ -42,13 +50,34 @@ class ServerError(Exception):
     """The server cannot serve now; the message says why and what happens next."""
 
 
-class McpServer:
-    """One configured server and its connection, if any."""
+@dataclass(frozen=True, slots=True)
+class Supplied:
+    """A server an editor supplied for one session: where and how it runs."""
 
-    def __init__(self, name: str, config: ServerConfig, log_dir: Path) -> None:
+    session_id: str
+    workspace: Path
+    """The session's workspace: the server's working directory, in the sandbox."""
+    sandbox: Sandbox
+    network: bool
+    """Its sandbox lets it reach the network (``[mcp] editor_network``)."""
+
+
+class McpServer:
+    """One configured (or supplied) server and its connection, if any."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        log_dir: Path,
+        *,
+        supplied: Supplied | None = None,
+    ) -> None:
         self.name = name
         self.config = config
-        self.log_path = log_dir / f"mcp-{name}.log"
+        self.supplied = supplied
+        label = f"{name}-{supplied.session_id}" if supplied is not None else name
+        self.log_path = log_dir / f"mcp-{label}.log"
         self.status: Status = "not started"
         self.error = ""
         self._http_refusal = ""
@@ -167,8 +196,10 @@ class McpServer:
 
         info = Implementation(name=CLIENT_NAME, version="1")
         config = self.config
+        # An editor's values are literal: ${VAR} must not read the daemon's environment.
+        value = (lambda text: text) if self.supplied is not None else expand
         if config.url:
-            headers = {key: expand(value) for key, value in config.headers.items()}
+            headers = {key: value(text) for key, text in config.headers.items()}
             self._http_refusal = ""
 
             async def note_refusal(response: httpx2.Response) -> None:
@@ -185,21 +216,57 @@ class McpServer:
                     headers=headers, timeout=config.call_timeout_s, event_hooks=hooks
                 ) as http,
                 Client(
-                    streamable_http_client(expand(config.url), http_client=http),
+                    streamable_http_client(value(config.url), http_client=http),
                     client_info=info,
                 ) as client,
             ):
                 yield client
             return
-        params = StdioServerParameters(
-            command=config.command,
-            args=config.args,
-            env={key: expand(value) for key, value in config.env.items()} or None,
-            cwd=os.path.expanduser(config.cwd) if config.cwd else None,
+        if self.supplied is not None:
+            params, finish = await self._confined(self.supplied, StdioServerParameters)
+        else:
+            finish = None
+            params = StdioServerParameters(
+                command=config.command,
+                args=config.args,
+                env={key: expand(text) for key, text in config.env.items()} or None,
+                cwd=os.path.expanduser(config.cwd) if config.cwd else None,
+            )
+        try:
+            with self._log() as log:
+                async with Client(stdio_client(params, errlog=log), client_info=info) as client:
+                    yield client
+        finally:
+            if finish is not None:
+                await finish()
+
+    async def _confined(self, supplied: Supplied, parameters: Any) -> tuple[Any, Any]:
+        """The stdio parameters of a supplied server, in the sandbox (the language
+        servers' way), and what to await once it ended (None: nothing)."""
+        config = self.config
+        sandbox = supplied.sandbox
+        if not sandbox.enabled:
+            prefix: list[str] = []
+            env = command_environment(sandbox)
+            finish = None
+        else:
+            problem = await probe_sandbox(network=supplied.network)
+            if problem is not None:
+                raise ServerError(
+                    f"it cannot be confined: {problem}; install bubblewrap, or set [sandbox] "
+                    "enabled = false to run the MCP servers editors supply unconfined"
+                )
+            confinement = await confine(supplied.workspace, sandbox, network=supplied.network)
+            prefix, env, finish = confinement.prefix, dict(confinement.env), confinement.finish
+        env.update(config.env)  # what the editor gave the server, and only that, on top
+        if shutil.which(config.command, path=env.get("PATH", os.defpath)) is None:
+            # Confined, a missing program would only show as the sandbox exiting.
+            raise ServerError(f"command not found: {config.command}")
+        command = [*prefix, config.command, *config.args]
+        params = parameters(
+            command=command[0], args=command[1:], env=env, cwd=str(supplied.workspace)
         )
-        with self._log() as log:
-            async with Client(stdio_client(params, errlog=log), client_info=info) as client:
-                yield client
+        return params, finish
 
     @contextlib.contextmanager
     def _log(self) -> Iterator[IO[str]]:
@@ -265,6 +332,8 @@ async def _list_tools(client: Client) -> list[types.Tool]:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         return _describe(exc.exceptions[0])
+    if isinstance(exc, ServerError):
+        return str(exc)
     if isinstance(exc, FileNotFoundError):
         return f"command not found: {exc.filename or exc}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

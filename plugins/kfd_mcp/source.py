@@ -1,4 +1,5 @@
-"""The MCP servers of the config as one tool source, with their status."""
+"""The MCP servers of the config as one tool source, with their status; and the
+servers editors supply for one session (`kfd.api.SessionToolSource`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kfd.api import Tool
+from kfd.api import McpServer as Spec
+from kfd.api import SuppliedServers, Tool
 
-from .config import parse_servers
-from .server import McpServer, ServerError
+from .config import ServerConfig, parse_servers
+from .server import McpServer, ServerError, Supplied
 from .tool import McpTool
 
 
@@ -29,21 +31,28 @@ def cache_dir() -> Path:
 
 
 class McpSource:
-    """Every configured server; `tools` starts the ones never started (lazily, concurrently)."""
+    """Every configured server; `tools` starts the ones never started (lazily, concurrently).
+
+    The servers editors supply run per session (`session_tools`), under the
+    same names and rules; a name the config already uses keeps the config's.
+    """
 
     name = "mcp"
 
     def __init__(self, mcp: Mapping[str, Any]) -> None:
         configs, self.errors = parse_servers(mcp)
-        logs = state_dir()
+        self._logs = state_dir()
         self.servers = {
-            name: McpServer(name, config, logs)
+            name: McpServer(name, config, self._logs)
             for name, config in configs.items()
             if config.enabled
         }
         self.disabled = sorted(name for name, config in configs.items() if not config.enabled)
+        self.editor_network = mcp.get("editor_network") is True
+        self.supplied: dict[str, dict[str, McpServer]] = {}
+        """Session -> name -> a server an editor supplied for it."""
         self._files = cache_dir()
-        self._tools: dict[str, tuple[int, list[Tool[Any]]]] = {}
+        self._tools: dict[McpServer, tuple[int, list[Tool[Any]]]] = {}
 
     async def tools(self) -> Sequence[Tool[Any]]:
         due = [server for server in self.servers.values() if server.due_for_start()]
@@ -54,6 +63,35 @@ class McpSource:
             offered.extend(self._tools_of(server))
         return offered
 
+    async def session_tools(self, supplied: SuppliedServers) -> Sequence[Tool[Any]]:
+        """The tools of the servers supplied for one session; those no longer
+        supplied (or supplied differently) stop, new ones start."""
+        running = self.supplied.setdefault(supplied.session_id, {})
+        origin = Supplied(
+            supplied.session_id, supplied.workspace, supplied.sandbox, self.editor_network
+        )
+        wanted = {spec.name: _config_of(spec) for spec in supplied.servers}
+        for name in list(running):
+            server = running[name]
+            if wanted.get(name) != server.config or server.supplied != origin:
+                del running[name]
+                self._tools.pop(server, None)
+                await server.stop()
+        for name, config in wanted.items():
+            if name not in running:
+                running[name] = McpServer(name, config, self._logs, supplied=origin)
+        due = [server for server in running.values() if server.due_for_start()]
+        if due:
+            await asyncio.gather(*(self._start(server) for server in due))
+        return [tool for server in running.values() for tool in self._tools_of(server)]
+
+    async def end_session(self, session_id: str) -> None:
+        """Stop the servers supplied for a session."""
+        running = self.supplied.pop(session_id, {})
+        for server in running.values():
+            self._tools.pop(server, None)
+        await asyncio.gather(*(server.stop() for server in running.values()))
+
     async def _start(self, server: McpServer) -> None:
         # A failure is recorded in the server's status; its tools stay unlisted.
         with contextlib.suppress(ServerError):
@@ -61,11 +99,11 @@ class McpSource:
 
     def _tools_of(self, server: McpServer) -> list[Tool[Any]]:
         """The server's tools as last listed (kept while it is down: a call restarts it)."""
-        cached = self._tools.get(server.name)
+        cached = self._tools.get(server)
         if cached is not None and cached[0] == server.starts:
             return cached[1]
         tools: list[Tool[Any]] = [McpTool(server, spec, self._files) for spec in server.tools]
-        self._tools[server.name] = (server.starts, tools)
+        self._tools[server] = (server.starts, tools)
         return tools
 
     def status(self) -> dict[str, Any]:
@@ -83,6 +121,20 @@ class McpSource:
                     "log": str(server.log_path) if server.transport == "stdio" else "",
                 }
             )
+        for session_id, running in self.supplied.items():
+            for name, server in running.items():
+                servers.append(
+                    {
+                        "name": name,
+                        "session": session_id,
+                        "transport": server.transport,
+                        "status": server.status,
+                        "error": server.error,
+                        "starts": server.starts,
+                        "tools": [tool_spec.name for tool_spec in server.tools],
+                        "log": str(server.log_path) if server.transport == "stdio" else "",
+                    }
+                )
         for name in self.disabled:
             servers.append({"name": name, "status": "disabled", "tools": []})
         for name, error in self.errors.items():
@@ -90,4 +142,16 @@ class McpSource:
         return {"servers": servers}
 
     async def close(self) -> None:
-        await asyncio.gather(*(server.stop() for server in self.servers.values()))
+        supplied = [server for running in self.supplied.values() for server in running.values()]
+        await asyncio.gather(*(server.stop() for server in [*self.servers.values(), *supplied]))
+
+
+def _config_of(spec: Spec) -> ServerConfig:
+    """A supplied server as the config's table would say it (its tools may be deferred)."""
+    return ServerConfig(
+        command=spec.command,
+        args=list(spec.args),
+        env=dict(spec.env),
+        url=spec.url,
+        headers=dict(spec.headers),
+    )

@@ -2,7 +2,8 @@
 
 `Editor` is an ``acp.Client``: it records every ``session/update`` and answers
 ``session/request_permission`` with what the test queued (or waits until the
-test answers). `open_editor` starts ``kfd acp`` as a real subprocess against a
+test answers); ``fs/*`` is served from its open buffers (when the test offers
+it at ``initialize``). `open_editor` starts ``kfd acp`` as a real subprocess against a
 test daemon, exactly as an editor would, and connects.
 """
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from acp import schema as a
@@ -41,6 +43,12 @@ class Editor:
         self.asked: list[Asked] = []
         self.auto_answer: str | None = None
         """Answer every permission request with this option id at once."""
+        self.buffers: dict[str, str] = {}
+        """Open files (by absolute path) and their unsaved text: ``fs/*`` sees these."""
+        self.save = True
+        """Whether a ``fs/write_text_file`` is saved to disk (else it stays in the buffer)."""
+        self.fs: list[tuple[str, str, str]] = []
+        """Every ``fs/*`` request the agent made: (read or write, path, text written)."""
         self._changed = asyncio.Condition()
 
     async def _note(self) -> None:
@@ -79,11 +87,30 @@ class Editor:
             outcome=a.AllowedOutcome(outcome="selected", option_id=choice)
         )
 
-    async def read_text_file(self, *args: Any, **kwargs: Any) -> a.ReadTextFileResponse:
-        raise NotImplementedError
+    async def read_text_file(
+        self,
+        session_id: str,
+        path: str,
+        line: int | None = None,
+        limit: int | None = None,
+        **kwargs: Any,
+    ) -> a.ReadTextFileResponse:
+        """An open buffer's text (unsaved changes included), else the disk's."""
+        self.fs.append(("read", path, ""))
+        await self._note()
+        text = self.buffers[path] if path in self.buffers else Path(path).read_text()
+        return a.ReadTextFileResponse(content=text)
 
-    async def write_text_file(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError
+    async def write_text_file(
+        self, session_id: str, path: str, content: str, **kwargs: Any
+    ) -> a.WriteTextFileResponse | None:
+        """Into the buffer, saved to disk when `save` says so."""
+        self.fs.append(("write", path, content))
+        await self._note()
+        self.buffers[path] = content
+        if self.save:
+            Path(path).write_text(content)
+        return a.WriteTextFileResponse()
 
     def on_connect(self, conn: Any) -> None:
         pass
@@ -96,6 +123,10 @@ class Editor:
             for sid, update in self.updates
             if isinstance(update, kind) and (session_id is None or sid == session_id)
         ]
+
+    def updates_of(self, session_id: str) -> list[Any]:
+        """Every update sent for one session, in order."""
+        return [update for sid, update in self.updates if sid == session_id]
 
     def agent_text(self, session_id: str | None = None) -> str:
         return "".join(u.content.text for u in self.of(a.AgentMessageChunk, session_id))

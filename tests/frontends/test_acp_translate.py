@@ -11,7 +11,8 @@ from acp import schema as a
 
 from kfd import protocol as p
 from kfd_acp import prompts, tools
-from kfd_acp.capabilities import initialize_result, negotiate
+from kfd_acp.capabilities import frontend_name, initialize_result, negotiate
+from kfd_acp.early import NewSession, plain_new_session
 from kfd_acp.session import decision_of, permission_options
 from kfd_acp.startup import answer_initialize, read_first_line
 from kfd_acp.translate import Translator
@@ -241,3 +242,34 @@ def test_the_fast_start_answers_initialize_from_the_first_line_and_keeps_the_res
     assert answer_initialize(b"{garbage\n", write_out) is None
     for fd in (read_in, write_in, read_out, write_out):
         os.close(fd)
+
+
+def test_only_a_plain_session_new_is_answered_before_the_library_loads(tmp_path: Path) -> None:
+    env = {"name": "K", "value": "v"}
+
+    def new(request_id: object = 7, **params: object) -> dict[str, object]:
+        return {"jsonrpc": "2.0", "id": request_id, "method": "session/new", "params": params}
+
+    here = str(tmp_path)
+    assert plain_new_session(new(cwd=here, mcpServers=[])) == NewSession(7, here, [])
+    assert plain_new_session(new("a", cwd=here)) == NewSession("a", here, [])
+    stdio = {"name": "My tools", "command": "/bin/true", "args": ["-x"], "env": [env]}
+    http = {"type": "http", "name": "web", "url": "http://127.0.0.1:1/mcp", "headers": [env]}
+    given = plain_new_session(new(cwd=here, mcpServers=[stdio, http]))
+    assert given is not None and given.servers == [
+        p.McpServer(name="My_tools", command="/bin/true", args=["-x"], env={"K": "v"}),
+        p.McpServer(name="web", url="http://127.0.0.1:1/mcp", headers={"K": "v"}),
+    ]  # as the agent converts the library's models (`kfd_acp.servers`)
+    sse = {"type": "sse", "name": "old", "url": "http://127.0.0.1:1/sse", "headers": []}
+    assert plain_new_session(new(cwd=here, mcpServers=[sse])) is None  # the agent refuses it
+    assert plain_new_session(new(cwd=here, mcpServers={"a": 1})) is None
+    for malformed in ({"env": 3}, {"name": "x"}, {**stdio, "args": [1]}, {**http, "url": None}):
+        assert plain_new_session(new(cwd=here, mcpServers=[malformed])) is None
+    assert plain_new_session(new(cwd="relative")) is None
+    assert plain_new_session(new(cwd=str(tmp_path / "missing"))) is None
+    assert plain_new_session(new(True, cwd=here)) is None  # a bool is no id
+    assert plain_new_session({"method": "session/new", "params": {"cwd": here}}) is None
+    assert plain_new_session({**new(cwd=here), "method": "session/load"}) is None
+    assert plain_new_session(None) is None
+    assert frontend_name({"clientInfo": {"name": " zed "}}) == "acp:zed"
+    assert frontend_name({"clientInfo": {}}) == frontend_name(None) == "acp"

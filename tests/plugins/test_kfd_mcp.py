@@ -133,9 +133,12 @@ def test_a_servers_tools_are_deferrable_unless_it_says_defer_false() -> None:
     assert not McpTool(source.servers["b"], spec, Path("/")).deferrable
 
 
-def test_no_servers_means_no_tool_source() -> None:
-    assert kfd_mcp.kfd_tool_sources({"mcp": {}}) == []
-    assert kfd_mcp.kfd_tool_sources({}) == []
+async def test_no_configured_servers_means_no_tools_but_a_source_editors_can_lend_to() -> None:
+    for config in ({"mcp": {}}, {}):
+        (source,) = kfd_mcp.kfd_tool_sources(config)
+        assert isinstance(source, McpSource)
+        assert list(await source.tools()) == []
+        await source.close()
 
 
 # --------------------------------------------------------------------------

@@ -15,8 +15,16 @@
 //                the agent withdraws the request with $/cancel_request)
 //   cancelAfter  send session/cancel after the first update of this kind
 //   raw          lines written as they are before anything else (bad input)
+//   mcpServers   the session's MCP servers, as ACP has them (default: none)
+//   files        offer fs/read_text_file and fs/write_text_file, served from
+//                {buffers: {absolute path: unsaved text}, save: bool}: a read
+//                sees the buffer (else the disk), a write goes into the buffer
+//                and onto disk only when save is true; each is reported as
+//                {"event": "fs", op, path, content}
+//   answers      answers for successive permission requests (then `answer`)
 
 import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Readable, Writable } from "node:stream";
 import * as acp from "@agentclientprotocol/sdk";
 
@@ -53,7 +61,21 @@ const app = acp
       say({ event: "withdrawn", requestId: ctx.requestId, toolCallId: toolCall.toolCallId });
       return { outcome: { outcome: "cancelled" } };
     }
-    return { outcome: { outcome: "selected", optionId: scenario.answer ?? "allow" } };
+    const optionId = scenario.answers?.shift() ?? scenario.answer ?? "allow";
+    return { outcome: { outcome: "selected", optionId } };
+  })
+  .onRequest(acp.methods.client.fs.readTextFile, async (ctx) => {
+    const { path } = ctx.params;
+    say({ event: "fs", op: "read", path });
+    const buffers = scenario.files?.buffers ?? {};
+    return { content: path in buffers ? buffers[path] : readFileSync(path, "utf8") };
+  })
+  .onRequest(acp.methods.client.fs.writeTextFile, async (ctx) => {
+    const { path, content } = ctx.params;
+    say({ event: "fs", op: "write", path, content });
+    scenario.files.buffers = { ...scenario.files.buffers, [path]: content };
+    if (scenario.files.save) writeFileSync(path, content);
+    return {};
   });
 
 async function main() {
@@ -66,7 +88,9 @@ async function main() {
   const result = await app.connectWith(stream, async (ctx) => {
     const init = await ctx.request(acp.methods.agent.initialize, {
       protocolVersion: acp.PROTOCOL_VERSION,
-      clientCapabilities: { fs: { readTextFile: false, writeTextFile: false } },
+      clientCapabilities: {
+        fs: { readTextFile: Boolean(scenario.files), writeTextFile: Boolean(scenario.files) },
+      },
       clientInfo: { name: "kfd-test-editor", version: "1.0.0" },
     });
     say({ event: "initialized", init });
@@ -75,13 +99,13 @@ async function main() {
       const loaded = await ctx.request(acp.methods.agent.session.load, {
         sessionId,
         cwd: scenario.cwd,
-        mcpServers: [],
+        mcpServers: scenario.mcpServers ?? [],
       });
       say({ event: "loaded", loaded });
     } else {
       const created = await ctx.request(acp.methods.agent.session.new, {
         cwd: scenario.cwd,
-        mcpServers: [],
+        mcpServers: scenario.mcpServers ?? [],
       });
       sessionId = created.sessionId;
       say({ event: "created", created });
