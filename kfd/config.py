@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -193,6 +194,68 @@ class TelemetryConfig(_Section):
     service_name: str = "kfd"
     export_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     """How often metrics are sent (spans go in batches as they end)."""
+
+
+class BusConfig(_Section):
+    """``[bus]``: where the daemon listens besides its local sockets.
+
+    Each ``listen`` entry is ``tcp://HOST:PORT``: requests on ``PORT``,
+    events on ``PORT + 1``, the daemon's public key (for first-use pinning)
+    on ``PORT + 2`` (see `kfd.remote`). TCP is always CURVE-encrypted and
+    admits only the client keys of ``authorized_keys``; there is no
+    unauthenticated mode.
+    """
+
+    listen: list[str] = msgspec.field(default_factory=list)
+    heartbeat_s: Annotated[float, msgspec.Meta(ge=0.05, le=600)] = 5.0
+    """ZMTP heartbeat interval on TCP; a peer silent for three of them is dropped."""
+    handshake_timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=600)] = 10.0
+    """A TCP peer that has not finished the CURVE handshake by then is dropped."""
+    max_clients_per_key: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 16
+    """Clients attached at once with one key; more are refused at hello."""
+    announce_key: bool = True
+    """Tell anyone who connects to ``PORT + 2`` the daemon's public key (only that),
+    so clients can pin it on first use; false: clients need ``daemon_key``."""
+
+    def __post_init__(self) -> None:
+        from kfd.remote import parse_endpoint  # pure and small
+
+        for text in self.listen:
+            try:
+                parse_endpoint(text)
+            except ValueError as exc:
+                raise ValueError(f"listen: {exc}") from None
+        if len(set(self.listen)) != len(self.listen):
+            raise ValueError("listen: an endpoint is listed twice")
+
+
+class RemoteConfig(_Section):
+    """``[remotes.NAME]``: a daemon on another host (``kfd --remote NAME``).
+
+    ``daemon_key`` pins the daemon's public key (``kfd keys show --daemon``
+    on that host prints it); without it the key is pinned on first use in
+    ``known_daemons``, and a changed key is refused from then on.
+    """
+
+    endpoint: str
+    daemon_key: str = ""
+    workspace: str = ""
+    """Where sessions started there work when no ``--cwd`` is given (a path on that host)."""
+    heartbeat_s: Annotated[float, msgspec.Meta(ge=0.05, le=600)] = 5.0
+    """How often this side checks the link: a link silent for three is dropped and retried."""
+
+    def __post_init__(self) -> None:
+        from kfd.remote import is_key, parse_endpoint  # pure and small
+
+        try:
+            parse_endpoint(self.endpoint)
+        except ValueError as exc:
+            raise ValueError(f"endpoint: {exc}") from None
+        if self.daemon_key and not is_key(self.daemon_key):
+            raise ValueError(
+                "daemon_key: not a CURVE public key (40 Z85 characters, as "
+                "`kfd keys show --daemon` prints on the daemon's host)"
+            )
 
 
 class PluginsConfig(_Section):
@@ -398,6 +461,23 @@ class Config(_Section):
     """``[notify]``: handed to the desktop notifier frontend, which checks it."""
     chat: dict[str, Any] = msgspec.field(default_factory=dict)
     """``[chat]`` (and ``[chat.matrix]``, ``[chat.slack]``): handed to the chat bridge."""
+    bus: BusConfig = msgspec.field(default_factory=BusConfig)
+    remotes: dict[str, RemoteConfig] = msgspec.field(default_factory=dict)
+    """``[remotes.NAME]``: daemons on other hosts, for ``--remote NAME``."""
+
+    def __post_init__(self) -> None:
+        for name in self.remotes:
+            if not _REMOTE_NAME.fullmatch(name) or name == LOCAL_REMOTE:
+                raise ValueError(
+                    f"remotes: {name!r} cannot name a remote (letters, digits, '.', '_', '-'; "
+                    f"{LOCAL_REMOTE!r} means this machine's daemon)"
+                )
+
+
+LOCAL_REMOTE = "local"
+"""``--remote local``: this machine's daemon, over its local sockets (never a remote's name)."""
+
+_REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 ENV_OVERRIDES: Mapping[str, str] = {
@@ -581,6 +661,14 @@ def _name_keys(error: msgspec.ValidationError, raw: bytes) -> str:
         bad = [key for key, value in tables.items() if not isinstance(value, dict)]
         if bad:
             message = message.replace("$.tools[...]", f"$.tools.{bad[0]}")
+    if "$.remotes[...]" in message:
+        tables = msgspec.toml.decode(raw).get("remotes", {})
+        for name, table in tables.items():
+            try:
+                msgspec.convert(table, RemoteConfig)
+            except msgspec.ValidationError:
+                message = message.replace("$.remotes[...]", f"$.remotes.{name}")
+                break
     return message
 
 

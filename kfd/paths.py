@@ -2,8 +2,8 @@
 
 Honoured exactly: ``$XDG_RUNTIME_DIR/kfd`` (bus sockets, lock),
 ``$XDG_STATE_HOME/kfd`` (database, logs), ``$XDG_CONFIG_HOME/kfd``
-(config.toml), ``$XDG_CACHE_HOME/kfd`` (the sandbox's cache homes,
-screenshots). An unset or relative variable falls back to the
+(config.toml, the keys of remote attach), ``$XDG_CACHE_HOME/kfd`` (the
+sandbox's cache homes, screenshots). An unset or relative variable falls back to the
 specification's default.
 """
 
@@ -46,6 +46,22 @@ def cache_dir() -> Path:
 
 def config_file() -> Path:
     return config_dir() / "config.toml"
+
+
+def keys_dir() -> Path:
+    """The CURVE key pairs of remote attach (``daemon.key``, ``client.key`` and
+    their ``.key_secret`` files)."""
+    return config_dir() / "keys"
+
+
+def authorized_keys_file() -> Path:
+    """The client public keys the daemon admits over TCP, one per line."""
+    return config_dir() / "authorized_keys"
+
+
+def known_daemons_file() -> Path:
+    """The daemon public keys this user pinned, one per endpoint (like known_hosts)."""
+    return config_dir() / "known_daemons"
 
 
 def rpc_endpoint(runtime: Path) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kfd.client import Client, DaemonUnavailable, state_dir
+from kfd.client import DaemonSet, Remote, state_dir
 from kfd_chat.adapter import Adapter, AdapterError
 from kfd_chat.bridge import FRONTEND_NAME, Access, Bridge
 from kfd_chat.settings import ChatSettings, SettingsError, parse
@@ -39,7 +39,8 @@ def run(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
         store.load()
     except ValueError as exc:
         log.warning("%s; starting afresh", exc)
-    return asyncio.run(_main(adapter, access, store))
+    remotes: list[Remote | None] = getattr(args, "remotes", None) or [None]
+    return asyncio.run(_main(adapter, access, store, remotes))
 
 
 def make_adapter(
@@ -100,37 +101,30 @@ def _state_path(settings: ChatSettings, adapter: str) -> Path:
     return state_dir() / f"chat-{adapter}.json"
 
 
-async def _main(adapter: Adapter, access: Access, store: StateFile) -> int:
+async def _main(
+    adapter: Adapter, access: Access, store: StateFile, remotes: list[Remote | None]
+) -> int:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
     code = 0
+    # This machine's daemon is started if none runs; remote ones are waited for.
+    daemons = DaemonSet(remotes, FRONTEND_NAME, spawn=True, log=log)
     try:
-        async with await _connect() as client:
-            try:
-                await Bridge(adapter, client, store, access).run()
-            except* AdapterError as group:
-                for exc in group.exceptions:
-                    log.error("%s", exc)
-                code = 1
+        await daemons.connect(daemons.labels[0])  # where sessions start: wait for it
+        try:
+            await Bridge(adapter, daemons, store, access).run()
+        except* AdapterError as group:
+            for exc in group.exceptions:
+                log.error("%s", exc)
+            code = 1
     except asyncio.CancelledError:
         pass
     finally:
+        await daemons.close()
         await adapter.close()
         with contextlib.suppress(OSError):
             store.save()
     return code
-
-
-async def _connect() -> Client:
-    said = False
-    while True:
-        try:
-            return await Client.connect(name=f"{FRONTEND_NAME}", spawn=True)
-        except DaemonUnavailable as exc:
-            if not said:
-                log.warning("%s; retrying", exc)
-                said = True
-            await asyncio.sleep(2)

@@ -10,9 +10,12 @@ Outgoing: every session's events, exactly once and in order, shown by
 `kfd_chat.outgoing`; the seq of each session is stored once what it shows
 is posted.
 
-The daemon connection is one `kfd.client.Client`, passed in: the bridge
-never opens another, so following several daemons is a matter of running
-one `Bridge.follow` per client.
+The daemons are a `kfd.client.DaemonSet`, passed in: one, this machine's,
+or several (``kfd chat matrix --remote A --remote B``). A remote daemon's
+sessions are ``host/session`` everywhere in the bridge (its state file
+too), and every request goes to the daemon the session belongs to, so an
+approval is answered where it was asked. ``!new @host`` starts a session on
+that daemon; without one, on the first daemon given.
 """
 
 from __future__ import annotations
@@ -20,16 +23,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+import msgspec
 
 from kfd import protocol as p
 from kfd.client import (
-    Client,
     ConnectionLost,
     ConnectionRestored,
+    DaemonSet,
+    DaemonUnavailable,
     Followed,
-    Follower,
+    FollowItem,
     RequestFailed,
+    qualify,
+    split,
 )
 from kfd.client.exact import visible
 from kfd_chat import render, undo
@@ -71,9 +80,11 @@ class Access:
 class Bridge:
     """One adapter, one daemon."""
 
-    def __init__(self, adapter: Adapter, client: Client, store: StateFile, access: Access) -> None:
+    def __init__(
+        self, adapter: Adapter, daemons: DaemonSet, store: StateFile, access: Access
+    ) -> None:
         self.adapter = adapter
-        self.client = client
+        self.daemons = daemons
         self.store = store
         self.state = store.state
         self.access = access
@@ -89,15 +100,17 @@ class Bridge:
         """Undos that stopped at conflicts, by session (``!undo overwrite|keep|merge``)."""
 
     async def run(self) -> None:
-        async with await self.client.follow(since=dict(self.state.cursors)) as follower:
+        # Following first: nothing a session shows after "bridging" is missed.
+        followed = await self.daemons.follow(since=dict(self.state.cursors))
+        try:
             await self.adapter.start(self.state.chat_cursor, set(self.access.rooms))
             log.info("bridging %s rooms %s", self.adapter.name, sorted(self.access.rooms))
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._incoming())
-                    tasks.create_task(self.follow(follower))
-            finally:
-                await self.outgoing.close()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._incoming())
+                tasks.create_task(self.follow(item async for _, item in followed))
+        finally:
+            await followed.close()
+            await self.outgoing.close()
 
     # -- chat -> kfd -----------------------------------------------------------
 
@@ -108,6 +121,9 @@ class Bridge:
                     await self.handle(item)
                 except RequestFailed as exc:
                     await self._say(item, f"⚠ {visible(exc.message)}")
+                except DaemonUnavailable as exc:  # a daemon of another host is away
+                    log.warning("%s", exc)
+                    await self._say(item, f"⚠ {visible(str(exc))}; say it again once it is back")
             if batch.cursor is not None:
                 self.state.chat_cursor = batch.cursor
             await self.poster.save()
@@ -164,7 +180,8 @@ class Bridge:
             return
         session = await self._session_for(item, create=True)
         assert session is not None
-        await self.client.send(session, text, client_msg_id=_client_msg_id(item.id))
+        client, sid = await self.daemons.route(session)
+        await client.send(sid, text, client_msg_id=_client_msg_id(item.id))
 
     async def _invited(self, item: Incoming) -> None:
         if item.sender not in self.access.allow:
@@ -266,7 +283,9 @@ class Bridge:
             return
         before, posted.answered_by = posted.answered_by, item.sender
         try:
-            await self.client.respond(posted.session, posted.approval_id, decision, message)
+            # The daemon that asked answers (``host/session`` names a remote one).
+            client, sid = await self.daemons.route(posted.session)
+            await client.respond(sid, posted.approval_id, decision, message)
         except RequestFailed as exc:
             posted.answered_by = before  # someone answered first: they decided
             if exc.code not in ("conflict", "not_found"):
@@ -279,38 +298,43 @@ class Bridge:
         session = await self._session_for(item, create=False)
         match name.lower():
             case "new":
-                info = await self.client.create_session(
-                    self.access.workspace,
-                    title=argument or f"chat {item.room}",
-                    mode=self.access.mode,
-                )
+                label, title = self._daemon_named(argument)
+                if label is None:
+                    hosts = ", ".join(f"@{name}" for name in self.daemons.labels if name)
+                    await self._say(item, f"no daemon {argument.split()[0]!r} here: {hosts}")
+                    return
+                info = await self._create(label, title or f"chat {item.room}")
                 self.state.rooms[_key(item.room, item.thread)] = info.id
                 self.state.cursors[info.id] = 0
                 await self.poster.save()
                 await self._say(item, f"🆕 session {info.id} in {render.code(info.cwd)}")
             case "cancel" if session:
-                info = await self.client.session(session)
+                client, sid = await self.daemons.route(session)
+                info = await client.session(sid)
                 if info.status in ("idle", "error"):
                     await self._say(item, "nothing is running: no turn to cancel")
                 else:
-                    await self.client.cancel(session)
+                    await client.cancel(sid)
             case "mode" if session:
                 if argument not in p.MODES:
                     await self._say(item, f"modes: {', '.join(p.MODES)}")
                     return
-                info = await self.client.set_mode(session, argument)
+                client, sid = await self.daemons.route(session)
+                info = await client.set_mode(sid, argument)
                 await self._say(item, f"mode is now {info.mode}")
             case "cost" if session:
-                await self._say(item, render.cost(await self.client.session(session)))
+                await self._say(item, render.cost(await self._info(session)))
             case "status" if session:
-                await self._say(item, render.status(await self.client.session(session)))
+                await self._say(item, render.status(await self._info(session)))
             case "trust" if session:
                 await self._trust(item, session, argument)
             case "undo" if session:
-                said, forked = await undo.undo(self.client, session, argument, self._undos)
-                if forked is not None:
-                    self.state.rooms[_key(item.room, item.thread)] = forked.id
-                    self.state.cursors[forked.id] = 0
+                client, sid = await self.daemons.route(session)
+                said, forked = await undo.undo(client, sid, argument, self._undos)
+                if forked is not None:  # on the daemon of the session it forks
+                    fork = qualify(split(session)[0], forked.id)
+                    self.state.rooms[_key(item.room, item.thread)] = fork
+                    self.state.cursors[fork] = 0
                     await self.poster.save()
                 await self._say(item, said)
             case "cancel" | "mode" | "cost" | "status" | "trust" | "undo":
@@ -324,27 +348,27 @@ class Bridge:
         if session is None:
             session = await self._session_for(item, create=True)
             assert session is not None
-        listed = await self.client.commands(session_id=session)
+        client, sid = await self.daemons.route(session)  # the commands of its daemon
+        listed = await client.commands(session_id=sid)
         if name not in {command.name for command in listed.commands}:
             return False
-        await self.client.run_command(
-            session, name, argument, client_msg_id=_client_msg_id(item.id)
-        )
+        await client.run_command(sid, name, argument, client_msg_id=_client_msg_id(item.id))
         return True
 
     async def _trust(self, item: Incoming, session: str, argument: str) -> None:
         """``!trust`` shows the project config; ``!trust yes`` trusts exactly what
         was shown (the content's hash), ``!trust revoke`` takes trust back."""
-        cwd = (await self.client.session(session)).cwd
+        client, sid = await self.daemons.route(session)
+        cwd = (await client.session(sid)).cwd
         shown = self.outgoing.trust_shown
         if argument == "revoke":
-            info = await self.client.set_trust(cwd, trusted=False)
+            info = await client.set_trust(cwd, trusted=False)
             await self._say(item, f"🔒 {render.code(info.path)} is no longer trusted")
         elif argument == "yes" and session in shown:
-            info = await self.client.set_trust(cwd, shown.pop(session))
+            info = await client.set_trust(cwd, shown.pop(session))
             await self._say(item, f"🔓 trusted {render.code(info.path)} as shown")
         else:
-            info = await self.client.trust(cwd)
+            info = await client.trust(cwd)
             if info.grants and not info.problem and not info.trusted:
                 shown[session] = info.sha256
             await self._say(item, render.trust(info))
@@ -357,30 +381,53 @@ class Bridge:
         if session is not None or not create:
             return session
         title = f"chat {item.room}" + (" (thread)" if item.thread else "")
-        info = await self.client.create_session(
-            self.access.workspace, title=title, mode=self.access.mode
-        )
+        info = await self._create(self.daemons.labels[0], title)
         self.state.rooms[key] = info.id
         self.state.cursors[info.id] = 0
         await self.poster.save()
         return info.id
+
+    def _daemon_named(self, argument: str) -> tuple[str | None, str]:
+        """``!new @host title``: (the daemon's label, the title); the first daemon
+        without ``@host``; (None, …) when no daemon has that name."""
+        first, _, rest = argument.partition(" ")
+        if not first.startswith("@"):
+            return self.daemons.labels[0], argument
+        name = first[1:]
+        label = "" if name == "local" and "" in self.daemons.labels else name
+        return (label if label in self.daemons.labels else None), rest.strip()
+
+    async def _create(self, label: str, title: str) -> p.SessionInfo:
+        """A new session on daemon ``label``, its id qualified; it works in the
+        remote's ``workspace`` there, else in ``[chat] workspace``."""
+        client = await self.daemons.client(label)
+        remote = client.remote
+        workspace = (remote.workspace if remote is not None else "") or self.access.workspace
+        info = await client.create_session(workspace, title=title, mode=self.access.mode)
+        return msgspec.structs.replace(info, id=qualify(label, info.id))
+
+    async def _info(self, session: str) -> p.SessionInfo:
+        """The session's info, its id as the bridge names it (``host/session``)."""
+        client, sid = await self.daemons.route(session)
+        info = await client.session(sid)
+        return msgspec.structs.replace(info, id=session)
 
     async def _say(self, item: Incoming, text: str) -> None:
         await self.poster.post(Place(item.room, item.thread), text, f"re.{item.id}")
 
     # -- kfd -> chat -----------------------------------------------------------
 
-    async def follow(self, follower: Follower) -> None:
-        """Show every session's events from ``follower``, storing each session's seq."""
-        async for item in follower:
+    async def follow(self, items: AsyncIterator[FollowItem]) -> None:
+        """Show every session's events, storing each session's seq."""
+        async for item in items:
             match item:
                 case Followed():
                     for approval in item.snapshot.pending_approvals:
                         await self.outgoing.on_event(approval)
                 case ConnectionLost():
-                    log.info("lost the daemon; reconnecting")
+                    log.info("lost the daemon of %s; reconnecting", item.session)
                 case ConnectionRestored():
-                    log.info("the daemon is back")
+                    log.info("the daemon of %s is back", item.session)
                 case p.Event():
                     await self.outgoing.on_event(item)
                     await self._advance(item)

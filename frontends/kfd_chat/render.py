@@ -20,7 +20,7 @@ VERDICTS: dict[p.ApprovalDecision, str] = {
 HELP = (
     "Talk to me and I pass it to the session of this room (a thread is a session of "
     "its own). Commands:\n"
-    "!new [title]  start a new session here\n"
+    "!new [title]  start a new session here (!new @host [title]: on that daemon)\n"
     "!cancel       stop the running turn\n"
     "!mode MODE    default, accept-edits, plan or auto\n"
     "!cost         what this session spent\n"

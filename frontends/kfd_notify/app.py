@@ -1,4 +1,9 @@
-"""The notifier's loop: follow every session, show notices, answer clicks."""
+"""The notifier's loop: follow every session, show notices, answer clicks.
+
+With ``--remote`` it follows the daemons named (``local`` for this
+machine's) at once: a remote daemon's sessions are titled ``host/title``,
+and a click answers the approval on the daemon that asked.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,12 @@ from typing import Any
 
 from kfd import protocol as p
 from kfd.client import (
-    Client,
     ConnectionLost,
     ConnectionRestored,
+    DaemonSet,
     DaemonUnavailable,
     Followed,
+    Remote,
     RequestFailed,
 )
 from kfd_notify.desktop import Desktop, Unavailable
@@ -43,34 +49,42 @@ def run(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"kfd: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_main(parsed))
+    remotes: list[Remote | None] = getattr(args, "remotes", None) or [None]
+    return asyncio.run(_main(parsed, remotes))
 
 
-async def _main(settings: NotifySettings) -> int:
+async def _main(settings: NotifySettings, remotes: list[Remote | None]) -> int:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
-        await Notifier(settings).run()
+        await Notifier(settings, remotes=remotes).run()
     return 0
 
 
 class Notifier:
-    """Follows every session of one daemon and shows desktop notifications."""
+    """Follows every session of its daemons and shows desktop notifications."""
 
     def __init__(
         self,
         settings: NotifySettings,
         runtime_dir: Path | None = None,
         bus_address: str | None = None,
+        remotes: list[Remote | None] | None = None,
     ) -> None:
         self.settings = settings
         self.runtime_dir = runtime_dir
         self.notices = Notices(settings)
         self.desktop = Desktop(self._on_action, self._on_closed, bus_address, self._on_server)
-        self.client: Client | None = None
+        self.daemons = DaemonSet(
+            remotes or [None],
+            "kfd-notify",
+            runtime_dir=runtime_dir,
+            retry_s=settings.retry_s,
+            log=log,
+        )
         self.pending: dict[str, Notice] = {}
         """Approvals waiting for an answer, by approval id (shown again on reconnect)."""
         self._shown: dict[str, int] = {}
@@ -90,28 +104,16 @@ class Notifier:
     async def run(self) -> None:
         keeper = asyncio.create_task(self._keep_desktop())
         try:
-            self.client = await self._connect()
-            async with self.client, await self.client.follow() as follower:
-                log.info("following every session of the daemon at %s", self.client.runtime_dir)
-                async for item in follower:
+            async with await self.daemons.follow() as followed:
+                async for _daemon, item in followed:
                     await self._on_item(item)
         finally:
             keeper.cancel()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(keeper, *self._tasks, return_exceptions=True)
+            await self.daemons.close()
             self.desktop.close()
-
-    async def _connect(self) -> Client:
-        said = False
-        while True:
-            try:
-                return await Client.connect(self.runtime_dir, name="kfd-notify")
-            except DaemonUnavailable as exc:
-                if not said:
-                    log.warning("%s; retrying every %g s", exc, self.settings.retry_s)
-                    said = True
-                await asyncio.sleep(self.settings.retry_s)
 
     async def _keep_desktop(self) -> None:
         """Connect to the notification server, and again whenever it goes away
@@ -225,10 +227,11 @@ class Notifier:
     async def _focused(self, session: str) -> bool:
         """Watched in a focused frontend that is still connected?"""
         focused = self._focus.get(session)
-        if not focused or self.client is None:
+        if not focused:
             return False
         try:
-            status = await self.client.status()
+            client, _ = await self.daemons.route(session)
+            status = await client.status()
         except (DaemonUnavailable, RequestFailed):
             return False
         focused &= {frontend.id for frontend in status.frontends}
@@ -276,11 +279,12 @@ class Notifier:
             await self._show(notice)
 
     async def _respond(self, approval: p.ApprovalRequested, action: str) -> None:
-        assert self.client is not None
         decision: p.ApprovalDecision = "allow" if action == "allow" else "deny"
         message = "" if decision == "allow" else "denied from the desktop notification"
         try:
-            await self.client.respond(approval.session, approval.approval_id, decision, message)
+            # The session is ``host/session`` for a remote daemon: answer there.
+            client, session = await self.daemons.route(approval.session)
+            await client.respond(session, approval.approval_id, decision, message)
         except RequestFailed as exc:  # answered elsewhere first, or gone
             log.info("approval %s: %s", approval.approval_id, exc.message)
         except DaemonUnavailable as exc:

@@ -45,7 +45,11 @@ class Notices:
     questions: dict[str, p.TriggerFired] = field(default_factory=dict)
 
     def title(self, session: str) -> str:
-        return self.titles.get(session) or session[:12]
+        """The session's title (its id's start without one); ``host/title`` for a
+        session of a remote daemon (its id is ``host/session``)."""
+        host, _, bare = session.rpartition("/")
+        name = self.titles.get(session) or bare[:12]
+        return f"{host}/{name}" if host else name
 
     def on_event(self, event: p.Event) -> Notice | None:
         match event:

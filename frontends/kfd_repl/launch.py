@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfd import protocol as p
-from kfd.client import Client, ClientError, DaemonUnavailable, RequestFailed
+from kfd.client import Client, ClientError, DaemonUnavailable, Remote, RequestFailed
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,9 +28,12 @@ def main(settings: Mapping[str, Any], args: argparse.Namespace) -> int:
     """The ``kfd.frontends`` entry point: ``kfd``, ``kfd attach [ID]``, ``kfd new``,
     ``kfd resume``.
 
-    ``settings`` is the frontend's config table (the REPL has none yet).
+    ``settings`` is the frontend's config table (the REPL has none yet);
+    ``args.remotes`` the daemon to attach to (``--remote``; None: this machine's).
     """
+    remotes: list[Remote | None] = getattr(args, "remotes", None) or [None]
     return start(
+        remote=remotes[0],
         session=getattr(args, "session", None),
         latest=getattr(args, "command", None) == "attach",
         new=getattr(args, "command", None) == "new",
@@ -50,6 +53,7 @@ def start(
     cwd: str | None = None,
     mode: str | None = None,
     model: str | None = None,
+    remote: Remote | None = None,
 ) -> int:
     """Run the REPL in this terminal; the exit status.
 
@@ -58,21 +62,33 @@ def start(
     with ``resume`` the one the user picks among the sessions of ``cwd``'s
     project; otherwise the most recent one of ``cwd``, created if there is
     none. ``mode`` and ``model`` apply to a session created here. The daemon
-    is started if none runs.
+    is started if none runs. With ``remote``, the daemon is that one: ``cwd``
+    is a directory on its host (by default its ``workspace``; without one, the
+    latest session anywhere).
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         _error("the REPL needs a terminal; in scripts use `kfd run PROMPT` (see `kfd --help`)")
         return EXIT_USAGE
-    directory = os.path.abspath(cwd or os.getcwd())
-    if not os.path.isdir(directory):
-        _error(f"{directory} is not a directory")
-        return EXIT_USAGE
+    if remote is None:
+        directory = os.path.abspath(cwd or os.getcwd())
+        if not os.path.isdir(directory):
+            _error(f"{directory} is not a directory")
+            return EXIT_USAGE
+    else:
+        directory = cwd or remote.workspace
+        if directory and not directory.startswith("/"):
+            _error(f"--cwd {directory!r}: with --remote, an absolute path on {remote.name}")
+            return EXIT_USAGE
+        if not directory and new:
+            _error(f"--remote {remote.name}: give --cwd DIR (a directory on that host)")
+            return EXIT_USAGE
+        latest = latest or not directory
     if mode is not None and mode not in p.MODES:
         _error(f"unknown mode {mode!r}; the modes are {', '.join(p.MODES)}")
         return EXIT_USAGE
     choice = Choice(session, latest, new, directory, mode, model, resume)
     try:
-        return asyncio.run(_run(choice))
+        return asyncio.run(_run(choice, remote))
     except DaemonUnavailable as exc:
         _error(str(exc))
         return EXIT_NO_DAEMON
@@ -111,11 +127,17 @@ class Choice:
         return await client.create_session(self.cwd, mode=mode, model=self.model)
 
 
-async def _run(choice: Choice) -> int:
+async def _run(choice: Choice, remote: Remote | None = None) -> int:
     from kfd_repl.app import Repl  # prompt-toolkit and Rich: only now
     from kfd_repl.history import open_history
 
-    async with await Client.connect(name=terminal_name(), spawn=True) as client:
+    connecting = Client.connect(name=terminal_name(), spawn=remote is None, remote=remote)
+    async with await connecting as client:
+        if client.pinned_on_first_use and remote is not None:
+            _error(
+                f"pinned the key of the daemon `{remote.name}` on first use: "
+                f"{client.pinned_on_first_use} (checked on every connection from now on)"
+            )
         if choice.resume:
             picked = await _resume(client, choice.cwd)
             if picked is None:

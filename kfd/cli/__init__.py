@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without a command, kfd opens the terminal REPL on this directory's latest session.",
     )
     parser.add_argument("--version", action="version", version=f"kfd {__version__}")
+    from kfd.cli import remotes
+
+    remotes.add_option(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     daemon = commands.add_parser("daemon", help="run the daemon in the foreground")
@@ -38,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="run the custom command NAME (.kfd/commands/NAME.md or your own) instead",
     )
-    run.add_argument("--cwd", default=".", help="workspace of a new session (default: .)")
+    run.add_argument(
+        "--cwd",
+        help="workspace of a new session (default: .; with --remote, a directory on that host, "
+        "by default its [remotes.NAME] workspace)",
+    )
     run.add_argument("--session", help="send to this session (id or unique prefix)")
     run.add_argument("--mode", choices=MODES, help="permission mode for the session")
     run.add_argument("--model", help="model of the session (a new one, or the --session one)")
@@ -92,12 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp.add_parser(commands)
 
-    from kfd.cli import explain, rules, trust, undo
+    from kfd.cli import explain, keys, rules, trust, undo
+
+    keys.add_parser(commands)
 
     undo.add_parsers(commands)
     rules.add_parser(commands)
     explain.add_parser(commands, MODES)
     trust.add_parser(commands)
+    for name in remotes.SUBCOMMANDS:
+        remotes.add_option(commands.choices[name], many=name in remotes.MANY)
     return parser
 
 
@@ -124,6 +135,19 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(words)
     command = args.command
+    from kfd.cli import remotes
+
+    if command in remotes.COMMANDS:
+        from kfd.errors import ConfigError
+
+        try:
+            remotes.resolve(args)
+        except ConfigError as exc:
+            print(f"kfd: {exc}", file=sys.stderr)
+            return 2
+    elif getattr(args, "remote_name", None):
+        print(f"kfd: `kfd {command}` does not take --remote", file=sys.stderr)
+        return 2
     if command in (None, "attach", "new", "resume"):
         from kfd.cli import repl
 
@@ -180,6 +204,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from kfd.cli import trust
 
         return trust.main(args)
+    if command == "keys":
+        from kfd.cli import keys
+
+        return keys.main(args)
     from kfd.cli import commands
 
     handler = {

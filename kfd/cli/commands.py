@@ -15,6 +15,7 @@ import msgspec
 
 from kfd import paths
 from kfd import protocol as p
+from kfd.cli import remotes
 from kfd.client import (
     Client,
     ClientError,
@@ -102,8 +103,24 @@ def warn_drift(client: Client) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    async with await Client.connect(name="kfd-run", spawn=True) as client:
-        warn_drift(client)
+    remote = remotes.remote_of(args)
+    if remote is None:
+        cwd = os.path.abspath(args.cwd or ".")
+        if not args.session and not os.path.isdir(cwd):
+            print(f"kfd: --cwd {args.cwd!r} is not a directory", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        cwd = args.cwd or remote.workspace
+        if not args.session and not cwd.startswith("/"):
+            print(
+                f"kfd: --remote {remote.name}: give --cwd DIR, an absolute path on that host "
+                f"(or set [remotes.{remote.name}] workspace)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    async with await remotes.connect(args, "kfd-run") as client:
+        if remote is None:  # a remote daemon's environment is its host's, not this shell's
+            warn_drift(client)
         if args.session:
             info = await client.session(args.session)
             if args.mode and args.mode != info.mode:
@@ -112,10 +129,6 @@ async def run(args: argparse.Namespace) -> int:
                 # Refused (say, an empty name): the daemon says why, and nothing is sent.
                 info = await client.set_model(info.id, args.model)
         else:
-            cwd = os.path.abspath(args.cwd)
-            if not os.path.isdir(cwd):
-                print(f"kfd: --cwd {args.cwd!r} is not a directory", file=sys.stderr)
-                return EXIT_USAGE
             # No title: the daemon names the session after its first message.
             info = await client.create_session(
                 cwd,
@@ -219,7 +232,10 @@ def _ago(ts: float) -> str:
 
 
 async def sessions(args: argparse.Namespace) -> int:
-    async with await Client.connect(name="kfd-sessions", spawn=True) as client:
+    if args.here and remotes.remote_of(args) is not None:
+        print("kfd: --here names a directory of this machine; not with --remote", file=sys.stderr)
+        return EXIT_USAGE
+    async with await remotes.connect(args, "kfd-sessions") as client:
         listed = await client.sessions(
             cwd=os.getcwd() if args.here else None, include_archived=args.all
         )
@@ -245,15 +261,17 @@ async def sessions(args: argparse.Namespace) -> int:
 
 async def status(args: argparse.Namespace) -> int:
     directory = paths.runtime_dir()
-    if paths.daemon_pid(directory) is None:
+    remote = remotes.remote_of(args)
+    if remote is None and paths.daemon_pid(directory) is None:
         if args.json:
             print('{"alive": false, "running": 0}')
         else:
             print(f"no kfd daemon is running for {directory}")
         return EXIT_NO_DAEMON
-    async with await Client.connect(name="kfd-status") as client:
-        result = await client.status(cwd=os.getcwd())
-        drift = client.environment_drift
+    async with await remotes.connect(args, "kfd-status", spawn=False) as client:
+        # The tools that cannot work here: "here" is a directory of this machine.
+        result = await client.status(cwd=os.getcwd() if remote is None else "")
+        drift = client.environment_drift if remote is None else []
     if args.json:
         # ``running`` is the count of sessions running a turn; ``alive`` says a daemon answered.
         data = msgspec.to_builtins(result)
@@ -279,14 +297,18 @@ async def status(args: argparse.Namespace) -> int:
             if frontend.queued_bytes or frontend.shed_events
             else ""
         )
-        print(f"  {frontend.name} ({frontend.id}) pid {frontend.pid}{behind}")
+        where = f" over TCP, key {frontend.key!r}" if frontend.key else f" pid {frontend.pid}"
+        print(f"  {frontend.name} ({frontend.id}){where}{behind}")
     if result.config_path:
         loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.config_loaded_at))
         state = "does not load; kept the one read" if result.config_error else "read"
         print(f"config  {result.config_path} ({state} {loaded})")
     for problem in result.problems:
         print(f"problem: {problem}")
-    print_missing(result.tools_missing, "in this directory")
+    if remote is not None:
+        print(f"remote  {remote.name} at {remote.endpoint}")
+    else:
+        print_missing(result.tools_missing, "in this directory")
     return EXIT_OK
 
 

@@ -87,8 +87,6 @@ def parse_date(text: str, now: datetime | None = None) -> float:
 
 
 async def _cost(args: argparse.Namespace) -> int:
-    from kfd.client import Client
-
     try:
         since = parse_date(args.since) if args.since else None
         until = parse_date(args.until) if args.until else None
@@ -101,7 +99,9 @@ async def _cost(args: argparse.Namespace) -> int:
     query = p.CostQuery(
         id="", session=args.session, since=since, until=until, by=args.by, entries=args.entries
     )
-    async with await Client.connect(name="kfd-cost", spawn=True) as client:
+    from kfd.cli import remotes
+
+    async with await remotes.connect(args, "kfd-cost") as client:
         result: p.CostResult = await client.request(query)
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(cost_json(result, args.by)) + b"\n")

@@ -30,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
     except DaemonRunning as exc:
         print(f"kfd: {exc}", file=sys.stderr)
         return EXIT_RUNNING
+    except ConfigError as exc:  # a listener that cannot be set up ([bus])
+        print(f"kfd: {exc}", file=sys.stderr)
+        return 2
     except (StoreError, PermissionError, OSError) as exc:
         print(f"kfd: cannot start the daemon: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,12 @@ session's events exactly once and in order, interleaved across sessions.
 `Notices` (from `Client.notices`) yields the daemon-wide events of the
 ``global`` topic: the config reloaded or broken, a project trusted.
 
+A daemon on another host is reached the same way, over CURVE-encrypted TCP:
+``Client.connect(remote=Remote(name, "tcp://host:7450"))`` (`kfd.client.remote`:
+keys, pinning the daemon's key as SSH does, reconnecting after a dropped link).
+`DaemonSet` follows several daemons at once, naming remote sessions
+``host/session``.
+
 A frontend may lend a session what it has: `Client.supply_mcp_servers` (an
 editor's MCP servers, run for the session while the frontend is connected)
 and `Client.serve_files` (its view of the files: see `kfd.client.files`).
@@ -39,7 +45,14 @@ from kfd.client.attachment import Attachment
 from kfd.client.connection import Client
 from kfd.client.daemon import daemon_running, ensure_daemon, runtime_dir, start_daemon, state_dir
 from kfd.client.environment import drift_message, environment_drift
-from kfd.client.errors import ClientError, DaemonUnavailable, RequestFailed
+from kfd.client.errors import (
+    ClientError,
+    DaemonKeyChanged,
+    DaemonUnavailable,
+    KeysMissing,
+    RemoteRefused,
+    RequestFailed,
+)
 from kfd.client.events import (
     ConnectionLost,
     ConnectionRestored,
@@ -50,7 +63,9 @@ from kfd.client.events import (
 )
 from kfd.client.files import FileHandler, FileService, FileUnavailable
 from kfd.client.follow import Follower
+from kfd.client.multi import DaemonSet, qualify, split
 from kfd.client.notices import Notices
+from kfd.client.remote import Remote
 
 __all__ = [
     "Attachment",
@@ -58,6 +73,8 @@ __all__ = [
     "ClientError",
     "ConnectionLost",
     "ConnectionRestored",
+    "DaemonKeyChanged",
+    "DaemonSet",
     "DaemonUnavailable",
     "FileHandler",
     "FileService",
@@ -66,14 +83,19 @@ __all__ = [
     "Followed",
     "Follower",
     "Item",
+    "KeysMissing",
     "Notices",
+    "Remote",
+    "RemoteRefused",
     "RequestFailed",
     "daemon_running",
     "decode_event",
     "drift_message",
     "ensure_daemon",
     "environment_drift",
+    "qualify",
     "runtime_dir",
+    "split",
     "start_daemon",
     "state_dir",
 ]

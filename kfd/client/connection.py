@@ -35,11 +35,12 @@ from kfd import protocol as p
 from kfd.client.attachment import Attachment
 from kfd.client.daemon import ensure_daemon, runtime_dir
 from kfd.client.environment import environment_drift
-from kfd.client.errors import ClientError, DaemonUnavailable, RequestFailed
+from kfd.client.errors import ClientError, DaemonUnavailable, RemoteRefused, RequestFailed
 from kfd.client.events import DISCONNECTED, RECONNECTED, SESSION_TOPIC_PREFIX
 from kfd.client.files import FileHandler, FileService
 from kfd.client.follow import Follower
 from kfd.client.notices import GLOBAL, Notices
+from kfd.client.remote import HANDSHAKE_FAILURES, PERMANENT_FAILURES, Remote
 
 SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
@@ -68,9 +69,15 @@ def _decode_result(method: str, raw: msgspec.Raw) -> Any:
 class Client:
     """A connection to the daemon: requests, and attachments to sessions."""
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, remote: Remote | None = None) -> None:
         self.runtime_dir = directory
         self.name = name
+        self.remote = remote
+        """The daemon on another host this client talks to (None: the local one)."""
+        self.where = f"`{remote.name}` ({remote.endpoint})" if remote else str(directory)
+        """The daemon, as messages name it."""
+        self.pinned_on_first_use = ""
+        """The remote daemon's key, when this connection pinned it (first use)."""
         self.id = f"f{secrets.token_hex(6)}"
         self._context = zmq.asyncio.Context()
         self._rpc = self._context.socket(zmq.DEALER)
@@ -79,7 +86,15 @@ class Client:
         self._sub = self._context.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
-        self._monitor = self._sub.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        # Connected means the handshake succeeded: over TCP a connection that
+        # fails CURVE (a wrong key) is opened and closed again and again.
+        self._monitor = self._sub.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILURES
+        )
+        self._refused: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        """Set to the monitor event when a handshake fails (a key refused)."""
+        self._shut_out = False
+        """The remote daemon refused our key after we had been connected (revoked)."""
         self._ids = itertools.count(1)
         self._pending: dict[str, tuple[str, asyncio.Future[Any]]] = {}
         self._topics: Counter[bytes] = Counter()
@@ -112,29 +127,47 @@ class Client:
         name: str = "client",
         spawn: bool = False,
         timeout: float = 10.0,
+        remote: Remote | None = None,
     ) -> Client:
-        """Connect and say hello. With ``spawn``, start a daemon if none runs."""
+        """Connect and say hello. With ``spawn``, start a daemon if none runs.
+
+        With ``remote``, connect to that daemon over CURVE TCP instead (see
+        `kfd.client.remote`): `RemoteRefused` (or `DaemonKeyChanged`) when the
+        handshake fails, `KeysMissing` without this user's key pair.
+        """
         directory = directory or runtime_dir()
+        if remote is not None:
+            return await _connect_remote(cls, directory, name, remote, timeout)
         if spawn:
             await asyncio.to_thread(ensure_daemon, directory, timeout)
         client = cls(directory, name)
         client._rpc.connect(f"ipc://{directory / 'rpc.sock'}")
         client._sub.connect(f"ipc://{directory / 'events.sock'}")
-        client._tasks = [
-            asyncio.create_task(client._read_replies()),
-            asyncio.create_task(client._read_events()),
-            asyncio.create_task(client._watch_connection()),
+        await client._start(timeout)
+        return client
+
+    async def _start(self, timeout: float) -> None:
+        """Say hello once connected; a failed handshake ends the wait at once."""
+        self._tasks = [
+            asyncio.create_task(self._read_replies()),
+            asyncio.create_task(self._read_events()),
+            asyncio.create_task(self._watch_connection()),
         ]
         try:
-            client.hello = await client.request(
-                p.Hello(id="", name=name, pid=os.getpid()), timeout=timeout
+            hello = asyncio.ensure_future(
+                self.request(p.Hello(id="", name=self.name, pid=os.getpid()), timeout=timeout)
             )
-            client._sub.subscribe(CLIENT_TOPIC + client.id.encode())
-            await client._sync(timeout)
+            await asyncio.wait({hello, self._refused}, return_when=asyncio.FIRST_COMPLETED)
+            if not hello.done():
+                hello.cancel()
+                await asyncio.gather(hello, return_exceptions=True)
+                raise _Refused(self._refused.result())
+            self.hello = hello.result()
+            self._sub.subscribe(CLIENT_TOPIC + self.id.encode())
+            await self._sync(timeout)
         except BaseException:
-            await client.close()
+            await self.close()
             raise
-        return client
 
     async def __aenter__(self) -> Client:
         return self
@@ -148,6 +181,8 @@ class Client:
         if self.closed:
             return
         self.closed = True
+        if not self._refused.done():
+            self._refused.cancel()
         for task in [*self._tasks, *self._background]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
@@ -183,6 +218,11 @@ class Client:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _request_once(self, request: p.Request, method: str, deadline: float) -> Any:
+        if self._shut_out:
+            raise RemoteRefused(
+                f"the daemon at {self.where} no longer accepts this client's key (taken out "
+                "of its authorized_keys?); connect again once it is back in"
+            )
         request.id = str(next(self._ids))
         body = _encoder.encode(request)
         if len(body) > p.MAX_REQUEST_BYTES:
@@ -195,13 +235,15 @@ class Client:
         self._pending[request.id] = (method, future)
         timeout = max(0.0, deadline - asyncio.get_running_loop().time())
         try:
-            await self._rpc.send(body)
             async with asyncio.timeout(timeout):
+                # Inside the timeout: a socket with no connection to send on
+                # (a remote daemon that refused our key) blocks the send itself.
+                await self._rpc.send(body)
                 return await future
         except TimeoutError:
             raise DaemonUnavailable(
                 f"no answer to {method} within {timeout:g} s from the daemon at "
-                f"{self.runtime_dir} (is it running? `kfd status`)"
+                f"{self.where} (is it running? `kfd status`)"
             ) from None
         finally:
             self._pending.pop(request.id, None)
@@ -261,6 +303,20 @@ class Client:
 
     # -- convenience -------------------------------------------------------
 
+    def _path(self, path: str | os.PathLike[str]) -> str:
+        """A path as the daemon takes it: absolute here; on a remote daemon,
+        an absolute path on its host, never made absolute against ours."""
+        text = os.fspath(path)
+        if self.remote is None:
+            return os.path.abspath(text)
+        if not text.startswith("/"):
+            raise RequestFailed(
+                "bad_request",
+                f"{text!r}: on the remote daemon `{self.remote.name}` a directory is an "
+                "absolute path on its host",
+            )
+        return text
+
     async def status(self, *, refresh_tools: bool = False, cwd: str = "") -> p.StatusResult:
         """The daemon's state; ``refresh_tools`` first asks the tool sources (MCP
         servers start if they have not yet), so it may take longer. With ``cwd``,
@@ -283,7 +339,7 @@ class Client:
         mode: p.Mode = "default",
     ) -> p.SessionInfo:
         result: p.SessionResult = await self.request(
-            p.SessionCreate(id="", cwd=os.path.abspath(cwd), title=title, model=model, mode=mode)
+            p.SessionCreate(id="", cwd=self._path(cwd), title=title, model=model, mode=mode)
         )
         return result.session
 
@@ -378,7 +434,7 @@ class Client:
     ) -> list[p.Memory]:
         """Remembered facts: newest first, or ranked by ``query``; with ``cwd``,
         those of its project and the global ones."""
-        where = os.path.abspath(cwd) if cwd is not None else None
+        where = self._path(cwd) if cwd is not None else None
         request: p.Request
         if query is not None:
             request = p.MemorySearch(id="", query=query, cwd=where, limit=limit)
@@ -395,7 +451,7 @@ class Client:
         cwd: str | os.PathLike[str] | None = None,
     ) -> p.Memory:
         """Remember a fact for the project of ``cwd`` (secrets are redacted by the daemon)."""
-        where = os.path.abspath(cwd) if cwd is not None else None
+        where = self._path(cwd) if cwd is not None else None
         result: p.MemoryResult = await self.request(
             p.MemoryAdd(id="", text=text, scope=scope, cwd=where)
         )
@@ -409,7 +465,7 @@ class Client:
     async def rules(self, *, cwd: str | os.PathLike[str] | None = None) -> p.RulesResult:
         """The permission rules that apply in ``cwd``, by source; without ``cwd``,
         the "always" rules of every project."""
-        where = os.path.abspath(cwd) if cwd is not None else None
+        where = self._path(cwd) if cwd is not None else None
         result: p.RulesResult = await self.request(p.RulesList(id="", cwd=where))
         return result
 
@@ -421,7 +477,7 @@ class Client:
         cwd: str | os.PathLike[str] | None = None,
     ) -> p.RuleInfo:
         """Remove an "always" rule by id, or by its text in the project of ``cwd``."""
-        where = os.path.abspath(cwd) if cwd is not None else None
+        where = self._path(cwd) if cwd is not None else None
         result: p.RulesResult = await self.request(
             p.RulesRemove(id="", rule_id=rule_id, rule=rule, cwd=where)
         )
@@ -432,13 +488,13 @@ class Client:
     ) -> p.ExplainResult:
         """How the daemon's permission engine decides a bash command in ``cwd``."""
         result: p.ExplainResult = await self.request(
-            p.RulesExplain(id="", command=command, cwd=os.path.abspath(cwd), mode=mode)
+            p.RulesExplain(id="", command=command, cwd=self._path(cwd), mode=mode)
         )
         return result
 
     async def trust(self, cwd: str | os.PathLike[str]) -> p.TrustInfo:
         """Whether the project config of ``cwd`` is trusted, what it grants, what is ignored."""
-        result: p.TrustInfo = await self.request(p.TrustShow(id="", cwd=os.path.abspath(cwd)))
+        result: p.TrustInfo = await self.request(p.TrustShow(id="", cwd=self._path(cwd)))
         return result
 
     async def set_trust(
@@ -448,7 +504,7 @@ class Client:
         `trust` showed: if the file changed since, `RequestFailed` with ``conflict``),
         or revoke its trust with ``trusted=False``."""
         result: p.TrustInfo = await self.request(
-            p.TrustSet(id="", cwd=os.path.abspath(cwd), sha256=sha256, trusted=trusted)
+            p.TrustSet(id="", cwd=self._path(cwd), sha256=sha256, trusted=trusted)
         )
         return result
 
@@ -708,7 +764,7 @@ class Client:
                 await future
         except TimeoutError:
             raise DaemonUnavailable(
-                f"the daemon at {self.runtime_dir} did not confirm a subscription"
+                f"the daemon at {self.where} did not confirm a subscription"
             ) from None
         finally:
             self._syncs.pop(token, None)
@@ -780,7 +836,13 @@ class Client:
         connected_once = False
         while True:
             message = parse_monitor_message(await self._monitor.recv_multipart())
-            if message["event"] == zmq.EVENT_CONNECTED:
+            if message["event"] & HANDSHAKE_FAILURES:
+                if not self._refused.done():
+                    self._refused.set_result(message["event"])
+                if connected_once and message["event"] & PERMANENT_FAILURES:
+                    # ZeroMQ gives up on a peer that refused us: no reconnect follows.
+                    self._shut_out = True
+            elif message["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 if connected_once:
                     # A restarted daemon knows this socket's id but not who it is:
                     # introduce ourselves again, so others see a name, not an id.
@@ -796,3 +858,48 @@ class Client:
                 for attachments in list(self._attachments.values()):
                     for attachment in attachments:
                         attachment._queue.put_nowait(DISCONNECTED)
+
+
+class _Refused(Exception):
+    """The handshake failed (the monitor event): turned into `RemoteRefused`."""
+
+    def __init__(self, event: int) -> None:
+        super().__init__(event)
+        self.event = event
+
+
+async def _connect_remote(
+    cls: type[Client], directory: Path, name: str, remote: Remote, timeout: float
+) -> Client:
+    """`Client.connect` to a daemon on another host (see `kfd.client.remote`)."""
+    from kfd.client import keys
+    from kfd.client import remote as remotes
+
+    pair = keys.load("client", secret=True)
+    expected = remotes.expected_key(remote)
+    if expected is None:
+        announced = await remotes.announced_key(remote.address)
+        expected = remotes.DaemonKey(announced, "announced")
+    client = cls(directory, name, remote)
+    address = remote.address
+    for socket, endpoint in ((client._rpc, address.rpc), (client._sub, address.events)):
+        remotes.secure(socket, remote, pair, expected.key)
+        socket.connect(endpoint)
+    try:
+        await client._start(timeout)
+    except _Refused as refused:
+        raise await remotes.refusal(remote, expected, refused.event) from None
+    except DaemonUnavailable as exc:
+        if isinstance(exc, RemoteRefused):
+            raise
+        raise DaemonUnavailable(
+            f"no answer from the daemon `{remote.name}` at {remote.endpoint} within "
+            f"{timeout:g} s: is it running there, listening on that address ([bus] listen), "
+            "and reachable from here?"
+        ) from None
+    if expected.source == "announced":
+        # The handshake proved the daemon holds the secret half of the key it
+        # announced: pin it, as SSH adds a host key to known_hosts.
+        remotes.pin(address, expected.key)
+        client.pinned_on_first_use = expected.key
+    return client

@@ -20,6 +20,11 @@ sent once per turn of the event loop: all that a client should get from one
 burst travels as one message, and a client that stops reading is told what it
 missed (``events.dropped``) instead of silently losing it, within a bounded
 memory per client (``[daemon] client_queue_kib``).
+
+With ``[bus] listen``, both sockets are bound to TCP too, CURVE-encrypted
+and authenticated (`kfd.daemon.bus_tcp`): one bus, so remote clients get
+exactly what local ones get, queues, limits and the slow-consumer policy
+included.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ import zmq
 import zmq.asyncio
 
 from kfd import paths
+from kfd.config import BusConfig
+from kfd.daemon.bus_tcp import Peer, TcpListeners
 from kfd.daemon.outbox import Delivery, Kind, Outbox, Subscriptions
 from kfd.ids import ID_LENGTH
 from kfd.protocol import MAX_REQUEST_BYTES, EventsDropped
@@ -117,13 +124,22 @@ def _marker(topic: bytes, first: int, last: int, deltas: bool) -> bytes:
 class Bus:
     """The daemon's sockets. `bind`, then `serve` until cancelled, then `close`."""
 
-    def __init__(self, runtime_dir: Path, *, client_queue_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        runtime_dir: Path,
+        *,
+        client_queue_bytes: int = 4 * 1024 * 1024,
+        tcp: BusConfig | None = None,
+    ) -> None:
         self.runtime_dir = runtime_dir
         self.client_queue_bytes = client_queue_bytes
         self._context = zmq.asyncio.Context()
         self._rpc = self._context.socket(zmq.ROUTER)
         self._events = self._context.socket(zmq.XPUB)
         self.subscriptions = Subscriptions(ID_LENGTH)
+        self.tcp = TcpListeners(self._context, tcp) if tcp is not None and tcp.listen else None
+        """The TCP listeners (None: local sockets only)."""
+        self._peers: dict[bytes, Peer] = {}
         self.on_subscription: Callable[[bytes, int], None] | None = None
         """Called with (session topic, clients attached) when that count changes."""
         self.on_presence: Callable[[str, bool], None] | None = None
@@ -160,6 +176,12 @@ class Bus:
             events.bind(paths.events_endpoint(self.runtime_dir))
         finally:
             os.umask(old)
+        if self.tcp is not None:
+            self.tcp.bind(rpc, events)  # after the local binds: they keep their options
+
+    def peer(self, identity: bytes) -> Peer | None:
+        """The key the client ``identity`` last sent a request with (None: a local client)."""
+        return self._peers.get(identity)
 
     # -- events out ------------------------------------------------------------
 
@@ -226,6 +248,7 @@ class Bus:
         self._replies.pop(client, None)
         self._dirty.discard(client)
         self._blocked.discard(client)
+        self._peers.pop(client, None)
         for topic in self.subscriptions.forget(client):
             if self.on_subscription is not None:
                 self.on_subscription(topic, self.subscriptions.watchers(topic))
@@ -328,19 +351,24 @@ class Bus:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._serve_rpc(handler))
             group.create_task(self._watch_subscriptions())
+            if self.tcp is not None:
+                group.create_task(self.tcp.serve())
 
     async def _serve_rpc(self, handler: RequestHandler) -> None:
         rpc = self._rpc
         while True:
-            self._take(handler, await rpc.recv_multipart())
+            self._take(handler, self._read(await rpc.recv_multipart(copy=self.tcp is None)))
             # One wake-up, then whatever else has arrived without awaiting.
             for _ in range(256):
-                ready = cast("asyncio.Future[list[bytes]]", rpc.recv_multipart(flags=zmq.NOBLOCK))
+                ready = cast(
+                    "asyncio.Future[list[Any]]",
+                    rpc.recv_multipart(flags=zmq.NOBLOCK, copy=self.tcp is None),
+                )
                 try:
                     frames = ready.result()
                 except zmq.Again:
                     break
-                self._take(handler, frames)
+                self._take(handler, self._read(frames))
             await asyncio.sleep(0)  # let the answers run between bursts
 
     def _take(self, handler: RequestHandler, frames: list[bytes]) -> None:
@@ -375,6 +403,23 @@ class Bus:
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
+    def _read(self, frames: list[Any]) -> list[bytes]:
+        """A request's frames as bytes; over TCP (frames not copied, to read
+        their properties), remember the key the client authenticated with."""
+        if self.tcp is None:
+            return cast("list[bytes]", frames)
+        if not frames:
+            return []
+        identity = frames[0].bytes
+        peer = self.tcp.peer(frames[-1])
+        if peer is None:
+            self._peers.pop(identity, None)
+        else:
+            if len(self._peers) > 10_000 and identity not in self._peers:
+                self._peers.clear()  # routing ids are per connection: stale ones go
+            self._peers[identity] = peer
+        return [frame.bytes for frame in frames]
+
     async def _handle(
         self, handler: RequestHandler, identity: bytes, body: bytes, request: Any
     ) -> None:
@@ -405,6 +450,8 @@ class Bus:
     async def close(self) -> None:
         for task in list(self._in_flight):
             task.cancel()
+        if self.tcp is not None:
+            await self.tcp.close()
         if self._retry is not None:
             self._retry.cancel()
         self._rpc.close(linger=0)

@@ -73,6 +73,8 @@ _RESTART: Mapping[str, str] = {
     "mcp": "[mcp]: MCP servers are set up when the daemon starts; restart it to apply",
     "notify": "[notify]: `kfd notify` reads it when it starts; restart it to apply",
     "chat": "[chat]: `kfd chat` reads it when it starts; restart it to apply",
+    "bus": "[bus]: the daemon binds its listeners when it starts; restart it to apply",
+    "remotes": "[remotes]: read by `kfd --remote` when it starts (the daemon does not use it)",
 }
 
 

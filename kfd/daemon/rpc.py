@@ -96,6 +96,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HELLO_GRACE_S = 10.0
+"""A client that said hello this recently counts toward its key's cap even
+before its presence is seen."""
+
 ATTACH_EVENT_LIMIT = 20_000
 """Events per attach reply; a client with more to catch up asks again."""
 
@@ -158,6 +162,9 @@ class RpcHandler:
     def __init__(self, daemon: Served) -> None:
         self.daemon = daemon
         self.frontends: dict[bytes, FrontendInfo] = {}
+        self.keys: dict[bytes, str] = {}
+        """Frontends attached over TCP -> the key they authenticated with."""
+        self._seen_present: set[str] = set()
 
     def decode(self, identity: bytes, body: bytes) -> tuple[Request | None, bytes | None]:
         """(the request, None), or (None, the refusal to send)."""
@@ -213,18 +220,58 @@ class RpcHandler:
             if len(self.frontends) > 10_000:  # forget the oldest silent ones
                 oldest = min(self.frontends, key=lambda k: self.frontends[k].last_seen)
                 del self.frontends[oldest]
+                self.keys.pop(oldest, None)
+                self._seen_present.clear()
         info.last_seen = now
+        peer = self.daemon.bus.peer(identity)
+        info.key = peer.comment if peer is not None else ""
+        if peer is not None:
+            self.keys[identity] = peer.key
+        else:
+            self.keys.pop(identity, None)
         return info
+
+    def _admit(self, identity: bytes, frontend: FrontendInfo, name: str) -> None:
+        """Name a frontend at hello; over TCP, after its key's comment, and only
+        while its key has fewer than ``[bus] max_clients_per_key`` clients."""
+        name = name[:64] or "unknown"
+        key = self.keys.get(identity)
+        if key is None:
+            frontend.name = name
+            return
+        cap = self.daemon.config.bus.max_clients_per_key
+        present = self.daemon.present_frontends()
+        recent = time.time() - HELLO_GRACE_S
+        others = 0
+        for other, info in self.frontends.items():
+            if other == identity or self.keys.get(other) != key:
+                continue
+            if info.id in present:
+                self._seen_present.add(info.id)
+                others += 1
+            elif info.connected_at > recent and info.id not in self._seen_present:
+                others += 1  # said hello a moment ago; its presence is on its way
+        if others >= cap:
+            frontend.connected_at = 0.0  # refused: it does not count toward the cap
+            raise RequestError(
+                "conflict",
+                f"the key {frontend.key!r} already has {others} clients attached, the most "
+                f"[bus] max_clients_per_key allows on this daemon: close one first",
+            )
+        # The key's comment, in parentheses, is the daemon's word: a name that
+        # brings its own ("phone (bob)") cannot pass for another key's.
+        name = name.replace("(", "[").replace(")", "]")
+        frontend.name = f"{name} ({frontend.key})"
 
     async def _dispatch(
         self, request: Request, frontend: FrontendInfo, identity: bytes
     ) -> msgspec.Struct:
         daemon = self.daemon
         sessions = daemon.sessions
-        by = FrontendRef(id=frontend.id, name=frontend.name)
+        by = FrontendRef(id=frontend.id, name=frontend.name, key=frontend.key)
         match request:
             case Hello():
-                frontend.name = request.name[:64] or "unknown"
+                self._admit(identity, frontend, request.name)
                 frontend.pid = request.pid
                 return HelloResult(
                     protocol=PROTOCOL_VERSION,

@@ -286,7 +286,9 @@ class Daemon:
             on_closed=self.telemetry.model_request if self.telemetry is not None else None,
         )
         bus = self._bus = Bus(
-            self.runtime_dir, client_queue_bytes=config.daemon.client_queue_kib * 1024
+            self.runtime_dir,
+            client_queue_bytes=config.daemon.client_queue_kib * 1024,
+            tcp=config.bus,
         )
         journal = self._journal = Journal(
             store,

@@ -110,10 +110,16 @@ class _Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class FrontendRef(_Struct):
-    """Who did something: a frontend as it introduced itself in daemon.hello."""
+    """Who did something: a frontend as it introduced itself in daemon.hello.
+
+    A frontend attached over TCP has the comment of its key in ``key`` (from
+    the daemon's authorized_keys: who it is, whatever it calls itself), and
+    its name ends with that comment in parentheses.
+    """
 
     id: str
     name: str = "unknown"
+    key: str = ""
 
 
 class Usage(_Struct):
@@ -240,6 +246,8 @@ class FrontendInfo(_Struct):
     pid: int = 0
     connected_at: float = 0.0
     last_seen: float = 0.0
+    key: str = ""
+    """Over TCP: the comment of the key it attached with (empty: a local frontend)."""
     queued_bytes: int = 0
     """Events waiting in the daemon for this frontend (it reads slower than they come)."""
     peak_queued_bytes: int = 0

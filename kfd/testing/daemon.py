@@ -13,12 +13,14 @@ paths are limited to about 100 bytes).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol
@@ -49,7 +51,10 @@ class KfdDaemon:
         config: str = FAST_RETRIES,
         env: dict[str, str] | None = None,
         root: Path | None = None,
+        wrap: list[str] | None = None,
     ) -> None:
+        """``wrap`` runs the daemon (and `cli`) under a command, such as
+        ``ip netns exec NAME`` (`kfd.testing.netns`)."""
         self.root = root or Path(tempfile.mkdtemp(prefix="kfd-"))
         self._owns_root = root is None
         self.home = self.root / "home"
@@ -77,6 +82,7 @@ class KfdDaemon:
         if model is not None:
             self.env["KFD_BASE_URL"] = model.base_url
         self.env.update(env or {})
+        self.wrap = list(wrap or [])
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -91,7 +97,7 @@ class KfdDaemon:
             self.env,
             self._stderr,
             timeout,
-            argv=[sys.executable, "-m", "kfd", "daemon", "--log-stderr"],
+            argv=[*self.wrap, sys.executable, "-m", "kfd", "daemon", "--log-stderr"],
         )
         return self
 
@@ -157,7 +163,7 @@ class KfdDaemon:
     ) -> subprocess.CompletedProcess[str]:
         """Run the ``kfd`` command line against this daemon."""
         return subprocess.run(
-            [sys.executable, "-m", "kfd", *args],
+            [*self.wrap, sys.executable, "-m", "kfd", *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -177,3 +183,25 @@ class KfdDaemon:
             if path.exists():
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
+
+    async def wait_for_log(
+        self, done: Callable[[str], bool], timeout: float = 10.0, every_s: float = 0.2
+    ) -> str:
+        """The log text once ``done(text)`` holds, woken by writes to the state
+        directory (and every ``every_s`` for a write made before the watch
+        began); TimeoutError with the log's tail after ``timeout``."""
+        import watchfiles
+
+        text = self.log_text()
+        try:
+            async with asyncio.timeout(timeout):
+                async for _ in watchfiles.awatch(
+                    self.state_dir, rust_timeout=int(every_s * 1000), yield_on_timeout=True
+                ):
+                    if done(text):
+                        return text
+                    text = self.log_text()
+        except TimeoutError:
+            tail = text[-3000:]
+            raise TimeoutError(f"not in the daemon's log within {timeout:g} s:\n{tail}") from None
+        return text  # pragma: no cover (awatch never ends by itself)

@@ -1,5 +1,11 @@
-"""A frontend as its own process, for the slow-consumer test: attach, print every
-item as one JSON line (type, seq, ephemeral), exit after ``turn.completed``."""
+"""A frontend as its own process, for the slow-consumer tests: attach, print every
+item as one JSON line (type, seq, ephemeral), exit after ``turn.completed``.
+
+``slow_client.py RUNTIME_DIR SESSION`` attaches over the local socket;
+``slow_client.py - SESSION ENDPOINT`` over CURVE TCP (keys and pins under
+``$XDG_CONFIG_HOME``), with a small receive buffer so that a stopped client
+backs up into the daemon's queue rather than the kernel's.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,27 @@ import json
 import sys
 from pathlib import Path
 
+import zmq
+
 from kfd import protocol as p
-from kfd.client import Client
+from kfd.client import Client, Remote
 
 
-async def main(runtime: str, session: str) -> None:
-    client = await Client.connect(Path(runtime), name="slow-client")
+class SmallBuffers(Client):
+    """A client whose event socket's kernel buffer is 64 KiB (no autotuning)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._sub.setsockopt(zmq.RCVBUF, 64 * 1024)
+
+
+async def main(runtime: str, session: str, endpoint: str = "") -> None:
+    if endpoint:
+        # Heartbeats far apart: stopped, it stays connected (slow, not dead).
+        remote = Remote("slow", endpoint, heartbeat_s=20.0)
+        client = await SmallBuffers.connect(name="slow-client", remote=remote)
+    else:
+        client = await Client.connect(Path(runtime), name="slow-client")
     async with client, await client.attach(session) as view:
         print("ready", flush=True)
         async for item in view:
@@ -26,4 +47,4 @@ async def main(runtime: str, session: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(*sys.argv[1:]))

@@ -25,10 +25,15 @@ class _Server:
         self.port = 0
         self.changed = asyncio.Condition()
 
-    async def start(self):
+    async def start(self, sock=None):
+        """Serve on 127.0.0.1; on ``sock`` (a listening socket) when given, such
+        as one made in another network namespace (`kfd.testing.netns`)."""
         self._runner = web.AppRunner(self.app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        if sock is None:
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        else:
+            site = web.SockSite(self._runner, sock)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self
