@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ __all__ = [
     "Match",
     "allow_match",
     "command_pattern",
+    "literal_pattern",
     "matches_rule",
     "restrict_match",
     "rule_for",
@@ -84,6 +86,18 @@ def command_pattern(spec: str) -> CommandPattern | None:
         i for i, (word, written) in enumerate(zip(words, raw, strict=False)) if written == "*"
     )
     return CommandPattern(words, prefix, wildcards if len(raw) == len(words) else frozenset())
+
+
+@functools.lru_cache(maxsize=4096)
+def literal_pattern(spec: str) -> CommandPattern | None:
+    """The words of a command an approval allowed, every one literal: ``bash(./x *)``
+    kept from approving ``./x *`` (a glob) allows that command again, never
+    ``./x --anything``; ``bash(*)`` allows a command named ``*``, not every one."""
+    try:
+        words = tuple(shlex.split(spec.strip()))
+    except ValueError:
+        return None
+    return CommandPattern(words, prefix=False) if words else None
 
 
 def allow_match(
@@ -324,12 +338,45 @@ def _same_operand(command: CommandView, rule_word: str | None, word: str | None)
         return False
     if rule_word == word:
         return True
-    if rule_word.isdigit() and word.isdigit() and set(rule_word + word) <= set("01234567"):
-        return int(rule_word, 8) == int(word, 8)
+    if rule_word.isdigit() and set(rule_word) <= set("01234567"):
+        if word.isdigit() and set(word) <= set("01234567"):
+            return int(rule_word, 8) == int(word, 8)
+        granted = _symbolic_mode(word)
+        if granted is not None:  # chmod a+rwx is chmod 777 spelled in symbols
+            wanted = int(rule_word, 8)
+            return granted & wanted == wanted
     if not _pathlike(rule_word) or not _pathlike(word):
         return False
     mine = command.paths.get(word) or _absolute(word, command.base)
     return _absolute(rule_word, command.base) == mine
+
+
+_MODE_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)")
+_MODE_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+_WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
+_PERMS = {"r": 0o444, "w": 0o222, "x": 0o111, "X": 0o111, "s": 0o6000, "t": 0o1000}
+
+
+def _symbolic_mode(word: str) -> int | None:
+    """The mode bits a symbolic chmod mode sets starting from none (``a+rwx``: 0o777),
+    or None if ``word`` is not one. No "who" counts as everyone: the umask that
+    narrows it is not known when deciding."""
+    bits = 0
+    for clause in word.split(","):
+        found = _MODE_CLAUSE.fullmatch(clause)
+        if found is None:
+            return None
+        who = 0
+        for letter in found.group(1) or "a":
+            who |= 0o7777 if letter == "a" else _WHO[letter]
+        for op, perms in _MODE_ACTION.findall(found.group(2)):
+            mask = 0
+            for letter in perms:
+                mask |= _PERMS.get(letter, 0o777 if letter in "ugo" else 0)
+            if op == "=":
+                bits &= ~who
+            bits = bits & ~(mask & who) if op == "-" else bits | (mask & who)
+    return bits
 
 
 def _pathlike(word: str) -> bool:

@@ -11,6 +11,7 @@ import functools
 import os
 
 from kfd import paths
+from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.policy.rules import Rule, SourcedRule, parse_rule
 
 READ_ONLY_COMMANDS: tuple[str, ...] = (
@@ -139,7 +140,9 @@ def protected(path: str) -> str | None:
     """Why writing ``path`` (absolute, normalised) always asks, or None.
 
     Git's internals (``.git``: hooks and config run programs), kfd's own
-    project config (``.kfd``: its rules), shell start-up files, and kfd's own
+    project config (``.kfd``: its rules), shell start-up files, instruction
+    files (``AGENTS.md``...: what one turn writes there, every later session
+    reads as instructions), and kfd's own
     config, state and runtime directories (the config applies as soon as it
     changes; the state holds the trusted files and the "always" rules).
     """
@@ -159,6 +162,8 @@ def protected(path: str) -> str | None:
     name = parts[-1]
     if name in _SHELL_STARTUP or path.endswith("/.config/fish/config.fish"):
         return f"a shell start-up file ({name})"
+    if name in INSTRUCTION_FILES:
+        return f"an instruction file ({name}: kfd gives it to the model in every session)"
     return None
 
 

@@ -42,6 +42,7 @@ from kfd.policy.command_rules import (
     Match,
     allow_match,
     command_pattern,
+    literal_pattern,
     restrict_match,
     rule_program,
 )
@@ -50,7 +51,7 @@ from kfd.policy.facts import CallFacts, CommandFacts, LineFacts
 from kfd.policy.judge_paths import weigh_history, weigh_index, weigh_path, weigh_tree, weigh_write
 from kfd.policy.judge_tool import weigh_untrusted
 from kfd.policy.programs.identity import canonical
-from kfd.policy.reading import Reading, git_read, read_command, script_words
+from kfd.policy.reading import Reading, git_read, program_words, read_command
 from kfd.policy.rules import SourcedRule
 from kfd.policy.shell import RiskKind, SimpleCommand
 from kfd.policy.verdicts import Findings, Outcome, most_specific, outcome
@@ -86,7 +87,13 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         elif rule.spec.strip() == command and found.rule(sourced, "this command"):
             exact = exact or sourced
     base = request.workspace
-    inputs = line.analysis.inputs
+    # What a program may read as code: the line's here-documents, and any other
+    # command's arguments, which reach it through a pipe, a file or a variable
+    # (`echo 'rm -rf x' | at now`).
+    inputs = [
+        *line.analysis.inputs,
+        *(" ".join(cf.command.argv[1:]) for cf in line.commands if len(line.commands) > 1),
+    ]
     parts = [_weigh_command(cf, bash_rules, found, base, inputs) for cf in line.commands]
     for part in parts:
         if part.allowed is None and whole is not None:
@@ -189,14 +196,15 @@ def _weigh_command(
                 f"`{command.source}` may be what {sourced.describe()} names: {_why_maybe(cf)}",
                 sourced,
             )
-        elif not reading.known and not cf.identity and pattern.words:
+        elif reading.runs_code and pattern.words:
             if named is None:
                 named = _programs_named(command, inputs)
             token = named.get(rule_program(pattern)[0])
             if token:
                 found.ask(
-                    f"`{command.source}` runs a program kfd does not know, and its arguments "
-                    f"name `{token}`, which {sourced.describe()} restricts",
+                    f"`{command.source}` runs code kfd does not know (a program it has no "
+                    f"table for, or an interpreter), and its arguments name `{token}`, which "
+                    f"{sourced.describe()} restricts",
                     sourced,
                 )
     part.read_only = read_only(command) and reading.clean and not reading.changes and not cf.unknown
@@ -222,13 +230,13 @@ def _programs_named(command: SimpleCommand, inputs: Sequence[str]) -> dict[str, 
     ``script -qc 'rm -rf x'``, ``python3 - <<< 'os.system("rm -rf x")'``)."""
     words = [w for i, w in enumerate(command.argv) if i > 0 and i not in command.dynamic]
     named: dict[str, str] = {}
-    for text in (*words, *inputs):
-        for token in script_words(text):
-            name = os.path.basename(token)
-            named.setdefault(name, token)
-            rewritten = canonical(name)
-            if rewritten is not None:
-                named.setdefault(rewritten[0], token)
+    tokens = dict.fromkeys(token for text in (*words, *inputs) for token in program_words(text))
+    for token in tokens:
+        name = os.path.basename(token)
+        named.setdefault(name, token)
+        rewritten = canonical(name)
+        if rewritten is not None:
+            named.setdefault(rewritten[0], token)
     return named
 
 
@@ -297,7 +305,9 @@ def _allow_index(
         spec = sourced.rule.spec
         if sourced.decision != "allow" or spec is None or not sourced.rule.names("bash"):
             continue
-        pattern = command_pattern(spec)
+        # Session and "always" rules are exact commands an approval kept, never patterns.
+        kept = sourced.source in ("session", "always")
+        pattern = literal_pattern(spec) if kept else command_pattern(spec)
         if pattern is not None:
             index.setdefault(pattern.words[0] if pattern.words else "", []).append(
                 (sourced, pattern)

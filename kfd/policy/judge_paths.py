@@ -7,8 +7,8 @@ allow rule only where the path really is.
 
 - ``read(...)`` rules apply to every path read, ``edit(...)`` rules to every
   path written; a command's argument whose use is unknown meets both.
-- Writing a protected path (`kfd.policy.defaults.protected`) or a file with
-  several hard links asks, in every mode.
+- Writing a protected path (`kfd.policy.defaults.protected`), and reading or
+  writing a file with several hard links, asks in every mode.
 - Outside the workspace, a read asks and a write is denied unless an allow
   rule names the path (a command's argument outside asks: the sandbox
   refuses the write anyway).
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Sequence
 
 from kfd.policy.defaults import protected
@@ -70,7 +71,7 @@ def weigh_path(
     changes = fact.write is not False
     if changes and (why := protected(fact.path) or protected(fact.real)):
         found.ask(f"{verb} {fact.word}: {why} always asks")
-    if changes and fact.links > 1:
+    if fact.links > 1:  # read or written, its content is also another path's
         found.ask(
             f"{verb} {fact.word}, which has {fact.links} hard links: it may be a file "
             "outside the workspace too"
@@ -139,8 +140,22 @@ def _path_rules(
 ) -> tuple[PathMatcher, list[tuple[SourcedRule, str]]]:
     """The path rules of a rule set, and all of them as one matcher: a quick "no rule
     here" for most paths, most of the time."""
-    found = [(s, s.rule.spec) for s in rules if s.rule.spec is not None and s.rule.domain is None]
+    found = [
+        (s, _literal(s.rule.spec) if s.source in _KEPT else s.rule.spec)
+        for s in rules
+        if s.rule.spec is not None and s.rule.domain is None
+    ]
     return PathMatcher([spec for _, spec in found], workspace, home), found
+
+
+_KEPT = frozenset({"session", "always"})
+"""Rules an approval kept: the exact path that was approved, never a pattern."""
+_GLOB_CHARACTERS = re.compile(r"([*?\[\]\\])")
+
+
+def _literal(spec: str) -> str:
+    """``spec`` with its glob characters escaped: ``src/**`` names that one odd file."""
+    return _GLOB_CHARACTERS.sub(r"\\\1", spec)
 
 
 def restricted_reads(rules: Sequence[SourcedRule]) -> list[SourcedRule]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from kfd.policy.facts import CallFacts
 from kfd.policy.judge_paths import weigh_paths
-from kfd.policy.rules import SourcedRule, domain_match
+from kfd.policy.rules import SourcedRule, domain_match, normal_host
 from kfd.policy.verdicts import Findings, Outcome, mode_outcome, outcome
 
 __all__ = ["decide_tool", "weigh_untrusted"]
@@ -72,8 +72,12 @@ def _weigh_domains(
         rule = sourced.rule
         if rule.domain is None or not rule.names(tool):
             continue
+        kept = sourced.source in ("session", "always")  # an approved domain, not a pattern
         for domain in domains or ():
-            matches = domain_match(rule.domain, f"https://{domain}/")
+            if kept:
+                matches = normal_host(rule.domain) == normal_host(domain)
+            else:
+                matches = domain_match(rule.domain, f"https://{domain}/")
             if matches and found.rule(sourced, f"`{tool}` to {domain}"):
                 allows.setdefault(domain, sourced)
     if allowed is not None:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from kfd.policy.facts import CommandFacts, LineFacts, PathFact, PathKind, TreeFact
 from kfd.policy.gitindex import index_paths
-from kfd.policy.paths import hard_links, inside
+from kfd.policy.paths import hard_links, inside, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
 from kfd.policy.shell import RiskKind, SimpleCommand, analyze
@@ -62,7 +62,7 @@ def line_facts(
     ``PATH`` commands run with (default: this process's).
     """
     analysis = analyze(command)
-    root = os.path.realpath(workspace)
+    root = real_path(workspace)
     bases = _bases(analysis.commands, workspace)
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
     gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs)
@@ -88,7 +88,7 @@ def path_fact(word: str, base: str, root: str, *, write: bool | None = None) -> 
     path = os.path.normpath(os.path.join(base, word))
     if path.startswith("//"):
         path = "/" + path.lstrip("/")
-    real = os.path.realpath(path)
+    real = real_path(path)
     return PathFact(
         word=word,
         path=path,
@@ -226,7 +226,7 @@ class _Gatherer:
     def real_base(self, base: str) -> str:
         real = self.real_bases.get(base)
         if real is None:
-            real = self.real_bases[base] = os.path.realpath(base)
+            real = self.real_bases[base] = real_path(base)
         return real
 
     def unknown_words(
@@ -260,6 +260,8 @@ class _Gatherer:
                 unknown.append(f"{word!r} holds a NUL character")
         if command.open_ended:
             unknown.append("more arguments are added when it runs (xargs, find -exec)")
+        if "lists" in reading.effects:
+            unknown.append("it reads the files another file names (--files0-from, -T, ...)")
         return unknown
 
     def expand(self, pattern: str) -> list[PathFact] | None:
@@ -288,7 +290,7 @@ class _Gatherer:
         names: list[str] = [name]
         why = ""
         for base in self.bases:
-            real = os.path.realpath(os.path.join(base, program))
+            real = real_path(os.path.join(base, program))
             if not os.path.exists(real):
                 why = why or f"{program} does not exist yet: it may become any program"
             elif inside(real, self.root):
@@ -343,9 +345,7 @@ def _workspace_path(path_dirs: tuple[str, ...], workspace: str, root: str) -> li
     return [
         d
         for d in path_dirs
-        if not d
-        or not os.path.isabs(d)
-        or inside(os.path.realpath(os.path.join(workspace, d)), root)
+        if not d or not os.path.isabs(d) or inside(real_path(os.path.join(workspace, d)), root)
     ]
 
 
@@ -370,7 +370,7 @@ def _walk(real: str, spelled: str, restricted: PathMatcher | None) -> tuple[list
             path = os.path.join(shown, entry.name)
             hit = restricted(path) or (path != entry.path and restricted(entry.path))
             if not hit and entry.is_symlink():
-                hit = restricted(os.path.realpath(entry.path))
+                hit = restricted(real_path(entry.path))
             if hit:
                 hits.append(path)
                 if len(hits) >= MAX_TREE_HITS:

@@ -15,13 +15,27 @@ def resolve(workspace: Path, accesses: Sequence[PathAccess]) -> list[ResolvedPat
 
     Blocking (it stats the file system): call it through a thread.
     """
-    root = os.path.realpath(workspace)
+    root = real_path(str(workspace))
     resolved = []
     for access in accesses:
         joined = os.path.join(workspace, os.path.expanduser(access.path))
-        real = os.path.realpath(joined)
+        real = real_path(joined)
         resolved.append(ResolvedPath(access.path, real, access.write, inside(real, root)))
     return resolved
+
+
+def real_path(path: str) -> str:
+    """``os.path.realpath`` that never raises: where a component cannot be looked at
+    (``/proc/1/root``: permission denied), the rest is kept as written, as newer
+    Pythons do; a command run as the same user cannot follow it either.
+
+    Blocking (it stats the file system).
+    """
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        head, tail = os.path.split(path)
+        return path if head == path else os.path.join(real_path(head), tail)
 
 
 def inside(real: str, root: str) -> bool:

@@ -17,16 +17,28 @@ from dataclasses import dataclass
 
 from kfd.policy.programs.argv import Arg, Parsed, parse
 from kfd.policy.programs.builtins import builtin_for
+from kfd.policy.programs.identity import INTERPRETERS
 from kfd.policy.programs.spec import ProgramSpec, spec_for
 from kfd.policy.programs.wrappers import wrapper_for
 from kfd.policy.shell import SimpleCommand
 
-__all__ = ["GitRead", "Reading", "candidates", "git_read", "read_command", "script_words"]
+__all__ = [
+    "GitRead",
+    "Reading",
+    "candidates",
+    "git_read",
+    "program_words",
+    "read_command",
+    "script_words",
+]
 
 _GLUED_LETTERS = 12
 """How many letters of a short-option cluster may come before a glued value (``-xzf.env``)."""
 _WRITES = frozenset({"writes", "runs", "script", "edits"})
 _SCRIPTISH = re.compile(r"[\s;&|()<>`'\"$={},]+")
+# What cannot be part of a program's name: anything that separates it from the
+# code around it, in a shell or another language (`!rm` in vim, `'rm'` in Python).
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_./+-]+")
 _HEXISH = re.compile(r"[0-9a-fA-F]{4,64}")
 _GIT_NO_HISTORY = frozenset({"no-index"})
 _GIT_NOT_WORKTREE = frozenset({"cached", "staged", "merge-base", "no-index"})
@@ -60,6 +72,13 @@ class Reading:
     def text(self) -> bool:
         """Its operands are text, not paths (``echo``, ``test``)."""
         return "text" in self.traits
+
+    @property
+    def runs_code(self) -> bool:
+        """It may run code kfd does not read: a program it does not know, or an
+        interpreter (`kfd.policy.programs.identity.INTERPRETERS`: ``sed`` runs
+        shell code with its ``e`` command and reads files with ``R``)."""
+        return not self.known or self.program in INTERPRETERS
 
     @property
     def reads_trees(self) -> bool:
@@ -126,29 +145,31 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
     ``key=value``, a value glued to a short option (``-f.env``), ``@file``
     (curl reads it), git's ``REV:path``, the option values the program's
     table knows of, and the words of its wrappers (a lock file, ``-C dir``).
-    For a program kfd does not know, the words of any script it may run: in
+    For a program kfd does not know (or an interpreter), the words of any script
+    it may run: in
     its arguments (``x -c 'cat .env'``) or in the line's here-documents
     (``python3 - <<EOF``), given as ``inputs``.
     """
     found: dict[str, None] = {}
     git = reading.program == "git"
     glued = reading.parsed is None or bool(_unknown(reading))
+    text, runs_code = reading.text, reading.runs_code
     for index, word in enumerate(command.argv):
         if index == 0 or index in command.dynamic:
             continue
-        if reading.text and not word.startswith("-"):
+        if text and not word.startswith("-"):
             continue
         for candidate in _word(word, git=git, glued=glued):
             found.setdefault(candidate, None)
-        if not reading.known and _SCRIPTISH.search(word):
-            # A program kfd does not know may run a word as code (`x -c 'cat .env'`):
-            # every word in it may be a path.
+        if runs_code and _SCRIPTISH.search(word):
+            # A program kfd does not know, or an interpreter, may run a word as code
+            # (`x -c 'cat .env'`, `sed 'R .env'`): every word in it may be a path.
             for token in script_words(word):
                 for candidate in _word(token, git=False, glued=False):
                     found.setdefault(candidate, None)
-    if not reading.known:
-        for text in inputs:
-            for token in script_words(text):
+    if runs_code:
+        for script in inputs:
+            for token in dict.fromkeys(script_words(script)):  # a script repeats its words
                 for candidate in _word(token, git=False, glued=False):
                     found.setdefault(candidate, None)
     if reading.parsed is not None:
@@ -166,13 +187,32 @@ def script_words(text: str) -> list[str]:
     return [token for token in _SCRIPTISH.split(text) if token]
 
 
+def program_words(text: str) -> list[str]:
+    """The words of ``text`` that may name a program a script runs, in any language:
+    cut at every character no program name holds (``vim -c '!rm -rf x'``,
+    ``gdb -ex 'shell rm'``), with a value glued to a short option
+    (``man -Hrm``) and leading ``+`` (``vim +!rm``) taken off too."""
+    found: list[str] = []
+    for token in _NOT_IN_NAME.split(text):
+        if not token:
+            continue
+        found.append(token)
+        bare = token.lstrip("+")
+        if bare and bare != token:
+            found.append(bare)
+        if len(token) > 2 and token[0] == "-" and token[1] != "-":
+            found.append(token[2:])
+    return found
+
+
 def _unknown(reading: Reading) -> list[str]:
     return reading.parsed.unknown if reading.parsed is not None else []
 
 
-def _word(word: str, *, git: bool, glued: bool) -> list[str]:
+@functools.lru_cache(maxsize=8192)
+def _word(word: str, *, git: bool, glued: bool) -> tuple[str, ...]:
     if not word or word in ("-", "--"):
-        return []
+        return ()
     out = [word]
     _, equals, value = word.partition("=")
     if equals and value:
@@ -193,7 +233,7 @@ def _word(word: str, *, git: bool, glued: bool) -> list[str]:
             tail = tail[2:]
         out.append(tail.lstrip("/") if tail.startswith("/") and word.startswith(":/") else tail)
         out.append(word.rsplit(":", 1)[1])
-    return [c for c in out if c]
+    return tuple(c for c in out if c)
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,12 +207,23 @@ class PathMatcher:
         self._names = re.compile("|".join(names)) if names else None
         self._anywhere = re.compile("|".join(anywhere)) if anywhere else None
         self._workspace = workspace
+        self._seen: dict[str, bool] = {}
+        """Paths already matched: a matcher is kept per rule set (the same tree is
+        walked decision after decision), and matching is pure."""
 
     def __bool__(self) -> bool:
         return bool(self._groups) or self._names is not None
 
     def __call__(self, path: str) -> bool:
         """Whether the absolute, normalised ``path`` matches one of the specifiers."""
+        seen = self._seen.get(path)
+        if seen is None:
+            if len(self._seen) >= _MAX_REMEMBERED_PATHS:
+                self._seen.clear()
+            seen = self._seen[path] = self._match(path)
+        return seen
+
+    def _match(self, path: str) -> bool:
         names = self._names
         if names is not None and any(names.match(part) for part in path.split("/") if part):
             return True
@@ -226,6 +237,8 @@ class PathMatcher:
         return False
 
 
+_MAX_REMEMBERED_PATHS = 100_000
+"""Paths a `PathMatcher` remembers before it starts over (a few MB at most)."""
 _SPECIAL_NAME = re.compile(r"[/\\]|\*\*|^!")
 """A name glob that is more than one path component (or escapes, or negates)."""
 

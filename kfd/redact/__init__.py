@@ -89,7 +89,7 @@ def redact(text: str) -> Redacted:
     if known.regex is not None:
 
         def by_value(match: re.Match[str]) -> str:
-            kind = known.labels[match.group(0)]
+            kind = known.forms[match.group(0)]
             kinds.append(kind)
             return f"[redacted {kind}]"
 

@@ -10,7 +10,9 @@ key under any name. Plugins add the secrets they obtain themselves
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
 MIN_KNOWN_SECRET = 8
@@ -77,12 +79,39 @@ def plausible(value: str, *, named: bool = False) -> bool:
     return any(c.isdigit() for c in value) or len(value) >= 16
 
 
+MIN_ENCODED_SECRET = 12
+"""From this length a value is also found encoded (base64, hex, percent-encoded): the
+encoded forms of shorter ones are too short to tell from ordinary text."""
+
+
+def encoded_forms(value: str) -> dict[str, str]:
+    """The forms a value takes when a command encodes it, each with its encoding:
+    hex, percent-encoding and base64 (standard and URL-safe; for base64, the part
+    that does not depend on the bytes around the value, at each of its 3 alignments)."""
+    raw = value.encode("utf-8", "surrogatepass")
+    forms = {raw.hex(): "hex", raw.hex().upper(): "hex", urllib.parse.quote(value, safe=""): "url"}
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw + b"\0\0").decode("ascii")
+        # Whole 4-character groups of value bytes only: the first group holds the
+        # bytes before the value (when shifted), the last ones the bytes after it.
+        first = 4 if shift else 0
+        last = (shift + len(raw)) // 3 * 4
+        middle = encoded[first:last]
+        if len(middle) >= MIN_ENCODED_SECRET:
+            forms[middle] = "base64"
+            forms[middle.replace("+", "-").replace("/", "_")] = "base64"
+    forms.pop(value, None)
+    return forms
+
+
 class Known:
     """The secret values learned so far, and how to find them fast."""
 
     def __init__(self) -> None:
         self.labels: dict[str, str] = {}
         """Value -> what holds it (``$GITHUB_TOKEN``)."""
+        self.forms: dict[str, str] = {}
+        """Every form a value is found in (itself, encoded) -> what it is."""
         self.regex: re.Pattern[str] | None = None
         self.prefixes: frozenset[str] = frozenset()
         """Every proper prefix of every value (a streamed chunk may end inside one)."""
@@ -98,7 +127,13 @@ class Known:
                 added = True
         if not added:
             return
-        ordered = sorted(self.labels, key=len, reverse=True)  # longest first: no partial hits
+        forms: dict[str, str] = {}
+        for value, label in self.labels.items():
+            if len(value) >= MIN_ENCODED_SECRET:
+                for form, encoding in encoded_forms(value).items():
+                    forms.setdefault(form, f"{label} ({encoding})")
+        self.forms = {**forms, **self.labels}
+        ordered = sorted(self.forms, key=len, reverse=True)  # longest first: no partial hits
         self.regex = re.compile("|".join(re.escape(value) for value in ordered))
         self.prefixes = frozenset(value[:cut] for value in ordered for cut in range(1, len(value)))
         self.longest = len(ordered[0])

@@ -20,6 +20,7 @@ from typing import Literal
 import msgspec
 
 from kfd import paths
+from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
 
 HIDDEN_IN_HOME = (
@@ -145,9 +146,31 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     kfd_dir: bool = False
     """``<workspace>/.kfd`` exists and holds something (an empty one gets a stand-in)."""
     rc_files: tuple[str, ...] = ()
-    """Existing shell start-up files to mount read-only."""
+    """Existing shell start-up files (and the workspace's instruction files, which kfd
+    reads into every session) to mount read-only."""
     swept: tuple[str, ...] = ()
     """Paths that must not exist after the command; none does now."""
+
+
+def _protect(
+    path: str, root: str, read_only: list[str], swept: list[str], *, missing: bool
+) -> None:
+    """Make ``path`` read-only for a command; if ``missing``, it may not appear either.
+
+    A symlink is protected where it leads: its target inside the workspace (kept, or
+    swept if it does not exist yet, as the link would bring it to life); a target
+    outside is out of the command's reach already, and a bind of a link to a hidden
+    file would bring the file back (or stop bubblewrap: every command would fail).
+    """
+    if not os.path.islink(path):
+        if os.path.lexists(path):
+            read_only.append(path)
+        elif missing:
+            swept.append(path)
+        return
+    real = os.path.realpath(path)
+    if real != root and real.startswith(root.rstrip(os.sep) + os.sep):
+        (read_only if os.path.lexists(real) else swept).append(real)
 
 
 def gather(
@@ -221,14 +244,12 @@ def _workspace_facts(
         # ``git init`` may create a repository here; not one that redirects git.
         swept.extend(str(marker / name) for name in SWEPT_IN_GIT_DIR)
     project_root = kind in ("repository", "gitfile", "none")
-    rc_files = [str(root / name) for name in RC_FILES if os.path.lexists(root / name)]
+    rc_files: list[str] = []
+    for name in (*RC_FILES, *INSTRUCTION_FILES):
+        _protect(str(root / name), str(root), rc_files, swept, missing=False)
     if Path(home).is_relative_to(root):
         for name in RC_FILES:
-            path = os.path.join(home, name)
-            if os.path.lexists(path):
-                rc_files.append(path)
-            else:
-                swept.append(path)
+            _protect(os.path.join(home, name), str(root), rc_files, swept, missing=True)
     return {
         "marker": kind,
         "marker_is_file": os.path.isfile(marker) and not os.path.islink(marker),

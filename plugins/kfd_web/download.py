@@ -39,7 +39,7 @@ class Limits:
 async def download(url: str, guard: AddressGuard, limits: Limits) -> Download:
     """GET ``url`` through the guard; raises ToolError with a reason the model can act on."""
     try:
-        current = httpx.URL(url)
+        current = first = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise ToolError(f"not a valid URL: {url!r} ({exc})") from None
     timeout = httpx.Timeout(limits.timeout_s)
@@ -55,6 +55,14 @@ async def download(url: str, guard: AddressGuard, limits: Limits) -> Download:
                     "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.5",
                 },
             )
+            if current.host != first.host:
+                # The permission engine decided about the first URL's domain only: a
+                # redirect elsewhere (an open redirect on an allowed site) must not carry
+                # the request past a deny rule or an unasked domain.
+                raise ToolError(
+                    f"{first} redirects to {current}, on another host: fetch that URL "
+                    "itself if you need it, so that its domain is checked"
+                )
             try:
                 response = await client.send(request, stream=True)
             except httpx.TimeoutException:

@@ -541,3 +541,38 @@ async def test_explain_sees_through_spellings_wrappers_and_hidden_code(
     assert decided("read 'a[$(touch x)]'") == "ask"
     assert decided("ls > out.txt", "default") == "ask"
     assert decided("git log --oneline", "plan") == "allow"
+
+
+async def test_second_sweep_attacks_ask_and_their_canaries_stay(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path
+) -> None:
+    """Holes the second attack sweep found, through a real turn in auto mode: each line
+    is asked (and refused) or denied, and no canary moves."""
+    daemon = make_daemon(DENY_RULES)
+    (workspace / "cmds.txt").write_text("touch pwned\n")
+    (workspace / "names").write_bytes(b".env\0")
+    (workspace / ".env").write_text("TOKEN=kfd-canary-env\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("kfd-canary-outside\n")
+    (workspace / "hard").hardlink_to(outside)
+    (workspace / "script.sh").write_text("#!/bin/sh\n")
+    attempts = [
+        "xargs -I{} sh -c {} < cmds.txt",  # `{}` is a program to bash, not an empty group
+        "sort --files0-from=names",  # reads the files a file names
+        "cat hard",  # a hard link: another path's content
+        "chmod a+rwx script.sh",  # chmod 777 in symbols
+    ]
+    model_server.add(*(bash(line) for line in attempts), Reply(text="done"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace, mode="auto")
+        items = await turn(client, info.id, "tidy up", answer="deny")
+    completed = of(items, p.ToolCompleted)
+    assert [c.status for c in completed] == ["denied"] * len(attempts), [
+        (c.status, c.reason) for c in completed
+    ]
+    asked = [a.preview.command for a in of(items, p.ApprovalRequested)]
+    assert asked == attempts[:3]  # the last is denied by bash(chmod 777 *) unasked
+    assert not (workspace / "pwned").exists()
+    assert all("kfd-canary" not in c.output for c in completed)
+    assert (workspace / "script.sh").stat().st_mode & 0o777 != 0o777
+    assert outside.read_text() == "kfd-canary-outside\n"

@@ -212,6 +212,14 @@ async def test_redirects_are_followed_up_to_the_limit(site: Site) -> None:
     assert site.paths().count("/loop") == 3
 
 
+async def test_a_redirect_to_another_host_is_not_followed(site: Site) -> None:
+    """Domain rules judged the first URL: an open redirect cannot carry the request on."""
+    site.route("/out", Page(302, headers={"Location": f"http://localhost:{site.port}/x?d=1"}))
+    with pytest.raises(ToolError, match=r"redirects to http://localhost:\d+/x\?d=1, on another"):
+        await fetch(f"{site.url}/out")
+    assert site.paths() == ["/out"]
+
+
 async def test_fetches_per_turn_are_limited(site: Site) -> None:
     site.route("/a", Page(body="a", content_type="text/plain"))
     state: dict[str, Any] = {}

@@ -34,7 +34,13 @@ from kfd.policy.rulebook import configured
 from kfd.policy.rules import SourcedRule, parse_rule
 from kfd.protocol import Mode
 
-CORPUS = tomllib.loads((Path(__file__).parent / "permission_corpus.toml").read_text())
+CORPUS = {
+    "group": [
+        group
+        for name in ("permission_corpus.toml", "permission_attacks.toml")
+        for group in tomllib.loads((Path(__file__).parent / name).read_text())["group"]
+    ]
+}
 
 RULES = PermissionsConfig(
     allow=[
@@ -227,9 +233,15 @@ def _id(row: Row) -> str:
     return f"{row.mode}:{row.expected}:{row.line[:60]!r}"
 
 
+def _placed(line: str, world: World) -> str:
+    """``line`` with "{home}" and "{outside}" standing for the world's directories."""
+    return line.replace("{home}", str(world.home)).replace("{outside}", str(world.outside))
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[_id(r) for r in ROWS])
 def test_bash_line(worlds: dict[str, World], row: Row) -> None:
-    outcome = decide_bash(worlds[row.world], row.line, row.mode, network=row.network)
+    world = worlds[row.world]
+    outcome = decide_bash(world, _placed(row.line, world), row.mode, network=row.network)
     got = outcome.decision
     if row.expected == "ask-or-deny":
         assert got != "allow", f"{row.group}: allowed: {outcome.reason}"
@@ -249,13 +261,34 @@ def test_nothing_a_deny_rule_names_is_allowed_in_any_mode(worlds: dict[str, Worl
     denied = [r for r in ROWS if r.expected == "deny"]
     checked = 0
     for row in denied:
-        if not decide_bash(worlds[row.world], row.line, row.mode).rule:
+        line = _placed(row.line, worlds[row.world])
+        if not decide_bash(worlds[row.world], line, row.mode).rule:
             continue  # denied by the mode or the workspace guard, not by a rule
         checked += 1
         for mode in ("default", "accept-edits", "auto", "plan"):
-            outcome = decide_bash(worlds[row.world], row.line, mode)
+            outcome = decide_bash(worlds[row.world], line, mode)
             assert outcome.decision != "allow", (row.line, mode, outcome.reason)
     assert checked >= 100
+
+
+@pytest.mark.parametrize(
+    ("approved", "later"),
+    [
+        ("chmod +x *", "chmod +x src --recursive"),
+        ("npm install *", "npm install evil-pkg"),
+        ("*", "touch x"),
+        ("make *", "make deploy"),
+    ],
+)
+def test_an_approved_command_is_kept_exactly_never_as_a_pattern(
+    worlds: dict[str, World], approved: str, later: str
+) -> None:
+    """ "Allow for this session" keeps ``bash(<the command>)``: a command ending in a
+    glob (`chmod +x *`) must not become a rule that allows any arguments."""
+    world = worlds["clean"]
+    again = decide_bash(world, approved, session=(f"bash({approved})",))
+    assert again.decision == "allow" or approved == "*"  # `*` is no command to allow
+    assert decide_bash(world, later, session=(f"bash({approved})",)).decision == "ask"
 
 
 # -- the same engine for every tool --------------------------------------------
@@ -283,10 +316,13 @@ def decide_tool(
     network: bool = False,
     arguments: dict[str, Any] | None = None,
     extra: tuple[str, ...] = (),
+    user: tuple[str, ...] = (),
     untrusted: str = "",
     domains: tuple[str, ...] | None = None,
     session_rule: str | None = None,
 ) -> Outcome:
+    """Decide a call as the gate does; ``extra``: allowed for this session (an
+    approval kept them), ``user``: allow rules of the user's config."""
     workspace = str(world.workspace)
     accesses = [PathAccess(path, write=write)] if path is not None else []
     resolved = resolve(world.workspace, accesses)
@@ -304,6 +340,7 @@ def decide_tool(
         untrusted=bool(untrusted),
     )
     extra_rules = [SourcedRule(parse_rule(text), "allow", "session") for text in extra]
+    extra_rules += [SourcedRule(parse_rule(text), "allow", "user") for text in user]
     facts = CallFacts(
         request=request,
         rules=[*extra_rules, *rules()],
@@ -348,11 +385,13 @@ CALLS = [
         "auto",
         write=True,
         why="edit({outside}/**)",
-        options={"extra": ("edit({outside}/**)",)},
+        options={"user": ("edit({outside}/**)",)},
     ),
     Call("edit", ".git/config", "ask", "auto", write=True, why="git's internals"),
     Call("edit", ".kfd/config.toml", "ask", "auto", write=True, why="kfd's project config"),
     Call("write", ".bashrc", "ask", "auto", write=True, why="shell start-up file"),
+    Call("write", "AGENTS.md", "ask", "auto", write=True, why="an instruction file"),
+    Call("edit", "src/CLAUDE.md", "ask", "auto", write=True, why="an instruction file"),
     Call("write", "hard", "ask", "auto", write=True, why="hard links"),
     Call("edit", "src/a.py", "allow", "auto", write=True, why="edit(src/**)"),
     Call("edit", "src/a.py", "allow", write=True, why="edit(src/**) (user config)"),
@@ -440,7 +479,7 @@ CALLS = [
         None,
         "allow",
         options=_fetch(
-            "https://x.python.org/", "x.python.org", extra=("web_fetch(domain:*.python.org)",)
+            "https://x.python.org/", "x.python.org", user=("web_fetch(domain:*.python.org)",)
         ),
     ),
     Call(
@@ -451,7 +490,7 @@ CALLS = [
         options=_fetch(
             "https://python.org.evil.test/",
             "python.org.evil.test",
-            extra=("web_fetch(domain:*.python.org)",),
+            user=("web_fetch(domain:*.python.org)",),
         ),
     ),
     Call(
@@ -622,7 +661,8 @@ def test_tool_call(worlds: dict[str, World], case: Call) -> None:
     world = worlds["repo"]
     names = {"home": str(world.home), "outside": str(world.outside)}
     options = dict(case.options)
-    options["extra"] = tuple(text.format(**names) for text in options.get("extra", ()))
+    for key in ("extra", "user"):
+        options[key] = tuple(text.format(**names) for text in options.get(key, ()))
     path = case.path.format(**names) if case.path is not None else None
     outcome = decide_tool(world, case.tool, path, case.mode, write=case.write, **options)
     assert outcome.decision == case.expected, outcome.reason
@@ -712,3 +752,29 @@ def test_git_grep_reads_untracked_files_only_when_told_to(tmp_path: Path) -> Non
     ):
         outcome = decide_bash(world, line, "auto")
         assert outcome.decision == "ask" and ".env" in outcome.reason, line
+
+
+def test_an_approved_path_is_kept_exactly_never_as_a_pattern(worlds: dict[str, World]) -> None:
+    """A write of a file literally named ``**`` approved for the session keeps
+    ``edit(tests/**)``: that one file, not every file under tests."""
+    world = worlds["clean"]
+    kept = ("edit(tests/**)",)
+    assert decide_tool(world, "edit", "tests/**", write=True, extra=kept).decision == "allow"
+    later = decide_tool(world, "edit", "tests/test_app.py", write=True, extra=kept)
+    assert later.decision == "ask", later.reason
+
+
+def test_an_approved_domain_is_kept_exactly_never_as_a_pattern(worlds: dict[str, World]) -> None:
+    """A fetch of ``https://*/`` approved for the session keeps ``web_fetch(domain:*)``:
+    that (unreachable) host, never every domain."""
+    world = worlds["clean"]
+    kept = ("web_fetch(domain:*)", "web_fetch(domain:*.example.org)")
+    assert decide_tool(world, "web_fetch", **_fetch("https://*/", "*"), extra=kept).decision == (
+        "allow"
+    )
+    for url, host in (
+        ("https://other.example/", "other.example"),
+        ("https://a.example.org/", "a.example.org"),
+    ):
+        later = decide_tool(world, "web_fetch", **_fetch(url, host), extra=kept)
+        assert later.decision == "ask", later.reason

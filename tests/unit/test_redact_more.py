@@ -3,6 +3,8 @@ would store one: the one redaction point, called directly."""
 
 from __future__ import annotations
 
+import base64
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -168,3 +170,26 @@ def test_a_rule_holding_a_secret_cannot_be_kept_always() -> None:
 def test_redaction_names_every_kind_it_found() -> None:
     result = redact(f"{DATABASE_URL} AKIAIOSFODNN7EXAMPLE")
     assert result.kinds == ["$DATABASE_URL", "aws-access-key"]
+
+
+@pytest.mark.parametrize("before", ["", "a", "ab", "abc"])
+@pytest.mark.parametrize("after", ["", "x", "xy"])
+def test_a_known_secret_encoded_by_a_command_is_redacted_too(before: str, after: str) -> None:
+    """`base64`, `xxd -p`, a URL's percent-encoding: wherever the value sits in the
+    encoded bytes, the part that is only the value's is found."""
+    data = f"{before}{DATABASE_URL}{after}"
+    for encoded in (
+        base64.b64encode(data.encode()).decode(),
+        base64.urlsafe_b64encode(data.encode()).decode(),
+        data.encode().hex(),
+        urllib.parse.quote(data, safe=""),
+    ):
+        shown = scrub(f"output: {encoded}\n")
+        assert "[redacted $DATABASE_URL (" in shown, (encoded, shown)
+
+
+def test_encoded_forms_survive_a_snapshot_and_restore() -> None:
+    saved = known.snapshot()
+    known.restore(saved)
+    assert DATABASE_URL.encode().hex() in known.forms
+    assert all(not label.endswith(")") for label in known.snapshot().values())

@@ -16,7 +16,8 @@ possible if every simple command is fully static and accounted for**. When
 `analyze` returns no risks,
 
 - `commands` holds every program the line can run, each with the exact argv
-  bash would pass (`static` is true for all of them), and
+  bash would pass (`static` is true for all of them; a statement repeated in
+  the same context is listed once), and
 - nothing in the line can run code the analyzer has not listed: no command or
   process substitution, expansion in a command position, `eval`, `source`,
   function or alias definition, sensitive variable assignment, file write,
@@ -45,6 +46,8 @@ Limits, by design:
 
 from __future__ import annotations
 
+import functools
+
 from kfd.policy.shell.lookalike import suspicious_characters
 from kfd.policy.shell.model import (
     Assignment,
@@ -72,8 +75,14 @@ MAX_COMMAND_BYTES = 64 * 1024
 """Longer lines are not parsed: they get a single `too_long` risk."""
 
 
+@functools.lru_cache(maxsize=256)
 def analyze(command: str) -> ShellAnalysis:
-    """List the simple commands `command` would run and the risks it carries."""
+    """List the simple commands `command` would run and the risks it carries.
+
+    Pure, so kept for the lines seen last: a line decided again (after an
+    approval, by ``kfd explain``, the same command in the next turn) is not
+    parsed again. The result is shared: never change it.
+    """
     collector = Collector(command)
     size = len(command)
     if (

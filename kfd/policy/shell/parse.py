@@ -26,6 +26,8 @@ from kfd.policy.shell.words import (
     WordContext,
     decode,
     evaluate_word,
+    plain_run,
+    plain_word,
     scan_node,
 )
 
@@ -55,6 +57,17 @@ _CONTAINERS = frozenset(
 _DROPPED_DASH = re.compile(rb"[ \t]+-[ \t]+")
 _BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
+_UNSHARED = frozenset({"program", "comment"})
+_MANY_VALUES = 16
+"""From how many values a ``for`` loop's plain words are checked at once."""
+
+
+def _child(node: Node, index: int) -> Node:
+    child = node.child(index)
+    assert child is not None  # an index below child_count
+    return child
+
+
 _RESERVED_WORDS = frozenset(
     {"{", "}", "!", "if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while"}
     | {"until", "do", "done", "in", "function"}
@@ -79,6 +92,8 @@ class Collector:
         """A word outside any command's argv is only known at run time."""
         self.inputs: list[str] = []
         """Here-documents and here-strings, as written."""
+        self.walked: set[tuple[object, ...]] = set()
+        """Statements already walked, with their context (`_Walker.statement`)."""
 
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
         self.risks.append(Risk(kind, message, subject))
@@ -107,6 +122,7 @@ class _Walker(SimpleCommandReader):
         self.source = source
         # What tree-sitter parsed: `source` with a few bytes blanked (`parse_script`).
         self.parsed = parsed
+        self.plain_spans: dict[tuple[int, int], tuple[int, int] | None] = {}
 
     def text(self, node: Node) -> str:
         return decode(self.source[node.start_byte : node.end_byte])
@@ -138,6 +154,18 @@ class _Walker(SimpleCommandReader):
         if level > MAX_DEPTH:
             self.out.too_deep()
             return
+        if node.type not in _UNSHARED:
+            # The same statement in the same context adds the same commands, risks and
+            # redirections: a line of 270 `ls x && ls x && …` is walked once per
+            # distinct statement. (A here-document's body may lie outside its
+            # statement's bytes: such statements are always walked.)
+            start, end = node.start_byte, node.end_byte
+            text = self.source[start:end]
+            if b"<<" not in text:
+                key = (node.type, text, self.parsed[start:end], context, level)
+                if key in self.out.walked:
+                    return
+                self.out.walked.add(key)
         if node.is_error or node.is_missing:
             what = "missing " + node.type if node.is_missing else "cannot parse " + self.text(node)
             self.risk(RiskKind.PARSE_ERROR, f"bash syntax error: {what}", self.text(node))
@@ -181,11 +209,19 @@ class _Walker(SimpleCommandReader):
         tokens bash keeps (`rm \\ x` is `rm ' x'` to bash, `rm x` to tree-sitter)."""
         position = node.start_byte
         dash = self.dropped_dash(node)
-        for child in (*node.children, None):
-            end = node.end_byte if child is None else child.start_byte
+        values = self.plain_values(node)
+        spans: list[tuple[int, int]]
+        if values is None:
+            spans = [(child.start_byte, child.end_byte) for child in node.children]
+        else:  # plain words, one node each: only blanks between them
+            head, tail = self.around(node, values)
+            spans = [*self.spans(node, head), values, *self.spans(node, tail)]
+        for child in (*spans, None):
+            end = node.end_byte if child is None else child[0]
             if (
                 end > position
                 and position != dash
+                and not (end == position + 1 and self.parsed[position] == 32)  # one space
                 and not _BLANKS.fullmatch(self.parsed, position, end)
             ):
                 gap = decode(self.source[position:end])
@@ -196,7 +232,62 @@ class _Walker(SimpleCommandReader):
                 )
                 return
             if child is not None:
-                position = max(position, child.end_byte)
+                position = max(position, child[1])
+
+    def plain_values(self, node: Node) -> tuple[int, int] | None:
+        """The bytes of a ``for`` loop's values when they are many plain words, one
+        node each (a loop over a thousand names is checked at once), else None."""
+        if node.type == "command":
+            return self.plain_command(node)
+        if node.type != "for_statement":
+            return None
+        key = (node.start_byte, node.end_byte)
+        if key not in self.plain_spans:
+            self.plain_spans[key] = None
+            values = node.children_by_field_name("value")
+            if len(values) >= _MANY_VALUES:
+                start, end = values[0].start_byte, values[-1].end_byte
+                if (
+                    plain_run(self.source, start, end)
+                    and plain_run(self.parsed, start, end)
+                    and len(self.source[start:end].split()) == len(values)
+                ):
+                    self.plain_spans[key] = (start, end)
+        return self.plain_spans[key]
+
+    def plain_command(self, node: Node) -> tuple[int, int] | None:
+        """A command of many plain words: its name and arguments, one node each."""
+        key = (node.start_byte, node.end_byte)
+        if key not in self.plain_spans:
+            start, end = key
+            count = node.child_count
+            plain = (
+                count >= _MANY_VALUES
+                and plain_run(self.source, start, end)
+                and plain_run(self.parsed, start, end)
+                and len(self.source[start:end].split()) == count
+            )
+            self.plain_spans[key] = key if plain else None
+        return self.plain_spans[key]
+
+    @staticmethod
+    def around(node: Node, span: tuple[int, int]) -> tuple[list[int], list[int]]:
+        """The indexes of ``node``'s children before and after ``span``."""
+        count = node.child_count
+        head: list[int] = []
+        while len(head) < count and _child(node, len(head)).start_byte < span[0]:
+            head.append(len(head))
+        tail: list[int] = []
+        index = count - 1
+        while index >= len(head) and _child(node, index).start_byte >= span[1]:
+            tail.append(index)
+            index -= 1
+        return head, tail[::-1]
+
+    @staticmethod
+    def spans(node: Node, indexes: list[int]) -> list[tuple[int, int]]:
+        children = [_child(node, index) for index in indexes]
+        return [(child.start_byte, child.end_byte) for child in children]
 
     def dropped_dash(self, node: Node) -> int:
         """Where tree-sitter dropped the `-` of `cmd - <<EOF` from a command, or -1."""
@@ -220,6 +311,12 @@ class _Walker(SimpleCommandReader):
                 if glued and self.source[following.start_byte : following.start_byte + 1] != b"(":
                     # Bash reads `!word` as one word, not as negation of `word`.
                     self.unparsed(node)
+            elif child.type == "{" and node.type == "compound_statement":
+                after = self.source[child.end_byte : child.end_byte + 1]
+                if after not in (b" ", b"\t", b"\n") or node.named_child_count == 0:
+                    # `{}` and `{x}` are words bash runs as a program, and `{ }`
+                    # is a syntax error: not the empty group tree-sitter sees.
+                    self.unparsed(node)
 
     def unparsed(self, node: Node) -> None:
         self.risk(
@@ -241,7 +338,13 @@ class _Walker(SimpleCommandReader):
             self.statement(body, context, level + 1)
 
     def for_loop(self, node: Node, context: Context, level: int) -> None:
-        for index, child in enumerate(node.children):
+        values = self.plain_values(node)
+        if values is None:
+            indexed = list(enumerate(node.children))
+        else:  # plain words: static, nothing to scan
+            head, tail = self.around(node, values)
+            indexed = [(index, _child(node, index)) for index in (*head, *tail)]
+        for index, child in indexed:
             role = node.field_name_for_child(index)
             if role == "value":
                 self.loose_word(child, level, "argument")
@@ -272,6 +375,8 @@ class _Walker(SimpleCommandReader):
     def loose_word(self, node: Node, level: int, context: WordContext) -> None:
         """A word outside any command (loop values, case patterns): its risks count,
         and a value only known at run time makes the line more than read-only."""
+        if plain_word(node, self.source):
+            return  # static, and nothing in it to scan
         scan = Scan()
         word = evaluate_word([node], self.source, scan, context)
         if not word.static and context != "pattern":
@@ -304,6 +409,8 @@ class _Walker(SimpleCommandReader):
             self.risk(
                 RiskKind.ARITHMETIC, f"{why}: bash may run code hidden in it", self.text(node)
             )
+        for node in scan.hidden:
+            self.hidden_code(self.text(node), level)
         for node in scan.substitutions:
             if node.type == "process_substitution":
                 kind, what = RiskKind.PROCESS_SUBSTITUTION, "process substitution"
@@ -312,6 +419,17 @@ class _Walker(SimpleCommandReader):
             self.risk(kind, f"{what} runs commands whose output the line uses", self.text(node))
             for child in node.children:
                 self.statement(child, Context(), level + 1)
+
+    def hidden_code(self, text: str, level: int) -> None:
+        """Text tree-sitter left unparsed that bash expands (`hides_code`): a risk, and
+        its substitutions analysed as the words of a command, so a rule still sees
+        what they run."""
+        self.risk(
+            RiskKind.COMMAND_SUBSTITUTION,
+            "bash runs the substitutions in this text, which the parser read as plain text",
+            text,
+        )
+        self.out.script(": " + text, Context(), level + 1)
 
     # Redirected statements
 

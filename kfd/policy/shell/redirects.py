@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Literal
 
 from kfd.policy.shell.model import Redirect, RiskKind
 from kfd.policy.shell.steps import SAFE_WRITE_TARGETS
-from kfd.policy.shell.words import Scan, Word, evaluate_word, merge_adjacent, scan_node
+from kfd.policy.shell.words import (
+    Scan,
+    Word,
+    evaluate_word,
+    hides_code,
+    merge_adjacent,
+    scan_node,
+)
 
 if TYPE_CHECKING:
     from tree_sitter import Node
@@ -74,11 +81,21 @@ class RedirectReader(abc.ABC):
             scan.unparsed.append(node)
 
     def heredoc(self, node: Node, scan: Scan, digest: Redirections) -> None:
+        start = next((c for c in node.children if c.type == "heredoc_start"), None)
+        # A quoted delimiter (<<'EOF', <<"EOF", <<\EOF) keeps the body literal.
+        expanded = start is None or not any(q in self.text(start) for q in "'\"\\")
         for index, child in enumerate(node.children):
             role = node.field_name_for_child(index)
             kind = child.type
             if kind == "heredoc_body":
                 scan_node(child, scan)
+                if expanded:
+                    # tree-sitter leaves backquotes (and more) in a body as plain text.
+                    scan.hidden.extend(
+                        leaf
+                        for leaf in (child, *child.children)
+                        if leaf.child_count == 0 and hides_code(self.text(leaf))
+                    )
                 self.found_input(self.text(child))
             elif role == "redirect":
                 self.redirect(child, scan, digest)

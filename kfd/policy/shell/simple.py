@@ -62,6 +62,7 @@ _TEST_EXPRESSIONS = frozenset(
 )
 _ARITHMETIC_TEST_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _NAME_TEST_OPERATORS = frozenset({"-v", "-R"})
+_REDIRECTION_TOKENS = frozenset({">", "<", ">>", "<<", ">|", "&>", "&>>", ">&", "<&", "<>"})
 _ARRAY_ELEMENT_SUBSCRIPT = re.compile(r"\[([^\]]*)\]\+?=")
 
 
@@ -91,6 +92,11 @@ class SimpleCommandReader(RedirectReader):
     def seen_characters(self) -> set[str]:
         """The characters of the whole line (already checked for look-alikes)."""
 
+    def plain_values(self, node: Node) -> tuple[int, int] | None:
+        """The bytes of ``node``'s words when they are many plain ASCII words, one node
+        each (checked at once, not word by word), else None."""
+        return None
+
     def command(
         self,
         node: Node,
@@ -99,6 +105,11 @@ class SimpleCommandReader(RedirectReader):
         extra: list[list[Node]],
         dash: list[Word] | None = None,
     ) -> None:
+        span = self.plain_values(node) if not extra and dash is None else None
+        if span is not None:  # `git add a.py b.py …`: no quotes, expansions or redirections
+            text = decode(self.source[span[0] : span[1]])
+            self.emit([Word(word, word) for word in text.split()], [], context, text, level)
+            return
         scan = Scan()
         prefix: list[Assignment] = []
         word_nodes: list[Node] = []
@@ -229,6 +240,15 @@ class SimpleCommandReader(RedirectReader):
         stack = list(reversed(node.children))
         while stack:
             child = stack.pop()
+            if not double and child.type in _REDIRECTION_TOKENS:
+                # tree-sitter reads `[ a > b ]` as a comparison; bash, as `[ a ]` with
+                # its output written to b.
+                self.risk(
+                    RiskKind.UNPARSED,
+                    f"in [ … ], {child.type} is a redirection (it writes or reads a file), "
+                    "not a comparison",
+                    self.text(node),
+                )
             if not child.is_named:
                 words.append(Word(child.type, child.type))
             elif child.type in _TEST_EXPRESSIONS:

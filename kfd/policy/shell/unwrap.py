@@ -140,7 +140,15 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
         state.wrapper_words.append(value)
         if option in spec.chdir:
             state.chdir.append(value)
-        if option in spec.writes:
+        if option in spec.writes and value[:1] in ("|", "!"):
+            # `strace -o '|cmd'`: output piped to a shell command, not written to a file.
+            out.finding(
+                RiskKind.PROGRAM_OPTION,
+                f"{label} {_spelled(option)} {value!r} pipes its output to a command",
+                value,
+            )
+            out.script(value[1:], [label, _spelled(option)], state)
+        elif option in spec.writes:
             out.write(value, f"{label} {_spelled(option)}")
     scripts = [v for o, v in parsed.values if o in spec.scripts]
     for script in scripts:

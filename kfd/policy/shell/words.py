@@ -36,7 +36,10 @@ __all__ = [
     "decode",
     "decode_ansi_c",
     "evaluate_word",
+    "hides_code",
     "merge_adjacent",
+    "plain_run",
+    "plain_word",
     "scan_node",
     "walk",
 ]
@@ -91,15 +94,28 @@ class Scan:
     evaluating: list[tuple[Node, str]] = field(default_factory=list)
     """Parameter expansions that evaluate a value as code, with why
     (`kfd.policy.shell.evaluation`)."""
+    hidden: list[Node] = field(default_factory=list)
+    """Nodes tree-sitter read as plain text where bash runs substitutions in them
+    (`hides_code`): ``${x:-`cmd`}``, ``[[ x =~ `cmd` ]]``, a here-document's body."""
 
 
 _SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution"})
+# Leaves whose text bash never expands: single quotes, $'…', comments, and the
+# delimiters of here-documents (a here-document's body is `hides_code`'s business).
+_LITERAL_LEAVES = frozenset(
+    {"raw_string", "ansi_c_string", "comment", "heredoc_start", "heredoc_end"}
+    | {"heredoc_body", "heredoc_content"}
+)
 # Characters that end or change a word when unquoted; tree-sitter never leaves
 # them unescaped inside a plain word, so meeting one means we misread the tree.
 _UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
 _GLOB = frozenset("*?[")
 # A word without these characters is its own value (no quotes, escapes, expansions).
 _PLAIN_WORD_SPECIAL = frozenset("\\*?[]{}~#$`'\"=:!") | _UNQUOTED_META
+_PLAIN_BYTES = re.compile(rb"[^\\*?\[\]{}~#$`'\"=:! \t\n;&|<>()\x80-\xff]+")
+"""The bytes of a plain ASCII word (`_PLAIN_WORD_SPECIAL`), matched without decoding."""
+_PLAIN_RUN = re.compile(rb"[^\\*?\[\]{}~#$`'\"=:!\n;&|<>()\x80-\xff]*")
+"""Plain ASCII words separated by spaces and tabs."""
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Operators tree-sitter lexes as tokens even where bash sees plain argument words.
 _OPERATOR_WORDS = frozenset({"==", "=~", "!="})
@@ -122,11 +138,17 @@ def merge_adjacent(nodes: Sequence[Node], source: bytes) -> list[list[Node]]:
     one word.
     """
     groups: list[list[Node]] = []
+    previous = -1
     for node in nodes:
-        if groups and _joined(source[groups[-1][-1].end_byte : node.start_byte]):
+        start = node.start_byte
+        # Most gaps are blanks: only a gap that starts with a backslash may join.
+        if groups and (
+            start == previous or (source[previous] == 0x5C and _joined(source[previous:start]))
+        ):
             groups[-1].append(node)
         else:
             groups.append([node])
+        previous = node.end_byte
     return groups
 
 
@@ -154,6 +176,14 @@ def scan_node(node: Node, scan: Scan) -> None:
         if current.is_error or current.is_missing:
             scan.errors.append(current)
             continue
+        if (
+            current.is_named
+            and current.child_count == 0
+            and current.type not in _LITERAL_LEAVES
+            and hides_code(_node_text(current))
+        ):
+            scan.hidden.append(current)
+            continue
         if current.type == "arithmetic_expansion" and not literal_arithmetic_node(current):
             scan.arithmetic.append(current)
         elif current.type == "expansion":
@@ -161,6 +191,32 @@ def scan_node(node: Node, scan: Scan) -> None:
             if why is not None:
                 scan.evaluating.append((current, why))
         stack.extend(current.children)
+
+
+def hides_code(text: str) -> bool:
+    """Whether bash would run a substitution in ``text`` where tree-sitter saw plain text.
+
+    tree-sitter-bash leaves some words unparsed: the operand of ``${x:-…}``,
+    ``${x#…}`` and ``${x/…}``, the right side of ``[[ … =~ … ]]``, extended glob
+    patterns, the body of a here-document. Bash expands each of them, so an
+    unescaped backquote, ``$(``, ``$[``, ``${`` or ``<(``/``>(`` in such text is
+    code the analyser has not read (a backslash escapes the next character).
+    """
+    if "`" not in text and "$" not in text and "(" not in text:
+        return False
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 2
+            continue
+        following = text[index + 1 : index + 2]
+        if char == "`" or (char == "$" and following in ("(", "[", "{")):
+            return True
+        if char in "<>" and following == "(":
+            return True
+        index += 1
+    return False
 
 
 def _node_text(node: Node) -> str:
@@ -219,6 +275,21 @@ class _Builder:
                 self.unparsed = True
             self.chars.append((c, True))
             i += 1
+
+
+def plain_word(node: Node, source: bytes) -> bool:
+    """Whether ``node`` is one plain ASCII word: its own value, nothing to remove or
+    expand, nothing bash evaluates (checked on the bytes, for words by the thousand)."""
+    return (
+        node.type == "word"
+        and node.child_count == 0
+        and _PLAIN_BYTES.fullmatch(source, node.start_byte, node.end_byte) is not None
+    )
+
+
+def plain_run(source: bytes, start: int, end: int) -> bool:
+    """Whether ``source[start:end]`` holds only plain ASCII words and blanks."""
+    return _PLAIN_RUN.fullmatch(source, start, end) is not None
 
 
 def evaluate_word(
