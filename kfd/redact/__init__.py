@@ -27,6 +27,7 @@ known shape and no known value passes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -131,8 +132,25 @@ def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:
     return replaced if found else text
 
 
+CACHED_CHARS = 512
+"""Texts up to this long are remembered with their redaction (`scrub`)."""
+
+
 def scrub(text: str) -> str:
-    """`redact`, the text only."""
+    """`redact`, the text only.
+
+    Every reply and event passes here, and most of their strings recur (tool
+    names, paths, titles, statuses): short ones are looked up rather than run
+    through every shape again. The cache is keyed by the known-value pattern
+    too, so a secret learned later is never missed.
+    """
+    if len(text) <= CACHED_CHARS:
+        return _scrub_short(known.regex, text)
+    return redact(text).text
+
+
+@functools.lru_cache(maxsize=8192)
+def _scrub_short(_known: re.Pattern[str] | None, text: str) -> str:
     return redact(text).text
 
 

@@ -93,3 +93,10 @@ def test_the_daemon_log_file_never_holds_a_secret(tmp_path: Path) -> None:
     assert TOKEN not in text
     assert "calling with [redacted $CLOUDFLARE_API_TOKEN]" in text
     assert "ValueError: Authorization: Bearer [redacted" in text
+
+
+def test_a_value_learned_after_a_text_was_redacted_is_caught_in_it_next_time() -> None:
+    text = "deploy with zq-1234567890abcdef now"
+    assert scrub(text) == text  # remembered as clean
+    learn_environment({"DEPLOY_KEY": "zq-1234567890abcdef"})
+    assert scrub(text) == "deploy with [redacted $DEPLOY_KEY] now"
