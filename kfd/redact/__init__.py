@@ -95,20 +95,46 @@ def redact(text: str) -> Redacted:
             return f"[redacted {kind}]"
 
         text = known.regex.sub(by_value, text)
-    lowered: str | None = None
-    for shape in (*shapes.OWN, *shapes.detector_shapes()):
+    every, exact, folded = _gates()
+    # One search per case says whether any shape's trigger is present at all;
+    # most text (a streamed answer) has none, and then no shape is looked at.
+    lowered = text.lower()
+    exact_hit = exact is not None and exact.search(text) is not None
+    folded_hit = folded is not None and folded.search(lowered) is not None
+    for shape in every:
         if shape.triggers:
             if shape.fold:
-                lowered = text.lower() if lowered is None else lowered
+                if not folded_hit:
+                    continue
                 haystack = lowered
             else:
+                if not exact_hit:
+                    continue
                 haystack = text
             if not any(trigger in haystack for trigger in shape.triggers):
                 continue
         replaced = _replace(shape, text, kinds)
         if replaced is not text:
-            text, lowered = replaced, None
+            text, lowered = replaced, replaced.lower()
+            exact_hit = exact is not None and exact.search(text) is not None
+            folded_hit = folded is not None and folded.search(lowered) is not None
     return Redacted(text, kinds)
+
+
+@functools.cache
+def _gates() -> tuple[tuple[shapes.Shape, ...], re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Every shape, and one pattern for all exact triggers and one for all folded
+    ones (searched in the lowered text, as the shapes' own triggers are)."""
+    every = (*shapes.OWN, *shapes.detector_shapes())
+
+    def gate(triggers: set[str]) -> re.Pattern[str] | None:
+        if not triggers:
+            return None
+        return re.compile("|".join(re.escape(t) for t in sorted(triggers)))
+
+    exact = {t for shape in every if not shape.fold for t in shape.triggers}
+    folded = {t for shape in every if shape.fold for t in shape.triggers}
+    return every, gate(exact), gate(folded)
 
 
 def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:

@@ -151,6 +151,9 @@ class BrowserPool:
                 await self._close()
 
     async def _close(self) -> None:
+        if self._browser is None and self._playwright is None:
+            self.stopped.set()
+            return  # never started: importing Playwright (0.5 s) to close nothing is waste
         from playwright.async_api import Error as PlaywrightError
 
         browser, playwright = self._browser, self._playwright
