@@ -246,11 +246,15 @@ async def confine(
     network: bool = False,
     writable: bool = True,
     bwrap: str = "bwrap",
+    program: Sequence[str] = (),
 ) -> Confinement:
     """The confinement of a program run in ``workspace`` (see `kfd.sandbox`).
 
     ``network`` adds to ``sandbox.network``; ``writable=False`` mounts the
-    workspace read-only (a language server reads, never writes). Put the
+    workspace read-only (a language server reads, never writes); ``program``
+    names the paths of a program the user or an editor configured (its
+    executable and scripts), which stay reachable where the sandbox's private
+    ``/tmp`` would cover them. Never pass what the model chose. Put the
     program after `Confinement.prefix`, run it with `Confinement.env`, then
     await `Confinement.finish` and add its notes to the result.
     """
@@ -262,6 +266,7 @@ async def confine(
         env=(*sandbox.env, *sandbox.env_allow),
         sockets=sandbox.sockets,
         bwrap=bwrap,
+        program=program,
     )
 
 

@@ -93,15 +93,23 @@ async def confine(
     sockets: Sequence[str] = (),
     bwrap: str = "bwrap",
     environ: Mapping[str, str] | None = None,
+    program: Sequence[str] = (),
 ) -> Confinement:
     """The confinement of a program run in ``workspace``.
 
-    ``hide``, ``env`` and ``sockets`` are ``[sandbox]``'s lists. Check `probe`
-    first: this assumes bubblewrap works.
+    ``hide``, ``env`` and ``sockets`` are ``[sandbox]``'s lists; ``program``
+    the paths of a program the user or an editor configured (kept reachable
+    even under ``/tmp``). Check `probe` first: this assumes bubblewrap works.
     """
     environ = os.environ if environ is None else environ
     layout = await asyncio.to_thread(
-        gather, workspace, writable=writable, hide=hide, sockets=sockets, environ=environ
+        gather,
+        workspace,
+        writable=writable,
+        hide=hide,
+        sockets=sockets,
+        environ=environ,
+        program=program,
     )
     prefix = [_program(bwrap, environ.get("PATH", "")), *arguments(layout, network=network), "--"]
     variables = environment.command_environment(environ, env, cache_home=layout.cache_home)

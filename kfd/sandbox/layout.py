@@ -137,6 +137,10 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     allowed_sockets: tuple[str, ...] = ()
     """Sockets the user configured as reachable (``[sandbox] sockets``)."""
     cache_home: str = ""
+    programs: tuple[str, ...] = ()
+    """Directories under the private ``/tmp`` that hold the program a user or an
+    editor configured (a server installed in a checkout under ``/tmp``): bound
+    back read-only, what is hidden inside them hidden again."""
     marker: MarkerKind = "none"
     marker_is_file: bool = False
     """A blocked ``.git`` that exists as a file (it is covered by an empty file)."""
@@ -180,8 +184,13 @@ def gather(
     hide: Sequence[str] = (),
     sockets: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    program: Sequence[str] = (),
 ) -> Layout:
-    """Look at the machine for one command in ``workspace``. Blocking."""
+    """Look at the machine for one command in ``workspace``. Blocking.
+
+    ``program``: the paths of a configured program (its executable, its
+    script), which must stay reachable where they are.
+    """
     environ = os.environ if environ is None else environ
     root = os.path.realpath(workspace)
     home = os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
@@ -203,7 +212,10 @@ def gather(
         ]
     )
     allowed = tuple(os.path.realpath(os.path.expanduser(path)) for path in sockets)
-    sockets = bound_sockets(root, allowed, (runtime, "/tmp", *(p for p, d in hidden if d)))
+    programs = program_dirs(program, hidden)
+    sockets = bound_sockets(
+        root, allowed, (runtime, "/tmp", *(p for p, d in hidden if d)), reopened=programs
+    )
     socket_dirs, single = _group_sockets(sockets, allowed)
     layout = Layout(
         workspace=root,
@@ -214,6 +226,7 @@ def gather(
         socket_dirs=socket_dirs,
         allowed_sockets=tuple(path for path in allowed if _is_socket(path)),
         cache_home=str(cache),
+        programs=programs,
     )
     if not writable:
         return layout
@@ -330,26 +343,52 @@ def cache_home(project: Path) -> Path:
     return home
 
 
+def program_dirs(program: Sequence[str], hidden: Iterable[tuple[str, bool]]) -> tuple[str, ...]:
+    """The top directories under ``/tmp`` holding any of ``program``'s paths (as
+    given and resolved): what a private ``/tmp`` must not cover. Never one that
+    is itself hidden or inside something hidden."""
+    found: dict[str, None] = {}
+    covered = [path for path, _ in hidden]
+    for given in program:
+        if not os.path.isabs(given):
+            continue
+        for path in (os.path.normpath(given), os.path.realpath(given)):
+            if not path.startswith("/tmp/"):
+                continue
+            top = os.path.join("/tmp", path[len("/tmp/") :].split(os.sep, 1)[0])
+            if os.path.isdir(top) and not any(
+                top == other or top.startswith(other.rstrip(os.sep) + os.sep) for other in covered
+            ):
+                found[top] = None
+    return tuple(found)
+
+
 def bound_sockets(
-    workspace: str, allowed: Sequence[str], covered: Iterable[str]
+    workspace: str,
+    allowed: Sequence[str],
+    covered: Iterable[str],
+    *,
+    reopened: Sequence[str] = (),
 ) -> tuple[str, ...]:
     """Unix sockets bound to a path outside ``workspace`` and outside the ``covered``
-    directories (hidden anyway), from ``/proc/net/unix``; ``allowed`` ones excepted."""
+    directories (hidden anyway) unless inside a ``reopened`` one, from
+    ``/proc/net/unix``; ``allowed`` ones excepted."""
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as listing:
             lines = listing.read().splitlines()[1:]
     except OSError:
         return ()
-    prefixes = tuple(
-        directory.rstrip(os.sep) + os.sep for directory in (workspace, *covered) if directory
-    )
+    inside = workspace.rstrip(os.sep) + os.sep
+    prefixes = tuple(directory.rstrip(os.sep) + os.sep for directory in covered if directory)
+    reopen = tuple(directory.rstrip(os.sep) + os.sep for directory in reopened)
     found: dict[str, None] = {}
     for line in lines:
         match = _SOCKET_LINE.match(line)
         if match is None:
             continue
         path = match.group(1)
-        if path.startswith(prefixes) or path in allowed or not _is_socket(path):
+        hidden_anyway = path.startswith(prefixes) and not path.startswith(reopen)
+        if path.startswith(inside) or hidden_anyway or path in allowed or not _is_socket(path):
             continue
         found[path] = None
         if len(found) >= MAX_SOCKETS:

@@ -100,13 +100,17 @@ def arguments(layout: Layout, *, network: bool) -> list[str]:
     covered = [path for path in ("/tmp", layout.runtime_dir) if path]
     if layout.runtime_dir:
         args += ["--tmpfs", layout.runtime_dir]
+    for directory in layout.programs:
+        args += ["--ro-bind", directory, directory]  # a configured program's, under /tmp
     inside: list[tuple[str, bool]] = []
     for path, is_dir in layout.hidden:
         if _under(workspace, path):
             continue  # the user chose to work in there
         if _under(path, workspace):
             inside.append((path, is_dir))
-        elif not any(_under(path, other) for other in covered):
+        elif not any(_under(path, other) for other in covered) or any(
+            _under(path, directory) for directory in layout.programs
+        ):
             args += _hide(path, is_dir)
     for directory in layout.socket_dirs:
         args += ["--tmpfs", directory]  # only sockets in there: an empty tmpfs is free

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,7 @@ class LspManager:
                 await existing.stop()
             log = log_dir() / f"lsp-{name}.log"
             connection = Connection(name, spec, workspace, log)
-            prefix, env = await _confinement(workspace, sandbox)
+            prefix, env = await _confinement(workspace, sandbox, spec.command)
             await connection.start(settings.startup_timeout_s, prefix=prefix, env=env)
             self._connections[key] = connection
             return connection
@@ -145,7 +146,9 @@ class LspManager:
         await asyncio.gather(*(c.stop() for c in connections), return_exceptions=True)
 
 
-async def _confinement(workspace: Path, sandbox: Sandbox) -> tuple[list[str], dict[str, str]]:
+async def _confinement(
+    workspace: Path, sandbox: Sandbox, command: Sequence[str]
+) -> tuple[list[str], dict[str, str]]:
     """The sandbox prefix and environment of a language server.
 
     A server reads the workspace and may run what it finds there (a
@@ -162,7 +165,9 @@ async def _confinement(workspace: Path, sandbox: Sandbox) -> tuple[list[str], di
             "workspace's code unconfined. Install bubblewrap, or set [sandbox] "
             "enabled = false to accept that"
         )
-    confinement = await confine(workspace, sandbox, writable=False)
+    found = shutil.which(command[0]) if command else None
+    program = [found] if found else []
+    confinement = await confine(workspace, sandbox, writable=False, program=program)
     return confinement.prefix, confinement.env
 
 

@@ -256,7 +256,11 @@ class McpServer:
                     f"it cannot be confined: {problem}; install bubblewrap, or set [sandbox] "
                     "enabled = false to run the MCP servers editors supply unconfined"
                 )
-            confinement = await confine(supplied.workspace, sandbox, network=supplied.network)
+            found = shutil.which(config.command, path=os.environ.get("PATH", os.defpath))
+            program = [p for p in (found, *config.args) if p and os.path.isabs(p)]
+            confinement = await confine(
+                supplied.workspace, sandbox, network=supplied.network, program=program
+            )
             prefix, env, finish = confinement.prefix, dict(confinement.env), confinement.finish
         env.update(config.env)  # what the editor gave the server, and only that, on top
         if shutil.which(config.command, path=env.get("PATH", os.defpath)) is None:

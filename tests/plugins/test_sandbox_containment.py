@@ -273,3 +273,49 @@ async def test_a_protected_name_linked_to_a_credential_does_not_bring_it_back(
     output = await run(context(repo), "cat .bashrc CLAUDE.md; cat ~/.ssh/id_rsa; echo done")
     assert "done" in output
     assert "CANARY-SSH" not in output
+
+
+async def test_a_configured_program_under_tmp_stays_reachable_and_what_is_hidden_in_it_stays_hidden(
+    home: Path, repo: Path
+) -> None:
+    from kfd.api import confine
+
+    # A checkout under /tmp (the sandbox's /tmp is private): its server must start.
+    top = Path(tempfile.mkdtemp(prefix="kfd-checkout-", dir="/tmp"))
+    other = Path(tempfile.mkdtemp(prefix="kfd-other-", dir="/tmp"))
+    try:
+        (other / "note").write_text("CANARY-OTHER-TMP-4d4d\n")
+        (top / "secrets").mkdir()
+        (top / "secrets" / "token").write_text("CANARY-HIDDEN-IN-CHECKOUT-2e2e\n")
+        server = top / "bin" / "server.sh"
+        server.parent.mkdir()
+        server.write_text(f"#!/bin/sh\necho started; cat {top}/secrets/token {other}/note 2>&1\n")
+        server.chmod(0o755)
+        confinement = await confine(
+            repo, Sandbox(hide=(str(top / "secrets"),)), program=[str(server)]
+        )
+        ran = await asyncio.to_thread(
+            subprocess.run,
+            [*confinement.prefix, str(server)],
+            env=confinement.env,
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert ran.stdout.startswith("started"), ran.stderr
+        assert "CANARY" not in ran.stdout + ran.stderr
+        # Nothing named: /tmp stays private, the program is out of reach.
+        bare = await confine(repo, Sandbox())
+        unreached = await asyncio.to_thread(
+            subprocess.run,
+            [*bare.prefix, str(server)],
+            env=bare.env,
+            cwd=repo,
+            capture_output=True,
+            timeout=30,
+        )
+        assert unreached.returncode != 0 and b"started" not in unreached.stdout
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree(other, ignore_errors=True)
