@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import msgspec
@@ -105,7 +105,8 @@ class BrowserFetchTool(Tool[BrowserArgs]):
         executable = find_chromium(config.executable)
         async with self.pool.context(executable, config.idle_close_s) as context:
             refused: dict[str, str] = {}
-            await context.route("**/*", lambda route: _guarded(route, guard, refused))
+            host = (target.host or "").lower()
+            await context.route("**/*", lambda route: _guarded(route, guard, refused, host))
             browser_page = await context.new_page()
             html, final_url, shot = await _render(browser_page, args, config, refused, ctx)
         text = html_to_markdown(html)
@@ -156,20 +157,66 @@ async def _render(
     return html, browser_page.url, shot
 
 
-async def _guarded(route: Route, guard: AddressGuard, refused: dict[str, str]) -> None:
-    """Let a request through only to addresses the guard allows (every hop, every resource)."""
-    url = route.request.url
-    scheme = urlsplit(url).scheme
-    if scheme in LOCAL_SCHEMES:
+async def _guarded(route: Route, guard: AddressGuard, refused: dict[str, str], host: str) -> None:
+    """Let a request through only to addresses the guard allows, every hop of it.
+
+    Chromium follows redirects without asking the route again, so each request
+    is made here without following them (``max_redirects=0``) and a redirect is
+    handed to the browser only once its target passes: the guard for every
+    request, and for the page itself the page's host (an open redirect on an
+    allowed site must not carry the URL's data elsewhere, as in web_fetch).
+    """
+    from playwright.async_api import Error as PlaywrightError
+
+    request = route.request
+    url = request.url
+    if urlsplit(url).scheme in LOCAL_SCHEMES:
         await route.continue_()
         return
     try:
-        await guard.resolve(httpx.URL(url))
-    except (ToolError, httpx.InvalidURL) as exc:
-        refused[url] = str(exc)
-        await route.abort("blockedbyclient")
-        return
-    await route.continue_()
+        main = request.is_navigation_request() and request.frame.parent_frame is None
+    except PlaywrightError:  # a service worker's request has no frame
+        main = False
+    problem = await _refusal(url, guard, host if main else None)
+    if problem is None:
+        try:
+            response = await route.fetch(max_redirects=0)
+        except PlaywrightError as exc:
+            await route.abort("failed")
+            refused.setdefault(url, f"the browser could not load {url}: {exc.message}")
+            return
+        location = response.headers.get("location")
+        if not (300 <= response.status < 400 and location):
+            await route.fulfill(response=response)
+            return
+        target = urljoin(url, location)
+        problem = await _refusal(target, guard, host if main else None, redirected_from=url)
+        if problem is None:
+            await route.fulfill(response=response)
+            return
+    refused[url] = problem
+    await route.abort("blockedbyclient")
+
+
+async def _refusal(
+    url: str, guard: AddressGuard, host: str | None, *, redirected_from: str = ""
+) -> str | None:
+    """Why the browser may not request ``url`` (None: it may)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"not a valid URL: {url!r} ({exc})"
+    if host is not None and (parsed.host or "").lower() != host:
+        source = redirected_from or "the page"
+        return (
+            f"{source} leads to {url}, on another host: fetch that URL itself if it is "
+            "meant (its host is then what is allowed or asked)"
+        )
+    try:
+        await guard.resolve(parsed)
+    except ToolError as exc:
+        return str(exc)
+    return None
 
 
 def _screenshot_path(config: BrowserSettings, ctx: ToolContext) -> Path:

@@ -41,6 +41,11 @@ def site() -> Iterator[Site]:
     with running_site() as site:
         site.route("/app", Page(body=APP))
         site.route("/snoop", Page(body=SNOOP))
+        site.route("/moved", Page(status=302, headers={"Location": "/app"}))
+        away = f"http://localhost:{site.port}/app?d=SECRET"
+        site.route("/jump", Page(status=302, headers={"Location": away}))
+        site.route("/pixel", Page(status=302, headers={"Location": "http://10.9.8.7/p.png"}))
+        site.route("/hops", Page(body='<!doctype html><p>Hops</p><img src="/pixel">'))
         yield site
 
 
@@ -131,3 +136,20 @@ async def test_the_tool_is_offered_only_where_a_chromium_is_found(
     # Answered from a cache until what it depends on changes: here, PATH.
     monkeypatch.setenv("PATH", f"{tmp_path}:{bin_dir}")
     assert await tool.unavailable(tmp_path, configured) is None
+
+
+async def test_each_redirect_is_checked_before_the_browser_follows_it(
+    site: Site, pool: BrowserPool, tmp_path: Path
+) -> None:
+    # On the page's host: followed.
+    moved = await open_page(pool, tmp_path, url=f"{site.url}/moved", wait_for="#late")
+    assert "42 widgets" in moved.output and moved.output.startswith(f"URL: {site.url}/app")
+    # To another host (an open redirect carrying data): refused, nothing fetched there.
+    with pytest.raises(
+        ToolError, match=r"leads to http://localhost:\d+/app\?d=SECRET, on another host"
+    ):
+        await open_page(pool, tmp_path, url=f"{site.url}/jump")
+    assert "SECRET" not in repr(site.requests)
+    # A resource that redirects to a private address: blocked like a direct request.
+    hops = await open_page(pool, tmp_path, url=f"{site.url}/hops")
+    assert "Hops" in hops.output and "Blocked 1 request(s) to private addresses." in hops.output
