@@ -20,59 +20,20 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from common import daemon, machine, summary, workspace
 from stream_server import StreamServer
 
 from kfd.client.remote import pin
 from kfd.remote import parse_endpoint
-from kfd.testing.netns import NamespacePair, free_port_run, why_no_namespaces
+from kfd.testing.netns import NamespacePair, SameHost, why_no_namespaces
 from kfd.testing.remote import RemoteWorld
 
 HERE = Path(__file__).parent
 CLIENTS = 16
 RATE = 1000.0
-T = TypeVar("T")
-
-
-class SameHost:
-    """A `kfd.testing.netns.Link` where both ends are this host's loopback."""
-
-    kind = "loopback"
-    daemon_host = client_host = "127.0.0.1"
-
-    def __init__(self) -> None:
-        self.daemon_port = free_port_run()
-
-    def client_port(self, daemon_port: int) -> int:
-        return daemon_port
-
-    def daemon_argv(self, argv: list[str]) -> list[str]:
-        return argv
-
-    def client_argv(self, argv: list[str]) -> list[str]:
-        return argv
-
-    def on_daemon_side(self, function: Callable[[], T]) -> T:
-        return function()
-
-    def on_client_side(self, function: Callable[[], T]) -> T:
-        return function()
-
-    def enter_client_side(self) -> None:
-        pass
-
-    def cut(self) -> None:
-        raise NotImplementedError
-
-    def restore(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 async def measure(server: StreamServer, session: str, start: Any, spawn: Any) -> str:
@@ -129,7 +90,7 @@ async def over_tcp(chunks: int, link: Any) -> str:
 
             def spawn() -> subprocess.Popen[str]:
                 argv = link.client_argv(
-                    [sys.executable, str(HERE / "remote_subscriber.py"), world.endpoint, info.id]
+                    [sys.executable, str(HERE / "subscriber.py"), world.endpoint, info.id]
                 )
                 return subprocess.Popen(
                     argv,

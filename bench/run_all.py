@@ -20,7 +20,6 @@ for name in BENCHMARKS + sorted(
         "stream_server.py",
         "subscriber.py",
         "load_subscriber.py",
-        "remote_subscriber.py",
         "tagged_stream_server.py",
     }
 ):

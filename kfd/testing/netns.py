@@ -314,14 +314,51 @@ def free_port_run(count: int = 3, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no run of free ports found")
 
 
-class LoopbackRelay:
+class SameHost:
+    """A `Link` whose two ends are this host's loopback, joined directly: every
+    process runs where it is, and the link cannot be cut."""
+
+    kind = "loopback"
+
+    def __init__(self) -> None:
+        self.daemon_host = self.client_host = "127.0.0.1"
+        self.daemon_port = free_port_run()
+
+    def client_port(self, daemon_port: int) -> int:
+        return daemon_port
+
+    def cut(self) -> None:
+        raise NotImplementedError("a direct loopback link cannot be cut (LoopbackRelay can)")
+
+    def restore(self) -> None:
+        raise NotImplementedError("a direct loopback link cannot be cut (LoopbackRelay can)")
+
+    def daemon_argv(self, argv: list[str]) -> list[str]:
+        return argv
+
+    def client_argv(self, argv: list[str]) -> list[str]:
+        return argv
+
+    def on_daemon_side(self, function: Callable[[], T]) -> T:
+        return function()
+
+    def on_client_side(self, function: Callable[[], T]) -> T:
+        return function()
+
+    def enter_client_side(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LoopbackRelay(SameHost):
     """The daemon on 127.0.0.1, its clients through a relay that can play dead."""
 
     kind = "127.0.0.1 relay"
 
     def __init__(self) -> None:
-        self.daemon_host = self.client_host = "127.0.0.1"
-        self.daemon_port = free_port_run()
+        super().__init__()
         self._cut = threading.Event()
         self._stop = threading.Event()
         self._listeners: dict[int, int] = {}
@@ -358,21 +395,6 @@ class LoopbackRelay:
     def restore(self) -> None:
         self._cut.clear()
         self._wake()
-
-    def daemon_argv(self, argv: list[str]) -> list[str]:
-        return argv
-
-    def client_argv(self, argv: list[str]) -> list[str]:
-        return argv
-
-    def on_daemon_side(self, function: Callable[[], T]) -> T:
-        return function()
-
-    def on_client_side(self, function: Callable[[], T]) -> T:
-        return function()
-
-    def enter_client_side(self) -> None:
-        pass
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
