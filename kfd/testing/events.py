@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kfd import protocol as p
-from kfd.client import Attachment, Item
+from kfd.client import Attachment, Client, Item
 
 
 async def collect_until(
@@ -21,6 +21,22 @@ async def collect_until(
         items.append(item)
         if done(item):
             return items
+
+
+async def unasked_turn(
+    client: Client, session: str, text: str, timeout: float = 60.0
+) -> list[Item]:
+    """Send ``text`` and read the turn it starts to its end; a turn that asks for
+    an approval fails the test (the tests using it expect none)."""
+    since = (await client.session(session)).last_seq
+    async with await client.attach(session, since_seq=since) as view:
+        await client.send(session, text)
+        items: list[Item] = []
+        while not items or not turn_completed(items[-1]):
+            item = await view.next_event(timeout)
+            assert not isinstance(item, p.ApprovalRequested), item.reason
+            items.append(item)
+    return items
 
 
 def turn_completed(item: Item) -> bool:

@@ -17,6 +17,7 @@ from kfd import protocol as p
 from kfd.client import Client, RequestFailed
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
+from kfd.testing.events import unasked_turn
 
 MakeDaemon = Callable[..., KfdDaemon]
 
@@ -83,16 +84,7 @@ def editing_turn() -> list[Reply]:
 
 
 async def run_turn(client: Client, session: str, text: str) -> list[object]:
-    since = (await client.session(session)).last_seq
-    async with await client.attach(session, since_seq=since) as view:
-        await client.send(session, text)
-        items: list[object] = []
-        while True:
-            item = await view.next_event(30.0)
-            items.append(item)
-            assert not isinstance(item, p.ApprovalRequested), item.reason
-            if isinstance(item, p.TurnCompleted):
-                return items
+    return list(await unasked_turn(client, session, text, 30.0))
 
 
 def statuses(items: list[object]) -> list[tuple[str, str]]:
