@@ -19,6 +19,7 @@ import secrets
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -393,7 +394,7 @@ class Daemon:
             stopping = asyncio.create_task(self._stop_turns(serving), name="stopping")
             done, _ = await asyncio.wait({stopping}, timeout=config.daemon.shutdown_timeout_s)
             if stopping not in done:
-                self._exit_unwritten(journal, store)
+                self._exit_unwritten(journal, store, stuck=stopping)
         finally:
             stop_watching.set()
             pruning.cancel()
@@ -456,9 +457,14 @@ class Daemon:
         await self.runtime.accounting.close()
         await self.runtime.journal.drain()
 
-    def _exit_unwritten(self, journal: Journal, store: Store) -> None:
-        """The stop deadline passed: say exactly what is lost, and exit now."""
+    def _exit_unwritten(
+        self, journal: Journal, store: Store, stuck: asyncio.Task[None] | None = None
+    ) -> None:
+        """The stop deadline passed: say exactly what is lost (and, when the stop
+        itself did not finish, where it waits), and exit now."""
         lost = [*journal.unwritten(), *store.unwritten()]
+        if stuck is not None:
+            lost.append(f"the stop waits at {awaiting(stuck)}")
         log.error(
             "stopping without writing everything (deadline %gs passed%s): %s",
             self.config.daemon.shutdown_timeout_s,
@@ -471,6 +477,22 @@ class Daemon:
         # The store's thread may be stuck in the kernel on a dead disk:
         # do not wait for it (nor for asyncio's own teardown).
         os._exit(EXIT_UNWRITTEN)
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` waits: each coroutine down its ``await`` chain, as file:line function."""
+    steps: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(steps) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        steps.append(f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    if coro is not None:
+        steps.append("a future")  # a task, a lock, a thread's result: the end of the chain
+    return " -> ".join(steps) or "?"
 
 
 def provider_environment(
