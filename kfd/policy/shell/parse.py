@@ -17,12 +17,14 @@ import re
 from typing import TYPE_CHECKING
 
 from kfd.policy.shell.evaluation import literal_arithmetic_node
+from kfd.policy.shell.fastpath import PlainCommand, PlainStatement, simple_line
 from kfd.policy.shell.model import Redirect, Risk, RiskKind, SimpleCommand
 from kfd.policy.shell.redirects import Redirections, dash_word
 from kfd.policy.shell.repair import flatten_list, parse_script
 from kfd.policy.shell.simple import Context, SimpleCommandReader
 from kfd.policy.shell.words import (
     Scan,
+    Word,
     WordContext,
     decode,
     evaluate_word,
@@ -83,8 +85,10 @@ _ARRAY_ELEMENT_SUBSCRIPT = re.compile(r"\[([^\]]*)\]\+?=")
 class Collector:
     """Accumulates commands, risks and redirections across nested scripts."""
 
-    def __init__(self, line: str) -> None:
+    def __init__(self, line: str, *, fast_path: bool = True) -> None:
         self.seen = set(line)
+        self.fast_path = fast_path
+        """Whether provably simple scripts skip tree-sitter (`kfd.policy.shell.fastpath`)."""
         self.commands: list[SimpleCommand] = []
         self.risks: list[Risk] = []
         self.redirects: list[Redirect] = []
@@ -110,6 +114,12 @@ class Collector:
             self.too_deep()
             return
         source = text.encode("utf-8", "surrogatepass")
+        # Deep levels stay with tree-sitter, which reports exactly where nesting stops.
+        if self.fast_path and level + 4 <= MAX_DEPTH:
+            statements = simple_line(text)
+            if statements is not None:
+                _Walker(self, source, source).plain(statements, context, level + 2)
+                return
         tree, stand_in = parse_script(source)
         _Walker(self, source, stand_in).statement(tree.root_node, context, level + 1)
 
@@ -150,6 +160,39 @@ class _Walker(SimpleCommandReader):
 
     # Statements
 
+    def plain(self, statements: list[PlainStatement], context: Context, level: int) -> None:
+        """The statements of a provably simple script (`simple_line`), walked as
+        `statement` walks the tree tree-sitter gives for it: the same commands, in
+        the same order, each statement seen once per context and level."""
+        for statement in statements:
+            if not self.first_walk(statement.kind, statement.text.encode(), context, level):
+                continue
+            if statement.kind == "command":
+                self.plain_command_words(statement.commands[0], context, level)
+                continue
+            for command in statement.commands:
+                if self.first_walk("command", command.text.encode(), context, level + 1):
+                    self.plain_command_words(command, context, level + 1)
+
+    def first_walk(
+        self, kind: str, text: bytes, context: Context, level: int, parsed: bytes | None = None
+    ) -> bool:
+        """Whether a statement is walked for the first time in this context and level
+        (``parsed``: its bytes as tree-sitter read them, when not ``text``)."""
+        key = (
+            (kind, text, context, level)
+            if parsed in (None, text)
+            else (kind, text, parsed, context, level)
+        )
+        if key in self.out.walked:
+            return False
+        self.out.walked.add(key)
+        return True
+
+    def plain_command_words(self, command: PlainCommand, context: Context, level: int) -> None:
+        words = [Word(source, value) for source, value in command.words]
+        self.emit(words, [], context, command.text, level)
+
     def statement(self, node: Node, context: Context, level: int) -> None:
         if level > MAX_DEPTH:
             self.out.too_deep()
@@ -161,11 +204,10 @@ class _Walker(SimpleCommandReader):
             # statement's bytes: such statements are always walked.)
             start, end = node.start_byte, node.end_byte
             text = self.source[start:end]
-            if b"<<" not in text:
-                key = (node.type, text, self.parsed[start:end], context, level)
-                if key in self.out.walked:
-                    return
-                self.out.walked.add(key)
+            if b"<<" not in text and not self.first_walk(
+                node.type, text, context, level, self.parsed[start:end]
+            ):
+                return
         if node.is_error or node.is_missing:
             what = "missing " + node.type if node.is_missing else "cannot parse " + self.text(node)
             self.risk(RiskKind.PARSE_ERROR, f"bash syntax error: {what}", self.text(node))

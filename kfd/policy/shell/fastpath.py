@@ -1,0 +1,150 @@
+"""Lines too plain to need a parser: plain words and single quotes, chained.
+
+Part of the shell analyser (`kfd.policy.shell`). tree-sitter's bash grammar
+costs about a microsecond per byte (its external scanner), most of a decision
+on a 4 KB line; a line of plain words, single-quoted strings, ``;``, ``&&``,
+``||``, ``|`` and comment lines needs none of it. Our own code here, for speed
+only: `simple_line` reads such a line into the statements tree-sitter would
+find, and declines (None) everything else, which tree-sitter then parses. Its
+promise is exactness, not a second opinion: the walker (`kfd.policy.shell.parse`)
+turns its statements into exactly the facts the tree-sitter path gives, proven
+by a differential test over the permission corpus and generated lines
+(tests/unit/test_shell_fast_path.py). So it accepts only a strict whitelist:
+
+- printable ASCII, blanks and newlines (no look-alikes, nothing to shield);
+- words of ``A-Za-z0-9_./,:@%+=-`` and single-quoted strings of printable
+  ASCII (no ``$``, backquote, backslash, double quote, glob or brace
+  character, ``~``, ``#``, ``!``, parentheses or redirection);
+- a statement is one command, a pipeline (only ``|``) or a list (only ``&&``
+  and ``||``; tree-sitter nests a pipeline inside a list in ways of its own);
+- statements end at ``;`` or a newline; a comment only fills a line of its own;
+- no ``=`` in a command's first word (an assignment), no reserved word or
+  declaration builtin there (tree-sitter gives those their own syntax).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["PlainCommand", "PlainStatement", "simple_line"]
+
+# Possessive repetitions: a line that fails to match fails in linear time.
+_LINE = re.compile(r"(?:[A-Za-z0-9_./,:@%+=\- \t|;]++|&&|'[\t -&(-~]*+')*+")
+"""A line of plain words, single-quoted strings, blanks and operators (no lone ``&``)."""
+_STATEMENT = re.compile(r"((?:[^';]++|'[^']*+')*+)(;|\Z)")
+_SEGMENT = re.compile(r"((?:[^'&|]++|'[^']*+')*+)(&&|\|\||\||\Z)")
+"""One command's text and the operator after it (none at the end)."""
+_WORD = re.compile(r"(?:[^ \t']++|'[^']*+')++")
+_QUOTED = re.compile(r"'([^']*)'")
+_SPECIAL_NAMES = frozenset(
+    {"if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while", "until"}
+    | {"do", "done", "in", "function", "time", "coproc", "declare", "typeset", "export"}
+    | {"readonly", "local", "unset", "unsetenv"}
+)
+"""Command names tree-sitter reads as syntax of their own."""
+_BLANKS = " \t"
+
+
+@dataclass(frozen=True, slots=True)
+class PlainCommand:
+    """One simple command, from its first word to its last, as written."""
+
+    text: str
+
+    @property
+    def words(self) -> list[tuple[str, str]]:
+        """Each word as written and after quote removal."""
+        if "'" not in self.text:
+            return [(word, word) for word in self.text.split()]
+        return [(word, _QUOTED.sub(_unquote, word)) for word in _WORD.findall(self.text)]
+
+
+@dataclass(frozen=True, slots=True)
+class PlainStatement:
+    """A command, a pipeline or an ``&&``/``||`` list, as tree-sitter names them."""
+
+    kind: Literal["command", "pipeline", "list"]
+    text: str
+    """From its first word to its last, as written."""
+    commands: tuple[PlainCommand, ...]
+
+
+def simple_line(text: str) -> list[PlainStatement] | None:
+    """The statements of ``text`` when it is provably simple (module docstring), else None.
+
+    A statement or command met again (``ls x && ls x && …``) is read once: the
+    same text reads the same way."""
+    statements: list[PlainStatement] = []
+    known: dict[str, PlainStatement | None] = {}
+    commands: dict[str, PlainCommand | None] = {}
+    for line in text.split("\n"):
+        if line.lstrip(_BLANKS).startswith("#"):
+            continue  # a comment line (a `#` anywhere else declines the line)
+        if not _LINE.fullmatch(line):
+            return None
+        pieces = line.split(";") if "'" not in line else _split(_STATEMENT, line)[::2]
+        for index, piece in enumerate(pieces):
+            source = piece.strip(_BLANKS)
+            if not source:
+                if index == len(pieces) - 1:
+                    break  # after a last `;`, or a blank line
+                return None  # `;` with no command before it
+            if source not in known:
+                known[source] = _statement(source, commands)
+            statement = known[source]
+            if statement is None:
+                return None
+            statements.append(statement)
+    return statements or None
+
+
+def _split(pattern: re.Pattern[str], text: str) -> list[str]:
+    """``text`` split at the operators ``pattern`` finds outside quotes: pieces and
+    operators in turn, ending with a piece."""
+    parts: list[str] = []
+    for piece, operator in pattern.findall(text):
+        parts.append(piece)
+        if not operator:
+            break
+        parts.append(operator)
+    return parts
+
+
+def _statement(source: str, known: dict[str, PlainCommand | None]) -> PlainStatement | None:
+    parts = _split(_SEGMENT, source) if "&" in source or "|" in source else [source]
+    commands: list[PlainCommand] = []
+    for piece in parts[::2]:
+        text = piece.strip(_BLANKS)
+        if text not in known:
+            known[text] = _command(text)
+        command = known[text]
+        if command is None:
+            return None
+        commands.append(command)
+    operators = set(parts[1::2])
+    if len(commands) == 1:
+        return PlainStatement("command", source, tuple(commands))
+    if operators == {"|"}:
+        return PlainStatement("pipeline", source, tuple(commands))
+    if "|" not in operators:
+        return PlainStatement("list", source, tuple(commands))
+    return None  # tree-sitter nests pipelines inside lists in ways of its own
+
+
+def _command(text: str) -> PlainCommand | None:
+    """The command ``text`` (blanks stripped), or None if it is empty or must decline."""
+    if not text:
+        return None  # an operator with no command before or after it
+    first = text.split(None, 1)[0] if "'" not in text else _WORD.match(text)
+    name = first if isinstance(first, str) else first.group() if first is not None else ""
+    if not name or "=" in name or name in _SPECIAL_NAMES:
+        return None
+    if "'" in name and _QUOTED.sub(_unquote, name) in _SPECIAL_NAMES:
+        return None
+    return PlainCommand(text)
+
+
+def _unquote(match: re.Match[str]) -> str:
+    return match.group(1)
