@@ -230,8 +230,19 @@ def _programs_named(command: SimpleCommand, inputs: Sequence[str]) -> dict[str, 
     ``script -qc 'rm -rf x'``, ``python3 - <<< 'os.system("rm -rf x")'``)."""
     words = [w for i, w in enumerate(command.argv) if i > 0 and i not in command.dynamic]
     named: dict[str, str] = {}
-    tokens = dict.fromkeys(token for text in (*words, *inputs) for token in program_words(text))
-    for token in tokens:
+    for text in (*words, *inputs):
+        for name, token in _programs_in(text).items():
+            named.setdefault(name, token)
+    return named
+
+
+@functools.lru_cache(maxsize=1024)
+def _programs_in(text: str) -> dict[str, str]:
+    """The program names in one word or script, each with the first word that names it.
+    Pure, so kept: a 4 KB here-document is read for every rule and command that asks.
+    The result is shared: never change it."""
+    named: dict[str, str] = {}
+    for token in dict.fromkeys(program_words(text)):
         name = os.path.basename(token)
         named.setdefault(name, token)
         rewritten = canonical(name)

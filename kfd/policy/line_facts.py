@@ -367,7 +367,8 @@ def _walk(real: str, spelled: str, restricted: PathMatcher | None) -> tuple[list
             seen += 1
             if seen > MAX_TREE_ENTRIES:
                 return hits, False
-            path = os.path.join(shown, entry.name)
+            # os.path.join, for a name without a slash (thousands of entries).
+            path = shown + entry.name if shown.endswith("/") else f"{shown}/{entry.name}"
             hit = restricted(path) or (path != entry.path and restricted(entry.path))
             if not hit and entry.is_symlink():
                 hit = restricted(real_path(entry.path))

@@ -153,14 +153,17 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
     found: dict[str, None] = {}
     git = reading.program == "git"
     glued = reading.parsed is None or bool(_unknown(reading))
-    text, runs_code = reading.text, reading.runs_code
+    text, runs_code, dynamic = reading.text, reading.runs_code, command.dynamic
     for index, word in enumerate(command.argv):
-        if index == 0 or index in command.dynamic:
+        if index == 0 or (dynamic and index in dynamic):
             continue
         if text and not word.startswith("-"):
             continue
-        for candidate in _word(word, git=git, glued=glued):
-            found.setdefault(candidate, None)
+        if word[:1] not in "-@" and "=" not in word and ":" not in word:
+            found.setdefault(word, None)  # what `_word` makes of it, for words by the thousand
+        else:
+            for candidate in _word(word, git=git, glued=glued):
+                found.setdefault(candidate, None)
         if runs_code and _SCRIPTISH.search(word):
             # A program kfd does not know, or an interpreter, may run a word as code
             # (`x -c 'cat .env'`, `sed 'R .env'`): every word in it may be a path.

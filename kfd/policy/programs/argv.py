@@ -147,15 +147,18 @@ def _options(spec: ProgramSpec, words: Sequence[Arg], parsed: Parsed) -> None:
     operands_here = 0
     ended = False
     i = 0
-    while i < len(words):
+    count = len(words)
+    while i < count:
         word = words[i]
         position = i
         i += 1
-        if current.command_after_dashdash and ended and parsed.command is None:
+        text, static = word
+        if ended and current.command_after_dashdash and parsed.command is None:
             parsed.command = list(words[position:])
-        text = word.text
-        if not word.static or ended or text == "-" or not text.startswith("-"):
-            if word.static and current.commands and operands_here == 0 and not ended:
+        if not static or ended or text == "-" or text[:1] != "-":
+            # `commands` last: a lazy table's length is a call, and operands come by the
+            # thousand (`git add …`).
+            if static and operands_here == 0 and not ended and current.commands:
                 parsed.open = parsed.open or text in current.opaque
                 found = _subcommand(current, text, parsed)
                 if found is not None:
@@ -163,11 +166,11 @@ def _options(spec: ProgramSpec, words: Sequence[Arg], parsed: Parsed) -> None:
                     continue
                 if current.open_commands:
                     parsed.open = True
-            if not word.static:
+            if not static:
                 parsed.dynamic = True
             if current.command_after is not None and operands_here == current.command_after:
                 parsed.command = list(words[position:])
-            parsed.operands.append(text if word.static else None)
+            parsed.operands.append(text if static else None)
             parsed.positions.append(position)
             operands_here += 1
             if current.style == "plain":

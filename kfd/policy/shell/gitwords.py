@@ -110,7 +110,7 @@ def git_globals(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
     if i > 1:
         state.wrappers.append([w.text for w in words[:i]])
     for word in effective[2:]:
-        if word.text.startswith(_COMMAND_TRANSPORTS):
+        if "::" in word.source and word.text.startswith(_COMMAND_TRANSPORTS):
             out.finding(
                 RiskKind.PROGRAM_OPTION,
                 f"git's {word.text.split('::', 1)[0]}:: transport runs a command: {word.text!r}",

@@ -294,12 +294,14 @@ class SimpleCommandReader(RedirectReader):
     ) -> None:
         """Unwrap one simple command's words and record what it runs."""
         self.check_assignments(prefix)
-        for word in words:
-            value = word.value
-            # Characters already in the line were reported; decoding ($'\u…') can add more.
-            if value is not None and not set(value) <= self.seen_characters():
-                for description in suspicious_characters(value):
-                    self.risk(RiskKind.LOOKALIKE, f"a word contains {description}", word.source)
+        # Characters already in the line were reported; decoding ($'\u…') can add more.
+        seen = self.seen_characters()
+        if not seen.issuperset("".join([w.value for w in words if w.value is not None])):
+            for word in words:
+                value = word.value
+                if value is not None and not set(value) <= seen:
+                    for description in suspicious_characters(value):
+                        self.risk(RiskKind.LOOKALIKE, f"a word contains {description}", word.source)
         if not words:
             return
         unwrapped = unwrap(words)
@@ -346,7 +348,9 @@ class SimpleCommandReader(RedirectReader):
                 f"the command name {head.source!r} is not static ({head.reason})",
                 head.source,
             )
-        for word in arguments:
+        # Words by the thousand (`git add …`): each pass over them counts.
+        dynamic = {i: w.reason for i, w in enumerate(invocation.words) if w.value is None}
+        for word in arguments if dynamic else ():
             if not word.static:
                 self.risk(
                     RiskKind.DYNAMIC_ARGUMENT,
@@ -358,8 +362,8 @@ class SimpleCommandReader(RedirectReader):
         words = invocation.words
         self.found_command(
             SimpleCommand(
-                argv=[word.text for word in words],
-                static=all(w.static for w in words) and not open_ended,
+                argv=[w.source if w.value is None else w.value for w in words],
+                static=not dynamic and not open_ended,
                 source=source,
                 wrappers=[*(list(w) for w in context.wrappers), *invocation.wrappers],
                 assignments=assignments,
@@ -367,8 +371,10 @@ class SimpleCommandReader(RedirectReader):
                 chdir=[*context.chdir, *invocation.chdir],
                 git_config=list(invocation.git_config),
                 open_ended=open_ended,
-                dynamic={i: w.reason for i, w in enumerate(words) if not w.static},
-                patterns={i: w.pattern for i, w in enumerate(words) if w.pattern is not None},
+                dynamic=dynamic,
+                patterns={i: w.pattern for i, w in enumerate(words) if w.pattern is not None}
+                if dynamic
+                else {},
                 wrapper_words=[*context.wrapper_words, *invocation.wrapper_words],
             )
         )

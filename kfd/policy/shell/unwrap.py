@@ -127,7 +127,7 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
             return None
         if word.value is None or not word.value.startswith("-") or word.value == "--":
             break
-    parsed = parse(spec.program, [Arg(w.text, w.static) for w in words[1:]])
+    parsed = parse(spec.program, _args(words[1:]))
     if parsed.unknown or parsed.ambiguous:
         option = (parsed.unknown or list(parsed.ambiguous))[0]
         out.findings.append(unknown_option(label, option))
@@ -249,7 +249,7 @@ def _program_effects(words: list[Word], state: Invocation, out: Unwrapped) -> No
     spec = spec_for(os.path.basename(head)) if head is not None else None
     if spec is None or len(words) < 2:
         return
-    parsed = parse(spec, [Arg(w.text, w.static) for w in words[1:]])
+    parsed = parse(spec, _args(words[1:]))
     current = parsed.current
     label = " ".join([os.path.basename(words[0].text), *parsed.path])
     for name, values in parsed.options.items():
@@ -271,6 +271,12 @@ def _program_effects(words: list[Word], state: Invocation, out: Unwrapped) -> No
     if parsed.command:
         command = [Word(a.text, a.text if a.static else None, "expansion") for a in parsed.command]
         out.pending.append((command, state.nested([w.text for w in words])))
+
+
+def _args(words: list[Word]) -> list[Arg]:
+    """Words as the option parser takes them (without the properties' cost: a command
+    may have thousands)."""
+    return [Arg(w.source, False) if w.value is None else Arg(w.value) for w in words]
 
 
 def _spelled(name: str) -> str:

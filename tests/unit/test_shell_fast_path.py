@@ -1,0 +1,266 @@
+"""The shell analyser's fast path gives exactly the facts tree-sitter gives.
+
+`kfd.policy.shell.fastpath` reads provably simple lines without tree-sitter.
+It may only ever be faster: every line of the permission corpora, a table of
+near misses and generated lines (plain words, quotes, operators, comments and
+every construct it must refuse, mixed) are analysed both ways, and the two
+`ShellAnalysis` values must be equal (commands, argv, sources, risks,
+redirections, in order). What it is unsure of goes to tree-sitter.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kfd.policy.shell import analyze
+from kfd.policy.shell.fastpath import simple_line
+
+CORPUS_LINES = [
+    case[1]
+    for name in ("permission_corpus.toml", "permission_attacks.toml")
+    for group in tomllib.loads((Path(__file__).parent / name).read_text())["group"]
+    for case in group["cases"]
+    if isinstance(case[1], str)
+]
+
+NEAR_MISSES = [
+    "git status",
+    "git commit -m 'Fix the parser; && || | it' && git push origin main",
+    "ls src && cat README.md || echo none",
+    "grep -rn 'TODO' src | sort | uniq -c | head -20; ls",
+    "ls x && ls x && ls x; ls x | ls x",
+    "a | b && c",
+    "a | b | c && d | e || f",
+    "a && b | c",
+    "ls\n\n  # a comment\nls -la\n# another",
+    "ls # not a whole-line comment",
+    "ls;# glued comment",
+    "a#b",
+    "ls;",
+    "ls; ",
+    ";ls",
+    "ls;;",
+    "ls; ;ls",
+    "ls &&",
+    "ls &&\nls",
+    "ls |\nwc",
+    "ls & ls",
+    "ls &",
+    "ls |& wc",
+    "ls ||| wc",
+    "FOO=bar ls",
+    "ls FOO=bar x+=1 --opt=value -- -x",
+    "'ls' x",
+    "'if' x",
+    "i'f' x",
+    "if true; then ls; fi",
+    "time ls",
+    "declare x",
+    "export A=b",
+    "unset x",
+    "coproc ls",
+    "echo done in for while",
+    "echo 'a\\b' 'it''s' ''",
+    "echo 'unterminated",
+    "bash -c 'ls && cat README.md; rm -rf build'",
+    "sudo -u root bash -c 'git push --force origin main'",
+    "timeout 5 git push --force origin main",
+    "rm --rec --for build; git log -p -- src/main.py",
+    "env -i PATH=/usr/bin ls",
+    "find . -name x -exec rm {} +",
+    "git -c core.pager=less log",
+    "echo %1 @x ,y :z +w",
+    "%1",
+    "read x",
+    "printf -v x %s y",
+    "test -v x",
+    "let x=1",
+    "eval ls",
+    "source x",
+    ". x",
+    "exec ls",
+    "alias ls=rm",
+    "\tls\t-la\t",
+    "ls x\r",
+    "ls \x00",
+    "ls \u202e",
+    "echo $HOME",
+    'echo "quoted"',
+    "ls > out.txt",
+    "ls 2>&1",
+    "echo *.md ~ {a,b}",
+    "",
+    "   ",
+    "\n",
+    "# only a comment",
+]
+
+
+def same(line: str) -> None:
+    assert analyze(line) == analyze(line, fast_path=False), line
+
+
+@pytest.mark.parametrize("line", CORPUS_LINES + NEAR_MISSES)
+def test_a_line_gives_the_same_facts_with_and_without_the_fast_path(line: str) -> None:
+    same(line)
+
+
+def test_the_fast_path_takes_the_plain_lines_of_the_corpus() -> None:
+    # Not vacuous: a good share of the corpus goes the fast way (and is checked above).
+    taken = [line for line in CORPUS_LINES if simple_line(line) is not None]
+    assert len(taken) > len(CORPUS_LINES) / 4
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "git commit -m '" + "Fix the parser edge case in the tokenizer. " * 90 + "'",
+        "git add " + "src/m1.py " * 400,
+        "; ".join(["grep -rn 'TODO' src | sort | uniq -c | head -20"] * 80),
+        " && ".join(["ls src/a.py"] * 290) + "\n# 1",
+    ],
+)
+def test_long_plain_lines_skip_tree_sitter(line: str) -> None:
+    assert simple_line(line) is not None
+    same(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "a | b && c",
+        "ls # c",
+        "ls &&",
+        "FOO=bar ls",
+        "for x in a; do ls; done",
+        "echo $x",
+        'echo "x"',
+        "echo `ls`",
+        "ls > x",
+        "ls \\x",
+        "ls *",
+        "ls {a,b}",
+        "ls ~",
+        "(ls)",
+        "! ls",
+        "ls\u00a0x",
+        "cat <<EOF\nx\nEOF",
+        "# only a comment",
+    ],
+)
+def test_the_fast_path_leaves_what_it_does_not_know_to_tree_sitter(line: str) -> None:
+    assert simple_line(line) is None
+
+
+_WORDS = st.sampled_from(
+    [
+        "ls",
+        "git",
+        "push",
+        "--force",
+        "-rf",
+        "rm",
+        "bash",
+        "-c",
+        "sudo",
+        "env",
+        "timeout",
+        "5",
+        "cat",
+        ".env",
+        "src/a.py",
+        "a=b",
+        "--o=v",
+        "x+=1",
+        "%1",
+        "@f",
+        ",",
+        ":",
+        "-",
+        "--",
+        "if",
+        "then",
+        "fi",
+        "do",
+        "done",
+        "for",
+        "in",
+        "time",
+        "declare",
+        "export",
+        "unset",
+        "read",
+        "printf",
+        "-v",
+        "eval",
+        "exec",
+        "source",
+        ".",
+        "xargs",
+        "find",
+        "-exec",
+        "{}",
+        "+",
+        "'a b'",
+        "''",
+        "'it''s'",
+        "'a;b&&c|d'",
+        "a'b'c",
+        "'$x'",
+        "'ls && rm -rf /'",
+        "$x",
+        '"q"',
+        "*",
+        "~",
+        "{a,b}",
+        "a#b",
+        "\\x",
+        "(",
+        ")",
+        "!",
+    ]
+)
+_GLUE = st.sampled_from(
+    [
+        " ",
+        " ",
+        " ",
+        "\t",
+        "  ",
+        "; ",
+        ";",
+        " && ",
+        "&&",
+        " || ",
+        " | ",
+        "|",
+        "\n",
+        "\n\n",
+        "\n# c\n",
+        " # c",
+        ";;",
+        " & ",
+        "&",
+        " > ",
+        " 2>&1 ",
+        "\\\n",
+    ]
+)
+
+
+@given(
+    st.lists(st.tuples(_WORDS, _GLUE), min_size=1, max_size=14),
+    st.sampled_from(["", "\n# 7", ";", " "]),
+)
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_generated_lines_give_the_same_facts_with_and_without_the_fast_path(
+    parts: list[tuple[str, str]], end: str
+) -> None:
+    line = "".join(word + glue for word, glue in parts[:-1]) + parts[-1][0] + end
+    same(line)
+    same(f"bash -c {line!r}" if "'" not in line else f"bash -c '{line.replace(chr(39), '')}'")
