@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from kfd.policy.shell import analyze
 from kfd.policy.shell.fastpath import simple_line
 
+# The analyser's own specification table, read as data (pytest puts this directory first).
+from test_shell_analysis import CASES, EVALUATING, INERT, RULES  # isort: skip
+
 CORPUS_LINES = [
     case[1]
     for name in ("permission_corpus.toml", "permission_attacks.toml")
@@ -27,6 +30,11 @@ CORPUS_LINES = [
     for case in group["cases"]
     if isinstance(case[1], str)
 ]
+TABLE_LINES = (
+    [case.line for case in CASES]
+    + [line for line in EVALUATING + INERT]
+    + [line for line, _, _ in RULES]
+)
 
 NEAR_MISSES = [
     "git status",
@@ -65,6 +73,13 @@ NEAR_MISSES = [
     "unset x",
     "coproc ls",
     "echo done in for while",
+    "ls ==",
+    "ls == x",
+    "ls a==b",
+    "ls =~ x",
+    "ls =",
+    "ls =x",
+    "ls a=",
     "echo 'a\\b' 'it''s' ''",
     "echo 'unterminated",
     "bash -c 'ls && cat README.md; rm -rf build'",
@@ -105,7 +120,7 @@ def same(line: str) -> None:
     assert analyze(line) == analyze(line, fast_path=False), line
 
 
-@pytest.mark.parametrize("line", CORPUS_LINES + NEAR_MISSES)
+@pytest.mark.parametrize("line", CORPUS_LINES + TABLE_LINES + NEAR_MISSES)
 def test_a_line_gives_the_same_facts_with_and_without_the_fast_path(line: str) -> None:
     same(line)
 
@@ -183,6 +198,19 @@ _WORDS = st.sampled_from(
         ":",
         "-",
         "--",
+        "==",
+        "=~",
+        "=",
+        "=x",
+        "a==b",
+        "+=",
+        "+=x",
+        "a+=",
+        "-=",
+        "-eq",
+        "1",
+        "2",
+        "'a\tb'",
         "if",
         "then",
         "fi",

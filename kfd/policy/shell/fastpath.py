@@ -19,7 +19,9 @@ by a differential test over the permission corpus and generated lines
   and ``||``; tree-sitter nests a pipeline inside a list in ways of its own);
 - statements end at ``;`` or a newline; a comment only fills a line of its own;
 - no ``=`` in a command's first word (an assignment), no reserved word or
-  declaration builtin there (tree-sitter gives those their own syntax).
+  declaration builtin there (tree-sitter gives those their own syntax);
+- no ``==`` or ``=~`` anywhere (tree-sitter lexes them as test operators,
+  even among a command's words) and no word that starts with ``=``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ _SEGMENT = re.compile(r"((?:[^'&|]++|'[^']*+')*+)(&&|\|\||\||\Z)")
 """One command's text and the operator after it (none at the end)."""
 _WORD = re.compile(r"(?:[^ \t']++|'[^']*+')++")
 _QUOTED = re.compile(r"'([^']*)'")
+_OPERATOR_LIKE = re.compile(r"==|=~|(?:^|[ \t;&|])=")
+"""What tree-sitter may lex as an operator (also inside quotes: declining is safe)."""
 _SPECIAL_NAMES = frozenset(
     {"if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while", "until"}
     | {"do", "done", "in", "function", "time", "coproc", "declare", "typeset", "export"}
@@ -82,7 +86,7 @@ def simple_line(text: str) -> list[PlainStatement] | None:
     for line in text.split("\n"):
         if line.lstrip(_BLANKS).startswith("#"):
             continue  # a comment line (a `#` anywhere else declines the line)
-        if not _LINE.fullmatch(line):
+        if not _LINE.fullmatch(line) or _OPERATOR_LIKE.search(line):
             return None
         pieces = line.split(";") if "'" not in line else _split(_STATEMENT, line)[::2]
         for index, piece in enumerate(pieces):
