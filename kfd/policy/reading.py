@@ -159,22 +159,16 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
             continue
         if text and not word.startswith("-"):
             continue
-        if word[:1] not in "-@" and "=" not in word and ":" not in word:
-            found.setdefault(word, None)  # what `_word` makes of it, for words by the thousand
-        else:
-            for candidate in _word(word, git=git, glued=glued):
-                found.setdefault(candidate, None)
+        _add_candidates(found, word, git=git, glued=glued)
         if runs_code and _SCRIPTISH.search(word):
             # A program kfd does not know, or an interpreter, may run a word as code
             # (`x -c 'cat .env'`, `sed 'R .env'`): every word in it may be a path.
             for token in script_words(word):
-                for candidate in _word(token, git=False, glued=False):
-                    found.setdefault(candidate, None)
+                _add_candidates(found, token, git=False, glued=False)
     if runs_code:
         for script in inputs:
             for token in dict.fromkeys(script_words(script)):  # a script repeats its words
-                for candidate in _word(token, git=False, glued=False):
-                    found.setdefault(candidate, None)
+                _add_candidates(found, token, git=False, glued=False)
     if reading.parsed is not None:
         for _, value in reading.parsed.values:
             for candidate in _word(value, git=git, glued=False):
@@ -210,6 +204,16 @@ def program_words(text: str) -> list[str]:
 
 def _unknown(reading: Reading) -> list[str]:
     return reading.parsed.unknown if reading.parsed is not None else []
+
+
+def _add_candidates(found: dict[str, None], word: str, *, git: bool, glued: bool) -> None:
+    """Add what ``word`` may name (`_word`) to ``found``; a plain word names itself
+    (words come by the thousand: a long ``git add``, a here-document)."""
+    if word[:1] not in "-@" and "=" not in word and ":" not in word:
+        found.setdefault(word, None)
+    else:
+        for candidate in _word(word, git=git, glued=glued):
+            found.setdefault(candidate, None)
 
 
 @functools.lru_cache(maxsize=8192)
