@@ -10,6 +10,7 @@ redirections, in order). What it is unsure of goes to tree-sitter.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from pathlib import Path
 
@@ -131,6 +132,23 @@ def test_the_fast_path_takes_the_plain_lines_of_the_corpus() -> None:
     assert len(taken) > len(CORPUS_LINES) / 4
 
 
+def test_every_mix_of_chain_operators_gives_the_same_facts() -> None:
+    # tree-sitter nests `a | b | c && d` oddly; the fast path must take only the mixes
+    # it reads as written (repeated commands: a statement seen twice is walked once, so
+    # a wrong nesting level would show).
+    taken = 0
+    for count in range(2, 7):
+        for operators in itertools.product(["&&", "||", "|"], repeat=count - 1):
+            words = (["ls x", "ls x", "cat y"] * count)[:count]
+            line = words[0] + "".join(
+                f" {o} {w}" for o, w in zip(operators, words[1:], strict=True)
+            )
+            taken += simple_line(line) is not None
+            same(line)
+            same(f"{line}; {line}\n{line}")
+    assert taken > 200
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -148,7 +166,8 @@ def test_long_plain_lines_skip_tree_sitter(line: str) -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        "a | b && c",
+        "a | b | c && d",
+        "a && b | c | d",
         "ls # c",
         "ls &&",
         "FOO=bar ls",

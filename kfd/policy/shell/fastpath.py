@@ -15,8 +15,10 @@ by a differential test over the permission corpus and generated lines
 - words of ``A-Za-z0-9_./,:@%+=-`` and single-quoted strings of printable
   ASCII (no ``$``, backquote, backslash, double quote, glob or brace
   character, ``~``, ``#``, ``!``, parentheses or redirection);
-- a statement is one command, a pipeline (only ``|``) or a list (only ``&&``
-  and ``||``; tree-sitter nests a pipeline inside a list in ways of its own);
+- a statement is one command, a pipeline (only ``|``) or an ``&&``/``||`` list
+  of commands and pipelines of two commands (tree-sitter nests a longer
+  pipeline inside a list in ways of its own: ``a | b | c && d`` is a pipeline
+  whose last part is a list);
 - statements end at ``;`` or a newline; a comment only fills a line of its own;
 - no ``=`` in a command's first word (an assignment), no reserved word or
   declaration builtin there (tree-sitter gives those their own syntax);
@@ -73,6 +75,8 @@ class PlainStatement:
     text: str
     """From its first word to its last, as written."""
     commands: tuple[PlainCommand, ...]
+    operands: tuple[PlainStatement, ...] = ()
+    """A list's commands and pipelines."""
 
 
 def simple_line(text: str) -> list[PlainStatement] | None:
@@ -127,14 +131,23 @@ def _statement(source: str, known: dict[str, PlainCommand | None]) -> PlainState
         if command is None:
             return None
         commands.append(command)
-    operators = set(parts[1::2])
+    operators = parts[1::2]
     if len(commands) == 1:
         return PlainStatement("command", source, tuple(commands))
-    if operators == {"|"}:
+    if all(operator == "|" for operator in operators):
         return PlainStatement("pipeline", source, tuple(commands))
-    if "|" not in operators:
-        return PlainStatement("list", source, tuple(commands))
-    return None  # tree-sitter nests pipelines inside lists in ways of its own
+    operands: list[PlainStatement] = []
+    start = 0
+    for index, operator in enumerate([*operators, "&&"]):  # the last closes the last operand
+        if operator == "|":
+            continue
+        group = tuple(commands[start : index + 1])
+        if len(group) > 2:
+            return None  # tree-sitter nests longer pipelines inside lists in ways of its own
+        text = "".join(parts[2 * start : 2 * index + 1]).strip(_BLANKS)
+        operands.append(PlainStatement("command" if len(group) == 1 else "pipeline", text, group))
+        start = index + 1
+    return PlainStatement("list", source, tuple(commands), tuple(operands))
 
 
 def _command(text: str) -> PlainCommand | None:

@@ -165,14 +165,20 @@ class _Walker(SimpleCommandReader):
         `statement` walks the tree tree-sitter gives for it: the same commands, in
         the same order, each statement seen once per context and level."""
         for statement in statements:
-            if not self.first_walk(statement.kind, statement.text.encode(), context, level):
-                continue
-            if statement.kind == "command":
-                self.plain_command_words(statement.commands[0], context, level)
-                continue
+            self.plain_statement(statement, context, level)
+
+    def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
+        if not self.first_walk(statement.kind, statement.text.encode(), context, level):
+            return
+        if statement.kind == "command":
+            self.plain_command_words(statement.commands[0], context, level)
+        elif statement.kind == "pipeline":
             for command in statement.commands:
                 if self.first_walk("command", command.text.encode(), context, level + 1):
                     self.plain_command_words(command, context, level + 1)
+        else:  # a list: its operands one level down, as `flatten_list` gives them
+            for operand in statement.operands:
+                self.plain_statement(operand, context, level + 1)
 
     def first_walk(
         self, kind: str, text: bytes, context: Context, level: int, parsed: bytes | None = None
