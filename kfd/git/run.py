@@ -276,7 +276,8 @@ async def _exec(
     except (OSError, RuntimeError, NotImplementedError) as exc:
         raise GitUnavailable(f"git cannot start: {exc}") from exc
     try:
-        out, _ = await asyncio.wait_for(process.communicate(stdin), timeout)
+        async with asyncio.timeout(timeout):
+            out, _ = await process.communicate(stdin)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
