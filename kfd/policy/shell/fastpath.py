@@ -42,8 +42,7 @@ _SEGMENT = re.compile(r"((?:[^'&|]++|'[^']*+')*+)(&&|\|\||\||\Z)")
 """One command's text and the operator after it (none at the end)."""
 _WORD = re.compile(r"(?:[^ \t']++|'[^']*+')++")
 _QUOTED = re.compile(r"'([^']*)'")
-_OPERATOR_LIKE = re.compile(r"==|=~|(?:^|[ \t;&|])=")
-"""What tree-sitter may lex as an operator (also inside quotes: declining is safe)."""
+_SEPARATORS = str.maketrans(";&|", "   ")
 _SPECIAL_NAMES = frozenset(
     {"if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while", "until"}
     | {"do", "done", "in", "function", "time", "coproc", "declare", "typeset", "export"}
@@ -53,7 +52,7 @@ _SPECIAL_NAMES = frozenset(
 _BLANKS = " \t"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlainCommand:
     """One simple command, from its first word to its last, as written."""
 
@@ -67,7 +66,7 @@ class PlainCommand:
         return [(word, _QUOTED.sub(_unquote, word)) for word in _WORD.findall(self.text)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlainStatement:
     """A command, a pipeline or an ``&&``/``||`` list, as tree-sitter names them."""
 
@@ -90,7 +89,7 @@ def simple_line(text: str) -> list[PlainStatement] | None:
     for line in text.split("\n"):
         if line.lstrip(_BLANKS).startswith("#"):
             continue  # a comment line (a `#` anywhere else declines the line)
-        if not _LINE.fullmatch(line) or _OPERATOR_LIKE.search(line):
+        if not _LINE.fullmatch(line) or ("=" in line and _operator_like(line)):
             return None
         pieces = line.split(";") if "'" not in line else _split(_STATEMENT, line)[::2]
         for index, piece in enumerate(pieces):
@@ -106,6 +105,14 @@ def simple_line(text: str) -> list[PlainStatement] | None:
                 return None
             statements.append(statement)
     return statements or None
+
+
+def _operator_like(line: str) -> bool:
+    """What tree-sitter may lex as a test operator: ``==``, ``=~``, a word starting with
+    ``=`` (also inside quotes: declining is safe)."""
+    if "==" in line or "=~" in line:
+        return True
+    return any(word[0] == "=" for word in line.translate(_SEPARATORS).split())
 
 
 def _split(pattern: re.Pattern[str], text: str) -> list[str]:
@@ -144,8 +151,11 @@ def _statement(source: str, known: dict[str, PlainCommand | None]) -> PlainState
         group = tuple(commands[start : index + 1])
         if len(group) > 2:
             return None  # tree-sitter nests longer pipelines inside lists in ways of its own
-        text = "".join(parts[2 * start : 2 * index + 1]).strip(_BLANKS)
-        operands.append(PlainStatement("command" if len(group) == 1 else "pipeline", text, group))
+        if len(group) == 1:
+            operands.append(PlainStatement("command", group[0].text, group))
+        else:
+            text = "".join(parts[2 * start : 2 * index + 1]).strip(_BLANKS)
+            operands.append(PlainStatement("pipeline", text, group))
         start = index + 1
     return PlainStatement("list", source, tuple(commands), tuple(operands))
 

@@ -203,6 +203,8 @@ class _Walker(SimpleCommandReader):
         if level > MAX_DEPTH:
             self.out.too_deep()
             return
+        if not (node.is_named or node.is_missing or node.is_error):
+            return  # a token (`;`, `&&`, `|`…): nothing in it runs
         if node.type not in _UNSHARED:
             # The same statement in the same context adds the same commands, risks and
             # redirections: a line of 270 `ls x && ls x && …` is walked once per
