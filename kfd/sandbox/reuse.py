@@ -1,0 +1,192 @@
+"""The previous command's `Layout`, reused while nothing it was gathered from changed.
+
+A session runs command after command in the same workspace, with the same
+``[sandbox]`` settings and environment: gathering the `Layout` anew each time
+(about forty paths looked at, several directories listed) costs more than
+checking that none of it changed. `gather` remembers the last `Layout` of
+each set of settings with the stamps of what it depends on:
+
+- the directories that hold the paths to hide (a credential file created
+  since changes its directory's mtime), the workspace, its git directories
+  and their ``hooks``, ``.kfd``, the cache home, ``$XDG_RUNTIME_DIR`` and
+  every socket and socket directory it covers;
+- the repository the workspace belongs to (`kfd.git.repository.find`, run
+  every time: an outer repository may appear above it);
+- the paths sockets are bound to (``/proc/net/unix``, read every time: a
+  socket bound since must be covered).
+
+Any difference, and the `Layout` is gathered anew. Nothing is remembered that
+a stamp cannot vouch for: a directory changed within `RACY_NS` (a later change
+in the same tick of the file system's clock would leave its mtime as it was,
+as git knows of its index), a glob whose directories no stamp watches, a
+protected name that is a symbolic link (what it leads to lies elsewhere), a
+configured program's paths. Blocking, like `kfd.sandbox.layout.gather`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
+from kfd.git import repository
+from kfd.sandbox import layout as facts
+from kfd.sandbox.layout import RACY_NS, RC_FILES, Layout
+
+Stamp = tuple[int, int, int, int] | None
+"""A path's inode, mtime (ns), mode and owner; None if it does not exist."""
+
+
+class _Remembered(NamedTuple):
+    found: repository.Repository | repository.Refused | None
+    listing: tuple[str, ...]
+    watched: tuple[str, ...]
+    stamps: tuple[Stamp, ...]
+    layout: Layout
+
+
+_remembered: dict[tuple[object, ...], _Remembered] = {}
+_lock = threading.Lock()
+MAX_REMEMBERED = 16
+"""Settings remembered at once (sessions in different workspaces, language servers)."""
+
+
+def gather(
+    workspace: Path,
+    *,
+    writable: bool,
+    hide: Sequence[str] = (),
+    sockets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    program: Sequence[str] = (),
+) -> Layout:
+    """`kfd.sandbox.layout.gather`, from the previous command's `Layout` where nothing
+    it was gathered from changed. Blocking."""
+    environ = os.environ if environ is None else environ
+    root = os.path.realpath(workspace)
+    found = repository.find(Path(root))
+    listing = facts.unix_sockets()
+    key = (
+        root,
+        writable,
+        tuple(hide),
+        tuple(sockets),
+        tuple(program),
+        environ.get("HOME", ""),
+        environ.get("XDG_RUNTIME_DIR", ""),
+        *(os.environ.get(name, "") for name in ("HOME", *facts.XDG_VARIABLES)),
+    )
+    with _lock:
+        last = _remembered.get(key)
+    if (
+        last is not None
+        and last.found == found
+        and last.listing == listing
+        and stamps(last.watched) == last.stamps
+    ):
+        return last.layout
+    with _lock:
+        _remembered.pop(key, None)
+    layout = facts.gather(
+        Path(root),
+        writable=writable,
+        hide=hide,
+        sockets=sockets,
+        environ=environ,
+        program=program,
+        found=found,
+        listing=listing,
+    )
+    watched = _watched(layout, hide, sockets, environ) if not program else None
+    if watched is None:
+        return layout
+    taken = stamps(watched)
+    recent = time.time_ns() - RACY_NS
+    if any(stamp is not None and stamp[1] > recent for stamp in taken):
+        return layout
+    with _lock:
+        if len(_remembered) >= MAX_REMEMBERED:
+            _remembered.clear()
+        _remembered[key] = _Remembered(found, listing, watched, taken, layout)
+    return layout
+
+
+def remembers(workspace: Path) -> bool:
+    """Whether the next command in ``workspace`` may reuse a remembered `Layout`."""
+    root = os.path.realpath(workspace)
+    with _lock:
+        return any(last.layout.workspace == root for last in _remembered.values())
+
+
+def forget() -> None:
+    """Remember nothing (tests that change what a stamp cannot see)."""
+    with _lock:
+        _remembered.clear()
+
+
+def stamps(paths: Iterable[str]) -> tuple[Stamp, ...]:
+    """The `Stamp` of each path (symbolic links followed, as mounts follow them)."""
+    taken: list[Stamp] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            taken.append(None)
+        else:
+            taken.append((info.st_ino, info.st_mtime_ns, info.st_mode, info.st_uid))
+    return tuple(taken)
+
+
+def _watched(
+    layout: Layout, hide: Sequence[str], sockets: Sequence[str], environ: Mapping[str, str]
+) -> tuple[str, ...] | None:
+    """Every path whose stamp vouches for ``layout``; None if stamps cannot."""
+    home = os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
+    _, parents, unwatched = facts.hidden_candidates(home, tuple(hide))
+    if unwatched:
+        return None
+    root = layout.workspace
+    inside_home = home == root or home.startswith(root.rstrip(os.sep) + os.sep)
+    protected = [os.path.join(root, name) for name in (*RC_FILES, *INSTRUCTION_FILES)]
+    if inside_home:
+        protected += [os.path.join(home, name) for name in RC_FILES]
+    if any(os.path.islink(path) for path in protected):
+        return None
+    # Under the private /tmp, what is hidden is out of reach anyway, but in the
+    # workspace (bound back) or a configured program's directory (such a layout is
+    # never remembered); and /tmp changes all the time.
+    parents = tuple(
+        _existing_ancestor(path)
+        for path in parents
+        if not _under(path, "/tmp") or _under(path, layout.workspace)
+    )
+    watched = [*parents, root, os.path.join(root, ".git"), os.path.join(root, ".kfd")]
+    if inside_home:
+        watched.append(home)
+    for git_dir in layout.git_dirs:
+        watched += [git_dir.path, os.path.join(git_dir.path, "hooks")]
+    for path in (layout.cache_home, layout.runtime_dir):
+        if path:
+            watched.append(path)
+    configured = (os.path.realpath(os.path.expanduser(path)) for path in sockets)
+    for socket in (*layout.sockets, *configured):
+        watched += [socket, os.path.dirname(socket)]
+    watched += layout.socket_dirs
+    return tuple(dict.fromkeys(watched))
+
+
+def _existing_ancestor(path: str) -> str:
+    """``path``, or if missing its nearest existing ancestor: whatever appears on the
+    way down changes that one's mtime first. Fewer paths to stamp (most of the
+    credential stores' directories do not exist on a given machine)."""
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
