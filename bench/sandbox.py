@@ -5,9 +5,17 @@ own session): unconfined; under the bare bubblewrap sandbox kfd used before
 containment by construction (the base namespaces, the workspace bound, a
 private /tmp); under today's full confinement (credentials hidden, sockets
 covered, .git and start-up files protected, the cache home), prepared per
-command; and the preparation alone (`kfd.sandbox.confine`: the facts
-gathered in a thread, the arguments built). The workspace is a real git
-repository under a ``$HOME`` holding the credential stores the sandbox hides.
+command as a session does (`kfd.sandbox.reuse`: the previous command's
+layout, checked); and the preparation alone (`kfd.sandbox.confine`: the
+facts checked or gathered in a thread, the arguments built). Then the CPU
+each costs: the processes of one command (bubblewrap's inner process
+included), and preparing. The workspace is a real git repository under a
+``$HOME`` holding the credential stores the sandbox hides.
+
+On a loaded machine the wall times mostly measure the wait for a CPU: run it
+as ``chrt -f 10 .venv/bin/python bench/sandbox.py`` (as root) for figures
+close to an idle machine's. Run as root, the full sandbox also hides
+``/etc/shadow`` and ``/etc/gshadow`` (two more bind mounts).
 """
 
 from __future__ import annotations

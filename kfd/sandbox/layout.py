@@ -406,10 +406,12 @@ def bound_sockets(
 
 
 def unix_sockets() -> tuple[str, ...]:
-    """The paths Unix sockets are bound to, from ``/proc/net/unix`` (none if unreadable)."""
+    """The path of each Unix socket bound to one, from ``/proc/net/unix`` (none if
+    unreadable). A path bound twice is listed twice: a socket bound anew where a
+    stale one still is changes the listing."""
     try:
         with open("/proc/net/unix", encoding="utf-8", errors="replace") as listing:
-            return tuple(dict.fromkeys(_SOCKET_LINE.findall(listing.read())))
+            return tuple(_SOCKET_LINE.findall(listing.read()))
     except OSError:
         return ()
 
@@ -470,9 +472,37 @@ def _kfd_dirs_for(*environment: str) -> tuple[str, str, str, str]:
     )
 
 
-RACY_NS = 50_000_000
-"""A directory changed this recently (ns) may change again within the same tick of
-the file system's clock without its mtime moving: its listing is not remembered."""
+RACY_NS = 2_000_000_000
+"""A path changed this recently (ns) may change again within the same tick of its
+file system's clock without its timestamps moving (a second on ext3, two on FAT):
+what it holds is not remembered."""
+
+
+def stamps(paths: Iterable[str]) -> tuple[Stamp, ...]:
+    """The `Stamp` of each path (symbolic links followed, as mounts follow them)."""
+    taken: list[Stamp] = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            taken.append(None)
+        else:
+            taken.append(
+                (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_uid)
+            )
+    return tuple(taken)
+
+
+Stamp = tuple[int, int, int, int, int] | None
+"""A path's inode, mtime and ctime (ns), mode and owner; None if it does not exist.
+A directory's mtime moves when an entry appears, goes or is renamed; its ctime
+also when its mode or owner changes."""
+
+
+def trusted(taken: Iterable[Stamp]) -> bool:
+    """Whether none of ``taken`` changed within `RACY_NS`."""
+    recent = time.time_ns() - RACY_NS
+    return all(stamp is None or max(stamp[1], stamp[2]) < recent for stamp in taken)
 
 
 def _existing(
@@ -481,34 +511,46 @@ def _existing(
     """The candidates that exist and that kfd's user can read (what it cannot read,
     its commands cannot either: no mount needed, and mounts cost).
 
-    Remembered while the directories that hold them are unchanged (their mtimes):
-    a credential file created later changes its directory, and is seen. As git
-    does with its index, a directory whose mtime is too recent to tell a later
-    change apart is not trusted; nor a glob whose directories no mtime watches.
+    Remembered while the directories that hold them are unchanged, and the ones it
+    cannot read still the same (`stamps`): a credential file created later changes
+    its directory, one made readable its ctime. As git does with its index, a path
+    changed too recently to tell a later change apart is not trusted; nor a glob
+    whose directories no stamp watches.
     """
     candidates, parents, unwatched = watched
-    stamp = []
-    for parent in parents:
-        try:
-            stamp.append(os.stat(parent).st_mtime_ns)
-        except OSError:
-            stamp.append(-1)
-    key = (candidates, tuple(stamp))
+    key = (candidates, stamps(parents))
     cached = _EXISTING.get(key)
-    if cached is not None:
-        return tuple(dict((*cached, *_look(unwatched))).items()) if unwatched else cached
-    found = _look(c for c in candidates if c not in unwatched)
-    _EXISTING.clear()  # one machine, one list of candidates: keep the latest only
-    if max(stamp, default=-1) < time.time_ns() - RACY_NS:
-        _EXISTING[key] = found
-    return tuple(dict((*found, *_look(unwatched))).items()) if unwatched else found
+    if cached is not None and stamps(cached[1]) == cached[2]:
+        found = cached[0]
+    else:
+        found, unreadable = _look(c for c in candidates if c not in unwatched)
+        _EXISTING.clear()  # one machine, one list of candidates: keep the latest only
+        taken = stamps(unreadable)
+        if trusted((*key[1], *taken)):
+            _EXISTING[key] = (found, unreadable, taken)
+    if not unwatched:
+        return found
+    return tuple(dict((*found, *_look(unwatched)[0])).items())
 
 
-_EXISTING: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[tuple[str, bool], ...]] = {}
+def unreadable_candidates(home: str, hide: tuple[str, ...]) -> tuple[str, ...]:
+    """The paths to hide that exist but kfd's user cannot read (not mounted over:
+    whoever makes one readable changes its ctime)."""
+    candidates, _, _ = hidden_candidates(home, hide)
+    return _look(candidates)[1]
 
 
-def _look(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
+_EXISTING: dict[
+    tuple[tuple[str, ...], tuple[Stamp, ...]],
+    tuple[tuple[tuple[str, bool], ...], tuple[str, ...], tuple[Stamp, ...]],
+] = {}
+
+
+def _look(candidates: Iterable[str]) -> tuple[tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    """(the readable candidates, as real paths with whether each is a directory; the
+    existing ones kfd's user cannot read)."""
     found: dict[str, bool] = {}
+    unreadable: list[str] = []
     for candidate in candidates:
         for path in glob.glob(candidate) if glob.has_magic(candidate) else (candidate,):
             try:
@@ -516,7 +558,8 @@ def _look(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
             except OSError:
                 continue
             if not os.access(path, os.R_OK):
+                unreadable.append(path)
                 continue
             # A symlink is hidden where it points (bwrap follows it), and named so here.
             found[os.path.realpath(path)] = stat.S_ISDIR(info.st_mode)
-    return tuple(found.items())
+    return tuple(found.items()), tuple(unreadable)

@@ -7,7 +7,8 @@ checking that none of it changed. `gather` remembers the last `Layout` of
 each set of settings with the stamps of what it depends on:
 
 - the directories that hold the paths to hide (a credential file created
-  since changes its directory's mtime), the workspace, its git directories
+  since changes its directory's mtime) and those of them kfd cannot read (one
+  made readable changes its ctime), the workspace, its git directories
   and their ``hooks``, ``.kfd``, the cache home, ``$XDG_RUNTIME_DIR`` and
   every socket and socket directory it covers;
 - the repository the workspace belongs to (`kfd.git.repository.find`, run
@@ -16,29 +17,26 @@ each set of settings with the stamps of what it depends on:
   socket bound since must be covered).
 
 Any difference, and the `Layout` is gathered anew. Nothing is remembered that
-a stamp cannot vouch for: a directory changed within `RACY_NS` (a later change
-in the same tick of the file system's clock would leave its mtime as it was,
-as git knows of its index), a glob whose directories no stamp watches, a
-protected name that is a symbolic link (what it leads to lies elsewhere), a
-configured program's paths. Blocking, like `kfd.sandbox.layout.gather`.
+a stamp cannot vouch for: a path changed within
+`kfd.sandbox.layout.RACY_NS` (a later change in the same tick of the file
+system's clock would leave its timestamps as they were, as git knows of its
+index), a glob whose directories no stamp watches, a protected name that is a
+symbolic link (what it leads to lies elsewhere), a configured program's paths.
+Blocking, like `kfd.sandbox.layout.gather`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
 from kfd.sandbox import layout as facts
-from kfd.sandbox.layout import RACY_NS, RC_FILES, Layout
-
-Stamp = tuple[int, int, int, int] | None
-"""A path's inode, mtime (ns), mode and owner; None if it does not exist."""
+from kfd.sandbox.layout import RC_FILES, Layout, Stamp, stamps, trusted
 
 
 class _Remembered(NamedTuple):
@@ -91,6 +89,10 @@ def gather(
         return last.layout
     with _lock:
         _remembered.pop(key, None)
+    # Stamped before gathering what they vouch for, as git stats a file before it
+    # reads it: whatever changes while the facts are gathered moves a stamp.
+    predicted = _predicted(root, found, hide, environ) if not program else None
+    before = stamps(predicted or ())
     layout = facts.gather(
         Path(root),
         writable=writable,
@@ -101,17 +103,16 @@ def gather(
         found=found,
         listing=listing,
     )
-    watched = _watched(layout, hide, sockets, environ) if not program else None
-    if watched is None:
+    extra = _extra(layout, hide, sockets, environ)
+    if predicted is None or extra is None:
         return layout
-    taken = stamps(watched)
-    recent = time.time_ns() - RACY_NS
-    if any(stamp is not None and stamp[1] > recent for stamp in taken):
+    taken = (*before, *stamps(extra))
+    if not trusted(taken):
         return layout
     with _lock:
         if len(_remembered) >= MAX_REMEMBERED:
             _remembered.clear()
-        _remembered[key] = _Remembered(found, listing, watched, taken, layout)
+        _remembered[key] = _Remembered(found, listing, (*predicted, *extra), taken, layout)
     return layout
 
 
@@ -128,45 +129,44 @@ def forget() -> None:
         _remembered.clear()
 
 
-def stamps(paths: Iterable[str]) -> tuple[Stamp, ...]:
-    """The `Stamp` of each path (symbolic links followed, as mounts follow them)."""
-    taken: list[Stamp] = []
-    for path in paths:
-        try:
-            info = os.stat(path)
-        except OSError:
-            taken.append(None)
-        else:
-            taken.append((info.st_ino, info.st_mtime_ns, info.st_mode, info.st_uid))
-    return tuple(taken)
-
-
-def _watched(
-    layout: Layout, hide: Sequence[str], sockets: Sequence[str], environ: Mapping[str, str]
+def _predicted(
+    root: str,
+    found: repository.Repository | repository.Refused | None,
+    hide: Sequence[str],
+    environ: Mapping[str, str],
 ) -> tuple[str, ...] | None:
-    """Every path whose stamp vouches for ``layout``; None if stamps cannot."""
-    home = os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
+    """The paths a `Layout` of ``root`` depends on that are known before gathering it;
+    None if stamps cannot vouch for it."""
+    home = _home(environ)
     _, parents, unwatched = facts.hidden_candidates(home, tuple(hide))
     if unwatched:
-        return None
-    root = layout.workspace
-    inside_home = home == root or home.startswith(root.rstrip(os.sep) + os.sep)
-    protected = [os.path.join(root, name) for name in (*RC_FILES, *INSTRUCTION_FILES)]
-    if inside_home:
-        protected += [os.path.join(home, name) for name in RC_FILES]
-    if any(os.path.islink(path) for path in protected):
         return None
     # Under the private /tmp, what is hidden is out of reach anyway, but in the
     # workspace (bound back) or a configured program's directory (such a layout is
     # never remembered); and /tmp changes all the time.
-    parents = tuple(
-        _existing_ancestor(path)
-        for path in parents
-        if not _under(path, "/tmp") or _under(path, layout.workspace)
-    )
-    watched = [*parents, root, os.path.join(root, ".git"), os.path.join(root, ".kfd")]
-    if inside_home:
+    watched = [_existing_ancestor(path) for path in parents if not _outside_in_tmp(path, root)]
+    watched += [root, os.path.join(root, ".git"), os.path.join(root, ".kfd")]
+    if _under(home, root):
         watched.append(home)
+    if isinstance(found, repository.Repository) and str(found.root) == root:
+        for git_dir in dict.fromkeys((str(found.git_dir), str(found.common_dir))):
+            watched += [git_dir, os.path.join(git_dir, "hooks")]
+    return tuple(dict.fromkeys(watched))
+
+
+def _extra(
+    layout: Layout, hide: Sequence[str], sockets: Sequence[str], environ: Mapping[str, str]
+) -> tuple[str, ...] | None:
+    """The paths ``layout`` depends on that gathering it found; None if stamps cannot
+    vouch for it."""
+    home = _home(environ)
+    root = layout.workspace
+    protected = [os.path.join(root, name) for name in (*RC_FILES, *INSTRUCTION_FILES)]
+    if _under(home, root):
+        protected += [os.path.join(home, name) for name in RC_FILES]
+    if any(os.path.islink(path) for path in protected):
+        return None
+    watched = [*facts.unreadable_candidates(home, tuple(hide))]
     for git_dir in layout.git_dirs:
         watched += [git_dir.path, os.path.join(git_dir.path, "hooks")]
     for path in (layout.cache_home, layout.runtime_dir):
@@ -177,6 +177,14 @@ def _watched(
         watched += [socket, os.path.dirname(socket)]
     watched += layout.socket_dirs
     return tuple(dict.fromkeys(watched))
+
+
+def _home(environ: Mapping[str, str]) -> str:
+    return os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
+
+
+def _outside_in_tmp(path: str, root: str) -> bool:
+    return _under(path, "/tmp") and not _under(path, root)
 
 
 def _existing_ancestor(path: str) -> str:

@@ -2,20 +2,18 @@
 gathered from changed: whatever appears between two commands is covered in the
 second, against real bubblewrap.
 
-Each test first makes its workspace's layout remembered (directories' mtimes
-pushed into the past: a recent one is never trusted) and checks that it is,
-so the second command goes through the reuse path, then changes something and
-shows the second command cannot reach it.
+Each test first makes its workspace's layout remembered (trusting stamps however
+recent: a test cannot wait for them to age) and checks that it is, so the
+second command goes through the reuse path, then changes something and shows
+the second command cannot reach it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import pytest
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
-from kfd.sandbox import probe, reuse
+from kfd.sandbox import layout, probe, reuse
 from kfd_shell import BashTool
 
 BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
@@ -60,29 +58,26 @@ async def run(ctx: CallContext, command: str) -> str:
     return result.output
 
 
-def _age(*roots: Path) -> None:
-    """Every directory under ``roots`` last changed a minute ago."""
-    past = time.time_ns() - 60 * 10**9
-    for root in roots:
-        for directory, _, _ in os.walk(root):
-            os.utime(directory, ns=(past, past))
+@pytest.fixture
+def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stamps are trusted however recent (a test cannot wait seconds for them to age)."""
+    monkeypatch.setattr(layout, "RACY_NS", 0)
 
 
-async def _remembered(ctx: CallContext, *roots: Path) -> None:
+async def _remembered(ctx: CallContext) -> None:
     """Run a command whose layout the next command reuses."""
     await run(ctx, "true")  # bubblewrap's stand-ins (an empty .kfd) appear once
-    _age(*roots)
     await run(ctx, "true")
     assert reuse.remembers(ctx.workspace)
 
 
 async def test_a_dotenv_written_by_one_command_is_hidden_in_the_next(
-    home: Path, repo: Path
+    home: Path, repo: Path, trusting: None
 ) -> None:
     (repo / "config").mkdir()
     hidden = (str(repo / ".env"), str(repo / "config" / ".env"))
     ctx = context(repo, hide=hidden)
-    await _remembered(ctx, home, repo)
+    await _remembered(ctx)
     await run(ctx, "echo CANARY-ENV-ROOT > .env; echo CANARY-ENV-SUB > config/.env")
     assert "CANARY-ENV-ROOT" in (repo / ".env").read_text()  # it was written
     output = await run(ctx, "cat .env config/.env; echo done")
@@ -91,10 +86,10 @@ async def test_a_dotenv_written_by_one_command_is_hidden_in_the_next(
 
 
 async def test_a_credential_store_created_between_commands_is_hidden(
-    home: Path, repo: Path
+    home: Path, repo: Path, trusting: None
 ) -> None:
     ctx = context(repo)
-    await _remembered(ctx, home, repo)
+    await _remembered(ctx)
     # In a directory the layout knew, one it did not (under one it knew), and one
     # whose parents did not exist either.
     stores = {
@@ -111,20 +106,25 @@ async def test_a_credential_store_created_between_commands_is_hidden(
 
 
 async def test_a_git_directory_entry_added_between_commands_is_read_only(
-    home: Path, repo: Path
+    home: Path, repo: Path, trusting: None
 ) -> None:
     ctx = context(repo)
-    await _remembered(ctx, home, repo)
+    await _remembered(ctx)
     (repo / ".git" / "fsmonitor-settings").write_text("kept\n")
     await run(ctx, "echo planted > .git/fsmonitor-settings")
     assert (repo / ".git" / "fsmonitor-settings").read_text() == "kept\n"
 
 
-async def test_a_socket_bound_between_commands_is_unreachable(home: Path, repo: Path) -> None:
+async def test_a_socket_bound_between_commands_is_unreachable(
+    home: Path, repo: Path, trusting: None
+) -> None:
+    # In a directory that exists already and that no stamp watches: only the
+    # listing of bound sockets tells.
+    directory = Path(tempfile.mkdtemp(prefix="kfd-sockets-", dir="/var/tmp"))
     ctx = context(repo)
-    await _remembered(ctx, home, repo)
+    await _remembered(ctx)
     server = socket.socket(socket.AF_UNIX)
-    path = home / "agent.sock"
+    path = directory / "agent.sock"
     server.bind(str(path))
     server.listen()
     connect = (
@@ -136,15 +136,15 @@ async def test_a_socket_bound_between_commands_is_unreachable(home: Path, repo: 
         assert "connected" not in await run(ctx, connect)
     finally:
         server.close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def test_a_glob_over_directories_is_looked_at_for_every_command(
-    home: Path, repo: Path
+    home: Path, repo: Path, trusting: None
 ) -> None:
     (home / "projects").mkdir()
     ctx = context(repo, hide=(str(home / "projects" / "*" / ".env"),))
     await run(ctx, "true")
-    _age(home, repo)
     await run(ctx, "true")
     # No mtime watches every directory a glob may match in: nothing is remembered.
     assert not reuse.remembers(repo)
@@ -156,14 +156,19 @@ async def test_a_glob_over_directories_is_looked_at_for_every_command(
 
 
 async def test_an_unchanged_workspace_reuses_its_layout_and_a_recent_change_is_not_trusted(
-    home: Path, repo: Path
+    home: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(layout, "RACY_NS", 0)
+    # The first gathering creates the cache home, which its own stamps saw missing.
+    await asyncio.to_thread(reuse.gather, repo, writable=True)
     first = await asyncio.to_thread(reuse.gather, repo, writable=True)
-    _age(home, repo)
     second = await asyncio.to_thread(reuse.gather, repo, writable=True)
-    assert await asyncio.to_thread(reuse.gather, repo, writable=True) is second
-    assert first == second
-    (repo / "notes.txt").write_text("x")  # the workspace changed just now
+    assert second is first
+    assert reuse.remembers(repo)
+    monkeypatch.undo()  # from here on, what changed within two seconds is not trusted
+    reuse.forget()
+    (repo / "notes.txt").write_text("x")
     third = await asyncio.to_thread(reuse.gather, repo, writable=True)
-    assert third is not second
+    assert third.workspace == second.workspace
     assert not reuse.remembers(repo)
+    assert await asyncio.to_thread(reuse.gather, repo, writable=True) is not third
