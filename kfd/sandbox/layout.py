@@ -17,7 +17,7 @@ import stat
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -156,6 +156,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """Existing shell start-up files (and the workspace's instruction files, which kfd
     reads into every session) to mount read-only."""
     swept: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+    """Paths to hide that kfd's user cannot read, so not mounted over (no mount is
+    needed: its commands cannot read them either); `kfd.sandbox.reuse` stamps them."""
     """Paths that must not exist after the command; none does now."""
 
 
@@ -208,7 +211,7 @@ def gather(
     # One cache home per project: the repository's root, or the workspace outside one.
     project = found.root if isinstance(found, repository.Repository) else Path(root)
     cache = cache_home(project)
-    hidden = _existing(hidden_candidates(home, tuple(hide)))
+    hidden, unreadable = _existing(hidden_candidates(home, tuple(hide)))
     allowed = tuple(os.path.realpath(os.path.expanduser(path)) for path in sockets)
     programs = program_dirs(program, hidden)
     sockets = bound_sockets(
@@ -229,6 +232,7 @@ def gather(
         allowed_sockets=tuple(path for path in allowed if _is_socket(path)),
         cache_home=str(cache),
         programs=programs,
+        unreadable=unreadable,
     )
     if not writable:
         return layout
@@ -423,29 +427,37 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-def hidden_candidates(
-    home: str, hide: tuple[str, ...]
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(every path to hide if it exists, the directories whose mtimes say whether
-    any of them appeared or went, the glob patterns that must be looked at anew)."""
+class Candidates(NamedTuple):
+    """The paths to hide if they exist, and how to tell when that changes."""
+
+    paths: tuple[str, ...]
+    parents: tuple[str, ...]
+    """Directories whose mtimes say whether any of the others appeared or went."""
+    globs: tuple[str, ...]
+    """Patterns with magic above their last part ("~/projects/*/.env"), which can
+    match in directories no mtime watches: looked at anew every time."""
+    in_tmp: tuple[str, ...]
+    """Paths under ``/tmp``, which changes all the time: looked at anew every time
+    (a couple of stats) rather than let ``/tmp`` decide for the others."""
+
+
+def hidden_candidates(home: str, hide: tuple[str, ...]) -> Candidates:
+    """The `Candidates` for ``$HOME`` at ``home`` and ``[sandbox] hide``."""
     return _candidates(home, hide, *_kfd_dirs())
 
 
 @functools.lru_cache(maxsize=8)
-def _candidates(
-    home: str, hide: tuple[str, ...], *kfd_dirs: str
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    candidates = (
+def _candidates(home: str, hide: tuple[str, ...], *kfd_dirs: str) -> Candidates:
+    paths = (
         *(os.path.join(home, name) for name in HIDDEN_IN_HOME),
         *HIDDEN_SYSTEM,
         *(os.path.expanduser(path) for path in hide),
         *kfd_dirs,
     )
-    parents = sorted({os.path.dirname(c) for c in candidates})
-    # A pattern with magic above its last part ("~/projects/*/.env") can match in
-    # directories no mtime here watches: never remembered.
-    unwatched = tuple(c for c in candidates if glob.has_magic(os.path.dirname(c)))
-    return candidates, tuple(p for p in parents if not glob.has_magic(p)), unwatched
+    globs = tuple(c for c in paths if glob.has_magic(os.path.dirname(c)))
+    in_tmp = tuple(c for c in paths if c.startswith("/tmp/") and c not in globs)
+    parents = sorted({os.path.dirname(c) for c in paths if c not in globs and c not in in_tmp})
+    return Candidates(paths, tuple(parents), globs, in_tmp)
 
 
 def _kfd_dirs() -> tuple[str, str, str, str]:
@@ -505,39 +517,32 @@ def trusted(taken: Iterable[Stamp]) -> bool:
     return all(stamp is None or max(stamp[1], stamp[2]) < recent for stamp in taken)
 
 
-def _existing(
-    watched: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
-) -> tuple[tuple[str, bool], ...]:
-    """The candidates that exist and that kfd's user can read (what it cannot read,
-    its commands cannot either: no mount needed, and mounts cost).
+def _existing(candidates: Candidates) -> tuple[tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    """(the candidates that exist and that kfd's user can read, the ones that exist
+    but it cannot read: what it cannot read, its commands cannot either, so no mount
+    is needed, and mounts cost).
 
     Remembered while the directories that hold them are unchanged, and the ones it
     cannot read still the same (`stamps`): a credential file created later changes
     its directory, one made readable its ctime. As git does with its index, a path
-    changed too recently to tell a later change apart is not trusted; nor a glob
-    whose directories no stamp watches.
+    changed too recently to tell a later change apart is not trusted. Globs over
+    directories and paths under ``/tmp`` are looked at every time.
     """
-    candidates, parents, unwatched = watched
-    key = (candidates, stamps(parents))
+    fresh = (*candidates.globs, *candidates.in_tmp)
+    key = (candidates.paths, stamps(candidates.parents))
     cached = _EXISTING.get(key)
     if cached is not None and stamps(cached[1]) == cached[2]:
-        found = cached[0]
+        found, unreadable = cached[0], cached[1]
     else:
-        found, unreadable = _look(c for c in candidates if c not in unwatched)
+        found, unreadable = _look(c for c in candidates.paths if c not in fresh)
         _EXISTING.clear()  # one machine, one list of candidates: keep the latest only
         taken = stamps(unreadable)
         if trusted((*key[1], *taken)):
             _EXISTING[key] = (found, unreadable, taken)
-    if not unwatched:
-        return found
-    return tuple(dict((*found, *_look(unwatched)[0])).items())
-
-
-def unreadable_candidates(home: str, hide: tuple[str, ...]) -> tuple[str, ...]:
-    """The paths to hide that exist but kfd's user cannot read (not mounted over:
-    whoever makes one readable changes its ctime)."""
-    candidates, _, _ = hidden_candidates(home, hide)
-    return _look(candidates)[1]
+    if not fresh:
+        return found, unreadable
+    more, closed = _look(fresh)
+    return tuple(dict((*found, *more)).items()), (*unreadable, *closed)
 
 
 _EXISTING: dict[

@@ -138,13 +138,15 @@ def _predicted(
     """The paths a `Layout` of ``root`` depends on that are known before gathering it;
     None if stamps cannot vouch for it."""
     home = _home(environ)
-    _, parents, unwatched = facts.hidden_candidates(home, tuple(hide))
-    if unwatched:
+    candidates = facts.hidden_candidates(home, tuple(hide))
+    if candidates.globs:
         return None
     # Under the private /tmp, what is hidden is out of reach anyway, but in the
     # workspace (bound back) or a configured program's directory (such a layout is
     # never remembered); and /tmp changes all the time.
-    watched = [_existing_ancestor(path) for path in parents if not _outside_in_tmp(path, root)]
+    inside = (os.path.dirname(path) for path in candidates.in_tmp if _under(path, root))
+    known: dict[str, bool] = {}
+    watched = [_existing_ancestor(path, known) for path in (*candidates.parents, *inside)]
     watched += [root, os.path.join(root, ".git"), os.path.join(root, ".kfd")]
     if _under(home, root):
         watched.append(home)
@@ -166,7 +168,7 @@ def _extra(
         protected += [os.path.join(home, name) for name in RC_FILES]
     if any(os.path.islink(path) for path in protected):
         return None
-    watched = [*facts.unreadable_candidates(home, tuple(hide))]
+    watched = [*layout.unreadable]
     for git_dir in layout.git_dirs:
         watched += [git_dir.path, os.path.join(git_dir.path, "hooks")]
     for path in (layout.cache_home, layout.runtime_dir):
@@ -183,15 +185,16 @@ def _home(environ: Mapping[str, str]) -> str:
     return os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
 
 
-def _outside_in_tmp(path: str, root: str) -> bool:
-    return _under(path, "/tmp") and not _under(path, root)
-
-
-def _existing_ancestor(path: str) -> str:
+def _existing_ancestor(path: str, known: dict[str, bool]) -> str:
     """``path``, or if missing its nearest existing ancestor: whatever appears on the
     way down changes that one's mtime first. Fewer paths to stamp (most of the
-    credential stores' directories do not exist on a given machine)."""
-    while not os.path.isdir(path) and os.path.dirname(path) != path:
+    credential stores' directories do not exist on a given machine). ``known``:
+    what is a directory, as found so far."""
+    while os.path.dirname(path) != path:
+        if path not in known:
+            known[path] = os.path.isdir(path)
+        if known[path]:
+            break
         path = os.path.dirname(path)
     return path
 
