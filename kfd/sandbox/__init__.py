@@ -28,8 +28,9 @@ Built on bubblewrap. A confined program sees:
 - no network (a network namespace with only a loopback) unless allowed;
 - a PID namespace of its own, no capabilities, and death with kfd.
 
-`confine` prepares one program's confinement; `probe` says whether
-bubblewrap works here at all.
+`confine` prepares one program's confinement, from the previous command's
+facts while nothing they were gathered from changed (`kfd.sandbox.reuse`);
+`probe` says whether bubblewrap works here at all.
 """
 
 from __future__ import annotations
