@@ -56,17 +56,23 @@ class Refused(NamedTuple):
 def find(workspace: Path) -> Repository | Refused | None:
     """The repository containing ``workspace``; `Refused` if its ``.git`` is not
     trustworthy; None outside any repository."""
-    workspace = Path(os.path.realpath(workspace))
-    for directory in (workspace, *workspace.parents):
-        marker = directory / ".git"
+    real = os.path.realpath(workspace)
+    directory = real
+    while True:  # up to the root, in strings: this runs before every sandboxed command
+        marker = os.path.join(directory, ".git")
         try:
             info = os.lstat(marker)
         except OSError:
-            continue
-        if stat.S_ISDIR(info.st_mode) and not os.path.lexists(marker / "HEAD"):
-            continue  # not a repository (git skips it too): the sandbox's empty stand-in
-        return _validate(directory, marker, info, workspace)
-    return None
+            pass
+        else:
+            # An empty directory is not a repository (git skips it too): the sandbox's
+            # stand-in.
+            if not stat.S_ISDIR(info.st_mode) or os.path.lexists(os.path.join(marker, "HEAD")):
+                return _validate(Path(directory), Path(marker), info, Path(real))
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
 
 
 def is_marker(marker: Path) -> bool:

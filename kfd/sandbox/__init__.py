@@ -28,8 +28,9 @@ Built on bubblewrap. A confined program sees:
 - no network (a network namespace with only a loopback) unless allowed;
 - a PID namespace of its own, no capabilities, and death with kfd.
 
-`confine` prepares one program's confinement; `probe` says whether
-bubblewrap works here at all.
+`confine` prepares one program's confinement, from the previous command's
+facts while nothing they were gathered from changed (`kfd.sandbox.reuse`);
+`probe` says whether bubblewrap works here at all.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfd.sandbox import environ as environment
-from kfd.sandbox.layout import Layout, gather
+from kfd.sandbox import reuse
+from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
 from kfd.sandbox.sweep import sweep
@@ -103,7 +105,7 @@ async def confine(
     """
     environ = os.environ if environ is None else environ
     layout = await asyncio.to_thread(
-        gather,
+        reuse.gather,
         workspace,
         writable=writable,
         hide=hide,
@@ -111,6 +113,23 @@ async def confine(
         environ=environ,
         program=program,
     )
-    prefix = [_program(bwrap, environ.get("PATH", "")), *arguments(layout, network=network), "--"]
-    variables = environment.command_environment(environ, env, cache_home=layout.cache_home)
-    return Confinement(prefix, variables, layout, layout.swept)
+    program_path = _program(bwrap, environ.get("PATH", ""))
+    prefix = [program_path, *_arguments(layout, network), "--"]
+    variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
+    return Confinement(prefix, dict(variables), layout, layout.swept)
+
+
+# The same layout (`kfd.sandbox.reuse`) and environment command after command:
+# their arguments and variables are built once (copies handed out).
+
+
+@functools.lru_cache(maxsize=16)
+def _arguments(layout: Layout, network: bool) -> tuple[str, ...]:
+    return tuple(arguments(layout, network=network))
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(
+    environ: tuple[tuple[str, str], ...], extra: tuple[str, ...], cache_home: str
+) -> dict[str, str]:
+    return environment.command_environment(dict(environ), extra, cache_home=cache_home)

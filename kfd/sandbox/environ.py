@@ -16,6 +16,7 @@ managers work while ``$HOME`` stays read-only.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 from collections.abc import Collection, Mapping
 
@@ -100,10 +101,18 @@ CACHE_BIN_DIRS = ("python/bin", "cargo/bin", "go/bin", "npm-global/bin")
 
 def allowed(name: str, value: str, extra: Collection[str] = ()) -> bool:
     """Whether a command gets the variable ``name`` (with ``value``)."""
+    verdict = _by_name(name, tuple(extra))
+    return "@" not in value if verdict is None else verdict
+
+
+@functools.lru_cache(maxsize=2048)
+def _by_name(name: str, extra: tuple[str, ...]) -> bool | None:
+    """`allowed` by the name alone; None for a proxy, which depends on its value.
+    Remembered: the daemon's environment is the same for every command."""
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in extra):
         return True
     if name in PROXIES:
-        return "@" not in value
+        return None
     return name in PASSED or any(fnmatch.fnmatchcase(name, p) for p in PASSED_PATTERNS)
 
 
@@ -115,6 +124,7 @@ def command_environment(
 ) -> dict[str, str]:
     """What a command gets: the allowed variables; with ``cache_home`` (a sandboxed
     command) also ``TMPDIR`` and the tool-chains' cache locations."""
+    extra = tuple(extra)
     env = {name: value for name, value in environ.items() if allowed(name, value, extra)}
     if cache_home is not None:
         env["TMPDIR"] = SANDBOX_TMPDIR

@@ -8,14 +8,16 @@ further I/O.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -99,8 +101,9 @@ SWEPT_IN_GIT_DIR = ("commondir", "gitdir", "config.worktree")
 be made read-only before they exist without leaving a file git would misread, so a
 command that creates one has it removed when it ends (`kfd.sandbox.sweep`)."""
 
-_SOCKET_LINE = re.compile(r"^\s*[0-9A-Fa-f]+: (?:\S+ ){6}(/.*)$")
-"""A line of ``/proc/net/unix`` that names a socket bound to a path."""
+_SOCKET_LINE = re.compile(r"^\s*[0-9A-Fa-f]+: (?:\S+ ){6}(/.*)$", re.MULTILINE)
+"""A line of ``/proc/net/unix`` that names a socket bound to a path (one pass over
+the text: a desktop lists thousands of connected sockets, with no path)."""
 
 MAX_SOCKETS = 512
 """More bound sockets than this are masked by their directories' hiding only."""
@@ -153,6 +156,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """Existing shell start-up files (and the workspace's instruction files, which kfd
     reads into every session) to mount read-only."""
     swept: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+    """Paths to hide that kfd's user cannot read, so not mounted over (no mount is
+    needed: its commands cannot read them either); `kfd.sandbox.reuse` stamps them."""
     """Paths that must not exist after the command; none does now."""
 
 
@@ -185,36 +191,35 @@ def gather(
     sockets: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
     program: Sequence[str] = (),
+    found: repository.Repository | repository.Refused | Literal[False] | None = False,
+    listing: Sequence[str] | None = None,
 ) -> Layout:
     """Look at the machine for one command in ``workspace``. Blocking.
 
     ``program``: the paths of a configured program (its executable, its
-    script), which must stay reachable where they are.
+    script), which must stay reachable where they are. ``found`` (what
+    `kfd.git.repository.find` said of the workspace) and ``listing`` (the text
+    of `unix_sockets`) if the caller looked already.
     """
     environ = os.environ if environ is None else environ
     root = os.path.realpath(workspace)
     home = os.path.realpath(environ.get("HOME") or os.path.expanduser("~"))
     runtime = environ.get("XDG_RUNTIME_DIR", "")
     runtime = runtime if os.path.isabs(runtime) and os.path.isdir(runtime) else ""
-    found = repository.find(Path(root))
+    if found is False:
+        found = repository.find(Path(root))
     # One cache home per project: the repository's root, or the workspace outside one.
     project = found.root if isinstance(found, repository.Repository) else Path(root)
     cache = cache_home(project)
-    hidden = _existing(
-        [
-            *(os.path.join(home, name) for name in HIDDEN_IN_HOME),
-            *HIDDEN_SYSTEM,
-            *(os.path.expanduser(path) for path in hide),
-            str(paths.config_dir()),
-            str(paths.state_dir()),
-            str(paths.runtime_dir()),
-            str(paths.cache_dir()),
-        ]
-    )
+    hidden, unreadable = _existing(hidden_candidates(home, tuple(hide)))
     allowed = tuple(os.path.realpath(os.path.expanduser(path)) for path in sockets)
     programs = program_dirs(program, hidden)
     sockets = bound_sockets(
-        root, allowed, (runtime, "/tmp", *(p for p, d in hidden if d)), reopened=programs
+        root,
+        allowed,
+        (runtime, "/tmp", *(p for p, d in hidden if d)),
+        reopened=programs,
+        listing=listing,
     )
     socket_dirs, single = _group_sockets(sockets, allowed)
     layout = Layout(
@@ -227,6 +232,7 @@ def gather(
         allowed_sockets=tuple(path for path in allowed if _is_socket(path)),
         cache_home=str(cache),
         programs=programs,
+        unreadable=unreadable,
     )
     if not writable:
         return layout
@@ -236,59 +242,65 @@ def gather(
 def _workspace_facts(
     root: Path, home: str, found: repository.Repository | repository.Refused | None
 ) -> dict[str, object]:
-    marker = root / ".git"
+    top = str(root)
+    marker = os.path.join(top, ".git")
+    try:
+        names = set(os.listdir(top))  # one listing, not two lstat calls per name
+    except OSError:  # unreadable: look at each name on its own
+        names = {".git", ".kfd", *RC_FILES, *INSTRUCTION_FILES}
     kind: MarkerKind
     git_dirs: list[GitDir] = []
     swept: list[str] = []
-    if repository.is_marker(marker):
-        if marker.is_dir():
+    if ".git" in names and repository.is_marker(Path(marker)):
+        if os.path.isdir(marker):
             kind = "repository"
             git_dirs.append(_git_dir(marker, swept))
         else:
             kind = "gitfile"
             if isinstance(found, repository.Repository) and found.root == root and found.linked:
                 # The worktree's own git directories, outside the workspace.
-                git_dirs.append(_git_dir(found.common_dir, swept))
-                git_dirs.append(_git_dir(found.git_dir, swept))
+                git_dirs.append(_git_dir(str(found.common_dir), swept))
+                git_dirs.append(_git_dir(str(found.git_dir), swept))
     elif found is not None:
         kind = "blocked"  # no nested repository may appear under the outer one's rules
     else:
         kind = "none"
         # ``git init`` may create a repository here; not one that redirects git.
-        swept.extend(str(marker / name) for name in SWEPT_IN_GIT_DIR)
+        swept.extend(os.path.join(marker, name) for name in SWEPT_IN_GIT_DIR)
     project_root = kind in ("repository", "gitfile", "none")
     rc_files: list[str] = []
     for name in (*RC_FILES, *INSTRUCTION_FILES):
-        _protect(str(root / name), str(root), rc_files, swept, missing=False)
-    if Path(home).is_relative_to(root):
+        if name in names:
+            _protect(os.path.join(top, name), top, rc_files, swept, missing=False)
+    if home == top or home.startswith(top.rstrip(os.sep) + os.sep):
         for name in RC_FILES:
-            _protect(os.path.join(home, name), str(root), rc_files, swept, missing=True)
+            _protect(os.path.join(home, name), top, rc_files, swept, missing=True)
     return {
         "marker": kind,
         "marker_is_file": os.path.isfile(marker) and not os.path.islink(marker),
         "git_dirs": tuple(git_dirs),
         "project_root": project_root,
-        "kfd_dir": _holds_something(root / ".kfd"),
+        "kfd_dir": ".kfd" in names and _holds_something(os.path.join(top, ".kfd")),
         "rc_files": tuple(dict.fromkeys(rc_files)),
         "swept": tuple(swept),
     }
 
 
-def _git_dir(path: Path, swept: list[str]) -> GitDir:
+def _git_dir(path: str, swept: list[str]) -> GitDir:
     try:
         entries = tuple(sorted(os.listdir(path)))
     except OSError:
         entries = ()
-    swept.extend(str(path / name) for name in SWEPT_IN_GIT_DIR if name not in entries)
+    swept.extend(os.path.join(path, name) for name in SWEPT_IN_GIT_DIR if name not in entries)
     try:
-        hooks = os.listdir(path / "hooks")
+        hooks = os.listdir(os.path.join(path, "hooks")) if "hooks" in entries else []
     except OSError:
         hooks = []
     real = any(not name.endswith(".sample") for name in hooks)
-    return GitDir(str(path), entries, real)
+    return GitDir(path, entries, real)
 
 
-def _holds_something(path: Path) -> bool:
+def _holds_something(path: str) -> bool:
     """Whether ``path`` exists and is not an empty directory (a stand-in left behind)."""
     try:
         with os.scandir(path) as entries:
@@ -333,14 +345,22 @@ def cache_home(project: Path) -> Path:
     Under ``$XDG_CACHE_HOME/kfd/sandbox/``, one per project: what a package
     manager caches for one project never reaches another's commands.
     """
-    digest = hashlib.sha256(str(project).encode()).hexdigest()[:12]
-    slug = re.sub(r"[^A-Za-z0-9._-]", "_", project.name)[:40] or "root"
-    home = paths.cache_dir() / "sandbox" / f"{slug}-{digest}"
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = os.lstat(home)
+    home = _cache_home_path(project, _kfd_dirs()[3])
+    try:
+        info = os.lstat(home)  # there already, each command but the first: no mkdir
+    except FileNotFoundError:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(home)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise PermissionError(f"{home} is not a directory of ours; remove it and retry")
     return home
+
+
+@functools.lru_cache(maxsize=64)
+def _cache_home_path(project: Path, cache_dir: str) -> Path:
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", project.name)[:40] or "root"
+    return Path(cache_dir, "sandbox", f"{slug}-{digest}")
 
 
 def program_dirs(program: Sequence[str], hidden: Iterable[tuple[str, bool]]) -> tuple[str, ...]:
@@ -369,24 +389,17 @@ def bound_sockets(
     covered: Iterable[str],
     *,
     reopened: Sequence[str] = (),
+    listing: Sequence[str] | None = None,
 ) -> tuple[str, ...]:
     """Unix sockets bound to a path outside ``workspace`` and outside the ``covered``
     directories (hidden anyway) unless inside a ``reopened`` one, from
-    ``/proc/net/unix``; ``allowed`` ones excepted."""
-    try:
-        with open("/proc/net/unix", encoding="utf-8", errors="replace") as listing:
-            lines = listing.read().splitlines()[1:]
-    except OSError:
-        return ()
+    ``/proc/net/unix`` (``listing``: `unix_sockets`, read already); ``allowed`` ones
+    excepted."""
     inside = workspace.rstrip(os.sep) + os.sep
     prefixes = tuple(directory.rstrip(os.sep) + os.sep for directory in covered if directory)
     reopen = tuple(directory.rstrip(os.sep) + os.sep for directory in reopened)
     found: dict[str, None] = {}
-    for line in lines:
-        match = _SOCKET_LINE.match(line)
-        if match is None:
-            continue
-        path = match.group(1)
+    for path in unix_sockets() if listing is None else listing:
         hidden_anyway = path.startswith(prefixes) and not path.startswith(reopen)
         if path.startswith(inside) or hidden_anyway or path in allowed or not _is_socket(path):
             continue
@@ -396,6 +409,17 @@ def bound_sockets(
     return tuple(found)
 
 
+def unix_sockets() -> tuple[str, ...]:
+    """The path of each Unix socket bound to one, from ``/proc/net/unix`` (none if
+    unreadable). A path bound twice is listed twice: a socket bound anew where a
+    stale one still is changes the listing."""
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as listing:
+            return tuple(_SOCKET_LINE.findall(listing.read()))
+    except OSError:
+        return ()
+
+
 def _is_socket(path: str) -> bool:
     try:
         return stat.S_ISSOCK(os.lstat(path).st_mode)
@@ -403,36 +427,135 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-def _existing(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
-    """The candidates that exist and that kfd's user can read (what it cannot read,
-    its commands cannot either: no mount needed, and mounts cost).
+class Candidates(NamedTuple):
+    """The paths to hide if they exist, and how to tell when that changes."""
 
-    Remembered while the directories that hold them are unchanged (their mtimes):
-    a credential file created later changes its directory, and is seen.
-    """
-    candidates = tuple(candidates)
-    parents = sorted({os.path.dirname(c) for c in candidates})
-    stamp = []
-    for parent in parents:
+    paths: tuple[str, ...]
+    parents: tuple[str, ...]
+    """Directories whose mtimes say whether any of the others appeared or went."""
+    globs: tuple[str, ...]
+    """Patterns with magic above their last part ("~/projects/*/.env"), which can
+    match in directories no mtime watches: looked at anew every time."""
+    in_tmp: tuple[str, ...]
+    """Paths under ``/tmp``, which changes all the time: looked at anew every time
+    (a couple of stats) rather than let ``/tmp`` decide for the others."""
+
+
+def hidden_candidates(home: str, hide: tuple[str, ...]) -> Candidates:
+    """The `Candidates` for ``$HOME`` at ``home`` and ``[sandbox] hide``."""
+    return _candidates(home, hide, *_kfd_dirs())
+
+
+@functools.lru_cache(maxsize=8)
+def _candidates(home: str, hide: tuple[str, ...], *kfd_dirs: str) -> Candidates:
+    paths = (
+        *(os.path.join(home, name) for name in HIDDEN_IN_HOME),
+        *HIDDEN_SYSTEM,
+        *(os.path.expanduser(path) for path in hide),
+        *kfd_dirs,
+    )
+    globs = tuple(c for c in paths if glob.has_magic(os.path.dirname(c)))
+    in_tmp = tuple(c for c in paths if c.startswith("/tmp/") and c not in globs)
+    parents = sorted({os.path.dirname(c) for c in paths if c not in globs and c not in in_tmp})
+    return Candidates(paths, tuple(parents), globs, in_tmp)
+
+
+def _kfd_dirs() -> tuple[str, str, str, str]:
+    """kfd's own config, state, runtime and cache directories (from the daemon's
+    environment, as `kfd.paths` has them), remembered per environment."""
+    return _kfd_dirs_for(
+        os.environ.get("HOME", ""),
+        *(os.environ.get(name, "") for name in XDG_VARIABLES),
+    )
+
+
+XDG_VARIABLES = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME")
+"""The variables `kfd.paths` reads kfd's own directories from (with ``HOME``)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _kfd_dirs_for(*environment: str) -> tuple[str, str, str, str]:
+    del environment  # the key: `kfd.paths` reads the same variables itself
+    return (
+        str(paths.config_dir()),
+        str(paths.state_dir()),
+        str(paths.runtime_dir()),
+        str(paths.cache_dir()),
+    )
+
+
+RACY_NS = 2_000_000_000
+"""A path changed this recently (ns) may change again within the same tick of its
+file system's clock without its timestamps moving (a second on ext3, two on FAT):
+what it holds is not remembered."""
+
+
+def stamps(paths: Iterable[str]) -> tuple[Stamp, ...]:
+    """The `Stamp` of each path (symbolic links followed, as mounts follow them)."""
+    taken: list[Stamp] = []
+    for path in paths:
         try:
-            stamp.append(os.stat(parent).st_mtime_ns)
+            info = os.stat(path)
         except OSError:
-            stamp.append(-1)
-    key = (candidates, tuple(stamp))
+            taken.append(None)
+        else:
+            taken.append(
+                (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_uid)
+            )
+    return tuple(taken)
+
+
+Stamp = tuple[int, int, int, int, int] | None
+"""A path's inode, mtime and ctime (ns), mode and owner; None if it does not exist.
+A directory's mtime moves when an entry appears, goes or is renamed; its ctime
+also when its mode or owner changes."""
+
+
+def trusted(taken: Iterable[Stamp]) -> bool:
+    """Whether none of ``taken`` changed within `RACY_NS`."""
+    recent = time.time_ns() - RACY_NS
+    return all(stamp is None or max(stamp[1], stamp[2]) < recent for stamp in taken)
+
+
+def _existing(candidates: Candidates) -> tuple[tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    """(the candidates that exist and that kfd's user can read, the ones that exist
+    but it cannot read: what it cannot read, its commands cannot either, so no mount
+    is needed, and mounts cost).
+
+    Remembered while the directories that hold them are unchanged, and the ones it
+    cannot read still the same (`stamps`): a credential file created later changes
+    its directory, one made readable its ctime. As git does with its index, a path
+    changed too recently to tell a later change apart is not trusted. Globs over
+    directories and paths under ``/tmp`` are looked at every time.
+    """
+    fresh = (*candidates.globs, *candidates.in_tmp)
+    key = (candidates.paths, stamps(candidates.parents))
     cached = _EXISTING.get(key)
-    if cached is not None:
-        return cached
-    found = _look(candidates)
-    _EXISTING.clear()  # one machine, one list of candidates: keep the latest only
-    _EXISTING[key] = found
-    return found
+    if cached is not None and stamps(cached[1]) == cached[2]:
+        found, unreadable = cached[0], cached[1]
+    else:
+        found, unreadable = _look(c for c in candidates.paths if c not in fresh)
+        _EXISTING.clear()  # one machine, one list of candidates: keep the latest only
+        taken = stamps(unreadable)
+        if trusted((*key[1], *taken)):
+            _EXISTING[key] = (found, unreadable, taken)
+    if not fresh:
+        return found, unreadable
+    more, closed = _look(fresh)
+    return tuple(dict((*found, *more)).items()), (*unreadable, *closed)
 
 
-_EXISTING: dict[tuple[tuple[str, ...], tuple[int, ...]], tuple[tuple[str, bool], ...]] = {}
+_EXISTING: dict[
+    tuple[tuple[str, ...], tuple[Stamp, ...]],
+    tuple[tuple[tuple[str, bool], ...], tuple[str, ...], tuple[Stamp, ...]],
+] = {}
 
 
-def _look(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
+def _look(candidates: Iterable[str]) -> tuple[tuple[tuple[str, bool], ...], tuple[str, ...]]:
+    """(the readable candidates, as real paths with whether each is a directory; the
+    existing ones kfd's user cannot read)."""
     found: dict[str, bool] = {}
+    unreadable: list[str] = []
     for candidate in candidates:
         for path in glob.glob(candidate) if glob.has_magic(candidate) else (candidate,):
             try:
@@ -440,7 +563,8 @@ def _look(candidates: Iterable[str]) -> tuple[tuple[str, bool], ...]:
             except OSError:
                 continue
             if not os.access(path, os.R_OK):
+                unreadable.append(path)
                 continue
             # A symlink is hidden where it points (bwrap follows it), and named so here.
             found[os.path.realpath(path)] = stat.S_ISDIR(info.st_mode)
-    return tuple(found.items())
+    return tuple(found.items()), tuple(unreadable)

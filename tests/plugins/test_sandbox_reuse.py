@@ -1,0 +1,174 @@
+"""A command's sandbox layout is reused for the next only while nothing it was
+gathered from changed: whatever appears between two commands is covered in the
+second, against real bubblewrap.
+
+Each test first makes its workspace's layout remembered (trusting stamps however
+recent: a test cannot wait for them to age) and checks that it is, so the
+second command goes through the reuse path, then changes something and shows
+the second command cannot reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kfd.agent.toolcall import CallContext
+from kfd.api import Sandbox
+from kfd.sandbox import layout, probe, reuse
+from kfd_shell import BashTool
+
+BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+
+pytestmark = pytest.mark.skipif(
+    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
+)
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="kfd-home-", dir="/var/tmp"))
+    (directory / ".config").mkdir()
+    monkeypatch.setenv("HOME", str(directory))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(directory / ".local" / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(directory / ".cache"))
+    reuse.forget()
+    try:
+        yield directory
+    finally:
+        reuse.forget()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def context(repo: Path, **sandbox: Any) -> CallContext:
+    return CallContext(session_id="s", workspace=repo, sandbox=Sandbox(**sandbox))
+
+
+async def run(ctx: CallContext, command: str) -> str:
+    result = await BashTool().run(BashTool.Args(command=command), ctx)
+    return result.output
+
+
+@pytest.fixture
+def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stamps are trusted however recent (a test cannot wait seconds for them to age)."""
+    monkeypatch.setattr(layout, "RACY_NS", 0)
+
+
+async def _remembered(ctx: CallContext) -> None:
+    """Run a command whose layout the next command reuses."""
+    await run(ctx, "true")  # bubblewrap's stand-ins (an empty .kfd) appear once
+    await run(ctx, "true")
+    assert reuse.remembers(ctx.workspace)
+
+
+async def test_a_dotenv_written_by_one_command_is_hidden_in_the_next(
+    home: Path, repo: Path, trusting: None
+) -> None:
+    (repo / "config").mkdir()
+    hidden = (str(repo / ".env"), str(repo / "config" / ".env"))
+    ctx = context(repo, hide=hidden)
+    await _remembered(ctx)
+    await run(ctx, "echo CANARY-ENV-ROOT > .env; echo CANARY-ENV-SUB > config/.env")
+    assert "CANARY-ENV-ROOT" in (repo / ".env").read_text()  # it was written
+    output = await run(ctx, "cat .env config/.env; echo done")
+    assert "done" in output
+    assert "CANARY" not in output
+
+
+async def test_a_credential_store_created_between_commands_is_hidden(
+    home: Path, repo: Path, trusting: None
+) -> None:
+    ctx = context(repo)
+    await _remembered(ctx)
+    # In a directory the layout knew, one it did not (under one it knew), and one
+    # whose parents did not exist either.
+    stores = {
+        ".pgpass": "CANARY-PGPASS-1a1a",
+        ".config/gh/hosts.yml": "CANARY-GH-2b2b",
+        ".local/share/keyrings/login.keyring": "CANARY-KEYRING-3c3c",
+    }
+    for name, canary in stores.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(canary + "\n")
+    output = await run(ctx, f"cat {' '.join('~/' + name for name in stores)}; echo done")
+    assert "done" in output
+    assert "CANARY" not in output
+
+
+async def test_a_git_directory_entry_added_between_commands_is_read_only(
+    home: Path, repo: Path, trusting: None
+) -> None:
+    ctx = context(repo)
+    await _remembered(ctx)
+    (repo / ".git" / "fsmonitor-settings").write_text("kept\n")
+    await run(ctx, "echo planted > .git/fsmonitor-settings")
+    assert (repo / ".git" / "fsmonitor-settings").read_text() == "kept\n"
+
+
+async def test_a_socket_bound_between_commands_is_unreachable(
+    home: Path, repo: Path, trusting: None
+) -> None:
+    # In a directory that exists already and that no stamp watches: only the
+    # listing of bound sockets tells.
+    directory = Path(tempfile.mkdtemp(prefix="kfd-sockets-", dir="/var/tmp"))
+    ctx = context(repo)
+    await _remembered(ctx)
+    server = socket.socket(socket.AF_UNIX)
+    path = directory / "agent.sock"
+    server.bind(str(path))
+    server.listen()
+    connect = (
+        f'{SYSTEM_PYTHON} -c "import socket,sys; s = socket.socket(socket.AF_UNIX); '
+        f"s.connect(sys.argv[1]); print('connected')\" {path}"
+    )
+    try:
+        assert "connected" in await run(context(repo, enabled=False), connect)
+        assert "connected" not in await run(ctx, connect)
+    finally:
+        server.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_a_glob_over_directories_is_looked_at_for_every_command(
+    home: Path, repo: Path, trusting: None
+) -> None:
+    (home / "projects").mkdir()
+    ctx = context(repo, hide=(str(home / "projects" / "*" / ".env"),))
+    await run(ctx, "true")
+    await run(ctx, "true")
+    # No mtime watches every directory a glob may match in: nothing is remembered.
+    assert not reuse.remembers(repo)
+    (home / "projects" / "shop").mkdir()
+    (home / "projects" / "shop" / ".env").write_text("CANARY-GLOB-4d4d\n")
+    output = await run(ctx, f"cat {home}/projects/shop/.env; echo done")
+    assert "done" in output
+    assert "CANARY" not in output
+
+
+async def test_an_unchanged_workspace_reuses_its_layout_and_a_recent_change_is_not_trusted(
+    home: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(layout, "RACY_NS", 0)
+    # The first gathering creates the cache home, which its own stamps saw missing.
+    await asyncio.to_thread(reuse.gather, repo, writable=True)
+    first = await asyncio.to_thread(reuse.gather, repo, writable=True)
+    second = await asyncio.to_thread(reuse.gather, repo, writable=True)
+    assert second is first
+    assert reuse.remembers(repo)
+    monkeypatch.undo()  # from here on, what changed within two seconds is not trusted
+    reuse.forget()
+    (repo / "notes.txt").write_text("x")
+    third = await asyncio.to_thread(reuse.gather, repo, writable=True)
+    assert third.workspace == second.workspace
+    assert not reuse.remembers(repo)
+    assert await asyncio.to_thread(reuse.gather, repo, writable=True) is not third
