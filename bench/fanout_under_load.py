@@ -8,6 +8,8 @@ tokens per second (a fast model; real ones stream 50-150). Measured:
   each client (monotonic clock, shared by the processes of the machine);
 - status: round trips of ``daemon.status`` from one more client, every
   20 ms, while all of it runs;
+- the daemon's CPU seconds for the whole job (every turn to its end): the
+  work it did, which the machine's load does not change;
 - the CPU each process spent over the measured stretch, as a share of one
   core: the daemon, the model server, the 16 or 64 client processes together
   and this script (which asks for the status). On a 2-core machine they all
@@ -94,6 +96,7 @@ class Figures:
     status_p99: float
     complete: bool
     daemon_cpu: float
+    work_cpu_s: float
     server_cpu: float
     clients_cpu: float
     bench_cpu: float
@@ -148,6 +151,15 @@ async def one_run(busy: int, clients: int) -> Figures:
             cpu = cpu_seconds(kfd.pid) - cpu_before
             server_cpu = cpu_seconds(server.process.pid) - server_before
             bench_cpu = time.process_time() - bench_before
+            # The whole job's CPU, whatever the machine's load: until every
+            # turn has ended (a starved daemon finishes later, not cheaper).
+            # (Asked now and then: attaching would add a client to the load.)
+            for _ in range(6000):
+                states = [(await client.session(s.id)).status for s in (probe, *loaded)]
+                if "running" not in states:
+                    break
+                await asyncio.sleep(0.05)
+            work_cpu = cpu_seconds(kfd.pid) - cpu_before
             server.dump()
             _, peak_kib = rss_kib(kfd.pid)
         latencies = [
@@ -166,6 +178,7 @@ async def one_run(busy: int, clients: int) -> Figures:
             status_p99=percentile(status_ms, 99),
             complete=complete,
             daemon_cpu=cpu / wall * 100,
+            work_cpu_s=work_cpu,
             server_cpu=server_cpu / wall * 100,
             clients_cpu=sum(result["cpu"] for result in results) / wall * 100,
             bench_cpu=bench_cpu / wall * 100,
@@ -191,6 +204,7 @@ def line(busy: int, clients: int, runs: list[Figures]) -> str:
         f"CPU (% of a core): daemon {median('daemon_cpu'):.0f}, "
         f"model server {median('server_cpu'):.0f}, clients {median('clients_cpu'):.0f}, "
         f"status asker {median('bench_cpu'):.0f}; "
+        f"daemon CPU for the whole job {median('work_cpu_s'):.2f} s; "
         f"daemon peak RSS {median('peak_mib'):.0f} MiB; load average {median('load'):.1f}"
         + (f" (median of {len(runs)} runs)" if len(runs) > 1 else "")
     )
