@@ -95,6 +95,7 @@ class Figures:
     status_p50: float
     status_p99: float
     complete: bool
+    deltas: float
     daemon_cpu: float
     work_cpu_s: float
     server_cpu: float
@@ -177,6 +178,7 @@ async def one_run(busy: int, clients: int) -> Figures:
             status_p50=percentile(status_ms, 50),
             status_p99=percentile(status_ms, 99),
             complete=complete,
+            deltas=statistics.median(result["deltas"] for result in results),
             daemon_cpu=cpu / wall * 100,
             work_cpu_s=work_cpu,
             server_cpu=server_cpu / wall * 100,
@@ -200,7 +202,8 @@ def line(busy: int, clients: int, runs: list[Figures]) -> str:
         f"{busy:>2} busy sessions, {clients:>2} clients: "
         f"fan-out p50 {median('fanout_p50'):.1f} ms, p99 {median('fanout_p99'):.1f} ms; "
         f"status p50 {median('status_p50'):.1f} ms, p99 {median('status_p99'):.1f} ms; "
-        f"every probe token at every client: {all(run.complete for run in runs)}; "
+        f"every probe token at every client: {all(run.complete for run in runs)} "
+        f"(in {median('deltas'):.0f} deltas); "
         f"CPU (% of a core): daemon {median('daemon_cpu'):.0f}, "
         f"model server {median('server_cpu'):.0f}, clients {median('clients_cpu'):.0f}, "
         f"status asker {median('bench_cpu'):.0f}; "

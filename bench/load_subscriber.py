@@ -2,8 +2,8 @@
 
 Attaches to the sessions named (the probe first), prints "ready", then one
 JSON line once the probe's turn has completed: for every probe token, its
-request number, index and arrival time; the drop markers it met; and the CPU
-seconds this process spent.
+request number, index and arrival time; the deltas and drop markers it met;
+the CPU seconds this process spent from "ready" on.
 
 The probe's text is put together by offset, as a frontend shows it: the
 daemon may cut a delta anywhere (it coalesces tokens, and holds back the end
@@ -35,8 +35,10 @@ class Probe:
         self.arrived: list[tuple[int, int, float]] = []
         self.misplaced = 0
         self.dropped = 0
+        self.deltas = 0
 
     def take(self, delta: p.MessageDelta, now: float) -> None:
+        self.deltas += 1
         text = self.text.get(delta.message_id, "")
         if delta.offset != len(text):
             self.misplaced += 1  # the attachment hands over text in order, once
@@ -84,6 +86,7 @@ async def main(runtime: str, probe_id: str, *others: str) -> None:
                 "probe": probe.arrived,
                 "misplaced": probe.misplaced,
                 "dropped": probe.dropped,
+                "deltas": probe.deltas,
                 "cpu": time.process_time() - cpu_at_ready,
             }
         ),

@@ -37,6 +37,7 @@ from kfd.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from kfd.gateway.pacing import PACING, paced_transport
 from kfd.gateway.retry import RetryPolicy, is_retryable_status, parse_retry_after
 from kfd.gateway.sse import SseDecoder
 from kfd.gateway.types import (
@@ -155,7 +156,7 @@ class StreamingProvider(Provider):
             write=self.config.idle_timeout_s,
             pool=self.config.connect_timeout_s,
         )
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport or paced_transport())
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -296,22 +297,25 @@ class StreamingProvider(Provider):
                 done = False
                 decoder = SseDecoder()
                 try:
-                    async for chunk in response.aiter_bytes():
-                        deltas: list[TextDelta | ReasoningDelta] = []
-                        for event in self._decode(decoder, chunk):
-                            data = event.strip()
-                            # After the end the body is drained, not parsed, so
-                            # the connection can go back to the pool.
-                            if done or not data:
-                                continue
-                            if data == "[DONE]":
-                                done = True
-                                continue
-                            deltas += self._feed(assembler, data)
-                        if ttft_ms is None and assembler.produced_output:
-                            ttft_ms = (time.monotonic() - started) * 1000
-                        for delta in merge_deltas(deltas):
-                            yield delta
+                    # Counted while read: other streams' reads wait for it
+                    # (kfd.gateway.pacing).
+                    with PACING.reading():
+                        async for chunk in response.aiter_bytes():
+                            deltas: list[TextDelta | ReasoningDelta] = []
+                            for event in self._decode(decoder, chunk):
+                                data = event.strip()
+                                # After the end the body is drained, not parsed, so
+                                # the connection can go back to the pool.
+                                if done or not data:
+                                    continue
+                                if data == "[DONE]":
+                                    done = True
+                                    continue
+                                deltas += self._feed(assembler, data)
+                            if ttft_ms is None and assembler.produced_output:
+                                ttft_ms = (time.monotonic() - started) * 1000
+                            for delta in merge_deltas(deltas):
+                                yield delta
                 except httpx.TransportError as exc:
                     # A finished answer whose connection dropped before the
                     # trailer is still the answer: retrying would bill it twice.

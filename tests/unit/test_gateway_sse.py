@@ -1,7 +1,8 @@
-"""Reading model streams: the event-stream decoder and the deltas of one read."""
+"""Reading model streams: the event-stream decoder, the deltas of one read, paced reads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -11,12 +12,14 @@ import pytest
 from kfd.config import ModelConfig
 from kfd.gateway import Completed, ModelRequest, ReasoningDelta, TextDelta
 from kfd.gateway.openai import OpenAIProvider
+from kfd.gateway.pacing import MOST_S, PACING, ReadPacing, paced_transport, pause_between_reads
 from kfd.gateway.sse import MAX_LINE_BYTES, SseDecoder
 from kfd.gateway.streaming import merge_deltas
+from kfd.testing import Reply, ScriptedModelServer
 from kfd.transcript import UserMessage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
 STREAM = (
     b": a comment the server sends to keep the line open\n"
@@ -130,3 +133,59 @@ async def test_the_events_of_one_read_travel_on_as_one_delta() -> None:
     assert deltas == [TextDelta("The quick brown "), TextDelta("fox jumps")]
     assert isinstance(events[-1], Completed)
     assert events[-1].message.text == "The quick brown fox jumps"
+
+
+def test_a_lone_stream_is_read_at_once_and_many_wait_up_to_a_bound() -> None:
+    assert pause_between_reads(1) == 0
+    assert 0 < pause_between_reads(2) < pause_between_reads(5) < MOST_S
+    assert pause_between_reads(1000) == MOST_S
+    pacing = ReadPacing()
+    with pacing.reading():
+        assert pacing.pause() == 0
+        with pacing.reading():
+            assert pacing.pause() == pause_between_reads(2)
+    assert pacing.streams == 0
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer() as running:
+        yield running
+
+
+async def test_streams_read_side_by_side_take_many_tokens_a_read_and_lose_none(
+    server: ScriptedModelServer,
+) -> None:
+    # Twenty streams at once, a token every 2 ms each: a paced connection is
+    # read every few milliseconds and each read takes several tokens; every
+    # character still arrives, in order.
+    text = "".join(f"t{i}." for i in range(100))
+    streams, chunk_chars = 20, 4
+    for _ in range(streams):
+        server.add(Reply(text=text, chunk_chars=chunk_chars, chunk_delay_s=0.002))
+    pacing = ReadPacing()
+    config = ModelConfig(provider="openai", base_url=server.base_url, model="m")
+    provider = OpenAIProvider(
+        config, environ={"KFD_API_KEY": "k"}, transport=paced_transport(pacing)
+    )
+    request = ModelRequest(model="m", system="", messages=[UserMessage(text="go")])
+
+    async def one() -> str:
+        with pacing.reading():  # as the provider counts its own in PACING
+            pieces = [
+                event.text
+                async for event in provider.stream(request)
+                if isinstance(event, TextDelta)
+            ]
+        return "".join(pieces)
+
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(one() for _ in range(streams))), timeout=60
+        )
+    finally:
+        await provider.aclose()
+    assert results == [text] * streams
+    assert PACING.streams == 0
+    chunks = streams * -(-len(text) // chunk_chars)
+    assert 0 < pacing.reads < chunks * 0.6
