@@ -126,7 +126,7 @@ class PluginHost:
                 self._fail(impl.plugin_name, "kfd_shutdown", exc)
                 continue
             if coroutine is not None:
-                pending.append(asyncio.wait_for(coroutine, timeout))
+                pending.append(_bounded(coroutine, timeout))
         for outcome in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 log.error("a plugin failed to shut down: %r", outcome)
@@ -142,3 +142,8 @@ class PluginHost:
         message = f"plugin {plugin} failed in {hook}: {exc!r}"
         log.exception(message)
         self.errors.append(message)
+
+
+async def _bounded(coroutine: Coroutine[Any, Any, None], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        await coroutine

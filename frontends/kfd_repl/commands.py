@@ -88,7 +88,8 @@ async def run(repl: Repl, line: str) -> None:
     handler = _HANDLERS.get(name)
     if (handler is None or name == "/help") and repl.view.connected:
         with contextlib.suppress(TimeoutError):  # the list is asked for on attach
-            await asyncio.wait_for(repl.commands_loaded.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await repl.commands_loaded.wait()
     custom = repl.custom_commands.get(word[1:]) if handler is None else None
     if custom is not None and repl.view.connected:
         await rewind.run_custom(repl, custom, argument.strip())

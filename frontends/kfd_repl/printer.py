@@ -1,10 +1,9 @@
 """Printing above the live prompt, in order, without tearing it.
 
-While the application runs, prompt-toolkit's `run_in_terminal` erases the
-live part, lets us print, and draws it again below. Blocks that arrive
-together are printed in one go (one erase and redraw, not one per event).
-Before the application starts and after it ends, blocks are printed
-directly.
+While the application runs, `print_above` erases the live part, prints, and
+draws it again below. Blocks that arrive together are printed in one go (one
+erase and redraw, not one per event). Before the application starts and after
+it ends, blocks are printed directly.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from prompt_toolkit.application import Application, run_in_terminal
-from prompt_toolkit.application.current import set_app
+from prompt_toolkit.application import Application
 from prompt_toolkit.formatted_text import ANSI
 from prompt_toolkit.renderer import print_formatted_text as print_fragments
 from prompt_toolkit.styles import BaseStyle
@@ -77,18 +75,48 @@ class Printer:
                 text = await asyncio.to_thread(_render_all, blocks, width)
             else:
                 text = _render_all(blocks, width)  # at once: the usual, small case
-            if self.app.is_running and not self.app.is_done:
-                # run_in_terminal finds the application in the context.
-                with set_app(self.app):
-                    await run_in_terminal(functools.partial(self._write, text))
-            else:
-                self._write(text)
+            await print_above(self.app, functools.partial(self._write, text))
 
     def _write(self, text: str) -> None:
         output = self.app.output
         print_fragments(output, ANSI(text), self.style, color_depth=self.app.color_depth)
         self.record.append(plain(text))
         self.on_printed()
+
+
+async def print_above(app: Application[Any], write: Callable[[], None]) -> None:
+    """Run ``write`` (which prints) above the running application's live part.
+
+    prompt-toolkit's `run_in_terminal` does the same but also puts the terminal
+    in cooked mode meanwhile (made for running programs that read the
+    terminal): a key typed while a block printed was echoed into the output,
+    and an Enter arrived as Ctrl-J, a new line in the draft rather than a send.
+    Printing needs none of that, so the terminal stays raw: the erase, the
+    write and the redraw are one synchronous step, no key is read in between,
+    and keys typed meanwhile wait, unchanged, in the terminal's input queue.
+    This uses the application's renderer the way `run_in_terminal` does
+    (private names, prompt-toolkit is pinned in the lock files).
+    """
+    if not app.is_running or app.is_done:
+        write()
+        return
+    # A program that has the terminal (the session picker's full screen) keeps
+    # it until it is done: printing waits behind it, as run_in_terminal would.
+    while (busy := app._running_in_terminal_f) is not None and not busy.done():
+        await asyncio.shield(busy)
+    if app.output.responds_to_cpr:
+        # A cursor position answer still to come would land in the output.
+        await app.renderer.wait_for_cpr_responses()
+    if not app.is_running or app.is_done:
+        write()
+        return
+    app.renderer.erase()
+    try:
+        write()
+    finally:
+        app.renderer.reset()
+        app._request_absolute_cursor_position()
+        app._redraw()
 
 
 def _weight(block: Block) -> int:

@@ -58,7 +58,8 @@ async def _note(
     # A hook that bounds itself (shell hooks: each its own timeout_s) says how long.
     timeout = float(getattr(hook, "timeout_s", HOOK_TIMEOUT_S))
     try:
-        return await asyncio.wait_for(hook.after_tool(call, result, ctx), timeout)
+        async with asyncio.timeout(timeout):
+            return await hook.after_tool(call, result, ctx)
     except TimeoutError:
         log.warning("after-tool hook %s gave no note within %g s", name, timeout)
     except Exception:

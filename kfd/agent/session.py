@@ -346,6 +346,9 @@ class Session:
         if cancellable(self._lifecycle):
             self.advance(CancelRequested("interrupted"))
             driver.cancel()
+            log.info("interrupting turn %d of session %s", self.info.turns, self.id)
+        else:
+            log.info("turn %d of session %s is closing: waiting for it", self.info.turns, self.id)
         await asyncio.gather(driver, return_exceptions=True)
 
     # -- approvals ----------------------------------------------------------

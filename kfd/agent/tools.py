@@ -178,7 +178,8 @@ class ToolRegistry:
     @staticmethod
     async def _ask_tool(tool: Tool[Any], workspace: Path, config: Mapping[str, Any]) -> str | None:
         try:
-            return await asyncio.wait_for(tool.unavailable(workspace, config), CHECK_TIMEOUT_S)
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                return await tool.unavailable(workspace, config)
         except TimeoutError:
             return f"its check of what it needs did not answer within {CHECK_TIMEOUT_S:g} s"
         except Exception as exc:
@@ -211,7 +212,8 @@ class ToolRegistry:
 
     async def _ask(self, index: int, source: ToolSource) -> list[Tool[Any]]:
         try:
-            tools = list(await asyncio.wait_for(source.tools(), SOURCE_TIMEOUT_S))
+            async with asyncio.timeout(SOURCE_TIMEOUT_S):
+                tools = list(await source.tools())
         except Exception:
             log.exception("tool source %s failed; keeping its previous tools", source.name)
             return self._offered.get(index, [])
@@ -273,7 +275,8 @@ class ToolRegistry:
     ) -> list[Tool[Any]]:
         before = self._session_offered.setdefault(supplied.session_id, {})
         try:
-            tools = list(await asyncio.wait_for(source.session_tools(supplied), SOURCE_TIMEOUT_S))
+            async with asyncio.timeout(SOURCE_TIMEOUT_S):
+                tools = list(await source.session_tools(supplied))
         except Exception:
             log.exception(
                 "tool source %s failed for session %s; keeping its previous tools",
@@ -287,7 +290,8 @@ class ToolRegistry:
     @staticmethod
     async def _end(source: SessionToolSource, session_id: str) -> None:
         try:
-            await asyncio.wait_for(source.end_session(session_id), SOURCE_TIMEOUT_S)
+            async with asyncio.timeout(SOURCE_TIMEOUT_S):
+                await source.end_session(session_id)
         except Exception:
             log.exception("tool source %s failed to end session %s", source.name, session_id)
 

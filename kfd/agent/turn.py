@@ -246,7 +246,8 @@ async def _side_call(session: TurnSession, name: str, arguments: dict[str, Any])
     try:
         ctx = _context(session, item, grants_of(session.session_rules, name))
         timeout = session.runtime.config.agent.tool_timeout_s
-        result = await asyncio.wait_for(tool.run(args, ctx), timeout)
+        async with asyncio.timeout(timeout):
+            result = await tool.run(args, ctx)
     except ToolError as exc:
         return f"[failed: {exc}]"
     except TimeoutError:
@@ -511,7 +512,8 @@ async def _execute(session: TurnSession, item: _Call, reason: str) -> None:
     try:
         while True:
             try:
-                result = await asyncio.wait_for(item.tool.run(item.args, ctx), timeout)
+                async with asyncio.timeout(timeout):
+                    result = await item.tool.run(item.args, ctx)
                 break
             except ApprovalNeeded as exc:
                 allowed, answer = await _grant(session, item, ctx, exc)

@@ -168,7 +168,8 @@ class ShadowRepo:
         except OSError as exc:
             raise GitFailed(f"git cannot start: {exc}") from exc
         try:
-            out, err = await asyncio.wait_for(process.communicate(stdin), TIMEOUT_S)
+            async with asyncio.timeout(TIMEOUT_S):
+                out, err = await process.communicate(stdin)
         except (TimeoutError, asyncio.CancelledError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()

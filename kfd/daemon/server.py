@@ -480,18 +480,36 @@ class Daemon:
 
 
 def awaiting(task: asyncio.Task[Any]) -> str:
-    """Where ``task`` waits: each coroutine down its ``await`` chain, as file:line function."""
+    """Where ``task`` waits: each coroutine down its ``await`` chain, as file:line
+    function, then on into the task or the gathered tasks it waits for."""
     steps: list[str] = []
-    coro: Any = task.get_coro()
-    while coro is not None and len(steps) < 40:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            break
-        code = frame.f_code
-        steps.append(f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    if coro is not None:
-        steps.append("a future")  # a task, a lock, a thread's result: the end of the chain
+    current: asyncio.Task[Any] | None = task
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen and len(steps) < 80:
+        seen.add(id(current))
+        coro: Any = current.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            code = frame.f_code
+            steps.append(f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        # What the task's innermost await is blocked on (asyncio keeps it on the task).
+        waiter = getattr(current, "_fut_waiter", None)
+        children = getattr(waiter, "_children", None)  # the future of an asyncio.gather
+        current = None
+        if isinstance(waiter, asyncio.Task):
+            current = waiter
+            steps.append(f"task {waiter.get_name()!r}")
+        elif children is not None:
+            pending = [child for child in children if not child.done()]
+            steps.append(f"gather ({len(pending)} of {len(children)} pending)")
+            if pending and isinstance(pending[0], asyncio.Task):
+                current = pending[0]
+                steps.append(f"task {current.get_name()!r}")
+        elif waiter is not None:
+            steps.append("a future")  # a lock, a thread's result, a shield: the end
     return " -> ".join(steps) or "?"
 
 

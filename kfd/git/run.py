@@ -276,10 +276,14 @@ async def _exec(
     except (OSError, RuntimeError, NotImplementedError) as exc:
         raise GitUnavailable(f"git cannot start: {exc}") from exc
     try:
-        out, _ = await asyncio.wait_for(process.communicate(stdin), timeout)
-    except TimeoutError:
+        async with asyncio.timeout(timeout):
+            out, _ = await process.communicate(stdin)
+    except (TimeoutError, asyncio.CancelledError) as exc:
+        # Cancelled too: no git is left running once its caller is gone.
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-        await process.wait()
+        await asyncio.shield(process.wait())
+        if isinstance(exc, asyncio.CancelledError):
+            raise
         raise GitUnavailable(f"git did not finish within {timeout:g} s") from None
     return GitOutput(process.returncode or 0, out)

@@ -157,7 +157,8 @@ async def run_hook(
         return out, err, await process.wait()
 
     try:
-        out, err, code = await asyncio.wait_for(whole(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            out, err, code = await whole()
     except (TimeoutError, asyncio.CancelledError) as exc:
         _kill_group(process.pid)
         with contextlib.suppress(ProcessLookupError):

@@ -34,7 +34,8 @@ async def probe(bwrap: str, *, network: bool) -> str | None:
     except OSError as exc:
         return f"{program} cannot be started: {exc.strerror}"
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), PROBE_TIMEOUT_S)
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            _, stderr = await process.communicate()
     except TimeoutError:
         process.kill()
         await process.wait()

@@ -20,10 +20,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any, ClassVar, Protocol
 
 from kfd.client import Client, start_daemon
 
@@ -43,6 +44,9 @@ idle_timeout_s = 5
 
 class KfdDaemon:
     """Start with `start` (or ``with``); `kill` and `restart` for crash tests."""
+
+    #: Every daemon made in this process, oldest first (for failure reports).
+    made: ClassVar[list[weakref.ref[KfdDaemon]]] = []
 
     def __init__(
         self,
@@ -85,6 +89,7 @@ class KfdDaemon:
         self.wrap = list(wrap or [])
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
+        KfdDaemon.made.append(weakref.ref(self))
 
     # -- lifecycle ---------------------------------------------------------
 

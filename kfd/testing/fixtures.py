@@ -6,6 +6,9 @@
 ``workspace``     a temporary git repository with one committed file
 ``make_daemon``   a factory for `KfdDaemon` processes pointed at ``model_server``
 ``daemon``        one started daemon
+
+A failed test's report ends with the log of each daemon it made, so a failure
+seen once in CI says what the daemon was doing.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import pytest
 
 from kfd.testing.daemon import FAST_RETRIES, KfdDaemon
 from kfd.testing.model_server import ScriptedModelServer
+
+LOG_TAIL = 12_000
+_FIRST_DAEMON = pytest.StashKey[int]()
 
 
 @pytest.fixture
@@ -76,3 +82,23 @@ def make_daemon(model_server: ScriptedModelServer) -> Iterator[Callable[..., Kfd
 @pytest.fixture
 def daemon(make_daemon: Callable[..., KfdDaemon]) -> KfdDaemon:
     return make_daemon()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_FIRST_DAEMON] = len(KfdDaemon.made)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed or call.when == "teardown":
+        return
+    for number, ref in enumerate(KfdDaemon.made[item.stash.get(_FIRST_DAEMON, 0) :]):
+        daemon = ref()
+        if daemon is None:
+            continue
+        text = daemon.log_text()
+        cut = "" if len(text) <= LOG_TAIL else f"(the last {LOG_TAIL:,} characters)\n"
+        report.sections.append((f"daemon {number} log", cut + text[-LOG_TAIL:]))

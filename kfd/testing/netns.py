@@ -113,7 +113,8 @@ class SideLoop:
 
     async def run_async(self, work: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Await ``work`` run on the client's host, from the test's own loop."""
-        return await asyncio.wait_for(asyncio.wrap_future(self.submit(work)), timeout)
+        async with asyncio.timeout(timeout):
+            return await asyncio.wrap_future(self.submit(work))
 
     def run(self, work: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         return self.submit(work).result(timeout)

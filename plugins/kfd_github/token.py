@@ -40,7 +40,8 @@ async def find_token(host: str, environ: Mapping[str, str] | None = None) -> str
     except OSError:
         return None
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), GH_TIMEOUT_S)
+        async with asyncio.timeout(GH_TIMEOUT_S):
+            out, _ = await process.communicate()
     except TimeoutError:
         process.kill()
         await process.wait()

@@ -113,7 +113,8 @@ class Connection:
             client_info=lsp.ClientInfo(name="kfd"),
         )
         try:
-            result = await asyncio.wait_for(self.client.initialize_async(params), timeout)
+            async with asyncio.timeout(timeout):
+                result = await self.client.initialize_async(params)
         except (TimeoutError, RuntimeError) as exc:
             await self.stop()
             reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)
@@ -132,9 +133,8 @@ class Connection:
         if not self.alive:
             raise ToolError(f"language server {self.name} stopped; the next call restarts it")
         try:
-            return await asyncio.wait_for(
-                self.client.protocol.send_request_async(method, params), timeout
-            )
+            async with asyncio.timeout(timeout):
+                return await self.client.protocol.send_request_async(method, params)
         except TimeoutError:
             raise ToolError(
                 f"language server {self.name} gave no answer within {timeout:g} s"
@@ -185,7 +185,8 @@ class Connection:
                 return None
             entry.arrived.clear()
             try:
-                await asyncio.wait_for(entry.arrived.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await entry.arrived.wait()
             except TimeoutError:
                 return None
         return list(entry.items)
@@ -196,16 +197,19 @@ class Connection:
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             if self.alive:
-                await asyncio.wait_for(self.client.shutdown_async(None), 3)
+                async with asyncio.timeout(3):
+                    await self.client.shutdown_async(None)
                 self.client.exit(None)
         process = self.client._server
         if process is not None and process.returncode is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 3)
+                async with asyncio.timeout(3):
+                    await process.wait()
             if process.returncode is None:
                 process.kill()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.client.stop(), 3)
+            async with asyncio.timeout(3):
+                await self.client.stop()
         if self._drain is not None:
             self._drain.cancel()
 

@@ -115,7 +115,8 @@ class McpServer:
         client = await self.ensure()
         timeout = self.config.call_timeout_s
         try:
-            return await asyncio.wait_for(client.call_tool(tool, arguments), timeout)
+            async with asyncio.timeout(timeout):
+                return await client.call_tool(tool, arguments)
         except TimeoutError:
             await self.stop("crashed", f"`{tool}` did not answer within {timeout:g} s")
             raise ServerError(
@@ -150,7 +151,8 @@ class McpServer:
         self._task = asyncio.create_task(self._own(ready), name=f"mcp:{self.name}")
         timeout = self.config.startup_timeout_s
         try:
-            await asyncio.wait_for(asyncio.shield(ready), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(ready)
         except TimeoutError:
             await self._halt()
             self._fail(f"did not start within {timeout:g} s")
@@ -295,7 +297,8 @@ class McpServer:
             return
         self._stop.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await asyncio.shield(task)
         except (TimeoutError, Exception):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
