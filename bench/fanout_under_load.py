@@ -22,6 +22,20 @@ idle, busy, ...) so that they meet the same background load; the line of each
 case then gives the median of each figure over its runs.
 
     .venv/bin/python bench/fanout_under_load.py [--quick] [--runs N]
+
+Figures on the 2-core development machine, shared with other work (load
+average 7-11 at the time; medians of 2 back-to-back runs each, before =
+main's stream reading, after = paced reads, a read's tokens in one event):
+
+    case (16 clients)    fan-out p99    status p99    probe deltas  daemon CPU, whole job
+    idle, before         35-65 ms       20-50 ms      755-905       1.4-1.8 s
+    idle, after          43-45 ms       27-95 ms      753-852       1.8 s
+    20 busy, before      257-416 ms     141-193 ms    300-534       5.3-6.4 s
+    20 busy, after       145-450 ms     51-126 ms     154-160       4.7-5.3 s
+
+On that machine the targets (busy: fan-out p99 under 20 ms, status under
+10 ms) are not shown either way: the daemon got half a core, and the 16
+client processes and the model server took about as much again.
 """
 
 from __future__ import annotations
