@@ -5,11 +5,9 @@ view of the files (``fs/read_text_file``, ``fs/write_text_file``)."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from acp import RequestError
@@ -20,10 +18,11 @@ from kfd.client import Client
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
 
+if TYPE_CHECKING:
+    from conftest import HttpMcpServer
+
 MCP_SERVERS = Path(__file__).parents[1] / "plugins" / "mcp_servers"
 PEEK = MCP_SERVERS / "peek.py"
-CRASHY = MCP_SERVERS / "crashy.py"
-HTTP_TOKEN = "s3cret-http-token-7a1b"
 PEEK_TOKEN = "tok-0d9e8f7a6b5c4d3e2f1a"
 FILES = a.ClientCapabilities(fs=a.FileSystemCapabilities(read_text_file=True, write_text_file=True))
 
@@ -44,27 +43,11 @@ def tool_results(request: Any) -> list[str]:
     return [m["content"] for m in request.body["messages"] if m["role"] == "tool"]
 
 
-@pytest.fixture
-def http_server() -> Iterator[str]:
-    """The crashy MCP server over streamable HTTP on 127.0.0.1 (wants the token); its URL."""
-    server = subprocess.Popen(
-        [sys.executable, str(CRASHY), "--http", HTTP_TOKEN],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline().split()  # printed once it listens
-        assert ready and ready[0] == "ready", ready
-        yield f"http://127.0.0.1:{ready[1]}/mcp"
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
 async def test_the_editors_stdio_and_http_mcp_servers_serve_its_session_and_each_call_asks(
-    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path, http_server: str
+    daemon: KfdDaemon,
+    model_server: ScriptedModelServer,
+    workspace: Path,
+    http_server: HttpMcpServer,
 ) -> None:
     model_server.add(
         call("mcp__Peek_tools__variable", name="PEEK_TOKEN"),
@@ -82,8 +65,8 @@ async def test_the_editors_stdio_and_http_mcp_servers_serve_its_session_and_each
     web = a.HttpMcpServer(
         type="http",
         name="web",
-        url=http_server,
-        headers=[a.HttpHeader(name="Authorization", value=f"Bearer {HTTP_TOKEN}")],
+        url=http_server.url,
+        headers=[a.HttpHeader(name="Authorization", value=f"Bearer {http_server.token}")],
     )
     async with open_editor(daemon) as (editor, conn, _):
         editor.auto_answer = "allow"
@@ -107,7 +90,7 @@ async def test_the_editors_stdio_and_http_mcp_servers_serve_its_session_and_each
     assert PEEK_TOKEN not in shown and "[redacted mcp Peek_tools $PEEK_TOKEN]" in shown
     assert len(editor.asked) == 3  # MCP tools ask before each call
     assert all(q.session_id == mine.session_id for q in editor.asked)
-    assert PEEK_TOKEN not in daemon.log_text() and HTTP_TOKEN not in daemon.log_text()
+    assert PEEK_TOKEN not in daemon.log_text() and http_server.token not in daemon.log_text()
 
 
 async def test_a_server_kfd_cannot_run_refuses_the_session_with_a_clear_error(

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mcp_types
 import pytest
@@ -23,6 +22,9 @@ from kfd.testing.daemon import KfdDaemon
 from kfd.testing.events import collect_until, of_type, turn_completed
 from kfd_mcp import McpSource, McpTool, tool_name
 from kfd_mcp.tool import without_titles
+
+if TYPE_CHECKING:
+    from conftest import HttpMcpServer
 
 HERE = Path(__file__).parent
 EVERYTHING = HERE / "node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -187,38 +189,19 @@ async def test_a_python_server_from_pypi_answers(
     assert wrong.is_error and "Mars/Olympus" in wrong.output
 
 
-@pytest.fixture
-def http_server() -> Iterator[str]:
-    """The crashy server over streamable HTTP on 127.0.0.1; its /mcp URL."""
-    server = subprocess.Popen(
-        [sys.executable, str(CRASHY), "--http", "s3cret-http-token"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        ready = server.stdout.readline().split()  # printed once it listens
-        assert ready and ready[0] == "ready", ready
-        yield f"http://127.0.0.1:{ready[1]}/mcp"
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
 async def test_a_streamable_http_server_answers_with_the_configured_headers(
     source_factory: Callable[[dict[str, Any]], McpSource],
-    http_server: str,
+    http_server: HttpMcpServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CRASHY_TOKEN", "s3cret-http-token")
+    monkeypatch.setenv("CRASHY_TOKEN", http_server.token)
     headers = {"Authorization": "Bearer ${CRASHY_TOKEN}"}
-    source = source_factory(servers(web={"url": http_server, "headers": headers}))
+    source = source_factory(servers(web={"url": http_server.url, "headers": headers}))
     result = await call(source, "mcp__web__echo", text="over http")
     assert result.output == "echo: over http" and result.untrusted
     assert source.servers["web"].status == "ready"
 
-    refused = source_factory(servers(web={"url": http_server, "headers": {}}))
+    refused = source_factory(servers(web={"url": http_server.url, "headers": {}}))
     assert await refused.tools() == []  # no token: the server refuses, no tools offered
     assert refused.servers["web"].status == "failed"
     assert "HTTP 401" in refused.servers["web"].error
