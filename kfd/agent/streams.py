@@ -1,9 +1,10 @@
 """Streamed text as events: coalesced, placed by offset, and kept for snapshots.
 
 A model emits tokens, a command prints lines: one bus message per token would
-cost more than it shows. A `StreamBuffer` publishes at once when the stream
-has been quiet for a window, and otherwise gathers what arrives within the
-window into one event. It also remembers the text so far (or its tail) for a
+cost more than it shows. A `StreamBuffer` publishes at the end of the event
+loop's current turn when the stream has been quiet for a window (so all that
+one turn of the loop brought leaves together), and otherwise gathers what
+arrives within the window into one event. It also remembers the text so far (or its tail) for a
 frontend that attaches in the middle.
 """
 
@@ -31,7 +32,7 @@ class StreamBuffer:
         self._published = 0
         self._total = 0
         self._last_flush = float("-inf")
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
 
     @property
     def length(self) -> int:
@@ -52,8 +53,11 @@ class StreamBuffer:
         if self._timer is None:
             loop = asyncio.get_running_loop()
             delay = self._last_flush + self._window - loop.time()
+            # Even when due at once, it leaves at the end of this turn of the
+            # loop: what arrived together (a busy daemon reads many tokens at
+            # a time) then travels as one event, not one per token.
             if delay <= 0:
-                self.flush()
+                self._timer = loop.call_soon(self.flush)
             else:
                 self._timer = loop.call_later(delay, self.flush)
 

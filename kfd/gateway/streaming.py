@@ -28,7 +28,6 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from httpx_sse import EventSource
 
 from kfd.config import ModelConfig, api_key, api_key_variable
 from kfd.errors import (
@@ -38,7 +37,9 @@ from kfd.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from kfd.gateway.pacing import PACING, paced_transport
 from kfd.gateway.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from kfd.gateway.sse import SseDecoder
 from kfd.gateway.types import (
     Completed,
     ModelRequest,
@@ -155,7 +156,7 @@ class StreamingProvider(Provider):
             write=self.config.idle_timeout_s,
             pool=self.config.connect_timeout_s,
         )
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport or paced_transport())
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -294,22 +295,26 @@ class StreamingProvider(Provider):
                 )
                 facts = self.response_facts(response.headers)
                 done = False
+                decoder = SseDecoder()
                 try:
-                    sse_events = EventSource(response).aiter_sse()
-                    async with contextlib.aclosing(sse_events) as sse_stream:
-                        async for sse in sse_stream:
-                            data = sse.data.strip()
-                            # After the end the body is drained, not parsed, so the
-                            # connection can go back to the pool.
-                            if done or not data:
-                                continue
-                            if data == "[DONE]":
-                                done = True
-                                continue
-                            deltas = self._feed(assembler, data)
+                    # Counted while read: other streams' reads wait for it
+                    # (kfd.gateway.pacing).
+                    with PACING.reading():
+                        async for chunk in response.aiter_bytes():
+                            deltas: list[TextDelta | ReasoningDelta] = []
+                            for event in self._decode(decoder, chunk):
+                                data = event.strip()
+                                # After the end the body is drained, not parsed, so
+                                # the connection can go back to the pool.
+                                if done or not data:
+                                    continue
+                                if data == "[DONE]":
+                                    done = True
+                                    continue
+                                deltas += self._feed(assembler, data)
                             if ttft_ms is None and assembler.produced_output:
                                 ttft_ms = (time.monotonic() - started) * 1000
-                            for delta in deltas:
+                            for delta in merge_deltas(deltas):
                                 yield delta
                 except httpx.TransportError as exc:
                     # A finished answer whose connection dropped before the
@@ -336,6 +341,12 @@ class StreamingProvider(Provider):
                 extra=facts | assembler.extra(request),
             ),
         )
+
+    def _decode(self, decoder: SseDecoder, chunk: bytes) -> list[str]:
+        try:
+            return decoder.feed(chunk)
+        except ValueError as exc:
+            raise AttemptFailed(f"the event stream is garbled: {exc}", garbled=True) from exc
 
     def _feed(self, assembler: Assembler, data: str) -> list[TextDelta | ReasoningDelta]:
         try:
@@ -488,6 +499,28 @@ def describe(exc: httpx.TransportError, config: ModelConfig) -> str:
             return f"the connection dropped mid-answer ({exc})"
         case _:
             return f"the connection failed ({type(exc).__name__}: {exc})"
+
+
+def merge_deltas(deltas: list[TextDelta | ReasoningDelta]) -> list[TextDelta | ReasoningDelta]:
+    """``deltas`` with each run of the same kind joined into one, in order.
+
+    What one read brought travels on as one piece of text (and of reasoning):
+    the session redacts, records and publishes per piece, not per token.
+    """
+    if len(deltas) < 2:
+        return deltas
+    merged: list[TextDelta | ReasoningDelta] = []
+    run: list[str] = []
+    kind: type[TextDelta | ReasoningDelta] | None = None
+    for delta in deltas:
+        if type(delta) is not kind:
+            if kind is not None:
+                merged.append(kind("".join(run)))
+            kind, run = type(delta), []
+        run.append(delta.text)
+    if kind is not None:
+        merged.append(kind("".join(run)))
+    return merged
 
 
 def clip(text: str, limit: int) -> str:

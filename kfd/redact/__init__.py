@@ -198,7 +198,9 @@ class StreamRedactor:
         keep = known.held(text) if known.regex is not None else 0
         self._held = text[len(text) - keep :] if keep else ""
         ready = text[: len(text) - keep] if keep else text
-        return scrub(ready) if ready else ""
+        # Not through `scrub`'s cache: streamed pieces hardly ever recur, and
+        # thousands a second would push out the strings that do.
+        return redact(ready).text if ready else ""
 
     def finish(self) -> str:
         """What was held back, redacted (the stream has ended)."""

@@ -21,23 +21,37 @@ def test_long_output_keeps_head_and_tail_and_says_where_the_rest_is() -> None:
     assert len(capped) < 1200
 
 
-async def test_a_quiet_stream_publishes_at_once_and_a_busy_one_is_batched() -> None:
+async def test_a_quiet_stream_publishes_this_turn_of_the_loop_and_a_busy_one_is_batched() -> None:
     published: list[tuple[str, int]] = []
     done = asyncio.Event()
 
     def flush(text: str, offset: int) -> None:
         published.append((text, offset))
-        if "".join(t for t, _ in published) == "abcdef":
+        if "".join(t for t, _ in published) == "abcdefgh":
             done.set()
 
     buffer = StreamBuffer(0.05, flush)
-    buffer.add("a")  # quiet stream: published immediately
-    assert published == [("a", 0)]
-    for piece in "bcdef":
+    buffer.add("a")  # quiet stream: published once this turn of the loop ends,
+    buffer.add("b")  # with whatever else the turn brought
+    assert published == []
+    await asyncio.sleep(0)
+    assert published == [("ab", 0)]
+    for piece in "cdefgh":
         buffer.add(piece)  # within the window: gathered
-    assert published == [("a", 0)]
+    await asyncio.sleep(0)
+    assert published == [("ab", 0)]
     await asyncio.wait_for(done.wait(), 2)
-    assert published == [("a", 0), ("bcdef", 1)]
+    assert published == [("ab", 0), ("cdefgh", 2)]
+
+
+async def test_a_flush_publishes_what_is_pending_at_once_and_only_once() -> None:
+    published: list[tuple[str, int]] = []
+    buffer = StreamBuffer(0.05, lambda text, offset: published.append((text, offset)))
+    buffer.add("end")
+    buffer.flush()  # the completed message follows: nothing may trail it
+    assert published == [("end", 0)]
+    await asyncio.sleep(0.06)
+    assert published == [("end", 0)]
 
 
 async def test_kept_text_is_a_bounded_tail_with_its_offset() -> None:
