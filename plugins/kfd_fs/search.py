@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
@@ -185,7 +186,7 @@ class GrepTool(Tool[GrepArgs]):
         real = await asyncio.to_thread(_real_if_exists, target)
         if real is None:
             raise ToolError(f"{where} does not exist. Give an existing file or directory.")
-        left_out = LeftOut(ctx, target, real, cwd=ctx.workspace)
+        left_out = LeftOut(ctx, target, real, cwd=ctx.workspace, content=True)
         listing = args.output_mode == "files_with_matches"
         records = _Records(left_out, args.context if args.output_mode == "content" else 0)
         found = await run_rg(
@@ -268,6 +269,9 @@ class _Records:
 
 _MAX_PATH_CHARS = 64 * 1024
 
+HARD_LINKED = "files with several hard links"
+"""What a grep result names for the files it left out for their hard links."""
+
 
 def _shown(path: str) -> str:
     """A path as the model reads it: one line, whatever characters it holds."""
@@ -283,11 +287,25 @@ class LeftOut:
     both spellings are checked, as the permission engine checks both.
     """
 
-    def __init__(self, ctx: ToolContext, root: Path, real_root: str, cwd: Path | None = None):
+    def __init__(
+        self,
+        ctx: ToolContext,
+        root: Path,
+        real_root: str,
+        cwd: Path | None = None,
+        *,
+        content: bool = False,
+    ):
+        """``content``: what is shown comes from the files' content (grep, in every
+        mode: even a count says whether a secret matched), so a file with several
+        hard links is left out too while read rules apply: its content may be a
+        denied file's under another name (``read`` asks about it)."""
         self._ctx = ctx
         self._root = os.path.normpath(root)
         self._real_root = real_root
         self._cwd = str(cwd if cwd is not None else root)
+        self._content = content and ctx.read_denied is not None
+        self._linked: dict[str, bool] = {}
         self.files: set[str] = set()
         self.rules: set[str] = set()
 
@@ -298,11 +316,24 @@ class LeftOut:
         if rule is None and self._real_root != self._root:
             real = self._real_of(path)
             rule = self._ctx.read_denied(real) if real != path else None
+        if rule is None and self._content and self._hard_linked(path):
+            rule = HARD_LINKED
         if rule is None:
             return True
         self.files.add(path)
         self.rules.add(rule)
         return False
+
+    def _hard_linked(self, path: str) -> bool:
+        linked = self._linked.get(path)
+        if linked is None:
+            try:
+                info = os.stat(path)  # one stat per file rg found something in
+            except OSError:
+                info = None
+            linked = info is not None and stat.S_ISREG(info.st_mode) and info.st_nlink > 1
+            self._linked[path] = linked
+        return linked
 
     def file(self, shown: str) -> str | None:
         """``shown`` if it may be listed, else None (a `run_rg` select)."""

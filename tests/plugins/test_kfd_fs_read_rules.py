@@ -134,3 +134,18 @@ async def test_grep_and_glob_keep_their_paths_exact_under_a_subdirectory(
     assert os.path.exists(secrets / "deploy" / "server.key")
     listed = await glob(guarded(secrets, tool="glob"), "*", path="deploy")
     assert listed.splitlines()[0] == "deploy/secrets/prod.txt"
+
+
+@pytest.mark.parametrize("mode", ["content", "files_with_matches", "count"])
+async def test_a_hard_link_to_a_denied_file_is_left_out_of_grep_under_any_name(
+    secrets: Path, mode: str
+) -> None:
+    os.link(secrets / ".env", secrets / "notes.txt")  # the same content, an innocent name
+    ctx = guarded(secrets, "read(**/secrets/**)")
+    output = await grep(ctx, "API_KEY|CANARY", output_mode=mode)
+    assert SECRET not in output
+    assert "notes.txt" not in output.split("\n[", 1)[0]
+    assert "app.py" in output
+    assert "files with several hard links" in output
+    listed = await glob(guarded(secrets, tool="glob"), "notes.*")
+    assert listed == "notes.txt"  # a name alone shows no content: glob lists it
