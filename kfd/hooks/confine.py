@@ -7,21 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from kfd.api import Sandbox, command_environment, confine, probe_sandbox
+from kfd.agent.toolcall import sandbox_of
+from kfd.api import command_environment, confine, probe_sandbox
 from kfd.config import SandboxConfig
 from kfd.hooks.run import Confine, Launch
-
-
-def sandbox_of(config: SandboxConfig) -> Sandbox:
-    """The ``[sandbox]`` table as tools see it."""
-    return Sandbox(
-        enabled=config.enabled,
-        network=config.network,
-        env_allow=tuple(config.env_allow),
-        env=tuple(config.env),
-        hide=tuple(config.hide),
-        sockets=tuple(config.sockets),
-    )
 
 
 def confiner(settings: Callable[[], SandboxConfig]) -> Confine:
