@@ -108,33 +108,9 @@ class McpSource:
 
     def status(self) -> dict[str, Any]:
         """What ``kfd mcp list`` shows."""
-        servers = []
-        for name, server in self.servers.items():
-            servers.append(
-                {
-                    "name": name,
-                    "transport": server.transport,
-                    "status": server.status,
-                    "error": server.error,
-                    "starts": server.starts,
-                    "tools": [tool_spec.name for tool_spec in server.tools],
-                    "log": str(server.log_path) if server.transport == "stdio" else "",
-                }
-            )
+        servers = [_listed(name, server) for name, server in self.servers.items()]
         for session_id, running in self.supplied.items():
-            for name, server in running.items():
-                servers.append(
-                    {
-                        "name": name,
-                        "session": session_id,
-                        "transport": server.transport,
-                        "status": server.status,
-                        "error": server.error,
-                        "starts": server.starts,
-                        "tools": [tool_spec.name for tool_spec in server.tools],
-                        "log": str(server.log_path) if server.transport == "stdio" else "",
-                    }
-                )
+            servers += [_listed(name, server, session_id) for name, server in running.items()]
         for name in self.disabled:
             servers.append({"name": name, "status": "disabled", "tools": []})
         for name, error in self.errors.items():
@@ -144,6 +120,20 @@ class McpSource:
     async def close(self) -> None:
         supplied = [server for running in self.supplied.values() for server in running.values()]
         await asyncio.gather(*(server.stop() for server in [*self.servers.values(), *supplied]))
+
+
+def _listed(name: str, server: McpServer, session: str = "") -> dict[str, Any]:
+    """One running server as ``kfd mcp list`` shows it (``session``: lent for it)."""
+    return {
+        "name": name,
+        **({"session": session} if session else {}),
+        "transport": server.transport,
+        "status": server.status,
+        "error": server.error,
+        "starts": server.starts,
+        "tools": [tool_spec.name for tool_spec in server.tools],
+        "log": str(server.log_path) if server.transport == "stdio" else "",
+    }
 
 
 def _config_of(spec: Spec) -> ServerConfig:
