@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,7 @@ async def over_ipc(chunks: int) -> str:
             info = await client.create_session(workspace())
 
             def spawn() -> subprocess.Popen[str]:
-                return subprocess.Popen(
-                    [sys.executable, str(HERE / "subscriber.py"), str(kfd.runtime_dir), info.id],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    env=kfd.env | {"PYTHONPATH": str(HERE)},
-                )
+                return _subscriber(str(kfd.runtime_dir), info.id, kfd.env)
 
             async def start() -> None:
                 await client.send(info.id, "stream")
@@ -89,15 +85,7 @@ async def over_tcp(chunks: int, link: Any) -> str:
             info = await client.create_session(workspace())
 
             def spawn() -> subprocess.Popen[str]:
-                argv = link.client_argv(
-                    [sys.executable, str(HERE / "subscriber.py"), world.endpoint, info.id]
-                )
-                return subprocess.Popen(
-                    argv,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    env=world.env | {"PYTHONPATH": str(HERE)},
-                )
+                return _subscriber(world.endpoint, info.id, world.env, link.client_argv)
 
             async def start() -> None:
                 await client.send(info.id, "stream")
@@ -106,6 +94,20 @@ async def over_tcp(chunks: int, link: Any) -> str:
     finally:
         world.close()
         server.close()
+
+
+def _subscriber(
+    target: str,
+    session: str,
+    env: dict[str, str],
+    wrap: Callable[[list[str]], list[str]] = list,
+) -> subprocess.Popen[str]:
+    """A ``bench/subscriber.py`` process following ``session`` at ``target`` (a runtime
+    directory or a ``tcp://`` endpoint); ``wrap`` runs it elsewhere (a namespace)."""
+    argv = wrap([sys.executable, str(HERE / "subscriber.py"), target, session])
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, text=True, env=env | {"PYTHONPATH": str(HERE)}
+    )
 
 
 async def main() -> None:
