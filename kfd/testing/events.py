@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,23 @@ async def collect_until(
         items.append(item)
         if done(item):
             return items
+
+
+async def status_until(
+    client: Client,
+    done: Callable[[p.StatusResult], bool],
+    timeout: float = 20.0,
+    every_s: float = 0.05,
+) -> p.StatusResult:
+    """The daemon's status once ``done(status)`` holds, asked every ``every_s`` (for
+    what no event announces: an idle session unloaded, servers stopped, a drain
+    begun); TimeoutError after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            status = await client.status()
+            if done(status):
+                return status
+            await asyncio.sleep(every_s)
 
 
 async def unasked_turn(

@@ -14,7 +14,7 @@ import pytest
 from kfd import protocol as p
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
-from kfd.testing.events import collect_until, of_type, turn_completed
+from kfd.testing.events import collect_until, of_type, status_until, turn_completed
 
 
 def test_ready_means_bus_bound_and_store_open_with_private_permissions(daemon: KfdDaemon) -> None:
@@ -176,11 +176,9 @@ async def test_idle_sessions_leave_memory_and_come_back_whole(
         async with await client.attach(info.id) as view:
             await client.send(info.id, "one")
             await collect_until(view, turn_completed)
-        for _ in range(200):  # the sweep runs every unload_idle_s / 2
-            if (await client.status()).loaded == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert (await client.status()).loaded == 0
+        # The sweep runs every unload_idle_s / 2.
+        status = await status_until(client, lambda s: s.loaded == 0, timeout=10)
+        assert status.loaded == 0
         async with await client.attach(info.id) as view:
             history = await collect_until(view, turn_completed)
             await client.send(info.id, "two")

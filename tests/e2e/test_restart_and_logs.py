@@ -14,7 +14,7 @@ from kfd import protocol as p
 from kfd.client import ConnectionRestored
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
-from kfd.testing.events import collect_until, of_type, turn_completed
+from kfd.testing.events import collect_until, of_type, status_until, turn_completed
 
 
 def cli(daemon: KfdDaemon, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -41,10 +41,8 @@ async def test_a_graceful_restart_lets_the_turn_finish_and_runs_what_was_sent_me
             await client.send(info.id, "take your time")
             await collect_until(view, lambda e: isinstance(e, p.MessageDelta))
             restart = asyncio.create_task(asyncio.to_thread(cli, daemon, "restart"))
-            for _ in range(1000):  # the restart's stop request arrives soon
-                if (await client.status()).draining:
-                    break
-                await asyncio.sleep(0.02)
+            # The restart's stop request arrives soon.
+            await status_until(client, lambda s: s.draining, every_s=0.02)
             # While the turn runs on, a new message is accepted and waits.
             queued = await client.send(info.id, "and this one after the restart")
             assert queued.queued

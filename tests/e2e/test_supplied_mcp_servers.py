@@ -3,7 +3,6 @@ against a real daemon, real servers over stdio, and real bubblewrap."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from kfd import protocol as p
 from kfd.client import Client, RequestFailed
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
+from kfd.testing.events import status_until
 
 PEEK = Path(__file__).parents[1] / "plugins" / "mcp_servers" / "peek.py"
 TOKEN = "tok-5f0c1e2d3b4a69788796a5b4"
@@ -46,15 +46,6 @@ async def turn(client: Client, session: str) -> tuple[list[p.Event], list[p.Appr
             if isinstance(event, p.Event):
                 events.append(event)
     return events, asked
-
-
-async def until_no_servers(client: Client, timeout: float = 20) -> None:
-    """Wait until the daemon lists no MCP server; no event says so, so ask."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if not (await client.status()).plugin_status["mcp"]["servers"]:
-                return
-            await asyncio.sleep(0.05)
 
 
 def outputs(events: list[p.Event]) -> list[str]:
@@ -115,7 +106,8 @@ async def test_the_servers_stop_when_the_frontend_that_supplied_them_leaves(
         await turn(client, info.id)
         assert "mcp__peek__peek" in offered(model_server.requests[0])
         await lender.close()
-        await until_no_servers(client)  # the daemon notices the frontend left
+        # The daemon notices the frontend left: its servers stop.
+        await status_until(client, lambda s: not s.plugin_status["mcp"]["servers"])
         await turn(client, info.id)
     assert not any(name.startswith("mcp__") for name in offered(model_server.requests[1]))
 

@@ -4,7 +4,6 @@ view of the files (``fs/read_text_file``, ``fs/write_text_file``)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,9 +13,9 @@ from acp import RequestError
 from acp import schema as a
 from acp_editor import Editor, open_editor
 
-from kfd.client import Client
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
 from kfd.testing.daemon import KfdDaemon
+from kfd.testing.events import status_until
 
 if TYPE_CHECKING:
     from conftest import HttpMcpServer
@@ -209,17 +208,9 @@ async def test_a_loaded_session_gets_the_editors_servers_until_the_editor_leaves
             await conn.load_session(cwd=str(workspace), session_id=session_id, mcp_servers=[peek])
             answer = await conn.prompt(session_id=session_id, prompt=text("where?"))
             (listed,) = (await client.status()).plugin_status["mcp"]["servers"]
-        await until_no_servers(client)  # the editor left: its servers stop
+        # The editor left: its servers stop.
+        await status_until(client, lambda s: not s.plugin_status["mcp"]["servers"])
 
     assert answer.stop_reason == "end_turn"
     assert (listed["name"], listed["session"]) == ("peek", session_id)
     assert str(workspace) in tool_results(model_server.requests[1])[0]
-
-
-async def until_no_servers(client: Client, timeout: float = 20) -> None:
-    """Wait until the daemon lists no MCP server; no event says so, so ask."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if not (await client.status()).plugin_status["mcp"]["servers"]:
-                return
-            await asyncio.sleep(0.05)
