@@ -48,6 +48,8 @@ NEAR_MISSES = [
     "a && b | c",
     "ls\n\n  # a comment\nls -la\n# another",
     "ls # not a whole-line comment",
+    "- x=1 rm -rf /",
+    "- a=b | push",
     "ls;# glued comment",
     "a#b",
     "ls;",
@@ -185,6 +187,9 @@ def test_long_plain_lines_skip_tree_sitter(line: str) -> None:
         "ls\u00a0x",
         "cat <<EOF\nx\nEOF",
         "# only a comment",
+        "- x=",
+        "- ls",
+        "ls; -x=1 y",
     ],
 )
 def test_the_fast_path_leaves_what_it_does_not_know_to_tree_sitter(line: str) -> None:

@@ -168,6 +168,10 @@ def _command(text: str) -> PlainCommand | None:
     name = first if isinstance(first, str) else first.group() if first is not None else ""
     if not name or "=" in name or name in _SPECIAL_NAMES:
         return None
+    if name.startswith("-"):
+        # No program is named so; tree-sitter drops a lone `-` before an
+        # assignment (`- x=1 cmd`), which the walk then reports as unparsed.
+        return None
     if "'" in name and _QUOTED.sub(_unquote, name) in _SPECIAL_NAMES:
         return None
     return PlainCommand(text)

@@ -256,8 +256,11 @@ class _Walker(SimpleCommandReader):
 
     def check_gaps(self, node: Node) -> None:
         """Text between a node's children must be blanks: tree-sitter drops some
-        tokens bash keeps (`rm \\ x` is `rm ' x'` to bash, `rm x` to tree-sitter)."""
-        position = node.start_byte
+        tokens bash keeps (`rm \\ x` is `rm ' x'` to bash, `rm x` to tree-sitter).
+        A script's root is checked from its first byte to its last: tree-sitter
+        starts it after what it dropped (`- x=` is a program of `x=` alone)."""
+        root = node.type == "program"
+        position = 0 if root else node.start_byte
         dash = self.dropped_dash(node)
         values = self.plain_values(node)
         spans: list[tuple[int, int]]
@@ -266,8 +269,9 @@ class _Walker(SimpleCommandReader):
         else:  # plain words, one node each: only blanks between them
             head, tail = self.around(node, values)
             spans = [*self.spans(node, head), values, *self.spans(node, tail)]
+        last = len(self.parsed) if root else node.end_byte
         for child in (*spans, None):
-            end = node.end_byte if child is None else child[0]
+            end = last if child is None else child[0]
             if (
                 end > position
                 and position != dash
