@@ -149,14 +149,25 @@ async def test_the_network_is_unreachable_unless_allowed(repo: Path, listener: i
     assert "connected\n" in await run(context(repo, network=True), command)
 
 
+@pytest.fixture(scope="session")
+def run_directory() -> Iterator[Path]:
+    """A directory of this test process under the host's ``/run``, removed when the
+    process ends: daemons of tests running beside this one see its socket while it
+    is bound and mount over the directory, so it must not vanish under their next
+    command (bubblewrap cannot make a mount point in the read-only ``/run``)."""
+    runtime = Path("/run") / f"kfd-sandbox-test-{os.getpid()}"
+    runtime.mkdir(mode=0o700)
+    yield runtime
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
 @needs_bwrap
 async def test_kfds_own_sockets_are_out_of_reach(
-    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, run_directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A read-only file system does not stop a Unix socket connection: the
     # runtime directory (kfd's bus, the session D-Bus) is hidden instead.
-    runtime = Path("/run") / f"kfd-sandbox-test-{os.getpid()}"
-    runtime.mkdir(mode=0o700)
+    runtime = run_directory
     server = socket.socket(socket.AF_UNIX)
     try:
         server.bind(str(runtime / "rpc.sock"))
@@ -172,7 +183,6 @@ async def test_kfds_own_sockets_are_out_of_reach(
     finally:
         server.close()
         (runtime / "rpc.sock").unlink(missing_ok=True)
-        runtime.rmdir()
 
 
 @needs_bwrap
