@@ -71,6 +71,9 @@ HARD_FRAME_BYTES = 4 * MAX_REQUEST_BYTES
 BATCH_BYTES = 64 * 1024
 """Most event bytes in one batch (a single larger event travels alone)."""
 
+COPY_THRESHOLD = 64 * 1024
+"""Messages with a frame this large are sent without copying it."""
+
 SEND_HWM = 64
 """Messages ZeroMQ queues per client before the daemon keeps the rest itself.
 With `BATCH_BYTES`, at most ~4 MiB per client sit in ZeroMQ's pipe."""
@@ -135,6 +138,15 @@ class Bus:
         self.client_queue_bytes = client_queue_bytes
         self._context = zmq.asyncio.Context()
         self._rpc = self._context.socket(zmq.ROUTER)
+        # The same socket, without pyzmq's asyncio layer: every request and
+        # every batch of events goes through it. The layer's future per call
+        # (and its re-check of the socket's state after each send) cost more
+        # than the send itself, thousands of times a second under load.
+        # The event loop watches its file descriptor instead (`_serve_rpc`).
+        self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._rpc.underlying)
+        self._handler: RequestHandler | None = None
+        self._read_scheduled = False
+        self._closed = False
         self._events = self._context.socket(zmq.XPUB)
         self.subscriptions = Subscriptions(ID_LENGTH)
         self.tcp = TcpListeners(self._context, tcp) if tcp is not None and tcp.listen else None
@@ -276,6 +288,7 @@ class Bus:
                 self._blocked.add(client)
         if self._blocked and self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(RETRY_BLOCKED_S, self._unblock)
+        self._check_readable()
 
     def _unblock(self) -> None:
         self._retry = None
@@ -316,19 +329,17 @@ class Bus:
 
     def _try_send(self, frames: list[bytes]) -> str:
         """ "sent", "full" (the client's pipe is at its high-water mark) or "gone"."""
-        # NOBLOCK on an asyncio socket returns a future that is already settled.
-        sent = cast(
-            "asyncio.Future[None]", self._rpc.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-        )
-        error = sent.exception()
-        if error is None:
-            return "sent"
-        if isinstance(error, zmq.Again):
+        # Large bodies travel without a copy; small ones are cheaper copied.
+        copy = all(len(frame) < COPY_THRESHOLD for frame in frames)
+        try:
+            self._raw.send_multipart(frames, flags=zmq.NOBLOCK, copy=copy)
+        except zmq.Again:
             return "full"
-        if isinstance(error, zmq.ZMQError) and error.errno == errno.EHOSTUNREACH:
+        except zmq.ZMQError as error:
+            if error.errno != errno.EHOSTUNREACH:
+                log.warning("cannot send to client %r: %s", frames[0], error)
             return "gone"
-        log.warning("cannot send to client %r: %s", frames[0], error)
-        return "gone"
+        return "sent"
 
     # -- requests in -------------------------------------------------------------
 
@@ -345,6 +356,7 @@ class Bus:
             self._schedule_flush()
         elif outcome == "gone":
             self.forget(identity)
+        self._check_readable()
 
     async def serve(self, handler: RequestHandler) -> None:
         """Answer requests and watch presence until cancelled."""
@@ -355,21 +367,44 @@ class Bus:
                 group.create_task(self.tcp.serve())
 
     async def _serve_rpc(self, handler: RequestHandler) -> None:
-        rpc = self._rpc
-        while True:
-            self._take(handler, self._read(await rpc.recv_multipart(copy=self.tcp is None)))
-            # One wake-up, then whatever else has arrived without awaiting.
-            for _ in range(256):
-                ready = cast(
-                    "asyncio.Future[list[Any]]",
-                    rpc.recv_multipart(flags=zmq.NOBLOCK, copy=self.tcp is None),
-                )
-                try:
-                    frames = ready.result()
-                except zmq.Again:
-                    break
-                self._take(handler, self._read(frames))
-            await asyncio.sleep(0)  # let the answers run between bursts
+        loop = asyncio.get_running_loop()
+        self._handler = handler
+        descriptor = cast(int, self._raw.getsockopt(zmq.FD))
+        loop.add_reader(descriptor, self._readable)
+        self._readable()  # what arrived before the loop watched
+        try:
+            await loop.create_future()  # served by _readable until cancelled
+        finally:
+            loop.remove_reader(descriptor)
+
+    def _readable(self) -> None:
+        """Take the requests that have arrived: up to 256, then the answers run."""
+        self._read_scheduled = False
+        handler = self._handler
+        if handler is None or self._closed:
+            return
+        copy = self.tcp is None
+        for _ in range(256):
+            try:
+                frames = self._raw.recv_multipart(flags=zmq.NOBLOCK, copy=copy)
+            except zmq.Again:
+                return
+            self._take(handler, self._read(frames))
+        self._schedule_read()
+
+    def _check_readable(self) -> None:
+        # ZeroMQ's descriptor is edge-triggered and any call on the socket (a
+        # send too) may take the edge of a request that arrived meanwhile:
+        # after sending, ask the socket itself whether requests wait.
+        if self._read_scheduled or self._closed:
+            return
+        if cast(int, self._raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self._schedule_read()
+
+    def _schedule_read(self) -> None:
+        if not self._read_scheduled:
+            self._read_scheduled = True
+            asyncio.get_running_loop().call_soon(self._readable)
 
     def _take(self, handler: RequestHandler, frames: list[bytes]) -> None:
         self.stats.requests += 1
@@ -448,6 +483,7 @@ class Bus:
                     self.on_presence(client.decode("ascii", "replace"), subscribe)
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._in_flight):
             task.cancel()
         if self.tcp is not None:
