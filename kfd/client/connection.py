@@ -83,6 +83,12 @@ class Client:
         self._rpc = self._context.socket(zmq.DEALER)
         self._rpc.setsockopt(zmq.ROUTING_ID, self.id.encode())
         self._rpc.setsockopt(zmq.LINGER, 0)
+        # The same socket without pyzmq's asyncio layer, for every send and
+        # receive: a frontend gets an event batch many times a second, and
+        # the layer's futures cost it more than the events themselves. The
+        # event loop watches the socket's descriptor (`_read_replies`).
+        self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._rpc.underlying)
+        self._read_scheduled = False
         self._sub = self._context.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
@@ -238,7 +244,7 @@ class Client:
             async with asyncio.timeout(timeout):
                 # Inside the timeout: a socket with no connection to send on
                 # (a remote daemon that refused our key) blocks the send itself.
-                await self._rpc.send(body)
+                await self._send(body)
                 return await future
         except TimeoutError:
             raise DaemonUnavailable(
@@ -248,17 +254,56 @@ class Client:
         finally:
             self._pending.pop(request.id, None)
 
-    async def _read_replies(self) -> None:
-        rpc = self._rpc
+    async def _send(self, body: bytes) -> None:
+        """Send a request; while the socket has no room or no connection (a
+        remote daemon that refused our key), try again now and then."""
+        pause = 0.005
         while True:
-            self._take(await rpc.recv_multipart())
-            for _ in range(1000):
-                ready = cast("asyncio.Future[list[bytes]]", rpc.recv_multipart(flags=zmq.NOBLOCK))
-                try:
-                    frames = ready.result()
-                except zmq.Again:
-                    break
-                self._take(frames)
+            try:
+                self._raw.send(body, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.1)
+                continue
+            finally:
+                self._check_readable()
+            return
+
+    async def _read_replies(self) -> None:
+        loop = asyncio.get_running_loop()
+        descriptor = cast(int, self._raw.getsockopt(zmq.FD))
+        loop.add_reader(descriptor, self._readable)
+        self._readable()  # what arrived before the loop watched
+        try:
+            await loop.create_future()  # served by _readable until cancelled
+        finally:
+            loop.remove_reader(descriptor)
+
+    def _readable(self) -> None:
+        """Take what has arrived: up to 1000 messages, then other work runs."""
+        self._read_scheduled = False
+        if self.closed:
+            return
+        for _ in range(1000):
+            try:
+                frames = self._raw.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._take(frames)
+        self._schedule_read()
+
+    def _check_readable(self) -> None:
+        # ZeroMQ's descriptor is edge-triggered and a send may take the edge
+        # of a message that arrived meanwhile: ask the socket itself.
+        if self._read_scheduled or self.closed:
+            return
+        if cast(int, self._raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self._schedule_read()
+
+    def _schedule_read(self) -> None:
+        if not self._read_scheduled:
+            self._read_scheduled = True
+            asyncio.get_running_loop().call_soon(self._readable)
 
     def _take(self, frames: list[bytes]) -> None:
         if frames and frames[0] == EVENTS_FRAME:
