@@ -35,12 +35,28 @@ async def facts(workspace: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+_SUMMARIES: dict[Path, asyncio.Task[str]] = {}
+"""The git summary being taken of each workspace right now."""
+
+
 async def git_summary(workspace: Path) -> str:
     """``branch main (ahead 1); 2 modified, 1 untracked``, or '' outside a repository.
 
     Git runs as `kfd.git.run_git` runs it: on a validated repository, without
     its configuration, so nothing a command planted in ``.git`` runs here.
+    Sessions that start together in one workspace share one ``git status``
+    (twenty turns starting at once started forty git processes from the
+    daemon's event loop); a session that starts later takes its own.
     """
+    running = _SUMMARIES.get(workspace)
+    if running is None:
+        running = _SUMMARIES[workspace] = asyncio.create_task(_git_summary(workspace))
+        running.add_done_callback(lambda _: _SUMMARIES.pop(workspace, None))
+    # Shielded: one waiter cancelled (its turn stopped) leaves the others theirs.
+    return await asyncio.shield(running)
+
+
+async def _git_summary(workspace: Path) -> str:
     found = await asyncio.to_thread(git.find, workspace)
     if isinstance(found, git.Refused):
         log.warning(

@@ -179,11 +179,31 @@ def _overrides() -> list[str]:
     return [part for setting in OVERRIDES for part in ("-c", setting)]
 
 
+_CONFIG_READS: dict[str, tuple[tuple[int, int, int], list[tuple[str, str]]]] = {}
+"""The `COPIED_KEYS` read from each repository config, with the file's identity
+(inode, size, mtime) when it was read: every host git call needs them, and
+twenty sessions starting at once should not start twenty ``git config``."""
+
+CONFIG_READS_KEPT = 256
+
+
 async def _copied_config(git: str, repo: Repository, workspace: Path) -> list[tuple[str, str]]:
-    """The `COPIED_KEYS` of the repository's config, read as data."""
+    """The `COPIED_KEYS` of the repository's config, read as data.
+
+    Read again whenever the file changes (inode, size or modification time);
+    a stale answer could only be stale data, since no key copied names a program.
+    """
     config = repo.common_dir / "config"
+    try:
+        stat = config.stat()
+    except OSError:
+        return []
     if not config.is_file():
         return []
+    identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    known = _CONFIG_READS.get(str(config))
+    if known is not None and known[0] == identity:
+        return list(known[1])
     env = {
         "PATH": os.pathsep.join(safe_path(workspace)) or os.defpath,
         "LC_ALL": "C",
@@ -197,7 +217,11 @@ async def _copied_config(git: str, repo: Repository, workspace: Path) -> list[tu
         return []
     if output.returncode != 0:
         return []
-    return wanted_keys(output.stdout)
+    pairs = wanted_keys(output.stdout)
+    if len(_CONFIG_READS) >= CONFIG_READS_KEPT:
+        _CONFIG_READS.clear()
+    _CONFIG_READS[str(config)] = (identity, pairs)
+    return list(pairs)
 
 
 def wanted_keys(listing: bytes) -> list[tuple[str, str]]:
