@@ -50,6 +50,8 @@ class _Stream:
     text_redactor: StreamRedactor = field(default_factory=StreamRedactor)
     reasoning_redactor: StreamRedactor = field(default_factory=StreamRedactor)
     """Model text that repeats a known secret, even split across deltas, is redacted."""
+    shown: dict[str, int] = field(default_factory=lambda: {"text": 0, "reasoning": 0})
+    """Characters of redacted text published so far, by kind: the next delta's offset."""
 
 
 class Pacing(Protocol):
@@ -88,16 +90,15 @@ class LiveOutput:
         message_id = new_id("m")
 
         def flusher(kind: Literal["text", "reasoning"]) -> Callable[[str, int], None]:
+            # The buffer gathers the model's text as it comes; it is redacted
+            # here, once per published piece rather than once per token (a
+            # busy daemon's piece holds several), and placed by what was shown.
             def flush(text: str, offset: int) -> None:
-                self._publish(
-                    MessageDelta(
-                        session=self._session_id,
-                        message_id=message_id,
-                        text=text,
-                        offset=offset,
-                        kind=kind,
-                    )
-                )
+                stream = self._stream
+                if stream is None or stream.message_id != message_id:
+                    return
+                redactor = stream.text_redactor if kind == "text" else stream.reasoning_redactor
+                self._show(stream, kind, redactor.feed(text))
 
             return flush
 
@@ -109,6 +110,21 @@ class LiveOutput:
         )
         return message_id
 
+    def _show(self, stream: _Stream, kind: Literal["text", "reasoning"], text: str) -> None:
+        if not text:
+            return
+        offset = stream.shown[kind]
+        stream.shown[kind] = offset + len(text)
+        self._publish(
+            MessageDelta(
+                session=self._session_id,
+                message_id=stream.message_id,
+                text=text,
+                offset=offset,
+                kind=kind,
+            )
+        )
+
     def stream_text(self, text: str, *, reasoning: bool = False) -> None:
         """Add text (or reasoning) to the streaming answer."""
         stream = self._stream
@@ -116,10 +132,10 @@ class LiveOutput:
             return
         if reasoning:
             stream.reasoning_parts.append(text)
-            stream.reasoning.add(stream.reasoning_redactor.feed(text))
+            stream.reasoning.add(text)
         else:
             stream.text_parts.append(text)
-            stream.text.add(stream.text_redactor.feed(text))
+            stream.text.add(text)
 
     def streamed_chars(self) -> int:
         """Characters of text and reasoning the current stream has brought so far."""
@@ -130,18 +146,20 @@ class LiveOutput:
 
     def end_stream(self, *, publish_pending: bool = True) -> None:
         """Flush (or drop) what is pending; the completed message follows."""
-        stream, self._stream = self._stream, None
+        stream = self._stream
         if stream is None:
             return
-        for buffer, redactor in (
-            (stream.reasoning, stream.reasoning_redactor),
-            (stream.text, stream.text_redactor),
-        ):
+        kinds: tuple[tuple[Literal["text", "reasoning"], StreamBuffer, StreamRedactor], ...] = (
+            ("reasoning", stream.reasoning, stream.reasoning_redactor),
+            ("text", stream.text, stream.text_redactor),
+        )
+        for kind, buffer, redactor in kinds:
             if publish_pending:
-                buffer.add(redactor.finish())
                 buffer.flush()
+                self._show(stream, kind, redactor.finish())
             else:
                 buffer.close()
+        self._stream = None
 
     def streaming(self) -> StreamingMessage | None:
         """The answer streamed so far, for a snapshot."""
