@@ -49,7 +49,10 @@ processes):
 ``bench/fanout_under_load.py --quick --runs 2`` after, on the quiet machine:
 idle fan-out p99 4.1 ms, status p99 4.2 ms; 20 busy sessions fan-out p99
 17.5 ms (p50 9.0), status p99 4.7 ms; every probe token at every client; the
-daemon used 68 % of a core, the model server 18 %, the clients 52 %.
+daemon used 68 % of a core, the model server 18 %, the clients 52 %. With
+64 clients (the full run, medians of 2) the 64 client processes take more
+than a core between them (96-133 %): idle fan-out p99 30 ms, status p99
+84 ms; 20 busy sessions fan-out p99 43 ms, status p99 106 ms.
 
 The targets (20 busy sessions, 16 clients: fan-out p99 under 20 ms, status
 under 10 ms) hold on a quiet machine. They do not when other work shares
