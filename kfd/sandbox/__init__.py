@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfd.sandbox import environ as environment
-from kfd.sandbox import reuse
+from kfd.sandbox import pod, reuse
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
@@ -56,6 +56,7 @@ __all__ = [
     "Layout",
     "confine",
     "environment",
+    "pod",
     "probe",
 ]
 
