@@ -31,6 +31,16 @@ Built on bubblewrap. A confined program sees:
 `confine` prepares one program's confinement, from the previous command's
 facts while nothing they were gathered from changed (`kfd.sandbox.reuse`);
 `probe` says whether bubblewrap works here at all.
+
+A program starts either under `Confinement.prefix` (a bubblewrap of its own:
+language servers, MCP servers, hooks) or, for the bash tool, in its
+session's pod (`kfd.sandbox.pod`): a bubblewrap with that very prefix,
+started once and entered by command after command, while `confine` still
+looks before each one and the pod serves only the layout it was started for,
+with its mounts untouched. There the boundary is the same but for two
+things, both within one session: the pod's private ``/tmp`` outlives a
+command, and the PID namespace is the pod's (commands never overlap in it;
+each command's keeper kills all it left before the result returns).
 """
 
 from __future__ import annotations
