@@ -50,13 +50,29 @@ import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kfd.sandbox import reuse
 
 if TYPE_CHECKING:
-    from kfd.sandbox import Confinement
     from kfd.sandbox.layout import Layout
+
+
+class Confinement(Protocol):
+    """What a pod needs of a `kfd.sandbox.Confinement` (which imports this module)."""
+
+    @property
+    def prefix(self) -> list[str]:
+        """``bwrap <options> --``."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The command's whole environment."""
+
+    @property
+    def layout(self) -> Layout:
+        """The facts the prefix was made of."""
+
 
 IDLE_S = 60.0
 """A pod no command used for this long is closed."""
