@@ -33,6 +33,7 @@ from kfd.policy.gate import restricted_matcher
 from kfd.policy.line_facts import line_facts
 from kfd.policy.rulebook import configured
 from kfd.policy.shell.fastpath import simple_line
+from kfd.policy.tree_walk import FRESH_S
 from kfd.sandbox import probe
 from kfd_shell import BashTool
 
@@ -68,9 +69,17 @@ LINES = [
     _fill("echo start{}", "; echo $(date) > out.txt", ""),
 ]
 RUNS = 300
+TREE_LINES = ["grep -rn TODO .", "rg -l 'fn main' src"]
+"""Lines that read a whole tree, decided in a repository of 10,000 files: every
+file under the tree is checked against the read rules (`kfd.policy.tree_walk`)."""
 
 
-def decisions(workspace: Path) -> None:
+def decisions(
+    workspace: Path,
+    lines: list[str],
+    worst: dict[str, list[float]],
+    pooled: dict[str, list[float]],
+) -> None:
     """Each line decided RUNS times, "fresh" (a distinct comment ends it each time, so
     nothing kept from an earlier decision of the same line helps: a new command from
     the model) and "repeated" (the same line again: a re-decision, ``kfd explain``).
@@ -86,8 +95,7 @@ def decisions(workspace: Path) -> None:
         *builtin_rules(),
     ]
     home = os.path.expanduser("~")
-    worst: dict[str, list[float]] = {}
-    for line in LINES:
+    for line in lines:
         label = line if len(line) <= 40 else f"{line[:32]}... ({len(line)} bytes)"
         parser = "fast path" if simple_line(f"{line}\n# 0") is not None else "tree-sitter"
         for kind in ("fresh", "repeated"):
@@ -112,6 +120,7 @@ def decisions(workspace: Path) -> None:
                 cpu.append((time.process_time() - started_cpu) * 1000)
                 wall.append((time.perf_counter() - started) * 1000)
             for name, values in (("wall", wall), ("cpu", cpu)):
+                pooled.setdefault(f"{kind} {name}", []).extend(values)
                 figures = worst.setdefault(f"{kind} {name}", [0.0, 0.0])
                 figures[0] = max(figures[0], percentile(values, 50))
                 figures[1] = max(figures[1], percentile(values, 99))
@@ -119,11 +128,23 @@ def decisions(workspace: Path) -> None:
                 f"decide {label!r} {kind} ({parser}): wall {summary(wall)}; "
                 f"cpu p50 {percentile(cpu, 50):.2f} ms, p99 {percentile(cpu, 99):.2f} ms"
             )
+
+
+def verdicts(worst: dict[str, list[float]], pooled: dict[str, list[float]]) -> None:
+    """The worst line's figures against the target, and every decision's together
+    (the bench's lines weighed alike: a mix with more long lines than a session's)."""
     for name, (p50, p99) in worst.items():
         verdict = "within" if p50 < 1.0 and p99 < 5.0 else "OVER"
         print(
             f"decisions {name}: worst p50 {p50:.2f} ms, worst p99 {p99:.2f} ms ({verdict} "
             "the 1 ms p50 / 5 ms p99 target)"
+        )
+    for name, values in pooled.items():
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        verdict = "within" if p50 < 1.0 and p99 < 5.0 else "OVER"
+        print(
+            f"decisions {name}, every line's together: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+            f"({verdict} the target)"
         )
 
 
@@ -143,7 +164,7 @@ async def sandbox(workspace: Path) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as root, tempfile.TemporaryDirectory() as other:
         workspace = Path(root)
         subprocess.run(["git", "init", "-q", root], check=True)
         (workspace / "README.md").write_text("# demo\n")
@@ -152,7 +173,20 @@ def main() -> None:
             (workspace / "src" / f"m{index}.py").write_text("x = 1\n")
         (workspace / "src" / "a.py").write_text("print(1)\n")
         (workspace / ".env").write_text("TOKEN=x\n")
-        decisions(workspace)
+        big = Path(other)
+        for package in range(200):
+            (big / "src" / f"pkg{package}").mkdir(parents=True)
+            for index in range(50):
+                (big / "src" / f"pkg{package}" / f"m{index}.rs").write_text("fn main() {}\n")
+        worst: dict[str, list[float]] = {}
+        pooled: dict[str, list[float]] = {}
+        decisions(workspace, LINES, worst, pooled)
+        # A tree changed within tree_walk.FRESH_S is listed at every decision; one
+        # the user is not changing this instant is remembered between decisions.
+        time.sleep(max(0.0, FRESH_S - (time.time() - (big / "src").stat().st_ctime)))
+        print("in a repository of 10,000 files in 200 directories:")
+        decisions(big, TREE_LINES, worst, pooled)
+        verdicts(worst, pooled)
         asyncio.run(sandbox(workspace))
 
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from kfd.policy.defaults import protected
 from kfd.policy.facts import CallFacts, PathFact, TreeFact
 from kfd.policy.reading import GitRead
-from kfd.policy.rules import PathMatcher, SourcedRule, could_match_under, path_match
+from kfd.policy.rules import PathMatcher, SourcedRule, could_match_under, spec_matcher
 from kfd.policy.verdicts import Findings
 
 __all__ = [
@@ -127,9 +127,9 @@ def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[Sou
         rule = sourced.rule
         if rule.tool not in families and (tool == "bash" or not rule.names(tool)):
             continue
+        matcher = spec_matcher(spec, workspace, facts.home)
         # A path is denied (or asked) under any name, allowed only where it really is.
-        spellings = (fact.real,) if sourced.decision == "allow" else (fact.path, fact.real)
-        if any(path_match(spec, p, workspace, facts.home) for p in spellings):
+        if matcher(fact.real) or (sourced.decision != "allow" and matcher(fact.path)):
             matching.append(sourced)
     return matching
 
@@ -198,7 +198,7 @@ def weigh_history(facts: CallFacts, program: str, read: GitRead, found: Findings
             directory = os.path.normpath(os.path.join(workspace, scope))
             if scope in read.files:
                 # A file today: its history is its own (renames aside: --follow).
-                hit = path_match(spec, directory, workspace, facts.home)
+                hit = spec_matcher(spec, workspace, facts.home)(directory)
             else:
                 hit = could_match_under(spec, directory, workspace, facts.home)
             if hit:

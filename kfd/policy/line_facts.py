@@ -32,6 +32,7 @@ from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
 from kfd.policy.shell import RiskKind, SimpleCommand, analyze
 from kfd.policy.shell.redirects import SAFE_WRITE_TARGETS
+from kfd.policy.tree_walk import walk
 
 __all__ = ["MAX_GLOB_MATCHES", "MAX_TREE_ENTRIES", "line_facts", "path_fact"]
 
@@ -45,7 +46,6 @@ MAX_TREE_HITS = 5
 _NUMERIC_PARAMETER = re.compile(r'"?\$\{?[!$?#]\}?"?')
 _SOCKETS = ("/dev/tcp/", "/dev/udp/")
 _DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
-_SKIPPED_DIRECTORIES = frozenset({".git"})
 
 
 def line_facts(
@@ -318,7 +318,17 @@ class _Gatherer:
     def tree(self, fact: PathFact) -> TreeFact:
         cached = self.trees.get(fact.real)
         if cached is None:
-            hits, complete = _walk(fact.real, fact.path, self.restricted)
+            hits, complete = (
+                walk(
+                    fact.real,
+                    fact.path,
+                    self.restricted,
+                    max_entries=MAX_TREE_ENTRIES,
+                    max_hits=MAX_TREE_HITS,
+                )
+                if self.restricted is not None
+                else ([], True)
+            )
             cached = self.trees[fact.real] = TreeFact(root=fact.word, hits=hits, complete=complete)
         return cached
 
@@ -347,42 +357,3 @@ def _workspace_path(path_dirs: tuple[str, ...], workspace: str, root: str) -> li
         for d in path_dirs
         if not d or not os.path.isabs(d) or inside(real_path(os.path.join(workspace, d)), root)
     ]
-
-
-def _walk(real: str, spelled: str, restricted: PathMatcher | None) -> tuple[list[str], bool]:
-    """Paths under ``real`` that ``restricted`` matches (as spelled and really), and
-    whether the walk saw everything. Symlinks are tested, never descended."""
-    if restricted is None:
-        return [], True
-    hits: list[str] = []
-    seen = 0
-    stack = [(real, spelled)]
-    while stack:
-        directory, shown = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            seen += 1
-            if seen > MAX_TREE_ENTRIES:
-                return hits, False
-            # os.path.join, for a name without a slash (thousands of entries).
-            path = shown + entry.name if shown.endswith("/") else f"{shown}/{entry.name}"
-            hit = restricted(path) or (path != entry.path and restricted(entry.path))
-            if not hit and entry.is_symlink():
-                hit = restricted(real_path(entry.path))
-            if hit:
-                hits.append(path)
-                if len(hits) >= MAX_TREE_HITS:
-                    return hits, True
-                continue
-            if entry.name in _SKIPPED_DIRECTORIES:
-                continue
-            try:
-                descend = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                descend = False
-            if descend:
-                stack.append((entry.path, path))
-    return hits, True

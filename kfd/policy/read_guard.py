@@ -6,17 +6,18 @@ leave out what a ``deny`` or ``ask`` read rule names (a file cannot be asked
 about in the middle of a search): ``.env``, private keys,
 ``read(**/secrets/**)``... Allow rules play no part: deny beats allow.
 
-The guard answers exactly as `kfd.policy.rules.path_match` would for each
-rule, but fast: every pattern is tested at once first (`kfd.policy.rules.PathMatcher`,
-the matcher the bash analyser walks trees with), and only a path that matches
-is checked rule by rule to name the rule. Pure: no I/O.
+The guard answers as `kfd.policy.rules.spec_matcher` does for each rule
+(what every decision matches paths with), but fast: every pattern is tested
+at once first (`kfd.policy.rules.PathMatcher`, the matcher the bash analyser
+walks trees with), and only a path that matches is checked rule by rule to
+name the rule. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kfd.policy.rules import PathMatcher, SourcedRule, path_match
+from kfd.policy.rules import PathMatcher, SourcedRule, spec_matcher
 
 __all__ = ["ReadGuard"]
 
@@ -63,7 +64,7 @@ class ReadGuard:
     def _rule_for(self, path: str) -> str | None:
         for sourced in self._rules:
             spec = sourced.rule.spec or ""
-            if path_match(spec, path, self._workspace, self._home):
+            if spec_matcher(spec, self._workspace, self._home)(path):
                 return sourced.rule.text
         return None
 

@@ -63,6 +63,7 @@ __all__ = [
     "normal_host",
     "parse_rule",
     "path_match",
+    "spec_matcher",
 ]
 
 MAX_RULE_CHARS = 64 * 1024
@@ -178,16 +179,29 @@ def path_match(spec: str, path: str, workspace: str, home: str) -> bool:
     return bool(_glob(pattern).match_file(relative or "."))
 
 
+_MAX_REMEMBERED_PATHS = 100_000
+"""Paths a `PathMatcher` remembers before it starts over (a few MB at most)."""
+
+
 class PathMatcher:
     """Many path specifiers against many paths, fast: a walk of a tree tests thousands.
 
-    Equivalent to ``any(path_match(spec, path, ...) for spec in specs)``. A
+    Equivalent to ``any(path_match(spec, path, ...) for spec in specs)``, but
+    that a path with a newline in it matches too (pathspec's ``.`` stops at
+    one: ``**/.env`` missed ``a\\nb/.env``, so a deny rule did not apply). A
     specifier that names a file anywhere (``**/.env``, ``**/*.pem``) is tested
     against each component of a path with one regular expression; the others
     are compiled into one regular expression per anchor.
     """
 
-    def __init__(self, specs: Sequence[str], workspace: str, home: str) -> None:
+    def __init__(
+        self,
+        specs: Sequence[str],
+        workspace: str,
+        home: str,
+        *,
+        remember: int = _MAX_REMEMBERED_PATHS,
+    ) -> None:
         groups: dict[str, list[str]] = {}
         names: list[str] = []
         anywhere: list[str] = []
@@ -201,12 +215,13 @@ class PathMatcher:
                 names.append(fnmatch.translate(name))
                 continue
             groups.setdefault(base, []).append(_regex(pattern))
-            if base == workspace and name:
+            if base == workspace and pattern.startswith("**/"):
                 anywhere.append(_regex(pattern))  # `**/x/**` outside the workspace too
-        self._groups = [(base, re.compile("|".join(rx))) for base, rx in groups.items()]
-        self._names = re.compile("|".join(names)) if names else None
-        self._anywhere = re.compile("|".join(anywhere)) if anywhere else None
+        self._groups = [(base, re.compile("|".join(rx), re.DOTALL)) for base, rx in groups.items()]
+        self._names = re.compile("|".join(names), re.DOTALL) if names else None
+        self._anywhere = re.compile("|".join(anywhere), re.DOTALL) if anywhere else None
         self._workspace = workspace
+        self._remember = remember
         self._seen: dict[str, bool] = {}
         """Paths already matched: a matcher is kept per rule set (the same tree is
         walked decision after decision), and matching is pure."""
@@ -218,7 +233,7 @@ class PathMatcher:
         """Whether the absolute, normalised ``path`` matches one of the specifiers."""
         seen = self._seen.get(path)
         if seen is None:
-            if len(self._seen) >= _MAX_REMEMBERED_PATHS:
+            if len(self._seen) >= self._remember:
                 self._seen.clear()
             seen = self._seen[path] = self._match(path)
         return seen
@@ -237,8 +252,6 @@ class PathMatcher:
         return False
 
 
-_MAX_REMEMBERED_PATHS = 100_000
-"""Paths a `PathMatcher` remembers before it starts over (a few MB at most)."""
 _SPECIAL_NAME = re.compile(r"[/\\]|\*\*|^!")
 """A name glob that is more than one path component (or escapes, or negates)."""
 
@@ -247,7 +260,25 @@ _SPECIAL_NAME = re.compile(r"[/\\]|\*\*|^!")
 def _regex(pattern: str) -> str:
     """One specifier as a regular expression over relative paths (named groups dropped)."""
     parts = [p.regex.pattern for p in _glob(pattern).patterns if p.include and p.regex]
-    return "|".join(re.sub(r"\(\?P<\w+>", "(?:", part) for part in parts) or "(?!)"
+    return "|".join(_anchored(re.sub(r"\(\?P<\w+>", "(?:", part)) for part in parts) or "(?!)"
+
+
+def _anchored(part: str) -> str:
+    # pathspec searches a path for its pattern's expression; the matcher matches
+    # from the start. An expression not anchored there (``**/`` gives ``/``) may
+    # match anywhere in the path.
+    return part if part.startswith("^") else f"(?s:.*?)(?:{part})"
+
+
+@functools.lru_cache(maxsize=1024)
+def spec_matcher(spec: str, workspace: str, home: str) -> PathMatcher:
+    """One path specifier, compiled: what every decision matches a path with.
+
+    `path_match` with two differences: it remembers the paths it matched (the
+    same few are weighed decision after decision), and a name is a name even
+    in a path with a newline (pathspec's ``**/.env`` misses ``a\\nb/.env``).
+    """
+    return PathMatcher([spec], workspace, home, remember=4096)
 
 
 def could_match_under(spec: str, directory: str, workspace: str, home: str) -> bool:

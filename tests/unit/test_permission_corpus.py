@@ -123,6 +123,8 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (ws / ".env.local").write_text("TOKEN=y\n")
     (ws / "secrets").mkdir()
     (ws / "secrets" / "server.pem").write_text("pem\n")
+    (ws / "a\nb").mkdir()  # pathspec's `**/.env` missed a name past a newline
+    (ws / "a\nb" / ".env").write_text("TOKEN=n\n")
     (ws / ".kfd").mkdir()
     (ws / "build").mkdir()
     (ws / "list.txt").write_text("build\n")

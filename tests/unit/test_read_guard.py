@@ -87,3 +87,11 @@ def test_a_guard_without_read_rules_is_false_and_leaves_nothing_out() -> None:
     guard = ReadGuard(rules("bash(rm *)", "web_fetch(domain:x.org)"), WORKSPACE, HOME, "grep")
     assert not guard
     assert guard(f"{WORKSPACE}/.env") is None
+
+
+def test_a_secret_under_a_directory_with_a_newline_in_its_name_is_named() -> None:
+    # pathspec's `**/.env` misses `a\nb/.env` (its `.` stops at a newline): the
+    # guard once said "no rule" after its quick test had matched.
+    guard = ReadGuard(builtin_rules(), WORKSPACE, HOME, "grep")
+    assert guard(f"{WORKSPACE}/a\nb/.env") == "read(**/.env)"
+    assert guard(f"{WORKSPACE}/a\nb/c\nd/key.pem") == "read(**/*.pem)"

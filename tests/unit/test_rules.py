@@ -22,6 +22,7 @@ from kfd.policy.rules import (
     grants_of,
     parse_rule,
     path_match,
+    spec_matcher,
 )
 from kfd.store.db import Store
 from kfd.store.rules import RuleStore
@@ -199,11 +200,23 @@ SPECS = st.sampled_from(
         "/etc/shadow",
         "/etc/*.conf",
         "src/**/*.key",
+        # Kept rules (escaped: that one path), bare names, odd and broad specifiers.
+        "src/\\*\\*",
+        "secrets/\\[x\\]",
+        "cat *",
+        "[ *",
+        "**",
+        "*.toml",
+        "./src/**",
+        "../u/**",
+        "~",
+        "/",
     ]
 )
 PARTS = st.sampled_from(
-    ["ws", "src", "secrets", ".env", ".env.local", "a.pem", "id_rsa", "config", "x.toml",
-     "home", "u", ".ssh", ".aws", "etc", "shadow", "a.conf", "deep", "k.key", "tmp"]
+    ["ws", "src", "secrets", ".env", "**", "[x]", "cat x", "[ a", ".env.local", "a.pem",
+     "id_rsa", "config", "x.toml", "home", "u", ".ssh", ".aws", "etc", "shadow", "a.conf",
+     "deep", "k.key", "tmp"]
 )  # fmt: skip
 
 
@@ -214,3 +227,20 @@ def test_the_fast_path_matcher_agrees_with_path_match(specs: list[str], parts: l
     workspace, home = "/ws", "/home/u"
     expected = any(path_match(spec, path, workspace, home) for spec in specs)
     assert PathMatcher(specs, workspace, home)(path) is expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        ("**/.env", "/ws/a\nb/.env"),
+        ("src/**/*.key", "/ws/src/a\nb/x.key"),
+        ("secrets/**", "/ws/secrets/a\nb"),
+        ("/etc/**/*.conf", "/etc/a\nb/x.conf"),
+        ("**/secrets/**", "/elsewhere/secrets/a\nb"),
+    ],
+)
+def test_a_path_with_a_newline_in_it_is_matched_like_any_other(spec: str, path: str) -> None:
+    # pathspec's `.` stops at a newline: `cat 'a<newline>b/.env'` was allowed
+    # past read(**/.env). Every decision matches with the compiled matcher.
+    assert PathMatcher([spec], "/ws", "/home/u")(path)
+    assert spec_matcher(spec, "/ws", "/home/u")(path)
