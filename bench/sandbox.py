@@ -7,13 +7,13 @@ private /tmp); under the full confinement (credentials hidden, sockets
 covered, .git and start-up files protected, the cache home) in a bubblewrap
 of its own, prepared per command as a session does (`kfd.sandbox.reuse`:
 the previous command's layout, checked); the path bash takes, the same
-preparation then the session's pod (`kfd.sandbox.pod`: one message, a keeper
-and the command forked in the long-lived sandbox, every process of the
+preparation then the session's pod (`kfd.sandbox.pod`: one message, the
+command forked in the long-lived sandbox, every process of the
 command gone before the answer); and the preparation alone
 (`kfd.sandbox.confine`: the facts checked or gathered in a thread, the
 arguments built). Then the CPU each costs: the processes of one command
-(bubblewrap's inner process included; in the pod, the keeper and the
-command, counted by the zygote that reaps them), and preparing. The workspace
+(bubblewrap's inner process included; in the pod, the zygote's work
+and the command, which it reaps), and preparing. The workspace
 is a real git repository under a ``$HOME`` holding the credential stores the
 sandbox hides.
 
@@ -134,7 +134,7 @@ async def measure(workspace: Path) -> None:
     print(f"CPU to prepare: {prepare_cpu:.3f} ms (the event loop's thread and the worker's)")
     print(
         f"CPU per command in a pod: {pod_cpu:.2f} ms (preparing, the daemon's side, the "
-        f"keeper and the command; unconfined {cpu['unconfined']:.2f} ms, full in a "
+        f"zygote and the command; unconfined {cpu['unconfined']:.2f} ms, full in a "
         f"bubblewrap of its own {cpu['full'] + prepare_cpu:.2f} ms with preparing)"
     )
 
@@ -166,7 +166,7 @@ def _cpu_of(pid: int) -> float:
 
 async def _pod_cpu(workspace: Path, shell: str, runs: int = 200) -> float:
     """CPU per command in a pod, in ms: this process (all threads) and the zygote's
-    reaped keepers and commands."""
+    work and its reaped commands."""
     await _in_pod(workspace, shell)
     [zygote] = sandbox.pod.zygotes() or [0]
     if not zygote:

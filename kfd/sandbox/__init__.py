@@ -40,7 +40,7 @@ looks before each one and the pod serves only the layout it was started for,
 with its mounts untouched. There the boundary is the same but for two
 things, both within one session: the pod's private ``/tmp`` outlives a
 command, and the PID namespace is the pod's (commands never overlap in it;
-each command's keeper kills all it left before the result returns).
+the pod's zygote kills all a command left before the result returns).
 """
 
 from __future__ import annotations

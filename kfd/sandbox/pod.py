@@ -5,7 +5,7 @@ Starting bubblewrap costs about 11 ms per command with the full confinement
 ``/proc``). A pod is one bubblewrap with exactly the prefix a command would
 get (`kfd.sandbox.Confinement.prefix`), running the zygote
 (`kfd.sandbox.zygote`) as its PID 1; a command enters it with one message
-and about a millisecond of forks.
+and a fork.
 
 What keeps a pod as tight as a sandbox per command:
 
@@ -15,14 +15,15 @@ What keeps a pod as tight as a sandbox per command:
   (its stamps unchanged: no mount point renamed or replaced underneath). A
   new layout, a changed mount table on the host, a dead zygote: a new pod,
   the old one closed once its commands ended.
-- **A command's processes end with it.** Its keeper is a child subreaper: all
-  it left behind is killed before the result returns (as a PID namespace's
-  death would), and a command that kills its keeper takes the whole pod down.
-- **Commands cannot reach each other's requests.** The zygote and keepers are
-  not dumpable (no ptrace, no ``/proc/<pid>/fd``), the zygote is PID 1 (a
-  command cannot signal it), each command has a socket of its own, and the
-  zygote is kfd's own code run by an interpreter outside every writable
-  place of the sandbox.
+- **A command's processes end with it.** The zygote, PID 1 of the pod, kills
+  all the command left behind before the result returns (as a PID namespace's
+  death would); a zygote that cannot, or that stops answering, takes the
+  whole pod down.
+- **Commands cannot reach the zygote or each other's requests.** The zygote
+  is not dumpable (no ptrace, no ``/proc/1/fd``), is PID 1 (a command cannot
+  signal it), each command has a socket of its own, and the zygote is kfd's
+  own code run by an interpreter outside every writable place of the
+  sandbox.
 - **A pod is one session's, and serves one command at a time.** A command
   entering it finds none of the previous command's processes; one that comes
   while the pod is busy runs in a sandbox of its own. The pod's private
@@ -81,7 +82,7 @@ MAX_IDLE_PODS = 4
 START_TIMEOUT_S = 10.0
 """How long a new pod may take to start, and a pod to accept a command."""
 CONFIRM_S = 0.2
-"""After SIGKILL was asked for, how long a keeper may take to say all is gone
+"""After SIGKILL was asked for, how long the zygote may take to say all is gone
 before the whole pod is killed (it serves no other command)."""
 MAX_REQUEST = 256 * 1024
 """Larger requests (a huge command or environment) run in a sandbox of their own."""
@@ -170,7 +171,7 @@ class Pod:
             if await _receive(mine, START_TIMEOUT_S) != b"A":
                 raise ConnectionError("the pod did not accept the command")
         except (OSError, TimeoutError):
-            # Nothing was started: the keeper says "A" before it forks the command.
+            # Nothing was started: the zygote says "A" before it forks the command.
             mine.close()
             self.running -= 1
             await self.kill()
@@ -241,7 +242,7 @@ class PodProcess:
         self._watchdog: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Watch for the keeper's report."""
+        """Watch for the zygote's report."""
         self._watch = asyncio.ensure_future(self._follow())
 
     def finish(self, returncode: int) -> None:
@@ -263,7 +264,7 @@ class PodProcess:
         if said.startswith(b"D") and len(said) == 5:
             self.finish(struct.unpack("!i", said[1:])[0])
             return
-        # The keeper died (or said nonsense): what it kept may live on in the pod.
+        # The zygote died (or said nonsense): what it kept may live on in the pod.
         await self._pod.kill()
         self.finish(128 + signal.SIGKILL)
 
@@ -281,8 +282,8 @@ class PodProcess:
             self._watchdog = asyncio.ensure_future(self._confirm())
 
     async def _confirm(self) -> None:
-        """A keeper that does not confirm the kill in time (stopped by its own
-        command, say) is not trusted: the pod dies."""
+        """A zygote that does not confirm the kill in time is not trusted: the pod
+        dies."""
         try:
             async with asyncio.timeout(CONFIRM_S):
                 await asyncio.shield(self._done)

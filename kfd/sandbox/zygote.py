@@ -7,14 +7,14 @@ library, imported before the first request.
 
 The zygote is the pod's PID 1: a command (same user, no capabilities) can
 neither kill nor stop it, and it is not dumpable, so a command can neither
-trace it nor open its ``/proc/1/fd`` or ``environ``. It reads requests from
-its end of a ``SOCK_SEQPACKET`` pair, one message each: a JSON object with
-``argv``, ``env`` and ``cwd``, and two descriptors (`SCM_RIGHTS`): the
-command's output and the command's own socket to the daemon. For each it
-forks a keeper:
+trace it nor open its ``/proc/1/fd`` or ``environ``. Whatever a command
+leaves behind is handed to it, as to any PID 1. It reads requests from its
+end of a ``SOCK_SEQPACKET`` pair, one message each and one at a time (the
+daemon sends the next once the previous command is gone): a JSON object
+with ``argv``, ``env`` and ``cwd``, and two descriptors (`SCM_RIGHTS`): the
+command's output and the command's own socket to the daemon. On that socket
+it keeps the command (`Keeper`):
 
-- the keeper is a child subreaper: whatever the command leaves behind is
-  handed to it, never to another command's keeper;
 - it says ``A`` (accepted) before it forks the command, so a pod that dies
   before that has run nothing; then ``S`` once ``execve`` worked or ``F``
   with the errno and what failed (``chdir``, ``exec``);
@@ -24,11 +24,11 @@ forks a keeper:
 - ``T`` from the daemon sends SIGTERM to every process of the command, ``K``
   SIGKILL (and the daemon's end closing kills them too);
 - when the shell ends, every process it left is killed (as a PID namespace's
-  death would), and only when none is left does the keeper say ``D`` with the
+  death would), and only when none is left does the zygote say ``D`` with the
   exit status (128 + the signal that killed the shell, as bubblewrap says it).
 
-A keeper that cannot make sure its processes are gone exits without ``D``:
-the daemon then kills the whole pod.
+A zygote that cannot make sure a command's processes are gone exits without
+``D``: the pod dies with it.
 """
 
 import contextlib
@@ -42,7 +42,6 @@ import struct
 import sys
 
 PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
 MAX_REQUEST = 256 * 1024
 KILL_ROUNDS = 2000
 """Rounds of killing whatever of a command is left before giving up (the pod dies)."""
@@ -86,10 +85,12 @@ def _descendants(root: int) -> list[int]:
 
 
 class Keeper:
-    """One command's keeper (a forked zygote)."""
+    """What the zygote does for one command."""
 
-    def __init__(self, channel: socket.socket) -> None:
+    def __init__(self, channel: socket.socket, wake: int) -> None:
         self.channel = channel
+        self.wake = wake
+        """Readable when SIGCHLD arrived (`signal.set_wakeup_fd`)."""
         self.shell = 0
         self.status: int | None = None
         self.me = os.getpid()
@@ -130,9 +131,7 @@ class Keeper:
             self.channel.send(message)
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str, output: int) -> None:
-        """Start the command, watch it, and report how it ended (never returns)."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        """Start the command, watch it, and report once all of it is gone."""
         self.report(b"A")
         errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
         self.shell = os.fork()
@@ -150,21 +149,19 @@ class Keeper:
 
     def watch(self) -> None:
         """Until the shell ends: reap what ends, pass on the daemon's signals. Then
-        kill all that is left and report (never returns)."""
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+        kill all that is left and report. A keeper unsure that all of it is gone
+        exits (the pod dies with it)."""
         poller = select.poll()
         poller.register(self.channel, select.POLLIN)
-        poller.register(wake_r, select.POLLIN)
+        poller.register(self.wake, select.POLLIN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
         while True:
             self.reap()
             if self.status is not None:
                 break
             for fd, _ in poller.poll():
-                if fd == wake_r:
-                    _drain(wake_r)
+                if fd == self.wake:
+                    _drain(self.wake)
                     continue
                 try:
                     order = self.channel.recv(16)
@@ -176,7 +173,9 @@ class Keeper:
                     self.signal_all(signal.SIGKILL)
                 else:  # the daemon went away (or said nonsense): nothing may stay
                     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
-                    os._exit(0 if self.kill_all() else 1)
+                    if not self.kill_all():
+                        os._exit(1)
+                    return
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
         if not self.kill_all():
             os._exit(1)
@@ -186,7 +185,6 @@ class Keeper:
         else:
             code = os.waitstatus_to_exitcode(status)
         self.report(b"D" + struct.pack("!i", code))
-        os._exit(0)
 
 
 def _drain(fd: int) -> None:
@@ -243,7 +241,7 @@ def _exec(argv: list[str], env: dict[str, str], cwd: str, output: int, errors: i
     os._exit(127)
 
 
-def serve(channel: socket.socket) -> None:
+def serve(channel: socket.socket, wake: int) -> None:
     """Answer requests until the daemon's end closes."""
     space = socket.CMSG_SPACE(2 * struct.calcsize("i"))
     while True:
@@ -259,21 +257,15 @@ def serve(channel: socket.socket) -> None:
         if not data:
             return
         request = _parse(data) if len(fds) == 2 else None
-        if request is not None and os.fork() == 0:
-            channel.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            try:
-                Keeper(socket.socket(fileno=fds[1])).run(*request, fds[0])
-            finally:
-                os._exit(1)
-        for fd in fds:
-            os.close(fd)
-
-
-def _reap(*_: object) -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+        if request is None:
+            for fd in fds:
+                os.close(fd)
+            continue
+        keeper = Keeper(socket.socket(fileno=fds[1]), wake)
+        try:
+            keeper.run(*request, fds[0])
+        finally:
+            keeper.channel.close()
 
 
 def main() -> None:
@@ -282,14 +274,17 @@ def main() -> None:
     fd = int(sys.argv[1])
     os.closerange(3, fd)
     os.closerange(fd + 1, 1 << 20)
-    # Keepers and whatever a dead keeper left are reaped here (not ignored: reaped
-    # children's CPU time is counted in the zygote's, for the benchmark).
-    signal.signal(signal.SIGCHLD, _reap)
+    # Children are reaped by waitpid (their CPU time then counts in the zygote's, for
+    # the benchmark); SIGCHLD only wakes the poll, and is blocked but while it does.
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
+    wake, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     for signum in CAUGHT:
         signal.signal(signum, signal.SIG_IGN)
     channel = socket.socket(fileno=fd)
     channel.send(b"R")  # set up: the daemon may now look at the pod's mounts
-    serve(channel)
+    serve(channel, wake)
 
 
 if __name__ == "__main__":

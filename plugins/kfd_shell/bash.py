@@ -142,7 +142,7 @@ class BashTool(Tool[BashArgs]):
         finally:
             if confinement is not None:
                 # Every process of the command is gone: its PID namespace died with it,
-                # or its keeper in the pod killed them all before it answered.
+                # or the pod's zygote killed them all before it answered.
                 notes += await asyncio.shield(confinement.finish())
         text = captured.text()
         if not text:

@@ -12,7 +12,7 @@ before the group is stopped.
 
 A sandboxed command may instead enter its session's pod (``enter``: see
 `kfd.api.enter_pod`): the same pipe, the same stopping (SIGTERM, grace,
-SIGKILL), sent to every process of the command by its keeper in the pod.
+SIGKILL), sent to every process of the command by the pod's zygote.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ async def run_command(
     except BaseException:
         await stop_group(group, (exited,) if pump is None else (exited, pump))
         if not isinstance(group, _Group):
-            # A pod's keeper says when all of the command is gone, or the pod dies.
+            # A pod's zygote says when all of the command is gone, or the pod dies.
             await asyncio.wait({exited})
         raise
     finally:
