@@ -250,6 +250,7 @@ class Bridge:
             decision = "deny"
         else:
             return False
+        await self.outgoing.approvals_posted()  # typed the moment one showed
         posted = self.state.approvals.get(item.reply_to or "")
         if posted is not None and posted.room != item.room:
             posted = None  # a reply names an event in another room: not this approval

@@ -22,6 +22,7 @@ What they become:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from kfd_chat.state import Posted
 log = logging.getLogger("kfd_chat")
 
 FRONTEND_NAME = "kfd-chat"
+ANSWER_WAIT_S = 10.0
+"""How long an answer waits for an approval still being posted (`Outgoing.approvals_posted`)."""
 
 
 @dataclass(slots=True)
@@ -82,6 +85,10 @@ class Outgoing:
         """session -> the project config content (sha256) last shown, for `!trust yes`."""
         self._lock = asyncio.Lock()
         """One writer at a time: what a session shows stays in order."""
+        self._asking = 0
+        self._asked = asyncio.Event()
+        """Set while no approval is being posted (`approvals_posted`)."""
+        self._asked.set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def place(self, session: str) -> Place | None:
@@ -181,9 +188,30 @@ class Outgoing:
 
     # -- approvals --------------------------------------------------------------
 
+    async def approvals_posted(self, timeout: float = ANSWER_WAIT_S) -> None:
+        """Return once no approval is being posted (or after ``timeout``).
+
+        A user can answer an approval the moment it shows, before the service
+        has told the bridge its message id: the answer waits for the post to be
+        recorded rather than pass for a plain message.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._asked.wait()
+
     async def _ask(self, event: p.ApprovalRequested, place: Place, prefix: str = "") -> None:
         if self._approval(event.approval_id) is not None:
             return  # posted already (an attach snapshot repeats open approvals)
+        self._asking += 1
+        self._asked.clear()
+        try:
+            await self._post_approval(event, place, prefix)
+        finally:
+            self._asking -= 1
+            if not self._asking:
+                self._asked.set()
+
+    async def _post_approval(self, event: p.ApprovalRequested, place: Place, prefix: str) -> None:
         message = await self.poster.post(
             place, prefix + render.approval(event), f"{event.session}.{event.approval_id}"
         )

@@ -50,6 +50,8 @@ log = logging.getLogger("kfd.daemon.bus")
 
 ZAP_DOMAIN = "kfd"
 
+TOO_MANY_HANDSHAKES = "too many unfinished handshakes from its host (or from all): hung up"
+
 REFUSAL_LOG_EVERY_S = 60.0
 """A refused address is logged at most once this often per kind (then with a count)."""
 
@@ -207,16 +209,29 @@ class Handshakes:
 
     GARBAGE = "what it sent is not ZMTP"
 
-    def __init__(self) -> None:
+    def __init__(self, per_host: int = 16, total: int = 256) -> None:
         self._pending: dict[int, str] = {}
         """fd -> address, for connections still shaking hands (oldest first)."""
         self._reason: str | None = None
+        self._per_host = per_host
+        self._total = total
 
-    def accepted(self, fd: int, address: str) -> None:
+    def accepted(self, fd: int, address: str) -> bool:
+        """Note a new connection; False when it is one too many: more unfinished
+        handshakes from its host than ``per_host``, or than ``total`` from all.
+
+        A handshake takes milliseconds; connections that never finish one hold a
+        descriptor each until the handshake timeout, so a flood of them could
+        leave the daemon without descriptors. The one too many is not counted
+        (hang it up)."""
         self._pending.pop(fd, None)  # an fd reused: the old connection is gone
+        if len(self._pending) >= self._total:
+            return False
+        host = _host(address)
+        if host and sum(_host(a) == host for a in self._pending.values()) >= self._per_host:
+            return False
         self._pending[fd] = address
-        if len(self._pending) > 100_000:  # never: ZeroMQ reports every end
-            self._pending.pop(next(iter(self._pending)))
+        return True
 
     def succeeded(self) -> None:
         if self._pending:
@@ -233,6 +248,12 @@ class Handshakes:
         if address is None:
             return None
         return address, self.GARBAGE if reason is None else reason
+
+
+def _host(address: str) -> str:
+    """The host of ``host:port``; "" for an address that could not be read."""
+    host, colon, _ = address.rpartition(":")
+    return host if colon else ""
 
 
 def protocol_failure(code: int) -> str:
@@ -453,7 +474,10 @@ class TcpListeners:
                 if not endpoint.startswith("tcp://"):
                     continue
                 if kind == zmq.EVENT_ACCEPTED:
-                    handshakes.accepted(value, _peer_address(value))
+                    address = _peer_address(value)
+                    if not handshakes.accepted(value, address):
+                        _hang_up(value)
+                        self._log_failure(address, endpoint, TOO_MANY_HANDSHAKES)
                 elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                     handshakes.succeeded()
                 elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
@@ -519,6 +543,21 @@ def _key_listener(endpoint: Endpoint) -> socket.socket | None:
         )
         return None
     return sock
+
+
+def _hang_up(fd: int) -> None:
+    """End ZeroMQ's TCP connection on ``fd``: it sees the peer gone and closes it.
+
+    Through a copy of the descriptor, as `_peer_address` reads it; if ZeroMQ
+    has closed it already, there is nothing to end.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        copy = socket.socket(fileno=os.dup(fd))
+        try:
+            if copy.type == socket.SOCK_STREAM:
+                copy.shutdown(socket.SHUT_RDWR)
+        finally:
+            copy.close()
 
 
 def _peer_address(fd: int) -> str:

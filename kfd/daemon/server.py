@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import secrets
 import signal
 import time
@@ -232,6 +233,7 @@ class Daemon:
         # Nothing relative may resolve inside the directory the daemon was started in
         # (a workspace): not a program found on a relative PATH entry, not a file.
         os.chdir("/")
+        _more_descriptors()
         paths.ensure_private_dir(self.runtime_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = DaemonLock(self.runtime_dir)
@@ -548,3 +550,22 @@ async def _prune_loop(checkpoints: Checkpoints) -> None:
         except Exception:
             log.exception("pruning checkpoints failed")
         await asyncio.sleep(PRUNE_EVERY_S)
+
+
+MAX_DESCRIPTORS = 65536
+
+
+def _more_descriptors() -> None:
+    """Raise the soft limit of open files toward the hard one (at most `MAX_DESCRIPTORS`).
+
+    Every client connection, session subprocess, MCP server and unfinished TCP
+    handshake holds descriptors; the usual soft limit of 1024 runs out long
+    before the machine does, and a daemon out of descriptors fails everything.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_DESCRIPTORS if hard == resource.RLIM_INFINITY else min(hard, MAX_DESCRIPTORS)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError) as exc:
+            log.info("open files stay limited to %d: %s", soft, exc)

@@ -235,6 +235,36 @@ async def test_strangers_wrong_keys_plaintext_and_garbage_are_refused_while_clie
     assert stranger.public[:12] in log  # which key was refused
 
 
+async def test_a_flood_of_unfinished_handshakes_is_hung_up_and_clients_get_in_after(
+    world: RemoteWorld, model: ScriptedModelServer, side: SideLoop, workspace: Path
+) -> None:
+    """Connections that never shake hands hold a descriptor each until the handshake
+    timeout: past 16 from one host, the daemon hangs up on them at once."""
+    model.add(Reply(text="in"))
+    host, port = world.endpoint.removeprefix("tcp://").rsplit(":", 1)
+
+    async def scenario() -> list[str]:
+        async with await Client.connect(name="alice", remote=world.remote()) as alice:
+            info = await alice.create_session(str(workspace))
+            flood = [await asyncio.open_connection(host, int(port)) for _ in range(40)]
+            try:
+                log = await world.daemon.wait_for_log(lambda text: "too many unfinished" in text)
+            finally:
+                for _, writer in flood:
+                    writer.close()
+        async with (
+            await Client.connect(name="alice", remote=world.remote()) as alice,
+            await alice.attach(info.id) as view,
+        ):
+            await alice.send(info.id, "still there?")
+            items = await collect_until(view, turn_completed, 30)
+        return [log, *(i.text for i in items if isinstance(i, p.MessageCompleted))]
+
+    log, *said = await side.run_async(scenario(), timeout=60)
+    assert "too many unfinished handshakes from its host" in log
+    assert said == ["in"]
+
+
 async def _plaintext_zmtp(world: RemoteWorld) -> str:
     """A DEALER that speaks ZMTP without CURVE: the daemon gives it nothing."""
     context = zmq.asyncio.Context()

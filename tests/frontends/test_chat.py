@@ -430,6 +430,35 @@ async def test_slack_a_crash_between_posting_and_saving_does_not_post_twice(
     assert "<!channel>" not in slack.text_of(marked[0]["ts"])  # escaped: no mention
 
 
+async def test_slack_an_allow_typed_before_the_bridge_learns_of_its_post_answers_it(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, slack
+) -> None:
+    """The user answers the moment the approval shows, before Slack's answer to the
+    post reaches the bridge: the answer waits for the post, not a plain message."""
+    model_server.add(
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": "echo raced > raced.txt"})]),
+        Reply(text="written"),
+    )
+    daemon = make_daemon(slack_config(slack, workspace, tmp_path / "slack.json"))
+    async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
+
+        async def answer_at_once(post: dict) -> None:
+            if "raced.txt" in post["text"]:
+                slack.after_post = None
+                await slack.message("C1", "UALICE", "allow", event_id="EvAllow")
+
+        slack.after_post = answer_at_once
+        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.message("C1", "UALICE", "write it", event_id="EvWrite")
+        await slack.wait_for(lambda: any(slack.text_of(x["ts"]) == "written" for x in slack.posts))
+
+    assert (workspace / "raced.txt").read_text() == "raced\n"
+    users = [
+        m["content"] for m in model_server.requests[-1].body["messages"] if m["role"] == "user"
+    ]
+    assert users == ["write it"]  # "allow" answered the approval, never reached the model
+
+
 async def test_slack_replays_nothing_twice_after_a_restart_and_waits_out_a_rate_limit(
     make_daemon, model_server: ScriptedModelServer, workspace: Path, tmp_path: Path, slack
 ) -> None:

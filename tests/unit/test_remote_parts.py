@@ -151,6 +151,22 @@ def test_handshake_events_name_the_connection_that_failed_and_why() -> None:
     assert watch.disconnected(10) is None  # a client that had got in, leaving
 
 
+def test_unfinished_handshakes_are_limited_per_host_and_in_all() -> None:
+    watch = Handshakes(per_host=2, total=3)
+    assert watch.accepted(10, "198.18.0.2:5000")
+    assert watch.accepted(11, "198.18.0.2:5001")
+    assert not watch.accepted(12, "198.18.0.2:5002")  # a third from that host
+    assert watch.accepted(13, "198.18.0.3:6000")  # another host still gets in
+    assert not watch.accepted(14, "198.18.0.4:7000")  # three in all
+    watch.succeeded()  # the oldest (10) finished its handshake
+    assert watch.accepted(15, "198.18.0.2:5003")
+    assert watch.disconnected(12) is None  # hung up, never counted
+    # An address that could not be read counts toward the total only.
+    watch = Handshakes(per_host=1, total=10)
+    assert watch.accepted(20, "an unknown address (ZeroMQ had closed the connection already)")
+    assert watch.accepted(21, "an unknown address (ZeroMQ had closed the connection already)")
+
+
 def test_a_failed_handshake_says_plaintext_from_a_wrong_daemon_key() -> None:
     assert "plaintext" in protocol_failure(zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
     assert "another daemon key" in protocol_failure(zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
