@@ -11,10 +11,11 @@ What keeps a pod as tight as a sandbox per command:
 
 - **Its mounts are those a new sandbox would get.** `kfd.sandbox.confine`
   still looks before every command (`kfd.sandbox.reuse`); a pod serves only
-  the very `Layout` it was started for, and only one that `reuse` vouches for
-  (its stamps unchanged: no mount point renamed or replaced underneath). A
-  new layout, a changed mount table on the host, a dead zygote: a new pod,
-  the old one closed once its commands ended.
+  a `Layout` equal to the one it was started for, and only while its own
+  mount table is unchanged (a mount point renamed over on the host detaches
+  the mount in the pod, which would uncover what it hid). A new layout, a
+  changed mount, a dead zygote: a new pod (once `reuse` vouches for the
+  layout), the old one closed once its command ended.
 - **A command's processes end with it.** The zygote, PID 1 of the pod, kills
   all the command left behind before the result returns (as a PID namespace's
   death would); a zygote that cannot, or that stops answering, takes the
@@ -126,9 +127,11 @@ class Pod:
     process: subprocess.Popen[bytes]
     channel: socket.socket
     watched: list[int] = field(default_factory=list)
-    """The host's and the pod's mount tables (``/proc/<pid>/mounts``), polled: a
-    change means the pod's mounts may no longer be those a new sandbox would get
-    (a mount point renamed over on the host is detached in the pod)."""
+    """The pod's mount table (``/proc/<zygote>/mounts``), polled: a change means the
+    pod's mounts may no longer be those a new sandbox would get (a mount point
+    renamed over on the host is detached in the pod; a mount made on the host
+    and propagated into it). A change on the host that does not reach the pod
+    leaves its view as it was when it started, with what it hid still hidden."""
     zygote: int = 0
     """The zygote's PID on the host (0: not known yet)."""
     running: int = 0
@@ -176,11 +179,22 @@ class Pod:
             self.running -= 1
             await self.kill()
             return None
+        except BaseException:
+            # Cancelled (a timeout) while the command may be starting: nothing of it
+            # may stay, so the pod goes.
+            mine.close()
+            self.running -= 1
+            await asyncio.shield(self.kill())
+            raise
         process = PodProcess(self, mine)
         try:
             started = await _receive(mine, START_TIMEOUT_S)
         except (OSError, TimeoutError):
             started = b""
+        except BaseException:
+            await asyncio.shield(self.kill())
+            process.finish(128 + signal.SIGKILL)
+            raise
         if started.startswith(b"F") and len(started) >= 5:
             (number,) = struct.unpack("!i", started[1:5])
             process.finish(127)
@@ -428,7 +442,6 @@ async def _start(confinement: Confinement) -> Pod | None:
         os.close(info_write)
     pod = Pod(confinement.layout, process, mine)
     try:
-        pod.watched.append(os.open("/proc/self/mounts", os.O_RDONLY | os.O_CLOEXEC))
         info = await _read_all(info_read, START_TIMEOUT_S)
         pod.zygote = int(json.loads(info)["child-pid"])
         if await _receive(mine, START_TIMEOUT_S) != b"R":
@@ -438,6 +451,9 @@ async def _start(confinement: Confinement) -> Pod | None:
     except (OSError, ValueError, KeyError, TypeError, TimeoutError):
         await pod.kill()
         return None
+    except BaseException:  # cancelled while starting: no half-started pod stays
+        await asyncio.shield(pod.kill())
+        raise
     finally:
         os.close(info_read)
     return pod

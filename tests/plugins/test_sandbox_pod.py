@@ -86,6 +86,7 @@ async def entered(ctx: CallContext) -> int:
     await run(ctx, "true")  # bubblewrap's stand-ins (an empty .kfd) appear once
     await run(ctx, "true")
     assert reuse.remembers(ctx.workspace)
+    pod.close()  # a pod the first layout (before the stand-ins) may have started
     output = await run(ctx, PID1)
     assert in_pod(output), output
     [zygote] = pod.zygotes()
@@ -303,3 +304,22 @@ async def test_a_mount_point_replaced_on_the_host_retires_the_pod(repo: Path) ->
     assert "Read-only file system" in output
     assert "[core]" not in config.read_text().splitlines()[-1:]
     assert zygote not in pod.zygotes()
+
+
+async def test_a_timeout_while_the_command_enters_takes_the_pod_down(repo: Path) -> None:
+    ctx = context(repo)
+    zygote = await entered(ctx)
+    os.kill(zygote, signal.SIGSTOP)  # from the host: it never says it accepted
+    output = await run(ctx, "sleep 300.1212", timeout=0.5)
+    assert "Timed out after 0.5 s" in output
+    assert zygote not in pod.zygotes()
+    assert not Path(f"/proc/{zygote}").exists() or "Z" in _state(zygote)
+    assert processes_running("300.1212") == []
+    assert "next\n[exit code 0]" in await run(ctx, "echo next")
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return "gone"
