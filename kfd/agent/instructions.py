@@ -59,11 +59,18 @@ def project_root(workspace: Path) -> Path:
 
 def candidates(workspace: Path, global_dir: Path) -> list[tuple[Path, str]]:
     """(path, label) of every place an instruction file may be, in reading order."""
+    found: list[tuple[Path, str]] = [(global_dir / name, f"global {name}") for name in NAMES]
+    return found + project_candidates(workspace)
+
+
+def project_candidates(workspace: Path) -> list[tuple[Path, str]]:
+    """(path, label) of every place in the project an instruction file may be:
+    each directory from the repository root down to ``workspace``."""
     root = project_root(workspace)
     chain = [workspace]
     if root != workspace:
         chain = [*reversed([d for d in workspace.parents if d.is_relative_to(root)]), workspace]
-    found: list[tuple[Path, str]] = [(global_dir / name, f"global {name}") for name in NAMES]
+    found: list[tuple[Path, str]] = []
     for directory in chain:
         for name in NAMES:
             path = directory / name

@@ -8,6 +8,7 @@ I/O at all: a test builds these by hand and calls it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Literal
 
 import msgspec
@@ -38,10 +39,20 @@ class PathFact(msgspec.Struct, frozen=True, kw_only=True):
     """Hard links of an existing regular file (above 1: it is also elsewhere)."""
     kind: PathKind = "missing"
     """What is there now (after symlinks)."""
+    instruction: str = ""
+    """The project instruction file that is a symlink to ``real`` (``AGENTS.md``), if
+    one is: what is written here, every later session reads as instructions."""
 
     @classmethod
-    def of(cls, resolved: ResolvedPath, workspace: str, links: int = 1) -> PathFact:
-        """The fact of a tool's path, as `kfd.policy.paths.resolve` found it."""
+    def of(
+        cls,
+        resolved: ResolvedPath,
+        workspace: str,
+        links: int = 1,
+        instructions: Mapping[str, str] | None = None,
+    ) -> PathFact:
+        """The fact of a tool's path, as `kfd.policy.paths.resolve` found it;
+        ``instructions`` as `kfd.policy.paths.instruction_links` gives them."""
         joined = os.path.join(workspace, os.path.expanduser(resolved.requested))
         return cls(
             word=resolved.requested,
@@ -50,6 +61,7 @@ class PathFact(msgspec.Struct, frozen=True, kw_only=True):
             inside=resolved.inside_workspace,
             write=resolved.write,
             links=links,
+            instruction=(instructions or {}).get(resolved.real, ""),
         )
 
 

@@ -24,7 +24,7 @@ from kfd.policy import engine
 from kfd.policy.facts import CallFacts, LineFacts, PathFact
 from kfd.policy.judge_paths import restricted_reads
 from kfd.policy.line_facts import line_facts
-from kfd.policy.paths import hard_links, resolve
+from kfd.policy.paths import hard_links, instruction_links, resolve
 from kfd.policy.rules import PathMatcher, SourcedRule, normal_host
 
 if TYPE_CHECKING:
@@ -145,7 +145,8 @@ async def gather(
     def look() -> tuple[list[PathFact], LineFacts | None]:
         resolved = resolve(Path(workspace), accesses)
         request.paths = resolved
-        facts = [PathFact.of(r, workspace, hard_links(r.real)) for r in resolved]
+        links = instruction_links(workspace) if resolved else {}
+        facts = [PathFact.of(r, workspace, hard_links(r.real), links) for r in resolved]
         line = None
         if isinstance(command, str):
             matcher = restricted_matcher(applicable.rules, workspace, home)

@@ -69,7 +69,7 @@ def weigh_path(
     allows = [sourced for sourced in deciding if found.rule(sourced, f"{verb} {fact.word}")]
     allow = allows[0] if allows else None
     changes = fact.write is not False
-    if changes and (why := protected(fact.path) or protected(fact.real)):
+    if changes and (why := protected(fact.path) or protected(fact.real) or _leads_here(fact)):
         found.ask(f"{verb} {fact.word}: {why} always asks")
     if fact.links > 1:  # read or written, its content is also another path's
         found.ask(
@@ -89,6 +89,15 @@ def weigh_path(
             f"edit({fact.real}) in [permissions] allow would allow it"
         )
     return None
+
+
+def _leads_here(fact: PathFact) -> str | None:
+    if not fact.instruction:
+        return None
+    return (
+        f"the instruction file {fact.instruction} is a link to it (kfd gives it to the "
+        "model in every session)"
+    )
 
 
 def weigh_write(facts: CallFacts, fact: PathFact, found: Findings, *, exact: bool) -> None:

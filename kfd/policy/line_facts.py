@@ -23,11 +23,11 @@ import functools
 import glob
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from kfd.policy.facts import CommandFacts, LineFacts, PathFact, PathKind, TreeFact
 from kfd.policy.gitindex import index_paths
-from kfd.policy.paths import hard_links, inside, real_path
+from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
 from kfd.policy.shell import RiskKind, SimpleCommand, analyze
@@ -65,26 +65,43 @@ def line_facts(
     root = real_path(workspace)
     bases = _bases(analysis.commands, workspace)
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
-    gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs)
+    links = instruction_links(workspace)
+    gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links)
     commands = [gatherer.command(c) for c in analysis.commands]
-    redirects: list[PathFact] = []
+    # A file named by a redirection or a writing operand, from every directory the
+    # line may be in (`cd docs && echo x > notes.md` writes docs/notes.md).
+    targets: dict[tuple[str, bool], None] = {}
     for redirect in analysis.redirects:
         if redirect.static and _file(redirect.target):
-            write = redirect.direction != "read"
-            redirects.append(path_fact(redirect.target, workspace, root, write=write))
-    named = {fact.word for fact in redirects}
+            targets.setdefault((redirect.target, redirect.direction != "read"))
+    named = {word for word, _ in targets}
     written = [risk.subject for risk in analysis.risks if risk.kind == RiskKind.REDIRECT_WRITE]
     written += [w for facts in commands for w in _written_operands(facts.command)]
     for subject in written:
         # Writes found in options and operands (`git diff --output=x`, `tee x`).
         if subject not in named and _file(subject):
-            redirects.append(path_fact(subject, workspace, root, write=True))
+            targets.setdefault((subject, True))
             named.add(subject)
+    redirects: list[PathFact] = []
+    seen: set[tuple[str, str, bool]] = set()
+    for (word, write), base in ((t, b) for t in targets for b in bases):
+        fact = path_fact(word, base, root, write=write, instructions=links)
+        if (word, fact.path, write) not in seen:
+            seen.add((word, fact.path, write))
+            redirects.append(fact)
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
 
 
-def path_fact(word: str, base: str, root: str, *, write: bool | None = None) -> PathFact:
-    """Resolve one path as written, relative to ``base``; ``root`` is the real workspace."""
+def path_fact(
+    word: str,
+    base: str,
+    root: str,
+    *,
+    write: bool | None = None,
+    instructions: Mapping[str, str] | None = None,
+) -> PathFact:
+    """Resolve one path as written, relative to ``base``; ``root`` is the real workspace,
+    ``instructions`` the project's instruction files that are links (`instruction_links`)."""
     path = os.path.normpath(os.path.join(base, word))
     if path.startswith("//"):
         path = "/" + path.lstrip("/")
@@ -97,6 +114,7 @@ def path_fact(word: str, base: str, root: str, *, write: bool | None = None) -> 
         write=write,
         links=hard_links(real),
         kind=_kind(real),
+        instruction=(instructions or {}).get(real, ""),
     )
 
 
@@ -160,8 +178,10 @@ class _Gatherer:
         restricted: PathMatcher | None,
         path_dirs: list[str],
         inputs: list[str],
+        instructions: Mapping[str, str],
     ) -> None:
         self.inputs = inputs
+        self.instructions = instructions
         self.workspace = workspace
         self.root = root
         self.bases = bases
@@ -207,9 +227,15 @@ class _Gatherer:
             if "/" not in word and word not in (".", "..") and word not in self.listing(base):
                 path = os.path.normpath(os.path.join(base, word))
                 real = os.path.join(self.real_base(base), word)
-                fact = PathFact(word=word, path=path, real=real, inside=inside(real, self.root))
+                fact = PathFact(
+                    word=word,
+                    path=path,
+                    real=real,
+                    inside=inside(real, self.root),
+                    instruction=self.instructions.get(real, ""),
+                )
             else:
-                fact = path_fact(word, base, self.root)
+                fact = path_fact(word, base, self.root, instructions=self.instructions)
             self.resolved[key] = fact
         return fact
 

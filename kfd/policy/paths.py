@@ -7,6 +7,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from kfd.agent.instructions import project_candidates
 from kfd.api import PathAccess, ResolvedPath
 
 
@@ -53,3 +54,17 @@ def hard_links(real: str) -> int:
     except (OSError, ValueError):
         return 1
     return info.st_nlink if stat.S_ISREG(info.st_mode) else 1
+
+
+def instruction_links(workspace: str) -> dict[str, str]:
+    """Where the project's instruction files that are symlinks lead: real path -> the
+    file's label (``AGENTS.md``). Writing there changes what every later session
+    reads, as writing the file itself would.
+
+    Blocking (a few ``lstat`` calls): call it through a thread.
+    """
+    found: dict[str, str] = {}
+    for path, label in project_candidates(Path(workspace)):
+        if os.path.islink(path):
+            found.setdefault(real_path(str(path)), label)
+    return found

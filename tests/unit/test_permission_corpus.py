@@ -29,7 +29,7 @@ from kfd.policy.engine import Outcome, decide_facts
 from kfd.policy.facts import CallFacts, PathFact
 from kfd.policy.gate import restricted_matcher
 from kfd.policy.line_facts import line_facts
-from kfd.policy.paths import hard_links, resolve
+from kfd.policy.paths import hard_links, instruction_links, resolve
 from kfd.policy.rulebook import configured
 from kfd.policy.rules import SourcedRule, parse_rule
 from kfd.protocol import Mode
@@ -124,6 +124,9 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (ws / "secrets").mkdir()
     (ws / "secrets" / "server.pem").write_text("pem\n")
     (ws / "a\nb").mkdir()  # pathspec's `**/.env` missed a name past a newline
+    (ws / "docs").mkdir()
+    (ws / "docs" / "notes.md").write_text("# notes\n")
+    (ws / "AGENTS.md").symlink_to("docs/notes.md")  # every session reads the notes
     (ws / "a\nb" / ".env").write_text("TOKEN=n\n")
     (ws / ".kfd").mkdir()
     (ws / "build").mkdir()
@@ -346,7 +349,10 @@ def decide_tool(
     facts = CallFacts(
         request=request,
         rules=[*extra_rules, *rules()],
-        paths=[PathFact.of(r, workspace, hard_links(r.real)) for r in resolved],
+        paths=[
+            PathFact.of(r, workspace, hard_links(r.real), instruction_links(workspace))
+            for r in resolved
+        ],
         home=str(world.home),
         untrusted=untrusted,
         domains=list(domains) if domains is not None else None,
@@ -394,6 +400,8 @@ CALLS = [
     Call("write", ".bashrc", "ask", "auto", write=True, why="shell start-up file"),
     Call("write", "AGENTS.md", "ask", "auto", write=True, why="an instruction file"),
     Call("edit", "src/CLAUDE.md", "ask", "auto", write=True, why="an instruction file"),
+    Call("edit", "docs/notes.md", "ask", "auto", write=True, why="AGENTS.md is a link to it"),
+    Call("read", "docs/notes.md", "allow", "auto"),
     Call("write", "hard", "ask", "auto", write=True, why="hard links"),
     Call("edit", "src/a.py", "allow", "auto", write=True, why="edit(src/**)"),
     Call("edit", "src/a.py", "allow", write=True, why="edit(src/**) (user config)"),
