@@ -53,7 +53,10 @@ secrets), and `Confinement.finish` cleans up after the program. When it
 cannot confine (bubblewrap will not start), it raises `ApprovalNeeded` before
 any side effect: the daemon asks the user and, if allowed, runs the call again
 with the grant in `ToolContext.granted`, with `command_environment` still.
-Never fall back silently.
+Never fall back silently. A tool that runs many short commands (``bash``)
+tries `enter_pod` first: the command enters a long-lived sandbox of its
+session with the very same confinement, without paying bubblewrap's start
+each time; where it answers None, run it under `Confinement.prefix` as usual.
 
 Files
 -----
@@ -147,6 +150,7 @@ from kfd.beneath import HARD_LINKS, Beneath, NotBeneath, open_beneath
 from kfd.protocol import Event, FileOp, McpServer, Mode, Preview
 from kfd.redact import looks_secret
 from kfd.sandbox import Confinement
+from kfd.sandbox.pod import PodProcess
 
 __all__ = [
     "HARD_LINKS",
@@ -162,6 +166,7 @@ __all__ = [
     "McpServer",
     "NotBeneath",
     "PathAccess",
+    "PodProcess",
     "Policy",
     "PolicyRequest",
     "Preview",
@@ -174,8 +179,10 @@ __all__ = [
     "ToolResult",
     "ToolSource",
     "Verdict",
+    "close_pods",
     "command_environment",
     "confine",
+    "enter_pod",
     "hookimpl",
     "hookspec",
     "keep_secret",
@@ -268,6 +275,31 @@ async def confine(
         bwrap=bwrap,
         program=program,
     )
+
+
+async def enter_pod(
+    confinement: Confinement,
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    output: int,
+    owner: str,
+) -> PodProcess | None:
+    """Start ``argv`` in the pod (a long-lived sandbox, see `kfd.sandbox.pod`) of
+    session ``owner`` for ``confinement``, with ``confinement.env``, stdin from
+    ``/dev/null`` and stdout and stderr to the descriptor ``output``.
+
+    None when no pod can take it (a layout just changed, the pod failed): start it
+    under `Confinement.prefix` then, never unconfined. Raises `OSError` when the
+    command cannot start (``cwd`` missing). Await `PodProcess.wait` (every process
+    of the command is gone when it returns), then `Confinement.finish` as usual.
+    """
+    return await _sandbox.pod.enter(confinement, argv, cwd=cwd, output=output, owner=owner)
+
+
+async def close_pods() -> None:
+    """Kill every pod (a plugin that entered them, at `kfd_shutdown`)."""
+    _sandbox.pod.close()
 
 
 def command_environment(sandbox: Sandbox) -> dict[str, str]:

@@ -31,6 +31,16 @@ Built on bubblewrap. A confined program sees:
 `confine` prepares one program's confinement, from the previous command's
 facts while nothing they were gathered from changed (`kfd.sandbox.reuse`);
 `probe` says whether bubblewrap works here at all.
+
+A program starts either under `Confinement.prefix` (a bubblewrap of its own:
+language servers, MCP servers, hooks) or, for the bash tool, in its
+session's pod (`kfd.sandbox.pod`): a bubblewrap with that very prefix,
+started once and entered by command after command, while `confine` still
+looks before each one and the pod serves only the layout it was started for,
+with its mounts untouched. There the boundary is the same but for two
+things, both within one session: the pod's private ``/tmp`` outlives a
+command, and the PID namespace is the pod's (commands never overlap in it;
+the pod's zygote kills all a command left before the result returns).
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfd.sandbox import environ as environment
-from kfd.sandbox import reuse
+from kfd.sandbox import pod, reuse
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
@@ -56,6 +66,7 @@ __all__ = [
     "Layout",
     "confine",
     "environment",
+    "pod",
     "probe",
 ]
 

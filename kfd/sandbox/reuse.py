@@ -201,3 +201,10 @@ def _existing_ancestor(path: str, known: dict[str, bool]) -> str:
 
 def _under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def remembered(layout: Layout) -> bool:
+    """Whether ``layout`` is one `gather` remembers (the next command will likely get it
+    again, unless something it was gathered from changes)."""
+    with _lock:
+        return any(last.layout is layout for last in _remembered.values())

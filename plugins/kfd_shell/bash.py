@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,6 +12,7 @@ import msgspec
 from kfd.api import (
     ApprovalNeeded,
     Confinement,
+    PodProcess,
     Preview,
     Tool,
     ToolContext,
@@ -18,6 +20,7 @@ from kfd.api import (
     ToolResult,
     command_environment,
     confine,
+    enter_pod,
     probe_sandbox,
 )
 
@@ -25,7 +28,8 @@ from .capture import HeadTail
 from .process import Outcome, run_command
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
 
 
 UNSANDBOXED = "unsandboxed"
@@ -113,16 +117,20 @@ class BashTool(Tool[BashArgs]):
             ctx.output(text)
 
         confinement = await self._sandbox(args, ctx)
+        enter = None
         if confinement is None:
             prefix: list[str] = []
             env = command_environment(ctx.sandbox)
         else:
             prefix, env = confinement.prefix, confinement.env
+            # The session's pod where it can take the command: the same confinement,
+            # without bubblewrap's start-up (`kfd.api.enter_pod`).
+            enter = functools.partial(_enter, confinement, cwd=ctx.workspace, owner=ctx.session_id)
         outcome: Outcome | None = None
         try:
             async with asyncio.timeout(timeout):
                 outcome = await run_command(
-                    args.command, ctx.workspace, on_output, prefix=prefix, env=env
+                    args.command, ctx.workspace, on_output, prefix=prefix, env=env, enter=enter
                 )
         except TimeoutError:
             pass  # run_command stopped the process group on its way out
@@ -133,7 +141,8 @@ class BashTool(Tool[BashArgs]):
             ) from exc
         finally:
             if confinement is not None:
-                # Every process of the sandbox is gone: its PID namespace died with it.
+                # Every process of the command is gone: its PID namespace died with it,
+                # or the pod's zygote killed them all before it answered.
                 notes += await asyncio.shield(confinement.finish())
         text = captured.text()
         if not text:
@@ -191,6 +200,12 @@ class BashTool(Tool[BashArgs]):
         if requested > limit:
             return limit, [f"timeout {requested:g} s is above the maximum; used {limit:g} s"]
         return requested, []
+
+
+async def _enter(
+    confinement: Confinement, argv: Sequence[str], output: int, *, cwd: Path, owner: str
+) -> PodProcess | None:
+    return await enter_pod(confinement, argv, cwd=cwd, output=output, owner=owner)
 
 
 def _exit_status(returncode: int, *, sandboxed: bool = False) -> str:

@@ -9,6 +9,10 @@ cancellation.
 A background child that keeps the pipe open would keep the read from ever
 ending; once the shell has exited, the pipe gets `PIPE_GRACE_S` to close
 before the group is stopped.
+
+A sandboxed command may instead enter its session's pod (``enter``: see
+`kfd.api.enter_pod`): the same pipe, the same stopping (SIGTERM, grace,
+SIGKILL), sent to every process of the command by the pod's zygote.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import functools
 import os
 import shutil
 import signal
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
     from pathlib import Path
 
 PIPE_GRACE_S = 0.25
@@ -45,6 +49,37 @@ class Outcome(NamedTuple):
     """The shell's exit status; negative: killed by that signal."""
     strays_stopped: bool
     """Background processes held the output open after the shell exited and were stopped."""
+
+
+class Running(Protocol):
+    """A started command, as `run_command` waits for it and stops it."""
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once it ended."""
+
+    async def wait(self) -> int:
+        """Wait for it to end."""
+
+    def send_signal(self, signum: int) -> None:
+        """Signal all of it."""
+
+
+class _Group:
+    """A command started here: its process group (the shell leads its own)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    def send_signal(self, signum: int) -> None:
+        _signal_group(self._process.pid, signal.Signals(signum))
 
 
 @functools.cache
@@ -87,24 +122,30 @@ async def run_command(
     *,
     prefix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    enter: Callable[[Sequence[str], int], Awaitable[Running | None]] | None = None,
 ) -> Outcome:
     """Run ``command`` to its end, streaming its output to ``on_output``.
 
     ``on_output`` gets the output as text, decoded incrementally (a UTF-8
     character split across reads is never broken; invalid bytes become U+FFFD).
     On cancellation (a timeout is one) the whole process group is stopped
-    before re-raising.
+    before re-raising. ``enter`` tries the sandbox's pod first (it answers None
+    when the command must start here, under ``prefix``).
     """
     read_fd, write_fd = os.pipe()
     try:
-        process = await spawn(command, cwd, write_fd, prefix=prefix, env=env)
+        process: Running | None = None
+        if enter is not None:
+            process = await enter([shell(), "-c", command], write_fd)
+        if process is None:
+            process = _Group(await spawn(command, cwd, write_fd, prefix=prefix, env=env))
     except BaseException:
         os.close(read_fd)
         raise
     finally:
         # Only the children may hold the write end, so EOF means they all closed it.
         os.close(write_fd)
-    group = process.pid  # start_new_session: the shell leads its own group
+    group = process
     exited = asyncio.create_task(process.wait())
     pipe = os.fdopen(read_fd, "rb", buffering=0)
     pump: asyncio.Task[None] | None = None
@@ -128,6 +169,9 @@ async def run_command(
         return Outcome(-signal.SIGKILL if returncode is None else returncode, strays)
     except BaseException:
         await stop_group(group, (exited,) if pump is None else (exited, pump))
+        if not isinstance(group, _Group):
+            # A pod's zygote says when all of the command is gone, or the pod dies.
+            await asyncio.wait({exited})
         raise
     finally:
         # Still pending only if a process escaped the group (setsid) and holds the pipe.
@@ -140,18 +184,18 @@ async def run_command(
             pipe.close()
 
 
-async def stop_group(group: int, waiters: Collection[asyncio.Future[Any]]) -> None:
-    """SIGTERM the process group, give it `TERM_GRACE_S`, then SIGKILL it.
+async def stop_group(group: Running, waiters: Collection[asyncio.Future[Any]]) -> None:
+    """SIGTERM all of the command, give it `TERM_GRACE_S`, then SIGKILL it.
 
     ``waiters`` (the shell's exit, the pipe's end) cut the grace short when
     they all finish. SIGKILL is sent whatever happens, also when a second
     cancellation interrupts the grace.
     """
-    _signal_group(group, signal.SIGTERM)
+    group.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait(waiters, timeout=TERM_GRACE_S)
     finally:
-        _signal_group(group, signal.SIGKILL)
+        group.send_signal(signal.SIGKILL)
     await asyncio.wait(waiters, timeout=KILL_GRACE_S)
 
 

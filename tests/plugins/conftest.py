@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from kfd.agent.toolcall import CallContext
+from kfd.sandbox import pod, reuse
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -32,3 +34,25 @@ def state() -> dict[str, Any]:
 def ctx(repo: Path, state: dict[str, Any]) -> CallContext:
     """A call context in ``repo``; every call of a test shares its state."""
     return CallContext(session_id="s-test", workspace=repo, state=state)
+
+
+@pytest.fixture(params=["own sandbox", "pod"])
+def entry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """How a test's bash commands are confined: each in a bubblewrap of its own, or
+    (``pod``) in the session's pod from the first command on (as if every layout were
+    remembered), which must then take every command offered to it."""
+    offered: list[bool] = []
+    if request.param == "pod":
+        monkeypatch.setattr(reuse, "remembered", lambda _layout: True)
+        enter = pod.enter
+
+        async def counted(*args: Any, **kwargs: Any) -> pod.PodProcess | None:
+            process = await enter(*args, **kwargs)
+            offered.append(process is not None)
+            return process
+
+        monkeypatch.setattr(pod, "enter", counted)
+    pod.close()
+    yield request.param
+    pod.close()
+    assert all(offered), f"{offered.count(False)} of {len(offered)} commands entered no pod"

@@ -42,6 +42,10 @@ needs_bwrap = pytest.mark.skipif(
 )
 
 
+# Every test runs twice: commands in a sandbox of their own, and in the pod.
+pytestmark = pytest.mark.usefixtures("entry")
+
+
 @pytest.fixture
 def outside() -> Iterator[Path]:
     """A directory outside the workspace, and outside /tmp (which the sandbox replaces

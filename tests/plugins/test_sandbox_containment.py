@@ -32,9 +32,13 @@ from kfd_shell import BashTool
 BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+# Every test runs twice: commands in a sandbox of their own, and in the pod.
+pytestmark = [
+    pytest.mark.usefixtures("entry"),
+    pytest.mark.skipif(
+        BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
+    ),
+]
 
 CANARIES = {
     ".ssh/id_rsa": "CANARY-SSH-7f3a",
