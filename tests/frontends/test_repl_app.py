@@ -756,9 +756,15 @@ async def test_compact_never_makes_a_session_larger_and_prints_what_the_cli_prin
     async with running_repl(daemon, info) as repl:
         for message, answer in (("hello", "hi"), ("more", "ok")):
             repl.type(message + ENTER)
-            await repl.wait_printed(answer)
-            # Then this turn's end (events come in order): /compact refuses a busy session.
-            await repl.wait(lambda: not repl.repl.view.busy)
+            # The answer after the message ("hi" is in "this shell's ..." above), then
+            # this turn's end (events come in order): /compact refuses a busy session.
+            await repl.wait(
+                lambda m=f"› {message}", a=answer: (
+                    m in repl.printed
+                    and a in repl.printed.rsplit(m, 1)[1]
+                    and not repl.repl.view.busy
+                )
+            )
         repl.type("/context" + ENTER)
         await repl.wait_printed("% of the window")
         before = repl.printed.rsplit("/context\n", 1)[1]
