@@ -28,7 +28,7 @@ from .capture import HeadTail
 from .process import Outcome, run_command
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
 
@@ -117,21 +117,20 @@ class BashTool(Tool[BashArgs]):
             ctx.output(text)
 
         confinement = await self._sandbox(args, ctx)
-        enter = None
-        if confinement is None:
-            prefix: list[str] = []
-            env = command_environment(ctx.sandbox)
-        else:
-            prefix, env = confinement.prefix, confinement.env
-            # The session's pod where it can take the command: the same confinement,
-            # without bubblewrap's start-up (`kfd.api.enter_pod`).
-            enter = functools.partial(_enter, confinement, cwd=ctx.workspace, owner=ctx.session_id)
         outcome: Outcome | None = None
         try:
             async with asyncio.timeout(timeout):
-                outcome = await run_command(
-                    args.command, ctx.workspace, on_output, prefix=prefix, env=env, enter=enter
-                )
+                outcome = await self._attempt(args.command, ctx, confinement, on_output, notes)
+                if not outcome.started:
+                    # bubblewrap failed while setting up (what it was to cover changed
+                    # meanwhile): nothing of the command ran, so it may start once more.
+                    notes.append(
+                        "the sandbox could not be set up (a path it covers changed while it "
+                        "started); the command had not run, and was started again"
+                    )
+                    captured = HeadTail()  # bubblewrap's complaint is not the command's
+                    confinement = await self._sandbox(args, ctx)
+                    outcome = await self._attempt(args.command, ctx, confinement, on_output, notes)
         except TimeoutError:
             pass  # run_command stopped the process group on its way out
         except OSError as exc:
@@ -139,11 +138,6 @@ class BashTool(Tool[BashArgs]):
                 f"The command could not be started: {exc.strerror} ({exc.filename or ''}). "
                 "Check that the workspace directory exists."
             ) from exc
-        finally:
-            if confinement is not None:
-                # Every process of the command is gone: its PID namespace died with it,
-                # or the pod's zygote killed them all before it answered.
-                notes += await asyncio.shield(confinement.finish())
         text = captured.text()
         if not text:
             text = "(no output)\n"
@@ -162,8 +156,36 @@ class BashTool(Tool[BashArgs]):
                 "Background processes that kept the output open were stopped when the "
                 "command exited. To leave one running, redirect its output: cmd > log 2>&1 &"
             )
-        notes.append(_exit_status(outcome.returncode, sandboxed=bool(prefix)))
+        notes.append(_exit_status(outcome.returncode, sandboxed=confinement is not None))
         return ToolResult(output=text + _bracketed(notes))
+
+    async def _attempt(
+        self,
+        command: str,
+        ctx: ToolContext,
+        confinement: Confinement | None,
+        on_output: Callable[[str], None],
+        notes: list[str],
+    ) -> Outcome:
+        """Run ``command`` once, in ``confinement`` (its pod where it can take it)."""
+        enter = None
+        if confinement is None:
+            prefix: list[str] = []
+            env = command_environment(ctx.sandbox)
+        else:
+            prefix, env = confinement.prefix, confinement.env
+            # The session's pod where it can take the command: the same confinement,
+            # without bubblewrap's start-up (`kfd.api.enter_pod`).
+            enter = functools.partial(_enter, confinement, cwd=ctx.workspace, owner=ctx.session_id)
+        try:
+            return await run_command(
+                command, ctx.workspace, on_output, prefix=prefix, env=env, enter=enter
+            )
+        finally:
+            if confinement is not None:
+                # Every process of the command is gone: its PID namespace died with it,
+                # or the pod's zygote killed them all before it answered.
+                notes += await asyncio.shield(confinement.finish())
 
     async def _sandbox(self, args: BashArgs, ctx: ToolContext) -> Confinement | None:
         """The confinement of this call; None when it runs unconfined.

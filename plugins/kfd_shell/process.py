@@ -17,13 +17,16 @@ SIGKILL), sent to every process of the command by the pod's zygote.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import codecs
 import contextlib
+import fcntl
 import functools
 import os
 import shutil
 import signal
+import termios
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -49,6 +52,9 @@ class Outcome(NamedTuple):
     """The shell's exit status; negative: killed by that signal."""
     strays_stopped: bool
     """Background processes held the output open after the shell exited and were stopped."""
+    started: bool = True
+    """False when the sandbox failed while it was being set up (bubblewrap never
+    reached the command, so nothing of it ran: it may be started again)."""
 
 
 class Running(Protocol):
@@ -88,6 +94,43 @@ def shell() -> str:
     return shutil.which("bash") or "/bin/sh"
 
 
+class _Reached:
+    """Whether bubblewrap reached the command (``--block-fd``).
+
+    Just before it runs the command, bubblewrap reads one byte kfd left in a
+    pipe; a byte still there once bubblewrap has exited means it failed while
+    setting up the sandbox (a directory it was to cover vanished meanwhile), so
+    nothing of the command ran. A command cannot fake that: the byte is gone
+    before it starts. (bubblewrap's error text could be printed by anyone.)
+    """
+
+    def __init__(self) -> None:
+        self.handed_fd, write = os.pipe()
+        os.write(write, b"x")
+        os.close(write)
+        self._probe = os.dup(self.handed_fd)
+
+    def wrap(self, prefix: Sequence[str]) -> list[str]:
+        """``prefix`` (``bwrap … --``) told to wait for the byte."""
+        return [*prefix[:-1], "--block-fd", str(self.handed_fd), "--"]
+
+    def handed(self) -> None:
+        """bubblewrap has its copy (or never started)."""
+        os.close(self.handed_fd)
+
+    def reached(self) -> bool:
+        """Whether the byte was taken (call once bubblewrap has exited)."""
+        left = array.array("i", [0])
+        try:
+            fcntl.ioctl(self._probe, termios.FIONREAD, left)
+        except OSError:
+            return True  # unsure: as if it ran (never run twice)
+        return left[0] == 0
+
+    def close(self) -> None:
+        os.close(self._probe)
+
+
 async def spawn(
     command: str,
     cwd: Path,
@@ -95,6 +138,7 @@ async def spawn(
     *,
     prefix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
     """Start ``command`` under the shell in its own session, writing to ``output_fd``.
 
@@ -112,6 +156,7 @@ async def spawn(
         stdout=output_fd,
         stderr=output_fd,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
 
 
@@ -133,14 +178,31 @@ async def run_command(
     when the command must start here, under ``prefix``).
     """
     read_fd, write_fd = os.pipe()
+    reached: _Reached | None = None
     try:
         process: Running | None = None
         if enter is not None:
             process = await enter([shell(), "-c", command], write_fd)
         if process is None:
-            process = _Group(await spawn(command, cwd, write_fd, prefix=prefix, env=env))
+            if prefix and prefix[-1] == "--":  # bubblewrap's
+                reached = _Reached()
+            try:
+                spawned = await spawn(
+                    command,
+                    cwd,
+                    write_fd,
+                    prefix=reached.wrap(prefix) if reached else prefix,
+                    env=env,
+                    pass_fds=(reached.handed_fd,) if reached else (),
+                )
+            finally:
+                if reached is not None:
+                    reached.handed()
+            process = _Group(spawned)
     except BaseException:
         os.close(read_fd)
+        if reached is not None:
+            reached.close()
         raise
     finally:
         # Only the children may hold the write end, so EOF means they all closed it.
@@ -166,7 +228,8 @@ async def run_command(
         if pump.done():
             pump.result()  # surfaces a failing on_output
         returncode = process.returncode
-        return Outcome(-signal.SIGKILL if returncode is None else returncode, strays)
+        started = reached is None or reached.reached()
+        return Outcome(-signal.SIGKILL if returncode is None else returncode, strays, started)
     except BaseException:
         await stop_group(group, (exited,) if pump is None else (exited, pump))
         if not isinstance(group, _Group):
@@ -174,6 +237,8 @@ async def run_command(
             await asyncio.wait({exited})
         raise
     finally:
+        if reached is not None:
+            reached.close()
         # Still pending only if a process escaped the group (setsid) and holds the pipe.
         exited.cancel()
         if pump is not None:

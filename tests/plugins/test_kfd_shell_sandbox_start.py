@@ -1,0 +1,78 @@
+"""A sandbox that fails while bubblewrap sets it up is told apart from a command that
+fails, and the command is started once more (real bubblewrap, real processes).
+
+The race it stands for: a directory the layout covers (one holding a socket)
+is removed between the look and bubblewrap's start; bubblewrap then cannot
+make the mount point in the read-only file system and exits before the
+command. Here the stale layout is a prefix covering a directory that does not
+exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import kfd_shell.bash as bash_module
+from kfd.agent.toolcall import CallContext
+from kfd.api import Sandbox
+from kfd.sandbox import Confinement, confine, probe
+from kfd_shell import BashTool
+from kfd_shell.process import run_command
+
+BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
+pytestmark = pytest.mark.skipif(
+    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
+)
+
+VANISHED = "/usr/kfd-vanished-directory"
+
+
+def _stale(confinement: Confinement) -> Confinement:
+    prefix = [*confinement.prefix[:-1], "--tmpfs", VANISHED, "--"]
+    return dataclasses.replace(confinement, prefix=prefix)
+
+
+async def test_a_sandbox_failing_as_it_starts_is_not_a_failing_command(repo: Path) -> None:
+    confinement = await confine(repo)
+    said: list[str] = []
+
+    async def run(command: str, prefix: list[str]) -> bool:
+        outcome = await run_command(command, repo, said.append, prefix=prefix, env=confinement.env)
+        return outcome.started
+
+    assert not await run("echo ran > ran.txt", _stale(confinement).prefix)
+    assert not (repo / "ran.txt").exists()
+    assert "Can't mkdir" in "".join(said)
+    # A command cannot pass for one that never started, whatever it prints.
+    fake = 'echo "bwrap: Can\'t mkdir /x: Read-only file system" >&2; exit 1'
+    assert await run(fake, confinement.prefix)
+    assert await run("exit 127", confinement.prefix)
+    assert await run("exit 3", [])  # unconfined: started, or an OSError
+
+
+async def test_the_bash_tool_starts_a_command_again_once_its_sandbox_failed_to_start(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Confinement] = []
+    real = bash_module.confine
+
+    async def racing(*args: Any, **kwargs: Any) -> Confinement:
+        confinement = await real(*args, **kwargs)
+        made.append(confinement)
+        return _stale(confinement) if len(made) == 1 else confinement
+
+    monkeypatch.setattr(bash_module, "confine", racing)
+    ctx = CallContext(session_id="s", workspace=repo, sandbox=Sandbox())
+    result = await BashTool().run(
+        BashTool.Args(command="echo once >> count.txt; cat count.txt"), ctx
+    )
+    assert (repo / "count.txt").read_text() == "once\n"  # ran, and once only
+    assert len(made) == 2
+    assert "started again" in result.output
+    assert "Can't mkdir" not in result.output  # bubblewrap's complaint is not the output
+    assert "exit code 0" in result.output
