@@ -132,6 +132,8 @@ class Pod:
     renamed over on the host is detached in the pod; a mount made on the host
     and propagated into it). A change on the host that does not reach the pod
     leaves its view as it was when it started, with what it hid still hidden."""
+    mounts: frozenset[str] = frozenset()
+    """The pod's mount table as it started (`_unchanged` compares against it)."""
     zygote: int = 0
     """The zygote's PID on the host (0: not known yet)."""
     running: int = 0
@@ -149,8 +151,11 @@ class Pod:
         for fd in self.watched:
             events.register(fd, select.POLLPRI)
         if events.poll(0):
-            self.retired = True  # a mount changed: look again, in a new pod
-            return False
+            now = _mount_table(self.watched[0])
+            if not _unchanged(self.mounts, now):
+                self.retired = True  # a mount changed: look again, in a new pod
+                return False
+            self.mounts = now
         return True
 
     async def enter(
@@ -448,6 +453,7 @@ async def _start(confinement: Confinement) -> Pod | None:
             raise ConnectionError("the zygote did not start")
         # Only now: bubblewrap's own mounts are done once the zygote runs.
         pod.watched.append(os.open(f"/proc/{pod.zygote}/mounts", os.O_RDONLY | os.O_CLOEXEC))
+        pod.mounts = _mount_table(pod.watched[0])
     except (OSError, ValueError, KeyError, TypeError, TimeoutError):
         await pod.kill()
         return None
@@ -457,6 +463,33 @@ async def _start(confinement: Confinement) -> Pod | None:
     finally:
         os.close(info_read)
     return pod
+
+
+def _mount_table(fd: int) -> frozenset[str]:
+    """The lines of the mount table open on ``fd``, read from its start."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return frozenset(b"".join(chunks).decode("utf-8", "replace").splitlines())
+
+
+HARMLESS_MOUNTS = frozenset({"nsfs"})
+"""File systems whose mounts may appear in a pod without retiring it: a network
+namespace's handle (``ip netns add`` mounts one under ``/run/netns``, and the
+host's mounts there propagate into the pod) holds no data a command could write."""
+
+
+def _unchanged(before: frozenset[str], now: frozenset[str]) -> bool:
+    """Whether the pod's mounts are still those it started with, as far as a
+    command can tell: none gone or changed (a mount point renamed over on the
+    host detaches it), none added, but namespace handles come and go (pure)."""
+    return all(_fs_type(line) in HARMLESS_MOUNTS for line in before ^ now)
+
+
+def _fs_type(line: str) -> str:
+    fields = line.split()
+    return fields[2] if len(fields) > 2 else ""
 
 
 _tasks: set[asyncio.Task[None]] = set()

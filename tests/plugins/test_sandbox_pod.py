@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -304,6 +305,36 @@ async def test_a_mount_point_replaced_on_the_host_retires_the_pod(repo: Path) ->
     assert "Read-only file system" in output
     assert "[core]" not in config.read_text().splitlines()[-1:]
     assert zygote not in pod.zygotes()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None, reason="ip netns needs root and iproute2"
+)
+async def test_a_network_namespace_made_on_the_host_leaves_the_pod_serving(repo: Path) -> None:
+    # `ip netns add` mounts a handle under /run/netns, which propagates into the
+    # pod's mount table: no data a command could write, and other tests (and
+    # users) make them all the time.
+    ctx = context(repo)
+    zygote = await entered(ctx)
+    name = f"kfd-pod-{os.getpid()}"
+    await asyncio.to_thread(subprocess.run, ["ip", "netns", "add", name], check=True)
+    try:
+        assert in_pod(await run(ctx, PID1))
+    finally:
+        await asyncio.to_thread(subprocess.run, ["ip", "netns", "delete", name], check=True)
+    assert in_pod(await run(ctx, PID1))
+    assert pod.zygotes() == [zygote]
+
+
+def test_only_namespace_handles_may_come_and_go_in_a_pods_mount_table() -> None:
+    before = frozenset({"/dev/vda / ext4 ro,relatime 0 0", "tmpfs /tmp tmpfs rw 0 0"})
+    handle = "nsfs /run/netns/x nsfs rw 0 0"
+    assert pod._unchanged(before, before | {handle})
+    assert pod._unchanged(before | {handle}, before)
+    assert not pod._unchanged(before, before | {"/dev/sdb /media/usb ext4 rw 0 0"})
+    assert not pod._unchanged(before, before - {"tmpfs /tmp tmpfs rw 0 0"})
+    changed = "/dev/vda / ext4 rw,relatime 0 0"  # remounted read-write
+    assert not pod._unchanged(before, (before - {"/dev/vda / ext4 ro,relatime 0 0"}) | {changed})
 
 
 async def test_a_timeout_while_the_command_enters_takes_the_pod_down(repo: Path) -> None:
