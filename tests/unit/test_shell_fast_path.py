@@ -50,6 +50,15 @@ NEAR_MISSES = [
     "ls # not a whole-line comment",
     "- x=1 rm -rf /",
     "- a=b | push",
+    "x%1 a",  # tree-sitter cannot parse a command name holding % or @
+    "ls && git@x push",
+    "bash -c 'eval ls\\t%1'",  # found by the generated lines below
+    # tree-sitter reads the lines after a pipeline of three as its last command's words
+    "ls | sort | uniq\nrm -rf build && echo done",
+    "a|b|c\no\np&&q",
+    "a|b|c\n# c\n\nr&&s",
+    "a|b|c; d\ne&&f",
+    "a|b|c;\no&&p",
     "ls;# glued comment",
     "a#b",
     "ls;",

@@ -21,7 +21,8 @@ by a differential test over the permission corpus and generated lines
   whose last part is a list);
 - statements end at ``;`` or a newline; a comment only fills a line of its own;
 - no ``=`` in a command's first word (an assignment), no reserved word or
-  declaration builtin there (tree-sitter gives those their own syntax);
+  declaration builtin there (tree-sitter gives those their own syntax), and
+  no leading ``-`` nor any ``%`` or ``@`` (tree-sitter misreads those names);
 - no ``==`` or ``=~`` anywhere (tree-sitter lexes them as test operators,
   even among a command's words) and no word that starts with ``=``.
 """
@@ -86,6 +87,11 @@ def simple_line(text: str) -> list[PlainStatement] | None:
     statements: list[PlainStatement] = []
     known: dict[str, PlainStatement | None] = {}
     commands: dict[str, PlainCommand | None] = {}
+    # A line ending in a pipeline of three or more commands, and more lines:
+    # tree-sitter may read the next lines' words as the pipeline's last command's
+    # (`a|b|c⏎d⏎e && f` as `c d e`), which the walk reports as unparsed. Such a
+    # script is left to it.
+    long_pipeline = False
     for line in text.split("\n"):
         if line.lstrip(_BLANKS).startswith("#"):
             continue  # a comment line (a `#` anywhere else declines the line)
@@ -96,14 +102,22 @@ def simple_line(text: str) -> list[PlainStatement] | None:
             source = piece.strip(_BLANKS)
             if not source:
                 if index == len(pieces) - 1:
+                    long_pipeline = long_pipeline and index == 0  # a blank line keeps it
                     break  # after a last `;`, or a blank line
                 return None  # `;` with no command before it
+            if long_pipeline:
+                return None
             if source not in known:
                 known[source] = _statement(source, commands)
             statement = known[source]
             if statement is None:
                 return None
             statements.append(statement)
+            long_pipeline = (  # not closed by a `;`
+                index == len(pieces) - 1
+                and statement.kind == "pipeline"
+                and len(statement.commands) > 2
+            )
     return statements or None
 
 
@@ -168,9 +182,11 @@ def _command(text: str) -> PlainCommand | None:
     name = first if isinstance(first, str) else first.group() if first is not None else ""
     if not name or "=" in name or name in _SPECIAL_NAMES:
         return None
-    if name.startswith("-"):
+    if name.startswith("-") or "%" in name or "@" in name:
         # No program is named so; tree-sitter drops a lone `-` before an
-        # assignment (`- x=1 cmd`), which the walk then reports as unparsed.
+        # assignment (`- x=1 cmd`), which the walk then reports as unparsed,
+        # and cannot parse a command name holding `%` or `@` (`x%1`: it reads
+        # `%1` alone and says the rest is unparsed): both left to it (it asks).
         return None
     if "'" in name and _QUOTED.sub(_unquote, name) in _SPECIAL_NAMES:
         return None

@@ -58,6 +58,9 @@ _CONTAINERS = frozenset(
 )
 _DROPPED_DASH = re.compile(rb"[ \t]+-[ \t]+")
 _BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
+_WORD_BLANKS = re.compile(rb"(?:[ \t]|\\\n)*")
+"""Between a command's words: a line break (not escaped) ends a command in bash, yet
+tree-sitter reads ``a | b | 'c'⏎d && e`` as one command ``c d`` (hiding ``d``)."""
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
 _UNSHARED = frozenset({"program", "comment"})
 _MANY_VALUES = 16
@@ -270,13 +273,14 @@ class _Walker(SimpleCommandReader):
             head, tail = self.around(node, values)
             spans = [*self.spans(node, head), values, *self.spans(node, tail)]
         last = len(self.parsed) if root else node.end_byte
+        blanks = _WORD_BLANKS if node.type == "command" else _BLANKS
         for child in (*spans, None):
             end = last if child is None else child[0]
             if (
                 end > position
                 and position != dash
                 and not (end == position + 1 and self.parsed[position] == 32)  # one space
-                and not _BLANKS.fullmatch(self.parsed, position, end)
+                and not blanks.fullmatch(self.parsed, position, end)
             ):
                 gap = decode(self.source[position:end])
                 self.risk(
