@@ -179,6 +179,11 @@ def path_match(spec: str, path: str, workspace: str, home: str) -> bool:
     return bool(_glob(pattern).match_file(relative or "."))
 
 
+_BACKUPS = r"(?:~|\.(?:bak|orig|old|save|swp))?\Z"
+"""The suffixes editors and tools give a file's copies (`PathMatcher`: a name rule
+covers them too; ``read(**/.env)`` leaves ``.env~`` as readable as ``.env``
+would be)."""
+
 _MAX_REMEMBERED_PATHS = 100_000
 """Paths a `PathMatcher` remembers before it starts over (a few MB at most)."""
 
@@ -188,7 +193,8 @@ class PathMatcher:
 
     Equivalent to ``any(path_match(spec, path, ...) for spec in specs)``, but
     that a path with a newline in it matches too (pathspec's ``.`` stops at
-    one: ``**/.env`` missed ``a\\nb/.env``, so a deny rule did not apply). A
+    one: ``**/.env`` missed ``a\\nb/.env``, so a deny rule did not apply), and
+    that a name rule (``**/x``) also matches x's backups (`_BACKUPS`). A
     specifier that names a file anywhere (``**/.env``, ``**/*.pem``) is tested
     against each component of a path with one regular expression; the others
     are compiled into one regular expression per anchor.
@@ -211,8 +217,9 @@ class PathMatcher:
             base, pattern = _anchor(spec, workspace, home)
             name = pattern[3:] if pattern.startswith("**/") else ""
             if base == workspace and name and not _SPECIAL_NAME.search(name):
-                # `**/x` matches a file or directory named x anywhere, and what is under it.
-                names.append(fnmatch.translate(name))
+                # `**/x` matches a file or directory named x anywhere, and what is under
+                # it; and x's backups (`x~`, `x.bak`, ...): a copy of a secret is one.
+                names.append(fnmatch.translate(name).removesuffix(r"\Z") + _BACKUPS)
                 continue
             groups.setdefault(base, []).append(_regex(pattern))
             if base == workspace and pattern.startswith("**/"):

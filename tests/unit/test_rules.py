@@ -244,3 +244,11 @@ def test_a_path_with_a_newline_in_it_is_matched_like_any_other(spec: str, path: 
     # past read(**/.env). Every decision matches with the compiled matcher.
     assert PathMatcher([spec], "/ws", "/home/u")(path)
     assert spec_matcher(spec, "/ws", "/home/u")(path)
+
+
+def test_a_name_rule_covers_the_files_backups_and_no_other_name() -> None:
+    matcher = PathMatcher(["**/.env", "**/*.pem", "**/id_rsa"], "/ws", "/home/u")
+    for path in ("/ws/.env~", "/ws/.env.bak", "/ws/a/server.pem~", "/ws/id_rsa.old"):
+        assert matcher(path), path
+    for path in ("/ws/id_rsa.pub", "/ws/.envrc", "/ws/envy", "/ws/.env~x", "/ws/pem"):
+        assert not matcher(path), path
