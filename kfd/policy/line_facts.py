@@ -328,7 +328,8 @@ class _Gatherer:
     def walk_trees(
         self, reading: Reading, paths: dict[str, PathFact], command: SimpleCommand
     ) -> list[TreeFact]:
-        if self.restricted is None or not reading.reads_trees:
+        restricted = self.restricted
+        if restricted is None or not reading.reads_trees:
             return []
         # Every directory it names, but those only given as an option's value
         # (`tar -C dir`, `--exclude-dir=x`): over-asking is the safe side.
@@ -339,21 +340,17 @@ class _Gatherer:
         default = reading.default_tree()
         if default:
             roots += [self.resolve(default, base) for base in self.bases]
-        return [self.tree(fact) for fact in roots]
+        return [self.tree(fact, restricted) for fact in roots]
 
-    def tree(self, fact: PathFact) -> TreeFact:
+    def tree(self, fact: PathFact, restricted: PathMatcher) -> TreeFact:
         cached = self.trees.get(fact.real)
         if cached is None:
-            hits, complete = (
-                walk(
-                    fact.real,
-                    fact.path,
-                    self.restricted,
-                    max_entries=MAX_TREE_ENTRIES,
-                    max_hits=MAX_TREE_HITS,
-                )
-                if self.restricted is not None
-                else ([], True)
+            hits, complete = walk(
+                fact.real,
+                fact.path,
+                restricted,
+                max_entries=MAX_TREE_ENTRIES,
+                max_hits=MAX_TREE_HITS,
             )
             cached = self.trees[fact.real] = TreeFact(root=fact.word, hits=hits, complete=complete)
         return cached

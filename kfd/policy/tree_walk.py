@@ -91,7 +91,7 @@ def walk(
             return hits, False
         hits += listing.hits
         if listing.links:
-            hits += [shown for path, shown in listing.links if restricted(real_path(path))]
+            hits += [named for path, named in listing.links if restricted(real_path(path))]
         if len(hits) >= max_hits:
             return hits[:max_hits], True
         stack += listing.below

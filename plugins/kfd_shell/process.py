@@ -105,30 +105,25 @@ class _Reached:
     """
 
     def __init__(self) -> None:
-        self.handed_fd, write = os.pipe()
+        self.fd, write = os.pipe()  # bubblewrap gets a copy; this one looks after it
         os.write(write, b"x")
         os.close(write)
-        self._probe = os.dup(self.handed_fd)
 
     def wrap(self, prefix: Sequence[str]) -> list[str]:
         """``prefix`` (``bwrap … --``) told to wait for the byte."""
-        return [*prefix[:-1], "--block-fd", str(self.handed_fd), "--"]
-
-    def handed(self) -> None:
-        """bubblewrap has its copy (or never started)."""
-        os.close(self.handed_fd)
+        return [*prefix[:-1], "--block-fd", str(self.fd), "--"]
 
     def reached(self) -> bool:
         """Whether the byte was taken (call once bubblewrap has exited)."""
         left = array.array("i", [0])
         try:
-            fcntl.ioctl(self._probe, termios.FIONREAD, left)
+            fcntl.ioctl(self.fd, termios.FIONREAD, left)
         except OSError:
             return True  # unsure: as if it ran (never run twice)
         return left[0] == 0
 
     def close(self) -> None:
-        os.close(self._probe)
+        os.close(self.fd)
 
 
 async def spawn(
@@ -186,18 +181,14 @@ async def run_command(
         if process is None:
             if prefix and prefix[-1] == "--":  # bubblewrap's
                 reached = _Reached()
-            try:
-                spawned = await spawn(
-                    command,
-                    cwd,
-                    write_fd,
-                    prefix=reached.wrap(prefix) if reached else prefix,
-                    env=env,
-                    pass_fds=(reached.handed_fd,) if reached else (),
-                )
-            finally:
-                if reached is not None:
-                    reached.handed()
+            spawned = await spawn(
+                command,
+                cwd,
+                write_fd,
+                prefix=reached.wrap(prefix) if reached else prefix,
+                env=env,
+                pass_fds=(reached.fd,) if reached else (),
+            )
             process = _Group(spawned)
     except BaseException:
         os.close(read_fd)
