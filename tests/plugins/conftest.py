@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,7 +15,6 @@ from kfd.sandbox import pod, reuse
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 
 @pytest.fixture
@@ -22,6 +24,24 @@ def repo(tmp_path: Path) -> Path:
     workspace.mkdir()
     subprocess.run(["git", "init", "-q", str(workspace)], check=True)
     return workspace.resolve()
+
+
+@pytest.fixture
+def private_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A home of the test's own, with kfd's XDG directories in it: outside ``/tmp``
+    (a sandbox has its own), and no layout remembered for another home."""
+    directory = Path(tempfile.mkdtemp(prefix="kfd-home-", dir="/var/tmp"))
+    (directory / ".config").mkdir()
+    monkeypatch.setenv("HOME", str(directory))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(directory / ".local" / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(directory / ".cache"))
+    reuse.forget()
+    try:
+        yield directory
+    finally:
+        reuse.forget()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

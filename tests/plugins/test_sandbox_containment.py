@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +52,12 @@ API_KEY = "sk-CANARY-API-KEY-0123456789abcdef"
 
 
 @pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="kfd-home-", dir="/var/tmp"))
+def home(private_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, text in CANARIES.items():
-        (directory / name).parent.mkdir(parents=True, exist_ok=True)
-        (directory / name).write_text(text + "\n")
-    monkeypatch.setenv("HOME", str(directory))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / ".config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(directory / ".local" / "state"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(directory / ".cache"))
+        (private_home / name).parent.mkdir(parents=True, exist_ok=True)
+        (private_home / name).write_text(text + "\n")
     monkeypatch.setenv("KFD_TEST_API_KEY", API_KEY)
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    return private_home
 
 
 def _git_init(path: Path) -> None:

@@ -40,23 +40,14 @@ PID1 = "tr '\\0' ' ' </proc/1/cmdline; echo"
 
 
 @pytest.fixture(autouse=True)
-def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="kfd-home-", dir="/var/tmp"))
-    (directory / ".config").mkdir()
-    monkeypatch.setenv("HOME", str(directory))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / ".config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(directory / ".local" / "state"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(directory / ".cache"))
+def home(private_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # Stamps are trusted however recent: the layout is remembered at once.
     monkeypatch.setattr(layout, "RACY_NS", 0)
-    reuse.forget()
     pod.close()
     try:
-        yield directory
+        yield private_home
     finally:
         pod.close()
-        reuse.forget()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import asyncio
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +33,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="kfd-home-", dir="/var/tmp"))
-    (directory / ".config").mkdir()
-    monkeypatch.setenv("HOME", str(directory))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(directory / ".config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(directory / ".local" / "state"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(directory / ".cache"))
-    reuse.forget()
-    try:
-        yield directory
-    finally:
-        reuse.forget()
-        shutil.rmtree(directory, ignore_errors=True)
+def home(private_home: Path) -> Path:
+    return private_home
 
 
 def context(repo: Path, **sandbox: Any) -> CallContext:
