@@ -136,7 +136,7 @@ _SHELL_STARTUP = frozenset(
 )
 
 
-def protected(path: str) -> str | None:
+def protected(path: str, own: tuple[str, ...] | None = None) -> str | None:
     """Why writing ``path`` (absolute, normalised) always asks, or None.
 
     Git's internals (``.git``: hooks and config run programs), kfd's own
@@ -145,14 +145,11 @@ def protected(path: str) -> str | None:
     reads as instructions), and kfd's own
     config, state and runtime directories (the config applies as soon as it
     changes; the state holds the trusted files and the "always" rules).
+    ``own``: those directories as `own_directories` gave them (read once for
+    the many paths of one call: the environment is slow to read).
     """
-    for directory in _own_directories(
-        os.environ.get("XDG_CONFIG_HOME", ""),
-        os.environ.get("XDG_STATE_HOME", ""),
-        os.environ.get("XDG_RUNTIME_DIR", ""),
-        os.environ.get("HOME", ""),
-    ):
-        if path == directory or path.startswith(directory + os.sep):
+    for directory in own_directories() if own is None else own:
+        if path.startswith(directory) and path[len(directory) : len(directory) + 1] in ("", "/"):
             return "kfd's own config and state (they decide what kfd may do)"
     parts = path.split(os.sep)
     if ".git" in parts:
@@ -165,6 +162,17 @@ def protected(path: str) -> str | None:
     if name in INSTRUCTION_FILES:
         return f"an instruction file ({name}: kfd gives it to the model in every session)"
     return None
+
+
+def own_directories() -> tuple[str, ...]:
+    """kfd's config, state and runtime directories, as written and as they really are,
+    for the environment as it is now."""
+    return _own_directories(
+        os.environ.get("XDG_CONFIG_HOME", ""),
+        os.environ.get("XDG_STATE_HOME", ""),
+        os.environ.get("XDG_RUNTIME_DIR", ""),
+        os.environ.get("HOME", ""),
+    )
 
 
 @functools.lru_cache(maxsize=8)

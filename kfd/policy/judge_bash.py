@@ -280,12 +280,11 @@ def _under(path: str, scope: str) -> bool:
 
 
 def _weigh_risks(line: LineFacts, found: Findings) -> None:
+    checked = {fact.word for fact in line.redirects}
     for risk in line.analysis.risks:
         if risk.kind not in _SOFT_RISKS:
             found.ask(f"{risk.message}: kfd cannot tell everything this line runs")
-        elif risk.kind == RiskKind.REDIRECT_WRITE and not any(
-            fact.word == risk.subject for fact in line.redirects
-        ):
+        elif risk.kind == RiskKind.REDIRECT_WRITE and risk.subject not in checked:
             found.ask(f"{risk.message}, a target kfd cannot check")
     for cf in line.commands:
         if cf.unknown:

@@ -22,8 +22,9 @@ import functools
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from kfd.policy.defaults import protected
+from kfd.policy.defaults import own_directories, protected
 from kfd.policy.facts import CallFacts, PathFact, TreeFact
 from kfd.policy.reading import GitRead
 from kfd.policy.rules import PathMatcher, SourcedRule, could_match_under, spec_matcher
@@ -69,7 +70,13 @@ def weigh_path(
     allows = [sourced for sourced in deciding if found.rule(sourced, f"{verb} {fact.word}")]
     allow = allows[0] if allows else None
     changes = fact.write is not False
-    if changes and (why := protected(fact.path) or protected(fact.real) or _leads_here(fact)):
+    own = _shared(facts).own
+    real = fact.real if fact.real != fact.path else None  # a second spelling, if any
+    if changes and (
+        why := protected(fact.path, own)
+        or (real is not None and protected(real, own))
+        or _leads_here(fact)
+    ):
         found.ask(f"{verb} {fact.word}: {why} always asks")
     if fact.links > 1:  # read or written, its content is also another path's
         found.ask(
@@ -128,11 +135,11 @@ def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[Sou
         families |= _WRITE_RULES
     tool = facts.request.tool
     workspace = facts.request.workspace
-    quick, candidates = _path_rules(tuple(facts.rules), workspace, facts.home)
-    if not quick(fact.path) and not quick(fact.real):
+    shared = _shared(facts)
+    if not shared.quick(fact.path) and (fact.real == fact.path or not shared.quick(fact.real)):
         return []  # no path rule matches either spelling: most paths, most of the time
     matching = []
-    for sourced, spec in candidates:
+    for sourced, spec in shared.candidates:
         rule = sourced.rule
         if rule.tool not in families and (tool == "bash" or not rule.names(tool)):
             continue
@@ -141,6 +148,34 @@ def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[Sou
         if matcher(fact.real) or (sourced.decision != "allow" and matcher(fact.path)):
             matching.append(sourced)
     return matching
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every path of one call is weighed with."""
+
+    quick: PathMatcher
+    """All the path rules as one matcher."""
+    candidates: list[tuple[SourcedRule, str]]
+    """Each path rule, with the specifier it matches."""
+    own: tuple[str, ...]
+    """kfd's own directories (`kfd.policy.defaults.own_directories`)."""
+
+
+_last_shared: list[tuple[CallFacts, _Shared]] = []
+
+
+def _shared(facts: CallFacts) -> _Shared:
+    """`_Shared` for ``facts``, made once per call: a command may name thousands of
+    paths, and hashing the rules (or reading the environment) for each cost more
+    than weighing it. The last call's is kept, by identity (``facts`` is frozen)."""
+    last = _last_shared[-1] if _last_shared else None
+    if last is not None and last[0] is facts:
+        return last[1]
+    quick, candidates = _path_rules(tuple(facts.rules), facts.request.workspace, facts.home)
+    shared = _Shared(quick, candidates, own_directories())
+    _last_shared[:] = [(facts, shared)]
+    return shared
 
 
 @functools.lru_cache(maxsize=64)

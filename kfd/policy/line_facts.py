@@ -23,6 +23,7 @@ import functools
 import glob
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 
 from kfd.policy.facts import CommandFacts, LineFacts, PathFact, PathKind, TreeFact
@@ -45,6 +46,9 @@ MAX_TREE_HITS = 5
 
 _NUMERIC_PARAMETER = re.compile(r'"?\$\{?[!$?#]\}?"?')
 _SOCKETS = ("/dev/tcp/", "/dev/udp/")
+_RELATIVE = re.compile(r"(?!\.\.?(?:/|\Z))[^/]+(?:/(?!\.\.?(?:/|\Z))[^/]+)*")
+"""A relative path that `os.path.normpath` leaves as it is (joined to a normalised
+directory): no empty, ``.`` or ``..`` component, no trailing ``/``."""
 _DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
 
 
@@ -192,6 +196,10 @@ class _Gatherer:
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
         self.real_bases: dict[str, str] = {}
+        self.normal_bases = {
+            b for b in bases if b == os.path.normpath(b) and b[:1] == "/" and b[:2] != "//"
+        }
+        """The bases a plain relative word can be joined to as they are."""
         self.workspace_path = _workspace_path(tuple(path_dirs), workspace, root)
 
     def command(self, command: SimpleCommand) -> CommandFacts:
@@ -235,9 +243,50 @@ class _Gatherer:
                     instruction=self.instructions.get(real, ""),
                 )
             else:
-                fact = path_fact(word, base, self.root, instructions=self.instructions)
+                fact = self.quick_fact(word, base) or path_fact(
+                    word, base, self.root, instructions=self.instructions
+                )
             self.resolved[key] = fact
         return fact
+
+    def quick_fact(self, word: str, base: str) -> PathFact | None:
+        """`path_fact` for a path whose last component is not a symlink, with one
+        system call: its directory's real path is remembered for the line (a long
+        ``git add`` names hundreds of files in a few directories), and one ``lstat``
+        gives what ``realpath``, the kind and the link count would each have looked up.
+        None when the last component is a symlink (or the path a root): `path_fact`."""
+        if base in self.normal_bases and _RELATIVE.fullmatch(word):
+            path = f"{base}/{word}" if base != "/" else f"/{word}"
+        else:
+            path = os.path.normpath(os.path.join(base, word))
+            if path.startswith("//"):
+                path = "/" + path.lstrip("/")
+        head, _, name = path.rpartition("/")
+        head = head or "/"
+        if not name or "\0" in path:
+            return None
+        real_head = self.real_base(head)
+        real = f"{real_head}/{name}" if real_head != "/" else f"/{name}"
+        try:
+            info = os.lstat(real)
+        except (OSError, ValueError):
+            kind: PathKind = "missing"  # as `realpath` and `_kind` take it
+            links = 1
+        else:
+            if stat.S_ISLNK(info.st_mode):
+                return None
+            regular = stat.S_ISREG(info.st_mode)
+            kind = "dir" if stat.S_ISDIR(info.st_mode) else "file" if regular else "other"
+            links = info.st_nlink if regular else 1
+        return PathFact(
+            word=word,
+            path=path,
+            real=real,
+            inside=inside(real, self.root),
+            links=links,
+            kind=kind,
+            instruction=self.instructions.get(real, ""),
+        )
 
     def listing(self, base: str) -> frozenset[str]:
         names = self.listings.get(base)

@@ -1,0 +1,94 @@
+"""A word resolved the quick way gives exactly the fact `path_fact` gives.
+
+`kfd.policy.line_facts` resolves the many words of a long command with one
+``lstat`` each (a directory's real path is remembered for the line), falling
+back to `path_fact` where the last component is a symlink. In a real tree of
+files, directories, symlinks (to files, to directories, dangling, looping,
+out of the tree), hard links and odd names, every word, from every base,
+must give the same `PathFact`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kfd.policy.line_facts import _Gatherer, path_fact
+from kfd.policy.paths import real_path
+
+NAMES = ["src", "a.py", "link", "dir-link", "out", "dangling", "loop", "hard", "gone", "..", "."]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("facts")
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret").write_text("x")
+    workspace = root / "ws"
+    (workspace / "src" / "deep").mkdir(parents=True)
+    (workspace / "src" / "a.py").write_text("x")
+    (workspace / "src" / "deep" / "a.py").write_text("x")
+    (workspace / "a.py").write_text("x")
+    (workspace / "link").symlink_to("src/a.py")
+    (workspace / "src" / "dir-link").symlink_to("deep")
+    (workspace / "dir-link").symlink_to(outside)
+    (workspace / "out").symlink_to(outside / "secret")
+    (workspace / "dangling").symlink_to("nowhere")
+    (workspace / "loop").symlink_to("loop")
+    os.link(outside / "secret", workspace / "hard")
+    (workspace / "src" / "odd name\nx").write_text("x")
+    os.mkfifo(workspace / "fifo")
+    return workspace
+
+
+def gatherer(workspace: Path, bases: list[str]) -> _Gatherer:
+    return _Gatherer(str(workspace), real_path(str(workspace)), bases, None, [], [], {})
+
+
+def same(workspace: Path, word: str, base: str) -> None:
+    quick = gatherer(workspace, [str(workspace), base]).resolve(word, base)
+    assert quick == path_fact(word, base, real_path(str(workspace))), (word, base)
+
+
+@given(
+    st.lists(st.sampled_from([*NAMES, "src/deep", "odd name\nx", "fifo", ""]), max_size=5),
+    st.sampled_from(["", "/", "//", "./", "../"]),
+    st.sampled_from(["", "/", "/."]),
+    st.sampled_from(["", "src", "src/deep", "dir-link", "src/dir-link", ".."]),
+)
+@settings(
+    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_every_word_from_every_base_gives_the_same_fact(
+    tree: Path, parts: list[str], lead: str, tail: str, base: str
+) -> None:
+    word = lead + "/".join(parts) + tail
+    if not word:
+        return
+    if word.startswith("/"):
+        word = str(tree) + word  # an absolute path into the tree
+    same(tree, word, os.path.normpath(os.path.join(str(tree), base)) if base else str(tree))
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        *("a.py", "src/a.py", "link", "out", "hard", "dangling", "loop", "src/dir-link/a.py"),
+        *("fifo", "dir-link/secret", "src/../out", "./src//a.py", "src/", "/", "//etc", "gone/x"),
+        "a.py/x",
+    ],
+)
+def test_the_paths_that_matter_give_the_same_fact(tree: Path, word: str) -> None:
+    same(tree, word, str(tree))
+    # The facts a decision reads: where it really is, what it is, its hard links.
+    fact = gatherer(tree, [str(tree)]).resolve(word, str(tree))
+    if word == "hard":
+        assert fact.links == 2 and fact.kind == "file"
+    if word in ("out", "dir-link/secret"):
+        assert not fact.inside
+    if word == "fifo":
+        assert fact.kind == "other"
