@@ -76,16 +76,18 @@ MAX_COMMAND_BYTES = 64 * 1024
 
 
 @functools.lru_cache(maxsize=256)
-def analyze(command: str, *, fast_path: bool = True) -> ShellAnalysis:
+def analyze(command: str, *, fast_path: bool = True, runs: bool = True) -> ShellAnalysis:
     """List the simple commands `command` would run and the risks it carries.
 
     Pure, so kept for the lines seen last: a line decided again (after an
     approval, by ``kfd explain``, the same command in the next turn) is not
     parsed again. The result is shared: never change it. ``fast_path=False``
     parses every script with tree-sitter, even a provably simple one
-    (`kfd.policy.shell.fastpath`): the same answer, slower; for tests.
+    (`kfd.policy.shell.fastpath`), and ``runs=False`` gives tree-sitter every word
+    of a long run of plain words (`kfd.policy.shell.runs`): the same answer,
+    slower; for tests.
     """
-    collector = Collector(command, fast_path=fast_path)
+    collector = Collector(command, fast_path=fast_path, runs=runs)
     size = len(command)
     if (
         size > MAX_COMMAND_BYTES

@@ -61,6 +61,20 @@ _BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
 _WORD_BLANKS = re.compile(rb"(?:[ \t]|\\\n)*")
 """Between a command's words: a line break (not escaped) ends a command in bash, yet
 tree-sitter reads ``a | b | 'c'⏎d && e`` as one command ``c d`` (hiding ``d``)."""
+_RUN_ANCESTORS = _CONTAINERS | {
+    "list",
+    "redirected_statement",
+    "function_definition",
+    "for_statement",
+    "case_item",
+    "case_statement",
+    "command_substitution",
+    "process_substitution",
+    "string",
+    "concatenation",
+    "command",
+}
+"""What a command holding a merged run may be inside (`_Walker.runs_hold`)."""
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
 _UNSHARED = frozenset({"program", "comment"})
 _MANY_VALUES = 16
@@ -88,10 +102,12 @@ _ARRAY_ELEMENT_SUBSCRIPT = re.compile(r"\[([^\]]*)\]\+?=")
 class Collector:
     """Accumulates commands, risks and redirections across nested scripts."""
 
-    def __init__(self, line: str, *, fast_path: bool = True) -> None:
+    def __init__(self, line: str, *, fast_path: bool = True, runs: bool = True) -> None:
         self.seen = set(line)
         self.fast_path = fast_path
         """Whether provably simple scripts skip tree-sitter (`kfd.policy.shell.fastpath`)."""
+        self.runs = runs
+        """Whether tree-sitter reads long runs of plain words as one (`kfd.policy.shell.runs`)."""
         self.commands: list[SimpleCommand] = []
         self.risks: list[Risk] = []
         self.redirects: list[Redirect] = []
@@ -123,18 +139,30 @@ class Collector:
             if statements is not None:
                 _Walker(self, source, source).plain(statements, context, level + 2)
                 return
-        tree, stand_in = parse_script(source)
-        _Walker(self, source, stand_in).statement(tree.root_node, context, level + 1)
+        tree, stand_in, merged = parse_script(source, runs=self.runs)
+        walker = _Walker(self, source, stand_in, merged)
+        if merged and not walker.runs_hold(tree.root_node):
+            tree, stand_in, merged = parse_script(source)
+            walker = _Walker(self, source, stand_in, merged)
+        walker.statement(tree.root_node, context, level + 1)
 
 
 class _Walker(SimpleCommandReader):
     """Walks one parsed script, feeding a `Collector`."""
 
-    def __init__(self, collector: Collector, source: bytes, parsed: bytes) -> None:
+    def __init__(
+        self,
+        collector: Collector,
+        source: bytes,
+        parsed: bytes,
+        merged: dict[tuple[int, int], int] | None = None,
+    ) -> None:
         self.out = collector
         self.source = source
         # What tree-sitter parsed: `source` with a few bytes blanked (`parse_script`).
         self.parsed = parsed
+        self.merged = merged or {}
+        """The runs of plain words tree-sitter read as one word, with how many each holds."""
         self.plain_spans: dict[tuple[int, int], tuple[int, int] | None] = {}
 
     def text(self, node: Node) -> str:
@@ -303,13 +331,9 @@ class _Walker(SimpleCommandReader):
         if key not in self.plain_spans:
             self.plain_spans[key] = None
             values = node.children_by_field_name("value")
-            if len(values) >= _MANY_VALUES:
+            if values:
                 start, end = values[0].start_byte, values[-1].end_byte
-                if (
-                    plain_run(self.source, start, end)
-                    and plain_run(self.parsed, start, end)
-                    and len(self.source[start:end].split()) == len(values)
-                ):
+                if self.plain_words(start, end, len(values)):
                     self.plain_spans[key] = (start, end)
         return self.plain_spans[key]
 
@@ -317,16 +341,60 @@ class _Walker(SimpleCommandReader):
         """A command of many plain words: its name and arguments, one node each."""
         key = (node.start_byte, node.end_byte)
         if key not in self.plain_spans:
-            start, end = key
-            count = node.child_count
-            plain = (
-                count >= _MANY_VALUES
-                and plain_run(self.source, start, end)
-                and plain_run(self.parsed, start, end)
-                and len(self.source[start:end].split()) == count
-            )
+            plain = self.plain_words(key[0], key[1], node.child_count)
             self.plain_spans[key] = key if plain else None
         return self.plain_spans[key]
+
+    def plain_words(self, start: int, end: int, nodes: int) -> bool:
+        """Whether ``nodes`` nodes from ``start`` to ``end`` are many plain words, one
+        node each, or a run of them tree-sitter read as one (`kfd.policy.shell.runs`)."""
+        if nodes < _MANY_VALUES and not self.merged:
+            return False
+        merged = sum(
+            count - 1 for (first, last), count in self.merged.items() if start <= first < end
+        )
+        return (
+            nodes + merged >= _MANY_VALUES
+            and plain_run(self.source, start, end)
+            and plain_run(self.parsed, start, end)
+            and len(self.source[start:end].split()) == nodes + merged
+        )
+
+    def runs_hold(self, root: Node) -> bool:
+        """Whether each merged run is one argument of a command of plain words or one
+        value of a loop over plain words: what the walker reads as words from the
+        source (`plain_values`). A command taking words after a redirection (which
+        `command` reads one by one) does not count, nor does a run inside anything
+        whose text is judged as text (a `${…}` expansion: `kfd.policy.shell.words.scan_node`
+        reads the parsed text), nor a script with a syntax error (tree-sitter's
+        recovery may differ)."""
+        if root.has_error:
+            return False
+        for start, end in self.merged:
+            node = root.descendant_for_byte_range(start, end)
+            parent = node.parent if node is not None else None
+            if (
+                node is None
+                or parent is None
+                or (node.start_byte, node.end_byte) != (start, end)
+                or node.type != "word"
+                or node.child_count
+            ):
+                return False
+            if parent.type == "command":
+                outer = parent.parent
+                if outer is not None and outer.type == "redirected_statement":
+                    return False
+            elif parent.type != "for_statement":
+                return False
+            if self.plain_values(parent) is None:
+                return False
+            outer = parent.parent
+            while outer is not None:
+                if outer.type not in _RUN_ANCESTORS:
+                    return False
+                outer = outer.parent
+        return True
 
     @staticmethod
     def around(node: Node, span: tuple[int, int]) -> tuple[list[int], list[int]]:
