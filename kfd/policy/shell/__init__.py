@@ -46,7 +46,9 @@ Limits, by design:
 
 from __future__ import annotations
 
-import functools
+import threading
+
+import cachetools
 
 from kfd.policy.shell.lookalike import suspicious_characters
 from kfd.policy.shell.model import (
@@ -73,13 +75,24 @@ __all__ = [
 
 MAX_COMMAND_BYTES = 64 * 1024
 """Longer lines are not parsed: they get a single `too_long` risk."""
+_KEPT_WEIGHT = 4096
+"""Commands, risks and redirections kept by `analyze` at the most, all lines together:
+a few thousand short lines, or a dozen of 4 KB with hundreds of commands each. Bounded
+by weight, not by lines: every object kept is one more the garbage collector walks
+through at each full collection (256 long lines kept cost a 200 ms pause)."""
 
 
-@functools.lru_cache(maxsize=256)
+def _weight(analysis: ShellAnalysis) -> int:
+    return 1 + len(analysis.commands) + len(analysis.risks) + len(analysis.redirects)
+
+
+@cachetools.cached(
+    cachetools.LRUCache(maxsize=_KEPT_WEIGHT, getsizeof=_weight), lock=threading.Lock()
+)
 def analyze(command: str, *, fast_path: bool = True, runs: bool = True) -> ShellAnalysis:
     """List the simple commands `command` would run and the risks it carries.
 
-    Pure, so kept for the lines seen last: a line decided again (after an
+    Pure, so kept for the lines seen last (`_KEPT_WEIGHT`): a line decided again (after an
     approval, by ``kfd explain``, the same command in the next turn) is not
     parsed again. The result is shared: never change it. ``fast_path=False``
     parses every script with tree-sitter, even a provably simple one
