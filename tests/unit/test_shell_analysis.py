@@ -74,6 +74,10 @@ CASES = [
     Case("$'\\x72\\x6d' -rf x", [["rm", "-rf", "x"]], set(), "ansi-c hex escapes"),
     Case("echo '$(rm x)'", [["echo", "$(rm x)"]], set(), "single quotes are literal"),
     Case('echo "a\\"b"', [["echo", 'a"b']], set(), "escaped double quote"),
+    # tree-sitter puts the blanks before a closing quote or a `$` inside that token.
+    Case('rm -rf " "/', [["rm", "-rf", " /"]], set(), "blank-only double-quoted part"),
+    Case('echo " " "\t"', [["echo", " ", "\t"]], set(), "blank-only double-quoted words"),
+    Case('echo " $" "a $"', [["echo", " $", "a $"]], set(), "blanks before a literal dollar"),
     Case("echo \"$'x'\"", [["echo", "$'x'"]], set(), "ansi-c syntax is literal in double quotes"),
     Case("echo a\\;rm x", [["echo", "a;rm", "x"]], set(), "escaped semicolon is no operator"),
     Case("rm -- -rf", [["rm", "--", "-rf"]], set(), "double dash stays in argv"),

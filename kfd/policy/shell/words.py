@@ -398,8 +398,18 @@ def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
 
 
 def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
+    # tree-sitter puts blanks before a token inside the token (`" "` is an opening quote
+    # and a closing one spanning ` "`; `" $"` holds a `$` spanning ` $`): those blanks
+    # are the string's content, so the closing quote is the node's last byte.
     children = node.children
-    if len(children) < 2 or children[0].type != '"' or children[-1].type != '"':
+    closing = node.end_byte - 1
+    if (
+        len(children) < 2
+        or children[0].type != '"'
+        or children[-1].type != '"'
+        or children[-1].is_missing
+        or source[closing : closing + 1] != b'"'
+    ):
         builder.dynamic("malformed double-quoted string")
         return
     position = children[0].end_byte
@@ -410,13 +420,13 @@ def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> 
             content = source[child.start_byte : child.end_byte]
             builder.double_quoted(decode(content))
         elif child.type == "$":
+            builder.double_quoted(decode(source[child.start_byte : child.end_byte - 1]))
             builder.quoted("$")
         else:
             _node(child, source, builder, scan)
         position = child.end_byte
-    if position < children[-1].start_byte:
-        gap = source[position : children[-1].start_byte]
-        builder.double_quoted(decode(gap))
+    if position < closing:
+        builder.double_quoted(decode(source[position:closing]))
 
 
 def _expansions(builder: _Builder) -> None:
