@@ -93,6 +93,25 @@ NEAR_MISSES = [
     "ls =x",
     "ls a=",
     "echo 'a\\b' 'it''s' ''",
+    'git commit -m "Fix the parser; && || | it" && git push origin main',
+    'echo "a" "b c"d"e" \'f\'"g"',
+    '"rm" -rf build',
+    '"if" x',
+    'r"m" -rf /',
+    'echo "x" # c',
+    'echo "unterminated',
+    'echo "a\tb"',
+    '"git" "push" "--force"',
+    # Found by the generated quoted words below: tree-sitter reads a reserved word glued
+    # to a quote as the word, `<(` inside double quotes as a substitution, and (fixed in
+    # the walker) blanks before a closing quote as no content.
+    'export"/"',
+    'if":" x',
+    'echo "<("',
+    'x ">(a" y',
+    'echo " " "\t" " $"',
+    'rm -rf " "/',
+    "echo 'a<<b'; echo 'a<<b'",
     "echo 'unterminated",
     "bash -c 'ls && cat README.md; rm -rf build'",
     "sudo -u root bash -c 'git push --force origin main'",
@@ -184,7 +203,11 @@ def test_long_plain_lines_skip_tree_sitter(line: str) -> None:
         "FOO=bar ls",
         "for x in a; do ls; done",
         "echo $x",
-        'echo "x"',
+        'echo "$x"',
+        'echo "a\\b"',
+        'echo "a!"',
+        'echo "`ls`"',
+        'echo "a\nb"',
         "echo `ls`",
         "ls > x",
         "ls \\x",
@@ -268,6 +291,22 @@ _WORDS = st.sampled_from(
         "{}",
         "+",
         "'a b'",
+        '"a b"',
+        '""',
+        '"a;b&&c|d"',
+        'a"b"c',
+        '"it\'s"',
+        "'say \"hi\"'",
+        '"#"',
+        '"*"',
+        '"~"',
+        '"{a,b}"',
+        '"if"',
+        '"-"',
+        '"=="',
+        '"a=b"',
+        '"-rf"',
+        '"rm"',
         "''",
         "'it''s'",
         "'a;b&&c|d'",
@@ -325,3 +364,40 @@ def test_generated_lines_give_the_same_facts_with_and_without_the_fast_path(
     line = "".join(word + glue for word, glue in parts[:-1]) + parts[-1][0] + end
     same(line)
     same(f"bash -c {line!r}" if "'" not in line else f"bash -c '{line.replace(chr(39), '')}'")
+
+
+_QUOTED_ALPHABET = [
+    *"ab -;|&#'=*?~{}()<>/.%@:,+\t",
+    *("if", "do", "rm", "git", "push", "--force", "==", "=~", "  "),
+]
+
+
+@st.composite
+def _quoted_word(draw: st.DrawFn) -> str:
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["double", "double", "single", "plain"]))
+        content = "".join(draw(st.lists(st.sampled_from(_QUOTED_ALPHABET), max_size=5)))
+        if kind == "double":
+            parts.append(f'"{content.replace(chr(34), "")}"')
+        elif kind == "single":
+            parts.append(f"'{content.replace(chr(39), '')}'")
+        else:
+            parts.append(draw(st.sampled_from(["ls", "rm", "-rf", "x", "a=b", "if", "export"])))
+    return "".join(parts)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(_quoted_word(), min_size=1, max_size=5),
+            st.sampled_from([" ", "; ", " && ", " || ", " | ", "\n", "&&", " & "]),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_lines_of_quoted_words_give_the_same_facts(commands: list[tuple[list[str], str]]) -> None:
+    line = "".join(" ".join(words) + glue for words, glue in commands[:-1])
+    same(line + " ".join(commands[-1][0]))

@@ -1,8 +1,8 @@
-"""Lines too plain to need a parser: plain words and single quotes, chained.
+"""Lines too plain to need a parser: plain words and plain quoted strings, chained.
 
 Part of the shell analyser (`kfd.policy.shell`). tree-sitter's bash grammar
 costs about a microsecond per byte (its external scanner), most of a decision
-on a 4 KB line; a line of plain words, single-quoted strings, ``;``, ``&&``,
+on a 4 KB line; a line of plain words, plain quoted strings, ``;``, ``&&``,
 ``||``, ``|`` and comment lines needs none of it. Our own code here, for speed
 only: `simple_line` reads such a line into the statements tree-sitter would
 find, and declines (None) everything else, which tree-sitter then parses. Its
@@ -12,9 +12,13 @@ by a differential test over the permission corpus and generated lines
 (tests/unit/test_shell_fast_path.py). So it accepts only a strict whitelist:
 
 - printable ASCII, blanks and newlines (no look-alikes, nothing to shield);
-- words of ``A-Za-z0-9_./,:@%+=-`` and single-quoted strings of printable
-  ASCII (no ``$``, backquote, backslash, double quote, glob or brace
-  character, ``~``, ``#``, ``!``, parentheses or redirection);
+- words of ``A-Za-z0-9_./,:@%+=-``, single-quoted strings of printable
+  ASCII and double-quoted strings of printable ASCII but ``$``, backquote,
+  backslash and ``!`` (what bash expands there), nor ``<(`` or ``>(`` (which
+  tree-sitter reads as a substitution even there) or ``<<`` (the walker walks
+  a statement holding one each time it comes); nothing else outside quotes
+  (no glob or brace character, ``~``, ``#``, ``!``, parentheses or
+  redirection);
 - a statement is one command, a pipeline (only ``|``) or an ``&&``/``||`` list
   of commands and pipelines of two commands (tree-sitter nests a longer
   pipeline inside a list in ways of its own: ``a | b | c && d`` is a pipeline
@@ -36,13 +40,15 @@ from typing import Literal
 __all__ = ["PlainCommand", "PlainStatement", "simple_line"]
 
 # Possessive repetitions: a line that fails to match fails in linear time.
-_LINE = re.compile(r"(?:[A-Za-z0-9_./,:@%+=\- \t|;]++|&&|'[\t -&(-~]*+')*+")
-"""A line of plain words, single-quoted strings, blanks and operators (no lone ``&``)."""
-_STATEMENT = re.compile(r"((?:[^';]++|'[^']*+')*+)(;|\Z)")
-_SEGMENT = re.compile(r"((?:[^'&|]++|'[^']*+')*+)(&&|\|\||\||\Z)")
+_LINE = re.compile(r"(?:[A-Za-z0-9_./,:@%+=\- \t|;]++|&&|'[\t -&(-~]*+'|\"[\t #%-\[\]-_a-~]*+\")*+")
+"""A line of plain words, quoted strings, blanks and operators (no lone ``&``)."""
+_STATEMENT = re.compile(r"((?:[^'\";]++|'[^']*+'|\"[^\"]*+\")*+)(;|\Z)")
+_SEGMENT = re.compile(r"((?:[^'\"&|]++|'[^']*+'|\"[^\"]*+\")*+)(&&|\|\||\||\Z)")
 """One command's text and the operator after it (none at the end)."""
-_WORD = re.compile(r"(?:[^ \t']++|'[^']*+')++")
-_QUOTED = re.compile(r"'([^']*)'")
+_WORD = re.compile(r"(?:[^ \t'\"]++|'[^']*+'|\"[^\"]*+\")++")
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_QUOTES = frozenset("'\"")
+_BEFORE_QUOTE = re.compile(r"[^'\"]*")
 _SEPARATORS = str.maketrans(";&|", "   ")
 _SPECIAL_NAMES = frozenset(
     {"if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while", "until"}
@@ -62,7 +68,7 @@ class PlainCommand:
     @property
     def words(self) -> list[tuple[str, str]]:
         """Each word as written and after quote removal."""
-        if "'" not in self.text:
+        if _QUOTES.isdisjoint(self.text):
             return [(word, word) for word in self.text.split()]
         return [(word, _QUOTED.sub(_unquote, word)) for word in _WORD.findall(self.text)]
 
@@ -95,9 +101,14 @@ def simple_line(text: str) -> list[PlainStatement] | None:
     for line in text.split("\n"):
         if line.lstrip(_BLANKS).startswith("#"):
             continue  # a comment line (a `#` anywhere else declines the line)
-        if not _LINE.fullmatch(line) or ("=" in line and _operator_like(line)):
+        if (
+            not _LINE.fullmatch(line)
+            or ("=" in line and _operator_like(line))
+            or ("<(" in line or ">(" in line)  # tree-sitter reads `"<("` as a substitution
+            or "<<" in line  # the walker walks such statements each time (here-documents)
+        ):
             return None
-        pieces = line.split(";") if "'" not in line else _split(_STATEMENT, line)[::2]
+        pieces = line.split(";") if _QUOTES.isdisjoint(line) else _split(_STATEMENT, line)[::2]
         for index, piece in enumerate(pieces):
             source = piece.strip(_BLANKS)
             if not source:
@@ -178,7 +189,7 @@ def _command(text: str) -> PlainCommand | None:
     """The command ``text`` (blanks stripped), or None if it is empty or must decline."""
     if not text:
         return None  # an operator with no command before or after it
-    first = text.split(None, 1)[0] if "'" not in text else _WORD.match(text)
+    first = text.split(None, 1)[0] if _QUOTES.isdisjoint(text) else _WORD.match(text)
     name = first if isinstance(first, str) else first.group() if first is not None else ""
     if not name or "=" in name or name in _SPECIAL_NAMES:
         return None
@@ -188,10 +199,16 @@ def _command(text: str) -> PlainCommand | None:
         # and cannot parse a command name holding `%` or `@` (`x%1`: it reads
         # `%1` alone and says the rest is unparsed): both left to it (it asks).
         return None
-    if "'" in name and _QUOTED.sub(_unquote, name) in _SPECIAL_NAMES:
+    if not _QUOTES.isdisjoint(name) and (
+        _QUOTED.sub(_unquote, name) in _SPECIAL_NAMES
+        or _BEFORE_QUOTE.match(name).group() in _SPECIAL_NAMES  # type: ignore[union-attr]
+    ):
+        # tree-sitter reads a reserved word glued to a quote as the word (`if":"`,
+        # `export"/"`), where bash reads one word (`if:`): left to it.
         return None
     return PlainCommand(text)
 
 
 def _unquote(match: re.Match[str]) -> str:
-    return match.group(1)
+    single, double = match.groups()
+    return single if single is not None else double
