@@ -36,7 +36,7 @@ from enum import Enum
 
 import msgspec
 
-from kfd.policy.programs.argv import Arg, Parsed, parse
+from kfd.policy.programs.argv import Arg, Parsed, parse, parse_program
 from kfd.policy.programs.identity import canonical
 from kfd.policy.programs.spec import spec_for
 
@@ -178,13 +178,10 @@ class CommandView:
 def _parse_as(
     program: str, argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool
 ) -> Parsed | None:
-    spec = spec_for(program)
-    if spec is None:
-        return None
     args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
     if open_ended:
         args.append(Arg("", static=False))
-    return parse(spec, args)
+    return parse_program(program, tuple(args))
 
 
 def rule_program(pattern: CommandPattern) -> tuple[str, ...]:

@@ -294,24 +294,38 @@ def _weigh_risks(line: LineFacts, found: Findings) -> None:
             )
 
 
+_Indexed = tuple[int, SourcedRule, CommandPattern]
+"""An allow rule's place in its rule set, the rule, and its words (`_allow_index`)."""
+
+
 def allowing_rule(command: SimpleCommand, rules: Sequence[SourcedRule]) -> SourcedRule | None:
     """The first rule of ``rules`` allowing this command word for word, if one does."""
     index = _allow_index(tuple(rules))
-    first = command.argv[0] if command.argv else ""
-    for sourced, pattern in [*index.get(first, []), *index.get("", [])]:
-        if allow_match(pattern, command.argv, command.dynamic, command.open_ended):
+    argv = command.argv
+    first = argv[0] if argv else ""
+    none: list[_Indexed] = []
+    candidates = [*index.get((first, argv[1]), none)] if len(argv) > 1 else []
+    candidates += [*index.get((first,), none), *index.get((), none)]
+    for _, sourced, pattern in (
+        sorted(candidates, key=_order) if len(candidates) > 1 else candidates
+    ):
+        if allow_match(pattern, argv, command.dynamic, command.open_ended):
             return sourced
     return None
 
 
+def _order(indexed: _Indexed) -> int:
+    return indexed[0]
+
+
 @functools.lru_cache(maxsize=64)
-def _allow_index(
-    rules: tuple[SourcedRule, ...],
-) -> dict[str, list[tuple[SourcedRule, CommandPattern]]]:
-    """The bash allow rules by their first word (allow rules match word for word), in order;
-    ``""`` holds those that match any command (``bash(*)``)."""
-    index: dict[str, list[tuple[SourcedRule, CommandPattern]]] = {}
-    for sourced in rules:
+def _allow_index(rules: tuple[SourcedRule, ...]) -> dict[tuple[str, ...], list[_Indexed]]:
+    """The bash allow rules by their first two words (allow rules match word for word;
+    ``git status`` is looked at for ``git status`` only, not for every git command), with
+    their place in ``rules``; ``(word,)`` holds the rules of one word, ``()`` those that
+    match any command (``bash(*)``)."""
+    index: dict[tuple[str, ...], list[_Indexed]] = {}
+    for order, sourced in enumerate(rules):
         spec = sourced.rule.spec
         if sourced.decision != "allow" or spec is None or not sourced.rule.names("bash"):
             continue
@@ -319,9 +333,7 @@ def _allow_index(
         kept = sourced.source in ("session", "always")
         pattern = literal_pattern(spec) if kept else command_pattern(spec)
         if pattern is not None:
-            index.setdefault(pattern.words[0] if pattern.words else "", []).append(
-                (sourced, pattern)
-            )
+            index.setdefault(pattern.words[:2], []).append((order, sourced, pattern))
     return index
 
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kfd.policy.programs.argv import Arg, Parsed, parse
+from kfd.policy.programs.argv import Arg, Parsed, parse_program
 from kfd.policy.programs.builtins import builtin_for
 from kfd.policy.programs.identity import INTERPRETERS
 from kfd.policy.programs.spec import ProgramSpec, spec_for
@@ -135,7 +135,7 @@ def _read(argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool) -> R
     args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
     if open_ended:
         args.append(Arg("", static=False))
-    return Reading(program, spec, parse(spec, args), known)
+    return Reading(program, spec, parse_program(program, tuple(args)), known)
 
 
 def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] = ()) -> list[str]:

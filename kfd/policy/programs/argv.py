@@ -15,11 +15,12 @@ Pure: no I/O. The knowledge comes from `kfd.policy.programs.spec`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kfd.policy.programs.spec import OptionSpec, ProgramSpec
+from kfd.policy.programs.spec import OptionSpec, ProgramSpec, spec_for
 
 __all__ = ["NUMBER", "Arg", "Parsed", "parse"]
 
@@ -140,6 +141,16 @@ def parse(spec: ProgramSpec, words: Sequence[Arg]) -> Parsed:
             words = _unbundle(spec, words)
         _options(spec, words, parsed)
     return parsed
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_program(program: str, words: tuple[Arg, ...]) -> Parsed | None:
+    """`parse` for the program kfd knows as ``program`` (None if it knows none), kept: a
+    decision reads each command's words while analysing its line, while gathering its
+    paths and while matching rules, and a long ``git add`` has hundreds. The result is
+    shared: never change it."""
+    spec = spec_for(program)
+    return None if spec is None else parse(spec, words)
 
 
 def _options(spec: ProgramSpec, words: Sequence[Arg], parsed: Parsed) -> None:

@@ -25,9 +25,8 @@ from __future__ import annotations
 import os
 import re
 
-from kfd.policy.programs.argv import Arg, parse
+from kfd.policy.programs.argv import Arg, parse, parse_program
 from kfd.policy.programs.identity import canonical
-from kfd.policy.programs.spec import spec_for
 from kfd.policy.programs.wrappers import WrapperSpec, wrapper_for
 from kfd.policy.shell.builtin_words import check_builtin
 from kfd.policy.shell.gitwords import git_globals
@@ -246,10 +245,11 @@ def _assignments(
 def _program_effects(words: list[Word], state: Invocation, out: Unwrapped) -> None:
     """What the effective command's own options make it run or write (``meaning.toml``)."""
     head = words[0].value
-    spec = spec_for(os.path.basename(head)) if head is not None else None
-    if spec is None or len(words) < 2:
+    if head is None or len(words) < 2:
         return
-    parsed = parse(spec, _args(words[1:]))
+    parsed = parse_program(os.path.basename(head), tuple(_args(words[1:])))
+    if parsed is None:
+        return
     current = parsed.current
     label = " ".join([os.path.basename(words[0].text), *parsed.path])
     for name, values in parsed.options.items():
@@ -266,7 +266,7 @@ def _program_effects(words: list[Word], state: Invocation, out: Unwrapped) -> No
                 out.script(value, [label, _spelled(name)], state)
             if "writes" in effects and value:
                 out.write(value, f"{label} {_spelled(name)}")
-    if "runs" in current.traits and not (parsed.path and "runs" in spec.traits):
+    if "runs" in current.traits and not (parsed.path and "runs" in parsed.spec.traits):
         out.finding(RiskKind.PROGRAM_OPTION, f"{label} runs shell commands", label)
     if parsed.command:
         command = [Word(a.text, a.text if a.static else None, "expansion") for a in parsed.command]
