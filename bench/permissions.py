@@ -6,8 +6,11 @@ trees walked in a real workspace, the pure engine run with the built-in and a
 few user rules, exactly as the gate does it (no daemon). Lines go from a
 plain ``git status`` to 4 KB (a long commit message, a long chain, a long
 loop, many paths): the target is under 1 ms at p50 and 5 ms at p99 for each.
-Each line says which parser read it: tree-sitter costs about a microsecond a
-byte, so the 4 KB lines it must read (a loop, a substitution) stay over 1 ms.
+Each line says which parser read it (tree-sitter costs about a microsecond a
+token; a long run of plain words is one token to it: `kfd.policy.shell.runs`).
+The last lines repeat nothing (distinct paths, distinct statements): a line of
+hundreds of commands costs what its commands cost, some 50-100 us each
+(analysis, paths, rules), and stays over the target.
 Sandbox: one trivial command run by the bash tool, confined by bubblewrap and
 not.
 """
@@ -41,11 +44,14 @@ FOUR_KB = 4096
 
 
 def _fill(template: str, unit: str, joiner: str = "") -> str:
-    """``template`` with ``{}`` filled by ``unit`` repeated until the line is ~4 KB."""
+    """``template`` with ``{}`` filled by ``unit`` repeated until the line is ~4 KB
+    (``{n}`` in ``unit`` numbers each: a line of distinct words or statements)."""
     parts: list[str] = []
-    while len(template.format(joiner.join(parts))) + len(unit) + len(joiner) < FOUR_KB:
-        parts.append(unit)
-    return template.format(joiner.join(parts))
+    while True:
+        part = unit.replace("{n}", str(len(parts)))
+        if len(template.format(joiner.join(parts))) + len(part) + len(joiner) >= FOUR_KB:
+            return template.format(joiner.join(parts))
+        parts.append(part)
 
 
 LINES = [
@@ -67,6 +73,10 @@ LINES = [
     _fill("cat {}", "src/a.py README.md ", ""),
     _fill("for x in {}; do echo $x; done", "a b c d ", ""),
     _fill("echo start{}", "; echo $(date) > out.txt", ""),
+    # Distinct words and statements: nothing in the line is read twice.
+    _fill("git add {}", "src/m{n}.py ", ""),
+    _fill('for f in {}; do git add "$f"; done', "src/m{n}.py ", ""),
+    _fill("echo start{}", "; echo $(date) > out{n}.txt", ""),
 ]
 RUNS = 300
 TREE_LINES = ["grep -rn TODO .", "rg -l 'fn main' src"]
@@ -169,7 +179,7 @@ def main() -> None:
         subprocess.run(["git", "init", "-q", root], check=True)
         (workspace / "README.md").write_text("# demo\n")
         (workspace / "src").mkdir()
-        for index in range(200):
+        for index in range(400):
             (workspace / "src" / f"m{index}.py").write_text("x = 1\n")
         (workspace / "src" / "a.py").write_text("print(1)\n")
         (workspace / ".env").write_text("TOKEN=x\n")
