@@ -1,11 +1,13 @@
-"""Lines too plain to need a parser: plain words and plain quoted strings, chained.
+"""Lines too plain to need a parser: plain words, plain quoted strings and plain
+redirections, chained.
 
 Part of the shell analyser (`kfd.policy.shell`). tree-sitter's bash grammar
-costs about a microsecond per byte (its external scanner), most of a decision
-on a 4 KB line; a line of plain words, plain quoted strings, ``;``, ``&&``,
-``||``, ``|`` and comment lines needs none of it. Our own code here, for speed
-only: `simple_line` reads such a line into the statements tree-sitter would
-find, and declines (None) everything else, which tree-sitter then parses. Its
+costs about a microsecond per token, and the walk over its tree as much
+again; a line of plain words, plain quoted strings, plain redirections,
+``;``, ``&&``, ``||``, ``|`` and comment lines needs none of it. Our own code
+here, for speed only: `simple_line` reads such a line into the statements
+tree-sitter would find, and declines (None) everything else, which
+tree-sitter then parses. Its
 promise is exactness, not a second opinion: the walker (`kfd.policy.shell.parse`)
 turns its statements into exactly the facts the tree-sitter path gives, proven
 by a differential test over the permission corpus and generated lines
@@ -17,8 +19,12 @@ by a differential test over the permission corpus and generated lines
   backslash and ``!`` (what bash expands there), nor ``<(`` or ``>(`` (which
   tree-sitter reads as a substitution even there) or ``<<`` (the walker walks
   a statement holding one each time it comes); nothing else outside quotes
-  (no glob or brace character, ``~``, ``#``, ``!``, parentheses or
-  redirection);
+  (no glob or brace character, ``~``, ``#``, ``!`` or parentheses);
+- redirections only after a command's words, each after a blank: ``>``,
+  ``>>``, ``&>`` and (without a descriptor) ``<`` to a word not starting with
+  ``-`` or ``=``, or ``N>&M`` between descriptors; and only on a statement's
+  first command (tree-sitter gives a later command's redirections to all
+  before it: ``a | b > c`` as ``(a | b) > c``), never after a lone ``-``;
 - a statement is one command, a pipeline (only ``|``) or an ``&&``/``||`` list
   of commands and pipelines of two commands (tree-sitter nests a longer
   pipeline inside a list in ways of its own: ``a | b | c && d`` is a pipeline
@@ -40,14 +46,25 @@ from typing import Literal
 __all__ = ["PlainCommand", "PlainStatement", "simple_line"]
 
 # Possessive repetitions: a line that fails to match fails in linear time.
-_LINE = re.compile(r"(?:[A-Za-z0-9_./,:@%+=\- \t|;]++|&&|'[\t -&(-~]*+'|\"[\t #%-\[\]-_a-~]*+\")*+")
-"""A line of plain words, quoted strings, blanks and operators (no lone ``&``)."""
+_LINE = re.compile(
+    r"(?:[A-Za-z0-9_./,:@%+=\- \t|;]++|&&|>>|>&|&>|[<>]"
+    r"|'[\t -&(-~]*+'|\"[\t #%-\[\]-_a-~]*+\")*+"
+)
+"""A line of plain words, quoted strings, blanks, operators (no lone ``&``) and
+redirection operators (which only `_command` places)."""
 _STATEMENT = re.compile(r"((?:[^'\";]++|'[^']*+'|\"[^\"]*+\")*+)(;|\Z)")
-_SEGMENT = re.compile(r"((?:[^'\"&|]++|'[^']*+'|\"[^\"]*+\")*+)(&&|\|\||\||\Z)")
+_SEGMENT = re.compile(r"((?:[^'\"&|]++|'[^']*+'|\"[^\"]*+\"|&(?=>)|(?<=>)&)*+)(&&|\|\||\||\Z)")
 """One command's text and the operator after it (none at the end)."""
 _WORD = re.compile(r"(?:[^ \t'\"]++|'[^']*+'|\"[^\"]*+\")++")
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 _QUOTES = frozenset("'\"")
+_REDIRECTING = frozenset("<>")
+_TOKEN = re.compile(
+    r"(?P<blank>[ \t]++)|(?P<operator>[0-9]?(?:>>|>&|>|<)|&>)"
+    r"|(?P<word>(?:[^ \t'\"<>&]++|'[^']*+'|\"[^\"]*+\")++)|(?P<other>.)",
+    re.DOTALL,
+)
+"""A command's blanks, redirection operators (with a descriptor) and words."""
 _BEFORE_QUOTE = re.compile(r"[^'\"]*")
 _SEPARATORS = str.maketrans(";&|", "   ")
 _SPECIAL_NAMES = frozenset(
@@ -59,18 +76,34 @@ _SPECIAL_NAMES = frozenset(
 _BLANKS = " \t"
 
 
+@dataclass(slots=True, frozen=True)
+class PlainRedirect:
+    """A redirection after a command's words: ``>``, ``>>``, ``<``, ``&>``, ``N>&M``."""
+
+    operator: str
+    """``>``, ``>>``, ``<``, ``&>`` or ``>&`` (then `target` is a descriptor's number)."""
+    fd: int | None
+    """The descriptor written before the operator (``2>``), if one is."""
+    target: str
+    """After quote removal."""
+
+
 @dataclass(slots=True)
 class PlainCommand:
-    """One simple command, from its first word to its last, as written."""
+    """One simple command, from its first word to its last redirection, as written."""
 
     text: str
+    body: str = ""
+    """Its words alone, when it has redirections (else `text`)."""
+    redirects: tuple[PlainRedirect, ...] = ()
 
     @property
     def words(self) -> list[tuple[str, str]]:
         """Each word as written and after quote removal."""
-        if _QUOTES.isdisjoint(self.text):
-            return [(word, word) for word in self.text.split()]
-        return [(word, _QUOTED.sub(_unquote, word)) for word in _WORD.findall(self.text)]
+        text = self.body or self.text
+        if _QUOTES.isdisjoint(text):
+            return [(word, word) for word in text.split()]
+        return [(word, _QUOTED.sub(_unquote, word)) for word in _WORD.findall(text)]
 
 
 @dataclass(slots=True)
@@ -166,6 +199,11 @@ def _statement(source: str, known: dict[str, PlainCommand | None]) -> PlainState
     operators = parts[1::2]
     if len(commands) == 1:
         return PlainStatement("command", source, tuple(commands))
+    if any(command.redirects for command in commands[1:]):
+        # tree-sitter gives the redirections of a later command to all that comes before
+        # it (`a | b > c` as `(a | b) > c`, `a && b > c && d` as `(a && b) > c && d`):
+        # left to it.
+        return None
     if all(operator == "|" for operator in operators):
         return PlainStatement("pipeline", source, tuple(commands))
     operands: list[PlainStatement] = []
@@ -206,7 +244,56 @@ def _command(text: str) -> PlainCommand | None:
         # tree-sitter reads a reserved word glued to a quote as the word (`if":"`,
         # `export"/"`), where bash reads one word (`if:`): left to it.
         return None
-    return PlainCommand(text)
+    if _REDIRECTING.isdisjoint(text) and "&" not in text:
+        return PlainCommand(text)
+    return _redirected(text)
+
+
+def _redirected(text: str) -> PlainCommand | None:
+    """A command whose words are followed by redirections only, each after a blank:
+    ``[N]>``, ``[N]>>``, ``[N]<``, ``&>`` to a word, or ``[N]>&M`` (descriptor
+    numbers). Anything else (a redirection among the words, ``>|``, ``<>``, ``>&-``,
+    a target starting with ``-`` or ``=``) is left to tree-sitter."""
+    tokens = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(text)]
+    body_end = 0
+    index = 0
+    while index < len(tokens) and tokens[index][0] in ("word", "blank"):
+        body_end += len(tokens[index][1])
+        index += 1
+    if index == len(tokens):
+        return PlainCommand(text)  # `<` or `>` inside quotes only
+    if tokens[index][0] != "operator" or not body_end:
+        return None
+    redirects: list[PlainRedirect] = []
+    while index < len(tokens):
+        kind, operator = tokens[index]
+        if kind != "operator" or tokens[index - 1][0] != "blank":
+            return None
+        index += 1
+        if index < len(tokens) and tokens[index][0] == "blank":
+            index += 1
+        if index == len(tokens) or tokens[index][0] != "word":
+            return None
+        target = tokens[index][1]
+        index += 1
+        if index < len(tokens):
+            if tokens[index][0] != "blank" or index + 1 == len(tokens):
+                return None
+            index += 1
+        fd = int(operator[0]) if operator[0].isdigit() else None
+        operator = operator.lstrip("0123456789")
+        value = _QUOTED.sub(_unquote, target)
+        if (
+            target[0] in "-="
+            or (operator == ">&" and not target.isdigit())
+            or (operator == "<" and fd is not None)  # tree-sitter reads `0<x` as `0 <x`
+        ):
+            return None
+        redirects.append(PlainRedirect(operator, fd, value))
+    body = text[:body_end].rstrip(_BLANKS)
+    if body.endswith((" -", "\t-")):
+        return None  # tree-sitter drops a lone `-` before a redirection from the command
+    return PlainCommand(text, body, tuple(redirects))
 
 
 def _unquote(match: re.Match[str]) -> str:

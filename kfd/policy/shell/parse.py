@@ -14,7 +14,7 @@ human must look at is a `Risk`.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kfd.policy.shell.evaluation import literal_arithmetic_node
 from kfd.policy.shell.fastpath import PlainCommand, PlainStatement, simple_line
@@ -61,6 +61,13 @@ _BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
 _WORD_BLANKS = re.compile(rb"(?:[ \t]|\\\n)*")
 """Between a command's words: a line break (not escaped) ends a command in bash, yet
 tree-sitter reads ``a | b | 'c'⏎d && e`` as one command ``c d`` (hiding ``d``)."""
+_DIRECTIONS: dict[str, Literal["read", "write", "append"]] = {
+    "<": "read",
+    ">": "write",
+    "&>": "write",
+    ">>": "append",
+}
+"""What a redirection the fast path reads does to its file (as `file_redirect` says)."""
 _RUN_ANCESTORS = _CONTAINERS | {
     "list",
     "redirected_statement",
@@ -199,17 +206,33 @@ class _Walker(SimpleCommandReader):
             self.plain_statement(statement, context, level)
 
     def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
-        if not self.first_walk(statement.kind, statement.text.encode(), context, level):
-            return
         if statement.kind == "command":
-            self.plain_command_words(statement.commands[0], context, level)
+            self.plain_simple(statement.commands[0], context, level)
+        elif not self.first_walk(statement.kind, statement.text.encode(), context, level):
+            return
         elif statement.kind == "pipeline":
             for command in statement.commands:
-                if self.first_walk("command", command.text.encode(), context, level + 1):
-                    self.plain_command_words(command, context, level + 1)
+                self.plain_simple(command, context, level + 1)
         else:  # a list: its operands one level down, as `flatten_list` gives them
             for operand in statement.operands:
                 self.plain_statement(operand, context, level + 1)
+
+    def plain_simple(self, command: PlainCommand, context: Context, level: int) -> None:
+        """One command, as `statement` walks a command node or (with redirections) a
+        redirected statement: its redirections recorded first, the command a level down."""
+        if not command.redirects:
+            if self.first_walk("command", command.text.encode(), context, level):
+                self.plain_command_words(command, context, level)
+            return
+        if not self.first_walk("redirected_statement", command.text.encode(), context, level):
+            return
+        redirects = [
+            Redirect(_DIRECTIONS[r.operator], r.target, True, r.fd)
+            for r in command.redirects
+            if r.operator != ">&"  # a descriptor duplicated (`2>&1`): no file
+        ]
+        self.register(redirects)
+        self.plain_command_words(command, context.with_redirects(redirects), level + 1)
 
     def first_walk(
         self, kind: str, text: bytes, context: Context, level: int, parsed: bytes | None = None
@@ -228,7 +251,7 @@ class _Walker(SimpleCommandReader):
 
     def plain_command_words(self, command: PlainCommand, context: Context, level: int) -> None:
         words = [Word(source, value) for source, value in command.words]
-        self.emit(words, [], context, command.text, level)
+        self.emit(words, [], context, command.body or command.text, level)
 
     def statement(self, node: Node, context: Context, level: int) -> None:
         if level > MAX_DEPTH:
