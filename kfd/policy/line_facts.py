@@ -26,6 +26,8 @@ import re
 import stat
 from collections.abc import Mapping, Sequence
 
+import msgspec
+
 from kfd.policy.facts import CommandFacts, LineFacts, PathFact, PathKind, TreeFact
 from kfd.policy.gitindex import index_paths
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
@@ -89,7 +91,7 @@ def line_facts(
     redirects: list[PathFact] = []
     seen: set[tuple[str, str, bool]] = set()
     for (word, write), base in ((t, b) for t in targets for b in bases):
-        fact = path_fact(word, base, root, write=write, instructions=links)
+        fact = msgspec.structs.replace(gatherer.resolve(word, base), write=write)
         if (word, fact.path, write) not in seen:
             seen.add((word, fact.path, write))
             redirects.append(fact)
