@@ -128,6 +128,20 @@ NEAR_MISSES = [
     "ls >& 2 || ls",
     "ls >&2 x",
     "echo \"a > b\" '<c'",
+    # Command substitutions, each a whole word of a simple script.
+    "echo $(date) > out.txt; echo $(date) > out.txt",
+    "kill $(pgrep -f x) && ls $(git ls-files)",
+    "cd $(git rev-parse --show-toplevel) && ls",
+    "echo $(a; b) $(c | d && e) $(ls > x 2>&1)",
+    "echo $(rm -rf /) $(git push --force origin main)",
+    "ls $(git rev-parse --show-toplevel)/src",
+    "x=$(date)",
+    "echo a$(b) $(c)d",
+    "$(echo rm) x",
+    "echo $(echo $(x))",
+    "echo $() $( ) $(;)",
+    "echo $(ls) > $(date)",
+    'echo "$(ls)"',
     "echo 'unterminated",
     "bash -c 'ls && cat README.md; rm -rf build'",
     "sudo -u root bash -c 'git push --force origin main'",
@@ -317,6 +331,13 @@ _WORDS = st.sampled_from(
         "{}",
         "+",
         "'a b'",
+        "$(ls)",
+        "$(rm -rf /)",
+        "$(a; b && c | d)",
+        "$(git push --force)",
+        "a$(b)",
+        "$(",
+        "$()",
         '"a b"',
         '""',
         '"a;b&&c|d"',
@@ -474,3 +495,34 @@ def test_lines_with_redirections_give_the_same_facts(
         commands += commands[:1]
     line = commands[0] + "".join(o + c for o, c in zip(operators, commands[1:], strict=False))
     same(line)
+
+
+_INNER_WORDS = st.sampled_from(["ls", "git", "rm", "-rf", "push", "x", "a=b", "-", "done", '"a b"'])
+
+
+@st.composite
+def _substitution(draw: st.DrawFn) -> str:
+    words = st.lists(_INNER_WORDS, max_size=3).map(" ".join)
+    commands = draw(st.lists(words, min_size=1, max_size=3))
+    glues = st.sampled_from(["; ", " && ", " | ", " > y", " 2>&1", "\n", " "])
+    glue = draw(st.lists(glues, min_size=2, max_size=2))
+    script = commands[0] + "".join(g + c for g, c in zip(glue, commands[1:], strict=False))
+    return draw(st.sampled_from(["", "", "", "a", "x=", '"'])) + f"$({script})"
+
+
+@given(
+    st.lists(
+        st.lists(st.one_of(_INNER_WORDS, _substitution()), min_size=1, max_size=4),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from([" | ", " && ", "; ", "\n"]),
+    st.sampled_from(["", " > out", " 2>&1", " > $(date)"]),
+)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_lines_with_substitutions_give_the_same_facts(
+    commands: list[list[str]], operator: str, redirect: str
+) -> None:
+    line = operator.join(["ls " + " ".join(words) for words in commands]) + redirect
+    same(line)
+    same(f"{line}{operator}{line}")

@@ -1,11 +1,12 @@
-"""Lines too plain to need a parser: plain words, plain quoted strings and plain
-redirections, chained.
+"""Lines too plain to need a parser: plain words, quoted strings, redirections and
+command substitutions, chained.
 
 Part of the shell analyser (`kfd.policy.shell`). tree-sitter's bash grammar
 costs about a microsecond per token, and the walk over its tree as much
-again; a line of plain words, plain quoted strings, plain redirections,
-``;``, ``&&``, ``||``, ``|`` and comment lines needs none of it. Our own code
-here, for speed only: `simple_line` reads such a line into the statements
+again; a line of plain words, plain quoted strings, plain redirections and
+substitutions, ``;``, ``&&``, ``||``, ``|`` and comment lines needs none of
+it. Our own code here, for speed only: `simple_line` reads such a line into
+the statements
 tree-sitter would find, and declines (None) everything else, which
 tree-sitter then parses. Its
 promise is exactness, not a second opinion: the walker (`kfd.policy.shell.parse`)
@@ -20,6 +21,9 @@ by a differential test over the permission corpus and generated lines
   tree-sitter reads as a substitution even there) or ``<<`` (the walker walks
   a statement holding one each time it comes); nothing else outside quotes
   (no glob or brace character, ``~``, ``#``, ``!`` or parentheses);
+- command substitutions ``$(…)`` that are a whole word (not the command's
+  name, nor a redirection's target) and whose script is itself provably
+  simple (no parentheses, quotes or ``$`` inside);
 - redirections only after a command's words, each after a blank: ``>``,
   ``>>``, ``&>`` and (without a descriptor) ``<`` to a word not starting with
   ``-`` or ``=``, or ``N>&M`` between descriptors; and only on a statement's
@@ -40,7 +44,7 @@ by a differential test over the permission corpus and generated lines
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["PlainCommand", "PlainStatement", "simple_line"]
@@ -48,20 +52,28 @@ __all__ = ["PlainCommand", "PlainStatement", "simple_line"]
 # Possessive repetitions: a line that fails to match fails in linear time.
 _LINE = re.compile(
     r"(?:[A-Za-z0-9_./,:@%+=\- \t|;]++|&&|>>|>&|&>|[<>]"
-    r"|'[\t -&(-~]*+'|\"[\t #%-\[\]-_a-~]*+\")*+"
+    r"|'[\t -&(-~]*+'|\"[\t #%-\[\]-_a-~]*+\"|\$\([A-Za-z0-9_./,:@%+=\- \t|;&<>]*+\))*+"
 )
-"""A line of plain words, quoted strings, blanks, operators (no lone ``&``) and
-redirection operators (which only `_command` places)."""
-_STATEMENT = re.compile(r"((?:[^'\";]++|'[^']*+'|\"[^\"]*+\")*+)(;|\Z)")
-_SEGMENT = re.compile(r"((?:[^'\"&|]++|'[^']*+'|\"[^\"]*+\"|&(?=>)|(?<=>)&)*+)(&&|\|\||\||\Z)")
+"""A line of plain words, quoted strings, blanks, operators (no lone ``&``),
+redirection operators and command substitutions (which only `_command` places)."""
+_SUBSTITUTION = r"\$\([^()]*+\)"
+_STATEMENT = re.compile(r"((?:[^'\";$]++|'[^']*+'|\"[^\"]*+\"|" + _SUBSTITUTION + r")*+)(;|\Z)")
+_SEGMENT = re.compile(
+    r"((?:[^'\"&|$]++|'[^']*+'|\"[^\"]*+\"|" + _SUBSTITUTION + r"|&(?=>)|(?<=>)&)*+)"
+    r"(&&|\|\||\||\Z)"
+)
 """One command's text and the operator after it (none at the end)."""
-_WORD = re.compile(r"(?:[^ \t'\"]++|'[^']*+'|\"[^\"]*+\")++")
+_WORD = re.compile(r"(?:[^ \t'\"$]++|'[^']*+'|\"[^\"]*+\"|" + _SUBSTITUTION + r")++")
+_INNER = re.compile(r"\$\(([^()]*)\)")
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 _QUOTES = frozenset("'\"")
+_GROUPING = frozenset("'\"$")
+"""What keeps blanks and operators inside one word."""
 _REDIRECTING = frozenset("<>")
 _TOKEN = re.compile(
     r"(?P<blank>[ \t]++)|(?P<operator>[0-9]?(?:>>|>&|>|<)|&>)"
-    r"|(?P<word>(?:[^ \t'\"<>&]++|'[^']*+'|\"[^\"]*+\")++)|(?P<other>.)",
+    r"|(?P<word>(?:[^ \t'\"<>&$]++|'[^']*+'|\"[^\"]*+\"|" + _SUBSTITUTION + r")++)"
+    r"|(?P<other>.)",
     re.DOTALL,
 )
 """A command's blanks, redirection operators (with a descriptor) and words."""
@@ -96,12 +108,14 @@ class PlainCommand:
     body: str = ""
     """Its words alone, when it has redirections (else `text`)."""
     redirects: tuple[PlainRedirect, ...] = ()
+    substitutions: dict[str, list[PlainStatement]] = field(default_factory=dict)
+    """The statements of each word that is a command substitution (``$(date)``)."""
 
     @property
     def words(self) -> list[tuple[str, str]]:
-        """Each word as written and after quote removal."""
+        """Each word as written and after quote removal (a substitution: as written)."""
         text = self.body or self.text
-        if _QUOTES.isdisjoint(text):
+        if _GROUPING.isdisjoint(text):
             return [(word, word) for word in text.split()]
         return [(word, _QUOTED.sub(_unquote, word)) for word in _WORD.findall(text)]
 
@@ -141,7 +155,7 @@ def simple_line(text: str) -> list[PlainStatement] | None:
             or "<<" in line  # the walker walks such statements each time (here-documents)
         ):
             return None
-        pieces = line.split(";") if _QUOTES.isdisjoint(line) else _split(_STATEMENT, line)[::2]
+        pieces = line.split(";") if _GROUPING.isdisjoint(line) else _split(_STATEMENT, line)[::2]
         for index, piece in enumerate(pieces):
             source = piece.strip(_BLANKS)
             if not source:
@@ -227,7 +241,7 @@ def _command(text: str) -> PlainCommand | None:
     """The command ``text`` (blanks stripped), or None if it is empty or must decline."""
     if not text:
         return None  # an operator with no command before or after it
-    first = text.split(None, 1)[0] if _QUOTES.isdisjoint(text) else _WORD.match(text)
+    first = text.split(None, 1)[0] if _GROUPING.isdisjoint(text) else _WORD.match(text)
     name = first if isinstance(first, str) else first.group() if first is not None else ""
     if not name or "=" in name or name in _SPECIAL_NAMES:
         return None
@@ -244,9 +258,33 @@ def _command(text: str) -> PlainCommand | None:
         # tree-sitter reads a reserved word glued to a quote as the word (`if":"`,
         # `export"/"`), where bash reads one word (`if:`): left to it.
         return None
-    if _REDIRECTING.isdisjoint(text) and "&" not in text:
-        return PlainCommand(text)
-    return _redirected(text)
+    if "$" in name:
+        return None  # a command name only known when it runs
+    command = (
+        PlainCommand(text)
+        if _REDIRECTING.isdisjoint(text) and "&" not in text
+        else _redirected(text)
+    )
+    if command is not None and "$" in text:
+        return _substituted(command)
+    return command
+
+
+def _substituted(command: PlainCommand) -> PlainCommand | None:
+    """``command`` with the statements of its command substitutions, each a whole word
+    whose script is itself provably simple (else None)."""
+    for source, _ in command.words:
+        if "$" not in source or source in command.substitutions:
+            continue
+        inner = _INNER.fullmatch(source)
+        statements = simple_line(inner.group(1)) if inner is not None else None
+        if statements is None:
+            return None  # glued to other text (`a$(b)`), empty, or not simple
+        command.substitutions[source] = statements
+    for redirect in command.redirects:
+        if "$" in redirect.target:
+            return None  # a target only known when it runs
+    return command
 
 
 def _redirected(text: str) -> PlainCommand | None:

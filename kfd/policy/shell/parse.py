@@ -251,6 +251,19 @@ class _Walker(SimpleCommandReader):
 
     def plain_command_words(self, command: PlainCommand, context: Context, level: int) -> None:
         words = [Word(source, value) for source, value in command.words]
+        if command.substitutions:
+            # As `scanned` does: each substitution a risk, its commands walked first.
+            for index, word in enumerate(words):
+                statements = command.substitutions.get(word.source)
+                if statements is None:
+                    continue
+                words[index] = Word(word.source, None, "command substitution")
+                self.risk(
+                    RiskKind.COMMAND_SUBSTITUTION,
+                    "command substitution runs commands whose output the line uses",
+                    word.source,
+                )
+                self.plain(statements, Context(), level + 1)
         self.emit(words, [], context, command.body or command.text, level)
 
     def statement(self, node: Node, context: Context, level: int) -> None:
