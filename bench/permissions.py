@@ -18,6 +18,7 @@ not.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import tempfile
@@ -30,7 +31,7 @@ from kfd.agent.toolcall import CallContext
 from kfd.api import PolicyRequest, Sandbox
 from kfd.config import PermissionsConfig
 from kfd.policy.defaults import builtin_rules
-from kfd.policy.engine import decide_facts
+from kfd.policy.engine import decide_facts, forget_words
 from kfd.policy.facts import CallFacts
 from kfd.policy.gate import restricted_matcher
 from kfd.policy.line_facts import line_facts
@@ -113,6 +114,8 @@ def decisions(
             cpu: list[float] = []
             for run in range(RUNS):
                 text = f"{line}\n# {run}" if kind == "fresh" else line
+                if kind == "fresh":
+                    forget_words()  # its commands too are new (the comment left them alike)
                 started, started_cpu = time.perf_counter(), time.process_time()
                 request = PolicyRequest(
                     session_id="s",
@@ -190,6 +193,8 @@ def main() -> None:
                 (big / "src" / f"pkg{package}" / f"m{index}.rs").write_text("fn main() {}\n")
         worst: dict[str, list[float]] = {}
         pooled: dict[str, list[float]] = {}
+        gc.collect()
+        gc.freeze()  # as the daemon does once it serves (kfd.daemon.server)
         decisions(workspace, LINES, worst, pooled)
         # A tree changed within tree_walk.FRESH_S is listed at every decision; one
         # the user is not changing this instant is remembered between decisions.

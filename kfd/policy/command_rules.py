@@ -36,7 +36,7 @@ from enum import Enum
 
 import msgspec
 
-from kfd.policy.programs.argv import Arg, Parsed, parse, parse_program
+from kfd.policy.programs.argv import Arg, Parsed, parse, parse_argv
 from kfd.policy.programs.identity import canonical
 from kfd.policy.programs.spec import spec_for
 
@@ -167,21 +167,12 @@ class CommandView:
     def parsed(self, program: str) -> Parsed | None:
         """The command read as ``program`` reads its command line (None: unknown program)."""
         if program not in self._parsed:
-            parsed = _parse_as(program, tuple(self.argv), frozenset(self.dynamic), self.open_ended)
+            argv, dynamic = tuple(self.argv), frozenset(self.dynamic)
+            parsed = parse_argv(program, argv, dynamic, self.open_ended)
             if parsed is None:
                 return None
             self._parsed[program] = parsed
         return self._parsed[program]
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_as(
-    program: str, argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool
-) -> Parsed | None:
-    args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
-    if open_ended:
-        args.append(Arg("", static=False))
-    return parse_program(program, tuple(args))
 
 
 def rule_program(pattern: CommandPattern) -> tuple[str, ...]:

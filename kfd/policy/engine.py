@@ -15,13 +15,23 @@ strictest verdict, so no plugin can loosen a built-in "ask".
 from __future__ import annotations
 
 from kfd.api import PolicyRequest, Verdict
+from kfd.policy import reading
 from kfd.policy.facts import CallFacts, PathFact
-from kfd.policy.judge_bash import allowing_rule, decide_bash, read_only
+from kfd.policy.judge_bash import allowing_rule, decide_bash, forget_programs, read_only
 from kfd.policy.judge_tool import decide_tool
+from kfd.policy.programs.argv import parse_argv
 from kfd.policy.rules import RuleError, SourcedRule, parse_rule
 from kfd.policy.verdicts import Outcome, combine
 
-__all__ = ["Outcome", "allowing_rule", "combine", "decide", "decide_facts", "read_only"]
+__all__ = [
+    "Outcome",
+    "allowing_rule",
+    "combine",
+    "decide",
+    "decide_facts",
+    "forget_words",
+    "read_only",
+]
 
 
 def decide(request: PolicyRequest) -> Verdict:
@@ -41,3 +51,13 @@ def decide_facts(facts: CallFacts) -> Outcome:
     if facts.request.tool == "bash" and facts.line is not None:
         return decide_bash(facts, facts.line)
     return decide_tool(facts)
+
+
+def forget_words() -> None:
+    """Drop what decisions keep about the words of commands seen (their programs'
+    readings): for benchmarks, so a "new" command costs what a command never seen
+    costs. Rule tables, path matchers and directory listings are kept: a daemon has
+    them warm."""
+    parse_argv.cache_clear()
+    reading.forget()
+    forget_programs()

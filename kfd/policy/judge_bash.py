@@ -251,6 +251,11 @@ def _programs_in(text: str) -> dict[str, str]:
     return named
 
 
+def forget_programs() -> None:
+    """Drop the program names kept of words and scripts (`kfd.policy.engine.forget_words`)."""
+    _programs_in.cache_clear()
+
+
 def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exact: bool) -> None:
     """Every word that can be a path: a read-only command's words are reads, any other
     command's words may be written; trees, histories and tracked files it reads."""

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kfd.policy.programs.argv import Arg, Parsed, parse_program
+from kfd.policy.programs.argv import Parsed, parse_argv
 from kfd.policy.programs.builtins import builtin_for
 from kfd.policy.programs.identity import INTERPRETERS
 from kfd.policy.programs.spec import ProgramSpec, spec_for
@@ -132,10 +132,13 @@ def _read(argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool) -> R
     known = spec is not None or builtin_for(program) is not None or wrapper_for(program) is not None
     if spec is None:
         return Reading(program, None, None, known)
-    args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
-    if open_ended:
-        args.append(Arg("", static=False))
-    return Reading(program, spec, parse_program(program, tuple(args)), known)
+    return Reading(program, spec, parse_argv(program, argv, dynamic, open_ended), known)
+
+
+def forget() -> None:
+    """Drop the readings kept of commands and words (`kfd.policy.engine.forget_words`)."""
+    _read.cache_clear()
+    _word.cache_clear()
 
 
 def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] = ()) -> list[str]:
@@ -275,6 +278,8 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
         "content" in effects_of for effects_of in spec.effects.values()
     )
     content = content or (can_print and bool(parsed.unknown or parsed.ambiguous))
+    if not content and not any(o is not None and ":" in o for o in parsed.operands):
+        return None  # nothing printed, and no blob named (`git add` of a thousand paths)
     cut = parsed.after_dashdash if parsed.after_dashdash is not None else len(parsed.operands)
     before = [o for o in parsed.operands[:cut] if o is not None]
     after = [o for o in parsed.operands[cut:] if o is not None]

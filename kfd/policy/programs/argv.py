@@ -144,13 +144,22 @@ def parse(spec: ProgramSpec, words: Sequence[Arg]) -> Parsed:
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_program(program: str, words: tuple[Arg, ...]) -> Parsed | None:
-    """`parse` for the program kfd knows as ``program`` (None if it knows none), kept: a
-    decision reads each command's words while analysing its line, while gathering its
-    paths and while matching rules, and a long ``git add`` has hundreds. The result is
-    shared: never change it."""
+def parse_argv(
+    program: str, argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool
+) -> Parsed | None:
+    """``argv[1:]`` read as the program kfd knows as ``program`` reads it (None if it
+    knows none), ``dynamic`` the indexes of words only known at run time (as written in
+    ``argv``), ``open_ended`` for words appended at run time. Kept: a decision reads
+    each command's words while analysing its line, while gathering its paths and while
+    matching rules, and a long ``git add`` has hundreds. The result is shared: never
+    change it."""
     spec = spec_for(program)
-    return None if spec is None else parse(spec, words)
+    if spec is None:
+        return None
+    args = [Arg(w, i not in dynamic) for i, w in enumerate(argv) if i > 0]
+    if open_ended:
+        args.append(Arg("", static=False))
+    return parse(spec, args)
 
 
 def _options(spec: ProgramSpec, words: Sequence[Arg], parsed: Parsed) -> None:

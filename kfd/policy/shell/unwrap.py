@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 
-from kfd.policy.programs.argv import Arg, parse, parse_program
+from kfd.policy.programs.argv import Arg, parse, parse_argv
 from kfd.policy.programs.identity import canonical
 from kfd.policy.programs.wrappers import WrapperSpec, wrapper_for
 from kfd.policy.shell.builtin_words import check_builtin
@@ -247,7 +247,9 @@ def _program_effects(words: list[Word], state: Invocation, out: Unwrapped) -> No
     head = words[0].value
     if head is None or len(words) < 2:
         return
-    parsed = parse_program(os.path.basename(head), tuple(_args(words[1:])))
+    argv = tuple([w.source if w.value is None else w.value for w in words])
+    dynamic = frozenset([i for i, w in enumerate(words) if w.value is None])
+    parsed = parse_argv(os.path.basename(head), argv, dynamic, False)
     if parsed is None:
         return
     current = parsed.current
