@@ -178,6 +178,10 @@ READS = [
     ("grep", "-rn -e x src", ["line-number", "recursive", "regexp"], ["src"]),
     ("head", "-5 README.md", ["<number>"], ["README.md"]),
     ("curl", "-XPOST -d@f http://x", ["data", "request"], ["http://x"]),
+    # Runs of operands are taken at once: an option or `--` after them still counts.
+    ("rm", "a b c d - e -f g", ["force"], ["a", "b", "c", "d", "-", "e", "g"]),
+    ("rm", "a b -- -r c", [], ["a", "b", "-r", "c"]),
+    ("cp", "a b c -r d", ["recursive"], ["a", "b", "c", "d"]),
 ]
 
 
@@ -228,3 +232,5 @@ def test_what_the_program_may_read_otherwise_is_marked_uncertain() -> None:
     assert parse(git, [Arg("pf")]).open  # an alias, a git-pf program: anything
     assert parse(git, [Arg("receive-pack"), Arg(".")]).open
     assert parse(rm, [Arg("$F", static=False), Arg("x")]).dynamic
+    late = parse(rm, [Arg("a"), Arg("b"), Arg("$F", static=False), Arg("c")])
+    assert late.dynamic and late.operands == ["a", "b", None, "c"]

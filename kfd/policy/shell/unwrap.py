@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 
-from kfd.policy.programs.argv import Arg, parse, parse_argv
+from kfd.policy.programs.argv import Arg, args_of, parse, parse_argv
 from kfd.policy.programs.identity import canonical
 from kfd.policy.programs.wrappers import WrapperSpec, wrapper_for
 from kfd.policy.shell.builtin_words import check_builtin
@@ -278,7 +278,8 @@ def _program_effects(words: list[Word], state: Invocation, out: Unwrapped) -> No
 def _args(words: list[Word]) -> list[Arg]:
     """Words as the option parser takes them (without the properties' cost: a command
     may have thousands)."""
-    return [Arg(w.source, False) if w.value is None else Arg(w.value) for w in words]
+    texts = [w.source if w.value is None else w.value for w in words]
+    return args_of(texts, [w.value is not None for w in words])
 
 
 def _spelled(name: str) -> str:
