@@ -162,7 +162,10 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
             continue
         if text and not word.startswith("-"):
             continue
-        _add_candidates(found, word, git=git, glued=glued)
+        if word[:1] not in "-@" and "=" not in word and ":" not in word:
+            found.setdefault(word, None)  # `_add_candidates`, inline: words by the thousand
+        else:
+            _add_candidates(found, word, git=git, glued=glued)
         if runs_code and _SCRIPTISH.search(word):
             # A program kfd does not know, or an interpreter, may run a word as code
             # (`x -c 'cat .env'`, `sed 'R .env'`): every word in it may be a path.

@@ -115,6 +115,12 @@ class PlainCommand:
             return [(word, word) for word in text.split()]
         return [(word, _QUOTED.sub(_unquote, word)) for word in _WORD.findall(text)]
 
+    @property
+    def plain_words(self) -> list[str] | None:
+        """The words, when none holds a quote or a substitution (else None)."""
+        text = self.body or self.text
+        return text.split() if _ungrouped(text) else None
+
 
 @dataclass(slots=True)
 class PlainStatement:

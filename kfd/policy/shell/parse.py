@@ -250,7 +250,11 @@ class _Walker(SimpleCommandReader):
         return True
 
     def plain_command_words(self, command: PlainCommand, context: Context, level: int) -> None:
-        words = [Word(source, value) for source, value in command.words]
+        plain = command.plain_words
+        if plain is not None:
+            words = [Word(word, word) for word in plain]
+        else:
+            words = [Word(source, value) for source, value in command.words]
         if command.substitutions:
             # As `scanned` does: each substitution a risk, its commands walked first.
             for index, word in enumerate(words):
