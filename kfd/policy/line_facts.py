@@ -332,9 +332,10 @@ class _Gatherer:
                 continue  # `echo *`: text, never read
             else:
                 unknown.append(f"{word}: {reason}")
-        for index, word in enumerate(command.argv):
-            if "\0" in word and index not in command.dynamic:
-                unknown.append(f"{word!r} holds a NUL character")
+        if any("\0" in word for word in command.argv):
+            for index, word in enumerate(command.argv):
+                if "\0" in word and index not in command.dynamic:
+                    unknown.append(f"{word!r} holds a NUL character")
         if command.open_ended:
             unknown.append("more arguments are added when it runs (xargs, find -exec)")
         if "lists" in reading.effects:

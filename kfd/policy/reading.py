@@ -135,6 +135,10 @@ def _read(argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool) -> R
     return Reading(program, spec, parse_argv(program, argv, dynamic, open_ended), known)
 
 
+_NOT_PLAIN = re.compile(r"(?:^|\0)[-@]|[=:]")
+"""In words joined by NULs: one that `_add_candidates` reads as more than itself."""
+
+
 def forget() -> None:
     """Drop the readings kept of commands and words (`kfd.policy.engine.forget_words`)."""
     _read.cache_clear()
@@ -157,8 +161,12 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
     git = reading.program == "git"
     glued = reading.parsed is None or bool(_unknown(reading))
     text, runs_code, dynamic = reading.text, reading.runs_code, command.dynamic
-    for index, word in enumerate(command.argv):
-        if index == 0 or (dynamic and index in dynamic):
+    words = command.argv[1:]
+    if not (text or runs_code or dynamic or _NOT_PLAIN.search("\0".join(words))):
+        found = dict.fromkeys(words)  # each word itself (a `git add` of a thousand)
+        words = []
+    for index, word in enumerate(words, 1):
+        if dynamic and index in dynamic:
             continue
         if text and not word.startswith("-"):
             continue
