@@ -27,9 +27,11 @@ possible if every simple command is fully static and accounted for**. When
 
 Modules: `model` (the values), `words` (quote removal, evaluation),
 `evaluation` (what bash evaluates from data), `lookalike`, `repair`
-(tree-sitter quirks), `parse` (the syntax walker, with `simple` for simple
-commands and `redirects`), `unwrap` (wrappers, with `handlers`, `gitwords`,
-`builtin_words`, `steps`).
+(tree-sitter quirks), `runs` (long runs of plain words given to tree-sitter
+as one), `fastpath` (provably simple lines read without tree-sitter),
+`parse` (the syntax walker, with `plain` for the fast path's statements,
+`simple` for simple commands and `redirects`), `unwrap` (wrappers, with
+`handlers`, `gitwords`, `builtin_words`, `steps`).
 
 Limits, by design:
 

@@ -14,21 +14,20 @@ human must look at is a `Risk`.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from kfd.policy.shell.evaluation import literal_arithmetic_node
-from kfd.policy.shell.fastpath import PlainCommand, PlainStatement, simple_line
+from kfd.policy.shell.fastpath import simple_line
 from kfd.policy.shell.model import Redirect, Risk, RiskKind, SimpleCommand
+from kfd.policy.shell.plain import CONTAINERS, PlainWalk
 from kfd.policy.shell.redirects import Redirections, dash_word
 from kfd.policy.shell.repair import flatten_list, parse_script
-from kfd.policy.shell.simple import Context, SimpleCommandReader
+from kfd.policy.shell.simple import Context
 from kfd.policy.shell.words import (
     Scan,
-    Word,
     WordContext,
     decode,
     evaluate_word,
-    plain_run,
     plain_word,
     scan_node,
 )
@@ -42,50 +41,13 @@ MAX_DEPTH = 96
 """How deep the analyzer follows nesting (syntax tree levels plus nested scripts)."""
 
 
-_CONTAINERS = frozenset(
-    {
-        "program",
-        "pipeline",
-        "subshell",
-        "compound_statement",
-        "negated_command",
-        "do_group",
-        "if_statement",
-        "elif_clause",
-        "else_clause",
-        "while_statement",
-    }
-)
 _DROPPED_DASH = re.compile(rb"[ \t]+-[ \t]+")
 _BLANKS = re.compile(rb"(?:[ \t\n]|\\\n)*")
 _WORD_BLANKS = re.compile(rb"(?:[ \t]|\\\n)*")
 """Between a command's words: a line break (not escaped) ends a command in bash, yet
 tree-sitter reads ``a | b | 'c'⏎d && e`` as one command ``c d`` (hiding ``d``)."""
-_DIRECTIONS: dict[str, Literal["read", "write", "append"]] = {
-    "<": "read",
-    ">": "write",
-    "&>": "write",
-    ">>": "append",
-}
-"""What a redirection the fast path reads does to its file (as `file_redirect` says)."""
-_RUN_ANCESTORS = _CONTAINERS | {
-    "list",
-    "redirected_statement",
-    "function_definition",
-    "for_statement",
-    "case_item",
-    "case_statement",
-    "command_substitution",
-    "process_substitution",
-    "string",
-    "concatenation",
-    "command",
-}
-"""What a command holding a merged run may be inside (`_Walker.runs_hold`)."""
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
 _UNSHARED = frozenset({"program", "comment"})
-_MANY_VALUES = 16
-"""From how many values a ``for`` loop's plain words are checked at once."""
 
 
 def _child(node: Node, index: int) -> Node:
@@ -154,7 +116,7 @@ class Collector:
         walker.statement(tree.root_node, context, level + 1)
 
 
-class _Walker(SimpleCommandReader):
+class _Walker(PlainWalk):
     """Walks one parsed script, feeding a `Collector`."""
 
     def __init__(
@@ -198,42 +160,6 @@ class _Walker(SimpleCommandReader):
 
     # Statements
 
-    def plain(self, statements: list[PlainStatement], context: Context, level: int) -> None:
-        """The statements of a provably simple script (`simple_line`), walked as
-        `statement` walks the tree tree-sitter gives for it: the same commands, in
-        the same order, each statement seen once per context and level."""
-        for statement in statements:
-            self.plain_statement(statement, context, level)
-
-    def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
-        if statement.kind == "command":
-            self.plain_simple(statement.commands[0], context, level)
-        elif not self.first_walk(statement.kind, statement.text.encode(), context, level):
-            return
-        elif statement.kind == "pipeline":
-            for command in statement.commands:
-                self.plain_simple(command, context, level + 1)
-        else:  # a list: its operands one level down, as `flatten_list` gives them
-            for operand in statement.operands:
-                self.plain_statement(operand, context, level + 1)
-
-    def plain_simple(self, command: PlainCommand, context: Context, level: int) -> None:
-        """One command, as `statement` walks a command node or (with redirections) a
-        redirected statement: its redirections recorded first, the command a level down."""
-        if not command.redirects:
-            if self.first_walk("command", command.text.encode(), context, level):
-                self.plain_command_words(command, context, level)
-            return
-        if not self.first_walk("redirected_statement", command.text.encode(), context, level):
-            return
-        redirects = [
-            Redirect(_DIRECTIONS[r.operator], r.target, True, r.fd)
-            for r in command.redirects
-            if r.operator != ">&"  # a descriptor duplicated (`2>&1`): no file
-        ]
-        self.register(redirects)
-        self.plain_command_words(command, context.with_redirects(redirects), level + 1)
-
     def first_walk(
         self, kind: str, text: bytes, context: Context, level: int, parsed: bytes | None = None
     ) -> bool:
@@ -248,27 +174,6 @@ class _Walker(SimpleCommandReader):
             return False
         self.out.walked.add(key)
         return True
-
-    def plain_command_words(self, command: PlainCommand, context: Context, level: int) -> None:
-        plain = command.plain_words
-        if plain is not None:
-            words = [Word(word, word) for word in plain]
-        else:
-            words = [Word(source, value) for source, value in command.words]
-        if command.substitutions:
-            # As `scanned` does: each substitution a risk, its commands walked first.
-            for index, word in enumerate(words):
-                statements = command.substitutions.get(word.source)
-                if statements is None:
-                    continue
-                words[index] = Word(word.source, None, "command substitution")
-                self.risk(
-                    RiskKind.COMMAND_SUBSTITUTION,
-                    "command substitution runs commands whose output the line uses",
-                    word.source,
-                )
-                self.plain(statements, Context(), level + 1)
-        self.emit(words, [], context, command.body or command.text, level)
 
     def statement(self, node: Node, context: Context, level: int) -> None:
         if level > MAX_DEPTH:
@@ -300,7 +205,7 @@ class _Walker(SimpleCommandReader):
                 self.statement(operand, context, level + 1)
         elif kind == "compound_statement" and node.children and node.children[0].type == "((":
             self.arithmetic(node, level)
-        elif kind in _CONTAINERS:
+        elif kind in CONTAINERS:
             self.check_tokens(node)
             for child in node.children:
                 self.statement(child, context, level + 1)
@@ -359,82 +264,6 @@ class _Walker(SimpleCommandReader):
                 return
             if child is not None:
                 position = max(position, child[1])
-
-    def plain_values(self, node: Node) -> tuple[int, int] | None:
-        """The bytes of a ``for`` loop's values when they are many plain words, one
-        node each (a loop over a thousand names is checked at once), else None."""
-        if node.type == "command":
-            return self.plain_command(node)
-        if node.type != "for_statement":
-            return None
-        key = (node.start_byte, node.end_byte)
-        if key not in self.plain_spans:
-            self.plain_spans[key] = None
-            values = node.children_by_field_name("value")
-            if values:
-                start, end = values[0].start_byte, values[-1].end_byte
-                if self.plain_words(start, end, len(values)):
-                    self.plain_spans[key] = (start, end)
-        return self.plain_spans[key]
-
-    def plain_command(self, node: Node) -> tuple[int, int] | None:
-        """A command of many plain words: its name and arguments, one node each."""
-        key = (node.start_byte, node.end_byte)
-        if key not in self.plain_spans:
-            plain = self.plain_words(key[0], key[1], node.child_count)
-            self.plain_spans[key] = key if plain else None
-        return self.plain_spans[key]
-
-    def plain_words(self, start: int, end: int, nodes: int) -> bool:
-        """Whether ``nodes`` nodes from ``start`` to ``end`` are many plain words, one
-        node each, or a run of them tree-sitter read as one (`kfd.policy.shell.runs`)."""
-        if nodes < _MANY_VALUES and not self.merged:
-            return False
-        merged = sum(
-            count - 1 for (first, last), count in self.merged.items() if start <= first < end
-        )
-        return (
-            nodes + merged >= _MANY_VALUES
-            and plain_run(self.source, start, end)
-            and plain_run(self.parsed, start, end)
-            and len(self.source[start:end].split()) == nodes + merged
-        )
-
-    def runs_hold(self, root: Node) -> bool:
-        """Whether each merged run is one argument of a command of plain words or one
-        value of a loop over plain words: what the walker reads as words from the
-        source (`plain_values`). A command taking words after a redirection (which
-        `command` reads one by one) does not count, nor does a run inside anything
-        whose text is judged as text (a `${…}` expansion: `kfd.policy.shell.words.scan_node`
-        reads the parsed text), nor a script with a syntax error (tree-sitter's
-        recovery may differ)."""
-        if root.has_error:
-            return False
-        for start, end in self.merged:
-            node = root.descendant_for_byte_range(start, end)
-            parent = node.parent if node is not None else None
-            if (
-                node is None
-                or parent is None
-                or (node.start_byte, node.end_byte) != (start, end)
-                or node.type != "word"
-                or node.child_count
-            ):
-                return False
-            if parent.type == "command":
-                outer = parent.parent
-                if outer is not None and outer.type == "redirected_statement":
-                    return False
-            elif parent.type != "for_statement":
-                return False
-            if self.plain_values(parent) is None:
-                return False
-            outer = parent.parent
-            while outer is not None:
-                if outer.type not in _RUN_ANCESTORS:
-                    return False
-                outer = outer.parent
-        return True
 
     @staticmethod
     def around(node: Node, span: tuple[int, int]) -> tuple[list[int], list[int]]:

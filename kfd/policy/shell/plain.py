@@ -1,0 +1,213 @@
+"""Walking what needs no tree: the fast path's statements, and words read at once.
+
+Part of the shell analyser's syntax walker (`kfd.policy.shell.parse`), mixed
+into it. `PlainWalk.plain` walks the statements `kfd.policy.shell.fastpath`
+read as `statement` walks tree-sitter's tree for them: the same commands,
+risks and redirections, in the same order, each statement seen once per
+context and level. `plain_values` finds the commands and loops of many plain
+words (``git add a b c …``, ``for x in …``) whose words are read from the
+source at once, which is also how a run tree-sitter read as one word
+(`kfd.policy.shell.runs`) is read back; `runs_hold` says whether every such
+run landed where that reading holds.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Literal
+
+from kfd.policy.shell.fastpath import PlainCommand, PlainStatement
+from kfd.policy.shell.model import Redirect, RiskKind
+from kfd.policy.shell.simple import Context, SimpleCommandReader
+from kfd.policy.shell.words import Word, plain_run
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
+
+__all__ = ["CONTAINERS", "PlainWalk"]
+
+CONTAINERS = frozenset(
+    {
+        "program",
+        "pipeline",
+        "subshell",
+        "compound_statement",
+        "negated_command",
+        "do_group",
+        "if_statement",
+        "elif_clause",
+        "else_clause",
+        "while_statement",
+    }
+)
+"""Statements whose children are statements (`_Walker.statement` walks them all)."""
+_MANY_VALUES = 16
+"""From how many plain words a command's or a loop's are read at once."""
+_DIRECTIONS: dict[str, Literal["read", "write", "append"]] = {
+    "<": "read",
+    ">": "write",
+    "&>": "write",
+    ">>": "append",
+}
+"""What a redirection the fast path reads does to its file (as `file_redirect` says)."""
+_RUN_ANCESTORS = CONTAINERS | {
+    "list",
+    "redirected_statement",
+    "function_definition",
+    "for_statement",
+    "case_item",
+    "case_statement",
+    "command_substitution",
+    "process_substitution",
+    "string",
+    "concatenation",
+    "command",
+}
+"""What a command holding a merged run may be inside (`PlainWalk.runs_hold`)."""
+
+
+class PlainWalk(SimpleCommandReader):
+    """The fast path's statements and the words read at once, for the syntax walker."""
+
+    parsed: bytes
+    merged: dict[tuple[int, int], int]
+    plain_spans: dict[tuple[int, int], tuple[int, int] | None]
+
+    @abc.abstractmethod
+    def first_walk(
+        self, kind: str, text: bytes, context: Context, level: int, parsed: bytes | None = None
+    ) -> bool:
+        """Whether a statement is walked for the first time in this context and level."""
+
+    def plain(self, statements: list[PlainStatement], context: Context, level: int) -> None:
+        """The statements of a provably simple script (`simple_line`), walked as
+        `statement` walks the tree tree-sitter gives for it: the same commands, in
+        the same order, each statement seen once per context and level."""
+        for statement in statements:
+            self.plain_statement(statement, context, level)
+
+    def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
+        if statement.kind == "command":
+            self.plain_simple(statement.commands[0], context, level)
+        elif not self.first_walk(statement.kind, statement.text.encode(), context, level):
+            return
+        elif statement.kind == "pipeline":
+            for command in statement.commands:
+                self.plain_simple(command, context, level + 1)
+        else:  # a list: its operands one level down, as `flatten_list` gives them
+            for operand in statement.operands:
+                self.plain_statement(operand, context, level + 1)
+
+    def plain_simple(self, command: PlainCommand, context: Context, level: int) -> None:
+        """One command, as `statement` walks a command node or (with redirections) a
+        redirected statement: its redirections recorded first, the command a level down."""
+        if not command.redirects:
+            if self.first_walk("command", command.text.encode(), context, level):
+                self.plain_command_words(command, context, level)
+            return
+        if not self.first_walk("redirected_statement", command.text.encode(), context, level):
+            return
+        redirects = [
+            Redirect(_DIRECTIONS[r.operator], r.target, True, r.fd)
+            for r in command.redirects
+            if r.operator != ">&"  # a descriptor duplicated (`2>&1`): no file
+        ]
+        self.register(redirects)
+        self.plain_command_words(command, context.with_redirects(redirects), level + 1)
+
+    def plain_command_words(self, command: PlainCommand, context: Context, level: int) -> None:
+        plain = command.plain_words
+        if plain is not None:
+            words = [Word(word, word) for word in plain]
+        else:
+            words = [Word(source, value) for source, value in command.words]
+        if command.substitutions:
+            # As `scanned` does: each substitution a risk, its commands walked first.
+            for index, word in enumerate(words):
+                statements = command.substitutions.get(word.source)
+                if statements is None:
+                    continue
+                words[index] = Word(word.source, None, "command substitution")
+                self.risk(
+                    RiskKind.COMMAND_SUBSTITUTION,
+                    "command substitution runs commands whose output the line uses",
+                    word.source,
+                )
+                self.plain(statements, Context(), level + 1)
+        self.emit(words, [], context, command.body or command.text, level)
+
+    def plain_values(self, node: Node) -> tuple[int, int] | None:
+        """The bytes of a ``for`` loop's values when they are many plain words, one
+        node each (a loop over a thousand names is checked at once), else None."""
+        if node.type == "command":
+            return self.plain_command(node)
+        if node.type != "for_statement":
+            return None
+        key = (node.start_byte, node.end_byte)
+        if key not in self.plain_spans:
+            self.plain_spans[key] = None
+            values = node.children_by_field_name("value")
+            if values:
+                start, end = values[0].start_byte, values[-1].end_byte
+                if self.plain_words(start, end, len(values)):
+                    self.plain_spans[key] = (start, end)
+        return self.plain_spans[key]
+
+    def plain_command(self, node: Node) -> tuple[int, int] | None:
+        """A command of many plain words: its name and arguments, one node each."""
+        key = (node.start_byte, node.end_byte)
+        if key not in self.plain_spans:
+            plain = self.plain_words(key[0], key[1], node.child_count)
+            self.plain_spans[key] = key if plain else None
+        return self.plain_spans[key]
+
+    def plain_words(self, start: int, end: int, nodes: int) -> bool:
+        """Whether ``nodes`` nodes from ``start`` to ``end`` are many plain words, one
+        node each, or a run of them tree-sitter read as one (`kfd.policy.shell.runs`)."""
+        if nodes < _MANY_VALUES and not self.merged:
+            return False
+        merged = sum(
+            count - 1 for (first, last), count in self.merged.items() if start <= first < end
+        )
+        return (
+            nodes + merged >= _MANY_VALUES
+            and plain_run(self.source, start, end)
+            and plain_run(self.parsed, start, end)
+            and len(self.source[start:end].split()) == nodes + merged
+        )
+
+    def runs_hold(self, root: Node) -> bool:
+        """Whether each merged run is one argument of a command of plain words or one
+        value of a loop over plain words: what the walker reads as words from the
+        source (`plain_values`). A command taking words after a redirection (which
+        `command` reads one by one) does not count, nor does a run inside anything
+        whose text is judged as text (a `${…}` expansion: `kfd.policy.shell.words.scan_node`
+        reads the parsed text), nor a script with a syntax error (tree-sitter's
+        recovery may differ)."""
+        if root.has_error:
+            return False
+        for start, end in self.merged:
+            node = root.descendant_for_byte_range(start, end)
+            parent = node.parent if node is not None else None
+            if (
+                node is None
+                or parent is None
+                or (node.start_byte, node.end_byte) != (start, end)
+                or node.type != "word"
+                or node.child_count
+            ):
+                return False
+            if parent.type == "command":
+                outer = parent.parent
+                if outer is not None and outer.type == "redirected_statement":
+                    return False
+            elif parent.type != "for_statement":
+                return False
+            if self.plain_values(parent) is None:
+                return False
+            outer = parent.parent
+            while outer is not None:
+                if outer.type not in _RUN_ANCESTORS:
+                    return False
+                outer = outer.parent
+        return True
