@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import msgspec
 import zmq
@@ -41,6 +41,7 @@ from kfd.client.files import FileHandler, FileService
 from kfd.client.follow import Follower
 from kfd.client.notices import GLOBAL, Notices
 from kfd.client.remote import HANDSHAKE_FAILURES, PERMANENT_FAILURES, Remote
+from kfd.socket_reader import SocketReader
 
 SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
@@ -86,9 +87,9 @@ class Client:
         # The same socket without pyzmq's asyncio layer, for every send and
         # receive: a frontend gets an event batch many times a second, and
         # the layer's futures cost it more than the events themselves. The
-        # event loop watches the socket's descriptor (`_read_replies`).
+        # event loop watches the socket's descriptor (`kfd.socket_reader`).
         self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._rpc.underlying)
-        self._read_scheduled = False
+        self._reader = SocketReader(self._raw, self._take, self._reading, batch=1000)
         self._sub = self._context.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
@@ -266,44 +267,14 @@ class Client:
                 pause = min(pause * 2, 0.1)
                 continue
             finally:
-                self._check_readable()
+                self._reader.check()
             return
 
     async def _read_replies(self) -> None:
-        loop = asyncio.get_running_loop()
-        descriptor = cast(int, self._raw.getsockopt(zmq.FD))
-        loop.add_reader(descriptor, self._readable)
-        self._readable()  # what arrived before the loop watched
-        try:
-            await loop.create_future()  # served by _readable until cancelled
-        finally:
-            loop.remove_reader(descriptor)
+        await self._reader.run()  # up to 1000 messages at a time, then other work runs
 
-    def _readable(self) -> None:
-        """Take what has arrived: up to 1000 messages, then other work runs."""
-        self._read_scheduled = False
-        if self.closed:
-            return
-        for _ in range(1000):
-            try:
-                frames = self._raw.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._take(frames)
-        self._schedule_read()
-
-    def _check_readable(self) -> None:
-        # ZeroMQ's descriptor is edge-triggered and a send may take the edge
-        # of a message that arrived meanwhile: ask the socket itself.
-        if self._read_scheduled or self.closed:
-            return
-        if cast(int, self._raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            self._schedule_read()
-
-    def _schedule_read(self) -> None:
-        if not self._read_scheduled:
-            self._read_scheduled = True
-            asyncio.get_running_loop().call_soon(self._readable)
+    def _reading(self) -> bool:
+        return not self.closed
 
     def _take(self, frames: list[bytes]) -> None:
         if frames and frames[0] == EVENTS_FRAME:

@@ -49,6 +49,7 @@ from kfd.daemon.bus_tcp import Peer, TcpListeners
 from kfd.daemon.outbox import Delivery, Kind, Outbox, Subscriptions
 from kfd.ids import ID_LENGTH
 from kfd.protocol import MAX_REQUEST_BYTES, EventsDropped
+from kfd.socket_reader import SocketReader
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +143,17 @@ class Bus:
         # every batch of events goes through it. The layer's future per call
         # (and its re-check of the socket's state after each send) cost more
         # than the send itself, thousands of times a second under load.
-        # The event loop watches its file descriptor instead (`_serve_rpc`).
+        # The event loop watches its file descriptor instead (`kfd.socket_reader`).
         self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._rpc.underlying)
         self._handler: RequestHandler | None = None
-        self._read_scheduled = False
         self._closed = False
         self._events = self._context.socket(zmq.XPUB)
         self.subscriptions = Subscriptions(ID_LENGTH)
         self.tcp = TcpListeners(self._context, tcp) if tcp is not None and tcp.listen else None
+        # Over TCP, frames are not copied: `_read` reads their properties.
+        self._reader = SocketReader(
+            self._raw, self._arrived, self._reading, batch=256, copy=self.tcp is None
+        )
         """The TCP listeners (None: local sockets only)."""
         self._peers: dict[bytes, Peer] = {}
         self.on_subscription: Callable[[bytes, int], None] | None = None
@@ -288,7 +292,7 @@ class Bus:
                 self._blocked.add(client)
         if self._blocked and self._retry is None:
             self._retry = asyncio.get_running_loop().call_later(RETRY_BLOCKED_S, self._unblock)
-        self._check_readable()
+        self._reader.check()
 
     def _unblock(self) -> None:
         self._retry = None
@@ -356,7 +360,7 @@ class Bus:
             self._schedule_flush()
         elif outcome == "gone":
             self.forget(identity)
-        self._check_readable()
+        self._reader.check()
 
     async def serve(self, handler: RequestHandler) -> None:
         """Answer requests and watch presence until cancelled."""
@@ -367,44 +371,15 @@ class Bus:
                 group.create_task(self.tcp.serve())
 
     async def _serve_rpc(self, handler: RequestHandler) -> None:
-        loop = asyncio.get_running_loop()
         self._handler = handler
-        descriptor = cast(int, self._raw.getsockopt(zmq.FD))
-        loop.add_reader(descriptor, self._readable)
-        self._readable()  # what arrived before the loop watched
-        try:
-            await loop.create_future()  # served by _readable until cancelled
-        finally:
-            loop.remove_reader(descriptor)
+        await self._reader.run()  # up to 256 requests at a time, then the answers run
 
-    def _readable(self) -> None:
-        """Take the requests that have arrived: up to 256, then the answers run."""
-        self._read_scheduled = False
-        handler = self._handler
-        if handler is None or self._closed:
-            return
-        copy = self.tcp is None
-        for _ in range(256):
-            try:
-                frames = self._raw.recv_multipart(flags=zmq.NOBLOCK, copy=copy)
-            except zmq.Again:
-                return
-            self._take(handler, self._read(frames))
-        self._schedule_read()
+    def _reading(self) -> bool:
+        return self._handler is not None and not self._closed
 
-    def _check_readable(self) -> None:
-        # ZeroMQ's descriptor is edge-triggered and any call on the socket (a
-        # send too) may take the edge of a request that arrived meanwhile:
-        # after sending, ask the socket itself whether requests wait.
-        if self._read_scheduled or self._closed:
-            return
-        if cast(int, self._raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            self._schedule_read()
-
-    def _schedule_read(self) -> None:
-        if not self._read_scheduled:
-            self._read_scheduled = True
-            asyncio.get_running_loop().call_soon(self._readable)
+    def _arrived(self, frames: list[Any]) -> None:
+        assert self._handler is not None  # `_reading`
+        self._take(self._handler, self._read(frames))
 
     def _take(self, handler: RequestHandler, frames: list[bytes]) -> None:
         self.stats.requests += 1
