@@ -108,9 +108,7 @@ def path_fact(
 ) -> PathFact:
     """Resolve one path as written, relative to ``base``; ``root`` is the real workspace,
     ``instructions`` the project's instruction files that are links (`instruction_links`)."""
-    path = os.path.normpath(os.path.join(base, word))
-    if path.startswith("//"):
-        path = "/" + path.lstrip("/")
+    path = _absolute(word, base)
     real = real_path(path)
     return PathFact(
         word=word,
@@ -122,6 +120,12 @@ def path_fact(
         kind=_kind(real),
         instruction=(instructions or {}).get(real, ""),
     )
+
+
+def _absolute(word: str, base: str) -> str:
+    """``word`` from ``base``, absolute and normalised (no ``//`` left at its start)."""
+    path = os.path.normpath(os.path.join(base, word))
+    return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
 def _kind(real: str) -> PathKind:
@@ -258,11 +262,9 @@ class _Gatherer:
         gives what ``realpath``, the kind and the link count would each have looked up.
         None when the last component is a symlink (or the path a root): `path_fact`."""
         if base in self.normal_bases and _RELATIVE.fullmatch(word):
-            path = f"{base}/{word}" if base != "/" else f"/{word}"
+            path = f"{base}/{word}" if base != "/" else f"/{word}"  # what `_absolute` gives
         else:
-            path = os.path.normpath(os.path.join(base, word))
-            if path.startswith("//"):
-                path = "/" + path.lstrip("/")
+            path = _absolute(word, base)
         head, _, name = path.rpartition("/")
         head = head or "/"
         if not name or "\0" in path:
