@@ -13,6 +13,7 @@ import pytest
 from kfd import git
 from kfd.agent import environment
 from kfd.agent.environment import git_summary
+from kfd.testing.fixtures import git_repo
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 
@@ -23,13 +24,7 @@ def _git(repo: Path, *args: str) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    _git(workspace, "init", "-q", "-b", "main")
-    (workspace / "a.txt").write_text("one\n")
-    _git(workspace, "add", ".")
-    _git(workspace, "commit", "-qm", "first")
-    return workspace
+    return git_repo(tmp_path / "ws")
 
 
 class Counted:
@@ -59,7 +54,7 @@ async def test_sessions_starting_together_share_one_git_status(
     assert summaries == ["branch main; 1 untracked"] * 8
     assert runs.count("status") == 1
     # A session starting afterwards looks again, and sees what changed since.
-    (repo / "a.txt").write_text("two\n")
+    (repo / "README.md").write_text("two\n")
     assert await git_summary(repo) == "branch main; 1 modified, 1 untracked"
     assert runs.count("status") == 2
 
