@@ -39,6 +39,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from stat import S_ISREG
 from typing import NamedTuple
 
 from kfd.git.repository import Repository
@@ -195,12 +196,12 @@ async def _copied_config(git: str, repo: Repository, workspace: Path) -> list[tu
     """
     config = repo.common_dir / "config"
     try:
-        stat = config.stat()
+        info = config.stat()
     except OSError:
         return []
-    if not config.is_file():
+    if not S_ISREG(info.st_mode):
         return []
-    identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    identity = (info.st_ino, info.st_size, info.st_mtime_ns)
     known = _CONFIG_READS.get(str(config))
     if known is not None and known[0] == identity:
         return list(known[1])
