@@ -41,7 +41,7 @@ from kfd.client.files import FileHandler, FileService
 from kfd.client.follow import Follower
 from kfd.client.notices import GLOBAL, Notices
 from kfd.client.remote import HANDSHAKE_FAILURES, PERMANENT_FAILURES, Remote
-from kfd.socket_reader import SocketReader
+from kfd.client.socket_reader import SocketReader
 
 SYNC_PREFIX = b"~sync."
 CLIENT_TOPIC = b"~client."
@@ -87,7 +87,7 @@ class Client:
         # The same socket without pyzmq's asyncio layer, for every send and
         # receive: a frontend gets an event batch many times a second, and
         # the layer's futures cost it more than the events themselves. The
-        # event loop watches the socket's descriptor (`kfd.socket_reader`).
+        # event loop watches the socket's descriptor (`kfd.client.socket_reader`).
         self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._rpc.underlying)
         self._reader = SocketReader(self._raw, self._take, self._reading, batch=1000)
         self._sub = self._context.socket(zmq.SUB)

@@ -44,12 +44,12 @@ import zmq
 import zmq.asyncio
 
 from kfd import paths
+from kfd.client.socket_reader import SocketReader
 from kfd.config import BusConfig
 from kfd.daemon.bus_tcp import Peer, TcpListeners
 from kfd.daemon.outbox import Delivery, Kind, Outbox, Subscriptions
 from kfd.ids import ID_LENGTH
 from kfd.protocol import MAX_REQUEST_BYTES, EventsDropped
-from kfd.socket_reader import SocketReader
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class Bus:
         # every batch of events goes through it. The layer's future per call
         # (and its re-check of the socket's state after each send) cost more
         # than the send itself, thousands of times a second under load.
-        # The event loop watches its file descriptor instead (`kfd.socket_reader`).
+        # The event loop watches its file descriptor instead (`kfd.client.socket_reader`).
         self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._rpc.underlying)
         self._handler: RequestHandler | None = None
         self._closed = False

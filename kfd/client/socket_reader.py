@@ -1,9 +1,11 @@
 """Reading a ZeroMQ socket from an asyncio loop, without pyzmq's asyncio layer.
 
-The bus (`kfd.daemon.bus`) and the client (`kfd.client.connection`) read their
-request sockets this way: the layer's future per call (and its re-check of the
-socket after each send) cost more than the send itself, thousands of times a
-second under load. The loop watches the socket's descriptor instead.
+The client (`kfd.client.connection`) and the daemon's bus (`kfd.daemon.bus`,
+which takes it from here: the client's package is where ZeroMQ may be touched
+outside the bus) read their request sockets this way: the layer's future per
+call (and its re-check of the socket after each send) cost more than the send
+itself, thousands of times a second under load. The loop watches the socket's
+descriptor instead.
 
 That descriptor is edge-triggered, and any call on the socket (a send too) may
 take the edge of a message that arrived meanwhile: after each send, the owner
