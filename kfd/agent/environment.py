@@ -73,7 +73,6 @@ async def _git_summary(workspace: Path) -> str:
             "--porcelain=v1",
             "--branch",
             "--untracked-files=normal",
-            "--ignore-submodules=all",
             timeout=GIT_TIMEOUT_S,
         )
     except git.GitUnavailable as exc:

@@ -23,7 +23,14 @@ all:
   ``LC_ALL=C`` and git's own variables set by kfd; no ``GIT_*`` of the
   daemon's and no secret reaches git;
 - the repository is the one `kfd.git.repository.find` validated, passed as
-  ``GIT_DIR`` and ``GIT_WORK_TREE``: git discovers nothing itself.
+  ``GIT_DIR`` and ``GIT_WORK_TREE``: git discovers nothing itself;
+- git never enters another repository: a nested one (a submodule, or any
+  repository a command created inside the workspace and added as a gitlink)
+  has a configuration of its own that no shadow covers, and ``git diff`` or
+  ``git status`` would start a git there to ask whether it changed. Every
+  subcommand that can do so gets ``--ignore-submodules=all``
+  (`SUBMODULE_FLAGS`: the command line wins over ``.gitmodules`` and every
+  config key), and `run_git` runs no subcommand it has no entry for.
 
 The repository's configuration is read only as data, with ``git config
 --file ... --no-includes --list``, which runs nothing.
@@ -86,9 +93,22 @@ OVERRIDES = (
     "gpg.program=false",
     "protocol.allow=never",
     "submodule.recurse=false",
+    "diff.ignoreSubmodules=all",
+    "status.submoduleSummary=false",
     "log.showSignature=false",
 )
 """``-c`` settings on every call: a second lock on the doors the shadow already shut."""
+
+
+SUBMODULE_FLAGS: dict[str, tuple[str, ...]] = {
+    "diff": ("--ignore-submodules=all",),
+    "status": ("--ignore-submodules=all",),
+    "check-ignore": (),
+    "ls-files": (),
+}
+"""The subcommands kfd runs on the host, each with what keeps it out of nested
+repositories (``check-ignore`` and ``ls-files`` without ``--recurse-submodules``
+never enter one)."""
 
 
 class GitOutput(NamedTuple):
@@ -158,8 +178,10 @@ async def run_git(
 ) -> GitOutput:
     """Run ``git args`` for ``repo`` with ``workspace`` as its current directory.
 
-    Raises `GitUnavailable` when git is missing or does not finish in time.
+    Raises `GitUnavailable` when git is missing or does not finish in time, and
+    ValueError for a subcommand not in `SUBMODULE_FLAGS` (a programming error).
     """
+    args = with_submodules_ignored(args)
     git = program(workspace)
     if git is None:
         raise GitUnavailable("git is not installed")
@@ -174,6 +196,18 @@ async def run_git(
         return await _exec(command, workspace, env, stdin, timeout)
     finally:
         await asyncio.to_thread(shutil.rmtree, shadow, True)
+
+
+def with_submodules_ignored(args: Sequence[str]) -> tuple[str, ...]:
+    """``args`` with the subcommand's `SUBMODULE_FLAGS` right after it (options before
+    the subcommand, such as ``--literal-pathspecs``, take no value)."""
+    for index, arg in enumerate(args):
+        if not arg.startswith("-"):
+            flags = SUBMODULE_FLAGS.get(arg)
+            if flags is None:
+                raise ValueError(f"kfd does not run `git {arg}` on the host")
+            return (*args[: index + 1], *flags, *args[index + 1 :])
+    raise ValueError("a git call without a subcommand")
 
 
 def _overrides() -> list[str]:

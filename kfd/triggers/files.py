@@ -159,9 +159,10 @@ def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
         return f"--- {relative} was deleted"
     except OSError as exc:
         return f"--- {relative}: unreadable ({exc.strerror})"
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)  # a directory (a nested repository) cannot even be opened as text
+        return f"--- {relative} is not a regular file"
     with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return f"--- {relative} is not a regular file"
         lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
     return f"--- {relative} (new or untracked file)\n" + "".join(lines)
 

@@ -120,6 +120,51 @@ async def test_trigger_ignore_checks_and_diffs_run_nothing_the_repository_names(
     assert not canary.exists()
 
 
+def _nest(repo: Path, payload: Path) -> None:
+    """A repository inside the workspace, added as a gitlink, with a dirty file behind
+    its own clean filter: what a sandboxed command may leave (no shadow covers its
+    configuration)."""
+    nested = repo / "vendor"
+    nested.mkdir()
+    _git(nested, "init", "-q")
+    (nested / ".gitattributes").write_text("* filter=evil\n")
+    (nested / "f").write_text("one\n")
+    _git(nested, "add", ".")
+    _git(nested, "commit", "-qm", "v")
+    with open(nested / ".git" / "config", "a") as config:
+        config.write(f'[filter "evil"]\n\tclean = {payload}\n\tprocess = {payload}\n')
+    _git(repo, "add", "vendor")
+    (repo / ".gitmodules").write_text('[submodule "vendor"]\n\tpath = vendor\n\tignore = none\n')
+    (nested / "f").write_text("two\n")
+    os.utime(nested / "f", (1, 1))
+
+
+async def test_a_nested_repository_is_never_entered(
+    repo: Path, payload: Path, canary: Path
+) -> None:
+    _nest(repo, payload)
+    _plain_git(repo, "diff", "HEAD", "--", "vendor")
+    assert canary.exists(), "plain git must run the nested repository's filter"
+    canary.unlink()
+    diff = await diff_of(repo, ["vendor"])
+    assert diff == "--- vendor is not a regular file"  # named, never opened or entered
+    assert await git_summary(repo) != ""
+    assert not canary.exists()
+
+
+async def test_host_git_runs_only_the_subcommands_it_knows(repo: Path) -> None:
+    found = git.find(repo)
+    assert isinstance(found, git.Repository)
+    assert git.run.with_submodules_ignored(["--literal-pathspecs", "diff", "HEAD"]) == (
+        "--literal-pathspecs",
+        "diff",
+        "--ignore-submodules=all",
+        "HEAD",
+    )
+    with pytest.raises(ValueError, match="git submodule"):
+        await git.run_git(found, repo, "submodule", "update")
+
+
 async def test_a_planted_commondir_makes_kfd_refuse_the_repository(
     repo: Path, payload: Path, canary: Path
 ) -> None:
