@@ -157,7 +157,10 @@ def simple_line(text: str) -> list[PlainStatement] | None:
             or "<<" in line  # the walker walks such statements each time (here-documents)
         ):
             return None
-        pieces = line.split(";") if _ungrouped(line) else _split(_STATEMENT, line)[::2]
+        split = line.split(";") if _ungrouped(line) else _split(_STATEMENT, line)
+        if split is None:
+            return None
+        pieces = split if _ungrouped(line) else split[::2]
         for index, piece in enumerate(pieces):
             source = piece.strip(_BLANKS)
             if not source:
@@ -196,20 +199,29 @@ def _operator_like(line: str) -> bool:
     return any(word[0] == "=" for word in line.translate(_SEPARATORS).split())
 
 
-def _split(pattern: re.Pattern[str], text: str) -> list[str]:
+def _split(pattern: re.Pattern[str], text: str) -> list[str] | None:
     """``text`` split at the operators ``pattern`` finds outside quotes: pieces and
-    operators in turn, ending with a piece."""
+    operators in turn, ending with a piece. None unless the pieces and operators
+    are the whole text: a search that skipped a character it could not read
+    (``a &>&& b``: a lone ``&``) would drop everything before it."""
     parts: list[str] = []
-    for piece, operator in pattern.findall(text):
+    end = 0
+    for match in pattern.finditer(text):
+        if match.start() != end:
+            return None
+        end = match.end()
+        piece, operator = match.groups()
         parts.append(piece)
         if not operator:
             break
         parts.append(operator)
-    return parts
+    return parts if end == len(text) else None
 
 
 def _statement(source: str, known: dict[str, PlainCommand | None]) -> PlainStatement | None:
     parts = _split(_SEGMENT, source) if "&" in source or "|" in source else [source]
+    if parts is None:
+        return None
     commands: list[PlainCommand] = []
     for piece in parts[::2]:
         text = piece.strip(_BLANKS)
