@@ -126,6 +126,7 @@ def command_environment(
     command) also ``TMPDIR`` and the tool-chains' cache locations."""
     extra = tuple(extra)
     env = {name: value for name, value in environ.items() if allowed(name, value, extra)}
+    _protect_git(env)
     if cache_home is not None:
         env["TMPDIR"] = SANDBOX_TMPDIR
         # The workspace is a mount point of its own: let git find a repository above it.
@@ -134,6 +135,28 @@ def command_environment(
         bins = os.pathsep.join(os.path.join(cache_home, part) for part in CACHE_BIN_DIRS)
         env["PATH"] = f"{env['PATH']}{os.pathsep}{bins}" if env.get("PATH") else bins
     return env
+
+
+GIT_PROTECTED = (("safe.bareRepository", "explicit"),)
+"""Git settings every command gets, as git's command-line scope (which a repository's
+own configuration cannot override): a repository may commit a directory laid out
+as a bare repository (``HEAD``, ``config``, ``objects/``, ``refs/``) whose config
+names programs (``core.fsmonitor``); git would use it for any command run in it
+(``git -C vendor/x status``, allowed as read-only) were it not told to use bare
+repositories only when named (``--git-dir``)."""
+
+
+def _protect_git(env: dict[str, str]) -> None:
+    """`GIT_PROTECTED` added to ``env`` after any ``GIT_CONFIG_*`` pairs it passes."""
+    try:
+        count = max(0, int(env.get("GIT_CONFIG_COUNT", "0")))
+    except ValueError:
+        count = 0
+    for key, value in GIT_PROTECTED:
+        env[f"GIT_CONFIG_KEY_{count}"] = key
+        env[f"GIT_CONFIG_VALUE_{count}"] = value
+        count += 1
+    env["GIT_CONFIG_COUNT"] = str(count)
 
 
 def withheld(environ: Mapping[str, str], extra: Collection[str] = ()) -> dict[str, str]:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -325,3 +326,44 @@ async def test_a_background_child_with_redirected_output_keeps_running(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _bare_repository_with_a_payload(repo: Path, canary: Path) -> Path:
+    """A directory laid out as a bare repository (a clone keeps it: no ``.git`` in its
+    path) whose config runs ``canary``'s payload from any git command run in it."""
+    evil = repo / "vendor" / "evil"
+    evil.parent.mkdir()
+    subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True)
+    for key, value in (
+        ("core.bare", "false"),
+        ("core.worktree", ".."),
+        ("core.fsmonitor", f"touch {canary}; false"),
+    ):
+        subprocess.run(["git", "-C", str(evil), "config", key, value], check=True)
+    return evil
+
+
+@pytest.mark.parametrize("context", ["host_ctx", "shell_ctx"])
+async def test_git_never_uses_a_bare_repository_it_was_not_named(
+    repo: Path, tmp_path: Path, context: str, request: pytest.FixtureRequest
+) -> None:
+    canary = repo / "canary"  # the workspace: writable with and without the sandbox
+    evil = _bare_repository_with_a_payload(repo, canary)
+    plain = await asyncio.create_subprocess_exec(
+        "git",
+        "-C",
+        str(evil),
+        "status",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await plain.wait()
+    assert canary.exists(), "plain git must run the planted payload"
+    canary.unlink()
+    ctx: CallContext = request.getfixturevalue(context)
+    result = await bash(ctx, "git -C vendor/evil status; git -C vendor/evil log")
+    assert "safe.bareRepository" in result.output
+    assert not canary.exists()
+    # Named explicitly (which asks: git --git-dir), git still may.
+    result = await bash(ctx, "git --git-dir=vendor/evil rev-parse --is-bare-repository")
+    assert result.output.startswith("false\n")

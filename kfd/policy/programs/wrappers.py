@@ -42,6 +42,8 @@ class WrapperSpec:
     writes: frozenset[str] = frozenset()
     writes_operand: str = ""
     """The wrapper writes the file its operand names (this one without): ``script``."""
+    unsets: frozenset[str] = frozenset()
+    clears: frozenset[str] = frozenset()
 
 
 def _spec(name: str, table: Mapping[str, Any]) -> WrapperSpec:
@@ -75,6 +77,8 @@ def _spec(name: str, table: Mapping[str, Any]) -> WrapperSpec:
         applet=bool(table.get("applet", False)),
         writes=frozenset(table.get("writes", ())),
         writes_operand=str(table.get("writes_operand", "")),
+        unsets=frozenset(table.get("unsets", ())),
+        clears=frozenset(table.get("clears", ())),
     )
 
 

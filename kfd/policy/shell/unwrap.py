@@ -135,7 +135,19 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
     terminal = {options[s].name for s in spec.terminal if s in options}
     if terminal & set(parsed.options):
         return None
+    if spec.clears & set(parsed.options) or (
+        spec.clears and len(words) > 1 and words[1].value == "-"
+    ):
+        out.finding(
+            RiskKind.ENV_ASSIGNMENT,
+            f"{label} starts the command with an empty environment, without the settings "
+            "kfd gives every command",
+            label,
+        )
     for option, value in parsed.values:
+        if option in spec.unsets:
+            state.assignments.append((value, Word("", "")))  # removed: as if set to anything
+            continue
         state.wrapper_words.append(value)
         if option in spec.chdir:
             state.chdir.append(value)
