@@ -339,8 +339,10 @@ def _same_operand(command: CommandView, rule_word: str | None, word: str | None)
     return _absolute(rule_word, command.base) == mine
 
 
-_MODE_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)")
-_MODE_ACTION = re.compile(r"([-+=])([rwxXst]*|[ugo])")
+# An action's permissions: octal digits (GNU: `=777`), a "who" to copy (`go=u`), or
+# letters; the copy comes before the letters, which could match empty before it.
+_MODE_CLAUSE = re.compile(r"([ugoa]*)((?:[-+=](?:[0-7]+|[ugo]|[rwxXst]*))+)")
+_MODE_ACTION = re.compile(r"([-+=])([0-7]+|[ugo]|[rwxXst]*)")
 _WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
 _PERMS = {"r": 0o444, "w": 0o222, "x": 0o111, "X": 0o111, "s": 0o6000, "t": 0o1000}
 
@@ -358,8 +360,8 @@ def _symbolic_mode(word: str) -> int | None:
         for letter in found.group(1) or "a":
             who |= 0o7777 if letter == "a" else _WHO[letter]
         for op, perms in _MODE_ACTION.findall(found.group(2)):
-            mask = 0
-            for letter in perms:
+            mask = int(perms, 8) if perms[:1].isdigit() else 0
+            for letter in perms if not mask else "":
                 mask |= _PERMS.get(letter, 0o777 if letter in "ugo" else 0)
             if op == "=":
                 bits &= ~who

@@ -74,6 +74,9 @@ class TreeFact(msgspec.Struct, frozen=True, kw_only=True):
     """Paths under it that a read rule denies or asks about (the first few)."""
     complete: bool = True
     """The walk saw the whole tree (False: too large to check, which asks)."""
+    links: list[str] = []
+    """For a command that follows symbolic links in it (``grep -R``): the links under it
+    (the first few), which may lead anywhere, so they ask."""
 
 
 class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +88,10 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     ``=`` or glued, ``REV:path`` of git, the matches of its globs), resolved."""
     unknown: list[str] = []
     """Why some of its arguments cannot be known before it runs (empty: all known)."""
+    option_matches: list[str] = []
+    """Files its globs match whose names the program reads as options (``sort *`` in a
+    directory holding ``--compress-program=sh``): a fact of the file system now, so
+    it asks even where the user allowed the exact line."""
     names: list[str] = []
     """The program names it may be (``./g`` linking to git: ``g`` and ``git``); empty:
     the name it was called by."""

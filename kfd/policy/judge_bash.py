@@ -84,7 +84,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         if rule.spec is None:
             if found.rule(sourced, "`bash`") and whole is None:
                 whole = sourced
-        elif rule.spec.strip() == command and found.rule(sourced, "this command"):
+        elif _exact_line(sourced, command) and found.rule(sourced, "this command"):
             exact = exact or sourced
     base = request.workspace
     # What a program may read as code: the line's here-documents, and any other
@@ -108,6 +108,9 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
     risky = [r for r in line.analysis.risks if r.kind not in _SOFT_RISKS]
     if exact is None:
         _weigh_risks(line, found)
+    for cf in line.commands:
+        if cf.option_matches:
+            found.ask(f"`{cf.command.source}`: {'; '.join(cf.option_matches)}")
     if request.arguments.get("network") is True and not facts.network_allowed:
         found.ask(
             "the command asks for network access; the sandbox keeps it off unless you "
@@ -153,6 +156,23 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         "matches no allow rule",
         source="mode",
     )
+
+
+_PATTERN_CHARACTERS = frozenset("*?[")
+
+
+def _exact_line(sourced: SourcedRule, command: str) -> bool:
+    """Whether ``sourced`` allows exactly this line as the user wrote or approved it:
+    a kept approval (`session`, `always`: literal), or a rule of the user's (or a
+    trusted project's) holding no pattern character. A built-in rule is a pattern
+    (``sort *``), never a line someone allowed, and neither is a rule with ``*``:
+    its text may equal a line whose glob expands to anything."""
+    spec = sourced.rule.spec
+    if spec is None or spec.strip() != command:
+        return False
+    if sourced.source in ("session", "always"):
+        return True
+    return sourced.source != "built-in" and _PATTERN_CHARACTERS.isdisjoint(spec)
 
 
 def _view(cf: CommandFacts, argv: Sequence[str], base: str, *, whole: bool) -> CommandView:
@@ -207,7 +227,13 @@ def _weigh_command(
                     f"{sourced.describe()} restricts",
                     sourced,
                 )
-    part.read_only = read_only(command) and reading.clean and not reading.changes and not cf.unknown
+    part.read_only = (
+        read_only(command)
+        and reading.clean
+        and not reading.changes
+        and not cf.unknown
+        and not cf.option_matches
+    )
     if part.allowed is not None and part.allowed.source == "built-in" and not part.read_only:
         part.allowed = None  # the built-in rules allow only what is read-only
     return part

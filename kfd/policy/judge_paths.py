@@ -227,6 +227,12 @@ def weigh_tree(facts: CallFacts, program: str, tree: TreeFact, found: Findings) 
             f"`{program}` reads the whole of {tree.root}, too large for kfd to check for "
             "files a read rule restricts"
         )
+    if tree.links:
+        shown = ", ".join(tree.links[:3])
+        found.ask(
+            f"`{program}` follows the symbolic links under {tree.root} ({shown}), which may "
+            "lead anywhere: name the files it needs, or read them without following links"
+        )
 
 
 def weigh_history(facts: CallFacts, program: str, read: GitRead, found: Findings) -> None:

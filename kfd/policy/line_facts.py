@@ -52,6 +52,8 @@ _RELATIVE = re.compile(r"(?!\.\.?(?:/|\Z))[^/]+(?:/(?!\.\.?(?:/|\Z))[^/]+)*")
 """A relative path that `os.path.normpath` leaves as it is (joined to a normalised
 directory): no empty, ``.`` or ``..`` component, no trailing ``/``."""
 _DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
+_PROC_CWD = ("/proc/self/", "/proc/thread-self/")
+_PROC_CWD_PATH = re.compile(r"/proc/(?:thread-)?self(?:/task/\d+)?/cwd(?=/|\Z)")
 
 
 def line_facts(
@@ -123,9 +125,16 @@ def path_fact(
 
 
 def _absolute(word: str, base: str) -> str:
-    """``word`` from ``base``, absolute and normalised (no ``//`` left at its start)."""
+    """``word`` from ``base``, absolute and normalised (no ``//`` left at its start).
+    ``/proc/self/cwd`` is the command's directory, not the daemon's (whose link the
+    file system would follow)."""
     path = os.path.normpath(os.path.join(base, word))
-    return "/" + path.lstrip("/") if path.startswith("//") else path
+    path = "/" + path.lstrip("/") if path.startswith("//") else path
+    if path.startswith(_PROC_CWD):
+        own = _PROC_CWD_PATH.match(path)
+        if own is not None:
+            return os.path.normpath(base + path[own.end() :])
+    return path
 
 
 def _kind(real: str) -> PathKind:
@@ -197,7 +206,7 @@ class _Gatherer:
         self.bases = bases
         self.restricted = restricted if restricted else None
         self.path_dirs = path_dirs
-        self.trees: dict[str, TreeFact] = {}
+        self.trees: dict[tuple[str, bool], TreeFact] = {}
         self.index: list[str] | bool | None = False
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
@@ -215,7 +224,7 @@ class _Gatherer:
             for base in self.bases:
                 fact = self.resolve(candidate, base)
                 paths.setdefault(fact.path, fact)
-        unknown = self.unknown_words(command, reading, paths)
+        unknown, option_matches = self.unknown_words(command, reading, paths)
         names, identity = self.identity(command)
         trees = self.walk_trees(reading, paths, command)
         index_hits = self.index_hits(reading, paths)
@@ -223,6 +232,7 @@ class _Gatherer:
             command=command,
             paths=list(paths.values()),
             unknown=unknown,
+            option_matches=option_matches,
             names=names,
             identity=identity,
             trees=trees,
@@ -310,10 +320,13 @@ class _Gatherer:
 
     def unknown_words(
         self, command: SimpleCommand, reading: Reading, paths: dict[str, PathFact]
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
+        """Why arguments are only known when it runs, and the glob matches it would
+        read as options (`CommandFacts.option_matches`)."""
         unknown: list[str] = []
+        options: list[str] = []
         if reading.text:
-            return unknown  # `echo $HOME`: printed, never a path
+            return unknown, options  # `echo $HOME`: printed, never a path
         for index, reason in command.dynamic.items():
             word = command.argv[index]
             pattern = command.patterns.get(index)
@@ -329,7 +342,7 @@ class _Gatherer:
                     paths.setdefault(fact.path, fact)
                     if fact.word.startswith("-") or "/-" in fact.word[:1]:
                         # `rm *` with a file named `-rf`: the program reads an option.
-                        unknown.append(f"{word} matches {fact.word}, read as an option")
+                        options.append(f"{word} matches {fact.word}, read as an option")
             elif pattern is not None:
                 continue  # `echo *`: text, never read
             else:
@@ -342,7 +355,9 @@ class _Gatherer:
             unknown.append("more arguments are added when it runs (xargs, find -exec)")
         if "lists" in reading.effects:
             unknown.append("it reads the files another file names (--files0-from, -T, ...)")
-        return unknown
+        if "anywhere" in reading.effects:
+            unknown.append("it writes where its input names, outside the workspace too (tar -P)")
+        return unknown, options
 
     def expand(self, pattern: str) -> list[PathFact] | None:
         """The files a glob names, as bash expands it (hidden files only when the
@@ -394,19 +409,24 @@ class _Gatherer:
         default = reading.default_tree()
         if default:
             roots += [self.resolve(default, base) for base in self.bases]
-        return [self.tree(fact, restricted) for fact in roots]
+        follow = reading.follows_links
+        return [self.tree(fact, restricted, follow) for fact in roots]
 
-    def tree(self, fact: PathFact, restricted: PathMatcher) -> TreeFact:
-        cached = self.trees.get(fact.real)
+    def tree(self, fact: PathFact, restricted: PathMatcher, follow: bool) -> TreeFact:
+        key = (fact.real, follow)
+        cached = self.trees.get(key)
         if cached is None:
-            hits, complete = walk(
+            found = walk(
                 fact.real,
                 fact.path,
                 restricted,
                 max_entries=MAX_TREE_ENTRIES,
                 max_hits=MAX_TREE_HITS,
+                links=follow,
             )
-            cached = self.trees[fact.real] = TreeFact(root=fact.word, hits=hits, complete=complete)
+            cached = self.trees[key] = TreeFact(
+                root=fact.word, hits=found.hits, complete=found.complete, links=found.links
+            )
         return cached
 
     def index_hits(self, reading: Reading, paths: dict[str, PathFact]) -> list[str] | None:

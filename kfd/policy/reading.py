@@ -86,6 +86,12 @@ class Reading:
         return "tree" in self.traits or "tree" in self.effects or not self.known
 
     @property
+    def follows_links(self) -> bool:
+        """In a tree it reads, it follows symbolic links to what they point to (``grep -R``):
+        a link may lead anywhere. A program kfd does not know may."""
+        return "follows" in self.traits or "follows" in self.effects or not self.known
+
+    @property
     def changes(self) -> bool:
         """Its options make it write a file, or run something, beyond its usual work."""
         return bool(_WRITES & self.effects)
@@ -269,6 +275,16 @@ class GitRead:
     """The pathspecs that name a file now (not a directory whose past may hold others)."""
 
 
+_PATHSPEC_MAGIC = re.compile(r"[*?\[]|\A:")
+
+
+def _scope(pathspec: str) -> str:
+    """The directory a git pathspec stays in: itself, unless it is a pattern or has
+    magic (``'*.env'``, ``':!src'``, ``':(icase).ENV'``), which may name any path, or
+    is empty (the root of a tree: ``HEAD:``)."""
+    return "." if not pathspec or _PATHSPEC_MAGIC.search(pathspec) else pathspec
+
+
 def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     """Whether a git command prints file contents, and from where (None: it does not).
 
@@ -296,13 +312,16 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     after = [o for o in parsed.operands[cut:] if o is not None]
     if "index" in traits and before:
         before = before[1:]  # git grep PATTERN [REV...] [-- PATH...]
-    paths = [o for o in before if kinds.get(o, "missing") != "missing"] + after
+    paths = [_scope(o) for o in before if kinds.get(o, "missing") != "missing"]
+    paths += [_scope(o) for o in after]
     revisions = [o for o in before if kinds.get(o, "missing") == "missing"]
     blobs = any(_HEXISH.fullmatch(r) or ":" in r for r in revisions)
     named = [r.split(":", 1)[1] for r in revisions if ":" in r and not r.startswith(":/")]
     if named and len(named) == len(revisions) and not paths:
-        # `git show HEAD:README.md`: the blobs it names, and nothing else.
-        return GitRead("history", tuple(named), frozenset(named))
+        # `git show HEAD:README.md`: the blobs it names, and nothing else; a tree
+        # (`HEAD:`, `HEAD:src`) holds whatever is under it.
+        scopes = tuple(_scope(n) for n in named)
+        return GitRead("history", scopes, frozenset(n for n in named if kinds.get(n) == "file"))
     if "no-content" in effects and "content" not in effects and not blobs:
         content = False
     if not content:

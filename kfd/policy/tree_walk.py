@@ -20,7 +20,9 @@ Two rules keep a remembered listing honest:
   leave the same stamp.
 
 Symlinks are resolved at every walk (their targets can change without their
-directory changing); a symlink is tested, never descended.
+directory changing); a symlink is tested, never descended. For a reader that
+follows them (``grep -R``, ``zip -r``) the links themselves are named: one
+may lead anywhere (``src/up -> ..``, a link out of the workspace), so they ask.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from kfd.policy.paths import real_path
 if TYPE_CHECKING:
     from kfd.policy.rules import PathMatcher
 
-__all__ = ["FRESH_S", "walk"]
+__all__ = ["FRESH_S", "Walked", "walk"]
 
 FRESH_S = 2.0
 """A directory changed more recently than this is never taken from memory."""
@@ -66,16 +68,36 @@ _remembered: weakref.WeakKeyDictionary[PathMatcher, dict[tuple[str, str], _Listi
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Walked:
+    """What a walk found under one directory."""
+
+    hits: list[str]
+    """Paths the matcher restricts (the first ``max_hits``)."""
+    complete: bool
+    """The walk saw everything (not past ``max_entries`` entries)."""
+    links: list[str]
+    """With ``links``: symbolic links met (the first ``max_hits``)."""
+
+
 def walk(
-    real: str, spelled: str, restricted: PathMatcher, *, max_entries: int, max_hits: int
-) -> tuple[list[str], bool]:
+    real: str,
+    spelled: str,
+    restricted: PathMatcher,
+    *,
+    max_entries: int,
+    max_hits: int,
+    links: bool = False,
+) -> Walked:
     """Paths under ``real`` (spelled from ``spelled``) that ``restricted`` matches,
     and whether the walk saw everything: not past ``max_entries`` entries; it
-    stops at ``max_hits`` hits (enough to ask)."""
+    stops at ``max_hits`` hits (enough to ask). ``links``: also the symbolic links
+    under it (for a reader that follows them)."""
     memory = _remembered.get(restricted)
     if memory is None:
         memory = _remembered.setdefault(restricted, {})
     hits: list[str] = []
+    met: list[str] = []
     seen = 0
     stack = [(real, spelled)]
     # Before every stamp: a listing is remembered only if its directory's
@@ -88,14 +110,16 @@ def walk(
             continue
         seen += listing.entries
         if seen > max_entries:
-            return hits, False
+            return Walked(hits, False, met)
         hits += listing.hits
         if listing.links:
             hits += [named for path, named in listing.links if restricted(real_path(path))]
+            if links and len(met) < max_hits:
+                met += [named for _, named in listing.links][: max_hits - len(met)]
         if len(hits) >= max_hits:
-            return hits[:max_hits], True
+            return Walked(hits[:max_hits], True, met)
         stack += listing.below
-    return hits, True
+    return Walked(hits, True, met)
 
 
 def _listing(

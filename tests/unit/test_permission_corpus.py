@@ -153,7 +153,29 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (clean / "tests" / "test_app.py").write_text("def test():\n    pass\n")
     _commit(clean)
     (clean / "src" / "app.py").write_text("def main():\n    return 1\n")
-    return {"repo": World(ws, outside, home), "clean": World(clean, outside, home)}
+    hostile = root / "hostile"
+    hostile.mkdir()
+    _git("init", "-q", str(hostile), cwd=root)
+    (hostile / "README.md").write_text("# hostile\n")
+    (hostile / ".env").write_text("TOKEN=h\n")
+    (hostile / "config").mkdir()
+    (hostile / "config" / ".env").write_text("TOKEN=c\n")
+    (hostile / "src").mkdir()
+    (hostile / "src" / "a.py").write_text("print(1)\n")
+    (hostile / "empty").mkdir()
+    (hostile / "empty" / "keep").write_text("")
+    _commit(hostile)
+    # What a clone may hold: files named as options (a glob hands them to the program
+    # as options), and links in a tree that lead back up or out of it.
+    for name in ("--compress-program=sh", "-S1", "-f.env", "--output=pwned", "-eTOKEN", "-r"):
+        (hostile / name).write_text("touch canary\n")
+    (hostile / "src" / "up").symlink_to("..")
+    (hostile / "src" / "out").symlink_to(outside)
+    return {
+        "repo": World(ws, outside, home),
+        "clean": World(clean, outside, home),
+        "hostile": World(hostile, outside, home),
+    }
 
 
 def rules(extra_session: tuple[str, ...] = ()) -> list[SourcedRule]:

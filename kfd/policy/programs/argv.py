@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import NamedTuple, cast
 
-from kfd.policy.programs.spec import OptionSpec, ProgramSpec, spec_for
+from kfd.policy.programs.spec import OptionSpec, ProgramSpec, canonical_value, spec_for
 
 __all__ = ["NUMBER", "Arg", "Parsed", "parse"]
 
@@ -91,7 +91,10 @@ class Parsed:
             return found
         spec = self.current
         names: set[str] = set()
-        pending = [*self.options, *(f"{n}={v}" for n, vs in self.options.items() for v in vs)]
+        pending = [
+            *self.options,
+            *(f"{n}={canonical_value(spec, n, v)}" for n, vs in self.options.items() for v in vs),
+        ]
         while pending:
             name = pending.pop()
             if name in names:

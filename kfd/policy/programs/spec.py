@@ -81,6 +81,9 @@ class ProgramSpec:
     """``-<digits>`` is an option (``head -5``, ``git log -3``)."""
     implies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """An option (or ``option=value``) that means others too (``cp -a`` is recursive)."""
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """An option's values by each spelling the program takes for them
+    (``--interactive=no`` is ``never``), for `canonical_value`."""
     effects: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """What an option (or ``option=value``) makes the program do, by canonical
     name: see the header of ``meaning.toml``."""
@@ -176,6 +179,10 @@ def _program(
         negations=bool(meaning.get("negations", style in ("git", "nopt"))),
         numeric=bool(meaning.get("numeric", False)),
         implies={k: tuple(v) for k, v in meaning.get("implies", {}).items()},
+        values={
+            option: {spelling: value for value, names in table.items() for spelling in names}
+            for option, table in meaning.get("values", {}).items()
+        },
         effects=_effects(effects),
         traits=frozenset(meaning.get("traits", ())),
         plus_operand=str(meaning.get("plus_operand", "")),
@@ -275,3 +282,17 @@ def spec_for(program: str) -> ProgramSpec | None:
 def known_programs() -> frozenset[str]:
     """Every program name kfd has a spec for."""
     return frozenset(_knowledge())
+
+
+def canonical_value(spec: ProgramSpec, option: str, value: str) -> str:
+    """``value`` of ``option`` as the program reads it: its `ProgramSpec.values` spelling,
+    or a prefix of spellings that all mean one value (GNU ``argmatch``: ``--interactive=n``
+    is ``never``, as are ``no`` and ``none``); else as given."""
+    spellings = spec.values.get(option)
+    if not spellings or not value:
+        return value
+    exact = spellings.get(value)
+    if exact is not None:
+        return exact
+    meant = {canonical for spelling, canonical in spellings.items() if spelling.startswith(value)}
+    return meant.pop() if len(meant) == 1 else value
