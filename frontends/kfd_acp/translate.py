@@ -10,6 +10,7 @@ no I/O, so it is tested with plain calls.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -363,11 +364,20 @@ def _usage(event: p.UsageReported) -> list[Update]:
 
 
 def _trust_note(event: p.TrustRequired) -> str:
-    ignored = "".join(f"\n- {line}" for line in event.ignored)
+    # The repository wrote these lines: shown escaped, one line each, never markup.
+    ignored = "".join(f"\n- {_code(line)}" for line in event.ignored)
     return (
-        f"\n\n⚠ {event.path} is not trusted, so kfd ignores:{ignored}\n"
-        f"Run `kfd trust {event.project}` to review and trust it.\n"
+        f"\n\n⚠ {_code(event.path)} is not trusted, so kfd ignores:{ignored}\n"
+        f"Run {_code(f'kfd trust {event.project}')} to review and trust it.\n"
     )
+
+
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span on one line: control characters escaped, and a
+    fence longer than any run of backticks in it (CommonMark), so nothing is markup."""
+    shown = visible(text).replace("\n", "\\n")
+    fence = "`" * (max((len(run) for run in re.findall("`+", shown)), default=0) + 1)
+    return f"{fence} {shown} {fence}"
 
 
 def available_commands(commands: list[tuple[str, str, str]]) -> a.AvailableCommandsUpdate:

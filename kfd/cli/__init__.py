@@ -138,12 +138,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from kfd.cli import remotes
 
     if command in remotes.COMMANDS:
+        from kfd.cli.show import say_text
         from kfd.errors import ConfigError
 
         try:
             remotes.resolve(args)
         except ConfigError as exc:
-            print(f"kfd: {exc}", file=sys.stderr)
+            say_text(f"kfd: {exc}", file=sys.stderr)
             return 2
     elif getattr(args, "remote_name", None):
         print(f"kfd: `kfd {command}` does not take --remote", file=sys.stderr)

@@ -16,6 +16,7 @@ import msgspec
 from kfd import paths
 from kfd import protocol as p
 from kfd.cli import remotes
+from kfd.cli.show import say, say_text
 from kfd.client import (
     Client,
     ClientError,
@@ -43,13 +44,13 @@ def execute(handler: Handler, args: argparse.Namespace) -> int:
     try:
         return asyncio.run(handler(args))
     except DaemonUnavailable as exc:
-        print(f"kfd: {exc}", file=sys.stderr)
+        say_text(f"kfd: {exc}", file=sys.stderr)  # may end with the daemon's own output
         return EXIT_NO_DAEMON
     except RequestFailed as exc:
-        print(f"kfd: {exc.message}", file=sys.stderr)
+        say_text(f"kfd: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except ClientError as exc:
-        print(f"kfd: {exc}", file=sys.stderr)
+        say_text(f"kfd: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -71,7 +72,9 @@ def _json_line(item: Any) -> bytes:
 
 
 class _Printer:
-    """Human output: the answer on stdout, activity on stderr."""
+    """Human output: the answer on stdout, activity on stderr, both shown exactly
+    (`kfd.cli.show`): the model's text keeps its lines and tabs, a note is
+    one line per argument."""
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
@@ -79,7 +82,9 @@ class _Printer:
         self.open_line = False
 
     def text(self, text: str) -> None:
-        self.out.write(text)
+        # Delta by delta: an escape sequence split across two is still escaped,
+        # its lone ESC in the first.
+        self.out.write(visible(text, keep_tabs=True))
         self.out.flush()
         self.open_line = not text.endswith("\n")
 
@@ -89,9 +94,9 @@ class _Printer:
             self.out.flush()
             self.open_line = False
 
-    def note(self, line: str) -> None:
+    def note(self, *lines: str) -> None:
         self.end_message()
-        self.err.write(line + "\n")
+        say(*lines, file=self.err)
         self.err.flush()
 
 
@@ -99,7 +104,7 @@ def warn_drift(client: Client) -> None:
     """Say so when this shell's provider environment is not the daemon's."""
     drift = client.environment_drift
     if drift:
-        print(f"kfd: note: {drift_message(drift)}", file=sys.stderr)
+        say(f"kfd: note: {drift_message(drift)}", file=sys.stderr)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -107,12 +112,12 @@ async def run(args: argparse.Namespace) -> int:
     if remote is None:
         cwd = os.path.abspath(args.cwd or ".")
         if not args.session and not os.path.isdir(cwd):
-            print(f"kfd: --cwd {args.cwd!r} is not a directory", file=sys.stderr)
+            say(f"kfd: --cwd {args.cwd!r} is not a directory", file=sys.stderr)
             return EXIT_USAGE
     else:
         cwd = args.cwd or remote.workspace
         if not args.session and not cwd.startswith("/"):
-            print(
+            say(
                 f"kfd: --remote {remote.name}: give --cwd DIR, an absolute path on that host "
                 f"(or set [remotes.{remote.name}] workspace)",
                 file=sys.stderr,
@@ -137,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
             )
         text = " ".join(args.prompt)
         if not args.custom_command and not text.strip():
-            print("kfd: run needs a prompt (or --command NAME)", file=sys.stderr)
+            say("kfd: run needs a prompt (or --command NAME)", file=sys.stderr)
             return EXIT_USAGE
         async with await client.attach(info.id, since_seq=info.last_seq) as session:
             if args.custom_command:
@@ -183,13 +188,13 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
                     printer.note(f"  {item.status}: {first[0] if first else ''}")
                 case p.ApprovalRequested():
                     if not args.json:
-                        # Shown exactly: a \r or an escape sequence must not hide a part.
-                        what = visible(item.preview.command or item.preview.summary or item.tool)
+                        # Shown exactly (a note is): a \r or an escape sequence must not
+                        # hide a part, a newline must not pass for a line of kfd's own.
+                        what = item.preview.command or item.preview.summary or item.tool
                         printer.note(
-                            f"? {visible(item.tool)} needs approval ({visible(item.reason)}): "
-                            f"{what}\n"
+                            f"? {item.tool} needs approval ({item.reason}): {what}",
                             f"  answer from another frontend, or it is denied in "
-                            f"{args.approval_timeout:g} s"
+                            f"{args.approval_timeout:g} s",
                         )
                     timers[item.approval_id] = asyncio.create_task(deny_later(item))
                 case p.ApprovalResolved():
@@ -233,7 +238,7 @@ def _ago(ts: float) -> str:
 
 async def sessions(args: argparse.Namespace) -> int:
     if args.here and remotes.remote_of(args) is not None:
-        print("kfd: --here names a directory of this machine; not with --remote", file=sys.stderr)
+        say("kfd: --here names a directory of this machine; not with --remote", file=sys.stderr)
         return EXIT_USAGE
     async with await remotes.connect(args, "kfd-sessions") as client:
         listed = await client.sessions(
@@ -243,18 +248,18 @@ async def sessions(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(_json.encode(listed) + b"\n")
         return EXIT_OK
     if not listed:
-        print('no sessions yet; start one with `kfd run "..."`')
+        say('no sessions yet; start one with `kfd run "..."`')
         return EXIT_OK
     for info in listed:
         tokens = info.usage.input_tokens + info.usage.output_tokens
         title = info.title or "(untitled)"
         flags = "  [archived]" if info.archived else ""
         status = "" if info.status == "idle" else f"  {info.status}"
-        print(
-            f"{info.id}  {title[:60]}{flags}{status}\n"
-            f"{'':22}{info.cwd}\n"
+        say(
+            f"{info.id}  {title[:60]}{flags}{status}",
+            f"{'':22}{info.cwd}",
             f"{'':22}{_ago(info.updated_at)} · {info.turns} turns · {tokens:,} tokens · "
-            f"${info.usage.cost_usd:.4f} · {info.mode}"
+            f"${info.usage.cost_usd:.4f} · {info.mode}",
         )
     return EXIT_OK
 
@@ -264,9 +269,9 @@ async def status(args: argparse.Namespace) -> int:
     remote = remotes.remote_of(args)
     if remote is None and paths.daemon_pid(directory) is None:
         if args.json:
-            print('{"alive": false, "running": 0}')
+            sys.stdout.write('{"alive": false, "running": 0}\n')
         else:
-            print(f"no kfd daemon is running for {directory}")
+            say(f"no kfd daemon is running for {directory}")
         return EXIT_NO_DAEMON
     async with await remotes.connect(args, "kfd-status", spawn=False) as client:
         # The tools that cannot work here: "here" is a directory of this machine.
@@ -279,18 +284,18 @@ async def status(args: argparse.Namespace) -> int:
         data["environment_drift"] = drift
         sys.stdout.buffer.write(_json.encode(data) + b"\n")
         return EXIT_OK
-    print(f"kfd {result.version}  daemon {result.daemon_id}  pid {result.pid}")
-    print(f"up {_duration(result.uptime_s)}; {result.sessions} sessions, {result.running} running")
+    say(f"kfd {result.version}  daemon {result.daemon_id}  pid {result.pid}")
+    say(f"up {_duration(result.uptime_s)}; {result.sessions} sessions, {result.running} running")
     if result.draining:
-        print("stopping: waiting for the running turns to finish")
+        say("stopping: waiting for the running turns to finish")
     if result.trouble:
-        print(f"problem: cannot write the state directory: {result.trouble}; retrying")
+        say(f"problem: cannot write the state directory: {result.trouble}; retrying")
     if drift:
-        print(f"note: {drift_message(drift)}")
-    print(f"runtime {result.runtime_dir}\nstate   {result.state_dir}")
-    print(f"tools: {', '.join(result.tools) or 'none'}")
+        say(f"note: {drift_message(drift)}")
+    say(f"runtime {result.runtime_dir}", f"state   {result.state_dir}")
+    say(f"tools: {', '.join(result.tools) or 'none'}")
     others = [f for f in result.frontends if f.name != "kfd-status"]
-    print(f"frontends attached: {len(others)}")
+    say(f"frontends attached: {len(others)}")
     for frontend in others:
         behind = (
             f"; {frontend.queued_bytes // 1024} KiB waiting, {frontend.shed_events} events shed"
@@ -298,15 +303,15 @@ async def status(args: argparse.Namespace) -> int:
             else ""
         )
         where = f" over TCP, key {frontend.key!r}" if frontend.key else f" pid {frontend.pid}"
-        print(f"  {frontend.name} ({frontend.id}){where}{behind}")
+        say(f"  {frontend.name} ({frontend.id}){where}{behind}")
     if result.config_path:
         loaded = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result.config_loaded_at))
         state = "does not load; kept the one read" if result.config_error else "read"
-        print(f"config  {result.config_path} ({state} {loaded})")
+        say(f"config  {result.config_path} ({state} {loaded})")
     for problem in result.problems:
-        print(f"problem: {problem}")
+        say(f"problem: {problem}")
     if remote is not None:
-        print(f"remote  {remote.name} at {remote.endpoint}")
+        say(f"remote  {remote.name} at {remote.endpoint}")
     else:
         print_missing(result.tools_missing, "in this directory")
     return EXIT_OK
@@ -337,28 +342,28 @@ async def restart(args: argparse.Namespace) -> int:
         async with await Client.connect(name="kfd-restart") as client:
             running = (await client.status()).running
             if running and not args.now:
-                print(
+                say(
                     f"waiting for {running} running turn(s) to finish "
                     "(`kfd restart --now` interrupts them; new messages wait for the restart)",
                     file=sys.stderr,
                 )
                 for info in await client.sessions(limit=1000):
                     if info.status == "awaiting_approval":  # it waits for a person
-                        print(
-                            f"session {info.id} ({visible(info.title or info.cwd)}) waits for "
+                        say(
+                            f"session {info.id} ({info.title or info.cwd}) waits for "
                             f"an approval: answer it (kfd attach {info.id}) or use --now",
                             file=sys.stderr,
                         )
             await client.request(p.Shutdown(id="", wait_for_turns=not args.now, restart=True))
         if not await _wait_stopped(directory, pid, None if not args.now else 30):
-            print(f"kfd: the daemon (pid {pid}) did not stop within 30 s", file=sys.stderr)
+            say(f"kfd: the daemon (pid {pid}) did not stop within 30 s", file=sys.stderr)
             return EXIT_FAILED
     await asyncio.to_thread(ensure_daemon, directory, 20.0)
     new_pid = paths.daemon_pid(directory)
     if pid is None:
-        print(f"no daemon was running; started one (pid {new_pid})")
+        say(f"no daemon was running; started one (pid {new_pid})")
     else:
-        print(f"restarted the kfd daemon (pid {pid} -> {new_pid})")
+        say(f"restarted the kfd daemon (pid {pid} -> {new_pid})")
     return EXIT_OK
 
 
@@ -366,21 +371,20 @@ async def stop(args: argparse.Namespace) -> int:
     directory = paths.runtime_dir()
     pid = paths.daemon_pid(directory)
     if pid is None:
-        print("no kfd daemon is running")
+        say("no kfd daemon is running")
         return EXIT_OK
     async with await Client.connect(name="kfd-stop") as client:
         await client.shutdown()
     deadline = time.monotonic() + 15
     while paths.daemon_pid(directory) is not None:
         if time.monotonic() > deadline:
-            print(f"kfd: the daemon (pid {pid}) did not stop within 15 s", file=sys.stderr)
+            say(f"kfd: the daemon (pid {pid}) did not stop within 15 s", file=sys.stderr)
             return EXIT_FAILED
         await asyncio.sleep(0.05)
-    print(f"stopped the kfd daemon (pid {pid})")
+    say(f"stopped the kfd daemon (pid {pid})")
     return EXIT_OK
 
 
 def print_missing(missing: list[p.MissingTool], where: str) -> None:
     """The tools not offered because they cannot work, grouped by reason."""
-    for line in missing_lines(missing, where):
-        print(line)
+    say(*missing_lines(missing, where))

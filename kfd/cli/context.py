@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import say
 
 
 def add_parsers(commands: Any) -> None:
@@ -43,7 +44,7 @@ async def _session_id(client: Any, args: argparse.Namespace) -> str | None:
         return info.id
     listed: list[p.SessionInfo] = await client.sessions(cwd=os.getcwd(), limit=1)
     if not listed:
-        print("kfd: no session in this directory; name one with --session", file=sys.stderr)
+        say("kfd: no session in this directory; name one with --session", file=sys.stderr)
         return None
     return listed[0].id
 
@@ -61,7 +62,7 @@ async def _context(args: argparse.Namespace) -> int:
         return 0
     from kfd.client.tables import context_lines
 
-    print("\n".join(context_lines(result)))
+    say(*context_lines(result))
     return 0
 
 
@@ -78,5 +79,5 @@ async def _compact(args: argparse.Namespace) -> int:
         return 0
     from kfd.client.tables import compact_lines
 
-    print("\n".join(compact_lines(result)))
+    say(*compact_lines(result))
     return 0

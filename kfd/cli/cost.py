@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import say
 
 EXIT_USAGE = 2
 
@@ -91,10 +92,10 @@ async def _cost(args: argparse.Namespace) -> int:
         since = parse_date(args.since) if args.since else None
         until = parse_date(args.until) if args.until else None
     except ValueError as exc:
-        print(f"kfd cost: {exc}", file=sys.stderr)
+        say(f"kfd cost: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.entries < 0:
-        print("kfd cost: --entries takes 0 or more", file=sys.stderr)
+        say("kfd cost: --entries takes 0 or more", file=sys.stderr)
         return EXIT_USAGE
     query = p.CostQuery(
         id="", session=args.session, since=since, until=until, by=args.by, entries=args.entries
@@ -143,15 +144,15 @@ def cost_json(result: p.CostResult, by: str) -> dict[str, Any]:
 def _print_cost(result: p.CostResult, by: str, session: str | None) -> None:
     total = result.total
     if not total.requests:
-        print("no model requests in the ledger" + (f" for session {session}" if session else ""))
+        say("no model requests in the ledger" + (f" for session {session}" if session else ""))
     else:
         width = max([len(by), 5, *(len(_short(row.key)) for row in result.rows)])
-        print(
+        say(
             f"{by:<{width}}  {'requests':>8}  {'input':>11}  {'cached':>11}  "
             f"{'output':>10}  {'cost':>10}"
         )
         for row in [*result.rows, msgspec.structs.replace(total, key="total")]:
-            print(
+            say(
                 f"{_short(row.key):<{width}}  {row.requests:>8}  {row.input_tokens:>11,}  "
                 f"{row.cached_input_tokens:>11,}  {row.output_tokens:>10,}  "
                 f"{_usd(row.cost_usd):>10}"
@@ -169,10 +170,10 @@ def _print_cost(result: p.CostResult, by: str, session: str | None) -> None:
             notes.append(f"{total.interrupted} interrupted (tokens estimated)")
         if total.in_flight:
             notes.append(f"{total.in_flight} still running (at their estimate)")
-        print("; ".join(notes))
+        say("; ".join(notes))
     for budget in result.budgets:
         share = budget.spent_usd / budget.limit_usd if budget.limit_usd else 0.0
-        print(
+        say(
             f"budget {budget.budget}: {_usd(budget.spent_usd)} of {_usd(budget.limit_usd)} "
             f"({share:.0%})"
         )
@@ -180,7 +181,7 @@ def _print_cost(result: p.CostResult, by: str, session: str | None) -> None:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.ts))
         what = entry.error.splitlines()[0][:60] if entry.error else entry.cost_source
         state = "" if entry.state == "completed" else f"{entry.state}  "
-        print(
+        say(
             f"{when}  {entry.id}  {entry.session}  {entry.model}  in {entry.input_tokens:,} "
             f"out {entry.output_tokens:,}{' (estimated)' if entry.estimated else ''}  "
             f"{_usd(entry.cost_usd)}  {state}{what}"
@@ -206,13 +207,13 @@ async def _models(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
         return 0
-    print(f"provider {result.provider}, model {result.default}  (prices: USD per million tokens)")
+    say(f"provider {result.provider}, model {result.default}  (prices: USD per million tokens)")
     width = max(len(m.name) for m in result.models) if result.models else 10
-    print(f"  {'model':<{width}}  {'window':>9}  {'input':>7}  {'cached':>7}  {'output':>7}")
+    say(f"  {'model':<{width}}  {'window':>9}  {'input':>7}  {'cached':>7}  {'output':>7}")
     for model in result.models:
         mark = "*" if model.name == result.default else " "
         window = f"{model.context_window:,}" if model.context_window else "?"
-        print(
+        say(
             f"{mark} {model.name:<{width}}  {window:>9}  {_price(model.input):>7}  "
             f"{_price(model.cached_input):>7}  {_price(model.output):>7}"
         )
@@ -234,7 +235,7 @@ async def _budget(args: argparse.Namespace) -> int:
         try:
             usd = float(args.usd.lstrip("$"))
         except ValueError:
-            print(f"kfd budget: {args.usd!r} is not an amount; give USD or `off`", file=sys.stderr)
+            say(f"kfd budget: {args.usd!r} is not an amount; give USD or `off`", file=sys.stderr)
             return EXIT_USAGE
     async with await Client.connect(name="kfd-budget", spawn=True) as client:
         if args.usd is not None:
@@ -248,9 +249,9 @@ async def _budget(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(result.budgets) + b"\n")
         return 0
     if not states:
-        print(f"session {args.session}: no budget; spent {_usd(result.total.cost_usd)}")
+        say(f"session {args.session}: no budget; spent {_usd(result.total.cost_usd)}")
     for state in states:
-        print(
+        say(
             f"session {state.session}: {_usd(state.spent_usd)} spent of a "
             f"{_usd(state.limit_usd)} budget"
         )

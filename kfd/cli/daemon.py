@@ -8,6 +8,7 @@ import logging
 import sys
 
 from kfd import config as config_module
+from kfd.cli.show import say_text
 from kfd.errors import ConfigError, DaemonRunning, StoreError
 
 EXIT_RUNNING = 3
@@ -19,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = config_module.load()
     except ConfigError as exc:
-        print(f"kfd: {exc}", file=sys.stderr)
+        say_text(f"kfd: {exc}", file=sys.stderr)
         return 2
     if args.log_stderr or sys.stderr.isatty():
         handler = logging.StreamHandler(sys.stderr)
@@ -28,12 +29,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         asyncio.run(Daemon(config).run())
     except DaemonRunning as exc:
-        print(f"kfd: {exc}", file=sys.stderr)
+        say_text(f"kfd: {exc}", file=sys.stderr)
         return EXIT_RUNNING
     except ConfigError as exc:  # a listener that cannot be set up ([bus])
-        print(f"kfd: {exc}", file=sys.stderr)
+        say_text(f"kfd: {exc}", file=sys.stderr)
         return 2
     except (StoreError, PermissionError, OSError) as exc:
-        print(f"kfd: cannot start the daemon: {exc}", file=sys.stderr)
+        say_text(f"kfd: cannot start the daemon: {exc}", file=sys.stderr)
         return 1
     return 0

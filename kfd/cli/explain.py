@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import one_line, say
 
 
 def add_parser(commands: Any, modes: tuple[str, ...]) -> None:
@@ -52,25 +53,27 @@ async def _explain(args: argparse.Namespace) -> int:
 
 
 def _print(explained: p.ExplainResult) -> None:
-    print(f"{explained.decision}: {explained.reason}")
+    say(f"{explained.decision}: {explained.reason}")
     if explained.rule:
-        print(f"  rule: {explained.rule} ({explained.source})")
-    print(f"  in {explained.cwd}, {explained.mode} mode")
+        say(f"  rule: {explained.rule} ({explained.source})")
+    say(f"  in {explained.cwd}, {explained.mode} mode")
     if explained.commands:
-        print("commands:")
-        width = min(40, max(len(c.command) for c in explained.commands))
-        for command in explained.commands:
+        say("commands:")
+        # Escaped before padding, so the columns line up with what is printed.
+        shown = [one_line(c.command) for c in explained.commands]
+        width = min(40, max(map(len, shown)))
+        for command, line in zip(explained.commands, shown, strict=True):
             allowed = (
                 f"allowed by {command.allowed_by} ({command.source})"
                 if command.allowed_by
                 else "no allow rule"
             )
-            print(f"  {command.command:<{width}}  {allowed}")
+            say(f"  {line:<{width}}  {allowed}")
     if explained.risks:
-        print("the analyzer found:")
+        say("the analyzer found:")
         for risk in explained.risks:
-            print(f"  {risk}")
+            say(f"  {risk}")
     if not explained.sandboxed:
-        print("the sandbox is off ([sandbox] enabled = false)")
+        say("the sandbox is off ([sandbox] enabled = false)")
     for line in explained.ignored:
-        print(f"ignored in the project config (kfd trust): {line}")
+        say(f"ignored in the project config (kfd trust): {line}")

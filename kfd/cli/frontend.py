@@ -25,7 +25,9 @@ def find(name: str, label: str, advice: str) -> Run | None:
 
     found = [entry for entry in entry_points(group=ENTRY_POINT_GROUP) if entry.name == name]
     if not found:
-        print(
+        from kfd.cli.show import say
+
+        say(
             f"kfd: {label} is not installed (no `{name}` entry point in the "
             f"{ENTRY_POINT_GROUP} group); {advice}",
             file=sys.stderr,
@@ -78,12 +80,13 @@ def acp(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     from kfd import config as config_module
+    from kfd.cli.show import say_text
     from kfd.errors import ConfigError
 
     try:
         config = config_module.load()
     except ConfigError as exc:
-        print(f"kfd: {exc}", file=sys.stderr)
+        say_text(f"kfd: {exc}", file=sys.stderr)
         return 2
     name = args.command
     run = find(name, f"the {name} frontend", "reinstall kfd")

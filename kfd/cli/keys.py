@@ -25,28 +25,30 @@ def add_parser(commands: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from kfd import paths
+    from kfd.cli.show import say
     from kfd.client import KeysMissing, keys
 
     try:
         if args.keys_command == "init":
             made = keys.init_keys(args.comment)
             for path in made:
-                print(f"made {path}", file=sys.stderr)
+                say(f"made {path}", file=sys.stderr)
             if not made:
-                print(f"the keys exist already in {paths.keys_dir()}", file=sys.stderr)
+                say(f"the keys exist already in {paths.keys_dir()}", file=sys.stderr)
             client = keys.load("client", secret=False)
-            print(
+            say(
                 "to attach from here to a daemon on another host, add this line to its "
-                f"{_authorized_keys()}:\n  {client.line()}",
+                f"{_authorized_keys()}:",
+                f"  {client.line()}",
                 file=sys.stderr,
             )
             return EXIT_OK
         if args.daemon:
-            print(keys.load("daemon", secret=False).public)
+            say(keys.load("daemon", secret=False).public)
         else:
-            print(keys.load("client", secret=False).line())
+            say(keys.load("client", secret=False).line())
     except KeysMissing as exc:
-        print(f"kfd: {exc}", file=sys.stderr)
+        say(f"kfd: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from kfd import paths
+from kfd.cli.show import say
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -67,8 +68,14 @@ def wanted(record: dict[str, Any], session: str | None, level: str) -> bool:
 
 def render(record: dict[str, Any]) -> str:
     """A record for people: time, level, logger, context, message, traceback."""
+    return "\n".join(render_lines(record))
+
+
+def render_lines(record: dict[str, Any]) -> list[str]:
+    """`render`'s lines: the record's line, then its traceback's (a message's own
+    newlines stay in its line, so ``kfd logs`` shows them escaped)."""
     if record.get("plain"):
-        return str(record["message"])
+        return [str(record["message"])]
     context = " ".join(
         f"{key}={record[key]}"
         for key in ("session", "turn", "request", "model_request")
@@ -80,9 +87,8 @@ def render(record: dict[str, Any]) -> str:
     )
     if context:
         line += f"  [{context}]"
-    if record.get("exception"):
-        line += "\n" + "\n".join(f"    {part}" for part in str(record["exception"]).splitlines())
-    return line
+    traceback = str(record.get("exception") or "").splitlines()
+    return [line, *(f"    {part}" for part in traceback)]
 
 
 def _lines(files: Iterable[Path]) -> Iterator[str]:
@@ -98,19 +104,18 @@ def main(args: argparse.Namespace) -> int:
     state = paths.state_dir()
     files = log_files(state)
     if not files and not args.follow:
-        print(f"kfd: no daemon log in {state} yet", file=sys.stderr)
+        say(f"kfd: no daemon log in {state} yet", file=sys.stderr)
         return 1
-    shown: list[str] = []
+    shown: list[list[str]] = []
     for line in _lines(files):
         record = parse(line)
         if wanted(record, args.session, args.level):
-            shown.append(line.rstrip("\n") if args.json else render(record))
+            shown.append([line.rstrip("\n")] if args.json else render_lines(record))
     if args.lines is not None:
         shown = shown[-args.lines :] if args.lines > 0 else []
-    out = sys.stdout
-    for text in shown:
-        out.write(text + "\n")
-    out.flush()
+    for lines in shown:
+        _show(lines, json=args.json)
+    sys.stdout.flush()
     if args.follow:
         try:
             _follow(state / "daemon.log", args)
@@ -144,5 +149,13 @@ def _follow(path: Path, args: argparse.Namespace) -> None:
                 continue
             record = parse(line)
             if wanted(record, args.session, args.level):
-                sys.stdout.write((line if args.json else render(record)) + "\n")
+                _show([line] if args.json else render_lines(record), json=args.json)
         sys.stdout.flush()
+
+
+def _show(lines: list[str], *, json: bool) -> None:
+    """One record's lines: the JSON line as it is (``--json``), else shown exactly."""
+    if json:
+        sys.stdout.write(lines[0] + "\n")
+    else:
+        say(*lines)

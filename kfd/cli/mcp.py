@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from kfd.cli.show import say
+
 
 def add_parser(commands: Any) -> None:
     mcp = commands.add_parser("mcp", help="the MCP servers of the config: status and tools")
@@ -37,17 +39,17 @@ async def _list(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(servers) + b"\n")
         return 0
     if not servers:
-        print("no MCP servers configured; add them as [mcp.servers.<name>] in config.toml")
+        say("no MCP servers configured; add them as [mcp.servers.<name>] in config.toml")
         return 0
     for server in servers:
         transport = f" ({server['transport']})" if server.get("transport") else ""
         lent = f", from the editor of session {server['session']}" if server.get("session") else ""
-        print(f"{server['name']}{transport}{lent}: {server['status']}")
+        say(f"{server['name']}{transport}{lent}: {server['status']}")
         if server.get("error"):
-            print(f"  error: {server['error']}")
+            say(f"  error: {server['error']}")
         tools = server.get("tools") or []
         if tools:
-            print(f"  {len(tools)} tools: " + ", ".join(tools))
+            say(f"  {len(tools)} tools: " + ", ".join(tools))
         if server.get("log") and server.get("status") in ("failed", "crashed"):
-            print(f"  log: {server['log']}")
+            say(f"  log: {server['log']}")
     return 0 if all(s["status"] not in ("failed", "config error") for s in servers) else 1

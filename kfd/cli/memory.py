@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import say
 
 
 def add_parser(commands: Any) -> None:
@@ -79,5 +80,5 @@ def _print(
         return 0
     from kfd.client.tables import memory_lines
 
-    print("\n".join(memory_lines(memories, empty=empty, said=said)))
+    say(*memory_lines(memories, empty=empty, said=said))
     return 0

@@ -123,9 +123,11 @@ async def connect(args: argparse.Namespace, name: str, *, spawn: bool = True) ->
 def tell_pinned(client: Client, out: Any = None) -> None:
     """Say so when a connection pinned a remote daemon's key on first use."""
     if client.pinned_on_first_use and client.remote is not None:
-        print(
+        from kfd.cli.show import say
+
+        say(
             f"kfd: pinned the key of the daemon `{client.remote.name}` ({client.remote.endpoint})"
-            f" on first use: {client.pinned_on_first_use}\n"
+            f" on first use: {client.pinned_on_first_use}",
             "     it is checked on every connection from now on (`kfd keys show --daemon` "
             "on that host prints the key it should be)",
             file=out or sys.stderr,

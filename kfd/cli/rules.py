@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import say
 
 _SOURCES: dict[str, str] = {
     "always": 'kept with "allow always" (kfd rules remove ID)',
@@ -64,7 +65,7 @@ async def _rules(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.buffer.write(msgspec.json.encode(removed) + b"\n")
         else:
-            print(f"removed [{removed.id}] {removed.rule} ({removed.project})")
+            say(f"removed [{removed.id}] {removed.rule} ({removed.project})")
         return 0
 
 
@@ -73,25 +74,25 @@ def _print_list(listed: p.RulesResult, *, json: bool) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(listed) + b"\n")
         return 0
     for problem in listed.problems:
-        print(f"problem: {problem}")
+        say(f"problem: {problem}")
     if listed.project:
-        print(f"project {listed.project}")
+        say(f"project {listed.project}")
     if listed.ignored:
-        print("ignored in the project config (.kfd/config.toml; `kfd trust` shows why):")
+        say("ignored in the project config (.kfd/config.toml; `kfd trust` shows why):")
         for line in listed.ignored:
-            print(f"  {line}")
+            say(f"  {line}")
     if not listed.rules:
-        print('no rules kept with "allow always"')
+        say('no rules kept with "allow always"')
     for source, label in _SOURCES.items():
         rules = [rule for rule in listed.rules if rule.source == source]
         if not rules:
             continue
-        print(f"{label}:")
+        say(f"{label}:")
         for rule in rules:
             if rule.source == "always":
                 when = time.strftime("%Y-%m-%d", time.localtime(rule.created_at))
                 where = "" if listed.project else f"  {rule.project}"
-                print(f"  [{rule.id}] {rule.decision:<5} {rule.rule}  ({when}){where}")
+                say(f"  [{rule.id}] {rule.decision:<5} {rule.rule}  ({when}){where}")
             else:
-                print(f"  {rule.decision:<5} {rule.rule}")
+                say(f"  {rule.decision:<5} {rule.rule}")
     return 0

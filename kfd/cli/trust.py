@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import one_line, say
 
 EXIT_NOT_TRUSTED = 1
 
@@ -55,7 +56,7 @@ async def _trust(args: argparse.Namespace) -> int:
             return _print_list(await client.trusted_files(), json=args.json)
         cwd = os.path.abspath(args.dir)
         if not os.path.isdir(cwd):
-            print(f"kfd: {args.dir!r} is not a directory", file=sys.stderr)
+            say(f"kfd: {args.dir!r} is not a directory", file=sys.stderr)
             return 2
         if args.revoke:
             info = await client.set_trust(cwd, trusted=False)
@@ -71,7 +72,7 @@ async def _trust(args: argparse.Namespace) -> int:
             if args.json:
                 _print(info, json=True)
             else:
-                print(f"not trusted; `kfd trust --yes {args.dir}` trusts it without asking")
+                say(f"not trusted; `kfd trust --yes {args.dir}` trusts it without asking")
             return EXIT_NOT_TRUSTED
         trusted = await client.set_trust(cwd, info.sha256)
         _print(trusted, json=args.json, changed=True)
@@ -82,7 +83,7 @@ def _confirm(info: p.TrustInfo) -> bool:
     if not sys.stdin.isatty():
         return False
     try:
-        answer = input(f"Trust {info.path} as it is now? [y/N] ")
+        answer = input(f"Trust {one_line(info.path)} as it is now? [y/N] ")
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
@@ -93,27 +94,27 @@ def _print(info: p.TrustInfo, *, json: bool, changed: bool = False, revoked: boo
         sys.stdout.buffer.write(msgspec.json.encode(info) + b"\n")
         return
     if revoked:
-        print(f"{info.path}: not trusted any more; its allow rules no longer apply")
+        say(f"{info.path}: not trusted any more; its allow rules no longer apply")
         return
     if not info.exists:
-        print(f"{info.project} has no .kfd/config.toml: there is nothing to trust")
+        say(f"{info.project} has no .kfd/config.toml: there is nothing to trust")
         return
     if info.problem:
-        print(f"{info.path} does not load: {info.problem}")
+        say(f"{info.path} does not load: {info.problem}")
         return
     if changed:
-        print(f"trusted {info.path} (sha256 {info.sha256[:12]}…); a change to it asks again")
+        say(f"trusted {info.path} (sha256 {info.sha256[:12]}…); a change to it asks again")
     elif info.trusted:
-        print(f"{info.path} is trusted as it is (sha256 {info.sha256[:12]}…)")
+        say(f"{info.path} is trusted as it is (sha256 {info.sha256[:12]}…)")
     else:
         state = "changed since you trusted it" if info.pinned else "not trusted"
-        print(f"{info.path} is {state} (sha256 {info.sha256[:12]}…)")
+        say(f"{info.path} is {state} (sha256 {info.sha256[:12]}…)")
     if info.grants and not changed:
-        print("trusting it applies:" if not info.trusted else "it applies:")
+        say("trusting it applies:" if not info.trusted else "it applies:")
         for grant in info.grants:
-            print(f"  {grant}")
+            say(f"  {grant}")
     for line in info.ignored:
-        print(f"ignored: {line}")
+        say(f"ignored: {line}")
 
 
 def _print_list(listed: p.TrustListResult, *, json: bool) -> int:
@@ -121,12 +122,12 @@ def _print_list(listed: p.TrustListResult, *, json: bool) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(listed) + b"\n")
         return 0
     if not listed.files:
-        print("no file is trusted; `kfd trust DIR` trusts a project's .kfd/config.toml")
+        say("no file is trusted; `kfd trust DIR` trusts a project's .kfd/config.toml")
         return 0
     changed = set(listed.changed)
     for pin in listed.files:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(pin.trusted_at))
         note = "  (changed since: not trusted now)" if pin.path in changed else ""
         by = f" by {pin.by}" if pin.by else ""
-        print(f"{pin.path}  {pin.sha256[:12]}…  {when}{by}{note}")
+        say(f"{pin.path}  {pin.sha256[:12]}…  {when}{by}{note}")
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import lines_of, say, say_text
 
 EXIT_CONFLICT = 1
 
@@ -86,7 +87,7 @@ async def _session(client: Any, args: argparse.Namespace) -> p.SessionInfo | Non
         return info
     listed = await client.sessions(cwd=os.getcwd(), limit=1)
     if not listed:
-        print("kfd: no session in this directory; name one with --session", file=sys.stderr)
+        say("kfd: no session in this directory; name one with --session", file=sys.stderr)
         return None
     found: p.SessionInfo = listed[0]
     return found
@@ -104,9 +105,12 @@ async def _diff(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
         return 0
     if not result.turns:
-        print(f"no turn of session {info.id} changed files", file=sys.stderr)
+        say(f"no turn of session {info.id} changed files", file=sys.stderr)
         return 0
-    sys.stdout.write(result.diff)
+    if sys.stdout.isatty():
+        say_text(result.diff, keep_tabs=True)
+    else:
+        sys.stdout.write(result.diff)  # a patch, for `git apply` or a file: the bytes as they are
     return 0
 
 
@@ -165,17 +169,18 @@ def _ask(result: p.UndoResult) -> p.ConflictChoice | None:
     conflicts = [s for s in result.steps if s.action == "conflict"]
     turns = ", ".join(map(str, result.turns))
     out = sys.stderr
-    out.write(f"undoing turn(s) {turns}: {len(conflicts)} file(s) changed since the turn:\n")
+    say(f"undoing turn(s) {turns}: {len(conflicts)} file(s) changed since the turn:", file=out)
     for step in conflicts:
-        out.write(f"\n  {step.path}: undoing would do this to it as it is now:\n")
-        out.write("".join(f"    {line}\n" for line in step.diff.splitlines()))
+        say("", f"  {step.path}: undoing would do this to it as it is now:", file=out)
+        say(*(f"    {line}" for line in lines_of(step.diff)), file=out, keep_tabs=True)
     others = [s for s in result.steps if s.action == "restore"]
     if others:
-        out.write(f"\n{len(others)} other file(s) would be restored as they were.\n")
+        say("", f"{len(others)} other file(s) would be restored as they were.", file=out)
     if not sys.stdin.isatty():
-        out.write(
+        say(
             "nothing was changed; run again with --overwrite (put them back anyway), "
-            "--keep (leave them as they are) or --merge (take the turn's change out)\n"
+            "--keep (leave them as they are) or --merge (take the turn's change out)",
+            file=out,
         )
         return None
     out.write("\n[o]verwrite them · [k]eep them as they are · [m]erge · anything else cancels: ")
@@ -183,7 +188,7 @@ def _ask(result: p.UndoResult) -> p.ConflictChoice | None:
     answer = sys.stdin.readline().strip().lower()[:1]
     chosen: dict[str, p.ConflictChoice] = {"o": "overwrite", "k": "keep", "m": "merge"}
     if answer not in chosen:
-        out.write("cancelled; nothing was changed\n")
+        say("cancelled; nothing was changed", file=out)
         return None
     return chosen[answer]
 
@@ -192,16 +197,16 @@ def _print_result(result: p.UndoResult, *, dry_run: bool) -> None:
     turns = ", ".join(map(str, result.turns))
     if result.turns:
         verb = "would undo" if dry_run else "undid"
-        print(f"{verb} turn(s) {turns} of session {result.session}")
+        say(f"{verb} turn(s) {turns} of session {result.session}")
     for step in result.steps:
         what = _ACTIONS.get(step.action, step.action)
         if step.action == "restore" and dry_run:
             what = "would be restored"
         detail = f" ({step.detail})" if step.detail else ""
-        print(f"  {step.path}: {what}{detail}")
+        say(f"  {step.path}: {what}{detail}")
     if result.forked is not None:
-        print(f"the conversation continues from before turn(s) {turns} in {result.forked.id}")
-        print(f"  kfd attach {result.forked.id}")
+        say(f"the conversation continues from before turn(s) {turns} in {result.forked.id}")
+        say(f"  kfd attach {result.forked.id}")
 
 
 def _print_list(result: p.CheckpointListResult, *, json: bool) -> int:
@@ -209,13 +214,13 @@ def _print_list(result: p.CheckpointListResult, *, json: bool) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
         return 0
     if not result.turns:
-        print(f"no turn of session {result.session} changed files")
+        say(f"no turn of session {result.session} changed files")
         return 0
-    print(f"session {result.session} ({result.root})")
+    say(f"session {result.session} ({result.root})")
     for turn in result.turns:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(turn.started_at))
         flag = "  [undone]" if turn.undone else ""
-        print(f"turn {turn.turn}  {when}  {turn.prompt}{flag}")
+        say(f"turn {turn.turn}  {when}  {turn.prompt}{flag}")
         for changed in turn.files:
-            print(f"    {changed.change:<8} {changed.path}")
+            say(f"    {changed.change:<8} {changed.path}")
     return 0

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from kfd import protocol as p
+from kfd.cli.show import say
 
 
 def add_parser(commands: Any) -> None:
@@ -48,8 +49,8 @@ async def _watch(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
     elif result.not_reloaded:
         # Nothing changed: say why, once, and leave the listing to `kfd watch`.
-        print(f"kfd: not reloaded: {result.not_reloaded}", file=sys.stderr)
-        print("kfd: the running triggers stay as they were", file=sys.stderr)
+        say(f"kfd: not reloaded: {result.not_reloaded}", file=sys.stderr)
+        say("kfd: the running triggers stay as they were", file=sys.stderr)
     else:
         _print(result, reloaded=args.action == "reload")
     troubled = result.not_reloaded or result.problems
@@ -58,25 +59,25 @@ async def _watch(args: argparse.Namespace) -> int:
 
 def _print(result: p.TriggerListResult, *, reloaded: bool) -> None:
     if reloaded:
-        print(f"reloaded: {len(result.triggers)} trigger(s)")
+        say(f"reloaded: {len(result.triggers)} trigger(s)")
     if not result.triggers and not result.problems:
-        print("no triggers; add [[triggers]] tables to the config, then `kfd watch reload`")
+        say("no triggers; add [[triggers]] tables to the config, then `kfd watch reload`")
     for trigger in result.triggers:
         state = "watching" if trigger.watching else "stopped"
         budget = (
             f", ${trigger.spent_usd:.4f} of ${trigger.budget_usd:g}" if trigger.budget_usd else ""
         )
-        print(f"{trigger.name}  {state}  mode {trigger.mode}  session {trigger.session}{budget}")
-        print(f"  {trigger.workspace}  {' '.join(trigger.paths)}")
+        say(f"{trigger.name}  {state}  mode {trigger.mode}  session {trigger.session}{budget}")
+        say(f"  {trigger.workspace}  {' '.join(trigger.paths)}")
         if trigger.last_fired_at is not None:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(trigger.last_fired_at))
             files = ", ".join(trigger.last_files[:5])
-            print(f"  fired {trigger.fired}x, last {when} in {trigger.last_session}: {files}")
+            say(f"  fired {trigger.fired}x, last {when} in {trigger.last_session}: {files}")
         else:
-            print("  never fired")
+            say("  never fired")
         if trigger.problem:
-            print(f"  problem: {trigger.problem}")
+            say(f"  problem: {trigger.problem}")
         if trigger.refused:
-            print(f"  {trigger.refused} firing(s) refused for the budget")
+            say(f"  {trigger.refused} firing(s) refused for the budget")
     for problem in result.problems:
-        print(f"kfd: {problem}", file=sys.stderr)
+        say(f"kfd: {problem}", file=sys.stderr)

@@ -273,3 +273,27 @@ def test_only_a_plain_session_new_is_answered_before_the_library_loads(tmp_path:
     assert plain_new_session(None) is None
     assert frontend_name({"clientInfo": {"name": " zed "}}) == "acp:zed"
     assert frontend_name({"clientInfo": {}}) == frontend_name(None) == "acp"
+
+
+def test_what_an_untrusted_project_config_holds_reaches_the_editor_escaped_and_unformatted() -> (
+    None
+):
+    hostile = "allow bash\x08\x08\x08\x1b[2K\x1b[Aallow bash(make test)\u202e`` *x*"
+    note = Translator(cwd="/w").updates(
+        p.TrustRequired(
+            session=S,
+            project="/w",
+            path="/w/.kfd/config.toml",
+            sha256="0" * 64,
+            ignored=[hostile, "line one\nline two"],
+        )
+    )
+    ((kind, text),) = texts(note)
+    assert kind == "agent_message_chunk"
+    assert not any(c in text for c in "\x08\x1b\u202e")
+    # Each line whole and escaped, inside a code span that its own backticks cannot close.
+    assert (
+        "\n- ``` allow bash\\x08\\x08\\x08\\x1b[2K\\x1b[Aallow bash(make test)<U+202E>`` *x* ```"
+        in text
+    )
+    assert "\n- ` line one\\nline two `" in text
