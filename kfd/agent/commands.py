@@ -113,8 +113,13 @@ def _read(workspace: Path, relative: str) -> str:
     with os.fdopen(fd, "rb") as handle:
         import stat
 
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
             return "\0not a regular file"
+        if info.st_nlink > 1:
+            # Its other names are unknown: it may be a key outside the workspace too,
+            # which the model's own read would ask about (`kfd.policy.judge_paths`).
+            return f"\0it has {info.st_nlink} hard links, so it may be another file too"
         data = handle.read(template.MAX_FILE_CHARS + 1)
     if b"\0" in data[:8000]:
         return "\0a binary file"

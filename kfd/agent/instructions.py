@@ -6,6 +6,16 @@ directory from the repository root down to the workspace. Within a directory
 the names are read in the order of `NAMES`; a file that is the same file as
 one already read (``CLAUDE.md`` a symlink to ``AGENTS.md``) is read once.
 
+What is read goes to the model unasked, so it meets the rules of the model's
+own ``read`` (`kfd.policy.judge_paths`): a file is left out, with a note in
+its place saying why (never its content), when a read rule denies or asks
+about it under its name or where it really leads (``AGENTS.md`` a link to
+``.env``, or to ``secrets/`` that the user's rule denies), when it leads
+outside its home (the repository, or the user's config directory for the
+global file), or when it has several hard links (its other names are
+unknown: it may be a key file anywhere). The caller passes the read rules as
+a predicate (`kfd.policy.rulebook.RuleBook.read_guard`).
+
 Each file is cut past a byte budget, at a line break, with a note saying how
 much was left out and where; past the total budget later files are cut
 harder. Plain blocking file I/O: call `find_instructions` in a thread.
@@ -16,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +40,10 @@ NAMES = ("AGENTS.md", "KFD.md", "CLAUDE.md")
 MAX_READ_BYTES = 1024 * 1024
 """Bytes read of one file at most, whatever its size (the rest is cut anyway)."""
 
+ReadDenied = Callable[[str], str | None]
+"""The read rule (``read(**/.env)``) that denies or asks before reading an
+absolute, normalised path, or None (`kfd.policy.read_guard.ReadGuard`)."""
+
 
 class InstructionFile(NamedTuple):
     """One instruction file as the model reads it."""
@@ -41,6 +56,15 @@ class InstructionFile(NamedTuple):
     size: int
     """Bytes of the whole file."""
     cut: bool
+    left_out: str = ""
+    """Why the file was not read (its ``text`` is then empty), or ``''``."""
+
+    @property
+    def listed(self) -> str:
+        """How ``/context`` lists it: the label, with ``(cut)`` or ``(left out)``."""
+        if self.left_out:
+            return f"{self.label} (left out)"
+        return f"{self.label} (cut)" if self.cut else self.label
 
 
 def project_root(workspace: Path) -> Path:
@@ -91,9 +115,15 @@ def signature(workspace: Path, global_dir: Path) -> tuple[tuple[str, int, int], 
 
 
 def find_instructions(
-    workspace: Path, global_dir: Path, *, per_file: int, total: int
+    workspace: Path,
+    global_dir: Path,
+    *,
+    per_file: int,
+    total: int,
+    read_denied: ReadDenied | None = None,
 ) -> list[InstructionFile]:
-    """The instruction files that apply to ``workspace``, read and capped."""
+    """The instruction files that apply to ``workspace``, read and capped; a file
+    the model may not read unasked comes with why it was left out instead."""
     files: list[InstructionFile] = []
     seen: set[tuple[int, int]] = set()
     budget = total
@@ -104,17 +134,19 @@ def find_instructions(
                 info = os.fstat(handle.fileno())
                 if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) in seen:
                     continue
-                # A link may point anywhere (a command can make AGENTS.md a link to
-                # ~/.aws/credentials): what was opened must lie where the file belongs.
+                seen.add((info.st_dev, info.st_ino))
+                # What was opened, wherever the name led (a command can make
+                # AGENTS.md a link to ~/.aws/credentials): judged before a byte is read.
                 where = os.readlink(f"/proc/self/fd/{handle.fileno()}")
                 home = str(global_dir) if label.startswith("global ") else root
-                if not _within(where, os.path.realpath(home)):
-                    log.warning("instruction file %s leads outside %s; not read", path, home)
-                    continue
-                seen.add((info.st_dev, info.st_ino))
-                data = handle.read(min(info.st_size, MAX_READ_BYTES))
+                why = _why_left_out(str(path), where, info.st_nlink, home, read_denied)
+                data = b"" if why else handle.read(min(info.st_size, MAX_READ_BYTES))
         except OSError:
             continue  # unreadable or vanished: nothing to follow
+        if why:
+            log.warning("instruction file %s left out: %s", path, why)
+            files.append(InstructionFile(path, label, "", info.st_size, False, why))
+            continue
         if not data.strip():
             continue
         limit = max(0, min(per_file, budget))
@@ -122,6 +154,30 @@ def find_instructions(
         budget -= min(len(data), limit)
         files.append(InstructionFile(path, label, text, info.st_size, cut))
     return files
+
+
+def _why_left_out(
+    path: str, where: str, links: int, home: str, read_denied: ReadDenied | None
+) -> str | None:
+    """Why the file named ``path``, opened at the real path ``where``, is not given
+    to the model, or None. The reason names paths, never content."""
+    path = os.path.abspath(path)
+    home = os.path.realpath(home)
+    own = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    target = f"it is a link to {where}, which" if where != own else "it"
+    if read_denied is not None:
+        for name in dict.fromkeys((path, where)):
+            rule = read_denied(name)
+            if rule is not None:
+                return f"{target} is kept from the model unasked by the read rule {rule}"
+    if not _within(where, home):
+        return f"it is a link to {where}, outside {home}"
+    if links > 1:
+        return (
+            f"it has {links} hard links, so it may be another file too (a key or a "
+            "secret outside the project); make it a copy or a symbolic link to be read"
+        )
+    return None
 
 
 def _within(path: str, directory: str) -> bool:
@@ -153,5 +209,9 @@ def render(files: list[InstructionFile]) -> str:
         "From the user and the repository; a later (more specific) file wins over an earlier one."
     ]
     for file in files:
-        parts.append(f"## {file.label}\n{file.text}")
+        if file.left_out:
+            note = f"[{file.label} is left out, its content not shown: {file.left_out}]"
+            parts.append(f"## {file.label}\n{note}")
+        else:
+            parts.append(f"## {file.label}\n{file.text}")
     return "\n\n".join(parts) + "\n"

@@ -68,6 +68,12 @@ async def refresh_preamble(session: AgentSession) -> None:
     workspace = Path(session.info.cwd)
     config = session.runtime.config.context
     global_dir = paths.config_dir()
+    # What the model's own read may not take unasked, it is not given unasked.
+    book = session.runtime.rule_book
+    guard = None
+    if book is not None:
+        await book.applicable(session.info.cwd)  # loads the project's rules, as a call does
+        guard = book.read_guard(session.info.cwd)
 
     def read() -> tuple[list[instructions.InstructionFile], tuple[tuple[str, int, int], ...]]:
         stamps = instructions.signature(workspace, global_dir)
@@ -76,6 +82,7 @@ async def refresh_preamble(session: AgentSession) -> None:
             global_dir,
             per_file=config.instruction_file_bytes,
             total=config.instructions_total_bytes,
+            read_denied=guard,
         )
         return found, stamps
 
@@ -85,7 +92,7 @@ async def refresh_preamble(session: AgentSession) -> None:
     session.context.preamble = Preamble(
         environment=facts,
         instructions=instructions.render(files),
-        files=[f"{f.label} (cut)" if f.cut else f.label for f in files],
+        files=[f.listed for f in files],
         signature=stamps,
     )
 

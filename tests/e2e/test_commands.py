@@ -5,6 +5,7 @@ a project's command is not offered until the repository is trusted."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,9 +77,12 @@ async def test_a_file_outside_the_workspace_or_denied_by_a_read_rule_is_not_incl
 ) -> None:
     daemon = make_daemon()
     (daemon.config_dir / "commands").mkdir()
-    (daemon.config_dir / "commands" / "peek.md").write_text("Look at @.env and @../secret.txt\n")
+    (daemon.config_dir / "commands" / "peek.md").write_text(
+        "Look at @.env and @../secret.txt and @notes.txt\n"
+    )
     (workspace / ".env").write_text("TOKEN=hunter2\n")
     (workspace.parent / "secret.txt").write_text("outside\n")
+    os.link(workspace.parent / "secret.txt", workspace / "notes.txt")  # a key's second name
     model_server.add(Reply(text="nothing to see"))
     async with await daemon.client() as client:
         info = await client.create_session(workspace)
@@ -90,6 +94,9 @@ async def test_a_file_outside_the_workspace_or_denied_by_a_read_rule_is_not_incl
     assert "hunter2" not in prompt and "outside\n" not in prompt
     assert "[@.env not included: the read rule" in prompt
     assert "[@../secret.txt not included: outside the workspace]" in prompt
+    assert "[@notes.txt not included: it has 2 hard links, so it may be another file too]" in (
+        prompt
+    )
 
 
 async def test_a_project_command_is_not_offered_until_the_repository_is_trusted(

@@ -264,5 +264,6 @@ def test_an_instruction_file_that_links_out_of_the_repository_is_not_read(
     global_dir = tmp_path / "config"
     global_dir.mkdir()
     files = find_instructions(repo, global_dir, per_file=1000, total=5000)
-    assert [f.label for f in files] == ["KFD.md"]
+    assert [f.listed for f in files] == ["AGENTS.md (left out)", "KFD.md"]
+    assert f"it is a link to {secret}, outside {repo}" in render(files)
     assert "CANARY" not in render(files)
