@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 Status = Literal["not started", "starting", "ready", "failed", "crashed", "stopped"]
 
 STOP_TIMEOUT_S = 5.0
+PUMP_DRAIN_S = 1.0
+"""How long the last words of a server that failed to start may take to reach its log."""
 MAX_TOOL_PAGES = 50
 RETRY_FAILED_START_S = 60.0
 """A server that failed to start is not tried again by a tool listing before this."""
@@ -87,6 +89,7 @@ class McpServer:
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._pump: threading.Thread | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -126,7 +129,7 @@ class McpServer:
         except MCPError as exc:
             if exc.error.code != CONNECTION_CLOSED and not self._finished():
                 raise ServerError(f"MCP server `{self.name}` refused `{tool}`: {exc}") from None
-            reason = self._last_log_line()
+            reason = await self._last_words()
             await self.stop(
                 "crashed", f"exited during `{tool}`" + (f": {reason}" if reason else "")
             )
@@ -158,7 +161,7 @@ class McpServer:
             self._fail(f"did not start within {timeout:g} s")
         except Exception as exc:
             await self._halt()
-            detail = self._http_refusal or self._last_log_line()
+            detail = self._http_refusal or await self._last_words()
             self._fail(f"{_describe(exc)}" + (f" ({detail})" if detail else ""))
         assert self._client is not None
         self.status = "ready"
@@ -186,7 +189,8 @@ class McpServer:
             if not ready.done():
                 ready.set_exception(ServerError("the connection ended before it was ready"))
             if self.status == "ready" and not self._stop.is_set():
-                self.status, self.error = "crashed", self._last_log_line() or "the server exited"
+                words = await self._last_words()
+                self.status, self.error = "crashed", words or "the server exited"
 
     @contextlib.asynccontextmanager
     async def _connect(self) -> AsyncIterator[Client]:
@@ -284,6 +288,7 @@ class McpServer:
         read_fd, write_fd = os.pipe()
         pump = threading.Thread(target=_scrub_into, args=(read_fd, self.log_path), daemon=True)
         pump.start()
+        self._pump = pump
         with os.fdopen(write_fd, "w", encoding="utf-8") as writer:
             yield writer
         # The server holds its own copy of the pipe: the pump ends when it exits.
@@ -303,6 +308,14 @@ class McpServer:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._client = None
+
+    async def _last_words(self) -> str:
+        """`_last_log_line` once the server's stderr is all in its log: a server that
+        failed to start has exited, and its last line may still be in the pump."""
+        pump = self._pump
+        if pump is not None:
+            await asyncio.to_thread(pump.join, PUMP_DRAIN_S)
+        return self._last_log_line()
 
     def _last_log_line(self) -> str:
         """The server's last words on stderr, for the error message."""
