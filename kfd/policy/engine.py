@@ -21,6 +21,7 @@ from kfd.policy.judge_bash import allowing_rule, decide_bash, forget_programs, r
 from kfd.policy.judge_tool import decide_tool
 from kfd.policy.programs.argv import parse_argv
 from kfd.policy.rules import RuleError, SourcedRule, parse_rule
+from kfd.policy.shell.unwrap import forget_unwrapped
 from kfd.policy.verdicts import Outcome, combine
 
 __all__ = [
@@ -61,3 +62,4 @@ def forget_words() -> None:
     parse_argv.cache_clear()
     reading.forget()
     forget_programs()
+    forget_unwrapped()

@@ -22,6 +22,7 @@ a rule restricts makes it ask (`kfd.policy.judge_bash`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -44,7 +45,7 @@ from kfd.policy.shell.steps import (
 )
 from kfd.policy.shell.words import Word
 
-__all__ = ["Finding", "Invocation", "NestedScript", "Unwrapped", "unwrap"]
+__all__ = ["Finding", "Invocation", "NestedScript", "Unwrapped", "forget_unwrapped", "unwrap"]
 
 _MAX_STEPS = 64
 """Wrappers followed in one command (``nice nice nice ... rm``) before giving up."""
@@ -53,11 +54,27 @@ _MAX_NESTED = 8
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+_WordKey = tuple[tuple[str, str | None, str, str | None], ...]
+
+
 def unwrap(words: list[Word]) -> Unwrapped:
-    """Follow wrappers in `words` to the programs they run (see the module docstring)."""
+    """Follow wrappers in `words` to the programs they run (see the module docstring).
+
+    Pure, so kept by the words: a line repeats its commands (``echo $(date) > outN``
+    a hundred times). The result is shared: never change it."""
+    return _unwrapped(tuple((w.source, w.value, w.reason, w.pattern) for w in words))
+
+
+@functools.lru_cache(maxsize=4096)
+def _unwrapped(key: _WordKey) -> Unwrapped:
     out = Unwrapped()
-    _unwrap(words, Invocation(), out, 0)
+    _unwrap([Word(*fields) for fields in key], Invocation(), out, 0)
     return out
+
+
+def forget_unwrapped() -> None:
+    """Drop the unwrapped commands kept (`kfd.policy.engine.forget_words`)."""
+    _unwrapped.cache_clear()
 
 
 def _unwrap(words: list[Word], state: Invocation, out: Unwrapped, depth: int) -> None:
