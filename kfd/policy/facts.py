@@ -105,6 +105,17 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     tracked paths read rules restrict; None when git's index could not be read."""
 
 
+def command_key(command: SimpleCommand) -> bytes:
+    """What makes two commands of a line the same command, whatever redirections
+    surround each (``echo $(date) > out1; echo $(date) > out2``): their facts and
+    verdicts are the same, so each is gathered and judged once. (The redirections are
+    the line's, in `LineFacts.redirects`.)"""
+    return _ENCODE(msgspec.structs.replace(command, redirects=[]))
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+
+
 class LineFacts(msgspec.Struct, frozen=True, kw_only=True):
     """A bash command line: what the analyzer found, and where its paths are."""
 

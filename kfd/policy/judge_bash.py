@@ -47,7 +47,7 @@ from kfd.policy.command_rules import (
     rule_program,
 )
 from kfd.policy.defaults import READ_ONLY_RULES
-from kfd.policy.facts import CallFacts, CommandFacts, LineFacts
+from kfd.policy.facts import CallFacts, CommandFacts, LineFacts, command_key
 from kfd.policy.judge_paths import weigh_history, weigh_index, weigh_path, weigh_tree, weigh_write
 from kfd.policy.judge_tool import weigh_untrusted
 from kfd.policy.programs.identity import canonical
@@ -94,11 +94,21 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         *line.analysis.inputs,
         *(" ".join(cf.command.argv[1:]) for cf in line.commands if len(line.commands) > 1),
     ]
-    parts = [_weigh_command(cf, bash_rules, found, base, inputs) for cf in line.commands]
-    for part in parts:
+    # A command met again (`command_key`: other redirections around the same words)
+    # has the same verdict: weighed once.
+    weighed: dict[bytes, _Part] = {}
+    parts: list[_Part] = []
+    for cf in line.commands:
+        key = command_key(cf.command) if len(line.commands) > 1 else b""
+        known = weighed.get(key)
+        if known is not None:
+            parts.append(_Part(cf, known.reading, known.allowed, known.read_only))
+            continue
+        part = weighed[key] = _weigh_command(cf, bash_rules, found, base, inputs)
         if part.allowed is None and whole is not None:
             part.allowed = whole
         _weigh_command_paths(facts, part, found, exact=exact is not None)
+        parts.append(part)
     writes = [fact for fact in line.redirects if fact.write]
     for fact in line.redirects:
         if fact.write:

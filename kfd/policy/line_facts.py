@@ -28,7 +28,14 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from kfd.policy.facts import CommandFacts, LineFacts, PathFact, PathKind, TreeFact
+from kfd.policy.facts import (
+    CommandFacts,
+    LineFacts,
+    PathFact,
+    PathKind,
+    TreeFact,
+    command_key,
+)
 from kfd.policy.gitindex import index_paths
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
@@ -75,7 +82,7 @@ def line_facts(
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
     links = instruction_links(workspace)
     gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links)
-    commands = [gatherer.command(c) for c in analysis.commands]
+    commands = _gathered(gatherer, analysis.commands)
     # A file named by a redirection or a writing operand, from every directory the
     # line may be in (`cd docs && echo x > notes.md` writes docs/notes.md).
     targets: dict[tuple[str, bool], None] = {}
@@ -98,6 +105,23 @@ def line_facts(
             seen.add((word, fact.path, write))
             redirects.append(fact)
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
+
+
+def _gathered(gatherer: _Gatherer, commands: list[SimpleCommand]) -> list[CommandFacts]:
+    """Each command's facts, gathered once per distinct command (`command_key`)."""
+    if len(commands) < 2:
+        return [gatherer.command(c) for c in commands]
+    found: dict[bytes, CommandFacts] = {}
+    facts: list[CommandFacts] = []
+    for command in commands:
+        key = command_key(command)
+        known = found.get(key)
+        if known is None:
+            known = found[key] = gatherer.command(command)
+            facts.append(known)
+        else:
+            facts.append(msgspec.structs.replace(known, command=command))
+    return facts
 
 
 def path_fact(

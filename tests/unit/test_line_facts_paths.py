@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kfd.policy.line_facts import _Gatherer, path_fact
+from kfd.policy.line_facts import _Gatherer, line_facts, path_fact
 from kfd.policy.paths import real_path
 
 NAMES = ["src", "a.py", "link", "dir-link", "out", "dangling", "loop", "hard", "gone", "..", "."]
@@ -92,3 +92,14 @@ def test_the_paths_that_matter_give_the_same_fact(tree: Path, word: str) -> None
         assert not fact.inside
     if word == "fifo":
         assert fact.kind == "other"
+
+
+def test_a_command_met_again_keeps_its_own_redirections(tree: Path) -> None:
+    """Commands that differ only by the redirections around them are gathered once
+    (`kfd.policy.facts.command_key`): each still comes with its own command."""
+    workspace = str(tree / "ws")
+    facts = line_facts("cat a.py > one; cat a.py > two; cat src/a.py", workspace)
+    assert [cf.command.redirects[0].target for cf in facts.commands[:2]] == ["one", "two"]
+    assert facts.commands[0].paths == facts.commands[1].paths
+    assert [p.word for p in facts.commands[2].paths] == ["src/a.py"]
+    assert [fact.word for fact in facts.redirects] == ["one", "two"]

@@ -58,6 +58,10 @@ _INERT_EXPANSIONS = (
 )
 
 
+_ASSIGNING = re.compile(rf"\$\{{({_NAME}){_INDEX}:?=")
+"""``${NAME=word}`` and ``${NAME:=word}``: NAME is assigned when unset (or empty)."""
+
+
 def plain_name(text: str) -> bool:
     """Whether ``text`` is a variable name bash cannot evaluate: ``x``, ``a[0]``."""
     return _PLAIN_NAME.fullmatch(text) is not None
@@ -100,6 +104,10 @@ def expansion_evaluates(text: str) -> str | None:
     if not text.startswith("${"):
         return None
     inner = _outer(text)
+    assigned = _ASSIGNING.match(inner)
+    if assigned is not None and sensitive_variable(assigned.group(1)):
+        # `${GLOBIGNORE:=x}` sets it as an assignment would (dotfiles glob after it).
+        return f"{text} assigns {assigned.group(1)}, which changes what bash or programs do"
     if any(shape.fullmatch(inner) for shape in _INERT_EXPANSIONS):
         return None
     if inner.startswith("${!"):

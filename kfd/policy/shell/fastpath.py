@@ -43,6 +43,7 @@ by a differential test over the permission corpus and generated lines
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -298,7 +299,7 @@ def _substituted(command: PlainCommand) -> PlainCommand | None:
         if "$" not in source or source in command.substitutions:
             continue
         inner = _INNER.fullmatch(source)
-        statements = simple_line(inner.group(1)) if inner is not None else None
+        statements = _inner_line(inner.group(1)) if inner is not None else None
         if statements is None:
             return None  # glued to other text (`a$(b)`), empty, or not simple
         command.substitutions[source] = statements
@@ -306,6 +307,13 @@ def _substituted(command: PlainCommand) -> PlainCommand | None:
         if "$" in redirect.target:
             return None  # a target only known when it runs
     return command
+
+
+@functools.lru_cache(maxsize=1024)
+def _inner_line(script: str) -> list[PlainStatement] | None:
+    """`simple_line` of a substitution's script, kept: a line repeats its substitutions
+    (``echo $(date) > out1; echo $(date) > out2; ...``). Shared: never changed."""
+    return simple_line(script)
 
 
 def _redirected(text: str) -> PlainCommand | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from kfd.policy.shell.evaluation import literal_arithmetic_node
 from kfd.policy.shell.fastpath import simple_line
-from kfd.policy.shell.model import Redirect, Risk, RiskKind, SimpleCommand
+from kfd.policy.shell.model import Assignment, Redirect, Risk, RiskKind, SimpleCommand
 from kfd.policy.shell.plain import CONTAINERS, PlainWalk
 from kfd.policy.shell.redirects import Redirections, dash_word
 from kfd.policy.shell.repair import flatten_list, parse_script
@@ -343,7 +343,10 @@ class _Walker(PlainWalk):
             role = node.field_name_for_child(index)
             if role == "value":
                 self.loose_word(child, level, "argument")
-            elif role == "body" or (child.is_named and role != "variable"):
+            elif role == "variable":
+                # Each value is assigned to it: `for PATH in bin; do ls; done`.
+                self.check_assignments([Assignment(self.text(child), "", False)])
+            elif role == "body" or child.is_named:
                 self.statement(child, context, level + 1)
 
     def c_style_for(self, node: Node, context: Context, level: int) -> None:

@@ -65,6 +65,16 @@ class RedirectReader(abc.ABC):
     def redirect(self, node: Node, scan: Scan, digest: Redirections) -> None:
         """Digest one redirect node of a command or a compound statement."""
         self.check_gaps(node)
+        named = self.named_descriptor(node)
+        if named is not None:
+            # `{fd}>x`: bash opens a descriptor and assigns its number to the name, a
+            # subscript evaluated (`{a[$(cmd)]}>/dev/null`), PATH and the like changed.
+            self.risk(
+                RiskKind.ENV_ASSIGNMENT,
+                f"{named} before a redirection assigns a descriptor's number to a variable "
+                "the line names",
+                named,
+            )
         kind = node.type
         if kind == "file_redirect":
             self.file_redirect(node, scan, digest)
@@ -79,6 +89,29 @@ class RedirectReader(abc.ABC):
             scan.errors.append(node)
         else:
             scan.unparsed.append(node)
+
+    def named_descriptor(self, node: Node) -> str | None:
+        """The word glued before a redirection when it is ``{…}`` (bash's named
+        descriptor: ``{fd}>x``, ``{a[i]}<y``), else None. A group's closing brace
+        (``{ ls; }>x``) is not one: its ``{`` is followed by a blank."""
+        before = node.prev_sibling
+        end = node.start_byte
+        if before is None or before.end_byte != end or self.source[end - 1 : end] != b"}":
+            return None
+        word = before.descendant_for_byte_range(end - 1, end)
+        while (
+            word is not None
+            and word.parent is not None
+            and word.parent != before
+            and word.parent.end_byte == end
+        ):
+            word = word.parent
+        if word is None:
+            return None
+        text = self.source[word.start_byte : end]
+        if len(text) < 3 or text[:1] != b"{" or text[1:2].isspace():
+            return None
+        return text.decode(errors="replace")
 
     def heredoc(self, node: Node, scan: Scan, digest: Redirections) -> None:
         start = next((c for c in node.children if c.type == "heredoc_start"), None)
