@@ -27,10 +27,14 @@ from kfd.protocol import (
     FrontendRef,
     Preview,
 )
-from kfd.redact import redact
+from kfd.redact import redact, redact_struct
 
 REMEMBERED_ANSWERS = 1000
 """Answered approvals remembered, to tell a late answer who was first."""
+
+
+class NotShowable(Exception):
+    """The approval could not show what the call does: nothing is asked, it is denied."""
 
 
 @dataclass(slots=True)
@@ -66,7 +70,9 @@ class Approvals:
     async def ask(
         self, call_id: str, tool: str, preview: Preview, reason: str, rule: str
     ) -> tuple[ApprovalDecision, str]:
-        """Ask every attached frontend; the first answer wins: (decision, message)."""
+        """Ask every attached frontend; the first answer wins: (decision, message).
+
+        Raises `NotShowable` when the prompt could not show the call as it is."""
         approval_id = new_id("a")
         event = ApprovalRequested(
             session=self._session_id,
@@ -78,6 +84,17 @@ class Approvals:
             session_rule=rule,
             can_keep=keepable(rule),
         )
+        if redact_struct(event) is not event:
+            # Every event is redacted before any frontend sees it: a prompt holding a
+            # secret's shape (a key block, a URL password) would show `[redacted …]`
+            # where code may hide (`-----BEGIN KEY-----"; rm -rf src; echo "-----END`).
+            # An answer must be to what runs, so nothing is asked.
+            raise NotShowable(
+                "part of it looks like a secret (a key, a token, a password in a URL), "
+                "which kfd never shows or stores, so no approval could show you exactly "
+                "what it does; keep the secret in a file the command reads, or allow it "
+                "with a rule"
+            )
         future: asyncio.Future[tuple[ApprovalDecision, str]] = (
             asyncio.get_running_loop().create_future()
         )

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from kfd.agent.after_tool import after_tool
+from kfd.agent.approvals import NotShowable
 from kfd.agent.commands import make_prompt
 from kfd.agent.context import compact_after_overflow, observe_usage, prepare_request
 from kfd.agent.editor_files import SessionFiles
@@ -232,9 +233,12 @@ async def _side_call(session: TurnSession, name: str, arguments: dict[str, Any])
         return f"[not run: denied: {verdict.reason}]"
     if verdict.decision == "ask":
         preview = await tool.preview(args, _context(session, item))
-        decision, _ = await session.approvals.ask(
-            call.id, name, preview, verdict.reason, tool.session_rule(args)
-        )
+        try:
+            decision, _ = await session.approvals.ask(
+                call.id, name, preview, verdict.reason, tool.session_rule(args)
+            )
+        except NotShowable as exc:
+            return f"[not run: not asked: {exc}]"
         if decision == "deny":
             return "[not run: the user did not allow it]"
     checkpoints = session.runtime.checkpoints
@@ -379,13 +383,17 @@ async def _run_calls(session: TurnSession, calls: list[ToolCall]) -> None:
                 # model learns why at once (it never ran, so nothing happened).
                 _answer(session, item.call, "error", str(exc), reason="not asked: it would fail")
                 continue
-            decision, message = await session.approvals.ask(
-                item.call.id,
-                item.call.name,
-                preview,
-                verdict.reason,
-                item.tool.session_rule(item.args),
-            )
+            try:
+                decision, message = await session.approvals.ask(
+                    item.call.id,
+                    item.call.name,
+                    preview,
+                    verdict.reason,
+                    item.tool.session_rule(item.args),
+                )
+            except NotShowable as exc:
+                _answer(session, item.call, "denied", f"not asked: {exc}", reason="not asked")
+                continue
             if decision == "deny":
                 text = "denied by the user" + (f": {message}" if message else "")
                 _answer(session, item.call, "denied", text, reason="denied by the user")
@@ -567,9 +575,16 @@ async def _grant(
         # Granted and still not enough: asking again would loop.
         return False, f"{needed}; granting {needed.grant} did not help"
     preview = await item.tool.preview(item.args, ctx)
-    decision, message = await session.approvals.ask(
-        item.call.id, item.call.name, preview, str(needed), grant_rule(item.call.name, needed.grant)
-    )
+    try:
+        decision, message = await session.approvals.ask(
+            item.call.id,
+            item.call.name,
+            preview,
+            str(needed),
+            grant_rule(item.call.name, needed.grant),
+        )
+    except NotShowable as exc:
+        return False, f"{needed}\nNot asked: {exc}"
     if decision == "deny":
         return False, f"{needed}\nThe user did not allow it" + (f": {message}" if message else "")
     scope = "for this session" if decision == "allow_session" else "by the user"

@@ -576,3 +576,28 @@ async def test_second_sweep_attacks_ask_and_their_canaries_stay(
     assert all("kfd-canary" not in c.output for c in completed)
     assert (workspace / "script.sh").stat().st_mode & 0o777 != 0o777
     assert outside.read_text() == "kfd-canary-outside\n"
+
+
+async def test_a_call_an_approval_could_not_show_as_it_is_is_not_asked(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    """Every event is redacted before a frontend sees it, so a prompt holding the
+    shape of a secret would show `[redacted …]` where code hides: nothing is asked."""
+    (workspace / "src").mkdir(exist_ok=True)
+    (workspace / "src" / "keep.txt").write_text("kept\n")
+    hidden = (
+        'echo "-----BEGIN PRIVATE KEY-----"; rm -rf src; touch pwned.txt; '
+        'echo "-----END PRIVATE KEY-----" > key.pem'
+    )
+    in_a_url = "curl https://admin:$(touch${IFS}pwned.txt)Xy9@example.com/ -o page.html"
+    daemon = make_daemon()
+    model_server.add(bash(hidden), bash(in_a_url), Reply(text="done"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        items = await turn(client, info.id, "set up the key")  # no answer: none asked
+    assert of(items, p.ApprovalRequested) == []
+    done = of(items, p.ToolCompleted)
+    assert [c.status for c in done] == ["denied", "denied"]
+    assert all("no approval could show you exactly what it does" in c.output for c in done)
+    assert (workspace / "src" / "keep.txt").exists()
+    assert not (workspace / "pwned.txt").exists()
