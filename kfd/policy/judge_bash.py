@@ -299,7 +299,9 @@ def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exac
     access = False if part.read_only else None
     program = cf.command.source if len(cf.command.source) <= 80 else cf.command.argv[0]
     for fact in cf.paths:
-        weigh_path(facts, msgspec.structs.replace(fact, write=access), found, exact=exact)
+        if fact.write is not access:  # gathered as None: a copy only for a read
+            fact = msgspec.structs.replace(fact, write=access)
+        weigh_path(facts, fact, found, exact=exact)
     for tree in cf.trees:
         weigh_tree(facts, program, tree, found)
     kinds = {fact.word: fact.kind for fact in cf.paths}
