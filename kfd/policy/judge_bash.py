@@ -278,8 +278,8 @@ def _programs_in(text: str) -> dict[str, str]:
     Pure, so kept: a 4 KB here-document is read for every rule and command that asks.
     The result is shared: never change it."""
     named: dict[str, str] = {}
-    for token in dict.fromkeys(program_words(text)):
-        name = os.path.basename(token)
+    for token in program_words(text):
+        name = os.path.basename(token) if "/" in token else token
         named.setdefault(name, token)
         rewritten = canonical(name)
         if rewritten is not None:

@@ -205,21 +205,23 @@ def script_words(text: str) -> list[str]:
 
 
 def program_words(text: str) -> list[str]:
-    """The words of ``text`` that may name a program a script runs, in any language:
+    """The distinct words of ``text`` that may name a program a script runs, in any language:
     cut at every character no program name holds (``vim -c '!rm -rf x'``,
     ``gdb -ex 'shell rm'``), with a value glued to a short option
     (``man -Hrm``) and leading ``+`` (``vim +!rm``) taken off too."""
-    found: list[str] = []
-    for token in _NOT_IN_NAME.split(text):
+    found: dict[str, None] = {}
+    # Each distinct word once, in order (a 4 KB here-document repeats most of its words).
+    for token in dict.fromkeys(_NOT_IN_NAME.split(text)):
         if not token:
             continue
-        found.append(token)
-        bare = token.lstrip("+")
-        if bare and bare != token:
-            found.append(bare)
+        found[token] = None
+        if token[0] == "+":
+            bare = token.lstrip("+")
+            if bare:
+                found.setdefault(bare, None)
         if len(token) > 2 and token[0] == "-" and token[1] != "-":
-            found.append(token[2:])
-    return found
+            found.setdefault(token[2:], None)
+    return list(found)
 
 
 def _unknown(reading: Reading) -> list[str]:
