@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import IO, Annotated, NamedTuple
 
 import msgspec
 
@@ -33,6 +34,10 @@ MAX_LINE_CHARS = 2000
 
 MAX_OUTPUT_CHARS = 256 * 1024
 """Output beyond this stops at a line boundary, with a hint to page on."""
+
+READ_CHUNK_BYTES = 64 * 1024
+"""A line is read this many bytes at a time: a file of one huge line (minified,
+data) never sits whole in memory."""
 
 
 class ReadArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -125,32 +130,21 @@ def read_window(
 
 
 def _render(
-    lines: Iterable[bytes], path: Path, label: str, offset: int, limit: int, info: os.stat_result
+    handle: IO[bytes], path: Path, label: str, offset: int, limit: int, info: os.stat_result
 ) -> Window:
-    """The window of ``lines`` (the file's, newline kept) and the stamp of them all."""
+    """The window of the file ``handle`` reads and the stamp of all of it."""
     hasher = hashlib.sha256()
     shown: list[str] = []
     size = total = cut = 0
     last = offset - 1
     capped = crlf = False
-    for raw in lines:
-        hasher.update(raw)
+    for line, length, ends_in_cr in _lines(handle, label, hasher):
         total += 1
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ToolError(
-                f"{label} is not UTF-8 text (line {total} has invalid bytes); read "
-                "shows UTF-8 text only. Inspect it with bash instead, e.g. `file "
-                f"{label}` or `iconv -f latin1 {label} | head`."
-            ) from None
         if capped or not offset <= total < offset + limit:
             continue
-        line = line.removesuffix("\n")
-        if line.endswith("\r"):
-            line, crlf = line[:-1], True
-        if len(line) > MAX_LINE_CHARS:
-            line = f"{line[:MAX_LINE_CHARS]} … [line cut: {len(line):,} characters]"
+        crlf = crlf or ends_in_cr
+        if length > MAX_LINE_CHARS:
+            line = f"{line} … [line cut: {length:,} characters]"
             cut += 1
         # No padding (``cat -n`` pads to 6): the model needs no alignment, and a
         # result is re-sent with every later request; padding made a file 17 %
@@ -187,3 +181,64 @@ def _render(
     if notes:
         text += "\n" + "\n".join(f"[{note}]" for note in notes)
     return Window(text, key, stamp)
+
+
+def _lines(handle: IO[bytes], label: str, hasher: hashlib._Hash) -> Iterator[tuple[str, int, bool]]:
+    """Each line of the file: its first `MAX_LINE_CHARS` characters, its length and
+    whether it ended in ``\\r``, both without the newline; every byte hashed.
+
+    Read a bounded chunk at a time (`READ_CHUNK_BYTES`), each checked for UTF-8:
+    a file of one huge line never sits whole in memory.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = _LongLine()
+    number = 0
+    while True:
+        chunk = handle.readline(READ_CHUNK_BYTES)
+        hasher.update(chunk)
+        try:
+            line.add(decoder.decode(chunk, final=not chunk), bool(chunk))
+        except UnicodeDecodeError:
+            raise ToolError(
+                f"{label} is not UTF-8 text (line {number + 1} has invalid bytes); read "
+                "shows UTF-8 text only. Inspect it with bash instead, e.g. `file "
+                f"{label}` or `iconv -f latin1 {label} | head`."
+            ) from None
+        if chunk.endswith(b"\n") or (not chunk and line.started):
+            number += 1
+            yield line.finish()
+            line = _LongLine()
+        if not chunk:
+            return
+
+
+class _LongLine:
+    """A line as it is read, a chunk at a time: its first characters (enough to
+    show), its length, and its last two characters (the line end)."""
+
+    def __init__(self) -> None:
+        self._head: list[str] = []
+        self._kept = 0
+        self._length = 0
+        self._tail = ""
+        self.started = False
+
+    def add(self, piece: str, read: bool) -> None:
+        """``piece``: the next characters; ``read``: bytes of the line were read."""
+        self.started = self.started or read
+        room = MAX_LINE_CHARS - self._kept
+        if room > 0 and piece:
+            self._head.append(piece[:room])
+            self._kept += min(room, len(piece))
+        self._length += len(piece)
+        self._tail = (self._tail + piece)[-2:]
+
+    def finish(self) -> tuple[str, int, bool]:
+        """(its first characters, its length, whether it ended in ``\\r``), the line
+        end left out."""
+        length, tail = self._length, self._tail
+        if tail.endswith("\n"):
+            length, tail = length - 1, tail[:-1]
+        ends_in_cr = tail.endswith("\r")
+        length -= ends_in_cr
+        return "".join(self._head)[:length], length, ends_in_cr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -24,6 +25,9 @@ class GitHub:
     async def get(
         self, path: str, *, params: dict[str, Any] | None = None, accept: str = ACCEPT_JSON
     ) -> httpx.Response:
+        if any(segment in (".", "..") for segment in unquote(path).split("/")):
+            # Resolved before the request: it would reach another repository.
+            raise ToolError(f"refused to request {path}: it has '.' or '..' segments")
         headers = {"Accept": accept, "X-GitHub-Api-Version": API_VERSION}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

@@ -7,7 +7,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import msgspec
@@ -91,12 +91,39 @@ class GitHubReadTool(Tool[GitHubArgs]):
 def _check(args: GitHubArgs) -> None:
     if args.action != "search_code" and not REPO.match(args.repo):
         raise ToolError(f"repo must be owner/name (got {args.repo!r})")
-    if args.repo and not REPO.match(args.repo):
+    if args.repo and (not REPO.match(args.repo) or _dot_segment(args.repo)):
         raise ToolError(f"repo must be owner/name (got {args.repo!r})")
+    _check_plain(args.path, "path")
+    _check_plain(args.ref, "ref")
     if args.action in ("issue", "pull", "diff") and args.number < 1:
         raise ToolError(f"action={args.action} needs the issue or pull request number")
     if args.action == "search_code" and not args.query.strip():
         raise ToolError("action=search_code needs a query")
+
+
+def _check_plain(value: str, what: str) -> None:
+    """Refuse a path or ref that could leave the repository the call was allowed
+    for: ``..`` or ``.`` as a segment (also percent-encoded), or a backslash.
+    A URL's dot segments are resolved before the request (``/repos/a/b/contents/
+    ../../../c/d`` is ``/repos/c/d``), and the decision saw only the repo."""
+    if "\\" in unquote(value) or _dot_segment(value):
+        raise ToolError(
+            f"{what} must not contain '.' or '..' segments or backslashes (got {value!r}); "
+            f"give the {what} inside the repository as it is, e.g. docs/index.md"
+        )
+
+
+def _dot_segment(value: str) -> bool:
+    """Whether ``value`` has a ``.`` or ``..`` segment, as written or decoded."""
+    seen = value
+    for _ in range(4):  # %252e%252e is %2e%2e once decoded, .. twice
+        if any(segment in (".", "..") for segment in re.split(r"[/\\]", seen)):
+            return True
+        decoded = unquote(seen)
+        if decoded == seen:
+            return False
+        seen = decoded
+    return True  # encoded more deeply than any real name is
 
 
 async def _token(api_url: str, ctx: ToolContext) -> str | None:
@@ -109,6 +136,8 @@ async def _token(api_url: str, ctx: ToolContext) -> str | None:
 
 
 async def read_file(github: GitHub, args: GitHubArgs) -> str:
+    _check_plain(args.path, "path")
+    _check_plain(args.ref, "ref")
     path = quote(args.path.strip("/"))
     params = {"ref": args.ref} if args.ref else {}
     data = await github.json(f"/repos/{args.repo}/contents/{path}", **params)

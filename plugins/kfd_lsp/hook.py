@@ -5,6 +5,7 @@ from __future__ import annotations
 from kfd.api import FinishedCall, ToolContext, ToolError, ToolResult
 
 from .manager import LspManager
+from .withheld import LITERALS_NOTE
 
 MAX_SHOWN = 20
 
@@ -38,7 +39,7 @@ class DiagnosticsAfterEdit:
             if not self.manager.handles(path):
                 continue
             try:
-                found = await self.manager.diagnostics(ctx.workspace, path, ctx.sandbox)
+                text, found = await self.manager.diagnostics(ctx.workspace, path, ctx.sandbox)
             except ToolError as exc:
                 notes.append(f"(no diagnostics for {access.path}: {exc})")
                 continue
@@ -47,10 +48,12 @@ class DiagnosticsAfterEdit:
                 continue
             from . import render  # lsprotocol: imported on first use
 
-            lines = [render.diagnostic(access.path, d) for d in errors[:MAX_SHOWN]]
+            lines, scrubbed = render.diagnostics(access.path, errors[:MAX_SHOWN], text)
             more = len(errors) - MAX_SHOWN
             if more > 0:
                 lines.append(f"… and {more} more")
+            if scrubbed:
+                lines.append(LITERALS_NOTE)
             count = len(errors)
             notes.append(
                 f"The language server reports {count} error{'s' if count > 1 else ''} in "

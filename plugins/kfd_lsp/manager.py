@@ -126,11 +126,12 @@ class LspManager:
 
     async def diagnostics(
         self, workspace: Path, path: Path, sandbox: Sandbox | None = None
-    ) -> list[lsp.Diagnostic] | None:
-        """The file's diagnostics as of now (None: the server said nothing in time)."""
+    ) -> tuple[str, list[lsp.Diagnostic] | None]:
+        """The file's text as the server has it, and its diagnostics as of now (None:
+        the server said nothing in time)."""
         synced = await self.sync(workspace, path, sandbox)
         wait = self.settings().diagnostics_wait_s
-        return await synced.connection.diagnostics(synced.uri, synced.version, wait)
+        return synced.text, await synced.connection.diagnostics(synced.uri, synced.version, wait)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ def where(uri: str, workspace: Path) -> str:
         return str(path)
 
 
+def path_of(uri: str) -> Path:
+    """The file a URI names, absolute and normalised."""
+    return Path(os.path.normpath(to_fs_path(uri) or uri))
+
+
+def location_uri(loc: Any) -> str:
+    """The URI of a Location or LocationLink."""
+    return str(loc.target_uri if isinstance(loc, lsp.LocationLink) else loc.uri)
+
+
 def diagnostic(label: str, item: lsp.Diagnostic) -> str:
     start = item.range.start
     severity = SEVERITY.get(int(item.severity or 1), "error")
@@ -26,6 +37,20 @@ def diagnostic(label: str, item: lsp.Diagnostic) -> str:
     source = f" ({item.source})" if item.source else ""
     message = " ".join(item.message.split())
     return f"{label}:{start.line + 1}:{start.character + 1}: {severity}: {message}{code}{source}"
+
+
+def diagnostics(label: str, items: list[lsp.Diagnostic], text: str) -> tuple[list[str], bool]:
+    """Each diagnostic as a line, string values of Literal types not in ``text`` (the
+    file's) hidden (`kfd_lsp.withheld.scrub_literals`); and whether one was."""
+    from .withheld import scrub_literals
+
+    lines = []
+    hidden = False
+    for item in items:
+        line, scrubbed = scrub_literals(diagnostic(label, item), text)
+        lines.append(line)
+        hidden = hidden or scrubbed
+    return lines, hidden
 
 
 def location(loc: Any, workspace: Path) -> tuple[str, int, int]:

@@ -3,6 +3,11 @@ diagnostics; read-only) and ``lsp_rename`` (edits files).
 
 The read-only questions are one tool with an ``operation``: they share their
 arguments, and one definition costs the model a third of what five did.
+
+What an answer shows of a file the model did not name meets the rules of its
+own ``read`` (`kfd_lsp.withheld`). A rename changes only the files its call
+named (``path`` and ``files``, which the permission decision saw), none a
+read rule restricts, and says which others it would change.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from kfd.api import (
 )
 
 from .manager import MAX_FILE_BYTES, LspManager, Synced, read_text
+from .withheld import LITERALS_NOTE, Withheld, scrub_literals
 
 if TYPE_CHECKING:
     from lsprotocol import types as lsp
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
 # cost about half a second): every function below that needs them says so.
 
 MAX_LOCATIONS = 100
+MAX_RENAMED_FILES = 200
 
 Operation = Literal["definition", "references", "hover", "symbols", "diagnostics"]
 AT_A_LINE = ("definition", "references", "hover")
@@ -63,6 +70,10 @@ class RenameArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     line: Annotated[int, msgspec.Meta(ge=1)]
     symbol: Symbol = ""
     new_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    files: Annotated[
+        list[Path_],
+        msgspec.Meta(max_length=MAX_RENAMED_FILES, description="Other files it changes."),
+    ] = msgspec.field(default_factory=list)
 
 
 class _LspTool:
@@ -84,7 +95,7 @@ class _LspTool:
     ) -> tuple[Synced, lsp.TextDocumentPositionParams]:
         from lsprotocol import types as lsp
 
-        _path, synced = await self._sync(ctx, args.path)
+        path, synced = await self._sync(ctx, args.path)
         lines = synced.text.splitlines()
         if args.line > len(lines):
             raise ToolError(f"{args.path} has {len(lines)} lines; line {args.line} does not exist")
@@ -92,9 +103,12 @@ class _LspTool:
         if args.symbol:
             column = text.find(args.symbol)
             if column < 0:
-                raise ToolError(
-                    f"{args.symbol!r} is not on line {args.line} of {args.path}: {text.strip()!r}"
-                )
+                message = f"{args.symbol!r} is not on line {args.line} of {args.path}"
+                # The line is quoted only where the model may read it: this error may
+                # reach it before anyone was asked (a preview's).
+                if await asyncio.to_thread(Withheld(ctx).rule_for, path) is None:
+                    message += f": {text.strip()!r}"
+                raise ToolError(message)
         else:
             column = len(text) - len(text.lstrip())
         # LSP counts UTF-16 code units; characters outside the BMP count twice.
@@ -149,7 +163,9 @@ class LspTool(_LspTool, Tool[LspArgs]):
     async def _diagnostics(self, args: LspArgs, ctx: ToolContext) -> str:
         from . import render
 
-        found = await self.manager.diagnostics(ctx.workspace, ctx.resolve(args.path), ctx.sandbox)
+        text, found = await self.manager.diagnostics(
+            ctx.workspace, ctx.resolve(args.path), ctx.sandbox
+        )
         if found is None:
             wait = self.manager.settings().diagnostics_wait_s
             return (
@@ -158,7 +174,8 @@ class LspTool(_LspTool, Tool[LspArgs]):
             )
         if not found:
             return f"{args.path}: no problems found"
-        return "\n".join(render.diagnostic(args.path, item) for item in found)
+        lines, scrubbed = render.diagnostics(args.path, found, text)
+        return "\n".join(lines) + ("\n" + LITERALS_NOTE if scrubbed else "")
 
     async def _definition(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
@@ -170,7 +187,7 @@ class LspTool(_LspTool, Tool[LspArgs]):
         found = await synced.connection.request(
             lsp.TEXT_DOCUMENT_DEFINITION, params, self._timeout()
         )
-        return await _locations(found, ctx.workspace, "definition")
+        return await _locations(found, ctx, "definition")
 
     async def _references(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
@@ -184,7 +201,7 @@ class LspTool(_LspTool, Tool[LspArgs]):
         found = await synced.connection.request(
             lsp.TEXT_DOCUMENT_REFERENCES, params, self._timeout()
         )
-        return await _locations(found, ctx.workspace, "reference")
+        return await _locations(found, ctx, "reference")
 
     async def _hover(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
@@ -192,11 +209,34 @@ class LspTool(_LspTool, Tool[LspArgs]):
         from . import render
 
         synced, position = await self._position(ctx, args)
+        # A hover shows the definition's type and value (``Literal['...']``): first
+        # where the symbol is defined, and nothing from a file the model may not read.
+        definition = await synced.connection.request(
+            lsp.TEXT_DOCUMENT_DEFINITION,
+            lsp.DefinitionParams(text_document=position.text_document, position=position.position),
+            self._timeout(),
+        )
+        withheld = await asyncio.to_thread(_judged, _listed(definition), ctx)
+        name = repr(args.symbol) if args.symbol else f"the symbol on line {args.line}"
+        if withheld.restricted:
+            rules = ", ".join(sorted(withheld.rules))
+            return (
+                f"the hover text of {name} is withheld: it is defined in a file read rules "
+                f"keep from you ({rules}); do not try to read it another way"
+            )
+        if withheld.outside:
+            where = ", ".join(sorted(str(path) for path in withheld.outside))
+            return (
+                f"the hover text of {name} is withheld: it is defined outside the workspace, "
+                f"in {where}; read it with the read tool (reading outside the workspace asks "
+                "the user)"
+            )
         params = lsp.HoverParams(text_document=position.text_document, position=position.position)
         found = await synced.connection.request(lsp.TEXT_DOCUMENT_HOVER, params, self._timeout())
         if found is None:
             return "nothing to show for that position"
-        return render.hover_text(found.contents).strip()
+        text, scrubbed = scrub_literals(render.hover_text(found.contents).strip(), synced.text)
+        return text + ("\n" + LITERALS_NOTE if scrubbed else "")
 
     async def _symbols(self, args: LspArgs, ctx: ToolContext) -> str:
         from lsprotocol import types as lsp
@@ -221,8 +261,16 @@ class LspTool(_LspTool, Tool[LspArgs]):
         found = await synced.connection.request(
             lsp.WORKSPACE_SYMBOL, lsp.WorkspaceSymbolParams(query=args.query), self._timeout()
         )
+        items = list(found or [])[:MAX_LOCATIONS]
+        # A symbol's name is text of its file: only files the model may read show theirs.
+        withheld = Withheld(ctx)
+        shown = await asyncio.to_thread(
+            lambda: [withheld.judge(render.path_of(item.location.uri)) for item in items]
+        )
         lines = []
-        for item in (found or [])[:MAX_LOCATIONS]:
+        for item, may in zip(items, shown, strict=True):
+            if may != "text":
+                continue
             kind = lsp.SymbolKind(item.kind).name.lower()
             if isinstance(item.location, lsp.Location):
                 label, line, _ = render.location(item.location, ctx.workspace)
@@ -231,7 +279,8 @@ class LspTool(_LspTool, Tool[LspArgs]):
                 lines.append(
                     f"{kind} {item.name}  {render.where(item.location.uri, ctx.workspace)}"
                 )
-        return "\n".join(lines) or f"no symbol matches {args.query!r}"
+        text = "\n".join(lines) or f"no symbol matches {args.query!r}"
+        return text + withheld.note("symbols", outside_shown=False)
 
 
 def _first_handled(manager: LspManager, workspace: Path, limit: int = 5000) -> Path | None:
@@ -251,17 +300,20 @@ class RenameTool(_LspTool, Tool[RenameArgs]):
         "sees the code; returns the diff."
     )
     Args = RenameArgs
-    schema_budget = 440
+    schema_budget = 520
     edits_files = True
 
     def summary(self, args: RenameArgs) -> str:
         return f"{args.symbol or 'line'} → {args.new_name} at {args.path}:{args.line}"
 
     def paths(self, args: RenameArgs) -> list[PathAccess]:
-        return [PathAccess(args.path, write=True)]
+        """Every file the call may change: the permission decision weighs each (and
+        the call refuses to change any other)."""
+        return [PathAccess(path, write=True) for path in (args.path, *args.files)]
 
     def session_rule(self, args: RenameArgs) -> str:
-        return f"lsp_rename({args.path})"
+        """``lsp_rename(<path>)``, or with the other files: ``lsp_rename(a.py, b.py)``."""
+        return f"lsp_rename({', '.join((args.path, *args.files))})"
 
     async def preview(self, args: RenameArgs, ctx: ToolContext) -> Preview:
         changes = await self._plan(args, ctx)
@@ -281,6 +333,13 @@ class RenameTool(_LspTool, Tool[RenameArgs]):
         from lsprotocol import types as lsp
         from pygls.uris import to_fs_path
 
+        withheld = Withheld(ctx)
+        rule = await asyncio.to_thread(withheld.rule_for, ctx.resolve(args.path))
+        if rule is not None:
+            raise ToolError(
+                f"{args.path} is restricted by the read rule {rule}: lsp_rename changes no "
+                "file a read rule denies or asks about; leave it to the user"
+            )
         synced, position = await self._position(ctx, args)
         # Some servers (pyright) rename only in the files they have open: open
         # every file that refers to the symbol first.
@@ -305,42 +364,103 @@ class RenameTool(_LspTool, Tool[RenameArgs]):
         edit = await synced.connection.request(lsp.TEXT_DOCUMENT_RENAME, params, self._timeout())
         if edit is None:
             raise ToolError("the language server cannot rename anything at that position")
-        return await asyncio.to_thread(_apply, edit, ctx.workspace)
+        per_file = _per_file(edit, ctx.workspace)
+        named = {ctx.resolve(path) for path in (args.path, *args.files)}
+        await asyncio.to_thread(_refuse_unnamed, per_file, named, withheld, ctx.workspace)
+        return await asyncio.to_thread(_apply, per_file, ctx.workspace)
 
 
-async def _locations(found: Any, workspace: Path, what: str) -> str:
+def _refuse_unnamed(
+    per_file: Mapping[Path, object], named: set[Path], withheld: Withheld, workspace: Path
+) -> None:
+    """Refuse a rename that changes a file the call did not name (no decision saw
+    it), or one the model may not read (blocking: it resolves links).
+
+    Nothing of those files' content is said: the error may reach the model
+    before anyone was asked (a preview's).
+    """
     from . import render
 
-    items = list(found) if isinstance(found, list | tuple) else [found] if found else []
+    for path in per_file:
+        withheld.judge(path)
+    if withheld.restricted:
+        count = len(withheld.restricted)
+        rules = ", ".join(sorted(withheld.rules))
+        raise ToolError(
+            f"the rename would change {count} file{'s' if count != 1 else ''} read rules "
+            f"restrict ({rules}): lsp_rename changes no such file; leave this rename to the "
+            "user, and do not try to read those files another way"
+        )
+    if withheld.outside:
+        where = ", ".join(sorted(str(path) for path in withheld.outside))
+        raise ToolError(f"the rename would change {where}, outside the workspace; refused")
+    unnamed = sorted(render.where(path.as_uri(), workspace) for path in set(per_file) - named)
+    if unnamed:
+        raise ToolError(
+            f"the rename would also change {', '.join(unnamed)}, which this call did not "
+            "name: call again with them in files (the user may be asked about them)"
+        )
+
+
+async def _locations(found: Any, ctx: ToolContext, what: str) -> str:
+    items = _listed(found)
     if not items:
         return f"no {what} found"
+    return await asyncio.to_thread(_shown_locations, items, ctx, what)
+
+
+def _listed(found: Any) -> list[Any]:
+    """A server's Location, Location list or LocationLink list as a list."""
+    return list(found) if isinstance(found, list | tuple) else [found] if found else []
+
+
+def _judged(items: list[Any], ctx: ToolContext) -> Withheld:
+    """What the model may see of the files of these locations (blocking)."""
+    from . import render
+
+    withheld = Withheld(ctx)
+    for item in items:
+        withheld.judge(render.path_of(render.location_uri(item)))
+    return withheld
+
+
+def _shown_locations(items: list[Any], ctx: ToolContext, what: str) -> str:
+    """Each location with its line, as far as the model may read its file (blocking)."""
+    from . import render
+
+    withheld = Withheld(ctx)
     lines = []
-    cache: dict[str, list[str]] = {}
+    cache: dict[Path, list[str]] = {}
     for item in items[:MAX_LOCATIONS]:
-        label, line, column = render.location(item, workspace)
-        text = await asyncio.to_thread(_line_of, workspace, label, line, cache)
-        lines.append(f"{label}:{line}:{column}: {text}")
+        path = render.path_of(render.location_uri(item))
+        shown = withheld.judge(path)
+        if shown == "nothing":
+            continue
+        label, line, column = render.location(item, ctx.workspace)
+        if shown == "path":
+            lines.append(f"{label}:{line}:{column}")
+            continue
+        lines.append(f"{label}:{line}:{column}: {_line_of(ctx.workspace, path, line, cache)}")
     more = len(items) - MAX_LOCATIONS
-    return "\n".join(lines) + (f"\n… and {more} more" if more > 0 else "")
+    text = "\n".join(lines) if lines else f"no {what} shown"
+    return text + (f"\n… and {more} more" if more > 0 else "") + withheld.note(f"{what}s")
 
 
-def _line_of(workspace: Path, label: str, line: int, cache: dict[str, list[str]]) -> str:
-    if label not in cache:
-        path = Path(os.path.normpath(workspace / label))
+def _line_of(workspace: Path, path: Path, line: int, cache: dict[Path, list[str]]) -> str:
+    if path not in cache:
         try:
             # Reached without following a link, like every file kfd reads for the model.
-            cache[label] = read_text(workspace, path).splitlines()
+            cache[path] = read_text(workspace, path).splitlines()
         except ToolError:
-            cache[label] = []
-    lines = cache[label]
+            cache[path] = []
+    lines = cache[path]
     return lines[line - 1].strip() if 0 < line <= len(lines) else ""
 
 
-def _apply(edit: lsp.WorkspaceEdit, workspace: Path) -> dict[Path, tuple[str, str]]:
-    """Each file's (old, new) text after the edit (nothing written yet).
+def _per_file(edit: lsp.WorkspaceEdit, workspace: Path) -> dict[Path, list[lsp.TextEdit]]:
+    """The text edits of each file the rename changes (none read yet).
 
-    The server names the files: one outside the workspace is refused, and each
-    is read without following a link (`kfd.api.open_beneath`).
+    The server names the files: one outside the workspace is refused.
     """
     from lsprotocol import types as lsp
     from pygls.uris import to_fs_path
@@ -356,11 +476,22 @@ def _apply(edit: lsp.WorkspaceEdit, workspace: Path) -> dict[Path, tuple[str, st
         per_file.setdefault(uri, []).extend(edits)
     if not per_file:
         raise ToolError("the language server found nothing to rename there")
-    result: dict[Path, tuple[str, str]] = {}
+    result: dict[Path, list[lsp.TextEdit]] = {}
     for uri, edits in per_file.items():
         path = Path(os.path.normpath(to_fs_path(uri) or uri))
         if not path.is_absolute() or not path.is_relative_to(workspace):
             raise ToolError(f"the rename would change {path}, outside the workspace; refused")
+        result.setdefault(path, []).extend(edits)
+    return result
+
+
+def _apply(
+    per_file: Mapping[Path, list[lsp.TextEdit]], workspace: Path
+) -> dict[Path, tuple[str, str]]:
+    """Each file's (old, new) text after the edit (nothing written yet); each is
+    read without following a link (`kfd.api.open_beneath`)."""
+    result: dict[Path, tuple[str, str]] = {}
+    for path, edits in per_file.items():
         old = read_text(workspace, path)
         result[path] = (old, _edited(old, edits))
     return result

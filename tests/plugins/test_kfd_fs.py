@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tracemalloc
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,7 +14,13 @@ import kfd_fs
 from kfd.api import PathAccess, ToolError
 from kfd_fs import EditTool, GlobTool, GrepTool, ReadTool, WriteTool
 from kfd_fs.globs import compile_glob
-from kfd_fs.read import MAX_LINE_CHARS, MAX_OUTPUT_CHARS
+from kfd_fs.read import (
+    DEFAULT_LIMIT,
+    MAX_LINE_CHARS,
+    MAX_OUTPUT_CHARS,
+    READ_CHUNK_BYTES,
+    read_window,
+)
 from kfd_fs.search import MAX_GLOB_FILES
 
 if TYPE_CHECKING:
@@ -115,6 +122,32 @@ async def test_read_cuts_long_lines_with_a_marker(repo: Path, ctx: CallContext) 
     assert first.startswith("1\t" + "x" * MAX_LINE_CHARS + " … [line cut: 2,500 characters]")
     assert "\n2\tshort" in output
     assert "1 line(s) longer than 2000 characters were cut" in output
+
+
+def test_read_holds_no_more_than_a_chunk_of_a_huge_line_in_memory(repo: Path) -> None:
+    # 32 MiB on one line, a two-byte character across every chunk boundary: read
+    # must neither hold the line whole (it did, three times over) nor misjudge it.
+    line = b"\xc3\xa9" + b"a" * (READ_CHUNK_BYTES - 1) + b"\xc3\xa9" * (16 * 1024 * 1024 - 32768)
+    data = line + b"\r\nend\n"
+    (repo / "huge.txt").write_bytes(data)
+    tracemalloc.start()
+    try:
+        window = read_window(repo / "huge.txt", "huge.txt", 1, DEFAULT_LIMIT, repo)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024, f"read held {peak:,} bytes at once"
+    length = len(line.decode())
+    assert window.text.startswith(f"1\té{'a' * (MAX_LINE_CHARS - 1)} … [line cut: {length:,}")
+    assert "\n2\tend\n" in window.text and "CRLF" in window.text
+    assert window.stamp.sha256 == hashlib.sha256(data).hexdigest()
+    # A bad byte far into a long line is still found, on its line.
+    (repo / "bad.txt").write_bytes(b"ok\n" + b"a" * (3 * READ_CHUNK_BYTES) + b"\xff\n")
+    with pytest.raises(ToolError, match=r"line 2 has invalid bytes"):
+        read_window(repo / "bad.txt", "bad.txt", 1, DEFAULT_LIMIT, repo)
+    (repo / "cut.txt").write_bytes(b"ok\n" + b"a" * (READ_CHUNK_BYTES - 1) + b"\xc3")
+    with pytest.raises(ToolError, match=r"line 2 has invalid bytes"):
+        read_window(repo / "cut.txt", "cut.txt", 1, DEFAULT_LIMIT, repo)
 
 
 async def test_read_caps_output_and_hints_to_page_on(repo: Path, ctx: CallContext) -> None:

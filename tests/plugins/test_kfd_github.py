@@ -249,6 +249,38 @@ async def test_missing_things_and_bad_arguments_are_explained(site: Site) -> Non
         await read(site, action="releases", repo=REPO)
 
 
+async def test_a_path_or_ref_never_leaves_the_repository_the_call_names(site: Site) -> None:
+    # The decision saw only repo=octo/widgets: dot segments would reach another
+    # repository (the URL is resolved before the request is sent).
+    site.route(
+        "/repos/victim/private/contents/secrets.txt",
+        json_page(file_entry("secrets.txt", b"CANARY-gh-private\n")),
+    )
+    escapes = [
+        {"path": "../../../victim/private/contents/secrets.txt"},
+        {"path": "src/../../../../victim/private/contents/secrets.txt"},
+        {"path": "%2e%2e/%2e%2e/%2e%2e/victim/private/contents/secrets.txt"},
+        {"path": "%252e%252e/%252E%252E/x"},
+        {"path": "..\\..\\..\\victim\\private\\contents\\secrets.txt"},
+        {"path": "./src/app.py"},
+        {"path": "src/app.py", "ref": "../../victim"},
+    ]
+    for arguments in escapes:
+        with pytest.raises(ToolError, match=r"must not contain '\.' or '\.\.' segments"):
+            await read(site, action="file", repo=REPO, **arguments)
+    for repo in ("../..", "octo/..", "./widgets"):
+        with pytest.raises(ToolError, match="repo must be owner/name"):
+            await read(site, action="file", repo=repo, path="victim/private/contents/secrets.txt")
+    assert site.requests == []  # refused before any request
+    # Names with dots in them are names.
+    site.route(
+        f"/repos/{REPO}/contents/docs/..hidden/v1.2.txt",
+        json_page(file_entry("docs/..hidden/v1.2.txt", b"ok\n")),
+    )
+    found = await read(site, action="file", repo=REPO, path="docs/..hidden/v1.2.txt")
+    assert found.output.endswith("\n\nok\n")
+
+
 @pytest.mark.skipif(shutil.which("gh") is None, reason="the gh CLI is not installed")
 async def test_the_gh_cli_login_supplies_the_token(site: Site, tmp_path: Path) -> None:
     config = tmp_path / "gh"

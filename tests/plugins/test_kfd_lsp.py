@@ -123,9 +123,12 @@ async def test_rename_previews_the_combined_diff_then_applies_it(
     manager: LspManager, ctx: CallContext
 ) -> None:
     tool = {t.name: t for t in tools_for(manager)}["lsp_rename"]
-    args = tool.Args(path="shapes.py", line=9, symbol="total_area", new_name="sum_of_areas")
+    args = tool.Args(
+        path="shapes.py", line=9, symbol="total_area", new_name="sum_of_areas", files=["main.py"]
+    )
     assert tool.edits_files and not tool.read_only
-    assert tool.session_rule(args) == "lsp_rename(shapes.py)"
+    assert tool.session_rule(args) == "lsp_rename(shapes.py, main.py)"
+    assert tool.paths(args) == [PathAccess("shapes.py", True), PathAccess("main.py", True)]
     preview = await tool.preview(args, ctx)
     assert "-def total_area(shapes" in preview.diff and "+def sum_of_areas(shapes" in preview.diff
     assert "+from shapes import Square, sum_of_areas" in preview.diff
