@@ -78,6 +78,8 @@ class Translator:
     """User messages this editor sent: it shows them already, so they are not echoed."""
     _sent: dict[tuple[str, str], int] = field(default_factory=dict)
     _calls: dict[str, _Call] = field(default_factory=dict)
+    _config_shown: dict[str, str] = field(default_factory=dict)
+    """Config file path -> the problem shown, until it loads again."""
 
     def updates(self, event: p.Event) -> list[Update]:
         """What the editor is sent for ``event`` (often nothing)."""
@@ -120,6 +122,8 @@ class Translator:
                 return [_agent(f"\n\n⚠ {event.message}\n")]
             case p.TrustRequired():
                 return [_agent(_trust_note(event))]
+            case p.ConfigInvalid() | p.ConfigReloaded():
+                return self._config(event)
             case p.ContextCompacted():
                 return [
                     a.AgentThoughtChunk(
@@ -131,6 +135,20 @@ class Translator:
                     )
                 ]
         return []
+
+    def _config(self, event: p.ConfigInvalid | p.ConfigReloaded) -> list[Update]:
+        """A config file that does not load, once (the daemon says so at every
+        message while it does not), and that it loads again, if that was shown."""
+        if isinstance(event, p.ConfigInvalid):
+            if self._config_shown.get(event.path) == event.message:
+                return []
+            self._config_shown[event.path] = event.message
+            # Quoted as code: the message may quote a repository's own file.
+            return [_agent(f"\n\n⚠ config not reloaded: {_code(event.message)}\n")]
+        if self._config_shown.pop(event.path, None) is None:
+            return []
+        changed = "; ".join([*event.applied, *event.not_applied]) or "fixed"
+        return [_agent(f"\n\n✓ {_code(event.path)} loads again: {visible(changed)}\n")]
 
     # -- messages --------------------------------------------------------------
 

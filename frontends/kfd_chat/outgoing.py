@@ -83,6 +83,9 @@ class Outgoing:
         self._answers: dict[str, str] = {}
         self.trust_shown: dict[str, str] = {}
         """session -> the project config content (sha256) last shown, for `!trust yes`."""
+        self.config_shown: dict[str, dict[str, str]] = {}
+        """Place (room and thread) -> config file path -> the problem shown there,
+        until the file loads again."""
         self._lock = asyncio.Lock()
         """One writer at a time: what a session shows stays in order."""
         self._asking = 0
@@ -118,6 +121,9 @@ class Outgoing:
         sid = event.session
         key = f"{sid}.{event.seq}"
         match event:
+            case p.ConfigInvalid() | p.ConfigReloaded():
+                await self._config(event, place, key)
+                return
             case p.MessageDelta(kind="text"):
                 await self._delta(event, place)
                 return
@@ -165,11 +171,31 @@ class Outgoing:
                     place, f"🔐 {render.code(event.path)} is {state} (by {visible(who)})", key
                 )
 
+    async def _config(
+        self, event: p.ConfigInvalid | p.ConfigReloaded, place: Place, key: str
+    ) -> None:
+        """A config file that does not load, once per place (the daemon says so in
+        each session it concerns, at every message), and that it loads again."""
+        shown = self.config_shown.setdefault(f"{place.room}|{place.thread or ''}", {})
+        if isinstance(event, p.ConfigInvalid):
+            if shown.get(event.path) == event.message:
+                return
+            shown[event.path] = event.message
+            text = render.config_error(event)
+        elif shown.pop(event.path, None) is not None:
+            text = render.config_reloaded(event)
+        else:
+            return
+        await self._flush_tools(event.session)  # tool lines first, as for any post
+        await self.poster.post(place, text, key)
+
     async def _notify(self, event: p.Event, place: Place) -> None:
         """A session no room maps to: only what needs the user goes to notify_room."""
         sid = event.session
         key = f"{sid}.{event.seq}"
         match event:
+            case p.ConfigInvalid() | p.ConfigReloaded():
+                await self._config(event, place, key)
             case p.ApprovalRequested():
                 await self._ask(event, place, prefix=f"[{sid}] ")
             case p.ApprovalResolved():

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from kfd import protocol as p
-from kfd.client.exact import visible
+from kfd.client.exact import compact, visible
 
 DIFF_LIMIT = 3000
 COMMAND_LIMIT = 20_000
-"""Longer commands are not shown (a Matrix event holds 64 KiB) and so not allowed from chat."""
+"""Commands that show longer (`kfd.client.exact.compact`) are not shown whole (a
+Matrix event holds 64 KiB) and so not allowed from chat."""
+COMMAND_LINES = 200
+"""Nor those that show on more lines: nobody reads a message that tall whole."""
+HEAD_LINES = 20
+"""How much of a command too long to allow is shown anyway, so the user knows what it is."""
 ALLOW_REACTIONS = frozenset({"👍", "✅", "+1", "white_check_mark", "thumbsup"})
 DENY_REACTIONS = frozenset({"👎", "❌", "-1", "x", "thumbsdown"})
 VERDICTS: dict[p.ApprovalDecision, str] = {
@@ -52,7 +57,7 @@ def tool_failed(event: p.ToolCompleted) -> str:
 def code(text: str) -> str:
     """``text`` as inline code that nothing in it can close (CommonMark: a
     longer backtick run than any inside, padded when it starts or ends with one)."""
-    text = visible(text).replace("\n", " ")
+    text = compact(text, one_line=True)
     fence = "`" * (_longest_run(text, "`") + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"
@@ -93,36 +98,41 @@ def question(event: p.ApprovalRequested) -> str:
     """What an approval asks, exactly: the tool, the reason, the whole command
     (or the diff). Kept in the message once the approval is decided."""
     preview = event.preview
-    lines = [f"🔐 approve {code(event.tool)}? {visible(event.reason)}".rstrip()]
+    lines = [f"🔐 approve {code(event.tool)}? {compact(event.reason, one_line=True)}".rstrip()]
     if preview.command:
-        lines.append(block(preview.command))
+        lines.append(block(compact(preview.command)))
     elif preview.summary:
-        lines.append(block(preview.summary))
+        lines.append(block(compact(preview.summary)))
     if preview.diff:
-        diff = preview.diff
+        diff = compact(preview.diff)
         if len(diff) > DIFF_LIMIT:
-            diff = diff[:DIFF_LIMIT]
-            lines.append(block(diff, "diff"))
-            lines.append(f"… the diff goes on for {len(preview.diff) - DIFF_LIMIT} more characters")
+            lines.append(block(diff[:DIFF_LIMIT], "diff"))
+            lines.append(f"… the diff goes on for {len(diff) - DIFF_LIMIT} more characters")
         else:
             lines.append(block(diff, "diff"))
     return "\n".join(lines)
 
 
 def fits(event: p.ApprovalRequested) -> bool:
-    """Whether the whole command fits in one chat message. A command that does
-    not cannot be allowed from chat: nobody would have seen what runs."""
-    return len(event.preview.command or "") + len(event.preview.summary) <= COMMAND_LIMIT
+    """Whether the whole command, as shown, fits in one chat message a reader
+    takes in. A command that does not cannot be allowed from chat: nobody
+    would have seen what runs."""
+    shown = compact(event.preview.command or "") + compact(event.preview.summary)
+    whole_diff = len(compact(event.preview.diff or "")) <= DIFF_LIMIT  # a cut diff hides changes
+    return len(shown) <= COMMAND_LIMIT and shown.count("\n") < COMMAND_LINES and whole_diff
 
 
 def approval(event: p.ApprovalRequested) -> str:
     """The approval as posted: the question and how to answer it."""
     if not fits(event):
         command = event.preview.command or event.preview.summary
+        shown = compact(command)
+        head = "\n".join(shown[: COMMAND_LIMIT // 10].split("\n")[:HEAD_LINES])
         return (
-            f"🔐 approve {code(event.tool)}? {visible(event.reason)}".rstrip()
-            + f"\nThe command is {len(command)} characters long, too long to show here whole, "
-            "so it cannot be allowed from chat: answer it in a terminal (`kfd attach`), "
+            f"🔐 approve {code(event.tool)}? {compact(event.reason, one_line=True)}".rstrip()
+            + f"\n{block(head)}\n… {len(shown) - len(head)} more characters: answer it in "
+            f"a terminal (`kfd attach`). The command is {len(command)} characters long, "
+            "too long to show here whole, so it cannot be allowed from chat; "
             "or reply `deny [why]`."
         )
     text = question(event)
@@ -182,6 +192,18 @@ def trust_required(event: p.TrustRequired) -> str:
         f"🔒 {code(event.path)} is not trusted, so it only narrows rights. Ignored:\n{ignored}\n"
         "`!trust` shows what it grants; `!trust yes` trusts exactly that content."
     )
+
+
+def config_error(event: p.ConfigInvalid) -> str:
+    """A config file that does not load: the daemon's message, quoted as code (it may
+    quote a repository's own file)."""
+    return f"⚠ config not reloaded: {code(event.message)}"
+
+
+def config_reloaded(event: p.ConfigReloaded) -> str:
+    """A config file that did not load loads again."""
+    changed = "; ".join([*event.applied, *event.not_applied]) or "fixed"
+    return f"✅ {code(event.path)} loads again: {visible(changed)}"
 
 
 def trust(info: p.TrustInfo) -> str:

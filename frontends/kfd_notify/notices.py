@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kfd import protocol as p
-from kfd.client.exact import visible
+from kfd.client.exact import compact, visible
 from kfd_notify.settings import NotifySettings
 
 Urgency = Literal[0, 1, 2]
@@ -19,8 +19,13 @@ Urgency = Literal[0, 1, 2]
 
 BODY_LIMIT = 400
 COMMAND_LIMIT = 1500
-"""An approval whose command is longer is not shown whole in a bubble, so it
-offers no Allow button: allowing it takes a terminal or chat, where it is."""
+"""An approval whose command shows longer (`kfd.client.exact.compact`) is not
+shown whole in a bubble, so it offers no Allow button: allowing it takes a
+terminal or chat, where it is."""
+COMMAND_ROWS = 20
+ROW_CHARS = 80
+"""A bubble shows this many rows of this many characters (dunst caps its
+height): a command taller than that is not shown whole either."""
 DIFF_LIMIT = 1500
 
 
@@ -43,6 +48,8 @@ class Notices:
     titles: dict[str, str] = field(default_factory=dict)
     last_answer: dict[str, str] = field(default_factory=dict)
     questions: dict[str, p.TriggerFired] = field(default_factory=dict)
+    config_shown: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(daemon, config file path) -> the problem shown, until the file loads again."""
 
     def title(self, session: str) -> str:
         """The session's title (its id's start without one); ``host/title`` for a
@@ -72,6 +79,8 @@ class Notices:
                     f"${event.spent_usd:.2f} of the {event.budget} limit of ${event.limit_usd:.2f}"
                 )
                 return Notice(event.session, "kfd: budget warning", _short(body), urgency=2)
+            case p.ConfigInvalid() | p.ConfigReloaded() if self.settings.errors:
+                return self._config(event)
             case p.ErrorEvent() if self.settings.errors or (
                 "budget" in event.code and self.settings.budget
             ):
@@ -84,19 +93,37 @@ class Notices:
                 )
         return None
 
+    def _config(self, event: p.ConfigInvalid | p.ConfigReloaded) -> Notice | None:
+        """A config file that does not load, once for all the sessions it concerns
+        (the daemon says so in each, at every message); then once that it loads again."""
+        host = event.session.rpartition("/")[0]  # ``host/session`` for a remote daemon
+        key = (host, event.path)
+        if isinstance(event, p.ConfigInvalid):
+            if self.config_shown.get(key) == event.message:
+                return None
+            self.config_shown[key] = event.message
+            return Notice(
+                event.session, "kfd: config not reloaded", _short(event.message), urgency=2
+            )
+        if self.config_shown.pop(key, None) is None:
+            return None
+        return Notice(event.session, "kfd: config reloaded", _short(event.path))
+
     def approval(self, event: p.ApprovalRequested) -> Notice:
         """The whole command, exactly (every hidden character spelled out), or
         a Deny-only notice saying where to read it when it is too long."""
         preview = event.preview
         command = preview.command or preview.summary or event.tool
-        allowable = len(command) <= COMMAND_LIMIT
+        shown = compact(command)
+        allowable = len(shown) <= COMMAND_LIMIT and rows(shown) <= COMMAND_ROWS
         if allowable:
-            lines = [visible(command)]
+            lines = [shown]
         else:
+            head = _head(shown, COMMAND_ROWS // 2)
             lines = [
-                visible(command[:200]) + "…",
-                f"(the command is {len(command)} characters long: read and allow it "
-                "in a terminal or chat; here it can only be denied)",
+                head + "…",
+                f"… {len(shown) - len(head)} more characters: answer in a terminal or chat "
+                f"(the command is {len(command)} characters long; here it can only be denied)",
             ]
         if preview.diff:
             diff = preview.diff
@@ -109,10 +136,11 @@ class Notices:
             else:
                 lines.append(visible(diff, keep_tabs=True))
         if event.reason:
-            lines.append(f"({visible(event.reason)})")
+            lines.append(f"({compact(event.reason)})")
         return Notice(
             event.session,
-            f"kfd: allow {visible(event.tool)} in {visible(self.title(event.session))}?",
+            f"kfd: allow {compact(event.tool, one_line=True)} in "
+            f"{compact(self.title(event.session), one_line=True)}?",
             "\n".join(lines),
             urgency=2,
             approval=event,
@@ -149,3 +177,20 @@ def _one_line(text: str) -> str:
 def _short(text: str, limit: int = BODY_LIMIT) -> str:
     text = visible(text.strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def rows(text: str) -> int:
+    """How many rows of a bubble ``text`` takes (long lines wrap)."""
+    return sum(max(1, -(-len(line) // ROW_CHARS)) for line in text.split("\n"))
+
+
+def _head(text: str, most: int) -> str:
+    """As much of the start of ``text`` as ``most`` rows of a bubble hold."""
+    kept: list[str] = []
+    left = most
+    for line in text.split("\n"):
+        if left <= 0:
+            break
+        kept.append(line[: left * ROW_CHARS])
+        left -= rows(line)
+    return "\n".join(kept)

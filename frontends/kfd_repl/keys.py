@@ -8,10 +8,11 @@ so a draft can never answer one by accident, and nothing typed is lost:
 - an approval is open and the input is empty (and the question did not just
   pop up while the user was typing), or the user pressed Tab to move to it:
   y (or 1) allows once, a (2) allows for the session, A (4) allows always in
-  this project (offered only when the approval has a rule to keep; else A
-  says so), n (3) asks for an optional reason and denies; Tab or Esc goes
-  back to the input; any other key goes to the input as typed (and the
-  approval lets go of the keys);
+  this project (only when the approval has a rule to keep: else A and 4 are
+  keys like any other), n (3) asks for an optional reason and denies; Tab or
+  Esc goes back to the input; any other key goes to the input as typed (and
+  the approval lets go of the keys: typing "Add a test" on the empty line
+  when A is not an answer gives the line "Add a test");
 - an approval is open and the input has a draft: every key edits the draft
   (Enter queues it as a message); Tab moves to the approval;
 - giving a reason for a denial: Enter denies, Esc goes back to the question.
@@ -127,12 +128,6 @@ def key_bindings(repl: Repl) -> KeyBindings:
         bindings.add(key, filter=answering)(answer_with(decision))
     for key in ("A", "4"):
         bindings.add(key, filter=always)(answer_with("allow_always"))
-
-    @bindings.add("A", filter=answering & ~always)
-    @bindings.add("4", filter=answering & ~always)
-    def _not_offered(event: KeyPressEvent) -> None:
-        """An answer this approval does not offer: say so (it is not typing either)."""
-        repl.flash("A (always) is not offered here: this call has no rule to keep")
 
     @bindings.add("n", filter=answering)
     @bindings.add("3", filter=answering)

@@ -15,7 +15,7 @@ from typing import Literal
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.utils import get_cwidth
 
-from kfd.client.exact import visible
+from kfd.client.exact import LINE_BREAK, compact
 from kfd_repl.render import clean, elapsed
 from kfd_repl.view import SessionView, offers_always
 
@@ -37,7 +37,9 @@ def spinner(now: float | None = None) -> str:
 
 
 def fit(text: str, width: int) -> str:
-    """``text`` cut to ``width`` terminal cells, with an ellipsis when cut."""
+    """``text`` on one line (a line break shows as ``⏎``) cut to ``width``
+    terminal cells, with an ellipsis when cut."""
+    text = text.replace("\n", LINE_BREAK)
     if get_cwidth(text) <= width:
         return text
     out, used = [], 0
@@ -150,12 +152,12 @@ def approval_prompt(
     width = max(20, width - 1)
     more = len(view.approvals) - 1
     waiting = f" ({more} more waiting)" if more > 0 else ""
-    asking = f"the {approval.tool} call above waits for an answer{waiting}"
+    asking = f"the {compact(approval.tool, one_line=True)} call above waits for an answer{waiting}"
     if keys == "draft":
         return [("class:approval", fit(f"{asking} · Tab answers it (your draft stays)", width))]
     if keys == "arming":
         return [("class:approval", fit(f"{asking} · keys answer it in a moment", width))]
-    rule = visible(approval.session_rule)
+    rule = compact(approval.session_rule, one_line=True)
     choices = "y allow once · a allow for this session · n deny"
     keeps = f"  (a adds the rule {rule})"
     if offers_always(approval):

@@ -22,7 +22,7 @@ from rich.markdown import Markdown
 from rich.text import Text
 
 from kfd import protocol as p
-from kfd.client.exact import segments, visible
+from kfd.client.exact import compact_segments, visible
 from kfd_repl.blocks import (
     ApprovalAnswer,
     ApprovalAsk,
@@ -217,11 +217,26 @@ def _cropped(rows: list[Text], width: int) -> Text:
 
 
 def exact(text: str, style: str = "") -> Text:
-    """``text`` exactly, wrapped: hidden characters escaped and shown in reverse."""
+    """``text`` exactly and compactly, wrapped (`kfd.client.exact.compact`):
+    hidden characters escaped, long runs of blanks counted, both in reverse."""
     shown = Text(style=style, overflow="fold")
-    for part, escaped in segments(text):
-        shown.append(part, style="reverse" if escaped else "")
+    for part, marked in compact_segments(text):
+        shown.append(part, style="reverse" if marked else "")
     return shown
+
+
+def exact_lines(text: str, style: str = "") -> list[Text]:
+    """`exact` as one `Text` per line it shows."""
+    lines = [Text(style=style, overflow="fold")]
+    for part, marked in compact_segments(text):
+        if marked:
+            lines[-1].append(part, style="reverse")
+            continue
+        first, *rest = part.split("\n")
+        lines[-1].append(first)
+        for line in rest:
+            lines.append(Text(line, style=style, overflow="fold"))
+    return lines
 
 
 def _ask(event: p.ApprovalRequested) -> list[RenderableType]:
@@ -239,10 +254,10 @@ def _ask(event: p.ApprovalRequested) -> list[RenderableType]:
         head.append_text(exact(event.reason, "dim"))
     out: list[RenderableType] = [head]
     if preview.command is not None:
-        lines = preview.command.split("\n")
-        for number, line in enumerate(lines):
+        # Every line of it, long runs of blanks counted: what runs fits on the screen.
+        for number, line in enumerate(exact_lines(preview.command)):
             row = Text.assemble(("  $ " if number == 0 else "    ", "dim"))
-            row.append_text(exact(line))
+            row.append_text(line)
             out.append(row)
         if preview.cwd:
             out.append(Text.assemble(("    in ", "dim"), exact(preview.cwd, "dim")))

@@ -27,7 +27,7 @@ from kfd.client import (
     drift_message,
     ensure_daemon,
 )
-from kfd.client.exact import visible
+from kfd.client.exact import compact, visible
 from kfd.client.tables import missing_lines
 
 EXIT_OK = 0
@@ -158,6 +158,7 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
     timers: dict[str, asyncio.Task[None]] = {}
     our_turn: int | None = None
     failed = False
+    config = _ConfigNews()
 
     async def deny_later(approval: p.ApprovalRequested) -> None:
         await asyncio.sleep(args.approval_timeout)
@@ -171,10 +172,13 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
 
     try:
         async for item in session:
-            if args.json:
+            news = config.news(item)
+            if args.json and news:
                 out.write(_json_line(item))
                 out.flush()
             match item:
+                case p.ConfigInvalid() | p.ConfigReloaded() if not args.json and news:
+                    printer.note(config.line(item))
                 case p.TurnStarted() if message_id in item.message_ids:
                     our_turn = item.turn
                 case p.MessageDelta(kind="text") if not args.json and our_turn is not None:
@@ -190,7 +194,10 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
                     if not args.json:
                         # Shown exactly (a note is): a \r or an escape sequence must not
                         # hide a part, a newline must not pass for a line of kfd's own.
-                        what = item.preview.command or item.preview.summary or item.tool
+                        what = compact(
+                            item.preview.command or item.preview.summary or item.tool,
+                            one_line=True,
+                        )
                         printer.note(
                             f"? {item.tool} needs approval ({item.reason}): {what}",
                             f"  answer from another frontend, or it is denied in "
@@ -223,6 +230,32 @@ async def _follow(client: Client, session: Any, message_id: str, args: argparse.
         for timer in timers.values():
             timer.cancel()
     return EXIT_FAILED
+
+
+class _ConfigNews:
+    """A config file that does not load is said once (the daemon says so in the
+    session at its start and at every message: `kfd.daemon.config_notices`)."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, str] = {}
+        """Path -> the problem said, until it loads again."""
+
+    def news(self, item: object) -> bool:
+        """Whether ``item`` is to be shown: not a config problem said already."""
+        match item:
+            case p.ConfigInvalid():
+                if self.shown.get(item.path) == item.message:
+                    return False
+                self.shown[item.path] = item.message
+            case p.ConfigReloaded():
+                self.shown.pop(item.path, None)
+        return True
+
+    @staticmethod
+    def line(item: p.ConfigInvalid | p.ConfigReloaded) -> str:
+        if isinstance(item, p.ConfigInvalid):
+            return f"config not reloaded: {item.message}"
+        return f"config reloaded: {'; '.join([*item.applied, *item.not_applied]) or 'fixed'}"
 
 
 # -- kfd sessions / status / stop ---------------------------------------------

@@ -7,11 +7,19 @@ bidi overrides that reorder what follows, blank-looking letters). Stripping
 them would hide them too; here each becomes a visible escape (``\\r``,
 ``\\x1b``, ``<U+202E>``) a frontend can mark, and everything else is kept.
 Every frontend that shows a command or a path for a decision uses this (the
-REPL, ``kfd run``). Pure functions, no I/O.
+REPL, ``kfd run``).
+
+A command can also hide in plain sight: thousands of blank lines or spaces push
+what follows off the screen, out of the scrollback, or out of a notification
+bubble. `compact` is how every approval shows a command: exactly (hidden
+characters escaped) and compactly, each such run of blanks one counted marker
+(``⏎×6000``, ``␠×1300``), so that all of what runs fits on the screen.
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 
@@ -74,3 +82,85 @@ def segments(text: str, *, keep_tabs: bool = False) -> Iterator[tuple[str, bool]
 def visible(text: str, *, keep_tabs: bool = False) -> str:
     """``text`` with every hidden character escaped (one string, unmarked)."""
     return "".join(part for part, _ in segments(text, keep_tabs=keep_tabs))
+
+
+LINE_BREAKS_COUNTED = 3
+"""This many line breaks in a row (blank lines, spaces and tabs on them aside) or
+more show as one marker: two blank lines are still drawn as they are."""
+
+SPACES_COUNTED = 17
+"""This many spaces in a row or more show as one marker (fewer: indentation)."""
+
+REPEATS_COUNTED = 8
+"""This many of one hidden character in a row or more show as one marker."""
+
+LINE_BREAK = "⏎"
+SPACE = "␠"
+
+_RUNS = re.compile(
+    rf"(?P<lines>\n(?:[ \t]*\n){{{LINE_BREAKS_COUNTED - 1},}})"
+    rf"|(?P<spaces> {{{SPACES_COUNTED},}})"
+    rf"|(?P<same>(?P<char>.)(?P=char){{{REPEATS_COUNTED - 1},}})",
+    re.DOTALL,
+)
+
+
+def compact_segments(text: str, *, one_line: bool = False) -> Iterator[tuple[str, bool]]:
+    """``text`` as an approval shows it, as runs of (text, is_marked).
+
+    Hidden characters are escaped as in `segments`. A run of blank lines (three
+    line breaks or more, with only spaces and tabs between) is one marker,
+    ``⏎×N`` (``⏎×N␠×M`` when the blank lines hold M spaces), followed by one
+    line break, so that what follows starts its own line as it does in the
+    command. A run of many spaces is ``␠×N``; a run of one hidden character is
+    its escape counted (``\\t×40``). With ``one_line`` every line break is a
+    ``⏎`` marker and none is kept.
+    """
+    start = 0
+    for match in _RUNS.finditer(text):
+        if match.group("lines") is None and match.group("spaces") is None:
+            char = match.group("char")
+            if not hidden(char):
+                continue  # "========": plain text, shown as it is
+        yield from _broken(segments(text[start : match.start()]), one_line)
+        start = match.end()
+        run = match.group(0)
+        if match.group("lines") is not None:
+            yield _counted_lines(run), True
+            if not one_line:
+                yield "\n", False
+        elif match.group("spaces") is not None:
+            yield f"{SPACE}×{len(run)}", True
+        else:
+            yield f"{escape(run[0])}×{len(run)}", True
+    yield from _broken(segments(text[start:]), one_line)
+
+
+def compact(text: str, *, one_line: bool = False) -> str:
+    """``text`` as every approval shows it (see `compact_segments`), unmarked."""
+    return "".join(part for part, _ in compact_segments(text, one_line=one_line))
+
+
+def _counted_lines(run: str) -> str:
+    breaks, spaces, tabs = run.count("\n"), run.count(" "), run.count("\t")
+    marker = f"{LINE_BREAK}×{breaks}"
+    if spaces:
+        marker += f"{SPACE}×{spaces}"
+    if tabs:
+        marker += escape("\t") + f"×{tabs}"
+    return marker
+
+
+def _broken(parts: Iterator[tuple[str, bool]], one_line: bool) -> Iterator[tuple[str, bool]]:
+    # Line breaks kept as they are, or (one_line) each shown as a marker.
+    for part, escaped in parts:
+        if not one_line or escaped or "\n" not in part:
+            yield part, escaped
+            continue
+        first, *rest = part.split("\n")
+        if first:
+            yield first, False
+        for piece in rest:
+            yield LINE_BREAK, True
+            if piece:
+                yield piece, False

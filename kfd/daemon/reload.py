@@ -9,9 +9,10 @@ reads the old config or the new, never half of each.
 
 A file that does not load (or that disappears: an empty file is how to ask
 for the defaults) leaves the last good config in place; every frontend is
-told (``config.error`` on the global topic, and ``kfd status``), and told
-again when it loads (``config.reloaded``). What changed but cannot apply
-while the daemon runs is named in the event, with what to do.
+told (``config.error`` on the global topic and in the sessions, by
+`kfd.daemon.config_notices`, and ``kfd status``), and told again when it
+loads (``config.reloaded``). What changed but cannot apply while the daemon
+runs is named in the event, with what to do.
 
 `changes` is the pure part: which sections differ, and which of those apply
 live.
@@ -32,7 +33,7 @@ import watchfiles
 from kfd import config as config_module
 from kfd.config import Config
 from kfd.errors import ConfigError
-from kfd.protocol import GLOBAL_TOPIC, ConfigInvalid, ConfigReloaded, Event
+from kfd.protocol import ConfigInvalid, ConfigReloaded
 
 if TYPE_CHECKING:
     from kfd.daemon.ports import DaemonPort
@@ -147,7 +148,7 @@ class ConfigReloader:
         path: Path,
         config: Config,
         apply: Apply,
-        publish: Callable[[Event], None],
+        publish: Callable[[ConfigInvalid | ConfigReloaded], None],
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
@@ -360,13 +361,3 @@ class LiveConfig:
         for provider in self.retired:
             await provider.aclose()
         self.retired.clear()
-
-
-def publisher(daemon: DaemonPort) -> Callable[[Event], None]:
-    """Publish a config event on the global topic of ``daemon``."""
-
-    def publish(event: Event) -> None:
-        event.ts = time.time()
-        daemon.runtime.journal.publish_global(GLOBAL_TOPIC.encode(), event)
-
-    return publish

@@ -89,6 +89,7 @@ from kfd.redact import redact_struct
 
 if TYPE_CHECKING:
     from kfd.daemon.bus import Bus
+    from kfd.daemon.config_notices import ConfigNotices
     from kfd.daemon.file_delegates import FileDelegates
     from kfd.daemon.frontend_services import ServerSupply
     from kfd.daemon.reload import ConfigReloader
@@ -123,6 +124,11 @@ class Served(DaemonPort, Protocol):
     @property
     def trust_notices(self) -> trust_rpc.TrustNotices:
         """What sessions were told about their project's trust."""
+        ...
+
+    @property
+    def config_notices(self) -> ConfigNotices:
+        """What sessions were told about config files that do not load."""
         ...
 
     @property
@@ -345,6 +351,7 @@ class RpcHandler:
                 if not request.text.strip():
                     raise RequestError("bad_request", "the message is empty")
                 session = await sessions.get(request.session)
+                await daemon.config_notices.before_message(session)
                 # Answered only once the message is on disk (durable before acknowledged).
                 return await session.send(request.text, by, request.client_msg_id)
             case TurnCancel():
@@ -365,6 +372,8 @@ class RpcHandler:
             case CheckpointList() | CheckpointDiff() | CheckpointUndo():
                 return await checkpoints_rpc.answer(sessions, request, by)
             case CommandList() | CommandRun():
+                if isinstance(request, CommandRun):
+                    await daemon.config_notices.before_message(await sessions.get(request.session))
                 return await commands_rpc.answer(sessions, request, by)
             case TrustShow() | TrustSet() | TrustList():
                 return await trust_rpc.answer(daemon, daemon.trust_notices, request, by)

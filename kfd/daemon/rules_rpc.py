@@ -131,6 +131,10 @@ async def _explain(daemon: DaemonPort, book: RuleBook, request: RulesExplain) ->
     line = facts.line
     assert line is not None
     project = await book.project_of(cwd)
+    # A project config that does not load: its content is ignored, and what kfd does
+    # instead (its last good rules, or asking) is said, whatever decided.
+    _, problem = await book.project_problem(cwd)
+    broken = [problem] if problem else []
     commands = []
     for part in line.commands:
         allowed = engine.allowing_rule(part.command, facts.rules)
@@ -153,7 +157,7 @@ async def _explain(daemon: DaemonPort, book: RuleBook, request: RulesExplain) ->
         commands=commands,
         risks=[risk.message for risk in line.analysis.risks],
         sandboxed=sandbox.enabled,
-        ignored=list((await book.trust_info(cwd)).ignored),
+        ignored=[*(await book.trust_info(cwd)).ignored, *broken],
     )
 
 

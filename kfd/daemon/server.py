@@ -39,11 +39,12 @@ from kfd.commands.book import CommandBook
 from kfd.config import Config, HookConfig
 from kfd.daemon import logs, sdnotify
 from kfd.daemon.bus import Bus
+from kfd.daemon.config_notices import ConfigNotices
 from kfd.daemon.file_delegates import FileDelegates
 from kfd.daemon.frontend_services import ServerSupply
 from kfd.daemon.journal import Journal
 from kfd.daemon.lock import DaemonLock
-from kfd.daemon.reload import ConfigReloader, LiveConfig, publisher
+from kfd.daemon.reload import ConfigReloader, LiveConfig
 from kfd.daemon.rpc import RpcHandler
 from kfd.daemon.sessions import SessionManager
 from kfd.daemon.telemetry import Telemetry
@@ -63,6 +64,7 @@ from kfd.protocol import (
     Event,
     HookReported,
     SessionCreated,
+    TrustInfo,
     env_digest,
 )
 from kfd.sandbox import environment as sandbox_environment
@@ -118,6 +120,8 @@ class Daemon:
         self.reloader: ConfigReloader
         """The user config, kept loaded and watched (`kfd.daemon.reload`)."""
         self.trust_notices = TrustNotices(self)
+        self.config_notices = ConfigNotices(self)
+        """Config files that do not load, told in the sessions they concern."""
         self.file_delegates = FileDelegates(self._deliver_file_request)
         """The frontends serving sessions' files (an editor's buffers)."""
         self.server_supply: ServerSupply
@@ -147,10 +151,16 @@ class Daemon:
         self.plugins.observe(event)
         if isinstance(event, SessionCreated):
             self.trust_notices.session_started(event.session)
+            self.config_notices.session_started(event.session)
         if self.triggers is not None:
             self.triggers.observe(event)
         if self.telemetry is not None:
             self.telemetry.observe(event)
+
+    def _project_loaded(self, project: str, info: TrustInfo) -> None:
+        """A project config was read anew (`kfd.policy.rulebook.ProjectLoaded`)."""
+        self.trust_notices.project_loaded(project, info)
+        self.config_notices.project_loaded(project, info)
 
     def _live_session(self, session_id: str) -> Session:
         """A loaded session (the core tools run only inside its turns)."""
@@ -313,7 +323,9 @@ class Daemon:
             delta_window_s=config.daemon.delta_window_ms / 1000,
         )
         live_config = LiveConfig(self)
-        self.reloader = ConfigReloader(paths.config_file(), config, live_config, publisher(self))
+        self.reloader = ConfigReloader(
+            paths.config_file(), config, live_config, self.config_notices.user_config
+        )
         trust = TrustStore(store)
         await trust.load()
         commands = CommandBook(paths.config_dir() / "commands", trust.trusted)
@@ -323,7 +335,7 @@ class Daemon:
             RuleStore(store),
             trust,
             freshness=self.reloader,
-            on_project_loaded=self.trust_notices.project_loaded,
+            on_project_loaded=self._project_loaded,
             commands=lambda project: [
                 CommandPin(c.info.name, c.info.path, c.sha256)
                 for c in commands.project_files(project)
@@ -458,6 +470,7 @@ class Daemon:
         """Interrupt the turns and write everything out."""
         assert self.triggers is not None
         await self.trust_notices.close()
+        await self.config_notices.close()
         await self.triggers.close()
         await self.sessions.shutdown()
         await self.plugins.shutdown()

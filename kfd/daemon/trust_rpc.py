@@ -23,7 +23,6 @@ from kfd.errors import RequestError
 from kfd.policy.rulebook import TrustConflict
 from kfd.protocol import (
     GLOBAL_TOPIC,
-    ConfigInvalid,
     FrontendRef,
     TrustChanged,
     TrustInfo,
@@ -60,9 +59,8 @@ class TrustNotices:
         return book
 
     def project_loaded(self, project: str, info: TrustInfo) -> None:
-        """The rule book read a project config anew (`kfd.policy.rulebook.ProjectLoaded`)."""
-        if info.problem:
-            self._global(ConfigInvalid(session="", path=info.path, message=info.problem))
+        """The rule book read a project config anew (`kfd.policy.rulebook.ProjectLoaded`);
+        one that does not load is `kfd.daemon.config_notices`'s to tell."""
         self._spawn(self._tell_project(project, info))
 
     def session_started(self, session_id: str) -> None:
@@ -129,7 +127,7 @@ class TrustNotices:
                 found.append(session)
         return found
 
-    def _global(self, event: TrustChanged | ConfigInvalid) -> None:
+    def _global(self, event: TrustChanged) -> None:
         event.ts = time.time()
         self._daemon.runtime.journal.publish_global(GLOBAL_TOPIC.encode(), event)
 

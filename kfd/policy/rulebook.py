@@ -10,9 +10,16 @@ A project config comes with the repository, so it only narrows rights until
 the user trusts its exact content (`kfd.config.narrow`, pinned by hash in
 `kfd.store.trust`): its ``ask`` and ``deny`` rules apply at once, its
 ``allow`` rules once trusted, its ``defaults = false`` never. What does not
-apply is listed (`Applicable.ignored`), never dropped silently. A project
-config that does not load is a problem the gate turns into "ask" for every
-call, never into silence.
+apply is listed (`Applicable.ignored`), never dropped silently.
+
+A project config that stops loading (a TOML mistake, a rule that does not
+parse) keeps the rules of its last content that loaded, by path, as they
+applied then: narrowing only unless that exact content is trusted (its pin
+is checked as before, so revoking it narrows them at once). The broken
+content itself never applies and cannot be trusted. Without a last good
+content (the daemon never read one since it started) the problem is one the
+gate turns into "ask" for every call, never into silence. Either way
+`RuleBook.problem` says so, for every frontend (`kfd.daemon.config_notices`).
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class Applicable(NamedTuple):
     rules: list[SourcedRule]
     project: str
     problems: list[str]
+    """Rule sources that do not load and have no last good content: each asks."""
     ignored: Sequence[str] = ()
     """What the project config holds that does not apply, each with why."""
 
@@ -127,13 +135,25 @@ class _ProjectEntry:
     stamp: _Stamp
     file: ProjectFile
     commands: tuple[CommandPin, ...] = ()
+    kept: ProjectFile | None = None
+    """While ``file`` does not load: the last content of it that did, whose rules apply."""
     narrowed: dict[bool, tuple[list[SourcedRule], Narrowed]] = field(default_factory=dict)
     """By whether the file is trusted: its rules that apply, and the narrowing."""
+
+    @property
+    def ruling(self) -> ProjectFile:
+        """The content whose rules apply: the file's, or the last good one's while it is broken."""
+        return self.kept if self.kept is not None else self.file
+
+    @property
+    def asks(self) -> bool:
+        """Whether every call asks: the file does not load and nothing of it is kept."""
+        return bool(self.file.problem) and self.kept is None
 
     def applying(self, trusted: bool) -> tuple[list[SourcedRule], Narrowed]:
         cached = self.narrowed.get(trusted)
         if cached is None:
-            narrowed = narrow(self.file.config, trusted=trusted)
+            narrowed = narrow(self.ruling.config, trusted=trusted)
             cached = (configured(narrowed.permissions, "project"), narrowed)
             self.narrowed[trusted] = cached
         return cached
@@ -164,6 +184,8 @@ class RuleBook:
         self.on_project_loaded = on_project_loaded
         self._commands = commands
         self._projects: dict[str, _ProjectEntry] = {}
+        self._last_good: dict[str, ProjectFile] = {}
+        """Each project config's last content that loaded, by path (kept while it is broken)."""
         self._always: dict[str, list[RuleInfo]] = {}
         self._roots: dict[str, str] = {}
         self._guards: dict[tuple[str, str], tuple[tuple[object, ...], ReadGuard]] = {}
@@ -206,7 +228,7 @@ class RuleBook:
         rules += user
         if user_defaults:
             rules += self._builtin
-        problems = [_problem(entry)] if entry.file.problem else []
+        problems = [_problem(entry)] if entry.asks else []
         return Applicable(rules, project, problems, narrowed.ignored)
 
     async def project_hooks(self, workspace: str) -> list[HookConfig]:
@@ -277,15 +299,49 @@ class RuleBook:
             return cached, False
         same_file = cached is not None and cached.stamp == stamp
         file = cached.file if cached is not None and same_file else read_project(project)
-        entry = _ProjectEntry(stamp, file, commands)
+        entry = _ProjectEntry(stamp, file, commands, self._keep_good(file))
         if len(self._projects) > 1024:
             self._projects.clear()
         self._projects[project] = entry
         return entry, cached is None or cached.file != entry.file or cached.commands != commands
 
+    def _keep_good(self, file: ProjectFile) -> ProjectFile | None:
+        """Remember ``file`` if it loads; if it does not, its last content that did.
+
+        A file that is gone forgets its last content: had it come back broken,
+        asking is safer than rules the user had removed.
+        """
+        if file.problem:
+            return self._last_good.get(file.path)
+        if not file.exists:
+            self._last_good.pop(file.path, None)
+            return None
+        if len(self._last_good) > 1024:
+            self._last_good.clear()  # forgotten: a broken file then asks (fail closed)
+        self._last_good[file.path] = file
+        return None
+
     def _trusted(self, entry: _ProjectEntry) -> bool:
-        file = entry.file
+        """Whether the content whose rules apply is trusted: pinned at its exact hash.
+
+        For a broken file that is its last good content: trust granted to that
+        content goes on with it (and ends when revoked), never to the broken one.
+        """
+        file = entry.ruling
         return file.exists and not file.problem and self._trust.trusted(file.path, file.sha256)
+
+    def problem(self, project: str) -> str:
+        """Why the project config of ``project`` does not load and what kfd does
+        meanwhile ("" when it loads, or was not read yet); from what was last read."""
+        entry = self._projects.get(project)
+        return _problem(entry) if entry is not None and entry.file.problem else ""
+
+    async def project_problem(self, workspace: str) -> tuple[str, str]:
+        """The project config of ``workspace`` (read again if it changed): its path,
+        and `problem` ("" when it loads)."""
+        project = await self.project_of(workspace)
+        entry = await self._fresh_entry(project)
+        return entry.file.path, _problem(entry) if entry.file.problem else ""
 
     def _view(self, project: str, entry: _ProjectEntry) -> TrustInfo:
         file = entry.file
@@ -305,7 +361,8 @@ class RuleBook:
             path=file.path,
             exists=file.exists or bool(entry.commands),
             sha256=combined_digest(file, entry.commands),
-            trusted=(trusted or not file.exists)
+            # A broken file is never trusted, whatever its last good content is.
+            trusted=((trusted and not file.problem) or not file.exists)
             and commands_trusted
             and (file.exists or bool(entry.commands)),
             pinned=self._trust.pinned(file.path),
@@ -394,7 +451,12 @@ class RuleBook:
 
 
 def _problem(entry: _ProjectEntry) -> str:
-    return f"{entry.file.problem}; fix it to end the asking"
+    if entry.kept is not None:
+        return (
+            f"{entry.file.problem}; kfd keeps applying the rules of its last content that "
+            "loaded until it is fixed"
+        )
+    return f"{entry.file.problem}; every call asks until it is fixed"
 
 
 def _info(sourced: SourcedRule, project: str) -> RuleInfo:

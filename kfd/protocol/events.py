@@ -429,7 +429,11 @@ class TrustChanged(Event, tag="trust.changed", kw_only=True):
 
 
 class ConfigReloaded(Event, tag="config.reloaded", kw_only=True):
-    """On the ``global`` topic: the user config changed and was applied.
+    """On the ``global`` topic: the user config changed and was applied (or a
+    project config that did not load loads again).
+
+    Also logged in each session that was told ``path`` did not load
+    (`ConfigInvalid`): a frontend drops what it showed about that file.
 
     ``applied`` names what changed and now applies (for the next decision,
     request or turn); ``not_applied`` says what changed but needs a daemon
@@ -442,11 +446,16 @@ class ConfigReloaded(Event, tag="config.reloaded", kw_only=True):
 
 
 class ConfigInvalid(Event, tag="config.error", kw_only=True):
-    """On the ``global`` topic: a config file changed and does not load.
+    """A config file changed and does not load.
 
-    The daemon keeps the last good config (for a project's
-    ``.kfd/config.toml``: every call asks until it is fixed); ``message``
-    names the file, the key and what to fix.
+    On the ``global`` topic, and logged in the sessions the file concerns
+    (every one for the user config, the project's for its ``.kfd/config.toml``)
+    when they start, when a message is sent to them, and when the file breaks
+    while they are loaded: show a given ``path`` and ``message`` once, until a
+    `ConfigReloaded` for ``path``. The daemon keeps the last good config (for
+    a project config: the rules of its last content that loaded, trusted only
+    if that content was; with none since the daemon started, every call asks
+    until it is fixed); ``message`` names the file, the key and what to fix.
     """
 
     path: str

@@ -275,7 +275,8 @@ class TrustInfo(_Struct):
     ignored: list[str] = msgspec.field(default_factory=list)
     """What does not apply now, each with why."""
     problem: str = ""
-    """Why the file does not load (then every call asks until it is fixed)."""
+    """Why the file does not load (then the rules of its last content that loaded
+    apply, or, without one, every call asks until it is fixed)."""
 
 
 class TrustListResult(_Struct):

@@ -297,3 +297,23 @@ def test_what_an_untrusted_project_config_holds_reaches_the_editor_escaped_and_u
         in text
     )
     assert "\n- ` line one\\nline two `" in text
+
+
+def test_a_config_that_does_not_load_is_said_once_quoted_and_that_it_loads_again() -> None:
+    t = Translator(cwd="/w")
+    path = "/home/u/.config/kfd/config.toml"
+    message = f"{path}: Object contains unknown field `[x](http://e)` - at `$.permissions`"
+    broken = p.ConfigInvalid(session=S, seq=3, path=path, message=message)
+    ((kind, text),) = texts(t.updates(broken))
+    assert kind == "agent_message_chunk"
+    # The message may quote a repository's file: a code span its backticks cannot close.
+    assert f"config not reloaded: `` {message} ``" in text
+    # The daemon says so again at every message; the editor shows it once.
+    assert t.updates(p.ConfigInvalid(session=S, seq=9, path=path, message=message)) == []
+    other = p.ConfigInvalid(session=S, seq=10, path="/w/.kfd/config.toml", message="also broken")
+    assert len(t.updates(other)) == 1
+    fixed = p.ConfigReloaded(session=S, seq=11, path=path, applied=["[permissions]: now"])
+    ((_, text),) = texts(t.updates(fixed))
+    assert "loads again" in text and "[permissions]: now" in text
+    assert t.updates(fixed) == []  # nothing was shown about it since
+    assert len(t.updates(broken)) == 1  # broken again: said again

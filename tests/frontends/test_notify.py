@@ -274,3 +274,73 @@ async def test_focus_given_before_a_frontend_attached_is_in_its_snapshot(
         attached = await client.request(p.SessionAttach(id="", session=info.id))
         assert isinstance(attached, p.AttachResult)
         assert attached.snapshot.focused == []
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("echo hello" + "\n" * 1400 + "rm -rf ~/project", "echo hello⏎×1400\nrm -rf ~/project"),
+        ("echo hello" + " " * 1300 + "; rm -rf ~/project", "echo hello␠×1300; rm -rf ~/project"),
+    ],
+    ids=["newlines", "spaces"],
+)
+def test_blanks_that_would_push_the_end_of_a_command_out_of_the_bubble_are_counted(
+    command: str, shown: str
+) -> None:
+    from kfd_notify.notices import COMMAND_ROWS, Notices, rows
+    from kfd_notify.settings import NotifySettings
+
+    notice = Notices(NotifySettings()).approval(
+        p.ApprovalRequested(
+            session="s",
+            seq=1,
+            approval_id="a",
+            call_id="c",
+            tool="bash",
+            preview=p.Preview(command=command),
+        )
+    )
+    assert notice.body == shown and rows(notice.body) <= COMMAND_ROWS
+    assert notice.allowable  # the whole of it is in the bubble
+
+
+def test_a_command_taller_than_the_bubble_offers_only_deny_and_says_how_much_more() -> None:
+    from kfd_notify.notices import COMMAND_ROWS, Notices, rows
+    from kfd_notify.settings import NotifySettings
+
+    command = "\n".join(f"echo {n}" for n in range(60)) + "\nrm -rf ~/project"
+    notice = Notices(NotifySettings()).approval(
+        p.ApprovalRequested(
+            session="s",
+            seq=1,
+            approval_id="a",
+            call_id="c",
+            tool="bash",
+            preview=p.Preview(command=command),
+        )
+    )
+    assert len(command) < 1500  # short, but taller than a bubble
+    assert not notice.allowable
+    assert notice.body.startswith("echo 0\necho 1\n") and rows(notice.body) <= COMMAND_ROWS
+    assert "more characters: answer in a terminal or chat" in notice.body
+
+
+def test_a_config_that_does_not_load_notifies_once_for_all_its_sessions() -> None:
+    from kfd_notify.notices import Notices
+    from kfd_notify.settings import NotifySettings
+
+    notices = Notices(NotifySettings())
+    path = "/home/u/.config/kfd/config.toml"
+    said = f"{path} is not valid TOML: Unclosed array"
+    first = notices.on_event(p.ConfigInvalid(session="s1", seq=4, path=path, message=said))
+    assert first is not None and first.summary == "kfd: config not reloaded"
+    assert first.body == said and first.urgency == 2
+    # The daemon says so in every session (and at every message): one bubble.
+    assert notices.on_event(p.ConfigInvalid(session="s2", seq=2, path=path, message=said)) is None
+    # The same path on another daemon is news of its own.
+    assert notices.on_event(p.ConfigInvalid(session="gpu/s1", seq=2, path=path, message=said))
+    fixed = notices.on_event(p.ConfigReloaded(session="s2", seq=3, path=path))
+    assert fixed is not None and fixed.summary == "kfd: config reloaded"
+    assert notices.on_event(p.ConfigReloaded(session="s1", seq=5, path=path)) is None
+    quiet = Notices(NotifySettings(errors=False))
+    assert quiet.on_event(p.ConfigInvalid(session="s1", seq=4, path=path, message=said)) is None

@@ -407,10 +407,13 @@ async def test_allow_always_is_not_offered_without_a_rule_to_keep(
         repl.repl.answer("allow_always")  # what A would do, were it offered
         await repl.wait_printed("offers no rule to keep")  # the daemon's refusal
         assert repl.repl.view.approval is asked  # still open
-        repl.type("A4y")  # A and 4 are not offered (and say so); y answers
+        repl.type("A4y")  # A and 4 are not answers here: typed, never dropped
+        await repl.wait(lambda: repl.repl.input.text == "A4y")
+        assert repl.repl.view.approval is asked  # and y, after them, is typing too
+        repl.type(TAB + "y")  # the keys to the approval: y answers
         await repl.wait_printed("ran it once")
         printed = repl.printed
-        assert repl.repl.input.text == ""
+        assert repl.repl.input.text == "A4y"  # the draft stays
     assert "· allowed once · answered by you" in printed
     assert printed.count("offers no rule to keep") == 1
     assert "allowed always" not in printed

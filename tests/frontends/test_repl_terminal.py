@@ -175,6 +175,41 @@ def test_a_draft_keeps_every_key_while_an_approval_opens_and_the_command_shows_e
     assert sent == "hey you"
 
 
+def test_a_line_buried_in_blank_lines_shows_in_the_approval_and_no_typed_key_is_lost(
+    tmux: Tmux, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    buried = "echo hello > greeting.txt #" + "\n" * 6000 + "touch pwned.txt" + "\n" * 6000
+    command = buried + "echo bye" + " " * 1300 + "; echo end"
+    model_server.add(
+        # Network access is allowed call by call: no rule to keep, so A is no answer.
+        Reply(tool_calls=[ScriptedToolCall("bash", {"command": command, "network": True})]),
+        Reply(text="it was denied"),
+        Reply(text="your message arrived"),
+    )
+    terminal = tmux.kfd("new", "--mode", "auto", cwd=workspace)
+    session_of(terminal)
+    terminal.send("write a greeting")
+    keys = "y allow once · a allow for this session · n deny"
+    screen = terminal.wait_for(keys)  # the question is on the screen, not in the scrollback
+    assert "? bash" in screen
+    assert "$ echo hello > greeting.txt #⏎×6000" in screen
+    assert "    touch pwned.txt⏎×6000" in screen  # on a line of its own
+    assert "    echo bye␠×1300; echo end" in screen
+    terminal.type("Add a test")  # on the empty line: A is not an answer here, so it is typed
+    screen = terminal.wait_for("› Add a test")
+    assert "Tab answers it (your draft stays)" in screen
+    terminal.press("Tab")
+    terminal.wait_for(keys + " · Tab back to your draft")
+    terminal.type("n")
+    terminal.wait_for("deny · why")
+    terminal.press("Enter")
+    terminal.wait_for("it was denied")
+    terminal.press("Enter")  # the draft, whole
+    terminal.wait_for("your message arrived")
+    assert model_server.requests[-1].body["messages"][-1]["content"] == "Add a test"
+    assert not (workspace / "pwned.txt").exists()
+
+
 def test_a_terminal_attached_mid_turn_shows_the_earlier_output(
     tmux: Tmux, model_server: ScriptedModelServer, workspace: Path
 ) -> None:

@@ -459,6 +459,32 @@ def test_an_approval_shows_every_line_and_character_of_the_command() -> None:
     assert "\x1b[7m" in coloured  # escapes stand out (reverse video)
 
 
+def test_blank_lines_and_spaces_cannot_push_a_line_of_the_command_off_the_screen() -> None:
+    buried = (
+        "echo hello > greeting.txt #" + "\n" * 6000 + "touch pwned.txt" + "\n" * 6000 + "echo bye"
+    )
+    shown = view(status="awaiting_approval")
+    [asked] = shown.apply(
+        p.ApprovalRequested(
+            session=SESSION,
+            approval_id="a1",
+            call_id="c1",
+            tool="bash",
+            preview=p.Preview(command=buried + " " * 1300 + "; rm -rf ~", cwd="/w"),
+            session_rule=f"bash({buried})",
+            can_keep=True,
+        )
+    )
+    text = plain(render(asked, 80, colour=False))
+    assert len(text.splitlines()) < 10  # the whole question on one screen
+    assert "$ echo hello > greeting.txt #⏎×6000" in text
+    assert "    touch pwned.txt⏎×6000" in text  # on a line of its own, not in the comment
+    assert "    echo bye␠×1300; rm -rf ~" in text
+    keys = _text(approval_prompt(shown, 100, "answer"))
+    assert len(keys.splitlines()) == 2  # the rule line is one line, however long the rule
+    assert all(len(line) <= 100 for line in keys.splitlines())
+
+
 def test_the_keys_below_the_question_never_repeat_it_and_say_where_keys_go() -> None:
     shown = view(status="awaiting_approval")
     shown.apply(ask("bash(npm test)"))

@@ -240,3 +240,111 @@ async def test_the_listing_shows_what_the_project_config_may_not_do(
         rule for rule in listed.rules if rule.source == "project" and rule.decision == "allow"
     ]
     assert any(rule.source == "built-in" for rule in listed.rules)
+
+
+def project_rules(applicable: object) -> list[tuple[str, str, str]]:
+    return [rule for rule in sources(applicable) if rule[2] == "project"]
+
+
+async def test_a_broken_project_config_keeps_the_rules_of_its_last_good_content_and_says_so(
+    book: RuleBook, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    write(repo, GRANTING)
+    good = await book.applicable(str(repo))
+    assert good.problems == [] and book.problem(str(repo)) == ""
+
+    write(repo, GRANTING.replace('deny = ["bash(curl *)"]', 'deny = ["bash(curl *)"'))
+    broken = await book.applicable(str(repo))
+    # The same rules as before, narrowing only (not trusted), and no blanket "ask":
+    kept = [("bash(curl *)", "deny", "project"), ("bash(git push *)", "ask", "project")]
+    assert project_rules(broken) == project_rules(good) == kept
+    assert broken.problems == []
+    assert list(broken.ignored) == list(good.ignored)
+    problem = book.problem(str(repo))
+    assert "not valid TOML" in problem and "last content that loaded" in problem
+    assert await book.project_problem(str(repo)) == (str(repo / ".kfd" / "config.toml"), problem)
+    listed = await book.listing(str(repo))
+    assert listed.problems == [problem]
+    # Said where the daemon is told a file was read anew, and never trusted as it is.
+    loaded = book.loaded  # type: ignore[attr-defined]
+    assert loaded[-1][1].problem and not loaded[-1][1].trusted and not loaded[-1][1].grants
+    info = await book.trust_info(str(repo))
+    with pytest.raises(TrustConflict, match="does not load"):
+        await book.set_trust(str(repo), info.sha256)
+
+    write(repo, '[permissions]\ndeny = ["bash(rm *)"]\n')  # fixed: its own rules, no note
+    fixed = await book.applicable(str(repo))
+    assert project_rules(fixed) == [("bash(rm *)", "deny", "project")]
+    assert book.problem(str(repo)) == "" and fixed.problems == []
+    assert (await book.project_problem(str(repo)))[1] == ""
+
+
+async def test_a_project_config_broken_since_the_daemon_started_makes_every_call_ask(
+    book: RuleBook, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    write(repo, "[permissions\n")
+    applicable = await book.applicable(str(repo))
+    assert project_rules(applicable) == []
+    (problem,) = applicable.problems
+    assert "every call asks until it is fixed" in problem
+    assert book.problem(str(repo)) == problem
+
+
+async def test_a_deleted_project_config_forgets_its_rules_so_a_broken_one_after_it_asks(
+    book: RuleBook, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    write(repo, GRANTING)
+    await book.applicable(str(repo))
+    (repo / ".kfd" / "config.toml").unlink()
+    assert (await book.applicable(str(repo))).problems == []
+    write(repo, "[permissions\n")
+    assert (await book.applicable(str(repo))).problems != []
+
+
+async def test_the_last_good_rules_of_a_trusted_file_stay_trusted_only_while_that_content_is(
+    book: RuleBook, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    write(repo, GRANTING)
+    info = await book.trust_info(str(repo))
+    await book.set_trust(str(repo), info.sha256, by="test")
+    assert ("read(/**)", "allow", "project") in sources(await book.applicable(str(repo)))
+
+    write(repo, GRANTING + "[permissions.oops\n")
+    broken = await book.applicable(str(repo))
+    # What applied goes on applying, nothing more; the broken content itself is not trusted.
+    assert ("read(/**)", "allow", "project") in sources(broken)
+    assert ("bash", "allow", "project") in sources(broken)
+    assert broken.problems == []
+    shown = await book.trust_info(str(repo))
+    assert shown.problem and not shown.trusted and not shown.grants
+
+    await book.revoke_trust(str(repo))  # revoked: the kept rules narrow at once
+    revoked = await book.applicable(str(repo))
+    assert [rule for rule in project_rules(revoked) if rule[1] == "allow"] == []
+    assert ("bash(curl *)", "deny", "project") in sources(revoked)
+    assert "allow bash: not until you trust this file" in revoked.ignored
+
+
+async def test_the_last_good_rules_of_an_untrusted_file_only_narrow_while_it_is_broken(
+    book: RuleBook, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    write(repo, GRANTING)
+    first = await book.trust_info(str(repo))
+    await book.set_trust(str(repo), first.sha256, by="test")
+    write(repo, GRANTING + "# changed: no longer the trusted content\n")
+    await book.applicable(str(repo))
+    write(repo, GRANTING + "[permissions.oops\n")
+    broken = await book.applicable(str(repo))
+    # The pin is of an older content: the kept (last good) content is untrusted.
+    assert [rule for rule in project_rules(broken) if rule[1] == "allow"] == []
+    assert ("bash(git push *)", "ask", "project") in sources(broken)
