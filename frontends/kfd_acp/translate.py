@@ -245,12 +245,15 @@ class Translator:
         call = self._calls.get(event.call_id)
         content = _base_content(call) if call is not None else []
         preview = event.preview
-        # What the user allows is what runs: every character shows as itself.
-        if call is None or call.diff is None:
+        # What the user allows is what runs: every character shows as itself, and a
+        # change as the daemon worked it out on the file (every occurrence a
+        # replace_all changes, the old text a write replaces), never as the model's
+        # arguments alone suggest it.
+        if preview.diff:
+            content = [_content(tools.fenced(visible(preview.diff), "diff"))]
+        elif call is None or call.diff is None:
             if preview.command:
                 content.append(_content(tools.fenced(visible(preview.command), "sh")))
-            elif preview.diff:
-                content.append(_content(tools.fenced(visible(preview.diff), "diff")))
             elif preview.summary:
                 content.append(_content(visible(preview.summary)))
         if event.reason:

@@ -152,6 +152,31 @@ def test_what_an_approval_shows_spells_out_hidden_characters() -> None:
     assert all("\u202e" not in o.name for o in options)
 
 
+def test_an_approval_shows_the_change_the_daemon_worked_out_not_the_models_arguments() -> None:
+    t = Translator(cwd="/w")
+    arguments = {
+        "path": "settings.py",
+        "old_string": "DEBUG = False",
+        "new_string": "DEBUG = True",
+        "replace_all": True,
+    }
+    t.updates(p.ToolRequested(session=S, call_id="c4", name="edit", arguments=arguments))
+    diff = "".join(f"-DEBUG = False  # {n}\n+DEBUG = True  # {n}\n" for n in range(4))
+    call = t.permission_call(
+        p.ApprovalRequested(
+            session=S,
+            approval_id="a4",
+            call_id="c4",
+            tool="edit",
+            preview=p.Preview(summary="settings.py", diff=diff),
+            reason="default mode asks before it edits",
+        )
+    )
+    texts = [c.content.text for c in call.content if c.type == "content"]
+    assert any(all(f"+DEBUG = True  # {n}" in text for n in range(4)) for text in texts)
+    assert all(c.type != "diff" for c in call.content)  # not the one-snippet guess
+
+
 def test_permission_options_offer_always_only_when_the_daemon_can_keep_the_rule() -> None:
     grant = p.ApprovalRequested(
         session=S, approval_id="a", call_id="c", tool="bash", session_rule="grant(bash:unsandboxed)"
