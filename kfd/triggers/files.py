@@ -180,15 +180,42 @@ def file_states(paths: list[str]) -> list[FileState]:
 
 
 def _state(path: str) -> FileState:
+    """The file as it is now, never through a link nor by opening what is not a
+    regular file (a FIFO would block the watcher for good)."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            return FileState(info.st_mtime, f"link:{os.readlink(path)}")
+        if not stat.S_ISREG(info.st_mode):
+            return FileState(info.st_mtime, f"special:{info.st_mode:o}:{info.st_mtime_ns}")
         if info.st_size > MAX_HASHED_BYTES:
             return FileState(info.st_mtime, f"large:{info.st_size}:{info.st_mtime_ns}")
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
             data = handle.read(MAX_HASHED_BYTES + 1)
     except OSError:
         return FileState(None, None)
     return FileState(info.st_mtime, blob_id(data))
+
+
+def read_beneath(workspace: Path, relative: str, max_bytes: int) -> str | None:
+    """The text of a regular file of the workspace, reached without following a link
+    (`kfd.beneath`), or None: a link (``notes.py -> ~/.aws/credentials``), not a
+    regular file, larger than ``max_bytes``, or unreadable. What a trigger quotes
+    goes into a prompt: never a file a link brought in."""
+    path = Path(os.path.normpath(workspace / relative))
+    try:
+        with open_beneath(workspace, path) as target:
+            fd = target.open()
+    except (NotBeneath, OSError):
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)  # a directory cannot even be opened as a file object
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    return None if len(data) > max_bytes else data.decode("utf-8", "replace")
 
 
 def blob_id(data: bytes) -> str:

@@ -49,7 +49,14 @@ from kfd.protocol import (
 )
 from kfd.store.triggers import TriggerLog
 from kfd.triggers.comments import context_lines, marked_comments
-from kfd.triggers.files import FileFilter, diff_of, file_states, git_blobs, git_ignored
+from kfd.triggers.files import (
+    FileFilter,
+    diff_of,
+    file_states,
+    git_blobs,
+    git_ignored,
+    read_beneath,
+)
 from kfd.triggers.own_edits import Claim, OwnEdits, claim_of_paths
 
 if TYPE_CHECKING:
@@ -497,13 +504,9 @@ def _new_spots(trigger: _Trigger, files: list[str]) -> list[tuple[TriggerSpot, s
     """``AI!`` / ``AI?`` comments in ``files`` that have not fired before."""
     found: list[tuple[TriggerSpot, str]] = []
     for relative in files:
-        path = trigger.workspace / relative
-        try:
-            if path.stat().st_size > MAX_COMMENT_FILE_BYTES:
-                continue
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
+        text = read_beneath(trigger.workspace, relative, MAX_COMMENT_FILE_BYTES)
+        if text is None:
+            continue  # a link (to ~/.aws/credentials), a FIFO, too large, gone
         for marked in marked_comments(text):
             key = (relative, marked.text, marked.kind)
             if key in trigger.seen_spots:
