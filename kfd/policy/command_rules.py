@@ -26,6 +26,7 @@ comes in a `CommandView`.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import re
@@ -328,11 +329,25 @@ def _same_operand(command: CommandView, rule_word: str | None, word: str | None)
         return True
     if rule_word.isdigit() and set(rule_word) <= set("01234567"):
         if word.isdigit() and set(word) <= set("01234567"):
-            return int(rule_word, 8) == int(word, 8)
+            wanted = int(rule_word, 8)
+            if len(rule_word) >= 3 and len(word) >= 3:
+                # A mode granting at least the rule's bits is it (1777 is 777 and the
+                # sticky bit), as a symbolic mode is read below.
+                return int(word, 8) & wanted == wanted
+            return int(word, 8) == wanted
         granted = _symbolic_mode(word)
         if granted is not None:  # chmod a+rwx is chmod 777 spelled in symbols
             wanted = int(rule_word, 8)
             return granted & wanted == wanted
+    if "*" in rule_word:
+        # A `*` inside a word of a deny or ask rule (`cp * /etc/*`, `dd of=/dev/*`)
+        # stands for any text there, paths compared as paths (`//etc/./x`).
+        if fnmatch.fnmatchcase(word, rule_word):
+            return True
+        if not _pathlike(rule_word) or not _pathlike(word):
+            return False
+        mine = command.paths.get(word) or _absolute(word, command.base)
+        return fnmatch.fnmatchcase(mine, _absolute(rule_word, command.base))
     if not _pathlike(rule_word) or not _pathlike(word):
         return False
     mine = command.paths.get(word) or _absolute(word, command.base)
@@ -383,9 +398,12 @@ def _options(rule: Parsed, parsed: Parsed, command: CommandView, *, loose: bool)
     ``loose``: an option kfd cannot read may be one of them."""
     have = parsed.effective_options()
     result = Match.YES
+    implies = parsed.current.implies
     for name, values in rule.options.items():
         if name in have and all(_has_value(parsed, name, v, command) for v in values if v):
             continue
+        if not any(values) and name in implies and have.issuperset(implies[name]):
+            continue  # the rule's `git branch -D` is the command's `-d -f` spelled out
         if name in have:
             result = Match.MAYBE if parsed.uncertain else Match.NO
         elif (

@@ -150,7 +150,7 @@ async def gather(
         line = None
         if isinstance(command, str):
             matcher = restricted_matcher(applicable.rules, workspace, home)
-            line = line_facts(command, workspace, restricted=matcher)
+            line = line_facts(command, workspace, restricted=matcher, home=home)
         return facts, line
 
     paths, line = await asyncio.to_thread(look)

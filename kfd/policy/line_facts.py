@@ -69,16 +69,18 @@ def line_facts(
     *,
     restricted: PathMatcher | None = None,
     path_dirs: Sequence[str] | None = None,
+    home: str = "",
 ) -> LineFacts:
     """Analyze ``command`` and resolve everything its words may name from ``workspace``.
 
     ``restricted`` matches the paths read rules deny or ask about (trees are
     walked for them, git's index is read for them); ``path_dirs`` is the
-    ``PATH`` commands run with (default: this process's).
+    ``PATH`` commands run with (default: this process's); ``home`` where a bare
+    ``cd`` goes (default: this process's).
     """
     analysis = analyze(command)
     root = real_path(workspace)
-    bases = _bases(analysis.commands, workspace)
+    bases = _bases(analysis.commands, workspace, home or os.path.expanduser("~"))
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
     links = instruction_links(workspace)
     gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links)
@@ -135,7 +137,10 @@ def path_fact(
     """Resolve one path as written, relative to ``base``; ``root`` is the real workspace,
     ``instructions`` the project's instruction files that are links (`instruction_links`)."""
     path = _absolute(word, base)
-    real = real_path(path)
+    # The kernel follows each link before the `..` after it (`link_out/../x` is the
+    # link target's parent's `x`): the real path comes from the word as written,
+    # never from its lexically normalised spelling.
+    real = real_path(_proc_cwd(os.path.join(base, word), base))
     return PathFact(
         word=word,
         path=path,
@@ -149,15 +154,19 @@ def path_fact(
 
 
 def _absolute(word: str, base: str) -> str:
-    """``word`` from ``base``, absolute and normalised (no ``//`` left at its start).
-    ``/proc/self/cwd`` is the command's directory, not the daemon's (whose link the
-    file system would follow)."""
-    path = os.path.normpath(os.path.join(base, word))
-    path = "/" + path.lstrip("/") if path.startswith("//") else path
-    if path.startswith(_PROC_CWD):
-        own = _PROC_CWD_PATH.match(path)
+    """``word`` from ``base``, absolute and lexically normalised (no ``//`` left at its
+    start): the path as spelled, which rules also match. ``/proc/self/cwd`` is the
+    command's directory, not the daemon's (whose link the file system would follow)."""
+    path = os.path.normpath(_proc_cwd(os.path.join(base, word), base))
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
+def _proc_cwd(path: str, base: str) -> str:
+    """``path`` with a leading ``/proc/self/cwd`` (or ``thread-self``) made ``base``."""
+    if "/proc/" in path[:24]:
+        own = _PROC_CWD_PATH.match("/" + path.lstrip("/"))
         if own is not None:
-            return os.path.normpath(base + path[own.end() :])
+            return base + "/" + path.lstrip("/")[own.end() - 1 :]
     return path
 
 
@@ -192,21 +201,32 @@ def _written_operands(command: SimpleCommand) -> list[str]:
     return []
 
 
-def _bases(commands: list[SimpleCommand], workspace: str) -> list[str]:
-    """The workspace and every directory the line may run a command in."""
+def _bases(commands: list[SimpleCommand], workspace: str, home: str) -> list[str]:
+    """The workspace and every directory the line may run a command in: each place a
+    ``cd`` names, as bash's logical ``cd`` spells it and as the kernel reaches it
+    (``cd -P link/..`` is the link target's parent), and home for a bare ``cd``."""
     bases = [workspace]
     for command in commands:
         targets = list(command.chdir)
         if command.argv and command.argv[0] in _DIRECTORY_CHANGERS:
-            targets += [
+            operands = [
                 word
                 for index, word in enumerate(command.argv[1:], 1)
-                if index not in command.dynamic and not word.startswith("-")
+                if index in command.dynamic or not word.startswith("-") or word == "-"
             ]
+            targets += [
+                w
+                for i, w in enumerate(command.argv[1:], 1)
+                if i not in command.dynamic
+                if w in operands
+            ]
+            if not operands:
+                targets.append(home)  # `cd`, `cd -P`: $HOME
         for target in targets:
-            directory = os.path.normpath(os.path.join(workspace, target))
-            if directory not in bases:
-                bases.append(directory)
+            joined = os.path.join(workspace, target)
+            for directory in (os.path.normpath(joined), real_path(joined)):
+                if directory not in bases:
+                    bases.append(directory)
     return bases
 
 
@@ -297,6 +317,8 @@ class _Gatherer:
         None when the last component is a symlink (or the path a root): `path_fact`."""
         if base in self.normal_bases and _RELATIVE.fullmatch(word):
             path = f"{base}/{word}" if base != "/" else f"/{word}"  # what `_absolute` gives
+        elif ".." in word.split("/"):
+            return None  # past a link, `..` is where the kernel goes, not the spelling
         else:
             path = _absolute(word, base)
         head, _, name = path.rpartition("/")
@@ -414,8 +436,12 @@ class _Gatherer:
                 why = why or f"{program} does not exist yet: it may become any program"
             elif inside(real, self.root):
                 why = why or f"{program} is a program in the workspace: it may be any program"
-            elif (target := os.path.basename(real)) not in ("busybox", "toybox", *names):
-                names.append(target)
+            else:
+                # Every name along the links counts (./npm2 -> /usr/bin/npm ->
+                # ../lib/node_modules/npm/bin/npm-cli.js is npm).
+                for target in _link_names(os.path.join(base, program)):
+                    if target not in ("busybox", "toybox", *names):
+                        names.append(target)
         return names, why
 
     def walk_trees(
@@ -468,6 +494,24 @@ class _Gatherer:
         return [p for p in tracked if self.restricted(os.path.join(self.workspace, p))][
             :MAX_TREE_HITS
         ]
+
+
+def _link_names(path: str, limit: int = 40) -> list[str]:
+    """The names a program is reached by: each link's target along the chain from
+    ``path``, the last one (the file itself) included."""
+    names: list[str] = []
+    current = path
+    for _ in range(limit):
+        try:
+            target = os.readlink(current)
+        except OSError:
+            break  # not a link (or gone): the chain ends here
+        current = os.path.join(os.path.dirname(current), target)
+        names.append(os.path.basename(target.rstrip("/")))
+    real = os.path.basename(real_path(path))
+    if real not in names:
+        names.append(real)
+    return names
 
 
 @functools.lru_cache(maxsize=64)

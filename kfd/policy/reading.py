@@ -303,10 +303,9 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     if options & _GIT_NO_HISTORY:
         return None
     content = "content" in effects or "content" in traits or "index" in traits
-    can_print = bool({"content", "index"} & traits) or any(
-        "content" in effects_of for effects_of in spec.effects.values()
-    )
-    content = content or (can_print and bool(parsed.unknown or parsed.ambiguous))
+    # An option kfd cannot read may be one that prints patches (`git reflog show -p`,
+    # `git stash list -p` take log's options): unsure, it may print content.
+    content = content or bool(parsed.unknown or parsed.ambiguous)
     if not content and not any(o is not None and ":" in o for o in parsed.operands):
         return None  # nothing printed, and no blob named (`git add` of a thousand paths)
     cut = parsed.after_dashdash if parsed.after_dashdash is not None else len(parsed.operands)

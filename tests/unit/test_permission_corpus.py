@@ -72,6 +72,11 @@ RULES = PermissionsConfig(
         "bash(git clean -f *)",
         "bash(terraform destroy *)",
         "bash(cp -r * /etc/x)",
+        "bash(cp * /etc/*)",
+        "bash(git branch -D *)",
+        "bash(git push origin --delete *)",
+        "bash(npm install -g *)",
+        "bash(yarn publish *)",
         "read(secrets/**)",
         "web_fetch(domain:*.evil.example)",
         "*(domain:exfil.example)",
@@ -170,6 +175,12 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     for name in ("--compress-program=sh", "-S1", "-f.env", "--output=pwned", "-eTOKEN", "-r"):
         (hostile / name).write_text("touch canary\n")
     (hostile / "src" / "up").symlink_to("..")
+    # A program reached through links whose last name says nothing (npm-cli.js).
+    (outside / "lib" / "npm" / "bin").mkdir(parents=True)
+    (outside / "lib" / "npm" / "bin" / "npm-cli.js").write_text("#!/bin/sh\n")
+    (outside / "bin").mkdir()
+    (outside / "bin" / "npm").symlink_to("../lib/npm/bin/npm-cli.js")
+    (hostile / "npm2").symlink_to(outside / "bin" / "npm")
     (hostile / "src" / "out").symlink_to(outside)
     return {
         "repo": World(ws, outside, home),
@@ -215,7 +226,7 @@ def decide_bash(
     facts = CallFacts(
         request=request,
         rules=applicable,
-        line=line_facts(command, str(world.workspace), restricted=matcher),
+        line=line_facts(command, str(world.workspace), restricted=matcher, home=str(world.home)),
         home=str(world.home),
         untrusted=untrusted,
         network_allowed=network_allowed,
@@ -302,7 +313,7 @@ def test_nothing_a_deny_rule_names_is_allowed_in_any_mode(worlds: dict[str, Worl
     ("approved", "later"),
     [
         ("chmod +x *", "chmod +x src --recursive"),
-        ("npm install *", "npm install evil-pkg"),
+        ("pip install *", "pip install evil-pkg"),
         ("*", "touch x"),
         ("make *", "make deploy"),
     ],

@@ -420,7 +420,7 @@ CASES = [
     Case("ls ==", [["ls"]], {PARSE}, "bare == ending a command"),
     Case("rm \\ x", [RM], {UNPARSED}, "escaped space tree-sitter drops"),
     Case("- x=", [], {UNPARSED}, "a leading dash tree-sitter drops before an assignment"),
-    Case("- x=1 rm x", [RM], {UNPARSED}, "a dropped dash: bash runs `-`, not rm"),
+    Case("- x=1 rm x", [RM], {UNPARSED, ENV}, "a dropped dash: bash runs `-`, not rm"),
     Case("a;;b", [["a"], ["b"]], {PARSE}, "case terminator outside case"),
     Case("time", [["time"]], set(), "time alone"),
 ]

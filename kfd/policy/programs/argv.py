@@ -103,6 +103,8 @@ class Parsed:
             pending.extend(spec.implies.get(name, ()))
         if spec.plus_operand and any(o and o.startswith("+") for o in self.operands):
             names.add(spec.plus_operand)
+        if spec.colon_operand and any(o and o.lstrip("+").startswith(":") for o in self.operands):
+            names.add(spec.colon_operand)
         effective = frozenset(n for n in names if "=" not in n)
         self._memo["effective"] = effective
         return effective

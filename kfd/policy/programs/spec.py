@@ -89,6 +89,9 @@ class ProgramSpec:
     name: see the header of ``meaning.toml``."""
     traits: frozenset[str] = frozenset()
     """What the program does whatever its options (``tree``, ``content``, ``text``...)."""
+    colon_operand: str = ""
+    """An operand starting with ``:`` (after any ``+``) means this option (``git push
+    origin :main``: delete)."""
     plus_operand: str = ""
     """An operand starting with ``+`` means this option (``git push origin +main``: force)."""
     command_after: int | None = None
@@ -152,9 +155,11 @@ def _program(
     def build(sub: str) -> ProgramSpec:
         sub_table = dict(sub_tables.get(sub, {}))
         sub_table["options"] = _like(sub, sub_tables, sub_meanings)
-        return _program(
-            f"{name} {sub}", sub_table, sub_meanings.get(sub, {}), shared, style, shared_effects
-        )
+        sub_meaning = dict(sub_meanings.get(sub, {}))
+        if anywhere:  # what the shared options mean holds in every subcommand too
+            for key in ("implies", "values"):
+                sub_meaning[key] = {**meaning.get(key, {}), **sub_meaning.get(key, {})}
+        return _program(f"{name} {sub}", sub_table, sub_meaning, shared, style, shared_effects)
 
     commands = _Lazy(sorted(set(sub_tables) | set(sub_meanings)), build)
     options: dict[str, OptionSpec] = {}
@@ -186,6 +191,7 @@ def _program(
         effects=_effects(effects),
         traits=frozenset(meaning.get("traits", ())),
         plus_operand=str(meaning.get("plus_operand", "")),
+        colon_operand=str(meaning.get("colon_operand", "")),
         command_after=meaning.get("command_after"),
         command_after_dashdash=bool(meaning.get("command_after_dashdash", False)),
         pattern_operand=(

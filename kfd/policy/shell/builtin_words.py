@@ -43,6 +43,7 @@ def check_builtin(words: list[Word]) -> list[Finding]:
     options, operands, problems = _options(words, spec)
     found = list(problems)
     label = head
+    exported = head == "export" or any(letter == "x" for letter, _ in options)
     for letter, value in options:
         kind = spec.risky.get(letter)
         if kind is not None and (letter != "W" or _expands(value)):
@@ -56,7 +57,7 @@ def check_builtin(words: list[Word]) -> list[Finding]:
         found.append(_risk(spec.risk, f"{label} can run code or change how names resolve"))
     if spec.names == "operands":
         for word in operands:
-            found += _name(word, label, assignment=True)
+            found += _name(word, label, assignment=True, exported=exported)
     elif spec.names == "second" and len(operands) > 1:
         found += _name(operands[1], label)
     if spec.arithmetic:
@@ -117,7 +118,9 @@ def _options(
     return options, words[i:], problems
 
 
-def _name(word: Word, label: str, *, assignment: bool = False) -> list[Finding]:
+def _name(
+    word: Word, label: str, *, assignment: bool = False, exported: bool = False
+) -> list[Finding]:
     """A word naming a variable must be plain, and setting it must not change what runs."""
     # `declare x="$y"`: the value is only known at run time, the name is not.
     text = word.source if word.value is None and assignment else word.value
@@ -132,7 +135,7 @@ def _name(word: Word, label: str, *, assignment: bool = False) -> list[Finding]:
             )
         ]
     base = text.split("=", 1)[0].rstrip("+").split("[", 1)[0]
-    if sensitive_variable(base):
+    if sensitive_variable(base, exported=exported):
         return [
             Finding(
                 RiskKind.ENV_ASSIGNMENT,

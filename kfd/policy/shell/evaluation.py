@@ -159,15 +159,17 @@ _INERT_VARIABLES = frozenset(
 _PROXY_VARIABLES = frozenset(["http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"])
 
 
-def sensitive_variable(name: str) -> bool:
+def sensitive_variable(name: str, *, exported: bool = False) -> bool:
     """Whether setting ``name`` can change what programs run or load, or what bash evaluates.
 
     Fail closed: every name with an upper-case letter is sensitive unless it is
     on a short list of known-inert ones (CI, NO_COLOR, LANG, LC_*, TZ, ...):
     PATH, LD_PRELOAD, BASH_ENV, ENV, PROMPT_COMMAND, PS4, SHELLOPTS, IFS,
-    GLOBIGNORE, GIT_*, PAGER... Lower-case names are shell-local by
-    convention, except the proxy variables.
+    GLOBIGNORE, GIT_*, PAGER... A lower-case name is the shell's own unless it
+    is ``exported`` to a program (``NAME=value cmd``, ``env``, ``export``):
+    programs read lower-case names too (``npm_config_global=true npm install``,
+    the proxy variables).
     """
     if name in _INERT_VARIABLES or (name.startswith("LC_") and name[3:].isalpha()):
         return False
-    return any(c.isupper() for c in name) or name in _PROXY_VARIABLES
+    return exported or any(c.isupper() for c in name) or name in _PROXY_VARIABLES

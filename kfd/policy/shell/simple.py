@@ -191,9 +191,11 @@ class SimpleCommandReader(RedirectReader):
         self.scanned(scan, level)
         self.check_assignments(assignments)
 
-    def check_assignments(self, assignments: list[Assignment]) -> None:
+    def check_assignments(self, assignments: list[Assignment], *, exported: bool = False) -> None:
+        """A risk for each assignment that may change what runs (`sensitive_variable`);
+        ``exported``: the values reach a program's environment."""
         for assignment in assignments:
-            if sensitive_variable(assignment.name):
+            if sensitive_variable(assignment.name, exported=exported):
                 self.risk(
                     RiskKind.ENV_ASSIGNMENT,
                     f"sets {assignment.name}, which programs may read to decide what to run or "
@@ -293,7 +295,7 @@ class SimpleCommandReader(RedirectReader):
         level: int,
     ) -> None:
         """Unwrap one simple command's words and record what it runs."""
-        self.check_assignments(prefix)
+        self.check_assignments(prefix, exported=True)
         # Characters already in the line were reported; decoding ($'\u…') can add more.
         seen = self.seen_characters()
         if not seen.issuperset("".join([w.value for w in words if w.value is not None])):
@@ -324,7 +326,7 @@ class SimpleCommandReader(RedirectReader):
 
     def wrapped_assignments(self, pairs: list[tuple[str, Word]]) -> list[Assignment]:
         assignments = [Assignment(name, value.text, value.static) for name, value in pairs]
-        self.check_assignments(assignments)
+        self.check_assignments(assignments, exported=True)
         return assignments
 
     def invocation(
