@@ -104,8 +104,26 @@ class CallContext:
 
     def resolve(self, path: str) -> Path:
         expanded = os.path.expanduser(path)
-        return Path(os.path.normpath(os.path.join(self._workspace, expanded)))
+        return Path(kernel_path(os.path.join(self._workspace, expanded)))
 
     def output(self, text: str) -> None:
         if self._on_output is not None and text:
             self._on_output(text)
+
+
+def kernel_path(path: str) -> str:
+    """``path`` (absolute) with ``.`` and ``..`` applied as the kernel applies them.
+
+    A ``..`` after a symbolic link leaves the link's target, not the link:
+    ``x/../../f`` with ``x -> a/b`` is ``a/f``, where the gate's ``realpath``
+    judged it (`kfd.policy.paths.resolve`). Tidying the text instead
+    (``os.path.normpath``: ``f``) would have a tool act on another file than
+    the one decided. Everything up to the last ``..`` is resolved; the rest is
+    kept as written, for the tool's walk to refuse any link in it.
+    """
+    parts = path.split(os.sep)
+    if ".." not in parts:
+        return os.path.normpath(path)
+    last = len(parts) - 1 - parts[::-1].index("..")
+    head = os.path.realpath(os.sep.join(parts[: last + 1]) or os.sep)
+    return os.path.normpath(os.path.join(head, *parts[last + 1 :]))

@@ -610,3 +610,21 @@ async def test_grep_says_when_nothing_matches(code: Path, ctx: CallContext) -> N
 async def test_grep_of_a_missing_path_is_an_error(code: Path, ctx: CallContext) -> None:
     with pytest.raises(ToolError, match="missing does not exist"):
         await grep(ctx, "x", path="missing")
+
+
+async def test_a_dotdot_after_a_link_is_where_the_kernel_goes_as_the_gate_judged(
+    repo: Path, ctx: CallContext
+) -> None:
+    """`x/../../f` with `x -> a/b` is the workspace's `f` to the gate (realpath) and to
+    the kernel; tidied as text it would be the parent's `f`, outside the workspace."""
+    from kfd.policy.paths import resolve
+
+    (repo / "a" / "b").mkdir(parents=True)
+    (repo / "x").symlink_to("a/b")
+    spelled = "x/../../victim.txt"
+    (decided,) = resolve(repo, [PathAccess(spelled, write=True)])
+    assert decided.inside_workspace and decided.real == str(repo.resolve() / "victim.txt")
+    assert ctx.resolve(spelled) == repo / "victim.txt"
+    await write(ctx, spelled, "x\n")
+    assert (repo / "victim.txt").read_text() == "x\n"
+    assert not (repo.parent / "victim.txt").exists()
