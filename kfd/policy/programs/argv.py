@@ -119,7 +119,7 @@ class Parsed:
         for name, values in self.options.items():
             found |= spec.effect(name)
             for value in values:
-                found |= spec.effect(f"{name}={value}")
+                found |= spec.effect(f"{name}={canonical_value(spec, name, value)}")
         for name in self.effective_options():
             found |= spec.effect(name)
         effects = frozenset(found)
