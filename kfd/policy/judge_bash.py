@@ -74,7 +74,10 @@ class _Part:
 def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
     """The built-in decision for one bash line."""
     request = facts.request
-    command = str(request.arguments.get("command", "")).strip()
+    # Only what bash itself separates words by: `str.strip` also takes \f, \v, \r,
+    # NBSP..., which bash keeps in the first or last word (`python3 check.py\f`
+    # runs another file than the rule's `python3 check.py`).
+    command = str(request.arguments.get("command", "")).strip(_BLANKS)
     found = Findings()
     bash_rules = [s for s in facts.rules if s.rule.names("bash")]
     whole: SourcedRule | None = None
@@ -169,6 +172,8 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
 
 
 _PATTERN_CHARACTERS = frozenset("*?[")
+_BLANKS = " \t\n"
+"""What bash separates words and lines by at the ends of a line."""
 
 
 def _exact_line(sourced: SourcedRule, command: str) -> bool:
@@ -178,7 +183,7 @@ def _exact_line(sourced: SourcedRule, command: str) -> bool:
     (``sort *``), never a line someone allowed, and neither is a rule with ``*``:
     its text may equal a line whose glob expands to anything."""
     spec = sourced.rule.spec
-    if spec is None or spec.strip() != command:
+    if spec is None or spec.strip(_BLANKS) != command:
         return False
     if sourced.source in ("session", "always"):
         return True

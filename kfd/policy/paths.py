@@ -34,6 +34,8 @@ def real_path(path: str) -> str:
     """
     try:
         return os.path.realpath(path)
+    except ValueError:
+        return os.path.normpath(path)  # a NUL byte: nothing on disk has this name
     except OSError:
         head, tail = os.path.split(path)
         return path if head == path else os.path.join(real_path(head), tail)

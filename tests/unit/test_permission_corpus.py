@@ -821,3 +821,24 @@ def test_an_approved_domain_is_kept_exactly_never_as_a_pattern(worlds: dict[str,
     ):
         later = decide_tool(world, "web_fetch", **_fetch(url, host), extra=kept)
         assert later.decision == "ask", later.reason
+
+
+@pytest.mark.parametrize("end", ["\f", "\v", "\r", "\xa0", "\u3000", "\x1c"])
+def test_an_allowed_exact_line_is_that_line_to_its_last_character(
+    worlds: dict[str, World], end: str
+) -> None:
+    """Bash keeps a form feed or a no-break space in the last word: `make build\\f`
+    runs the target `build\\f`, not the line the user allowed."""
+    world = worlds["clean"]
+    rule = ("bash(make build)",)
+    assert decide_bash(world, "make build", session=rule).decision == "allow"
+    assert decide_bash(world, f"make build{end}", session=rule).decision == "ask"
+    assert decide_bash(world, f"{end}make build", session=rule).decision == "ask"
+    assert decide_bash(world, " make build\n", session=rule).decision == "allow"
+
+
+def test_a_path_with_a_nul_byte_is_decided_not_crashed_on(worlds: dict[str, World]) -> None:
+    """`realpath` raises on a NUL byte; one bad argument must not end the turn."""
+    world = worlds["repo"]
+    (found,) = resolve(world.workspace, [PathAccess("README.md\0x", write=False)])
+    assert found.requested == "README.md\0x" and "\0" in found.real
