@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kfd.agent.editor_files import SessionFiles
-from kfd.api import EditorFiles, Sandbox
+from kfd.api import EditorFiles, Sandbox, ToolError
 
 if TYPE_CHECKING:
     from kfd.config import SandboxConfig
@@ -112,18 +112,24 @@ class CallContext:
 
 
 def kernel_path(path: str) -> str:
-    """``path`` (absolute) with ``.`` and ``..`` applied as the kernel applies them.
+    """``path`` (absolute) tidied, when tidying it as text is what the kernel does.
 
     A ``..`` after a symbolic link leaves the link's target, not the link:
-    ``x/../../f`` with ``x -> a/b`` is ``a/f``, where the gate's ``realpath``
-    judged it (`kfd.policy.paths.resolve`). Tidying the text instead
-    (``os.path.normpath``: ``f``) would have a tool act on another file than
-    the one decided. Everything up to the last ``..`` is resolved; the rest is
-    kept as written, for the tool's walk to refuse any link in it.
+    ``x/../../f`` with ``x -> a/b`` is ``a/f`` to the kernel and to the gate's
+    ``realpath`` (`kfd.policy.paths.resolve`), but ``f`` as text. Resolving it
+    here again would race the gate (a directory swapped for a link after the
+    decision); so a path with a link before a ``..`` is refused, and any other
+    is tidied as text, which then is the path the gate judged, and the tool's
+    walk refuses a link swapped in later.
     """
     parts = path.split(os.sep)
-    if ".." not in parts:
-        return os.path.normpath(path)
-    last = len(parts) - 1 - parts[::-1].index("..")
-    head = os.path.realpath(os.sep.join(parts[: last + 1]) or os.sep)
-    return os.path.normpath(os.path.join(head, *parts[last + 1 :]))
+    if ".." in parts:
+        last = len(parts) - 1 - parts[::-1].index("..")
+        for end in range(2, last + 1):
+            prefix = os.sep.join(parts[:end])
+            if parts[end - 1] not in ("", ".", "..") and os.path.islink(prefix):
+                raise ToolError(
+                    f"{path} goes through the symbolic link {prefix} and then `..`: "
+                    "name the file without `..`"
+                )
+    return os.path.normpath(path)

@@ -328,16 +328,15 @@ def _same_operand(command: CommandView, rule_word: str | None, word: str | None)
     if rule_word == word:
         return True
     if rule_word.isdigit() and set(rule_word) <= set("01234567"):
+        wanted = int(rule_word, 8)
         if word.isdigit() and set(word) <= set("01234567"):
-            wanted = int(rule_word, 8)
-            if len(rule_word) >= 3 and len(word) >= 3:
+            if wanted and _sets_modes(command):
                 # A mode granting at least the rule's bits is it (1777 is 777 and the
                 # sticky bit), as a symbolic mode is read below.
                 return int(word, 8) & wanted == wanted
             return int(word, 8) == wanted
-        granted = _symbolic_mode(word)
+        granted = _symbolic_mode(word) if wanted and _sets_modes(command) else None
         if granted is not None:  # chmod a+rwx is chmod 777 spelled in symbols
-            wanted = int(rule_word, 8)
             return granted & wanted == wanted
     if "*" in rule_word:
         # A `*` inside a word of a deny or ask rule (`cp * /etc/*`, `dd of=/dev/*`)
@@ -382,6 +381,15 @@ def _symbolic_mode(word: str) -> int | None:
                 bits &= ~who
             bits = bits & ~(mask & who) if op == "-" else bits | (mask & who)
     return bits
+
+
+_MODE_PROGRAMS = frozenset({"chmod", "mkdir", "install"})
+"""Programs whose numbers are file modes, read by what they grant."""
+
+
+def _sets_modes(command: CommandView) -> bool:
+    program = os.path.basename(command.argv[0]) if command.argv else ""
+    return program in _MODE_PROGRAMS or not _MODE_PROGRAMS.isdisjoint(command.names)
 
 
 def _pathlike(word: str) -> bool:

@@ -60,7 +60,9 @@ _RELATIVE = re.compile(r"(?!\.\.?(?:/|\Z))[^/]+(?:/(?!\.\.?(?:/|\Z))[^/]+)*")
 directory): no empty, ``.`` or ``..`` component, no trailing ``/``."""
 _DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
 _PROC_CWD = ("/proc/self/", "/proc/thread-self/")
-_PROC_CWD_PATH = re.compile(r"/proc/(?:thread-)?self(?:/task/\d+)?/cwd(?=/|\Z)")
+_PROC_CWD_PATH = re.compile(r"/+proc/+(?:thread-)?self(?:/+task/+\d+)?/+cwd(?=/|\Z)")
+_SAME_DIRECTORY = re.compile(r"/(?:\.?/)+")
+"""``//`` and ``/./``: the same directory, to the kernel as to the text."""
 
 
 def line_facts(
@@ -162,11 +164,13 @@ def _absolute(word: str, base: str) -> str:
 
 
 def _proc_cwd(path: str, base: str) -> str:
-    """``path`` with a leading ``/proc/self/cwd`` (or ``thread-self``) made ``base``."""
-    if "/proc/" in path[:24]:
-        own = _PROC_CWD_PATH.match("/" + path.lstrip("/"))
+    """``path`` with a leading ``/proc/self/cwd`` (or ``thread-self``, however spelled
+    with ``//`` and ``/./``) made ``base``."""
+    if "proc" in path[:40]:
+        tidy = _SAME_DIRECTORY.sub("/", path)
+        own = _PROC_CWD_PATH.match(tidy)
         if own is not None:
-            return base + "/" + path.lstrip("/")[own.end() - 1 :]
+            return base + "/" + tidy[own.end() :]
     return path
 
 

@@ -21,8 +21,9 @@ Two rules keep a remembered listing honest:
 
 Symlinks are resolved at every walk (their targets can change without their
 directory changing); a symlink is tested, never descended. For a reader that
-follows them (``grep -R``, ``zip -r``) the links themselves are named: one
-may lead anywhere (``src/up -> ..``, a link out of the workspace), so they ask.
+follows them (``grep -R``, ``zip -r``) the links that lead out of the tree or
+into a directory are named (``src/up -> ..``, a link out of the workspace), so
+they ask; a link to a file in the tree was tested like any file.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kfd.policy.paths import real_path
+from kfd.policy.paths import inside, real_path
 
 if TYPE_CHECKING:
     from kfd.policy.rules import PathMatcher
@@ -77,7 +78,8 @@ class Walked:
     complete: bool
     """The walk saw everything (not past ``max_entries`` entries)."""
     links: list[str]
-    """With ``links``: symbolic links met (the first ``max_hits``)."""
+    """With ``links``: symbolic links met that lead out of the tree or into a
+    directory (the first ``max_hits``)."""
 
 
 def walk(
@@ -99,6 +101,7 @@ def walk(
     hits: list[str] = []
     met: list[str] = []
     seen = 0
+    root = real_path(real)
     stack = [(real, spelled)]
     # Before every stamp: a listing is remembered only if its directory's
     # times are older than FRESH_S before this.
@@ -112,14 +115,22 @@ def walk(
         if seen > max_entries:
             return Walked(hits, False, met)
         hits += listing.hits
-        if listing.links:
-            hits += [named for path, named in listing.links if restricted(real_path(path))]
-            if links and len(met) < max_hits:
-                met += [named for _, named in listing.links][: max_hits - len(met)]
+        for path, named in listing.links:
+            target = real_path(path)
+            if restricted(target):
+                hits.append(named)
+            elif links and len(met) < max_hits and _leads_away(target, root):
+                met.append(named)
         if len(hits) >= max_hits:
             return Walked(hits[:max_hits], True, met)
         stack += listing.below
     return Walked(hits, True, met)
+
+
+def _leads_away(target: str, root: str) -> bool:
+    """Whether a reader following a link to ``target`` leaves the walked tree or
+    enters a directory the walk did not list (a file inside was tested above)."""
+    return not inside(target, root) or os.path.isdir(target)
 
 
 def _listing(

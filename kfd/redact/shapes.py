@@ -47,6 +47,13 @@ def _mixed(value: str) -> bool:
 
 _B64 = "A-Za-z0-9+/"
 
+
+def _reference(value: str) -> bool:
+    """A value that names where a secret is (``$GITHUB_TOKEN``, ``${DB_PASSWORD}``,
+    ``$(pass show db)``): a shell expansion, never a secret's own text."""
+    return value.startswith("$")
+
+
 OWN: tuple[Shape, ...] = (
     Shape(
         "private-key",
@@ -72,6 +79,7 @@ OWN: tuple[Shape, ...] = (
             r"([^\s\"',;]{4,})"
         ),
         keep=1,
+        check=lambda value: not _reference(value),
         triggers=("authorization",),
         fold=True,
     ),
@@ -79,6 +87,7 @@ OWN: tuple[Shape, ...] = (
         "url-password",
         re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@?#]+:)([^\s@/?#]{2,})(?=@)"),
         keep=1,
+        check=lambda value: not _reference(value),
         triggers=("://",),
     ),
     Shape(

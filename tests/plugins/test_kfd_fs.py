@@ -612,19 +612,22 @@ async def test_grep_of_a_missing_path_is_an_error(code: Path, ctx: CallContext) 
         await grep(ctx, "x", path="missing")
 
 
-async def test_a_dotdot_after_a_link_is_where_the_kernel_goes_as_the_gate_judged(
+async def test_a_dotdot_after_a_link_is_refused_never_taken_as_text(
     repo: Path, ctx: CallContext
 ) -> None:
     """`x/../../f` with `x -> a/b` is the workspace's `f` to the gate (realpath) and to
-    the kernel; tidied as text it would be the parent's `f`, outside the workspace."""
+    the kernel; tidied as text it would be the parent's `f`, outside the workspace.
+    The tool refuses it (resolving it again would race the gate); `..` without a
+    link is tidied as text, which is what the gate judged."""
     from kfd.policy.paths import resolve
 
     (repo / "a" / "b").mkdir(parents=True)
     (repo / "x").symlink_to("a/b")
     spelled = "x/../../victim.txt"
     (decided,) = resolve(repo, [PathAccess(spelled, write=True)])
-    assert decided.inside_workspace and decided.real == str(repo.resolve() / "victim.txt")
-    assert ctx.resolve(spelled) == repo / "victim.txt"
-    await write(ctx, spelled, "x\n")
-    assert (repo / "victim.txt").read_text() == "x\n"
+    assert decided.inside_workspace
+    with pytest.raises(ToolError, match="goes through the symbolic link"):
+        await write(ctx, spelled, "x\n")
     assert not (repo.parent / "victim.txt").exists()
+    await write(ctx, "a/b/../plain.txt", "y\n")
+    assert (repo / "a" / "plain.txt").read_text() == "y\n"

@@ -175,6 +175,9 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     for name in ("--compress-program=sh", "-S1", "-f.env", "--output=pwned", "-eTOKEN", "-r"):
         (hostile / name).write_text("touch canary\n")
     (hostile / "src" / "up").symlink_to("..")
+    (hostile / "lib").mkdir()
+    (hostile / "lib" / "a.py").write_text("x = 1\n")
+    (hostile / "lib" / "alias.py").symlink_to("a.py")  # a link to a file in the tree
     # A program reached through links whose last name says nothing (npm-cli.js).
     (outside / "lib" / "npm" / "bin").mkdir(parents=True)
     (outside / "lib" / "npm" / "bin" / "npm-cli.js").write_text("#!/bin/sh\n")

@@ -193,3 +193,22 @@ def test_encoded_forms_survive_a_snapshot_and_restore() -> None:
     known.restore(saved)
     assert DATABASE_URL.encode().hex() in known.forms
     assert all(not label.endswith(")") for label in known.snapshot().values())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'curl -H "Authorization: token $GITHUB_TOKEN" https://api.github.com/user',
+        "psql postgres://app:${DB_PASSWORD}@db/app",
+        "curl https://admin:$(pass show site)@example.com/",
+    ],
+)
+def test_a_reference_to_a_secret_is_not_one(text: str) -> None:
+    """Where a secret is (a variable, a command printing it) is shown: an approval
+    holding it must stay askable (`kfd.agent.approvals.NotShowable`)."""
+    assert scrub(text) == text
+
+
+def test_a_literal_credential_in_the_same_places_still_is() -> None:
+    assert "hunter2pw" not in scrub("curl https://admin:hunter2pw@example.com/")
+    assert "abcd1234efgh" not in scrub("Authorization: Bearer abcd1234efgh")
