@@ -117,6 +117,10 @@ class GitDir(msgspec.Struct, frozen=True):
     """Its top-level names when the command starts."""
     real_hooks: bool = False
     """Its ``hooks`` holds more than git's ``*.sample`` files."""
+    links: tuple[str, ...] = ()
+    """Top-level names that are symbolic links (a command may plant them): never
+    mounted over, since a bind follows a link, on the host for its source and in
+    the sandbox for its target, and would bring back what is hidden (``~/.ssh``)."""
 
 
 MarkerKind = Literal["repository", "gitfile", "blocked", "none"]
@@ -152,6 +156,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """kfd reads ``.kfd/config.toml`` from the workspace (it is its project's root)."""
     kfd_dir: bool = False
     """``<workspace>/.kfd`` exists and holds something (an empty one gets a stand-in)."""
+    kfd_link: bool = False
+    """``<workspace>/.kfd`` is a symbolic link: never mounted over (a bind would
+    follow it out of reach); its target, when in the workspace, is in `rc_files`."""
     rc_files: tuple[str, ...] = ()
     """Existing shell start-up files (and the workspace's instruction files, which kfd
     reads into every session) to mount read-only."""
@@ -275,12 +282,17 @@ def _workspace_facts(
     if home == top or home.startswith(top.rstrip(os.sep) + os.sep):
         for name in RC_FILES:
             _protect(os.path.join(home, name), top, rc_files, swept, missing=True)
+    kfd = os.path.join(top, ".kfd")
+    kfd_link = ".kfd" in names and os.path.islink(kfd)
+    if kfd_link:
+        _protect(kfd, top, rc_files, swept, missing=False)
     return {
         "marker": kind,
         "marker_is_file": os.path.isfile(marker) and not os.path.islink(marker),
         "git_dirs": tuple(git_dirs),
         "project_root": project_root,
-        "kfd_dir": ".kfd" in names and _holds_something(os.path.join(top, ".kfd")),
+        "kfd_dir": ".kfd" in names and not kfd_link and _holds_something(kfd),
+        "kfd_link": kfd_link,
         "rc_files": tuple(dict.fromkeys(rc_files)),
         "swept": tuple(swept),
     }
@@ -292,12 +304,14 @@ def _git_dir(path: str, swept: list[str]) -> GitDir:
     except OSError:
         entries = ()
     swept.extend(os.path.join(path, name) for name in SWEPT_IN_GIT_DIR if name not in entries)
+    links = tuple(name for name in entries if os.path.islink(os.path.join(path, name)))
     try:
-        hooks = os.listdir(os.path.join(path, "hooks")) if "hooks" in entries else []
+        listed = "hooks" in entries and "hooks" not in links
+        hooks = os.listdir(os.path.join(path, "hooks")) if listed else []
     except OSError:
         hooks = []
     real = any(not name.endswith(".sample") for name in hooks)
-    return GitDir(path, entries, real)
+    return GitDir(path, entries, real, links)
 
 
 def _holds_something(path: str) -> bool:

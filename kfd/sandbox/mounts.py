@@ -140,7 +140,7 @@ def _protections(layout: Layout) -> list[str]:
         args += _stand_in(marker) if not layout.marker_is_file else _empty_file(marker)
     for git_dir in layout.git_dirs:
         args += _git_dir(git_dir)
-    if layout.project_root:
+    if layout.project_root and not layout.kfd_link:
         kfd = os.path.join(workspace, ".kfd")
         args += _read_only(kfd) if layout.kfd_dir else _stand_in(kfd)
     for path in layout.rc_files:
@@ -153,15 +153,19 @@ def _git_dir(git_dir: GitDir) -> list[str]:
     writable where git records work, read-only everywhere else."""
     path = git_dir.path
     args = ["--bind", path, path]
+    links = set(git_dir.links)
     for name in git_dir.entries:
-        if name in GIT_WRITABLE or name.endswith(".lock") or name == "hooks":
-            continue
+        if name in GIT_WRITABLE or name.endswith(".lock") or name == "hooks" or name in links:
+            continue  # a link is never mounted over: the bind would follow it
         args += _read_only(os.path.join(path, name))
     if "config" not in git_dir.entries:
         args += _empty_file(os.path.join(path, "config"))
     hooks = os.path.join(path, "hooks")
-    # Real hooks run in the sandbox as they are; none (or git's samples only): a stand-in.
-    args += _read_only(hooks) if git_dir.real_hooks else _stand_in(hooks)
+    if "hooks" not in links:
+        # Real hooks run in the sandbox as they are; none (or git's samples only): a
+        # stand-in. A linked hooks directory is left as it is: what it leads to is
+        # the workspace's (writable anyway) or out of reach.
+        args += _read_only(hooks) if git_dir.real_hooks else _stand_in(hooks)
     return args
 
 
@@ -173,7 +177,10 @@ def _hide(path: str, is_dir: bool) -> list[str]:
 
 
 def _read_only(path: str) -> list[str]:
-    # A symlink is mounted as its target, so it cannot lead out of reach either.
+    """``path`` mounted read-only over itself. Never a symbolic link (the layout
+    leaves links out): bubblewrap resolves a bind's source on the host and its
+    destination in the sandbox, so a relative link would mount the real target
+    over what hides it."""
     return ["--ro-bind", path, path]
 
 

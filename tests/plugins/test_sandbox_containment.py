@@ -314,3 +314,21 @@ async def test_a_configured_program_under_tmp_stays_reachable_and_what_is_hidden
     finally:
         shutil.rmtree(top, ignore_errors=True)
         shutil.rmtree(other, ignore_errors=True)
+
+
+async def test_a_link_in_the_workspace_never_mounts_what_is_hidden(home: Path, repo: Path) -> None:
+    """bubblewrap resolves a bind's source on the host and its destination in the
+    sandbox: a relative link at a path the layout protects (``.kfd``, a name at the
+    top of ``.git``) would mount the real ``~/.ssh`` over the tmpfs hiding it."""
+    ssh = os.path.relpath(home / ".ssh", repo)
+    (repo / ".kfd").symlink_to(ssh)  # committed by a hostile repository
+    ctx = context(repo)
+    # A command plants links at the top of .git for the next one.
+    for name, target in (("x.ssh", ".ssh"), ("x.state", ".local/state/kfd")):
+        relative = os.path.relpath(home / target, repo / ".git")
+        await run(ctx, f"ln -s {relative} .git/{name}")
+    assert (repo / ".git" / "x.ssh").is_symlink()
+    read = await run(
+        ctx, "cat ~/.ssh/id_rsa .kfd/id_rsa .git/x.ssh/id_rsa .git/x.state/kfd.db 2>&1; true"
+    )
+    assert _canaries_in(read) == [], read
