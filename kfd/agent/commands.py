@@ -98,6 +98,8 @@ def _read(workspace: Path, relative: str) -> str:
         return "\0missing"
     except NotBeneath:
         return "\0it is reached through a symbolic link"
+    except OSError as exc:  # a name too long, a component that is a file...
+        return f"\0{exc.strerror or exc}"
     try:
         fd = os.open(
             name_of(relative),

@@ -13,12 +13,21 @@ loaded after a restart, or forked.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kfd.agent.tokens import Calibration
 from kfd.agent.tool_offer import ToolOffer
-from kfd.protocol import ContextCompacted, MemoryRecalled, Task, TasksUpdated, ToolsLoaded
+from kfd.protocol import (
+    ContextCompacted,
+    Memory,
+    MemoryRecalled,
+    Task,
+    TasksUpdated,
+    ToolsLoaded,
+)
 from kfd.transcript import Message, UserMessage
 
 
@@ -91,9 +100,28 @@ class ContextState:
 
 
 def render_memories(event: MemoryRecalled) -> str:
-    """The block the model reads after a user message it recalled memories for."""
-    lines = [f"- [{memory.id}] {memory.text}" for memory in event.memories]
+    """The block the model reads after a user message it recalled memories for: each
+    fact with who kept it (a model's are its words, not the user's) and no tag of
+    the block's own in it (a fact holding ``</memory>`` cannot end the block)."""
+    lines = [
+        f"- [{memory.id}]{_kept_by(memory)} {_MEMORY_TAG.sub(_defused, memory.text)}"
+        for memory in event.memories
+    ]
     return (
         "<memory>\nRemembered from earlier sessions (ids are for `forget`; check before "
         "relying on them):\n" + "\n".join(lines) + "\n</memory>"
     )
+
+
+_MEMORY_TAG = re.compile(r"<\s*/?\s*memory", re.IGNORECASE)
+
+
+def _defused(match: re.Match[str]) -> str:
+    return match.group().replace("<", "‹")
+
+
+def _kept_by(memory: Memory) -> str:
+    if memory.source != "model":
+        return ""
+    where = f" in {os.path.basename(memory.project)}" if memory.project else ""
+    return f" (kept by the model{where}, not the user's words)"

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from kfd.agent.recall import project_of
-from kfd.api import Preview, Tool, ToolContext, ToolError, ToolResult
+from kfd.api import ApprovalNeeded, Preview, Tool, ToolContext, ToolError, ToolResult
 from kfd.protocol import Memory, MemoryScope
 from kfd.redact import redact
 from kfd.store.db import Store
@@ -71,6 +71,10 @@ class RememberArgs(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     scope: Annotated[MemoryScope, msgspec.Meta(description="global: every project.")] = "project"
 
 
+GLOBAL_GRANT = "global memory"
+"""What the user grants for the model to keep a fact for every project."""
+
+
 class RememberTool(Tool[RememberArgs]):
     """Keep a fact for later sessions of this project (or of every project)."""
 
@@ -96,6 +100,13 @@ class RememberTool(Tool[RememberArgs]):
         return Preview(summary=f"remember ({args.scope}): {args.text}")
 
     async def run(self, args: RememberArgs, ctx: ToolContext) -> ToolResult:
+        if args.scope == "global" and GLOBAL_GRANT not in ctx.granted:
+            # Every later session of every project reads it, as an instruction file
+            # is read (writing one always asks): so does this, in every mode.
+            raise ApprovalNeeded(
+                "a global fact reaches every later session of every project",
+                grant=GLOBAL_GRANT,
+            )
         try:
             memory, created, secrets = await add_memory(
                 self._store,

@@ -102,12 +102,17 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
     settings = _CommandSettings()
     cancelled_early = False
     try:
-        prompts, settings = await _command_prompts(session, incoming)
+        # `settings` is filled as the command changes the session, so that a cancel
+        # or a failure while its prompt is built still puts everything back.
+        prompts = await _command_prompts(session, incoming, settings)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
         cancelled_early = True
+    except Exception as exc:
+        log.exception("the command of turn %d of session %s failed", turn, session.id)
+        prompts = {q.message_id: f"{q.text}\n\n[the command cannot run: {exc}]" for q in incoming}
     for queued in incoming:
         text = prompts.get(queued.message_id, queued.text)
         session.emit(
@@ -179,11 +184,11 @@ class _CommandSettings:
 
 
 async def _command_prompts(
-    session: TurnSession, incoming: list[QueuedMessage]
-) -> tuple[dict[str, str], _CommandSettings]:
+    session: TurnSession, incoming: list[QueuedMessage], settings: _CommandSettings
+) -> dict[str, str]:
     """The prompts of the custom commands among ``incoming`` (one turn runs one command),
-    with the command's mode, model and allowed tools applied to the session for the turn."""
-    settings = _CommandSettings()
+    with the command's mode, model and allowed tools applied to the session for the turn
+    (each recorded in ``settings`` before it is applied, to be put back at its end)."""
     prompts: dict[str, str] = {}
     runtime = session.runtime
     for queued in incoming:
@@ -204,8 +209,8 @@ async def _command_prompts(
             settings.model = session.info.model
             session.update(model=info.model)
         added = tuple(r for r in info.allowed_tools if r not in session.session_rules)
-        session.session_rules.extend(added)
         settings.rules = added
+        session.session_rules.extend(added)
         prompts[queued.message_id] = await make_prompt(
             found.body,
             queued.arguments,
@@ -213,7 +218,7 @@ async def _command_prompts(
             _read_guard(session, "read"),
             lambda command: _side_call(session, "bash", {"command": command}),
         )
-    return prompts, settings
+    return prompts
 
 
 async def _side_call(session: TurnSession, name: str, arguments: dict[str, Any]) -> str:

@@ -99,6 +99,28 @@ async def test_a_file_outside_the_workspace_or_denied_by_a_read_rule_is_not_incl
     )
 
 
+async def test_a_command_whose_file_cannot_be_read_leaves_the_session_as_it_was(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    """A reference the file system refuses (a name too long) is reported, the turn
+    runs, and the command's mode is the turn's only."""
+    daemon = make_daemon()
+    (daemon.config_dir / "commands").mkdir()
+    (daemon.config_dir / "commands" / "odd.md").write_text(
+        "---\nmode: plan\n---\nLook at @" + "a" * 300 + "/x\n"
+    )
+    model_server.add(Reply(text="nothing there"))
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.run_command(info.id, "odd")
+            while not isinstance(done := await view.next_event(30.0), p.TurnCompleted):
+                pass
+        assert done.stop_reason != "error"
+        assert (await client.session(info.id)).mode == "default"
+    assert "not included: File name too long" in last_user_text(model_server)
+
+
 async def test_a_project_command_is_not_offered_until_the_repository_is_trusted(
     make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
