@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,9 @@ __all__ = ["Applicable", "Freshness", "Listing", "RuleBook", "TrustConflict", "c
 _DECISIONS: tuple[Decision, ...] = ("deny", "ask", "allow")
 
 _Stamp = tuple[int, int, int, int]
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class Applicable(NamedTuple):
@@ -391,6 +395,14 @@ class RuleBook:
             raise TrustConflict(
                 f"{what} changed since it was shown (its sha256 is now "
                 f"{now[:12]}…, not {sha256[:12]}…); review it again before trusting it"
+            )
+        # All or nothing: a file that cannot be pinned (a command file that is a link,
+        # or unreadable) stops the trust before any other file is pinned.
+        unpinned = [pin.path for pin in entry.commands if not _SHA256.fullmatch(pin.sha256)]
+        if unpinned:
+            raise TrustConflict(
+                f"{unpinned[0]} cannot be trusted (a link, or unreadable): remove it or "
+                "make it a plain file; nothing was trusted"
             )
         if file.exists:
             await self._trust.trust(file.path, file.sha256, by)
