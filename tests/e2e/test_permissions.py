@@ -589,7 +589,7 @@ async def test_a_call_an_approval_could_not_show_as_it_is_is_not_asked(
         'echo "-----BEGIN PRIVATE KEY-----"; rm -rf src; touch pwned.txt; '
         'echo "-----END PRIVATE KEY-----" > key.pem'
     )
-    in_a_url = "curl https://admin:$(touch${IFS}pwned.txt)Xy9@example.com/ -o page.html"
+    in_a_url = "curl https://admin:Xy9$(touch${IFS}pwned.txt)@example.com/ -o page.html"
     daemon = make_daemon()
     model_server.add(bash(hidden), bash(in_a_url), Reply(text="done"))
     async with await daemon.client() as client:
