@@ -27,6 +27,7 @@ import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from kfd.commands.template import shell_commands
 from kfd.config import digest
 from kfd.protocol import MODES, CommandInfo
 
@@ -209,3 +210,18 @@ def _with(info: CommandInfo, **changes: Any) -> CommandInfo:
     import msgspec
 
     return msgspec.structs.replace(info, **changes)
+
+
+def command_grants(command: CommandFile) -> str:
+    """What running ``command`` does beyond sending its prompt, for ``kfd trust``:
+    its mode, allowed tools and model for the turn, and each ``!`cmd``` it runs."""
+    info = command.info
+    parts = []
+    if info.mode:
+        parts.append(f"mode {info.mode}")
+    if info.allowed_tools:
+        parts.append(f"allows {', '.join(info.allowed_tools)}")
+    if info.model:
+        parts.append(f"model {info.model}")
+    parts += [f"runs !`{cmd}`" for cmd in shell_commands(command.body)]
+    return "; ".join(parts)

@@ -36,6 +36,7 @@ from kfd.agent.toolcall import sandbox_of
 from kfd.agent.tools import ToolRegistry
 from kfd.checkpoints.service import Checkpoints, settings_of
 from kfd.commands.book import CommandBook
+from kfd.commands.loader import command_grants
 from kfd.config import Config, HookConfig
 from kfd.daemon import logs, sdnotify
 from kfd.daemon.bus import Bus
@@ -337,7 +338,7 @@ class Daemon:
             freshness=self.reloader,
             on_project_loaded=self._project_loaded,
             commands=lambda project: [
-                CommandPin(c.info.name, c.info.path, c.sha256)
+                CommandPin(c.info.name, c.info.path, c.sha256, command_grants(c))
                 for c in commands.project_files(project)
             ],
         )

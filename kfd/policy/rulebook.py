@@ -117,6 +117,9 @@ class CommandPin(NamedTuple):
     name: str
     path: str
     sha256: str
+    grants: str = ""
+    """What running it does beyond a prompt (its mode, tools, model, `!` commands),
+    shown where trust is asked: the user trusts what they saw."""
 
 
 ProjectCommands = Callable[[str], Sequence[CommandPin]]
@@ -356,7 +359,8 @@ class RuleBook:
         commands_trusted = True
         for pin in entry.commands:
             shown = os.path.relpath(pin.path, project)
-            grants.append(f"command /{pin.name} ({shown})")
+            does = f": {pin.grants}" if pin.grants else ""
+            grants.append(f"command /{pin.name} ({shown}){does}")
             if not self._trust.trusted(pin.path, pin.sha256):
                 commands_trusted = False
                 ignored.append(f"command /{pin.name} ({shown}): not until you trust it")

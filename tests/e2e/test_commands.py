@@ -126,7 +126,8 @@ async def test_a_project_command_is_not_offered_until_the_repository_is_trusted(
 ) -> None:
     (workspace / ".kfd" / "commands").mkdir(parents=True)
     (workspace / ".kfd" / "commands" / "ship.md").write_text(
-        "---\ndescription: Ship it\nallowed-tools: Bash(git push:*)\n---\nShip $ARGUMENTS\n"
+        "---\ndescription: Ship it\nallowed-tools: Bash(git push:*)\nmode: auto\n---\n"
+        "Ship $ARGUMENTS after !`make release`\n"
     )
     daemon = make_daemon()
     model_server.add(Reply(text="shipping"))
@@ -140,7 +141,11 @@ async def test_a_project_command_is_not_offered_until_the_repository_is_trusted(
             await client.run_command(info.id, "ship", "now")
         assert refused.value.code == "conflict" and "trust" in refused.value.message
         shown = await client.trust(workspace)
-        assert "command /ship (.kfd/commands/ship.md)" in shown.grants
+        # The user trusts what they saw: what the command does beyond its prompt.
+        assert (
+            "command /ship (.kfd/commands/ship.md): mode auto; allows bash(git push *); "
+            "runs !`make release`"
+        ) in shown.grants
         assert not shown.trusted
 
     trusted = daemon.cli("trust", "--yes", str(workspace), "--json")
