@@ -20,30 +20,26 @@ show a given ``(path, message)`` once until then.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from kfd.protocol import GLOBAL_TOPIC, ConfigInvalid, ConfigReloaded, TrustInfo
+from kfd.daemon.notices import SessionNotices
+from kfd.protocol import ConfigInvalid, ConfigReloaded, TrustInfo
 
 if TYPE_CHECKING:
     from kfd.agent.session import Session
     from kfd.daemon.ports import DaemonPort
-    from kfd.policy.rulebook import RuleBook
-
-log = logging.getLogger(__name__)
 
 PROJECT_FIXED = "the project config's rules: from the next decision"
 """What ``config.reloaded`` says applies once a broken project config loads again."""
 
 
-class ConfigNotices:
+class ConfigNotices(SessionNotices):
     """Tells sessions (and the ``global`` topic) which config files do not load."""
 
+    about = "its config"
+
     def __init__(self, daemon: DaemonPort) -> None:
-        self._daemon = daemon
+        super().__init__(daemon)
         self._user: tuple[str, str] | None = None
         """The user config's path and problem while it does not load."""
         self._projects: dict[str, str] = {}
@@ -52,13 +48,6 @@ class ConfigNotices:
         """Session id -> path -> the problem it was told (and when: `_count`), until the
         file loads again."""
         self._count = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def _book(self) -> RuleBook:
-        book = self._daemon.runtime.rule_book
-        assert book is not None, "the daemon gives every runtime a rule book"
-        return book
 
     # -- what the files say ---------------------------------------------------------
 
@@ -110,9 +99,8 @@ class ConfigNotices:
             self._tell(session, path, problem, again=again and not fresh)
 
     async def _tell_project(self, project: str, path: str, problem: str) -> None:
-        for session in list(self._daemon.sessions.live.values()):
-            if await self._book.project_of(session.info.cwd) == project:
-                self._tell(session, path, problem)
+        for session in await self._sessions_of(project):
+            self._tell(session, path, problem)
 
     def _tell(self, session: Session, path: str, problem: str, *, again: bool = False) -> None:
         told = self._told.setdefault(session.id, {})
@@ -137,25 +125,3 @@ class ConfigNotices:
                         session=session_id, path=path, applied=applied, not_applied=not_applied
                     )
                 )
-
-    # -- plumbing -------------------------------------------------------------------
-
-    def _global(self, event: ConfigInvalid | ConfigReloaded) -> None:
-        event.ts = time.time()
-        self._daemon.runtime.journal.publish_global(GLOBAL_TOPIC.encode(), event)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("could not tell a session about its config", exc_info=task.exception())
-
-    async def close(self) -> None:
-        """Stop telling (the daemon stops)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kfd.config import MAX_PROJECT_CONFIG_BYTES, digest
+from kfd.daemon.notices import SessionNotices
 from kfd.daemon.rules_rpc import directory
 from kfd.errors import RequestError
 from kfd.policy.rulebook import TrustConflict
 from kfd.protocol import (
-    GLOBAL_TOPIC,
     FrontendRef,
     TrustChanged,
     TrustInfo,
@@ -43,20 +41,15 @@ log = logging.getLogger(__name__)
 TrustRequest = TrustShow | TrustSet | TrustList
 
 
-class TrustNotices:
+class TrustNotices(SessionNotices):
     """Tells sessions (and every frontend) about their project's trust."""
 
+    about = "trust"
+
     def __init__(self, daemon: DaemonPort) -> None:
-        self._daemon = daemon
+        super().__init__(daemon)
         self._told: dict[str, tuple[str, bool]] = {}
         """Session id -> the content (sha256) and trust it was last told about."""
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def _book(self) -> RuleBook:
-        book = self._daemon.runtime.rule_book
-        assert book is not None, "the daemon gives every runtime a rule book"
-        return book
 
     def project_loaded(self, project: str, info: TrustInfo) -> None:
         """The rule book read a project config anew (`kfd.policy.rulebook.ProjectLoaded`);
@@ -119,33 +112,6 @@ class TrustNotices:
             )
             self._told.pop(session.id, None)
             self._tell(session, info)
-
-    async def _sessions_of(self, project: str) -> list[Session]:
-        found = []
-        for session in list(self._daemon.sessions.live.values()):
-            if await self._book.project_of(session.info.cwd) == project:
-                found.append(session)
-        return found
-
-    def _global(self, event: TrustChanged) -> None:
-        event.ts = time.time()
-        self._daemon.runtime.journal.publish_global(GLOBAL_TOPIC.encode(), event)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("could not tell a session about trust", exc_info=task.exception())
-
-    async def close(self) -> None:
-        """Stop telling (the daemon stops)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def answer(
