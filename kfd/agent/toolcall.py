@@ -104,14 +104,14 @@ class CallContext:
 
     def resolve(self, path: str) -> Path:
         expanded = os.path.expanduser(path)
-        return Path(kernel_path(os.path.join(self._workspace, expanded)))
+        return Path(tidied_path(os.path.join(self._workspace, expanded)))
 
     def output(self, text: str) -> None:
         if self._on_output is not None and text:
             self._on_output(text)
 
 
-def kernel_path(path: str) -> str:
+def tidied_path(path: str) -> str:
     """``path`` (absolute) tidied, when tidying it as text is what the kernel does.
 
     A ``..`` after a symbolic link leaves the link's target, not the link:

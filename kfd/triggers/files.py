@@ -151,17 +151,15 @@ def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
     """The first lines of a new file, reached without following a link: a link planted
     in the workspace (to ``~/.aws/credentials``) must not bring its target into a prompt."""
     try:
-        with open_beneath(workspace or path.parent, path) as target:
-            fd = target.open()
+        fd, _ = _open_regular(workspace or path.parent, path)
     except NotBeneath:
         return f"--- {relative} is a symbolic link (not shown)"
+    except _NotRegular:
+        return f"--- {relative} is not a regular file"
     except (FileNotFoundError, IsADirectoryError):
         return f"--- {relative} was deleted"
     except OSError as exc:
         return f"--- {relative}: unreadable ({exc.strerror})"
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)  # a directory (a nested repository) cannot even be opened as text
-        return f"--- {relative} is not a regular file"
     with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
         lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
     return f"--- {relative} (new or untracked file)\n" + "".join(lines)
@@ -198,20 +196,35 @@ def _state(path: str) -> FileState:
     return FileState(info.st_mtime, blob_id(data))
 
 
+class _NotRegular(OSError):
+    """What was opened is not a regular file (a directory, a FIFO, a device)."""
+
+
+def _open_regular(root: Path, path: Path) -> tuple[int, os.stat_result]:
+    """A descriptor of the regular file ``path`` under ``root``, reached without
+    following a link (`kfd.beneath`: `NotBeneath` if one is met), and its status.
+    Raises `_NotRegular` for anything else (a directory cannot even be made a file
+    object), OSError when it cannot be opened."""
+    with open_beneath(root, path) as target:
+        fd = target.open()
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise _NotRegular(f"{path} is not a regular file")
+    return fd, info
+
+
 def read_beneath(workspace: Path, relative: str, max_bytes: int) -> str | None:
     """The text of a regular file of the workspace, reached without following a link
     (`kfd.beneath`), or None: a link (``notes.py -> ~/.aws/credentials``), not a
     regular file, larger than ``max_bytes``, or unreadable. What a trigger quotes
     goes into a prompt: never a file a link brought in."""
-    path = Path(os.path.normpath(workspace / relative))
     try:
-        with open_beneath(workspace, path) as target:
-            fd = target.open()
+        fd, info = _open_regular(workspace, Path(os.path.normpath(workspace / relative)))
     except (NotBeneath, OSError):
         return None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
-        os.close(fd)  # a directory cannot even be opened as a file object
+    if info.st_size > max_bytes:
+        os.close(fd)
         return None
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(max_bytes + 1)

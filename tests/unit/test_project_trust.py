@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kfd.commands.book import CommandBook
 from kfd.config import (
     MAX_PROJECT_CONFIG_BYTES,
     PermissionsConfig,
@@ -15,7 +16,7 @@ from kfd.config import (
     narrow,
     read_project,
 )
-from kfd.policy.rulebook import RuleBook, TrustConflict
+from kfd.policy.rulebook import CommandPin, RuleBook, TrustConflict
 from kfd.protocol import TrustInfo
 from kfd.store.db import Store
 from kfd.store.rules import RuleStore
@@ -350,7 +351,7 @@ async def test_the_last_good_rules_of_an_untrusted_file_only_narrow_while_it_is_
     assert ("bash(git push *)", "ask", "project") in sources(broken)
 
 
-async def test_trusting_a_project_is_all_or_nothing(book: RuleBook, tmp_path: Path) -> None:
+async def test_trusting_a_project_is_all_or_nothing(tmp_path: Path) -> None:
     """A command file that cannot be pinned (a link) stops the trust before the config
     or any other command is pinned: none of them applies."""
     repo = tmp_path / "repo"
@@ -360,16 +361,24 @@ async def test_trusting_a_project_is_all_or_nothing(book: RuleBook, tmp_path: Pa
     (repo / ".kfd" / "commands" / "a.md").write_text("---\nmode: auto\n---\nDo it\n")
     (tmp_path / "elsewhere.md").write_text("Outside\n")
     (repo / ".kfd" / "commands" / "b.md").symlink_to(tmp_path / "elsewhere.md")
-    from kfd.commands.book import CommandBook
-    from kfd.policy.rulebook import CommandPin
-
-    commands = CommandBook(tmp_path / "user-commands", book.trust.trusted)
-    book._commands = lambda project: [  # type: ignore[attr-defined]  # as the daemon wires it
-        CommandPin(c.info.name, c.info.path, c.sha256) for c in commands.project_files(project)
-    ]
-    info = await book.trust_info(str(repo))
-    with pytest.raises(TrustConflict, match="cannot be trusted"):
-        await book.set_trust(str(repo), info.sha256, by="test")
-    assert book.trust.all() == []
-    applicable = await book.applicable(str(repo))
-    assert ("read(/**)", "allow", "project") not in sources(applicable)
+    store = await Store.open(tmp_path / "kfd.db")
+    trust = TrustStore(store)
+    await trust.load()
+    commands = CommandBook(tmp_path / "user-commands", trust.trusted)
+    book = RuleBook(
+        PermissionsConfig(),
+        RuleStore(store),
+        trust,
+        commands=lambda project: [  # as the daemon wires it
+            CommandPin(c.info.name, c.info.path, c.sha256) for c in commands.project_files(project)
+        ],
+    )
+    try:
+        info = await book.trust_info(str(repo))
+        with pytest.raises(TrustConflict, match="cannot be trusted"):
+            await book.set_trust(str(repo), info.sha256, by="test")
+        assert trust.all() == []
+        applicable = await book.applicable(str(repo))
+        assert ("read(/**)", "allow", "project") not in sources(applicable)
+    finally:
+        await store.close()
