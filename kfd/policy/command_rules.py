@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import operator
 import os
 import re
 import shlex
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -53,6 +54,7 @@ __all__ = [
     "restrict_match",
     "rule_for",
     "rule_program",
+    "rule_words_given",
 ]
 
 WILDCARD = "\0*"
@@ -305,8 +307,17 @@ def _fits(
     return fit(0, 0)
 
 
+def rule_words_given(pattern: CommandPattern, argv: Sequence[str]) -> bool:
+    """Whether the rule's words after its program (``publish`` of ``npm publish *``;
+    options and wildcards aside) are all among ``argv``'s arguments, in order."""
+    wanted = [w for w in (*rule_program(pattern)[1:], *pattern.words[1:]) if w[:1] not in "-*"]
+    return bool(wanted) and _subsequence(wanted, argv[1:], operator.eq)
+
+
 def _subsequence(
-    wanted: Sequence[str | None], given: Sequence[str | None], equal: functools.partial[bool]
+    wanted: Sequence[str | None],
+    given: Sequence[str | None],
+    equal: Callable[[str | None, str | None], bool],
 ) -> bool:
     position = 0
     for word in wanted:

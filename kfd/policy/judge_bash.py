@@ -45,6 +45,7 @@ from kfd.policy.command_rules import (
     literal_pattern,
     restrict_match,
     rule_program,
+    rule_words_given,
 )
 from kfd.policy.defaults import READ_ONLY_RULES
 from kfd.policy.facts import CallFacts, CommandFacts, LineFacts, command_key
@@ -245,7 +246,7 @@ def _weigh_command(
             elif (
                 not reading.known
                 and "/" in command.argv[0]
-                and _rule_words_given(pattern, command.argv)
+                and rule_words_given(pattern, command.argv)
             ):
                 # `/usr/lib/node_modules/npm/bin/npm-cli.js publish`: a program file kfd
                 # does not know by its name, given the words a rule names after its
@@ -266,22 +267,6 @@ def _weigh_command(
     if part.allowed is not None and part.allowed.source == "built-in" and not part.read_only:
         part.allowed = None  # the built-in rules allow only what is read-only
     return part
-
-
-def _rule_words_given(pattern: CommandPattern, argv: Sequence[str]) -> bool:
-    """Whether the rule's words after its program (``publish`` of ``npm publish *``;
-    options and wildcards aside) are all among ``argv``'s arguments, in order."""
-    wanted = [w for w in (*rule_program(pattern)[1:], *pattern.words[1:]) if w[:1] not in "-*"]
-    if not wanted:
-        return False
-    position = 1
-    for word in wanted:
-        while position < len(argv) and argv[position] != word:
-            position += 1
-        if position == len(argv):
-            return False
-        position += 1
-    return True
 
 
 def _why_maybe(cf: CommandFacts) -> str:
