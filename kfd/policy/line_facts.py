@@ -443,7 +443,7 @@ class _Gatherer:
             else:
                 # Every name along the links counts (./npm2 -> /usr/bin/npm ->
                 # ../lib/node_modules/npm/bin/npm-cli.js is npm).
-                for target in _link_names(os.path.join(base, program)):
+                for target in _link_names(os.path.join(base, program), real):
                     if target not in ("busybox", "toybox", *names):
                         names.append(target)
         return names, why
@@ -500,9 +500,9 @@ class _Gatherer:
         ]
 
 
-def _link_names(path: str, limit: int = 40) -> list[str]:
+def _link_names(path: str, real: str, limit: int = 40) -> list[str]:
     """The names a program is reached by: each link's target along the chain from
-    ``path``, the last one (the file itself) included."""
+    ``path``, and the file itself (``real``, its real path)."""
     names: list[str] = []
     current = path
     for _ in range(limit):
@@ -512,9 +512,9 @@ def _link_names(path: str, limit: int = 40) -> list[str]:
             break  # not a link (or gone): the chain ends here
         current = os.path.join(os.path.dirname(current), target)
         names.append(os.path.basename(target.rstrip("/")))
-    real = os.path.basename(real_path(path))
-    if real not in names:
-        names.append(real)
+    name = os.path.basename(real)
+    if name not in names:
+        names.append(name)
     return names
 
 
