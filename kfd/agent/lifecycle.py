@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
+
+import msgspec
 
 from kfd.protocol import (
     ApprovalRequested,
@@ -33,11 +35,13 @@ from kfd.protocol import (
     MessageQueued,
     MessageUser,
     SessionStatus,
+    SessionUpdated,
     StopReason,
     ToolRequested,
     ToolStarted,
     ToolStatus,
     TurnCompleted,
+    TurnOverride,
     TurnStarted,
 )
 
@@ -338,6 +342,9 @@ class OpenTurn:
     """Calls of the open turn whose ``tool.requested`` is logged."""
     carried: dict[str, int] = field(default_factory=dict)
     """How many times each message was queued (a restart queues one again)."""
+    put_back: dict[str, Any] = field(default_factory=dict)
+    """Session settings changed for the open turn only (a custom command's mode or
+    model), with the values to put back: the earliest replaced value of each."""
 
 
 def open_turn(events: Iterable[Event]) -> OpenTurn:
@@ -350,6 +357,11 @@ def open_turn(events: Iterable[Event]) -> OpenTurn:
                 found.requested.clear()
             case TurnCompleted():
                 found.turn = None
+                found.put_back.clear()
+            case SessionUpdated(put_back=TurnOverride() as replaced):
+                for name, value in msgspec.structs.asdict(replaced).items():
+                    if value is not None:
+                        found.put_back.setdefault(name, value)
             case ToolRequested():
                 found.requested.add(event.call_id)
             case ToolStarted():
@@ -375,6 +387,7 @@ OPEN_TURN_EVENTS = (
     "approval.resolved",
     "message.queued",
     "message.user",
+    "session.updated",
 )
 """The event types `open_turn` reads."""
 

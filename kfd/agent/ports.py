@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from kfd.agent.lifecycle import LifecycleEvent, State
     from kfd.agent.live import LiveOutput
     from kfd.agent.runtime import Runtime
-    from kfd.protocol import Event, FrontendRef, SessionInfo, ToolCall
+    from kfd.protocol import Event, FrontendRef, SessionInfo, ToolCall, TurnOverride
     from kfd.transcript import Message
 
 
@@ -68,7 +68,12 @@ class AgentSession(SessionEvents, Protocol):
         """A turn runs (or is queued to)."""
         ...
 
-    def update(self, by: FrontendRef | None = None, **changes: Any) -> asyncio.Future[None]:
+    def update(
+        self,
+        by: FrontendRef | None = None,
+        put_back: TurnOverride | None = None,
+        **changes: Any,
+    ) -> asyncio.Future[None]:
         """Change title, mode, model, archived or budget, and tell everyone; the
         future resolves once the change is on disk."""
         ...

@@ -58,6 +58,7 @@ from kfd.protocol import (
     Snapshot,
     ToolCall,
     ToolRequested,
+    TurnOverride,
     TurnStarted,
 )
 from kfd.store.db import MessageRow
@@ -202,17 +203,29 @@ class Session:
             self.info.frontends = count
             self.publish(FrontendsChanged(session=self.id, count=count))
 
-    def update(self, by: FrontendRef | None = None, **changes: Any) -> asyncio.Future[None]:
+    def update(
+        self,
+        by: FrontendRef | None = None,
+        put_back: TurnOverride | None = None,
+        **changes: Any,
+    ) -> asyncio.Future[None]:
         """Change title, mode, model, budget or archived, and tell everyone.
 
         The future resolves once the change is on disk (synced when a
-        frontend asked for it: ``by``).
+        frontend asked for it: ``by``). ``put_back``: the change is for the
+        running turn only, and these are the values it replaced (logged with
+        it, so that recovering the turn after a crash puts them back too).
         """
         for name, value in changes.items():
             setattr(self.info, name, value)
         return self.emit(
-            SessionUpdated(session=self.id, info=msgspec.structs.replace(self.info), by=by),
-            sync=by is not None,
+            SessionUpdated(
+                session=self.id,
+                info=msgspec.structs.replace(self.info),
+                by=by,
+                put_back=put_back,
+            ),
+            sync=by is not None or put_back is not None,
         )
 
     def set_mode(self, mode: Mode, by: FrontendRef | None = None) -> asyncio.Future[None]:

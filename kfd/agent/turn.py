@@ -69,6 +69,7 @@ from kfd.protocol import (
     ToolStarted,
     ToolStatus,
     TurnCompleted,
+    TurnOverride,
     TurnStarted,
 )
 from kfd.transcript import ToolResultMessage, UserMessage, unanswered_calls
@@ -204,10 +205,10 @@ async def _command_prompts(
         info = found.info
         if info.mode is not None and info.mode != session.info.mode:
             settings.mode = session.info.mode
-            session.update(mode=info.mode)
+            await session.update(put_back=TurnOverride(mode=settings.mode), mode=info.mode)
         if info.model and info.model != session.info.model:
             settings.model = session.info.model
-            session.update(model=info.model)
+            await session.update(put_back=TurnOverride(model=settings.model), model=info.model)
         added = tuple(r for r in info.allowed_tools if r not in session.session_rules)
         settings.rules = added
         session.session_rules.extend(added)

@@ -251,6 +251,9 @@ class SessionManager:
                     message="the daemon stopped during this turn",
                 )
             )
+        if found.put_back:
+            # A custom command's mode or model was the open turn's only.
+            await session.update(**found.put_back)
         session.set_status("idle", "recovered after the daemon stopped")
         for waiting in found.queued.values():
             if found.carried.get(waiting.message_id, 0) > 1:

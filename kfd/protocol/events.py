@@ -21,6 +21,7 @@ from kfd.protocol.records import (
     Task,
     ToolCall,
     ToolStatus,
+    TurnOverride,
     Usage,
     _Struct,
 )
@@ -103,6 +104,8 @@ class SessionUpdated(Event, tag="session.updated", kw_only=True):
 
     info: SessionInfo
     by: FrontendRef | None = None
+    put_back: TurnOverride | None = None
+    """Set when the change is for the running turn only: the values it replaced."""
 
 
 class SessionStatusChanged(Event, tag="session.status", kw_only=True):

@@ -45,6 +45,7 @@ __all__ = [
     "ToolStatus",
     "TrustedFile",
     "TurnCheckpoint",
+    "TurnOverride",
     "UndoStep",
     "Usage",
     "env_digest",
@@ -169,6 +170,14 @@ class SessionInfo(_Struct):
     budget_usd: float | None = None
     """This session's spending limit in US dollars (``kfd budget``); None: the
     ``[budget] session_usd`` of the config."""
+
+
+class TurnOverride(_Struct):
+    """What a change for one turn only replaced (a custom command's mode or model):
+    put back when the turn ends, or when the daemon recovers a turn a crash left open."""
+
+    mode: Mode | None = None
+    model: str | None = None
 
 
 class ToolCall(_Struct):

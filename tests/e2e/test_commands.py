@@ -4,6 +4,7 @@ a project's command is not offered until the repository is trusted."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Callable
@@ -119,6 +120,35 @@ async def test_a_command_whose_file_cannot_be_read_leaves_the_session_as_it_was(
         assert done.stop_reason != "error"
         assert (await client.session(info.id)).mode == "default"
     assert "not included: File name too long" in last_user_text(model_server)
+
+
+async def test_a_restart_while_a_command_asks_puts_the_session_mode_back(
+    make_daemon: MakeDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    """The daemon killed while a command's ``!`cmd``` awaits an answer: the
+    command's mode and model were its turn's only, and recovery puts them back."""
+    daemon = make_daemon()
+    (daemon.config_dir / "commands").mkdir()
+    (daemon.config_dir / "commands" / "ship.md").write_text(
+        "---\nmode: accept-edits\nmodel: other-model\n---\nShipped: !`git push origin main`\n"
+    )
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        before = await client.session(info.id)
+        assert before.mode == "default"
+        async with await client.attach(info.id) as view:
+            # Its reply waits for the prompt, which waits for the answer.
+            running = asyncio.create_task(client.run_command(info.id, "ship"))
+            while not isinstance(await view.next_event(30.0), p.ApprovalRequested):
+                pass
+            during = await client.session(info.id)
+            assert (during.mode, during.model) == ("accept-edits", "other-model")
+            daemon.kill()
+            running.cancel()
+    daemon.start()
+    async with await daemon.client() as client:
+        after = await client.session(info.id)
+    assert (after.mode, after.model, after.status) == ("default", before.model, "idle")
 
 
 async def test_a_project_command_is_not_offered_until_the_repository_is_trusted(
