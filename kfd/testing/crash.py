@@ -23,7 +23,10 @@ its durability invariants, over everything so far:
 - each session's log is gap-free, every ``tool.completed`` follows its
   ``tool.requested``, and every call has exactly one result;
 - a SIGTERM stop exits cleanly within the shutdown deadline, and the log never
-  shows a transaction left open.
+  shows a transaction left open;
+- a custom command's mode is its turn's only: some trials run one (``/survey``,
+  ``mode: plan``) instead of sending a message, and every session is back in the
+  mode it was created in once its turns are over, crashed ones included.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ max_retries = 2
 [daemon]
 shutdown_timeout_s = 10
 """
+
+MODE: p.Mode = "auto"
+"""The mode every session is created in."""
+COMMAND = "---\nmode: plan\n---\nSurvey the repository: $ARGUMENTS\n"
+"""A custom command some trials run: a mode of its own for its turn."""
 
 OPEN_TRANSACTION = ("within a transaction", "Safety level may not be changed")
 
@@ -97,6 +105,8 @@ class CrashLab:
         self.server = ScriptedModelServer(responder=_answer)
         self.server.start()
         self.daemon = KfdDaemon(model=self.server, config=config, root=root / "kfd")
+        (self.daemon.config_dir / "commands").mkdir(parents=True, exist_ok=True)
+        (self.daemon.config_dir / "commands" / "survey.md").write_text(COMMAND)
         self.workspace = git_repo(root / "repo")
         self.acknowledged: list[tuple[str, str]] = []
         """(session, message id) of every message.send that returned ok."""
@@ -124,13 +134,18 @@ class CrashLab:
         before = len(self.server.requests)
         async with await self.daemon.client(name="crash-lab") as client:
             if not self.sessions or rng.random() < 0.3:
-                info = await client.create_session(self.workspace, mode="auto")
+                info = await client.create_session(self.workspace, mode=MODE)
                 self.sessions.append(info.id)
             session = rng.choice(self.sessions)
             text = f"trial {self.tally.trials}"
             client_msg_id = f"t{self.tally.trials}"
             try:
-                sent = await client.send(session, text, client_msg_id=client_msg_id)
+                if rng.random() < 0.3:
+                    sent = await client.run_command(
+                        session, "survey", text, client_msg_id=client_msg_id
+                    )
+                else:
+                    sent = await client.send(session, text, client_msg_id=client_msg_id)
             except ClientError:
                 sent = None  # the daemon was still busy closing up: not acknowledged
             if sent is not None:
@@ -186,6 +201,9 @@ class CrashLab:
             events: dict[str, list[tuple[int, str, bytes]]] = {}
             for session in self.sessions:
                 events[session] = await _log(client, session)
+                mode = (await client.session(session)).mode
+                if mode != MODE:
+                    problems.append(f"session {session} was left in mode {mode}, not {MODE}")
         problems += self._check_ledger(rows)
         problems += self._check_messages(events)
         problems += self._check_logs(events)
