@@ -103,6 +103,10 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     index_hits: list[str] | None = None
     """For a command reading the files git tracks (``git diff``, ``git grep``): the
     tracked paths read rules restrict; None when git's index could not be read."""
+    from_top: bool = True
+    """Whether it runs at the workspace's top only (no ``cd`` before it on the line,
+    no ``git -C``): then its pathspecs are relative to the workspace, as
+    `index_hits` are, and limit them."""
 
 
 def command_key(command: SimpleCommand) -> bytes:

@@ -14,24 +14,41 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 
-__all__ = ["MAX_INDEX_BYTES", "index_paths", "parse_index"]
+__all__ = ["MAX_INDEX_BYTES", "Tracked", "index_paths", "parse_index", "repository_top"]
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 """A larger index is not read (the answer is "unknown")."""
 
 _HEADER = struct.Struct(">4sII")
 _ENTRY_FIXED = 62  # ctime..sha1 (60 bytes) + flags (2)
+_MODE_OFFSET = 24  # after ctime, mtime (8 bytes each), dev and ino (4 each)
+_GITLINK = 0o160000
+"""An entry's mode when it is a submodule: another repository's checkout."""
 
 
-def parse_index(data: bytes) -> list[str] | None:
-    """The paths of an index file's entries, or None if it is not one kfd can read."""
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """What an index lists."""
+
+    paths: list[str]
+    """Every entry's path (submodules included)."""
+    submodules: list[str]
+    """The entries that are other repositories' checkouts: git prints their files too
+    (``git grep --recurse-submodules``, ``git diff --submodule=diff``, or the
+    user's own ``diff.submodule`` and ``submodule.recurse`` settings)."""
+
+
+def parse_index(data: bytes) -> Tracked | None:
+    """The entries of an index file, or None if it is not one kfd can read."""
     if len(data) < _HEADER.size:
         return None
     signature, version, count = _HEADER.unpack_from(data)
     if signature != b"DIRC" or version not in (2, 3, 4):
         return None
     paths: list[str] = []
+    submodules: list[str] = []
     offset = _HEADER.size
     previous = b""
     for _ in range(count):
@@ -39,6 +56,7 @@ def parse_index(data: bytes) -> list[str] | None:
         if offset + _ENTRY_FIXED > len(data):
             return None
         flags = struct.unpack_from(">H", data, offset + 60)[0]
+        gitlink = struct.unpack_from(">I", data, offset + _MODE_OFFSET)[0] & 0o170000 == _GITLINK
         offset += _ENTRY_FIXED
         if flags & 0x4000:  # extended flags (version 3+)
             offset += 2
@@ -58,7 +76,9 @@ def parse_index(data: bytes) -> list[str] | None:
             offset = start + ((end - start + 8) // 8) * 8
         previous = name
         paths.append(name.decode("utf-8", "surrogateescape"))
-    return paths
+        if gitlink:
+            submodules.append(paths[-1])
+    return Tracked(paths, submodules)
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:
@@ -73,7 +93,7 @@ def _varint(data: bytes, offset: int) -> tuple[int, int]:
     return value, offset
 
 
-def index_paths(workspace: str) -> list[str] | None:
+def index_paths(workspace: str) -> Tracked | None:
     """The tracked paths of the repository at ``workspace`` (relative to it), or None.
 
     Blocking: call it through a thread.
@@ -93,3 +113,16 @@ def index_paths(workspace: str) -> list[str] | None:
         return parse_index(data)
     except (struct.error, IndexError):
         return None
+
+
+def repository_top(directory: str) -> str | None:
+    """The top of the repository git finds from ``directory`` (a real path): the
+    nearest directory at or above it holding a ``.git``; None if there is none."""
+    current = directory
+    while True:
+        if os.path.lexists(os.path.join(current, ".git")):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent

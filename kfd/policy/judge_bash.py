@@ -332,7 +332,7 @@ def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exac
         weigh_history(facts, program, read, found)
     else:
         hits = cf.index_hits
-        if hits and read.pathspecs:
+        if hits and read.pathspecs and cf.from_top:
             hits = [h for h in hits if any(_under(h, p) for p in read.pathspecs)]
         weigh_index(facts, program, hits, found)
 

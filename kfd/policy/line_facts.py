@@ -36,7 +36,7 @@ from kfd.policy.facts import (
     TreeFact,
     command_key,
 )
-from kfd.policy.gitindex import index_paths
+from kfd.policy.gitindex import Tracked, index_paths, repository_top
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
@@ -255,7 +255,7 @@ class _Gatherer:
         self.restricted = restricted if restricted else None
         self.path_dirs = path_dirs
         self.trees: dict[tuple[str, bool], TreeFact] = {}
-        self.index: list[str] | bool | None = False
+        self.indexes: dict[str, Tracked | None] = {}
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
         self.real_bases: dict[str, str] = {}
@@ -275,7 +275,7 @@ class _Gatherer:
         unknown, option_matches = self.unknown_words(command, reading, paths)
         names, identity = self.identity(command)
         trees = self.walk_trees(reading, paths, command)
-        index_hits = self.index_hits(reading, paths)
+        index_hits = self.index_hits(reading, paths, command)
         return CommandFacts(
             command=command,
             paths=list(paths.values()),
@@ -285,6 +285,7 @@ class _Gatherer:
             identity=identity,
             trees=trees,
             index_hits=index_hits,
+            from_top=not command.chdir and len(self.bases) == 1,
         )
 
     def resolve(self, word: str, base: str) -> PathFact:
@@ -483,21 +484,58 @@ class _Gatherer:
             )
         return cached
 
-    def index_hits(self, reading: Reading, paths: dict[str, PathFact]) -> list[str] | None:
+    def index_hits(
+        self, reading: Reading, paths: dict[str, PathFact], command: SimpleCommand
+    ) -> list[str] | None:
+        """The tracked files a read rule restricts that a ``git diff``/``git grep``
+        may print (relative to the workspace), in every repository git may find
+        from where the command runs (``git -C nested``, ``cd nested &&``), and in
+        their submodules' checkouts; None when kfd cannot tell."""
         kinds = {fact.word: fact.kind for fact in paths.values()}
         read = git_read(reading, kinds)
         if read is None or read.source != "index":
             return []
-        if self.index is False:
-            self.index = index_paths(self.workspace)
-        tracked = self.index
-        if tracked is None or isinstance(tracked, bool):
-            return None
-        if self.restricted is None:
-            return []
-        return [p for p in tracked if self.restricted(os.path.join(self.workspace, p))][
-            :MAX_TREE_HITS
+        hits: list[str] = []
+        for real in self.repositories(command):
+            if real is None:
+                continue  # no repository there: git prints nothing
+            if not inside(real, self.root):
+                return None  # a repository kfd does not read the index of
+            shown = os.path.relpath(real, self.root)
+            top = os.path.normpath(os.path.join(self.workspace, shown))
+            if top not in self.indexes:
+                self.indexes[top] = index_paths(top)
+            tracked = self.indexes[top]
+            if tracked is None:
+                return None
+            if self.restricted is None:
+                continue
+            hits += [
+                os.path.normpath(os.path.join(shown, p))
+                for p in tracked.paths
+                if self.restricted(os.path.join(top, p))
+            ]
+            for submodule in tracked.submodules:
+                found = walk(
+                    os.path.join(top, submodule),
+                    os.path.normpath(os.path.join(shown, submodule)),
+                    self.restricted,
+                    max_entries=MAX_TREE_ENTRIES,
+                    max_hits=MAX_TREE_HITS,
+                )
+                if not found.complete:
+                    return None
+                hits += found.hits
+        return hits[:MAX_TREE_HITS]
+
+    def repositories(self, command: SimpleCommand) -> list[str | None]:
+        """The repository tops git may find from the directories ``command`` may run
+        in (None for a directory in no repository: git prints nothing there)."""
+        directories = [
+            real_path(os.path.join(base, *command.chdir)) if command.chdir else base
+            for base in self.bases
         ]
+        return list(dict.fromkeys(repository_top(real_path(d)) for d in directories))
 
 
 def _link_names(path: str, real: str, limit: int = 40) -> list[str]:

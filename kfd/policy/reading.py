@@ -277,7 +277,11 @@ class GitRead:
     """The pathspecs that name a file now (not a directory whose past may hold others)."""
 
 
-_PATHSPEC_MAGIC = re.compile(r"[*?\[]|\A:")
+_PATHSPEC_MAGIC = re.compile(r"[*?\[\\]|\A:")
+"""What makes a pathspec a pattern: git's glob characters (a backslash escapes the
+next one: ``.en\\v`` matches ``.env``) or leading magic (``:!src``)."""
+_GIT_WHOLE_COMMITS = frozenset({"full-diff"})
+"""Options printing every file of the commits a pathspec selects, not only its own."""
 
 
 def _scope(pathspec: str) -> str:
@@ -330,6 +334,8 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     if parsed.dynamic:
         return GitRead("history", ())  # a word only known at run time may be any revision
     worktree = parsed.path[0] == "diff" and not (options & _GIT_NOT_WORKTREE)
+    if options & _GIT_WHOLE_COMMITS:
+        paths = []  # `git log -p --full-diff -- app.py`: the commits' every file
     files = frozenset(p for p in paths if kinds.get(p) == "file")
     if "follow" in options:
         files = frozenset()  # --follow goes through renames: any path may be among them

@@ -185,11 +185,34 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (outside / "bin" / "npm").symlink_to("../lib/npm/bin/npm-cli.js")
     (hostile / "npm2").symlink_to(outside / "bin" / "npm")
     (hostile / "src" / "out").symlink_to(outside)
+    (hostile / ".en\\v").write_text("")  # a pathspec matching .env: `\\v` is `v` to git
     return {
         "repo": World(ws, outside, home),
         "clean": World(clean, outside, home),
         "hostile": World(hostile, outside, home),
+        "nested": World(_nested(root), outside, home),
     }
+
+
+def _nested(root: Path) -> Path:
+    """A repository whose own tracked files are harmless, with a submodule and a
+    repository of its own inside (ignored) that track a ``.env`` and a key."""
+    for name in ("subsrc", "nestws/nested"):
+        repo = root / name
+        repo.mkdir(parents=True)
+        _git("init", "-q", str(repo), cwd=root)
+        (repo / ".env").write_text("API_KEY=sm-secret\n")
+        (repo / "server.key").write_text("-----BEGIN PRIVATE KEY-----\n")
+        (repo / "lib.py").write_text("x = 1\n")
+        _commit(repo)
+    ws = root / "nestws"
+    _git("init", "-q", str(ws), cwd=root)
+    (ws / "app.py").write_text("v1\n")
+    (ws / ".gitignore").write_text("nested/\n")
+    _git("-c", "protocol.file.allow=always", "submodule", "add", "-q", "../subsrc", "cfg", cwd=ws)
+    _commit(ws)
+    (ws / "app.py").write_text("v2\n")
+    return ws
 
 
 def rules(extra_session: tuple[str, ...] = ()) -> list[SourcedRule]:
