@@ -32,6 +32,10 @@ def real_path(path: str) -> str:
 
     Blocking (it stats the file system).
     """
+    while "//" in path:
+        # One slash to the kernel; Python's realpath loses the path before a link loop
+        # followed by an empty component (`loop//src` came back as `/src`).
+        path = path.replace("//", "/")
     try:
         return os.path.realpath(path)
     except ValueError:
