@@ -24,8 +24,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kfd.policy.defaults import own_directories, protected
+from kfd.policy.defaults import home_configuration, own_directories, protected
 from kfd.policy.facts import CallFacts, PathFact, TreeFact
+from kfd.policy.paths import real_path
 from kfd.policy.reading import GitRead
 from kfd.policy.rules import PathMatcher, SourcedRule, could_match_under, spec_matcher
 from kfd.policy.verdicts import Findings
@@ -76,6 +77,7 @@ def weigh_path(
         why := protected(fact.path, own)
         or (real is not None and protected(real, own))
         or _leads_here(fact)
+        or (fact.inside and _home_configuration(facts, fact))
     ):
         found.ask(f"{verb} {fact.word}: {why} always asks")
     if fact.links > 1:  # read or written, its content is also another path's
@@ -96,6 +98,12 @@ def weigh_path(
             f"edit({fact.real}) in [permissions] allow would allow it"
         )
     return None
+
+
+def _home_configuration(facts: CallFacts, fact: PathFact) -> str | None:
+    """`home_configuration` of the file as it really is."""
+    home, workspace = _shared(facts).places
+    return home_configuration(fact.real, home, workspace)
 
 
 def _leads_here(fact: PathFact) -> str | None:
@@ -160,6 +168,8 @@ class _Shared:
     """Each path rule, with the specifier it matches."""
     own: tuple[str, ...]
     """kfd's own directories (`kfd.policy.defaults.own_directories`)."""
+    places: tuple[str, str]
+    """The home directory and the workspace, as they really are."""
 
 
 _last_shared: list[tuple[CallFacts, _Shared]] = []
@@ -173,7 +183,8 @@ def _shared(facts: CallFacts) -> _Shared:
     if last is not None and last[0] is facts:
         return last[1]
     quick, candidates = _path_rules(tuple(facts.rules), facts.request.workspace, facts.home)
-    shared = _Shared(quick, candidates, own_directories())
+    places = (real_path(facts.home), real_path(facts.request.workspace))
+    shared = _Shared(quick, candidates, own_directories(), places)
     _last_shared[:] = [(facts, shared)]
     return shared
 

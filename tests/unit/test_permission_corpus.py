@@ -191,7 +191,21 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
         "clean": World(clean, outside, home),
         "hostile": World(hostile, outside, home),
         "nested": World(_nested(root), outside, home),
+        "home": World(_home_workspace(root), outside, root / "homews"),
     }
+
+
+def _home_workspace(root: Path) -> Path:
+    """A home that is the workspace (kfd started in ~), with its configuration, a
+    project, and a dot-directory the user may work in (``~/.dotfiles``)."""
+    home = root / "homews"
+    for name in (".config/git", ".local/bin", ".ssh", ".dotfiles", "project"):
+        (home / name).mkdir(parents=True)
+    (home / ".bashrc").write_text("[ -f ~/.bash_aliases ] && . ~/.bash_aliases\n")
+    (home / ".gitconfig").write_text("[user]\n\tname = me\n")
+    (home / ".dotfiles" / "vimrc").write_text("set nu\n")
+    (home / "project" / "a.py").write_text("x = 1\n")
+    return home
 
 
 def _nested(root: Path) -> Path:
@@ -736,6 +750,44 @@ def test_tool_call(worlds: dict[str, World], case: Call) -> None:
     outcome = decide_tool(world, case.tool, path, case.mode, write=case.write, **options)
     assert outcome.decision == case.expected, outcome.reason
     assert case.why.format(**names) in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (".gitconfig", "ask"),
+        (".bash_aliases", "ask"),
+        (".config/git/config", "ask"),
+        (".local/bin/git", "ask"),
+        (".ssh/authorized_keys", "ask"),
+        ("project/a.py", "allow"),
+        ("notes.txt", "allow"),
+    ],
+)
+def test_with_home_as_the_workspace_its_configuration_always_asks(
+    worlds: dict[str, World], path: str, expected: str
+) -> None:
+    """The host reads or runs what is in home's dot-entries: a write there asks even in
+    auto mode, when the workspace is the home (round 7 of the red team)."""
+    world = worlds["home"]
+    for mode in ("accept-edits", "auto"):
+        outcome = decide_tool(world, "write", path, mode, write=True, edits=True)
+        assert outcome.decision == expected, (mode, outcome.reason)
+    if expected == "ask":
+        assert "your home's configuration" in outcome.reason
+
+
+def test_a_workspace_inside_a_home_dot_directory_is_the_users_to_edit(
+    worlds: dict[str, World],
+) -> None:
+    world = worlds["home"]
+    dotfiles = World(world.workspace / ".dotfiles", world.outside, world.home)
+    assert (
+        decide_tool(dotfiles, "write", "vimrc", "accept-edits", write=True, edits=True).decision
+        == "allow"
+    )
+    inside = decide_tool(world, "write", ".dotfiles/vimrc", "accept-edits", write=True, edits=True)
+    assert inside.decision == "ask"
 
 
 # -- what the rest of a turn and the session change ------------------------------------
