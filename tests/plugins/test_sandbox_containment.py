@@ -334,6 +334,10 @@ async def test_a_link_in_the_workspace_never_mounts_what_is_hidden(home: Path, r
     assert _canaries_in(read) == [], read
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
 def _nested_repository(path: Path) -> str:
     """A repository below the workspace with one commit; its ``.git/config`` text."""
     subprocess.run(["git", "init", "-q", str(path)], check=True)
@@ -358,7 +362,8 @@ async def test_a_repository_below_the_workspace_is_protected_like_its_own(
         ".write('[core]\\\\n\\\\tfsmonitor = x\\\\n')\"; "
         "echo x > clones/nested/.git/hooks/post-checkout; "
         "echo ../fake > clones/nested/.git/commondir; "
-        "echo /tmp > clones/nested/.git/gitdir; echo '[core]' > clones/nested/.git/config.worktree; "
+        "echo /tmp > clones/nested/.git/gitdir; "
+        "echo '[core]' > clones/nested/.git/config.worktree; "
         "mv clones/nested/.git clones/nested/.git-moved"
     )
     output = await run(context(repo), attack)
@@ -369,15 +374,14 @@ async def test_a_repository_below_the_workspace_is_protected_like_its_own(
     for name in ("commondir", "gitdir", "config.worktree"):
         assert not (nested / ".git" / name).exists(), name
         assert f"kfd removed {nested / '.git' / name}" in output
-    log = subprocess.run(["git", "-C", str(nested), "log", "--oneline"], capture_output=True)
-    assert len(log.stdout.splitlines()) == 2
+    assert len(_git("-C", str(nested), "log", "--oneline").splitlines()) == 2
 
 
 async def test_a_gitdir_file_and_a_bare_repository_below_the_workspace_are_protected(
     home: Path, repo: Path
 ) -> None:
     store = repo / "store.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
+    _git("init", "-q", "--bare", str(store))
     config = (store / "config").read_text()
     linked = repo / "linked"
     linked.mkdir()
