@@ -22,6 +22,12 @@ Built on bubblewrap. A confined program sees:
   a workspace inside an outer repository cannot get a ``.git`` of its own,
   and names that would redirect git (``.git/commondir``) are removed when
   the command ends (`kfd.sandbox.sweep`);
+- every repository below the workspace's top (`kfd.sandbox.repositories`)
+  protected the same way, its ``gitdir:`` file read-only, another put in its
+  place removed when the command ends; a workspace too large to walk is
+  read-only;
+- in a home that is in the workspace, every dot-entry at its top read-only
+  (the host's configuration), and a new one removed when the command ends;
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;
