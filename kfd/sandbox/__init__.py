@@ -22,6 +22,12 @@ Built on bubblewrap. A confined program sees:
   a workspace inside an outer repository cannot get a ``.git`` of its own,
   and names that would redirect git (``.git/commondir``) are removed when
   the command ends (`kfd.sandbox.sweep`);
+- every repository below the workspace's top (`kfd.sandbox.repositories`)
+  protected the same way, its ``gitdir:`` file read-only, another put in its
+  place removed when the command ends; a workspace too large to walk is
+  read-only;
+- in a home that is in the workspace, every dot-entry at its top read-only
+  (the host's configuration), and a new one removed when the command ends;
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;
@@ -58,7 +64,8 @@ from kfd.sandbox import pod, reuse
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
-from kfd.sandbox.sweep import sweep
+from kfd.sandbox.repositories import MAX_DIRECTORIES
+from kfd.sandbox.sweep import leftovers, sweep
 
 __all__ = [
     "GIT_WRITABLE",
@@ -90,10 +97,21 @@ class Confinement:
     async def finish(self) -> list[str]:
         """Remove what the program must not have left (call once it and its
         children are gone); notes for the program's result."""
-        # A few lstat calls, microseconds: a thread hop only when there is work.
-        if not any(os.path.lexists(path) for path in self.swept):
-            return []
-        return await asyncio.to_thread(sweep, self.swept)
+        layout = self.layout
+        notes = [INCOMPLETE] if layout.incomplete else []
+        # A few lstat calls, microseconds: a thread hop only when there is more to do.
+        quick = not (layout.home or layout.markers)
+        if quick and not any(os.path.lexists(path) for path in self.swept):
+            return notes
+        return notes + await asyncio.to_thread(lambda: sweep(leftovers(layout)))
+
+
+INCOMPLETE = (
+    f"kfd made the workspace read-only for this command: it holds more than "
+    f"{MAX_DIRECTORIES:,} directories, too many to find every git repository in it "
+    "(a command could make one's configuration run programs outside the sandbox); "
+    "work in a smaller directory"
+)
 
 
 async def confine(

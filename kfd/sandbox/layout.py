@@ -1,7 +1,9 @@
 """What the sandbox must know about the machine before a command: the I/O shell.
 
 `gather` looks at the file system once per command (a few hundred
-microseconds, in a worker thread) and returns a `Layout`: plain facts that
+microseconds, in a worker thread, and a walk of the workspace for the
+repositories below it, which `kfd.sandbox.repositories` keeps between
+commands) and returns a `Layout`: plain facts that
 `kfd.sandbox.mounts.arguments` turns into bubblewrap arguments without any
 further I/O.
 """
@@ -15,7 +17,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -24,6 +26,7 @@ import msgspec
 from kfd import paths
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
+from kfd.sandbox import repositories
 
 HIDDEN_IN_HOME = (
     ".ssh",
@@ -94,7 +97,12 @@ RC_FILES = (
     ".zlogin",
     ".inputrc",
 )
-"""Shell start-up files: read-only where they exist at the workspace root or in ``$HOME``."""
+"""Shell start-up files: read-only where they exist at the workspace root."""
+
+HOME_KEPT = (".git", ".kfd")
+"""Dot-entries of a ``$HOME`` that is the workspace's top with rules of their own (its
+git directory and project config), not those of `home_entries`; below the top, only
+``.git`` (a repository below the workspace's top)."""
 
 SWEPT_IN_GIT_DIR = ("commondir", "gitdir", "config.worktree")
 """Names that redirect or configure git when created in a git directory. They cannot
@@ -163,10 +171,25 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """Existing shell start-up files (and the workspace's instruction files, which kfd
     reads into every session) to mount read-only."""
     swept: tuple[str, ...] = ()
+    """Paths that must not exist after the command; none does now."""
     unreadable: tuple[str, ...] = ()
     """Paths to hide that kfd's user cannot read, so not mounted over (no mount is
     needed: its commands cannot read them either); `kfd.sandbox.reuse` stamps them."""
-    """Paths that must not exist after the command; none does now."""
+    markers: tuple[tuple[str, int], ...] = ()
+    """Every ``.git`` and bare-shaped directory below the workspace's top, with its
+    inode (`kfd.sandbox.repositories.Found`): after the command each is the same or
+    gone, never another (`kfd.sandbox.sweep.leftovers`)."""
+    git_files: tuple[str, ...] = ()
+    """``.git`` files (``gitdir:`` links) below the workspace's top: read-only."""
+    incomplete: bool = False
+    """The workspace holds more directories than `kfd.sandbox.repositories` walks, so
+    not every repository in it is known: it is read-only (fail closed)."""
+    home: str = ""
+    """``$HOME`` when it is in a writable workspace: its dot-entries are the host's
+    configuration (`home_entries`)."""
+    home_entries: tuple[str, ...] = ()
+    """The dot-entries at the top of `home` when the command starts: read-only (but
+    `HOME_KEPT`); any other one found there after the command is removed."""
 
 
 def _protect(
@@ -200,13 +223,16 @@ def gather(
     program: Sequence[str] = (),
     found: repository.Repository | repository.Refused | Literal[False] | None = False,
     listing: Sequence[str] | None = None,
+    walker: Callable[[str, Collection[str]], repositories.Found] = repositories.walk,
 ) -> Layout:
     """Look at the machine for one command in ``workspace``. Blocking.
 
     ``program``: the paths of a configured program (its executable, its
     script), which must stay reachable where they are. ``found`` (what
     `kfd.git.repository.find` said of the workspace) and ``listing`` (the text
-    of `unix_sockets`) if the caller looked already.
+    of `unix_sockets`) if the caller looked already; ``walker`` finds the
+    repositories below the workspace (`kfd.sandbox.repositories.find` keeps
+    them between commands).
     """
     environ = os.environ if environ is None else environ
     root = os.path.realpath(workspace)
@@ -243,11 +269,104 @@ def gather(
     )
     if not writable:
         return layout
-    return msgspec.structs.replace(layout, **_workspace_facts(Path(root), home, found))
+    entries = home_entries(home, root) if _under(home, root) else None
+    nested = walker(root, pruned(root, hidden, home, entries))
+    if not nested.complete:
+        return msgspec.structs.replace(layout, writable=False, incomplete=True)
+    facts = _workspace_facts(Path(root), home, found, entries, hidden)
+    return msgspec.structs.replace(layout, **{**facts, **_nested_facts(root, nested, facts)})
+
+
+def home_entries(home: str, root: str) -> tuple[str, ...]:
+    """The dot-entries at the top of ``home`` (in the workspace at ``root``) but
+    `HOME_KEPT`, sorted (one listing)."""
+    try:
+        names = os.listdir(home)
+    except OSError:
+        return ()
+    kept = HOME_KEPT if home == root else HOME_KEPT[:1]
+    return tuple(sorted(n for n in names if n.startswith(".") and n not in kept))
+
+
+def pruned(
+    root: str,
+    hidden: Iterable[tuple[str, bool]],
+    home: str,
+    entries: Iterable[str] | None,
+) -> tuple[str, ...]:
+    """What the walk for repositories need not enter: hidden directories (a command
+    sees them empty) and the dot-entries of a home in the workspace (read-only)."""
+    covered = [path for path, is_dir in hidden if is_dir and _under(path, root)]
+    covered += [os.path.join(home, name) for name in entries or ()]
+    return tuple(sorted(covered))
+
+
+def layout_pruned(layout: Layout) -> tuple[str, ...]:
+    """`pruned` for the workspace of ``layout`` as it was gathered."""
+    entries = layout.home_entries if layout.home else None
+    return pruned(layout.workspace, layout.hidden, layout.home, entries)
+
+
+def _nested_facts(
+    root: str, nested: repositories.Found, facts: Mapping[str, object]
+) -> dict[str, object]:
+    """The protections of the repositories below the workspace's top: each git
+    directory as the top one's, each ``gitdir:`` file read-only with the git
+    directory it names when that lies in the workspace."""
+    git_dirs = list(facts["git_dirs"])  # type: ignore[call-overload]
+    swept = list(facts["swept"])  # type: ignore[call-overload]
+    known = {git_dir.path for git_dir in git_dirs}
+    git_files: list[str] = []
+
+    def protect(path: str) -> None:
+        if path not in known and not any(_under(path, other) for other in known):
+            known.add(path)
+            git_dirs.append(_git_dir(path, swept))
+
+    for path, _inode in nested.markers:
+        if os.path.basename(path) != ".git":
+            protect(path)  # shaped like a bare repository
+        elif os.path.islink(path):
+            continue  # what it leads to, when in the workspace, is found where it is
+        elif os.path.isdir(path):
+            if repository.is_marker(Path(path)):
+                protect(path)
+        elif repository.is_marker(Path(path)):
+            git_files.append(path)
+            target = _gitdir_target(path)
+            if target and _under(target, root) and os.path.isdir(target):
+                protect(target)
+    return {
+        "git_dirs": tuple(git_dirs),
+        "swept": tuple(swept),
+        "markers": nested.markers,
+        "git_files": tuple(git_files),
+    }
+
+
+def _gitdir_target(path: str) -> str:
+    """The real path of the git directory a ``gitdir:`` file names ("" if unreadable)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as marker:
+            line = marker.readline(4096).strip()
+    except OSError:
+        return ""
+    if not line.startswith("gitdir:"):
+        return ""
+    named = line[len("gitdir:") :].strip()
+    return os.path.realpath(os.path.join(os.path.dirname(path), named))
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def _workspace_facts(
-    root: Path, home: str, found: repository.Repository | repository.Refused | None
+    root: Path,
+    home: str,
+    found: repository.Repository | repository.Refused | None,
+    home_names: tuple[str, ...] | None,
+    hidden: Iterable[tuple[str, bool]],
 ) -> dict[str, object]:
     top = str(root)
     marker = os.path.join(top, ".git")
@@ -279,9 +398,13 @@ def _workspace_facts(
     for name in (*RC_FILES, *INSTRUCTION_FILES):
         if name in names:
             _protect(os.path.join(top, name), top, rc_files, swept, missing=False)
-    if home == top or home.startswith(top.rstrip(os.sep) + os.sep):
-        for name in RC_FILES:
-            _protect(os.path.join(home, name), top, rc_files, swept, missing=True)
+    if home_names is not None:
+        # The host's configuration: read-only, but what is hidden (a tmpfs already).
+        covered = {path for path, _ in hidden}
+        for name in home_names:
+            path = os.path.join(home, name)
+            if path not in covered:
+                _protect(path, top, rc_files, swept, missing=False)
     kfd = os.path.join(top, ".kfd")
     kfd_link = ".kfd" in names and os.path.islink(kfd)
     if kfd_link:
@@ -295,6 +418,8 @@ def _workspace_facts(
         "kfd_link": kfd_link,
         "rc_files": tuple(dict.fromkeys(rc_files)),
         "swept": tuple(swept),
+        "home": home if home_names is not None else "",
+        "home_entries": home_names or (),
     }
 
 

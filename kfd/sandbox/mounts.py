@@ -1,10 +1,13 @@
 """The bubblewrap arguments of one command: a pure function of its `Layout`.
 
-Order matters: a later mount covers an earlier one, and a mount point inside
-a hidden directory is created in that directory's empty tmpfs. So: the base
-(everything read-only, private ``/tmp``), then what is hidden, then the
-writable places (the cache home, the workspace), then what is hidden or
-read-only inside them.
+Order matters: a later mount covers an earlier one, a mount point inside
+a hidden directory is created in that directory's empty tmpfs, and a bind's
+source is the host's (a read-only bind of ``~/.config`` brings back the
+``~/.config/gcloud`` a tmpfs hid in the sandbox). So: the base (everything
+read-only, private ``/tmp``), then what is hidden, then the writable places
+(the cache home, the workspace), then what is read-only inside the workspace,
+then what is hidden inside it, and the cache home again where it lies in
+there.
 """
 
 from __future__ import annotations
@@ -119,18 +122,24 @@ def arguments(layout: Layout, *, network: bool) -> list[str]:
     for socket in layout.allowed_sockets:
         if any(_under(socket, other) for other in covered):
             args += ["--bind", socket, socket]  # back in reach, under a hidden directory
-    if layout.cache_home:
+    cache_inside = bool(layout.cache_home) and _under(layout.cache_home, workspace)
+    if layout.cache_home and not cache_inside:
         args += ["--bind", layout.cache_home, layout.cache_home]
     args += ["--bind" if layout.writable else "--ro-bind", workspace, workspace]
-    for path, is_dir in inside:
-        args += _hide(path, is_dir)
     if layout.writable:
         args += _protections(layout)
+    for path, is_dir in inside:
+        args += _hide(path, is_dir)
+    if cache_inside:
+        # A home workspace: under ~/.cache, read-only, and kfd's cache, hidden.
+        args += ["--bind", layout.cache_home, layout.cache_home]
     return [*args, "--chdir", workspace]
 
 
 def _protections(layout: Layout) -> list[str]:
-    """Read-only ``.git`` internals, ``.kfd`` and shell start-up files (a writable workspace)."""
+    """Read-only ``.git`` internals (the workspace's and those of the repositories
+    below it), ``.kfd``, shell start-up files and a home's configuration (a writable
+    workspace)."""
     workspace = layout.workspace
     marker = os.path.join(workspace, ".git")
     args: list[str] = []
@@ -140,6 +149,8 @@ def _protections(layout: Layout) -> list[str]:
         args += _stand_in(marker) if not layout.marker_is_file else _empty_file(marker)
     for git_dir in layout.git_dirs:
         args += _git_dir(git_dir)
+    for path in layout.git_files:
+        args += _read_only(path)
     if layout.project_root and not layout.kfd_link:
         kfd = os.path.join(workspace, ".kfd")
         args += _read_only(kfd) if layout.kfd_dir else _stand_in(kfd)

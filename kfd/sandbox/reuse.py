@@ -13,6 +13,8 @@ each set of settings with the stamps of what it depends on:
   every socket and socket directory it covers;
 - the repository the workspace belongs to (`kfd.git.repository.find`, run
   every time: an outer repository may appear above it);
+- the repositories below it (`kfd.sandbox.repositories.find`, asked every
+  time: it walks the workspace once and then reads what inotify saw);
 - the paths sockets are bound to (``/proc/net/unix``, read every time: a
   socket bound since must be covered).
 
@@ -36,6 +38,7 @@ from typing import NamedTuple
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
 from kfd.sandbox import layout as facts
+from kfd.sandbox import repositories
 from kfd.sandbox.layout import RC_FILES, Layout, Stamp, stamps, trusted
 
 
@@ -85,6 +88,7 @@ def gather(
         and last.found == found
         and last.listing == listing
         and stamps(last.watched) == last.stamps
+        and _same_repositories(last.layout)
     ):
         return last.layout
     with _lock:
@@ -102,6 +106,7 @@ def gather(
         program=program,
         found=found,
         listing=listing,
+        walker=repositories.find,
     )
     extra = _extra(layout, hide, sockets, environ)
     if predicted is None or extra is None:
@@ -116,6 +121,16 @@ def gather(
     return layout
 
 
+def _same_repositories(layout: Layout) -> bool:
+    """Whether the repositories below the workspace are those ``layout`` protects."""
+    if not layout.writable and not layout.incomplete:
+        return True  # nothing in the workspace is written: nothing to protect
+    now = repositories.find(layout.workspace, facts.layout_pruned(layout))
+    if layout.incomplete:
+        return not now.complete
+    return now.complete and now.markers == layout.markers
+
+
 def remembers(workspace: Path) -> bool:
     """Whether the next command in ``workspace`` may reuse a remembered `Layout`."""
     root = os.path.realpath(workspace)
@@ -127,6 +142,7 @@ def forget() -> None:
     """Remember nothing (tests that change what a stamp cannot see)."""
     with _lock:
         _remembered.clear()
+    repositories.forget()
 
 
 def _predicted(
@@ -161,14 +177,14 @@ def _extra(
 ) -> tuple[str, ...] | None:
     """The paths ``layout`` depends on that gathering it found; None if stamps cannot
     vouch for it."""
-    home = _home(environ)
     root = layout.workspace
     protected = [os.path.join(root, name) for name in (*RC_FILES, *INSTRUCTION_FILES)]
-    if _under(home, root):
-        protected += [os.path.join(home, name) for name in RC_FILES]
-    if any(os.path.islink(path) for path in protected):
+    if layout.home:
+        protected += [os.path.join(layout.home, name) for name in layout.home_entries]
+    # A link is protected where it leads in the workspace, which no stamp watches.
+    if any(os.path.islink(path) and _under(os.path.realpath(path), root) for path in protected):
         return None
-    watched = [*layout.unreadable]
+    watched = [*layout.unreadable, *layout.git_files]  # a gitdir: file rewritten in place
     for git_dir in layout.git_dirs:
         watched += [git_dir.path, os.path.join(git_dir.path, "hooks")]
     for path in (layout.cache_home, layout.runtime_dir):

@@ -332,3 +332,107 @@ async def test_a_link_in_the_workspace_never_mounts_what_is_hidden(home: Path, r
         ctx, "cat ~/.ssh/id_rsa .kfd/id_rsa .git/x.ssh/id_rsa .git/x.state/kfd.db 2>&1; true"
     )
     assert _canaries_in(read) == [], read
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _nested_repository(path: Path) -> str:
+    """A repository below the workspace with one commit; its ``.git/config`` text."""
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    (path / "a").write_text("a\n")
+    identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "-C", str(path), "add", "a"], check=True)
+    subprocess.run(["git", "-C", str(path), *identity, "commit", "-qm", "a"], check=True)
+    return (path / ".git" / "config").read_text()
+
+
+async def test_a_repository_below_the_workspace_is_protected_like_its_own(
+    home: Path, repo: Path
+) -> None:
+    """A clone inside the workspace: its config and hooks would run on the host the
+    next time the user runs git there."""
+    nested = repo / "clones" / "nested"
+    config = _nested_repository(nested)
+    attack = (
+        "echo b > clones/nested/a && git -C clones/nested add a && "
+        "git -C clones/nested -c user.name=t -c user.email=t@t commit -qm b && echo committed; "
+        f"{SYSTEM_PYTHON} -c \"open('clones/nested/.gi'+'t/config','a')"
+        ".write('[core]\\\\n\\\\tfsmonitor = x\\\\n')\"; "
+        "echo x > clones/nested/.git/hooks/post-checkout; "
+        "echo ../fake > clones/nested/.git/commondir; "
+        "echo /tmp > clones/nested/.git/gitdir; "
+        "echo '[core]' > clones/nested/.git/config.worktree; "
+        "mv clones/nested/.git clones/nested/.git-moved"
+    )
+    output = await run(context(repo), attack)
+    assert "committed" in output, output
+    assert (nested / ".git" / "config").read_text() == config
+    assert not (nested / ".git" / "hooks" / "post-checkout").exists()
+    assert not (nested / ".git-moved").exists()
+    for name in ("commondir", "gitdir", "config.worktree"):
+        assert not (nested / ".git" / name).exists(), name
+        assert f"kfd removed {nested / '.git' / name}" in output
+    assert len(_git("-C", str(nested), "log", "--oneline").splitlines()) == 2
+
+
+async def test_a_gitdir_file_and_a_bare_repository_below_the_workspace_are_protected(
+    home: Path, repo: Path
+) -> None:
+    store = repo / "store.git"
+    _git("init", "-q", "--bare", str(store))
+    config = (store / "config").read_text()
+    linked = repo / "linked"
+    linked.mkdir()
+    (linked / ".git").write_text(f"gitdir: {store}\n")
+    output = await run(
+        context(repo),
+        "echo 'gitdir: /tmp/evil' > linked/.git; echo '[core]' >> store.git/config; "
+        "echo x > store.git/hooks/post-receive; echo done",
+    )
+    assert "done" in output
+    assert (linked / ".git").read_text() == f"gitdir: {store}\n"
+    assert (store / "config").read_text() == config
+    assert not (store / "hooks" / "post-receive").exists()
+
+
+async def test_a_repository_put_where_a_protected_one_was_is_removed(
+    home: Path, repo: Path
+) -> None:
+    """Its parent renamed away (the protected git directory moves with it), a copy in
+    its place with a config of the command's: the copy goes, the original stays."""
+    nested = repo / "vendor" / "lib"
+    config = _nested_repository(nested)
+    output = await run(
+        context(repo),
+        "mv vendor vendor.old && mkdir -p vendor/lib && cp -r vendor.old/lib/.git vendor/lib/ "
+        "&& echo '[core] fsmonitor = x' >> vendor/lib/.git/config && echo replaced",
+    )
+    assert "replaced" in output
+    assert not (nested / ".git").exists()
+    assert f"kfd removed {nested / '.git'}" in output
+    assert (repo / "vendor.old" / "lib" / ".git" / "config").read_text() == config
+
+
+async def test_the_configuration_of_a_home_workspace_stays_as_it_was(home: Path) -> None:
+    """Home is the workspace: its dot-entries are the host's configuration (git's,
+    the shell's aliases, ~/.local/bin on PATH, systemd units, authorized keys)."""
+    (home / ".gitconfig").write_text("[user]\n\tname = me\n")
+    (home / ".local" / "bin").mkdir(parents=True)
+    output = await run(
+        context(home),
+        "echo '[core] pager = x' >> .gitconfig; echo evil > .bash_aliases; "
+        "mkdir -p .config/git .config/systemd/user; echo x > .config/git/config; "
+        "echo x > .local/bin/ls; mkdir -p .new && echo x > .new/thing; "
+        "mkdir -p $XDG_CACHE_HOME && echo mine > $XDG_CACHE_HOME/note && cat $XDG_CACHE_HOME/note; "
+        "mkdir -p work && echo ok > work/file && cat work/file",
+    )
+    assert (home / ".gitconfig").read_text() == "[user]\n\tname = me\n"
+    assert not (home / ".config" / "git").exists()
+    assert not (home / ".local" / "bin" / "ls").exists()
+    for name in (".bash_aliases", ".new"):
+        assert not (home / name).exists(), name
+        assert f"kfd removed {home / name}" in output
+    assert "mine\n" in output and "ok\n" in output, output
+    assert "CANARY" not in await run(context(home), "cat .ssh/id_rsa .config/kfd/config.toml")

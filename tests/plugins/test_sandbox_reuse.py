@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,24 @@ async def test_an_unchanged_workspace_reuses_its_layout_and_a_recent_change_is_n
     assert third.workspace == second.workspace
     assert not reuse.remembers(repo)
     assert await asyncio.to_thread(reuse.gather, repo, writable=True) is not third
+
+
+def _git_init(*paths: Path) -> None:
+    for path in paths:
+        subprocess.run(["git", "init", "-q", str(path)], check=True)
+
+
+async def test_a_repository_that_appears_between_commands_is_protected_in_the_next(
+    home: Path, repo: Path, trusting: None
+) -> None:
+    """One cloned by a command (the command's) or by the user in an existing directory,
+    one in a new directory, one moved in: the next command finds each protected."""
+    (repo / "deep" / "er").mkdir(parents=True)
+    ctx = context(repo)
+    await _remembered(ctx)
+    await run(ctx, "git init -q cloned")
+    _git_init(repo / "deep" / "er" / "mine", home / "outside", repo / "fresh" / "dir" / "new")
+    (home / "outside").rename(repo / "deep" / "moved")
+    names = ("cloned", "deep/er/mine", "fresh/dir/new", "deep/moved")
+    output = await run(ctx, "; ".join(f"echo '[core]' >> {name}/.git/config" for name in names))
+    assert output.count("Read-only file system") == len(names), output
