@@ -104,7 +104,12 @@ def walk(root: str, prune: Collection[str] = ()) -> Found:
     return state.found()
 
 
-# inotify(7), through libc: the standard library has no binding.
+# inotify(7), through libc. Our own binding, for a guarantee the libraries do not
+# give: the kernel queues a command's events as its system calls happen, so one
+# non-blocking read after it ends sees them all. watchfiles (which the triggers
+# use) delivers events from a thread of its own, after a debounce: a read right
+# after the command could miss the `.git` it made, and a stale answer here is a
+# repository left unprotected.
 IN_MOVED_FROM = 0x40
 IN_MOVED_TO = 0x80
 IN_CREATE = 0x100
