@@ -19,6 +19,7 @@ Blocking (it stats the file system): call `line_facts` through a thread.
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import os
@@ -333,7 +334,9 @@ class _Gatherer:
         real = f"{real_head}/{name}" if real_head != "/" else f"/{name}"
         try:
             info = os.lstat(real)
-        except (OSError, ValueError):
+        except OSError as error:
+            if error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                return None  # a loop, a denied directory: as `realpath` takes it
             kind: PathKind = "missing"  # as `realpath` and `_kind` take it
             links = 1
         else:

@@ -80,6 +80,7 @@ def test_every_word_from_every_base_gives_the_same_fact(
         *("a.py", "src/a.py", "link", "out", "hard", "dangling", "loop", "src/dir-link/a.py"),
         *("fifo", "dir-link/secret", "src/../out", "./src//a.py", "src/", "/", "//etc", "gone/x"),
         "a.py/x",
+        *("loop/src", "loop//src", "src/dir-link//a.py"),
     ],
 )
 def test_the_paths_that_matter_give_the_same_fact(tree: Path, word: str) -> None:
