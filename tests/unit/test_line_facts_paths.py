@@ -11,6 +11,7 @@ must give the same `PathFact`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from kfd.policy.line_facts import _Gatherer, line_facts, path_fact
 from kfd.policy.paths import real_path
+from kfd.policy.reading import _all_plain
 
 NAMES = ["src", "a.py", "link", "dir-link", "out", "dangling", "loop", "hard", "gone", "..", "."]
 
@@ -104,3 +106,11 @@ def test_a_command_met_again_keeps_its_own_redirections(tree: Path) -> None:
     assert facts.commands[0].paths == facts.commands[1].paths
     assert [p.word for p in facts.commands[2].paths] == ["src/a.py"]
     assert [fact.word for fact in facts.redirects] == ["one", "two"]
+
+
+@given(st.lists(st.text(alphabet="-@=:\0a/. ", max_size=4), max_size=5))
+@settings(max_examples=500, deadline=None)
+def test_plain_words_are_told_apart_as_the_pattern_told_them(words: list[str]) -> None:
+    """`kfd.policy.reading` takes each word of a line of plain words as itself; which
+    are plain it tells by substring tests, as this expression once did."""
+    assert _all_plain(words) == (re.search(r"(?:^|\0)[-@]|[=:]", "\0".join(words)) is None)
