@@ -265,6 +265,8 @@ class _Gatherer:
         }
         """The bases a plain relative word can be joined to as they are."""
         self.workspace_path = _workspace_path(tuple(path_dirs), workspace, root)
+        self.root_prefix = root.rstrip(os.sep) + os.sep
+        """What a path under the workspace starts with (`kfd.policy.paths.inside`)."""
 
     def command(self, command: SimpleCommand) -> CommandFacts:
         reading = read_command(command)
@@ -298,13 +300,17 @@ class _Gatherer:
         fact = self.resolved.get(key)
         if fact is None:
             if "/" not in word and word not in (".", "..") and word not in self.listing(base):
-                path = os.path.normpath(os.path.join(base, word))
-                real = os.path.join(self.real_base(base), word)
+                if base in self.normal_bases:
+                    path = f"{base}/{word}" if base != "/" else f"/{word}"  # as below
+                else:
+                    path = os.path.normpath(os.path.join(base, word))
+                real_base = self.real_base(base)
+                real = f"{real_base}/{word}" if real_base != "/" else f"/{word}"
                 fact = PathFact(
                     word=word,
                     path=path,
                     real=real,
-                    inside=inside(real, self.root),
+                    inside=self.inside(real),
                     instruction=self.instructions.get(real, ""),
                 )
             else:
@@ -330,30 +336,36 @@ class _Gatherer:
         head = head or "/"
         if not name or "\0" in path:
             return None
-        real_head = self.real_base(head)
+        real_head = self.real_bases.get(head) or self.real_base(head)
         real = f"{real_head}/{name}" if real_head != "/" else f"/{name}"
+        links = 1
         try:
             info = os.lstat(real)
         except OSError as error:
             if error.errno not in (errno.ENOENT, errno.ENOTDIR):
                 return None  # a loop, a denied directory: as `realpath` takes it
             kind: PathKind = "missing"  # as `realpath` and `_kind` take it
-            links = 1
         else:
-            if stat.S_ISLNK(info.st_mode):
+            mode = stat.S_IFMT(info.st_mode)
+            if mode == stat.S_IFLNK:
                 return None
-            regular = stat.S_ISREG(info.st_mode)
-            kind = "dir" if stat.S_ISDIR(info.st_mode) else "file" if regular else "other"
-            links = info.st_nlink if regular else 1
+            if mode == stat.S_IFREG:
+                kind, links = "file", info.st_nlink
+            else:
+                kind = "dir" if mode == stat.S_IFDIR else "other"
         return PathFact(
             word=word,
             path=path,
             real=real,
-            inside=inside(real, self.root),
+            inside=real == self.root or real.startswith(self.root_prefix),
             links=links,
             kind=kind,
             instruction=self.instructions.get(real, ""),
         )
+
+    def inside(self, real: str) -> bool:
+        """`kfd.policy.paths.inside` of the workspace."""
+        return real == self.root or real.startswith(self.root_prefix)
 
     def listing(self, base: str) -> frozenset[str]:
         names = self.listings.get(base)
