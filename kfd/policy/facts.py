@@ -103,6 +103,13 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     index_hits: list[str] | None = None
     """For a command reading the files git tracks (``git diff``, ``git grep``): the
     tracked paths read rules restrict; None when git's index could not be read."""
+    key: bytes = b""
+    """``command_key(command)``, as the gather step computed it for a line of several
+    commands (empty: not computed; `key_of` computes it)."""
+
+    def key_of(self) -> bytes:
+        """``command_key(command)``: computed once per command of a line."""
+        return self.key or command_key(self.command)
 
 
 def command_key(command: SimpleCommand) -> bytes:

@@ -46,7 +46,7 @@ from kfd.policy.command_rules import (
     rule_words_given,
 )
 from kfd.policy.defaults import READ_ONLY_RULES
-from kfd.policy.facts import CallFacts, CommandFacts, LineFacts, command_key
+from kfd.policy.facts import CallFacts, CommandFacts, LineFacts
 from kfd.policy.judge_paths import (
     weigh_each,
     weigh_history,
@@ -108,7 +108,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
     weighed: dict[bytes, _Part] = {}
     parts: list[_Part] = []
     for cf in line.commands:
-        key = command_key(cf.command) if len(line.commands) > 1 else b""
+        key = cf.key_of() if len(line.commands) > 1 else b""
         known = weighed.get(key)
         if known is not None:
             parts.append(_Part(cf, known.reading, known.allowed, known.read_only))

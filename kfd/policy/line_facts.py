@@ -87,7 +87,7 @@ def line_facts(
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
     links = instruction_links(workspace)
     gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links)
-    commands = _gathered(gatherer, analysis.commands)
+    commands, distinct = _gathered(gatherer, analysis.commands)
     # A file named by a redirection or a writing operand, from every directory the
     # line may be in (`cd docs && echo x > notes.md` writes docs/notes.md).
     targets: dict[tuple[str, bool], None] = {}
@@ -96,7 +96,9 @@ def line_facts(
             targets.setdefault((redirect.target, redirect.direction != "read"))
     named = {word for word, _ in targets}
     written = [risk.subject for risk in analysis.risks if risk.kind == RiskKind.REDIRECT_WRITE]
-    written += [w for facts in commands for w in _written_operands(facts.command)]
+    # A command met again writes what it wrote the first time (`command_key` leaves
+    # out only redirections, which `_written_operands` does not read).
+    written += [w for facts in distinct for w in _written_operands(facts.command)]
     for subject in written:
         # Writes found in options and operands (`git diff --output=x`, `tee x`).
         if subject not in named and _file(subject):
@@ -112,21 +114,25 @@ def line_facts(
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
 
 
-def _gathered(gatherer: _Gatherer, commands: list[SimpleCommand]) -> list[CommandFacts]:
-    """Each command's facts, gathered once per distinct command (`command_key`)."""
+def _gathered(
+    gatherer: _Gatherer, commands: list[SimpleCommand]
+) -> tuple[list[CommandFacts], list[CommandFacts]]:
+    """Each command's facts, gathered once per distinct command (`command_key`, kept
+    in `CommandFacts.key`); and the distinct ones, each once, in order."""
     if len(commands) < 2:
-        return [gatherer.command(c) for c in commands]
+        facts = [gatherer.command(c) for c in commands]
+        return facts, facts
     found: dict[bytes, CommandFacts] = {}
-    facts: list[CommandFacts] = []
+    facts = []
     for command in commands:
         key = command_key(command)
         known = found.get(key)
         if known is None:
-            known = found[key] = gatherer.command(command)
+            known = found[key] = msgspec.structs.replace(gatherer.command(command), key=key)
             facts.append(known)
         else:
             facts.append(msgspec.structs.replace(known, command=command))
-    return facts
+    return facts, list(found.values())
 
 
 def path_fact(

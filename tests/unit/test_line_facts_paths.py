@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kfd.policy.facts import command_key
 from kfd.policy.line_facts import _Gatherer, line_facts, path_fact
 from kfd.policy.paths import real_path
 from kfd.policy.reading import _all_plain
@@ -114,3 +115,11 @@ def test_plain_words_are_told_apart_as_the_pattern_told_them(words: list[str]) -
     """`kfd.policy.reading` takes each word of a line of plain words as itself; which
     are plain it tells by substring tests, as this expression once did."""
     assert _all_plain(words) == (re.search(r"(?:^|\0)[-@]|[=:]", "\0".join(words)) is None)
+
+
+def test_each_command_keeps_its_key_and_a_repeated_writer_writes_its_operands(tree: Path) -> None:
+    """The key kept for a command is its `command_key` (the decision groups commands by
+    it), and a command met again still names the files it writes."""
+    facts = line_facts("tee log > one; tee log > two; tee b; sort -o out x", str(tree))
+    assert [cf.key for cf in facts.commands] == [command_key(cf.command) for cf in facts.commands]
+    assert sorted({fact.word for fact in facts.redirects}) == ["b", "log", "one", "out", "two"]
