@@ -236,10 +236,13 @@ def _path_rules(
 ) -> tuple[PathMatcher, list[tuple[SourcedRule, str]]]:
     """The path rules of a rule set, and all of them as one matcher: a quick "no rule
     here" for most paths, most of the time."""
+    # A bash rule's specifier is a command, never a path: `path_rules` passes it by
+    # for every tool (its tool is no path family, and names no tool but bash), so
+    # it is left out here, where its words made a costly pattern of "paths".
     found = [
         (s, _literal(s.rule.spec) if s.source in _KEPT else s.rule.spec)
         for s in rules
-        if s.rule.spec is not None and s.rule.domain is None
+        if s.rule.spec is not None and s.rule.domain is None and s.rule.tool != "bash"
     ]
     return PathMatcher([spec for _, spec in found], workspace, home), found
 

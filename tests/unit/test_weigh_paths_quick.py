@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.api import PolicyRequest
 from kfd.policy.defaults import _SHELL_STARTUP, builtin_rules, protected
 from kfd.policy.facts import CallFacts, PathFact
-from kfd.policy.judge_paths import _weigh_path, weigh_each, weigh_path
+from kfd.policy.judge_paths import _weigh_path, path_rules, weigh_each, weigh_path
 from kfd.policy.rules import SourcedRule, parse_rule
 from kfd.policy.verdicts import Findings
 
@@ -162,3 +163,14 @@ def test_the_quick_way_is_taken_for_a_plain_path_and_never_for_a_remarkable_one(
         found = Findings()
         weigh_each(facts, [plain, fact], found, exact=False, write=None)
         assert found.best is not None and found.best.decision != "allow", fact
+
+
+@pytest.mark.parametrize("tool", ["bash", "edit", "write", "read", "web_fetch"])
+def test_a_bash_rule_never_names_a_path(tool: str) -> None:
+    """A bash rule's specifier is a command: one that reads like a path (``bash(src/**)``)
+    restricts no path, for any tool."""
+    rules = [SourcedRule(parse_rule(text), "deny", "user") for text in ("bash(src/**)", "bash(*)")]
+    facts = msgspec.structs.replace(call(tool), rules=rules)
+    fact = PathFact(word="src/a", path="/repo/src/a", real="/repo/src/a", inside=True)
+    for write in (None, True, False):
+        assert path_rules(facts, fact, write) == []
