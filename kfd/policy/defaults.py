@@ -148,15 +148,23 @@ def protected(path: str, own: tuple[str, ...] | None = None) -> str | None:
     ``own``: those directories as `own_directories` gave them (read once for
     the many paths of one call: the environment is slow to read).
     """
-    for directory in own_directories() if own is None else own:
-        if path.startswith(directory) and path[len(directory) : len(directory) + 1] in ("", "/"):
-            return "kfd's own config and state (they decide what kfd may do)"
-    parts = path.split(os.sep)
-    if ".git" in parts:
-        return "git's internals (.git: hooks and config run programs)"
-    if ".kfd" in parts:
-        return "kfd's project config (.kfd)"
-    name = parts[-1]
+    # Each test behind a cheaper one that is true whenever it is (a command may name
+    # hundreds of paths, and most are none of these).
+    directories = own_directories() if own is None else own
+    if path.startswith(directories):
+        for directory in directories:
+            if path.startswith(directory) and path[len(directory) : len(directory) + 1] in (
+                "",
+                "/",
+            ):
+                return "kfd's own config and state (they decide what kfd may do)"
+    if ".git" in path or ".kfd" in path:
+        parts = path.split(os.sep)
+        if ".git" in parts:
+            return "git's internals (.git: hooks and config run programs)"
+        if ".kfd" in parts:
+            return "kfd's project config (.kfd)"
+    name = path.rpartition(os.sep)[2]
     if name in _SHELL_STARTUP or path.endswith("/.config/fish/config.fish"):
         return f"a shell start-up file ({name})"
     if name in INSTRUCTION_FILES:

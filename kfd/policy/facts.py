@@ -107,6 +107,13 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     """Whether it runs at the workspace's top only (no ``cd`` before it on the line,
     no ``git -C``): then its pathspecs are relative to the workspace, as
     `index_hits` are, and limit them."""
+    key: bytes = b""
+    """``command_key(command)``, as the gather step computed it for a line of several
+    commands (empty: not computed; `key_of` computes it)."""
+
+    def key_of(self) -> bytes:
+        """``command_key(command)``: computed once per command of a line."""
+        return self.key or command_key(self.command)
 
 
 def command_key(command: SimpleCommand) -> bytes:

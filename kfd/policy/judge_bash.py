@@ -34,8 +34,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import msgspec
-
 from kfd.policy.command_rules import (
     CommandPattern,
     CommandView,
@@ -48,8 +46,15 @@ from kfd.policy.command_rules import (
     rule_words_given,
 )
 from kfd.policy.defaults import READ_ONLY_RULES
-from kfd.policy.facts import CallFacts, CommandFacts, LineFacts, command_key
-from kfd.policy.judge_paths import weigh_history, weigh_index, weigh_path, weigh_tree, weigh_write
+from kfd.policy.facts import CallFacts, CommandFacts, LineFacts
+from kfd.policy.judge_paths import (
+    weigh_each,
+    weigh_history,
+    weigh_index,
+    weigh_path,
+    weigh_tree,
+    weigh_write,
+)
 from kfd.policy.judge_tool import weigh_untrusted
 from kfd.policy.programs.identity import canonical
 from kfd.policy.reading import Reading, git_read, program_words, read_command
@@ -103,7 +108,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
     weighed: dict[bytes, _Part] = {}
     parts: list[_Part] = []
     for cf in line.commands:
-        key = command_key(cf.command) if len(line.commands) > 1 else b""
+        key = cf.key_of() if len(line.commands) > 1 else b""
         known = weighed.get(key)
         if known is not None:
             parts.append(_Part(cf, known.reading, known.allowed, known.read_only))
@@ -318,10 +323,7 @@ def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exac
     cf = part.facts
     access = False if part.read_only else None
     program = cf.command.source if len(cf.command.source) <= 80 else cf.command.argv[0]
-    for fact in cf.paths:
-        if fact.write is not access:  # gathered as None: a copy only for a read
-            fact = msgspec.structs.replace(fact, write=access)
-        weigh_path(facts, fact, found, exact=exact)
+    weigh_each(facts, cf.paths, found, exact=exact, write=access)
     for tree in cf.trees:
         weigh_tree(facts, program, tree, found)
     kinds = {fact.word: fact.kind for fact in cf.paths}

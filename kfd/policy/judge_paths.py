@@ -24,6 +24,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from kfd.policy.defaults import home_configuration, own_directories, protected
 from kfd.policy.facts import CallFacts, PathFact, TreeFact
 from kfd.policy.paths import real_path
@@ -34,6 +36,7 @@ from kfd.policy.verdicts import Findings
 __all__ = [
     "path_rules",
     "restricted_reads",
+    "weigh_each",
     "weigh_history",
     "weigh_index",
     "weigh_path",
@@ -56,6 +59,46 @@ def weigh_paths(
     return allows[0]
 
 
+def weigh_each(
+    facts: CallFacts, paths: Sequence[PathFact], found: Findings, *, exact: bool, write: bool | None
+) -> None:
+    """`weigh_path` for each of ``paths``, touched as ``write`` says (a command's words:
+    read, or maybe written). A command may name hundreds of paths that nothing
+    names (`_unremarkable`): those cost a few lookups each."""
+    shared = _shared(facts)
+    for fact in paths:
+        if _unremarkable(shared, fact, write, exact):
+            continue
+        if fact.write is not write:  # gathered as None: a copy only for a read
+            fact = msgspec.structs.replace(fact, write=write)
+        _weigh_path(facts, fact, found, exact=exact, redirect=False)
+
+
+def _unremarkable(shared: _Shared, fact: PathFact, write: bool | None, exact: bool) -> bool:
+    """Whether `weigh_path` would find nothing to say about ``fact`` touched as ``write``
+    and return no rule: no path rule names it under either name, it is not
+    protected (or only read), has one link, and is in the workspace (or the user
+    allowed this very call). The same tests, in the same order of cost."""
+    real = fact.real
+    path = fact.path
+    quick = shared.quick
+    return (
+        (fact.inside or exact)
+        and fact.links <= 1
+        and not quick(path)
+        and (real == path or not quick(real))
+        and (
+            write is False
+            or (
+                not fact.instruction
+                and protected(path, shared.own) is None
+                and (real == path or protected(real, shared.own) is None)
+                and (not fact.inside or home_configuration(real, *shared.places) is None)
+            )
+        )
+    )
+
+
 def weigh_path(
     facts: CallFacts, fact: PathFact, found: Findings, *, exact: bool, redirect: bool = False
 ) -> SourcedRule | None:
@@ -65,6 +108,16 @@ def weigh_path(
     very call, which waives the workspace guard (never a deny or a protected
     path). ``redirect``: a shell redirection writes it (outside: denied).
     """
+    if _unremarkable(_shared(facts), fact, fact.write, exact):
+        return None
+    return _weigh_path(facts, fact, found, exact=exact, redirect=redirect)
+
+
+def _weigh_path(
+    facts: CallFacts, fact: PathFact, found: Findings, *, exact: bool, redirect: bool
+) -> SourcedRule | None:
+    """`weigh_path` the long way, whatever the path (the reference `_unremarkable`
+    is tested against)."""
     shell = facts.request.tool == "bash"
     verb = _verb(fact.write)
     deciding = path_rules(facts, fact, fact.write)
@@ -195,10 +248,13 @@ def _path_rules(
 ) -> tuple[PathMatcher, list[tuple[SourcedRule, str]]]:
     """The path rules of a rule set, and all of them as one matcher: a quick "no rule
     here" for most paths, most of the time."""
+    # A bash rule's specifier is a command, never a path: `path_rules` passes it by
+    # for every tool (its tool is no path family, and names no tool but bash), so
+    # it is left out here, where its words made a costly pattern of "paths".
     found = [
         (s, _literal(s.rule.spec) if s.source in _KEPT else s.rule.spec)
         for s in rules
-        if s.rule.spec is not None and s.rule.domain is None
+        if s.rule.spec is not None and s.rule.domain is None and s.rule.tool != "bash"
     ]
     return PathMatcher([spec for _, spec in found], workspace, home), found
 

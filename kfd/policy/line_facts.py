@@ -19,6 +19,7 @@ Blocking (it stats the file system): call `line_facts` through a thread.
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import os
@@ -86,7 +87,7 @@ def line_facts(
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
     links = instruction_links(workspace)
     gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links)
-    commands = _gathered(gatherer, analysis.commands)
+    commands, distinct = _gathered(gatherer, analysis.commands)
     # A file named by a redirection or a writing operand, from every directory the
     # line may be in (`cd docs && echo x > notes.md` writes docs/notes.md).
     targets: dict[tuple[str, bool], None] = {}
@@ -95,7 +96,9 @@ def line_facts(
             targets.setdefault((redirect.target, redirect.direction != "read"))
     named = {word for word, _ in targets}
     written = [risk.subject for risk in analysis.risks if risk.kind == RiskKind.REDIRECT_WRITE]
-    written += [w for facts in commands for w in _written_operands(facts.command)]
+    # A command met again writes what it wrote the first time (`command_key` leaves
+    # out only redirections, which `_written_operands` does not read).
+    written += [w for facts in distinct for w in _written_operands(facts.command)]
     for subject in written:
         # Writes found in options and operands (`git diff --output=x`, `tee x`).
         if subject not in named and _file(subject):
@@ -111,21 +114,25 @@ def line_facts(
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
 
 
-def _gathered(gatherer: _Gatherer, commands: list[SimpleCommand]) -> list[CommandFacts]:
-    """Each command's facts, gathered once per distinct command (`command_key`)."""
+def _gathered(
+    gatherer: _Gatherer, commands: list[SimpleCommand]
+) -> tuple[list[CommandFacts], list[CommandFacts]]:
+    """Each command's facts, gathered once per distinct command (`command_key`, kept
+    in `CommandFacts.key`); and the distinct ones, each once, in order."""
     if len(commands) < 2:
-        return [gatherer.command(c) for c in commands]
+        facts = [gatherer.command(c) for c in commands]
+        return facts, facts
     found: dict[bytes, CommandFacts] = {}
-    facts: list[CommandFacts] = []
+    facts = []
     for command in commands:
         key = command_key(command)
         known = found.get(key)
         if known is None:
-            known = found[key] = gatherer.command(command)
+            known = found[key] = msgspec.structs.replace(gatherer.command(command), key=key)
             facts.append(known)
         else:
             facts.append(msgspec.structs.replace(known, command=command))
-    return facts
+    return facts, list(found.values())
 
 
 def path_fact(
@@ -264,6 +271,8 @@ class _Gatherer:
         }
         """The bases a plain relative word can be joined to as they are."""
         self.workspace_path = _workspace_path(tuple(path_dirs), workspace, root)
+        self.root_prefix = root.rstrip(os.sep) + os.sep
+        """What a path under the workspace starts with (`kfd.policy.paths.inside`)."""
 
     def command(self, command: SimpleCommand) -> CommandFacts:
         reading = read_command(command)
@@ -298,13 +307,17 @@ class _Gatherer:
         fact = self.resolved.get(key)
         if fact is None:
             if "/" not in word and word not in (".", "..") and word not in self.listing(base):
-                path = os.path.normpath(os.path.join(base, word))
-                real = os.path.join(self.real_base(base), word)
+                if base in self.normal_bases:
+                    path = f"{base}/{word}" if base != "/" else f"/{word}"  # as below
+                else:
+                    path = os.path.normpath(os.path.join(base, word))
+                real_base = self.real_base(base)
+                real = f"{real_base}/{word}" if real_base != "/" else f"/{word}"
                 fact = PathFact(
                     word=word,
                     path=path,
                     real=real,
-                    inside=inside(real, self.root),
+                    inside=self.inside(real),
                     instruction=self.instructions.get(real, ""),
                 )
             else:
@@ -330,28 +343,36 @@ class _Gatherer:
         head = head or "/"
         if not name or "\0" in path:
             return None
-        real_head = self.real_base(head)
+        real_head = self.real_bases.get(head) or self.real_base(head)
         real = f"{real_head}/{name}" if real_head != "/" else f"/{name}"
+        links = 1
         try:
             info = os.lstat(real)
-        except (OSError, ValueError):
+        except OSError as error:
+            if error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                return None  # a loop, a denied directory: as `realpath` takes it
             kind: PathKind = "missing"  # as `realpath` and `_kind` take it
-            links = 1
         else:
-            if stat.S_ISLNK(info.st_mode):
+            mode = stat.S_IFMT(info.st_mode)
+            if mode == stat.S_IFLNK:
                 return None
-            regular = stat.S_ISREG(info.st_mode)
-            kind = "dir" if stat.S_ISDIR(info.st_mode) else "file" if regular else "other"
-            links = info.st_nlink if regular else 1
+            if mode == stat.S_IFREG:
+                kind, links = "file", info.st_nlink
+            else:
+                kind = "dir" if mode == stat.S_IFDIR else "other"
         return PathFact(
             word=word,
             path=path,
             real=real,
-            inside=inside(real, self.root),
+            inside=real == self.root or real.startswith(self.root_prefix),
             links=links,
             kind=kind,
             instruction=self.instructions.get(real, ""),
         )
+
+    def inside(self, real: str) -> bool:
+        """`kfd.policy.paths.inside` of the workspace."""
+        return real == self.root or real.startswith(self.root_prefix)
 
     def listing(self, base: str) -> frozenset[str]:
         names = self.listings.get(base)

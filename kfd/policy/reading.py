@@ -141,8 +141,19 @@ def _read(argv: tuple[str, ...], dynamic: frozenset[int], open_ended: bool) -> R
     return Reading(program, spec, parse_argv(program, argv, dynamic, open_ended), known)
 
 
-_NOT_PLAIN = re.compile(r"(?:^|\0)[-@]|[=:]")
-"""In words joined by NULs: one that `_add_candidates` reads as more than itself."""
+def _all_plain(words: Sequence[str]) -> bool:
+    """Whether `_add_candidates` reads each of ``words`` as itself alone: none starts
+    with ``-`` or ``@``, none holds ``=`` or ``:``. (Substring tests on the words
+    joined by NULs: a 4 KB line in a few microseconds, where a regular expression
+    took a hundred.)"""
+    joined = "\0".join(words)
+    return not (
+        joined.startswith(("-", "@"))
+        or "\0-" in joined
+        or "\0@" in joined
+        or "=" in joined
+        or ":" in joined
+    )
 
 
 def forget() -> None:
@@ -168,7 +179,7 @@ def candidates(command: SimpleCommand, reading: Reading, inputs: Sequence[str] =
     glued = reading.parsed is None or bool(_unknown(reading))
     text, runs_code, dynamic = reading.text, reading.runs_code, command.dynamic
     words = command.argv[1:]
-    if not (text or runs_code or dynamic or _NOT_PLAIN.search("\0".join(words))):
+    if not (text or runs_code or dynamic) and _all_plain(words):
         found = dict.fromkeys(words)  # each word itself (a `git add` of a thousand)
         words = []
     for index, word in enumerate(words, 1):

@@ -232,6 +232,10 @@ class PathMatcher:
         self._seen: dict[str, bool] = {}
         """Paths already matched: a matcher is kept per rule set (the same tree is
         walked decision after decision), and matching is pure."""
+        self._named: dict[str, bool] = {}
+        """Path components already matched against the name rules: most paths share
+        most of theirs (``src``, the workspace's own), and the match of one
+        component is pure too. Dropped, like ``_seen``, when it grows too large."""
 
     def __bool__(self) -> bool:
         return bool(self._groups) or self._names is not None
@@ -247,8 +251,18 @@ class PathMatcher:
 
     def _match(self, path: str) -> bool:
         names = self._names
-        if names is not None and any(names.match(part) for part in path.split("/") if part):
-            return True
+        if names is not None:
+            named = self._named
+            for part in path.split("/"):
+                if not part:
+                    continue
+                hit = named.get(part)
+                if hit is None:
+                    if len(named) >= self._remember:
+                        named.clear()
+                    hit = named[part] = names.match(part) is not None
+                if hit:
+                    return True
         for base, regex in self._groups:
             relative = _relative(path, base)
             if relative is not None and regex.match(relative or "."):

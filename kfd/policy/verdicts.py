@@ -60,11 +60,16 @@ class Findings:
         if self.best is None or STRICTNESS[found.decision] > STRICTNESS[self.best.decision]:
             self.best = found
 
+    # `deny` and `ask` make no outcome that `add` would drop (a line may ask for each
+    # of hundreds of files it writes: the first one's reason stays).
+
     def deny(self, reason: str, rule: SourcedRule | None = None) -> None:
-        self.add(outcome("deny", reason, rule))
+        if self.best is None or self.best.decision != "deny":
+            self.add(outcome("deny", reason, rule))
 
     def ask(self, reason: str, rule: SourcedRule | None = None) -> None:
-        self.add(outcome("ask", reason, rule))
+        if self.best is None or self.best.decision == "allow":
+            self.add(outcome("ask", reason, rule))
 
     def rule(self, sourced: SourcedRule, what: str) -> bool:
         """Record a deny or ask rule that applies to ``what``; True for an allow rule."""

@@ -11,14 +11,17 @@ must give the same `PathFact`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kfd.policy.facts import command_key
 from kfd.policy.line_facts import _Gatherer, line_facts, path_fact
 from kfd.policy.paths import real_path
+from kfd.policy.reading import _all_plain
 
 NAMES = ["src", "a.py", "link", "dir-link", "out", "dangling", "loop", "hard", "gone", "..", "."]
 
@@ -80,6 +83,7 @@ def test_every_word_from_every_base_gives_the_same_fact(
         *("a.py", "src/a.py", "link", "out", "hard", "dangling", "loop", "src/dir-link/a.py"),
         *("fifo", "dir-link/secret", "src/../out", "./src//a.py", "src/", "/", "//etc", "gone/x"),
         "a.py/x",
+        *("loop/src", "loop//src", "src/dir-link//a.py"),
     ],
 )
 def test_the_paths_that_matter_give_the_same_fact(tree: Path, word: str) -> None:
@@ -103,3 +107,19 @@ def test_a_command_met_again_keeps_its_own_redirections(tree: Path) -> None:
     assert facts.commands[0].paths == facts.commands[1].paths
     assert [p.word for p in facts.commands[2].paths] == ["src/a.py"]
     assert [fact.word for fact in facts.redirects] == ["one", "two"]
+
+
+@given(st.lists(st.text(alphabet="-@=:\0a/. ", max_size=4), max_size=5))
+@settings(max_examples=500, deadline=None)
+def test_plain_words_are_told_apart_as_the_pattern_told_them(words: list[str]) -> None:
+    """`kfd.policy.reading` takes each word of a line of plain words as itself; which
+    are plain it tells by substring tests, as this expression once did."""
+    assert _all_plain(words) == (re.search(r"(?:^|\0)[-@]|[=:]", "\0".join(words)) is None)
+
+
+def test_each_command_keeps_its_key_and_a_repeated_writer_writes_its_operands(tree: Path) -> None:
+    """The key kept for a command is its `command_key` (the decision groups commands by
+    it), and a command met again still names the files it writes."""
+    facts = line_facts("tee log > one; tee log > two; tee b; sort -o out x", str(tree))
+    assert [cf.key for cf in facts.commands] == [command_key(cf.command) for cf in facts.commands]
+    assert sorted({fact.word for fact in facts.redirects}) == ["b", "log", "one", "out", "two"]

@@ -254,3 +254,21 @@ def test_a_name_rule_covers_the_files_backups_and_no_other_name() -> None:
         assert matcher(path), path
     for path in ("/ws/id_rsa.pub", "/ws/.envrc", "/ws/envy", "/ws/.env~x", "/ws/pem"):
         assert not matcher(path), path
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(SPECS, max_size=5),
+    st.lists(st.lists(PARTS, min_size=1, max_size=6), min_size=1, max_size=8),
+    st.sampled_from([1, 3, 1000]),
+)
+def test_a_matcher_that_remembers_what_it_matched_agrees_path_after_path(
+    specs: list[str], paths: list[list[str]], remember: int
+) -> None:
+    """A matcher remembers paths and their components between calls (and forgets them
+    past ``remember``): each answer is still `path_match`'s."""
+    matcher = PathMatcher(specs, "/ws", "/home/u", remember=remember)
+    for parts in [*paths, *paths]:
+        path = "/" + "/".join(parts)
+        expected = any(path_match(spec, path, "/ws", "/home/u") for spec in specs)
+        assert matcher(path) is expected, path
