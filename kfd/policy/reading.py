@@ -291,6 +291,8 @@ class GitRead:
 _PATHSPEC_MAGIC = re.compile(r"[*?\[\\]|\A:")
 """What makes a pathspec a pattern: git's glob characters (a backslash escapes the
 next one: ``.en\\v`` matches ``.env``) or leading magic (``:!src``)."""
+_GIT_GREP_PATTERNS = frozenset({"e", "f"})
+"""git grep's options giving the patterns: then its first operand is no pattern."""
 _GIT_WHOLE_COMMITS = frozenset({"full-diff"})
 """Options printing every file of the commits a pathspec selects, not only its own."""
 
@@ -326,7 +328,7 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     cut = parsed.after_dashdash if parsed.after_dashdash is not None else len(parsed.operands)
     before = [o for o in parsed.operands[:cut] if o is not None]
     after = [o for o in parsed.operands[cut:] if o is not None]
-    if "index" in traits and before:
+    if "index" in traits and before and not options & _GIT_GREP_PATTERNS:
         before = before[1:]  # git grep PATTERN [REV...] [-- PATH...]
     paths = [_scope(o) for o in before if kinds.get(o, "missing") != "missing"]
     paths += [_scope(o) for o in after]
@@ -345,8 +347,15 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     if parsed.dynamic:
         return GitRead("history", ())  # a word only known at run time may be any revision
     worktree = parsed.path[0] == "diff" and not (options & _GIT_NOT_WORKTREE)
-    if options & _GIT_WHOLE_COMMITS:
-        paths = []  # `git log -p --full-diff -- app.py`: the commits' every file
+    if named:
+        # A pathspec after `REV:dir` is relative to that tree (`git grep x HEAD:secrets
+        # -- db.txt` reads secrets/db.txt): each tree named is read whole.
+        paths = [_scope(n) for n in named]
+    if options & _GIT_WHOLE_COMMITS or any(_HEXISH.fullmatch(r) for r in revisions):
+        # `git log -p --full-diff -- app.py`: the commits' every file. An object id may
+        # name a blob or a tree, which no pathspec limits (`git show <blob> -- app.py`
+        # prints the blob): any path.
+        paths = []
     files = frozenset(p for p in paths if kinds.get(p) == "file")
     if "follow" in options:
         files = frozenset()  # --follow goes through renames: any path may be among them

@@ -267,7 +267,7 @@ def _long(spec: ProgramSpec, text: str, words: Sequence[Arg], i: int, parsed: Pa
         if positive is not None:
             parsed.add("no-" + positive.name)
             return i
-    if option is None and spec.style in ("gnu", "git", "nopt", "tar") and len(name) > 2:
+    if option is None and spec.style in ("gnu", "git", "nopt", "tar", "next") and len(name) > 2:
         fits = {spec.options[s].name: spec.options[s] for s in _prefixed(spec, name)}
         if len(fits) == 1:
             option = next(iter(fits.values()))
@@ -322,6 +322,17 @@ def _short(spec: ProgramSpec, text: str, words: Sequence[Arg], i: int, parsed: P
             return i
         if option.arity == "":
             parsed.add(option)
+            continue
+        if spec.style == "next":
+            # tree's own parser: each option of a cluster that takes a value takes the
+            # next word (`-Lo 1 FILE` is `-L 1 -o FILE`); the letters after it are
+            # options still.
+            if i < len(words):
+                parsed.dynamic = parsed.dynamic or not words[i].static
+                parsed.add(option, words[i].text, valued=True)
+                i += 1
+            else:
+                parsed.add(option)
             continue
         if rest or option.arity == "=?":
             parsed.add(option, rest, valued=bool(rest))

@@ -29,7 +29,7 @@ __all__ = ["Arity", "OptionSpec", "ProgramSpec", "Style", "known_programs", "spe
 Arity = Literal["", "=", "=?"]
 """No value, a required value, an optional value (attached only)."""
 
-Style = Literal["gnu", "git", "pflag", "nopt", "find", "dd", "tar", "plain"]
+Style = Literal["gnu", "git", "pflag", "nopt", "find", "dd", "tar", "plain", "next"]
 """How a program reads its command line.
 
 ``gnu``: getopt_long (clusters, ``--name=value``, unique prefixes of long
@@ -39,6 +39,8 @@ boolean flags take ``=true``). ``nopt``: npm's option parser (prefixes).
 ``find``: find's expressions. ``dd``: ``key=value`` operands. ``tar``: GNU
 with tar's old bundled first word (``tar czf out.tgz dir``). ``plain``:
 options up to the first operand, then operands only (wrappers, builtins).
+``next``: tree's own parser (GNU long options, but each option of a cluster
+that takes a value takes the next word: ``-Lo 1 FILE`` is ``-L 1 -o FILE``).
 """
 
 _DATA = "kfd.policy.programs.data"
