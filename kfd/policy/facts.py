@@ -103,6 +103,10 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     index_hits: list[str] | None = None
     """For a command reading the files git tracks (``git diff``, ``git grep``): the
     tracked paths read rules restrict; None when git's index could not be read."""
+    git_config: list[str] = []
+    """For a git command: what in the configuration of a repository it may run in
+    makes git run a program or read what the repository names
+    (`kfd.policy.gitconfig.running_keys`, each with its file)."""
     from_top: bool = True
     """Whether it runs at the workspace's top only (no ``cd`` before it on the line,
     no ``git -C``): then its pathspecs are relative to the workspace, as

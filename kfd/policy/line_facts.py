@@ -37,6 +37,7 @@ from kfd.policy.facts import (
     TreeFact,
     command_key,
 )
+from kfd.policy.gitconfig import MAX_CONFIG_BYTES, config_files, running_keys
 from kfd.policy.gitindex import Tracked, index_paths, repository_top
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
@@ -285,6 +286,7 @@ class _Gatherer:
         names, identity = self.identity(command)
         trees = self.walk_trees(reading, paths, command)
         index_hits = self.index_hits(reading, paths, command)
+        git_config = self.git_config(command) if reading.program == "git" else []
         return CommandFacts(
             command=command,
             paths=list(paths.values()),
@@ -294,6 +296,7 @@ class _Gatherer:
             identity=identity,
             trees=trees,
             index_hits=index_hits,
+            git_config=git_config,
             from_top=not command.chdir and len(self.bases) == 1,
         )
 
@@ -549,6 +552,15 @@ class _Gatherer:
                 hits += found.hits
         return hits[:MAX_TREE_HITS]
 
+    def git_config(self, command: SimpleCommand) -> list[str]:
+        """What makes git run a program in the configuration of each repository
+        ``command`` may run in (`kfd.policy.gitconfig`)."""
+        found: list[str] = []
+        for top in self.repositories(command):
+            if top is not None:
+                found += _configured(top)
+        return found
+
     def repositories(self, command: SimpleCommand) -> list[str | None]:
         """The repository tops git may find from the directories ``command`` may run
         in (None for a directory in no repository: git prints nothing there)."""
@@ -557,6 +569,39 @@ class _Gatherer:
             for base in self.bases
         ]
         return list(dict.fromkeys(repository_top(real_path(d)) for d in directories))
+
+
+def _configured(top: str) -> list[str]:
+    """`running_keys` of the repository at ``top``, each with its file."""
+    files = config_files(top)
+    if files is None:
+        return [f"{top}/.git (kfd cannot tell which configuration git reads there)"]
+    found: list[str] = []
+    for name in files:
+        try:
+            info = os.stat(name)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            found.append(f"{name} (unreadable)")
+            continue
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        found += [f"{key} in {name}" for key in _keys_of(name, stamp)]
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _keys_of(name: str, stamp: tuple[int, int, int, int]) -> tuple[str, ...]:
+    """`running_keys` of one configuration file, kept while its inode, size and times
+    hold (one ``stat`` a decision, not a parse; a change sets the ctime)."""
+    if stamp[1] > MAX_CONFIG_BYTES:
+        return ("(too large to read)",)
+    try:
+        with open(name, "rb") as handle:
+            text = handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return ("(unreadable)",)
+    return tuple(running_keys(text))
 
 
 def _link_names(path: str, real: str, limit: int = 40) -> list[str]:

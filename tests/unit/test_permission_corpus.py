@@ -192,7 +192,21 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
         "hostile": World(hostile, outside, home),
         "nested": World(_nested(root), outside, home),
         "home": World(_home_workspace(root), outside, root / "homews"),
+        "gitconfig": World(_configured_repository(root), outside, home),
     }
+
+
+def _configured_repository(root: Path) -> Path:
+    """A workspace that came with its ``.git`` (a tarball, a copied checkout), whose
+    configuration runs programs: git obeys it for every command."""
+    ws = root / "gitconfig"
+    ws.mkdir()
+    _git("init", "-q", str(ws), cwd=root)
+    (ws / "a.py").write_text("x = 1\n")
+    _commit(ws)
+    with (ws / ".git" / "config").open("a") as config:
+        config.write('[core]\n\tfsmonitor = "touch pwned; false"\n[diff "py"]\n\ttextconv = sh\n')
+    return ws
 
 
 def _home_workspace(root: Path) -> Path:

@@ -1,0 +1,102 @@
+"""What a repository's own git configuration makes a read-only git command do.
+
+A repository that arrives with its ``.git`` (a tarball, a copied checkout, a
+``.git`` a command wrote before the sandbox protected it) brings its
+configuration, and git obeys it for every command: ``core.fsmonitor`` runs a
+program on ``git status``, ``diff.<driver>.textconv`` and ``diff.external`` on
+``git diff`` and ``git log -p``, ``filter.<driver>.clean`` on ``git status``;
+``core.worktree`` points git at files outside the workspace,
+``blame.ignoreRevsFile`` and ``mailmap.file`` make it read files the
+repository names, and ``include.path`` brings more configuration. Any of
+them breaks what kfd promises of a read-only git command, so `running_keys`
+names them and the engine asks (`kfd.policy.judge_bash`). The user's own
+(global and system) configuration is theirs and is not read here.
+
+The parser is ours: no library reads git's format without running git (which
+would obey the configuration being judged), and only the key names and a few
+boolean values matter. It fails closed: a line it cannot read is reported as
+such, and the engine asks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from kfd.git import repository
+
+__all__ = ["MAX_CONFIG_BYTES", "config_files", "running_keys"]
+
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A larger configuration file is not read (it is reported as unreadable)."""
+
+_RUNS = re.compile(
+    r"core\.(fsmonitor|worktree)|diff\.external|diff\..+\.(command|textconv)"
+    r"|filter\..+\.(clean|smudge|process)|gpg\.(.+\.)?program|include\.path"
+    r"|includeif\..+\.path|blame\.ignorerevsfile|mailmap\.(file|blob)"
+)
+"""Keys (section and name in lower case, any subsection) that make a read-only git
+command run a program, read files the repository names, or read more configuration."""
+_BOOLEANS = frozenset({"", "true", "false", "yes", "no", "on", "off", "1", "0"})
+"""``core.fsmonitor`` values that name no program (git's own daemon, or none)."""
+_SECTION = re.compile(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\\n]|\\.)*)")?\s*\]')
+_KEY = re.compile(r"([A-Za-z][A-Za-z0-9-]*)\s*(?:=(.*))?")
+
+
+def running_keys(text: str) -> list[str]:
+    """The keys of configuration ``text`` that `_RUNS` names (``core.fsmonitor``,
+    ``diff.pdf.textconv``), or ``line N`` for each line it cannot read."""
+    found: list[str] = []
+    section = ""
+    continued = False
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if continued:
+            continued = line.endswith("\\")
+            continue  # the rest of a value
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            match = _SECTION.match(line)
+            if match is None:
+                found.append(f"line {number}")
+                section = ""
+                continue
+            name, subsection = match.group(1).lower(), match.group(2)
+            # `[section.sub]` is the old spelling of `[section "sub"]`.
+            section = f"{name}.{subsection}" if subsection is not None else name
+            line = line[match.end() :].strip()
+            if not line or line[0] in "#;":
+                continue
+        match = _KEY.fullmatch(line)
+        if match is None or not section:
+            found.append(f"line {number}")
+            continue
+        value = (match.group(2) or "").strip()
+        continued = value.endswith("\\")
+        key = f"{section}.{match.group(1).lower()}"
+        if not _RUNS.fullmatch(key):
+            continue
+        if key == "core.fsmonitor" and _unquoted(value).lower() in _BOOLEANS:
+            continue
+        found.append(key)
+    return found
+
+
+def config_files(top: str) -> list[str] | None:
+    """The configuration files of the repository whose work tree is ``top`` (its
+    ``config`` and ``config.worktree``), or None when kfd cannot tell which git
+    directory git would use there (a ``.git`` file it does not accept)."""
+    found = repository.find(Path(top))
+    if not isinstance(found, repository.Repository) or str(found.root) != top:
+        return None
+    directories = dict.fromkeys((str(found.common_dir), str(found.git_dir)))
+    names = [os.path.join(found.common_dir, "config")]
+    names += [os.path.join(d, "config.worktree") for d in directories]
+    return names
+
+
+def _unquoted(value: str) -> str:
+    value = value.split("#", 1)[0].split(";", 1)[0].strip()
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
