@@ -477,7 +477,9 @@ class _Gatherer:
         self, reading: Reading, paths: dict[str, PathFact], command: SimpleCommand
     ) -> list[TreeFact]:
         restricted = self.restricted
-        if restricted is None or not reading.reads_trees:
+        if restricted is None or not (reading.reads_trees or reading.follows_links):
+            # A lister that follows links (`find -L`, `ls -RL`) reads names wherever
+            # they lead: its trees are walked for links too.
             return []
         # Every directory it names, but those only given as an option's value
         # (`tar -C dir`, `--exclude-dir=x`): over-asking is the safe side.

@@ -121,7 +121,7 @@ class Reading:
     def default_tree(self) -> str:
         """The directory it reads when it is given no path to read (``grep -r foo``)."""
         spec = self.current
-        if spec is None or not spec.default_tree or not self.reads_trees:
+        if spec is None or not spec.default_tree or not (self.reads_trees or self.follows_links):
             return ""
         return "" if self.path_operands() else spec.default_tree
 
@@ -291,8 +291,6 @@ class GitRead:
 _PATHSPEC_MAGIC = re.compile(r"[*?\[\\]|\A:")
 """What makes a pathspec a pattern: git's glob characters (a backslash escapes the
 next one: ``.en\\v`` matches ``.env``) or leading magic (``:!src``)."""
-_GIT_GREP_PATTERNS = frozenset({"e", "f"})
-"""git grep's options giving the patterns: then its first operand is no pattern."""
 _GIT_WHOLE_COMMITS = frozenset({"full-diff"})
 """Options printing every file of the commits a pathspec selects, not only its own."""
 
@@ -328,8 +326,9 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     cut = parsed.after_dashdash if parsed.after_dashdash is not None else len(parsed.operands)
     before = [o for o in parsed.operands[:cut] if o is not None]
     after = [o for o in parsed.operands[cut:] if o is not None]
-    if "index" in traits and before and not options & _GIT_GREP_PATTERNS:
-        before = before[1:]  # git grep PATTERN [REV...] [-- PATH...]
+    patterns = spec.pattern_operand if spec is not None else None
+    if "index" in traits and before and not (patterns and patterns & options):
+        before = before[1:]  # git grep PATTERN [REV...] [-- PATH...] (no -e, no -f)
     paths = [_scope(o) for o in before if kinds.get(o, "missing") != "missing"]
     paths += [_scope(o) for o in after]
     revisions = [o for o in before if kinds.get(o, "missing") == "missing"]
