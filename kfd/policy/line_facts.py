@@ -484,8 +484,13 @@ class _Gatherer:
         # Every directory it names, but those only given as an option's value
         # (`tar -C dir`, `--exclude-dir=x`): over-asking is the safe side.
         values: set[str] = set()
-        if reading.parsed is not None:
-            values = {v for _, v in reading.parsed.values} - set(reading.path_operands())
+        parsed = reading.parsed
+        if parsed is not None:
+            # A directory given to an option the program reads (`diff --from-file=DIR
+            # NAME` reads DIR/NAME) is a tree it reads.
+            spec = parsed.current
+            read = {v for n, v in parsed.values if "reads" in spec.effect(n)}
+            values = {v for _, v in parsed.values} - set(reading.path_operands()) - read
         roots = [f for f in paths.values() if f.kind == "dir" and f.word not in values]
         default = reading.default_tree()
         if default:
