@@ -26,7 +26,7 @@ from pathlib import Path
 
 from kfd.git import repository
 
-__all__ = ["MAX_CONFIG_BYTES", "config_files", "running_keys"]
+__all__ = ["MAX_CONFIG_BYTES", "NAMED_FILES", "config_files", "named_files", "running_keys"]
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """A larger configuration file is not read (it is reported as unreadable)."""
@@ -44,10 +44,37 @@ _SECTION = re.compile(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\\n]|\\.)*)")?\s*\]'
 _KEY = re.compile(r"([A-Za-z][A-Za-z0-9-]*)\s*(?:=(.*))?")
 
 
+NAMED_FILES = {
+    "blame.ignorerevsfile": frozenset({"blame", "annotate"}),
+    "mailmap.file": frozenset({"log", "shortlog", "show", "blame", "annotate", "whatchanged"}),
+}
+"""Keys of the user's own configuration naming a file git reads, relative to the work
+tree when not absolute (the repository decides what is there: a link to ``.env``,
+whose content ``git blame`` then prints in an error), and the git commands that
+read it."""
+
+
+def named_files(text: str) -> list[tuple[str, str]]:
+    """The `NAMED_FILES` keys of configuration ``text``, each with its value."""
+    return [(key, value) for key, value in _entries(text) if key in NAMED_FILES and value]
+
+
 def running_keys(text: str) -> list[str]:
     """The keys of configuration ``text`` that `_RUNS` names (``core.fsmonitor``,
     ``diff.pdf.textconv``), or ``line N`` for each line it cannot read."""
     found: list[str] = []
+    for key, value in _entries(text):
+        if key.startswith("line ") or (
+            _RUNS.fullmatch(key) and not (key == "core.fsmonitor" and value.lower() in _BOOLEANS)
+        ):
+            found.append(key)
+    return found
+
+
+def _entries(text: str) -> list[tuple[str, str]]:
+    """Each key of configuration ``text`` (section and name in lower case) with its
+    value (unquoted); ``("line N", "")`` for a line it cannot read."""
+    found: list[tuple[str, str]] = []
     section = ""
     continued = False
     for number, raw in enumerate(text.splitlines(), 1):
@@ -60,7 +87,7 @@ def running_keys(text: str) -> list[str]:
         if line.startswith("["):
             match = _SECTION.match(line)
             if match is None:
-                found.append(f"line {number}")
+                found.append((f"line {number}", ""))
                 section = ""
                 continue
             name, subsection = match.group(1).lower(), match.group(2)
@@ -71,16 +98,11 @@ def running_keys(text: str) -> list[str]:
                 continue
         match = _KEY.fullmatch(line)
         if match is None or not section:
-            found.append(f"line {number}")
+            found.append((f"line {number}", ""))
             continue
         value = (match.group(2) or "").strip()
         continued = value.endswith("\\")
-        key = f"{section}.{match.group(1).lower()}"
-        if not _RUNS.fullmatch(key):
-            continue
-        if key == "core.fsmonitor" and _unquoted(value).lower() in _BOOLEANS:
-            continue
-        found.append(key)
+        found.append((f"{section}.{match.group(1).lower()}", _unquoted(value)))
     return found
 
 

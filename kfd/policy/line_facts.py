@@ -37,7 +37,13 @@ from kfd.policy.facts import (
     TreeFact,
     command_key,
 )
-from kfd.policy.gitconfig import MAX_CONFIG_BYTES, config_files, running_keys
+from kfd.policy.gitconfig import (
+    MAX_CONFIG_BYTES,
+    NAMED_FILES,
+    config_files,
+    named_files,
+    running_keys,
+)
 from kfd.policy.gitindex import Tracked, index_paths, repository_top
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
@@ -84,10 +90,11 @@ def line_facts(
     """
     analysis = analyze(command)
     root = real_path(workspace)
-    bases = _bases(analysis.commands, workspace, home or os.path.expanduser("~"))
+    home = home or os.path.expanduser("~")
+    bases = _bases(analysis.commands, workspace, home)
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
     links = instruction_links(workspace)
-    gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links)
+    gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links, home)
     commands, distinct = _gathered(gatherer, analysis.commands)
     # A file named by a redirection or a writing operand, from every directory the
     # line may be in (`cd docs && echo x > notes.md` writes docs/notes.md).
@@ -254,7 +261,9 @@ class _Gatherer:
         path_dirs: list[str],
         inputs: list[str],
         instructions: Mapping[str, str],
+        home: str = "",
     ) -> None:
+        self.home = home
         self.inputs = inputs
         self.instructions = instructions
         self.workspace = workspace
@@ -286,7 +295,11 @@ class _Gatherer:
         names, identity = self.identity(command)
         trees = self.walk_trees(reading, paths, command)
         index_hits = self.index_hits(reading, paths, command)
-        git_config = self.git_config(command) if reading.program == "git" else []
+        git_config: list[str] = []
+        if reading.program == "git":
+            git_config = self.git_config(command)
+            for path in self.configured_reads(command, reading):
+                paths.setdefault(path.path, path)
         return CommandFacts(
             command=command,
             paths=list(paths.values()),
@@ -568,6 +581,31 @@ class _Gatherer:
                 found += _configured(top)
         return found
 
+    def configured_reads(self, command: SimpleCommand, reading: Reading) -> list[PathFact]:
+        """The files the user's own git configuration has this git command read in
+        the repositories it may run in (`NAMED_FILES`: ``.git-blame-ignore-revs``),
+        which the repository may have made a link to anything: read paths like any
+        other. A subcommand kfd cannot name may be any."""
+        path = reading.parsed.path if reading.parsed is not None else []
+        subcommand = path[0] if path else ""
+        named = [
+            value
+            for key, value in (_user_named(self.home) if self.home else ())
+            if not subcommand or subcommand in NAMED_FILES[key]
+        ]
+        facts: list[PathFact] = []
+        for top in self.repositories(command) if named else ():
+            if top is None:
+                continue
+            spelled = os.path.normpath(
+                os.path.join(self.workspace, os.path.relpath(top, self.root))
+            )
+            for name in named:
+                if name.startswith("~/"):
+                    name = os.path.join(self.home, name[2:])
+                facts.append(self.resolve(name, spelled))
+        return facts
+
     def repositories(self, command: SimpleCommand) -> list[str | None]:
         """The repository tops git may find from the directories ``command`` may run
         in (None for a directory in no repository: git prints nothing there)."""
@@ -576,6 +614,32 @@ class _Gatherer:
             for base in self.bases
         ]
         return list(dict.fromkeys(repository_top(real_path(d)) for d in directories))
+
+
+def _user_named(home: str) -> tuple[tuple[str, str], ...]:
+    """`named_files` of the user's own git configuration (global)."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    names: list[tuple[str, str]] = []
+    for name in (os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")):
+        try:
+            info = os.stat(name)
+        except OSError:
+            continue
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        names += _named_in(name, stamp)
+    return tuple(dict.fromkeys(names))
+
+
+@functools.lru_cache(maxsize=16)
+def _named_in(name: str, stamp: tuple[int, int, int, int]) -> tuple[tuple[str, str], ...]:
+    """`named_files` of one configuration file, kept while its stamp holds."""
+    if stamp[1] > MAX_CONFIG_BYTES:
+        return ()
+    try:
+        with open(name, "rb") as handle:
+            return tuple(named_files(handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")))
+    except OSError:
+        return ()
 
 
 def _configured(top: str) -> list[str]:

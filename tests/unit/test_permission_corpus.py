@@ -112,6 +112,8 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (home / ".ssh" / "id_rsa").write_text("key\n")
     (home / ".aws").mkdir()
     (home / ".aws" / "credentials").write_text("[default]\n")
+    # As GitHub recommends: git blame reads the file in every repository it runs in.
+    (home / ".gitconfig").write_text("[blame]\n\tignoreRevsFile = .git-blame-ignore-revs\n")
 
     ws = root / "ws"
     ws.mkdir()
@@ -186,6 +188,7 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (hostile / "npm2").symlink_to(outside / "bin" / "npm")
     (hostile / "src" / "out").symlink_to(outside)
     (hostile / ".en\\v").write_text("")  # a pathspec matching .env: `\\v` is `v` to git
+    (hostile / ".git-blame-ignore-revs").symlink_to(".env")  # blame prints it in an error
     return {
         "repo": World(ws, outside, home),
         "clean": World(clean, outside, home),
