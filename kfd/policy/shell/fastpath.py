@@ -76,11 +76,9 @@ _TOKEN = re.compile(
 )
 """A command's blanks, redirection operators (with a descriptor) and words."""
 _BEFORE_QUOTE = re.compile(r"[^'\"]*")
-_TARGET = re.compile(
-    r"(?:(?<=[<>])|(?<=[<>][ \t]))([A-Za-z0-9_./,:@%+][A-Za-z0-9_./,:@%+=-]*+)(?=[ \t]|\Z)"
-)
-"""A plain word right after ``<`` or ``>`` (and a blank at most), up to a blank: where a
-redirection's target may be (`_retargeted`)."""
+_TARGET = re.compile(r"([<>][ \t]?)([A-Za-z0-9_./,:@%+][A-Za-z0-9_./,:@%+=-]*+)(?=[ \t]|\Z)")
+"""A plain word right after ``<`` or ``>`` (and a blank at most), up to a blank or the
+end: where a redirection's target may be (`_retargeted`)."""
 _SEPARATORS = str.maketrans(";&|", "   ")
 _SPECIAL_NAMES = frozenset(
     {"if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while", "until"}
@@ -287,22 +285,25 @@ def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
     words, substitutions and redirections but for those targets."""
     if "<" not in text and ">" not in text:
         return _command(text)
-    parts = _TARGET.split(text)
+    parts = _TARGET.split(text)  # before, `>` and a blank, target, between, …, after
     if len(parts) == 1:
         return _command(text)
-    shape = "\0".join(parts[::2])  # no NUL in a plain line (`_LINE`)
+    first = len(parts[0]) + len(parts[1])
+    targets = parts[2::3]
+    del parts[2::3]
+    shape = "\0".join(parts)  # no NUL in a plain line (`_LINE`)
     template = shapes.get(shape)
     if template is None:
         command = _command(text)
-        if command is not None and _written_targets(command, len(parts[0])) == parts[1::2]:
+        if command is not None and _written_targets(command, first) == targets:
             shapes[shape] = command
         return command
-    targets = iter(parts[1::2])
+    replacing = iter(targets)
     return PlainCommand(
         text,
         template.body,
         tuple(
-            r if r.operator == ">&" else PlainRedirect(r.operator, r.fd, next(targets))
+            r if r.operator == ">&" else PlainRedirect(r.operator, r.fd, next(replacing))
             for r in template.redirects
         ),
         template.substitutions,
