@@ -72,7 +72,9 @@ class Collector:
     """Accumulates commands, risks and redirections across nested scripts."""
 
     def __init__(self, line: str, *, fast_path: bool = True, runs: bool = True) -> None:
-        self.seen = set(line)
+        self.line = line
+        self.seen: set[str] | None = None
+        """The characters of the line, once asked for (`characters`)."""
         self.fast_path = fast_path
         """Whether provably simple scripts skip tree-sitter (`kfd.policy.shell.fastpath`)."""
         self.runs = runs
@@ -88,6 +90,12 @@ class Collector:
         """Statements already walked, with their context (`_Walker.statement`)."""
         self.memo = PlainMemo()
         """What the walks of plain statements learnt (`PlainWalk`)."""
+
+    def characters(self) -> set[str]:
+        """The characters of the line."""
+        if self.seen is None:
+            self.seen = set(self.line)
+        return self.seen
 
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
         self.risks.append(Risk(kind, message, subject))
@@ -159,7 +167,7 @@ class _Walker(PlainWalk):
         self.out.expansions = True
 
     def seen_characters(self) -> set[str]:
-        return self.out.seen
+        return self.out.characters()
 
     # Statements
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from kfd.policy.shell.evaluation import plain_name, sensitive_variable
-from kfd.policy.shell.lookalike import suspicious_characters
+from kfd.policy.shell.lookalike import plain_text, suspicious_characters
 from kfd.policy.shell.model import Assignment, Redirect, RiskKind, SimpleCommand
 from kfd.policy.shell.redirects import Redirections, RedirectReader
 from kfd.policy.shell.steps import Invocation
@@ -302,9 +302,12 @@ class SimpleCommandReader(RedirectReader):
         what those find depends on the whole context)."""
         self.check_assignments(prefix, exported=True)
         # Characters already in the line were reported; decoding ($'\u…') can add more.
-        seen = self.seen_characters()
-        if not seen.issuperset("".join([w.value for w in words if w.value is not None])):
-            for word in words:
+        # Plain words have none to report: the line's are gathered (4 KB of them at
+        # times) only for words that are not.
+        values = "".join([w.value for w in words if w.value is not None])
+        if not plain_text(values):
+            seen = self.seen_characters()
+            for word in words if not seen.issuperset(values) else ():
                 value = word.value
                 if value is not None and not set(value) <= seen:
                     for description in suspicious_characters(value):
