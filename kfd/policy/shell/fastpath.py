@@ -79,6 +79,7 @@ _BEFORE_QUOTE = re.compile(r"[^'\"]*")
 _TARGET = re.compile(r"([<>][ \t]?)([A-Za-z0-9_./,:@%+][A-Za-z0-9_./,:@%+=-]*+)(?=[ \t]|\Z)")
 """A plain word right after ``<`` or ``>`` (and a blank at most), up to a blank or the
 end: where a redirection's target may be (`_retargeted`)."""
+_SEMICOLON_SUBSTITUTED = re.compile(r"\$\([^)]*;")
 _SEPARATORS = str.maketrans(";&|", "   ")
 _SPECIAL_NAMES = frozenset(
     {"if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while", "until"}
@@ -163,10 +164,13 @@ def simple_line(text: str) -> list[PlainStatement] | None:
             or "<<" in line  # the walker walks such statements each time (here-documents)
         ):
             return None
-        split = line.split(";") if _ungrouped(line) else _split(_STATEMENT, line)
-        if split is None:
-            return None
-        pieces = split if _ungrouped(line) else split[::2]
+        if _statements_apart(line):
+            pieces = line.split(";")
+        else:
+            split = _split(_STATEMENT, line)
+            if split is None:
+                return None
+            pieces = split[::2]
         for index, piece in enumerate(pieces):
             source = piece.strip(_BLANKS)
             if not source:
@@ -195,6 +199,15 @@ def _ungrouped(text: str) -> bool:
     substitution): then splitting at them is reading it. (Substring tests: a set's
     ``isdisjoint`` hashes each character, 30 us on a 4 KB line.)"""
     return "'" not in text and '"' not in text and "$" not in text
+
+
+def _statements_apart(line: str) -> bool:
+    """Whether every ``;`` of ``line`` (a `_LINE`) ends a statement: none is in quotes (it
+    has none) or in a command substitution (each ``$`` begins one, which `_STATEMENT`
+    reads whole). Then splitting at them is what `_split` of `_STATEMENT` gives."""
+    if "'" in line or '"' in line:
+        return False
+    return "$" not in line or _SEMICOLON_SUBSTITUTED.search(line) is None
 
 
 def _operator_like(line: str) -> bool:
