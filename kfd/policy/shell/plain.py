@@ -126,7 +126,7 @@ class PlainWalk(SimpleCommandReader):
         redirected statement: its redirections recorded first, the command a level down."""
         if not command.redirects:
             if self.first_walk("command", command.text.encode(), context, level):
-                self.plain_command_words(command, context, context, level)
+                self.plain_command_words(command, context, [], level)
             return
         if not self.first_walk("redirected_statement", command.text.encode(), context, level):
             return
@@ -136,14 +136,12 @@ class PlainWalk(SimpleCommandReader):
             if r.operator != ">&"  # a descriptor duplicated (`2>&1`): no file
         ]
         self.register(redirects)
-        inner = context.with_redirects(redirects)
-        self.plain_command_words(command, inner, context, level + 1)
+        self.plain_command_words(command, context, redirects, level + 1)
 
     def plain_command_words(
-        self, command: PlainCommand, context: Context, around: Context, level: int
+        self, command: PlainCommand, around: Context, redirects: list[Redirect], level: int
     ) -> None:
-        """The words of ``command`` in ``context`` (``around`` and the command's own
-        redirections)."""
+        """The words of ``command``, in ``around`` with its own ``redirects``."""
         memo = self.memo
         for source, statements in command.substitutions.items():
             # As `scanned` does: each substitution a risk, its commands walked first.
@@ -170,9 +168,8 @@ class PlainWalk(SimpleCommandReader):
             # Not when the words gave scripts to walk (None): their commands depend on
             # the whole context, and they may be walked again (`first_walk`).
             for command_found in found:
-                self.found_command(
-                    msgspec.structs.replace(command_found, redirects=list(context.redirects))
-                )
+                every = [*around.redirects, *redirects]  # as `Context.with_redirects`
+                self.found_command(msgspec.structs.replace(command_found, redirects=every))
             return
         plain = command.plain_words
         if plain is not None:
@@ -184,6 +181,7 @@ class PlainWalk(SimpleCommandReader):
                 else Word(source, value)
                 for source, value in command.words
             ]
+        context = around.with_redirects(redirects)
         memo.commands[key] = self.emit(words, [], context, text, level)
 
     def plain_values(self, node: Node) -> tuple[int, int] | None:
