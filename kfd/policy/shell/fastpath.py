@@ -65,6 +65,8 @@ _SEGMENT = re.compile(
     r"(&&|\|\||\||\Z)"
 )
 """One command's text and the operator after it (none at the end)."""
+_OPERATOR = re.compile(r"(&&|\|\||\|)")
+"""`_SEGMENT`'s operators (`_operators_apart`)."""
 _WORD = re.compile(r"(?:[^ \t'\"$]++|'[^']*+'|\"[^\"]*+\"|" + _SUBSTITUTION + r")++")
 _INNER = re.compile(r"\$\(([^()]*)\)")
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
@@ -210,6 +212,18 @@ def _statements_apart(line: str) -> bool:
     return "$" not in line or _SEMICOLON_SUBSTITUTED.search(line) is None
 
 
+def _operators_apart(source: str) -> bool:
+    """Whether splitting ``source`` at `_OPERATOR` gives what `_split` of `_SEGMENT`
+    does: no quote or substitution can hold an operator, every ``&`` is one of ``&&``
+    (an odd run leaves one `_SEGMENT` cannot read) and none touches a ``>``."""
+    return (
+        _ungrouped(source)
+        and source.count("&") == 2 * source.count("&&")
+        and "&>" not in source
+        and ">&" not in source
+    )
+
+
 def _operator_like(line: str) -> bool:
     """What tree-sitter may lex as a test operator: ``==``, ``=~``, a word starting with
     ``=`` (also inside quotes: declining is safe)."""
@@ -246,7 +260,7 @@ def _statement(
             known[source] = _retargeted(source, shapes)
         command = known[source]
         return None if command is None else PlainStatement("command", source, (command,))
-    parts = _split(_SEGMENT, source)
+    parts = _OPERATOR.split(source) if _operators_apart(source) else _split(_SEGMENT, source)
     if parts is None:
         return None
     commands: list[PlainCommand] = []
