@@ -146,7 +146,9 @@ def simple_line(text: str) -> list[PlainStatement] | None:
     """The statements of ``text`` when it is provably simple (module docstring), else None.
 
     A statement or command met again (``ls x && ls x && …``) is read once: the
-    same text reads the same way."""
+    same text reads the same way; one met again with other redirection targets
+    only (``echo $(date) > out1.txt`` after ``… > out0.txt``) is the first with
+    those targets (`_retargeted`)."""
     statements: list[PlainStatement] = []
     known: dict[str, PlainStatement | None] = {}
     commands: dict[str, PlainCommand | None] = {}
@@ -173,10 +175,11 @@ def simple_line(text: str) -> list[PlainStatement] | None:
             if split is None:
                 return None
             pieces = split[::2]
+        last = len(pieces) - 1
         for index, piece in enumerate(pieces):
             source = piece.strip(_BLANKS)
             if not source:
-                if index == len(pieces) - 1:
+                if index == last:
                     long_pipeline = long_pipeline and index == 0  # a blank line keeps it
                     break  # after a last `;`, or a blank line
                 return None  # `;` with no command before it
@@ -189,9 +192,7 @@ def simple_line(text: str) -> list[PlainStatement] | None:
                 return None
             statements.append(statement)
             long_pipeline = (  # not closed by a `;`
-                index == len(pieces) - 1
-                and statement.kind == "pipeline"
-                and len(statement.commands) > 2
+                index == last and statement.kind == "pipeline" and len(statement.commands) > 2
             )
     return statements or None
 
@@ -315,13 +316,13 @@ def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
     parts = _TARGET.split(text)  # before, `>` and a blank, target, between, …, after
     if len(parts) == 1:
         return _command(text)
-    first = len(parts[0]) + len(parts[1])
     targets = parts[2::3]
     del parts[2::3]
     shape = "\0".join(parts)  # no NUL in a plain line (`_LINE`)
     template = shapes.get(shape)
     if template is None:
         command = _command(text)
+        first = len(parts[0]) + len(parts[1])  # where the first target starts
         if command is not None and _written_targets(command, first) == targets:
             shapes[shape] = command
         return command

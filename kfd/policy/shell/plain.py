@@ -4,11 +4,12 @@ Part of the shell analyser's syntax walker (`kfd.policy.shell.parse`), mixed
 into it. `PlainWalk.plain` walks the statements `kfd.policy.shell.fastpath`
 read as `statement` walks tree-sitter's tree for them: the same commands,
 risks and redirections, in the same order, each statement seen once per
-context and level. `plain_values` finds the commands and loops of many plain
-words (``git add a b c …``, ``for x in …``) whose words are read from the
-source at once, which is also how a run tree-sitter read as one word
-(`kfd.policy.shell.runs`) is read back; `runs_hold` says whether every such
-run landed where that reading holds.
+context and level (the words of a command are emitted once a line, whatever
+its redirections: `PlainMemo`). `plain_values` finds the commands and loops
+of many plain words (``git add a b c …``, ``for x in …``) whose words are
+read from the source at once, which is also how a run tree-sitter read as
+one word (`kfd.policy.shell.runs`) is read back; `runs_hold` says whether
+every such run landed where that reading holds.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class PlainWalk(SimpleCommandReader):
             return
         plain = command.plain_words
         if plain is not None:
-            words = [Word(word, word) for word in plain]
+            words = list(map(Word, plain, plain))  # (hundreds at times: `map` is quicker)
         else:
             words = [
                 Word(source, None, "command substitution")

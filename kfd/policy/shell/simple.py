@@ -111,7 +111,8 @@ class SimpleCommandReader(RedirectReader):
         span = self.plain_values(node) if not extra and dash is None else None
         if span is not None:  # `git add a.py b.py …`: no quotes, expansions or redirections
             text = decode(self.source[span[0] : span[1]])
-            self.emit([Word(word, word) for word in text.split()], [], context, text, level)
+            plain = text.split()
+            self.emit(list(map(Word, plain, plain)), [], context, text, level)
             return
         scan = Scan()
         prefix: list[Assignment] = []
