@@ -526,3 +526,108 @@ def test_lines_with_substitutions_give_the_same_facts(
     line = operator.join(["ls " + " ".join(words) for words in commands]) + redirect
     same(line)
     same(f"{line}{operator}{line}")
+
+
+# A statement met again with only its redirections' targets changed is read and walked
+# once and given the other targets (`fastpath._retargeted`, `plain.PlainMemo`): lines
+# of many such statements, with repeats and near misses mixed in, where a shape taken
+# too widely or a memory keyed on too little would show.
+@pytest.mark.parametrize(
+    "line",
+    [
+        "echo start" + "".join(f"; echo $(date) > out{n}.txt" for n in range(40)),
+        "; ".join(f"echo $(date) > out{n % 3}.txt" for n in range(12)),
+        "; ".join(f"cat < in{n} > out{n} 2>&1" for n in range(8)),
+        "; ".join(f"ls {fd}> e{n}" for n in range(3) for fd in ("", "1", "2", "3")),
+        "; ".join(f"make {op} log{n}" for n in range(3) for op in (">", ">>", "&>", "<")),
+        "echo $(date) > a; echo $(whoami) > b; echo $(date) > c; echo $(date) $(date) > d",
+        "echo x > out1; echo x > -x; echo x > =x; echo x > 'q'; echo x > \"a b\"; echo x > b",
+        "echo x > out1; echo x > $(date); echo x > o$(date); echo x > out2",
+        'echo "a> b c" > out1; echo "a> b c" > out2; echo "a> b" c > out3; echo "a>" b > c',
+        'echo "x> y z" >  y; echo "x> k z" >  y; echo "x> k z" > y; echo "x>  y z" >  y',
+        "echo x >a; echo x > a; echo x  > a; echo x >  b; echo x\t>\tc; echo x >d ; echo x>e",
+        "echo $(date) > o1 | cat; echo $(date) > o2 | cat; echo $(date) > o3 | wc",
+        "ls > a && ls; ls > b; ls && ls > c; ls > d || ls; ls",
+        "ls > a && ls > b; ls > c && ls > d",
+        "bash -c 'echo x > a; echo x > b' > c; bash -c 'echo x > a; echo x > b' > d",
+        "bash -c 'ls' > a; bash -c 'ls' > b; bash -c 'ls' > a; bash -c 'ls'",
+        "sudo bash -c 'ls' > a; sudo bash -c 'ls' > b; env A=1 bash -c 'ls' > c",
+        "echo $(ls > x) > a; echo $(ls > x) > b; echo $(ls > y) > c; ls > x",
+        "echo $(date) > a; echo $(date); date > b; date; echo $(date) > /dev/null",
+        "echo x > /dev/null; echo x > /dev/tcp/h/80; echo x > /dev/stderr; echo x > y",
+        "ls x > a; PATH=/x ls x > b; ls x > c",
+        "cat > a 2>&1 < b; cat > c 2>&1 < d; cat > e 2>&2 < f; cat > g 2>&1 < -h",
+        "git -c core.pager=x log > a; git -c core.pager=x log > b; find . -exec rm {} + > c",
+        "echo x > a=b; echo x > c; echo x > %d; echo x > @e; echo x > f,g:h+i",
+        "echo x > a\necho x > b\n# c\necho x > c\n\necho y > d",
+        "ls - > a; ls - > b; ls -- > c; ls > -",
+    ],
+)
+def test_statements_differing_only_in_redirection_targets_give_the_same_facts(
+    line: str,
+) -> None:
+    same(line)
+    same(f"{line}; {line}")
+    same(f"bash -c {line!r}")
+
+
+_RETARGETED_BODIES = [
+    "echo $(date)",
+    "echo $(date) $(whoami)",
+    "echo x",
+    "ls $(pwd) -la",
+    "cat",
+    "git status",
+    "sudo ls",
+    "env A=1 ls",
+    'echo "a> b c"',
+    "bash -c 'ls > q'",
+    "xargs rm",
+    "-x",
+]
+_RETARGETED_TARGETS = [
+    "out0",
+    "out1",
+    "a.txt",
+    "/dev/null",
+    "/dev/tcp/h/1",
+    "-x",
+    "=x",
+    "'q'",
+    '"m n"',
+    "$(date)",
+    "x=1",
+    "2",
+    "b@c%d",
+]
+
+
+@st.composite
+def _retargeted_statement(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from(_RETARGETED_BODIES))
+    for _ in range(draw(st.integers(1, 3))):
+        operator = draw(st.sampled_from([">", ">>", "2>", "&>", "<", "1>", "2>>", "0<", ">&"]))
+        glue = draw(st.sampled_from(["", " ", "  "]))
+        text += draw(st.sampled_from([" ", " ", "\t", ""])) + operator + glue
+        text += draw(st.sampled_from(_RETARGETED_TARGETS))
+    if draw(st.booleans()):
+        text += draw(st.sampled_from([" 2>&1", " >&2", " 2>&1 x"]))
+    return text
+
+
+@given(
+    st.lists(_retargeted_statement(), min_size=2, max_size=12),
+    st.lists(st.sampled_from(["; ", "\n", ";", " && ", " | ", " || "]), min_size=11),
+    st.booleans(),
+)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_generated_statements_differing_in_their_targets_give_the_same_facts(
+    statements: list[str], separators: list[str], repeat: bool
+) -> None:
+    if repeat:
+        statements += statements[::2]
+    line = statements[0] + "".join(
+        separator + statement
+        for separator, statement in zip(itertools.cycle(separators), statements[1:])
+    )
+    same(line)

@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
 from typing import Literal
+
+import msgspec
 
 __all__ = ["PlainCommand", "PlainStatement", "simple_line"]
 
@@ -64,6 +65,8 @@ _SEGMENT = re.compile(
     r"(&&|\|\||\||\Z)"
 )
 """One command's text and the operator after it (none at the end)."""
+_OPERATOR = re.compile(r"(&&|\|\||\|)")
+"""`_SEGMENT`'s operators (`_operators_apart`)."""
 _WORD = re.compile(r"(?:[^ \t'\"$]++|'[^']*+'|\"[^\"]*+\"|" + _SUBSTITUTION + r")++")
 _INNER = re.compile(r"\$\(([^()]*)\)")
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
@@ -75,6 +78,10 @@ _TOKEN = re.compile(
 )
 """A command's blanks, redirection operators (with a descriptor) and words."""
 _BEFORE_QUOTE = re.compile(r"[^'\"]*")
+_TARGET = re.compile(r"([<>][ \t]?)([A-Za-z0-9_./,:@%+][A-Za-z0-9_./,:@%+=-]*+)(?=[ \t]|\Z)")
+"""A plain word right after ``<`` or ``>`` (and a blank at most), up to a blank or the
+end: where a redirection's target may be (`_retargeted`)."""
+_SEMICOLON_SUBSTITUTED = re.compile(r"\$\([^)]*;")
 _SEPARATORS = str.maketrans(";&|", "   ")
 _SPECIAL_NAMES = frozenset(
     {"if", "then", "elif", "else", "fi", "case", "esac", "for", "select", "while", "until"}
@@ -85,8 +92,10 @@ _SPECIAL_NAMES = frozenset(
 _BLANKS = " \t"
 
 
-@dataclass(slots=True, frozen=True)
-class PlainRedirect:
+# Structs, not dataclasses: made by the hundred a line, and made faster.
+
+
+class PlainRedirect(msgspec.Struct, frozen=True):
     """A redirection after a command's words: ``>``, ``>>``, ``<``, ``&>``, ``N>&M``."""
 
     operator: str
@@ -97,15 +106,14 @@ class PlainRedirect:
     """After quote removal."""
 
 
-@dataclass(slots=True)
-class PlainCommand:
+class PlainCommand(msgspec.Struct):
     """One simple command, from its first word to its last redirection, as written."""
 
     text: str
     body: str = ""
     """Its words alone, when it has redirections (else `text`)."""
     redirects: tuple[PlainRedirect, ...] = ()
-    substitutions: dict[str, list[PlainStatement]] = field(default_factory=dict)
+    substitutions: dict[str, list[PlainStatement]] = {}
     """The statements of each word that is a command substitution (``$(date)``)."""
 
     @property
@@ -123,8 +131,7 @@ class PlainCommand:
         return text.split() if _ungrouped(text) else None
 
 
-@dataclass(slots=True)
-class PlainStatement:
+class PlainStatement(msgspec.Struct, frozen=True):
     """A command, a pipeline or an ``&&``/``||`` list, as tree-sitter names them."""
 
     kind: Literal["command", "pipeline", "list"]
@@ -139,10 +146,13 @@ def simple_line(text: str) -> list[PlainStatement] | None:
     """The statements of ``text`` when it is provably simple (module docstring), else None.
 
     A statement or command met again (``ls x && ls x && …``) is read once: the
-    same text reads the same way."""
+    same text reads the same way; one met again with other redirection targets
+    only (``echo $(date) > out1.txt`` after ``… > out0.txt``) is the first with
+    those targets (`_retargeted`)."""
     statements: list[PlainStatement] = []
     known: dict[str, PlainStatement | None] = {}
     commands: dict[str, PlainCommand | None] = {}
+    shapes: _Shapes = {}
     # A line ending in a pipeline of three or more commands, and more lines:
     # tree-sitter may read the next lines' words as the pipeline's last command's
     # (`a|b|c⏎d⏎e && f` as `c d e`), which the walk reports as unparsed. Such a
@@ -158,29 +168,31 @@ def simple_line(text: str) -> list[PlainStatement] | None:
             or "<<" in line  # the walker walks such statements each time (here-documents)
         ):
             return None
-        split = line.split(";") if _ungrouped(line) else _split(_STATEMENT, line)
-        if split is None:
-            return None
-        pieces = split if _ungrouped(line) else split[::2]
+        if _statements_apart(line):
+            pieces = line.split(";")
+        else:
+            split = _split(_STATEMENT, line)
+            if split is None:
+                return None
+            pieces = split[::2]
+        last = len(pieces) - 1
         for index, piece in enumerate(pieces):
             source = piece.strip(_BLANKS)
             if not source:
-                if index == len(pieces) - 1:
+                if index == last:
                     long_pipeline = long_pipeline and index == 0  # a blank line keeps it
                     break  # after a last `;`, or a blank line
                 return None  # `;` with no command before it
             if long_pipeline:
                 return None
             if source not in known:
-                known[source] = _statement(source, commands)
+                known[source] = _statement(source, commands, shapes)
             statement = known[source]
             if statement is None:
                 return None
             statements.append(statement)
             long_pipeline = (  # not closed by a `;`
-                index == len(pieces) - 1
-                and statement.kind == "pipeline"
-                and len(statement.commands) > 2
+                index == last and statement.kind == "pipeline" and len(statement.commands) > 2
             )
     return statements or None
 
@@ -190,6 +202,27 @@ def _ungrouped(text: str) -> bool:
     substitution): then splitting at them is reading it. (Substring tests: a set's
     ``isdisjoint`` hashes each character, 30 us on a 4 KB line.)"""
     return "'" not in text and '"' not in text and "$" not in text
+
+
+def _statements_apart(line: str) -> bool:
+    """Whether every ``;`` of ``line`` (a `_LINE`) ends a statement: none is in quotes (it
+    has none) or in a command substitution (each ``$`` begins one, which `_STATEMENT`
+    reads whole). Then splitting at them is what `_split` of `_STATEMENT` gives."""
+    if "'" in line or '"' in line:
+        return False
+    return "$" not in line or _SEMICOLON_SUBSTITUTED.search(line) is None
+
+
+def _operators_apart(source: str) -> bool:
+    """Whether splitting ``source`` at `_OPERATOR` gives what `_split` of `_SEGMENT`
+    does: no quote or substitution can hold an operator, every ``&`` is one of ``&&``
+    (an odd run leaves one `_SEGMENT` cannot read) and none touches a ``>``."""
+    return (
+        _ungrouped(source)
+        and source.count("&") == 2 * source.count("&&")
+        and "&>" not in source
+        and ">&" not in source
+    )
 
 
 def _operator_like(line: str) -> bool:
@@ -206,28 +239,36 @@ def _split(pattern: re.Pattern[str], text: str) -> list[str] | None:
     are the whole text: a search that skipped a character it could not read
     (``a &>&& b``: a lone ``&``) would drop everything before it."""
     parts: list[str] = []
-    end = 0
-    for match in pattern.finditer(text):
-        if match.start() != end:
-            return None
-        end = match.end()
-        piece, operator = match.groups()
+    read = 0  # the matches are in order and apart: they are the text if their sizes add up
+    for piece, operator in pattern.findall(text):
+        read += len(piece) + len(operator)
         parts.append(piece)
         if not operator:
             break
         parts.append(operator)
-    return parts if end == len(text) else None
+    return parts if read == len(text) else None
 
 
-def _statement(source: str, known: dict[str, PlainCommand | None]) -> PlainStatement | None:
-    parts = _split(_SEGMENT, source) if "&" in source or "|" in source else [source]
+_Shapes = dict[str, PlainCommand]
+"""Commands read, by their text without their redirections' targets (`_retargeted`)."""
+
+
+def _statement(
+    source: str, known: dict[str, PlainCommand | None], shapes: _Shapes
+) -> PlainStatement | None:
+    if "&" not in source and "|" not in source:  # one command
+        if source not in known:
+            known[source] = _retargeted(source, shapes)
+        command = known[source]
+        return None if command is None else PlainStatement("command", source, (command,))
+    parts = _OPERATOR.split(source) if _operators_apart(source) else _split(_SEGMENT, source)
     if parts is None:
         return None
     commands: list[PlainCommand] = []
     for piece in parts[::2]:
         text = piece.strip(_BLANKS)
         if text not in known:
-            known[text] = _command(text)
+            known[text] = _retargeted(text, shapes)
         command = known[text]
         if command is None:
             return None
@@ -257,6 +298,53 @@ def _statement(source: str, known: dict[str, PlainCommand | None]) -> PlainState
             operands.append(PlainStatement("pipeline", text, group))
         start = index + 1
     return PlainStatement("list", source, tuple(commands), tuple(operands))
+
+
+def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
+    """`_command` of ``text``, from a command read before that differs only in the
+    targets of its redirections (``echo $(date) > out1.txt`` after ``… > out0.txt``).
+
+    A command is kept as a shape only when the words `_TARGET` finds in it are exactly
+    its file redirections' targets as written (`_written_targets`). Another text of
+    that shape (the same text around other words `_TARGET` finds: plain, neither
+    starting with ``-`` or ``=`` nor holding a quote or ``$``, each between ``<`` or
+    ``>`` (and a blank at most) and a blank or the end) then reads as the same tokens
+    but for those words, in the same places: `_command` gives it the same name, body,
+    words, substitutions and redirections but for those targets."""
+    if "<" not in text and ">" not in text:
+        return _command(text)
+    parts = _TARGET.split(text)  # before, `>` and a blank, target, between, …, after
+    if len(parts) == 1:
+        return _command(text)
+    targets = parts[2::3]
+    del parts[2::3]
+    shape = "\0".join(parts)  # no NUL in a plain line (`_LINE`)
+    template = shapes.get(shape)
+    if template is None:
+        command = _command(text)
+        first = len(parts[0]) + len(parts[1])  # where the first target starts
+        if command is not None and _written_targets(command, first) == targets:
+            shapes[shape] = command
+        return command
+    replacing = iter(targets)
+    return PlainCommand(
+        text,
+        template.body,
+        tuple(
+            r if r.operator == ">&" else PlainRedirect(r.operator, r.fd, next(replacing))
+            for r in template.redirects
+        ),
+        template.substitutions,
+    )
+
+
+def _written_targets(command: PlainCommand, start: int) -> list[str] | None:
+    """The targets of ``command``'s file redirections as written, when none is quoted
+    and ``start`` (where `_TARGET` found the first) is past its words (else None)."""
+    tail = command.text[len(command.body) :]
+    if not command.redirects or start < len(command.body) or "'" in tail or '"' in tail:
+        return None
+    return [r.target for r in command.redirects if r.operator != ">&"]
 
 
 def _command(text: str) -> PlainCommand | None:

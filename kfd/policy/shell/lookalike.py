@@ -11,13 +11,19 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["suspicious_characters"]
+__all__ = ["plain_text", "suspicious_characters"]
 
 _CONFUSABLE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC")
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"})
 
 
 _PLAIN = re.compile(r"[\t\n\x20-\x7e]*")
+
+
+def plain_text(text: str) -> bool:
+    """Whether ``text`` holds printable ASCII, tabs and newlines only: nothing in it is
+    suspicious (`suspicious_characters` finds nothing)."""
+    return _PLAIN.fullmatch(text) is not None
 
 
 def suspicious_characters(text: str) -> list[str]:
@@ -29,7 +35,7 @@ def suspicious_characters(text: str) -> list[str]:
     compatibility form is ASCII (fullwidth `；`, `｜`, ...), and words mixing
     ASCII letters with Cyrillic, Greek or similar letters (`gіt`).
     """
-    if _PLAIN.fullmatch(text):
+    if plain_text(text):
         return []
     found: list[str] = []
     seen: set[str] = set()

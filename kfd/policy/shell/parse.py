@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from kfd.policy.shell.evaluation import literal_arithmetic_node
 from kfd.policy.shell.fastpath import simple_line
 from kfd.policy.shell.model import Assignment, Redirect, Risk, RiskKind, SimpleCommand
-from kfd.policy.shell.plain import CONTAINERS, PlainWalk
+from kfd.policy.shell.plain import CONTAINERS, PlainMemo, PlainWalk
 from kfd.policy.shell.redirects import Redirections, dash_word
 from kfd.policy.shell.repair import flatten_list, parse_script
 from kfd.policy.shell.simple import Context
@@ -72,7 +72,9 @@ class Collector:
     """Accumulates commands, risks and redirections across nested scripts."""
 
     def __init__(self, line: str, *, fast_path: bool = True, runs: bool = True) -> None:
-        self.seen = set(line)
+        self.line = line
+        self.seen: set[str] | None = None
+        """The characters of the line, once asked for (`characters`)."""
         self.fast_path = fast_path
         """Whether provably simple scripts skip tree-sitter (`kfd.policy.shell.fastpath`)."""
         self.runs = runs
@@ -86,6 +88,14 @@ class Collector:
         """Here-documents and here-strings, as written."""
         self.walked: set[tuple[object, ...]] = set()
         """Statements already walked, with their context (`_Walker.statement`)."""
+        self.memo = PlainMemo()
+        """What the walks of plain statements learnt (`PlainWalk`)."""
+
+    def characters(self) -> set[str]:
+        """The characters of the line."""
+        if self.seen is None:
+            self.seen = set(self.line)
+        return self.seen
 
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
         self.risks.append(Risk(kind, message, subject))
@@ -127,6 +137,7 @@ class _Walker(PlainWalk):
         merged: dict[tuple[int, int], int] | None = None,
     ) -> None:
         self.out = collector
+        self.memo = collector.memo
         self.source = source
         # What tree-sitter parsed: `source` with a few bytes blanked (`parse_script`).
         self.parsed = parsed
@@ -138,7 +149,7 @@ class _Walker(PlainWalk):
         return decode(self.source[node.start_byte : node.end_byte])
 
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
-        self.out.risk(kind, message, subject)
+        self.out.risks.append(Risk(kind, message, subject))  # (`Collector.risk`, a call less)
 
     def found_redirect(self, redirect: Redirect) -> None:
         self.out.redirects.append(redirect)
@@ -156,7 +167,7 @@ class _Walker(PlainWalk):
         self.out.expansions = True
 
     def seen_characters(self) -> set[str]:
-        return self.out.seen
+        return self.out.characters()
 
     # Statements
 
@@ -170,10 +181,10 @@ class _Walker(PlainWalk):
             if parsed in (None, text)
             else (kind, text, parsed, context, level)
         )
-        if key in self.out.walked:
-            return False
-        self.out.walked.add(key)
-        return True
+        walked = self.out.walked
+        count = len(walked)
+        walked.add(key)  # hashed once (a context's hash is kept, not its tuple's)
+        return len(walked) > count
 
     def statement(self, node: Node, context: Context, level: int) -> None:
         if level > MAX_DEPTH:

@@ -4,27 +4,31 @@ Part of the shell analyser's syntax walker (`kfd.policy.shell.parse`), mixed
 into it. `PlainWalk.plain` walks the statements `kfd.policy.shell.fastpath`
 read as `statement` walks tree-sitter's tree for them: the same commands,
 risks and redirections, in the same order, each statement seen once per
-context and level. `plain_values` finds the commands and loops of many plain
-words (``git add a b c …``, ``for x in …``) whose words are read from the
-source at once, which is also how a run tree-sitter read as one word
-(`kfd.policy.shell.runs`) is read back; `runs_hold` says whether every such
-run landed where that reading holds.
+context and level (the words of a command are emitted once a line, whatever
+its redirections: `PlainMemo`). `plain_values` finds the commands and loops
+of many plain words (``git add a b c …``, ``for x in …``) whose words are
+read from the source at once, which is also how a run tree-sitter read as
+one word (`kfd.policy.shell.runs`) is read back; `runs_hold` says whether
+every such run landed where that reading holds.
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import msgspec
+
 from kfd.policy.shell.fastpath import PlainCommand, PlainStatement
-from kfd.policy.shell.model import Redirect, RiskKind
+from kfd.policy.shell.model import Redirect, RiskKind, SimpleCommand
 from kfd.policy.shell.simple import Context, SimpleCommandReader
 from kfd.policy.shell.words import Word, plain_run
 
 if TYPE_CHECKING:
     from tree_sitter import Node
 
-__all__ = ["CONTAINERS", "PlainWalk"]
+__all__ = ["CONTAINERS", "PlainMemo", "PlainWalk"]
 
 CONTAINERS = frozenset(
     {
@@ -66,9 +70,25 @@ _RUN_ANCESTORS = CONTAINERS | {
 """What a command holding a merged run may be inside (`PlainWalk.runs_hold`)."""
 
 
+@dataclass(slots=True)
+class PlainMemo:
+    """What walking one line's plain statements learnt, for the rest of the line (a
+    line of a hundred ``echo $(date) > outN.txt`` reads ``echo $(date)`` once)."""
+
+    commands: dict[tuple[str, Context, int], list[SimpleCommand] | None] = field(
+        default_factory=dict
+    )
+    """The commands the words of a command (as written, without its redirections)
+    gave, by the context around the command and the level they were emitted at;
+    None when they also gave scripts to walk (`PlainWalk.plain_command_words`)."""
+    substituted: set[tuple[str, int]] = field(default_factory=set)
+    """The command substitutions (as written) walked, by level."""
+
+
 class PlainWalk(SimpleCommandReader):
     """The fast path's statements and the words read at once, for the syntax walker."""
 
+    memo: PlainMemo
     parsed: bytes
     merged: dict[tuple[int, int], int]
     plain_spans: dict[tuple[int, int], tuple[int, int] | None]
@@ -83,8 +103,13 @@ class PlainWalk(SimpleCommandReader):
         """The statements of a provably simple script (`simple_line`), walked as
         `statement` walks the tree tree-sitter gives for it: the same commands, in
         the same order, each statement seen once per context and level."""
+        walked: set[str] = set()
         for statement in statements:
-            self.plain_statement(statement, context, level)
+            # The same text is the same statement, which `first_walk` refuses in the
+            # same context and level: not walked again in vain.
+            if statement.text not in walked:
+                walked.add(statement.text)
+                self.plain_statement(statement, context, level)
 
     def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
         if statement.kind == "command":
@@ -95,15 +120,14 @@ class PlainWalk(SimpleCommandReader):
             for command in statement.commands:
                 self.plain_simple(command, context, level + 1)
         else:  # a list: its operands one level down, as `flatten_list` gives them
-            for operand in statement.operands:
-                self.plain_statement(operand, context, level + 1)
+            self.plain(list(statement.operands), context, level + 1)
 
     def plain_simple(self, command: PlainCommand, context: Context, level: int) -> None:
         """One command, as `statement` walks a command node or (with redirections) a
         redirected statement: its redirections recorded first, the command a level down."""
         if not command.redirects:
             if self.first_walk("command", command.text.encode(), context, level):
-                self.plain_command_words(command, context, level)
+                self.plain_command_words(command, context, [], level)
             return
         if not self.first_walk("redirected_statement", command.text.encode(), context, level):
             return
@@ -113,28 +137,53 @@ class PlainWalk(SimpleCommandReader):
             if r.operator != ">&"  # a descriptor duplicated (`2>&1`): no file
         ]
         self.register(redirects)
-        self.plain_command_words(command, context.with_redirects(redirects), level + 1)
+        self.plain_command_words(command, context, redirects, level + 1)
 
-    def plain_command_words(self, command: PlainCommand, context: Context, level: int) -> None:
+    def plain_command_words(
+        self, command: PlainCommand, around: Context, redirects: list[Redirect], level: int
+    ) -> None:
+        """The words of ``command``, in ``around`` with its own ``redirects``."""
+        memo = self.memo
+        for source, statements in command.substitutions.items():
+            # As `scanned` does: each substitution a risk, its commands walked first.
+            # One walked before at this level adds nothing again: each of its
+            # statements is refused by `first_walk`, and `analyze` keeps the first
+            # of equal risks. (In the order of their first words: the same effects.)
+            if (source, level) in memo.substituted:
+                continue
+            memo.substituted.add((source, level))
+            self.risk(
+                RiskKind.COMMAND_SUBSTITUTION,
+                "command substitution runs commands whose output the line uses",
+                source,
+            )
+            self.plain(statements, Context(), level + 1)
+        text = command.body or command.text
+        key = (text, around, level)
+        found = memo.commands.get(key)
+        if found is not None:
+            # The words of `text` (which they are a function of) were emitted in the
+            # same context but for its redirections: the same risks (already in the
+            # line: `analyze` keeps the first of equal ones), and the same commands
+            # but for their redirections, which `emit` takes from the context alone.
+            # Not when the words gave scripts to walk (None): their commands depend on
+            # the whole context, and they may be walked again (`first_walk`).
+            for command_found in found:
+                every = [*around.redirects, *redirects]  # as `Context.with_redirects`
+                self.found_command(msgspec.structs.replace(command_found, redirects=every))
+            return
         plain = command.plain_words
         if plain is not None:
-            words = [Word(word, word) for word in plain]
+            words = list(map(Word, plain, plain))  # (hundreds at times: `map` is quicker)
         else:
-            words = [Word(source, value) for source, value in command.words]
-        if command.substitutions:
-            # As `scanned` does: each substitution a risk, its commands walked first.
-            for index, word in enumerate(words):
-                statements = command.substitutions.get(word.source)
-                if statements is None:
-                    continue
-                words[index] = Word(word.source, None, "command substitution")
-                self.risk(
-                    RiskKind.COMMAND_SUBSTITUTION,
-                    "command substitution runs commands whose output the line uses",
-                    word.source,
-                )
-                self.plain(statements, Context(), level + 1)
-        self.emit(words, [], context, command.body or command.text, level)
+            words = [
+                Word(source, None, "command substitution")
+                if source in command.substitutions
+                else Word(source, value)
+                for source, value in command.words
+            ]
+        context = around.with_redirects(redirects)
+        memo.commands[key] = self.emit(words, [], context, text, level)
 
     def plain_values(self, node: Node) -> tuple[int, int] | None:
         """The bytes of a ``for`` loop's values when they are many plain words, one

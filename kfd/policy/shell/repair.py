@@ -67,7 +67,7 @@ def parse_script(
 
 def _shield(source: bytes) -> bytes:
     """`source` with every byte sequence that can crash the parser replaced by `x`s."""
-    if not _CRASHY_SEQUENCES.search(source):
+    if source.isascii() or not _CRASHY_SEQUENCES.search(source):  # (the search: 100 us a 4 KB)
         return source
     return _CRASHY_SEQUENCES.sub(lambda match: b"x" * len(match.group()), source)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import abc
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from kfd.policy.shell.evaluation import plain_name, sensitive_variable
-from kfd.policy.shell.lookalike import suspicious_characters
+from kfd.policy.shell.lookalike import plain_text, suspicious_characters
 from kfd.policy.shell.model import Assignment, Redirect, RiskKind, SimpleCommand
 from kfd.policy.shell.redirects import Redirections, RedirectReader
 from kfd.policy.shell.steps import Invocation
@@ -29,9 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["Context", "SimpleCommandReader"]
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What enclosing syntax imposes on the commands inside it."""
+class Context(msgspec.Struct, frozen=True, cache_hash=True):
+    """What enclosing syntax imposes on the commands inside it.
+
+    A key of the walk's memories (`first_walk`), hashed at every statement: a
+    struct, made and hashed (once) faster than a dataclass."""
 
     wrappers: tuple[tuple[str, ...], ...] = ()
     assignments: tuple[Assignment, ...] = ()
@@ -108,7 +111,8 @@ class SimpleCommandReader(RedirectReader):
         span = self.plain_values(node) if not extra and dash is None else None
         if span is not None:  # `git add a.py b.py …`: no quotes, expansions or redirections
             text = decode(self.source[span[0] : span[1]])
-            self.emit([Word(word, word) for word in text.split()], [], context, text, level)
+            plain = text.split()
+            self.emit(list(map(Word, plain, plain)), [], context, text, level)
             return
         scan = Scan()
         prefix: list[Assignment] = []
@@ -293,25 +297,32 @@ class SimpleCommandReader(RedirectReader):
         context: Context,
         source: str,
         level: int,
-    ) -> None:
-        """Unwrap one simple command's words and record what it runs."""
+    ) -> list[SimpleCommand] | None:
+        """Unwrap one simple command's words and record what it runs: the commands
+        recorded, or None when it also handed scripts on to be walked (``bash -c``:
+        what those find depends on the whole context)."""
         self.check_assignments(prefix, exported=True)
         # Characters already in the line were reported; decoding ($'\u…') can add more.
-        seen = self.seen_characters()
-        if not seen.issuperset("".join([w.value for w in words if w.value is not None])):
-            for word in words:
+        # Plain words have none to report: the line's are gathered (4 KB of them at
+        # times) only for words that are not.
+        values = "".join([w.value for w in words if w.value is not None])
+        if not plain_text(values):
+            seen = self.seen_characters()
+            for word in words if not seen.issuperset(values) else ():
                 value = word.value
                 if value is not None and not set(value) <= seen:
                     for description in suspicious_characters(value):
                         self.risk(RiskKind.LOOKALIKE, f"a word contains {description}", word.source)
         if not words:
-            return
+            return []
         unwrapped = unwrap(words)
         for finding in unwrapped.findings:
             self.risk(finding.kind, finding.message, finding.subject)
         inherited = [*context.assignments, *prefix]
-        for invocation in unwrapped.invocations:
+        found = [
             self.invocation(invocation, inherited, context, source)
+            for invocation in unwrapped.invocations
+        ]
         for script in unwrapped.scripts:
             assignments = [*inherited, *self.wrapped_assignments(script.assignments)]
             nested = Context(
@@ -323,6 +334,7 @@ class SimpleCommandReader(RedirectReader):
                 (*context.wrapper_words, *script.wrapper_words),
             )
             self.nested_script(script.text, nested, level + 1)
+        return None if unwrapped.scripts else found
 
     def wrapped_assignments(self, pairs: list[tuple[str, Word]]) -> list[Assignment]:
         assignments = [Assignment(name, value.text, value.static) for name, value in pairs]
@@ -335,7 +347,8 @@ class SimpleCommandReader(RedirectReader):
         inherited: list[Assignment],
         context: Context,
         source: str,
-    ) -> None:
+    ) -> SimpleCommand:
+        """Record the command ``invocation`` runs (and its risks), and give it back."""
         head, *arguments = invocation.words
         if head.source in _RESERVED_WORDS:
             # tree-sitter took a keyword for a command name (`time { …; }`, a stray `}`).
@@ -362,21 +375,21 @@ class SimpleCommandReader(RedirectReader):
         assignments = [*inherited, *self.wrapped_assignments(invocation.assignments)]
         open_ended = invocation.open_ended or context.open_ended
         words = invocation.words
-        self.found_command(
-            SimpleCommand(
-                argv=[w.source if w.value is None else w.value for w in words],
-                static=not dynamic and not open_ended,
-                source=source,
-                wrappers=[*(list(w) for w in context.wrappers), *invocation.wrappers],
-                assignments=assignments,
-                redirects=list(context.redirects),
-                chdir=[*context.chdir, *invocation.chdir],
-                git_config=list(invocation.git_config),
-                open_ended=open_ended,
-                dynamic=dynamic,
-                patterns={i: w.pattern for i, w in enumerate(words) if w.pattern is not None}
-                if dynamic
-                else {},
-                wrapper_words=[*context.wrapper_words, *invocation.wrapper_words],
-            )
+        command = SimpleCommand(
+            argv=[w.source if w.value is None else w.value for w in words],
+            static=not dynamic and not open_ended,
+            source=source,
+            wrappers=[*(list(w) for w in context.wrappers), *invocation.wrappers],
+            assignments=assignments,
+            redirects=list(context.redirects),
+            chdir=[*context.chdir, *invocation.chdir],
+            git_config=list(invocation.git_config),
+            open_ended=open_ended,
+            dynamic=dynamic,
+            patterns={i: w.pattern for i, w in enumerate(words) if w.pattern is not None}
+            if dynamic
+            else {},
+            wrapper_words=[*context.wrapper_words, *invocation.wrapper_words],
         )
+        self.found_command(command)
+        return command

@@ -54,21 +54,18 @@ _MAX_NESTED = 8
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-_WordKey = tuple[tuple[str, str | None, str, str | None], ...]
-
-
 def unwrap(words: list[Word]) -> Unwrapped:
     """Follow wrappers in `words` to the programs they run (see the module docstring).
 
     Pure, so kept by the words: a line repeats its commands (``echo $(date) > outN``
     a hundred times). The result is shared: never change it."""
-    return _unwrapped(tuple((w.source, w.value, w.reason, w.pattern) for w in words))
+    return _unwrapped(tuple(words))
 
 
 @functools.lru_cache(maxsize=4096)
-def _unwrapped(key: _WordKey) -> Unwrapped:
+def _unwrapped(words: tuple[Word, ...]) -> Unwrapped:
     out = Unwrapped()
-    _unwrap([Word(*fields) for fields in key], Invocation(), out, 0)
+    _unwrap(list(words), Invocation(), out, 0)
     return out
 
 
