@@ -103,7 +103,7 @@ class Confinement:
         quick = not (layout.home or layout.markers)
         if quick and not any(os.path.lexists(path) for path in self.swept):
             return notes
-        return notes + await asyncio.to_thread(lambda: sweep(leftovers(layout)))
+        return notes + await asyncio.to_thread(lambda: sweep(leftovers(layout), layout.workspace))
 
 
 INCOMPLETE = (

@@ -13,6 +13,7 @@ zygote killed them), and the command's result says so.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -24,6 +25,10 @@ REDIRECTS = "it would make git or a shell run what it names outside the sandbox"
 HOME_CONFIGURATION = (
     "a new entry at the top of your home is configuration that programs outside the sandbox read"
 )
+LINKED = (
+    "this command put it where a directory kfd protected was (a link could lead git, or "
+    "kfd's own clean-up, anywhere)"
+)
 REPLACED = (
     "it stands where the repository kfd protected was (moved away by this command): "
     "its configuration could make git run a program outside the sandbox"
@@ -32,43 +37,137 @@ REPLACED = (
 
 def leftovers(layout: Layout) -> list[tuple[str, str]]:
     """What the command that had ``layout`` left that must go, with why (blocking: a
-    few ``lstat`` calls, and one listing of a home in the workspace)."""
-    found = [(path, REDIRECTS) for path in layout.swept if os.path.lexists(path)]
+    few system calls, and one listing of a home in the workspace).
+
+    Every path is reached from the workspace (or ``/``) one component at a time
+    without following a link (`_reach`): what the command made is never looked
+    for, nor removed, through a link it put on the way, which could lead
+    anywhere (a parent renamed away and a link to ``/home/u`` in its place).
+    Such a link is itself what is left: the layout found real directories there."""
+    root = layout.workspace
+    found = [
+        (shown, why) for path in layout.swept for shown, why in _present(path, root, REDIRECTS)
+    ]
     for path, inode in layout.markers:
-        try:
-            now = os.lstat(path).st_ino
-        except OSError:
+        reached = _reach(path, root)
+        if reached is None:
             continue  # gone (or moved away with its parent): nothing stands in its place
+        directory, name, shown = reached
+        try:
+            if shown != path:
+                found.append((shown, LINKED))  # a link or a file where a directory was
+                continue
+            now = os.stat(name, dir_fd=directory, follow_symlinks=False).st_ino
+        except OSError:
+            continue
+        finally:
+            os.close(directory)
         if now != inode:
             found.append((path, REPLACED))
     if layout.home:
         before = set(layout.home_entries)
         kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
-        try:
-            names = sorted(os.listdir(layout.home))
-        except OSError:
-            names = []
-        for name in names:
+        for name in _listing(layout.home, root):
             if name.startswith(".") and name not in before and name not in kept:
                 found.append((os.path.join(layout.home, name), HOME_CONFIGURATION))
     return found
 
 
-def sweep(paths: Sequence[tuple[str, str]]) -> list[str]:
-    """Remove whichever of ``paths`` now exist; one note per removal (blocking)."""
+def sweep(paths: Sequence[tuple[str, str]], root: str = "/") -> list[str]:
+    """Remove whichever of ``paths`` now exist, each reached from ``root`` (the
+    workspace) without following a link (`_reach`); one note per removal
+    (blocking)."""
     notes = []
     for path, why in paths:
-        try:
-            info = os.lstat(path)
-        except OSError:
+        reached = _reach(path, root)
+        if reached is None:
             continue
+        directory, name, shown = reached
         try:
+            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(path)
+                shutil.rmtree(name, dir_fd=directory)
             else:
-                os.unlink(path)
-        except OSError as exc:
-            notes.append(f"kfd could not remove {path}, which this command created: {exc.strerror}")
+                os.unlink(name, dir_fd=directory)
+        except FileNotFoundError:
             continue
-        notes.append(f"kfd removed {path}, which this command created: {why}")
+        except OSError as exc:
+            notes.append(
+                f"kfd could not remove {shown}, which this command created: {exc.strerror}"
+            )
+            continue
+        finally:
+            os.close(directory)
+        notes.append(f"kfd removed {shown}, which this command created: {why}")
     return notes
+
+
+_DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _reach(path: str, root: str) -> tuple[int, str, str] | None:
+    """The entry standing for ``path``: a descriptor of its directory, its name and
+    its path, walked from ``root`` (or ``/`` for a path outside it) one component
+    at a time without following a link. Where a link or a file stands on the way,
+    that is the entry (and its path is a prefix of ``path``); None when nothing
+    is there. The caller closes the descriptor."""
+    top = root.rstrip(os.sep) + os.sep
+    start = root if path.startswith(top) else os.sep
+    parts = [p for p in path[len(start) :].split(os.sep) if p]
+    if not parts:
+        return None
+    current = os.open(start, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    walked = start
+    for part in parts[:-1]:
+        try:
+            following = os.open(part, _DIRECTORY, dir_fd=current)
+        except FileNotFoundError:
+            os.close(current)
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                return current, part, os.path.join(walked, part)
+            os.close(current)
+            return None
+        os.close(current)
+        current = following
+        walked = os.path.join(walked, part)
+    return current, parts[-1], os.path.join(walked, parts[-1])
+
+
+def _present(path: str, root: str, why: str) -> list[tuple[str, str]]:
+    """``[(path, why)]`` if something stands for ``path`` (`_reach`), else ``[]``."""
+    reached = _reach(path, root)
+    if reached is None:
+        return []
+    directory, name, shown = reached
+    try:
+        os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except OSError:
+        return []
+    finally:
+        os.close(directory)
+    return [(shown, why if shown == path else LINKED)]
+
+
+def _listing(directory: str, root: str) -> list[str]:
+    """The names in ``directory``, opened from ``root`` without following a link
+    (none where a link stands on the way)."""
+    reached = _reach(directory, root)
+    if reached is None:
+        return []
+    parent, name, shown = reached
+    try:
+        if shown != directory:
+            return []
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
+        )
+    except OSError:
+        return []
+    finally:
+        os.close(parent)
+    try:
+        return sorted(os.listdir(fd))
+    finally:
+        os.close(fd)

@@ -415,6 +415,26 @@ async def test_a_repository_put_where_a_protected_one_was_is_removed(
     assert (repo / "vendor.old" / "lib" / ".git" / "config").read_text() == config
 
 
+async def test_a_link_put_where_a_protected_repository_was_is_never_followed(
+    home: Path, repo: Path, tmp_path: Path
+) -> None:
+    """Its parent renamed away and a link to a directory outside put in its place:
+    kfd's clean-up neither looks nor deletes through the link (it deleted the
+    victim's `.git`, red-team round 9); the link itself goes."""
+    _nested_repository(repo / "vendor" / "lib")
+    victim = tmp_path / "victim"
+    (victim / "lib" / ".git").mkdir(parents=True)
+    (victim / "lib" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    output = await run(
+        context(repo), f"mv vendor vendor.old && ln -s {victim} vendor && echo linked"
+    )
+    assert "linked" in output
+    assert (victim / "lib" / ".git" / "HEAD").exists()
+    assert not (repo / "vendor").is_symlink()
+    assert f"kfd removed {repo / 'vendor'}" in output
+    assert (repo / "vendor.old" / "lib" / ".git").is_dir()
+
+
 async def test_the_configuration_of_a_home_workspace_stays_as_it_was(home: Path) -> None:
     """Home is the workspace: its dot-entries are the host's configuration (git's,
     the shell's aliases, ~/.local/bin on PATH, systemd units, authorized keys)."""
