@@ -32,16 +32,17 @@ MAX_CONFIG_BYTES = 1024 * 1024
 """A larger configuration file is not read (it is reported as unreadable)."""
 
 _RUNS = re.compile(
-    r"core\.(fsmonitor|worktree)|diff\.external|diff\..+\.(command|textconv)"
-    r"|filter\..+\.(clean|smudge|process)|gpg\.(.+\.)?program|include\.path"
-    r"|includeif\..+\.path|blame\.ignorerevsfile|mailmap\.(file|blob)"
+    r"core\.(fsmonitor|worktree)|diff\.external|diff\..*\.(command|textconv)"
+    r"|filter\..*\.(clean|smudge|process)|gpg\.(.*\.)?program|include\.path"
+    r"|includeif\..*\.path|blame\.ignorerevsfile|mailmap\.(file|blob)",
+    re.DOTALL,
 )
 """Keys (section and name in lower case, any subsection) that make a read-only git
 command run a program, read files the repository names, or read more configuration."""
 _BOOLEANS = frozenset({"", "true", "false", "yes", "no", "on", "off", "1", "0"})
 """``core.fsmonitor`` values that name no program (git's own daemon, or none)."""
 _SECTION = re.compile(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\\n]|\\.)*)")?\s*\]')
-_KEY = re.compile(r"([A-Za-z][A-Za-z0-9-]*)\s*(?:=(.*))?")
+_KEY = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]*(?:=(.*))?", re.DOTALL)
 
 
 NAMED_FILES = {
@@ -59,11 +60,20 @@ def named_files(text: str) -> list[tuple[str, str]]:
     return [(key, value) for key, value in _entries(text) if key in NAMED_FILES and value]
 
 
-def running_keys(text: str) -> list[str]:
+def running_keys(text: str, worktree_in: tuple[str, str] | None = None) -> list[str]:
     """The keys of configuration ``text`` that `_RUNS` names (``core.fsmonitor``,
-    ``diff.pdf.textconv``), or ``line N`` for each line it cannot read."""
+    ``diff.pdf.textconv``), or ``line N`` for each line it cannot read.
+
+    ``worktree_in``: (the directory of the file, a directory) for a submodule's git
+    directory, whose ``core.worktree`` git itself sets to the submodule's checkout:
+    not named when it leads inside that directory (the superproject's work tree)."""
     found: list[str] = []
     for key, value in _entries(text):
+        if key == "core.worktree" and worktree_in is not None:
+            base, within = worktree_in
+            target = os.path.realpath(os.path.join(base, value)) if value else base
+            if target.startswith(within.rstrip(os.sep) + os.sep):
+                continue
         if key.startswith("line ") or (
             _RUNS.fullmatch(key) and not (key == "core.fsmonitor" and value.lower() in _BOOLEANS)
         ):
@@ -73,15 +83,17 @@ def running_keys(text: str) -> list[str]:
 
 def _entries(text: str) -> list[tuple[str, str]]:
     """Each key of configuration ``text`` (section and name in lower case) with its
-    value (unquoted); ``("line N", "")`` for a line it cannot read."""
+    value (unquoted); ``("line N", "")`` for a line it cannot read.
+
+    Lines end at ``\n`` only (as git reads them; a form feed or U+2028 is part of
+    its line). A value continued on the next line (a last ``\\``) is not followed:
+    the next line is read as a line of its own, so that a key there is seen
+    whether or not the backslash was inside a comment (git continues only a
+    value, never a comment), and a line that is no key is unreadable: asks."""
     found: list[tuple[str, str]] = []
     section = ""
-    continued = False
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if continued:
-            continued = line.endswith("\\")
-            continue  # the rest of a value
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip(" \t\r")
         if not line or line[0] in "#;":
             continue
         if line.startswith("["):
@@ -93,30 +105,92 @@ def _entries(text: str) -> list[tuple[str, str]]:
             name, subsection = match.group(1).lower(), match.group(2)
             # `[section.sub]` is the old spelling of `[section "sub"]`.
             section = f"{name}.{subsection}" if subsection is not None else name
-            line = line[match.end() :].strip()
+            line = line[match.end() :].strip(" \t\r")
             if not line or line[0] in "#;":
                 continue
         match = _KEY.fullmatch(line)
         if match is None or not section:
             found.append((f"line {number}", ""))
             continue
-        value = (match.group(2) or "").strip()
-        continued = value.endswith("\\")
+        value = (match.group(2) or "").strip(" \t\r")
         found.append((f"{section}.{match.group(1).lower()}", _unquoted(value)))
     return found
 
 
+MAX_MODULES = 1000
+"""Directories looked at for submodules' git directories at most (then: unknown)."""
+
+
 def config_files(top: str) -> list[str] | None:
     """The configuration files of the repository whose work tree is ``top`` (its
-    ``config`` and ``config.worktree``), or None when kfd cannot tell which git
-    directory git would use there (a ``.git`` file it does not accept)."""
-    found = repository.find(Path(top))
-    if not isinstance(found, repository.Repository) or str(found.root) != top:
+    ``config`` and ``config.worktree``) and of its submodules (git enters them:
+    ``git status`` runs a submodule's ``core.fsmonitor``), or None when kfd cannot
+    tell which git directory git would use there (a ``.git`` file it does not
+    accept, too many submodules)."""
+    marker = os.path.join(top, ".git")
+    module = _module_directory(marker)
+    if module is not None:
+        git_dir = common_dir = module  # a submodule's checkout
+    else:
+        found = repository.find(Path(top))
+        if not isinstance(found, repository.Repository) or str(found.root) != top:
+            return None
+        git_dir, common_dir = str(found.git_dir), str(found.common_dir)
+    directories = list(dict.fromkeys((common_dir, git_dir)))
+    modules = _modules(os.path.join(common_dir, "modules"))
+    if modules is None:
         return None
-    directories = dict.fromkeys((str(found.common_dir), str(found.git_dir)))
-    names = [os.path.join(found.common_dir, "config")]
+    names = [os.path.join(common_dir, "config")]
     names += [os.path.join(d, "config.worktree") for d in directories]
+    for directory in modules:
+        names += [os.path.join(directory, "config"), os.path.join(directory, "config.worktree")]
     return names
+
+
+def _module_directory(marker: str) -> str | None:
+    """The git directory a submodule's ``.git`` file names, when it is one (under a
+    ``modules`` directory of a git directory), else None."""
+    if os.path.islink(marker) or not os.path.isfile(marker):
+        return None
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            line = handle.readline(4096).strip()
+    except (OSError, ValueError):
+        return None
+    if not line.startswith("gitdir:"):
+        return None
+    target = os.path.realpath(os.path.join(os.path.dirname(marker), line[7:].strip()))
+    parts = target.split(os.sep)
+    inside_modules = any(
+        part == "modules" and index > 0 and parts[index - 1].endswith(".git")
+        for index, part in enumerate(parts)
+    )
+    return target if inside_modules and os.path.isdir(target) else None
+
+
+def _modules(directory: str) -> list[str] | None:
+    """The submodules' git directories under ``directory`` (``.git/modules``, nested
+    ones under theirs), or None past `MAX_MODULES` directories."""
+    found: list[str] = []
+    pending = [directory]
+    seen = 0
+    while pending:
+        current = pending.pop()
+        seen += 1
+        if seen > MAX_MODULES:
+            return None
+        try:
+            with os.scandir(current) as entries:
+                listed = [(e.name, e.path, e.is_dir(follow_symlinks=False)) for e in entries]
+        except OSError:
+            continue
+        names = {name for name, _, _ in listed}
+        if current != directory and "HEAD" in names and "config" in names:
+            found.append(current)
+            pending += [path for name, path, is_dir in listed if is_dir and name == "modules"]
+            continue
+        pending += [path for _, path, is_dir in listed if is_dir]
+    return found
 
 
 def _unquoted(value: str) -> str:

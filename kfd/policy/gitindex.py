@@ -16,7 +16,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-__all__ = ["MAX_INDEX_BYTES", "Tracked", "index_paths", "parse_index", "repository_top"]
+__all__ = ["MAX_INDEX_BYTES", "Tracked", "index_paths", "parse_index", "repository_tops"]
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 """A larger index is not read (the answer is "unknown")."""
@@ -115,14 +115,53 @@ def index_paths(workspace: str) -> Tracked | None:
         return None
 
 
-def repository_top(directory: str) -> str | None:
-    """The top of the repository git finds from ``directory`` (a real path): the
-    nearest directory at or above it holding a ``.git``; None if there is none."""
+def repository_tops(directory: str) -> list[str]:
+    """The repository tops git may use from ``directory`` (a real path): each
+    directory at or above it holding a ``.git``, up to the first that git surely
+    takes (a ``.git`` file, which git follows or dies on; or a git directory with
+    a valid ``HEAD``, ``objects/`` and ``refs/``). git passes over a ``.git`` it
+    does not take as a repository and goes on up: where kfd cannot be sure which
+    git takes, it answers for all (empty: no repository, git prints nothing)."""
+    tops: list[str] = []
     current = directory
     while True:
-        if os.path.lexists(os.path.join(current, ".git")):
-            return current
+        marker = os.path.join(current, ".git")
+        if os.path.lexists(marker):
+            tops.append(current)
+            if not os.path.isdir(marker) or os.path.islink(marker) or _git_directory(marker):
+                return tops
         parent = os.path.dirname(current)
         if parent == current:
-            return None
+            return tops
         current = parent
+
+
+_HEX_HEAD = frozenset("0123456789abcdef")
+
+
+def _git_directory(path: str) -> bool:
+    """Whether git surely takes ``path`` as a git directory (`is_git_directory`):
+    ``objects/`` and ``refs/`` (here or in its ``commondir``) and a ``HEAD`` that
+    names a branch or an object."""
+    common = path
+    try:
+        with open(os.path.join(path, "commondir"), encoding="utf-8") as named:
+            common = os.path.join(path, named.readline(4096).strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        return False
+    if not (
+        os.path.isdir(os.path.join(common, "objects"))
+        and os.path.isdir(os.path.join(common, "refs"))
+    ):
+        return False
+    head = os.path.join(path, "HEAD")
+    try:
+        if os.path.islink(head):
+            return os.readlink(head).startswith("refs/")
+        with open(head, encoding="utf-8") as handle:
+            text = handle.read(256).strip()
+    except (OSError, ValueError):
+        return False
+    return text.startswith("ref: refs/") or (len(text) in (40, 64) and set(text) <= _HEX_HEAD)

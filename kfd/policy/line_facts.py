@@ -44,7 +44,7 @@ from kfd.policy.gitconfig import (
     named_files,
     running_keys,
 )
-from kfd.policy.gitindex import Tracked, index_paths, repository_top
+from kfd.policy.gitindex import Tracked, index_paths, repository_tops
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
@@ -541,8 +541,6 @@ class _Gatherer:
             return []
         hits: list[str] = []
         for real in self.repositories(command):
-            if real is None:
-                continue  # no repository there: git prints nothing
             if not inside(real, self.root):
                 return None  # a repository kfd does not read the index of
             shown = os.path.relpath(real, self.root)
@@ -577,8 +575,7 @@ class _Gatherer:
         ``command`` may run in (`kfd.policy.gitconfig`)."""
         found: list[str] = []
         for top in self.repositories(command):
-            if top is not None:
-                found += _configured(top)
+            found += _configured(top)
         return found
 
     def configured_reads(self, command: SimpleCommand, reading: Reading) -> list[PathFact]:
@@ -595,8 +592,6 @@ class _Gatherer:
         ]
         facts: list[PathFact] = []
         for top in self.repositories(command) if named else ():
-            if top is None:
-                continue
             spelled = os.path.normpath(
                 os.path.join(self.workspace, os.path.relpath(top, self.root))
             )
@@ -606,14 +601,15 @@ class _Gatherer:
                 facts.append(self.resolve(name, spelled))
         return facts
 
-    def repositories(self, command: SimpleCommand) -> list[str | None]:
-        """The repository tops git may find from the directories ``command`` may run
-        in (None for a directory in no repository: git prints nothing there)."""
+    def repositories(self, command: SimpleCommand) -> list[str]:
+        """The repository tops git may use from the directories ``command`` may run
+        in (`repository_tops`)."""
         directories = [
             real_path(os.path.join(base, *command.chdir)) if command.chdir else base
             for base in self.bases
         ]
-        return list(dict.fromkeys(repository_top(real_path(d)) for d in directories))
+        tops = [top for d in directories for top in repository_tops(real_path(d))]
+        return list(dict.fromkeys(tops))
 
 
 def _user_named(home: str) -> tuple[tuple[str, str], ...]:
@@ -657,12 +653,16 @@ def _configured(top: str) -> list[str]:
             found.append(f"{name} (unreadable)")
             continue
         stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        found += [f"{key} in {name}" for key in _keys_of(name, stamp)]
+        module = f"{os.sep}modules{os.sep}" in name  # a submodule's: its worktree is set
+        within = (os.path.dirname(name), top) if module else None
+        found += [f"{key} in {name}" for key in _keys_of(name, stamp, within)]
     return found
 
 
 @functools.lru_cache(maxsize=64)
-def _keys_of(name: str, stamp: tuple[int, int, int, int]) -> tuple[str, ...]:
+def _keys_of(
+    name: str, stamp: tuple[int, int, int, int], worktree_in: tuple[str, str] | None
+) -> tuple[str, ...]:
     """`running_keys` of one configuration file, kept while its inode, size and times
     hold (one ``stat`` a decision, not a parse; a change sets the ctime)."""
     if stamp[1] > MAX_CONFIG_BYTES:
@@ -672,7 +672,7 @@ def _keys_of(name: str, stamp: tuple[int, int, int, int]) -> tuple[str, ...]:
             text = handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")
     except OSError:
         return ("(unreadable)",)
-    return tuple(running_keys(text))
+    return tuple(running_keys(text, worktree_in))
 
 
 def _link_names(path: str, real: str, limit: int = 40) -> list[str]:

@@ -30,7 +30,16 @@ from kfd.policy.gitconfig import config_files, running_keys
         ("[core] fsmonitor = x\n", ["core.fsmonitor"]),
         ("[core]\n\tbare = false\n\tlogallrefupdates = true\n", []),
         ('[remote "origin"]\n\turl = https://x/y\n\tfetch = +refs/*:refs/*\n', []),
-        ("[core]\n\tpager = less \\\n[diff]\n\texternal = x\n", []),
+        # A continued value is not followed: its next line is read on its own (more
+        # asks, never fewer: git continues a value but never a comment).
+        ("[core]\n\tpager = less \\\n[diff]\n\texternal = x\n", ["diff.external"]),
+        ('[core]\n\tcomment = x ;\\\n\tfsmonitor = "sh -c x"\n', ["core.fsmonitor"]),
+        ("[core]\n# a comment \\\n\tfsmonitor = x\n", ["core.fsmonitor"]),
+        ("[core]\n\tfoo = y \x0c[alias]\n\tfsmonitor = x\n", ["core.fsmonitor"]),
+        ("[core]\r\n\tfsmonitor = x\r\n", ["core.fsmonitor"]),
+        ("[core]\n\tfoo = y\u2028\tfsmonitor = x\n", []),
+        ('[diff ""]\n\ttextconv = sh\n', ["diff..textconv"]),
+        ('[filter ""]\n\tclean = sh\n', ["filter..clean"]),
         ("[core]\n\tbare\n# fsmonitor = x\n; diff.external = y\n", []),
         ("fsmonitor = x\n", ["line 1"]),
         ("[core\n\tfsmonitor = x\n", ["line 1", "line 2"]),

@@ -196,6 +196,7 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
         "nested": World(_nested(root), outside, home),
         "home": World(_home_workspace(root), outside, root / "homews"),
         "gitconfig": World(_configured_repository(root), outside, home),
+        "submodule-config": World(_configured_submodule(root), outside, home),
     }
 
 
@@ -209,6 +210,28 @@ def _configured_repository(root: Path) -> Path:
     _commit(ws)
     with (ws / ".git" / "config").open("a") as config:
         config.write('[core]\n\tfsmonitor = "touch pwned; false"\n[diff "py"]\n\ttextconv = sh\n')
+    # A `.git` git does not take (no objects/, refs/): git goes on up to the top's.
+    (ws / "sub" / ".git").mkdir(parents=True)
+    (ws / "sub" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return ws
+
+
+def _configured_submodule(root: Path) -> Path:
+    """A plain repository whose submodule's own configuration runs a program: git
+    enters the submodule on `git status` and `git diff`."""
+    source = root / "subcfg-src"
+    source.mkdir()
+    _git("init", "-q", str(source), cwd=root)
+    (source / "lib.py").write_text("x = 1\n")
+    _commit(source)
+    ws = root / "subcfg"
+    ws.mkdir()
+    _git("init", "-q", str(ws), cwd=root)
+    (ws / "app.py").write_text("x = 1\n")
+    _git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(source), "cfg", cwd=ws)
+    _commit(ws)
+    with (ws / ".git" / "modules" / "cfg" / "config").open("a") as config:
+        config.write('[core]\n\tfsmonitor = "touch pwned; false"\n')
     return ws
 
 
