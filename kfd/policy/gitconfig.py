@@ -20,13 +20,22 @@ such, and the engine asks.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from kfd.git import repository
 
-__all__ = ["MAX_CONFIG_BYTES", "NAMED_FILES", "config_files", "named_files", "running_keys"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "NAMED_FILES",
+    "config_files",
+    "repository_keys",
+    "running_keys",
+    "user_named_files",
+]
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """A larger configuration file is not read (it is reported as unreadable)."""
@@ -55,11 +64,6 @@ whose content ``git blame`` then prints in an error), and the git commands that
 read it."""
 
 
-def named_files(text: str) -> list[tuple[str, str]]:
-    """The `NAMED_FILES` keys of configuration ``text``, each with its value."""
-    return [(key, value) for key, value in _entries(text) if key in NAMED_FILES and value]
-
-
 def running_keys(text: str, worktree_in: tuple[str, str] | None = None) -> list[str]:
     """The keys of configuration ``text`` that `_RUNS` names (``core.fsmonitor``,
     ``diff.pdf.textconv``), or ``line N`` for each line it cannot read.
@@ -67,8 +71,68 @@ def running_keys(text: str, worktree_in: tuple[str, str] | None = None) -> list[
     ``worktree_in``: (the directory of the file, a directory) for a submodule's git
     directory, whose ``core.worktree`` git itself sets to the submodule's checkout:
     not named when it leads inside that directory (the superproject's work tree)."""
+    return _running(_entries(text), worktree_in)
+
+
+def repository_keys(top: str) -> list[str]:
+    """`running_keys` of every configuration file git reads in the repository at
+    ``top`` (`config_files`), each with its file; one entry saying so when kfd
+    cannot tell which files those are, or cannot read one."""
+    files = config_files(top)
+    if files is None:
+        return [f"{top}/.git (kfd cannot tell which configuration git reads there)"]
     found: list[str] = []
-    for key, value in _entries(text):
+    for name in files:
+        entries = _file_entries(name)
+        if entries is None:
+            found.append(f"{name} (unreadable)")
+            continue
+        module = f"{os.sep}modules{os.sep}" in name  # a submodule's: its worktree is set
+        within = (os.path.dirname(name), top) if module else None
+        found += [f"{key} in {name}" for key in _running(entries, within)]
+    return found
+
+
+def user_named_files(home: str) -> list[tuple[str, str]]:
+    """The `NAMED_FILES` keys of the user's own (global) git configuration, each with
+    its value."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    found: list[tuple[str, str]] = []
+    for name in (os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")):
+        entries = _file_entries(name) or ()
+        found += [(key, value) for key, value in entries if key in NAMED_FILES and value]
+    return list(dict.fromkeys(found))
+
+
+def _file_entries(name: str) -> tuple[tuple[str, str], ...] | None:
+    """`_entries` of a configuration file (empty when there is none; None when it
+    cannot be read), parsed again only when its stamp changes."""
+    try:
+        info = os.stat(name)
+    except FileNotFoundError:
+        return ()
+    except OSError:
+        return None
+    return _parsed(name, (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(name: str, stamp: tuple[int, int, int, int]) -> tuple[tuple[str, str], ...] | None:
+    """`_entries` of one file, kept while its inode, size and times hold (one ``stat``
+    a decision, not a parse: a change sets the ctime)."""
+    if stamp[1] > MAX_CONFIG_BYTES:
+        return None
+    try:
+        with open(name, "rb") as handle:
+            return tuple(_entries(handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")))
+    except OSError:
+        return None
+
+
+def _running(entries: Iterable[tuple[str, str]], worktree_in: tuple[str, str] | None) -> list[str]:
+    """`running_keys` of parsed entries."""
+    found: list[str] = []
+    for key, value in entries:
         if key == "core.worktree" and worktree_in is not None:
             base, within = worktree_in
             target = os.path.realpath(os.path.join(base, value)) if value else base

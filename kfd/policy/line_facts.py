@@ -37,13 +37,7 @@ from kfd.policy.facts import (
     TreeFact,
     command_key,
 )
-from kfd.policy.gitconfig import (
-    MAX_CONFIG_BYTES,
-    NAMED_FILES,
-    config_files,
-    named_files,
-    running_keys,
-)
+from kfd.policy.gitconfig import NAMED_FILES, repository_keys, user_named_files
 from kfd.policy.gitindex import Tracked, index_paths, repository_tops
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
@@ -575,7 +569,7 @@ class _Gatherer:
         ``command`` may run in (`kfd.policy.gitconfig`)."""
         found: list[str] = []
         for top in self.repositories(command):
-            found += _configured(top)
+            found += repository_keys(top)
         return found
 
     def configured_reads(self, command: SimpleCommand, reading: Reading) -> list[PathFact]:
@@ -587,7 +581,7 @@ class _Gatherer:
         subcommand = path[0] if path else ""
         named = [
             value
-            for key, value in (_user_named(self.home) if self.home else ())
+            for key, value in (user_named_files(self.home) if self.home else ())
             if not subcommand or subcommand in NAMED_FILES[key]
         ]
         facts: list[PathFact] = []
@@ -610,69 +604,6 @@ class _Gatherer:
         ]
         tops = [top for d in directories for top in repository_tops(real_path(d))]
         return list(dict.fromkeys(tops))
-
-
-def _user_named(home: str) -> tuple[tuple[str, str], ...]:
-    """`named_files` of the user's own git configuration (global)."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    names: list[tuple[str, str]] = []
-    for name in (os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")):
-        try:
-            info = os.stat(name)
-        except OSError:
-            continue
-        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        names += _named_in(name, stamp)
-    return tuple(dict.fromkeys(names))
-
-
-@functools.lru_cache(maxsize=16)
-def _named_in(name: str, stamp: tuple[int, int, int, int]) -> tuple[tuple[str, str], ...]:
-    """`named_files` of one configuration file, kept while its stamp holds."""
-    if stamp[1] > MAX_CONFIG_BYTES:
-        return ()
-    try:
-        with open(name, "rb") as handle:
-            return tuple(named_files(handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")))
-    except OSError:
-        return ()
-
-
-def _configured(top: str) -> list[str]:
-    """`running_keys` of the repository at ``top``, each with its file."""
-    files = config_files(top)
-    if files is None:
-        return [f"{top}/.git (kfd cannot tell which configuration git reads there)"]
-    found: list[str] = []
-    for name in files:
-        try:
-            info = os.stat(name)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            found.append(f"{name} (unreadable)")
-            continue
-        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-        module = f"{os.sep}modules{os.sep}" in name  # a submodule's: its worktree is set
-        within = (os.path.dirname(name), top) if module else None
-        found += [f"{key} in {name}" for key in _keys_of(name, stamp, within)]
-    return found
-
-
-@functools.lru_cache(maxsize=64)
-def _keys_of(
-    name: str, stamp: tuple[int, int, int, int], worktree_in: tuple[str, str] | None
-) -> tuple[str, ...]:
-    """`running_keys` of one configuration file, kept while its inode, size and times
-    hold (one ``stat`` a decision, not a parse; a change sets the ctime)."""
-    if stamp[1] > MAX_CONFIG_BYTES:
-        return ("(too large to read)",)
-    try:
-        with open(name, "rb") as handle:
-            text = handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return ("(unreadable)",)
-    return tuple(running_keys(text, worktree_in))
 
 
 def _link_names(path: str, real: str, limit: int = 40) -> list[str]:
