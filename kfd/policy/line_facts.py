@@ -285,6 +285,9 @@ class _Gatherer:
             for base in self.bases:
                 fact = self.resolve(candidate, base)
                 paths.setdefault(fact.path, fact)
+        if "into-directory" in reading.traits:
+            for fact in self.into_directory(reading):
+                paths.setdefault(fact.path, fact)
         unknown, option_matches = self.unknown_words(command, reading, paths)
         names, identity = self.identity(command)
         trees = self.walk_trees(reading, paths, command)
@@ -570,6 +573,29 @@ class _Gatherer:
         found: list[str] = []
         for top in self.repositories(command):
             found += repository_keys(top)
+        return found
+
+    def into_directory(self, reading: Reading) -> list[PathFact]:
+        """The paths ``cp a b DIR`` (``-t DIR``, ``mv``, ``ln``, ``install``) writes
+        in DIR, named by no word: ``DIR/a``, ``DIR/b`` (`cp proj/.gitconfig .` in a
+        home workspace writes ``~/.gitconfig``)."""
+        parsed = reading.parsed
+        if parsed is None:
+            return []
+        operands = [o for o in parsed.operands if o is not None]
+        named = [v for n, v in parsed.values if n == "target-directory"]
+        pairs = [(d, operands) for d in named] or (
+            [(operands[-1], operands[:-1])] if len(operands) > 1 else []
+        )
+        found: list[PathFact] = []
+        for directory, sources in pairs:
+            for base in self.bases:
+                if self.resolve(directory, base).kind != "dir":
+                    continue
+                for source in sources:
+                    name = os.path.basename(source.rstrip("/"))
+                    if name not in ("", ".", ".."):
+                        found.append(self.resolve(os.path.join(directory, name), base))
         return found
 
     def configured_reads(self, command: SimpleCommand, reading: Reading) -> list[PathFact]:

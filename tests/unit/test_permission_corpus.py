@@ -245,6 +245,7 @@ def _home_workspace(root: Path) -> Path:
     (home / ".gitconfig").write_text("[user]\n\tname = me\n")
     (home / ".dotfiles" / "vimrc").write_text("set nu\n")
     (home / "project" / "a.py").write_text("x = 1\n")
+    (home / "project" / ".gitconfig").write_text("[core]\n\tfsmonitor = x\n")
     return home
 
 
