@@ -267,6 +267,8 @@ class _Gatherer:
         self.path_dirs = path_dirs
         self.trees: dict[tuple[str, bool], TreeFact] = {}
         self.indexes: dict[str, Tracked | None] = {}
+        self.tops: dict[tuple[str, ...], list[str]] = {}
+        self.keys: dict[str, list[str]] = {}
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
         self.real_bases: dict[str, str] = {}
@@ -572,7 +574,9 @@ class _Gatherer:
         ``command`` may run in (`kfd.policy.gitconfig`)."""
         found: list[str] = []
         for top in self.repositories(command):
-            found += repository_keys(top)
+            if top not in self.keys:  # once per line: `git add a && git commit` reads it once
+                self.keys[top] = repository_keys(top)
+            found += self.keys[top]
         return found
 
     def into_directory(self, reading: Reading) -> list[PathFact]:
@@ -623,13 +627,16 @@ class _Gatherer:
 
     def repositories(self, command: SimpleCommand) -> list[str]:
         """The repository tops git may use from the directories ``command`` may run
-        in (`repository_tops`)."""
-        directories = [
-            real_path(os.path.join(base, *command.chdir)) if command.chdir else base
-            for base in self.bases
-        ]
-        tops = [top for d in directories for top in repository_tops(real_path(d))]
-        return list(dict.fromkeys(tops))
+        in (`repository_tops`); found once per line for each ``git -C`` path, since
+        a git command asks for them up to three times (index, configuration, files
+        the user's configuration names)."""
+        key = tuple(command.chdir)
+        tops = self.tops.get(key)
+        if tops is None:
+            directories = [real_path(os.path.join(base, *key)) for base in self.bases]
+            found = [top for d in directories for top in repository_tops(d)]
+            tops = self.tops[key] = list(dict.fromkeys(found))
+        return tops
 
 
 def _link_names(path: str, real: str, limit: int = 40) -> list[str]:
