@@ -133,6 +133,15 @@ def _regular(path: Path) -> bool:
         return False
 
 
+def gitdir_of(marker: str) -> str | None:
+    """The real path of the git directory a ``.git`` file names (``gitdir: <path>``,
+    relative to the file's directory), as git reads it; None if it names none."""
+    named = _read_pointer(Path(marker), "gitdir: ")
+    if named is None:
+        return None
+    return os.path.realpath(os.path.join(os.path.dirname(marker), named))
+
+
 def _read_pointer(path: Path, prefix: str) -> str | None:
     """The one-line content of a pointer file after ``prefix``, or None."""
     try:

@@ -216,14 +216,9 @@ def _module_directory(marker: str) -> str | None:
     ``modules`` directory of a git directory), else None."""
     if os.path.islink(marker) or not os.path.isfile(marker):
         return None
-    try:
-        with open(marker, encoding="utf-8") as handle:
-            line = handle.readline(4096).strip()
-    except (OSError, ValueError):
+    target = repository.gitdir_of(marker)
+    if target is None:
         return None
-    if not line.startswith("gitdir:"):
-        return None
-    target = os.path.realpath(os.path.join(os.path.dirname(marker), line[7:].strip()))
     parts = target.split(os.sep)
     inside_modules = any(
         part == "modules" and index > 0 and parts[index - 1].endswith(".git")

@@ -333,7 +333,7 @@ def _nested_facts(
                 protect(path)
         elif repository.is_marker(Path(path)):
             git_files.append(path)
-            target = _gitdir_target(path)
+            target = repository.gitdir_of(path)
             if target and _under(target, root) and os.path.isdir(target):
                 protect(target)
     return {
@@ -342,19 +342,6 @@ def _nested_facts(
         "markers": nested.markers,
         "git_files": tuple(git_files),
     }
-
-
-def _gitdir_target(path: str) -> str:
-    """The real path of the git directory a ``gitdir:`` file names ("" if unreadable)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as marker:
-            line = marker.readline(4096).strip()
-    except OSError:
-        return ""
-    if not line.startswith("gitdir:"):
-        return ""
-    named = line[len("gitdir:") :].strip()
-    return os.path.realpath(os.path.join(os.path.dirname(path), named))
 
 
 def _under(path: str, directory: str) -> bool:
