@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from kfd.git import repository
+from kfd.policy.stamped import Kept
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -77,10 +78,21 @@ def running_keys(text: str, worktree_in: tuple[str, str] | None = None) -> list[
 def repository_keys(top: str) -> list[str]:
     """`running_keys` of every configuration file git reads in the repository at
     ``top`` (`config_files`), each with its file; one entry saying so when kfd
-    cannot tell which files those are, or cannot read one."""
+    cannot tell which files those are, or cannot read one. Kept while the entries
+    it was read from hold (`kfd.policy.stamped`)."""
+    return list(_keys.get(top, lambda: _repository_keys(top)))
+
+
+_keys: Kept[tuple[str, ...]] = Kept()
+
+
+def _repository_keys(top: str) -> tuple[tuple[str, ...], list[str] | None]:
+    """`repository_keys`, and the entries it depends on: kept only for the plain
+    layout, a ``.git`` directory without submodules (a ``.git`` file, a linked
+    worktree or submodules' git directories are read at every decision)."""
     files = config_files(top)
     if files is None:
-        return [f"{top}/.git (kfd cannot tell which configuration git reads there)"]
+        return (f"{top}/.git (kfd cannot tell which configuration git reads there)",), None
     found: list[str] = []
     for name in files:
         entries = _file_entries(name)
@@ -90,7 +102,15 @@ def repository_keys(top: str) -> list[str]:
         module = f"{os.sep}modules{os.sep}" in name  # a submodule's: its worktree is set
         within = (os.path.dirname(name), top) if module else None
         found += [f"{key} in {name}" for key in _running(entries, within)]
-    return found
+    marker = os.path.join(top, ".git")
+    plain = [os.path.join(marker, name) for name in ("config", "config.worktree")]
+    if files != plain or os.path.lexists(os.path.join(marker, "modules")):
+        return tuple(found), None  # modules' git directories lie at any depth
+    # What `config_files` looked at to find the plain layout: the marker (a
+    # directory, `repository.find`), its HEAD and commondir (`_validate`), no
+    # modules directory; and the files themselves.
+    watched = [marker, *(os.path.join(marker, n) for n in ("HEAD", "commondir", "modules"))]
+    return tuple(found), watched + plain
 
 
 def user_named_files(home: str) -> list[tuple[str, str]]:

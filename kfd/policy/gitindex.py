@@ -16,6 +16,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from kfd.policy.stamped import Kept
+
 __all__ = ["MAX_INDEX_BYTES", "Tracked", "index_paths", "parse_index", "repository_tops"]
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -121,29 +123,45 @@ def repository_tops(directory: str) -> list[str]:
     takes (a ``.git`` file, which git follows or dies on; or a git directory with
     a valid ``HEAD``, ``objects/`` and ``refs/``). git passes over a ``.git`` it
     does not take as a repository and goes on up: where kfd cannot be sure which
-    git takes, it answers for all (empty: no repository, git prints nothing)."""
+    git takes, it answers for all (empty: no repository, git prints nothing).
+    Kept while the entries it looked at hold (`kfd.policy.stamped`)."""
+    return list(_tops.get(directory, lambda: _repository_tops(directory)))
+
+
+_tops: Kept[tuple[str, ...]] = Kept()
+
+
+def _repository_tops(directory: str) -> tuple[tuple[str, ...], list[str]]:
+    """`repository_tops`, and the entries it looked at."""
     tops: list[str] = []
+    watched: list[str] = []
     current = directory
     while True:
         marker = os.path.join(current, ".git")
+        watched.append(marker)
         if os.path.lexists(marker):
             tops.append(current)
-            if not os.path.isdir(marker) or os.path.islink(marker) or _git_directory(marker):
-                return tops
+            if (
+                not os.path.isdir(marker)
+                or os.path.islink(marker)
+                or _git_directory(marker, watched)
+            ):
+                return tuple(tops), watched
         parent = os.path.dirname(current)
         if parent == current:
-            return tops
+            return tuple(tops), watched
         current = parent
 
 
 _HEX_HEAD = frozenset("0123456789abcdef")
 
 
-def _git_directory(path: str) -> bool:
+def _git_directory(path: str, watched: list[str]) -> bool:
     """Whether git surely takes ``path`` as a git directory (`is_git_directory`):
     ``objects/`` and ``refs/`` (here or in its ``commondir``) and a ``HEAD`` that
-    names a branch or an object."""
+    names a branch or an object. Each entry it looks at is added to ``watched``."""
     common = path
+    watched.append(os.path.join(path, "commondir"))
     try:
         with open(os.path.join(path, "commondir"), encoding="utf-8") as named:
             common = os.path.join(path, named.readline(4096).strip())
@@ -151,6 +169,8 @@ def _git_directory(path: str) -> bool:
         pass
     except (OSError, ValueError):
         return False
+    watched += [os.path.join(common, name) for name in ("objects", "refs")]
+    watched.append(os.path.join(path, "HEAD"))
     if not (
         os.path.isdir(os.path.join(common, "objects"))
         and os.path.isdir(os.path.join(common, "refs"))

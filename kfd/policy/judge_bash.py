@@ -85,7 +85,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
     # runs another file than the rule's `python3 check.py`).
     command = str(request.arguments.get("command", "")).strip(_BLANKS)
     found = Findings()
-    bash_rules = [s for s in facts.rules if s.rule.names("bash")]
+    bash_rules, restricting = _bash_rules(tuple(facts.rules))
     whole: SourcedRule | None = None
     exact: SourcedRule | None = None
     for sourced in bash_rules:
@@ -113,7 +113,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         if known is not None:
             parts.append(_Part(cf, known.reading, known.allowed, known.read_only))
             continue
-        part = weighed[key] = _weigh_command(cf, bash_rules, found, base, inputs)
+        part = weighed[key] = _weigh_command(cf, bash_rules, restricting, found, base, inputs)
         if part.allowed is None and whole is not None:
             part.allowed = whole
         _weigh_command_paths(facts, part, found, exact=exact is not None)
@@ -209,9 +209,25 @@ def _view(cf: CommandFacts, argv: Sequence[str], base: str, *, whole: bool) -> C
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _bash_rules(
+    rules: tuple[SourcedRule, ...],
+) -> tuple[tuple[SourcedRule, ...], tuple[tuple[SourcedRule, CommandPattern], ...]]:
+    """The rules about bash, and those that deny or ask with their command patterns
+    (a rule set serves many decisions: read once)."""
+    about = tuple(s for s in rules if s.rule.names("bash"))
+    restricting = [
+        (s, command_pattern(s.rule.spec))
+        for s in about
+        if s.decision != "allow" and s.rule.spec is not None
+    ]
+    return about, tuple((s, p) for s, p in restricting if p is not None)
+
+
 def _weigh_command(
     cf: CommandFacts,
     rules: Sequence[SourcedRule],
+    restricting: Sequence[tuple[SourcedRule, CommandPattern]],
     found: Findings,
     base: str,
     inputs: Sequence[str],
@@ -222,13 +238,8 @@ def _weigh_command(
     part = _Part(cf, reading, allowed=allowing_rule(command, rules))
     views = [_view(cf, command.argv, base, whole=True)]
     views += [_view(cf, wrapper, base, whole=False) for wrapper in command.wrappers]
-    restricting = [s for s in rules if s.decision != "allow" and s.rule.spec is not None]
     named: dict[str, str] | None = None
-    for sourced in restricting:
-        spec = sourced.rule.spec
-        pattern = command_pattern(spec) if spec is not None else None
-        if pattern is None:
-            continue
+    for sourced, pattern in restricting:
         best = max((restrict_match(pattern, view) for view in views), key=lambda m: m.value)
         if best is Match.YES:
             found.rule(sourced, f"`{command.source}`")

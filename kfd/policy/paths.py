@@ -7,8 +7,10 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from kfd.agent.instructions import project_candidates
+from kfd.agent.instructions import project_candidates, project_root
 from kfd.api import PathAccess, ResolvedPath
+from kfd.git.repository import is_marker
+from kfd.policy.stamped import Kept
 
 
 def resolve(workspace: Path, accesses: Sequence[PathAccess]) -> list[ResolvedPath]:
@@ -65,12 +67,31 @@ def hard_links(real: str) -> int:
 def instruction_links(workspace: str) -> dict[str, str]:
     """Where the project's instruction files that are symlinks lead: real path -> the
     file's label (``AGENTS.md``). Writing there changes what every later session
-    reads, as writing the file itself would.
+    reads, as writing the file itself would. Which files are links is kept while
+    the entries it was read from hold (`kfd.policy.stamped`); where they lead is
+    looked up each time.
 
     Blocking (a few ``lstat`` calls): call it through a thread.
     """
     found: dict[str, str] = {}
-    for path, label in project_candidates(Path(workspace)):
-        if os.path.islink(path):
-            found.setdefault(real_path(str(path)), label)
+    for path, label in _links.get(workspace, lambda: _instruction_links(workspace)):
+        found.setdefault(real_path(path), label)
     return found
+
+
+_links: Kept[tuple[tuple[str, str], ...]] = Kept()
+
+
+def _instruction_links(workspace: str) -> tuple[tuple[tuple[str, str], ...], list[str]]:
+    """The instruction files that are links (path, label), and the entries that
+    answer depends on: every candidate, and each ``.git`` (with its ``HEAD``)
+    `project_root` looked at on its way up."""
+    candidates = project_candidates(Path(workspace))
+    links = tuple((str(path), label) for path, label in candidates if os.path.islink(path))
+    watched = [str(path) for path, _ in candidates]
+    root = project_root(Path(workspace))
+    for directory in (Path(workspace), *Path(workspace).parents):
+        watched += [str(directory / ".git"), str(directory / ".git" / "HEAD")]
+        if directory == root and is_marker(root / ".git"):
+            break
+    return links, watched

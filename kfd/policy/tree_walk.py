@@ -35,14 +35,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kfd.policy.paths import inside, real_path
+from kfd.policy.stamped import FRESH_S
 
 if TYPE_CHECKING:
     from kfd.policy.rules import PathMatcher
 
 __all__ = ["FRESH_S", "Walked", "walk"]
 
-FRESH_S = 2.0
-"""A directory changed more recently than this is never taken from memory."""
 _MAX_LISTINGS = 100_000
 """Listings remembered per rule set before it starts over (a few tens of MB at most)."""
 _SKIPPED_DIRECTORIES = frozenset({".git"})
