@@ -55,6 +55,9 @@ stay empty this long before it means "the defaults"."""
 SETTLE_LIMIT_S = 1.0
 """Longest wait for a file that keeps changing; then it is read as it is."""
 
+RECHECK_MS = 2000
+"""How often the watched file's stamp is looked at when no event came (one ``stat``)."""
+
 # -- what changed, and what of it applies live (pure) ---------------------------
 
 _LIVE: Mapping[str, str] = {
@@ -280,6 +283,9 @@ class ConfigReloader:
                 ) -> bool:
                     return changed in wanted
 
+                # Every RECHECK_MS with nothing seen, a look at the file's stamp too:
+                # a change made while the watch was being set up (or an event the
+                # kernel dropped) is found without waiting for a decision.
                 async for _ in watchfiles.awatch(
                     *directories,
                     watch_filter=relevant,
@@ -287,6 +293,8 @@ class ConfigReloader:
                     debounce=150,
                     step=30,
                     stop_event=stop,
+                    rust_timeout=RECHECK_MS,
+                    yield_on_timeout=True,
                 ):
                     await self.reload()
                     if self._directories() != directories:
