@@ -43,7 +43,11 @@ class Tracked:
 
 
 def parse_index(data: bytes) -> Tracked | None:
-    """The entries of an index file, or None if it is not one kfd can read."""
+    """The entries of an index file, or None if it is not one kfd can read as git
+    reads it: a name whose length field and terminating NUL disagree (git goes by
+    the field: ``.envQ`` with length 3 is ``.env`` to git), a name git itself would
+    never write (`_canonical`: ``src/../secrets/x``, ``../x``), a directory entry
+    of a sparse index or a split index's ``link`` to entries held elsewhere."""
     if len(data) < _HEADER.size:
         return None
     signature, version, count = _HEADER.unpack_from(data)
@@ -58,10 +62,13 @@ def parse_index(data: bytes) -> Tracked | None:
         if offset + _ENTRY_FIXED > len(data):
             return None
         flags = struct.unpack_from(">H", data, offset + 60)[0]
-        gitlink = struct.unpack_from(">I", data, offset + _MODE_OFFSET)[0] & 0o170000 == _GITLINK
+        kind = struct.unpack_from(">I", data, offset + _MODE_OFFSET)[0] & 0o170000
+        if kind == _DIRECTORY:
+            return None  # a sparse index's directory: a whole tree kfd cannot list
         offset += _ENTRY_FIXED
         if flags & 0x4000:  # extended flags (version 3+)
             offset += 2
+        length = flags & _NAME_MASK
         if version == 4:
             strip, offset = _varint(data, offset)
             end = data.find(b"\0", offset)
@@ -76,11 +83,44 @@ def parse_index(data: bytes) -> Tracked | None:
             name = data[offset:end]
             # Entries are padded with NULs to a multiple of eight bytes.
             offset = start + ((end - start + 8) // 8) * 8
+        if length != _NAME_MASK and length != len(name):
+            return None
+        if not _canonical(name):
+            return None
         previous = name
         paths.append(name.decode("utf-8", "surrogateescape"))
-        if gitlink:
+        if kind == _GITLINK:
             submodules.append(paths[-1])
+    if _split(data, offset):
+        return None
     return Tracked(paths, submodules)
+
+
+_NAME_MASK = 0x0FFF
+"""The name-length bits of an entry's flags; all set: the name is longer (ends at NUL)."""
+_DIRECTORY = 0o040000
+
+
+def _canonical(name: bytes) -> bool:
+    """Whether git would have written ``name`` (`verify_path`): relative, no empty,
+    ``.`` or ``..`` component, no ``.git`` component in any case. Any other name
+    came from a hand-made index, and where git would put it is not what it says."""
+    if not name or name.endswith(b"/"):
+        return False
+    return all(
+        part not in (b"", b".", b"..") and part.lower() != b".git" for part in name.split(b"/")
+    )
+
+
+def _split(data: bytes, offset: int) -> bool:
+    """Whether the extensions after the entries hold a ``link`` (a split index: the
+    entries kfd read are only the changes to a shared index file) or ``sdir``."""
+    while offset + 8 <= len(data) - 20:
+        signature = data[offset : offset + 4]
+        if signature in (b"link", b"sdir"):
+            return True
+        offset += 8 + struct.unpack_from(">I", data, offset + 4)[0]
+    return False
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:

@@ -1,0 +1,127 @@
+"""`kfd.policy.gitindex.parse_index`: the tracked paths as git itself reads them, or
+"unknown" (the engine asks) wherever a hand-made index could make kfd and git
+disagree. Each index here is written by real git, then changed as an attacker
+would (the trailing checksum made right again, so that git reads it)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import struct
+import subprocess
+from pathlib import Path
+
+from kfd.api import PolicyRequest
+from kfd.policy.defaults import builtin_rules
+from kfd.policy.engine import decide_facts
+from kfd.policy.facts import CallFacts
+from kfd.policy.gate import restricted_matcher
+from kfd.policy.gitindex import parse_index
+from kfd.policy.line_facts import line_facts
+
+_HASH = 20
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _repository(tmp_path: Path, *files: str) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir(parents=True)
+    _git(repo, "init", "-q")
+    for name in files:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("TOKEN=canary\n")
+    _git(repo, "add", "--", *files)
+    return repo
+
+
+def _rewrite(repo: Path, change: bytes, to: bytes, *, length: int | None = None) -> bytes:
+    """The index with ``change`` replaced by ``to`` in its first entry that holds it
+    (and that entry's name length set to ``length``), its checksum made right."""
+    index = repo / ".git" / "index"
+    data = bytearray(index.read_bytes()[:-_HASH])
+    at = data.index(change)
+    data[at : at + len(change)] = to
+    if length is not None:
+        flags = 12 + 60  # the first entry's flags (the tests track one file)
+        (old,) = struct.unpack_from(">H", data, flags)
+        struct.pack_into(">H", data, flags, (old & ~0x0FFF) | length)
+    written = bytes(data) + hashlib.sha1(data).digest()
+    index.write_bytes(written)
+    return written
+
+
+def _plan(repo: Path, line: str) -> str:
+    """The built-in rules' decision on ``line`` in plan mode."""
+    rules = builtin_rules()
+    request = PolicyRequest(
+        session_id="s",
+        tool="bash",
+        arguments={"command": line},
+        read_only=False,
+        edits_files=False,
+        workspace=str(repo),
+        mode="plan",
+    )
+    matcher = restricted_matcher(rules, str(repo), "/nonexistent-home")
+    facts = line_facts(line, str(repo), restricted=matcher, home="/nonexistent-home")
+    return decide_facts(
+        CallFacts(request=request, rules=rules, line=facts, home="/nonexistent-home")
+    ).decision
+
+
+def test_a_name_whose_length_field_says_less_is_read_as_git_reads_it(tmp_path: Path) -> None:
+    repo = _repository(tmp_path, ".envQ")
+    data = _rewrite(repo, b".envQ", b".envQ", length=3)
+    assert _git(repo, "ls-files").split() == [".env"]  # git copies by the field
+    assert parse_index(data) is None
+    (repo / ".env").write_text("TOKEN=changed\n")
+    assert "TOKEN=changed" in _git(repo, "diff")
+    assert _plan(repo, "git diff") != "allow"
+
+
+def test_names_git_would_never_write_are_unknown(tmp_path: Path) -> None:
+    repo = _repository(tmp_path, "src/aa/secrets/db.txt")
+    data = _rewrite(repo, b"src/aa/", b"src/../")
+    assert _git(repo, "ls-files").split() == ["src/../secrets/db.txt"]
+    assert parse_index(data) is None
+    for name in (b"../out/token", b"a//b", b"./a", b"x/.GIT/hooks/pre-commit", b"/etc/x"):
+        repo = _repository(tmp_path / name.hex(), "z" * len(name))
+        assert parse_index(_rewrite(repo, b"z" * len(name), name)) is None, name
+
+
+def test_a_split_index_is_unknown(tmp_path: Path) -> None:
+    repo = _repository(tmp_path, ".env", "app.py")
+    plain = parse_index((repo / ".git" / "index").read_bytes())
+    assert plain is not None and sorted(plain.paths) == [".env", "app.py"]
+    assert _plan(repo, "git grep TOKEN") != "allow"
+    _git(repo, "update-index", "--split-index")
+    assert ".env" in _git(repo, "ls-files").split()
+    assert parse_index((repo / ".git" / "index").read_bytes()) is None
+    assert _plan(repo, "git grep TOKEN") != "allow"
+
+
+def test_plain_indexes_of_every_version_are_read(tmp_path: Path) -> None:
+    repo = _repository(tmp_path, "a.py", "src/b.py", "src/c/d.txt")
+    assert _plan(repo, "git grep TOKEN") == "allow"  # nothing restricted is tracked
+    for version in ("2", "3", "4"):
+        _git(repo, "update-index", f"--index-version={version}")
+        found = parse_index((repo / ".git" / "index").read_bytes())
+        assert found is not None and found.paths == _git(repo, "ls-files").split(), version
+
+
+def test_garbage_and_cut_indexes_never_raise(tmp_path: Path) -> None:
+    repo = _repository(tmp_path, "a.py", "src/b.py")
+    data = (repo / ".git" / "index").read_bytes()
+    rng = random.Random(7)
+    for cut in range(len(data)):
+        parse_index(data[:cut])
+    for _ in range(500):
+        mangled = bytearray(data)
+        for _ in range(rng.randrange(1, 8)):
+            mangled[rng.randrange(len(mangled))] = rng.randrange(256)
+        parse_index(bytes(mangled))
