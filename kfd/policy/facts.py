@@ -155,6 +155,9 @@ class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
     """For ``bash``: the command line, analyzed."""
     home: str = "/"
     """The home directory ``~/`` rules are anchored at."""
+    hooks: tuple[str, ...] = ()
+    """Directories inside the workspace git runs hooks from (``core.hooksPath``:
+    `kfd.policy.gitconfig.hooks_directories`): writing there always asks."""
     untrusted: str = ""
     """The tool whose untrusted output the session read this turn ("" if none)."""
     network_allowed: bool = False

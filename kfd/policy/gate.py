@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from kfd.api import PathAccess, Policy, PolicyRequest, Tool, Verdict
 from kfd.policy import engine
 from kfd.policy.facts import CallFacts, LineFacts, PathFact
+from kfd.policy.gitconfig import hooks_directories
+from kfd.policy.gitindex import repository_tops
 from kfd.policy.judge_paths import restricted_reads
 from kfd.policy.line_facts import line_facts
-from kfd.policy.paths import hard_links, instruction_links, resolve
+from kfd.policy.paths import hard_links, instruction_links, real_path, resolve
 from kfd.policy.rules import PathMatcher, SourcedRule, normal_host
 
 if TYPE_CHECKING:
@@ -142,7 +144,7 @@ async def gather(
     command = request.arguments.get("command") if request.tool == SHELL_TOOL else None
     home = os.path.expanduser("~")
 
-    def look() -> tuple[list[PathFact], LineFacts | None]:
+    def look() -> tuple[list[PathFact], LineFacts | None, tuple[str, ...]]:
         resolved = resolve(Path(workspace), accesses)
         request.paths = resolved
         links = instruction_links(workspace) if resolved else {}
@@ -151,15 +153,18 @@ async def gather(
         if isinstance(command, str):
             matcher = restricted_matcher(applicable.rules, workspace, home)
             line = line_facts(command, workspace, restricted=matcher, home=home)
-        return facts, line
+        tops = repository_tops(real_path(workspace)) if resolved or line else []
+        hooks = tuple(h for top in tops for h in hooks_directories(top, home))
+        return facts, line, hooks
 
-    paths, line = await asyncio.to_thread(look)
+    paths, line, hooks = await asyncio.to_thread(look)
     facts = CallFacts(
         request=request,
         rules=applicable.rules,
         paths=paths,
         line=line,
         home=home,
+        hooks=hooks,
         untrusted=untrusted,
         network_allowed=network_allowed,
         domains=domains,

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "NAMED_FILES",
     "config_files",
+    "hooks_directories",
     "repository_keys",
     "running_keys",
     "user_named_files",
@@ -80,20 +81,48 @@ def repository_keys(top: str) -> list[str]:
     ``top`` (`config_files`), each with its file; one entry saying so when kfd
     cannot tell which files those are, or cannot read one. Kept while the entries
     it was read from hold (`kfd.policy.stamped`)."""
-    return list(_keys.get(top, lambda: _repository_keys(top)))
+    return list(_configuration.get(top, lambda: _read_configuration(top))[0])
 
 
-_keys: Kept[tuple[str, ...]] = Kept()
+def hooks_directories(top: str, home: str) -> list[str]:
+    """The directories inside the work tree at ``top`` that git runs hooks from:
+    each ``core.hooksPath`` of the repository's, the user's and the system's
+    configuration (any of them may be the one git takes), relative to ``top``,
+    with the directory holding it when that is not ``top`` itself (husky keeps
+    the hooks its ``.husky/_`` calls in ``.husky``). Real paths."""
+    values = list(_configuration.get(top, lambda: _read_configuration(top))[1])
+    for name in (*_user_files(home), "/etc/gitconfig"):
+        values += [value for key, value in _file_entries(name) or () if key == "core.hookspath"]
+    found: list[str] = []
+    for value in dict.fromkeys(values):
+        if not value:
+            continue
+        if value.startswith("~/"):
+            value = os.path.join(home, value[2:])
+        directory = os.path.realpath(os.path.join(top, value))
+        if directory.startswith(top.rstrip(os.sep) + os.sep):
+            found.append(directory)
+            parent = os.path.dirname(directory)
+            if parent != top:
+                found.append(parent)
+    return found
 
 
-def _repository_keys(top: str) -> tuple[tuple[str, ...], list[str] | None]:
-    """`repository_keys`, and the entries it depends on: kept only for the plain
-    layout, a ``.git`` directory without submodules (a ``.git`` file, a linked
-    worktree or submodules' git directories are read at every decision)."""
+_Configuration = tuple[tuple[str, ...], tuple[str, ...]]
+_configuration: Kept[_Configuration] = Kept()
+
+
+def _read_configuration(top: str) -> tuple[_Configuration, list[str] | None]:
+    """`repository_keys` and the repository's ``core.hooksPath`` values, and the
+    entries they depend on: kept only for the plain layout, a ``.git`` directory
+    without submodules (a ``.git`` file, a linked worktree or submodules' git
+    directories are read at every decision)."""
     files = config_files(top)
     if files is None:
-        return (f"{top}/.git (kfd cannot tell which configuration git reads there)",), None
+        unknown = f"{top}/.git (kfd cannot tell which configuration git reads there)"
+        return ((unknown,), ()), None
     found: list[str] = []
+    hooks: list[str] = []
     for name in files:
         entries = _file_entries(name)
         if entries is None:
@@ -102,23 +131,31 @@ def _repository_keys(top: str) -> tuple[tuple[str, ...], list[str] | None]:
         module = f"{os.sep}modules{os.sep}" in name  # a submodule's: its worktree is set
         within = (os.path.dirname(name), top) if module else None
         found += [f"{key} in {name}" for key in _running(entries, within)]
+        if not module:
+            hooks += [value for key, value in entries if key == "core.hookspath"]
+    configuration = (tuple(found), tuple(hooks))
     marker = os.path.join(top, ".git")
     plain = [os.path.join(marker, name) for name in ("config", "config.worktree")]
     if files != plain or os.path.lexists(os.path.join(marker, "modules")):
-        return tuple(found), None  # modules' git directories lie at any depth
+        return configuration, None  # modules' git directories lie at any depth
     # What `config_files` looked at to find the plain layout: the marker (a
     # directory, `repository.find`), its HEAD and commondir (`_validate`), no
     # modules directory; and the files themselves.
     watched = [marker, *(os.path.join(marker, n) for n in ("HEAD", "commondir", "modules"))]
-    return tuple(found), watched + plain
+    return configuration, watched + plain
+
+
+def _user_files(home: str) -> tuple[str, str]:
+    """The user's own (global) configuration files."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")
 
 
 def user_named_files(home: str) -> list[tuple[str, str]]:
     """The `NAMED_FILES` keys of the user's own (global) git configuration, each with
     its value."""
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     found: list[tuple[str, str]] = []
-    for name in (os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")):
+    for name in _user_files(home):
         entries = _file_entries(name) or ()
         found += [(key, value) for key, value in entries if key in NAMED_FILES and value]
     return list(dict.fromkeys(found))

@@ -94,6 +94,7 @@ def _unremarkable(shared: _Shared, fact: PathFact, write: bool | None, exact: bo
                 and protected(path, shared.own) is None
                 and (real == path or protected(real, shared.own) is None)
                 and (not fact.inside or home_configuration(real, *shared.places) is None)
+                and not (shared.hooks and _hooks(real, shared.hooks))
             )
         )
     )
@@ -131,6 +132,7 @@ def _weigh_path(
         or (real is not None and protected(real, own))
         or _leads_here(fact)
         or (fact.inside and _home_configuration(facts, fact))
+        or _hooks(fact.real, facts.hooks)
     ):
         found.ask(f"{verb} {fact.word}: {why} always asks")
     if fact.links > 1:  # read or written, its content is also another path's
@@ -150,6 +152,14 @@ def _weigh_path(
             f"writes outside the workspace: {where}; a rule such as "
             f"edit({fact.real}) in [permissions] allow would allow it"
         )
+    return None
+
+
+def _hooks(real: str, hooks: Sequence[str]) -> str | None:
+    """Why writing ``real`` always asks when it is in a directory git runs hooks from."""
+    for directory in hooks:
+        if real == directory or real.startswith(directory + os.sep):
+            return f"a git hooks directory ({directory}: core.hooksPath, git runs what is there)"
     return None
 
 
@@ -223,6 +233,8 @@ class _Shared:
     """kfd's own directories (`kfd.policy.defaults.own_directories`)."""
     places: tuple[str, str]
     """The home directory and the workspace, as they really are."""
+    hooks: tuple[str, ...]
+    """`CallFacts.hooks`."""
 
 
 _last_shared: list[tuple[CallFacts, _Shared]] = []
@@ -237,7 +249,7 @@ def _shared(facts: CallFacts) -> _Shared:
         return last[1]
     quick, candidates = _path_rules(tuple(facts.rules), facts.request.workspace, facts.home)
     places = (real_path(facts.home), real_path(facts.request.workspace))
-    shared = _Shared(quick, candidates, own_directories(), places)
+    shared = _Shared(quick, candidates, own_directories(), places, facts.hooks)
     _last_shared[:] = [(facts, shared)]
     return shared
 

@@ -184,7 +184,7 @@ def test_kept_answers_are_the_answers_read_afresh(
     top = tmp_path / "ws"
     (top / "sub").mkdir(parents=True)
     (top / ".env").write_text("TOKEN=x\n")
-    for kept in (gitindex._tops, gitconfig._keys, paths._links):
+    for kept in (gitindex._tops, gitconfig._configuration, paths._links):
         kept.clear()
     probe = tmp_path / "probe"
     last = 0
@@ -195,7 +195,7 @@ def test_kept_answers_are_the_answers_read_afresh(
             assert tops == list(gitindex._repository_tops(directory)[0]), (step, what)
             for found in tops:
                 keys = gitconfig.repository_keys(found)
-                assert keys == list(gitconfig._repository_keys(found)[0]), (step, what)
+                assert keys == list(gitconfig._read_configuration(found)[0][0]), (step, what)
             links = paths.instruction_links(directory)
             fresh: dict[str, str] = {}
             for path, label in paths._instruction_links(directory)[0]:
