@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -163,6 +164,30 @@ def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
     with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
         lines = [line for _, line in zip(range(NEW_FILE_LINES), handle, strict=False)]
     return f"--- {relative} (new or untracked file)\n" + "".join(lines)
+
+
+def withheld(
+    workspace: Path, relatives: list[str], guard: Callable[[str], str | None] | None
+) -> dict[str, str]:
+    """The files whose content a prompt must not carry, each with why: a read rule
+    names it (``guard``: `kfd.policy.read_guard.ReadGuard`, as the grep tool leaves
+    such files out) by its path or by where it really is, or it has other hard
+    links (its content is another path's too). Blocking: a ``stat`` each."""
+    found: dict[str, str] = {}
+    for relative in relatives:
+        path = os.path.normpath(workspace / relative)
+        real = os.path.realpath(path)
+        rule = guard(path) or guard(real) if guard is not None else None
+        if rule:
+            found[relative] = rule
+            continue
+        try:
+            info = os.lstat(real)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            found[relative] = f"{info.st_nlink} hard links"
+    return found
 
 
 class FileState(NamedTuple):

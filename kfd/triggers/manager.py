@@ -56,6 +56,7 @@ from kfd.triggers.files import (
     git_blobs,
     git_ignored,
     read_beneath,
+    withheld,
 )
 from kfd.triggers.own_edits import Claim, OwnEdits, claim_of_paths
 
@@ -358,9 +359,14 @@ class TriggerManager:
             trigger.info.problem = refused
             trigger.info.refused += 1
             return
+        # What a read rule keeps from the model (a changed .env) is named, never shown.
+        book = self.sessions.runtime.rule_book
+        guard = book.read_guard(str(trigger.workspace)) if book is not None else None
+        hidden = await asyncio.to_thread(withheld, trigger.workspace, files, guard)
+        shown = [relative for relative in files if relative not in hidden]
         spots: list[tuple[TriggerSpot, str]] = []
         if config.ai_comments:
-            spots = await asyncio.to_thread(_new_spots, trigger, files)
+            spots = await asyncio.to_thread(_new_spots, trigger, shown)
         if spots:
             do = [spot for spot in spots if spot[0].kind == "do"]
             ask = [spot for spot in spots if spot[0].kind == "ask"]
@@ -373,7 +379,15 @@ class TriggerManager:
             listed = files[:FILES_LISTED]
             more = len(files) - len(listed)
             names = "\n".join(listed) + (f"\n… and {more} more files" if more else "")
-            diff = await diff_of(trigger.workspace, listed) if "{diff}" in config.prompt else ""
+            diff = ""
+            if "{diff}" in config.prompt:
+                visible = [relative for relative in listed if relative not in hidden]
+                diff = await diff_of(trigger.workspace, visible) if visible else ""
+                diff += "".join(
+                    f"\n--- {relative}: not shown ({why}: kfd keeps its content from the model)"
+                    for relative, why in hidden.items()
+                    if relative in listed
+                )
             prompt = config.prompt.format_map(
                 {"changed_files": names, "diff": diff, "trigger": config.name}
             )

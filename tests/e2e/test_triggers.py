@@ -368,3 +368,35 @@ async def test_an_ai_question_is_answered_in_plan_mode_even_when_the_trigger_act
                 ended.add(item.session)
         modes = {f.kind: (await client.session(f.session)).mode for f in fired}
     assert modes == {"do": "auto", "ask": "plan"}
+
+
+async def test_a_prompt_never_carries_what_a_read_rule_keeps_from_the_model(
+    make_daemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    config = workspace / "config"
+    config.mkdir()
+    (config / ".env.production").write_text("DB_PASSWORD=old\n")
+    (config / "app.toml").write_text("port = 1\n")
+    (workspace / "notes.txt").write_text("TOKEN=canary-hardlink\n")
+    commit(workspace, "config", "notes.txt")
+    prompt = "Changed:\n{changed_files}\nDiff:\n{diff}"
+    daemon = make_daemon(
+        trigger_config(workspace, paths=["config/**"], prompt=prompt, ai_comments=True)
+    )
+    model_server.add(Reply(text="looked"))
+    async with await daemon.client() as client, await client.follow() as follower:
+        (config / ".env.production").write_text("DB_PASSWORD=canary-env  # rotate it AI!\n")
+        (config / "server.key").write_text("-----BEGIN EC PRIVATE KEY-----\ncanary-key\n")
+        (config / "app.toml").write_text("port = 2\n")
+        (config / "copy.txt").hardlink_to(workspace / "notes.txt")
+        fired = await next_fired(follower)
+        await turn_done(follower, fired.session)
+
+    assert fired.kind == "change"  # the AI! in .env.production was never read
+    user_text = model_server.requests[0].body["messages"][-1]["content"]
+    assert "-port = 1\n+port = 2" in user_text  # what may be read is shown
+    for canary in ("canary-env", "canary-key", "canary-hardlink", "DB_PASSWORD"):
+        assert canary not in user_text
+    assert "config/.env.production: not shown (read(**/.env.*)" in user_text
+    assert "config/server.key: not shown (read(**/*.key)" in user_text
+    assert "config/copy.txt: not shown (2 hard links" in user_text
