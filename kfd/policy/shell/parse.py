@@ -28,6 +28,7 @@ from kfd.policy.shell.words import (
     WordContext,
     decode,
     evaluate_word,
+    joined_in_word,
     plain_word,
     scan_node,
 )
@@ -111,6 +112,12 @@ class Collector:
         if level > MAX_DEPTH:
             self.too_deep()
             return
+        if "\\\n" in text and (joined := joined_in_word(text)):
+            self.risk(
+                RiskKind.UNPARSED,
+                f"a backslash-newline joins `{joined}`: bash joins the lines before it "
+                "reads the words, which kfd does not (`$\\⏎(` is a command substitution)",
+            )
         source = text.encode("utf-8", "surrogatepass")
         # Deep levels stay with tree-sitter, which reports exactly where nesting stops.
         if self.fast_path and level + 4 <= MAX_DEPTH:

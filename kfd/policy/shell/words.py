@@ -39,6 +39,7 @@ __all__ = [
     "decode_ansi_c",
     "evaluate_word",
     "hides_code",
+    "joined_in_word",
     "merge_adjacent",
     "plain_run",
     "plain_word",
@@ -110,6 +111,9 @@ _LITERAL_LEAVES = frozenset(
     {"raw_string", "ansi_c_string", "comment", "heredoc_start", "heredoc_end"}
     | {"heredoc_body", "heredoc_content"}
 )
+_QUOTES = frozenset({"raw_string", "ansi_c_string"})
+_DOUBLE_QUOTING = frozenset({"string", "heredoc_body"})
+"""Nodes inside which `_QUOTES` are plain characters to bash."""
 # Characters that end or change a word when unquoted; tree-sitter never leaves
 # them unescaped inside a plain word, so meeting one means we misread the tree.
 _UNQUOTED_META = frozenset(" \t\n;&|<>()`'\"$")
@@ -171,10 +175,13 @@ def walk(node: Node) -> Iterator[Node]:
 
 def scan_node(node: Node, scan: Scan) -> None:
     """Collect substitutions, parse errors, and what evaluates code from data under `node`."""
-    stack = [node]
+    # Below a double-quoted string (`"${x:-'$(cmd)'}"`, the body of a here-document),
+    # single quotes are characters, not quoting: bash runs the `$(cmd)` they hold.
+    stack = [(node, False)]
     while stack:
-        current = stack.pop()
-        if current.type in _SUBSTITUTIONS:
+        current, quoted = stack.pop()
+        kind = current.type
+        if kind in _SUBSTITUTIONS:
             scan.substitutions.append(current)
             continue
         if current.is_error or current.is_missing:
@@ -183,18 +190,19 @@ def scan_node(node: Node, scan: Scan) -> None:
         if (
             current.is_named
             and current.child_count == 0
-            and current.type not in _LITERAL_LEAVES
+            and (kind not in _LITERAL_LEAVES or (quoted and kind in _QUOTES))
             and hides_code(_node_text(current))
         ):
             scan.hidden.append(current)
             continue
-        if current.type == "arithmetic_expansion" and not literal_arithmetic_node(current):
+        if kind == "arithmetic_expansion" and not literal_arithmetic_node(current):
             scan.arithmetic.append(current)
-        elif current.type == "expansion":
+        elif kind == "expansion":
             why = expansion_evaluates(_node_text(current))
             if why is not None:
                 scan.evaluating.append((current, why))
-        stack.extend(current.children)
+        inner = quoted or kind in _DOUBLE_QUOTING
+        stack.extend((child, inner) for child in current.children)
 
 
 def hides_code(text: str) -> bool:
@@ -221,6 +229,31 @@ def hides_code(text: str) -> bool:
             return True
         index += 1
     return False
+
+
+def joined_in_word(text: str) -> str:
+    """Two pieces of text a backslash-newline joins into one word, as ``a\\⏎b``
+    shows them; ``""`` when every one stands between words.
+
+    Bash removes each unescaped backslash-newline before it reads the words
+    (outside single quotes, quoted here-document bodies and comments), and
+    tree-sitter does not: ``$\\⏎(cmd)`` is a command substitution to bash and
+    text to the tree; ``EO\\⏎F`` ends a here-document bash's way only. After a
+    blank (or at a line's start) the removal leaves the words as they were: the
+    common multi-line command. Anywhere else it is reported, whatever the
+    quoting (fail closed: a literal one inside single quotes asks too)."""
+    start = 0
+    while (at := text.find("\\\n", start)) >= 0:
+        start = at + 2
+        backslashes = len(text[: at + 1]) - len(text[: at + 1].rstrip("\\"))
+        if backslashes % 2 == 0:
+            continue  # an escaped backslash, then a newline
+        before = text[at - backslashes] if at - backslashes >= 0 else "\n"
+        if before not in " \t\n":
+            head = text[max(0, at - backslashes - 8) : at].rsplit("\n", 1)[-1]
+            tail = text[at + 2 : at + 10].split("\n", 1)[0]
+            return f"{head}\\⏎{tail}"
+    return ""
 
 
 def _node_text(node: Node) -> str:
