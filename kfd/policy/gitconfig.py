@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,8 +31,10 @@ from kfd.git import repository
 from kfd.policy.stamped import Kept
 
 __all__ = [
+    "AUTOMATIC_HOOKS",
     "MAX_CONFIG_BYTES",
     "NAMED_FILES",
+    "automatic_hooks",
     "config_files",
     "hooks_directories",
     "repository_keys",
@@ -43,13 +46,37 @@ MAX_CONFIG_BYTES = 1024 * 1024
 """A larger configuration file is not read (it is reported as unreadable)."""
 
 _RUNS = re.compile(
-    r"core\.(fsmonitor|worktree)|diff\.external|diff\..*\.(command|textconv)"
-    r"|filter\..*\.(clean|smudge|process)|gpg\.(.*\.)?program|include\.path"
-    r"|includeif\..*\.path|blame\.ignorerevsfile|mailmap\.(file|blob)",
+    # Programs git runs: on read-only commands (fsmonitor, textconv, filters, ...)
+    # and on any other (editors, pagers, transports, credential helpers, tools).
+    r"core\.(fsmonitor|worktree|alternaterefscommand|askpass|editor|pager|sshcommand"
+    r"|gitproxy)|pager\..*|sequence\.editor|diff\.(external|tool|guitool)"
+    r"|diff\..*\.(command|textconv)|merge\.(tool|guitool)|merge\..*\.driver"
+    r"|(diff|merge)tool\..*\.(cmd|path)|filter\..*\.(clean|smudge|process)"
+    r"|gpg\.(.*\.)?program|gpg\.ssh\..*|credential\.(.*\.)?helper|interactive\.difffilter"
+    r"|remote\..*\.(uploadpack|receivepack)|protocol\.(.*\.)?allow|uploadpack\.packobjectshook"
+    r"|tar\..*\.command|trailer\..*\.(command|cmd)|guitool\..*\.cmd|imap\.tunnel"
+    r"|sendemail\..*|(help|web)\.browser|instaweb\..*|browser\..*\.(cmd|path)"
+    # Program names git builds from a value (git-remote-<vcs>, git-merge-<strategy>):
+    # with a `/` in it, a path from where git runs.
+    r"|remote\..*\.vcs|branch\..*\.mergeoptions|pull\.(twohead|octopus)"
+    r"|man\.viewer|man\..*\.(cmd|path)"
+    # Files the repository names for git to read (or copy: templates hold hooks), and
+    # more configuration.
+    r"|include\.path|includeif\..*\.path|blame\.ignorerevsfile|mailmap\.(file|blob)"
+    r"|core\.(attributesfile|excludesfile)|diff\.orderfile|commit\.template"
+    r"|init\.templatedir|format\.(signaturefile|outputdirectory)"
+    r"|(fetch|receive|fsck)\.fsck\.skiplist|fsck\.skiplist"
+    r"|http\.(.*\.)?(cookiefile|sslcert|sslkey|sslcainfo|sslcapath|proxysslcert"
+    r"|proxysslkey|proxysslcainfo)",
     re.DOTALL,
 )
-"""Keys (section and name in lower case, any subsection) that make a read-only git
-command run a program, read files the repository names, or read more configuration."""
+"""Keys (section and name in lower case, any subsection) that make git run a program,
+read files the repository names, or read more configuration: every such key of git's
+own list (``git help --config``; `tests/unit/test_git_config_keys.py` holds each of
+them to this or to the reviewed inert ones, so a git that knows more fails it).
+``core.hooksPath`` is read for the hooks it names (`automatic_hooks`)."""
+_COMMAND_VALUES = re.compile(r"alias\..*|submodule\..*\.update", re.DOTALL)
+"""Keys that run a shell command when their value starts with ``!``."""
 _BOOLEANS = frozenset({"", "true", "false", "yes", "no", "on", "off", "1", "0"})
 """``core.fsmonitor`` values that name no program (git's own daemon, or none)."""
 _SECTION = re.compile(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\\n]|\\.)*)")?\s*\]')
@@ -76,12 +103,38 @@ def running_keys(text: str, worktree_in: tuple[str, str] | None = None) -> list[
     return _running(_entries(text), worktree_in)
 
 
-def repository_keys(top: str) -> list[str]:
+def repository_keys(top: str, home: str = "") -> list[str]:
     """`running_keys` of every configuration file git reads in the repository at
-    ``top`` (`config_files`), each with its file; one entry saying so when kfd
-    cannot tell which files those are, or cannot read one. Kept while the entries
-    it was read from hold (`kfd.policy.stamped`)."""
-    return list(_configuration.get(top, lambda: _read_configuration(top))[0])
+    ``top`` (`config_files`), each with its file, and the hooks git runs there on
+    any command (`AUTOMATIC_HOOKS`); one entry saying so when kfd cannot tell
+    which files those are, or cannot read one. Kept while the entries it was read
+    from hold (`kfd.policy.stamped`). ``home``: whose ``core.hooksPath`` counts
+    too (a relative one is the repository's to fill)."""
+    found = list(_configuration.get(top, lambda: _read_configuration(top))[0])
+    for name in _user_files(home) if home else ():
+        for key, value in _file_entries(name) or ():
+            if key == "core.hookspath" and value:
+                found += automatic_hooks(os.path.join(top, os.path.expanduser(value)))
+    return found
+
+
+AUTOMATIC_HOOKS = ("post-index-change", "reference-transaction")
+"""Hooks git runs on commands that ask for no change: ``git status`` and ``git diff``
+rewrite a stale index (``post-index-change``), any ref update runs
+``reference-transaction``. A repository that came with its ``.git`` brings them."""
+
+
+def automatic_hooks(directory: str) -> list[str]:
+    """The `AUTOMATIC_HOOKS` git would run from hooks ``directory`` (executable files)."""
+    found: list[str] = []
+    for name in AUTOMATIC_HOOKS:
+        try:
+            info = os.stat(os.path.join(directory, name))
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o111:
+            found.append(f"hook {name} in {directory}")
+    return found
 
 
 def hooks_directories(top: str, home: str) -> list[str]:
@@ -131,17 +184,25 @@ def _read_configuration(top: str) -> tuple[_Configuration, list[str] | None]:
         module = f"{os.sep}modules{os.sep}" in name  # a submodule's: its worktree is set
         within = (os.path.dirname(name), top) if module else None
         found += [f"{key} in {name}" for key in _running(entries, within)]
-        if not module:
-            hooks += [value for key, value in entries if key == "core.hookspath"]
-    configuration = (tuple(found), tuple(hooks))
+        found += automatic_hooks(os.path.join(os.path.dirname(name), "hooks"))
+        named = [value for key, value in entries if key == "core.hookspath" and value]
+        if module:
+            found += [f"core.hookspath in {name}" for _ in named[:1]]
+        else:
+            hooks += named
+            for value in named:
+                found += automatic_hooks(os.path.join(top, os.path.expanduser(value)))
+    configuration = (tuple(dict.fromkeys(found)), tuple(hooks))
     marker = os.path.join(top, ".git")
     plain = [os.path.join(marker, name) for name in ("config", "config.worktree")]
-    if files != plain or os.path.lexists(os.path.join(marker, "modules")):
+    if files != plain or hooks or os.path.lexists(os.path.join(marker, "modules")):
         return configuration, None  # modules' git directories lie at any depth
     # What `config_files` looked at to find the plain layout: the marker (a
     # directory, `repository.find`), its HEAD and commondir (`_validate`), no
     # modules directory; and the files themselves.
     watched = [marker, *(os.path.join(marker, n) for n in ("HEAD", "commondir", "modules"))]
+    hooks_directory = os.path.join(marker, "hooks")
+    watched += [hooks_directory, *(os.path.join(hooks_directory, n) for n in AUTOMATIC_HOOKS)]
     return configuration, watched + plain
 
 
@@ -195,8 +256,13 @@ def _running(entries: Iterable[tuple[str, str]], worktree_in: tuple[str, str] | 
             target = os.path.realpath(os.path.join(base, value)) if value else base
             if target.startswith(within.rstrip(os.sep) + os.sep):
                 continue
-        if key.startswith("line ") or (
-            _RUNS.fullmatch(key) and not (key == "core.fsmonitor" and value.lower() in _BOOLEANS)
+        if (
+            key.startswith("line ")
+            or (
+                _RUNS.fullmatch(key)
+                and not (key == "core.fsmonitor" and value.lower() in _BOOLEANS)
+            )
+            or (value.startswith("!") and _COMMAND_VALUES.fullmatch(key))
         ):
             found.append(key)
     return found

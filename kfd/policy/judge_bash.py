@@ -336,8 +336,8 @@ def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exac
     program = cf.command.source if len(cf.command.source) <= 80 else cf.command.argv[0]
     if cf.git_config:
         found.ask(
-            f"`{program}`: the repository's own git configuration makes git run a program "
-            f"or read what it names ({'; '.join(cf.git_config[:3])}); look at it before "
+            f"`{program}`: the repository's own git configuration or hooks make git run a "
+            f"program or read what it names ({'; '.join(cf.git_config[:3])}); look at it before "
             "allowing git there"
         )
     weigh_each(facts, cf.paths, found, exact=exact, write=access)

@@ -575,7 +575,7 @@ class _Gatherer:
         found: list[str] = []
         for top in self.repositories(command):
             if top not in self.keys:  # once per line: `git add a && git commit` reads it once
-                self.keys[top] = repository_keys(top)
+                self.keys[top] = repository_keys(top, self.home)
             found += self.keys[top]
         return found
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kfd.policy.gitconfig import config_files, running_keys
+from kfd.policy.gitconfig import (
+    _COMMAND_VALUES,
+    _RUNS,
+    automatic_hooks,
+    config_files,
+    repository_keys,
+    running_keys,
+)
 
 
 @pytest.mark.parametrize(
@@ -32,7 +39,7 @@ from kfd.policy.gitconfig import config_files, running_keys
         ('[remote "origin"]\n\turl = https://x/y\n\tfetch = +refs/*:refs/*\n', []),
         # A continued value is not followed: its next line is read on its own (more
         # asks, never fewer: git continues a value but never a comment).
-        ("[core]\n\tpager = less \\\n[diff]\n\texternal = x\n", ["diff.external"]),
+        ("[core]\n\tabbrev = 12 \\\n[diff]\n\texternal = x\n", ["diff.external"]),
         ('[core]\n\tcomment = x ;\\\n\tfsmonitor = "sh -c x"\n', ["core.fsmonitor"]),
         ("[core]\n# a comment \\\n\tfsmonitor = x\n", ["core.fsmonitor"]),
         ("[core]\n\tfoo = y \x0c[alias]\n\tfsmonitor = x\n", ["core.fsmonitor"]),
@@ -44,6 +51,14 @@ from kfd.policy.gitconfig import config_files, running_keys
         ("fsmonitor = x\n", ["line 1"]),
         ("[core\n\tfsmonitor = x\n", ["line 1", "line 2"]),
         ("[core]\n\t= x\n", ["line 2"]),
+        ("[core]\n\talternateRefsCommand = touch x\n", ["core.alternaterefscommand"]),
+        ('[alias]\n\tst = status\n\tx = "!touch y"\n', ["alias.x"]),
+        ('[submodule "m"]\n\tupdate = !sh x\n\turl = ../m\n', ["submodule.m.update"]),
+        ('[remote "o"]\n\tuploadpack = ./x\n\turl = .\n', ["remote.o.uploadpack"]),
+        ('[credential "https://h"]\n\thelper = ./x\n', ["credential.https://h.helper"]),
+        ("[protocol]\n\tallow = always\n", ["protocol.allow"]),
+        ('[tar "tgz"]\n\tcommand = ./x\n', ["tar.tgz.command"]),
+        ("[pull]\n\ttwohead = ../x\n", ["pull.twohead"]),
     ],
 )
 def test_the_keys_that_run_programs_are_named(text: str, expected: list[str]) -> None:
@@ -92,3 +107,72 @@ def test_a_linked_worktrees_config_files_are_its_common_and_own(tmp_path: Path) 
         str(main / ".git" / "config"),
         str(main / ".git" / "config.worktree"),
     ]
+
+
+def _git_listed_keys() -> list[str]:
+    """Every key git itself documents (`git help --config`), in lower case."""
+    listed = subprocess.run(
+        ["git", "help", "--config"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [key for key in listed if "." in key and key[0].isalpha()]
+
+
+def test_every_key_git_knows_is_reviewed() -> None:
+    """A key of git's own list makes a repository's git command ask, or is in the
+    reviewed inert list: a newer git's new keys fail here until someone looks."""
+    inert = {
+        line.strip()
+        for line in (Path(__file__).parent / "git_config_inert_keys.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    unreviewed: list[str] = []
+    for key in _git_listed_keys():
+        shape = key.lower().replace("<", "").replace(">", "")
+        asks = bool(_RUNS.fullmatch(shape) or _COMMAND_VALUES.fullmatch(shape))
+        if asks == (key in inert):
+            unreviewed.append(key)
+    assert unreviewed == []
+    assert len(inert) > 700
+
+
+def _repository(tmp_path: Path) -> Path:
+    repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "a").write_text("x\n")
+    subprocess.run(["git", "-C", str(repo), "add", "a"], check=True)
+    return repo
+
+
+def test_a_hook_git_runs_on_git_status_is_named(tmp_path: Path) -> None:
+    """A repository that came with its .git may hold post-index-change: git status
+    runs it when it rewrites a stale index (shown with real git)."""
+    repo = _repository(tmp_path)
+    top = str(repo.resolve())
+    assert repository_keys(top) == []
+    marker = tmp_path / "ran"
+    hook = repo / ".git" / "hooks" / "post-index-change"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    assert automatic_hooks(str(hook.parent)) == []  # not executable: git ignores it
+    hook.chmod(0o755)
+    assert repository_keys(top) == [f"hook post-index-change in {top}/.git/hooks"]
+    (repo / "a").write_text("changed\n")  # the index is stale now
+    subprocess.run(["git", "status"], cwd=repo, capture_output=True, check=False)
+    assert marker.exists()
+
+
+def test_hooks_where_core_hooks_path_points_are_named(tmp_path: Path) -> None:
+    repo = _repository(tmp_path)
+    top = str(repo.resolve())
+    (repo / "tools").mkdir()
+    hook = repo / "tools" / "reference-transaction"
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(0o755)
+    assert repository_keys(top) == []
+    subprocess.run(["git", "-C", str(repo), "config", "core.hooksPath", "tools"], check=True)
+    assert repository_keys(top) == [f"hook reference-transaction in {top}/tools"]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[core]\n\thooksPath = tools\n")
+    subprocess.run(["git", "-C", str(repo), "config", "--unset", "core.hooksPath"], check=True)
+    assert repository_keys(top) == []
+    assert repository_keys(top, str(home)) == [f"hook reference-transaction in {top}/tools"]

@@ -173,6 +173,14 @@ def _mutate(rng: random.Random, top: Path) -> str:
             head.unlink()
         head.symlink_to("refs/heads/main")
         return "HEAD a link"
+    if choice == 9:
+        hook = git / "hooks" / "post-index-change"
+        hook.parent.mkdir(exist_ok=True)
+        if not hook.exists():
+            hook.write_text("#!/bin/sh\n")
+            return "hook made"
+        hook.chmod(hook.stat().st_mode ^ 0o111)  # its change time only
+        return "hook executable or not"
     return "nothing"
 
 
