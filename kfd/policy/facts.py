@@ -77,6 +77,9 @@ class TreeFact(msgspec.Struct, frozen=True, kw_only=True):
     links: list[str] = []
     """For a command that follows symbolic links in it (``grep -R``): the links under it
     (the first few), which may lead anywhere, so they ask."""
+    linked: list[str] = []
+    """Regular files under it with other hard links (the first few): a restricted
+    file's content may be there under another name, so they ask."""
 
 
 class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):

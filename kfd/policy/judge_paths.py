@@ -306,6 +306,12 @@ def weigh_tree(facts: CallFacts, program: str, tree: TreeFact, found: Findings) 
             f"`{program}` reads the whole of {tree.root}, too large for kfd to check for "
             "files a read rule restricts"
         )
+    if tree.linked:
+        shown = ", ".join(tree.linked[:3])
+        found.ask(
+            f"`{program}` reads the whole of {tree.root}, which holds {shown}, with other "
+            "hard links: a file a read rule restricts may be there under another name"
+        )
     if tree.links:
         shown = ", ".join(tree.links[:3])
         found.ask(

@@ -523,7 +523,11 @@ class _Gatherer:
                 links=follow,
             )
             cached = self.trees[key] = TreeFact(
-                root=fact.word, hits=found.hits, complete=found.complete, links=found.links
+                root=fact.word,
+                hits=found.hits,
+                complete=found.complete,
+                links=found.links,
+                linked=found.linked,
             )
         return cached
 

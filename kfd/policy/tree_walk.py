@@ -29,6 +29,7 @@ they ask; a link to a file in the tree was tested like any file.
 from __future__ import annotations
 
 import os
+import stat
 import time
 import weakref
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class _Listing:
     """Symlinks not hit by name: (real entry path, spelled path), resolved at each walk."""
     below: tuple[tuple[str, str], ...]
     """Subdirectories to walk: (real path, spelled path)."""
+    linked: tuple[str, ...]
+    """Regular files with other hard links (spelled): the content of a file a rule
+    restricts, under a name none does."""
 
 
 _remembered: weakref.WeakKeyDictionary[PathMatcher, dict[tuple[str, str], _Listing]] = (
@@ -79,6 +83,8 @@ class Walked:
     links: list[str]
     """With ``links``: symbolic links met that lead out of the tree or into a
     directory (the first ``max_hits``)."""
+    linked: list[str]
+    """Regular files with other hard links (the first ``max_hits``)."""
 
 
 def walk(
@@ -99,6 +105,7 @@ def walk(
         memory = _remembered.setdefault(restricted, {})
     hits: list[str] = []
     met: list[str] = []
+    linked: list[str] = []
     seen = 0
     root = real_path(real)
     stack = [(real, spelled)]
@@ -112,8 +119,10 @@ def walk(
             continue
         seen += listing.entries
         if seen > max_entries:
-            return Walked(hits, False, met)
+            return Walked(hits, False, met, linked)
         hits += listing.hits
+        if listing.linked and len(linked) < max_hits:
+            linked += listing.linked[: max_hits - len(linked)]
         for path, named in listing.links:
             target = real_path(path)
             if restricted(target):
@@ -121,9 +130,9 @@ def walk(
             elif links and len(met) < max_hits and _leads_away(target, root):
                 met.append(named)
         if len(hits) >= max_hits:
-            return Walked(hits[:max_hits], True, met)
+            return Walked(hits[:max_hits], True, met, linked)
         stack += listing.below
-    return Walked(hits, True, met)
+    return Walked(hits, True, met, linked)
 
 
 def _leads_away(target: str, root: str) -> bool:
@@ -167,6 +176,7 @@ def _list(directory: str, shown: str, stamp: Stamp, restricted: PathMatcher) -> 
     hits: list[str] = []
     links: list[tuple[str, str]] = []
     below: list[tuple[str, str]] = []
+    linked: list[str] = []
     for entry in entries:
         # Concatenation, not os.path.join, for a name without a slash (thousands of entries).
         path = prefix + entry.name
@@ -184,4 +194,14 @@ def _list(directory: str, shown: str, stamp: Stamp, restricted: PathMatcher) -> 
             descend = False
         if descend:
             below.append((entry.path, path))
-    return _Listing(stamp, len(entries), tuple(hits), tuple(links), tuple(below))
+            continue
+        # Its hard links, which no listing gives: one lstat a file, when its directory
+        # is listed (then remembered with it). A new link to a file is a new entry in
+        # some directory, listed again then.
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_nlink > 1 and stat.S_ISREG(info.st_mode):
+            linked.append(path)
+    return _Listing(stamp, len(entries), tuple(hits), tuple(links), tuple(below), tuple(linked))

@@ -144,6 +144,8 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (ws / "sub").mkdir()
     (ws / "sub" / "link").symlink_to(Path("../../outside/file.txt"))
     os.link(outside / "hardfile", ws / "hard")
+    (ws / "shared").mkdir()
+    os.link(ws / ".env", ws / "shared" / "notes.txt")  # .env under a name no rule names
     git = shutil.which("git")
     assert git is not None
     (ws / "g").symlink_to(os.path.realpath(git))
