@@ -79,8 +79,6 @@ _COMMAND_VALUES = re.compile(r"alias\..*|submodule\..*\.update", re.DOTALL)
 """Keys that run a shell command when their value starts with ``!``."""
 _BOOLEANS = frozenset({"", "true", "false", "yes", "no", "on", "off", "1", "0"})
 """``core.fsmonitor`` values that name no program (git's own daemon, or none)."""
-_SECTION = re.compile(r'\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\\n]|\\.)*)")?\s*\]')
-_KEY = re.compile(r"([A-Za-z][A-Za-z0-9-]*)[ \t]*(?:=(.*))?", re.DOTALL)
 
 
 NAMED_FILES = {
@@ -269,39 +267,153 @@ def _running(entries: Iterable[tuple[str, str]], worktree_in: tuple[str, str] | 
 
 
 def _entries(text: str) -> list[tuple[str, str]]:
-    """Each key of configuration ``text`` (section and name in lower case) with its
-    value (unquoted); ``("line N", "")`` for a line it cannot read.
+    """Each key of configuration ``text`` (section, subsection and name as git
+    spells them: section and name in lower case) with its value; ``("line N", "")``
+    where git would stop with an error (kfd asks), and nothing after it.
 
-    Lines end at ``\n`` only (as git reads them; a form feed or U+2028 is part of
-    its line). A value continued on the next line (a last ``\\``) is not followed:
-    the next line is read as a line of its own, so that a key there is seen
-    whether or not the backslash was inside a comment (git continues only a
-    value, never a comment), and a line that is no key is unreadable: asks."""
+    A port of git's own reader (``config.c``: ``git_parse_source``, ``get_value``,
+    ``parse_value``, ``get_base_var``), character by character, because every
+    shortcut misread it: a value continued by a last ``\\`` takes the next line
+    (``[foo]`` there is value, not a section); quotes open and close anywhere in
+    a value (``".hus"ky`` is ``.husky``) and ``#``/``;`` inside them are text;
+    lines end at ``\n`` (``\r\n`` too), never at a form feed."""
+    reader = _Reader(text.removeprefix("\ufeff"))
     found: list[tuple[str, str]] = []
     section = ""
-    for number, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip(" \t\r")
-        if not line or line[0] in "#;":
+    while not reader.done:
+        c = reader.next()
+        if c == "\n" or c in _SPACE:
             continue
-        if line.startswith("["):
-            match = _SECTION.match(line)
-            if match is None:
-                found.append((f"line {number}", ""))
-                section = ""
-                continue
-            name, subsection = match.group(1).lower(), match.group(2)
-            # `[section.sub]` is the old spelling of `[section "sub"]`.
-            section = f"{name}.{subsection}" if subsection is not None else name
-            line = line[match.end() :].strip(" \t\r")
-            if not line or line[0] in "#;":
-                continue
-        match = _KEY.fullmatch(line)
-        if match is None or not section:
-            found.append((f"line {number}", ""))
+        if c in "#;":
+            reader.skip_line()
             continue
-        value = (match.group(2) or "").strip(" \t\r")
-        found.append((f"{section}.{match.group(1).lower()}", _unquoted(value)))
+        if c == "[":
+            parsed = _section(reader)
+            if parsed is None:
+                found.append((f"line {reader.line}", ""))
+                return found
+            section = parsed
+            continue
+        if not c.isascii() or not c.isalpha() or not section:
+            found.append((f"line {reader.line}", ""))
+            return found
+        name = c.lower()
+        while True:
+            c = reader.next()
+            if not (c.isascii() and (c.isalnum() or c == "-")):
+                break
+            name += c.lower()
+        while c in " \t":
+            c = reader.next()
+        value = "" if c == "\n" else _value(reader) if c == "=" else None
+        if value is None:
+            found.append((f"line {reader.line}", ""))
+            return found
+        found.append((f"{section}.{name}", value))
     return found
+
+
+_SPACE = frozenset(" \t\r")
+"""What git's ``isspace`` takes besides ``\n`` (not a form feed or vertical tab)."""
+
+
+class _Reader:
+    """Characters as git's ``get_next_char`` gives them: ``\r\n`` is ``\n``, the end
+    of the text one more ``\n``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at = 0
+        self.line = 1
+        self.done = False
+
+    def next(self) -> str:
+        if self.at >= len(self.text):
+            self.done = True
+            return "\n"
+        c = self.text[self.at]
+        self.at += 1
+        if c == "\r" and self.text.startswith("\n", self.at):
+            c = "\n"
+            self.at += 1
+        if c == "\n":
+            self.line += 1
+        return c
+
+    def skip_line(self) -> None:
+        while self.next() != "\n":
+            pass
+
+
+def _section(reader: _Reader) -> str | None:
+    """A section header after its ``[`` (`get_base_var`), or None where git errs."""
+    name = ""
+    while True:
+        c = reader.next()
+        if reader.done:
+            return None
+        if c == "]":
+            return name or None
+        if c == "\n" or c in _SPACE:
+            break
+        if not (c.isascii() and (c.isalnum() or c in "-.")):
+            return None
+        name += c.lower()
+    while c == "\n" or c in _SPACE:
+        if c == "\n":
+            return None
+        c = reader.next()
+    if c != '"' or not name:
+        return None
+    sub = ""
+    while True:
+        c = reader.next()
+        if c == "\n":
+            return None
+        if c == '"':
+            break
+        if c == "\\":
+            c = reader.next()
+            if c == "\n":
+                return None
+        sub += c
+    return f"{name}.{sub}" if reader.next() == "]" else None
+
+
+def _value(reader: _Reader) -> str | None:
+    """A value after its ``=`` (`parse_value`), or None where git errs."""
+    value: list[str] = []
+    quote = comment = False
+    space = 0
+    while True:
+        c = reader.next()
+        if c == "\n":
+            return None if quote else "".join(value)
+        if comment:
+            continue
+        if c in _SPACE and not quote:
+            space += 1 if value else 0
+            continue
+        if not quote and c in ";#":
+            comment = True
+            continue
+        value += " " * space
+        space = 0
+        if c == "\\":
+            c = reader.next()
+            if c == "\n":
+                continue  # the value goes on on the next line
+            if c not in _ESCAPES:
+                return None
+            value.append(_ESCAPES[c])
+            continue
+        if c == '"':
+            quote = not quote
+            continue
+        value.append(c)
+
+
+_ESCAPES = {"t": "\t", "b": "\b", "n": "\n", "\\": "\\", '"': '"'}
 
 
 MAX_MODULES = 1000
@@ -373,8 +485,3 @@ def _modules(directory: str) -> list[str] | None:
             continue
         pending += [path for _, path, is_dir in listed if is_dir]
     return found
-
-
-def _unquoted(value: str) -> str:
-    value = value.split("#", 1)[0].split(";", 1)[0].strip()
-    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value

@@ -4,6 +4,7 @@ itself reads them (checked against real git where it matters)."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from kfd.policy.gitconfig import (
     _COMMAND_VALUES,
     _RUNS,
+    _entries,
     automatic_hooks,
     config_files,
     repository_keys,
@@ -39,7 +41,10 @@ from kfd.policy.gitconfig import (
         ('[remote "origin"]\n\turl = https://x/y\n\tfetch = +refs/*:refs/*\n', []),
         # A continued value is not followed: its next line is read on its own (more
         # asks, never fewer: git continues a value but never a comment).
-        ("[core]\n\tabbrev = 12 \\\n[diff]\n\texternal = x\n", ["diff.external"]),
+        # A last backslash continues the value: `[diff]` is value, and the key after it
+        # is still in [core] (git reads it so; `test_keys_are_read_as_git_reads_them`).
+        ("[core]\n\tabbrev = 12 \\\n[diff]\n\texternal = x\n", []),
+        ("[core]\n\tx = a\\\n[foo]\n\tfsmonitor = sh\n", ["core.fsmonitor"]),
         ('[core]\n\tcomment = x ;\\\n\tfsmonitor = "sh -c x"\n', ["core.fsmonitor"]),
         ("[core]\n# a comment \\\n\tfsmonitor = x\n", ["core.fsmonitor"]),
         ("[core]\n\tfoo = y \x0c[alias]\n\tfsmonitor = x\n", ["core.fsmonitor"]),
@@ -49,7 +54,7 @@ from kfd.policy.gitconfig import (
         ('[filter ""]\n\tclean = sh\n', ["filter..clean"]),
         ("[core]\n\tbare\n# fsmonitor = x\n; diff.external = y\n", []),
         ("fsmonitor = x\n", ["line 1"]),
-        ("[core\n\tfsmonitor = x\n", ["line 1", "line 2"]),
+        ("[core\n\tfsmonitor = x\n", ["line 2"]),
         ("[core]\n\t= x\n", ["line 2"]),
         ("[core]\n\talternateRefsCommand = touch x\n", ["core.alternaterefscommand"]),
         ('[alias]\n\tst = status\n\tx = "!touch y"\n', ["alias.x"]),
@@ -59,6 +64,8 @@ from kfd.policy.gitconfig import (
         ("[protocol]\n\tallow = always\n", ["protocol.allow"]),
         ('[tar "tgz"]\n\tcommand = ./x\n', ["tar.tgz.command"]),
         ("[pull]\n\ttwohead = ../x\n", ["pull.twohead"]),
+        ('[alias]\n\tst = "" !touch y\n', ["alias.st"]),
+        ('[core]\n\tfsmonitor = "sh#x" ; comment\n', ["core.fsmonitor"]),
     ],
 )
 def test_the_keys_that_run_programs_are_named(text: str, expected: list[str]) -> None:
@@ -176,3 +183,98 @@ def test_hooks_where_core_hooks_path_points_are_named(tmp_path: Path) -> None:
     subprocess.run(["git", "-C", str(repo), "config", "--unset", "core.hooksPath"], check=True)
     assert repository_keys(top) == []
     assert repository_keys(top, str(home)) == [f"hook reference-transaction in {top}/tools"]
+
+
+CONFIG_TEXTS = [
+    '[core]\n\thooksPath = "hk#"\n',
+    '[core]\n\thooksPath = ".hus"ky\n\tpager = "a;b" c # d\n',
+    '[alias]\n\tst2 = "" !touch x\n\tst3 = a\\tb\\n\\"\n',
+    "[core]\n\tx = a\\\n[foo]\n\tfsmonitor = y\n",
+    '[Section "Sub Name"]\n\tKey = v\n[old.Style]\n\tk = v\n[a.b "c"]\n\tk\n',
+    "\ufeff[core]\r\n\tbare = false\r\n\tx =   spaced   out  \r\n",
+    "[core] fsmonitor = a [b] ; c\n[diff]external=z",
+    '[x "a\\"b\\\\c"]\n\tk = 1\n',
+    '[core]\n\tk = "unclosed\n',
+    "[core]\n\tk = bad\\q\n",
+    "[core]\n\t-k = 1\n",
+    "k = 1\n",
+    "[core]\n\tk = a\x0cb\x0b\n",
+    "[core\n]\n",
+    '[core "x\n"]\n',
+    "[]\n",
+    "[co re]\n",
+    "[core]\n\tk = a\\",
+    "# only\n; comments\n\n",
+]
+
+
+def _git_reads(path: Path) -> list[tuple[str, str]] | None:
+    """The entries real git reads from the file, or None when git refuses it."""
+    listed = subprocess.run(
+        ["git", "config", "--file", str(path), "--list", "--null"],
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        return None
+    found: list[tuple[str, str]] = []
+    for item in listed.stdout.decode("utf-8", "surrogateescape").split("\0")[:-1]:
+        key, _, value = item.partition("\n")
+        found.append((key, value))
+    return found
+
+
+@pytest.mark.parametrize("text", CONFIG_TEXTS)
+def test_keys_are_read_as_git_reads_them(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config"
+    path.write_bytes(text.encode())
+    ours = _entries(text)
+    theirs = _git_reads(path)
+    if ours and ours[-1][0].startswith("line "):
+        return  # kfd asks, whatever git makes of it
+    assert theirs is not None, "git refuses a file kfd read whole"
+    # git lists a section and a key in lower case, a subsection as written.
+    assert [(k.lower() if k.count(".") < 2 else k, v) for k, v in ours] == [
+        (k, v) for k, v in theirs
+    ]
+
+
+def test_random_files_are_read_as_git_reads_them(tmp_path: Path) -> None:
+    """Files made of the lines and characters git's reader turns on, read by kfd and
+    by git: where kfd reads a file whole, git reads the same entries."""
+    rng = random.Random(11)
+    lines = [
+        "[core]",
+        '[x "s"]',
+        "[a.B]",
+        "\tk = v",
+        "\tfsmonitor = sh",
+        "\tk",
+        "; c",
+        "# c",
+        "\tk = a\\",
+        '\tk = "a;b" c',
+        '\tk = "x"y"',
+        "\tk = a # b",
+        "",
+        "  \t",
+    ]
+    characters = [" ", "\t", "\\", '"', "#", ";", "=", "\r", "]", "[", "k"]
+    compared = 0
+    for number in range(300):
+        chosen = [rng.choice(lines) for _ in range(rng.randrange(1, 8))]
+        for _ in range(rng.randrange(0, 3)):
+            at = rng.randrange(len(chosen))
+            cut = rng.randrange(len(chosen[at]) + 1)
+            chosen[at] = chosen[at][:cut] + rng.choice(characters) + chosen[at][cut:]
+        text = "[core]\n" + "\n".join(chosen) + rng.choice(["", "\n"])
+        path = tmp_path / f"config{number}"
+        path.write_bytes(text.encode())
+        ours = _entries(text)
+        if ours and ours[-1][0].startswith("line "):
+            continue
+        theirs = _git_reads(path)
+        assert theirs is not None, repr(text)
+        assert [(k.lower() if k.count(".") < 2 else k, v) for k, v in ours] == theirs, repr(text)
+        compared += 1
+    assert compared > 100
