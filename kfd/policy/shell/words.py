@@ -241,7 +241,10 @@ def joined_in_word(text: str) -> str:
     text to the tree; ``EO\\⏎F`` ends a here-document bash's way only. After a
     blank (or at a line's start) the removal leaves the words as they were: the
     common multi-line command. Anywhere else it is reported, whatever the
-    quoting (fail closed: a literal one inside single quotes asks too)."""
+    quoting (fail closed: a literal one inside single quotes asks too); and
+    anywhere in a line with a here-document, whose body's lines it joins: a
+    line `` \\⏎`` then ``EOF`` is `` EOF`` to bash, no terminator."""
+    heredoc = "<<" in text
     start = 0
     while (at := text.find("\\\n", start)) >= 0:
         start = at + 2
@@ -249,7 +252,7 @@ def joined_in_word(text: str) -> str:
         if backslashes % 2 == 0:
             continue  # an escaped backslash, then a newline
         before = text[at - backslashes] if at - backslashes >= 0 else "\n"
-        if before not in " \t\n":
+        if heredoc or before not in " \t\n":
             head = text[max(0, at - backslashes - 8) : at].rsplit("\n", 1)[-1]
             tail = text[at + 2 : at + 10].split("\n", 1)[0]
             return f"{head}\\⏎{tail}"
