@@ -55,10 +55,12 @@ def parse_index(data: bytes) -> Tracked | None:
         return None
     paths: list[str] = []
     submodules: list[str] = []
+    starts: list[int] = []
     offset = _HEADER.size
     previous = b""
     for _ in range(count):
         start = offset
+        starts.append(start)
         if offset + _ENTRY_FIXED > len(data):
             return None
         flags = struct.unpack_from(">H", data, offset + 60)[0]
@@ -91,7 +93,7 @@ def parse_index(data: bytes) -> Tracked | None:
         paths.append(name.decode("utf-8", "surrogateescape"))
         if kind == _GITLINK:
             submodules.append(paths[-1])
-    if _split(data, offset):
+    if not _extensions_agree(data, offset, starts):
         return None
     return Tracked(paths, submodules)
 
@@ -112,15 +114,45 @@ def _canonical(name: bytes) -> bool:
     )
 
 
-def _split(data: bytes, offset: int) -> bool:
-    """Whether the extensions after the entries hold a ``link`` (a split index: the
-    entries kfd read are only the changes to a shared index file) or ``sdir``."""
+def _extensions_agree(data: bytes, offset: int, starts: list[int]) -> bool:
+    """Whether the extensions after the entries (from ``offset``) let git read the
+    entries kfd read, one after another from ``starts``: no ``link`` (a split
+    index: the entries are changes to a shared file) or ``sdir``; an ``EOIE``
+    that says the entries end where they did; an ``IEOT`` (git's offsets for
+    reading blocks of entries in threads) whose blocks start at entries kfd read
+    and cover them all, in order."""
+    entries_end = offset
     while offset + 8 <= len(data) - 20:
         signature = data[offset : offset + 4]
-        if signature in (b"link", b"sdir"):
-            return True
-        offset += 8 + struct.unpack_from(">I", data, offset + 4)[0]
-    return False
+        size = struct.unpack_from(">I", data, offset + 4)[0]
+        body = data[offset + 8 : offset + 8 + size]
+        if signature in (b"link", b"sdir") or len(body) < size:
+            return False
+        if signature == b"EOIE" and (len(body) < 4 or _word(body, 0) != entries_end):
+            return False
+        if signature == b"IEOT" and not _blocks_agree(body, starts):
+            return False
+        offset += 8 + size
+    return True
+
+
+def _blocks_agree(body: bytes, starts: list[int]) -> bool:
+    """Whether an ``IEOT`` body (version, then offset and count of each block) tiles
+    the entries at ``starts``."""
+    if len(body) < 4 or (len(body) - 4) % 8 or _word(body, 0) != 1:
+        return False
+    index = 0
+    for at in range(4, len(body), 8):
+        block, entries = _word(body, at), _word(body, at + 4)
+        if index >= len(starts) or starts[index] != block or entries == 0:
+            return False
+        index += entries
+    return index == len(starts)
+
+
+def _word(data: bytes, offset: int) -> int:
+    value: int = struct.unpack_from(">I", data, offset)[0]
+    return value
 
 
 def _varint(data: bytes, offset: int) -> tuple[int, int]:

@@ -125,3 +125,39 @@ def test_garbage_and_cut_indexes_never_raise(tmp_path: Path) -> None:
         for _ in range(rng.randrange(1, 8)):
             mangled[rng.randrange(len(mangled))] = rng.randrange(256)
         parse_index(bytes(mangled))
+
+
+def _rehash(data: bytes) -> bytes:
+    body = data[:-_HASH]
+    return body + hashlib.sha1(body).digest()
+
+
+def test_offset_tables_must_point_where_kfd_read(tmp_path: Path) -> None:
+    """git reading entries in threads takes them from the IEOT offsets, and the
+    extensions from EOIE's: a table pointing elsewhere (at entries hidden in an
+    extension kfd skips) is unknown; git's own tables are read."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    for number in range(64):
+        (repo / f"f{number}.txt").write_text(f"{number}\n")
+    _git(
+        repo,
+        "-c",
+        "index.threads=4",
+        "-c",
+        "index.recordOffsetTable=true",
+        "-c",
+        "index.recordEndOfIndexEntries=true",
+        "add",
+        ".",
+    )
+    data = (repo / ".git" / "index").read_bytes()
+    found = parse_index(data)
+    assert found is not None and len(found.paths) == 64
+    for signature, field in ((b"IEOT", 12), (b"EOIE", 8)):
+        at = data.index(signature)
+        moved = bytearray(data)
+        (value,) = struct.unpack_from(">I", moved, at + field)
+        struct.pack_into(">I", moved, at + field, value + 8)
+        assert parse_index(_rehash(bytes(moved))) is None, signature
