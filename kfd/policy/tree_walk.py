@@ -45,7 +45,9 @@ __all__ = ["FRESH_S", "Walked", "walk"]
 
 _MAX_LISTINGS = 100_000
 """Listings remembered per rule set before it starts over (a few tens of MB at most)."""
-_SKIPPED_DIRECTORIES = frozenset({".git"})
+_OBJECTS = f"{os.sep}.git{os.sep}objects{os.sep}"
+"""Below a git directory's object store, files have other hard links as a rule (a
+local clone links them): only their names and symbolic links are looked at."""
 
 Stamp = tuple[int, int, int, int]
 
@@ -177,6 +179,9 @@ def _list(directory: str, shown: str, stamp: Stamp, restricted: PathMatcher) -> 
     links: list[tuple[str, str]] = []
     below: list[tuple[str, str]] = []
     linked: list[str] = []
+    # A `.git` is walked like any directory: grep -r and rg -uuu read it, and a
+    # repository that came as a tarball may hold links to anything there.
+    objects = _OBJECTS in directory + os.sep
     for entry in entries:
         # Concatenation, not os.path.join, for a name without a slash (thousands of entries).
         path = prefix + entry.name
@@ -185,8 +190,6 @@ def _list(directory: str, shown: str, stamp: Stamp, restricted: PathMatcher) -> 
             continue
         if entry.is_symlink():
             links.append((entry.path, path))
-            continue
-        if entry.name in _SKIPPED_DIRECTORIES:
             continue
         try:
             descend = entry.is_dir(follow_symlinks=False)
@@ -198,6 +201,8 @@ def _list(directory: str, shown: str, stamp: Stamp, restricted: PathMatcher) -> 
         # Its hard links, which no listing gives: one lstat a file, when its directory
         # is listed (then remembered with it). A new link to a file is a new entry in
         # some directory, listed again then.
+        if objects:
+            continue
         try:
             info = entry.stat(follow_symlinks=False)
         except OSError:

@@ -146,6 +146,10 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     os.link(outside / "hardfile", ws / "hard")
     (ws / "shared").mkdir()
     os.link(ws / ".env", ws / "shared" / "notes.txt")  # .env under a name no rule names
+    (ws / "vendored" / ".git").mkdir(parents=True)  # a tarball's repository
+    (ws / "vendored" / ".git" / "e").symlink_to("../../.env")
+    (ws / "held" / ".git").mkdir(parents=True)
+    os.link(ws / ".env", ws / "held" / ".git" / "h")
     git = shutil.which("git")
     assert git is not None
     (ws / "g").symlink_to(os.path.realpath(git))
