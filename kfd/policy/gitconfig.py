@@ -252,8 +252,8 @@ def _running(entries: Iterable[tuple[str, str]], worktree_in: tuple[str, str] | 
         if key == "core.worktree" and worktree_in is not None:
             base, within = worktree_in
             target = os.path.realpath(os.path.join(base, value)) if value else base
-            if target.startswith(within.rstrip(os.sep) + os.sep):
-                continue
+            if target == within or target.startswith(within.rstrip(os.sep) + os.sep):
+                continue  # the checkout itself (read from it), or one below (from above)
         if (
             key.startswith("line ")
             or (

@@ -13,12 +13,22 @@ followed: the answer is then "unknown", and the engine asks.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 
+from kfd.git.repository import gitdir_of
 from kfd.policy.stamped import Kept
 
-__all__ = ["MAX_INDEX_BYTES", "Tracked", "index_paths", "parse_index", "repository_tops"]
+__all__ = [
+    "MAX_INDEX_BYTES",
+    "Tracked",
+    "gitlink_names",
+    "index_paths",
+    "parse_index",
+    "repository_tops",
+    "submodule_checkouts",
+]
 
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 """A larger index is not read (the answer is "unknown")."""
@@ -187,6 +197,91 @@ def index_paths(workspace: str) -> Tracked | None:
         return parse_index(data)
     except (struct.error, IndexError):
         return None
+
+
+def submodule_checkouts(top: str) -> list[str] | None:
+    """The checkouts of the submodules the index of the repository at ``top`` lists
+    that hold a ``.git`` (git enters each on ``git status`` and ``git diff``, and
+    obeys its configuration and hooks there: with or without ``.gitmodules`` or
+    ``.git/modules``); None when kfd cannot read that index. Kept while the index
+    and those ``.git`` entries hold (`kfd.policy.stamped`)."""
+    marker = os.path.join(top, ".git")
+    if os.path.isdir(marker) and not os.path.islink(marker):
+        git_dir: str | None = marker
+    elif os.path.isfile(marker) and not os.path.islink(marker):
+        git_dir = gitdir_of(marker)
+    else:
+        return []
+    if git_dir is None:
+        return None
+    index = os.path.join(git_dir, "index")
+    found = _checkouts.get((top, index), lambda: _read_checkouts(top, index))
+    return None if found is None else list(found)
+
+
+_checkouts: Kept[tuple[str, ...] | None] = Kept()
+
+
+def _read_checkouts(top: str, index: str) -> tuple[tuple[str, ...] | None, list[str] | None]:
+    try:
+        info = os.lstat(index)
+    except FileNotFoundError:
+        return (), [index]  # nothing is tracked yet
+    except (OSError, ValueError):
+        return None, None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_INDEX_BYTES:
+        return None, None
+    try:
+        with open(index, "rb") as handle:
+            names = gitlink_names(handle.read())
+    except OSError:
+        return None, None
+    if names is None:
+        return None, None
+    markers = [os.path.join(top, name, ".git") for name in names]
+    checkouts = tuple(
+        os.path.join(top, name)
+        for name, marker in zip(names, markers, strict=True)
+        if os.path.lexists(marker)
+    )
+    return checkouts, [index, *markers]
+
+
+_GITLINK_MODE = struct.pack(">I", _GITLINK)
+
+
+def gitlink_names(data: bytes) -> list[str] | None:
+    """The paths of every entry of an index that is a gitlink, or None if it is
+    not an index kfd can read. For versions 2 and 3 every place the gitlink mode
+    stands is looked at (a byte search: an index of 100,000 entries in a few
+    milliseconds, and no entry git may read, however the file is laid out, is
+    missed; a false find names a path with no ``.git``, which changes nothing);
+    version 4's names need the whole reading."""
+    if len(data) < _HEADER.size:
+        return None
+    signature, version, _ = _HEADER.unpack_from(data)
+    if signature != b"DIRC" or version not in (2, 3, 4):
+        return None
+    if version == 4:
+        try:
+            tracked = parse_index(data)
+        except (struct.error, IndexError):
+            return None
+        return None if tracked is None else tracked.submodules
+    names: list[str] = []
+    at = data.find(_GITLINK_MODE, _HEADER.size)
+    while at >= 0:
+        start = at - _MODE_OFFSET
+        if start >= _HEADER.size and start + _ENTRY_FIXED <= len(data):
+            flags = struct.unpack_from(">H", data, start + 60)[0]
+            name_at = start + _ENTRY_FIXED + (2 if flags & 0x4000 and version == 3 else 0)
+            end = data.find(b"\0", name_at)
+            name = data[name_at:end] if end > name_at else b""
+            length = flags & _NAME_MASK
+            if name and (length in (_NAME_MASK, len(name))) and _canonical(name):
+                names.append(name.decode("utf-8", "surrogateescape"))
+        at = data.find(_GITLINK_MODE, at + 1)
+    return names
 
 
 def repository_tops(directory: str) -> list[str]:

@@ -38,7 +38,7 @@ from kfd.policy.facts import (
     command_key,
 )
 from kfd.policy.gitconfig import NAMED_FILES, repository_keys, user_named_files
-from kfd.policy.gitindex import Tracked, index_paths, repository_tops
+from kfd.policy.gitindex import Tracked, index_paths, repository_tops, submodule_checkouts
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
@@ -52,6 +52,8 @@ MAX_GLOB_MATCHES = 2_000
 """A glob matching more files than this is an unknown argument (too many to check)."""
 MAX_TREE_ENTRIES = 20_000
 """A directory tree with more entries than this is not walked to its end (it asks)."""
+MAX_SUBMODULE_DEPTH = 4
+"""Submodules within submodules followed at most (deeper: the git command asks)."""
 MAX_TREE_HITS = 5
 """Restricted paths named per tree (one is enough to ask)."""
 
@@ -579,8 +581,22 @@ class _Gatherer:
         found: list[str] = []
         for top in self.repositories(command):
             if top not in self.keys:  # once per line: `git add a && git commit` reads it once
-                self.keys[top] = repository_keys(top, self.home)
+                self.keys[top] = repository_keys(top, self.home) + self.submodule_keys(top)
             found += self.keys[top]
+        return found
+
+    def submodule_keys(self, top: str, depth: int = 0) -> list[str]:
+        """`repository_keys` of the submodule checkouts git enters from ``top``
+        (`submodule_checkouts`), and of theirs, `MAX_SUBMODULE_DEPTH` deep."""
+        checkouts = submodule_checkouts(top)
+        if checkouts is None:
+            return [f"{top}/.git (kfd cannot read its index to find the submodules git enters)"]
+        found: list[str] = []
+        for checkout in checkouts:
+            if depth >= MAX_SUBMODULE_DEPTH:
+                return [f"{checkout} (submodules nested deeper than kfd follows)"]
+            found += repository_keys(checkout, self.home)
+            found += self.submodule_keys(checkout, depth + 1)
         return found
 
     def into_directory(self, reading: Reading) -> list[PathFact]:

@@ -16,7 +16,7 @@ from kfd.policy.defaults import builtin_rules
 from kfd.policy.engine import decide_facts
 from kfd.policy.facts import CallFacts
 from kfd.policy.gate import restricted_matcher
-from kfd.policy.gitindex import parse_index
+from kfd.policy.gitindex import gitlink_names, parse_index
 from kfd.policy.line_facts import line_facts
 
 _HASH = 20
@@ -161,3 +161,49 @@ def test_offset_tables_must_point_where_kfd_read(tmp_path: Path) -> None:
         (value,) = struct.unpack_from(">I", moved, at + field)
         struct.pack_into(">I", moved, at + field, value + 8)
         assert parse_index(_rehash(bytes(moved))) is None, signature
+
+
+def test_a_submodule_checkout_git_enters_is_judged_with_its_configuration(
+    tmp_path: Path,
+) -> None:
+    """A checkout the index lists as a gitlink, with its own .git directory and no
+    .gitmodules: git status enters it and runs its fsmonitor (shown with real git)."""
+    repo = tmp_path / "repo"
+    sub = repo / "sub"
+    sub.mkdir(parents=True)
+    _git(repo, "init", "-q")
+    _git(sub, "init", "-q")
+    (sub / "f").write_text("x\n")
+    _git(sub, "add", "f")
+    _git(sub, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "i")
+    _git(repo, "add", "sub")
+    assert gitlink_names((repo / ".git" / "index").read_bytes()) == ["sub"]
+    assert _plan(repo, "git status") == "allow"
+    marker = tmp_path / "ran"
+    with (sub / ".git" / "config").open("a") as config:
+        config.write(f"[core]\n\tfsmonitor = touch {marker}; false\n")
+    assert _plan(repo, "git status") != "allow"
+    assert _plan(repo, "git diff") != "allow"
+    subprocess.run(["git", "status"], cwd=repo, capture_output=True, check=False)
+    assert marker.exists()
+
+
+def test_every_gitlink_is_found_however_many_entries(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    blob = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    commit = "1" * 40
+    lines = "".join(f"100644 {blob}\tf{n:04}.txt\n" for n in range(2000))
+    lines += "".join(f"160000 {commit}\tmods/m{n}\n" for n in range(5))
+    subprocess.run(
+        ["git", "-C", str(repo), "update-index", "--add", "--index-info"],
+        input=lines,
+        text=True,
+        check=True,
+    )
+    for version in ("2", "3", "4"):
+        _git(repo, "update-index", f"--index-version={version}")
+        found = gitlink_names((repo / ".git" / "index").read_bytes())
+        assert found == [f"mods/m{n}" for n in range(5)], version
+    assert gitlink_names(b"DIRC\x00\x00\x00\x09") is None
