@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfd.sandbox import environ as environment
-from kfd.sandbox import pod, reuse
+from kfd.sandbox import gitstate, pod, reuse
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
@@ -99,11 +99,16 @@ class Confinement:
         children are gone); notes for the program's result."""
         layout = self.layout
         notes = [INCOMPLETE] if layout.incomplete else []
-        # A few lstat calls, microseconds: a thread hop only when there is more to do.
-        quick = not (layout.home or layout.markers)
-        if quick and not any(os.path.lexists(path) for path in self.swept):
-            return notes
-        return notes + await asyncio.to_thread(lambda: sweep(leftovers(layout), layout.workspace))
+        if not layout.writable:
+            return notes  # it could write nothing of the workspace's
+        return notes + await asyncio.to_thread(_undo, layout)
+
+
+def _undo(layout: Layout) -> list[str]:
+    """What the command that had ``layout`` left and may not, undone: the names it
+    may not leave (`kfd.sandbox.sweep`), then what it left in git's state that the
+    host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
+    return sweep(leftovers(layout), layout.workspace) + gitstate.undo(layout)
 
 
 INCOMPLETE = (

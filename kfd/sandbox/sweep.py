@@ -40,7 +40,7 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
     few system calls, and one listing of a home in the workspace).
 
     Every path is reached from the workspace (or ``/``) one component at a time
-    without following a link (`_reach`): what the command made is never looked
+    without following a link (`reach`): what the command made is never looked
     for, nor removed, through a link it put on the way, which could lead
     anywhere (a parent renamed away and a link to ``/home/u`` in its place).
     Such a link is itself what is left: the layout found real directories there."""
@@ -49,7 +49,7 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         (shown, why) for path in layout.swept for shown, why in _present(path, root, REDIRECTS)
     ]
     for path, inode in layout.markers:
-        reached = _reach(path, root)
+        reached = reach(path, root)
         if reached is None:
             continue  # gone (or moved away with its parent): nothing stands in its place
         directory, name, shown = reached
@@ -75,11 +75,11 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
 
 def sweep(paths: Sequence[tuple[str, str]], root: str = "/") -> list[str]:
     """Remove whichever of ``paths`` now exist, each reached from ``root`` (the
-    workspace) without following a link (`_reach`); one note per removal
+    workspace) without following a link (`reach`); one note per removal
     (blocking)."""
     notes = []
     for path, why in paths:
-        reached = _reach(path, root)
+        reached = reach(path, root)
         if reached is None:
             continue
         directory, name, shown = reached
@@ -105,7 +105,7 @@ def sweep(paths: Sequence[tuple[str, str]], root: str = "/") -> list[str]:
 _DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _reach(path: str, root: str) -> tuple[int, str, str] | None:
+def reach(path: str, root: str) -> tuple[int, str, str] | None:
     """The entry standing for ``path``: a descriptor of its directory, its name and
     its path, walked from ``root`` (or ``/`` for a path outside it) one component
     at a time without following a link. Where a link or a file stands on the way,
@@ -136,8 +136,8 @@ def _reach(path: str, root: str) -> tuple[int, str, str] | None:
 
 
 def _present(path: str, root: str, why: str) -> list[tuple[str, str]]:
-    """``[(path, why)]`` if something stands for ``path`` (`_reach`), else ``[]``."""
-    reached = _reach(path, root)
+    """``[(path, why)]`` if something stands for ``path`` (`reach`), else ``[]``."""
+    reached = reach(path, root)
     if reached is None:
         return []
     directory, name, shown = reached
@@ -153,7 +153,7 @@ def _present(path: str, root: str, why: str) -> list[tuple[str, str]]:
 def _listing(directory: str, root: str) -> list[str]:
     """The names in ``directory``, opened from ``root`` without following a link
     (none where a link stands on the way)."""
-    reached = _reach(directory, root)
+    reached = reach(directory, root)
     if reached is None:
         return []
     parent, name, shown = reached
