@@ -26,8 +26,9 @@ Built on bubblewrap. A confined program sees:
   protected the same way, its ``gitdir:`` file read-only, another put in its
   place removed when the command ends; a workspace too large to walk is
   read-only;
-- in a home that is in the workspace, every dot-entry at its top read-only
-  (the host's configuration), and a new one removed when the command ends;
+- in a home that is in the workspace, every dot-entry at its top and ``~/bin``
+  read-only (the host's configuration; a login shell puts ``~/bin`` on
+  ``PATH``), and a new one removed when the command ends;
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;

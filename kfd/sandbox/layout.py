@@ -99,6 +99,18 @@ RC_FILES = (
 )
 """Shell start-up files: read-only where they exist at the workspace root."""
 
+HOME_PROGRAMS = ("bin",)
+"""Entries at the top of a home that are the host's configuration although they are no
+dot-entries: Debian's and Ubuntu's ``~/.profile`` put ``~/bin`` first on ``PATH``, so
+the next login shell runs what is there before ``/usr/bin``."""
+
+
+def is_home_configuration(name: str) -> bool:
+    """Whether entry ``name`` at the top of a home is the host's configuration: a
+    dot-entry, or one of `HOME_PROGRAMS`."""
+    return name.startswith(".") or name in HOME_PROGRAMS
+
+
 HOME_KEPT = (".git", ".kfd")
 """Dot-entries of a ``$HOME`` that is the workspace's top with rules of their own (its
 git directory and project config), not those of `home_entries`; below the top, only
@@ -188,8 +200,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """``$HOME`` when it is in a writable workspace: its dot-entries are the host's
     configuration (`home_entries`)."""
     home_entries: tuple[str, ...] = ()
-    """The dot-entries at the top of `home` when the command starts: read-only (but
-    `HOME_KEPT`); any other one found there after the command is removed."""
+    """The configuration entries at the top of `home` when the command starts
+    (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
+    there after the command is removed."""
 
 
 def _protect(
@@ -278,14 +291,14 @@ def gather(
 
 
 def home_entries(home: str, root: str) -> tuple[str, ...]:
-    """The dot-entries at the top of ``home`` (in the workspace at ``root``) but
-    `HOME_KEPT`, sorted (one listing)."""
+    """The configuration entries at the top of ``home`` (in the workspace at ``root``;
+    `is_home_configuration`) but `HOME_KEPT`, sorted (one listing)."""
     try:
         names = os.listdir(home)
     except OSError:
         return ()
     kept = HOME_KEPT if home == root else HOME_KEPT[:1]
-    return tuple(sorted(n for n in names if n.startswith(".") and n not in kept))
+    return tuple(sorted(n for n in names if is_home_configuration(n) and n not in kept))
 
 
 def pruned(

@@ -3,9 +3,9 @@
 Some paths cannot be made read-only before they exist without leaving a
 stand-in that changes what they mean (an empty ``.git/commondir`` breaks
 git; an empty ``~/.bash_profile`` hides ``~/.profile``), and some cannot be
-named in advance at all (whatever new dot-entry a command puts at the top of
-a home that is in the workspace; another repository put where a protected
-one was, after its parent directory was renamed away). A sandboxed command
+named in advance at all (whatever new dot-entry, or ``bin``, a command puts
+at the top of a home that is in the workspace; another repository put where
+a protected one was, after its parent directory was renamed away). A sandboxed command
 that leaves one has it removed as soon as the command ends, when every
 process of the sandbox is gone (its PID namespace dies with it, or the pod's
 zygote killed them), and the command's result says so.
@@ -19,7 +19,7 @@ import shutil
 import stat
 from collections.abc import Sequence
 
-from kfd.sandbox.layout import HOME_KEPT, Layout
+from kfd.sandbox.layout import HOME_KEPT, Layout, is_home_configuration
 
 REDIRECTS = "it would make git or a shell run what it names outside the sandbox"
 HOME_CONFIGURATION = (
@@ -68,7 +68,7 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         before = set(layout.home_entries)
         kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
         for name in _listing(layout.home, root):
-            if name.startswith(".") and name not in before and name not in kept:
+            if is_home_configuration(name) and name not in before and name not in kept:
                 found.append((os.path.join(layout.home, name), HOME_CONFIGURATION))
     return found
 

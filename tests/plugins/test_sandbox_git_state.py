@@ -69,6 +69,12 @@ def index_of(entries: list[tuple[int, str, str]]) -> bytes:
     return body + hashlib.sha1(body).digest()
 
 
+def login_shell(home: Path) -> None:
+    """The host's next login shell (Debian's ~/.profile) runs git."""
+    environment = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["bash", "-lc", "git --version"], env=environment, capture_output=True)
+
+
 @pytest.fixture
 def canary(private_home: Path) -> Path:
     """Where a program planted by the command would leave its mark (out of its reach)."""
@@ -191,3 +197,23 @@ async def test_exec_lines_of_a_rebase_a_command_left_are_never_run(
     git(repo, "rebase", "--continue")
     git(repo, "cherry-pick", "--continue")
     assert not canary.exists()
+
+
+async def test_a_new_bin_in_a_home_workspace_is_removed_and_an_old_one_read_only(
+    private_home: Path, canary: Path
+) -> None:
+    """Debian's ~/.profile puts ~/bin first on PATH: the next login shell would run it."""
+    home = private_home
+    git(home, "init", "-q", check=True)
+    (home / ".profile").write_text('if [ -d "$HOME/bin" ] ; then PATH="$HOME/bin:$PATH"; fi\n')
+    output = await run(
+        home,
+        f"mkdir -p bin && printf '#!/bin/sh\\ntouch {canary}\\n' > bin/git && chmod +x bin/git",
+    )
+    assert not (home / "bin").exists()
+    assert f"kfd removed {home / 'bin'}" in output, output
+    login_shell(home)
+    assert not canary.exists()
+    (home / "bin").mkdir()
+    output = await run(home, "echo x > bin/git")
+    assert "Read-only file system" in output and not (home / "bin" / "git").exists()
