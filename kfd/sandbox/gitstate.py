@@ -101,12 +101,14 @@ def refused_path(path: str) -> str | None:
     ``verify_path``, with ``core.protectNTFS``, which is on by default), or None.
     A checkout writes an entry where its path says: outside the work tree, or into
     the git directory (a hook)."""
+    probe = "/" + path.removesuffix("/")  # a sparse index's directories end in "/"
+    if "/." not in probe and "//" not in probe and "~" not in probe and probe != "/":
+        return None  # no component that is empty or starts with a dot: most paths, fast
     if not path:
         return "an empty path"
     if path.startswith("/"):
         return "an absolute path"
-    parts = path.removesuffix("/").split("/")  # a sparse index's directories end in "/"
-    for part in parts:
+    for part in probe[1:].split("/"):
         if part in ("", ".", ".."):
             return "a path with an empty, '.' or '..' component"
         # NTFS drops trailing dots and spaces, and knows .git by its short name.
