@@ -18,7 +18,10 @@ Built on bubblewrap. A confined program sees:
 - in the workspace, the git directory is its own mount point (it cannot be
   renamed or replaced) and read-only except what git writes to record work
   (objects, refs, the index, ``HEAD``, logs and kin: `GIT_WRITABLE`);
-  ``.kfd`` and shell start-up files are read-only, a missing ``.kfd`` too;
+  ``.kfd``, shell start-up files and the hooks directory ``core.hooksPath``
+  names (`kfd.sandbox.hookspath`) are read-only, a missing ``.kfd`` too, and
+  a hooks directory or an instruction file (``AGENTS.md``: kfd reads it into
+  every session) a command creates is removed when it ends;
   a workspace inside an outer repository cannot get a ``.git`` of its own,
   and names that would redirect git (``.git/commondir``) are removed when
   the command ends (`kfd.sandbox.sweep`);

@@ -19,12 +19,18 @@ import shutil
 import stat
 from collections.abc import Sequence
 
+from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.sandbox.layout import HOME_KEPT, Layout, is_home_configuration
 
 REDIRECTS = "it would make git or a shell run what it names outside the sandbox"
 HOME_CONFIGURATION = (
     "a new entry at the top of your home is configuration that programs outside the sandbox read"
 )
+INSTRUCTIONS = (
+    "kfd reads an instruction file into every later session, and a command may not "
+    "write one (writing it yourself asks)"
+)
+HOOKS = "git on the host runs what is in a hooks directory (core.hooksPath names it)"
 LINKED = (
     "this command put it where a directory kfd protected was (a link could lead git, or "
     "kfd's own clean-up, anywhere)"
@@ -46,7 +52,9 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
     Such a link is itself what is left: the layout found real directories there."""
     root = layout.workspace
     found = [
-        (shown, why) for path in layout.swept for shown, why in _present(path, root, REDIRECTS)
+        (shown, why)
+        for path in layout.swept
+        for shown, why in _present(path, root, _why_swept(path, layout))
     ]
     for path, inode in layout.markers:
         reached = reach(path, root)
@@ -71,6 +79,15 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
             if is_home_configuration(name) and name not in before and name not in kept:
                 found.append((os.path.join(layout.home, name), HOME_CONFIGURATION))
     return found
+
+
+def _why_swept(path: str, layout: Layout) -> str:
+    """Why ``path`` of ``layout.swept`` may not be left behind."""
+    if os.path.dirname(path) == layout.workspace and os.path.basename(path) in INSTRUCTION_FILES:
+        return INSTRUCTIONS
+    if path in layout.hooks_dirs:
+        return HOOKS
+    return REDIRECTS
 
 
 def sweep(paths: Sequence[tuple[str, str]], root: str = "/") -> list[str]:
