@@ -25,6 +25,12 @@ Built on bubblewrap. A confined program sees:
   a workspace inside an outer repository cannot get a ``.git`` of its own,
   and names that would redirect git (``.git/commondir``) are removed when
   the command ends (`kfd.sandbox.sweep`);
+- what a command leaves in git's state for the host's git to obey, undone
+  when it ends (`kfd.sandbox.gitstate`): an index with paths git would
+  refuse moved aside, ``exec`` lines of a rebase's to-do list made comments,
+  new names at the top of a git directory removed, the program-running
+  configuration and the hooks of a repository the command created moved
+  aside;
 - every repository below the workspace's top (`kfd.sandbox.repositories`)
   protected the same way, its ``gitdir:`` file read-only, another put in its
   place removed when the command ends; a workspace too large to walk is
