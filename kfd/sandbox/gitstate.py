@@ -12,7 +12,7 @@ sandbox protected and each repository the command created:
   tree (absolute, empty, ``.`` or ``..`` components, a ``.git`` component in
   any case: ``.git/hooks/pre-commit``, ``../outside``) is written where it
   says by the host's ``git checkout -- .``. Such an index, or one kfd cannot
-  read, is moved aside to `INDEX_ASIDE` (a name git ignores), never
+  read, is moved aside to ``index.kfd-unsafe`` (`ASIDE`, a name git ignores), never
   deleted: the user's files are untouched and ``git reset`` rebuilds the
   index from ``HEAD`` (what was staged is then unstaged; the moved file
   holds it still). Fail closed: a broken index is git's to repair, not to
@@ -31,12 +31,15 @@ sandbox protected and each repository the command created:
   enters one through a gitlink (an index entry, a commit, ``.gitmodules``)
   and obeys its configuration. Where that configuration runs programs
   (`kfd.policy.gitconfig.running_keys`: ``core.fsmonitor``, filters,
-  ``diff.external``...), its ``config`` is moved aside to `CONFIG_ASIDE`, and
-  hooks it holds to `HOOKS_ASIDE`; its index and to-do lists are checked as
-  above. Whatever link leads to such a repository, the check is on the
-  repository itself: a gitlink can only lead git into a checkout in the
-  work tree, and every checkout a command could configure is a new one (the
-  configuration of those that existed is read-only).
+  ``diff.external``...), its ``config`` is moved aside (``config.kfd-unsafe``),
+  and hooks it holds too; its index and to-do lists are checked as above.
+  The git directories are those git would use (a link followed, a
+  ``gitdir:`` file read, the ``commondir`` it names, where git reads the
+  configuration), whatever their shape. Whatever leads git into such a
+  repository, the check is on the repository itself: a gitlink can only
+  lead git into a checkout in the work tree, and every checkout a command
+  could configure is a new one (the configuration of those that existed is
+  read-only).
 
 Blocking (a listing and a few ``stat`` calls per git directory): called in a
 worker thread once every process of the command is gone.
@@ -60,11 +63,10 @@ from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
 from kfd.sandbox.sweep import reach, sweep
 
-INDEX_ASIDE = "index.kfd-unsafe"
-CONFIG_ASIDE = "config.kfd-unsafe"
-HOOKS_ASIDE = "hooks.kfd-unsafe"
-"""Where a git directory's index, configuration or hooks are moved when the host's
-git must not obey them: names git never reads."""
+ASIDE = ".kfd-unsafe"
+"""What is added to the name of a git directory's index, configuration or hooks when
+they are moved aside because the host's git must not obey them (``index.kfd-unsafe``):
+names git never reads."""
 
 TODO_LISTS = (("rebase-merge", "git-rebase-todo"), ("sequencer", "todo"))
 """The to-do lists ``git rebase --continue``, ``cherry-pick --continue`` and
@@ -196,8 +198,8 @@ def undo(layout: Layout) -> list[str]:
         notes += _check_git_dir(git_dir.path, names, root)
     markers = repositories.find(root, layout_pruned(layout)).markers
     protected = [git_dir.path for git_dir in layout.git_dirs]
-    created = (_git_dir_of(path, root, protected) for path in new_repositories(layout, markers))
-    for path in dict.fromkeys(path for path in created if path):
+    created = [_git_dirs_of(path, root, protected) for path in new_repositories(layout, markers)]
+    for path in dict.fromkeys(path for paths in created for path in paths):
         notes += _disarm_repository(path, root)
     return notes
 
@@ -241,7 +243,7 @@ def _check_index(path: str, root: str) -> list[str]:
                     _vetted.clear()
                 _vetted[path] = stamp  # not changed within a tick of the clock since
             return []
-        return [_set_aside(directory, name, INDEX_ASIDE, shown, why, RESET)]
+        return [_set_aside(directory, name, "index" + ASIDE, shown, why, RESET)]
     finally:
         os.close(directory)
 
@@ -294,17 +296,27 @@ def _check_todo(path: str, root: str) -> list[str]:
         os.close(directory)
 
 
-def _git_dir_of(marker: str, root: str, protected: Sequence[str]) -> str | None:
-    """The git directory a new marker stands for, when it lies in the workspace and
-    outside every protected one (those are read-only, and the user's)."""
-    if os.path.islink(marker):
-        return None  # what it leads to, when in the workspace, is a marker of its own
-    target = marker if os.path.isdir(marker) else repository.gitdir_of(marker)
-    if not target or not os.path.isdir(target) or not _under(target, root):
-        return None
-    if any(_under(target, path) for path in protected):
-        return None
-    return target
+def _git_dirs_of(marker: str, root: str, protected: Sequence[str]) -> list[str]:
+    """The git directories git uses for a new marker, as git resolves them: the one
+    it leads to (a link followed, a ``gitdir:`` file read) and the common one its
+    ``commondir`` names (where git reads ``config`` and ``hooks`` from); those in
+    the workspace and outside every protected one (read-only, and the user's)."""
+    git_dir = os.path.realpath(marker) if os.path.isdir(marker) else repository.gitdir_of(marker)
+    if not git_dir or not os.path.isdir(git_dir):
+        return []
+    found = [git_dir]
+    try:
+        with open(os.path.join(git_dir, "commondir"), encoding="utf-8", errors="replace") as named:
+            common = named.readline(4096).strip()
+    except OSError:
+        common = ""
+    if common:
+        found.append(os.path.realpath(os.path.join(git_dir, common)))
+    return [
+        path
+        for path in found
+        if _under(path, root) and not any(_under(path, other) for other in protected)
+    ]
 
 
 def _disarm_repository(git_dir: str, root: str) -> list[str]:
@@ -314,16 +326,14 @@ def _disarm_repository(git_dir: str, root: str) -> list[str]:
     if names is None:
         return []
     notes = []
-    keys = []
     for name in ("config", "config.worktree"):
-        if name in names:
-            keys += _config_keys(os.path.join(git_dir, name))
-    if keys:
-        why = f"it sets {', '.join(dict.fromkeys(keys))}, which the host's git would run"
-        notes.append(_aside(os.path.join(git_dir, "config"), CONFIG_ASIDE, root, why))
+        keys = _config_keys(os.path.join(git_dir, name)) if name in names else []
+        if keys:
+            why = f"it sets {', '.join(dict.fromkeys(keys))}, which the host's git would run"
+            notes.append(_aside(os.path.join(git_dir, name), name + ASIDE, root, why))
     if "hooks" in names and _real_hooks(os.path.join(git_dir, "hooks")):
         why = "they would run at the host's next git command there"
-        notes.append(_aside(os.path.join(git_dir, "hooks"), HOOKS_ASIDE, root, why))
+        notes.append(_aside(os.path.join(git_dir, "hooks"), "hooks" + ASIDE, root, why))
     return notes + _check_git_dir(git_dir, names, root)
 
 

@@ -153,6 +153,33 @@ async def test_a_repository_a_command_creates_runs_nothing_when_the_host_enters_
     assert git(repo / "vendor" / "lib", "log", "--oneline", check=True).stdout.count("\n") == 1
 
 
+async def test_a_created_repository_is_judged_by_the_configuration_git_reads_for_it(
+    repo: Path, canary: Path
+) -> None:
+    """A `gitdir:` file leading to a git directory whose `commondir` names another
+    (neither shaped like a repository on its own): git reads the configuration of the
+    common one."""
+    commit(repo)
+    output = await run(
+        repo,
+        "git init -q --bare real && rm real/HEAD && mkdir -p store vendor/lib && "
+        "echo 'ref: refs/heads/main' > store/HEAD && echo ../real > store/commondir && "
+        "echo 'gitdir: ../../store' > vendor/lib/.git && "
+        f"printf '[core]\\n\\tbare = false\\n\\tfsmonitor = \"touch {canary}; false\"\\n'"
+        " > real/config && "
+        "echo x > vendor/lib/f && git -C vendor/lib add f && "
+        "git -C vendor/lib -c user.name=t -c user.email=t@t commit -qm x && "
+        "git update-index --add --cacheinfo 160000,$(git -C vendor/lib rev-parse HEAD),vendor/lib"
+        " && echo linked",
+    )
+    assert "linked" in output, output
+    assert (
+        f"kfd moved {repo / 'real' / 'config'} to {repo / 'real' / 'config.kfd-unsafe'}" in output
+    )
+    git(repo, "status")
+    assert not canary.exists()
+
+
 async def test_no_new_name_at_the_top_of_the_git_directory_survives_a_command(
     repo: Path, canary: Path
 ) -> None:
