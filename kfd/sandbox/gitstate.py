@@ -31,7 +31,9 @@ sandbox protected and each repository the command created:
   enters one through a gitlink (an index entry, a commit, ``.gitmodules``)
   and obeys its configuration. Where that configuration runs programs
   (`kfd.policy.gitconfig.running_keys`: ``core.fsmonitor``, filters,
-  ``diff.external``...), its ``config`` is moved aside (``config.kfd-unsafe``),
+  ``diff.external``...) or names a hooks directory (``core.hooksPath``:
+  the host's next ``git commit`` there runs what is in it), its ``config`` is
+  moved aside (``config.kfd-unsafe``),
   and hooks it holds too; its index and to-do lists are checked as above.
   The git directories are those git would use (a link followed, a
   ``gitdir:`` file read, the ``commondir`` it names, where git reads the
@@ -58,7 +60,7 @@ from collections.abc import Collection, Iterable, Sequence
 from kfd.git import repository
 from kfd.policy import gitconfig
 from kfd.policy.gitindex import parse_index
-from kfd.sandbox import repositories
+from kfd.sandbox import hookspath, repositories
 from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
 from kfd.sandbox.sweep import reach, sweep
@@ -345,7 +347,9 @@ def _config_keys(path: str) -> list[str]:
         return []
     if len(text) > gitconfig.MAX_CONFIG_BYTES:
         return ["(a configuration too large to read)"]
-    return gitconfig.running_keys(text.decode("utf-8", "replace"))
+    keys = gitconfig.running_keys(text.decode("utf-8", "replace"))
+    # Hooks from a directory of the work tree, run by the host's next `git commit` there.
+    return keys + (["core.hooksPath"] if hookspath.values(path) else [])
 
 
 def _real_hooks(path: str) -> bool:

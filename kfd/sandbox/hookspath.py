@@ -37,15 +37,19 @@ def configuration_files(
     return list(dict.fromkeys(files))
 
 
+def values(name: str) -> list[str]:
+    """The ``core.hooksPath`` values configuration file ``name`` sets (none when it is
+    missing or unreadable)."""
+    return [value for key, value in _file_entries(name) or () if key == KEY and value]
+
+
 def hooks_directories(work_tree: str, files: Iterable[str], home: str) -> list[str]:
     """The real path of each directory ``core.hooksPath`` names in ``files`` for the
     work tree at ``work_tree`` (a relative value is relative to it; ``~`` is
     ``home``), in the order found."""
     found: dict[str, None] = {}
     for name in files:
-        for key, value in _file_entries(name) or ():
-            if key != KEY or not value:
-                continue
+        for value in values(name):
             if value == "~" or value.startswith("~/"):
                 value = home + value[1:]
             found[os.path.realpath(os.path.join(work_tree, value))] = None

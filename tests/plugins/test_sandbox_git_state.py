@@ -282,3 +282,23 @@ async def test_the_hooks_directory_core_hooks_path_names_is_read_only(
     git(repo, "add", "b")
     git(repo, "commit", "-qm", "b")
     assert not canary.exists()
+
+
+async def test_a_repository_a_command_creates_cannot_name_hooks_of_the_work_tree(
+    private_home: Path, canary: Path
+) -> None:
+    """A workspace outside any repository: `git init` works, and the repository the
+    command made is where the user commits next."""
+    workspace = private_home / "plain"
+    workspace.mkdir()
+    hook = f"#!/bin/sh\\ntouch {canary}\\n"
+    output = await run(
+        workspace,
+        "git init -q && git config core.hooksPath .githooks && mkdir .githooks && "
+        f"printf '{hook}' > .githooks/pre-commit && chmod +x .githooks/pre-commit && "
+        "echo a > a && echo made",
+    )
+    assert "made" in output and "core.hooksPath" in output, output
+    git(workspace, "add", "a")
+    git(workspace, "commit", "-qm", "a")
+    assert not canary.exists()
