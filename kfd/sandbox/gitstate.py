@@ -23,6 +23,8 @@ sandbox protected and each repository the command created:
   is made a comment (`disarmed`), and the result says so;
 - **new names at the top of a protected git directory** that git does not
   record work in (``modules``, ``worktrees``, ``remotes``, anything else):
+  moved aside (``modules.kfd-unsafe``: the host's git may have written it
+  meanwhile, and nothing is deleted that could be the user's), a link
   removed. The mounts deny them by default where they exist; a name that
   did not exist cannot be mounted over without leaving a stand-in, so it is
   denied once the command ends (`unexpected_entries`);
@@ -195,8 +197,12 @@ def undo(layout: Layout) -> list[str]:
         names = _names(git_dir.path, root)
         if names is None:
             continue
-        left = unexpected_entries(git_dir.entries, names)
-        notes += sweep([(os.path.join(git_dir.path, name), REMOVED_ENTRY) for name in left], root)
+        for name in unexpected_entries(git_dir.entries, names):
+            path = os.path.join(git_dir.path, name)
+            if os.path.islink(path):  # nothing of anyone's in there: gone
+                notes += sweep([(path, REMOVED_ENTRY)], root)
+            else:  # perhaps the host's git wrote it meanwhile: kept, where git never looks
+                notes.append(_aside(path, name + ASIDE, root, REMOVED_ENTRY))
         notes += _check_git_dir(git_dir.path, names, root)
     markers = repositories.find(root, layout_pruned(layout)).markers
     protected = [git_dir.path for git_dir in layout.git_dirs]
@@ -370,14 +376,31 @@ def _aside(path: str, aside: str, root: str, why: str) -> str:
         os.close(directory)
 
 
+MAX_ASIDE = 20
+"""Copies moved aside under one name at most (``modules.kfd-unsafe``, then
+``modules.kfd-unsafe-2``...); past them, what a command left is removed."""
+
+
 def _set_aside(directory: int, name: str, aside: str, shown: str, why: str, then: str) -> str:
-    """Rename ``name`` in ``directory`` to ``aside`` (never following a link); remove it
-    if that fails. A note saying what was done and why."""
-    moved = os.path.join(os.path.dirname(shown), aside)
+    """Rename ``name`` in ``directory`` to ``aside``, or the first of its numbered
+    spellings that is free (never following a link, never over another): what was
+    moved may be the user's (git on the host wrote it meanwhile). Removed when that
+    fails. A note saying what was done and why."""
+    for number in range(1, MAX_ASIDE + 1):
+        free = aside if number == 1 else f"{aside}-{number}"
+        try:
+            os.stat(free, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            break
+        except OSError:
+            continue
+    else:
+        free = ""
+    moved = os.path.join(os.path.dirname(shown), free)
     try:
-        with contextlib.suppress(FileNotFoundError):
-            _remove(directory, aside)  # an older one, of kfd's or the command's
-        os.rename(name, aside, src_dir_fd=directory, dst_dir_fd=directory)
+        if not free:
+            raise FileExistsError(aside)
+        os.rename(name, free, src_dir_fd=directory, dst_dir_fd=directory)
     except OSError:
         try:
             _remove(directory, name)

@@ -198,9 +198,13 @@ async def test_no_new_name_at_the_top_of_the_git_directory_survives_a_command(
     assert "made" in output, output
     for name in ("modules", "worktrees", "remotes"):
         assert not (repo / ".git" / name).exists(), name
-        assert f"kfd removed {repo / '.git' / name}" in output
+        assert f"kfd moved {repo / '.git' / name} to {repo / '.git' / name}.kfd-unsafe" in output
     git(repo, "status")
     assert not canary.exists()
+    # Again: what was moved aside before stays (it may have been the host git's).
+    output = await run(repo, "mkdir .git/modules && echo again")
+    assert f"{repo / '.git' / 'modules'}.kfd-unsafe-2" in output, output
+    assert (repo / ".git" / "modules.kfd-unsafe" / "lib").is_dir()
 
 
 async def test_exec_lines_of_a_rebase_a_command_left_are_never_run(
