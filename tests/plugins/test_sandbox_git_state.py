@@ -230,6 +230,26 @@ async def test_exec_lines_of_a_rebase_a_command_left_are_never_run(
     assert not canary.exists()
 
 
+async def test_a_todo_list_kfd_cannot_read_or_reached_through_a_link_is_removed(
+    repo: Path, canary: Path
+) -> None:
+    """Fail closed: a to-do list that is a directory, or a rebase directory that is a
+    link to one the command wrote elsewhere, is not there for git to follow."""
+    commit(repo)
+    output = await run(
+        repo,
+        f"mkdir -p elsewhere .git/sequencer/todo && printf 'exec touch {canary}\\n' "
+        "> elsewhere/git-rebase-todo && ln -s ../elsewhere .git/rebase-merge && echo planted",
+    )
+    assert "planted" in output, output
+    assert f"kfd removed {repo / '.git' / 'rebase-merge'}" in output
+    assert f"kfd removed {repo / '.git' / 'sequencer' / 'todo'}" in output
+    assert not (repo / ".git" / "rebase-merge").exists()
+    assert (repo / "elsewhere" / "git-rebase-todo").exists()  # the workspace's file stays
+    git(repo, "rebase", "--continue")
+    assert not canary.exists()
+
+
 async def test_a_new_bin_in_a_home_workspace_is_removed_and_an_old_one_read_only(
     private_home: Path, canary: Path
 ) -> None:

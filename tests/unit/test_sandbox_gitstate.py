@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kfd.sandbox import gitstate
+from kfd.sandbox import gitstate, hookspath
 
 
 def _index(repo: Path) -> bytes:
@@ -141,3 +141,21 @@ def test_only_names_git_records_work_in_may_appear_in_a_git_directory() -> None:
         "sharedindex.0123",
         "worktrees",
     ]
+
+
+def test_every_hooks_directory_core_hooks_path_names_is_found_where_git_finds_it(
+    tmp_path: Path,
+) -> None:
+    """Relative to the work tree, ``~`` as the home; every file's value, whichever wins."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / ".config" / "git").mkdir(parents=True)
+    work.mkdir()
+    (home / ".gitconfig").write_text("[core]\n\thooksPath = ~/hooks\n")
+    (home / ".config" / "git" / "config").write_text('[CORE]\n  HooksPath = ".husky/_"\n')
+    (tmp_path / "repo.config").write_text("[core]\nhookspath=.githooks\n[other]\nhookspath=x\n")
+    files = hookspath.configuration_files(str(home), {}, [])
+    assert files[1:] == [str(home / ".config" / "git" / "config"), str(home / ".gitconfig")]
+    found = hookspath.hooks_directories(
+        str(work), [*files, str(tmp_path / "repo.config"), str(tmp_path / "none")], str(home)
+    )
+    assert found[-3:] == [str(work / ".husky" / "_"), str(home / "hooks"), str(work / ".githooks")]
