@@ -103,6 +103,9 @@ class Confinement:
     """The program's whole environment."""
     layout: Layout
     swept: tuple[str, ...] = field(default=())
+    before: gitstate.Before = field(default_factory=dict)
+    """What of git's state the host may have written, as it was when the program
+    started (`kfd.sandbox.gitstate.before`)."""
 
     async def finish(self) -> list[str]:
         """Remove what the program must not have left (call once it and its
@@ -111,14 +114,14 @@ class Confinement:
         notes = [INCOMPLETE] if layout.incomplete else []
         if not layout.writable:
             return notes  # it could write nothing of the workspace's
-        return notes + await asyncio.to_thread(_undo, layout)
+        return notes + await asyncio.to_thread(_undo, layout, self.before)
 
 
-def _undo(layout: Layout) -> list[str]:
+def _undo(layout: Layout, before: gitstate.Before) -> list[str]:
     """What the command that had ``layout`` left and may not, undone: the names it
     may not leave (`kfd.sandbox.sweep`), then what it left in git's state that the
     host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
-    return sweep(leftovers(layout), layout.workspace) + gitstate.undo(layout)
+    return sweep(leftovers(layout), layout.workspace) + gitstate.undo(layout, before)
 
 
 INCOMPLETE = (
@@ -148,19 +151,23 @@ async def confine(
     even under ``/tmp``). Check `probe` first: this assumes bubblewrap works.
     """
     environ = os.environ if environ is None else environ
-    layout = await asyncio.to_thread(
-        reuse.gather,
-        workspace,
-        writable=writable,
-        hide=hide,
-        sockets=sockets,
-        environ=environ,
-        program=program,
-    )
+
+    def gather() -> tuple[Layout, gitstate.Before]:
+        layout = reuse.gather(
+            workspace,
+            writable=writable,
+            hide=hide,
+            sockets=sockets,
+            environ=environ,
+            program=program,
+        )
+        return layout, gitstate.before(layout)
+
+    layout, before = await asyncio.to_thread(gather)
     program_path = _program(bwrap, environ.get("PATH", ""))
     prefix = [program_path, *_arguments(layout, network), "--"]
     variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
-    return Confinement(prefix, dict(variables), layout, layout.swept)
+    return Confinement(prefix, dict(variables), layout, layout.swept, before)
 
 
 # The same layout (`kfd.sandbox.reuse`) and environment command after command:

@@ -20,7 +20,10 @@ sandbox protected and each repository the command created:
   (`_vetted`), so a command that does not touch it costs one ``stat``;
 - **to-do lists** (``rebase-merge/git-rebase-todo``, ``sequencer/todo``):
   an ``exec`` line runs a shell command at ``git rebase --continue``; each
-  is made a comment (`disarmed`), and the result says so;
+  is made a comment (`disarmed`), and the result says so. A list the
+  command left as it found it (`before`) is left alone: the user's own
+  rebase, stopped on a conflict the model is asked to fix, keeps its
+  ``exec`` lines;
 - **new names at the top of a protected git directory** that git does not
   record work in (``modules``, ``worktrees``, ``remotes``, anything else):
   moved aside (``modules.kfd-unsafe``: the host's git may have written it
@@ -186,9 +189,39 @@ def new_repositories(layout: Layout, markers: Iterable[tuple[str, int]]) -> list
 # The I/O shell.
 
 
-def undo(layout: Layout) -> list[str]:
+Before = dict[str, tuple[int, int, int, int, int]]
+"""The stamp (device, inode, size, mtime and ctime) of each to-do list of a protected
+git directory, by path, when a command started."""
+
+
+def before(layout: Layout) -> Before:
+    """What `undo` must tell the command's doing from the user's: the to-do lists of
+    ``layout``'s git directories as they are now (two ``stat`` calls a directory).
+    One the command left as it was is the user's rebase (their own ``exec`` lines),
+    or was checked after the command that wrote it."""
+    if not layout.writable or layout.incomplete:
+        return {}
+    found: Before = {}
+    for git_dir in layout.git_dirs:
+        for directory, name in TODO_LISTS:
+            path = os.path.join(git_dir.path, directory, name)
+            stamp = _stamp(path)
+            if stamp is not None:
+                found[path] = stamp
+    return found
+
+
+def _stamp(path: str) -> tuple[int, int, int, int, int] | None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def undo(layout: Layout, started: Before | None = None) -> list[str]:
     """Undo what the command that had ``layout`` left in git's state and may not;
-    one note per thing undone (blocking)."""
+    one note per thing undone (blocking). ``started``: `before` the command."""
     if not layout.writable or layout.incomplete:
         return []
     root = layout.workspace
@@ -203,7 +236,7 @@ def undo(layout: Layout) -> list[str]:
                 notes += sweep([(path, REMOVED_ENTRY)], root)
             else:  # perhaps the host's git wrote it meanwhile: kept, where git never looks
                 notes.append(_aside(path, name + ASIDE, root, REMOVED_ENTRY))
-        notes += _check_git_dir(git_dir.path, names, root)
+        notes += _check_git_dir(git_dir.path, names, root, started or {})
     markers = repositories.find(root, layout_pruned(layout)).markers
     protected = [git_dir.path for git_dir in layout.git_dirs]
     created = [_git_dirs_of(path, root, protected) for path in new_repositories(layout, markers)]
@@ -212,14 +245,18 @@ def undo(layout: Layout) -> list[str]:
     return notes
 
 
-def _check_git_dir(path: str, names: Collection[str], root: str) -> list[str]:
-    """The index and the to-do lists of the git directory at ``path``."""
+def _check_git_dir(
+    path: str, names: Collection[str], root: str, started: Before | None = None
+) -> list[str]:
+    """The index and the to-do lists of the git directory at ``path`` (a list as it
+    was when the command ``started`` is left alone)."""
     notes = []
     if "index" in names:
         notes += _check_index(os.path.join(path, "index"), root)
     for directory, name in TODO_LISTS:
-        if directory in names:
-            notes += _check_todo(os.path.join(path, directory, name), root)
+        todo = os.path.join(path, directory, name)
+        if directory in names and (started is None or started.get(todo) != _stamp(todo)):
+            notes += _check_todo(todo, root)
     return notes
 
 

@@ -228,6 +228,12 @@ async def test_exec_lines_of_a_rebase_a_command_left_are_never_run(
     git(repo, "rebase", "--continue")
     git(repo, "cherry-pick", "--continue")
     assert not canary.exists()
+    # The user's own rebase, stopped for the model to fix something: its exec lines
+    # are the user's, and a command that leaves the list alone leaves them.
+    (repo / ".git" / "rebase-merge").mkdir(exist_ok=True)
+    todo.write_text("exec make test\n")
+    output = await run(repo, "echo fixed > a")
+    assert "exec line" not in output and todo.read_text() == "exec make test\n", output
 
 
 async def test_a_todo_list_kfd_cannot_read_or_reached_through_a_link_is_removed(
