@@ -176,12 +176,15 @@ def home_configuration(path: str, home: str, workspace: str) -> str | None:
     """Why writing ``path`` (absolute, normalised), a workspace file, always asks when
     it is in a dot-entry at the top of ``home`` (the workspace holds the home):
     ``~/.gitconfig``, ``~/.bash_aliases``, ``~/.config``, ``~/.local/bin``,
-    ``~/.ssh``: programs on the host read or run what is there. Not when the
+    ``~/.ssh``, and ``~/bin``: programs on the host read or run what is there. Not when the
     workspace is inside that very entry (the user works on ``~/.dotfiles``)."""
     top = home.rstrip(os.sep) + os.sep
-    if len(top) < 2 or not path.startswith(top + "."):
+    if len(top) < 2 or not path.startswith(top):
         return None
     entry = top + path[len(top) :].split(os.sep, 1)[0]
+    # Debian's ~/.profile puts ~/bin first on PATH (`kfd.sandbox.layout.HOME_PROGRAMS`).
+    if not entry.startswith(top + ".") and entry != top + "bin":
+        return None
     if workspace == entry or workspace.startswith(entry + os.sep):
         return None
     return f"your home's configuration ({entry}: programs on the host read or run it)"

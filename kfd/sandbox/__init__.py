@@ -18,16 +18,26 @@ Built on bubblewrap. A confined program sees:
 - in the workspace, the git directory is its own mount point (it cannot be
   renamed or replaced) and read-only except what git writes to record work
   (objects, refs, the index, ``HEAD``, logs and kin: `GIT_WRITABLE`);
-  ``.kfd`` and shell start-up files are read-only, a missing ``.kfd`` too;
+  ``.kfd``, shell start-up files and the hooks directory ``core.hooksPath``
+  names (`kfd.sandbox.hookspath`) are read-only, a missing ``.kfd`` too, and
+  a hooks directory or an instruction file (``AGENTS.md``: kfd reads it into
+  every session) a command creates is removed when it ends;
   a workspace inside an outer repository cannot get a ``.git`` of its own,
   and names that would redirect git (``.git/commondir``) are removed when
   the command ends (`kfd.sandbox.sweep`);
+- what a command leaves in git's state for the host's git to obey, undone
+  when it ends (`kfd.sandbox.gitstate`): an index with paths git would
+  refuse moved aside, ``exec`` lines of a rebase's to-do list made comments,
+  new names at the top of a git directory removed, the program-running
+  configuration and the hooks of a repository the command created moved
+  aside;
 - every repository below the workspace's top (`kfd.sandbox.repositories`)
   protected the same way, its ``gitdir:`` file read-only, another put in its
   place removed when the command ends; a workspace too large to walk is
   read-only;
-- in a home that is in the workspace, every dot-entry at its top read-only
-  (the host's configuration), and a new one removed when the command ends;
+- in a home that is in the workspace, every dot-entry at its top and ``~/bin``
+  read-only (the host's configuration; a login shell puts ``~/bin`` on
+  ``PATH``), and a new one removed when the command ends;
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;
@@ -60,7 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kfd.sandbox import environ as environment
-from kfd.sandbox import pod, reuse
+from kfd.sandbox import gitstate, pod, reuse
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
@@ -93,17 +103,25 @@ class Confinement:
     """The program's whole environment."""
     layout: Layout
     swept: tuple[str, ...] = field(default=())
+    before: gitstate.Before = field(default_factory=dict)
+    """What of git's state the host may have written, as it was when the program
+    started (`kfd.sandbox.gitstate.before`)."""
 
     async def finish(self) -> list[str]:
         """Remove what the program must not have left (call once it and its
         children are gone); notes for the program's result."""
         layout = self.layout
         notes = [INCOMPLETE] if layout.incomplete else []
-        # A few lstat calls, microseconds: a thread hop only when there is more to do.
-        quick = not (layout.home or layout.markers)
-        if quick and not any(os.path.lexists(path) for path in self.swept):
-            return notes
-        return notes + await asyncio.to_thread(lambda: sweep(leftovers(layout), layout.workspace))
+        if not layout.writable:
+            return notes  # it could write nothing of the workspace's
+        return notes + await asyncio.to_thread(_undo, layout, self.before)
+
+
+def _undo(layout: Layout, before: gitstate.Before) -> list[str]:
+    """What the command that had ``layout`` left and may not, undone: the names it
+    may not leave (`kfd.sandbox.sweep`), then what it left in git's state that the
+    host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
+    return sweep(leftovers(layout), layout.workspace) + gitstate.undo(layout, before)
 
 
 INCOMPLETE = (
@@ -133,19 +151,23 @@ async def confine(
     even under ``/tmp``). Check `probe` first: this assumes bubblewrap works.
     """
     environ = os.environ if environ is None else environ
-    layout = await asyncio.to_thread(
-        reuse.gather,
-        workspace,
-        writable=writable,
-        hide=hide,
-        sockets=sockets,
-        environ=environ,
-        program=program,
-    )
+
+    def gather() -> tuple[Layout, gitstate.Before]:
+        layout = reuse.gather(
+            workspace,
+            writable=writable,
+            hide=hide,
+            sockets=sockets,
+            environ=environ,
+            program=program,
+        )
+        return layout, gitstate.before(layout)
+
+    layout, before = await asyncio.to_thread(gather)
     program_path = _program(bwrap, environ.get("PATH", ""))
     prefix = [program_path, *_arguments(layout, network), "--"]
     variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
-    return Confinement(prefix, dict(variables), layout, layout.swept)
+    return Confinement(prefix, dict(variables), layout, layout.swept, before)
 
 
 # The same layout (`kfd.sandbox.reuse`) and environment command after command:

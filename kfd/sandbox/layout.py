@@ -26,7 +26,7 @@ import msgspec
 from kfd import paths
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
-from kfd.sandbox import repositories
+from kfd.sandbox import hookspath, repositories
 
 HIDDEN_IN_HOME = (
     ".ssh",
@@ -99,6 +99,18 @@ RC_FILES = (
 )
 """Shell start-up files: read-only where they exist at the workspace root."""
 
+HOME_PROGRAMS = ("bin",)
+"""Entries at the top of a home that are the host's configuration although they are no
+dot-entries: Debian's and Ubuntu's ``~/.profile`` put ``~/bin`` first on ``PATH``, so
+the next login shell runs what is there before ``/usr/bin``."""
+
+
+def is_home_configuration(name: str) -> bool:
+    """Whether entry ``name`` at the top of a home is the host's configuration: a
+    dot-entry, or one of `HOME_PROGRAMS`."""
+    return name.startswith(".") or name in HOME_PROGRAMS
+
+
 HOME_KEPT = (".git", ".kfd")
 """Dot-entries of a ``$HOME`` that is the workspace's top with rules of their own (its
 git directory and project config), not those of `home_entries`; below the top, only
@@ -169,9 +181,14 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     follow it out of reach); its target, when in the workspace, is in `rc_files`."""
     rc_files: tuple[str, ...] = ()
     """Existing shell start-up files (and the workspace's instruction files, which kfd
-    reads into every session) to mount read-only."""
+    reads into every session, and the hooks directories of `hooks_dirs`) to mount
+    read-only."""
     swept: tuple[str, ...] = ()
-    """Paths that must not exist after the command; none does now."""
+    """Paths that must not exist after the command; none does now (names that would
+    redirect git, missing instruction files and hooks directories)."""
+    hooks_dirs: tuple[str, ...] = ()
+    """The directories in the workspace that ``core.hooksPath`` names
+    (`kfd.sandbox.hookspath`): read-only where they exist, swept where not."""
     unreadable: tuple[str, ...] = ()
     """Paths to hide that kfd's user cannot read, so not mounted over (no mount is
     needed: its commands cannot read them either); `kfd.sandbox.reuse` stamps them."""
@@ -188,8 +205,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """``$HOME`` when it is in a writable workspace: its dot-entries are the host's
     configuration (`home_entries`)."""
     home_entries: tuple[str, ...] = ()
-    """The dot-entries at the top of `home` when the command starts: read-only (but
-    `HOME_KEPT`); any other one found there after the command is removed."""
+    """The configuration entries at the top of `home` when the command starts
+    (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
+    there after the command is removed."""
 
 
 def _protect(
@@ -273,19 +291,19 @@ def gather(
     nested = walker(root, pruned(root, hidden, home, entries))
     if not nested.complete:
         return msgspec.structs.replace(layout, writable=False, incomplete=True)
-    facts = _workspace_facts(Path(root), home, found, entries, hidden)
+    facts = _workspace_facts(Path(root), home, found, entries, hidden, environ)
     return msgspec.structs.replace(layout, **{**facts, **_nested_facts(root, nested, facts)})
 
 
 def home_entries(home: str, root: str) -> tuple[str, ...]:
-    """The dot-entries at the top of ``home`` (in the workspace at ``root``) but
-    `HOME_KEPT`, sorted (one listing)."""
+    """The configuration entries at the top of ``home`` (in the workspace at ``root``;
+    `is_home_configuration`) but `HOME_KEPT`, sorted (one listing)."""
     try:
         names = os.listdir(home)
     except OSError:
         return ()
     kept = HOME_KEPT if home == root else HOME_KEPT[:1]
-    return tuple(sorted(n for n in names if n.startswith(".") and n not in kept))
+    return tuple(sorted(n for n in names if is_home_configuration(n) and n not in kept))
 
 
 def pruned(
@@ -354,6 +372,7 @@ def _workspace_facts(
     found: repository.Repository | repository.Refused | None,
     home_names: tuple[str, ...] | None,
     hidden: Iterable[tuple[str, bool]],
+    environ: Mapping[str, str],
 ) -> dict[str, object]:
     top = str(root)
     marker = os.path.join(top, ".git")
@@ -385,6 +404,11 @@ def _workspace_facts(
     for name in (*RC_FILES, *INSTRUCTION_FILES):
         if name in names:
             _protect(os.path.join(top, name), top, rc_files, swept, missing=False)
+    # kfd reads these into every later session: a command may not plant one either.
+    swept += [os.path.join(top, name) for name in INSTRUCTION_FILES if name not in names]
+    hooks = _hooks_dirs(top, home, found, environ)
+    for path in hooks:
+        _protect(path, top, rc_files, swept, missing=True)
     if home_names is not None:
         # The host's configuration: read-only, but what is hidden (a tmpfs already).
         covered = {path for path, _ in hidden}
@@ -407,7 +431,29 @@ def _workspace_facts(
         "swept": tuple(swept),
         "home": home if home_names is not None else "",
         "home_entries": home_names or (),
+        "hooks_dirs": hooks,
     }
+
+
+def _hooks_dirs(
+    top: str,
+    home: str,
+    found: repository.Repository | repository.Refused | None,
+    environ: Mapping[str, str],
+) -> tuple[str, ...]:
+    """The directories in the workspace at ``top`` that ``core.hooksPath`` names for its
+    repository (or, outside one, for a repository a command may create there)."""
+    work_tree, git_dirs = top, []
+    if isinstance(found, repository.Repository):
+        work_tree, git_dirs = str(found.root), [str(found.common_dir), str(found.git_dir)]
+    files = hookspath.configuration_files(home, environ, dict.fromkeys(git_dirs))
+    named = hookspath.hooks_directories(work_tree, files, home)
+    # One inside a git directory is that directory's to protect (`_git_dir`).
+    return tuple(
+        path
+        for path in named
+        if path != top and _under(path, top) and f"{os.sep}.git{os.sep}" not in path + os.sep
+    )
 
 
 def _git_dir(path: str, swept: list[str]) -> GitDir:

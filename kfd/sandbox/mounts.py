@@ -67,7 +67,9 @@ GIT_WRITABLE = frozenset(
 """What ``git add``, ``commit``, ``checkout``, ``stash``, ``merge``, ``rebase`` and
 ``bisect`` write at the top of a git directory, and inert data. Everything else
 there (``config``, ``hooks``, ``worktrees``, ``modules``, ``commondir``,
-``remotes``, names git may add later) is read-only: deny by default. Each
+``remotes``, names git may add later) is read-only: deny by default; one that
+did not exist, and that a command creates, is removed when it ends
+(`kfd.sandbox.gitstate`). Each
 read-only entry is a bind mount, which costs about 0.3 ms of wall time."""
 
 

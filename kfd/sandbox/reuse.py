@@ -37,8 +37,8 @@ from typing import NamedTuple
 
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
+from kfd.sandbox import hookspath, repositories
 from kfd.sandbox import layout as facts
-from kfd.sandbox import repositories
 from kfd.sandbox.layout import RC_FILES, Layout, Stamp, stamps, trusted
 
 
@@ -187,6 +187,11 @@ def _extra(
     watched = [*layout.unreadable, *layout.git_files]  # a gitdir: file rewritten in place
     for git_dir in layout.git_dirs:
         watched += [git_dir.path, os.path.join(git_dir.path, "hooks")]
+    # Where core.hooksPath is set (a file edited in place), and what it names.
+    home = _home(environ)
+    watched += hookspath.configuration_files(home, environ, (g.path for g in layout.git_dirs))
+    for path in layout.hooks_dirs:
+        watched += [path, os.path.dirname(path)]
     for path in (layout.cache_home, layout.runtime_dir):
         if path:
             watched.append(path)

@@ -3,9 +3,9 @@
 Some paths cannot be made read-only before they exist without leaving a
 stand-in that changes what they mean (an empty ``.git/commondir`` breaks
 git; an empty ``~/.bash_profile`` hides ``~/.profile``), and some cannot be
-named in advance at all (whatever new dot-entry a command puts at the top of
-a home that is in the workspace; another repository put where a protected
-one was, after its parent directory was renamed away). A sandboxed command
+named in advance at all (whatever new dot-entry, or ``bin``, a command puts
+at the top of a home that is in the workspace; another repository put where
+a protected one was, after its parent directory was renamed away). A sandboxed command
 that leaves one has it removed as soon as the command ends, when every
 process of the sandbox is gone (its PID namespace dies with it, or the pod's
 zygote killed them), and the command's result says so.
@@ -19,12 +19,18 @@ import shutil
 import stat
 from collections.abc import Sequence
 
-from kfd.sandbox.layout import HOME_KEPT, Layout
+from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
+from kfd.sandbox.layout import HOME_KEPT, Layout, is_home_configuration
 
 REDIRECTS = "it would make git or a shell run what it names outside the sandbox"
 HOME_CONFIGURATION = (
     "a new entry at the top of your home is configuration that programs outside the sandbox read"
 )
+INSTRUCTIONS = (
+    "kfd reads an instruction file into every later session, and a command may not "
+    "write one (writing it yourself asks)"
+)
+HOOKS = "git on the host runs what is in a hooks directory (core.hooksPath names it)"
 LINKED = (
     "this command put it where a directory kfd protected was (a link could lead git, or "
     "kfd's own clean-up, anywhere)"
@@ -40,16 +46,18 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
     few system calls, and one listing of a home in the workspace).
 
     Every path is reached from the workspace (or ``/``) one component at a time
-    without following a link (`_reach`): what the command made is never looked
+    without following a link (`reach`): what the command made is never looked
     for, nor removed, through a link it put on the way, which could lead
     anywhere (a parent renamed away and a link to ``/home/u`` in its place).
     Such a link is itself what is left: the layout found real directories there."""
     root = layout.workspace
     found = [
-        (shown, why) for path in layout.swept for shown, why in _present(path, root, REDIRECTS)
+        (shown, why)
+        for path in layout.swept
+        for shown, why in _present(path, root, _why_swept(path, layout))
     ]
     for path, inode in layout.markers:
-        reached = _reach(path, root)
+        reached = reach(path, root)
         if reached is None:
             continue  # gone (or moved away with its parent): nothing stands in its place
         directory, name, shown = reached
@@ -68,18 +76,27 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         before = set(layout.home_entries)
         kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
         for name in _listing(layout.home, root):
-            if name.startswith(".") and name not in before and name not in kept:
+            if is_home_configuration(name) and name not in before and name not in kept:
                 found.append((os.path.join(layout.home, name), HOME_CONFIGURATION))
     return found
 
 
+def _why_swept(path: str, layout: Layout) -> str:
+    """Why ``path`` of ``layout.swept`` may not be left behind."""
+    if os.path.dirname(path) == layout.workspace and os.path.basename(path) in INSTRUCTION_FILES:
+        return INSTRUCTIONS
+    if path in layout.hooks_dirs:
+        return HOOKS
+    return REDIRECTS
+
+
 def sweep(paths: Sequence[tuple[str, str]], root: str = "/") -> list[str]:
     """Remove whichever of ``paths`` now exist, each reached from ``root`` (the
-    workspace) without following a link (`_reach`); one note per removal
+    workspace) without following a link (`reach`); one note per removal
     (blocking)."""
     notes = []
     for path, why in paths:
-        reached = _reach(path, root)
+        reached = reach(path, root)
         if reached is None:
             continue
         directory, name, shown = reached
@@ -105,7 +122,7 @@ def sweep(paths: Sequence[tuple[str, str]], root: str = "/") -> list[str]:
 _DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _reach(path: str, root: str) -> tuple[int, str, str] | None:
+def reach(path: str, root: str) -> tuple[int, str, str] | None:
     """The entry standing for ``path``: a descriptor of its directory, its name and
     its path, walked from ``root`` (or ``/`` for a path outside it) one component
     at a time without following a link. Where a link or a file stands on the way,
@@ -136,8 +153,8 @@ def _reach(path: str, root: str) -> tuple[int, str, str] | None:
 
 
 def _present(path: str, root: str, why: str) -> list[tuple[str, str]]:
-    """``[(path, why)]`` if something stands for ``path`` (`_reach`), else ``[]``."""
-    reached = _reach(path, root)
+    """``[(path, why)]`` if something stands for ``path`` (`reach`), else ``[]``."""
+    reached = reach(path, root)
     if reached is None:
         return []
     directory, name, shown = reached
@@ -153,7 +170,7 @@ def _present(path: str, root: str, why: str) -> list[tuple[str, str]]:
 def _listing(directory: str, root: str) -> list[str]:
     """The names in ``directory``, opened from ``root`` without following a link
     (none where a link stands on the way)."""
-    reached = _reach(directory, root)
+    reached = reach(directory, root)
     if reached is None:
         return []
     parent, name, shown = reached

@@ -170,7 +170,7 @@ async def test_a_repository_created_in_the_sandbox_runs_nothing_on_the_host(
     workspace.mkdir()
     canary = home / "ran"
     payload = f"touch {canary}; cat"
-    await run(
+    output = await run(
         context(workspace),
         f"git init -q -b main && git config core.fsmonitor '{payload}' && "
         f"printf '* filter=x\\n' > .gitattributes && git config filter.x.clean '{payload}' && "
@@ -178,11 +178,16 @@ async def test_a_repository_created_in_the_sandbox_runs_nothing_on_the_host(
         "echo b >> a",
     )
     assert (workspace / ".git" / "HEAD").is_file()
+    # Its configuration would run programs in the host's git: moved aside.
+    aside = workspace / ".git" / "config.kfd-unsafe"
+    assert f"kfd moved {workspace / '.git' / 'config'} to {aside}" in output, output
+    assert "core.fsmonitor" in output and not (workspace / ".git" / "config").exists()
+    _git("-C", str(workspace), "status")
     assert await git_summary(workspace) == "branch main; 1 modified, 1 untracked"
     assert not canary.exists()
     # Once it exists, the new repository is protected like any other.
     output = await run(context(workspace), "echo '[core]' >> .git/config")
-    assert "Read-only file system" in output
+    assert "Read-only file system" in output or "Permission denied" in output
 
 
 async def test_shell_start_up_files_of_a_home_workspace_stay_as_they_were(home: Path) -> None:
@@ -323,11 +328,13 @@ async def test_a_link_in_the_workspace_never_mounts_what_is_hidden(home: Path, r
     ssh = os.path.relpath(home / ".ssh", repo)
     (repo / ".kfd").symlink_to(ssh)  # committed by a hostile repository
     ctx = context(repo)
-    # A command plants links at the top of .git for the next one.
+    # Links at the top of .git (a command's are removed when it ends: these came with
+    # the repository, or from the user).
     for name, target in (("x.ssh", ".ssh"), ("x.state", ".local/state/kfd")):
         relative = os.path.relpath(home / target, repo / ".git")
-        await run(ctx, f"ln -s {relative} .git/{name}")
-    assert (repo / ".git" / "x.ssh").is_symlink()
+        planted = await run(ctx, f"ln -s {relative} .git/{name}")
+        assert f"kfd removed {repo / '.git' / name}" in planted
+        (repo / ".git" / name).symlink_to(relative)
     read = await run(
         ctx, "cat ~/.ssh/id_rsa .kfd/id_rsa .git/x.ssh/id_rsa .git/x.state/kfd.db 2>&1; true"
     )
