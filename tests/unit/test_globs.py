@@ -110,7 +110,7 @@ HOSTILE = [
 """Rules that held pathspec's expressions for minutes, or far longer."""
 
 LONG_PATHS = [
-    "a" * 255 + "c",
+    "a" * 254 + "c",
     "/".join(["a" * 254 + "c"] * 16),
     "a/" * 2040 + "c",
     "a" * 4090,
