@@ -150,6 +150,8 @@ def _atoms(segment: str) -> list[str]:
                 raise _Discarded
             negated = segment[i] in "!^"
             body = segment[i + negated : j + 1].replace("\\", "\\\\")
+            # Literal as they are now, and as a future `re` (sets within sets) keeps them.
+            body = re.sub(r"[\[&~|]", r"\\\g<0>", body)
             # Never a slash: the lookahead keeps a range such as `[+-0]` in its component.
             atoms.append(f"(?!/)[{'^' if negated else ''}{body}")
             i = j + 1

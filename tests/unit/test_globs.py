@@ -23,7 +23,9 @@ IN_COMPONENT = ["[ab]", "[a-c]", "[]a]", "[\\]]", "[.]", "[*]"]
 ACROSS = ["[!a]", "[^b]", "[!]]", "[+-0]"]
 """Bracket expressions that pathspec's expressions let match a slash (git does not)."""
 
-ATOMS = st.sampled_from(["a", "b", ".", "*", "*", "?", "\\*", "\\[", "[a", "\n", *IN_COMPONENT])
+ATOMS = st.sampled_from(
+    ["a", "b", ".", "*", "*", "?", "\\*", "\\[", "\\", "[a", "\n", *IN_COMPONENT]
+)
 SEGMENT = st.one_of(
     st.just("**"), st.just("*"), st.lists(ATOMS, min_size=1, max_size=4).map("".join)
 )
