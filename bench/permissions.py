@@ -25,6 +25,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from common import percentile, summary
@@ -85,6 +86,10 @@ RUNS = 300
 TREE_LINES = ["grep -rn TODO .", "rg -l 'fn main' src"]
 """Lines that read a whole tree, decided in a repository of 10,000 files: every
 file under the tree is checked against the read rules (`kfd.policy.tree_walk`)."""
+HOSTILE_RULES = ["read(" + "*a" * 9 + "*b)", "read(**/" + "a/**/" * 8 + "b)"]
+"""Deny rules an untrusted project may add, over a tree holding a file of 254 ``a`` s
+and a ``c``: with pathspec's expressions, the first held a decision for minutes
+(`kfd.policy.globs`)."""
 
 
 def decisions(
@@ -92,6 +97,7 @@ def decisions(
     lines: list[str],
     worst: dict[str, list[float]],
     pooled: dict[str, list[float]],
+    project_deny: Sequence[str] = (),
 ) -> None:
     """Each line decided RUNS times, "fresh" (a distinct comment ends it each time, so
     nothing kept from an earlier decision of the same line helps: a new command from
@@ -105,6 +111,7 @@ def decisions(
             ),
             "user",
         ),
+        *configured(PermissionsConfig(deny=list(project_deny)), "project"),
         *builtin_rules(),
     ]
     home = os.path.expanduser("~")
@@ -188,6 +195,7 @@ def main() -> None:
             (workspace / "src" / f"m{index}.py").write_text("x = 1\n")
         (workspace / "src" / "a.py").write_text("print(1)\n")
         (workspace / ".env").write_text("TOKEN=x\n")
+        (workspace / ("a" * 254 + "c")).write_text("TODO\n")
         big = Path(other)
         for package in range(200):
             (big / "src" / f"pkg{package}").mkdir(parents=True)
@@ -204,6 +212,8 @@ def main() -> None:
         print("in a repository of 10,000 files in 200 directories:")
         decisions(big, TREE_LINES, worst, pooled)
         verdicts(worst, pooled)
+        print(f"with the project's deny rules {HOSTILE_RULES}:")
+        decisions(workspace, ["grep -rn TODO ."], {}, {}, project_deny=HOSTILE_RULES)
         asyncio.run(sandbox(workspace))
 
 

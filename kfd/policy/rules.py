@@ -12,7 +12,8 @@ A rule is ``tool`` or ``tool(specifier)``:
 ``write(notes.md)``             that tool, on that path
 =============================== ==============================================
 
-Path specifiers are gitignore-style globs (``**`` spans directories),
+Path specifiers are gitignore-style globs (``**`` spans directories; matched
+in time linear in the path, whoever wrote them: `kfd.policy.globs`),
 anchored at the workspace when relative, at ``/`` when absolute, at the home
 directory with ``~/``. A relative one starting with ``**/`` matches outside
 the workspace too. ``read(...)`` rules apply to every path any tool reads,
@@ -42,9 +43,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import msgspec
-import pathspec
 
 from kfd.policy.command_rules import command_pattern
+from kfd.policy.globs import glob_regex
 
 __all__ = [
     "GRANT",
@@ -62,7 +63,6 @@ __all__ = [
     "grants_of",
     "normal_host",
     "parse_rule",
-    "path_match",
     "spec_matcher",
 ]
 
@@ -151,11 +151,6 @@ def _short(text: str) -> str:
 # -- paths --------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _glob(pattern: str) -> pathspec.GitIgnoreSpec:
-    return pathspec.GitIgnoreSpec.from_lines(["/" + pattern.lstrip("/")])
-
-
 def _anchor(spec: str, workspace: str, home: str) -> tuple[str, str]:
     """(the directory a path specifier is relative to, the pattern relative to it)."""
     if spec == "~" or spec.startswith("~/"):
@@ -163,20 +158,6 @@ def _anchor(spec: str, workspace: str, home: str) -> tuple[str, str]:
     if spec.startswith("/"):
         return "/", spec
     return workspace, spec
-
-
-def path_match(spec: str, path: str, workspace: str, home: str) -> bool:
-    """Whether the absolute, normalised ``path`` matches the path specifier ``spec``."""
-    spec = spec.strip()
-    if not spec:
-        return False
-    base, pattern = _anchor(spec, workspace, home)
-    relative = _relative(path, base)
-    if relative is None:
-        if base != workspace or not pattern.startswith("**/"):
-            return False
-        relative = path.lstrip("/")  # `**/x` matches wherever x is
-    return bool(_glob(pattern).match_file(relative or "."))
 
 
 _BACKUPS = r"(?:~|\.(?:bak|orig|old|save|swp))?\Z"
@@ -191,13 +172,14 @@ _MAX_REMEMBERED_PATHS = 100_000
 class PathMatcher:
     """Many path specifiers against many paths, fast: a walk of a tree tests thousands.
 
-    Equivalent to ``any(path_match(spec, path, ...) for spec in specs)``, but
-    that a path with a newline in it matches too (pathspec's ``.`` stops at
-    one: ``**/.env`` missed ``a\\nb/.env``, so a deny rule did not apply), and
-    that a name rule (``**/x``) also matches x's backups (`_BACKUPS`). A
-    specifier that names a file anywhere (``**/.env``, ``**/*.pem``) is tested
-    against each component of a path with one regular expression; the others
-    are compiled into one regular expression per anchor.
+    Whether one of the specifiers matches: gitignore globs (`kfd.policy.globs`,
+    in time linear in the path's length, whatever the rules say), anchored as
+    the module says; a path with a newline in it matches too (pathspec's ``.``
+    stopped at one: ``**/.env`` missed ``a\\nb/.env``, so a deny rule did not
+    apply), and a name rule (``**/x``) also matches x's backups (`_BACKUPS`).
+    A specifier that names a file anywhere (``**/.env``, ``**/*.pem``) is
+    tested against each component of a path with one regular expression; the
+    others are compiled into one regular expression per anchor.
     """
 
     def __init__(
@@ -221,9 +203,9 @@ class PathMatcher:
                 # it; and x's backups (`x~`, `x.bak`, ...): a copy of a secret is one.
                 names.append(fnmatch.translate(name).removesuffix(r"\Z") + _BACKUPS)
                 continue
-            groups.setdefault(base, []).append(_regex(pattern))
+            groups.setdefault(base, []).append(glob_regex(pattern))
             if base == workspace and pattern.startswith("**/"):
-                anywhere.append(_regex(pattern))  # `**/x/**` outside the workspace too
+                anywhere.append(glob_regex(pattern))  # `**/x/**` outside the workspace too
         self._groups = [(base, re.compile("|".join(rx), re.DOTALL)) for base, rx in groups.items()]
         self._names = re.compile("|".join(names), re.DOTALL) if names else None
         self._anywhere = re.compile("|".join(anywhere), re.DOTALL) if anywhere else None
@@ -277,27 +259,12 @@ _SPECIAL_NAME = re.compile(r"[/\\]|\*\*|^!")
 """A name glob that is more than one path component (or escapes, or negates)."""
 
 
-@functools.lru_cache(maxsize=4096)
-def _regex(pattern: str) -> str:
-    """One specifier as a regular expression over relative paths (named groups dropped)."""
-    parts = [p.regex.pattern for p in _glob(pattern).patterns if p.include and p.regex]
-    return "|".join(_anchored(re.sub(r"\(\?P<\w+>", "(?:", part)) for part in parts) or "(?!)"
-
-
-def _anchored(part: str) -> str:
-    # pathspec searches a path for its pattern's expression; the matcher matches
-    # from the start. An expression not anchored there (``**/`` gives ``/``) may
-    # match anywhere in the path.
-    return part if part.startswith("^") else f"(?s:.*?)(?:{part})"
-
-
 @functools.lru_cache(maxsize=1024)
 def spec_matcher(spec: str, workspace: str, home: str) -> PathMatcher:
     """One path specifier, compiled: what every decision matches a path with.
 
-    `path_match` with two differences: it remembers the paths it matched (the
-    same few are weighed decision after decision), and a name is a name even
-    in a path with a newline (pathspec's ``**/.env`` misses ``a\\nb/.env``).
+    It remembers the paths it matched: the same few are weighed decision after
+    decision.
     """
     return PathMatcher([spec], workspace, home, remember=4096)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from gitignore_reference import path_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kfd.policy.defaults import builtin_rules
 from kfd.policy.read_guard import ReadGuard
-from kfd.policy.rules import SourcedRule, parse_rule, path_match
+from kfd.policy.rules import SourcedRule, parse_rule
 
 WORKSPACE = "/work/repo"
 HOME = "/home/u"

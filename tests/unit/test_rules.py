@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gitignore_reference import path_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +22,6 @@ from kfd.policy.rules import (
     grant_rule,
     grants_of,
     parse_rule,
-    path_match,
     spec_matcher,
 )
 from kfd.store.db import Store
