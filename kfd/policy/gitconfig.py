@@ -36,6 +36,7 @@ __all__ = [
     "NAMED_FILES",
     "automatic_hooks",
     "config_files",
+    "file_entries",
     "hooks_directories",
     "repository_keys",
     "running_keys",
@@ -110,7 +111,7 @@ def repository_keys(top: str, home: str = "") -> list[str]:
     too (a relative one is the repository's to fill)."""
     found = list(_configuration.get(top, lambda: _read_configuration(top))[0])
     for name in _user_files(home) if home else ():
-        for key, value in _file_entries(name) or ():
+        for key, value in file_entries(name) or ():
             if key == "core.hookspath" and value:
                 found += automatic_hooks(os.path.join(top, os.path.expanduser(value)))
     return found
@@ -143,7 +144,7 @@ def hooks_directories(top: str, home: str) -> list[str]:
     the hooks its ``.husky/_`` calls in ``.husky``). Real paths."""
     values = list(_configuration.get(top, lambda: _read_configuration(top))[1])
     for name in (*_user_files(home), "/etc/gitconfig"):
-        values += [value for key, value in _file_entries(name) or () if key == "core.hookspath"]
+        values += [value for key, value in file_entries(name) or () if key == "core.hookspath"]
     found: list[str] = []
     for value in dict.fromkeys(values):
         if not value:
@@ -175,7 +176,7 @@ def _read_configuration(top: str) -> tuple[_Configuration, list[str] | None]:
     found: list[str] = []
     hooks: list[str] = []
     for name in files:
-        entries = _file_entries(name)
+        entries = file_entries(name)
         if entries is None:
             found.append(f"{name} (unreadable)")
             continue
@@ -215,12 +216,12 @@ def user_named_files(home: str) -> list[tuple[str, str]]:
     its value."""
     found: list[tuple[str, str]] = []
     for name in _user_files(home):
-        entries = _file_entries(name) or ()
+        entries = file_entries(name) or ()
         found += [(key, value) for key, value in entries if key in NAMED_FILES and value]
     return list(dict.fromkeys(found))
 
 
-def _file_entries(name: str) -> tuple[tuple[str, str], ...] | None:
+def file_entries(name: str) -> tuple[tuple[str, str], ...] | None:
     """`_entries` of a configuration file (empty when there is none; None when it
     cannot be read), parsed again only when its stamp changes."""
     try:

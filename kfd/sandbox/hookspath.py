@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from kfd.policy.gitconfig import _file_entries
+from kfd.policy.gitconfig import file_entries
 
 KEY = "core.hookspath"
 
@@ -40,7 +40,7 @@ def configuration_files(
 def values(name: str) -> list[str]:
     """The ``core.hooksPath`` values configuration file ``name`` sets (none when it is
     missing or unreadable)."""
-    return [value for key, value in _file_entries(name) or () if key == KEY and value]
+    return [value for key, value in file_entries(name) or () if key == KEY and value]
 
 
 def hooks_directories(work_tree: str, files: Iterable[str], home: str) -> list[str]:
