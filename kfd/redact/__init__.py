@@ -15,9 +15,11 @@ Two kinds of secrets are taken out:
   variables whose names look secret, and of every variable commands do not
   get that could be a secret, learned once at daemon start
   (`learn_environment`), plus what plugins announce (`learn_secrets`);
-- shapes (`kfd.redact.shapes`): kfd's own patterns (``Authorization``
-  headers, PEM blocks and bare key bodies, ``key = value`` assignments, URL
-  passwords) and the token formats of ``detect-secrets``' detectors.
+- shapes: kfd's own patterns (`kfd.redact.shapes`: ``Authorization`` and
+  ``Cookie`` headers, PEM blocks, bare or base64-encoded, URL passwords, the
+  token formats of services) and those of ``detect-secrets``' detectors;
+  values given to secret-named keys in any syntax (`kfd.redact.assignments`:
+  ``DB_PASSWORD=x``, ``define('AUTH_KEY', 'x')``, ``"token": "x"``).
 
 A match is replaced by a marker naming its kind (``[redacted api-key]``,
 ``[redacted $GITHUB_TOKEN]``), so the text still reads sensibly and the reader
@@ -36,7 +38,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from kfd.redact import shapes
+from kfd.redact import assignments, shapes
 from kfd.redact.values import (
     KNOWN_SECRET_VARIABLES,
     known,
@@ -101,7 +103,9 @@ def redact(text: str) -> Redacted:
     lowered = text.lower()
     exact_hit = exact is not None and exact.search(text) is not None
     folded_hit = folded is not None and folded.search(lowered) is not None
-    for shape in every:
+    for shape in every[exact_hit, folded_hit]:
+        if len(text) < shape.shortest:
+            continue
         if shape.triggers:
             if shape.fold:
                 if not folded_hit:
@@ -121,20 +125,35 @@ def redact(text: str) -> Redacted:
     return Redacted(text, kinds)
 
 
+Shapes = tuple[shapes.Shape, ...]
+
+
 @functools.cache
-def _gates() -> tuple[tuple[shapes.Shape, ...], re.Pattern[str] | None, re.Pattern[str] | None]:
-    """Every shape, and one pattern for all exact triggers and one for all folded
-    ones (searched in the lowered text, as the shapes' own triggers are)."""
-    every = (*shapes.OWN, *shapes.detector_shapes())
+def _gates() -> tuple[
+    dict[tuple[bool, bool], Shapes], re.Pattern[str] | None, re.Pattern[str] | None
+]:
+    """The shapes worth trying, in order, by whether an exact and a folded trigger
+    was found (a streamed piece often has none: it is not walked past every shape);
+    one pattern for all exact triggers and one for all folded ones (searched in the
+    lowered text, as the shapes' own triggers are)."""
+    every = (*shapes.OWN, *assignments.SHAPES, *shapes.detector_shapes())
 
     def gate(triggers: set[str]) -> re.Pattern[str] | None:
         if not triggers:
             return None
         return re.compile("|".join(re.escape(t) for t in sorted(triggers)))
 
+    def worth(shape: shapes.Shape, exact_hit: bool, folded_hit: bool) -> bool:
+        return not shape.triggers or (folded_hit if shape.fold else exact_hit)
+
+    by_hits = {
+        (e, f): tuple(shape for shape in every if worth(shape, e, f))
+        for e in (False, True)
+        for f in (False, True)
+    }
     exact = {t for shape in every if not shape.fold for t in shape.triggers}
     folded = {t for shape in every if shape.fold for t in shape.triggers}
-    return every, gate(exact), gate(folded)
+    return by_hits, gate(exact), gate(folded)
 
 
 def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:
@@ -146,7 +165,7 @@ def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:
         secret = text[start:end]
         if not secret or secret.startswith("[redacted") or "[redacted" in secret:
             return match.group(0)  # already taken out by an earlier shape
-        if shape.check is not None and not shape.check(secret):
+        if shape.check is not None and not shape.check(secret, match):
             return match.group(0)
         found = True
         kinds.append(shape.kind)
