@@ -19,7 +19,9 @@ Two kinds of secrets are taken out:
   ``Cookie`` headers, PEM blocks, bare or base64-encoded, URL passwords, the
   token formats of services) and those of ``detect-secrets``' detectors;
   values given to secret-named keys in any syntax (`kfd.redact.assignments`:
-  ``DB_PASSWORD=x``, ``define('AUTH_KEY', 'x')``, ``"token": "x"``).
+  ``DB_PASSWORD=x``, ``define('AUTH_KEY', 'x')``, ``"token": "x"``);
+  credentials on command lines (`kfd.redact.commands`: ``mysql -pX``,
+  ``curl -u user:X``, ``--token X``).
 
 A match is replaced by a marker naming its kind (``[redacted api-key]``,
 ``[redacted $GITHUB_TOKEN]``), so the text still reads sensibly and the reader
@@ -38,7 +40,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from kfd.redact import assignments, shapes
+from kfd.redact import assignments, commands, shapes
 from kfd.redact.values import (
     KNOWN_SECRET_VARIABLES,
     known,
@@ -136,7 +138,7 @@ def _gates() -> tuple[
     was found (a streamed piece often has none: it is not walked past every shape);
     one pattern for all exact triggers and one for all folded ones (searched in the
     lowered text, as the shapes' own triggers are)."""
-    every = (*shapes.OWN, *assignments.SHAPES, *shapes.detector_shapes())
+    every = (*shapes.OWN, *commands.SHAPES, *assignments.SHAPES, *shapes.detector_shapes())
 
     def gate(triggers: set[str]) -> re.Pattern[str] | None:
         if not triggers:

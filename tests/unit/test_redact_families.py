@@ -1,6 +1,7 @@
 """The families of secrets an attacker found stored in plain text, and the ordinary
 text that must pass redaction unchanged: values of secret-named keys in any
-syntax, PEM blocks encoded in base64, and the token formats of services."""
+syntax, PEM blocks encoded in base64, credentials on command lines, and the
+token formats of services."""
 
 from __future__ import annotations
 
@@ -104,6 +105,82 @@ def test_a_pem_block_encoded_in_base64_is_redacted_whole(text: str) -> None:
     assert "[redacted private-key]" in cleaned, cleaned
     for piece in ("LS0tLS1CRUdJT", "MIIEpAIBAAKCAQEA", "UEhDb3pNeEgy", "BEVHSU4gUFJJ"):
         assert piece not in cleaned, cleaned
+
+
+# -- credentials on command lines ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "secret", "kept"),
+    [
+        ("mysql -u root -pS3cr3tPassw0rd app < dump.sql", "S3cr3tPassw0rd", "app < dump.sql"),
+        ("mysqldump -uroot -p'S3cr3t Pass' app", "S3cr3t Pass", "mysqldump -uroot -p"),
+        ("mysql --password S3cr3tPassw0rd -e 'select 1'", "S3cr3tPassw0rd", "select 1"),
+        ("sshpass -p Hunter2Pass ssh deploy@web1 uptime", "Hunter2Pass", "ssh deploy@web1"),
+        ("sshpass -pHunter2Pass ssh web1", "Hunter2Pass", "ssh web1"),
+        ("curl -u admin:Adm1nPa55 https://ci.example.com/api", "Adm1nPa55", "curl -u admin:"),
+        ("curl --user admin:Adm1nPa55 https://x.example", "Adm1nPa55", "https://x.example"),
+        ("curl -sS -H 'Accept: */*' -U proxy:Pr0xyPw https://x", "Pr0xyPw", "-U proxy:"),
+        ("curl -b 'Cookie: session=s3ss10nV4lu3abc' https://x", "s3ss10nV4lu3abc", "https://x"),
+        ("deploy --token abc123def456ghi --env prod", "abc123def456ghi", "--env prod"),
+        ("redis-cli -h cache -a R3disPassw0rd ping", "R3disPassw0rd", "ping"),
+        ("docker login -u me -p D0ckerPassw0rd registry.io", "D0ckerPassw0rd", "registry.io"),
+        ("ldapsearch -x -D cn=admin -w LdapPa55word -b dc=x", "LdapPa55word", "-b dc=x"),
+        ("mongosh -u admin -p M0ngoPass --authenticationDatabase admin", "M0ngoPass", "admin"),
+        ("sqlcmd -S db -U sa -P 'Sq1Pass!'", "Sq1Pass!", "sqlcmd -S db -U sa -P"),
+        ("smbclient //fs/share -U jane%Smb5ecret", "Smb5ecret", "-U jane%"),
+        ("openssl rsa -in k.pem -passin pass:0pensslPw", "0pensslPw", "-passin pass:"),
+        ("7z x backup.7z -pArch1vePw", "Arch1vePw", "7z x backup.7z -p"),
+        ("kubectl create secret generic db --from-literal=DB=K8sL1teral", "K8sL1teral", "db"),
+        ("git config --global user.password G1tPassw0rd", "G1tPassw0rd", "user.password"),
+        ("npm config set //registry.npmjs.org/:_authToken Npm70kenValue1", "Npm70kenValue1", ""),
+        ("aws configure set aws_secret_access_key wJalrXUtnFEMIK7MDENGbPxRfiCY", "wJalrXUt", ""),
+        ("keytool -list -keystore k.jks -storepass Ch4ngeMe1", "Ch4ngeMe1", "-keystore"),
+    ],
+)
+def test_credentials_on_a_command_line_are_redacted(command: str, secret: str, kept: str) -> None:
+    assert_redacted(command, secret, kept)
+
+
+@pytest.mark.parametrize(
+    ("command", "secret", "kept"),
+    [
+        # -p then a space: mysql asks, and app is the database
+        ("mysql -u root -p app; mysql -uroot -pMy5qlPw app", "My5qlPw", "mysql -u root -p app;"),
+        # ports and a user, not a login
+        ("docker run -p 8080:80 -u 1000:1000 x && docker login -p D0ckerPw", "D0ckerPw", "8080:80"),
+        (
+            "mkdir -p build && sshpass -p Hunter2Pass scp -r build h:",
+            "Hunter2Pass",
+            "mkdir -p build",
+        ),
+        (
+            "curl -u admin https://a.example; curl -u admin:Adm1nPa55 https://b",
+            "Adm1nPa55",
+            "-u admin ",
+        ),
+        (
+            'curl -H "Authorization: Bearer $API_TOKEN" -u ci:C1Passw0rd x',
+            "C1Passw0rd",
+            "$API_TOKEN",
+        ),
+        (
+            "deploy --token-file ~/.token --api-key KEY_NAME --token abc123def456",
+            "abc123def456",
+            "--token-file ~/.token --api-key KEY_NAME",
+        ),
+        (
+            "docker login --password-stdin -u me r.io; redis-cli -a R3disPw0rd",
+            "R3disPw0rd",
+            "--password-stdin -u me r.io",
+        ),
+        ("pytest -k redact -p no:cacheprovider; 7z x b.7z -pArch1vePw", "Arch1vePw", "-p no:cache"),
+    ],
+)
+def test_only_the_credential_of_a_command_line_is_taken_out(
+    command: str, secret: str, kept: str
+) -> None:
+    assert_redacted(command, secret, kept)
 
 
 # -- token formats ------------------------------------------------------------------------
