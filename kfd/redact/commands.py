@@ -81,7 +81,7 @@ PROGRAM_OPTIONS: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 """Each program's own options that take a password or a token."""
 
-_WORD = r"(?:'[^'\n]*'|\"[^\"\n]*\"|[^\s'\"|;&<>()]+)"
+_WORD = r"(?:'[^'\n]*'|\"[^\"\n]*\"|[^\s'\"`|;&<>()]+)"
 """One shell word: quoted, or up to a space or an operator."""
 _COMMAND = r"(?:{programs})(?![\w.-])[^\n|;&]*?(?<=\s)(?:{options})"
 """The program, then within the same simple command (no ``|``, ``;``, ``&``), its
@@ -91,17 +91,22 @@ searched for by its first letters, and would cost every text it is run on)."""
 _VALUE = {
     ATTACHED: rf"(?P<secret>{_WORD})",
     BOTH: rf"(?:=|[ \t]+)?(?P<secret>{_WORD})",
-    USER_COLON: r"(?:=|[ \t]+)?['\"]?[^\s:'\"]*:(?P<secret>[^\s'\"]+)",
-    USER_PERCENT: r"(?:=|[ \t]+)?['\"]?[^\s%'\"]+%(?P<secret>[^\s'\"]+)",
-    PASS_PREFIX: r"[ \t]+['\"]?pass:(?P<secret>[^\s'\"]+)",
-    NAME_EQUALS: r"[= \t]+['\"]?[\w.-]+=(?P<secret>[^\s'\"]+)",
+    USER_COLON: r"(?:=|[ \t]+)?['\"]?[^\s:'\"]*:(?P<secret>[^\s'\"`]+)",
+    USER_PERCENT: r"(?:=|[ \t]+)?['\"]?[^\s%'\"]+%(?P<secret>[^\s'\"`]+)",
+    PASS_PREFIX: r"[ \t]+['\"]?pass:(?P<secret>[^\s'\"`]+)",
+    NAME_EQUALS: r"[= \t]+['\"]?[\w.-]+=(?P<secret>[^\s'\"`]+)",
 }
 
 
 def _given(secret: str, match: re.Match[str]) -> bool:
     """A program's password option's value is a secret unless it refers to one."""
-    value = secret.strip("'\"")
-    return _starts_a_word(match) and len(value) >= 3 and not value.startswith(("$", "-"))
+    value = secret.strip("'\"`.,:;")
+    return (
+        _starts_a_word(match)
+        and len(value) >= 3
+        and not value.startswith(("$", "-", "<", "{"))
+        and not value.isupper()  # SECRET, PASSWORD: a metavariable in a usage line
+    )
 
 
 def _starts_a_word(match: re.Match[str]) -> bool:

@@ -169,7 +169,7 @@ OWN: tuple[Shape, ...] = (
             r"[ \t]*[\"']?(?:bearer|Bearer|BEARER|basic|Basic|BASIC|token|Token|TOKEN"
             r"|digest|Digest)?"
             r"[ \t]*)"
-            r"([^\s\"',;]{4,})"
+            r"([^\s\"'`,;]{4,})"
         ),
         keep=1,
         check=lambda value, _: not (_reference(value) or _code(value) or _scheme(value)),

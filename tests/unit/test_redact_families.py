@@ -175,6 +175,9 @@ def test_credentials_on_a_command_line_are_redacted(command: str, secret: str, k
             "--password-stdin -u me r.io",
         ),
         ("pytest -k redact -p no:cacheprovider; 7z x b.7z -pArch1vePw", "Arch1vePw", "-p no:cache"),
+        # a usage line in documentation names the secret, it does not hold one
+        ("see ``sshpass -p SECRET``; sshpass -p Hunter2Pass ssh h", "Hunter2Pass", "-p SECRET``"),
+        ("``curl -u user:PASSWORD`` or curl -u ci:C1Passw0rd x", "C1Passw0rd", "user:PASSWORD``"),
     ],
 )
 def test_only_the_credential_of_a_command_line_is_taken_out(
