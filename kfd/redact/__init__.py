@@ -99,10 +99,15 @@ def redact(text: str) -> Redacted:
             return f"[redacted {kind}]"
 
         text = known.regex.sub(by_value, text)
+    lowered = text.lower()
+    if len(text) <= SHORT_TEXT:
+        for shape in _short_texts().shapes_in(text, lowered):
+            if len(text) >= shape.shortest:
+                text = _replace(shape, text, kinds)
+        return Redacted(text, kinds)
     every, exact, folded = _gates()
     # One search per case says whether any shape's trigger is present at all;
     # most text (a streamed answer) has none, and then no shape is looked at.
-    lowered = text.lower()
     exact_hit = exact is not None and exact.search(text) is not None
     folded_hit = folded is not None and folded.search(lowered) is not None
     for shape in every[exact_hit, folded_hit]:
@@ -156,6 +161,52 @@ def _gates() -> tuple[
     exact = {t for shape in every if not shape.fold for t in shape.triggers}
     folded = {t for shape in every if shape.fold for t in shape.triggers}
     return by_hits, gate(exact), gate(folded)
+
+
+SHORT_TEXT = 2048
+"""Up to this long (a streamed piece, a title, a command), a text's triggers are
+listed in one pass and pick its shapes; longer ones ask each shape in turn
+(a pass per trigger costs less than one pass trying every trigger at each place)."""
+
+
+class _ShortTexts:
+    """Which shapes a short text calls for, from the triggers found in it."""
+
+    def __init__(self, every: Shapes) -> None:
+        self.every = every
+        self.always = frozenset(i for i, shape in enumerate(every) if not shape.triggers)
+        self.exact, self.exact_pattern = self._index(every, fold=False)
+        self.folded, self.folded_pattern = self._index(every, fold=True)
+
+    @staticmethod
+    def _index(every: Shapes, *, fold: bool) -> tuple[dict[str, set[int]], re.Pattern[str]]:
+        wanted: dict[str, set[int]] = {}
+        for index, shape in enumerate(every):
+            if shape.fold == fold:
+                for trigger in shape.triggers:
+                    wanted.setdefault(trigger, set()).add(index)
+        # A trigger found stands for those inside it too ("hvs." holds "s."), and
+        # a look-ahead finds one at every place, so none hides another.
+        for trigger in wanted:
+            for inner in wanted:
+                if inner in trigger:
+                    wanted[trigger] |= wanted[inner]
+        ordered = sorted(wanted, key=len, reverse=True)
+        return wanted, re.compile("(?=(" + "|".join(map(re.escape, ordered)) + "))")
+
+    def shapes_in(self, text: str, lowered: str) -> Shapes:
+        chosen = set(self.always)
+        for found in self.exact_pattern.findall(text):
+            chosen |= self.exact[found]
+        for found in self.folded_pattern.findall(lowered):
+            chosen |= self.folded[found]
+        return tuple(self.every[i] for i in sorted(chosen))
+
+
+@functools.cache
+def _short_texts() -> _ShortTexts:
+    by_hits, _, _ = _gates()
+    return _ShortTexts(by_hits[True, True])  # every shape, in order
 
 
 def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:
