@@ -15,9 +15,13 @@ Two kinds of secrets are taken out:
   variables whose names look secret, and of every variable commands do not
   get that could be a secret, learned once at daemon start
   (`learn_environment`), plus what plugins announce (`learn_secrets`);
-- shapes (`kfd.redact.shapes`): kfd's own patterns (``Authorization``
-  headers, PEM blocks and bare key bodies, ``key = value`` assignments, URL
-  passwords) and the token formats of ``detect-secrets``' detectors.
+- shapes: kfd's own patterns (`kfd.redact.shapes`: ``Authorization`` and
+  ``Cookie`` headers, PEM blocks, bare or base64-encoded, URL passwords, the
+  token formats of services) and those of ``detect-secrets``' detectors;
+  values given to secret-named keys in any syntax (`kfd.redact.assignments`:
+  ``DB_PASSWORD=x``, ``define('AUTH_KEY', 'x')``, ``"token": "x"``);
+  credentials on command lines (`kfd.redact.commands`: ``mysql -pX``,
+  ``curl -u user:X``, ``--token X``).
 
 A match is replaced by a marker naming its kind (``[redacted api-key]``,
 ``[redacted $GITHUB_TOKEN]``), so the text still reads sensibly and the reader
@@ -36,7 +40,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from kfd.redact import shapes
+from kfd.redact import assignments, commands, shapes
 from kfd.redact.values import (
     KNOWN_SECRET_VARIABLES,
     known,
@@ -95,13 +99,20 @@ def redact(text: str) -> Redacted:
             return f"[redacted {kind}]"
 
         text = known.regex.sub(by_value, text)
+    lowered = text.lower()
+    if len(text) <= SHORT_TEXT:
+        for shape in _short_texts().shapes_in(text, lowered):
+            if len(text) >= shape.shortest:
+                text = _replace(shape, text, kinds)
+        return Redacted(text, kinds)
     every, exact, folded = _gates()
     # One search per case says whether any shape's trigger is present at all;
     # most text (a streamed answer) has none, and then no shape is looked at.
-    lowered = text.lower()
     exact_hit = exact is not None and exact.search(text) is not None
     folded_hit = folded is not None and folded.search(lowered) is not None
-    for shape in every:
+    for shape in every[exact_hit, folded_hit]:
+        if len(text) < shape.shortest:
+            continue
         if shape.triggers:
             if shape.fold:
                 if not folded_hit:
@@ -121,20 +132,81 @@ def redact(text: str) -> Redacted:
     return Redacted(text, kinds)
 
 
+Shapes = tuple[shapes.Shape, ...]
+
+
 @functools.cache
-def _gates() -> tuple[tuple[shapes.Shape, ...], re.Pattern[str] | None, re.Pattern[str] | None]:
-    """Every shape, and one pattern for all exact triggers and one for all folded
-    ones (searched in the lowered text, as the shapes' own triggers are)."""
-    every = (*shapes.OWN, *shapes.detector_shapes())
+def _gates() -> tuple[
+    dict[tuple[bool, bool], Shapes], re.Pattern[str] | None, re.Pattern[str] | None
+]:
+    """The shapes worth trying, in order, by whether an exact and a folded trigger
+    was found (a streamed piece often has none: it is not walked past every shape);
+    one pattern for all exact triggers and one for all folded ones (searched in the
+    lowered text, as the shapes' own triggers are)."""
+    every = (*shapes.OWN, *commands.SHAPES, *assignments.SHAPES, *shapes.detector_shapes())
 
     def gate(triggers: set[str]) -> re.Pattern[str] | None:
         if not triggers:
             return None
         return re.compile("|".join(re.escape(t) for t in sorted(triggers)))
 
+    def worth(shape: shapes.Shape, exact_hit: bool, folded_hit: bool) -> bool:
+        return not shape.triggers or (folded_hit if shape.fold else exact_hit)
+
+    by_hits = {
+        (e, f): tuple(shape for shape in every if worth(shape, e, f))
+        for e in (False, True)
+        for f in (False, True)
+    }
     exact = {t for shape in every if not shape.fold for t in shape.triggers}
     folded = {t for shape in every if shape.fold for t in shape.triggers}
-    return every, gate(exact), gate(folded)
+    return by_hits, gate(exact), gate(folded)
+
+
+SHORT_TEXT = 2048
+"""Up to this long (a streamed piece, a title, a command), a text's triggers are
+listed in one pass and pick its shapes; longer ones ask each shape in turn
+(a pass per trigger costs less than one pass trying every trigger at each place)."""
+
+
+class _ShortTexts:
+    """Which shapes a short text calls for, from the triggers found in it."""
+
+    def __init__(self, every: Shapes) -> None:
+        self.every = every
+        self.always = frozenset(i for i, shape in enumerate(every) if not shape.triggers)
+        self.exact, self.exact_pattern = self._index(every, fold=False)
+        self.folded, self.folded_pattern = self._index(every, fold=True)
+
+    @staticmethod
+    def _index(every: Shapes, *, fold: bool) -> tuple[dict[str, set[int]], re.Pattern[str]]:
+        wanted: dict[str, set[int]] = {}
+        for index, shape in enumerate(every):
+            if shape.fold == fold:
+                for trigger in shape.triggers:
+                    wanted.setdefault(trigger, set()).add(index)
+        # A trigger found stands for those inside it too ("hvs." holds "s."), and
+        # a look-ahead finds one at every place, so none hides another.
+        for trigger in wanted:
+            for inner in wanted:
+                if inner in trigger:
+                    wanted[trigger] |= wanted[inner]
+        ordered = sorted(wanted, key=len, reverse=True)
+        return wanted, re.compile("(?=(" + "|".join(map(re.escape, ordered)) + "))")
+
+    def shapes_in(self, text: str, lowered: str) -> Shapes:
+        chosen = set(self.always)
+        for found in self.exact_pattern.findall(text):
+            chosen |= self.exact[found]
+        for found in self.folded_pattern.findall(lowered):
+            chosen |= self.folded[found]
+        return tuple(self.every[i] for i in sorted(chosen))
+
+
+@functools.cache
+def _short_texts() -> _ShortTexts:
+    by_hits, _, _ = _gates()
+    return _ShortTexts(by_hits[True, True])  # every shape, in order
 
 
 def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:
@@ -146,7 +218,7 @@ def _replace(shape: shapes.Shape, text: str, kinds: list[str]) -> str:
         secret = text[start:end]
         if not secret or secret.startswith("[redacted") or "[redacted" in secret:
             return match.group(0)  # already taken out by an earlier shape
-        if shape.check is not None and not shape.check(secret):
+        if shape.check is not None and not shape.check(secret, match):
             return match.group(0)
         found = True
         kinds.append(shape.kind)
