@@ -98,7 +98,7 @@ def question(event: p.ApprovalRequested) -> str:
     """What an approval asks, exactly: the tool, the reason, the whole command
     (or the diff). Kept in the message once the approval is decided."""
     preview = event.preview
-    lines = [f"🔐 approve {code(event.tool)}? {compact(event.reason, one_line=True)}".rstrip()]
+    lines = [f"🔐 approve {code(event.tool)}?{_why(event)}"]
     if preview.command:
         lines.append(block(compact(preview.command)))
     elif preview.summary:
@@ -111,6 +111,13 @@ def question(event: p.ApprovalRequested) -> str:
         else:
             lines.append(block(diff, "diff"))
     return "\n".join(lines)
+
+
+def _why(event: p.ApprovalRequested) -> str:
+    """The daemon's reason, quoted as code: it quotes the model's command, and a
+    backtick in that command must not end the quote and make the rest markup
+    (bold claims, links) in kfd's own voice."""
+    return f" {code(event.reason)}" if event.reason.strip() else ""
 
 
 def fits(event: p.ApprovalRequested) -> bool:
@@ -129,7 +136,7 @@ def approval(event: p.ApprovalRequested) -> str:
         shown = compact(command)
         head = "\n".join(shown[: COMMAND_LIMIT // 10].split("\n")[:HEAD_LINES])
         return (
-            f"🔐 approve {code(event.tool)}? {compact(event.reason, one_line=True)}".rstrip()
+            f"🔐 approve {code(event.tool)}?{_why(event)}"
             + f"\n{block(head)}\n… {len(shown) - len(head)} more characters: answer it in "
             f"a terminal (`kfd attach`). The command is {len(command)} characters long, "
             "too long to show here whole, so it cannot be allowed from chat; "
