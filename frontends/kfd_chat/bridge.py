@@ -369,10 +369,14 @@ class Bridge:
             info = await client.set_trust(cwd, shown.pop(session))
             await self._say(item, f"🔓 trusted {render.code(info.path)} as shown")
         else:
+            # Only what this lists can be trusted: !trust yes is armed here, never by
+            # the trust question, which names what is ignored rather than all it grants.
             info = await client.trust(cwd)
-            if info.grants and not info.problem and not info.trusted:
+            armed = bool(info.grants and not info.problem and not info.trusted)
+            if armed:
                 shown[session] = info.sha256
-            await self._say(item, render.trust(info))
+            first = "nothing trusted yet: read what it grants first\n" if armed and argument else ""
+            await self._say(item, first + render.trust(info))
 
     async def _session_for(self, item: Incoming, *, create: bool) -> str | None:
         """The session of the room, or of the thread: a thread is a session of

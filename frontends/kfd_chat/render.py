@@ -197,7 +197,7 @@ def trust_required(event: p.TrustRequired) -> str:
         return f"ℹ ignored in {code(event.path)}:\n{ignored}"
     return (
         f"🔒 {code(event.path)} is not trusted, so it only narrows rights. Ignored:\n{ignored}\n"
-        "`!trust` shows what it grants; `!trust yes` trusts exactly that content."
+        "`!trust` shows all it grants; then `!trust yes` trusts exactly what it showed."
     )
 
 
