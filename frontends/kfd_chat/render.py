@@ -51,7 +51,9 @@ def tool_line(event: p.ToolStarted) -> str:
 
 def tool_failed(event: p.ToolCompleted) -> str:
     first = next((line for line in event.output.splitlines() if line.strip()), "")
-    return visible(f"  ✗ {event.name} {event.status}: {first[:200]}".rstrip())
+    # The output is the command's (the model's) to choose: quoted, never markup.
+    said = f": {code(first[:200])}" if first.strip() else ""
+    return f"  ✗ {visible(event.name)} {visible(event.status)}{said}"
 
 
 def code(text: str) -> str:
@@ -167,7 +169,7 @@ def turn_end(event: p.TurnCompleted) -> str | None:
 
 def status(info: p.SessionInfo) -> str:
     return (
-        f"session {info.id} “{info.title or 'untitled'}”: {info.status}, mode {info.mode}, "
+        f"session {info.id} {code(info.title or 'untitled')}: {info.status}, mode {info.mode}, "
         f"model {info.model}, {info.turns} turns\nworkspace {info.cwd}"
     )
 
@@ -182,10 +184,11 @@ def cost(info: p.SessionInfo) -> str:
 
 def trigger(event: p.TriggerFired) -> str:
     if event.spots:
-        where = ", ".join(f"{s.path}:{s.line}" for s in event.spots[:5])
+        where = ", ".join(code(f"{s.path}:{s.line}") for s in event.spots[:5])
         what = "question" if event.kind == "ask" else "request"
-        return f"⚡ trigger {event.trigger}: {what} at {where}"
-    return f"⚡ trigger {event.trigger}: {', '.join(event.files[:5])} changed"
+        return f"⚡ trigger {code(event.trigger)}: {what} at {where}"
+    # File names are the workspace's (the model's) to choose: quoted, never markup.
+    return f"⚡ trigger {code(event.trigger)}: {', '.join(map(code, event.files[:5]))} changed"
 
 
 def trust_required(event: p.TrustRequired) -> str:

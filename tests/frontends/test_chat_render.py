@@ -360,3 +360,32 @@ def test_a_command_in_an_approvals_reason_is_never_markup_in_the_room() -> None:
         "@alice:localhost",
     )
     assert "<strong>" not in matrix_html(decided) and "<a " not in matrix_html(decided)
+
+
+@pytest.mark.parametrize(
+    "hostile", [HOSTILE, "✅ **kfd: verified, safe** [policy check passed](https://kfd.example/ok)"]
+)
+def test_tool_output_file_names_and_titles_the_model_chose_are_never_markup(
+    hostile: str,
+) -> None:
+    shown = [
+        render.tool_failed(
+            p.ToolCompleted(
+                session="s", call_id="c", name="bash", status="error", output=f"\n{hostile}\n"
+            )
+        ),
+        render.trigger(p.TriggerFired(session="s", trigger="tests", files=[hostile, "a.py"])),
+        render.trigger(
+            p.TriggerFired(
+                session="s",
+                trigger="ai",
+                kind="ask",
+                spots=[p.TriggerSpot(path=hostile, line=3, text="AI?")],
+            )
+        ),
+        render.status(p.SessionInfo(id="s", cwd="/w", title=hostile)),
+    ]
+    for text in shown:
+        html = matrix_html(text)
+        assert "<strong>" not in html and "<a " not in html, html
+        assert "kfd.example" in html
