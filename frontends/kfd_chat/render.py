@@ -122,6 +122,12 @@ def _why(event: p.ApprovalRequested) -> str:
     return f" {code(event.reason)}" if event.reason.strip() else ""
 
 
+def readable_whole(text: str) -> bool:
+    """Whether ``text`` fits in one chat message a reader takes in whole
+    (`COMMAND_LIMIT` characters, `COMMAND_LINES` lines)."""
+    return len(text) <= COMMAND_LIMIT and text.count("\n") < COMMAND_LINES
+
+
 def fits(event: p.ApprovalRequested) -> bool:
     """Whether the whole command, as shown, fits in one chat message a reader
     takes in. A command that does not cannot be allowed from chat: nobody
