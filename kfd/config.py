@@ -40,6 +40,7 @@ from kfd import paths
 from kfd.errors import ConfigError
 from kfd.gateway.catalog import ModelCatalog, ModelEntry
 from kfd.protocol import Mode
+from kfd.regular import read_regular
 
 ProviderName = Literal["cloudflare", "openai", "anthropic"]
 
@@ -496,10 +497,15 @@ def load(path: Path | None = None, environ: Mapping[str, str] | None = None) -> 
     return parse(read(path), path, environ)
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file larger than this does not load (one is a few KB)."""
+
+
 def read(path: Path) -> bytes:
-    """The bytes of the config file ``path``; empty when it does not exist."""
+    """The bytes of the config file ``path``; empty when it does not exist. Only a
+    regular file is read, and never waited on (`kfd.regular`)."""
     try:
-        return path.read_bytes()
+        return read_regular(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         return b""
     except OSError as exc:
@@ -537,7 +543,7 @@ def load_project(root: Path) -> ProjectConfig:
     """Read ``root/.kfd/config.toml`` (absent is fine); a mistake names the file and key."""
     path = root / PROJECT_CONFIG
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_PROJECT_CONFIG_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return ProjectConfig()
     except OSError as exc:
@@ -582,16 +588,13 @@ def read_project(root: str) -> ProjectFile:
     """Read and parse ``root/.kfd/config.toml`` (blocking: run it in a thread)."""
     path = os.path.join(root, PROJECT_CONFIG)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_PROJECT_CONFIG_BYTES + 1)
+        # Never waits: the repository may have made it a FIFO, or a link to one.
+        raw = read_regular(path, MAX_PROJECT_CONFIG_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return ProjectFile(path)
     except OSError as exc:
         return ProjectFile(path, True, problem=f"cannot read {path}: {exc.strerror}")
     sha256 = digest(raw)
-    if len(raw) > MAX_PROJECT_CONFIG_BYTES:
-        problem = f"{path} is larger than {MAX_PROJECT_CONFIG_BYTES // 1024} KB"
-        return ProjectFile(path, True, sha256, problem=problem)
     try:
         return ProjectFile(path, True, sha256, parse_project(raw, Path(path)))
     except ConfigError as exc:

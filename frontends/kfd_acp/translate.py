@@ -257,7 +257,9 @@ class Translator:
             elif preview.summary:
                 content.append(_content(visible(preview.summary)))
         if event.reason:
-            content.append(_content(f"Why kfd asks: {visible(event.reason)}"))
+            # The reason quotes the model's command: an editor shows Markdown, so it is
+            # a code span nothing in it can close, never markup in kfd's voice.
+            content.append(_content(f"Why kfd asks: {_code(event.reason)}"))
         locations = [_location(loc) for loc in call.locations] if call is not None else []
         return a.ToolCallUpdate(
             tool_call_id=event.call_id,

@@ -369,10 +369,22 @@ class Bridge:
             info = await client.set_trust(cwd, shown.pop(session))
             await self._say(item, f"🔓 trusted {render.code(info.path)} as shown")
         else:
+            # Only what this lists can be trusted: !trust yes is armed here, never by
+            # the trust question, which names what is ignored rather than all it grants.
             info = await client.trust(cwd)
-            if info.grants and not info.problem and not info.trusted:
+            listing = render.trust(info)
+            armed = bool(info.grants and not info.problem and not info.trusted)
+            if not render.readable_whole(listing):
+                armed = False  # as for a command too long to show: not from chat
+                lines = listing.split("\n")
+                listing = "\n".join(lines[: render.HEAD_LINES]) + (
+                    f"\n… {len(lines) - render.HEAD_LINES} more lines, too long to read here "
+                    "whole: trust it with `kfd trust` in a terminal"
+                )
+            first = "nothing trusted yet: read what it grants first\n" if armed and argument else ""
+            await self._say(item, first + listing)
+            if armed:  # once posted: what was not shown is never armed
                 shown[session] = info.sha256
-            await self._say(item, render.trust(info))
 
     async def _session_for(self, item: Incoming, *, create: bool) -> str | None:
         """The session of the room, or of the thread: a thread is a session of

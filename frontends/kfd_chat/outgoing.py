@@ -82,7 +82,8 @@ class Outgoing:
         self._tools: dict[str, _Tools] = {}
         self._answers: dict[str, str] = {}
         self.trust_shown: dict[str, str] = {}
-        """session -> the project config content (sha256) last shown, for `!trust yes`."""
+        """session -> the project config content (sha256) whose every grant ``!trust``
+        last listed: what ``!trust yes`` trusts (a trust question never sets it)."""
         self.config_shown: dict[str, dict[str, str]] = {}
         """Place (room and thread) -> config file path -> the problem shown there,
         until the file loads again."""
@@ -161,8 +162,7 @@ class Outgoing:
             case p.TriggerFired():
                 await self.poster.post(place, render.trigger(event), key)
             case p.TrustRequired():
-                if event.grants:
-                    self.trust_shown[sid] = event.sha256
+                # Not armed for !trust yes: the question does not list all trusting grants.
                 await self.poster.post(place, render.trust_required(event), key)
             case p.TrustChanged():
                 who = event.by.name if event.by else "kfd"

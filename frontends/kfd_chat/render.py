@@ -51,7 +51,9 @@ def tool_line(event: p.ToolStarted) -> str:
 
 def tool_failed(event: p.ToolCompleted) -> str:
     first = next((line for line in event.output.splitlines() if line.strip()), "")
-    return visible(f"  ✗ {event.name} {event.status}: {first[:200]}".rstrip())
+    # The output is the command's (the model's) to choose: quoted, never markup.
+    said = f": {code(first[:200])}" if first.strip() else ""
+    return f"  ✗ {visible(event.name)} {visible(event.status)}{said}"
 
 
 def code(text: str) -> str:
@@ -98,7 +100,7 @@ def question(event: p.ApprovalRequested) -> str:
     """What an approval asks, exactly: the tool, the reason, the whole command
     (or the diff). Kept in the message once the approval is decided."""
     preview = event.preview
-    lines = [f"🔐 approve {code(event.tool)}? {compact(event.reason, one_line=True)}".rstrip()]
+    lines = [f"🔐 approve {code(event.tool)}?{_why(event)}"]
     if preview.command:
         lines.append(block(compact(preview.command)))
     elif preview.summary:
@@ -111,6 +113,19 @@ def question(event: p.ApprovalRequested) -> str:
         else:
             lines.append(block(diff, "diff"))
     return "\n".join(lines)
+
+
+def _why(event: p.ApprovalRequested) -> str:
+    """The daemon's reason, quoted as code: it quotes the model's command, and a
+    backtick in that command must not end the quote and make the rest markup
+    (bold claims, links) in kfd's own voice."""
+    return f" {code(event.reason)}" if event.reason.strip() else ""
+
+
+def readable_whole(text: str) -> bool:
+    """Whether ``text`` fits in one chat message a reader takes in whole
+    (`COMMAND_LIMIT` characters, `COMMAND_LINES` lines)."""
+    return len(text) <= COMMAND_LIMIT and text.count("\n") < COMMAND_LINES
 
 
 def fits(event: p.ApprovalRequested) -> bool:
@@ -129,7 +144,7 @@ def approval(event: p.ApprovalRequested) -> str:
         shown = compact(command)
         head = "\n".join(shown[: COMMAND_LIMIT // 10].split("\n")[:HEAD_LINES])
         return (
-            f"🔐 approve {code(event.tool)}? {compact(event.reason, one_line=True)}".rstrip()
+            f"🔐 approve {code(event.tool)}?{_why(event)}"
             + f"\n{block(head)}\n… {len(shown) - len(head)} more characters: answer it in "
             f"a terminal (`kfd attach`). The command is {len(command)} characters long, "
             "too long to show here whole, so it cannot be allowed from chat; "
@@ -160,7 +175,7 @@ def turn_end(event: p.TurnCompleted) -> str | None:
 
 def status(info: p.SessionInfo) -> str:
     return (
-        f"session {info.id} “{info.title or 'untitled'}”: {info.status}, mode {info.mode}, "
+        f"session {info.id} {code(info.title or 'untitled')}: {info.status}, mode {info.mode}, "
         f"model {info.model}, {info.turns} turns\nworkspace {info.cwd}"
     )
 
@@ -175,10 +190,11 @@ def cost(info: p.SessionInfo) -> str:
 
 def trigger(event: p.TriggerFired) -> str:
     if event.spots:
-        where = ", ".join(f"{s.path}:{s.line}" for s in event.spots[:5])
+        where = ", ".join(code(f"{s.path}:{s.line}") for s in event.spots[:5])
         what = "question" if event.kind == "ask" else "request"
-        return f"⚡ trigger {event.trigger}: {what} at {where}"
-    return f"⚡ trigger {event.trigger}: {', '.join(event.files[:5])} changed"
+        return f"⚡ trigger {code(event.trigger)}: {what} at {where}"
+    # File names are the workspace's (the model's) to choose: quoted, never markup.
+    return f"⚡ trigger {code(event.trigger)}: {', '.join(map(code, event.files[:5]))} changed"
 
 
 def trust_required(event: p.TrustRequired) -> str:
@@ -190,7 +206,7 @@ def trust_required(event: p.TrustRequired) -> str:
         return f"ℹ ignored in {code(event.path)}:\n{ignored}"
     return (
         f"🔒 {code(event.path)} is not trusted, so it only narrows rights. Ignored:\n{ignored}\n"
-        "`!trust` shows what it grants; `!trust yes` trusts exactly that content."
+        "`!trust` shows all it grants; then `!trust yes` trusts exactly what it showed."
     )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kfd import protocol as p
 from kfd.client import RequestFailed
+from kfd.client.exact import visible
 from kfd.client.tables import compact_lines, context_lines, memory_lines
 from kfd_repl import backend, live, rewind
 from kfd_repl.blocks import Listing, Note
@@ -341,21 +342,25 @@ async def _trust(repl: Repl, argument: str) -> None:
     if argument not in ("", "yes"):
         repl.show(Note("usage: /trust, /trust yes, or /trust revoke", "warn"))
         return
+    # Only what is listed here can be trusted: every grant, each character as itself
+    # (a repository wrote them), and /trust yes then trusts exactly this content.
     info = await repl.client.trust(cwd)
     repl.view.trust_shown = info.sha256 if info.grants and not info.problem else ""
     lines = [f"sha256 {info.sha256}" if info.exists else "there is no such file"]
+    if argument == "yes" and repl.view.trust_shown and not info.trusted:
+        lines.append("nothing trusted yet: read what it grants first")
     if info.problem:
-        lines.append(f"does not load: {info.problem}")
+        lines.append(f"does not load: {visible(info.problem)}")
     state = "trusted" if info.trusted else "changed since trusted" if info.pinned else "not trusted"
     if info.exists and not info.problem:
         lines.append(state)
     if info.grants:
         lines.append("it grants:" if info.trusted else "trusting it applies:")
-        lines.extend(f"  {grant}" for grant in info.grants)
-    lines.extend(f"ignored: {line}" for line in info.ignored)
+        lines.extend(f"  {visible(grant)}" for grant in info.grants)
+    lines.extend(f"ignored: {visible(line)}" for line in info.ignored)
     if repl.view.trust_shown and not info.trusted:
         lines.append("/trust yes trusts exactly this content")
-    repl.show(Listing(f"project config {info.path}", tuple(lines)))
+    repl.show(Listing(f"project config {visible(info.path)}", tuple(lines)))
 
 
 async def _clear(repl: Repl, argument: str) -> None:

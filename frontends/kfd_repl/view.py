@@ -18,6 +18,7 @@ from typing import Any
 
 from kfd import protocol as p
 from kfd.client import ConnectionLost, ConnectionRestored, Item
+from kfd.client.exact import visible
 from kfd_repl.blocks import (
     ApprovalAnswer,
     ApprovalAsk,
@@ -104,8 +105,9 @@ class SessionView:
     pastes: dict[int, str] = field(default_factory=dict)
     """Long user messages shown collapsed, by the number ``/expand`` takes."""
     trust_shown: str = ""
-    """The content (sha256) of the project config last shown for trust: what
-    ``/trust yes`` trusts."""
+    """The content (sha256) of the project config whose every grant ``/trust``
+    last listed: what ``/trust yes`` trusts. Only ``/trust`` sets it, never a
+    ``trust.required`` note, which names what is ignored, not all it grants."""
     _announced: tuple[str, str] | None = None
     _diff_shown: set[str] = field(default_factory=set)
     """Calls whose diff the approval already showed (not shown twice)."""
@@ -288,7 +290,7 @@ class SessionView:
             files = ", ".join(str(f) for f in get(event, "files", ())[:3])
             return [Note(f"trigger {get(event, 'trigger', '')} fired: {files}".rstrip(": "))]
         elif kind == "trust.required":
-            self.trust_shown = str(get(event, "sha256", ""))
+            # Not armed for /trust yes: this note does not show everything trusting grants.
             return [Note(trust_question(event), "warn")]
         elif kind == "trust.changed":
             who = _name(get(event, "by", None)) or "kfd"
@@ -411,13 +413,13 @@ class SessionView:
 def trust_question(event: p.Event) -> str:
     """What a ``trust.required`` event asks, as one note."""
     get = getattr
-    path = get(event, "path", ".kfd/config.toml")
-    ignored = "; ".join(str(line) for line in get(event, "ignored", ()))
+    path = visible(str(get(event, "path", ".kfd/config.toml")))
+    ignored = "; ".join(visible(str(line)) for line in get(event, "ignored", ()))
     if not get(event, "grants", ()):
         return f"ignored in {path}: {ignored}"
     return (
         f"{path} is not trusted, so it only narrows rights. Ignored: {ignored}. "
-        "/trust shows what it grants; /trust yes trusts exactly that content"
+        "/trust shows all it grants; then /trust yes trusts exactly what it showed"
     )
 
 

@@ -14,7 +14,9 @@ about it under its name or where it really leads (``AGENTS.md`` a link to
 outside its home (the repository, or the user's config directory for the
 global file), or when it has several hard links (its other names are
 unknown: it may be a key file anywhere). The caller passes the read rules as
-a predicate (`kfd.policy.rulebook.RuleBook.read_guard`).
+a predicate (`kfd.policy.rulebook.RuleBook.read_guard`). Anything but a
+regular file (a FIFO the model made) is left out too, with a note, and never
+waited on (`kfd.regular`).
 
 Each file is cut past a byte budget, at a line break, with a note saying how
 much was left out and where; past the total budget later files are cut
@@ -25,12 +27,12 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 from kfd.git import is_marker
+from kfd.regular import NotRegular, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +132,18 @@ def find_instructions(
     root = os.path.realpath(project_root(workspace))
     for path, label in candidates(workspace, global_dir):
         try:
-            with path.open("rb") as handle:
-                info = os.fstat(handle.fileno())
-                if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) in seen:
+            fd, info = open_regular(path)
+        except NotRegular as exc:
+            # A FIFO named AGENTS.md would hold the thread forever were it read.
+            unread = exc.strerror or "it is not a regular file"
+            log.warning("instruction file %s left out: %s", path, unread)
+            files.append(InstructionFile(path, label, "", 0, False, unread))
+            continue
+        except OSError:
+            continue  # absent, unreadable or vanished: nothing to follow
+        try:
+            with os.fdopen(fd, "rb") as handle:
+                if (info.st_dev, info.st_ino) in seen:
                     continue
                 seen.add((info.st_dev, info.st_ino))
                 # What was opened, wherever the name led (a command can make

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from kfd.beneath import NotBeneath
 from kfd.commands.template import shell_commands
 from kfd.config import digest
 from kfd.protocol import MODES, CommandInfo
+from kfd.regular import open_regular
 
 MAX_COMMAND_BYTES = 256 * 1024
 MAX_COMMANDS = 500
@@ -78,14 +79,13 @@ def read_command(path: Path, name: str, source: str) -> CommandFile:
     """Read and parse one command file; a problem is kept in `CommandInfo.problem`."""
     base = CommandInfo(name=name, source=source, path=str(path))  # type: ignore[arg-type]
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        problem = "a symbolic link (not followed)" if exc.errno == 40 else exc.strerror
-        return CommandFile(_with(base, problem=f"{path}: {problem}"), "", "")
+        fd, _ = open_regular(path, path.parent)
+    except NotBeneath:
+        return CommandFile(_with(base, problem=f"{path}: a symbolic link (not followed)"), "", "")
+    except OSError as exc:  # NotRegular says what it is (a FIFO never waited on)
+        return CommandFile(_with(base, problem=f"{path}: {exc.strerror}"), "", "")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return CommandFile(_with(base, problem=f"{path}: not a regular file"), "", "")
-        raw = handle.read(MAX_COMMAND_BYTES + 1)
+        raw = handle.read(MAX_COMMAND_BYTES + 1)  # past the limit: a problem, with its hash
     sha256 = digest(raw)
     if len(raw) > MAX_COMMAND_BYTES:
         problem = f"{path} is larger than {MAX_COMMAND_BYTES // 1024} KB"

@@ -30,6 +30,7 @@ from kfd.protocol import (
     TrustSet,
     TrustShow,
 )
+from kfd.regular import read_regular
 
 if TYPE_CHECKING:
     from kfd.agent.session import Session
@@ -154,8 +155,7 @@ async def _listing(book: RuleBook) -> TrustListResult:
         stale = []
         for pin in pins:
             try:
-                with open(pin.path, "rb") as handle:
-                    now = digest(handle.read(MAX_PROJECT_CONFIG_BYTES + 1))
+                now = digest(read_regular(pin.path, MAX_PROJECT_CONFIG_BYTES))
             except OSError:
                 now = ""
             if now != pin.sha256:

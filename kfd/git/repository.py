@@ -26,6 +26,8 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
+from kfd.regular import read_regular
+
 MAX_POINTER_BYTES = 4096
 """A ``.git`` file, ``commondir`` or ``gitdir`` longer than this is not one git wrote."""
 
@@ -145,11 +147,8 @@ def gitdir_of(marker: str) -> str | None:
 def _read_pointer(path: Path, prefix: str) -> str | None:
     """The one-line content of a pointer file after ``prefix``, or None."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_POINTER_BYTES + 1)
+        raw = read_regular(path, MAX_POINTER_BYTES)
     except OSError:
-        return None
-    if len(raw) > MAX_POINTER_BYTES:
         return None
     text = raw.decode("utf-8", "replace").strip()
     if not text.startswith(prefix) or "\n" in text or "\0" in text:

@@ -50,6 +50,7 @@ from stat import S_ISREG
 from typing import NamedTuple
 
 from kfd.git.repository import Repository
+from kfd.regular import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ def make_shadow(repo: Repository, config: Sequence[tuple[str, str]]) -> Path:
                 if os.path.lexists(link):
                     link.unlink()  # the worktree's own index and logs win over the common ones
                 link.symlink_to(source / name)
-        (shadow / "HEAD").write_bytes((repo.git_dir / "HEAD").read_bytes()[:4096])
+        (shadow / "HEAD").write_bytes(read_regular(repo.git_dir / "HEAD", 4096))
         (shadow / "config").write_text(render_config(config))
     except BaseException:
         shutil.rmtree(shadow, ignore_errors=True)

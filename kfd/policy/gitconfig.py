@@ -29,6 +29,7 @@ from pathlib import Path
 
 from kfd.git import repository
 from kfd.policy.stamped import Kept
+from kfd.regular import read_regular
 
 __all__ = [
     "AUTOMATIC_HOOKS",
@@ -240,8 +241,7 @@ def _parsed(name: str, stamp: tuple[int, int, int, int]) -> tuple[tuple[str, str
     if stamp[1] > MAX_CONFIG_BYTES:
         return None
     try:
-        with open(name, "rb") as handle:
-            return tuple(_entries(handle.read(MAX_CONFIG_BYTES).decode("utf-8", "replace")))
+        return tuple(_entries(read_regular(name, MAX_CONFIG_BYTES).decode("utf-8", "replace")))
     except OSError:
         return None
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kfd.git.repository import gitdir_of
 from kfd.policy.stamped import Kept
+from kfd.regular import read_regular
 
 __all__ = [
     "MAX_INDEX_BYTES",
@@ -189,8 +190,7 @@ def index_paths(workspace: str) -> Tracked | None:
             return None
         if os.path.getsize(index) > MAX_INDEX_BYTES:
             return None
-        with open(index, "rb") as handle:
-            data = handle.read()
+        data = read_regular(index, MAX_INDEX_BYTES)
     except (OSError, ValueError):
         return None
     try:
@@ -330,8 +330,8 @@ def _git_directory(path: str, watched: list[str]) -> bool:
     common = path
     watched.append(os.path.join(path, "commondir"))
     try:
-        with open(os.path.join(path, "commondir"), encoding="utf-8") as named:
-            common = os.path.join(path, named.readline(4096).strip())
+        named = read_regular(os.path.join(path, "commondir"), 4096).decode()
+        common = os.path.join(path, named.partition("\n")[0].strip())
     except FileNotFoundError:
         pass
     except (OSError, ValueError):
@@ -347,8 +347,7 @@ def _git_directory(path: str, watched: list[str]) -> bool:
     try:
         if os.path.islink(head):
             return os.readlink(head).startswith("refs/")
-        with open(head, encoding="utf-8") as handle:
-            text = handle.read(256).strip()
+        text = read_regular(head, 256).decode().strip()
     except (OSError, ValueError):
         return False
     return text.startswith("ref: refs/") or (len(text) in (40, 64) and set(text) <= _HEX_HEAD)

@@ -20,7 +20,8 @@ from typing import NamedTuple
 import pathspec
 
 from kfd import git
-from kfd.beneath import NotBeneath, open_beneath
+from kfd.beneath import NotBeneath
+from kfd.regular import NotRegular, open_regular, read_regular
 
 SKIPPED_DIRS = frozenset(
     {
@@ -152,10 +153,10 @@ def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
     """The first lines of a new file, reached without following a link: a link planted
     in the workspace (to ``~/.aws/credentials``) must not bring its target into a prompt."""
     try:
-        fd, _ = _open_regular(workspace or path.parent, path)
+        fd, _ = open_regular(path, workspace or path.parent)
     except NotBeneath:
         return f"--- {relative} is a symbolic link (not shown)"
-    except _NotRegular:
+    except NotRegular:
         return f"--- {relative} is not a regular file"
     except (FileNotFoundError, IsADirectoryError):
         return f"--- {relative} was deleted"
@@ -221,39 +222,16 @@ def _state(path: str) -> FileState:
     return FileState(info.st_mtime, blob_id(data))
 
 
-class _NotRegular(OSError):
-    """What was opened is not a regular file (a directory, a FIFO, a device)."""
-
-
-def _open_regular(root: Path, path: Path) -> tuple[int, os.stat_result]:
-    """A descriptor of the regular file ``path`` under ``root``, reached without
-    following a link (`kfd.beneath`: `NotBeneath` if one is met), and its status.
-    Raises `_NotRegular` for anything else (a directory cannot even be made a file
-    object), OSError when it cannot be opened."""
-    with open_beneath(root, path) as target:
-        fd = target.open()
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise _NotRegular(f"{path} is not a regular file")
-    return fd, info
-
-
 def read_beneath(workspace: Path, relative: str, max_bytes: int) -> str | None:
     """The text of a regular file of the workspace, reached without following a link
     (`kfd.beneath`), or None: a link (``notes.py -> ~/.aws/credentials``), not a
     regular file, larger than ``max_bytes``, or unreadable. What a trigger quotes
     goes into a prompt: never a file a link brought in."""
     try:
-        fd, info = _open_regular(workspace, Path(os.path.normpath(workspace / relative)))
+        data = read_regular(Path(os.path.normpath(workspace / relative)), max_bytes, workspace)
     except (NotBeneath, OSError):
         return None
-    if info.st_size > max_bytes:
-        os.close(fd)
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(max_bytes + 1)
-    return None if len(data) > max_bytes else data.decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
 
 
 def blob_id(data: bytes) -> str:
