@@ -13,7 +13,6 @@ followed: the answer is then "unknown", and the engine asks.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 from dataclasses import dataclass
 
@@ -224,17 +223,12 @@ _checkouts: Kept[tuple[str, ...] | None] = Kept()
 
 def _read_checkouts(top: str, index: str) -> tuple[tuple[str, ...] | None, list[str] | None]:
     try:
-        info = os.lstat(index)
+        if os.path.islink(index):
+            return None, None
+        names = gitlink_names(read_regular(index, MAX_INDEX_BYTES))
     except FileNotFoundError:
         return (), [index]  # nothing is tracked yet
     except (OSError, ValueError):
-        return None, None
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_INDEX_BYTES:
-        return None, None
-    try:
-        with open(index, "rb") as handle:
-            names = gitlink_names(handle.read())
-    except OSError:
         return None, None
     if names is None:
         return None, None
