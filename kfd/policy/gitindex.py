@@ -26,6 +26,7 @@ __all__ = [
     "gitlink_names",
     "index_paths",
     "parse_index",
+    "read_index",
     "repository_tops",
     "submodule_checkouts",
 ]
@@ -54,15 +55,30 @@ class Tracked:
 
 def parse_index(data: bytes) -> Tracked | None:
     """The entries of an index file, or None if it is not one kfd can read as git
-    reads it: a name whose length field and terminating NUL disagree (git goes by
-    the field: ``.envQ`` with length 3 is ``.env`` to git), a name git itself would
-    never write (`_canonical`: ``src/../secrets/x``, ``../x``), a directory entry
-    of a sparse index or a split index's ``link`` to entries held elsewhere."""
+    reads it (`read_index` says why)."""
+    found = read_index(data)
+    return found if isinstance(found, Tracked) else None
+
+
+def read_index(data: bytes) -> Tracked | str:
+    """The entries of an index file, or why kfd cannot read it as git reads it: a
+    name whose length field and terminating NUL disagree (git goes by the field:
+    ``.envQ`` with length 3 is ``.env`` to git), a name git itself would never
+    write (`_canonical`: ``src/../secrets/x``, ``../x``), a directory entry of a
+    sparse index, a split index's ``link`` to entries held elsewhere, offset
+    tables pointing elsewhere than the entries (`_extensions_agree`)."""
+    try:
+        return _read_index(data)
+    except (struct.error, IndexError, ValueError):
+        return "it is cut short or malformed"
+
+
+def _read_index(data: bytes) -> Tracked | str:
     if len(data) < _HEADER.size:
-        return None
+        return "it is too short for an index"
     signature, version, count = _HEADER.unpack_from(data)
     if signature != b"DIRC" or version not in (2, 3, 4):
-        return None
+        return "it is not an index of version 2, 3 or 4"
     paths: list[str] = []
     submodules: list[str] = []
     starts: list[int] = []
@@ -72,11 +88,11 @@ def parse_index(data: bytes) -> Tracked | None:
         start = offset
         starts.append(start)
         if offset + _ENTRY_FIXED > len(data):
-            return None
+            return "it is cut short"
         flags = struct.unpack_from(">H", data, offset + 60)[0]
         kind = struct.unpack_from(">I", data, offset + _MODE_OFFSET)[0] & 0o170000
         if kind == _DIRECTORY:
-            return None  # a sparse index's directory: a whole tree kfd cannot list
+            return "it is a sparse index (its directories stand for trees kfd cannot list)"
         offset += _ENTRY_FIXED
         if flags & 0x4000:  # extended flags (version 3+)
             offset += 2
@@ -85,26 +101,27 @@ def parse_index(data: bytes) -> Tracked | None:
             strip, offset = _varint(data, offset)
             end = data.find(b"\0", offset)
             if end < 0 or strip > len(previous):
-                return None
+                return "it is cut short"
             name = previous[: len(previous) - strip] + data[offset:end]
             offset = end + 1
         else:
             end = data.find(b"\0", offset)
             if end < 0:
-                return None
+                return "it is cut short"
             name = data[offset:end]
             # Entries are padded with NULs to a multiple of eight bytes.
             offset = start + ((end - start + 8) // 8) * 8
+        shown = name.decode("utf-8", "backslashreplace")
         if length != _NAME_MASK and length != len(name):
-            return None
+            return f"the entry {shown!r} has a length git reads otherwise"
         if not _canonical(name):
-            return None
+            return f"the entry {shown!r} is a path git would never write"
         previous = name
         paths.append(name.decode("utf-8", "surrogateescape"))
         if kind == _GITLINK:
             submodules.append(paths[-1])
     if not _extensions_agree(data, offset, starts):
-        return None
+        return "its extensions hold entries elsewhere (a split index, or offset tables)"
     return Tracked(paths, submodules)
 
 

@@ -58,13 +58,12 @@ import contextlib
 import os
 import shutil
 import stat
-import struct
 import time
 from collections.abc import Collection, Iterable, Sequence
 
 from kfd.git import repository
 from kfd.policy import gitconfig
-from kfd.policy.gitindex import parse_index
+from kfd.policy.gitindex import read_index
 from kfd.sandbox import hookspath, repositories
 from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
@@ -130,12 +129,9 @@ def refused_path(path: str) -> str | None:
 def index_refusal(data: bytes) -> str | None:
     """Why the host's git must not obey index file ``data``, or None if every entry's
     path is one git accepts (`refused_path`). An index kfd cannot read is refused."""
-    try:
-        tracked = parse_index(data)
-    except (struct.error, IndexError, ValueError):
-        tracked = None
-    if tracked is None:
-        return "kfd cannot read it as a git index"
+    tracked = read_index(data)
+    if isinstance(tracked, str):
+        return f"kfd cannot read it as git would: {tracked}"
     for path in tracked.paths:
         why = refused_path(path)
         if why is not None:
