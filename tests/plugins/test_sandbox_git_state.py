@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import struct
 import subprocess
 from pathlib import Path
@@ -73,6 +74,11 @@ def login_shell(home: Path) -> None:
     """The host's next login shell (Debian's ~/.profile) runs git."""
     environment = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
     subprocess.run(["bash", "-lc", "git --version"], env=environment, capture_output=True)
+
+
+def interactive_shell(home: Path, path: str) -> None:
+    """The host's next shell, with what its start-up files put on PATH, runs git."""
+    subprocess.run(["git", "--version"], env={"HOME": str(home), "PATH": path}, check=False)
 
 
 @pytest.fixture
@@ -331,4 +337,61 @@ async def test_a_repository_a_command_creates_cannot_name_hooks_of_the_work_tree
     assert "made" in output and "core.hooksPath" in output, output
     git(workspace, "add", "a")
     git(workspace, "commit", "-qm", "a")
+    assert not canary.exists()
+
+
+async def test_the_hooks_directory_of_a_nested_repository_is_read_only(
+    repo: Path, canary: Path, private_home: Path
+) -> None:
+    """clones/app names `.husky` in its own configuration, and the user's relative
+    `.githooks` applies there too: `git -C clones/app commit` on the host runs them."""
+    commit(repo)
+    app = repo / "clones" / "app"
+    app.mkdir(parents=True)
+    git(app, "init", "-q", check=True)
+    commit(app)
+    git(app, "config", "core.hooksPath", ".husky", check=True)
+    (app / ".husky").mkdir()
+    (private_home / ".gitconfig").write_text("[core]\n\thooksPath = .githooks\n")
+    hook = f"#!/bin/sh\\ntouch {canary}\\n"
+    output = await run(
+        repo,
+        f"printf '{hook}' > clones/app/.husky/pre-commit; chmod +x clones/app/.husky/pre-commit;"
+        f" mkdir -p clones/app/.githooks && printf '{hook}' > clones/app/.githooks/pre-commit"
+        " && chmod +x clones/app/.githooks/pre-commit; echo tried",
+    )
+    assert "tried" in output and "Read-only file system" in output, output
+    assert f"kfd removed {app / '.githooks'}" in output, output
+    assert not (app / ".husky" / "pre-commit").exists()
+    (app / "b").write_text("b\n")
+    git(app, "add", "b")
+    git(app, "commit", "-qm", "b")
+    git(app, "config", "--unset", "core.hooksPath", check=True)
+    git(app, "commit", "--allow-empty", "-qm", "c")
+    assert not canary.exists()
+
+
+async def test_program_directories_of_a_home_workspace_are_read_only(
+    private_home: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conda init` puts ~/miniconda3/bin first on an interactive shell's PATH, Go's
+    installer ~/go/bin, and whatever else is on the daemon's PATH is on the host
+    shells' too: a planted `git` there runs at the user's next `git`."""
+    home = private_home
+    git(home, "init", "-q", check=True)
+    (home / "miniconda3" / "bin").mkdir(parents=True)
+    (home / "tools" / "bin").mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{home / 'tools' / 'bin'}:{os.environ['PATH']}")
+    plant = f"printf '#!/bin/sh\\ntouch {canary}\\n' > {{0}}/git; chmod +x {{0}}/git"
+    output = await run(
+        home,
+        "; ".join(plant.format(d) for d in ("miniconda3/bin", "tools/bin"))
+        + f"; mkdir -p go/bin; {plant.format('go/bin')}; echo tried",
+    )
+    assert "tried" in output and "Read-only file system" in output, output
+    assert f"kfd removed {home / 'go' / 'bin'}" in output and "on PATH" in output, output
+    for directory in ("miniconda3/bin", "tools/bin", "go/bin"):
+        assert not (home / directory / "git").exists(), directory
+    shell = f"{home / 'go' / 'bin'}:{home / 'miniconda3' / 'bin'}:{home / 'tools' / 'bin'}:/usr/bin"
+    interactive_shell(home, shell)
     assert not canary.exists()
