@@ -24,6 +24,13 @@ sandbox protected and each repository the command created:
   command left as it found it (`before`) is left alone: the user's own
   rebase, stopped on a conflict the model is asked to fix, keeps its
   ``exec`` lines;
+- **symbolic links in the writable state** (``logs/HEAD``,
+  ``COMMIT_EDITMSG``, ``rebase-merge/message``, ``rr-cache/<id>/postimage``):
+  git never makes one there and follows it, to write or to read; each is
+  removed (`kfd.sandbox.gitlinks`). A link that stood at the top of a git
+  directory when the command started is the user's (never mounted over): one
+  the command re-pointed or replaced is removed (or moved aside, not being a
+  link any more) (`_repointed`);
 - **new names at the top of a protected git directory** that git does not
   record work in (``modules``, ``worktrees``, ``remotes``, anything else):
   moved aside (``modules.kfd-unsafe``: the host's git may have written it
@@ -65,7 +72,7 @@ from collections.abc import Collection, Iterable, Sequence
 from kfd.git import repository
 from kfd.policy import gitconfig
 from kfd.policy.gitindex import parse_index
-from kfd.sandbox import hookspath, repositories
+from kfd.sandbox import gitlinks, hookspath, repositories
 from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
 from kfd.sandbox.sweep import reach, sweep
@@ -230,6 +237,9 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
         names = _names(git_dir.path, root)
         if names is None:
             continue
+        kept = dict(zip(git_dir.links, git_dir.targets, strict=False))
+        notes += _repointed(git_dir.path, kept, root)
+        notes += gitlinks.remove_links(git_dir.path, root, kept)
         for name in unexpected_entries(git_dir.entries, names):
             path = os.path.join(git_dir.path, name)
             if os.path.islink(path):  # nothing of anyone's in there: gone
@@ -242,6 +252,29 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
     created = [_git_dirs_of(path, root, protected) for path in new_repositories(layout, markers)]
     for path in dict.fromkeys(path for paths in created for path in paths):
         notes += _disarm_repository(path, root)
+    return notes
+
+
+def _repointed(git_dir: str, kept: dict[str, str], root: str) -> list[str]:
+    """The links at the top of ``git_dir`` when the command started (the user's, never
+    mounted over) that it re-pointed or replaced: git would follow one to what the
+    command chose (a ``config`` of its own). A link is removed; anything else (a
+    name git records work in stays, `kfd.sandbox.gitlinks` looks at it) moved aside."""
+    notes = []
+    for name, target in kept.items():
+        path = os.path.join(git_dir, name)
+        try:
+            now = os.readlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            now = None  # no longer a link
+        if now == target or (now is None and name in GIT_WRITABLE):
+            continue
+        if now is not None:
+            notes += sweep([(path, REMOVED_ENTRY)], root)
+        else:
+            notes.append(_aside(path, name + ASIDE, root, REMOVED_ENTRY))
     return notes
 
 
@@ -370,7 +403,7 @@ def _disarm_repository(git_dir: str, root: str) -> list[str]:
     names = _names(git_dir, root)
     if names is None:
         return []
-    notes = []
+    notes = gitlinks.remove_links(git_dir, root)
     for name in ("config", "config.worktree"):
         keys = _config_keys(os.path.join(git_dir, name)) if name in names else []
         if keys:

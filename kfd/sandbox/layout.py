@@ -160,6 +160,9 @@ class GitDir(msgspec.Struct, frozen=True):
     """Top-level names that are symbolic links (a command may plant them): never
     mounted over, since a bind follows a link, on the host for its source and in
     the sandbox for its target, and would bring back what is hidden (``~/.ssh``)."""
+    targets: tuple[str, ...] = ()
+    """Where each of `links` leads (as ``readlink`` says), in the same order: one a
+    command re-pointed is not the user's any more (`kfd.sandbox.gitstate`)."""
 
 
 MarkerKind = Literal["repository", "gitfile", "blocked", "none"]
@@ -541,13 +544,21 @@ def _git_dir(path: str, swept: list[str]) -> GitDir:
         entries = ()
     swept.extend(os.path.join(path, name) for name in SWEPT_IN_GIT_DIR if name not in entries)
     links = tuple(name for name in entries if os.path.islink(os.path.join(path, name)))
+    targets = tuple(_readlink(os.path.join(path, name)) for name in links)
     try:
         listed = "hooks" in entries and "hooks" not in links
         hooks = os.listdir(os.path.join(path, "hooks")) if listed else []
     except OSError:
         hooks = []
     real = any(not name.endswith(".sample") for name in hooks)
-    return GitDir(path, entries, real, links)
+    return GitDir(path, entries, real, links, targets)
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def _holds_something(path: str) -> bool:

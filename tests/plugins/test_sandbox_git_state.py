@@ -395,3 +395,70 @@ async def test_program_directories_of_a_home_workspace_are_read_only(
     shell = f"{home / 'go' / 'bin'}:{home / 'miniconda3' / 'bin'}:{home / 'tools' / 'bin'}:/usr/bin"
     interactive_shell(home, shell)
     assert not canary.exists()
+
+
+async def test_links_a_command_leaves_in_git_state_are_removed_before_git_follows_them(
+    repo: Path, private_home: Path
+) -> None:
+    """The host's git appends to logs/HEAD and writes COMMIT_EDITMSG through a link:
+    a branch name becomes a line of ~/.bashrc, a message overwrites it."""
+    commit(repo)
+    bashrc = private_home / ".bashrc"
+    bashrc.write_text("# mine\n")
+    output = await run(
+        repo,
+        f"ln -sf {bashrc} .git/logs/HEAD && ln -sf {bashrc} .git/COMMIT_EDITMSG && "
+        f"mkdir -p .git/logs/refs/heads/deep && ln -s {bashrc} .git/logs/refs/heads/deep/x && "
+        f"ln -s {bashrc} .git/refs/heads/y && echo linked",
+    )
+    assert "linked" in output, output
+    for name in ("logs/HEAD", "COMMIT_EDITMSG", "logs/refs/heads/deep/x", "refs/heads/y"):
+        assert f"kfd removed {repo / '.git' / name}, a symbolic link" in output, output
+    git(repo, "checkout", "-q", "-b", "fix;touch${IFS}/tmp/x;#", check=True)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "msg", check=True)
+    assert bashrc.read_text() == "# mine\n"
+
+
+async def test_a_rebase_message_linked_to_a_key_is_never_committed(
+    repo: Path, private_home: Path
+) -> None:
+    """A rebase stopped on a conflict for the model to fix: a command links its
+    message to ~/.ssh/id_rsa, which `git rebase --continue` would commit."""
+    commit(repo)
+    key = private_home / ".ssh" / "id_rsa"
+    key.parent.mkdir()
+    key.write_text("CANARY-KEY-91aa\n")
+    git(repo, "checkout", "-q", "-b", "topic", check=True)
+    (repo / "a").write_text("topic\n")
+    git(repo, "commit", "-qam", "topic", check=True)
+    git(repo, "checkout", "-q", "-", check=True)
+    (repo / "a").write_text("main\n")
+    git(repo, "commit", "-qam", "main", check=True)
+    git(repo, "checkout", "-q", "topic", check=True)
+    assert git(repo, "rebase", "-m", "-").returncode != 0  # stopped on the conflict
+    message = repo / ".git" / "rebase-merge" / "message"
+    assert message.exists()
+    output = await run(repo, f"ln -sf {key} .git/rebase-merge/message && echo fixed > a")
+    assert f"kfd removed {message}, a symbolic link" in output, output
+    git(repo, "add", "a", check=True)
+    git(repo, "-c", "core.editor=true", "rebase", "--continue")
+    assert "CANARY-KEY" not in git(repo, "log", "--format=%B", check=True).stdout
+
+
+async def test_a_link_of_the_users_at_the_top_of_the_git_directory_cannot_be_repointed(
+    repo: Path, canary: Path
+) -> None:
+    """`.git/config` a link of the user's (never mounted over, since a bind follows
+    it): a command that points it at a configuration of its own would run a program
+    at the host's next `git status`."""
+    commit(repo)
+    (repo / ".git" / "config").rename(repo / ".git" / "config.real")
+    (repo / ".git" / "config").symlink_to("config.real")
+    output = await run(
+        repo,
+        f"printf '[core]\\n\\tfsmonitor = \"touch {canary}; false\"\\n' > evil && "
+        "ln -sfn ../evil .git/config && echo pointed",
+    )
+    assert "pointed" in output and f"kfd removed {repo / '.git' / 'config'}" in output, output
+    git(repo, "status")
+    assert not canary.exists()
