@@ -31,6 +31,11 @@ sandbox protected and each repository the command created:
   directory when the command started is the user's (never mounted over): one
   the command re-pointed or replaced is removed (or moved aside, not being a
   link any more) (`_repointed`);
+- **files that name paths or programs** (``MERGE_RR``'s paths, which
+  rerere writes and reads; a rebase's or cherry-pick's merge strategy, run
+  as ``git merge-<strategy>``): one git would take out of the work tree, or
+  to a program in it, is moved aside (`kfd.sandbox.gitnames`, which lists
+  what else of that state was looked at and why it is harmless);
 - **new names at the top of a protected git directory** that git does not
   record work in (``modules``, ``worktrees``, ``remotes``, anything else):
   moved aside (``modules.kfd-unsafe``: the host's git may have written it
@@ -72,7 +77,7 @@ from collections.abc import Collection, Iterable, Sequence
 from kfd.git import repository
 from kfd.policy import gitconfig
 from kfd.policy.gitindex import parse_index
-from kfd.sandbox import gitlinks, hookspath, repositories
+from kfd.sandbox import gitlinks, gitnames, hookspath, repositories
 from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
 from kfd.sandbox.sweep import reach, sweep
@@ -85,6 +90,10 @@ names git never reads."""
 TODO_LISTS = (("rebase-merge", "git-rebase-todo"), ("sequencer", "todo"))
 """The to-do lists ``git rebase --continue``, ``cherry-pick --continue`` and
 ``revert --continue`` carry out, line by line."""
+
+STAMPED = (*TODO_LISTS, *gitnames.STRATEGY_FILES, gitnames.SEQUENCER_OPTIONS)
+"""What of a rebase's or cherry-pick's state is the user's while the command leaves it
+as it was (`before`): the to-do lists, the strategy files."""
 
 EXEC_WORDS = frozenset({b"exec", b"x"})
 """The to-do commands that run a shell command (git matches them in lower case only;
@@ -210,7 +219,7 @@ def before(layout: Layout) -> Before:
         return {}
     found: Before = {}
     for git_dir in layout.git_dirs:
-        for directory, name in TODO_LISTS:
+        for directory, name in STAMPED:
             path = os.path.join(git_dir.path, directory, name)
             stamp = _stamp(path)
             if stamp is not None:
@@ -233,6 +242,7 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
         return []
     root = layout.workspace
     notes: list[str] = []
+    work_trees = {repository.gitdir_of(path): os.path.dirname(path) for path in layout.git_files}
     for git_dir in layout.git_dirs:
         names = _names(git_dir.path, root)
         if names is None:
@@ -246,13 +256,31 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
                 notes += sweep([(path, REMOVED_ENTRY)], root)
             else:  # perhaps the host's git wrote it meanwhile: kept, where git never looks
                 notes.append(_aside(path, name + ASIDE, root, REMOVED_ENTRY))
-        notes += _check_git_dir(git_dir.path, names, root, started or {})
+        work_tree = work_trees.get(git_dir.path) or _work_tree(git_dir.path)
+        notes += _check_git_dir(git_dir.path, names, root, work_tree, started or {})
     markers = repositories.find(root, layout_pruned(layout)).markers
     protected = [git_dir.path for git_dir in layout.git_dirs]
-    created = [_git_dirs_of(path, root, protected) for path in new_repositories(layout, markers)]
-    for path in dict.fromkeys(path for paths in created for path in paths):
-        notes += _disarm_repository(path, root)
+    created: dict[str, str] = {}
+    for marker in new_repositories(layout, markers):
+        for path in _git_dirs_of(marker, root, protected):
+            created.setdefault(path, marker)
+    for path, marker in created.items():
+        notes += _disarm_repository(path, root, marker)
     return notes
+
+
+def _work_tree(git_dir: str) -> str | None:
+    """The work tree of the git directory at ``git_dir``, as git finds it: where its
+    ``.git`` is, or a linked worktree's (its ``gitdir`` file names that one's
+    ``.git``); None for a bare repository or one kfd cannot tell."""
+    if os.path.basename(git_dir) == ".git":
+        return os.path.dirname(git_dir)
+    try:
+        with open(os.path.join(git_dir, "gitdir"), encoding="utf-8", errors="replace") as named:
+            marker = named.readline(4096).strip()
+    except OSError:
+        return None
+    return os.path.dirname(marker) if os.path.isabs(marker) else None
 
 
 def _repointed(git_dir: str, kept: dict[str, str], root: str) -> list[str]:
@@ -279,18 +307,36 @@ def _repointed(git_dir: str, kept: dict[str, str], root: str) -> list[str]:
 
 
 def _check_git_dir(
-    path: str, names: Collection[str], root: str, started: Before | None = None
+    path: str,
+    names: Collection[str],
+    root: str,
+    work_tree: str | None,
+    started: Before | None = None,
 ) -> list[str]:
-    """The index and the to-do lists of the git directory at ``path`` (a list as it
-    was when the command ``started`` is left alone)."""
+    """The index, the to-do lists and the files naming paths or programs
+    (`kfd.sandbox.gitnames`) of the git directory at ``path``, whose work tree is
+    ``work_tree`` (a list or strategy as it was when the command ``started`` is left
+    alone)."""
+
+    def changed(state: str) -> bool:
+        return started is None or started.get(state) != _stamp(state)
+
     notes = []
     if "index" in names:
         notes += _check_index(os.path.join(path, "index"), root)
     for directory, name in TODO_LISTS:
         todo = os.path.join(path, directory, name)
-        if directory in names and (started is None or started.get(todo) != _stamp(todo)):
+        if directory in names and changed(todo):
             notes += _check_todo(todo, root)
+    for state, why, entries in gitnames.findings(path, names, work_tree, changed):
+        notes.append(_aside(state, os.path.basename(state) + ASIDE, root, why))
+        for entry in entries:
+            if os.path.lexists(entry):
+                notes.append(_aside(entry, os.path.basename(entry) + ASIDE, root, RERERE))
     return notes
+
+
+RERERE = "the conflict's resolution that a list of conflicts kfd moved aside named"
 
 
 _vetted: dict[str, tuple[int, int, int, int, int]] = {}
@@ -397,9 +443,10 @@ def _git_dirs_of(marker: str, root: str, protected: Sequence[str]) -> list[str]:
     ]
 
 
-def _disarm_repository(git_dir: str, root: str) -> list[str]:
-    """A repository the command created: its configuration moved aside where it runs
-    programs, its hooks moved aside, its index and to-do lists checked."""
+def _disarm_repository(git_dir: str, root: str, marker: str | None = None) -> list[str]:
+    """A repository the command created (found by ``marker``, its ``.git`` or the bare
+    directory): its configuration moved aside where it runs programs, its hooks moved
+    aside, its links removed, its index, to-do lists and other state checked."""
     names = _names(git_dir, root)
     if names is None:
         return []
@@ -412,7 +459,9 @@ def _disarm_repository(git_dir: str, root: str) -> list[str]:
     if "hooks" in names and _real_hooks(os.path.join(git_dir, "hooks")):
         why = "they would run at the host's next git command there"
         notes.append(_aside(os.path.join(git_dir, "hooks"), "hooks" + ASIDE, root, why))
-    return notes + _check_git_dir(git_dir, names, root)
+    at_marker = marker is not None and os.path.basename(marker) == ".git"
+    work_tree = os.path.dirname(marker) if marker and at_marker else _work_tree(git_dir)
+    return notes + _check_git_dir(git_dir, names, root, work_tree)
 
 
 def _config_keys(path: str) -> list[str]:

@@ -462,3 +462,80 @@ async def test_a_link_of_the_users_at_the_top_of_the_git_directory_cannot_be_rep
     assert "pointed" in output and f"kfd removed {repo / '.git' / 'config'}" in output, output
     git(repo, "status")
     assert not canary.exists()
+
+
+def stopped_on_a_conflict(repo: Path, *, cherry_pick: bool = False) -> None:
+    """A rebase (or a cherry-pick) of two commits, stopped on the first's conflict,
+    for the model to fix: `--continue` picks the second with the recorded strategy."""
+    commit(repo)
+    git(repo, "checkout", "-q", "-b", "topic", check=True)
+    (repo / "a").write_text("topic\n")
+    git(repo, "commit", "-qam", "topic", check=True)
+    (repo / "b").write_text("b\n")
+    git(repo, "add", "b", check=True)
+    git(repo, "commit", "-qm", "b", check=True)
+    git(repo, "checkout", "-q", "-", check=True)
+    (repo / "a").write_text("main\n")
+    git(repo, "commit", "-qam", "main", check=True)
+    if cherry_pick:
+        assert git(repo, "cherry-pick", "topic~1", "topic").returncode != 0
+    else:
+        git(repo, "checkout", "-q", "topic", check=True)
+        assert git(repo, "rebase", "-m", "-").returncode != 0
+
+
+async def test_rerere_state_naming_paths_out_of_the_work_tree_is_moved_aside(
+    repo: Path, private_home: Path
+) -> None:
+    """MERGE_RR names a path rerere records at the host's next `git commit`: the
+    key is copied into rr-cache/<id>/postimage, for the next command to read."""
+    commit(repo)
+    key = private_home / ".ssh" / "id_rsa"
+    key.parent.mkdir()
+    key.write_text("CANARY-KEY-77bb\n")
+    entry = "a" * 40
+    outside = os.path.relpath(key, repo)
+    output = await run(
+        repo,
+        f"mkdir -p .git/rr-cache/{entry} && printf '{entry}\\t{outside}\\0' > .git/MERGE_RR"
+        " && echo planted",
+    )
+    merge_rr = repo / ".git" / "MERGE_RR"
+    assert f"kfd moved {merge_rr} to {merge_rr}.kfd-unsafe" in output, output
+    assert f"{repo / '.git' / 'rr-cache' / entry}.kfd-unsafe" in output, output
+    git(repo, "commit", "-q", "--allow-empty", "-m", "x")
+    assert "CANARY-KEY" not in await run(repo, "cat .git/rr-cache/*/postimage* 2>&1; echo")
+    # A canonical path through a link of the work tree leads there just as well.
+    output = await run(
+        repo,
+        f"ln -s {key.parent} keys && mkdir -p .git/rr-cache/{entry} && "
+        f"printf '{entry}\\tkeys/id_rsa\\0' > .git/MERGE_RR && echo planted",
+    )
+    assert "leads through a link" in output, output
+    git(repo, "commit", "-q", "--allow-empty", "-m", "y")
+    assert "CANARY-KEY" not in await run(repo, "cat .git/rr-cache/*/postimage* 2>&1; echo")
+
+
+@pytest.mark.parametrize("cherry_pick", [False, True], ids=["rebase", "cherry-pick"])
+async def test_a_merge_strategy_naming_a_program_of_the_work_tree_is_disarmed(
+    repo: Path, canary: Path, cherry_pick: bool
+) -> None:
+    """`git merge-x/evil` runs ./git-merge-x/evil: the strategy of a stopped rebase
+    (rebase-merge/strategy) or cherry-pick (sequencer/opts) names it."""
+    stopped_on_a_conflict(repo, cherry_pick=cherry_pick)
+    plant = (
+        "mkdir -p git-merge-x && "
+        f"printf '#!/bin/sh\\ntouch {canary}\\n' > git-merge-x/evil && chmod +x git-merge-x/evil"
+    )
+    if cherry_pick:
+        state = repo / ".git" / "sequencer" / "opts"
+        record = "printf '[options]\\n\\tstrategy = x/evil\\n' >> .git/sequencer/opts"
+    else:
+        state = repo / ".git" / "rebase-merge" / "strategy"
+        record = "echo x/evil > .git/rebase-merge/strategy"
+    output = await run(repo, f"{plant} && {record} && echo fixed > a && echo planted")
+    assert "planted" in output, output
+    assert f"kfd moved {state} to {state}.kfd-unsafe" in output and "x/evil" in output, output
+    git(repo, "add", "a", check=True)
+    git(repo, "-c", "core.editor=true", "cherry-pick" if cherry_pick else "rebase", "--continue")
+    assert not canary.exists()
