@@ -78,7 +78,7 @@ from kfd.git import repository
 from kfd.policy import gitconfig
 from kfd.policy.gitindex import parse_index
 from kfd.sandbox import gitlinks, gitnames, hookspath, repositories
-from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, Layout, layout_pruned
+from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, GitDir, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
 from kfd.sandbox.sweep import reach, sweep
 
@@ -258,14 +258,47 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
                 notes.append(_aside(path, name + ASIDE, root, REMOVED_ENTRY))
         work_tree = work_trees.get(git_dir.path) or _work_tree(git_dir.path)
         notes += _check_git_dir(git_dir.path, names, root, work_tree, started or {})
-    markers = repositories.find(root, layout_pruned(layout)).markers
     protected = [git_dir.path for git_dir in layout.git_dirs]
+    found = repositories.find(root, layout_pruned(layout))
+    if not found.complete:
+        # More directories than a walk before each command goes through: the command
+        # made them, and perhaps a repository among them. Walk them all, for a while.
+        found = repositories.walk_until(root, layout_pruned(layout), MAX_WALK_SECONDS)
+    if not found.complete:
+        return notes + _no_gitlinks(layout.git_dirs, root)
+    markers = found.markers
     created: dict[str, str] = {}
     for marker in new_repositories(layout, markers):
         for path in _git_dirs_of(marker, root, protected):
             created.setdefault(path, marker)
     for path, marker in created.items():
         notes += _disarm_repository(path, root, marker)
+    return notes
+
+
+MAX_WALK_SECONDS = 10.0
+"""How long `undo` walks a workspace a command filled with more directories than
+`kfd.sandbox.repositories.MAX_DIRECTORIES` (once: the next command finds it too large
+and gets it read-only), looking for repositories it created."""
+
+UNWALKED = (
+    "this command left more directories than kfd could look through for repositories it "
+    "created, and your git would enter one through a gitlink the index lists and obey its "
+    "configuration; run `git reset` (what was staged is unstaged) only once you know what "
+    "the command created, and look for `.git` directories first"
+)
+
+
+def _no_gitlinks(git_dirs: Iterable[GitDir], root: str) -> list[str]:
+    """Fail closed where the repositories a command may have created are not known:
+    every protected index moved aside, so that no gitlink it lists leads the host's
+    git into one (``git status`` enters a submodule the index lists, never one only
+    ``HEAD`` does). The rest of each git directory was checked already."""
+    notes = []
+    for git_dir in git_dirs:
+        index = os.path.join(git_dir.path, "index")
+        if os.path.lexists(index):
+            notes.append(_aside(index, "index" + ASIDE, root, UNWALKED))
     return notes
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
-from kfd.sandbox import probe
+from kfd.sandbox import gitstate, probe
 from kfd_shell import BashTool
 
 BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
@@ -538,4 +538,44 @@ async def test_a_merge_strategy_naming_a_program_of_the_work_tree_is_disarmed(
     assert f"kfd moved {state} to {state}.kfd-unsafe" in output and "x/evil" in output, output
     git(repo, "add", "a", check=True)
     git(repo, "-c", "core.editor=true", "cherry-pick" if cherry_pick else "rebase", "--continue")
+    assert not canary.exists()
+
+
+PLANT_BEYOND_THE_WALK = (
+    "mkdir d{{1..25000}} && git init -q vendor/lib && "
+    "git -C vendor/lib config core.fsmonitor 'touch {canary}; false #' && "
+    "echo x > vendor/lib/f && git -C vendor/lib add f && "
+    "git -C vendor/lib -c user.name=t -c user.email=t@t commit -qm x && "
+    "git update-index --add --cacheinfo 160000,$(git -C vendor/lib rev-parse HEAD),vendor/lib"
+    " && echo linked"
+)
+"""A repository with a program in its configuration, a gitlink to it in the top index,
+behind more directories than the walk before each command goes through."""
+
+
+async def test_a_repository_made_beyond_the_walks_bound_is_still_disarmed(
+    repo: Path, canary: Path
+) -> None:
+    commit(repo)
+    output = await run(repo, PLANT_BEYOND_THE_WALK.format(canary=canary))
+    assert "linked" in output, output
+    config = repo / "vendor" / "lib" / ".git" / "config"
+    assert f"kfd moved {config} to {config}.kfd-unsafe" in output, output
+    git(repo, "status")
+    assert not canary.exists()
+
+
+async def test_when_no_walk_can_finish_no_gitlink_is_left_for_the_host_to_enter(
+    repo: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: the index is moved aside, so the host's `git status` enters no
+    repository it cannot have been checked."""
+    commit(repo)
+    monkeypatch.setattr(gitstate, "MAX_WALK_SECONDS", 0.0)
+    output = await run(repo, PLANT_BEYOND_THE_WALK.format(canary=canary))
+    assert "linked" in output, output
+    index = repo / ".git" / "index"
+    assert f"kfd moved {index} to {index}.kfd-unsafe" in output, output
+    assert "look for `.git` directories" in output
+    git(repo, "status")
     assert not canary.exists()
