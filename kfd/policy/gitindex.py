@@ -23,6 +23,7 @@ from kfd.regular import read_regular
 __all__ = [
     "MAX_INDEX_BYTES",
     "Tracked",
+    "canonical",
     "gitlink_names",
     "index_paths",
     "parse_index",
@@ -64,7 +65,7 @@ def read_index(data: bytes) -> Tracked | str:
     """The entries of an index file, or why kfd cannot read it as git reads it: a
     name whose length field and terminating NUL disagree (git goes by the field:
     ``.envQ`` with length 3 is ``.env`` to git), a name git itself would never
-    write (`_canonical`: ``src/../secrets/x``, ``../x``), a directory entry of a
+    write (`canonical`: ``src/../secrets/x``, ``../x``), a directory entry of a
     sparse index, a split index's ``link`` to entries held elsewhere, offset
     tables pointing elsewhere than the entries (`_extensions_agree`)."""
     try:
@@ -114,7 +115,7 @@ def _read_index(data: bytes) -> Tracked | str:
         shown = name.decode("utf-8", "backslashreplace")
         if length != _NAME_MASK and length != len(name):
             return f"the entry {shown!r} has a length git reads otherwise"
-        if not _canonical(name):
+        if not canonical(name):
             return f"the entry {shown!r} is a path git would never write"
         previous = name
         paths.append(name.decode("utf-8", "surrogateescape"))
@@ -130,7 +131,7 @@ _NAME_MASK = 0x0FFF
 _DIRECTORY = 0o040000
 
 
-def _canonical(name: bytes) -> bool:
+def canonical(name: bytes) -> bool:
     """Whether git would have written ``name`` (`verify_path`): relative, no empty,
     ``.`` or ``..`` component, no ``.git`` component in any case. Any other name
     came from a hand-made index, and where git would put it is not what it says."""
@@ -289,7 +290,7 @@ def gitlink_names(data: bytes) -> list[str] | None:
             end = data.find(b"\0", name_at)
             name = data[name_at:end] if end > name_at else b""
             length = flags & _NAME_MASK
-            if name and (length in (_NAME_MASK, len(name))) and _canonical(name):
+            if name and (length in (_NAME_MASK, len(name))) and canonical(name):
                 names.append(name.decode("utf-8", "surrogateescape"))
         at = data.find(_GITLINK_MODE, at + 1)
     return names

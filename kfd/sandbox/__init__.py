@@ -28,16 +28,20 @@ Built on bubblewrap. A confined program sees:
 - what a command leaves in git's state for the host's git to obey, undone
   when it ends (`kfd.sandbox.gitstate`): an index with paths git would
   refuse moved aside, ``exec`` lines of a rebase's to-do list made comments,
-  new names at the top of a git directory removed, the program-running
-  configuration and the hooks of a repository the command created moved
-  aside;
+  links in git's writable state removed (`kfd.sandbox.gitlinks`), a
+  ``MERGE_RR`` or merge strategy naming what git would take out of the work
+  tree moved aside (`kfd.sandbox.gitnames`), new names at the top of a git
+  directory removed, the program-running configuration and the hooks of a
+  repository the command created moved aside (found by a walk to the end,
+  or the index moved aside where none can finish);
 - every repository below the workspace's top (`kfd.sandbox.repositories`)
-  protected the same way, its ``gitdir:`` file read-only, another put in its
-  place removed when the command ends; a workspace too large to walk is
-  read-only;
-- in a home that is in the workspace, every dot-entry at its top and ``~/bin``
-  read-only (the host's configuration; a login shell puts ``~/bin`` on
-  ``PATH``), and a new one removed when the command ends;
+  protected the same way (its ``core.hooksPath`` directories too), its
+  ``gitdir:`` file read-only, another put in its place removed when the
+  command ends; a workspace too large to walk is read-only;
+- in a home that is in the workspace, every dot-entry at its top, ``~/bin``,
+  the directories on the daemon's ``PATH`` and the tool homes of
+  `kfd.sandbox.layout.TOOL_HOMES` read-only (the host's configuration, or
+  programs its shells run), and a new one removed when the command ends;
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;

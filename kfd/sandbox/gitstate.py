@@ -24,6 +24,18 @@ sandbox protected and each repository the command created:
   command left as it found it (`before`) is left alone: the user's own
   rebase, stopped on a conflict the model is asked to fix, keeps its
   ``exec`` lines;
+- **symbolic links in the writable state** (``logs/HEAD``,
+  ``COMMIT_EDITMSG``, ``rebase-merge/message``, ``rr-cache/<id>/postimage``):
+  git never makes one there and follows it, to write or to read; each is
+  removed (`kfd.sandbox.gitlinks`). A link that stood at the top of a git
+  directory when the command started is the user's (never mounted over): one
+  the command re-pointed or replaced is removed (or moved aside, not being a
+  link any more) (`_repointed`);
+- **files that name paths or programs** (``MERGE_RR``'s paths, which
+  rerere writes and reads; a rebase's or cherry-pick's merge strategy, run
+  as ``git merge-<strategy>``): one git would take out of the work tree, or
+  to a program in it, is moved aside (`kfd.sandbox.gitnames`, which lists
+  what else of that state was looked at and why it is harmless);
 - **new names at the top of a protected git directory** that git does not
   record work in (``modules``, ``worktrees``, ``remotes``, anything else):
   moved aside (``modules.kfd-unsafe``: the host's git may have written it
@@ -64,8 +76,8 @@ from collections.abc import Collection, Iterable, Sequence
 from kfd.git import repository
 from kfd.policy import gitconfig
 from kfd.policy.gitindex import read_index
-from kfd.sandbox import hookspath, repositories
-from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, Layout, layout_pruned
+from kfd.sandbox import gitlinks, gitnames, hookspath, repositories
+from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, GitDir, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
 from kfd.sandbox.sweep import reach, sweep
 
@@ -77,6 +89,10 @@ names git never reads."""
 TODO_LISTS = (("rebase-merge", "git-rebase-todo"), ("sequencer", "todo"))
 """The to-do lists ``git rebase --continue``, ``cherry-pick --continue`` and
 ``revert --continue`` carry out, line by line."""
+
+STAMPED = (*TODO_LISTS, *gitnames.STRATEGY_FILES, gitnames.SEQUENCER_OPTIONS)
+"""What of a rebase's or cherry-pick's state is the user's while the command leaves it
+as it was (`before`): the to-do lists, the strategy files."""
 
 EXEC_WORDS = frozenset({b"exec", b"x"})
 """The to-do commands that run a shell command (git matches them in lower case only;
@@ -199,7 +215,7 @@ def before(layout: Layout) -> Before:
         return {}
     found: Before = {}
     for git_dir in layout.git_dirs:
-        for directory, name in TODO_LISTS:
+        for directory, name in STAMPED:
             path = os.path.join(git_dir.path, directory, name)
             stamp = _stamp(path)
             if stamp is not None:
@@ -222,38 +238,134 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
         return []
     root = layout.workspace
     notes: list[str] = []
+    work_trees = {repository.gitdir_of(path): os.path.dirname(path) for path in layout.git_files}
     for git_dir in layout.git_dirs:
         names = _names(git_dir.path, root)
         if names is None:
             continue
+        kept = dict(zip(git_dir.links, git_dir.targets, strict=False))
+        notes += _repointed(git_dir.path, kept, root)
+        notes += gitlinks.remove_links(git_dir.path, root, kept)
         for name in unexpected_entries(git_dir.entries, names):
             path = os.path.join(git_dir.path, name)
             if os.path.islink(path):  # nothing of anyone's in there: gone
                 notes += sweep([(path, REMOVED_ENTRY)], root)
             else:  # perhaps the host's git wrote it meanwhile: kept, where git never looks
                 notes.append(_aside(path, name + ASIDE, root, REMOVED_ENTRY))
-        notes += _check_git_dir(git_dir.path, names, root, started or {})
-    markers = repositories.find(root, layout_pruned(layout)).markers
+        work_tree = work_trees.get(git_dir.path) or _work_tree(git_dir.path)
+        notes += _check_git_dir(git_dir.path, names, root, work_tree, started or {})
     protected = [git_dir.path for git_dir in layout.git_dirs]
-    created = [_git_dirs_of(path, root, protected) for path in new_repositories(layout, markers)]
-    for path in dict.fromkeys(path for paths in created for path in paths):
-        notes += _disarm_repository(path, root)
+    found = repositories.find(root, layout_pruned(layout))
+    if not found.complete:
+        # More directories than a walk before each command goes through: the command
+        # made them, and perhaps a repository among them. Walk them all, for a while.
+        found = repositories.walk_until(root, layout_pruned(layout), MAX_WALK_SECONDS)
+    if not found.complete:
+        return notes + _no_gitlinks(layout.git_dirs, root)
+    markers = found.markers
+    created: dict[str, str] = {}
+    for marker in new_repositories(layout, markers):
+        for path in _git_dirs_of(marker, root, protected):
+            created.setdefault(path, marker)
+    for path, marker in created.items():
+        notes += _disarm_repository(path, root, marker)
+    return notes
+
+
+MAX_WALK_SECONDS = 10.0
+"""How long `undo` walks a workspace a command filled with more directories than
+`kfd.sandbox.repositories.MAX_DIRECTORIES` (once: the next command finds it too large
+and gets it read-only), looking for repositories it created."""
+
+UNWALKED = (
+    "this command left more directories than kfd could look through for repositories it "
+    "created, and your git would enter one through a gitlink the index lists and obey its "
+    "configuration; run `git reset` (what was staged is unstaged) only once you know what "
+    "the command created, and look for `.git` directories first"
+)
+
+
+def _no_gitlinks(git_dirs: Iterable[GitDir], root: str) -> list[str]:
+    """Fail closed where the repositories a command may have created are not known:
+    every protected index moved aside, so that no gitlink it lists leads the host's
+    git into one (``git status`` enters a submodule the index lists, never one only
+    ``HEAD`` does). The rest of each git directory was checked already."""
+    notes = []
+    for git_dir in git_dirs:
+        index = os.path.join(git_dir.path, "index")
+        if os.path.lexists(index):
+            notes.append(_aside(index, "index" + ASIDE, root, UNWALKED))
+    return notes
+
+
+def _work_tree(git_dir: str) -> str | None:
+    """The work tree of the git directory at ``git_dir``, as git finds it: where its
+    ``.git`` is, or a linked worktree's (its ``gitdir`` file names that one's
+    ``.git``); None for a bare repository or one kfd cannot tell."""
+    if os.path.basename(git_dir) == ".git":
+        return os.path.dirname(git_dir)
+    try:
+        with open(os.path.join(git_dir, "gitdir"), encoding="utf-8", errors="replace") as named:
+            marker = named.readline(4096).strip()
+    except OSError:
+        return None
+    return os.path.dirname(marker) if os.path.isabs(marker) else None
+
+
+def _repointed(git_dir: str, kept: dict[str, str], root: str) -> list[str]:
+    """The links at the top of ``git_dir`` when the command started (the user's, never
+    mounted over) that it re-pointed or replaced: git would follow one to what the
+    command chose (a ``config`` of its own). A link is removed; anything else (a
+    name git records work in stays, `kfd.sandbox.gitlinks` looks at it) moved aside."""
+    notes = []
+    for name, target in kept.items():
+        path = os.path.join(git_dir, name)
+        try:
+            now = os.readlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            now = None  # no longer a link
+        if now == target or (now is None and name in GIT_WRITABLE):
+            continue
+        if now is not None:
+            notes += sweep([(path, REMOVED_ENTRY)], root)
+        else:
+            notes.append(_aside(path, name + ASIDE, root, REMOVED_ENTRY))
     return notes
 
 
 def _check_git_dir(
-    path: str, names: Collection[str], root: str, started: Before | None = None
+    path: str,
+    names: Collection[str],
+    root: str,
+    work_tree: str | None,
+    started: Before | None = None,
 ) -> list[str]:
-    """The index and the to-do lists of the git directory at ``path`` (a list as it
-    was when the command ``started`` is left alone)."""
+    """The index, the to-do lists and the files naming paths or programs
+    (`kfd.sandbox.gitnames`) of the git directory at ``path``, whose work tree is
+    ``work_tree`` (a list or strategy as it was when the command ``started`` is left
+    alone)."""
+
+    def changed(state: str) -> bool:
+        return started is None or started.get(state) != _stamp(state)
+
     notes = []
     if "index" in names:
         notes += _check_index(os.path.join(path, "index"), root)
     for directory, name in TODO_LISTS:
         todo = os.path.join(path, directory, name)
-        if directory in names and (started is None or started.get(todo) != _stamp(todo)):
+        if directory in names and changed(todo):
             notes += _check_todo(todo, root)
+    for state, why, entries in gitnames.findings(path, names, work_tree, changed):
+        notes.append(_aside(state, os.path.basename(state) + ASIDE, root, why))
+        for entry in entries:
+            if os.path.lexists(entry):
+                notes.append(_aside(entry, os.path.basename(entry) + ASIDE, root, RERERE))
     return notes
+
+
+RERERE = "the conflict's resolution that a list of conflicts kfd moved aside named"
 
 
 _vetted: dict[str, tuple[int, int, int, int, int]] = {}
@@ -360,13 +472,14 @@ def _git_dirs_of(marker: str, root: str, protected: Sequence[str]) -> list[str]:
     ]
 
 
-def _disarm_repository(git_dir: str, root: str) -> list[str]:
-    """A repository the command created: its configuration moved aside where it runs
-    programs, its hooks moved aside, its index and to-do lists checked."""
+def _disarm_repository(git_dir: str, root: str, marker: str | None = None) -> list[str]:
+    """A repository the command created (found by ``marker``, its ``.git`` or the bare
+    directory): its configuration moved aside where it runs programs, its hooks moved
+    aside, its links removed, its index, to-do lists and other state checked."""
     names = _names(git_dir, root)
     if names is None:
         return []
-    notes = []
+    notes = gitlinks.remove_links(git_dir, root)
     for name in ("config", "config.worktree"):
         keys = _config_keys(os.path.join(git_dir, name)) if name in names else []
         if keys:
@@ -375,7 +488,9 @@ def _disarm_repository(git_dir: str, root: str) -> list[str]:
     if "hooks" in names and _real_hooks(os.path.join(git_dir, "hooks")):
         why = "they would run at the host's next git command there"
         notes.append(_aside(os.path.join(git_dir, "hooks"), "hooks" + ASIDE, root, why))
-    return notes + _check_git_dir(git_dir, names, root)
+    at_marker = marker is not None and os.path.basename(marker) == ".git"
+    work_tree = os.path.dirname(marker) if marker and at_marker else _work_tree(git_dir)
+    return notes + _check_git_dir(git_dir, names, root, work_tree)
 
 
 def _config_keys(path: str) -> list[str]:

@@ -7,6 +7,10 @@ workspace, that directory is as writable as any other unless the sandbox
 makes it read-only; where it does not exist yet, a command may not leave it
 behind (`kfd.sandbox.sweep`).
 
+Every protected repository's are: the workspace's own and each one below it
+(`kfd.sandbox.layout`), a relative value of the user's taken from each work
+tree (``.githooks`` is ``clones/app/.githooks`` for ``git -C clones/app``).
+
 The configuration is read with kfd's own parser (`kfd.policy.gitconfig`),
 never by running git. Every value found is protected, whichever file git
 would let win: protecting one more directory costs a bind mount; missing

@@ -105,6 +105,25 @@ dot-entries: Debian's and Ubuntu's ``~/.profile`` put ``~/bin`` first on ``PATH`
 the next login shell runs what is there before ``/usr/bin``."""
 
 
+TOOL_HOMES = (
+    "miniconda3",
+    "anaconda3",
+    "miniforge3",
+    "mambaforge",
+    "micromamba",
+    "perl5/bin",
+    "go/bin",
+)
+"""Directories of a home whose programs the host's shells run although they are no
+dot-entries, and that may be off the daemon's ``PATH`` (it was started from another
+shell, or a service): ``conda init`` makes every interactive shell run
+``miniconda3/bin/conda`` and source ``etc/profile.d/conda.sh``, then puts
+``miniconda3/bin`` (and ``condabin``) first on ``PATH``; ``local::lib`` puts
+``perl5/bin``, and Go's installer ``go/bin``, there from ``~/.profile`` or
+``~/.bashrc``. Only a list can name them: the shell that reads those files is not
+kfd's. Read-only where they exist; one a command creates is removed when it ends."""
+
+
 def is_home_configuration(name: str) -> bool:
     """Whether entry ``name`` at the top of a home is the host's configuration: a
     dot-entry, or one of `HOME_PROGRAMS`."""
@@ -141,6 +160,9 @@ class GitDir(msgspec.Struct, frozen=True):
     """Top-level names that are symbolic links (a command may plant them): never
     mounted over, since a bind follows a link, on the host for its source and in
     the sandbox for its target, and would bring back what is hidden (``~/.ssh``)."""
+    targets: tuple[str, ...] = ()
+    """Where each of `links` leads (as ``readlink`` says), in the same order: one a
+    command re-pointed is not the user's any more (`kfd.sandbox.gitstate`)."""
 
 
 MarkerKind = Literal["repository", "gitfile", "blocked", "none"]
@@ -204,6 +226,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     home: str = ""
     """``$HOME`` when it is in a writable workspace: its dot-entries are the host's
     configuration (`home_entries`)."""
+    program_dirs: tuple[str, ...] = ()
+    """The directories of `home` whose programs the host's shells run
+    (`program_directories`): read-only where they exist, swept where not."""
     home_entries: tuple[str, ...] = ()
     """The configuration entries at the top of `home` when the command starts
     (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
@@ -292,7 +317,8 @@ def gather(
     if not nested.complete:
         return msgspec.structs.replace(layout, writable=False, incomplete=True)
     facts = _workspace_facts(Path(root), home, found, entries, hidden, environ)
-    return msgspec.structs.replace(layout, **{**facts, **_nested_facts(root, nested, facts)})
+    nested_facts = _nested_facts(root, nested, facts, home, environ)
+    return msgspec.structs.replace(layout, **{**facts, **nested_facts})
 
 
 def home_entries(home: str, root: str) -> tuple[str, ...]:
@@ -326,37 +352,54 @@ def layout_pruned(layout: Layout) -> tuple[str, ...]:
 
 
 def _nested_facts(
-    root: str, nested: repositories.Found, facts: Mapping[str, object]
+    root: str,
+    nested: repositories.Found,
+    facts: Mapping[str, object],
+    home: str,
+    environ: Mapping[str, str],
 ) -> dict[str, object]:
     """The protections of the repositories below the workspace's top: each git
     directory as the top one's, each ``gitdir:`` file read-only with the git
-    directory it names when that lies in the workspace."""
+    directory it names when that lies in the workspace, and the hooks directories
+    ``core.hooksPath`` names for each (its own configuration's, or the user's
+    relative value taken from its work tree) read-only as the top one's."""
     git_dirs = list(facts["git_dirs"])  # type: ignore[call-overload]
     swept = list(facts["swept"])  # type: ignore[call-overload]
+    rc_files = list(facts["rc_files"])  # type: ignore[call-overload]
+    hooks = list(facts["hooks_dirs"])  # type: ignore[call-overload]
     known = {git_dir.path for git_dir in git_dirs}
     git_files: list[str] = []
+    work_trees: list[tuple[str, str]] = []
 
-    def protect(path: str) -> None:
+    def protect(path: str, work_tree: str) -> None:
         if path not in known and not any(_under(path, other) for other in known):
             known.add(path)
             git_dirs.append(_git_dir(path, swept))
+            work_trees.append((work_tree, path))
 
     for path, _inode in nested.markers:
         if os.path.basename(path) != ".git":
-            protect(path)  # shaped like a bare repository
+            protect(path, path)  # shaped like a bare repository: hooks run in it
         elif os.path.islink(path):
             continue  # what it leads to, when in the workspace, is found where it is
         elif os.path.isdir(path):
             if repository.is_marker(Path(path)):
-                protect(path)
+                protect(path, os.path.dirname(path))
         elif repository.is_marker(Path(path)):
             git_files.append(path)
             target = repository.gitdir_of(path)
             if target and _under(target, root) and os.path.isdir(target):
-                protect(target)
+                protect(target, os.path.dirname(path))
+    for work_tree, git_dir in work_trees:
+        for path in _named_hooks(root, home, environ, work_tree, [git_dir], known):
+            if path not in hooks:
+                hooks.append(path)
+                _protect(path, root, rc_files, swept, missing=True)
     return {
         "git_dirs": tuple(git_dirs),
         "swept": tuple(swept),
+        "rc_files": tuple(dict.fromkeys(rc_files)),
+        "hooks_dirs": tuple(hooks),
         "markers": nested.markers,
         "git_files": tuple(git_files),
     }
@@ -409,6 +452,7 @@ def _workspace_facts(
     hooks = _hooks_dirs(top, home, found, environ)
     for path in hooks:
         _protect(path, top, rc_files, swept, missing=True)
+    programs: list[str] = []
     if home_names is not None:
         # The host's configuration: read-only, but what is hidden (a tmpfs already).
         covered = {path for path, _ in hidden}
@@ -416,6 +460,9 @@ def _workspace_facts(
             path = os.path.join(home, name)
             if path not in covered:
                 _protect(path, top, rc_files, swept, missing=False)
+        programs = program_directories(top, home, environ)
+        for path in programs:
+            _protect(path, top, rc_files, swept, missing=True)
     kfd = os.path.join(top, ".kfd")
     kfd_link = ".kfd" in names and os.path.islink(kfd)
     if kfd_link:
@@ -432,7 +479,25 @@ def _workspace_facts(
         "home": home if home_names is not None else "",
         "home_entries": home_names or (),
         "hooks_dirs": hooks,
+        "program_dirs": tuple(programs),
     }
+
+
+def program_directories(top: str, home: str, environ: Mapping[str, str]) -> list[str]:
+    """The directories of a home in the workspace at ``top`` whose programs the host's
+    shells run: each on the daemon's ``PATH`` (its shells' ``PATH`` too, most
+    likely) and each of `TOOL_HOMES`. Not those in a dot-entry of the home (the
+    host's configuration already) nor the home itself."""
+    found: dict[str, None] = {}
+    listed = (p for p in environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p))
+    named = (os.path.join(home, name) for name in TOOL_HOMES)
+    for path in (*(os.path.realpath(p) for p in listed), *named):
+        if path == home or not _under(path, home) or not _under(path, top):
+            continue
+        first = os.path.relpath(path, home).split(os.sep, 1)[0]
+        if not is_home_configuration(first):
+            found[path] = None
+    return [path for path in found if not any(_under(path, o) for o in found if o != path)]
 
 
 def _hooks_dirs(
@@ -446,14 +511,30 @@ def _hooks_dirs(
     work_tree, git_dirs = top, []
     if isinstance(found, repository.Repository):
         work_tree, git_dirs = str(found.root), [str(found.common_dir), str(found.git_dir)]
+    return tuple(_named_hooks(top, home, environ, work_tree, git_dirs, ()))
+
+
+def _named_hooks(
+    top: str,
+    home: str,
+    environ: Mapping[str, str],
+    work_tree: str,
+    git_dirs: Sequence[str],
+    protected: Collection[str],
+) -> list[str]:
+    """The directories in the workspace at ``top`` that ``core.hooksPath`` names for the
+    repository with ``work_tree`` and ``git_dirs`` (the user's files and its own). One
+    inside a git directory (a ``.git``, or one of ``protected``) is that directory's
+    to protect (`_git_dir`)."""
     files = hookspath.configuration_files(home, environ, dict.fromkeys(git_dirs))
-    named = hookspath.hooks_directories(work_tree, files, home)
-    # One inside a git directory is that directory's to protect (`_git_dir`).
-    return tuple(
+    return [
         path
-        for path in named
-        if path != top and _under(path, top) and f"{os.sep}.git{os.sep}" not in path + os.sep
-    )
+        for path in hookspath.hooks_directories(work_tree, files, home)
+        if path != top
+        and _under(path, top)
+        and f"{os.sep}.git{os.sep}" not in path + os.sep
+        and not any(_under(path, other) for other in protected)
+    ]
 
 
 def _git_dir(path: str, swept: list[str]) -> GitDir:
@@ -463,13 +544,21 @@ def _git_dir(path: str, swept: list[str]) -> GitDir:
         entries = ()
     swept.extend(os.path.join(path, name) for name in SWEPT_IN_GIT_DIR if name not in entries)
     links = tuple(name for name in entries if os.path.islink(os.path.join(path, name)))
+    targets = tuple(_readlink(os.path.join(path, name)) for name in links)
     try:
         listed = "hooks" in entries and "hooks" not in links
         hooks = os.listdir(os.path.join(path, "hooks")) if listed else []
     except OSError:
         hooks = []
     real = any(not name.endswith(".sample") for name in hooks)
-    return GitDir(path, entries, real, links)
+    return GitDir(path, entries, real, links, targets)
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 def _holds_something(path: str) -> bool:

@@ -33,6 +33,7 @@ import errno
 import os
 import struct
 import threading
+import time
 from collections.abc import Collection, Iterator
 from typing import NamedTuple
 
@@ -57,13 +58,33 @@ class Found(NamedTuple):
 class _Walk:
     """One walk's state: the markers found, the directories walked (and their watches)."""
 
-    def __init__(self, root: str, prune: Collection[str], watch: _Inotify | None) -> None:
+    def __init__(
+        self,
+        root: str,
+        prune: Collection[str],
+        watch: _Inotify | None,
+        limit: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.root = root
         self.prune = frozenset(prune)
         self.watch = watch
+        self.limit = MAX_DIRECTORIES if limit is None else limit
+        self.deadline = deadline
         self.markers: dict[str, int] = {}
         self.walked = 0
         self.complete = True
+
+    def _stopped(self) -> bool:
+        """Whether the walk must end here: its bound reached, or its deadline passed
+        (looked at every 256 directories)."""
+        if self.walked >= self.limit:
+            return True
+        return (
+            self.deadline is not None
+            and self.walked % 256 == 0
+            and time.monotonic() > self.deadline
+        )
 
     def walk(self, top: str) -> None:
         """Walk ``top`` and everything below it, breadth first (the repositories near
@@ -71,7 +92,7 @@ class _Walk:
         pending = collections.deque([(top, 0)])
         while pending:
             directory, inode = pending.popleft()
-            if self.walked >= MAX_DIRECTORIES:
+            if self._stopped():
                 self.complete = False
                 return
             self.walked += 1
@@ -100,6 +121,14 @@ class _Walk:
 def walk(root: str, prune: Collection[str] = ()) -> Found:
     """The repositories below ``root`` (a real path), never entering ``prune``."""
     state = _Walk(root, prune, None)
+    state.walk(root)
+    return state.found()
+
+
+def walk_until(root: str, prune: Collection[str], seconds: float) -> Found:
+    """`walk` with no bound on the directories but a time: complete if it ended
+    within ``seconds``."""
+    state = _Walk(root, prune, None, limit=2**62, deadline=time.monotonic() + seconds)
     state.walk(root)
     return state.found()
 

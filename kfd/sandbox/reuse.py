@@ -79,6 +79,7 @@ def gather(
         tuple(program),
         environ.get("HOME", ""),
         environ.get("XDG_RUNTIME_DIR", ""),
+        environ.get("PATH", ""),
         *(os.environ.get(name, "") for name in ("HOME", *facts.XDG_VARIABLES)),
     )
     with _lock:
@@ -192,6 +193,11 @@ def _extra(
     watched += hookspath.configuration_files(home, environ, (g.path for g in layout.git_dirs))
     for path in layout.hooks_dirs:
         watched += [path, os.path.dirname(path)]
+    # Directories of programs a home's shells run: one installed since must be
+    # read-only, not swept.
+    if layout.home:
+        for path in facts.program_directories(root, layout.home, environ):
+            watched += [path, os.path.dirname(path)]
     for path in (layout.cache_home, layout.runtime_dir):
         if path:
             watched.append(path)

@@ -31,6 +31,9 @@ INSTRUCTIONS = (
     "write one (writing it yourself asks)"
 )
 HOOKS = "git on the host runs what is in a hooks directory (core.hooksPath names it)"
+PROGRAMS = (
+    "your shells run programs from there (it is on PATH, or a tool's start-up code puts it there)"
+)
 LINKED = (
     "this command put it where a directory kfd protected was (a link could lead git, or "
     "kfd's own clean-up, anywhere)"
@@ -87,6 +90,8 @@ def _why_swept(path: str, layout: Layout) -> str:
         return INSTRUCTIONS
     if path in layout.hooks_dirs:
         return HOOKS
+    if path in layout.program_dirs:
+        return PROGRAMS
     return REDIRECTS
 
 

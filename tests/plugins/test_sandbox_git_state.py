@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import struct
 import subprocess
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
-from kfd.sandbox import probe
+from kfd.sandbox import gitstate, probe
 from kfd_shell import BashTool
 
 BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
@@ -73,6 +74,11 @@ def login_shell(home: Path) -> None:
     """The host's next login shell (Debian's ~/.profile) runs git."""
     environment = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
     subprocess.run(["bash", "-lc", "git --version"], env=environment, capture_output=True)
+
+
+def interactive_shell(home: Path, path: str) -> None:
+    """The host's next shell, with what its start-up files put on PATH, runs git."""
+    subprocess.run(["git", "--version"], env={"HOME": str(home), "PATH": path}, check=False)
 
 
 @pytest.fixture
@@ -331,4 +337,245 @@ async def test_a_repository_a_command_creates_cannot_name_hooks_of_the_work_tree
     assert "made" in output and "core.hooksPath" in output, output
     git(workspace, "add", "a")
     git(workspace, "commit", "-qm", "a")
+    assert not canary.exists()
+
+
+async def test_the_hooks_directory_of_a_nested_repository_is_read_only(
+    repo: Path, canary: Path, private_home: Path
+) -> None:
+    """clones/app names `.husky` in its own configuration, and the user's relative
+    `.githooks` applies there too: `git -C clones/app commit` on the host runs them."""
+    commit(repo)
+    app = repo / "clones" / "app"
+    app.mkdir(parents=True)
+    git(app, "init", "-q", check=True)
+    commit(app)
+    git(app, "config", "core.hooksPath", ".husky", check=True)
+    (app / ".husky").mkdir()
+    (private_home / ".gitconfig").write_text("[core]\n\thooksPath = .githooks\n")
+    hook = f"#!/bin/sh\\ntouch {canary}\\n"
+    output = await run(
+        repo,
+        f"printf '{hook}' > clones/app/.husky/pre-commit; chmod +x clones/app/.husky/pre-commit;"
+        f" mkdir -p clones/app/.githooks && printf '{hook}' > clones/app/.githooks/pre-commit"
+        " && chmod +x clones/app/.githooks/pre-commit; echo tried",
+    )
+    assert "tried" in output and "Read-only file system" in output, output
+    assert f"kfd removed {app / '.githooks'}" in output, output
+    assert not (app / ".husky" / "pre-commit").exists()
+    (app / "b").write_text("b\n")
+    git(app, "add", "b")
+    git(app, "commit", "-qm", "b")
+    git(app, "config", "--unset", "core.hooksPath", check=True)
+    git(app, "commit", "--allow-empty", "-qm", "c")
+    assert not canary.exists()
+
+
+async def test_program_directories_of_a_home_workspace_are_read_only(
+    private_home: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conda init` puts ~/miniconda3/bin first on an interactive shell's PATH, Go's
+    installer ~/go/bin, and whatever else is on the daemon's PATH is on the host
+    shells' too: a planted `git` there runs at the user's next `git`."""
+    home = private_home
+    git(home, "init", "-q", check=True)
+    (home / "miniconda3" / "bin").mkdir(parents=True)
+    (home / "tools" / "bin").mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{home / 'tools' / 'bin'}:{os.environ['PATH']}")
+    plant = f"printf '#!/bin/sh\\ntouch {canary}\\n' > {{0}}/git; chmod +x {{0}}/git"
+    output = await run(
+        home,
+        "; ".join(plant.format(d) for d in ("miniconda3/bin", "tools/bin"))
+        + f"; mkdir -p go/bin; {plant.format('go/bin')}; echo tried",
+    )
+    assert "tried" in output and "Read-only file system" in output, output
+    assert f"kfd removed {home / 'go' / 'bin'}" in output and "on PATH" in output, output
+    for directory in ("miniconda3/bin", "tools/bin", "go/bin"):
+        assert not (home / directory / "git").exists(), directory
+    shell = f"{home / 'go' / 'bin'}:{home / 'miniconda3' / 'bin'}:{home / 'tools' / 'bin'}:/usr/bin"
+    interactive_shell(home, shell)
+    assert not canary.exists()
+
+
+async def test_links_a_command_leaves_in_git_state_are_removed_before_git_follows_them(
+    repo: Path, private_home: Path
+) -> None:
+    """The host's git appends to logs/HEAD and writes COMMIT_EDITMSG through a link:
+    a branch name becomes a line of ~/.bashrc, a message overwrites it."""
+    commit(repo)
+    bashrc = private_home / ".bashrc"
+    bashrc.write_text("# mine\n")
+    output = await run(
+        repo,
+        f"ln -sf {bashrc} .git/logs/HEAD && ln -sf {bashrc} .git/COMMIT_EDITMSG && "
+        f"mkdir -p .git/logs/refs/heads/deep && ln -s {bashrc} .git/logs/refs/heads/deep/x && "
+        f"ln -s {bashrc} .git/refs/heads/y && echo linked",
+    )
+    assert "linked" in output, output
+    for name in ("logs/HEAD", "COMMIT_EDITMSG", "logs/refs/heads/deep/x", "refs/heads/y"):
+        assert f"kfd removed {repo / '.git' / name}, a symbolic link" in output, output
+    git(repo, "checkout", "-q", "-b", "fix;touch${IFS}/tmp/x;#", check=True)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "msg", check=True)
+    assert bashrc.read_text() == "# mine\n"
+
+
+async def test_a_rebase_message_linked_to_a_key_is_never_committed(
+    repo: Path, private_home: Path
+) -> None:
+    """A rebase stopped on a conflict for the model to fix: a command links its
+    message to ~/.ssh/id_rsa, which `git rebase --continue` would commit."""
+    commit(repo)
+    key = private_home / ".ssh" / "id_rsa"
+    key.parent.mkdir()
+    key.write_text("CANARY-KEY-91aa\n")
+    git(repo, "checkout", "-q", "-b", "topic", check=True)
+    (repo / "a").write_text("topic\n")
+    git(repo, "commit", "-qam", "topic", check=True)
+    git(repo, "checkout", "-q", "-", check=True)
+    (repo / "a").write_text("main\n")
+    git(repo, "commit", "-qam", "main", check=True)
+    git(repo, "checkout", "-q", "topic", check=True)
+    assert git(repo, "rebase", "-m", "-").returncode != 0  # stopped on the conflict
+    message = repo / ".git" / "rebase-merge" / "message"
+    assert message.exists()
+    output = await run(repo, f"ln -sf {key} .git/rebase-merge/message && echo fixed > a")
+    assert f"kfd removed {message}, a symbolic link" in output, output
+    git(repo, "add", "a", check=True)
+    git(repo, "-c", "core.editor=true", "rebase", "--continue")
+    assert "CANARY-KEY" not in git(repo, "log", "--format=%B", check=True).stdout
+
+
+async def test_a_link_of_the_users_at_the_top_of_the_git_directory_cannot_be_repointed(
+    repo: Path, canary: Path
+) -> None:
+    """`.git/config` a link of the user's (never mounted over, since a bind follows
+    it): a command that points it at a configuration of its own would run a program
+    at the host's next `git status`."""
+    commit(repo)
+    (repo / ".git" / "config").rename(repo / ".git" / "config.real")
+    (repo / ".git" / "config").symlink_to("config.real")
+    output = await run(
+        repo,
+        f"printf '[core]\\n\\tfsmonitor = \"touch {canary}; false\"\\n' > evil && "
+        "ln -sfn ../evil .git/config && echo pointed",
+    )
+    assert "pointed" in output and f"kfd removed {repo / '.git' / 'config'}" in output, output
+    git(repo, "status")
+    assert not canary.exists()
+
+
+def stopped_on_a_conflict(repo: Path, *, cherry_pick: bool = False) -> None:
+    """A rebase (or a cherry-pick) of two commits, stopped on the first's conflict,
+    for the model to fix: `--continue` picks the second with the recorded strategy."""
+    commit(repo)
+    git(repo, "checkout", "-q", "-b", "topic", check=True)
+    (repo / "a").write_text("topic\n")
+    git(repo, "commit", "-qam", "topic", check=True)
+    (repo / "b").write_text("b\n")
+    git(repo, "add", "b", check=True)
+    git(repo, "commit", "-qm", "b", check=True)
+    git(repo, "checkout", "-q", "-", check=True)
+    (repo / "a").write_text("main\n")
+    git(repo, "commit", "-qam", "main", check=True)
+    if cherry_pick:
+        assert git(repo, "cherry-pick", "topic~1", "topic").returncode != 0
+    else:
+        git(repo, "checkout", "-q", "topic", check=True)
+        assert git(repo, "rebase", "-m", "-").returncode != 0
+
+
+async def test_rerere_state_naming_paths_out_of_the_work_tree_is_moved_aside(
+    repo: Path, private_home: Path
+) -> None:
+    """MERGE_RR names a path rerere records at the host's next `git commit`: the
+    key is copied into rr-cache/<id>/postimage, for the next command to read."""
+    commit(repo)
+    key = private_home / ".ssh" / "id_rsa"
+    key.parent.mkdir()
+    key.write_text("CANARY-KEY-77bb\n")
+    entry = "a" * 40
+    outside = os.path.relpath(key, repo)
+    output = await run(
+        repo,
+        f"mkdir -p .git/rr-cache/{entry} && printf '{entry}\\t{outside}\\0' > .git/MERGE_RR"
+        " && echo planted",
+    )
+    merge_rr = repo / ".git" / "MERGE_RR"
+    assert f"kfd moved {merge_rr} to {merge_rr}.kfd-unsafe" in output, output
+    assert f"{repo / '.git' / 'rr-cache' / entry}.kfd-unsafe" in output, output
+    git(repo, "commit", "-q", "--allow-empty", "-m", "x")
+    assert "CANARY-KEY" not in await run(repo, "cat .git/rr-cache/*/postimage* 2>&1; echo")
+    # A canonical path through a link of the work tree leads there just as well.
+    output = await run(
+        repo,
+        f"ln -s {key.parent} keys && mkdir -p .git/rr-cache/{entry} && "
+        f"printf '{entry}\\tkeys/id_rsa\\0' > .git/MERGE_RR && echo planted",
+    )
+    assert "leads through a link" in output, output
+    git(repo, "commit", "-q", "--allow-empty", "-m", "y")
+    assert "CANARY-KEY" not in await run(repo, "cat .git/rr-cache/*/postimage* 2>&1; echo")
+
+
+@pytest.mark.parametrize("cherry_pick", [False, True], ids=["rebase", "cherry-pick"])
+async def test_a_merge_strategy_naming_a_program_of_the_work_tree_is_disarmed(
+    repo: Path, canary: Path, cherry_pick: bool
+) -> None:
+    """`git merge-x/evil` runs ./git-merge-x/evil: the strategy of a stopped rebase
+    (rebase-merge/strategy) or cherry-pick (sequencer/opts) names it."""
+    stopped_on_a_conflict(repo, cherry_pick=cherry_pick)
+    plant = (
+        "mkdir -p git-merge-x && "
+        f"printf '#!/bin/sh\\ntouch {canary}\\n' > git-merge-x/evil && chmod +x git-merge-x/evil"
+    )
+    if cherry_pick:
+        state = repo / ".git" / "sequencer" / "opts"
+        record = "printf '[options]\\n\\tstrategy = x/evil\\n' >> .git/sequencer/opts"
+    else:
+        state = repo / ".git" / "rebase-merge" / "strategy"
+        record = "echo x/evil > .git/rebase-merge/strategy"
+    output = await run(repo, f"{plant} && {record} && echo fixed > a && echo planted")
+    assert "planted" in output, output
+    assert f"kfd moved {state} to {state}.kfd-unsafe" in output and "x/evil" in output, output
+    git(repo, "add", "a", check=True)
+    git(repo, "-c", "core.editor=true", "cherry-pick" if cherry_pick else "rebase", "--continue")
+    assert not canary.exists()
+
+
+PLANT_BEYOND_THE_WALK = (
+    "mkdir d{{1..25000}} && git init -q vendor/lib && "
+    "git -C vendor/lib config core.fsmonitor 'touch {canary}; false #' && "
+    "echo x > vendor/lib/f && git -C vendor/lib add f && "
+    "git -C vendor/lib -c user.name=t -c user.email=t@t commit -qm x && "
+    "git update-index --add --cacheinfo 160000,$(git -C vendor/lib rev-parse HEAD),vendor/lib"
+    " && echo linked"
+)
+"""A repository with a program in its configuration, a gitlink to it in the top index,
+behind more directories than the walk before each command goes through."""
+
+
+async def test_a_repository_made_beyond_the_walks_bound_is_still_disarmed(
+    repo: Path, canary: Path
+) -> None:
+    commit(repo)
+    output = await run(repo, PLANT_BEYOND_THE_WALK.format(canary=canary))
+    assert "linked" in output, output
+    config = repo / "vendor" / "lib" / ".git" / "config"
+    assert f"kfd moved {config} to {config}.kfd-unsafe" in output, output
+    git(repo, "status")
+    assert not canary.exists()
+
+
+async def test_when_no_walk_can_finish_no_gitlink_is_left_for_the_host_to_enter(
+    repo: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: the index is moved aside, so the host's `git status` enters no
+    repository it cannot have been checked."""
+    commit(repo)
+    monkeypatch.setattr(gitstate, "MAX_WALK_SECONDS", 0.0)
+    output = await run(repo, PLANT_BEYOND_THE_WALK.format(canary=canary))
+    assert "linked" in output, output
+    index = repo / ".git" / "index"
+    assert f"kfd moved {index} to {index}.kfd-unsafe" in output, output
+    assert "look for `.git` directories" in output
+    git(repo, "status")
     assert not canary.exists()

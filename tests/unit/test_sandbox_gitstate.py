@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kfd.sandbox import gitstate, hookspath
+from kfd.sandbox import gitnames, gitstate, hookspath
 
 
 def _index(repo: Path) -> bytes:
@@ -159,3 +159,32 @@ def test_every_hooks_directory_core_hooks_path_names_is_found_where_git_finds_it
         str(work), [*files, str(tmp_path / "repo.config"), str(tmp_path / "none")], str(home)
     )
     assert found[-3:] == [str(work / ".husky" / "_"), str(home / "hooks"), str(work / ".githooks")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a" * 40 + b"\t../../.bashrc\0",
+        b"a" * 40 + b".1\t.git/hooks/pre-commit\0",
+        b"a" * 40 + b"\t/etc/passwd\0",
+        b"../x\tfile\0",
+        b"a" * 40 + b"\tfile",
+    ],
+)
+def test_a_list_of_conflicts_naming_a_path_git_would_refuse_is_refused(data: bytes) -> None:
+    assert gitnames.merge_rr_refusal(data)[0] is not None
+
+
+def test_a_list_of_conflicts_git_wrote_is_accepted_with_its_ids() -> None:
+    data = b"a" * 40 + b"\tsrc/x.c\0" + b"b" * 40 + b".2\tREADME\0"
+    assert gitnames.merge_rr_refusal(data) == (None, ["a" * 40, "b" * 40])
+
+
+@pytest.mark.parametrize("strategy", ["x/evil", "./evil", "/usr/bin/evil"])
+def test_a_strategy_naming_a_path_is_refused(strategy: str) -> None:
+    assert gitnames.strategy_refusal(strategy) is not None
+
+
+@pytest.mark.parametrize("strategy", ["ort", "recursive", "octopus", "resolve", "subtree"])
+def test_a_plain_strategy_is_accepted(strategy: str) -> None:
+    assert gitnames.strategy_refusal(strategy) is None
