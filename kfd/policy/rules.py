@@ -68,6 +68,8 @@ __all__ = [
 
 MAX_RULE_CHARS = 64 * 1024
 """Longer rule text is refused (a command rule holds a whole command line)."""
+MAX_PATH_RULE_CHARS = 4096
+"""Longer path patterns are refused (no path is longer; compiling one costs time)."""
 
 Decision = Literal["allow", "ask", "deny"]
 
@@ -141,6 +143,15 @@ def parse_rule(text: str) -> Rule:
         raise RuleError(f"{_short(text)!r}: the specifier in the parentheses is empty")
     if spec is not None and match.group("tool") == "bash" and command_pattern(spec) is None:
         raise RuleError(f"{_short(text)!r}: the command has unbalanced quotes")
+    if spec is not None and match.group("tool") != "bash" and not spec.startswith("domain:"):
+        # A path pattern: checked here, where a bad one is a config error to fix,
+        # not at every decision of the workspace it applies in.
+        if len(spec) > MAX_PATH_RULE_CHARS:
+            raise RuleError(f"a path rule is at most {MAX_PATH_RULE_CHARS} characters")
+        try:
+            glob_regex(_anchor(spec, "/", "/")[1])
+        except ValueError as exc:
+            raise RuleError(f"{_short(text)!r}: {exc}") from exc
     return Rule(stripped, match.group("tool"), spec)
 
 

@@ -272,3 +272,19 @@ def test_a_matcher_that_remembers_what_it_matched_agrees_path_after_path(
         path = "/" + "/".join(parts)
         expected = any(path_match(spec, path, "/ws", "/home/u") for spec in specs)
         assert matcher(path) is expected, path
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("read(a\\)", "ends with an escaping backslash"),
+        ("edit(src/x\\)", "ends with an escaping backslash"),
+        (f"read({'a' * 5000})", "a path rule is at most"),
+    ],
+)
+def test_a_path_rule_no_decision_could_match_is_refused_when_read(text: str, why: str) -> None:
+    """Checked where the config is read (the file asks until it is fixed), not at each
+    decision of the workspace, where it made every call fail."""
+    with pytest.raises(RuleError, match=why):
+        parse_rule(text)
+    assert parse_rule("read(a\\\\)").spec == "a\\\\"  # an escaped backslash is a name
