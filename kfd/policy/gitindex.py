@@ -210,10 +210,7 @@ def index_paths(workspace: str) -> Tracked | None:
         data = read_regular(index, MAX_INDEX_BYTES)
     except (OSError, ValueError):
         return None
-    try:
-        return parse_index(data)
-    except (struct.error, IndexError):
-        return None
+    return parse_index(data)
 
 
 def submodule_checkouts(top: str) -> list[str] | None:
@@ -275,10 +272,7 @@ def gitlink_names(data: bytes) -> list[str] | None:
     if signature != b"DIRC" or version not in (2, 3, 4):
         return None
     if version == 4:
-        try:
-            tracked = parse_index(data)
-        except (struct.error, IndexError):
-            return None
+        tracked = parse_index(data)  # never raises: `read_index` says why it cannot
         return None if tracked is None else tracked.submodules
     names: list[str] = []
     at = data.find(_GITLINK_MODE, _HEADER.size)
