@@ -11,13 +11,9 @@ import struct
 import subprocess
 from pathlib import Path
 
-from kfd.api import PolicyRequest
 from kfd.policy.defaults import builtin_rules
-from kfd.policy.engine import decide_facts
-from kfd.policy.facts import CallFacts
-from kfd.policy.gate import restricted_matcher
 from kfd.policy.gitindex import gitlink_names, parse_index
-from kfd.policy.line_facts import line_facts
+from kfd.testing.decide import decide_line
 
 _HASH = 20
 
@@ -57,21 +53,7 @@ def _rewrite(repo: Path, change: bytes, to: bytes, *, length: int | None = None)
 
 def _plan(repo: Path, line: str) -> str:
     """The built-in rules' decision on ``line`` in plan mode."""
-    rules = builtin_rules()
-    request = PolicyRequest(
-        session_id="s",
-        tool="bash",
-        arguments={"command": line},
-        read_only=False,
-        edits_files=False,
-        workspace=str(repo),
-        mode="plan",
-    )
-    matcher = restricted_matcher(rules, str(repo), "/nonexistent-home")
-    facts = line_facts(line, str(repo), restricted=matcher, home="/nonexistent-home")
-    return decide_facts(
-        CallFacts(request=request, rules=rules, line=facts, home="/nonexistent-home")
-    ).decision
+    return decide_line(repo, line, "plan", builtin_rules())
 
 
 def test_a_name_whose_length_field_says_less_is_read_as_git_reads_it(tmp_path: Path) -> None:

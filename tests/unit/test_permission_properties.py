@@ -16,15 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kfd.api import PolicyRequest
 from kfd.config import PermissionsConfig
 from kfd.policy.defaults import builtin_rules
-from kfd.policy.engine import decide_facts
-from kfd.policy.facts import CallFacts
-from kfd.policy.gate import restricted_matcher
-from kfd.policy.line_facts import line_facts
 from kfd.policy.rulebook import configured
 from kfd.protocol import MODES, Mode
+from kfd.testing.decide import decide_line
 
 ALLOWED = [
     "git status",
@@ -234,24 +230,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def decision(workspace: Path, line: str, mode: Mode) -> str:
-    request = PolicyRequest(
-        session_id="s",
-        tool="bash",
-        arguments={"command": line},
-        read_only=False,
-        edits_files=False,
-        workspace=str(workspace),
-        mode=mode,
-        session_rule=f"bash({line})",
-    )
-    matcher = restricted_matcher(SOURCES, str(workspace), "/nonexistent-home")
-    facts = CallFacts(
-        request=request,
-        rules=SOURCES,
-        line=line_facts(line, str(workspace), restricted=matcher),
-        home="/nonexistent-home",
-    )
-    return decide_facts(facts).decision
+    return decide_line(workspace, line, mode, SOURCES, session_rule=f"bash({line})")
 
 
 def test_the_parts_alone_are_decided_as_expected(workspace: Path) -> None:
