@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from kfd.git import repository
+from kfd.policy.hookspath import guarded, hooks_path
 from kfd.policy.stamped import Kept
 from kfd.regular import read_regular
 
@@ -39,6 +40,7 @@ __all__ = [
     "config_files",
     "file_entries",
     "hooks_directories",
+    "hooks_path_values",
     "repository_keys",
     "running_keys",
     "user_named_files",
@@ -46,6 +48,8 @@ __all__ = [
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """A larger configuration file is not read (it is reported as unreadable)."""
+
+_HOOKS_PATH = "core.hookspath"
 
 _RUNS = re.compile(
     # Programs git runs: on read-only commands (fsmonitor, textconv, filters, ...)
@@ -112,9 +116,9 @@ def repository_keys(top: str, home: str = "") -> list[str]:
     too (a relative one is the repository's to fill)."""
     found = list(_configuration.get(top, lambda: _read_configuration(top))[0])
     for name in _user_files(home) if home else ():
-        for key, value in file_entries(name) or ():
-            if key == "core.hookspath" and value:
-                found += automatic_hooks(os.path.join(top, os.path.expanduser(value)))
+        for value in hooks_path_values(name):
+            if directory := hooks_path(value, top, home):
+                found += automatic_hooks(directory)
     return found
 
 
@@ -140,25 +144,32 @@ def automatic_hooks(directory: str) -> list[str]:
 def hooks_directories(top: str, home: str) -> list[str]:
     """The directories inside the work tree at ``top`` that git runs hooks from:
     each ``core.hooksPath`` of the repository's, the user's and the system's
-    configuration (any of them may be the one git takes), relative to ``top``,
-    with the directory holding it when that is not ``top`` itself (husky keeps
-    the hooks its ``.husky/_`` calls in ``.husky``). Real paths."""
+    configuration (any of them may be the one git takes), as git expands it
+    (`kfd.policy.hookspath`), with the directory holding it when that is not ``top``
+    itself (husky keeps the hooks its ``.husky/_`` calls in ``.husky``); for a
+    value naming ``top`` itself, the hook names in it. Real paths."""
     values = list(_configuration.get(top, lambda: _read_configuration(top))[1])
     for name in (*_user_files(home), "/etc/gitconfig"):
-        values += [value for key, value in file_entries(name) or () if key == "core.hookspath"]
+        values += hooks_path_values(name)
     found: list[str] = []
     for value in dict.fromkeys(values):
-        if not value:
+        directory = hooks_path(value, top, home)
+        if directory is None:
             continue
-        if value.startswith("~/"):
-            value = os.path.join(home, value[2:])
-        directory = os.path.realpath(os.path.join(top, value))
-        if directory.startswith(top.rstrip(os.sep) + os.sep):
+        if directory == top:
+            found += guarded(directory, top)
+        elif directory.startswith(top.rstrip(os.sep) + os.sep):
             found.append(directory)
             parent = os.path.dirname(directory)
             if parent != top:
                 found.append(parent)
     return found
+
+
+def hooks_path_values(name: str) -> list[str]:
+    """The ``core.hooksPath`` values configuration file ``name`` sets (none when it is
+    missing or unreadable)."""
+    return [value for key, value in file_entries(name) or () if key == _HOOKS_PATH and value]
 
 
 _Configuration = tuple[tuple[str, ...], tuple[str, ...]]
@@ -185,13 +196,14 @@ def _read_configuration(top: str) -> tuple[_Configuration, list[str] | None]:
         within = (os.path.dirname(name), top) if module else None
         found += [f"{key} in {name}" for key in _running(entries, within)]
         found += automatic_hooks(os.path.join(os.path.dirname(name), "hooks"))
-        named = [value for key, value in entries if key == "core.hookspath" and value]
+        named = [value for key, value in entries if key == _HOOKS_PATH and value]
         if module:
             found += [f"core.hookspath in {name}" for _ in named[:1]]
         else:
             hooks += named
             for value in named:
-                found += automatic_hooks(os.path.join(top, os.path.expanduser(value)))
+                if directory := hooks_path(value, top, os.path.expanduser("~")):
+                    found += automatic_hooks(directory)
     configuration = (tuple(dict.fromkeys(found)), tuple(hooks))
     marker = os.path.join(top, ".git")
     plain = [os.path.join(marker, name) for name in ("config", "config.worktree")]

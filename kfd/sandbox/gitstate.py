@@ -76,7 +76,7 @@ from collections.abc import Collection, Iterable, Sequence
 from kfd.git import repository
 from kfd.policy import gitconfig
 from kfd.policy.gitindex import read_index
-from kfd.sandbox import gitlinks, gitnames, hookspath, repositories
+from kfd.sandbox import gitlinks, gitnames, repositories
 from kfd.sandbox.layout import RACY_NS, SWEPT_IN_GIT_DIR, GitDir, Layout, layout_pruned
 from kfd.sandbox.mounts import GIT_WRITABLE
 from kfd.sandbox.sweep import reach, sweep
@@ -503,7 +503,7 @@ def _config_keys(path: str) -> list[str]:
         return ["(a configuration too large to read)"]
     keys = gitconfig.running_keys(text.decode("utf-8", "replace"))
     # Hooks from a directory of the work tree, run by the host's next `git commit` there.
-    return keys + (["core.hooksPath"] if hookspath.values(path) else [])
+    return keys + (["core.hooksPath"] if gitconfig.hooks_path_values(path) else [])
 
 
 def _real_hooks(path: str) -> bool:

@@ -15,7 +15,9 @@ The configuration is read with kfd's own parser (`kfd.policy.gitconfig`),
 never by running git. Every value found is protected, whichever file git
 would let win: protecting one more directory costs a bind mount; missing
 the one git uses runs a program on the host. Not followed: ``include.path``
-in these files, ``GIT_CONFIG_GLOBAL`` and kin in the environment.
+in these files, ``GIT_CONFIG_GLOBAL`` and kin in the environment. A value
+naming the work tree itself (``core.hooksPath = .``) protects the hook names
+at its top, not the whole tree.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from kfd.policy.gitconfig import file_entries
-
-KEY = "core.hookspath"
+from kfd.policy.gitconfig import hooks_path_values
+from kfd.policy.hookspath import guarded, hooks_path
 
 
 def configuration_files(
@@ -41,20 +42,14 @@ def configuration_files(
     return list(dict.fromkeys(files))
 
 
-def values(name: str) -> list[str]:
-    """The ``core.hooksPath`` values configuration file ``name`` sets (none when it is
-    missing or unreadable)."""
-    return [value for key, value in file_entries(name) or () if key == KEY and value]
-
-
 def hooks_directories(work_tree: str, files: Iterable[str], home: str) -> list[str]:
     """The real path of each directory ``core.hooksPath`` names in ``files`` for the
-    work tree at ``work_tree`` (a relative value is relative to it; ``~`` is
-    ``home``), in the order found."""
+    work tree at ``work_tree`` (`kfd.policy.hookspath`), in the order found; for a
+    value naming the work tree itself, the hook names in it."""
     found: dict[str, None] = {}
+    real_tree = os.path.realpath(work_tree)
     for name in files:
-        for value in values(name):
-            if value == "~" or value.startswith("~/"):
-                value = home + value[1:]
-            found[os.path.realpath(os.path.join(work_tree, value))] = None
+        for value in hooks_path_values(name):
+            if (directory := hooks_path(value, real_tree, home)) is not None:
+                found.update(dict.fromkeys(guarded(directory, real_tree)))
     return list(found)

@@ -320,6 +320,30 @@ async def test_the_hooks_directory_core_hooks_path_names_is_read_only(
     assert not canary.exists()
 
 
+async def test_a_hooks_path_naming_the_top_guards_the_hook_names_there(
+    repo: Path, canary: Path
+) -> None:
+    """``core.hooksPath = .``: the host's next ``git commit`` runs ``./pre-commit``. The
+    hook names at the top are read-only or swept; the rest of the top stays writable."""
+    commit(repo)
+    git(repo, "config", "core.hooksPath", ".", check=True)
+    (repo / "post-commit").write_text("#!/bin/sh\ntrue\n")
+    hook = f"#!/bin/sh\\ntouch {canary}\\n"
+    output = await run(
+        repo,
+        f"printf '{hook}' > pre-commit; chmod +x pre-commit; "
+        f"printf '{hook}' >> post-commit; echo x > notes.txt; echo tried",
+    )
+    assert "tried" in output and "Read-only file system" in output, output
+    assert f"kfd removed {repo / 'pre-commit'}" in output, output
+    assert not (repo / "pre-commit").exists()
+    assert (repo / "post-commit").read_text() == "#!/bin/sh\ntrue\n"
+    assert (repo / "notes.txt").read_text() == "x\n"
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-qm", "notes")
+    assert not canary.exists()
+
+
 async def test_a_repository_a_command_creates_cannot_name_hooks_of_the_work_tree(
     private_home: Path, canary: Path
 ) -> None:

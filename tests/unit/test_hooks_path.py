@@ -5,6 +5,7 @@ gate, with a real repository, store and rule book)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -84,4 +85,52 @@ def test_husky_nine_keeps_its_hooks_beside_the_directory_git_runs(tmp_path: Path
 
 def test_a_hooks_directory_outside_the_work_tree_is_not_ours(tmp_path: Path) -> None:
     repo = _repository(tmp_path, "../elsewhere")
+    assert hooks_directories(str(repo.resolve()), str(tmp_path)) == []
+
+
+async def test_a_hooks_path_naming_the_top_guards_the_hook_names_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``core.hooksPath = .``: git runs ``./pre-commit`` at the next commit; the other
+    files of the top are not hooks."""
+    repo = _repository(tmp_path, ".")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    top = str(repo.resolve())
+    assert f"{top}/pre-commit" in hooks_directories(top, str(tmp_path))
+    assert top not in hooks_directories(top, str(tmp_path))
+    for mode in ("accept-edits", "auto"):
+        hook = {"command": "printf '#!/bin/sh\\nid\\n' > pre-commit"}
+        assert await _decide(tmp_path, repo, "bash", hook, mode) == "ask", mode
+        edit = {"path": "post-checkout", "content": "x"}
+        assert await _decide(tmp_path, repo, "write", edit, mode) == "ask", mode
+        other = {"command": "echo x >> notes.txt"}
+        assert await _decide(tmp_path, repo, "bash", other, mode) == "allow", mode
+
+
+@pytest.mark.parametrize("value", ["~", "~/", "~root/../{home}"])
+def test_a_hooks_path_is_expanded_as_git_expands_it(tmp_path: Path, value: str) -> None:
+    """``~`` alone and ``~user/`` are homes to git as ``~/`` is (git's
+    ``interpolate_path``): a home workspace's own hooks directory."""
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["git", "init", "-q", str(home)], check=True)
+    relative = os.path.relpath(home, os.path.expanduser("~root"))
+    subprocess.run(
+        ["git", "-C", str(home), "config", "core.hooksPath", value.format(home=relative)],
+        check=True,
+    )
+    top = str(home.resolve())
+    found = subprocess.run(
+        ["git", "-C", top, "rev-parse", "--git-path", "hooks"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HOME": top},
+        check=True,
+    ).stdout.strip()
+    assert os.path.realpath(os.path.join(top, found)) == top  # what git itself takes
+    assert f"{top}/pre-commit" in hooks_directories(top, top)
+
+
+def test_a_hooks_path_of_an_unknown_user_names_nothing(tmp_path: Path) -> None:
+    repo = _repository(tmp_path, "~no-such-user-kfd/hooks")
     assert hooks_directories(str(repo.resolve()), str(tmp_path)) == []
