@@ -73,6 +73,16 @@ did not exist, and that a command creates, is removed when it ends
 read-only entry is a bind mount, which costs about 0.3 ms of wall time."""
 
 
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+"""Parts of the sandbox's ``/proc`` that set the host's kernel, not the sandbox's:
+read-only (the list container runtimes keep read-only). bubblewrap covers some of
+them only where it finds them writable as it starts, and as root it passed over
+``/proc/sys``: a command set ``kernel.core_pattern`` to a workspace script and
+crashed, and the kernel ran the script as root on the host, outside every
+namespace. Dropped capabilities do not help: sysctl files are checked by owner.
+Each is the sandbox's own ``/proc`` (mounted just before), bound read-only."""
+
+
 def base(network: bool) -> list[str]:
     """The namespaces and mounts of every sandbox, before anything of the workspace's."""
     args = [
@@ -90,6 +100,7 @@ def base(network: bool) -> list[str]:
         "/dev",
         "--proc",
         "/proc",
+        *(arg for name in PROC_READ_ONLY for arg in ("--ro-bind-try", name, name)),
         "--tmpfs",
         "/tmp",
     ]

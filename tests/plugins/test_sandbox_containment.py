@@ -90,6 +90,21 @@ async def test_credentials_kfds_files_and_secrets_are_out_of_reach(home: Path, r
     assert _canaries_in(confined) == [], confined
 
 
+async def test_the_kernels_settings_are_read_only_even_to_root(repo: Path) -> None:
+    """Run as root, a command once set ``kernel.core_pattern`` to a workspace script
+    and crashed: the kernel ran the script as root on the host. Checked with
+    ``test -w`` (no setting is written, whatever the outcome)."""
+    paths = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe", "/proc/sys/vm"]
+    probe_line = "; ".join(f"[ -w {path} ] && echo writable {path}" for path in paths)
+    unconfined = await run(context(repo, enabled=False), f"{probe_line}; echo done")
+    if os.geteuid() == 0:
+        assert "writable /proc/sys/kernel/core_pattern" in unconfined, unconfined
+    confined = await run(context(repo), f"{probe_line}; echo done")
+    assert "done" in confined and "writable" not in confined, confined
+    confined = await run(context(repo), "echo x > /proc/sys/kernel/core_pattern")
+    assert "Read-only file system" in confined or "Permission denied" in confined, confined
+
+
 async def test_sockets_outside_the_workspace_are_unreachable_unless_configured(
     home: Path, repo: Path
 ) -> None:
