@@ -111,6 +111,10 @@ SUBMODULE_FLAGS: dict[str, tuple[str, ...]] = {
 repositories (``check-ignore`` and ``ls-files`` without ``--recurse-submodules``
 never enter one)."""
 
+NO_PATHSPECS = frozenset({"check-ignore"})
+"""Subcommands that take paths, not pathspecs (git refuses ``GIT_LITERAL_PATHSPECS``
+for them): every other one gets it, so a file named ``*`` is that file."""
+
 
 class GitOutput(NamedTuple):
     """What a git call printed, and its exit status."""
@@ -161,6 +165,9 @@ def environment(
         "GIT_OPTIONAL_LOCKS": "0",
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_NO_REPLACE_OBJECTS": "1",
+        # File names kfd hands git are names, never pathspecs: a changed file named
+        # `*` made `git diff -- *` show `.env` in a trigger's prompt.
+        "GIT_LITERAL_PATHSPECS": "1",
     }
     # HOME and XDG_CONFIG_HOME only locate the user's global ignore file.
     for name in ("HOME", "XDG_CONFIG_HOME"):
@@ -193,6 +200,8 @@ async def run_git(
         raise GitUnavailable(f"cannot prepare git's view of {repo.root}: {exc}") from exc
     try:
         env = environment(repo, shadow, workspace)
+        if next((a for a in args if not a.startswith("-")), "") in NO_PATHSPECS:
+            del env["GIT_LITERAL_PATHSPECS"]
         command = [git, "--no-optional-locks", *_overrides(), *args]
         return await _exec(command, workspace, env, stdin, timeout)
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -82,18 +83,15 @@ class FileFilter:
         return False
 
 
-async def _git(
-    workspace: Path, *args: str, stdin: bytes | None = None, literal: bool = False
-) -> tuple[int, bytes]:
+async def _git(workspace: Path, *args: str, stdin: bytes | None = None) -> tuple[int, bytes]:
     """Run git for the repository of ``workspace`` (`kfd.git.run_git`: none of its
-    configuration, so nothing in ``.git`` runs). ``literal``: file names are names,
-    never pathspec globs. Raises OSError when there is no usable repository or no git."""
+    configuration, so nothing in ``.git`` runs, and file names are names, never
+    pathspec globs). Raises OSError when there is no usable repository or no git."""
     found = await asyncio.to_thread(git.find, workspace)
     if not isinstance(found, git.Repository):
         raise OSError(f"no repository kfd may use at {workspace}")
-    options = ("--literal-pathspecs",) if literal else ()
     try:
-        output = await git.run_git(found, workspace, *options, *args, stdin=stdin)
+        output = await git.run_git(found, workspace, *args, stdin=stdin)
     except git.GitUnavailable as exc:
         raise OSError(str(exc)) from exc
     return output.returncode, output.stdout
@@ -133,9 +131,9 @@ async def diff_of(workspace: Path, relatives: list[str]) -> str:
     except OSError:
         code, out = 1, b""
     if code == 0 and out:
-        text = out.decode(errors="replace")
-        parts.append(text)
-        shown = {r for r in relatives if f" b/{r}\n" in text}
+        sections = _sections_of(out.decode(errors="replace"), relatives)
+        parts += sections.values()
+        shown = set(sections)
     for relative in relatives:
         if relative not in shown:
             parts.append(
@@ -147,6 +145,19 @@ async def diff_of(workspace: Path, relatives: list[str]) -> str:
     if len(diff) > DIFF_LIMIT:
         diff = diff[:DIFF_LIMIT] + f"\n[… {len(diff) - DIFF_LIMIT} more characters of diff]"
     return diff or "(no diff: the files were deleted or are unchanged)"
+
+
+def _sections_of(diff: str, relatives: list[str]) -> dict[str, str]:
+    """The sections of ``diff`` for exactly the files ``relatives`` names, by name: a
+    section git added for any other path (the names were checked against the read
+    rules, not what git might make of them) is left out."""
+    wanted = {f"diff --git a/{r} b/{r}": r for r in relatives}
+    sections: dict[str, str] = {}
+    for section in re.split(r"(?m)^(?=diff --git )", diff):
+        relative = wanted.get(section.partition("\n")[0])
+        if relative is not None:
+            sections[relative] = section
+    return sections
 
 
 def _head_of(path: Path, relative: str, workspace: Path | None = None) -> str:
@@ -245,7 +256,7 @@ async def git_blobs(workspace: Path, relatives: list[str]) -> dict[str, str]:
     for start in range(0, len(relatives), ARGUMENTS_PER_CALL):
         batch = relatives[start : start + ARGUMENTS_PER_CALL]
         try:
-            code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *batch, literal=True)
+            code, out = await _git(workspace, "ls-files", "-s", "-z", "--", *batch)
         except OSError:  # no git: nothing is known of these files
             return found
         if code != 0:

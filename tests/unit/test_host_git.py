@@ -267,6 +267,7 @@ def test_the_environment_of_host_git_is_built_from_nothing(
         "GIT_OPTIONAL_LOCKS",
         "GIT_TERMINAL_PROMPT",
         "GIT_NO_REPLACE_OBJECTS",
+        "GIT_LITERAL_PATHSPECS",
     }
 
 
