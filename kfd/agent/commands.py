@@ -51,15 +51,15 @@ async def make_prompt(
     run_shell: RunShell,
 ) -> str:
     """The prompt a command's template makes (see `kfd.commands.template`)."""
-    text = template.substitute(body, arguments)
+    found = template.pieces(body, arguments)
     # References are read from the template and the arguments only: a command's
     # output (a commit message anyone wrote) never names a file to attach.
-    wanted = template.references(template.SHELL.sub("", text))
+    wanted = template.references("".join(p.text for p in found if not p.shell))
     outputs = {}
-    for command in template.shell_commands(text):
-        if command not in outputs:
-            outputs[command] = await run_shell(command)
-    text = template.with_outputs(text, outputs)
+    for piece in found:
+        if piece.shell and piece.text not in outputs:
+            outputs[piece.text] = await run_shell(piece.text)
+    text = template.with_outputs(found, outputs)
     if not wanted:
         return text
     files, problems = await asyncio.to_thread(_read_files, wanted, workspace, read_denied)

@@ -12,6 +12,11 @@ In order:
 3. ``!`command``` is replaced by the command's output, run as a ``bash``
    call of the turn (decided by the permission engine like any other).
 
+The spans are found in the template as written, before anything is
+substituted (`pieces`): ``kfd trust`` lists the template's spans, and an
+argument, or an empty one (``!$9`touch x```), can neither make a span nor
+end one.
+
 The I/O (reading, running) is the caller's: these functions find what to do
 and put the answers together.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
+from typing import NamedTuple
 
 ARGUMENT = re.compile(r"\$(ARGUMENTS|[1-9])\b")
 REFERENCE = re.compile(r"(?:(?<=\s)|^)@((?:[\w.~/-]|\\ )+)", re.M)
@@ -39,10 +45,25 @@ def words(arguments: str) -> list[str]:
         return arguments.split()
 
 
-def substitute(template: str, arguments: str) -> str:
-    """``$ARGUMENTS`` and ``$1``..``$9`` replaced. A template that names none of
-    them gets the arguments appended (so they are never lost)."""
+class Piece(NamedTuple):
+    """A part of a template with its arguments substituted: prompt text, or the
+    command of a ``!`command``` span of the template as written."""
+
+    text: str
+    shell: bool
+
+
+def pieces(template: str, arguments: str) -> list[Piece]:
+    """``template`` cut at its ``!`command``` spans as written, ``$ARGUMENTS`` and
+    ``$1``..``$9`` replaced in every piece (`substitute`)."""
+    found: list[tuple[str, bool]] = []
+    start = 0
+    for match in SHELL.finditer(template):
+        found += [(template[start : match.start()], False), (match.group(1), True)]
+        start = match.end()
+    found.append((template[start:], False))
     parts = words(arguments)
+    count = 0
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -51,10 +72,21 @@ def substitute(template: str, arguments: str) -> str:
         index = int(name) - 1
         return parts[index] if index < len(parts) else ""
 
-    text, count = ARGUMENT.subn(value, template)
+    result: list[Piece] = []
+    for text, shell in found:
+        text, named = ARGUMENT.subn(value, text)
+        count += named
+        result.append(Piece(text.strip() if shell else text, shell))
     if not count and arguments.strip():
-        text = text.rstrip("\n") + f"\n\n{arguments.strip()}\n"
-    return text
+        last = result[-1]
+        result[-1] = Piece(last.text.rstrip("\n") + f"\n\n{arguments.strip()}\n", False)
+    return result
+
+
+def substitute(template: str, arguments: str) -> str:
+    """``$ARGUMENTS`` and ``$1``..``$9`` replaced. A template that names none of
+    them gets the arguments appended (so they are never lost)."""
+    return "".join(f"!`{p.text}`" if p.shell else p.text for p in pieces(template, arguments))
 
 
 def references(text: str) -> list[str]:
@@ -68,16 +100,19 @@ def shell_commands(text: str) -> list[str]:
     return [m.group(1).strip() for m in SHELL.finditer(text)]
 
 
-def with_outputs(text: str, outputs: Mapping[str, str]) -> str:
-    """``!`command``` spans replaced by what their commands printed (or why not)."""
+def with_outputs(found: list[Piece], outputs: Mapping[str, str]) -> str:
+    """The prompt: each ``!`command``` piece replaced by what its command printed (or
+    why not)."""
 
-    def value(match: re.Match[str]) -> str:
-        output = outputs.get(match.group(1).strip(), "")
+    def value(piece: Piece) -> str:
+        if not piece.shell:
+            return piece.text
+        output = outputs.get(piece.text, "")
         if len(output) > MAX_OUTPUT_CHARS:
             output = output[:MAX_OUTPUT_CHARS] + "\n[… output cut …]"
         return output.rstrip("\n")
 
-    return SHELL.sub(value, text)
+    return "".join(value(piece) for piece in found)
 
 
 def with_files(text: str, files: Mapping[str, str], problems: Mapping[str, str]) -> str:

@@ -11,7 +11,14 @@ from kfd.checkpoints.objects import ABSENT, REGULAR, State, blob_id, read_state,
 from kfd.checkpoints.plan import Recorded, changed_files, fingerprint, plan
 from kfd.checkpoints.restore import put
 from kfd.checkpoints.shadow import escape_exclude, parse_status
-from kfd.commands.loader import allowed_tools, command_name, parse, split_front_matter
+from kfd.commands.loader import (
+    CommandFile,
+    allowed_tools,
+    command_grants,
+    command_name,
+    parse,
+    split_front_matter,
+)
 from kfd.commands.template import references, shell_commands, substitute, with_files
 from kfd.hooks.run import answer_of
 from kfd.protocol import CommandInfo
@@ -138,3 +145,32 @@ async def test_a_commands_output_never_names_a_file_to_attach(tmp_path: Path) ->
     )
     assert '<file path="asked.txt">\nasked for\n</file>' in prompt
     assert "private notes" not in prompt and "says @notes.txt" in prompt
+
+
+@pytest.mark.parametrize(
+    ("body", "arguments"),
+    [
+        ("Summarise NOTES.md.\n!$9`touch pwned`", ""),
+        ("Summarise !$ARGUMENTS`touch pwned` please", ""),
+        ("Summarise $1 please", "!`touch pwned`"),
+        ("Look at $1 and !`git log -1`", "x` and !`touch pwned"),
+    ],
+)
+async def test_only_the_spans_the_template_shows_run(
+    tmp_path: Path, body: str, arguments: str
+) -> None:
+    """``kfd trust`` lists a command's ``!`cmd``` spans as written: an argument, or an
+    empty one (``!$9`cmd```), can neither make a span nor end one."""
+    from kfd.agent.commands import make_prompt
+
+    ran: list[str] = []
+
+    async def run_shell(command: str) -> str:
+        ran.append(command)
+        return "output"
+
+    prompt = await make_prompt(body, arguments, tmp_path, None, run_shell)
+    assert ran == shell_commands(body), ran  # what `kfd trust` lists, and only that
+    shown = command_grants(CommandFile(CommandInfo(name="c", path="/c.md"), body, ""))
+    assert "pwned" not in shown and "pwned" not in "".join(ran)
+    assert prompt.count("output") == len(ran)
