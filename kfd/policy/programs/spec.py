@@ -158,6 +158,10 @@ def _program(
         sub_table = dict(sub_tables.get(sub, {}))
         sub_table["options"] = _like(sub, sub_tables, sub_meanings)
         sub_meaning = dict(sub_meanings.get(sub, {}))
+        if printing := _content_like(sub, sub_meanings):
+            own = dict(sub_meaning.get("effects", {}))
+            own["content"] = [*own.get("content", ()), *printing]
+            sub_meaning["effects"] = own
         if anywhere:  # what the shared options mean holds in every subcommand too
             for key in ("implies", "values"):
                 sub_meaning[key] = {**meaning.get(key, {}), **sub_meaning.get(key, {})}
@@ -244,6 +248,21 @@ def _like(
             lines += _like(sibling, tables, meanings, seen | {name})
             lines += meanings.get(sibling, {}).get("options", ())
     return lines
+
+
+def _content_like(
+    name: str, meanings: Mapping[str, Any], seen: frozenset[str] = frozenset()
+) -> list[str]:
+    """The options that print content in the siblings a subcommand is ``options_like``:
+    an option that prints what files held (``--check``, ``-p``) does so in every
+    command that takes it (``git log --check`` printed history lines of ``.env``
+    while ``git diff --check`` asked: log's list was written by hand)."""
+    found: list[str] = []
+    for sibling in meanings.get(name, {}).get("options_like", ()):
+        if sibling not in seen:
+            found += meanings.get(sibling, {}).get("effects", {}).get("content", ())
+            found += _content_like(sibling, meanings, seen | {name})
+    return found
 
 
 def _effects(table: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:

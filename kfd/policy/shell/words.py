@@ -365,11 +365,23 @@ def _glob_pattern(chars: list[tuple[str, bool]]) -> str | None:
     """The pattern Python's `glob` reads as bash reads this word, or None if unsure.
 
     Quoted metacharacters are literal; bash's ``[^...]`` is ``[!...]``; POSIX
-    classes (``[[:alpha:]]``) and escapes inside brackets are left to the
-    caller's unknowns (None).
+    classes (``[[:alpha:]]``), escapes and quoted characters inside brackets are
+    left to the caller's unknowns (None): inside a bracket expression a quoted
+    ``]`` does not close it and a quoted ``!`` does not negate it in bash, while
+    Python's glob reads both otherwise (``cat .e[']n[']v`` printed ``.env``
+    while its pattern matched nothing).
     """
     out: list[str] = []
+    opened = -1  # where the bracket expression being read started, if one is
     for index, (char, quoted) in enumerate(chars):
+        if opened >= 0:
+            if quoted:
+                return None
+            first = index == opened + 1 or (index == opened + 2 and chars[index - 1][0] in "!^")
+            if char == "]" and not first:
+                opened = -1
+        elif char == "[" and not quoted:
+            opened = index
         if quoted:
             out.append(globbing.escape(char) if char in "*?[]" else char)
         elif char == "^" and index > 0 and chars[index - 1] == ("[", False):
