@@ -450,13 +450,22 @@ class _Gatherer:
 
     def expand(self, pattern: str) -> list[PathFact] | None:
         """The files a glob names, as bash expands it (hidden files only when the
-        pattern starts a name with a dot, as Python's glob does too)."""
+        pattern starts a name with a dot, as Python's glob does too).
+
+        A pattern that goes up (``..``) through a directory missing now names what
+        it would once an earlier command of the line made the directory: the
+        pattern is also read with its ``..`` taken lexically, as a path through a
+        missing directory is (``mkdir d; cat d/../.e*`` read ``.env``)."""
         facts: list[PathFact] = []
+        patterns = [pattern]
+        if ".." in pattern.split("/"):
+            patterns.append(os.path.normpath(pattern))
         for base in self.bases:
-            for index, match in enumerate(glob.iglob(pattern, root_dir=base)):
-                if index >= MAX_GLOB_MATCHES:
-                    return None
-                facts.append(self.resolve(match, base))
+            for spelling in dict.fromkeys(patterns):
+                for index, match in enumerate(glob.iglob(spelling, root_dir=base)):
+                    if index >= MAX_GLOB_MATCHES:
+                        return None
+                    facts.append(self.resolve(match, base))
         return facts
 
     def identity(self, command: SimpleCommand) -> tuple[list[str], str]:
