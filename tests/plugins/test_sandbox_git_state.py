@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -418,6 +419,31 @@ async def test_program_directories_of_a_home_workspace_are_read_only(
         assert not (home / directory / "git").exists(), directory
     shell = f"{home / 'go' / 'bin'}:{home / 'miniconda3' / 'bin'}:{home / 'tools' / 'bin'}:/usr/bin"
     interactive_shell(home, shell)
+    assert not canary.exists()
+
+
+async def test_directories_on_path_in_any_workspace_are_read_only(
+    repo: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kfd started with the project's virtual environment activated: its ``bin`` is on
+    the daemon's PATH (and the shells' of that project), so a planted `git` or
+    `bwrap` there would run on the host. Not a home: no home rule covers it."""
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    system = os.environ["PATH"]
+    path = f"{repo / '.venv' / 'bin'}:{repo / 'tools' / 'bin'}:{system}"
+    monkeypatch.setenv("PATH", path)
+    plant = f"printf '#!/bin/sh\\ntouch {canary}\\n' > {{0}}/git; chmod +x {{0}}/git"
+    output = await run(
+        repo,
+        f"{plant.format('.venv/bin')}; mkdir -p tools/bin; {plant.format('tools/bin')}; echo tried",
+    )
+    assert "tried" in output and "Read-only file system" in output, output
+    assert f"kfd removed {repo / 'tools' / 'bin'}" in output and "on PATH" in output, output
+    for directory in (".venv/bin", "tools/bin"):
+        assert not (repo / directory / "git").exists(), directory
+    assert shutil.which("git", path=path) == shutil.which("git", path=system)
+    interactive_shell(repo, path)
+    assert "fine" in await run(repo, "echo fine")
     assert not canary.exists()
 
 
