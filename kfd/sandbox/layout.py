@@ -230,6 +230,11 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """The directories in the workspace whose programs the host runs (on the daemon's
     ``PATH``, a home's tool homes: `program_directories`): read-only where they
     exist, swept where not."""
+    program_inodes: tuple[tuple[str, int], ...] = ()
+    """Each existing one of `program_dirs` (where it leads in the workspace, for a
+    link) with its inode: a read-only mount does not stop a command from renaming
+    a parent away and making another in its place, so after the command each is
+    the same or gone, never another (`kfd.sandbox.sweep.leftovers`)."""
     home_entries: tuple[str, ...] = ()
     """The configuration entries at the top of `home` when the command starts
     (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
@@ -482,7 +487,23 @@ def _workspace_facts(
         "home_entries": home_names or (),
         "hooks_dirs": hooks,
         "program_dirs": tuple(programs),
+        "program_inodes": _inodes(programs, top),
     }
+
+
+def _inodes(paths: Iterable[str], top: str) -> tuple[tuple[str, int], ...]:
+    """Each of ``paths`` that is a directory, where it leads when in the workspace at
+    ``top``, with its inode."""
+    found: dict[str, int] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        try:
+            info = os.lstat(real)
+        except OSError:
+            continue
+        if _under(real, top) and stat.S_ISDIR(info.st_mode):
+            found[real] = info.st_ino
+    return tuple(found.items())
 
 
 def program_directories(top: str, home: str, environ: Mapping[str, str]) -> list[str]:

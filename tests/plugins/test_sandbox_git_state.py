@@ -435,11 +435,14 @@ async def test_directories_on_path_in_any_workspace_are_read_only(
     plant = f"printf '#!/bin/sh\\ntouch {canary}\\n' > {{0}}/git; chmod +x {{0}}/git"
     output = await run(
         repo,
-        f"{plant.format('.venv/bin')}; mkdir -p tools/bin; {plant.format('tools/bin')}; echo tried",
+        f"{plant.format('.venv/bin')}; mkdir -p tools/bin; {plant.format('tools/bin')}; "
+        # A read-only mount moves with a parent renamed away: another in its place.
+        f"mv .venv .venv-old && mkdir -p .venv/bin; {plant.format('.venv/bin')}; echo tried",
     )
     assert "tried" in output and "Read-only file system" in output, output
     assert f"kfd removed {repo / 'tools' / 'bin'}" in output and "on PATH" in output, output
-    for directory in (".venv/bin", "tools/bin"):
+    assert f"kfd removed {repo / '.venv' / 'bin'}" in output, output
+    for directory in (".venv/bin", ".venv-old/bin", "tools/bin"):
         assert not (repo / directory / "git").exists(), directory
     assert shutil.which("git", path=path) == shutil.which("git", path=system)
     interactive_shell(repo, path)
