@@ -187,6 +187,46 @@ async def test_a_created_repository_is_judged_by_the_configuration_git_reads_for
     assert not canary.exists()
 
 
+@pytest.mark.parametrize(
+    ("git_dir", "common"),
+    [
+        ("$XDG_CACHE_HOME/evil.git", ""),  # the project's cache home: on the host, after
+        ("$PWD/.git/refs/evil.git", ""),  # what git records work in: writable
+        ("$PWD/store", "$XDG_CACHE_HOME/evil.git"),  # the configuration git reads
+    ],
+)
+async def test_a_repository_a_command_makes_outside_the_work_tree_runs_nothing_either(
+    repo: Path, canary: Path, git_dir: str, common: str
+) -> None:
+    """A ``gitdir:`` file (or the ``commondir`` it leads to) naming a git directory
+    the command wrote outside the workspace, or inside the protected one: the host's
+    `git status` at the top enters it through a gitlink and would run its fsmonitor."""
+    commit(repo)
+    configured = common or git_dir
+    output = await run(
+        repo,
+        f'set -e; C="{configured}"; git init -q --bare "$C"; '
+        f'git config -f "$C/config" core.fsmonitor "touch {canary}; false #"; '
+        f'git config -f "$C/config" core.bare false; '
+        + (
+            f'mkdir -p "{git_dir}"; echo "$C" > "{git_dir}/commondir"; '
+            f'echo "ref: refs/heads/main" > "{git_dir}/HEAD"; '
+            if common
+            else ""
+        )
+        + f'mkdir -p sub && echo "gitdir: {git_dir}" > sub/.git; '
+        "git -C sub -c user.name=t -c user.email=t@t commit -q --allow-empty -m s; "
+        "git update-index --add --cacheinfo 160000,$(git -C sub rev-parse HEAD),sub; "
+        "echo linked",
+    )
+    assert "linked" in output, output
+    assert "config.kfd-unsafe" in output and "core.fsmonitor" in output, output
+    git(repo, "status")
+    git(repo, "status", "--ignore-submodules=none")
+    git(repo / "sub", "status")
+    assert not canary.exists()
+
+
 async def test_no_new_name_at_the_top_of_the_git_directory_survives_a_command(
     repo: Path, canary: Path
 ) -> None:
