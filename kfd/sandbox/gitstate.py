@@ -54,7 +54,10 @@ sandbox protected and each repository the command created:
   and hooks it holds too; its index and to-do lists are checked as above.
   The git directories are those git would use (a link followed, a
   ``gitdir:`` file read, the ``commondir`` it names, where git reads the
-  configuration), whatever their shape. Whatever leads git into such a
+  configuration), whatever their shape, wherever the command could write
+  them (`in_reach`): the workspace, the project's cache home (writable in
+  the sandbox, and the host's afterwards) and what git records work in of
+  a protected git directory (``.git/refs/x``). Whatever leads git into such a
   repository, the check is on the repository itself: a gitlink can only
   lead git into a checkout in the work tree, and every checkout a command
   could configure is a new one (the configuration of those that existed is
@@ -186,6 +189,21 @@ def unexpected_entries(before: Collection[str], now: Iterable[str]) -> list[str]
     )
 
 
+def in_reach(path: str, places: Iterable[str], protected: Iterable[str]) -> bool:
+    """Whether a sandboxed command could have made the git directory at ``path`` (a
+    real path), so that what it holds is the command's to be checked: it lies in
+    one of ``places`` (where the command's writes outlive it: the workspace, the
+    project's cache home) or in what git records work in (`GIT_WRITABLE`, a lock)
+    of a ``protected`` git directory, in the workspace or outside it (a linked
+    worktree's). Not a protected one itself, nor in the read-only part of one
+    (``.git/modules/<name>``): what those hold is the user's."""
+    inner = max((d for d in protected if _under(path, d)), key=len, default=None)
+    if inner is None:
+        return any(_under(path, place) for place in places)
+    first = os.path.relpath(path, inner).split(os.sep, 1)[0]
+    return path != inner and (first in GIT_WRITABLE or first.endswith(".lock"))
+
+
 def new_repositories(layout: Layout, markers: Iterable[tuple[str, int]]) -> list[str]:
     """The ``.git`` entries and bare-shaped directories in ``markers`` (as found after a
     command) that ``layout`` did not know: repositories the command created. The
@@ -262,13 +280,20 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
         found = repositories.walk_until(root, layout_pruned(layout), MAX_WALK_SECONDS)
     if not found.complete:
         return notes + _no_gitlinks(layout.git_dirs, root)
-    markers = found.markers
+    new = new_repositories(layout, found.markers)
+    if not new:
+        return notes
+    # The cache home as git directories are found: real paths.
+    places = (root, *([os.path.realpath(layout.cache_home)] if layout.cache_home else []))
+    protected = [os.path.realpath(path) for path in protected]
     created: dict[str, str] = {}
-    for marker in new_repositories(layout, markers):
-        for path in _git_dirs_of(marker, root, protected):
+    for marker in new:
+        for path in _git_dirs_of(marker, places, protected):
             created.setdefault(path, marker)
     for path, marker in created.items():
-        notes += _disarm_repository(path, root, marker)
+        # Reached from where it lies (without a link on the way), or from the top.
+        start = next((place for place in places if _under(path, place)), os.sep)
+        notes += _disarm_repository(path, start, marker)
     return notes
 
 
@@ -449,11 +474,11 @@ def _check_todo(path: str, root: str) -> list[str]:
         os.close(directory)
 
 
-def _git_dirs_of(marker: str, root: str, protected: Sequence[str]) -> list[str]:
+def _git_dirs_of(marker: str, places: Sequence[str], protected: Sequence[str]) -> list[str]:
     """The git directories git uses for a new marker, as git resolves them: the one
     it leads to (a link followed, a ``gitdir:`` file read) and the common one its
-    ``commondir`` names (where git reads ``config`` and ``hooks`` from); those in
-    the workspace and outside every protected one (read-only, and the user's)."""
+    ``commondir`` names (where git reads ``config`` and ``hooks`` from); those the
+    command could have made (`in_reach` of ``places`` and ``protected``)."""
     git_dir = os.path.realpath(marker) if os.path.isdir(marker) else repository.gitdir_of(marker)
     if not git_dir or not os.path.isdir(git_dir):
         return []
@@ -465,11 +490,7 @@ def _git_dirs_of(marker: str, root: str, protected: Sequence[str]) -> list[str]:
         common = ""
     if common:
         found.append(os.path.realpath(os.path.join(git_dir, common)))
-    return [
-        path
-        for path in found
-        if _under(path, root) and not any(_under(path, other) for other in protected)
-    ]
+    return [path for path in found if in_reach(path, places, protected)]
 
 
 def _disarm_repository(git_dir: str, root: str, marker: str | None = None) -> list[str]:

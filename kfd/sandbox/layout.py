@@ -227,8 +227,14 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """``$HOME`` when it is in a writable workspace: its dot-entries are the host's
     configuration (`home_entries`)."""
     program_dirs: tuple[str, ...] = ()
-    """The directories of `home` whose programs the host's shells run
-    (`program_directories`): read-only where they exist, swept where not."""
+    """The directories in the workspace whose programs the host runs (on the daemon's
+    ``PATH``, a home's tool homes: `program_directories`): read-only where they
+    exist, swept where not."""
+    program_inodes: tuple[tuple[str, int], ...] = ()
+    """Each existing one of `program_dirs` (where it leads in the workspace, for a
+    link) with its inode: a read-only mount does not stop a command from renaming
+    a parent away and making another in its place, so after the command each is
+    the same or gone, never another (`kfd.sandbox.sweep.leftovers`)."""
     home_entries: tuple[str, ...] = ()
     """The configuration entries at the top of `home` when the command starts
     (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
@@ -452,7 +458,6 @@ def _workspace_facts(
     hooks = _hooks_dirs(top, home, found, environ)
     for path in hooks:
         _protect(path, top, rc_files, swept, missing=True)
-    programs: list[str] = []
     if home_names is not None:
         # The host's configuration: read-only, but what is hidden (a tmpfs already).
         covered = {path for path, _ in hidden}
@@ -460,9 +465,11 @@ def _workspace_facts(
             path = os.path.join(home, name)
             if path not in covered:
                 _protect(path, top, rc_files, swept, missing=False)
-        programs = program_directories(top, home, environ)
-        for path in programs:
-            _protect(path, top, rc_files, swept, missing=True)
+    # In any workspace: a virtual environment activated when kfd started puts its
+    # ``bin`` on the host's PATH, a home's tool homes on its shells'.
+    programs = program_directories(top, home, environ)
+    for path in programs:
+        _protect(path, top, rc_files, swept, missing=True)
     kfd = os.path.join(top, ".kfd")
     kfd_link = ".kfd" in names and os.path.islink(kfd)
     if kfd_link:
@@ -480,23 +487,46 @@ def _workspace_facts(
         "home_entries": home_names or (),
         "hooks_dirs": hooks,
         "program_dirs": tuple(programs),
+        "program_inodes": _inodes(programs, top),
     }
 
 
+def _inodes(paths: Iterable[str], top: str) -> tuple[tuple[str, int], ...]:
+    """Each of ``paths`` that is a directory, where it leads when in the workspace at
+    ``top``, with its inode."""
+    found: dict[str, int] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        try:
+            info = os.lstat(real)
+        except OSError:
+            continue
+        if _under(real, top) and stat.S_ISDIR(info.st_mode):
+            found[real] = info.st_ino
+    return tuple(found.items())
+
+
 def program_directories(top: str, home: str, environ: Mapping[str, str]) -> list[str]:
-    """The directories of a home in the workspace at ``top`` whose programs the host's
-    shells run: each on the daemon's ``PATH`` (its shells' ``PATH`` too, most
-    likely) and each of `TOOL_HOMES`. Not those in a dot-entry of the home (the
-    host's configuration already) nor the home itself."""
+    """The directories in the workspace at ``top`` whose programs the host runs: each
+    on the daemon's ``PATH`` (the ``bin`` of a virtual environment activated in the
+    shell that started kfd, a checkout's scripts: the daemon looks programs up
+    there, and that shell, or its like, runs ``ls`` and ``git`` from there) and,
+    when the home is in the workspace, each of `TOOL_HOMES`. Not the workspace
+    itself (it is the command's to write), nor, of a home in it, the home itself
+    or what lies in its configuration entries (`is_home_configuration`: read-only,
+    or removed when new, already). The outermost of nested ones only."""
     found: dict[str, None] = {}
     listed = (p for p in environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p))
-    named = (os.path.join(home, name) for name in TOOL_HOMES)
+    in_home = _under(home, top)
+    named = (os.path.join(home, name) for name in TOOL_HOMES) if in_home else ()
     for path in (*(os.path.realpath(p) for p in listed), *named):
-        if path == home or not _under(path, home) or not _under(path, top):
+        if path == top or not _under(path, top):
             continue
-        first = os.path.relpath(path, home).split(os.sep, 1)[0]
-        if not is_home_configuration(first):
-            found[path] = None
+        if in_home and _under(path, home):
+            first = os.path.relpath(path, home).split(os.sep, 1)[0]
+            if path == home or is_home_configuration(first):
+                continue
+        found[path] = None
     return [path for path in found if not any(_under(path, o) for o in found if o != path)]
 
 

@@ -9,8 +9,10 @@ each set of settings with the stamps of what it depends on:
 - the directories that hold the paths to hide (a credential file created
   since changes its directory's mtime) and those of them kfd cannot read (one
   made readable changes its ctime), the workspace, its git directories
-  and their ``hooks``, ``.kfd``, the cache home, ``$XDG_RUNTIME_DIR`` and
-  every socket and socket directory it covers;
+  and their ``hooks``, ``.kfd``, the directories in the workspace whose
+  programs the host runs (those on ``PATH``, part of what is remembered by,
+  with their parents: one installed since is read-only, not swept), the cache
+  home, ``$XDG_RUNTIME_DIR`` and every socket and socket directory it covers;
 - the repository the workspace belongs to (`kfd.git.repository.find`, run
   every time: an outer repository may appear above it);
 - the repositories below it (`kfd.sandbox.repositories.find`, asked every
@@ -193,11 +195,10 @@ def _extra(
     watched += hookspath.configuration_files(home, environ, (g.path for g in layout.git_dirs))
     for path in layout.hooks_dirs:
         watched += [path, os.path.dirname(path)]
-    # Directories of programs a home's shells run: one installed since must be
-    # read-only, not swept.
-    if layout.home:
-        for path in facts.program_directories(root, layout.home, environ):
-            watched += [path, os.path.dirname(path)]
+    # Directories of programs the host runs (PATH, a key of what is remembered, names
+    # them): one installed since must be read-only, not swept.
+    for path in layout.program_dirs:
+        watched += [path, os.path.dirname(path)]
     for path in (layout.cache_home, layout.runtime_dir):
         if path:
             watched.append(path)

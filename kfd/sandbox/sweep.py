@@ -4,8 +4,9 @@ Some paths cannot be made read-only before they exist without leaving a
 stand-in that changes what they mean (an empty ``.git/commondir`` breaks
 git; an empty ``~/.bash_profile`` hides ``~/.profile``), and some cannot be
 named in advance at all (whatever new dot-entry, or ``bin``, a command puts
-at the top of a home that is in the workspace; another repository put where
-a protected one was, after its parent directory was renamed away). A sandboxed command
+at the top of a home that is in the workspace; another repository, or
+directory of programs the host runs, put where a protected one was, after its
+parent directory was renamed away). A sandboxed command
 that leaves one has it removed as soon as the command ends, when every
 process of the sandbox is gone (its PID namespace dies with it, or the pod's
 zygote killed them), and the command's result says so.
@@ -34,6 +35,10 @@ HOOKS = "git on the host runs what is in a hooks directory (core.hooksPath names
 PROGRAMS = (
     "your shells run programs from there (it is on PATH, or a tool's start-up code puts it there)"
 )
+PROGRAMS_REPLACED = (
+    "it stands where a directory of programs your shells run was (moved away by this "
+    "command): they would run what it holds"
+)
 LINKED = (
     "this command put it where a directory kfd protected was (a link could lead git, or "
     "kfd's own clean-up, anywhere)"
@@ -59,7 +64,24 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         for path in layout.swept
         for shown, why in _present(path, root, _why_swept(path, layout))
     ]
-    for path, inode in layout.markers:
+    found += _replaced(layout.markers, root, REPLACED)
+    found += _replaced(layout.program_inodes, root, PROGRAMS_REPLACED)
+    if layout.home:
+        before = set(layout.home_entries)
+        kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
+        for name in _listing(layout.home, root):
+            if is_home_configuration(name) and name not in before and name not in kept:
+                found.append((os.path.join(layout.home, name), HOME_CONFIGURATION))
+    return found
+
+
+def _replaced(kept: Sequence[tuple[str, int]], root: str, why: str) -> list[tuple[str, str]]:
+    """What stands where one of the directories ``kept`` (paths with their inodes) was,
+    and is another: a link or a file on the way, or a directory made anew after the
+    command renamed a parent away (mounts move with it). One that is gone leaves
+    nothing in its place."""
+    found = []
+    for path, inode in kept:
         reached = reach(path, root)
         if reached is None:
             continue  # gone (or moved away with its parent): nothing stands in its place
@@ -74,13 +96,7 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         finally:
             os.close(directory)
         if now != inode:
-            found.append((path, REPLACED))
-    if layout.home:
-        before = set(layout.home_entries)
-        kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
-        for name in _listing(layout.home, root):
-            if is_home_configuration(name) and name not in before and name not in kept:
-                found.append((os.path.join(layout.home, name), HOME_CONFIGURATION))
+            found.append((path, why))
     return found
 
 

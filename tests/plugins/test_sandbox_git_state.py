@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -183,6 +184,46 @@ async def test_a_created_repository_is_judged_by_the_configuration_git_reads_for
         f"kfd moved {repo / 'real' / 'config'} to {repo / 'real' / 'config.kfd-unsafe'}" in output
     )
     git(repo, "status")
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    ("git_dir", "common"),
+    [
+        ("$XDG_CACHE_HOME/evil.git", ""),  # the project's cache home: on the host, after
+        ("$PWD/.git/refs/evil.git", ""),  # what git records work in: writable
+        ("$PWD/store", "$XDG_CACHE_HOME/evil.git"),  # the configuration git reads
+    ],
+)
+async def test_a_repository_a_command_makes_outside_the_work_tree_runs_nothing_either(
+    repo: Path, canary: Path, git_dir: str, common: str
+) -> None:
+    """A ``gitdir:`` file (or the ``commondir`` it leads to) naming a git directory
+    the command wrote outside the workspace, or inside the protected one: the host's
+    `git status` at the top enters it through a gitlink and would run its fsmonitor."""
+    commit(repo)
+    configured = common or git_dir
+    output = await run(
+        repo,
+        f'set -e; C="{configured}"; git init -q --bare "$C"; '
+        f'git config -f "$C/config" core.fsmonitor "touch {canary}; false #"; '
+        f'git config -f "$C/config" core.bare false; '
+        + (
+            f'mkdir -p "{git_dir}"; echo "$C" > "{git_dir}/commondir"; '
+            f'echo "ref: refs/heads/main" > "{git_dir}/HEAD"; '
+            if common
+            else ""
+        )
+        + f'mkdir -p sub && echo "gitdir: {git_dir}" > sub/.git; '
+        "git -C sub -c user.name=t -c user.email=t@t commit -q --allow-empty -m s; "
+        "git update-index --add --cacheinfo 160000,$(git -C sub rev-parse HEAD),sub; "
+        "echo linked",
+    )
+    assert "linked" in output, output
+    assert "config.kfd-unsafe" in output and "core.fsmonitor" in output, output
+    git(repo, "status")
+    git(repo, "status", "--ignore-submodules=none")
+    git(repo / "sub", "status")
     assert not canary.exists()
 
 
@@ -418,6 +459,34 @@ async def test_program_directories_of_a_home_workspace_are_read_only(
         assert not (home / directory / "git").exists(), directory
     shell = f"{home / 'go' / 'bin'}:{home / 'miniconda3' / 'bin'}:{home / 'tools' / 'bin'}:/usr/bin"
     interactive_shell(home, shell)
+    assert not canary.exists()
+
+
+async def test_directories_on_path_in_any_workspace_are_read_only(
+    repo: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kfd started with the project's virtual environment activated: its ``bin`` is on
+    the daemon's PATH (and the shells' of that project), so a planted `git` or
+    `bwrap` there would run on the host. Not a home: no home rule covers it."""
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    system = os.environ["PATH"]
+    path = f"{repo / '.venv' / 'bin'}:{repo / 'tools' / 'bin'}:{system}"
+    monkeypatch.setenv("PATH", path)
+    plant = f"printf '#!/bin/sh\\ntouch {canary}\\n' > {{0}}/git; chmod +x {{0}}/git"
+    output = await run(
+        repo,
+        f"{plant.format('.venv/bin')}; mkdir -p tools/bin; {plant.format('tools/bin')}; "
+        # A read-only mount moves with a parent renamed away: another in its place.
+        f"mv .venv .venv-old && mkdir -p .venv/bin; {plant.format('.venv/bin')}; echo tried",
+    )
+    assert "tried" in output and "Read-only file system" in output, output
+    assert f"kfd removed {repo / 'tools' / 'bin'}" in output and "on PATH" in output, output
+    assert f"kfd removed {repo / '.venv' / 'bin'}" in output, output
+    for directory in (".venv/bin", ".venv-old/bin", "tools/bin"):
+        assert not (repo / directory / "git").exists(), directory
+    assert shutil.which("git", path=path) == shutil.which("git", path=system)
+    interactive_shell(repo, path)
+    assert "fine" in await run(repo, "echo fine")
     assert not canary.exists()
 
 

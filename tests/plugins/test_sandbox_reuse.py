@@ -11,6 +11,7 @@ the second command cannot reach it.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -102,6 +103,23 @@ async def test_a_git_directory_entry_added_between_commands_is_read_only(
     (repo / ".git" / "fsmonitor-settings").write_text("kept\n")
     await run(ctx, "echo planted > .git/fsmonitor-settings")
     assert (repo / ".git" / "fsmonitor-settings").read_text() == "kept\n"
+
+
+async def test_a_directory_on_path_installed_between_commands_is_read_only_and_kept(
+    home: Path, repo: Path, trusting: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing, it is removed after each command; made on the host since (a parent that
+    existed, so the workspace's own stamp does not move), it is the user's."""
+    (repo / "tools").mkdir()
+    monkeypatch.setenv("PATH", f"{repo / 'tools' / 'bin'}:{os.environ['PATH']}")
+    ctx = context(repo, enabled=True)
+    await _remembered(ctx)
+    (repo / "tools" / "bin").mkdir()
+    (repo / "tools" / "bin" / "tool").write_text("kept\n")
+    output = await run(ctx, "echo planted > tools/bin/git; echo tried")
+    assert "tried" in output and "Read-only file system" in output, output
+    assert (repo / "tools" / "bin" / "tool").read_text() == "kept\n"
+    assert not (repo / "tools" / "bin" / "git").exists()
 
 
 async def test_a_socket_bound_between_commands_is_unreachable(

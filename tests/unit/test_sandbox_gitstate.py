@@ -188,3 +188,35 @@ def test_a_strategy_naming_a_path_is_refused(strategy: str) -> None:
 @pytest.mark.parametrize("strategy", ["ort", "recursive", "octopus", "resolve", "subtree"])
 def test_a_plain_strategy_is_accepted(strategy: str) -> None:
     assert gitnames.strategy_refusal(strategy) is None
+
+
+def test_a_git_directory_anywhere_a_command_writes_to_stay_is_in_its_reach() -> None:
+    """The workspace, the project's cache home and what git records work in of a
+    protected git directory (a linked worktree's too, outside the workspace)."""
+    places = ("/w", "/home/u/.cache/kfd/sandbox/w-1")
+    protected = ("/w/.git", "/w/sub/.git", "/repos/main/.git/worktrees/w")
+    for path in (
+        "/w/vendor/lib/.git",
+        "/home/u/.cache/kfd/sandbox/w-1/cache/evil.git",
+        "/w/.git/refs/evil",
+        "/w/.git/objects/ab/evil",
+        "/w/.git/x.lock/evil",
+        "/w/sub/.git/logs/evil",
+        "/repos/main/.git/worktrees/w/refs/evil",
+    ):
+        assert gitstate.in_reach(path, places, protected), path
+
+
+def test_a_protected_git_directory_and_what_is_read_only_in_one_are_the_users() -> None:
+    places = ("/w", "/home/u/.cache/kfd/sandbox/w-1")
+    protected = ("/w/.git", "/repos/main/.git/worktrees/w")
+    for path in (
+        "/w/.git",
+        "/w/.git/modules/lib",
+        "/w/.git/worktrees/other",
+        "/repos/main/.git/worktrees/w",
+        "/repos/other/.git",
+        "/home/u/.cache/kfd/sandbox/w-10/evil.git",
+        "/w2/.git",
+    ):
+        assert not gitstate.in_reach(path, places, protected), path
