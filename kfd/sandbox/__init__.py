@@ -38,15 +38,17 @@ Built on bubblewrap. A confined program sees:
   protected the same way (its ``core.hooksPath`` directories too), its
   ``gitdir:`` file read-only, another put in its place removed when the
   command ends; a workspace too large to walk is read-only;
-- in a home that is in the workspace, every dot-entry at its top, ``~/bin``,
-  the directories on the daemon's ``PATH`` and the tool homes of
-  `kfd.sandbox.layout.TOOL_HOMES` read-only (the host's configuration, or
-  programs its shells run), and a new one removed when the command ends;
+- every directory on the daemon's ``PATH`` inside the workspace read-only
+  (programs the host's shells and kfd itself look up), and in a home that is
+  in the workspace, every dot-entry at its top, ``~/bin`` and the tool homes of
+  `kfd.sandbox.layout.TOOL_HOMES` too (the host's configuration, or programs
+  its shells run); a new one removed when the command ends;
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;
 - no network (a network namespace with only a loopback) unless allowed;
-- a PID namespace of its own, no capabilities, and death with kfd.
+- a PID namespace of its own, no capabilities, the kernel's settings under
+  ``/proc`` read-only (`kfd.sandbox.mounts.PROC_READ_ONLY`), and death with kfd.
 
 `confine` prepares one program's confinement, from the previous command's
 facts while nothing they were gathered from changed (`kfd.sandbox.reuse`);
