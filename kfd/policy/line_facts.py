@@ -37,8 +37,14 @@ from kfd.policy.facts import (
     TreeFact,
     command_key,
 )
-from kfd.policy.gitconfig import NAMED_FILES, repository_keys, user_named_files
+from kfd.policy.gitconfig import (
+    NAMED_FILES,
+    entries_in_effect,
+    repository_keys,
+    user_named_files,
+)
 from kfd.policy.gitindex import Tracked, index_paths, repository_tops, submodule_checkouts
+from kfd.policy.gitpush import PUSH, Configured, configured_options, entry_of
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
@@ -271,6 +277,7 @@ class _Gatherer:
         self.indexes: dict[str, Tracked | None] = {}
         self.tops: dict[tuple[str, ...], list[str]] = {}
         self.keys: dict[str, list[str]] = {}
+        self.settings: dict[str | None, tuple[tuple[str, str], ...] | None] = {}
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
         self.real_bases: dict[str, str] = {}
@@ -297,10 +304,12 @@ class _Gatherer:
         trees = self.walk_trees(reading, paths, command)
         index_hits = self.index_hits(reading, paths, command)
         git_config: list[str] = []
+        configured = Configured()
         if reading.program == "git":
             git_config = self.git_config(command)
             for path in self.configured_reads(command, reading):
                 paths.setdefault(path.path, path)
+            configured = self.configured_push(command, reading)
         return CommandFacts(
             command=command,
             paths=list(paths.values()),
@@ -311,6 +320,8 @@ class _Gatherer:
             trees=trees,
             index_hits=index_hits,
             git_config=git_config,
+            configured=sorted(configured.options),
+            maybe_configured=sorted(configured.maybe),
             from_top=not command.chdir and len(self.bases) == 1,
         )
 
@@ -584,6 +595,30 @@ class _Gatherer:
                 self.keys[top] = repository_keys(top, self.home) + self.submodule_keys(top)
             found += self.keys[top]
         return found
+
+    def configured_push(self, command: SimpleCommand, reading: Reading) -> Configured:
+        """The options a ``git push`` has by the configuration git reads in each
+        repository it may run in (`kfd.policy.gitpush`), its ``-c`` ones last."""
+        parsed = reading.parsed
+        if parsed is None or parsed.path != PUSH:
+            return Configured()
+        given = [entry_of(c) for c in command.git_config if not c.startswith("--")]
+        unreadable = len(given) < len(command.git_config)  # --config-env: a value unknown
+        tops: list[str | None] = [*self.repositories(command)] or [None]
+        found = []
+        for top in tops:
+            entries = self.entries(top)
+            known = None if entries is None or unreadable else [*entries, *given]
+            found.append(configured_options(parsed, known))
+        options = frozenset.intersection(*(f.options for f in found))
+        maybe = frozenset().union(*(f.options | f.maybe for f in found)) - options
+        return Configured(options, maybe)
+
+    def entries(self, top: str | None) -> tuple[tuple[str, str], ...] | None:
+        """`entries_in_effect` in the repository at ``top``, once per line."""
+        if top not in self.settings:
+            self.settings[top] = entries_in_effect(top, self.home)
+        return self.settings[top]
 
     def submodule_keys(self, top: str, depth: int = 0) -> list[str]:
         """`repository_keys` of the submodule checkouts git enters from ``top``
