@@ -39,8 +39,11 @@ from kfd.policy.facts import (
 )
 from kfd.policy.gitconfig import (
     NAMED_FILES,
+    SYSTEM_FILE,
     entries_in_effect,
+    repository_files,
     repository_keys,
+    user_files,
     user_named_files,
 )
 from kfd.policy.gitindex import Tracked, index_paths, repository_tops, submodule_checkouts
@@ -109,6 +112,7 @@ def line_facts(
     # A command met again writes what it wrote the first time (`command_key` leaves
     # out only redirections, which `_written_operands` does not read).
     written += [w for facts in distinct for w in _written_operands(facts.command)]
+    written += [w for facts in distinct for w in gatherer.scoped_writes(facts.command)]
     for subject in written:
         # Writes found in options and operands (`git diff --output=x`, `tee x`).
         if subject not in named and _file(subject):
@@ -613,6 +617,24 @@ class _Gatherer:
         options = frozenset.intersection(*(f.options for f in found))
         maybe = frozenset().union(*(f.options | f.maybe for f in found)) - options
         return Configured(options, maybe)
+
+    def scoped_writes(self, command: SimpleCommand) -> list[str]:
+        """The files a command writes without naming them, by the scope it writes
+        (`kfd.policy.reading.Reading.written_scopes`): for ``git config``, the
+        repository's own configuration (in every repository it may run in; ``.git/config``
+        where it finds none), the user's, or the system's."""
+        found: list[str] = []
+        for scope in read_command(command).written_scopes():
+            if scope == "global":
+                found += user_files(self.home)
+            elif scope == "system":
+                found.append(SYSTEM_FILE)
+            else:  # the repository's own: local, worktree, or a scope kfd does not know
+                for top in self.repositories(command):
+                    found += repository_files(top) or [os.path.join(top, ".git", "config")]
+                if not self.repositories(command):
+                    found += [os.path.join(b, *command.chdir, ".git", "config") for b in self.bases]
+        return found
 
     def entries(self, top: str | None) -> tuple[tuple[str, str], ...] | None:
         """`entries_in_effect` in the repository at ``top``, once per line."""
