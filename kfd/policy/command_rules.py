@@ -162,6 +162,11 @@ class CommandView:
     """The directory its relative paths are resolved from."""
     paths: Mapping[str, str] = field(default_factory=dict)
     """Word to the absolute path it names (for comparing ``/`` with ``//`` or ``../..``)."""
+    configured: frozenset[str] = frozenset()
+    """Options it has by the configuration its program reads (``git push`` to a remote
+    with ``mirror = true``: ``mirror``), as if given."""
+    maybe_configured: frozenset[str] = frozenset()
+    """Options the configuration may give it: a rule naming one may match."""
     _parsed: dict[str, Parsed] = field(default_factory=dict)
 
     def program_names(self) -> frozenset[str]:
@@ -415,9 +420,11 @@ def _absolute(word: str, base: str) -> str:
 def _options(rule: Parsed, parsed: Parsed, command: CommandView, *, loose: bool) -> Match:
     """The rule's options (with their values, if it gives any) are among the command's;
     ``loose``: an option kfd cannot read may be one of them."""
-    have = parsed.effective_options()
-    result = Match.YES
     implies = parsed.current.implies
+    configured = _implied(implies, command.configured)
+    have = parsed.effective_options() | configured
+    maybe = _implied(implies, command.maybe_configured)
+    result = Match.YES
     for name, values in rule.options.items():
         if name in have and all(_has_value(parsed, name, v, command) for v in values if v):
             continue
@@ -426,7 +433,8 @@ def _options(rule: Parsed, parsed: Parsed, command: CommandView, *, loose: bool)
         if name in have:
             result = Match.MAYBE if parsed.uncertain else Match.NO
         elif (
-            any(name in candidates for candidates in parsed.ambiguous.values())
+            name in maybe
+            or any(name in candidates for candidates in parsed.ambiguous.values())
             or parsed.dynamic
             or (loose and (parsed.unknown or parsed.open))
         ):
@@ -439,6 +447,18 @@ def _options(rule: Parsed, parsed: Parsed, command: CommandView, *, loose: bool)
         if implied not in have and not parsed.uncertain:
             return Match.NO
     return result
+
+
+def _implied(implies: Mapping[str, Sequence[str]], names: Collection[str]) -> frozenset[str]:
+    """``names`` with every option they imply (``mirror``: ``force`` too)."""
+    found: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending.extend(implies.get(name, ()))
+    return frozenset(found)
 
 
 def _has_value(parsed: Parsed, name: str, value: str, command: CommandView) -> bool:

@@ -110,6 +110,13 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     """For a git command: what in the configuration of a repository it may run in
     makes git run a program or read what the repository names
     (`kfd.policy.gitconfig.running_keys`, each with its file)."""
+    configured: list[str] = []
+    """Options the configuration git reads gives it, as its subcommand names them
+    (`kfd.policy.gitpush`: a plain ``git push`` to a remote with ``mirror = true`` is
+    ``git push --mirror``): deny and ask rules read them as its own."""
+    maybe_configured: list[str] = []
+    """Options the configuration may give it (kfd cannot tell which remote git uses,
+    or cannot read the configuration): rules naming them ask."""
     from_top: bool = True
     """Whether it runs at the workspace's top only (no ``cd`` before it on the line,
     no ``git -C``): then its pathspecs are relative to the workspace, as

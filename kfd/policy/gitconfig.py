@@ -36,13 +36,17 @@ __all__ = [
     "AUTOMATIC_HOOKS",
     "MAX_CONFIG_BYTES",
     "NAMED_FILES",
+    "SYSTEM_FILE",
     "automatic_hooks",
     "config_files",
+    "entries_in_effect",
     "file_entries",
     "hooks_directories",
     "hooks_path_values",
+    "repository_files",
     "repository_keys",
     "running_keys",
+    "user_files",
     "user_named_files",
 ]
 
@@ -50,6 +54,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 """A larger configuration file is not read (it is reported as unreadable)."""
 
 _HOOKS_PATH = "core.hookspath"
+SYSTEM_FILE = "/etc/gitconfig"
+"""The system's configuration file (git's ``$(prefix)/etc/gitconfig`` as Debian builds it)."""
 
 _RUNS = re.compile(
     # Programs git runs: on read-only commands (fsmonitor, textconv, filters, ...)
@@ -115,7 +121,7 @@ def repository_keys(top: str, home: str = "") -> list[str]:
     from hold (`kfd.policy.stamped`). ``home``: whose ``core.hooksPath`` counts
     too (a relative one is the repository's to fill)."""
     found = list(_configuration.get(top, lambda: _read_configuration(top))[0])
-    for name in _user_files(home) if home else ():
+    for name in user_files(home) if home else ():
         for value in hooks_path_values(name):
             if directory := hooks_path(value, top, home):
                 found += automatic_hooks(directory)
@@ -149,7 +155,7 @@ def hooks_directories(top: str, home: str) -> list[str]:
     itself (husky keeps the hooks its ``.husky/_`` calls in ``.husky``); for a
     value naming ``top`` itself, the hook names in it. Real paths."""
     values = list(_configuration.get(top, lambda: _read_configuration(top))[1])
-    for name in (*_user_files(home), "/etc/gitconfig"):
+    for name in (*user_files(home), SYSTEM_FILE):
         values += hooks_path_values(name)
     found: list[str] = []
     for value in dict.fromkeys(values):
@@ -218,17 +224,59 @@ def _read_configuration(top: str) -> tuple[_Configuration, list[str] | None]:
     return configuration, watched + plain
 
 
-def _user_files(home: str) -> tuple[str, str]:
-    """The user's own (global) configuration files."""
+def user_files(home: str) -> tuple[str, str]:
+    """The user's own (global) configuration files, in the order git reads them (the
+    second wins; ``git config --global`` writes it unless only the first exists)."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     return os.path.join(xdg, "git", "config"), os.path.join(home, ".gitconfig")
+
+
+MAX_INCLUDE_DEPTH = 10
+"""Includes within includes git follows at most (``MAX_INCLUDE_DEPTH`` in config.c)."""
+_INCLUDE = re.compile(r"include\.path|includeif\..*\.path", re.DOTALL)
+
+
+def entries_in_effect(top: str | None, home: str) -> tuple[tuple[str, str], ...] | None:
+    """Every entry of the configuration git reads in the repository at ``top`` (None:
+    outside any), in git's order, the last value winning: the system's, the user's
+    (`user_files`), the repository's own (`repository_files`), each with the files
+    it includes in its place (an ``includeIf`` taken as holding: it may). None when
+    kfd cannot tell which files those are or cannot read one."""
+    names = [SYSTEM_FILE, *user_files(home)]
+    if top is not None:
+        own = repository_files(top)
+        if own is None:
+            return None
+        names += own
+    found: list[tuple[str, str]] = []
+    for name in names:
+        if not _with_includes(name, home, found, 0):
+            return None
+    return tuple(found)
+
+
+def _with_includes(name: str, home: str, found: list[tuple[str, str]], depth: int) -> bool:
+    """Add the entries of file ``name`` to ``found``, those of the files it includes
+    where it includes them; False when one cannot be read (a missing file is empty,
+    as git takes it)."""
+    entries = file_entries(name)
+    if entries is None or depth > MAX_INCLUDE_DEPTH:
+        return False
+    for key, value in entries:
+        found.append((key, value))
+        if _INCLUDE.fullmatch(key) and value:
+            path = os.path.join(home, value[2:]) if value.startswith("~/") else value
+            path = os.path.join(os.path.dirname(name), path)
+            if not _with_includes(path, home, found, depth + 1):
+                return False
+    return True
 
 
 def user_named_files(home: str) -> list[tuple[str, str]]:
     """The `NAMED_FILES` keys of the user's own (global) git configuration, each with
     its value."""
     found: list[tuple[str, str]] = []
-    for name in _user_files(home):
+    for name in user_files(home):
         entries = file_entries(name) or ()
         found += [(key, value) for key, value in entries if key in NAMED_FILES and value]
     return list(dict.fromkeys(found))
@@ -439,6 +487,22 @@ def config_files(top: str) -> list[str] | None:
     ``git status`` runs a submodule's ``core.fsmonitor``), or None when kfd cannot
     tell which git directory git would use there (a ``.git`` file it does not
     accept, too many submodules)."""
+    own = repository_files(top)
+    if own is None:
+        return None
+    modules = _modules(os.path.join(os.path.dirname(own[0]), "modules"))
+    if modules is None:
+        return None
+    names = list(own)
+    for directory in modules:
+        names += [os.path.join(directory, "config"), os.path.join(directory, "config.worktree")]
+    return names
+
+
+def repository_files(top: str) -> list[str] | None:
+    """The repository's own configuration files (its common directory's ``config``
+    first, then each ``config.worktree``), or None when kfd cannot tell which git
+    directory git would use there."""
     marker = os.path.join(top, ".git")
     module = _module_directory(marker)
     if module is not None:
@@ -449,14 +513,10 @@ def config_files(top: str) -> list[str] | None:
             return None
         git_dir, common_dir = str(found.git_dir), str(found.common_dir)
     directories = list(dict.fromkeys((common_dir, git_dir)))
-    modules = _modules(os.path.join(common_dir, "modules"))
-    if modules is None:
-        return None
-    names = [os.path.join(common_dir, "config")]
-    names += [os.path.join(d, "config.worktree") for d in directories]
-    for directory in modules:
-        names += [os.path.join(directory, "config"), os.path.join(directory, "config.worktree")]
-    return names
+    return [
+        os.path.join(common_dir, "config"),
+        *(os.path.join(d, "config.worktree") for d in directories),
+    ]
 
 
 def _module_directory(marker: str) -> str | None:

@@ -206,6 +206,8 @@ def _view(cf: CommandFacts, argv: Sequence[str], base: str, *, whole: bool) -> C
         unknown=bool(cf.identity) if whole else False,
         base=base,
         paths={fact.word: fact.path for fact in cf.paths},
+        configured=frozenset(cf.configured) if whole else frozenset(),
+        maybe_configured=frozenset(cf.maybe_configured) if whole else frozenset(),
     )
 
 
@@ -288,6 +290,11 @@ def _weigh_command(
 def _why_maybe(cf: CommandFacts) -> str:
     if cf.identity:
         return cf.identity
+    if cf.maybe_configured:
+        return (
+            f"the configuration git reads may give it {', '.join(cf.maybe_configured)} "
+            "(kfd cannot tell which remote it pushes to, or cannot read that configuration)"
+        )
     if cf.command.dynamic or cf.command.open_ended:
         return "some of its words are only known when it runs"
     return (

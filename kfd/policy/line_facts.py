@@ -37,8 +37,17 @@ from kfd.policy.facts import (
     TreeFact,
     command_key,
 )
-from kfd.policy.gitconfig import NAMED_FILES, repository_keys, user_named_files
+from kfd.policy.gitconfig import (
+    NAMED_FILES,
+    SYSTEM_FILE,
+    entries_in_effect,
+    repository_files,
+    repository_keys,
+    user_files,
+    user_named_files,
+)
 from kfd.policy.gitindex import Tracked, index_paths, repository_tops, submodule_checkouts
+from kfd.policy.gitpush import PUSH, Configured, configured_options, entry_of
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
@@ -103,6 +112,7 @@ def line_facts(
     # A command met again writes what it wrote the first time (`command_key` leaves
     # out only redirections, which `_written_operands` does not read).
     written += [w for facts in distinct for w in _written_operands(facts.command)]
+    written += [w for facts in distinct for w in gatherer.scoped_writes(facts.command)]
     for subject in written:
         # Writes found in options and operands (`git diff --output=x`, `tee x`).
         if subject not in named and _file(subject):
@@ -271,6 +281,7 @@ class _Gatherer:
         self.indexes: dict[str, Tracked | None] = {}
         self.tops: dict[tuple[str, ...], list[str]] = {}
         self.keys: dict[str, list[str]] = {}
+        self.settings: dict[str | None, tuple[tuple[str, str], ...] | None] = {}
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
         self.real_bases: dict[str, str] = {}
@@ -297,10 +308,12 @@ class _Gatherer:
         trees = self.walk_trees(reading, paths, command)
         index_hits = self.index_hits(reading, paths, command)
         git_config: list[str] = []
+        configured = Configured()
         if reading.program == "git":
             git_config = self.git_config(command)
             for path in self.configured_reads(command, reading):
                 paths.setdefault(path.path, path)
+            configured = self.configured_push(command, reading)
         return CommandFacts(
             command=command,
             paths=list(paths.values()),
@@ -311,6 +324,8 @@ class _Gatherer:
             trees=trees,
             index_hits=index_hits,
             git_config=git_config,
+            configured=sorted(configured.options),
+            maybe_configured=sorted(configured.maybe),
             from_top=not command.chdir and len(self.bases) == 1,
         )
 
@@ -593,6 +608,48 @@ class _Gatherer:
                 self.keys[top] = repository_keys(top, self.home) + self.submodule_keys(top)
             found += self.keys[top]
         return found
+
+    def configured_push(self, command: SimpleCommand, reading: Reading) -> Configured:
+        """The options a ``git push`` has by the configuration git reads in each
+        repository it may run in (`kfd.policy.gitpush`), its ``-c`` ones last."""
+        parsed = reading.parsed
+        if parsed is None or parsed.path != PUSH:
+            return Configured()
+        given = [entry_of(c) for c in command.git_config if not c.startswith("--")]
+        unreadable = len(given) < len(command.git_config)  # --config-env: a value unknown
+        tops: list[str | None] = [*self.repositories(command)] or [None]
+        found = []
+        for top in tops:
+            entries = self.entries(top)
+            known = None if entries is None or unreadable else [*entries, *given]
+            found.append(configured_options(parsed, known))
+        options = frozenset.intersection(*(f.options for f in found))
+        maybe = frozenset().union(*(f.options | f.maybe for f in found)) - options
+        return Configured(options, maybe)
+
+    def scoped_writes(self, command: SimpleCommand) -> list[str]:
+        """The files a command writes without naming them, by the scope it writes
+        (`kfd.policy.reading.Reading.written_scopes`): for ``git config``, the
+        repository's own configuration (in every repository it may run in; ``.git/config``
+        where it finds none), the user's, or the system's."""
+        found: list[str] = []
+        for scope in read_command(command).written_scopes():
+            if scope == "global":
+                found += user_files(self.home)
+            elif scope == "system":
+                found.append(SYSTEM_FILE)
+            else:  # the repository's own: local, worktree, or a scope kfd does not know
+                for top in self.repositories(command):
+                    found += repository_files(top) or [os.path.join(top, ".git", "config")]
+                if not self.repositories(command):
+                    found += [os.path.join(b, *command.chdir, ".git", "config") for b in self.bases]
+        return found
+
+    def entries(self, top: str | None) -> tuple[tuple[str, str], ...] | None:
+        """`entries_in_effect` in the repository at ``top``, once per line."""
+        if top not in self.settings:
+            self.settings[top] = entries_in_effect(top, self.home)
+        return self.settings[top]
 
     def submodule_keys(self, top: str, depth: int = 0) -> list[str]:
         """`repository_keys` of the submodule checkouts git enters from ``top``

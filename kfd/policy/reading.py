@@ -118,6 +118,28 @@ class Reading:
             operands = operands[1:]
         return operands
 
+    def written_scopes(self) -> tuple[str, ...]:
+        """Whose files it writes without naming them (`ProgramSpec.scopes`: ``git config
+        user.name x`` the repository's, ``--global`` the user's): none when an option
+        names the file (a write as any), or when it only reads. A form kfd cannot read
+        (an unknown option, a word known only at run time) writes."""
+        parsed = self.parsed
+        spec = self.current
+        if parsed is None or spec is None or not spec.scopes:
+            return ()
+        given = set(parsed.options)
+        if any("writes" in spec.effect(name) for name in given):
+            return ()
+        operands = parsed.operands
+        if not (parsed.uncertain or given & spec.writes_with) and (
+            given & spec.reads_with
+            or (operands and operands[0] in spec.reads_with)
+            or (len(operands) == 1 and "." in (operands[0] or ""))
+        ):
+            return ()
+        chosen = [spec.scopes[name] for name in given if name and name in spec.scopes]
+        return tuple(dict.fromkeys(chosen or [spec.scopes.get("", "")]))
+
     def default_tree(self) -> str:
         """The directory it reads when it is given no path to read (``grep -r foo``)."""
         spec = self.current

@@ -203,6 +203,7 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
         "home": World(_home_workspace(root), outside, root / "homews"),
         "gitconfig": World(_configured_repository(root), outside, home),
         "submodule-config": World(_configured_submodule(root), outside, home),
+        "push-config": World(_configured_push(root), outside, home),
     }
 
 
@@ -219,6 +220,23 @@ def _configured_repository(root: Path) -> Path:
     # A `.git` git does not take (no objects/, refs/): git goes on up to the top's.
     (ws / "sub" / ".git").mkdir(parents=True)
     (ws / "sub" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return ws
+
+
+def _configured_push(root: Path) -> Path:
+    """A repository whose configuration makes a plain ``git push`` a force push: its
+    ``origin`` pushes ``+`` refspecs, its ``backup`` is a mirror."""
+    ws = root / "pushcfg"
+    ws.mkdir()
+    _git("init", "-q", str(ws), cwd=root)
+    (ws / "a.py").write_text("x = 1\n")
+    _commit(ws)
+    with (ws / ".git" / "config").open("a") as config:
+        config.write(
+            '[remote "origin"]\n\turl = ../elsewhere.git\n'
+            "\tpush = +refs/heads/master:refs/heads/master\n"
+            '[remote "backup"]\n\turl = ../backup.git\n\tmirror = true\n'
+        )
     return ws
 
 

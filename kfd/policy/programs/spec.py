@@ -103,6 +103,13 @@ class ProgramSpec:
     pattern_operand: frozenset[str] | None = None
     """Its first operand is a pattern, not a path, unless one of these options gives it."""
     default_tree: str = ""
+    scopes: Mapping[str, str] = field(default_factory=dict)
+    """Whose file it writes when no option names one, by the option choosing it (``""``:
+    none chosen): ``git config --global`` writes the user's configuration."""
+    reads_with: frozenset[str] = frozenset()
+    """Options, or first operands, that make a program with `scopes` only read."""
+    writes_with: frozenset[str] = frozenset()
+    """Options that make a program with `scopes` write whatever its operands."""
     """The directory it reads when given no path (``grep -r``, ``rg``: ``.``)."""
     source: str = ""
     """Where the option table comes from (``rm (GNU coreutils) 9.1 --help``)."""
@@ -204,6 +211,9 @@ def _program(
             frozenset(meaning["pattern_operand"]) if "pattern_operand" in meaning else None
         ),
         default_tree=str(meaning.get("default_tree", "")),
+        scopes=dict(meaning.get("scopes", {})),
+        reads_with=frozenset(meaning.get("reads_with", ())),
+        writes_with=frozenset(meaning.get("writes_with", ())),
         source=str(meaning.get("source", table.get("source", ""))),
     )
 
