@@ -68,13 +68,21 @@ async def test_writing_the_hooks_directory_asks_in_every_mode(
     (repo / ".husky").mkdir()
     (repo / ".husky" / "pre-commit").write_text("#!/bin/sh\nnpm test\n")
     assert hooks_directories(str(repo.resolve()), str(home)) == [str((repo / ".husky").resolve())]
+    await _guarded(
+        tmp_path, repo, "echo 'id > /tmp/x' >> .husky/pre-commit", ".husky/pre-commit", "src"
+    )
+
+
+async def _guarded(tmp_path: Path, repo: Path, hook: str, edited: str, other: str) -> None:
+    """Writing a hook by a command (``hook``) and by the write tool (``edited``) asks in
+    every mode that otherwise allows both; a file in ``other`` is written unasked."""
     for mode in ("accept-edits", "auto"):
-        hook = {"command": "echo 'id > /tmp/x' >> .husky/pre-commit"}
-        assert await _decide(tmp_path, repo, "bash", hook, mode) == "ask", mode
-        edit = {"path": ".husky/pre-commit", "content": "x"}
+        command = {"command": hook}
+        assert await _decide(tmp_path, repo, "bash", command, mode) == "ask", mode
+        edit = {"path": edited, "content": "x"}
         assert await _decide(tmp_path, repo, "write", edit, mode) == "ask", mode
-        other = {"command": "echo x >> src/notes.txt"}
-        assert await _decide(tmp_path, repo, "bash", other, mode) == "allow", mode
+        plain = {"command": f"echo x >> {other}/notes.txt"}
+        assert await _decide(tmp_path, repo, "bash", plain, mode) == "allow", mode
 
 
 def test_husky_nine_keeps_its_hooks_beside_the_directory_git_runs(tmp_path: Path) -> None:
@@ -98,13 +106,7 @@ async def test_a_hooks_path_naming_the_top_guards_the_hook_names_there(
     top = str(repo.resolve())
     assert f"{top}/pre-commit" in hooks_directories(top, str(tmp_path))
     assert top not in hooks_directories(top, str(tmp_path))
-    for mode in ("accept-edits", "auto"):
-        hook = {"command": "printf '#!/bin/sh\\nid\\n' > pre-commit"}
-        assert await _decide(tmp_path, repo, "bash", hook, mode) == "ask", mode
-        edit = {"path": "post-checkout", "content": "x"}
-        assert await _decide(tmp_path, repo, "write", edit, mode) == "ask", mode
-        other = {"command": "echo x >> notes.txt"}
-        assert await _decide(tmp_path, repo, "bash", other, mode) == "allow", mode
+    await _guarded(tmp_path, repo, "printf '#!/bin/sh\\nid\\n' > pre-commit", "post-checkout", ".")
 
 
 @pytest.mark.parametrize("value", ["~", "~/", "~root/../{home}"])
