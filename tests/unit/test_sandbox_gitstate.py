@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kfd.sandbox import gitnames, gitstate, hookspath
+from kfd.sandbox import gitchecks, gitnames, gitstate, hookspath
 
 
 def _index(repo: Path) -> bytes:
@@ -48,21 +48,21 @@ def index(tmp_path: Path) -> bytes:
     ],
 )
 def test_paths_git_would_refuse_from_a_tree_are_refused(path: str) -> None:
-    assert gitstate.refused_path(path) is not None
+    assert gitchecks.refused_path(path) is not None
 
 
 @pytest.mark.parametrize("path", ["a", "dir/b", ".github/x", ".gitignore", "a.git/b", "dir/"])
 def test_ordinary_paths_are_accepted(path: str) -> None:
-    assert gitstate.refused_path(path) is None
+    assert gitchecks.refused_path(path) is None
 
 
 def test_an_index_git_wrote_is_accepted_in_every_version(index: bytes, tmp_path: Path) -> None:
-    assert gitstate.index_refusal(index) is None
+    assert gitchecks.index_refusal(index) is None
     for version in ("3", "4"):
         subprocess.run(
             ["git", "-C", str(tmp_path), "update-index", "--index-version", version], check=True
         )
-        assert gitstate.index_refusal(_index(tmp_path)) is None, version
+        assert gitchecks.index_refusal(_index(tmp_path)) is None, version
 
 
 def test_garbage_and_truncated_indexes_are_refused_without_an_error(index: bytes) -> None:
@@ -72,11 +72,11 @@ def test_garbage_and_truncated_indexes_are_refused_without_an_error(index: bytes
     samples += [bytes(generator.randrange(256) for _ in range(n)) for n in (1, 12, 64, 4096)]
     samples += [b"DIRC" + struct.pack(">II", 2, 1_000_000) + index[12:]]
     for sample in samples:
-        assert gitstate.index_refusal(sample) is not None, sample[:16]
+        assert gitchecks.index_refusal(sample) is not None, sample[:16]
     # Cut after its last entry, an index lists only paths git accepts (git itself then
     # refuses it for its checksum): either answer, never an exception.
     for cut in range(12, len(index)):
-        gitstate.index_refusal(index[:cut])
+        gitchecks.index_refusal(index[:cut])
 
 
 def test_every_flipped_byte_of_an_index_is_read_or_refused_without_an_error(
@@ -85,7 +85,7 @@ def test_every_flipped_byte_of_an_index_is_read_or_refused_without_an_error(
     for offset in range(len(index)):
         damaged = bytearray(index)
         damaged[offset] ^= 0xFF
-        gitstate.index_refusal(bytes(damaged))  # an answer, never an exception
+        gitchecks.index_refusal(bytes(damaged))  # an answer, never an exception
 
 
 def test_an_index_entry_leading_into_the_git_directory_is_refused() -> None:
@@ -94,7 +94,7 @@ def test_an_index_entry_leading_into_the_git_directory_is_refused() -> None:
     entry = struct.pack(">10I", 0, 0, 0, 0, 0, 0, 0o100755, 0, 0, 0) + b"\0" * 20
     entry += struct.pack(">H", len(name)) + name
     body += entry + b"\0" * (8 - len(entry) % 8)
-    why = gitstate.index_refusal(body + hashlib.sha1(body).digest())
+    why = gitchecks.index_refusal(body + hashlib.sha1(body).digest())
     assert why is not None and ".git/hooks/pre-commit" in why
 
 
@@ -109,7 +109,7 @@ def test_exec_lines_of_a_todo_list_become_comments_and_nothing_else_changes() ->
         b"fixup 5678 b\n"
         b"x\n"
     )
-    disarmed, count = gitstate.disarmed(todo)
+    disarmed, count = gitchecks.disarmed(todo)
     assert count == 4
     assert disarmed == (
         b"pick 1234 a\n"
@@ -126,9 +126,9 @@ def test_exec_lines_of_a_todo_list_become_comments_and_nothing_else_changes() ->
 def test_a_todo_list_of_garbage_is_handled_as_bytes() -> None:
     generator = random.Random(3)
     garbage = bytes(generator.randrange(256) for _ in range(10_000))
-    disarmed, count = gitstate.disarmed(garbage + b"\nexec \xff\xfe\n")
+    disarmed, count = gitchecks.disarmed(garbage + b"\nexec \xff\xfe\n")
     assert count >= 1 and b"\n# kfd: exec \xff\xfe\n" in disarmed
-    assert gitstate.disarmed(b"") == (b"", 0)
+    assert gitchecks.disarmed(b"") == (b"", 0)
 
 
 def test_only_names_git_records_work_in_may_appear_in_a_git_directory() -> None:
