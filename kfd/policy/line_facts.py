@@ -97,10 +97,15 @@ def line_facts(
     root = real_path(workspace)
     home = home or os.path.expanduser("~")
     bases = _bases(analysis.commands, workspace, home)
+    lost = bases is None
+    bases = bases or [workspace]
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
     links = instruction_links(workspace)
     gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links, home)
     commands, distinct = _gathered(gatherer, analysis.commands)
+    if lost:
+        why = f"the line changes directory in more ways than kfd follows ({MAX_BASES})"
+        commands = [msgspec.structs.replace(c, unknown=[*c.unknown, why]) for c in commands]
     # A file named by a redirection or a writing operand, from every directory the
     # line may be in (`cd docs && echo x > notes.md` writes docs/notes.md).
     targets: dict[tuple[str, bool], None] = {}
@@ -226,32 +231,48 @@ def _written_operands(command: SimpleCommand) -> list[str]:
     return []
 
 
-def _bases(commands: list[SimpleCommand], workspace: str, home: str) -> list[str]:
-    """The workspace and every directory the line may run a command in: each place a
-    ``cd`` names, as bash's logical ``cd`` spells it and as the kernel reaches it
-    (``cd -P link/..`` is the link target's parent), and home for a bare ``cd``."""
+MAX_BASES = 64
+"""Directories a line may run commands in that kfd resolves words from; a line that
+changes directory in more ways asks (`_bases`)."""
+
+
+def _bases(commands: list[SimpleCommand], workspace: str, home: str) -> list[str] | None:
+    """The workspace and every directory the line may run a command in, as bash's
+    logical ``cd`` spells it and as the kernel reaches it (``cd -P link/..`` is the
+    link target's parent), and home for a bare ``cd``. A change of directory
+    starts from every directory the line may be in by then (``cd p; cd q`` is in
+    ``p/q``; ``env -C p env -C q`` too): each is joined to all found before it.
+    None past `MAX_BASES` (kfd cannot follow where the line goes)."""
     bases = [workspace]
     for command in commands:
-        targets = list(command.chdir)
+        chains = [list(command.chdir)] if command.chdir else []
         if command.argv and command.argv[0] in _DIRECTORY_CHANGERS:
             operands = [
                 word
                 for index, word in enumerate(command.argv[1:], 1)
                 if index in command.dynamic or not word.startswith("-") or word == "-"
             ]
-            targets += [
-                w
+            chains += [
+                [w]
                 for i, w in enumerate(command.argv[1:], 1)
                 if i not in command.dynamic
                 if w in operands
             ]
             if not operands:
-                targets.append(home)  # `cd`, `cd -P`: $HOME
-        for target in targets:
-            joined = os.path.join(workspace, target)
-            for directory in (os.path.normpath(joined), real_path(joined)):
-                if directory not in bases:
-                    bases.append(directory)
+                chains.append([home])  # `cd`, `cd -P`: $HOME
+        for chain in chains:
+            for start in list(bases):
+                reached = [start]
+                for target in chain:
+                    joined = [os.path.join(directory, target) for directory in reached]
+                    reached = list(
+                        dict.fromkeys(
+                            d for j in joined for d in (os.path.normpath(j), real_path(j))
+                        )
+                    )
+                bases += [directory for directory in reached if directory not in bases]
+                if len(bases) > MAX_BASES:
+                    return None
     return bases
 
 

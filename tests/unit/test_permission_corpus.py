@@ -143,6 +143,10 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     (ws / "src" / "escape.py").symlink_to(outside / "file.txt")
     (ws / "sub").mkdir()
     (ws / "sub" / "link").symlink_to(Path("../../outside/file.txt"))
+    # Reached only by two changes of directory in a row (`cd p; cd q`).
+    (ws / "p" / "q").mkdir(parents=True)
+    (ws / "p" / "q" / "e").symlink_to("../../.env")
+    (ws / "p" / "q" / "gg").symlink_to("../../.git")
     os.link(outside / "hardfile", ws / "hard")
     (ws / "shared").mkdir()
     os.link(ws / ".env", ws / "shared" / "notes.txt")  # .env under a name no rule names
