@@ -231,6 +231,16 @@ def _written_operands(command: SimpleCommand) -> list[str]:
     return []
 
 
+def _prefix_operand(reading: Reading) -> bool:
+    """Whether a program that takes the prefix of the names it writes as its last
+    operand (``split INPUT PREFIX``) is given one."""
+    if "prefix-operand" not in reading.traits or reading.parsed is None:
+        return False
+    return sum(1 for o in reading.parsed.operands if o is not None) > 1 or any(
+        o is None for o in reading.parsed.operands
+    )
+
+
 MAX_BASES = 64
 """Directories a line may run commands in that kfd resolves words from; a line that
 changes directory in more ways asks (`_bases`)."""
@@ -479,9 +489,17 @@ class _Gatherer:
         if command.open_ended:
             unknown.append("more arguments are added when it runs (xargs, find -exec)")
         if "lists" in reading.effects:
-            unknown.append("it reads the files another file names (--files0-from, -T, ...)")
+            unknown.append(
+                "it reads files named where kfd cannot check them: in another file, on its "
+                "input, by patterns (--files0-from, -T, zip -@ or -R)"
+            )
         if "anywhere" in reading.effects:
             unknown.append("it writes where its input names, outside the workspace too (tar -P)")
+        if "prefix" in reading.effects or _prefix_operand(reading):
+            unknown.append(
+                "it writes files under names it makes from a prefix as it runs (csplit -f, "
+                "split's prefix, git checkout-index --prefix)"
+            )
         return unknown, options
 
     def expand(self, pattern: str) -> list[PathFact] | None:
