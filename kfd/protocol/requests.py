@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -15,6 +15,10 @@ from kfd.protocol.records import (
     Mode,
     _Struct,
 )
+
+Directory = Annotated[str, msgspec.Meta(max_length=4096, pattern="^[^\x00]*$")]
+"""A directory a client names (``cwd``): no NUL (no system call takes one) and no longer
+than a path can be; what it must be beyond that each method checks."""
 
 __all__ = [
     "REQUEST_METHODS",
@@ -85,7 +89,7 @@ class Status(Request, tag="daemon.status", kw_only=True):
     refresh_tools: bool = False
     """Ask the tool sources for their tools first (starts MCP servers not yet
     running), so ``tools`` and ``plugin_status`` list them."""
-    cwd: str = ""
+    cwd: Directory = ""
     """A directory (absolute): report the tools that cannot work there
     (`StatusResult.tools_missing`)."""
 
@@ -118,7 +122,7 @@ class EventsSubscribe(Request, tag="events.subscribe", kw_only=True):
 class SessionCreate(Request, tag="session.create", kw_only=True):
     """Start a session bound to the workspace ``cwd``."""
 
-    cwd: str
+    cwd: Directory
     title: str = ""
     model: str | None = None
     mode: Mode = "default"
@@ -127,7 +131,7 @@ class SessionCreate(Request, tag="session.create", kw_only=True):
 class SessionList(Request, tag="session.list", kw_only=True):
     """Sessions, most recently active first; optionally only those of ``cwd``."""
 
-    cwd: str | None = None
+    cwd: Directory | None = None
     include_archived: bool = False
     limit: int = 100
 
@@ -250,7 +254,7 @@ class MemoryList(Request, tag="memory.list", kw_only=True):
     """Remembered facts, newest first: with ``cwd``, those of its project and
     the global ones; without, all of them."""
 
-    cwd: str | None = None
+    cwd: Directory | None = None
     scope: Literal["project", "global", "all"] = "all"
     limit: int = 100
 
@@ -259,7 +263,7 @@ class MemorySearch(Request, tag="memory.search", kw_only=True):
     """Remembered facts ranked by relevance to ``query`` (full-text search)."""
 
     query: str
-    cwd: str | None = None
+    cwd: Directory | None = None
     limit: int = 10
 
 
@@ -271,7 +275,7 @@ class MemoryAdd(Request, tag="memory.add", kw_only=True):
 
     text: str
     scope: MemoryScope = "project"
-    cwd: str | None = None
+    cwd: Directory | None = None
 
 
 class RulesList(Request, tag="rules.list", kw_only=True):
@@ -279,7 +283,7 @@ class RulesList(Request, tag="rules.list", kw_only=True):
     config and "always" rules (``kfd rules list``). Without ``cwd``: the
     "always" rules of every project."""
 
-    cwd: str | None = None
+    cwd: Directory | None = None
 
 
 class RulesRemove(Request, tag="rules.remove", kw_only=True):
@@ -287,7 +291,7 @@ class RulesRemove(Request, tag="rules.remove", kw_only=True):
 
     rule_id: int | None = None
     rule: str = ""
-    cwd: str | None = None
+    cwd: Directory | None = None
 
 
 class RulesExplain(Request, tag="rules.explain", kw_only=True):
@@ -295,7 +299,7 @@ class RulesExplain(Request, tag="rules.explain", kw_only=True):
     with that directory's rules; nothing runs (``kfd explain``)."""
 
     command: str
-    cwd: str
+    cwd: Directory
     mode: Mode = "default"
 
 
@@ -335,7 +339,7 @@ class TrustShow(Request, tag="trust.show", kw_only=True):
     """Whether the project config of ``cwd`` is trusted, and what it grants
     and what is ignored until it is (``kfd trust``)."""
 
-    cwd: str
+    cwd: Directory
 
 
 class TrustSet(Request, tag="trust.set", kw_only=True):
@@ -346,7 +350,7 @@ class TrustSet(Request, tag="trust.set", kw_only=True):
     is trusted. ``trusted = false`` revokes (``sha256`` may be empty).
     """
 
-    cwd: str
+    cwd: Directory
     sha256: str = ""
     trusted: bool = True
 
@@ -442,7 +446,7 @@ class CommandList(Request, tag="commands.list", kw_only=True):
     user's, and the project's once trusted (the untrusted ones are named in
     ``ignored``)."""
 
-    cwd: str | None = None
+    cwd: Directory | None = None
     session: str | None = None
 
 

@@ -54,6 +54,15 @@ async def assert_serving(daemon: KfdDaemon) -> None:
         (b'{"id": "1", "method": "session.get", "session": "s404"}', "no session"),
         (b'{"id": "1", "method": "session.create", "cwd": "relative/dir"}', "absolute path"),
         (b'{"id": "1", "method": "session.create", "cwd": "/no/such/dir"}', "not a directory"),
+        # No system call takes a NUL: refused as the request it is, in every method.
+        (b'{"id": "1", "method": "daemon.status", "cwd": "/tmp\\u0000x"}', "`$.cwd`"),
+        (b'{"id": "1", "method": "session.list", "cwd": "/tmp\\u0000x"}', "`$.cwd`"),
+        (
+            b'{"id": "1", "method": "rules.explain", "cwd": "/'
+            + b"a" * 5000
+            + b'", "command": "ls"}',
+            "`$.cwd`",
+        ),
         (b'{"id": "1", "method": "message.send", "session": "s1", "text": ""}', "empty"),
         (
             b'{"id": "1", "method": "approval.respond", "session": "s1",'
