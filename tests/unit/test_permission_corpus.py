@@ -225,7 +225,9 @@ def _configured_repository(root: Path) -> Path:
 
 def _configured_push(root: Path) -> Path:
     """A repository whose configuration makes a plain ``git push`` a force push: its
-    ``origin`` pushes ``+`` refspecs, its ``backup`` is a mirror."""
+    ``origin`` pushes ``+`` refspecs, its ``backup`` is a mirror; the legacy file
+    ``.git/remotes/evil`` gives ``evil`` a URL and a ``+`` refspec, ``.git/remotes/odd``
+    is a FIFO kfd does not read."""
     ws = root / "pushcfg"
     ws.mkdir()
     _git("init", "-q", str(ws), cwd=root)
@@ -236,7 +238,16 @@ def _configured_push(root: Path) -> Path:
             '[remote "origin"]\n\turl = ../elsewhere.git\n'
             "\tpush = +refs/heads/master:refs/heads/master\n"
             '[remote "backup"]\n\turl = ../backup.git\n\tmirror = true\n'
+            '[remote "named"]\n\turl = ../named.git\n'
         )
+    remotes = ws / ".git" / "remotes"
+    remotes.mkdir()
+    legacy = "URL: ../elsewhere.git\nPush: +refs/heads/master:refs/heads/master\n"
+    for name in ("evil", "named"):  # `named` has a URL in the configuration: not read
+        (remotes / name).write_text(legacy)
+    os.mkfifo(remotes / "odd")
+    (ws / ".git" / "branches").mkdir(exist_ok=True)
+    (ws / ".git" / "branches" / "plain").write_text("../elsewhere.git#master\n")
     return ws
 
 
