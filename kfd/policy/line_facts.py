@@ -62,6 +62,7 @@ from kfd.policy.rules import PathMatcher
 from kfd.policy.shell import RiskKind, SimpleCommand, analyze
 from kfd.policy.shell.redirects import SAFE_WRITE_TARGETS
 from kfd.policy.tree_walk import walk
+from kfd.policy.unpack_facts import unpacked, unpacking_of
 from kfd.regular import read_regular
 
 __all__ = ["MAX_GLOB_MATCHES", "MAX_TREE_ENTRIES", "line_facts", "path_fact"]
@@ -134,7 +135,53 @@ def line_facts(
         if (word, fact.path, write) not in seen:
             seen.add((word, fact.path, write))
             redirects.append(fact)
+    if any(unpacking_of(read_command(c)) for c in analysis.commands):
+        commands = _with_unpacked(gatherer, commands, redirects, analysis.inputs)
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
+
+
+def _with_unpacked(
+    gatherer: _Gatherer,
+    commands: list[CommandFacts],
+    redirects: list[PathFact],
+    inputs: list[str],
+) -> list[CommandFacts]:
+    """``commands`` with the files each writes from its data (`kfd.policy.unpack_facts`).
+
+    A data file is a fact only if nothing else on the line may change it first: a
+    redirection writing it, another command naming it, or a command running code
+    kfd does not follow (`git apply p` after `./gen.sh`) makes its names unknown."""
+    written = {fact.real for fact in redirects if fact.write is not False}
+    found: list[CommandFacts] = []
+    for index, cf in enumerate(commands):
+        reading = read_command(cf.command)
+        unpacking = unpacking_of(reading)
+        if unpacking is None:
+            found.append(cf)
+            continue
+        others = [c for i, c in enumerate(commands) if i != index and c.command != cf.command]
+        runs = next((c for c in others if read_command(c.command).runs_code), None)
+        named = frozenset(written | {fact.real for c in others for fact in c.paths})
+        reads_redirect = any(r.direction == "read" for r in cf.command.redirects)
+        places = [os.path.join(b, *cf.command.chdir) for b in gatherer.bases]
+        result = unpacked(
+            cf.command,
+            reading,
+            unpacking,
+            bases=places,
+            tops=gatherer.repositories(cf.command) if unpacking.format == "git-patch" else [],
+            resolve=gatherer.resolve,
+            changed=named,
+            here_documents=inputs if inputs and len(commands) == 1 and not reads_redirect else None,
+        )
+        unknown = [*cf.unknown, *result.unknown]
+        if runs is not None:
+            unknown.append(
+                f"`{runs.command.source}` runs code kfd does not follow, which may change "
+                "the data this command writes from"
+            )
+        found.append(msgspec.structs.replace(cf, unpacked=result.paths, unknown=unknown))
+    return found
 
 
 def _gathered(
