@@ -117,6 +117,11 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     maybe_configured: list[str] = []
     """Options the configuration may give it (kfd cannot tell which remote git uses,
     or cannot read the configuration): rules naming them ask."""
+    unpacked: list[PathFact] = []
+    """The files it writes (``write``) or reads because its data names them: a patch's
+    targets (``patch``, ``git apply``), an archive's members (``tar x``, ``unzip``),
+    as `kfd.policy.unpack_facts` read them from the data file. When they cannot be
+    known, `unknown` says why."""
     from_top: bool = True
     """Whether it runs at the workspace's top only (no ``cd`` before it on the line,
     no ``git -C``): then its pathspecs are relative to the workspace, as

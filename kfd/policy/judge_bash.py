@@ -281,6 +281,7 @@ def _weigh_command(
         and not reading.changes
         and not cf.unknown
         and not cf.option_matches
+        and not cf.unpacked
     )
     if part.allowed is not None and part.allowed.source == "built-in" and not part.read_only:
         part.allowed = None  # the built-in rules allow only what is read-only
@@ -348,6 +349,11 @@ def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exac
             "allowing git there"
         )
     weigh_each(facts, cf.paths, found, exact=exact, write=access)
+    for fact in cf.unpacked:  # what its data names: a patch's targets, an archive's members
+        if fact.write:
+            weigh_write(facts, fact, found, exact=exact)
+        else:
+            weigh_path(facts, fact, found, exact=exact)
     for tree in cf.trees:
         weigh_tree(facts, program, tree, found)
     kinds = {fact.word: fact.kind for fact in cf.paths}

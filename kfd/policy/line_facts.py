@@ -47,13 +47,23 @@ from kfd.policy.gitconfig import (
     user_named_files,
 )
 from kfd.policy.gitindex import Tracked, index_paths, repository_tops, submodule_checkouts
-from kfd.policy.gitpush import PUSH, Configured, configured_options, entry_of
+from kfd.policy.gitpush import (
+    PUSH,
+    Configured,
+    Legacy,
+    configured_options,
+    entry_of,
+    legacy_remotes,
+    remotes_file_refspecs,
+)
 from kfd.policy.paths import hard_links, inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
 from kfd.policy.shell import RiskKind, SimpleCommand, analyze
 from kfd.policy.shell.redirects import SAFE_WRITE_TARGETS
 from kfd.policy.tree_walk import walk
+from kfd.policy.unpack_facts import unpacked, unpacking_of
+from kfd.regular import read_regular
 
 __all__ = ["MAX_GLOB_MATCHES", "MAX_TREE_ENTRIES", "line_facts", "path_fact"]
 
@@ -130,7 +140,53 @@ def line_facts(
         if (word, fact.path, write) not in seen:
             seen.add((word, fact.path, write))
             redirects.append(fact)
+    if any(unpacking_of(read_command(c)) for c in analysis.commands):
+        commands = _with_unpacked(gatherer, commands, redirects, analysis.inputs)
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
+
+
+def _with_unpacked(
+    gatherer: _Gatherer,
+    commands: list[CommandFacts],
+    redirects: list[PathFact],
+    inputs: list[str],
+) -> list[CommandFacts]:
+    """``commands`` with the files each writes from its data (`kfd.policy.unpack_facts`).
+
+    A data file is a fact only if nothing else on the line may change it first: a
+    redirection writing it, another command naming it, or a command running code
+    kfd does not follow (`git apply p` after `./gen.sh`) makes its names unknown."""
+    written = {fact.real for fact in redirects if fact.write is not False}
+    found: list[CommandFacts] = []
+    for index, cf in enumerate(commands):
+        reading = read_command(cf.command)
+        unpacking = unpacking_of(reading)
+        if unpacking is None:
+            found.append(cf)
+            continue
+        others = [c for i, c in enumerate(commands) if i != index and c.command != cf.command]
+        runs = next((c for c in others if read_command(c.command).runs_code), None)
+        named = frozenset(written | {fact.real for c in others for fact in c.paths})
+        reads_redirect = any(r.direction == "read" for r in cf.command.redirects)
+        places = [os.path.join(b, *cf.command.chdir) for b in gatherer.bases]
+        result = unpacked(
+            cf.command,
+            reading,
+            unpacking,
+            bases=places,
+            tops=gatherer.repositories(cf.command) if unpacking.format == "git-patch" else [],
+            resolve=gatherer.resolve,
+            changed=named,
+            here_documents=inputs if inputs and len(commands) == 1 and not reads_redirect else None,
+        )
+        unknown = [*cf.unknown, *result.unknown]
+        if runs is not None:
+            unknown.append(
+                f"`{runs.command.source}` runs code kfd does not follow, which may change "
+                "the data this command writes from"
+            )
+        found.append(msgspec.structs.replace(cf, unpacked=result.paths, unknown=unknown))
+    return found
 
 
 def _gathered(
@@ -661,7 +717,8 @@ class _Gatherer:
         for top in tops:
             entries = self.entries(top)
             known = None if entries is None or unreadable else [*entries, *given]
-            found.append(configured_options(parsed, known))
+            legacy = _legacy_remotes(top, legacy_remotes(parsed, known)) if top else {}
+            found.append(configured_options(parsed, known, legacy))
         options = frozenset.intersection(*(f.options for f in found))
         maybe = frozenset().union(*(f.options | f.maybe for f in found)) - options
         return Configured(options, maybe)
@@ -762,6 +819,34 @@ class _Gatherer:
             found = [top for d in directories for top in repository_tops(d)]
             tops = self.tops[key] = list(dict.fromkeys(found))
         return tops
+
+
+MAX_REMOTES_FILE = 64 * 1024
+"""The most of a ``$GIT_DIR/remotes/<name>`` file kfd reads (larger: unreadable)."""
+
+
+def _legacy_remotes(top: str, names: Sequence[str]) -> Legacy:
+    """The ``Push:`` refspecs of the ``remotes/<name>`` file of each of ``names`` in the
+    common git directory of the repository at ``top`` (`kfd.policy.gitpush`): empty
+    where there is none, None where kfd cannot read it (not a regular file, too large,
+    denied, or the git directory itself unknown)."""
+    if not names:
+        return {}
+    own = repository_files(top)
+    if own is None:
+        return dict.fromkeys(names)
+    common = os.path.dirname(own[0])
+    found: dict[str, tuple[str, ...] | None] = {}
+    for name in names:
+        try:
+            data = read_regular(os.path.join(common, "remotes", name), MAX_REMOTES_FILE)
+        except (FileNotFoundError, NotADirectoryError):
+            found[name] = ()  # git reads no file: nothing more to push
+        except OSError:
+            found[name] = None
+        else:
+            found[name] = remotes_file_refspecs(data.decode("utf-8", "surrogateescape"))
+    return found
 
 
 def _link_names(path: str, real: str, limit: int = 40) -> list[str]:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from kfd.policy.gitpush import Configured, configured_options, entry_of
+from kfd.policy.gitpush import (
+    Configured,
+    configured_options,
+    entry_of,
+    legacy_remotes,
+    remotes_file_refspecs,
+)
 from kfd.policy.programs.argv import parse_argv
 
 _FORCED = [("remote.origin.push", "+refs/heads/*:refs/heads/*")]
@@ -50,3 +56,32 @@ def test_a_command_line_setting_is_an_entry_as_git_spells_it() -> None:
     assert entry_of("Remote.Origin.Mirror") == ("remote.Origin.mirror", "")
     assert entry_of("remote.a.b.push=+x") == ("remote.a.b.push", "+x")
     assert entry_of("remote.pushDefault=o") == ("remote.pushdefault", "o")
+
+
+def test_a_remotes_file_gives_push_refspecs_to_a_remote_the_configuration_gives_no_url() -> None:
+    parsed = parse_argv("git", ("git", "push", "evil"), frozenset(), False)
+    assert parsed is not None
+    forced = {"evil": ("+refs/heads/master:refs/heads/master",)}
+    assert configured_options(parsed, [], forced).options == {"force"}
+    # Configured refspecs and the file's add up.
+    assert configured_options(parsed, [("remote.evil.push", "x")], forced).options == {"force"}
+    # A URL in the configuration: git reads no file for that remote.
+    assert configured_options(parsed, [("remote.evil.url", "/r")], forced) == Configured()
+    # A file kfd cannot read may give any refspec.
+    assert configured_options(parsed, [], {"evil": None}).maybe == {"force", "delete"}
+    assert legacy_remotes(parsed, []) == ["evil"]
+    assert legacy_remotes(parsed, [("remote.evil.url", "/r")]) == []
+
+
+def test_the_files_remotes_are_read_for_are_those_a_plain_push_may_go_to() -> None:
+    parsed = parse_argv("git", ("git", "push"), frozenset(), False)
+    assert parsed is not None
+    assert legacy_remotes(parsed, [("branch.main.remote", "up")]) == ["origin", "up"]
+    url = parse_argv("git", ("git", "push", "../x.git"), frozenset(), False)
+    assert url is not None and legacy_remotes(url, []) == []
+
+
+def test_a_remotes_file_is_read_as_git_reads_it() -> None:
+    text = "URL: /tmp/r.git\nPull: refs/heads/a:refs/a\nPush:   +refs/heads/m:refs/heads/m \r\n"
+    text += " Push: +ignored\npush: +ignored\nPush:\n"
+    assert remotes_file_refspecs(text) == ("+refs/heads/m:refs/heads/m",)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tarfile
 import tomllib
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -208,7 +210,50 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
         "gitconfig": World(_configured_repository(root), outside, home),
         "submodule-config": World(_configured_submodule(root), outside, home),
         "push-config": World(_configured_push(root), outside, home),
+        "unpack": World(_unpacking(root), outside, home),
     }
+
+
+_PATCH = "--- {0}\n+++ {0}\n@@ -0,0 +1 @@\n+x\n"
+_GIT_PATCH = (
+    "diff --git a/{0} b/{0}\nnew file mode 100644\n--- /dev/null\n+++ b/{0}\n@@ -0,0 +1 @@\n+x\n"
+)
+
+
+def _unpacking(root: Path) -> Path:
+    """A workspace holding patches and archives whose names write what always asks
+    (instruction files, git's hooks), outside it, or nothing of note."""
+    ws = root / "unpack"
+    ws.mkdir()
+    _git("init", "-q", str(ws), cwd=root)
+    (ws / "a.py").write_text("x = 1\n")
+    _commit(ws)
+    (ws / "sub").mkdir()
+    for name, target in (("ag", "AGENTS.md"), ("hk", ".git/hooks/post-checkout"), ("ok", "b.py")):
+        (ws / f"{name}.patch").write_text(_PATCH.format(target))
+        (ws / f"{name}.git.patch").write_text(_GIT_PATCH.format(target))
+    (ws / "up.patch").write_text(_PATCH.format("../outside/file.txt"))
+    (ws / "secret.patch").write_text(_PATCH.format("secrets/server.pem"))
+    mail = "From: a@b\nContent-Transfer-Encoding: base64\n\nLS0tIC9kZXYvbnVsbAo=\n"
+    (ws / "encoded.mbox").write_text(mail)
+    for name, member in (("ag", "AGENTS.md"), ("ok", "b.py"), ("hk", ".git/hooks/pre-commit")):
+        for suffix, mode in ((".tar", "w"), (".tgz", "w:gz")):
+            with tarfile.open(ws / f"{name}{suffix}", mode) as archive:
+                archive.addfile(tarfile.TarInfo(member))
+        with zipfile.ZipFile(ws / f"{name}.zip", "w") as archive:
+            archive.writestr(member, "")
+    with tarfile.open(ws / "up.tar", "w") as archive:
+        archive.addfile(tarfile.TarInfo("../../outside/file.txt"))
+    with tarfile.open(ws / "deep.tar", "w") as archive:  # pkg/AGENTS.md, stripped: AGENTS.md
+        archive.addfile(tarfile.TarInfo("pkg/AGENTS.md"))
+    with tarfile.open(ws / "through.tar", "w") as archive:  # a link, then a file through it
+        link = tarfile.TarInfo("l")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        archive.addfile(link)
+        archive.addfile(tarfile.TarInfo("l/x"))
+    (ws / "junk.tar").write_bytes(b"\x28\xb5\x2f\xfd" + b"zstd, say" * 20)
+    os.mkfifo(ws / "fifo.patch")
+    return ws
 
 
 def _configured_repository(root: Path) -> Path:
@@ -229,7 +274,9 @@ def _configured_repository(root: Path) -> Path:
 
 def _configured_push(root: Path) -> Path:
     """A repository whose configuration makes a plain ``git push`` a force push: its
-    ``origin`` pushes ``+`` refspecs, its ``backup`` is a mirror."""
+    ``origin`` pushes ``+`` refspecs, its ``backup`` is a mirror; the legacy file
+    ``.git/remotes/evil`` gives ``evil`` a URL and a ``+`` refspec, ``.git/remotes/odd``
+    is a FIFO kfd does not read."""
     ws = root / "pushcfg"
     ws.mkdir()
     _git("init", "-q", str(ws), cwd=root)
@@ -240,7 +287,16 @@ def _configured_push(root: Path) -> Path:
             '[remote "origin"]\n\turl = ../elsewhere.git\n'
             "\tpush = +refs/heads/master:refs/heads/master\n"
             '[remote "backup"]\n\turl = ../backup.git\n\tmirror = true\n'
+            '[remote "named"]\n\turl = ../named.git\n'
         )
+    remotes = ws / ".git" / "remotes"
+    remotes.mkdir()
+    legacy = "URL: ../elsewhere.git\nPush: +refs/heads/master:refs/heads/master\n"
+    for name in ("evil", "named"):  # `named` has a URL in the configuration: not read
+        (remotes / name).write_text(legacy)
+    os.mkfifo(remotes / "odd")
+    (ws / ".git" / "branches").mkdir(exist_ok=True)
+    (ws / ".git" / "branches" / "plain").write_text("../elsewhere.git#master\n")
     return ws
 
 

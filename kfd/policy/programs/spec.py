@@ -46,6 +46,36 @@ that takes a value takes the next word: ``-Lo 1 FILE`` is ``-L 1 -o FILE``).
 _DATA = "kfd.policy.programs.data"
 
 
+DataFormat = Literal["patch", "git-patch", "tar", "zip"]
+"""How a data file names the files a program writes from it (`kfd.policy.data_names`):
+a diff for ``patch``, a diff or mailbox for ``git apply``/``git am`` (paths from
+the repository's top), an archive."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacking:
+    """A program that writes the files its data names (``patch``, ``tar x``, ``unzip``):
+    where the data comes from and how its names become paths (``unpacks`` in
+    ``meaning.toml``). Options are canonical names."""
+
+    format: DataFormat
+    data: frozenset[str] = frozenset()
+    """Options whose value is the data file (``-i``, ``-f``); ``-`` is standard input."""
+    operands: Literal["all", "first", "second", "none"] = "all"
+    """Which operands are data files (none given, nor by an option: standard input)."""
+    directory: frozenset[str] = frozenset()
+    """Options naming the directory it writes in (``-d``, ``-C``, ``--directory``)."""
+    strip: frozenset[str] = frozenset()
+    """Options giving how many leading components of a name it drops."""
+    flatten: frozenset[str] = frozenset()
+    """Options making it drop every directory of a name (``unzip -j``)."""
+    when: frozenset[str] = frozenset()
+    """Options without one of which it writes nothing (``tar``: ``-x``); empty: always."""
+    reads_with: frozenset[str] = frozenset()
+    """Options that make it only read (``git apply --check``), unless one of `writes_with`."""
+    writes_with: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class OptionSpec:
     """One option of one program."""
@@ -111,6 +141,8 @@ class ProgramSpec:
     writes_with: frozenset[str] = frozenset()
     """Options that make a program with `scopes` write whatever its operands."""
     """The directory it reads when given no path (``grep -r``, ``rg``: ``.``)."""
+    unpacks: Unpacking | None = None
+    """It writes the files a data file names (`Unpacking`)."""
     source: str = ""
     """Where the option table comes from (``rm (GNU coreutils) 9.1 --help``)."""
 
@@ -214,8 +246,17 @@ def _program(
         scopes=dict(meaning.get("scopes", {})),
         reads_with=frozenset(meaning.get("reads_with", ())),
         writes_with=frozenset(meaning.get("writes_with", ())),
+        unpacks=_unpacking(meaning.get("unpacks")),
         source=str(meaning.get("source", table.get("source", ""))),
     )
+
+
+def _unpacking(table: Mapping[str, Any] | None) -> Unpacking | None:
+    """`Unpacking` from its ``meaning.toml`` table (lists of option names)."""
+    if table is None:
+        return None
+    sets = {key: frozenset(value) for key, value in table.items() if isinstance(value, list)}
+    return Unpacking(table["format"], operands=table.get("operands", "all"), **sets)
 
 
 class _Lazy(Mapping[str, "ProgramSpec"]):
