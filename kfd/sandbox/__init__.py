@@ -43,6 +43,11 @@ Built on bubblewrap. A confined program sees:
   in the workspace, every dot-entry at its top, ``~/bin`` and the tool homes of
   `kfd.sandbox.layout.TOOL_HOMES` too (the host's configuration, or programs
   its shells run); a new one removed when the command ends;
+- a read-only mount protects an inode, not a name: what stands at each name
+  on the way to every protected path (links included, a home inside the
+  workspace too) is recorded, and another thing there after the command (a
+  parent renamed away and remade, a link replaced) is moved aside
+  (`kfd.sandbox.identities`);
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;
@@ -75,8 +80,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfd.sandbox import aside, gitstate, identities, pod, reuse
 from kfd.sandbox import environ as environment
-from kfd.sandbox import gitstate, pod, reuse
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
@@ -124,10 +129,16 @@ class Confinement:
 
 
 def _undo(layout: Layout, before: gitstate.Before) -> list[str]:
-    """What the command that had ``layout`` left and may not, undone: the names it
-    may not leave (`kfd.sandbox.sweep`), then what it left in git's state that the
-    host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
-    return sweep(leftovers(layout), layout.workspace) + gitstate.undo(layout, before)
+    """What the command that had ``layout`` left and may not, undone: what stands at a
+    protected name and is not what stood there (`kfd.sandbox.identities`), moved
+    aside; the names it may not leave (`kfd.sandbox.sweep`); then what it left in
+    git's state that the host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
+    root = layout.workspace
+    moved = [
+        aside.move_aside(path, os.path.basename(path) + aside.ASIDE, root, identities.REPLACED)
+        for path in identities.replaced(layout.identities)
+    ]
+    return moved + sweep(leftovers(layout), root) + gitstate.undo(layout, before)
 
 
 INCOMPLETE = (

@@ -27,6 +27,7 @@ from kfd import paths
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
 from kfd.sandbox import hookspath, repositories
+from kfd.sandbox.identities import Identity, record
 
 HIDDEN_IN_HOME = (
     ".ssh",
@@ -230,15 +231,17 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """The directories in the workspace whose programs the host runs (on the daemon's
     ``PATH``, a home's tool homes: `program_directories`): read-only where they
     exist, swept where not."""
-    program_inodes: tuple[tuple[str, int], ...] = ()
-    """Each existing one of `program_dirs` (where it leads in the workspace, for a
-    link) with its inode: a read-only mount does not stop a command from renaming
-    a parent away and making another in its place, so after the command each is
-    the same or gone, never another (`kfd.sandbox.sweep.leftovers`)."""
     home_entries: tuple[str, ...] = ()
     """The configuration entries at the top of `home` when the command starts
     (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
     there after the command is removed."""
+    identities: tuple[Identity, ...] = ()
+    """What stands at each name on the way to every path above that is protected (or
+    that the host looks up: the literal entries of ``PATH``, a home strictly inside
+    the workspace), links included (`kfd.sandbox.identities.record`): a read-only
+    mount moves with a parent renamed away, so after the command another thing at
+    one of these names is moved aside. The repositories below the top are
+    `markers`' to watch."""
 
 
 def _protect(
@@ -324,7 +327,24 @@ def gather(
         return msgspec.structs.replace(layout, writable=False, incomplete=True)
     facts = _workspace_facts(Path(root), home, found, entries, hidden, environ)
     nested_facts = _nested_facts(root, nested, facts, home, environ)
-    return msgspec.structs.replace(layout, **{**facts, **nested_facts})
+    layout = msgspec.structs.replace(layout, **{**facts, **nested_facts})
+    return msgspec.structs.replace(layout, identities=record(guarded(layout, environ), root))
+
+
+def guarded(layout: Layout, environ: Mapping[str, str]) -> list[str]:
+    """The paths whose names `Layout.identities` watches: all that is read-only in the
+    workspace and the names that led there (a protected link's own name), the
+    literal entries of ``PATH`` (the host looks them up as written, through links
+    the realpath skips), and a home strictly inside the workspace."""
+    top = layout.workspace
+    paths = [*layout.rc_files, *layout.hooks_dirs, *layout.program_dirs]
+    paths += [os.path.join(top, name) for name in (*RC_FILES, *INSTRUCTION_FILES, ".kfd")]
+    if layout.home:
+        paths += [os.path.join(layout.home, name) for name in layout.home_entries]
+        if layout.home != top:
+            paths.append(layout.home)
+    paths += [p for p in environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
+    return paths
 
 
 def home_entries(home: str, root: str) -> tuple[str, ...]:
@@ -487,23 +507,7 @@ def _workspace_facts(
         "home_entries": home_names or (),
         "hooks_dirs": hooks,
         "program_dirs": tuple(programs),
-        "program_inodes": _inodes(programs, top),
     }
-
-
-def _inodes(paths: Iterable[str], top: str) -> tuple[tuple[str, int], ...]:
-    """Each of ``paths`` that is a directory, where it leads when in the workspace at
-    ``top``, with its inode."""
-    found: dict[str, int] = {}
-    for path in paths:
-        real = os.path.realpath(path)
-        try:
-            info = os.lstat(real)
-        except OSError:
-            continue
-        if _under(real, top) and stat.S_ISDIR(info.st_mode):
-            found[real] = info.st_ino
-    return tuple(found.items())
 
 
 def program_directories(top: str, home: str, environ: Mapping[str, str]) -> list[str]:

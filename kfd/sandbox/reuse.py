@@ -18,7 +18,10 @@ each set of settings with the stamps of what it depends on:
 - the repositories below it (`kfd.sandbox.repositories.find`, asked every
   time: it walks the workspace once and then reads what inotify saw);
 - the paths sockets are bound to (``/proc/net/unix``, read every time: a
-  socket bound since must be covered).
+  socket bound since must be covered);
+- what stands at each protected name (`kfd.sandbox.identities.intact`, one
+  ``lstat`` each): a name holding another thing since, however its stamps
+  look, is not the layout's any more.
 
 Any difference, and the `Layout` is gathered anew. Nothing is remembered that
 a stamp cannot vouch for: a path changed within
@@ -39,7 +42,7 @@ from typing import NamedTuple
 
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.git import repository
-from kfd.sandbox import hookspath, repositories
+from kfd.sandbox import hookspath, identities, repositories
 from kfd.sandbox import layout as facts
 from kfd.sandbox.layout import RC_FILES, Layout, Stamp, stamps, trusted
 
@@ -92,6 +95,7 @@ def gather(
         and last.listing == listing
         and stamps(last.watched) == last.stamps
         and _same_repositories(last.layout)
+        and identities.intact(last.layout.identities)
     ):
         return last.layout
     with _lock:

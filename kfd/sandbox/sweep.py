@@ -4,12 +4,13 @@ Some paths cannot be made read-only before they exist without leaving a
 stand-in that changes what they mean (an empty ``.git/commondir`` breaks
 git; an empty ``~/.bash_profile`` hides ``~/.profile``), and some cannot be
 named in advance at all (whatever new dot-entry, or ``bin``, a command puts
-at the top of a home that is in the workspace; another repository, or
-directory of programs the host runs, put where a protected one was, after its
-parent directory was renamed away). A sandboxed command
-that leaves one has it removed as soon as the command ends, when every
-process of the sandbox is gone (its PID namespace dies with it, or the pod's
-zygote killed them), and the command's result says so.
+at the top of a home that is in the workspace; another repository put where
+a protected one was, after its parent directory was renamed away). A
+sandboxed command that leaves one has it removed as soon as the command
+ends, when every process of the sandbox is gone (its PID namespace dies with
+it, or the pod's zygote killed them), and the command's result says so.
+Another thing at any other protected name is moved aside, not removed
+(`kfd.sandbox.identities`: it may be the user's, renamed there).
 """
 
 from __future__ import annotations
@@ -34,10 +35,6 @@ INSTRUCTIONS = (
 HOOKS = "git on the host runs what is in a hooks directory (core.hooksPath names it)"
 PROGRAMS = (
     "your shells run programs from there (it is on PATH, or a tool's start-up code puts it there)"
-)
-PROGRAMS_REPLACED = (
-    "it stands where a directory of programs your shells run was (moved away by this "
-    "command): they would run what it holds"
 )
 LINKED = (
     "this command put it where a directory kfd protected was (a link could lead git, or "
@@ -64,8 +61,7 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         for path in layout.swept
         for shown, why in _present(path, root, _why_swept(path, layout))
     ]
-    found += _replaced(layout.markers, root, REPLACED)
-    found += _replaced(layout.program_inodes, root, PROGRAMS_REPLACED)
+    found += _replaced(layout.markers, root)
     if layout.home:
         before = set(layout.home_entries)
         kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
@@ -75,8 +71,8 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
     return found
 
 
-def _replaced(kept: Sequence[tuple[str, int]], root: str, why: str) -> list[tuple[str, str]]:
-    """What stands where one of the directories ``kept`` (paths with their inodes) was,
+def _replaced(kept: Sequence[tuple[str, int]], root: str) -> list[tuple[str, str]]:
+    """What stands where one of the repositories ``kept`` (paths with their inodes) was,
     and is another: a link or a file on the way, or a directory made anew after the
     command renamed a parent away (mounts move with it). One that is gone leaves
     nothing in its place."""
@@ -96,7 +92,7 @@ def _replaced(kept: Sequence[tuple[str, int]], root: str, why: str) -> list[tupl
         finally:
             os.close(directory)
         if now != inode:
-            found.append((path, why))
+            found.append((path, REPLACED))
     return found
 
 

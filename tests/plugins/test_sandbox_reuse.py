@@ -122,6 +122,29 @@ async def test_a_directory_on_path_installed_between_commands_is_read_only_and_k
     assert not (repo / "tools" / "bin" / "git").exists()
 
 
+async def test_a_link_on_path_repointed_between_commands_is_the_users_not_moved_aside(
+    home: Path, repo: Path, trusting: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``sub/.venv`` (on PATH through ``sub/.venv/bin``) re-pointed on the host: no
+    stamp sees it, but the remembered layout recorded the old target, so it is not
+    reused (kfd would take the user's link for the command's); one the next command
+    replaces is still moved aside."""
+    for name in ("a", "b"):
+        (tmp_path / name / "bin").mkdir(parents=True)
+    (repo / "sub").mkdir()
+    (repo / "sub" / ".venv").symlink_to(tmp_path / "a")
+    monkeypatch.setenv("PATH", f"{repo / 'sub' / '.venv' / 'bin'}:{os.environ['PATH']}")
+    ctx = context(repo, enabled=True)
+    await _remembered(ctx)
+    (repo / "sub" / ".venv").unlink()
+    (repo / "sub" / ".venv").symlink_to(tmp_path / "b")
+    output = await run(ctx, "echo fine")
+    assert "fine" in output and "kfd moved" not in output, output
+    assert os.readlink(repo / "sub" / ".venv") == str(tmp_path / "b")
+    output = await run(ctx, "rm sub/.venv && mkdir -p sub/.venv/bin && echo made")
+    assert f"kfd moved {repo / 'sub' / '.venv'} to" in output, output
+
+
 async def test_a_socket_bound_between_commands_is_unreachable(
     home: Path, repo: Path, trusting: None
 ) -> None:
