@@ -43,9 +43,14 @@ _HEADER = re.compile(r"(---|\+\+\+|\*\*\*|Index:) (.*)")
 _MOVED = re.compile(r"(rename|copy) (from|to|old|new) (.*)")
 _RANGE = re.compile(r"\d+(,\d+)?\s+(\*\*\*\*|----)\s*")
 """A context diff's hunk line (``*** 1,5 ****``), not a file name."""
-_ENCODED = re.compile(
-    r"^content-transfer-encoding:\s*(base64|quoted-printable)", re.IGNORECASE | re.MULTILINE
-)
+_ENCODED = re.compile(r"^content-transfer-encoding:(.*)$", re.IGNORECASE | re.MULTILINE)
+"""A mail's body encoding: git's mailinfo decodes base64 or quoted-printable where the
+value holds the word anywhere (``"base64"``, ``x-base64``); kfd reads the body only
+where the value is plainly one of the identities (`_IDENTITY`)."""
+_IDENTITY = frozenset({"7bit", "8bit", "binary"})
+_INDENT = re.compile(r"[ \tX]+")
+"""What GNU patch skips before a header (an indented or ``X``-prefixed patch: its
+``intuit_diff_type``): a header is also read with it taken off."""
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
@@ -73,8 +78,10 @@ def names_in(
     if form == "zip":
         return _archive(_zip_members(data), strip or 0, flatten)
     text = data.decode("utf-8", "surrogateescape")
-    if form == "git-patch" and _ENCODED.search(text):
-        return Names(unknown="the mail's body is encoded (base64, quoted-printable)")
+    if form == "git-patch" and any(
+        value.strip().lower() not in _IDENTITY for value in _ENCODED.findall(text)
+    ):
+        return Names(unknown="the mail's body may be encoded (base64, quoted-printable)")
     return _patch(text, form, strip)
 
 
@@ -94,8 +101,13 @@ def _patch(text: str, form: DataFormat, strip: int | None) -> Names:
     old: list[str] = []
     new: list[str] = []
     moved: list[str] = []
-    for line in text.split("\n"):
-        line = line.rstrip("\r")
+    raw = (row.rstrip("\r") for row in text.split("\n"))
+    for line in (
+        spelling
+        for row in raw
+        for spelling in dict.fromkeys((row, _INDENT.sub("", row, count=1)))
+        if spelling
+    ):
         if line.startswith("diff --git "):
             new += _git_header_names(line[len("diff --git ") :])
         elif header := _HEADER.match(line):
@@ -209,7 +221,9 @@ def _tar_members(data: bytes) -> list[_Member] | str:
             return f"the archive holds more than {MAX_UNPACKED // 2**20} MB"
     members: list[_Member] = []
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        # Past end-of-archive blocks too, as `tar -i` reads: a second archive appended
+        # after the first adds names, it never hides one.
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:", ignore_zeros=True) as archive:
             for info in archive:
                 if len(members) >= MAX_MEMBERS:
                     return f"the archive holds more than {MAX_MEMBERS} members"
@@ -228,7 +242,13 @@ def _zip_members(data: bytes) -> list[_Member] | str:
         return "kfd cannot read it as a zip archive"
     if len(infos) > MAX_MEMBERS:
         return f"the archive holds more than {MAX_MEMBERS} members"
-    return [_Member(i.filename, stat.S_ISLNK(i.external_attr >> 16)) for i in infos]
+    # Info-ZIP's unzip reads `\` as a separator in names an MS-DOS zip wrote
+    # (`.kfd\config.toml` is `.kfd/config.toml`): both spellings are names.
+    return [
+        _Member(name, stat.S_ISLNK(i.external_attr >> 16))
+        for i in infos
+        for name in dict.fromkeys((i.filename, i.filename.replace("\\", "/")))
+    ]
 
 
 def _archive(members: list[_Member] | str, strip: int, flatten: bool) -> Names:

@@ -149,10 +149,13 @@ def _has_url(entries: Iterable[tuple[str, str]], remote: str) -> bool:
 
 def _remotes(entries: Iterable[tuple[str, str]]) -> set[str]:
     """The remotes a push naming none may go to, whichever branch is checked out: its
-    ``pushRemote``, else ``remote.pushDefault``, else its ``remote``, else ``origin``."""
+    ``pushRemote``, else ``remote.pushDefault``, else its ``remote``, else the only
+    remote configured, else ``origin`` (git's ``remotes_remote_for_branch``); which
+    branch is out is not read, so every branch's count."""
     push_default = ""
     push_remotes: set[str] = set()
     branch_remotes: set[str] = {"origin"}
+    configured: set[str] = set()
     for key, value in entries:
         if key == "remote.pushdefault":
             push_default = value
@@ -160,6 +163,10 @@ def _remotes(entries: Iterable[tuple[str, str]]) -> set[str]:
             push_remotes.add(value)
         elif key.startswith("branch.") and key.endswith(".remote") and value:
             branch_remotes.add(value)
+        elif key.startswith("remote.") and key.count(".") >= 2:
+            configured.add(key[len("remote.") : key.rindex(".")])
+    if len(configured) == 1:
+        branch_remotes |= configured  # with no branch's remote, git takes the only one
     return push_remotes | ({push_default} if push_default else branch_remotes)
 
 

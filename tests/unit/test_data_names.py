@@ -82,3 +82,37 @@ def test_strip_components_drops_runs_of_slashes_as_one() -> None:
     assert strip_components("a//b/c", 1) == "b/c"
     assert strip_components("/etc/passwd", 1) == "etc/passwd"
     assert strip_components("a", 1) is None
+
+
+def test_what_tar_i_reads_past_an_end_of_archive_is_named_too() -> None:
+    """``tar -xi`` reads a second archive appended after the first's zero blocks."""
+    first = _tar(tarfile.TarInfo("ok.txt"))
+    second = _tar(tarfile.TarInfo("AGENTS.md"), tarfile.TarInfo(".git/hooks/pre-commit"))
+    names = names_in("tar", first + second).written
+    assert {"ok.txt", "AGENTS.md", ".git/hooks/pre-commit"} <= set(names)
+
+
+def test_a_mail_whose_encoding_only_mentions_base64_is_taken_as_encoded() -> None:
+    """git's mailinfo decodes where the value holds the word anywhere."""
+    for value in ('"base64"', "x-base64", "BASE64 ", "quoted-printable; x"):
+        mail = f"From: a\nContent-Transfer-Encoding: {value}\n\nK0tLIEFHRU5UUy5tZA==\n".encode()
+        assert names_in("git-patch", mail).unknown, value
+    plain = b"Content-Transfer-Encoding: 8bit\n\n+++ b/AGENTS.md\n"
+    assert names_in("git-patch", plain).written == ("AGENTS.md",)
+
+
+def test_an_indented_patch_is_read_as_gnu_patch_reads_it() -> None:
+    """GNU patch skips leading blanks and ``X`` before a header (``intuit_diff_type``)."""
+    for indent in ("  ", "\t", "X"):
+        patch = f"{indent}--- AGENTS.md\n{indent}+++ AGENTS.md\n{indent}@@ -0,0 +1 @@\n".encode()
+        assert "AGENTS.md" in names_in("patch", patch, 0).written, indent
+
+
+def test_a_zip_name_with_backslashes_is_also_read_with_slashes() -> None:
+    """Info-ZIP's unzip takes ``\\`` for ``/`` in names an MS-DOS zip wrote."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo(".kfd\\config.toml")
+        info.create_system = 0
+        archive.writestr(info, "x")
+    assert ".kfd/config.toml" in names_in("zip", buffer.getvalue()).written

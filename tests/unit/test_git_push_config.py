@@ -85,3 +85,10 @@ def test_a_remotes_file_is_read_as_git_reads_it() -> None:
     text = "URL: /tmp/r.git\nPull: refs/heads/a:refs/a\nPush:   +refs/heads/m:refs/heads/m \r\n"
     text += " Push: +ignored\npush: +ignored\nPush:\n"
     assert remotes_file_refspecs(text) == ("+refs/heads/m:refs/heads/m",)
+
+
+def test_a_push_naming_no_remote_may_go_to_the_only_remote_whatever_its_name() -> None:
+    """git takes the only remote configured when no branch names one (round 14: `up`,
+    pushing `+` refspecs, force-pushed past a rule about --force)."""
+    only = [("remote.up.url", "/r"), ("remote.up.push", "+refs/heads/*:refs/heads/*")]
+    assert "force" in _configured("git push", only).maybe | _configured("git push", only).options
