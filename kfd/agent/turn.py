@@ -5,7 +5,9 @@ step, the model streams an answer; its tool calls are decided (policy, then
 approval if asked), run (read-only ones concurrently), and their results go
 back to the model; until the model answers without tools, the user cancels,
 or a limit stops it. Whatever happens, every tool call gets exactly one
-result and the turn ends with one ``turn.completed``.
+result and the turn ends with one ``turn.completed``. A call's id is its own
+in the session: one the provider repeats (or leaves empty) is replaced before
+the answer is logged, so results, history and frontends never mix two calls.
 
 This is the I/O shell of the lifecycle (`kfd.agent.lifecycle`): it tells the
 machine what happened (an answer came, a call was chosen, its results were
@@ -72,7 +74,13 @@ from kfd.protocol import (
     TurnOverride,
     TurnStarted,
 )
-from kfd.transcript import ToolResultMessage, UserMessage, unanswered_calls
+from kfd.transcript import (
+    ToolResultMessage,
+    UserMessage,
+    call_ids,
+    distinct_call_ids,
+    unanswered_calls,
+)
 
 if TYPE_CHECKING:
     from kfd.agent.ports import TurnSession
@@ -305,7 +313,11 @@ async def _ask_model_once(session: TurnSession, turn: int) -> Completed:
         completed = meter.completed
         if completed is None:  # pragma: no cover - providers always complete or raise
             raise ProviderError("the model stream ended without an answer")
-        message = msgspec.structs.replace(completed.message, id=message_id)
+        # Before anything shows or keeps them: one id names one call of the session.
+        calls = distinct_call_ids(
+            completed.message.tool_calls, call_ids(session.messages), lambda: new_id("c")
+        )
+        message = msgspec.structs.replace(completed.message, id=message_id, tool_calls=calls)
         session.emit(
             MessageCompleted(
                 session=session.id,
