@@ -18,7 +18,8 @@ the row is closed with what is known:
 - the provider failed for good: ``failed``, with the error (refusals are not
   billed: no tokens);
 - a cancellation, a stop, any other error: ``interrupted``, input tokens as
-  sent, output tokens estimated from the text that arrived, marked estimated;
+  sent, output tokens estimated from what arrived (text, reasoning and
+  tool-call arguments alike), marked estimated;
 - no attempt's bytes ever left (cancelled while the row was being written):
   the row is withdrawn, since no provider received anything.
 
@@ -41,7 +42,7 @@ import msgspec
 from kfd import logcontext
 from kfd.agent.tokens import request_tokens
 from kfd.errors import ProviderError
-from kfd.gateway.types import Completed, ReasoningDelta, TextDelta
+from kfd.gateway.types import Completed, ReasoningDelta, TextDelta, ToolCallDelta
 from kfd.ids import new_id
 from kfd.protocol import LedgerEntry, Usage
 from kfd.redact import scrub
@@ -118,7 +119,8 @@ class MeteredRequest:
         """The row, once its write-ahead has begun."""
         self.completed: Completed | None = None
         self.received_chars = 0
-        """Text and reasoning characters streamed, over every attempt."""
+        """Characters of output streamed (text, reasoning, tool-call arguments),
+        over every attempt."""
         self.attempts_sent = 0
         """Attempts whose bytes all left (the provider received them)."""
         self._started = time.monotonic()
@@ -170,7 +172,7 @@ class MeteredRequest:
     async def stream(self, provider: Provider) -> AsyncIterator[StreamEvent]:
         """The provider's stream of this request, watched for the ledger."""
         async for event in provider.stream(self.request, self):
-            if isinstance(event, TextDelta | ReasoningDelta):
+            if isinstance(event, TextDelta | ReasoningDelta | ToolCallDelta):
                 self.received_chars += len(event.text)
             elif isinstance(event, Completed):
                 self.completed = event

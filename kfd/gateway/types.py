@@ -1,8 +1,8 @@
 """Provider-neutral model requests and stream events.
 
 The turn loop builds a `ModelRequest`, asks a `Provider` to stream it, and
-reads `StreamEvent` values: text and reasoning deltas as they arrive, a
-`Retrying` notice when an attempt failed and another follows, and exactly one
+reads `StreamEvent` values: text, reasoning and tool-call argument deltas
+as they arrive, a `Retrying` notice when an attempt failed and another follows, and exactly one
 `Completed` at the end (or a `kfd.errors.ProviderError`). A provider adapts one
 wire format (OpenAI chat completions, Anthropic Messages, Cloudflare's gateway)
 to this shape; retries, idle timeouts and usage counting live behind it.
@@ -49,6 +49,20 @@ class ReasoningDelta(msgspec.Struct):
     text: str
 
 
+class ToolCallDelta(msgspec.Struct):
+    """A piece of a tool call's arguments, as it arrived.
+
+    Nothing shows it (a call comes out whole, in `Completed`); it is output
+    the model produced, so what arrived of an interrupted answer counts it.
+    """
+
+    text: str
+
+
+Delta = TextDelta | ReasoningDelta | ToolCallDelta
+"""What one piece of an answer can be."""
+
+
 class Retrying(msgspec.Struct, kw_only=True):
     """An attempt failed; another follows after ``delay_s``.
 
@@ -85,7 +99,7 @@ class Completed(msgspec.Struct, kw_only=True):
     info: RequestInfo
 
 
-StreamEvent = TextDelta | ReasoningDelta | Retrying | Completed
+StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | Retrying | Completed
 
 
 class SendObserver(Protocol):

@@ -7,6 +7,7 @@ the ledger rows the daemon committed (``cost.query``). Prices come from a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -238,6 +239,31 @@ async def test_a_cancelled_request_is_a_row_with_estimated_tokens_and_counts_in_
     assert usage.ledger_id == row.id
     assert session.usage.cost_usd == pytest.approx(result.total.cost_usd)
     assert session.usage.requests == result.total.requests == 1
+
+
+async def test_a_request_cancelled_while_tool_arguments_stream_bills_what_arrived(
+    priced: KfdDaemon, script: Script, workspace: Path
+) -> None:
+    content = "A" * 100_000
+    call = ScriptedToolCall("write", {"path": "big.txt", "content": content})
+    script.add(Reply(tool_calls=[call], chunk_chars=100, chunk_delay_s=0.005))
+    async with await priced.client() as client:
+        info = await client.create_session(workspace, mode="accept-edits")
+        async with await client.attach(info.id, tail=0) as view:
+            await client.send(info.id, "write it")
+            await script.server.wait_for_request_async(script.start)
+            await asyncio.sleep(0.5)  # ~100 pieces of arguments (5 ms apart) arrive meanwhile
+            await client.cancel(info.id)
+            events = await collect_until(view, turn_completed)
+        result = await ledger(client, info.id)
+
+    assert events[-1].stop_reason == "cancelled"
+    assert not (workspace / "big.txt").exists()
+    [row] = result.entries
+    assert row.state == "interrupted" and row.error.startswith("cancelled")
+    # Arguments are output like text: 4 characters a token, of what arrived.
+    assert 250 <= row.output_tokens < len(content) / 4
+    assert row.cost_usd == pytest.approx((row.input_tokens * 1.0 + row.output_tokens * 2.0) / 1e6)
 
 
 # --------------------------------------------------------------------------
