@@ -52,7 +52,7 @@ from kfd.agent.toolcall import CallContext, sandbox_of
 from kfd.agent.tools import InvalidArguments
 from kfd.agent.truncate import cap
 from kfd.api import ApprovalNeeded, Tool, ToolError, ToolResult
-from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
+from kfd.errors import AnswerOverrun, BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
 from kfd.ids import new_id
 from kfd.policy.gate import CallSite, decide_call
@@ -147,6 +147,8 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
         session.advance(Aborted("cancelled"))
     except BudgetExceeded as exc:
         session.advance(Aborted("budget", str(exc)))
+    except AnswerOverrun as exc:
+        session.advance(Aborted("max_tokens", str(exc)))
     except ProviderError as exc:
         session.advance(Aborted("provider", str(exc)))
     except Exception as exc:
@@ -302,11 +304,11 @@ async def _ask_model_once(session: TurnSession, turn: int) -> Completed:
     runtime = session.runtime
     await runtime.tools.refresh(session.id)  # tool sources (MCP servers) may have changed
     request = await prepare_request(session, turn)
-    await runtime.accounting.before_request(session, request)
+    headroom = await runtime.accounting.before_request(session, request)
     message_id = session.live.begin_stream()
     # The ledger row is written ahead of the request and closed however this
     # block ends (`kfd.agent.metering`); its usage event follows the message.
-    async with runtime.accounting.metered(session, turn, request) as meter:
+    async with runtime.accounting.metered(session, turn, request, headroom) as meter:
         async for event in meter.stream(runtime.provider):
             message_id = _on_stream_event(session, event, message_id)
         session.live.end_stream()

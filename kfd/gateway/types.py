@@ -11,7 +11,7 @@ to this shape; retries, idle timeouts and usage counting live behind it.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 import msgspec
@@ -127,12 +127,13 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def stream(
         self, request: ModelRequest, observer: SendObserver | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream one request: deltas, maybe `Retrying`, then one `Completed`.
 
         ``observer`` is told before and after each attempt is sent.
         Raises `kfd.errors.ProviderError` when the request fails for good.
-        Cancelling the consumer closes the connection at once.
+        Cancelling the consumer, or closing the generator, closes the
+        connection at once.
         """
 
     def reports_cost(self, info: RequestInfo) -> bool:
