@@ -13,12 +13,14 @@ and what to do. ::
     ├── ProtocolMismatch         the daemon speaks a protocol version this client does not
     ├── StoreError               the database cannot be opened or migrated
     │   └── StoreUnavailable     a write failed for now (locked, I/O error, disk full): retry
-    ├── BudgetExceeded           a model request would pass a spending limit (which, how to raise)
+    ├── BudgetExceeded           a model request would pass a spending limit, or its answer
+    │                            passed what was left (which, how to raise)
     └── ProviderError            a model request failed
         ├── ProviderRejected     the provider refused the request (bad key): not retried
         │   └── ContextTooLong   the request does not fit the model's context window
         ├── ProviderUnavailable  retries exhausted (429, 5xx, dropped or stalled connections)
-        └── ProviderProtocolError  the provider's answer could not be understood
+        ├── ProviderProtocolError  the provider's answer could not be understood
+        └── AnswerOverrun        the answer ran far past its output limit: no longer read
 
 Tool failures are not exceptions of this tree: a tool raises
 `kfd.api.ToolError`, which becomes an error result the model reads.
@@ -65,7 +67,8 @@ class StoreError(KfdError):
 
 
 class BudgetExceeded(KfdError):
-    """A model request would pass a spending limit; it was not sent."""
+    """A model request would pass a spending limit (it was not sent), or its
+    answer passed what the limit had left (it was no longer read)."""
 
     def __init__(self, message: str, *, budget: str) -> None:
         super().__init__(message)
@@ -101,3 +104,8 @@ class ProviderUnavailable(ProviderError):
 
 class ProviderProtocolError(ProviderError):
     """The provider's answer could not be understood."""
+
+
+class AnswerOverrun(ProviderError):
+    """The answer ran far past the request's output limit (a provider that
+    ignores ``max_tokens``); kfd stopped reading it. What arrived is billed."""

@@ -243,6 +243,10 @@ class Translator:
     def permission_call(self, event: p.ApprovalRequested) -> a.ToolCallUpdate:
         """The tool call an approval is about, as ``session/request_permission`` shows it."""
         call = self._calls.get(event.call_id)
+        if call is not None and call.name != event.tool:
+            # Another call under this id (a daemon that let a provider's id repeat):
+            # the approval's own tool and preview are all that surely describe it.
+            call = None
         content = _base_content(call) if call is not None else []
         preview = event.preview
         # What the user allows is what runs: every character shows as itself, and a

@@ -4,9 +4,10 @@ The turn loop (and compaction) call, around every model request:
 
 - `Accounting.before_request` -- refuses a request that would pass a budget
   (`kfd.errors.BudgetExceeded`; the turn ends with an ``error`` event saying
-  which and how to raise it);
+  which and how to raise it), else says what the tightest budget has left;
 - `Accounting.metered` -- the request itself, with its write-ahead ledger row
-  (`kfd.agent.metering`): committed before the first byte leaves, completed
+  (`kfd.agent.metering`), its answer read no further than its output limit
+  and that budget allow: committed before the first byte leaves, completed
   (`after_request`: priced from the model table, added to the session's
   totals, shown in ``usage``, and behind a gateway that logs costs, looked up
   later: ``cost.updated``), failed, or interrupted with what is known.
@@ -116,11 +117,14 @@ class Accounting:
 
     # -- the hooks -------------------------------------------------------------
 
-    async def before_request(self, session: Billed, request: ModelRequest) -> None:
-        """Refuse (raise `BudgetExceeded`) a request that would pass a budget."""
+    async def before_request(
+        self, session: Billed, request: ModelRequest
+    ) -> budgets.Headroom | None:
+        """Refuse (raise `BudgetExceeded`) a request that would pass a budget; else
+        what the tightest budget has left for it (None: no budget applies)."""
         applying = budgets.limits(self.config.budget, session.info.budget_usd)
         if not applying:
-            return
+            return None
         prompt = Usage(input_tokens=request_tokens(request))
         projected = self.catalog.estimate(request.model, prompt) or 0.0
         spent = await self._spent(session.id, applying)
@@ -128,13 +132,22 @@ class Accounting:
         if refused is not None:
             limit, message = refused
             raise BudgetExceeded(message, budget=limit.budget)
+        return budgets.headroom(applying, spent)
 
     @contextlib.asynccontextmanager
     async def metered(
-        self, session: MeteredSession, turn: int, request: ModelRequest
+        self,
+        session: MeteredSession,
+        turn: int,
+        request: ModelRequest,
+        headroom: budgets.Headroom | None = None,
     ) -> AsyncIterator[MeteredRequest]:
-        """The request with its write-ahead ledger row, closed however the block ends."""
-        meter = MeteredRequest(self, session, turn, request)
+        """The request with its write-ahead ledger row, closed however the block ends.
+
+        Its answer is read no further than `kfd.agent.metering.OVERRUN_FACTOR`
+        times its output limit, nor past the cost ``headroom`` allows."""
+        max_tokens = request.max_output_tokens or self.config.model.max_output_tokens
+        meter = MeteredRequest(self, session, turn, request, max_tokens, headroom)
         try:
             yield meter
         except BaseException as exc:

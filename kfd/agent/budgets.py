@@ -3,10 +3,11 @@
 Three limits, each optional: the session's (its own ``budget_usd``, else
 ``[budget] session_usd``), the day's and the month's (local calendar, all
 sessions together). `refusal` decides before a request: a request whose
-estimated prompt cost would take spending past a limit is not sent (its
-answer's cost is not known in advance, so one answer may still overshoot).
-`crossings` decides after a cost is counted: passing ``warn_at`` of a limit
-warns once, and so does reaching it.
+estimated prompt cost would take spending past a limit is not sent. Its
+answer's cost is not known in advance: while it streams, the answer is cut
+off once its estimated cost passes the `headroom` the tightest limit had
+left (`overrun` says so). `crossings` decides after a cost is counted:
+passing ``warn_at`` of a limit warns once, and so does reaching it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,30 @@ def refusal(
             f"{_raise(limit, session_id)}"
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """What one request may still cost before the tightest limit is passed."""
+
+    limit: Limit
+    usd: float
+
+
+def headroom(limits: list[Limit], spent: Mapping[BudgetName, float]) -> Headroom | None:
+    """The limit with the least left to spend, and what is left; None when none applies."""
+    left = [Headroom(limit, limit.usd - spent.get(limit.budget, 0.0)) for limit in limits]
+    return min(left, key=lambda room: room.usd, default=None)
+
+
+def overrun(room: Headroom, session_id: str) -> str:
+    """Why an answer was cut off at ``room``, and how to raise the limit."""
+    what = _name(room.limit, session_id)
+    return (
+        f"{what} of ${room.limit.usd:.2f} was reached while the answer streamed "
+        f"(${max(room.usd, 0.0):.4f} was left for it): kfd stopped reading the answer "
+        f"and discarded it. {_raise(room.limit, session_id)}"
+    )
 
 
 def crossings(

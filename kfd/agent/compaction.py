@@ -162,8 +162,8 @@ def _clip(message: Message) -> Message:
 
 async def _ask_for_summary(session: AgentSession, turn: int, request: ModelRequest) -> str:
     runtime = session.runtime
-    await runtime.accounting.before_request(session, request)
-    async with runtime.accounting.metered(session, turn, request) as meter:
+    headroom = await runtime.accounting.before_request(session, request)
+    async with runtime.accounting.metered(session, turn, request, headroom) as meter:
         async for _ in meter.stream(runtime.provider):
             pass
     completed = meter.completed

@@ -166,9 +166,10 @@ class CancelRequested:
 
 @dataclass(frozen=True, slots=True)
 class Aborted:
-    """The turn cannot go on: its cancellation arrived, or it failed."""
+    """The turn cannot go on: its cancellation arrived, the answer ran so far
+    past its output limit that it was no longer read (``max_tokens``), or it failed."""
 
-    cause: Literal["cancelled"] | Failure
+    cause: Literal["cancelled", "max_tokens"] | Failure
     message: str = ""
 
 
@@ -277,6 +278,8 @@ def _aborted(state: Running, event: Aborted) -> Ending:
         if state.cancel == "interrupted":
             return Ending("interrupted", "the daemon stopped")
         return Ending("cancelled", "cancelled by the user")
+    if event.cause == "max_tokens":
+        return Ending("max_tokens", event.message)
     return Ending("error", event.message, failure=event.cause)
 
 

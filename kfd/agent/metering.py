@@ -18,9 +18,16 @@ the row is closed with what is known:
 - the provider failed for good: ``failed``, with the error (refusals are not
   billed: no tokens);
 - a cancellation, a stop, any other error: ``interrupted``, input tokens as
-  sent, output tokens estimated from the text that arrived, marked estimated;
+  sent, output tokens estimated from what arrived (text, reasoning and
+  tool-call arguments alike), marked estimated;
 - no attempt's bytes ever left (cancelled while the row was being written):
   the row is withdrawn, since no provider received anything.
+
+One answer is bounded, whatever the provider does: once what arrived passes
+`OVERRUN_FACTOR` times the request's output limit (a provider that ignores
+``max_tokens``; `kfd.errors.AnswerOverrun`), or its estimated cost passes what
+the tightest budget had left (`kfd.errors.BudgetExceeded`), the stream is
+closed and the row is ``interrupted`` with what arrived, saying why.
 
 A crash leaves the row ``sent``; the daemon closes it as ``interrupted`` when
 it starts again (`Accounting.close_unfinished`). So every request a provider
@@ -30,6 +37,7 @@ received has its row, whatever happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -39,9 +47,10 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 from kfd import logcontext
+from kfd.agent import budgets
 from kfd.agent.tokens import request_tokens
-from kfd.errors import ProviderError
-from kfd.gateway.types import Completed, ReasoningDelta, TextDelta
+from kfd.errors import AnswerOverrun, BudgetExceeded, ProviderError
+from kfd.gateway.types import Completed, ReasoningDelta, Retrying, TextDelta, ToolCallDelta
 from kfd.ids import new_id
 from kfd.protocol import LedgerEntry, Usage
 from kfd.redact import scrub
@@ -58,6 +67,11 @@ log = logging.getLogger(__name__)
 ERROR_CHARS = 2000
 CHARS_PER_TOKEN = 4
 """Output tokens of an interrupted stream are estimated from its characters."""
+
+OVERRUN_FACTOR = 2
+"""An answer is no longer read once what one attempt brought passes this many
+times its output limit (estimated at `CHARS_PER_TOKEN`): an answer that keeps
+to its limit averages far fewer than 8 characters a token."""
 
 
 class MeteredSession(Protocol):
@@ -108,19 +122,33 @@ class MeteredRequest:
     """A model request and its ledger row (a `kfd.gateway.types.SendObserver`)."""
 
     def __init__(
-        self, accounting: Books, session: MeteredSession, turn: int, request: ModelRequest
+        self,
+        accounting: Books,
+        session: MeteredSession,
+        turn: int,
+        request: ModelRequest,
+        max_output_tokens: int,
+        headroom: budgets.Headroom | None = None,
     ) -> None:
         self.accounting = accounting
         self.session = session
         self.turn = turn
         self.request = request
+        self.max_output_tokens = max_output_tokens
+        """The request's output limit: an answer is read to `OVERRUN_FACTOR` times it."""
+        self.headroom = headroom
+        """What the tightest budget has left: an answer is read until its cost passes it."""
         self.entry: LedgerEntry | None = None
         """The row, once its write-ahead has begun."""
         self.completed: Completed | None = None
         self.received_chars = 0
-        """Text and reasoning characters streamed, over every attempt."""
+        """Characters of output streamed (text, reasoning, tool-call arguments),
+        over every attempt."""
         self.attempts_sent = 0
         """Attempts whose bytes all left (the provider received them)."""
+        self.stopped = ""
+        """Why the answer was no longer read, when it was cut off."""
+        self._attempt_chars = 0
         self._started = time.monotonic()
         self._closed = False
 
@@ -168,13 +196,47 @@ class MeteredRequest:
     # -- the consumer's side ---------------------------------------------------
 
     async def stream(self, provider: Provider) -> AsyncIterator[StreamEvent]:
-        """The provider's stream of this request, watched for the ledger."""
-        async for event in provider.stream(self.request, self):
-            if isinstance(event, TextDelta | ReasoningDelta):
-                self.received_chars += len(event.text)
-            elif isinstance(event, Completed):
-                self.completed = event
-            yield event
+        """The provider's stream of this request, watched for the ledger.
+
+        Raises `AnswerOverrun` or `BudgetExceeded` (and closes the provider's
+        stream) when the answer passes its bounds."""
+        async with contextlib.aclosing(provider.stream(self.request, self)) as events:
+            async for event in events:
+                if isinstance(event, TextDelta | ReasoningDelta | ToolCallDelta):
+                    self.received_chars += len(event.text)
+                    self._attempt_chars += len(event.text)
+                    self._within_bounds()
+                elif isinstance(event, Retrying):
+                    self._attempt_chars = 0  # a new answer starts
+                elif isinstance(event, Completed):
+                    self.completed = event
+                yield event
+
+    def _within_bounds(self) -> None:
+        """Raise if the answer so far passes its output limit or the budget left."""
+        limit = self.max_output_tokens
+        if limit > 0 and self._attempt_chars > OVERRUN_FACTOR * limit * CHARS_PER_TOKEN:
+            arrived = math.ceil(self._attempt_chars / CHARS_PER_TOKEN)
+            self.stopped = f"stopped: the answer passed {OVERRUN_FACTOR}x its output limit"
+            raise AnswerOverrun(
+                f"the model's answer ran past its output limit of {limit:,} tokens (about "
+                f"{arrived:,} arrived; the provider ignored max_tokens), so kfd stopped "
+                "reading it and discarded it; ask for a shorter answer, or check that "
+                "the provider honours max_tokens"
+            )
+        room, entry = self.headroom, self.entry
+        if room is None or entry is None:
+            return
+        so_far = Usage(
+            input_tokens=entry.input_tokens,
+            output_tokens=math.ceil(self.received_chars / CHARS_PER_TOKEN),
+        )
+        cost = self.accounting.catalog.estimate(entry.model, so_far)
+        if cost is not None and cost > room.usd:
+            self.stopped = (
+                f"stopped: the answer passed what the {room.limit.budget} budget had left"
+            )
+            raise BudgetExceeded(budgets.overrun(room, self.session.id), budget=room.limit.budget)
 
     async def close(self, error: BaseException | None) -> None:
         """Complete, fail, interrupt or withdraw the row (idempotent)."""
@@ -186,6 +248,8 @@ class MeteredRequest:
             outcome = (
                 "completed"
                 if self.completed is not None
+                else f"interrupted ({self.stopped})"
+                if self.stopped
                 else "failed"
                 if isinstance(error, ProviderError)
                 else f"interrupted ({type(error).__name__})"
@@ -203,7 +267,7 @@ class MeteredRequest:
             return
         latency = round((time.monotonic() - self._started) * 1000, 1)
         retries = self.attempts_sent - 1
-        if isinstance(error, ProviderError):
+        if isinstance(error, ProviderError) and not self.stopped:
             failed = msgspec.structs.replace(
                 entry,
                 ts=time.time(),
@@ -226,7 +290,7 @@ class MeteredRequest:
         )
         price = accounting.catalog.estimate(entry.model, used)
         used = msgspec.structs.replace(used, cost_usd=price or 0.0)
-        why = (
+        why = self.stopped or (
             "cancelled"
             if isinstance(error, asyncio.CancelledError)
             else f"interrupted by {type(error).__name__}"

@@ -5,7 +5,9 @@ step, the model streams an answer; its tool calls are decided (policy, then
 approval if asked), run (read-only ones concurrently), and their results go
 back to the model; until the model answers without tools, the user cancels,
 or a limit stops it. Whatever happens, every tool call gets exactly one
-result and the turn ends with one ``turn.completed``.
+result and the turn ends with one ``turn.completed``. A call's id is its own
+in the session: one the provider repeats (or leaves empty) is replaced before
+the answer is logged, so results, history and frontends never mix two calls.
 
 This is the I/O shell of the lifecycle (`kfd.agent.lifecycle`): it tells the
 machine what happened (an answer came, a call was chosen, its results were
@@ -50,7 +52,7 @@ from kfd.agent.toolcall import CallContext, sandbox_of
 from kfd.agent.tools import InvalidArguments
 from kfd.agent.truncate import cap
 from kfd.api import ApprovalNeeded, Tool, ToolError, ToolResult
-from kfd.errors import BudgetExceeded, ContextTooLong, ProviderError
+from kfd.errors import AnswerOverrun, BudgetExceeded, ContextTooLong, ProviderError
 from kfd.gateway.types import Completed, ReasoningDelta, Retrying, StreamEvent, TextDelta
 from kfd.ids import new_id
 from kfd.policy.gate import CallSite, decide_call
@@ -72,7 +74,13 @@ from kfd.protocol import (
     TurnOverride,
     TurnStarted,
 )
-from kfd.transcript import ToolResultMessage, UserMessage, unanswered_calls
+from kfd.transcript import (
+    ToolResultMessage,
+    UserMessage,
+    call_ids,
+    distinct_call_ids,
+    unanswered_calls,
+)
 
 if TYPE_CHECKING:
     from kfd.agent.ports import TurnSession
@@ -139,6 +147,8 @@ async def run_turn(session: TurnSession, incoming: list[QueuedMessage]) -> None:
         session.advance(Aborted("cancelled"))
     except BudgetExceeded as exc:
         session.advance(Aborted("budget", str(exc)))
+    except AnswerOverrun as exc:
+        session.advance(Aborted("max_tokens", str(exc)))
     except ProviderError as exc:
         session.advance(Aborted("provider", str(exc)))
     except Exception as exc:
@@ -294,18 +304,22 @@ async def _ask_model_once(session: TurnSession, turn: int) -> Completed:
     runtime = session.runtime
     await runtime.tools.refresh(session.id)  # tool sources (MCP servers) may have changed
     request = await prepare_request(session, turn)
-    await runtime.accounting.before_request(session, request)
+    headroom = await runtime.accounting.before_request(session, request)
     message_id = session.live.begin_stream()
     # The ledger row is written ahead of the request and closed however this
     # block ends (`kfd.agent.metering`); its usage event follows the message.
-    async with runtime.accounting.metered(session, turn, request) as meter:
+    async with runtime.accounting.metered(session, turn, request, headroom) as meter:
         async for event in meter.stream(runtime.provider):
             message_id = _on_stream_event(session, event, message_id)
         session.live.end_stream()
         completed = meter.completed
         if completed is None:  # pragma: no cover - providers always complete or raise
             raise ProviderError("the model stream ended without an answer")
-        message = msgspec.structs.replace(completed.message, id=message_id)
+        # Before anything shows or keeps them: one id names one call of the session.
+        calls = distinct_call_ids(
+            completed.message.tool_calls, call_ids(session.messages), lambda: new_id("c")
+        )
+        message = msgspec.structs.replace(completed.message, id=message_id, tool_calls=calls)
         session.emit(
             MessageCompleted(
                 session=session.id,

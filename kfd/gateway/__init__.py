@@ -30,6 +30,7 @@ from kfd.gateway.types import (
     SendObserver,
     StreamEvent,
     TextDelta,
+    ToolCallDelta,
     ToolSpec,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "SendObserver",
     "StreamEvent",
     "TextDelta",
+    "ToolCallDelta",
     "ToolSpec",
     "make_provider",
 ]

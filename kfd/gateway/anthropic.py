@@ -32,7 +32,14 @@ from typing import Any
 from kfd.config import api_key_variable
 from kfd.gateway.openai import SUMMARY_PREFIX
 from kfd.gateway.streaming import StreamingProvider, non_negative_int
-from kfd.gateway.types import ModelRequest, ReasoningDelta, TextDelta, ToolSpec
+from kfd.gateway.types import (
+    Delta,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolSpec,
+)
 from kfd.protocol import ToolCall, Usage
 from kfd.transcript import (
     AssistantMessage,
@@ -172,7 +179,7 @@ class MessagesAssembler:
         """Whether the answer has ended (a stop reason arrived)."""
         return self.stop is not None
 
-    def feed(self, chunk: Any) -> list[TextDelta | ReasoningDelta]:
+    def feed(self, chunk: Any) -> list[Delta]:
         """Take one parsed event; the deltas to pass on. Raises ValueError on a bad shape."""
         if not isinstance(chunk, dict):
             raise ValueError(f"an event must be a JSON object, got {type(chunk).__name__}")
@@ -205,7 +212,7 @@ class MessagesAssembler:
         # content_block_stop, message_stop, ping and newer types carry nothing kfd needs.
         return []
 
-    def _delta(self, index: int, delta: dict[str, Any]) -> list[TextDelta | ReasoningDelta]:
+    def _delta(self, index: int, delta: dict[str, Any]) -> list[Delta]:
         block = self.blocks.setdefault(index, _Block(kind="text"))
         kind = delta.get("type")
         if kind == "text_delta" and isinstance(delta.get("text"), str) and delta["text"]:
@@ -219,6 +226,8 @@ class MessagesAssembler:
                 return [ReasoningDelta(delta["thinking"])]
         elif kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
             block.arguments.append(delta["partial_json"])
+            if delta["partial_json"]:
+                return [ToolCallDelta(delta["partial_json"])]
         return []
 
     def _merge_usage(self, usage: Any) -> None:

@@ -30,9 +30,11 @@ from typing import Any
 
 from kfd.gateway.streaming import StreamingProvider, non_negative_int
 from kfd.gateway.types import (
+    Delta,
     ModelRequest,
     ReasoningDelta,
     TextDelta,
+    ToolCallDelta,
     ToolSpec,
 )
 from kfd.protocol import ToolCall, Usage
@@ -132,9 +134,10 @@ class _PartialCall:
 class StreamAssembler:
     """Builds one answer from chat-completion chunks; no I/O.
 
-    `feed` returns the text and reasoning deltas a chunk carries; tool calls
-    are assembled by their ``index`` (id and name first, arguments in pieces,
-    parallel calls interleaved) and only come out whole, in `message`.
+    `feed` returns the text, reasoning and argument deltas a chunk carries;
+    tool calls are assembled by their ``index`` (id and name first, arguments
+    in pieces, parallel calls interleaved) and only come out whole, in
+    `message` (their argument pieces pass on only to be counted).
     Usage is the last report seen, never a sum: some servers repeat it in
     every chunk.
     """
@@ -150,7 +153,7 @@ class StreamAssembler:
         self.produced_output = False
         """Whether any text, reasoning or tool call has arrived (for time to first token)."""
 
-    def feed(self, chunk: Any) -> list[TextDelta | ReasoningDelta]:
+    def feed(self, chunk: Any) -> list[Delta]:
         """Take one parsed chunk; the deltas to pass on. Raises ValueError on a bad shape."""
         if not isinstance(chunk, dict):
             raise ValueError(f"a chunk must be a JSON object, got {type(chunk).__name__}")
@@ -160,7 +163,7 @@ class StreamAssembler:
             self.model = chunk["model"]
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
-        events: list[TextDelta | ReasoningDelta] = []
+        events: list[Delta] = []
         for choice in chunk.get("choices") or ():
             # We never ask for n > 1: any other choice is noise.
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -179,14 +182,17 @@ class StreamAssembler:
                 self.text.append(content)
                 events.append(TextDelta(content))
             for call_delta in delta.get("tool_calls") or ():
-                self._feed_call(call_delta)
+                arguments = self._feed_call(call_delta)
+                if arguments:
+                    events.append(ToolCallDelta(arguments))
             if choice.get("finish_reason"):
                 self.finish_reason = str(choice["finish_reason"])
         if events:
             self.produced_output = True
         return events
 
-    def _feed_call(self, call_delta: Any) -> None:
+    def _feed_call(self, call_delta: Any) -> str:
+        """Take one tool-call delta; the piece of arguments it brought."""
         if not isinstance(call_delta, dict):
             raise ValueError("a tool-call delta must be a JSON object")
         self.produced_output = True
@@ -208,11 +214,13 @@ class StreamAssembler:
         if isinstance(name, str) and name and not call.name:
             call.name = name
         arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            call.arguments.append(arguments)
-        elif isinstance(arguments, dict):
+        if isinstance(arguments, dict):
             # A few servers send the arguments as an object instead of text.
-            call.arguments.append(json.dumps(arguments))
+            arguments = json.dumps(arguments)
+        if not isinstance(arguments, str):
+            return ""
+        call.arguments.append(arguments)
+        return arguments
 
     @property
     def complete(self) -> bool:

@@ -42,14 +42,13 @@ from kfd.gateway.retry import RetryPolicy, is_retryable_status, parse_retry_afte
 from kfd.gateway.sse import SseDecoder
 from kfd.gateway.types import (
     Completed,
+    Delta,
     ModelRequest,
     Provider,
-    ReasoningDelta,
     RequestInfo,
     Retrying,
     SendObserver,
     StreamEvent,
-    TextDelta,
 )
 from kfd.redact import learn_secrets, scrub
 
@@ -85,8 +84,9 @@ class Assembler(Protocol):
     def produced_output(self) -> bool:
         """Whether any text, reasoning or tool call has arrived yet."""
 
-    def feed(self, chunk: Any) -> list[TextDelta | ReasoningDelta]:
-        """Take one parsed chunk; the deltas to pass on. ValueError on a bad shape."""
+    def feed(self, chunk: Any) -> list[Delta]:
+        """Take one parsed chunk; the deltas to pass on (text, reasoning, and the
+        pieces of tool-call arguments). ValueError on a bad shape."""
 
     def message(self) -> AssistantMessage:
         """The assembled assistant message."""
@@ -301,7 +301,7 @@ class StreamingProvider(Provider):
                     # (kfd.gateway.pacing).
                     with PACING.reading():
                         async for chunk in response.aiter_bytes():
-                            deltas: list[TextDelta | ReasoningDelta] = []
+                            deltas: list[Delta] = []
                             for event in self._decode(decoder, chunk):
                                 data = event.strip()
                                 # After the end the body is drained, not parsed, so
@@ -348,7 +348,7 @@ class StreamingProvider(Provider):
         except ValueError as exc:
             raise AttemptFailed(f"the event stream is garbled: {exc}", garbled=True) from exc
 
-    def _feed(self, assembler: Assembler, data: str) -> list[TextDelta | ReasoningDelta]:
+    def _feed(self, assembler: Assembler, data: str) -> list[Delta]:
         try:
             chunk = json.loads(data)
         except ValueError as exc:
@@ -501,17 +501,18 @@ def describe(exc: httpx.TransportError, config: ModelConfig) -> str:
             return f"the connection failed ({type(exc).__name__}: {exc})"
 
 
-def merge_deltas(deltas: list[TextDelta | ReasoningDelta]) -> list[TextDelta | ReasoningDelta]:
+def merge_deltas(deltas: list[Delta]) -> list[Delta]:
     """``deltas`` with each run of the same kind joined into one, in order.
 
-    What one read brought travels on as one piece of text (and of reasoning):
-    the session redacts, records and publishes per piece, not per token.
+    What one read brought travels on as one piece of text (and of reasoning,
+    and of tool-call arguments): the session redacts, records and publishes
+    per piece, not per token.
     """
     if len(deltas) < 2:
         return deltas
-    merged: list[TextDelta | ReasoningDelta] = []
+    merged: list[Delta] = []
     run: list[str] = []
-    kind: type[TextDelta | ReasoningDelta] | None = None
+    kind: type[Delta] | None = None
     for delta in deltas:
         if type(delta) is not kind:
             if kind is not None:

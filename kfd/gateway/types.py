@@ -1,8 +1,8 @@
 """Provider-neutral model requests and stream events.
 
 The turn loop builds a `ModelRequest`, asks a `Provider` to stream it, and
-reads `StreamEvent` values: text and reasoning deltas as they arrive, a
-`Retrying` notice when an attempt failed and another follows, and exactly one
+reads `StreamEvent` values: text, reasoning and tool-call argument deltas
+as they arrive, a `Retrying` notice when an attempt failed and another follows, and exactly one
 `Completed` at the end (or a `kfd.errors.ProviderError`). A provider adapts one
 wire format (OpenAI chat completions, Anthropic Messages, Cloudflare's gateway)
 to this shape; retries, idle timeouts and usage counting live behind it.
@@ -11,7 +11,7 @@ to this shape; retries, idle timeouts and usage counting live behind it.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 import msgspec
@@ -47,6 +47,20 @@ class TextDelta(msgspec.Struct):
 
 class ReasoningDelta(msgspec.Struct):
     text: str
+
+
+class ToolCallDelta(msgspec.Struct):
+    """A piece of a tool call's arguments, as it arrived.
+
+    Nothing shows it (a call comes out whole, in `Completed`); it is output
+    the model produced, so what arrived of an interrupted answer counts it.
+    """
+
+    text: str
+
+
+Delta = TextDelta | ReasoningDelta | ToolCallDelta
+"""What one piece of an answer can be."""
 
 
 class Retrying(msgspec.Struct, kw_only=True):
@@ -85,7 +99,7 @@ class Completed(msgspec.Struct, kw_only=True):
     info: RequestInfo
 
 
-StreamEvent = TextDelta | ReasoningDelta | Retrying | Completed
+StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | Retrying | Completed
 
 
 class SendObserver(Protocol):
@@ -113,12 +127,13 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def stream(
         self, request: ModelRequest, observer: SendObserver | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream one request: deltas, maybe `Retrying`, then one `Completed`.
 
         ``observer`` is told before and after each attempt is sent.
         Raises `kfd.errors.ProviderError` when the request fails for good.
-        Cancelling the consumer closes the connection at once.
+        Cancelling the consumer, or closing the generator, closes the
+        connection at once.
         """
 
     def reports_cost(self, info: RequestInfo) -> bool:

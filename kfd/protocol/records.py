@@ -95,7 +95,8 @@ StopReason = Literal[
     "error",  # the model could not be reached, or the turn failed
     "interrupted",  # the daemon stopped or crashed during the turn
     "forked",  # the turn was still open where a fork was cut
-    "max_tokens",  # the model's answer reached its output limit ([model] max_output_tokens)
+    "max_tokens",  # the answer reached its output limit ([model] max_output_tokens), or ran
+    # so far past it (a provider ignoring it) that kfd stopped reading it
     "refusal",  # the model (or the provider's filter) refused to answer
 ]
 

@@ -126,6 +126,43 @@ async def test_kill_9_mid_stream_reopens_with_the_turn_closed(
     assert seqs == list(range(1, len(seqs) + 1))
 
 
+async def test_calls_under_one_id_each_keep_their_own_result_across_a_kill_9(
+    daemon: KfdDaemon, model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    model_server.add(
+        Reply(
+            tool_calls=[
+                ScriptedToolCall("read", {"path": "README.md"}, id="dup"),
+                ScriptedToolCall("bash", {"command": "echo x > y.txt"}, id="dup"),
+            ]
+        ),
+        Reply(tool_calls=[ScriptedToolCall("read", {"path": "README.md"}, id="dup")]),
+        Reply(text="done"),
+    )
+    async with await daemon.client() as client:
+        info = await client.create_session(workspace)
+        async with await client.attach(info.id) as view:
+            await client.send(info.id, "go")
+            await collect_until(view, of_type(p.ApprovalRequested))
+            daemon.kill()
+    daemon.start()
+    async with await daemon.client() as client, await client.attach(info.id, tail=0) as view:
+        await client.send(info.id, "continue")
+        await collect_until(view, turn_completed)
+
+    messages = model_server.requests[-1].body["messages"]
+    calls = [c for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    results = [m for m in messages if m["role"] == "tool"]
+    ids = [c["id"] for c in calls]
+    assert [c["function"]["name"] for c in calls] == ["read", "bash", "read"]
+    assert ids[0] == "dup" and len(set(ids)) == 3  # the provider's id, where it is unique
+    assert sorted(m["tool_call_id"] for m in results) == sorted(ids)
+    by_id = {m["tool_call_id"]: m["content"] for m in results}
+    assert "# demo" in by_id[ids[0]] and "# demo" in by_id[ids[2]]
+    assert "daemon stopped" in by_id[ids[1]]
+    assert not (workspace / "y.txt").exists()
+
+
 def test_systemd_unit_verifies() -> None:
     analyze = "/usr/bin/systemd-analyze"
     if not os.path.exists(analyze):

@@ -7,6 +7,7 @@ the ledger rows the daemon committed (``cost.query``). Prices come from a
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -240,6 +241,61 @@ async def test_a_cancelled_request_is_a_row_with_estimated_tokens_and_counts_in_
     assert session.usage.requests == result.total.requests == 1
 
 
+async def test_a_request_cancelled_while_tool_arguments_stream_bills_what_arrived(
+    priced: KfdDaemon, script: Script, workspace: Path
+) -> None:
+    content = "A" * 100_000
+    call = ScriptedToolCall("write", {"path": "big.txt", "content": content})
+    script.add(Reply(tool_calls=[call], chunk_chars=100, chunk_delay_s=0.005))
+    async with await priced.client() as client:
+        info = await client.create_session(workspace, mode="accept-edits")
+        async with await client.attach(info.id, tail=0) as view:
+            await client.send(info.id, "write it")
+            await script.server.wait_for_request_async(script.start)
+            await asyncio.sleep(0.5)  # ~100 pieces of arguments (5 ms apart) arrive meanwhile
+            await client.cancel(info.id)
+            events = await collect_until(view, turn_completed)
+        result = await ledger(client, info.id)
+
+    assert events[-1].stop_reason == "cancelled"
+    assert not (workspace / "big.txt").exists()
+    [row] = result.entries
+    assert row.state == "interrupted" and row.error.startswith("cancelled")
+    # Arguments are output like text: 4 characters a token, of what arrived.
+    assert 250 <= row.output_tokens < len(content) / 4
+    assert row.cost_usd == pytest.approx((row.input_tokens * 1.0 + row.output_tokens * 2.0) / 1e6)
+
+
+async def test_an_answer_far_past_max_tokens_is_no_longer_read_and_billed_for_what_arrived(
+    model_server: ScriptedModelServer, workspace: Path
+) -> None:
+    config = PRICED.replace("[model]\n", "[model]\nmax_output_tokens = 1000\n", 1)
+    model_server.add(
+        Reply(text="B" * 400_000, chunk_chars=500, chunk_delay_s=0.001),  # max_tokens ignored
+        Reply(text="short"),
+    )
+    with KfdDaemon(model=model_server, config=config) as daemon:
+        async with await daemon.client() as client:
+            info = await client.create_session(workspace)
+            endless = await run_turn(client, info.id, "go")
+            after = await run_turn(client, info.id, "again")
+            result = await ledger(client, info.id)
+
+    first = model_server.requests[0]
+    assert first.body["max_tokens"] == 1000
+    assert await first.wait_done_async() == "client_disconnected"
+    assert endless[-1].stop_reason == "max_tokens"
+    assert "output limit of 1,000 tokens" in endless[-1].message
+    assert of(endless, p.MessageCompleted) == []  # the runaway answer is not kept
+    assert after[-1].stop_reason == "end_turn"
+    assert "BBBB" not in json.dumps(model_server.requests[1].body)
+    cut = result.entries[-1]  # newest first
+    assert (cut.state, cut.estimated) == ("interrupted", True)
+    assert cut.error.startswith("stopped: the answer passed 2x its output limit")
+    # Read to twice the limit (4 characters a token), and at most one more piece.
+    assert 2 * 1000 < cut.output_tokens <= 2 * 1000 + 500 / 4
+
+
 # --------------------------------------------------------------------------
 # The gateway's cost replaces the estimate
 
@@ -436,6 +492,32 @@ async def test_a_session_budget_refuses_the_request_and_says_how_to_raise_it(
     [state] = result.budgets
     assert (state.budget, state.limit_usd) == ("session", 0.5)
     assert state.spent_usd == pytest.approx(COST)
+
+
+async def test_an_answer_is_cut_off_once_it_costs_what_the_budget_had_left(
+    priced: KfdDaemon, script: Script, workspace: Path
+) -> None:
+    # $2 per million output tokens: $0.01 is ~5,000 tokens, ~20,000 characters.
+    script.add(Reply(text="B" * 400_000, chunk_chars=2000, chunk_delay_s=0.001))
+    async with await priced.client() as client:
+        info = await client.create_session(workspace)
+        await client.request(p.SessionSetBudget(id="", session=info.id, usd=0.01))
+        events = await run_turn(client, info.id, "go on forever")
+        result = await ledger(client, info.id)
+
+    assert await script.requests[0].wait_done_async() == "client_disconnected"
+    [error] = of(events, p.ErrorEvent)
+    assert error.code == "budget"
+    assert "was reached while the answer streamed" in error.message
+    assert f"kfd budget {info.id} USD" in error.message
+    assert events[-1].stop_reason == "error"
+    assert of(events, p.MessageCompleted) == []
+    [row] = result.entries
+    assert row.state == "interrupted" and "session budget" in row.error
+    # Stopped at the first piece that passed the budget: one piece (500 tokens) over at most.
+    assert 0.01 < row.cost_usd <= 0.01 + 500 * 2.0 / 1e6
+    [state] = result.budgets
+    assert state.spent_usd == pytest.approx(row.cost_usd)
 
 
 async def test_the_daily_budget_warns_at_80_percent_then_refuses(

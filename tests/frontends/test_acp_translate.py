@@ -177,6 +177,29 @@ def test_an_approval_shows_the_change_the_daemon_worked_out_not_the_models_argum
     assert all(c.type != "diff" for c in call.content)  # not the one-snippet guess
 
 
+def test_an_approval_under_an_id_another_call_took_shows_its_own_call() -> None:
+    t = Translator(cwd="/w")
+    command = "echo pwned > pwned.txt"
+    t.updates(
+        p.ToolRequested(session=S, call_id="dup", name="bash", arguments={"command": command})
+    )
+    write = {"path": "notes.txt", "content": "hello\n"}
+    t.updates(p.ToolRequested(session=S, call_id="dup", name="write", arguments=write))
+    call = t.permission_call(
+        p.ApprovalRequested(
+            session=S,
+            approval_id="a5",
+            call_id="dup",
+            tool="bash",
+            preview=p.Preview(summary=command, command=command),
+            reason="bash asks",
+        )
+    )
+    shown = (call.title or "") + json.dumps([c.model_dump() for c in call.content or []])
+    assert command in shown
+    assert "notes.txt" not in shown and call.kind == "execute"
+
+
 def test_permission_options_offer_always_only_when_the_daemon_can_keep_the_rule() -> None:
     grant = p.ApprovalRequested(
         session=S, approval_id="a", call_id="c", tool="bash", session_rule="grant(bash:unsandboxed)"

@@ -16,6 +16,7 @@ from kfd.gateway import (
     Retrying,
     StreamEvent,
     TextDelta,
+    ToolCallDelta,
     ToolSpec,
     make_provider,
 )
@@ -141,7 +142,12 @@ async def test_parallel_tool_use_blocks_become_tool_calls_in_order(
     ]
     server.add(Reply(text="Looking.", tool_calls=calls, chunk_chars=3))
 
-    final = completed(await collect(make()))
+    events = await collect(make())
+
+    final = completed(events)
+    # Every piece of arguments passes on as it arrives, for the ledger to count.
+    pieces = "".join(e.text for e in events if isinstance(e, ToolCallDelta))
+    assert pieces == "".join(c.arguments_json() for c in calls)
 
     assert final.stop_reason == "tool_use"
     assert final.message.text == "Looking."

@@ -28,6 +28,7 @@ from kfd.gateway import (
     Retrying,
     StreamEvent,
     TextDelta,
+    ToolCallDelta,
     ToolSpec,
     make_provider,
 )
@@ -200,11 +201,15 @@ async def test_parallel_tool_calls_interleaved_by_index_are_kept_apart(
     ]
     server.add(Reply(tool_calls=calls, chunk_chars=3, interleave_tool_calls=True))
 
-    final = completed(await collect(make()))
+    events = await collect(make())
 
+    final = completed(events)
     assert final.message.tool_calls == [
         ToolCall(id=c.id or "", name=c.name, arguments=c.arguments_json()) for c in calls
     ]
+    # Every piece of arguments passes on as it arrives, for the ledger to count.
+    pieces = "".join(e.text for e in events if isinstance(e, ToolCallDelta))
+    assert sorted(pieces) == sorted("".join(c.arguments_json() for c in calls))
 
 
 async def test_tool_calls_without_ids_get_unique_ones(

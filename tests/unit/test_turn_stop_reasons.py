@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from kfd.agent.lifecycle import Idle, ModelAnswered, Running, TurnBegan, closing, transition
+from kfd.agent.lifecycle import (
+    Aborted,
+    Idle,
+    ModelAnswered,
+    Running,
+    TurnBegan,
+    TurnClosed,
+    closing,
+    transition,
+)
 
 
 def answered(provider_stop: str, calls: int = 0) -> Running:
@@ -35,3 +44,12 @@ def test_an_answer_that_ended_by_itself_ends_the_turn_normally(provider_stop: st
 
 def test_an_answer_with_calls_goes_on_whatever_its_stop_reason() -> None:
     assert answered("length", calls=1).ending is None
+
+
+def test_an_answer_no_longer_read_past_its_output_limit_ends_the_turn_at_max_tokens() -> None:
+    running = transition(Idle(), TurnBegan(turn=1, max_steps=5, repeat_limit=3))
+    state = transition(running, Aborted("max_tokens", "the answer ran past its output limit"))
+    ending = closing(state)
+    assert (ending.stop, ending.note) == ("max_tokens", "the answer ran past its output limit")
+    assert ending.failure is None
+    assert transition(state, TurnClosed()) == Idle(failed=False)
