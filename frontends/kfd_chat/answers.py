@@ -81,6 +81,8 @@ def bind(item: Incoming, approvals: Iterable[Posted], session: str | None) -> Bo
         return Bound(here[item.thread], bare=False)  # Slack: the thread of the approval
     open_ones = [a for a in here.values() if session is not None and a.session == session]
     if not open_ones:
+        if here:  # the notify room's, say: other sessions' approvals, each to reply to
+            return NotTaken("it replies to no approval, and this room's session has none open")
         return NotTaken("no approval is open here")
     if len(open_ones) > 1:
         return NotTaken(f"{len(open_ones)} approvals wait, so it is not clear which one it means")

@@ -443,8 +443,10 @@ def test_a_reply_answers_only_its_approval_and_a_bare_answer_only_the_one_open()
     assert "not an open approval" in str(bind(reply_to="$far"))  # a post of another room
     assert "not an open approval" in str(bind(reply_to="$model", thread="$one"))
     assert bind() == (one, True)  # bare: the one open in the room's session
-    assert "no approval is open" in str(bind(session=None))
-    assert "no approval is open" in str(bind(session="s3"))
+    assert "has none open" in str(bind(session=None))  # the notify room: reply to one
+    assert "has none open" in str(bind(session="s3"))
+    empty_room = answers.bind(Incoming(id="$m", room="!empty", sender="@a"), open_ones, "s9")
+    assert empty_room == answers.NotTaken("no approval is open here")
     two.session = "s1"
     assert "2 approvals wait" in str(bind())
 
