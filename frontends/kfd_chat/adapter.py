@@ -24,8 +24,11 @@ class Incoming:
 
     ``id`` is the service's id for it (unique, stable across redeliveries).
     ``thread`` is the id of the thread root, None in the main timeline.
-    ``reply_to`` the message it answers; ``reaction`` the key of a reaction
-    to ``reply_to``. ``detail`` says more about an ``unjoined`` room.
+    ``reply_to`` the message it answers (a Matrix reply; never a mere
+    message in a thread); ``reaction`` the key of a reaction to ``reply_to``.
+    ``detail`` says more about an ``unjoined`` room. ``at`` is when the
+    service says the message was sent, on the clock of `Adapter.sent_at`
+    (0: unknown).
     """
 
     id: str
@@ -37,6 +40,7 @@ class Incoming:
     reaction: str | None = None
     kind: Kind = "message"
     detail: str = ""
+    at: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,12 @@ class Adapter(Protocol):
         """The id of a message this bot posted under ``key`` (in the room's
         recent messages), or None. Asked after a crash between a post and the
         record of its id; services that deduplicate by ``key`` answer None."""
+        ...
+
+    async def sent_at(self, room: str, message: str) -> int:
+        """When the service says ``message`` (one this bot posted) was sent, in
+        the unit of `Incoming.at`, so that the two compare as the service
+        orders its messages (0: unknown)."""
         ...
 
     async def join(self, room: str) -> None:

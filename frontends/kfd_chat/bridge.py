@@ -41,7 +41,7 @@ from kfd.client import (
     split,
 )
 from kfd.client.exact import visible
-from kfd_chat import render, undo
+from kfd_chat import answers, render, undo
 from kfd_chat.adapter import Adapter, AdapterError, Incoming
 from kfd_chat.outgoing import FRONTEND_NAME, Outgoing
 from kfd_chat.poster import Place, Poster
@@ -51,7 +51,6 @@ log = logging.getLogger("kfd_chat")
 
 __all__ = ["FRONTEND_NAME", "Access", "Bridge"]
 
-ALLOW_WORDS = frozenset({"allow", "approve", "yes"})
 ENCRYPTED_REFUSAL = (
     "🔒 This room is end-to-end encrypted, and kfd's bridge cannot read or write "
     "encrypted messages: it will not act on anything said here, nor post a session's "
@@ -238,39 +237,42 @@ class Bridge:
             await self._respond(item, posted, "deny", f"denied in chat by {item.sender}")
 
     async def _answer(self, item: Incoming, text: str) -> bool:
-        """``allow`` / ``always`` / ``deny …`` as a reply to an approval (or with one open)."""
-        word, _, rest = text.partition(" ")
-        word = word.lower()
-        decision: p.ApprovalDecision
-        if word == "always" or (word in ALLOW_WORDS and rest.strip().lower() == "always"):
-            decision = "allow_always"
-        elif word in ALLOW_WORDS:
-            decision = "allow"
-        elif word in ("deny", "no"):
-            decision = "deny"
-        else:
+        """``allow`` / ``always`` / ``deny …``, bound to the approval the user
+        was shown (`kfd_chat.answers`); False when ``text`` is no answer."""
+        answer = answers.parse(text)
+        if answer is None:
             return False
         await self.outgoing.approvals_posted()  # typed the moment one showed
-        posted = self.state.approvals.get(item.reply_to or "")
-        if posted is not None and posted.room != item.room:
-            posted = None  # a reply names an event in another room: not this approval
-        if posted is None:
-            session = await self._session_for(item, create=False)
-            open_ones = [a for a in self.state.approvals.values() if a.session == session]
-            if len(open_ones) != 1:
-                if open_ones:
-                    await self._say(
-                        item, f"{len(open_ones)} approvals wait: reply to the one you mean"
-                    )
-                    return True
-                return False  # no approval open: it is just a message
-            posted = open_ones[0]
-        if decision == "allow_always" and not posted.rule:
+        session = await self._session_for(item, create=False)
+        bound = answers.bind(item, self.state.approvals.values(), session)
+        if (
+            isinstance(bound, answers.Bound)
+            and bound.bare
+            and not answers.newer(item.at, await self._posted_at(bound.posted))
+        ):
+            bound = answers.NotTaken(
+                "it was not sent after the open approval was posted (a message delivered "
+                "late, or one whose time the service did not say), so it cannot mean that one"
+            )
+        if isinstance(bound, answers.NotTaken):
+            log.info("answer %s from %s not taken: %s", item.id, item.sender, bound.why)
+            await self._say(item, answers.not_taken(answer, bound.why))
+            return True
+        posted = bound.posted
+        if answer.decision == "allow_always" and not posted.rule:
             await self._say(item, _no_always(posted.asked))
             return True
-        message = rest.strip() if decision == "deny" else ""
-        await self._respond(item, posted, decision, message)
+        await self._respond(item, posted, answer.decision, answer.reason)
         return True
+
+    async def _posted_at(self, posted: Posted) -> int:
+        """When the service says the approval's message was posted (0: it cannot say)."""
+        if not posted.at:
+            try:
+                posted.at = await self.adapter.sent_at(posted.room, posted.message)
+            except AdapterError as exc:
+                log.warning("could not tell when %s was posted: %s", posted.message, exc)
+        return posted.at
 
     async def _respond(
         self, item: Incoming, posted: Posted, decision: p.ApprovalDecision, message: str

@@ -2,8 +2,8 @@
 
 Our own small client rather than an SDK's: the bridge needs the homeserver's
 ``retry_after_ms`` on every rate-limited call (mautrix drops it), and it makes
-six calls (``whoami``, ``joined_rooms``, ``join``/``leave``, ``sync``,
-``messages``, ``send``).
+seven calls (``whoami``, ``joined_rooms``, ``join``/``leave``, ``sync``,
+``messages``, ``send``, and ``event`` for when an approval was posted).
 
 Incoming: ``/sync`` long-polls from the stored ``next_batch`` token, so a
 lost connection resumes exactly where it stopped. A room whose timeline comes
@@ -237,6 +237,11 @@ class MatrixAdapter:
 
     async def find(self, room: str, thread: str | None, key: str) -> str | None:
         return None  # posting again under the same transaction id returns the first event
+
+    async def sent_at(self, room: str, message: str) -> int:
+        path = f"/rooms/{quote(room, safe='')}/event/{quote(message, safe='')}"
+        stamp = (await self._call("GET", path)).get("origin_server_ts")
+        return stamp if isinstance(stamp, int) and stamp > 0 else 0
 
     async def join(self, room: str) -> None:
         await self._call("POST", f"/join/{quote(room, safe='')}", body={})

@@ -153,7 +153,13 @@ def _incoming(room: str, event: dict[str, Any], bot: str) -> Incoming | None:
         text=_strip_reply_fallback(body),
         thread=str(thread) if thread else None,
         reply_to=str(reply) if reply else None,
+        at=_time(event.get("origin_server_ts")),
     )
+
+
+def _time(value: object) -> int:
+    """``origin_server_ts`` (milliseconds), 0 if missing or odd."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _is_encryption(event: dict[str, Any]) -> bool:

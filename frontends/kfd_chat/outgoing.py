@@ -210,7 +210,8 @@ class Outgoing:
                 self.triggered.discard(sid)
                 answer = self._answers.pop(sid, "")
                 if answer:
-                    await self.poster.post(place, f"[{sid}] {answer[:3000]}", key)
+                    said = render.model_text(answer[:3000])
+                    await self.poster.post(place, f"[{sid}] answered:\n{said}", key)
 
     # -- approvals --------------------------------------------------------------
 
@@ -328,7 +329,10 @@ class Outgoing:
                 await self._flush_tools(event.session)
                 stream.shown = stream.text
                 stream.last_edit = time.monotonic()
-                stream.posted = await self.poster.post(place, stream.text, stream.key) or None
+                stream.posted = (
+                    await self.poster.post(place, render.model_text(stream.text), stream.key)
+                    or None
+                )
         elif stream.flush is None:
             stream.flush = self._spawn(self._edit_later(stream))
 
@@ -346,11 +350,12 @@ class Outgoing:
     async def _edit_stream(self, stream: _Stream, text: str) -> None:
         assert stream.posted is not None
         stream.last_edit = time.monotonic()
-        await self.poster.edit(stream.place, stream.posted, text, stream.key)
+        quoted = render.model_text(text)
+        await self.poster.edit(stream.place, stream.posted, quoted, stream.key)
         stream.shown = text
         record = self.poster.posted(stream.key)
         if record is not None:
-            record.shown = digest(text)
+            record.shown = digest(quoted)
 
     async def _complete(self, event: p.MessageCompleted, place: Place) -> None:
         stream = self._streams.pop(event.message_id, None)
@@ -366,15 +371,16 @@ class Outgoing:
             return
         key = f"{event.session}.{event.message_id}"
         record = self.poster.posted(key)
+        quoted = render.model_text(text)
         if record is None:
             if text.strip():
-                await self.poster.post(place, text, key)
+                await self.poster.post(place, quoted, key)
             return
         # Posted (or about to be) before the bridge stopped mid-answer: make it whole.
-        message = await self.poster.post(place, text, key)
-        if message and record.shown != digest(text):
-            await self.poster.edit(place, message, text, key)
-            record.shown = digest(text)
+        message = await self.poster.post(place, quoted, key)
+        if message and record.shown != digest(quoted):
+            await self.poster.edit(place, message, quoted, key)
+            record.shown = digest(quoted)
         log.info("completed an answer cut off by a restart (%s)", key)
 
     async def _discarded(self, event: p.MessageDiscarded) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from kfd import protocol as p
 from kfd.client.exact import compact, visible
 
@@ -37,6 +39,17 @@ HELP = (
     "Answer an approval by replying `allow`, `always` (keep its rule for the project) "
     "or `deny [why]`, or react 👍 / 👎."
 )
+
+
+def model_text(text: str) -> str:
+    """What the model wrote, as a block quote: every line is quoted, so nothing
+    in it leaves the quote, and the model cannot post what reads as kfd's own
+    voice (an approval, a notice). kfd's posts are never quoted."""
+    return "\n".join(f"> {line}" if line else ">" for line in _LINE_BREAK.split(text))
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""Line endings as CommonMark counts them."""
 
 
 def offers_always(event: p.ApprovalRequested) -> bool:

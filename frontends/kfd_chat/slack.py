@@ -135,6 +135,9 @@ class SlackAdapter:
                 return str(message.get("ts"))
         return None
 
+    async def sent_at(self, room: str, message: str) -> int:
+        return slack_time(message)  # a message's ts is its time
+
     async def join(self, room: str) -> None:
         """Slack apps are added to channels by people; nothing to accept."""
 
@@ -172,6 +175,15 @@ def _seconds(value: object) -> float:
         return 1.0
 
 
+def slack_time(ts: object) -> int:
+    """A Slack ``ts`` ("1700000000.000100": seconds and a per-channel sequence)
+    as one integer that orders as Slack orders messages; 0 if it is none."""
+    seconds, _, fraction = str(ts or "").partition(".")
+    if not seconds.isdigit() or not (fraction.isdigit() or not fraction):
+        return 0
+    return int(seconds) * 1_000_000 + int(fraction.ljust(6, "0")[:6])
+
+
 def _incoming(request: SocketModeRequest) -> Incoming | None:
     payload = request.payload or {}
     event = payload.get("event")
@@ -200,11 +212,13 @@ def _incoming(request: SocketModeRequest) -> Incoming | None:
         return None
     thread = event.get("thread_ts")
     thread = str(thread) if thread and thread != event.get("ts") else None
+    # Slack has no replies but threads: one started on an approval answers it (the
+    # bridge knows which posts are approvals); any other is a thread, not a reply.
     return Incoming(
         id=event_id,
         room=str(event.get("channel", "")),
         sender=user,
         text=text,
         thread=thread,
-        reply_to=thread,
+        at=slack_time(event.get("ts")),
     )

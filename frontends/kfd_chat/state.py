@@ -37,6 +37,9 @@ class Posted(msgspec.Struct):
     """False when the command was too long to show: chat may only deny it."""
     answered_by: str = ""
     """The chat user whose answer the bridge passed on (the daemon only knows the bridge)."""
+    at: int = 0
+    """When the service says ``message`` was posted (`kfd_chat.adapter.Adapter.sent_at`),
+    learnt when a bare answer needs it; 0 until then."""
 
 
 class Sent(msgspec.Struct):

@@ -95,12 +95,15 @@ class SlackServer(_Server):
         *,
         thread: str | None = None,
         event_id: str | None = None,
+        late: bool = False,
     ) -> str:
+        """Say ``text``; ``late``: Slack holds it until the next connection (as it
+        redelivers an envelope that was not acknowledged), keeping its ``ts``."""
         ts = f"{1700000000 + next(self._ts)}.000100"
         event = {"type": "message", "channel": channel, "user": user, "text": text, "ts": ts}
         if thread:
             event["thread_ts"] = thread
-        await self._deliver(event, event_id)
+        await self._deliver(event, event_id, late=late)
         return ts
 
     async def reaction(self, channel: str, user: str, ts: str, name: str) -> None:
@@ -127,7 +130,7 @@ class SlackServer(_Server):
                 text = update["text"]
         return text
 
-    async def _deliver(self, event: dict, event_id: str | None) -> None:
+    async def _deliver(self, event: dict, event_id: str | None, *, late: bool = False) -> None:
         envelope_id = f"env-{next(self._ids)}"
         envelope = {
             "envelope_id": envelope_id,
@@ -142,7 +145,7 @@ class SlackServer(_Server):
             },
         }
         self._unacked[envelope_id] = envelope
-        if self._socket is not None and not self._socket.closed:
+        if not late and self._socket is not None and not self._socket.closed:
             await self._socket.send_str(json.dumps(envelope))
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -169,7 +172,7 @@ class SlackServer(_Server):
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
             )
         if method == "chat.postMessage":
-            ts = f"{1800000000 + next(self._ts)}.000200"
+            ts = f"{1700000000 + next(self._ts)}.000200"  # one clock with messages
             post = {**form, "ts": ts}
             if isinstance(post.get("metadata"), str):
                 post["metadata"] = json.loads(post["metadata"])

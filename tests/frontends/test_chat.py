@@ -78,8 +78,14 @@ async def matrix(synapse: Synapse) -> Matrix:
     return Matrix(synapse, alice, mallory, bot, room)
 
 
-def is_(text: str):
-    return lambda m: m["body"] == text
+def quoted(text: str, mark: str = ">") -> str:
+    """The model's ``text`` as the bridge posts it: a block quote (Slack: ``&gt;``)."""
+    return "\n".join(f"{mark} {line}" if line else mark for line in text.split("\n"))
+
+
+def answered(text: str):
+    """A message of the model's answering ``text``."""
+    return lambda m: m["body"] == quoted(text)
 
 
 def has(text: str):
@@ -108,11 +114,11 @@ async def test_prompts_are_answered_in_html_while_history_strangers_and_garbage_
         )
         await matrix.alice.send(matrix.room, "m.reaction", {"m.relates_to": {"rel_type": "x"}})
         root = await matrix.alice.say(matrix.room, "count the words")
-        streamed = await matrix.bot_says(is_(answer))
+        streamed = await matrix.bot_says(answered(answer))
         await matrix.alice.say(matrix.room, "!cancel")
         await matrix.bot_says(has("nothing is running"))
         await matrix.alice.say(matrix.room, "and in a thread?", thread=root)
-        threaded = await matrix.bot_says(is_("answered in the thread"))
+        threaded = await matrix.bot_says(answered("answered in the thread"))
         await matrix.alice.say(matrix.room, "!status")
         status = await matrix.bot_says(has("idle"))
         ignored = await running.line(f"ignored a message from {matrix.mallory.user_id}")
@@ -156,7 +162,7 @@ async def test_approvals_by_reply_and_element_reactions_show_the_exact_command_a
             [pending] = view.snapshot.pending_approvals
             await repl.respond(session.id, pending.approval_id, "allow")
         elsewhere = await matrix.bot_says(has("→ allowed by repl:pts/9"))
-        await matrix.bot_says(is_("finished"))
+        await matrix.bot_says(answered("finished"))
 
     assert (workspace / "chat.txt").read_text() == "chat\n"
     assert not (workspace / "no.txt").exists()
@@ -197,7 +203,7 @@ async def test_an_always_reply_keeps_the_rule_for_the_project_but_never_a_one_of
         await matrix.alice.say(matrix.room, "allow always", reply_to=grant["event_id"])
         await matrix.bot_says(has("`always` cannot answer it"))
         await matrix.alice.say(matrix.room, "allow", reply_to=grant["event_id"])
-        await matrix.bot_says(is_("finished"))
+        await matrix.bot_says(answered("finished"))
 
     async with await daemon.client() as client:
         listed = await client.rules(cwd=workspace)
@@ -212,18 +218,18 @@ async def test_a_gap_longer_than_the_sync_limit_while_the_bridge_is_down_loses_n
     daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
     async with matrix.bridge(daemon):
         await matrix.alice.say(matrix.room, "first")
-        await matrix.bot_says(is_("one"))
+        await matrix.bot_says(answered("one"))
     await matrix.alice.say(matrix.room, "said while you were away")
     for i in range(14):  # more than a sync returns (Synapse: 10): the timeline is limited
         await matrix.mallory.say(matrix.room, f"chatter {i}")
     async with matrix.bridge(daemon) as running:
-        await matrix.bot_says(is_("two"))
+        await matrix.bot_says(answered("two"))
         await running.line("that the sync left out")
 
     prompts = [r.body["messages"][-1]["content"] for r in model_server.requests]
     assert prompts == ["first", "said while you were away"]
     bodies = [m["body"] for m in await matrix.bot_messages()]
-    assert bodies.count("one") == bodies.count("two") == 1
+    assert bodies.count(quoted("one")) == bodies.count(quoted("two")) == 1
 
 
 async def test_a_bridge_killed_mid_answer_completes_the_cut_off_message_on_restart(
@@ -243,11 +249,11 @@ async def test_a_bridge_killed_mid_answer_completes_the_cut_off_message_on_resta
                 await collect_until(view, turn_completed)
         async with matrix.bridge(daemon):
             whole = await matrix.bot_says(
-                lambda m: m["event_id"] == cut["event_id"] and m["body"] == answer
+                lambda m: m["event_id"] == cut["event_id"] and m["body"] == quoted(answer)
             )
 
-    assert cut["body"] != answer
-    started = [m for m in await matrix.bot_messages() if m["body"].startswith("start of a")]
+    assert cut["body"] != quoted(answer)
+    started = [m for m in await matrix.bot_messages() if m["body"].startswith("> start of a")]
     assert started == [whole]  # the cut-off message was completed, not posted again
 
 
@@ -261,7 +267,7 @@ async def test_a_turn_of_14_tool_calls_and_a_burst_of_replies_stay_within_the_ra
     daemon = make_daemon(matrix.config(workspace, tmp_path / "state.json"))
     async with matrix.bridge(daemon) as running:
         await matrix.alice.say(matrix.room, "read every file")
-        await matrix.bot_says(is_("read them all"))
+        await matrix.bot_says(answered("read them all"))
         turn_messages = len(await matrix.bot_messages())
         for _ in range(8):  # past Synapse's burst of 10: the homeserver says how long to wait
             await matrix.alice.say(matrix.room, "!status")
@@ -295,7 +301,7 @@ async def test_invitations_are_accepted_from_the_allow_list_and_encrypted_rooms_
         invited = await matrix.alice.create_room(invite=[matrix.bot.user_id])
         await matrix.bot_says(has("kfd is here"), room=invited)
         await matrix.alice.say(invited, "hi there")
-        await matrix.bot_says(is_("hello from an invited room"), room=invited)
+        await matrix.bot_says(answered("hello from an invited room"), room=invited)
 
         stranger = await matrix.mallory.create_room(invite=[matrix.bot.user_id])
         declined = await running.line(f"declined an invitation to {stranger}")
@@ -350,6 +356,11 @@ ping_interval_s = 0.3
 """
 
 
+def slack_answered(slack: SlackServer, text: str) -> bool:
+    """Whether the bridge posted the model's answer ``text`` (quoted) to Slack."""
+    return any(slack.text_of(x["ts"]) == quoted(text, "&gt;") for x in slack.posts)
+
+
 SLACK_ENV = {
     "KFD_SLACK_APP_TOKEN": SlackServer.APP_TOKEN,
     "KFD_SLACK_BOT_TOKEN": SlackServer.BOT_TOKEN,
@@ -372,18 +383,14 @@ async def test_slack_messages_reach_the_session_once_across_redeliveries_and_a_d
         await slack.wait_for(lambda: slack.connections == 1)
         await slack.message("C1", "UMALLORY", "drop the database")
         await slack.message("C1", "UALICE", "hi", event_id="EvHi")
-        await slack.wait_for(
-            lambda: any(slack.text_of(x["ts"]) == "hello alice" for x in slack.posts)
-        )
+        await slack.wait_for(lambda: slack_answered(slack, "hello alice"))
         await slack.message("C1", "UALICE", "hi", event_id="EvHi")  # Slack's retry
         await slack.message("C1", "UALICE", "and again", event_id="EvAgain")
-        await slack.wait_for(
-            lambda: any(slack.text_of(x["ts"]) == "second answer" for x in slack.posts)
-        )
+        await slack.wait_for(lambda: slack_answered(slack, "second answer"))
         await slack.drop()
         await slack.message("C1", "UALICE", "after the drop", event_id="EvAfter")
         await slack.wait_for(lambda: slack.connections == 2)
-        await slack.wait_for(lambda: any(slack.text_of(x["ts"]) == "third" for x in slack.posts))
+        await slack.wait_for(lambda: slack_answered(slack, "third"))
 
     users = [
         m["content"] for m in model_server.requests[-1].body["messages"] if m["role"] == "user"
@@ -419,7 +426,8 @@ async def test_slack_a_crash_between_posting_and_saving_does_not_post_twice(
                 lambda: [
                     x
                     for x in slack.posts
-                    if slack.text_of(x["ts"]) == answer.replace("<", "&lt;").replace(">", "&gt;")
+                    if slack.text_of(x["ts"])
+                    == quoted(answer.replace("<", "&lt;").replace(">", "&gt;"), "&gt;")
                 ]
             )
             await running.line("was posted before a restart")
@@ -450,7 +458,7 @@ async def test_slack_an_allow_typed_before_the_bridge_learns_of_its_post_answers
         slack.after_post = answer_at_once
         await slack.wait_for(lambda: slack.connections == 1)
         await slack.message("C1", "UALICE", "write it", event_id="EvWrite")
-        await slack.wait_for(lambda: any(slack.text_of(x["ts"]) == "written" for x in slack.posts))
+        await slack.wait_for(lambda: slack_answered(slack, "written"))
 
     assert (workspace / "raced.txt").read_text() == "raced\n"
     users = [
@@ -473,19 +481,17 @@ async def test_slack_replays_nothing_twice_after_a_restart_and_waits_out_a_rate_
     async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
         await slack.wait_for(lambda: slack.connections == 1)
         await slack.message("C1", "UALICE", "list", event_id="EvList")
-        await slack.wait_for(lambda: any(slack.text_of(x["ts"]) == "listed" for x in slack.posts))
+        await slack.wait_for(lambda: slack_answered(slack, "listed"))
     async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV) as running:
         await slack.wait_for(lambda: slack.connections == 2)
         slack.rate_limit_posts = 1  # Slack's 429 with Retry-After: waited out, then posted
         await slack.message("C1", "UALICE", "still there?", event_id="EvThere")
-        await slack.wait_for(
-            lambda: any(slack.text_of(x["ts"]) == "still here" for x in slack.posts)
-        )
+        await slack.wait_for(lambda: slack_answered(slack, "still here"))
         waited = await running.line("as the service asks")
     texts = [slack.text_of(x["ts"]) for x in slack.posts]
-    assert texts.count("listed") == 1
+    assert texts.count(quoted("listed", "&gt;")) == 1
     assert sum("· bash" in t for t in texts) == 1
-    assert texts.count("still here") == 1 and slack.rate_limited == 1
+    assert texts.count(quoted("still here", "&gt;")) == 1 and slack.rate_limited == 1
     assert "waiting 1.0 s" in waited
 
 

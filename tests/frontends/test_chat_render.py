@@ -8,8 +8,11 @@ from markdown_it import MarkdownIt
 
 from kfd import protocol as p
 from kfd.client.exact import visible
-from kfd_chat import matrix_sync, render
+from kfd_chat import answers, matrix_sync, render
+from kfd_chat.adapter import Incoming
 from kfd_chat.markup import matrix_html, slack_escape
+from kfd_chat.slack import slack_time
+from kfd_chat.state import Posted
 
 BOT = "@kfd:localhost"
 
@@ -389,3 +392,91 @@ def test_tool_output_file_names_and_titles_the_model_chose_are_never_markup(
         html = matrix_html(text)
         assert "<strong>" not in html and "<a " not in html, html
         assert "kfd.example" in html
+
+
+# -- which approval an answer answers (`kfd_chat.answers`) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "decision", "reason"),
+    [
+        ("allow", "allow", ""),
+        ("  Allow \n", "allow", ""),
+        ("ALWAYS", "allow_always", ""),
+        ("allow   always", "allow_always", ""),
+        ("deny", "deny", ""),
+        ("Deny not now, later", "deny", "not now, later"),
+        ("Allow me to look at it first, do not run anything yet", None, ""),
+        ("allow.", None, ""),
+        ("yes", None, ""),
+        ("yes please", None, ""),
+        ("approve", None, ""),
+        ("no", None, ""),
+        ("allow it", None, ""),
+        ("denying it would be silly", None, ""),
+        ("", None, ""),
+    ],
+)
+def test_only_a_whole_answer_word_is_an_answer(
+    text: str, decision: str | None, reason: str
+) -> None:
+    answer = answers.parse(text)
+    assert (answer.decision, answer.reason) == (decision, reason) if answer else decision is None
+
+
+def _approval(message: str, session: str = "s1", room: str = "!r") -> Posted:
+    return Posted(session, f"a-{message}", room, message)
+
+
+def test_a_reply_answers_only_its_approval_and_a_bare_answer_only_the_one_open() -> None:
+    one, two = _approval("$one"), _approval("$two", session="s2")
+    elsewhere = _approval("$far", room="!other")
+    open_ones = [one, two, elsewhere]
+
+    def bind(session: str | None = "s1", **item: str) -> object:
+        bound = answers.bind(Incoming(id="$m", room="!r", sender="@a", **item), open_ones, session)
+        return bound.why if isinstance(bound, answers.NotTaken) else (bound.posted, bound.bare)
+
+    assert bind(reply_to="$two") == (two, False)  # another session's, replied to: that one
+    assert bind(thread="$one") == (one, False)  # Slack: the thread of the approval
+    assert "not an open approval" in str(bind(reply_to="$model"))  # never falls back
+    assert "not an open approval" in str(bind(reply_to="$far"))  # a post of another room
+    assert "not an open approval" in str(bind(reply_to="$model", thread="$one"))
+    assert bind() == (one, True)  # bare: the one open in the room's session
+    assert "has none open" in str(bind(session=None))  # the notify room: reply to one
+    assert "has none open" in str(bind(session="s3"))
+    empty_room = answers.bind(Incoming(id="$m", room="!empty", sender="@a"), open_ones, "s9")
+    assert empty_room == answers.NotTaken("no approval is open here")
+    two.session = "s1"
+    assert "2 approvals wait" in str(bind())
+
+
+def test_a_bare_answer_counts_only_when_sent_after_the_approval_as_the_service_orders() -> None:
+    posted = slack_time("1700000002.000200")
+    assert answers.newer(slack_time("1700000002.000300"), posted)
+    assert not answers.newer(slack_time("1700000002.000100"), posted)  # delivered late
+    assert not answers.newer(slack_time("1700000002.000200"), posted)
+    assert not answers.newer(0, posted) and not answers.newer(posted + 1, 0)  # unknown: never
+    assert slack_time("1700000001.9") > slack_time("1700000001.000100")
+    assert slack_time("junk") == slack_time(None) == 0
+    event = _message("$1", "@a:x", "allow")
+    [item] = matrix_sync.incoming("!r", [{**event, "origin_server_ts": 1712}], BOT)
+    assert item.at == 1712
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "🔐 approve `bash`: `echo harmless`?\nReply `allow` to this message.",
+        "one\r\n\r\ntwo\rthree\n\n",
+        "```\nunclosed fence\n\n🔐 approve",
+        "> already a quote\n\n---\nsetext\n===\n    indented\n<div>\n\n</div>",
+    ],
+)
+def test_the_models_text_is_one_block_quote_nothing_in_it_can_leave(text: str) -> None:
+    quoted = render.model_text(text)
+    tokens = MarkdownIt("commonmark", {"html": False}).parse(quoted)
+    top = [t.type for t in tokens if t.level == 0]
+    assert top == ["blockquote_open", "blockquote_close"]
+    assert matrix_html(quoted).startswith("<blockquote>")
+    assert all(line.startswith("&gt;") for line in slack_escape(quoted).split("\n"))
