@@ -38,7 +38,9 @@ class _ModelEndpoint(Protocol):
 
 
 class RemoteWorld:
-    """`start` (or ``with``) makes the keys and starts the daemon; `close` ends both."""
+    """`start` (or ``with``) makes the keys and starts the daemon; `close` ends both.
+    ``model_config``: keys of the daemon's ``[model]`` table; ``daemon_config``: tables
+    of its own after ``[bus]``."""
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class RemoteWorld:
         comment: str = "alice laptop",
         heartbeat_s: float = 0.2,
         daemon_config: str = "",
+        model_config: str = "",
         port: int | None = None,
         root: Path | None = None,
     ) -> None:
@@ -62,6 +65,7 @@ class RemoteWorld:
         self.daemon = KfdDaemon(
             model=model,
             config=FAST_RETRIES
+            + model_config
             + f'\n[bus]\nlisten = ["{listen}"]\nheartbeat_s = {heartbeat_s}\n'
             + "handshake_timeout_s = 2\n"
             + daemon_config,

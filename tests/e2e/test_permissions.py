@@ -192,8 +192,8 @@ async def test_a_broken_project_config_makes_every_call_ask_and_says_why(
         (p.RulesExplain(id="", command="a" * 70_000, cwd="/"), "bad_request", "longer"),
         (p.RulesExplain(id="", command="ls", cwd="relative"), "bad_request", "absolute"),
         (p.RulesExplain(id="", command="ls", cwd="/no/such/dir"), "bad_request", "directory"),
-        (p.RulesExplain(id="", command="ls", cwd="/\0"), "bad_request", "absolute"),
-        (p.RulesList(id="", cwd="x" * 5000), "bad_request", "absolute"),
+        (p.RulesExplain(id="", command="ls", cwd="/\0"), "bad_request", "`$.cwd`"),
+        (p.RulesList(id="", cwd="x" * 5000), "bad_request", "`$.cwd`"),
     ],
 )
 async def test_bad_rules_requests_get_clear_errors_and_the_daemon_serves_on(

@@ -465,7 +465,11 @@ async def test_a_stopped_remote_client_is_told_what_it_missed_and_catches_up(
     config = f"\n[daemon]\nclient_queue_kib = {queue_kib}\n"
     # Heartbeats far apart on both sides: a stopped client is slow, not dead
     # (with short ones it is dropped, and catches up when it comes back).
-    with RemoteWorld(link, model, daemon_config=config, heartbeat_s=20.0) as world:
+    # An answer of 5 MB, past the 2x max_output_tokens kfd reads by default.
+    long_answers = "max_output_tokens = 4_000_000\n"
+    with RemoteWorld(
+        link, model, daemon_config=config, model_config=long_answers, heartbeat_s=20.0
+    ) as world:
         pin(parse_endpoint(world.endpoint), world.daemon_key(), world.known_daemons)
         async with await world.daemon.client() as client:
             info = await client.create_session(workspace)

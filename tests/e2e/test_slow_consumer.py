@@ -21,7 +21,9 @@ QUEUE_KIB = 256
 async def test_a_suspended_frontend_is_told_what_it_missed_and_catches_up(
     make_daemon, model_server: ScriptedModelServer, workspace: Path
 ) -> None:
-    daemon = make_daemon(f"[daemon]\nclient_queue_kib = {QUEUE_KIB}\n")
+    # In FAST_RETRIES' [model]: an answer of 3 MB, past 2x the default output limit.
+    long_answers = "max_output_tokens = 4_000_000\n"
+    daemon = make_daemon(f"{long_answers}[daemon]\nclient_queue_kib = {QUEUE_KIB}\n")
     model_server.add(Reply(text="y" * 3_000_000, chunk_chars=4096))
     async with await daemon.client() as client:
         info = await client.create_session(workspace)

@@ -753,7 +753,7 @@ async def test_compact_never_makes_a_session_larger_and_prints_what_the_cli_prin
     model_server.add(
         Reply(text="hi"),
         Reply(text="ok"),
-        Reply(text="A summary far longer than the chat. " * 2000),
+        Reply(text="A summary far longer than the chat. " * 200),
     )
     info = await new_session(daemon, workspace)
     async with running_repl(daemon, info) as repl:
