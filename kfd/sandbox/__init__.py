@@ -76,7 +76,7 @@ import asyncio
 import functools
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,11 +134,30 @@ def _undo(layout: Layout, before: gitstate.Before) -> list[str]:
     aside; the names it may not leave (`kfd.sandbox.sweep`); then what it left in
     git's state that the host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
     root = layout.workspace
-    moved = [
-        aside.move_aside(path, os.path.basename(path) + aside.ASIDE, root, identities.REPLACED)
-        for path in identities.replaced(layout.identities)
+
+    def moved() -> list[str]:
+        return [
+            aside.move_aside(path, os.path.basename(path) + aside.ASIDE, root, identities.REPLACED)
+            for path in identities.replaced(layout.identities)
+        ]
+
+    steps: list[tuple[str, Callable[[], list[str]]]] = [
+        ("moving aside what replaced a protected name", moved),
+        ("removing what it may not leave", lambda: sweep(leftovers(layout), root)),
+        ("undoing what it left in git's state", lambda: gitstate.undo(layout, before)),
     ]
-    return moved + sweep(leftovers(layout), root) + gitstate.undo(layout, before)
+    notes: list[str] = []
+    for what, step in steps:
+        # Each step runs whatever an earlier one raised: one stopped half-way (a tree
+        # it could not go through) must not leave the others' checks undone.
+        try:
+            notes += step()
+        except Exception as exc:
+            notes.append(
+                f"kfd could not finish {what} after this command ({type(exc).__name__}: "
+                f"{exc}); look at the workspace before you run anything there"
+            )
+    return notes
 
 
 INCOMPLETE = (
