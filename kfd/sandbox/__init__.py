@@ -75,11 +75,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfd import hostpath
+from kfd.hostpath import which
 from kfd.sandbox import aside, gitstate, identities, pod, reuse
 from kfd.sandbox import environ as environment
 from kfd.sandbox.layout import Layout
@@ -99,9 +100,9 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=8)
-def _program(bwrap: str, path: str) -> str:
-    return shutil.which(bwrap, path=path or None) or bwrap
+def _program(bwrap: str, environ: Mapping[str, str]) -> str:
+    """bubblewrap's path, never in a place sandboxed commands write (`kfd.hostpath`)."""
+    return which(bwrap, environ) or bwrap
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,9 @@ async def confine(
         return layout, gitstate.before(layout)
 
     layout, before = await asyncio.to_thread(gather)
-    program_path = _program(bwrap, environ.get("PATH", ""))
+    if layout.writable:
+        hostpath.writable(layout.workspace, layout.cache_home)
+    program_path = _program(bwrap, environ)
     prefix = [program_path, *_arguments(layout, network), "--"]
     variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
     return Confinement(prefix, dict(variables), layout, layout.swept, before)
