@@ -181,6 +181,8 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
                 notes.append(move_aside(path, name + ASIDE, root, REMOVED_ENTRY))
         work_tree = work_trees.get(git_dir.path) or _work_tree(git_dir.path)
         notes += check_git_dir(git_dir.path, names, root, work_tree, started or {})
+    if layout.cache_home:
+        notes += _in_cache_home(layout.markers, os.path.realpath(layout.cache_home))
     protected = [git_dir.path for git_dir in layout.git_dirs]
     found = repositories.find(root, layout_pruned(layout))
     if not found.complete:
@@ -274,9 +276,7 @@ def _repointed(git_dir: str, kept: dict[str, str], root: str) -> list[str]:
     return notes
 
 
-def _git_dirs_of(
-    marker: str, places: Sequence[str], protected: Sequence[str]
-) -> list[str] | None:
+def _git_dirs_of(marker: str, places: Sequence[str], protected: Sequence[str]) -> list[str] | None:
     """The git directories git uses for a new marker, as git resolves them: the one
     it leads to (a link followed, a ``gitdir:`` file read) and the common one its
     ``commondir`` names (where git reads ``config`` and ``hooks`` from); those the
@@ -298,6 +298,28 @@ def resolved(marker: str) -> str | None:
     None when there is none kfd can find."""
     git_dir = os.path.realpath(marker) if os.path.isdir(marker) else repository.gitdir_of(marker)
     return git_dir if git_dir and os.path.isdir(git_dir) else None
+
+
+def _in_cache_home(markers: Iterable[tuple[str, int]], cache: str) -> list[str]:
+    """The git directories in the project's ``cache`` home that a ``.git`` file or link
+    of ``markers`` leads git to, checked after every command, not only when new: the
+    command could write there whatever mounts protect (a parent renamed away, a copy
+    made in its place), and the host's ``git status`` at the top obeys them."""
+    notes: list[str] = []
+    seen: set[str] = set()
+    for marker, _inode in markers:
+        if os.path.basename(marker) != ".git" or not _leads_away(marker):
+            continue
+        for path in _git_dirs_of(marker, (cache,), ()) or ():
+            if path not in seen:
+                seen.add(path)
+                notes += _disarm_repository(path, cache, marker)
+    return notes
+
+
+def _leads_away(marker: str) -> bool:
+    """Whether ``marker`` is a ``.git`` file or link (a directory leads nowhere else)."""
+    return os.path.islink(marker) or os.path.isfile(marker)
 
 
 def _disarm_repository(git_dir: str, root: str, marker: str | None = None) -> list[str]:

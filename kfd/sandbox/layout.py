@@ -326,7 +326,7 @@ def gather(
     if not nested.complete:
         return msgspec.structs.replace(layout, writable=False, incomplete=True)
     facts = _workspace_facts(Path(root), home, found, entries, hidden, environ)
-    nested_facts = _nested_facts(root, nested, facts, home, environ)
+    nested_facts = _nested_facts(root, nested, facts, home, environ, str(cache))
     layout = msgspec.structs.replace(layout, **{**facts, **nested_facts})
     return msgspec.structs.replace(layout, identities=record(guarded(layout, environ), root))
 
@@ -383,10 +383,13 @@ def _nested_facts(
     facts: Mapping[str, object],
     home: str,
     environ: Mapping[str, str],
+    cache: str = "",
 ) -> dict[str, object]:
     """The protections of the repositories below the workspace's top: each git
     directory as the top one's, each ``gitdir:`` file read-only with the git
-    directory it names when that lies in the workspace, and the hooks directories
+    directory it names (or a ``.git`` link leads to) when that lies where commands
+    write: the workspace, or the project's ``cache`` home (a directory made there
+    in one command and armed in the next would be checked by no one), and the hooks directories
     ``core.hooksPath`` names for each (its own configuration's, or the user's
     relative value taken from its work tree) read-only as the top one's."""
     git_dirs = list(facts["git_dirs"])  # type: ignore[call-overload]
@@ -394,6 +397,7 @@ def _nested_facts(
     rc_files = list(facts["rc_files"])  # type: ignore[call-overload]
     hooks = list(facts["hooks_dirs"])  # type: ignore[call-overload]
     known = {git_dir.path for git_dir in git_dirs}
+    cache_home = os.path.realpath(cache) if cache else ""
     git_files: list[str] = []
     work_trees: list[tuple[str, str]] = []
 
@@ -407,14 +411,21 @@ def _nested_facts(
         if os.path.basename(path) != ".git":
             protect(path, path)  # shaped like a bare repository: hooks run in it
         elif os.path.islink(path):
-            continue  # what it leads to, when in the workspace, is found where it is
+            # What it leads to in the workspace is found where it is; in the cache
+            # home, nothing else finds it.
+            target = os.path.realpath(path)
+            if cache_home and _under(target, cache_home) and os.path.isdir(target):
+                protect(target, os.path.dirname(path))
         elif os.path.isdir(path):
             if repository.is_marker(Path(path)):
                 protect(path, os.path.dirname(path))
-        elif repository.is_marker(Path(path)):
+        elif os.path.isfile(path):
+            # Read-only whatever it holds now: a later command may not make it lead
+            # anywhere (a file kfd cannot read as git does is no harmless one).
             git_files.append(path)
             target = repository.gitdir_of(path)
-            if target and _under(target, root) and os.path.isdir(target):
+            writable = target and (_under(target, root) or _under(target, cache_home))
+            if target and writable and os.path.isdir(target):
                 protect(target, os.path.dirname(path))
     for work_tree, git_dir in work_trees:
         for path in _named_hooks(root, home, environ, work_tree, [git_dir], known):
