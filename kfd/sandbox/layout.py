@@ -413,9 +413,9 @@ def _nested_facts(
         elif os.path.islink(path):
             # What it leads to in the workspace is found where it is; in the cache
             # home, nothing else finds it.
-            target = os.path.realpath(path)
-            if cache_home and _under(target, cache_home) and os.path.isdir(target):
-                protect(target, os.path.dirname(path))
+            leads = os.path.realpath(path)
+            if cache_home and _under(leads, cache_home) and os.path.isdir(leads):
+                protect(leads, os.path.dirname(path))
         elif os.path.isdir(path):
             if repository.is_marker(Path(path)):
                 protect(path, os.path.dirname(path))
@@ -424,7 +424,9 @@ def _nested_facts(
             # anywhere (a file kfd cannot read as git does is no harmless one).
             git_files.append(path)
             target = repository.gitdir_of(path)
-            writable = target and (_under(target, root) or _under(target, cache_home))
+            writable = _under(target or "", root) or bool(
+                cache_home and _under(target or "", cache_home)
+            )
             if target and writable and os.path.isdir(target):
                 protect(target, os.path.dirname(path))
     for work_tree, git_dir in work_trees:
