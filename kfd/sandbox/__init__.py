@@ -42,7 +42,10 @@ Built on bubblewrap. A confined program sees:
   (programs the host's shells and kfd itself look up), and in a home that is
   in the workspace, every dot-entry at its top, ``~/bin`` and the tool homes of
   `kfd.sandbox.layout.TOOL_HOMES` too (the host's configuration, or programs
-  its shells run); a new one removed when the command ends;
+  its shells run); a new one removed when the command ends; where the
+  workspace's top is itself on ``PATH``, a new name there that would shadow a
+  program further on ``PATH`` removed too (`kfd.hostpath` keeps kfd's own
+  look-ups out of every workspace);
 - a read-only mount protects an inode, not a name: what stands at each name
   on the way to every protected path (links included, a home inside the
   workspace too) is recorded, and another thing there after the command (a

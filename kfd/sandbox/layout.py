@@ -231,6 +231,14 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """The directories in the workspace whose programs the host runs (on the daemon's
     ``PATH``, a home's tool homes: `program_directories`): read-only where they
     exist, swept where not."""
+    top_entries: tuple[str, ...] = ()
+    """The names at the workspace's top when the command starts, where the top is
+    itself on the daemon's ``PATH`` (``~/bin`` as the workspace): the user's own."""
+    later_on_path: tuple[str, ...] = ()
+    """Where the top is on ``PATH``: the directories of ``PATH`` outside the workspace.
+    A new name at the top that names a program in one of them
+    would shadow it for the host's shells and is removed when the command ends
+    (`program_shadows`)."""
     home_entries: tuple[str, ...] = ()
     """The configuration entries at the top of `home` when the command starts
     (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
@@ -520,7 +528,30 @@ def _workspace_facts(
         "home_entries": home_names or (),
         "hooks_dirs": hooks,
         "program_dirs": tuple(programs),
+        **_path_top(top, names, environ),
     }
+
+
+def _path_top(top: str, names: Iterable[str], environ: Mapping[str, str]) -> dict[str, object]:
+    """`Layout.top_entries` and `Layout.later_on_path` when the workspace's ``top`` is
+    itself a directory on ``PATH`` (its whole content cannot be read-only: it is the
+    command's to write), else nothing."""
+    listed = [p for p in environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
+    real = [os.path.realpath(p) for p in listed]
+    if top not in real:
+        return {}
+    later = tuple(dict.fromkeys(p for p in real if not _under(p, top)))
+    return {"top_entries": tuple(sorted(names)), "later_on_path": later}
+
+
+def program_shadows(name: str, later: Sequence[str]) -> bool:
+    """Whether a new entry ``name`` at the top of a workspace on ``PATH`` names a
+    program in one of the ``later`` directories (it would run in its place)."""
+    return any(_executable(os.path.join(d, name)) for d in later if name)
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def program_directories(top: str, home: str, environ: Mapping[str, str]) -> list[str]:

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Sequence
 
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
-from kfd.sandbox.layout import HOME_KEPT, Layout, is_home_configuration
+from kfd.sandbox.layout import HOME_KEPT, Layout, is_home_configuration, program_shadows
 
 REDIRECTS = "it would make git or a shell run what it names outside the sandbox"
 HOME_CONFIGURATION = (
@@ -34,6 +34,10 @@ INSTRUCTIONS = (
 HOOKS = "git on the host runs what is in a hooks directory (core.hooksPath names it)"
 PROGRAMS = (
     "your shells run programs from there (it is on PATH, or a tool's start-up code puts it there)"
+)
+SHADOWS = (
+    "the workspace is on PATH, and this name would run in place of the program of the "
+    "same name further on PATH (a new name that shadows none stays)"
 )
 LINKED = (
     "this command put it where a directory kfd protected was (a link could lead git, or "
@@ -61,6 +65,15 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         for shown, why in _present(path, root, _why_swept(path, layout))
     ]
     found += _replaced(layout.markers, root)
+    if layout.later_on_path:
+        before = set(layout.top_entries)
+        try:
+            names = os.listdir(root)
+        except OSError:
+            names = []
+        for name in names:
+            if name not in before and program_shadows(name, layout.later_on_path):
+                found.append((os.path.join(root, name), SHADOWS))
     if layout.home:
         before = set(layout.home_entries)
         kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
