@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from kfd import api
 from kfd.agent.toolcall import CallContext
-from kfd.api import Sandbox, host_which
+from kfd.api import Sandbox
 from kfd.sandbox import probe
 from kfd_shell import BashTool
 
@@ -201,4 +202,4 @@ async def test_kfds_own_lookups_skip_the_workspace_on_path(
     # Written as the command could have (an existing name it may rewrite).
     (workspace / "gh").write_text(f"#!/bin/sh\ntouch {canary}\n")
     (workspace / "gh").chmod(0o755)
-    assert host_which("gh") != str(workspace / "gh")
+    assert api.host_which("gh") != str(workspace / "gh")
