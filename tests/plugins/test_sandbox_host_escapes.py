@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,15 @@ pytestmark = [
 
 DEPTH = 1100
 """Deeper than Python's recursion limit lets `shutil.rmtree` go on 3.11."""
+
+
+@pytest.fixture
+def deep(repo: Path) -> Iterator[Path]:
+    """``repo``, whatever deep tree a test leaves in it removed afterwards (pytest's own
+    clean-up recurses too: it would fail on it, in a later test)."""
+    yield repo
+    # rm goes through any depth (and is no code under test).
+    subprocess.run(["rm", "-rf", str(repo / ".venv"), str(repo / "AGENTS.md")], check=False)
 
 
 async def run(workspace: Path, command: str) -> str:
@@ -75,40 +85,40 @@ def _planted(name: str, canary: Path) -> str:
 
 
 async def test_a_tree_too_deep_to_recurse_through_is_still_swept_from_path(
-    private_home: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+    private_home: Path, deep: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A directory on PATH that did not exist yet, left holding a chain deeper than
     Python's recursion limit and a planted ``bwrap``: removed all the same."""
     canary = private_home / "ran"
-    monkeypatch.setenv("PATH", f"{repo / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{deep / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     output = await run(
-        repo, f"{_deep_tree('.venv/bin/d')} && {_planted('.venv/bin/bwrap', canary)} && echo ok"
+        deep, f"{_deep_tree('.venv/bin/d')} && {_planted('.venv/bin/bwrap', canary)} && echo ok"
     )
     assert "ok" in output, output
-    assert not (repo / ".venv" / "bin").exists(), output
-    assert f"kfd removed {repo / '.venv' / 'bin'}" in output
+    assert not (deep / ".venv" / "bin").exists(), output
+    assert f"kfd removed {deep / '.venv' / 'bin'}" in output
     probing._working.clear()
     assert await probe("bwrap", network=False) is None
     assert not canary.exists()
 
 
 async def test_a_step_that_cannot_finish_leaves_the_git_checks_to_run(
-    private_home: Path, repo: Path
+    private_home: Path, deep: Path
 ) -> None:
     """An ``AGENTS.md`` left as a very deep tree, and a new nested repository that sets
     ``core.fsmonitor`` listed in the index: its configuration is still moved aside."""
     canary = private_home / "ran"
-    _commit(repo)
+    _commit(deep)
     output = await run(
-        repo,
+        deep,
         "git init -q sub && git -C sub -c user.name=t -c user.email=t@t commit -q "
         f"--allow-empty -m s && git -C sub config core.fsmonitor 'touch {canary}; echo' && "
         "git update-index --add --cacheinfo 160000,$(git -C sub rev-parse HEAD),sub && "
         f"{_deep_tree('AGENTS.md')} && echo ok",
     )
     assert "ok" in output, output
-    assert not (repo / "AGENTS.md").exists(), output
-    _host_git_status(repo)
+    assert not (deep / "AGENTS.md").exists(), output
+    _host_git_status(deep)
     assert not canary.exists(), output
 
 
