@@ -144,7 +144,7 @@ from typing import Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVa
 import msgspec
 import pluggy
 
-from kfd import redact
+from kfd import hostpath, redact
 from kfd import sandbox as _sandbox
 from kfd.beneath import HARD_LINKS, Beneath, NotBeneath, open_beneath
 from kfd.protocol import Event, FileOp, McpServer, Mode, Preview
@@ -185,6 +185,7 @@ __all__ = [
     "enter_pod",
     "hookimpl",
     "hookspec",
+    "host_which",
     "keep_secret",
     "looks_secret",
     "open_beneath",
@@ -239,6 +240,14 @@ def keep_secret(label: str, value: str) -> None:
     """Tell kfd about a secret this plugin holds (a token it obtained itself): from
     now on it is redacted, as ``[redacted <label>]``, from everything kfd keeps or shows."""
     redact.learn_secrets({label: value})
+
+
+def host_which(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The program ``name`` on ``PATH`` (``environ``'s, else the daemon's), as
+    `shutil.which` finds it, but never in a directory a sandboxed command could have
+    written (a workspace, a cache home): the look-up for a program a plugin runs on
+    the host, unconfined."""
+    return hostpath.which(name, environ)
 
 
 async def probe_sandbox(bwrap: str = "bwrap", *, network: bool = False) -> str | None:

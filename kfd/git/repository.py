@@ -88,7 +88,7 @@ def is_marker(marker: Path) -> bool:
     if stat.S_ISDIR(info.st_mode):
         return os.path.isfile(marker / "HEAD")
     if stat.S_ISREG(info.st_mode):
-        return _read_pointer(marker, "gitdir: ") is not None
+        return read_pointer(marker, "gitdir: ") is not None
     return False
 
 
@@ -105,7 +105,7 @@ def _validate(
         return Repository(root, marker, marker)
     if not stat.S_ISREG(info.st_mode):
         return Refused(marker, "it is neither a directory nor a file")
-    target = _read_pointer(marker, "gitdir: ")
+    target = read_pointer(marker, "gitdir: ")
     if target is None:
         return Refused(marker, "it is not a 'gitdir:' file")
     git_dir = Path(os.path.realpath(root / target))
@@ -115,10 +115,10 @@ def _validate(
     for where in (git_dir, common):
         if where.is_relative_to(workspace):
             return Refused(marker, f"its git directory {where} lies inside the workspace")
-    back = _read_pointer(git_dir / "gitdir", "")
+    back = read_pointer(git_dir / "gitdir", "")
     if back is None or os.path.realpath(git_dir / back) != os.path.realpath(marker):
         return Refused(marker, f"{git_dir} does not point back at this worktree")
-    named = _read_pointer(git_dir / "commondir", "")
+    named = read_pointer(git_dir / "commondir", "")
     if named is None or Path(os.path.realpath(git_dir / named)) != common:
         return Refused(marker, f"{git_dir}/commondir does not name {common}")
     if not _regular(git_dir / "HEAD") or not _regular(common / "HEAD"):
@@ -138,20 +138,25 @@ def _regular(path: Path) -> bool:
 def gitdir_of(marker: str) -> str | None:
     """The real path of the git directory a ``.git`` file names (``gitdir: <path>``,
     relative to the file's directory), as git reads it; None if it names none."""
-    named = _read_pointer(Path(marker), "gitdir: ")
+    named = read_pointer(marker, "gitdir: ")
     if named is None:
         return None
     return os.path.realpath(os.path.join(os.path.dirname(marker), named))
 
 
-def _read_pointer(path: Path, prefix: str) -> str | None:
-    """The one-line content of a pointer file after ``prefix``, or None."""
+def read_pointer(path: Path | str, prefix: str) -> str | None:
+    """What a pointer file (a ``.git`` file, ``commondir``, ``gitdir``) names after
+    ``prefix``, exactly as git reads it, or None.
+
+    git strips only the line ends at the end (``read_gitfile_gently``: CR and LF);
+    a space is part of the path (``gitdir: /x/evil.git ``). Stripping more would
+    make kfd look at another directory than the host's git uses. None for what git
+    would not read either: no ``prefix``, nothing after it, a NUL byte."""
     try:
         raw = read_regular(path, MAX_POINTER_BYTES)
     except OSError:
         return None
-    text = raw.decode("utf-8", "replace").strip()
-    if not text.startswith(prefix) or "\n" in text or "\0" in text:
+    text = os.fsdecode(raw).rstrip("\r\n")  # bytes as they are: the path git opens
+    if not text.startswith(prefix) or "\0" in text:
         return None
-    value = text[len(prefix) :].strip()
-    return value or None
+    return text[len(prefix) :] or None

@@ -50,6 +50,7 @@ from stat import S_ISREG
 from typing import NamedTuple
 
 from kfd.git.repository import Repository
+from kfd.hostpath import host_path
 from kfd.regular import read_regular
 
 log = logging.getLogger(__name__)
@@ -135,18 +136,9 @@ def program(workspace: Path, environ: Mapping[str, str] | None = None) -> str | 
 
 
 def safe_path(workspace: Path, environ: Mapping[str, str] | None = None) -> list[str]:
-    """``PATH`` without relative entries and entries inside ``workspace``."""
-    environ = os.environ if environ is None else environ
-    root = os.path.realpath(workspace)
-    kept = []
-    for entry in environ.get("PATH", os.defpath).split(os.pathsep):
-        if not os.path.isabs(entry):
-            continue
-        real = os.path.realpath(entry)
-        if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
-            continue
-        kept.append(entry)
-    return kept
+    """``PATH`` without relative entries, entries inside ``workspace`` and those in
+    another place sandboxed commands write (`kfd.hostpath.host_path`)."""
+    return host_path(environ, also=[str(workspace)])
 
 
 def environment(

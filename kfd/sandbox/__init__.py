@@ -42,7 +42,10 @@ Built on bubblewrap. A confined program sees:
   (programs the host's shells and kfd itself look up), and in a home that is
   in the workspace, every dot-entry at its top, ``~/bin`` and the tool homes of
   `kfd.sandbox.layout.TOOL_HOMES` too (the host's configuration, or programs
-  its shells run); a new one removed when the command ends;
+  its shells run); a new one removed when the command ends; where the
+  workspace's top is itself on ``PATH``, a new name there that would shadow a
+  program further on ``PATH`` removed too (`kfd.hostpath` keeps kfd's own
+  look-ups out of every workspace);
 - a read-only mount protects an inode, not a name: what stands at each name
   on the way to every protected path (links included, a home inside the
   workspace too) is recorded, and another thing there after the command (a
@@ -75,11 +78,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kfd import hostpath
+from kfd.hostpath import which
 from kfd.sandbox import aside, gitstate, identities, pod, reuse
 from kfd.sandbox import environ as environment
 from kfd.sandbox.layout import Layout
@@ -99,9 +103,9 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=8)
-def _program(bwrap: str, path: str) -> str:
-    return shutil.which(bwrap, path=path or None) or bwrap
+def _program(bwrap: str, environ: Mapping[str, str]) -> str:
+    """bubblewrap's path, never in a place sandboxed commands write (`kfd.hostpath`)."""
+    return which(bwrap, environ) or bwrap
 
 
 @dataclass(frozen=True)
@@ -134,11 +138,30 @@ def _undo(layout: Layout, before: gitstate.Before) -> list[str]:
     aside; the names it may not leave (`kfd.sandbox.sweep`); then what it left in
     git's state that the host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
     root = layout.workspace
-    moved = [
-        aside.move_aside(path, os.path.basename(path) + aside.ASIDE, root, identities.REPLACED)
-        for path in identities.replaced(layout.identities)
+
+    def moved() -> list[str]:
+        return [
+            aside.move_aside(path, os.path.basename(path) + aside.ASIDE, root, identities.REPLACED)
+            for path in identities.replaced(layout.identities)
+        ]
+
+    steps: list[tuple[str, Callable[[], list[str]]]] = [
+        ("moving aside what replaced a protected name", moved),
+        ("removing what it may not leave", lambda: sweep(leftovers(layout), root)),
+        ("undoing what it left in git's state", lambda: gitstate.undo(layout, before)),
     ]
-    return moved + sweep(leftovers(layout), root) + gitstate.undo(layout, before)
+    notes: list[str] = []
+    for what, step in steps:
+        # Each step runs whatever an earlier one raised: one stopped half-way (a tree
+        # it could not go through) must not leave the others' checks undone.
+        try:
+            notes += step()
+        except Exception as exc:
+            notes.append(
+                f"kfd could not finish {what} after this command ({type(exc).__name__}: "
+                f"{exc}); look at the workspace before you run anything there"
+            )
+    return notes
 
 
 INCOMPLETE = (
@@ -181,7 +204,9 @@ async def confine(
         return layout, gitstate.before(layout)
 
     layout, before = await asyncio.to_thread(gather)
-    program_path = _program(bwrap, environ.get("PATH", ""))
+    if layout.writable:
+        hostpath.writable(layout.workspace, layout.cache_home)
+    program_path = _program(bwrap, environ)
     prefix = [program_path, *_arguments(layout, network), "--"]
     variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
     return Confinement(prefix, dict(variables), layout, layout.swept, before)

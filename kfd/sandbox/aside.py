@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import stat
 
-from kfd.sandbox.sweep import reach
+from kfd.sandbox.sweep import reach, remove
 
 ASIDE = ".kfd-unsafe"
 """What is added to the name of a git directory's index, configuration or hooks when
@@ -66,14 +64,6 @@ def set_aside(directory: int, name: str, aside: str, shown: str, why: str, then:
         return f"kfd removed {shown}, which this command left: {why}"
     tail = f"; {then}" if then else ""
     return f"kfd moved {shown} to {moved}, which this command left: {why}{tail}"
-
-
-def remove(directory: int, name: str) -> None:
-    info = os.stat(name, dir_fd=directory, follow_symlinks=False)
-    if stat.S_ISDIR(info.st_mode):
-        shutil.rmtree(name, dir_fd=directory)
-    else:
-        os.unlink(name, dir_fd=directory)
 
 
 def replace(directory: int, name: str, data: bytes) -> None:

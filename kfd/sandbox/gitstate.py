@@ -181,6 +181,8 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
                 notes.append(move_aside(path, name + ASIDE, root, REMOVED_ENTRY))
         work_tree = work_trees.get(git_dir.path) or _work_tree(git_dir.path)
         notes += check_git_dir(git_dir.path, names, root, work_tree, started or {})
+    if layout.cache_home:
+        notes += _in_cache_home(layout.markers, os.path.realpath(layout.cache_home))
     protected = [git_dir.path for git_dir in layout.git_dirs]
     found = repositories.find(root, layout_pruned(layout))
     if not found.complete:
@@ -197,7 +199,11 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
     protected = [os.path.realpath(path) for path in protected]
     created: dict[str, str] = {}
     for marker in new:
-        for path in _git_dirs_of(marker, places, protected):
+        git_dirs = _git_dirs_of(marker, places, protected)
+        if git_dirs is None:  # fail closed: what kfd cannot follow, git may
+            name = os.path.basename(marker)
+            notes.append(move_aside(marker, name + ASIDE, root, UNRESOLVED))
+        for path in git_dirs or ():
             created.setdefault(path, marker)
     for path, marker in created.items():
         # Reached from where it lies (without a link on the way), or from the top.
@@ -205,6 +211,11 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
         notes += _disarm_repository(path, start, marker)
     return notes
 
+
+UNRESOLVED = (
+    "kfd cannot tell which git directory it leads to, and the host's git may find one "
+    "there whose configuration runs programs"
+)
 
 MAX_WALK_SECONDS = 10.0
 """How long `undo` walks a workspace a command filled with more directories than
@@ -238,12 +249,8 @@ def _work_tree(git_dir: str) -> str | None:
     ``.git``); None for a bare repository or one kfd cannot tell."""
     if os.path.basename(git_dir) == ".git":
         return os.path.dirname(git_dir)
-    try:
-        with open(os.path.join(git_dir, "gitdir"), encoding="utf-8", errors="replace") as named:
-            marker = named.readline(4096).strip()
-    except OSError:
-        return None
-    return os.path.dirname(marker) if os.path.isabs(marker) else None
+    marker = repository.read_pointer(os.path.join(git_dir, "gitdir"), "")
+    return os.path.dirname(marker) if marker and os.path.isabs(marker) else None
 
 
 def _repointed(git_dir: str, kept: dict[str, str], root: str) -> list[str]:
@@ -269,23 +276,50 @@ def _repointed(git_dir: str, kept: dict[str, str], root: str) -> list[str]:
     return notes
 
 
-def _git_dirs_of(marker: str, places: Sequence[str], protected: Sequence[str]) -> list[str]:
+def _git_dirs_of(marker: str, places: Sequence[str], protected: Sequence[str]) -> list[str] | None:
     """The git directories git uses for a new marker, as git resolves them: the one
     it leads to (a link followed, a ``gitdir:`` file read) and the common one its
     ``commondir`` names (where git reads ``config`` and ``hooks`` from); those the
-    command could have made (`in_reach` of ``places`` and ``protected``)."""
-    git_dir = os.path.realpath(marker) if os.path.isdir(marker) else repository.gitdir_of(marker)
-    if not git_dir or not os.path.isdir(git_dir):
-        return []
+    command could have made (`in_reach` of ``places`` and ``protected``). None when
+    kfd cannot resolve the marker: never taken for a harmless one."""
+    git_dir = resolved(marker)
+    if git_dir is None:
+        return None
     found = [git_dir]
-    try:
-        with open(os.path.join(git_dir, "commondir"), encoding="utf-8", errors="replace") as named:
-            common = named.readline(4096).strip()
-    except OSError:
-        common = ""
+    common = repository.read_pointer(os.path.join(git_dir, "commondir"), "")
     if common:
         found.append(os.path.realpath(os.path.join(git_dir, common)))
     return [path for path in found if in_reach(path, places, protected)]
+
+
+def resolved(marker: str) -> str | None:
+    """The real path of the git directory ``marker`` (a ``.git``, a bare-shaped
+    directory) leads git to, read as git reads it (`kfd.git.repository.read_pointer`);
+    None when there is none kfd can find."""
+    git_dir = os.path.realpath(marker) if os.path.isdir(marker) else repository.gitdir_of(marker)
+    return git_dir if git_dir and os.path.isdir(git_dir) else None
+
+
+def _in_cache_home(markers: Iterable[tuple[str, int]], cache: str) -> list[str]:
+    """The git directories in the project's ``cache`` home that a ``.git`` file or link
+    of ``markers`` leads git to, checked after every command, not only when new: the
+    command could write there whatever mounts protect (a parent renamed away, a copy
+    made in its place), and the host's ``git status`` at the top obeys them."""
+    notes: list[str] = []
+    seen: set[str] = set()
+    for marker, _inode in markers:
+        if os.path.basename(marker) != ".git" or not _leads_away(marker):
+            continue
+        for path in _git_dirs_of(marker, (cache,), ()) or ():
+            if path not in seen:
+                seen.add(path)
+                notes += _disarm_repository(path, cache, marker)
+    return notes
+
+
+def _leads_away(marker: str) -> bool:
+    """Whether ``marker`` is a ``.git`` file or link (a directory leads nowhere else)."""
+    return os.path.islink(marker) or os.path.isfile(marker)
 
 
 def _disarm_repository(git_dir: str, root: str, marker: str | None = None) -> list[str]:

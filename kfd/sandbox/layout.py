@@ -231,6 +231,14 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """The directories in the workspace whose programs the host runs (on the daemon's
     ``PATH``, a home's tool homes: `program_directories`): read-only where they
     exist, swept where not."""
+    top_entries: tuple[str, ...] = ()
+    """The names at the workspace's top when the command starts, where the top is
+    itself on the daemon's ``PATH`` (``~/bin`` as the workspace): the user's own."""
+    later_on_path: tuple[str, ...] = ()
+    """Where the top is on ``PATH``: the directories of ``PATH`` outside the workspace.
+    A new name at the top that names a program in one of them
+    would shadow it for the host's shells and is removed when the command ends
+    (`program_shadows`)."""
     home_entries: tuple[str, ...] = ()
     """The configuration entries at the top of `home` when the command starts
     (`is_home_configuration`): read-only (but `HOME_KEPT`); any other one found
@@ -326,7 +334,7 @@ def gather(
     if not nested.complete:
         return msgspec.structs.replace(layout, writable=False, incomplete=True)
     facts = _workspace_facts(Path(root), home, found, entries, hidden, environ)
-    nested_facts = _nested_facts(root, nested, facts, home, environ)
+    nested_facts = _nested_facts(root, nested, facts, home, environ, str(cache))
     layout = msgspec.structs.replace(layout, **{**facts, **nested_facts})
     return msgspec.structs.replace(layout, identities=record(guarded(layout, environ), root))
 
@@ -383,10 +391,13 @@ def _nested_facts(
     facts: Mapping[str, object],
     home: str,
     environ: Mapping[str, str],
+    cache: str = "",
 ) -> dict[str, object]:
     """The protections of the repositories below the workspace's top: each git
     directory as the top one's, each ``gitdir:`` file read-only with the git
-    directory it names when that lies in the workspace, and the hooks directories
+    directory it names (or a ``.git`` link leads to) when that lies where commands
+    write: the workspace, or the project's ``cache`` home (a directory made there
+    in one command and armed in the next would be checked by no one), and the hooks directories
     ``core.hooksPath`` names for each (its own configuration's, or the user's
     relative value taken from its work tree) read-only as the top one's."""
     git_dirs = list(facts["git_dirs"])  # type: ignore[call-overload]
@@ -394,6 +405,7 @@ def _nested_facts(
     rc_files = list(facts["rc_files"])  # type: ignore[call-overload]
     hooks = list(facts["hooks_dirs"])  # type: ignore[call-overload]
     known = {git_dir.path for git_dir in git_dirs}
+    cache_home = os.path.realpath(cache) if cache else ""
     git_files: list[str] = []
     work_trees: list[tuple[str, str]] = []
 
@@ -407,14 +419,23 @@ def _nested_facts(
         if os.path.basename(path) != ".git":
             protect(path, path)  # shaped like a bare repository: hooks run in it
         elif os.path.islink(path):
-            continue  # what it leads to, when in the workspace, is found where it is
+            # What it leads to in the workspace is found where it is; in the cache
+            # home, nothing else finds it.
+            leads = os.path.realpath(path)
+            if cache_home and _under(leads, cache_home) and os.path.isdir(leads):
+                protect(leads, os.path.dirname(path))
         elif os.path.isdir(path):
             if repository.is_marker(Path(path)):
                 protect(path, os.path.dirname(path))
-        elif repository.is_marker(Path(path)):
+        elif os.path.isfile(path):
+            # Read-only whatever it holds now: a later command may not make it lead
+            # anywhere (a file kfd cannot read as git does is no harmless one).
             git_files.append(path)
             target = repository.gitdir_of(path)
-            if target and _under(target, root) and os.path.isdir(target):
+            writable = _under(target or "", root) or bool(
+                cache_home and _under(target or "", cache_home)
+            )
+            if target and writable and os.path.isdir(target):
                 protect(target, os.path.dirname(path))
     for work_tree, git_dir in work_trees:
         for path in _named_hooks(root, home, environ, work_tree, [git_dir], known):
@@ -507,7 +528,30 @@ def _workspace_facts(
         "home_entries": home_names or (),
         "hooks_dirs": hooks,
         "program_dirs": tuple(programs),
+        **_path_top(top, names, environ),
     }
+
+
+def _path_top(top: str, names: Iterable[str], environ: Mapping[str, str]) -> dict[str, object]:
+    """`Layout.top_entries` and `Layout.later_on_path` when the workspace's ``top`` is
+    itself a directory on ``PATH`` (its whole content cannot be read-only: it is the
+    command's to write), else nothing."""
+    listed = [p for p in environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
+    real = [os.path.realpath(p) for p in listed]
+    if top not in real:
+        return {}
+    later = tuple(dict.fromkeys(p for p in real if not _under(p, top)))
+    return {"top_entries": tuple(sorted(names)), "later_on_path": later}
+
+
+def program_shadows(name: str, later: Sequence[str]) -> bool:
+    """Whether a new entry ``name`` at the top of a workspace on ``PATH`` names a
+    program in one of the ``later`` directories (it would run in its place)."""
+    return any(_executable(os.path.join(d, name)) for d in later if name)
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def program_directories(top: str, home: str, environ: Mapping[str, str]) -> list[str]:

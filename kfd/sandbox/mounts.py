@@ -146,6 +146,12 @@ def arguments(layout: Layout, *, network: bool) -> list[str]:
     if cache_inside:
         # A home workspace: under ~/.cache, read-only, and kfd's cache, hidden.
         args += ["--bind", layout.cache_home, layout.cache_home]
+    if layout.writable and layout.cache_home:
+        # A git directory in the cache home that the workspace leads git to: read-only
+        # over the cache home's own (writable) bind.
+        for git_dir in layout.git_dirs:
+            if cache_inside and _under(git_dir.path, layout.cache_home):
+                args += _git_dir(git_dir)
     return [*args, "--chdir", workspace]
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 
+from kfd.hostpath import which
 from kfd.sandbox.mounts import base
 
 PROBE_TIMEOUT_S = 5.0
@@ -15,7 +15,7 @@ _working: set[str] = set()
 
 async def probe(bwrap: str, *, network: bool) -> str | None:
     """None if ``bwrap`` can start a sandbox here, else why not."""
-    program = shutil.which(bwrap)
+    program = which(bwrap)  # never one a sandboxed command could have planted
     if program is None:
         return f"bubblewrap ({bwrap}) is not installed (Debian and Ubuntu: apt install bubblewrap)"
     key = f"{program}\0{network}"

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 from collections.abc import Sequence
 
 from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
-from kfd.sandbox.layout import HOME_KEPT, Layout, is_home_configuration
+from kfd.sandbox.layout import HOME_KEPT, Layout, is_home_configuration, program_shadows
 
 REDIRECTS = "it would make git or a shell run what it names outside the sandbox"
 HOME_CONFIGURATION = (
@@ -35,6 +34,10 @@ INSTRUCTIONS = (
 HOOKS = "git on the host runs what is in a hooks directory (core.hooksPath names it)"
 PROGRAMS = (
     "your shells run programs from there (it is on PATH, or a tool's start-up code puts it there)"
+)
+SHADOWS = (
+    "the workspace is on PATH, and this name would run in place of the program of the "
+    "same name further on PATH (a new name that shadows none stays)"
 )
 LINKED = (
     "this command put it where a directory kfd protected was (a link could lead git, or "
@@ -62,6 +65,15 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         for shown, why in _present(path, root, _why_swept(path, layout))
     ]
     found += _replaced(layout.markers, root)
+    if layout.later_on_path:
+        before = set(layout.top_entries)
+        try:
+            names = os.listdir(root)
+        except OSError:
+            names = []
+        for name in names:
+            if name not in before and program_shadows(name, layout.later_on_path):
+                found.append((os.path.join(root, name), SHADOWS))
     if layout.home:
         before = set(layout.home_entries)
         kept = HOME_KEPT if layout.home == layout.workspace else HOME_KEPT[:1]
@@ -118,22 +130,90 @@ def sweep(paths: Sequence[tuple[str, str]], root: str = "/") -> list[str]:
             continue
         directory, name, shown = reached
         try:
-            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
-            if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(name, dir_fd=directory)
-            else:
-                os.unlink(name, dir_fd=directory)
+            remove(directory, name)
         except FileNotFoundError:
             continue
-        except OSError as exc:
-            notes.append(
-                f"kfd could not remove {shown}, which this command created: {exc.strerror}"
-            )
+        except Exception as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
+            notes.append(_renamed(directory, name, shown, why, str(reason)))
             continue
         finally:
             os.close(directory)
         notes.append(f"kfd removed {shown}, which this command created: {why}")
     return notes
+
+
+UNREMOVED = ".kfd-unremoved"
+"""Added to the name of what kfd could not remove (`sweep`): a name nothing looks up,
+so that the next command's layout does not find it where it was and take it for the
+user's (a directory on ``PATH`` it would make read-only, and the host would run)."""
+
+
+def _renamed(directory: int, name: str, shown: str, why: str, reason: str) -> str:
+    """Fail closed where ``name`` could not be removed: renamed out of the way (never
+    over another name); a note either way."""
+    for number in range(1, 21):
+        free = f"{name}{UNREMOVED}" if number == 1 else f"{name}{UNREMOVED}-{number}"
+        try:
+            os.stat(free, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        else:
+            continue
+        try:
+            os.rename(name, free, src_dir_fd=directory, dst_dir_fd=directory)
+        except OSError:
+            break
+        return (
+            f"kfd could not remove {shown} ({reason}) and renamed it to {free}, "
+            f"which this command created: {why}"
+        )
+    return (
+        f"kfd could neither remove nor rename {shown} ({reason}), which this "
+        f"command created: {why}; remove it yourself before you run anything there"
+    )
+
+
+def remove(directory: int, name: str) -> None:
+    """Remove ``name`` in ``directory`` (descriptor) and, for a directory, all it holds,
+    never following a link, at any depth.
+
+    Not `shutil.rmtree`: on Python 3.11 it recurses once per level, and a tree a
+    command nests a few thousand levels deep raises `RecursionError`, which is no
+    `OSError`, half-way (and a descriptor per level would run out of them). Here a
+    loop with one open directory: each entry unlinked, or entered without following a
+    link, and an emptied directory left by ``..`` and removed. Raises
+    `OSError` (`FileNotFoundError` when ``name`` is not there)."""
+    if not stat.S_ISDIR(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode):
+        os.unlink(name, dir_fd=directory)
+        return
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    names = [name]  # the way down from ``directory``; one descriptor open at a time
+    fd = os.open(name, flags, dir_fd=directory)
+    try:
+        while names:
+            inner = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        inner = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fd)
+            if inner is not None:
+                following = os.open(inner, flags, dir_fd=fd)
+                os.close(fd)
+                fd = following
+                names.append(inner)
+                continue
+            # Empty: up to its parent (no process of the command is left to move it).
+            parent = os.open("..", flags, dir_fd=fd) if len(names) > 1 else os.dup(directory)
+            os.close(fd)
+            fd = parent
+            os.rmdir(names.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 _DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import shutil
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from kfd.api import ToolError
+from kfd.api import ToolError, host_which
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Playwright
@@ -37,12 +36,12 @@ LAUNCH_FLAGS = [
 def find_chromium(configured: str) -> str:
     """The Chromium executable: the configured one, else the first on PATH."""
     if configured:
-        found = shutil.which(configured)
+        found = host_which(configured)
         if found is None:
             raise ToolError(f"[tools.browser_fetch] executable {configured!r} was not found")
         return found
     for name in CANDIDATES:
-        found = shutil.which(name)
+        found = host_which(name)
         if found is not None:
             return found
     raise ToolError(
@@ -57,10 +56,10 @@ def browser_missing(configured: str) -> str | None:
     if importlib.util.find_spec("playwright") is None:
         return "the playwright package is not installed (pip install playwright)"
     if configured:
-        if shutil.which(configured) is None:
+        if host_which(configured) is None:
             return f"[tools.browser_fetch] executable {configured!r} was not found"
         return None
-    if not any(shutil.which(name) for name in CANDIDATES):
+    if not any(host_which(name) for name in CANDIDATES):
         return (
             "no Chromium is installed (Debian: apt install chromium), "
             "or set [tools.browser_fetch] executable"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import Mapping
 
-from kfd.api import keep_secret
+from kfd.api import host_which, keep_secret
 
 GH_TIMEOUT_S = 5.0
 
@@ -22,7 +21,7 @@ async def find_token(host: str, environ: Mapping[str, str] | None = None) -> str
     for name in ("GITHUB_TOKEN", "GH_TOKEN"):
         if environ.get(name):
             return environ[name].strip()
-    gh = shutil.which("gh", path=environ.get("PATH"))
+    gh = host_which("gh", environ)
     if gh is None:
         return None
     try:
