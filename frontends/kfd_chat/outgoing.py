@@ -210,8 +210,7 @@ class Outgoing:
                 self.triggered.discard(sid)
                 answer = self._answers.pop(sid, "")
                 if answer:
-                    said = render.model_text(answer[:3000])
-                    await self.poster.post(place, f"[{sid}] answered:\n{said}", key)
+                    await self.poster.post(place, render.triggered_answer(sid, answer), key)
 
     # -- approvals --------------------------------------------------------------
 

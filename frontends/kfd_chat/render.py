@@ -48,6 +48,13 @@ def model_text(text: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in _LINE_BREAK.split(text))
 
 
+def triggered_answer(sid: str, answer: str) -> str:
+    """A triggered turn's answer, posted to the notify room: kfd's label as code, so
+    a link reference the model defines inside its quote (``[sid]: https://...``,
+    which CommonMark applies to the whole message) cannot make it a link."""
+    return f"{code(sid)} answered:\n{model_text(answer[:3000])}"
+
+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 """Line endings as CommonMark counts them."""
 

@@ -480,3 +480,13 @@ def test_the_models_text_is_one_block_quote_nothing_in_it_can_leave(text: str) -
     assert top == ["blockquote_open", "blockquote_close"]
     assert matrix_html(quoted).startswith("<blockquote>")
     assert all(line.startswith("&gt;") for line in slack_escape(quoted).split("\n"))
+
+
+def test_a_link_reference_the_model_defines_cannot_make_kfds_label_a_link() -> None:
+    """CommonMark applies a link reference defined inside a block quote to the whole
+    message: ``[sid]: https://...`` made kfd's ``[sid] answered:`` a phishing link."""
+    sid = "s0123"
+    posted = render.triggered_answer(sid, f"[{sid}]: https://evil.example/phish\nDone.")
+    html = matrix_html(posted)
+    assert "evil.example" not in html.split("<blockquote>", 1)[0], html
+    assert "<a " not in html, html
