@@ -178,20 +178,24 @@ def _renamed(directory: int, name: str, shown: str, why: str, reason: str) -> st
 
 def remove(directory: int, name: str) -> None:
     """Remove ``name`` in ``directory`` (descriptor) and, for a directory, all it holds,
-    never following a link, at any depth.
+    never following a link, at any depth, never past ``directory``.
 
     Not `shutil.rmtree`: on Python 3.11 it recurses once per level, and a tree a
     command nests a few thousand levels deep raises `RecursionError`, which is no
     `OSError`, half-way (and a descriptor per level would run out of them). Here a
     loop with one open directory: each entry unlinked, or entered without following a
-    link, and an emptied directory left by ``..`` and removed. Raises
-    `OSError` (`FileNotFoundError` when ``name`` is not there)."""
+    link, and an emptied directory left by ``..`` and removed. Each ``..`` must be
+    the very directory it came down from (device and inode kept on the way down): a
+    process of another session may move the tree meanwhile, and ``..`` of a moved
+    directory led the removal out of the workspace (round 15); then it stops.
+    Raises `OSError` (`FileNotFoundError` when ``name`` is not there)."""
     if not stat.S_ISDIR(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode):
         os.unlink(name, dir_fd=directory)
         return
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     names = [name]  # the way down from ``directory``; one descriptor open at a time
     fd = os.open(name, flags, dir_fd=directory)
+    way = [_identity(directory), _identity(fd)]  # of ``directory`` and each below it
     try:
         while names:
             inner = None
@@ -206,14 +210,23 @@ def remove(directory: int, name: str) -> None:
                 os.close(fd)
                 fd = following
                 names.append(inner)
+                way.append(_identity(fd))
                 continue
-            # Empty: up to its parent (no process of the command is left to move it).
+            # Empty: up to the directory it was entered from, and no other.
             parent = os.open("..", flags, dir_fd=fd) if len(names) > 1 else os.dup(directory)
             os.close(fd)
             fd = parent
+            way.pop()
+            if _identity(fd) != way[-1]:
+                raise OSError(errno.ESTALE, f"{name} moved while kfd removed it")
             os.rmdir(names.pop(), dir_fd=fd)
     finally:
         os.close(fd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
 
 
 _DIRECTORY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
