@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from kfd.api import ToolError
+from kfd.api import ToolError, host_which
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -50,10 +49,9 @@ def _find_rg() -> str | None:
     beside = Path(sys.executable).parent / "rg"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    # Absolute PATH entries only: rg runs in the workspace, where a relative entry
-    # (".", "bin") would find a program the workspace planted.
-    entries = [e for e in os.environ.get("PATH", os.defpath).split(os.pathsep) if os.path.isabs(e)]
-    return shutil.which("rg", path=os.pathsep.join(entries))
+    # Never from a place a sandboxed command writes (a relative entry, a workspace,
+    # a cache home): rg runs on the host (`kfd.api.host_which`).
+    return host_which("rg")
 
 
 def rg_binary() -> str:
