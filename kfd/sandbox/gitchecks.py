@@ -89,17 +89,31 @@ def disarmed(todo: bytes) -> tuple[bytes, int]:
     return b"\n".join(lines), count
 
 
-Before = dict[str, tuple[int, int, int, int, int]]
-"""The stamp (device, inode, size, mtime and ctime) of each to-do list of a protected
-git directory, by path, when a command started."""
+Before = dict[str, tuple[int, ...]]
+"""The `stamp` of each to-do list of a protected git directory, by path, when a
+command started."""
 
 
-def stamp(path: str) -> tuple[int, int, int, int, int] | None:
+def stamp(path: str) -> tuple[int, ...] | None:
+    """The file's stamp and its directory's (inode and ctime): a rename of the
+    directory changes the directory's ctime, never the file's. Another session's
+    command hid ``rebase-merge`` (renamed away and back) while this one was checked,
+    and a stamp of the file alone then took the armed list for the user's (round
+    16)."""
     try:
         info = os.lstat(path)
+        parent = os.lstat(os.path.dirname(path))
     except OSError:
         return None
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    return (
+        info.st_dev,
+        info.st_ino,
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+        parent.st_ino,
+        parent.st_ctime_ns,
+    )
 
 
 def check_git_dir(

@@ -289,6 +289,10 @@ async def test_exec_lines_of_a_rebase_a_command_left_are_never_run(
     todo.write_text("exec make test\n")
     output = await run(repo, "echo fixed > a")
     assert "exec line" not in output and todo.read_text() == "exec make test\n", output
+    # A command that moved the rebase's directory (away while another session's
+    # command was checked, and back) did not leave it as it found it.
+    output = await run(repo, "mv .git/rebase-merge .git/rm.lock; mv .git/rm.lock .git/rebase-merge")
+    assert f"kfd made 1 exec line(s) of {todo} comments" in output, output
 
 
 async def test_a_todo_list_kfd_cannot_read_or_reached_through_a_link_is_removed(
