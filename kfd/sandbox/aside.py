@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from kfd.sandbox.sweep import reach, remove
+from kfd.sandbox.sweep import free_name, reach, remove
 
 ASIDE = ".kfd-unsafe"
 """What is added to the name of a git directory's index, configuration or hooks when
@@ -41,16 +41,7 @@ def set_aside(directory: int, name: str, aside: str, shown: str, why: str, then:
     spellings that is free (never following a link, never over another): what was
     moved may be the user's (git on the host wrote it meanwhile). Removed when that
     fails. A note saying what was done and why."""
-    for number in range(1, MAX_ASIDE + 1):
-        free = aside if number == 1 else f"{aside}-{number}"
-        try:
-            os.stat(free, dir_fd=directory, follow_symlinks=False)
-        except FileNotFoundError:
-            break
-        except OSError:
-            continue
-    else:
-        free = ""
+    free = free_name(directory, aside, MAX_ASIDE) or ""
     moved = os.path.join(os.path.dirname(shown), free)
     try:
         if not free:

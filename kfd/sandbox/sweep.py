@@ -149,30 +149,40 @@ so that the next command's layout does not find it where it was and take it for 
 user's (a directory on ``PATH`` it would make read-only, and the host would run)."""
 
 
-def _renamed(directory: int, name: str, shown: str, why: str, reason: str) -> str:
-    """Fail closed where ``name`` could not be removed: renamed out of the way (never
-    over another name); a note either way."""
-    for number in range(1, 21):
-        free = f"{name}{UNREMOVED}" if number == 1 else f"{name}{UNREMOVED}-{number}"
+MAX_UNREMOVED = 20
+"""Renamed copies under one name at most (``x.kfd-unremoved``, then ``-2``...)."""
+
+
+def free_name(directory: int, base: str, most: int) -> str | None:
+    """The first of ``base``, ``base-2`` ... ``base-<most>`` at which nothing stands in
+    ``directory`` (looked at without following a link), or None."""
+    for number in range(1, most + 1):
+        free = base if number == 1 else f"{base}-{number}"
         try:
             os.stat(free, dir_fd=directory, follow_symlinks=False)
         except FileNotFoundError:
-            pass
+            return free
         except OSError:
             continue
-        else:
-            continue
-        try:
-            os.rename(name, free, src_dir_fd=directory, dst_dir_fd=directory)
-        except OSError:
-            break
+    return None
+
+
+def _renamed(directory: int, name: str, shown: str, why: str, reason: str) -> str:
+    """Fail closed where ``name`` could not be removed: renamed out of the way (never
+    over another name); a note either way."""
+    free = free_name(directory, f"{name}{UNREMOVED}", MAX_UNREMOVED)
+    try:
+        if free is None:
+            raise FileExistsError(name)
+        os.rename(name, free, src_dir_fd=directory, dst_dir_fd=directory)
+    except OSError:
         return (
-            f"kfd could not remove {shown} ({reason}) and renamed it to {free}, "
-            f"which this command created: {why}"
+            f"kfd could neither remove nor rename {shown} ({reason}), which this "
+            f"command created: {why}; remove it yourself before you run anything there"
         )
     return (
-        f"kfd could neither remove nor rename {shown} ({reason}), which this "
-        f"command created: {why}; remove it yourself before you run anything there"
+        f"kfd could not remove {shown} ({reason}) and renamed it to {free}, "
+        f"which this command created: {why}"
     )
 
 
