@@ -66,8 +66,21 @@ def weigh_each(
     read, or maybe written). A command may name hundreds of paths that nothing
     names (`_unremarkable`): those cost a few lookups each."""
     shared = _shared(facts)
+    known = shared.known
     for fact in paths:
-        if _unremarkable(shared, fact, write, exact):
+        # `_unremarkable` with what depends on the spelling alone read from `known`
+        # (a path met again, in this call or an earlier one, costs a lookup): a long
+        # `git add` names hundreds of paths, most of them plain files.
+        if fact.real == fact.path and (fact.inside or exact) and fact.links <= 1:
+            said = known.get(fact.path)
+            if said is None:
+                said = _said(shared, fact.path)
+            if not said & _NAMED and (
+                write is False
+                or not (fact.instruction or said & _GUARDED or (fact.inside and said & _HOME))
+            ):
+                continue
+        elif _unremarkable(shared, fact, write, exact):
             continue
         if fact.write is not write:  # gathered as None: a copy only for a read
             fact = msgspec.structs.replace(fact, write=write)
@@ -98,6 +111,29 @@ def _unremarkable(shared: _Shared, fact: PathFact, write: bool | None, exact: bo
             )
         )
     )
+
+
+_NAMED, _GUARDED, _HOME = 1, 2, 4
+"""What `_said` tells of a spelling: a path rule names it; writing it asks wherever
+it is (protected, a hooks directory); writing it asks if it is in the workspace
+(the home's configuration)."""
+_KNOWN_PATHS = 20_000
+"""Spellings `_said` remembers per rule set, at the most (then it starts again)."""
+
+
+def _said(shared: _Shared, path: str) -> int:
+    """What the rules and the guards say of ``path`` as one spelling of a path: the
+    tests of `_unremarkable` that read nothing but the spelling, kept in
+    ``shared.known`` (they are pure, as `PathMatcher` keeps its matches)."""
+    said = _NAMED if shared.quick(path) else 0
+    if protected(path, shared.own) is not None or (shared.hooks and _hooks(path, shared.hooks)):
+        said |= _GUARDED
+    if home_configuration(path, *shared.places) is not None:
+        said |= _HOME
+    if len(shared.known) >= _KNOWN_PATHS:
+        shared.known.clear()
+    shared.known[path] = said
+    return said
 
 
 def weigh_path(
@@ -235,6 +271,9 @@ class _Shared:
     """The home directory and the workspace, as they really are."""
     hooks: tuple[str, ...]
     """`CallFacts.hooks`."""
+    known: dict[str, int]
+    """`_said` of the spellings met, kept for every call with the same rules, places
+    and hooks (`_known`)."""
 
 
 _last_shared: list[tuple[CallFacts, _Shared]] = []
@@ -249,9 +288,21 @@ def _shared(facts: CallFacts) -> _Shared:
         return last[1]
     quick, candidates = _path_rules(tuple(facts.rules), facts.request.workspace, facts.home)
     places = (real_path(facts.home), real_path(facts.request.workspace))
-    shared = _Shared(quick, candidates, own_directories(), places, facts.hooks)
+    own = own_directories()
+    known = _known(quick, own, places, facts.hooks)
+    shared = _Shared(quick, candidates, own, places, facts.hooks, known)
     _last_shared[:] = [(facts, shared)]
     return shared
+
+
+@functools.lru_cache(maxsize=16)
+def _known(
+    quick: PathMatcher, own: tuple[str, ...], places: tuple[str, str], hooks: tuple[str, ...]
+) -> dict[str, int]:
+    """Where `_said` keeps what it found, for everything its answer depends on (``quick``
+    is one matcher per rule set, by identity: `_path_rules` keeps it)."""
+    del quick, own, places, hooks  # the key, nothing more
+    return {}
 
 
 @functools.lru_cache(maxsize=64)

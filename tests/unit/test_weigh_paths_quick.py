@@ -174,3 +174,29 @@ def test_a_bash_rule_never_names_a_path(tool: str) -> None:
     fact = PathFact(word="src/a", path="/repo/src/a", real="/repo/src/a", inside=True)
     for write in (None, True, False):
         assert path_rules(facts, fact, write) == []
+
+
+def test_what_is_remembered_of_a_spelling_holds_for_its_own_rules_and_hooks_only() -> None:
+    """`weigh_each` remembers what the rules and guards say of each spelling: a path
+    plain under one rule set, or without hooks, is weighed afresh under another."""
+    plain = PathFact(word="x", path="/repo/gen/x", real="/repo/gen/x", inside=True, kind="file")
+    found = Findings()
+    weigh_each(call("bash"), [plain], found, exact=False, write=None)
+    assert found.best is None
+    denying = [SourcedRule(parse_rule("read(gen/**)"), "deny", "user"), *RULES]
+    found = Findings()
+    weigh_each(
+        msgspec.structs.replace(call("bash"), rules=denying),
+        [plain],
+        found,
+        exact=False,
+        write=None,
+    )
+    assert found.best is not None and found.best.decision == "deny"
+    found = Findings()
+    hooked = msgspec.structs.replace(call("bash"), hooks=("/repo/gen",))
+    weigh_each(hooked, [plain], found, exact=False, write=None)
+    assert found.best is not None and found.best.decision == "ask"
+    found = Findings()
+    weigh_each(call("bash"), [plain], found, exact=False, write=None)
+    assert found.best is None
