@@ -78,9 +78,6 @@ MAX_TREE_HITS = 5
 
 _NUMERIC_PARAMETER = re.compile(r'"?\$\{?[!$?#]\}?"?')
 _SOCKETS = ("/dev/tcp/", "/dev/udp/")
-_RELATIVE = re.compile(r"(?!\.\.?(?:/|\Z))[^/]+(?:/(?!\.\.?(?:/|\Z))[^/]+)*")
-"""A relative path that `os.path.normpath` leaves as it is (joined to a normalised
-directory): no empty, ``.`` or ``..`` component, no trailing ``/``."""
 _DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
 _PROC_CWD = ("/proc/self/", "/proc/thread-self/")
 _PROC_CWD_PATH = re.compile(r"/+proc/+(?:thread-)?self(?:/+task/+\d+)?/+cwd(?=/|\Z)")
@@ -256,6 +253,19 @@ def _proc_cwd(path: str, base: str) -> str:
     return path
 
 
+def _normal_relative(word: str) -> bool:
+    """Whether ``word`` is a relative path that `os.path.normpath` leaves as it is
+    (joined to a normalised directory): no empty, ``.`` or ``..`` component, no
+    trailing ``/``. Substring tests, not a regular expression: this is asked of
+    every word a long line names, and they cost a third of one."""
+    spelled = f"/{word}/"
+    return "//" not in spelled and "/./" not in spelled and "/../" not in spelled
+
+
+_FORMAT = 0o170000
+"""`stat.S_IFMT` as a mask (its call costs as much as the rest of the test)."""
+
+
 def _kind(real: str) -> PathKind:
     try:
         if os.path.isdir(real):
@@ -383,10 +393,11 @@ class _Gatherer:
     def command(self, command: SimpleCommand) -> CommandFacts:
         reading = read_command(command)
         paths: dict[str, PathFact] = {}
+        resolve, keep = self.resolve, paths.setdefault  # for each of hundreds of words
         for candidate in candidates(command, reading, self.inputs):
             for base in self.bases:
-                fact = self.resolve(candidate, base)
-                paths.setdefault(fact.path, fact)
+                fact = resolve(candidate, base)
+                keep(fact.path, fact)
         if "into-directory" in reading.traits:
             for fact in self.into_directory(reading):
                 paths.setdefault(fact.path, fact)
@@ -452,7 +463,7 @@ class _Gatherer:
         ``git add`` names hundreds of files in a few directories), and one ``lstat``
         gives what ``realpath``, the kind and the link count would each have looked up.
         None when the last component is a symlink (or the path a root): `path_fact`."""
-        if base in self.normal_bases and _RELATIVE.fullmatch(word):
+        if base in self.normal_bases and _normal_relative(word):
             path = f"{base}/{word}" if base != "/" else f"/{word}"  # what `_absolute` gives
         elif ".." in word.split("/"):
             return None  # past a link, `..` is where the kernel goes, not the spelling
@@ -472,7 +483,7 @@ class _Gatherer:
                 return None  # a loop, a denied directory: as `realpath` takes it
             kind: PathKind = "missing"  # as `realpath` and `_kind` take it
         else:
-            mode = stat.S_IFMT(info.st_mode)
+            mode = info.st_mode & _FORMAT
             if mode == stat.S_IFLNK:
                 return None
             if mode == stat.S_IFREG:
@@ -483,7 +494,7 @@ class _Gatherer:
             word=word,
             path=path,
             real=real,
-            inside=real == self.root or real.startswith(self.root_prefix),
+            inside=real.startswith(self.root_prefix) or real == self.root,
             links=links,
             kind=kind,
             instruction=self.instructions.get(real, ""),

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kfd.policy.facts import command_key
-from kfd.policy.line_facts import _Gatherer, line_facts, path_fact
+from kfd.policy.line_facts import _Gatherer, _normal_relative, line_facts, path_fact
 from kfd.policy.paths import real_path
 from kfd.policy.reading import _all_plain
 
@@ -123,3 +123,12 @@ def test_each_command_keeps_its_key_and_a_repeated_writer_writes_its_operands(tr
     facts = line_facts("tee log > one; tee log > two; tee b; sort -o out x", str(tree))
     assert [cf.key for cf in facts.commands] == [command_key(cf.command) for cf in facts.commands]
     assert sorted({fact.word for fact in facts.redirects}) == ["b", "log", "one", "out", "two"]
+
+
+@given(st.text(alphabet="a./\n\0", max_size=8))
+@settings(max_examples=1000, deadline=None)
+def test_a_normal_relative_word_is_told_as_the_pattern_told_it(word: str) -> None:
+    """`_normal_relative` tells by substring tests the words this expression told: a
+    relative path that `os.path.normpath` leaves as it is."""
+    pattern = re.compile(r"(?!\.\.?(?:/|\Z))[^/]+(?:/(?!\.\.?(?:/|\Z))[^/]+)*")
+    assert _normal_relative(word) == (pattern.fullmatch(word) is not None)
