@@ -356,8 +356,7 @@ def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exac
             weigh_path(facts, fact, found, exact=exact)
     for tree in cf.trees:
         weigh_tree(facts, program, tree, found)
-    kinds = {fact.word: fact.kind for fact in cf.paths}
-    read = git_read(part.reading, kinds)
+    read = git_read(part.reading, lambda: {fact.word: fact.kind for fact in cf.paths})
     if read is None:
         return
     if read.source == "history":

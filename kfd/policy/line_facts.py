@@ -549,7 +549,7 @@ class _Gatherer:
                 continue  # `echo *`: text, never read
             else:
                 unknown.append(f"{word}: {reason}")
-        if any("\0" in word for word in command.argv):
+        if "\0" in "".join(command.argv):  # all words at once: a line may have a thousand
             for index, word in enumerate(command.argv):
                 if "\0" in word and index not in command.dynamic:
                     unknown.append(f"{word!r} holds a NUL character")
@@ -670,8 +670,7 @@ class _Gatherer:
         may print (relative to the workspace), in every repository git may find
         from where the command runs (``git -C nested``, ``cd nested &&``), and in
         their submodules' checkouts; None when kfd cannot tell."""
-        kinds = {fact.word: fact.kind for fact in paths.values()}
-        read = git_read(reading, kinds)
+        read = git_read(reading, lambda: {fact.word: fact.kind for fact in paths.values()})
         if read is None or read.source != "index":
             return []
         hits: list[str] = []

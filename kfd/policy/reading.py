@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kfd.policy.programs.argv import Parsed, parse_argv
@@ -324,11 +324,13 @@ def _scope(pathspec: str) -> str:
     return "." if not pathspec or _PATHSPEC_MAGIC.search(pathspec) else pathspec
 
 
-def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
+def git_read(reading: Reading, kinds_of: Callable[[], Mapping[str, str]]) -> GitRead | None:
     """Whether a git command prints file contents, and from where (None: it does not).
 
-    ``kinds`` says what each word names now (``file``, ``dir``, ``missing``): git,
+    ``kinds_of()`` says what each word names now (``file``, ``dir``, ``missing``): git,
     too, takes an operand for a path when it exists and for a revision otherwise.
+    Asked only for a command that may print contents (never for a ``git add`` of a
+    thousand paths, whose mapping would cost more than the rest of this).
     """
     parsed = reading.parsed
     if reading.program != "git" or parsed is None or not parsed.path:
@@ -343,8 +345,11 @@ def git_read(reading: Reading, kinds: Mapping[str, str]) -> GitRead | None:
     # An option kfd cannot read may be one that prints patches (`git reflog show -p`,
     # `git stash list -p` take log's options): unsure, it may print content.
     content = content or bool(parsed.unknown or parsed.ambiguous)
-    if not content and not any(o is not None and ":" in o for o in parsed.operands):
+    # Any operand with a `:`, looked for in all of them at once (`filter` drops the
+    # words only known at run time): a `git add` may have a thousand.
+    if not content and ":" not in "\0".join(filter(None, parsed.operands)):
         return None  # nothing printed, and no blob named (`git add` of a thousand paths)
+    kinds = kinds_of()
     cut = parsed.after_dashdash if parsed.after_dashdash is not None else len(parsed.operands)
     before = [o for o in parsed.operands[:cut] if o is not None]
     after = [o for o in parsed.operands[cut:] if o is not None]
