@@ -66,21 +66,8 @@ def weigh_each(
     read, or maybe written). A command may name hundreds of paths that nothing
     names (`_unremarkable`): those cost a few lookups each."""
     shared = _shared(facts)
-    known = shared.known
     for fact in paths:
-        # `_unremarkable` with what depends on the spelling alone read from `known`
-        # (a path met again, in this call or an earlier one, costs a lookup): a long
-        # `git add` names hundreds of paths, most of them plain files.
-        if fact.real == fact.path and (fact.inside or exact) and fact.links <= 1:
-            said = known.get(fact.path)
-            if said is None:
-                said = _said(shared, fact.path)
-            if not said & _NAMED and (
-                write is False
-                or not (fact.instruction or said & _GUARDED or (fact.inside and said & _HOME))
-            ):
-                continue
-        elif _unremarkable(shared, fact, write, exact):
+        if _unremarkable(shared, fact, write, exact):
             continue
         if fact.write is not write:  # gathered as None: a copy only for a read
             fact = msgspec.structs.replace(fact, write=write)
@@ -91,25 +78,22 @@ def _unremarkable(shared: _Shared, fact: PathFact, write: bool | None, exact: bo
     """Whether `weigh_path` would find nothing to say about ``fact`` touched as ``write``
     and return no rule: no path rule names it under either name, it is not
     protected (or only read), has one link, and is in the workspace (or the user
-    allowed this very call). The same tests, in the same order of cost."""
-    real = fact.real
-    path = fact.path
-    quick = shared.quick
-    return (
-        (fact.inside or exact)
-        and fact.links <= 1
-        and not quick(path)
-        and (real == path or not quick(real))
-        and (
-            write is False
-            or (
-                not fact.instruction
-                and protected(path, shared.own) is None
-                and (real == path or protected(real, shared.own) is None)
-                and (not fact.inside or home_configuration(real, *shared.places) is None)
-                and not (shared.hooks and _hooks(real, shared.hooks))
-            )
-        )
+    allowed this very call). What the rules and guards say of each spelling is
+    kept (`_said`): a path met again, in this call or an earlier one, costs a
+    lookup, and a long ``git add`` names hundreds. Of a path spelled twice (a
+    link), what is said of either spelling counts: a guard of the other one only
+    sends it the long way, which finds what is there to find."""
+    if not (fact.inside or exact) or fact.links > 1:
+        return False
+    path, real = fact.path, fact.real
+    said = shared.known.get(path)
+    if said is None:
+        said = _said(shared, path)
+    if real != path:
+        said |= _said(shared, real)
+    return not said & _NAMED and (
+        write is False
+        or not (fact.instruction or said & _GUARDED or (fact.inside and said & _HOME))
     )
 
 
@@ -125,6 +109,9 @@ def _said(shared: _Shared, path: str) -> int:
     """What the rules and the guards say of ``path`` as one spelling of a path: the
     tests of `_unremarkable` that read nothing but the spelling, kept in
     ``shared.known`` (they are pure, as `PathMatcher` keeps its matches)."""
+    said = shared.known.get(path)
+    if said is not None:
+        return said
     said = _NAMED if shared.quick(path) else 0
     if protected(path, shared.own) is not None or (shared.hooks and _hooks(path, shared.hooks)):
         said |= _GUARDED
