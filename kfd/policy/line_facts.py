@@ -137,7 +137,9 @@ def line_facts(
         if (word, fact.path, write) not in seen:
             seen.add((word, fact.path, write))
             redirects.append(fact)
-    if any(unpacking_of(read_command(c)) for c in analysis.commands):
+    # Each distinct command once: a command's reading is its key's (words, dynamic
+    # ones, open end), and a line may repeat one hundreds of times.
+    if any(unpacking_of(read_command(facts.command)) for facts in distinct):
         commands = _with_unpacked(gatherer, commands, redirects, analysis.inputs)
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
 
