@@ -49,6 +49,8 @@ from typing import Literal
 
 import msgspec
 
+from kfd.policy.shell.model import Redirect
+
 __all__ = ["PlainCommand", "PlainStatement", "simple_line"]
 
 # Possessive repetitions: a line that fails to match fails in linear time.
@@ -90,20 +92,16 @@ _SPECIAL_NAMES = frozenset(
 )
 """Command names tree-sitter reads as syntax of their own."""
 _BLANKS = " \t"
+_DIRECTIONS: dict[str, Literal["read", "write", "append"]] = {
+    "<": "read",
+    ">": "write",
+    "&>": "write",
+    ">>": "append",
+}
+"""What a redirection to a file does to it (as `kfd.policy.shell.redirects` says)."""
 
 
 # Structs, not dataclasses: made by the hundred a line, and made faster.
-
-
-class PlainRedirect(msgspec.Struct, frozen=True):
-    """A redirection after a command's words: ``>``, ``>>``, ``<``, ``&>``, ``N>&M``."""
-
-    operator: str
-    """``>``, ``>>``, ``<``, ``&>`` or ``>&`` (then `target` is a descriptor's number)."""
-    fd: int | None
-    """The descriptor written before the operator (``2>``), if one is."""
-    target: str
-    """After quote removal."""
 
 
 class PlainCommand(msgspec.Struct):
@@ -111,8 +109,12 @@ class PlainCommand(msgspec.Struct):
 
     text: str
     body: str = ""
-    """Its words alone, when it has redirections (else `text`)."""
-    redirects: tuple[PlainRedirect, ...] = ()
+    """Its words alone, when it has redirections (else empty: then its words are `text`).
+    tree-sitter reads a command with redirections, even to descriptors only (``2>&1``),
+    as a redirected statement."""
+    redirects: tuple[Redirect, ...] = ()
+    """Its redirections to files, as the walk records them (one to a descriptor,
+    ``2>&1``, opens no file: none is)."""
     substitutions: dict[str, list[PlainStatement]] = {}
     """The statements of each word that is a command substitution (``$(date)``)."""
 
@@ -276,7 +278,7 @@ def _statement(
     operators = parts[1::2]
     if len(commands) == 1:
         return PlainStatement("command", source, tuple(commands))
-    if any(command.redirects for command in commands[1:]):
+    if any(command.body for command in commands[1:]):
         # tree-sitter gives the redirections of a later command to all that comes before
         # it (`a | b > c` as `(a | b) > c`, `a && b > c && d` as `(a && b) > c && d`):
         # left to it.
@@ -326,25 +328,26 @@ def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
         if command is not None and _written_targets(command, first) == targets:
             shapes[shape] = command
         return command
-    replacing = iter(targets)
-    return PlainCommand(
-        text,
-        template.body,
-        tuple(
-            r if r.operator == ">&" else PlainRedirect(r.operator, r.fd, next(replacing))
-            for r in template.redirects
-        ),
-        template.substitutions,
-    )
+    if len(targets) == 1:  # the usual case, made without a generator (several times faster)
+        redirect = template.redirects[0]
+        redirects: tuple[Redirect, ...] = (
+            Redirect(redirect.direction, targets[0], True, redirect.fd),
+        )
+    else:
+        redirects = tuple(
+            Redirect(r.direction, target, True, r.fd)
+            for r, target in zip(template.redirects, targets, strict=True)
+        )
+    return PlainCommand(text, template.body, redirects, template.substitutions)
 
 
 def _written_targets(command: PlainCommand, start: int) -> list[str] | None:
     """The targets of ``command``'s file redirections as written, when none is quoted
     and ``start`` (where `_TARGET` found the first) is past its words (else None)."""
     tail = command.text[len(command.body) :]
-    if not command.redirects or start < len(command.body) or "'" in tail or '"' in tail:
+    if not command.body or start < len(command.body) or "'" in tail or '"' in tail:
         return None
-    return [r.target for r in command.redirects if r.operator != ">&"]
+    return [r.target for r in command.redirects]
 
 
 def _command(text: str) -> PlainCommand | None:
@@ -419,7 +422,7 @@ def _redirected(text: str) -> PlainCommand | None:
         return PlainCommand(text)  # `<` or `>` inside quotes only
     if tokens[index][0] != "operator" or not body_end:
         return None
-    redirects: list[PlainRedirect] = []
+    redirects: list[Redirect] = []
     while index < len(tokens):
         kind, operator = tokens[index]
         if kind != "operator" or tokens[index - 1][0] != "blank":
@@ -444,7 +447,8 @@ def _redirected(text: str) -> PlainCommand | None:
             or (operator == "<" and fd is not None)  # tree-sitter reads `0<x` as `0 <x`
         ):
             return None
-        redirects.append(PlainRedirect(operator, fd, value))
+        if operator != ">&":  # a descriptor duplicated (`2>&1`): no file
+            redirects.append(Redirect(_DIRECTIONS[operator], value, True, fd))
     body = text[:body_end].rstrip(_BLANKS)
     if body.endswith((" -", "\t-")):
         return None  # tree-sitter drops a lone `-` before a redirection from the command

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -47,13 +47,6 @@ CONTAINERS = frozenset(
 """Statements whose children are statements (`_Walker.statement` walks them all)."""
 _MANY_VALUES = 16
 """From how many plain words a command's or a loop's are read at once."""
-_DIRECTIONS: dict[str, Literal["read", "write", "append"]] = {
-    "<": "read",
-    ">": "write",
-    "&>": "write",
-    ">>": "append",
-}
-"""What a redirection the fast path reads does to its file (as `file_redirect` says)."""
 _RUN_ANCESTORS = CONTAINERS | {
     "list",
     "redirected_statement",
@@ -125,17 +118,13 @@ class PlainWalk(SimpleCommandReader):
     def plain_simple(self, command: PlainCommand, context: Context, level: int) -> None:
         """One command, as `statement` walks a command node or (with redirections) a
         redirected statement: its redirections recorded first, the command a level down."""
-        if not command.redirects:
+        if not command.body:
             if self.first_walk("command", command.text.encode(), context, level):
                 self.plain_command_words(command, context, [], level)
             return
         if not self.first_walk("redirected_statement", command.text.encode(), context, level):
             return
-        redirects = [
-            Redirect(_DIRECTIONS[r.operator], r.target, True, r.fd)
-            for r in command.redirects
-            if r.operator != ">&"  # a descriptor duplicated (`2>&1`): no file
-        ]
+        redirects = list(command.redirects)
         self.register(redirects)
         self.plain_command_words(command, context, redirects, level + 1)
 
@@ -144,6 +133,21 @@ class PlainWalk(SimpleCommandReader):
     ) -> None:
         """The words of ``command``, in ``around`` with its own ``redirects``."""
         memo = self.memo
+        text = command.body or command.text
+        key = (text, around, level)
+        found = memo.commands.get(key)
+        if found is not None:
+            # The words of `text` (which they are a function of) were emitted in the
+            # same context but for its redirections: the same risks (already in the
+            # line: `analyze` keeps the first of equal ones), and the same commands
+            # but for their redirections, which `emit` takes from the context alone.
+            # Not when the words gave scripts to walk (None): their commands depend on
+            # the whole context, and they may be walked again (`first_walk`). Its
+            # substitutions were walked at this level then: nothing to do for them.
+            for command_found in found:
+                every = [*around.redirects, *redirects]  # as `Context.with_redirects`
+                self.found_command(msgspec.structs.replace(command_found, redirects=every))
+            return
         for source, statements in command.substitutions.items():
             # As `scanned` does: each substitution a risk, its commands walked first.
             # One walked before at this level adds nothing again: each of its
@@ -158,20 +162,6 @@ class PlainWalk(SimpleCommandReader):
                 source,
             )
             self.plain(statements, Context(), level + 1)
-        text = command.body or command.text
-        key = (text, around, level)
-        found = memo.commands.get(key)
-        if found is not None:
-            # The words of `text` (which they are a function of) were emitted in the
-            # same context but for its redirections: the same risks (already in the
-            # line: `analyze` keeps the first of equal ones), and the same commands
-            # but for their redirections, which `emit` takes from the context alone.
-            # Not when the words gave scripts to walk (None): their commands depend on
-            # the whole context, and they may be walked again (`first_walk`).
-            for command_found in found:
-                every = [*around.redirects, *redirects]  # as `Context.with_redirects`
-                self.found_command(msgspec.structs.replace(command_found, redirects=every))
-            return
         plain = command.plain_words
         if plain is not None:
             words = list(map(Word, plain, plain))  # (hundreds at times: `map` is quicker)
