@@ -127,6 +127,11 @@ NEAR_MISSES = [
     "x - 2>1",
     "ls >& 2 || ls",
     "ls >&2 x",
+    # Redirected to a descriptor only (no file recorded): still a redirected statement.
+    "ls | cat 2>&1",
+    "ls && cat >&2 && ls",
+    "ls 2>&1 | cat; ls 2>&1 && ls",
+    "ls >&2; ls >&2 > out; ls > out >&2; ls 2>&1 > out 1>&2",
     "echo \"a > b\" '<c'",
     # Command substitutions, each a whole word of a simple script.
     "echo $(date) > out.txt; echo $(date) > out.txt",
