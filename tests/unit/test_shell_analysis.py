@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kfd.policy.command_rules import matches_rule, rule_for
@@ -632,12 +632,21 @@ LINES = st.recursive(
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(LINES)
+@example(Line("ls '\\\n'", [["ls", "\\\n"]]))  # found by hypothesis on a full run
 def test_composition_never_hides_a_command(line: Line) -> None:
     analysis = analyze(line.text)
     found = {tuple(c.argv) for c in analysis.commands}  # a repeated statement is listed once
     expected = {tuple(argv) for argv in line.argvs}
     assert not expected - found, (line.text, analysis.commands)
-    assert analysis.risk_kinds <= {RiskKind.LOOKALIKE}
+    # A literal backslash-newline inside quotes asks by design (`joined_in_word`:
+    # kfd does not tell quoting apart there); any other risk is a wrong reading.
+    unexpected = [
+        risk
+        for risk in analysis.risks
+        if risk.kind is not RiskKind.LOOKALIKE
+        and not (risk.kind is RiskKind.UNPARSED and risk.message.startswith("a backslash-newline"))
+    ]
+    assert not unexpected, (line.text, unexpected)
     assert all(command.static for command in analysis.commands)
 
 
