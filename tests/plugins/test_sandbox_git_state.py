@@ -23,6 +23,7 @@ from kfd.agent.instructions import find_instructions
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
 from kfd.sandbox import gitstate, probe
+from kfd.sandbox.sweep import remove
 from kfd_shell import BashTool
 
 BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
@@ -804,3 +805,62 @@ async def test_when_no_walk_can_finish_no_gitlink_is_left_for_the_host_to_enter(
     assert "look for `.git` directories" in output
     git(repo, "status")
     assert not canary.exists()
+
+
+DEEPER_THAN_A_RECURSION = 1100
+"""Levels of directories past Python's recursion limit (a frame per level)."""
+
+
+async def test_a_refs_tree_deeper_than_a_recursion_skips_no_check_then_or_later(
+    repo: Path, canary: Path, private_home: Path
+) -> None:
+    """Round 17: a tree nested past the recursion limit in `.git/refs` made the look for
+    links raise, and every check after it was skipped, at every later command: a new
+    repository kept its fsmonitor, which the host's `git status` ran."""
+    commit(repo)
+    bashrc = private_home / ".bashrc"
+    bashrc.write_text("# mine\n")
+    try:
+        await _plant_deep_and_check(repo, canary, bashrc)
+    finally:  # without a recursion (pytest's clean-up has one): the logs and the branch
+        for heads in ("logs/refs/heads", "refs/heads"):
+            fd = os.open(repo / ".git" / heads, os.O_RDONLY)
+            try:
+                remove(fd, "x")
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(fd)
+
+
+async def _plant_deep_and_check(repo: Path, canary: Path, bashrc: Path) -> None:
+    output = await run(
+        repo,
+        f"d=.git/logs/refs/heads; for i in $(seq {DEEPER_THAN_A_RECURSION}); do d=$d/x; done; "
+        f"mkdir -p $d && ln -s {bashrc} $d/y && "
+        "git init -q sub && "
+        f"git -C sub config core.fsmonitor 'touch {canary}; false #' && echo planted",
+    )
+    assert "planted" in output, output
+    assert "could not finish" not in output, output
+    config = repo / "sub" / ".git" / "config"
+    assert f"kfd moved {config} to {config}.kfd-unsafe" in output, output
+    assert ".x.kfd-unsafe, which this command left" in output, output
+    # The next command finds the tree where kfd moved it, and every check still runs.
+    output = await run(
+        repo,
+        f"git init -q other && git -C other config core.fsmonitor 'touch {canary}; false #'"
+        " && echo again",
+    )
+    assert "again" in output and "could not finish" not in output, output
+    other = repo / "other" / ".git" / "config"
+    assert f"kfd moved {other} to {other}.kfd-unsafe" in output, output
+    assert not config.exists() or b"fsmonitor" not in config.read_bytes()
+    git(repo, "status")
+    git(repo / "sub", "status")
+    git(repo / "other", "status")
+    git(
+        repo, "checkout", "-q", "-b", "x/" * DEEPER_THAN_A_RECURSION + "y"
+    )  # logs/refs/heads/x/.../y
+    assert not canary.exists()
+    assert bashrc.read_text() == "# mine\n"
