@@ -70,7 +70,7 @@ worker thread once every process of the command is gone.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from kfd.git import repository
 from kfd.policy import gitconfig
@@ -160,56 +160,169 @@ def before(layout: Layout) -> Before:
 
 def undo(layout: Layout, started: Before | None = None) -> list[str]:
     """Undo what the command that had ``layout`` left in git's state and may not;
-    one note per thing undone (blocking). ``started``: `before` the command."""
+    one note per thing undone (blocking). ``started``: `before` the command.
+
+    Each git directory, and each repository the command created, is checked on its
+    own: whatever one check raises, the others still run, and what it did not finish
+    checking is taken as unsafe and moved aside (`_unchecked`), never only noted (a
+    tree too deep for a recursion skipped every check after it, round 17)."""
     if not layout.writable or layout.incomplete:
         return []
     root = layout.workspace
     notes: list[str] = []
     work_trees = {repository.gitdir_of(path): os.path.dirname(path) for path in layout.git_files}
     for git_dir in layout.git_dirs:
-        names = listing(git_dir.path, root)
-        if names is None:
-            continue
-        kept = dict(zip(git_dir.links, git_dir.targets, strict=False))
-        notes += _repointed(git_dir.path, kept, root)
-        notes += gitlinks.remove_links(git_dir.path, root, kept)
-        for name in unexpected_entries(git_dir.entries, names):
-            path = os.path.join(git_dir.path, name)
-            if os.path.islink(path):  # nothing of anyone's in there: gone
-                notes += sweep([(path, REMOVED_ENTRY)], root)
-            else:  # perhaps the host's git wrote it meanwhile: kept, where git never looks
-                notes.append(move_aside(path, name + ASIDE, root, REMOVED_ENTRY))
-        work_tree = work_trees.get(git_dir.path) or _work_tree(git_dir.path)
-        notes += check_git_dir(git_dir.path, names, root, work_tree, started or {})
+        notes += _undo_protected(git_dir, root, work_trees.get(git_dir.path), started or {})
     if layout.cache_home:
-        notes += _in_cache_home(layout.markers, os.path.realpath(layout.cache_home))
-    protected = [git_dir.path for git_dir in layout.git_dirs]
+        cache_home = os.path.realpath(layout.cache_home)
+        notes += _in_cache_home(layout.markers, cache_home, root)
+    try:
+        new = _created(layout)
+    except Exception as exc:  # fail closed: no gitlink leads into what was not found
+        return notes + _no_gitlinks(layout.git_dirs, root, UNSEARCHED.format(_failure(exc)))
+    if new is None:
+        return notes + _no_gitlinks(layout.git_dirs, root, UNWALKED)
+    # The cache home as git directories are found: real paths.
+    places = (root, *([os.path.realpath(layout.cache_home)] if layout.cache_home else []))
+    protected = [os.path.realpath(git_dir.path) for git_dir in layout.git_dirs]
+    created: dict[str, str] = {}
+    for marker in new:
+        try:
+            git_dirs = _git_dirs_of(marker, places, protected)
+        except Exception:
+            git_dirs = None
+        if git_dirs is None:  # fail closed: what kfd cannot follow, git may
+            notes += _set_aside_each([marker], root, UNRESOLVED)
+        for path in git_dirs or ():
+            created.setdefault(path, marker)
+    for path, marker in created.items():
+        # Reached from where it lies (without a link on the way), or from the top.
+        start = next((place for place in places if _under(path, place)), os.sep)
+        notes += _disarm_or_set_aside(path, start, marker)
+    return notes
+
+
+def _created(layout: Layout) -> list[str] | None:
+    """The repositories the command created (`new_repositories`), or None when the
+    walk could not go through every directory in time."""
+    root = layout.workspace
     found = repositories.find(root, layout_pruned(layout))
     if not found.complete:
         # More directories than a walk before each command goes through: the command
         # made them, and perhaps a repository among them. Walk them all, for a while.
         found = repositories.walk_until(root, layout_pruned(layout), MAX_WALK_SECONDS)
     if not found.complete:
-        return notes + _no_gitlinks(layout.git_dirs, root)
-    new = new_repositories(layout, found.markers)
-    if not new:
-        return notes
-    # The cache home as git directories are found: real paths.
-    places = (root, *([os.path.realpath(layout.cache_home)] if layout.cache_home else []))
-    protected = [os.path.realpath(path) for path in protected]
-    created: dict[str, str] = {}
-    for marker in new:
-        git_dirs = _git_dirs_of(marker, places, protected)
-        if git_dirs is None:  # fail closed: what kfd cannot follow, git may
-            name = os.path.basename(marker)
-            notes.append(move_aside(marker, name + ASIDE, root, UNRESOLVED))
-        for path in git_dirs or ():
-            created.setdefault(path, marker)
-    for path, marker in created.items():
-        # Reached from where it lies (without a link on the way), or from the top.
-        start = next((place for place in places if _under(path, place)), os.sep)
-        notes += _disarm_repository(path, start, marker)
+        return None
+    return new_repositories(layout, found.markers)
+
+
+def _undo_protected(
+    git_dir: GitDir, root: str, work_tree: str | None, started: Before
+) -> list[str]:
+    """The checks of one protected git directory, each run whatever another raised;
+    where one raised, what it covers is moved aside (`_unchecked`)."""
+    path = git_dir.path
+    kept = dict(zip(git_dir.links, git_dir.targets, strict=False))
+    try:
+        names = listing(path, root)
+    except Exception as exc:
+        return _unchecked(path, root, kept, _failure(exc))
+    if names is None:
+        return []
+    listed = names  # for the steps, as a name mypy knows is not None
+    steps: list[Callable[[], list[str]]] = [
+        lambda: _repointed(path, kept, root),
+        lambda: gitlinks.remove_links(path, root, kept),
+        lambda: _unexpected(path, git_dir.entries, listed, root),
+        lambda: check_git_dir(path, listed, root, work_tree or _work_tree(path), started),
+    ]
+    notes: list[str] = []
+    failures: list[str] = []
+    for step in steps:
+        try:
+            notes += step()
+        except Exception as exc:
+            failures.append(_failure(exc))
+    if failures:
+        notes += _unchecked(path, root, kept, failures[0])
     return notes
+
+
+def _unexpected(path: str, before: Collection[str], names: Iterable[str], root: str) -> list[str]:
+    """The `unexpected_entries` of the git directory at ``path`` undone: a link
+    removed, anything else moved aside."""
+    notes: list[str] = []
+    for name in unexpected_entries(before, names):
+        entry = os.path.join(path, name)
+        if os.path.islink(entry):  # nothing of anyone's in there: gone
+            notes += sweep([(entry, REMOVED_ENTRY)], root)
+        else:  # perhaps the host's git wrote it meanwhile: kept, where git never looks
+            notes.append(move_aside(entry, name + ASIDE, root, REMOVED_ENTRY))
+    return notes
+
+
+UNCHECKED_STATE = (
+    "index",
+    "rebase-merge",
+    "rebase-apply",
+    "sequencer",
+    "MERGE_RR",
+    "rr-cache",
+    "logs",
+)
+"""What of a git directory's writable state the host's git obeys or follows, moved
+aside when kfd could not finish checking it (`_unchecked`): the index (paths it
+writes, gitlinks it enters), a rebase's or cherry-pick's state (``exec`` lines,
+strategies), rerere's (paths it writes), the logs (appended to through a link)."""
+
+
+def _unchecked(git_dir: str, root: str, kept: Mapping[str, str], failure: str) -> list[str]:
+    """Fail closed on the git directory at ``git_dir``, which kfd could not finish
+    checking (``failure`` says why): its `UNCHECKED_STATE`, and each link at its top
+    that is not one of the user's ``kept`` ones, moved aside (one note each), each
+    whatever moving another raised. ``refs``, ``objects`` and ``HEAD`` stay: git
+    does not run what they hold, and without them there is no repository."""
+    why = (
+        f"kfd could not finish checking {git_dir} after this command ({failure}), and "
+        "the host's git would obey or follow what it holds"
+    )
+    try:
+        names = listing(git_dir, root) or []
+    except Exception:
+        names = list(UNCHECKED_STATE)  # not listed: each looked for by its name
+    moved = [name for name in UNCHECKED_STATE if name in names]
+    for name in sorted(set(names) & GIT_WRITABLE):
+        entry = os.path.join(git_dir, name)
+        if name not in moved and os.path.islink(entry) and kept.get(name) != _target(entry):
+            moved.append(name)
+    paths = [os.path.join(git_dir, name) for name in moved]
+    return _set_aside_each(paths, root, why) or [f"{why}; look at it before you run git there"]
+
+
+def _target(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _set_aside_each(paths: Iterable[str], root: str, why: str) -> list[str]:
+    """Each of ``paths`` moved aside (`move_aside`: its name and `ASIDE`), whatever
+    moving another raised; one note each, what could not be done said too."""
+    notes = []
+    for path in paths:
+        try:
+            notes.append(move_aside(path, os.path.basename(path) + ASIDE, root, why))
+        except Exception as exc:
+            notes.append(
+                f"kfd could not move aside {path} ({_failure(exc)}): {why}; look at it "
+                "before you run anything there"
+            )
+    return notes
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 UNRESOLVED = (
@@ -230,17 +343,21 @@ UNWALKED = (
 )
 
 
-def _no_gitlinks(git_dirs: Iterable[GitDir], root: str) -> list[str]:
+UNSEARCHED = (
+    "kfd could not look through the workspace for repositories this command created "
+    "({}), and your git would enter one through a gitlink the index lists and obey its "
+    "configuration; run `git reset` (what was staged is unstaged) only once you know what "
+    "the command created, and look for `.git` directories first"
+)
+
+
+def _no_gitlinks(git_dirs: Iterable[GitDir], root: str, why: str) -> list[str]:
     """Fail closed where the repositories a command may have created are not known:
     every protected index moved aside, so that no gitlink it lists leads the host's
     git into one (``git status`` enters a submodule the index lists, never one only
     ``HEAD`` does). The rest of each git directory was checked already."""
-    notes = []
-    for git_dir in git_dirs:
-        index = os.path.join(git_dir.path, "index")
-        if os.path.lexists(index):
-            notes.append(move_aside(index, "index" + ASIDE, root, UNWALKED))
-    return notes
+    indexes = [os.path.join(git_dir.path, "index") for git_dir in git_dirs]
+    return _set_aside_each([index for index in indexes if os.path.lexists(index)], root, why)
 
 
 def _work_tree(git_dir: str) -> str | None:
@@ -300,26 +417,49 @@ def resolved(marker: str) -> str | None:
     return git_dir if git_dir and os.path.isdir(git_dir) else None
 
 
-def _in_cache_home(markers: Iterable[tuple[str, int]], cache: str) -> list[str]:
+def _in_cache_home(markers: Iterable[tuple[str, int]], cache: str, root: str) -> list[str]:
     """The git directories in the project's ``cache`` home that a ``.git`` file or link
     of ``markers`` leads git to, checked after every command, not only when new: the
     command could write there whatever mounts protect (a parent renamed away, a copy
-    made in its place), and the host's ``git status`` at the top obeys them."""
+    made in its place), and the host's ``git status`` at the top obeys them. ``root``:
+    the workspace, where the markers are."""
     notes: list[str] = []
     seen: set[str] = set()
     for marker, _inode in markers:
         if os.path.basename(marker) != ".git" or not _leads_away(marker):
             continue
-        for path in _git_dirs_of(marker, (cache,), ()) or ():
+        try:
+            git_dirs = _git_dirs_of(marker, (cache,), ()) or ()
+        except Exception as exc:  # fail closed: git is not led where kfd did not look
+            why = f"kfd could not tell where it leads git ({_failure(exc)}): {UNRESOLVED}"
+            notes += _set_aside_each([marker], root, why)
+            continue
+        for path in git_dirs:
             if path not in seen:
                 seen.add(path)
-                notes += _disarm_repository(path, cache, marker)
+                notes += _disarm_or_set_aside(path, cache, marker)
     return notes
 
 
 def _leads_away(marker: str) -> bool:
     """Whether ``marker`` is a ``.git`` file or link (a directory leads nowhere else)."""
     return os.path.islink(marker) or os.path.isfile(marker)
+
+
+def _disarm_or_set_aside(git_dir: str, root: str, marker: str) -> list[str]:
+    """`_disarm_repository`; where it raises, what it did not finish checking is moved
+    aside: the configuration and hooks, and what `_unchecked` moves."""
+    try:
+        return _disarm_repository(git_dir, root, marker)
+    except Exception as exc:
+        failure = _failure(exc)
+    why = (
+        f"kfd could not finish checking {git_dir}, a repository this command created "
+        f"({failure}), and the host's git would run programs its configuration names"
+    )
+    programs = [os.path.join(git_dir, name) for name in ("config", "config.worktree", "hooks")]
+    notes = _set_aside_each([path for path in programs if os.path.lexists(path)], root, why)
+    return notes + _unchecked(git_dir, root, {}, failure)
 
 
 def _disarm_repository(git_dir: str, root: str, marker: str | None = None) -> list[str]:
