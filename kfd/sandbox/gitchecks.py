@@ -158,7 +158,7 @@ MAX_VETTED = 64
 def _check_index(path: str, root: str) -> list[str]:
     reached = reach(path, root)
     if reached is None:
-        return []
+        return _unreached(path, path, root)
     directory, name, shown = reached
     try:
         if shown != path:
@@ -182,6 +182,21 @@ def _check_index(path: str, root: str) -> list[str]:
         os.close(directory)
 
 
+def _unreached(path: str, state: str, root: str) -> list[str]:
+    """Fail closed where kfd could not reach ``path`` from ``root`` (`reach` gave up
+    on the way: a directory it may not open, no descriptor left): unless nothing is
+    there, ``state`` (the file, or the rebase's directory holding it) is moved aside
+    unread, since the host's git may reach it."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return []  # nothing there: git finds nothing to obey either
+    except OSError:
+        pass
+    why = "kfd could not reach it to check what the host's git would obey in it"
+    return [move_aside(state, os.path.basename(state) + ASIDE, root, why)]
+
+
 RESET = (
     "your files are untouched; run `git reset` to rebuild the index from HEAD (what was "
     "staged is unstaged)"
@@ -203,7 +218,7 @@ def _index_refusal(directory: int, name: str, info: os.stat_result) -> str | Non
 def _check_todo(path: str, root: str) -> list[str]:
     reached = reach(path, root)
     if reached is None:
-        return []
+        return _unreached(path, os.path.dirname(path), root)
     directory, name, shown = reached
     try:
         if shown != path:  # a link where the rebase's directory is: git would follow it
