@@ -204,13 +204,19 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
 
 def _created(layout: Layout) -> list[str] | None:
     """The repositories the command created (`new_repositories`), or None when the
-    walk could not go through every directory in time."""
+    walk could not go through every directory in time, or found something else each
+    time (directories moved while it walked hide what is below them)."""
     root = layout.workspace
-    found = repositories.find(root, layout_pruned(layout))
+    pruned = layout_pruned(layout)
+    found = repositories.find_settled(root, pruned)
     if not found.complete:
         # More directories than a walk before each command goes through: the command
-        # made them, and perhaps a repository among them. Walk them all, for a while.
-        found = repositories.walk_until(root, layout_pruned(layout), MAX_WALK_SECONDS)
+        # made them, and perhaps a repository among them. Walk them all, for a while,
+        # twice: nothing moved meanwhile if both find the same.
+        found = repositories.walk_until(root, pruned, MAX_WALK_SECONDS)
+        again = repositories.walk_until(root, pruned, MAX_WALK_SECONDS) if found.complete else None
+        if again != found:
+            return None
     if not found.complete:
         return None
     return new_repositories(layout, found.markers)
@@ -337,9 +343,10 @@ and gets it read-only), looking for repositories it created."""
 
 UNWALKED = (
     "this command left more directories than kfd could look through for repositories it "
-    "created, and your git would enter one through a gitlink the index lists and obey its "
-    "configuration; run `git reset` (what was staged is unstaged) only once you know what "
-    "the command created, and look for `.git` directories first"
+    "created (or they moved while kfd looked), and your git would enter one through a "
+    "gitlink the index lists and obey its configuration; run `git reset` (what was "
+    "staged is unstaged) only once you know what the command created, and look for "
+    "`.git` directories first"
 )
 
 

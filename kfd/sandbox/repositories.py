@@ -22,6 +22,9 @@ command is enough to know whether anything changed. A new directory is
 walked on its own; a ``.git`` or a repository's name moved or deleted, a
 directory moved, or a queue overflowed: the whole workspace is walked
 again. Where inotify cannot watch (no watches left), every command walks.
+After a command, `find_settled` looks until a look walks nothing: a
+directory another command renamed while the walk went through hides what
+was below it from that walk.
 """
 
 from __future__ import annotations
@@ -276,19 +279,47 @@ MAX_KEPT = 8
 def find(root: str, prune: Collection[str] = ()) -> Found:
     """`walk` of ``root``, from what was found before while inotify says nothing that
     could change it happened since. Blocking."""
+    return _look(root, prune)[0]
+
+
+MAX_LOOKS = 4
+"""Looks at most that `find_settled` takes for one to find nothing changed."""
+
+
+def find_settled(root: str, prune: Collection[str] = ()) -> Found:
+    """`find`, looked at again until a look finds that nothing was moved or made while
+    the one before walked: a directory renamed meanwhile (by another command, running
+    at the same time) hides what is below it from a walk that had not reached it yet,
+    and its events make the next look walk again. Where inotify does not watch, two
+    walks finding the same. Incomplete when the looks do not settle. Blocking."""
+    found, _how = _look(root, prune)
+    for _ in range(MAX_LOOKS):
+        again, how = _look(root, prune)
+        if how == "kept" or (how == "unwatched" and again == found):
+            return again
+        found = again
+    return Found(found.markers, complete=False)
+
+
+def _look(root: str, prune: Collection[str]) -> tuple[Found, str]:
+    """`find`, and how it found: ``kept`` (what was kept, nothing walked since),
+    ``walked`` (watched, with something walked) or ``unwatched`` (walked, no inotify)."""
     prune = tuple(sorted(prune))
     with _lock:
         kept = _kept.pop(root, None)
+    walked = kept.state.walked if kept is not None else -1
     if kept is not None and kept.prune == prune and kept.current():
         found = kept.state.found()
+        how = "kept" if kept.state.walked == walked else "walked"
     else:
         if kept is not None:
             kept.close()
         kept = _Kept(root, prune)  # outside the lock: other workspaces need not wait
         found = kept.state.found()
+        how = "walked"
         if not kept.watching:
             kept.close()
-            return found
+            return found, "unwatched"
     with _lock:
         other = _kept.pop(root, None)  # another command's, meanwhile: keep the latest
         if other is not None:
@@ -296,7 +327,7 @@ def find(root: str, prune: Collection[str] = ()) -> Found:
         while len(_kept) >= MAX_KEPT:
             _kept.pop(next(iter(_kept))).close()
         _kept[root] = kept
-    return found
+    return found, how
 
 
 def forget() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kfd.sandbox import layout, repositories
+from kfd.sandbox import gitstate, layout, repositories
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +61,50 @@ def test_what_is_kept_follows_new_directories_moves_and_removals(tmp_path: Path)
     assert _names(repositories.find(root), tmp_path) == ["moved/s/.git", "new/deeper/r/.git"]
     subprocess.run(["rm", "-rf", str(tmp_path / "new")], check=True)
     assert _names(repositories.find(root), tmp_path) == ["moved/s/.git"]
+
+
+def renaming_while_walking(monkeypatch: pytest.MonkeyPatch, moved: Path, to: Path) -> list[str]:
+    """Another command, running meanwhile, renames ``moved`` to ``to`` once the walk has
+    listed the directory holding both (at its next listing), and never again. The
+    walks list by path (what lists by descriptor is not counted)."""
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def scan(path: Any) -> Any:
+        if isinstance(path, str):
+            listed.append(path)
+            if len(listed) == 2:
+                os.rename(moved, to)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scan)
+    return listed
+
+
+def test_a_directory_renamed_while_the_walk_goes_through_hides_no_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path / "z" / "deep" / "r")], check=True)
+    (tmp_path / "a").mkdir()
+    listed = renaming_while_walking(monkeypatch, tmp_path / "z", tmp_path / "y")
+    found = repositories.find_settled(str(tmp_path))
+    assert len(listed) > 2 and found.complete
+    assert _names(found, tmp_path) == ["y/deep/r/.git"]
+
+
+def test_a_repository_a_command_made_is_disarmed_though_its_parent_moved_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = tmp_path / "ws"
+    subprocess.run(["git", "init", "-q", str(workspace)], check=True)
+    (workspace / "a").mkdir()
+    facts = layout.gather(workspace, writable=True, listing=())
+    made = workspace / "z" / "deep" / "r"
+    subprocess.run(["git", "init", "-q", str(made)], check=True)
+    subprocess.run(["git", "-C", str(made), "config", "core.fsmonitor", "touch x"], check=True)
+    renaming_while_walking(monkeypatch, workspace / "z", workspace / "y")
+
+    notes = gitstate.undo(facts, gitstate.before(facts))
+
+    config = workspace / "y" / "deep" / "r" / ".git" / "config"
+    assert not config.exists() and config.with_name("config.kfd-unsafe").exists(), notes
