@@ -56,7 +56,9 @@ with the grant in `ToolContext.granted`, with `command_environment` still.
 Never fall back silently. A tool that runs many short commands (``bash``)
 tries `enter_pod` first: the command enters a long-lived sandbox of its
 session with the very same confinement, without paying bubblewrap's start
-each time; where it answers None, run it under `Confinement.prefix` as usual.
+each time; where it answers None, run it under `Confinement.prefix` as usual,
+with a `NamespaceWatch`: bubblewrap exits before the program's background
+processes are gone, and `Confinement.finish` may run only once they are.
 
 Files
 -----
@@ -150,6 +152,7 @@ from kfd.beneath import HARD_LINKS, Beneath, NotBeneath, open_beneath
 from kfd.protocol import Event, FileOp, McpServer, Mode, Preview
 from kfd.redact import looks_secret
 from kfd.sandbox import Confinement
+from kfd.sandbox.pidns import Watch as NamespaceWatch
 from kfd.sandbox.pod import PodProcess
 
 __all__ = [
@@ -164,6 +167,7 @@ __all__ = [
     "FinishedCall",
     "JsonArgs",
     "McpServer",
+    "NamespaceWatch",
     "NotBeneath",
     "PathAccess",
     "PodProcess",

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from kfd.sandbox.pidns import Watch
+
 OUTPUT_LIMIT = 64 * 1024
 NOTE_LIMIT = 4000
 """Characters of a hook's note the model reads at most."""
@@ -125,9 +127,12 @@ async def run_hook(
 ) -> Answer:
     """Run one hook to its end (or its timeout) and read its answer."""
     started = time.monotonic()
+    # Confined: over only once bubblewrap's PID namespace is empty, not when
+    # bubblewrap exits (`kfd.sandbox.pidns`); the sandbox's checks wait for that.
+    watch = Watch() if launch.prefix[-1:] == ("--",) else None
     try:
         process = await asyncio.create_subprocess_exec(
-            *launch.prefix,
+            *(watch.wrap(launch.prefix) if watch else launch.prefix),
             "bash",
             "-c",
             command,
@@ -137,9 +142,34 @@ async def run_hook(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            pass_fds=watch.passed if watch else (),
         )
     except OSError as exc:
+        if watch is not None:
+            watch.close()
         return Answer("failed", message=f"cannot start: {exc.strerror or exc}")
+    finally:
+        if watch is not None:
+            watch.spawned()
+    try:
+        return await _follow(process, payload, launch, timeout_s, watch, started, denies=denies)
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+async def _follow(
+    process: asyncio.subprocess.Process,
+    payload: bytes,
+    launch: Launch,
+    timeout_s: float,
+    watch: Watch | None,
+    started: float,
+    *,
+    denies: bool,
+) -> Answer:
+    """Feed the started hook, read it to its end, and run the sandbox's checks once
+    all of it is gone."""
     assert process.stdin is not None and process.stdout is not None and process.stderr is not None
 
     async def feed() -> None:
@@ -151,6 +181,8 @@ async def run_hook(
 
     async def whole() -> tuple[bytes, bytes, int]:
         assert process.stdout is not None and process.stderr is not None
+        if watch is not None and not await watch.start(process.pid):
+            _kill_group(process.pid)  # its init is not known for sure: nothing runs
         _, out, err = await asyncio.gather(
             feed(), _read_capped(process.stdout), _read_capped(process.stderr)
         )
@@ -164,6 +196,8 @@ async def run_hook(
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await asyncio.shield(process.wait())
+        if watch is not None:
+            await asyncio.shield(watch.emptied())
         if launch.finish is not None:
             await asyncio.shield(launch.finish())
         if isinstance(exc, asyncio.CancelledError):
@@ -175,6 +209,8 @@ async def run_hook(
             duration_ms=elapsed,
         )
     _kill_group(process.pid)  # what the hook left running in the background goes too
+    if watch is not None:
+        await watch.emptied()
     if launch.finish is not None:
         await launch.finish()
     elapsed = (time.monotonic() - started) * 1000

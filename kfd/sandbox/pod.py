@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kfd.sandbox import reuse
+from kfd.sandbox import pidns, reuse
 
 if TYPE_CHECKING:
     from kfd.sandbox.layout import Layout
@@ -447,7 +447,7 @@ async def _start(confinement: Confinement) -> Pod | None:
         os.close(info_write)
     pod = Pod(confinement.layout, process, mine)
     try:
-        info = await _read_all(info_read, START_TIMEOUT_S)
+        info = await pidns.read_all(info_read, START_TIMEOUT_S)
         pod.zygote = int(json.loads(info)["child-pid"])
         if await _receive(mine, START_TIMEOUT_S) != b"R":
             raise ConnectionError("the zygote did not start")
@@ -506,36 +506,6 @@ async def _receive(channel: socket.socket, timeout: float | None) -> bytes:
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
         return await loop.sock_recv(channel, 64)
-
-
-async def _read_all(fd: int, timeout: float) -> bytes:
-    """Everything written to the pipe ``fd`` until its writers closed it."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    chunks: list[bytes] = []
-    ended: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        try:
-            chunk = os.read(fd, 4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if not ended.done():
-                ended.set_exception(exc)
-            return
-        if chunk:
-            chunks.append(chunk)
-        elif not ended.done():
-            ended.set_result(None)
-
-    loop.add_reader(fd, readable)
-    try:
-        async with asyncio.timeout(timeout):
-            await ended
-    finally:
-        loop.remove_reader(fd)
-    return b"".join(chunks)
 
 
 async def _exited(process: subprocess.Popen[bytes]) -> None:

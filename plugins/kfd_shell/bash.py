@@ -183,8 +183,9 @@ class BashTool(Tool[BashArgs]):
             )
         finally:
             if confinement is not None:
-                # Every process of the command is gone: its PID namespace died with it,
-                # or the pod's zygote killed them all before it answered.
+                # Every process of the command is gone: its bubblewrap's PID namespace
+                # is empty (run_command waits for that, not for bubblewrap's exit), or
+                # the pod's zygote killed them all before it answered.
                 notes += await asyncio.shield(confinement.finish())
 
     async def _sandbox(self, args: BashArgs, ctx: ToolContext) -> Confinement | None:

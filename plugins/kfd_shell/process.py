@@ -10,6 +10,10 @@ A background child that keeps the pipe open would keep the read from ever
 ending; once the shell has exited, the pipe gets `PIPE_GRACE_S` to close
 before the group is stopped.
 
+A sandboxed command that starts here (under bubblewrap) is over only once its
+PID namespace is empty (`kfd.api.NamespaceWatch`): bubblewrap exits before its
+background processes are gone, and the sandbox's checks must not overlap them.
+
 A sandboxed command may instead enter its session's pod (``enter``: see
 `kfd.api.enter_pod`): the same pipe, the same stopping (SIGTERM, grace,
 SIGKILL), sent to every process of the command by the pod's zygote.
@@ -17,17 +21,16 @@ SIGKILL), sent to every process of the command by the pod's zygote.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import codecs
 import contextlib
-import fcntl
 import functools
 import os
 import shutil
 import signal
-import termios
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from kfd.api import NamespaceWatch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -78,6 +81,10 @@ class _Group:
         self._process = process
 
     @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
     def returncode(self) -> int | None:
         return self._process.returncode
 
@@ -88,42 +95,24 @@ class _Group:
         _signal_group(self._process.pid, signal.Signals(signum))
 
 
+class _Confined(_Group):
+    """A command started here under bubblewrap: over once its PID namespace is empty
+    (`kfd.api.NamespaceWatch`), not merely once bubblewrap exited."""
+
+    def __init__(self, process: asyncio.subprocess.Process, watch: NamespaceWatch) -> None:
+        super().__init__(process)
+        self.watch = watch
+
+    async def wait(self) -> int:
+        code = await self._process.wait()
+        await self.watch.emptied()
+        return code
+
+
 @functools.cache
 def shell() -> str:
     """The shell commands run under: bash if installed, else /bin/sh."""
     return shutil.which("bash") or "/bin/sh"
-
-
-class _Reached:
-    """Whether bubblewrap reached the command (``--block-fd``).
-
-    Just before it runs the command, bubblewrap reads one byte kfd left in a
-    pipe; a byte still there once bubblewrap has exited means it failed while
-    setting up the sandbox (a directory it was to cover vanished meanwhile), so
-    nothing of the command ran. A command cannot fake that: the byte is gone
-    before it starts. (bubblewrap's error text could be printed by anyone.)
-    """
-
-    def __init__(self) -> None:
-        self.fd, write = os.pipe()  # bubblewrap gets a copy; this one looks after it
-        os.write(write, b"x")
-        os.close(write)
-
-    def wrap(self, prefix: Sequence[str]) -> list[str]:
-        """``prefix`` (``bwrap … --``) told to wait for the byte."""
-        return [*prefix[:-1], "--block-fd", str(self.fd), "--"]
-
-    def reached(self) -> bool:
-        """Whether the byte was taken (call once bubblewrap has exited)."""
-        left = array.array("i", [0])
-        try:
-            fcntl.ioctl(self.fd, termios.FIONREAD, left)
-        except OSError:
-            return True  # unsure: as if it ran (never run twice)
-        return left[0] == 0
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 async def spawn(
@@ -173,27 +162,31 @@ async def run_command(
     when the command must start here, under ``prefix``).
     """
     read_fd, write_fd = os.pipe()
-    reached: _Reached | None = None
+    watch: NamespaceWatch | None = None
     try:
         process: Running | None = None
         if enter is not None:
             process = await enter([shell(), "-c", command], write_fd)
         if process is None:
             if prefix and prefix[-1] == "--":  # bubblewrap's
-                reached = _Reached()
-            spawned = await spawn(
-                command,
-                cwd,
-                write_fd,
-                prefix=reached.wrap(prefix) if reached else prefix,
-                env=env,
-                pass_fds=(reached.fd,) if reached else (),
-            )
-            process = _Group(spawned)
+                watch = NamespaceWatch()
+            try:
+                spawned = await spawn(
+                    command,
+                    cwd,
+                    write_fd,
+                    prefix=watch.wrap(prefix) if watch else prefix,
+                    env=env,
+                    pass_fds=watch.passed if watch else (),
+                )
+            finally:
+                if watch is not None:
+                    watch.spawned()
+            process = _Group(spawned) if watch is None else _Confined(spawned, watch)
     except BaseException:
         os.close(read_fd)
-        if reached is not None:
-            reached.close()
+        if watch is not None:
+            watch.close()
         raise
     finally:
         # Only the children may hold the write end, so EOF means they all closed it.
@@ -204,6 +197,9 @@ async def run_command(
     pump: asyncio.Task[None] | None = None
     transport: asyncio.ReadTransport | None = None
     try:
+        if isinstance(group, _Confined) and not await group.watch.start(group.pid):
+            # Its init is not known for sure: it never runs the command, and goes.
+            group.send_signal(signal.SIGKILL)
         reader = asyncio.StreamReader()
         transport, _ = await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), pipe
@@ -219,17 +215,19 @@ async def run_command(
         if pump.done():
             pump.result()  # surfaces a failing on_output
         returncode = process.returncode
-        started = reached is None or reached.reached()
+        started = watch is None or watch.reached()
         return Outcome(-signal.SIGKILL if returncode is None else returncode, strays, started)
     except BaseException:
         await stop_group(group, (exited,) if pump is None else (exited, pump))
-        if not isinstance(group, _Group):
-            # A pod's zygote says when all of the command is gone, or the pod dies.
-            await asyncio.wait({exited})
+        if isinstance(group, _Confined) or not isinstance(group, _Group):
+            # A pod's zygote says when all of the command is gone (or the pod dies);
+            # bubblewrap's PID namespace, once its init is gone. The checks after
+            # the command may run only then.
+            await _through(exited)
         raise
     finally:
-        if reached is not None:
-            reached.close()
+        if watch is not None:
+            watch.close()
         # Still pending only if a process escaped the group (setsid) and holds the pipe.
         exited.cancel()
         if pump is not None:
@@ -238,6 +236,19 @@ async def run_command(
             transport.close()
         else:
             pipe.close()
+
+
+async def _through(task: asyncio.Task[Any]) -> None:
+    """Wait for ``task`` to end, also through cancellations (the last one is raised
+    after it ended)."""
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
 
 
 async def stop_group(group: Running, waiters: Collection[asyncio.Future[Any]]) -> None:
