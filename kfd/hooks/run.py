@@ -155,6 +155,13 @@ async def run_hook(
         return await _follow(process, payload, launch, timeout_s, watch, started, denies=denies)
     finally:
         if watch is not None:
+            if process.returncode is None:
+                # Failed half-way: bubblewrap goes before its go pipe closes (an init
+                # still waiting would take the closing for the go).
+                _kill_group(process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await asyncio.shield(process.wait())
             watch.close()
 
 
