@@ -49,9 +49,14 @@ REPLACED = (
 )
 
 
-def leftovers(layout: Layout) -> list[tuple[str, str]]:
+def leftovers(
+    layout: Layout, markers: Sequence[tuple[str, int]] | None = None
+) -> list[tuple[str, str]]:
     """What the command that had ``layout`` left that must go, with why (blocking: a
-    few system calls, and one listing of a home in the workspace).
+    few system calls, and one listing of a home in the workspace). ``markers``: the
+    repositories below the top that must stand where they stood, as recorded while no
+    command ran in the workspace (`kfd.sandbox.expected`), ``layout.markers`` if not
+    given (which another session's command may have put there).
 
     Every path is reached from the workspace (or ``/``) one component at a time
     without following a link (`reach`): what the command made is never looked
@@ -64,7 +69,7 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
         for path in layout.swept
         for shown, why in _present(path, root, _why_swept(path, layout))
     ]
-    found += _replaced(layout.markers, root)
+    found += _replaced(layout.markers if markers is None else markers, root)
     if layout.later_on_path:
         before = set(layout.top_entries)
         try:
@@ -86,13 +91,16 @@ def leftovers(layout: Layout) -> list[tuple[str, str]]:
 def _replaced(kept: Sequence[tuple[str, int]], root: str) -> list[tuple[str, str]]:
     """What stands where one of the repositories ``kept`` (paths with their inodes) was,
     and is another: a link or a file on the way, or a directory made anew after the
-    command renamed a parent away (mounts move with it). One that is gone leaves
-    nothing in its place."""
+    command renamed a parent away (mounts move with it). One that is gone now is not
+    harmless (a command may hold its copy renamed away while these checks look): the
+    checks after every command until the workspace is quiet compare with the same
+    record (`kfd.sandbox.expected`), and the one after the last command to end runs
+    when no command is left to hide anything."""
     found = []
     for path, inode in kept:
         reached = reach(path, root)
         if reached is None:
-            continue  # gone (or moved away with its parent): nothing stands in its place
+            continue  # gone, or held away: a later check compares with the same record
         directory, name, shown = reached
         try:
             if shown != path:
@@ -272,18 +280,27 @@ def reach(path: str, root: str) -> tuple[int, str, str] | None:
     return current, parts[-1], os.path.join(walked, parts[-1])
 
 
-def _present(path: str, root: str, why: str) -> list[tuple[str, str]]:
-    """``[(path, why)]`` if something stands for ``path`` (`reach`), else ``[]``."""
+def present(path: str, root: str) -> str | None:
+    """What stands for ``path`` (`reach`): ``path``, or the link or file on the way to
+    it; None when nothing does."""
     reached = reach(path, root)
     if reached is None:
-        return []
+        return None
     directory, name, shown = reached
     try:
         os.stat(name, dir_fd=directory, follow_symlinks=False)
     except OSError:
-        return []
+        return None
     finally:
         os.close(directory)
+    return shown
+
+
+def _present(path: str, root: str, why: str) -> list[tuple[str, str]]:
+    """``[(path, why)]`` if something stands for ``path`` (`present`), else ``[]``."""
+    shown = present(path, root)
+    if shown is None:
+        return []
     return [(shown, why if shown == path else LINKED)]
 
 
