@@ -50,7 +50,10 @@ Built on bubblewrap. A confined program sees:
   on the way to every protected path (links included, a home inside the
   workspace too) is recorded, and another thing there after the command (a
   parent renamed away and remade, a link replaced) is moved aside
-  (`kfd.sandbox.identities`);
+  (`kfd.sandbox.identities`); recorded while no command runs in the
+  workspace, and every session's commands checked against that one record
+  (`kfd.sandbox.expected`), so a command of another session can neither make
+  its plant look like the user's nor hide it from a check for good;
 - an environment built from an allow-list (`kfd.sandbox.environ`), with its
   tool-chains' caches in the project's cache home under
   ``$XDG_CACHE_HOME/kfd/sandbox/``;
@@ -84,13 +87,13 @@ from pathlib import Path
 
 from kfd import hostpath
 from kfd.hostpath import which
-from kfd.sandbox import aside, gitstate, identities, pod, reuse
+from kfd.sandbox import aside, expected, gitstate, identities, pod, reuse
 from kfd.sandbox import environ as environment
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
 from kfd.sandbox.probe import probe
 from kfd.sandbox.repositories import MAX_DIRECTORIES
-from kfd.sandbox.sweep import leftovers, sweep
+from kfd.sandbox.sweep import leftovers, present, sweep
 
 __all__ = [
     "GIT_WRITABLE",
@@ -121,6 +124,11 @@ class Confinement:
     before: gitstate.Before = field(default_factory=dict)
     """What of git's state the host may have written, as it was when the program
     started (`kfd.sandbox.gitstate.before`)."""
+    running: expected.Running | None = None
+    """The program, counted among its workspace's commands until its checks end
+    (`kfd.sandbox.expected`); None where it writes nothing of the workspace."""
+    settled: tuple[str, ...] = ()
+    """Notes of what was moved aside before its layout was gathered."""
 
     async def finish(self) -> list[str]:
         """Remove what the program must not have left (call once it and its
@@ -129,39 +137,60 @@ class Confinement:
         notes = [INCOMPLETE] if layout.incomplete else []
         if not layout.writable:
             return notes  # it could write nothing of the workspace's
-        return notes + await asyncio.to_thread(_undo, layout, self.before)
+        done = await asyncio.to_thread(_undo, layout, self.before, self.running)
+        return [*notes, *self.settled, *done]
 
 
-def _undo(layout: Layout, before: gitstate.Before) -> list[str]:
+def _undo(layout: Layout, before: gitstate.Before, running: expected.Running | None) -> list[str]:
     """What the command that had ``layout`` left and may not, undone: what stands at a
-    protected name and is not what stood there (`kfd.sandbox.identities`), moved
-    aside; the names it may not leave (`kfd.sandbox.sweep`); then what it left in
-    git's state that the host's git would obey (`kfd.sandbox.gitstate`). Blocking."""
+    protected name and is not what stood there when no command ran in the workspace
+    (`kfd.sandbox.expected`), moved aside; the names it may not leave
+    (`kfd.sandbox.sweep`); then what it left in git's state that the host's git would
+    obey (`kfd.sandbox.gitstate`). Blocking; ``running`` ends when it returns."""
     root = layout.workspace
+    record = (running.expected if running is not None else None) or expected.of(layout)
 
     def moved() -> list[str]:
-        return [
-            aside.move_aside(path, os.path.basename(path) + aside.ASIDE, root, identities.REPLACED)
-            for path in identities.replaced(layout.identities)
-        ]
+        replaced = identities.replaced(record.identities)
+        notes = [_aside(path, root, identities.REPLACED) for path in replaced]
+        # What another session's command made where nothing stood, which this layout
+        # found there and so neither swept nor recorded.
+        own = set(layout.swept)
+        found = (present(path, root) for path in record.absent if path not in own)
+        return notes + [_aside(shown, root, expected.APPEARED) for shown in found if shown]
 
     steps: list[tuple[str, Callable[[], list[str]]]] = [
         ("moving aside what replaced a protected name", moved),
-        ("removing what it may not leave", lambda: sweep(leftovers(layout), root)),
+        ("removing what it may not leave", lambda: sweep(leftovers(layout, record.markers), root)),
         ("undoing what it left in git's state", lambda: gitstate.undo(layout, before)),
     ]
     notes: list[str] = []
-    for what, step in steps:
-        # Each step runs whatever an earlier one raised: one stopped half-way (a tree
-        # it could not go through) must not leave the others' checks undone.
-        try:
-            notes += step()
-        except Exception as exc:
-            notes.append(
-                f"kfd could not finish {what} after this command ({type(exc).__name__}: "
-                f"{exc}); look at the workspace before you run anything there"
-            )
+    try:
+        for what, step in steps:
+            # Each step runs whatever an earlier one raised: one stopped half-way (a
+            # tree it could not go through) must not leave the others' checks undone.
+            try:
+                notes += step()
+            except Exception as exc:
+                notes.append(
+                    f"kfd could not finish {what} after this command ({type(exc).__name__}: "
+                    f"{exc}); look at the workspace before you run anything there"
+                )
+    finally:
+        if running is not None:
+            running.end()
     return notes
+
+
+def _aside(path: str, root: str, why: str) -> str:
+    return aside.move_aside(path, os.path.basename(path) + aside.ASIDE, root, why)
+
+
+def _settle(running: expected.Running, root: str) -> list[str]:
+    """Before a quiet gathering: what stands at a name recorded for a command whose
+    checks never ran and is not what was recorded, moved aside (blocking)."""
+    replaced = identities.replaced(running.unchecked())
+    return [_aside(path, root, expected.UNCHECKED) for path in replaced]
 
 
 INCOMPLETE = (
@@ -192,24 +221,48 @@ async def confine(
     """
     environ = os.environ if environ is None else environ
 
-    def gather() -> tuple[Layout, gitstate.Before]:
-        layout = reuse.gather(
-            workspace,
-            writable=writable,
-            hide=hide,
-            sockets=sockets,
-            environ=environ,
-            program=program,
-        )
-        return layout, gitstate.before(layout)
+    def gather() -> tuple[Layout, gitstate.Before, expected.Running | None, list[str]]:
+        # Counted first: a layout gathered while no other command runs is the user's
+        # and becomes the workspace's record; one gathered while another runs checks
+        # against that record, not against what it saw (`kfd.sandbox.expected`).
+        root = os.path.realpath(workspace)
+        running = expected.Running(root) if writable else None
+        try:
+            settled = _settle(running, root) if running is not None and running.quiet else []
+            layout = reuse.gather(
+                workspace,
+                writable=writable,
+                hide=hide,
+                sockets=sockets,
+                environ=environ,
+                program=program,
+            )
+            before = gitstate.before(layout)
+            if running is not None and not layout.writable:
+                running.end()  # too large to walk: read-only, nothing to check
+                running = None
+            if running is not None and running.quiet:
+                running.record(expected.of(layout))
+        except BaseException:
+            if running is not None:
+                running.end()
+            raise
+        return layout, before, running, settled
 
-    layout, before = await asyncio.to_thread(gather)
-    if layout.writable:
-        hostpath.writable(layout.workspace, layout.cache_home)
-    program_path = _program(bwrap, environ)
-    prefix = [program_path, *_arguments(layout, network), "--"]
-    variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
-    return Confinement(prefix, dict(variables), layout, layout.swept, before)
+    layout, before, running, settled = await asyncio.to_thread(gather)
+    try:
+        if layout.writable:
+            hostpath.writable(layout.workspace, layout.cache_home)
+        program_path = _program(bwrap, environ)
+        prefix = [program_path, *_arguments(layout, network), "--"]
+        variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
+    except BaseException:
+        if running is not None:
+            running.end()
+        raise
+    return Confinement(
+        prefix, dict(variables), layout, layout.swept, before, running, tuple(settled)
+    )
 
 
 # The same layout (`kfd.sandbox.reuse`) and environment command after command:

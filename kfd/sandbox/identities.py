@@ -9,6 +9,11 @@ each name on the way there from the workspace's top, as the host would
 resolve it (`record`); after the command, what stands at a recorded name
 and is not what was recorded is moved aside (`replaced`), and a layout whose
 names changed is not reused (`intact`). One ``lstat`` per recorded name.
+
+A check compares with the workspace's record, made while no command ran in it
+(`kfd.sandbox.expected`), not with what the command's own layout saw: another
+session's command may have put its own copy there before that layout was
+gathered.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ MAX_LINKS = 40
 
 REPLACED = (
     "it stands where something kfd kept read-only, or a link on the way to it, was "
-    "(this command moved that away or replaced it): the host would obey what it holds"
+    "(this command, or another session's in this workspace, moved that away or replaced "
+    "it): the host would obey what it holds (if you replaced it yourself on the host "
+    "while a command ran, move it back)"
 )
 
 
@@ -102,7 +109,10 @@ def _same(identity: Identity) -> bool | None:
 
 def replaced(recorded: Sequence[Identity]) -> list[str]:
     """The recorded names where something else stands now, the outermost only (what
-    lies below one is gone with it). A name where nothing stands is not one."""
+    lies below one is gone with it). A name where nothing stands is not one now, but
+    is not let go either: a command may hold its copy renamed away while these checks
+    look, and every check until the workspace is quiet compares with the same record
+    (`kfd.sandbox.expected`)."""
     found: list[str] = []
     for identity in recorded:
         if any(_under(identity.path, other) for other in found):
