@@ -154,9 +154,8 @@ def _undo(layout: Layout, before: gitstate.Before, running: expected.Running | N
         replaced = identities.replaced(record.identities)
         notes = [_aside(path, root, identities.REPLACED) for path in replaced]
         # What another session's command made where nothing stood, which this layout
-        # found there and so neither swept nor recorded.
-        own = set(layout.swept)
-        found = (present(path, root) for path in record.absent if path not in own)
+        # found there and so would keep.
+        found = (present(path, root) for path in expected.appeared(record, layout))
         return notes + [_aside(shown, root, expected.APPEARED) for shown in found if shown]
 
     steps: list[tuple[str, Callable[[], list[str]]]] = [

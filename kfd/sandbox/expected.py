@@ -17,8 +17,9 @@ record, whatever its own layout saw:
 
 - what stands at a recorded name and is not what was recorded is moved aside;
 - where the record found nothing at a name nothing may appear at (a directory on
-  ``PATH``, a hooks directory, an instruction file) and the command's own layout
-  found something (so does not sweep it), what stands there is moved aside too;
+  ``PATH``, a hooks directory, an instruction file, a configuration entry of a
+  home in the workspace) and the command's own layout found something (so does
+  not sweep it), what stands there is moved aside too (`appeared`);
 - a recorded name where nothing stands is not let go: the next check compares
   with the same record, and moves aside whatever is brought back there.
 
@@ -54,7 +55,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from kfd.sandbox.identities import Identity
-from kfd.sandbox.layout import Layout
+from kfd.sandbox.layout import Layout, program_shadows
 
 APPEARED = (
     "it stands where nothing stood when kfd last looked at this workspace with no "
@@ -80,11 +81,46 @@ class Expected(msgspec.Struct, frozen=True):
     markers: tuple[tuple[str, int], ...] = ()
     """The repositories below the top, with their inodes
     (`kfd.sandbox.layout.Layout.markers`)."""
+    home: str = ""
+    home_entries: tuple[str, ...] = ()
+    """The configuration entries at the top of a home in the workspace
+    (`kfd.sandbox.layout.Layout.home_entries`)."""
+    top_entries: tuple[str, ...] = ()
+    """The names at the top of a workspace on ``PATH``
+    (`kfd.sandbox.layout.Layout.top_entries`)."""
 
 
 def of(layout: Layout) -> Expected:
     """The `Expected` of the workspace as ``layout`` found it."""
-    return Expected(layout.identities, layout.swept, layout.markers)
+    return Expected(
+        layout.identities,
+        layout.swept,
+        layout.markers,
+        layout.home,
+        layout.home_entries,
+        layout.top_entries,
+    )
+
+
+def appeared(record: Expected, layout: Layout) -> list[str]:
+    """Names the command that had ``layout`` may not leave, which that layout found
+    (another session's command may have made them) and the record did not, so that
+    its own sweep keeps them: where the record found nothing may appear, in a home in
+    the workspace, and at the top of a workspace on ``PATH`` where they would shadow a
+    program. Not looked at: where each stands now (`kfd.sandbox.sweep.present`)."""
+    own = set(layout.swept)
+    found = [path for path in record.absent if path not in own]
+    if layout.home and layout.home == record.home:
+        before = set(record.home_entries)
+        found += [os.path.join(layout.home, n) for n in layout.home_entries if n not in before]
+    if layout.later_on_path:
+        before = set(record.top_entries)
+        found += [
+            os.path.join(layout.workspace, name)
+            for name in layout.top_entries
+            if name not in before and program_shadows(name, layout.later_on_path)
+        ]
+    return found
 
 
 @dataclass

@@ -64,11 +64,11 @@ async def sh(confinement: Confinement, workspace: Path, command: str) -> None:
 
 @contextlib.asynccontextmanager
 async def held_away(
-    confinement: Confinement, workspace: Path, name: str = "tools"
+    confinement: Confinement, workspace: Path, name: str = "tools", away: str = "tools.h"
 ) -> AsyncIterator[None]:
-    """A process of the command ``confinement`` is for holds ``name`` renamed away while
-    the block runs (another command's checks), and brings it back after."""
-    command = f"mv {name} {name}.h && echo held && read _ && mv {name}.h {name}"
+    """A process of the command ``confinement`` is for holds ``name`` renamed to ``away``
+    while the block runs (another command's checks), and brings it back after."""
+    command = f"mv {name} {away} && echo held && read _ && mv {away} {name}"
     process = await asyncio.create_subprocess_exec(
         *confinement.prefix,
         "bash",
@@ -163,11 +163,32 @@ async def test_a_repository_remade_after_its_parent_was_held_away_is_removed(
     a = await start(repo)
     await sh(a, repo, "mv sub sub.old && mkdir sub && git init -q sub")
     b = await start(repo)
-    async with held_away(b, repo, "sub"):
+    async with held_away(b, repo, "sub", "sub.h"):
         notes = await a.finish()
     notes += await b.finish()
     assert not (sub / ".git").exists(), notes
     assert (repo / "sub.old" / ".git").is_dir()
+
+
+async def test_a_configuration_entry_made_in_a_home_in_the_workspace_held_away_is_moved_aside(
+    private_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HOME=<workspace>/u``: a new dot-entry there is configuration the host reads.
+    The other session's layout finds A's ``.gitconfig`` there (so would keep it), and
+    holds ``u`` away while A's checks look."""
+    workspace = private_home / "ws"
+    home = workspace / "u"
+    home.mkdir(parents=True)
+    git_init(workspace)
+    monkeypatch.setenv("HOME", str(home))
+    a = await start(workspace)
+    await sh(a, workspace, "printf '[core]\\n\\tfsmonitor = touch ran\\n' > u/.gitconfig")
+    b = await start(workspace)
+    async with held_away(b, workspace, "u", "held"):
+        notes = await a.finish()
+    notes += await b.finish()
+    assert not (home / ".gitconfig").exists(), notes
+    assert any("nothing stood" in note for note in notes), notes
 
 
 async def test_what_the_user_puts_at_an_emptied_name_between_commands_is_theirs(
