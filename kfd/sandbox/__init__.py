@@ -161,7 +161,10 @@ def _undo(layout: Layout, before: gitstate.Before, running: expected.Running | N
     steps: list[tuple[str, Callable[[], list[str]]]] = [
         ("moving aside what replaced a protected name", moved),
         ("removing what it may not leave", lambda: sweep(leftovers(layout, record.markers), root)),
-        ("undoing what it left in git's state", lambda: gitstate.undo(layout, before)),
+        (
+            "undoing what it left in git's state",
+            lambda: gitstate.undo(layout, before, (record.markers, record.git_dirs)),
+        ),
     ]
     notes: list[str] = []
     try:

@@ -81,6 +81,9 @@ class Expected(msgspec.Struct, frozen=True):
     markers: tuple[tuple[str, int], ...] = ()
     """The repositories below the top, with their inodes
     (`kfd.sandbox.layout.Layout.markers`)."""
+    git_dirs: tuple[str, ...] = ()
+    """The git directories that are the user's, as they really are
+    (`kfd.sandbox.layout.Layout.git_dirs`): any other is checked as a new one."""
     home: str = ""
     home_entries: tuple[str, ...] = ()
     """The configuration entries at the top of a home in the workspace
@@ -96,6 +99,7 @@ def of(layout: Layout) -> Expected:
         layout.identities,
         layout.swept,
         layout.markers,
+        tuple(os.path.realpath(git_dir.path) for git_dir in layout.git_dirs),
         layout.home,
         layout.home_entries,
         layout.top_entries,

@@ -127,11 +127,17 @@ def in_reach(path: str, places: Iterable[str], protected: Iterable[str]) -> bool
     return path != inner and (first in GIT_WRITABLE or first.endswith(".lock"))
 
 
-def new_repositories(layout: Layout, markers: Iterable[tuple[str, int]]) -> list[str]:
+def new_repositories(
+    layout: Layout,
+    markers: Iterable[tuple[str, int]],
+    known: Iterable[tuple[str, int]] | None = None,
+) -> list[str]:
     """The ``.git`` entries and bare-shaped directories in ``markers`` (as found after a
-    command) that ``layout`` did not know: repositories the command created. The
-    workspace's own ``.git`` too where it had none and could get one."""
-    before = {path for path, _ in layout.markers}
+    command) that were not there before: repositories the command created. Before is
+    ``known`` (the markers recorded while no command ran, `kfd.sandbox.expected`)
+    where given, else ``layout``'s. The workspace's own ``.git`` too where it had
+    none and could get one."""
+    before = {path for path, _ in (layout.markers if known is None else known)}
     found = [path for path, _ in markers if path not in before]
     top = os.path.join(layout.workspace, ".git")
     if layout.marker == "none" and os.path.lexists(top):
@@ -158,9 +164,16 @@ def before(layout: Layout) -> Before:
     return found
 
 
-def undo(layout: Layout, started: Before | None = None) -> list[str]:
+def undo(
+    layout: Layout,
+    started: Before | None = None,
+    known: tuple[Iterable[tuple[str, int]], Iterable[str]] | None = None,
+) -> list[str]:
     """Undo what the command that had ``layout`` left in git's state and may not;
     one note per thing undone (blocking). ``started``: `before` the command.
+    ``known``: the repositories that are the user's, as markers (`new_repositories`)
+    and real git directories, where ``layout``'s are not (it was gathered while
+    another session's command ran, and may have found that command's).
 
     Each git directory, and each repository the command created, is checked on its
     own: whatever one check raises, the others still run, and what it did not finish
@@ -177,14 +190,18 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
         cache_home = os.path.realpath(layout.cache_home)
         notes += _in_cache_home(layout.markers, cache_home, root)
     try:
-        new = _created(layout)
+        new = _created(layout, None if known is None else known[0])
     except Exception as exc:  # fail closed: no gitlink leads into what was not found
         return notes + _no_gitlinks(layout.git_dirs, root, UNSEARCHED.format(_failure(exc)))
     if new is None:
         return notes + _no_gitlinks(layout.git_dirs, root, UNWALKED)
     # The cache home as git directories are found: real paths.
     places = (root, *([os.path.realpath(layout.cache_home)] if layout.cache_home else []))
-    protected = [os.path.realpath(git_dir.path) for git_dir in layout.git_dirs]
+    protected = (
+        [os.path.realpath(git_dir.path) for git_dir in layout.git_dirs]
+        if known is None
+        else list(known[1])
+    )
     created: dict[str, str] = {}
     for marker in new:
         try:
@@ -202,7 +219,7 @@ def undo(layout: Layout, started: Before | None = None) -> list[str]:
     return notes
 
 
-def _created(layout: Layout) -> list[str] | None:
+def _created(layout: Layout, known: Iterable[tuple[str, int]] | None) -> list[str] | None:
     """The repositories the command created (`new_repositories`), or None when the
     walk could not go through every directory in time, or found something else each
     time (directories moved while it walked hide what is below them)."""
@@ -219,7 +236,7 @@ def _created(layout: Layout) -> list[str] | None:
             return None
     if not found.complete:
         return None
-    return new_repositories(layout, found.markers)
+    return new_repositories(layout, found.markers, known)
 
 
 def _undo_protected(

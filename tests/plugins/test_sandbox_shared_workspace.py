@@ -221,3 +221,22 @@ async def test_a_command_whose_checks_never_ran_is_checked_before_the_next_one(
     assert f"kfd moved {workspace / 'tools'} to {workspace / 'tools.kfd-unsafe'}" in notes[0]
     assert "whose checks never ran" in notes[0]
     assert host_runs(workspace) == ""
+
+
+async def test_a_repository_another_sessions_layout_found_is_checked_as_new(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """A makes a repository whose configuration runs a program; B starts while A's
+    command runs, so B's layout finds that repository. Whatever keeps it from A's
+    checks (here it is moved out of the workspace while they look, which no sandboxed
+    command can do: a stand-in for one that hid it), B's checks must take it for a new
+    one, not the user's: the record made while no command ran has none."""
+    a = await start(workspace)
+    await sh(a, workspace, "git init -q sub && git -C sub config core.fsmonitor 'echo x'")
+    b = await start(workspace)  # gathered while A's command has not finished
+    (workspace / "sub").rename(tmp_path / "sub")
+    notes = await a.finish()
+    (tmp_path / "sub").rename(workspace / "sub")
+    notes += await b.finish()
+    config = workspace / "sub" / ".git" / "config"
+    assert not (config.exists() and "fsmonitor" in config.read_text()), notes
