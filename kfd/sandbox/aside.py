@@ -9,8 +9,11 @@ descriptor. Blocking.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 
+from kfd.regular import NotRegular
 from kfd.sandbox.sweep import free_name, reach, remove
 
 ASIDE = ".kfd-unsafe"
@@ -75,8 +78,14 @@ def replace(directory: int, name: str, data: bytes) -> None:
 
 
 def read(directory: int, name: str, limit: int) -> bytes:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+    """At most ``limit`` + 1 bytes of the regular file ``name`` in ``directory``, never
+    through a link, never waiting: a FIFO a command left (or swapped in since it
+    was looked at) is `NotRegular`, not a read that blocks the checks for good."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(name, flags, dir_fd=directory)
     with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(errno.EINVAL, "it is not a regular file", name)
         return handle.read(limit + 1)
 
 

@@ -172,7 +172,9 @@ def _read(path: str) -> bytes | None:
     """The bytes of file ``path`` (never through a link), or None if it is not a
     regular file kfd can read under `MAX_STATE_BYTES`."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # Not waiting: opening a FIFO a command left there blocks until a writer
+        # comes, and none will (round 18: `mkfifo .git/MERGE_RR` held the checks).
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as handle:

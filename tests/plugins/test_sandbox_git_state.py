@@ -864,3 +864,41 @@ async def _plant_deep_and_check(repo: Path, canary: Path, bashrc: Path) -> None:
     )  # logs/refs/heads/x/.../y
     assert not canary.exists()
     assert bashrc.read_text() == "# mine\n"
+
+
+def release(fifo: Path) -> None:
+    """Let a reader waiting on ``fifo`` go (a regression would otherwise hold its
+    thread, and the test run's end, for good)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass  # no reader waits, or it is gone
+
+
+@pytest.mark.parametrize("fifo", [".git/MERGE_RR", "n/.git/config"])
+async def test_a_fifo_where_the_checks_read_holds_nothing_and_is_moved_aside(
+    repo: Path, canary: Path, fifo: str
+) -> None:
+    """Round 18: a plain open of a FIFO waits for a writer that never comes (every
+    process of the command is gone), so the checks hung for good, every later
+    command of the workspace with them, and what they had not reached yet (a new
+    repository's fsmonitor, made in the same command) stayed armed for the host."""
+    commit(repo)
+    try:
+        output = await asyncio.wait_for(
+            run(
+                repo,
+                "git init -q n && rm -f n/.git/config && "
+                f"mkfifo {fifo} && git init -q b && "
+                f"git -C b config core.fsmonitor 'touch {canary}; false #' && echo planted",
+            ),
+            timeout=60,
+        )
+    finally:
+        release(repo / fifo)
+    assert "planted" in output, output
+    assert f"kfd moved {repo / fifo} to" in output, output
+    assert not (repo / fifo).exists()
+    git(repo / "b", "status")
+    assert not canary.exists(), output
+    assert "done" in await asyncio.wait_for(run(repo, "echo done"), timeout=60)
