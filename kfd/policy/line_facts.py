@@ -132,11 +132,13 @@ def line_facts(
             named.add(subject)
     redirects: list[PathFact] = []
     seen: set[tuple[str, str, bool]] = set()
-    for (word, write), base in ((t, b) for t in targets for b in bases):
-        fact = msgspec.structs.replace(gatherer.resolve(word, base), write=write)
-        if (word, fact.path, write) not in seen:
-            seen.add((word, fact.path, write))
-            redirects.append(fact)
+    resolve, replace = gatherer.resolve, msgspec.structs.replace  # for each of hundreds
+    for word, write in targets:
+        for base in bases:
+            fact = resolve(word, base)
+            if (word, fact.path, write) not in seen:
+                seen.add((word, fact.path, write))
+                redirects.append(replace(fact, write=write))
     # Each distinct command once: a command's reading is its key's (words, dynamic
     # ones, open end), and a line may repeat one hundreds of times.
     if any(unpacking_of(read_command(facts.command)) for facts in distinct):
@@ -385,6 +387,7 @@ class _Gatherer:
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
         self.real_bases: dict[str, str] = {}
+        self.plain_bases: dict[str, tuple[str, str, frozenset[str]]] = {}
         self.normal_bases = {
             b for b in bases if b == os.path.normpath(b) and b[:1] == "/" and b[:2] != "//"
         }
@@ -439,21 +442,20 @@ class _Gatherer:
         key = (word, base)
         fact = self.resolved.get(key)
         if fact is None:
-            if "/" not in word and word not in (".", "..") and word not in self.listing(base):
-                if base in self.normal_bases:
-                    path = f"{base}/{word}" if base != "/" else f"/{word}"  # as below
-                else:
-                    path = os.path.normpath(os.path.join(base, word))
-                real_base = self.real_base(base)
-                real = f"{real_base}/{word}" if real_base != "/" else f"/{word}"
-                fact = PathFact(
-                    word=word,
-                    path=path,
-                    real=real,
-                    inside=self.inside(real),
-                    instruction=self.instructions.get(real, ""),
-                )
-            else:
+            if "/" not in word and word != "." and word != "..":
+                spelled, real_prefix, names = self.plain_bases.get(base) or self.plain_base(base)
+                if word not in names:
+                    real = real_prefix + word
+                    fact = PathFact(
+                        word=word,
+                        path=spelled + word
+                        if spelled
+                        else os.path.normpath(os.path.join(base, word)),
+                        real=real,
+                        inside=real == self.root or real.startswith(self.root_prefix),
+                        instruction=self.instructions.get(real, ""),
+                    )
+            if fact is None:
                 fact = self.quick_fact(word, base) or path_fact(
                     word, base, self.root, instructions=self.instructions
                 )
@@ -503,9 +505,15 @@ class _Gatherer:
             instruction=self.instructions.get(real, ""),
         )
 
-    def inside(self, real: str) -> bool:
-        """`kfd.policy.paths.inside` of the workspace."""
-        return real == self.root or real.startswith(self.root_prefix)
+    def plain_base(self, base: str) -> tuple[str, str, frozenset[str]]:
+        """What `resolve` joins a plain name to in ``base``, found once per line: the
+        base's spelling as `_absolute` gives it (empty where `os.path.normpath` must
+        make it), its real path, both ending in ``/``, and the names in it."""
+        spelled = "" if base not in self.normal_bases else base + "/" if base != "/" else "/"
+        real = self.real_base(base)
+        real = real + "/" if real != "/" else "/"
+        plain = self.plain_bases[base] = (spelled, real, self.listing(base))
+        return plain
 
     def listing(self, base: str) -> frozenset[str]:
         names = self.listings.get(base)
