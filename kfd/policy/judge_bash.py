@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kfd.policy.command_rules import (
@@ -51,9 +51,8 @@ from kfd.policy.judge_paths import (
     weigh_each,
     weigh_history,
     weigh_index,
-    weigh_path,
+    weigh_touched,
     weigh_tree,
-    weigh_write,
 )
 from kfd.policy.judge_tool import weigh_untrusted
 from kfd.policy.programs.identity import canonical
@@ -96,13 +95,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         elif _exact_line(sourced, command) and found.rule(sourced, "this command"):
             exact = exact or sourced
     base = request.workspace
-    # What a program may read as code: the line's here-documents, and any other
-    # command's arguments, which reach it through a pipe, a file or a variable
-    # (`echo 'rm -rf x' | at now`).
-    inputs = [
-        *line.analysis.inputs,
-        *(" ".join(cf.command.argv[1:]) for cf in line.commands if len(line.commands) > 1),
-    ]
+    inputs = _Inputs(line)
     # A command met again (`command_key`: other redirections around the same words)
     # has the same verdict: weighed once.
     weighed: dict[bytes, _Part] = {}
@@ -118,16 +111,14 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
             part.allowed = whole
         _weigh_command_paths(facts, part, found, exact=exact is not None)
         parts.append(part)
-    writes = [fact for fact in line.redirects if fact.write]
-    for fact in line.redirects:
-        if fact.write:
-            weigh_write(facts, fact, found, exact=exact is not None)
-        else:
-            weigh_path(facts, fact, found, exact=exact is not None)
+    writes = any(fact.write for fact in line.redirects)
+    weigh_touched(facts, line.redirects, found, exact=exact is not None)
     risky = [r for r in line.analysis.risks if r.kind not in _SOFT_RISKS]
-    if exact is None:
+    # What follows only asks: a line that asks or denies already keeps its first
+    # reason, and its hundreds of commands need not be read again for another.
+    if exact is None and found.refused is None:
         _weigh_risks(line, found)
-    for cf in line.commands:
+    for cf in line.commands if found.refused is None else ():
         if cf.option_matches:
             found.ask(f"`{cf.command.source}`: {'; '.join(cf.option_matches)}")
     if request.arguments.get("network") is True and not facts.network_allowed:
@@ -175,6 +166,29 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         "matches no allow rule",
         source="mode",
     )
+
+
+class _Inputs:
+    """What a program may read as code: the line's here-documents, and any other
+    command's arguments, which reach it through a pipe, a file or a variable
+    (``echo 'rm -rf x' | at now``). Spelled out when a command first needs them (one
+    that runs code, weighed against a rule): most lines never do, and joining the
+    words of hundreds of commands costs a third of what judging them does."""
+
+    __slots__ = ("line", "texts")
+
+    def __init__(self, line: LineFacts) -> None:
+        self.line = line
+        self.texts: list[str] | None = None
+
+    def __call__(self) -> list[str]:
+        if self.texts is None:
+            commands = self.line.commands
+            self.texts = [
+                *self.line.analysis.inputs,
+                *(" ".join(cf.command.argv[1:]) for cf in commands if len(commands) > 1),
+            ]
+        return self.texts
 
 
 _PATTERN_CHARACTERS = frozenset("*?[")
@@ -232,7 +246,7 @@ def _weigh_command(
     restricting: Sequence[tuple[SourcedRule, CommandPattern]],
     found: Findings,
     base: str,
-    inputs: Sequence[str],
+    inputs: Callable[[], Sequence[str]],
 ) -> _Part:
     """Deny and ask rules against one command (and its wrappers); the allow rule for it."""
     command = cf.command
@@ -252,7 +266,7 @@ def _weigh_command(
             )
         elif reading.runs_code and pattern.words:
             if named is None:
-                named = _programs_named(command, inputs)
+                named = _programs_named(command, inputs())
             token = named.get(rule_program(pattern)[0])
             if token:
                 found.ask(
@@ -349,11 +363,8 @@ def _weigh_command_paths(facts: CallFacts, part: _Part, found: Findings, *, exac
             "allowing git there"
         )
     weigh_each(facts, cf.paths, found, exact=exact, write=access)
-    for fact in cf.unpacked:  # what its data names: a patch's targets, an archive's members
-        if fact.write:
-            weigh_write(facts, fact, found, exact=exact)
-        else:
-            weigh_path(facts, fact, found, exact=exact)
+    # What its data names: a patch's targets, an archive's members.
+    weigh_touched(facts, cf.unpacked, found, exact=exact)
     for tree in cf.trees:
         weigh_tree(facts, program, tree, found)
     read = git_read(part.reading, lambda: {fact.word: fact.kind for fact in cf.paths})

@@ -41,8 +41,8 @@ __all__ = [
     "weigh_index",
     "weigh_path",
     "weigh_paths",
+    "weigh_touched",
     "weigh_tree",
-    "weigh_write",
 ]
 
 _WRITE_RULES = frozenset({"edit"})
@@ -201,22 +201,37 @@ def _leads_here(fact: PathFact) -> str | None:
     )
 
 
-def weigh_write(facts: CallFacts, fact: PathFact, found: Findings, *, exact: bool) -> None:
-    """A file a command writes by redirection (or an option that writes): like an edit.
+def weigh_touched(
+    facts: CallFacts, paths: Sequence[PathFact], found: Findings, *, exact: bool
+) -> None:
+    """`weigh_path` for each of ``paths`` (a line's redirections, the files an archive
+    names); each one written is like an edit: an ``edit(...)`` allow rule, or the
+    ``accept-edits`` and ``auto`` modes, allow it; the default mode asks, ``plan``
+    denies. The call's `_Shared` is found once, since a line may write hundreds of
+    files (``echo x > out1; echo y > out2; ...``)."""
+    shared = _shared(facts)
+    for fact in paths:
+        write = fact.write
+        allow = (
+            None
+            if _unremarkable(shared, fact, write, exact)
+            else _weigh_path(facts, fact, found, exact=exact, redirect=bool(write))
+        )
+        if write and allow is None and not exact:
+            _weigh_mode_write(facts, fact, found)
 
-    An ``edit(...)`` allow rule, or the ``accept-edits`` and ``auto`` modes,
-    allow it; the default mode asks, ``plan`` denies.
-    """
-    allow = weigh_path(facts, fact, found, exact=exact, redirect=True)
-    if allow is not None or exact:
-        return
+
+def _weigh_mode_write(facts: CallFacts, fact: PathFact, found: Findings) -> None:
+    """What the mode says of writing a file no rule allows. A line that already asks
+    keeps its first reason: the next one is not even spelled (a line may write
+    hundreds of files, each of which default mode asks about)."""
     mode = facts.request.mode
     if mode == "plan":
         found.deny(
             f"plan mode: the command writes {fact.word}; only read-only commands run "
             "(describe the change instead, or ask the user to switch modes)"
         )
-    elif mode == "default":
+    elif mode == "default" and found.refused is None:
         found.ask(f"the command writes {fact.word}: default mode asks before it writes a file")
 
 

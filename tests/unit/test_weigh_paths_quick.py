@@ -21,9 +21,10 @@ from kfd.agent.instructions import NAMES as INSTRUCTION_FILES
 from kfd.api import PolicyRequest
 from kfd.policy.defaults import _SHELL_STARTUP, builtin_rules, protected
 from kfd.policy.facts import CallFacts, PathFact
-from kfd.policy.judge_paths import _weigh_path, path_rules, weigh_each, weigh_path
+from kfd.policy.judge_paths import _weigh_path, path_rules, weigh_each, weigh_path, weigh_touched
 from kfd.policy.rules import SourcedRule, parse_rule
 from kfd.policy.verdicts import Findings
+from kfd.protocol import MODES, Mode
 
 WORKSPACE = "/repo"
 HOME = "/home/u"
@@ -74,7 +75,7 @@ def path_facts(draw: st.DrawFn) -> PathFact:
     )
 
 
-def call(tool: str) -> CallFacts:
+def call(tool: str, mode: Mode = "default") -> CallFacts:
     request = PolicyRequest(
         session_id="s",
         tool=tool,
@@ -82,7 +83,7 @@ def call(tool: str) -> CallFacts:
         read_only=False,
         edits_files=tool != "bash",
         workspace=WORKSPACE,
-        mode="default",
+        mode=mode,
     )
     return CallFacts(request=request, rules=RULES, home=HOME)
 
@@ -140,6 +141,38 @@ def test_weighing_one_path_finds_and_returns_what_the_long_way_does(
     quick, slow = Findings(), Findings()
     allowed = weigh_path(facts, fact, quick, exact=exact, redirect=redirect)
     assert allowed == _weigh_path(facts, fact, slow, exact=exact, redirect=redirect)
+    assert quick.best == slow.best
+
+
+def reference_touched(facts: CallFacts, fact: PathFact, found: Findings, *, exact: bool) -> None:
+    """A redirection's path weighed as `weigh_touched` did before it took the quick way:
+    the long way, then (for a write no rule allows) the mode, each reason spelled."""
+    allow = _weigh_path(facts, fact, found, exact=exact, redirect=bool(fact.write))
+    if not fact.write or allow is not None or exact:
+        return
+    if facts.request.mode == "plan":
+        found.deny(
+            f"plan mode: the command writes {fact.word}; only read-only commands run "
+            "(describe the change instead, or ask the user to switch modes)"
+        )
+    elif facts.request.mode == "default":
+        found.ask(f"the command writes {fact.word}: default mode asks before it writes a file")
+
+
+@given(
+    st.lists(path_facts(), max_size=8),
+    st.booleans(),
+    st.sampled_from(MODES),
+)
+@settings(max_examples=400, deadline=None)
+def test_weighing_a_lines_redirections_finds_what_the_long_way_finds(
+    facts_list: list[PathFact], exact: bool, mode: Mode
+) -> None:
+    facts = call("bash", mode)
+    quick, slow = Findings(), Findings()
+    weigh_touched(facts, facts_list, quick, exact=exact)
+    for fact in facts_list:
+        reference_touched(facts, fact, slow, exact=exact)
     assert quick.best == slow.best
 
 
