@@ -130,20 +130,32 @@ def line_facts(
         if subject not in named and _file(subject):
             targets.setdefault((subject, True))
             named.add(subject)
-    redirects: list[PathFact] = []
-    seen: set[tuple[str, str, bool]] = set()
-    resolve, replace = gatherer.resolve, msgspec.structs.replace  # for each of hundreds
-    for word, write in targets:
-        for base in bases:
-            fact = resolve(word, base)
-            if (word, fact.path, write) not in seen:
-                seen.add((word, fact.path, write))
-                redirects.append(replace(fact, write=write))
+    redirects = _target_facts(gatherer, targets, bases)
     # Each distinct command once: a command's reading is its key's (words, dynamic
     # ones, open end), and a line may repeat one hundreds of times.
     if any(unpacking_of(read_command(facts.command)) for facts in distinct):
         commands = _with_unpacked(gatherer, commands, redirects, analysis.inputs)
     return LineFacts(analysis=analysis, commands=commands, redirects=redirects)
+
+
+def _target_facts(
+    gatherer: _Gatherer, targets: dict[tuple[str, bool], None], bases: list[str]
+) -> list[PathFact]:
+    """Each target (word, written) resolved from every base, each word, path and access
+    once. From one base each target is one path, met once: nothing need be kept to
+    tell (a line may write hundreds of files)."""
+    resolve, replace = gatherer.resolve, msgspec.structs.replace  # for each of hundreds
+    if len(bases) == 1:
+        return [replace(resolve(word, bases[0]), write=write) for word, write in targets]
+    facts: list[PathFact] = []
+    seen: set[tuple[str, str, bool]] = set()
+    for word, write in targets:
+        for base in bases:
+            fact = resolve(word, base)
+            if (word, fact.path, write) not in seen:
+                seen.add((word, fact.path, write))
+                facts.append(replace(fact, write=write))
+    return facts
 
 
 def _with_unpacked(
