@@ -139,11 +139,17 @@ def command_key(command: SimpleCommand) -> bytes:
     """What makes two commands of a line the same command, whatever redirections
     surround each (``echo $(date) > out1; echo $(date) > out2``): their facts and
     verdicts are the same, so each is gathered and judged once. (The redirections are
-    the line's, in `LineFacts.redirects`.)"""
-    return _ENCODE(msgspec.structs.replace(command, redirects=[]))
+    the line's, in `LineFacts.redirects`.)
+
+    Every field but the redirections, by place: a tuple encodes in two thirds of the
+    time a copy of the command without them takes, for each of a line's hundreds."""
+    fields = _FIELDS(command)
+    return _ENCODE(fields[:_REDIRECTS] + fields[_REDIRECTS + 1 :])
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
+_FIELDS = msgspec.structs.astuple
+_REDIRECTS = SimpleCommand.__struct_fields__.index("redirects")
 
 
 class LineFacts(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,8 @@ from kfd.policy.facts import command_key
 from kfd.policy.line_facts import _Gatherer, _normal_relative, line_facts, path_fact
 from kfd.policy.paths import real_path
 from kfd.policy.reading import _all_plain
+from kfd.policy.shell import SimpleCommand
+from kfd.policy.shell.model import Assignment, Redirect
 
 NAMES = ["src", "a.py", "link", "dir-link", "out", "dangling", "loop", "hard", "gone", "..", "."]
 
@@ -132,3 +135,47 @@ def test_a_normal_relative_word_is_told_as_the_pattern_told_it(word: str) -> Non
     relative path that `os.path.normpath` leaves as it is."""
     pattern = re.compile(r"(?!\.\.?(?:/|\Z))[^/]+(?:/(?!\.\.?(?:/|\Z))[^/]+)*")
     assert _normal_relative(word) == (pattern.fullmatch(word) is not None)
+
+
+_WORDS = st.lists(st.sampled_from(["a", "b", "-c"]), max_size=2)
+_COMMANDS = st.builds(
+    SimpleCommand,
+    argv=_WORDS,
+    static=st.booleans(),
+    source=st.sampled_from(["a", "b"]),
+    wrappers=st.lists(_WORDS, max_size=1),
+    assignments=st.lists(
+        st.builds(Assignment, st.just("V"), st.sampled_from(["1", "2"]), st.booleans()), max_size=1
+    ),
+    redirects=st.lists(
+        st.builds(
+            Redirect, st.sampled_from(["read", "write"]), st.sampled_from(["o", "p"]), st.booleans()
+        ),
+        max_size=2,
+    ),
+    chdir=_WORDS,
+    git_config=_WORDS,
+    open_ended=st.booleans(),
+    dynamic=st.dictionaries(st.integers(0, 2), st.sampled_from(["x", "y"]), max_size=2),
+    patterns=st.dictionaries(st.integers(0, 2), st.sampled_from(["*", "?"]), max_size=2),
+    wrapper_words=_WORDS,
+)
+
+
+@given(_COMMANDS, _COMMANDS, st.sampled_from(SimpleCommand.__struct_fields__))
+@settings(max_examples=2000, deadline=None)
+def test_a_commands_key_tells_commands_apart_as_a_copy_without_redirections_did(
+    one: SimpleCommand, other: SimpleCommand, field: str
+) -> None:
+    """`command_key` encodes every field but the redirections, by place: two commands
+    share a key exactly when the copies of both without their redirections, encoded,
+    are the same (as the key once was made), and a command differing in one field
+    only (any of them) is told apart by that field alone."""
+    encode = msgspec.msgpack.Encoder().encode
+
+    def reference(command: SimpleCommand) -> bytes:
+        return encode(msgspec.structs.replace(command, redirects=[]))
+
+    one_field = msgspec.structs.replace(one, **{field: getattr(other, field)})
+    for command in (other, one_field):
+        assert (command_key(one) == command_key(command)) == (reference(one) == reference(command))
