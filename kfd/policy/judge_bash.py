@@ -97,14 +97,16 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
     base = request.workspace
     inputs = _Inputs(line)
     # A command met again (`command_key`: other redirections around the same words)
-    # has the same verdict: weighed once.
+    # has the same verdict: weighed once, its part standing for each time it is met
+    # (its source is in its key too). What holds of every part holds of `distinct`.
     weighed: dict[bytes, _Part] = {}
     parts: list[_Part] = []
+    several = len(line.commands) > 1
     for cf in line.commands:
-        key = cf.key_of() if len(line.commands) > 1 else b""
+        key = cf.key_of() if several else b""
         known = weighed.get(key)
         if known is not None:
-            parts.append(_Part(cf, known.reading, known.allowed, known.read_only))
+            parts.append(known)
             continue
         part = weighed[key] = _weigh_command(cf, bash_rules, restricting, found, base, inputs)
         if part.allowed is None and whole is not None:
@@ -126,8 +128,9 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
             "the command asks for network access; the sandbox keeps it off unless you "
             "allow this call ([sandbox] network = true allows every command)"
         )
+    distinct = weighed.values()
     if parts:
-        read_only_line = all(p.read_only for p in parts) and not writes and not risky
+        read_only_line = all(p.read_only for p in distinct) and not writes and not risky
     else:
         read_only_line = not line.analysis.expansions and not writes and not risky
     if request.mode == "plan" and not read_only_line:
@@ -136,8 +139,8 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
             "describe the change instead, or ask the user to switch modes"
         )
     allowed = exact
-    if allowed is None and parts and all(part.allowed is not None for part in parts):
-        allowed = most_specific([part.allowed for part in parts if part.allowed is not None])
+    if allowed is None and parts and all(part.allowed is not None for part in distinct):
+        allowed = most_specific([part.allowed for part in distinct if part.allowed is not None])
     if not read_only_line:
         weigh_untrusted(facts, found, allowed, mutating=True)
     if found.refused is not None:
@@ -159,7 +162,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         return _allowed_parts(parts, allowed)
     if request.mode == "auto":
         return Outcome("allow", "auto mode", source="mode")
-    uncovered = next(part for part in parts if part.allowed is None)
+    uncovered = next(part for part in distinct if part.allowed is None)
     return Outcome(
         "ask",
         f"{request.mode} mode asks before `bash`: `{uncovered.facts.command.source}` "

@@ -210,6 +210,7 @@ def weigh_touched(
     denies. The call's `_Shared` is found once, since a line may write hundreds of
     files (``echo x > out1; echo y > out2; ...``)."""
     shared = _shared(facts)
+    mode = facts.request.mode
     for fact in paths:
         write = fact.write
         allow = (
@@ -217,22 +218,18 @@ def weigh_touched(
             if _unremarkable(shared, fact, write, exact)
             else _weigh_path(facts, fact, found, exact=exact, redirect=bool(write))
         )
-        if write and allow is None and not exact:
-            _weigh_mode_write(facts, fact, found)
-
-
-def _weigh_mode_write(facts: CallFacts, fact: PathFact, found: Findings) -> None:
-    """What the mode says of writing a file no rule allows. A line that already asks
-    keeps its first reason: the next one is not even spelled (a line may write
-    hundreds of files, each of which default mode asks about)."""
-    mode = facts.request.mode
-    if mode == "plan":
-        found.deny(
-            f"plan mode: the command writes {fact.word}; only read-only commands run "
-            "(describe the change instead, or ask the user to switch modes)"
-        )
-    elif mode == "default" and found.refused is None:
-        found.ask(f"the command writes {fact.word}: default mode asks before it writes a file")
+        if not write or allow is not None or exact:
+            continue
+        # What the mode says of a write no rule allows. A line that asks already
+        # keeps its first reason: the next is not even spelled (default mode asks
+        # about each of the hundreds of files a line may write).
+        if mode == "plan":
+            found.deny(
+                f"plan mode: the command writes {fact.word}; only read-only commands run "
+                "(describe the change instead, or ask the user to switch modes)"
+            )
+        elif mode == "default" and found.refused is None:
+            found.ask(f"the command writes {fact.word}: default mode asks before it writes a file")
 
 
 def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[SourcedRule]:
