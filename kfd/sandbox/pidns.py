@@ -106,7 +106,7 @@ class Watch:
         try:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(init, signal.SIGKILL)
-            await _ended(init)
+            await ended(init)
         finally:
             os.close(init)
 
@@ -159,7 +159,7 @@ def _open_child(pid: int, parent: int) -> int | None:
     return None
 
 
-async def _ended(handle: int) -> None:
+async def ended(handle: int) -> None:
     """Wait until the process of pidfd ``handle`` has exited."""
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()

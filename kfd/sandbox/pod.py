@@ -517,17 +517,8 @@ async def _exited(process: subprocess.Popen[bytes]) -> None:
     except OSError:
         await asyncio.to_thread(process.wait)
         return
-    loop = asyncio.get_running_loop()
-    gone: asyncio.Future[None] = loop.create_future()
-
-    def ended() -> None:
-        if not gone.done():
-            gone.set_result(None)
-
-    loop.add_reader(handle, ended)
     try:
-        await gone
+        await pidns.ended(handle)
     finally:
-        loop.remove_reader(handle)
         os.close(handle)
     process.wait()
