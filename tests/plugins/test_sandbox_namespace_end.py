@@ -12,6 +12,7 @@ after they ran. Each test runs many rounds: the old race lost only some.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,17 @@ ROUNDS = 16
 
 WRITER = "while :; do echo $((n += 1)) > AGENTS.md; done"
 """Keeps writing ``AGENTS.md`` (a counter in it)."""
+
+
+def mark(n: int) -> str:
+    """A name for test ``n``'s writer, its own in this worker (the two sandboxes of a
+    parametrised test may run at once on two workers, each seeing the other's)."""
+    return f"kfd-planter-{n}-{os.getpid()}"
+
+
+def nap(n: int) -> str:
+    """How long test ``n``'s last process sleeps: its name, as `mark`'s."""
+    return f"300.{os.getpid()}{n}"
 
 
 def planter(marker: str, *, escape: str = "") -> str:
@@ -67,14 +79,14 @@ async def test_run_command_returns_once_every_process_of_the_sandbox_is_gone(
     for escape in ("", "setsid") * (ROUNDS // 2):
         said: list[str] = []
         outcome = await run_command(
-            planter("kfd-planter-4401", escape=escape),
+            planter(mark(4401), escape=escape),
             repo,
             said.append,
             prefix=confinement.prefix,
             env=confinement.env,
         )
         assert (outcome.returncode, outcome.started) == (0, True), said
-        assert processes_running("kfd-planter-4401") == [], said
+        assert processes_running(mark(4401)) == [], said
         await confinement.finish()  # removes AGENTS.md: nothing writes it again
         assert not (repo / "AGENTS.md").exists()
 
@@ -82,9 +94,9 @@ async def test_run_command_returns_once_every_process_of_the_sandbox_is_gone(
 async def test_a_command_is_checked_only_once_all_of_it_is_gone(repo: Path, entry: str) -> None:
     ctx = context(repo)
     for _ in range(ROUNDS):
-        output = await bash(ctx, planter("kfd-planter-4402"))
+        output = await bash(ctx, planter(mark(4402)))
         assert "planted" in output
-        assert_over(repo, "kfd-planter-4402", output)
+        assert_over(repo, mark(4402), output)
 
 
 async def test_a_command_beside_a_busy_pod_is_checked_only_once_all_of_it_is_gone(
@@ -111,9 +123,9 @@ async def test_a_command_beside_a_busy_pod_is_checked_only_once_all_of_it_is_gon
         )
         await asyncio.wait_for(held.wait(), 30.0)
         for _ in range(ROUNDS):
-            output = await bash(ctx, planter("kfd-planter-4403"))
+            output = await bash(ctx, planter(mark(4403)))
             assert "planted" in output
-            assert_over(repo, "kfd-planter-4403", output)
+            assert_over(repo, mark(4403), output)
         assert offered[0] and not any(offered[1:]), offered  # beside the pod, not in it
         (repo / "release").touch()
         assert "released" in await holder
@@ -126,11 +138,11 @@ async def test_a_timed_out_command_is_checked_only_once_all_of_it_is_gone(
 ) -> None:
     ctx = context(repo)
     for _ in range(3):
-        command = planter("kfd-planter-4404", escape="setsid") + "; trap '' TERM; sleep 300.4404"
+        command = planter(mark(4404), escape="setsid") + f"; trap '' TERM; sleep {nap(4404)}"
         output = await bash(ctx, command, timeout=0.3)
         assert "Timed out after 0.3 s" in output
-        assert_over(repo, "kfd-planter-4404", output)
-        assert processes_running("300.4404") == []
+        assert_over(repo, mark(4404), output)
+        assert processes_running(nap(4404)) == []
 
 
 async def test_a_hook_is_checked_only_once_all_of_it_is_gone(repo: Path) -> None:
@@ -138,17 +150,17 @@ async def test_a_hook_is_checked_only_once_all_of_it_is_gone(repo: Path) -> None
         confinement = await confine(repo)
         launch = Launch(tuple(confinement.prefix), confinement.env, confinement.finish)
         answer = await run_hook(
-            planter("kfd-planter-4405", escape="setsid"), b"{}", repo, launch, 30.0, denies=False
+            planter(mark(4405), escape="setsid"), b"{}", repo, launch, 30.0, denies=False
         )
         assert answer.outcome == "ok", answer
-        assert_over(repo, "kfd-planter-4405", answer.note)
+        assert_over(repo, mark(4405), answer.note)
 
 
 async def test_a_hook_that_times_out_is_checked_only_once_all_of_it_is_gone(repo: Path) -> None:
     confinement = await confine(repo)
     launch = Launch(tuple(confinement.prefix), confinement.env, confinement.finish)
-    command = planter("kfd-planter-4406", escape="setsid") + "; trap '' TERM; sleep 300.4406"
+    command = planter(mark(4406), escape="setsid") + f"; trap '' TERM; sleep {nap(4406)}"
     answer = await run_hook(command, b"{}", repo, launch, 0.3, denies=False)
     assert answer.outcome == "timeout", answer
-    assert_over(repo, "kfd-planter-4406", answer.message)
-    assert processes_running("300.4406") == []
+    assert_over(repo, mark(4406), answer.message)
+    assert processes_running(nap(4406)) == []
