@@ -36,19 +36,24 @@ class TooLarge(OSError):
     """The file is larger than the caller reads."""
 
 
-def open_regular(path: Path | str, root: Path | None = None) -> tuple[int, os.stat_result]:
+def open_regular(
+    path: Path | str, root: Path | None = None, *, follow: bool = True
+) -> tuple[int, os.stat_result]:
     """A descriptor of the regular file ``path`` and its status; the caller closes it.
 
     With ``root``, the file is reached beneath it without following a link
     (`kfd.beneath.open_beneath`; ``path`` absolute and normalised). Without, the
-    name is resolved as the kernel does. Never blocks: raises `NotRegular` for
-    anything but a regular file, OSError (FileNotFoundError...) when it cannot be opened.
+    name is resolved as the kernel does; not ``follow``: a link as the last
+    component is not followed (OSError, ``ELOOP``). Never blocks: raises `NotRegular`
+    for anything but a regular file, OSError (FileNotFoundError...) when it cannot be
+    opened.
     """
     if root is not None:
         with open_beneath(root, Path(path)) as target:
             fd = target.open()
     else:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        no_link = 0 if follow else os.O_NOFOLLOW
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | no_link)
     try:
         info = os.fstat(fd)
     except BaseException:
@@ -65,12 +70,14 @@ def open_regular(path: Path | str, root: Path | None = None) -> tuple[int, os.st
     return fd, info
 
 
-def read_regular(path: Path | str, limit: int, root: Path | None = None) -> bytes:
+def read_regular(
+    path: Path | str, limit: int, root: Path | None = None, *, follow: bool = True
+) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` (`open_regular`).
 
     Raises `TooLarge` for a larger file, and what `open_regular` raises.
     """
-    fd, info = open_regular(path, root)
+    fd, info = open_regular(path, root, follow=follow)
     with os.fdopen(fd, "rb") as handle:
         data = b"" if info.st_size > limit else handle.read(limit + 1)
     if info.st_size > limit or len(data) > limit:

@@ -51,6 +51,7 @@ from collections.abc import Callable, Collection
 
 from kfd.policy.gitconfig import file_entries
 from kfd.policy.gitindex import canonical
+from kfd.regular import read_regular
 from kfd.sandbox.sweep import reach
 
 STRATEGY_FILES = (("rebase-merge", "strategy"), ("rebase-apply", "strategy"))
@@ -170,15 +171,9 @@ def _linked(work_tree: str | None, path: str) -> bool:
 
 def _read(path: str) -> bytes | None:
     """The bytes of file ``path`` (never through a link), or None if it is not a
-    regular file kfd can read under `MAX_STATE_BYTES`."""
+    regular file kfd can read under `MAX_STATE_BYTES`. Never waiting: a FIFO a
+    command left there (round 18: `mkfifo .git/MERGE_RR`) held the checks for good."""
     try:
-        # Not waiting: opening a FIFO a command left there blocks until a writer
-        # comes, and none will (round 18: `mkfifo .git/MERGE_RR` held the checks).
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return read_regular(path, MAX_STATE_BYTES, follow=False)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return None
-        data = handle.read(MAX_STATE_BYTES + 1)
-    return data if len(data) <= MAX_STATE_BYTES else None

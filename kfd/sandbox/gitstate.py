@@ -70,11 +70,11 @@ worker thread once every process of the command is gone.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from kfd.git import repository
 from kfd.policy import gitconfig
+from kfd.regular import NotRegular, TooLarge, read_regular
 from kfd.sandbox import gitlinks, gitnames, repositories
 from kfd.sandbox.aside import ASIDE, listing, move_aside
 from kfd.sandbox.gitchecks import REMOVED_ENTRY, TODO_LISTS, check_git_dir, stamp
@@ -513,17 +513,15 @@ def _config_keys(path: str) -> list[str]:
     why kfd cannot say (then it is moved aside): never waiting on a FIFO (round 18:
     one held the checks, and every later one, for good), never through a link."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        text = read_regular(path, gitconfig.MAX_CONFIG_BYTES, follow=False)
     except FileNotFoundError:
         return []
+    except TooLarge:
+        return ["(a configuration too large to read)"]
+    except NotRegular:
+        return ["(a configuration that is not a regular file)"]
     except OSError:  # a link (git would follow it), a loop
         return ["(a configuration kfd cannot read as a file)"]
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ["(a configuration that is not a regular file)"]
-        text = handle.read(gitconfig.MAX_CONFIG_BYTES + 1)
-    if len(text) > gitconfig.MAX_CONFIG_BYTES:
-        return ["(a configuration too large to read)"]
     keys = gitconfig.running_keys(text.decode("utf-8", "replace"))
     # Hooks from a directory of the work tree, run by the host's next `git commit` there.
     return keys + (["core.hooksPath"] if gitconfig.hooks_path_values(path) else [])
