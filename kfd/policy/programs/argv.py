@@ -19,7 +19,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import NamedTuple, cast
+from typing import NamedTuple, cast, overload
 
 from kfd.policy.programs.spec import OptionSpec, ProgramSpec, canonical_value, spec_for
 
@@ -162,11 +162,36 @@ def parse_argv(
     spec = spec_for(program)
     if spec is None:
         return None
+    if not dynamic and not open_ended:
+        return parse(spec, _Known(argv[1:]))
     statics = (i not in dynamic for i in range(1, len(argv))) if dynamic else repeat(True)
     args = args_of(argv[1:], statics)
     if open_ended:
         args.append(Arg("", static=False))
     return parse(spec, args)
+
+
+class _Known(Sequence[Arg]):
+    """Words all known before the command runs (most commands'), each made an `Arg`
+    only when read: the plain operands of a long command are taken as texts
+    (`_plain_run`), and making hundreds of `Arg` s cost more than reading them."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, texts: tuple[str, ...]) -> None:
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, index: int) -> Arg: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Arg]: ...
+    def __getitem__(self, index: int | slice) -> Arg | list[Arg]:
+        if isinstance(index, slice):
+            return [Arg(text) for text in self.texts[index]]
+        return Arg(self.texts[index])
 
 
 def args_of(texts: Iterable[str], statics: Iterable[bool]) -> list[Arg]:
@@ -209,17 +234,14 @@ def _options(spec: ProgramSpec, words: Sequence[Arg], parsed: Parsed) -> None:
             operands_here += 1
             if current.style == "plain":
                 ended = True
-            elif current.command_after is None:
-                # The plain operands that follow (`git add a b c …`), taken at once.
-                operands, positions = parsed.operands, parsed.positions
-                while i < count:
-                    text, static = words[i]
-                    if not static or (text[:1] == "-" and text != "-"):
-                        break
-                    operands.append(text)
-                    positions.append(i)
-                    i += 1
-                    operands_here += 1
+            elif current.command_after is None and i < count:
+                # The plain operands that follow (`git add a b c …`), taken at once:
+                # up to the next word that is not one.
+                end, texts = _plain_run(words, i)
+                parsed.operands += texts
+                parsed.positions += range(i, end)
+                operands_here += end - i
+                i = end
             continue
         if text == "--":
             ended = True
@@ -233,6 +255,25 @@ def _options(spec: ProgramSpec, words: Sequence[Arg], parsed: Parsed) -> None:
             i = _long(current, text, words, i, parsed)
         else:
             i = _short(current, text, words, i, parsed)
+
+
+def _plain_run(words: Sequence[Arg], start: int) -> tuple[int, Sequence[str]]:
+    """Where the run of plain operands from ``start`` ends, and their texts: at the
+    first word known only at run time or starting with ``-`` (the caller reads it,
+    an option or ``-``), else at the end."""
+    if isinstance(words, _Known):
+        # By searches of the texts joined (no word holds a NUL: bash cannot pass
+        # one), not a look at each of hundreds of words.
+        texts = words.texts
+        joined = "\0" + "\0".join(texts[start:])
+        if joined.count("\0") == len(texts) - start:
+            at = joined.find("\0-")
+            end = len(texts) if at == -1 else start + joined.count("\0", 0, at)
+            return end, texts[start:end]
+    for end, (text, static) in enumerate(words[start:], start):
+        if not static or text[:1] == "-":
+            return end, [word[0] for word in words[start:end]]
+    return len(words), [word[0] for word in words[start:]]
 
 
 def _subcommand(spec: ProgramSpec, text: str, parsed: Parsed) -> ProgramSpec | None:
