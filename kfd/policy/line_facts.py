@@ -19,16 +19,15 @@ Blocking (it stats the file system): call `line_facts` through a thread.
 
 from __future__ import annotations
 
-import errno
 import functools
 import glob
 import os
 import re
-import stat
 from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from kfd.policy.entries import Entries, current, look
 from kfd.policy.facts import (
     CommandFacts,
     LineFacts,
@@ -85,6 +84,12 @@ _REDIRECT_WRITE = RiskKind.REDIRECT_WRITE
 """Read once: an enum member looked up on its class costs 70 ns, for each of a long
 line's hundreds of risks."""
 _SAME_DIRECTORY = re.compile(r"/(?:\.?/)+")
+_KEPT_FACTS: dict[str, dict[tuple[str, str], tuple[PathFact, str, Entries]]] = {}
+"""`_Gatherer.quick_fact`'s facts between decisions, by workspace, then word and
+directory: each with the directory it names an entry of (as spelled) and that
+directory's `Entries`, good while `kfd.policy.entries.current` gives them again."""
+_KEPT_FACTS_LIMIT = 50_000
+"""Facts kept per workspace before starting over."""
 """``//`` and ``/./``: the same directory, to the kernel as to the text."""
 
 
@@ -283,10 +288,6 @@ def _normal_relative(word: str) -> bool:
     return "//" not in spelled and "/./" not in spelled and "/../" not in spelled
 
 
-_FORMAT = 0o170000
-"""`stat.S_IFMT` as a mask (its call costs as much as the rest of the test)."""
-
-
 def _kind(real: str) -> PathKind:
     try:
         if os.path.isdir(real):
@@ -403,6 +404,9 @@ class _Gatherer:
         self.resolved: dict[tuple[str, str], PathFact] = {}
         self.listings: dict[str, frozenset[str]] = {}
         self.real_bases: dict[str, str] = {}
+        self.directories: dict[str, Entries | None] = {}
+        """The directories `quick_fact` looked in, by spelling, checked once a line."""
+        self.kept_facts = _KEPT_FACTS.setdefault(root, {})
         self.plain_bases: dict[str, tuple[str, str, frozenset[str]]] = {}
         self.normal_bases = {
             b for b in bases if b == os.path.normpath(b) and b[:1] == "/" and b[:2] != "//"
@@ -452,13 +456,24 @@ class _Gatherer:
     def resolve(self, word: str, base: str) -> PathFact:
         """`path_fact`, once per word and directory in a line.
 
-        A plain name (no ``/``) that is not in the directory needs no system
-        call: nothing is there to follow (a script's words are mostly such).
+        A fact made before (`quick_fact`) is given again while the entries of its
+        directory hold: a long ``git add`` costs a few lookups a word. A plain
+        name (no ``/``) that is not in the directory needs no system call:
+        nothing is there to follow (a script's words are mostly such).
         """
         key = (word, base)
         fact = self.resolved.get(key)
         if fact is None:
-            if "/" not in word and word != "." and word != "..":
+            kept = self.kept_facts.get(key)
+            if kept is not None:
+                fact, head, where = kept
+                links = self.instructions
+                if (self.directories.get(head) is where or self.entries_at(head) is where) and (
+                    not links or links.get(fact.real, "") == fact.instruction
+                ):
+                    return fact  # as good as new, and as quick to find again
+                fact = None
+            if fact is None and "/" not in word and word != "." and word != "..":
                 spelled, real_prefix, names = self.plain_bases.get(base) or self.plain_base(base)
                 if word not in names:
                     real = real_prefix + word
@@ -479,11 +494,11 @@ class _Gatherer:
         return fact
 
     def quick_fact(self, word: str, base: str) -> PathFact | None:
-        """`path_fact` for a path whose last component is not a symlink, with one
-        system call: its directory's real path is remembered for the line (a long
-        ``git add`` names hundreds of files in a few directories), and one ``lstat``
-        gives what ``realpath``, the kind and the link count would each have looked up.
-        None when the last component is a symlink (or the path a root): `path_fact`."""
+        """`path_fact` for a path whose last component is not a symlink, from its
+        directory's entries (`kfd.policy.entries`), which are checked once a line (a
+        long ``git add`` names hundreds of files in a few directories); the fact is
+        kept with them for `resolve` to give again while they hold. None when the
+        last component is a symlink (or the path a root): `path_fact`."""
         if base in self.normal_bases and _normal_relative(word):
             path = f"{base}/{word}" if base != "/" else f"/{word}"  # what `_absolute` gives
         elif ".." in word.split("/"):
@@ -494,24 +509,17 @@ class _Gatherer:
         head = head or "/"
         if not name or "\0" in path:
             return None
-        real_head = self.real_bases.get(head) or self.real_base(head)
-        real = f"{real_head}/{name}" if real_head != "/" else f"/{name}"
-        links = 1
-        try:
-            info = os.lstat(real)
-        except OSError as error:
-            if error.errno not in (errno.ENOENT, errno.ENOTDIR):
-                return None  # a loop, a denied directory: as `realpath` takes it
-            kind: PathKind = "missing"  # as `realpath` and `_kind` take it
+        entries = self.entries_at(head)
+        if entries is None:
+            real_head = self.real_bases.get(head) or self.real_base(head)
+            real = f"{real_head}/{name}" if real_head != "/" else f"/{name}"
+            entry = look(real)
         else:
-            mode = info.st_mode & _FORMAT
-            if mode == stat.S_IFLNK:
-                return None
-            if mode == stat.S_IFREG:
-                kind, links = "file", info.st_nlink
-            else:
-                kind = "dir" if mode == stat.S_IFDIR else "other"
-        return PathFact(
+            real, entry = entries.prefix + name, entries.entry(name)
+        if entry is None:
+            return None  # a symbolic link
+        kind, links = entry
+        fact = PathFact(
             word=word,
             path=path,
             real=real,
@@ -520,6 +528,19 @@ class _Gatherer:
             kind=kind,
             instruction=self.instructions.get(real, ""),
         )
+        if entries is not None and entries.kept:
+            if len(self.kept_facts) >= _KEPT_FACTS_LIMIT:
+                self.kept_facts.clear()
+            self.kept_facts[word, base] = (fact, head, entries)
+        return fact
+
+    def entries_at(self, head: str) -> Entries | None:
+        """The entries of directory ``head`` (as spelled) now, checked once a line."""
+        entries = self.directories.get(head)
+        if entries is None and head not in self.directories:
+            real = self.real_bases.get(head) or self.real_base(head)
+            entries = self.directories[head] = current(real)
+        return entries
 
     def plain_base(self, base: str) -> tuple[str, str, frozenset[str]]:
         """What `resolve` joins a plain name to in ``base``, found once per line: the
