@@ -39,11 +39,8 @@ __all__ = ["Entries", "Entry", "current", "look"]
 Entry = tuple[Literal["file", "dir", "missing", "other"], int]
 """A name's kind and, for a regular file, its hard links (else 1)."""
 
-_MAX_DIRECTORIES = 4_096
-"""Directories kept before starting over."""
-_MAX_NAMES = 50_000
-"""Names kept per directory before starting it over (a directory of more files
-than a line can name)."""
+_MAX_NAMES = 100_000
+"""Names kept in all directories before starting over (some 20 MB)."""
 _FORMAT = 0o170000
 """`stat.S_IFMT` as a mask (its call costs as much as the rest of the test)."""
 
@@ -69,9 +66,11 @@ class Entries:
             found = look(self.prefix + name)
             if found is None:
                 return None
-        if len(self.names) >= _MAX_NAMES:
-            self.names.clear()
-        self.names[name] = found
+            if self.kept:
+                if len(_kept) + _count[0] >= _MAX_NAMES:
+                    forget()
+                _count[0] += 1
+            self.names[name] = found
         return found
 
 
@@ -95,6 +94,8 @@ def look(path: str) -> Entry | None:
 
 
 _kept: dict[str, Entries] = {}
+_count = [0]
+"""Names kept in `_kept`'s directories (those replaced included, until starting over)."""
 
 
 def current(directory: str) -> Entries | None:
@@ -115,12 +116,13 @@ def current(directory: str) -> Entries | None:
     if max(info.st_mtime_ns, info.st_ctime_ns) >= trusted:
         _kept.pop(directory, None)
         return Entries(directory, stamp, kept=False)
-    if len(_kept) >= _MAX_DIRECTORIES:
-        _kept.clear()
+    if len(_kept) + _count[0] >= _MAX_NAMES:
+        forget()
     kept = _kept[directory] = Entries(directory, stamp, kept=True)
     return kept
 
 
 def forget() -> None:
-    """Forget every directory (tests)."""
+    """Forget every directory."""
     _kept.clear()
+    _count[0] = 0

@@ -88,8 +88,10 @@ _KEPT_FACTS: dict[str, dict[tuple[str, str], tuple[PathFact, str, Entries]]] = {
 """`_Gatherer.quick_fact`'s facts between decisions, by workspace, then word and
 directory: each with the directory it names an entry of (as spelled) and that
 directory's `Entries`, good while `kfd.policy.entries.current` gives them again."""
-_KEPT_FACTS_LIMIT = 50_000
-"""Facts kept per workspace before starting over."""
+_KEPT_FACTS_LIMIT = 20_000
+"""Facts kept per workspace before starting over (some 5 MB)."""
+_KEPT_WORKSPACES = 8
+"""Workspaces facts are kept for before starting over."""
 """``//`` and ``/./``: the same directory, to the kernel as to the text."""
 
 
@@ -406,6 +408,8 @@ class _Gatherer:
         self.real_bases: dict[str, str] = {}
         self.directories: dict[str, Entries | None] = {}
         """The directories `quick_fact` looked in, by spelling, checked once a line."""
+        if root not in _KEPT_FACTS and len(_KEPT_FACTS) >= _KEPT_WORKSPACES:
+            _KEPT_FACTS.clear()
         self.kept_facts = _KEPT_FACTS.setdefault(root, {})
         self.plain_bases: dict[str, tuple[str, str, frozenset[str]]] = {}
         self.normal_bases = {

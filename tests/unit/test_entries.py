@@ -160,3 +160,16 @@ def test_the_secret_linked_in_under_another_name_has_two_links_at_the_next_decis
     (workspace / "src" / "a.py").unlink()
     os.link(workspace / ".env", workspace / "src" / "a.py")
     assert resolve("a.py") == ("file", 3)
+
+
+def test_what_is_kept_stays_bounded_and_right_when_it_starts_over(
+    tmp_path: Path, trusting: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entries, "_MAX_NAMES", 8)
+    workspace = _workspace(tmp_path)
+    root = real_path(str(workspace))
+    for _ in range(3):
+        gatherer = _Gatherer(str(workspace), root, [str(workspace)], None, [], [], {})
+        for word, base in _words(workspace):
+            assert gatherer.resolve(word, base) == path_fact(word, base, root)
+            assert len(entries._kept) + entries._count[0] <= 8
