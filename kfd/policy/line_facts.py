@@ -461,9 +461,10 @@ class _Gatherer:
         """`path_fact`, once per word and directory in a line.
 
         A fact made before (`quick_fact`) is given again while the entries of its
-        directory hold: a long ``git add`` costs a few lookups a word. A plain
-        name (no ``/``) that is not in the directory needs no system call:
-        nothing is there to follow (a script's words are mostly such).
+        directory hold: a long ``git add`` costs a few lookups a word. Where they
+        are not kept (changed just now), a plain name (no ``/``) that is not in
+        the directory needs no system call: nothing is there to follow (a
+        script's words are mostly such).
         """
         key = (word, base)
         fact = self.resolved.get(key)
@@ -477,7 +478,13 @@ class _Gatherer:
                 ):
                     return fact  # as good as new, and as quick to find again
                 fact = None
-            if fact is None and "/" not in word and word != "." and word != "..":
+            if (
+                fact is None
+                and "/" not in word
+                and word != "."
+                and word != ".."
+                and not self.kept_at(base)
+            ):
                 spelled, real_prefix, names = self.plain_bases.get(base) or self.plain_base(base)
                 if word not in names:
                     real = real_prefix + word
@@ -537,6 +544,14 @@ class _Gatherer:
                 self.kept_facts.clear()
             self.kept_facts[word, base] = (fact, head, entries)
         return fact
+
+    def kept_at(self, base: str) -> bool:
+        """Whether a plain name in ``base`` is better found by `quick_fact`: the base's
+        entries are kept (the name's fact will be), and it is spelled as it is."""
+        if base not in self.normal_bases:
+            return False
+        entries = self.entries_at(base)
+        return entries is not None and entries.kept
 
     def entries_at(self, head: str) -> Entries | None:
         """The entries of directory ``head`` (as spelled) now, checked once a line."""
