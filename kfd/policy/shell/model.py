@@ -72,7 +72,7 @@ class RiskKind(enum.StrEnum):
     """A wrapper (`timeout`, `env`, ...) has an option the analyzer does not know."""
 
 
-class Risk(msgspec.Struct, frozen=True):
+class Risk(msgspec.Struct, frozen=True, gc=False):
     """Something in a command line that a human should look at."""
 
     kind: RiskKind
@@ -82,7 +82,7 @@ class Risk(msgspec.Struct, frozen=True):
     """The part of the line concerned; for `redirect_write`, the target path."""
 
 
-class Redirect(msgspec.Struct, frozen=True):
+class Redirect(msgspec.Struct, frozen=True, gc=False):
     """A redirection to or from a file (descriptor duplication and closing are left out)."""
 
     direction: Literal["read", "write", "append"]
@@ -93,7 +93,7 @@ class Redirect(msgspec.Struct, frozen=True):
     """The descriptor written before the operator (`2>`), if any."""
 
 
-class Assignment(msgspec.Struct, frozen=True):
+class Assignment(msgspec.Struct, frozen=True, gc=False):
     """A variable set for a command (`NAME=value cmd`, `env NAME=value cmd`)."""
 
     name: str
