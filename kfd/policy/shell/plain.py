@@ -100,8 +100,13 @@ class PlainWalk(SimpleCommandReader):
         for statement in statements:
             # The same text is the same statement, which `first_walk` refuses in the
             # same context and level: not walked again in vain.
-            if statement.text not in walked:
-                walked.add(statement.text)
+            text = statement.text
+            if text in walked:
+                continue
+            walked.add(text)
+            if statement.kind == "command":  # most are (a call less for each)
+                self.plain_simple(statement.commands[0], context, level)
+            else:
                 self.plain_statement(statement, context, level)
 
     def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
