@@ -318,9 +318,13 @@ def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
     parts = _TARGET.split(text)  # before, `>` and a blank, target, between, …, after
     if len(parts) == 1:
         return _command(text)
-    targets = parts[2::3]
-    del parts[2::3]
-    shape = "\0".join(parts)  # no NUL in a plain line (`_LINE`)
+    if len(parts) == 4:  # one target, the usual case: no lists sliced
+        targets = [parts[2]]
+        shape = f"{parts[0]}\0{parts[1]}\0{parts[3]}"
+    else:
+        targets = parts[2::3]
+        del parts[2::3]
+        shape = "\0".join(parts)  # no NUL in a plain line (`_LINE`)
     template = shapes.get(shape)
     if template is None:
         command = _command(text)
