@@ -106,7 +106,7 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
     parts: list[_Part] = []
     several = len(line.commands) > 1
     for cf in line.commands:
-        key = cf.key_of() if several else b""
+        key = (cf.key or cf.key_of()) if several else b""  # (set by the gather step)
         known = weighed.get(key)
         if known is not None:
             parts.append(known)
@@ -118,7 +118,6 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         parts.append(part)
     writes = any(fact.write for fact in line.redirects)
     weigh_touched(facts, line.redirects, found, exact=exact is not None)
-    risky = [r for r in line.analysis.risks if r.kind not in _SOFT_RISKS]
     # What follows only asks: a line that asks or denies already keeps its first
     # reason, and its hundreds of commands need not be read again for another.
     if exact is None and found.refused is None:
@@ -133,9 +132,9 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         )
     distinct = weighed.values()
     if parts:
-        read_only_line = all(p.read_only for p in distinct) and not writes and not risky
+        read_only_line = all(p.read_only for p in distinct) and not writes and not _risky(line)
     else:
-        read_only_line = not line.analysis.expansions and not writes and not risky
+        read_only_line = not line.analysis.expansions and not writes and not _risky(line)
     if request.mode == "plan" and not read_only_line:
         found.deny(
             "plan mode: only read-only commands run (ls, cat, git status, ...); "
@@ -172,6 +171,12 @@ def decide_bash(facts: CallFacts, line: LineFacts) -> Outcome:
         "matches no allow rule",
         source="mode",
     )
+
+
+def _risky(line: LineFacts) -> bool:
+    """Whether the line holds a risk its facts do not weigh (asked for last: a line that
+    writes is not read-only whatever its hundreds of risks)."""
+    return any(risk.kind not in _SOFT_RISKS for risk in line.analysis.risks)
 
 
 class _Inputs:
