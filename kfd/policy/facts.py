@@ -7,6 +7,7 @@ I/O at all: a test builds these by hand and calls it.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -143,13 +144,15 @@ def command_key(command: SimpleCommand) -> bytes:
 
     Every field but the redirections, by place: a tuple encodes in two thirds of the
     time a copy of the command without them takes, for each of a line's hundreds."""
-    fields = _FIELDS(command)
-    return _ENCODE(fields[:_REDIRECTS] + fields[_REDIRECTS + 1 :])
+    return _ENCODE(_KEYED(_FIELDS(command)))
 
 
 _ENCODE = msgspec.msgpack.Encoder().encode
 _FIELDS = msgspec.structs.astuple
-_REDIRECTS = SimpleCommand.__struct_fields__.index("redirects")
+_KEYED = operator.itemgetter(
+    *(index for index, name in enumerate(SimpleCommand.__struct_fields__) if name != "redirects")
+)
+"""A command's fields but its redirections, picked in one call (no slices joined)."""
 
 
 class LineFacts(msgspec.Struct, frozen=True, kw_only=True):
