@@ -25,20 +25,10 @@ import pytest
 from kfd.policy import entries
 from kfd.policy.line_facts import _Gatherer, path_fact
 from kfd.policy.paths import real_path
+from kfd.testing.clock import next_tick
 
 NAMES = ["a.py", "b.py", "x", "sub", "sub/c.py", "link", "fifo", "gone"]
 DIRECTORIES = ["", "src", "src/sub"]
-
-
-def _next_tick(probe: Path, after: int) -> None:
-    """Wait (on the file system's own clock, not a sleep) until an entry changed now
-    gets a change time later than ``after``: a change in the tick a directory was
-    stamped in is what `FRESH_S` guards against, not the stamp."""
-    for _ in range(1_000_000):
-        probe.write_text("x")
-        if probe.stat().st_ctime_ns > after:
-            return
-    raise AssertionError("the file system's clock did not move")
 
 
 @pytest.fixture
@@ -111,7 +101,7 @@ def test_kept_facts_are_the_facts_read_afresh(tmp_path: Path, trusting: None, se
                 fact = msgspec.structs.replace(fact, links=afresh.links)
             assert fact == afresh, (word, base, history)
         newest = max((workspace / d).stat().st_ctime_ns for d in DIRECTORIES)
-        _next_tick(probe, newest)
+        next_tick(probe, newest)
         history.append(_mutate(rng, workspace))
 
 
@@ -153,10 +143,10 @@ def test_the_secret_linked_in_under_another_name_has_two_links_at_the_next_decis
 
     assert resolve("a.py") == ("file", 1)
     assert resolve("x") == ("missing", 1)
-    _next_tick(tmp_path / "probe", (workspace / "src").stat().st_ctime_ns)
+    next_tick(tmp_path / "probe", (workspace / "src").stat().st_ctime_ns)
     os.link(workspace / ".env", workspace / "src" / "x")
     assert resolve("x") == ("file", 2)
-    _next_tick(tmp_path / "probe", (workspace / "src").stat().st_ctime_ns)
+    next_tick(tmp_path / "probe", (workspace / "src").stat().st_ctime_ns)
     (workspace / "src" / "a.py").unlink()
     os.link(workspace / ".env", workspace / "src" / "a.py")
     assert resolve("a.py") == ("file", 3)

@@ -13,17 +13,7 @@ import pytest
 
 from kfd.policy import gitconfig, gitindex, paths, stamped
 from kfd.policy.stamped import Kept
-
-
-def _next_tick(probe: Path, after: int) -> None:
-    """Wait (on the file system's own clock, not a sleep) until an entry changed now
-    gets a change time later than ``after``: file times tick coarsely, and a change
-    in the tick an answer was kept in is what `FRESH_S` guards against, not stamps."""
-    for _ in range(1_000_000):
-        probe.write_text("x")
-        if probe.stat().st_ctime_ns > after:
-            return
-    raise AssertionError("the file system's clock did not move")
+from kfd.testing.clock import next_tick
 
 
 @pytest.fixture
@@ -45,7 +35,7 @@ def test_an_answer_is_kept_until_an_entry_it_read_changes(tmp_path: Path, trusti
     assert kept.get("k", read) == "one"
     assert kept.get("k", read) == "one"
     assert len(reads) == 1
-    _next_tick(tmp_path / "probe", entry.stat().st_ctime_ns)
+    next_tick(tmp_path / "probe", entry.stat().st_ctime_ns)
     entry.write_text("two")  # same inode, same size: the times tell
     assert kept.get("k", read) == "two"
     (tmp_path / "absent").mkdir()  # something appears where nothing was
@@ -211,4 +201,4 @@ def test_kept_answers_are_the_answers_read_afresh(
             assert links == fresh, (step, what)
         # The next change comes in a later tick than every stamp just taken.
         last = max(last, *(p.lstat().st_ctime_ns for p in top.rglob("*")), 0)
-        _next_tick(probe, last)
+        next_tick(probe, last)
