@@ -19,6 +19,7 @@ Blocking (it stats the file system): call `line_facts` through a thread.
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import os
@@ -404,14 +405,14 @@ class _Gatherer:
         self.keys: dict[str, list[str]] = {}
         self.settings: dict[str | None, tuple[tuple[str, str], ...] | None] = {}
         self.resolved: dict[tuple[str, str], PathFact] = {}
-        self.listings: dict[str, frozenset[str]] = {}
+        self.listings: dict[str, frozenset[str] | None] = {}
         self.real_bases: dict[str, str] = {}
         self.directories: dict[str, Entries | None] = {}
         """The directories `quick_fact` looked in, by spelling, checked once a line."""
         if root not in _KEPT_FACTS and len(_KEPT_FACTS) >= _KEPT_WORKSPACES:
             _KEPT_FACTS.clear()
         self.kept_facts = _KEPT_FACTS.setdefault(root, {})
-        self.plain_bases: dict[str, tuple[str, str, frozenset[str]]] = {}
+        self.plain_bases: dict[str, tuple[str, str, frozenset[str] | None]] = {}
         self.normal_bases = {
             b for b in bases if b == os.path.normpath(b) and b[:1] == "/" and b[:2] != "//"
         }
@@ -486,7 +487,7 @@ class _Gatherer:
                 and not self.kept_at(base)
             ):
                 spelled, real_prefix, names = self.plain_bases.get(base) or self.plain_base(base)
-                if word not in names:
+                if names is not None and word not in names:
                     real = real_prefix + word
                     fact = PathFact(
                         word=word,
@@ -561,24 +562,30 @@ class _Gatherer:
             entries = self.directories[head] = current(real)
         return entries
 
-    def plain_base(self, base: str) -> tuple[str, str, frozenset[str]]:
+    def plain_base(self, base: str) -> tuple[str, str, frozenset[str] | None]:
         """What `resolve` joins a plain name to in ``base``, found once per line: the
         base's spelling as `_absolute` gives it (empty where `os.path.normpath` must
-        make it), its real path, both ending in ``/``, and the names in it."""
+        make it), its real path, both ending in ``/``, and the names in it (None:
+        not known, `listing`)."""
         spelled = "" if base not in self.normal_bases else base + "/" if base != "/" else "/"
         real = self.real_base(base)
         real = real + "/" if real != "/" else "/"
         plain = self.plain_bases[base] = (spelled, real, self.listing(base))
         return plain
 
-    def listing(self, base: str) -> frozenset[str]:
-        names = self.listings.get(base)
-        if names is None:
-            try:
-                names = frozenset(os.listdir(base))
-            except OSError:
-                names = frozenset()
-            self.listings[base] = names
+    def listing(self, base: str) -> frozenset[str] | None:
+        """The names in ``base``: none where nothing is there (or a file is); None where
+        it cannot be listed (no read permission, a loop): a name there may be anything,
+        a link to ``.env`` too, and is looked up as any path."""
+        if base in self.listings:
+            return self.listings[base]
+        try:
+            names: frozenset[str] | None = frozenset(os.listdir(base))
+        except OSError as error:
+            names = frozenset() if error.errno in (errno.ENOENT, errno.ENOTDIR) else None
+        except ValueError:
+            names = None
+        self.listings[base] = names
         return names
 
     def real_base(self, base: str) -> str:

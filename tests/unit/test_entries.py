@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -163,3 +165,55 @@ def test_what_is_kept_stays_bounded_and_right_when_it_starts_over(
         for word, base in _words(workspace):
             assert gatherer.resolve(word, base) == path_fact(word, base, root)
             assert len(entries._kept) + entries._count[0] <= 8
+
+
+_UNLISTED = """
+import sys
+from pathlib import Path
+from kfd.config import PermissionsConfig
+from kfd.policy.defaults import builtin_rules
+from kfd.policy.rulebook import configured
+from kfd.testing.decide import decide_line
+rules = [*configured(PermissionsConfig(allow=["bash(cat *)"]), "user"), *builtin_rules()]
+workspace = Path(sys.argv[1])
+for line in sys.argv[2:]:
+    print(decide_line(workspace, line, "auto", rules))
+"""
+
+
+def test_a_name_in_a_directory_kfd_cannot_list_is_looked_up_not_taken_as_missing(
+    tmp_path: Path,
+) -> None:
+    """A directory that can be searched but not listed (``chmod 311``), changed in the
+    future (never kept): a name in it must be looked up like any path, since what
+    the command opens there may be a link to a secret (round 19)."""
+    workspace = _workspace(tmp_path)
+    unlisted = workspace / "d"
+    unlisted.mkdir()
+    (unlisted / "x").symlink_to("../.env")
+    os.utime(unlisted, (4_000_000_000, 4_000_000_000))
+    unlisted.chmod(0o311)
+    os.utime(workspace, (4_000_000_000, 4_000_000_000))
+    (workspace / "cfg").symlink_to(".env")
+    workspace.chmod(0o311)
+    try:
+        # Without root's overrides, as a user's daemon runs: listing them fails.
+        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+        lines = ["env -C d cat x", "cd d && cat x", "cat cfg", "cat d/x"]
+        found = subprocess.run(
+            [
+                *(drop if os.geteuid() == 0 else []),
+                sys.executable,
+                "-c",
+                _UNLISTED,
+                str(workspace),
+                *lines,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        workspace.chmod(0o755)
+        unlisted.chmod(0o755)
+    assert found.stdout.split() == ["deny", "deny", "deny", "deny"], found.stderr
