@@ -1,27 +1,29 @@
 """What a directory's entries are, kept between decisions while the directory is unchanged.
 
-A long ``git add`` names hundreds of files in a few directories, and each
-file's kind and hard links took one ``lstat`` per decision (2-3 us on a VM,
-the larger part of such a decision). `Entries` keeps, per directory, what
-each name looked up in it was (a regular file and its link count, a
-directory, something else, nothing), with the directory's stamp (device,
-inode, modification and change times), under the rules `kfd.policy.tree_walk`
-keeps a tree's listings by:
+A long command names hundreds of paths in a few directories, most of them
+files that exist, and a line's redirections name files that do not: each
+took an ``lstat`` and some path arithmetic per decision. `Entries` keeps, per
+directory, what each name looked up in it was (a regular file, a directory,
+something else, nothing), with the directory's stamp (device, inode,
+modification and change times), under the rules `kfd.policy.tree_walk` keeps
+a tree's listings by:
 
-- creating, removing or renaming an entry changes its directory's times; a
-  new hard link to a file is a new entry in some directory, which is looked
-  at again there (the content a read rule restricts, under a name none does,
-  is found where that name is);
+- creating, removing or renaming an entry changes its directory's times;
 - the stamp is taken before any name is looked up, and a directory changed
   within `FRESH_S` is not kept (times tick coarsely: two changes in one tick
   leave one stamp);
 - a symbolic link is never kept (its target changes while its directory does
-  not): the caller follows it afresh.
+  not): the caller follows it afresh;
+- a regular file's hard links are never kept: a new link made in another
+  directory changes them while this one stays the same (a name a read rule
+  restricts made a link to ``src/notes.txt``, then the secret written into it
+  in place: round 19). A file is looked at again each time, one ``lstat``.
 
 A directory is named by its real path (symlinks followed by the caller each
 line) and checked by one ``lstat`` per line (`current`): what a caller made of
 a name there can be kept with the `Entries`, good while `current` gives that
-same object again (`kfd.policy.line_facts` keeps each word's path fact so).
+same object again and, for a file, its links are the same (`kfd.policy.line_facts`
+keeps each word's path fact so).
 """
 
 from __future__ import annotations
@@ -62,11 +64,11 @@ class Entries:
         """What ``name`` is in this directory; None for a symbolic link or a name that
         cannot be looked at (the caller resolves it the long way)."""
         found = self.names.get(name)
-        if found is None:
+        if found is None or found[0] == "file":  # its links: afresh
             found = look(self.prefix + name)
             if found is None:
                 return None
-            if self.kept:
+            if self.kept and name not in self.names:
                 if len(_kept) + _count[0] >= _MAX_NAMES:
                     forget()
                 _count[0] += 1
