@@ -550,15 +550,25 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _NUMERIC_ESCAPES = {"x": 2, "u": 4, "U": 8}
 
 
+_BYTE_ESCAPES = frozenset("x01234567")
+"""What follows a backslash in `$'…'` for a byte (not a character)."""
+
+
 def decode_ansi_c(body: str) -> str | None:
     """Decode the inside of `$'…'` as bash does, or None if unsure.
 
     Bash stops the string at a NUL character, so the result does too.
     """
     out: list[str] = []
+    raw = bytearray()  # bytes `\xHH` and `\NNN` give, as bash passes them (not characters)
     i = 0
     while i < len(body):
         c = body[i]
+        if raw and not (c == "\\" and body[i + 1 : i + 2] in _BYTE_ESCAPES):
+            # Bytes as a name on disk is read: UTF-8, and any other byte that very
+            # byte (`$'\xc3'` names the one byte C3, not the two of "Ã").
+            out.append(raw.decode("utf-8", "surrogateescape"))
+            raw.clear()
         if c != "\\" or i + 1 >= len(body):
             out.append(c)
             i += 1
@@ -572,7 +582,7 @@ def decode_ansi_c(body: str) -> str | None:
             while len(digits) < 3 and i < len(body) and body[i] in "01234567":
                 digits += body[i]
                 i += 1
-            out.append(chr(int(digits, 8) & 0xFF))
+            raw.append(int(digits, 8) & 0xFF)
         elif escape in _NUMERIC_ESCAPES:
             digits = ""
             while len(digits) < _NUMERIC_ESCAPES[escape] and i < len(body) and body[i] in _HEX:
@@ -584,7 +594,10 @@ def decode_ansi_c(body: str) -> str | None:
             code = int(digits, 16)
             if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
                 return None
-            out.append(chr(code))
+            if escape == "x":
+                raw.append(code)
+            else:
+                out.append(chr(code))
         elif escape == "c":
             if i >= len(body):
                 return None
@@ -593,5 +606,7 @@ def decode_ansi_c(body: str) -> str | None:
             out.append("\x7f" if control == "?" else chr(ord(control.upper()) & 0x1F))
         else:
             out.append("\\" + escape)
+    if raw:
+        out.append(raw.decode("utf-8", "surrogateescape"))
     decoded = "".join(out)
     return decoded.split("\0", 1)[0]
