@@ -373,7 +373,11 @@ def _bases(commands: list[SimpleCommand], workspace: str, home: str) -> list[str
             for start in list(bases):
                 reached = [start]
                 for target in chain:
-                    joined = [os.path.join(directory, target) for directory in reached]
+                    # `/proc/self/cwd` is the command's directory then, not the daemon's.
+                    joined = [
+                        _proc_cwd(os.path.join(directory, target), directory)
+                        for directory in reached
+                    ]
                     reached = list(
                         dict.fromkeys(
                             d for j in joined for d in (os.path.normpath(j), real_path(j))
