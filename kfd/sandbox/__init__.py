@@ -59,7 +59,10 @@ Built on bubblewrap. A confined program sees:
   ``$XDG_CACHE_HOME/kfd/sandbox/``;
 - no network (a network namespace with only a loopback) unless allowed;
 - a PID namespace of its own, no capabilities, the kernel's settings under
-  ``/proc`` read-only (`kfd.sandbox.mounts.PROC_READ_ONLY`), and death with kfd.
+  ``/proc`` read-only (`kfd.sandbox.mounts.PROC_READ_ONLY`), and death with kfd;
+- no hard link made (``link``, ``linkat``: ``EXDEV``) and no ``io_uring``: the
+  seccomp filter of `kfd.sandbox.seccomp`, without which no sandbox starts
+  (kfd's remembered listings assume a file's links change only by the user).
 
 `confine` prepares one program's confinement, from the previous command's
 facts while nothing they were gathered from changed (`kfd.sandbox.reuse`);
@@ -87,7 +90,7 @@ from pathlib import Path
 
 from kfd import hostpath
 from kfd.hostpath import which
-from kfd.sandbox import aside, expected, gitstate, identities, pod, reuse
+from kfd.sandbox import aside, expected, gitstate, identities, pod, reuse, seccomp
 from kfd.sandbox import environ as environment
 from kfd.sandbox.layout import Layout
 from kfd.sandbox.mounts import GIT_WRITABLE, arguments
@@ -256,7 +259,7 @@ async def confine(
         if layout.writable:
             hostpath.writable(layout.workspace, layout.cache_home)
         program_path = _program(bwrap, environ)
-        prefix = [program_path, *_arguments(layout, network), "--"]
+        prefix = [*seccomp.wrap(program_path, _arguments(layout, network)), "--"]
         variables = _environment(tuple(environ.items()), tuple(env), layout.cache_home)
     except BaseException:
         if running is not None:

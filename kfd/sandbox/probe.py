@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from kfd.hostpath import which
+from kfd.sandbox import seccomp
 from kfd.sandbox.mounts import base
 
 PROBE_TIMEOUT_S = 5.0
@@ -21,10 +22,11 @@ async def probe(bwrap: str, *, network: bool) -> str | None:
     key = f"{program}\0{network}"
     if key in _working:
         return None
+    if (missing := seccomp.problem()) is not None:
+        return f"the sandbox cannot keep programs from making hard links: {missing}"
     try:
         process = await asyncio.create_subprocess_exec(
-            program,
-            *base(network),
+            *seccomp.wrap(program, base(network)),
             "--",
             "true",
             stdin=asyncio.subprocess.DEVNULL,
