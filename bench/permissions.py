@@ -13,10 +13,9 @@ hundreds of commands costs what its commands cost, some 15 us each (a command
 met again with other redirections is read and judged once: about 8 us of
 analysis, the rest its path), and every distinct file a few lookups (what each
 name in a directory is, is kept while the directory is unchanged:
-`kfd.policy.entries`) and one ``lstat`` for its hard links, looked at afresh
-(about 2 us on a VM: 0.7 ms of a ``git add`` of 349 files); both stay over the
-1 ms p50. The workspaces are left unchanged for `FRESH_S` first, as a user's
-are between most commands.
+`kfd.policy.entries`; its hard links too, since no sandboxed program can make
+one). The workspaces are left unchanged for `FRESH_S` first, as a user's are
+between most commands.
 Sandbox: one trivial command run by the bash tool, confined by bubblewrap and
 not.
 """

@@ -14,16 +14,16 @@ a tree's listings by:
   leave one stamp);
 - a symbolic link is never kept (its target changes while its directory does
   not): the caller follows it afresh;
-- a regular file's hard links are never kept: a new link made in another
-  directory changes them while this one stays the same (a name a read rule
-  restricts made a link to ``src/notes.txt``, then the secret written into it
-  in place: round 19). A file is looked at again each time, one ``lstat``.
+- a regular file's hard links are kept with it: a new link made to it from
+  another directory would change them while this one stays the same (a name
+  a read rule restricts made another name of ``src/notes.txt``, the secret
+  written into it in place later: round 19), but no sandboxed program can
+  make a link (`kfd.sandbox.seccomp`); the user's own links are the user's.
 
 A directory is named by its real path (symlinks followed by the caller each
 line) and checked by one ``lstat`` per line (`current`): what a caller made of
 a name there can be kept with the `Entries`, good while `current` gives that
-same object again and, for a file, its links are the same (`kfd.policy.line_facts`
-keeps each word's path fact so).
+same object again (`kfd.policy.line_facts` keeps each word's path fact so).
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ class Entries:
         """What ``name`` is in this directory; None for a symbolic link or a name that
         cannot be looked at (the caller resolves it the long way)."""
         found = self.names.get(name)
-        if found is None or found[0] == "file":  # its links: afresh
+        if found is None:
             found = look(self.prefix + name)
             if found is None:
                 return None
-            if self.kept and name not in self.names:
+            if self.kept:
                 if len(_kept) + _count[0] >= _MAX_NAMES:
                     forget()
                 _count[0] += 1

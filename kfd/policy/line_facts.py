@@ -291,14 +291,6 @@ def _normal_relative(word: str) -> bool:
     return "//" not in spelled and "/./" not in spelled and "/../" not in spelled
 
 
-def _links(real: str) -> int:
-    """The hard links of the file at ``real`` now (0: it cannot be looked at)."""
-    try:
-        return os.lstat(real).st_nlink
-    except (OSError, ValueError):
-        return 0
-
-
 def _kind(real: str) -> PathKind:
     try:
         if os.path.isdir(real):
@@ -489,9 +481,6 @@ class _Gatherer:
                 if (
                     (self.directories.get(head) is where or self.entries_at(head) is where)
                     and (not links or links.get(fact.real, "") == fact.instruction)
-                    # A file's hard links are looked at afresh (`kfd.policy.entries`):
-                    # the same file while its directory is the same, but its links not.
-                    and (fact.kind != "file" or _links(fact.real) == fact.links)
                 ):
                     return fact  # as good as new, and quicker to find again
                 fact = None

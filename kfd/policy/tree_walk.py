@@ -200,10 +200,8 @@ def _list(directory: str, shown: str, stamp: Stamp, restricted: PathMatcher) -> 
             continue
         # Its hard links, which no listing gives: one lstat a file, when its directory
         # is listed (then remembered with it). A new link made to a file from another
-        # directory changes its count but not this directory: the count remembered is
-        # then stale until this directory changes (a known gap, kept for speed: one
-        # lstat per file of the tree per decision would cost ~15 ms in 10,000 files;
-        # the way out is a sandbox in which no link can be made, see the README).
+        # directory would change its count but not this directory; no sandboxed
+        # program can make one (`kfd.sandbox.seccomp`: round 19).
         if objects:
             continue
         try:
