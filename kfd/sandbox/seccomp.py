@@ -108,14 +108,14 @@ def problem() -> str | None:
     return None
 
 
-@functools.cache
 def _file(runtime: str) -> str:
-    """The filter, written once to kfd's runtime directory (hidden from every sandbox),
-    named by its content so no daemon ever reads another's half-written one."""
+    """The filter in kfd's runtime directory (hidden from every sandbox), written when
+    missing (a first start; a runtime directory cleaned at logout), named by its
+    content so no daemon ever reads another's half-written one."""
     data = program()
-    Path(runtime).mkdir(parents=True, exist_ok=True, mode=0o700)
     path = Path(runtime) / f"seccomp-{hashlib.sha256(data).hexdigest()[:16]}.bpf"
     if not path.exists():
+        Path(runtime).mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         partial.write_bytes(data)
         partial.chmod(0o600)

@@ -91,3 +91,26 @@ async def test_a_program_under_the_bare_prefix_makes_no_link(repo: Path) -> None
 def test_the_filter_is_compiled_for_this_machine() -> None:
     assert seccomp.problem() is None
     assert len(seccomp.program()) % 8 == 0 and len(seccomp.program()) >= 8 * 8
+
+
+async def test_a_runtime_directory_cleaned_meanwhile_gets_the_filter_again(repo: Path) -> None:
+    """A session's runtime directory may be emptied at logout while kfd runs."""
+    first = await confine(repo)
+    await first.finish()
+    written = Path(first.prefix[first.prefix.index("-c") + 2])
+    written.unlink()
+    confinement = await confine(repo)
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [*confinement.prefix, "bash", "-c", LINKS],
+            cwd=repo,
+            env=confinement.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        await confinement.finish()
+    assert written.exists()
+    assert_no_links(repo, done.stdout + done.stderr)
