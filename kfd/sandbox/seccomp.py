@@ -109,18 +109,34 @@ def problem() -> str | None:
 
 
 def _file(runtime: str) -> str:
-    """The filter in kfd's runtime directory (hidden from every sandbox), written when
-    missing (a first start; a runtime directory cleaned at logout), named by its
-    content so no daemon ever reads another's half-written one."""
+    """The filter in kfd's runtime directory (hidden from every sandbox; insisted on
+    ours and private at each use, as at the daemon's start: one cleaned at logout
+    could be made again by another user first), written when missing or not the
+    filter (a first start, a cleaned directory), named by its content so no daemon
+    reads another's half-written one."""
     data = program()
-    path = Path(runtime) / f"seccomp-{hashlib.sha256(data).hexdigest()[:16]}.bpf"
-    if not path.exists():
-        Path(runtime).mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = paths.ensure_private_dir(Path(runtime))
+    path = directory / f"seccomp-{hashlib.sha256(data).hexdigest()[:16]}.bpf"
+    if not _holds(path, data):
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         partial.write_bytes(data)
         partial.chmod(0o600)
         partial.replace(path)
     return str(path)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a file of exactly ``data``, not followed if a link."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return os.read(descriptor, len(data) + 1) == data
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)
 
 
 def wrap(bwrap: str, options: Sequence[str]) -> list[str]:

@@ -114,3 +114,34 @@ async def test_a_runtime_directory_cleaned_meanwhile_gets_the_filter_again(repo:
         await confinement.finish()
     assert written.exists()
     assert_no_links(repo, done.stdout + done.stderr)
+
+
+async def test_a_filter_file_that_is_not_the_filter_is_written_again(repo: Path) -> None:
+    """Whatever stands at the filter's name (an allow-all filter, a link) is replaced
+    before a sandbox reads it."""
+    first = await confine(repo)
+    await first.finish()
+    written = Path(first.prefix[first.prefix.index("-c") + 2])
+    written.write_bytes(b"\\x06\\x00\\x00\\x00\\x00\\x00\\xff\\x7f")  # return ALLOW
+    await asyncio.to_thread(assert_filtered, repo, written)
+    written.unlink()
+    written.symlink_to(repo / "elsewhere.bpf")
+    await asyncio.to_thread(assert_filtered, repo, written)
+    assert not (repo / "elsewhere.bpf").exists()
+
+
+def assert_filtered(repo: Path, written: Path) -> None:
+    confinement = asyncio.run(confine(repo))
+    try:
+        done = subprocess.run(
+            [*confinement.prefix, "bash", "-c", LINKS],
+            cwd=repo,
+            env=confinement.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        asyncio.run(confinement.finish())
+    assert written.read_bytes() == seccomp.program() and not written.is_symlink()
+    assert_no_links(repo, done.stdout + done.stderr)
