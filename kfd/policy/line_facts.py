@@ -478,9 +478,8 @@ class _Gatherer:
             if kept is not None:
                 fact, head, where = kept
                 links = self.instructions
-                if (
-                    (self.directories.get(head) is where or self.entries_at(head) is where)
-                    and (not links or links.get(fact.real, "") == fact.instruction)
+                if (self.directories.get(head) is where or self.entries_at(head) is where) and (
+                    not links or links.get(fact.real, "") == fact.instruction
                 ):
                     return fact  # as good as new, and quicker to find again
                 fact = None
