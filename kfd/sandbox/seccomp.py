@@ -9,6 +9,7 @@ and ``linkat`` fail with ``EXDEV``, the error of a link across file systems,
 which tools that can copy instead already handle (git, cargo, pnpm, ``cp -l``
 says so). ``io_uring`` is refused outright (``ENOSYS``, as where it is built
 out): its ``IORING_OP_LINKAT`` makes links without a system call a filter sees.
+And no whiteout is made (a 0:0 character device, `REFUSED_WHEN`; round 21).
 
 The filter is compiled by libseccomp (the library made for this: it knows
 each architecture's system call numbers and the compatible ones a program
@@ -43,6 +44,15 @@ REFUSED = {
     "io_uring_register": errno.ENOSYS,
 }
 """System calls refused in the sandbox, with the error each gives."""
+REFUSED_WHEN = {
+    # A whiteout (a 0:0 character device any user may make since Linux 5.8): no
+    # device node in a workspace, where the host's tools would meet it.
+    "renameat2": (4, 0o4, 0o4),  # flags & RENAME_WHITEOUT
+    "mknod": (1, 0o170000, 0o020000),  # mode & S_IFMT == S_IFCHR
+    "mknodat": (2, 0o170000, 0o020000),
+}
+"""System calls refused (``EPERM``) when an argument, masked, has a value: the
+argument's index, the mask and the value."""
 COMPATIBLE = {"x86_64": ("x86", "x32"), "aarch64": ("arm",)}
 """The other architectures a program on this one may call the kernel as."""
 DESCRIPTOR = 9
@@ -50,6 +60,18 @@ DESCRIPTOR = 9
 
 _ACT_ALLOW = 0x7FFF0000
 _ACT_ERRNO = 0x00050000
+_CMP_MASKED_EQ = 7
+
+
+class _ArgumentTest(ctypes.Structure):
+    """libseccomp's ``struct scmp_arg_cmp``."""
+
+    _fields_ = (
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    )
 
 
 class SeccompUnavailable(Exception):
@@ -71,6 +93,13 @@ def program() -> bytes:
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgumentTest),
+    ]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     context = lib.seccomp_init(_ACT_ALLOW)
@@ -87,6 +116,14 @@ def program() -> bytes:
                 continue  # not a system call here (aarch64 has no `link`)
             if lib.seccomp_rule_add(context, _ACT_ERRNO | error, number, 0) != 0:
                 raise SeccompUnavailable(f"libseccomp cannot refuse {call}")
+        for call, (index, mask, value) in REFUSED_WHEN.items():
+            number = lib.seccomp_syscall_resolve_name(call.encode())
+            if number < 0:
+                continue  # aarch64 has no `mknod`
+            test = _ArgumentTest(index, _CMP_MASKED_EQ, mask, value)
+            action = _ACT_ERRNO | errno.EPERM
+            if lib.seccomp_rule_add_array(context, action, number, 1, ctypes.byref(test)) != 0:
+                raise SeccompUnavailable(f"libseccomp cannot refuse {call} so")
         memory = os.memfd_create("kfd-seccomp", os.MFD_CLOEXEC)
         try:
             if lib.seccomp_export_bpf(context, memory) != 0:
