@@ -60,8 +60,9 @@ Built on bubblewrap. A confined program sees:
 - no network (a network namespace with only a loopback) unless allowed;
 - a PID namespace of its own, no capabilities, the kernel's settings under
   ``/proc`` read-only (`kfd.sandbox.mounts.PROC_READ_ONLY`), and death with kfd;
-- no hard link made (``link``, ``linkat``: ``EXDEV``) and no ``io_uring``: the
-  seccomp filter of `kfd.sandbox.seccomp`, without which no sandbox starts
+- no hard link made (``link``, ``linkat``: ``EXDEV``), no ``io_uring``, no
+  whiteout or other character device: the seccomp filter of
+  `kfd.sandbox.seccomp`, without which no sandbox starts
   (kfd's remembered listings assume a file's links change only by the user).
 
 `confine` prepares one program's confinement, from the previous command's
