@@ -22,9 +22,10 @@ from __future__ import annotations
 import errno
 import functools
 import glob
+import itertools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import msgspec
 
@@ -289,6 +290,45 @@ def _normal_relative(word: str) -> bool:
     for each of the hundreds of words a long line may name."""
     spelled = f"/{word}/"
     return "//" not in spelled and "/./" not in spelled and "/../" not in spelled
+
+
+def _matches(pattern: str, base: str) -> Iterator[str]:
+    """What ``pattern`` matches from ``base`` in any locale bash may run in: by
+    characters (a UTF-8 locale) and, for a pattern or names beyond ASCII, by bytes
+    too (the C locale, which a line may set itself: ``LC_ALL=C; cat d/??``, where
+    ``?`` is one byte of ``é``; ``$'\\xc3'?``, a byte of it). Each name once."""
+    found = glob.iglob(pattern, root_dir=base)
+    if pattern.isascii() and not _non_ascii_names(pattern, base):
+        yield from found
+        return
+    seen: set[str] = set()
+    byte_matches = (
+        os.fsdecode(match) for match in glob.iglob(os.fsencode(pattern), root_dir=os.fsencode(base))
+    )
+    for match in itertools.chain(found, byte_matches):
+        if match not in seen:
+            seen.add(match)
+            yield match
+
+
+def _non_ascii_names(pattern: str, base: str) -> bool:
+    """Whether a directory the pattern's first magic part looks in holds a name beyond
+    ASCII (then bytes and characters may match differently). Looked at in the
+    directory before the first component with a wildcard; deeper ones: assumed."""
+    head: list[str] = []
+    for part in pattern.split("/"):
+        if glob.has_magic(part):
+            break
+        head.append(part)
+    else:
+        return False  # no wildcard: the name itself, matched the same in any locale
+    if len(head) < len(pattern.split("/")) - 1:
+        return True  # wildcards in more than the last component: assume so
+    directory = os.path.join(base, "/".join(head)) if head else base
+    try:
+        return not all(name.isascii() for name in os.listdir(directory))
+    except (OSError, ValueError):
+        return True
 
 
 def _kind(real: str) -> PathKind:
@@ -661,7 +701,7 @@ class _Gatherer:
             patterns.append(os.path.normpath(pattern))
         for base in self.bases:
             for spelling in dict.fromkeys(patterns):
-                for index, match in enumerate(glob.iglob(spelling, root_dir=base)):
+                for index, match in enumerate(_matches(spelling, base)):
                     if index >= MAX_GLOB_MATCHES:
                         return None
                     facts.append(self.resolve(match, base))

@@ -30,7 +30,7 @@ RULES = [*configured(PermissionsConfig(allow=["bash(cat *)"]), "user"), *builtin
         (r"\xc3\xa9", "é"),
         (r"\303\251", "é"),
         (r"a\xc3b", "a\udcc3b"),
-        (r"\u00e9", "é"),  # a character: its UTF-8 bytes
+        (r"\u0041", "A"),  # a character in ASCII, in any locale
         (r"\x41\102", "AB"),
         (r"\n\xc3", "\n\udcc3"),
         (r"x\x00y", "x"),  # bash ends the word at a NUL
@@ -71,3 +71,65 @@ def test_proc_self_cwd_in_a_directory_change_is_the_commands_directory(
     (workspace / relative / "src" / "y").symlink_to(workspace / ".env")
     line = change.format(f"/proc/self/cwd/{relative}/src")
     assert decide_line(workspace, line, mode, RULES) == "deny"
+
+
+@pytest.mark.parametrize("mode", ["default", "plan"])
+@pytest.mark.parametrize(
+    "line",
+    ["cat d/$'\\xc3'?", "cat d/$'\\303'*", "head d/*$'\\xa9'", "LC_ALL=C; cat d/??", "cat d/??"],
+)
+def test_a_glob_matches_by_bytes_as_well_as_by_characters(
+    tmp_path: Path, mode: str, line: str
+) -> None:
+    """Round 22: ``?`` is one byte in the C locale (which a line may set), a byte
+    escape is a byte: ``d/é`` (C3 A9), a link to ``.env``, is what these name."""
+    (tmp_path / ".env").write_text("KEY=1\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "é").symlink_to("../.env")
+    assert decide_line(tmp_path, line, mode, RULES) == "deny"
+
+
+@pytest.mark.parametrize("line", ["LC_ALL=C\ncat $'\\u00e9'", "LANG=C\nhead $'\\u00e9'"])
+def test_a_character_escape_beyond_ascii_is_not_taken_as_known(tmp_path: Path, line: str) -> None:
+    """Round 22: under the C locale a line sets first, bash leaves ``$'\\u00e9'`` as the
+    text ``\\u00E9``: a file of that name (a link to ``.env``) is what it reads."""
+    (tmp_path / ".env").write_text("KEY=1\n")
+    (tmp_path / "\\u00E9").symlink_to(".env")
+    (tmp_path / "é").write_text("harmless\n")
+    assert decide_line(tmp_path, line, "default", RULES) != "allow"
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "here/{rel}/src/y",  # a link in the workspace to /proc/self/cwd
+        "/proc/self/../self/cwd/{rel}/src/y",
+        "/proc/self/task/../cwd/{rel}/src/y",
+        "/proc/self/root/proc/self/cwd/{rel}/src/y",
+        "/proc/2/cwd/{rel}/src/y",  # the sandbox's second process: in the workspace
+    ],
+)
+def test_a_path_through_proc_is_never_judged_where_the_daemon_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelled: str
+) -> None:
+    """Round 22: ``/proc`` names each process's own directory, root and descriptors;
+    resolved by the daemon (in ``/``), such a path names another file than the
+    command's, so it is kept under ``/proc``: outside the workspace, it asks."""
+    monkeypatch.chdir("/")
+    workspace = tmp_path / "ws"
+    relative = str(workspace).lstrip("/")
+    (workspace / "src").mkdir(parents=True)
+    (workspace / ".env").write_text("KEY=1\n")
+    (workspace / "src" / "y").write_text("harmless\n")
+    (workspace / relative / "src").mkdir(parents=True)
+    (workspace / relative / "src" / "y").symlink_to(workspace / ".env")
+    (workspace / "here").symlink_to("/proc/self/cwd")
+    line = "cat " + spelled.format(rel=relative)
+    for mode in ("default", "plan"):
+        assert decide_line(workspace, line, mode, RULES) != "allow", (line, mode)
+
+
+def test_a_directory_named_proc_in_the_workspace_is_the_workspace(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "notes.txt").write_text("x\n")
+    assert decide_line(tmp_path, "cat proc/notes.txt", "default", RULES) == "allow"
