@@ -396,7 +396,9 @@ CASES = [
     Case("git status\u200b", [["git", "status\u200b"]], {LOOKALIKE}, "zero-width space"),
     Case("echo \u202etxt.exe", [["echo", "\u202etxt.exe"]], {LOOKALIKE}, "right-to-left override"),
     Case("g\u0456t status", [["g\u0456t", "status"]], {LOOKALIKE}, "cyrillic letter"),
-    Case("echo $'\\u200b'", [["echo", "\u200b"]], {LOOKALIKE}, "escaped zero-width space"),
+    # Beyond ASCII, `\u` is a character in a UTF-8 locale and itself in the C one
+    # (which a line may set before bash reads the rest): not known.
+    Case("echo $'\\u200b'", [["echo", "$'\\u200b'"]], {DA}, "escaped zero-width space"),
     Case(
         "echo ok\rrm -rf /",
         [["echo", "ok", "rm", "-rf", "/"]],

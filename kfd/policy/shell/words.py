@@ -594,6 +594,11 @@ def decode_ansi_c(body: str) -> str | None:
             code = int(digits, 16)
             if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
                 return None
+            if escape != "x" and code > 0x7F:
+                # A character beyond ASCII: its UTF-8 bytes in a UTF-8 locale, the
+                # escape left as written in the C locale, which a line may set before
+                # bash reads the rest (`LC_ALL=C⏎cat $'\u00e9'`): not known here.
+                return None
             if escape == "x":
                 raw.append(code)
             else:
