@@ -39,12 +39,59 @@ def real_path(path: str) -> str:
         # followed by an empty component (`loop//src` came back as `/src`).
         path = path.replace("//", "/")
     try:
-        return os.path.realpath(path)
+        real = os.path.realpath(path)
     except ValueError:
         return os.path.normpath(path)  # a NUL byte: nothing on disk has this name
     except OSError:
         head, tail = os.path.split(path)
         return path if head == path else os.path.join(real_path(head), tail)
+    if _in_proc_already(real) or _in_proc_already(os.path.normpath(path)):
+        return _in_proc(path)
+    if (real != os.path.normpath(path) or ".." in path.split("/")) and _through_proc(path):
+        # (A path that resolves to its own spelling, with no `..`, followed no link.)
+        return _in_proc(path)
+    return real
+
+
+_PROC = "/proc/"
+
+
+def _through_proc(path: str) -> bool:
+    """Whether resolving ``path`` follows a symbolic link into ``/proc`` (a link in the
+    workspace to ``/proc/self/cwd``). There every name is the process's own: its
+    directory, its root, its descriptors, another process's, as the daemon sees
+    them, never as a command in the sandbox does. The links on the way, each once."""
+    pending = [part for part in os.path.abspath(path).split("/") if part]
+    done = "/"
+    seen = 0
+    while pending:
+        part = pending.pop(0)
+        candidate = os.path.join(done, part)
+        try:
+            target = os.readlink(candidate)
+        except (OSError, ValueError):
+            done = os.path.normpath(candidate)  # not a link, or nothing there
+            continue
+        seen += 1
+        if seen > 40:
+            return True  # a loop: where it goes is not known
+        joined = os.path.normpath(os.path.join(done, target))
+        if _in_proc_already(joined):
+            return True
+        pending = [p for p in joined.split("/") if p] + pending
+        done = "/"
+    return False
+
+
+def _in_proc_already(path: str) -> bool:
+    return path == "/proc" or path.startswith(_PROC)
+
+
+def _in_proc(path: str) -> str:
+    """A path resolved through ``/proc`` by the daemon names what the command would
+    not: kept under ``/proc`` (outside every workspace, as written), so it asks."""
+    normal = os.path.normpath(path)
+    return normal if normal.startswith(_PROC) else "/proc/(resolved by kfd)" + normal
 
 
 def inside(real: str, root: str) -> bool:
