@@ -380,16 +380,17 @@ async def test_slack_messages_reach_the_session_once_across_redeliveries_and_a_d
     model_server.add(Reply(text="hello alice"), Reply(text="second answer"), Reply(text="third"))
     daemon = make_daemon(slack_config(slack, workspace, tmp_path / "slack.json"))
     async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
-        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.wait_for(lambda: slack.connections >= 1)
         await slack.message("C1", "UMALLORY", "drop the database")
         await slack.message("C1", "UALICE", "hi", event_id="EvHi")
         await slack.wait_for(lambda: slack_answered(slack, "hello alice"))
         await slack.message("C1", "UALICE", "hi", event_id="EvHi")  # Slack's retry
         await slack.message("C1", "UALICE", "and again", event_id="EvAgain")
         await slack.wait_for(lambda: slack_answered(slack, "second answer"))
+        before = slack.connections  # (a client may reconnect on its own under load)
         await slack.drop()
         await slack.message("C1", "UALICE", "after the drop", event_id="EvAfter")
-        await slack.wait_for(lambda: slack.connections == 2)
+        await slack.wait_for(lambda: slack.connections > before)
         await slack.wait_for(lambda: slack_answered(slack, "third"))
 
     users = [
@@ -414,7 +415,7 @@ async def test_slack_a_crash_between_posting_and_saving_does_not_post_twice(
                     await running.kill()  # the post is made; the bridge never learns its ts
 
             slack.after_post = die
-            await slack.wait_for(lambda: slack.connections == 1)
+            await slack.wait_for(lambda: slack.connections >= 1)
             await slack.message("C1", "UALICE", "answer", event_id="EvAnswer")
             await slack.wait_for(lambda: running.killed)
         [session] = await client.sessions()
@@ -456,7 +457,7 @@ async def test_slack_an_allow_typed_before_the_bridge_learns_of_its_post_answers
                 await slack.message("C1", "UALICE", "allow", event_id="EvAllow")
 
         slack.after_post = answer_at_once
-        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.wait_for(lambda: slack.connections >= 1)
         await slack.message("C1", "UALICE", "write it", event_id="EvWrite")
         await slack.wait_for(lambda: slack_answered(slack, "written"))
 
@@ -479,11 +480,14 @@ async def test_slack_replays_nothing_twice_after_a_restart_and_waits_out_a_rate_
     )
     daemon = make_daemon(slack_config(slack, workspace, tmp_path / "slack.json"))
     async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
-        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.wait_for(lambda: slack.connections >= 1)
         await slack.message("C1", "UALICE", "list", event_id="EvList")
         await slack.wait_for(lambda: slack_answered(slack, "listed"))
+    # Counted from here: the first client may have reconnected on its own (its pings
+    # late on a loaded machine), which a count of exactly two took for the second.
+    before = slack.connections
     async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV) as running:
-        await slack.wait_for(lambda: slack.connections == 2)
+        await slack.wait_for(lambda: slack.connections > before)
         slack.rate_limit_posts = 1  # Slack's 429 with Retry-After: waited out, then posted
         await slack.message("C1", "UALICE", "still there?", event_id="EvThere")
         await slack.wait_for(lambda: slack_answered(slack, "still here"))
@@ -588,7 +592,7 @@ async def test_chat_undo_puts_the_files_back_and_a_custom_command_runs_as_bang_n
         return any(text in slack.text_of(x["ts"]) for x in slack.posts)
 
     async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
-        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.wait_for(lambda: slack.connections >= 1)
         await slack.message("C1", "UALICE", "make a file", event_id="EvMake")
         await slack.wait_for(lambda: said("made it"))
         assert (workspace / "made.txt").exists()

@@ -41,7 +41,7 @@ async def test_slack_a_sentence_that_starts_with_allow_is_a_message_not_an_answe
     )
     daemon = make_daemon(slack_config(slack, workspace, tmp_path / "slack.json"))
     async with frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV):
-        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.wait_for(lambda: slack.connections >= 1)
         await slack.message("C1", "UALICE", "clean up", event_id="EvGo")
         await slack.wait_for(lambda: _posted(slack, "DANGER"))
         wait = "Allow me to look at it first, do not run anything yet"
@@ -70,7 +70,7 @@ async def test_slack_an_allow_delivered_late_never_answers_an_approval_posted_af
         frontend(daemon, "chat", "slack", ready="bridging", **SLACK_ENV),
         await daemon.client("repl:pts/3") as repl,
     ):
-        await slack.wait_for(lambda: slack.connections == 1)
+        await slack.wait_for(lambda: slack.connections >= 1)
         await slack.message("C1", "UALICE", "write the files", event_id="EvGo")
         await slack.wait_for(lambda: _posted(slack, "a.txt"))
         await slack.message("C1", "UALICE", "allow", event_id="EvAllowA", late=True)
@@ -80,8 +80,9 @@ async def test_slack_an_allow_delivered_late_never_answers_an_approval_posted_af
             [pending] = view.snapshot.pending_approvals
             await repl.respond(session.id, pending.approval_id, "deny")
         second = await slack.wait_for(lambda: _posted(slack, "b.txt"))
+        before = slack.connections  # (a client may reconnect on its own under load)
         await slack.drop()  # the late `allow` comes now
-        await slack.wait_for(lambda: slack.connections == 2)
+        await slack.wait_for(lambda: slack.connections > before)
         refused = await slack.wait_for(lambda: _posted(slack, "was not taken"))
         # A reply in the approval's thread answers it.
         await slack.message("C1", "UALICE", "deny", thread=second["ts"], event_id="EvDenyB")
