@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import errno
 import functools
-import glob
-import itertools
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from kfd.policy import word_paths
 from kfd.policy.entries import Entries, current, look
 from kfd.policy.facts import (
     CommandFacts,
     LineFacts,
     PathFact,
-    PathKind,
     TreeFact,
     command_key,
 )
@@ -57,13 +55,20 @@ from kfd.policy.gitpush import (
     legacy_remotes,
     remotes_file_refspecs,
 )
-from kfd.policy.paths import hard_links, inside, instruction_links, real_path
+from kfd.policy.paths import inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
 from kfd.policy.shell import RiskKind, SimpleCommand, analyze
 from kfd.policy.shell.redirects import SAFE_WRITE_TARGETS
 from kfd.policy.tree_walk import walk
 from kfd.policy.unpack_facts import unpacked, unpacking_of
+from kfd.policy.word_paths import (
+    MAX_BASES,
+    absolute,
+    matches,
+    normal_relative,
+    path_fact,
+)
 from kfd.regular import read_regular
 
 __all__ = ["MAX_GLOB_MATCHES", "MAX_TREE_ENTRIES", "line_facts", "path_fact"]
@@ -79,13 +84,9 @@ MAX_TREE_HITS = 5
 
 _NUMERIC_PARAMETER = re.compile(r'"?\$\{?[!$?#]\}?"?')
 _SOCKETS = ("/dev/tcp/", "/dev/udp/")
-_DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
-_PROC_CWD = ("/proc/self/", "/proc/thread-self/")
-_PROC_CWD_PATH = re.compile(r"/+proc/+(?:thread-)?self(?:/+task/+\d+)?/+cwd(?=/|\Z)")
 _REDIRECT_WRITE = RiskKind.REDIRECT_WRITE
 """Read once: an enum member looked up on its class costs 70 ns, for each of a long
 line's hundreds of risks."""
-_SAME_DIRECTORY = re.compile(r"/(?:\.?/)+")
 _KEPT_FACTS: dict[str, dict[tuple[str, str], tuple[PathFact, str, Entries]]] = {}
 """`_Gatherer.quick_fact`'s facts between decisions, by workspace, then word and
 directory: each with the directory it names an entry of (as spelled) and that
@@ -94,7 +95,6 @@ _KEPT_FACTS_LIMIT = 20_000
 """Facts kept per workspace before starting over (some 5 MB)."""
 _KEPT_WORKSPACES = 8
 """Workspaces facts are kept for before starting over."""
-"""``//`` and ``/./``: the same directory, to the kernel as to the text."""
 
 
 def line_facts(
@@ -115,7 +115,7 @@ def line_facts(
     analysis = analyze(command)
     root = real_path(workspace)
     home = home or os.path.expanduser("~")
-    bases = _bases(analysis.commands, workspace, home)
+    bases = word_paths.bases(analysis.commands, workspace, home)
     lost = bases is None
     bases = bases or [workspace]
     dirs = list(path_dirs) if path_dirs is not None else os.environ.get("PATH", "").split(":")
@@ -236,112 +236,6 @@ def _gathered(
     return facts, list(found.values())
 
 
-def path_fact(
-    word: str,
-    base: str,
-    root: str,
-    *,
-    write: bool | None = None,
-    instructions: Mapping[str, str] | None = None,
-) -> PathFact:
-    """Resolve one path as written, relative to ``base``; ``root`` is the real workspace,
-    ``instructions`` the project's instruction files that are links (`instruction_links`)."""
-    path = _absolute(word, base)
-    # The kernel follows each link before the `..` after it (`link_out/../x` is the
-    # link target's parent's `x`): the real path comes from the word as written,
-    # never from its lexically normalised spelling.
-    real = real_path(_proc_cwd(os.path.join(base, word), base))
-    return PathFact(
-        word=word,
-        path=path,
-        real=real,
-        inside=inside(real, root),
-        write=write,
-        links=hard_links(real),
-        kind=_kind(real),
-        instruction=(instructions or {}).get(real, ""),
-    )
-
-
-def _absolute(word: str, base: str) -> str:
-    """``word`` from ``base``, absolute and lexically normalised (no ``//`` left at its
-    start): the path as spelled, which rules also match. ``/proc/self/cwd`` is the
-    command's directory, not the daemon's (whose link the file system would follow)."""
-    path = os.path.normpath(_proc_cwd(os.path.join(base, word), base))
-    return "/" + path.lstrip("/") if path.startswith("//") else path
-
-
-def _proc_cwd(path: str, base: str) -> str:
-    """``path`` with a leading ``/proc/self/cwd`` (or ``thread-self``, however spelled
-    with ``//`` and ``/./``) made ``base``."""
-    if "proc" in path[:40]:
-        tidy = _SAME_DIRECTORY.sub("/", path)
-        own = _PROC_CWD_PATH.match(tidy)
-        if own is not None:
-            return base + "/" + tidy[own.end() :]
-    return path
-
-
-def _normal_relative(word: str) -> bool:
-    """Whether ``word`` is a relative path that `os.path.normpath` leaves as it is
-    (joined to a normalised directory): no empty, ``.`` or ``..`` component, no
-    trailing ``/``. Three substring tests on the word between slashes, where a
-    regular expression cost three times as much (316 ns, a sixth of an ``lstat``),
-    for each of the hundreds of words a long line may name."""
-    spelled = f"/{word}/"
-    return "//" not in spelled and "/./" not in spelled and "/../" not in spelled
-
-
-def _matches(pattern: str, base: str) -> Iterator[str]:
-    """What ``pattern`` matches from ``base`` in any locale bash may run in: by
-    characters (a UTF-8 locale) and, for a pattern or names beyond ASCII, by bytes
-    too (the C locale, which a line may set itself: ``LC_ALL=C; cat d/??``, where
-    ``?`` is one byte of ``é``; ``$'\\xc3'?``, a byte of it). Each name once."""
-    found = glob.iglob(pattern, root_dir=base)
-    if pattern.isascii() and not _non_ascii_names(pattern, base):
-        yield from found
-        return
-    seen: set[str] = set()
-    byte_matches = (
-        os.fsdecode(match) for match in glob.iglob(os.fsencode(pattern), root_dir=os.fsencode(base))
-    )
-    for match in itertools.chain(found, byte_matches):
-        if match not in seen:
-            seen.add(match)
-            yield match
-
-
-def _non_ascii_names(pattern: str, base: str) -> bool:
-    """Whether a directory the pattern's first magic part looks in holds a name beyond
-    ASCII (then bytes and characters may match differently). Looked at in the
-    directory before the first component with a wildcard; deeper ones: assumed."""
-    head: list[str] = []
-    for part in pattern.split("/"):
-        if glob.has_magic(part):
-            break
-        head.append(part)
-    else:
-        return False  # no wildcard: the name itself, matched the same in any locale
-    if len(head) < len(pattern.split("/")) - 1:
-        return True  # wildcards in more than the last component: assume so
-    directory = os.path.join(base, "/".join(head)) if head else base
-    try:
-        return not all(name.isascii() for name in os.listdir(directory))
-    except (OSError, ValueError):
-        return True
-
-
-def _kind(real: str) -> PathKind:
-    try:
-        if os.path.isdir(real):
-            return "dir"
-        if os.path.isfile(real):
-            return "file"
-        return "other" if os.path.lexists(real) else "missing"
-    except (OSError, ValueError):
-        return "missing"
-
-
 def _file(target: str) -> bool:
     """A write target that is a file (not a terminal, a null device or a socket)."""
     if not target or "\0" in target:
@@ -370,55 +264,6 @@ def _prefix_operand(reading: Reading) -> bool:
     return sum(1 for o in reading.parsed.operands if o is not None) > 1 or any(
         o is None for o in reading.parsed.operands
     )
-
-
-MAX_BASES = 64
-"""Directories a line may run commands in that kfd resolves words from; a line that
-changes directory in more ways asks (`_bases`)."""
-
-
-def _bases(commands: list[SimpleCommand], workspace: str, home: str) -> list[str] | None:
-    """The workspace and every directory the line may run a command in, as bash's
-    logical ``cd`` spells it and as the kernel reaches it (``cd -P link/..`` is the
-    link target's parent), and home for a bare ``cd``. A change of directory
-    starts from every directory the line may be in by then (``cd p; cd q`` is in
-    ``p/q``; ``env -C p env -C q`` too): each is joined to all found before it.
-    None past `MAX_BASES` (kfd cannot follow where the line goes)."""
-    bases = [workspace]
-    for command in commands:
-        chains = [list(command.chdir)] if command.chdir else []
-        if command.argv and command.argv[0] in _DIRECTORY_CHANGERS:
-            operands = [
-                word
-                for index, word in enumerate(command.argv[1:], 1)
-                if index in command.dynamic or not word.startswith("-") or word == "-"
-            ]
-            chains += [
-                [w]
-                for i, w in enumerate(command.argv[1:], 1)
-                if i not in command.dynamic
-                if w in operands
-            ]
-            if not operands:
-                chains.append([home])  # `cd`, `cd -P`: $HOME
-        for chain in chains:
-            for start in list(bases):
-                reached = [start]
-                for target in chain:
-                    # `/proc/self/cwd` is the command's directory then, not the daemon's.
-                    joined = [
-                        _proc_cwd(os.path.join(directory, target), directory)
-                        for directory in reached
-                    ]
-                    reached = list(
-                        dict.fromkeys(
-                            d for j in joined for d in (os.path.normpath(j), real_path(j))
-                        )
-                    )
-                bases += [directory for directory in reached if directory not in bases]
-                if len(bases) > MAX_BASES:
-                    return None
-    return bases
 
 
 class _Gatherer:
@@ -555,12 +400,12 @@ class _Gatherer:
         long ``git add`` names hundreds of files in a few directories); the fact is
         kept with them for `resolve` to give again while they hold. None when the
         last component is a symlink (or the path a root): `path_fact`."""
-        if base in self.normal_bases and _normal_relative(word):
-            path = f"{base}/{word}" if base != "/" else f"/{word}"  # what `_absolute` gives
+        if base in self.normal_bases and normal_relative(word):
+            path = f"{base}/{word}" if base != "/" else f"/{word}"  # what `absolute` gives
         elif ".." in word.split("/"):
             return None  # past a link, `..` is where the kernel goes, not the spelling
         else:
-            path = _absolute(word, base)
+            path = absolute(word, base)
         head, _, name = path.rpartition("/")
         head = head or "/"
         if not name or "\0" in path:
@@ -608,7 +453,7 @@ class _Gatherer:
 
     def plain_base(self, base: str) -> tuple[str, str, frozenset[str] | None]:
         """What `resolve` joins a plain name to in ``base``, found once per line: the
-        base's spelling as `_absolute` gives it (empty where `os.path.normpath` must
+        base's spelling as `absolute` gives it (empty where `os.path.normpath` must
         make it), its real path, both ending in ``/``, and the names in it (None:
         not known, `listing`)."""
         spelled = "" if base not in self.normal_bases else base + "/" if base != "/" else "/"
@@ -701,7 +546,7 @@ class _Gatherer:
             patterns.append(os.path.normpath(pattern))
         for base in self.bases:
             for spelling in dict.fromkeys(patterns):
-                for index, match in enumerate(_matches(spelling, base)):
+                for index, match in enumerate(matches(spelling, base)):
                     if index >= MAX_GLOB_MATCHES:
                         return None
                     facts.append(self.resolve(match, base))

@@ -23,8 +23,9 @@ import msgspec
 import pytest
 
 from kfd.policy import entries
-from kfd.policy.line_facts import _Gatherer, path_fact
+from kfd.policy.line_facts import _Gatherer
 from kfd.policy.paths import real_path
+from kfd.policy.word_paths import path_fact
 from kfd.testing.clock import next_tick
 
 NAMES = ["a.py", "b.py", "x", "sub", "sub/c.py", "link", "fifo", "gone"]

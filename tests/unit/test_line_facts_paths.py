@@ -20,11 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kfd.policy.facts import command_key
-from kfd.policy.line_facts import _Gatherer, _normal_relative, line_facts, path_fact
+from kfd.policy.line_facts import _Gatherer, line_facts
 from kfd.policy.paths import real_path
 from kfd.policy.reading import _all_plain
 from kfd.policy.shell import SimpleCommand
 from kfd.policy.shell.model import Assignment, Redirect
+from kfd.policy.word_paths import normal_relative, path_fact
 
 NAMES = ["src", "a.py", "link", "dir-link", "out", "dangling", "loop", "hard", "gone", "..", "."]
 
@@ -131,10 +132,10 @@ def test_each_command_keeps_its_key_and_a_repeated_writer_writes_its_operands(tr
 @given(st.text(alphabet="a./\n\0", max_size=8))
 @settings(max_examples=1000, deadline=None)
 def test_a_normal_relative_word_is_told_as_the_pattern_told_it(word: str) -> None:
-    """`_normal_relative` tells by substring tests the words this expression told: a
+    """`normal_relative` tells by substring tests the words this expression told: a
     relative path that `os.path.normpath` leaves as it is."""
     pattern = re.compile(r"(?!\.\.?(?:/|\Z))[^/]+(?:/(?!\.\.?(?:/|\Z))[^/]+)*")
-    assert _normal_relative(word) == (pattern.fullmatch(word) is not None)
+    assert normal_relative(word) == (pattern.fullmatch(word) is not None)
 
 
 _WORDS = st.lists(st.sampled_from(["a", "b", "-c"]), max_size=2)
