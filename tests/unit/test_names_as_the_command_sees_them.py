@@ -53,14 +53,11 @@ def test_a_link_named_by_a_byte_escape_is_judged_as_what_it_leads_to(
     assert decide_line(tmp_path, f"cat {spelled}", mode, RULES) == "deny"
 
 
-@pytest.mark.parametrize("mode", ["default", "auto", "plan"])
-@pytest.mark.parametrize("change", ["env -C {} cat y", "cd {} && cat y"])
-def test_proc_self_cwd_in_a_directory_change_is_the_commands_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, change: str
-) -> None:
-    """The daemon runs in ``/`` (a system service): ``/proc/self/cwd/<workspace>/src``
-    is ``<workspace>/src`` to the daemon, and ``<workspace>/<workspace>/src`` to a
-    command run in the workspace, where ``y`` is a link to ``.env``."""
+def _seen_from_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A daemon in ``/`` (a system service) and a workspace where ``src/y`` is harmless
+    and ``<workspace path>/src/y`` (what ``/proc/self/cwd/<workspace path>/src/y`` is
+    to a command run in the workspace) is a link to ``.env``: the workspace and its
+    path without the leading ``/``."""
     monkeypatch.chdir("/")
     workspace = tmp_path / "ws"
     relative = str(workspace).lstrip("/")
@@ -69,6 +66,18 @@ def test_proc_self_cwd_in_a_directory_change_is_the_commands_directory(
     (workspace / "src" / "y").write_text("harmless\n")
     (workspace / relative / "src").mkdir(parents=True)
     (workspace / relative / "src" / "y").symlink_to(workspace / ".env")
+    return workspace, relative
+
+
+@pytest.mark.parametrize("mode", ["default", "auto", "plan"])
+@pytest.mark.parametrize("change", ["env -C {} cat y", "cd {} && cat y"])
+def test_proc_self_cwd_in_a_directory_change_is_the_commands_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, change: str
+) -> None:
+    """The daemon runs in ``/`` (a system service): ``/proc/self/cwd/<workspace>/src``
+    is ``<workspace>/src`` to the daemon, and ``<workspace>/<workspace>/src`` to a
+    command run in the workspace, where ``y`` is a link to ``.env``."""
+    workspace, relative = _seen_from_root(tmp_path, monkeypatch)
     line = change.format(f"/proc/self/cwd/{relative}/src")
     assert decide_line(workspace, line, mode, RULES) == "deny"
 
@@ -115,14 +124,7 @@ def test_a_path_through_proc_is_never_judged_where_the_daemon_finds_it(
     """Round 22: ``/proc`` names each process's own directory, root and descriptors;
     resolved by the daemon (in ``/``), such a path names another file than the
     command's, so it is kept under ``/proc``: outside the workspace, it asks."""
-    monkeypatch.chdir("/")
-    workspace = tmp_path / "ws"
-    relative = str(workspace).lstrip("/")
-    (workspace / "src").mkdir(parents=True)
-    (workspace / ".env").write_text("KEY=1\n")
-    (workspace / "src" / "y").write_text("harmless\n")
-    (workspace / relative / "src").mkdir(parents=True)
-    (workspace / relative / "src" / "y").symlink_to(workspace / ".env")
+    workspace, relative = _seen_from_root(tmp_path, monkeypatch)
     (workspace / "here").symlink_to("/proc/self/cwd")
     line = "cat " + spelled.format(rel=relative)
     for mode in ("default", "plan"):
