@@ -50,10 +50,9 @@ _FORMAT = 0o170000
 class Entries:
     """What names in one directory were, while its stamp holds."""
 
-    __slots__ = ("directory", "kept", "names", "prefix", "stamp")
+    __slots__ = ("kept", "names", "prefix", "stamp")
 
     def __init__(self, directory: str, stamp: tuple[int, int, int, int], *, kept: bool) -> None:
-        self.directory = directory
         self.prefix = directory + "/" if directory != "/" else "/"
         self.stamp = stamp
         self.kept = kept

@@ -294,7 +294,6 @@ class _Gatherer:
         self.keys: dict[str, list[str]] = {}
         self.settings: dict[str | None, tuple[tuple[str, str], ...] | None] = {}
         self.resolved: dict[tuple[str, str], PathFact] = {}
-        self.listings: dict[str, frozenset[str] | None] = {}
         self.real_bases: dict[str, str] = {}
         self.directories: dict[str, Entries | None] = {}
         """The directories `quick_fact` looked in, by spelling, checked once a line."""
@@ -368,13 +367,7 @@ class _Gatherer:
                 ):
                     return fact  # as good as new, and quicker to find again
                 fact = None
-            if (
-                fact is None
-                and "/" not in word
-                and word != "."
-                and word != ".."
-                and not self.kept_at(base)
-            ):
+            if "/" not in word and word != "." and word != ".." and not self.kept_at(base):
                 spelled, real_prefix, names = self.plain_bases.get(base) or self.plain_base(base)
                 if names is not None and word not in names:
                     real = real_prefix + word
@@ -462,20 +455,18 @@ class _Gatherer:
         plain = self.plain_bases[base] = (spelled, real, self.listing(base))
         return plain
 
-    def listing(self, base: str) -> frozenset[str] | None:
-        """The names in ``base``: none where nothing is there (or a file is); None where
-        it cannot be listed (no read permission, a loop): a name there may be anything,
-        a link to ``.env`` too, and is looked up as any path."""
-        if base in self.listings:
-            return self.listings[base]
+    @staticmethod
+    def listing(base: str) -> frozenset[str] | None:
+        """The names in ``base`` (for `plain_base`, which keeps them for the line): none
+        where nothing is there (or a file is); None where it cannot be listed (no read
+        permission, a loop): a name there may be anything, a link to ``.env`` too, and
+        is looked up as any path."""
         try:
-            names: frozenset[str] | None = frozenset(os.listdir(base))
+            return frozenset(os.listdir(base))
         except OSError as error:
-            names = frozenset() if error.errno in (errno.ENOENT, errno.ENOTDIR) else None
+            return frozenset() if error.errno in (errno.ENOENT, errno.ENOTDIR) else None
         except ValueError:
-            names = None
-        self.listings[base] = names
-        return names
+            return None
 
     def real_base(self, base: str) -> str:
         real = self.real_bases.get(base)

@@ -45,9 +45,10 @@ def real_path(path: str) -> str:
     except OSError:
         head, tail = os.path.split(path)
         return path if head == path else os.path.join(real_path(head), tail)
-    if _in_proc_already(real) or _in_proc_already(os.path.normpath(path)):
+    spelled = os.path.normpath(path)
+    if _in_proc_already(real) or _in_proc_already(spelled):
         return _in_proc(path)
-    if (real != os.path.normpath(path) or ".." in path.split("/")) and _through_proc(path):
+    if (real != spelled or ".." in path.split("/")) and _through_proc(path):
         # (A path that resolves to its own spelling, with no `..`, followed no link.)
         return _in_proc(path)
     return real

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kfd import paths
+from kfd.regular import read_regular
 
 __all__ = ["problem", "program", "wrap"]
 
@@ -152,9 +153,12 @@ def _file(runtime: str) -> str:
     filter (a first start, a cleaned directory), named by its content so no daemon
     reads another's half-written one."""
     data = program()
-    directory = paths.ensure_private_dir(Path(runtime))
-    path = directory / f"seccomp-{hashlib.sha256(data).hexdigest()[:16]}.bpf"
-    if not _holds(path, data):
+    path = paths.ensure_private_dir(Path(runtime)) / _name()
+    try:
+        holds = read_regular(path, len(data), follow=False) == data
+    except OSError:  # nothing there, a link, a FIFO, more than the filter
+        holds = False
+    if not holds:
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         partial.write_bytes(data)
         partial.chmod(0o600)
@@ -162,18 +166,9 @@ def _file(runtime: str) -> str:
     return str(path)
 
 
-def _holds(path: Path, data: bytes) -> bool:
-    """Whether ``path`` is a file of exactly ``data``, not followed if a link."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        return os.read(descriptor, len(data) + 1) == data
-    except OSError:
-        return False
-    finally:
-        os.close(descriptor)
+@functools.cache
+def _name() -> str:
+    return f"seccomp-{hashlib.sha256(program()).hexdigest()[:16]}.bpf"
 
 
 def wrap(bwrap: str, options: Sequence[str]) -> list[str]:
