@@ -24,7 +24,7 @@ from kfd.agent.instructions import find_instructions
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
 from kfd.sandbox import gitstate, probe
-from kfd.sandbox.sweep import remove
+from kfd.testing.trees import unnest
 from kfd_shell import BashTool
 
 BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
@@ -823,15 +823,8 @@ async def test_a_refs_tree_deeper_than_a_recursion_skips_no_check_then_or_later(
     bashrc.write_text("# mine\n")
     try:
         await _plant_deep_and_check(repo, canary, bashrc)
-    finally:  # without a recursion (pytest's clean-up has one): the logs and the branch
-        for heads in ("logs/refs/heads", "refs/heads"):
-            fd = os.open(repo / ".git" / heads, os.O_RDONLY)
-            try:
-                remove(fd, "x")
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(fd)
+    finally:  # the logs and the branch
+        unnest([repo / ".git" / "logs/refs/heads", repo / ".git" / "refs/heads"], "x")
 
 
 async def _plant_deep_and_check(repo: Path, canary: Path, bashrc: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kfd.sandbox import gitlinks
-from kfd.sandbox.sweep import remove
+from kfd.testing.trees import nest, unnest
 
 
 @pytest.fixture(autouse=True)
@@ -42,14 +42,7 @@ def deep(workspace: Path) -> Iterator[Path]:
     without one (pytest's clean-up recurses)."""
     heads = workspace / ".git" / "logs" / "refs" / "heads"
     yield heads / "x"
-    for directory in (heads, workspace / ".git" / "refs" / "heads"):  # and the branch's
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            remove(fd, "x")
-        except FileNotFoundError:
-            pass
-        finally:
-            os.close(fd)
+    unnest([heads, workspace / ".git" / "refs" / "heads"], "x")  # and the branch's
 
 
 def test_links_past_the_depth_kfd_looks_through_leave_git_nothing_to_follow(
@@ -60,12 +53,7 @@ def test_links_past_the_depth_kfd_looks_through_leave_git_nothing_to_follow(
     outside = tmp_path / "bashrc"
     outside.write_text("# mine\n")
     top = workspace / ".git"
-    fd = os.open(deep.parent, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(1500):
-        os.mkdir("x", dir_fd=fd)
-        inner = os.open("x", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = inner
+    fd = nest(deep.parent, "x", 1500)
     os.symlink(outside, "y", dir_fd=fd)
     os.close(fd)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kfd.sandbox.sweep import remove
+from kfd.testing.trees import nest
 
 
 def _tree(tmp_path: Path) -> tuple[Path, Path]:
@@ -53,12 +54,7 @@ def test_a_deep_tree_and_links_in_it_are_removed_and_what_links_lead_to_is_not(
     deep = tmp_path / "top" / "AGENTS.md"
     deep.mkdir(parents=True)
     (deep / "dirlink").symlink_to(tmp_path)
-    fd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(1500):  # past Python's recursion limit (and PATH_MAX)
-        os.mkdir("a", dir_fd=fd)
-        inner = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = inner
+    fd = nest(deep, "a", 1500)  # past Python's recursion limit (and PATH_MAX)
     os.symlink(outside, "link", dir_fd=fd)
     os.close(fd)
     top = os.open(tmp_path / "top", os.O_RDONLY | os.O_DIRECTORY)
