@@ -12,7 +12,6 @@ in the database, in the log, or in any file kfd wrote.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -26,15 +25,12 @@ import pytest
 
 from kfd import protocol as p
 from kfd.client import Client, Follower
-from kfd.sandbox import probe
 from kfd.testing import Reply, ScriptedModelServer, ScriptedToolCall
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd.testing.daemon import KfdDaemon
 from kfd.testing.fixtures import git_repo
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 SSH = "CANARY-SSH-a1b2c3d4e5"
 AWS = "CANARY-AWS-f6g7h8i9j0"

@@ -6,7 +6,6 @@ sandbox at all; the "sandbox unavailable" path is tested everywhere.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -21,25 +20,15 @@ import pytest
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import ApprovalNeeded, Sandbox
-from kfd.sandbox import probe
+from kfd.testing.bubblewrap import PROBLEM, needs_bubblewrap
 from kfd.testing.processes import processes_gone, processes_running
 from kfd_shell import BashSettings, BashTool
 from kfd_shell.bash import UNSANDBOXED
-
-
-def _bwrap_problem() -> str | None:
-    return asyncio.run(probe("bwrap", network=False))
-
-
-BWRAP_PROBLEM = _bwrap_problem()
 
 # The probes run inside the sandbox, whose /tmp is private: the virtualenv's
 # interpreter may live under the host's /tmp (a checkout there), the
 # system's never does.
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
-needs_bwrap = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
 
 
 # Every test runs twice: commands in a sandbox of their own, and in the pod.
@@ -67,7 +56,7 @@ async def run(ctx: CallContext, command: str, tool: BashTool | None = None, **ar
     return result.output
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_the_workspace_and_tmp_are_writable_and_nothing_else(
     repo: Path, outside: Path
 ) -> None:
@@ -83,7 +72,7 @@ async def test_the_workspace_and_tmp_are_writable_and_nothing_else(
     assert output.count("Read-only file system") == 2, output
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_git_config_hooks_and_kfd_are_read_only_but_git_works(repo: Path) -> None:
     (repo / ".kfd").mkdir()
     (repo / ".kfd" / "config.toml").write_text("")
@@ -103,7 +92,7 @@ async def test_git_config_hooks_and_kfd_are_read_only_but_git_works(repo: Path) 
     assert "\n1\n" in output  # objects, refs and the index stay writable: commits work
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_a_missing_kfd_directory_cannot_be_created(repo: Path) -> None:
     output = await run(
         context(repo), "mkdir -p .kfd && echo x > .kfd/config.toml; chmod 700 .kfd; echo y > .kfd/x"
@@ -113,7 +102,7 @@ async def test_a_missing_kfd_directory_cannot_be_created(repo: Path) -> None:
     assert "Permission denied" in output
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_a_symlink_in_the_workspace_gives_no_write_access_outside(
     repo: Path, outside: Path
 ) -> None:
@@ -143,7 +132,7 @@ CONNECT = (
 )
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_the_network_is_unreachable_unless_allowed(repo: Path, listener: int) -> None:
     command = CONNECT.format(port=listener)
     assert "connected" in await run(context(repo, enabled=False), command), "the listener works"
@@ -165,7 +154,7 @@ def run_directory() -> Iterator[Path]:
     shutil.rmtree(runtime, ignore_errors=True)
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_kfds_own_sockets_are_out_of_reach(
     repo: Path, run_directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,7 +178,7 @@ async def test_kfds_own_sockets_are_out_of_reach(
         (runtime / "rpc.sock").unlink(missing_ok=True)
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_a_timed_out_command_leaves_no_process_behind(repo: Path) -> None:
     marker = "987.6543"
     command = f"sleep {marker} & (trap '' TERM; sleep {marker}) & setsid sleep {marker} & wait"
@@ -198,14 +187,14 @@ async def test_a_timed_out_command_leaves_no_process_behind(repo: Path) -> None:
     assert await processes_gone(marker, within=2.0), processes_running(marker)
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_background_processes_end_with_the_command(repo: Path) -> None:
     marker = "876.5432"
     await run(context(repo), f"nohup sleep {marker} > /dev/null 2>&1 &")
     assert await processes_gone(marker, within=2.0)
 
 
-@needs_bwrap
+@needs_bubblewrap
 async def test_commands_see_other_processes_not(repo: Path) -> None:
     output = await run(context(repo), "ls /proc | grep -c '^[0-9]'")
     assert int(output.splitlines()[0]) <= 4  # bwrap's init, bash, ls, grep
@@ -226,7 +215,7 @@ async def test_the_environment_is_an_allow_list_whatever_the_names(
         'echo "[$KFD_TEST_API_KEY][$NPM_TOKEN][$DATABASE_URL][$MYSQL_PWD][$KFD_TEST_PLAIN]'
         '[$LC_TIME][$https_proxy][$http_proxy][${HOME:+home}]"'
     )
-    for enabled in (False, *(() if BWRAP_PROBLEM else (True,))):
+    for enabled in (False, *(() if PROBLEM else (True,))):
         output = await run(context(repo, enabled=enabled, env=("NPM_*",)), command)
         assert output.startswith("[][n-2][][][][C][][http://proxy:3128][home]\n"), output
         output = await run(context(repo, enabled=enabled, env_allow=("KFD_TEST_PLAIN",)), command)

@@ -10,7 +10,6 @@ exist.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,12 @@ import pytest
 import kfd_shell.bash as bash_module
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
-from kfd.sandbox import Confinement, confine, probe
+from kfd.sandbox import Confinement, confine
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd_shell import BashTool
 from kfd_shell.process import run_command
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 VANISHED = "/usr/kfd-vanished-directory"
 

@@ -26,17 +26,15 @@ from kfd.agent.instructions import project_root
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
 from kfd.sandbox import probe
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd_shell import BashTool
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
 # Every test runs twice: commands in a sandbox of their own, and in the pod.
 pytestmark = [
     pytest.mark.usefixtures("entry"),
-    pytest.mark.skipif(
-        BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-    ),
+    needs_bubblewrap,
 ]
 
 CANARIES = {

@@ -24,16 +24,13 @@ from kfd.agent.instructions import find_instructions
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
 from kfd.sandbox import gitstate, probe
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd.testing.trees import unnest
 from kfd_shell import BashTool
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
-
 pytestmark = [
     pytest.mark.usefixtures("entry"),
-    pytest.mark.skipif(
-        BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-    ),
+    needs_bubblewrap,
 ]
 
 IDENTITY = ["-c", "user.name=t", "-c", "user.email=t@t"]

@@ -7,7 +7,6 @@ and checks that the canary the command planted never ran.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import subprocess
@@ -20,16 +19,14 @@ from kfd import api
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
 from kfd.sandbox import probe
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd_shell import BashTool
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
 probing = importlib.import_module("kfd.sandbox.probe")  # the module: its name is the function's
 
 pytestmark = [
     pytest.mark.usefixtures("entry"),
-    pytest.mark.skipif(
-        BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-    ),
+    needs_bubblewrap,
 ]
 
 DEPTH = 1100

@@ -21,15 +21,13 @@ import pytest
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
 from kfd.hooks.run import Launch, run_hook
-from kfd.sandbox import confine, pod, probe
+from kfd.sandbox import confine, pod
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd.testing.processes import processes_running
 from kfd_shell import BashTool
 from kfd_shell.process import run_command
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 ROUNDS = 16
 

@@ -17,18 +17,14 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
 from kfd.hooks.run import Launch, run_hook
-from kfd.sandbox import confine, probe, seccomp
+from kfd.sandbox import confine, seccomp
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd_shell import BashTool
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 LINKS = (
     "echo notes > notes.txt; mkdir -p secrets; "

@@ -24,16 +24,14 @@ import pytest
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox, confine
-from kfd.sandbox import layout, pod, probe, reuse
+from kfd.sandbox import layout, pod, reuse
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd.testing.processes import processes_gone, processes_running
 from kfd_shell import BashTool
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 PID1 = "tr '\\0' ' ' </proc/1/cmdline; echo"
 """Prints PID 1's command line: the zygote's ``python -I -S -c`` in a pod."""

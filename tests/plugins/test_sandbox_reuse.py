@@ -23,15 +23,13 @@ import pytest
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
-from kfd.sandbox import layout, probe, reuse
+from kfd.sandbox import layout, reuse
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd_shell import BashTool
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 
 @pytest.fixture

@@ -20,13 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from kfd.sandbox import Confinement, confine, probe
+from kfd.sandbox import Confinement, confine
+from kfd.testing.bubblewrap import needs_bubblewrap
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
-
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 PLANT = (
     "mv tools tools.old; mkdir -p tools/bin && "

@@ -3,7 +3,6 @@ project's cache home. Each runs where its tool is installed, and says so when no
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -18,13 +17,10 @@ import pytest
 
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
-from kfd.sandbox import probe
+from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd_shell import BashTool
 
-BWRAP_PROBLEM = asyncio.run(probe("bwrap", network=False))
-pytestmark = pytest.mark.skipif(
-    BWRAP_PROBLEM is not None, reason=f"bubblewrap cannot run here: {BWRAP_PROBLEM}"
-)
+pytestmark = needs_bubblewrap
 
 
 @pytest.fixture(autouse=True)
