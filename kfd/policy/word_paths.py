@@ -91,7 +91,10 @@ def matches(pattern: str, base: str) -> Iterator[str]:
     too (the C locale, which a line may set itself: ``LC_ALL=C; cat d/??``, where
     ``?`` is one byte of ``é``; ``$'\\xc3'?``, a byte of it). Each name once."""
     found = glob.iglob(pattern, root_dir=base)
-    if pattern.isascii() and not _non_ascii_names(pattern, base):
+    # An ASCII pattern of literals and `*` matches the same names either way: only `?`
+    # and brackets count a byte or a character (and only beside a name beyond ASCII).
+    same = "?" not in pattern and "[" not in pattern
+    if pattern.isascii() and (same or not _non_ascii_names(pattern, base)):
         yield from found
         return
     seen: set[str] = set()
