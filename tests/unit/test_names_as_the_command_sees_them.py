@@ -35,6 +35,7 @@ RULES = [*configured(PermissionsConfig(allow=["bash(cat *)"]), "user"), *builtin
         (r"\n\xc3", "\n\udcc3"),
         (r"x\x00y", "x"),  # bash ends the word at a NUL
         (r"\x", "\\x"),
+        (r"\xc3\xZ", "\udcc3\\xZ"),  # a `\x` without digits stays where it is
     ],
 )
 def test_byte_escapes_decode_to_the_bytes_bash_passes(body: str, decoded: str) -> None:

@@ -589,7 +589,10 @@ def decode_ansi_c(body: str) -> str | None:
                 digits += body[i]
                 i += 1
             if not digits:
-                out.append("\\" + escape)
+                if escape == "x":
+                    raw += b"\\x"  # left as written, after the bytes before it
+                else:
+                    out.append("\\" + escape)
                 continue
             code = int(digits, 16)
             if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
