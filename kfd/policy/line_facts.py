@@ -65,9 +65,11 @@ from kfd.policy.unpack_facts import unpacked, unpacking_of
 from kfd.policy.word_paths import (
     MAX_BASES,
     absolute,
+    looks_in_proc,
     matches,
     normal_relative,
     path_fact,
+    proc_cwd,
 )
 from kfd.regular import read_regular
 
@@ -492,9 +494,10 @@ class _Gatherer:
                 continue  # `$!`, `$$`, `$?`, `$#`: a number, never a path
             if pattern is not None and not reading.text:
                 matched = self.expand(pattern)
-                if matched is None:
-                    unknown.append(f"{word} matches more than {MAX_GLOB_MATCHES} files")
-                for fact in matched or ():
+                if isinstance(matched, str):
+                    unknown.append(f"{word} {matched}")
+                    matched = []
+                for fact in matched:
                     paths.setdefault(fact.path, fact)
                     if fact.word.startswith("-") or "/-" in fact.word[:1]:
                         # `rm *` with a file named `-rf`: the program reads an option.
@@ -523,23 +526,33 @@ class _Gatherer:
             )
         return unknown, options
 
-    def expand(self, pattern: str) -> list[PathFact] | None:
+    def expand(self, pattern: str) -> list[PathFact] | str:
         """The files a glob names, as bash expands it (hidden files only when the
-        pattern starts a name with a dot, as Python's glob does too).
+        pattern starts a name with a dot, as Python's glob does too), or why they
+        cannot be known.
 
         A pattern that goes up (``..``) through a directory missing now names what
         it would once an earlier command of the line made the directory: the
         pattern is also read with its ``..`` taken lexically, as a path through a
-        missing directory is (``mkdir d; cat d/../.e*`` read ``.env``)."""
+        missing directory is (``mkdir d; cat d/../.e*`` read ``.env``). A pattern
+        that looks in ``/proc`` is not expanded by the daemon (`looks_in_proc`),
+        but for ``/proc/self/cwd``, the command's directory."""
         facts: list[PathFact] = []
         patterns = [pattern]
         if ".." in pattern.split("/"):
             patterns.append(os.path.normpath(pattern))
         for base in self.bases:
             for spelling in dict.fromkeys(patterns):
+                if spelling.startswith("/"):
+                    spelling = proc_cwd(spelling, base)
+                if looks_in_proc(spelling, base):
+                    return (
+                        "looks in /proc, where every process sees directories of its own: "
+                        "kfd cannot expand it as the command will"
+                    )
                 for index, match in enumerate(matches(spelling, base)):
                     if index >= MAX_GLOB_MATCHES:
-                        return None
+                        return f"matches more than {MAX_GLOB_MATCHES} files"
                     facts.append(self.resolve(match, base))
         return facts
 

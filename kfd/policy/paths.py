@@ -46,7 +46,7 @@ def real_path(path: str) -> str:
         head, tail = os.path.split(path)
         return path if head == path else os.path.join(real_path(head), tail)
     spelled = os.path.normpath(path)
-    if _in_proc_already(real) or _in_proc_already(spelled):
+    if in_proc(real) or in_proc(spelled):
         return _in_proc(path)
     if (real != spelled or ".." in path.split("/")) and _through_proc(path):
         # (A path that resolves to its own spelling, with no `..`, followed no link.)
@@ -77,14 +77,15 @@ def _through_proc(path: str) -> bool:
         if seen > 40:
             return True  # a loop: where it goes is not known
         joined = os.path.normpath(os.path.join(done, target))
-        if _in_proc_already(joined):
+        if in_proc(joined):
             return True
         pending = [p for p in joined.split("/") if p] + pending
         done = "/"
     return False
 
 
-def _in_proc_already(path: str) -> bool:
+def in_proc(path: str) -> bool:
+    """Whether ``path`` (absolute, normalised) is ``/proc`` or under it."""
     return path == "/proc" or path.startswith(_PROC)
 
 

@@ -18,10 +18,19 @@ import re
 from collections.abc import Iterator, Mapping
 
 from kfd.policy.facts import PathFact, PathKind
-from kfd.policy.paths import hard_links, inside, real_path
+from kfd.policy.paths import hard_links, in_proc, inside, real_path
 from kfd.policy.shell import SimpleCommand
 
-__all__ = ["MAX_BASES", "absolute", "bases", "matches", "normal_relative", "path_fact", "proc_cwd"]
+__all__ = [
+    "MAX_BASES",
+    "absolute",
+    "bases",
+    "looks_in_proc",
+    "matches",
+    "normal_relative",
+    "path_fact",
+    "proc_cwd",
+]
 
 _DIRECTORY_CHANGERS = frozenset({"cd", "pushd"})
 _PROC_CWD_PATH = re.compile(r"/+proc/+(?:thread-)?self(?:/+task/+\d+)?/+cwd(?=/|\Z)")
@@ -105,6 +114,35 @@ def matches(pattern: str, base: str) -> Iterator[str]:
         if match not in seen:
             seen.add(match)
             yield match
+
+
+_MAX_GLOB_DIRECTORIES = 2_000
+"""Directories a pattern's wildcards may name before it is not followed (`looks_in_proc`)."""
+
+
+def looks_in_proc(pattern: str, base: str) -> bool:
+    """Whether expanding ``pattern`` from ``base`` looks in a directory under ``/proc``,
+    spelled so or through a link (`kfd.policy.paths.real_path` says which): there each
+    process sees its own directory, root and descriptors, so what the daemon finds
+    is not what the command will. What each wildcard before the last component
+    names is looked at too (a link there may lead to ``/proc``, where the daemon
+    finds nothing below it), up to a bound past which it says so."""
+    head = pattern.rpartition("/")[0] or ("/" if pattern.startswith("/") else "")
+    parts = head.split("/")
+    magic = [i for i, part in enumerate(parts) if glob.has_magic(part)]
+    if not magic:
+        return in_proc(real_path(os.path.join(base, head)))
+    looked = 0
+    for at, after in zip(magic, [*magic[1:], len(parts)], strict=True):
+        # Each name a wildcard matches, with the plain names after it (up to the
+        # next wildcard): a link anywhere on that way is followed by `real_path`.
+        literal = parts[at + 1 : after]
+        for named in glob.iglob("/".join(parts[: at + 1]), root_dir=base):
+            looked += 1
+            way = os.path.join(base, named, *literal)
+            if looked > _MAX_GLOB_DIRECTORIES or in_proc(real_path(way)):
+                return True
+    return False
 
 
 def _non_ascii_names(pattern: str, base: str) -> bool:

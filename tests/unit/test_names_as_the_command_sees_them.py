@@ -136,3 +136,28 @@ def test_a_directory_named_proc_in_the_workspace_is_the_workspace(tmp_path: Path
     (tmp_path / "proc").mkdir()
     (tmp_path / "proc" / "notes.txt").write_text("x\n")
     assert decide_line(tmp_path, "cat proc/notes.txt", "default", RULES) == "allow"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "/proc/self/cwd/{rel}/src/z*",  # the command's directory: expanded there
+        "here/{rel}/src/z*",  # a link in the workspace to /proc/self/cwd
+        "*/{rel}/src/z*",  # a wildcard that names that link
+        "h*/{rel}/src/[z]",
+        "/proc/2/cwd/{rel}/src/z*",
+        "/proc/*/cwd/{rel}/src/z*",
+    ],
+)
+def test_a_glob_through_proc_is_never_expanded_where_the_daemon_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pattern: str
+) -> None:
+    """Reading the day's change again: a glob was expanded in the daemon's process,
+    where ``/proc/self/cwd`` is ``/``: it matched nothing, and the word was taken
+    as naming nothing, while the command's ``src/z`` there is a link to ``.env``."""
+    workspace, relative = _seen_from_root(tmp_path, monkeypatch)
+    (workspace / relative / "src" / "z").symlink_to(workspace / ".env")
+    (workspace / "here").symlink_to("/proc/self/cwd")
+    line = "cat " + pattern.format(rel=relative)
+    for mode in ("default", "plan"):
+        assert decide_line(workspace, line, mode, RULES) != "allow", (line, mode)
