@@ -91,7 +91,10 @@ class Watch:
         self._init = _open_child(pid, bwrap)
         if self._init is None:
             return False
-        os.write(self._go, b"x")
+        try:
+            os.write(self._go, b"x")
+        except BrokenPipeError:
+            return False  # the init died before the go (bubblewrap failed setting up)
         self._given = True
         return True
 

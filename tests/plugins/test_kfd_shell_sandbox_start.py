@@ -11,6 +11,7 @@ exist.
 from __future__ import annotations
 
 import dataclasses
+import select
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 import kfd_shell.bash as bash_module
 from kfd.agent.toolcall import CallContext
 from kfd.api import Sandbox
-from kfd.sandbox import Confinement, confine
+from kfd.sandbox import Confinement, confine, pidns
 from kfd.testing.bubblewrap import needs_bubblewrap
 from kfd_shell import BashTool
 from kfd_shell.process import run_command
@@ -73,3 +74,32 @@ async def test_the_bash_tool_starts_a_command_again_once_its_sandbox_failed_to_s
     assert "started again" in result.output
     assert "Can't mkdir" not in result.output  # bubblewrap's complaint is not the output
     assert "exit code 0" in result.output
+
+
+async def test_a_sandbox_that_fails_before_it_takes_the_go_is_not_a_failing_command(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a fresh-clone run: bubblewrap said its init's PID, then failed setting up
+    the sandbox, and its init was gone before kfd gave the go: the write of the go
+    raised ``BrokenPipeError`` out of the command. Here kfd gives the go only once the
+    init is gone, every time."""
+    real = pidns._open_child
+
+    def late(pid: int, parent: int) -> int | None:
+        handle = real(pid, parent)
+        if handle is not None:
+            select.select([handle], [], [], 10)  # until the init exited
+        return handle
+
+    monkeypatch.setattr(pidns, "_open_child", late)
+    confinement = await confine(repo)
+    said: list[str] = []
+    outcome = await run_command(
+        "echo ran > ran.txt",
+        repo,
+        said.append,
+        prefix=_stale(confinement).prefix,
+        env=confinement.env,
+    )
+    assert not outcome.started
+    assert not (repo / "ran.txt").exists()
