@@ -109,11 +109,22 @@ class Terminal:
         self.press("Enter")
 
     def screen(self, *, history: bool = False) -> str:
-        """What the pane shows (with ``history``, also what scrolled off)."""
+        """What the pane shows (with ``history``, also what scrolled off).
+
+        When a pane's command ends, tmux (``remain-on-exit``) scrolls the
+        screen up one line to write "Pane is dead" at the bottom: the line
+        that scrolled off is still part of what the command showed.
+        """
         args = ["capture-pane", "-p", "-J", "-t", self.name]
         if history:
             args += ["-S", "-5000"]
+        elif self.dead():
+            args += ["-S", "-1"]
         return self.server.run(*args).stdout
+
+    def dead(self) -> bool:
+        shown = self.server.run("display-message", "-p", "-t", self.name, "#{pane_dead}")
+        return shown.stdout.strip() == "1"
 
     def wait_for(
         self,

@@ -362,5 +362,6 @@ def test_kfd_resume_and_slash_resume_pick_one_of_this_project_s_sessions(
     assert terminal.exit_status() is None
     (tmp_path / "empty").mkdir()
     empty = tmux.kfd("resume", cwd=tmp_path / "empty")
+    assert empty.wait_exit() == 1  # read after the end: tmux has scrolled its line up
     said = empty.wait_for(lambda screen: "yet; `kfd` starts one" in screen.replace("\n", ""))
     assert "no sessions in" in said.replace("\n", "") and "Enter attach" not in said
