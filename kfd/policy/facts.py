@@ -7,7 +7,6 @@ I/O at all: a test builds these by hand and calls it.
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -17,6 +16,7 @@ import msgspec
 from kfd.api import PolicyRequest, ResolvedPath
 from kfd.policy.rules import SourcedRule
 from kfd.policy.shell import ShellAnalysis, SimpleCommand
+from kfd.policy.shell.model import command_key
 
 __all__ = ["CallFacts", "CommandFacts", "LineFacts", "PathFact", "TreeFact"]
 
@@ -134,25 +134,6 @@ class CommandFacts(msgspec.Struct, frozen=True, kw_only=True):
     def key_of(self) -> bytes:
         """``command_key(command)``: computed once per command of a line."""
         return self.key or command_key(self.command)
-
-
-def command_key(command: SimpleCommand) -> bytes:
-    """What makes two commands of a line the same command, whatever redirections
-    surround each (``echo $(date) > out1; echo $(date) > out2``): their facts and
-    verdicts are the same, so each is gathered and judged once. (The redirections are
-    the line's, in `LineFacts.redirects`.)
-
-    Every field but the redirections, by place: a tuple encodes in two thirds of the
-    time a copy of the command without them takes, for each of a line's hundreds."""
-    return _ENCODE(_KEYED(_FIELDS(command)))
-
-
-_ENCODE = msgspec.msgpack.Encoder().encode
-_FIELDS = msgspec.structs.astuple
-_KEYED = operator.itemgetter(
-    *(index for index, name in enumerate(SimpleCommand.__struct_fields__) if name != "redirects")
-)
-"""A command's fields but its redirections, picked in one call (no slices joined)."""
 
 
 class LineFacts(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,13 +29,7 @@ import msgspec
 
 from kfd.policy import word_paths
 from kfd.policy.entries import Entries, current, look
-from kfd.policy.facts import (
-    CommandFacts,
-    LineFacts,
-    PathFact,
-    TreeFact,
-    command_key,
-)
+from kfd.policy.facts import CommandFacts, LineFacts, PathFact, TreeFact
 from kfd.policy.gitconfig import (
     NAMED_FILES,
     SYSTEM_FILE,
@@ -59,6 +53,7 @@ from kfd.policy.paths import inside, instruction_links, real_path
 from kfd.policy.reading import Reading, candidates, git_read, read_command
 from kfd.policy.rules import PathMatcher
 from kfd.policy.shell import RiskKind, SimpleCommand, analyze
+from kfd.policy.shell.model import command_key
 from kfd.policy.shell.redirects import SAFE_WRITE_TARGETS
 from kfd.policy.tree_walk import walk
 from kfd.policy.unpack_facts import unpacked, unpacking_of

@@ -19,12 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kfd.policy.facts import command_key
 from kfd.policy.line_facts import _Gatherer, line_facts
 from kfd.policy.paths import real_path
 from kfd.policy.reading import _all_plain
-from kfd.policy.shell import SimpleCommand
-from kfd.policy.shell.model import Assignment, Redirect
+from kfd.policy.shell import SimpleCommand, analyze
+from kfd.policy.shell.model import Assignment, Redirect, command_key
 from kfd.policy.word_paths import normal_relative, path_fact
 
 NAMES = ["src", "a.py", "link", "dir-link", "out", "dangling", "loop", "hard", "gone", "..", "."]
@@ -102,15 +101,33 @@ def test_the_paths_that_matter_give_the_same_fact(tree: Path, word: str) -> None
         assert fact.kind == "other"
 
 
-def test_a_command_met_again_keeps_its_own_redirections(tree: Path) -> None:
-    """Commands that differ only by the redirections around them are gathered once
-    (`kfd.policy.facts.command_key`): each still comes with its own command."""
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_command_met_again_writing_other_files_is_listed_once(
+    tree: Path, fast_path: bool
+) -> None:
+    """A command that differs from one before only by the files its redirections write
+    is listed once (`ShellAnalysis.commands`), by either parser; every file written is
+    still a fact of the line. One that reads another file by redirection is listed
+    again with it (what it reads may be its data: `kfd.policy.unpack_facts`), and
+    commands that differ only by their redirections are gathered once (`command_key`)."""
     workspace = str(tree / "ws")
-    facts = line_facts("cat a.py > one; cat a.py > two; cat src/a.py", workspace)
-    assert [cf.command.redirects[0].target for cf in facts.commands[:2]] == ["one", "two"]
+    line = "cat a.py > one; cat a.py > two; cat a.py >> three 2> four; cat src/a.py"
+    analysis = analyze(line, fast_path=fast_path)
+    assert [c.source for c in analysis.commands] == ["cat a.py", "cat src/a.py"]
+    assert [r.target for r in analysis.commands[0].redirects] == ["one"]
+    facts = line_facts(line, workspace)
+    assert [cf.command.argv for cf in facts.commands] == [["cat", "a.py"], ["cat", "src/a.py"]]
+    assert [fact.word for fact in facts.redirects] == ["one", "two", "three", "four"]
+    assert all(fact.write for fact in facts.redirects)
+    reading = analyze("patch < a.diff > one; patch < b.diff > two; patch < a.diff > three")
+    assert [[r.target for r in c.redirects] for c in reading.commands] == [
+        ["a.diff", "one"],
+        ["b.diff", "two"],
+    ]
+    facts = line_facts("cat a.py < x > one; cat a.py < y > two", workspace)
+    assert [cf.command.redirects[0].target for cf in facts.commands] == ["x", "y"]
     assert facts.commands[0].paths == facts.commands[1].paths
-    assert [p.word for p in facts.commands[2].paths] == ["src/a.py"]
-    assert [fact.word for fact in facts.redirects] == ["one", "two"]
+    assert facts.commands[0].key == facts.commands[1].key
 
 
 @given(st.lists(st.text(alphabet="-@=:\0a/. ", max_size=4), max_size=5))

@@ -60,6 +60,7 @@ from kfd.policy.shell.model import (
     RiskKind,
     ShellAnalysis,
     SimpleCommand,
+    command_key,
 )
 from kfd.policy.shell.parse import MAX_DEPTH, Collector, Context
 
@@ -123,9 +124,26 @@ def analyze(command: str, *, fast_path: bool = True, runs: bool = True) -> Shell
     risks = list(dict.fromkeys(collector.risks))
     return ShellAnalysis(
         command,
-        collector.commands,
+        _distinct(collector.commands),
         risks,
         collector.redirects,
         collector.expansions,
         collector.inputs,
     )
+
+
+def _distinct(commands: list[SimpleCommand]) -> list[SimpleCommand]:
+    """``commands`` but those met again with other files written by redirection only
+    (`ShellAnalysis.commands`): the first of each. The walk leaves out most of them
+    already (`kfd.policy.shell.plain.PlainWalk.emit_again`); this takes the rest."""
+    if len(commands) < 2:
+        return commands
+    seen: set[tuple[bytes, tuple[Redirect, ...]]] = set()
+    distinct: list[SimpleCommand] = []
+    for command in commands:
+        reads = tuple(r for r in command.redirects if r.direction == "read")
+        key = (command_key(command), reads)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(command)
+    return distinct

@@ -8,11 +8,20 @@ human must look). The decision never sees tree-sitter: it reads these.
 from __future__ import annotations
 
 import enum
+import operator
 from typing import Literal
 
 import msgspec
 
-__all__ = ["Assignment", "Redirect", "Risk", "RiskKind", "ShellAnalysis", "SimpleCommand"]
+__all__ = [
+    "Assignment",
+    "Redirect",
+    "Risk",
+    "RiskKind",
+    "ShellAnalysis",
+    "SimpleCommand",
+    "command_key",
+]
 
 
 class RiskKind(enum.StrEnum):
@@ -138,7 +147,11 @@ class ShellAnalysis(msgspec.Struct, frozen=True):
 
     command: str
     commands: list[SimpleCommand]
-    """Every simple command the line can run, in source order (substitutions first)."""
+    """Every simple command the line can run, in source order (substitutions first),
+    each once: one met again that differs only in the files its redirections write
+    (``echo $(date) > out1.txt; echo $(date) > out2.txt``) is listed the first time
+    only, with that time's redirections. Every file written is in `redirects`;
+    what a command reads by redirection (its input) always sets it apart."""
     risks: list[Risk]
     """Why a human should look; empty only if every command is static and accounted for."""
     redirects: list[Redirect]
@@ -154,3 +167,22 @@ class ShellAnalysis(msgspec.Struct, frozen=True):
     def risk_kinds(self) -> frozenset[RiskKind]:
         """The kinds of `risks`, for quick membership tests."""
         return frozenset(risk.kind for risk in self.risks)
+
+
+def command_key(command: SimpleCommand) -> bytes:
+    """What makes two commands of a line the same command, whatever redirections
+    surround each (``echo $(date) > out1; echo $(date) > out2``): their facts and
+    verdicts are the same, so each is gathered and judged once. (The redirections are
+    the line's, in `LineFacts.redirects`.)
+
+    Every field but the redirections, by place: a tuple encodes in two thirds of the
+    time a copy of the command without them takes, for each of a line's hundreds."""
+    return _ENCODE(_KEYED(_FIELDS(command)))
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+_FIELDS = msgspec.structs.astuple
+_KEYED = operator.itemgetter(
+    *(index for index, name in enumerate(SimpleCommand.__struct_fields__) if name != "redirects")
+)
+"""A command's fields but its redirections, picked in one call (no slices joined)."""

@@ -68,12 +68,13 @@ class PlainMemo:
     """What walking one line's plain statements learnt, for the rest of the line (a
     line of a hundred ``echo $(date) > outN.txt`` reads ``echo $(date)`` once)."""
 
-    commands: dict[tuple[str, Context, int], list[SimpleCommand] | None] = field(
+    commands: dict[tuple[str, Context, int], tuple[list[SimpleCommand], bool] | None] = field(
         default_factory=dict
     )
     """The commands the words of a command (as written, without its redirections)
-    gave, by the context around the command and the level they were emitted at;
-    None when they also gave scripts to walk (`PlainWalk.plain_command_words`)."""
+    gave, by the context around the command and the level they were emitted at, and
+    whether a redirection of theirs reads; None when they also gave scripts to walk
+    (`PlainWalk.plain_command_words`)."""
     substituted: set[tuple[str, int]] = field(default_factory=set)
     """The command substitutions (as written) walked, by level."""
 
@@ -97,6 +98,7 @@ class PlainWalk(SimpleCommandReader):
         `statement` walks the tree tree-sitter gives for it: the same commands, in
         the same order, each statement seen once per context and level."""
         walked: set[str] = set()
+        known = self.memo.commands
         for statement in statements:
             # The same text is the same statement, which `first_walk` refuses in the
             # same context and level: not walked again in vain.
@@ -104,10 +106,18 @@ class PlainWalk(SimpleCommandReader):
             if text in walked:
                 continue
             walked.add(text)
-            if statement.kind == "command":  # most are (a call less for each)
-                self.plain_simple(statement.commands[0], context, level)
-            else:
+            if statement.kind != "command":
                 self.plain_statement(statement, context, level)
+                continue
+            command = statement.commands[0]
+            # Most of a long line's commands are one met before with other redirection
+            # targets (`… > out1.txt; … > out2.txt`): what `plain_simple` would do,
+            # without its calls (`plain_command_words` has the same key).
+            found = known.get((command.body, context, level + 1)) if command.body else None
+            if found is None:
+                self.plain_simple(command, context, level)
+            elif self.first_walk("redirected_statement", text.encode(), context, level):
+                self.plain_again(found, list(command.redirects), context)
 
     def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
         if statement.kind == "command":
@@ -133,6 +143,32 @@ class PlainWalk(SimpleCommandReader):
         self.register(redirects)
         self.plain_command_words(command, context, redirects, level + 1)
 
+    def plain_again(
+        self, found: tuple[list[SimpleCommand], bool], redirects: list[Redirect], context: Context
+    ) -> None:
+        """A command with redirections whose words gave ``found`` before, in ``context``
+        (`plain_command_words`): its redirections recorded, then its commands."""
+        self.register(redirects)
+        self.emit_again(found, context, redirects)
+
+    def emit_again(
+        self,
+        found: tuple[list[SimpleCommand], bool],
+        around: Context,
+        redirects: list[Redirect],
+    ) -> None:
+        """The commands ``found`` again, with ``redirects`` inside ``around``'s; none
+        when no redirection of theirs reads, either time (a command that differs from
+        one listed only by the files it writes is not listed again:
+        `ShellAnalysis.commands`)."""
+        commands, reads = found
+        if not reads and not _reading(redirects):
+            return
+        replace = msgspec.structs.replace
+        for command_found in commands:
+            every = [*around.redirects, *redirects]  # as `Context.with_redirects`
+            self.found_command(replace(command_found, redirects=every))
+
     def plain_command_words(
         self, command: PlainCommand, around: Context, redirects: list[Redirect], level: int
     ) -> None:
@@ -149,9 +185,7 @@ class PlainWalk(SimpleCommandReader):
             # Not when the words gave scripts to walk (None): their commands depend on
             # the whole context, and they may be walked again (`first_walk`). Its
             # substitutions were walked at this level then: nothing to do for them.
-            for command_found in found:
-                every = [*around.redirects, *redirects]  # as `Context.with_redirects`
-                self.found_command(msgspec.structs.replace(command_found, redirects=every))
+            self.emit_again(found, around, redirects)
             return
         for source, statements in command.substitutions.items():
             # As `scanned` does: each substitution a risk, its commands walked first.
@@ -178,7 +212,8 @@ class PlainWalk(SimpleCommandReader):
                 for source, value in command.words
             ]
         context = around.with_redirects(redirects)
-        memo.commands[key] = self.emit(words, [], context, text, level)
+        emitted = self.emit(words, [], context, text, level)
+        memo.commands[key] = None if emitted is None else (emitted, _reading(context.redirects))
 
     def plain_values(self, node: Node) -> tuple[int, int] | None:
         """The bytes of a ``for`` loop's values when they are many plain words, one
@@ -255,3 +290,10 @@ class PlainWalk(SimpleCommandReader):
                     return False
                 outer = outer.parent
         return True
+
+
+def _reading(redirects: tuple[Redirect, ...] | list[Redirect]) -> bool:
+    for redirect in redirects:  # noqa: SIM110 (once per statement: no generator, 0.2 us)
+        if redirect.direction == "read":
+            return True
+    return False
