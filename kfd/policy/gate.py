@@ -123,7 +123,7 @@ def restricted_matcher(rules: Sequence[SourcedRule], workspace: str, home: str) 
 
 @functools.lru_cache(maxsize=64)
 def _matcher(specs: tuple[str, ...], workspace: str, home: str) -> PathMatcher:
-    return PathMatcher(specs, workspace, home)
+    return PathMatcher(specs, workspace, home, restricting=True)
 
 
 async def gather(

@@ -249,7 +249,7 @@ def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[Sou
         rule = sourced.rule
         if rule.tool not in families and (tool == "bash" or not rule.names(tool)):
             continue
-        matcher = spec_matcher(spec, workspace, facts.home)
+        matcher = spec_matcher(spec, workspace, facts.home, restricting=sourced.decision != "allow")
         # A path is denied (or asked) under any name, allowed only where it really is.
         if matcher(fact.real) or (sourced.decision != "allow" and matcher(fact.path)):
             matching.append(sourced)
@@ -318,7 +318,8 @@ def _path_rules(
         for s in rules
         if s.rule.spec is not None and s.rule.domain is None and s.rule.tool != "bash"
     ]
-    return PathMatcher([spec for _, spec in found], workspace, home), found
+    specs = [spec for _, spec in found]
+    return PathMatcher(specs, workspace, home, restricting=True), found  # every place
 
 
 _KEPT = frozenset({"session", "always"})
@@ -383,7 +384,7 @@ def weigh_history(facts: CallFacts, program: str, read: GitRead, found: Findings
             directory = os.path.normpath(os.path.join(workspace, scope))
             if scope in read.files:
                 # A file today: its history is its own (renames aside: --follow).
-                hit = spec_matcher(spec, workspace, facts.home)(directory)
+                hit = spec_matcher(spec, workspace, facts.home, restricting=True)(directory)
             else:
                 hit = could_match_under(spec, directory, workspace, facts.home)
             if hit:

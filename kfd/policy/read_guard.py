@@ -36,7 +36,9 @@ class ReadGuard:
         self._workspace = workspace.rstrip("/") or "/"
         self._home = home.rstrip("/") or "/"
         specs = [(sourced.rule.spec or "").strip() for sourced in chosen]
-        self._may_match = PathMatcher([spec for spec in specs if spec], self._workspace, self._home)
+        self._may_match = PathMatcher(
+            [spec for spec in specs if spec], self._workspace, self._home, restricting=True
+        )
         self._cache: dict[str, str | None] = {}
 
     def __bool__(self) -> bool:
@@ -64,7 +66,7 @@ class ReadGuard:
     def _rule_for(self, path: str) -> str | None:
         for sourced in self._rules:
             spec = sourced.rule.spec or ""
-            if spec_matcher(spec, self._workspace, self._home)(path):
+            if spec_matcher(spec, self._workspace, self._home, restricting=True)(path):
                 return sourced.rule.text
         return None
 

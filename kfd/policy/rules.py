@@ -29,13 +29,16 @@ loosely (`restrict_match`): options in any order and cluster (``rm -rf`` is
 Loose where a match restricts, strict where it permits: reordering words can
 lose an allow, never escape a deny.
 
-Everything here is pure: no I/O, no tree-sitter.
+Everything here is pure (no tree-sitter) but for one look at the file system: where
+the directories a path specifier names really are (`_anchors`), once per compiled
+matcher.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -171,6 +174,49 @@ def _anchor(spec: str, workspace: str, home: str) -> tuple[str, str]:
     return workspace, spec
 
 
+def _anchors(spec: str, workspace: str, home: str, restricting: bool) -> list[tuple[str, str]]:
+    """Every (anchor, pattern) a path specifier matches from: `_anchor`'s, and where the
+    place it names really is. Paths are weighed where they really are: with a home
+    reached through a link (``/home`` -> ``/var/home``), ``read(~/.aws/**)`` spelled
+    at ``$HOME`` alone never met ``/var/home/u/.aws/credentials``. The home is
+    taken normalised and real for every rule (it is the user's, not the
+    workspace's); the literal directories at the head of an absolute or relative
+    specifier (``/srv/keys`` of ``/srv/keys/**``) only for a rule that denies or
+    asks: an allow rule holds only where it says, whatever a link in the
+    workspace may later lead there."""
+    base, pattern = _anchor(spec, workspace, home)
+    found = [(base, pattern)]
+    if base == home and (spec == "~" or spec.startswith("~/")):
+        for place in (os.path.normpath(home), os.path.realpath(home)):
+            if (place, pattern) not in found:
+                found.append((place, pattern))
+    elif restricting:
+        parts = pattern.split("/")
+        literal = 0
+        while literal < len(parts) - 1 and not _GLOB_CHARACTERS.search(parts[literal]):
+            literal += 1  # the components before the first one with a wildcard, not the last
+        head = "/".join(parts[:literal])
+        if base == "/" and head.strip("/"):
+            real = os.path.realpath(head)
+            if real != os.path.normpath(head):
+                found.append(("/", _escaped(real) + "/" + "/".join(parts[literal:])))
+        elif base != "/":
+            place = os.path.join(base, head) if head else base
+            real = os.path.realpath(place)
+            if real != os.path.normpath(place):
+                found.append((real, "/".join(parts[literal:]) if head else pattern))
+    return found
+
+
+_GLOB_CHARACTERS = re.compile(r"[*?\[\]\\!]")
+"""What makes a specifier's component more than a name (`kfd.policy.globs`)."""
+
+
+def _escaped(path: str) -> str:
+    """``path`` as a glob that matches it alone."""
+    return re.sub(r"([*?\[\]\\!])", r"\\\1", path)
+
+
 _BACKUPS = r"(?:~|\.(?:bak|orig|old|save|swp))?\Z"
 """The suffixes editors and tools give a file's copies (`PathMatcher`: a name rule
 covers them too; ``read(**/.env)`` leaves ``.env~`` as readable as ``.env``
@@ -199,6 +245,7 @@ class PathMatcher:
         workspace: str,
         home: str,
         *,
+        restricting: bool = False,
         remember: int = _MAX_REMEMBERED_PATHS,
     ) -> None:
         groups: dict[str, list[str]] = {}
@@ -207,14 +254,16 @@ class PathMatcher:
         for spec in (s.strip() for s in specs):
             if not spec:
                 continue
-            base, pattern = _anchor(spec, workspace, home)
+            anchors = _anchors(spec, workspace, home, restricting)
+            base, pattern = anchors[0]
             name = pattern[3:] if pattern.startswith("**/") else ""
             if base == workspace and name and not _SPECIAL_NAME.search(name):
                 # `**/x` matches a file or directory named x anywhere, and what is under
                 # it; and x's backups (`x~`, `x.bak`, ...): a copy of a secret is one.
                 names.append(fnmatch.translate(name).removesuffix(r"\Z") + _BACKUPS)
                 continue
-            groups.setdefault(base, []).append(glob_regex(pattern))
+            for place, spelled in anchors:
+                groups.setdefault(place, []).append(glob_regex(spelled))
             if base == workspace and pattern.startswith("**/"):
                 anywhere.append(glob_regex(pattern))  # `**/x/**` outside the workspace too
         self._groups = [(base, re.compile("|".join(rx), re.DOTALL)) for base, rx in groups.items()]
@@ -271,13 +320,14 @@ _SPECIAL_NAME = re.compile(r"[/\\]|\*\*|^!")
 
 
 @functools.lru_cache(maxsize=1024)
-def spec_matcher(spec: str, workspace: str, home: str) -> PathMatcher:
-    """One path specifier, compiled: what every decision matches a path with.
+def spec_matcher(spec: str, workspace: str, home: str, *, restricting: bool = False) -> PathMatcher:
+    """One path specifier, compiled: what every decision matches a path with
+    (``restricting``: of a rule that denies or asks, `_anchors`).
 
     It remembers the paths it matched: the same few are weighed decision after
     decision.
     """
-    return PathMatcher([spec], workspace, home, remember=4096)
+    return PathMatcher([spec], workspace, home, restricting=restricting, remember=4096)
 
 
 def could_match_under(spec: str, directory: str, workspace: str, home: str) -> bool:
@@ -287,7 +337,13 @@ def could_match_under(spec: str, directory: str, workspace: str, home: str) -> b
     spec = spec.strip()
     if not spec:
         return False
-    base, pattern = _anchor(spec, workspace, home)
+    return any(
+        _could_match_under(base, pattern, directory, workspace)
+        for base, pattern in _anchors(spec, workspace, home, restricting=True)
+    )
+
+
+def _could_match_under(base: str, pattern: str, directory: str, workspace: str) -> bool:
     if base == workspace and pattern.startswith("**/"):
         return True
     relative = _relative(directory, base)
