@@ -21,7 +21,7 @@ from kfd.policy.shell.fastpath import simple_line
 from kfd.policy.shell.model import Assignment, Redirect, Risk, RiskKind, SimpleCommand
 from kfd.policy.shell.plain import CONTAINERS, PlainMemo, PlainWalk
 from kfd.policy.shell.redirects import Redirections, dash_word
-from kfd.policy.shell.repair import flatten_list, parse_script
+from kfd.policy.shell.repair import comments, flatten_list, parse_script
 from kfd.policy.shell.simple import Context
 from kfd.policy.shell.words import (
     Scan,
@@ -49,6 +49,9 @@ _WORD_BLANKS = re.compile(rb"(?:[ \t]|\\\n)*")
 tree-sitter reads ``a | b | 'c'⏎d && e`` as one command ``c d`` (hiding ``d``)."""
 _CASE_TERMINATORS = frozenset({";;", ";&", ";;&"})
 _UNSHARED = frozenset({"program", "comment"})
+_STARTS_A_WORD = frozenset({b" ", b"\t", b"\n", b";", b"&", b"|"})
+"""What a `#` that starts a comment may follow: a blank, a newline, or an operator after
+which bash starts a new word (`a=(b)# x` runs `x`: not after `)`)."""
 
 
 def _child(node: Node, index: int) -> Node:
@@ -131,6 +134,31 @@ class Collector:
             tree, stand_in, merged = parse_script(source)
             walker = _Walker(self, source, stand_in, merged)
         walker.statement(tree.root_node, context, level + 1)
+        self.misread(tree.root_node, source)
+
+    def misread(self, root: Node, source: bytes) -> None:
+        """Risks for what tree-sitter may read otherwise than bash, wherever it is
+        (round 23 found both deep inside statements the walk takes as inert): a syntax
+        error or a missing token anywhere (`x=>file` is an assignment holding an error
+        to tree-sitter, a write to bash), and a comment whose `#` does not start a word
+        (`x#;rm -rf src⏎=x`: bash runs `rm`, tree-sitter reads a comment)."""
+        if root.has_error:
+            self.risk(
+                RiskKind.PARSE_ERROR,
+                "bash syntax error: tree-sitter cannot read part of the line as bash does",
+            )
+        if b"#" not in source:
+            return
+        for comment in comments(root):
+            start = comment.start_byte
+            if start and source[start - 1 : start] not in _STARTS_A_WORD:
+                before = decode(source[max(0, start - 20) : start + 1])
+                self.risk(
+                    RiskKind.UNPARSED,
+                    f"`#` right after {source[start - 1 : start].decode('latin-1')!r} "
+                    f"(…{before}): bash reads it as part of a word, not as a comment",
+                    before,
+                )
 
 
 class _Walker(PlainWalk):
@@ -219,7 +247,7 @@ class _Walker(PlainWalk):
             return
         self.check_gaps(node)
         if kind == "list":
-            for operand in flatten_list(node):
+            for operand in flatten_list(node, self.check_gaps):
                 self.statement(operand, context, level + 1)
         elif kind == "compound_statement" and node.children and node.children[0].type == "((":
             self.arithmetic(node, level)
@@ -468,6 +496,9 @@ class _Walker(PlainWalk):
         inner = context.with_redirects(digest.redirects)
         if body is not None and body.type == "command":
             dash = [dash_word()] if self.dropped_dash(node) >= 0 else []
+            # A command's gaps, as `statement` checks those of one alone (`ls \ 2>x`:
+            # bash passes ` 2`, tree-sitter dropped the backslash: round 23).
+            self.check_gaps(body)
             self.command(body, inner, level + 1, digest.arguments, dash)
         else:
             if digest.arguments:

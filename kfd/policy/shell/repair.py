@@ -23,9 +23,11 @@ from kfd.policy.shell.runs import merge_runs
 from kfd.policy.shell.words import walk
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tree_sitter import Node, Tree
 
-__all__ = ["flatten_list", "parse_script"]
+__all__ = ["comments", "flatten_list", "parse_script"]
 
 _LANGUAGE = tree_sitter.Language(tree_sitter_bash.language())
 _MAX_REPAIRS = 8
@@ -96,14 +98,26 @@ def _misread_keywords(root: Node, source: bytes) -> list[Node]:
     return found
 
 
-def flatten_list(node: Node) -> list[Node]:
-    """The operands of a chain of `&&`/`||` lists, without recursion (chains can be long)."""
+def flatten_list(node: Node, inner: Callable[[Node], None] | None = None) -> list[Node]:
+    """The operands of a chain of `&&`/`||` lists, without recursion (chains can be long);
+    ``inner`` is called with each list nested in ``node`` (its gaps are to be checked
+    as ``node``'s are: `a \\  && b && c` hides the escaped blank in an inner one)."""
     operands: list[Node] = []
     stack = [node]
     while stack:
         current = stack.pop()
         if current.type == "list":
+            if inner is not None and current != node:
+                inner(current)
             stack.extend(reversed(current.children))
         else:
             operands.append(current)
     return operands
+
+
+_COMMENTS = tree_sitter.Query(_LANGUAGE, "(comment) @comment")
+
+
+def comments(root: Node) -> list[Node]:
+    """Every comment tree-sitter found under ``root`` (a query: no walk in Python)."""
+    return tree_sitter.QueryCursor(_COMMENTS).captures(root).get("comment", [])

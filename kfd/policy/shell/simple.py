@@ -67,6 +67,10 @@ _ARITHMETIC_TEST_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"
 _NAME_TEST_OPERATORS = frozenset({"-v", "-R"})
 _REDIRECTION_TOKENS = frozenset({">", "<", ">>", "<<", ">|", "&>", "&>>", ">&", "<&", "<>"})
 _ARRAY_ELEMENT_SUBSCRIPT = re.compile(r"\[([^\]]*)\]\+?=")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""A name bash assigns to."""
+_ENDS_A_COMMAND = re.compile(r"[|&;()\n]")
+"""Characters of a token that end a simple command in bash (round 23)."""
 
 
 class SimpleCommandReader(RedirectReader):
@@ -164,6 +168,19 @@ class SimpleCommandReader(RedirectReader):
             index = name_node.child_by_field_name("index")
             if index is None or not self.text(index).isdigit():
                 scan.arithmetic.append(index if index is not None else name_node)
+        children = node.children
+        operator = children[1] if len(children) > 1 else None
+        if (
+            not _NAME.fullmatch(self.text(base))
+            or operator is None
+            or operator.type not in ("=", "+=")
+            or operator.start_byte != name_node.end_byte
+            or (value_node is not None and value_node.start_byte != operator.end_byte)
+        ):
+            # Not `NAME=` as bash reads an assignment (round 23: `?a=b` is a glob bash
+            # runs as a command; `x#;rm -rf src⏎=x` holds a comment, `x=>f` an error):
+            # tree-sitter's reading is not bash's.
+            scan.unparsed.append(node)
         if value_node is None:
             return Assignment(self.text(base), "", True)
         if value_node.type == "array":
@@ -215,6 +232,11 @@ class SimpleCommandReader(RedirectReader):
             self.unparsed(node)
             return
         keyword = self.text(children[0])
+        if len(children) > 1 and children[1].start_byte == children[0].end_byte:
+            # `declare"x"` is one word to bash (a program named `declarex`), a
+            # declaration of x to tree-sitter.
+            self.unparsed(node)
+            return
         words = [Word(keyword, keyword)]
         plain: list[Node] = []
         for child in children[1:]:
@@ -244,8 +266,20 @@ class SimpleCommandReader(RedirectReader):
         double = bool(node.children) and node.children[0].type == "[["
         words: list[Word] = []
         stack = list(reversed(node.children))
+        end = -1
         while stack:
             child = stack.pop()
+            if not double and child.start_byte == end and child.type not in _TEST_EXPRESSIONS:
+                # Two of the test's words with nothing between them are one word to
+                # bash (`[]` runs a program of that name; round 23).
+                self.risk(
+                    RiskKind.UNPARSED,
+                    f"in [ … ], {self.text(child)!r} is glued to what comes before it: "
+                    "bash reads one word there",
+                    self.text(node),
+                )
+            if child.type not in _TEST_EXPRESSIONS:
+                end = child.end_byte
             if not double and child.type in _REDIRECTION_TOKENS:
                 # tree-sitter reads `[ a > b ]` as a comparison; bash, as `[ a ]` with
                 # its output written to b.
@@ -253,6 +287,14 @@ class SimpleCommandReader(RedirectReader):
                     RiskKind.UNPARSED,
                     f"in [ … ], {child.type} is a redirection (it writes or reads a file), "
                     "not a comparison",
+                    self.text(node),
+                )
+            elif not double and not child.is_named and _ENDS_A_COMMAND.search(child.type):
+                # `[` is a command to bash: `|`, `&&`, `;`… end it and run what follows
+                # (`[ x | sh -c '…' ]`), where tree-sitter reads a test expression.
+                self.risk(
+                    RiskKind.UNPARSED,
+                    f"in [ … ], {child.type!r} ends the `[` command and runs what follows",
                     self.text(node),
                 )
             if not child.is_named:

@@ -17,7 +17,9 @@ indirection: `kfd.policy.shell.evaluation`), and node types it does not know.
 from __future__ import annotations
 
 import glob as globbing
+import itertools
 import re
+import string
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TYPE_CHECKING, Literal
@@ -197,12 +199,21 @@ def scan_node(node: Node, scan: Scan) -> None:
             continue
         if kind == "arithmetic_expansion" and not literal_arithmetic_node(current):
             scan.arithmetic.append(current)
+        elif kind == "simple_expansion" and _apart(current.children):
+            # `$⏎name` is one expansion to tree-sitter; bash ends the word at the `$`
+            # and runs `name` as the next command (round 23).
+            scan.unparsed.append(current)
         elif kind == "expansion":
             why = expansion_evaluates(_node_text(current))
             if why is not None:
                 scan.evaluating.append((current, why))
         inner = quoted or kind in _DOUBLE_QUOTING
         stack.extend((child, inner) for child in current.children)
+
+
+def _apart(children: list[Node]) -> bool:
+    """Whether anything lies between two of ``children`` (a name's parts are never apart)."""
+    return any(a.end_byte != b.start_byte for a, b in itertools.pairwise(children))
 
 
 def hides_code(text: str) -> bool:
@@ -411,9 +422,15 @@ def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
     kind = node.type
     text = decode(source[node.start_byte : node.end_byte])
     if kind in ("word", "number"):
-        builder.unquoted(text)
+        if "$" in text and _expands_inside(source, node.start_byte, node.end_byte):
+            builder.dynamic("a `$` bash expands")
+        else:
+            builder.unquoted(text)
     elif kind == "$":
-        builder.quoted("$")
+        if text != "$" or _expanded_after(source, node.end_byte, quoted=False):
+            builder.dynamic("a `$` bash expands")
+        else:
+            builder.quoted("$")
     elif kind in _OPERATOR_WORDS and not node.is_named:
         builder.unquoted(text)
     elif kind == "raw_string":
@@ -427,7 +444,16 @@ def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
     elif kind == "string":
         _double_quoted(node, source, builder, scan)
     elif kind == "concatenation":
-        _sequence(node.children, source, builder, scan)
+        children = node.children
+        if (
+            not children
+            or children[0].start_byte != node.start_byte
+            or children[-1].end_byte != node.end_byte
+        ):
+            # Text of the word in no part of it (`x$$`: a word `x$`, the last `$` in
+            # none): how bash reads it is not known here.
+            builder.dynamic("a word tree-sitter reads only in part")
+        _sequence(children, source, builder, scan)
     elif kind in ("regex", "extglob_pattern", "test_operator", "variable_name"):
         builder.quoted(text)
     elif kind in ("simple_expansion", "expansion"):
@@ -447,6 +473,33 @@ def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
     else:
         builder.dynamic(f"unknown syntax ({kind})")
         scan.unparsed.append(node)
+
+
+_EXPANSION_STARTS = frozenset((string.ascii_letters + string.digits + "_{([$!#?*@-").encode())
+"""What makes bash expand a ``$`` before it: a name, a digit, a special parameter
+(``$$``, ``$!``, ``$#``...), ``${``, ``$(``, ``$[`` (old arithmetic)."""
+
+
+def _expanded_after(source: bytes, end: int, *, quoted: bool) -> bool:
+    """Whether bash expands a ``$`` tree-sitter gave as a literal one, by the byte after
+    it (round 23: ``cat $".env"''`` was read as ``$.env``; bash passes ``.env``, the
+    ``$"…"`` a locale translation). Outside double quotes a quote after it is one too:
+    ``$"…"`` translated, ``$'…'`` decoded. Unsure means expanded: the word is not static."""
+    after = source[end : end + 1]
+    if not after:
+        return False
+    return after[0] in _EXPANSION_STARTS or (not quoted and after in (b'"', b"'"))
+
+
+def _expands_inside(source: bytes, start: int, end: int) -> bool:
+    """Whether a ``$`` tree-sitter left inside a word from ``start`` to ``end`` is one
+    bash expands (`_expanded_after`)."""
+    at = source.find(b"$", start, end)
+    while at != -1:
+        if _expanded_after(source, at + 1, quoted=False):
+            return True
+        at = source.find(b"$", at + 1, end)
+    return False
 
 
 def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
@@ -473,7 +526,12 @@ def _double_quoted(node: Node, source: bytes, builder: _Builder, scan: Scan) -> 
             builder.double_quoted(decode(content))
         elif child.type == "$":
             builder.double_quoted(decode(source[child.start_byte : child.end_byte - 1]))
-            builder.quoted("$")
+            if source[child.end_byte - 1 : child.end_byte] != b"$" or _expanded_after(
+                source, child.end_byte, quoted=True
+            ):
+                builder.dynamic("a `$` bash expands")
+            else:
+                builder.quoted("$")
         else:
             _node(child, source, builder, scan)
         position = child.end_byte
