@@ -310,6 +310,12 @@ class ToolRegistry:
             args = msgspec.convert(raw, tool.Args)
         except msgspec.ValidationError as exc:
             raise InvalidArguments(f"invalid arguments for `{tool.name}`: {exc}") from None
+        for access in tool.paths(args):
+            if "\0" in access.path:  # no system call takes one: say so, as for bad JSON
+                raise InvalidArguments(
+                    f"invalid arguments for `{tool.name}`: the path {access.path!r} holds a "
+                    "NUL byte, which no file name can"
+                )
         return raw, args
 
 

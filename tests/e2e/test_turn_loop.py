@@ -68,6 +68,8 @@ async def test_invalid_arguments_and_unknown_tools_become_error_results(
                 ScriptedToolCall("read", '{"path": '),  # malformed JSON
                 call("read", path=5),  # wrong type
                 call("teleport", to="mars"),
+                call("read", path="README.md\0.env"),  # no file name holds a NUL
+                call("edit", path="a\0b", old_string="x", new_string="y"),
             ]
         ),
         Reply(text="sorry"),
@@ -75,11 +77,13 @@ async def test_invalid_arguments_and_unknown_tools_become_error_results(
     _, events = await run_turn(daemon, workspace, "go")
 
     results = {e.call_id: e for e in events if isinstance(e, p.ToolCompleted)}
-    assert [e.status for e in results.values()] == ["error", "error", "error"]
+    assert [e.status for e in results.values()] == ["error"] * 5
     outputs = [e.output for e in results.values()]
     assert "not a valid JSON object" in outputs[0]
     assert "Expected `str`, got `int`" in outputs[1]
     assert "unknown tool `teleport`" in outputs[2] and "read" in outputs[2]
+    assert "holds a NUL byte" in outputs[3] and "README.md\\x00.env" in outputs[3]
+    assert "invalid arguments for `edit`" in outputs[4] and "NUL" in outputs[4]
     assert events[-1].stop_reason == "end_turn"
 
 
