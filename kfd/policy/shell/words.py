@@ -424,6 +424,8 @@ def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
     if kind in ("word", "number"):
         if "$" in text and _expands_inside(source, node.start_byte, node.end_byte):
             builder.dynamic("a `$` bash expands")
+        elif _SPLITS.search(text):
+            builder.dynamic("a character that ends a word in bash")
         else:
             builder.unquoted(text)
     elif kind == "$":
@@ -455,7 +457,13 @@ def _node(node: Node, source: bytes, builder: _Builder, scan: Scan) -> None:
             builder.dynamic("a word tree-sitter reads only in part")
         _sequence(children, source, builder, scan)
     elif kind in ("regex", "extglob_pattern", "test_operator", "variable_name"):
-        builder.quoted(text)
+        parent = node.parent
+        if (parent is None or parent.type not in _TEST_PARTS) and _SPLITS.search(text):
+            # Outside a test, tree-sitter's reading of `==` (a test operator followed
+            # by a "regex") is not bash's: `x ==;y` ends the command at `;` (round 23).
+            builder.dynamic("a character that ends a word in bash")
+        else:
+            builder.quoted(text)
     elif kind in ("simple_expansion", "expansion"):
         builder.dynamic("variable expansion")
     elif kind == "command_substitution":
@@ -489,6 +497,12 @@ def _expanded_after(source: bytes, end: int, *, quoted: bool) -> bool:
     if not after:
         return False
     return after[0] in _EXPANSION_STARTS or (not quoted and after in (b'"', b"'"))
+
+
+_SPLITS = re.compile(r"(?:^|[^\\])(?:\\\\)*[ \t\n;&|()<>]")
+"""An unescaped character bash ends a word at (an even run of backslashes before it)."""
+_TEST_PARTS = frozenset({"binary_expression", "unary_expression", "test_command", "case_item"})
+"""Where tree-sitter's test operators, regexes and patterns are bash's too."""
 
 
 def _expands_inside(source: bytes, start: int, end: int) -> bool:
