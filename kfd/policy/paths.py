@@ -10,6 +10,7 @@ from pathlib import Path
 from kfd.agent.instructions import project_candidates, project_root
 from kfd.api import PathAccess, ResolvedPath
 from kfd.git.repository import is_marker
+from kfd.policy.real import where
 from kfd.policy.stamped import Kept
 
 
@@ -28,24 +29,22 @@ def resolve(workspace: Path, accesses: Sequence[PathAccess]) -> list[ResolvedPat
 
 
 def real_path(path: str) -> str:
-    """``os.path.realpath`` that never raises: where a component cannot be looked at
-    (``/proc/1/root``: permission denied), the rest is kept as written, as newer
-    Pythons do; a command run as the same user cannot follow it either.
+    """Where ``path`` really is (`kfd.policy.real.where`), never raising: where a
+    component cannot be looked at (``/proc/1/root``: permission denied), the rest is
+    kept as written; a command run as the same user cannot follow it either.
 
-    Blocking (it stats the file system).
+    Blocking (it opens the path, ``O_PATH``).
     """
     while "//" in path:
-        # One slash to the kernel; Python's realpath loses the path before a link loop
-        # followed by an empty component (`loop//src` came back as `/src`).
-        path = path.replace("//", "/")
-    try:
-        real = os.path.realpath(path)
-    except ValueError:
-        return os.path.normpath(path)  # a NUL byte: nothing on disk has this name
-    except OSError:
-        head, tail = os.path.split(path)
-        return path if head == path else os.path.join(real_path(head), tail)
+        path = path.replace("//", "/")  # one slash to the kernel
+    if not path.startswith("/"):
+        path = os.path.join(os.getcwd(), path)
+    real = where(path)  # the kernel's walk, at a cost the workspace cannot choose
     spelled = os.path.normpath(path)
+    if real is None:
+        # A tree made to cost more than any path should, or a link past the kernel's
+        # limit: where it leads is not known, so it is outside every workspace (asks).
+        return _UNRESOLVED + spelled
     if in_proc(real) or in_proc(spelled):
         return _in_proc(path)
     if (real != spelled or ".." in path.split("/")) and _through_proc(path):
@@ -55,6 +54,7 @@ def real_path(path: str) -> str:
 
 
 _PROC = "/proc/"
+_UNRESOLVED = "/proc/(not resolved by kfd)"
 
 
 def _through_proc(path: str) -> bool:

@@ -49,6 +49,7 @@ import msgspec
 
 from kfd.policy.command_rules import command_pattern
 from kfd.policy.globs import glob_regex
+from kfd.policy.real import where
 
 __all__ = [
     "GRANT",
@@ -151,6 +152,8 @@ def parse_rule(text: str) -> Rule:
         # not at every decision of the workspace it applies in.
         if len(spec) > MAX_PATH_RULE_CHARS:
             raise RuleError(f"a path rule is at most {MAX_PATH_RULE_CHARS} characters")
+        if "\0" in spec:
+            raise RuleError(f"{_short(text)!r}: no path holds a NUL byte")
         try:
             glob_regex(_anchor(spec, "/", "/")[1])
         except ValueError as exc:
@@ -166,12 +169,37 @@ def _short(text: str) -> str:
 
 
 def _anchor(spec: str, workspace: str, home: str) -> tuple[str, str]:
-    """(the directory a path specifier is relative to, the pattern relative to it)."""
+    """(the directory a path specifier is relative to, the pattern relative to it),
+    tidied as a path is (`_tidy`: ``./x``, ``a//b`` and ``a/./b`` named nothing, the
+    first being how other tools write a rule). A relative specifier's leading
+    ``..`` moves its anchor up."""
     if spec == "~" or spec.startswith("~/"):
-        return home, spec[2:] or "**"
+        return home, _tidy(spec[2:]) or "**"
     if spec.startswith("/"):
-        return "/", spec
-    return workspace, spec
+        return "/", "/" + _tidy(spec)
+    parts = spec.split("/")
+    base = workspace
+    while parts and parts[0] in ("..", "."):
+        if parts.pop(0) == "..":
+            base = os.path.dirname(base.rstrip("/")) or "/"
+    return base, _tidy("/".join(parts)) or "**"
+
+
+def _tidy(pattern: str) -> str:
+    """``pattern`` without empty and ``.`` components, and with each ``..`` taking back
+    the name before it (a name, not a wildcard); a trailing ``/`` kept (a directory)."""
+    kept: list[str] = []
+    for part in pattern.split("/"):
+        if part in ("", "."):
+            continue
+        if part == ".." and kept and kept[-1] != ".." and not _GLOB_CHARACTERS.search(kept[-1]):
+            kept.pop()
+            continue
+        if part == ".." and not kept and pattern.startswith("/"):
+            continue  # `/..` is `/`
+        kept.append(part)
+    tidied = "/".join(kept)
+    return tidied + "/" if tidied and pattern.endswith("/") else tidied
 
 
 def _anchors(spec: str, workspace: str, home: str, restricting: bool) -> list[tuple[str, str]]:
@@ -180,31 +208,36 @@ def _anchors(spec: str, workspace: str, home: str, restricting: bool) -> list[tu
     reached through a link (``/home`` -> ``/var/home``), ``read(~/.aws/**)`` spelled
     at ``$HOME`` alone never met ``/var/home/u/.aws/credentials``. The home is
     taken normalised and real for every rule (it is the user's, not the
-    workspace's); the literal directories at the head of an absolute or relative
-    specifier (``/srv/keys`` of ``/srv/keys/**``) only for a rule that denies or
-    asks: an allow rule holds only where it says, whatever a link in the
-    workspace may later lead there."""
+    workspace's); for a rule that denies or asks, also every literal name at the
+    specifier's head, the last one too (``~/.aws`` a link of a dotfile manager,
+    ``keys/``, ``prod.json`` links elsewhere), as the kernel resolves them
+    (`kfd.policy.real.where`: at a bounded cost, whatever links a repository holds).
+    An allow rule holds only where it says, whatever a link in the workspace may
+    later lead there."""
     base, pattern = _anchor(spec, workspace, home)
     found = [(base, pattern)]
-    if base == home and (spec == "~" or spec.startswith("~/")):
-        for place in (os.path.normpath(home), os.path.realpath(home)):
-            if (place, pattern) not in found:
+    homeward = spec == "~" or spec.startswith("~/")
+    if homeward:
+        for place in (os.path.normpath(home), where(home)):
+            if place is not None and (place, pattern) not in found:
                 found.append((place, pattern))
-    elif restricting:
-        parts = pattern.split("/")
-        literal = 0
-        while literal < len(parts) - 1 and not _GLOB_CHARACTERS.search(parts[literal]):
-            literal += 1  # the components before the first one with a wildcard, not the last
-        head = "/".join(parts[:literal])
-        if base == "/" and head.strip("/"):
-            real = os.path.realpath(head)
-            if real != os.path.normpath(head):
-                found.append(("/", _escaped(real) + "/" + "/".join(parts[literal:])))
-        elif base != "/":
-            place = os.path.join(base, head) if head else base
-            real = os.path.realpath(place)
-            if real != os.path.normpath(place):
-                found.append((real, "/".join(parts[literal:]) if head else pattern))
+    if not restricting:
+        return found
+    raw = spec[2:] if homeward else spec
+    spelled = raw if raw.startswith("/") else f"{home if homeward else workspace}/{raw}"
+    parts = spelled.split("/")
+    literal = 0
+    while literal < len(parts) and not _GLOB_CHARACTERS.search(parts[literal]):
+        literal += 1
+    head = "/".join(parts[:literal]) or "/"
+    real = where(head)  # the kernel's reading of the spelling, `..` after a link and all
+    if real is None or real == "/" or real == os.path.normpath(head):
+        return found
+    tail = "/".join(part for part in parts[literal:] if part not in ("", "."))
+    if tail:
+        found.append(("/", _escaped(real) + "/" + tail))
+    else:  # the specifier names a place: it, and what is under it
+        found += [("/", _escaped(real)), ("/", _escaped(real) + "/**")]
     return found
 
 

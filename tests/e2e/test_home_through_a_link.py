@@ -1,4 +1,5 @@
-"""A home reached through a link keeps its secrets from the read and grep tools.
+"""A home reached through a link, and a dotfile linked into it, keep their secrets
+from the read and grep tools.
 
 Round 23: with ``$HOME`` a link (``/home`` -> ``/var/home`` on Fedora Silverblue and
 CoreOS) and a session in the home, ``read(~/.aws/**)`` and the other built-in home
@@ -35,8 +36,12 @@ def linked_root() -> Iterator[Path]:
     real = root / "var_home" / "u"
     (real / ".aws").mkdir(parents=True)
     (real / ".aws" / "credentials").write_text(f"[default]\naws_secret_access_key = {AWS}\n")
-    (real / ".config" / "gh").mkdir(parents=True)
-    (real / ".config" / "gh" / "hosts.yml").write_text(f"github.com:\n  oauth_token: {GH}\n")
+    # `.config` a link into the user's dotfiles, as GNU stow or yadm make it (round 24).
+    (real / "dotfiles" / "config" / "gh").mkdir(parents=True)
+    (real / "dotfiles" / "config" / "gh" / "hosts.yml").write_text(
+        f"github.com:\n  oauth_token: {GH}\n"
+    )
+    (real / ".config").symlink_to("dotfiles/config")
     (real / "proj").mkdir()
     (real / "proj" / "notes.txt").write_text("hello\n")
     (root / "home").symlink_to(real)
@@ -62,7 +67,7 @@ async def test_the_homes_secrets_stay_out_when_home_is_a_link(
     model_server.add(
         call("grep", pattern="Canary", path=str(real), output_mode="content"),
         call("read", path=f"{up}.aws/credentials"),
-        call("read", path=str(real / ".config" / "gh" / "hosts.yml")),
+        call("read", path=str(real / "dotfiles" / "config" / "gh" / "hosts.yml")),
         call("read", path="~/.aws/credentials"),
         Reply(text="done"),
     )

@@ -16,7 +16,13 @@ import pytest
 
 from kfd.policy.defaults import builtin_rules
 from kfd.policy.read_guard import ReadGuard
-from kfd.policy.rules import SourcedRule, could_match_under, parse_rule, spec_matcher
+from kfd.policy.rules import (
+    RuleError,
+    SourcedRule,
+    could_match_under,
+    parse_rule,
+    spec_matcher,
+)
 
 
 def rules(*texts: str, decision: str = "deny") -> list[SourcedRule]:
@@ -89,3 +95,51 @@ def test_an_allow_rule_holds_only_where_it_says(places: dict[str, Path]) -> None
     assert not allow(str(root / "elsewhere" / "k"))
     assert not spec_matcher(f"{root}/srv/**", workspace, home)(str(root / "data" / "srv" / "x"))
     assert spec_matcher("~/notes/**", workspace, home)(str(places["real_home"] / "notes" / "x"))
+
+
+def test_a_restricting_rule_holds_through_every_literal_name_and_any_spelling(
+    places: dict[str, Path],
+) -> None:
+    """Round 24: a dotfile manager's links below the home (``~/.aws`` -> ``dotfiles/aws``),
+    a rule's last name a link (``keys``, ``prod.json``), a trailing slash, and
+    spellings other tools use (``./x``, ``a//b``, ``a/./b``, ``x/../y``) all missed."""
+    root, workspace, home = places["root"], places["ws"], str(places["home"])
+    real_home = places["real_home"]
+    (real_home / "dotfiles" / "aws").mkdir(parents=True)
+    (real_home / "dotfiles" / "aws" / "credentials").write_text("k")
+    (real_home / ".aws" / "credentials").unlink()
+    (real_home / ".aws").rmdir()
+    (real_home / ".aws").symlink_to("dotfiles/aws")
+    guard = ReadGuard(builtin_rules(), str(real_home), home)
+    assert guard(str(real_home / "dotfiles" / "aws" / "credentials")) == "read(~/.aws/**)"
+    (root / "vault").mkdir()
+    (root / "prod.real.json").write_text("{}")
+    (workspace / "prod.json").symlink_to(root / "prod.real.json")
+    for spec in ("keys/", "keys", "./keys/**", "keys//**", "./x/../keys/**", "keys/./**"):
+        named = ReadGuard(rules(f"read({spec})"), str(workspace), home)
+        assert named(str(root / "elsewhere" / "k")) is not None, spec
+        assert named(str(workspace / "keys" / "k")) is not None, spec
+    file_rule = ReadGuard(rules("read(prod.json)"), str(workspace), home)
+    assert file_rule(str(root / "prod.real.json")) is not None
+    up = ReadGuard(rules("read(../vault/**)"), str(workspace), home)
+    assert up(str(root / "vault" / "x")) is not None
+    assert ReadGuard(rules("read(~/./.aws/**)"), str(workspace), home)(
+        str(real_home / "dotfiles" / "aws" / "credentials")
+    )
+    assert spec_matcher(f"{root}/srv/./keys/**", str(workspace), home)(f"{root}/srv/keys/k")
+
+
+def test_rules_that_name_nothing_or_cost_much_are_refused_or_bounded(tmp_path: Path) -> None:
+    """A NUL in a rule is a config error (it broke every turn of the workspace); a
+    chain of links past the kernel's limit at a rule's head leaves the rule as
+    spelled (nothing reaches through it) instead of raising."""
+    with pytest.raises(RuleError, match="NUL"):
+        parse_rule("read(/tmp/a\0b/**)")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "l0").symlink_to("l1")
+    for index in range(1, 60):
+        (workspace / f"l{index}").symlink_to(f"l{index + 1}")
+    (workspace / "keys").symlink_to("l0")
+    guard = ReadGuard(rules("read(keys/**)"), str(workspace), str(tmp_path))
+    assert guard(str(workspace / "keys" / "x")) == "read(keys/**)"

@@ -147,6 +147,7 @@ class Collector:
                 RiskKind.PARSE_ERROR,
                 "bash syntax error: tree-sitter cannot read part of the line as bash does",
             )
+            return  # (where its recovery puts comments then is its own)
         if b"#" not in source:
             return
         for comment in comments(root):
