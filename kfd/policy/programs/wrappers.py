@@ -42,6 +42,8 @@ class WrapperSpec:
     writes: frozenset[str] = frozenset()
     writes_operand: str = ""
     """The wrapper writes the file its operand names (this one without): ``script``."""
+    creates_before: bool = False
+    """Its operands before the command are files it creates: ``flock FILE``."""
     unsets: frozenset[str] = frozenset()
     clears: frozenset[str] = frozenset()
 
@@ -77,6 +79,7 @@ def _spec(name: str, table: Mapping[str, Any]) -> WrapperSpec:
         applet=bool(table.get("applet", False)),
         writes=frozenset(table.get("writes", ())),
         writes_operand=str(table.get("writes_operand", "")),
+        creates_before=bool(table.get("creates_before", False)),
         unsets=frozenset(table.get("unsets", ())),
         clears=frozenset(table.get("clears", ())),
     )

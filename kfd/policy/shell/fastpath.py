@@ -51,7 +51,7 @@ import msgspec
 
 from kfd.policy.shell.model import Redirect
 
-__all__ = ["PlainCommand", "PlainStatement", "simple_line"]
+__all__ = ["PlainCommand", "PlainStatement", "portable", "simple_line"]
 
 # Possessive repetitions: a line that fails to match fails in linear time.
 _LINE = re.compile(
@@ -197,6 +197,13 @@ def simple_line(text: str) -> list[PlainStatement] | None:
                 index == last and statement.kind == "pipeline" and len(statement.commands) > 2
             )
     return statements or None
+
+
+def portable(script: str) -> bool:
+    """Whether ``script`` means the same to every POSIX shell as to bash: what
+    `simple_line` reads (plain words, quotes, `$(…)`, redirections, ``; && || |``),
+    but ``&>`` (dash reads ``a &>f b`` as ``a &`` then ``>f b``: round 24)."""
+    return "&>" not in script and simple_line(script) is not None
 
 
 def _ungrouped(text: str) -> bool:

@@ -23,6 +23,7 @@ __all__ = ["HANDLERS"]
 _SHELLS = frozenset(
     ["sh", "bash", "rbash", "zsh", "dash", "ksh", "ksh93", "mksh", "ash", "yash", "posh"]
 )
+_BASH = frozenset(["bash", "rbash"])
 _FOREIGN_SHELLS = frozenset(
     ["fish", "csh", "tcsh", "pwsh", "powershell", "nu", "nushell", "xonsh", "elvish"]
 )
@@ -30,6 +31,9 @@ _FOREIGN_SHELLS = frozenset(
 
 def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
     command_mode = stdin_mode = False
+    # Only bash reads a script as bash does: `sh` is dash on Debian (and bash in POSIX
+    # mode elsewhere), which reads `&>`, `((`, `$'…'` otherwise (round 24).
+    bash = (words[0].value or "").rsplit("/", 1)[-1] in _BASH
     i = 1
     while i < len(words):
         value = words[i].value
@@ -44,6 +48,7 @@ def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
         if value in ("--version", "--help"):
             return None
         if value.startswith("--"):
+            bash = bash and value != "--posix"
             i += 2 if value in ("--rcfile", "--init-file") else 1
             continue
         if len(value) < 2 or value[0] not in "-+":
@@ -51,6 +56,8 @@ def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
         letters = value[1:]
         command_mode = command_mode or "c" in letters
         stdin_mode = stdin_mode or "s" in letters or "i" in letters
+        if "o" in letters or "O" in letters:
+            bash = False  # `-o posix`, or any other mode: not known to read as bash
         i += 1 + sum(letters.count(c) for c in "oO")
     if command_mode:
         if i >= len(words):
@@ -63,7 +70,7 @@ def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
                 script.source,
             )
             return None
-        out.script(script.value, [w.text for w in words[:i]], state)
+        out.script(script.value, [w.text for w in words[:i]], state, bash=bash)
         return DONE
     if i >= len(words) or stdin_mode:
         out.finding(
@@ -102,7 +109,7 @@ def _eval(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
             dynamic[0].source,
         )
         return None
-    out.script(" ".join(w.text for w in arguments), [words[0].text], state)
+    out.script(" ".join(w.text for w in arguments), [words[0].text], state, bash=True)
     return DONE
 
 
@@ -115,7 +122,7 @@ def _trap(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
     if action.value is None:
         out.finding(RiskKind.DYNAMIC_COMMAND, f"the trap action is not static ({action.reason})")
     else:
-        out.script(action.value, [words[0].text], state)
+        out.script(action.value, [words[0].text], state, bash=True)
     return None
 
 

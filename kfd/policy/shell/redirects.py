@@ -11,6 +11,7 @@ nothing, and words tree-sitter attaches to a redirection (``git status >
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -19,6 +20,7 @@ from kfd.policy.shell.steps import SAFE_WRITE_TARGETS
 from kfd.policy.shell.words import (
     Scan,
     Word,
+    decode,
     evaluate_word,
     hides_code,
     merge_adjacent,
@@ -120,20 +122,23 @@ class RedirectReader(abc.ABC):
 
     def heredoc(self, node: Node, scan: Scan, digest: Redirections) -> None:
         start = next((c for c in node.children if c.type == "heredoc_start"), None)
+        end = next((c for c in node.children if c.type == "heredoc_end"), None)
         # A quoted delimiter (<<'EOF', <<"EOF", <<\EOF) keeps the body literal.
         expanded = start is None or not any(q in self.text(start) for q in "'\"\\")
+        if start is None or end is None or self.text(end) != _unquoted(self.text(start)):
+            # Where the body ends is not where bash ends it (round 24: with no line
+            # holding the delimiter, bash reads to the end; tree-sitter called the rest
+            # of the body, backquotes and all, the delimiter).
+            scan.unparsed.append(node)
         for index, child in enumerate(node.children):
             role = node.field_name_for_child(index)
             kind = child.type
             if kind == "heredoc_body":
                 scan_node(child, scan)
-                if expanded:
-                    # tree-sitter leaves backquotes (and more) in a body as plain text.
-                    scan.hidden.extend(
-                        leaf
-                        for leaf in (child, *child.children)
-                        if leaf.child_count == 0 and hides_code(self.text(leaf))
-                    )
+                if expanded and hides_code(self.plain_part(child)):
+                    # tree-sitter leaves backquotes (and more) in a body as plain text,
+                    # between its expansions too (round 24).
+                    scan.hidden.append(child)
                 self.found_input(self.text(child))
             elif role == "redirect":
                 self.redirect(child, scan, digest)
@@ -145,6 +150,18 @@ class RedirectReader(abc.ABC):
                 scan.errors.append(child)
             elif child.is_named and kind not in ("heredoc_start", "heredoc_end"):
                 scan.unparsed.append(child)
+
+    def plain_part(self, body: Node) -> str:
+        """A here-document body's text with its expansions and substitutions blanked
+        (each is scanned as a node); what is left, tree-sitter took as text."""
+        start = body.start_byte
+        text = bytearray(self.source[start : body.end_byte])
+        for child in body.named_children:
+            if child.type != "heredoc_content":
+                text[child.start_byte - start : child.end_byte - start] = b" " * (
+                    child.end_byte - child.start_byte
+                )
+        return decode(bytes(text))
 
     def file_redirect(self, node: Node, scan: Scan, digest: Redirections) -> None:
         fd: int | None = None
@@ -204,6 +221,14 @@ class RedirectReader(abc.ABC):
                 )
             elif redirect.direction != "read" and target not in SAFE_WRITE_TARGETS:
                 self.risk(_REDIRECT_WRITE, f"output is written to {target!r}", target)
+
+
+def _unquoted(delimiter: str) -> str:
+    """A here-document's delimiter after quote removal (`cat <<'E F'` ends at `E F`)."""
+    return _DELIMITER_QUOTES.sub(lambda m: next(g for g in m.groups() if g is not None), delimiter)
+
+
+_DELIMITER_QUOTES = re.compile(r"\\(.)|'([^']*)'|\"([^\"]*)\"", re.DOTALL)
 
 
 def dash_word() -> Word:

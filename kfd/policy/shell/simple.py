@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from kfd.policy.shell.evaluation import plain_name, sensitive_variable
+from kfd.policy.shell.fastpath import portable
 from kfd.policy.shell.lookalike import plain_text, suspicious_characters
 from kfd.policy.shell.model import Assignment, Redirect, RiskKind, SimpleCommand
 from kfd.policy.shell.redirects import Redirections, RedirectReader
@@ -366,6 +367,15 @@ class SimpleCommandReader(RedirectReader):
             for invocation in unwrapped.invocations
         ]
         for script in unwrapped.scripts:
+            if not script.bash and not portable(script.text):
+                self.risk(
+                    RiskKind.UNPARSED,
+                    f"`{source}` runs its script with sh or another shell, which reads "
+                    "bash's own syntax otherwise (`&>`, `((`, `$'…'`, braces…): kfd reads "
+                    "such a script only when it is plain commands, quotes, `$(…)`, "
+                    "redirections and `; && || |`",
+                    script.text,
+                )
             assignments = [*inherited, *self.wrapped_assignments(script.assignments)]
             nested = Context(
                 (*context.wrappers, *(tuple(w) for w in script.wrappers)),

@@ -72,6 +72,10 @@ class NestedScript:
     chdir: list[str]
     open_ended: bool = False
     wrapper_words: list[str] = field(default_factory=list)
+    bash: bool = False
+    """Run by bash itself (`bash -c`, `eval`, `trap`); else by another shell or one
+    not known (`sh -c`, `watch`, `flock -c`, `su -c`), which reads some of bash's
+    syntax otherwise (`kfd.policy.shell.simple.SimpleCommandReader.emit`)."""
 
 
 @dataclass(slots=True)
@@ -84,8 +88,11 @@ class Unwrapped:
     pending: list[tuple[list[Word], Invocation]] = field(default_factory=list)
     """Commands a handler found inside its words (``find -exec``), to unwrap in turn."""
 
-    def script(self, text: str, prefix: list[str], state: Invocation) -> None:
-        """Record shell code ``prefix`` runs, with the wrappers it went through."""
+    def script(
+        self, text: str, prefix: list[str], state: Invocation, *, bash: bool = False
+    ) -> None:
+        """Record shell code ``prefix`` runs (``bash``: run by bash itself), with the
+        wrappers it went through."""
         self.scripts.append(
             NestedScript(
                 text,
@@ -94,6 +101,7 @@ class Unwrapped:
                 list(state.chdir),
                 state.open_ended,
                 list(state.wrapper_words),
+                bash,
             )
         )
 

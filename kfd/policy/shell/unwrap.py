@@ -191,6 +191,8 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
             out.findings.append(dynamic_word(words, start))
             return None
         state.wrapper_words.append(words[start].text)
+        if spec.creates_before and not words[start].text.isdigit():  # (a number: a descriptor)
+            out.write(words[start].text, label)
         start += 1
     script_spellings = {s for s, o in options.items() if o.name in spec.scripts}
     if start + 1 < len(words) and words[start].value in script_spellings:

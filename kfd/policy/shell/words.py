@@ -388,6 +388,8 @@ def _glob_pattern(chars: list[tuple[str, bool]]) -> str | None:
         if opened >= 0:
             if quoted:
                 return None
+            if char == "[" and index + 1 < len(chars) and chars[index + 1][0] in ":=.":
+                return None  # a class anywhere in the brackets (`[![:digit:]]`: round 24)
             first = index == opened + 1 or (index == opened + 2 and chars[index - 1][0] in "!^")
             if char == "]" and not first:
                 opened = -1
@@ -399,10 +401,7 @@ def _glob_pattern(chars: list[tuple[str, bool]]) -> str | None:
             out.append("!")
         else:
             out.append(char)
-    pattern = "".join(out)
-    if "[[:" in pattern or "[=" in pattern or "[." in pattern:
-        return None
-    return pattern
+    return "".join(out)
 
 
 def _sequence(nodes: Sequence[Node], source: bytes, builder: _Builder, scan: Scan) -> None:
