@@ -119,6 +119,8 @@ def line_facts(
     links = instruction_links(workspace)
     gatherer = _Gatherer(workspace, root, bases, restricted, dirs, analysis.inputs, links, home)
     commands, distinct = _gathered(gatherer, analysis.commands)
+    if len(commands) > 1:
+        commands = _after_tree_rewrites(commands)
     if lost:
         why = f"the line changes directory in more ways than kfd follows ({MAX_BASES})"
         commands = [msgspec.structs.replace(c, unknown=[*c.unknown, why]) for c in commands]
@@ -209,6 +211,35 @@ def _with_unpacked(
             )
         found.append(msgspec.structs.replace(cf, unpacked=result.paths, unknown=unknown))
     return found
+
+
+_TREE_WRITERS = frozenset(
+    {"checkout", "switch", "restore", "reset", "merge", "pull", "rebase", "cherry-pick"}
+    | {"revert", "stash", "am", "read-tree", "checkout-index", "clone", "worktree", "mv"}
+    | {"submodule", "sparse-checkout", "bisect", "subtree", "filter-branch"}
+)
+"""git subcommands that write working-tree files from the repository's objects."""
+
+
+def _after_tree_rewrites(commands: list[CommandFacts]) -> list[CommandFacts]:
+    """``commands``, those after one that writes working-tree files from git's objects
+    (or a git subcommand kfd cannot name) made unknown: what they name may be a link
+    it put there, which kfd cannot see beforehand (round 25: `git checkout evil -- l e;
+    cat e l/k` read `.env` outside the workspace and a denied secret, in auto mode)."""
+    for index, cf in enumerate(commands[:-1]):
+        reading = read_command(cf.command)
+        if reading.program != "git":
+            continue
+        path = reading.parsed.path if reading.parsed is not None else []
+        if path and path[0] not in _TREE_WRITERS:
+            continue
+        why = f"`{cf.command.source}` before it may put links where its paths lead"
+        later = [  # (a command naming no path reads nothing such a link could redirect)
+            msgspec.structs.replace(c, unknown=[*c.unknown, why]) if c.paths or c.trees else c
+            for c in commands[index + 1 :]
+        ]
+        return [*commands[: index + 1], *later]
+    return commands
 
 
 def _gathered(

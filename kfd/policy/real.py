@@ -18,7 +18,9 @@ where `os.path.realpath` exists: for a cost the repository cannot choose.
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 
 __all__ = ["where"]
 
@@ -30,14 +32,21 @@ _FD = "/proc/self/fd/"
 def where(path: str) -> str | None:
     """The real, normalised place of the absolute ``path``: its links followed as the
     kernel follows them, and past a name that does not exist yet as `os.path.realpath`
-    goes (a later command may make it: ``mkdir d; cat d/../link``); None when that
-    costs more than `_BUDGET` looks (only a tree made to cost that does), or a link
-    more than the kernel's 40 (nothing can reach past it). A part that cannot be
-    looked at (no permission) is taken as a name that does not exist; a NUL byte
-    leaves the path as spelled (no file has one)."""
+    goes (a later command may make it: ``mkdir d; cat d/../link``). None, unknown, when
+    a part cannot be looked at (no permission, a path longer than the kernel takes:
+    round 25 hid links past 4,096 bytes that way), a link more than the kernel's 40
+    (nothing reaches past it), or when it costs more than `_BUDGET` looks or
+    `_DEADLINE_S` (only a tree made to cost that does). A NUL byte leaves the path as
+    spelled (no file has one)."""
     if "\0" in path or not path.startswith("/"):
         return os.path.normpath(path)
-    budget = _Budget()
+    try:
+        return _where(path, _Budget())
+    except _Unknown:
+        return None
+
+
+def _where(path: str, budget: _Budget) -> str:
     follows = 0
     while True:
         opened = budget.opened(path)
@@ -45,11 +54,9 @@ def where(path: str) -> str | None:
             return opened
         parts = path.split("/")
         count = _deepest(parts, budget)  # parts[:count] opens; parts[:count + 1] does not
-        if count is None:
-            return None
         head = budget.opened("/".join(parts[:count]) or "/")
         if head is None:
-            return None  # it opened a moment ago: changed meanwhile
+            raise _Unknown  # it opened a moment ago: changed meanwhile
         # By hand from there: names that do not exist, `..` back out of them, and a
         # link where the kernel stopped (dangling, or leading somewhere not made yet).
         missing = 0  # how many of head's last names do not exist
@@ -68,16 +75,13 @@ def where(path: str) -> str | None:
             if missing:
                 head, missing = os.path.join(head, part), missing + 1
                 continue
-            if not budget.spend():
-                return None
-            try:
-                target = os.readlink(os.path.join(head, part))
-            except OSError:
+            target = budget.link(os.path.join(head, part))
+            if target is None:
                 head, missing = os.path.join(head, part), 1
                 continue
             follows += 1
             if follows > _MAX_LINKS:
-                return None
+                raise _Unknown
             path = os.path.join(head, target, *rest[index + 1 :])  # absolute: from `/`
             break
         else:
@@ -90,49 +94,72 @@ _BUDGET = 512
 """Looks (opens, reads of a link) one path may cost: a few for most, a dozen for a
 long one that does not exist, a few hundred for a chain of links the kernel would
 follow to its limit."""
+_DEADLINE_S = 0.02
+"""Time one path may cost: a look can be a kernel walk of 40 links of 4 KB each
+(round 25: 150-300 ms for one path of such links, 512 looks allowed)."""
+_ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR})
+"""What a look may fail with for a name that is not there (yet): anything else is
+a part kfd cannot look at, where the command may see something."""
+
+
+class _Unknown(Exception):
+    """A part of the path kfd cannot look at, or the budget spent."""
 
 
 class _Budget:
-    __slots__ = ("left",)
+    __slots__ = ("deadline", "left")
 
     def __init__(self) -> None:
         self.left = _BUDGET
+        self.deadline = time.monotonic() + _DEADLINE_S
 
-    def spend(self) -> bool:
+    def spend(self) -> None:
         self.left -= 1
-        return self.left >= 0
+        if self.left < 0 or time.monotonic() > self.deadline:
+            raise _Unknown
 
     def opened(self, path: str) -> str | None:
-        return _opened(path) if self.spend() else None
+        """What the kernel opens at ``path`` (following links), by its name; None if
+        nothing is there."""
+        self.spend()
+        try:
+            descriptor = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno in _ABSENT:
+                return None
+            raise _Unknown from None
+        try:
+            name = os.readlink(f"{_FD}{descriptor}")
+            # A name the kernel ends with " (deleted)" is one only if the file is gone
+            # (round 25: a directory named `x (deleted)` was taken as missing).
+            if not name.startswith("/") or (
+                name.endswith(" (deleted)") and os.fstat(descriptor).st_nlink == 0
+            ):
+                raise _Unknown
+            return name
+        except OSError:
+            raise _Unknown from None
+        finally:
+            os.close(descriptor)
+
+    def link(self, path: str) -> str | None:
+        """The target of the link at ``path``; None if nothing is there."""
+        self.spend()
+        try:
+            return os.readlink(path)
+        except OSError as error:
+            if error.errno in _ABSENT:
+                return None
+            raise _Unknown from None  # there, but not a link the kernel stopped at
 
 
-def _opened(path: str) -> str | None:
-    """What the kernel opens at ``path`` (following links), by the name it gives it;
-    None if it cannot."""
-    try:
-        descriptor = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except (OSError, ValueError):
-        return None
-    try:
-        name = os.readlink(f"{_FD}{descriptor}")
-    except OSError:
-        return None
-    finally:
-        os.close(descriptor)
-    if not name.startswith("/") or name.endswith(" (deleted)"):
-        return None  # not a name in this process's tree
-    return name
-
-
-def _deepest(parts: list[str], budget: _Budget) -> int | None:
+def _deepest(parts: list[str], budget: _Budget) -> int:
     """How many of ``parts`` (an absolute path split at ``/``) open together: the
     kernel opens a path's parts in order, so the prefixes that open are the shortest
-    ones, and halving finds the longest (None: over budget)."""
+    ones, and halving finds the longest."""
     low, high = 1, len(parts) - 1  # `/` opens; all of them did not
     while low < high:
         middle = (low + high + 1) // 2
-        if budget.left <= 0:
-            return None
         if budget.opened("/".join(parts[:middle]) or "/") is not None:
             low = middle
         else:

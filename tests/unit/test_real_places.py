@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kfd.policy import real
+from kfd.policy.paths import real_path
 from kfd.policy.real import where
 
 NAMES = ["a", "b", "c", "d"]
@@ -110,3 +111,33 @@ def test_a_dangling_link_is_followed_where_a_write_would_go(tmp_path: Path) -> N
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert where(str(fifo)) == str(fifo)  # opened without blocking
+
+
+def test_what_cannot_be_looked_at_is_unknown_not_missing(tmp_path: Path) -> None:
+    """Round 25: past 4,096 bytes the kernel opens nothing (ENAMETOOLONG), and the
+    directories there were taken as names not made yet, so a link at the bottom to
+    the secrets went unseen; a directory named `x (deleted)` was taken as a deleted
+    one. Unknown now (real_path: outside every workspace, it asks)."""
+    (tmp_path / "secrets").mkdir()
+    deep, descriptor = tmp_path, os.open(tmp_path, os.O_RDONLY)
+    while len(str(deep)) < 4200:  # made a directory at a time: no call takes the whole
+        os.mkdir("d" * 200, dir_fd=descriptor)
+        inner = os.open("d" * 200, os.O_RDONLY, dir_fd=descriptor)
+        os.close(descriptor)
+        deep, descriptor = deep / ("d" * 200), inner
+    os.symlink(tmp_path / "secrets", "l", dir_fd=descriptor)
+    os.close(descriptor)
+    assert where(str(deep / "l" / "k")) is None
+    assert real_path(str(deep / "l" / "k")).startswith("/proc/")
+    named = tmp_path / "x (deleted)"
+    (named / "n").mkdir(parents=True)
+    (named / "l").symlink_to(tmp_path / "secrets")
+    assert where(str(named / "n" / ".." / "l" / "k")) == str(tmp_path / "secrets" / "k")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    descriptor = os.open(gone, os.O_PATH)
+    try:
+        gone.rmdir()  # what the kernel names "… (deleted)"
+        assert where(f"/proc/self/fd/{descriptor}/x") is None
+    finally:
+        os.close(descriptor)

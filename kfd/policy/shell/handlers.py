@@ -24,6 +24,12 @@ _SHELLS = frozenset(
     ["sh", "bash", "rbash", "zsh", "dash", "ksh", "ksh93", "mksh", "ash", "yash", "posh"]
 )
 _BASH = frozenset(["bash", "rbash"])
+_PLAIN_OPTIONS = frozenset("cseuxvilrp")
+"""Shell options that leave a script's words read as here: `-c`, `-s`, `-i` (read
+above), `-e`, `-u`, `-x`, `-v`, `-l`, `-r` (restricted), `-p` (privileged: no
+startup files). Any other changes how it is read or run."""
+_PLAIN_MODES = frozenset({"pipefail", "errexit", "nounset", "xtrace", "verbose", "noclobber"})
+"""The same for `-o NAME` (`-o posix`, `-o keyword`, `-o allexport`... do not)."""
 _FOREIGN_SHELLS = frozenset(
     ["fish", "csh", "tcsh", "pwsh", "powershell", "nu", "nushell", "xonsh", "elvish"]
 )
@@ -56,8 +62,21 @@ def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
         letters = value[1:]
         command_mode = command_mode or "c" in letters
         stdin_mode = stdin_mode or "s" in letters or "i" in letters
-        if "o" in letters or "O" in letters:
-            bash = False  # `-o posix`, or any other mode: not known to read as bash
+        names = [w.value for w in words[i + 1 : i + 1 + letters.count("o") + letters.count("O")]]
+        changes = (set(letters) - _PLAIN_OPTIONS - {"o"}) | {
+            f"o {name}" for name in names if name not in _PLAIN_MODES
+        }
+        if changes:
+            # `bash -k` takes `NAME=value` words anywhere as assignments (round 25:
+            # `git status GIT_CONFIG_…=…` ran a program), `-a` exports every one,
+            # `-f` globs nothing, `-o keyword`…: the script is not read as it is here.
+            out.finding(
+                RiskKind.UNPARSED,
+                f"{words[0].text} {value} changes how the script is read "
+                f"(-{', -'.join(sorted(changes))})",
+                value,
+            )
+            return None
         i += 1 + sum(letters.count(c) for c in "oO")
     if command_mode:
         if i >= len(words):

@@ -125,10 +125,19 @@ class RedirectReader(abc.ABC):
         end = next((c for c in node.children if c.type == "heredoc_end"), None)
         # A quoted delimiter (<<'EOF', <<"EOF", <<\EOF) keeps the body literal.
         expanded = start is None or not any(q in self.text(start) for q in "'\"\\")
-        if start is None or end is None or self.text(end) != _unquoted(self.text(start)):
-            # Where the body ends is not where bash ends it (round 24: with no line
-            # holding the delimiter, bash reads to the end; tree-sitter called the rest
-            # of the body, backquotes and all, the delimiter).
+        delimiter = _unquoted(self.text(start)) if start is not None else None
+        tabs = any(c.type == "<<-" for c in node.children)
+        body = next((c for c in node.children if c.type == "heredoc_body"), None)
+        lines = self.text(body).split("\n") if body is not None else []
+        if (
+            end is None
+            or self.text(end) != delimiter
+            or any((line.lstrip("\t") if tabs else line) == delimiter for line in lines)
+        ):
+            # Where the body ends is not where bash ends it: at the first line that is
+            # the delimiter (round 25: tree-sitter read a `${` across it, and the lines
+            # after it as body; bash ran them), or at the end when none is (round 24:
+            # tree-sitter called the rest of the body, backquotes and all, its end).
             scan.unparsed.append(node)
         for index, child in enumerate(node.children):
             role = node.field_name_for_child(index)

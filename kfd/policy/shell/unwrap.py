@@ -179,7 +179,16 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
     for script in scripts:
         out.script(script, [label], state)
     for option, value in parsed.values:
-        if option in spec.split:
+        if option in spec.split and _SPLIT_OWN_WAY.search(value):
+            # `env -S` splits by rules of its own: `\'` inside single quotes, `#`
+            # comments, `${VAR}`, `\_` (round 25: `cat 'x\' ' secrets/k #'` read .env
+            # and secrets/k where kfd read one odd word).
+            out.finding(
+                RiskKind.UNPARSED,
+                f"{label} --{option} splits {value!r} by rules of its own",
+                value,
+            )
+        elif option in spec.split:
             out.script(value, [label, f"--{option}"], state)
     start = 1 + parsed.positions[0] if parsed.positions else len(words)
     if spec.assignments:
@@ -191,8 +200,8 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
             out.findings.append(dynamic_word(words, start))
             return None
         state.wrapper_words.append(words[start].text)
-        if spec.creates_before and not words[start].text.isdigit():  # (a number: a descriptor)
-            out.write(words[start].text, label)
+        if spec.creates_before and (start + 1 < len(words) or not words[start].text.isdigit()):
+            out.write(words[start].text, label)  # (a number alone is a descriptor: flock 9)
         start += 1
     script_spellings = {s for s, o in options.items() if o.name in spec.scripts}
     if start + 1 < len(words) and words[start].value in script_spellings:
@@ -221,6 +230,10 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
     if spec.command == "joined" and not (set(parsed.options) & spec.argv_options):
         return _joined(words, start, state, out)
     return start
+
+
+_SPLIT_OWN_WAY = re.compile(r"[\\'\"#$]")
+"""What `env -S` reads otherwise than a shell: only plain words are read as the shell's."""
 
 
 def _joined(words: list[Word], start: int, state: Invocation, out: Unwrapped) -> Step:
