@@ -566,6 +566,12 @@ def test_lines_with_substitutions_give_the_same_facts(
         "echo x > a=b; echo x > c; echo x > %d; echo x > @e; echo x > f,g:h+i",
         "echo x > a\necho x > b\n# c\necho x > c\n\necho y > d",
         "ls - > a; ls - > b; ls -- > c; ls > -",
+        # End shapes (one target last, after a blank), told without a search
+        "echo x > a; echo x > b.c; echo x > -d; echo x > =e; echo x > f=g; echo x > %h@i",
+        "echo x > a; echo x > 'j'; echo x > k$(date); echo x >  l; echo x > m n; echo x >n",
+        "echo 'y > z' > a; echo 'y > z' > b; ls 2> c; ls 2> d; ls 2>> e; ls 2>> f; ls < g",
+        "ls && echo x > a; echo x > b; echo x >\tc; echo x >\td; echo x > e 2>&1; ls < h",
+        "echo x > a > b; echo x > a > c; echo x > a; echo x > a > d; echo x > a",
     ],
 )
 def test_statements_differing_only_in_redirection_targets_give_the_same_facts(

@@ -83,6 +83,8 @@ _BEFORE_QUOTE = re.compile(r"[^'\"]*")
 _TARGET = re.compile(r"([<>][ \t]?)([A-Za-z0-9_./,:@%+][A-Za-z0-9_./,:@%+=-]*+)(?=[ \t]|\Z)")
 """A plain word right after ``<`` or ``>`` (and a blank at most), up to a blank or the
 end: where a redirection's target may be (`_retargeted`)."""
+_TARGET_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./,:@%+=-"
+"""What `_TARGET`'s words are made of (where they do not start)."""
 _SEMICOLON_SUBSTITUTED = re.compile(r"\$\([^)]*;")
 _SEPARATORS = str.maketrans(";&|", "   ")
 _SPECIAL_NAMES = frozenset(
@@ -152,7 +154,7 @@ def simple_line(text: str) -> list[PlainStatement] | None:
     only (``echo $(date) > out1.txt`` after ``… > out0.txt``) is the first with
     those targets (`_retargeted`)."""
     statements: list[PlainStatement] = []
-    known: dict[str, PlainStatement | None] = {}
+    known: dict[str, PlainStatement] = {}
     commands: dict[str, PlainCommand | None] = {}
     shapes: _Shapes = {}
     # A line ending in a pipeline of three or more commands, and more lines:
@@ -187,11 +189,12 @@ def simple_line(text: str) -> list[PlainStatement] | None:
                 return None  # `;` with no command before it
             if long_pipeline:
                 return None
-            if source not in known:
-                known[source] = _statement(source, commands, shapes)
-            statement = known[source]
+            statement = known.get(source)
             if statement is None:
-                return None
+                statement = _statement(source, commands, shapes)
+                if statement is None:
+                    return None
+                known[source] = statement
             statements.append(statement)
             long_pipeline = (  # not closed by a `;`
                 index == last and statement.kind == "pipeline" and len(statement.commands) > 2
@@ -259,16 +262,25 @@ def _split(pattern: re.Pattern[str], text: str) -> list[str] | None:
 
 
 _Shapes = dict[str, PlainCommand]
-"""Commands read, by their text without their redirections' targets (`_retargeted`)."""
+"""Commands read, by their text without their redirections' targets (`_retargeted`).
+
+One whose one target ends it, after an operator and one blank (``echo $(date) >
+out0.txt``), is also kept by its text before that blank (``echo $(date) >``: no
+NUL, no clash with the others), an end shape. A text that is that text, a blank
+and a `_TARGET` word (``… > out1.txt``) is of its shape: `_TARGET` finds nothing
+before the operator in it, as in the first (a word found there ends before the
+operator, which is no blank), then the operator, the blank and the word. Told with a
+partition and a strip, where a search costs three times as much (once for each
+statement of a long line)."""
 
 
 def _statement(
     source: str, known: dict[str, PlainCommand | None], shapes: _Shapes
 ) -> PlainStatement | None:
     if "&" not in source and "|" not in source:  # one command
-        if source not in known:
-            known[source] = _retargeted(source, shapes)
-        command = known[source]
+        command = known.get(source)
+        if command is None:
+            command = known[source] = _retargeted(source, shapes)
         return None if command is None else PlainStatement("command", source, (command,))
     parts = _OPERATOR.split(source) if _operators_apart(source) else _split(_SEGMENT, source)
     if parts is None:
@@ -322,6 +334,17 @@ def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
     words, substitutions and redirections but for those targets."""
     if "<" not in text and ">" not in text:
         return _command(text)
+    # The usual case first, without a search: a text of an end shape (`_Shapes`).
+    head, _, last = text.rpartition(" ")
+    template = shapes.get(head)
+    if template is not None and last and not last.strip(_TARGET_CHARACTERS) and last[0] not in "-=":
+        redirect = template.redirects[0]
+        return PlainCommand(
+            text,
+            template.body,
+            (Redirect(redirect.direction, last, True, redirect.fd),),
+            template.substitutions,
+        )
     parts = _TARGET.split(text)  # before, `>` and a blank, target, between, …, after
     if len(parts) == 1:
         return _command(text)
@@ -338,6 +361,8 @@ def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
         first = len(parts[0]) + len(parts[1])  # where the first target starts
         if command is not None and _written_targets(command, first) == targets:
             shapes[shape] = command
+            if len(targets) == 1 and not parts[3] and parts[1][1:] == " ":
+                shapes[parts[0] + parts[1][0]] = command  # (`_Shapes`: an end shape)
         return command
     if len(targets) == 1:  # the usual case, made without a generator (several times faster)
         redirect = template.redirects[0]
