@@ -99,6 +99,11 @@ class PlainWalk(SimpleCommandReader):
         the same order, each statement seen once per context and level."""
         walked: set[str] = set()
         known = self.memo.commands
+        # The redirections of statements that add nothing else (`plain_again` of a
+        # command met before, reading nothing), registered at once before anything
+        # else is added: the same redirections and risks in the same order, without
+        # four calls for each of a long line's hundreds of statements.
+        pending: list[Redirect] = []
         for statement in statements:
             # The same text is the same statement, which `first_walk` refuses in the
             # same context and level: not walked again in vain.
@@ -106,18 +111,33 @@ class PlainWalk(SimpleCommandReader):
             if text in walked:
                 continue
             walked.add(text)
-            if statement.kind != "command":
-                self.plain_statement(statement, context, level)
-                continue
             command = statement.commands[0]
             # Most of a long line's commands are one met before with other redirection
             # targets (`… > out1.txt; … > out2.txt`): what `plain_simple` would do,
             # without its calls (`plain_command_words` has the same key).
-            found = known.get((command.body, context, level + 1)) if command.body else None
-            if found is None:
-                self.plain_simple(command, context, level)
-            elif self.first_walk("redirected_statement", text.encode(), context, level):
+            found = (
+                known.get((command.body, context, level + 1))
+                if command.body and statement.kind == "command"
+                else None
+            )
+            if found is not None:
+                if not self.first_walk("redirected_statement", text.encode(), context, level):
+                    continue
+                redirects = command.redirects
+                if not found[1] and not _reading(redirects):
+                    pending += redirects
+                    continue
+            if pending:
+                self.register(pending)
+                pending = []
+            if found is not None:
                 self.plain_again(found, list(command.redirects), context)
+            elif statement.kind != "command":
+                self.plain_statement(statement, context, level)
+            else:
+                self.plain_simple(command, context, level)
+        if pending:
+            self.register(pending)
 
     def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
         if statement.kind == "command":
