@@ -191,7 +191,28 @@ def simple_line(text: str) -> list[PlainStatement] | None:
                 return None
             statement = known.get(source)
             if statement is None:
-                statement = _statement(source, commands, shapes)
+                # The usual statement of a long line first, without a search and two
+                # calls: one command of an end shape (`_Shapes`).
+                head, _, target = source.rpartition(" ")
+                template = shapes.get(head)
+                if (
+                    template is not None
+                    and "&" not in source
+                    and "|" not in source
+                    and target
+                    and not target.strip(_TARGET_CHARACTERS)
+                    and target[0] not in "-="
+                ):
+                    redirect = template.redirects[0]
+                    command = PlainCommand(
+                        source,
+                        template.body,
+                        (Redirect(redirect.direction, target, True, redirect.fd),),
+                        template.substitutions,
+                    )
+                    statement = PlainStatement("command", source, (command,))
+                else:
+                    statement = _statement(source, commands, shapes)
                 if statement is None:
                     return None
                 known[source] = statement
@@ -334,17 +355,6 @@ def _retargeted(text: str, shapes: _Shapes) -> PlainCommand | None:
     words, substitutions and redirections but for those targets."""
     if "<" not in text and ">" not in text:
         return _command(text)
-    # The usual case first, without a search: a text of an end shape (`_Shapes`).
-    head, _, last = text.rpartition(" ")
-    template = shapes.get(head)
-    if template is not None and last and not last.strip(_TARGET_CHARACTERS) and last[0] not in "-=":
-        redirect = template.redirects[0]
-        return PlainCommand(
-            text,
-            template.body,
-            (Redirect(redirect.direction, last, True, redirect.fd),),
-            template.substitutions,
-        )
     parts = _TARGET.split(text)  # before, `>` and a blank, target, between, …, after
     if len(parts) == 1:
         return _command(text)

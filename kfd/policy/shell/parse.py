@@ -187,8 +187,8 @@ class _Walker(PlainWalk):
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None:
         self.out.risks.append(Risk(kind, message, subject))  # (`Collector.risk`, a call less)
 
-    def found_redirect(self, redirect: Redirect) -> None:
-        self.out.redirects.append(redirect)
+    def found_redirects(self, redirects: list[Redirect]) -> None:
+        self.out.redirects += redirects
 
     def found_input(self, text: str) -> None:
         self.out.inputs.append(text)

@@ -104,6 +104,7 @@ class PlainWalk(SimpleCommandReader):
         # else is added: the same redirections and risks in the same order, without
         # four calls for each of a long line's hundreds of statements.
         pending: list[Redirect] = []
+        first_walk, inner = self.first_walk, level + 1  # (for each of hundreds)
         for statement in statements:
             # The same text is the same statement, which `first_walk` refuses in the
             # same context and level: not walked again in vain.
@@ -116,12 +117,12 @@ class PlainWalk(SimpleCommandReader):
             # targets (`… > out1.txt; … > out2.txt`): what `plain_simple` would do,
             # without its calls (`plain_command_words` has the same key).
             found = (
-                known.get((command.body, context, level + 1))
+                known.get((command.body, context, inner))
                 if command.body and statement.kind == "command"
                 else None
             )
             if found is not None:
-                if not self.first_walk("redirected_statement", text.encode(), context, level):
+                if not first_walk("redirected_statement", text.encode(), context, level):
                     continue
                 redirects = command.redirects
                 if not found[1] and not _reading(redirects):

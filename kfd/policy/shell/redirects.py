@@ -64,7 +64,7 @@ class RedirectReader(abc.ABC):
     def risk(self, kind: RiskKind, message: str, subject: str = "") -> None: ...
 
     @abc.abstractmethod
-    def found_redirect(self, redirect: Redirect) -> None: ...
+    def found_redirects(self, redirects: list[Redirect]) -> None: ...
 
     @abc.abstractmethod
     def found_input(self, text: str) -> None: ...
@@ -213,23 +213,26 @@ class RedirectReader(abc.ABC):
 
     def register(self, redirects: list[Redirect]) -> None:
         """Record a command's redirections, and the risks of those that need a look."""
+        # All at once, and the risks after (in another list: the same lists), for the
+        # hundreds of a long line (`PlainWalk.plain`).
+        self.found_redirects(redirects)
+        risk = self.risk
         for redirect in redirects:
-            self.found_redirect(redirect)
             target = redirect.target
             if not redirect.static:
-                self.risk(
+                risk(
                     RiskKind.DYNAMIC_REDIRECT,
                     f"redirection target {target!r} is not static",
                     target,
                 )
             elif target.startswith(_SOCKETS):
-                self.risk(
+                risk(
                     _REDIRECT_WRITE,
                     f"redirection to {target!r} opens a network connection",
                     target,
                 )
             elif redirect.direction != "read" and target not in SAFE_WRITE_TARGETS:
-                self.risk(_REDIRECT_WRITE, f"output is written to {target!r}", target)
+                risk(_REDIRECT_WRITE, f"output is written to {target!r}", target)
 
 
 def _unquoted(delimiter: str) -> str:
