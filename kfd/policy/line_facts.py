@@ -128,10 +128,17 @@ def line_facts(
     # line may be in (`cd docs && echo x > notes.md` writes docs/notes.md).
     targets: dict[tuple[str, bool], None] = {}
     for redirect in analysis.redirects:
-        if redirect.static and _file(redirect.target):
-            targets.setdefault((redirect.target, redirect.direction != "read"))
+        target = redirect.target
+        if redirect.static and _file(target):
+            targets[target, redirect.direction != "read"] = None  # (where first met)
     named = {word for word, _ in targets}
-    written = [risk.subject for risk in analysis.risks if risk.kind == _REDIRECT_WRITE]
+    # The subjects of the redirections' risks are named already, most of them: the rest
+    # kept, not a list of hundreds walked again.
+    written = [
+        risk.subject
+        for risk in analysis.risks
+        if risk.kind == _REDIRECT_WRITE and risk.subject not in named
+    ]
     # A command met again writes what it wrote the first time (`command_key` leaves
     # out only redirections, which `_written_operands` does not read).
     written += [w for facts in distinct for w in _written_operands(facts.command)]
