@@ -51,7 +51,7 @@ import msgspec
 
 from kfd.policy.shell.model import Redirect
 
-__all__ = ["PlainCommand", "PlainStatement", "portable", "simple_line"]
+__all__ = ["Plain", "PlainCommand", "PlainRun", "PlainStatement", "portable", "simple_line"]
 
 # Possessive repetitions: a line that fails to match fails in linear time.
 _LINE = re.compile(
@@ -117,7 +117,7 @@ class PlainCommand(msgspec.Struct):
     redirects: tuple[Redirect, ...] = ()
     """Its redirections to files, as the walk records them (one to a descriptor,
     ``2>&1``, opens no file: none is)."""
-    substitutions: dict[str, list[PlainStatement]] = {}
+    substitutions: dict[str, list[Plain]] = {}
     """The statements of each word that is a command substitution (``$(date)``)."""
 
     @property
@@ -146,14 +146,37 @@ class PlainStatement(msgspec.Struct, frozen=True):
     """A list's commands and pipelines."""
 
 
-def simple_line(text: str) -> list[PlainStatement] | None:
+class PlainRun(msgspec.Struct):
+    """Statements one after another, each one command of the same end shape
+    (`_Shapes`): ``template`` but for the target that ends it (``echo $(date) >
+    out1.txt; echo $(date) > out2.txt; …`` after ``… > out0.txt``). Kept as their
+    texts and targets, which is all the walk reads of most (`PlainWalk.plain`): the
+    four objects of a statement are made only for one it walks the long way."""
+
+    template: PlainCommand
+    texts: list[str]
+    targets: list[str]
+
+    def command(self, index: int) -> PlainCommand:
+        """The command of statement ``index``, as `_retargeted` makes it."""
+        template = self.template
+        redirect = template.redirects[0]
+        retargeted = Redirect(redirect.direction, self.targets[index], True, redirect.fd)
+        return PlainCommand(self.texts[index], template.body, (retargeted,), template.substitutions)
+
+
+Plain = PlainStatement | PlainRun
+"""What `simple_line` reads a script as: statements, and runs of them."""
+
+
+def simple_line(text: str) -> list[Plain] | None:
     """The statements of ``text`` when it is provably simple (module docstring), else None.
 
     A statement or command met again (``ls x && ls x && …``) is read once: the
     same text reads the same way; one met again with other redirection targets
     only (``echo $(date) > out1.txt`` after ``… > out0.txt``) is the first with
     those targets (`_retargeted`)."""
-    statements: list[PlainStatement] = []
+    statements: list[Plain] = []
     known: dict[str, PlainStatement] = {}
     commands: dict[str, PlainCommand | None] = {}
     shapes: _Shapes = {}
@@ -203,16 +226,14 @@ def simple_line(text: str) -> list[PlainStatement] | None:
                     and not target.strip(_TARGET_CHARACTERS)
                     and target[0] not in "-="
                 ):
-                    redirect = template.redirects[0]
-                    command = PlainCommand(
-                        source,
-                        template.body,
-                        (Redirect(redirect.direction, target, True, redirect.fd),),
-                        template.substitutions,
-                    )
-                    statement = PlainStatement("command", source, (command,))
-                else:
-                    statement = _statement(source, commands, shapes)
+                    run = statements[-1] if statements else None
+                    if isinstance(run, PlainRun) and run.template is template:
+                        run.texts.append(source)
+                        run.targets.append(target)
+                    else:
+                        statements.append(PlainRun(template, [source], [target]))
+                    continue  # (not a pipeline: `long_pipeline` stays false)
+                statement = _statement(source, commands, shapes)
                 if statement is None:
                     return None
                 known[source] = statement
@@ -447,7 +468,7 @@ def _substituted(command: PlainCommand) -> PlainCommand | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _inner_line(script: str) -> list[PlainStatement] | None:
+def _inner_line(script: str) -> list[Plain] | None:
     """`simple_line` of a substitution's script, kept: a line repeats its substitutions
     (``echo $(date) > out1; echo $(date) > out2; ...``). Shared: never changed."""
     return simple_line(script)

@@ -15,12 +15,13 @@ every such run landed where that reading holds.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from kfd.policy.shell.fastpath import PlainCommand, PlainStatement
+from kfd.policy.shell.fastpath import Plain, PlainCommand, PlainRun, PlainStatement
 from kfd.policy.shell.model import Redirect, RiskKind, SimpleCommand
 from kfd.policy.shell.simple import Context, SimpleCommandReader
 from kfd.policy.shell.words import Word, plain_run
@@ -93,7 +94,7 @@ class PlainWalk(SimpleCommandReader):
     ) -> bool:
         """Whether a statement is walked for the first time in this context and level."""
 
-    def plain(self, statements: list[PlainStatement], context: Context, level: int) -> None:
+    def plain(self, statements: Sequence[Plain], context: Context, level: int) -> None:
         """The statements of a provably simple script (`simple_line`), walked as
         `statement` walks the tree tree-sitter gives for it: the same commands, in
         the same order, each statement seen once per context and level."""
@@ -106,6 +107,9 @@ class PlainWalk(SimpleCommandReader):
         pending: list[Redirect] = []
         first_walk, inner = self.first_walk, level + 1  # (for each of hundreds)
         for statement in statements:
+            if isinstance(statement, PlainRun):
+                self.plain_run(statement, context, level, walked, pending)
+                continue
             # The same text is the same statement, which `first_walk` refuses in the
             # same context and level: not walked again in vain.
             text = statement.text
@@ -130,7 +134,7 @@ class PlainWalk(SimpleCommandReader):
                     continue
             if pending:
                 self.register(pending)
-                pending = []
+                pending.clear()
             if found is not None:
                 self.plain_again(found, list(command.redirects), context)
             elif statement.kind != "command":
@@ -139,6 +143,45 @@ class PlainWalk(SimpleCommandReader):
                 self.plain_simple(command, context, level)
         if pending:
             self.register(pending)
+
+    def plain_run(
+        self,
+        run: PlainRun,
+        context: Context,
+        level: int,
+        walked: set[str],
+        pending: list[Redirect],
+    ) -> None:
+        """The statements of ``run``, as `plain` walks each (with its ``walked`` and
+        ``pending``): the words of all are the template's, found once walked; its
+        redirection reads for all or for none."""
+        template = run.template
+        redirect = template.redirects[0]
+        reads = redirect.direction == "read"
+        key = (template.body, context, level + 1)
+        known, first_walk = self.memo.commands, self.first_walk
+        found = known.get(key)  # once found, kept (`plain_command_words` sets it once)
+        for index, text in enumerate(run.texts):
+            if text in walked:
+                continue
+            walked.add(text)
+            if found is None:
+                found = known.get(key)
+            if found is not None:
+                if not first_walk("redirected_statement", text.encode(), context, level):
+                    continue
+                if not found[1] and not reads:
+                    target = run.targets[index]
+                    pending.append(Redirect(redirect.direction, target, True, redirect.fd))
+                    continue
+            if pending:
+                self.register(pending)
+                pending.clear()
+            command = run.command(index)
+            if found is not None:
+                self.plain_again(found, list(command.redirects), context)
+            else:
+                self.plain_simple(command, context, level)
 
     def plain_statement(self, statement: PlainStatement, context: Context, level: int) -> None:
         if statement.kind == "command":
