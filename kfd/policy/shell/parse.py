@@ -190,6 +190,9 @@ class _Walker(PlainWalk):
     def found_redirects(self, redirects: list[Redirect]) -> None:
         self.out.redirects += redirects
 
+    def found_risks(self, risks: list[Risk]) -> None:
+        self.out.risks += risks
+
     def found_input(self, text: str) -> None:
         self.out.inputs.append(text)
 

@@ -108,7 +108,7 @@ class PlainWalk(SimpleCommandReader):
         first_walk, inner = self.first_walk, level + 1  # (for each of hundreds)
         for statement in statements:
             if isinstance(statement, PlainRun):
-                self.plain_run(statement, context, level, walked, pending)
+                self.plain_shape_run(statement, context, level, pending)
                 continue
             # The same text is the same statement, which `first_walk` refuses in the
             # same context and level: not walked again in vain.
@@ -144,17 +144,13 @@ class PlainWalk(SimpleCommandReader):
         if pending:
             self.register(pending)
 
-    def plain_run(
-        self,
-        run: PlainRun,
-        context: Context,
-        level: int,
-        walked: set[str],
-        pending: list[Redirect],
+    def plain_shape_run(
+        self, run: PlainRun, context: Context, level: int, pending: list[Redirect]
     ) -> None:
-        """The statements of ``run``, as `plain` walks each (with its ``walked`` and
-        ``pending``): the words of all are the template's, found once walked; its
-        redirection reads for all or for none."""
+        """The statements of ``run``, as `plain` walks each (with its ``pending``): the
+        words of all are the template's, found once walked; its redirection reads for
+        all or for none. A text met again is refused by `first_walk` alone (`plain`'s
+        set of texts only spares it)."""
         template = run.template
         redirect = template.redirects[0]
         reads = redirect.direction == "read"
@@ -162,9 +158,6 @@ class PlainWalk(SimpleCommandReader):
         known, first_walk = self.memo.commands, self.first_walk
         found = known.get(key)  # once found, kept (`plain_command_words` sets it once)
         for index, text in enumerate(run.texts):
-            if text in walked:
-                continue
-            walked.add(text)
             if found is None:
                 found = known.get(key)
             if found is not None:

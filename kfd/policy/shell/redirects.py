@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from kfd.policy.shell.model import Redirect, RiskKind
+from kfd.policy.shell.model import Redirect, Risk, RiskKind
 from kfd.policy.shell.steps import SAFE_WRITE_TARGETS
 from kfd.policy.shell.words import (
     Scan,
@@ -65,6 +65,9 @@ class RedirectReader(abc.ABC):
 
     @abc.abstractmethod
     def found_redirects(self, redirects: list[Redirect]) -> None: ...
+
+    @abc.abstractmethod
+    def found_risks(self, risks: list[Risk]) -> None: ...
 
     @abc.abstractmethod
     def found_input(self, text: str) -> None: ...
@@ -213,26 +216,31 @@ class RedirectReader(abc.ABC):
 
     def register(self, redirects: list[Redirect]) -> None:
         """Record a command's redirections, and the risks of those that need a look."""
-        # All at once, and the risks after (in another list: the same lists), for the
-        # hundreds of a long line (`PlainWalk.plain`).
+        # All at once, the redirections and then the risks (other lists: the same
+        # lists), for the hundreds of a long line (`PlainWalk.plain`).
         self.found_redirects(redirects)
-        risk = self.risk
+        risks: list[Risk] = []
         for redirect in redirects:
             target = redirect.target
             if not redirect.static:
-                risk(
-                    RiskKind.DYNAMIC_REDIRECT,
-                    f"redirection target {target!r} is not static",
-                    target,
+                risks.append(
+                    Risk(
+                        RiskKind.DYNAMIC_REDIRECT,
+                        f"redirection target {target!r} is not static",
+                        target,
+                    )
                 )
             elif target.startswith(_SOCKETS):
-                risk(
-                    _REDIRECT_WRITE,
-                    f"redirection to {target!r} opens a network connection",
-                    target,
+                risks.append(
+                    Risk(
+                        _REDIRECT_WRITE,
+                        f"redirection to {target!r} opens a network connection",
+                        target,
+                    )
                 )
             elif redirect.direction != "read" and target not in SAFE_WRITE_TARGETS:
-                risk(_REDIRECT_WRITE, f"output is written to {target!r}", target)
+                risks.append(Risk(_REDIRECT_WRITE, f"output is written to {target!r}", target))
+        self.found_risks(risks)
 
 
 def _unquoted(delimiter: str) -> str:
