@@ -329,7 +329,9 @@ class _Gatherer:
         self.keys: dict[str, list[str]] = {}
         self.settings: dict[str | None, tuple[tuple[str, str], ...] | None] = {}
         self.resolved: dict[tuple[str, str], PathFact] = {}
-        self.real_bases: dict[str, str] = {}
+        self.real_bases: dict[str, str] = {workspace: root}
+        """Where each base really is (`real_base`); the workspace's is ``root``, found
+        by `line_facts` the moment before (not again: a few system calls a line)."""
         self.directories: dict[str, Entries | None] = {}
         """The directories `quick_fact` looked in, by spelling, checked once a line."""
         if root not in _KEPT_FACTS and len(_KEPT_FACTS) >= _KEPT_WORKSPACES:
