@@ -180,6 +180,7 @@ def simple_line(text: str) -> list[Plain] | None:
     known: dict[str, PlainStatement] = {}
     commands: dict[str, PlainCommand | None] = {}
     shapes: _Shapes = {}
+    run: PlainRun | None = None  # the last statement, when it is a run
     # A line ending in a pipeline of three or more commands, and more lines:
     # tree-sitter may read the next lines' words as the pipeline's last command's
     # (`a|b|c⏎d⏎e && f` as `c d e`), which the walk reports as unparsed. Such a
@@ -226,18 +227,19 @@ def simple_line(text: str) -> list[Plain] | None:
                     and not target.strip(_TARGET_CHARACTERS)
                     and target[0] not in "-="
                 ):
-                    run = statements[-1] if statements else None
-                    if isinstance(run, PlainRun) and run.template is template:
+                    if run is not None and run.template is template:
                         run.texts.append(source)
                         run.targets.append(target)
                     else:
-                        statements.append(PlainRun(template, [source], [target]))
+                        run = PlainRun(template, [source], [target])
+                        statements.append(run)
                     continue  # (not a pipeline: `long_pipeline` stays false)
                 statement = _statement(source, commands, shapes)
                 if statement is None:
                     return None
                 known[source] = statement
             statements.append(statement)
+            run = None
             long_pipeline = (  # not closed by a `;`
                 index == last and statement.kind == "pipeline" and len(statement.commands) > 2
             )

@@ -174,6 +174,7 @@ class _Walker(PlainWalk):
     ) -> None:
         self.out = collector
         self.memo = collector.memo
+        self.walked = collector.walked
         self.source = source
         # What tree-sitter parsed: `source` with a few bytes blanked (`parse_script`).
         self.parsed = parsed
@@ -220,7 +221,7 @@ class _Walker(PlainWalk):
             if parsed in (None, text)
             else (kind, text, parsed, context, level)
         )
-        walked = self.out.walked
+        walked = self.walked
         count = len(walked)
         walked.add(key)  # hashed once (a context's hash is kept, not its tuple's)
         return len(walked) > count

@@ -84,6 +84,8 @@ class PlainWalk(SimpleCommandReader):
     """The fast path's statements and the words read at once, for the syntax walker."""
 
     memo: PlainMemo
+    walked: set[tuple[object, ...]]
+    """The statements walked, with their context and level (`first_walk`'s)."""
     parsed: bytes
     merged: dict[tuple[int, int], int]
     plain_spans: dict[tuple[int, int], tuple[int, int] | None]
@@ -155,13 +157,16 @@ class PlainWalk(SimpleCommandReader):
         redirect = template.redirects[0]
         reads = redirect.direction == "read"
         key = (template.body, context, level + 1)
-        known, first_walk = self.memo.commands, self.first_walk
+        known, walked = self.memo.commands, self.walked
         found = known.get(key)  # once found, kept (`plain_command_words` sets it once)
         for index, text in enumerate(run.texts):
             if found is None:
                 found = known.get(key)
             if found is not None:
-                if not first_walk("redirected_statement", text.encode(), context, level):
+                # `first_walk` of the statement, without a call for each of hundreds
+                count = len(walked)
+                walked.add(("redirected_statement", text.encode(), context, level))
+                if len(walked) == count:
                     continue
                 if not found[1] and not reads:
                     target = run.targets[index]
