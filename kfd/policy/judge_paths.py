@@ -211,6 +211,7 @@ def weigh_touched(
     files (``echo x > out1; echo y > out2; ...``)."""
     shared = _shared(facts)
     mode = facts.request.mode
+    refused = False  # (a line refused stays so: not asked again for each of hundreds)
     for fact in paths:
         write = fact.write
         allow = (
@@ -228,8 +229,12 @@ def weigh_touched(
                 f"plan mode: the command writes {fact.word}; only read-only commands run "
                 "(describe the change instead, or ask the user to switch modes)"
             )
-        elif mode == "default" and found.refused is None:
-            found.ask(f"the command writes {fact.word}: default mode asks before it writes a file")
+        elif mode == "default" and not refused:
+            if found.refused is None:
+                found.ask(
+                    f"the command writes {fact.word}: default mode asks before it writes a file"
+                )
+            refused = True
 
 
 def path_rules(facts: CallFacts, fact: PathFact, write: bool | None) -> list[SourcedRule]:
