@@ -156,6 +156,10 @@ class PlainRun(msgspec.Struct):
     template: PlainCommand
     texts: list[str]
     targets: list[str]
+    text: str = ""
+    """No statement's text (they are never empty): `PlainWalk.plain` reads the text of
+    each statement to skip one walked before, which a run never is, before it asks
+    whether it is a run (which costs as much again, for each of hundreds)."""
 
     def command(self, index: int) -> PlainCommand:
         """The command of statement ``index``, as `_retargeted` makes it."""

@@ -109,13 +109,13 @@ class PlainWalk(SimpleCommandReader):
         pending: list[Redirect] = []
         first_walk, inner = self.first_walk, level + 1  # (for each of hundreds)
         for statement in statements:
-            if isinstance(statement, PlainRun):
-                self.plain_shape_run(statement, context, level, pending)
-                continue
             # The same text is the same statement, which `first_walk` refuses in the
             # same context and level: not walked again in vain.
             text = statement.text
             if text in walked:
+                continue
+            if isinstance(statement, PlainRun):
+                self.plain_shape_run(statement, context, level, pending)
                 continue
             walked.add(text)
             command = statement.commands[0]
