@@ -179,7 +179,8 @@ def simple_line(text: str) -> list[Plain] | None:
     A statement or command met again (``ls x && ls x && …``) is read once: the
     same text reads the same way; one met again with other redirection targets
     only (``echo $(date) > out1.txt`` after ``… > out0.txt``) is the first with
-    those targets (`_retargeted`)."""
+    those targets (`_retargeted`), and such statements one after another, of a shape
+    whose target ends them, a `PlainRun`."""
     statements: list[Plain] = []
     known: dict[str, PlainStatement] = {}
     commands: dict[str, PlainCommand | None] = {}

@@ -99,7 +99,8 @@ class PlainWalk(SimpleCommandReader):
     def plain(self, statements: Sequence[Plain], context: Context, level: int) -> None:
         """The statements of a provably simple script (`simple_line`), walked as
         `statement` walks the tree tree-sitter gives for it: the same commands, in
-        the same order, each statement seen once per context and level."""
+        the same order, each statement seen once per context and level (those of a
+        run each as one statement: `plain_shape_run`)."""
         walked: set[str] = set()
         known = self.memo.commands
         # The redirections of statements that add nothing else (`plain_again` of a
