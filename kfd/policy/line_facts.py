@@ -223,22 +223,39 @@ def _with_unpacked(
 _TREE_WRITERS = frozenset(
     {"checkout", "switch", "restore", "reset", "merge", "pull", "rebase", "cherry-pick"}
     | {"revert", "stash", "am", "read-tree", "checkout-index", "clone", "worktree", "mv"}
-    | {"submodule", "sparse-checkout", "bisect", "subtree", "filter-branch"}
+    | {"submodule", "sparse-checkout", "bisect", "subtree", "filter-branch", "apply"}
 )
 """git subcommands that write working-tree files from the repository's objects."""
 
 
+_LINK_MAKERS = frozenset({"ln", "link", "patch"})
+"""Programs that make links from their words or data: always."""
+_LINK_MOVERS = frozenset({"cp", "mv", "rsync", "install"})
+"""Programs that copy or move what they name: when something they name is a link
+(round 26: `cp -P d/l src/l2; cat src/l2/k` with `d/l` a link to the secrets)."""
+
+
+def _may_put_links(cf: CommandFacts, reading: Reading) -> bool:
+    """Whether a command may leave a link where a later command's path leads."""
+    program = reading.program
+    if program in _LINK_MAKERS:
+        return True
+    if program in _LINK_MOVERS:
+        return any(fact.path != fact.real for fact in cf.paths)
+    if program != "git":
+        return False
+    path = reading.parsed.path if reading.parsed is not None else []
+    return not path or path[0] in _TREE_WRITERS
+
+
 def _after_tree_rewrites(commands: list[CommandFacts]) -> list[CommandFacts]:
-    """``commands``, those after one that writes working-tree files from git's objects
-    (or a git subcommand kfd cannot name) made unknown: what they name may be a link
-    it put there, which kfd cannot see beforehand (round 25: `git checkout evil -- l e;
-    cat e l/k` read `.env` outside the workspace and a denied secret, in auto mode)."""
+    """``commands``, those after one that may put a link in place (`_may_put_links`: git
+    writing the working tree from its objects, a patch, a copy of a link) made unknown:
+    what they name may be that link, which kfd cannot see beforehand (round 25: `git
+    checkout evil -- l e; cat e l/k` read `.env` outside the workspace and a denied
+    secret, in auto mode)."""
     for index, cf in enumerate(commands[:-1]):
-        reading = read_command(cf.command)
-        if reading.program != "git":
-            continue
-        path = reading.parsed.path if reading.parsed is not None else []
-        if path and path[0] not in _TREE_WRITERS:
+        if not _may_put_links(cf, read_command(cf.command)):
             continue
         why = f"`{cf.command.source}` before it may put links where its paths lead"
         later = [  # (a command naming no path reads nothing such a link could redirect)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 
 __all__ = ["where"]
 
@@ -35,8 +34,8 @@ def where(path: str) -> str | None:
     goes (a later command may make it: ``mkdir d; cat d/../link``). None, unknown, when
     a part cannot be looked at (no permission, a path longer than the kernel takes:
     round 25 hid links past 4,096 bytes that way), a link more than the kernel's 40
-    (nothing reaches past it), or when it costs more than `_BUDGET` looks or
-    `_DEADLINE_S` (only a tree made to cost that does). A NUL byte leaves the path as
+    (nothing reaches past it), or when it costs more than `_BUDGET` looks (only a
+    tree made to cost that does). A NUL byte leaves the path as
     spelled (no file has one)."""
     if "\0" in path or not path.startswith("/"):
         return os.path.normpath(path)
@@ -90,13 +89,12 @@ def _where(path: str, budget: _Budget) -> str:
             path = "/" + path
 
 
-_BUDGET = 512
-"""Looks (opens, reads of a link) one path may cost: a few for most, a dozen for a
-long one that does not exist, a few hundred for a chain of links the kernel would
-follow to its limit."""
-_DEADLINE_S = 0.02
-"""Time one path may cost: a look can be a kernel walk of 40 links of 4 KB each
-(round 25: 150-300 ms for one path of such links, 512 looks allowed)."""
+_BUDGET = 96
+"""Looks (opens, reads of a link) one path may cost: one for most, a dozen for a long
+one that does not exist, a few more for each dangling link followed by hand. A look
+can be a kernel walk of 40 links of 4 KB each (round 25: ~0.5 ms), so the budget
+bounds the time too (~50 ms at worst), the same on a loaded machine as on a quiet
+one (a deadline in time made answers depend on the load)."""
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR})
 """What a look may fail with for a name that is not there (yet): anything else is
 a part kfd cannot look at, where the command may see something."""
@@ -107,15 +105,14 @@ class _Unknown(Exception):
 
 
 class _Budget:
-    __slots__ = ("deadline", "left")
+    __slots__ = ("left",)
 
     def __init__(self) -> None:
         self.left = _BUDGET
-        self.deadline = time.monotonic() + _DEADLINE_S
 
     def spend(self) -> None:
         self.left -= 1
-        if self.left < 0 or time.monotonic() > self.deadline:
+        if self.left < 0:
             raise _Unknown
 
     def opened(self, path: str) -> str | None:

@@ -42,6 +42,9 @@ class WrapperSpec:
     writes: frozenset[str] = frozenset()
     writes_operand: str = ""
     """The wrapper writes the file its operand names (this one without): ``script``."""
+    runs: frozenset[str] = frozenset()
+    """Options whose value is a program it runs or a library it loads (``fakeroot
+    --faked``, ``dbus-run-session --dbus-daemon``): they ask."""
     creates_before: bool = False
     """Its operands before the command are files it creates: ``flock FILE``."""
     unsets: frozenset[str] = frozenset()
@@ -80,6 +83,7 @@ def _spec(name: str, table: Mapping[str, Any]) -> WrapperSpec:
         writes=frozenset(table.get("writes", ())),
         writes_operand=str(table.get("writes_operand", "")),
         creates_before=bool(table.get("creates_before", False)),
+        runs=frozenset(table.get("runs", ())),
         unsets=frozenset(table.get("unsets", ())),
         clears=frozenset(table.get("clears", ())),
     )

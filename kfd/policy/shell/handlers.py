@@ -28,6 +28,12 @@ _PLAIN_OPTIONS = frozenset("cseuxvilrp")
 """Shell options that leave a script's words read as here: `-c`, `-s`, `-i` (read
 above), `-e`, `-u`, `-x`, `-v`, `-l`, `-r` (restricted), `-p` (privileged: no
 startup files). Any other changes how it is read or run."""
+_LONG_OPTIONS = frozenset(
+    {"posix", "login", "rcfile", "init-file", "norc", "noprofile", "noediting", "restricted"}
+    | {"verbose", "version", "help", "debugger", "dump-strings", "dump-po-strings"}
+    | {"pretty-print", "wordexp", "protected", "rpm-requires"}
+)
+"""bash's long options, which it takes with one dash too."""
 _PLAIN_MODES = frozenset({"pipefail", "errexit", "nounset", "xtrace", "verbose", "noclobber"})
 """The same for `-o NAME` (`-o posix`, `-o keyword`, `-o allexport`... do not)."""
 _FOREIGN_SHELLS = frozenset(
@@ -53,8 +59,19 @@ def _shell(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
             break
         if value in ("--version", "--help"):
             return None
+        if value[1:] in _LONG_OPTIONS:
+            value = "-" + value  # bash takes `-posix` as `--posix` (round 26)
         if value.startswith("--"):
             bash = bash and value != "--posix"
+            if value in ("--rcfile", "--init-file"):
+                # A file of commands it runs first (`-i`): as the script itself would.
+                out.finding(
+                    RiskKind.PROGRAM_OPTION,
+                    f"{words[0].text} {value} runs the file given as shell code",
+                    words[i + 1].text if i + 1 < len(words) else value,
+                )
+                if i + 1 < len(words):
+                    state.wrapper_words.append(words[i + 1].value or words[i + 1].text)
             i += 2 if value in ("--rcfile", "--init-file") else 1
             continue
         if len(value) < 2 or value[0] not in "-+":
@@ -254,6 +271,12 @@ def _xargs(words: list[Word], state: Invocation, out: Unwrapped) -> Step:
             return None
         if not value.startswith("-") or value == "-":
             return i
+        if name in ("--arg-file", "-a") or value[:2] == "-a":
+            # The file it reads the arguments from: a path read like any (round 26:
+            # `xargs -a secrets/k echo` printed it).
+            glued = value.partition("=")[2] if "=" in value else value[2:]
+            if glued or i + 1 < len(words):
+                state.wrapper_words.append(glued or (words[i + 1].value or words[i + 1].text))
         if (
             name in _XARGS_FLAGS
             or name in _XARGS_OPTIONAL

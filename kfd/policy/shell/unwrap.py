@@ -163,6 +163,12 @@ def _wrapped(spec: WrapperSpec, words: list[Word], state: Invocation, out: Unwra
             state.assignments.append((value, Word("", "")))  # removed: as if set to anything
             continue
         state.wrapper_words.append(value)
+        if option in spec.runs:
+            out.finding(
+                RiskKind.PROGRAM_OPTION,
+                f"{label} {_spelled(option)} {value!r} runs a program or loads code",
+                value,
+            )
         if option in spec.chdir:
             state.chdir.append(value)
         if option in spec.writes and value[:1] in ("|", "!"):
