@@ -188,6 +188,19 @@ def _with_unpacked(
     redirection writing it, another command naming it, or a command running code
     kfd does not follow (`git apply p` after `./gen.sh`) makes its names unknown."""
     written = {fact.real for fact in redirects if fact.write is not False}
+    found = _unpacking(gatherer, commands, written, inputs)
+    # What the line's unpacking writes may be a data file too, its own among them: a
+    # statement met again is listed once (round 26: `tar xf a.tar; tar xf a.tar` with
+    # an `a.tar` inside wrote what the second reading named). Read again with those.
+    members = {fact.real for cf in found for fact in cf.unpacked}
+    if members - written:
+        found = _unpacking(gatherer, commands, written | members, inputs)
+    return found
+
+
+def _unpacking(
+    gatherer: _Gatherer, commands: list[CommandFacts], written: set[str], inputs: list[str]
+) -> list[CommandFacts]:
     found: list[CommandFacts] = []
     for index, cf in enumerate(commands):
         reading = read_command(cf.command)
@@ -249,21 +262,23 @@ def _may_put_links(cf: CommandFacts, reading: Reading) -> bool:
 
 
 def _after_tree_rewrites(commands: list[CommandFacts]) -> list[CommandFacts]:
-    """``commands``, those after one that may put a link in place (`_may_put_links`: git
-    writing the working tree from its objects, a patch, a copy of a link) made unknown:
-    what they name may be that link, which kfd cannot see beforehand (round 25: `git
-    checkout evil -- l e; cat e l/k` read `.env` outside the workspace and a denied
-    secret, in auto mode)."""
-    for index, cf in enumerate(commands[:-1]):
-        if not _may_put_links(cf, read_command(cf.command)):
-            continue
-        why = f"`{cf.command.source}` before it may put links where its paths lead"
-        later = [  # (a command naming no path reads nothing such a link could redirect)
-            msgspec.structs.replace(c, unknown=[*c.unknown, why]) if c.paths or c.trees else c
-            for c in commands[index + 1 :]
-        ]
-        return [*commands[: index + 1], *later]
-    return commands
+    """``commands``, with one that may put a link in place (`_may_put_links`: git
+    writing the working tree from its objects, a patch, a copy of a link), every
+    other that names a path made unknown: what it names may be that link, which kfd
+    cannot see beforehand (round 25: `git checkout evil -- l e; cat e l/k` read
+    `.env` outside the workspace and a denied secret, in auto mode). Those before it
+    too: a statement met again is listed once, and a loop runs one many times
+    (round 26: `cat e; git checkout evil -- e; cat e`)."""
+    maker = next((cf for cf in commands if _may_put_links(cf, read_command(cf.command))), None)
+    if maker is None:
+        return commands
+    why = f"`{maker.command.source}` on the line may put links where its paths lead"
+    return [  # (a command naming no path reads nothing such a link could redirect)
+        msgspec.structs.replace(c, unknown=[*c.unknown, why])
+        if c is not maker and (c.paths or c.trees)
+        else c
+        for c in commands
+    ]
 
 
 def _gathered(

@@ -187,39 +187,62 @@ def bases(commands: list[SimpleCommand], workspace: str, home: str) -> list[str]
     link target's parent), and home for a bare ``cd``. A change of directory
     starts from every directory the line may be in by then (``cd p; cd q`` is in
     ``p/q``; ``env -C p env -C q`` too): each is joined to all found before it.
-    None past `MAX_BASES` (kfd cannot follow where the line goes)."""
-    bases = [workspace]
-    for command in commands:
-        chains = [list(command.chdir)] if command.chdir else []
-        if command.argv and command.argv[0] in _DIRECTORY_CHANGERS:
-            operands = [
-                word
-                for index, word in enumerate(command.argv[1:], 1)
-                if index in command.dynamic or not word.startswith("-") or word == "-"
-            ]
-            chains += [
-                [w]
-                for i, w in enumerate(command.argv[1:], 1)
-                if i not in command.dynamic
-                if w in operands
-            ]
-            if not operands:
-                chains.append([home])  # `cd`, `cd -P`: $HOME
+    Then again from every directory found, into those that exist, until no new one
+    comes: a change of directory may run more times than it is listed (round 26:
+    ``cd d; cd d; cat k`` lists its ``cd d`` once, and ``d/d`` was the secrets; a
+    loop runs one many times). None past `MAX_BASES` (kfd cannot follow where the
+    line goes)."""
+    found = [workspace]
+    chains = [chain for command in commands for chain in _chains(command, home)]
+    for chain in chains:
+        if not _join(found, chain, existing=False):
+            return None
+    grown = bool(chains)
+    while grown:
+        count = len(found)
         for chain in chains:
-            for start in list(bases):
-                reached = [start]
-                for target in chain:
-                    # `/proc/self/cwd` is the command's directory then, not the daemon's.
-                    joined = [
-                        proc_cwd(os.path.join(directory, target), directory)
-                        for directory in reached
-                    ]
-                    reached = list(
-                        dict.fromkeys(
-                            d for j in joined for d in (os.path.normpath(j), real_path(j))
-                        )
-                    )
-                bases += [directory for directory in reached if directory not in bases]
-                if len(bases) > MAX_BASES:
-                    return None
-    return bases
+            if not _join(found, chain, existing=True):
+                return None
+        grown = len(found) > count
+    return found
+
+
+def _chains(command: SimpleCommand, home: str) -> list[list[str]]:
+    """The changes of directory ``command`` makes, each a chain of targets."""
+    chains = [list(command.chdir)] if command.chdir else []
+    if command.argv and command.argv[0] in _DIRECTORY_CHANGERS:
+        operands = [
+            word
+            for index, word in enumerate(command.argv[1:], 1)
+            if index in command.dynamic or not word.startswith("-") or word == "-"
+        ]
+        chains += [
+            [w]
+            for i, w in enumerate(command.argv[1:], 1)
+            if i not in command.dynamic
+            if w in operands
+        ]
+        if not operands:
+            chains.append([home])  # `cd`, `cd -P`: $HOME
+    return chains
+
+
+def _join(found: list[str], chain: list[str], *, existing: bool) -> bool:
+    """``found`` with where ``chain`` leads from each directory in it (``existing``:
+    only directories there now); False past `MAX_BASES`."""
+    for start in list(found):
+        reached = [start]
+        for target in chain:
+            # `/proc/self/cwd` is the command's directory then, not the daemon's.
+            joined = [proc_cwd(os.path.join(directory, target), directory) for directory in reached]
+            reached = list(
+                dict.fromkeys(d for j in joined for d in (os.path.normpath(j), real_path(j)))
+            )
+        found += [
+            directory
+            for directory in reached
+            if directory not in found and (not existing or os.path.isdir(directory))
+        ]
+        if len(found) > MAX_BASES:
+            return False
+    return True

@@ -64,3 +64,31 @@ def test_a_path_after_a_command_that_may_put_a_link_there_asks(repo: Path, line:
 def test_commands_that_put_no_link_there_leave_paths_known(repo: Path) -> None:
     for line in ("mv src/a.py src/b.py && cat src/b.py", "git checkout -b topic && ls"):
         assert decide_line(repo, line, "auto", RULES) == "allow", line
+
+
+def test_a_statement_met_again_or_in_a_loop_counts_every_time(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Round 26: a statement met again is listed once (its text, or its text but the
+    files it writes), so facts that depend on the order of a line's commands must not
+    take that list as the order: a `cd` may have run more times (``d/d`` is the
+    secrets), a read may come after the command that puts a link, an archive may be
+    unpacked again after it overwrote itself."""
+    (repo / "d" / "d").symlink_to("../secrets")
+    for line in (
+        "cd d; cd d; cat k",
+        "cd d >o1; cd d >o2; cat k",
+        "for i in 1 2; do cd d; done; cat k",
+        "cat d/x; git checkout evil -- d; cat d/x",
+        "cat d/x 2>/dev/null; git checkout evil -- d; cat d/x",
+    ):
+        assert decide_line(repo, line, "auto", RULES) != "allow", line
+    assert decide_line(repo, "cd src && cat a.py", "auto", RULES) == "allow"
+    staged = tmp_path_factory.mktemp("stage")
+    (staged / ".git" / "hooks").mkdir(parents=True)
+    (staged / ".git" / "hooks" / "pre-commit").write_text("#!/bin/sh\necho pwned\n")
+    subprocess.run(["tar", "cf", str(repo / "a.tar"), "-C", str(staged), ".git"], check=True)
+    subprocess.run(["tar", "cf", str(staged / "a.tar"), "-C", str(repo), "src"], check=True)
+    subprocess.run(["tar", "cf", str(repo / "a.tar"), "-C", str(staged), "a.tar"], check=True)
+    for line in ("tar xf a.tar; tar xf a.tar", "tar xf a.tar 2>/dev/null; tar xf a.tar"):
+        assert decide_line(repo, line, "auto", RULES) != "allow", line
