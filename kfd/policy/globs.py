@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["NEVER", "glob_regex"]
+__all__ = ["NEVER", "glob_regex", "literal", "wildcards"]
 
 NEVER = "(?!)"
 """The expression of a pattern that matches nothing (git discards, e.g., ``[a``)."""
@@ -51,6 +51,20 @@ _STAR = "*"
 
 class _Discarded(Exception):
     """A bracket expression without its ``]``: git ignores the whole pattern."""
+
+
+_WILDCARDS = re.compile(r"[*?\[\]\\]")
+"""What a pattern reads as more than its characters (`_atoms`)."""
+
+
+def literal(text: str) -> str:
+    """``text`` as a pattern that matches it alone: its glob characters escaped."""
+    return _WILDCARDS.sub(r"\\\g<0>", text)
+
+
+def wildcards(text: str) -> bool:
+    """Whether ``text`` holds a character a pattern reads as more than itself."""
+    return _WILDCARDS.search(text) is not None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ import msgspec
 
 from kfd.policy.defaults import home_configuration, own_directories, protected
 from kfd.policy.facts import CallFacts, PathFact, TreeFact
+from kfd.policy.globs import literal
 from kfd.policy.paths import real_path
 from kfd.policy.reading import GitRead
 from kfd.policy.rules import PathMatcher, SourcedRule, could_match_under, spec_matcher
@@ -319,7 +319,7 @@ def _path_rules(
     # for every tool (its tool is no path family, and names no tool but bash), so
     # it is left out here, where its words made a costly pattern of "paths".
     found = [
-        (s, _literal(s.rule.spec) if s.source in _KEPT else s.rule.spec)
+        (s, literal(s.rule.spec) if s.source in _KEPT else s.rule.spec)  # `src/**`: one odd file
         for s in rules
         if s.rule.spec is not None and s.rule.domain is None and s.rule.tool != "bash"
     ]
@@ -329,12 +329,6 @@ def _path_rules(
 
 _KEPT = frozenset({"session", "always"})
 """Rules an approval kept: the exact path that was approved, never a pattern."""
-_GLOB_CHARACTERS = re.compile(r"([*?\[\]\\])")
-
-
-def _literal(spec: str) -> str:
-    """``spec`` with its glob characters escaped: ``src/**`` names that one odd file."""
-    return _GLOB_CHARACTERS.sub(r"\\\1", spec)
 
 
 def restricted_reads(rules: Sequence[SourcedRule]) -> list[SourcedRule]:

@@ -29,14 +29,12 @@ def resolve(workspace: Path, accesses: Sequence[PathAccess]) -> list[ResolvedPat
 
 
 def real_path(path: str) -> str:
-    """Where ``path`` really is (`kfd.policy.real.where`), never raising: where a
-    component cannot be looked at (``/proc/1/root``: permission denied), the rest is
-    kept as written; a command run as the same user cannot follow it either.
+    """Where ``path`` really is (`kfd.policy.real.where`), never raising; where that is
+    not known (a component kfd cannot look at, ``/proc/1/root``: permission denied; a
+    tree made to cost too much), a place under ``/proc`` that no rule allows.
 
     Blocking (it opens the path, ``O_PATH``).
     """
-    while "//" in path:
-        path = path.replace("//", "/")  # one slash to the kernel
     if not path.startswith("/"):
         path = os.path.join(os.getcwd(), path)
     real = where(path)  # the kernel's walk, at a cost the workspace cannot choose

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from kfd.policy.command_rules import command_pattern
-from kfd.policy.globs import glob_regex
+from kfd.policy.globs import glob_regex, literal, wildcards
 from kfd.policy.real import where
 
 __all__ = [
@@ -192,7 +192,7 @@ def _tidy(pattern: str) -> str:
     for part in pattern.split("/"):
         if part in ("", "."):
             continue
-        if part == ".." and kept and kept[-1] != ".." and not _GLOB_CHARACTERS.search(kept[-1]):
+        if part == ".." and kept and kept[-1] != ".." and not wildcards(kept[-1]):
             kept.pop()
             continue
         if part == ".." and not kept and pattern.startswith("/"):
@@ -226,28 +226,19 @@ def _anchors(spec: str, workspace: str, home: str, restricting: bool) -> list[tu
     raw = spec[2:] if homeward else spec
     spelled = raw if raw.startswith("/") else f"{home if homeward else workspace}/{raw}"
     parts = spelled.split("/")
-    literal = 0
-    while literal < len(parts) and not _GLOB_CHARACTERS.search(parts[literal]):
-        literal += 1
-    head = "/".join(parts[:literal]) or "/"
+    names = 0
+    while names < len(parts) and not wildcards(parts[names]):
+        names += 1
+    head = "/".join(parts[:names]) or "/"
     real = where(head)  # the kernel's reading of the spelling, `..` after a link and all
     if real is None or real == "/" or real == os.path.normpath(head):
         return found
-    tail = "/".join(part for part in parts[literal:] if part not in ("", "."))
+    tail = "/".join(part for part in parts[names:] if part not in ("", "."))
     if tail:
-        found.append(("/", _escaped(real) + "/" + tail))
+        found.append(("/", literal(real) + "/" + tail))
     else:  # the specifier names a place: it, and what is under it
-        found += [("/", _escaped(real)), ("/", _escaped(real) + "/**")]
+        found += [("/", literal(real)), ("/", literal(real) + "/**")]
     return found
-
-
-_GLOB_CHARACTERS = re.compile(r"[*?\[\]\\!]")
-"""What makes a specifier's component more than a name (`kfd.policy.globs`)."""
-
-
-def _escaped(path: str) -> str:
-    """``path`` as a glob that matches it alone."""
-    return re.sub(r"([*?\[\]\\!])", r"\\\1", path)
 
 
 _BACKUPS = r"(?:~|\.(?:bak|orig|old|save|swp))?\Z"
