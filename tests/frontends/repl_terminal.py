@@ -171,6 +171,14 @@ class Terminal:
         self.last_seen = shown
         return None  # dead, with its status not known yet
 
+    def wait_dead(self, timeout: float = DEADLINE_S) -> None:
+        """Until the pane's command has ended (tmux may not say its status: `exit_status`)."""
+        deadline = time.monotonic() + timeout
+        while not self.dead():
+            if time.monotonic() > deadline:
+                pytest.fail(f"terminal {self.name} is still running:\n{self.screen()}")
+            time.sleep(POLL_S)
+
     def wait_exit(self, timeout: float = DEADLINE_S) -> int:
         deadline = time.monotonic() + timeout
         while (status := self.exit_status()) is None:
